@@ -1,0 +1,398 @@
+"""The facts of a case, as stored and as published.
+
+Each class is one event type at one version. ``TYPE`` is its stable public name
+(the CloudEvents ``type``, the stored topic and the schema id); it never depends on
+module paths. A changed shape is a new class with a new ``TYPE`` and an upcaster from
+the old one in :mod:`vss_contracts.registry`; old payloads are never rewritten.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, ClassVar, Self
+from uuid import UUID
+
+from pydantic import EmailStr, Field, model_validator
+
+from vss_contracts.types import (
+    ChangeRating,
+    ClientRef,
+    ClosingReason,
+    ContactDetails,
+    ContractModel,
+    Coordinator,
+    GoalKind,
+    GoalStatus,
+    LongText,
+    MemberKind,
+    Municipality,
+    NetworkPerson,
+    OrganisationId,
+    OrganisationRef,
+    Participant,
+    Phase,
+    Principal,
+    Region,
+    ShortText,
+    UserId,
+    Worksheet,
+)
+
+TYPE_PREFIX = "se.vss.case."
+
+
+class CaseEventData(ContractModel):
+    """Base of every case event payload."""
+
+    TYPE: ClassVar[str]
+
+    @classmethod
+    def event_name(cls) -> str:
+        """The unversioned name, e.g. ``SipDecided`` (used in NATS subjects)."""
+        return cls.TYPE.removeprefix(TYPE_PREFIX).rsplit(".", 1)[0]
+
+    @classmethod
+    def event_version(cls) -> int:
+        return int(cls.TYPE.rsplit(".v", 1)[1])
+
+
+class CaseOpened(CaseEventData):
+    """A *VSS-uppdrag* was given: the case exists."""
+
+    TYPE: ClassVar[str] = "se.vss.case.CaseOpened.v1"
+    client: ClientRef
+    municipality: Municipality
+    region: Region
+    opened_on: date
+    opened_by_organisation: OrganisationRef
+
+    @model_validator(mode="after")
+    def _municipality_in_region(self) -> Self:
+        if not self.municipality.code.startswith(self.region.code):
+            raise ValueError(
+                f"municipality {self.municipality.code} does not lie in region {self.region.code}"
+                " (a municipality code starts with its county code)"
+            )
+        return self
+
+
+class CoordinatorAssigned(CaseEventData):
+    TYPE: ClassVar[str] = "se.vss.case.CoordinatorAssigned.v1"
+    coordinator: Coordinator
+    assigned_on: date
+
+
+class CoordinatorUnassigned(CaseEventData):
+    TYPE: ClassVar[str] = "se.vss.case.CoordinatorUnassigned.v1"
+    user_id: UserId
+    unassigned_on: date
+    reason: ShortText | None = None
+
+
+class ConsentGiven(CaseEventData):
+    """*Samtycke*: the client consents to these organisations sharing information.
+
+    A new consent replaces the previous one as a whole.
+    """
+
+    TYPE: ClassVar[str] = "se.vss.case.ConsentGiven.v1"
+    consent_id: UUID
+    organisations: Annotated[list[OrganisationRef], Field(min_length=1)]
+    covers_relatives: bool
+    signed_on: date
+    valid_until: date | None = None
+
+    @model_validator(mode="after")
+    def _validity(self) -> Self:
+        if self.valid_until is not None and self.valid_until < self.signed_on:
+            raise ValueError("valid_until is before signed_on")
+        ids = [org.id for org in self.organisations]
+        if len(ids) != len(set(ids)):
+            raise ValueError("an organisation is named twice")
+        return self
+
+
+class ConsentWithdrawn(CaseEventData):
+    """The client withdrew consent: entirely, or for some organisations or relatives."""
+
+    TYPE: ClassVar[str] = "se.vss.case.ConsentWithdrawn.v1"
+    withdrawn_on: date
+    entire: bool = True
+    organisation_ids: list[OrganisationId] = []
+    relatives: bool = False
+    reason: ShortText | None = None
+
+    @model_validator(mode="after")
+    def _scope(self) -> Self:
+        if self.entire and (self.organisation_ids or self.relatives):
+            raise ValueError("an entire withdrawal names no organisations or relatives")
+        if not self.entire and not (self.organisation_ids or self.relatives):
+            raise ValueError("a partial withdrawal names organisations or relatives")
+        return self
+
+
+class ConsentRenewed(CaseEventData):
+    """Every decided SIP is also a renewed consent (DOMAIN.md, step 2)."""
+
+    TYPE: ClassVar[str] = "se.vss.case.ConsentRenewed.v1"
+    consent_id: UUID
+    renewed_on: date
+    sip_version: int
+    valid_until: date | None = None
+
+
+class WorksheetCompleted(CaseEventData):
+    """An *arbetsblad* was gone through; structured data where the sheet has it."""
+
+    TYPE: ClassVar[str] = "se.vss.case.WorksheetCompleted.v1"
+    worksheet: Worksheet
+    completed_on: date
+    participants: Annotated[list[Participant], Field(min_length=1)]
+    summary: LongText
+    change_rating: ChangeRating | None = None
+    network: list[NetworkPerson] | None = None
+    qls_areas: Annotated[list[ShortText], Field(min_length=1)] | None = Field(
+        default=None, description="QLS-100: the life areas the client is not satisfied with"
+    )
+    early_warning_signs: Annotated[list[ShortText], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _structured_data_matches_sheet(self) -> Self:
+        owners = {
+            "change_rating": Worksheet.CHANGE_RATING,
+            "network": Worksheet.NETWORK_MAP,
+            "qls_areas": Worksheet.QLS_100,
+            "early_warning_signs": Worksheet.EARLY_WARNING_SIGNS,
+        }
+        for field, sheet in owners.items():
+            present = getattr(self, field) is not None
+            if present and self.worksheet is not sheet:
+                raise ValueError(f"{field} belongs to the {sheet.value} worksheet")
+            if not present and self.worksheet is sheet:
+                raise ValueError(f"the {sheet.value} worksheet requires {field}")
+        return self
+
+
+class MappingSummarised(CaseEventData):
+    """*Sammanfattning av kartläggning*: what the client wants to change and what stands in the way."""
+
+    TYPE: ClassVar[str] = "se.vss.case.MappingSummarised.v1"
+    summarised_on: date
+    participants: Annotated[list[Participant], Field(min_length=1)]
+    wants_to_change: LongText
+    obstacles: LongText
+    summary: LongText | None = None
+
+
+class PhaseChanged(CaseEventData):
+    TYPE: ClassVar[str] = "se.vss.case.PhaseChanged.v1"
+    from_phase: Phase
+    to_phase: Phase
+    changed_on: date
+    reason: ShortText
+
+
+class GoalSet(CaseEventData):
+    TYPE: ClassVar[str] = "se.vss.case.GoalSet.v1"
+    goal_id: UUID
+    kind: GoalKind
+    description: LongText
+    parent_goal_id: UUID | None = None
+    life_area: ShortText | None = None
+    target_date: date | None = None
+    set_on: date
+
+    @model_validator(mode="after")
+    def _parent(self) -> Self:
+        if self.kind is GoalKind.LONG_TERM and self.parent_goal_id is not None:
+            raise ValueError("a long-term goal has no parent goal")
+        return self
+
+
+class GoalStatusChanged(CaseEventData):
+    TYPE: ClassVar[str] = "se.vss.case.GoalStatusChanged.v1"
+    goal_id: UUID
+    status: GoalStatus
+    changed_on: date
+    comment: LongText | None = None
+
+
+class ResourceGroupMember(ContractModel):
+    """A member of the client's *resursgrupp*."""
+
+    member_id: UUID
+    kind: MemberKind
+    name: ShortText
+    organisation: OrganisationRef | None = None
+    role: ShortText | None = Field(default=None, description="e.g. kurator, boendestödjare, mother")
+    user_id: UserId | None = None
+    contact: ContactDetails = ContactDetails()
+
+    @property
+    def principal(self) -> Principal | None:
+        return self.organisation.principal if self.organisation else None
+
+    @model_validator(mode="after")
+    def _organisation(self) -> Self:
+        needs_org = self.kind in (MemberKind.PROFESSIONAL, MemberKind.COORDINATOR)
+        if needs_org and self.organisation is None:
+            raise ValueError(f"a {self.kind.value} member needs an organisation")
+        if self.kind is MemberKind.COORDINATOR and self.user_id is None:
+            raise ValueError("a coordinator member needs the coordinator's user_id")
+        return self
+
+
+class ResourceGroupMemberAdded(CaseEventData):
+    TYPE: ClassVar[str] = "se.vss.case.ResourceGroupMemberAdded.v1"
+    member: ResourceGroupMember
+    added_on: date
+
+
+class ResourceGroupMemberRemoved(CaseEventData):
+    TYPE: ClassVar[str] = "se.vss.case.ResourceGroupMemberRemoved.v1"
+    member_id: UUID
+    removed_on: date
+    reason: ShortText | None = None
+
+
+class WarningSign(ContractModel):
+    sign_id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+    description: ShortText
+
+
+class OthersAction(ContractModel):
+    who: ShortText
+    what: LongText
+
+
+class PlanContact(ContractModel):
+    name: ShortText
+    relation: ShortText
+    phone: Annotated[str, Field(pattern=r"^\+?[0-9 ()-]{5,20}$")]
+    email: EmailStr | None = None
+    member_id: UUID | None = None
+
+
+class EarlyWarningPlanUpdated(CaseEventData):
+    """*Tidiga tecken med åtgärder*: the whole plan as it now stands."""
+
+    TYPE: ClassVar[str] = "se.vss.case.EarlyWarningPlanUpdated.v1"
+    plan_version: int
+    signs: Annotated[list[WarningSign], Field(min_length=1)]
+    client_actions: list[LongText]
+    others_actions: list[OthersAction]
+    contacts: list[PlanContact]
+    updated_on: date
+
+    @model_validator(mode="after")
+    def _unique_signs(self) -> Self:
+        ids = [sign.sign_id for sign in self.signs]
+        if len(ids) != len(set(ids)):
+            raise ValueError("sign_id values must be unique")
+        return self
+
+
+class SipAction(ContractModel):
+    """One action of a SIP: what, who, when, how."""
+
+    action_id: UUID
+    what: LongText
+    responsible_member_id: UUID
+    due_on: date
+    how: LongText
+    goal_id: UUID | None = None
+
+
+class SipDecided(CaseEventData):
+    """The resource group decided a *SIP* (samordnad individuell plan) version."""
+
+    TYPE: ClassVar[str] = "se.vss.case.SipDecided.v1"
+    sip_version: int
+    decided_on: date
+    goal_ids: Annotated[list[UUID], Field(min_length=1)]
+    actions: Annotated[list[SipAction], Field(min_length=1)]
+    next_follow_up_on: date
+    participants: Annotated[list[Participant], Field(min_length=1)]
+    client_agreed: bool
+
+    @model_validator(mode="after")
+    def _unique_actions(self) -> Self:
+        ids = [action.action_id for action in self.actions]
+        if len(ids) != len(set(ids)):
+            raise ValueError("action_id values must be unique")
+        return self
+
+
+class ResourceGroupMeetingHeld(CaseEventData):
+    TYPE: ClassVar[str] = "se.vss.case.ResourceGroupMeetingHeld.v1"
+    meeting_id: UUID
+    held_on: date
+    participants: Annotated[list[Participant], Field(min_length=1)]
+    notes: LongText | None = None
+
+
+class ActionCompleted(CaseEventData):
+    TYPE: ClassVar[str] = "se.vss.case.ActionCompleted.v1"
+    sip_version: int
+    action_id: UUID
+    completed_on: date
+    comment: LongText | None = None
+
+
+class EarlyWarningTriggered(CaseEventData):
+    """Signs from the plan were seen: the plan is activated (crisis coordination)."""
+
+    TYPE: ClassVar[str] = "se.vss.case.EarlyWarningTriggered.v1"
+    warning_id: UUID
+    plan_version: int
+    sign_ids: list[str] = []
+    other_sign: LongText | None = Field(
+        default=None, description="An explicitly described sign that is not in the plan"
+    )
+    observed_on: date
+    description: LongText | None = None
+
+    @model_validator(mode="after")
+    def _some_sign(self) -> Self:
+        if not self.sign_ids and self.other_sign is None:
+            raise ValueError("name at least one sign from the plan or describe another sign")
+        return self
+
+
+class EarlyWarningResolved(CaseEventData):
+    TYPE: ClassVar[str] = "se.vss.case.EarlyWarningResolved.v1"
+    warning_id: UUID
+    resolved_on: date
+    outcome: LongText
+
+
+class CaseClosed(CaseEventData):
+    TYPE: ClassVar[str] = "se.vss.case.CaseClosed.v1"
+    closed_on: date
+    reason: ClosingReason
+    comment: LongText | None = None
+
+
+# Every current case event type, in the order of the case lifecycle.
+CASE_EVENTS: tuple[type[CaseEventData], ...] = (
+    CaseOpened,
+    CoordinatorAssigned,
+    CoordinatorUnassigned,
+    ConsentGiven,
+    ConsentWithdrawn,
+    ConsentRenewed,
+    WorksheetCompleted,
+    MappingSummarised,
+    PhaseChanged,
+    GoalSet,
+    GoalStatusChanged,
+    ResourceGroupMemberAdded,
+    ResourceGroupMemberRemoved,
+    EarlyWarningPlanUpdated,
+    SipDecided,
+    ResourceGroupMeetingHeld,
+    ActionCompleted,
+    EarlyWarningTriggered,
+    EarlyWarningResolved,
+    CaseClosed,
+)

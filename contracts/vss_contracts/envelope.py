@@ -1,0 +1,102 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode) of every published case event.
+
+Besides the required and optional CloudEvents attributes, extension attributes carry
+what this system guarantees to subscribers. Extension names follow the CloudEvents
+naming rule (lower-case letters and digits, at most 20 characters):
+
+- ``caseversion``: position of the event in its case's stream (1, 2, 3 …, no gaps);
+- ``logposition``: position in the case store's global log (increasing, may have gaps);
+- ``correlationid`` / ``causationid``: the request the event belongs to, and what caused it;
+- ``actorid`` / ``actororg`` / ``actorprincipal``: who recorded it, for which organisation;
+- ``prevhash`` / ``eventhash``: the case's hash chain (sha256, hex), for verification.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from vss_contracts.case_events import CaseEventData
+from vss_contracts.registry import decode_event
+from vss_contracts.subjects import CASE_EVENT_SOURCE
+from vss_contracts.types import Principal
+
+__all__ = ["SCHEMA_URI_PREFIX", "CloudEvent", "dataschema_for"]
+
+# Stable, location-independent identifiers for the committed JSON Schemas.
+SCHEMA_URI_PREFIX = "urn:se.vss:schema:"
+
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+def dataschema_for(type_name: str) -> str:
+    """The ``dataschema`` URI of an event type (also the ``$id`` of its JSON Schema)."""
+    return f"{SCHEMA_URI_PREFIX}{type_name}"
+
+
+class CloudEvent(BaseModel):
+    """One case event on the wire."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: Annotated[str, Field(description="The event id; also the Nats-Msg-Id header.")]
+    source: str = CASE_EVENT_SOURCE
+    type: Annotated[str, Field(description="Versioned type, e.g. se.vss.case.SipDecided.v1")]
+    subject: Annotated[str, Field(description="The case id.")]
+    time: AwareDatetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str
+    data: dict[str, Any]
+    caseversion: Annotated[int, Field(ge=1)]
+    logposition: Annotated[int | None, Field(ge=1)] = None
+    correlationid: str
+    causationid: str | None = None
+    actorid: str
+    actororg: str
+    actorprincipal: Principal
+    prevhash: Sha256Hex
+    eventhash: Sha256Hex
+
+    @classmethod
+    def for_event(
+        cls,
+        *,
+        event_id: UUID,
+        case_id: UUID,
+        case_version: int,
+        time: datetime,
+        data: CaseEventData,
+        actor_id: str,
+        actor_org: str,
+        actor_principal: Principal,
+        correlation_id: str,
+        causation_id: str | None,
+        prev_hash: str,
+        event_hash: str,
+        log_position: int | None = None,
+    ) -> CloudEvent:
+        return cls(
+            id=str(event_id),
+            type=data.TYPE,
+            subject=str(case_id),
+            time=time,
+            dataschema=dataschema_for(data.TYPE),
+            data=data.model_dump(mode="json"),
+            caseversion=case_version,
+            logposition=log_position,
+            correlationid=correlation_id,
+            causationid=causation_id,
+            actorid=actor_id,
+            actororg=actor_org,
+            actorprincipal=actor_principal,
+            prevhash=prev_hash,
+            eventhash=event_hash,
+        )
+
+    def typed_data(self) -> CaseEventData:
+        """The payload as the current model of its type (older versions upcast)."""
+        return decode_event(self.type, self.data)

@@ -1,0 +1,69 @@
+"""Type names to models, and upcasters from old versions to the current ones.
+
+When an event's shape changes, the old class stays here under its old ``TYPE`` in
+``UPCASTERS`` with a function that turns an old payload into the next version's. Stored
+and published payloads are never rewritten; readers upcast on decode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vss_contracts.case_events import CASE_EVENTS, CaseEventData
+
+__all__ = [
+    "EVENT_TYPES",
+    "UPCASTERS",
+    "UnknownEventType",
+    "decode_event",
+    "upcast",
+]
+
+Payload = dict[str, Any]
+Upcaster = Callable[[Payload], Payload]
+
+EVENT_TYPES: Mapping[str, type[CaseEventData]] = {cls.TYPE: cls for cls in CASE_EVENTS}
+
+# old type name -> (next type name, function from the old payload to the next one)
+UPCASTERS: Mapping[str, tuple[str, Upcaster]] = {}
+
+
+class UnknownEventType(LookupError):
+    """No current event type, nor an upcaster, is known for this type name."""
+
+    def __init__(self, type_name: str) -> None:
+        super().__init__(f"unknown event type {type_name!r}")
+        self.type_name = type_name
+
+
+def upcast(
+    type_name: str,
+    payload: Payload,
+    upcasters: Mapping[str, tuple[str, Upcaster]] = UPCASTERS,
+) -> tuple[str, Payload]:
+    """Follow the upcaster chain from ``type_name`` to the current version."""
+    seen: set[str] = set()
+    while type_name in upcasters:
+        if type_name in seen:  # a cycle is a programming error in this table
+            raise RuntimeError(f"upcaster cycle at {type_name}")
+        seen.add(type_name)
+        type_name, function = upcasters[type_name]
+        payload = function(payload)
+    return type_name, payload
+
+
+def decode_event(
+    type_name: str,
+    payload: Payload,
+    *,
+    types: Mapping[str, type[CaseEventData]] = EVENT_TYPES,
+    upcasters: Mapping[str, tuple[str, Upcaster]] = UPCASTERS,
+) -> CaseEventData:
+    """Validate a payload of any known version into the current event model."""
+    current, payload = upcast(type_name, payload, upcasters)
+    try:
+        model = types[current]
+    except KeyError:
+        raise UnknownEventType(type_name) from None
+    return model.model_validate(payload)

@@ -1,0 +1,208 @@
+"""Value types shared by the case events.
+
+Every model is frozen and forbids unknown fields: a payload either is the fact as
+published, or it is rejected. Adding a field is a new event version.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from vss_contracts.identity import normalise_personal_identity_number
+
+__all__ = [
+    "ChangeRating",
+    "ClientRef",
+    "ClosingReason",
+    "ContactDetails",
+    "Coordinator",
+    "GoalKind",
+    "GoalStatus",
+    "LongText",
+    "MemberKind",
+    "Municipality",
+    "NetworkPerson",
+    "OrganisationId",
+    "OrganisationRef",
+    "Participant",
+    "ParticipantKind",
+    "PersonalIdentityNumber",
+    "Phase",
+    "Principal",
+    "Region",
+    "Score",
+    "ShortText",
+    "UserId",
+    "Worksheet",
+]
+
+
+class ContractModel(BaseModel):
+    """Base of every contract model: frozen, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+UserId = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=120, pattern=r"^[^\s]+$"),
+]
+OrganisationId = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$"),
+    Field(description="Stable organisation identifier, e.g. an HSA id in lower case or a slug."),
+]
+Score = Annotated[int, Field(ge=0, le=10)]
+PersonalIdentityNumber = Annotated[
+    str,
+    AfterValidator(normalise_personal_identity_number),
+    Field(
+        description="Swedish personnummer or samordningsnummer; stored as YYYYMMDDNNNC.",
+        examples=["19121212-1212"],
+    ),
+]
+PhoneNumber = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{5,20}$")
+]
+
+
+class Principal(StrEnum):
+    """*Huvudman*: who is responsible for the organisation's part of the care."""
+
+    REGION = "region"
+    MUNICIPALITY = "municipality"
+    OTHER = "other"  # Arbetsförmedlingen, Försäkringskassan, frivård, private providers
+
+
+class Phase(StrEnum):
+    MAPPING = "mapping"  # kartläggning
+    PLANNING = "planning"  # planeringsfas
+    WORKING = "working"  # arbetsfas
+    FOLLOW_UP = "follow_up"  # uppföljning
+    CLOSED = "closed"
+
+
+class Worksheet(StrEnum):
+    """*Arbetsblad* of the mapping phase (see DOMAIN.md)."""
+
+    CONTACT_DETAILS = "contact_details"  # Kontaktuppgifter
+    ORDINARY_DAY = "ordinary_day"  # En vanlig dag
+    CHANGE_RATING = "change_rating"  # Skattning av förändring (ORS)
+    EVERYDAY_FUNCTIONING = "everyday_functioning"  # Hur fungerar vardagen
+    NETWORK_MAP = "network_map"  # Nätverkskarta
+    INTERVIEW = "interview"  # Intervju
+    QLS_100 = "qls_100"  # QLS-100
+    LIFESTYLE_AND_HEALTH = "lifestyle_and_health"  # Livsstil och hälsa
+    RELATIVE_INTERVIEW = "relative_interview"  # Närståendeintervju
+    RELATIVE_RATING = "relative_rating"  # Närståendeskattning
+    EARLY_WARNING_SIGNS = "early_warning_signs"  # Tidiga varningstecken
+
+
+class MemberKind(StrEnum):
+    CLIENT = "client"  # brukaren
+    COORDINATOR = "coordinator"  # vård- och stödsamordnare
+    RELATIVE = "relative"  # närstående
+    PROFESSIONAL = "professional"
+
+
+ParticipantKind = MemberKind
+
+
+class GoalKind(StrEnum):
+    LONG_TERM = "long_term"  # långsiktigt mål
+    SUB_GOAL = "sub_goal"  # delmål
+
+
+class GoalStatus(StrEnum):
+    ACTIVE = "active"
+    ACHIEVED = "achieved"
+    PARTIALLY_ACHIEVED = "partially_achieved"
+    NOT_ACHIEVED = "not_achieved"
+    ABANDONED = "abandoned"
+
+
+class ClosingReason(StrEnum):
+    GOALS_ACHIEVED = "goals_achieved"
+    CLIENT_DECLINED = "client_declined"
+    CLIENT_MOVED = "client_moved"
+    CLIENT_DECEASED = "client_deceased"
+    TRANSFERRED = "transferred"
+    OTHER = "other"
+
+
+class Municipality(ContractModel):
+    """*Kommun*, by its four-digit municipality code (kommunkod)."""
+
+    code: Annotated[str, StringConstraints(pattern=r"^\d{4}$")]
+    name: ShortText
+
+
+class Region(ContractModel):
+    """*Region*, by its two-digit county code (länskod)."""
+
+    code: Annotated[str, StringConstraints(pattern=r"^\d{2}$")]
+    name: ShortText
+
+
+class ClientRef(ContractModel):
+    """*Brukaren*: the person the case is about."""
+
+    personal_identity_number: PersonalIdentityNumber
+    name: ShortText
+
+
+class OrganisationRef(ContractModel):
+    id: OrganisationId
+    name: ShortText
+    principal: Principal
+
+
+class ContactDetails(ContractModel):
+    email: EmailStr | None = None
+    phone: PhoneNumber | None = None
+
+
+class Coordinator(ContractModel):
+    """A *vård- och stödsamordnare*, identified by the user id of their login."""
+
+    user_id: UserId
+    name: ShortText
+    organisation: OrganisationRef
+    contact: ContactDetails = ContactDetails()
+
+
+class Participant(ContractModel):
+    """Someone present at a meeting or worksheet session.
+
+    Coordinators are matched by ``user_id``; resource group members by ``member_id``.
+    """
+
+    kind: ParticipantKind
+    name: ShortText
+    user_id: UserId | None = None
+    member_id: UUID | None = None
+
+
+class ChangeRating(ContractModel):
+    """*Skattning av förändring*: the client's own four 0–10 ratings (ORS)."""
+
+    individually: Score  # personligt välbefinnande
+    interpersonally: Score  # familj, nära relationer
+    socially: Score  # arbete, skola, vänner
+    overall: Score  # allmänt välbefinnande
+
+
+class NetworkPerson(ContractModel):
+    """A person on the *nätverkskarta*."""
+
+    name: ShortText
+    relation: ShortText
+    kind: Annotated[MemberKind, Field(description="relative or professional (client/coordinator not used)")]
+    organisation: ShortText | None = None
+    is_resource: bool = False

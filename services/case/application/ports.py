@@ -1,0 +1,93 @@
+"""What the case use cases need from the outside world, as protocols.
+
+The infrastructure implements them (the event store over SQLite or PostgreSQL, the
+clock); tests may give simpler ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from services.case.domain.case import Case
+
+
+class CaseNotFound(LookupError):
+    def __init__(self, case_id: UUID) -> None:
+        super().__init__(f"no case {case_id}")
+        self.case_id = case_id
+
+
+class CaseAlreadyExists(Exception):
+    def __init__(self, case_id: UUID) -> None:
+        super().__init__(f"case {case_id} exists already")
+        self.case_id = case_id
+
+
+class ConcurrentWrite(Exception):
+    """Another write reached the store first (the case version or idempotency key is taken)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """The first result of a command sent with an Idempotency-Key, kept to answer retries."""
+
+    key_hash: str
+    fingerprint: str
+    case_id: UUID
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEventRef:
+    event_id: UUID
+    type: str
+    version: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    case_id: UUID
+    version: int
+    position: int
+    events: tuple[StoredEventRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """An event of a case as the history endpoint shows it."""
+
+    position: int
+    version: int
+    type: str
+    event_id: UUID
+    recorded_at: datetime
+    actor_id: str
+    actor_organisation: str
+    principal: str
+    correlation_id: str
+    causation_id: str | None
+    prev_hash: str
+    hash: str
+    data: dict[str, Any]
+
+
+class CaseStore(Protocol):
+    def load(self, case_id: UUID) -> Case: ...
+
+    def exists(self, case_id: UUID) -> bool: ...
+
+    def save(self, case: Case, idempotency: IdempotencyRecord | None = None) -> SaveResult: ...
+
+    def find_idempotency(self, key_hash: str) -> IdempotencyRecord | None: ...
+
+    def history(self, case_id: UUID, after_version: int, limit: int) -> list[HistoryEntry]: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...

@@ -1,0 +1,223 @@
+"""The case use cases: load the case, run one command on it, save what it decided.
+
+Every write goes through :meth:`CaseService.execute`, which adds what all commands
+share: optimistic concurrency (``expected_version``), idempotent retries
+(``idempotency_key``), the clock, the request's correlation and the actor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from services.case.application.ports import (
+    CaseAlreadyExists,
+    CaseStore,
+    Clock,
+    ConcurrentWrite,
+    HistoryEntry,
+    IdempotencyRecord,
+    SaveResult,
+)
+from services.case.domain import commands as cmd
+from services.case.domain.case import Case
+from services.case.domain.events import Actor
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+RETRIES_WITHOUT_EXPECTED_VERSION = 3
+
+
+class VersionConflict(Exception):
+    """The case is not at the version the client expected (If-Match)."""
+
+    def __init__(self, case_id: UUID, expected: int, actual: int) -> None:
+        super().__init__(f"case {case_id} is at version {actual}, not {expected}")
+        self.case_id, self.expected, self.actual = case_id, expected, actual
+
+
+class IdempotencyKeyReused(Exception):
+    """The same Idempotency-Key came with a different request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Who sends a command and how: from the HTTP layer (or a test)."""
+
+    actor: Actor
+    correlation_id: str
+    causation_id: str | None = None
+    expected_version: int | None = None
+    idempotency_key: str | None = None
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    case_id: UUID
+    version: int
+    position: int
+    events: list[dict[str, Any]]
+    created_id: str | None = None
+    replayed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "case_id": str(self.case_id),
+            "version": self.version,
+            "position": self.position,
+            "events": self.events,
+            "created_id": self.created_id,
+        }
+
+
+class CaseService:
+    def __init__(self, store: CaseStore, clock: Clock, policy: cmd.CasePolicy | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.policy = policy or cmd.CasePolicy()
+
+    def context(self, request: Request) -> cmd.CommandContext:
+        now = self.clock.now()
+        return cmd.CommandContext(
+            actor=request.actor,
+            now=now,
+            today=self.today(),
+            correlation_id=request.correlation_id,
+            causation_id=request.causation_id,
+            policy=self.policy,
+        )
+
+    def today(self) -> date:
+        return self.clock.now().astimezone(STOCKHOLM).date()
+
+    # ------------------------------------------------------------------------- commands
+    def open_case(self, request: Request, command: cmd.OpenCase) -> CommandResult:
+        replay = self._replay(request)
+        if replay is not None:
+            return replay
+        if command.case_id is not None and self.store.exists(command.case_id):
+            raise CaseAlreadyExists(command.case_id)
+        case = Case.open(self.context(request), command)
+        try:
+            return self._save(request, case, created_id=str(case.id))
+        except ConcurrentWrite:
+            replay = self._replay(request)
+            if replay is not None:
+                return replay
+            raise CaseAlreadyExists(case.id) from None
+
+    def execute(
+        self,
+        request: Request,
+        case_id: UUID,
+        action: Callable[[Case], object],
+    ) -> CommandResult:
+        """Run ``action`` (one command method) on the case and store its events."""
+        attempts = 1 if request.expected_version is not None else RETRIES_WITHOUT_EXPECTED_VERSION
+        for attempt in range(1, attempts + 1):
+            replay = self._replay(request)
+            if replay is not None:
+                return replay
+            case = self.store.load(case_id)
+            if request.expected_version is not None and case.version != request.expected_version:
+                raise VersionConflict(case_id, request.expected_version, case.version)
+            case.ensure_actor_may_write(request.actor)
+            created = case.handling(self.context(request))
+            outcome = action(created)
+            try:
+                return self._save(request, case, created_id=_as_id(outcome))
+            except ConcurrentWrite:
+                replay = self._replay(request)
+                if replay is not None:
+                    return replay
+                if attempt == attempts:
+                    actual = self.store.load(case_id).version
+                    raise VersionConflict(case_id, request.expected_version or case.version - 1, actual) from None
+        raise AssertionError("unreachable")
+
+    # -------------------------------------------------------------------------- queries
+    def get(self, case_id: UUID) -> Case:
+        return self.store.load(case_id)
+
+    def history(self, case_id: UUID, after_version: int = 0, limit: int = 100) -> list[HistoryEntry]:
+        self.store.load(case_id)  # 404 for an unknown case, not an empty page
+        return self.store.history(case_id, after_version, limit)
+
+    # -------------------------------------------------------------------------- helpers
+    def _replay(self, request: Request) -> CommandResult | None:
+        if request.idempotency_key is None:
+            return None
+        found = self.store.find_idempotency(_key_hash(request))
+        if found is None:
+            return None
+        if found.fingerprint != request.fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used for a different request; use a new key"
+            )
+        result = found.result
+        first_version = result["events"][0]["version"]
+        entries = self.store.history(found.case_id, first_version - 1, len(result["events"]))
+        positions = {entry.version: entry.position for entry in entries}
+        events = [{**event, "position": positions[event["version"]]} for event in result["events"]]
+        return CommandResult(
+            case_id=found.case_id,
+            version=result["version"],
+            position=positions[result["version"]],
+            events=events,
+            created_id=result.get("created_id"),
+            replayed=True,
+        )
+
+    def _save(self, request: Request, case: Case, created_id: str | None) -> CommandResult:
+        pending = list(case.pending_events)
+        if not pending:
+            raise AssertionError("a command that succeeds records at least one event")
+        last_version = pending[-1].originator_version
+        events = [
+            {"id": str(e.meta.event_id), "type": e.type, "version": e.originator_version}  # type: ignore[attr-defined]
+            for e in pending
+        ]
+        idempotency = None
+        if request.idempotency_key is not None:
+            # Stored in the same transaction as the events. Log positions are only known
+            # after the insert, so a replay reads them back (see _replay).
+            idempotency = IdempotencyRecord(
+                key_hash=_key_hash(request),
+                fingerprint=request.fingerprint,
+                case_id=case.id,
+                result={
+                    "case_id": str(case.id),
+                    "version": last_version,
+                    "events": [dict(event) for event in events],
+                    "created_id": created_id,
+                },
+            )
+        saved: SaveResult = self.store.save(case, idempotency)
+        positions = {ref.event_id: ref.position for ref in saved.events}
+        for event in events:
+            event["position"] = positions[UUID(event["id"])]
+        assert saved.version == last_version
+        return CommandResult(
+            case_id=case.id,
+            version=saved.version,
+            position=saved.position,
+            events=events,
+            created_id=created_id,
+        )
+
+
+def _key_hash(request: Request) -> str:
+    assert request.idempotency_key is not None
+    material = f"{request.actor.user_id}\x00{request.idempotency_key}".encode()
+    return hashlib.sha256(material).hexdigest()
+
+
+def _as_id(outcome: object) -> str | None:
+    if outcome is None:
+        return None
+    return str(outcome)

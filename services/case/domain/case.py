@@ -1,0 +1,712 @@
+"""The Case aggregate (*VSS-uppdrag*): one client's coordination, as an event stream.
+
+Command methods check the method's rules against the current state and trigger
+events; ``evolve`` applies an event to the state and is the only place state changes.
+Facts that follow from another fact (the phase after a mapping summary or the first
+SIP, the consent renewed by a SIP) are triggered in the same command, so they are
+stored in the same commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.domain import BaseAggregate
+from vss_contracts import case_events as ev
+from vss_contracts.case_events import CaseEventData
+from vss_contracts.types import (
+    ClientRef,
+    Coordinator,
+    GoalKind,
+    GoalStatus,
+    MemberKind,
+    Municipality,
+    OrganisationRef,
+    Participant,
+    Phase,
+    Principal,
+    Region,
+    Worksheet,
+)
+
+from services.case.domain import commands as cmd
+from services.case.domain import errors
+from services.case.domain.events import GENESIS_HASH, Actor, CaseEvent
+
+# Worksheets that need every assigned coordinator present (manual p. 7, Checklista K).
+JOINT_WORKSHEETS = frozenset({Worksheet.INTERVIEW, Worksheet.NETWORK_MAP})
+MANUAL_PHASE_CHANGES = frozenset({(Phase.WORKING, Phase.FOLLOW_UP), (Phase.FOLLOW_UP, Phase.WORKING)})
+
+
+@dataclass
+class Consent:
+    consent_id: UUID
+    organisations: dict[str, OrganisationRef]
+    covers_relatives: bool
+    signed_on: date
+    valid_until: date | None
+    withdrawn_on: date | None = None
+    renewed_on: date | None = None
+
+    def covers(self, organisation_id: str) -> bool:
+        return organisation_id in self.organisations
+
+
+@dataclass
+class WorksheetRecord:
+    worksheet: Worksheet
+    completed_on: date
+    participants: list[Participant]
+
+
+@dataclass
+class Goal:
+    goal_id: UUID
+    kind: GoalKind
+    description: str
+    parent_goal_id: UUID | None
+    status: GoalStatus = GoalStatus.ACTIVE
+
+
+@dataclass
+class SipAction:
+    action: ev.SipAction
+    completed_on: date | None = None
+
+
+@dataclass
+class Sip:
+    version: int
+    decided_on: date
+    goal_ids: list[UUID]
+    actions: dict[UUID, SipAction]
+    next_follow_up_on: date
+
+
+@dataclass
+class EarlyWarning:
+    warning_id: UUID
+    plan_version: int
+    observed_on: date
+    resolved_on: date | None = None
+
+
+@dataclass
+class CaseState:
+    client: ClientRef
+    municipality: Municipality
+    region: Region
+    opened_on: date
+    opened_by: OrganisationRef
+    phase: Phase = Phase.MAPPING
+    closed_on: date | None = None
+    coordinators: dict[str, Coordinator] = field(default_factory=dict)
+    consent: Consent | None = None
+    worksheets: list[WorksheetRecord] = field(default_factory=list)
+    mapping_summarised_on: date | None = None
+    goals: dict[UUID, Goal] = field(default_factory=dict)
+    members: dict[UUID, ev.ResourceGroupMember] = field(default_factory=dict)
+    early_warning_plan: ev.EarlyWarningPlanUpdated | None = None
+    sip: Sip | None = None
+    early_warnings: dict[UUID, EarlyWarning] = field(default_factory=dict)
+    meetings_held: list[date] = field(default_factory=list)
+
+
+class Case(BaseAggregate[UUID]):
+    """A client's case. Create with :meth:`open`; load from the store; never construct."""
+
+    state: CaseState
+    head_hash: str
+    _context: cmd.CommandContext | None
+
+    # ---------------------------------------------------------------- event application
+    @classmethod
+    def evolve(cls, case: Case | None, event: CaseEvent) -> Case:
+        """Apply one event: the only way the state of a case changes."""
+        data = event.data
+        if case is None:
+            if not isinstance(data, ev.CaseOpened):
+                raise TypeError(f"a case stream starts with CaseOpened, not {data.TYPE}")
+            case = cls.__new__(cls)
+            case.__base_init__(event.originator_id, event.originator_version, event.timestamp)
+            case.state = CaseState(
+                client=data.client,
+                municipality=data.municipality,
+                region=data.region,
+                opened_on=data.opened_on,
+                opened_by=data.opened_by_organisation,
+            )
+            case._context = None
+        else:
+            if event.originator_version != case.version + 1:
+                raise ValueError(
+                    f"event version {event.originator_version} does not follow {case.version}"
+                )
+            _APPLY[type(data)](case.state, data)
+            case.version = event.originator_version
+            case.modified_on = event.timestamp
+        case.head_hash = event.meta.hash
+        return case
+
+    # ------------------------------------------------------------------------- triggering
+    def _trigger(self, data: CaseEventData) -> None:
+        context = self._require_context()
+        event = CaseEvent.new(
+            originator_id=self.id,
+            originator_version=self.version + 1,
+            timestamp=context.now,
+            data=data,
+            event_id=uuid4(),
+            actor=context.actor,
+            correlation_id=context.correlation_id,
+            causation_id=context.causation_id,
+            prev_hash=self.head_hash,
+        )
+        Case.evolve(self, event)
+        self.pending_events.append(event)  # type: ignore[arg-type]
+
+    def _require_context(self) -> cmd.CommandContext:
+        if self._context is None:
+            raise RuntimeError("command methods run inside Case.handling(context)")
+        return self._context
+
+    def handling(self, context: cmd.CommandContext) -> Case:
+        """Bind the context (actor, clock, request) of the command about to run."""
+        self._context = context
+        return self
+
+    # --------------------------------------------------------------------------- creation
+    @classmethod
+    def open(cls, context: cmd.CommandContext, command: cmd.OpenCase) -> Case:
+        _not_in_future(context, "opened_on", command.opened_on)
+        actor = context.actor
+        data = ev.CaseOpened(
+            client=command.client,
+            municipality=command.municipality,
+            region=command.region,
+            opened_on=command.opened_on,
+            opened_by_organisation=OrganisationRef(
+                id=actor.organisation_id, name=actor.organisation_name, principal=actor.principal
+            ),
+        )
+        event = CaseEvent.new(
+            originator_id=command.case_id or uuid4(),
+            originator_version=cls.INITIAL_VERSION,
+            timestamp=context.now,
+            data=data,
+            event_id=uuid4(),
+            actor=actor,
+            correlation_id=context.correlation_id,
+            causation_id=context.causation_id,
+            prev_hash=GENESIS_HASH,
+        )
+        case = cls.evolve(None, event)
+        case.pending_events.append(event)  # type: ignore[arg-type]
+        case._context = context
+        return case
+
+    # ------------------------------------------------------------------------------ guards
+    def ensure_actor_may_write(self, actor: Actor) -> None:
+        """Only the opening organisation and the active coordinators' organisations write."""
+        allowed = {self.state.opened_by.id} | {
+            c.organisation.id for c in self.state.coordinators.values()
+        }
+        if actor.organisation_id not in allowed:
+            raise errors.ActorNotInvolved(
+                f"organisation {actor.organisation_id} is neither the opening organisation nor"
+                " that of an assigned coordinator"
+            )
+
+    def _open_case(self) -> None:
+        if self.state.closed_on is not None:
+            raise errors.CaseClosed(f"the case was closed on {self.state.closed_on}")
+
+    def _consent_in_force(self) -> Consent:
+        """The rule 'nothing about the client before consent, nor after it is withdrawn'."""
+        self._open_case()
+        consent = self.state.consent
+        if consent is None:
+            raise errors.ConsentRequired("no consent has been given in this case")
+        if consent.withdrawn_on is not None:
+            raise errors.ConsentWithdrawnRule(f"consent was withdrawn on {consent.withdrawn_on}")
+        today = self._require_context().today
+        if consent.valid_until is not None and consent.valid_until < today:
+            raise errors.ConsentExpired(f"consent was valid until {consent.valid_until}")
+        return consent
+
+    def _coordinators_attend(self, participants: list[Participant], what: str) -> None:
+        assigned = set(self.state.coordinators)
+        if not assigned:
+            raise errors.CoordinatorsMustAttend(f"{what} needs an assigned coordinator")
+        present = {p.user_id for p in participants if p.kind is MemberKind.COORDINATOR}
+        missing = sorted(assigned - present)
+        if missing:
+            raise errors.CoordinatorsMustAttend(
+                f"{what} needs every assigned coordinator; missing: {', '.join(missing)}"
+            )
+
+    def _check_member_covered(self, consent: Consent, member: ev.ResourceGroupMember) -> None:
+        if member.kind is MemberKind.RELATIVE and not consent.covers_relatives:
+            raise errors.ConsentDoesNotCoverRelatives(
+                f"{member.name} is a relative and the consent does not cover relatives"
+            )
+        if member.organisation is not None and member.kind is not MemberKind.CLIENT:
+            if not consent.covers(member.organisation.id):
+                raise errors.ConsentDoesNotCoverOrganisation(
+                    f"the consent does not cover {member.organisation.id} ({member.name})"
+                )
+
+    # -------------------------------------------------------------------------- coordinators
+    def assign_coordinator(self, command: cmd.AssignCoordinator) -> None:
+        self._open_case()
+        consent = self.state.consent
+        if consent is not None and consent.withdrawn_on is not None:
+            raise errors.ConsentWithdrawnRule(
+                f"consent was withdrawn on {consent.withdrawn_on}; new consent comes first"
+            )
+        _not_in_future(self._require_context(), "assigned_on", command.assigned_on)
+        user_id = command.coordinator.user_id
+        if user_id in self.state.coordinators:
+            raise errors.CoordinatorAlreadyAssigned(f"{user_id} is already assigned")
+        if len(self.state.coordinators) >= 2:
+            raise errors.TooManyCoordinators(
+                "two coordinators are assigned: "
+                + ", ".join(sorted(self.state.coordinators))
+                + "; unassign one first"
+            )
+        self._trigger(ev.CoordinatorAssigned(coordinator=command.coordinator, assigned_on=command.assigned_on))
+
+    def unassign_coordinator(self, user_id: str, command: cmd.UnassignCoordinator) -> None:
+        self._open_case()
+        _not_in_future(self._require_context(), "unassigned_on", command.unassigned_on)
+        if user_id not in self.state.coordinators:
+            raise errors.CoordinatorNotAssigned(f"{user_id} is not an assigned coordinator")
+        self._trigger(
+            ev.CoordinatorUnassigned(
+                user_id=user_id, unassigned_on=command.unassigned_on, reason=command.reason
+            )
+        )
+
+    # ------------------------------------------------------------------------------ consent
+    def give_consent(self, command: cmd.GiveConsent) -> UUID:
+        self._open_case()
+        _not_in_future(self._require_context(), "signed_on", command.signed_on)
+        consent_id = uuid4()
+        self._trigger(
+            ev.ConsentGiven(
+                consent_id=consent_id,
+                organisations=command.organisations,
+                covers_relatives=command.covers_relatives,
+                signed_on=command.signed_on,
+                valid_until=command.valid_until,
+            )
+        )
+        return consent_id
+
+    def withdraw_consent(self, command: cmd.WithdrawConsent) -> None:
+        self._open_case()
+        _not_in_future(self._require_context(), "withdrawn_on", command.withdrawn_on)
+        consent = self.state.consent
+        if consent is None or consent.withdrawn_on is not None:
+            raise errors.NoConsentToWithdraw("there is no consent in force to withdraw")
+        unknown = [org for org in command.organisation_ids if not consent.covers(org)]
+        if unknown:
+            raise errors.ConsentDoesNotCoverOrganisation(
+                f"the consent does not cover {', '.join(unknown)}, so it cannot be withdrawn for them"
+            )
+        if command.relatives and not consent.covers_relatives:
+            raise errors.ConsentDoesNotCoverRelatives("the consent does not cover relatives")
+        self._trigger(
+            ev.ConsentWithdrawn(
+                withdrawn_on=command.withdrawn_on,
+                entire=command.entire,
+                organisation_ids=command.organisation_ids,
+                relatives=command.relatives,
+                reason=command.reason,
+            )
+        )
+
+    # ------------------------------------------------------------------------------ mapping
+    def complete_worksheet(self, command: cmd.CompleteWorksheet) -> None:
+        self._consent_in_force()
+        _not_in_future(self._require_context(), "completed_on", command.completed_on)
+        if command.worksheet in JOINT_WORKSHEETS:
+            self._coordinators_attend(command.participants, f"the {command.worksheet.value} worksheet")
+        self._trigger(ev.WorksheetCompleted(**command.model_dump()))
+
+    def summarise_mapping(self, command: cmd.SummariseMapping) -> None:
+        self._consent_in_force()
+        context = self._require_context()
+        _not_in_future(context, "summarised_on", command.summarised_on)
+        self._coordinators_attend(command.participants, "the mapping summary")
+        self._trigger(ev.MappingSummarised(**command.model_dump()))
+        if self.state.phase is Phase.MAPPING:
+            self._change_phase(Phase.PLANNING, command.summarised_on, "mapping_summarised")
+
+    def _change_phase(self, to_phase: Phase, on: date, reason: str) -> None:
+        self._trigger(
+            ev.PhaseChanged(from_phase=self.state.phase, to_phase=to_phase, changed_on=on, reason=reason)
+        )
+
+    def change_phase(self, command: cmd.ChangePhase) -> None:
+        self._consent_in_force()
+        _not_in_future(self._require_context(), "changed_on", command.changed_on)
+        if (self.state.phase, command.to_phase) not in MANUAL_PHASE_CHANGES:
+            raise errors.PhaseChangeNotAllowed(
+                f"{self.state.phase.value} → {command.to_phase.value} is not a manual change;"
+                " planning follows the mapping summary, working the first SIP, closed the closing"
+            )
+        self._change_phase(command.to_phase, command.changed_on, command.reason)
+
+    # -------------------------------------------------------------------------------- goals
+    def set_goal(self, command: cmd.SetGoal) -> UUID:
+        self._consent_in_force()
+        _not_in_future(self._require_context(), "set_on", command.set_on)
+        if self.state.mapping_summarised_on is None:
+            raise errors.MappingNotSummarised("goals are set in planning, after the mapping summary")
+        goal_id = command.goal_id or uuid4()
+        if goal_id in self.state.goals:
+            raise errors.GoalAlreadySet(f"goal {goal_id} exists")
+        if command.kind is GoalKind.SUB_GOAL:
+            parent = self.state.goals.get(command.parent_goal_id) if command.parent_goal_id else None
+            if parent is None or parent.kind is not GoalKind.LONG_TERM:
+                raise errors.GoalParentInvalid("a sub-goal names an existing long-term goal as parent")
+        self._trigger(ev.GoalSet(**{**command.model_dump(), "goal_id": goal_id}))
+        return goal_id
+
+    def change_goal_status(self, goal_id: UUID, command: cmd.ChangeGoalStatus) -> None:
+        self._consent_in_force()
+        _not_in_future(self._require_context(), "changed_on", command.changed_on)
+        if goal_id not in self.state.goals:
+            raise errors.GoalNotFound(f"goal {goal_id} is not in this case")
+        self._trigger(ev.GoalStatusChanged(goal_id=goal_id, **command.model_dump()))
+
+    # ------------------------------------------------------------------------ resource group
+    def add_member(self, command: cmd.AddMember) -> UUID:
+        consent = self._consent_in_force()
+        _not_in_future(self._require_context(), "added_on", command.added_on)
+        fields = command.model_dump(exclude={"added_on"})
+        fields["member_id"] = command.member_id or uuid4()
+        member = ev.ResourceGroupMember.model_validate(fields)
+        members = self.state.members.values()
+        if member.member_id in self.state.members:
+            raise errors.MemberAlreadyInGroup(f"member {member.member_id} exists")
+        if member.kind is MemberKind.CLIENT and any(m.kind is MemberKind.CLIENT for m in members):
+            raise errors.MemberAlreadyInGroup("the client is already a member")
+        if member.user_id is not None and any(m.user_id == member.user_id for m in members):
+            raise errors.MemberAlreadyInGroup(f"{member.user_id} is already a member")
+        if member.kind is MemberKind.COORDINATOR and member.user_id not in self.state.coordinators:
+            raise errors.CoordinatorNotAssigned(f"{member.user_id} is not an assigned coordinator")
+        self._check_member_covered(consent, member)
+        self._trigger(ev.ResourceGroupMemberAdded(member=member, added_on=command.added_on))
+        return member.member_id
+
+    def remove_member(self, member_id: UUID, command: cmd.RemoveMember) -> None:
+        self._consent_in_force()
+        _not_in_future(self._require_context(), "removed_on", command.removed_on)
+        if member_id not in self.state.members:
+            raise errors.MemberNotFound(f"member {member_id} is not in the resource group")
+        self._trigger(ev.ResourceGroupMemberRemoved(member_id=member_id, **command.model_dump()))
+
+    def hold_resource_group_meeting(self, command: cmd.HoldResourceGroupMeeting) -> UUID:
+        self._consent_in_force()
+        _not_in_future(self._require_context(), "held_on", command.held_on)
+        assigned = set(self.state.coordinators)
+        present = {p.user_id for p in command.participants if p.kind is MemberKind.COORDINATOR}
+        if not assigned or not assigned <= present:
+            raise errors.MeetingRequiresCoordinators(
+                "a resource group meeting needs every assigned coordinator; missing: "
+                + (", ".join(sorted(assigned - present)) or "no coordinator is assigned")
+            )
+        meeting_id = command.meeting_id or uuid4()
+        self._trigger(
+            ev.ResourceGroupMeetingHeld(
+                meeting_id=meeting_id,
+                held_on=command.held_on,
+                participants=command.participants,
+                notes=command.notes,
+            )
+        )
+        return meeting_id
+
+    # ------------------------------------------------------------------------ early warning
+    def update_early_warning_plan(self, command: cmd.UpdateEarlyWarningPlan) -> int:
+        self._consent_in_force()
+        _not_in_future(self._require_context(), "updated_on", command.updated_on)
+        previous = self.state.early_warning_plan
+        version = previous.plan_version + 1 if previous else 1
+        self._trigger(ev.EarlyWarningPlanUpdated(plan_version=version, **command.model_dump()))
+        return version
+
+    def trigger_early_warning(self, command: cmd.TriggerEarlyWarning) -> UUID:
+        self._consent_in_force()
+        _not_in_future(self._require_context(), "observed_on", command.observed_on)
+        plan = self.state.early_warning_plan
+        if plan is None:
+            raise errors.EarlyWarningRequiresPlan("the case has no early warning plan")
+        if not command.sign_ids and command.other_sign is None:
+            raise errors.EarlyWarningUnknownSign("name a sign from the plan or describe another sign")
+        known = {sign.sign_id for sign in plan.signs}
+        unknown = sorted(set(command.sign_ids) - known)
+        if unknown:
+            raise errors.EarlyWarningUnknownSign(
+                f"not in plan version {plan.plan_version}: {', '.join(unknown)};"
+                " describe a sign outside the plan as other_sign"
+            )
+        warning_id = command.warning_id or uuid4()
+        if warning_id in self.state.early_warnings:
+            raise errors.EarlyWarningNotOpen(f"early warning {warning_id} exists")
+        self._trigger(
+            ev.EarlyWarningTriggered(
+                warning_id=warning_id,
+                plan_version=plan.plan_version,
+                sign_ids=command.sign_ids,
+                other_sign=command.other_sign,
+                observed_on=command.observed_on,
+                description=command.description,
+            )
+        )
+        return warning_id
+
+    def resolve_early_warning(self, warning_id: UUID, command: cmd.ResolveEarlyWarning) -> None:
+        self._consent_in_force()
+        _not_in_future(self._require_context(), "resolved_on", command.resolved_on)
+        warning = self.state.early_warnings.get(warning_id)
+        if warning is None or warning.resolved_on is not None:
+            raise errors.EarlyWarningNotOpen(f"early warning {warning_id} is not open")
+        self._trigger(ev.EarlyWarningResolved(warning_id=warning_id, **command.model_dump()))
+
+    # ---------------------------------------------------------------------------------- SIP
+    def decide_sip(self, command: cmd.DecideSip) -> int:
+        consent = self._consent_in_force()
+        context = self._require_context()
+        _not_in_future(context, "decided_on", command.decided_on)
+        state = self.state
+        if state.mapping_summarised_on is None:
+            raise errors.SipRequiresMappingSummary("the mapping has not been summarised")
+        unknown_goals = [str(g) for g in command.goal_ids if g not in state.goals]
+        if unknown_goals:
+            raise errors.SipRequiresGoal(f"no such goal: {', '.join(unknown_goals)}")
+        members = list(state.members.values())
+        client = next((m for m in members if m.kind is MemberKind.CLIENT), None)
+        if client is None:
+            raise errors.SipRequiresClientInGroup("the client is not in the resource group")
+        principals = {m.principal for m in members}
+        if Principal.REGION not in principals:
+            raise errors.SipRequiresRegionMember("no resource group member is from the region")
+        if Principal.MUNICIPALITY not in principals:
+            raise errors.SipRequiresMunicipalityMember(
+                "no resource group member is from the municipality"
+            )
+        for action in command.actions:
+            responsible = state.members.get(action.responsible_member_id)
+            if responsible is None:
+                raise errors.SipResponsibleNotMember(
+                    f"{action.responsible_member_id} (responsible for '{action.what[:40]}')"
+                    " is not a current member"
+                )
+            self._check_member_covered(consent, responsible)
+        if not any(p.kind is MemberKind.CLIENT for p in command.participants):
+            raise errors.SipRequiresClientParticipation("the client is not among the participants")
+        if not command.client_agreed:
+            raise errors.SipRequiresClientAgreement("the client has not agreed to the plan")
+        latest = _add_months(command.decided_on, context.policy.follow_up_max_months)
+        if not command.decided_on < command.next_follow_up_on <= latest:
+            raise errors.SipFollowUpInvalid(
+                f"next_follow_up_on must be after {command.decided_on} and no later than {latest}"
+                f" ({context.policy.follow_up_max_months} months)"
+            )
+        version = state.sip.version + 1 if state.sip else 1
+        actions = [
+            ev.SipAction(**{**a.model_dump(), "action_id": a.action_id or uuid4()})
+            for a in command.actions
+        ]
+        self._trigger(
+            ev.SipDecided(
+                sip_version=version,
+                decided_on=command.decided_on,
+                goal_ids=command.goal_ids,
+                actions=actions,
+                next_follow_up_on=command.next_follow_up_on,
+                participants=command.participants,
+                client_agreed=command.client_agreed,
+            )
+        )
+        self._trigger(
+            ev.ConsentRenewed(
+                consent_id=consent.consent_id,
+                renewed_on=command.decided_on,
+                sip_version=version,
+                valid_until=_renewed_validity(consent, command.decided_on),
+            )
+        )
+        if state.phase is not Phase.WORKING:
+            self._change_phase(Phase.WORKING, command.decided_on, "sip_decided")
+        return version
+
+    def complete_action(self, action_id: UUID, command: cmd.CompleteAction) -> None:
+        self._consent_in_force()
+        _not_in_future(self._require_context(), "completed_on", command.completed_on)
+        sip = self.state.sip
+        action = sip.actions.get(action_id) if sip else None
+        if sip is None or action is None:
+            raise errors.ActionNotFound(f"action {action_id} is not in the current SIP")
+        if action.completed_on is not None:
+            raise errors.ActionAlreadyCompleted(f"action {action_id} was completed on {action.completed_on}")
+        self._trigger(ev.ActionCompleted(sip_version=sip.version, action_id=action_id, **command.model_dump()))
+
+    # ------------------------------------------------------------------------------ closing
+    def close(self, command: cmd.CloseCase) -> None:
+        self._open_case()
+        _not_in_future(self._require_context(), "closed_on", command.closed_on)
+        self._trigger(ev.CaseClosed(**command.model_dump()))
+        self._change_phase(Phase.CLOSED, command.closed_on, f"case_closed:{command.reason.value}")
+
+
+# ------------------------------------------------------------------------------- helpers
+def _not_in_future(context: cmd.CommandContext, field_name: str, value: date) -> None:
+    if value > context.today:
+        raise errors.DateInFuture(f"{field_name} {value} is after today ({context.today})")
+
+
+def _add_months(day: date, months: int) -> date:
+    month_index = day.month - 1 + months
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    for last_day in (31, 30, 29, 28):
+        try:
+            return date(year, month, min(day.day, last_day))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def _renewed_validity(consent: Consent, renewed_on: date) -> date | None:
+    """A renewal keeps the consent's original period of validity, counted anew."""
+    if consent.valid_until is None:
+        return None
+    return max(consent.valid_until, renewed_on + (consent.valid_until - consent.signed_on))
+
+
+# --------------------------------------------------------------------- state transitions
+def _coordinator_assigned(s: CaseState, e: ev.CoordinatorAssigned) -> None:
+    s.coordinators[e.coordinator.user_id] = e.coordinator
+
+
+def _coordinator_unassigned(s: CaseState, e: ev.CoordinatorUnassigned) -> None:
+    s.coordinators.pop(e.user_id, None)
+
+
+def _consent_given(s: CaseState, e: ev.ConsentGiven) -> None:
+    s.consent = Consent(
+        consent_id=e.consent_id,
+        organisations={org.id: org for org in e.organisations},
+        covers_relatives=e.covers_relatives,
+        signed_on=e.signed_on,
+        valid_until=e.valid_until,
+    )
+
+
+def _consent_withdrawn(s: CaseState, e: ev.ConsentWithdrawn) -> None:
+    assert s.consent is not None
+    if e.entire:
+        s.consent.withdrawn_on = e.withdrawn_on
+        return
+    for org in e.organisation_ids:
+        s.consent.organisations.pop(org, None)
+    if e.relatives:
+        s.consent.covers_relatives = False
+
+
+def _consent_renewed(s: CaseState, e: ev.ConsentRenewed) -> None:
+    assert s.consent is not None
+    s.consent.renewed_on = e.renewed_on
+    s.consent.valid_until = e.valid_until
+
+
+def _worksheet_completed(s: CaseState, e: ev.WorksheetCompleted) -> None:
+    s.worksheets.append(WorksheetRecord(e.worksheet, e.completed_on, list(e.participants)))
+
+
+def _mapping_summarised(s: CaseState, e: ev.MappingSummarised) -> None:
+    s.mapping_summarised_on = e.summarised_on
+
+
+def _phase_changed(s: CaseState, e: ev.PhaseChanged) -> None:
+    s.phase = e.to_phase
+
+
+def _goal_set(s: CaseState, e: ev.GoalSet) -> None:
+    s.goals[e.goal_id] = Goal(e.goal_id, e.kind, e.description, e.parent_goal_id)
+
+
+def _goal_status_changed(s: CaseState, e: ev.GoalStatusChanged) -> None:
+    s.goals[e.goal_id].status = e.status
+
+
+def _member_added(s: CaseState, e: ev.ResourceGroupMemberAdded) -> None:
+    s.members[e.member.member_id] = e.member
+
+
+def _member_removed(s: CaseState, e: ev.ResourceGroupMemberRemoved) -> None:
+    s.members.pop(e.member_id, None)
+
+
+def _plan_updated(s: CaseState, e: ev.EarlyWarningPlanUpdated) -> None:
+    s.early_warning_plan = e
+
+
+def _sip_decided(s: CaseState, e: ev.SipDecided) -> None:
+    s.sip = Sip(
+        version=e.sip_version,
+        decided_on=e.decided_on,
+        goal_ids=list(e.goal_ids),
+        actions={a.action_id: SipAction(a) for a in e.actions},
+        next_follow_up_on=e.next_follow_up_on,
+    )
+
+
+def _meeting_held(s: CaseState, e: ev.ResourceGroupMeetingHeld) -> None:
+    s.meetings_held.append(e.held_on)
+
+
+def _action_completed(s: CaseState, e: ev.ActionCompleted) -> None:
+    if s.sip is not None and s.sip.version == e.sip_version and e.action_id in s.sip.actions:
+        s.sip.actions[e.action_id].completed_on = e.completed_on
+
+
+def _warning_triggered(s: CaseState, e: ev.EarlyWarningTriggered) -> None:
+    s.early_warnings[e.warning_id] = EarlyWarning(e.warning_id, e.plan_version, e.observed_on)
+
+
+def _warning_resolved(s: CaseState, e: ev.EarlyWarningResolved) -> None:
+    s.early_warnings[e.warning_id].resolved_on = e.resolved_on
+
+
+def _case_closed(s: CaseState, e: ev.CaseClosed) -> None:
+    s.closed_on = e.closed_on
+
+
+_APPLY: dict[type[CaseEventData], Any] = {
+    ev.CoordinatorAssigned: _coordinator_assigned,
+    ev.CoordinatorUnassigned: _coordinator_unassigned,
+    ev.ConsentGiven: _consent_given,
+    ev.ConsentWithdrawn: _consent_withdrawn,
+    ev.ConsentRenewed: _consent_renewed,
+    ev.WorksheetCompleted: _worksheet_completed,
+    ev.MappingSummarised: _mapping_summarised,
+    ev.PhaseChanged: _phase_changed,
+    ev.GoalSet: _goal_set,
+    ev.GoalStatusChanged: _goal_status_changed,
+    ev.ResourceGroupMemberAdded: _member_added,
+    ev.ResourceGroupMemberRemoved: _member_removed,
+    ev.EarlyWarningPlanUpdated: _plan_updated,
+    ev.SipDecided: _sip_decided,
+    ev.ResourceGroupMeetingHeld: _meeting_held,
+    ev.ActionCompleted: _action_completed,
+    ev.EarlyWarningTriggered: _warning_triggered,
+    ev.EarlyWarningResolved: _warning_resolved,
+    ev.CaseClosed: _case_closed,
+}

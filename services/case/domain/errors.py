@@ -1,0 +1,206 @@
+"""Named errors of the Case aggregate: one class per rule of the method.
+
+The API returns each as an RFC 9457 problem whose ``rule`` member is the class's
+``rule`` (stable; clients may switch on it) and whose ``detail`` says what failed.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class CaseRuleViolation(Exception):
+    """A command was refused because it breaks a rule of the method."""
+
+    rule: ClassVar[str] = "rule_violation"
+    title: ClassVar[str] = "The command breaks a rule of the case"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"{self.rule}: {detail}")
+        self.detail = detail
+
+
+class NotAllowed(CaseRuleViolation):
+    """Base of rules about who may write, rather than about the case's state."""
+
+
+# -- lifecycle ------------------------------------------------------------------------
+class CaseClosed(CaseRuleViolation):
+    rule = "case_closed"
+    title = "A closed case accepts nothing"
+
+
+class DateInFuture(CaseRuleViolation):
+    rule = "date_in_future"
+    title = "The date of something that happened cannot be in the future"
+
+
+class PhaseChangeNotAllowed(CaseRuleViolation):
+    rule = "phase_change_not_allowed"
+    title = "This phase change is not allowed"
+
+
+class ActorNotInvolved(NotAllowed):
+    rule = "actor_not_involved"
+    title = "Only the opening organisation and the coordinators' organisations write to a case"
+
+
+# -- consent ----------------------------------------------------------------------------
+class ConsentRequired(CaseRuleViolation):
+    rule = "consent_required"
+    title = "Before consent, only coordinator assignment, consent and closing are possible"
+
+
+class ConsentWithdrawnRule(CaseRuleViolation):
+    rule = "consent_withdrawn"
+    title = "After consent is withdrawn, only new consent, unassignment or closing are possible"
+
+
+class ConsentExpired(CaseRuleViolation):
+    rule = "consent_expired"
+    title = "The consent is no longer valid"
+
+
+class NoConsentToWithdraw(CaseRuleViolation):
+    rule = "no_consent_to_withdraw"
+    title = "There is no active consent to withdraw from"
+
+
+class ConsentDoesNotCoverOrganisation(CaseRuleViolation):
+    rule = "consent_does_not_cover_organisation"
+    title = "The consent does not cover this organisation"
+
+
+class ConsentDoesNotCoverRelatives(CaseRuleViolation):
+    rule = "consent_does_not_cover_relatives"
+    title = "The consent does not cover relatives"
+
+
+# -- coordinators -----------------------------------------------------------------------
+class TooManyCoordinators(CaseRuleViolation):
+    rule = "too_many_coordinators"
+    title = "A case has at most two active coordinators"
+
+
+class CoordinatorAlreadyAssigned(CaseRuleViolation):
+    rule = "coordinator_already_assigned"
+    title = "The coordinator is already assigned"
+
+
+class CoordinatorNotAssigned(CaseRuleViolation):
+    rule = "coordinator_not_assigned"
+    title = "The coordinator is not assigned to the case"
+
+
+class CoordinatorsMustAttend(CaseRuleViolation):
+    rule = "coordinators_must_attend"
+    title = "Every assigned coordinator must take part"
+
+
+# -- mapping, goals -----------------------------------------------------------------------
+class MappingNotSummarised(CaseRuleViolation):
+    rule = "mapping_not_summarised"
+    title = "The mapping must be summarised first"
+
+
+class GoalAlreadySet(CaseRuleViolation):
+    rule = "goal_already_set"
+    title = "A goal with this id exists"
+
+
+class GoalNotFound(CaseRuleViolation):
+    rule = "goal_not_found"
+    title = "No such goal in this case"
+
+
+class GoalParentInvalid(CaseRuleViolation):
+    rule = "goal_parent_invalid"
+    title = "A sub-goal belongs to an existing long-term goal"
+
+
+# -- resource group ---------------------------------------------------------------------
+class MemberAlreadyInGroup(CaseRuleViolation):
+    rule = "member_already_in_group"
+    title = "This person is already a member of the resource group"
+
+
+class MemberNotFound(CaseRuleViolation):
+    rule = "member_not_found"
+    title = "No such member in the resource group"
+
+
+class MeetingRequiresCoordinators(CaseRuleViolation):
+    rule = "meeting_requires_coordinators"
+    title = "A resource group meeting needs both coordinators"
+
+
+# -- SIP --------------------------------------------------------------------------------------
+class SipRequiresMappingSummary(CaseRuleViolation):
+    rule = "sip_requires_mapping_summary"
+    title = "A SIP needs the mapping summarised"
+
+
+class SipRequiresGoal(CaseRuleViolation):
+    rule = "sip_requires_goal"
+    title = "A SIP needs at least one existing goal"
+
+
+class SipRequiresClientInGroup(CaseRuleViolation):
+    rule = "sip_requires_client_in_group"
+    title = "A SIP needs the client in the resource group"
+
+
+class SipRequiresRegionMember(CaseRuleViolation):
+    rule = "sip_requires_region_member"
+    title = "A SIP needs a resource group member from the region"
+
+
+class SipRequiresMunicipalityMember(CaseRuleViolation):
+    rule = "sip_requires_municipality_member"
+    title = "A SIP needs a resource group member from the municipality"
+
+
+class SipResponsibleNotMember(CaseRuleViolation):
+    rule = "sip_responsible_not_member"
+    title = "Every action's responsible person must be a current member"
+
+
+class SipRequiresClientParticipation(CaseRuleViolation):
+    rule = "sip_requires_client_participation"
+    title = "The client must take part in deciding the SIP"
+
+
+class SipRequiresClientAgreement(CaseRuleViolation):
+    rule = "sip_requires_client_agreement"
+    title = "The client must agree to the SIP"
+
+
+class SipFollowUpInvalid(CaseRuleViolation):
+    rule = "sip_follow_up_invalid"
+    title = "The next follow-up must come after the decision and within the allowed interval"
+
+
+class ActionNotFound(CaseRuleViolation):
+    rule = "action_not_found"
+    title = "No such action in the current SIP"
+
+
+class ActionAlreadyCompleted(CaseRuleViolation):
+    rule = "action_already_completed"
+    title = "The action is already completed"
+
+
+# -- early warning -------------------------------------------------------------------------
+class EarlyWarningRequiresPlan(CaseRuleViolation):
+    rule = "early_warning_requires_plan"
+    title = "An early warning can only be triggered against a plan"
+
+
+class EarlyWarningUnknownSign(CaseRuleViolation):
+    rule = "early_warning_unknown_sign"
+    title = "The signs must come from the plan, or be described as another sign"
+
+
+class EarlyWarningNotOpen(CaseRuleViolation):
+    rule = "early_warning_not_open"
+    title = "No such open early warning"

@@ -1,0 +1,445 @@
+"""The case event store: the eventsourcing library over SQLite or PostgreSQL.
+
+- Stored topics are the contracts' stable type names (``se.vss.case.SipDecided.v1``),
+  never module paths; states are orjson with sorted keys, exactly the bytes hashed.
+- Each write also records the case's head (version, hash), so that deleting or editing
+  the last event is detected, and the Idempotency-Key record, in the same transaction.
+- Tables are created by :func:`migrate` (``vss migrate``), never at process start
+  (``CREATE_TABLE=n``); the library's PostgreSQL DB functions stay off, so inserts take
+  the table lock that makes commit order equal notification-id order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+import orjson
+import psycopg
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    Mapper,
+    Notification,
+    StoredEvent,
+)
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.utils import Environment
+from psycopg.rows import DictRow
+from vss_contracts.registry import decode_event
+from vss_contracts.types import Principal
+
+from services.case.application.ports import (
+    CaseNotFound,
+    ConcurrentWrite,
+    HistoryEntry,
+    IdempotencyRecord,
+    SaveResult,
+    StoredEventRef,
+)
+from services.case.domain.case import Case
+from services.case.domain.events import (
+    CaseEvent,
+    ChainBreak,
+    EventMetadata,
+    RawEvent,
+    canonical_bytes,
+    verify_chain,
+)
+
+SIDE_TABLES_SQL = (
+    "CREATE TABLE IF NOT EXISTS case_heads ("
+    " case_id TEXT PRIMARY KEY, version BIGINT NOT NULL, hash TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS idempotency_keys ("
+    " key_hash TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, case_id TEXT NOT NULL,"
+    " result TEXT NOT NULL, recorded_at TEXT NOT NULL)",
+)
+UPSERT_HEAD = (
+    "INSERT INTO case_heads (case_id, version, hash) VALUES ({p}, {p}, {p})"
+    " ON CONFLICT (case_id) DO UPDATE SET version = excluded.version, hash = excluded.hash"
+)
+INSERT_IDEMPOTENCY = (
+    "INSERT INTO idempotency_keys (key_hash, fingerprint, case_id, result, recorded_at)"
+    " VALUES ({p}, {p}, {p}, {p}, {p})"
+)
+MIGRATION_LOCK_ID = 7_460_001  # pg_advisory_lock key for `vss migrate`
+
+
+class StoreNotMigrated(RuntimeError):
+    """The store's tables do not exist: run ``vss migrate`` first."""
+
+
+class StoreUrlInvalid(ValueError):
+    """The store URL is neither sqlite:///PATH nor postgresql://…."""
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Where the case events live, from one URL (``sqlite:///path`` or ``postgresql://…``)."""
+
+    url: str
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.startswith(("postgresql://", "postgres://"))
+
+    def sqlite_path(self) -> str:
+        parts = urlsplit(self.url)
+        if parts.scheme != "sqlite" or not parts.path:
+            raise StoreUrlInvalid(f"expected sqlite:///PATH or postgresql://…, got {self.url!r}")
+        # sqlite:///relative/file.db or sqlite:////absolute/file.db
+        return unquote(parts.path[1:])
+
+    def eventsourcing_env(self, *, create_table: bool = False, pool_size: int = 5) -> dict[str, str]:
+        env = {"CREATE_TABLE": "y" if create_table else "n"}
+        if self.is_postgres:
+            info = psycopg.conninfo.conninfo_to_dict(self.url)
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.postgres",
+                APPLICATION_RECORDER_TOPIC=f"{__name__}:PostgresCaseRecorder",
+                POSTGRES_DBNAME=str(info.get("dbname") or "postgres"),
+                POSTGRES_HOST=str(info.get("host") or "localhost"),
+                POSTGRES_PORT=str(info.get("port") or "5432"),
+                POSTGRES_USER=str(info.get("user") or "postgres"),
+                POSTGRES_PASSWORD=str(info.get("password") or ""),
+                POSTGRES_POOL_SIZE=str(pool_size),
+                POSTGRES_MAX_OVERFLOW=str(pool_size * 2),
+                POSTGRES_LOCK_TIMEOUT="10",
+            )
+        else:
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.sqlite",
+                APPLICATION_RECORDER_TOPIC=f"{__name__}:SQLiteCaseRecorder",
+                SQLITE_DBNAME=self.sqlite_path(),
+                SQLITE_LOCK_TIMEOUT="10",
+            )
+        return env
+
+
+# ----------------------------------------------------------------------------------- mapper
+class CaseEventMapper(Mapper[UUID]):
+    """Case events to stored events and back, with upcasting of old payload versions."""
+
+    def __init__(self, *, compressor: Any = None, cipher: Any = None) -> None:
+        super().__init__(transcoder=JSONTranscoder(), compressor=compressor, cipher=cipher)
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        event = cast(CaseEvent, domain_event)
+        state = canonical_bytes(event.state)
+        if self.compressor:
+            state = self.compressor.compress(state)
+        if self.cipher:
+            state = self.cipher.encrypt(state)
+        return StoredEvent(
+            originator_id=event.originator_id,
+            originator_version=event.originator_version,
+            topic=event.type,
+            state=state,
+        )
+
+    def decode_state(self, stored: StoredEvent) -> dict[str, Any]:
+        state = stored.state
+        if self.cipher:
+            state = self.cipher.decrypt(state)
+        if self.compressor:
+            state = self.compressor.decompress(state)
+        return cast(dict[str, Any], orjson.loads(state))
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        state = self.decode_state(stored_event)
+        return CaseEvent(
+            originator_id=_uuid(stored_event.originator_id),
+            originator_version=stored_event.originator_version,
+            timestamp=datetime.fromisoformat(state["recorded_at"]),
+            data=decode_event(stored_event.topic, state["data"]),
+            meta=EventMetadata(
+                event_id=UUID(state["event_id"]),
+                actor_id=state["actor_id"],
+                actor_organisation=state["actor_organisation"],
+                principal=Principal(state["principal"]),
+                correlation_id=state["correlation_id"],
+                causation_id=state["causation_id"],
+                prev_hash=state["prev_hash"],
+                hash=state["hash"],
+            ),
+            state=state,
+        )
+
+
+def _uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)
+
+
+# -------------------------------------------------------------------------------- recorders
+def _side_table_params(kwargs: dict[str, Any]) -> tuple[list[tuple[Any, ...]], tuple[Any, ...] | None]:
+    heads = [(str(case_id), version, digest) for case_id, version, digest in kwargs.get("heads", ())]
+    record: IdempotencyRecord | None = kwargs.get("idempotency")
+    idempotency = None
+    if record is not None:
+        idempotency = (
+            record.key_hash,
+            record.fingerprint,
+            str(record.case_id),
+            orjson.dumps(record.result).decode(),
+            datetime.now().astimezone().isoformat(),
+        )
+    return heads, idempotency
+
+
+class SQLiteCaseRecorder(SQLiteApplicationRecorder):
+    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        heads, idempotency = _side_table_params(kwargs)
+        if heads:
+            c.executemany(UPSERT_HEAD.format(p="?"), heads)
+        if idempotency:
+            c.execute(INSERT_IDEMPOTENCY.format(p="?"), idempotency)
+        return ids
+
+    def create_side_tables(self) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            for statement in SIDE_TABLES_SQL:
+                c.execute(statement)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql.replace("%s", "?"), params)
+            return [dict(row) for row in c.fetchall()]
+
+    def case_notifications(self, case_id: UUID, after_version: int, limit: int) -> list[Notification]:
+        rows = self.query(
+            f"SELECT rowid AS position, topic, state, originator_version FROM {self.events_table_name}"
+            " WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version LIMIT %s",
+            (case_id.hex, after_version, limit),
+        )
+        return [
+            Notification(
+                id=row["position"],
+                originator_id=case_id,
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=row["state"],
+            )
+            for row in rows
+        ]
+
+
+class PostgresCaseRecorder(PostgresApplicationRecorder):
+    def _insert_events(self, curs: psycopg.Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        # Runs in the same transaction as the event insert (before its table lock).
+        heads, idempotency = _side_table_params(kwargs)
+        if heads:
+            curs.executemany(UPSERT_HEAD.format(p="%s"), heads)  # type: ignore[arg-type]
+        if idempotency:
+            curs.execute(INSERT_IDEMPOTENCY.format(p="%s"), idempotency)  # type: ignore[arg-type]
+
+    def create_side_tables(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            for statement in SIDE_TABLES_SQL:
+                curs.execute(statement)  # type: ignore[arg-type]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(sql, params)  # type: ignore[arg-type]
+            return [dict(row) for row in curs.fetchall()]
+
+    def case_notifications(self, case_id: UUID, after_version: int, limit: int) -> list[Notification]:
+        rows = self.query(
+            f"SELECT notification_id AS position, topic, state, originator_version FROM {self.events_table_name}"
+            " WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version LIMIT %s",
+            (case_id, after_version, limit),
+        )
+        return [
+            Notification(
+                id=row["position"],
+                originator_id=case_id,
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=bytes(row["state"]),
+            )
+            for row in rows
+        ]
+
+
+CaseRecorder = SQLiteCaseRecorder | PostgresCaseRecorder
+
+
+# --------------------------------------------------------------------------- the store
+class CaseEventStore(Application[UUID]):
+    """Implements the application's ``CaseStore`` port with the eventsourcing library."""
+
+    name = "case"
+
+    def __init__(self, config: StoreConfig, *, create_table: bool = False) -> None:
+        self.config = config
+        super().__init__(env=config.eventsourcing_env(create_table=create_table))
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        # Configuration comes from our settings only, never from stray process variables.
+        return Environment(name, dict(env or {}))
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return CaseEventMapper(compressor=self.factory.compressor(), cipher=self.factory.cipher())
+
+    @property
+    def case_recorder(self) -> CaseRecorder:
+        return cast(CaseRecorder, self.recorder)
+
+    @property
+    def case_mapper(self) -> CaseEventMapper:
+        return cast(CaseEventMapper, self.mapper)
+
+    # ------------------------------------------------------------------------ CaseStore port
+    def load(self, case_id: UUID) -> Case:
+        try:
+            return cast(Case, self.repository.get(case_id))
+        except AggregateNotFoundError:
+            raise CaseNotFound(case_id) from None
+
+    def exists(self, case_id: UUID) -> bool:
+        return bool(self.recorder.select_events(case_id, limit=1))
+
+    def save(self, case: Case, idempotency: IdempotencyRecord | None = None) -> SaveResult:
+        pending = cast(list[CaseEvent], list(case.pending_events))
+        last = pending[-1]
+        try:
+            recordings = super().save(
+                case,
+                heads=[(case.id, last.originator_version, last.meta.hash)],
+                idempotency=idempotency,
+            )
+        except IntegrityError as error:
+            raise ConcurrentWrite(str(error)) from error
+        refs = tuple(
+            StoredEventRef(
+                event_id=cast(CaseEvent, r.domain_event).meta.event_id,
+                type=cast(CaseEvent, r.domain_event).type,
+                version=r.domain_event.originator_version,
+                position=r.notification.id,
+            )
+            for r in recordings
+        )
+        return SaveResult(case_id=case.id, version=last.originator_version, position=refs[-1].position, events=refs)
+
+    def find_idempotency(self, key_hash: str) -> IdempotencyRecord | None:
+        rows = self.case_recorder.query(
+            "SELECT fingerprint, case_id, result FROM idempotency_keys WHERE key_hash = %s", (key_hash,)
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return IdempotencyRecord(
+            key_hash=key_hash,
+            fingerprint=row["fingerprint"],
+            case_id=UUID(row["case_id"]),
+            result=orjson.loads(row["result"]),
+        )
+
+    def history(self, case_id: UUID, after_version: int, limit: int) -> list[HistoryEntry]:
+        entries = []
+        for n in self.case_recorder.case_notifications(case_id, after_version, limit):
+            state = self.case_mapper.decode_state(n)
+            data = decode_event(n.topic, state["data"])
+            entries.append(
+                HistoryEntry(
+                    position=n.id,
+                    version=n.originator_version,
+                    type=data.TYPE,
+                    event_id=UUID(state["event_id"]),
+                    recorded_at=datetime.fromisoformat(state["recorded_at"]),
+                    actor_id=state["actor_id"],
+                    actor_organisation=state["actor_organisation"],
+                    principal=state["principal"],
+                    correlation_id=state["correlation_id"],
+                    causation_id=state["causation_id"],
+                    prev_hash=state["prev_hash"],
+                    hash=state["hash"],
+                    data=data.model_dump(mode="json"),
+                )
+            )
+        return entries
+
+    # --------------------------------------------------------------------- the global log
+    def read_log(self, after: int, limit: int = 500) -> Sequence[Notification]:
+        """Events with a log position greater than ``after``, in log order.
+
+        Positions may have gaps (PostgreSQL burns ids on failed inserts): a follower
+        keeps the last position it saw and asks for what is greater, never for last + 1.
+        """
+        return self.recorder.select_notifications(start=after, limit=limit, inclusive_of_start=False)
+
+    def max_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    # ------------------------------------------------------------------------- verification
+    def raw_events(self, case_id: UUID) -> Iterator[RawEvent]:
+        for stored in self.recorder.select_events(case_id):
+            yield RawEvent(
+                case_id=case_id,
+                version=stored.originator_version,
+                type=stored.topic,
+                state=self.case_mapper.decode_state(stored),
+            )
+
+    def head(self, case_id: UUID) -> tuple[int, str] | None:
+        rows = self.case_recorder.query("SELECT version, hash FROM case_heads WHERE case_id = %s", (str(case_id),))
+        return (int(rows[0]["version"]), rows[0]["hash"]) if rows else None
+
+    def verify(self, case_id: UUID) -> ChainBreak | None:
+        """Recompute the case's hash chain from the stored bytes."""
+        return verify_chain(case_id, self.raw_events(case_id), self.head(case_id))
+
+    def case_ids(self) -> list[UUID]:
+        rows = self.case_recorder.query("SELECT case_id FROM case_heads ORDER BY case_id")
+        return [UUID(row["case_id"]) for row in rows]
+
+    def check_migrated(self) -> None:
+        try:
+            self.case_recorder.query("SELECT 1 FROM case_heads LIMIT 1")
+            self.recorder.max_notification_id()
+        except Exception as error:
+            raise StoreNotMigrated(
+                f"the case store at {_redact(self.config.url)} has no tables: run `vss migrate` ({error})"
+            ) from error
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+@contextmanager
+def _migration_lock(config: StoreConfig) -> Iterator[None]:
+    if not config.is_postgres:
+        yield
+        return
+    with psycopg.connect(config.url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
+
+
+def migrate(config: StoreConfig) -> None:
+    """Create the store's tables (idempotent; safe when several run at once on PostgreSQL)."""
+    if not config.is_postgres:
+        from pathlib import Path
+
+        Path(config.sqlite_path()).parent.mkdir(parents=True, exist_ok=True)
+    with _migration_lock(config):
+        store = CaseEventStore(config, create_table=True)
+        try:
+            store.case_recorder.create_side_tables()
+        finally:
+            store.close()
