@@ -1,0 +1,29 @@
+"""Process entry point of the case service: ``python -m services.case.main``."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+
+from services.case.bootstrap import bootstrap
+from services.case.infrastructure.store import StoreNotMigrated
+from services.shared.logging import configure_logging
+
+
+def main() -> int:
+    try:
+        parts = bootstrap()
+    except StoreNotMigrated as error:
+        print(f"case service: {error}", file=sys.stderr)
+        return 2
+    configure_logging(parts.settings.log_level, json=parts.settings.log_json)
+    try:
+        uvicorn.run(parts.app, host=parts.settings.case_host, port=parts.settings.case_port, log_config=None)
+    finally:
+        parts.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,225 @@
+"""``vss``: the operator CLI (start the system, mint tokens, migrate, verify the audit trail).
+
+Every failure ends with a non-zero exit and a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+from uuid import UUID
+
+import typer
+from rich.console import Console
+
+from services.case.infrastructure.store import (
+    CaseEventStore,
+    StoreConfig,
+    StoreNotMigrated,
+    StoreUrlInvalid,
+    migrate,
+)
+from services.case.settings import CaseSettings
+from services.shared.auth import TokenService
+from services.shared.settings import AuthSettings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Operate VSS on the embedded defaults or real servers.")
+out = Console()
+err = Console(stderr=True)
+
+
+class PrincipalChoice(StrEnum):
+    region = "region"
+    municipality = "municipality"
+    other = "other"
+
+
+class RoleChoice(StrEnum):
+    coordinator = "coordinator"
+    manager = "manager"
+    analyst = "analyst"
+    operator = "operator"
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"vss: {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def token(
+    user: Annotated[str, typer.Option(help="User id (the token's sub)")],
+    org: Annotated[str, typer.Option(help="Organisation id, e.g. vgr-psykiatri-nordost")],
+    principal: Annotated[PrincipalChoice, typer.Option(help="The organisation's principal")],
+    role: Annotated[list[RoleChoice], typer.Option(help="Role; repeat for several")],
+    org_name: Annotated[str | None, typer.Option(help="Organisation name shown in events")] = None,
+    hours: Annotated[int, typer.Option(min=1, max=24 * 30, help="Lifetime in hours")] = 12,
+) -> None:
+    """Print a bearer token valid for the embedded defaults (or the configured key)."""
+    from datetime import timedelta
+
+    settings = CaseSettings()
+    tokens = TokenService.from_settings(AuthSettings(), settings.data_dir)
+    if not tokens.algorithm.startswith("HS"):
+        raise _fail("minting needs an HMAC key; with a public key, tokens come from your identity provider", 2)
+    out.print(
+        tokens.mint(
+            user_id=user,
+            organisation_id=org,
+            organisation_name=org_name,
+            principal=principal.value,
+            roles=[r.value for r in role],
+            lifetime=timedelta(hours=hours),
+        ),
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Create the case store's tables (run once per store; safe to repeat)."""
+    url = CaseSettings().store_url()
+    try:
+        migrate(StoreConfig(url))
+    except StoreUrlInvalid as error:
+        raise _fail(str(error), 2) from None
+    except Exception as error:  # a store that cannot be reached
+        raise _fail(f"migration failed: {error}") from None
+    out.print(f"case store ready: {url.split('@')[-1]}")
+
+
+@app.command()
+def verify(
+    case_id: Annotated[str | None, typer.Argument(help="One case; omit with --all")] = None,
+    all_cases: Annotated[bool, typer.Option("--all", help="Verify every case")] = False,
+) -> None:
+    """Recompute the hash chain of one case, or of all; exit 1 on the first break found."""
+    if (case_id is None) == (not all_cases):
+        raise _fail("give a CASE_ID or --all", 2)
+    try:
+        store = CaseEventStore(StoreConfig(CaseSettings().store_url()))
+        store.check_migrated()
+    except (StoreNotMigrated, StoreUrlInvalid) as error:
+        raise _fail(str(error), 2) from None
+    try:
+        if case_id is not None:
+            try:
+                ids = [UUID(case_id)]
+            except ValueError:
+                raise _fail(f"{case_id!r} is not a case id (a UUID)", 2) from None
+        else:
+            ids = store.case_ids()
+        broken = 0
+        for cid in ids:
+            if store.head(cid) is None and not store.exists(cid):
+                raise _fail(f"no case {cid}", 2)
+            result = store.verify(cid)
+            if result is None:
+                out.print(f"ok      {cid}")
+            else:
+                broken += 1
+                out.print(f"BROKEN  {cid} at version {result.version}: {result.reason}")
+        if broken:
+            raise _fail(f"{broken} of {len(ids)} case(s) fail verification")
+        out.print(f"{len(ids)} case(s) verified")
+    finally:
+        store.close()
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    return False
+
+
+@app.command()
+def up() -> None:
+    """Start the whole system on the embedded defaults; Ctrl-C stops it cleanly."""
+    settings = CaseSettings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        migrate(StoreConfig(settings.store_url()))
+    except Exception as error:
+        raise _fail(f"cannot prepare the case store: {error}") from None
+    env = {**os.environ, "VSS_DATA_DIR": str(settings.data_dir.resolve())}
+    base = f"http://{settings.case_host}:{settings.case_port}"
+    case = subprocess.Popen([sys.executable, "-m", "services.case.main"], env=env)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        if not _wait_healthy(f"{base}/health", case):
+            case.terminate()
+            raise _fail(f"the case service did not start on {base} (is the port free? VSS_CASE_PORT sets it)")
+        state = {"case_api": base, "case_docs": f"{base}/docs", "data_dir": str(settings.data_dir.resolve())}
+        (settings.data_dir / "up.json").write_text(json.dumps(state, indent=2))
+        out.print(f"[bold]VSS is up[/bold]\n  case API   {base}\n  API docs   {base}/docs\n  data       {state['data_dir']}")
+        out.print("  a token:   .venv/bin/vss token --user anna --org region-psykiatri --principal region --role coordinator")
+        out.print("Ctrl-C stops everything.")
+        while not stopping and case.poll() is None:
+            time.sleep(0.5)
+        if case.poll() is not None and not stopping:
+            raise _fail(f"the case service stopped (exit {case.returncode})")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if case.poll() is None:
+            case.send_signal(signal.SIGINT)
+            try:
+                case.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                case.kill()
+        out.print("VSS stopped.")
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+    """What `vss up` started, with URLs and health."""
+    settings = CaseSettings()
+    base = f"http://{settings.case_host}:{settings.case_port}"
+    try:
+        with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+            health = json.loads(response.read())
+            healthy = response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        health, healthy = None, False
+    report = {
+        "parts": [{"name": "case", "url": base, "docs": f"{base}/docs", "healthy": healthy, "health": health}],
+        "data_dir": str(Path(settings.data_dir).resolve()),
+        "case_store": settings.store_url().split("@")[-1],
+    }
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        for part in report["parts"]:  # type: ignore[union-attr]
+            mark = "up" if part["healthy"] else "DOWN"
+            out.print(f"{part['name']:<8} {mark:<5} {part['url']}")
+        out.print(f"data     {report['data_dir']}")
+    if not healthy:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()
