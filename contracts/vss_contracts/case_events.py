@@ -118,7 +118,7 @@ class ConsentWithdrawn(CaseEventData):
     TYPE: ClassVar[str] = "se.vss.case.ConsentWithdrawn.v1"
     withdrawn_on: date
     entire: bool = True
-    organisation_ids: list[OrganisationId] = []
+    organisation_ids: list[OrganisationId] = Field(default_factory=list)
     relatives: bool = False
     reason: ShortText | None = None
 
@@ -345,7 +345,7 @@ class EarlyWarningTriggered(CaseEventData):
     TYPE: ClassVar[str] = "se.vss.case.EarlyWarningTriggered.v1"
     warning_id: UUID
     plan_version: int
-    sign_ids: list[str] = []
+    sign_ids: list[str] = Field(default_factory=list)
     other_sign: LongText | None = Field(
         default=None, description="An explicitly described sign that is not in the plan"
     )

@@ -37,9 +37,7 @@ def normalise_personal_identity_number(text: str, *, today: date | None = None) 
     """
     match = _PATTERN.match(text.strip())
     if match is None:
-        raise InvalidPersonalIdentityNumber(
-            "expected twelve digits as YYYYMMDD-NNNC or YYYYMMDDNNNC"
-        )
+        raise InvalidPersonalIdentityNumber("expected twelve digits as YYYYMMDD-NNNC or YYYYMMDDNNNC")
     birth, tail = match.groups()
     year, month, day = int(birth[:4]), int(birth[4:6]), int(birth[6:8])
     if day > 60:  # samordningsnummer

@@ -67,9 +67,7 @@ PersonalIdentityNumber = Annotated[
         examples=["19121212-1212"],
     ),
 ]
-PhoneNumber = Annotated[
-    str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{5,20}$")
-]
+PhoneNumber = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()-]{5,20}$")]
 
 
 class Principal(StrEnum):

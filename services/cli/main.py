@@ -13,9 +13,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import typer
@@ -32,7 +33,9 @@ from services.case.settings import CaseSettings
 from services.shared.auth import TokenService
 from services.shared.settings import AuthSettings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Operate VSS on the embedded defaults or real servers.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Operate VSS on the embedded defaults or real servers."
+)
 out = Console()
 err = Console(stderr=True)
 
@@ -65,12 +68,12 @@ def token(
     hours: Annotated[int, typer.Option(min=1, max=24 * 30, help="Lifetime in hours")] = 12,
 ) -> None:
     """Print a bearer token valid for the embedded defaults (or the configured key)."""
-    from datetime import timedelta
-
     settings = CaseSettings()
     tokens = TokenService.from_settings(AuthSettings(), settings.data_dir)
     if not tokens.algorithm.startswith("HS"):
-        raise _fail("minting needs an HMAC key; with a public key, tokens come from your identity provider", 2)
+        raise _fail(
+            "minting needs an HMAC key; with a public key, tokens come from your identity provider", 2
+        )
     out.print(
         tokens.mint(
             user_id=user,
@@ -175,8 +178,14 @@ def up() -> None:
             raise _fail(f"the case service did not start on {base} (is the port free? VSS_CASE_PORT sets it)")
         state = {"case_api": base, "case_docs": f"{base}/docs", "data_dir": str(settings.data_dir.resolve())}
         (settings.data_dir / "up.json").write_text(json.dumps(state, indent=2))
-        out.print(f"[bold]VSS is up[/bold]\n  case API   {base}\n  API docs   {base}/docs\n  data       {state['data_dir']}")
-        out.print("  a token:   .venv/bin/vss token --user anna --org region-psykiatri --principal region --role coordinator")
+        out.print(
+            f"[bold]VSS is up[/bold]\n  case API   {base}\n  API docs   {base}/docs\n"
+            f"  data       {state['data_dir']}"
+        )
+        out.print(
+            "  a token:   .venv/bin/vss token --user anna --org region-psykiatri"
+            " --principal region --role coordinator"
+        )
         out.print("Ctrl-C stops everything.")
         while not stopping and case.poll() is None:
             time.sleep(0.5)
@@ -205,15 +214,17 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
             healthy = response.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         health, healthy = None, False
-    report = {
-        "parts": [{"name": "case", "url": base, "docs": f"{base}/docs", "healthy": healthy, "health": health}],
+    report: dict[str, Any] = {
+        "parts": [
+            {"name": "case", "url": base, "docs": f"{base}/docs", "healthy": healthy, "health": health}
+        ],
         "data_dir": str(Path(settings.data_dir).resolve()),
         "case_store": settings.store_url().split("@")[-1],
     }
     if as_json:
         print(json.dumps(report, indent=2))
     else:
-        for part in report["parts"]:  # type: ignore[union-attr]
+        for part in report["parts"]:
             mark = "up" if part["healthy"] else "DOWN"
             out.print(f"{part['name']:<8} {mark:<5} {part['url']}")
         out.print(f"data     {report['data_dir']}")

@@ -72,18 +72,33 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemException)
     async def _problem(request: Request, error: ProblemException) -> JSONResponse:
         return problem_response(
-            request, error.status, error.title, error.detail, code=error.code, headers=error.headers, **error.extra
+            request,
+            error.status,
+            error.title,
+            error.detail,
+            code=error.code,
+            headers=error.headers,
+            **error.extra,
         )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": _field(tuple(e.get("loc", ()))), "rule": e.get("type", "invalid"), "message": e.get("msg", "")}
+            {
+                "field": _field(tuple(e.get("loc", ()))),
+                "rule": e.get("type", "invalid"),
+                "message": e.get("msg", ""),
+            }
             for e in error.errors()
         ]
         if any(e["rule"] == "json_invalid" for e in errors):
             return problem_response(
-                request, 400, "Malformed JSON", "the request body is not valid JSON", code="malformed_json", errors=errors
+                request,
+                400,
+                "Malformed JSON",
+                "the request body is not valid JSON",
+                code="malformed_json",
+                errors=errors,
             )
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return problem_response(
@@ -92,7 +107,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}.get(error.status_code, "Error")
+        title = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}.get(
+            error.status_code, "Error"
+        )
         return problem_response(
             request,
             error.status_code,
@@ -106,5 +123,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(
-            request, 500, "Internal error", "the server failed; the error is logged under this request's correlation id", code="internal"
+            request,
+            500,
+            "Internal error",
+            "the server failed; the error is logged under this request's correlation id",
+            code="internal",
         )

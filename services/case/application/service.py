@@ -137,7 +137,9 @@ class CaseService:
                     return replay
                 if attempt == attempts:
                     actual = self.store.load(case_id).version
-                    raise VersionConflict(case_id, request.expected_version or case.version - 1, actual) from None
+                    raise VersionConflict(
+                        case_id, request.expected_version or case.version - 1, actual
+                    ) from None
         raise AssertionError("unreachable")
 
     # -------------------------------------------------------------------------- queries
@@ -156,9 +158,7 @@ class CaseService:
         if found is None:
             return None
         if found.fingerprint != request.fingerprint:
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was used for a different request; use a new key"
-            )
+            raise IdempotencyKeyReused("this Idempotency-Key was used for a different request; use a new key")
         result = found.result
         first_version = result["events"][0]["version"]
         entries = self.store.history(found.case_id, first_version - 1, len(result["events"]))

@@ -15,6 +15,10 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import BaseAggregate
+
+from services.case.domain import commands as cmd
+from services.case.domain import errors
+from services.case.domain.events import GENESIS_HASH, Actor, CaseEvent
 from vss_contracts import case_events as ev
 from vss_contracts.case_events import CaseEventData
 from vss_contracts.types import (
@@ -31,10 +35,6 @@ from vss_contracts.types import (
     Region,
     Worksheet,
 )
-
-from services.case.domain import commands as cmd
-from services.case.domain import errors
-from services.case.domain.events import GENESIS_HASH, Actor, CaseEvent
 
 # Worksheets that need every assigned coordinator present (manual p. 7, Checklista K).
 JOINT_WORKSHEETS = frozenset({Worksheet.INTERVIEW, Worksheet.NETWORK_MAP})
@@ -142,9 +142,7 @@ class Case(BaseAggregate[UUID]):
             case._context = None
         else:
             if event.originator_version != case.version + 1:
-                raise ValueError(
-                    f"event version {event.originator_version} does not follow {case.version}"
-                )
+                raise ValueError(f"event version {event.originator_version} does not follow {case.version}")
             _APPLY[type(data)](case.state, data)
             case.version = event.originator_version
             case.modified_on = event.timestamp
@@ -211,9 +209,7 @@ class Case(BaseAggregate[UUID]):
     # ------------------------------------------------------------------------------ guards
     def ensure_actor_may_write(self, actor: Actor) -> None:
         """Only the opening organisation and the active coordinators' organisations write."""
-        allowed = {self.state.opened_by.id} | {
-            c.organisation.id for c in self.state.coordinators.values()
-        }
+        allowed = {self.state.opened_by.id} | {c.organisation.id for c in self.state.coordinators.values()}
         if actor.organisation_id not in allowed:
             raise errors.ActorNotInvolved(
                 f"organisation {actor.organisation_id} is neither the opening organisation nor"
@@ -253,11 +249,11 @@ class Case(BaseAggregate[UUID]):
             raise errors.ConsentDoesNotCoverRelatives(
                 f"{member.name} is a relative and the consent does not cover relatives"
             )
-        if member.organisation is not None and member.kind is not MemberKind.CLIENT:
-            if not consent.covers(member.organisation.id):
-                raise errors.ConsentDoesNotCoverOrganisation(
-                    f"the consent does not cover {member.organisation.id} ({member.name})"
-                )
+        organisation = member.organisation
+        if organisation and member.kind is not MemberKind.CLIENT and not consent.covers(organisation.id):
+            raise errors.ConsentDoesNotCoverOrganisation(
+                f"the consent does not cover {organisation.id} ({member.name})"
+            )
 
     # -------------------------------------------------------------------------- coordinators
     def assign_coordinator(self, command: cmd.AssignCoordinator) -> None:
@@ -277,7 +273,9 @@ class Case(BaseAggregate[UUID]):
                 + ", ".join(sorted(self.state.coordinators))
                 + "; unassign one first"
             )
-        self._trigger(ev.CoordinatorAssigned(coordinator=command.coordinator, assigned_on=command.assigned_on))
+        self._trigger(
+            ev.CoordinatorAssigned(coordinator=command.coordinator, assigned_on=command.assigned_on)
+        )
 
     def unassign_coordinator(self, user_id: str, command: cmd.UnassignCoordinator) -> None:
         self._open_case()
@@ -498,9 +496,7 @@ class Case(BaseAggregate[UUID]):
         if Principal.REGION not in principals:
             raise errors.SipRequiresRegionMember("no resource group member is from the region")
         if Principal.MUNICIPALITY not in principals:
-            raise errors.SipRequiresMunicipalityMember(
-                "no resource group member is from the municipality"
-            )
+            raise errors.SipRequiresMunicipalityMember("no resource group member is from the municipality")
         for action in command.actions:
             responsible = state.members.get(action.responsible_member_id)
             if responsible is None:
@@ -521,8 +517,7 @@ class Case(BaseAggregate[UUID]):
             )
         version = state.sip.version + 1 if state.sip else 1
         actions = [
-            ev.SipAction(**{**a.model_dump(), "action_id": a.action_id or uuid4()})
-            for a in command.actions
+            ev.SipAction(**{**a.model_dump(), "action_id": a.action_id or uuid4()}) for a in command.actions
         ]
         self._trigger(
             ev.SipDecided(
@@ -556,7 +551,9 @@ class Case(BaseAggregate[UUID]):
             raise errors.ActionNotFound(f"action {action_id} is not in the current SIP")
         if action.completed_on is not None:
             raise errors.ActionAlreadyCompleted(f"action {action_id} was completed on {action.completed_on}")
-        self._trigger(ev.ActionCompleted(sip_version=sip.version, action_id=action_id, **command.model_dump()))
+        self._trigger(
+            ev.ActionCompleted(sip_version=sip.version, action_id=action_id, **command.model_dump())
+        )
 
     # ------------------------------------------------------------------------------ closing
     def close(self, command: cmd.CloseCase) -> None:

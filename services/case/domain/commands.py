@@ -14,6 +14,8 @@ from typing import Annotated
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from services.case.domain.events import Actor
 from vss_contracts.case_events import OthersAction, PlanContact, WarningSign
 from vss_contracts.types import (
     ChangeRating,
@@ -36,8 +38,6 @@ from vss_contracts.types import (
     UserId,
     Worksheet,
 )
-
-from services.case.domain.events import Actor
 
 
 class Command(BaseModel):

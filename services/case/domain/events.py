@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import orjson
+
 from vss_contracts.case_events import CaseEventData
 from vss_contracts.types import Principal
 
@@ -135,7 +136,7 @@ class CaseEvent:
         )
 
     def mutate(self, aggregate: Case | None) -> Case:
-        from services.case.domain.case import Case
+        from services.case.domain.case import Case  # noqa: PLC0415 - Case imports this module
 
         return Case.evolve(aggregate, self)
 

@@ -7,30 +7,31 @@ Conventions every write shares:
   (also as ``ETag`` and ``VSS-Log-Position``), for read-your-writes in the query API;
 - the actor of every event comes from the bearer token, never from the body.
 
-No ``from __future__ import annotations`` here: FastAPI must see the dependency
-annotations of the routes, which refer to functions local to ``_routes``.
 """
 
+from __future__ import annotations
 
 import hashlib
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
-from vss_contracts.types import Principal
 
 from services.case.application.ports import CaseAlreadyExists, CaseNotFound, HistoryEntry
 from services.case.application.service import (
     CaseService,
     CommandResult,
     IdempotencyKeyReused,
-    Request as CommandRequest,
     VersionConflict,
+)
+from services.case.application.service import (
+    Request as CommandRequest,
 )
 from services.case.domain import commands as cmd
 from services.case.domain.case import Case, CaseState
@@ -38,6 +39,7 @@ from services.case.domain.errors import CaseRuleViolation, NotAllowed
 from services.case.domain.events import Actor
 from services.shared.auth import InvalidToken, TokenService
 from services.shared.problems import ProblemException, install_problem_handlers, problem_response
+from vss_contracts.types import Principal
 
 WRITE_ROLE = "coordinator"
 READ_ROLES = frozenset({"coordinator", "operator"})
@@ -74,13 +76,14 @@ class HistoryPage(BaseModel):
 
 
 # -------------------------------------------------------------------------------- wiring
+@dataclass(frozen=True, slots=True)
 class _Dependencies:
-    def __init__(self, service: CaseService, tokens: TokenService) -> None:
-        self.service = service
-        self.tokens = tokens
+    service: CaseService
+    tokens: TokenService
 
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from `vss token` or your identity provider")
+router = APIRouter(prefix="/v1/cases", tags=["cases"])
 
 
 def create_app(service: CaseService, tokens: TokenService) -> FastAPI:
@@ -92,21 +95,10 @@ def create_app(service: CaseService, tokens: TokenService) -> FastAPI:
             "events to the case's stream; every refusal is an RFC 9457 problem naming the rule."
         ),
     )
-    deps = _Dependencies(service, tokens)
+    app.state.deps = _Dependencies(service, tokens)
     install_problem_handlers(app)
     _install_domain_error_handlers(app)
-    app.include_router(_routes(deps))
-
-    @app.get("/health", tags=["operations"])
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "position": service.store.max_position()}  # type: ignore[attr-defined]
-
-    return app
-
-
-def _install_domain_error_handlers(app: FastAPI) -> None:
-    def rule(status: int, title: str, detail: str, code: str, **extra: Any) -> ProblemException:
-        return ProblemException(status, title, detail, code=code, rule=code, **extra)
+    app.include_router(router)
 
     @app.middleware("http")
     async def correlation(request: Request, call_next: Any) -> Any:
@@ -115,25 +107,42 @@ def _install_domain_error_handlers(app: FastAPI) -> None:
         response.headers["X-Correlation-ID"] = request.state.correlation_id
         return response
 
-    handlers: dict[type[Exception], Callable[[Exception], ProblemException]] = {
-        CaseRuleViolation: lambda e: rule(
-            403 if isinstance(e, NotAllowed) else 409, type(e).title, e.detail, type(e).rule  # type: ignore[attr-defined]
-        ),
-        CaseNotFound: lambda e: ProblemException(404, "No such case", str(e), code="case_not_found"),
-        CaseAlreadyExists: lambda e: rule(409, "The case exists already", str(e), "case_already_exists"),
-        VersionConflict: lambda e: rule(
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _install_domain_error_handlers(app: FastAPI) -> None:
+    def rule(status: int, title: str, detail: str, code: str, **extra: Any) -> ProblemException:
+        return ProblemException(status, title, detail, code=code, rule=code, **extra)
+
+    def from_violation(e: Exception) -> ProblemException:
+        assert isinstance(e, CaseRuleViolation)
+        return rule(403 if isinstance(e, NotAllowed) else 409, e.title, e.detail, e.rule)
+
+    def from_conflict(e: Exception) -> ProblemException:
+        assert isinstance(e, VersionConflict)
+        return rule(
             409,
             "The case has changed",
             str(e),
             "version_conflict",
-            expected_version=e.expected,  # type: ignore[attr-defined]
-            current_version=e.actual,  # type: ignore[attr-defined]
-        ),
+            expected_version=e.expected,
+            current_version=e.actual,
+        )
+
+    handlers: dict[type[Exception], Callable[[Exception], ProblemException]] = {
+        CaseRuleViolation: from_violation,
+        CaseNotFound: lambda e: ProblemException(404, "No such case", str(e), code="case_not_found"),
+        CaseAlreadyExists: lambda e: rule(409, "The case exists already", str(e), "case_already_exists"),
+        VersionConflict: from_conflict,
         IdempotencyKeyReused: lambda e: rule(422, "Idempotency-Key reused", str(e), "idempotency_key_reused"),
     }
     for error_type, to_problem in handlers.items():
 
-        async def handle(request: Request, error: Exception, to_problem: Any = to_problem) -> Any:
+        async def handle(request: Request, error: Exception, to_problem: Any = to_problem) -> Response:
             problem = to_problem(error)
             return problem_response(
                 request, problem.status, problem.title, problem.detail, code=problem.code, **problem.extra
@@ -143,227 +152,274 @@ def _install_domain_error_handlers(app: FastAPI) -> None:
 
 
 # --------------------------------------------------------------------------- dependencies
-def _routes(deps: _Dependencies) -> APIRouter:  # noqa: C901 - one small function per route
-    router = APIRouter(prefix="/v1/cases", tags=["cases"])
-    service = deps.service
+def _deps(request: Request) -> _Dependencies:
+    deps: _Dependencies = request.app.state.deps
+    return deps
 
-    def actor(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Actor:
-        if credentials is None:
-            raise ProblemException(
-                401,
-                "Unauthorized",
-                "send Authorization: Bearer <token>",
-                code="unauthorized",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        try:
-            claims = deps.tokens.verify(credentials.credentials)
-        except InvalidToken as error:
-            raise ProblemException(
-                401,
-                "Unauthorized",
-                f"invalid bearer token: {error}",
-                code="invalid_token",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            ) from None
-        return Actor(
-            user_id=claims.user_id,
-            organisation_id=claims.organisation_id,
-            organisation_name=claims.organisation_name,
-            principal=Principal(claims.principal),
-            roles=claims.roles,
+
+def get_service(request: Request) -> CaseService:
+    return _deps(request).service
+
+
+def current_actor(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Actor:
+    if credentials is None:
+        raise ProblemException(
+            401,
+            "Unauthorized",
+            "send Authorization: Bearer <token>",
+            code="unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
         )
+    try:
+        claims = _deps(request).tokens.verify(credentials.credentials)
+    except InvalidToken as error:
+        raise ProblemException(
+            401,
+            "Unauthorized",
+            f"invalid bearer token: {error}",
+            code="invalid_token",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+    return Actor(
+        user_id=claims.user_id,
+        organisation_id=claims.organisation_id,
+        organisation_name=claims.organisation_name,
+        principal=Principal(claims.principal),
+        roles=claims.roles,
+    )
 
-    def writer(who: Annotated[Actor, Depends(actor)]) -> Actor:
-        if WRITE_ROLE not in who.roles:
-            raise ProblemException(
-                403, "Forbidden", "recording facts in a case needs the coordinator role", code="role_required", rule="role_required"
-            )
-        return who
 
-    def reader(who: Annotated[Actor, Depends(actor)]) -> Actor:
-        if not who.roles & READ_ROLES:
-            raise ProblemException(
-                403,
-                "Forbidden",
-                "reading a case here needs the coordinator or operator role (statistics are in the query API)",
-                code="role_required",
-                rule="role_required",
-            )
-        return who
+def writer(who: Annotated[Actor, Depends(current_actor)]) -> Actor:
+    if WRITE_ROLE not in who.roles:
+        raise ProblemException(
+            403,
+            "Forbidden",
+            "recording facts in a case needs the coordinator role",
+            code="role_required",
+            rule="role_required",
+        )
+    return who
 
-    def command_request(
-        http: Request,
-        who: Annotated[Actor, Depends(writer)],
-        if_match: Annotated[str | None, Header(description='Expected case version, e.g. "4"')] = None,
-        idempotency_key: Annotated[str | None, Header(description="Retry key; a retry returns the first result")] = None,
-    ) -> CommandRequest:
-        expected = None
-        if if_match is not None and if_match.strip() != "*":
-            match = _IF_MATCH.match(if_match.strip())
-            if match is None:
-                raise ProblemException(
-                    400, "Bad If-Match", 'If-Match takes the case version, e.g. "4"', code="bad_header", field="If-Match"
-                )
-            expected = int(match.group(1))
-        if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+
+def reader(who: Annotated[Actor, Depends(current_actor)]) -> Actor:
+    if not who.roles & READ_ROLES:
+        raise ProblemException(
+            403,
+            "Forbidden",
+            "reading a case here needs the coordinator or operator role (statistics are in the query API)",
+            code="role_required",
+            rule="role_required",
+        )
+    return who
+
+
+@dataclass(frozen=True, slots=True)
+class CommandCall:
+    """One write: the use cases and who asks, with the request's concurrency controls."""
+
+    service: CaseService
+    request: CommandRequest
+
+    def fingerprinted(self, body: BaseModel) -> CommandRequest:
+        return replace(self.request, fingerprint=_fingerprint(self.request.fingerprint, body))
+
+
+def command_call(
+    http: Request,
+    who: Annotated[Actor, Depends(writer)],
+    if_match: Annotated[str | None, Header(description='Expected case version, e.g. "4"')] = None,
+    idempotency_key: Annotated[
+        str | None, Header(description="Retry key: a retry returns the first result")
+    ] = None,
+) -> CommandCall:
+    expected = None
+    if if_match is not None and if_match.strip() != "*":
+        match = _IF_MATCH.match(if_match.strip())
+        if match is None:
             raise ProblemException(
                 400,
-                "Bad Idempotency-Key",
-                "Idempotency-Key is 1–255 visible ASCII characters",
+                "Bad If-Match",
+                'If-Match takes the case version, e.g. "4"',
                 code="bad_header",
-                field="Idempotency-Key",
+                field="If-Match",
             )
-        return CommandRequest(
-            actor=who,
-            correlation_id=http.state.correlation_id,
-            causation_id=http.headers.get("x-causation-id"),
-            expected_version=expected,
-            idempotency_key=idempotency_key,
-            fingerprint=f"{http.method} {http.url.path}",
+        expected = int(match.group(1))
+    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+        raise ProblemException(
+            400,
+            "Bad Idempotency-Key",
+            "Idempotency-Key is 1–255 visible ASCII characters",
+            code="bad_header",
+            field="Idempotency-Key",
         )
+    request = CommandRequest(
+        actor=who,
+        correlation_id=http.state.correlation_id,
+        causation_id=http.headers.get("x-causation-id"),
+        expected_version=expected,
+        idempotency_key=idempotency_key,
+        fingerprint=f"{http.method} {http.url.path}",
+    )
+    return CommandCall(_deps(http).service, request)
 
-    Cmd = Annotated[CommandRequest, Depends(command_request)]
 
-    def respond(response: Response, result: CommandResult) -> WriteResult:
-        response.headers["ETag"] = f'"{result.version}"'
-        response.headers["VSS-Log-Position"] = str(result.position)
-        if result.replayed:
-            response.headers["Idempotency-Replayed"] = "true"
-        return WriteResult.model_validate(result.to_json())
+Cmd = Annotated[CommandCall, Depends(command_call)]
+Reader = Annotated[Actor, Depends(reader)]
+Service = Annotated[CaseService, Depends(get_service)]
 
-    def run(req: CommandRequest, body: BaseModel, case_id: UUID, action: Callable[[Case], object]) -> CommandResult:
-        fingerprinted = CommandRequest(
-            actor=req.actor,
-            correlation_id=req.correlation_id,
-            causation_id=req.causation_id,
-            expected_version=req.expected_version,
-            idempotency_key=req.idempotency_key,
-            fingerprint=_fingerprint(req.fingerprint, body),
-        )
-        return service.execute(fingerprinted, case_id, action)
 
-    # ------------------------------------------------------------------------------ routes
-    @router.post("", status_code=201, response_model=WriteResult, summary="Open a case (VSS-uppdrag)")
-    def open_case(body: cmd.OpenCase, req: Cmd, response: Response) -> WriteResult:
-        fingerprinted = CommandRequest(
-            actor=req.actor,
-            correlation_id=req.correlation_id,
-            causation_id=req.causation_id,
-            idempotency_key=req.idempotency_key,
-            fingerprint=_fingerprint(req.fingerprint, body),
-        )
-        result = service.open_case(fingerprinted, body)
-        response.headers["Location"] = f"/v1/cases/{result.case_id}"
-        return respond(response, result)
+def respond(response: Response, result: CommandResult) -> WriteResult:
+    response.headers["ETag"] = f'"{result.version}"'
+    response.headers["VSS-Log-Position"] = str(result.position)
+    if result.replayed:
+        response.headers["Idempotency-Replayed"] = "true"
+    return WriteResult.model_validate(result.to_json())
 
-    @router.get("/{case_id}", response_model=CaseView, summary="The case as it stands")
-    def get_case(case_id: UUID, who: Annotated[Actor, Depends(reader)], response: Response) -> CaseView:
-        case = service.get(case_id)
-        if "operator" not in who.roles:
-            case.ensure_actor_may_write(who)
-        response.headers["ETag"] = f'"{case.version}"'
-        return CaseView(case_id=case.id, version=case.version, hash=case.head_hash, state=case.state)
 
-    @router.get("/{case_id}/history", response_model=HistoryPage, summary="The case's events with metadata")
-    def history(
-        case_id: UUID,
-        who: Annotated[Actor, Depends(reader)],
-        after_version: Annotated[int, Query(ge=0)] = 0,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> HistoryPage:
-        case = service.get(case_id)
-        if "operator" not in who.roles:
-            case.ensure_actor_may_write(who)
-        items = service.history(case_id, after_version, limit)
-        more = bool(items) and items[-1].version < case.version
-        return HistoryPage(items=items, next_after_version=items[-1].version if more else None)
+def run(call: CommandCall, body: BaseModel, case_id: UUID, action: Callable[[Case], object]) -> CommandResult:
+    return call.service.execute(call.fingerprinted(body), case_id, action)
 
-    @router.post("/{case_id}/coordinators", response_model=WriteResult, summary="Assign a coordinator")
-    def assign(case_id: UUID, body: cmd.AssignCoordinator, req: Cmd, response: Response) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.assign_coordinator(body)))
 
-    @router.post("/{case_id}/coordinators/{user_id}/unassignment", response_model=WriteResult)
-    def unassign(
-        case_id: UUID, user_id: str, body: cmd.UnassignCoordinator, req: Cmd, response: Response
-    ) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.unassign_coordinator(user_id, body)))
+# ------------------------------------------------------------------------------ routes
+@router.post("", status_code=201, response_model=WriteResult, summary="Open a case (VSS-uppdrag)")
+def open_case(body: cmd.OpenCase, call: Cmd, response: Response) -> WriteResult:
+    result = call.service.open_case(call.fingerprinted(body), body)
+    response.headers["Location"] = f"/v1/cases/{result.case_id}"
+    return respond(response, result)
 
-    @router.post("/{case_id}/consents", response_model=WriteResult, summary="Record signed consent (samtycke)")
-    def give_consent(case_id: UUID, body: cmd.GiveConsent, req: Cmd, response: Response) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.give_consent(body)))
 
-    @router.post("/{case_id}/consents/withdrawal", response_model=WriteResult, summary="Withdraw consent")
-    def withdraw_consent(case_id: UUID, body: cmd.WithdrawConsent, req: Cmd, response: Response) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.withdraw_consent(body)))
+@router.get("/{case_id}", response_model=CaseView, summary="The case as it stands")
+def get_case(case_id: UUID, who: Reader, service: Service, response: Response) -> CaseView:
+    case = service.get(case_id)
+    if "operator" not in who.roles:
+        case.ensure_actor_may_write(who)
+    response.headers["ETag"] = f'"{case.version}"'
+    return CaseView(case_id=case.id, version=case.version, hash=case.head_hash, state=case.state)
 
-    @router.post("/{case_id}/worksheets", response_model=WriteResult, summary="Record a completed worksheet")
-    def worksheet(case_id: UUID, body: cmd.CompleteWorksheet, req: Cmd, response: Response) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.complete_worksheet(body)))
 
-    @router.post("/{case_id}/mapping-summary", response_model=WriteResult, summary="Summarise the mapping")
-    def summarise(case_id: UUID, body: cmd.SummariseMapping, req: Cmd, response: Response) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.summarise_mapping(body)))
+@router.get("/{case_id}/history", response_model=HistoryPage, summary="The case's events with metadata")
+def history(
+    case_id: UUID,
+    who: Reader,
+    service: Service,
+    after_version: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> HistoryPage:
+    case = service.get(case_id)
+    if "operator" not in who.roles:
+        case.ensure_actor_may_write(who)
+    items = service.history(case_id, after_version, limit)
+    more = bool(items) and items[-1].version < case.version
+    return HistoryPage(items=items, next_after_version=items[-1].version if more else None)
 
-    @router.post("/{case_id}/phase", response_model=WriteResult, summary="Move between working and follow-up")
-    def change_phase(case_id: UUID, body: cmd.ChangePhase, req: Cmd, response: Response) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.change_phase(body)))
 
-    @router.post("/{case_id}/goals", response_model=WriteResult, summary="Set a goal")
-    def set_goal(case_id: UUID, body: cmd.SetGoal, req: Cmd, response: Response) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.set_goal(body)))
+@router.post("/{case_id}/coordinators", response_model=WriteResult, summary="Assign a coordinator")
+def assign(case_id: UUID, body: cmd.AssignCoordinator, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.assign_coordinator(body)))
 
-    @router.post("/{case_id}/goals/{goal_id}/status", response_model=WriteResult)
-    def goal_status(
-        case_id: UUID, goal_id: UUID, body: cmd.ChangeGoalStatus, req: Cmd, response: Response
-    ) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.change_goal_status(goal_id, body)))
 
-    @router.post("/{case_id}/resource-group/members", response_model=WriteResult, summary="Add a member")
-    def add_member(case_id: UUID, body: cmd.AddMember, req: Cmd, response: Response) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.add_member(body)))
+@router.post("/{case_id}/coordinators/{user_id}/unassignment", response_model=WriteResult)
+def unassign(
+    case_id: UUID, user_id: str, body: cmd.UnassignCoordinator, call: Cmd, response: Response
+) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.unassign_coordinator(user_id, body)))
 
-    @router.post("/{case_id}/resource-group/members/{member_id}/removal", response_model=WriteResult)
-    def remove_member(
-        case_id: UUID, member_id: UUID, body: cmd.RemoveMember, req: Cmd, response: Response
-    ) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.remove_member(member_id, body)))
 
-    @router.post("/{case_id}/resource-group/meetings", response_model=WriteResult, summary="Record a held meeting")
-    def meeting(case_id: UUID, body: cmd.HoldResourceGroupMeeting, req: Cmd, response: Response) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.hold_resource_group_meeting(body)))
+@router.post("/{case_id}/consents", response_model=WriteResult, summary="Record signed consent (samtycke)")
+def give_consent(case_id: UUID, body: cmd.GiveConsent, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.give_consent(body)))
 
-    @router.put("/{case_id}/early-warning-plan", response_model=WriteResult, summary="Update the early warning plan")
-    def plan(case_id: UUID, body: cmd.UpdateEarlyWarningPlan, req: Cmd, response: Response) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.update_early_warning_plan(body)))
 
-    @router.post("/{case_id}/early-warnings", response_model=WriteResult, summary="Trigger the early warning plan")
-    def trigger(case_id: UUID, body: cmd.TriggerEarlyWarning, req: Cmd, response: Response) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.trigger_early_warning(body)))
+@router.post("/{case_id}/consents/withdrawal", response_model=WriteResult, summary="Withdraw consent")
+def withdraw_consent(case_id: UUID, body: cmd.WithdrawConsent, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.withdraw_consent(body)))
 
-    @router.post("/{case_id}/early-warnings/{warning_id}/resolution", response_model=WriteResult)
-    def resolve(
-        case_id: UUID, warning_id: UUID, body: cmd.ResolveEarlyWarning, req: Cmd, response: Response
-    ) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.resolve_early_warning(warning_id, body)))
 
-    @router.post("/{case_id}/sips", response_model=WriteResult, summary="Decide a SIP version")
-    def decide_sip(case_id: UUID, body: cmd.DecideSip, req: Cmd, response: Response) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.decide_sip(body)))
+@router.post("/{case_id}/worksheets", response_model=WriteResult, summary="Record a completed worksheet")
+def worksheet(case_id: UUID, body: cmd.CompleteWorksheet, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.complete_worksheet(body)))
 
-    @router.post("/{case_id}/sips/current/actions/{action_id}/completion", response_model=WriteResult)
-    def complete_action(
-        case_id: UUID, action_id: UUID, body: cmd.CompleteAction, req: Cmd, response: Response
-    ) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.complete_action(action_id, body)))
 
-    @router.post("/{case_id}/closure", response_model=WriteResult, summary="Close the case")
-    def close(case_id: UUID, body: cmd.CloseCase, req: Cmd, response: Response) -> WriteResult:
-        return respond(response, run(req, body, case_id, lambda c: c.close(body)))
+@router.post("/{case_id}/mapping-summary", response_model=WriteResult, summary="Summarise the mapping")
+def summarise(case_id: UUID, body: cmd.SummariseMapping, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.summarise_mapping(body)))
 
-    return router
+
+@router.post("/{case_id}/phase", response_model=WriteResult, summary="Move between working and follow-up")
+def change_phase(case_id: UUID, body: cmd.ChangePhase, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.change_phase(body)))
+
+
+@router.post("/{case_id}/goals", response_model=WriteResult, summary="Set a goal")
+def set_goal(case_id: UUID, body: cmd.SetGoal, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.set_goal(body)))
+
+
+@router.post("/{case_id}/goals/{goal_id}/status", response_model=WriteResult)
+def goal_status(
+    case_id: UUID, goal_id: UUID, body: cmd.ChangeGoalStatus, call: Cmd, response: Response
+) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.change_goal_status(goal_id, body)))
+
+
+@router.post("/{case_id}/resource-group/members", response_model=WriteResult, summary="Add a member")
+def add_member(case_id: UUID, body: cmd.AddMember, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.add_member(body)))
+
+
+@router.post("/{case_id}/resource-group/members/{member_id}/removal", response_model=WriteResult)
+def remove_member(
+    case_id: UUID, member_id: UUID, body: cmd.RemoveMember, call: Cmd, response: Response
+) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.remove_member(member_id, body)))
+
+
+@router.post(
+    "/{case_id}/resource-group/meetings", response_model=WriteResult, summary="Record a held meeting"
+)
+def meeting(case_id: UUID, body: cmd.HoldResourceGroupMeeting, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.hold_resource_group_meeting(body)))
+
+
+@router.put(
+    "/{case_id}/early-warning-plan", response_model=WriteResult, summary="Update the early warning plan"
+)
+def plan(case_id: UUID, body: cmd.UpdateEarlyWarningPlan, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.update_early_warning_plan(body)))
+
+
+@router.post(
+    "/{case_id}/early-warnings", response_model=WriteResult, summary="Trigger the early warning plan"
+)
+def trigger(case_id: UUID, body: cmd.TriggerEarlyWarning, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.trigger_early_warning(body)))
+
+
+@router.post("/{case_id}/early-warnings/{warning_id}/resolution", response_model=WriteResult)
+def resolve(
+    case_id: UUID, warning_id: UUID, body: cmd.ResolveEarlyWarning, call: Cmd, response: Response
+) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.resolve_early_warning(warning_id, body)))
+
+
+@router.post("/{case_id}/sips", response_model=WriteResult, summary="Decide a SIP version")
+def decide_sip(case_id: UUID, body: cmd.DecideSip, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.decide_sip(body)))
+
+
+@router.post("/{case_id}/sips/current/actions/{action_id}/completion", response_model=WriteResult)
+def complete_action(
+    case_id: UUID, action_id: UUID, body: cmd.CompleteAction, call: Cmd, response: Response
+) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.complete_action(action_id, body)))
+
+
+@router.post("/{case_id}/closure", response_model=WriteResult, summary="Close the case")
+def close(case_id: UUID, body: cmd.CloseCase, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.close(body)))
 
 
 def _fingerprint(method_and_path: str, body: BaseModel) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 from uuid import UUID
@@ -33,8 +34,6 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import Environment
 from psycopg.rows import DictRow
-from vss_contracts.registry import decode_event
-from vss_contracts.types import Principal
 
 from services.case.application.ports import (
     CaseNotFound,
@@ -53,6 +52,8 @@ from services.case.domain.events import (
     canonical_bytes,
     verify_chain,
 )
+from vss_contracts.registry import decode_event
+from vss_contracts.types import Principal
 
 SIDE_TABLES_SQL = (
     "CREATE TABLE IF NOT EXISTS case_heads ("
@@ -195,7 +196,9 @@ def _side_table_params(kwargs: dict[str, Any]) -> tuple[list[tuple[Any, ...]], t
 
 
 class SQLiteCaseRecorder(SQLiteApplicationRecorder):
-    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
         heads, idempotency = _side_table_params(kwargs)
         if heads:
@@ -233,7 +236,9 @@ class SQLiteCaseRecorder(SQLiteApplicationRecorder):
 
 
 class PostgresCaseRecorder(PostgresApplicationRecorder):
-    def _insert_events(self, curs: psycopg.Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+    def _insert_events(
+        self, curs: psycopg.Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
         # Runs in the same transaction as the event insert (before its table lock).
         heads, idempotency = _side_table_params(kwargs)
         if heads:
@@ -253,7 +258,8 @@ class PostgresCaseRecorder(PostgresApplicationRecorder):
 
     def case_notifications(self, case_id: UUID, after_version: int, limit: int) -> list[Notification]:
         rows = self.query(
-            f"SELECT notification_id AS position, topic, state, originator_version FROM {self.events_table_name}"
+            "SELECT notification_id AS position, topic, state, originator_version"
+            f" FROM {self.events_table_name}"
             " WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version LIMIT %s",
             (case_id, after_version, limit),
         )
@@ -273,14 +279,10 @@ CaseRecorder = SQLiteCaseRecorder | PostgresCaseRecorder
 
 
 # --------------------------------------------------------------------------- the store
-class CaseEventStore(Application[UUID]):
-    """Implements the application's ``CaseStore`` port with the eventsourcing library."""
+class CaseApplication(Application[UUID]):
+    """The eventsourcing application of the case store: our mapper, our recorders."""
 
     name = "case"
-
-    def __init__(self, config: StoreConfig, *, create_table: bool = False) -> None:
-        self.config = config
-        super().__init__(env=config.eventsourcing_env(create_table=create_table))
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         # Configuration comes from our settings only, never from stray process variables.
@@ -289,13 +291,20 @@ class CaseEventStore(Application[UUID]):
     def construct_mapper(self) -> Mapper[UUID]:
         return CaseEventMapper(compressor=self.factory.compressor(), cipher=self.factory.cipher())
 
-    @property
-    def case_recorder(self) -> CaseRecorder:
-        return cast(CaseRecorder, self.recorder)
 
-    @property
-    def case_mapper(self) -> CaseEventMapper:
-        return cast(CaseEventMapper, self.mapper)
+class CaseEventStore:
+    """Implements the application's ``CaseStore`` port with the eventsourcing library."""
+
+    def __init__(self, config: StoreConfig, *, create_table: bool = False) -> None:
+        self.config = config
+        self.app = CaseApplication(env=config.eventsourcing_env(create_table=create_table))
+        self.recorder = self.app.recorder
+        self.repository = self.app.repository
+        self.case_recorder = cast(CaseRecorder, self.app.recorder)
+        self.case_mapper = cast(CaseEventMapper, self.app.mapper)
+
+    def close(self) -> None:
+        self.app.close()
 
     # ------------------------------------------------------------------------ CaseStore port
     def load(self, case_id: UUID) -> Case:
@@ -311,7 +320,7 @@ class CaseEventStore(Application[UUID]):
         pending = cast(list[CaseEvent], list(case.pending_events))
         last = pending[-1]
         try:
-            recordings = super().save(
+            recordings = self.app.save(
                 case,
                 heads=[(case.id, last.originator_version, last.meta.hash)],
                 idempotency=idempotency,
@@ -327,7 +336,9 @@ class CaseEventStore(Application[UUID]):
             )
             for r in recordings
         )
-        return SaveResult(case_id=case.id, version=last.originator_version, position=refs[-1].position, events=refs)
+        return SaveResult(
+            case_id=case.id, version=last.originator_version, position=refs[-1].position, events=refs
+        )
 
     def find_idempotency(self, key_hash: str) -> IdempotencyRecord | None:
         rows = self.case_recorder.query(
@@ -390,7 +401,9 @@ class CaseEventStore(Application[UUID]):
             )
 
     def head(self, case_id: UUID) -> tuple[int, str] | None:
-        rows = self.case_recorder.query("SELECT version, hash FROM case_heads WHERE case_id = %s", (str(case_id),))
+        rows = self.case_recorder.query(
+            "SELECT version, hash FROM case_heads WHERE case_id = %s", (str(case_id),)
+        )
         return (int(rows[0]["version"]), rows[0]["hash"]) if rows else None
 
     def verify(self, case_id: UUID) -> ChainBreak | None:
@@ -434,8 +447,6 @@ def _migration_lock(config: StoreConfig) -> Iterator[None]:
 def migrate(config: StoreConfig) -> None:
     """Create the store's tables (idempotent; safe when several run at once on PostgreSQL)."""
     if not config.is_postgres:
-        from pathlib import Path
-
         Path(config.sqlite_path()).parent.mkdir(parents=True, exist_ok=True)
     with _migration_lock(config):
         store = CaseEventStore(config, create_table=True)
