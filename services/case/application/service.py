@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from services.case.application.ports import (
     CaseAlreadyExists,
+    CaseNotFound,
     CaseStore,
     Clock,
     ConcurrentWrite,
@@ -125,7 +126,10 @@ class CaseService:
                 return replay
             case = self.store.load(case_id)
             if request.expected_version is not None and case.version != request.expected_version:
-                raise VersionConflict(case_id, request.expected_version, case.version)
+                self.store.forget(case_id)  # the cached copy may be behind the store
+                case = self.store.load(case_id)
+                if case.version != request.expected_version:
+                    raise VersionConflict(case_id, request.expected_version, case.version)
             case.ensure_actor_may_write(request.actor)
             created = case.handling(self.context(request))
             outcome = action(created)
@@ -144,10 +148,13 @@ class CaseService:
 
     # -------------------------------------------------------------------------- queries
     def get(self, case_id: UUID) -> Case:
+        """The case as stored now (never a cached copy that another process may have outdated)."""
+        self.store.forget(case_id)
         return self.store.load(case_id)
 
     def history(self, case_id: UUID, after_version: int = 0, limit: int = 100) -> list[HistoryEntry]:
-        self.store.load(case_id)  # 404 for an unknown case, not an empty page
+        if not self.store.exists(case_id):  # 404 for an unknown case, not an empty page
+            raise CaseNotFound(case_id)
         return self.store.history(case_id, after_version, limit)
 
     # -------------------------------------------------------------------------- helpers

@@ -9,7 +9,7 @@ stored in the same commit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 from uuid import UUID, uuid4
@@ -114,6 +114,26 @@ class CaseState:
     early_warnings: dict[UUID, EarlyWarning] = field(default_factory=dict)
     meetings_held: list[date] = field(default_factory=list)
 
+    def clone(self) -> CaseState:
+        """An independent copy, for the repository's cache (much cheaper than deepcopy).
+
+        Contract models are frozen and shared; every container and every mutable record
+        is copied. A new mutable field must be copied here too (tests/domain checks it).
+        """
+        consent = self.consent
+        sip = self.sip
+        return replace(
+            self,
+            coordinators=dict(self.coordinators),
+            consent=replace(consent, organisations=dict(consent.organisations)) if consent else None,
+            worksheets=list(self.worksheets),
+            goals={k: replace(g) for k, g in self.goals.items()},
+            members=dict(self.members),
+            sip=replace(sip, actions={k: replace(a) for k, a in sip.actions.items()}) if sip else None,
+            early_warnings={k: replace(w) for k, w in self.early_warnings.items()},
+            meetings_held=list(self.meetings_held),
+        )
+
 
 class Case(BaseAggregate[UUID]):
     """A client's case. Create with :meth:`open`; load from the store; never construct."""
@@ -121,6 +141,14 @@ class Case(BaseAggregate[UUID]):
     state: CaseState
     head_hash: str
     _context: cmd.CommandContext | None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Case:
+        clone = Case.__new__(Case)
+        clone.__dict__.update(self.__dict__)
+        clone._pending_events = list(self._pending_events)
+        clone.state = self.state.clone()
+        clone._context = None
+        return clone
 
     # ---------------------------------------------------------------- event application
     @classmethod

@@ -1,0 +1,332 @@
+"""Append benchmark: commands/s through HTTP and through the application, against the raw parts.
+
+Measured in the same run, on the same kind of store:
+- raw sqlite3 / psycopg: one INSERT of a stored-event-sized row per transaction;
+- raw eventsourcing: ``Application.save`` of a minimal aggregate, one event per save;
+- application: ``CaseService.execute`` (load the case, check the rules, hash, save with
+  the case head in the same transaction), one command per call;
+- HTTP: the same command through the real API (uvicorn + httpx, one client).
+
+Usage::
+
+    .venv/bin/python bench/append.py                 # SQLite
+    .venv/bin/python bench/append.py --postgres      # also PostgreSQL (VSS_TEST_POSTGRES_DSN or embedded)
+
+Figures are printed as a table with ratios; record them in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+import uvicorn  # noqa: E402
+from eventsourcing.application import Application  # noqa: E402
+from eventsourcing.domain import Aggregate, event  # noqa: E402
+
+from services.case.application.service import CaseService, Request  # noqa: E402
+from services.case.domain import commands as cmd  # noqa: E402
+from services.case.domain.events import Actor  # noqa: E402
+from services.case.entrypoints.http import create_app  # noqa: E402
+from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate  # noqa: E402
+from services.shared.auth import TokenService  # noqa: E402
+from vss_contracts.types import Principal  # noqa: E402
+
+ACTOR = Actor("anna.k", "vgr-psykiatri", "Psykiatri Nordost", Principal.REGION, frozenset({"coordinator"}))
+TODAY = date(2026, 11, 23)
+PAYLOAD = b"x" * 700  # about the size of a stored WorksheetCompleted
+
+
+class Clock:
+    def now(self) -> datetime:
+        return datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Figure:
+    name: str
+    ops: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.ops / self.seconds
+
+
+def timed(name: str, ops: int, run: Callable[[], None]) -> Figure:
+    started = time.perf_counter()
+    run()
+    return Figure(name, ops, time.perf_counter() - started)
+
+
+ROUNDS = 3
+
+
+def best_of(name: str, rounds: list[Figure]) -> Figure:
+    """The fastest of the rounds: the least disturbed by the rest of the machine."""
+    best = max(rounds, key=lambda f: f.rate)
+    return Figure(name, best.ops, best.seconds)
+
+
+# ------------------------------------------------------------------------- raw components
+def raw_sqlite(path: str, n: int) -> Figure:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(
+        "CREATE TABLE raw_events (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB,"
+        " PRIMARY KEY (originator_id, originator_version))"
+    )
+    name = "raw sqlite3 INSERT (1 row/txn)"
+
+    def run() -> None:
+        for i in range(n):
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO raw_events VALUES (?,?,?,?)", (uuid.uuid4().hex, i, "t", PAYLOAD))
+            conn.execute("COMMIT")
+
+    figure = best_of(name, [timed(name, n, run) for _ in range(ROUNDS)])
+    conn.close()
+    return figure
+
+
+def raw_psycopg(url: str, n: int) -> Figure:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE raw_events (originator_id uuid, originator_version bigint, topic text, state bytea,"
+            " notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
+        )
+        name = "raw psycopg INSERT (1 row/txn)"
+
+        def run() -> None:
+            for i in range(n):
+                with conn.transaction():
+                    conn.execute(
+                        "INSERT INTO raw_events (originator_id, originator_version, topic, state)"
+                        " VALUES (%s,%s,%s,%s) RETURNING notification_id",
+                        (uuid.uuid4(), i, "t", PAYLOAD),
+                    )
+
+        return best_of(name, [timed(name, n, run) for _ in range(ROUNDS)])
+
+
+class Counter(Aggregate):
+    @event("Incremented")
+    def increment(self, note: str) -> None:
+        self.note = note
+
+
+def raw_eventsourcing(env: dict[str, str], n: int) -> Figure:
+    app: Application[Any] = Application(env={**env, "CREATE_TABLE": "y", "APPLICATION_RECORDER_TOPIC": ""})
+    counters = [Counter() for _ in range(n)]
+    app.save(*counters)  # created events are not timed
+    name = "raw eventsourcing Application.save (1 event/save)"
+
+    def run() -> None:
+        for counter in counters:
+            counter.increment(note="x" * 600)  # triggering is not timed, as commands are below
+        started = time.perf_counter()
+        for counter in counters:
+            app.save(counter)
+        rounds.append(Figure(name, n, time.perf_counter() - started))
+
+    rounds: list[Figure] = []
+    for _ in range(ROUNDS):
+        run()
+    app.close()
+    return best_of(name, rounds)
+
+
+# ------------------------------------------------------------------------------ our paths
+def _open_cases(service: CaseService, count: int) -> list[uuid.UUID]:
+    ids = []
+    for _ in range(count):
+        result = service.open_case(
+            Request(ACTOR, "bench"),
+            cmd.OpenCase(
+                client={"personal_identity_number": "19121212-1212", "name": "Tolvan Tolvansson"},
+                municipality={"code": "1480", "name": "Göteborg"},
+                region={"code": "14", "name": "Västra Götalandsregionen"},
+                opened_on=TODAY,
+            ),
+        )
+        case_id = result.case_id
+        service.execute(
+            Request(ACTOR, "bench"),
+            case_id,
+            lambda c: c.give_consent(
+                cmd.GiveConsent(
+                    organisations=[{"id": "vgr-psykiatri", "name": "Psykiatri", "principal": "region"}],
+                    covers_relatives=True,
+                    signed_on=TODAY,
+                )
+            ),
+        )
+        ids.append(case_id)
+    return ids
+
+
+WORKSHEET = {
+    "worksheet": "ordinary_day",
+    "completed_on": TODAY.isoformat(),
+    "participants": [
+        {"kind": "client", "name": "Tolvan"},
+        {"kind": "coordinator", "name": "Anna", "user_id": "anna.k"},
+    ],
+    "summary": "Sover till tio, promenad med hunden, handlar på eftermiddagen. " * 4,
+}
+
+
+def application_path(url: str, n: int, cases: int) -> Figure:
+    store = CaseEventStore(StoreConfig(url))
+    service = CaseService(store, Clock())
+    ids = _open_cases(service, cases)
+    command = cmd.CompleteWorksheet.model_validate(WORKSHEET)
+
+    name = "application CaseService.execute (load, rules, save)"
+
+    def run() -> None:
+        for i in range(n):
+            service.execute(Request(ACTOR, "bench"), ids[i % cases], lambda c: c.complete_worksheet(command))
+
+    figure = best_of(name, [timed(name, n, run) for _ in range(ROUNDS)])
+    store.close()
+    return figure
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _server(url: str, data_dir: Path) -> Iterator[tuple[str, str, CaseService]]:
+    store = CaseEventStore(StoreConfig(url))
+    service = CaseService(store, Clock())
+    tokens = TokenService(key="bench-secret-" + "x" * 32, algorithm="HS256", issuer="vss", audience="vss")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(service, tokens), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    token = tokens.mint(
+        user_id="anna.k", organisation_id="vgr-psykiatri", principal="region", roles=["coordinator"]
+    )
+    try:
+        yield f"http://127.0.0.1:{port}", token, service
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        store.close()
+
+
+def http_path(url: str, n: int, cases: int, data_dir: Path) -> Figure:
+    with _server(url, data_dir) as (base, token, service):
+        ids = _open_cases(service, cases)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
+            name = "HTTP POST /worksheets (uvicorn, 1 client)"
+
+            def run() -> None:
+                for i in range(n):
+                    response = client.post(f"/v1/cases/{ids[i % cases]}/worksheets", json=WORKSHEET)
+                    if response.status_code != 200:
+                        raise RuntimeError(response.text)
+
+            return best_of(name, [timed(name, n, run) for _ in range(ROUNDS)])
+
+
+# ---------------------------------------------------------------------------------- runner
+def bench_store(
+    kind: str, make_url: Callable[[str], str], raw: Callable[[str], Figure], n: int, cases: int
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = [raw(make_url("raw"))]
+        app_url = make_url("es")
+        figures.append(raw_eventsourcing(StoreConfig(app_url).eventsourcing_env(create_table=True), n))
+        case_url = make_url("case")
+        migrate(StoreConfig(case_url))
+        figures.append(application_path(case_url, n, cases))
+        http_url = make_url("http")
+        migrate(StoreConfig(http_url))
+        figures.append(http_path(http_url, n, cases, Path(tmp)))
+    library = figures[1].rate
+    print(f"\n{kind}: {n} appends per round, best of {ROUNDS} rounds, commands spread over {cases} cases")
+    print(f"{'path':<58}{'ops/s':>10}{'ms/op':>9}{'× library':>11}")
+    for f in figures:
+        print(f"{f.name:<58}{f.rate:>10.0f}{1000 / f.rate:>9.3f}{f.rate / library:>11.2f}")
+    ratio = figures[2].rate / library
+    verdict = "meets" if ratio >= 0.7 else "MISSES"
+    print(f"application / raw library = {ratio:.2f} ({verdict} the 0.7× target)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=2000, help="appends per path")
+    parser.add_argument("--cases", type=int, default=50, help="cases the commands are spread over")
+    parser.add_argument("--postgres", action="store_true", help="also benchmark PostgreSQL")
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_store(
+            "SQLite (WAL, file)",
+            lambda name: f"sqlite:///{tmp}/{name}.sqlite",
+            lambda url: raw_sqlite(url.removeprefix("sqlite:///"), args.n),
+            args.n,
+            args.cases,
+        )
+    if args.postgres:
+        from tests.support.postgres import postgres_server_url  # started or given, never assumed
+
+        server = postgres_server_url()
+        with psycopg.connect(server, autocommit=True) as admin:
+            names = {k: f"vss_bench_{k}_{uuid.uuid4().hex[:8]}" for k in ("raw", "es", "case", "http")}
+            for name in names.values():
+                admin.execute(f'CREATE DATABASE "{name}"')
+            try:
+                info = psycopg.conninfo.conninfo_to_dict(server)
+                urls = {k: psycopg.conninfo.make_conninfo(**{**info, "dbname": v}) for k, v in names.items()}
+                bench_store(
+                    "PostgreSQL",
+                    lambda name: _as_url(urls[name]),
+                    lambda url: raw_psycopg(url, args.n),
+                    args.n,
+                    args.cases,
+                )
+            finally:
+                for name in names.values():
+                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _as_url(conninfo: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(conninfo)
+    host = str(info.get("host", "localhost"))
+    user, password = info.get("user", "postgres"), info.get("password", "")
+    db, port = info.get("dbname"), info.get("port", "5432")
+    if host.startswith("/"):
+        return f"postgresql://{user}:{password}@/{db}?host={host}&port={port}"
+    return f"postgresql://{user}:{password}@{host}:{port}/{db}"
+
+
+if __name__ == "__main__":
+    main()
