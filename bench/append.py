@@ -33,21 +33,19 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import httpx
+import psycopg
+import uvicorn
+from eventsourcing.application import Application
+from eventsourcing.domain import Aggregate, event
 
-import httpx  # noqa: E402
-import psycopg  # noqa: E402
-import uvicorn  # noqa: E402
-from eventsourcing.application import Application  # noqa: E402
-from eventsourcing.domain import Aggregate, event  # noqa: E402
-
-from services.case.application.service import CaseService, Request  # noqa: E402
-from services.case.domain import commands as cmd  # noqa: E402
-from services.case.domain.events import Actor  # noqa: E402
-from services.case.entrypoints.http import create_app  # noqa: E402
-from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate  # noqa: E402
-from services.shared.auth import TokenService  # noqa: E402
-from vss_contracts.types import Principal  # noqa: E402
+from services.case.application.service import CaseService, Request
+from services.case.domain import commands as cmd
+from services.case.domain.events import Actor
+from services.case.entrypoints.http import create_app
+from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.shared.auth import TokenService
+from vss_contracts.types import Principal
 
 ACTOR = Actor("anna.k", "vgr-psykiatri", "Psykiatri Nordost", Principal.REGION, frozenset({"coordinator"}))
 TODAY = date(2026, 11, 23)
@@ -296,7 +294,8 @@ def main() -> None:
             args.cases,
         )
     if args.postgres:
-        from tests.support.postgres import postgres_server_url  # started or given, never assumed
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' PostgreSQL provider
+        from tests.support.postgres import postgres_server_url  # noqa: PLC0415 - started or given, never assumed
 
         server = postgres_server_url()
         with psycopg.connect(server, autocommit=True) as admin:

@@ -329,7 +329,8 @@ class CaseEventStore:
     # ------------------------------------------------------------------------ CaseStore port
     def load(self, case_id: UUID) -> Case:
         try:
-            return cast(Case, self.repository.get(case_id, projector_func=_project))
+            case: Case = self.repository.get(case_id, projector_func=_project)
+            return case
         except AggregateNotFoundError:
             raise CaseNotFound(case_id) from None
 
