@@ -63,7 +63,7 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     assert block, "README.md lost its walk-through"
     script = "set -euo pipefail\n" + block.group(1).replace("127.0.0.1:8000", f"127.0.0.1:{port}")
     result = subprocess.run(
-        ["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        ["bash", "-c", script], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
