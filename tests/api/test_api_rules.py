@@ -1,0 +1,413 @@
+"""Every rule of the method through HTTP: the status code and an RFC 9457 body naming it.
+
+Each case brings a case to a stage with the real service, then sends the command that
+breaks the rule through the API, and checks that nothing was appended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from services.case.domain import commands as cmd
+from services.case.domain import errors
+from tests.api.conftest import Api
+from tests.support.actors import ACTORS, SOCIAL_INSURANCE_AGENCY, coordinator_for
+from tests.support.scenario import (
+    CLIENT,
+    CaseScenario,
+    client_member_command,
+    consent_command,
+    coordinator_member_command,
+    coordinator_participant,
+    long_term_goal_command,
+    meeting_command,
+    sip_command,
+    worksheet_command,
+)
+from vss_contracts.types import GoalKind, Phase, Worksheet
+
+
+# ----------------------------------------------------------------------------- stages
+def opened(s: CaseScenario) -> None:
+    s.open()
+
+
+def assigned(s: CaseScenario) -> None:
+    s.open()
+    s.assign_coordinators()
+
+
+def consented(s: CaseScenario) -> None:
+    assigned(s)
+    s.give_consent()
+
+
+def summarised(s: CaseScenario) -> None:
+    consented(s)
+    s.complete_worksheet()
+    s.summarise_mapping()
+
+
+def with_goal(s: CaseScenario) -> None:
+    summarised(s)
+    s.set_goal()
+
+
+def with_members(s: CaseScenario) -> None:
+    with_goal(s)
+    s.add_members()
+
+
+def at_first_sip(s: CaseScenario) -> None:
+    s.to_first_sip()
+
+
+def sip_body(s: CaseScenario, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = sip_command(
+        s.today,
+        goal_id=s.goal_ids[0] if s.goal_ids else uuid4(),
+        client_member_id=s.member_ids.get("client", uuid4()),
+        responsible_member_id=s.member_ids.get("municipality", uuid4()),
+    ).model_dump(mode="json")
+    body.update(changes)
+    return body
+
+
+def relative(s: CaseScenario) -> dict[str, Any]:
+    return {"kind": "relative", "name": "Greta Tolvansson", "role": "mamma", "added_on": s.today.isoformat()}
+
+
+def plan_body(s: CaseScenario) -> dict[str, Any]:
+    return cmd.UpdateEarlyWarningPlan(
+        signs=[{"sign_id": "somn", "description": "Sover dåligt flera nätter i rad"}],
+        client_actions=["Ringer Anna"],
+        others_actions=[{"who": "Mamma", "what": "Ringer vårdcentralen"}],
+        contacts=[{"name": "Anna Lindqvist", "relation": "samordnare", "phone": "+46 8 123 45 67"}],
+        updated_on=s.today,
+    ).model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class RuleCase:
+    rule: type[errors.CaseRuleViolation]
+    stage: Callable[[CaseScenario], None]
+    path: str
+    body: Callable[[CaseScenario], Any]
+    before: Callable[[CaseScenario], None] = lambda s: None
+    method: str = "POST"
+    status: int = 409
+
+
+def withdraw_entirely(s: CaseScenario) -> None:
+    s.run(lambda c: c.withdraw_consent(cmd.WithdrawConsent(withdrawn_on=s.today)))
+
+
+def consent_without_relatives(s: CaseScenario) -> None:
+    assigned(s)
+    consent = consent_command(s.today).model_copy(update={"covers_relatives": False})
+    s.run(lambda c: c.give_consent(consent))
+
+
+def short_consent(s: CaseScenario) -> None:
+    assigned(s)
+    consent = consent_command(s.today).model_copy(update={"valid_until": s.today})
+    s.run(lambda c: c.give_consent(consent))
+    s.clock.advance(days=3)
+
+
+def with_plan(s: CaseScenario) -> None:
+    consented(s)
+    s.run(lambda c: c.update_early_warning_plan(cmd.UpdateEarlyWarningPlan.model_validate(plan_body(s))))
+
+
+def action_completed(s: CaseScenario) -> None:
+    at_first_sip(s)
+    case = s.service.get(s.case_id)  # type: ignore[arg-type]
+    assert case.state.sip is not None
+    action_id = next(iter(case.state.sip.actions))
+    s.run(lambda c: c.complete_action(action_id, cmd.CompleteAction(completed_on=s.today)))
+    s.member_ids["action"] = action_id
+
+
+def closed(s: CaseScenario) -> None:
+    consented(s)
+    s.run(lambda c: c.close(cmd.CloseCase(closed_on=s.today, reason="client_declined")))
+
+
+def add_client_and(s: CaseScenario, principal: str) -> None:
+    """The client and only the coordinator of ``principal`` (region or municipality)."""
+    coordinator = ACTORS.region if principal == "region" else ACTORS.municipality
+    s.add_member("client", client_member_command)
+    s.add_member(principal, lambda day: coordinator_member_command(day, coordinator))
+
+
+def one_coordinator_only(s: CaseScenario) -> list[dict[str, Any]]:
+    return [
+        {"kind": "client", "name": CLIENT.name},
+        coordinator_participant(ACTORS.region).model_dump(mode="json"),
+    ]
+
+
+RULES = [
+    RuleCase(errors.ConsentRequired, assigned, "/worksheets", lambda s: worksheet_command(s.today)),
+    RuleCase(
+        errors.ConsentWithdrawnRule,
+        consented,
+        "/coordinators",
+        lambda s: {
+            "coordinator": coordinator_for(ACTORS.outsider).model_dump(mode="json"),
+            "assigned_on": str(s.today),
+        },
+        before=withdraw_entirely,
+    ),
+    RuleCase(errors.ConsentExpired, short_consent, "/worksheets", lambda s: worksheet_command(s.today)),
+    RuleCase(
+        errors.NoConsentToWithdraw, assigned, "/consents/withdrawal", lambda s: {"withdrawn_on": str(s.today)}
+    ),
+    RuleCase(
+        errors.ConsentDoesNotCoverOrganisation,
+        consented,
+        "/resource-group/members",
+        lambda s: {
+            "kind": "professional",
+            "name": "Handläggare på Försäkringskassan",
+            "organisation": SOCIAL_INSURANCE_AGENCY.model_dump(mode="json"),
+            "added_on": str(s.today),
+        },
+    ),
+    RuleCase(
+        errors.ConsentDoesNotCoverRelatives, consent_without_relatives, "/resource-group/members", relative
+    ),
+    RuleCase(
+        errors.TooManyCoordinators,
+        assigned,
+        "/coordinators",
+        lambda s: {
+            "coordinator": coordinator_for(ACTORS.outsider).model_dump(mode="json"),
+            "assigned_on": str(s.today),
+        },
+    ),
+    RuleCase(
+        errors.CoordinatorAlreadyAssigned,
+        assigned,
+        "/coordinators",
+        lambda s: {
+            "coordinator": coordinator_for(ACTORS.region).model_dump(mode="json"),
+            "assigned_on": str(s.today),
+        },
+    ),
+    RuleCase(
+        errors.CoordinatorNotAssigned,
+        assigned,
+        "/coordinators/nobody.here/unassignment",
+        lambda s: {"unassigned_on": str(s.today)},
+    ),
+    RuleCase(
+        errors.CoordinatorsMustAttend,
+        consented,
+        "/worksheets",
+        lambda s: {
+            **worksheet_command(s.today).model_dump(mode="json"),
+            "participants": one_coordinator_only(s),
+        },
+    ),
+    RuleCase(errors.MappingNotSummarised, consented, "/goals", lambda s: long_term_goal_command(s.today)),
+    RuleCase(
+        errors.GoalAlreadySet,
+        with_goal,
+        "/goals",
+        lambda s: {**long_term_goal_command(s.today).model_dump(mode="json"), "goal_id": str(s.goal_ids[0])},
+    ),
+    RuleCase(
+        errors.GoalNotFound,
+        with_goal,
+        f"/goals/{uuid4()}/status",
+        lambda s: {"status": "achieved", "changed_on": str(s.today)},
+    ),
+    RuleCase(
+        errors.GoalParentInvalid,
+        with_goal,
+        "/goals",
+        lambda s: {
+            **long_term_goal_command(s.today).model_dump(mode="json"),
+            "kind": GoalKind.SUB_GOAL.value,
+        },
+    ),
+    RuleCase(
+        errors.MemberAlreadyInGroup,
+        with_members,
+        "/resource-group/members",
+        lambda s: client_member_command(s.today),
+    ),
+    RuleCase(
+        errors.MemberNotFound,
+        with_members,
+        f"/resource-group/members/{uuid4()}/removal",
+        lambda s: {"removed_on": str(s.today)},
+    ),
+    RuleCase(
+        errors.MeetingRequiresCoordinators,
+        at_first_sip,
+        "/resource-group/meetings",
+        lambda s: {
+            **meeting_command(s.today).model_dump(mode="json"),
+            "participants": one_coordinator_only(s),
+        },
+    ),
+    RuleCase(errors.SipRequiresMappingSummary, consented, "/sips", sip_body),
+    RuleCase(errors.SipRequiresGoal, summarised, "/sips", sip_body),
+    RuleCase(errors.SipRequiresClientInGroup, with_goal, "/sips", sip_body),
+    RuleCase(
+        errors.SipRequiresRegionMember,
+        with_goal,
+        "/sips",
+        sip_body,
+        before=lambda s: add_client_and(s, "municipality"),
+    ),
+    RuleCase(
+        errors.SipRequiresMunicipalityMember,
+        with_goal,
+        "/sips",
+        sip_body,
+        before=lambda s: add_client_and(s, "region"),
+    ),
+    RuleCase(
+        errors.SipResponsibleNotMember,
+        with_members,
+        "/sips",
+        lambda s: {
+            **sip_body(s),
+            "actions": [{**sip_body(s)["actions"][0], "responsible_member_id": str(uuid4())}],
+        },
+    ),
+    RuleCase(
+        errors.SipRequiresClientParticipation,
+        with_members,
+        "/sips",
+        lambda s: sip_body(
+            s, participants=[coordinator_participant(a).model_dump(mode="json") for a in ACTORS.coordinators]
+        ),
+    ),
+    RuleCase(
+        errors.SipRequiresClientAgreement, with_members, "/sips", lambda s: sip_body(s, client_agreed=False)
+    ),
+    RuleCase(
+        errors.SipFollowUpInvalid,
+        with_members,
+        "/sips",
+        lambda s: sip_body(s, next_follow_up_on=str(s.today + timedelta(days=125))),
+    ),
+    RuleCase(
+        errors.ActionNotFound,
+        at_first_sip,
+        f"/sips/current/actions/{uuid4()}/completion",
+        lambda s: {"completed_on": str(s.today)},
+    ),
+    RuleCase(
+        errors.ActionAlreadyCompleted,
+        action_completed,
+        "/sips/current/actions/{action}/completion",
+        lambda s: {"completed_on": str(s.today)},
+    ),
+    RuleCase(
+        errors.EarlyWarningRequiresPlan,
+        consented,
+        "/early-warnings",
+        lambda s: {"sign_ids": ["somn"], "observed_on": str(s.today)},
+    ),
+    RuleCase(
+        errors.EarlyWarningUnknownSign,
+        with_plan,
+        "/early-warnings",
+        lambda s: {"sign_ids": ["rostande-roster"], "observed_on": str(s.today)},
+    ),
+    RuleCase(
+        errors.EarlyWarningNotOpen,
+        with_plan,
+        f"/early-warnings/{uuid4()}/resolution",
+        lambda s: {"resolved_on": str(s.today), "outcome": "Lugnt igen"},
+    ),
+    RuleCase(errors.CaseClosed, closed, "/worksheets", lambda s: worksheet_command(s.today)),
+    RuleCase(
+        errors.DateInFuture,
+        consented,
+        "/worksheets",
+        lambda s: worksheet_command(s.today + timedelta(days=1), worksheet=Worksheet.ORDINARY_DAY),
+    ),
+    RuleCase(
+        errors.PhaseChangeNotAllowed,
+        consented,
+        "/phase",
+        lambda s: {"to_phase": Phase.WORKING.value, "changed_on": str(s.today), "reason": "vill börja"},
+    ),
+]
+
+
+def _every_rule_is_covered() -> None:
+    def leaves(cls: type) -> set[type]:
+        subs = cls.__subclasses__()
+        return set().union(*(leaves(s) for s in subs)) if subs else {cls}
+
+    covered = {case.rule for case in RULES} | {errors.ActorNotInvolved}
+    missing = leaves(errors.CaseRuleViolation) - covered
+    assert not missing, f"rules without an API test: {sorted(c.rule for c in missing)}"
+
+
+def test_every_named_rule_has_an_api_case() -> None:
+    _every_rule_is_covered()
+
+
+@pytest.mark.parametrize("case", RULES, ids=lambda c: c.rule.rule)
+def test_rule_violation_is_a_problem_naming_the_rule(
+    api: Api, scenario: CaseScenario, case: RuleCase
+) -> None:
+    case.stage(scenario)
+    case.before(scenario)
+    before = scenario.service.get(scenario.case_id)  # type: ignore[arg-type]
+    body = case.body(scenario)
+    path = case.path.replace("{action}", str(scenario.member_ids.get("action")))
+
+    response = api.post(f"/{scenario.case_id}{path}", body, method=case.method)
+
+    assert response.status_code == case.status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["rule"] == case.rule.rule
+    assert problem["type"] == f"urn:vss:problem:{case.rule.rule}"
+    assert problem["title"] == case.rule.title
+    assert problem["status"] == case.status
+    assert problem["detail"]
+    assert problem["instance"] == f"/v1/cases/{scenario.case_id}{path}"
+    after = scenario.service.get(scenario.case_id)  # type: ignore[arg-type]
+    assert after.version == before.version, "a refused command appended nothing"
+
+
+def test_outsider_organisation_may_not_write(api: Api, scenario: CaseScenario) -> None:
+    consented(scenario)
+    response = api.post(
+        f"/{scenario.case_id}/worksheets", worksheet_command(scenario.today), actor=ACTORS.outsider
+    )
+    assert response.status_code == 403
+    assert response.json()["rule"] == "actor_not_involved"
+
+
+def test_relatives_join_when_consent_covers_them(api: Api, scenario: CaseScenario) -> None:
+    consented(scenario)
+    response = api.post(f"/{scenario.case_id}/resource-group/members", relative(scenario))
+    assert response.status_code == 200, response.text
+    assert [e["type"] for e in response.json()["events"]] == ["se.vss.case.ResourceGroupMemberAdded.v1"]
+
+
+def test_participant_model_rejects_unknown_kind(api: Api, scenario: CaseScenario) -> None:
+    consented(scenario)
+    body = worksheet_command(scenario.today).model_dump(mode="json")
+    body["participants"] = [{"kind": "cousin", "name": "X"}]
+    response = api.post(f"/{scenario.case_id}/worksheets", body)
+    assert response.status_code == 422
+    assert {e["field"] for e in response.json()["errors"]} == {"participants.0.kind"}
