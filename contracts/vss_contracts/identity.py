@@ -11,7 +11,12 @@ from __future__ import annotations
 import re
 from datetime import date
 
-__all__ = ["InvalidPersonalIdentityNumber", "luhn_check_digit", "normalise_personal_identity_number"]
+__all__ = [
+    "InvalidPersonalIdentityNumber",
+    "birth_date",
+    "luhn_check_digit",
+    "normalise_personal_identity_number",
+]
 
 _PATTERN = re.compile(r"^(\d{8})-?(\d{4})$")
 
@@ -27,6 +32,12 @@ def luhn_check_digit(nine_digits: str) -> int:
         product = int(char) * (2 if index % 2 == 0 else 1)
         total += product - 9 if product > 9 else product
     return (10 - total % 10) % 10
+
+
+def birth_date(normalised: str) -> date:
+    """The date of birth in a normalised (twelve-digit) number."""
+    day = int(normalised[6:8])
+    return date(int(normalised[:4]), int(normalised[4:6]), day - 60 if day > 60 else day)
 
 
 def normalise_personal_identity_number(text: str, *, today: date | None = None) -> str:

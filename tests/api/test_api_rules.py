@@ -27,6 +27,7 @@ from tests.support.scenario import (
     coordinator_participant,
     long_term_goal_command,
     meeting_command,
+    open_case_command,
     sip_command,
     worksheet_command,
 )
@@ -73,7 +74,7 @@ def sip_body(s: CaseScenario, **changes: Any) -> dict[str, Any]:
         s.today,
         goal_id=s.goal_ids[0] if s.goal_ids else uuid4(),
         client_member_id=s.member_ids.get("client", uuid4()),
-        responsible_member_id=s.member_ids.get("municipality", uuid4()),
+        responsible_member_id=s.member_ids.get("municipality") or s.member_ids.get("region") or uuid4(),
     ).model_dump(mode="json")
     body.update(changes)
     return body
@@ -133,6 +134,16 @@ def action_completed(s: CaseScenario) -> None:
     action_id = next(iter(case.state.sip.actions))
     s.run(lambda c: c.complete_action(action_id, cmd.CompleteAction(completed_on=s.today)))
     s.member_ids["action"] = action_id
+
+
+def trigger_warning(s: CaseScenario) -> None:
+    warning_id = uuid4()
+    s.run(
+        lambda c: c.trigger_early_warning(
+            cmd.TriggerEarlyWarning(warning_id=warning_id, sign_ids=["somn"], observed_on=s.today)
+        )
+    )
+    s.member_ids["warning"] = warning_id
 
 
 def closed(s: CaseScenario) -> None:
@@ -333,6 +344,20 @@ RULES = [
         f"/early-warnings/{uuid4()}/resolution",
         lambda s: {"resolved_on": str(s.today), "outcome": "Lugnt igen"},
     ),
+    RuleCase(
+        errors.EarlyWarningAlreadyTriggered,
+        with_plan,
+        "/early-warnings",
+        lambda s: {"warning_id": s.member_ids["warning"], "sign_ids": ["somn"], "observed_on": str(s.today)},
+        before=trigger_warning,
+    ),
+    RuleCase(
+        errors.DateOutOfOrder,
+        with_plan,
+        "/early-warnings/{warning}/resolution",
+        lambda s: {"resolved_on": str(s.today - timedelta(days=3)), "outcome": "Lugnt igen"},
+        before=trigger_warning,
+    ),
     RuleCase(errors.CaseClosed, closed, "/worksheets", lambda s: worksheet_command(s.today)),
     RuleCase(
         errors.DateInFuture,
@@ -371,7 +396,11 @@ def test_rule_violation_is_a_problem_naming_the_rule(
     case.before(scenario)
     before = scenario.service.get(scenario.case_id)  # type: ignore[arg-type]
     body = case.body(scenario)
+    body = (
+        {k: str(v) if k == "warning_id" else v for k, v in body.items()} if isinstance(body, dict) else body
+    )
     path = case.path.replace("{action}", str(scenario.member_ids.get("action")))
+    path = path.replace("{warning}", str(scenario.member_ids.get("warning")))
 
     response = api.post(f"/{scenario.case_id}{path}", body, method=case.method)
 
@@ -411,3 +440,21 @@ def test_participant_model_rejects_unknown_kind(api: Api, scenario: CaseScenario
     response = api.post(f"/{scenario.case_id}/worksheets", body)
     assert response.status_code == 422
     assert {e["field"] for e in response.json()["errors"]} == {"participants.0.kind"}
+
+
+def test_event_shape_errors_are_422_naming_the_field(api: Api, scenario: CaseScenario) -> None:
+    consented(scenario)
+    body = worksheet_command(scenario.today, worksheet=Worksheet.CHANGE_RATING).model_dump(mode="json")
+    response = api.post(f"/{scenario.case_id}/worksheets", body)  # a change rating without its scores
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["type"] == "urn:vss:problem:validation_failed"
+    assert "change_rating" in problem["detail"]
+
+
+def test_a_future_date_of_birth_is_refused(api: Api, scenario: CaseScenario) -> None:
+    body = open_case_command(scenario.today).model_dump(mode="json")
+    body["client"]["personal_identity_number"] = "20991231-1231"
+    response = api.post("", body)
+    assert response.status_code == 409
+    assert response.json()["rule"] == "date_in_future"

@@ -27,6 +27,7 @@ from services.case.application.ports import (
 )
 from services.case.domain import commands as cmd
 from services.case.domain.case import Case
+from services.case.domain.errors import CaseRuleViolation
 from services.case.domain.events import Actor
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -124,15 +125,7 @@ class CaseService:
             replay = self._replay(request)
             if replay is not None:
                 return replay
-            case = self.store.load(case_id)
-            if request.expected_version is not None and case.version != request.expected_version:
-                self.store.forget(case_id)  # the cached copy may be behind the store
-                case = self.store.load(case_id)
-                if case.version != request.expected_version:
-                    raise VersionConflict(case_id, request.expected_version, case.version)
-            case.ensure_actor_may_write(request.actor)
-            created = case.handling(self.context(request))
-            outcome = action(created)
+            case, loaded_version, outcome = self._decide(request, case_id, action)
             try:
                 return self._save(request, case, created_id=_as_id(outcome))
             except ConcurrentWrite:
@@ -142,8 +135,37 @@ class CaseService:
                 if attempt == attempts:
                     actual = self.store.load(case_id).version
                     raise VersionConflict(
-                        case_id, request.expected_version or case.version - 1, actual
+                        case_id, request.expected_version or loaded_version, actual
                     ) from None
+        raise AssertionError("unreachable")
+
+    def _decide(
+        self, request: Request, case_id: UUID, action: Callable[[Case], object]
+    ) -> tuple[Case, int, object]:
+        """Load the case and run the command; a refusal is only final on a fresh load.
+
+        The store may hand out a cached copy that another process has outdated. An accepted
+        command on a stale copy fails at the insert (the version is taken) and is retried;
+        a refused one must be checked again on what is stored, or a valid command could be
+        refused (e.g. consent given through another instance).
+        """
+        for fresh in (False, True):
+            if fresh:
+                self.store.forget(case_id)
+            case = self.store.load(case_id)
+            if request.expected_version is not None and case.version != request.expected_version:
+                if not fresh:
+                    continue
+                raise VersionConflict(case_id, request.expected_version, case.version)
+            loaded_version = case.version
+            try:
+                case.ensure_actor_may_write(request.actor)
+                outcome = action(case.handling(self.context(request)))
+            except CaseRuleViolation:
+                if fresh:
+                    raise
+                continue
+            return case, loaded_version, outcome
         raise AssertionError("unreachable")
 
     # -------------------------------------------------------------------------- queries

@@ -9,18 +9,22 @@ stored in the same commit.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date
-from typing import Any
+from datetime import date, timedelta
+from typing import Any, TypeVar, cast
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import BaseAggregate
+from pydantic import ValidationError
 
 from services.case.domain import commands as cmd
 from services.case.domain import errors
 from services.case.domain.events import GENESIS_HASH, Actor, CaseEvent
 from vss_contracts import case_events as ev
 from vss_contracts.case_events import CaseEventData
+from vss_contracts.identity import birth_date
 from vss_contracts.types import (
     ClientRef,
     Coordinator,
@@ -36,6 +40,35 @@ from vss_contracts.types import (
     Worksheet,
 )
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _command(method: F) -> F:
+    """A command whose fields make an invalid fact raises InvalidCommand, naming the fields.
+
+    The commands check their own fields; the facts check more (e.g. a change-rating
+    worksheet needs its scores), and the facts' checks are the last word.
+    """
+
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except ValidationError as error:
+            raise errors.InvalidCommand(
+                [
+                    {
+                        "field": ".".join(str(part) for part in e["loc"]) or "body",
+                        "rule": e["type"],
+                        "message": e["msg"],
+                    }
+                    for e in error.errors()
+                ]
+            ) from None
+
+    return cast(F, checked)
+
+
 # Worksheets that need every assigned coordinator present (manual p. 7, Checklista K).
 JOINT_WORKSHEETS = frozenset({Worksheet.INTERVIEW, Worksheet.NETWORK_MAP})
 MANUAL_PHASE_CHANGES = frozenset({(Phase.WORKING, Phase.FOLLOW_UP), (Phase.FOLLOW_UP, Phase.WORKING)})
@@ -50,6 +83,13 @@ class Consent:
     valid_until: date | None
     withdrawn_on: date | None = None
     renewed_on: date | None = None
+
+    @property
+    def period(self) -> timedelta | None:
+        """How long the signed consent was valid for; a renewal counts it anew."""
+        return None if self.original_valid_until is None else self.original_valid_until - self.signed_on
+
+    original_valid_until: date | None = None
 
     def covers(self, organisation_id: str) -> bool:
         return organisation_id in self.organisations
@@ -206,8 +246,12 @@ class Case(BaseAggregate[UUID]):
 
     # --------------------------------------------------------------------------- creation
     @classmethod
+    @_command
     def open(cls, context: cmd.CommandContext, command: cmd.OpenCase) -> Case:
         _not_in_future(context, "opened_on", command.opened_on)
+        born = birth_date(command.client.personal_identity_number)
+        if born > context.today:
+            raise errors.DateInFuture(f"client.personal_identity_number: born {born}, after today")
         actor = context.actor
         data = ev.CaseOpened(
             client=command.client,
@@ -256,6 +300,8 @@ class Case(BaseAggregate[UUID]):
             raise errors.ConsentRequired("no consent has been given in this case")
         if consent.withdrawn_on is not None:
             raise errors.ConsentWithdrawnRule(f"consent was withdrawn on {consent.withdrawn_on}")
+        if not consent.organisations:
+            raise errors.ConsentWithdrawnRule("consent was withdrawn for every organisation")
         today = self._require_context().today
         if consent.valid_until is not None and consent.valid_until < today:
             raise errors.ConsentExpired(f"consent was valid until {consent.valid_until}")
@@ -283,7 +329,20 @@ class Case(BaseAggregate[UUID]):
                 f"the consent does not cover {organisation.id} ({member.name})"
             )
 
+    def _counts_for_principal(self, consent: Consent, member: ev.ResourceGroupMember) -> bool:
+        """A member represents a principal in the group if they act for an organisation the
+        consent covers (and, for a coordinator, is still assigned)."""
+        if (
+            member.kind not in (MemberKind.PROFESSIONAL, MemberKind.COORDINATOR)
+            or member.organisation is None
+        ):
+            return False
+        if member.kind is MemberKind.COORDINATOR and member.user_id not in self.state.coordinators:
+            return False
+        return consent.covers(member.organisation.id)
+
     # -------------------------------------------------------------------------- coordinators
+    @_command
     def assign_coordinator(self, command: cmd.AssignCoordinator) -> None:
         self._open_case()
         consent = self.state.consent
@@ -305,6 +364,7 @@ class Case(BaseAggregate[UUID]):
             ev.CoordinatorAssigned(coordinator=command.coordinator, assigned_on=command.assigned_on)
         )
 
+    @_command
     def unassign_coordinator(self, user_id: str, command: cmd.UnassignCoordinator) -> None:
         self._open_case()
         _not_in_future(self._require_context(), "unassigned_on", command.unassigned_on)
@@ -317,6 +377,7 @@ class Case(BaseAggregate[UUID]):
         )
 
     # ------------------------------------------------------------------------------ consent
+    @_command
     def give_consent(self, command: cmd.GiveConsent) -> UUID:
         self._open_case()
         _not_in_future(self._require_context(), "signed_on", command.signed_on)
@@ -332,6 +393,7 @@ class Case(BaseAggregate[UUID]):
         )
         return consent_id
 
+    @_command
     def withdraw_consent(self, command: cmd.WithdrawConsent) -> None:
         self._open_case()
         _not_in_future(self._require_context(), "withdrawn_on", command.withdrawn_on)
@@ -356,6 +418,7 @@ class Case(BaseAggregate[UUID]):
         )
 
     # ------------------------------------------------------------------------------ mapping
+    @_command
     def complete_worksheet(self, command: cmd.CompleteWorksheet) -> None:
         self._consent_in_force()
         _not_in_future(self._require_context(), "completed_on", command.completed_on)
@@ -363,6 +426,7 @@ class Case(BaseAggregate[UUID]):
             self._coordinators_attend(command.participants, f"the {command.worksheet.value} worksheet")
         self._trigger(ev.WorksheetCompleted(**command.model_dump()))
 
+    @_command
     def summarise_mapping(self, command: cmd.SummariseMapping) -> None:
         self._consent_in_force()
         context = self._require_context()
@@ -377,6 +441,7 @@ class Case(BaseAggregate[UUID]):
             ev.PhaseChanged(from_phase=self.state.phase, to_phase=to_phase, changed_on=on, reason=reason)
         )
 
+    @_command
     def change_phase(self, command: cmd.ChangePhase) -> None:
         self._consent_in_force()
         _not_in_future(self._require_context(), "changed_on", command.changed_on)
@@ -388,6 +453,7 @@ class Case(BaseAggregate[UUID]):
         self._change_phase(command.to_phase, command.changed_on, command.reason)
 
     # -------------------------------------------------------------------------------- goals
+    @_command
     def set_goal(self, command: cmd.SetGoal) -> UUID:
         self._consent_in_force()
         _not_in_future(self._require_context(), "set_on", command.set_on)
@@ -403,6 +469,7 @@ class Case(BaseAggregate[UUID]):
         self._trigger(ev.GoalSet(**{**command.model_dump(), "goal_id": goal_id}))
         return goal_id
 
+    @_command
     def change_goal_status(self, goal_id: UUID, command: cmd.ChangeGoalStatus) -> None:
         self._consent_in_force()
         _not_in_future(self._require_context(), "changed_on", command.changed_on)
@@ -411,6 +478,7 @@ class Case(BaseAggregate[UUID]):
         self._trigger(ev.GoalStatusChanged(goal_id=goal_id, **command.model_dump()))
 
     # ------------------------------------------------------------------------ resource group
+    @_command
     def add_member(self, command: cmd.AddMember) -> UUID:
         consent = self._consent_in_force()
         _not_in_future(self._require_context(), "added_on", command.added_on)
@@ -430,6 +498,7 @@ class Case(BaseAggregate[UUID]):
         self._trigger(ev.ResourceGroupMemberAdded(member=member, added_on=command.added_on))
         return member.member_id
 
+    @_command
     def remove_member(self, member_id: UUID, command: cmd.RemoveMember) -> None:
         self._consent_in_force()
         _not_in_future(self._require_context(), "removed_on", command.removed_on)
@@ -437,6 +506,7 @@ class Case(BaseAggregate[UUID]):
             raise errors.MemberNotFound(f"member {member_id} is not in the resource group")
         self._trigger(ev.ResourceGroupMemberRemoved(member_id=member_id, **command.model_dump()))
 
+    @_command
     def hold_resource_group_meeting(self, command: cmd.HoldResourceGroupMeeting) -> UUID:
         self._consent_in_force()
         _not_in_future(self._require_context(), "held_on", command.held_on)
@@ -459,6 +529,7 @@ class Case(BaseAggregate[UUID]):
         return meeting_id
 
     # ------------------------------------------------------------------------ early warning
+    @_command
     def update_early_warning_plan(self, command: cmd.UpdateEarlyWarningPlan) -> int:
         self._consent_in_force()
         _not_in_future(self._require_context(), "updated_on", command.updated_on)
@@ -467,6 +538,7 @@ class Case(BaseAggregate[UUID]):
         self._trigger(ev.EarlyWarningPlanUpdated(plan_version=version, **command.model_dump()))
         return version
 
+    @_command
     def trigger_early_warning(self, command: cmd.TriggerEarlyWarning) -> UUID:
         self._consent_in_force()
         _not_in_future(self._require_context(), "observed_on", command.observed_on)
@@ -484,7 +556,7 @@ class Case(BaseAggregate[UUID]):
             )
         warning_id = command.warning_id or uuid4()
         if warning_id in self.state.early_warnings:
-            raise errors.EarlyWarningNotOpen(f"early warning {warning_id} exists")
+            raise errors.EarlyWarningAlreadyTriggered(f"early warning {warning_id} exists")
         self._trigger(
             ev.EarlyWarningTriggered(
                 warning_id=warning_id,
@@ -497,15 +569,18 @@ class Case(BaseAggregate[UUID]):
         )
         return warning_id
 
+    @_command
     def resolve_early_warning(self, warning_id: UUID, command: cmd.ResolveEarlyWarning) -> None:
         self._consent_in_force()
         _not_in_future(self._require_context(), "resolved_on", command.resolved_on)
         warning = self.state.early_warnings.get(warning_id)
         if warning is None or warning.resolved_on is not None:
             raise errors.EarlyWarningNotOpen(f"early warning {warning_id} is not open")
+        _not_before(command.resolved_on, "resolved_on", warning.observed_on, "the warning was observed")
         self._trigger(ev.EarlyWarningResolved(warning_id=warning_id, **command.model_dump()))
 
     # ---------------------------------------------------------------------------------- SIP
+    @_command
     def decide_sip(self, command: cmd.DecideSip) -> int:
         consent = self._consent_in_force()
         context = self._require_context()
@@ -513,18 +588,14 @@ class Case(BaseAggregate[UUID]):
         state = self.state
         if state.mapping_summarised_on is None:
             raise errors.SipRequiresMappingSummary("the mapping has not been summarised")
-        unknown_goals = [str(g) for g in command.goal_ids if g not in state.goals]
+        referenced = [*command.goal_ids, *(a.goal_id for a in command.actions if a.goal_id is not None)]
+        unknown_goals = sorted({str(g) for g in referenced if g not in state.goals})
         if unknown_goals:
             raise errors.SipRequiresGoal(f"no such goal: {', '.join(unknown_goals)}")
         members = list(state.members.values())
         client = next((m for m in members if m.kind is MemberKind.CLIENT), None)
         if client is None:
             raise errors.SipRequiresClientInGroup("the client is not in the resource group")
-        principals = {m.principal for m in members}
-        if Principal.REGION not in principals:
-            raise errors.SipRequiresRegionMember("no resource group member is from the region")
-        if Principal.MUNICIPALITY not in principals:
-            raise errors.SipRequiresMunicipalityMember("no resource group member is from the municipality")
         for action in command.actions:
             responsible = state.members.get(action.responsible_member_id)
             if responsible is None:
@@ -533,6 +604,11 @@ class Case(BaseAggregate[UUID]):
                     " is not a current member"
                 )
             self._check_member_covered(consent, responsible)
+        principals = {m.principal for m in members if self._counts_for_principal(consent, m)}
+        if Principal.REGION not in principals:
+            raise errors.SipRequiresRegionMember("no resource group member is from the region")
+        if Principal.MUNICIPALITY not in principals:
+            raise errors.SipRequiresMunicipalityMember("no resource group member is from the municipality")
         if not any(p.kind is MemberKind.CLIENT for p in command.participants):
             raise errors.SipRequiresClientParticipation("the client is not among the participants")
         if not command.client_agreed:
@@ -570,6 +646,7 @@ class Case(BaseAggregate[UUID]):
             self._change_phase(Phase.WORKING, command.decided_on, "sip_decided")
         return version
 
+    @_command
     def complete_action(self, action_id: UUID, command: cmd.CompleteAction) -> None:
         self._consent_in_force()
         _not_in_future(self._require_context(), "completed_on", command.completed_on)
@@ -577,6 +654,7 @@ class Case(BaseAggregate[UUID]):
         action = sip.actions.get(action_id) if sip else None
         if sip is None or action is None:
             raise errors.ActionNotFound(f"action {action_id} is not in the current SIP")
+        _not_before(command.completed_on, "completed_on", sip.decided_on, f"SIP {sip.version} was decided")
         if action.completed_on is not None:
             raise errors.ActionAlreadyCompleted(f"action {action_id} was completed on {action.completed_on}")
         self._trigger(
@@ -584,9 +662,11 @@ class Case(BaseAggregate[UUID]):
         )
 
     # ------------------------------------------------------------------------------ closing
+    @_command
     def close(self, command: cmd.CloseCase) -> None:
         self._open_case()
         _not_in_future(self._require_context(), "closed_on", command.closed_on)
+        _not_before(command.closed_on, "closed_on", self.state.opened_on, "the case was opened")
         self._trigger(ev.CaseClosed(**command.model_dump()))
         self._change_phase(Phase.CLOSED, command.closed_on, f"case_closed:{command.reason.value}")
 
@@ -595,6 +675,11 @@ class Case(BaseAggregate[UUID]):
 def _not_in_future(context: cmd.CommandContext, field_name: str, value: date) -> None:
     if value > context.today:
         raise errors.DateInFuture(f"{field_name} {value} is after today ({context.today})")
+
+
+def _not_before(value: date, field_name: str, earliest: date, what: str) -> None:
+    if value < earliest:
+        raise errors.DateOutOfOrder(f"{field_name} {value} is before {earliest}, when {what}")
 
 
 def _add_months(day: date, months: int) -> date:
@@ -609,10 +694,10 @@ def _add_months(day: date, months: int) -> date:
 
 
 def _renewed_validity(consent: Consent, renewed_on: date) -> date | None:
-    """A renewal keeps the consent's original period of validity, counted anew."""
-    if consent.valid_until is None:
+    """A renewal keeps the consent's original period of validity, counted anew from the SIP."""
+    if consent.valid_until is None or consent.period is None:
         return None
-    return max(consent.valid_until, renewed_on + (consent.valid_until - consent.signed_on))
+    return max(consent.valid_until, renewed_on + consent.period)
 
 
 # --------------------------------------------------------------------- state transitions
@@ -631,6 +716,7 @@ def _consent_given(s: CaseState, e: ev.ConsentGiven) -> None:
         covers_relatives=e.covers_relatives,
         signed_on=e.signed_on,
         valid_until=e.valid_until,
+        original_valid_until=e.valid_until,
     )
 
 

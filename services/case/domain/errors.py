@@ -20,6 +20,16 @@ class CaseRuleViolation(Exception):
         self.detail = detail
 
 
+class InvalidCommand(ValueError):
+    """The command's fields do not make a valid fact (e.g. a change-rating worksheet
+    without its four scores). ``errors`` names each field and the rule it broke."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        super().__init__(summary)
+        self.errors = errors
+
+
 class NotAllowed(CaseRuleViolation):
     """Base of rules about who may write, rather than about the case's state."""
 
@@ -33,6 +43,11 @@ class CaseClosed(CaseRuleViolation):
 class DateInFuture(CaseRuleViolation):
     rule = "date_in_future"
     title = "The date of something that happened cannot be in the future"
+
+
+class DateOutOfOrder(CaseRuleViolation):
+    rule = "date_out_of_order"
+    title = "A date comes before the fact it follows"
 
 
 class PhaseChangeNotAllowed(CaseRuleViolation):
@@ -199,6 +214,11 @@ class EarlyWarningRequiresPlan(CaseRuleViolation):
 class EarlyWarningUnknownSign(CaseRuleViolation):
     rule = "early_warning_unknown_sign"
     title = "The signs must come from the plan, or be described as another sign"
+
+
+class EarlyWarningAlreadyTriggered(CaseRuleViolation):
+    rule = "early_warning_already_triggered"
+    title = "An early warning with this id exists"
 
 
 class EarlyWarningNotOpen(CaseRuleViolation):

@@ -35,7 +35,7 @@ from services.case.application.service import (
 )
 from services.case.domain import commands as cmd
 from services.case.domain.case import Case, CaseState
-from services.case.domain.errors import CaseRuleViolation, NotAllowed
+from services.case.domain.errors import CaseRuleViolation, InvalidCommand, NotAllowed
 from services.case.domain.events import Actor
 from services.shared.auth import InvalidToken, TokenService
 from services.shared.problems import ProblemException, install_problem_handlers, problem_response
@@ -133,12 +133,17 @@ def _install_domain_error_handlers(app: FastAPI) -> None:
             current_version=e.actual,
         )
 
+    def from_invalid(e: Exception) -> ProblemException:
+        assert isinstance(e, InvalidCommand)
+        return ProblemException(422, "Invalid request", str(e), code="validation_failed", errors=e.errors)
+
     handlers: dict[type[Exception], Callable[[Exception], ProblemException]] = {
         CaseRuleViolation: from_violation,
         CaseNotFound: lambda e: ProblemException(404, "No such case", str(e), code="case_not_found"),
         CaseAlreadyExists: lambda e: rule(409, "The case exists already", str(e), "case_already_exists"),
         VersionConflict: from_conflict,
         IdempotencyKeyReused: lambda e: rule(422, "Idempotency-Key reused", str(e), "idempotency_key_reused"),
+        InvalidCommand: from_invalid,
     }
     for error_type, to_problem in handlers.items():
 

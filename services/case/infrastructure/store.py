@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import Environment
 from psycopg.rows import DictRow
+from psycopg.sql import SQL
 
 from services.case.application.ports import (
     CaseNotFound,
@@ -116,6 +118,17 @@ class StoreConfig:
         }
         if self.is_postgres:
             info = psycopg.conninfo.conninfo_to_dict(self.url)
+            unsupported = sorted(
+                set(info) - {"dbname", "host", "port", "user", "password", "connect_timeout"}
+            )
+            if unsupported:
+                raise StoreUrlInvalid(
+                    f"the case store URL may not carry {', '.join(unsupported)}: the event store's"
+                    " connections would ignore it (set libpq's PG* environment variables, e.g."
+                    " PGSSLMODE, instead)"
+                )
+            if not info.get("host"):
+                raise StoreUrlInvalid("the case store URL needs a host (or ?host=/socket/directory)")
             env.update(
                 PERSISTENCE_MODULE="eventsourcing.postgres",
                 APPLICATION_RECORDER_TOPIC=f"{__name__}:PostgresCaseRecorder",
@@ -127,6 +140,7 @@ class StoreConfig:
                 POSTGRES_POOL_SIZE=str(pool_size),
                 POSTGRES_MAX_OVERFLOW=str(pool_size * 2),
                 POSTGRES_LOCK_TIMEOUT="10",
+                POSTGRES_CONNECT_TIMEOUT=str(info.get("connect_timeout") or "30"),
             )
         else:
             env.update(
@@ -252,8 +266,10 @@ class PostgresCaseRecorder(PostgresApplicationRecorder):
     def _insert_events(
         self, curs: psycopg.Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        # Runs in the same transaction as the event insert (before its table lock).
+        # Runs in the same transaction as the event insert, before its table lock: bound
+        # the wait for the head's row lock as the library bounds the table lock's.
         heads, idempotency = _side_table_params(kwargs)
+        curs.execute(SQL("SET LOCAL lock_timeout = '{0}s'").format(self.datastore.lock_timeout))
         if heads:
             curs.executemany(UPSERT_HEAD.format(p="%s"), heads)  # type: ignore[arg-type]
         if idempotency:
@@ -322,6 +338,7 @@ class CaseEventStore:
         self.repository = self.app.repository
         self.case_recorder = cast(CaseRecorder, self.app.recorder)
         self.case_mapper = cast(CaseEventMapper, self.app.mapper)
+        self._cache_lock = threading.Lock()
 
     def close(self) -> None:
         self.app.close()
@@ -333,6 +350,19 @@ class CaseEventStore:
             return case
         except AggregateNotFoundError:
             raise CaseNotFound(case_id) from None
+
+    def _cache_if_newer(self, case: Case) -> None:
+        # Another thread may have cached a later version meanwhile: never replace it.
+        cache = self.repository.cache
+        if cache is None:
+            return
+        with self._cache_lock:
+            try:
+                cached_version = cache.get(case.id).version
+            except KeyError:
+                cached_version = 0
+            if cached_version < case.version:
+                cache.put(case.id, case)
 
     def forget(self, case_id: UUID) -> None:
         """Drop any cached copy, so the next load reads the store."""
@@ -359,8 +389,7 @@ class CaseEventStore:
             self.forget(case.id)
             raise ConcurrentWrite(str(error)) from error
         case.collect_events()
-        if self.repository.cache is not None:
-            self.repository.cache.put(case.id, case)
+        self._cache_if_newer(case)
         refs = tuple(
             StoredEventRef(
                 event_id=cast(CaseEvent, r.domain_event).meta.event_id,

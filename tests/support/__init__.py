@@ -1,0 +1,1 @@
+"""Reusable test support: a PostgreSQL server, a controllable clock, actors, scenarios."""
