@@ -22,6 +22,11 @@ from uuid import UUID
 import typer
 from rich.console import Console
 
+try:  # typer ≥ 0.2x ships its own copy of click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover - typer with an external click
+    from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[assignment]
+
 from services.case.infrastructure.store import (
     CaseEventStore,
     StoreConfig,
@@ -54,7 +59,8 @@ class RoleChoice(StrEnum):
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"vss: {message}", highlight=False)
+    """One line on stderr, then the exit code (1: the operation failed, 2: bad input)."""
+    print(f"vss: {' '.join(message.split())}", file=sys.stderr)
     return typer.Exit(code)
 
 
@@ -110,18 +116,16 @@ def verify(
     if (case_id is None) == (not all_cases):
         raise _fail("give a CASE_ID or --all", 2)
     try:
+        only = [UUID(case_id)] if case_id is not None else None
+    except ValueError:
+        raise _fail(f"{case_id!r} is not a case id (a UUID)", 2) from None
+    try:
         store = CaseEventStore(StoreConfig(CaseSettings().store_url()))
         store.check_migrated()
     except (StoreNotMigrated, StoreUrlInvalid) as error:
         raise _fail(str(error), 2) from None
     try:
-        if case_id is not None:
-            try:
-                ids = [UUID(case_id)]
-            except ValueError:
-                raise _fail(f"{case_id!r} is not a case id (a UUID)", 2) from None
-        else:
-            ids = store.case_ids()
+        ids = only if only is not None else store.case_ids()
         broken = 0
         for cid in ids:
             if store.head(cid) is None and not store.exists(cid):
@@ -232,5 +236,20 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         raise typer.Exit(1)
 
 
+def main() -> None:
+    """The `vss` entry point: usage errors are one line too, not a panel."""
+    try:
+        result = app(standalone_mode=False)
+    except NoArgsIsHelpError:
+        app(["--help"])
+    except ClickException as error:
+        print(f"vss: {error.format_message()}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None
+    except typer.Abort:
+        print("vss: aborted", file=sys.stderr)
+        raise SystemExit(130) from None
+    raise SystemExit(result if isinstance(result, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -17,26 +17,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
-import orjson
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.case.domain.case import Case
 from services.case.domain.errors import CaseRuleViolation, InvalidCommand
-from services.case.domain.events import CaseEvent, EventMetadata, RawEvent, canonical_bytes, verify_chain
-from vss_contracts.registry import decode_event
+from services.case.domain.events import CaseEvent, RawEvent, verify_chain
+from services.case.infrastructure.store import CaseEventMapper
 from vss_contracts.types import (
     ClosingReason,
     GoalKind,
     GoalStatus,
     MemberKind,
     Phase,
-    Principal,
     Worksheet,
 )
 
@@ -333,26 +331,13 @@ def _with_close(commands: list[Op], close: tuple[int, Op] | None) -> list[Op]:
 
 
 # -------------------------------------------------------------------------------- replay
+MAPPER = CaseEventMapper()
+
+
 def reloaded(event: CaseEvent) -> CaseEvent:
-    """The event as the store gives it back: stored bytes, decoded and upcast."""
-    state: dict[str, Any] = orjson.loads(canonical_bytes(event.state))
-    return CaseEvent(
-        originator_id=event.originator_id,
-        originator_version=event.originator_version,
-        timestamp=datetime.fromisoformat(state["recorded_at"]),
-        data=decode_event(event.type, state["data"]),
-        meta=EventMetadata(
-            event_id=UUID(state["event_id"]),
-            actor_id=state["actor_id"],
-            actor_organisation=state["actor_organisation"],
-            principal=Principal(state["principal"]),
-            correlation_id=state["correlation_id"],
-            causation_id=state["causation_id"],
-            prev_hash=state["prev_hash"],
-            hash=state["hash"],
-        ),
-        state=state,
-    )
+    """The event as the store gives it back: stored bytes, decoded and upcast by the store's mapper."""
+    restored: CaseEvent = MAPPER.to_domain_event(MAPPER.to_stored_event(event))
+    return restored
 
 
 def replay(events: Sequence[CaseEvent]) -> Case:

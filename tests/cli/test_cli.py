@@ -1,0 +1,92 @@
+"""The `vss` CLI as an operator runs it: exit codes and one-line reasons."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.case.application.service import CaseService
+from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.shared.auth import TokenService
+from services.shared.settings import AuthSettings
+from tests.support.clock import FixedClock
+from tests.support.scenario import drive_to_first_sip
+
+VSS = str(Path(sys.executable).parent / "vss")
+
+
+def vss(*args: str, data_dir: Path, store_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VSS_DATA_DIR": str(data_dir)}
+    env.pop("VSS_CASE_STORE_URL", None)
+    if store_url:
+        env["VSS_CASE_STORE_URL"] = store_url
+    return subprocess.run([VSS, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_token_is_valid_for_the_embedded_defaults(tmp_path: Path) -> None:
+    result = vss(
+        "token", "--user", "anna.k", "--org", "vgr-psyk", "--principal", "region",
+        "--role", "coordinator", "--role", "operator", data_dir=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    claims = TokenService.from_settings(AuthSettings(), tmp_path).verify(result.stdout.strip())
+    assert (claims.user_id, claims.organisation_id, claims.principal) == ("anna.k", "vgr-psyk", "region")
+    assert claims.roles == {"coordinator", "operator"}
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (
+            ("token", "--user", "a", "--org", "b", "--principal", "kommun", "--role", "coordinator"),
+            "--principal",
+        ),
+        (("verify",), "give a CASE_ID or --all"),
+        (("verify", "not-a-case"), "is not a case id"),
+        (("nosuch",), "No such command"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: tuple[str, ...], reason: str) -> None:
+    result = vss(*args, data_dir=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("vss: ")
+    assert reason in lines[0]
+
+
+def test_migrate_refuses_an_unknown_store_url(tmp_path: Path) -> None:
+    result = vss("migrate", data_dir=tmp_path, store_url="mysql://db/vss")
+    assert result.returncode == 2
+    assert "sqlite:///PATH or postgresql://" in result.stderr
+
+
+def test_verify_names_the_broken_case_and_version(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/events.sqlite"
+    migrate(StoreConfig(url))
+    store = CaseEventStore(StoreConfig(url))
+    try:
+        clock = FixedClock()
+        service = CaseService(store, clock)
+        intact = drive_to_first_sip(service, clock).case_id
+        tampered = drive_to_first_sip(service, clock).case_id
+    finally:
+        store.close()
+    assert vss("verify", "--all", data_dir=tmp_path, store_url=url).returncode == 0
+
+    with sqlite3.connect(tmp_path / "events.sqlite") as db:
+        db.execute(
+            "UPDATE stored_events SET state = replace(state, 'Tolvan', 'Tolvan!') "
+            "WHERE originator_id = ? AND originator_version = 5",
+            (tampered.hex,),  # type: ignore[union-attr]
+        )
+    result = vss("verify", "--all", data_dir=tmp_path, store_url=url)
+    assert result.returncode == 1
+    assert f"ok      {intact}" in result.stdout
+    assert f"BROKEN  {tampered} at version 5" in result.stdout
+    assert result.stderr.strip() == "vss: 1 of 2 case(s) fail verification"
