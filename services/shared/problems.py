@@ -8,12 +8,14 @@ the field's path, the rule it broke and a message.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:vss:problem:"
@@ -66,6 +68,34 @@ def _field(loc: tuple[Any, ...]) -> str:
         where, rest = parts[0], parts[1:]
         return ".".join(rest) if where == "body" and rest else ".".join([where, *rest])
     return ".".join(parts)
+
+
+class CorrelationMiddleware:
+    """Gives every request a correlation id (``X-Correlation-ID`` in, or a new one) and echoes it.
+
+    Plain ASGI rather than ``@app.middleware("http")``, which costs a task and a stream per request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-correlation-id")
+        correlation_id = given.decode("latin-1") if given else str(uuid.uuid4())
+        scope.setdefault("state", {})["correlation_id"] = correlation_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-correlation-id", correlation_id.encode()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

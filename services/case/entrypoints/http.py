@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
@@ -38,7 +37,12 @@ from services.case.domain.case import Case, CaseState
 from services.case.domain.errors import CaseRuleViolation, InvalidCommand, NotAllowed
 from services.case.domain.events import Actor
 from services.shared.auth import InvalidToken, TokenService
-from services.shared.problems import ProblemException, install_problem_handlers, problem_response
+from services.shared.problems import (
+    CorrelationMiddleware,
+    ProblemException,
+    install_problem_handlers,
+    problem_response,
+)
 from vss_contracts.types import Principal
 
 WRITE_ROLE = "coordinator"
@@ -100,12 +104,7 @@ def create_app(service: CaseService, tokens: TokenService) -> FastAPI:
     _install_domain_error_handlers(app)
     app.include_router(router)
 
-    @app.middleware("http")
-    async def correlation(request: Request, call_next: Any) -> Any:
-        request.state.correlation_id = request.headers.get("x-correlation-id") or str(uuid.uuid4())
-        response = await call_next(request)
-        response.headers["X-Correlation-ID"] = request.state.correlation_id
-        return response
+    app.add_middleware(CorrelationMiddleware)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, Any]:
