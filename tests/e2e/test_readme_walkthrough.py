@@ -5,6 +5,7 @@ The walk-through block is read from README.md, so the README cannot drift from w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,10 +32,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def system(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    port = _free_port()
-    env = {**os.environ, "VSS_DATA_DIR": str(tmp_path / "data"), "VSS_CASE_PORT": str(port)}
+@contextlib.contextmanager
+def running_system(data_dir: Path, port: int) -> Iterator[tuple[int, dict[str, str]]]:
+    """`vss up` as a user starts it; stopped with Ctrl-C (SIGINT) at the end."""
+    env = {**os.environ, "VSS_DATA_DIR": str(data_dir), "VSS_CASE_PORT": str(port)}
     env.pop("VSS_CASE_STORE_URL", None)
     vss = Path(sys.executable).parent / "vss"
     process = subprocess.Popen(
@@ -54,6 +56,12 @@ def system(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         output = process.communicate(timeout=20)[0].decode()
         assert process.returncode == 0, output
         assert "VSS stopped." in output
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    with running_system(tmp_path / "data", _free_port()) as running:
+        yield running
 
 
 def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]]) -> None:
@@ -78,3 +86,37 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     assert "phase working" in result.stdout
     assert "15 se.vss.case.PhaseChanged.v1 anna.k" in result.stdout
     assert "1 case(s) verified" in result.stdout
+
+
+def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path: Path) -> None:
+    data, port = tmp_path / "data", _free_port()
+    vss = str(Path(sys.executable).parent / "vss")
+    with running_system(data, port) as (_, env):
+        mint = [vss, "token", "--user", "anna.k", "--org", "vgr-psyk", "--principal", "region"]
+        token = subprocess.run(
+            [*mint, "--role", "coordinator"], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        body = {
+            "client": {"personal_identity_number": "19121212-1212", "name": "Tolvan Tolvansson"},
+            "municipality": {"code": "1480", "name": "Göteborg"},
+            "region": {"code": "14", "name": "Västra Götalandsregionen"},
+            "opened_on": "2026-01-05",
+        }
+        created = httpx.post(f"http://127.0.0.1:{port}/v1/cases", json=body, headers=headers)
+        assert created.status_code == 201, created.text
+        status = subprocess.run(
+            [vss, "status", "--json"], env=env, capture_output=True, text=True, check=False
+        )
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)
+        assert report["parts"][0]["url"] == f"http://127.0.0.1:{port}"
+        assert report["parts"][0]["healthy"] is True
+        assert report["data_dir"] == str(data.resolve())
+    with running_system(data, port) as (_, env):
+        again = httpx.get(f"http://127.0.0.1:{port}{created.headers['location']}", headers=headers)
+        assert again.status_code == 200
+        assert again.json()["version"] == 1
+    stopped = subprocess.run([vss, "status", "--json"], env=env, capture_output=True, text=True, check=False)
+    assert stopped.returncode == 1
+    assert json.loads(stopped.stdout)["parts"][0]["healthy"] is False
