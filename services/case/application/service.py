@@ -88,7 +88,7 @@ class CaseService:
         return cmd.CommandContext(
             actor=request.actor,
             now=now,
-            today=self.today(),
+            today=now.astimezone(STOCKHOLM).date(),
             correlation_id=request.correlation_id,
             causation_id=request.causation_id,
             policy=self.policy,
@@ -227,9 +227,8 @@ class CaseService:
                 },
             )
         saved: SaveResult = self.store.save(case, idempotency)
-        positions = {ref.event_id: ref.position for ref in saved.events}
-        for event in events:
-            event["position"] = positions[UUID(event["id"])]
+        for event, ref in zip(events, saved.events, strict=True):  # both in the case's order
+            event["position"] = ref.position
         assert saved.version == last_version
         return CommandResult(
             case_id=case.id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, TypeVar, cast
 from uuid import UUID, uuid4
@@ -160,19 +160,30 @@ class CaseState:
         Contract models are frozen and shared; every container and every mutable record
         is copied. A new mutable field must be copied here too (tests/domain checks it).
         """
-        consent = self.consent
-        sip = self.sip
-        return replace(
-            self,
-            coordinators=dict(self.coordinators),
-            consent=replace(consent, organisations=dict(consent.organisations)) if consent else None,
-            worksheets=list(self.worksheets),
-            goals={k: replace(g) for k, g in self.goals.items()},
-            members=dict(self.members),
-            sip=replace(sip, actions={k: replace(a) for k, a in sip.actions.items()}) if sip else None,
-            early_warnings={k: replace(w) for k, w in self.early_warnings.items()},
-            meetings_held=list(self.meetings_held),
-        )
+        copy = _shallow(self)
+        copy.coordinators = dict(self.coordinators)
+        if self.consent is not None:
+            copy.consent = _shallow(self.consent)
+            copy.consent.organisations = dict(self.consent.organisations)
+        copy.worksheets = list(self.worksheets)
+        copy.goals = {k: _shallow(g) for k, g in self.goals.items()}
+        copy.members = dict(self.members)
+        if self.sip is not None:
+            copy.sip = _shallow(self.sip)
+            copy.sip.actions = {k: _shallow(a) for k, a in self.sip.actions.items()}
+        copy.early_warnings = {k: _shallow(w) for k, w in self.early_warnings.items()}
+        copy.meetings_held = list(self.meetings_held)
+        return copy
+
+
+T = TypeVar("T")
+
+
+def _shallow(record: T) -> T:
+    """A new record with the same attribute values (dataclasses.replace without its checks)."""
+    copy = object.__new__(type(record))
+    copy.__dict__.update(record.__dict__)
+    return copy
 
 
 class Case(BaseAggregate[UUID]):
