@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -93,9 +92,6 @@ class CaseService:
             causation_id=request.causation_id,
             policy=self.policy,
         )
-
-    def today(self) -> date:
-        return self.clock.now().astimezone(STOCKHOLM).date()
 
     # ------------------------------------------------------------------------- commands
     def open_case(self, request: Request, command: cmd.OpenCase) -> CommandResult:
