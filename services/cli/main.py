@@ -175,7 +175,9 @@ def up() -> None:
         nonlocal stopping
         stopping = True
 
+    # Handlers for both: a shell that starts `vss up` in the background leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         if not _wait_healthy(f"{base}/health", case):
             case.terminate()
