@@ -74,6 +74,9 @@ INSERT_IDEMPOTENCY = (
     "INSERT INTO idempotency_keys (key_hash, fingerprint, case_id, result, recorded_at)"
     " VALUES ({p}, {p}, {p}, {p}, {p})"
 )
+_SQLITE_UPSERT_HEAD, _PG_UPSERT_HEAD = UPSERT_HEAD.format(p="?"), UPSERT_HEAD.format(p="%s")
+_SQLITE_INSERT_IDEMPOTENCY = INSERT_IDEMPOTENCY.format(p="?")
+_PG_INSERT_IDEMPOTENCY = INSERT_IDEMPOTENCY.format(p="%s")
 MIGRATION_LOCK_ID = 7_460_001  # pg_advisory_lock key for `vss migrate`
 
 
@@ -207,19 +210,14 @@ def _uuid(value: UUID | str) -> UUID:
 
 
 # -------------------------------------------------------------------------------- recorders
-def _side_table_params(kwargs: dict[str, Any]) -> tuple[list[tuple[Any, ...]], tuple[Any, ...] | None]:
-    heads = [(str(case_id), version, digest) for case_id, version, digest in kwargs.get("heads", ())]
-    record: IdempotencyRecord | None = kwargs.get("idempotency")
-    idempotency = None
-    if record is not None:
-        idempotency = (
-            record.key_hash,
-            record.fingerprint,
-            str(record.case_id),
-            orjson.dumps(record.result).decode(),
-            datetime.now().astimezone().isoformat(),
-        )
-    return heads, idempotency
+def _idempotency_row(record: IdempotencyRecord) -> tuple[str, str, str, str, str]:
+    return (
+        record.key_hash,
+        record.fingerprint,
+        str(record.case_id),
+        orjson.dumps(record.result).decode(),
+        datetime.now().astimezone().isoformat(),
+    )
 
 
 class SQLiteCaseRecorder(SQLiteApplicationRecorder):
@@ -227,11 +225,13 @@ class SQLiteCaseRecorder(SQLiteApplicationRecorder):
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
-        heads, idempotency = _side_table_params(kwargs)
-        if heads:
-            c.executemany(UPSERT_HEAD.format(p="?"), heads)
-        if idempotency:
-            c.execute(INSERT_IDEMPOTENCY.format(p="?"), idempotency)
+        # kwargs from CaseEventStore.save: head=(case id, version, hash), idempotency=record
+        head = kwargs.get("head")
+        if head is not None:
+            c.execute(_SQLITE_UPSERT_HEAD, head)
+        record = kwargs.get("idempotency")
+        if record is not None:
+            c.execute(_SQLITE_INSERT_IDEMPOTENCY, _idempotency_row(record))
         return ids
 
     def create_side_tables(self) -> None:
@@ -268,12 +268,13 @@ class PostgresCaseRecorder(PostgresApplicationRecorder):
     ) -> None:
         # Runs in the same transaction as the event insert, before its table lock: bound
         # the wait for the head's row lock as the library bounds the table lock's.
-        heads, idempotency = _side_table_params(kwargs)
         curs.execute(SQL("SET LOCAL lock_timeout = '{0}s'").format(self.datastore.lock_timeout))
-        if heads:
-            curs.executemany(UPSERT_HEAD.format(p="%s"), heads)  # type: ignore[arg-type]
-        if idempotency:
-            curs.execute(INSERT_IDEMPOTENCY.format(p="%s"), idempotency)  # type: ignore[arg-type]
+        head = kwargs.get("head")
+        if head is not None:
+            curs.execute(_PG_UPSERT_HEAD, head)  # type: ignore[arg-type]
+        record = kwargs.get("idempotency")
+        if record is not None:
+            curs.execute(_PG_INSERT_IDEMPOTENCY, _idempotency_row(record))  # type: ignore[arg-type]
 
     def create_side_tables(self) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -382,7 +383,7 @@ class CaseEventStore:
             # snapshot and notify hooks that we do not use and its runtime Protocol checks).
             recordings = self.app.events.put(
                 pending,
-                heads=[(case.id, last.originator_version, last.meta.hash)],
+                head=(str(case.id), last.originator_version, last.meta.hash),
                 idempotency=idempotency,
             )
         except IntegrityError as error:
