@@ -55,6 +55,7 @@ from services.case.domain.events import (
     canonical_bytes,
     verify_chain,
 )
+from vss_contracts.envelope import CloudEvent, dataschema_for
 from vss_contracts.registry import decode_event
 from vss_contracts.types import Principal
 
@@ -453,6 +454,31 @@ class CaseEventStore:
 
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
+
+    def cloud_event(self, notification: Notification) -> CloudEvent:
+        """A stored event as the public CloudEvent (what the relay publishes).
+
+        The payload is as stored (its own version); subscribers upcast with
+        ``CloudEvent.typed_data()``, so the published bytes never depend on this code's version.
+        """
+        state = self.case_mapper.decode_state(notification)
+        return CloudEvent(
+            id=state["event_id"],
+            type=notification.topic,
+            subject=str(notification.originator_id),
+            time=datetime.fromisoformat(state["recorded_at"]),
+            dataschema=dataschema_for(notification.topic),
+            data=state["data"],
+            caseversion=notification.originator_version,
+            logposition=notification.id,
+            correlationid=state["correlation_id"],
+            causationid=state["causation_id"],
+            actorid=state["actor_id"],
+            actororg=state["actor_organisation"],
+            actorprincipal=Principal(state["principal"]),
+            prevhash=state["prev_hash"],
+            eventhash=state["hash"],
+        )
 
     # ------------------------------------------------------------------------- verification
     def raw_events(self, case_id: UUID) -> Iterator[RawEvent]:

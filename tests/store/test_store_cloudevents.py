@@ -1,0 +1,52 @@
+"""Every stored event maps to the public CloudEvent: the stored fact is the published fact."""
+
+from __future__ import annotations
+
+from services.case.application.service import CaseService
+from services.case.domain.events import RawEvent, verify_chain
+from services.case.infrastructure.store import CaseEventStore
+from tests.support.clock import FixedClock
+from tests.support.scenario import FIRST_SIP_EVENT_TYPES, drive_to_first_sip
+from vss_contracts import CloudEvent, case_subject
+from vss_contracts.envelope import dataschema_for
+
+
+def test_every_stored_event_is_a_valid_cloudevent_that_round_trips(
+    service: CaseService, store: CaseEventStore, clock: FixedClock
+) -> None:
+    scenario = drive_to_first_sip(service, clock)
+    events = [store.cloud_event(n) for n in store.read_log(0)]
+
+    assert [e.type for e in events] == list(FIRST_SIP_EVENT_TYPES)
+    for event, entry in zip(events, store.history(scenario.case_id, 0, 100), strict=True):  # type: ignore[arg-type]
+        wire = CloudEvent.model_validate_json(event.model_dump_json())
+        assert wire == event
+        assert wire.subject == str(scenario.case_id)
+        assert wire.id == str(entry.event_id)
+        assert (wire.caseversion, wire.logposition) == (entry.version, entry.position)
+        assert wire.dataschema == dataschema_for(wire.type)
+        assert wire.actorid == entry.actor_id
+        assert wire.typed_data().model_dump(mode="json") == entry.data
+        assert case_subject(wire.subject, type(wire.typed_data()).event_name()).startswith("vss.case.")
+    # A subscriber can check the chain from the published events alone.
+    raw = [
+        RawEvent(
+            scenario.case_id,  # type: ignore[arg-type]
+            e.caseversion,
+            e.type,
+            {
+                "event_id": e.id,
+                "recorded_at": e.time.isoformat(),
+                "actor_id": e.actorid,
+                "actor_organisation": e.actororg,
+                "principal": e.actorprincipal.value,
+                "correlation_id": e.correlationid,
+                "causation_id": e.causationid,
+                "prev_hash": e.prevhash,
+                "data": e.data,
+                "hash": e.eventhash,
+            },
+        )
+        for e in events
+    ]
+    assert verify_chain(scenario.case_id, raw) is None  # type: ignore[arg-type]
