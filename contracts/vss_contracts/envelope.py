@@ -69,7 +69,7 @@ class CloudEvent(BaseModel):
         case_id: UUID,
         case_version: int,
         time: datetime,
-        data: CaseEventData,
+        data: CaseEventData | dict[str, Any],
         actor_id: str,
         actor_org: str,
         actor_principal: Principal,
@@ -78,14 +78,23 @@ class CloudEvent(BaseModel):
         prev_hash: str,
         event_hash: str,
         log_position: int | None = None,
+        type_name: str | None = None,
     ) -> CloudEvent:
+        """The envelope of one event: ``data`` is a payload model, or a stored payload (a dict,
+        published as stored, in its own version) with its ``type_name``."""
+        if isinstance(data, CaseEventData):
+            type_name, payload = data.TYPE, data.model_dump(mode="json")
+        elif type_name is None:
+            raise ValueError("a payload given as a dict needs its type_name")
+        else:
+            payload = data
         return cls(
             id=str(event_id),
-            type=data.TYPE,
+            type=type_name,
             subject=str(case_id),
             time=time,
-            dataschema=dataschema_for(data.TYPE),
-            data=data.model_dump(mode="json"),
+            dataschema=dataschema_for(type_name),
+            data=payload,
             caseversion=case_version,
             logposition=log_position,
             correlationid=correlation_id,

@@ -55,7 +55,7 @@ from services.case.domain.events import (
     canonical_bytes,
     verify_chain,
 )
-from vss_contracts.envelope import CloudEvent, dataschema_for
+from vss_contracts.envelope import CloudEvent
 from vss_contracts.registry import decode_event
 from vss_contracts.types import Principal
 
@@ -462,22 +462,21 @@ class CaseEventStore:
         ``CloudEvent.typed_data()``, so the published bytes never depend on this code's version.
         """
         state = self.case_mapper.decode_state(notification)
-        return CloudEvent(
-            id=state["event_id"],
-            type=notification.topic,
-            subject=str(notification.originator_id),
+        return CloudEvent.for_event(
+            event_id=UUID(state["event_id"]),
+            case_id=_uuid(notification.originator_id),
+            case_version=notification.originator_version,
             time=datetime.fromisoformat(state["recorded_at"]),
-            dataschema=dataschema_for(notification.topic),
             data=state["data"],
-            caseversion=notification.originator_version,
-            logposition=notification.id,
-            correlationid=state["correlation_id"],
-            causationid=state["causation_id"],
-            actorid=state["actor_id"],
-            actororg=state["actor_organisation"],
-            actorprincipal=Principal(state["principal"]),
-            prevhash=state["prev_hash"],
-            eventhash=state["hash"],
+            type_name=notification.topic,
+            actor_id=state["actor_id"],
+            actor_org=state["actor_organisation"],
+            actor_principal=Principal(state["principal"]),
+            correlation_id=state["correlation_id"],
+            causation_id=state["causation_id"],
+            prev_hash=state["prev_hash"],
+            event_hash=state["hash"],
+            log_position=notification.id,
         )
 
     # ------------------------------------------------------------------------- verification
