@@ -215,7 +215,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _server(url: str, data_dir: Path) -> Iterator[tuple[str, str, CaseService]]:
+def _server(url: str) -> Iterator[tuple[str, str, CaseService]]:
     store = CaseEventStore(StoreConfig(url))
     service = CaseService(store, Clock())
     tokens = TokenService(key="bench-secret-" + "x" * 32, algorithm="HS256", issuer="vss", audience="vss")
@@ -236,8 +236,8 @@ def _server(url: str, data_dir: Path) -> Iterator[tuple[str, str, CaseService]]:
         store.close()
 
 
-def http_path(url: str, n: int, cases: int, data_dir: Path) -> Figure:
-    with _server(url, data_dir) as (base, token, service):
+def http_path(url: str, n: int, cases: int) -> Figure:
+    with _server(url) as (base, token, service):
         ids = _open_cases(service, cases)
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
             name = "HTTP POST /worksheets (uvicorn, 1 client)"
@@ -255,16 +255,15 @@ def http_path(url: str, n: int, cases: int, data_dir: Path) -> Figure:
 def bench_store(
     kind: str, make_url: Callable[[str], str], raw: Callable[[str], Figure], n: int, cases: int
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        figures = [raw(make_url("raw"))]
-        app_url = make_url("es")
-        figures.append(raw_eventsourcing(StoreConfig(app_url).eventsourcing_env(create_table=True), n))
-        case_url = make_url("case")
-        migrate(StoreConfig(case_url))
-        figures.append(application_path(case_url, n, cases))
-        http_url = make_url("http")
-        migrate(StoreConfig(http_url))
-        figures.append(http_path(http_url, n, cases, Path(tmp)))
+    figures = [raw(make_url("raw"))]
+    app_url = make_url("es")
+    figures.append(raw_eventsourcing(StoreConfig(app_url).eventsourcing_env(create_table=True), n))
+    case_url = make_url("case")
+    migrate(StoreConfig(case_url))
+    figures.append(application_path(case_url, n, cases))
+    http_url = make_url("http")
+    migrate(StoreConfig(http_url))
+    figures.append(http_path(http_url, n, cases))
     library = figures[1].rate
     print(f"\n{kind}: {n} appends per round, best of {ROUNDS} rounds, commands spread over {cases} cases")
     print(f"{'path':<58}{'ops/s':>10}{'ms/op':>9}{'× library':>11}")

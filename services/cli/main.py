@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -143,10 +144,12 @@ def verify(
         store.close()
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
+def _wait_healthy(
+    url: str, process: subprocess.Popen[bytes], stopped: Callable[[], bool], timeout: float = 30.0
+) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process.poll() is not None or stopped():
             return False
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
@@ -179,7 +182,9 @@ def up() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        if not _wait_healthy(f"{base}/health", case):
+        if not _wait_healthy(f"{base}/health", case, lambda: stopping):
+            if stopping:
+                return
             case.terminate()
             raise _fail(f"the case service did not start on {base} (is the port free? VSS_CASE_PORT sets it)")
         state = {"case_api": base, "case_docs": f"{base}/docs", "data_dir": str(settings.data_dir.resolve())}
