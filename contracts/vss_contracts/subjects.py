@@ -14,7 +14,17 @@ __all__ = [
     "CASE_STREAM",
     "CASE_SUBJECTS",
     "CASE_SUBJECT_PREFIX",
+    "DEAD_LETTER_STREAM",
+    "DEAD_LETTER_SUBJECT_PREFIX",
+    "HEADER_DLQ_CONSUMER",
+    "HEADER_DLQ_REASON",
+    "HEADER_DLQ_SEQUENCE",
+    "HEADER_DLQ_STREAM",
+    "HEADER_EVENT_TYPE",
+    "HEADER_LOG_POSITION",
+    "HEADER_MSG_ID",
     "case_subject",
+    "dead_letter_subject",
 ]
 
 CASE_STREAM = "VSS_CASE"
@@ -23,7 +33,26 @@ CASE_SUBJECTS = f"{CASE_SUBJECT_PREFIX}.>"
 # CloudEvents ``source`` of every case event: the case service of this system.
 CASE_EVENT_SOURCE = "/vss/case"
 
+# Headers on every published event. The body is the structured CloudEvent; headers
+# repeat what routing and de-duplication need without parsing it.
+HEADER_MSG_ID = "Nats-Msg-Id"  # = the CloudEvent id (the event id): JetStream drops a repeat
+HEADER_EVENT_TYPE = "Vss-Event-Type"  # = the CloudEvent type, e.g. se.vss.case.SipDecided.v1
+HEADER_LOG_POSITION = "Vss-Log-Position"  # = the event's position in the case store's log
+
+# Messages a consumer could not apply: the original body and headers plus these.
+DEAD_LETTER_STREAM = "VSS_DLQ"
+DEAD_LETTER_SUBJECT_PREFIX = "vss.dlq"
+HEADER_DLQ_REASON = "Vss-Dlq-Reason"
+HEADER_DLQ_STREAM = "Vss-Dlq-Stream"
+HEADER_DLQ_SEQUENCE = "Vss-Dlq-Sequence"
+HEADER_DLQ_CONSUMER = "Vss-Dlq-Consumer"
+
 
 def case_subject(case_id: UUID | str, event_name: str) -> str:
     """The subject an event of ``event_name`` (e.g. ``SipDecided``) of a case is published on."""
     return f"{CASE_SUBJECT_PREFIX}.{case_id}.{event_name}"
+
+
+def dead_letter_subject(consumer: str, original_subject: str) -> str:
+    """Where a consumer parks a message it cannot apply: ``vss.dlq.<consumer>.<original subject>``."""
+    return f"{DEAD_LETTER_SUBJECT_PREFIX}.{consumer}.{original_subject}"
