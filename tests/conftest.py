@@ -13,6 +13,7 @@ PostgreSQL comes from ``VSS_TEST_POSTGRES_DSN``, else Docker, else embedded-post
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,13 +22,17 @@ import pytest
 from services.case.application.service import CaseService
 from services.case.domain.events import Actor
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.shared.bus.names import BusNames
 from tests.support.actors import ACTORS, Actors
 from tests.support.clock import FixedClock
+from tests.support.nats import NatsServer, delete_streams
+from tests.support.nats import nats_server as start_nats
 from tests.support.postgres import PostgresServer, fresh_database
 from tests.support.postgres import postgres_server as start_postgres
 from tests.support.stores import StoreFactory, open_case_store
 
 _SERVER_KEY = pytest.StashKey[PostgresServer]()
+_NATS_KEY = pytest.StashKey[NatsServer]()
 
 
 # --------------------------------------------------------------------------- pytest hooks
@@ -41,6 +46,34 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     server = config.stash.get(_SERVER_KEY, None)
     if server is not None:
         terminalreporter.write_line(server.describe())
+    nats = config.stash.get(_NATS_KEY, None)
+    if nats is not None:
+        terminalreporter.write_line(nats.describe())
+
+
+# ------------------------------------------------------------------------------------ NATS
+@pytest.fixture(scope="session")
+def nats_server(pytestconfig: pytest.Config) -> Iterator[NatsServer]:
+    """The session's NATS server with JetStream (``NATS_URL``, else Docker, else the binary)."""
+    with start_nats() as server:
+        pytestconfig.stash[_NATS_KEY] = server
+        yield server
+
+
+@pytest.fixture
+def nats_url(nats_server: NatsServer) -> str:
+    return nats_server.url
+
+
+@pytest.fixture
+def bus_names(nats_url: str) -> Iterator[BusNames]:
+    """Stream and subject names unique to this test (a shared server may hold others' streams).
+
+    The test's streams (and only they) are deleted afterwards.
+    """
+    names = BusNames.unique()
+    yield names
+    asyncio.run(delete_streams(nats_url, [names.stream, names.dead_letter_stream]))
 
 
 # ------------------------------------------------------------------------------ databases

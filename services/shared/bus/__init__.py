@@ -1,0 +1,1 @@
+"""The bus: NATS JetStream plumbing every service shares (relay, durable consumers, server)."""

@@ -1,0 +1,46 @@
+"""Which stream and subjects a relay publishes to and a consumer reads from.
+
+Production uses the contracts' names (``VSS_CASE``, ``vss.case.>``, ``VSS_DLQ``); tests on
+a shared server use names unique to the test, which is why they are parameters here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from vss_contracts.subjects import (
+    CASE_STREAM,
+    CASE_SUBJECT_PREFIX,
+    DEAD_LETTER_STREAM,
+    DEAD_LETTER_SUBJECT_PREFIX,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BusNames:
+    stream: str = CASE_STREAM
+    subject_prefix: str = CASE_SUBJECT_PREFIX
+    dead_letter_stream: str = DEAD_LETTER_STREAM
+    dead_letter_prefix: str = DEAD_LETTER_SUBJECT_PREFIX
+
+    @property
+    def subjects(self) -> str:
+        return f"{self.subject_prefix}.>"
+
+    def subject(self, case_id: object, event_name: str) -> str:
+        return f"{self.subject_prefix}.{case_id}.{event_name}"
+
+    def dead_letter_subject(self, consumer: str, original_subject: str) -> str:
+        return f"{self.dead_letter_prefix}.{consumer}.{original_subject}"
+
+    @classmethod
+    def unique(cls) -> BusNames:
+        """Names nobody else uses (tests on a shared server)."""
+        tag = secrets.token_hex(4)
+        return cls(
+            stream=f"T{tag}_CASE",
+            subject_prefix=f"t{tag}.vss.case",
+            dead_letter_stream=f"T{tag}_DLQ",
+            dead_letter_prefix=f"t{tag}.vss.dlq",
+        )
