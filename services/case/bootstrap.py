@@ -11,9 +11,13 @@ from services.case.application.service import CaseService
 from services.case.domain.commands import CasePolicy
 from services.case.entrypoints.http import create_app
 from services.case.infrastructure.clock import SystemClock
+from services.case.infrastructure.log_waiter import waiter_for
+from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig
-from services.case.settings import CaseSettings
+from services.case.settings import CaseRelaySettings, CaseSettings
 from services.shared.auth import TokenService
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.settings import AuthSettings
 
 
@@ -41,3 +45,39 @@ def bootstrap(
     service = CaseService(store, clock or SystemClock(), CasePolicy(settings.follow_up_max_months))
     tokens = TokenService.from_settings(auth or AuthSettings(), settings.data_dir)
     return CaseServiceParts(settings, store, service, tokens, create_app(service, tokens))
+
+
+@dataclass
+class CaseRelayParts:
+    settings: CaseRelaySettings
+    store: CaseEventStore
+    relay: Relay
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def bootstrap_relay(
+    settings: CaseRelaySettings | None = None, *, names: BusNames | None = None
+) -> CaseRelayParts:
+    """The relay process: the case store's log -> the case stream."""
+    settings = settings or CaseRelaySettings()
+    config = StoreConfig(settings.store_url())
+    store = CaseEventStore(config)
+    store.check_migrated()
+    names = names or settings.bus_names()
+    relay = Relay(
+        CaseEventLog(store, names),
+        settings.nats_url,
+        settings=RelaySettings(
+            names=names,
+            replicas=settings.nats_replicas,
+            ack_timeout=settings.relay_ack_timeout,
+            idle_wait=settings.relay_poll_interval if not config.is_postgres else 1.0,
+            lease_ttl=settings.relay_lease_ttl,
+            max_in_flight=settings.relay_max_in_flight,
+        ),
+        waiter=waiter_for(config),
+        name="case-relay",
+    )
+    return CaseRelayParts(settings, store, relay)

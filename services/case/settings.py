@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.shared.settings import CommonSettings
+from services.shared.settings import BusSettings, CommonSettings
 
 
 class CaseSettings(CommonSettings):
@@ -23,3 +23,16 @@ class CaseSettings(CommonSettings):
         if self.case_store_url:
             return self.case_store_url
         return f"sqlite:///{(self.data_dir / 'case' / 'events.sqlite').resolve()}"
+
+
+class CaseRelaySettings(CaseSettings, BusSettings):
+    """The relay process: the case store (as above), the bus, and how to publish."""
+
+    model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
+
+    relay_lease_ttl: float = Field(default=10.0, gt=0.5, description="Seconds a dead relay holds the lease")
+    relay_ack_timeout: float = Field(default=5.0, gt=0, description="Longest wait for one publish ack")
+    relay_poll_interval: float = Field(
+        default=0.01, gt=0, description="SQLite: how often to look for new events"
+    )
+    relay_max_in_flight: int = Field(default=2000, ge=1, le=4000, description="Publishes awaiting their ack")

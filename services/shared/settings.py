@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.shared.bus.names import BusNames
+
 
 class AuthSettings(BaseSettings):
     """How bearer tokens are verified (and, for the embedded defaults, minted)."""
@@ -33,3 +35,33 @@ class CommonSettings(BaseSettings):
     data_dir: Path = Field(default=Path(".vss"), description="Data of the embedded defaults")
     log_level: str = "INFO"
     log_json: bool = False
+
+
+EMBEDDED_NATS_PORT = 4422  # not 4222: a machine's own NATS may hold the standard port
+
+
+class BusSettings(BaseSettings):
+    """Where the bus is. Unset: the embedded nats-server `vss up` starts."""
+
+    model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
+
+    nats_url: str = Field(
+        default=f"nats://127.0.0.1:{EMBEDDED_NATS_PORT}", description="NATS server (JetStream enabled)"
+    )
+    nats_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of streams the services declare")
+    nats_port: int = Field(default=EMBEDDED_NATS_PORT, description="Port of the embedded nats-server")
+    nats_monitor_port: int = Field(default=8422, description="Monitoring port of the embedded nats-server")
+    # Other stream and subject names than the contracts' (only for tests on a shared server).
+    bus_stream: str | None = None
+    bus_subject_prefix: str | None = None
+    bus_dead_letter_stream: str | None = None
+    bus_dead_letter_prefix: str | None = None
+
+    def bus_names(self) -> BusNames:
+        defaults = BusNames()
+        return BusNames(
+            stream=self.bus_stream or defaults.stream,
+            subject_prefix=self.bus_subject_prefix or defaults.subject_prefix,
+            dead_letter_stream=self.bus_dead_letter_stream or defaults.dead_letter_stream,
+            dead_letter_prefix=self.bus_dead_letter_prefix or defaults.dead_letter_prefix,
+        )

@@ -75,6 +75,9 @@ INSERT_IDEMPOTENCY = (
     "INSERT INTO idempotency_keys (key_hash, fingerprint, case_id, result, recorded_at)"
     " VALUES ({p}, {p}, {p}, {p}, {p})"
 )
+# PostgreSQL NOTIFY channel raised by every commit of events (the relay LISTENs on it).
+LOG_CHANNEL = "vss_case_log"
+_PG_NOTIFY_LOG = f"NOTIFY {LOG_CHANNEL}"
 _SQLITE_UPSERT_HEAD, _PG_UPSERT_HEAD = UPSERT_HEAD.format(p="?"), UPSERT_HEAD.format(p="%s")
 _SQLITE_INSERT_IDEMPOTENCY = INSERT_IDEMPOTENCY.format(p="?")
 _PG_INSERT_IDEMPOTENCY = INSERT_IDEMPOTENCY.format(p="%s")
@@ -273,6 +276,7 @@ class PostgresCaseRecorder(PostgresApplicationRecorder):
         head = kwargs.get("head")
         if head is not None:
             curs.execute(_PG_UPSERT_HEAD, head)  # type: ignore[arg-type]
+        curs.execute(_PG_NOTIFY_LOG)  # delivered at commit: wakes the relay (LISTEN) at once
         record = kwargs.get("idempotency")
         if record is not None:
             curs.execute(_PG_INSERT_IDEMPOTENCY, _idempotency_row(record))  # type: ignore[arg-type]

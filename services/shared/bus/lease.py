@@ -1,0 +1,96 @@
+"""A lease in a JetStream key-value bucket: only one relay publishes to a stream at a time.
+
+The holder creates the key (which fails while another holds it) and renews it by
+updating it at its revision; the bucket's TTL removes a key whose holder died, so a
+waiting relay takes over at most one TTL after a crash. Correctness does not rest on the
+lease alone: every publish also asserts the stream's last sequence, so even two relays
+that both believe they hold it can neither duplicate nor reorder events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
+
+log = structlog.get_logger("vss.bus.lease")
+
+
+class LeaseLost(RuntimeError):
+    """The lease expired or was taken over: stop publishing at once."""
+
+
+class Lease:
+    def __init__(self, js: JetStreamContext, *, bucket: str, key: str, owner: str, ttl: float) -> None:
+        self.js = js
+        self.bucket = bucket
+        self.key = key
+        self.owner = owner
+        self.ttl = ttl
+        self._kv: KeyValue | None = None
+        self._revision: int | None = None
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            try:
+                self._kv = await self.js.key_value(self.bucket)
+            except BucketNotFoundError:
+                self._kv = await self.js.create_key_value(
+                    KeyValueConfig(bucket=self.bucket, ttl=self.ttl, history=1, storage=StorageType.FILE)
+                )
+        return self._kv
+
+    async def acquire(self, stopping: Callable[[], bool] = lambda: False) -> bool:
+        """Wait until this owner holds the lease; False if asked to stop first."""
+        kv = await self._bucket()
+        waiting_logged = False
+        while not stopping():
+            try:
+                self._revision = await kv.create(self.key, self.owner.encode())
+                log.info("lease.acquired", key=self.key, owner=self.owner)
+                return True
+            except KeyWrongLastSequenceError:
+                if not waiting_logged:
+                    holder = await self.holder()
+                    log.info("lease.waiting", key=self.key, holder=holder, ttl=self.ttl)
+                    waiting_logged = True
+                await asyncio.sleep(min(1.0, self.ttl / 4))
+        return False
+
+    async def holder(self) -> str | None:
+        kv = await self._bucket()
+        try:
+            entry = await kv.get(self.key)
+        except (NotFoundError, KeyError):
+            return None
+        return entry.value.decode() if entry.value else None
+
+    async def renew(self) -> None:
+        kv = await self._bucket()
+        if self._revision is None:
+            raise LeaseLost(f"{self.owner} does not hold {self.key}")
+        try:
+            self._revision = await kv.update(self.key, self.owner.encode(), last=self._revision)
+        except KeyWrongLastSequenceError as error:
+            self._revision = None
+            raise LeaseLost(f"lease {self.key} was taken over: {error}") from error
+
+    async def keep(self) -> None:
+        """Renew every third of the TTL until cancelled; raises LeaseLost if it slipped away."""
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            await self.renew()
+
+    async def release(self) -> None:
+        if self._kv is None or self._revision is None:
+            return
+        with contextlib.suppress(Exception):  # best effort: the TTL frees it anyway
+            await self._kv.delete(self.key, last=self._revision)
+        self._revision = None
+        log.info("lease.released", key=self.key, owner=self.owner)

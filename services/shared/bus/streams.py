@@ -1,0 +1,112 @@
+"""Connecting to NATS and declaring or binding the streams.
+
+Only a stream's owner declares it (the relay for the case stream; the consumer base
+for the dead-letter stream), and only when it is missing: an existing stream is never
+updated from code, so an operator's changes (replicas, placement) survive a restart.
+Everyone else binds to a stream and waits for it to exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import nats
+import structlog
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from services.shared.bus.names import BusNames
+
+log = structlog.get_logger("vss.bus")
+
+DUPLICATE_WINDOW_SECONDS = 120.0
+
+
+async def connect(
+    url: str, *, name: str, stopping: Callable[[], bool] = lambda: False, max_backoff: float = 5.0
+) -> Client:
+    """Connect, retrying with backoff until the server answers (it may start after us).
+
+    Once connected, nats-py reconnects by itself for ever (``max_reconnect_attempts=-1``).
+    """
+    delay = 0.1
+    while True:
+        try:
+            return await nats.connect(
+                url,
+                name=name,
+                connect_timeout=2,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                allow_reconnect=True,
+            )
+        except Exception as error:  # refused, DNS, TLS …: all mean "not yet"
+            if stopping():
+                raise
+            log.warning("nats.connect_retry", url=url, error=str(error) or type(error).__name__, wait=delay)
+            await asyncio.sleep(delay)
+            delay = min(max_backoff, delay * 2)
+
+
+def case_stream_config(names: BusNames, *, replicas: int = 1) -> StreamConfig:
+    """The case stream: full history (limits, no age or size limit), de-duplicated, atomic batches."""
+    return StreamConfig(
+        name=names.stream,
+        description="Every case event, in the case store's log order (VSS)",
+        subjects=[names.subjects],
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.NEW,  # never drop history to make room: refuse instead
+        max_age=0,
+        max_msgs=-1,
+        max_bytes=-1,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        allow_atomic=True,
+        allow_direct=True,
+    )
+
+
+def dead_letter_stream_config(names: BusNames, *, replicas: int = 1) -> StreamConfig:
+    return StreamConfig(
+        name=names.dead_letter_stream,
+        description="Messages a consumer could not apply, with the reason and original headers (VSS)",
+        subjects=[f"{names.dead_letter_prefix}.>"],
+        retention=RetentionPolicy.LIMITS,
+        max_age=0,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+    )
+
+
+async def declare_if_missing(js: JetStreamContext, config: StreamConfig) -> bool:
+    """Create the stream unless it exists; True if created. An existing one is left as it is."""
+    assert config.name is not None
+    try:
+        await js.stream_info(config.name)
+        return False
+    except NotFoundError:
+        pass
+    await js.add_stream(config)
+    log.info("nats.stream_declared", stream=config.name, subjects=config.subjects)
+    return True
+
+
+async def wait_for_stream(
+    js: JetStreamContext, stream: str, *, stopping: Callable[[], bool] = lambda: False
+) -> None:
+    """Bind, not declare: wait until the stream's owner has created it."""
+    delay = 0.1
+    while True:
+        try:
+            await js.stream_info(stream)
+            return
+        except NotFoundError:
+            if stopping():
+                raise
+            log.info("nats.stream_waiting", stream=stream)
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)

@@ -1,0 +1,75 @@
+"""Fixtures of the bus tests: a relay running in this process on the test's own stream."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from services.case.infrastructure.outbox import CaseEventLog
+from services.case.infrastructure.store import CaseEventStore
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import Relay, RelaySettings
+
+
+class RelayThread:
+    """A Relay on its own event loop in a thread (the tests drive commands meanwhile)."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self.error: BaseException | None = None
+        self._ready = threading.Event()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def run() -> None:
+            self.stop_event = asyncio.Event()
+            self._ready.set()
+            await self.relay.run(self.stop_event)
+
+        try:
+            self.loop.run_until_complete(run())
+        except BaseException as error:
+            self.error = error
+        finally:
+            self.loop.close()
+
+    def start(self) -> RelayThread:
+        self.thread.start()
+        self._ready.wait(5)
+        return self
+
+    def stop(self) -> None:
+        if self.stop_event is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "the relay did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def run_relay(nats_url: str, bus_names: BusNames):  # type: ignore[no-untyped-def]
+    """``with run_relay(store, **settings) as relay_thread:`` a relay on the test's stream."""
+
+    @contextmanager
+    def runner(store: CaseEventStore, **settings: object) -> Iterator[RelayThread]:
+        relay = Relay(
+            CaseEventLog(store, bus_names),
+            nats_url,
+            settings=RelaySettings(names=bus_names, lease_ttl=1.0, ack_timeout=2.0, **settings),  # type: ignore[arg-type]
+        )
+        thread = RelayThread(relay).start()
+        try:
+            yield thread
+        finally:
+            thread.stop()
+
+    return runner

@@ -1,0 +1,76 @@
+"""The relay against a real nats-server: order, commits, resume, lease, lost tail."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+
+from services.case.infrastructure.store import CaseEventStore
+from services.shared.bus.names import BusNames
+from tests.support.bus import read_stream, wait_until
+from tests.support.clock import FixedClock
+from tests.support.scenario import FIRST_SIP_EVENT_TYPES, drive_to_first_sip
+from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_LOG_POSITION, HEADER_MSG_ID
+
+
+def stream(nats_url: str, names: BusNames, start: int = 1):  # type: ignore[no-untyped-def]
+    return asyncio.run(read_stream(nats_url, names.stream, names.subjects, start=start))
+
+
+def test_every_event_is_published_once_in_log_order_as_its_cloudevent(
+    service, store: CaseEventStore, clock: FixedClock, nats_url: str, bus_names: BusNames, run_relay
+) -> None:
+    drive_to_first_sip(service, clock)
+    drive_to_first_sip(service, clock)
+    log = store.read_log(0, 1000)
+    with run_relay(store):
+        assert wait_until(lambda: len(stream(nats_url, bus_names)) >= len(log), 10)
+    messages = stream(nats_url, bus_names)
+    assert [m.position for m in messages] == [n.id for n in log]
+    assert [m.sequence for m in messages] == list(range(1, len(log) + 1))
+    assert [m.event.type for m in messages[: len(FIRST_SIP_EVENT_TYPES)]] == list(FIRST_SIP_EVENT_TYPES)
+    for message, notification in zip(messages, log, strict=True):
+        expected = store.cloud_event(notification)
+        assert message.event == expected
+        assert message.headers[HEADER_MSG_ID] == expected.id
+        assert message.headers[HEADER_EVENT_TYPE] == expected.type
+        assert message.headers[HEADER_LOG_POSITION] == str(notification.id)
+        assert message.subject == bus_names.subject(expected.subject, expected.type.split(".")[-2])
+
+
+def test_a_restarted_relay_resumes_from_the_stream_tail_without_duplicates(
+    service, store: CaseEventStore, clock: FixedClock, nats_url: str, bus_names: BusNames, run_relay
+) -> None:
+    drive_to_first_sip(service, clock)
+    with run_relay(store):
+        assert wait_until(lambda: len(stream(nats_url, bus_names)) == 14, 10)
+    drive_to_first_sip(service, clock)  # written while no relay runs
+    with run_relay(store):
+        assert wait_until(lambda: len(stream(nats_url, bus_names)) == 28, 10)
+    messages = stream(nats_url, bus_names)
+    assert len({m.event.id for m in messages}) == 28
+    assert [m.position for m in messages] == [n.id for n in store.read_log(0, 100)]
+
+
+def test_a_stream_that_lost_its_tail_is_refilled_from_the_store(
+    service, store: CaseEventStore, clock: FixedClock, nats_url: str, bus_names: BusNames, run_relay
+) -> None:
+    drive_to_first_sip(service, clock)
+    with run_relay(store):
+        assert wait_until(lambda: len(stream(nats_url, bus_names)) == 14, 10)
+
+    async def lose_tail() -> None:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        for sequence in (12, 13, 14):  # the SIP's commit
+            await js.delete_msg(bus_names.stream, sequence)
+        await nc.close()
+
+    asyncio.run(lose_tail())
+    assert len(stream(nats_url, bus_names)) == 11
+    with run_relay(store):
+        assert wait_until(lambda: len(stream(nats_url, bus_names)) == 14, 10)
+    messages = stream(nats_url, bus_names)
+    assert [m.position for m in messages] == [n.id for n in store.read_log(0, 100)]
+    assert [m.sequence for m in messages][-3:] == [15, 16, 17]  # refilled after the gap
