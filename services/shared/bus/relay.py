@@ -103,6 +103,10 @@ class Tail:
     position: int  # log position of the last message the stream holds (0: none)
 
 
+class ForeignMessage(Exception):
+    """The stream's tail was not published by a relay."""
+
+
 class Resync(Exception):
     """The relay's view of the stream is stale: read the tail again."""
 
@@ -321,8 +325,15 @@ class Relay:
             message = await js.get_last_msg(names.stream, names.subjects)
         except NotFoundError:
             return Tail(last_sequence, 0)
-        headers = message.headers or {}
-        return Tail(last_sequence, int(headers.get(HEADER_LOG_POSITION, 0)))
+        position = (message.headers or {}).get(HEADER_LOG_POSITION)
+        if position is None:
+            # Someone else published on the case subjects (NATS permissions should stop that):
+            # resuming from 0 would republish history, so refuse and say why.
+            raise ForeignMessage(
+                f"the last message of {names.stream} (sequence {message.seq}) has no {HEADER_LOG_POSITION}"
+                " header: only the relay may publish on the case subjects"
+            )
+        return Tail(last_sequence, int(position))
 
     async def _read(self, after: int) -> Sequence[OutboxMessage]:
         if self.read_in_thread:

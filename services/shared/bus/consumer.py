@@ -1,0 +1,316 @@
+"""The durable-consumer base every downstream service uses.
+
+One durable JetStream pull consumer per service, read one message at a time in stream
+order (so every case's events arrive in version order), with explicit acks. The
+policy, chosen deliberately (FastStream's default would terminate a message on any
+exception, and its batch pull handles messages concurrently; see docs/adr/0004):
+
+- **Decode** each message into the contract's CloudEvent and its typed payload
+  (older versions upcast). A message that cannot be decoded goes to the dead-letter
+  stream at once.
+- **Apply** it through the service's :class:`Handler`, which records the stream
+  sequence in the same transaction as its state change. A sequence at or below the
+  recorded one is a redelivery: acknowledged and skipped.
+- **Retry** a failing apply in place, with backoff (the message is kept in progress
+  meanwhile), so a later event never overtakes it; after ``max_attempts``, or at once
+  for a :class:`PermanentFailure`, it goes to the dead-letter stream with the reason and
+  the original headers, the handler records it as passed, and the consumer moves on.
+- **Resume where the service's state is.** At start and after a lost connection the
+  durable is pointed at the stored sequence + 1 (recreated if the server's view
+  differs, e.g. messages a killed process had fetched but not acknowledged), so nothing
+  is applied out of order and nothing is lost.
+- **Lag** (messages not yet applied) is visible: :meth:`DurableConsumer.lag`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from pydantic import ValidationError
+
+from services.shared.bus.names import BusNames
+from services.shared.bus.streams import (
+    connect,
+    dead_letter_stream_config,
+    declare_if_missing,
+    wait_for_stream,
+)
+from vss_contracts.case_events import CaseEventData
+from vss_contracts.envelope import CloudEvent
+from vss_contracts.registry import UnknownEventType
+from vss_contracts.subjects import (
+    HEADER_DLQ_CONSUMER,
+    HEADER_DLQ_REASON,
+    HEADER_DLQ_SEQUENCE,
+    HEADER_DLQ_STREAM,
+)
+
+log = structlog.get_logger("vss.bus.consumer")
+
+# Publish-time assertions of the original message must not be re-asserted on the dead-letter stream.
+_NOT_FORWARDED = ("Nats-Expected-", "Nats-Batch-")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event as a handler receives it."""
+
+    event: CloudEvent
+    data: CaseEventData  # the payload as the current model of its type
+    stream_sequence: int
+    subject: str
+    headers: Mapping[str, str]
+    delivered: int  # how often the server has delivered it (1: first time)
+
+
+class Handler(Protocol):
+    """A service's state, changed one event at a time (see :mod:`.checkpoint`)."""
+
+    def applied_through(self) -> int:
+        """The last stream sequence applied (0: none)."""
+        ...
+
+    def apply(self, delivery: Delivery) -> bool:
+        """Apply the event and record its sequence in one transaction.
+
+        Returns False, changing nothing, if the sequence was already recorded.
+        """
+        ...
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        """Record a sequence as passed without applying it (it went to the dead-letter stream)."""
+        ...
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler for an event that no retry can apply: dead-letter it now."""
+
+
+class Undecodable(Exception):
+    """The message is not a CloudEvent of a known type."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings:
+    durable: str  # the service's consumer name, e.g. "projections"
+    names: BusNames = field(default_factory=BusNames)
+    filter_subject: str | None = None  # default: the whole case stream
+    fetch_batch: int = 100
+    fetch_timeout: float = 1.0
+    max_attempts: int = 5
+    backoff: tuple[float, ...] = (0.05, 0.2, 1.0, 2.0, 5.0)
+    ack_wait: float = 30.0
+    replicas: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    pending: int  # in the stream, not yet delivered
+    unacknowledged: int  # delivered, not yet acknowledged
+    applied_through: int
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.unacknowledged
+
+
+def decode(msg: Msg) -> Delivery:
+    try:
+        event = CloudEvent.model_validate_json(msg.data)
+        data = event.typed_data()
+    except (ValidationError, UnknownEventType, ValueError) as error:
+        raise Undecodable(f"{type(error).__name__}: {_first_line(error)}") from error
+    return Delivery(
+        event=event,
+        data=data,
+        stream_sequence=msg.metadata.sequence.stream,
+        subject=msg.subject,
+        headers=dict(msg.headers or {}),
+        delivered=msg.metadata.num_delivered,
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0][:300]
+
+
+class DurableConsumer:
+    def __init__(self, nats_url: str, handler: Handler, settings: ConsumerSettings) -> None:
+        self.nats_url = nats_url
+        self.handler = handler
+        self.settings = settings
+        self.applied = 0
+        self.skipped = 0
+        self.dead_lettered = 0
+        self._position = 0
+        self._js: JetStreamContext | None = None
+
+    @property
+    def stream(self) -> str:
+        return self.settings.names.stream
+
+    # ----------------------------------------------------------------------- the process
+    async def run(self, stop: asyncio.Event) -> None:
+        nc = await connect(self.nats_url, name=f"consumer-{self.settings.durable}", stopping=stop.is_set)
+        try:
+            js = self._js = nc.jetstream()
+            await wait_for_stream(js, self.stream, stopping=stop.is_set)
+            names = self.settings.names
+            await declare_if_missing(js, dead_letter_stream_config(names, replicas=self.settings.replicas))
+            delay = 0.1
+            while not stop.is_set():
+                try:
+                    await self._consume(nc, js, stop)
+                except (NatsTimeoutError, TimeoutError, ConnectionError, OSError, NotFoundError) as error:
+                    if stop.is_set():
+                        break
+                    log.warning(
+                        "consumer.reconnect", consumer=self.settings.durable, error=_first_line(error)
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(5.0, delay * 2)
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.drain()
+
+    async def _consume(self, nc: Client, js: JetStreamContext, stop: asyncio.Event) -> None:
+        await self._point_durable_at_state(js)
+        sub = await js.pull_subscribe_bind(self.settings.durable, self.stream)
+        try:
+            while not stop.is_set():
+                try:
+                    messages = await sub.fetch(self.settings.fetch_batch, timeout=self.settings.fetch_timeout)
+                except NatsTimeoutError:
+                    if not nc.is_connected:
+                        raise
+                    continue
+                for msg in messages:
+                    if stop.is_set():
+                        return  # the rest is redelivered to the next run (and re-pointed at start)
+                    await self.handle(msg)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _point_durable_at_state(self, js: JetStreamContext) -> None:
+        """Make the durable deliver from the service's stored sequence + 1."""
+        applied = await asyncio.to_thread(self.handler.applied_through)
+        self._position = applied
+        durable = self.settings.durable
+        try:
+            info = await js.consumer_info(self.stream, durable)
+        except NotFoundError:
+            info = None
+        if info is not None:
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            delivered = info.delivered.stream_seq if info.delivered else 0
+            if info.num_ack_pending == 0 and floor == applied and delivered == applied:
+                return
+            log.info(
+                "consumer.repoint",
+                consumer=durable,
+                applied_through=applied,
+                server_ack_floor=floor,
+                unacknowledged=info.num_ack_pending,
+            )
+            await js.delete_consumer(self.stream, durable)
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.settings.ack_wait,
+            max_ack_pending=max(1000, self.settings.fetch_batch * 2),
+            filter_subject=self.settings.filter_subject or self.settings.names.subjects,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if applied else DeliverPolicy.ALL,
+            opt_start_seq=applied + 1 if applied else None,
+            description=f"VSS service {durable}: applies the case stream to its own state",
+        )
+        await js.add_consumer(self.stream, config)
+
+    # ----------------------------------------------------------------- one message
+    async def handle(self, msg: Msg) -> None:
+        sequence = msg.metadata.sequence.stream
+        if sequence <= self._position:
+            self.skipped += 1
+            await msg.ack()
+            return
+        try:
+            delivery = decode(msg)
+        except Undecodable as error:
+            await self._give_up(msg, sequence, f"undecodable: {error}", event_id=None)
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                applied = await asyncio.to_thread(self.handler.apply, delivery)
+                break
+            except PermanentFailure as error:
+                await self._give_up(msg, sequence, f"refused: {_first_line(error)}", delivery.event.id)
+                return
+            except Exception as error:
+                if attempt >= self.settings.max_attempts:
+                    reason = f"failed {attempt} times, last: {type(error).__name__}: {_first_line(error)}"
+                    await self._give_up(msg, sequence, reason, delivery.event.id)
+                    return
+                wait = self.settings.backoff[min(attempt - 1, len(self.settings.backoff) - 1)]
+                log.warning(
+                    "consumer.retry",
+                    consumer=self.settings.durable,
+                    sequence=sequence,
+                    attempt=attempt,
+                    wait=wait,
+                    error=_first_line(error),
+                )
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+                await asyncio.sleep(wait)
+        if applied:
+            self.applied += 1
+        else:
+            self.skipped += 1
+        self._position = sequence
+        await msg.ack()
+
+    async def _give_up(self, msg: Msg, sequence: int, reason: str, event_id: str | None) -> None:
+        names = self.settings.names
+        headers = {
+            key: value for key, value in (msg.headers or {}).items() if not key.startswith(_NOT_FORWARDED)
+        }
+        headers.update(
+            {
+                HEADER_DLQ_REASON: reason[:1000],
+                HEADER_DLQ_STREAM: self.stream,
+                HEADER_DLQ_SEQUENCE: str(sequence),
+                HEADER_DLQ_CONSUMER: self.settings.durable,
+            }
+        )
+        assert self._js is not None
+        await self._js.publish(
+            names.dead_letter_subject(self.settings.durable, msg.subject),
+            msg.data,
+            headers=headers,
+            timeout=5,
+        )
+        await asyncio.to_thread(self.handler.pass_over, sequence, event_id)
+        self.dead_lettered += 1
+        self._position = sequence
+        log.error("consumer.dead_letter", consumer=self.settings.durable, sequence=sequence, reason=reason)
+        await msg.ack()
+
+    # ------------------------------------------------------------------------- lag
+    async def lag(self) -> Lag:
+        assert self._js is not None, "lag is known once the consumer runs"
+        info = await self._js.consumer_info(self.stream, self.settings.durable)
+        return Lag(info.num_pending or 0, info.num_ack_pending or 0, self._position)

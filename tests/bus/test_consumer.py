@@ -1,0 +1,195 @@
+"""The durable-consumer base against a real nats-server and the real relay."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import nats
+import pytest
+
+from services.case.infrastructure.store import CaseEventStore
+from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
+from services.shared.bus.names import BusNames
+from tests.support.bus import ROOT, read_stream, wait_until
+from tests.support.clock import FixedClock
+from tests.support.projection import EventTable
+from tests.support.scenario import drive_to_first_sip
+from vss_contracts.subjects import (
+    HEADER_DLQ_CONSUMER,
+    HEADER_DLQ_REASON,
+    HEADER_DLQ_SEQUENCE,
+    HEADER_DLQ_STREAM,
+    HEADER_EVENT_TYPE,
+    HEADER_MSG_ID,
+)
+
+
+@pytest.fixture
+def published(
+    service, store: CaseEventStore, clock: FixedClock, nats_url: str, bus_names: BusNames, run_relay
+):  # type: ignore[no-untyped-def]
+    """``published(cases)``: drive that many cases to their first SIP and relay them; returns the count."""
+
+    def publish(cases: int) -> int:
+        for _ in range(cases):
+            drive_to_first_sip(service, clock)
+        total = len(store.read_log(0, 100_000))
+        with run_relay(store):
+            assert wait_until(lambda: len(stream(nats_url, bus_names)) == total, 20)
+        return total
+
+    return publish
+
+
+def stream(nats_url: str, names: BusNames) -> list:  # type: ignore[type-arg]
+    return asyncio.run(read_stream(nats_url, names.stream, names.subjects))
+
+
+def rows(db: Path) -> list[tuple[object, ...]]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        try:
+            return conn.execute("SELECT * FROM applied ORDER BY stream_sequence").fetchall()
+        except sqlite3.OperationalError:
+            return []
+
+
+def start_consumer(
+    nats_url: str, names: BusNames, db: Path, durable: str, log: Path, *, slow: float = 0.0
+) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "tests.support.consumer_process", "--db", str(db), "--nats", nats_url,
+            "--stream", names.stream, "--prefix", names.subject_prefix, "--dlq-stream", names.dead_letter_stream,
+            "--dlq-prefix", names.dead_letter_prefix, "--durable", durable, "--slow", str(slow)]  # fmt: skip
+    with log.open("ab") as out:
+        return subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=out)
+
+
+def run_consumer_until(consumer: DurableConsumer, done) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        for _ in range(400):
+            if done():
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+
+
+def test_a_consumer_killed_mid_batch_resumes_and_applies_every_event_exactly_once(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    total = published(20)
+    db = tmp_path / "killed.sqlite"
+    log = tmp_path / "consumer.log"
+    process = start_consumer(nats_url, bus_names, db, "projection", log, slow=0.004)
+    try:
+        assert wait_until(lambda: len(rows(db)) > 60, 30), log.read_text()
+        process.send_signal(signal.SIGKILL)  # mid-batch: it fetches 50 at a time and is slow
+        process.wait()
+        applied_before = len(rows(db))
+        assert 60 < applied_before < total
+        process = start_consumer(nats_url, bus_names, db, "projection", log)
+        assert wait_until(lambda: len(rows(db)) == total, 30), log.read_text()[-3000:]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+    assert process.returncode == 0, log.read_text()[-3000:]
+
+    replay_db = tmp_path / "replay.sqlite"
+    replay = EventTable(replay_db, "replay")
+    consumer = DurableConsumer(nats_url, replay, ConsumerSettings(durable="replay", names=bus_names))
+    run_consumer_until(consumer, lambda: len(replay.rows()) == total)
+    assert rows(db) == replay.rows()  # the same state as a clean replay
+    assert [r[4] for r in replay.rows()] == list(range(1, total + 1))
+    replay.close()
+
+
+def test_a_redelivered_message_changes_nothing(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    total = published(2)
+    table = EventTable(tmp_path / "state.sqlite", "projection")
+    consumer = DurableConsumer(nats_url, table, ConsumerSettings(durable="projection", names=bus_names))
+    run_consumer_until(consumer, lambda: len(table.rows()) == total)
+    before = table.rows()
+
+    async def redeliver() -> None:
+        # The same messages again, through a second consumer of the stream, to the same handler.
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        consumer._js = js
+        sub = await js.pull_subscribe(bus_names.subjects, stream=bus_names.stream)
+        messages = await sub.fetch(total, timeout=5)
+        consumer._position = 0  # past the in-memory check: the stored position must refuse them
+        for msg in messages:
+            await consumer.handle(msg)
+        await nc.close()
+
+    skipped_before = consumer.skipped
+    asyncio.run(redeliver())
+    assert table.rows() == before
+    assert consumer.skipped - skipped_before == total
+    assert table.applied_through() == total
+    table.close()
+
+
+def test_malformed_and_always_failing_messages_go_to_the_dead_letter_stream_and_the_consumer_goes_on(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    total = published(3)
+    events = stream(nats_url, bus_names)
+    failing_case = events[20].event.subject  # the second case: its handler always fails
+    failing = [m for m in events if m.event.subject == failing_case]
+
+    async def publish_malformed() -> None:
+        nc = await nats.connect(nats_url)
+        await nc.jetstream().publish(
+            bus_names.subject(uuid.uuid4(), "CaseOpened"), b"{not json", headers={HEADER_MSG_ID: "bad-1"}
+        )
+        await nc.close()
+
+    asyncio.run(publish_malformed())
+    table = EventTable(tmp_path / "state.sqlite", "projection", fail_case=failing_case)
+    settings = ConsumerSettings(durable="projection", names=bus_names, max_attempts=3, backoff=(0.01,))
+    consumer = DurableConsumer(nats_url, table, settings)
+    run_consumer_until(consumer, lambda: consumer.dead_lettered == len(failing) + 1)
+
+    assert len(table.rows()) == total - len(failing)
+    assert table.applied_through() == total + 1  # past the malformed one too
+    assert all(table.attempts[m.event.id] == 3 for m in failing)
+    dead = asyncio.run(
+        read_stream(nats_url, bus_names.dead_letter_stream, f"{bus_names.dead_letter_prefix}.>")
+    )
+    assert len(dead) == len(failing) + 1
+    for letter, original in zip(dead[:-1], failing, strict=True):
+        assert letter.body == original.body
+        assert letter.subject == bus_names.dead_letter_subject("projection", original.subject)
+        assert letter.headers[HEADER_DLQ_REASON].startswith(
+            "failed 3 times, last: RuntimeError: cannot apply"
+        )
+        assert letter.headers[HEADER_DLQ_SEQUENCE] == str(original.sequence)
+        assert letter.headers[HEADER_DLQ_STREAM] == bus_names.stream
+        assert letter.headers[HEADER_DLQ_CONSUMER] == "projection"
+        assert letter.headers[HEADER_MSG_ID] == original.headers[HEADER_MSG_ID]
+        assert letter.headers[HEADER_EVENT_TYPE] == original.headers[HEADER_EVENT_TYPE]
+    assert dead[-1].body == b"{not json"
+    assert dead[-1].headers[HEADER_DLQ_REASON].startswith("undecodable: ValidationError")
+
+    async def lag() -> int:
+        nc = await nats.connect(nats_url)
+        consumer._js = nc.jetstream()
+        result = await consumer.lag()
+        await nc.close()
+        return result.total
+
+    assert asyncio.run(lag()) == 0

@@ -1,0 +1,47 @@
+"""``python -m tests.support.consumer_process``: the test projection behind a DurableConsumer.
+
+A real process, so the fault tests can SIGKILL it mid-batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+
+from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
+from services.shared.bus.names import BusNames
+from services.shared.logging import configure_logging
+from tests.support.projection import EventTable
+
+
+async def run(args: argparse.Namespace) -> None:
+    names = BusNames(stream=args.stream, subject_prefix=args.prefix, dead_letter_stream=args.dlq_stream,
+                     dead_letter_prefix=args.dlq_prefix)  # fmt: skip
+    table = EventTable(Path(args.db), args.durable, slow=args.slow)
+    consumer = DurableConsumer(
+        args.nats, table, ConsumerSettings(durable=args.durable, names=names, fetch_batch=args.batch)
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await consumer.run(stop)
+    finally:
+        table.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    for option in ("db", "nats", "stream", "prefix", "dlq-stream", "dlq-prefix", "durable"):
+        parser.add_argument(f"--{option}", required=True)
+    parser.add_argument("--slow", type=float, default=0.0)
+    parser.add_argument("--batch", type=int, default=50)
+    configure_logging("INFO", json=False)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
