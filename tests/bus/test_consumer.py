@@ -65,8 +65,9 @@ def start_consumer(
     nats_url: str, names: BusNames, db: Path, durable: str, log: Path, *, slow: float = 0.0
 ) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "tests.support.consumer_process", "--db", str(db), "--nats", nats_url,
-            "--stream", names.stream, "--prefix", names.subject_prefix, "--dlq-stream", names.dead_letter_stream,
-            "--dlq-prefix", names.dead_letter_prefix, "--durable", durable, "--slow", str(slow)]  # fmt: skip
+            "--stream", names.stream, "--prefix", names.subject_prefix,
+            "--dlq-stream", names.dead_letter_stream, "--dlq-prefix", names.dead_letter_prefix,
+            "--durable", durable, "--slow", str(slow)]  # fmt: skip
     with log.open("ab") as out:
         return subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=out)
 
