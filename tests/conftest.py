@@ -23,6 +23,7 @@ from services.case.application.service import CaseService
 from services.case.domain.events import Actor
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.shared.bus.names import BusNames
+from services.shared.bus.relay import lease_bucket
 from tests.support.actors import ACTORS, Actors
 from tests.support.clock import FixedClock
 from tests.support.nats import NatsServer, delete_streams
@@ -73,7 +74,8 @@ def bus_names(nats_url: str) -> Iterator[BusNames]:
     """
     names = BusNames.unique()
     yield names
-    asyncio.run(delete_streams(nats_url, [names.stream, names.dead_letter_stream]))
+    lease = f"KV_{lease_bucket(names)}"
+    asyncio.run(delete_streams(nats_url, [names.stream, names.dead_letter_stream, lease]))
 
 
 # ------------------------------------------------------------------------------ databases

@@ -47,6 +47,8 @@ class RelayThread:
         return self
 
     def stop(self) -> None:
+        if not self.thread.is_alive() and self.error is None:
+            return
         if self.stop_event is not None and self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(15)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import nats
 
@@ -74,3 +75,21 @@ def test_a_stream_that_lost_its_tail_is_refilled_from_the_store(
     messages = stream(nats_url, bus_names)
     assert [m.position for m in messages] == [n.id for n in store.read_log(0, 100)]
     assert [m.sequence for m in messages][-3:] == [15, 16, 17]  # refilled after the gap
+
+
+def test_only_one_relay_publishes_and_a_second_takes_over_when_the_first_stops(
+    service, store: CaseEventStore, clock: FixedClock, nats_url: str, bus_names: BusNames, run_relay
+) -> None:
+    drive_to_first_sip(service, clock)
+    with run_relay(store) as first:
+        assert wait_until(lambda: first.relay.published == 14, 10)
+        with run_relay(store) as second:
+            drive_to_first_sip(service, clock)
+            assert wait_until(lambda: first.relay.published == 28, 10)
+            time.sleep(0.5)
+            assert second.relay.published == 0  # it waits for the lease
+            first.stop()
+            drive_to_first_sip(service, clock)
+            assert wait_until(lambda: second.relay.published == 14, 10)  # took over, from the tail
+    messages = stream(nats_url, bus_names)
+    assert [m.position for m in messages] == [n.id for n in store.read_log(0, 100)]
