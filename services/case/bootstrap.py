@@ -68,7 +68,7 @@ def bootstrap_relay(
     names = names or settings.bus_names()
     relay = Relay(
         CaseEventLog(store, names),
-        settings.nats_url,
+        settings.nats(),
         settings=RelaySettings(
             names=names,
             replicas=settings.nats_replicas,

@@ -5,19 +5,20 @@ Every failure ends with a non-zero exit and a one-line reason on stderr.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
-import subprocess
+import socket
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import typer
@@ -36,8 +37,12 @@ from services.case.infrastructure.store import (
     migrate,
 )
 from services.case.settings import CaseSettings
+from services.cli.supervisor import Part, http_ok, pid_alive
 from services.shared.auth import TokenService
-from services.shared.settings import AuthSettings
+from services.shared.bus.embedded import EmbeddedNatsServer, port_is_free
+from services.shared.bus.lease import current_holder
+from services.shared.bus.relay import lease_bucket
+from services.shared.settings import AuthSettings, BusSettings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Operate VSS on the embedded defaults or real servers."
@@ -144,34 +149,67 @@ def verify(
         store.close()
 
 
-def _wait_healthy(
-    url: str, process: subprocess.Popen[bytes], stopped: Callable[[], bool], timeout: float = 30.0
-) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None or stopped():
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
-    return False
+def _parts(settings: CaseSettings, bus: BusSettings, *, embedded_nats: bool) -> list[Part]:
+    """What `vss up` starts, in start order (stopped in reverse)."""
+    data = settings.data_dir.resolve()
+    logs = data / "logs"
+    base = f"http://{settings.case_host}:{settings.case_port}"
+    parts: list[Part] = []
+    if embedded_nats:
+        server = EmbeddedNatsServer(data / "nats", port=bus.nats_port, monitor_port=bus.nats_monitor_port)
+        parts.append(
+            Part(
+                "nats",
+                server.command(),
+                server.url,
+                f"{server.monitor_url}/healthz?js-enabled-only=true",
+                logs / "nats.log",
+            )
+        )
+    parts.append(
+        Part("case", [sys.executable, "-m", "services.case.main"], base, f"{base}/health", logs / "case.log")
+    )
+    parts.append(
+        Part(
+            "relay",
+            [sys.executable, "-m", "services.case.relay_main"],
+            bus.nats(),
+            None,
+            logs / "relay.log",
+            ready=lambda: relay_holds_lease(bus),
+        )
+    )
+    return parts
+
+
+def relay_holds_lease(bus: BusSettings) -> bool:
+    """The relay is ready once it holds the stream's lease (it then publishes)."""
+    names = bus.bus_names()
+    return asyncio.run(current_holder(bus.nats(), bucket=lease_bucket(names), key="leader")) is not None
 
 
 @app.command()
 def up() -> None:
     """Start the whole system on the embedded defaults; Ctrl-C stops it cleanly."""
     settings = CaseSettings()
+    bus = BusSettings()
+    # The embedded nats-server runs unless a NATS URL is given (then the same processes use that).
+    embedded_nats = bus.nats_embedded
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         migrate(StoreConfig(settings.store_url()))
     except Exception as error:
         raise _fail(f"cannot prepare the case store: {error}") from None
-    env = {**os.environ, "VSS_DATA_DIR": str(settings.data_dir.resolve())}
-    base = f"http://{settings.case_host}:{settings.case_port}"
-    case = subprocess.Popen([sys.executable, "-m", "services.case.main"], env=env)
+    if embedded_nats:
+        for port, what in (
+            (bus.nats_port, "VSS_NATS_PORT"),
+            (bus.nats_monitor_port, "VSS_NATS_MONITOR_PORT"),
+        ):
+            if not port_is_free(port):
+                raise _fail(f"port {port} for the embedded nats-server is taken ({what} sets another)")
+    (settings.data_dir / "up.json").unlink(missing_ok=True)  # a stale one from a crash
+    env = {**os.environ, "VSS_DATA_DIR": str(settings.data_dir.resolve()), "VSS_NATS_URL": bus.nats()}
+    parts = _parts(settings, bus, embedded_nats=embedded_nats)
     stopping = False
 
     def stop(*_: object) -> None:
@@ -182,35 +220,45 @@ def up() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        if not _wait_healthy(f"{base}/health", case, lambda: stopping):
-            if stopping:
-                return
-            case.terminate()
-            raise _fail(f"the case service did not start on {base} (is the port free? VSS_CASE_PORT sets it)")
-        state = {"case_api": base, "case_docs": f"{base}/docs", "data_dir": str(settings.data_dir.resolve())}
+        for part in parts:
+            part.start(env)
+            if not part.wait_healthy(lambda: stopping):
+                if stopping:
+                    return
+                hint = " (is the port free? VSS_CASE_PORT sets it)" if part.name == "case" else ""
+                raise _fail(f"{part.name} did not start on {part.url}{hint}; see {part.log_file}")
+        base = next(part.url for part in parts if part.name == "case")
+        state = {
+            "case_api": base,
+            "case_docs": f"{base}/docs",
+            "nats_url": bus.nats(),
+            "nats_embedded": embedded_nats,
+            "data_dir": str(settings.data_dir.resolve()),
+            "parts": [part.describe() for part in parts],
+        }
         (settings.data_dir / "up.json").write_text(json.dumps(state, indent=2))
         out.print(
             f"[bold]VSS is up[/bold]\n  case API   {base}\n  API docs   {base}/docs\n"
-            f"  data       {state['data_dir']}"
+            f"  NATS       {bus.nats()}{' (embedded)' if embedded_nats else ''}\n"
+            f"  data       {state['data_dir']}\n  logs       {settings.data_dir.resolve() / 'logs'}"
         )
         out.print(
             "  a token:   .venv/bin/vss token --user anna --org region-psykiatri"
             " --principal region --role coordinator"
         )
         out.print("Ctrl-C stops everything.")
-        while not stopping and case.poll() is None:
-            time.sleep(0.5)
-        if case.poll() is not None and not stopping:
-            raise _fail(f"the case service stopped (exit {case.returncode})")
+        while not stopping:
+            dead = [part for part in parts if not part.running()]
+            if dead:
+                code = dead[0].process.returncode if dead[0].process else None
+                raise _fail(f"{dead[0].name} stopped (exit {code}); see {dead[0].log_file}")
+            time.sleep(0.3)
     except KeyboardInterrupt:
         pass
     finally:
-        if case.poll() is None:
-            case.send_signal(signal.SIGINT)
-            try:
-                case.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                case.kill()
+        for part in reversed(parts):
+            part.stop()
+        (settings.data_dir / "up.json").unlink(missing_ok=True)
         out.print("VSS stopped.")
 
 
@@ -218,29 +266,67 @@ def up() -> None:
 def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
     """What `vss up` started, with URLs and health."""
     settings = CaseSettings()
+    bus = BusSettings()
+    state_file = settings.data_dir / "up.json"
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        state = {}
     base = f"http://{settings.case_host}:{settings.case_port}"
     try:
         with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
             health = json.loads(response.read())
-            healthy = response.status == 200
+            case_healthy = response.status == 200
     except (urllib.error.URLError, OSError, ValueError):
-        health, healthy = None, False
+        health, case_healthy = None, False
+    pids = {part["name"]: part.get("pid") for part in state.get("parts", [])}
+    nats_url = state.get("nats_url", bus.nats())
+    nats_part: dict[str, Any] = {
+        "name": "nats",
+        "url": nats_url,
+        "embedded": state.get("nats_embedded", True),
+    }
+    if nats_part["embedded"]:
+        monitor = f"http://127.0.0.1:{bus.nats_monitor_port}"
+        nats_part.update(monitor=monitor, healthy=http_ok(f"{monitor}/healthz?js-enabled-only=true"))
+    else:
+        nats_part["healthy"] = _tcp_ok(nats_url)
+    relay_pid = pids.get("relay")
+    parts: list[dict[str, Any]] = [
+        nats_part,
+        {"name": "case", "url": base, "docs": f"{base}/docs", "healthy": case_healthy, "health": health},
+        {
+            "name": "relay",
+            "url": nats_url,
+            "pid": relay_pid,
+            "healthy": relay_pid is not None and pid_alive(int(relay_pid)) and relay_holds_lease(bus),
+        },
+    ]
     report: dict[str, Any] = {
-        "parts": [
-            {"name": "case", "url": base, "docs": f"{base}/docs", "healthy": healthy, "health": health}
-        ],
+        "parts": parts,
         "data_dir": str(Path(settings.data_dir).resolve()),
         "case_store": settings.store_url().split("@")[-1],
+        "logs": str(Path(settings.data_dir).resolve() / "logs"),
     }
+    healthy = all(part["healthy"] for part in parts)
     if as_json:
         print(json.dumps(report, indent=2))
     else:
-        for part in report["parts"]:
+        for part in parts:
             mark = "up" if part["healthy"] else "DOWN"
             out.print(f"{part['name']:<8} {mark:<5} {part['url']}")
         out.print(f"data     {report['data_dir']}")
     if not healthy:
         raise typer.Exit(1)
+
+
+def _tcp_ok(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 4222), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def main() -> None:

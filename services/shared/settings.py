@@ -45,8 +45,8 @@ class BusSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
 
-    nats_url: str = Field(
-        default=f"nats://127.0.0.1:{EMBEDDED_NATS_PORT}", description="NATS server (JetStream enabled)"
+    nats_url: str | None = Field(
+        default=None, description="NATS server (JetStream enabled); unset: the embedded one on nats_port"
     )
     nats_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of streams the services declare")
     nats_port: int = Field(default=EMBEDDED_NATS_PORT, description="Port of the embedded nats-server")
@@ -56,6 +56,14 @@ class BusSettings(BaseSettings):
     bus_subject_prefix: str | None = None
     bus_dead_letter_stream: str | None = None
     bus_dead_letter_prefix: str | None = None
+
+    def nats(self) -> str:
+        """The NATS URL to use: the one given, else the embedded server's."""
+        return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+
+    @property
+    def nats_embedded(self) -> bool:
+        return not self.nats_url
 
     def bus_names(self) -> BusNames:
         defaults = BusNames()

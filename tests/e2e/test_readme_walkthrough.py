@@ -5,6 +5,7 @@ The walk-through block is read from README.md, so the README cannot drift from w
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -15,12 +16,15 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from services.cli.supervisor import pid_alive
+from tests.support.bus import StreamMessage, read_stream
+from vss_contracts.subjects import CASE_STREAM, CASE_SUBJECTS
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="the walk-through uses curl")
@@ -33,10 +37,22 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_system(data_dir: Path, port: int) -> Iterator[tuple[int, dict[str, str]]]:
+def running_system(
+    data_dir: Path, port: int, nats_port: int | None = None
+) -> Iterator[tuple[int, dict[str, str]]]:
     """`vss up` as a user starts it; stopped with Ctrl-C (SIGINT) at the end."""
-    env = {**os.environ, "VSS_DATA_DIR": str(data_dir), "VSS_CASE_PORT": str(port)}
-    env.pop("VSS_CASE_STORE_URL", None)
+    nats_port = nats_port or _free_port()
+    env = {
+        **os.environ,
+        "VSS_DATA_DIR": str(data_dir),
+        "VSS_CASE_PORT": str(port),
+        # The embedded nats-server, on ports of this test's own (never a machine's NATS).
+        "VSS_NATS_PORT": str(nats_port),
+        "VSS_NATS_MONITOR_PORT": str(_free_port()),
+        "VSS_NATS_URL": "",
+    }
+    for name in ("VSS_CASE_STORE_URL", "VSS_NATS_URL"):
+        env.pop(name, None)
     vss = Path(sys.executable).parent / "vss"
     process = subprocess.Popen(
         [str(vss), "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -44,12 +60,10 @@ def running_system(data_dir: Path, port: int) -> Iterator[tuple[int, dict[str, s
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                    break
-            except OSError:
-                assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-                time.sleep(0.2)
+            if (data_dir / "up.json").exists():  # written once every part is up
+                break
+            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            time.sleep(0.2)
         yield port, env
     finally:
         process.send_signal(signal.SIGINT)
@@ -91,7 +105,8 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
 def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path: Path) -> None:
     data, port = tmp_path / "data", _free_port()
     vss = str(Path(sys.executable).parent / "vss")
-    with running_system(data, port) as (_, env):
+    nats_port = _free_port()
+    with running_system(data, port, nats_port) as (_, env):
         mint = [vss, "token", "--user", "anna.k", "--org", "vgr-psyk", "--principal", "region"]
         token = subprocess.run(
             [*mint, "--role", "coordinator"], env=env, capture_output=True, text=True, check=True
@@ -105,18 +120,35 @@ def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path:
         }
         created = httpx.post(f"http://127.0.0.1:{port}/v1/cases", json=body, headers=headers)
         assert created.status_code == 201, created.text
+        # The relay publishes it to the case stream within a second.
+        case_id = created.json()["case_id"]
+        started = time.monotonic()
+        messages: list[StreamMessage] = []
+        while time.monotonic() - started < 1.0 and not messages:
+            messages = asyncio.run(read_stream(f"nats://127.0.0.1:{nats_port}", CASE_STREAM, CASE_SUBJECTS))
+            time.sleep(0.02)
+        assert [m.event.subject for m in messages] == [case_id]
+
         status = subprocess.run(
             [vss, "status", "--json"], env=env, capture_output=True, text=True, check=False
         )
         assert status.returncode == 0, status.stderr
         report = json.loads(status.stdout)
-        assert report["parts"][0]["url"] == f"http://127.0.0.1:{port}"
-        assert report["parts"][0]["healthy"] is True
+        parts = {part["name"]: part for part in report["parts"]}
+        assert set(parts) == {"nats", "case", "relay"}
+        assert parts["case"]["url"] == f"http://127.0.0.1:{port}"
+        assert parts["nats"]["url"] == f"nats://127.0.0.1:{nats_port}"
+        assert all(part["healthy"] for part in parts.values())
         assert report["data_dir"] == str(data.resolve())
-    with running_system(data, port) as (_, env):
+        pids = [part["pid"] for part in json.loads((data / "up.json").read_text())["parts"]]
+    # Ctrl-C stopped every process it started.
+    assert not any(pid_alive(pid) for pid in pids)
+    with running_system(data, port, nats_port) as (_, env):
         again = httpx.get(f"http://127.0.0.1:{port}{created.headers['location']}", headers=headers)
         assert again.status_code == 200
         assert again.json()["version"] == 1
+        history = asyncio.run(read_stream(f"nats://127.0.0.1:{nats_port}", CASE_STREAM, CASE_SUBJECTS))
+        assert [m.event.subject for m in history] == [case_id]  # kept, and not published twice
     stopped = subprocess.run([vss, "status", "--json"], env=env, capture_output=True, text=True, check=False)
     assert stopped.returncode == 1
-    assert json.loads(stopped.stdout)["parts"][0]["healthy"] is False
+    assert not any(part["healthy"] for part in json.loads(stopped.stdout)["parts"])

@@ -94,3 +94,21 @@ class Lease:
             await self._kv.delete(self.key, last=self._revision)
         self._revision = None
         log.info("lease.released", key=self.key, owner=self.owner)
+
+
+async def current_holder(nats_url: str, *, bucket: str, key: str) -> str | None:
+    """Who holds a lease now (None: nobody, or the server cannot be reached)."""
+    import nats  # noqa: PLC0415 (kept local: only the CLI's health check needs a one-off connection)
+
+    try:
+        nc = await nats.connect(nats_url, connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False)
+    except Exception:
+        return None
+    try:
+        kv = await nc.jetstream().key_value(bucket)
+        entry = await kv.get(key)
+        return entry.value.decode() if entry.value else None
+    except Exception:
+        return None
+    finally:
+        await nc.close()

@@ -38,6 +38,9 @@ async def connect(
             return await nats.connect(
                 url,
                 name=name,
+                error_cb=_on_error,
+                disconnected_cb=_on_disconnected,
+                reconnected_cb=_on_reconnected,
                 connect_timeout=2,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
@@ -49,6 +52,18 @@ async def connect(
             log.warning("nats.connect_retry", url=url, error=str(error) or type(error).__name__, wait=delay)
             await asyncio.sleep(delay)
             delay = min(max_backoff, delay * 2)
+
+
+async def _on_error(error: Exception) -> None:
+    log.warning("nats.error", error=str(error) or type(error).__name__)
+
+
+async def _on_disconnected() -> None:
+    log.warning("nats.disconnected")
+
+
+async def _on_reconnected() -> None:
+    log.info("nats.reconnected")
 
 
 def case_stream_config(names: BusNames, *, replicas: int = 1) -> StreamConfig:
