@@ -16,12 +16,19 @@ import pytest
 
 from services.case.application.service import CaseService
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.shared.bus.embedded import EmbeddedNatsServer
 from services.shared.bus.names import BusNames
 from tests.support.actors import ACTORS
 from tests.support.bus import RelayProcess, StreamMessage, read_stream, wait_until
 from tests.support.clock import FixedClock
 from tests.support.nats import NatsServer, private_nats_server
-from tests.support.scenario import consent_command, new_request, open_case_command, worksheet_command
+from tests.support.scenario import (
+    consent_command,
+    drive_to_first_sip,
+    new_request,
+    open_case_command,
+    worksheet_command,
+)
 from vss_contracts.types import Worksheet
 
 pytestmark = pytest.mark.faults
@@ -171,3 +178,25 @@ def restart(server: NatsServer, *, down_for: float) -> None:
     time.sleep(down_for)
     assert server.embedded is not None
     server.embedded.start()
+
+
+def test_the_relay_waits_for_a_nats_server_that_starts_late(
+    service, store: CaseEventStore, clock: FixedClock, bus_names: BusNames, tmp_path: Path, sqlite_url: str
+) -> None:
+    drive_to_first_sip(service, clock)
+    server = EmbeddedNatsServer(tmp_path / "jetstream", log_file=tmp_path / "nats.log")
+    relay = RelayProcess(store.config.url, server.url, bus_names, tmp_path)
+    relay.start()
+    try:
+        time.sleep(1.5)
+        assert relay.process is not None
+        assert relay.process.poll() is None, "the relay must not crash while NATS is away"
+        server.start()
+
+        def complete() -> bool:
+            return len(asyncio.run(read_stream(server.url, bus_names.stream, bus_names.subjects))) == 14
+
+        assert wait_until(complete, 20, interval=0.2), relay.logs()[-3000:]
+    finally:
+        relay.stop()
+        server.stop()
