@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from services.cli.supervisor import pid_alive
+from services.shared.bus.names import BusNames
 from tests.support.bus import StreamMessage, read_stream
 from vss_contracts.subjects import CASE_STREAM, CASE_SUBJECTS
 
@@ -38,7 +39,7 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running_system(
-    data_dir: Path, port: int, nats_port: int | None = None
+    data_dir: Path, port: int, nats_port: int | None = None, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """`vss up` as a user starts it; stopped with Ctrl-C (SIGINT) at the end."""
     nats_port = nats_port or _free_port()
@@ -53,6 +54,7 @@ def running_system(
     }
     for name in ("VSS_CASE_STORE_URL", "VSS_NATS_URL"):
         env.pop(name, None)
+    env.update(extra_env or {})
     vss = Path(sys.executable).parent / "vss"
     process = subprocess.Popen(
         [str(vss), "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -152,3 +154,46 @@ def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path:
     stopped = subprocess.run([vss, "status", "--json"], env=env, capture_output=True, text=True, check=False)
     assert stopped.returncode == 1
     assert not any(part["healthy"] for part in json.loads(stopped.stdout)["parts"])
+
+
+def test_a_nats_url_switches_the_same_processes_to_an_external_server(
+    tmp_path: Path, nats_url: str, bus_names: BusNames
+) -> None:
+    data, port = tmp_path / "data", _free_port()
+    external = {
+        "VSS_NATS_URL": nats_url,
+        "VSS_BUS_STREAM": bus_names.stream,
+        "VSS_BUS_SUBJECT_PREFIX": bus_names.subject_prefix,
+    }
+    vss = str(Path(sys.executable).parent / "vss")
+    with running_system(data, port, extra_env=external) as (_, env):
+        started = json.loads((data / "up.json").read_text())
+        assert started["nats_embedded"] is False
+        assert [part["name"] for part in started["parts"]] == ["case", "relay"]  # no nats-server of its own
+        mint = [vss, "token", "--user", "anna.k", "--org", "vgr-psyk", "--principal", "region"]
+        token = subprocess.run(
+            [*mint, "--role", "coordinator"], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        body = {
+            "client": {"personal_identity_number": "19121212-1212", "name": "Tolvan Tolvansson"},
+            "municipality": {"code": "1480", "name": "Göteborg"},
+            "region": {"code": "14", "name": "Västra Götalandsregionen"},
+            "opened_on": "2026-01-05",
+        }
+        created = httpx.post(
+            f"http://127.0.0.1:{port}/v1/cases", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert created.status_code == 201, created.text
+        deadline = time.monotonic() + 5
+        messages: list[StreamMessage] = []
+        while time.monotonic() < deadline and not messages:
+            messages = asyncio.run(read_stream(nats_url, bus_names.stream, bus_names.subjects))
+            time.sleep(0.05)
+        assert [m.event.subject for m in messages] == [created.json()["case_id"]]
+        report = json.loads(
+            subprocess.run(
+                [vss, "status", "--json"], env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
+        nats_part = next(part for part in report["parts"] if part["name"] == "nats")
+        assert nats_part == {"name": "nats", "url": nats_url, "embedded": False, "healthy": True}
