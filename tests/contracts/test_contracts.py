@@ -402,7 +402,7 @@ def test_a_date_of_birth_in_the_future_is_refused_given_today() -> None:
 def test_the_contracts_package_imports_nothing_from_the_services(tmp_path: Path) -> None:
     script = (
         "import json, sys\n"
-        "import vss_contracts, vss_contracts.jsonschema, vss_contracts.registry, vss_contracts.envelope\n"
+        "import vss_contracts, vss_contracts.jsonschema, vss_contracts.asyncapi, vss_contracts.registry\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     result = subprocess.run(

@@ -35,12 +35,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
-def test_the_wheel_carries_models_schemas_and_types_only(wheel: Path) -> None:
+def test_the_wheel_carries_models_schemas_asyncapi_and_types_only(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "vss_contracts/case_events.py" in names
     assert "vss_contracts/py.typed" in names
     assert "vss_contracts/schemas/se.vss.case.SipDecided.v1.json" in names
     assert "vss_contracts/schemas/se.vss.CloudEvent.json" in names
+    assert "vss_contracts/asyncapi.py" in names
+    assert "vss_contracts/asyncapi/vss-bus.asyncapi.json" in names  # the document ships with the code
     assert not [n for n in names if n.startswith("services/")]
 
 

@@ -1,0 +1,410 @@
+"""Generate the committed AsyncAPI 3.0 document of the bus from the code.
+
+``python -m vss_contracts.asyncapi --write`` regenerates
+``vss_contracts/asyncapi/vss-bus.asyncapi.json``; ``--check`` exits non-zero when the
+committed file differs from the code (CI runs a test that does the same).
+
+Everything comes from the contracts: the event models (their JSON Schemas, hoisted into
+``components/schemas`` with every ``$ref`` rewritten to point inside the document), the
+envelope, and the stream, subject and header names of :mod:`vss_contracts.subjects`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from vss_contracts.case_events import CASE_EVENTS, CaseEventData, SipDecided
+from vss_contracts.envelope import CloudEvent, dataschema_for
+from vss_contracts.subjects import (
+    CASE_EVENT_SOURCE,
+    CASE_STREAM,
+    CASE_SUBJECT_PREFIX,
+    CASE_SUBJECTS,
+    DEAD_LETTER_STREAM,
+    DEAD_LETTER_SUBJECT_PREFIX,
+    HEADER_DLQ_CONSUMER,
+    HEADER_DLQ_REASON,
+    HEADER_DLQ_SEQUENCE,
+    HEADER_DLQ_STREAM,
+    HEADER_EVENT_TYPE,
+    HEADER_LOG_POSITION,
+    HEADER_MSG_ID,
+    case_subject,
+    dead_letter_subject,
+)
+
+__all__ = ["ASYNCAPI_FILE", "drift", "generate", "main", "render", "write"]
+
+ASYNCAPI_FILE = Path(__file__).parent / "asyncapi" / "vss-bus.asyncapi.json"
+CONTENT_TYPE = "application/cloudevents+json"
+DISTRIBUTION = "vss-contracts"
+
+# Facts of the deployment the document describes. The case stream is declared by the
+# relay (services/shared/bus/streams.py; a test checks these against it).
+EMBEDDED_SERVER_HOST = "127.0.0.1:4422"  # `vss up`'s nats-server (not 4222: leave that to others)
+DUPLICATE_WINDOW_SECONDS = 120
+
+_SCHEMAS = "#/components/schemas/"
+_DEFS = "#/$defs/"
+
+CASE_ID = "caseId"
+CONSUMER = "consumer"
+ORIGINAL_SUBJECT = "originalSubject"
+
+DESCRIPTION = f"""\
+The case events of VSS (*vård- och stödsamordning*) on NATS JetStream.
+
+Every event the case service stores is published, once, to the stream `{CASE_STREAM}` on
+the subject `{case_subject("<caseId>", "<EventName>")}` (filter one case with
+`{CASE_SUBJECT_PREFIX}.<caseId>.>`, one kind of event with `{case_subject("*", "SipDecided")}`,
+everything with `{CASE_SUBJECTS}`).
+
+**Format.** The body is a CloudEvents 1.0 event in structured JSON mode
+(`{CONTENT_TYPE}`): `id` (the event id), `source` (`{CASE_EVENT_SOURCE}`), `type` (the versioned
+type, e.g. `{SipDecided.TYPE}`), `subject` (the case id), `time`, `dataschema`
+(`{dataschema_for("<type>")}`, the `$id` of the type's JSON Schema) and `data` (the event), plus
+the extension attributes `caseversion`, `logposition`, `correlationid`, `causationid`, `actorid`,
+`actororg`, `actorprincipal`, `prevhash` and `eventhash`. Headers repeat what routing and
+de-duplication need: `{HEADER_MSG_ID}`, `{HEADER_EVENT_TYPE}`, `{HEADER_LOG_POSITION}`.
+
+**Ordering.** The stream holds the events in the order of the case store's log: each case's
+events in `caseversion` order (1, 2, 3 … without gaps), and the events one command committed
+together as one JetStream atomic batch, so a subscriber never sees half of a commit.
+
+**Idempotency.** `{HEADER_MSG_ID}` is the event id, so JetStream drops a repeated publish within
+its duplicate window; a subscriber must still de-duplicate by the CloudEvent `id` (or by stream
+sequence), storing what it has applied in the same transaction as its own state.
+
+**Replay.** The stream keeps the full history (limits retention, no age limit): a consumer may
+start at any stream sequence (or time) and read forward.
+
+**Versions.** A changed event shape is a new `type` (`….v2`); old versions stay on the stream as
+they were published and are upcast by `vss_contracts` (`CloudEvent.typed_data()`).
+"""
+
+
+def _rewrite_refs(node: Any) -> Any:
+    """``#/$defs/X`` -> ``#/components/schemas/X``, everywhere in a schema."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str) and value.startswith(_DEFS):
+                out[key] = _SCHEMAS + value.removeprefix(_DEFS)
+            else:
+                out[key] = _rewrite_refs(value)
+        return out
+    if isinstance(node, list):
+        return [_rewrite_refs(item) for item in node]
+    return node
+
+
+def _hoist(schema: dict[str, Any], into: dict[str, Any]) -> dict[str, Any]:
+    """Move a pydantic schema's ``$defs`` into ``into`` (one definition per name)."""
+    schema = _rewrite_refs(schema)
+    for name, definition in schema.pop("$defs", {}).items():
+        if name in into and into[name] != definition:
+            raise ValueError(f"two different schemas are both named {name!r}")
+        into[name] = definition
+    return schema
+
+
+def _message_key(cls: type[CaseEventData]) -> str:
+    """Component keys may not hold dots: ``CaseOpened_v1``."""
+    return f"{cls.event_name()}_v{cls.event_version()}"
+
+
+def _summary(cls: type[CaseEventData]) -> str:
+    doc = (cls.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else f"{cls.event_name()} (version {cls.event_version()})."
+
+
+def _ref(pointer: str) -> dict[str, str]:
+    return {"$ref": pointer}
+
+
+def _headers_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "NATS headers of every case event (other headers may be present).",
+        "properties": {
+            HEADER_MSG_ID: {
+                "type": "string",
+                "description": "The event id (the CloudEvent `id`): JetStream's de-duplication key."
+                " De-duplicate on the body's `id`.",
+            },
+            HEADER_EVENT_TYPE: {
+                "type": "string",
+                "description": f"The CloudEvent `type`, e.g. `{SipDecided.TYPE}`.",
+            },
+            HEADER_LOG_POSITION: {
+                "type": "string",
+                "pattern": "^[1-9][0-9]*$",
+                "description": "The event's position in the case store's log (decimal, increasing).",
+            },
+        },
+        "required": [HEADER_MSG_ID, HEADER_EVENT_TYPE, HEADER_LOG_POSITION],
+    }
+
+
+def _dead_letter_headers_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "The original message's headers, plus why and from where it was parked.",
+        "properties": {
+            HEADER_DLQ_REASON: {"type": "string", "description": "Why the consumer could not apply it."},
+            HEADER_DLQ_STREAM: {"type": "string", "description": "The stream it was read from."},
+            HEADER_DLQ_SEQUENCE: {
+                "type": "string",
+                "pattern": "^[1-9][0-9]*$",
+                "description": "Its sequence in that stream (decimal).",
+            },
+            HEADER_DLQ_CONSUMER: {"type": "string", "description": "The consumer that parked it."},
+        },
+        "required": [HEADER_DLQ_REASON, HEADER_DLQ_STREAM, HEADER_DLQ_SEQUENCE, HEADER_DLQ_CONSUMER],
+    }
+
+
+def _case_event_payload(cls: type[CaseEventData]) -> dict[str, Any]:
+    """The envelope with this type's ``type``, ``dataschema`` and ``data``."""
+    return {
+        "type": "object",
+        "allOf": [
+            _ref(_SCHEMAS + "CloudEvent"),
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"const": cls.TYPE},
+                    "dataschema": {"const": dataschema_for(cls.TYPE)},
+                    "data": _ref(_SCHEMAS + cls.TYPE),
+                },
+            },
+        ],
+    }
+
+
+def _jetstream() -> dict[str, Any]:
+    return {
+        "streams": {
+            CASE_STREAM: {
+                "description": "Every case event, in the case store's log order. Declared by the relay;"
+                " subscribers bind to it and never create or change it.",
+                "subjects": [CASE_SUBJECTS],
+                "retention": "limits",
+                "discard": "new",
+                "maxAge": 0,
+                "maxMsgs": -1,
+                "maxBytes": -1,
+                "storage": "file",
+                "duplicateWindowSeconds": DUPLICATE_WINDOW_SECONDS,
+                "allowAtomicPublish": True,
+                "allowDirect": True,
+            },
+            DEAD_LETTER_STREAM: {
+                "description": "Messages a consumer could not apply, with the reason and original headers.",
+                "subjects": [f"{DEAD_LETTER_SUBJECT_PREFIX}.>"],
+                "retention": "limits",
+                "maxAge": 0,
+                "storage": "file",
+            },
+        }
+    }
+
+
+def _case_channel(cls: type[CaseEventData]) -> dict[str, Any]:
+    name, key = cls.event_name(), _message_key(cls)
+    return {
+        "address": case_subject("{" + CASE_ID + "}", name),
+        "title": name,
+        "summary": _summary(cls),
+        "description": f"Every `{name}` event of a case, on stream `{CASE_STREAM}`. Older versions of"
+        " the type stay here as published; `CloudEvent.typed_data()` upcasts them.",
+        "parameters": {CASE_ID: _ref(f"#/components/parameters/{CASE_ID}")},
+        "messages": {key: _ref(f"#/components/messages/{key}")},
+        "x-nats-stream": CASE_STREAM,
+    }
+
+
+def _case_message(cls: type[CaseEventData]) -> dict[str, Any]:
+    return {
+        "name": cls.TYPE,
+        "title": f"{cls.event_name()} v{cls.event_version()}",
+        "summary": _summary(cls),
+        "contentType": CONTENT_TYPE,
+        "headers": {
+            "type": "object",
+            "allOf": [
+                _ref(_SCHEMAS + "CaseEventHeaders"),
+                {"properties": {HEADER_EVENT_TYPE: {"const": cls.TYPE}}},
+            ],
+        },
+        "payload": _case_event_payload(cls),
+        "correlationId": _ref("#/components/correlationIds/correlationid"),
+        "x-dataschema": dataschema_for(cls.TYPE),
+    }
+
+
+def _operations(events: Iterable[type[CaseEventData]]) -> dict[str, Any]:
+    operations: dict[str, Any] = {}
+    for cls in events:
+        name, key = cls.event_name(), _message_key(cls)
+        channel = f"#/channels/{name}"
+        messages = [_ref(f"{channel}/messages/{key}")]
+        operations[f"publish{name}"] = {
+            "action": "send",
+            "channel": _ref(channel),
+            "title": f"Relay publishes {name}",
+            "summary": f"The relay publishes each stored {name} event, in log order, once.",
+            "messages": messages,
+        }
+        operations[f"receive{name}"] = {
+            "action": "receive",
+            "channel": _ref(channel),
+            "title": f"Subscribers receive {name}",
+            "summary": f"A subscriber's consumer on {CASE_STREAM} receives {name} events.",
+            "description": "Use a durable consumer (or an ordered one), ack explicitly, de-duplicate"
+            " by the CloudEvent `id`, and store the last stream sequence applied with your own state.",
+            "messages": messages,
+        }
+    operations["parkDeadLetter"] = {
+        "action": "send",
+        "channel": _ref("#/channels/deadLetter"),
+        "title": "A consumer parks a message it cannot apply",
+        "messages": [_ref("#/channels/deadLetter/messages/DeadLetter")],
+    }
+    operations["receiveDeadLetter"] = {
+        "action": "receive",
+        "channel": _ref("#/channels/deadLetter"),
+        "title": "Operators inspect (and replay) dead letters",
+        "messages": [_ref("#/channels/deadLetter/messages/DeadLetter")],
+    }
+    return operations
+
+
+def generate() -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of the bus."""
+    schemas: dict[str, Any] = {}
+    schemas["CloudEvent"] = _hoist(CloudEvent.model_json_schema(), schemas)
+    for cls in CASE_EVENTS:
+        event_schema = _hoist(cls.model_json_schema(), schemas)
+        event_schema["title"] = cls.TYPE
+        schemas[cls.TYPE] = event_schema
+    schemas["CaseEventHeaders"] = _headers_schema()
+    schemas["DeadLetterHeaders"] = _dead_letter_headers_schema()
+
+    channels: dict[str, Any] = {cls.event_name(): _case_channel(cls) for cls in CASE_EVENTS}
+    channels["deadLetter"] = {
+        "address": dead_letter_subject("{" + CONSUMER + "}", "{" + ORIGINAL_SUBJECT + "}"),
+        "title": "Dead letters",
+        "summary": "Messages a consumer could not apply, parked on stream " + DEAD_LETTER_STREAM + ".",
+        "description": f"A consumer that cannot apply a message (it does not decode, or applying it"
+        f" keeps failing) parks it here, acks the original and goes on: the body unchanged, the"
+        f" original headers (less the publish-time `Nats-Expected-*` and `Nats-Batch-*` ones) plus the"
+        f" `Vss-Dlq-*` headers. `{ORIGINAL_SUBJECT}` is itself a dotted subject, so"
+        f" subscribe with `{DEAD_LETTER_SUBJECT_PREFIX}.<consumer>.>` (or"
+        f" `{DEAD_LETTER_SUBJECT_PREFIX}.>`).",
+        "parameters": {
+            CONSUMER: {"description": "The durable consumer's name (one subject token)."},
+            ORIGINAL_SUBJECT: {
+                "description": "The subject the message was read from, e.g."
+                f" `{case_subject('<caseId>', 'SipDecided')}` (several tokens).",
+            },
+        },
+        "messages": {"DeadLetter": _ref("#/components/messages/DeadLetter")},
+        "x-nats-stream": DEAD_LETTER_STREAM,
+    }
+
+    messages: dict[str, Any] = {_message_key(cls): _case_message(cls) for cls in CASE_EVENTS}
+    messages["DeadLetter"] = {
+        "name": "DeadLetter",
+        "title": "Dead letter",
+        "summary": "The original message, parked with the reason.",
+        "headers": _ref(_SCHEMAS + "DeadLetterHeaders"),
+        "payload": {
+            "description": "The original body, unchanged: normally a case CloudEvent"
+            " (`#/components/schemas/CloudEvent`), possibly one that failed to decode.",
+        },
+    }
+
+    return {
+        "asyncapi": "3.0.0",
+        "id": "urn:se.vss:bus",
+        "info": {
+            "title": "VSS event bus",
+            "version": version(DISTRIBUTION),
+            "description": DESCRIPTION,
+            "tags": [{"name": "vss"}, {"name": "cloudevents"}, {"name": "jetstream"}],
+        },
+        "defaultContentType": CONTENT_TYPE,
+        "servers": {
+            "embedded": {
+                "host": EMBEDDED_SERVER_HOST,
+                "protocol": "nats",
+                "title": "Embedded default (placeholder)",
+                "description": "The nats-server `vss up` starts on one machine (loopback only). A"
+                " production deployment gives its own host, TLS and credentials.",
+                "tags": [{"name": "embedded"}],
+            }
+        },
+        "channels": channels,
+        "operations": _operations(CASE_EVENTS),
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "messages": messages,
+            "parameters": {
+                CASE_ID: {
+                    "description": "The case id (a UUID; the CloudEvent `subject`).",
+                    "examples": ["6f1c2a9e-3b7d-4e15-9a40-1c8e5d2b7f01"],
+                }
+            },
+            "correlationIds": {
+                "correlationid": {
+                    "description": "The request the event belongs to (all events of one command share it).",
+                    "location": "$message.payload#/correlationid",
+                }
+            },
+        },
+        "x-nats-jetstream": _jetstream(),
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def drift(path: Path = ASYNCAPI_FILE) -> list[str]:
+    """``[file name]`` when the committed document is missing or differs from the code, else ``[]``."""
+    present = path.read_text(encoding="utf-8") if path.exists() else None
+    return [] if present == render(generate()) else [path.name]
+
+
+def write(path: Path = ASYNCAPI_FILE) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(generate()), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--write", action="store_true", help="regenerate the AsyncAPI document")
+    group.add_argument("--check", action="store_true", help="fail when the document drifted")
+    args = parser.parse_args(argv)
+    if args.write:
+        write()
+        return 0
+    if drift():
+        print(
+            f"{ASYNCAPI_FILE.name} drifted from the code: run python -m vss_contracts.asyncapi --write",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
