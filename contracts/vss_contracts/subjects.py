@@ -17,6 +17,7 @@ __all__ = [
     "DEAD_LETTER_STREAM",
     "DEAD_LETTER_SUBJECT_PREFIX",
     "HEADER_DLQ_CONSUMER",
+    "HEADER_DLQ_ORIGINAL_MSG_ID",
     "HEADER_DLQ_REASON",
     "HEADER_DLQ_SEQUENCE",
     "HEADER_DLQ_STREAM",
@@ -46,6 +47,8 @@ HEADER_DLQ_REASON = "Vss-Dlq-Reason"
 HEADER_DLQ_STREAM = "Vss-Dlq-Stream"
 HEADER_DLQ_SEQUENCE = "Vss-Dlq-Sequence"
 HEADER_DLQ_CONSUMER = "Vss-Dlq-Consumer"
+# A letter's Nats-Msg-Id is "<consumer>:<stream>:<sequence>"; the original one is kept here.
+HEADER_DLQ_ORIGINAL_MSG_ID = "Vss-Dlq-Original-Msg-Id"
 
 
 def case_subject(case_id: UUID | str, event_name: str) -> str:

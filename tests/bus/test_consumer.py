@@ -22,6 +22,7 @@ from tests.support.projection import EventTable
 from tests.support.scenario import drive_to_first_sip
 from vss_contracts.subjects import (
     HEADER_DLQ_CONSUMER,
+    HEADER_DLQ_ORIGINAL_MSG_ID,
     HEADER_DLQ_REASON,
     HEADER_DLQ_SEQUENCE,
     HEADER_DLQ_STREAM,
@@ -181,7 +182,8 @@ def test_malformed_and_always_failing_messages_go_to_the_dead_letter_stream_and_
         assert letter.headers[HEADER_DLQ_SEQUENCE] == str(original.sequence)
         assert letter.headers[HEADER_DLQ_STREAM] == bus_names.stream
         assert letter.headers[HEADER_DLQ_CONSUMER] == "projection"
-        assert letter.headers[HEADER_MSG_ID] == original.headers[HEADER_MSG_ID]
+        assert letter.headers[HEADER_DLQ_ORIGINAL_MSG_ID] == original.headers[HEADER_MSG_ID]
+        assert letter.headers[HEADER_MSG_ID] == f"projection:{bus_names.stream}:{original.sequence}"
         assert letter.headers[HEADER_EVENT_TYPE] == original.headers[HEADER_EVENT_TYPE]
     assert dead[-1].body == b"{not json"
     assert dead[-1].headers[HEADER_DLQ_REASON].startswith("undecodable: ValidationError")

@@ -51,9 +51,11 @@ from vss_contracts.envelope import CloudEvent
 from vss_contracts.registry import UnknownEventType
 from vss_contracts.subjects import (
     HEADER_DLQ_CONSUMER,
+    HEADER_DLQ_ORIGINAL_MSG_ID,
     HEADER_DLQ_REASON,
     HEADER_DLQ_SEQUENCE,
     HEADER_DLQ_STREAM,
+    HEADER_MSG_ID,
 )
 
 log = structlog.get_logger("vss.bus.consumer")
@@ -288,8 +290,14 @@ class DurableConsumer:
         headers = {
             key: value for key, value in (msg.headers or {}).items() if not key.startswith(_NOT_FORWARDED)
         }
+        if HEADER_MSG_ID in headers:
+            # Keep the original id, but de-duplicate letters per consumer and sequence: the
+            # same event parked by two consumers must give two letters, and a repeat of one
+            # consumer's (a crash between parking and recording) only one.
+            headers[HEADER_DLQ_ORIGINAL_MSG_ID] = headers[HEADER_MSG_ID]
         headers.update(
             {
+                HEADER_MSG_ID: f"{self.settings.durable}:{self.stream}:{sequence}",
                 HEADER_DLQ_REASON: reason[:1000],
                 HEADER_DLQ_STREAM: self.stream,
                 HEADER_DLQ_SEQUENCE: str(sequence),
