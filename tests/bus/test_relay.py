@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 
 import nats
 
 from services.case.infrastructure.store import CaseEventStore
 from services.shared.bus.names import BusNames
-from tests.support.bus import read_stream, wait_until
+from tests.support.bus import ROOT, read_stream, wait_until
 from tests.support.clock import FixedClock
 from tests.support.scenario import FIRST_SIP_EVENT_TYPES, drive_to_first_sip
 from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_LOG_POSITION, HEADER_MSG_ID
@@ -93,3 +96,37 @@ def test_only_one_relay_publishes_and_a_second_takes_over_when_the_first_stops(
             assert wait_until(lambda: second.relay.published == 14, 10)  # took over, from the tail
     messages = stream(nats_url, bus_names)
     assert [m.position for m in messages] == [n.id for n in store.read_log(0, 100)]
+
+
+def test_an_external_subscriber_reads_the_whole_history_from_sequence_1(
+    service, store: CaseEventStore, clock: FixedClock, nats_url: str, bus_names: BusNames, run_relay
+) -> None:
+    for _ in range(3):
+        drive_to_first_sip(service, clock)
+    log = store.read_log(0, 1000)
+    with run_relay(store):
+        assert wait_until(lambda: len(stream(nats_url, bus_names)) == len(log), 10)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "subscriber" / "subscriber.py"),
+            "--url",
+            nats_url,
+            "--stream",
+            bus_names.stream,
+            "--subjects",
+            bus_names.subjects,
+            "--from-sequence",
+            "1",
+            "--idle-exit",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["stream_sequence"] for line in lines] == list(range(1, len(log) + 1))
+    assert [line["event_id"] for line in lines] == [store.cloud_event(n).id for n in log]
