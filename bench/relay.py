@@ -1,0 +1,761 @@
+"""Relay benchmark: store to acknowledged in JetStream, and commit to consumer latency.
+
+Measured in the same run, against the same nats-server:
+
+- **throughput**: a case store pre-filled with N real case events (cases opened and
+  consented, then worksheets through ``CaseService``); a :class:`Relay` on a fresh
+  stream is timed from its start (connect, declare, lease) until ``relay.published == N``.
+  Beside it, raw nats-py: the same N message bodies, subjects and headers (pre-rendered),
+  ``publish_async`` pipelined into a fresh stream of the same config, timed from connect
+  until every ack is in. Best of 3 rounds each, interleaved. For information, where the
+  time goes: the same relay over the same messages held in memory (no store read), and
+  the store read + render alone (``CaseEventLog.read`` over the whole log), and the
+  store's multi-event commits published raw as atomic batches against as single messages.
+- **latency**: commands at a steady rate (default 200/s for 10 s after 1 s of warm-up)
+  from a separate process (as the API would be), the relay in another process (the
+  settings ``bootstrap_relay`` gives it: 10 ms poll on SQLite, LISTEN/NOTIFY on
+  PostgreSQL), and in this process the receivers: the real ``DurableConsumer`` as
+  services configure it, and an ordered push subscriber on the stream (the relay's share
+  alone). Per event: from the command's return (commit) to the handler receiving it;
+  also the CPU each process used, and the relay's CPU while idle.
+
+Every run uses its own stream names (``BusNames.unique()``); the streams are deleted after.
+Relay and consumer log events are collected and summarised (resyncs, warnings, errors),
+and the embedded nats-server's log is scanned for warnings.
+
+Usage::
+
+    .venv/bin/python bench/relay.py                            # SQLite, embedded nats-server (~1 min)
+    .venv/bin/python bench/relay.py --postgres --skip-sqlite   # PostgreSQL only (~2 min)
+    .venv/bin/python bench/relay.py --postgres                 # both (~3 min)
+    .venv/bin/python bench/relay.py --nats-url nats://127.0.0.1:4222
+
+Figures are printed as tables with ratios; record them in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.synchronize import Event as MpEvent
+from pathlib import Path
+from typing import Any
+
+import nats
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import Header
+from nats.js.errors import NotFoundError
+
+from bench.append import ACTOR, WORKSHEET, Clock, Figure, _open_cases, _postgres_server
+from services.case.application.service import CaseService, Request
+from services.case.domain import commands as cmd
+from services.case.infrastructure.log_waiter import PostgresLogWaiter, waiter_for
+from services.case.infrastructure.outbox import CaseEventLog
+from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.shared.bus.consumer import ConsumerSettings, Delivery, DurableConsumer
+from services.shared.bus.embedded import EmbeddedNatsServer
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import OutboxMessage, Relay, RelaySettings, group_commits, lease_bucket
+from services.shared.bus.streams import case_stream_config
+from vss_contracts.subjects import HEADER_MSG_ID
+
+ROUNDS = 3
+READ_LIMIT = RelaySettings().read_limit
+SQLITE_POLL = RelaySettings().idle_wait  # the relay's default poll interval (VSS_RELAY_POLL_INTERVAL)
+POSTGRES_IDLE_WAIT = 1.0  # what services/case/bootstrap.py gives the relay with LISTEN/NOTIFY
+IDLE_SECONDS = 2.0  # the relay's CPU is sampled this long with nothing to publish
+
+
+def best_of(name: str, rounds: list[Figure]) -> Figure:
+    best = max(rounds, key=lambda f: f.rate)
+    return Figure(name, best.ops, best.seconds)
+
+
+# ---------------------------------------------------------------------------------- logs
+@dataclass
+class LogTally:
+    """Every structlog event of the relay and consumers, kept instead of printed."""
+
+    records: list[tuple[float, str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def __call__(self, _logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+        level = str(event.pop("level", "?"))
+        name = str(event.pop("event", "?"))
+        self.records.append((time.monotonic(), level, name, dict(event)))
+        raise structlog.DropEvent
+
+    def summary(self) -> str:
+        counts = Counter((level, name) for _, level, name, _ in self.records)
+        return ", ".join(f"{name} ×{n} ({level})" for (level, name), n in sorted(counts.items())) or "none"
+
+    def notable(self) -> list[tuple[float, str, str, dict[str, Any]]]:
+        """Warnings and errors, and the info events that mean something went round again."""
+        again = {"relay.resync", "lease.waiting", "consumer.repoint", "nats.reconnected"}
+        return [r for r in self.records if r[1] not in {"info", "debug"} or r[2] in again]
+
+
+def capture_logs() -> LogTally:
+    tally = LogTally()
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, tally], cache_logger_on_first_use=False
+    )
+    return tally
+
+
+# ----------------------------------------------------------------------------- the store
+def fill_store(url: str, events: int, cases: int) -> list[Any]:
+    """Real case events: ``cases`` cases opened and consented, then worksheets round-robin."""
+    migrate(StoreConfig(url))
+    store = CaseEventStore(StoreConfig(url))
+    try:
+        service = CaseService(store, Clock())
+        ids = _open_cases(service, cases)
+        command = cmd.CompleteWorksheet.model_validate(WORKSHEET)
+        for i in range(events - store.max_position()):  # one event per worksheet
+            service.execute(Request(ACTOR, "bench"), ids[i % cases], lambda c: c.complete_worksheet(command))
+        return ids
+    finally:
+        store.close()
+
+
+def read_everything(log_: CaseEventLog) -> list[OutboxMessage]:
+    out: list[OutboxMessage] = []
+    while page := log_.read(out[-1].position if out else 0, READ_LIMIT):
+        out.extend(page)
+    return out
+
+
+class MemoryLog:
+    """The same messages, already read and rendered: the relay's cost without the store's."""
+
+    def __init__(self, messages: Sequence[OutboxMessage], names: BusNames) -> None:
+        prefix = BusNames().subject_prefix
+        self.messages = [
+            OutboxMessage(
+                m.position,
+                m.event_id,
+                names.subject_prefix + m.subject.removeprefix(prefix),
+                m.body,
+                dict(m.headers),
+                m.commit_key,
+            )
+            for m in messages
+        ]
+        self.index = {m.position: i for i, m in enumerate(self.messages)}
+
+    def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
+        start = self.index[after] + 1 if after else 0
+        return self.messages[start : start + limit]
+
+
+# ---------------------------------------------------------------------------- NATS bits
+async def delete_streams(nats_url: str, names: BusNames) -> None:
+    nc = await nats.connect(nats_url, connect_timeout=2)
+    try:
+        js = nc.jetstream()
+        for stream in (names.stream, f"KV_{lease_bucket(names)}", names.dead_letter_stream):
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(stream)
+    finally:
+        await nc.close()
+
+
+async def stream_state(js: JetStreamContext, stream: str) -> tuple[int, int]:
+    info = await js.stream_info(stream)
+    return info.state.messages, info.state.last_seq
+
+
+# ----------------------------------------------------------------------------- throughput
+async def relay_round(
+    store: CaseEventStore,
+    config: StoreConfig,
+    nats_url: str,
+    n: int,
+    tally: LogTally,
+    setups: list[float],
+    messages: Sequence[OutboxMessage] | None = None,
+) -> Figure:
+    """A relay on a fresh stream, timed from its start until N acks; over ``messages`` if given."""
+    names = BusNames.unique()
+    waiter = waiter_for(config)
+    relay = Relay(
+        CaseEventLog(store, names) if messages is None else MemoryLog(messages, names),
+        nats_url,
+        settings=RelaySettings(
+            names=names, idle_wait=POSTGRES_IDLE_WAIT if config.is_postgres else SQLITE_POLL
+        ),
+        waiter=waiter,
+        name="bench-relay",
+    )
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(relay.run(stop))
+    since = time.monotonic()
+    try:
+        while relay.published < n:
+            if task.done():
+                task.result()
+                raise RuntimeError(f"the relay stopped at {relay.published} of {n}")
+            await asyncio.sleep(0.002)
+        elapsed = time.perf_counter() - started
+        resumed = [r[0] for r in tally.records if r[2] == "relay.resume" and r[0] >= since]
+        setups.append(resumed[0] - since if resumed else math.nan)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        nc = await nats.connect(nats_url)
+        stored, last = await stream_state(nc.jetstream(), names.stream)
+        await nc.close()
+        if stored != n or last != n:
+            raise RuntimeError(f"relay round: the stream holds {stored} messages (last {last}), expected {n}")
+    finally:
+        stop.set()
+        if isinstance(waiter, PostgresLogWaiter):
+            await waiter.close()
+        await delete_streams(nats_url, names)
+    name = (
+        "relay: store → acked in JetStream" if messages is None else "relay over the same messages in memory"
+    )
+    return Figure(name, n, elapsed)
+
+
+async def raw_round(nats_url: str, rendered: Sequence[tuple[str, bytes, dict[str, str]]]) -> Figure:
+    """publish_async of the same bodies and headers, pipelined (nats-py's default 4000 pending)."""
+    names = BusNames.unique()
+    subjects = [f"{names.subject_prefix}{suffix}" for suffix, _, _ in rendered]  # not timed
+    headers = [dict(h) for _, _, h in rendered]
+    n = len(rendered)
+    started = time.perf_counter()
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(case_stream_config(names))
+
+        async def publish_all() -> list[Any]:
+            futures = [
+                await js.publish_async(subject, body, headers=h)
+                for subject, (_, body, _), h in zip(subjects, rendered, headers, strict=True)
+            ]
+            return list(await asyncio.gather(*futures))
+
+        acks = await asyncio.wait_for(publish_all(), 120)
+        elapsed = time.perf_counter() - started
+        if [a.seq for a in acks] != list(range(1, n + 1)) or any(a.duplicate for a in acks):
+            raise RuntimeError("raw round: acks out of order or duplicates")
+    finally:
+        await nc.close()
+        await delete_streams(nats_url, names)
+    return Figure("raw nats-py publish_async (same messages)", n, elapsed)
+
+
+async def commits_round(
+    nats_url: str, commits: Sequence[Sequence[tuple[str, bytes, dict[str, str]]]], *, atomic: bool
+) -> float:
+    """Seconds to publish ``commits`` pipelined and have every ack: as atomic batches or as singles.
+
+    Raw nats-py with our own reply inbox (``publish_async`` cannot send a batch's
+    un-acknowledged messages); only the multi-event commits of the store, for the cost of
+    an atomic batch against the same messages published one by one.
+    """
+    names = BusNames.unique()
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(case_stream_config(names))
+        inbox = nc.new_inbox()
+        loop = asyncio.get_running_loop()
+        futures: dict[str, asyncio.Future[bytes]] = {}
+
+        async def on_reply(msg: Any) -> None:
+            future = futures.get(msg.subject)
+            if future is not None and not future.done():
+                future.set_result(msg.data)
+
+        await nc.subscribe(f"{inbox}.*", cb=on_reply)
+        started = time.perf_counter()
+        for k, commit in enumerate(commits):
+            batch = uuid.uuid4().hex
+            for index, (suffix, body, headers) in enumerate(commit, start=1):
+                h = dict(headers)
+                last = index == len(commit)
+                if atomic:
+                    h |= {Header.BATCH_ID: batch, Header.BATCH_SEQUENCE: str(index)}
+                    if last:
+                        h[Header.BATCH_COMMIT] = "1"
+                subject = f"{names.subject_prefix}{suffix}"
+                if atomic and not last:
+                    await nc.publish(subject, body, headers=h)
+                    continue
+                reply = f"{inbox}.{k}x{index}"
+                futures[reply] = loop.create_future()
+                await nc.publish(subject, body, reply=reply, headers=h)
+        replies = await asyncio.wait_for(asyncio.gather(*futures.values()), 60)
+        elapsed = time.perf_counter() - started
+        errors = [r for r in replies if b'"error"' in r]
+        if errors:
+            raise RuntimeError(f"commits round: {len(errors)} refused, e.g. {errors[0][:200]!r}")
+        expected = sum(len(c) for c in commits)
+        stored, _ = await stream_state(js, names.stream)
+        if stored != expected:
+            raise RuntimeError(f"commits round: the stream holds {stored} messages, expected {expected}")
+    finally:
+        await nc.close()
+        await delete_streams(nats_url, names)
+    return elapsed
+
+
+async def bench_throughput(url: str, nats_url: str, n: int, cases: int, tally: LogTally) -> None:
+    config = StoreConfig(url)
+    logged = len(tally.records)
+    started = time.perf_counter()
+    fill_store(url, n, cases)
+    fill_seconds = time.perf_counter() - started
+    store = CaseEventStore(config)
+    try:
+        if store.max_position() != n:
+            raise RuntimeError(f"the store holds {store.max_position()} events, expected {n}")
+        reads: list[Figure] = []
+        messages: list[OutboxMessage] = []
+        for _ in range(ROUNDS):
+            log_ = CaseEventLog(store, BusNames())
+            t0 = time.perf_counter()
+            messages = read_everything(log_)
+            reads.append(
+                Figure("store read + render (CaseEventLog.read)", len(messages), time.perf_counter() - t0)
+            )
+        prefix = BusNames().subject_prefix
+        rendered = [(m.subject.removeprefix(prefix), m.body, dict(m.headers)) for m in messages]
+        commits = group_commits(messages, complete=True)
+        batches = sum(1 for c in commits if len(c) > 1)
+        sizes = sorted(len(m.body) for m in messages)
+
+        by_position = {m.position: r for m, r in zip(messages, rendered, strict=True)}
+        multi = [[by_position[m.position] for m in c] for c in commits if len(c) > 1]
+
+        relays: list[Figure] = []
+        raws: list[Figure] = []
+        memory: list[Figure] = []
+        setups: list[float] = []
+        as_batches: list[float] = []
+        as_singles: list[float] = []
+        for _ in range(ROUNDS):
+            relays.append(await relay_round(store, config, nats_url, n, tally, setups))
+            raws.append(await raw_round(nats_url, rendered))
+            memory.append(await relay_round(store, config, nats_url, n, tally, [], messages))
+            if multi:
+                as_batches.append(await commits_round(nats_url, multi, atomic=True))
+                as_singles.append(await commits_round(nats_url, multi, atomic=False))
+    finally:
+        store.close()
+
+    read, relay, raw = (
+        best_of(reads[0].name, reads),
+        best_of(relays[0].name, relays),
+        best_of(raws[0].name, raws),
+    )
+    mem = best_of(memory[0].name, memory)
+    print(
+        f"\n{'PostgreSQL' if config.is_postgres else 'SQLite (WAL, file)'} throughput: {n} events"
+        f" (filled in {fill_seconds:.1f} s: {cases} cases opened + consented, then worksheets),"
+        f" best of {ROUNDS} rounds"
+    )
+    print(
+        f"  bodies {sizes[0]}–{sizes[-1]} B (median {sizes[len(sizes) // 2]}),"
+        f" {len(commits)} commits of which {batches} atomic batches (consecutive events of one case)"
+    )
+    print(f"  {'path':<48}{'events/s':>10}{'µs/event':>10}{'× raw':>8}   rounds (events/s)")
+    for f, rounds in ((raw, raws), (relay, relays), (mem, memory), (read, reads)):
+        detail = ", ".join(f"{r.rate:.0f}" for r in rounds)
+        print(f"  {f.name:<48}{f.rate:>10.0f}{1e6 / f.rate:>10.1f}{f.rate / raw.rate:>8.2f}   {detail}")
+    ratio = relay.rate / raw.rate
+    print(f"  relay / raw = {ratio:.2f} ({'meets' if ratio >= 0.6 else 'MISSES'} the 0.6× target)")
+    share = (1 / read.rate) / (1 / relay.rate)
+    print(f"  read + render alone is {share:.0%} of the relay's time per event")
+    print(
+        "  relay start to publishing (connect, declare, KV lease, read the tail):"
+        f" {min(setups) * 1000:.0f}–{max(setups) * 1000:.0f} ms"
+        " (inside the relay's timing; the raw rounds' connect and add_stream are inside theirs)"
+    )
+    if multi:
+        in_multi = sum(len(c) for c in multi)
+        print(
+            f"  the {len(multi)} multi-event commits ({in_multi} messages), raw, pipelined, best of {ROUNDS}:"
+            f" as atomic batches {min(as_batches) * 1000:.0f} ms"
+            f" ({min(as_batches) * 1000 / len(multi):.1f} ms per commit),"
+            f" as single publishes {min(as_singles) * 1000:.0f} ms"
+        )
+    relay_log = LogTally(tally.records[logged:])
+    print(f"  relay log ({2 * ROUNDS} relay runs): {relay_log.summary()}")
+    notes = Counter(f"{level} {name} {fields}" for _, level, name, fields in relay_log.notable())
+    for note, count in notes.items():
+        print(f"    {note} ×{count}")
+
+
+# -------------------------------------------------------------------------------- latency
+def _process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far (Linux /proc; NaN elsewhere)."""
+    if pid is None:
+        return math.nan
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of all cores since boot (Linux /proc; NaN elsewhere)."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except OSError:
+        return math.nan, math.nan
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - ticks[3] - ticks[4]) / hz, sum(ticks) / hz
+
+
+def _command_process(url: str, ids: list[Any], rate: float, total: int, go: MpEvent, out: Any) -> None:
+    """Commands at a steady rate on a monotonic schedule; (event id, commit time, index) each."""
+    store = CaseEventStore(StoreConfig(url))
+    service = CaseService(store, Clock())
+    command = cmd.CompleteWorksheet.model_validate(WORKSHEET)
+    for case_id in ids:
+        store.load(case_id)  # warm the cache, as a running API has it
+    records: list[tuple[str, float, int]] = []
+    lags: list[float] = []  # how late each command started against its schedule, ms
+    go.set()
+    cpu = time.process_time()
+    start = time.monotonic() + 0.05
+    for i in range(total):
+        target = start + i / rate
+        now = time.monotonic()
+        if now < target:
+            time.sleep(target - now)
+        lags.append(max(0.0, time.monotonic() - target) * 1000)
+        result = service.execute(
+            Request(ACTOR, "bench"), ids[i % len(ids)], lambda c: c.complete_worksheet(command)
+        )
+        done = time.monotonic()
+        records.extend((str(e["id"]), done, i) for e in result.events)
+    cpu = time.process_time() - cpu
+    store.close()
+    out.put((records, lags, start, cpu))
+
+
+def _relay_process(url: str, nats_url: str, names: BusNames, stop: MpEvent, out: Any) -> None:
+    tally = capture_logs()
+    config = StoreConfig(url)
+
+    async def main() -> int:
+        store = CaseEventStore(config)
+        waiter = waiter_for(config)
+        relay = Relay(
+            CaseEventLog(store, names),
+            nats_url,
+            settings=RelaySettings(
+                names=names, idle_wait=POSTGRES_IDLE_WAIT if config.is_postgres else SQLITE_POLL
+            ),
+            waiter=waiter,
+            name="bench-relay",
+        )
+        stop_event = asyncio.Event()
+        task = asyncio.create_task(relay.run(stop_event))
+        while not stop.is_set() and not task.done():
+            await asyncio.sleep(0.05)
+        stop_event.set()
+        await task
+        if isinstance(waiter, PostgresLogWaiter):
+            await waiter.close()
+        store.close()
+        return relay.published
+
+    try:
+        published = asyncio.run(main())
+        out.put((published, None, tally.records))
+    except BaseException as error:
+        out.put((-1, repr(error), tally.records))
+
+
+class Receipts:
+    """A minimal consumer handler: when each event reached it (in memory, position kept)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+        self.through = 0
+
+    def applied_through(self) -> int:
+        return self.through
+
+    def apply(self, delivery: Delivery) -> bool:
+        received = time.monotonic()
+        if delivery.stream_sequence <= self.through:
+            return False
+        self.seen.setdefault(delivery.event.id, received)
+        self.through = delivery.stream_sequence
+        return True
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        self.through = stream_sequence
+
+
+def pct(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
+
+
+@dataclass
+class Latencies:
+    name: str
+    ms: list[float]
+    missing: int
+
+    def row(self) -> str:
+        if not self.ms:
+            return f"  {self.name:<52}{'—':>8}{'—':>8}{'—':>8}{'—':>8}{self.missing:>10}"
+        return (
+            f"  {self.name:<52}{pct(self.ms, 0.5):>8.1f}{pct(self.ms, 0.95):>8.1f}{pct(self.ms, 0.99):>8.1f}"
+            f"{max(self.ms):>8.1f}{self.missing:>10}"
+        )
+
+
+async def bench_latency(
+    url: str,
+    nats_url: str,
+    nats_pid: int | None,
+    cases: int,
+    rate: float,
+    seconds: float,
+    warmup: float,
+    tally: LogTally,
+) -> None:
+    config = StoreConfig(url)
+    logged = len(tally.records)
+    ids = fill_store(url, 0, cases)
+    store = CaseEventStore(config)
+    setup_events = store.max_position()
+    store.close()
+    names = BusNames.unique()
+    ctx = mp.get_context("spawn")
+    stop, go = ctx.Event(), ctx.Event()
+    relay_out: Any = ctx.Queue()
+    relay_proc = ctx.Process(target=_relay_process, args=(url, nats_url, names, stop, relay_out))
+    relay_proc.start()
+
+    receipts = Receipts()
+    consumer_stop = asyncio.Event()
+    consumer = DurableConsumer(nats_url, receipts, ConsumerSettings(durable="bench", names=names))
+    consumer_task = asyncio.create_task(consumer.run(consumer_stop))
+    pushed: dict[str, float] = {}
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    relay_result: tuple[int, str | None, list[Any]] = (-1, "not collected", [])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await js.stream_info(names.stream)
+                break
+            except NotFoundError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the relay did not declare the stream") from None
+                await asyncio.sleep(0.05)
+
+        async def on_msg(msg: Any) -> None:
+            received = time.monotonic()
+            pushed.setdefault((msg.headers or {}).get(HEADER_MSG_ID, ""), received)
+
+        sub = await js.subscribe(names.subjects, stream=names.stream, ordered_consumer=True, cb=on_msg)
+        while receipts.through < setup_events or len(pushed) < setup_events:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the consumers did not catch up with the setup events")
+            await asyncio.sleep(0.05)
+
+        idle_cpu = _process_cpu(relay_proc.pid)
+        await asyncio.sleep(IDLE_SECONDS)
+        idle_cpu = (_process_cpu(relay_proc.pid) - idle_cpu) / IDLE_SECONDS
+
+        warm = int(rate * warmup)
+        total = warm + int(rate * seconds)
+        out: Any = ctx.Queue()
+        commands = ctx.Process(target=_command_process, args=(url, ids, rate, total, go, out))
+        commands.start()
+        await asyncio.to_thread(go.wait, 60)
+        pids = {"commands": commands.pid, "relay": relay_proc.pid, "consumer": os.getpid(), "nats": nats_pid}
+        cpu_before = {k: _process_cpu(pid) for k, pid in pids.items()}
+        machine_before, wall_before = _machine_cpu(), time.monotonic()
+        records, lags, start, command_cpu = await asyncio.to_thread(out.get, True, seconds + warmup + 120)
+        machine_after, wall_after = _machine_cpu(), time.monotonic()
+        cpu = {k: _process_cpu(pid) - cpu_before[k] for k, pid in pids.items()}
+        cpu["commands"] = command_cpu  # its own count, from its first command to its last
+        await asyncio.to_thread(commands.join, 10)
+        measured = [(event_id, t, i) for event_id, t, i in records if i >= warm]
+        wanted = {event_id for event_id, _, _ in measured}
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (
+            wanted <= pushed.keys() and wanted <= receipts.seen.keys()
+        ):
+            await asyncio.sleep(0.05)
+        await sub.unsubscribe()
+        achieved = (total - warm) / (measured[-1][1] - (start + warm / rate))
+        messages, _ = await stream_state(js, names.stream)
+        expected = setup_events + len(records)
+    finally:
+        consumer_stop.set()
+        await asyncio.wait_for(asyncio.gather(consumer_task, return_exceptions=True), 15)
+        stop.set()
+        with contextlib.suppress(Exception):
+            relay_result = await asyncio.to_thread(relay_out.get, True, 30)
+        await asyncio.to_thread(relay_proc.join, 15)
+        await nc.close()
+        await delete_streams(nats_url, names)
+
+    published, relay_error, relay_records = relay_result
+    relay_tally = LogTally(relay_records)
+
+    def latencies(name: str, seen: dict[str, float]) -> Latencies:
+        ms = [(seen[e] - t) * 1000 for e, t, _ in measured if e in seen]
+        return Latencies(name, ms, len(measured) - len(ms))
+
+    rows = [
+        latencies("ordered push subscriber on the stream", pushed),
+        latencies("DurableConsumer (services' settings) handler", receipts.seen),
+    ]
+    kind = (
+        "PostgreSQL (relay on LISTEN/NOTIFY)"
+        if config.is_postgres
+        else f"SQLite (relay polls every {SQLITE_POLL * 1000:.0f} ms)"
+    )
+    late = lags[warm:]
+    print(
+        f"\n{kind} latency: {rate:.0f} commands/s for {seconds:.0f} s after {warmup:.0f} s warm-up,"
+        f" achieved {achieved:.1f}/s, {len(measured)} events measured"
+    )
+    print(
+        f"  command start vs schedule: p50 {pct(late, 0.5):.1f} ms, p99 {pct(late, 0.99):.1f} ms,"
+        f" max {max(late):.1f} ms late"
+    )
+    wall = wall_after - wall_before
+    busy = (machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1])
+    shares = ", ".join(f"{k} {v / wall:.0%}" for k, v in cpu.items() if not math.isnan(v))
+    print(f"  CPU over the run: machine {busy:.0%} of {os.cpu_count()} cores busy; of one core: {shares}")
+    print(f"  the relay idle (no commands, {IDLE_SECONDS:.0f} s before the run): {idle_cpu:.0%} of one core")
+    print(f"  {'commit → received by':<52}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}{'missing':>10}   (ms)")
+    for row in rows:
+        print(row.row())
+    target = rows[-1]
+    if target.ms:
+        p99 = pct(target.ms, 0.99)
+        verdict = "meets" if p99 < 50 else "MISSES"
+        print(f"  DurableConsumer p99 = {p99:.1f} ms ({verdict} the < 50 ms target)")
+    print(
+        f"  stream holds {messages} messages, store {expected} events; relay published {published} in its run"
+    )
+    if relay_error:
+        print(f"  relay process failed: {relay_error}")
+    if consumer.dead_lettered or consumer.skipped:
+        print(f"  consumer: dead-lettered {consumer.dead_lettered}, skipped {consumer.skipped}")
+    print(f"  relay log: {relay_tally.summary()}")
+    for when, level, name, fields in relay_tally.notable():
+        print(f"    relay {level} {name} {fields} (t={when - start:+.3f} s from the first command)")
+    for when, level, name, fields in LogTally(tally.records[logged:]).notable():
+        print(f"    consumer {level} {name} {fields} (t={when - start:+.3f} s)")
+
+
+# ---------------------------------------------------------------------------------- runner
+@dataclass(frozen=True)
+class Nats:
+    url: str
+    pid: int | None  # the embedded server's process (for its CPU share)
+    log_file: Path | None
+
+
+@contextlib.contextmanager
+def _nats(url: str | None, tmp: Path) -> Iterator[Nats]:
+    if url:
+        yield Nats(url, None, None)
+        return
+    log_file = tmp / "nats-server.log"
+    server = EmbeddedNatsServer(tmp / "jetstream", log_file=log_file)
+    server.start()
+    try:
+        yield Nats(server.url, server.process.pid if server.process else None, log_file)
+    finally:
+        server.stop()
+
+
+def _server_warnings(log_file: Path | None) -> None:
+    if log_file is None or not log_file.exists():
+        return
+    lines = [ln for ln in log_file.read_text(errors="replace").splitlines() if "[WRN]" in ln or "[ERR]" in ln]
+    print(f"\nnats-server log: {len(lines)} warning/error lines")
+    for line in lines[:20]:
+        print(f"  {line}")
+
+
+def run_store(
+    kind: str, url_for: Callable[[str], str], server: Nats, args: argparse.Namespace, tally: LogTally
+) -> None:
+    print(f"\n=== {kind}")
+    asyncio.run(bench_throughput(url_for("throughput"), server.url, args.n, args.cases, tally))
+    asyncio.run(
+        bench_latency(
+            url_for("latency"),
+            server.url,
+            server.pid,
+            args.cases,
+            args.rate,
+            args.seconds,
+            args.warmup,
+            tally,
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=20_000, help="events in the store for the throughput rounds")
+    parser.add_argument("--cases", type=int, default=50, help="cases the events are spread over")
+    parser.add_argument("--rate", type=float, default=200.0, help="commands/s in the latency run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds of the latency run")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of commands before measuring")
+    parser.add_argument("--nats-url", default=None, help="a NATS server to use (default: an embedded one)")
+    parser.add_argument("--postgres", action="store_true", help="also benchmark PostgreSQL")
+    parser.add_argument("--skip-sqlite", action="store_true", help="only PostgreSQL (with --postgres)")
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s)")
+    tally = capture_logs()
+
+    with (
+        tempfile.TemporaryDirectory(prefix="vss-bench-relay-") as tmp,
+        _nats(args.nats_url, Path(tmp)) as server,
+    ):
+        if not args.skip_sqlite:
+            run_store(
+                "SQLite (WAL, file)", lambda name: f"sqlite:///{tmp}/{name}.sqlite", server, args, tally
+            )
+        if args.postgres:
+            with _postgres_server() as pg:
+                from tests.support.postgres import fresh_database  # noqa: PLC0415
+
+                with contextlib.ExitStack() as stack:
+                    urls = {k: stack.enter_context(fresh_database(pg)) for k in ("throughput", "latency")}
+                    run_store("PostgreSQL", urls.__getitem__, server, args, tally)
+        _server_warnings(server.log_file)
+    print(f"\nthis process's relay/consumer log: {tally.summary()}")
+
+
+if __name__ == "__main__":
+    main()
