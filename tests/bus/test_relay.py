@@ -12,6 +12,7 @@ import nats
 
 from services.case.infrastructure.store import CaseEventStore
 from services.shared.bus.names import BusNames
+from services.shared.bus.relay import OutboxMessage, group_commits
 from tests.support.bus import ROOT, read_stream, wait_until
 from tests.support.clock import FixedClock
 from tests.support.scenario import FIRST_SIP_EVENT_TYPES, drive_to_first_sip
@@ -130,3 +131,27 @@ def test_an_external_subscriber_reads_the_whole_history_from_sequence_1(
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["stream_sequence"] for line in lines] == list(range(1, len(log) + 1))
     assert [line["event_id"] for line in lines] == [store.cloud_event(n).id for n in log]
+
+
+def test_small_pages_keep_commits_whole_and_the_log_order(
+    service, store: CaseEventStore, clock: FixedClock, nats_url: str, bus_names: BusNames, run_relay
+) -> None:
+    for _ in range(3):
+        drive_to_first_sip(service, clock)
+    log = store.read_log(0, 1000)
+    with run_relay(store, read_limit=4):  # pages end inside commits (the SIP's three events)
+        assert wait_until(lambda: len(stream(nats_url, bus_names)) == len(log), 10)
+    messages = stream(nats_url, bus_names)
+    assert [m.position for m in messages] == [n.id for n in log]
+    assert [m.event for m in messages] == [store.cloud_event(n) for n in log]
+
+
+def test_grouping_holds_back_a_run_cut_by_the_page_end() -> None:
+    def message(position: int, case: str) -> OutboxMessage:
+        return OutboxMessage(position, f"e{position}", "s", b"", {}, case)
+
+    page = [message(1, "a"), message(2, "a"), message(3, "b"), message(4, "b")]
+    assert [[m.position for m in run] for run in group_commits(page, complete=False)] == [[1, 2]]
+    assert [[m.position for m in run] for run in group_commits(page, complete=True)] == [[1, 2], [3, 4]]
+    one_run = [message(1, "a"), message(2, "a")]
+    assert [[m.position for m in run] for run in group_commits(one_run, complete=False)] == [[1, 2]]

@@ -26,7 +26,7 @@ class CaseEventLog:
     def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
         messages = []
         for notification in self.store.read_log(after, limit):
-            event = self.store.cloud_event(notification)
+            event = self.store.published_form(notification)
             messages.append(
                 OutboxMessage(
                     position=notification.id,

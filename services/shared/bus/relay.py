@@ -350,17 +350,28 @@ class Relay:
         in_flight: deque[_InFlight] = deque()
         acks = await AckInbox(nc).open()
         last_audit = time.monotonic()
+        held: list[OutboxMessage] = []  # the page's last run, until the next page shows where it ends
+        reading: asyncio.Task[Sequence[OutboxMessage]] | None = None
         try:
             while True:
-                page = await self._read(position)
-                if not page:
+                fresh = await reading if reading is not None else await self._read(position)
+                reading = None
+                if not fresh and not held:
                     await self._settle(in_flight, all_=True)
                     if time.monotonic() - last_audit > settings.audit_interval:
                         await self._audit(js)
                         last_audit = time.monotonic()
                     await self.waiter.wait(settings.idle_wait)
                     continue
-                for commit in group_commits(page, complete=len(page) < settings.read_limit):
+                full = len(fresh) == settings.read_limit
+                if fresh:
+                    # Read the next page while this one is published and acknowledged.
+                    reading = asyncio.ensure_future(self._read(fresh[-1].position))
+                page = [*held, *fresh]
+                commits = group_commits(page, complete=not full)
+                published = sum(len(commit) for commit in commits)
+                held = page[published:]
+                for commit in commits:
                     ack = await self._publish_commit(nc, acks, commit, sequence)
                     sequence += len(commit)
                     position = commit[-1].position
@@ -369,6 +380,8 @@ class Relay:
                         await self._settle(in_flight, all_=False)
                 await self._settle(in_flight, all_=False, only_done=True)
         finally:
+            if reading is not None:
+                reading.cancel()
             await acks.close()
 
     async def _publish_commit(
