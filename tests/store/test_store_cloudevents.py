@@ -50,3 +50,16 @@ def test_every_stored_event_is_a_valid_cloudevent_that_round_trips(
         for e in events
     ]
     assert verify_chain(scenario.case_id, raw) is None  # type: ignore[arg-type]
+
+
+def test_the_relays_fast_rendering_is_the_contracts_serialisation_key_for_key(service, store, clock) -> None:  # type: ignore[no-untyped-def]
+    import orjson  # noqa: PLC0415
+
+    from tests.support.scenario import drive_to_first_sip  # noqa: PLC0415
+
+    drive_to_first_sip(service, clock)
+    for notification in store.read_log(0, 100):
+        event_id, case_id, body = store.published_bytes(notification)
+        expected = store.cloud_event(notification)
+        assert orjson.loads(body) == orjson.loads(expected.model_dump_json())
+        assert (event_id, case_id) == (expected.id, expected.subject)

@@ -26,19 +26,20 @@ class CaseEventLog:
     def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
         messages = []
         for notification in self.store.read_log(after, limit):
-            event = self.store.published_form(notification)
+            event_id, case_id, body = self.store.published_bytes(notification)
+            type_name = notification.topic
             messages.append(
                 OutboxMessage(
                     position=notification.id,
-                    event_id=event.id,
-                    subject=self.names.subject(event.subject, event_name_of(event.type)),
-                    body=event.model_dump_json().encode(),
+                    event_id=event_id,
+                    subject=self.names.subject(case_id, event_name_of(type_name)),
+                    body=body,
                     headers={
-                        HEADER_MSG_ID: event.id,
-                        HEADER_EVENT_TYPE: event.type,
+                        HEADER_MSG_ID: event_id,
+                        HEADER_EVENT_TYPE: type_name,
                         HEADER_LOG_POSITION: str(notification.id),
                     },
-                    commit_key=event.subject,
+                    commit_key=case_id,
                 )
             )
         return messages

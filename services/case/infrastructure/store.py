@@ -57,6 +57,7 @@ from services.case.domain.events import (
 )
 from vss_contracts.envelope import CloudEvent, dataschema_for
 from vss_contracts.registry import decode_event
+from vss_contracts.subjects import CASE_EVENT_SOURCE
 from vss_contracts.types import Principal
 
 # {without_rowid}: on SQLite the key is the table itself (one B-tree, not a table and an index).
@@ -459,31 +460,37 @@ class CaseEventStore:
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
 
-    def published_form(self, notification: Notification) -> CloudEvent:
-        """The same CloudEvent as :meth:`cloud_event`, built without re-validating it.
+    def published_bytes(self, notification: Notification) -> tuple[str, str, bytes]:
+        """(event id, case id, body): the JSON of :meth:`cloud_event`, for the relay's hot path.
 
-        For the relay's hot path: the payload and metadata were validated when the event
-        was stored, and the hash chain guards the bytes since; the model is only used to
-        serialise, so the wire form is the contract's own. (Tests compare the two.)
+        Built straight from the stored state, without a model: the payload and metadata
+        were validated when the event was stored and the hash chain guards the bytes
+        since. A test holds it equal, key for key, to ``cloud_event(...).model_dump_json()``.
         """
         state = self.case_mapper.decode_state(notification)
-        return CloudEvent.model_construct(
-            id=state["event_id"],
-            type=notification.topic,
-            subject=str(_uuid(notification.originator_id)),
-            time=datetime.fromisoformat(state["recorded_at"]),
-            dataschema=dataschema_for(notification.topic),
-            data=state["data"],
-            caseversion=notification.originator_version,
-            logposition=notification.id,
-            correlationid=state["correlation_id"],
-            causationid=state["causation_id"],
-            actorid=state["actor_id"],
-            actororg=state["actor_organisation"],
-            actorprincipal=Principal(state["principal"]),
-            prevhash=state["prev_hash"],
-            eventhash=state["hash"],
-        )
+        case_id = str(_uuid(notification.originator_id))
+        topic = notification.topic
+        body = {
+            "specversion": "1.0",
+            "id": state["event_id"],
+            "source": CASE_EVENT_SOURCE,
+            "type": topic,
+            "subject": case_id,
+            "time": datetime.fromisoformat(state["recorded_at"]),
+            "datacontenttype": "application/json",
+            "dataschema": dataschema_for(topic),
+            "data": state["data"],
+            "caseversion": notification.originator_version,
+            "logposition": notification.id,
+            "correlationid": state["correlation_id"],
+            "causationid": state["causation_id"],
+            "actorid": state["actor_id"],
+            "actororg": state["actor_organisation"],
+            "actorprincipal": state["principal"],
+            "prevhash": state["prev_hash"],
+            "eventhash": state["hash"],
+        }
+        return state["event_id"], case_id, orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
     def cloud_event(self, notification: Notification) -> CloudEvent:
         """A stored event as the public CloudEvent (what the relay publishes).
