@@ -59,7 +59,7 @@ async def _on_error(error: Exception) -> None:
 
 
 async def _on_disconnected() -> None:
-    log.warning("nats.disconnected")
+    log.info("nats.disconnected")  # also on a planned close; a lasting outage shows as retries
 
 
 async def _on_reconnected() -> None:
