@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from services.case.bootstrap import bootstrap
 from services.case.infrastructure.store import StoreNotMigrated
 from services.shared.logging import configure_logging
+from services.shared.settings import settings_error
 
 
 def main() -> int:
@@ -16,6 +18,9 @@ def main() -> int:
         parts = bootstrap()
     except StoreNotMigrated as error:
         print(f"case service: {error}", file=sys.stderr)
+        return 2
+    except ValidationError as error:  # a VSS_* variable with a bad value
+        print(f"case service: {settings_error(error)}", file=sys.stderr)
         return 2
     configure_logging(parts.settings.log_level, json=parts.settings.log_json)
     try:

@@ -10,9 +10,12 @@ import asyncio
 import signal
 import sys
 
+from pydantic import ValidationError
+
 from services.case.bootstrap import bootstrap_relay
 from services.case.infrastructure.store import StoreNotMigrated
 from services.shared.logging import configure_logging
+from services.shared.settings import settings_error
 
 
 async def _run() -> int:
@@ -20,6 +23,9 @@ async def _run() -> int:
         parts = bootstrap_relay()
     except StoreNotMigrated as error:
         print(f"case relay: {error}", file=sys.stderr)
+        return 2
+    except ValidationError as error:  # a VSS_* variable with a bad value
+        print(f"case relay: {settings_error(error)}", file=sys.stderr)
         return 2
     configure_logging(parts.settings.log_level, json=parts.settings.log_json)
     stop = asyncio.Event()

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 try:  # typer ≥ 0.2x ships its own copy of click
@@ -42,7 +43,7 @@ from services.shared.auth import TokenService
 from services.shared.bus.embedded import EmbeddedNatsServer, port_is_free
 from services.shared.bus.lease import current_holder
 from services.shared.bus.relay import lease_bucket
-from services.shared.settings import AuthSettings, BusSettings
+from services.shared.settings import AuthSettings, BusSettings, settings_error
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Operate VSS on the embedded defaults or real servers."
@@ -338,6 +339,9 @@ def main() -> None:
     except ClickException as error:
         print(f"vss: {error.format_message()}", file=sys.stderr)
         raise SystemExit(error.exit_code) from None
+    except ValidationError as error:  # a VSS_* variable with a bad value
+        print(f"vss: {settings_error(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
     except typer.Abort:
         print("vss: aborted", file=sys.stderr)
         raise SystemExit(130) from None

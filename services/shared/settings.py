@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.shared.bus.names import BusNames
@@ -73,3 +73,16 @@ class BusSettings(BaseSettings):
             dead_letter_stream=self.bus_dead_letter_stream or defaults.dead_letter_stream,
             dead_letter_prefix=self.bus_dead_letter_prefix or defaults.dead_letter_prefix,
         )
+
+
+def settings_error(error: ValidationError) -> str:
+    """One line naming each bad VSS_* variable and the rule it breaks."""
+    prefix = "VSS_"
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"])
+        env = f"{prefix}{field.upper()}"
+        if error.title == "AuthSettings":
+            env = f"{prefix}AUTH_{field.upper()}"
+        problems.append(f"{env}: {item['msg']}")
+    return "invalid settings: " + "; ".join(problems)

@@ -90,3 +90,34 @@ def test_verify_names_the_broken_case_and_version(tmp_path: Path) -> None:
     assert f"ok      {intact}" in result.stdout
     assert f"BROKEN  {tampered} at version 5" in result.stdout
     assert result.stderr.strip() == "vss: 1 of 2 case(s) fail verification"
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "value", "prefix"),
+    [
+        ([VSS, "status"], "VSS_NATS_PORT", "abc", "vss: invalid settings: VSS_NATS_PORT: "),
+        ([VSS, "up"], "VSS_CASE_PORT", "x", "vss: invalid settings: VSS_CASE_PORT: "),
+        (
+            [sys.executable, "-m", "services.case.relay_main"],
+            "VSS_RELAY_LEASE_TTL",
+            "abc",
+            "case relay: invalid settings: VSS_RELAY_LEASE_TTL: ",
+        ),
+        (
+            [sys.executable, "-m", "services.case.main"],
+            "VSS_CASE_PORT",
+            "x",
+            "case service: invalid settings: VSS_CASE_PORT: ",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_2(
+    tmp_path: Path, command: list[str], variable: str, value: str, prefix: str
+) -> None:
+    env = {**os.environ, "VSS_DATA_DIR": str(tmp_path), variable: value}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(prefix)
+    assert not (tmp_path / "up.json").exists()
