@@ -51,11 +51,13 @@ HEADER_DLQ_CONSUMER = "Vss-Dlq-Consumer"
 HEADER_DLQ_ORIGINAL_MSG_ID = "Vss-Dlq-Original-Msg-Id"
 
 
-def case_subject(case_id: UUID | str, event_name: str) -> str:
+def case_subject(case_id: UUID | str, event_name: str, *, prefix: str = CASE_SUBJECT_PREFIX) -> str:
     """The subject an event of ``event_name`` (e.g. ``SipDecided``) of a case is published on."""
-    return f"{CASE_SUBJECT_PREFIX}.{case_id}.{event_name}"
+    return f"{prefix}.{case_id}.{event_name}"
 
 
-def dead_letter_subject(consumer: str, original_subject: str) -> str:
+def dead_letter_subject(
+    consumer: str, original_subject: str, *, prefix: str = DEAD_LETTER_SUBJECT_PREFIX
+) -> str:
     """Where a consumer parks a message it cannot apply: ``vss.dlq.<consumer>.<original subject>``."""
-    return f"{DEAD_LETTER_SUBJECT_PREFIX}.{consumer}.{original_subject}"
+    return f"{prefix}.{consumer}.{original_subject}"

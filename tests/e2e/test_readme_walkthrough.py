@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import httpx
 import pytest
 
 from services.cli.supervisor import pid_alive
+from services.shared.bus.embedded import free_port
 from services.shared.bus.names import BusNames
 from tests.support.bus import StreamMessage, read_stream
 from vss_contracts.subjects import CASE_STREAM, CASE_SUBJECTS
@@ -31,25 +31,19 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="the walk-through uses curl")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def running_system(
     data_dir: Path, port: int, nats_port: int | None = None, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """`vss up` as a user starts it; stopped with Ctrl-C (SIGINT) at the end."""
-    nats_port = nats_port or _free_port()
+    nats_port = nats_port or free_port()
     env = {
         **os.environ,
         "VSS_DATA_DIR": str(data_dir),
         "VSS_CASE_PORT": str(port),
         # The embedded nats-server, on ports of this test's own (never a machine's NATS).
         "VSS_NATS_PORT": str(nats_port),
-        "VSS_NATS_MONITOR_PORT": str(_free_port()),
+        "VSS_NATS_MONITOR_PORT": str(free_port()),
         "VSS_NATS_URL": "",
     }
     for name in ("VSS_CASE_STORE_URL", "VSS_NATS_URL"):
@@ -76,7 +70,7 @@ def running_system(
 
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    with running_system(tmp_path / "data", _free_port()) as running:
+    with running_system(tmp_path / "data", free_port()) as running:
         yield running
 
 
@@ -105,9 +99,9 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
 
 
 def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path: Path) -> None:
-    data, port = tmp_path / "data", _free_port()
+    data, port = tmp_path / "data", free_port()
     vss = str(Path(sys.executable).parent / "vss")
-    nats_port = _free_port()
+    nats_port = free_port()
     with running_system(data, port, nats_port) as (_, env):
         mint = [vss, "token", "--user", "anna.k", "--org", "vgr-psyk", "--principal", "region"]
         token = subprocess.run(
@@ -159,7 +153,7 @@ def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path:
 def test_a_nats_url_switches_the_same_processes_to_an_external_server(
     tmp_path: Path, nats_url: str, bus_names: BusNames
 ) -> None:
-    data, port = tmp_path / "data", _free_port()
+    data, port = tmp_path / "data", free_port()
     external = {
         "VSS_NATS_URL": nats_url,
         "VSS_BUS_STREAM": bus_names.stream,

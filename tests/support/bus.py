@@ -7,11 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import nats
-import orjson
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -71,10 +71,6 @@ async def read_stream(url: str, stream: str, subjects: str, *, start: int = 1) -
         await nc.close()
 
 
-def decode_body(body: bytes) -> dict[str, object]:
-    return dict(orjson.loads(body))
-
-
 class RelayProcess:
     """``python -m services.case.relay_main`` on a store and a test's own stream."""
 
@@ -123,10 +119,10 @@ class RelayProcess:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("relay-*.log")))
 
 
-def wait_until(predicate: object, timeout: float, interval: float = 0.05) -> bool:
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
         time.sleep(interval)
     return False

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from uuid import UUID
 
 from vss_contracts.subjects import (
     CASE_STREAM,
     CASE_SUBJECT_PREFIX,
     DEAD_LETTER_STREAM,
     DEAD_LETTER_SUBJECT_PREFIX,
+    case_subject,
+    dead_letter_subject,
 )
 
 
@@ -28,11 +31,11 @@ class BusNames:
     def subjects(self) -> str:
         return f"{self.subject_prefix}.>"
 
-    def subject(self, case_id: object, event_name: str) -> str:
-        return f"{self.subject_prefix}.{case_id}.{event_name}"
+    def subject(self, case_id: UUID | str, event_name: str) -> str:
+        return case_subject(case_id, event_name, prefix=self.subject_prefix)
 
     def dead_letter_subject(self, consumer: str, original_subject: str) -> str:
-        return f"{self.dead_letter_prefix}.{consumer}.{original_subject}"
+        return dead_letter_subject(consumer, original_subject, prefix=self.dead_letter_prefix)
 
     @classmethod
     def unique(cls) -> BusNames:

@@ -215,14 +215,12 @@ class Relay:
         settings: RelaySettings | None = None,
         waiter: LogWaiter | None = None,
         name: str = "relay",
-        read_in_thread: bool = True,
     ) -> None:
         self.log = log_
         self.nats_url = nats_url
         self.settings = settings or RelaySettings()
         self.waiter = waiter or PollingWaiter()
         self.owner = f"{name}-{uuid.uuid4().hex[:8]}"
-        self.read_in_thread = read_in_thread
         self.published = 0  # messages acknowledged by the stream in this run
         self.position = 0  # log position acknowledged last
         self._refill: set[str] = set()  # event ids the server's de-dup remembers but the stream lost
@@ -336,9 +334,7 @@ class Relay:
         return Tail(last_sequence, int(position))
 
     async def _read(self, after: int) -> Sequence[OutboxMessage]:
-        if self.read_in_thread:
-            return await asyncio.to_thread(self.log.read, after, self.settings.read_limit)
-        return self.log.read(after, self.settings.read_limit)
+        return await asyncio.to_thread(self.log.read, after, self.settings.read_limit)
 
     async def _publish_from_tail(self, nc: Client, js: JetStreamContext) -> None:
         """Publish everything after the stream's tail, then follow the log; raises to resync."""
