@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -46,13 +48,27 @@ class RelayThread:
         self._ready.wait(5)
         return self
 
+    def _stacks(self) -> str:
+        """Where the relay's thread and its tasks are stuck (for a failure message)."""
+        frame = sys._current_frames().get(self.thread.ident or 0)
+        lines = ["thread:", *traceback.format_stack(frame)] if frame is not None else []
+        for task in asyncio.all_tasks(self.loop):
+            lines.append(f"task {task.get_name()} awaits:\n")
+            awaiting: object = task.get_coro()
+            while awaiting is not None:  # follow the chain of awaits down to the innermost
+                frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "gi_frame", None)
+                if frame is not None:
+                    lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}\n")
+                awaiting = getattr(awaiting, "cr_await", None) or getattr(awaiting, "gi_yieldfrom", None)
+        return "".join(lines)
+
     def stop(self) -> None:
         if not self.thread.is_alive() and self.error is None:
             return
         if self.stop_event is not None and self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(15)
-        assert not self.thread.is_alive(), "the relay did not stop"
+        assert not self.thread.is_alive(), f"the relay did not stop:\n{self._stacks()}"
         if self.error is not None:
             raise self.error
 

@@ -12,7 +12,7 @@ import nats
 
 from services.case.infrastructure.store import CaseEventStore
 from services.shared.bus.names import BusNames
-from services.shared.bus.relay import OutboxMessage, group_commits
+from services.shared.bus.relay import OutboxMessage, cancel_and_wait, group_commits
 from tests.support.bus import ROOT, read_stream, wait_until
 from tests.support.clock import FixedClock
 from tests.support.scenario import FIRST_SIP_EVENT_TYPES, drive_to_first_sip
@@ -155,3 +155,29 @@ def test_grouping_holds_back_a_run_cut_by_the_page_end() -> None:
     assert [[m.position for m in run] for run in group_commits(page, complete=True)] == [[1, 2], [3, 4]]
     one_run = [message(1, "a"), message(2, "a")]
     assert [[m.position for m in run] for run in group_commits(one_run, complete=False)] == [[1, 2]]
+
+
+def test_a_task_that_slips_a_cancel_is_cancelled_again_until_it_stops() -> None:
+    # Python 3.11's asyncio.wait_for swallows a cancel that lands as its future completes;
+    # the relay's stop must not hang on a publisher that lost one that way.
+    async def main() -> int:
+        swallowed = 0
+
+        async def slippery() -> None:
+            nonlocal swallowed
+            while True:
+                try:
+                    await asyncio.sleep(10)
+                except asyncio.CancelledError:
+                    if swallowed:
+                        raise
+                    swallowed += 1
+
+        task = asyncio.create_task(slippery())
+        await asyncio.sleep(0)
+        async with asyncio.timeout(5):
+            await cancel_and_wait(task)
+        assert task.cancelled()
+        return swallowed
+
+    assert asyncio.run(main()) == 1

@@ -206,6 +206,16 @@ class AckInbox:
             future.set_result(PubAck.from_response(response))
 
 
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel a task and wait until it has finished, cancelling again if it slipped one."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled():
+        with contextlib.suppress(Exception):
+            task.result()  # retrieved so that asyncio does not log it as never retrieved
+
+
 class Relay:
     def __init__(
         self,
@@ -292,9 +302,7 @@ class Relay:
                     {publisher, keeper, stopper}, return_when=asyncio.FIRST_COMPLETED
                 )
                 if publisher not in done:
-                    publisher.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await publisher
+                    await cancel_and_wait(publisher)
                 if keeper in done:
                     keeper.result()  # raises LeaseLost
                 if stopper in done:
@@ -339,7 +347,8 @@ class Relay:
     async def _publish_from_tail(self, nc: Client, js: JetStreamContext) -> None:
         """Publish everything after the stream's tail, then follow the log; raises to resync."""
         settings = self.settings
-        tail = await asyncio.wait_for(self.tail(js), settings.ack_timeout)
+        async with asyncio.timeout(settings.ack_timeout):
+            tail = await self.tail(js)
         position, sequence = tail.position, tail.last_sequence
         self.position = position
         log.info("relay.resume", position=position, stream_sequence=sequence, stream=settings.names.stream)
@@ -413,7 +422,8 @@ class Relay:
             if not all_ and not only_done and len(in_flight) < self.settings.max_in_flight // 2:
                 return
             try:
-                ack = await asyncio.wait_for(asyncio.shield(head.ack), self.settings.ack_timeout)
+                async with asyncio.timeout(self.settings.ack_timeout):
+                    ack = await asyncio.shield(head.ack)
             except PublishRefused as error:
                 if error.err_code == BATCH_DUPLICATE_MSG_ID:  # a batch's form of a duplicate ack
                     self._refill.update(m.event_id for m in head.commit)
@@ -435,6 +445,7 @@ class Relay:
 
     async def _audit(self, js: JetStreamContext) -> None:
         """Idle check that the stream still ends where we think (it may have lost its tail)."""
-        tail = await asyncio.wait_for(self.tail(js), self.settings.ack_timeout)
+        async with asyncio.timeout(self.settings.ack_timeout):
+            tail = await self.tail(js)
         if tail.position != self.position:
             raise Resync(f"the stream ends at position {tail.position}, the relay at {self.position}")
