@@ -21,9 +21,10 @@ from pydantic import ValidationError
 
 from services.case.domain import commands as cmd
 from services.case.domain import errors
-from services.case.domain.events import GENESIS_HASH, Actor, CaseEvent
+from services.case.domain.events import Actor, CaseEvent
 from vss_contracts import case_events as ev
 from vss_contracts.case_events import CaseEventData
+from vss_contracts.chain import GENESIS_HASH
 from vss_contracts.identity import birth_date
 from vss_contracts.types import (
     ClientRef,
@@ -624,7 +625,7 @@ class Case(BaseAggregate[UUID]):
             raise errors.SipRequiresClientParticipation("the client is not among the participants")
         if not command.client_agreed:
             raise errors.SipRequiresClientAgreement("the client has not agreed to the plan")
-        latest = _add_months(command.decided_on, context.policy.follow_up_max_months)
+        latest = add_months(command.decided_on, context.policy.follow_up_max_months)
         if not command.decided_on < command.next_follow_up_on <= latest:
             raise errors.SipFollowUpInvalid(
                 f"next_follow_up_on must be after {command.decided_on} and no later than {latest}"
@@ -693,7 +694,8 @@ def _not_before(value: date, field_name: str, earliest: date, what: str) -> None
         raise errors.DateOutOfOrder(f"{field_name} {value} is before {earliest}, when {what}")
 
 
-def _add_months(day: date, months: int) -> date:
+def add_months(day: date, months: int) -> date:
+    """The same day ``months`` later (the month's last day where that day does not exist)."""
     month_index = day.month - 1 + months
     year, month = day.year + month_index // 12, month_index % 12 + 1
     for last_day in (31, 30, 29, 28):

@@ -12,7 +12,6 @@ from the stored bytes, so an edited, inserted or deleted row is detected.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,12 +21,12 @@ from uuid import UUID
 import orjson
 
 from vss_contracts.case_events import CaseEventData
+from vss_contracts.chain import GENESIS_HASH
+from vss_contracts.chain import chain_hash as contract_chain_hash
 from vss_contracts.types import Principal
 
 if TYPE_CHECKING:
     from services.case.domain.case import Case
-
-GENESIS_HASH = "0" * 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +57,8 @@ def canonical_bytes(value: Any) -> bytes:
 
 
 def chain_hash(case_id: UUID, version: int, type_name: str, state_without_hash: dict[str, Any]) -> str:
-    document = {"case_id": str(case_id), "version": version, "type": type_name, **state_without_hash}
-    return hashlib.sha256(canonical_bytes(document)).hexdigest()
+    """The contracts' definition (subscribers recompute it), with the fast orjson encoder."""
+    return contract_chain_hash(str(case_id), version, type_name, state_without_hash, dumps=canonical_bytes)
 
 
 class CaseEvent:

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel
 
 from services.case.application.ports import CaseAlreadyExists, CaseNotFound, HistoryEntry
@@ -36,7 +36,8 @@ from services.case.domain import commands as cmd
 from services.case.domain.case import Case, CaseState
 from services.case.domain.errors import CaseRuleViolation, InvalidCommand, NotAllowed
 from services.case.domain.events import Actor
-from services.shared.auth import InvalidToken, TokenService
+from services.shared.auth import TokenService
+from services.shared.http_auth import bearer, verified_claims
 from services.shared.problems import (
     CorrelationMiddleware,
     ProblemException,
@@ -86,7 +87,6 @@ class _Dependencies:
     tokens: TokenService
 
 
-_bearer = HTTPBearer(auto_error=False, description="JWT from `vss token` or your identity provider")
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 
 
@@ -167,26 +167,9 @@ def get_service(request: Request) -> CaseService:
 
 def current_actor(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Actor:
-    if credentials is None:
-        raise ProblemException(
-            401,
-            "Unauthorized",
-            "send Authorization: Bearer <token>",
-            code="unauthorized",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    try:
-        claims = _deps(request).tokens.verify(credentials.credentials)
-    except InvalidToken as error:
-        raise ProblemException(
-            401,
-            "Unauthorized",
-            f"invalid bearer token: {error}",
-            code="invalid_token",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
-        ) from None
+    claims = verified_claims(_deps(request).tokens, credentials)
     return Actor(
         user_id=claims.user_id,
         organisation_id=claims.organisation_id,

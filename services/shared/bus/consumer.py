@@ -74,6 +74,7 @@ class Delivery:
     subject: str
     headers: Mapping[str, str]
     delivered: int  # how often the server has delivered it (1: first time)
+    body: bytes = b""  # the message body as published (the CloudEvent's JSON)
 
 
 class Handler(Protocol):
@@ -97,6 +98,14 @@ class Handler(Protocol):
 
 class PermanentFailure(Exception):
     """Raised by a handler for an event that no retry can apply: dead-letter it now."""
+
+
+class StateReplaced(Exception):  # a signal to re-point, not an error
+    """Raised by a handler whose state was swapped for another copy (e.g. a rebuilt read model).
+
+    The consumer stops the current pull, points the durable at the new state's position
+    + 1 and goes on: events the new copy lacks are delivered again.
+    """
 
 
 class Undecodable(Exception):
@@ -140,6 +149,7 @@ def decode(msg: Msg) -> Delivery:
         subject=msg.subject,
         headers=dict(msg.headers or {}),
         delivered=msg.metadata.num_delivered,
+        body=msg.data,
     )
 
 
@@ -175,6 +185,9 @@ class DurableConsumer:
             while not stop.is_set():
                 try:
                     await self._consume(nc, js, stop)
+                except StateReplaced as replaced:
+                    log.info("consumer.state_replaced", consumer=self.settings.durable, detail=str(replaced))
+                    continue
                 except (NatsTimeoutError, TimeoutError, ConnectionError, OSError, NotFoundError) as error:
                     if stop.is_set():
                         break
@@ -258,6 +271,8 @@ class DurableConsumer:
             try:
                 applied = await asyncio.to_thread(self.handler.apply, delivery)
                 break
+            except StateReplaced:
+                raise
             except PermanentFailure as error:
                 await self._give_up(msg, sequence, f"refused: {_first_line(error)}", delivery.event.id)
                 return

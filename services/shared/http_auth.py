@@ -1,0 +1,31 @@
+"""The bearer-token check every API shares: a verified token's claims, or a 401 problem."""
+
+from __future__ import annotations
+
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.shared.auth import InvalidToken, TokenClaims, TokenService
+from services.shared.problems import ProblemException
+
+bearer = HTTPBearer(auto_error=False, description="JWT from `vss token` or your identity provider")
+
+
+def verified_claims(tokens: TokenService, credentials: HTTPAuthorizationCredentials | None) -> TokenClaims:
+    if credentials is None:
+        raise ProblemException(
+            401,
+            "Unauthorized",
+            "send Authorization: Bearer <token>",
+            code="unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        return tokens.verify(credentials.credentials)
+    except InvalidToken as error:
+        raise ProblemException(
+            401,
+            "Unauthorized",
+            f"invalid bearer token: {error}",
+            code="invalid_token",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
