@@ -74,6 +74,9 @@ async def read_stream(url: str, stream: str, subjects: str, *, start: int = 1) -
 class RelayProcess:
     """``python -m services.case.relay_main`` on a store and a test's own stream."""
 
+    command: tuple[str, ...] = ("-m", "services.case.relay_main")
+    log_name = "relay"
+
     def __init__(self, store_url: str, nats_url: str, names: BusNames, log_dir: Path, **env: str) -> None:
         self.env = {
             **os.environ,
@@ -92,9 +95,9 @@ class RelayProcess:
 
     def start(self) -> None:
         self.starts += 1
-        log = (self.log_dir / f"relay-{self.starts}.log").open("wb")
+        log = (self.log_dir / f"{self.log_name}-{self.starts}.log").open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.case.relay_main"], env=self.env, cwd=ROOT, stdout=log, stderr=log
+            [sys.executable, *self.command], env=self.env, cwd=ROOT, stdout=log, stderr=log
         )
         log.close()
 
@@ -116,7 +119,8 @@ class RelayProcess:
         return self.process.returncode
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("relay-*.log")))
+        logs = sorted(self.log_dir.glob(f"{self.log_name}-*.log"))
+        return "\n".join(p.read_text(errors="replace") for p in logs)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

@@ -1,0 +1,85 @@
+"""What the query use cases need from the outside world."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from services.projections.domain.case_view import View
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    stream_sequence: int
+    log_position: int
+    updated_at: str | None
+
+
+class NoReadModels(LookupError):
+    """No generation of the read models exists yet (nothing was projected)."""
+
+
+class ReadModelQueries(Protocol):
+    @property
+    def generation(self) -> str: ...
+
+    def position(self) -> Position: ...
+
+    def overview(self, case_id: str) -> View | None: ...
+
+    def journal(self, case_id: str, after_version: int, limit: int) -> list[dict[str, Any]]: ...
+
+    def visible_cases(
+        self,
+        organisation_id: str,
+        today: str,
+        *,
+        coordinator: str | None = None,
+        phase: str | None = None,
+        municipality: str | None = None,
+        overdue: bool | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> list[View]: ...
+
+    def coordinator_cases(self, user_id: str) -> list[View]: ...
+
+    def coordinator_organisation(self, user_id: str) -> str | None: ...
+
+    def overdue_actions(self, organisation_id: str, today: str, limit: int) -> list[tuple[str, str, str]]: ...
+
+    def overdue_follow_ups(self, organisation_id: str, today: str, limit: int) -> list[tuple[str, str]]: ...
+
+    def all_facts(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRecord:
+    """One read of a case's data, or one refused attempt (*loggning av åtkomst*)."""
+
+    record_id: str
+    recorded_at: str  # ISO 8601 UTC
+    user_id: str
+    organisation_id: str
+    roles: tuple[str, ...]
+    case_id: str | None
+    resource: str  # overview | journal | case_list | caseload | overdue | access_log | statistics
+    outcome: str  # granted | denied
+    reason: str | None = None
+
+
+class AccessLog(Protocol):
+    def record(self, records: Sequence[AccessRecord]) -> None: ...
+
+    def for_case(self, case_id: str, after: int, limit: int) -> list[tuple[int, AccessRecord]]: ...
+
+    def for_user(
+        self, user_id: str, organisation_id: str | None, after: int, limit: int
+    ) -> list[tuple[int, AccessRecord]]: ...
+
+
+class ServedReadModels(Protocol):
+    def wait_for(self, log_position: int, limit: float) -> tuple[ReadModelQueries, Position, bool]:
+        """The read models once they reflect ``log_position``; False if ``limit`` seconds passed first."""
+        ...

@@ -1,0 +1,183 @@
+"""Apply case events to the read models: the one code path of live projection and rebuild.
+
+Live, each event is its own transaction (the durable consumer hands them over one at
+a time). A rebuild hands over thousands at once and keeps every view in memory, so it
+reads nothing back and writes each changed view once per batch. Either way the views,
+the journal rows and the position move in one transaction.
+
+Idempotent per event: an event at or below the version its case's view has reached
+(a redelivery, or a copy republished by the relay's refill) changes nothing but the
+position, so no event is ever applied twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from services.projections.domain import case_view, journal
+from services.projections.domain.case_view import View
+from services.projections.domain.events import CaseEventRecord
+from vss_contracts.case_events import CaseOpened
+
+OPENED = CaseOpened.TYPE
+
+
+class ReadModelWriter(Protocol):
+    def transaction(self) -> AbstractContextManager[Any]: ...
+
+    def load_view(self, case_id: str, cursor: Any | None = None) -> View | None: ...
+
+    def write_journal(self, cursor: Any, journal_rows: Sequence[tuple[Any, ...]]) -> None: ...
+
+    def write(
+        self,
+        cursor: Any,
+        views: Iterable[View],
+        journal_rows: Sequence[tuple[Any, ...]],
+        *,
+        stream_sequence: int,
+        event_id: str | None,
+        log_position: int,
+        at: str,
+    ) -> bool: ...
+
+
+class EventOfUnknownCase(LookupError):
+    """An event of a case whose opening the read models never saw."""
+
+
+class _AlreadyApplied(Exception):
+    pass
+
+
+class Projector:
+    def __init__(
+        self, models: ReadModelWriter, *, keep_views: bool = False, skip_orphans: bool = False
+    ) -> None:
+        self.models = models
+        # An event of a case never opened: the live consumer dead-letters it (raise), a
+        # rebuild skips it (the live consumer did not apply it either).
+        self.skip_orphans = skip_orphans
+        self.orphans = 0
+        # A rebuild is the only writer of its fresh generation, so it may keep every view.
+        self.views: dict[str, View] | None = {} if keep_views else None
+        self.applied = 0
+        self.duplicates = 0
+        self.chain_breaks = 0
+        self._last: tuple[int, str | None, int] = (0, None, 0)  # kept views: sequence, event id, log position
+
+    def apply(self, events: Sequence[CaseEventRecord]) -> bool:
+        """Apply events (in stream order) in one transaction. False if already applied.
+
+        With ``keep_views`` only the journal rows are written here; the views and the
+        position follow in :meth:`flush` (a rebuild's generation is not served before).
+        """
+        if not events:
+            return True
+        last = events[-1]
+        try:
+            with self.models.transaction() as cursor:
+                touched, rows = self._project(events, cursor)
+                if self.views is not None:
+                    self.models.write_journal(cursor, rows)
+                elif not self.models.write(
+                    cursor,
+                    touched.values(),
+                    rows,
+                    stream_sequence=last.stream_sequence,
+                    event_id=last.event_id,
+                    log_position=max(e.log_position for e in events),
+                    at=datetime.now(UTC).isoformat(),
+                ):
+                    raise _AlreadyApplied
+        except _AlreadyApplied:
+            return False
+        if self.views is not None:
+            self.views.update(touched)
+            self._last = (
+                last.stream_sequence,
+                last.event_id,
+                max(self._last[2], *(e.log_position for e in events)),
+            )
+        self.applied += len(rows)
+        return True
+
+    def flush(self) -> None:
+        """Write every kept view and the position reached (the end of a rebuild)."""
+        assert self.views is not None, "flush is for a projector that keeps its views"
+        sequence, event_id, log_position = self._last
+        with self.models.transaction() as cursor:
+            self.models.write(
+                cursor,
+                self.views.values(),
+                (),
+                stream_sequence=sequence,
+                event_id=event_id,
+                log_position=log_position,
+                at=datetime.now(UTC).isoformat(),
+            )
+
+    def _project(
+        self, events: Sequence[CaseEventRecord], cursor: Any
+    ) -> tuple[dict[str, View], list[tuple[Any, ...]]]:
+        touched: dict[str, View] = {}
+        rows: list[tuple[Any, ...]] = []
+        for event in events:
+            view = self._view(event.case_id, touched, cursor)
+            if view is None:
+                if event.type != OPENED or event.version != 1:
+                    if self.skip_orphans:
+                        self.orphans += 1
+                        continue
+                    raise EventOfUnknownCase(
+                        f"{event.type} v{event.version} of case {event.case_id}, never opened here"
+                    )
+                view, verified = case_view.start(event)
+            elif event.version <= view["version"]:
+                self.duplicates += 1
+                continue
+            else:
+                verified = case_view.apply(view, event)
+            touched[event.case_id] = view
+            rows.append(journal.journal_row(event, verified))
+            self.chain_breaks += not verified
+        return touched, rows
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        """Move the position past an event that was not applied (dead-lettered)."""
+        try:
+            with self.models.transaction() as cursor:
+                if not self.models.write(
+                    cursor,
+                    (),
+                    (),
+                    stream_sequence=stream_sequence,
+                    event_id=event_id,
+                    log_position=0,
+                    at=datetime.now(UTC).isoformat(),
+                ):
+                    raise _AlreadyApplied
+        except _AlreadyApplied:
+            return
+
+    def _view(self, case_id: str, touched: dict[str, View], cursor: Any) -> View | None:
+        view = touched.get(case_id)
+        if view is not None:
+            return view
+        if self.views is not None:
+            return self.views.get(case_id)
+        return self.models.load_view(case_id, cursor)
+
+
+def batches(events: Iterable[CaseEventRecord], size: int) -> Iterator[list[CaseEventRecord]]:
+    batch: list[CaseEventRecord] = []
+    for event in events:
+        batch.append(event)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,317 @@
+"""The query use cases: who may read what, and a record of every read and every refusal.
+
+Rules (see docs/adr/0005):
+- Case data (overview, journal, lists, caseloads, overdue lists) needs the coordinator
+  or manager role, and each case is visible only to the organisations of its current
+  coordinators and those its current consent covers (:mod:`..domain.access`). A
+  refusal is 403 (never a pretended 404) and is recorded like a read.
+- Statistics need the manager or analyst role; they carry no personal data.
+- Every read of a case's data, and every refused attempt, is recorded in the access
+  log *before* the data is returned: if it cannot be recorded, nothing is returned.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from services.projections.application.ports import AccessLog, AccessRecord, ReadModelQueries
+from services.projections.domain import access, statistics
+from services.projections.domain.case_view import View, mark_overdue, overdue_actions
+
+CASE_ROLES = frozenset({"coordinator", "manager"})
+STATISTICS_ROLES = frozenset({"manager", "analyst"})
+ACCESS_REVIEW_ROLES = frozenset({"manager"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    user_id: str
+    organisation_id: str
+    roles: frozenset[str]
+
+
+class AccessDenied(Exception):
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(detail)
+        self.rule = rule
+        self.detail = detail
+
+
+class CaseNotFound(LookupError):
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"no case {case_id} in the read models")
+        self.case_id = case_id
+
+
+@dataclass(frozen=True, slots=True)
+class QueryPolicy:
+    caseload_limit: int = 25
+    due_within_days: int = 14
+
+
+class Queries:
+    def __init__(
+        self,
+        models: ReadModelQueries,
+        access_log: AccessLog,
+        today: Callable[[], date],
+        policy: QueryPolicy = QueryPolicy(),
+    ) -> None:
+        self.models = models
+        self.access_log = access_log
+        self.today = today
+        self.policy = policy
+
+    # ----------------------------------------------------------------------- recording
+    def _record(
+        self,
+        reader: Reader,
+        resource: str,
+        outcome: str,
+        case_ids: Sequence[str | None],
+        reason: str | None = None,
+    ) -> None:
+        now = datetime.now(UTC).isoformat()
+        self.access_log.record(
+            [
+                AccessRecord(
+                    record_id=str(uuid.uuid4()),
+                    recorded_at=now,
+                    user_id=reader.user_id,
+                    organisation_id=reader.organisation_id,
+                    roles=tuple(sorted(reader.roles)),
+                    case_id=case_id,
+                    resource=resource,
+                    outcome=outcome,
+                    reason=reason,
+                )
+                for case_id in case_ids
+            ]
+        )
+
+    def _deny(
+        self, reader: Reader, resource: str, case_id: str | None, rule: str, detail: str
+    ) -> AccessDenied:
+        self._record(reader, resource, "denied", [case_id], f"{rule}: {detail}")
+        return AccessDenied(rule, detail)
+
+    def _require_role(
+        self, reader: Reader, roles: frozenset[str], resource: str, case_id: str | None
+    ) -> None:
+        if not reader.roles & roles:
+            raise self._deny(
+                reader,
+                resource,
+                case_id,
+                "role_required",
+                f"reading {resource} needs one of the roles {sorted(roles)}",
+            )
+
+    def _case(self, reader: Reader, case_id: str, resource: str) -> View:
+        self._require_role(reader, CASE_ROLES, resource, case_id)
+        view = self.models.overview(case_id)
+        if view is None:
+            raise CaseNotFound(case_id)
+        if not access.may_see(view, reader.organisation_id, self.today().isoformat()):
+            raise self._deny(
+                reader,
+                resource,
+                case_id,
+                "no_consent",
+                f"organisation {reader.organisation_id} neither coordinates case {case_id}"
+                " nor is covered by its current consent",
+            )
+        return view
+
+    # ------------------------------------------------------------------------- queries
+    def overview(self, reader: Reader, case_id: str) -> dict[str, Any]:
+        view = self._case(reader, case_id, "overview")
+        self._record(reader, "overview", "granted", [case_id])
+        return mark_overdue(view, self.today().isoformat())
+
+    def journal(self, reader: Reader, case_id: str, after_version: int, limit: int) -> list[dict[str, Any]]:
+        self._case(reader, case_id, "journal")
+        rows = self.models.journal(case_id, after_version, limit)
+        self._record(reader, "journal", "granted", [case_id])
+        return rows
+
+    def cases(
+        self,
+        reader: Reader,
+        *,
+        coordinator: str | None,
+        phase: str | None,
+        municipality: str | None,
+        overdue: bool | None,
+        after: str | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        self._require_role(reader, CASE_ROLES, "case_list", None)
+        today = self.today().isoformat()
+        views = self.models.visible_cases(
+            reader.organisation_id,
+            today,
+            coordinator=coordinator,
+            phase=phase,
+            municipality=municipality,
+            overdue=overdue,
+            after=after,
+            limit=limit,
+        )
+        if views:
+            self._record(reader, "case_list", "granted", [v["case_id"] for v in views])
+        return [_summary(v, today) for v in views]
+
+    def caseload(self, reader: Reader, user_id: str) -> dict[str, Any]:
+        """A coordinator's active cases: their own, or (managers) of a coordinator of their organisation."""
+        self._require_role(reader, CASE_ROLES, "caseload", None)
+        if user_id != reader.user_id:
+            organisation = self.models.coordinator_organisation(user_id)
+            if "manager" not in reader.roles or organisation not in (None, reader.organisation_id):
+                raise self._deny(
+                    reader,
+                    "caseload",
+                    None,
+                    "not_own_caseload",
+                    f"the caseload of {user_id} is for that coordinator and the managers of their"
+                    " organisation",
+                )
+        today = self.today()
+        due_by = (today + timedelta(days=self.policy.due_within_days)).isoformat()
+        views = self.models.coordinator_cases(user_id)
+        by_phase: dict[str, int] = {}
+        due = overdue = 0
+        cases = []
+        for view in views:
+            by_phase[view["phase"]] = by_phase.get(view["phase"], 0) + 1
+            summary = _summary(view, today.isoformat())
+            follow_up = view["next_follow_up_on"]
+            if follow_up is not None and follow_up < today.isoformat():
+                overdue += 1
+            elif follow_up is not None and follow_up <= due_by:
+                due += 1
+            cases.append(summary)
+        if views:
+            self._record(reader, "caseload", "granted", [v["case_id"] for v in views])
+        return {
+            "user_id": user_id,
+            "active_cases": len(views),
+            "by_phase": by_phase,
+            "follow_ups_due": due,
+            "follow_ups_overdue": overdue,
+            "due_within_days": self.policy.due_within_days,
+            "limit": self.policy.caseload_limit,
+            "over_limit": len(views) > self.policy.caseload_limit,
+            "cases": cases,
+        }
+
+    def overdue(self, reader: Reader, limit: int) -> dict[str, Any]:
+        """The reader's organisation's overdue follow-ups and the SIP actions it is responsible for."""
+        self._require_role(reader, CASE_ROLES, "overdue", None)
+        today = self.today().isoformat()
+        follow_ups = [
+            {"case_id": case_id, "follow_up_on": on}
+            for case_id, on in self.models.overdue_follow_ups(reader.organisation_id, today, limit)
+        ]
+        actions = []
+        for case_id, action_id, due_on in self.models.overdue_actions(reader.organisation_id, today, limit):
+            view = self.models.overview(case_id)
+            found = [a for a in overdue_actions(view, today) if a["action_id"] == action_id] if view else []
+            if view is None or not found or not access.may_see(view, reader.organisation_id, today):
+                continue
+            action = found[0]
+            actions.append(
+                {
+                    "case_id": case_id,
+                    "action_id": action_id,
+                    "what": action["what"],
+                    "due_on": due_on,
+                    "responsible": action["responsible"],
+                    "sip_version": view["sip"]["version"],
+                }
+            )
+        cases = sorted({item["case_id"] for item in (*follow_ups, *actions)})
+        if cases:
+            self._record(reader, "overdue", "granted", cases)
+        return {
+            "organisation_id": reader.organisation_id,
+            "as_of": today,
+            "follow_ups": follow_ups,
+            "actions": actions,
+        }
+
+    def statistics(
+        self,
+        reader: Reader,
+        level: statistics.Level,
+        period: statistics.Period,
+        association_of: Callable[[str], str | None],
+    ) -> list[dict[str, Any]]:
+        self._require_role(reader, STATISTICS_ROLES, "statistics", None)
+        facts = [statistics.CaseFacts.from_json(f) for f in self.models.all_facts()]
+        return statistics.statistics_by(facts, level, period, self.today(), association_of)
+
+    # ----------------------------------------------------------------------- the access log
+    def case_access_log(self, reader: Reader, case_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """Who read the case (the client's right to know), for those who may see the case."""
+        self._case(reader, case_id, "access_log")
+        entries = self.access_log.for_case(case_id, after, limit)
+        self._record(reader, "access_log", "granted", [case_id])
+        return [_entry(seq, record) for seq, record in entries]
+
+    def user_access_history(
+        self, reader: Reader, user_id: str, after: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """A user's reads (log review): their own, or all of their organisation's for a manager."""
+        if user_id != reader.user_id and not reader.roles & ACCESS_REVIEW_ROLES:
+            raise self._deny(
+                reader,
+                "access_history",
+                None,
+                "role_required",
+                "another user's access history needs the manager role",
+            )
+        organisation = None if user_id == reader.user_id else reader.organisation_id
+        return [
+            _entry(seq, record)
+            for seq, record in self.access_log.for_user(user_id, organisation, after, limit)
+        ]
+
+
+def _summary(view: View, today: str) -> dict[str, Any]:
+    follow_up = view["next_follow_up_on"]
+    return {
+        "case_id": view["case_id"],
+        "client_name": view["client"]["name"],
+        "status": view["status"],
+        "phase": view["phase"],
+        "municipality": view["municipality"],
+        "coordinators": [
+            {"user_id": c["user_id"], "name": c["name"], "organisation_id": c["organisation"]["id"]}
+            for c in view["coordinators"]
+        ],
+        "next_follow_up_on": follow_up,
+        "follow_up_overdue": bool(view["status"] == "active" and follow_up is not None and follow_up < today),
+        "overdue_actions": len(overdue_actions(view, today)),
+        "open_early_warnings": len(view["open_early_warnings"]),
+        "version": view["version"],
+    }
+
+
+def _entry(seq: int, record: AccessRecord) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "record_id": record.record_id,
+        "at": record.recorded_at,
+        "user_id": record.user_id,
+        "organisation_id": record.organisation_id,
+        "roles": list(record.roles),
+        "case_id": record.case_id,
+        "read": record.resource,
+        "outcome": record.outcome,
+        "reason": record.reason,
+    }

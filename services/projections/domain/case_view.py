@@ -1,0 +1,428 @@
+"""The case overview read model: a case's current picture, built one event at a time.
+
+A view is a plain JSON-ready dict (it is stored as a JSON document and served as is),
+changed in place by :func:`apply`. Everything here is pure: no clock, no I/O. What
+depends on *today* (overdue actions, a follow-up past its date, an expired consent) is
+decided when the view is read (:mod:`.access`, :func:`mark_overdue`), so the stored
+view never goes stale by the passing of time.
+
+Shape (dates are ISO ``YYYY-MM-DD`` strings)::
+
+    case_id, version, log_position, updated_at, status (active|closed), phase,
+    client {name, personal_identity_number}, municipality {code, name}, region {code, name},
+    opened_on, opened_by_organisation, closed_on, closing_reason,
+    coordinators [{user_id, name, organisation {id, name, principal}, assigned_on}],
+    consent {consent_id, organisations [...], covers_relatives, signed_on, valid_until,
+             renewed_on, withdrawn, withdrawn_on} | null,
+    resource_group [{member_id, kind, name, organisation, role, user_id, added_on}],
+    goals [{goal_id, kind, description, parent_goal_id, life_area, target_date, set_on, status}],
+    sip {version, decided_on, next_follow_up_on, client_agreed, goal_ids,
+         actions [{action_id, what, how, due_on, goal_id, done_on,
+                   responsible {member_id, name, organisation_id}}]} | null,
+    next_follow_up_on, early_warning_plan {version, updated_on, signs} | null,
+    open_early_warnings [{warning_id, observed_on, sign_ids, other_sign, description}],
+    latest_change_rating {rated_on, individually, interpersonally, socially, overall, total} | null,
+    checklist [{step, done, completed_on, first_completed_on, times, participants [names]}]
+              (Checklista K: the eleven worksheets, then the mapping summary),
+    meetings {count, last_held_on},
+    chain {verifies, broken_at, reason},
+    facts {...}  (for statistics; no personal data)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from services.projections.domain.events import CaseEventRecord
+from vss_contracts import case_events as ev
+from vss_contracts.chain import GENESIS_HASH
+from vss_contracts.types import Worksheet
+
+View = dict[str, Any]
+
+MAPPING_SUMMARY_STEP = "mapping_summary"
+CHECKLIST_STEPS: tuple[str, ...] = (*(sheet.value for sheet in Worksheet), MAPPING_SUMMARY_STEP)
+
+
+class NotAFirstEvent(ValueError):
+    """A case's view starts with CaseOpened (version 1)."""
+
+
+class UnknownCase(LookupError):
+    """An event of a case whose CaseOpened was never applied."""
+
+
+def _checklist() -> list[dict[str, Any]]:
+    return [
+        {
+            "step": step,
+            "done": False,
+            "completed_on": None,
+            "first_completed_on": None,
+            "times": 0,
+            "participants": [],
+        }
+        for step in CHECKLIST_STEPS
+    ]
+
+
+def open_view(event: CaseEventRecord) -> View:
+    """The view of a case as its CaseOpened event leaves it."""
+    if event.type != ev.CaseOpened.TYPE or event.version != 1:
+        raise NotAFirstEvent(f"case {event.case_id}: a view starts with CaseOpened v1, not {event.type}")
+    data = event.data
+    view: View = {
+        "case_id": event.case_id,
+        "version": 0,
+        "log_position": 0,
+        "updated_at": event.time,
+        "status": "active",
+        "phase": "mapping",
+        "client": dict(data["client"]),
+        "municipality": dict(data["municipality"]),
+        "region": dict(data["region"]),
+        "opened_on": data["opened_on"],
+        "opened_by_organisation": dict(data["opened_by_organisation"]),
+        "closed_on": None,
+        "closing_reason": None,
+        "coordinators": [],
+        "consent": None,
+        "resource_group": [],
+        "goals": [],
+        "sip": None,
+        "next_follow_up_on": None,
+        "early_warning_plan": None,
+        "open_early_warnings": [],
+        "latest_change_rating": None,
+        "checklist": _checklist(),
+        "meetings": {"count": 0, "last_held_on": None},
+        "chain": {"verifies": True, "broken_at": None, "reason": None, "head": GENESIS_HASH},
+        "facts": {
+            "municipality_code": data["municipality"]["code"],
+            "region_code": data["region"]["code"],
+            "opened_on": data["opened_on"],
+            "closed_on": None,
+            "first_consent_on": None,
+            "first_sip_on": None,
+            "sip_dates": [],
+            "warning_dates": [],
+            "rating_count": 0,
+            "first_rating_total": None,
+            "latest_rating_total": None,
+        },
+    }
+    return view
+
+
+def check_chain(view: View, event: CaseEventRecord) -> bool:
+    """Does this event continue the case's chain? Records the first break in the view."""
+    chain = view["chain"]
+    expected_version = view["version"] + 1
+    reason = None
+    if event.version != expected_version:
+        reason = f"version {event.version} where {expected_version} was expected"
+    elif event.prev_hash != chain["head"]:
+        reason = "prevhash does not match the previous event's hash"
+    elif not event.hash_ok:
+        reason = "the event's content does not match its hash"
+    chain["head"] = event.event_hash
+    if reason is None:
+        return True
+    if chain["verifies"]:
+        chain.update(verifies=False, broken_at=event.version, reason=reason)
+    return False
+
+
+def apply(view: View, event: CaseEventRecord) -> bool:
+    """Apply one event in place; returns whether it verifies against the chain."""
+    verified = check_chain(view, event)
+    handler = _HANDLERS.get(event.type)
+    if handler is not None:  # a type this code does not know changes nothing but the position
+        handler(view, event.data)
+    view["version"] = event.version
+    view["log_position"] = event.log_position
+    view["updated_at"] = event.time
+    return verified
+
+
+def start(event: CaseEventRecord) -> tuple[View, bool]:
+    """A new view from a case's first event."""
+    view = open_view(event)
+    return view, apply(view, event)
+
+
+# --------------------------------------------------------------------------- handlers
+def _coordinator_assigned(view: View, data: dict[str, Any]) -> None:
+    coordinator = data["coordinator"]
+    view["coordinators"] = [c for c in view["coordinators"] if c["user_id"] != coordinator["user_id"]]
+    view["coordinators"].append(
+        {
+            "user_id": coordinator["user_id"],
+            "name": coordinator["name"],
+            "organisation": dict(coordinator["organisation"]),
+            "assigned_on": data["assigned_on"],
+        }
+    )
+
+
+def _coordinator_unassigned(view: View, data: dict[str, Any]) -> None:
+    view["coordinators"] = [c for c in view["coordinators"] if c["user_id"] != data["user_id"]]
+
+
+def _consent_given(view: View, data: dict[str, Any]) -> None:
+    view["consent"] = {
+        "consent_id": data["consent_id"],
+        "organisations": [dict(org) for org in data["organisations"]],
+        "covers_relatives": data["covers_relatives"],
+        "signed_on": data["signed_on"],
+        "valid_until": data.get("valid_until"),
+        "renewed_on": None,
+        "withdrawn": False,
+        "withdrawn_on": None,
+    }
+    facts = view["facts"]
+    if facts["first_consent_on"] is None:
+        facts["first_consent_on"] = data["signed_on"]
+
+
+def _consent_withdrawn(view: View, data: dict[str, Any]) -> None:
+    consent = view["consent"]
+    if consent is None:
+        return
+    if data.get("entire", True):
+        consent["withdrawn"] = True
+        consent["withdrawn_on"] = data["withdrawn_on"]
+        return
+    gone = set(data.get("organisation_ids") or ())
+    consent["organisations"] = [org for org in consent["organisations"] if org["id"] not in gone]
+    if data.get("relatives"):
+        consent["covers_relatives"] = False
+
+
+def _consent_renewed(view: View, data: dict[str, Any]) -> None:
+    consent = view["consent"]
+    if consent is not None:
+        consent["renewed_on"] = data["renewed_on"]
+        consent["valid_until"] = data.get("valid_until")
+
+
+def _participant_names(data: dict[str, Any]) -> list[str]:
+    return [participant["name"] for participant in data["participants"]]
+
+
+def _tick(view: View, step: str, on: str, participants: list[str]) -> None:
+    for entry in view["checklist"]:
+        if entry["step"] == step:
+            entry["done"] = True
+            entry["times"] += 1
+            entry["completed_on"] = on
+            entry["participants"] = participants
+            if entry["first_completed_on"] is None:
+                entry["first_completed_on"] = on
+            return
+
+
+def _worksheet_completed(view: View, data: dict[str, Any]) -> None:
+    _tick(view, data["worksheet"], data["completed_on"], _participant_names(data))
+    rating = data.get("change_rating")
+    if rating is not None:
+        total = rating["individually"] + rating["interpersonally"] + rating["socially"] + rating["overall"]
+        view["latest_change_rating"] = {"rated_on": data["completed_on"], **rating, "total": total}
+        facts = view["facts"]
+        if facts["first_rating_total"] is None:
+            facts["first_rating_total"] = total
+        facts["latest_rating_total"] = total
+        facts["rating_count"] += 1
+
+
+def _mapping_summarised(view: View, data: dict[str, Any]) -> None:
+    _tick(view, MAPPING_SUMMARY_STEP, data["summarised_on"], _participant_names(data))
+
+
+def _phase_changed(view: View, data: dict[str, Any]) -> None:
+    view["phase"] = data["to_phase"]
+
+
+def _goal_set(view: View, data: dict[str, Any]) -> None:
+    view["goals"].append(
+        {
+            "goal_id": data["goal_id"],
+            "kind": data["kind"],
+            "description": data["description"],
+            "parent_goal_id": data.get("parent_goal_id"),
+            "life_area": data.get("life_area"),
+            "target_date": data.get("target_date"),
+            "set_on": data["set_on"],
+            "status": "active",
+        }
+    )
+
+
+def _goal_status_changed(view: View, data: dict[str, Any]) -> None:
+    for goal in view["goals"]:
+        if goal["goal_id"] == data["goal_id"]:
+            goal["status"] = data["status"]
+
+
+def _member_added(view: View, data: dict[str, Any]) -> None:
+    member = data["member"]
+    view["resource_group"] = [m for m in view["resource_group"] if m["member_id"] != member["member_id"]]
+    view["resource_group"].append(
+        {
+            "member_id": member["member_id"],
+            "kind": member["kind"],
+            "name": member["name"],
+            "organisation": member.get("organisation"),
+            "role": member.get("role"),
+            "user_id": member.get("user_id"),
+            "added_on": data["added_on"],
+        }
+    )
+
+
+def _member_removed(view: View, data: dict[str, Any]) -> None:
+    view["resource_group"] = [m for m in view["resource_group"] if m["member_id"] != data["member_id"]]
+
+
+def _plan_updated(view: View, data: dict[str, Any]) -> None:
+    view["early_warning_plan"] = {
+        "version": data["plan_version"],
+        "updated_on": data["updated_on"],
+        "signs": [dict(sign) for sign in data["signs"]],
+    }
+
+
+def _responsible(view: View, member_id: str) -> dict[str, Any]:
+    for member in view["resource_group"]:
+        if member["member_id"] == member_id:
+            organisation = member.get("organisation")
+            return {
+                "member_id": member_id,
+                "name": member["name"],
+                "organisation_id": organisation["id"] if organisation else None,
+            }
+    return {"member_id": member_id, "name": None, "organisation_id": None}
+
+
+def _sip_decided(view: View, data: dict[str, Any]) -> None:
+    view["sip"] = {
+        "version": data["sip_version"],
+        "decided_on": data["decided_on"],
+        "next_follow_up_on": data["next_follow_up_on"],
+        "client_agreed": data["client_agreed"],
+        "goal_ids": list(data["goal_ids"]),
+        "actions": [
+            {
+                "action_id": action["action_id"],
+                "what": action["what"],
+                "how": action["how"],
+                "due_on": action["due_on"],
+                "goal_id": action.get("goal_id"),
+                "done_on": None,
+                "responsible": _responsible(view, action["responsible_member_id"]),
+            }
+            for action in data["actions"]
+        ],
+    }
+    view["next_follow_up_on"] = data["next_follow_up_on"]
+    facts = view["facts"]
+    facts["sip_dates"].append(data["decided_on"])
+    if facts["first_sip_on"] is None:
+        facts["first_sip_on"] = data["decided_on"]
+
+
+def _meeting_held(view: View, data: dict[str, Any]) -> None:
+    meetings = view["meetings"]
+    meetings["count"] += 1
+    if meetings["last_held_on"] is None or data["held_on"] > meetings["last_held_on"]:
+        meetings["last_held_on"] = data["held_on"]
+
+
+def _action_completed(view: View, data: dict[str, Any]) -> None:
+    sip = view["sip"]
+    if sip is None or sip["version"] != data["sip_version"]:
+        return
+    for action in sip["actions"]:
+        if action["action_id"] == data["action_id"]:
+            action["done_on"] = data["completed_on"]
+
+
+def _warning_triggered(view: View, data: dict[str, Any]) -> None:
+    view["open_early_warnings"].append(
+        {
+            "warning_id": data["warning_id"],
+            "observed_on": data["observed_on"],
+            "sign_ids": list(data.get("sign_ids") or ()),
+            "other_sign": data.get("other_sign"),
+            "description": data.get("description"),
+        }
+    )
+    view["facts"]["warning_dates"].append(data["observed_on"])
+
+
+def _warning_resolved(view: View, data: dict[str, Any]) -> None:
+    view["open_early_warnings"] = [
+        w for w in view["open_early_warnings"] if w["warning_id"] != data["warning_id"]
+    ]
+
+
+def _case_closed(view: View, data: dict[str, Any]) -> None:
+    view["status"] = "closed"
+    view["phase"] = "closed"
+    view["closed_on"] = data["closed_on"]
+    view["closing_reason"] = data["reason"]
+    view["next_follow_up_on"] = None
+    view["facts"]["closed_on"] = data["closed_on"]
+
+
+_HANDLERS: dict[str, Callable[[View, dict[str, Any]], None]] = {
+    ev.CaseOpened.TYPE: lambda view, data: None,
+    ev.CoordinatorAssigned.TYPE: _coordinator_assigned,
+    ev.CoordinatorUnassigned.TYPE: _coordinator_unassigned,
+    ev.ConsentGiven.TYPE: _consent_given,
+    ev.ConsentWithdrawn.TYPE: _consent_withdrawn,
+    ev.ConsentRenewed.TYPE: _consent_renewed,
+    ev.WorksheetCompleted.TYPE: _worksheet_completed,
+    ev.MappingSummarised.TYPE: _mapping_summarised,
+    ev.PhaseChanged.TYPE: _phase_changed,
+    ev.GoalSet.TYPE: _goal_set,
+    ev.GoalStatusChanged.TYPE: _goal_status_changed,
+    ev.ResourceGroupMemberAdded.TYPE: _member_added,
+    ev.ResourceGroupMemberRemoved.TYPE: _member_removed,
+    ev.EarlyWarningPlanUpdated.TYPE: _plan_updated,
+    ev.SipDecided.TYPE: _sip_decided,
+    ev.ResourceGroupMeetingHeld.TYPE: _meeting_held,
+    ev.ActionCompleted.TYPE: _action_completed,
+    ev.EarlyWarningTriggered.TYPE: _warning_triggered,
+    ev.EarlyWarningResolved.TYPE: _warning_resolved,
+    ev.CaseClosed.TYPE: _case_closed,
+}
+
+
+# ------------------------------------------------------------------ derived at read time
+def mark_overdue(view: View, today: str) -> View:
+    """A copy for serving: each SIP action's ``overdue`` and the follow-up's, as of ``today``."""
+    served = dict(view)
+    served.pop("facts", None)
+    chain = dict(view["chain"])
+    chain.pop("head", None)
+    served["chain"] = chain
+    active = view["status"] == "active"
+    follow_up = view["next_follow_up_on"]
+    served["follow_up_overdue"] = bool(active and follow_up is not None and follow_up < today)
+    sip = view["sip"]
+    if sip is not None:
+        actions = [
+            {**action, "overdue": bool(active and action["done_on"] is None and action["due_on"] < today)}
+            for action in sip["actions"]
+        ]
+        served["sip"] = {**sip, "actions": actions}
+    return served
+
+
+def overdue_actions(view: View, today: str) -> list[dict[str, Any]]:
+    sip = view["sip"]
+    if view["status"] != "active" or sip is None:
+        return []
+    return [a for a in sip["actions"] if a["done_on"] is None and a["due_on"] < today]

@@ -1,0 +1,34 @@
+"""One case event as the projections see it: the published CloudEvent, decoded once.
+
+The payload is upcast to the current version of its type. Whether the event's own
+hash recomputes (``hash_ok``) is decided on the payload *as published*, before any
+upcast, because that is what was hashed when it was stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class CaseEventRecord:
+    case_id: str
+    version: int  # caseversion: 1, 2, 3 … in the case's own stream
+    type: str  # the current type name (after upcasting)
+    data: dict[str, Any]  # the payload in the current version of its type
+    event_id: str
+    time: str  # ISO 8601, UTC: when the case service recorded it
+    actor_id: str
+    actor_org: str
+    actor_principal: str
+    log_position: int  # the case store's log position (read-your-writes)
+    stream_sequence: int  # the bus stream's sequence (the consumer's checkpoint)
+    prev_hash: str
+    event_hash: str
+    hash_ok: bool  # eventhash recomputes from the published event
+
+    @property
+    def name(self) -> str:
+        """``SipDecided`` for ``se.vss.case.SipDecided.v1``."""
+        return self.type.rsplit(".", 2)[-2]

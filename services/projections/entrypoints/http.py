@@ -1,0 +1,485 @@
+"""The query API: read models over HTTP, with access control, access logging and read-your-writes.
+
+- ``?position=<log position>`` (from a command's response) makes a query wait, at most
+  ``VSS_QUERY_WAIT_LIMIT`` seconds, until the read models reflect that position (else
+  503). Every response says which position it reflects (``position`` and the
+  ``Vss-Log-Position`` header).
+- Same bearer tokens as the case service. Denials are 403 problems and are recorded
+  in the access log, as is every read of a case's data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel
+
+from services.projections.application.ports import AccessLog, NoReadModels, Position, ServedReadModels
+from services.projections.application.queries import (
+    AccessDenied,
+    CaseNotFound,
+    Queries,
+    QueryPolicy,
+    Reader,
+)
+from services.projections.domain.statistics import Level, Period
+from services.shared.auth import TokenService
+from services.shared.http_auth import bearer, verified_claims
+from services.shared.problems import (
+    CorrelationMiddleware,
+    ProblemException,
+    install_problem_handlers,
+    problem_response,
+)
+
+POSITION_HEADER = "Vss-Log-Position"
+
+
+# ------------------------------------------------------------------------ response models
+class ReadPosition(BaseModel):
+    log_position: int
+    stream_sequence: int
+    generation: str
+
+
+class Overview(BaseModel):
+    position: ReadPosition
+    case: dict[str, Any]
+
+
+class CaseSummary(BaseModel):
+    case_id: UUID
+    client_name: str
+    status: Literal["active", "closed"]
+    phase: str
+    municipality: dict[str, str]
+    coordinators: list[dict[str, str]]
+    next_follow_up_on: date | None
+    follow_up_overdue: bool
+    overdue_actions: int
+    open_early_warnings: int
+    version: int
+
+
+class CasePage(BaseModel):
+    position: ReadPosition
+    items: list[CaseSummary]
+    next_after: str | None
+
+
+class JournalEntry(BaseModel):
+    version: int
+    log_position: int
+    event_id: UUID
+    type: str
+    time: str
+    actor_id: str
+    actor_organisation: str
+    actor_principal: str
+    summary: str
+    verified: bool
+
+
+class JournalPage(BaseModel):
+    position: ReadPosition
+    case_id: UUID
+    chain_verifies: bool
+    items: list[JournalEntry]
+    next_after_version: int | None
+
+
+class Caseload(BaseModel):
+    position: ReadPosition
+    user_id: str
+    active_cases: int
+    by_phase: dict[str, int]
+    follow_ups_due: int
+    follow_ups_overdue: int
+    due_within_days: int
+    limit: int
+    over_limit: bool
+    cases: list[CaseSummary]
+
+
+class OverdueList(BaseModel):
+    position: ReadPosition
+    organisation_id: str
+    as_of: date
+    follow_ups: list[dict[str, Any]]
+    actions: list[dict[str, Any]]
+
+
+class AccessEntry(BaseModel):
+    seq: int
+    record_id: str
+    at: str
+    user_id: str
+    organisation_id: str
+    roles: list[str]
+    case_id: str | None
+    read: str
+    outcome: Literal["granted", "denied"]
+    reason: str | None
+
+
+class AccessPage(BaseModel):
+    items: list[AccessEntry]
+    next_after: int | None
+
+
+class Statistics(BaseModel):
+    position: ReadPosition
+    level: str
+    from_month: str
+    to_month: str
+    minimum_count: int
+    groups: list[dict[str, Any]]
+
+
+# -------------------------------------------------------------------------------- wiring
+@dataclass(frozen=True, slots=True)
+class QueryDependencies:
+    served: ServedReadModels
+    access_log: AccessLog
+    tokens: TokenService
+    today: Callable[[], date]
+    wait_limit: float
+    policy: QueryPolicy
+    association_of: Callable[[str], str | None]
+
+
+router = APIRouter(prefix="/v1")
+
+
+def create_app(deps: QueryDependencies) -> FastAPI:
+    app = FastAPI(
+        title="VSS query API",
+        version="1.0.0",
+        description=(
+            "Read models of the coordination of care and support: case overviews, journals, caseloads, "
+            "overdue lists and statistics. Every read of a case's data is recorded in the access log."
+        ),
+    )
+    app.state.deps = deps
+    install_problem_handlers(app)
+    app.include_router(router)
+    app.add_middleware(CorrelationMiddleware)
+
+    @app.exception_handler(AccessDenied)
+    async def _denied(request: Request, error: AccessDenied) -> Response:
+        return problem_response(request, 403, "Forbidden", error.detail, code=error.rule, rule=error.rule)
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _deps(request: Request) -> QueryDependencies:
+    deps: QueryDependencies = request.app.state.deps
+    return deps
+
+
+def current_reader(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Reader:
+    claims = verified_claims(_deps(request).tokens, credentials)
+    return Reader(claims.user_id, claims.organisation_id, claims.roles)
+
+
+@dataclass(frozen=True, slots=True)
+class Consistent:
+    """The read models at (at least) the asked position, and the use cases over them."""
+
+    queries: Queries
+    position: ReadPosition
+
+
+def consistent(
+    request: Request,
+    response: Response,
+    position: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="Wait until the read models reflect this log position (from a command's response)",
+        ),
+    ] = None,
+) -> Consistent:
+    deps = _deps(request)
+    try:
+        models, reached, ok = deps.served.wait_for(position or 0, deps.wait_limit)
+    except NoReadModels as error:
+        raise ProblemException(503, "Service Unavailable", str(error), code="no_read_models") from None
+    if not ok:
+        raise ProblemException(
+            503,
+            "Service Unavailable",
+            f"the read models reached log position {reached.log_position}, not {position},"
+            f" within {deps.wait_limit:g} s; retry",
+            code="position_not_reached",
+            headers={"Retry-After": "1", POSITION_HEADER: str(reached.log_position)},
+            position=reached.log_position,
+        )
+    response.headers[POSITION_HEADER] = str(reached.log_position)
+    generation = models.generation
+    return Consistent(
+        Queries(models, deps.access_log, deps.today, deps.policy),
+        _position(reached, generation),
+    )
+
+
+def _position(position: Position, generation: str) -> ReadPosition:
+    return ReadPosition(
+        log_position=position.log_position, stream_sequence=position.stream_sequence, generation=generation
+    )
+
+
+ReaderDep = Annotated[Reader, Depends(current_reader)]
+ConsistentDep = Annotated[Consistent, Depends(consistent)]
+
+
+def _not_found(error: CaseNotFound, at: ReadPosition) -> ProblemException:
+    return ProblemException(
+        404,
+        "Not Found",
+        f"no case {error.case_id} at log position {at.log_position}"
+        " (name ?position= to wait for a recent command)",
+        code="case_not_found",
+    )
+
+
+# -------------------------------------------------------------------------------- routes
+@router.get("/cases", response_model=CasePage, tags=["cases"])
+def list_cases(
+    reader: ReaderDep,
+    at: ConsistentDep,
+    coordinator: str | None = None,
+    phase: Literal["mapping", "planning", "working", "follow_up", "closed"] | None = None,
+    municipality: Annotated[str | None, Query(pattern=r"^\d{4}$", description="Municipality code")] = None,
+    overdue: bool | None = None,
+    after: Annotated[UUID | None, Query(description="Page on: the last case_id of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    items = at.queries.cases(
+        reader,
+        coordinator=coordinator,
+        phase=phase,
+        municipality=municipality,
+        overdue=overdue,
+        after=str(after) if after else None,
+        limit=limit,
+    )
+    return {
+        "position": at.position,
+        "items": items,
+        "next_after": items[-1]["case_id"] if len(items) == limit else None,
+    }
+
+
+@router.get("/cases/{case_id}", response_model=Overview, tags=["cases"])
+def case_overview(case_id: UUID, reader: ReaderDep, at: ConsistentDep) -> dict[str, Any]:
+    try:
+        return {"position": at.position, "case": at.queries.overview(reader, str(case_id))}
+    except CaseNotFound as error:
+        raise _not_found(error, at.position) from None
+
+
+@router.get("/cases/{case_id}/journal", response_model=JournalPage, tags=["cases"])
+def case_journal(
+    case_id: UUID,
+    reader: ReaderDep,
+    at: ConsistentDep,
+    after_version: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    try:
+        items = at.queries.journal(reader, str(case_id), after_version, limit)
+    except CaseNotFound as error:
+        raise _not_found(error, at.position) from None
+    return {
+        "position": at.position,
+        "case_id": case_id,
+        "chain_verifies": all(item["verified"] for item in items),
+        "items": items,
+        "next_after_version": items[-1]["version"] if len(items) == limit else None,
+    }
+
+
+@router.get("/cases/{case_id}/access-log", response_model=AccessPage, tags=["access log"])
+def case_access_log(
+    case_id: UUID,
+    reader: ReaderDep,
+    at: ConsistentDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Who read this case's data, and who was refused (the client's right to know)."""
+    try:
+        items = at.queries.case_access_log(reader, str(case_id), after, limit)
+    except CaseNotFound as error:
+        raise _not_found(error, at.position) from None
+    return {"items": items, "next_after": items[-1]["seq"] if len(items) == limit else None}
+
+
+@router.get("/users/{user_id}/access-log", response_model=AccessPage, tags=["access log"])
+def user_access_history(
+    user_id: str,
+    reader: ReaderDep,
+    at: ConsistentDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """What a user read (log review): your own, or any user's of your organisation as a manager."""
+    items = at.queries.user_access_history(reader, user_id, after, limit)
+    return {"items": items, "next_after": items[-1]["seq"] if len(items) == limit else None}
+
+
+@router.get("/coordinators/{user_id}/caseload", response_model=Caseload, tags=["caseloads"])
+def caseload(user_id: str, reader: ReaderDep, at: ConsistentDep) -> dict[str, Any]:
+    return {"position": at.position, **at.queries.caseload(reader, user_id)}
+
+
+@router.get("/overdue", response_model=OverdueList, tags=["caseloads"])
+def overdue(
+    reader: ReaderDep, at: ConsistentDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> dict[str, Any]:
+    """Your organisation's follow-ups and SIP actions past their date."""
+    return {"position": at.position, **at.queries.overdue(reader, limit)}
+
+
+def _month(value: str, name: str) -> date:
+    try:
+        year, month = value.split("-")
+        return date(int(year), int(month), 1)
+    except ValueError:
+        raise ProblemException(
+            422,
+            "Unprocessable Content",
+            f"{name} must be a month, YYYY-MM, not {value!r}",
+            code="invalid_request",
+            errors=[{"field": f"query.{name}", "rule": "month", "message": "YYYY-MM"}],
+        ) from None
+
+
+@router.get(
+    "/statistics",
+    response_model=Statistics,
+    tags=["statistics"],
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def statistics(
+    request: Request,
+    reader: ReaderDep,
+    at: ConsistentDep,
+    level: Level = "municipality",
+    from_month: Annotated[str, Query(alias="from", description="First month, YYYY-MM")] = "",
+    to_month: Annotated[str, Query(alias="to", description="Last month, YYYY-MM")] = "",
+    format: Literal["json", "csv"] = "json",
+) -> Any:
+    deps = _deps(request)
+    today = deps.today()
+    last = _month(to_month, "to") if to_month else date(today.year, today.month, 1)
+    first = _month(from_month, "from") if from_month else date(last.year - 1, last.month, 1)
+    if first > last:
+        raise ProblemException(
+            422,
+            "Unprocessable Content",
+            f"from ({first:%Y-%m}) is after to ({last:%Y-%m})",
+            code="invalid_request",
+            errors=[{"field": "query.from", "rule": "from_not_after_to", "message": ""}],
+        )
+    groups = at.queries.statistics(reader, level, Period(first, last), deps.association_of)
+    if format == "csv":
+        return Response(_csv(groups), media_type="text/csv; charset=utf-8")
+    return {
+        "position": at.position,
+        "level": level,
+        "from_month": f"{first:%Y-%m}",
+        "to_month": f"{last:%Y-%m}",
+        "minimum_count": 5,
+        "groups": groups,
+    }
+
+
+def _csv(groups: list[dict[str, Any]]) -> str:
+    """One row per group and month; the period figures repeated on each row of the group."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "level",
+            "key",
+            "month",
+            "active",
+            "opened",
+            "closed",
+            "consent_to_first_sip_cases",
+            "consent_to_first_sip_median_days",
+            "follow_ups_due",
+            "follow_ups_within_three_months",
+            "share_within_three_months",
+            "early_warnings",
+            "case_years",
+            "early_warnings_per_case_year",
+            "cases_rated_twice",
+            "mean_first_rating",
+            "mean_latest_rating",
+            "improved",
+            "worsened",
+        ]
+    )
+
+    def cell(value: Any) -> str:
+        return "" if value is None else str(value)
+
+    for group in groups:
+        sip, follow, warn, rating = (
+            group["consent_to_first_sip"],
+            group["follow_ups"],
+            group["early_warnings"],
+            group["change_rating"],
+        )
+        for month in group["months"]:
+            writer.writerow(
+                [
+                    cell(v)
+                    for v in (
+                        group["level"],
+                        group["key"],
+                        month["month"],
+                        month["active"],
+                        month["opened"],
+                        month["closed"],
+                        sip["cases"],
+                        sip["median_days"],
+                        follow["due"],
+                        follow["within_three_months"],
+                        follow["share_within_three_months"],
+                        warn["count"],
+                        warn["case_years"],
+                        warn["per_case_year"],
+                        rating["cases_rated_twice"],
+                        rating["mean_first_total"],
+                        rating["mean_latest_total"],
+                        rating["improved"],
+                        rating["worsened"],
+                    )
+                ]
+            )
+    return out.getvalue()
+
+
+@router.get("/position", response_model=ReadPosition, tags=["operations"])
+def position(at: ConsistentDep) -> ReadPosition:
+    """The position the read models reflect (no token needed: it says nothing about anyone)."""
+    return at.position

@@ -1,0 +1,53 @@
+"""Published CloudEvent bytes -> :class:`CaseEventRecord`, fast enough for a rebuild.
+
+The case service validated every payload against its contract when it stored it, and
+the hash chain guards the bytes since; so this path parses with orjson, recomputes the
+event's hash from the payload as published, and upcasts old versions as plain dicts,
+without building pydantic models (the live consumer validates each message with the
+contract's models first; this is then the same decoding of the same bytes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from services.projections.domain.events import CaseEventRecord
+from vss_contracts.chain import cloud_event_hash
+from vss_contracts.registry import upcast
+
+
+class UndecodableEvent(ValueError):
+    """The bytes are not a CloudEvent of a case event."""
+
+
+def _sorted_json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def decode(body: bytes, stream_sequence: int) -> CaseEventRecord:
+    try:
+        event = orjson.loads(body)
+        hash_ok = cloud_event_hash(event, dumps=_sorted_json) == event["eventhash"]
+        type_name, data = upcast(event["type"], event["data"])
+        return CaseEventRecord(
+            case_id=event["subject"],
+            version=int(event["caseversion"]),
+            type=type_name,
+            data=data,
+            event_id=event["id"],
+            time=event["time"],
+            actor_id=event["actorid"],
+            actor_org=event["actororg"],
+            actor_principal=event["actorprincipal"],
+            log_position=int(event.get("logposition") or 0),
+            stream_sequence=stream_sequence,
+            prev_hash=event["prevhash"],
+            event_hash=event["eventhash"],
+            hash_ok=hash_ok,
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise UndecodableEvent(
+            f"stream sequence {stream_sequence}: {type(error).__name__}: {error}"
+        ) from error

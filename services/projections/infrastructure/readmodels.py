@@ -1,0 +1,332 @@
+"""The tables of one generation of read models, and the queries the API runs on them.
+
+- ``case_views``: the overview document of each case (JSON) and the columns the
+  filters need; ``case_grants`` (who may see it), ``case_coordinators`` (caseloads),
+  ``open_actions`` (overdue lists) and ``case_facts`` (statistics, no personal data)
+  are derived from the document whenever it is written.
+- ``journal``: one row per event.
+- ``consumer_positions`` (the shared checkpoint) and ``read_position``: the stream
+  sequence and the case-store log position the tables reflect, written in the same
+  transaction as the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import orjson
+
+from services.projections.application.ports import Position
+from services.projections.domain import access
+from services.projections.domain.case_view import View
+from services.projections.infrastructure.database import Connection
+from services.shared.bus import checkpoint
+
+CONSUMER = "projections"
+
+TABLES = (
+    checkpoint.CREATE_POSITIONS_TABLE,
+    "CREATE TABLE IF NOT EXISTS read_position (id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " stream_sequence BIGINT NOT NULL, log_position BIGINT NOT NULL, updated_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS case_views (case_id TEXT PRIMARY KEY, doc TEXT NOT NULL,"
+    " status TEXT NOT NULL, phase TEXT NOT NULL, municipality_code TEXT NOT NULL,"
+    " region_code TEXT NOT NULL, next_follow_up_on TEXT, opened_on TEXT NOT NULL,"
+    " version BIGINT NOT NULL, log_position BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS case_views_municipality ON case_views (municipality_code, phase)",
+    "CREATE TABLE IF NOT EXISTS case_grants (case_id TEXT NOT NULL, organisation_id TEXT NOT NULL,"
+    " valid_until TEXT, PRIMARY KEY (case_id, organisation_id))",
+    "CREATE INDEX IF NOT EXISTS case_grants_organisation ON case_grants (organisation_id, case_id)",
+    "CREATE TABLE IF NOT EXISTS case_coordinators (case_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+    " organisation_id TEXT NOT NULL, PRIMARY KEY (case_id, user_id))",
+    "CREATE INDEX IF NOT EXISTS case_coordinators_user ON case_coordinators (user_id, case_id)",
+    "CREATE TABLE IF NOT EXISTS open_actions (case_id TEXT NOT NULL, action_id TEXT NOT NULL,"
+    " due_on TEXT NOT NULL, organisation_id TEXT, PRIMARY KEY (case_id, action_id))",
+    "CREATE INDEX IF NOT EXISTS open_actions_organisation ON open_actions (organisation_id, due_on)",
+    "CREATE TABLE IF NOT EXISTS case_facts (case_id TEXT PRIMARY KEY, facts TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS journal (case_id TEXT NOT NULL, version BIGINT NOT NULL,"
+    " log_position BIGINT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL, time TEXT NOT NULL,"
+    " actor_id TEXT NOT NULL, actor_org TEXT NOT NULL, actor_principal TEXT NOT NULL,"
+    " summary TEXT NOT NULL, verified INTEGER NOT NULL, PRIMARY KEY (case_id, version))",
+)
+
+# The tables a comparison of two generations looks at (all but bookkeeping timestamps).
+COMPARED = {
+    "case_views": "case_id",
+    "case_grants": "case_id, organisation_id",
+    "case_coordinators": "case_id, user_id",
+    "open_actions": "case_id, action_id",
+    "case_facts": "case_id",
+    "journal": "case_id, version",
+}
+
+
+class ReadModels:
+    """One generation's tables over one connection (not shared between threads at once)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    @property
+    def generation(self) -> str:
+        return self.conn.generation
+
+    def create_tables(self) -> None:
+        for statement in TABLES:
+            self.conn.execute(statement)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        return self.conn.transaction()
+
+    # ---------------------------------------------------------------------- positions
+    def position(self) -> Position:
+        row = self.conn.fetchone(
+            "SELECT stream_sequence, log_position, updated_at FROM read_position WHERE id = 1"
+        )
+        return Position(int(row[0]), int(row[1]), str(row[2])) if row else Position(0, 0, None)
+
+    def applied_through(self) -> int:
+        return self.position().stream_sequence
+
+    # -------------------------------------------------------------------------- writes
+    def load_view(self, case_id: str, cursor: Any | None = None) -> View | None:
+        query = self.conn.sql("SELECT doc FROM case_views WHERE case_id = ?")
+        row = (cursor or self.conn.raw).execute(query, (case_id,)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    def write(
+        self,
+        cursor: Any,
+        views: Iterable[View],
+        journal_rows: Sequence[tuple[Any, ...]],
+        *,
+        stream_sequence: int,
+        event_id: str | None,
+        log_position: int,
+        at: str,
+    ) -> bool:
+        """Write changed views and new journal rows, and move the position, in the caller's transaction.
+
+        False (the caller rolls back) if the position is already at or beyond ``stream_sequence``.
+        """
+        sql = self.conn.sql
+        if not checkpoint.advance(cursor, CONSUMER, stream_sequence, event_id, p=self.conn.p):
+            return False
+        cursor.execute(
+            sql(
+                "INSERT INTO read_position (id, stream_sequence, log_position, updated_at)"
+                " VALUES (1, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET stream_sequence = excluded.stream_sequence,"
+                " log_position = CASE WHEN excluded.log_position > read_position.log_position"
+                " THEN excluded.log_position ELSE read_position.log_position END,"
+                " updated_at = excluded.updated_at"
+            ),
+            (stream_sequence, log_position, at),
+        )
+        view_rows: list[tuple[Any, ...]] = []
+        grant_rows: list[tuple[Any, ...]] = []
+        coordinator_rows: list[tuple[Any, ...]] = []
+        action_rows: list[tuple[Any, ...]] = []
+        fact_rows: list[tuple[Any, ...]] = []
+        ids: list[tuple[str]] = []
+        for view in views:
+            case_id = view["case_id"]
+            ids.append((case_id,))
+            view_rows.append(
+                (
+                    case_id,
+                    orjson.dumps(view).decode(),
+                    view["status"],
+                    view["phase"],
+                    view["municipality"]["code"],
+                    view["region"]["code"],
+                    view["next_follow_up_on"],
+                    view["opened_on"],
+                    view["version"],
+                    view["log_position"],
+                )
+            )
+            grant_rows.extend((case_id, org, until) for org, until in access.grants(view))
+            coordinator_rows.extend(
+                (case_id, c["user_id"], c["organisation"]["id"]) for c in view["coordinators"]
+            )
+            sip = view["sip"]
+            if sip is not None and view["status"] == "active":
+                action_rows.extend(
+                    (case_id, a["action_id"], a["due_on"], a["responsible"]["organisation_id"])
+                    for a in sip["actions"]
+                    if a["done_on"] is None
+                )
+            fact_rows.append((case_id, orjson.dumps(view["facts"]).decode()))
+        if ids:
+            for table in ("case_grants", "case_coordinators", "open_actions"):
+                cursor.executemany(sql(f"DELETE FROM {table} WHERE case_id = ?"), ids)
+            cursor.executemany(
+                sql(
+                    "INSERT INTO case_views (case_id, doc, status, phase, municipality_code, region_code,"
+                    " next_follow_up_on, opened_on, version, log_position)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id) DO UPDATE SET"
+                    " doc = excluded.doc, status = excluded.status, phase = excluded.phase,"
+                    " municipality_code = excluded.municipality_code, region_code = excluded.region_code,"
+                    " next_follow_up_on = excluded.next_follow_up_on, opened_on = excluded.opened_on,"
+                    " version = excluded.version, log_position = excluded.log_position"
+                ),
+                view_rows,
+            )
+            cursor.executemany(
+                sql(
+                    "INSERT INTO case_facts (case_id, facts) VALUES (?, ?)"
+                    " ON CONFLICT (case_id) DO UPDATE SET facts = excluded.facts"
+                ),
+                fact_rows,
+            )
+            if grant_rows:
+                cursor.executemany(
+                    sql("INSERT INTO case_grants (case_id, organisation_id, valid_until) VALUES (?, ?, ?)"),
+                    grant_rows,
+                )
+            if coordinator_rows:
+                cursor.executemany(
+                    sql("INSERT INTO case_coordinators (case_id, user_id, organisation_id) VALUES (?, ?, ?)"),
+                    coordinator_rows,
+                )
+            if action_rows:
+                cursor.executemany(
+                    sql(
+                        "INSERT INTO open_actions (case_id, action_id, due_on, organisation_id)"
+                        " VALUES (?, ?, ?, ?)"
+                    ),
+                    action_rows,
+                )
+        self.write_journal(cursor, journal_rows)
+        return True
+
+    def write_journal(self, cursor: Any, journal_rows: Sequence[tuple[Any, ...]]) -> None:
+        if journal_rows:
+            cursor.executemany(
+                self.conn.sql(
+                    "INSERT INTO journal (case_id, version, log_position, event_id, type, time, actor_id,"
+                    " actor_org, actor_principal, summary, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                journal_rows,
+            )
+
+    # ------------------------------------------------------------------------- queries
+    def overview(self, case_id: str) -> View | None:
+        return self.load_view(case_id)
+
+    def journal(self, case_id: str, after_version: int, limit: int) -> list[dict[str, Any]]:
+        rows = self.conn.fetchall(
+            "SELECT version, log_position, event_id, type, time, actor_id, actor_org, actor_principal,"
+            " summary, verified FROM journal WHERE case_id = ? AND version > ? ORDER BY version LIMIT ?",
+            (case_id, after_version, limit),
+        )
+        return [
+            {
+                "version": int(r[0]),
+                "log_position": int(r[1]),
+                "event_id": r[2],
+                "type": r[3],
+                "time": r[4],
+                "actor_id": r[5],
+                "actor_organisation": r[6],
+                "actor_principal": r[7],
+                "summary": r[8],
+                "verified": bool(r[9]),
+            }
+            for r in rows
+        ]
+
+    def visible_cases(
+        self,
+        organisation_id: str,
+        today: str,
+        *,
+        coordinator: str | None = None,
+        phase: str | None = None,
+        municipality: str | None = None,
+        overdue: bool | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> list[View]:
+        """Cases the organisation may see, filtered, ordered by case id (keyset paging)."""
+        where = ["g.organisation_id = ?", "(g.valid_until IS NULL OR g.valid_until >= ?)"]
+        params: list[Any] = [organisation_id, today]
+        if coordinator is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM case_coordinators c WHERE c.case_id = v.case_id AND c.user_id = ?)"
+            )
+            params.append(coordinator)
+        if phase is not None:
+            where.append("v.phase = ?")
+            params.append(phase)
+        if municipality is not None:
+            where.append("v.municipality_code = ?")
+            params.append(municipality)
+        if overdue is not None:
+            condition = (
+                "(v.status = 'active' AND (v.next_follow_up_on < ? OR EXISTS (SELECT 1 FROM open_actions a"
+                " WHERE a.case_id = v.case_id AND a.due_on < ?)))"
+            )
+            where.append(condition if overdue else f"NOT {condition}")
+            params.extend([today, today])
+        if after is not None:
+            where.append("v.case_id > ?")
+            params.append(after)
+        rows = self.conn.fetchall(
+            "SELECT v.doc FROM case_views v JOIN case_grants g ON g.case_id = v.case_id"
+            f" WHERE {' AND '.join(where)} ORDER BY v.case_id LIMIT ?",
+            (*params, limit),
+        )
+        return [orjson.loads(row[0]) for row in rows]
+
+    def coordinator_cases(self, user_id: str) -> list[View]:
+        rows = self.conn.fetchall(
+            "SELECT v.doc FROM case_coordinators c JOIN case_views v ON v.case_id = c.case_id"
+            " WHERE c.user_id = ? AND v.status = 'active' ORDER BY v.case_id",
+            (user_id,),
+        )
+        return [orjson.loads(row[0]) for row in rows]
+
+    def coordinator_organisation(self, user_id: str) -> str | None:
+        row = self.conn.fetchone(
+            "SELECT organisation_id FROM case_coordinators WHERE user_id = ? LIMIT 1", (user_id,)
+        )
+        return str(row[0]) if row else None
+
+    def overdue_actions(self, organisation_id: str, today: str, limit: int) -> list[tuple[str, str, str]]:
+        """(case id, action id, due on) of open actions the organisation is responsible for, past due."""
+        rows = self.conn.fetchall(
+            "SELECT case_id, action_id, due_on FROM open_actions WHERE organisation_id = ? AND due_on < ?"
+            " ORDER BY due_on, case_id LIMIT ?",
+            (organisation_id, today, limit),
+        )
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def overdue_follow_ups(self, organisation_id: str, today: str, limit: int) -> list[tuple[str, str]]:
+        """(case id, follow-up date) of active cases the organisation coordinates, past their follow-up."""
+        rows = self.conn.fetchall(
+            "SELECT DISTINCT v.case_id, v.next_follow_up_on FROM case_views v"
+            " JOIN case_coordinators c ON c.case_id = v.case_id"
+            " WHERE c.organisation_id = ? AND v.status = 'active' AND v.next_follow_up_on < ?"
+            " ORDER BY v.next_follow_up_on, v.case_id LIMIT ?",
+            (organisation_id, today, limit),
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def all_facts(self) -> list[dict[str, Any]]:
+        return [orjson.loads(row[0]) for row in self.conn.fetchall("SELECT facts FROM case_facts")]
+
+    def case_count(self) -> int:
+        return int(self.conn.fetchone("SELECT COUNT(*) FROM case_views")[0])
+
+    def dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every compared table, ordered: two generations built from the same history dump equal."""
+        return {
+            table: [tuple(row) for row in self.conn.fetchall(f"SELECT * FROM {table} ORDER BY {order}")]
+            for table, order in COMPARED.items()
+        }

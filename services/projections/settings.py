@@ -1,0 +1,53 @@
+"""Settings of the projections service (VSS_* environment variables), read once at start-up."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.shared.settings import BusSettings, CommonSettings
+
+FIVE_YEARS_IN_DAYS = 1827  # 5 × 365 + 2 leap days
+
+
+class ProjectionsSettings(CommonSettings, BusSettings):
+    model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
+
+    read_model_url: str | None = Field(
+        default=None,
+        description="sqlite:///DIRECTORY or postgresql://…; unset: SQLite files under the data directory",
+    )
+    access_log_url: str | None = Field(
+        default=None,
+        description="sqlite:///FILE or postgresql://…; unset: SQLite under the data directory."
+        " Kept apart from the read models: they can be rebuilt, the access log cannot.",
+    )
+    query_host: str = "127.0.0.1"
+    query_port: int = 8001
+    query_wait_limit: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Longest wait of a query for the read models to reach ?position=",
+    )
+    access_log_retention_days: int = Field(
+        default=FIVE_YEARS_IN_DAYS,
+        ge=FIVE_YEARS_IN_DAYS,
+        description="How long access-log records are kept (at least five years)",
+    )
+    access_stream: str = Field(default="VSS_ACCESS", description="Stream the access log is published on")
+    access_subject_prefix: str = "vss.access"
+    caseload_limit: int = Field(
+        default=25, ge=1, description="Active cases above which a caseload is flagged"
+    )
+    due_within_days: int = Field(default=14, ge=0, description="A follow-up this close counts as due")
+
+    def read_models(self) -> str:
+        if self.read_model_url:
+            return self.read_model_url
+        return f"sqlite:///{(self.data_dir / 'projections').resolve()}"
+
+    def access_log(self) -> str:
+        if self.access_log_url:
+            return self.access_log_url
+        return f"sqlite:///{(self.data_dir / 'projections' / 'access-log.sqlite').resolve()}"

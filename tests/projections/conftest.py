@@ -1,0 +1,142 @@
+"""Fixtures of the projections tests: generated history on a real stream, and projectors on it.
+
+``history`` (once per module): cases generated through the case application into an
+SQLite store, published by the real relay to a stream of the module's own on the
+test NATS server. Tests then project that stream into read models of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.errors import NotFoundError
+
+from services.case.generator import GenerationReport, GeneratorSettings, generate, generation_store
+from services.case.infrastructure.outbox import CaseEventLog
+from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.projections.infrastructure.database import ReadModelLocation
+from services.projections.infrastructure.live import LiveProjection
+from services.projections.infrastructure.readmodels import CONSUMER
+from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import Relay, RelaySettings, lease_bucket
+from tests.bus.conftest import RelayThread, run_relay  # noqa: F401 - a fixture these tests use
+from tests.support.bus import wait_until
+from tests.support.nats import NatsServer, delete_streams
+
+GENERATED_END = date(2026, 6, 30)
+
+
+@dataclass
+class History:
+    store: CaseEventStore
+    store_url: str
+    report: GenerationReport
+    nats_url: str
+    names: BusNames
+    last_sequence: int
+
+
+async def _last_sequence(url: str, stream: str) -> int:
+    nc = await nats.connect(url)
+    try:
+        return int((await nc.jetstream().stream_info(stream)).state.last_seq)
+    except NotFoundError:  # the relay has not declared it yet
+        return 0
+    finally:
+        await nc.close()
+
+
+def publish(store: CaseEventStore, nats_url: str, names: BusNames) -> int:
+    """Run the relay until every stored event is on the stream; the stream's last sequence."""
+    expected = len(store.read_log(0, limit=10_000_000))
+    relay = Relay(CaseEventLog(store, names), nats_url, settings=RelaySettings(names=names, lease_ttl=1.0))
+    thread = RelayThread(relay).start()
+    try:
+        assert wait_until(lambda: asyncio.run(_last_sequence(nats_url, names.stream)) >= expected, 60, 0.2)
+    finally:
+        thread.stop()
+    return asyncio.run(_last_sequence(nats_url, names.stream))
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer) -> Iterator[History]:
+    directory = tmp_path_factory.mktemp("history")
+    url = f"sqlite:///{directory}/events.sqlite"
+    migrate(StoreConfig(url))
+    store = generation_store(url, 40)
+    report = generate(store, GeneratorSettings(cases=40, seed=11, end=GENERATED_END, span_days=900))
+    names = BusNames.unique()
+    last = publish(store, nats_server.url, names)
+    try:
+        yield History(store, url, report, nats_server.url, names, last)
+    finally:
+        store.close()
+        lease = f"KV_{lease_bucket(names)}"
+        asyncio.run(delete_streams(nats_server.url, [names.stream, names.dead_letter_stream, lease]))
+
+
+class ProjectorThread:
+    """The live projector (durable consumer + read models) on its own loop in a thread."""
+
+    def __init__(self, location: ReadModelLocation, nats_url: str, names: BusNames) -> None:
+        self.projection = LiveProjection(location)
+        self.consumer = DurableConsumer(
+            nats_url, self.projection, ConsumerSettings(durable=CONSUMER, names=names)
+        )
+        self.loop = asyncio.new_event_loop()
+        self.stop_event = asyncio.Event()
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self.error: BaseException | None = None
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.consumer.run(self.stop_event))
+        except BaseException as error:
+            self.error = error
+
+    def start(self) -> ProjectorThread:
+        self.thread.start()
+        return self
+
+    def wait_for(self, sequence: int, timeout: float = 60) -> None:
+        reached = wait_until(lambda: self.consumer._position >= sequence, timeout, 0.05)
+        assert reached, f"the projector reached {self.consumer._position}, not {sequence} ({self.error!r})"
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(15)
+        assert not self.thread.is_alive(), "the projector did not stop"
+        self.projection.close()
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def read_model_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReadModelLocation]:
+    """Read models on SQLite files, and on PostgreSQL (a schema per generation)."""
+    url = f"sqlite:///{tmp_path}/readmodels"
+    if request.param == "postgres":
+        url = str(request.getfixturevalue("postgres_url"))
+    location = ReadModelLocation(url)
+    yield location
+    location.close()
+
+
+@pytest.fixture
+def projected(history: History, read_model_location: ReadModelLocation) -> Iterator[ReadModelLocation]:
+    """Read models built live from the whole generated history (then the projector stops)."""
+    projector = ProjectorThread(read_model_location, history.nats_url, history.names).start()
+    try:
+        projector.wait_for(history.last_sequence)
+    finally:
+        projector.stop()
+    return read_model_location

@@ -1,0 +1,303 @@
+"""The query API against the real pipeline: case service -> store -> relay -> NATS -> projector.
+
+Access control, the access log (durable and on the bus) and read-your-writes, each
+over HTTP with real bearer tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from services.case.application.service import CaseService
+from services.case.domain import commands as cmd
+from services.case.domain.events import Actor
+from services.case.infrastructure.store import CaseEventStore
+from services.projections.bootstrap import bootstrap_query_api
+from services.projections.infrastructure.database import ReadModelLocation
+from services.projections.settings import ProjectionsSettings
+from services.shared.auth import TokenService
+from services.shared.bus.names import BusNames
+from services.shared.settings import AuthSettings
+from tests.projections.conftest import ProjectorThread
+from tests.support.actors import ACTORS, SOCIAL_INSURANCE_AGENCY, make_actor, organisation_of
+from tests.support.bus import read_stream, wait_until
+from tests.support.clock import FixedClock
+from tests.support.nats import delete_streams
+from tests.support.scenario import CaseScenario
+from vss_contracts.access_events import CaseDataAccessed
+from vss_contracts.types import OrganisationRef, Principal
+
+JWT_KEY = "test-key-" + "x" * 40
+OTHER_MUNICIPALITY = OrganisationRef(
+    id="goteborg-sof", name="Göteborgs stad", principal=Principal.MUNICIPALITY
+)
+
+
+@dataclass
+class Pipeline:
+    client: TestClient
+    tokens: TokenService
+    service: CaseService
+    clock: FixedClock
+    access_stream: str
+    access_prefix: str
+    nats_url: str
+
+    def token(self, actor: Actor, *roles: str) -> dict[str, str]:
+        token = self.tokens.mint(
+            user_id=actor.user_id,
+            organisation_id=actor.organisation_id,
+            principal=actor.principal.value,
+            roles=list(roles or actor.roles),
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def pipeline(
+    tmp_path: Path,
+    store: CaseEventStore,
+    service: CaseService,
+    clock: FixedClock,
+    run_relay,  # type: ignore[no-untyped-def]
+    nats_url: str,
+    bus_names: BusNames,
+) -> Iterator[Pipeline]:
+    location = ReadModelLocation(f"sqlite:///{tmp_path}/readmodels")
+    tag = bus_names.stream.split("_")[0]
+    settings = ProjectionsSettings(
+        data_dir=tmp_path,
+        read_model_url=f"sqlite:///{tmp_path}/readmodels",
+        access_log_url=f"sqlite:///{tmp_path}/access.sqlite",
+        nats_url=nats_url,
+        access_stream=f"{tag}_ACCESS",
+        access_subject_prefix=f"{tag.lower()}.vss.access",
+        query_wait_limit=1.0,
+    )
+    auth = AuthSettings(jwt_key=JWT_KEY)
+    parts = bootstrap_query_api(settings, auth=auth, today=clock.today)
+    with run_relay(store):
+        projector = ProjectorThread(location, nats_url, bus_names).start()
+        try:
+            with TestClient(parts.app) as client:
+                yield Pipeline(
+                    client,
+                    parts.tokens,
+                    service,
+                    clock,
+                    settings.access_stream,
+                    settings.access_subject_prefix,
+                    nats_url,
+                )
+        finally:
+            projector.stop()
+            location.close()
+            asyncio.run(delete_streams(nats_url, [settings.access_stream]))
+
+
+REGION, MUNICIPALITY, AGENCY = ACTORS.region, ACTORS.municipality, ACTORS.outsider
+STRANGER = make_actor("sara.ek", OTHER_MUNICIPALITY)
+
+
+def open_shared_case(p: Pipeline) -> CaseScenario:
+    """A case coordinated by the region and the municipality; consent also covers Försäkringskassan."""
+    scenario = CaseScenario(p.service, p.clock)
+    scenario.open()
+    scenario.assign_coordinators()
+    scenario.run(
+        lambda case: case.give_consent(
+            cmd.GiveConsent(
+                organisations=[
+                    organisation_of(REGION),
+                    organisation_of(MUNICIPALITY),
+                    SOCIAL_INSURANCE_AGENCY,
+                ],
+                covers_relatives=False,
+                signed_on=scenario.today,
+                valid_until=scenario.today + timedelta(days=365),
+            )
+        ),
+        MUNICIPALITY,
+    )
+    return scenario
+
+
+def test_a_coordinator_reads_the_overview_and_the_read_is_logged(pipeline: Pipeline) -> None:
+    scenario = open_shared_case(pipeline)
+    position = scenario.results[-1].position
+    response = pipeline.client.get(
+        f"/v1/cases/{scenario.case_id}", params={"position": position}, headers=pipeline.token(REGION)
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["position"]["log_position"] >= position
+    assert int(response.headers["Vss-Log-Position"]) >= position
+    case = body["case"]
+    assert {c["user_id"] for c in case["coordinators"]} == {REGION.user_id, MUNICIPALITY.user_id}
+    assert {o["id"] for o in case["consent"]["organisations"]} == {
+        REGION.organisation_id,
+        MUNICIPALITY.organisation_id,
+        SOCIAL_INSURANCE_AGENCY.id,
+    }
+    assert case["checklist"][0]["step"] == "contact_details"
+
+    log = pipeline.client.get(
+        f"/v1/cases/{scenario.case_id}/access-log", headers=pipeline.token(MUNICIPALITY)
+    )
+    assert log.status_code == 200, log.text
+    reads = [e for e in log.json()["items"] if e["read"] == "overview"]
+    assert len(reads) == 1
+    assert reads[0]["user_id"] == REGION.user_id
+    assert reads[0]["organisation_id"] == REGION.organisation_id
+    assert reads[0]["outcome"] == "granted"
+    assert reads[0]["at"]
+
+    journal = pipeline.client.get(
+        f"/v1/cases/{scenario.case_id}/journal",
+        params={"position": position},
+        headers=pipeline.token(MUNICIPALITY),
+    )
+    assert journal.status_code == 200
+    assert [e["version"] for e in journal.json()["items"]] == [1, 2, 3, 4]
+    assert journal.json()["chain_verifies"] is True
+
+
+def test_an_organisation_outside_consent_gets_403_and_the_attempt_is_logged_and_published(
+    pipeline: Pipeline,
+) -> None:
+    scenario = open_shared_case(pipeline)
+    position = scenario.results[-1].position
+    denied = pipeline.client.get(
+        f"/v1/cases/{scenario.case_id}", params={"position": position}, headers=pipeline.token(STRANGER)
+    )
+    assert denied.status_code == 403
+    assert denied.headers["content-type"].startswith("application/problem+json")
+    assert denied.json()["rule"] == "no_consent"
+    assert "case" not in denied.json()
+
+    own = pipeline.client.get(f"/v1/users/{STRANGER.user_id}/access-log", headers=pipeline.token(STRANGER))
+    attempts = own.json()["items"]
+    assert [(a["case_id"], a["outcome"], a["read"]) for a in attempts] == [
+        (str(scenario.case_id), "denied", "overview")
+    ]
+
+    def published() -> list[dict[str, object]]:
+        messages = asyncio.run(
+            read_stream(pipeline.nats_url, pipeline.access_stream, f"{pipeline.access_prefix}.>")
+        )
+        return [orjson.loads(m.body) for m in messages]
+
+    assert wait_until(lambda: any(e["data"]["outcome"] == "denied" for e in published()), 10)
+    event = next(e for e in published() if e["data"]["outcome"] == "denied")
+    assert event["type"] == CaseDataAccessed.TYPE
+    record = CaseDataAccessed.model_validate(event["data"])
+    assert (record.user_id, record.organisation_id, record.case_id) == (
+        STRANGER.user_id,
+        STRANGER.organisation_id,
+        str(scenario.case_id),
+    )
+
+
+def test_withdrawn_consent_removes_access_for_the_others_at_once(pipeline: Pipeline) -> None:
+    scenario = open_shared_case(pipeline)
+    url = f"/v1/cases/{scenario.case_id}"
+    before = pipeline.client.get(
+        url, params={"position": scenario.results[-1].position}, headers=pipeline.token(AGENCY)
+    )
+    assert before.status_code == 200, before.text
+
+    withdrawn = scenario.run(
+        lambda case: case.withdraw_consent(
+            cmd.WithdrawConsent(
+                withdrawn_on=scenario.today, entire=False, organisation_ids=[SOCIAL_INSURANCE_AGENCY.id]
+            )
+        ),
+        MUNICIPALITY,
+    )
+    after = pipeline.client.get(url, params={"position": withdrawn.position}, headers=pipeline.token(AGENCY))
+    assert after.status_code == 403
+    assert (
+        pipeline.client.get(
+            url, params={"position": withdrawn.position}, headers=pipeline.token(REGION)
+        ).status_code
+        == 200
+    )
+
+    entire = scenario.run(
+        lambda case: case.withdraw_consent(cmd.WithdrawConsent(withdrawn_on=scenario.today)), MUNICIPALITY
+    )
+    # The coordinators' organisations keep access; no one else has any.
+    assert (
+        pipeline.client.get(
+            url, params={"position": entire.position}, headers=pipeline.token(MUNICIPALITY)
+        ).status_code
+        == 200
+    )
+    assert (
+        pipeline.client.get(
+            url, params={"position": entire.position}, headers=pipeline.token(STRANGER)
+        ).status_code
+        == 403
+    )
+
+    log = pipeline.client.get(f"{url}/access-log", headers=pipeline.token(REGION)).json()["items"]
+    assert [(e["user_id"], e["outcome"]) for e in log if e["read"] == "overview"] == [
+        (AGENCY.user_id, "granted"),
+        (AGENCY.user_id, "denied"),
+        (REGION.user_id, "granted"),
+        (MUNICIPALITY.user_id, "granted"),
+        (STRANGER.user_id, "denied"),
+    ]
+
+
+def test_a_query_naming_a_commands_position_always_sees_the_change(pipeline: Pipeline) -> None:
+    scenario = open_shared_case(pipeline)
+    headers = pipeline.token(REGION)
+    for round_ in range(15):
+        result = scenario.run(
+            lambda case, round_=round_: case.complete_worksheet(
+                cmd.CompleteWorksheet(
+                    worksheet="ordinary_day",
+                    completed_on=scenario.today,
+                    participants=[{"kind": "client", "name": "Tolvan Tolvansson"}],
+                    summary=f"round {round_}",
+                )
+            )
+        )
+        response = pipeline.client.get(
+            f"/v1/cases/{scenario.case_id}", params={"position": result.position}, headers=headers
+        )
+        assert response.status_code == 200
+        assert response.json()["case"]["version"] == result.version
+        step = next(s for s in response.json()["case"]["checklist"] if s["step"] == "ordinary_day")
+        assert step["times"] == round_ + 1
+
+
+def test_a_position_not_reached_in_time_is_503_and_bad_input_is_a_problem(pipeline: Pipeline) -> None:
+    headers = pipeline.token(REGION)
+    scenario = open_shared_case(pipeline)
+    far = scenario.results[-1].position + 1000
+    slow = pipeline.client.get(f"/v1/cases/{scenario.case_id}", params={"position": far}, headers=headers)
+    assert slow.status_code == 503
+    assert slow.json()["type"].endswith("position_not_reached")
+    assert slow.json()["position"] < far
+    bad = pipeline.client.get("/v1/cases", params={"municipality": "Stockholm"}, headers=headers)
+    assert bad.status_code == 422
+    assert any(e["field"] == "query.municipality" for e in bad.json()["errors"])
+    assert pipeline.client.get(f"/v1/cases/{scenario.case_id}").status_code == 401
+    analyst = pipeline.token(REGION, "analyst")
+    refused = pipeline.client.get(f"/v1/cases/{scenario.case_id}", headers=analyst)
+    assert refused.status_code == 403
+    assert refused.json()["rule"] == "role_required"
+    stats = pipeline.client.get("/v1/statistics", params={"format": "csv"}, headers=analyst)
+    assert stats.status_code == 200
+    assert stats.text.startswith("level,key,month")
+    assert pipeline.client.get("/v1/statistics", headers=headers).status_code == 403
