@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import timedelta
+from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,12 +24,17 @@ from uuid import UUID
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import Progress as ProgressBar
 
 try:  # typer ≥ 0.2x ships its own copy of click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 except ImportError:  # pragma: no cover - typer with an external click
     from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[assignment]
 
+from services.case.application.ports import CaseAlreadyExists
+from services.case.domain.commands import CasePolicy
+from services.case.generator import GeneratorSettings, InvalidGeneratorSettings, generation_store
+from services.case.generator import generate as generate_cases
 from services.case.infrastructure.store import (
     CaseEventStore,
     StoreConfig,
@@ -39,6 +44,11 @@ from services.case.infrastructure.store import (
 )
 from services.case.settings import CaseSettings
 from services.cli.supervisor import Part, http_ok, pid_alive
+from services.projections.infrastructure.access_log import AccessLogStore
+from services.projections.infrastructure.database import NoReadModels, ReadModelLocation, ReadModelUrlInvalid
+from services.projections.infrastructure.readmodels import ReadModels
+from services.projections.infrastructure.rebuild import HistoryIncomplete, Progress, rebuild
+from services.projections.settings import ProjectionsSettings
 from services.shared.auth import TokenService
 from services.shared.bus.embedded import EmbeddedNatsServer, port_is_free
 from services.shared.bus.lease import current_holder
@@ -150,6 +160,58 @@ def verify(
         store.close()
 
 
+@app.command()
+def generate(
+    cases: Annotated[int, typer.Option(help="How many cases to generate")],
+    seed: Annotated[int, typer.Option(help="The same seed gives the same cases")] = 1,
+    end: Annotated[
+        str | None, typer.Option(help="Last day of the timeline, YYYY-MM-DD [default: today]")
+    ] = None,
+    span_days: Annotated[int, typer.Option(help="Days of the timeline before --end")] = 1095,
+) -> None:
+    """Generate realistic cases through the case application into the configured case store."""
+    try:
+        last_day = date.fromisoformat(end) if end is not None else None
+    except ValueError:
+        raise _fail(f"--end {end!r} is not a date (YYYY-MM-DD)", 2) from None
+    try:
+        wanted = GeneratorSettings(cases=cases, seed=seed, end=last_day, span_days=span_days).validated()
+    except InvalidGeneratorSettings as error:
+        raise _fail(str(error), 2) from None
+    settings = CaseSettings()
+    try:
+        store = generation_store(settings.store_url(), cases)
+    except StoreUrlInvalid as error:
+        raise _fail(str(error), 2) from None
+    try:
+        store.check_migrated()
+        if err.is_terminal:
+            with ProgressBar(console=err, transient=True) as bar:
+                task = bar.add_task("generating (simulated days)", total=wanted.span_days)
+                report = generate_cases(
+                    store,
+                    wanted,
+                    policy=CasePolicy(settings.follow_up_max_months),
+                    progress=lambda done, total: bar.update(task, completed=done),
+                )
+        else:
+            report = generate_cases(store, wanted, policy=CasePolicy(settings.follow_up_max_months))
+    except StoreNotMigrated as error:
+        raise _fail(str(error), 2) from None
+    except CaseAlreadyExists as error:
+        raise _fail(f"{error}: the store holds this seed's cases already; choose another --seed", 2) from None
+    except Exception as error:  # the store cannot be reached or written
+        raise _fail(f"generation failed: {type(error).__name__}: {error}") from None
+    finally:
+        store.close()
+    out.print(
+        f"generated {report.cases:,} cases, {report.events:,} events in {report.seconds:.1f} s"
+        f" ({report.events_per_second:,.0f} events/s); last log position {report.last_position:,}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def _parts(settings: CaseSettings, bus: BusSettings, *, embedded_nats: bool) -> list[Part]:
     """What `vss up` starts, in start order (stopped in reverse)."""
     data = settings.data_dir.resolve()
@@ -178,6 +240,28 @@ def _parts(settings: CaseSettings, bus: BusSettings, *, embedded_nats: bool) -> 
             None,
             logs / "relay.log",
             ready=lambda: relay_holds_lease(bus),
+        )
+    )
+    projections = ProjectionsSettings()
+    location = ReadModelLocation(projections.read_models())
+    parts.append(
+        Part(
+            "projector",
+            [sys.executable, "-m", "services.projections.main", "projector"],
+            projections.read_models().split("@")[-1],
+            None,
+            logs / "projector.log",
+            ready=lambda: location.current() is not None,
+        )
+    )
+    query = f"http://{projections.query_host}:{projections.query_port}"
+    parts.append(
+        Part(
+            "query",
+            [sys.executable, "-m", "services.projections.main", "api"],
+            query,
+            f"{query}/health",
+            logs / "query.log",
         )
     )
     return parts
@@ -226,12 +310,18 @@ def up() -> None:
             if not part.wait_healthy(lambda: stopping):
                 if stopping:
                     return
-                hint = " (is the port free? VSS_CASE_PORT sets it)" if part.name == "case" else ""
+                hint = {
+                    "case": " (is the port free? VSS_CASE_PORT sets it)",
+                    "query": " (is the port free? VSS_QUERY_PORT sets it)",
+                }.get(part.name, "")
                 raise _fail(f"{part.name} did not start on {part.url}{hint}; see {part.log_file}")
         base = next(part.url for part in parts if part.name == "case")
+        query = next(part.url for part in parts if part.name == "query")
         state = {
             "case_api": base,
             "case_docs": f"{base}/docs",
+            "query_api": query,
+            "query_docs": f"{query}/docs",
             "nats_url": bus.nats(),
             "nats_embedded": embedded_nats,
             "data_dir": str(settings.data_dir.resolve()),
@@ -240,6 +330,7 @@ def up() -> None:
         (settings.data_dir / "up.json").write_text(json.dumps(state, indent=2))
         out.print(
             f"[bold]VSS is up[/bold]\n  case API   {base}\n  API docs   {base}/docs\n"
+            f"  query API  {query}\n  its docs   {query}/docs\n"
             f"  NATS       {bus.nats()}{' (embedded)' if embedded_nats else ''}\n"
             f"  data       {state['data_dir']}\n  logs       {settings.data_dir.resolve() / 'logs'}"
         )
@@ -303,6 +394,18 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
             "healthy": relay_pid is not None and pid_alive(int(relay_pid)) and relay_holds_lease(bus),
         },
     ]
+    projections = ProjectionsSettings()
+    projector_pid = pids.get("projector")
+    query = f"http://{projections.query_host}:{projections.query_port}"
+    parts += [
+        {
+            "name": "projector",
+            "url": projections.read_models().split("@")[-1],
+            "pid": projector_pid,
+            "healthy": projector_pid is not None and pid_alive(int(projector_pid)),
+        },
+        {"name": "query", "url": query, "docs": f"{query}/docs", "healthy": http_ok(f"{query}/health")},
+    ]
     report: dict[str, Any] = {
         "parts": parts,
         "data_dir": str(Path(settings.data_dir).resolve()),
@@ -315,10 +418,123 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
     else:
         for part in parts:
             mark = "up" if part["healthy"] else "DOWN"
-            out.print(f"{part['name']:<8} {mark:<5} {part['url']}")
+            out.print(f"{part['name']:<10} {mark:<5} {part['url']}")
         out.print(f"data     {report['data_dir']}")
     if not healthy:
         raise typer.Exit(1)
+
+
+projections_app = typer.Typer(no_args_is_help=True, help="Read models: rebuild from history, status.")
+app.add_typer(projections_app, name="projections")
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    switch: Annotated[bool, typer.Option(help="Serve the new copy once it has caught up")] = True,
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="Events per read from the stream")] = 1000,
+) -> None:
+    """Rebuild every read model from the start of the case stream into a fresh copy, then switch.
+
+    The current copy keeps serving meanwhile; a running projector follows the switch.
+    """
+    settings = ProjectionsSettings()
+    try:
+        location = ReadModelLocation(settings.read_models())
+    except ReadModelUrlInvalid as error:
+        raise _fail(str(error), 2) from None
+
+    def show(progress: Progress) -> None:
+        eta = f"{progress.eta_seconds:,.0f} s" if progress.eta_seconds is not None else "?"
+        out.print(
+            f"  {progress.events:>10,} events  {progress.rate:>9,.0f} ev/s"
+            f"  position {progress.position:,}/{progress.target:,}  ETA {eta}",
+            highlight=False,
+        )
+
+    try:
+        report = asyncio.run(
+            rebuild(
+                location, settings.nats(), settings.bus_names(), batch=batch, switch=switch, progress=show
+            )
+        )
+    except HistoryIncomplete as error:
+        raise _fail(str(error)) from None
+    except Exception as error:  # the bus or the database cannot be reached
+        raise _fail(f"rebuild failed: {type(error).__name__}: {error}") from None
+    finally:
+        location.close()
+    what = "now serving" if report.switched else "built, not serving (--no-switch)"
+    out.print(
+        f"generation {report.generation} {what}: {report.events:,} events to stream sequence"
+        f" {report.position:,} in {report.seconds:.1f} s ({report.rate:,.0f} ev/s);"
+        f" {report.skipped} skipped; previous {report.previous or '-'}"
+    )
+
+
+@projections_app.command("status")
+def projections_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """The serving read models' position and lag behind the case stream."""
+    settings = ProjectionsSettings()
+    try:
+        location = ReadModelLocation(settings.read_models())
+        generation = location.current()
+        if generation is None:
+            raise NoReadModels(
+                "no read models yet: start the projector (vss up) or run vss projections rebuild"
+            )
+    except (ReadModelUrlInvalid, NoReadModels) as error:
+        raise _fail(str(error), 2) from None
+    models = ReadModels(location.connect(generation))
+    try:
+        position = models.position()
+        cases = models.case_count()
+    finally:
+        models.close()
+        location.close()
+    try:
+        last = asyncio.run(_stream_last_sequence(settings.nats(), settings.bus_names().stream))
+    except Exception as error:
+        raise _fail(f"cannot read the case stream's position: {type(error).__name__}: {error}") from None
+    report = {
+        "generation": generation,
+        "generations": location.generations(),
+        "stream_sequence": position.stream_sequence,
+        "log_position": position.log_position,
+        "stream_last_sequence": last,
+        "lag": max(0, last - position.stream_sequence),
+        "cases": cases,
+        "updated_at": position.updated_at,
+    }
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    for key, value in report.items():
+        out.print(f"{key:<22} {value}", highlight=False)
+
+
+async def _stream_last_sequence(url: str, stream: str) -> int:
+    import nats  # noqa: PLC0415 - only this command needs a plain connection
+
+    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        return int((await nc.jetstream().stream_info(stream)).state.last_seq)
+    finally:
+        await nc.close()
+
+
+access_log_app = typer.Typer(no_args_is_help=True, help="The access log (who read which case's data).")
+app.add_typer(access_log_app, name="access-log")
+
+
+@access_log_app.command("purge")
+def access_log_purge() -> None:
+    """Delete access-log records older than VSS_ACCESS_LOG_RETENTION_DAYS (at least five years)."""
+    settings = ProjectionsSettings()
+    store = AccessLogStore(settings.access_log())
+    removed = store.purge(settings.access_log_retention_days)
+    out.print(f"{removed} record(s) older than {settings.access_log_retention_days} days removed")
 
 
 def _tcp_ok(url: str) -> bool:

@@ -49,6 +49,8 @@ def test_token_is_valid_for_the_embedded_defaults(tmp_path: Path) -> None:
         (("verify",), "give a CASE_ID or --all"),
         (("verify", "not-a-case"), "is not a case id"),
         (("nosuch",), "No such command"),
+        (("projections", "status"), "no read models yet"),
+        (("projections", "rebuild", "--batch", "0"), "--batch"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: tuple[str, ...], reason: str) -> None:
@@ -108,6 +110,18 @@ def test_verify_names_the_broken_case_and_version(tmp_path: Path) -> None:
             "VSS_CASE_PORT",
             "x",
             "case service: invalid settings: VSS_CASE_PORT: ",
+        ),
+        (
+            [sys.executable, "-m", "services.projections.main", "api"],
+            "VSS_ACCESS_LOG_RETENTION_DAYS",
+            "365",
+            "projections: invalid settings: VSS_ACCESS_LOG_RETENTION_DAYS: ",
+        ),
+        (
+            [sys.executable, "-m", "services.projections.main", "projector"],
+            "VSS_READ_MODEL_URL",
+            "mysql://db/x",
+            "projections: VSS_READ_MODEL_URL must be sqlite:///DIRECTORY or postgresql://",
         ),
     ],
 )

@@ -25,6 +25,7 @@ from services.cli.supervisor import pid_alive
 from services.shared.bus.embedded import free_port
 from services.shared.bus.names import BusNames
 from tests.support.bus import StreamMessage, read_stream
+from tests.support.nats import delete_streams
 from vss_contracts.subjects import CASE_STREAM, CASE_SUBJECTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,7 @@ def running_system(
         **os.environ,
         "VSS_DATA_DIR": str(data_dir),
         "VSS_CASE_PORT": str(port),
+        "VSS_QUERY_PORT": str(free_port()),
         # The embedded nats-server, on ports of this test's own (never a machine's NATS).
         "VSS_NATS_PORT": str(nats_port),
         "VSS_NATS_MONITOR_PORT": str(free_port()),
@@ -80,6 +82,7 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     block = re.search(r"## Walk-through.*?```bash\n(.*?)```", readme, re.S)
     assert block, "README.md lost its walk-through"
     script = "set -euo pipefail\n" + block.group(1).replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    script = script.replace("127.0.0.1:8001", f"127.0.0.1:{env['VSS_QUERY_PORT']}")
     result = subprocess.run(
         ["bash", "-c", script], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
@@ -96,6 +99,14 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     assert "phase working" in result.stdout
     assert "15 se.vss.case.PhaseChanged.v1 anna.k" in result.stdout
     assert "1 case(s) verified" in result.stdout
+    # The walk-through ends in the query API: the overview, the journal and the access log.
+    assert "overview: phase working SIP 1" in result.stdout
+    assert "journal: 15 events, chain verifies: True" in result.stdout
+    access = [line.split()[2:] for line in result.stdout.splitlines() if line.startswith("access:")]
+    assert access == [
+        ["omar.s", "goteborg-socialtjanst", "overview", "granted"],
+        ["omar.s", "goteborg-socialtjanst", "journal", "granted"],
+    ]
 
 
 def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path: Path) -> None:
@@ -131,7 +142,8 @@ def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path:
         assert status.returncode == 0, status.stderr
         report = json.loads(status.stdout)
         parts = {part["name"]: part for part in report["parts"]}
-        assert set(parts) == {"nats", "case", "relay"}
+        assert set(parts) == {"nats", "case", "relay", "projector", "query"}
+        assert parts["query"]["url"] == f"http://127.0.0.1:{env['VSS_QUERY_PORT']}"
         assert parts["case"]["url"] == f"http://127.0.0.1:{port}"
         assert parts["nats"]["url"] == f"nats://127.0.0.1:{nats_port}"
         assert all(part["healthy"] for part in parts.values())
@@ -158,12 +170,25 @@ def test_a_nats_url_switches_the_same_processes_to_an_external_server(
         "VSS_NATS_URL": nats_url,
         "VSS_BUS_STREAM": bus_names.stream,
         "VSS_BUS_SUBJECT_PREFIX": bus_names.subject_prefix,
+        "VSS_BUS_DEAD_LETTER_STREAM": bus_names.dead_letter_stream,
+        "VSS_BUS_DEAD_LETTER_PREFIX": bus_names.dead_letter_prefix,
+        "VSS_ACCESS_STREAM": f"{bus_names.stream}_ACCESS",
+        "VSS_ACCESS_SUBJECT_PREFIX": f"{bus_names.subject_prefix}.access",
     }
     vss = str(Path(sys.executable).parent / "vss")
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(lambda: asyncio.run(delete_streams(nats_url, [external["VSS_ACCESS_STREAM"]])))
+        _external_run(data, port, external, vss, nats_url, bus_names)
+
+
+def _external_run(
+    data: Path, port: int, external: dict[str, str], vss: str, nats_url: str, bus_names: BusNames
+) -> None:
     with running_system(data, port, extra_env=external) as (_, env):
         started = json.loads((data / "up.json").read_text())
         assert started["nats_embedded"] is False
-        assert [part["name"] for part in started["parts"]] == ["case", "relay"]  # no nats-server of its own
+        # No nats-server of its own:
+        assert [part["name"] for part in started["parts"]] == ["case", "relay", "projector", "query"]
         mint = [vss, "token", "--user", "anna.k", "--org", "vgr-psyk", "--principal", "region"]
         token = subprocess.run(
             [*mint, "--role", "coordinator"], env=env, capture_output=True, text=True, check=True
