@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
 from uuid import UUID
 
 import orjson
@@ -55,6 +54,7 @@ from services.case.domain.events import (
     canonical_bytes,
     verify_chain,
 )
+from services.shared.eventstore import EventStoreUrl, RecorderTopics, StoreUrlInvalid
 from vss_contracts.envelope import CloudEvent, dataschema_for
 from vss_contracts.registry import decode_event
 from vss_contracts.subjects import CASE_EVENT_SOURCE
@@ -85,36 +85,22 @@ _PG_INSERT_IDEMPOTENCY = INSERT_IDEMPOTENCY.format(p="%s")
 MIGRATION_LOCK_ID = 7_460_001  # pg_advisory_lock key for `vss migrate`
 
 
+__all__ = ["CaseEventStore", "StoreConfig", "StoreNotMigrated", "StoreUrlInvalid", "migrate"]
+
+
 class StoreNotMigrated(RuntimeError):
     """The store's tables do not exist: run ``vss migrate`` first."""
 
 
-class StoreUrlInvalid(ValueError):
-    """The store URL is neither sqlite:///PATH nor postgresql://…."""
-
-
 # --------------------------------------------------------------------------- configuration
 @dataclass(frozen=True, slots=True)
-class StoreConfig:
+class StoreConfig(EventStoreUrl):
     """Where the case events live, from one URL (``sqlite:///path`` or ``postgresql://…``)."""
-
-    url: str
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.url.startswith(("postgresql://", "postgres://"))
-
-    def sqlite_path(self) -> str:
-        parts = urlsplit(self.url)
-        if parts.scheme != "sqlite" or not parts.path:
-            raise StoreUrlInvalid(f"expected sqlite:///PATH or postgresql://…, got {self.url!r}")
-        # sqlite:///relative/file.db or sqlite:////absolute/file.db
-        return unquote(parts.path[1:])
 
     def eventsourcing_env(
         self, *, create_table: bool = False, pool_size: int = 5, cache_size: int = 1000
     ) -> dict[str, str]:
-        env = {
+        return {
             "CREATE_TABLE": "y" if create_table else "n",
             # An optimistic cache: a command runs on a copy of the cached case without
             # reading the store first. If another process wrote meanwhile, the insert hits
@@ -123,41 +109,11 @@ class StoreConfig:
             "AGGREGATE_CACHE_MAXSIZE": str(cache_size),
             "AGGREGATE_CACHE_FASTFORWARD": "n",
             "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
+            **self.persistence_env(
+                RecorderTopics(f"{__name__}:SQLiteCaseRecorder", f"{__name__}:PostgresCaseRecorder"),
+                pool_size=pool_size,
+            ),
         }
-        if self.is_postgres:
-            info = psycopg.conninfo.conninfo_to_dict(self.url)
-            unsupported = sorted(
-                set(info) - {"dbname", "host", "port", "user", "password", "connect_timeout"}
-            )
-            if unsupported:
-                raise StoreUrlInvalid(
-                    f"the case store URL may not carry {', '.join(unsupported)}: the event store's"
-                    " connections would ignore it (set libpq's PG* environment variables, e.g."
-                    " PGSSLMODE, instead)"
-                )
-            if not info.get("host"):
-                raise StoreUrlInvalid("the case store URL needs a host (or ?host=/socket/directory)")
-            env.update(
-                PERSISTENCE_MODULE="eventsourcing.postgres",
-                APPLICATION_RECORDER_TOPIC=f"{__name__}:PostgresCaseRecorder",
-                POSTGRES_DBNAME=str(info.get("dbname") or "postgres"),
-                POSTGRES_HOST=str(info.get("host") or "localhost"),
-                POSTGRES_PORT=str(info.get("port") or "5432"),
-                POSTGRES_USER=str(info.get("user") or "postgres"),
-                POSTGRES_PASSWORD=str(info.get("password") or ""),
-                POSTGRES_POOL_SIZE=str(pool_size),
-                POSTGRES_MAX_OVERFLOW=str(pool_size * 2),
-                POSTGRES_LOCK_TIMEOUT="10",
-                POSTGRES_CONNECT_TIMEOUT=str(info.get("connect_timeout") or "30"),
-            )
-        else:
-            env.update(
-                PERSISTENCE_MODULE="eventsourcing.sqlite",
-                APPLICATION_RECORDER_TOPIC=f"{__name__}:SQLiteCaseRecorder",
-                SQLITE_DBNAME=self.sqlite_path(),
-                SQLITE_LOCK_TIMEOUT="10",
-            )
-        return env
 
 
 # ----------------------------------------------------------------------------------- mapper
@@ -546,15 +502,8 @@ class CaseEventStore:
             self.recorder.max_notification_id()
         except Exception as error:
             raise StoreNotMigrated(
-                f"the case store at {_redact(self.config.url)} has no tables: run `vss migrate` ({error})"
+                f"the case store at {self.config.redacted()} has no tables: run `vss migrate` ({error})"
             ) from error
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
 
 
 @contextmanager
