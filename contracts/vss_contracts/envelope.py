@@ -4,8 +4,9 @@ Besides the required and optional CloudEvents attributes, extension attributes c
 what this system guarantees to subscribers. Extension names follow the CloudEvents
 naming rule (lower-case letters and digits, at most 20 characters):
 
-- ``caseversion``: position of the event in its case's stream (1, 2, 3 …, no gaps);
-- ``logposition``: position in the case store's global log (increasing, may have gaps);
+- ``caseversion``: position of the event in its case's stream (1, 2, 3 …, no gaps); for a
+  meeting event, in the case's meeting schedule stream;
+- ``logposition``: position in the publishing store's global log (increasing, may have gaps);
 - ``correlationid`` / ``causationid``: the request the event belongs to, and what caused it;
 - ``actorid`` / ``actororg`` / ``actorprincipal``: who recorded it, for which organisation;
 - ``prevhash`` / ``eventhash``: the case's hash chain (sha256, hex), for verification.
@@ -20,6 +21,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from vss_contracts.case_events import CaseEventData
+from vss_contracts.meeting_events import MeetingEventData, decode_meeting_event
 from vss_contracts.registry import decode_event
 from vss_contracts.subjects import CASE_EVENT_SOURCE
 from vss_contracts.types import Principal
@@ -109,3 +111,7 @@ class CloudEvent(BaseModel):
     def typed_data(self) -> CaseEventData:
         """The payload as the current model of its type (older versions upcast)."""
         return decode_event(self.type, self.data)
+
+    def meeting_data(self) -> MeetingEventData:
+        """The payload of a meeting event (stream ``VSS_MEETINGS``) as its current model."""
+        return decode_meeting_event(self.type, self.data)

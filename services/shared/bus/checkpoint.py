@@ -22,7 +22,8 @@ CREATE_POSITIONS_TABLE = (
 
 
 class Cursor(Protocol):
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def execute(self, query: Any, params: Any = ..., /) -> Any: ...
 

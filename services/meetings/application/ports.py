@@ -1,0 +1,57 @@
+"""What the meetings use cases need from the outside world, as protocols and records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+
+class AlreadyApplied(Exception):
+    """The case event's stream sequence is recorded already (a redelivery): nothing changed."""
+
+
+class ConcurrentWrite(Exception):
+    """Another writer changed the schedule meanwhile: load it again and retry."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleWrite:
+    """Everything one transaction records besides the events."""
+
+    case_id: str
+    revision: int  # the snapshot's, after this write
+    expected_revision: int  # the snapshot's the writer loaded (0: none yet)
+    snapshot: bytes
+    next_due: str | None  # UTC, sortable text (see ``utc_key``)
+    coordinators: tuple[str, ...]
+    position: tuple[int, str | None] | None = None  # (case stream sequence, case event id)
+
+
+class ScheduleStore(Protocol):
+    lock: Any  # a re-entrant lock: one writer at a time in this process
+
+    def write(self, states: Sequence[tuple[int, str, dict[str, Any]]], side: ScheduleWrite) -> list[int]: ...
+
+    def snapshot(self, case_id: UUID) -> dict[str, Any] | None: ...
+
+    def due(self, now_utc_key: str, limit: int) -> list[UUID]: ...
+
+    def cases_of_coordinator(self, user_id: str) -> list[UUID]: ...
+
+    def applied_through(self) -> int: ...
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+def utc_key(moment: datetime | None) -> str | None:
+    """A sortable UTC text for a timer's due time (compares the same on SQLite and PostgreSQL)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")

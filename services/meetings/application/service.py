@@ -1,0 +1,245 @@
+"""The meetings use cases: apply a case event, fire due timers, coordinators' requests.
+
+Each use case loads one case's schedule from its snapshot, lets the domain decide,
+and stores the decided events with the new snapshot (and, for a case event, the
+consumer position) in one transaction. Writes in this process are serialised by the
+store's lock; a writer elsewhere is caught by the version check and retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+import orjson
+import structlog
+
+from services.meetings.application.ports import (
+    AlreadyApplied,
+    Clock,
+    ConcurrentWrite,
+    ScheduleStore,
+    ScheduleWrite,
+    utc_key,
+)
+from services.meetings.domain.calendar import WorkingDays
+from services.meetings.domain.meeting import Meeting
+from services.meetings.domain.schedule import (
+    Decided,
+    MeetingNotFound,
+    MeetingSchedule,
+    Rules,
+    ScheduleState,
+    restore,
+    snapshot,
+)
+from vss_contracts.case_events import CaseEventData
+from vss_contracts.chain import GENESIS_HASH, chain_hash
+from vss_contracts.types import Principal
+
+log = structlog.get_logger("vss.meetings")
+
+SERVICE_ACTOR = "vss-meetings"
+SERVICE_ORGANISATION = "vss"
+_T = TypeVar("_T")
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """A coordinator, from the bearer token."""
+
+    user_id: str
+    organisation_id: str
+    principal: Principal
+
+
+class CaseUnknown(MeetingNotFound):
+    """No schedule exists for the case (the meetings service has seen no event of it)."""
+
+
+class MeetingsService:
+    def __init__(self, store: ScheduleStore, rules: Rules, calendar: WorkingDays, clock: Clock) -> None:
+        self.store = store
+        self.rules = rules
+        self.calendar = calendar
+        self.clock = clock
+        self.fired = 0  # timer events stored by this process (for status and benchmarks)
+
+    # ------------------------------------------------------------------------------- loads
+    def load(self, case_id: UUID) -> MeetingSchedule | None:
+        value = self.store.snapshot(case_id)
+        return restore(value, self.rules, self.calendar) if value is not None else None
+
+    def _load_or_new(self, case_id: UUID) -> MeetingSchedule:
+        return self.load(case_id) or MeetingSchedule(
+            ScheduleState(case_id=case_id), self.rules, self.calendar
+        )
+
+    def meetings(self, case_id: UUID) -> list[Meeting]:
+        schedule = self.load(case_id)
+        if schedule is None:
+            raise CaseUnknown("case_known", f"no meetings are known for case {case_id}")
+        return sorted(schedule.state.meetings.values(), key=lambda m: m.starts_at)
+
+    def schedule(self, case_id: UUID) -> MeetingSchedule:
+        schedule = self.load(case_id)
+        if schedule is None:
+            raise CaseUnknown("case_known", f"no meetings are known for case {case_id}")
+        return schedule
+
+    def meetings_of_coordinator(self, user_id: str) -> list[Meeting]:
+        found: list[Meeting] = []
+        for case_id in self.store.cases_of_coordinator(user_id):
+            schedule = self.load(case_id)
+            if schedule is None:
+                continue
+            key = f"coordinator:{user_id}"
+            found.extend(m for m in schedule.state.meetings.values() if key in m.invitees or key in m.dropped)
+        return sorted(found, key=lambda m: m.starts_at)
+
+    # ----------------------------------------------------------------------- case events
+    def apply_case_event(
+        self,
+        *,
+        case_id: UUID,
+        event_id: str,
+        recorded_at: datetime,
+        data: CaseEventData,
+        stream_sequence: int,
+    ) -> bool:
+        """Apply one case event; False if its sequence was applied already (a redelivery)."""
+
+        def attempt() -> bool:
+            schedule = self._load_or_new(case_id)
+            before = schedule.version
+            decided = schedule.on_case_event(UUID(event_id), recorded_at, data)
+            try:
+                self._save(schedule, before, decided, at=recorded_at, position=(stream_sequence, event_id))
+            except AlreadyApplied:
+                return False
+            return True
+
+        return self._retrying(attempt)
+
+    def applied_through(self) -> int:
+        return self.store.applied_through()
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        self.store.pass_over(stream_sequence, event_id)
+
+    # ----------------------------------------------------------------------------- timers
+    def fire_due(self, now: datetime | None = None, *, batch: int = 500) -> int:
+        """Fire every timer due by ``now`` (default: the clock); returns the events stored."""
+        now = now or self.clock.now()
+        fired = 0
+        while True:
+            due = self.store.due(utc_key(now) or "", batch)
+            for case_id in due:
+
+                def attempt(case_id: UUID = case_id) -> int:
+                    schedule = self.load(case_id)
+                    if schedule is None:
+                        return 0
+                    before = schedule.version
+                    decided = schedule.fire_due(now)
+                    self._save(schedule, before, decided, at=now)
+                    return len(decided)
+
+                fired += self._retrying(attempt)
+            if len(due) < batch:
+                break
+        self.fired += fired
+        return fired
+
+    # ----------------------------------------------------------------- coordinators' requests
+    def request(
+        self, case_id: UUID, requester: Requester, decide: Callable[[MeetingSchedule], Decided]
+    ) -> tuple[Decided, Meeting]:
+        """Run one coordinator request against the case's schedule; returns the event and the meeting."""
+
+        def attempt() -> tuple[Decided, Meeting]:
+            schedule = self.schedule(case_id)
+            before = schedule.version
+            now = self.clock.now()
+            # Timers due by now go first, as they would have if the request came a moment later.
+            decided = [*schedule.fire_due(now), decide(schedule)]
+            decided[-1] = Decided(
+                decided[-1].event_id,
+                decided[-1].data,
+                actor_id=requester.user_id,
+                actor_org=requester.organisation_id,
+                causation_id=decided[-1].causation_id,
+            )
+            self._save(schedule, before, decided, at=now, principal=requester.principal)
+            meeting_id = getattr(decided[-1].data, "meeting_id")  # noqa: B009 - every request names one
+            return decided[-1], schedule.meeting(meeting_id)
+
+        return self._retrying(attempt)
+
+    # ------------------------------------------------------------------------------ saving
+    def _save(
+        self,
+        schedule: MeetingSchedule,
+        before: int,
+        decided: list[Decided],
+        *,
+        at: datetime,
+        position: tuple[int, str | None] | None = None,
+        principal: Principal = Principal.OTHER,
+    ) -> None:
+        case_id = str(schedule.state.case_id)
+        prev_hash = schedule.head_hash or GENESIS_HASH
+        recorded_at = at.astimezone(UTC).isoformat()
+        states = []
+        for offset, item in enumerate(decided, start=1):
+            version = before + offset
+            state: dict[str, Any] = {
+                "event_id": str(item.event_id),
+                "recorded_at": recorded_at,
+                "actor_id": item.actor_id or SERVICE_ACTOR,
+                "actor_organisation": item.actor_org or SERVICE_ORGANISATION,
+                "principal": (principal if item.actor_id else Principal.OTHER).value,
+                "correlation_id": item.causation_id or str(item.event_id),
+                "causation_id": item.causation_id,
+                "prev_hash": prev_hash,
+                "data": item.data.model_dump(mode="json"),
+            }
+            state["hash"] = prev_hash = chain_hash(case_id, version, item.data.TYPE, state, dumps=_dumps)
+            states.append((version, item.data.TYPE, state))
+        schedule.head_hash = prev_hash if decided else schedule.head_hash
+        revision = schedule.revision
+        schedule.revision += 1
+        self.store.write(
+            states,
+            ScheduleWrite(
+                case_id=case_id,
+                revision=schedule.revision,
+                expected_revision=revision,
+                snapshot=_dumps(snapshot(schedule)),
+                next_due=utc_key(schedule.next_due()),
+                coordinators=tuple(sorted(schedule.state.coordinators)),
+                position=position,
+            ),
+        )
+
+    def _retrying(self, attempt: Callable[[], _T]) -> _T:
+        with self.store.lock:
+            for tries in range(1, 6):
+                try:
+                    return attempt()
+                except ConcurrentWrite as error:
+                    log.info("meetings.concurrent_write", attempt=tries, error=str(error))
+            return attempt()
+
+
+def today_in(clock: Clock) -> date:
+    from services.meetings.domain.calendar import STOCKHOLM  # noqa: PLC0415
+
+    return clock.now().astimezone(STOCKHOLM).date()

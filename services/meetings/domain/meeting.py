@@ -1,0 +1,91 @@
+"""One meeting in a case's schedule, as the schedule holds it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from vss_contracts.meeting_events import Invitee, MeetingKind
+
+
+class MeetingStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    HELD = "held"
+    CANCELLED = "cancelled"
+
+
+@dataclass
+class Meeting:
+    """A meeting and its iCalendar identity: ``uid`` never changes, ``sequence`` grows with each change."""
+
+    meeting_id: UUID
+    case_id: UUID
+    kind: MeetingKind
+    starts_at: datetime  # aware, Europe/Stockholm
+    ends_at: datetime
+    invitees: dict[str, Invitee]  # by invitee_id, in the order they were invited
+    reason: str
+    sequence: int = 0
+    status: MeetingStatus = MeetingStatus.SCHEDULED
+    sip_version: int | None = None
+    warning_id: UUID | None = None
+    location: str | None = None
+    held_on: date | None = None
+    dropped: dict[str, Invitee] = field(default_factory=dict)  # uninvited: they get a CANCEL
+    reminders_sent: list[int] = field(default_factory=list)  # days_before, for this sequence
+    rating_requested: bool = False
+
+    @property
+    def uid(self) -> str:
+        """The iCalendar UID: stable for the meeting's whole life."""
+        return f"{self.meeting_id}@vss.se"
+
+    @property
+    def is_upcoming(self) -> bool:
+        return self.status is MeetingStatus.SCHEDULED
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "meeting_id": str(self.meeting_id),
+            "case_id": str(self.case_id),
+            "kind": self.kind.value,
+            "starts_at": self.starts_at.isoformat(),
+            "ends_at": self.ends_at.isoformat(),
+            "invitees": [i.model_dump(mode="json") for i in self.invitees.values()],
+            "reason": self.reason,
+            "sequence": self.sequence,
+            "status": self.status.value,
+            "sip_version": self.sip_version,
+            "warning_id": str(self.warning_id) if self.warning_id else None,
+            "location": self.location,
+            "held_on": self.held_on.isoformat() if self.held_on else None,
+            "dropped": [i.model_dump(mode="json") for i in self.dropped.values()],
+            "reminders_sent": list(self.reminders_sent),
+            "rating_requested": self.rating_requested,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Meeting:
+        invitees = [Invitee.model_validate(i) for i in value["invitees"]]
+        dropped = [Invitee.model_validate(i) for i in value["dropped"]]
+        return cls(
+            meeting_id=UUID(value["meeting_id"]),
+            case_id=UUID(value["case_id"]),
+            kind=MeetingKind(value["kind"]),
+            starts_at=datetime.fromisoformat(value["starts_at"]),
+            ends_at=datetime.fromisoformat(value["ends_at"]),
+            invitees={i.invitee_id: i for i in invitees},
+            reason=value["reason"],
+            sequence=value["sequence"],
+            status=MeetingStatus(value["status"]),
+            sip_version=value["sip_version"],
+            warning_id=UUID(value["warning_id"]) if value["warning_id"] else None,
+            location=value["location"],
+            held_on=date.fromisoformat(value["held_on"]) if value["held_on"] else None,
+            dropped={i.invitee_id: i for i in dropped},
+            reminders_sent=list(value["reminders_sent"]),
+            rating_requested=value["rating_requested"],
+        )

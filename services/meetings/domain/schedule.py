@@ -1,0 +1,802 @@
+"""A case's meeting schedule (*mötesplan*): the method's rhythm, decided from the case's facts.
+
+The schedule folds the case events it is given (:meth:`MeetingSchedule.on_case_event`)
+and the clock (:meth:`MeetingSchedule.fire_due`) into meeting events. Decisions depend
+only on the facts and their times, never on when they are processed:
+
+- before a case event recorded at time *t* is applied, the timers due at or before *t*
+  fire first, so a live run and a replay of the same stream produce the same events in
+  the same order for each case;
+- event ids are derived from their cause (the case event's id, the timer's key, the
+  request id), so a replay produces the same ids.
+
+Every state change goes through :meth:`MeetingSchedule.apply` of a meeting event, or
+through the case-knowledge update of a case event (members, consent, phase …).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from types import MappingProxyType
+from typing import Any
+from uuid import UUID, uuid5
+
+from services.meetings.domain.calendar import STOCKHOLM, WorkingDays, local_datetime
+from services.meetings.domain.meeting import Meeting, MeetingStatus
+from vss_contracts import case_events as ce
+from vss_contracts import meeting_events as me
+from vss_contracts.case_events import CaseEventData
+from vss_contracts.meeting_events import Invitee, InviteeRole, MeetingEventData, MeetingKind
+from vss_contracts.types import MemberKind, Phase
+
+# Ids of meetings and events derive from this namespace and their cause.
+NAMESPACE = UUID("0b6f3f0e-5d8e-4a63-9c7a-1f1e6d2b7a10")
+
+DEFAULT_CADENCE: Mapping[Phase, int] = MappingProxyType(
+    {Phase.MAPPING: 7, Phase.PLANNING: 7, Phase.WORKING: 14, Phase.FOLLOW_UP: 30}
+)
+
+
+class ScheduleError(Exception):
+    """A request the schedule refuses (the API answers 4xx naming ``rule``)."""
+
+    status = 409
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(detail)
+        self.rule = rule
+
+
+class MeetingNotFound(ScheduleError):
+    status = 404
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The method's thresholds (all settings; these are the defaults)."""
+
+    first_meeting_within_days: int = 21
+    meeting_time: time = time(10, 0)
+    meeting_minutes: int = 60
+    reminder_days: tuple[int, ...] = (7, 1)
+    change_rating_days_before: int = 7
+    cadence_days: Mapping[Phase, int] = field(default_factory=lambda: DEFAULT_CADENCE)
+    crisis_within_working_days: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """One meeting event, with its derived id and who caused it (None: the service itself)."""
+
+    event_id: UUID
+    data: MeetingEventData
+    actor_id: str | None = None
+    actor_org: str | None = None
+    causation_id: str | None = None
+
+
+@dataclass
+class ScheduleState:
+    """What the schedule knows of the case, and its meetings."""
+
+    case_id: UUID
+    phase: Phase = Phase.MAPPING
+    phase_since: date | None = None
+    closed: bool = False
+    client: Invitee | None = None
+    coordinators: dict[str, Invitee] = field(default_factory=dict)  # by user id
+    members: dict[str, Invitee] = field(default_factory=dict)  # by invitee id (member:<id>)
+    consent_orgs: list[str] | None = None  # None: no consent in force
+    consent_relatives: bool = False
+    plan_contacts: list[Invitee] = field(default_factory=list)
+    meetings: dict[str, Meeting] = field(default_factory=dict)  # by meeting id
+    follow_up: tuple[int, date, date] | None = None  # (SIP version, follow-up date, decided on)
+    follow_up_reported: bool = False
+    last_rg_held_on: date | None = None
+    last_rating_on: date | None = None
+    last_contact_on: date | None = None
+    cadence_from: date | None = None  # the current contact period starts here
+
+
+class MeetingSchedule:
+    def __init__(self, state: ScheduleState, rules: Rules, calendar: WorkingDays) -> None:
+        self.state = state
+        self.rules = rules
+        self.calendar = calendar
+        self.version = 0  # events in this schedule's stream
+        self.head_hash: str | None = None
+        self.revision = 0  # stored snapshots (some changes, e.g. a member added, decide no event)
+
+    # ------------------------------------------------------------------------- questions
+    def upcoming(self, kind: MeetingKind | None = None) -> list[Meeting]:
+        return sorted(
+            (m for m in self.state.meetings.values() if m.is_upcoming and (kind is None or m.kind is kind)),
+            key=lambda m: m.starts_at,
+        )
+
+    def meeting(self, meeting_id: UUID) -> Meeting:
+        try:
+            return self.state.meetings[str(meeting_id)]
+        except KeyError:
+            raise MeetingNotFound("meeting_exists", f"no meeting {meeting_id} in this case") from None
+
+    def covered(self, invitee: Invitee) -> bool:
+        """Whether consent lets this person be invited (the client and coordinators always)."""
+        if invitee.role in (InviteeRole.CLIENT, InviteeRole.COORDINATOR):
+            return True
+        orgs = self.state.consent_orgs
+        if orgs is None:
+            return False
+        if invitee.role is InviteeRole.RELATIVE:
+            return self.state.consent_relatives
+        if invitee.organisation is None:
+            return True  # no organisation to share the case with (e.g. a plan contact's friend)
+        coordinator_orgs = {c.organisation.id for c in self.state.coordinators.values() if c.organisation}
+        return invitee.organisation.id in orgs or invitee.organisation.id in coordinator_orgs
+
+    def group(self) -> list[Invitee]:
+        """The resource group as invitees: the client, the coordinators, the covered members."""
+        people: dict[str, Invitee] = {}
+        if self.state.client is not None:
+            people[self.state.client.invitee_id] = self.state.client
+        people.update({i.invitee_id: i for i in self.state.coordinators.values()})
+        people.update({i.invitee_id: i for i in self.state.members.values() if self.covered(i)})
+        return list(people.values())
+
+    # ------------------------------------------------------------------------------ timers
+    def timers(self) -> list[tuple[datetime, str]]:
+        """(due time, key) of every timer the schedule holds; the key makes its event id."""
+        due: list[tuple[datetime, str]] = []
+        if self.state.closed:
+            return due
+        for meeting in self.upcoming(MeetingKind.RESOURCE_GROUP):
+            for days in self.rules.reminder_days:
+                if days not in meeting.reminders_sent:
+                    due.append(
+                        (
+                            _days_before(meeting.starts_at, days),
+                            f"remind/{meeting.meeting_id}/{meeting.sequence}/{days}",
+                        )
+                    )
+            if not meeting.rating_requested:
+                at = _days_before(meeting.starts_at, self.rules.change_rating_days_before)
+                due.append((at, f"rating/{meeting.meeting_id}"))
+        if self.state.follow_up is not None and not self.state.follow_up_reported:
+            sip_version, follow_up_on, _ = self.state.follow_up
+            due.append((_midnight_after(follow_up_on), f"overdue/{sip_version}"))
+        period = self._cadence_period()
+        if period is not None:
+            start, end = period
+            due.append((_midnight_after(end), f"cadence/{start.isoformat()}"))
+        # Same time: reminders, then the rating request, then overdue and cadence checks.
+        return sorted(due, key=lambda t: (t[0], _TIMER_ORDER[t[1].split("/", 1)[0]], t[1]))
+
+    def next_due(self) -> datetime | None:
+        timers = self.timers()
+        return timers[0][0] if timers else None
+
+    def _cadence_period(self) -> tuple[date, date] | None:
+        days = self.rules.cadence_days.get(self.state.phase)
+        start = self.state.cadence_from
+        if days is None or start is None or self.state.closed:
+            return None
+        return start, start + timedelta(days=days - 1)
+
+    def fire_due(self, now: datetime) -> list[Decided]:
+        """Fire every timer due at or before ``now``, earliest first."""
+        decided: list[Decided] = []
+        while True:
+            timers = [t for t in self.timers() if t[0] <= now]
+            if not timers:
+                return decided
+            at, key = timers[0]
+            decided.extend(self._fire(at, key))
+            if self.timers()[:1] == [(at, key)]:  # each firing must retire its timer
+                raise RuntimeError(f"timer {key} fired without effect")
+
+    def _fire(self, at: datetime, key: str) -> list[Decided]:
+        kind = key.split("/", 1)[0]
+        state = self.state
+        if kind == "remind":
+            _, meeting_id, _, days = key.split("/")
+            meeting = state.meetings[meeting_id]
+            data: MeetingEventData = me.MeetingReminderDue(
+                meeting_id=meeting.meeting_id,
+                starts_at=meeting.starts_at,
+                days_before=int(days),
+                sequence=meeting.sequence,
+            )
+        elif kind == "rating":
+            meeting = state.meetings[key.split("/")[1]]
+            data = me.ChangeRatingRequested(
+                meeting_id=meeting.meeting_id,
+                meeting_starts_at=meeting.starts_at,
+                last_rating_on=state.last_rating_on,
+            )
+            if not self._rating_needed():
+                # A rating was made since the last meeting: nothing to ask, only the timer goes.
+                meeting.rating_requested = True
+                return []
+        elif kind == "overdue":
+            assert state.follow_up is not None
+            sip_version, follow_up_on, _ = state.follow_up
+            data = me.FollowUpOverdue(
+                sip_version=sip_version, follow_up_on=follow_up_on, coordinators=sorted(state.coordinators)
+            )
+        elif kind == "cadence":
+            period = self._cadence_period()
+            assert period is not None
+            data = me.ContactCadenceMissed(
+                phase=state.phase,
+                period_days=self.rules.cadence_days[state.phase],
+                period_start=period[0],
+                period_end=period[1],
+                last_contact_on=state.last_contact_on,
+                coordinators=sorted(state.coordinators),
+            )
+        else:
+            raise ValueError(f"unknown timer {key}")
+        return [self._decide(Decided(self._id(f"timer/{key}"), data))]
+
+    def _rating_needed(self) -> bool:
+        last_meeting = self.state.last_rg_held_on
+        rating = self.state.last_rating_on
+        if rating is None:
+            return True
+        return last_meeting is not None and rating < last_meeting
+
+    # ------------------------------------------------------------------------- case events
+    def on_case_event(self, event_id: UUID, recorded_at: datetime, data: CaseEventData) -> list[Decided]:
+        """Timers due by the event's time, then what the event itself decides."""
+        decided = self.fire_due(recorded_at)
+        handler = _CASE_HANDLERS.get(type(data))
+        if handler is not None:
+            decided.extend(handler(self, str(event_id), data))
+        return decided
+
+    def _id(self, cause: str) -> UUID:
+        return uuid5(NAMESPACE, f"{self.state.case_id}/{cause}")
+
+    def _decide(self, decided: Decided) -> Decided:
+        self.apply(decided.data)
+        return decided
+
+    def _at(self, day: date) -> tuple[datetime, datetime]:
+        """A meeting's start and end on the first working day on or after ``day``."""
+        starts = local_datetime(self.calendar.on_or_after(day), self.rules.meeting_time)
+        return starts, starts + timedelta(minutes=self.rules.meeting_minutes)
+
+    def _case_opened(self, cause: str, data: ce.CaseOpened) -> list[Decided]:
+        self.state.client = Invitee(invitee_id="client", name=data.client.name, role=InviteeRole.CLIENT)
+        self.state.phase_since = data.opened_on
+        self.state.cadence_from = data.opened_on
+        return []
+
+    def _coordinator_assigned(self, cause: str, data: ce.CoordinatorAssigned) -> list[Decided]:
+        c = data.coordinator
+        invitee = Invitee(
+            invitee_id=f"coordinator:{c.user_id}",
+            name=c.name,
+            role=InviteeRole.COORDINATOR,
+            organisation=c.organisation,
+            user_id=c.user_id,
+            email=c.contact.email,
+            phone=c.contact.phone,
+        )
+        self.state.coordinators[c.user_id] = invitee
+        return self._reinvite(cause, "coordinator_assigned")
+
+    def _coordinator_unassigned(self, cause: str, data: ce.CoordinatorUnassigned) -> list[Decided]:
+        self.state.coordinators.pop(data.user_id, None)
+        return self._reinvite(cause, "coordinator_unassigned")
+
+    def _member_added(self, cause: str, data: ce.ResourceGroupMemberAdded) -> list[Decided]:
+        m = data.member
+        invitee = Invitee(
+            invitee_id=f"member:{m.member_id}",
+            name=m.name,
+            role=_ROLE_OF_MEMBER[m.kind],
+            organisation=m.organisation,
+            user_id=m.user_id,
+            email=m.contact.email,
+            phone=m.contact.phone,
+        )
+        if m.kind is MemberKind.CLIENT:
+            self.state.client = invitee.model_copy(update={"invitee_id": "client"})
+            return self._reinvite(cause, "member_added")
+        if m.kind is MemberKind.COORDINATOR:
+            return []  # coordinators are invited from their assignment
+        self.state.members[invitee.invitee_id] = invitee
+        return self._reinvite(cause, "member_added")
+
+    def _member_removed(self, cause: str, data: ce.ResourceGroupMemberRemoved) -> list[Decided]:
+        self.state.members.pop(f"member:{data.member_id}", None)
+        return self._reinvite(cause, "member_removed")
+
+    def _consent_given(self, cause: str, data: ce.ConsentGiven) -> list[Decided]:
+        self.state.consent_orgs = sorted(o.id for o in data.organisations)
+        self.state.consent_relatives = data.covers_relatives
+        return self._reinvite(cause, "consent_given")
+
+    def _consent_withdrawn(self, cause: str, data: ce.ConsentWithdrawn) -> list[Decided]:
+        if data.entire:
+            self.state.consent_orgs = None
+            self.state.consent_relatives = False
+        else:
+            withdrawn = set(data.organisation_ids)
+            self.state.consent_orgs = [o for o in self.state.consent_orgs or [] if o not in withdrawn]
+            if data.relatives:
+                self.state.consent_relatives = False
+        return self._reinvite(cause, "consent_withdrawn")
+
+    def _reinvite(self, cause: str, reason: str) -> list[Decided]:
+        """Bring the invitees of future resource group meetings in line with the group."""
+        decided = []
+        group = {i.invitee_id: i for i in self.group()}
+        for meeting in self.upcoming(MeetingKind.RESOURCE_GROUP):
+            added = [i for key, i in group.items() if key not in meeting.invitees]
+            removed = [i for key, i in meeting.invitees.items() if key not in group]
+            if added or removed:
+                decided.append(
+                    self._decide(
+                        Decided(
+                            self._id(f"{cause}/invitees/{meeting.meeting_id}"),
+                            me.MeetingInviteesChanged(
+                                meeting_id=meeting.meeting_id,
+                                added=added,
+                                removed=removed,
+                                sequence=meeting.sequence + 1,
+                                reason=reason,
+                            ),
+                            causation_id=cause,
+                        )
+                    )
+                )
+        return decided
+
+    def _mapping_summarised(self, cause: str, data: ce.MappingSummarised) -> list[Decided]:
+        self._contact(data.summarised_on, data.participants)
+        if self.upcoming(MeetingKind.RESOURCE_GROUP):
+            return []
+        # The first resource group meeting, within three weeks: the last working day of the window.
+        latest = data.summarised_on + timedelta(days=self.rules.first_meeting_within_days)
+        day = latest
+        while not self.calendar.is_working_day(day):
+            day -= timedelta(days=1)
+        return [self._schedule_rg(cause, "mapping_summarised", "rg/mapping", day, sip_version=None)]
+
+    def _sip_decided(self, cause: str, data: ce.SipDecided) -> list[Decided]:
+        self._contact(data.decided_on, data.participants)
+        self.state.follow_up = (data.sip_version, data.next_follow_up_on, data.decided_on)
+        self.state.follow_up_reported = False
+        decided: list[Decided] = []
+        later = [m for m in self.upcoming(MeetingKind.RESOURCE_GROUP) if m.starts_at.date() > data.decided_on]
+        if later:
+            # The plan's follow-up date replaces an earlier booking: move it, keeping its UID.
+            first, *rest = later
+            starts, ends = self._at(data.next_follow_up_on)
+            if starts != first.starts_at:
+                decided.append(
+                    self._decide(
+                        Decided(
+                            self._id(f"{cause}/move/{first.meeting_id}"),
+                            me.MeetingRescheduled(
+                                meeting_id=first.meeting_id,
+                                starts_at=starts,
+                                ends_at=ends,
+                                previous_starts_at=first.starts_at,
+                                sequence=first.sequence + 1,
+                                reason=f"follow-up of SIP version {data.sip_version}",
+                            ),
+                            causation_id=cause,
+                        )
+                    )
+                )
+            for extra in rest:
+                decided.append(
+                    self._cancel(f"{cause}/cancel/{extra.meeting_id}", extra, "superseded by a SIP")
+                )
+            return decided
+        decided.append(
+            self._schedule_rg(
+                cause, "sip_follow_up", f"rg/sip/{data.sip_version}", data.next_follow_up_on, data.sip_version
+            )
+        )
+        return decided
+
+    def _schedule_rg(self, cause: str, reason: str, key: str, day: date, sip_version: int | None) -> Decided:
+        starts, ends = self._at(day)
+        return self._decide(
+            Decided(
+                self._id(f"{cause}/schedule"),
+                me.MeetingScheduled(
+                    meeting_id=self._id(key),
+                    kind=MeetingKind.RESOURCE_GROUP,
+                    starts_at=starts,
+                    ends_at=ends,
+                    invitees=self.group(),
+                    reason=reason,
+                    sip_version=sip_version,
+                ),
+                causation_id=cause,
+            )
+        )
+
+    def _meeting_held(self, cause: str, data: ce.ResourceGroupMeetingHeld) -> list[Decided]:
+        self._contact(data.held_on, data.participants)
+        self.state.last_rg_held_on = max(self.state.last_rg_held_on or data.held_on, data.held_on)
+        follow_up = self.state.follow_up
+        if follow_up is not None and data.held_on >= follow_up[2] and data.held_on <= follow_up[1]:
+            self.state.follow_up_reported = True  # held in time: no overdue check any more
+        # The booked meeting of that day (or the nearest one before it) was this one.
+        candidates = [
+            m for m in self.upcoming(MeetingKind.RESOURCE_GROUP) if m.starts_at.date() <= data.held_on
+        ]
+        if not candidates:
+            return []
+        meeting = candidates[-1]
+        return [
+            self._decide(
+                Decided(
+                    self._id(f"{cause}/held/{meeting.meeting_id}"),
+                    me.MeetingHeld(meeting_id=meeting.meeting_id, kind=meeting.kind, held_on=data.held_on),
+                    causation_id=cause,
+                )
+            )
+        ]
+
+    def _worksheet_completed(self, cause: str, data: ce.WorksheetCompleted) -> list[Decided]:
+        self._contact(data.completed_on, data.participants)
+        if data.change_rating is not None:
+            self.state.last_rating_on = max(self.state.last_rating_on or data.completed_on, data.completed_on)
+        return []
+
+    def _phase_changed(self, cause: str, data: ce.PhaseChanged) -> list[Decided]:
+        self.state.phase = data.to_phase
+        self.state.phase_since = data.changed_on
+        # A new phase starts a new contact period (its cadence differs).
+        self.state.cadence_from = max(data.changed_on, self.state.cadence_from or data.changed_on)
+        return []
+
+    def _plan_updated(self, cause: str, data: ce.EarlyWarningPlanUpdated) -> list[Decided]:
+        self.state.plan_contacts = [
+            Invitee(
+                invitee_id=f"member:{c.member_id}" if c.member_id else f"contact:{index}:{c.name}"[:160],
+                name=c.name,
+                role=InviteeRole.PLAN_CONTACT,
+                email=c.email,
+                phone=c.phone,
+            )
+            for index, c in enumerate(data.contacts)
+        ]
+        return []
+
+    def _warning_triggered(self, cause: str, data: ce.EarlyWarningTriggered) -> list[Decided]:
+        day = self.calendar.add_working_days(data.observed_on, 1)
+        starts, ends = self._at(day)
+        people: dict[str, Invitee] = {}
+        if self.state.client is not None:
+            people["client"] = self.state.client
+        for contact in self.state.plan_contacts:
+            member = self.state.members.get(contact.invitee_id)
+            people[contact.invitee_id] = member or contact
+        people.update({i.invitee_id: i for i in self.state.coordinators.values()})
+        return [
+            self._decide(
+                Decided(
+                    self._id(f"{cause}/crisis"),
+                    me.CrisisMeetingScheduled(
+                        meeting_id=self._id(f"crisis/{data.warning_id}"),
+                        warning_id=data.warning_id,
+                        starts_at=starts,
+                        ends_at=ends,
+                        invitees=list(people.values()),
+                    ),
+                    causation_id=cause,
+                )
+            )
+        ]
+
+    def _case_closed(self, cause: str, data: ce.CaseClosed) -> list[Decided]:
+        decided = [
+            self._cancel(f"{cause}/cancel/{m.meeting_id}", m, "the case was closed") for m in self.upcoming()
+        ]
+        self.state.closed = True
+        return decided
+
+    def _cancel(self, key: str, meeting: Meeting, reason: str, by: str | None = None) -> Decided:
+        return self._decide(
+            Decided(
+                self._id(key),
+                me.MeetingCancelled(
+                    meeting_id=meeting.meeting_id,
+                    sequence=meeting.sequence + 1,
+                    reason=reason,
+                    cancelled_by=by,
+                ),
+                causation_id=key.split("/", 1)[0],
+            )
+        )
+
+    def _contact(self, day: date, participants: Iterable[Any]) -> None:
+        """A meeting with the client was held on ``day``: a new contact period starts."""
+        if not any(p.kind is MemberKind.CLIENT for p in participants):
+            return
+        self._client_met(day)
+
+    def _client_met(self, day: date) -> None:
+        self.state.last_contact_on = max(self.state.last_contact_on or day, day)
+        self.state.cadence_from = max(self.state.cadence_from or day, day + timedelta(days=1))
+
+    # ------------------------------------------------------------------- coordinators' requests
+    def book(
+        self, request_id: str, *, starts_at: datetime, minutes: int, user_id: str, location: str | None
+    ) -> Decided:
+        """A coordinator books a meeting with the client (*samordningsmöte*)."""
+        self._open_case_only()
+        self._working_day_only(starts_at)
+        coordinator = self.state.coordinators.get(user_id)
+        invitees = [i for i in (self.state.client, coordinator) if i is not None]
+        return self._decide(
+            Decided(
+                self._id(f"request/{request_id}"),
+                me.MeetingScheduled(
+                    meeting_id=self._id(f"booked/{request_id}"),
+                    kind=MeetingKind.CLIENT_CONTACT,
+                    starts_at=starts_at.astimezone(STOCKHOLM),
+                    ends_at=(starts_at + timedelta(minutes=minutes)).astimezone(STOCKHOLM),
+                    invitees=invitees,
+                    reason="booked",
+                    booked_by=user_id,
+                    location=location,
+                ),
+                actor_id=user_id,
+                causation_id=request_id,
+            )
+        )
+
+    def reschedule(
+        self, request_id: str, meeting_id: UUID, *, starts_at: datetime, user_id: str, reason: str
+    ) -> Decided:
+        meeting = self._upcoming_meeting(meeting_id)
+        self._working_day_only(starts_at)
+        if meeting.kind is MeetingKind.CRISIS:
+            limit = self.calendar.add_working_days(
+                meeting.starts_at.date(), self.rules.crisis_within_working_days
+            )
+            if starts_at.astimezone(STOCKHOLM).date() > limit:
+                raise ScheduleError(
+                    "crisis_meeting_within_working_days",
+                    f"a crisis meeting may move to {limit} at the latest"
+                    f" ({self.rules.crisis_within_working_days} working days)",
+                )
+        duration = meeting.ends_at - meeting.starts_at
+        return self._decide(
+            Decided(
+                self._id(f"request/{request_id}"),
+                me.MeetingRescheduled(
+                    meeting_id=meeting.meeting_id,
+                    starts_at=starts_at.astimezone(STOCKHOLM),
+                    ends_at=(starts_at + duration).astimezone(STOCKHOLM),
+                    previous_starts_at=meeting.starts_at,
+                    sequence=meeting.sequence + 1,
+                    reason=reason,
+                    moved_by=user_id,
+                ),
+                actor_id=user_id,
+                causation_id=request_id,
+            )
+        )
+
+    def cancel(self, request_id: str, meeting_id: UUID, *, user_id: str, reason: str) -> Decided:
+        meeting = self._upcoming_meeting(meeting_id)
+        if meeting.kind is not MeetingKind.CLIENT_CONTACT:
+            raise ScheduleError(
+                "only_client_meetings_cancelled",
+                "resource group and crisis meetings are moved, not cancelled (the method requires them)",
+            )
+        decided = self._cancel(f"request/{request_id}", meeting, reason, by=user_id)
+        return Decided(decided.event_id, decided.data, actor_id=user_id, causation_id=request_id)
+
+    def mark_held(self, request_id: str, meeting_id: UUID, *, held_on: date, user_id: str) -> Decided:
+        meeting = self._upcoming_meeting(meeting_id)
+        if held_on < meeting.starts_at.date():
+            raise ScheduleError("held_not_before_start", f"the meeting starts on {meeting.starts_at.date()}")
+        return self._decide(
+            Decided(
+                self._id(f"request/{request_id}"),
+                me.MeetingHeld(
+                    meeting_id=meeting.meeting_id, kind=meeting.kind, held_on=held_on, recorded_by=user_id
+                ),
+                actor_id=user_id,
+                causation_id=request_id,
+            )
+        )
+
+    def _upcoming_meeting(self, meeting_id: UUID) -> Meeting:
+        self._open_case_only()
+        meeting = self.meeting(meeting_id)
+        if not meeting.is_upcoming:
+            raise ScheduleError("meeting_is_scheduled", f"the meeting is {meeting.status.value}")
+        return meeting
+
+    def _open_case_only(self) -> None:
+        if self.state.closed:
+            raise ScheduleError("case_is_open", "the case is closed")
+
+    def _working_day_only(self, starts_at: datetime) -> None:
+        day = starts_at.astimezone(STOCKHOLM).date()
+        if not self.calendar.is_working_day(day):
+            name = self.calendar.holiday_name(day) or "a weekend day"
+            raise ScheduleError(
+                "working_day",
+                f"{day} is not a working day ({name}); next is {self.calendar.on_or_after(day)}",
+            )
+
+    # -------------------------------------------------------------------------- evolution
+    def apply(self, data: MeetingEventData) -> None:
+        """The only place a meeting event changes the schedule."""
+        state = self.state
+        self.version += 1
+        if isinstance(data, me.MeetingScheduled | me.CrisisMeetingScheduled):
+            crisis = isinstance(data, me.CrisisMeetingScheduled)
+            state.meetings[str(data.meeting_id)] = Meeting(
+                meeting_id=data.meeting_id,
+                case_id=state.case_id,
+                kind=MeetingKind.CRISIS if crisis else data.kind,  # type: ignore[union-attr]
+                starts_at=data.starts_at,
+                ends_at=data.ends_at,
+                invitees={i.invitee_id: i for i in data.invitees},
+                reason="early_warning" if crisis else data.reason,  # type: ignore[union-attr]
+                sip_version=None if crisis else data.sip_version,  # type: ignore[union-attr]
+                warning_id=data.warning_id if crisis else None,  # type: ignore[union-attr]
+                location=None if crisis else data.location,  # type: ignore[union-attr]
+            )
+        elif isinstance(data, me.MeetingRescheduled):
+            meeting = state.meetings[str(data.meeting_id)]
+            meeting.starts_at, meeting.ends_at, meeting.sequence = data.starts_at, data.ends_at, data.sequence
+            meeting.reminders_sent = []  # a new date: its reminders are due again
+            meeting.rating_requested = False
+        elif isinstance(data, me.MeetingInviteesChanged):
+            meeting = state.meetings[str(data.meeting_id)]
+            for invitee in data.removed:
+                meeting.invitees.pop(invitee.invitee_id, None)
+                meeting.dropped[invitee.invitee_id] = invitee
+            for invitee in data.added:
+                meeting.invitees[invitee.invitee_id] = invitee
+                meeting.dropped.pop(invitee.invitee_id, None)
+            meeting.sequence = data.sequence
+        elif isinstance(data, me.MeetingCancelled):
+            meeting = state.meetings[str(data.meeting_id)]
+            meeting.status, meeting.sequence = MeetingStatus.CANCELLED, data.sequence
+        elif isinstance(data, me.MeetingHeld):
+            meeting = state.meetings[str(data.meeting_id)]
+            meeting.status, meeting.held_on = MeetingStatus.HELD, data.held_on
+            if meeting.kind is MeetingKind.RESOURCE_GROUP:
+                state.last_rg_held_on = max(state.last_rg_held_on or data.held_on, data.held_on)
+                follow_up = state.follow_up
+                if follow_up is not None and follow_up[2] <= data.held_on <= follow_up[1]:
+                    state.follow_up_reported = True
+            if "client" in meeting.invitees:
+                self._client_met(data.held_on)
+        elif isinstance(data, me.MeetingReminderDue):
+            state.meetings[str(data.meeting_id)].reminders_sent.append(data.days_before)
+        elif isinstance(data, me.ChangeRatingRequested):
+            state.meetings[str(data.meeting_id)].rating_requested = True
+        elif isinstance(data, me.FollowUpOverdue):
+            state.follow_up_reported = True
+        elif isinstance(data, me.ContactCadenceMissed):
+            # The next period starts after the missed one: reported again if still no contact.
+            state.cadence_from = data.period_end + timedelta(days=1)
+        else:
+            raise TypeError(f"unknown meeting event {data.TYPE}")
+
+
+# ---------------------------------------------------------------------------- snapshots
+def snapshot(schedule: MeetingSchedule) -> dict[str, Any]:
+    """The schedule as JSON, stored beside its events (loading never replays a stream)."""
+    s = schedule.state
+    dump = [i.model_dump(mode="json") for i in s.plan_contacts]
+    return {
+        "version": schedule.version,
+        "revision": schedule.revision,
+        "head_hash": schedule.head_hash,
+        "case_id": str(s.case_id),
+        "phase": s.phase.value,
+        "phase_since": _iso(s.phase_since),
+        "closed": s.closed,
+        "client": s.client.model_dump(mode="json") if s.client else None,
+        "coordinators": {k: v.model_dump(mode="json") for k, v in s.coordinators.items()},
+        "members": {k: v.model_dump(mode="json") for k, v in s.members.items()},
+        "consent_orgs": s.consent_orgs,
+        "consent_relatives": s.consent_relatives,
+        "plan_contacts": dump,
+        "meetings": {k: m.to_json() for k, m in s.meetings.items()},
+        "follow_up": [s.follow_up[0], s.follow_up[1].isoformat(), s.follow_up[2].isoformat()]
+        if s.follow_up
+        else None,
+        "follow_up_reported": s.follow_up_reported,
+        "last_rg_held_on": _iso(s.last_rg_held_on),
+        "last_rating_on": _iso(s.last_rating_on),
+        "last_contact_on": _iso(s.last_contact_on),
+        "cadence_from": _iso(s.cadence_from),
+    }
+
+
+def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> MeetingSchedule:
+    follow_up = value["follow_up"]
+    state = ScheduleState(
+        case_id=UUID(value["case_id"]),
+        phase=Phase(value["phase"]),
+        phase_since=_date(value["phase_since"]),
+        closed=value["closed"],
+        client=Invitee.model_validate(value["client"]) if value["client"] else None,
+        coordinators={k: Invitee.model_validate(v) for k, v in value["coordinators"].items()},
+        members={k: Invitee.model_validate(v) for k, v in value["members"].items()},
+        consent_orgs=value["consent_orgs"],
+        consent_relatives=value["consent_relatives"],
+        plan_contacts=[Invitee.model_validate(v) for v in value["plan_contacts"]],
+        meetings={k: Meeting.from_json(v) for k, v in value["meetings"].items()},
+        follow_up=(follow_up[0], date.fromisoformat(follow_up[1]), date.fromisoformat(follow_up[2]))
+        if follow_up
+        else None,
+        follow_up_reported=value["follow_up_reported"],
+        last_rg_held_on=_date(value["last_rg_held_on"]),
+        last_rating_on=_date(value["last_rating_on"]),
+        last_contact_on=_date(value["last_contact_on"]),
+        cadence_from=_date(value["cadence_from"]),
+    )
+    schedule = MeetingSchedule(state, rules, calendar)
+    schedule.version, schedule.head_hash = value["version"], value["head_hash"]
+    schedule.revision = value["revision"]
+    return schedule
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def _date(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+_TIMER_ORDER = {"remind": 0, "rating": 1, "overdue": 2, "cadence": 3}
+
+
+def _days_before(moment: datetime, days: int) -> datetime:
+    """The same local wall-clock time ``days`` days earlier (across a daylight-saving change)."""
+    local = moment.astimezone(STOCKHOLM)
+    return local_datetime(local.date() - timedelta(days=days), local.time())
+
+
+def _midnight_after(day: date) -> datetime:
+    """The start of the day after ``day`` in Stockholm: when a date has passed."""
+    return local_datetime(day + timedelta(days=1), time(0, 0))
+
+
+_ROLE_OF_MEMBER = {
+    MemberKind.CLIENT: InviteeRole.CLIENT,
+    MemberKind.COORDINATOR: InviteeRole.COORDINATOR,
+    MemberKind.RELATIVE: InviteeRole.RELATIVE,
+    MemberKind.PROFESSIONAL: InviteeRole.PROFESSIONAL,
+}
+
+_CASE_HANDLERS: dict[type[CaseEventData], Any] = {
+    ce.CaseOpened: MeetingSchedule._case_opened,
+    ce.CoordinatorAssigned: MeetingSchedule._coordinator_assigned,
+    ce.CoordinatorUnassigned: MeetingSchedule._coordinator_unassigned,
+    ce.ResourceGroupMemberAdded: MeetingSchedule._member_added,
+    ce.ResourceGroupMemberRemoved: MeetingSchedule._member_removed,
+    ce.ConsentGiven: MeetingSchedule._consent_given,
+    ce.ConsentWithdrawn: MeetingSchedule._consent_withdrawn,
+    ce.MappingSummarised: MeetingSchedule._mapping_summarised,
+    ce.SipDecided: MeetingSchedule._sip_decided,
+    ce.ResourceGroupMeetingHeld: MeetingSchedule._meeting_held,
+    ce.WorksheetCompleted: MeetingSchedule._worksheet_completed,
+    ce.PhaseChanged: MeetingSchedule._phase_changed,
+    ce.EarlyWarningPlanUpdated: MeetingSchedule._plan_updated,
+    ce.EarlyWarningTriggered: MeetingSchedule._warning_triggered,
+    ce.CaseClosed: MeetingSchedule._case_closed,
+}

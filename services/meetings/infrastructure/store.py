@@ -1,0 +1,328 @@
+"""The meetings store: each case's schedule stream with the eventsourcing library, and its side tables.
+
+One transaction writes a schedule's new events, its snapshot (with the time its next
+timer is due), the coordinators it involves and, for a case event, the consumer's
+position: so a crash loses nothing, a redelivered case event changes nothing, and a
+timer due while the service was down is found by one indexed query when it is back.
+
+Events are stored as the case events are (orjson state with a hash chain per case,
+topics the contracts' type names); the log (``rowid`` / ``notification_id``) is what
+the relay publishes to ``VSS_MEETINGS``, shifted by the ``log_offset`` a rebuilt store
+takes over from the stream (see :meth:`MeetingStore.adopt_stream`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
+
+import orjson
+import psycopg
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Mapper, Notification, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.utils import Environment
+from psycopg.rows import DictRow
+
+from services.meetings.application.ports import AlreadyApplied, ConcurrentWrite, ScheduleWrite
+from services.shared.bus import checkpoint
+from services.shared.eventstore import EventStoreUrl, RecorderTopics
+
+CONSUMER = "meetings"
+LOG_CHANNEL = "vss_meetings_log"
+
+SIDE_TABLES_SQL = (
+    "CREATE TABLE IF NOT EXISTS schedules ("
+    " case_id TEXT PRIMARY KEY, revision BIGINT NOT NULL, snapshot TEXT NOT NULL, next_due TEXT)",
+    "CREATE INDEX IF NOT EXISTS schedules_next_due ON schedules (next_due)",
+    "CREATE TABLE IF NOT EXISTS schedule_coordinators ("
+    " user_id TEXT NOT NULL, case_id TEXT NOT NULL, PRIMARY KEY (user_id, case_id))",
+    "CREATE TABLE IF NOT EXISTS already_published (event_id TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS log_offset (id INTEGER PRIMARY KEY, value BIGINT NOT NULL)",
+    checkpoint.CREATE_POSITIONS_TABLE,
+)
+
+
+class StoreNotMigrated(RuntimeError):
+    """The meetings store has no tables: run ``vss migrate``."""
+
+
+class _SideWrites:
+    """The side-table statements, for one placeholder style."""
+
+    def __init__(self, p: str) -> None:
+        self.p = p
+        self.insert_schedule = (
+            f"INSERT INTO schedules (case_id, revision, snapshot, next_due) VALUES ({p}, {p}, {p}, {p})"
+        )
+        self.update_schedule = (
+            f"UPDATE schedules SET revision = {p}, snapshot = {p}, next_due = {p}"
+            f" WHERE case_id = {p} AND revision = {p}"
+        )
+
+    def write(self, c: Any, w: ScheduleWrite) -> None:
+        if w.position is not None and not checkpoint.advance(c, CONSUMER, *w.position, p=self.p):
+            raise AlreadyApplied(f"sequence {w.position[0]} is applied already")
+        snapshot = w.snapshot.decode()
+        if w.expected_revision == 0:
+            try:
+                c.execute(self.insert_schedule, (w.case_id, w.revision, snapshot, w.next_due))
+            except Exception as error:  # the other writer created it first
+                raise ConcurrentWrite(str(error)) from error
+        else:
+            c.execute(
+                self.update_schedule, (w.revision, snapshot, w.next_due, w.case_id, w.expected_revision)
+            )
+            if c.rowcount != 1:
+                raise ConcurrentWrite(f"schedule {w.case_id} is not at revision {w.expected_revision}")
+        c.execute(f"DELETE FROM schedule_coordinators WHERE case_id = {self.p}", (w.case_id,))
+        for user_id in w.coordinators:
+            c.execute(
+                f"INSERT INTO schedule_coordinators (user_id, case_id) VALUES ({self.p}, {self.p})",
+                (user_id, w.case_id),
+            )
+
+
+_SQLITE = _SideWrites("?")
+_PG = _SideWrites("%s")
+
+
+class SQLiteMeetingsRecorder(SQLiteApplicationRecorder):
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        _SQLITE.write(c.sqlite_cursor, kwargs["side"])
+        return ids
+
+    def side_only(self, write: ScheduleWrite) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            _SQLITE.write(c.sqlite_cursor, write)
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            checkpoint.advance(c.sqlite_cursor, CONSUMER, stream_sequence, event_id, p="?")
+
+    def create_side_tables(self) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            for statement in SIDE_TABLES_SQL:
+                c.execute(statement)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql.replace("%s", "?"), params)
+            return [dict(row) for row in c.fetchall()]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(sql.replace("%s", "?"), params)
+
+
+class PostgresMeetingsRecorder(PostgresApplicationRecorder):
+    def _insert_events(
+        self, curs: psycopg.Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        _PG.write(curs, kwargs["side"])
+        curs.execute(f"NOTIFY {LOG_CHANNEL}")  # delivered at commit: wakes the relay
+
+    def side_only(self, write: ScheduleWrite) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            _PG.write(curs, write)
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            checkpoint.advance(curs, CONSUMER, stream_sequence, event_id, p="%s")  # type: ignore[arg-type]
+
+    def create_side_tables(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            for statement in SIDE_TABLES_SQL:
+                curs.execute(statement)  # type: ignore[arg-type]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(sql, params)  # type: ignore[arg-type]
+            return [dict(row) for row in curs.fetchall()]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(sql, params)  # type: ignore[arg-type]
+
+
+MeetingsRecorder = SQLiteMeetingsRecorder | PostgresMeetingsRecorder
+
+
+class _BytesMapper(Mapper[UUID]):
+    """Stored events are built by :class:`MeetingStore` itself; the library only keeps them."""
+
+    def __init__(self) -> None:
+        super().__init__(transcoder=JSONTranscoder())
+
+
+class MeetingsApplication(Application[UUID]):
+    name = "meetings"
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        return Environment(name, dict(env or {}))
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        return _BytesMapper()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMeetingEvent:
+    position: int  # in this store's log, shifted by the log offset
+    case_id: str
+    version: int
+    type: str
+    state: dict[str, Any]
+
+
+class MeetingStore:
+    def __init__(self, url: str, *, create_table: bool = False) -> None:
+        self.url = EventStoreUrl(url)
+        env = {
+            "CREATE_TABLE": "y" if create_table else "n",
+            **self.url.persistence_env(
+                RecorderTopics(f"{__name__}:SQLiteMeetingsRecorder", f"{__name__}:PostgresMeetingsRecorder")
+            ),
+        }
+        self.app = MeetingsApplication(env=env)
+        self.recorder = cast(MeetingsRecorder, self.app.recorder)
+        self._offset: int | None = None
+        self.lock = threading.RLock()  # one writer at a time in this process
+
+    def close(self) -> None:
+        self.app.close()
+
+    # ----------------------------------------------------------------------------- writes
+    def write(self, states: Sequence[tuple[int, str, dict[str, Any]]], side: ScheduleWrite) -> list[int]:
+        """Store events ((version, type, state) of one case) and the side rows, in one transaction."""
+        if not states:
+            self.recorder.side_only(side)
+            return []
+        stored = [
+            StoredEvent(
+                originator_id=UUID(side.case_id),
+                originator_version=version,
+                topic=type_name,
+                state=orjson.dumps(state, option=orjson.OPT_SORT_KEYS),
+            )
+            for version, type_name, state in states
+        ]
+        try:
+            ids = self.recorder.insert_events(stored, side=side)
+        except IntegrityError as error:
+            raise ConcurrentWrite(str(error)) from error
+        return [i + self.log_offset() for i in ids or []]
+
+    # ------------------------------------------------------------------------------ reads
+    def snapshot(self, case_id: UUID) -> dict[str, Any] | None:
+        rows = self.recorder.query("SELECT snapshot FROM schedules WHERE case_id = %s", (str(case_id),))
+        return cast(dict[str, Any], orjson.loads(rows[0]["snapshot"])) if rows else None
+
+    def due(self, now_utc_iso: str, limit: int) -> list[UUID]:
+        rows = self.recorder.query(
+            "SELECT case_id FROM schedules WHERE next_due IS NOT NULL AND next_due <= %s"
+            " ORDER BY next_due LIMIT %s",
+            (now_utc_iso, limit),
+        )
+        return [UUID(row["case_id"]) for row in rows]
+
+    def timer_count(self) -> int:
+        rows = self.recorder.query("SELECT COUNT(*) AS n FROM schedules WHERE next_due IS NOT NULL")
+        return int(rows[0]["n"])
+
+    def cases_of_coordinator(self, user_id: str) -> list[UUID]:
+        rows = self.recorder.query(
+            "SELECT case_id FROM schedule_coordinators WHERE user_id = %s ORDER BY case_id", (user_id,)
+        )
+        return [UUID(row["case_id"]) for row in rows]
+
+    def applied_through(self) -> int:
+        rows = self.recorder.query(
+            "SELECT stream_sequence FROM consumer_positions WHERE consumer = %s", (CONSUMER,)
+        )
+        return int(rows[0]["stream_sequence"]) if rows else 0
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        self.recorder.pass_over(stream_sequence, event_id)
+
+    def events(self, case_id: UUID) -> list[StoredMeetingEvent]:
+        return [
+            StoredMeetingEvent(0, str(case_id), s.originator_version, s.topic, orjson.loads(s.state))
+            for s in self.recorder.select_events(case_id)
+        ]
+
+    # ------------------------------------------------------------------------- the log
+    def log_offset(self) -> int:
+        if self._offset is None:
+            rows = self.recorder.query("SELECT value FROM log_offset WHERE id = 1")
+            self._offset = int(rows[0]["value"]) if rows else 0
+        return self._offset
+
+    def read_log(self, after: int, limit: int) -> list[StoredMeetingEvent]:
+        """Events after a (shifted) position, in log order, less those the stream holds already."""
+        offset = self.log_offset()
+        skip = self._already_published()
+        notifications: Sequence[Notification] = self.recorder.select_notifications(
+            start=max(0, after - offset), limit=limit, inclusive_of_start=False
+        )
+        events = []
+        for n in notifications:
+            state = orjson.loads(n.state)
+            if skip and state["event_id"] in skip:
+                continue
+            case_id = n.originator_id if isinstance(n.originator_id, UUID) else UUID(str(n.originator_id))
+            events.append(
+                StoredMeetingEvent(n.id + offset, str(case_id), n.originator_version, n.topic, state)
+            )
+        return events
+
+    def _already_published(self) -> set[str]:
+        rows = self.recorder.query("SELECT event_id FROM already_published")
+        return {row["event_id"] for row in rows}
+
+    def is_empty(self) -> bool:
+        return not self.recorder.max_notification_id() and not self.recorder.query(
+            "SELECT case_id FROM schedules LIMIT 1"
+        )
+
+    def adopt_stream(self, tail_position: int, published_ids: Sequence[str]) -> None:
+        """Before an empty store replays history: the stream's events are not published again.
+
+        The store's positions continue after the stream's last one, and the events the
+        replay derives with an id the stream holds are skipped by :meth:`read_log`.
+        """
+        if not self.is_empty():
+            raise RuntimeError("only an empty meetings store adopts a stream")
+        self.recorder.execute("DELETE FROM log_offset")
+        self.recorder.execute("INSERT INTO log_offset (id, value) VALUES (1, %s)", (tail_position,))
+        for event_id in published_ids:
+            self.recorder.execute("INSERT INTO already_published (event_id) VALUES (%s)", (event_id,))
+        self._offset = tail_position
+
+    def check_migrated(self) -> None:
+        try:
+            self.recorder.query("SELECT 1 FROM schedules LIMIT 1")
+            self.recorder.max_notification_id()
+        except Exception as error:
+            raise StoreNotMigrated(
+                f"the meetings store at {self.url.redacted()} has no tables: run `vss migrate` ({error})"
+            ) from error
+
+
+def migrate(url: str) -> None:
+    """Create the meetings store's tables (idempotent)."""
+    location = EventStoreUrl(url)
+    if not location.is_postgres:
+        Path(location.sqlite_path()).parent.mkdir(parents=True, exist_ok=True)
+    store = MeetingStore(url, create_table=True)
+    try:
+        store.recorder.create_side_tables()
+    finally:
+        store.close()
