@@ -38,6 +38,7 @@ __all__ = [
     "MEETING_STREAM",
     "MEETING_SUBJECTS",
     "MEETING_SUBJECT_PREFIX",
+    "TYPE_PREFIX",
     "ChangeRatingRequested",
     "ContactCadenceMissed",
     "CrisisMeetingScheduled",

@@ -12,6 +12,7 @@ from services.meetings.application.service import MeetingsService
 from services.meetings.domain.calendar import WorkingDays
 from services.meetings.domain.schedule import Rules
 from services.meetings.infrastructure.store import MeetingStore, migrate
+from tests.bus.conftest import run_relay  # noqa: F401 - a fixture these tests use
 from tests.meetings.feed import CaseFeed
 from tests.support.clock import FixedClock
 

@@ -1,0 +1,120 @@
+"""The meetings service's composition root: store, schedule rules, consumer, relay, timers, API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+from fastapi import FastAPI
+
+from services.meetings.application.ports import Clock
+from services.meetings.application.service import MeetingsService
+from services.meetings.domain.calendar import WorkingDays
+from services.meetings.infrastructure.bus import CaseEventHandler, MeetingEventLog, adopt_stream
+from services.meetings.infrastructure.store import CONSUMER, MeetingStore
+from services.meetings.settings import MeetingsSettings
+from services.shared.auth import TokenService
+from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import Relay, RelaySettings
+from services.shared.settings import AuthSettings
+
+log = structlog.get_logger("vss.meetings")
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass
+class MeetingsParts:
+    settings: MeetingsSettings
+    store: MeetingStore
+    service: MeetingsService
+    consumer: DurableConsumer
+    relay: Relay
+    meeting_names: BusNames
+    tokens: TokenService | None = None
+    app: FastAPI | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume the case stream, publish the schedule's events and fire timers until ``stop``."""
+        self.store.check_migrated()
+        await adopt_stream(self.store, self.settings.nats(), self.meeting_names)
+        tasks = [
+            asyncio.create_task(self.consumer.run(stop), name="meetings-consumer"),
+            asyncio.create_task(self.relay.run(stop), name="meetings-relay"),
+            asyncio.create_task(run_timers(self.service, stop, self.settings.timer_interval), name="timers"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=5)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+async def run_timers(service: MeetingsService, stop: asyncio.Event, interval: float) -> None:
+    """Fire due timers now and then; a timer due while the service was down fires at the first look."""
+    while not stop.is_set():
+        try:
+            fired = await asyncio.to_thread(service.fire_due)
+            if fired:
+                log.info("meetings.timers_fired", events=fired)
+        except Exception as error:  # the store is away: try again at the next look
+            log.warning("meetings.timers_failed", error=str(error) or type(error).__name__)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval):
+                await stop.wait()
+
+
+def bootstrap_meetings(
+    settings: MeetingsSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    auth: AuthSettings | None = None,
+    with_api: bool = True,
+    case_names: BusNames | None = None,
+    meeting_names: BusNames | None = None,
+) -> MeetingsParts:
+    settings = settings or MeetingsSettings()
+    store = MeetingStore(settings.store_url())
+    service = MeetingsService(store, settings.rules(), WorkingDays(), clock or SystemClock())
+    meeting_names = meeting_names or settings.meeting_names()
+    consumer = DurableConsumer(
+        settings.nats(),
+        CaseEventHandler(service),
+        ConsumerSettings(
+            durable=CONSUMER, names=case_names or settings.bus_names(), replicas=settings.nats_replicas
+        ),
+    )
+    relay = Relay(
+        MeetingEventLog(store, meeting_names),
+        settings.nats(),
+        settings=RelaySettings(names=meeting_names, replicas=settings.nats_replicas),
+        name="meetings-relay",
+    )
+    parts = MeetingsParts(settings, store, service, consumer, relay, meeting_names)
+    if with_api:
+        from services.meetings.entrypoints.http import (  # noqa: PLC0415 - the API is optional here
+            MeetingsApiDependencies,
+            create_app,
+        )
+
+        parts.tokens = TokenService.from_settings(auth or AuthSettings(), settings.data_dir)
+        parts.app = create_app(
+            MeetingsApiDependencies(
+                service=service,
+                tokens=parts.tokens,
+                organiser=(settings.organiser_name, str(settings.organiser_email)),
+            )
+        )
+    return parts

@@ -1,0 +1,155 @@
+"""The meetings service on the bus: the case stream in, the meetings stream out.
+
+- :class:`CaseEventHandler` is the shared consumer base's handler: each case event is
+  applied with its stream sequence in one transaction (:class:`MeetingsService`).
+- :class:`MeetingEventLog` is the relay's outbox: the store's log as CloudEvents for
+  ``VSS_MEETINGS`` (the same relay as the case stream's: in order, once, atomic commits).
+- :func:`adopt_stream` lets an empty store that is about to replay the case stream
+  take over what the meetings stream holds, so the replay publishes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+import orjson
+import structlog
+from nats.js.errors import NotFoundError
+
+from services.meetings.application.service import MeetingsService
+from services.meetings.infrastructure.store import MeetingStore, StoredMeetingEvent
+from services.shared.bus.consumer import Delivery
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import OutboxMessage
+from services.shared.bus.streams import connect
+from vss_contracts.envelope import dataschema_for
+from vss_contracts.meeting_events import (
+    MEETING_EVENT_SOURCE,
+    MEETING_STREAM,
+    MEETING_SUBJECT_PREFIX,
+    TYPE_PREFIX,
+)
+from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_LOG_POSITION, HEADER_MSG_ID
+
+log = structlog.get_logger("vss.meetings.bus")
+
+
+def meeting_bus_names(prefix: str = "", dead_letter: BusNames | None = None) -> BusNames:
+    """The meetings stream's names (tests give a unique prefix)."""
+    base = dead_letter or BusNames()
+    return BusNames(
+        stream=f"{prefix.upper()}{MEETING_STREAM}",
+        subject_prefix=f"{prefix.lower()}{MEETING_SUBJECT_PREFIX}",
+        dead_letter_stream=base.dead_letter_stream,
+        dead_letter_prefix=base.dead_letter_prefix,
+    )
+
+
+class CaseEventHandler:
+    """Implements the consumer base's ``Handler`` for the meetings service."""
+
+    def __init__(self, service: MeetingsService) -> None:
+        self.service = service
+
+    def applied_through(self) -> int:
+        return self.service.applied_through()
+
+    def apply(self, delivery: Delivery) -> bool:
+        return self.service.apply_case_event(
+            case_id=UUID(delivery.event.subject),
+            event_id=delivery.event.id,
+            recorded_at=delivery.event.time,
+            data=delivery.data,
+            stream_sequence=delivery.stream_sequence,
+        )
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        self.service.pass_over(stream_sequence, event_id)
+
+
+def cloud_event_body(event: StoredMeetingEvent) -> dict[str, object]:
+    """The CloudEvent of a stored meeting event (the same envelope as the case events')."""
+    state = event.state
+    return {
+        "specversion": "1.0",
+        "id": state["event_id"],
+        "source": MEETING_EVENT_SOURCE,
+        "type": event.type,
+        "subject": event.case_id,
+        "time": datetime.fromisoformat(state["recorded_at"]),
+        "datacontenttype": "application/json",
+        "dataschema": dataschema_for(event.type),
+        "data": state["data"],
+        "caseversion": event.version,
+        "logposition": event.position,
+        "correlationid": state["correlation_id"],
+        "causationid": state["causation_id"],
+        "actorid": state["actor_id"],
+        "actororg": state["actor_organisation"],
+        "actorprincipal": state["principal"],
+        "prevhash": state["prev_hash"],
+        "eventhash": state["hash"],
+    }
+
+
+class MeetingEventLog:
+    """The relay's ``EventLog`` over the meetings store."""
+
+    def __init__(self, store: MeetingStore, names: BusNames) -> None:
+        self.store = store
+        self.names = names
+
+    def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
+        messages = []
+        for event in self.store.read_log(after, limit):
+            name = event.type.removeprefix(TYPE_PREFIX).rsplit(".", 1)[0]
+            event_id = event.state["event_id"]
+            messages.append(
+                OutboxMessage(
+                    position=event.position,
+                    event_id=event_id,
+                    subject=self.names.subject(event.case_id, name),
+                    body=orjson.dumps(cloud_event_body(event), option=orjson.OPT_UTC_Z),
+                    headers={
+                        HEADER_MSG_ID: event_id,
+                        HEADER_EVENT_TYPE: event.type,
+                        HEADER_LOG_POSITION: str(event.position),
+                    },
+                    commit_key=event.case_id,
+                )
+            )
+        return messages
+
+
+async def adopt_stream(store: MeetingStore, nats_url: str, names: BusNames) -> int:
+    """If the store is empty and the meetings stream is not, take the stream over; its size."""
+    if not await asyncio.to_thread(store.is_empty):
+        return 0
+    nc = await connect(nats_url, name="meetings-adopt")
+    try:
+        js = nc.jetstream()
+        try:
+            info = await js.stream_info(names.stream)
+        except NotFoundError:
+            return 0
+        if info.state.messages == 0:
+            return 0
+        ids: list[str] = []
+        tail = 0
+        sub = await js.subscribe(names.subjects, ordered_consumer=True, stream=names.stream)
+        try:
+            while len(ids) < info.state.messages:
+                msg = await sub.next_msg(timeout=5)
+                headers = msg.headers or {}
+                ids.append(str(orjson.loads(msg.data)["id"]))  # (a refill carries another msg id)
+                tail = max(tail, int(headers.get(HEADER_LOG_POSITION, 0)))
+        finally:
+            await sub.unsubscribe()
+        await asyncio.to_thread(store.adopt_stream, tail, ids)
+        log.info("meetings.stream_adopted", stream=names.stream, messages=len(ids), tail_position=tail)
+        return len(ids)
+    finally:
+        await nc.close()

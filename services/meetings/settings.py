@@ -1,0 +1,66 @@
+"""Settings of the meetings service (VSS_* environment variables), read once at start-up.
+
+Every threshold of the method's rhythm is a setting; the defaults are the method's.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+
+from pydantic import EmailStr, Field
+from pydantic_settings import SettingsConfigDict
+
+from services.meetings.domain.schedule import DEFAULT_CADENCE, Rules
+from services.shared.bus.names import BusNames
+from services.shared.settings import BusSettings, CommonSettings
+from vss_contracts.types import Phase
+
+
+class MeetingsSettings(CommonSettings, BusSettings):
+    model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
+
+    meetings_store_url: str | None = Field(
+        default=None, description="sqlite:///FILE or postgresql://…; unset: SQLite under the data directory"
+    )
+    meetings_host: str = "127.0.0.1"
+    meetings_port: int = 8002
+    meetings_stream_prefix: str = Field(default="", description="Only for tests on a shared server")
+    meeting_time: time = Field(default=time(10, 0), description="Local time (Europe/Stockholm) of meetings")
+    meeting_minutes: int = Field(default=60, ge=15, le=480)
+    first_meeting_within_days: int = Field(default=21, ge=1, le=90)
+    reminder_days: tuple[int, ...] = Field(default=(7, 1), description="Reminders this many days before")
+    change_rating_days_before: int = Field(default=7, ge=0, le=60)
+    cadence_mapping_days: int = Field(default=DEFAULT_CADENCE[Phase.MAPPING], ge=1)
+    cadence_planning_days: int = Field(default=DEFAULT_CADENCE[Phase.PLANNING], ge=1)
+    cadence_working_days: int = Field(default=DEFAULT_CADENCE[Phase.WORKING], ge=1)
+    cadence_follow_up_days: int = Field(default=DEFAULT_CADENCE[Phase.FOLLOW_UP], ge=1)
+    crisis_within_working_days: int = Field(default=2, ge=1, le=10)
+    timer_interval: float = Field(default=30.0, gt=0, description="Seconds between looks for due timers")
+    organiser_name: str = "VSS vård- och stödsamordning"
+    organiser_email: EmailStr = "noreply@vss.example.se"
+
+    def store_url(self) -> str:
+        if self.meetings_store_url:
+            return self.meetings_store_url
+        return f"sqlite:///{(self.data_dir / 'meetings.sqlite').resolve()}"
+
+    def rules(self) -> Rules:
+        return Rules(
+            first_meeting_within_days=self.first_meeting_within_days,
+            meeting_time=self.meeting_time,
+            meeting_minutes=self.meeting_minutes,
+            reminder_days=tuple(sorted(set(self.reminder_days), reverse=True)),
+            change_rating_days_before=self.change_rating_days_before,
+            cadence_days={
+                Phase.MAPPING: self.cadence_mapping_days,
+                Phase.PLANNING: self.cadence_planning_days,
+                Phase.WORKING: self.cadence_working_days,
+                Phase.FOLLOW_UP: self.cadence_follow_up_days,
+            },
+            crisis_within_working_days=self.crisis_within_working_days,
+        )
+
+    def meeting_names(self) -> BusNames:
+        from services.meetings.infrastructure.bus import meeting_bus_names  # noqa: PLC0415
+
+        return meeting_bus_names(self.meetings_stream_prefix, self.bus_names())

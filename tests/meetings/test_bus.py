@@ -1,0 +1,208 @@
+"""The meetings service on a real nats-server: case stream in, VSS_MEETINGS out, timers, restarts, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from services.case.application.service import CaseService
+from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.meetings.bootstrap import MeetingsParts, bootstrap_meetings
+from services.meetings.domain.calendar import STOCKHOLM
+from services.meetings.infrastructure.bus import meeting_bus_names
+from services.meetings.infrastructure.store import migrate as migrate_meetings
+from services.meetings.settings import MeetingsSettings
+from services.shared.bus.names import BusNames
+from tests.support.bus import StreamMessage, read_stream, wait_until
+from tests.support.clock import FixedClock
+from tests.support.scenario import drive_to_first_sip
+from vss_contracts import meeting_events as me
+
+
+class MeetingsThread:
+    """The meetings service's bus tasks (consumer, relay, timers) on their own loop in a thread."""
+
+    def __init__(self, parts: MeetingsParts) -> None:
+        self.parts = parts
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self._ready = threading.Event()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def run() -> None:
+            self.stop_event = asyncio.Event()
+            self._ready.set()
+            await self.parts.run(self.stop_event)
+
+        try:
+            self.loop.run_until_complete(run())
+        except BaseException as error:
+            self.error = error
+        finally:
+            self.loop.close()
+
+    def __enter__(self) -> MeetingsThread:
+        self.thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.stop_event is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(20)
+        self.parts.close()
+        assert not self.thread.is_alive(), "the meetings service did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def case_store(sqlite_url: str) -> Iterator[CaseEventStore]:
+    migrate(StoreConfig(sqlite_url))
+    store = CaseEventStore(StoreConfig(sqlite_url))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def meeting_names(bus_names: BusNames) -> BusNames:
+    return meeting_bus_names(bus_names.stream.split("_")[0] + "_", bus_names)
+
+
+@pytest.fixture
+def start_meetings(
+    tmp_path: Path, nats_url: str, bus_names: BusNames, meeting_names: BusNames, clock: FixedClock
+):  # type: ignore[no-untyped-def]
+    def start(name: str = "meetings.sqlite") -> MeetingsThread:
+        url = f"sqlite:///{tmp_path / name}"
+        migrate_meetings(url)
+        settings = MeetingsSettings(
+            meetings_store_url=url, nats_url=nats_url, data_dir=tmp_path, timer_interval=0.1
+        )
+        parts = bootstrap_meetings(
+            settings, clock=clock, with_api=False, case_names=bus_names, meeting_names=meeting_names
+        )
+        parts.relay.settings = type(parts.relay.settings)(names=meeting_names, lease_ttl=1.0, ack_timeout=2.0)
+        return MeetingsThread(parts)
+
+    return start
+
+
+def meeting_stream(nats_url: str, names: BusNames) -> list[StreamMessage]:
+    return asyncio.run(read_stream(nats_url, names.stream, names.subjects))
+
+
+def names_of(messages: list[StreamMessage]) -> list[str]:
+    return [m.event.type.split(".")[-2] for m in messages]
+
+
+def test_the_first_sip_books_a_resource_group_meeting_published_on_the_meetings_stream(
+    case_store: CaseEventStore,
+    clock: FixedClock,
+    nats_url: str,
+    bus_names: BusNames,
+    meeting_names: BusNames,
+    run_relay,  # type: ignore[no-untyped-def]
+    start_meetings,  # type: ignore[no-untyped-def]
+) -> None:
+    scenario = drive_to_first_sip(CaseService(case_store, clock), clock)
+    with run_relay(case_store), start_meetings():
+        assert wait_until(
+            lambda: "MeetingRescheduled" in names_of(meeting_stream(nats_url, meeting_names)), 20
+        )
+    messages = meeting_stream(nats_url, meeting_names)
+    # Mapping summarised books the first meeting; the SIP moves it to its follow-up date.
+    assert names_of(messages)[:2] == ["MeetingScheduled", "MeetingRescheduled"]
+    booked, moved = (m.event.meeting_data() for m in messages[:2])
+    assert isinstance(booked, me.MeetingScheduled)
+    assert isinstance(moved, me.MeetingRescheduled)
+    assert booked.kind is me.MeetingKind.RESOURCE_GROUP
+    assert moved.meeting_id == booked.meeting_id
+    assert moved.sequence == 1
+    follow_up = clock.now().astimezone(STOCKHOLM).date() + timedelta(days=60)
+    assert follow_up <= moved.starts_at.astimezone(STOCKHOLM).date() <= follow_up + timedelta(days=4)
+    assert moved.starts_at.astimezone(STOCKHOLM).hour == 10
+    assert all(m.event.subject == str(scenario.case_id) for m in messages)
+    assert [m.position for m in messages] == sorted(m.position for m in messages)
+
+
+def test_a_restart_with_reminders_due_fires_each_exactly_once(
+    case_store: CaseEventStore,
+    clock: FixedClock,
+    nats_url: str,
+    meeting_names: BusNames,
+    run_relay,  # type: ignore[no-untyped-def]
+    start_meetings,  # type: ignore[no-untyped-def]
+) -> None:
+    drive_to_first_sip(CaseService(case_store, clock), clock)
+    with run_relay(case_store):
+        with start_meetings():
+            assert wait_until(
+                lambda: "MeetingRescheduled" in names_of(meeting_stream(nats_url, meeting_names)), 20
+            )
+        scheduled = meeting_stream(nats_url, meeting_names)[-1].event.meeting_data()
+        assert isinstance(scheduled, me.MeetingRescheduled)
+        # While the service is down, the day before the meeting comes (both reminders are due).
+        clock.advance(scheduled.starts_at - timedelta(hours=20) - clock.now())
+        for _ in range(2):  # two restarts: the second finds nothing left to fire
+            with start_meetings():
+                assert wait_until(
+                    lambda: (
+                        names_of(meeting_stream(nats_url, meeting_names)).count("MeetingReminderDue") >= 2
+                    ),
+                    20,
+                )
+    reminders = [
+        m.event.meeting_data()
+        for m in meeting_stream(nats_url, meeting_names)
+        if m.event.type == me.MeetingReminderDue.TYPE
+    ]
+    assert sorted(r.days_before for r in reminders if isinstance(r, me.MeetingReminderDue)) == [1, 7]
+    assert Counter(m.event.id for m in meeting_stream(nats_url, meeting_names)).most_common(1)[0][1] == 1
+
+
+def test_replaying_the_case_stream_into_an_empty_service_gives_the_same_schedule_and_no_duplicates(
+    case_store: CaseEventStore,
+    clock: FixedClock,
+    nats_url: str,
+    meeting_names: BusNames,
+    run_relay,  # type: ignore[no-untyped-def]
+    start_meetings,  # type: ignore[no-untyped-def]
+) -> None:
+    service = CaseService(case_store, clock)
+    scenarios = [drive_to_first_sip(service, clock) for _ in range(3)]
+    clock.advance(days=55)  # reminders and rating requests of the first meetings are due
+    with run_relay(case_store):
+        original = start_meetings("original.sqlite")
+        with original:
+            assert wait_until(
+                lambda: names_of(meeting_stream(nats_url, meeting_names)).count("MeetingReminderDue") >= 3, 20
+            )
+            expected = {
+                s.case_id: [m.to_json() for m in original.parts.service.meetings(s.case_id)]
+                for s in scenarios
+            }
+        before = meeting_stream(nats_url, meeting_names)
+        replay = start_meetings("replayed.sqlite")
+        with replay:
+            assert wait_until(
+                lambda: replay.parts.service.applied_through() >= len(case_store.read_log(0, 10_000)), 20
+            )
+            replay.parts.service.fire_due()
+            # what the original holds, the replay holds, meeting for meeting
+            for scenario in scenarios:
+                replayed = [m.to_json() for m in replay.parts.service.meetings(scenario.case_id)]
+                assert replayed == expected[scenario.case_id]
+            asyncio.run(asyncio.sleep(1.5))  # the replay's relay would have published by now
+        after = meeting_stream(nats_url, meeting_names)
+    assert [m.event.id for m in after] == [m.event.id for m in before]
