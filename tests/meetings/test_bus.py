@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def meeting_names(bus_names: BusNames) -> BusNames:
 @pytest.fixture
 def start_meetings(
     tmp_path: Path, nats_url: str, bus_names: BusNames, meeting_names: BusNames, clock: FixedClock
-):  # type: ignore[no-untyped-def]
+) -> Callable[..., MeetingsThread]:
     def start(name: str = "meetings.sqlite") -> MeetingsThread:
         url = f"sqlite:///{tmp_path / name}"
         migrate_meetings(url)
@@ -106,14 +107,19 @@ def names_of(messages: list[StreamMessage]) -> list[str]:
     return [m.event.type.split(".")[-2] for m in messages]
 
 
+def published(nats_url: str, names: BusNames, event_name: str) -> int:
+    """How many events of ``event_name`` the meetings stream holds."""
+    return names_of(meeting_stream(nats_url, names)).count(event_name)
+
+
 def test_the_first_sip_books_a_resource_group_meeting_published_on_the_meetings_stream(
     case_store: CaseEventStore,
     clock: FixedClock,
     nats_url: str,
     bus_names: BusNames,
     meeting_names: BusNames,
-    run_relay,  # type: ignore[no-untyped-def]
-    start_meetings,  # type: ignore[no-untyped-def]
+    run_relay: Callable[..., AbstractContextManager[object]],
+    start_meetings: Callable[..., MeetingsThread],
 ) -> None:
     scenario = drive_to_first_sip(CaseService(case_store, clock), clock)
     with run_relay(case_store), start_meetings():
@@ -141,8 +147,8 @@ def test_a_restart_with_reminders_due_fires_each_exactly_once(
     clock: FixedClock,
     nats_url: str,
     meeting_names: BusNames,
-    run_relay,  # type: ignore[no-untyped-def]
-    start_meetings,  # type: ignore[no-untyped-def]
+    run_relay: Callable[..., AbstractContextManager[object]],
+    start_meetings: Callable[..., MeetingsThread],
 ) -> None:
     drive_to_first_sip(CaseService(case_store, clock), clock)
     with run_relay(case_store):
@@ -176,22 +182,18 @@ def test_replaying_the_case_stream_into_an_empty_service_gives_the_same_schedule
     clock: FixedClock,
     nats_url: str,
     meeting_names: BusNames,
-    run_relay,  # type: ignore[no-untyped-def]
-    start_meetings,  # type: ignore[no-untyped-def]
+    run_relay: Callable[..., AbstractContextManager[object]],
+    start_meetings: Callable[..., MeetingsThread],
 ) -> None:
     service = CaseService(case_store, clock)
-    scenarios = [drive_to_first_sip(service, clock) for _ in range(3)]
+    case_ids = [drive_to_first_sip(service, clock).case_id for _ in range(3)]
     clock.advance(days=55)  # reminders and rating requests of the first meetings are due
     with run_relay(case_store):
         original = start_meetings("original.sqlite")
         with original:
-            assert wait_until(
-                lambda: names_of(meeting_stream(nats_url, meeting_names)).count("MeetingReminderDue") >= 3, 20
-            )
-            expected = {
-                s.case_id: [m.to_json() for m in original.parts.service.meetings(s.case_id)]
-                for s in scenarios
-            }
+            assert wait_until(lambda: published(nats_url, meeting_names, "MeetingReminderDue") >= 3, 20)
+            kept = original.parts.service
+            expected = {c: [m.to_json() for m in kept.meetings(c)] for c in case_ids if c is not None}
         before = meeting_stream(nats_url, meeting_names)
         replay = start_meetings("replayed.sqlite")
         with replay:
@@ -200,9 +202,9 @@ def test_replaying_the_case_stream_into_an_empty_service_gives_the_same_schedule
             )
             replay.parts.service.fire_due()
             # what the original holds, the replay holds, meeting for meeting
-            for scenario in scenarios:
-                replayed = [m.to_json() for m in replay.parts.service.meetings(scenario.case_id)]
-                assert replayed == expected[scenario.case_id]
+            assert len(expected) == 3
+            for case_id, meetings in expected.items():
+                assert [m.to_json() for m in replay.parts.service.meetings(case_id)] == meetings
             asyncio.run(asyncio.sleep(1.5))  # the replay's relay would have published by now
         after = meeting_stream(nats_url, meeting_names)
     assert [m.event.id for m in after] == [m.event.id for m in before]
