@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vss_contracts.case_events import CASE_EVENTS
+from vss_contracts.meeting_events import MEETING_EVENTS
 from vss_contracts.envelope import CloudEvent, dataschema_for
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
@@ -27,7 +28,7 @@ def _render(schema: dict[str, Any]) -> str:
 def generate() -> dict[str, str]:
     """File name -> JSON text of every schema."""
     files: dict[str, str] = {}
-    for cls in CASE_EVENTS:
+    for cls in (*CASE_EVENTS, *MEETING_EVENTS):
         schema = cls.model_json_schema()
         schema = {"$schema": DIALECT, "$id": dataschema_for(cls.TYPE), **schema}
         schema["title"] = cls.TYPE
