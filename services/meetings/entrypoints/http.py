@@ -1,0 +1,467 @@
+"""The meetings API: a case's meetings, coordinators' requests and calendar files (.ics).
+
+- Same bearer tokens and RFC 9457 problem bodies as the other APIs. Reading needs the
+  coordinator or manager role, writing the coordinator role; either way the caller's
+  organisation must coordinate the case or be covered by its current consent (else 403,
+  never 404 for a case that exists).
+- Every POST needs ``Idempotency-Key`` (1–255 visible ASCII characters, no ``/``). It
+  becomes the request id the domain derives the event id (and for a booking the meeting
+  id) from, so a replay of the case stream decides the same ids.
+- A retry is answered from the schedule's state, with ``Idempotency-Replayed: true`` and
+  no new event: a booking whose meeting exists already (200, not 201); a reschedule to the
+  time the meeting already has; a cancel of a client meeting already cancelled; a "held"
+  of a meeting already held on that day. The key is not fingerprinted: reusing it with a
+  different booking returns the first booking.
+- The request ids of reschedule, cancel and held are namespaced by the operation and the
+  meeting (and, for a reschedule, the meeting's sequence), so one key reused for another
+  request can never make two events with one id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from services.meetings.application.service import MeetingsService, Requester
+from services.meetings.domain.meeting import Meeting, MeetingStatus
+from services.meetings.domain.schedule import Decided, MeetingSchedule, ScheduleError
+from services.meetings.infrastructure.ics import calendar_feed, meeting_ics
+from services.shared.auth import TokenClaims, TokenService
+from services.shared.http_auth import bearer, verified_claims
+from services.shared.problems import (
+    CorrelationMiddleware,
+    ProblemException,
+    install_problem_handlers,
+    problem_response,
+)
+from vss_contracts.meeting_events import MeetingKind
+from vss_contracts.types import Principal, ShortText
+
+READ_ROLES = frozenset({"coordinator", "manager"})
+WRITE_ROLE = "coordinator"
+ICS_MEDIA_TYPE = "text/calendar; charset=utf-8"
+REPLAYED_HEADER = "Idempotency-Replayed"
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x2e\x30-\x7e]{1,255}$")  # visible ASCII but "/"
+_TITLES = {404: "Not found", 409: "Refused by the meeting schedule"}
+
+
+# --------------------------------------------------------------------------------- models
+class InviteeOut(BaseModel):
+    name: str
+    role: str
+    organisation_id: str | None
+
+
+class MeetingOut(BaseModel):
+    meeting_id: UUID
+    case_id: UUID
+    kind: MeetingKind
+    starts_at: datetime
+    ends_at: datetime
+    status: MeetingStatus
+    sequence: int
+    invitees: list[InviteeOut]
+    reason: str
+    sip_version: int | None
+    warning_id: UUID | None
+    location: str | None
+    held_on: date | None
+    ics: str = Field(description="The meeting's invitation (or cancellation) as iCalendar")
+
+
+class MeetingList(BaseModel):
+    case_id: UUID
+    items: list[MeetingOut]
+
+
+class BookMeeting(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    starts_at: AwareDatetime
+    minutes: Annotated[int, Field(ge=15, le=480)] = 60
+    location: ShortText | None = None
+
+
+class RescheduleMeeting(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    starts_at: AwareDatetime
+    reason: ShortText
+
+
+class CancelMeeting(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: ShortText
+
+
+class MarkHeld(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    held_on: date
+
+
+def _ics_path(meeting: Meeting) -> str:
+    return f"/v1/cases/{meeting.case_id}/meetings/{meeting.meeting_id}.ics"
+
+
+def _out(meeting: Meeting) -> MeetingOut:
+    return MeetingOut(
+        meeting_id=meeting.meeting_id,
+        case_id=meeting.case_id,
+        kind=meeting.kind,
+        starts_at=meeting.starts_at,
+        ends_at=meeting.ends_at,
+        status=meeting.status,
+        sequence=meeting.sequence,
+        invitees=[
+            InviteeOut(
+                name=i.name,
+                role=i.role.value,
+                organisation_id=i.organisation.id if i.organisation else None,
+            )
+            for i in meeting.invitees.values()
+        ],
+        reason=meeting.reason,
+        sip_version=meeting.sip_version,
+        warning_id=meeting.warning_id,
+        location=meeting.location,
+        held_on=meeting.held_on,
+        ics=_ics_path(meeting),
+    )
+
+
+# --------------------------------------------------------------------------------- wiring
+@dataclass(frozen=True, slots=True)
+class MeetingsApiDependencies:
+    service: MeetingsService
+    tokens: TokenService
+    organiser: tuple[str, str]  # (name, email): the ORGANIZER of every .ics
+
+
+router = APIRouter(prefix="/v1")
+
+
+def create_app(deps: MeetingsApiDependencies) -> FastAPI:
+    app = FastAPI(
+        title="VSS meetings",
+        version="1.0.0",
+        description=(
+            "Each case's meeting schedule (resource group, coordination and crisis meetings), "
+            "coordinators' bookings and changes, and the meetings as iCalendar files and feeds."
+        ),
+        docs_url="/docs",
+    )
+    app.state.deps = deps
+    install_problem_handlers(app)
+    app.include_router(router)
+    app.add_middleware(CorrelationMiddleware)
+
+    @app.exception_handler(ScheduleError)
+    async def _refused(request: Request, error: ScheduleError) -> Response:
+        title = _TITLES.get(error.status, "Refused")
+        return problem_response(request, error.status, title, str(error), code=error.rule, rule=error.rule)
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _deps(request: Request) -> MeetingsApiDependencies:
+    deps: MeetingsApiDependencies = request.app.state.deps
+    return deps
+
+
+def _forbidden(detail: str, rule: str) -> ProblemException:
+    return ProblemException(403, "Forbidden", detail, code=rule, rule=rule)
+
+
+def caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> TokenClaims:
+    return verified_claims(_deps(request).tokens, credentials)
+
+
+Caller = Annotated[TokenClaims, Depends(caller)]
+
+
+def reader(claims: Caller) -> TokenClaims:
+    if not claims.roles & READ_ROLES:
+        raise _forbidden(f"reading meetings needs one of the roles {sorted(READ_ROLES)}", "role_required")
+    return claims
+
+
+Reader = Annotated[TokenClaims, Depends(reader)]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCall:
+    """A coordinator's request: who asks, and the Idempotency-Key it is known by."""
+
+    claims: TokenClaims
+    key: str
+
+    @property
+    def requester(self) -> Requester:
+        return Requester(
+            user_id=self.claims.user_id,
+            organisation_id=self.claims.organisation_id,
+            principal=Principal(self.claims.principal),
+        )
+
+
+def write_call(
+    claims: Caller,
+    idempotency_key: Annotated[
+        str | None,
+        Header(description="Required: the request id; a retry with it returns the first outcome"),
+    ] = None,
+) -> WriteCall:
+    if WRITE_ROLE not in claims.roles:
+        raise _forbidden("booking and changing meetings needs the coordinator role", "role_required")
+    if idempotency_key is None:
+        raise ProblemException(
+            400,
+            "Idempotency-Key required",
+            "send Idempotency-Key: <key> (e.g. a UUID); a retry with the same key is answered once",
+            code="idempotency_key_required",
+            field="Idempotency-Key",
+            rule="idempotency_key_required",
+        )
+    if not _IDEMPOTENCY_KEY.match(idempotency_key):
+        raise ProblemException(
+            400,
+            "Bad Idempotency-Key",
+            'Idempotency-Key is 1–255 visible ASCII characters other than "/"',
+            code="bad_header",
+            field="Idempotency-Key",
+            rule="idempotency_key_format",
+        )
+    return WriteCall(claims, idempotency_key)
+
+
+Write = Annotated[WriteCall, Depends(write_call)]
+
+
+def _check_access(schedule: MeetingSchedule, claims: TokenClaims) -> None:
+    """The caller's organisation coordinates the case or is covered by its current consent."""
+    state = schedule.state
+    coordinating = {c.organisation.id for c in state.coordinators.values() if c.organisation}
+    if claims.organisation_id in coordinating or claims.organisation_id in (state.consent_orgs or ()):
+        return
+    raise _forbidden(
+        f"organisation {claims.organisation_id} neither coordinates case {state.case_id}"
+        " nor is covered by its current consent",
+        "no_consent",
+    )
+
+
+def _visible(request: Request, case_id: UUID, claims: TokenClaims) -> MeetingSchedule:
+    schedule = _deps(request).service.schedule(case_id)  # CaseUnknown: 404
+    _check_access(schedule, claims)
+    return schedule
+
+
+class _Replayed(Exception):
+    """The request was answered before: the schedule holds its outcome already."""
+
+    def __init__(self, meeting: Meeting) -> None:
+        super().__init__(str(meeting.meeting_id))
+        self.meeting = meeting
+
+
+def _run(
+    request: Request,
+    case_id: UUID,
+    call: WriteCall,
+    decide: Callable[[MeetingSchedule], Decided | Meeting],
+) -> tuple[Meeting, bool]:
+    """Run one request under the store's lock; ``decide`` returns a meeting to replay it."""
+
+    def checked(schedule: MeetingSchedule) -> Decided:
+        _check_access(schedule, call.claims)
+        outcome = decide(schedule)
+        if isinstance(outcome, Meeting):
+            raise _Replayed(outcome)  # nothing is stored: the request was decided before
+        return outcome
+
+    try:
+        _, meeting = _deps(request).service.request(case_id, call.requester, checked)
+    except _Replayed as replay:
+        return replay.meeting, True
+    return meeting, False
+
+
+def _answer(response: Response, meeting: Meeting, replayed: bool) -> MeetingOut:
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return _out(meeting)
+
+
+def _ics(content: bytes) -> Response:
+    return Response(content=content, media_type=ICS_MEDIA_TYPE)
+
+
+_ICS_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/calendar": {}}}}
+
+
+# --------------------------------------------------------------------------------- routes
+@router.get("/cases/{case_id}/meetings", response_model=MeetingList, tags=["meetings"])
+def list_meetings(case_id: UUID, claims: Reader, request: Request) -> MeetingList:
+    """The case's meetings, earliest first (cancelled and held ones included)."""
+    schedule = _visible(request, case_id, claims)
+    meetings = sorted(schedule.state.meetings.values(), key=lambda m: m.starts_at)
+    return MeetingList(case_id=case_id, items=[_out(m) for m in meetings])
+
+
+@router.post(
+    "/cases/{case_id}/meetings",
+    status_code=201,
+    response_model=MeetingOut,
+    tags=["meetings"],
+    responses={200: {"model": MeetingOut, "description": "A retry: the meeting booked before"}},
+)
+def book_meeting(
+    case_id: UUID, body: BookMeeting, call: Write, request: Request, response: Response
+) -> MeetingOut:
+    """Book a meeting of the coordinator and the client (*samordningsmöte*) on a working day."""
+
+    def decide(schedule: MeetingSchedule) -> Decided | Meeting:
+        booked = schedule.state.meetings.get(str(schedule._id(f"booked/{call.key}")))
+        if booked is not None:
+            return booked
+        return schedule.book(
+            call.key,
+            starts_at=body.starts_at,
+            minutes=body.minutes,
+            user_id=call.claims.user_id,
+            location=body.location,
+        )
+
+    meeting, replayed = _run(request, case_id, call, decide)
+    if replayed:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/cases/{case_id}/meetings/{meeting.meeting_id}"
+    return _answer(response, meeting, replayed)
+
+
+@router.get(
+    "/cases/{case_id}/meetings/{meeting_id}.ics",
+    response_class=Response,
+    responses=_ICS_RESPONSES,
+    tags=["calendar"],
+)
+def meeting_calendar_file(case_id: UUID, meeting_id: UUID, claims: Reader, request: Request) -> Response:
+    """The meeting as iCalendar: an invitation (REQUEST), or a CANCEL once it is cancelled."""
+    deps = _deps(request)
+    meeting = _visible(request, case_id, claims).meeting(meeting_id)
+    method: Literal["REQUEST", "CANCEL"] = (
+        "CANCEL" if meeting.status is MeetingStatus.CANCELLED else "REQUEST"
+    )
+    return _ics(meeting_ics(meeting, method=method, organizer=deps.organiser, now=deps.service.clock.now()))
+
+
+@router.get("/cases/{case_id}/meetings/{meeting_id}", response_model=MeetingOut, tags=["meetings"])
+def get_meeting(case_id: UUID, meeting_id: UUID, claims: Reader, request: Request) -> MeetingOut:
+    return _out(_visible(request, case_id, claims).meeting(meeting_id))
+
+
+@router.post(
+    "/cases/{case_id}/meetings/{meeting_id}/reschedule", response_model=MeetingOut, tags=["meetings"]
+)
+def reschedule_meeting(
+    case_id: UUID,
+    meeting_id: UUID,
+    body: RescheduleMeeting,
+    call: Write,
+    request: Request,
+    response: Response,
+) -> MeetingOut:
+    """Move a meeting of any kind (a resource group meeting is moved, never cancelled); same UID."""
+
+    def decide(schedule: MeetingSchedule) -> Decided | Meeting:
+        meeting = schedule.meeting(meeting_id)
+        if meeting.is_upcoming and meeting.starts_at == body.starts_at:
+            return meeting  # already there (a retry): no new version of the invitation
+        return schedule.reschedule(
+            f"reschedule/{meeting_id}/{meeting.sequence}/{call.key}",
+            meeting_id,
+            starts_at=body.starts_at,
+            user_id=call.claims.user_id,
+            reason=body.reason,
+        )
+
+    meeting, replayed = _run(request, case_id, call, decide)
+    return _answer(response, meeting, replayed)
+
+
+@router.post("/cases/{case_id}/meetings/{meeting_id}/cancel", response_model=MeetingOut, tags=["meetings"])
+def cancel_meeting(
+    case_id: UUID,
+    meeting_id: UUID,
+    body: CancelMeeting,
+    call: Write,
+    request: Request,
+    response: Response,
+) -> MeetingOut:
+    """Cancel a meeting with the client; resource group and crisis meetings are moved instead (409)."""
+
+    def decide(schedule: MeetingSchedule) -> Decided | Meeting:
+        meeting = schedule.meeting(meeting_id)
+        if meeting.kind is MeetingKind.CLIENT_CONTACT and meeting.status is MeetingStatus.CANCELLED:
+            return meeting
+        return schedule.cancel(
+            f"cancel/{meeting_id}/{call.key}", meeting_id, user_id=call.claims.user_id, reason=body.reason
+        )
+
+    meeting, replayed = _run(request, case_id, call, decide)
+    return _answer(response, meeting, replayed)
+
+
+@router.post("/cases/{case_id}/meetings/{meeting_id}/held", response_model=MeetingOut, tags=["meetings"])
+def mark_meeting_held(
+    case_id: UUID,
+    meeting_id: UUID,
+    body: MarkHeld,
+    call: Write,
+    request: Request,
+    response: Response,
+) -> MeetingOut:
+    """Record that the meeting took place on ``held_on`` (not before the day it was booked for)."""
+
+    def decide(schedule: MeetingSchedule) -> Decided | Meeting:
+        meeting = schedule.meeting(meeting_id)
+        if meeting.status is MeetingStatus.HELD and meeting.held_on == body.held_on:
+            return meeting
+        return schedule.mark_held(
+            f"held/{meeting_id}/{call.key}", meeting_id, held_on=body.held_on, user_id=call.claims.user_id
+        )
+
+    meeting, replayed = _run(request, case_id, call, decide)
+    return _answer(response, meeting, replayed)
+
+
+@router.get(
+    "/coordinators/{user_id}/calendar.ics",
+    response_class=Response,
+    responses=_ICS_RESPONSES,
+    tags=["calendar"],
+)
+def coordinator_feed(user_id: str, claims: Caller, request: Request) -> Response:
+    """A coordinator's meetings in all their cases, as a subscribable feed: for that coordinator only."""
+    if claims.user_id != user_id:
+        raise _forbidden(f"the calendar of {user_id} is for that coordinator only", "not_own_calendar")
+    deps = _deps(request)
+    meetings = deps.service.meetings_of_coordinator(user_id)
+    feed = calendar_feed(meetings, name="VSS möten", now=deps.service.clock.now(), organizer=deps.organiser)
+    return _ics(feed)

@@ -1,0 +1,298 @@
+"""The meetings API over HTTP: a real store, real bearer tokens, .ics parsed back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from icalendar import Calendar, Component
+
+from services.meetings.application.service import MeetingsService
+from services.meetings.domain.calendar import STOCKHOLM
+from services.meetings.entrypoints.http import MeetingsApiDependencies, create_app
+from services.meetings.infrastructure.store import MeetingStore
+from services.shared.auth import TokenService
+from tests.meetings.feed import REGION_PSYCH, SOCIAL, CaseFeed
+from vss_contracts import meeting_events as me
+
+TOKENS = TokenService(key="test-secret-" + "m" * 40, algorithm="HS256", issuer="vss", audience="vss")
+ORGANISER = ("VSS Göteborg", "vss@goteborg.example.se")
+RG_STARTS = datetime(2026, 3, 2, 10, 0, tzinfo=STOCKHOLM)  # the SIP's follow-up date, a Monday
+
+
+def headers(
+    user_id: str = "sara",
+    organisation: str = SOCIAL.id,
+    roles: tuple[str, ...] = ("coordinator",),
+    key: str | None = None,
+) -> dict[str, str]:
+    token = TOKENS.mint(
+        user_id=user_id, organisation_id=organisation, principal="municipality", roles=list(roles)
+    )
+    values = {"Authorization": f"Bearer {token}"}
+    if key is not None:
+        values["Idempotency-Key"] = key
+    return values
+
+
+@dataclass
+class Api:
+    client: TestClient
+    case_id: UUID
+    store: MeetingStore
+
+    @property
+    def base(self) -> str:
+        return f"/v1/cases/{self.case_id}/meetings"
+
+    def meetings(self) -> list[dict[str, Any]]:
+        response = self.client.get(self.base, headers=headers())
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    def resource_group_meeting(self) -> dict[str, Any]:
+        [meeting] = [m for m in self.meetings() if m["kind"] == "resource_group"]
+        return meeting
+
+    def book(self, key: str, starts_at: str = "2026-01-14T13:00:00+01:00", **extra: Any) -> httpx.Response:
+        response: httpx.Response = self.client.post(
+            self.base, json={"starts_at": starts_at, **extra}, headers=headers(key=key)
+        )
+        return response
+
+    def post(self, meeting_id: str, action: str, body: dict[str, Any], key: str) -> httpx.Response:
+        path = f"{self.base}/{meeting_id}/{action}"
+        response: httpx.Response = self.client.post(path, json=body, headers=headers(key=key))
+        return response
+
+    def ics(self, meeting_id: str) -> Calendar:
+        response = self.client.get(f"{self.base}/{meeting_id}.ics", headers=headers())
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "text/calendar; charset=utf-8"
+        return Calendar.from_ical(response.content)
+
+
+def only_event(calendar: Calendar) -> Component:
+    [event] = calendar.walk("VEVENT")
+    return event
+
+
+@pytest.fixture
+def api(meetings: MeetingsService, feed: CaseFeed, meeting_store: MeetingStore) -> Api:
+    """A case coordinated by sara (Socialtjänsten), with consent and a SIP: one resource group meeting."""
+    day = date(2026, 1, 5)
+    feed.open(day)
+    feed.assign(day)
+    feed.consent(day, SOCIAL, REGION_PSYCH)
+    feed.sip(day, 1, follow_up=RG_STARTS.date())
+    app = create_app(MeetingsApiDependencies(service=meetings, tokens=TOKENS, organiser=ORGANISER))
+    return Api(TestClient(app), feed.case_id, meeting_store)
+
+
+def booked_events(api: Api) -> int:
+    return sum(
+        1
+        for e in api.store.events(api.case_id)
+        if e.type == me.MeetingScheduled.TYPE and e.state["data"]["kind"] == "client_contact"
+    )
+
+
+# ------------------------------------------------------------------------------- reading
+def test_lists_the_cases_meetings(api: Api) -> None:
+    [meeting] = api.meetings()
+    assert meeting["kind"] == "resource_group"
+    assert datetime.fromisoformat(meeting["starts_at"]) == RG_STARTS
+    assert meeting["status"] == "scheduled"
+    assert meeting["sequence"] == 0
+    assert meeting["sip_version"] == 1
+    assert meeting["ics"] == f"{api.base}/{meeting['meeting_id']}.ics"
+    coordinator = next(i for i in meeting["invitees"] if i["role"] == "coordinator")
+    assert coordinator == {"name": "Samordnare sara", "role": "coordinator", "organisation_id": SOCIAL.id}
+
+
+def test_an_organisation_covered_by_consent_may_read(api: Api) -> None:
+    response = api.client.get(api.base, headers=headers("doc", REGION_PSYCH.id, ("manager",)))
+    assert response.status_code == 200, response.text
+
+
+def test_an_organisation_neither_coordinating_nor_covered_is_refused(api: Api) -> None:
+    stranger = headers("eve", "boendestod", key="k-1")
+    for response in (
+        api.client.get(api.base, headers=stranger),
+        api.client.post(api.base, json={"starts_at": "2026-01-14T13:00:00+01:00"}, headers=stranger),
+    ):
+        assert response.status_code == 403, response.text
+        assert response.json()["rule"] == "no_consent"
+    assert booked_events(api) == 0
+
+
+def test_without_a_token_401(api: Api) -> None:
+    response = api.client.get(api.base)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_an_unknown_case_is_404(api: Api) -> None:
+    response = api.client.get(f"/v1/cases/{uuid4()}/meetings", headers=headers())
+    assert response.status_code == 404
+    assert response.json()["rule"] == "case_known"
+
+
+def test_only_coordinators_write(api: Api) -> None:
+    response = api.client.post(
+        api.base,
+        json={"starts_at": "2026-01-14T13:00:00+01:00"},
+        headers=headers("mona", SOCIAL.id, ("manager",), key="k-1"),
+    )
+    assert response.status_code == 403
+    assert response.json()["rule"] == "role_required"
+
+
+# ------------------------------------------------------------------------------- booking
+def test_booking_answers_201_and_a_retry_returns_the_same_meeting(api: Api) -> None:
+    first = api.book("book-1", location="Kontoret")
+    assert first.status_code == 201, first.text
+    meeting = first.json()
+    assert first.headers["location"] == f"{api.base}/{meeting['meeting_id']}"
+    assert meeting["kind"] == "client_contact"
+    assert datetime.fromisoformat(meeting["ends_at"]) == datetime(2026, 1, 14, 14, 0, tzinfo=STOCKHOLM)
+    assert {i["role"] for i in meeting["invitees"]} == {"client", "coordinator"}
+
+    again = api.book("book-1", location="Kontoret")
+    assert again.status_code == 200, again.text
+    assert again.headers["idempotency-replayed"] == "true"
+    assert again.json()["meeting_id"] == meeting["meeting_id"]
+    assert booked_events(api) == 1
+    assert len(api.meetings()) == 2
+    got = api.client.get(first.headers["location"], headers=headers())
+    assert got.json() == meeting
+
+
+def test_booking_on_a_holiday_is_refused(api: Api) -> None:
+    response = api.book("xmas", starts_at="2026-12-24T10:00:00+01:00")
+    assert response.status_code == 409
+    body = response.json()
+    assert body["rule"] == "working_day"
+    assert {"type", "title", "status", "detail", "rule"} <= set(body)
+    assert "Julafton" in body["detail"]
+
+
+def test_a_naive_time_is_422_naming_the_field(api: Api) -> None:
+    response = api.book("naive", starts_at="2026-01-14T13:00:00")
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "starts_at"
+    assert error["rule"] == "timezone_aware"
+
+
+def test_minutes_are_bounded(api: Api) -> None:
+    assert api.book("short", minutes=10).status_code == 422
+
+
+def test_a_write_without_idempotency_key_is_400_naming_the_header(api: Api) -> None:
+    response = api.client.post(api.base, json={"starts_at": "2026-01-14T13:00:00+01:00"}, headers=headers())
+    assert response.status_code == 400
+    assert response.json()["field"] == "Idempotency-Key"
+    assert response.json()["rule"] == "idempotency_key_required"
+
+
+# ------------------------------------------------------------------------- changing them
+def test_rescheduling_a_resource_group_meeting_keeps_its_uid_and_bumps_the_sequence(api: Api) -> None:
+    meeting_id = api.resource_group_meeting()["meeting_id"]
+    before = only_event(api.ics(meeting_id))
+    assert before["SEQUENCE"] == 0
+
+    body = {"starts_at": "2026-03-03T13:00:00+01:00", "reason": "Lokalen är upptagen"}
+    response = api.post(meeting_id, "reschedule", body, key="move-1")
+    assert response.status_code == 200, response.text
+    assert response.json()["sequence"] == 1
+
+    calendar = api.ics(meeting_id)
+    after = only_event(calendar)
+    assert calendar["METHOD"] == "REQUEST"
+    assert after["UID"] == before["UID"] == f"{meeting_id}@vss.se"
+    assert after["SEQUENCE"] == 1
+    assert after.decoded("DTSTART") == datetime(2026, 3, 3, 13, 0, tzinfo=STOCKHOLM)
+
+    retry = api.post(meeting_id, "reschedule", body, key="move-1")
+    assert retry.status_code == 200
+    assert retry.headers["idempotency-replayed"] == "true"
+    assert retry.json()["sequence"] == 1
+
+
+def test_rescheduling_to_a_weekend_is_refused(api: Api) -> None:
+    meeting_id = api.resource_group_meeting()["meeting_id"]
+    body = {"starts_at": "2026-03-07T10:00:00+01:00", "reason": "x"}
+    response = api.post(meeting_id, "reschedule", body, key="move-2")
+    assert response.status_code == 409
+    assert response.json()["rule"] == "working_day"
+
+
+def test_cancelling_a_client_meeting_makes_its_ics_a_cancel(api: Api) -> None:
+    meeting_id = api.book("book-2").json()["meeting_id"]
+    response = api.post(meeting_id, "cancel", {"reason": "Klienten är sjuk"}, key="cancel-1")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+
+    calendar = api.ics(meeting_id)
+    event = only_event(calendar)
+    assert calendar["METHOD"] == "CANCEL"
+    assert event["STATUS"] == "CANCELLED"
+    assert event["SEQUENCE"] == 1
+
+    retry = api.post(meeting_id, "cancel", {"reason": "Klienten är sjuk"}, key="cancel-1")
+    assert retry.status_code == 200
+    assert retry.headers["idempotency-replayed"] == "true"
+
+
+def test_a_resource_group_meeting_cannot_be_cancelled(api: Api) -> None:
+    meeting_id = api.resource_group_meeting()["meeting_id"]
+    response = api.post(meeting_id, "cancel", {"reason": "x"}, key="cancel-2")
+    assert response.status_code == 409
+    assert response.json()["rule"] == "only_client_meetings_cancelled"
+
+
+def test_marking_a_meeting_held(api: Api) -> None:
+    meeting_id = api.book("book-3").json()["meeting_id"]
+    response = api.post(meeting_id, "held", {"held_on": "2026-01-14"}, key="held-1")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "held"
+    assert response.json()["held_on"] == "2026-01-14"
+    retry = api.post(meeting_id, "held", {"held_on": "2026-01-14"}, key="held-1")
+    assert retry.status_code == 200
+    assert retry.headers["idempotency-replayed"] == "true"
+
+
+def test_an_unknown_meeting_is_404(api: Api) -> None:
+    response = api.post(str(uuid4()), "cancel", {"reason": "x"}, key="cancel-3")
+    assert response.status_code == 404
+    assert response.json()["rule"] == "meeting_exists"
+
+
+# ------------------------------------------------------------------------------ the feed
+def test_the_coordinators_feed_holds_their_meetings(api: Api) -> None:
+    booked = api.book("book-4").json()["meeting_id"]
+    rg = api.resource_group_meeting()["meeting_id"]
+    response = api.client.get("/v1/coordinators/sara/calendar.ics", headers=headers())
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/calendar; charset=utf-8"
+    calendar = Calendar.from_ical(response.content)
+    assert calendar["METHOD"] == "PUBLISH"
+    assert {str(e["UID"]) for e in calendar.walk("VEVENT")} == {f"{booked}@vss.se", f"{rg}@vss.se"}
+
+
+def test_another_users_feed_is_refused(api: Api) -> None:
+    response = api.client.get("/v1/coordinators/sara/calendar.ics", headers=headers("olle"))
+    assert response.status_code == 403
+    assert response.json()["rule"] == "not_own_calendar"
+
+
+def test_openapi_docs(api: Api) -> None:
+    assert api.client.get("/docs").status_code == 200
+    assert api.client.get("/openapi.json").json()["info"]["title"] == "VSS meetings"
