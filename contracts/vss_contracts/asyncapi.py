@@ -6,7 +6,8 @@ committed file differs from the code (CI runs a test that does the same).
 
 Everything comes from the contracts: the event models (their JSON Schemas, hoisted into
 ``components/schemas`` with every ``$ref`` rewritten to point inside the document), the
-envelope, and the stream, subject and header names of :mod:`vss_contracts.subjects`.
+envelope, and the stream, subject and header names of :mod:`vss_contracts.subjects` (the
+case stream) and :mod:`vss_contracts.meeting_events` (the meetings stream).
 """
 
 from __future__ import annotations
@@ -15,12 +16,22 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from vss_contracts.case_events import CASE_EVENTS, CaseEventData, SipDecided
 from vss_contracts.envelope import CloudEvent, dataschema_for
+from vss_contracts.meeting_events import (
+    MEETING_EVENT_SOURCE,
+    MEETING_EVENTS,
+    MEETING_STREAM,
+    MEETING_SUBJECT_PREFIX,
+    MEETING_SUBJECTS,
+    MeetingEventData,
+    MeetingScheduled,
+)
 from vss_contracts.subjects import (
     CASE_EVENT_SOURCE,
     CASE_STREAM,
@@ -45,8 +56,8 @@ ASYNCAPI_FILE = Path(__file__).parent / "asyncapi" / "vss-bus.asyncapi.json"
 CONTENT_TYPE = "application/cloudevents+json"
 DISTRIBUTION = "vss-contracts"
 
-# Facts of the deployment the document describes. The case stream is declared by the
-# relay (services/shared/bus/streams.py; a test checks these against it).
+# Facts of the deployment the document describes. The case and meetings streams are declared
+# by the relay (services/shared/bus/streams.py; a test checks these against it).
 EMBEDDED_SERVER_HOST = "127.0.0.1:4422"  # `vss up`'s nats-server (not 4222: leave that to others)
 DUPLICATE_WINDOW_SECONDS = 120
 
@@ -58,7 +69,7 @@ CONSUMER = "consumer"
 ORIGINAL_SUBJECT = "originalSubject"
 
 DESCRIPTION = f"""\
-The case events of VSS (*vård- och stödsamordning*) on NATS JetStream.
+The case and meeting events of VSS (*vård- och stödsamordning*) on NATS JetStream.
 
 Every event the case service stores is published, once, to the stream `{CASE_STREAM}` on
 the subject `{case_subject("<caseId>", "<EventName>")}` (filter one case with
@@ -86,7 +97,65 @@ start at any stream sequence (or time) and read forward.
 
 **Versions.** A changed event shape is a new `type` (`….v2`); old versions stay on the stream as
 they were published and are upcast by `vss_contracts` (`CloudEvent.typed_data()`).
+
+**Meetings.** Each case's meeting schedule is published by the meetings service, through the
+same relay (in order, once, each commit whole), to the stream `{MEETING_STREAM}` on the subject
+`{case_subject("<caseId>", "<EventName>", prefix=MEETING_SUBJECT_PREFIX)}` (e.g.
+`{case_subject("<caseId>", MeetingScheduled.event_name(), prefix=MEETING_SUBJECT_PREFIX)}`; everything with
+`{MEETING_SUBJECTS}`), in the same envelope and with the same headers, with `source`
+`{MEETING_EVENT_SOURCE}`; `{HEADER_LOG_POSITION}` is the position in the meetings store's log.
+There `caseversion` is the event's position in the case's *meeting schedule* stream, which has
+its own hash chain (`prevhash`/`eventhash`, recomputable with
+`vss_contracts.chain.cloud_event_hash`); `CloudEvent.meeting_data()` gives the typed payload.
+Times are aware datetimes with the Europe/Stockholm offset of the day (a meeting at 10:00 stays
+at 10:00 local across the daylight-saving change). Event ids are derived from what caused the
+event (the case event, the timer, the request), so a replay produces the same ids.
 """
+
+EventModel = type[CaseEventData] | type[MeetingEventData]
+
+
+@dataclass(frozen=True, slots=True)
+class _EventStream:
+    """What differs between the streams of events that share the envelope and headers."""
+
+    stream: str
+    subject_prefix: str
+    source: str
+    events: tuple[EventModel, ...]
+    headers: str  # the components/schemas key of its headers
+    example: str  # a type on it, for the headers' description
+    store: str  # whose log `Vss-Log-Position` counts in
+    decode: str  # the CloudEvent method that gives the typed payload
+    description: str  # of the stream, in x-nats-jetstream
+
+
+CASE_EVENT_STREAM = _EventStream(
+    stream=CASE_STREAM,
+    subject_prefix=CASE_SUBJECT_PREFIX,
+    source=CASE_EVENT_SOURCE,
+    events=CASE_EVENTS,
+    headers="CaseEventHeaders",
+    example=SipDecided.TYPE,
+    store="the case store",
+    decode="typed_data",
+    description="Every case event, in the case store's log order. Declared by the relay;"
+    " subscribers bind to it and never create or change it.",
+)
+MEETING_EVENT_STREAM = _EventStream(
+    stream=MEETING_STREAM,
+    subject_prefix=MEETING_SUBJECT_PREFIX,
+    source=MEETING_EVENT_SOURCE,
+    events=MEETING_EVENTS,
+    headers="MeetingEventHeaders",
+    example=MeetingScheduled.TYPE,
+    store="the meetings store",
+    decode="meeting_data",
+    description="Every meeting event (each case's meeting schedule), in the meetings store's log"
+    " order. Declared by the meetings service's relay; subscribers bind to it and never create or"
+    " change it.",
+)
+EVENT_STREAMS = (CASE_EVENT_STREAM, MEETING_EVENT_STREAM)
 
 
 def _rewrite_refs(node: Any) -> Any:
@@ -114,24 +183,29 @@ def _hoist(schema: dict[str, Any], into: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _message_key(cls: type[CaseEventData]) -> str:
+def _event_version(cls: EventModel) -> int:
+    """The version of a type, from its ``TYPE`` (``….v2`` -> 2)."""
+    return int(cls.TYPE.rsplit(".v", 1)[1])
+
+
+def _message_key(cls: EventModel) -> str:
     """Component keys may not hold dots: ``CaseOpened_v1``."""
-    return f"{cls.event_name()}_v{cls.event_version()}"
+    return f"{cls.event_name()}_v{_event_version(cls)}"
 
 
-def _summary(cls: type[CaseEventData]) -> str:
+def _summary(cls: EventModel) -> str:
     doc = (cls.__doc__ or "").strip()
-    return doc.splitlines()[0] if doc else f"{cls.event_name()} (version {cls.event_version()})."
+    return doc.splitlines()[0] if doc else f"{cls.event_name()} (version {_event_version(cls)})."
 
 
 def _ref(pointer: str) -> dict[str, str]:
     return {"$ref": pointer}
 
 
-def _headers_schema() -> dict[str, Any]:
+def _headers_schema(events: _EventStream) -> dict[str, Any]:
     return {
         "type": "object",
-        "description": "NATS headers of every case event (other headers may be present).",
+        "description": f"NATS headers of every event on {events.stream} (other headers may be present).",
         "properties": {
             HEADER_MSG_ID: {
                 "type": "string",
@@ -140,12 +214,12 @@ def _headers_schema() -> dict[str, Any]:
             },
             HEADER_EVENT_TYPE: {
                 "type": "string",
-                "description": f"The CloudEvent `type`, e.g. `{SipDecided.TYPE}`.",
+                "description": f"The CloudEvent `type`, e.g. `{events.example}`.",
             },
             HEADER_LOG_POSITION: {
                 "type": "string",
                 "pattern": "^[1-9][0-9]*$",
-                "description": "The event's position in the case store's log (decimal, increasing).",
+                "description": f"The event's position in {events.store}'s log (decimal, increasing).",
             },
         },
         "required": [HEADER_MSG_ID, HEADER_EVENT_TYPE, HEADER_LOG_POSITION],
@@ -170,8 +244,8 @@ def _dead_letter_headers_schema() -> dict[str, Any]:
     }
 
 
-def _case_event_payload(cls: type[CaseEventData]) -> dict[str, Any]:
-    """The envelope with this type's ``type``, ``dataschema`` and ``data``."""
+def _event_payload(cls: EventModel, events: _EventStream) -> dict[str, Any]:
+    """The envelope with this stream's ``source`` and this type's ``type``, ``dataschema`` and ``data``."""
     return {
         "type": "object",
         "allOf": [
@@ -179,6 +253,7 @@ def _case_event_payload(cls: type[CaseEventData]) -> dict[str, Any]:
             {
                 "type": "object",
                 "properties": {
+                    "source": {"const": events.source},
                     "type": {"const": cls.TYPE},
                     "dataschema": {"const": dataschema_for(cls.TYPE)},
                     "data": _ref(_SCHEMAS + cls.TYPE),
@@ -188,23 +263,26 @@ def _case_event_payload(cls: type[CaseEventData]) -> dict[str, Any]:
     }
 
 
+def _event_stream_facts(events: _EventStream) -> dict[str, Any]:
+    return {
+        "description": events.description,
+        "subjects": [f"{events.subject_prefix}.>"],
+        "retention": "limits",
+        "discard": "new",
+        "maxAge": 0,
+        "maxMsgs": -1,
+        "maxBytes": -1,
+        "storage": "file",
+        "duplicateWindowSeconds": DUPLICATE_WINDOW_SECONDS,
+        "allowAtomicPublish": True,
+        "allowDirect": True,
+    }
+
+
 def _jetstream() -> dict[str, Any]:
     return {
         "streams": {
-            CASE_STREAM: {
-                "description": "Every case event, in the case store's log order. Declared by the relay;"
-                " subscribers bind to it and never create or change it.",
-                "subjects": [CASE_SUBJECTS],
-                "retention": "limits",
-                "discard": "new",
-                "maxAge": 0,
-                "maxMsgs": -1,
-                "maxBytes": -1,
-                "storage": "file",
-                "duplicateWindowSeconds": DUPLICATE_WINDOW_SECONDS,
-                "allowAtomicPublish": True,
-                "allowDirect": True,
-            },
+            **{events.stream: _event_stream_facts(events) for events in EVENT_STREAMS},
             DEAD_LETTER_STREAM: {
                 "description": "Messages a consumer could not apply, with the reason and original headers.",
                 "subjects": [f"{DEAD_LETTER_SUBJECT_PREFIX}.>"],
@@ -216,42 +294,51 @@ def _jetstream() -> dict[str, Any]:
     }
 
 
-def _case_channel(cls: type[CaseEventData]) -> dict[str, Any]:
+def _event_channel(cls: EventModel, events: _EventStream) -> dict[str, Any]:
     name, key = cls.event_name(), _message_key(cls)
     return {
-        "address": case_subject("{" + CASE_ID + "}", name),
+        "address": case_subject("{" + CASE_ID + "}", name, prefix=events.subject_prefix),
         "title": name,
         "summary": _summary(cls),
-        "description": f"Every `{name}` event of a case, on stream `{CASE_STREAM}`. Older versions of"
-        " the type stay here as published; `CloudEvent.typed_data()` upcasts them.",
+        "description": f"Every `{name}` event of a case, on stream `{events.stream}`. Older versions of"
+        f" the type stay here as published; `CloudEvent.{events.decode}()` upcasts them.",
         "parameters": {CASE_ID: _ref(f"#/components/parameters/{CASE_ID}")},
         "messages": {key: _ref(f"#/components/messages/{key}")},
-        "x-nats-stream": CASE_STREAM,
+        "x-nats-stream": events.stream,
     }
 
 
-def _case_message(cls: type[CaseEventData]) -> dict[str, Any]:
+def _event_message(cls: EventModel, events: _EventStream) -> dict[str, Any]:
     return {
         "name": cls.TYPE,
-        "title": f"{cls.event_name()} v{cls.event_version()}",
+        "title": f"{cls.event_name()} v{_event_version(cls)}",
         "summary": _summary(cls),
         "contentType": CONTENT_TYPE,
         "headers": {
             "type": "object",
             "allOf": [
-                _ref(_SCHEMAS + "CaseEventHeaders"),
+                _ref(_SCHEMAS + events.headers),
                 {"properties": {HEADER_EVENT_TYPE: {"const": cls.TYPE}}},
             ],
         },
-        "payload": _case_event_payload(cls),
+        "payload": _event_payload(cls, events),
         "correlationId": _ref("#/components/correlationIds/correlationid"),
         "x-dataschema": dataschema_for(cls.TYPE),
     }
 
 
-def _operations(events: Iterable[type[CaseEventData]]) -> dict[str, Any]:
+def _events(streams: Iterable[_EventStream]) -> list[tuple[EventModel, _EventStream]]:
+    """Every event type with its stream; a name may be on one stream only (it keys the channel)."""
+    found = [(cls, events) for events in streams for cls in events.events]
+    names = [cls.event_name() for cls, _ in found]
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise ValueError(f"event names used twice: {twice}")
+    return found
+
+
+def _operations(streams: Iterable[_EventStream]) -> dict[str, Any]:
     operations: dict[str, Any] = {}
-    for cls in events:
+    for cls, events in _events(streams):
         name, key = cls.event_name(), _message_key(cls)
         channel = f"#/channels/{name}"
         messages = [_ref(f"{channel}/messages/{key}")]
@@ -266,7 +353,7 @@ def _operations(events: Iterable[type[CaseEventData]]) -> dict[str, Any]:
             "action": "receive",
             "channel": _ref(channel),
             "title": f"Subscribers receive {name}",
-            "summary": f"A subscriber's consumer on {CASE_STREAM} receives {name} events.",
+            "summary": f"A subscriber's consumer on {events.stream} receives {name} events.",
             "description": "Use a durable consumer (or an ordered one), ack explicitly, de-duplicate"
             " by the CloudEvent `id`, and store the last stream sequence applied with your own state.",
             "messages": messages,
@@ -290,14 +377,16 @@ def generate() -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the bus."""
     schemas: dict[str, Any] = {}
     schemas["CloudEvent"] = _hoist(CloudEvent.model_json_schema(), schemas)
-    for cls in CASE_EVENTS:
+    every_event = _events(EVENT_STREAMS)
+    for cls, _ in every_event:
         event_schema = _hoist(cls.model_json_schema(), schemas)
         event_schema["title"] = cls.TYPE
         schemas[cls.TYPE] = event_schema
-    schemas["CaseEventHeaders"] = _headers_schema()
+    for events in EVENT_STREAMS:
+        schemas[events.headers] = _headers_schema(events)
     schemas["DeadLetterHeaders"] = _dead_letter_headers_schema()
 
-    channels: dict[str, Any] = {cls.event_name(): _case_channel(cls) for cls in CASE_EVENTS}
+    channels: dict[str, Any] = {cls.event_name(): _event_channel(cls, events) for cls, events in every_event}
     channels["deadLetter"] = {
         "address": dead_letter_subject("{" + CONSUMER + "}", "{" + ORIGINAL_SUBJECT + "}"),
         "title": "Dead letters",
@@ -319,14 +408,14 @@ def generate() -> dict[str, Any]:
         "x-nats-stream": DEAD_LETTER_STREAM,
     }
 
-    messages: dict[str, Any] = {_message_key(cls): _case_message(cls) for cls in CASE_EVENTS}
+    messages: dict[str, Any] = {_message_key(cls): _event_message(cls, events) for cls, events in every_event}
     messages["DeadLetter"] = {
         "name": "DeadLetter",
         "title": "Dead letter",
         "summary": "The original message, parked with the reason.",
         "headers": _ref(_SCHEMAS + "DeadLetterHeaders"),
         "payload": {
-            "description": "The original body, unchanged: normally a case CloudEvent"
+            "description": "The original body, unchanged: normally a case or meeting CloudEvent"
             " (`#/components/schemas/CloudEvent`), possibly one that failed to decode.",
         },
     }
@@ -352,7 +441,7 @@ def generate() -> dict[str, Any]:
             }
         },
         "channels": channels,
-        "operations": _operations(CASE_EVENTS),
+        "operations": _operations(EVENT_STREAMS),
         "components": {
             "schemas": dict(sorted(schemas.items())),
             "messages": messages,

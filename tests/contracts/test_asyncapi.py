@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from email.utils import parseaddr
 from importlib.metadata import version
 from pathlib import Path
@@ -23,6 +23,19 @@ from vss_contracts.asyncapi import (
     generate,
 )
 from vss_contracts.asyncapi import render as render_asyncapi
+from vss_contracts.chain import GENESIS_HASH, cloud_event_hash
+from vss_contracts.meeting_events import (
+    MEETING_EVENT_SOURCE,
+    MEETING_EVENTS,
+    MEETING_STREAM,
+    MEETING_SUBJECTS,
+    Invitee,
+    InviteeRole,
+    MeetingEventData,
+    MeetingKind,
+    MeetingScheduled,
+    meeting_subject,
+)
 from vss_contracts.subjects import (
     CASE_STREAM,
     CASE_SUBJECTS,
@@ -49,8 +62,8 @@ def _id(cls: type[CaseEventData]) -> str:
     return cls.event_name()
 
 
-def _key(cls: type[CaseEventData]) -> str:
-    return f"{cls.event_name()}_v{cls.event_version()}"
+def _key(cls: type[CaseEventData] | type[MeetingEventData]) -> str:
+    return f"{cls.event_name()}_v{cls.TYPE.rsplit('.v', 1)[1]}"
 
 
 def _wire(cls: type[CaseEventData]) -> dict[str, Any]:
@@ -255,8 +268,53 @@ def test_every_event_type_has_a_channel_a_message_and_two_operations(doc: dict[s
             op["action"] for op in operations.values() if op["channel"] == {"$ref": f"#/channels/{name}"}
         }
         assert actions == {"send", "receive"}
-    assert {name for name in channels if name != "deadLetter"} == {cls.event_name() for cls in CASE_EVENTS}
-    assert {key for key in messages if key != "DeadLetter"} == {_key(cls) for cls in CASE_EVENTS}
+    every: tuple[type[CaseEventData] | type[MeetingEventData], ...] = (*CASE_EVENTS, *MEETING_EVENTS)
+    assert {name for name in channels if name != "deadLetter"} == {cls.event_name() for cls in every}
+    assert {key for key in messages if key != "DeadLetter"} == {_key(cls) for cls in every}
+
+
+def test_every_meeting_event_type_has_a_channel_a_message_and_two_operations(doc: dict[str, Any]) -> None:
+    channels, messages, operations = doc["channels"], doc["components"]["messages"], doc["operations"]
+    for cls in MEETING_EVENTS:
+        name, key = cls.event_name(), _key(cls)
+        channel = channels[name]
+        assert channel["x-nats-stream"] == MEETING_STREAM
+        assert channel["address"] == meeting_subject("{caseId}", name)
+        assert channel["address"].replace("{caseId}", str(CASE_ID)) == meeting_subject(CASE_ID, name)
+        assert channel["messages"] == {key: {"$ref": f"#/components/messages/{key}"}}
+        assert messages[key]["name"] == cls.TYPE
+        assert messages[key]["contentType"] == "application/cloudevents+json"
+        assert messages[key]["headers"]["allOf"][0] == {"$ref": "#/components/schemas/MeetingEventHeaders"}
+        assert cls.TYPE in doc["components"]["schemas"]
+        actions = {
+            op["action"] for op in operations.values() if op["channel"] == {"$ref": f"#/channels/{name}"}
+        }
+        assert actions == {"send", "receive"}
+    assert {name for name, channel in channels.items() if channel["x-nats-stream"] == MEETING_STREAM} == {
+        cls.event_name() for cls in MEETING_EVENTS
+    }
+
+
+def test_the_meetings_stream_is_described(doc: dict[str, Any]) -> None:
+    description = doc["info"]["description"]
+    for topic in (
+        MEETING_STREAM,
+        meeting_subject("<caseId>", "<EventName>"),
+        MEETING_EVENT_SOURCE,
+        "meeting_data()",
+        "cloud_event_hash",
+        "Europe/Stockholm",
+        "same ids",
+    ):
+        assert topic in description, topic
+    meetings = doc["x-nats-jetstream"]["streams"][MEETING_STREAM]
+    assert meetings["subjects"] == [MEETING_SUBJECTS]
+    assert (meetings["retention"], meetings["maxAge"], meetings["maxMsgs"]) == ("limits", 0, -1)
+    assert meetings["duplicateWindowSeconds"] == DUPLICATE_WINDOW_SECONDS
+    assert meetings["allowAtomicPublish"] is True
+    headers = doc["components"]["schemas"]["MeetingEventHeaders"]
+    assert headers["required"] == [HEADER_MSG_ID, HEADER_EVENT_TYPE, HEADER_LOG_POSITION]
+    assert "meetings store" in headers["properties"][HEADER_LOG_POSITION]["description"]
 
 
 @pytest.mark.parametrize("cls", CASE_EVENTS, ids=_id)
@@ -337,6 +395,11 @@ def test_the_stream_facts_are_what_the_relay_declares() -> None:
     assert config.allow_atomic is True
     assert f"127.0.0.1:{EMBEDDED_NATS_PORT}" == EMBEDDED_SERVER_HOST
 
+    bus = pytest.importorskip("services.meetings.infrastructure.bus")
+    meetings = streams.case_stream_config(bus.meeting_bus_names())  # the relay declares it so
+    assert meetings.name == MEETING_STREAM
+    assert meetings.subjects == [MEETING_SUBJECTS]
+
 
 # ============================================================= the wire against the document
 
@@ -378,6 +441,51 @@ def test_the_message_schemas_reject_what_the_models_reject(doc: dict[str, Any]) 
     assert validate(
         doc, opened["headers"], {HEADER_MSG_ID: wire["id"], HEADER_EVENT_TYPE: ev.CaseOpened.TYPE}
     )
+
+
+def test_a_meeting_cloud_event_validates_against_its_message(doc: dict[str, Any]) -> None:
+    stockholm = timezone(timedelta(hours=2))  # summer time
+    data = MeetingScheduled(
+        meeting_id=UUID("0b8e3c1a-6d2f-4e7a-9b15-3c4d5e6f7a80"),
+        kind=MeetingKind.RESOURCE_GROUP,
+        starts_at=datetime(2025, 6, 10, 10, 0, tzinfo=stockholm),
+        ends_at=datetime(2025, 6, 10, 11, 0, tzinfo=stockholm),
+        invitees=[Invitee(invitee_id="member:1", name="Karin Berg", role=InviteeRole.CLIENT)],
+        reason="sip_follow_up",
+        sip_version=1,
+    )
+    body: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": str(EVENT_ID),
+        "source": MEETING_EVENT_SOURCE,
+        "type": MeetingScheduled.TYPE,
+        "subject": str(CASE_ID),
+        "time": "2025-06-01T09:15:00+02:00",
+        "datacontenttype": "application/json",
+        "dataschema": f"urn:se.vss:schema:{MeetingScheduled.TYPE}",
+        "data": data.model_dump(mode="json"),
+        "caseversion": 1,
+        "logposition": 7,
+        "correlationid": "req-2025-06-01-0001",
+        "causationid": None,
+        "actorid": "system",
+        "actororg": "vss",
+        "actorprincipal": "region",
+        "prevhash": GENESIS_HASH,
+    }
+    wire = {**body, "eventhash": cloud_event_hash(body)}
+    message = doc["components"]["messages"][_key(MeetingScheduled)]
+    headers = {HEADER_MSG_ID: wire["id"], HEADER_EVENT_TYPE: wire["type"], HEADER_LOG_POSITION: "7"}
+
+    assert validate(doc, message["payload"], wire) == []
+    assert validate(doc, message["headers"], headers) == []
+    assert CloudEvent.model_validate(wire).meeting_data() == data
+    assert validate(doc, message["payload"], {**wire, "source": "/vss/case"})  # not a case event
+    assert validate(doc, message["payload"], {**wire, "type": ev.SipDecided.TYPE})
+    assert validate(
+        doc, message["payload"], {**wire, "data": {**wire["data"], "starts_at": "2025-06-10T10:00:00"}}
+    )
+    assert validate(doc, message["headers"], {**headers, HEADER_EVENT_TYPE: ev.SipDecided.TYPE})
 
 
 def test_the_subscribing_guide_names_every_event_type_and_its_subject() -> None:

@@ -29,6 +29,7 @@ from vss_contracts import (
 )
 from vss_contracts import case_events as ev
 from vss_contracts.jsonschema import SCHEMA_DIR, drift, generate
+from vss_contracts.meeting_events import MEETING_EVENTS
 from vss_contracts.registry import UPCASTERS
 from vss_contracts.types import ClientRef, ClosingReason, LongText, Principal
 
@@ -57,8 +58,9 @@ def test_the_committed_json_schemas_match_the_code() -> None:
 
 def test_there_is_one_schema_per_event_type_and_one_for_the_envelope() -> None:
     names = {path.name for path in SCHEMA_DIR.glob("*.json")}
-    assert names == {f"{cls.TYPE}.json" for cls in CASE_EVENTS} | {"se.vss.CloudEvent.json"}
-    for cls in CASE_EVENTS:
+    events = (*CASE_EVENTS, *MEETING_EVENTS)
+    assert names == {f"{cls.TYPE}.json" for cls in events} | {"se.vss.CloudEvent.json"}
+    for cls in events:
         schema = json.loads((SCHEMA_DIR / f"{cls.TYPE}.json").read_text(encoding="utf-8"))
         assert schema["$id"] == dataschema_for(cls.TYPE) == f"urn:se.vss:schema:{cls.TYPE}"
         assert schema["title"] == cls.TYPE
