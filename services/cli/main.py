@@ -44,6 +44,8 @@ from services.case.infrastructure.store import (
 )
 from services.case.settings import CaseSettings
 from services.cli.supervisor import Part, http_ok, pid_alive
+from services.meetings.infrastructure.store import migrate as migrate_meetings
+from services.meetings.settings import MeetingsSettings
 from services.projections.infrastructure.access_log import AccessLogStore
 from services.projections.infrastructure.database import NoReadModels, ReadModelLocation, ReadModelUrlInvalid
 from services.projections.infrastructure.readmodels import ReadModels
@@ -113,15 +115,18 @@ def token(
 
 @app.command("migrate")
 def migrate_command() -> None:
-    """Create the case store's tables (run once per store; safe to repeat)."""
+    """Create the case and meetings stores' tables (run once per store; safe to repeat)."""
     url = CaseSettings().store_url()
+    meetings_url = MeetingsSettings().store_url()
     try:
         migrate(StoreConfig(url))
+        migrate_meetings(meetings_url)
     except StoreUrlInvalid as error:
         raise _fail(str(error), 2) from None
     except Exception as error:  # a store that cannot be reached
         raise _fail(f"migration failed: {error}") from None
     out.print(f"case store ready: {url.split('@')[-1]}")
+    out.print(f"meetings store ready: {meetings_url.split('@')[-1]}")
 
 
 @app.command()
@@ -264,6 +269,17 @@ def _parts(settings: CaseSettings, bus: BusSettings, *, embedded_nats: bool) -> 
             logs / "query.log",
         )
     )
+    meetings = MeetingsSettings()
+    meetings_url = f"http://{meetings.meetings_host}:{meetings.meetings_port}"
+    parts.append(
+        Part(
+            "meetings",
+            [sys.executable, "-m", "services.meetings.main"],
+            meetings_url,
+            f"{meetings_url}/health",
+            logs / "meetings.log",
+        )
+    )
     return parts
 
 
@@ -285,6 +301,10 @@ def up() -> None:
         migrate(StoreConfig(settings.store_url()))
     except Exception as error:
         raise _fail(f"cannot prepare the case store: {error}") from None
+    try:
+        migrate_meetings(MeetingsSettings().store_url())
+    except Exception as error:
+        raise _fail(f"cannot prepare the meetings store: {error}") from None
     if embedded_nats:
         for port, what in (
             (bus.nats_port, "VSS_NATS_PORT"),
@@ -313,11 +333,15 @@ def up() -> None:
                 hint = {
                     "case": " (is the port free? VSS_CASE_PORT sets it)",
                     "query": " (is the port free? VSS_QUERY_PORT sets it)",
+                    "meetings": " (is the port free? VSS_MEETINGS_PORT sets it)",
                 }.get(part.name, "")
                 raise _fail(f"{part.name} did not start on {part.url}{hint}; see {part.log_file}")
         base = next(part.url for part in parts if part.name == "case")
         query = next(part.url for part in parts if part.name == "query")
+        meetings_api = next(part.url for part in parts if part.name == "meetings")
         state = {
+            "meetings_api": meetings_api,
+            "meetings_docs": f"{meetings_api}/docs",
             "case_api": base,
             "case_docs": f"{base}/docs",
             "query_api": query,
@@ -406,6 +430,16 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         },
         {"name": "query", "url": query, "docs": f"{query}/docs", "healthy": http_ok(f"{query}/health")},
     ]
+    meetings = MeetingsSettings()
+    meetings_api = f"http://{meetings.meetings_host}:{meetings.meetings_port}"
+    parts.append(
+        {
+            "name": "meetings",
+            "url": meetings_api,
+            "docs": f"{meetings_api}/docs",
+            "healthy": http_ok(f"{meetings_api}/health"),
+        }
+    )
     report: dict[str, Any] = {
         "parts": parts,
         "data_dir": str(Path(settings.data_dir).resolve()),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -49,7 +50,9 @@ class MeetingsParts:
         tasks = [
             asyncio.create_task(self.consumer.run(stop), name="meetings-consumer"),
             asyncio.create_task(self.relay.run(stop), name="meetings-relay"),
-            asyncio.create_task(run_timers(self.service, stop, self.settings.timer_interval), name="timers"),
+            asyncio.create_task(
+                run_timers(self.service, stop, self.settings.timer_interval, self.caught_up), name="timers"
+            ),
         ]
         try:
             await asyncio.gather(*tasks)
@@ -58,15 +61,31 @@ class MeetingsParts:
                 task.cancel()
             await asyncio.wait(tasks, timeout=5)
 
+    async def caught_up(self) -> bool:
+        """Whether the consumer has applied the whole case stream (then timers may fire)."""
+        try:
+            return (await self.consumer.lag()).total == 0
+        except Exception:  # not connected yet, or the server is away: not known to be caught up
+            return False
+
     def close(self) -> None:
         self.store.close()
 
 
-async def run_timers(service: MeetingsService, stop: asyncio.Event, interval: float) -> None:
-    """Fire due timers now and then; a timer due while the service was down fires at the first look."""
+async def run_timers(
+    service: MeetingsService,
+    stop: asyncio.Event,
+    interval: float,
+    caught_up: Callable[[], Awaitable[bool]],
+) -> None:
+    """Fire due timers now and then; a timer due while the service was down fires at the first look.
+
+    Only once the case stream is applied: a case event recorded before a timer's due time
+    (a meeting moved, a case closed) must be applied first, as a replay would.
+    """
     while not stop.is_set():
         try:
-            fired = await asyncio.to_thread(service.fire_due)
+            fired = await asyncio.to_thread(service.fire_due) if await caught_up() else 0
             if fired:
                 log.info("meetings.timers_fired", events=fired)
         except Exception as error:  # the store is away: try again at the next look

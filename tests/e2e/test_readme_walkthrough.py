@@ -43,6 +43,7 @@ def running_system(
         "VSS_DATA_DIR": str(data_dir),
         "VSS_CASE_PORT": str(port),
         "VSS_QUERY_PORT": str(free_port()),
+        "VSS_MEETINGS_PORT": str(free_port()),
         # The embedded nats-server, on ports of this test's own (never a machine's NATS).
         "VSS_NATS_PORT": str(nats_port),
         "VSS_NATS_MONITOR_PORT": str(free_port()),
@@ -142,7 +143,8 @@ def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path:
         assert status.returncode == 0, status.stderr
         report = json.loads(status.stdout)
         parts = {part["name"]: part for part in report["parts"]}
-        assert set(parts) == {"nats", "case", "relay", "projector", "query"}
+        assert set(parts) == {"nats", "case", "relay", "projector", "query", "meetings"}
+        assert parts["meetings"]["url"] == f"http://127.0.0.1:{env['VSS_MEETINGS_PORT']}"
         assert parts["query"]["url"] == f"http://127.0.0.1:{env['VSS_QUERY_PORT']}"
         assert parts["case"]["url"] == f"http://127.0.0.1:{port}"
         assert parts["nats"]["url"] == f"nats://127.0.0.1:{nats_port}"
@@ -188,7 +190,7 @@ def _external_run(
         started = json.loads((data / "up.json").read_text())
         assert started["nats_embedded"] is False
         # No nats-server of its own:
-        assert [part["name"] for part in started["parts"]] == ["case", "relay", "projector", "query"]
+        assert [part["name"] for part in started["parts"]] == ["case", "relay", "projector", "query", "meetings"]
         mint = [vss, "token", "--user", "anna.k", "--org", "vgr-psyk", "--principal", "region"]
         token = subprocess.run(
             [*mint, "--role", "coordinator"], env=env, capture_output=True, text=True, check=True
