@@ -190,7 +190,8 @@ def _external_run(
         started = json.loads((data / "up.json").read_text())
         assert started["nats_embedded"] is False
         # No nats-server of its own:
-        assert [part["name"] for part in started["parts"]] == ["case", "relay", "projector", "query", "meetings"]
+        started_parts = [part["name"] for part in started["parts"]]
+        assert started_parts == ["case", "relay", "projector", "query", "meetings"]
         mint = [vss, "token", "--user", "anna.k", "--org", "vgr-psyk", "--principal", "region"]
         token = subprocess.run(
             [*mint, "--role", "coordinator"], env=env, capture_output=True, text=True, check=True
