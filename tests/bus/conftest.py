@@ -8,6 +8,7 @@ import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import pytest
 
@@ -17,10 +18,14 @@ from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 
 
-class RelayThread:
-    """A Relay on its own event loop in a thread (the tests drive commands meanwhile)."""
+class Runner(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...
 
-    def __init__(self, relay: Relay) -> None:
+
+class RelayThread:
+    """A Relay, or any ``run(stop)`` part, on its own event loop in a thread (tests act meanwhile)."""
+
+    def __init__(self, relay: Runner) -> None:
         self.relay = relay
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -20,51 +20,28 @@ from services.meetings.infrastructure.bus import meeting_bus_names
 from services.meetings.infrastructure.store import migrate as migrate_meetings
 from services.meetings.settings import MeetingsSettings
 from services.shared.bus.names import BusNames
+from tests.bus.conftest import RelayThread
 from tests.support.bus import StreamMessage, read_stream, wait_until
 from tests.support.clock import FixedClock
 from tests.support.scenario import drive_to_first_sip
 from vss_contracts import meeting_events as me
 
 
-class MeetingsThread:
+class MeetingsThread(RelayThread):
     """The meetings service's bus tasks (consumer, relay, timers) on their own loop in a thread."""
 
     def __init__(self, parts: MeetingsParts) -> None:
+        super().__init__(parts)
         self.parts = parts
-        self.loop = asyncio.new_event_loop()
-        self.stop_event: asyncio.Event | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._main, daemon=True)
-        self._ready = threading.Event()
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def run() -> None:
-            self.stop_event = asyncio.Event()
-            self._ready.set()
-            await self.parts.run(self.stop_event)
-
-        try:
-            self.loop.run_until_complete(run())
-        except BaseException as error:
-            self.error = error
-        finally:
-            self.loop.close()
 
     def __enter__(self) -> MeetingsThread:
-        self.thread.start()
-        self._ready.wait(5)
-        return self
+        return cast(MeetingsThread, self.start())
 
     def __exit__(self, *_: object) -> None:
-        if self.stop_event is not None and self.thread.is_alive():
-            self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(20)
-        self.parts.close()
-        assert not self.thread.is_alive(), "the meetings service did not stop"
-        if self.error is not None:
-            raise self.error
+        try:
+            self.stop()
+        finally:
+            self.parts.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -237,9 +237,3 @@ class MeetingsService:
                 except ConcurrentWrite as error:
                     log.info("meetings.concurrent_write", attempt=tries, error=str(error))
             return attempt()
-
-
-def today_in(clock: Clock) -> date:
-    from services.meetings.domain.calendar import STOCKHOLM  # noqa: PLC0415
-
-    return clock.now().astimezone(STOCKHOLM).date()

@@ -194,6 +194,7 @@ class MeetingStore:
         self.app = MeetingsApplication(env=env)
         self.recorder = cast(MeetingsRecorder, self.app.recorder)
         self._offset: int | None = None
+        self._published: set[str] | None = None  # ids adopted from the stream (read once)
         self.lock = threading.RLock()  # one writer at a time in this process
 
     def close(self) -> None:
@@ -284,8 +285,11 @@ class MeetingStore:
         return events
 
     def _already_published(self) -> set[str]:
-        rows = self.recorder.query("SELECT event_id FROM already_published")
-        return {row["event_id"] for row in rows}
+        # Written only by adopt_stream, before the replay: read once, not per page of the log.
+        if self._published is None:
+            rows = self.recorder.query("SELECT event_id FROM already_published")
+            self._published = {row["event_id"] for row in rows}
+        return self._published
 
     def is_empty(self) -> bool:
         return not self.recorder.max_notification_id() and not self.recorder.query(
@@ -305,6 +309,7 @@ class MeetingStore:
         for event_id in published_ids:
             self.recorder.execute("INSERT INTO already_published (event_id) VALUES (%s)", (event_id,))
         self._offset = tail_position
+        self._published = set(published_ids)
 
     def check_migrated(self) -> None:
         try:
