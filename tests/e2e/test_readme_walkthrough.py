@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import date, datetime
 from pathlib import Path
 
 import httpx
@@ -84,6 +85,7 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     assert block, "README.md lost its walk-through"
     script = "set -euo pipefail\n" + block.group(1).replace("127.0.0.1:8000", f"127.0.0.1:{port}")
     script = script.replace("127.0.0.1:8001", f"127.0.0.1:{env['VSS_QUERY_PORT']}")
+    script = script.replace("127.0.0.1:8002", f"127.0.0.1:{env['VSS_MEETINGS_PORT']}")
     result = subprocess.run(
         ["bash", "-c", script], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
@@ -108,6 +110,23 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
         ["omar.s", "goteborg-socialtjanst", "overview", "granted"],
         ["omar.s", "goteborg-socialtjanst", "journal", "granted"],
     ]
+    # The meetings service: the mapping summary's resource group meeting, moved by the SIP to its
+    # follow-up date (or the next working day), with its calendar entry and the coordinator's feed.
+    follow_up = re.search(r"next follow-up (\S+)", result.stdout)
+    meeting = re.search(r"meeting: resource_group (\S+) scheduled sequence 1 invited (.*)", result.stdout)
+    assert follow_up, result.stdout
+    assert meeting, result.stdout
+    starts = datetime.fromisoformat(meeting.group(1))
+    assert starts.date() >= date.fromisoformat(follow_up.group(1))
+    assert starts.weekday() < 5
+    assert (starts.hour, starts.minute) == (10, 0)
+    assert meeting.group(2) == "['Tolvan Tolvansson', 'Anna Karlsson', 'Omar Said']"
+    ics = next(line for line in result.stdout.splitlines() if line.startswith("ics:"))
+    assert ics.startswith("ics: REQUEST Resursgruppsmöte ")
+    assert "@vss.se SEQUENCE 1 " in ics
+    assert str(starts) in ics
+    assert "mailto:anna.k@example.org" in ics
+    assert "events in her feed: 1" in result.stdout
 
 
 def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path: Path) -> None:
