@@ -1,4 +1,4 @@
-"""iCalendar output for meetings (``services.meetings.infrastructure.ics``), parsed back."""
+"""iCalendar output for meetings (``services.shared.ics``), parsed back."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from icalendar import Calendar, Component, Timezone, vCalAddress, vDDDTypes
 
 from services.meetings.domain.meeting import Meeting, MeetingStatus
-from services.meetings.infrastructure.ics import calendar_feed, meeting_ics
+from services.shared.ics import calendar_feed, meeting_ics
 from vss_contracts.meeting_events import Invitee, InviteeRole, MeetingKind
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")

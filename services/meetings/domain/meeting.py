@@ -44,6 +44,10 @@ class Meeting:
         return f"{self.meeting_id}@vss.se"
 
     @property
+    def is_cancelled(self) -> bool:
+        return self.status is MeetingStatus.CANCELLED
+
+    @property
     def is_upcoming(self) -> bool:
         return self.status is MeetingStatus.SCHEDULED
 

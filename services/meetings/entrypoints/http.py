@@ -33,9 +33,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from services.meetings.application.service import MeetingsService, Requester
 from services.meetings.domain.meeting import Meeting, MeetingStatus
 from services.meetings.domain.schedule import Decided, MeetingSchedule, ScheduleError
-from services.meetings.infrastructure.ics import calendar_feed, meeting_ics
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
+from services.shared.ics import calendar_feed, meeting_ics
 from services.shared.problems import (
     CorrelationMiddleware,
     ProblemException,

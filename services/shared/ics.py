@@ -8,18 +8,44 @@ reference, never the client, the reason or anything about their health.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Literal, Protocol
+from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, Timezone, vCalAddress
 
-from services.meetings.domain.calendar import STOCKHOLM
-from services.meetings.domain.meeting import Meeting, MeetingStatus
 from vss_contracts.meeting_events import Invitee, MeetingKind
 
 PRODID = "-//VSS//Meetings//SV"
 TZID = "Europe/Stockholm"
+STOCKHOLM = ZoneInfo(TZID)
+
+
+class Meeting(Protocol):
+    """What a calendar entry needs of a meeting (the meetings service's schedule and the
+    notifications service's copy of it both have it)."""
+
+    @property
+    def uid(self) -> str: ...
+    @property
+    def case_id(self) -> UUID: ...
+    @property
+    def kind(self) -> MeetingKind: ...
+    @property
+    def starts_at(self) -> datetime: ...
+    @property
+    def ends_at(self) -> datetime: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def location(self) -> str | None: ...
+    @property
+    def invitees(self) -> Mapping[str, Invitee]: ...
+    @property
+    def is_cancelled(self) -> bool: ...
+
 
 SUMMARIES: dict[MeetingKind, str] = {
     MeetingKind.RESOURCE_GROUP: "Resursgruppsmöte",
@@ -54,7 +80,7 @@ def meeting_ics(
             now=now,
             organizer=organizer,
             attendees=meeting.invitees.values() if attendees is None else attendees,
-            cancelled=method == "CANCEL" or meeting.status is MeetingStatus.CANCELLED,
+            cancelled=method == "CANCEL" or meeting.is_cancelled,
         )
     )
     return _to_bytes(calendar)
@@ -83,7 +109,7 @@ def calendar_feed(
                 now=now,
                 organizer=organizer,
                 attendees=(),
-                cancelled=meeting.status is MeetingStatus.CANCELLED,
+                cancelled=meeting.is_cancelled,
             )
         )
     return _to_bytes(calendar)
