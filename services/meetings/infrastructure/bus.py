@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
 from uuid import UUID
 
 import orjson
@@ -21,11 +20,11 @@ from nats.js.errors import NotFoundError
 
 from services.meetings.application.service import MeetingsService
 from services.meetings.infrastructure.store import MeetingStore, StoredMeetingEvent
+from services.shared.bus import outbox
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import OutboxMessage
 from services.shared.bus.streams import connect
-from vss_contracts.envelope import dataschema_for
 from vss_contracts.meeting_events import (
     MEETING_EVENT_SOURCE,
     MEETING_STREAM,
@@ -72,27 +71,14 @@ class CaseEventHandler:
 
 def cloud_event_body(event: StoredMeetingEvent) -> dict[str, object]:
     """The CloudEvent of a stored meeting event (the same envelope as the case events')."""
-    state = event.state
-    return {
-        "specversion": "1.0",
-        "id": state["event_id"],
-        "source": MEETING_EVENT_SOURCE,
-        "type": event.type,
-        "subject": event.case_id,
-        "time": datetime.fromisoformat(state["recorded_at"]),
-        "datacontenttype": "application/json",
-        "dataschema": dataschema_for(event.type),
-        "data": state["data"],
-        "caseversion": event.version,
-        "logposition": event.position,
-        "correlationid": state["correlation_id"],
-        "causationid": state["causation_id"],
-        "actorid": state["actor_id"],
-        "actororg": state["actor_organisation"],
-        "actorprincipal": state["principal"],
-        "prevhash": state["prev_hash"],
-        "eventhash": state["hash"],
-    }
+    return outbox.cloud_event_body(
+        source=MEETING_EVENT_SOURCE,
+        type_name=event.type,
+        case_id=event.case_id,
+        version=event.version,
+        position=event.position,
+        state=event.state,
+    )
 
 
 class MeetingEventLog:

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from nats.aio.client import Client
@@ -46,7 +46,6 @@ from services.shared.bus.streams import (
     declare_if_missing,
     wait_for_stream,
 )
-from vss_contracts.case_events import CaseEventData
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.registry import UnknownEventType
 from vss_contracts.subjects import (
@@ -69,7 +68,9 @@ class Delivery:
     """One event as a handler receives it."""
 
     event: CloudEvent
-    data: CaseEventData  # the payload as the current model of its type
+    # The payload as the current model of its type: CaseEventData on the case stream,
+    # whatever ConsumerSettings.decode_data gives on another (MeetingEventData …).
+    data: Any
     stream_sequence: int
     subject: str
     headers: Mapping[str, str]
@@ -117,6 +118,7 @@ class ConsumerSettings:
     durable: str  # the service's consumer name, e.g. "projections"
     names: BusNames = field(default_factory=BusNames)
     filter_subject: str | None = None  # default: the whole case stream
+    decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data  # the payload's model
     fetch_batch: int = 100
     fetch_timeout: float = 1.0
     max_attempts: int = 5
@@ -136,10 +138,10 @@ class Lag:
         return self.pending + self.unacknowledged
 
 
-def decode(msg: Msg) -> Delivery:
+def decode(msg: Msg, decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data) -> Delivery:
     try:
         event = CloudEvent.model_validate_json(msg.data)
-        data = event.typed_data()
+        data = decode_data(event)
     except (ValidationError, UnknownEventType, ValueError) as error:
         raise Undecodable(f"{type(error).__name__}: {_first_line(error)}") from error
     return Delivery(
@@ -261,7 +263,7 @@ class DurableConsumer:
             await msg.ack()
             return
         try:
-            delivery = decode(msg)
+            delivery = decode(msg, self.settings.decode_data)
         except Undecodable as error:
             await self._give_up(msg, sequence, f"undecodable: {error}", event_id=None)
             return

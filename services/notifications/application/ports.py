@@ -1,0 +1,157 @@
+"""What the notifications use cases need of the store and the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+
+class AlreadyApplied(Exception):
+    """The consumer's position is at or beyond this event: a redelivery, nothing changes."""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def iso(value: datetime) -> str:
+    """A UTC timestamp that sorts as text (the store compares them as strings)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    delivery_key: str
+    case_id: str
+    cause_event_id: str
+    cause_event_type: str
+    template: str
+    person: dict[str, Any]
+    channel: str
+    address: str
+    context: dict[str, Any]
+    calendar: str | None
+    calendar_method: str | None
+    urgent: bool
+    warning_id: str | None
+    message_id: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    delivery_key: str
+    case_id: str
+    cause_event_id: str
+    cause_event_type: str
+    template: str
+    person: dict[str, Any]
+    channel: str
+    address: str
+    context: dict[str, Any]
+    calendar: str | None
+    calendar_method: str | None
+    urgent: bool
+    warning_id: str | None
+    status: str  # pending | sent | failed | cancelled
+    attempts: int
+    next_attempt_at: str
+    last_error: str | None
+    message_id: str
+    created_at: str
+    sent_at: str | None
+    acknowledged_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordEvent:
+    """A delivery record event for the log (NotificationSent …)."""
+
+    event_id: str
+    case_id: str
+    type: str
+    payload: dict[str, Any]
+    recorded_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decisions:
+    """Everything one consumed event decided, stored in one transaction with its position."""
+
+    consumer: str
+    stream_sequence: int
+    event_id: str
+    case_id: str
+    at: str
+    audience: dict[str, Any]
+    deliveries: Sequence[NewDelivery] = ()
+    cancelled: Sequence[tuple[str, RecordEvent]] = ()  # (delivery key, its NotificationFailed)
+    alert_opened: tuple[str, str, str] | None = None  # (warning id, triggered at, escalate at)
+    alert_closed: tuple[str, str] | None = None  # (warning id, closed at)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    warning_id: str
+    case_id: str
+    triggered_at: str
+    escalate_at: str
+    acknowledged_at: str | None = None
+    escalated_at: str | None = None
+    closed_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt to deliver ended."""
+
+    status: str  # sent | retry | failed
+    attempts: int
+    at: str
+    error: str | None = None
+    next_attempt_at: str | None = None
+    record: RecordEvent | None = None
+
+
+@dataclass
+class Counters:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    escalated: int = 0
+    decided: int = 0
+    by_template: dict[str, int] = field(default_factory=dict)
+
+
+class Renderer(Protocol):
+    def render(self, template: str, context: dict[str, Any]) -> tuple[str, str]:
+        """(subject, plain-text body) of a template in the configured language."""
+        ...
+
+
+class Store(Protocol):
+    lock: Any
+
+    def audience(self, case_id: str) -> dict[str, Any] | None: ...
+    def record_decisions(self, decisions: Decisions) -> None: ...
+    def pending_of_case(self, case_id: str) -> list[DeliveryRow]: ...
+    def due(self, now: str, limit: int) -> list[DeliveryRow]: ...
+    def next_attempt(self) -> str | None: ...
+    def finish(self, delivery_key: str, outcome: Outcome) -> bool: ...
+    def delivery(self, delivery_key: str) -> DeliveryRow | None: ...
+    def deliveries_of_case(self, case_id: str) -> list[DeliveryRow]: ...
+    def due_alerts(self, now: str) -> list[Alert]: ...
+    def escalate(
+        self, warning_id: str, at: str, deliveries: Sequence[NewDelivery], record: RecordEvent
+    ) -> bool: ...
+    def acknowledge(self, delivery_key: str, at: str, record: RecordEvent | None) -> bool: ...
+    def alert(self, warning_id: str) -> Alert | None: ...
+    def applied_through(self, consumer: str) -> int: ...
+    def pass_over(self, consumer: str, stream_sequence: int, event_id: str | None) -> None: ...

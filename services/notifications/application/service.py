@@ -1,0 +1,482 @@
+"""The notifications use cases: decide on a consumed event, deliver, escalate, acknowledge.
+
+- **Decide** (:meth:`NotificationsService.apply`): the domain says who is told what; here
+  each notice becomes one delivery per channel the person has (e-mail; SMS for urgent
+  messages; their organisation's webhook), keyed by (event, person, channel). The
+  deliveries, the case's audience and the consumer's position are stored in one
+  transaction: the outbox. A redelivered event changes nothing.
+- **Deliver** (:meth:`deliver_due`): pending deliveries whose time has come are rendered
+  and handed to their channel; the outcome and its record event (NotificationSent /
+  NotificationFailed) are stored in one transaction. Temporary failures are retried with
+  exponential backoff up to ``max_attempts``.
+- **Escalate** (:meth:`escalate_due`): an early warning nobody acknowledged within
+  ``escalate_after`` goes to the duty contacts of the coordinators' organisations.
+- **Acknowledge** (:meth:`acknowledge`): a person confirmed an urgent message.
+
+The one case this cannot make exactly once: a crash after a channel accepted a message
+and before its outcome was stored. The delivery is still pending after the restart and
+is sent again, with the same Message-ID / ``X-VSS-Delivery``, so the copy is recognisable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+import structlog
+
+from services.notifications.application.channels import (
+    Attachment,
+    Channel,
+    ChannelSender,
+    OutgoingMessage,
+    PermanentFailure,
+    TemporaryFailure,
+)
+from services.notifications.application.ports import (
+    AlreadyApplied,
+    Clock,
+    Counters,
+    Decisions,
+    DeliveryRow,
+    NewDelivery,
+    Outcome,
+    RecordEvent,
+    Renderer,
+    Store,
+    iso,
+)
+from services.notifications.domain.audience import Audience, Person
+from services.notifications.domain.decisions import Notice, escalation, on_case_event, on_meeting_event
+from services.shared.ics import meeting_ics
+from vss_contracts import notification_events as ne
+from vss_contracts.case_events import CaseEventData
+from vss_contracts.meeting_events import MeetingEventData
+
+log = structlog.get_logger("vss.notifications")
+
+NAMESPACE = uuid5(NAMESPACE_URL, "urn:vss:notifications")
+CASE_CONSUMER = "notifications-case"
+MEETINGS_CONSUMER = "notifications-meetings"
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Organisation:
+    """What the deployment knows of an organisation: its webhook and its duty contact."""
+
+    webhook: Webhook | None = None
+    duty: Person | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    escalate_after: timedelta = timedelta(minutes=30)
+    first_retry: timedelta = timedelta(seconds=30)
+    max_retry: timedelta = timedelta(hours=1)
+    max_attempts: int = 8
+    organiser: tuple[str, str] = ("VSS", "noreply@vss.example")
+    case_link: str = "http://127.0.0.1:8001/v1/cases/{case_id}"
+    ack_link: str = "http://127.0.0.1:8003/v1/acknowledgements/{delivery_key}?signature={signature}"
+    batch: int = 100
+    concurrency: int = 8
+    organisations: Mapping[str, Organisation] = field(default_factory=dict)
+
+
+class Signer:
+    """Signs acknowledgement links (the link is the credential: no login on a phone in a crisis)."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+
+    def sign(self, delivery_key: str) -> str:
+        mac = hmac.new(self.key, f"ack:{delivery_key}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:18]).decode()
+
+    def valid(self, delivery_key: str, signature: str) -> bool:
+        return hmac.compare_digest(self.sign(delivery_key), signature)
+
+
+def _id(*parts: object) -> str:
+    return str(uuid5(NAMESPACE, "/".join(str(p) for p in parts)))
+
+
+class NotificationsService:
+    def __init__(
+        self,
+        store: Store,
+        renderer: Renderer,
+        channels: Mapping[Channel, ChannelSender],
+        clock: Clock,
+        signer: Signer,
+        policy: Policy | None = None,
+    ) -> None:
+        self.store = store
+        self.renderer = renderer
+        self.channels = channels
+        self.clock = clock
+        self.signer = signer
+        self.policy = policy or Policy()
+        self.counters = Counters()
+
+    # -------------------------------------------------------------------------- decide
+    def apply(
+        self,
+        consumer: str,
+        *,
+        case_id: UUID,
+        event_id: str,
+        event_type: str,
+        recorded_at: datetime,
+        data: CaseEventData | MeetingEventData,
+        stream_sequence: int,
+    ) -> bool:
+        """Decide on one consumed event; False if it was applied already (a redelivery)."""
+        with self.store.lock:
+            if stream_sequence <= self.store.applied_through(consumer):
+                return False
+            value = self.store.audience(str(case_id))
+            audience = Audience.from_json(value) if value else Audience(case_id=case_id)
+            if isinstance(data, CaseEventData):
+                outcome = on_case_event(audience, data, recorded_at)
+            else:
+                outcome = on_meeting_event(audience, data)
+            at = iso(recorded_at)
+            deliveries = [
+                d
+                for notice in outcome.notices
+                for d in self._deliveries(notice, case_id, event_id, event_type, recorded_at)
+            ]
+            cancelled = self._withdrawn(audience, at=iso(self.clock.now())) if outcome.recheck_pending else []
+            opened = None
+            if outcome.alert_opened is not None:
+                escalate_at = iso(recorded_at + self.policy.escalate_after)
+                opened = (str(outcome.alert_opened), at, escalate_at)
+            closed = (str(outcome.alert_closed), at) if outcome.alert_closed else None
+            try:
+                self.store.record_decisions(
+                    Decisions(
+                        consumer=consumer,
+                        stream_sequence=stream_sequence,
+                        event_id=event_id,
+                        case_id=str(case_id),
+                        at=at,
+                        audience=audience.to_json(),
+                        deliveries=deliveries,
+                        cancelled=cancelled,
+                        alert_opened=opened,
+                        alert_closed=closed,
+                    )
+                )
+            except AlreadyApplied:
+                return False
+            self.counters.decided += len(deliveries)
+            return True
+
+    def _deliveries(
+        self, notice: Notice, case_id: UUID, cause_id: str, cause_type: str, at: datetime
+    ) -> list[NewDelivery]:
+        person = notice.person
+        organisation = self.policy.organisations.get(person.organisation_id or "")
+        addresses: list[tuple[Channel, str]] = []
+        if person.email:
+            addresses.append((Channel.EMAIL, person.email))
+        if notice.urgent and person.phone:
+            addresses.append((Channel.SMS, person.phone))
+        if organisation is not None and organisation.webhook is not None:
+            addresses.append((Channel.WEBHOOK, organisation.webhook.url))
+        calendar = method = None
+        if notice.calendar is not None:
+            part = notice.calendar
+            method = part.method
+            calendar = meeting_ics(
+                part.meeting,
+                method=part.method,
+                organizer=self.policy.organiser,
+                now=at,
+                attendees=part.attendees,
+            ).decode()
+        deliveries = []
+        for channel, address in addresses:
+            key = _id(cause_id, person.key, channel.value)
+            deliveries.append(
+                NewDelivery(
+                    delivery_key=key,
+                    case_id=str(case_id),
+                    cause_event_id=cause_id,
+                    cause_event_type=cause_type,
+                    template=notice.template,
+                    person=person.to_json(),
+                    channel=channel.value,
+                    address=address,
+                    context=_jsonable(notice.context),
+                    calendar=calendar if channel is Channel.EMAIL else None,
+                    calendar_method=method if channel is Channel.EMAIL else None,
+                    urgent=notice.urgent,
+                    warning_id=str(notice.warning_id) if notice.warning_id else None,
+                    message_id=f"<{key}@vss.se>",
+                    created_at=iso(at),
+                )
+            )
+        return deliveries
+
+    def _withdrawn(self, audience: Audience, at: str) -> list[tuple[str, RecordEvent]]:
+        """Pending deliveries to people the consent no longer covers: cancelled, on the record."""
+        cancelled = []
+        for row in self.store.pending_of_case(str(audience.case_id)):
+            if audience.covered(Person.from_json(row.person)):
+                continue
+            record = self._record(
+                ne.NotificationFailed,
+                row,
+                "withdrawn",
+                at,
+                failed_at=at,
+                reason="the consent no longer covers the recipient",
+                permanent=True,
+                attempts=max(row.attempts, 1),
+            )
+            cancelled.append((row.delivery_key, record))
+        return cancelled
+
+    # ------------------------------------------------------------------------- deliver
+    async def deliver_due(self, now: datetime | None = None) -> int:
+        """Hand every delivery due by ``now`` to its channel; the number of attempts made."""
+        now = now or self.clock.now()
+        attempts = 0
+        while True:
+            rows = await asyncio.to_thread(self.store.due, iso(now), self.policy.batch)
+            if not rows:
+                return attempts
+            gate = asyncio.Semaphore(self.policy.concurrency)
+            await asyncio.gather(*(self._gated(gate, row) for row in rows))
+            attempts += len(rows)
+            if len(rows) < self.policy.batch:
+                return attempts
+
+    async def _gated(self, gate: asyncio.Semaphore, row: DeliveryRow) -> None:
+        async with gate:
+            await self._attempt(row)
+
+    async def _attempt(self, row: DeliveryRow) -> None:
+        attempt = row.attempts + 1
+        try:
+            message = self._message(row)
+            await self.channels[Channel(row.channel)].send(message)
+        except TemporaryFailure as error:
+            if attempt < self.policy.max_attempts:
+                delay = min(self.policy.first_retry * 2 ** (attempt - 1), self.policy.max_retry)
+                next_at = iso(self.clock.now() + delay)
+                outcome = Outcome("retry", attempt, iso(self.clock.now()), _short(error), next_at)
+                self.counters.retried += 1
+            else:
+                outcome = self._failed(row, attempt, f"gave up after {attempt} attempts: {_short(error)}")
+        except PermanentFailure as error:
+            outcome = self._failed(row, attempt, _short(error))
+        else:
+            at = iso(self.clock.now())
+            record = self._record(ne.NotificationSent, row, "sent", at, sent_at=at, attempts=attempt)
+            outcome = Outcome("sent", attempt, at, record=record)
+        stored = await asyncio.to_thread(self.store.finish, row.delivery_key, outcome)
+        if stored and outcome.status == "sent":
+            self.counters.sent += 1
+            self.counters.by_template[row.template] = self.counters.by_template.get(row.template, 0) + 1
+        if outcome.status != "sent":
+            log.info(
+                "notifications.delivery_" + outcome.status,
+                delivery=row.delivery_key,
+                channel=row.channel,
+                attempts=attempt,
+                error=outcome.error,
+            )
+
+    def _failed(self, row: DeliveryRow, attempt: int, reason: str) -> Outcome:
+        at = iso(self.clock.now())
+        reason = reason[:200]  # the record's reason is a short text
+        record = self._record(
+            ne.NotificationFailed,
+            row,
+            "failed",
+            at,
+            failed_at=at,
+            reason=reason,
+            permanent=True,
+            attempts=attempt,
+        )
+        self.counters.failed += 1
+        return Outcome("failed", attempt, at, error=reason, record=record)
+
+    def _message(self, row: DeliveryRow) -> OutgoingMessage:
+        context = {
+            **row.context,
+            "recipient": row.person["name"],
+            "case_reference": row.case_id[:8],
+            "case_link": self.policy.case_link.format(case_id=row.case_id),
+            "urgent": row.urgent,
+        }
+        if row.urgent:
+            signature = self.signer.sign(row.delivery_key)
+            context["ack_link"] = self.policy.ack_link.format(
+                delivery_key=row.delivery_key, signature=signature
+            )
+        subject, body = self.renderer.render(row.template, context)
+        attachments: tuple[Attachment, ...] = ()
+        if row.calendar is not None:
+            content_type = f'text/calendar; method={row.calendar_method}; charset="utf-8"'
+            attachments = (Attachment("invite.ics", content_type, row.calendar.encode()),)
+        organisation = self.policy.organisations.get(row.person.get("organisation_id") or "")
+        secret = organisation.webhook.secret if organisation and organisation.webhook else None
+        return OutgoingMessage(
+            delivery_key=row.delivery_key,
+            message_id=row.message_id,
+            channel=Channel(row.channel),
+            address=row.address,
+            subject=subject,
+            body=body,
+            urgent=row.urgent,
+            attachments=attachments,
+            headers={"X-VSS-Case": row.case_id[:8], "X-VSS-Delivery": row.delivery_key},
+            payload={
+                "delivery_key": row.delivery_key,
+                "message_id": row.message_id,
+                "case_id": row.case_id,
+                "template": row.template,
+                "urgent": row.urgent,
+                "recipient": {k: row.person.get(k) for k in ("key", "name", "role", "user_id")},
+                "subject": subject,
+                "body": body,
+                "link": context["case_link"],
+                "ack_link": context.get("ack_link"),
+            },
+            secret=secret,
+        )
+
+    def _record(
+        self,
+        model: type[ne.NotificationSent] | type[ne.NotificationFailed],
+        row: DeliveryRow,
+        outcome: str,
+        at: str,
+        **fields: Any,
+    ) -> RecordEvent:
+        person = Person.from_json(row.person)
+        payload = model(
+            delivery_key=row.delivery_key,
+            message_id=row.message_id,
+            cause_event_id=row.cause_event_id,
+            cause_event_type=row.cause_event_type,
+            template=row.template,
+            recipient=person.recipient(),
+            channel=ne.DeliveryChannel(row.channel),
+            urgent=row.urgent,
+            warning_id=UUID(row.warning_id) if row.warning_id else None,
+            **fields,
+        ).model_dump(mode="json")
+        return RecordEvent(_id(row.delivery_key, outcome), row.case_id, model.TYPE, payload, at)
+
+    # ------------------------------------------------------------------------ escalate
+    def escalate_due(self, now: datetime | None = None) -> int:
+        """Escalate every early warning unacknowledged past its time; the number escalated."""
+        now = now or self.clock.now()
+        escalated = 0
+        duty = {o: org.duty for o, org in self.policy.organisations.items() if org.duty is not None}
+        for alert in self.store.due_alerts(iso(now)):
+            with self.store.lock:
+                value = self.store.audience(alert.case_id)
+                if value is None:
+                    continue
+                audience = Audience.from_json(value)
+                triggered = datetime.fromisoformat(alert.triggered_at)
+                notices = escalation(audience, UUID(alert.warning_id), triggered, duty)
+                cause = f"escalation:{alert.warning_id}"
+                deliveries = [
+                    d
+                    for n in notices
+                    for d in self._deliveries(n, audience.case_id, cause, "escalation", now)
+                ]
+                unacknowledged = sum(
+                    1
+                    for row in self.store.deliveries_of_case(alert.case_id)
+                    if row.warning_id == alert.warning_id and row.acknowledged_at is None
+                )
+                payload = ne.NotificationEscalated(
+                    warning_id=UUID(alert.warning_id),
+                    triggered_at=triggered,
+                    escalated_at=now,
+                    organisation_ids=sorted({n.person.organisation_id or "" for n in notices} - {""}),
+                    unacknowledged=unacknowledged,
+                ).model_dump(mode="json")
+                record = RecordEvent(
+                    _id(cause, "escalated"), alert.case_id, ne.NotificationEscalated.TYPE, payload, iso(now)
+                )
+                if self.store.escalate(alert.warning_id, iso(now), deliveries, record):
+                    escalated += 1
+                    self.counters.escalated += 1
+                    log.warning(
+                        "notifications.escalated", warning=alert.warning_id, deliveries=len(deliveries)
+                    )
+        return escalated
+
+    # --------------------------------------------------------------------- acknowledge
+    def acknowledge(self, delivery_key: str) -> DeliveryRow | None:
+        """Record that the recipient confirmed; None for an unknown delivery."""
+        row = self.store.delivery(delivery_key)
+        if row is None:
+            return None
+        at = self.clock.now()
+        record = None
+        if row.warning_id:
+            payload = ne.NotificationAcknowledged(
+                delivery_key=delivery_key,
+                warning_id=UUID(row.warning_id),
+                recipient=Person.from_json(row.person).recipient(),
+                acknowledged_at=at,
+            ).model_dump(mode="json")
+            record = RecordEvent(
+                _id(delivery_key, "acknowledged"),
+                row.case_id,
+                ne.NotificationAcknowledged.TYPE,
+                payload,
+                iso(at),
+            )
+        self.store.acknowledge(delivery_key, iso(at), record)
+        return self.store.delivery(delivery_key)
+
+    def deliveries(self, case_id: UUID) -> Sequence[DeliveryRow]:
+        return self.store.deliveries_of_case(str(case_id))
+
+
+def _short(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0][:160]
+
+
+def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:
+    """Dates and times as ISO text (the context is stored as JSON and rendered later)."""
+
+    def convert(item: Any) -> Any:
+        if isinstance(item, datetime):
+            return item.isoformat()
+        if hasattr(item, "isoformat"):
+            return item.isoformat()
+        if isinstance(item, Mapping):
+            return {k: convert(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [convert(v) for v in item]
+        if isinstance(item, UUID):
+            return str(item)
+        return item
+
+    return {k: convert(v) for k, v in value.items()}

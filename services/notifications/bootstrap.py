@@ -1,0 +1,168 @@
+"""The notifications service's composition root: store, channels, consumers, sender, relay, API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import structlog
+from fastapi import FastAPI
+
+from services.notifications.application.channels import Channel, ChannelSender
+from services.notifications.application.ports import Clock, SystemClock
+from services.notifications.application.service import (
+    CASE_CONSUMER,
+    MEETINGS_CONSUMER,
+    NotificationsService,
+    Signer,
+)
+from services.notifications.infrastructure.bus import EventHandler, NotificationEventLog
+from services.notifications.infrastructure.channels import SmsFileChannel, SmtpChannel, WebhookChannel
+from services.notifications.infrastructure.mailsink import MailSink
+from services.notifications.infrastructure.store import NotificationStore
+from services.notifications.infrastructure.templates import Templates
+from services.notifications.settings import NotificationsSettings
+from services.shared.auth import TokenService
+from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import Relay, RelaySettings
+from services.shared.settings import AuthSettings
+from vss_contracts.envelope import CloudEvent
+from vss_contracts.meeting_events import decode_meeting_event
+
+log = structlog.get_logger("vss.notifications")
+
+
+def _meeting_data(event: CloudEvent) -> object:
+    return decode_meeting_event(event.type, event.data)
+
+
+@dataclass
+class NotificationsParts:
+    settings: NotificationsSettings
+    store: NotificationStore
+    service: NotificationsService
+    consumers: list[DurableConsumer]
+    relay: Relay
+    channels: dict[Channel, ChannelSender]
+    sink: MailSink | None = None
+    tokens: TokenService | None = None
+    app: FastAPI | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume both streams, deliver, escalate and publish the record until ``stop``."""
+        self.store.check_migrated()
+        if self.sink is not None:
+            await self.sink.start()
+            log.info("notifications.mail_sink", port=self.sink.port, directory=str(self.sink.directory))
+        tasks = [
+            *(
+                asyncio.create_task(c.run(stop), name=f"consumer-{c.settings.durable}")
+                for c in self.consumers
+            ),
+            asyncio.create_task(self.relay.run(stop), name="notifications-relay"),
+            asyncio.create_task(self.sender(stop), name="sender"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=5)
+            for channel in self.channels.values():
+                close = getattr(channel, "close", None)
+                if close is not None:
+                    with contextlib.suppress(Exception):
+                        await close()
+            if self.sink is not None:
+                await self.sink.stop()
+
+    async def sender(self, stop: asyncio.Event) -> None:
+        """Deliver what is due and escalate unacknowledged warnings, every ``sender_interval`` s."""
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.service.escalate_due)
+                await self.service.deliver_due()
+            except Exception as error:  # the store or a channel is away: try again at the next look
+                log.warning("notifications.sender_failed", error=str(error) or type(error).__name__)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.sender_interval):
+                    await stop.wait()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def bootstrap_notifications(
+    settings: NotificationsSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    auth: AuthSettings | None = None,
+    with_api: bool = True,
+    case_names: BusNames | None = None,
+    meeting_names: BusNames | None = None,
+    notification_names: BusNames | None = None,
+) -> NotificationsParts:
+    settings = settings or NotificationsSettings()
+    clock = clock or SystemClock()
+    store = NotificationStore(settings.store_url())
+    sink = None
+    smtp_host = settings.smtp_host
+    if not smtp_host:  # the embedded default: a local sink keeping each message as a file
+        sink = MailSink(settings.mail_dir(), "127.0.0.1", settings.smtp_port)
+        smtp_host = "127.0.0.1"
+    channels: dict[Channel, ChannelSender] = {
+        Channel.EMAIL: SmtpChannel(
+            smtp_host,
+            settings.smtp_port,
+            sender=(settings.mail_from_name, str(settings.mail_from_address)),
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            clock=clock,
+        ),
+        Channel.WEBHOOK: WebhookChannel(clock=clock),
+        Channel.SMS: SmsFileChannel(settings.sms_dir(), clock=clock),
+    }
+    templates = Templates(settings.notify_language, settings.notify_templates_dir)
+    service = NotificationsService(
+        store, templates, channels, clock, Signer(settings.link_key()), settings.policy()
+    )
+    case_names = case_names or settings.bus_names()
+    meeting_names = meeting_names or settings.meeting_names()
+    consumers = [
+        DurableConsumer(
+            settings.nats(),
+            EventHandler(service, store, CASE_CONSUMER),
+            ConsumerSettings(durable=CASE_CONSUMER, names=case_names, replicas=settings.nats_replicas),
+        ),
+        DurableConsumer(
+            settings.nats(),
+            EventHandler(service, store, MEETINGS_CONSUMER),
+            ConsumerSettings(
+                durable=MEETINGS_CONSUMER,
+                names=meeting_names,
+                replicas=settings.nats_replicas,
+                decode_data=_meeting_data,
+            ),
+        ),
+    ]
+    names = notification_names or settings.notification_names()
+    relay = Relay(
+        NotificationEventLog(store, names),
+        settings.nats(),
+        settings=RelaySettings(names=names, replicas=settings.nats_replicas),
+        name="notifications-relay",
+    )
+    parts = NotificationsParts(settings, store, service, consumers, relay, channels, sink)
+    if with_api:
+        from services.notifications.entrypoints.http import (  # noqa: PLC0415 - the API is optional here
+            NotificationsApiDependencies,
+            create_app,
+        )
+
+        parts.tokens = TokenService.from_settings(auth or AuthSettings(), settings.data_dir)
+        parts.app = create_app(NotificationsApiDependencies(service=service, tokens=parts.tokens))
+    return parts

@@ -1,0 +1,233 @@
+"""Who can be told anything about a case, and whether the consent lets them be told.
+
+The notifications service keeps, per case, what it needs to address people: the
+coordinators, the resource group, the early warning plan's contacts, the current consent
+(*samtycke*), the meetings and the open early warnings. It is folded from the case and
+meeting events and stored as one JSON document per case.
+
+The consent rule (:meth:`Audience.covered`), applied to every message:
+
+- the client is always told (it is their case);
+- a coordinator is told while their organisation coordinates the case (coordinators are
+  how the case is run; their organisations are the principals' own);
+- anyone else with an organisation only if the current consent covers it;
+- a relative, or anyone without an organisation (a friend the plan names), only if the
+  current consent covers relatives;
+- with no consent in force (none given yet, or withdrawn entirely) nobody but the client
+  and the coordinators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from vss_contracts.meeting_events import Invitee, MeetingKind
+from vss_contracts.notification_events import Recipient
+
+
+class Role(StrEnum):
+    CLIENT = "client"
+    COORDINATOR = "coordinator"
+    RELATIVE = "relative"
+    PROFESSIONAL = "professional"
+    PLAN_CONTACT = "plan_contact"
+    DUTY = "duty"  # an organisation's duty contact (*jourhavande*), for escalations
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Someone a message can be addressed to, with the addresses the case knows."""
+
+    key: str  # member:<id> | coordinator:<user id> | contact:<key> | duty:<organisation id>
+    name: str
+    role: Role
+    organisation_id: str | None = None
+    user_id: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    relative: bool = False  # a private person: needs consent covering relatives
+
+    def recipient(self) -> Recipient:
+        return Recipient(
+            recipient_id=self.key,
+            name=self.name,
+            role=self.role.value,
+            organisation_id=self.organisation_id,
+            user_id=self.user_id,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "name": self.name,
+            "role": self.role.value,
+            "organisation_id": self.organisation_id,
+            "user_id": self.user_id,
+            "email": self.email,
+            "phone": self.phone,
+            "relative": self.relative,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Person:
+        return cls(**{**value, "role": Role(value["role"])})
+
+    @classmethod
+    def from_invitee(cls, invitee: Invitee) -> Person:
+        role = Role(invitee.role.value)
+        return cls(
+            key=invitee.invitee_id,
+            name=invitee.name,
+            role=role,
+            organisation_id=invitee.organisation.id if invitee.organisation else None,
+            user_id=invitee.user_id,
+            email=str(invitee.email) if invitee.email else None,
+            phone=invitee.phone,
+            relative=role is Role.RELATIVE or (role is Role.PLAN_CONTACT and invitee.organisation is None),
+        )
+
+
+@dataclass
+class MeetingCopy:
+    """The notifications service's copy of one meeting (enough for its calendar entry)."""
+
+    meeting_id: UUID
+    case_id: UUID
+    kind: MeetingKind
+    starts_at: datetime
+    ends_at: datetime
+    sequence: int
+    invitees: dict[str, Invitee]
+    location: str | None = None
+    cancelled: bool = False
+
+    @property
+    def uid(self) -> str:
+        return f"{self.meeting_id}@vss.se"
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.cancelled
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "meeting_id": str(self.meeting_id),
+            "case_id": str(self.case_id),
+            "kind": self.kind.value,
+            "starts_at": self.starts_at.isoformat(),
+            "ends_at": self.ends_at.isoformat(),
+            "sequence": self.sequence,
+            "invitees": [i.model_dump(mode="json") for i in self.invitees.values()],
+            "location": self.location,
+            "cancelled": self.cancelled,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> MeetingCopy:
+        invitees = [Invitee.model_validate(i) for i in value["invitees"]]
+        return cls(
+            meeting_id=UUID(value["meeting_id"]),
+            case_id=UUID(value["case_id"]),
+            kind=MeetingKind(value["kind"]),
+            starts_at=datetime.fromisoformat(value["starts_at"]),
+            ends_at=datetime.fromisoformat(value["ends_at"]),
+            sequence=value["sequence"],
+            invitees={i.invitee_id: i for i in invitees},
+            location=value["location"],
+            cancelled=value["cancelled"],
+        )
+
+
+@dataclass
+class Audience:
+    """What the service knows of one case's people (*brukare, samordnare, resursgrupp*)."""
+
+    case_id: UUID
+    coordinators: dict[str, Person] = field(default_factory=dict)  # by user id
+    members: dict[str, Person] = field(default_factory=dict)  # by member id
+    plan_contacts: list[Person] = field(default_factory=list)
+    consent_orgs: set[str] | None = None  # None: no consent in force
+    covers_relatives: bool = False
+    meetings: dict[str, MeetingCopy] = field(default_factory=dict)  # by meeting id
+    open_warnings: set[str] = field(default_factory=set)
+    closed: bool = False
+
+    @property
+    def reference(self) -> str:
+        """The short case reference messages carry instead of anything about the client."""
+        return str(self.case_id)[:8]
+
+    # ------------------------------------------------------------------------ consent
+    def covered(self, person: Person) -> bool:
+        if person.role is Role.CLIENT:
+            return True
+        coordinating = {c.organisation_id for c in self.coordinators.values()}
+        if person.role in (Role.COORDINATOR, Role.DUTY) and person.organisation_id in coordinating:
+            return True
+        if self.consent_orgs is None:
+            return False
+        if person.relative or person.organisation_id is None:
+            return self.covers_relatives
+        return person.organisation_id in self.consent_orgs
+
+    # ----------------------------------------------------------------------- who is who
+    def client(self) -> list[Person]:
+        return [m for m in self.members.values() if m.role is Role.CLIENT]
+
+    def coordinator_people(self) -> list[Person]:
+        """The coordinators, with the addresses their resource group membership may add."""
+        people = []
+        for coordinator in self.coordinators.values():
+            member = next((m for m in self.members.values() if m.user_id == coordinator.user_id), None)
+            if member is not None and coordinator.email is None and member.email is not None:
+                people.append(replace(coordinator, email=member.email))
+            else:
+                people.append(coordinator)
+        return people
+
+    def resource_group(self) -> list[Person]:
+        """The members, coordinators among them with their coordinator addresses."""
+        by_user = {p.user_id: p for p in self.coordinator_people()}
+        group = []
+        for member in self.members.values():
+            coordinator = by_user.get(member.user_id) if member.user_id else None
+            if coordinator is not None and member.email is None:
+                group.append(replace(member, email=coordinator.email))
+            else:
+                group.append(member)
+        return group
+
+    # ------------------------------------------------------------------------ snapshot
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "case_id": str(self.case_id),
+            "coordinators": [p.to_json() for p in self.coordinators.values()],
+            "members": [p.to_json() for p in self.members.values()],
+            "plan_contacts": [p.to_json() for p in self.plan_contacts],
+            "consent_orgs": sorted(self.consent_orgs) if self.consent_orgs is not None else None,
+            "covers_relatives": self.covers_relatives,
+            "meetings": [m.to_json() for m in self.meetings.values()],
+            "open_warnings": sorted(self.open_warnings),
+            "closed": self.closed,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Audience:
+        coordinators = [Person.from_json(p) for p in value["coordinators"]]
+        members = [Person.from_json(p) for p in value["members"]]
+        meetings = [MeetingCopy.from_json(m) for m in value["meetings"]]
+        return cls(
+            case_id=UUID(value["case_id"]),
+            coordinators={p.user_id or p.key: p for p in coordinators},
+            members={p.key.removeprefix("member:"): p for p in members},
+            plan_contacts=[Person.from_json(p) for p in value["plan_contacts"]],
+            consent_orgs=set(value["consent_orgs"]) if value["consent_orgs"] is not None else None,
+            covers_relatives=value["covers_relatives"],
+            meetings={str(m.meeting_id): m for m in meetings},
+            open_warnings=set(value["open_warnings"]),
+            closed=value["closed"],
+        )

@@ -1,0 +1,362 @@
+"""Who is told what: case and meeting events in, notices out.
+
+Each function updates the case's :class:`Audience` with what the event says and returns
+the :class:`Notice` list it calls for: one per person, already filtered by the consent
+rule (:meth:`Audience.covered`). Channels and addresses are the application's business;
+here it is only who, what kind of message (the template) and what it refers to.
+
+A notice's ``context`` holds what the message may show. Templates decide what is
+printed; the default ones print no health details (a neutral subject, the case
+reference and a link).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from services.notifications.domain.audience import Audience, MeetingCopy, Person, Role
+from vss_contracts import case_events as ce
+from vss_contracts import meeting_events as me
+from vss_contracts.case_events import CaseEventData
+from vss_contracts.meeting_events import Invitee, MeetingEventData
+from vss_contracts.types import MemberKind
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarPart:
+    """The .ics a message carries: the meeting as it stands, REQUEST or CANCEL."""
+
+    method: Literal["REQUEST", "CANCEL"]
+    meeting: MeetingCopy
+    attendees: tuple[Invitee, ...] | None = None  # default: the meeting's invitees
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    template: str
+    person: Person
+    context: Mapping[str, Any] = field(default_factory=dict)
+    urgent: bool = False
+    calendar: CalendarPart | None = None
+    warning_id: UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    notices: list[Notice] = field(default_factory=list)
+    recheck_pending: bool = False  # the consent narrowed: cancel what no longer may go
+    alert_opened: UUID | None = None  # an early warning: escalate unless acknowledged
+    alert_closed: UUID | None = None  # resolved: no escalation any more
+
+
+def _to(audience: Audience, people: Iterable[Person], template: str, **kwargs: Any) -> list[Notice]:
+    """One notice per person (by key, first wins) whom the consent lets be told."""
+    seen: set[str] = set()
+    notices = []
+    for person in people:
+        if person.key in seen or not audience.covered(person):
+            continue
+        seen.add(person.key)
+        notices.append(Notice(template=template, person=person, **kwargs))
+    return notices
+
+
+def _client_and_coordinators(audience: Audience) -> list[Person]:
+    return [*audience.client(), *audience.coordinator_people()]
+
+
+# ------------------------------------------------------------------------------ case events
+def on_case_event(audience: Audience, data: CaseEventData, recorded_at: datetime) -> Outcome:
+    handler = _CASE_HANDLERS.get(type(data))
+    return handler(audience, data, recorded_at) if handler else Outcome()
+
+
+def _coordinator_assigned(audience: Audience, data: ce.CoordinatorAssigned, _: datetime) -> Outcome:
+    c = data.coordinator
+    person = Person(
+        key=f"coordinator:{c.user_id}",
+        name=c.name,
+        role=Role.COORDINATOR,
+        organisation_id=c.organisation.id,
+        user_id=c.user_id,
+        email=str(c.contact.email) if c.contact.email else None,
+        phone=c.contact.phone,
+    )
+    audience.coordinators[c.user_id] = person
+    return Outcome(_to(audience, [person], "coordinator_assigned", context={"assigned_on": data.assigned_on}))
+
+
+def _coordinator_unassigned(audience: Audience, data: ce.CoordinatorUnassigned, _: datetime) -> Outcome:
+    audience.coordinators.pop(data.user_id, None)
+    return Outcome(recheck_pending=True)
+
+
+def _consent_given(audience: Audience, data: ce.ConsentGiven, _: datetime) -> Outcome:
+    audience.consent_orgs = {o.id for o in data.organisations}
+    audience.covers_relatives = data.covers_relatives
+    return Outcome(recheck_pending=True)  # a new consent may also cover less than the last
+
+
+def _consent_withdrawn(audience: Audience, data: ce.ConsentWithdrawn, _: datetime) -> Outcome:
+    if data.entire:
+        audience.consent_orgs = None
+        audience.covers_relatives = False
+    else:
+        if audience.consent_orgs is not None:
+            audience.consent_orgs -= set(data.organisation_ids)
+        if data.relatives:
+            audience.covers_relatives = False
+    return Outcome(recheck_pending=True)
+
+
+def _member_person(member: ce.ResourceGroupMember) -> Person:
+    role = {
+        MemberKind.CLIENT: Role.CLIENT,
+        MemberKind.COORDINATOR: Role.COORDINATOR,
+        MemberKind.RELATIVE: Role.RELATIVE,
+        MemberKind.PROFESSIONAL: Role.PROFESSIONAL,
+    }[member.kind]
+    return Person(
+        key=f"member:{member.member_id}",
+        name=member.name,
+        role=role,
+        organisation_id=member.organisation.id if member.organisation else None,
+        user_id=member.user_id,
+        email=str(member.contact.email) if member.contact.email else None,
+        phone=member.contact.phone,
+        relative=role is Role.RELATIVE,
+    )
+
+
+def _member_added(audience: Audience, data: ce.ResourceGroupMemberAdded, _: datetime) -> Outcome:
+    audience.members[str(data.member.member_id)] = _member_person(data.member)
+    return Outcome()
+
+
+def _member_removed(audience: Audience, data: ce.ResourceGroupMemberRemoved, _: datetime) -> Outcome:
+    audience.members.pop(str(data.member_id), None)
+    return Outcome()
+
+
+def _plan_updated(audience: Audience, data: ce.EarlyWarningPlanUpdated, _: datetime) -> Outcome:
+    contacts = []
+    for index, contact in enumerate(data.contacts):
+        member = audience.members.get(str(contact.member_id)) if contact.member_id else None
+        contacts.append(
+            Person(
+                key=member.key if member else f"contact:{data.plan_version}:{index}",
+                name=contact.name,
+                role=member.role if member else Role.PLAN_CONTACT,
+                organisation_id=member.organisation_id if member else None,
+                user_id=member.user_id if member else None,
+                email=str(contact.email) if contact.email else (member.email if member else None),
+                phone=contact.phone,
+                relative=member.relative if member else True,  # a private person unless a member
+            )
+        )
+    audience.plan_contacts = contacts
+    context = {"plan_version": data.plan_version, "updated_on": data.updated_on}
+    return Outcome(_to(audience, contacts, "early_warning_plan_updated", context=context))
+
+
+def _warning_triggered(audience: Audience, data: ce.EarlyWarningTriggered, recorded_at: datetime) -> Outcome:
+    audience.open_warnings.add(str(data.warning_id))
+    people = [*audience.plan_contacts, *audience.coordinator_people()]
+    context = {"observed_on": data.observed_on, "triggered_at": recorded_at}
+    notices = _to(audience, people, "early_warning", context=context, urgent=True, warning_id=data.warning_id)
+    return Outcome(notices, alert_opened=data.warning_id)
+
+
+def _warning_resolved(audience: Audience, data: ce.EarlyWarningResolved, _: datetime) -> Outcome:
+    audience.open_warnings.discard(str(data.warning_id))
+    return Outcome(alert_closed=data.warning_id)
+
+
+def _sip_decided(audience: Audience, data: ce.SipDecided, _: datetime) -> Outcome:
+    notices = []
+    for person in audience.resource_group():
+        member_id = UUID(person.key.removeprefix("member:"))
+        actions = [
+            {"what": a.what, "due_on": a.due_on, "how": a.how}
+            for a in data.actions
+            if a.responsible_member_id == member_id
+        ]
+        context = {
+            "sip_version": data.sip_version,
+            "decided_on": data.decided_on,
+            "next_follow_up_on": data.next_follow_up_on,
+            "actions": actions,
+        }
+        notices.extend(_to(audience, [person], "sip_decided", context=context))
+    return Outcome(notices)
+
+
+def _case_closed(audience: Audience, data: ce.CaseClosed, _: datetime) -> Outcome:
+    audience.closed = True
+    return Outcome()
+
+
+_CASE_HANDLERS: dict[type[CaseEventData], Any] = {
+    ce.CoordinatorAssigned: _coordinator_assigned,
+    ce.CoordinatorUnassigned: _coordinator_unassigned,
+    ce.ConsentGiven: _consent_given,
+    ce.ConsentWithdrawn: _consent_withdrawn,
+    ce.ResourceGroupMemberAdded: _member_added,
+    ce.ResourceGroupMemberRemoved: _member_removed,
+    ce.EarlyWarningPlanUpdated: _plan_updated,
+    ce.EarlyWarningTriggered: _warning_triggered,
+    ce.EarlyWarningResolved: _warning_resolved,
+    ce.SipDecided: _sip_decided,
+    ce.CaseClosed: _case_closed,
+}
+
+
+# --------------------------------------------------------------------------- meeting events
+def on_meeting_event(audience: Audience, data: MeetingEventData) -> Outcome:
+    handler = _MEETING_HANDLERS.get(type(data))
+    return handler(audience, data) if handler else Outcome()
+
+
+def _meeting_context(meeting: MeetingCopy) -> dict[str, Any]:
+    return {
+        "kind": meeting.kind.value,
+        "starts_at": meeting.starts_at,
+        "ends_at": meeting.ends_at,
+        "location": meeting.location,
+        "sequence": meeting.sequence,
+    }
+
+
+def _snapshot(meeting: MeetingCopy) -> MeetingCopy:
+    return MeetingCopy.from_json(meeting.to_json())  # the notice keeps the meeting as it was
+
+
+def _invite(
+    audience: Audience, meeting: MeetingCopy, invitees: Iterable[Invitee], template: str
+) -> list[Notice]:
+    frozen = _snapshot(meeting)
+    return _to(
+        audience,
+        [Person.from_invitee(i) for i in invitees],
+        template,
+        context=_meeting_context(frozen),
+        calendar=CalendarPart("REQUEST", frozen),
+    )
+
+
+def _cancel(audience: Audience, meeting: MeetingCopy, invitees: Iterable[Invitee]) -> list[Notice]:
+    frozen = _snapshot(meeting)
+    invitees = tuple(invitees)
+    return _to(
+        audience,
+        [Person.from_invitee(i) for i in invitees],
+        "meeting_cancelled",
+        context=_meeting_context(frozen),
+        calendar=CalendarPart("CANCEL", frozen, attendees=invitees),
+    )
+
+
+def _scheduled(audience: Audience, data: me.MeetingScheduled | me.CrisisMeetingScheduled) -> Outcome:
+    kind = data.kind if isinstance(data, me.MeetingScheduled) else me.MeetingKind.CRISIS
+    meeting = MeetingCopy(
+        meeting_id=data.meeting_id,
+        case_id=audience.case_id,
+        kind=kind,
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        sequence=0,
+        invitees={i.invitee_id: i for i in data.invitees},
+        location=data.location if isinstance(data, me.MeetingScheduled) else None,
+    )
+    audience.meetings[str(data.meeting_id)] = meeting
+    return Outcome(_invite(audience, meeting, meeting.invitees.values(), "meeting_invitation"))
+
+
+def _rescheduled(audience: Audience, data: me.MeetingRescheduled) -> Outcome:
+    meeting = audience.meetings.get(str(data.meeting_id))
+    if meeting is None:
+        return Outcome()
+    meeting.starts_at, meeting.ends_at, meeting.sequence = data.starts_at, data.ends_at, data.sequence
+    return Outcome(_invite(audience, meeting, meeting.invitees.values(), "meeting_updated"))
+
+
+def _invitees_changed(audience: Audience, data: me.MeetingInviteesChanged) -> Outcome:
+    meeting = audience.meetings.get(str(data.meeting_id))
+    if meeting is None:
+        return Outcome()
+    meeting.sequence = data.sequence
+    for invitee in data.removed:
+        meeting.invitees.pop(invitee.invitee_id, None)
+    meeting.invitees.update({i.invitee_id: i for i in data.added})
+    # Those dropped get a cancellation if the consent still lets them be told; one whose
+    # organisation the consent no longer covers gets nothing at all (that is the point).
+    return Outcome(
+        [
+            *_invite(audience, meeting, data.added, "meeting_invitation"),
+            *_cancel(audience, meeting, data.removed),
+        ]
+    )
+
+
+def _cancelled(audience: Audience, data: me.MeetingCancelled) -> Outcome:
+    meeting = audience.meetings.get(str(data.meeting_id))
+    if meeting is None:
+        return Outcome()
+    meeting.sequence, meeting.cancelled = data.sequence, True
+    return Outcome(_cancel(audience, meeting, meeting.invitees.values()))
+
+
+def _reminder(audience: Audience, data: me.MeetingReminderDue) -> Outcome:
+    context = {"starts_at": data.starts_at, "days_before": data.days_before}
+    return Outcome(_to(audience, _client_and_coordinators(audience), "meeting_reminder", context=context))
+
+
+def _rating_requested(audience: Audience, data: me.ChangeRatingRequested) -> Outcome:
+    context = {"meeting_starts_at": data.meeting_starts_at, "last_rating_on": data.last_rating_on}
+    people = _client_and_coordinators(audience)
+    return Outcome(_to(audience, people, "change_rating_requested", context=context))
+
+
+def _follow_up_overdue(audience: Audience, data: me.FollowUpOverdue) -> Outcome:
+    context = {"sip_version": data.sip_version, "follow_up_on": data.follow_up_on}
+    return Outcome(_to(audience, audience.coordinator_people(), "follow_up_overdue", context=context))
+
+
+def _cadence_missed(audience: Audience, data: me.ContactCadenceMissed) -> Outcome:
+    context = {
+        "phase": data.phase.value,
+        "period_days": data.period_days,
+        "period_end": data.period_end,
+        "last_contact_on": data.last_contact_on,
+    }
+    return Outcome(_to(audience, audience.coordinator_people(), "contact_cadence_missed", context=context))
+
+
+_MEETING_HANDLERS: dict[type[MeetingEventData], Any] = {
+    me.MeetingScheduled: _scheduled,
+    me.CrisisMeetingScheduled: _scheduled,
+    me.MeetingRescheduled: _rescheduled,
+    me.MeetingInviteesChanged: _invitees_changed,
+    me.MeetingCancelled: _cancelled,
+    me.MeetingReminderDue: _reminder,
+    me.ChangeRatingRequested: _rating_requested,
+    me.FollowUpOverdue: _follow_up_overdue,
+    me.ContactCadenceMissed: _cadence_missed,
+}
+
+
+# ------------------------------------------------------------------------------- escalation
+def escalation(
+    audience: Audience, warning_id: UUID, triggered_at: datetime, duty: Mapping[str, Person]
+) -> list[Notice]:
+    """Nobody acknowledged: the duty contacts of the coordinators' organisations."""
+    organisations = sorted({c.organisation_id for c in audience.coordinators.values() if c.organisation_id})
+    people = [duty[o] for o in organisations if o in duty]
+    context = {"triggered_at": triggered_at, "organisations": organisations}
+    return _to(
+        audience, people, "early_warning_escalation", context=context, urgent=True, warning_id=warning_id
+    )

@@ -1,0 +1,191 @@
+"""The notifications API: a case's delivery record, and acknowledgements of urgent messages.
+
+- ``GET /v1/cases/{id}/notifications``: who was told what, when, on which channel, and
+  how it went (sent, failed with the reason, cancelled by a consent withdrawal,
+  acknowledged). Same bearer tokens, roles and access rule as the other APIs: the
+  caller's organisation coordinates the case or is covered by its current consent.
+- ``GET|POST /v1/acknowledgements/{delivery}?signature=…``: the link in an urgent
+  message. The signature is the credential (an HMAC of the delivery key), so a person
+  reached by SMS in a crisis confirms with one tap, without a login.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel
+
+from services.notifications.application.ports import DeliveryRow
+from services.notifications.application.service import NotificationsService
+from services.notifications.domain.audience import Audience
+from services.shared.auth import TokenClaims, TokenService
+from services.shared.http_auth import bearer, verified_claims
+from services.shared.problems import CorrelationMiddleware, ProblemException, install_problem_handlers
+
+READ_ROLES = frozenset({"coordinator", "manager"})
+
+
+class DeliveryOut(BaseModel):
+    delivery_key: str
+    message_id: str
+    template: str
+    cause_event_id: str
+    cause_event_type: str
+    recipient_id: str
+    recipient_name: str
+    recipient_role: str
+    organisation_id: str | None
+    channel: str
+    urgent: bool
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    acknowledged_at: datetime | None
+
+
+class DeliveryList(BaseModel):
+    case_id: UUID
+    items: list[DeliveryOut]
+
+
+class Acknowledged(BaseModel):
+    delivery_key: str
+    acknowledged_at: datetime
+    message: str
+
+
+def _out(row: DeliveryRow) -> DeliveryOut:
+    return DeliveryOut(
+        delivery_key=row.delivery_key,
+        message_id=row.message_id,
+        template=row.template,
+        cause_event_id=row.cause_event_id,
+        cause_event_type=row.cause_event_type,
+        recipient_id=row.person["key"],
+        recipient_name=row.person["name"],
+        recipient_role=row.person["role"],
+        organisation_id=row.person.get("organisation_id"),
+        channel=row.channel,
+        urgent=row.urgent,
+        status=row.status,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        created_at=datetime.fromisoformat(row.created_at),
+        sent_at=datetime.fromisoformat(row.sent_at) if row.sent_at else None,
+        acknowledged_at=datetime.fromisoformat(row.acknowledged_at) if row.acknowledged_at else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsApiDependencies:
+    service: NotificationsService
+    tokens: TokenService
+
+
+router = APIRouter(prefix="/v1")
+
+
+def create_app(deps: NotificationsApiDependencies) -> FastAPI:
+    app = FastAPI(
+        title="VSS notifications",
+        version="1.0.0",
+        description="Each case's delivery record (who was told what, when) and acknowledgements.",
+        docs_url="/docs",
+    )
+    app.state.deps = deps
+    install_problem_handlers(app)
+    app.include_router(router)
+    app.add_middleware(CorrelationMiddleware)
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _deps(request: Request) -> NotificationsApiDependencies:
+    deps: NotificationsApiDependencies = request.app.state.deps
+    return deps
+
+
+def _forbidden(detail: str, rule: str) -> ProblemException:
+    return ProblemException(403, "Forbidden", detail, code=rule, rule=rule)
+
+
+def reader(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> TokenClaims:
+    claims = verified_claims(_deps(request).tokens, credentials)
+    if not claims.roles & READ_ROLES:
+        raise _forbidden(
+            f"reading the delivery record needs one of the roles {sorted(READ_ROLES)}", "role_required"
+        )
+    return claims
+
+
+@router.get("/cases/{case_id}/notifications", response_model=DeliveryList, tags=["delivery record"])
+def case_notifications(
+    case_id: UUID, claims: Annotated[TokenClaims, Depends(reader)], request: Request
+) -> DeliveryList:
+    """Every message decided for the case, oldest first, with how its delivery went."""
+    service = _deps(request).service
+    value = service.store.audience(str(case_id))
+    if value is None:
+        raise ProblemException(
+            404, "Not found", f"no notifications are known for case {case_id}", code="case_known"
+        )
+    audience = Audience.from_json(value)
+    coordinating = {c.organisation_id for c in audience.coordinators.values()}
+    if claims.organisation_id not in coordinating and claims.organisation_id not in (
+        audience.consent_orgs or ()
+    ):
+        raise _forbidden(
+            f"organisation {claims.organisation_id} neither coordinates case {case_id}"
+            " nor is covered by its current consent",
+            "no_consent",
+        )
+    return DeliveryList(case_id=case_id, items=[_out(r) for r in service.deliveries(case_id)])
+
+
+def _acknowledge(request: Request, delivery_key: str, signature: str) -> Acknowledged:
+    service = _deps(request).service
+    if not service.signer.valid(delivery_key, signature):
+        raise ProblemException(
+            403,
+            "Forbidden",
+            "the link's signature does not match: use the link exactly as it came",
+            code="bad_signature",
+            field="signature",
+            rule="signed_link",
+        )
+    row = service.acknowledge(delivery_key)
+    if row is None or row.acknowledged_at is None:
+        raise ProblemException(404, "Not found", f"no message {delivery_key}", code="delivery_known")
+    return Acknowledged(
+        delivery_key=delivery_key,
+        acknowledged_at=datetime.fromisoformat(row.acknowledged_at),
+        message="Tack, bekräftat. / Thank you, acknowledged.",
+    )
+
+
+Signature = Annotated[str, Query(min_length=8, max_length=100, description="From the message's link")]
+
+
+@router.get("/acknowledgements/{delivery_key}", response_model=Acknowledged, tags=["acknowledgements"])
+def acknowledge_by_link(delivery_key: str, signature: Signature, request: Request) -> Acknowledged:
+    """The link in an urgent message: opening it acknowledges (a repeat keeps the first time)."""
+    return _acknowledge(request, delivery_key, signature)
+
+
+@router.post("/acknowledgements/{delivery_key}", response_model=Acknowledged, tags=["acknowledgements"])
+def acknowledge(delivery_key: str, signature: Signature, request: Request) -> Acknowledged:
+    """The same, for clients that POST (an organisation's system acknowledging by webhook)."""
+    return _acknowledge(request, delivery_key, signature)

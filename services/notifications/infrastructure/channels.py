@@ -1,0 +1,444 @@
+"""The delivery channels: e-mail over SMTP, signed webhooks, SMS (written to files).
+
+Each implements :class:`~services.notifications.application.channels.ChannelSender`:
+``send`` delivers one rendered message or raises ``TemporaryFailure`` (retried with
+backoff) or ``PermanentFailure`` (recorded, never retried).
+
+- :class:`SmtpChannel` (aiosmtplib) keeps one SMTP connection and reuses it for the next
+  message while it is fresh (checked with ``NOOP``); any failure closes it, so the next
+  attempt starts on a new connection. Sends are serialised on that connection.
+- :class:`WebhookChannel` (httpx) POSTs the payload as JSON, signed as
+  :mod:`vss_contracts.webhooks` describes; it never sends an unsigned request.
+- :class:`SmsFileChannel` writes each SMS as a JSON file for a gateway to pick up; an SMS
+  provider's API would implement the same protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import ssl
+import tempfile
+import time
+from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import Address, ContentTypeHeader
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosmtplib
+import httpx
+import orjson
+
+from services.notifications.application.channels import (
+    Attachment,
+    Channel,
+    OutgoingMessage,
+    PermanentFailure,
+    TemporaryFailure,
+)
+from vss_contracts.webhooks import (
+    DELIVERY_HEADER,
+    MESSAGE_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+)
+
+__all__ = ["SmsFileChannel", "SmtpChannel", "SystemClock", "WebhookChannel"]
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+# ------------------------------------------------------------------------------------ e-mail
+# Headers the channel sets itself; a message's extra headers cannot replace them.
+_OWN_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+    }
+)
+
+
+def _content_type(value: str) -> tuple[str, str, dict[str, str]]:
+    """'text/calendar; method=REQUEST; charset="utf-8"' -> ('text', 'calendar', {...})."""
+    header = policy.default.header_factory("content-type", value)
+    assert isinstance(header, ContentTypeHeader)
+    if header.defects:  # type: ignore[attr-defined]  # BaseHeader has them; the stub omits them
+        raise ValueError(f"invalid content type {value!r}")
+    return header.maintype, header.subtype, {k.lower(): str(v) for k, v in header.params.items()}
+
+
+def build_email(message: OutgoingMessage, sender: tuple[str, str], date: datetime) -> EmailMessage:
+    """The RFC 5322 message for ``message`` (raises ``ValueError`` on what cannot be sent).
+
+    A ``text/calendar`` attachment is sent twice, as calendar clients expect an invitation:
+    inline as the ``text/calendar`` alternative to the text body (Outlook and Gmail show
+    it as an invitation with its ``method=``) and as the ``.ics`` file itself.
+    """
+    email = EmailMessage(policy=policy.SMTP)
+    name, address = sender
+    email["From"] = Address(display_name=name, addr_spec=address)
+    email["To"] = Address(addr_spec=message.address)
+    email["Subject"] = message.subject
+    email["Date"] = format_datetime(date.astimezone(UTC))
+    email["Message-ID"] = message.message_id
+    email["Auto-Submitted"] = "auto-generated"
+    if message.urgent:
+        email["Importance"] = "high"
+        email["X-Priority"] = "1"
+    for header, value in message.headers.items():
+        if header.lower() in _OWN_HEADERS:
+            continue
+        del email[header]
+        email[header] = value
+    email.set_content(message.body, subtype="plain", charset="utf-8", cte="quoted-printable")
+
+    invitations: list[tuple[Attachment, str, dict[str, str]]] = []
+    files: list[tuple[Attachment, str, str, dict[str, str]]] = []
+    for attachment in message.attachments:
+        maintype, subtype, params = _content_type(attachment.content_type)
+        if (maintype, subtype) == ("text", "calendar"):
+            invitations.append((attachment, subtype, params))
+        files.append((attachment, maintype, subtype, params))
+    for attachment, subtype, params in invitations:
+        # bytes (base64): the .ics exactly as rendered, CRLF line endings included
+        email.add_alternative(attachment.content, maintype="text", subtype=subtype, params=params)
+    for attachment, maintype, subtype, params in files:
+        email.add_attachment(
+            attachment.content,
+            maintype=maintype,
+            subtype=subtype,
+            filename=attachment.filename,
+            params=params,
+        )
+    return email
+
+
+class SmtpChannel:
+    """E-mail over SMTP (aiosmtplib).
+
+    ``starttls``: ``True`` requires STARTTLS, ``False`` never uses it, ``None`` uses it when
+    the server offers it; ``use_tls`` is implicit TLS (port 465).
+
+    One connection is kept and reused for the next message if it was used within
+    ``idle_seconds`` and still answers ``NOOP``; otherwise (and after any failure) a new
+    one is opened. Call :meth:`close` on shutdown.
+
+    Failures: no connection, timeouts, a dropped connection and 4xx replies are
+    temporary; a 5xx reply to the message (sender, recipient or data refused) and a
+    message that cannot be encoded are permanent. Problems of the connection itself
+    (greeting refused, STARTTLS unavailable, login refused) are temporary whatever their
+    code: they are the server's or the configuration's, not the message's, and retrying
+    after they are fixed delivers it.
+    """
+
+    channel: Channel = Channel.EMAIL
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        sender: tuple[str, str],
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool | None = False,
+        use_tls: bool = False,
+        tls_context: ssl.SSLContext | None = None,
+        timeout: float = 10.0,
+        local_hostname: str | None = None,
+        idle_seconds: float = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.sender = sender
+        self._username = username
+        self._password = password
+        self._starttls = starttls
+        self._use_tls = use_tls
+        self._tls_context = tls_context
+        self._timeout = timeout
+        self._local_hostname = local_hostname
+        self._idle_seconds = idle_seconds
+        self._clock: Clock = clock or SystemClock()
+        self._client: aiosmtplib.SMTP | None = None
+        self._last_used = 0.0
+        self._lock = asyncio.Lock()
+
+    async def send(self, message: OutgoingMessage) -> None:
+        try:
+            email = build_email(message, self.sender, self._clock.now())
+        except Exception as error:  # building is pure: whatever fails here fails every time
+            raise PermanentFailure(f"cannot build the e-mail: {_describe(error)}") from error
+        async with self._lock:
+            client = await self._connection()
+            try:
+                await client.send_message(email, sender=self.sender[1], recipients=[message.address])
+            except BaseException as error:
+                self._drop()
+                _raise_send_failure(error)
+                raise
+            self._last_used = time.monotonic()
+
+    async def close(self) -> None:
+        """Say QUIT on the kept connection (if any) and close it."""
+        async with self._lock:
+            client, self._client = self._client, None
+            if client is not None and client.is_connected:
+                try:
+                    await client.quit(timeout=self._timeout)
+                except (aiosmtplib.SMTPException, OSError):
+                    client.close()
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        client = self._client
+        if client is not None and client.is_connected:
+            if time.monotonic() - self._last_used <= self._idle_seconds:
+                try:
+                    await client.noop(timeout=self._timeout)
+                except (aiosmtplib.SMTPException, OSError):
+                    self._drop()
+                else:
+                    return client
+            else:
+                self._drop()
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self._username,
+            password=self._password,
+            start_tls=self._starttls,
+            use_tls=self._use_tls,
+            tls_context=self._tls_context,
+            timeout=self._timeout,
+            local_hostname=self._local_hostname,
+        )
+        try:
+            await client.connect()
+        except BaseException as error:
+            client.close()
+            if isinstance(error, aiosmtplib.SMTPException | OSError | ssl.SSLError | TimeoutError):
+                raise TemporaryFailure(
+                    f"SMTP {self.host}:{self.port}: cannot connect: {_describe(error)}"
+                ) from error
+            raise
+        self._client = client
+        self._last_used = time.monotonic()
+        return client
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def _raise_send_failure(error: BaseException) -> None:
+    """Raise the channel's failure for an error while sending (returns for foreign errors)."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        codes = [refused.code for refused in error.recipients]
+        text = "; ".join(
+            f"{refused.recipient}: {refused.code} {refused.message}" for refused in error.recipients
+        )
+        if codes and all(500 <= code < 600 for code in codes):
+            raise PermanentFailure(f"recipient refused: {text}") from error
+        raise TemporaryFailure(f"recipient not accepted now: {text}") from error
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        reply = f"{error.code} {error.message}"
+        if 500 <= error.code < 600:
+            raise PermanentFailure(f"SMTP server refused the message: {reply}") from error
+        raise TemporaryFailure(f"SMTP server deferred the message: {reply}") from error
+    if isinstance(error, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPTimeoutError | TimeoutError):
+        raise TemporaryFailure(f"SMTP connection lost: {_describe(error)}") from error
+    if isinstance(error, aiosmtplib.SMTPNotSupported | ValueError):
+        # e.g. a non-ASCII address on a server without SMTPUTF8, an unparseable address
+        raise PermanentFailure(f"cannot send this message: {_describe(error)}") from error
+    if isinstance(error, aiosmtplib.SMTPException | OSError):
+        raise TemporaryFailure(f"SMTP error: {_describe(error)}") from error
+
+
+# ----------------------------------------------------------------------------------- webhook
+_TEMPORARY_STATUS = frozenset({408, 425, 429})
+
+
+class WebhookChannel:
+    """POST the message's ``payload`` as signed JSON to ``message.address``.
+
+    2xx is delivered; 408, 425, 429, 5xx, connection errors and timeouts are temporary;
+    any other answer (3xx: redirects are not followed; 4xx) is permanent. A message
+    without ``secret`` or ``payload``, or with an invalid URL, fails permanently before
+    anything is sent. Pass an ``httpx.AsyncClient`` to share one; otherwise the channel
+    makes its own, closed by :meth:`close`.
+    """
+
+    channel: Channel = Channel.WEBHOOK
+
+    def __init__(
+        self, client: httpx.AsyncClient | None = None, timeout: float = 10.0, clock: Clock | None = None
+    ) -> None:
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(follow_redirects=False)
+        self._timeout = timeout
+        self._clock: Clock = clock or SystemClock()
+
+    async def send(self, message: OutgoingMessage) -> None:
+        if not message.secret:
+            raise PermanentFailure("webhook has no secret: VSS never sends an unsigned webhook")
+        if message.payload is None:
+            raise PermanentFailure("webhook message has no payload")
+        try:
+            url = httpx.URL(message.address)
+        except (httpx.InvalidURL, TypeError) as error:
+            raise PermanentFailure(f"invalid webhook URL {message.address!r}: {error}") from error
+        if url.scheme not in {"http", "https"} or not url.host:
+            raise PermanentFailure(f"invalid webhook URL {message.address!r}: expected http(s)://host/…")
+        try:
+            body = orjson.dumps(message.payload)
+        except TypeError as error:
+            raise PermanentFailure(f"webhook payload is not JSON: {error}") from error
+        timestamp = int(self._clock.now().timestamp())
+        headers = {
+            "Content-Type": "application/json",
+            DELIVERY_HEADER: message.delivery_key,
+            MESSAGE_ID_HEADER: message.message_id,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(message.secret, timestamp, body),
+        }
+        try:
+            response = await self._client.post(url, content=body, headers=headers, timeout=self._timeout)
+        except httpx.UnsupportedProtocol as error:
+            raise PermanentFailure(f"invalid webhook URL {message.address!r}: {error}") from error
+        except httpx.TimeoutException as error:
+            raise TemporaryFailure(f"webhook timed out: {_describe(error)}") from error
+        except (httpx.TransportError, OSError) as error:
+            raise TemporaryFailure(f"webhook connection failed: {_describe(error)}") from error
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        reason = f"webhook answered {status} {response.reason_phrase}: {_excerpt(response.content)}"
+        if status in _TEMPORARY_STATUS or 500 <= status < 600:
+            raise TemporaryFailure(reason)
+        raise PermanentFailure(reason)
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+
+def _excerpt(content: bytes, limit: int = 200) -> str:
+    text = content.decode("utf-8", errors="replace").strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------- SMS
+_PHONE = re.compile(r"^\+?[0-9][0-9 ()-]{4,22}$")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def sms_text(subject: str, body: str, max_chars: int) -> str:
+    """Subject and body as one SMS text: blank runs collapsed, cut at a word with '…'."""
+    lines = [" ".join(line.split()) for line in f"{subject}\n{body}".splitlines()]
+    text = "\n".join(line for line in lines if line)
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max_chars - 1]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space >= max_chars // 2:
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
+def file_name_for(delivery_key: str) -> str:
+    """``<delivery_key>.json``, with characters unsafe in a file name replaced (plus a hash then)."""
+    safe = _SAFE_NAME.sub("_", delivery_key).lstrip(".")
+    if safe != delivery_key or not safe:
+        safe = f"{safe[:100]}-{hashlib.sha256(delivery_key.encode()).hexdigest()[:12]}"
+    return f"{safe}.json"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync'd, then ``os.replace``."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (where directories can be fsync'd)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class SmsFileChannel:
+    """SMS written as files: ``<directory>/<delivery_key>.json`` (atomically; a resend
+    of the same delivery replaces its file), for a gateway or a person to pick up.
+
+    The file holds ``to``, ``body`` (subject and body, at most ``max_chars``), ``urgent``,
+    ``message_id`` and ``written_at`` (ISO 8601, UTC).
+    """
+
+    channel: Channel = Channel.SMS
+
+    def __init__(self, directory: Path, *, max_chars: int = 480, clock: Clock | None = None) -> None:
+        self.directory = Path(directory)
+        self.max_chars = max_chars
+        self._clock: Clock = clock or SystemClock()
+
+    async def send(self, message: OutgoingMessage) -> None:
+        if not _PHONE.match(message.address.strip()):
+            raise PermanentFailure(f"not a phone number: {message.address!r}")
+        document: dict[str, Any] = {
+            "to": message.address.strip(),
+            "body": sms_text(message.subject, message.body, self.max_chars),
+            "urgent": message.urgent,
+            "message_id": message.message_id,
+            "written_at": self._clock.now().astimezone(UTC).isoformat(),
+        }
+        path = self.directory / file_name_for(message.delivery_key)
+        data = orjson.dumps(document, option=orjson.OPT_INDENT_2)
+        try:
+            await asyncio.to_thread(self._write, path, data)
+        except OSError as error:
+            raise TemporaryFailure(f"cannot write {path}: {_describe(error)}") from error
+
+    def _write(self, path: Path, data: bytes) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, data)

@@ -1,0 +1,413 @@
+"""The notifications store: audiences, the delivery outbox, alerts and the record's log.
+
+One transaction (:meth:`NotificationStore.transaction`) holds a consumer's position, the
+case's audience and the deliveries decided for the event: a redelivered event finds its
+sequence applied and changes nothing, and a crash loses no decision. The sender later
+marks a delivery sent or failed and appends the matching record event
+(NotificationSent …) to ``notification_log`` in one transaction; the relay publishes
+that log to ``VSS_NOTIFICATIONS`` in order.
+
+SQLite (default) or PostgreSQL, with the same SQL (``?`` placeholders, rewritten for
+psycopg). One process writes (the notifications service); its lock serialises writers,
+so the log's positions are in commit order on PostgreSQL too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+from services.notifications.application.ports import (
+    Alert,
+    AlreadyApplied,
+    Decisions,
+    DeliveryRow,
+    NewDelivery,
+    Outcome,
+    RecordEvent,
+)
+from services.shared.bus import checkpoint
+from services.shared.eventstore import EventStoreUrl
+from vss_contracts.chain import GENESIS_HASH, chain_hash
+from vss_contracts.types import Principal
+
+SERVICE_ACTOR = "vss-notifications"
+SERVICE_ORGANISATION = "vss"
+
+
+class StoreNotMigrated(RuntimeError):
+    """The notifications store has no tables: run ``vss migrate``."""
+
+
+def _tables(serial: str) -> tuple[str, ...]:
+    return (
+        "CREATE TABLE IF NOT EXISTS audiences ("
+        " case_id TEXT PRIMARY KEY, snapshot TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS deliveries ("
+        " delivery_key TEXT PRIMARY KEY, case_id TEXT NOT NULL,"
+        " cause_event_id TEXT NOT NULL, cause_event_type TEXT NOT NULL, template TEXT NOT NULL,"
+        " person TEXT NOT NULL, channel TEXT NOT NULL, address TEXT NOT NULL,"
+        " context TEXT NOT NULL, calendar TEXT, calendar_method TEXT, urgent INTEGER NOT NULL,"
+        " warning_id TEXT, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+        " next_attempt_at TEXT NOT NULL, last_error TEXT, message_id TEXT NOT NULL,"
+        " created_at TEXT NOT NULL, sent_at TEXT, acknowledged_at TEXT)",
+        "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at)",
+        "CREATE INDEX IF NOT EXISTS deliveries_case ON deliveries (case_id, created_at)",
+        "CREATE INDEX IF NOT EXISTS deliveries_warning ON deliveries (warning_id)",
+        "CREATE TABLE IF NOT EXISTS alerts ("
+        " warning_id TEXT PRIMARY KEY, case_id TEXT NOT NULL, triggered_at TEXT NOT NULL,"
+        " escalate_at TEXT NOT NULL, acknowledged_at TEXT, acknowledged_by TEXT,"
+        " escalated_at TEXT, closed_at TEXT)",
+        "CREATE INDEX IF NOT EXISTS alerts_due ON alerts (escalate_at)",
+        f"CREATE TABLE IF NOT EXISTS notification_log (position {serial}, event_id TEXT NOT NULL UNIQUE,"
+        " case_id TEXT NOT NULL, version BIGINT NOT NULL, type TEXT NOT NULL, state TEXT NOT NULL,"
+        " UNIQUE (case_id, version))",
+        checkpoint.CREATE_POSITIONS_TABLE,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    position: int
+    event_id: str
+    case_id: str
+    version: int  # in the case's delivery record, which has its own hash chain
+    type: str
+    state: dict[str, Any]  # as the meetings store keeps events: metadata, data, prev_hash, hash
+
+
+class Tx:
+    """One transaction's cursor, with ``?`` placeholders on both databases."""
+
+    def __init__(self, cursor: Any, postgres: bool) -> None:
+        self.cursor = cursor
+        self.postgres = postgres
+        self.p = "%s" if postgres else "?"
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self.cursor.execute(sql.replace("?", "%s") if self.postgres else sql, params)
+        return int(self.cursor.rowcount)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        self.cursor.execute(sql.replace("?", "%s") if self.postgres else sql, params)
+        names = [d[0] for d in self.cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in self.cursor.fetchall()]
+
+    def advance(self, consumer: str, stream_sequence: int, event_id: str | None) -> bool:
+        return checkpoint.advance(self.cursor, consumer, stream_sequence, event_id, p=self.p)
+
+    def log(self, event_id: str, case_id: str, type_name: str, payload: dict[str, Any], at: str) -> None:
+        """Append a record event to the case's chain (an id stored already adds nothing)."""
+        if self.rows("SELECT 1 AS x FROM notification_log WHERE event_id = ?", (event_id,)):
+            return
+        last = self.rows(
+            "SELECT version, state FROM notification_log WHERE case_id = ? ORDER BY version DESC LIMIT 1",
+            (case_id,),
+        )
+        version = int(last[0]["version"]) + 1 if last else 1
+        state: dict[str, Any] = {
+            "event_id": event_id,
+            "recorded_at": datetime.fromisoformat(at).isoformat(),
+            "actor_id": SERVICE_ACTOR,
+            "actor_organisation": SERVICE_ORGANISATION,
+            "principal": Principal.OTHER.value,
+            "correlation_id": payload.get("cause_event_id") or event_id,
+            "causation_id": payload.get("cause_event_id"),
+            "prev_hash": orjson.loads(last[0]["state"])["hash"] if last else GENESIS_HASH,
+            "data": payload,
+        }
+        state["hash"] = chain_hash(case_id, version, type_name, state)
+        self.execute(
+            "INSERT INTO notification_log (event_id, case_id, version, type, state) VALUES (?, ?, ?, ?, ?)",
+            (event_id, case_id, version, type_name, orjson.dumps(state).decode()),
+        )
+
+
+class NotificationStore:
+    def __init__(self, url: str) -> None:
+        self.url = EventStoreUrl(url)
+        self.postgres = self.url.is_postgres
+        self.lock = threading.RLock()  # one writer at a time in this process
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------------ connection
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.postgres:
+                conn = psycopg.connect(self.url.url)
+            else:
+                conn = sqlite3.connect(self.url.sqlite_path(), isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")  # a decision or a record survives a crash
+                conn.execute("PRAGMA busy_timeout=10000")
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self.lock:
+            conn = self._conn()
+            if self.postgres:
+                with conn.transaction(), conn.cursor() as cursor:
+                    yield Tx(cursor, True)
+                return
+            cursor = conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield Tx(cursor, False)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        conn = self._conn()
+        if self.postgres:
+            with conn.transaction(), conn.cursor() as cursor:
+                return Tx(cursor, True).rows(sql, params)
+        return Tx(conn.cursor(), False).rows(sql, params)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ---------------------------------------------------------------------------- schema
+    def migrate(self) -> None:
+        if not self.postgres:
+            Path(self.url.sqlite_path()).parent.mkdir(parents=True, exist_ok=True)
+        serial = "BIGSERIAL PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+        with self.transaction() as tx:
+            for statement in _tables(serial):
+                tx.execute(statement)
+
+    def check_migrated(self) -> None:
+        try:
+            self.read("SELECT 1 FROM deliveries LIMIT 1")
+            self.read("SELECT 1 FROM notification_log LIMIT 1")
+        except (sqlite3.Error, psycopg.Error) as error:
+            self.close()
+            raise StoreNotMigrated(
+                f"the notifications store at {self.url.redacted()} has no tables: run `vss migrate` ({error})"
+            ) from error
+
+    # ----------------------------------------------------------------------------- reads
+    def applied_through(self, consumer: str) -> int:
+        rows = self.read("SELECT stream_sequence FROM consumer_positions WHERE consumer = ?", (consumer,))
+        return int(rows[0]["stream_sequence"]) if rows else 0
+
+    def pass_over(self, consumer: str, stream_sequence: int, event_id: str | None) -> None:
+        with self.transaction() as tx:
+            tx.advance(consumer, stream_sequence, event_id)
+
+    def audience(self, case_id: str) -> dict[str, Any] | None:
+        rows = self.read("SELECT snapshot FROM audiences WHERE case_id = ?", (case_id,))
+        return dict(orjson.loads(rows[0]["snapshot"])) if rows else None
+
+    def pending_of_case(self, case_id: str) -> list[DeliveryRow]:
+        return self._deliveries("WHERE case_id = ? AND status = 'pending'", (case_id,))
+
+    def deliveries_of_case(self, case_id: str) -> list[DeliveryRow]:
+        return self._deliveries("WHERE case_id = ? ORDER BY created_at, delivery_key", (case_id,))
+
+    def delivery(self, delivery_key: str) -> DeliveryRow | None:
+        found = self._deliveries("WHERE delivery_key = ?", (delivery_key,))
+        return found[0] if found else None
+
+    def due(self, now: str, limit: int) -> list[DeliveryRow]:
+        """Pending deliveries whose time has come: urgent ones first."""
+        return self._deliveries(
+            "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY urgent DESC, next_attempt_at LIMIT ?",
+            (now, limit),
+        )
+
+    def next_attempt(self) -> str | None:
+        rows = self.read("SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status = 'pending'")
+        return rows[0]["t"] if rows else None
+
+    def _deliveries(self, where: str, params: Sequence[Any]) -> list[DeliveryRow]:
+        rows = self.read(f"SELECT * FROM deliveries {where}", params)
+        return [
+            DeliveryRow(
+                **{
+                    **row,
+                    "person": orjson.loads(row["person"]),
+                    "context": orjson.loads(row["context"]),
+                    "urgent": bool(row["urgent"]),
+                }
+            )
+            for row in rows
+        ]
+
+    def alert(self, warning_id: str) -> Alert | None:
+        rows = self.read("SELECT * FROM alerts WHERE warning_id = ?", (warning_id,))
+        return Alert(**{k: v for k, v in rows[0].items() if k != "acknowledged_by"}) if rows else None
+
+    def due_alerts(self, now: str) -> list[Alert]:
+        rows = self.read(
+            "SELECT * FROM alerts WHERE escalate_at <= ? AND acknowledged_at IS NULL"
+            " AND escalated_at IS NULL AND closed_at IS NULL ORDER BY escalate_at",
+            (now,),
+        )
+        return [Alert(**{k: v for k, v in row.items() if k != "acknowledged_by"}) for row in rows]
+
+    # ---------------------------------------------------------------------------- writes
+    def record_decisions(self, decisions: Decisions) -> None:
+        """A consumed event's decisions and the consumer's position, in one transaction."""
+        d = decisions
+        with self.transaction() as tx:
+            if not tx.advance(d.consumer, d.stream_sequence, d.event_id):
+                raise AlreadyApplied(f"{d.consumer} applied sequence {d.stream_sequence} already")
+            snapshot = orjson.dumps(d.audience).decode()
+            tx.execute(
+                "INSERT INTO audiences (case_id, snapshot, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (case_id) DO UPDATE SET snapshot = excluded.snapshot,"
+                " updated_at = excluded.updated_at",
+                (d.case_id, snapshot, d.at),
+            )
+            _insert_deliveries(tx, d.deliveries)
+            for key, record in d.cancelled:
+                if tx.execute(
+                    "UPDATE deliveries SET status = 'cancelled', last_error = ?"
+                    " WHERE delivery_key = ? AND status = 'pending'",
+                    (record.payload["reason"], key),
+                ):
+                    tx.log(record.event_id, record.case_id, record.type, record.payload, record.recorded_at)
+            if d.alert_opened is not None:
+                warning_id, triggered_at, escalate_at = d.alert_opened
+                tx.execute(
+                    "INSERT INTO alerts (warning_id, case_id, triggered_at, escalate_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (warning_id) DO NOTHING",
+                    (warning_id, d.case_id, triggered_at, escalate_at),
+                )
+            if d.alert_closed is not None:
+                tx.execute(
+                    "UPDATE alerts SET closed_at = ? WHERE warning_id = ? AND closed_at IS NULL",
+                    (d.alert_closed[1], d.alert_closed[0]),
+                )
+
+    def finish(self, delivery_key: str, outcome: Outcome) -> bool:
+        """Record one attempt's end; False if the delivery is no longer pending (cancelled)."""
+        o = outcome
+        with self.transaction() as tx:
+            if o.status == "retry":
+                changed = tx.execute(
+                    "UPDATE deliveries SET attempts = ?, next_attempt_at = ?, last_error = ?"
+                    " WHERE delivery_key = ? AND status = 'pending'",
+                    (o.attempts, o.next_attempt_at, o.error, delivery_key),
+                )
+            else:
+                changed = tx.execute(
+                    "UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, sent_at = ?"
+                    " WHERE delivery_key = ? AND status = 'pending'",
+                    (o.status, o.attempts, o.error, o.at if o.status == "sent" else None, delivery_key),
+                )
+            if changed and o.record is not None:
+                r = o.record
+                tx.log(r.event_id, r.case_id, r.type, r.payload, r.recorded_at)
+            return bool(changed)
+
+    def escalate(
+        self, warning_id: str, at: str, deliveries: Sequence[NewDelivery], record: RecordEvent
+    ) -> bool:
+        with self.transaction() as tx:
+            if not tx.execute(
+                "UPDATE alerts SET escalated_at = ? WHERE warning_id = ? AND escalated_at IS NULL"
+                " AND acknowledged_at IS NULL AND closed_at IS NULL",
+                (at, warning_id),
+            ):
+                return False
+            _insert_deliveries(tx, deliveries)
+            tx.log(record.event_id, record.case_id, record.type, record.payload, record.recorded_at)
+            return True
+
+    def acknowledge(self, delivery_key: str, at: str, record: RecordEvent | None) -> bool:
+        """The first acknowledgement of a delivery counts; False for a repeated one."""
+        with self.transaction() as tx:
+            if not tx.execute(
+                "UPDATE deliveries SET acknowledged_at = ?"
+                " WHERE delivery_key = ? AND acknowledged_at IS NULL",
+                (at, delivery_key),
+            ):
+                return False
+            rows = tx.rows("SELECT warning_id FROM deliveries WHERE delivery_key = ?", (delivery_key,))
+            if rows and rows[0]["warning_id"]:
+                tx.execute(
+                    "UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ?"
+                    " WHERE warning_id = ? AND acknowledged_at IS NULL",
+                    (at, delivery_key, rows[0]["warning_id"]),
+                )
+            if record is not None:
+                tx.log(record.event_id, record.case_id, record.type, record.payload, record.recorded_at)
+            return True
+
+    def read_log(self, after: int, limit: int) -> list[LoggedEvent]:
+        rows = self.read(
+            "SELECT position, event_id, case_id, version, type, state FROM notification_log"
+            " WHERE position > ? ORDER BY position LIMIT ?",
+            (after, limit),
+        )
+        return [LoggedEvent(**{**row, "state": orjson.loads(row["state"])}) for row in rows]
+
+    def record_of_case(self, case_id: str) -> list[LoggedEvent]:
+        rows = self.read(
+            "SELECT position, event_id, case_id, version, type, state FROM notification_log"
+            " WHERE case_id = ? ORDER BY version",
+            (case_id,),
+        )
+        return [LoggedEvent(**{**row, "state": orjson.loads(row["state"])}) for row in rows]
+
+
+_DELIVERY_COLUMNS = (
+    "delivery_key, case_id, cause_event_id, cause_event_type, template, person, channel, address,"
+    " context, calendar, calendar_method, urgent, warning_id, status, attempts, next_attempt_at,"
+    " message_id, created_at"
+)
+
+
+def _insert_deliveries(tx: Tx, deliveries: Sequence[NewDelivery]) -> None:
+    for d in deliveries:
+        # A key decided before (a replay that got past the position check) is not added again.
+        tx.execute(
+            f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)"
+            " ON CONFLICT (delivery_key) DO NOTHING",
+            (
+                d.delivery_key,
+                d.case_id,
+                d.cause_event_id,
+                d.cause_event_type,
+                d.template,
+                orjson.dumps(d.person).decode(),
+                d.channel,
+                d.address,
+                orjson.dumps(d.context).decode(),
+                d.calendar,
+                d.calendar_method,
+                int(d.urgent),
+                d.warning_id,
+                d.created_at,
+                d.message_id,
+                d.created_at,
+            ),
+        )
+
+
+def migrate(url: str) -> None:
+    """Create the notifications store's tables (idempotent)."""
+    store = NotificationStore(url)
+    try:
+        store.migrate()
+    finally:
+        store.close()

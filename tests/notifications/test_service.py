@@ -1,0 +1,268 @@
+"""The notifications service end to end below the bus: case events in, real SMTP out.
+
+Each test runs the real store (SQLite), the real SMTP channel and a real SMTP server
+(the embedded mail sink, started by the test on a free port, keeping each message as a
+file), driven by an injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from services.notifications.application.channels import Channel, ChannelSender
+from services.notifications.application.service import (
+    CASE_CONSUMER,
+    NotificationsService,
+    Organisation,
+    Policy,
+    Signer,
+)
+from services.notifications.domain.audience import Person, Role
+from services.notifications.infrastructure.channels import SmsFileChannel, SmtpChannel
+from services.notifications.infrastructure.mailsink import MailSink
+from services.notifications.infrastructure.store import NotificationStore
+from services.notifications.infrastructure.templates import Templates
+from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL, CaseFeed
+from tests.support.clock import FixedClock
+from vss_contracts import case_events as ce
+from vss_contracts.types import MemberKind
+
+START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+DAY = date(2026, 3, 2)
+
+
+class Adapter:
+    """What CaseFeed calls, onto the notifications service's case consumer."""
+
+    def __init__(self, service: NotificationsService) -> None:
+        self.service = service
+
+    def apply_case_event(
+        self,
+        *,
+        case_id: UUID,
+        event_id: str,
+        recorded_at: datetime,
+        data: ce.CaseEventData,
+        stream_sequence: int,
+    ) -> bool:
+        return self.service.apply(
+            CASE_CONSUMER,
+            case_id=case_id,
+            event_id=event_id,
+            event_type=data.TYPE,
+            recorded_at=recorded_at,
+            data=data,
+            stream_sequence=stream_sequence,
+        )
+
+
+class World:
+    def __init__(self, tmp: Path, organisations: dict[str, Organisation] | None = None) -> None:
+        self.clock = FixedClock(START)
+        self.sink_dir = tmp / "mail"
+        self.sink = MailSink(self.sink_dir)
+        self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self.sink.start())
+        self.store = NotificationStore(f"sqlite:///{tmp / 'notifications.sqlite'}")
+        self.store.migrate()
+        self.smtp = SmtpChannel("127.0.0.1", self.sink.port, sender=("VSS", "noreply@vss.example.se"))
+        channels: dict[Channel, ChannelSender] = {
+            Channel.EMAIL: self.smtp,
+            Channel.SMS: SmsFileChannel(tmp / "sms", clock=self.clock),
+        }
+        self.service = NotificationsService(
+            self.store,
+            Templates("sv"),
+            channels,
+            self.clock,
+            Signer(b"test-key"),
+            Policy(first_retry=timedelta(seconds=10), organisations=organisations or {}),
+        )
+        self.feed = CaseFeed(Adapter(self.service))  # type: ignore[arg-type]
+
+    def deliver(self) -> int:
+        return self.loop.run_until_complete(self.service.deliver_due())
+
+    def mails(self) -> list[email.message.EmailMessage]:
+        return [
+            email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
+            for p in sorted(self.sink_dir.glob("*.eml"))
+        ]
+
+    def recipients(self) -> list[str]:
+        return sorted(str(m["To"]).split("<")[-1].rstrip(">") for m in self.mails())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.smtp.close())
+        self.loop.run_until_complete(self.sink.stop())
+        self.loop.close()
+        self.store.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.close()
+
+
+def _group(feed: CaseFeed) -> dict[str, UUID]:
+    feed.open(DAY)
+    feed.assign(DAY, "sara", SOCIAL)
+    feed.assign(DAY, "per", REGION_PSYCH)
+    return {
+        "client": feed.add_member(DAY, "Tolvan Tolvansson", MemberKind.CLIENT),
+        "housing": feed.add_member(DAY, "Bo Boendestöd", MemberKind.PROFESSIONAL, HOUSING),
+        "mother": feed.add_member(DAY, "Mamma Tolvansson", MemberKind.RELATIVE),
+    }
+
+
+def test_coordinator_assigned_tells_that_coordinator_only(world: World) -> None:
+    world.feed.open(DAY)
+    world.feed.assign(DAY, "sara", SOCIAL)
+    assert world.deliver() == 1
+    (mail,) = world.mails()
+    assert "sara@example.se" in str(mail["To"])
+    assert str(mail["Subject"]).startswith("Du är samordnare i ärende ")
+    # No health details: the case reference and a link, not the client's name.
+    body = mail.get_body(preferencelist=("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "Tolvan" not in text
+    assert str(world.feed.case_id)[:8] in text
+
+
+def test_sip_reaches_the_resource_group_the_consent_covers_and_nobody_else(world: World) -> None:
+    _group(world.feed)
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, relatives=False)  # not the housing firm, no relatives
+    world.feed.sip(DAY, 1, date(2026, 6, 1))
+    world.deliver()
+    sip_mails = [m for m in world.mails() if "SIP" in str(m["Subject"])]
+    # The client; not the housing firm (not covered), not the mother (relatives not covered).
+    assert [str(m["To"]).split("<")[-1].rstrip(">") for m in sip_mails] == ["tolvan@example.se"]
+    rows = world.service.deliveries(world.feed.case_id)
+    assert [r.person["name"] for r in rows if r.template == "sip_decided"] == ["Tolvan Tolvansson"]
+
+
+def test_a_redelivered_event_sends_nothing_twice_and_the_record_matches_the_mails(world: World) -> None:
+    _group(world.feed)
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=True)
+    world.feed.sip(DAY, 1, date(2026, 6, 1))
+    world.deliver()
+    sent = len(world.mails())
+    # Every event again, with its sequence: the consumer position refuses them all.
+    for sequence in range(1, world.feed.sequence[0] + 1):
+        assert not world.service.apply(
+            CASE_CONSUMER,
+            case_id=world.feed.case_id,
+            event_id=f"again-{sequence}",
+            event_type="x",
+            recorded_at=START,
+            data=ce.CaseClosed(closed_on=DAY, reason=ce.ClosingReason.OTHER),
+            stream_sequence=sequence,
+        )
+    assert world.deliver() == 0
+    assert len(world.mails()) == sent
+    rows = world.service.deliveries(world.feed.case_id)
+    assert sorted(r.message_id for r in rows if r.status == "sent") == sorted(
+        str(m["Message-ID"]) for m in world.mails()
+    )
+
+
+def test_a_withdrawal_cancels_what_is_pending_for_those_no_longer_covered(world: World) -> None:
+    _group(world.feed)
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=True)
+    world.feed.sip(DAY, 1, date(2026, 6, 1))  # decided, not yet delivered
+    world.feed.withdraw(DAY, HOUSING.id)
+    world.deliver()
+    rows = {
+        r.person["name"]: r
+        for r in world.service.deliveries(world.feed.case_id)
+        if r.template == "sip_decided"
+    }
+    assert rows["Bo Boendestöd"].status == "cancelled"
+    assert rows["Mamma Tolvansson"].status == "sent"
+    assert "bo@example.se" not in world.recipients()
+
+
+def _warning_world(world: World) -> UUID:
+    _group(world.feed)
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=True)
+    world.feed.plan(
+        DAY,
+        ce.PlanContact(
+            name="Mamma Tolvansson", relation="mamma", phone="+46701234567", email="mamma@example.se"
+        ),
+    )
+    world.deliver()
+    return world.feed.trigger(DAY)
+
+
+def test_early_warning_is_urgent_to_the_plan_and_the_coordinators_and_escalates_unacknowledged(
+    tmp_path: Path,
+) -> None:
+    duty = Person(
+        key="duty:goteborg-soc",
+        name="Socialjouren",
+        role=Role.DUTY,
+        organisation_id=SOCIAL.id,
+        email="jour@example.se",
+    )
+    world = World(tmp_path, {SOCIAL.id: Organisation(duty=duty)})
+    try:
+        _warning_world(world)
+        world.deliver()
+        urgent = [r for r in world.service.deliveries(world.feed.case_id) if r.urgent]
+        assert {(r.person["name"], r.channel) for r in urgent} == {
+            ("Mamma Tolvansson", "email"),
+            ("Mamma Tolvansson", "sms"),
+            ("Samordnare sara", "email"),
+            ("Samordnare per", "email"),
+        }
+        assert all(r.status == "sent" for r in urgent)
+        assert (tmp_path / "sms").exists()
+        # 29 minutes: nothing; 30: the duty contact of the coordinators' organisations.
+        world.clock.advance(timedelta(minutes=29))
+        assert world.service.escalate_due() == 0
+        world.clock.advance(timedelta(minutes=1))
+        assert world.service.escalate_due() == 1
+        world.deliver()
+        assert "jour@example.se" in world.recipients()
+        world.clock.advance(timedelta(days=1))
+        assert world.service.escalate_due() == 0  # once
+    finally:
+        world.close()
+
+
+def test_an_acknowledged_warning_does_not_escalate(tmp_path: Path) -> None:
+    duty = Person(
+        key="duty:goteborg-soc",
+        name="Socialjouren",
+        role=Role.DUTY,
+        organisation_id=SOCIAL.id,
+        email="jour@example.se",
+    )
+    world = World(tmp_path, {SOCIAL.id: Organisation(duty=duty)})
+    try:
+        _warning_world(world)
+        world.deliver()
+        first = next(r for r in world.service.deliveries(world.feed.case_id) if r.urgent)
+        assert world.service.signer.valid(first.delivery_key, world.service.signer.sign(first.delivery_key))
+        acknowledged = world.service.acknowledge(first.delivery_key)
+        assert acknowledged is not None
+        assert acknowledged.acknowledged_at is not None
+        world.clock.advance(timedelta(hours=1))
+        assert world.service.escalate_due() == 0
+        world.deliver()
+        assert "jour@example.se" not in world.recipients()
+    finally:
+        world.close()
