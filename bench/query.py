@@ -68,17 +68,16 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.rebuild import (
+from bench.common import (
     END,
     SEED,
     drop_postgres_database,
-    embedded_nats,
     fresh_postgres_database,
     generated_store,
     postgres_server,
-    published_stream,
     quiet_logs,
 )
+from bench.rebuild import embedded_nats, published_stream
 from services.projections.application.queries import Queries, QueryPolicy, Reader
 from services.projections.infrastructure.access_log import AccessLogStore
 from services.projections.infrastructure.database import Connection, ReadModelLocation

