@@ -62,7 +62,7 @@ class _SideWrites:
         )
         self.update_schedule = (
             f"UPDATE schedules SET revision = {p}, snapshot = {p}, next_due = {p}"
-            f" WHERE case_id = {p} AND revision = {p}"
+            f" WHERE case_id = {p} AND revision = {p} RETURNING revision"
         )
 
     def write(self, c: Any, w: ScheduleWrite) -> None:
@@ -78,7 +78,7 @@ class _SideWrites:
             c.execute(
                 self.update_schedule, (w.revision, snapshot, w.next_due, w.case_id, w.expected_revision)
             )
-            if c.rowcount != 1:
+            if c.fetchone() is None:  # not rowcount: -1 in psycopg's pipeline mode
                 raise ConcurrentWrite(f"schedule {w.case_id} is not at revision {w.expected_revision}")
         c.execute(f"DELETE FROM schedule_coordinators WHERE case_id = {self.p}", (w.case_id,))
         for user_id in w.coordinators:

@@ -22,9 +22,6 @@ CREATE_POSITIONS_TABLE = (
 
 
 class Cursor(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-
     def execute(self, query: Any, params: Any = ..., /) -> Any: ...
 
     def fetchone(self) -> Any: ...
@@ -42,10 +39,13 @@ def advance(
         f" VALUES ({p}, {p}, {p}, {p})"
         " ON CONFLICT (consumer) DO UPDATE SET stream_sequence = excluded.stream_sequence,"
         " event_id = excluded.event_id, applied_at = excluded.applied_at"
-        " WHERE consumer_positions.stream_sequence < excluded.stream_sequence",
+        " WHERE consumer_positions.stream_sequence < excluded.stream_sequence"
+        " RETURNING stream_sequence",
         (consumer, stream_sequence, event_id, datetime.now(UTC).isoformat()),
     )
-    return cursor.rowcount == 1
+    # A returned row, not rowcount: in psycopg's pipeline mode (eventsourcing's PostgreSQL
+    # recorder writes in one) rowcount is -1 until the pipeline syncs; fetching syncs it.
+    return cursor.fetchone() is not None
 
 
 def position(cursor: Cursor, consumer: str, *, p: str = "?") -> int:

@@ -1,0 +1,54 @@
+"""The meetings store on both backends: decisions are stored, a redelivery changes nothing,
+timers fire. (On PostgreSQL eventsourcing writes in a psycopg pipeline, where rowcount
+is -1: the position and revision checks must not depend on it.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import pytest
+
+from services.meetings.application.service import MeetingsService
+from services.meetings.domain.calendar import WorkingDays
+from services.meetings.domain.schedule import Rules
+from services.meetings.infrastructure.store import MeetingStore, migrate
+from tests.meetings.feed import CLIENT, COORDINATOR, CaseFeed
+from tests.support.clock import FixedClock
+from vss_contracts import case_events as ce
+from vss_contracts.meeting_events import TYPE_PREFIX
+
+
+@pytest.fixture
+def service(store_url: str, working_days: WorkingDays) -> Iterator[MeetingsService]:
+    migrate(store_url)
+    store = MeetingStore(store_url)
+    yield MeetingsService(store, Rules(), working_days, FixedClock(datetime(2026, 1, 5, 8, 0, tzinfo=UTC)))
+    store.close()
+
+
+def test_decisions_are_stored_once_and_timers_fire(service: MeetingsService) -> None:
+    feed = CaseFeed(service)
+    day = date(2026, 1, 5)
+    feed.open(day)
+    feed.assign(day)
+    feed.consent(day)
+    feed.summarise(day)
+    types = [e.type.removeprefix(TYPE_PREFIX) for e in service.store.events(feed.case_id)]
+    assert types == ["MeetingScheduled.v1"]
+    # The same sequence again (a redelivery) is refused and stores nothing.
+    assert service.applied_through() == feed.sequence[0]
+    assert not service.apply_case_event(
+        case_id=feed.case_id,
+        event_id=feed.event_ids[-1],
+        recorded_at=datetime(2026, 1, 5, 9, 0, tzinfo=UTC),
+        data=ce.MappingSummarised(
+            summarised_on=day, participants=[CLIENT, COORDINATOR], wants_to_change="x", obstacles="y"
+        ),
+        stream_sequence=feed.sequence[0],
+    )
+    assert len(service.store.events(feed.case_id)) == 1
+    # Three weeks on, the reminders and the change-rating request are due and fire once.
+    fired = service.fire_due(datetime(2026, 2, 1, tzinfo=UTC))
+    assert fired >= 2
+    assert service.fire_due(datetime(2026, 2, 1, tzinfo=UTC)) == 0
