@@ -10,7 +10,6 @@ from services.case.application.ports import Clock
 from services.case.application.service import CaseService
 from services.case.domain.commands import CasePolicy
 from services.case.entrypoints.http import create_app
-from services.case.infrastructure.clock import SystemClock
 from services.case.infrastructure.log_waiter import waiter_for
 from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig
@@ -18,6 +17,7 @@ from services.case.settings import CaseRelaySettings, CaseSettings
 from services.shared.auth import TokenService
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
+from services.shared.clock import SystemClock
 from services.shared.settings import AuthSettings
 
 

@@ -7,17 +7,15 @@ to ``VSS_MEETINGS``, the timer loop and the HTTP API. SIGINT/SIGTERM stop all of
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 
-import uvicorn
 from pydantic import ValidationError
 
 from services.meetings.bootstrap import bootstrap_meetings
 from services.meetings.infrastructure.store import StoreNotMigrated
 from services.shared.eventstore import StoreUrlInvalid
 from services.shared.logging import configure_logging
+from services.shared.serve import serve_with_api
 from services.shared.settings import settings_error
 
 
@@ -34,22 +32,7 @@ async def _run() -> int:
     settings = parts.settings
     configure_logging(settings.log_level, json=settings.log_json)
     assert parts.app is not None
-    server = uvicorn.Server(
-        uvicorn.Config(parts.app, host=settings.meetings_host, port=settings.meetings_port, log_config=None)
-    )
-    # Ours stop the API and the bus tasks together (uvicorn's own would re-raise the signal).
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    api = asyncio.create_task(server.serve())
-    try:
-        await parts.run(stop)
-    finally:
-        server.should_exit = True
-        await asyncio.wait({api}, timeout=10)
-        parts.close()
+    await serve_with_api(parts.app, settings.meetings_host, settings.meetings_port, parts.run, parts.close)
     return 0
 
 

@@ -10,7 +10,7 @@ import structlog
 from fastapi import FastAPI
 
 from services.notifications.application.channels import Channel, ChannelSender
-from services.notifications.application.ports import Clock, SystemClock
+from services.notifications.application.ports import Clock
 from services.notifications.application.service import (
     CASE_CONSUMER,
     MEETINGS_CONSUMER,
@@ -27,6 +27,7 @@ from services.shared.auth import TokenService
 from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
+from services.shared.clock import SystemClock
 from services.shared.settings import AuthSettings
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.meeting_events import decode_meeting_event

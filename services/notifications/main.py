@@ -7,11 +7,8 @@ embedded mail sink), the relay of the delivery record and the HTTP API. SIGINT/S
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 
-import uvicorn
 from pydantic import ValidationError
 
 from services.notifications.bootstrap import bootstrap_notifications
@@ -19,6 +16,7 @@ from services.notifications.infrastructure.store import StoreNotMigrated
 from services.notifications.settings import OrganisationsFileInvalid
 from services.shared.eventstore import StoreUrlInvalid
 from services.shared.logging import configure_logging
+from services.shared.serve import serve_with_api
 from services.shared.settings import settings_error
 
 
@@ -35,24 +33,9 @@ async def _run() -> int:
     settings = parts.settings
     configure_logging(settings.log_level, json=settings.log_json)
     assert parts.app is not None
-    server = uvicorn.Server(
-        uvicorn.Config(
-            parts.app, host=settings.notifications_host, port=settings.notifications_port, log_config=None
-        )
+    await serve_with_api(
+        parts.app, settings.notifications_host, settings.notifications_port, parts.run, parts.close
     )
-    # Ours stop the API and the bus tasks together (uvicorn's own would re-raise the signal).
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    api = asyncio.create_task(server.serve())
-    try:
-        await parts.run(stop)
-    finally:
-        server.should_exit = True
-        await asyncio.wait({api}, timeout=10)
-        parts.close()
     return 0
 
 

@@ -138,14 +138,7 @@ class NotificationsSettings(CommonSettings, BusSettings):
 
     def meeting_names(self) -> BusNames:
         """The meetings stream this service reads (the meetings service declares it)."""
-        base = self.bus_names()
-        prefix = self.meetings_stream_prefix
-        return BusNames(
-            stream=f"{prefix.upper()}{MEETING_STREAM}",
-            subject_prefix=f"{prefix.lower()}{MEETING_SUBJECT_PREFIX}",
-            dead_letter_stream=base.dead_letter_stream,
-            dead_letter_prefix=base.dead_letter_prefix,
-        )
+        return self.bus_names().sibling(MEETING_STREAM, MEETING_SUBJECT_PREFIX, self.meetings_stream_prefix)
 
     def notification_names(self) -> BusNames:
         from services.notifications.infrastructure.bus import notification_bus_names  # noqa: PLC0415

@@ -38,13 +38,7 @@ log = structlog.get_logger("vss.meetings.bus")
 
 def meeting_bus_names(prefix: str = "", dead_letter: BusNames | None = None) -> BusNames:
     """The meetings stream's names (tests give a unique prefix)."""
-    base = dead_letter or BusNames()
-    return BusNames(
-        stream=f"{prefix.upper()}{MEETING_STREAM}",
-        subject_prefix=f"{prefix.lower()}{MEETING_SUBJECT_PREFIX}",
-        dead_letter_stream=base.dead_letter_stream,
-        dead_letter_prefix=base.dead_letter_prefix,
-    )
+    return (dead_letter or BusNames()).sibling(MEETING_STREAM, MEETING_SUBJECT_PREFIX, prefix)
 
 
 class CaseEventHandler:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -14,11 +14,6 @@ class AlreadyApplied(Exception):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 def iso(value: datetime) -> str:
@@ -46,26 +41,13 @@ class NewDelivery:
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryRow:
-    delivery_key: str
-    case_id: str
-    cause_event_id: str
-    cause_event_type: str
-    template: str
-    person: dict[str, Any]
-    channel: str
-    address: str
-    context: dict[str, Any]
-    calendar: str | None
-    calendar_method: str | None
-    urgent: bool
-    warning_id: str | None
+class DeliveryRow(NewDelivery):
+    """A stored delivery: what was decided, and how its delivery has gone so far."""
+
     status: str  # pending | sent | failed | cancelled
     attempts: int
     next_attempt_at: str
     last_error: str | None
-    message_id: str
-    created_at: str
     sent_at: str | None
     acknowledged_at: str | None
 
@@ -109,7 +91,7 @@ class Alert:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class AttemptOutcome:
     """How one attempt to deliver ended."""
 
     status: str  # sent | retry | failed
@@ -127,7 +109,6 @@ class Counters:
     failed: int = 0
     escalated: int = 0
     decided: int = 0
-    by_template: dict[str, int] = field(default_factory=dict)
 
 
 class Renderer(Protocol):
@@ -143,8 +124,7 @@ class Store(Protocol):
     def record_decisions(self, decisions: Decisions) -> None: ...
     def pending_of_case(self, case_id: str) -> list[DeliveryRow]: ...
     def due(self, now: str, limit: int) -> list[DeliveryRow]: ...
-    def next_attempt(self) -> str | None: ...
-    def finish(self, delivery_key: str, outcome: Outcome) -> bool: ...
+    def finish(self, delivery_key: str, outcome: AttemptOutcome) -> bool: ...
     def delivery(self, delivery_key: str) -> DeliveryRow | None: ...
     def deliveries_of_case(self, case_id: str) -> list[DeliveryRow]: ...
     def due_alerts(self, now: str) -> list[Alert]: ...
@@ -152,6 +132,5 @@ class Store(Protocol):
         self, warning_id: str, at: str, deliveries: Sequence[NewDelivery], record: RecordEvent
     ) -> bool: ...
     def acknowledge(self, delivery_key: str, at: str, record: RecordEvent | None) -> bool: ...
-    def alert(self, warning_id: str) -> Alert | None: ...
     def applied_through(self, consumer: str) -> int: ...
     def pass_over(self, consumer: str, stream_sequence: int, event_id: str | None) -> None: ...

@@ -42,12 +42,12 @@ from services.notifications.application.channels import (
 )
 from services.notifications.application.ports import (
     AlreadyApplied,
+    AttemptOutcome,
     Clock,
     Counters,
     Decisions,
     DeliveryRow,
     NewDelivery,
-    Outcome,
     RecordEvent,
     Renderer,
     Store,
@@ -279,7 +279,7 @@ class NotificationsService:
             if attempt < self.policy.max_attempts:
                 delay = min(self.policy.first_retry * 2 ** (attempt - 1), self.policy.max_retry)
                 next_at = iso(self.clock.now() + delay)
-                outcome = Outcome("retry", attempt, iso(self.clock.now()), _short(error), next_at)
+                outcome = AttemptOutcome("retry", attempt, iso(self.clock.now()), _short(error), next_at)
                 self.counters.retried += 1
             else:
                 outcome = self._failed(row, attempt, f"gave up after {attempt} attempts: {_short(error)}")
@@ -288,11 +288,10 @@ class NotificationsService:
         else:
             at = iso(self.clock.now())
             record = self._record(ne.NotificationSent, row, "sent", at, sent_at=at, attempts=attempt)
-            outcome = Outcome("sent", attempt, at, record=record)
+            outcome = AttemptOutcome("sent", attempt, at, record=record)
         stored = await asyncio.to_thread(self.store.finish, row.delivery_key, outcome)
         if stored and outcome.status == "sent":
             self.counters.sent += 1
-            self.counters.by_template[row.template] = self.counters.by_template.get(row.template, 0) + 1
         if outcome.status != "sent":
             log.info(
                 "notifications.delivery_" + outcome.status,
@@ -302,7 +301,7 @@ class NotificationsService:
                 error=outcome.error,
             )
 
-    def _failed(self, row: DeliveryRow, attempt: int, reason: str) -> Outcome:
+    def _failed(self, row: DeliveryRow, attempt: int, reason: str) -> AttemptOutcome:
         at = iso(self.clock.now())
         reason = reason[:200]  # the record's reason is a short text
         record = self._record(
@@ -316,7 +315,7 @@ class NotificationsService:
             attempts=attempt,
         )
         self.counters.failed += 1
-        return Outcome("failed", attempt, at, error=reason, record=record)
+        return AttemptOutcome("failed", attempt, at, error=reason, record=record)
 
     def _message(self, row: DeliveryRow) -> OutgoingMessage:
         context = {

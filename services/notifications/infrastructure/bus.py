@@ -29,13 +29,8 @@ from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_LOG_POSITION, HEADE
 
 
 def notification_bus_names(prefix: str = "", dead_letter: BusNames | None = None) -> BusNames:
-    base = dead_letter or BusNames()
-    return BusNames(
-        stream=f"{prefix.upper()}{NOTIFICATION_STREAM}",
-        subject_prefix=f"{prefix.lower()}{NOTIFICATION_SUBJECT_PREFIX}",
-        dead_letter_stream=base.dead_letter_stream,
-        dead_letter_prefix=base.dead_letter_prefix,
-    )
+    """The delivery record's stream names (tests give a unique prefix)."""
+    return (dead_letter or BusNames()).sibling(NOTIFICATION_STREAM, NOTIFICATION_SUBJECT_PREFIX, prefix)
 
 
 class EventHandler:

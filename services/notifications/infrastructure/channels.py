@@ -28,7 +28,7 @@ from email.headerregistry import Address, ContentTypeHeader
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiosmtplib
 import httpx
@@ -41,6 +41,8 @@ from services.notifications.application.channels import (
     PermanentFailure,
     TemporaryFailure,
 )
+from services.notifications.application.ports import Clock
+from services.shared.clock import SystemClock
 from vss_contracts.webhooks import (
     DELIVERY_HEADER,
     MESSAGE_ID_HEADER,
@@ -49,16 +51,7 @@ from vss_contracts.webhooks import (
     sign,
 )
 
-__all__ = ["SmsFileChannel", "SmtpChannel", "SystemClock", "WebhookChannel"]
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
+__all__ = ["SmsFileChannel", "SmtpChannel", "WebhookChannel"]
 
 
 # ------------------------------------------------------------------------------------ e-mail

@@ -29,10 +29,10 @@ import psycopg
 from services.notifications.application.ports import (
     Alert,
     AlreadyApplied,
+    AttemptOutcome,
     Decisions,
     DeliveryRow,
     NewDelivery,
-    Outcome,
     RecordEvent,
 )
 from services.shared.bus import checkpoint
@@ -232,10 +232,6 @@ class NotificationStore:
             (now, limit),
         )
 
-    def next_attempt(self) -> str | None:
-        rows = self.read("SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE status = 'pending'")
-        return rows[0]["t"] if rows else None
-
     def _deliveries(self, where: str, params: Sequence[Any]) -> list[DeliveryRow]:
         rows = self.read(f"SELECT * FROM deliveries {where}", params)
         return [
@@ -249,10 +245,6 @@ class NotificationStore:
             )
             for row in rows
         ]
-
-    def alert(self, warning_id: str) -> Alert | None:
-        rows = self.read("SELECT * FROM alerts WHERE warning_id = ?", (warning_id,))
-        return Alert(**{k: v for k, v in rows[0].items() if k != "acknowledged_by"}) if rows else None
 
     def due_alerts(self, now: str) -> list[Alert]:
         rows = self.read(
@@ -297,7 +289,7 @@ class NotificationStore:
                     (d.alert_closed[1], d.alert_closed[0]),
                 )
 
-    def finish(self, delivery_key: str, outcome: Outcome) -> bool:
+    def finish(self, delivery_key: str, outcome: AttemptOutcome) -> bool:
         """Record one attempt's end; False if the delivery is no longer pending (cancelled)."""
         o = outcome
         with self.transaction() as tx:
@@ -357,14 +349,6 @@ class NotificationStore:
             "SELECT position, event_id, case_id, version, type, state FROM notification_log"
             " WHERE position > ? ORDER BY position LIMIT ?",
             (after, limit),
-        )
-        return [LoggedEvent(**{**row, "state": orjson.loads(row["state"])}) for row in rows]
-
-    def record_of_case(self, case_id: str) -> list[LoggedEvent]:
-        rows = self.read(
-            "SELECT position, event_id, case_id, version, type, state FROM notification_log"
-            " WHERE case_id = ? ORDER BY version",
-            (case_id,),
         )
         return [LoggedEvent(**{**row, "state": orjson.loads(row["state"])}) for row in rows]
 

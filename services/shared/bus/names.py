@@ -37,6 +37,18 @@ class BusNames:
     def dead_letter_subject(self, consumer: str, original_subject: str) -> str:
         return dead_letter_subject(consumer, original_subject, prefix=self.dead_letter_prefix)
 
+    def sibling(self, stream: str, subject_prefix: str, prefix: str = "") -> BusNames:
+        """Another service's stream beside this one, sharing its dead-letter stream.
+
+        ``prefix`` (tests on a shared server) goes in front of both names.
+        """
+        return BusNames(
+            stream=f"{prefix.upper()}{stream}",
+            subject_prefix=f"{prefix.lower()}{subject_prefix}",
+            dead_letter_stream=self.dead_letter_stream,
+            dead_letter_prefix=self.dead_letter_prefix,
+        )
+
     @classmethod
     def unique(cls) -> BusNames:
         """Names nobody else uses (tests on a shared server)."""

@@ -1,10 +1,12 @@
+"""The real clock (UTC), shared by the services' composition roots. Tests inject their own."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 
 class SystemClock:
-    """The real clock (UTC). Tests inject their own."""
+    """Implements every service's ``Clock`` port."""
 
     def now(self) -> datetime:
         return datetime.now(UTC)
