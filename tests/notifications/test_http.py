@@ -1,0 +1,76 @@
+"""The notifications API over HTTP: the delivery record under the access rule, and the
+signed acknowledgement link (real store, real SMTP server, FastAPI's TestClient)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.notifications.entrypoints.http import NotificationsApiDependencies, create_app
+from services.shared.auth import TokenService
+from tests.meetings.feed import HOUSING, SOCIAL
+from tests.notifications.test_service import World, _warning_world
+
+TOKENS = TokenService(key="test-secret-" + "n" * 40, algorithm="HS256", issuer="vss", audience="vss")
+
+
+def headers(organisation: str = SOCIAL.id, roles: tuple[str, ...] = ("coordinator",)) -> dict[str, str]:
+    token = TOKENS.mint(
+        user_id="sara", organisation_id=organisation, principal="municipality", roles=list(roles)
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[World, TestClient]]:
+    world = World(tmp_path)
+    _warning_world(world)
+    world.deliver()
+    yield world, TestClient(create_app(NotificationsApiDependencies(service=world.service, tokens=TOKENS)))
+    world.close()
+
+
+def test_the_record_lists_every_message_with_its_outcome(api: tuple[World, TestClient]) -> None:
+    world, client = api
+    answer = client.get(f"/v1/cases/{world.feed.case_id}/notifications", headers=headers())
+    assert answer.status_code == 200, answer.text
+    items = answer.json()["items"]
+    assert {(i["recipient_name"], i["template"], i["channel"], i["status"]) for i in items} >= {
+        ("Samordnare sara", "coordinator_assigned", "email", "sent"),
+        ("Mamma Tolvansson", "early_warning", "sms", "sent"),
+        ("Mamma Tolvansson", "early_warning_plan_updated", "email", "sent"),
+    }
+    sent = {i["message_id"] for i in items if i["status"] == "sent"}
+    assert sent == {str(m["Message-ID"]) for m in world.mails()} | {
+        i["message_id"] for i in items if i["channel"] == "sms"
+    }
+
+
+def test_the_record_follows_the_access_rule(api: tuple[World, TestClient]) -> None:
+    world, client = api
+    path = f"/v1/cases/{world.feed.case_id}/notifications"
+    assert client.get(path, headers=headers(HOUSING.id)).status_code == 200  # covered by the consent
+    refused = client.get(path, headers=headers("annan-kommun"))
+    assert refused.status_code == 403
+    assert refused.json()["rule"] == "no_consent"
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers=headers(roles=("analyst",))).status_code == 403
+    unknown = client.get("/v1/cases/00000000-0000-4000-8000-000000000000/notifications", headers=headers())
+    assert unknown.status_code == 404
+
+
+def test_a_signed_link_acknowledges_once_and_a_forged_one_is_refused(api: tuple[World, TestClient]) -> None:
+    world, client = api
+    urgent = next(r for r in world.service.deliveries(world.feed.case_id) if r.urgent)
+    forged = client.get(f"/v1/acknowledgements/{urgent.delivery_key}", params={"signature": "x" * 24})
+    assert forged.status_code == 403
+    assert forged.json()["field"] == "signature"
+    assert world.service.store.delivery(urgent.delivery_key).acknowledged_at is None  # type: ignore[union-attr]
+    link = {"signature": world.service.signer.sign(urgent.delivery_key)}
+    first = client.get(f"/v1/acknowledgements/{urgent.delivery_key}", params=link)
+    assert first.status_code == 200, first.text
+    again = client.post(f"/v1/acknowledgements/{urgent.delivery_key}", params=link)
+    assert again.json()["acknowledged_at"] == first.json()["acknowledged_at"]  # the first time counts
