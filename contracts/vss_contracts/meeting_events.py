@@ -155,7 +155,11 @@ class MeetingInviteesChanged(MeetingEventData):
 
     TYPE: ClassVar[str] = "se.vss.meetings.MeetingInviteesChanged.v1"
     meeting_id: UUID
-    added: list[Invitee] = Field(default_factory=list)
+    added: list[Invitee] = Field(
+        default_factory=list,
+        description="Invitees new to the meeting, or already invited with changed contact details"
+        " (as they now are): each needs the invitation as it now stands",
+    )
     removed: list[Invitee] = Field(default_factory=list)
     sequence: Annotated[int, Field(ge=1)]
     reason: Annotated[

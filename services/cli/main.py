@@ -46,6 +46,8 @@ from services.case.settings import CaseSettings
 from services.cli.supervisor import Part, http_ok, pid_alive
 from services.meetings.infrastructure.store import migrate as migrate_meetings
 from services.meetings.settings import MeetingsSettings
+from services.notifications.infrastructure.store import migrate as migrate_notifications
+from services.notifications.settings import NotificationsSettings
 from services.projections.infrastructure.access_log import AccessLogStore
 from services.projections.infrastructure.database import NoReadModels, ReadModelLocation, ReadModelUrlInvalid
 from services.projections.infrastructure.readmodels import ReadModels
@@ -115,18 +117,21 @@ def token(
 
 @app.command("migrate")
 def migrate_command() -> None:
-    """Create the case and meetings stores' tables (run once per store; safe to repeat)."""
+    """Create the case, meetings and notifications stores' tables (safe to repeat)."""
     url = CaseSettings().store_url()
     meetings_url = MeetingsSettings().store_url()
+    notifications_url = NotificationsSettings().store_url()
     try:
         migrate(StoreConfig(url))
         migrate_meetings(meetings_url)
+        migrate_notifications(notifications_url)
     except StoreUrlInvalid as error:
         raise _fail(str(error), 2) from None
     except Exception as error:  # a store that cannot be reached
         raise _fail(f"migration failed: {error}") from None
     out.print(f"case store ready: {url.split('@')[-1]}")
     out.print(f"meetings store ready: {meetings_url.split('@')[-1]}")
+    out.print(f"notifications store ready: {notifications_url.split('@')[-1]}")
 
 
 @app.command()
@@ -280,6 +285,17 @@ def _parts(settings: CaseSettings, bus: BusSettings, *, embedded_nats: bool) -> 
             logs / "meetings.log",
         )
     )
+    notifications = NotificationsSettings()
+    notifications_url = f"http://{notifications.notifications_host}:{notifications.notifications_port}"
+    parts.append(
+        Part(
+            "notifications",
+            [sys.executable, "-m", "services.notifications.main"],
+            notifications_url,
+            f"{notifications_url}/health",
+            logs / "notifications.log",
+        )
+    )
     return parts
 
 
@@ -305,6 +321,11 @@ def up() -> None:
         migrate_meetings(MeetingsSettings().store_url())
     except Exception as error:
         raise _fail(f"cannot prepare the meetings store: {error}") from None
+    notifications = NotificationsSettings()
+    try:
+        migrate_notifications(notifications.store_url())
+    except Exception as error:
+        raise _fail(f"cannot prepare the notifications store: {error}") from None
     if embedded_nats:
         for port, what in (
             (bus.nats_port, "VSS_NATS_PORT"),
@@ -312,6 +333,10 @@ def up() -> None:
         ):
             if not port_is_free(port):
                 raise _fail(f"port {port} for the embedded nats-server is taken ({what} sets another)")
+    if not notifications.smtp_host and not port_is_free(notifications.smtp_port):
+        raise _fail(
+            f"port {notifications.smtp_port} for the local mail sink is taken (VSS_SMTP_PORT sets another)"
+        )
     (settings.data_dir / "up.json").unlink(missing_ok=True)  # a stale one from a crash
     env = {**os.environ, "VSS_DATA_DIR": str(settings.data_dir.resolve()), "VSS_NATS_URL": bus.nats()}
     parts = _parts(settings, bus, embedded_nats=embedded_nats)
@@ -334,14 +359,24 @@ def up() -> None:
                     "case": " (is the port free? VSS_CASE_PORT sets it)",
                     "query": " (is the port free? VSS_QUERY_PORT sets it)",
                     "meetings": " (is the port free? VSS_MEETINGS_PORT sets it)",
+                    "notifications": " (is the port free? VSS_NOTIFICATIONS_PORT sets it)",
                 }.get(part.name, "")
                 raise _fail(f"{part.name} did not start on {part.url}{hint}; see {part.log_file}")
         base = next(part.url for part in parts if part.name == "case")
         query = next(part.url for part in parts if part.name == "query")
         meetings_api = next(part.url for part in parts if part.name == "meetings")
+        notifications_api = next(part.url for part in parts if part.name == "notifications")
+        mail = (
+            str(notifications.mail_dir().resolve())
+            if not notifications.smtp_host
+            else f"smtp://{notifications.smtp_host}:{notifications.smtp_port}"
+        )
         state = {
             "meetings_api": meetings_api,
             "meetings_docs": f"{meetings_api}/docs",
+            "notifications_api": notifications_api,
+            "notifications_docs": f"{notifications_api}/docs",
+            "mail": mail,
             "case_api": base,
             "case_docs": f"{base}/docs",
             "query_api": query,
@@ -353,10 +388,15 @@ def up() -> None:
         }
         (settings.data_dir / "up.json").write_text(json.dumps(state, indent=2))
         out.print(
-            f"[bold]VSS is up[/bold]\n  case API   {base}\n  API docs   {base}/docs\n"
-            f"  query API  {query}\n  its docs   {query}/docs\n"
-            f"  NATS       {bus.nats()}{' (embedded)' if embedded_nats else ''}\n"
-            f"  data       {state['data_dir']}\n  logs       {settings.data_dir.resolve() / 'logs'}"
+            "[bold]VSS is up[/bold] (each API's docs at its /docs)\n"
+            f"  case API           {base}\n"
+            f"  query API          {query}\n"
+            f"  meetings API       {meetings_api}\n"
+            f"  notifications API  {notifications_api}\n"
+            f"  mail               {mail}\n"
+            f"  NATS               {bus.nats()}{' (embedded)' if embedded_nats else ''}\n"
+            f"  data               {state['data_dir']}\n"
+            f"  logs               {settings.data_dir.resolve() / 'logs'}"
         )
         out.print(
             "  a token:   .venv/bin/vss token --user anna --org region-psykiatri"
@@ -438,6 +478,17 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
             "url": meetings_api,
             "docs": f"{meetings_api}/docs",
             "healthy": http_ok(f"{meetings_api}/health"),
+        }
+    )
+    notifications = NotificationsSettings()
+    notifications_api = f"http://{notifications.notifications_host}:{notifications.notifications_port}"
+    parts.append(
+        {
+            "name": "notifications",
+            "url": notifications_api,
+            "docs": f"{notifications_api}/docs",
+            "mail": state.get("mail"),
+            "healthy": http_ok(f"{notifications_api}/health"),
         }
     )
     report: dict[str, Any] = {

@@ -45,6 +45,8 @@ def running_system(
         "VSS_CASE_PORT": str(port),
         "VSS_QUERY_PORT": str(free_port()),
         "VSS_MEETINGS_PORT": str(free_port()),
+        "VSS_NOTIFICATIONS_PORT": str(free_port()),
+        "VSS_SMTP_PORT": str(free_port()),  # the local mail sink's
         # The embedded nats-server, on ports of this test's own (never a machine's NATS).
         "VSS_NATS_PORT": str(nats_port),
         "VSS_NATS_MONITOR_PORT": str(free_port()),
@@ -86,6 +88,7 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     script = "set -euo pipefail\n" + block.group(1).replace("127.0.0.1:8000", f"127.0.0.1:{port}")
     script = script.replace("127.0.0.1:8001", f"127.0.0.1:{env['VSS_QUERY_PORT']}")
     script = script.replace("127.0.0.1:8002", f"127.0.0.1:{env['VSS_MEETINGS_PORT']}")
+    script = script.replace("127.0.0.1:8003", f"127.0.0.1:{env['VSS_NOTIFICATIONS_PORT']}")
     result = subprocess.run(
         ["bash", "-c", script], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
@@ -113,7 +116,7 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     # The meetings service: the mapping summary's resource group meeting, moved by the SIP to its
     # follow-up date (or the next working day), with its calendar entry and the coordinator's feed.
     follow_up = re.search(r"next follow-up (\S+)", result.stdout)
-    meeting = re.search(r"meeting: resource_group (\S+) scheduled sequence 1 invited (.*)", result.stdout)
+    meeting = re.search(r"meeting: resource_group (\S+) scheduled sequence 2 invited (.*)", result.stdout)
     assert follow_up, result.stdout
     assert meeting, result.stdout
     starts = datetime.fromisoformat(meeting.group(1))
@@ -123,10 +126,32 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     assert meeting.group(2) == "['Tolvan Tolvansson', 'Anna Karlsson', 'Omar Said']"
     ics = next(line for line in result.stdout.splitlines() if line.startswith("ics:"))
     assert ics.startswith("ics: REQUEST Resursgruppsmöte ")
-    assert "@vss.se SEQUENCE 1 " in ics
+    assert "@vss.se SEQUENCE 2 " in ics
     assert str(starts) in ics
     assert "mailto:anna.k@example.org" in ics
     assert "events in her feed: 1" in result.stdout
+    # The notifications service: the files the local mail sink wrote. The invitation to the first
+    # resource group meeting reached the whole group (the client once the address was known),
+    # then the update when the SIP moved it; the delivery record lists each message as sent.
+    mails = [
+        line.removeprefix("mail: ").split(" | ")
+        for line in result.stdout.splitlines()
+        if line.startswith("mail: ")
+    ]
+    group = {"tolvan@example.org", "anna.k@example.org", "omar.s@example.org"}
+    invitations = {m[0]: m[2] for m in mails if m[1].startswith("Kallelse: Resursgruppsmöte")}
+    assert invitations == {
+        "anna.k@example.org": "ics REQUEST SEQUENCE 0",
+        "omar.s@example.org": "ics REQUEST SEQUENCE 0",
+        "tolvan@example.org": "ics REQUEST SEQUENCE 1",
+    }
+    updates = [m for m in mails if m[1].startswith("Ändrad tid: Resursgruppsmöte")]
+    assert sorted(m[0] for m in updates) == sorted(group)
+    assert {m[2] for m in updates} == {"ics REQUEST SEQUENCE 2"}
+    assert sorted(m[0] for m in mails if m[1].startswith("En ny SIP")) == sorted(group)
+    notices = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("notice: ")]
+    assert len(notices) == len(mails) == 11
+    assert {n[-2:] == ["email", "sent"] for n in notices} == {True}
 
 
 def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path: Path) -> None:
@@ -162,8 +187,10 @@ def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path:
         assert status.returncode == 0, status.stderr
         report = json.loads(status.stdout)
         parts = {part["name"]: part for part in report["parts"]}
-        assert set(parts) == {"nats", "case", "relay", "projector", "query", "meetings"}
+        assert set(parts) == {"nats", "case", "relay", "projector", "query", "meetings", "notifications"}
         assert parts["meetings"]["url"] == f"http://127.0.0.1:{env['VSS_MEETINGS_PORT']}"
+        assert parts["notifications"]["url"] == f"http://127.0.0.1:{env['VSS_NOTIFICATIONS_PORT']}"
+        assert parts["notifications"]["mail"] == str((data / "mail").resolve())
         assert parts["query"]["url"] == f"http://127.0.0.1:{env['VSS_QUERY_PORT']}"
         assert parts["case"]["url"] == f"http://127.0.0.1:{port}"
         assert parts["nats"]["url"] == f"nats://127.0.0.1:{nats_port}"
@@ -195,10 +222,15 @@ def test_a_nats_url_switches_the_same_processes_to_an_external_server(
         "VSS_BUS_DEAD_LETTER_PREFIX": bus_names.dead_letter_prefix,
         "VSS_ACCESS_STREAM": f"{bus_names.stream}_ACCESS",
         "VSS_ACCESS_SUBJECT_PREFIX": f"{bus_names.subject_prefix}.access",
+        # The meetings and notifications streams beside it, under the same test-only prefix.
+        "VSS_MEETINGS_STREAM_PREFIX": f"{bus_names.stream}_",
+        "VSS_NOTIFICATIONS_STREAM_PREFIX": f"{bus_names.stream}_",
     }
     vss = str(Path(sys.executable).parent / "vss")
     with contextlib.ExitStack() as cleanup:
-        cleanup.callback(lambda: asyncio.run(delete_streams(nats_url, [external["VSS_ACCESS_STREAM"]])))
+        prefix = external["VSS_MEETINGS_STREAM_PREFIX"]
+        streams = [external["VSS_ACCESS_STREAM"], f"{prefix}VSS_MEETINGS", f"{prefix}VSS_NOTIFICATIONS"]
+        cleanup.callback(lambda: asyncio.run(delete_streams(nats_url, streams)))
         _external_run(data, port, external, vss, nats_url, bus_names)
 
 
@@ -210,7 +242,7 @@ def _external_run(
         assert started["nats_embedded"] is False
         # No nats-server of its own:
         started_parts = [part["name"] for part in started["parts"]]
-        assert started_parts == ["case", "relay", "projector", "query", "meetings"]
+        assert started_parts == ["case", "relay", "projector", "query", "meetings", "notifications"]
         mint = [vss, "token", "--user", "anna.k", "--org", "vgr-psyk", "--principal", "region"]
         token = subprocess.run(
             [*mint, "--role", "coordinator"], env=env, capture_output=True, text=True, check=True

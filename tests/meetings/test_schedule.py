@@ -97,6 +97,26 @@ def test_members_added_and_removed_between_meetings_are_invited_and_dropped(
     assert types_of(meeting_store, feed)[-2:] == ["MeetingInviteesChanged", "MeetingInviteesChanged"]
 
 
+def test_the_client_joining_the_group_with_an_address_is_invited_at_that_address(
+    feed: CaseFeed, meetings: MeetingsService, meeting_store: MeetingStore
+) -> None:
+    start_case(feed)
+    feed.summarise(date(2026, 1, 20))
+    [meeting] = meetings.meetings(feed.case_id)
+    assert meeting.invitees["client"].email is None  # known from the case opening, no address yet
+    feed.add_member(date(2026, 1, 21), "Tolvan Tolvansson", MemberKind.CLIENT)
+    [meeting] = meetings.meetings(feed.case_id)
+    assert meeting.invitees["client"].email == "tolvan@example.se"
+    last = meeting_store.events(feed.case_id)[-1]
+    changed = me.decode_meeting_event(last.type, last.state["data"])
+    assert isinstance(changed, me.MeetingInviteesChanged)
+    assert [(i.invitee_id, i.email) for i in changed.added] == [("client", "tolvan@example.se")]
+    assert changed.removed == []
+    # The same details again change nothing.
+    feed.assign(date(2026, 1, 22))
+    assert types_of(meeting_store, feed) == ["MeetingScheduled", "MeetingInviteesChanged"]
+
+
 def test_consent_withdrawn_for_one_organisation_drops_its_members_only(
     feed: CaseFeed, meetings: MeetingsService
 ) -> None:

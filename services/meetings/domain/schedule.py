@@ -336,7 +336,9 @@ class MeetingSchedule:
         decided = []
         group = {i.invitee_id: i for i in self.group()}
         for meeting in self.upcoming(MeetingKind.RESOURCE_GROUP):
-            added = [i for key, i in group.items() if key not in meeting.invitees]
+            # New to the meeting, or known with other details (the client's address, first
+            # given when the client joins the group): both need the invitation as it now stands.
+            added = [i for key, i in group.items() if meeting.invitees.get(key) != i]
             removed = [i for key, i in meeting.invitees.items() if key not in group]
             if added or removed:
                 decided.append(

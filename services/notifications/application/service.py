@@ -456,6 +456,9 @@ class NotificationsService:
     def deliveries(self, case_id: UUID) -> Sequence[DeliveryRow]:
         return self.store.deliveries_of_case(str(case_id))
 
+    def summary(self) -> dict[str, Any]:
+        return self.store.summary()
+
 
 def _short(error: BaseException) -> str:
     text = str(error) or type(error).__name__

@@ -106,7 +106,8 @@ def create_app(deps: NotificationsApiDependencies) -> FastAPI:
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, Any]:
-        return {"status": "ok"}
+        """Up, with what an operator looks at first: pending and failed deliveries, open alerts."""
+        return {"status": "ok", **deps.service.summary()}
 
     return app
 

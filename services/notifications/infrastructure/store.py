@@ -246,6 +246,21 @@ class NotificationStore:
             for row in rows
         ]
 
+    def summary(self) -> dict[str, Any]:
+        """For operators: deliveries by status, open urgent alerts, the consumers' positions."""
+        by_status = {
+            str(r["status"]): int(r["n"])
+            for r in self.read("SELECT status, COUNT(*) AS n FROM deliveries GROUP BY status")
+        }
+        alerts = self.read(
+            "SELECT COUNT(*) AS n FROM alerts WHERE acknowledged_at IS NULL AND closed_at IS NULL"
+        )
+        positions = {
+            str(r["consumer"]): int(r["stream_sequence"])
+            for r in self.read("SELECT consumer, stream_sequence FROM consumer_positions")
+        }
+        return {"deliveries": by_status, "open_alerts": int(alerts[0]["n"]), "positions": positions}
+
     def due_alerts(self, now: str) -> list[Alert]:
         rows = self.read(
             "SELECT * FROM alerts WHERE escalate_at <= ? AND acknowledged_at IS NULL"
