@@ -58,6 +58,8 @@ class NotificationsParts:
         if self.sink is not None:
             await self.sink.start()
             log.info("notifications.mail_sink", port=self.sink.port, directory=str(self.sink.directory))
+        loop = asyncio.get_running_loop()
+        self.service.on_decided = lambda: loop.call_soon_threadsafe(self.wake.set)
         tasks = [
             *(
                 asyncio.create_task(c.run(stop), name=f"consumer-{c.settings.durable}")
@@ -81,16 +83,24 @@ class NotificationsParts:
                 await self.sink.stop()
 
     async def sender(self, stop: asyncio.Event) -> None:
-        """Deliver what is due and escalate unacknowledged warnings, every ``sender_interval`` s."""
+        """Deliver what is due and escalate unacknowledged warnings: at once when the consumers
+        record new deliveries, else every ``sender_interval`` s (retries and escalations)."""
         while not stop.is_set():
             try:
                 await asyncio.to_thread(self.service.escalate_due)
                 await self.service.deliver_due()
             except Exception as error:  # the store or a channel is away: try again at the next look
                 log.warning("notifications.sender_failed", error=str(error) or type(error).__name__)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.sender_interval):
-                    await stop.wait()
+            # Until the next look, or until the consumers record something to send, or stop.
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
+            try:
+                await asyncio.wait(
+                    waits, timeout=self.settings.sender_interval, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+            self.wake.clear()
 
     def close(self) -> None:
         self.store.close()

@@ -24,7 +24,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -130,6 +130,9 @@ class NotificationsService:
         self.signer = signer
         self.policy = policy or Policy()
         self.counters = Counters()
+        # Called (from the consumer's thread) when new deliveries are recorded, so the sender
+        # goes at once instead of at its next look: an urgent message must not wait.
+        self.on_decided: Callable[[], None] | None = None
 
     # -------------------------------------------------------------------------- decide
     def apply(
@@ -183,7 +186,9 @@ class NotificationsService:
             except AlreadyApplied:
                 return False
             self.counters.decided += len(deliveries)
-            return True
+        if deliveries and self.on_decided is not None:
+            self.on_decided()
+        return True
 
     def _deliveries(
         self, notice: Notice, case_id: UUID, cause_id: str, cause_type: str, at: datetime
