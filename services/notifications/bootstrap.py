@@ -17,7 +17,7 @@ from services.notifications.application.service import (
     NotificationsService,
     Signer,
 )
-from services.notifications.infrastructure.bus import EventHandler, NotificationEventLog
+from services.notifications.infrastructure.bus import CaseStreamFirst, EventHandler, NotificationEventLog
 from services.notifications.infrastructure.channels import SmsFileChannel, SmtpChannel, WebhookChannel
 from services.notifications.infrastructure.mailsink import MailSink
 from services.notifications.infrastructure.store import NotificationStore
@@ -47,6 +47,7 @@ class NotificationsParts:
     consumers: list[DurableConsumer]
     relay: Relay
     channels: dict[Channel, ChannelSender]
+    case_first: CaseStreamFirst
     sink: MailSink | None = None
     tokens: TokenService | None = None
     app: FastAPI | None = None
@@ -55,11 +56,16 @@ class NotificationsParts:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume both streams, deliver, escalate and publish the record until ``stop``."""
         self.store.check_migrated()
+        await self.case_first.open(stopping=stop.is_set)
         if self.sink is not None:
             await self.sink.start()
             log.info("notifications.mail_sink", port=self.sink.port, directory=str(self.sink.directory))
         loop = asyncio.get_running_loop()
-        self.service.on_decided = lambda: loop.call_soon_threadsafe(self.wake.set)
+
+        def wake_sender() -> None:
+            loop.call_soon_threadsafe(self.wake.set)
+
+        self.service.on_decided = wake_sender
         tasks = [
             *(
                 asyncio.create_task(c.run(stop), name=f"consumer-{c.settings.durable}")
@@ -79,6 +85,7 @@ class NotificationsParts:
                 if close is not None:
                     with contextlib.suppress(Exception):
                         await close()
+            await self.case_first.close()
             if self.sink is not None:
                 await self.sink.stop()
 
@@ -143,6 +150,7 @@ def bootstrap_notifications(
     )
     case_names = case_names or settings.bus_names()
     meeting_names = meeting_names or settings.meeting_names()
+    case_first = CaseStreamFirst(store, CASE_CONSUMER, settings.nats(), case_names.stream)
     consumers = [
         DurableConsumer(
             settings.nats(),
@@ -151,7 +159,7 @@ def bootstrap_notifications(
         ),
         DurableConsumer(
             settings.nats(),
-            EventHandler(service, store, MEETINGS_CONSUMER),
+            EventHandler(service, store, MEETINGS_CONSUMER, before_apply=case_first.wait),
             ConsumerSettings(
                 durable=MEETINGS_CONSUMER,
                 names=meeting_names,
@@ -167,7 +175,7 @@ def bootstrap_notifications(
         settings=RelaySettings(names=names, replicas=settings.nats_replicas),
         name="notifications-relay",
     )
-    parts = NotificationsParts(settings, store, service, consumers, relay, channels, sink)
+    parts = NotificationsParts(settings, store, service, consumers, relay, channels, case_first, sink)
     if with_api:
         from services.notifications.entrypoints.http import (  # noqa: PLC0415 - the API is optional here
             NotificationsApiDependencies,

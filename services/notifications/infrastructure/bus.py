@@ -4,14 +4,19 @@
   durable consumers, each with its own position in the store).
 - :class:`NotificationEventLog` is the relay's outbox: the delivery record's log as
   CloudEvents for ``VSS_NOTIFICATIONS``.
+- :class:`CaseStreamFirst` makes a meeting event wait for the case events before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Callable, Sequence
 from uuid import UUID
 
 import orjson
+import structlog
+from nats.aio.client import Client
 
 from services.notifications.application.service import NotificationsService
 from services.notifications.infrastructure.store import NotificationStore
@@ -19,6 +24,7 @@ from services.shared.bus import outbox
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import OutboxMessage
+from services.shared.bus.streams import connect
 from vss_contracts.notification_events import (
     NOTIFICATION_EVENT_SOURCE,
     NOTIFICATION_STREAM,
@@ -33,18 +39,93 @@ def notification_bus_names(prefix: str = "", dead_letter: BusNames | None = None
     return (dead_letter or BusNames()).sibling(NOTIFICATION_STREAM, NOTIFICATION_SUBJECT_PREFIX, prefix)
 
 
+log = structlog.get_logger("vss.notifications.bus")
+
+
+class CaseStreamNotCaughtUp(RuntimeError):
+    """The case consumer has not yet applied what the case stream held (a transient failure)."""
+
+
+class CaseStreamFirst:
+    """A meeting event waits until the case consumer has applied everything the case stream
+    held when the meeting event was handled.
+
+    The meetings service decides from the case stream, so each meeting event's causes were in
+    the case stream before the meeting event was published. Reading the two streams with two
+    consumers, the meetings one may run ahead: a meeting booked under a consent the
+    notifications service has not read yet would reach nobody that consent covers. Checking
+    the case stream's last sequence *after* the meeting event arrived, and waiting for the
+    case consumer to reach it, restores the order that matters (bounded: after ``timeout`` the
+    consumer base retries the meeting event with backoff).
+    """
+
+    def __init__(
+        self,
+        store: NotificationStore,
+        case_consumer: str,
+        nats_url: str,
+        case_stream: str,
+        *,
+        timeout: float = 30.0,
+        poll: float = 0.02,
+    ) -> None:
+        self.store = store
+        self.case_consumer = case_consumer
+        self.nats_url = nats_url
+        self.case_stream = case_stream
+        self.timeout = timeout
+        self.poll = poll
+        self._nc: Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def open(self, stopping: Callable[[], bool] = lambda: False) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._nc = await connect(self.nats_url, name="notifications-case-tail", stopping=stopping)
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            await self._nc.close()
+            self._nc = None
+
+    async def _case_tail(self) -> int:
+        assert self._nc is not None
+        info = await self._nc.jetstream().stream_info(self.case_stream)
+        return int(info.state.last_seq)
+
+    def wait(self) -> None:
+        """Block (the consumer's worker thread) until the case consumer is at the case tail."""
+        if self._loop is None:
+            return  # not opened: the service is driven without a bus (tests, tools)
+        target = asyncio.run_coroutine_threadsafe(self._case_tail(), self._loop).result(timeout=10)
+        deadline = time.monotonic() + self.timeout
+        while (applied := self.store.applied_through(self.case_consumer)) < target:
+            if time.monotonic() > deadline:
+                raise CaseStreamNotCaughtUp(f"the case consumer is at {applied}, the case stream at {target}")
+            time.sleep(self.poll)
+
+
 class EventHandler:
     """The consumer base's ``Handler`` for one stream (case or meetings)."""
 
-    def __init__(self, service: NotificationsService, store: NotificationStore, consumer: str) -> None:
+    def __init__(
+        self,
+        service: NotificationsService,
+        store: NotificationStore,
+        consumer: str,
+        *,
+        before_apply: Callable[[], None] | None = None,
+    ) -> None:
         self.service = service
         self.store = store
         self.consumer = consumer
+        self.before_apply = before_apply
 
     def applied_through(self) -> int:
         return self.store.applied_through(self.consumer)
 
     def apply(self, delivery: Delivery) -> bool:
+        if self.before_apply is not None and delivery.stream_sequence > self.applied_through():
+            self.before_apply()
         return self.service.apply(
             self.consumer,
             case_id=UUID(delivery.event.subject),

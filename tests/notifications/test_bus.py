@@ -1,0 +1,446 @@
+"""The notifications service on a real nats-server, with a real SMTP server started by the test.
+
+The whole path: case commands -> case store -> relay -> VSS_CASE -> meetings service ->
+VSS_MEETINGS -> notifications service (both streams) -> SMTP; and its delivery record ->
+relay -> VSS_NOTIFICATIONS. Then the faults: a SIGKILL mid-run, and the meetings stream
+running ahead of the case stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from services.case.application.service import CaseService
+from services.case.domain import commands as cmd
+from services.case.infrastructure.outbox import CaseEventLog
+from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.meetings.infrastructure.bus import meeting_bus_names
+from services.notifications.application.service import CASE_CONSUMER
+from services.notifications.bootstrap import NotificationsParts, bootstrap_notifications
+from services.notifications.infrastructure.bus import notification_bus_names
+from services.notifications.infrastructure.store import NotificationStore
+from services.notifications.infrastructure.store import migrate as migrate_notifications
+from services.notifications.settings import NotificationsSettings
+from services.shared.bus.consumer import Delivery
+from services.shared.bus.embedded import free_port
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import Relay, RelaySettings
+from tests.bus.conftest import RelayThread
+from tests.meetings.test_bus import MeetingsThread
+from tests.support.actors import organisation_of
+from tests.support.bus import read_stream, wait_until
+from tests.support.clock import FixedClock
+from tests.support.nats import delete_streams
+from tests.support.scenario import CaseScenario, coordinator_member_command
+from vss_contracts import notification_events as ne
+from vss_contracts.types import ContactDetails, MemberKind
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# ------------------------------------------------------------------------- the SMTP server
+class Recorder:
+    """aiosmtpd handler: records each accepted message's Message-ID and recipients.
+
+    ``hold()`` makes it stop answering RCPT (a server that stalls mid-conversation), so a
+    test can kill the sender while no message is between "accepted" and "recorded".
+    """
+
+    def __init__(self) -> None:
+        self.accepted: list[tuple[str, tuple[str, ...], bytes]] = []
+        self.lock = threading.Lock()
+        self.open = threading.Event()
+        self.open.set()
+        self.waiting = threading.Event()
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        while not self.open.is_set():
+            self.waiting.set()
+            await asyncio.sleep(0.01)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        content = envelope.original_content or b""
+        message_id = str(BytesHeaderParser(policy=compat32).parsebytes(content).get("Message-ID", ""))
+        with self.lock:
+            self.accepted.append((message_id.strip(), tuple(envelope.rcpt_tos), content))
+        return "250 Message accepted"
+
+    def message_ids(self) -> list[str]:
+        with self.lock:
+            return [m for m, _, _ in self.accepted]
+
+    def hold(self) -> None:
+        self.waiting.clear()
+        self.open.clear()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Recorder, int]]:
+    recorder = Recorder()
+    port = free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield recorder, port
+    recorder.open.set()
+    controller.stop()
+
+
+# ------------------------------------------------------------------------------- the setup
+@pytest.fixture
+def case_relay(
+    nats_url: str, bus_names: BusNames
+) -> Callable[[CaseEventStore], AbstractContextManager[object]]:
+    """``with case_relay(store):`` the case relay on this test's case stream."""
+
+    @contextmanager
+    def run(store: CaseEventStore) -> Iterator[RelayThread]:
+        relay = Relay(
+            CaseEventLog(store, bus_names),
+            nats_url,
+            settings=RelaySettings(names=bus_names, lease_ttl=1.0, ack_timeout=2.0),
+        )
+        thread = RelayThread(relay).start()
+        try:
+            yield thread
+        finally:
+            thread.stop()
+
+    return run
+
+
+@pytest.fixture
+def case_store(sqlite_url: str) -> Iterator[CaseEventStore]:
+    migrate(StoreConfig(sqlite_url))
+    store = CaseEventStore(StoreConfig(sqlite_url))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def prefix(bus_names: BusNames, nats_url: str) -> Iterator[str]:
+    """This test's prefix for the meetings and notifications streams (deleted afterwards)."""
+    tag = bus_names.stream.split("_")[0] + "_"
+    yield tag
+    streams = [meeting_bus_names(tag, bus_names).stream, notification_bus_names(tag, bus_names).stream]
+    asyncio.run(delete_streams(nats_url, streams))
+
+
+def settings_for(
+    tmp_path: Path, nats_url: str, smtp_port: int, prefix: str, **extra: Any
+) -> NotificationsSettings:
+    url = f"sqlite:///{tmp_path / 'notifications.sqlite'}"
+    migrate_notifications(url)
+    return NotificationsSettings(
+        notifications_store_url=url,
+        nats_url=nats_url,
+        data_dir=tmp_path / "notifications",
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        sender_interval=0.2,
+        meetings_stream_prefix=prefix,
+        notifications_stream_prefix=prefix,
+        ack_link_key="test-key-test-key",
+        **extra,
+    )
+
+
+class NotificationsThread(RelayThread):
+    """The notifications service's bus tasks (consumers, sender, relay) on a loop in a thread."""
+
+    def __init__(self, parts: NotificationsParts) -> None:
+        super().__init__(parts)
+        self.parts = parts
+
+    def __enter__(self) -> NotificationsThread:
+        return cast(NotificationsThread, self.start())
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            self.stop()
+        finally:
+            self.parts.close()
+
+
+@pytest.fixture
+def start_notifications(
+    tmp_path: Path,
+    nats_url: str,
+    bus_names: BusNames,
+    prefix: str,
+    clock: FixedClock,
+    smtp: tuple[Recorder, int],
+) -> Callable[[], NotificationsThread]:
+    def start() -> NotificationsThread:
+        settings = settings_for(tmp_path, nats_url, smtp[1], prefix)
+        parts = bootstrap_notifications(settings, clock=clock, with_api=False, case_names=bus_names)
+        names = settings.notification_names()
+        parts.relay.settings = type(parts.relay.settings)(names=names, lease_ttl=1.0, ack_timeout=2.0)
+        return NotificationsThread(parts)
+
+    return start
+
+
+@pytest.fixture
+def start_meetings(
+    tmp_path: Path, nats_url: str, bus_names: BusNames, prefix: str, clock: FixedClock
+) -> Callable[[], MeetingsThread]:
+    from services.meetings.bootstrap import bootstrap_meetings  # noqa: PLC0415
+    from services.meetings.infrastructure.store import migrate as migrate_meetings  # noqa: PLC0415
+    from services.meetings.settings import MeetingsSettings  # noqa: PLC0415
+
+    def start() -> MeetingsThread:
+        url = f"sqlite:///{tmp_path / 'meetings.sqlite'}"
+        migrate_meetings(url)
+        names = meeting_bus_names(prefix, bus_names)
+        settings = MeetingsSettings(
+            meetings_store_url=url, nats_url=nats_url, data_dir=tmp_path, timer_interval=0.1
+        )
+        parts = bootstrap_meetings(
+            settings, clock=clock, with_api=False, case_names=bus_names, meeting_names=names
+        )
+        parts.relay.settings = type(parts.relay.settings)(names=names, lease_ttl=1.0, ack_timeout=2.0)
+        return MeetingsThread(parts)
+
+    return start
+
+
+def case_with_group(service: CaseService, clock: FixedClock) -> CaseScenario:
+    """To the first SIP, with a resource group that has addresses: the client and a housing
+    support worker of the municipality (an organisation the consent covers); the regional
+    coordinator is a member too (the coordinators have no addresses here)."""
+    scenario = CaseScenario(service, clock)
+    scenario.open()
+    scenario.assign_coordinators()
+    scenario.give_consent()
+    scenario.complete_worksheet()
+    scenario.summarise_mapping()  # books the first resource group meeting
+    scenario.set_goal()
+    scenario.add_member(
+        "client",
+        lambda day: cmd.AddMember(
+            kind=MemberKind.CLIENT,
+            name="Tolvan Tolvansson",
+            contact=ContactDetails(email="tolvan@example.se"),
+            added_on=day,
+        ),
+    )
+    scenario.add_member(
+        "municipality",  # the SIP's action is theirs
+        lambda day: cmd.AddMember(
+            kind=MemberKind.PROFESSIONAL,
+            name="Bo Boendestöd",
+            organisation=organisation_of(scenario.actors.municipality),
+            role="boendestödjare",
+            contact=ContactDetails(email="bo@example.se"),
+            added_on=day,
+        ),
+    )
+    scenario.add_member("region", lambda day: coordinator_member_command(day, scenario.actors.region))
+    scenario.decide_sip()  # moves the meeting to the follow-up date
+    return scenario
+
+
+# What one such case sends: to the client and the support worker each an invitation (when
+# they joined), the SIP, and the update when the SIP moved the meeting.
+PER_CASE = {
+    ("tolvan@example.se", "meeting_invitation"),
+    ("tolvan@example.se", "sip_decided"),
+    ("tolvan@example.se", "meeting_updated"),
+    ("bo@example.se", "meeting_invitation"),
+    ("bo@example.se", "sip_decided"),
+    ("bo@example.se", "meeting_updated"),
+}
+
+
+def sent(store: NotificationStore, case_ids: list[UUID]) -> list[Any]:
+    return [row for case_id in case_ids for row in store.deliveries_of_case(str(case_id))]
+
+
+def settled(store: NotificationStore, case_ids: list[UUID]) -> bool:
+    """Every case has had its messages (and maybe reminders the meetings timers fired, as the
+    scenario's clock moves on), none is pending, and the record did not grow for a moment."""
+
+    def look() -> tuple[int, bool]:
+        rows = sent(store, case_ids)
+        done = all(row.status == "sent" for row in rows) and all(
+            {(r.address, r.template) for r in rows if r.case_id == str(c)} >= PER_CASE for c in case_ids
+        )
+        return len(rows), done
+
+    before = look()
+    if not before[1]:
+        return False
+    time.sleep(0.5)
+    return look() == before
+
+
+def of_case(rows: list[Any], case_id: UUID) -> set[tuple[str, str]]:
+    """What the case's group was sent, without the reminders (their timing is the clock's)."""
+    return {(r.address, r.template) for r in rows if r.case_id == str(case_id)} & PER_CASE
+
+
+# ------------------------------------------------------------------------------- the tests
+def test_case_and_meeting_streams_reach_the_group_by_smtp_and_the_record_reaches_the_bus(
+    case_store: CaseEventStore,
+    clock: FixedClock,
+    nats_url: str,
+    bus_names: BusNames,
+    prefix: str,
+    smtp: tuple[Recorder, int],
+    case_relay: Callable[[CaseEventStore], AbstractContextManager[object]],
+    start_meetings: Callable[[], MeetingsThread],
+    start_notifications: Callable[[], NotificationsThread],
+) -> None:
+    service = CaseService(case_store, clock)
+    case_ids = [cast(UUID, case_with_group(service, clock).case_id) for _ in range(2)]
+    recorder, _ = smtp
+    with case_relay(case_store), start_meetings(), start_notifications() as notifications:
+        store = notifications.parts.store
+        assert wait_until(lambda: settled(store, case_ids), 30), sent(store, case_ids)
+        names = notification_bus_names(prefix, bus_names)
+        assert wait_until(
+            lambda: (
+                len(asyncio.run(read_stream(nats_url, names.stream, names.subjects)))
+                == len(sent(store, case_ids))
+            ),
+            20,
+        )
+        rows = sent(store, case_ids)
+    for case_id in case_ids:
+        assert of_case(rows, case_id) == PER_CASE
+    # Exactly the recorded messages reached the server, each once, under its stable Message-ID.
+    assert sorted(recorder.message_ids()) == sorted(r.message_id for r in rows)
+    invitation = next(c for m, _, c in recorder.accepted if b"text/calendar" in c and b"Kallelse" in c)
+    assert b"METHOD:REQUEST" in invitation or b'method="REQUEST"' in invitation
+    # The delivery record on the bus: one NotificationSent per message, in the case's order.
+    published = asyncio.run(read_stream(nats_url, names.stream, names.subjects))
+    kinds = Counter(m.event.type for m in published)
+    assert kinds == {ne.NotificationSent.TYPE: len(rows)}
+    data = [m.event.notification_data() for m in published]
+    assert {d.message_id for d in data if isinstance(d, ne.NotificationSent)} == {r.message_id for r in rows}
+
+
+def test_sigkill_mid_run_and_a_restart_send_nothing_twice(
+    case_store: CaseEventStore,
+    clock: FixedClock,
+    tmp_path: Path,
+    nats_url: str,
+    bus_names: BusNames,
+    prefix: str,
+    smtp: tuple[Recorder, int],
+    case_relay: Callable[[CaseEventStore], AbstractContextManager[object]],
+    start_meetings: Callable[[], MeetingsThread],
+) -> None:
+    recorder, smtp_port = smtp
+    service = CaseService(case_store, clock)
+    case_ids = [cast(UUID, case_with_group(service, clock).case_id) for _ in range(12)]
+    settings = settings_for(tmp_path, nats_url, smtp_port, prefix)
+    env = {
+        **os.environ,
+        "VSS_NOTIFICATIONS_STORE_URL": str(settings.notifications_store_url),
+        "VSS_NATS_URL": nats_url,
+        "VSS_BUS_STREAM": bus_names.stream,
+        "VSS_BUS_SUBJECT_PREFIX": bus_names.subject_prefix,
+        "VSS_BUS_DEAD_LETTER_STREAM": bus_names.dead_letter_stream,
+        "VSS_BUS_DEAD_LETTER_PREFIX": bus_names.dead_letter_prefix,
+        "VSS_MEETINGS_STREAM_PREFIX": prefix,
+        "VSS_NOTIFICATIONS_STREAM_PREFIX": prefix,
+        "VSS_SMTP_HOST": "127.0.0.1",
+        "VSS_SMTP_PORT": str(smtp_port),
+        "VSS_DATA_DIR": str(tmp_path / "notifications"),
+        "VSS_NOTIFICATIONS_PORT": str(free_port()),
+        "VSS_SENDER_INTERVAL": "0.2",
+        "VSS_ACK_LINK_KEY": "test-key-test-key",
+    }
+    command = [sys.executable, "-m", "services.notifications.main"]
+    log = (tmp_path / "notifications.log").open("ab")
+    store = NotificationStore(str(settings.notifications_store_url))
+    with case_relay(case_store), start_meetings():
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            # Let some messages through, then stall the server mid-conversation and kill the
+            # service there: its consumers are mid-stream, a message is half sent.
+            assert wait_until(lambda: len(recorder.message_ids()) >= 8, 30), "nothing was sent"
+            recorder.hold()
+            assert recorder.waiting.wait(10)
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+            accepted_before = len(recorder.message_ids())
+            assert accepted_before < len(PER_CASE) * len(case_ids)  # it really was mid-run
+            recorder.open.set()
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            assert wait_until(lambda: settled(store, case_ids), 60), (
+                tmp_path / "notifications.log"
+            ).read_text()[-3000:]
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(20)
+            log.close()
+    rows = sent(store, case_ids)
+    store.close()
+    ids = recorder.message_ids()
+    assert Counter(ids).most_common(1)[0][1] == 1, "a message was sent twice"
+    assert sorted(ids) == sorted(r.message_id for r in rows)
+    for case_id in case_ids:
+        assert of_case(rows, case_id) == PER_CASE
+
+
+def test_a_meeting_event_waits_for_the_consent_the_case_stream_holds_before_it(
+    case_store: CaseEventStore,
+    clock: FixedClock,
+    nats_url: str,
+    bus_names: BusNames,
+    prefix: str,
+    smtp: tuple[Recorder, int],
+    case_relay: Callable[[CaseEventStore], AbstractContextManager[object]],
+    start_meetings: Callable[[], MeetingsThread],
+    start_notifications: Callable[[], NotificationsThread],
+) -> None:
+    service = CaseService(case_store, clock)
+    case_id = cast(UUID, case_with_group(service, clock).case_id)
+    notifications = start_notifications()
+    case_consumer = next(c for c in notifications.parts.consumers if c.settings.durable == CASE_CONSUMER)
+    gate = threading.Event()
+    handler = case_consumer.handler
+    original = handler.apply
+
+    def held_apply(delivery: Delivery) -> bool:
+        gate.wait(30)  # the case consumer is slow: the meetings stream gets ahead of it
+        return original(delivery)
+
+    handler.apply = held_apply  # type: ignore[method-assign]
+    store = notifications.parts.store
+    names = meeting_bus_names(prefix, bus_names)
+    with case_relay(case_store), start_meetings(), notifications:
+        assert wait_until(
+            lambda: len(asyncio.run(read_stream(nats_url, names.stream, names.subjects))) >= 4, 20
+        )
+        assert not wait_until(lambda: bool(sent(store, [case_id])), 1.5)  # nothing decided yet
+        gate.set()
+        assert wait_until(lambda: settled(store, [case_id]), 30), sent(store, [case_id])
+    # The support worker's organisation is covered by the consent that came before the
+    # meeting events: without the wait, their invitation and update would be lost.
+    rows = sent(store, [case_id])
+    assert of_case(rows, case_id) == PER_CASE
