@@ -7,7 +7,8 @@ committed file differs from the code (CI runs a test that does the same).
 Everything comes from the contracts: the event models (their JSON Schemas, hoisted into
 ``components/schemas`` with every ``$ref`` rewritten to point inside the document), the
 envelope, and the stream, subject and header names of :mod:`vss_contracts.subjects` (the
-case stream) and :mod:`vss_contracts.meeting_events` (the meetings stream).
+case stream), :mod:`vss_contracts.meeting_events` (the meetings stream) and
+:mod:`vss_contracts.notification_events` (the delivery record's stream).
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ from vss_contracts.meeting_events import (
     MEETING_SUBJECTS,
     MeetingEventData,
     MeetingScheduled,
+)
+from vss_contracts.notification_events import (
+    NOTIFICATION_EVENT_SOURCE,
+    NOTIFICATION_EVENTS,
+    NOTIFICATION_STREAM,
+    NOTIFICATION_SUBJECT_PREFIX,
+    NOTIFICATION_SUBJECTS,
+    NotificationEventData,
+    NotificationSent,
 )
 from vss_contracts.subjects import (
     CASE_EVENT_SOURCE,
@@ -56,8 +66,8 @@ ASYNCAPI_FILE = Path(__file__).parent / "asyncapi" / "vss-bus.asyncapi.json"
 CONTENT_TYPE = "application/cloudevents+json"
 DISTRIBUTION = "vss-contracts"
 
-# Facts of the deployment the document describes. The case and meetings streams are declared
-# by the relay (services/shared/bus/streams.py; a test checks these against it).
+# Facts of the deployment the document describes. The case, meetings and notifications streams
+# are declared by the relay (services/shared/bus/streams.py; a test checks these against it).
 EMBEDDED_SERVER_HOST = "127.0.0.1:4422"  # `vss up`'s nats-server (not 4222: leave that to others)
 DUPLICATE_WINDOW_SECONDS = 120
 
@@ -69,7 +79,7 @@ CONSUMER = "consumer"
 ORIGINAL_SUBJECT = "originalSubject"
 
 DESCRIPTION = f"""\
-The case and meeting events of VSS (*vård- och stödsamordning*) on NATS JetStream.
+The case, meeting and notification events of VSS (*vård- och stödsamordning*) on NATS JetStream.
 
 Every event the case service stores is published, once, to the stream `{CASE_STREAM}` on
 the subject `{case_subject("<caseId>", "<EventName>")}` (filter one case with
@@ -110,9 +120,28 @@ its own hash chain (`prevhash`/`eventhash`, recomputable with
 Times are aware datetimes with the Europe/Stockholm offset of the day (a meeting at 10:00 stays
 at 10:00 local across the daylight-saving change). Event ids are derived from what caused the
 event (the case event, the timer, the request), so a replay produces the same ids.
+
+**Notifications.** The delivery record of the notifications service (who was told what, when,
+on which channel) is published by that service's relay, in the same way (in order, once, each
+commit whole), to the stream `{NOTIFICATION_STREAM}` on the subject
+`{case_subject("<caseId>", "<EventName>", prefix=NOTIFICATION_SUBJECT_PREFIX)}` (e.g.
+`{case_subject("<caseId>", NotificationSent.event_name(), prefix=NOTIFICATION_SUBJECT_PREFIX)}`;
+everything with `{NOTIFICATION_SUBJECTS}`), in the same envelope and with the same headers, with `source`
+`{NOTIFICATION_EVENT_SOURCE}`; `{HEADER_LOG_POSITION}` is the position in the notifications store's
+log. There `caseversion` is the event's position in the case's *delivery record*, which has its
+own hash chain (`prevhash`/`eventhash`, recomputable with `vss_contracts.chain.cloud_event_hash`);
+`CloudEvent.notification_data()` gives the typed payload. A message accepted by its channel is a
+`NotificationSent`, one given up on (or withdrawn with the consent) a `NotificationFailed`, an
+urgent message confirmed through its link a `NotificationAcknowledged`, an early warning nobody
+confirmed in time a `NotificationEscalated`. The record names the recipient, the kind of
+message (`template`), what caused it (`cause_event_id`: the case or meeting event, or the
+escalation), the `delivery_key` (a webhook's `X-VSS-Delivery`) and the `message_id` (an e-mail's
+Message-ID, a webhook's `X-VSS-Message-Id`), but carries no message content, no address and no
+health details. Event ids are derived from the delivery and its outcome, so each fact is recorded
+and published once.
 """
 
-EventModel = type[CaseEventData] | type[MeetingEventData]
+EventModel = type[CaseEventData] | type[MeetingEventData] | type[NotificationEventData]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +184,21 @@ MEETING_EVENT_STREAM = _EventStream(
     " order. Declared by the meetings service's relay; subscribers bind to it and never create or"
     " change it.",
 )
-EVENT_STREAMS = (CASE_EVENT_STREAM, MEETING_EVENT_STREAM)
+NOTIFICATION_EVENT_STREAM = _EventStream(
+    stream=NOTIFICATION_STREAM,
+    subject_prefix=NOTIFICATION_SUBJECT_PREFIX,
+    source=NOTIFICATION_EVENT_SOURCE,
+    events=NOTIFICATION_EVENTS,
+    headers="NotificationEventHeaders",
+    example=NotificationSent.TYPE,
+    store="the notifications store",
+    decode="notification_data",
+    description="Every notification event (each case's delivery record: who was told what, when,"
+    " on which channel; no message content and no health details), in the notifications store's"
+    " log order. Declared by the notifications service's relay; subscribers bind to it and never"
+    " create or change it.",
+)
+EVENT_STREAMS = (CASE_EVENT_STREAM, MEETING_EVENT_STREAM, NOTIFICATION_EVENT_STREAM)
 
 
 def _rewrite_refs(node: Any) -> Any:

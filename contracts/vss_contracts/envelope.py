@@ -1,11 +1,15 @@
-"""The CloudEvents 1.0 envelope (structured JSON mode) of every published case event.
+"""The CloudEvents 1.0 envelope (structured JSON mode) of every published event.
+
+Case events (stream ``VSS_CASE``), meeting events (``VSS_MEETINGS``) and notification
+events (``VSS_NOTIFICATIONS``) share it; ``source`` tells them apart.
 
 Besides the required and optional CloudEvents attributes, extension attributes carry
 what this system guarantees to subscribers. Extension names follow the CloudEvents
 naming rule (lower-case letters and digits, at most 20 characters):
 
 - ``caseversion``: position of the event in its case's stream (1, 2, 3 …, no gaps); for a
-  meeting event, in the case's meeting schedule stream;
+  meeting event, in the case's meeting schedule stream; for a notification event, in the
+  case's delivery record;
 - ``logposition``: position in the publishing store's global log (increasing, may have gaps);
 - ``correlationid`` / ``causationid``: the request the event belongs to, and what caused it;
 - ``actorid`` / ``actororg`` / ``actorprincipal``: who recorded it, for which organisation;
@@ -22,6 +26,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from vss_contracts.case_events import CaseEventData
 from vss_contracts.meeting_events import MeetingEventData, decode_meeting_event
+from vss_contracts.notification_events import NotificationEventData, decode_notification_event
 from vss_contracts.registry import decode_event
 from vss_contracts.subjects import CASE_EVENT_SOURCE
 from vss_contracts.types import Principal
@@ -40,7 +45,7 @@ def dataschema_for(type_name: str) -> str:
 
 
 class CloudEvent(BaseModel):
-    """One case event on the wire."""
+    """One event on the wire (a case, meeting or notification event)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -115,3 +120,7 @@ class CloudEvent(BaseModel):
     def meeting_data(self) -> MeetingEventData:
         """The payload of a meeting event (stream ``VSS_MEETINGS``) as its current model."""
         return decode_meeting_event(self.type, self.data)
+
+    def notification_data(self) -> NotificationEventData:
+        """The payload of a notification event (stream ``VSS_NOTIFICATIONS``) as its current model."""
+        return decode_notification_event(self.type, self.data)

@@ -7,8 +7,9 @@ and meeting events (:class:`vss_contracts.CloudEvent`) with ``source`` =
 gives the typed payload.
 
 The delivery record carries no message content: the template name says what kind of
-message it was, and ``message_id`` is the Message-ID (e-mail) or ``X-VSS-Delivery``
-(webhook) the recipient saw, so a message found in a mailbox can be matched to its record.
+message it was; ``message_id`` is the Message-ID (e-mail) or ``X-VSS-Message-Id``
+(webhook) the recipient saw and ``delivery_key`` a webhook's ``X-VSS-Delivery``, so a
+message found in a mailbox or a receiver's log can be matched to its record.
 """
 
 from __future__ import annotations

@@ -36,6 +36,15 @@ from vss_contracts.meeting_events import (
     MeetingScheduled,
     meeting_subject,
 )
+from vss_contracts.notification_events import (
+    NOTIFICATION_EVENT_SOURCE,
+    NOTIFICATION_EVENTS,
+    NOTIFICATION_STREAM,
+    NOTIFICATION_SUBJECT_PREFIX,
+    NOTIFICATION_SUBJECTS,
+    NotificationEventData,
+    NotificationSent,
+)
 from vss_contracts.subjects import (
     CASE_STREAM,
     CASE_SUBJECTS,
@@ -62,7 +71,7 @@ def _id(cls: type[CaseEventData]) -> str:
     return cls.event_name()
 
 
-def _key(cls: type[CaseEventData] | type[MeetingEventData]) -> str:
+def _key(cls: type[CaseEventData] | type[MeetingEventData] | type[NotificationEventData]) -> str:
     return f"{cls.event_name()}_v{cls.TYPE.rsplit('.v', 1)[1]}"
 
 
@@ -268,7 +277,11 @@ def test_every_event_type_has_a_channel_a_message_and_two_operations(doc: dict[s
             op["action"] for op in operations.values() if op["channel"] == {"$ref": f"#/channels/{name}"}
         }
         assert actions == {"send", "receive"}
-    every: tuple[type[CaseEventData] | type[MeetingEventData], ...] = (*CASE_EVENTS, *MEETING_EVENTS)
+    every: tuple[type[CaseEventData] | type[MeetingEventData] | type[NotificationEventData], ...] = (
+        *CASE_EVENTS,
+        *MEETING_EVENTS,
+        *NOTIFICATION_EVENTS,
+    )
     assert {name for name in channels if name != "deadLetter"} == {cls.event_name() for cls in every}
     assert {key for key in messages if key != "DeadLetter"} == {_key(cls) for cls in every}
 
@@ -315,6 +328,64 @@ def test_the_meetings_stream_is_described(doc: dict[str, Any]) -> None:
     headers = doc["components"]["schemas"]["MeetingEventHeaders"]
     assert headers["required"] == [HEADER_MSG_ID, HEADER_EVENT_TYPE, HEADER_LOG_POSITION]
     assert "meetings store" in headers["properties"][HEADER_LOG_POSITION]["description"]
+
+
+def test_every_notification_event_type_has_a_channel_a_message_and_two_operations(
+    doc: dict[str, Any],
+) -> None:
+    channels, messages, operations = doc["channels"], doc["components"]["messages"], doc["operations"]
+    for cls in NOTIFICATION_EVENTS:
+        name, key = cls.event_name(), _key(cls)
+        channel = channels[name]
+        assert channel["x-nats-stream"] == NOTIFICATION_STREAM
+        assert channel["address"] == case_subject("{caseId}", name, prefix=NOTIFICATION_SUBJECT_PREFIX)
+        assert channel["address"].replace("{caseId}", str(CASE_ID)) == f"vss.notifications.{CASE_ID}.{name}"
+        assert "notification_data()" in channel["description"]
+        assert channel["messages"] == {key: {"$ref": f"#/components/messages/{key}"}}
+        assert messages[key]["name"] == cls.TYPE
+        assert messages[key]["contentType"] == "application/cloudevents+json"
+        assert messages[key]["headers"]["allOf"][0] == {
+            "$ref": "#/components/schemas/NotificationEventHeaders"
+        }
+        assert messages[key]["payload"]["allOf"][1]["properties"]["source"] == {
+            "const": NOTIFICATION_EVENT_SOURCE
+        }
+        assert cls.TYPE in doc["components"]["schemas"]
+        actions = {
+            op["action"] for op in operations.values() if op["channel"] == {"$ref": f"#/channels/{name}"}
+        }
+        assert actions == {"send", "receive"}
+    assert {
+        name for name, channel in channels.items() if channel["x-nats-stream"] == NOTIFICATION_STREAM
+    } == {cls.event_name() for cls in NOTIFICATION_EVENTS}
+
+
+def test_the_notifications_stream_is_described(doc: dict[str, Any]) -> None:
+    description = doc["info"]["description"]
+    for topic in (
+        NOTIFICATION_STREAM,
+        case_subject("<caseId>", "<EventName>", prefix=NOTIFICATION_SUBJECT_PREFIX),
+        NOTIFICATION_SUBJECTS,
+        NOTIFICATION_EVENT_SOURCE,
+        "notification_data()",
+        "delivery record",
+        "notifications store",
+        "X-VSS-Delivery",
+        "no message content",
+        *(cls.event_name() for cls in NOTIFICATION_EVENTS),
+    ):
+        assert topic in description, topic
+    stream = doc["x-nats-jetstream"]["streams"][NOTIFICATION_STREAM]
+    assert stream["subjects"] == [NOTIFICATION_SUBJECTS]
+    assert (stream["retention"], stream["maxAge"], stream["maxMsgs"]) == ("limits", 0, -1)
+    assert stream["duplicateWindowSeconds"] == DUPLICATE_WINDOW_SECONDS
+    assert stream["allowAtomicPublish"] is True
+    for topic in ("notifications service's relay", "never create", "no message content", "who was told what"):
+        assert topic in stream["description"], topic
+    headers = doc["components"]["schemas"]["NotificationEventHeaders"]
+    assert headers["required"] == [HEADER_MSG_ID, HEADER_EVENT_TYPE, HEADER_LOG_POSITION]
+    assert "notifications store" in headers["properties"][HEADER_LOG_POSITION]["description"]
+    assert NotificationSent.TYPE in headers["properties"][HEADER_EVENT_TYPE]["description"]
 
 
 @pytest.mark.parametrize("cls", CASE_EVENTS, ids=_id)
@@ -399,6 +470,13 @@ def test_the_stream_facts_are_what_the_relay_declares() -> None:
     meetings = streams.case_stream_config(bus.meeting_bus_names())  # the relay declares it so
     assert meetings.name == MEETING_STREAM
     assert meetings.subjects == [MEETING_SUBJECTS]
+
+    notifications_bus = pytest.importorskip("services.notifications.infrastructure.bus")
+    notifications = streams.case_stream_config(notifications_bus.notification_bus_names())
+    assert notifications.name == NOTIFICATION_STREAM
+    assert notifications.subjects == [NOTIFICATION_SUBJECTS]
+    assert notifications.duplicate_window == DUPLICATE_WINDOW_SECONDS
+    assert notifications.allow_atomic is True
 
 
 # ============================================================= the wire against the document
@@ -485,6 +563,43 @@ def test_a_meeting_cloud_event_validates_against_its_message(doc: dict[str, Any]
     assert validate(
         doc, message["payload"], {**wire, "data": {**wire["data"], "starts_at": "2025-06-10T10:00:00"}}
     )
+    assert validate(doc, message["headers"], {**headers, HEADER_EVENT_TYPE: ev.SipDecided.TYPE})
+
+
+@pytest.mark.parametrize("cls", NOTIFICATION_EVENTS, ids=_id)
+def test_a_golden_notification_cloud_event_validates_against_its_message(
+    doc: dict[str, Any], cls: type[NotificationEventData]
+) -> None:
+    data = json.loads((GOLDEN / f"{cls.TYPE}.json").read_text(encoding="utf-8"))
+    body: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": "1a2b3c4d-5e6f-5a7b-8c9d-0e1f2a3b4c5d",
+        "source": NOTIFICATION_EVENT_SOURCE,
+        "type": cls.TYPE,
+        "subject": str(CASE_ID),
+        "time": "2025-06-03T12:31:48.550021Z",
+        "datacontenttype": "application/json",
+        "dataschema": f"urn:se.vss:schema:{cls.TYPE}",
+        "data": data,
+        "caseversion": 2,
+        "logposition": 12,
+        "correlationid": data.get("cause_event_id") or "1a2b3c4d-5e6f-5a7b-8c9d-0e1f2a3b4c5d",
+        "causationid": data.get("cause_event_id"),
+        "actorid": "vss-notifications",
+        "actororg": "vss",
+        "actorprincipal": "other",
+        "prevhash": "ab" * 32,
+    }
+    wire = {**body, "eventhash": cloud_event_hash(body)}
+    message = doc["components"]["messages"][_key(cls)]
+    headers = {HEADER_MSG_ID: wire["id"], HEADER_EVENT_TYPE: wire["type"], HEADER_LOG_POSITION: "12"}
+
+    assert validate(doc, message["payload"], wire) == []
+    assert validate(doc, message["headers"], headers) == []
+    assert type(CloudEvent.model_validate(wire).notification_data()) is cls
+    assert validate(doc, message["payload"], {**wire, "source": MEETING_EVENT_SOURCE})  # another stream's
+    assert validate(doc, message["payload"], {**wire, "type": ev.SipDecided.TYPE})
+    assert validate(doc, message["payload"], {**wire, "data": {**data, "unexpected": "field"}})
     assert validate(doc, message["headers"], {**headers, HEADER_EVENT_TYPE: ev.SipDecided.TYPE})
 
 

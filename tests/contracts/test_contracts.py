@@ -29,7 +29,8 @@ from vss_contracts import (
 )
 from vss_contracts import case_events as ev
 from vss_contracts.jsonschema import SCHEMA_DIR, drift, generate
-from vss_contracts.meeting_events import MEETING_EVENTS
+from vss_contracts.meeting_events import MEETING_EVENTS, MeetingEventData
+from vss_contracts.notification_events import NOTIFICATION_EVENTS, NotificationEventData
 from vss_contracts.registry import UPCASTERS
 from vss_contracts.types import ClientRef, ClosingReason, LongText, Principal
 
@@ -38,6 +39,8 @@ CASE_ID = UUID("6f1c2a9e-3b7d-4e15-9a40-1c8e5d2b7f01")
 EVENT_ID = UUID("9d4f6b2a-1c3e-4a5b-8d7f-0e2a4c6b8d01")
 PREV_HASH = "0" * 64
 EVENT_HASH = "3f9a" * 16
+
+EventClass = type[CaseEventData] | type[MeetingEventData] | type[NotificationEventData]
 
 
 def golden(cls: type[CaseEventData]) -> dict[str, Any]:
@@ -58,7 +61,7 @@ def test_the_committed_json_schemas_match_the_code() -> None:
 
 def test_there_is_one_schema_per_event_type_and_one_for_the_envelope() -> None:
     names = {path.name for path in SCHEMA_DIR.glob("*.json")}
-    events = (*CASE_EVENTS, *MEETING_EVENTS)
+    events: tuple[EventClass, ...] = (*CASE_EVENTS, *MEETING_EVENTS, *NOTIFICATION_EVENTS)
     assert names == {f"{cls.TYPE}.json" for cls in events} | {"se.vss.CloudEvent.json"}
     for cls in events:
         schema = json.loads((SCHEMA_DIR / f"{cls.TYPE}.json").read_text(encoding="utf-8"))
@@ -190,7 +193,9 @@ def test_a_cloud_event_of_an_unknown_type_does_not_decode() -> None:
 
 
 def test_there_is_one_golden_payload_per_event_type() -> None:
-    assert {path.name for path in GOLDEN.glob("*.json")} == {f"{cls.TYPE}.json" for cls in CASE_EVENTS}
+    # case events here, notification events in test_notification_contracts.py
+    events: tuple[EventClass, ...] = (*CASE_EVENTS, *NOTIFICATION_EVENTS)
+    assert {path.name for path in GOLDEN.glob("*.json")} == {f"{cls.TYPE}.json" for cls in events}
 
 
 @pytest.mark.parametrize("cls", CASE_EVENTS, ids=_id)
@@ -405,6 +410,7 @@ def test_the_contracts_package_imports_nothing_from_the_services(tmp_path: Path)
     script = (
         "import json, sys\n"
         "import vss_contracts, vss_contracts.jsonschema, vss_contracts.asyncapi, vss_contracts.registry\n"
+        "import vss_contracts.webhooks\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     result = subprocess.run(
@@ -412,7 +418,11 @@ def test_the_contracts_package_imports_nothing_from_the_services(tmp_path: Path)
     )
     modules = set(json.loads(result.stdout))
 
-    assert "vss_contracts.envelope" in modules
+    assert {
+        "vss_contracts.envelope",
+        "vss_contracts.notification_events",
+        "vss_contracts.webhooks",
+    } <= modules
     forbidden = ("services", "eventsourcing", "fastapi", "psycopg", "orjson")
     leaked = sorted(m for m in modules if m.split(".")[0] in forbidden)
     assert leaked == []
