@@ -7,13 +7,10 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import http.server
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,7 +20,6 @@ import aiosmtplib
 import icalendar
 import orjson
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from services.notifications.application.channels import (
     Attachment,
@@ -36,14 +32,13 @@ from services.notifications.application.channels import (
 from services.notifications.infrastructure.channels import SmsFileChannel, SmtpChannel, WebhookChannel
 from services.notifications.infrastructure.mailsink import MailSink
 from services.shared.bus.embedded import free_port
+from tests.notifications.support import SECRET, Collector, Receiver, smtp_server
 from tests.support.clock import FixedClock
-from vss_contracts import webhooks
 from vss_contracts.webhooks import WebhookSignatureInvalid, sign, verify
 
 T = TypeVar("T")
 
 SENDER = ("VSS Vård- och stödsamordning", "noreply@vss.example")
-SECRET = "s3cret-shared-with-the-organisation"
 
 
 def run(coroutine: Awaitable[T]) -> T:
@@ -83,68 +78,6 @@ def invitation() -> bytes:
 
 
 # ----------------------------------------------------------------------------- SMTP servers
-@dataclass
-class Received:
-    mail_from: str | None
-    rcpt_tos: list[str]
-    content: bytes
-    session: int
-
-    def parsed(self) -> EmailMessage:
-        message = email.message_from_bytes(self.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        return message
-
-
-@dataclass
-class Collector:
-    """An aiosmtpd handler: keeps every message; can defer (451) or refuse (5xx) on cue."""
-
-    messages: list[Received] = field(default_factory=list)
-    rcpt_replies: list[str] = field(default_factory=list)  # replies to the next RCPTs, then 250
-    data_replies: list[str] = field(default_factory=list)  # replies to the next DATAs, then 250
-    attempts: int = 0
-
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook names
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        if self.rcpt_replies:
-            return self.rcpt_replies.pop(0)
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
-        self.attempts += 1
-        if self.data_replies:
-            return self.data_replies.pop(0)
-        assert envelope.original_content is not None
-        self.messages.append(
-            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content, id(session))
-        )
-        return "250 OK"
-
-
-@asynccontextmanager
-async def smtp_server(handler: Collector, port: int = 0) -> AsyncIterator[int]:
-    """An aiosmtpd server on the running loop; yields its port."""
-    loop = asyncio.get_running_loop()
-    protocols: list[SMTP] = []
-
-    def factory() -> SMTP:
-        protocols.append(SMTP(handler, hostname="localhost", loop=loop))
-        return protocols[-1]
-
-    server = await loop.create_server(factory, "127.0.0.1", port)
-    try:
-        yield int(server.sockets[0].getsockname()[1])
-    finally:
-        server.close()
-        for protocol in protocols:
-            if protocol.transport is not None:
-                protocol.transport.close()
-        await server.wait_closed()
-
-
 @asynccontextmanager
 async def raw_server(on_connect: Callable[[asyncio.StreamWriter], None]) -> AsyncIterator[int]:
     """A TCP server that does ``on_connect`` to each client and nothing else."""
@@ -347,67 +280,6 @@ def test_smtp_unsendable_message_is_permanent(changes: dict[str, Any]) -> None:
 
 
 # -------------------------------------------------------------------------------- webhooks
-@dataclass
-class Request:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    verified: str  # "ok" or the reason verify gave
-
-
-class Receiver:
-    """An organisation's webhook endpoint (stdlib HTTP server in a thread) that checks each
-    request with ``vss_contracts.webhooks.verify``: 401 if it fails, else ``status``."""
-
-    def __init__(self, secret: str = SECRET) -> None:
-        self.secret = secret
-        self.status = 204
-        self.requests: list[Request] = []
-        self.release = threading.Event()  # a request to /slow waits for this
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                try:
-                    verify(
-                        receiver.secret,
-                        timestamp_header=self.headers.get(webhooks.TIMESTAMP_HEADER),
-                        signature_header=self.headers.get(webhooks.SIGNATURE_HEADER),
-                        body=body,
-                    )
-                    verified = "ok"
-                except WebhookSignatureInvalid as error:
-                    verified = str(error)
-                receiver.requests.append(Request(self.path, dict(self.headers.items()), body, verified))
-                if self.path == "/slow":
-                    receiver.release.wait(5)
-                status = receiver.status if verified == "ok" else 401
-                answer = b'{"error": "nope"}' if status >= 300 else b""
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     with Receiver() as server:

@@ -7,105 +7,22 @@ file), driven by an injected clock.
 
 from __future__ import annotations
 
-import asyncio
-import email
-import email.policy
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 
-from services.notifications.application.channels import Channel, ChannelSender
 from services.notifications.application.service import (
     CASE_CONSUMER,
-    NotificationsService,
     Organisation,
-    Policy,
-    Signer,
 )
 from services.notifications.domain.audience import Person, Role
-from services.notifications.infrastructure.channels import SmsFileChannel, SmtpChannel
-from services.notifications.infrastructure.mailsink import MailSink
-from services.notifications.infrastructure.store import NotificationStore
-from services.notifications.infrastructure.templates import Templates
 from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL, CaseFeed
-from tests.support.clock import FixedClock
+from tests.notifications.support import DAY, START, World
 from vss_contracts import case_events as ce
 from vss_contracts.types import MemberKind
-
-START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-DAY = date(2026, 3, 2)
-
-
-class Adapter:
-    """What CaseFeed calls, onto the notifications service's case consumer."""
-
-    def __init__(self, service: NotificationsService) -> None:
-        self.service = service
-
-    def apply_case_event(
-        self,
-        *,
-        case_id: UUID,
-        event_id: str,
-        recorded_at: datetime,
-        data: ce.CaseEventData,
-        stream_sequence: int,
-    ) -> bool:
-        return self.service.apply(
-            CASE_CONSUMER,
-            case_id=case_id,
-            event_id=event_id,
-            event_type=data.TYPE,
-            recorded_at=recorded_at,
-            data=data,
-            stream_sequence=stream_sequence,
-        )
-
-
-class World:
-    def __init__(self, tmp: Path, organisations: dict[str, Organisation] | None = None) -> None:
-        self.clock = FixedClock(START)
-        self.sink_dir = tmp / "mail"
-        self.sink = MailSink(self.sink_dir)
-        self.loop = asyncio.new_event_loop()
-        self.loop.run_until_complete(self.sink.start())
-        self.store = NotificationStore(f"sqlite:///{tmp / 'notifications.sqlite'}")
-        self.store.migrate()
-        self.smtp = SmtpChannel("127.0.0.1", self.sink.port, sender=("VSS", "noreply@vss.example.se"))
-        channels: dict[Channel, ChannelSender] = {
-            Channel.EMAIL: self.smtp,
-            Channel.SMS: SmsFileChannel(tmp / "sms", clock=self.clock),
-        }
-        self.service = NotificationsService(
-            self.store,
-            Templates("sv"),
-            channels,
-            self.clock,
-            Signer(b"test-key"),
-            Policy(first_retry=timedelta(seconds=10), organisations=organisations or {}),
-        )
-        self.feed = CaseFeed(Adapter(self.service))  # type: ignore[arg-type]
-
-    def deliver(self) -> int:
-        return self.loop.run_until_complete(self.service.deliver_due())
-
-    def mails(self) -> list[email.message.EmailMessage]:
-        return [
-            email.message_from_bytes(p.read_bytes(), policy=email.policy.default)  # type: ignore[misc]
-            for p in sorted(self.sink_dir.glob("*.eml"))
-        ]
-
-    def recipients(self) -> list[str]:
-        return sorted(str(m["To"]).split("<")[-1].rstrip(">") for m in self.mails())
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.smtp.close())
-        self.loop.run_until_complete(self.sink.stop())
-        self.loop.close()
-        self.store.close()
 
 
 @pytest.fixture

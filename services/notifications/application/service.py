@@ -278,8 +278,8 @@ class NotificationsService:
     async def _attempt(self, row: DeliveryRow) -> None:
         attempt = row.attempts + 1
         try:
-            message = self._message(row)
-            await self.channels[Channel(row.channel)].send(message)
+            message, sender = self._prepare(row)
+            await sender.send(message)
         except TemporaryFailure as error:
             if attempt < self.policy.max_attempts:
                 delay = min(self.policy.first_retry * 2 ** (attempt - 1), self.policy.max_retry)
@@ -321,6 +321,24 @@ class NotificationsService:
         )
         self.counters.failed += 1
         return AttemptOutcome("failed", attempt, at, error=reason, record=record)
+
+    def _prepare(self, row: DeliveryRow) -> tuple[OutgoingMessage, ChannelSender]:
+        """The rendered message and its channel; TemporaryFailure if the configuration lacks one.
+
+        A template that does not render (an edited copy naming something the context lacks)
+        or a channel that is not configured is the deployment's fault, not the message's:
+        retried with backoff like an SMTP login refused (templates are re-read when their
+        file changes), and recorded as failed when the attempts run out. Never an exception
+        out of :meth:`deliver_due`: that left the delivery pending with no record and no
+        backoff, and ended every pass early.
+        """
+        sender = self.channels.get(Channel(row.channel))
+        if sender is None:
+            raise TemporaryFailure(f"no {row.channel} channel is configured")
+        try:
+            return self._message(row), sender
+        except Exception as error:
+            raise TemporaryFailure(f"cannot render {row.template!r}: {_short(error)}") from error
 
     def _message(self, row: DeliveryRow) -> OutgoingMessage:
         context = {

@@ -7,7 +7,10 @@ here it is only who, what kind of message (the template) and what it refers to.
 
 A notice's ``context`` holds what the message may show. Templates decide what is
 printed; the default ones print no health details (a neutral subject, the case
-reference and a link).
+reference and a link). The one thing from the case's content they do print is a SIP
+member's own actions (what, and by when), to that member only: the issue asks that each
+member sees the actions they are responsible for and their dates. Nobody sees another
+member's actions, the goals, the "how", the early warning signs or anything else.
 """
 
 from __future__ import annotations
@@ -180,9 +183,11 @@ def _sip_decided(audience: Audience, data: ce.SipDecided, _: datetime) -> Outcom
     notices = []
     for person in audience.resource_group():
         member_id = UUID(person.key.removeprefix("member:"))
+        # Only the actions this member is responsible for, soonest first: what and by when
+        # (the issue: each sees the actions they are responsible for and their dates).
         actions = [
             {"what": a.what, "due_on": a.due_on, "how": a.how}
-            for a in data.actions
+            for a in sorted(data.actions, key=lambda a: a.due_on)
             if a.responsible_member_id == member_id
         ]
         context = {
@@ -235,22 +240,32 @@ def _snapshot(meeting: MeetingCopy) -> MeetingCopy:
     return MeetingCopy.from_json(meeting.to_json())  # the notice keeps the meeting as it was
 
 
+def _covered(audience: Audience, invitees: Iterable[Invitee]) -> tuple[Invitee, ...]:
+    """The invitees the consent lets be told: the only ones a calendar entry lists.
+
+    An ATTENDEE is seen by every recipient (and their calendar's "reply all"), so someone
+    the consent does not cover (yet, or any more) is neither told nor named to the others.
+    """
+    return tuple(i for i in invitees if audience.covered(Person.from_invitee(i)))
+
+
 def _invite(
     audience: Audience, meeting: MeetingCopy, invitees: Iterable[Invitee], template: str
 ) -> list[Notice]:
     frozen = _snapshot(meeting)
+    attendees = _covered(audience, frozen.invitees.values())
     return _to(
         audience,
         [Person.from_invitee(i) for i in invitees],
         template,
         context=_meeting_context(frozen),
-        calendar=CalendarPart("REQUEST", frozen),
+        calendar=CalendarPart("REQUEST", frozen, attendees=attendees),
     )
 
 
 def _cancel(audience: Audience, meeting: MeetingCopy, invitees: Iterable[Invitee]) -> list[Notice]:
     frozen = _snapshot(meeting)
-    invitees = tuple(invitees)
+    invitees = _covered(audience, invitees)
     return _to(
         audience,
         [Person.from_invitee(i) for i in invitees],

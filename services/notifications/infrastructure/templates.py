@@ -4,7 +4,10 @@ A template is ``<language>/<name>.txt``: a ``Subject:`` line, a blank line, the 
 in Jinja2 (plain text, undefined names are errors). Files in ``VSS_NOTIFY_TEMPLATES_DIR``
 take precedence over the built-in ones (``services/notifications/templates``), so a
 deployment edits a copy without touching the code. The built-in templates name no
-health details: a neutral subject, the case reference and a link.
+health details: a neutral subject, the case reference and a link; the one exception is
+``sip_decided``, which lists the recipient's own SIP actions (what, and the due date),
+as each member is to see what they are responsible for. A deployment that wants even
+that out of e-mail drops ``{{ action.what }}`` from its copy.
 """
 
 from __future__ import annotations
