@@ -518,7 +518,8 @@ def projections_rebuild(
     switch: Annotated[bool, typer.Option(help="Serve the new copy once it has caught up")] = True,
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="Events per read from the stream")] = 1000,
 ) -> None:
-    """Rebuild every read model from the start of the case stream into a fresh copy, then switch.
+    """Rebuild every read model from the start of the case stream (and of the notifications
+    stream, for the journal's delivery record, when it exists) into a fresh copy, then switch.
 
     The current copy keeps serving meanwhile; a running projector follows the switch.
     """
@@ -539,7 +540,13 @@ def projections_rebuild(
     try:
         report = asyncio.run(
             rebuild(
-                location, settings.nats(), settings.bus_names(), batch=batch, switch=switch, progress=show
+                location,
+                settings.nats(),
+                settings.bus_names(),
+                batch=batch,
+                switch=switch,
+                progress=show,
+                notifications=settings.notification_names(),
             )
         )
     except HistoryIncomplete as error:
@@ -552,7 +559,9 @@ def projections_rebuild(
     out.print(
         f"generation {report.generation} {what}: {report.events:,} events to stream sequence"
         f" {report.position:,} in {report.seconds:.1f} s ({report.rate:,.0f} ev/s);"
-        f" {report.skipped} skipped; previous {report.previous or '-'}"
+        f" {report.skipped} skipped; {report.deliveries:,} delivery record events to"
+        f" {settings.notification_names().stream} sequence {report.deliveries_position:,},"
+        f" {report.deliveries_skipped} skipped; previous {report.previous or '-'}"
     )
 
 
@@ -560,7 +569,7 @@ def projections_rebuild(
 def projections_status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """The serving read models' position and lag behind the case stream."""
+    """The serving read models' position and lag behind the case stream (and the notifications stream)."""
     settings = ProjectionsSettings()
     try:
         location = ReadModelLocation(settings.read_models())
@@ -575,11 +584,15 @@ def projections_status(
     try:
         position = models.position()
         cases = models.case_count()
+        deliveries_applied = models.deliveries_applied_through()
     finally:
         models.close()
         location.close()
     try:
         last = asyncio.run(_stream_last_sequence(settings.nats(), settings.bus_names().stream))
+        deliveries_last = asyncio.run(
+            _stream_last_sequence(settings.nats(), settings.notification_names().stream, missing_ok=True)
+        )
     except Exception as error:
         raise _fail(f"cannot read the case stream's position: {type(error).__name__}: {error}") from None
     report = {
@@ -591,6 +604,8 @@ def projections_status(
         "lag": max(0, last - position.stream_sequence),
         "cases": cases,
         "updated_at": position.updated_at,
+        "deliveries_stream_sequence": deliveries_applied,
+        "deliveries_lag": max(0, deliveries_last - deliveries_applied),
     }
     if as_json:
         print(json.dumps(report, indent=2))
@@ -599,12 +614,18 @@ def projections_status(
         out.print(f"{key:<22} {value}", highlight=False)
 
 
-async def _stream_last_sequence(url: str, stream: str) -> int:
+async def _stream_last_sequence(url: str, stream: str, *, missing_ok: bool = False) -> int:
+    """The stream's last sequence (0 for a stream not declared yet, when ``missing_ok``)."""
     import nats  # noqa: PLC0415 - only this command needs a plain connection
+    from nats.js.errors import NotFoundError  # noqa: PLC0415
 
     nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
     try:
         return int((await nc.jetstream().stream_info(stream)).state.last_seq)
+    except NotFoundError:
+        if missing_ok:
+            return 0
+        raise
     finally:
         await nc.close()
 

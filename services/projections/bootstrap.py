@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import structlog
 from fastapi import FastAPI
+from nats.js.errors import NotFoundError
 
+from services.projections.application.deliveries import DELIVERIES_CONSUMER
 from services.projections.application.queries import QueryPolicy
 from services.projections.entrypoints.http import QueryDependencies, create_app
 from services.projections.infrastructure.access_log import AccessLogPublisher, AccessLogStore
 from services.projections.infrastructure.database import ReadModelLocation
-from services.projections.infrastructure.live import LiveProjection
+from services.projections.infrastructure.live import LiveDeliveries, LiveProjection
 from services.projections.infrastructure.readmodels import CONSUMER
 from services.projections.infrastructure.serving import ServedGenerations
 from services.projections.settings import ProjectionsSettings
@@ -25,6 +27,8 @@ from services.shared.auth import TokenService
 from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
 from services.shared.bus.names import BusNames
 from services.shared.settings import AuthSettings
+from vss_contracts.envelope import CloudEvent
+from vss_contracts.notification_events import NotificationEventData, decode_notification_event
 
 log = structlog.get_logger("vss.projections")
 
@@ -35,20 +39,70 @@ def stockholm_today() -> date:
     return datetime.now(STOCKHOLM).date()
 
 
+def notification_data(event: CloudEvent) -> NotificationEventData:
+    """The contract's check of a delivery-record event (the consumer dead-letters what fails it)."""
+    return decode_notification_event(event.type, event.data)
+
+
 @dataclass
 class ProjectorParts:
     settings: ProjectionsSettings
-    projection: LiveProjection
+    projection: LiveProjection  # the case stream -> views and journal
     consumer: DurableConsumer
+    deliveries: LiveDeliveries  # the notifications stream -> the journal's delivery rows
+    deliveries_consumer: DurableConsumer
+
+    @property
+    def consumers(self) -> list[DurableConsumer]:
+        return [self.consumer, self.deliveries_consumer]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await run_consumers(self.consumers, stop)
 
     def close(self) -> None:
         self.projection.close()
+        self.deliveries.close()
+
+
+async def run_consumers(consumers: Sequence[DurableConsumer], stop: asyncio.Event) -> None:
+    """Run the consumers until ``stop``; if one fails, stop the others and raise its error.
+
+    A consumer still waiting for its stream when stopped (the notifications service never
+    ran) raises NotFoundError: that is a normal stop.
+    """
+
+    async def one(consumer: DurableConsumer) -> None:
+        try:
+            await consumer.run(stop)
+        except NotFoundError:
+            if not stop.is_set():
+                raise
+
+    tasks = [asyncio.create_task(one(c), name=f"consumer-{c.settings.durable}") for c in consumers]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        stop.set()
+        await asyncio.wait(tasks, timeout=15)
+        for task in tasks:
+            task.cancel()
+    for task in tasks:
+        error = task.exception() if task.done() and not task.cancelled() else None
+        if error is not None:
+            raise error
 
 
 def bootstrap_projector(
-    settings: ProjectionsSettings | None = None, *, names: BusNames | None = None
+    settings: ProjectionsSettings | None = None,
+    *,
+    names: BusNames | None = None,
+    notification_names: BusNames | None = None,
 ) -> ProjectorParts:
-    """The live projector: the case stream -> the serving generation of the read models."""
+    """The live projector: the case stream and the notifications stream -> the serving generation.
+
+    The notifications consumer waits for its stream: the projector starts (and serves the
+    case's own events) when the notifications service has not run yet.
+    """
     settings = settings or ProjectionsSettings()
     projection = LiveProjection(ReadModelLocation(settings.read_models()))
     consumer = DurableConsumer(
@@ -58,7 +112,18 @@ def bootstrap_projector(
             durable=CONSUMER, names=names or settings.bus_names(), replicas=settings.nats_replicas
         ),
     )
-    return ProjectorParts(settings, projection, consumer)
+    deliveries = LiveDeliveries(ReadModelLocation(settings.read_models()))  # its own pointer connection
+    deliveries_consumer = DurableConsumer(
+        settings.nats(),
+        deliveries,
+        ConsumerSettings(
+            durable=DELIVERIES_CONSUMER,
+            names=notification_names or settings.notification_names(),
+            replicas=settings.nats_replicas,
+            decode_data=notification_data,
+        ),
+    )
+    return ProjectorParts(settings, projection, consumer, deliveries, deliveries_consumer)
 
 
 @dataclass

@@ -30,7 +30,7 @@ async def _run_projector() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await parts.consumer.run(stop)
+        await parts.run(stop)
     finally:
         parts.close()
     return 0

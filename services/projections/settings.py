@@ -5,7 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.shared.bus.names import BusNames
 from services.shared.settings import BusSettings, CommonSettings
+from vss_contracts.notification_events import NOTIFICATION_STREAM, NOTIFICATION_SUBJECT_PREFIX
 
 FIVE_YEARS_IN_DAYS = 1827  # 5 × 365 + 2 leap days
 
@@ -41,11 +43,18 @@ class ProjectionsSettings(CommonSettings, BusSettings):
         default=25, ge=1, description="Active cases above which a caseload is flagged"
     )
     due_within_days: int = Field(default=14, ge=0, description="A follow-up this close counts as due")
+    notifications_stream_prefix: str = Field(default="", description="Only for tests on a shared server")
 
     def read_models(self) -> str:
         if self.read_model_url:
             return self.read_model_url
         return f"sqlite:///{(self.data_dir / 'projections').resolve()}"
+
+    def notification_names(self) -> BusNames:
+        """The delivery record's stream (``VSS_NOTIFICATIONS``; the notifications service declares it)."""
+        return self.bus_names().sibling(
+            NOTIFICATION_STREAM, NOTIFICATION_SUBJECT_PREFIX, self.notifications_stream_prefix
+        )
 
     def access_log(self) -> str:
         if self.access_log_url:

@@ -21,8 +21,10 @@ from nats.js.errors import NotFoundError
 from services.case.generator import GenerationReport, GeneratorSettings, generate, generation_store
 from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.projections.application.deliveries import DELIVERIES_CONSUMER
+from services.projections.bootstrap import notification_data, run_consumers
 from services.projections.infrastructure.database import ReadModelLocation
-from services.projections.infrastructure.live import LiveProjection
+from services.projections.infrastructure.live import LiveDeliveries, LiveProjection
 from services.projections.infrastructure.readmodels import CONSUMER
 from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
 from services.shared.bus.names import BusNames
@@ -84,13 +86,37 @@ def history(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer) -
 
 
 class ProjectorThread:
-    """The live projector (durable consumer + read models) on its own loop in a thread."""
+    """The live projector (durable consumers + read models) on its own loop in a thread.
 
-    def __init__(self, location: ReadModelLocation, nats_url: str, names: BusNames) -> None:
+    With ``notifications`` (the delivery record's stream names) it runs the second
+    consumer too, as the projector process does.
+    """
+
+    def __init__(
+        self,
+        location: ReadModelLocation,
+        nats_url: str,
+        names: BusNames,
+        *,
+        notifications: BusNames | None = None,
+    ) -> None:
         self.projection = LiveProjection(location)
         self.consumer = DurableConsumer(
             nats_url, self.projection, ConsumerSettings(durable=CONSUMER, names=names)
         )
+        self.consumers = [self.consumer]
+        self.deliveries: LiveDeliveries | None = None
+        self.deliveries_consumer: DurableConsumer | None = None
+        if notifications is not None:
+            self.deliveries = LiveDeliveries(ReadModelLocation(location.url))
+            self.deliveries_consumer = DurableConsumer(
+                nats_url,
+                self.deliveries,
+                ConsumerSettings(
+                    durable=DELIVERIES_CONSUMER, names=notifications, decode_data=notification_data
+                ),
+            )
+            self.consumers.append(self.deliveries_consumer)
         self.loop = asyncio.new_event_loop()
         self.stop_event = asyncio.Event()
         self.thread = threading.Thread(target=self._main, daemon=True)
@@ -99,7 +125,7 @@ class ProjectorThread:
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            self.loop.run_until_complete(self.consumer.run(self.stop_event))
+            self.loop.run_until_complete(run_consumers(self.consumers, self.stop_event))
         except BaseException as error:
             self.error = error
 
@@ -111,11 +137,21 @@ class ProjectorThread:
         reached = wait_until(lambda: self.consumer._position >= sequence, timeout, 0.05)
         assert reached, f"the projector reached {self.consumer._position}, not {sequence} ({self.error!r})"
 
+    def wait_for_deliveries(self, sequence: int, timeout: float = 60) -> None:
+        consumer = self.deliveries_consumer
+        assert consumer is not None, "started without the notifications stream"
+        reached = wait_until(lambda: consumer._position >= sequence, timeout, 0.05)
+        assert reached, (
+            f"the deliveries consumer reached {consumer._position}, not {sequence} ({self.error!r})"
+        )
+
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(15)
+        self.thread.join(20)
         assert not self.thread.is_alive(), "the projector did not stop"
         self.projection.close()
+        if self.deliveries is not None:
+            self.deliveries.close()
         if self.error is not None:
             raise self.error
 

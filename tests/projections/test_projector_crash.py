@@ -43,6 +43,8 @@ def test_a_killed_projector_resumes_and_equals_a_clean_rebuild(history: History,
         VSS_READ_MODEL_URL=f"sqlite:///{directory}",
         VSS_BUS_DEAD_LETTER_STREAM=history.names.dead_letter_stream,
         VSS_BUS_DEAD_LETTER_PREFIX=history.names.dead_letter_prefix,
+        # Its notifications consumer waits for a stream of this test's own (never created here).
+        VSS_NOTIFICATIONS_STREAM_PREFIX=history.names.stream.split("_")[0] + "_",
     )
     target = history.last_sequence
     process.start()

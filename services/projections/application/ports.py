@@ -30,6 +30,8 @@ class ReadModelQueries(Protocol):
 
     def journal(self, case_id: str, after_version: int, limit: int) -> list[dict[str, Any]]: ...
 
+    def deliveries(self, case_id: str, after_version: int, limit: int) -> list[dict[str, Any]]: ...
+
     def visible_cases(
         self,
         organisation_id: str,

@@ -48,6 +48,12 @@ class CaseNotFound(LookupError):
 
 
 @dataclass(frozen=True, slots=True)
+class Journal:
+    items: list[dict[str, Any]]  # the case's events, in version order
+    deliveries: list[dict[str, Any]]  # the delivery record (stream VSS_NOTIFICATIONS), in its order
+
+
+@dataclass(frozen=True, slots=True)
 class QueryPolicy:
     caseload_limit: int = 25
     due_within_days: int = 14
@@ -133,11 +139,20 @@ class Queries:
         self._record(reader, "overview", "granted", [case_id])
         return mark_overdue(view, self.today().isoformat())
 
-    def journal(self, reader: Reader, case_id: str, after_version: int, limit: int) -> list[dict[str, Any]]:
+    def journal(
+        self, reader: Reader, case_id: str, after_version: int, limit: int, after_delivery: int = 0
+    ) -> Journal:
+        """The case's events and its delivery record (who was told what), each paged on its own.
+
+        One read of the journal: one access-log record, whichever parts it returned.
+        """
         self._case(reader, case_id, "journal")
-        rows = self.models.journal(case_id, after_version, limit)
+        journal = Journal(
+            items=self.models.journal(case_id, after_version, limit),
+            deliveries=self.models.deliveries(case_id, after_delivery, limit),
+        )
         self._record(reader, "journal", "granted", [case_id])
-        return rows
+        return journal
 
     def cases(
         self,

@@ -32,3 +32,24 @@ class CaseEventRecord:
     def name(self) -> str:
         """``SipDecided`` for ``se.vss.case.SipDecided.v1``."""
         return self.type.rsplit(".", 2)[-2]
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    """One event of a case's delivery record (stream ``VSS_NOTIFICATIONS``), decoded once.
+
+    The notifications service chains its record of each case as the case service chains
+    the case's events (``version`` 1, 2, 3 …, ``prev_hash`` → ``event_hash``), so the
+    same check applies.
+    """
+
+    case_id: str
+    version: int  # the event's place in the case's delivery record (caseversion)
+    type: str  # se.vss.notifications.NotificationSent.v1 … (after upcasting)
+    data: dict[str, Any]
+    event_id: str
+    time: str  # ISO 8601, UTC: when the notifications service recorded it
+    stream_sequence: int
+    prev_hash: str
+    event_hash: str
+    hash_ok: bool

@@ -20,7 +20,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.projections.application.ports import AccessLog, NoReadModels, Position, ServedReadModels
 from services.projections.application.queries import (
@@ -88,12 +88,53 @@ class JournalEntry(BaseModel):
     verified: bool
 
 
+class Recipient(BaseModel):
+    recipient_id: str
+    name: str | None
+    role: str | None  # client | coordinator | relative | professional | plan_contact | duty
+    organisation_id: str | None
+    user_id: str | None
+
+
+class DeliveryEntry(BaseModel):
+    """One event of the case's delivery record: who was told what, when, on which channel."""
+
+    record_version: int = Field(description="Its place in the case's delivery record: 1, 2, 3 …")
+    event_id: UUID
+    type: str = Field(description="e.g. se.vss.notifications.NotificationSent.v1")
+    status: str = Field(description="sent | failed | acknowledged | escalated")
+    time: str = Field(description="When the notifications service recorded it")
+    at: str = Field(description="When it happened: sent, failed, acknowledged or escalated")
+    delivery_key: str | None
+    recipient: Recipient | None = Field(description="None for an escalation")
+    channel: str | None = Field(description="email | webhook | sms")
+    template: str | None = Field(description="What kind of message, e.g. meeting_invitation")
+    cause_event_id: str | None = Field(description="The case or meeting event the message was about")
+    cause_event_type: str | None
+    urgent: bool
+    warning_id: str | None
+    attempts: int | None
+    message_id: str | None = Field(description="The Message-ID (e-mail) or X-VSS-Delivery (webhook) sent")
+    reason: str | None = Field(description="Why a message failed")
+    details: dict[str, Any] = Field(
+        description="failed: permanent; escalated: triggered_at, organisation_ids, unacknowledged"
+    )
+    summary: str
+    verified: bool = Field(description="It continues the case's delivery-record hash chain")
+
+
 class JournalPage(BaseModel):
     position: ReadPosition
     case_id: UUID
     chain_verifies: bool
     items: list[JournalEntry]
     next_after_version: int | None
+    deliveries: list[DeliveryEntry] = Field(
+        description="The case's delivery record (stream VSS_NOTIFICATIONS), paged on its own"
+        " with ?after_delivery= (record_version)"
+    )
+    deliveries_verify: bool
+    next_after_delivery: int | None
 
 
 class Caseload(BaseModel):
@@ -300,18 +341,29 @@ def case_journal(
     reader: ReaderDep,
     at: ConsistentDep,
     after_version: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Most items, and most deliveries")] = 100,
+    after_delivery: Annotated[
+        int, Query(ge=0, description="Page the deliveries on: the last record_version of the previous page")
+    ] = 0,
 ) -> dict[str, Any]:
+    """The case's events (``items``, in version order) and its delivery record (``deliveries``:
+    every message sent or failed, acknowledged or escalated, in the order the notifications
+    service recorded them). The two lists are paged separately. One read, one access-log
+    record (``journal``)."""
     try:
-        items = at.queries.journal(reader, str(case_id), after_version, limit)
+        journal = at.queries.journal(reader, str(case_id), after_version, limit, after_delivery)
     except CaseNotFound as error:
         raise _not_found(error, at.position) from None
+    items, deliveries = journal.items, journal.deliveries
     return {
         "position": at.position,
         "case_id": case_id,
         "chain_verifies": all(item["verified"] for item in items),
         "items": items,
         "next_after_version": items[-1]["version"] if len(items) == limit else None,
+        "deliveries": deliveries,
+        "deliveries_verify": all(d["verified"] for d in deliveries),
+        "next_after_delivery": deliveries[-1]["record_version"] if len(deliveries) == limit else None,
     }
 
 

@@ -13,13 +13,15 @@ from typing import Any
 
 import orjson
 
-from services.projections.domain.events import CaseEventRecord
+from services.projections.domain.events import CaseEventRecord, NotificationRecord
 from vss_contracts.chain import cloud_event_hash
+from vss_contracts.notification_events import NOTIFICATION_EVENT_TYPES, NOTIFICATION_UPCASTERS
 from vss_contracts.registry import upcast
 
 
 class UndecodableEvent(ValueError):
-    """The bytes are not a CloudEvent of a case event."""
+    """The bytes are not a CloudEvent of a case event (or, for :func:`decode_notification`, of
+    a notification event of a type this version knows)."""
 
 
 def _sorted_json(value: Any) -> bytes:
@@ -42,6 +44,36 @@ def decode(body: bytes, stream_sequence: int) -> CaseEventRecord:
             actor_org=event["actororg"],
             actor_principal=event["actorprincipal"],
             log_position=int(event.get("logposition") or 0),
+            stream_sequence=stream_sequence,
+            prev_hash=event["prevhash"],
+            event_hash=event["eventhash"],
+            hash_ok=hash_ok,
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise UndecodableEvent(
+            f"stream sequence {stream_sequence}: {type(error).__name__}: {error}"
+        ) from error
+
+
+def decode_notification(body: bytes, stream_sequence: int) -> NotificationRecord:
+    """An event of the delivery record (``VSS_NOTIFICATIONS``), decoded as :func:`decode` does.
+
+    A type unknown after upcasting is undecodable here too, as it is to the live
+    consumer's contract check (which dead-letters it), so live and rebuild agree.
+    """
+    try:
+        event = orjson.loads(body)
+        hash_ok = cloud_event_hash(event, dumps=_sorted_json) == event["eventhash"]
+        type_name, data = upcast(event["type"], event["data"], NOTIFICATION_UPCASTERS)
+        if type_name not in NOTIFICATION_EVENT_TYPES:
+            raise ValueError(f"unknown notification event type {event['type']!r}")
+        return NotificationRecord(
+            case_id=event["subject"],
+            version=int(event["caseversion"]),
+            type=type_name,
+            data=data,
+            event_id=event["id"],
+            time=event["time"],
             stream_sequence=stream_sequence,
             prev_hash=event["prevhash"],
             event_hash=event["eventhash"],

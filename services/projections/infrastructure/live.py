@@ -1,12 +1,20 @@
-"""The live projector: the durable consumer's handler, on the generation that serves."""
+"""The live projector: the durable consumers' handlers, on the generation that serves.
+
+Two consumers in one process, each with its own position in the serving generation:
+:class:`LiveProjection` (the case stream: views and journal) and :class:`LiveDeliveries`
+(the notifications stream: the delivery rows of the journal). Both follow the pointer
+before each event, so after a rebuild's switch each resumes from the new generation's
+position for its stream.
+"""
 
 from __future__ import annotations
 
 import structlog
 
+from services.projections.application.deliveries import DeliveryProjector
 from services.projections.application.projector import EventOfUnknownCase, Projector
 from services.projections.infrastructure.database import ReadModelLocation, new_generation
-from services.projections.infrastructure.decoding import UndecodableEvent, decode
+from services.projections.infrastructure.decoding import UndecodableEvent, decode, decode_notification
 from services.projections.infrastructure.readmodels import ReadModels
 from services.shared.bus.consumer import Delivery, PermanentFailure, StateReplaced
 
@@ -27,33 +35,54 @@ def open_current(location: ReadModelLocation) -> ReadModels:
     return models
 
 
-class LiveProjection:
-    """Implements the consumer's Handler: one event per transaction, following the pointer."""
+class _Following:
+    """The serving generation's tables, re-opened when the pointer moves."""
 
     def __init__(self, location: ReadModelLocation) -> None:
         self.location = location
         self.models = open_current(location)
-        self.projector = Projector(self.models)
+        self._opened()
+
+    def _opened(self) -> None:
+        """Build what works on ``self.models`` (after opening or switching)."""
 
     def _follow_pointer(self) -> bool:
         """Switch to the generation the pointer names; True if it moved."""
         current = self.location.current()
         if current is None or current == self.models.generation:
             return False
-        log.info("projections.switched", old=self.models.generation, new=current)
+        log.info(
+            "projections.switched", consumer=type(self).__name__, old=self.models.generation, new=current
+        )
         self.models.close()
         self.models = ReadModels(self.location.connect(current))
         self.models.create_tables()
-        self.projector = Projector(self.models)
+        self._opened()
         return True
+
+    def _check_pointer(self) -> None:
+        if self._follow_pointer():
+            raise StateReplaced(f"read models now served from generation {self.models.generation}")
+
+    def close(self) -> None:
+        self.models.close()
+        self.location.close()
+
+
+class LiveProjection(_Following):
+    """Implements the case-stream consumer's Handler: one event per transaction."""
+
+    projector: Projector
+
+    def _opened(self) -> None:
+        self.projector = Projector(self.models)
 
     def applied_through(self) -> int:
         self._follow_pointer()
         return self.models.applied_through()
 
     def apply(self, delivery: Delivery) -> bool:
-        if self._follow_pointer():
-            raise StateReplaced(f"read models now served from generation {self.models.generation}")
+        self._check_pointer()
         try:
             record = decode(delivery.body, delivery.stream_sequence)
         except UndecodableEvent as error:
@@ -66,6 +95,28 @@ class LiveProjection:
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
         self.projector.pass_over(stream_sequence, event_id)
 
-    def close(self) -> None:
-        self.models.close()
-        self.location.close()
+
+class LiveDeliveries(_Following):
+    """Implements the notifications-stream consumer's Handler: one event per transaction."""
+
+    projector: DeliveryProjector
+
+    def _opened(self) -> None:
+        self.projector = DeliveryProjector(self.models)
+
+    def applied_through(self) -> int:
+        self._follow_pointer()
+        return self.models.deliveries_applied_through()
+
+    def apply(self, delivery: Delivery) -> bool:
+        self._check_pointer()
+        try:
+            record = decode_notification(delivery.body, delivery.stream_sequence)
+        except UndecodableEvent as error:
+            raise PermanentFailure(str(error)) from error
+        return self.projector.apply(
+            [record], stream_sequence=delivery.stream_sequence, event_id=delivery.event.id
+        )
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        self.projector.pass_over(stream_sequence, event_id)

@@ -5,6 +5,9 @@
   ``open_actions`` (overdue lists) and ``case_facts`` (statistics, no personal data)
   are derived from the document whenever it is written.
 - ``journal``: one row per event.
+- ``deliveries``: one row per event of the case's delivery record (stream
+  ``VSS_NOTIFICATIONS``: who was told what, when, on which channel), applied by the
+  projector's second consumer with its own position in ``consumer_positions``.
 - ``consumer_positions`` (the shared checkpoint) and ``read_position``: the stream
   sequence and the case-store log position the tables reflect, written in the same
   transaction as the change.
@@ -18,8 +21,9 @@ from typing import Any
 
 import orjson
 
+from services.projections.application.deliveries import DELIVERIES_CONSUMER
 from services.projections.application.ports import Position
-from services.projections.domain import access
+from services.projections.domain import access, deliveries
 from services.projections.domain.case_view import View
 from services.projections.infrastructure.database import Connection
 from services.shared.bus import checkpoint
@@ -49,7 +53,16 @@ TABLES = (
     " log_position BIGINT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL, time TEXT NOT NULL,"
     " actor_id TEXT NOT NULL, actor_org TEXT NOT NULL, actor_principal TEXT NOT NULL,"
     " summary TEXT NOT NULL, verified INTEGER NOT NULL, PRIMARY KEY (case_id, version))",
+    "CREATE TABLE IF NOT EXISTS deliveries (case_id TEXT NOT NULL, version BIGINT NOT NULL,"
+    " event_id TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL, time TEXT NOT NULL,"
+    " at TEXT NOT NULL, delivery_key TEXT, recipient_id TEXT, recipient_name TEXT, recipient_role TEXT,"
+    " recipient_organisation TEXT, recipient_user TEXT, channel TEXT, template TEXT, cause_event_id TEXT,"
+    " cause_event_type TEXT, urgent INTEGER NOT NULL, warning_id TEXT, attempts INTEGER,"
+    " message_id TEXT, reason TEXT, details TEXT NOT NULL, summary TEXT NOT NULL,"
+    " event_hash TEXT NOT NULL, verified INTEGER NOT NULL, PRIMARY KEY (case_id, version))",
 )
+
+_DELIVERY_COLUMNS = ", ".join(deliveries.COLUMNS)
 
 # The tables a comparison of two generations looks at (all but bookkeeping timestamps).
 COMPARED = {
@@ -59,6 +72,7 @@ COMPARED = {
     "open_actions": "case_id, action_id",
     "case_facts": "case_id",
     "journal": "case_id, version",
+    "deliveries": "case_id, version",
 }
 
 
@@ -91,6 +105,13 @@ class ReadModels:
 
     def applied_through(self) -> int:
         return self.position().stream_sequence
+
+    def deliveries_applied_through(self) -> int:
+        """The last sequence of the notifications stream applied (0: none)."""
+        row = self.conn.fetchone(
+            "SELECT stream_sequence FROM consumer_positions WHERE consumer = ?", (DELIVERIES_CONSUMER,)
+        )
+        return int(row[0]) if row else 0
 
     # -------------------------------------------------------------------------- writes
     def load_view(self, case_id: str, cursor: Any | None = None) -> View | None:
@@ -215,6 +236,27 @@ class ReadModels:
                 journal_rows,
             )
 
+    def advance(self, cursor: Any, consumer: str, stream_sequence: int, event_id: str | None) -> bool:
+        return checkpoint.advance(cursor, consumer, stream_sequence, event_id, p=self.conn.p)
+
+    def delivery_head(self, cursor: Any, case_id: str) -> tuple[int, str] | None:
+        """The last version of the case's delivery record applied here, and its hash."""
+        cursor.execute(
+            self.conn.sql(
+                "SELECT version, event_hash FROM deliveries WHERE case_id = ? ORDER BY version DESC LIMIT 1"
+            ),
+            (case_id,),
+        )
+        row = cursor.fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def write_deliveries(self, cursor: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+        if rows:
+            marks = ", ".join("?" for _ in deliveries.COLUMNS)
+            cursor.executemany(
+                self.conn.sql(f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES ({marks})"), rows
+            )
+
     # ------------------------------------------------------------------------- queries
     def overview(self, case_id: str) -> View | None:
         return self.load_view(case_id)
@@ -237,6 +279,49 @@ class ReadModels:
                 "actor_principal": r[7],
                 "summary": r[8],
                 "verified": bool(r[9]),
+            }
+            for r in rows
+        ]
+
+    def deliveries(self, case_id: str, after_version: int, limit: int) -> list[dict[str, Any]]:
+        """The case's delivery record in its order (``version`` 1, 2, 3 … of that record)."""
+        rows = self.conn.fetchall(
+            "SELECT version, event_id, type, status, time, at, delivery_key, recipient_id, recipient_name,"
+            " recipient_role, recipient_organisation, recipient_user, channel, template, cause_event_id,"
+            " cause_event_type, urgent, warning_id, attempts, message_id, reason, details, summary, verified"
+            " FROM deliveries WHERE case_id = ? AND version > ? ORDER BY version LIMIT ?",
+            (case_id, after_version, limit),
+        )
+        return [
+            {
+                "record_version": int(r[0]),
+                "event_id": r[1],
+                "type": r[2],
+                "status": r[3],
+                "time": r[4],
+                "at": r[5],
+                "delivery_key": r[6],
+                "recipient": None
+                if r[7] is None
+                else {
+                    "recipient_id": r[7],
+                    "name": r[8],
+                    "role": r[9],
+                    "organisation_id": r[10],
+                    "user_id": r[11],
+                },
+                "channel": r[12],
+                "template": r[13],
+                "cause_event_id": r[14],
+                "cause_event_type": r[15],
+                "urgent": bool(r[16]),
+                "warning_id": r[17],
+                "attempts": None if r[18] is None else int(r[18]),
+                "message_id": r[19],
+                "reason": r[20],
+                "details": orjson.loads(r[21]),
+                "summary": r[22],
+                "verified": bool(r[23]),
             }
             for r in rows
         ]

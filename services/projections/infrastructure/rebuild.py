@@ -1,10 +1,12 @@
 """Rebuild the read models from the start of history into a fresh generation, then switch.
 
 The case stream keeps every event (limits retention, no age limit), so it *is* the
-history a rebuild reads. The current generation keeps serving meanwhile; when the new
-one has caught up with the stream it becomes current, and the live projector (if one
-runs) follows the pointer, applying whatever arrived since. An interrupted rebuild
-leaves an unused generation behind, which the next one removes.
+history a rebuild reads; then the notifications stream (the journal's delivery rows),
+when there is one: a missing stream (the notifications service never ran) leaves the
+delivery rows empty. The current generation keeps serving meanwhile; when the new one
+has caught up with both streams it becomes current, and the live projector's consumers
+(if one runs) follow the pointer, each applying whatever arrived on its stream since.
+An interrupted rebuild leaves an unused generation behind, which the next one removes.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from dataclasses import dataclass
 
 import structlog
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
+from services.projections.application.deliveries import DeliveryProjector
 from services.projections.application.projector import Projector
 from services.projections.infrastructure.database import Connection, ReadModelLocation, new_generation
-from services.projections.infrastructure.decoding import UndecodableEvent, decode
+from services.projections.infrastructure.decoding import UndecodableEvent, decode, decode_notification
 from services.projections.infrastructure.readmodels import ReadModels
 from services.shared.bus.names import BusNames
 from services.shared.bus.streams import connect
@@ -60,6 +65,9 @@ class RebuildReport:
     seconds: float
     skipped: int  # undecodable messages and events of cases never opened
     switched: bool
+    deliveries: int = 0  # delivery rows from the notifications stream
+    deliveries_position: int = 0  # the notifications stream's last sequence read (0: none, or no stream)
+    deliveries_skipped: int = 0  # undecodable messages of the notifications stream
 
     @property
     def rate(self) -> float:
@@ -75,7 +83,9 @@ async def rebuild(
     switch: bool = True,
     progress: Callable[[Progress], None] | None = None,
     progress_every: float = 1.0,
+    notifications: BusNames | None = None,
 ) -> RebuildReport:
+    """Rebuild from ``names`` (the case stream) and, if given, ``notifications`` (the delivery record)."""
     previous = location.current()
     generation = new_generation()
     models = ReadModels(location.connect(generation))
@@ -93,11 +103,12 @@ async def rebuild(
         try:
             js = nc.jetstream()
             info = await js.stream_info(names.stream)
-            if info.state.messages and info.state.first_seq > 1:
-                raise HistoryIncomplete(
-                    f"stream {names.stream} starts at sequence {info.state.first_seq}, not 1:"
-                    " the history before it is gone, so a rebuild from the stream would be incomplete"
-                )
+            _check_complete(names.stream, info.state.messages, info.state.first_seq)
+            delivered = None
+            if notifications is not None:  # checked before the long part, not after
+                delivered = await _stream_state(js, notifications.stream)
+                if delivered is not None:
+                    _check_complete(notifications.stream, *delivered)
             target = info.state.last_seq
             position = undecodable = 0
             last_report = started
@@ -141,6 +152,12 @@ async def rebuild(
             finally:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+            deliveries = DeliveryProjector(models)
+            delivery_position = delivery_undecodable = 0
+            if notifications is not None and delivered is not None:
+                delivery_position, delivery_undecodable = await _rebuild_deliveries(
+                    js, notifications, deliveries, batch
+                )
         finally:
             with contextlib.suppress(Exception):
                 await nc.drain()
@@ -165,7 +182,76 @@ async def rebuild(
         seconds=seconds,
         skipped=undecodable + projector.orphans,
         switched=switch,
+        deliveries=deliveries.applied,
+        deliveries_position=delivery_position,
+        deliveries_skipped=delivery_undecodable,
     )
+
+
+def _check_complete(stream: str, messages: int, first_seq: int) -> None:
+    if messages and first_seq > 1:
+        raise HistoryIncomplete(
+            f"stream {stream} starts at sequence {first_seq}, not 1:"
+            " the history before it is gone, so a rebuild from the stream would be incomplete"
+        )
+
+
+async def _stream_state(js: JetStreamContext, stream: str) -> tuple[int, int] | None:
+    """(messages, first sequence) of the stream, or None if there is no such stream."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return None
+    return int(info.state.messages), int(info.state.first_seq)
+
+
+async def _rebuild_deliveries(
+    js: JetStreamContext, names: BusNames, deliveries: DeliveryProjector, batch: int
+) -> tuple[int, int]:
+    """The notifications stream from sequence 1 to its end into the new generation's delivery
+    rows, a batch per transaction with the position; (last sequence read, undecodable)."""
+    position = undecodable = 0
+    target = (await js.stream_info(names.stream)).state.last_seq
+    if target == 0:
+        return 0, 0
+    sub = await js.pull_subscribe(
+        names.subjects,
+        stream=names.stream,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.ALL,
+            inactive_threshold=60.0,
+            mem_storage=True,
+            description="VSS projections rebuild of the delivery record (ephemeral)",
+        ),
+    )
+    try:
+        while True:
+            if position >= target:
+                target = (await js.stream_info(names.stream)).state.last_seq
+                if position >= target:
+                    break
+            try:
+                messages = await sub.fetch(batch, timeout=2.0)
+            except NatsTimeoutError:
+                continue
+            records = []
+            for msg in messages:
+                sequence = msg.metadata.sequence.stream
+                try:
+                    records.append(decode_notification(msg.data, sequence))
+                except UndecodableEvent as error:
+                    undecodable += 1
+                    log.warning("rebuild.undecodable", stream=names.stream, error=str(error))
+                position = max(position, sequence)
+            if messages:
+                last = records[-1] if records and records[-1].stream_sequence == position else None
+                deliveries.apply(records, stream_sequence=position, event_id=last.event_id if last else None)
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    log.info("rebuild.deliveries", stream=names.stream, rows=deliveries.applied, position=position)
+    return position, undecodable
 
 
 def _commit_without_waiting(conn: Connection) -> None:
