@@ -93,6 +93,7 @@ class World:
         language: str = "sv",
         templates_dir: Path | None = None,
         max_attempts: int = 8,
+        store_url: str | None = None,
     ) -> None:
         self.clock = FixedClock(START)
         self.sink_dir = tmp / "mail"
@@ -100,7 +101,7 @@ class World:
         self.sink = MailSink(self.sink_dir)
         self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self.sink.start())
-        self.store = NotificationStore(f"sqlite:///{tmp / 'notifications.sqlite'}")
+        self.store = NotificationStore(store_url or f"sqlite:///{tmp / 'notifications.sqlite'}")
         self.store.migrate()
         self.smtp = SmtpChannel("127.0.0.1", self.sink.port, sender=("VSS", "noreply@vss.example.se"))
         # The webhook is signed with the system clock: the receiver checks it against its own.

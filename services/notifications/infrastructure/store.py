@@ -44,6 +44,9 @@ SERVICE_ACTOR = "vss-notifications"
 SERVICE_ORGANISATION = "vss"
 
 
+_WRITER_LOCK = 0x565353_4E4F54  # "VSSNOT": the advisory lock of the notifications store's writers
+
+
 class StoreNotMigrated(RuntimeError):
     """The notifications store has no tables: run ``vss migrate``."""
 
@@ -159,6 +162,9 @@ class NotificationStore:
             conn = self._conn()
             if self.postgres:
                 with conn.transaction(), conn.cursor() as cursor:
+                    # One writer at a time across processes too: the log's positions must
+                    # commit in order, or the relay could pass one that commits later.
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK,))
                     yield Tx(cursor, True)
                 return
             cursor = conn.cursor()
