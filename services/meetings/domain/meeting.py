@@ -5,10 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 from vss_contracts.meeting_events import Invitee, MeetingKind
+
+
+def invitee_from_json(value: dict[str, Any]) -> Invitee:
+    """An invitee from its JSON, validated once per distinct value.
+
+    A schedule is restored for every case event it applies, and its invitees (the same
+    few people, in every meeting it ever held) were the bulk of that work: validating
+    e-mail addresses again and again. Invitees are frozen, so equal ones can be shared.
+    """
+    return _invitee(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+
+
+@lru_cache(maxsize=65_536)
+def _invitee(raw: bytes) -> Invitee:
+    return Invitee.model_validate_json(raw)
 
 
 class MeetingStatus(StrEnum):
@@ -73,8 +91,8 @@ class Meeting:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Meeting:
-        invitees = [Invitee.model_validate(i) for i in value["invitees"]]
-        dropped = [Invitee.model_validate(i) for i in value["dropped"]]
+        invitees = [invitee_from_json(i) for i in value["invitees"]]
+        dropped = [invitee_from_json(i) for i in value["dropped"]]
         return cls(
             meeting_id=UUID(value["meeting_id"]),
             case_id=UUID(value["case_id"]),

@@ -24,7 +24,7 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays, local_datetime
-from services.meetings.domain.meeting import Meeting, MeetingStatus
+from services.meetings.domain.meeting import Meeting, MeetingStatus, invitee_from_json
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
 from vss_contracts.case_events import CaseEventData
@@ -734,12 +734,12 @@ def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> Meeti
         phase=Phase(value["phase"]),
         phase_since=_date(value["phase_since"]),
         closed=value["closed"],
-        client=Invitee.model_validate(value["client"]) if value["client"] else None,
-        coordinators={k: Invitee.model_validate(v) for k, v in value["coordinators"].items()},
-        members={k: Invitee.model_validate(v) for k, v in value["members"].items()},
+        client=invitee_from_json(value["client"]) if value["client"] else None,
+        coordinators={k: invitee_from_json(v) for k, v in value["coordinators"].items()},
+        members={k: invitee_from_json(v) for k, v in value["members"].items()},
         consent_orgs=value["consent_orgs"],
         consent_relatives=value["consent_relatives"],
-        plan_contacts=[Invitee.model_validate(v) for v in value["plan_contacts"]],
+        plan_contacts=[invitee_from_json(v) for v in value["plan_contacts"]],
         meetings={k: Meeting.from_json(v) for k, v in value["meetings"].items()},
         follow_up=(follow_up[0], date.fromisoformat(follow_up[1]), date.fromisoformat(follow_up[2]))
         if follow_up
