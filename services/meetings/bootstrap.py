@@ -119,6 +119,7 @@ def bootstrap_meetings(
     parts = MeetingsParts(settings, store, service, consumer, relay, meeting_names)
     if with_api:
         from services.meetings.entrypoints.http import (  # noqa: PLC0415 - the API is optional here
+            FeedLinks,
             MeetingsApiDependencies,
             create_app,
         )
@@ -129,6 +130,7 @@ def bootstrap_meetings(
                 service=service,
                 tokens=parts.tokens,
                 organiser=(settings.organiser_name, str(settings.organiser_email)),
+                feed_links=FeedLinks(settings.feed_key(), settings.public_meetings_url),
             )
         )
     return parts

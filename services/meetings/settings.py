@@ -11,6 +11,7 @@ from pydantic import EmailStr, Field
 from pydantic_settings import SettingsConfigDict
 
 from services.meetings.domain.schedule import DEFAULT_CADENCE, Rules
+from services.shared.auth import secret_file
 from services.shared.bus.names import BusNames
 from services.shared.settings import BusSettings, CommonSettings
 from vss_contracts.types import Phase
@@ -38,6 +39,21 @@ class MeetingsSettings(CommonSettings, BusSettings):
     timer_interval: float = Field(default=30.0, gt=0, description="Seconds between looks for due timers")
     organiser_name: str = "VSS vård- och stödsamordning"
     organiser_email: EmailStr = "noreply@vss.example.se"
+    public_meetings_url: str = Field(
+        default="http://127.0.0.1:8002", description="The meetings API as calendar apps reach it"
+    )
+    calendar_link_key: str | None = Field(
+        default=None, description="HMAC key of calendar feed links; unset: a key file in the data directory"
+    )
+
+    def feed_key(self) -> bytes:
+        """The calendar feed links' key: the setting, else a key file made on first use.
+
+        Changing it revokes every feed link handed out.
+        """
+        if self.calendar_link_key:
+            return self.calendar_link_key.encode()
+        return secret_file(self.data_dir / "keys" / "calendar-links.key").encode()
 
     def store_url(self) -> str:
         if self.meetings_store_url:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.notifications.application.service import Organisation, Policy, Webhook
 from services.notifications.domain.audience import Person, Role
+from services.shared.auth import secret_file
 from services.shared.bus.names import BusNames
 from services.shared.settings import BusSettings, CommonSettings
 from vss_contracts.meeting_events import MEETING_STREAM, MEETING_SUBJECT_PREFIX
@@ -116,12 +116,7 @@ class NotificationsSettings(CommonSettings, BusSettings):
         """The acknowledgement links' key: the setting, else a key file made on first use."""
         if self.ack_link_key:
             return self.ack_link_key.encode()
-        path = self.data_dir / "keys" / "ack-links.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
-        return path.read_text().strip().encode()
+        return secret_file(self.data_dir / "keys" / "ack-links.key").encode()
 
     def policy(self) -> Policy:
         return Policy(

@@ -35,15 +35,26 @@ class TokenClaims:
     roles: frozenset[str]
 
 
-def embedded_key(data_dir: Path) -> str:
-    """The HS256 secret of the embedded defaults, created (mode 0600) on first use."""
-    path = data_dir / EMBEDDED_KEY_FILE
+def secret_file(path: Path) -> str:
+    """A random secret kept in ``path``, created (mode 0600) on first use.
+
+    Two processes starting together both end up with the one that was written first.
+    """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def embedded_key(data_dir: Path) -> str:
+    """The HS256 secret of the embedded defaults, created (mode 0600) on first use."""
+    return secret_file(data_dir / EMBEDDED_KEY_FILE)
 
 
 @dataclass(frozen=True, slots=True)

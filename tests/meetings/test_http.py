@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -14,7 +14,7 @@ from icalendar import Calendar, Component
 
 from services.meetings.application.service import MeetingsService
 from services.meetings.domain.calendar import STOCKHOLM
-from services.meetings.entrypoints.http import MeetingsApiDependencies, create_app
+from services.meetings.entrypoints.http import FeedLinks, MeetingsApiDependencies, create_app
 from services.meetings.infrastructure.store import MeetingStore
 from services.shared.auth import TokenService
 from tests.meetings.feed import REGION_PSYCH, SOCIAL, CaseFeed
@@ -91,7 +91,10 @@ def api(meetings: MeetingsService, feed: CaseFeed, meeting_store: MeetingStore) 
     feed.assign(day)
     feed.consent(day, SOCIAL, REGION_PSYCH)
     feed.sip(day, 1, follow_up=RG_STARTS.date())
-    app = create_app(MeetingsApiDependencies(service=meetings, tokens=TOKENS, organiser=ORGANISER))
+    links = FeedLinks(b"calendar-link-test-key", "https://vss.example.se/meetings")
+    app = create_app(
+        MeetingsApiDependencies(service=meetings, tokens=TOKENS, organiser=ORGANISER, feed_links=links)
+    )
     return Api(TestClient(app), feed.case_id, meeting_store)
 
 
@@ -291,6 +294,34 @@ def test_another_users_feed_is_refused(api: Api) -> None:
     response = api.client.get("/v1/coordinators/sara/calendar.ics", headers=headers("olle"))
     assert response.status_code == 403
     assert response.json()["rule"] == "not_own_calendar"
+
+
+def test_a_signed_calendar_link_reads_the_feed_without_a_token(api: Api) -> None:
+    rg = api.resource_group_meeting()["meeting_id"]
+    link = api.client.get("/v1/coordinators/sara/calendar-link", headers=headers())
+    assert link.status_code == 200, link.text
+    url = link.json()["url"]
+    assert url.startswith("https://vss.example.se/meetings/v1/coordinators/sara/calendar.ics?key=")
+    path = url.removeprefix("https://vss.example.se/meetings")
+    response = api.client.get(path)  # a calendar app: no Authorization header
+    assert response.status_code == 200, response.text
+    assert {str(e["UID"]) for e in Calendar.from_ical(response.content).walk("VEVENT")} == {f"{rg}@vss.se"}
+    # The key is sara's alone: not another coordinator's feed, not a forged or altered one.
+    key = url.split("key=")[1]
+    for forged in (f"/v1/coordinators/olle/calendar.ics?key={key}", path[:-2] + "AA"):
+        refused = api.client.get(forged)
+        assert refused.status_code == 403
+        assert refused.json()["rule"] == "invalid_calendar_link"
+    # Without a key or a token: 401; a link for someone else is not handed out.
+    assert api.client.get("/v1/coordinators/sara/calendar.ics").status_code == 401
+    other = api.client.get("/v1/coordinators/olle/calendar-link", headers=headers())
+    assert other.status_code == 403
+    # Another key (the setting changed): every link handed out stops working.
+    api.client.app.state.deps = replace(  # type: ignore[attr-defined]
+        api.client.app.state.deps,  # type: ignore[attr-defined]
+        feed_links=FeedLinks(b"a-new-key", "https://vss.example.se/meetings"),
+    )
+    assert api.client.get(path).status_code == 403
 
 
 def test_openapi_docs(api: Api) -> None:

@@ -15,10 +15,17 @@
 - The request ids of reschedule, cancel and held are namespaced by the operation and the
   meeting (and, for a reschedule, the meeting's sequence), so one key reused for another
   request can never make two events with one id.
+- A coordinator's calendar feed is read with their token, or, by a calendar app (which
+  cannot send one), with the signed link ``GET /v1/coordinators/{id}/calendar-link``
+  gives them: ``…/calendar.ics?key=<HMAC of the user id>``. The key is the credential;
+  changing ``VSS_CALENDAR_LINK_KEY`` revokes every link.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +33,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -141,10 +148,36 @@ def _out(meeting: Meeting) -> MeetingOut:
 
 # --------------------------------------------------------------------------------- wiring
 @dataclass(frozen=True, slots=True)
+class FeedLinks:
+    """Signed links to coordinators' calendar feeds, for calendar apps that send no token."""
+
+    key: bytes
+    base_url: str  # the meetings API as calendar apps reach it
+
+    def signature(self, user_id: str) -> str:
+        mac = hmac.new(self.key, f"calendar-feed:{user_id}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:24]).decode()
+
+    def url(self, user_id: str) -> str:
+        base = self.base_url.rstrip("/")
+        return f"{base}/v1/coordinators/{user_id}/calendar.ics?key={self.signature(user_id)}"
+
+    def verify(self, user_id: str, key: str) -> bool:
+        return hmac.compare_digest(self.signature(user_id).encode(), key.encode())
+
+
+class CalendarLink(BaseModel):
+    user_id: str
+    url: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
 class MeetingsApiDependencies:
     service: MeetingsService
     tokens: TokenService
     organiser: tuple[str, str]  # (name, email): the ORGANIZER of every .ics
+    feed_links: FeedLinks
 
 
 router = APIRouter(prefix="/v1")
@@ -457,11 +490,40 @@ def mark_meeting_held(
     responses=_ICS_RESPONSES,
     tags=["calendar"],
 )
-def coordinator_feed(user_id: str, claims: Caller, request: Request) -> Response:
-    """A coordinator's meetings in all their cases, as a subscribable feed: for that coordinator only."""
-    if claims.user_id != user_id:
-        raise _forbidden(f"the calendar of {user_id} is for that coordinator only", "not_own_calendar")
+def coordinator_feed(
+    user_id: str,
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    key: Annotated[
+        str | None,
+        Query(max_length=64, description="The signature of a calendar link (instead of a token)"),
+    ] = None,
+) -> Response:
+    """A coordinator's meetings in all their cases, as a subscribable feed: for that coordinator
+    only, with their token or the signed link ``/calendar-link`` gives them."""
     deps = _deps(request)
+    if key is not None:
+        if not deps.feed_links.verify(user_id, key):
+            raise _forbidden(
+                "the calendar link's key is not valid (revoked or mistyped)", "invalid_calendar_link"
+            )
+    else:
+        claims = verified_claims(deps.tokens, credentials)
+        if claims.user_id != user_id:
+            raise _forbidden(f"the calendar of {user_id} is for that coordinator only", "not_own_calendar")
     meetings = deps.service.meetings_of_coordinator(user_id)
     feed = calendar_feed(meetings, name="VSS möten", now=deps.service.clock.now(), organizer=deps.organiser)
     return _ics(feed)
+
+
+@router.get("/coordinators/{user_id}/calendar-link", response_model=CalendarLink, tags=["calendar"])
+def calendar_link(user_id: str, claims: Caller, request: Request) -> CalendarLink:
+    """The coordinator's own subscribable feed URL (for Outlook, Google, Apple calendars)."""
+    if claims.user_id != user_id:
+        raise _forbidden(f"the calendar of {user_id} is for that coordinator only", "not_own_calendar")
+    return CalendarLink(
+        user_id=user_id,
+        url=_deps(request).feed_links.url(user_id),
+        note="Anyone with this link can read the calendar: keep it private. It stops working"
+        " when the service's calendar link key is changed.",
+    )
