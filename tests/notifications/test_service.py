@@ -183,3 +183,29 @@ def test_an_acknowledged_warning_does_not_escalate(tmp_path: Path) -> None:
         assert "jour@example.se" not in world.recipients()
     finally:
         world.close()
+
+
+def test_a_crash_between_the_servers_acceptance_and_the_record_resends_a_recognisable_copy(
+    world: World,
+) -> None:
+    """The one case that cannot be exactly once (ADR 0007): the copy has the same Message-ID."""
+    world.feed.open(DAY)
+    world.feed.assign(DAY, "sara", SOCIAL)
+    store = world.store
+    finish = store.finish
+
+    def crash(*args: object, **kwargs: object) -> bool:
+        raise RuntimeError("the process died before the outcome was stored")
+
+    store.finish = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        world.deliver()
+    store.finish = finish  # type: ignore[method-assign]
+    [row] = world.service.deliveries(world.feed.case_id)
+    assert row.status == "pending"  # the record does not know the server has it
+    assert world.deliver() == 1  # after the restart: sent again
+    first, second = world.mails()
+    assert first["Message-ID"] == second["Message-ID"] == row.message_id
+    assert first["X-VSS-Delivery"] == second["X-VSS-Delivery"]
+    [row] = world.service.deliveries(world.feed.case_id)
+    assert (row.status, row.attempts) == ("sent", 1)
