@@ -79,10 +79,10 @@ from bench.common import (
 )
 from bench.rebuild import embedded_nats, published_stream
 from services.projections.application.queries import Queries, QueryPolicy, Reader
-from services.projections.infrastructure.access_log import AccessLogStore
 from services.projections.infrastructure.database import Connection, ReadModelLocation
 from services.projections.infrastructure.readmodels import ReadModels
 from services.projections.infrastructure.rebuild import rebuild
+from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from services.shared.bus.embedded import free_port
 from services.shared.settings import AuthSettings

@@ -48,11 +48,11 @@ from services.meetings.infrastructure.store import migrate as migrate_meetings
 from services.meetings.settings import MeetingsSettings
 from services.notifications.infrastructure.store import migrate as migrate_notifications
 from services.notifications.settings import NotificationsSettings
-from services.projections.infrastructure.access_log import AccessLogStore
 from services.projections.infrastructure.database import NoReadModels, ReadModelLocation, ReadModelUrlInvalid
 from services.projections.infrastructure.readmodels import ReadModels
 from services.projections.infrastructure.rebuild import HistoryIncomplete, Progress, rebuild
 from services.projections.settings import ProjectionsSettings
+from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from services.shared.bus.embedded import EmbeddedNatsServer, port_is_free
 from services.shared.bus.lease import current_holder

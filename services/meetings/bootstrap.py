@@ -16,6 +16,7 @@ from services.meetings.domain.calendar import WorkingDays
 from services.meetings.infrastructure.bus import CaseEventHandler, MeetingEventLog, adopt_stream
 from services.meetings.infrastructure.store import CONSUMER, MeetingStore
 from services.meetings.settings import MeetingsSettings
+from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
 from services.shared.bus.names import BusNames
@@ -131,6 +132,7 @@ def bootstrap_meetings(
                 tokens=parts.tokens,
                 organiser=(settings.organiser_name, str(settings.organiser_email)),
                 feed_links=FeedLinks(settings.feed_key(), settings.public_meetings_url),
+                access_log=AccessLogStore(settings.access_log()),
             )
         )
     return parts

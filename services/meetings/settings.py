@@ -13,11 +13,11 @@ from pydantic_settings import SettingsConfigDict
 from services.meetings.domain.schedule import DEFAULT_CADENCE, Rules
 from services.shared.auth import secret_file
 from services.shared.bus.names import BusNames
-from services.shared.settings import BusSettings, CommonSettings
+from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings
 from vss_contracts.types import Phase
 
 
-class MeetingsSettings(CommonSettings, BusSettings):
+class MeetingsSettings(CommonSettings, BusSettings, AccessLogSettings):
     model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
 
     meetings_store_url: str | None = Field(

@@ -23,6 +23,7 @@ from services.notifications.infrastructure.mailsink import MailSink
 from services.notifications.infrastructure.store import NotificationStore
 from services.notifications.infrastructure.templates import Templates
 from services.notifications.settings import NotificationsSettings
+from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
 from services.shared.bus.names import BusNames
@@ -183,5 +184,9 @@ def bootstrap_notifications(
         )
 
         parts.tokens = TokenService.from_settings(auth or AuthSettings(), settings.data_dir)
-        parts.app = create_app(NotificationsApiDependencies(service=service, tokens=parts.tokens))
+        parts.app = create_app(
+            NotificationsApiDependencies(
+                service=service, tokens=parts.tokens, access_log=AccessLogStore(settings.access_log())
+            )
+        )
     return parts

@@ -14,7 +14,7 @@ from services.notifications.application.service import Organisation, Policy, Web
 from services.notifications.domain.audience import Person, Role
 from services.shared.auth import secret_file
 from services.shared.bus.names import BusNames
-from services.shared.settings import BusSettings, CommonSettings
+from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings
 from vss_contracts.meeting_events import MEETING_STREAM, MEETING_SUBJECT_PREFIX
 
 
@@ -68,7 +68,7 @@ def load_organisations(path: Path | None) -> dict[str, Organisation]:
     }
 
 
-class NotificationsSettings(CommonSettings, BusSettings):
+class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings):
     model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
 
     notifications_store_url: str | None = Field(

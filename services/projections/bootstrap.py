@@ -16,13 +16,13 @@ from nats.js.errors import NotFoundError
 from services.projections.application.deliveries import DELIVERIES_CONSUMER
 from services.projections.application.queries import QueryPolicy
 from services.projections.entrypoints.http import QueryDependencies, create_app
-from services.projections.infrastructure.access_log import AccessLogPublisher, AccessLogStore
 from services.projections.infrastructure.database import ReadModelLocation
 from services.projections.infrastructure.live import LiveDeliveries, LiveProjection
 from services.projections.infrastructure.readmodels import CONSUMER
 from services.projections.infrastructure.serving import ServedGenerations
 from services.projections.settings import ProjectionsSettings
 from services.shared import geography
+from services.shared.access_log import AccessLogPublisher, AccessLogStore
 from services.shared.auth import TokenService
 from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
 from services.shared.bus.names import BusNames

@@ -6,23 +6,16 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.shared.bus.names import BusNames
-from services.shared.settings import BusSettings, CommonSettings
+from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings
 from vss_contracts.notification_events import NOTIFICATION_STREAM, NOTIFICATION_SUBJECT_PREFIX
 
-FIVE_YEARS_IN_DAYS = 1827  # 5 × 365 + 2 leap days
 
-
-class ProjectionsSettings(CommonSettings, BusSettings):
+class ProjectionsSettings(CommonSettings, BusSettings, AccessLogSettings):
     model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
 
     read_model_url: str | None = Field(
         default=None,
         description="sqlite:///DIRECTORY or postgresql://…; unset: SQLite files under the data directory",
-    )
-    access_log_url: str | None = Field(
-        default=None,
-        description="sqlite:///FILE or postgresql://…; unset: SQLite under the data directory."
-        " Kept apart from the read models: they can be rebuilt, the access log cannot.",
     )
     query_host: str = "127.0.0.1"
     query_port: int = 8001
@@ -32,13 +25,6 @@ class ProjectionsSettings(CommonSettings, BusSettings):
         le=60,
         description="Longest wait of a query for the read models to reach ?position=",
     )
-    access_log_retention_days: int = Field(
-        default=FIVE_YEARS_IN_DAYS,
-        ge=FIVE_YEARS_IN_DAYS,
-        description="How long access-log records are kept (at least five years)",
-    )
-    access_stream: str = Field(default="VSS_ACCESS", description="Stream the access log is published on")
-    access_subject_prefix: str = "vss.access"
     caseload_limit: int = Field(
         default=25, ge=1, description="Active cases above which a caseload is flagged"
     )
@@ -55,8 +41,3 @@ class ProjectionsSettings(CommonSettings, BusSettings):
         return self.bus_names().sibling(
             NOTIFICATION_STREAM, NOTIFICATION_SUBJECT_PREFIX, self.notifications_stream_prefix
         )
-
-    def access_log(self) -> str:
-        if self.access_log_url:
-            return self.access_log_url
-        return f"sqlite:///{(self.data_dir / 'projections' / 'access-log.sqlite').resolve()}"

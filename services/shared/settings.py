@@ -37,6 +37,34 @@ class CommonSettings(BaseSettings):
     log_json: bool = False
 
 
+FIVE_YEARS_IN_DAYS = 1827  # 5 × 365 + 2 leap days
+
+
+class AccessLogSettings(BaseSettings):
+    """The one access log every API that serves a case's data records to."""
+
+    model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".vss"), description="Data of the embedded defaults")
+    access_log_url: str | None = Field(
+        default=None,
+        description="sqlite:///FILE or postgresql://…; unset: SQLite under the data directory."
+        " Kept apart from the read models: they can be rebuilt, the access log cannot.",
+    )
+    access_log_retention_days: int = Field(
+        default=FIVE_YEARS_IN_DAYS,
+        ge=FIVE_YEARS_IN_DAYS,
+        description="How long access-log records are kept (at least five years)",
+    )
+    access_stream: str = Field(default="VSS_ACCESS", description="Stream the access log is published on")
+    access_subject_prefix: str = "vss.access"
+
+    def access_log(self) -> str:
+        if self.access_log_url:
+            return self.access_log_url
+        return f"sqlite:///{(self.data_dir / 'projections' / 'access-log.sqlite').resolve()}"
+
+
 EMBEDDED_NATS_PORT = 4422  # not 4222: a machine's own NATS may hold the standard port
 
 

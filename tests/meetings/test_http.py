@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -16,6 +17,7 @@ from services.meetings.application.service import MeetingsService
 from services.meetings.domain.calendar import STOCKHOLM
 from services.meetings.entrypoints.http import FeedLinks, MeetingsApiDependencies, create_app
 from services.meetings.infrastructure.store import MeetingStore
+from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from tests.meetings.feed import REGION_PSYCH, SOCIAL, CaseFeed
 from vss_contracts import meeting_events as me
@@ -45,6 +47,13 @@ class Api:
     client: TestClient
     case_id: UUID
     store: MeetingStore
+    access_log: AccessLogStore
+
+    def accesses(self) -> list[tuple[str, str, str, str]]:
+        return [
+            (r.user_id, r.organisation_id, r.resource, r.outcome)
+            for _, r in self.access_log.for_case(str(self.case_id), 0, 1000)
+        ]
 
     @property
     def base(self) -> str:
@@ -84,7 +93,7 @@ def only_event(calendar: Calendar) -> Component:
 
 
 @pytest.fixture
-def api(meetings: MeetingsService, feed: CaseFeed, meeting_store: MeetingStore) -> Api:
+def api(meetings: MeetingsService, feed: CaseFeed, meeting_store: MeetingStore, tmp_path: Path) -> Api:
     """A case coordinated by sara (Socialtjänsten), with consent and a SIP: one resource group meeting."""
     day = date(2026, 1, 5)
     feed.open(day)
@@ -92,10 +101,11 @@ def api(meetings: MeetingsService, feed: CaseFeed, meeting_store: MeetingStore) 
     feed.consent(day, SOCIAL, REGION_PSYCH)
     feed.sip(day, 1, follow_up=RG_STARTS.date())
     links = FeedLinks(b"calendar-link-test-key", "https://vss.example.se/meetings")
-    app = create_app(
-        MeetingsApiDependencies(service=meetings, tokens=TOKENS, organiser=ORGANISER, feed_links=links)
+    access_log = AccessLogStore(f"sqlite:///{tmp_path / 'access-log.sqlite'}")
+    deps = MeetingsApiDependencies(
+        service=meetings, tokens=TOKENS, organiser=ORGANISER, feed_links=links, access_log=access_log
     )
-    return Api(TestClient(app), feed.case_id, meeting_store)
+    return Api(TestClient(create_app(deps)), feed.case_id, meeting_store, access_log)
 
 
 def booked_events(api: Api) -> int:
@@ -322,6 +332,25 @@ def test_a_signed_calendar_link_reads_the_feed_without_a_token(api: Api) -> None
         feed_links=FeedLinks(b"a-new-key", "https://vss.example.se/meetings"),
     )
     assert api.client.get(path).status_code == 403
+
+
+def test_every_read_of_a_cases_meetings_and_every_refusal_is_in_the_access_log(api: Api) -> None:
+    rg = api.resource_group_meeting()["meeting_id"]  # a read
+    api.client.get(f"{api.base}/{rg}.ics", headers=headers())
+    api.client.get(f"{api.base}/{rg}", headers=headers())
+    refused = api.client.get(api.base, headers=headers("olle", "annan-kommun"))
+    assert refused.status_code == 403
+    api.client.get("/v1/coordinators/sara/calendar.ics", headers=headers())
+    link = api.client.get("/v1/coordinators/sara/calendar-link", headers=headers()).json()["url"]
+    api.client.get(link.removeprefix("https://vss.example.se/meetings"))
+    assert api.accesses() == [
+        ("sara", SOCIAL.id, "meetings", "granted"),
+        ("sara", SOCIAL.id, "meeting_calendar", "granted"),
+        ("sara", SOCIAL.id, "meeting", "granted"),
+        ("olle", "annan-kommun", "meetings", "denied"),
+        ("sara", SOCIAL.id, "calendar_feed", "granted"),
+        ("sara", "calendar-link", "calendar_feed", "granted"),
+    ]
 
 
 def test_openapi_docs(api: Api) -> None:

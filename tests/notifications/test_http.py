@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.notifications.entrypoints.http import NotificationsApiDependencies, create_app
+from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from tests.meetings.feed import HOUSING, SOCIAL
 from tests.notifications.test_service import World, _warning_world
@@ -25,11 +26,17 @@ def headers(organisation: str = SOCIAL.id, roles: tuple[str, ...] = ("coordinato
 
 
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[tuple[World, TestClient]]:
+def access_log(tmp_path: Path) -> AccessLogStore:
+    return AccessLogStore(f"sqlite:///{tmp_path / 'access-log.sqlite'}")
+
+
+@pytest.fixture
+def api(tmp_path: Path, access_log: AccessLogStore) -> Iterator[tuple[World, TestClient]]:
     world = World(tmp_path)
     _warning_world(world)
     world.deliver()
-    yield world, TestClient(create_app(NotificationsApiDependencies(service=world.service, tokens=TOKENS)))
+    deps = NotificationsApiDependencies(service=world.service, tokens=TOKENS, access_log=access_log)
+    yield world, TestClient(create_app(deps))
     world.close()
 
 
@@ -60,6 +67,22 @@ def test_the_record_follows_the_access_rule(api: tuple[World, TestClient]) -> No
     assert client.get(path, headers=headers(roles=("analyst",))).status_code == 403
     unknown = client.get("/v1/cases/00000000-0000-4000-8000-000000000000/notifications", headers=headers())
     assert unknown.status_code == 404
+
+
+def test_every_read_and_every_refusal_is_in_the_access_log(
+    api: tuple[World, TestClient], access_log: AccessLogStore
+) -> None:
+    world, client = api
+    path = f"/v1/cases/{world.feed.case_id}/notifications"
+    client.get(path, headers=headers())
+    client.get(path, headers=headers("annan-kommun"))
+    records = [r for _, r in access_log.for_case(str(world.feed.case_id), 0, 100)]
+    assert [(r.user_id, r.organisation_id, r.resource, r.outcome) for r in records] == [
+        ("sara", SOCIAL.id, "notifications", "granted"),
+        ("sara", "annan-kommun", "notifications", "denied"),
+    ]
+    assert records[1].reason is not None
+    assert "annan-kommun" in records[1].reason
 
 
 def test_a_signed_link_acknowledges_once_and_a_forged_one_is_refused(api: tuple[World, TestClient]) -> None:

@@ -40,6 +40,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from services.meetings.application.service import MeetingsService, Requester
 from services.meetings.domain.meeting import Meeting, MeetingStatus
 from services.meetings.domain.schedule import Decided, MeetingSchedule, ScheduleError
+from services.shared.access import AccessRecorder, record_access
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.ics import calendar_feed, meeting_ics
@@ -166,6 +167,9 @@ class FeedLinks:
         return hmac.compare_digest(self.signature(user_id).encode(), key.encode())
 
 
+CALENDAR_LINK = "calendar-link"  # the organisation of a feed read through a signed link
+
+
 class CalendarLink(BaseModel):
     user_id: str
     url: str
@@ -178,6 +182,7 @@ class MeetingsApiDependencies:
     tokens: TokenService
     organiser: tuple[str, str]  # (name, email): the ORGANIZER of every .ics
     feed_links: FeedLinks
+    access_log: AccessRecorder  # every read of a case's data, and every refusal
 
 
 router = APIRouter(prefix="/v1")
@@ -299,10 +304,37 @@ def _check_access(schedule: MeetingSchedule, claims: TokenClaims) -> None:
     )
 
 
-def _visible(request: Request, case_id: UUID, claims: TokenClaims) -> MeetingSchedule:
-    schedule = _deps(request).service.schedule(case_id)  # CaseUnknown: 404
-    _check_access(schedule, claims)
+def _visible(request: Request, case_id: UUID, claims: TokenClaims, resource: str) -> MeetingSchedule:
+    """The case's schedule if the caller may read it; the read, or the refusal, is access-logged."""
+    deps = _deps(request)
+    schedule = deps.service.schedule(case_id)  # CaseUnknown: 404
+    try:
+        _check_access(schedule, claims)
+    except ProblemException as refused:
+        _log(deps, claims, case_id, resource, "denied", refused.detail)
+        raise
+    _log(deps, claims, case_id, resource, "granted")
     return schedule
+
+
+def _log(
+    deps: MeetingsApiDependencies,
+    claims: TokenClaims,
+    case_id: UUID,
+    resource: str,
+    outcome: str,
+    reason: str | None = None,
+) -> None:
+    record_access(
+        deps.access_log,
+        user_id=claims.user_id,
+        organisation_id=claims.organisation_id,
+        roles=claims.roles,
+        case_id=str(case_id),
+        resource=resource,
+        outcome=outcome,
+        reason=reason,
+    )
 
 
 class _Replayed(Exception):
@@ -352,7 +384,7 @@ _ICS_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/calen
 @router.get("/cases/{case_id}/meetings", response_model=MeetingList, tags=["meetings"])
 def list_meetings(case_id: UUID, claims: Reader, request: Request) -> MeetingList:
     """The case's meetings, earliest first (cancelled and held ones included)."""
-    schedule = _visible(request, case_id, claims)
+    schedule = _visible(request, case_id, claims, "meetings")
     meetings = sorted(schedule.state.meetings.values(), key=lambda m: m.starts_at)
     return MeetingList(case_id=case_id, items=[_out(m) for m in meetings])
 
@@ -397,7 +429,7 @@ def book_meeting(
 def meeting_calendar_file(case_id: UUID, meeting_id: UUID, claims: Reader, request: Request) -> Response:
     """The meeting as iCalendar: an invitation (REQUEST), or a CANCEL once it is cancelled."""
     deps = _deps(request)
-    meeting = _visible(request, case_id, claims).meeting(meeting_id)
+    meeting = _visible(request, case_id, claims, "meeting_calendar").meeting(meeting_id)
     method: Literal["REQUEST", "CANCEL"] = (
         "CANCEL" if meeting.status is MeetingStatus.CANCELLED else "REQUEST"
     )
@@ -406,7 +438,7 @@ def meeting_calendar_file(case_id: UUID, meeting_id: UUID, claims: Reader, reque
 
 @router.get("/cases/{case_id}/meetings/{meeting_id}", response_model=MeetingOut, tags=["meetings"])
 def get_meeting(case_id: UUID, meeting_id: UUID, claims: Reader, request: Request) -> MeetingOut:
-    return _out(_visible(request, case_id, claims).meeting(meeting_id))
+    return _out(_visible(request, case_id, claims, "meeting").meeting(meeting_id))
 
 
 @router.post(
@@ -507,11 +539,15 @@ def coordinator_feed(
             raise _forbidden(
                 "the calendar link's key is not valid (revoked or mistyped)", "invalid_calendar_link"
             )
+        # A calendar app: the reader is whoever holds the coordinator's link.
+        reader = TokenClaims(user_id, CALENDAR_LINK, CALENDAR_LINK, "other", frozenset())
     else:
-        claims = verified_claims(deps.tokens, credentials)
-        if claims.user_id != user_id:
+        reader = verified_claims(deps.tokens, credentials)
+        if reader.user_id != user_id:
             raise _forbidden(f"the calendar of {user_id} is for that coordinator only", "not_own_calendar")
     meetings = deps.service.meetings_of_coordinator(user_id)
+    for case_id in sorted({m.case_id for m in meetings}):
+        _log(deps, reader, case_id, "calendar_feed", "granted")
     feed = calendar_feed(meetings, name="VSS möten", now=deps.service.clock.now(), organizer=deps.organiser)
     return _ics(feed)
 

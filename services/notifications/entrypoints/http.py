@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from services.notifications.application.ports import DeliveryRow
 from services.notifications.application.service import NotificationsService
 from services.notifications.domain.audience import Audience
+from services.shared.access import AccessRecorder, record_access
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.problems import CorrelationMiddleware, ProblemException, install_problem_handlers
@@ -87,6 +88,7 @@ def _out(row: DeliveryRow) -> DeliveryOut:
 class NotificationsApiDependencies:
     service: NotificationsService
     tokens: TokenService
+    access_log: AccessRecorder  # every read of a case's record, and every refusal
 
 
 router = APIRouter(prefix="/v1")
@@ -145,14 +147,31 @@ def case_notifications(
         )
     audience = Audience.from_json(value)
     coordinating = {c.organisation_id for c in audience.coordinators.values()}
+    deps = _deps(request)
+
+    def log(outcome: str, reason: str | None = None) -> None:
+        record_access(
+            deps.access_log,
+            user_id=claims.user_id,
+            organisation_id=claims.organisation_id,
+            roles=claims.roles,
+            case_id=str(case_id),
+            resource="notifications",
+            outcome=outcome,
+            reason=reason,
+        )
+
     if claims.organisation_id not in coordinating and claims.organisation_id not in (
         audience.consent_orgs or ()
     ):
-        raise _forbidden(
+        refused = _forbidden(
             f"organisation {claims.organisation_id} neither coordinates case {case_id}"
             " nor is covered by its current consent",
             "no_consent",
         )
+        log("denied", refused.detail)
+        raise refused
+    log("granted")
     return DeliveryList(case_id=case_id, items=[_out(r) for r in service.deliveries(case_id)])
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from services.projections.domain.case_view import View
+from services.shared.access import AccessRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,21 +55,6 @@ class ReadModelQueries(Protocol):
     def overdue_follow_ups(self, organisation_id: str, today: str, limit: int) -> list[tuple[str, str]]: ...
 
     def all_facts(self) -> list[dict[str, Any]]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class AccessRecord:
-    """One read of a case's data, or one refused attempt (*loggning av åtkomst*)."""
-
-    record_id: str
-    recorded_at: str  # ISO 8601 UTC
-    user_id: str
-    organisation_id: str
-    roles: tuple[str, ...]
-    case_id: str | None
-    resource: str  # overview | journal | case_list | caseload | overdue | access_log | statistics
-    outcome: str  # granted | denied
-    reason: str | None = None
 
 
 class AccessLog(Protocol):

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from services.projections.application.ports import AccessLog, AccessRecord, ReadModelQueries
+from services.projections.application.ports import AccessLog, ReadModelQueries
 from services.projections.domain import access, statistics
 from services.projections.domain.case_view import View, mark_overdue, overdue_actions
+from services.shared.access import AccessRecord
 
 CASE_ROLES = frozenset({"coordinator", "manager"})
 STATISTICS_ROLES = frozenset({"manager", "analyst"})

@@ -24,12 +24,12 @@ import psycopg
 import structlog
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
-from services.projections.application.ports import AccessRecord
+from services.shared.access import AccessRecord
 from services.shared.bus.streams import connect, declare_if_missing
 from vss_contracts.access_events import ACCESS_EVENT_SOURCE, CaseDataAccessed, access_subject
 from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_MSG_ID
 
-log = structlog.get_logger("vss.projections.access_log")
+log = structlog.get_logger("vss.access_log")
 
 _COLUMNS = "record_id, recorded_at, user_id, organisation_id, roles, case_id, resource, outcome, reason"
 

@@ -1,0 +1,62 @@
+"""The access log's record (*loggning av åtkomst*), shared by every API that serves a case's data.
+
+Each API records a read of a case's data, and each refused attempt, before it answers;
+the records go to one durable access log (``services.shared.access_log``) that the
+query API serves per case and per user and publishes to the bus.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRecord:
+    """One read of a case's data, or one refused attempt (*loggning av åtkomst*)."""
+
+    record_id: str
+    recorded_at: str  # ISO 8601 UTC
+    user_id: str
+    organisation_id: str
+    roles: tuple[str, ...]
+    case_id: str | None
+    resource: str  # overview | journal | … | meetings | calendar | notifications
+    outcome: str  # granted | denied
+    reason: str | None = None
+
+
+class AccessRecorder(Protocol):
+    def record(self, records: Sequence[AccessRecord]) -> None: ...
+
+
+def record_access(
+    log: AccessRecorder,
+    *,
+    user_id: str,
+    organisation_id: str,
+    roles: frozenset[str],
+    case_id: str | None,
+    resource: str,
+    outcome: str,
+    reason: str | None = None,
+) -> None:
+    """Record one read (``granted``) or refused attempt (``denied``), durably, now."""
+    log.record(
+        [
+            AccessRecord(
+                record_id=str(uuid.uuid4()),
+                recorded_at=datetime.now(UTC).isoformat(),
+                user_id=user_id,
+                organisation_id=organisation_id,
+                roles=tuple(sorted(roles)),
+                case_id=case_id,
+                resource=resource,
+                outcome=outcome,
+                reason=reason,
+            )
+        ]
+    )
