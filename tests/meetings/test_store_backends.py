@@ -52,3 +52,21 @@ def test_decisions_are_stored_once_and_timers_fire(service: MeetingsService) -> 
     fired = service.fire_due(datetime(2026, 2, 1, tzinfo=UTC))
     assert fired >= 2
     assert service.fire_due(datetime(2026, 2, 1, tzinfo=UTC)) == 0
+
+
+def test_the_coordinators_rows_follow_assignments(service: MeetingsService) -> None:
+    """The feed finds a case through rows written only when the coordinators change."""
+    feed = CaseFeed(service)
+    day = date(2026, 1, 5)
+    feed.open(day)
+    feed.assign(day, "sara")
+    feed.consent(day)
+    feed.summarise(day)  # writes that leave the coordinators as they were
+    assert service.store.cases_of_coordinator("sara") == [feed.case_id]
+    feed.assign(day, "per")
+    assert service.store.cases_of_coordinator("per") == [feed.case_id]
+    feed.unassign(day, "sara")
+    feed.worksheet(day)
+    assert service.store.cases_of_coordinator("sara") == []
+    assert service.store.cases_of_coordinator("per") == [feed.case_id]
+    assert [m.kind for m in service.meetings_of_coordinator("per")] == ["resource_group"]

@@ -26,7 +26,7 @@ class ScheduleWrite:
     expected_revision: int  # the snapshot's the writer loaded (0: none yet)
     snapshot: bytes
     next_due: str | None  # UTC, sortable text (see ``utc_key``)
-    coordinators: tuple[str, ...]
+    coordinators: tuple[str, ...] | None  # the case's coordinators; None: unchanged
     position: tuple[int, str | None] | None = None  # (case stream sequence, case event id)
 
 

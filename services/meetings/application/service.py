@@ -216,6 +216,7 @@ class MeetingsService:
         schedule.head_hash = prev_hash if decided else schedule.head_hash
         revision = schedule.revision
         schedule.revision += 1
+        coordinators = tuple(sorted(schedule.state.coordinators))
         self.store.write(
             states,
             ScheduleWrite(
@@ -224,10 +225,12 @@ class MeetingsService:
                 expected_revision=revision,
                 snapshot=_dumps(snapshot(schedule)),
                 next_due=utc_key(schedule.next_due()),
-                coordinators=tuple(sorted(schedule.state.coordinators)),
+                # the feed's coordinator rows, only when they change (most writes leave them)
+                coordinators=coordinators if coordinators != schedule.stored_coordinators else None,
                 position=position,
             ),
         )
+        schedule.stored_coordinators = coordinators
 
     def _retrying(self, attempt: Callable[[], _T]) -> _T:
         with self.store.lock:

@@ -108,6 +108,7 @@ class MeetingSchedule:
         self.version = 0  # events in this schedule's stream
         self.head_hash: str | None = None
         self.revision = 0  # stored snapshots (some changes, e.g. a member added, decide no event)
+        self.stored_coordinators: tuple[str, ...] = ()  # as the store's coordinator rows have them
 
     # ------------------------------------------------------------------------- questions
     def upcoming(self, kind: MeetingKind | None = None) -> list[Meeting]:
@@ -753,6 +754,7 @@ def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> Meeti
     schedule = MeetingSchedule(state, rules, calendar)
     schedule.version, schedule.head_hash = value["version"], value["head_hash"]
     schedule.revision = value["revision"]
+    schedule.stored_coordinators = tuple(sorted(state.coordinators))
     return schedule
 
 

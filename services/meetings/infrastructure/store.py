@@ -80,6 +80,8 @@ class _SideWrites:
             )
             if c.fetchone() is None:  # not rowcount: -1 in psycopg's pipeline mode
                 raise ConcurrentWrite(f"schedule {w.case_id} is not at revision {w.expected_revision}")
+        if w.coordinators is None:
+            return
         c.execute(f"DELETE FROM schedule_coordinators WHERE case_id = {self.p}", (w.case_id,))
         for user_id in w.coordinators:
             c.execute(
