@@ -196,3 +196,36 @@ def test_malformed_and_always_failing_messages_go_to_the_dead_letter_stream_and_
         return result.total
 
     assert asyncio.run(lag()) == 0
+
+
+def test_a_fetch_that_times_out_with_the_builtin_timeout_error_is_not_a_reconnect(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nats-py's fetch raises the built-in TimeoutError when its deadline runs out between its
+    quick check and its long poll: that means "nothing yet", not a broken connection."""
+    from nats.js.client import JetStreamContext  # noqa: PLC0415
+
+    total = published(1)
+    fetch = JetStreamContext.PullSubscription.fetch
+    calls = {"fetch": 0, "repoint": 0}
+
+    async def flaky(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["fetch"] += 1
+        if calls["fetch"] % 2:  # every other call: the deadline ran out in between
+            raise TimeoutError
+        return await fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", flaky)
+    table = EventTable(tmp_path / "state.sqlite", "projection")
+    consumer = DurableConsumer(nats_url, table, ConsumerSettings(durable="projection", names=bus_names))
+    repoint = consumer._point_durable_at_state
+
+    async def counted() -> None:
+        calls["repoint"] += 1
+        await repoint(consumer._js)  # type: ignore[arg-type]
+
+    consumer._point_durable_at_state = lambda js: counted()  # type: ignore[method-assign,assignment,misc]
+    run_consumer_until(consumer, lambda: len(table.rows()) == total and calls["fetch"] > 6)
+    assert len(table.rows()) == total
+    assert calls["repoint"] == 1  # bound once: no reconnect, no backoff
+    table.close()

@@ -169,6 +169,7 @@ class DurableConsumer:
         self.skipped = 0
         self.dead_lettered = 0
         self._position = 0
+        self._backoff = 0.1  # seconds before the next reconnect; doubles up to 5 s
         self._js: JetStreamContext | None = None
 
     @property
@@ -183,7 +184,7 @@ class DurableConsumer:
             await wait_for_stream(js, self.stream, stopping=stop.is_set)
             names = self.settings.names
             await declare_if_missing(js, dead_letter_stream_config(names, replicas=self.settings.replicas))
-            delay = 0.1
+            self._backoff = 0.1
             while not stop.is_set():
                 try:
                     await self._consume(nc, js, stop)
@@ -196,8 +197,8 @@ class DurableConsumer:
                     log.warning(
                         "consumer.reconnect", consumer=self.settings.durable, error=_first_line(error)
                     )
-                    await asyncio.sleep(delay)
-                    delay = min(5.0, delay * 2)
+                    await asyncio.sleep(self._backoff)
+                    self._backoff = min(5.0, self._backoff * 2)
         finally:
             with contextlib.suppress(Exception):
                 await nc.drain()
@@ -209,10 +210,13 @@ class DurableConsumer:
             while not stop.is_set():
                 try:
                     messages = await sub.fetch(self.settings.fetch_batch, timeout=self.settings.fetch_timeout)
-                except NatsTimeoutError:
+                except (NatsTimeoutError, TimeoutError):
+                    # Nothing to fetch. (nats-py raises the built-in TimeoutError when its
+                    # deadline runs out between its quick check and its long poll.)
                     if not nc.is_connected:
                         raise
                     continue
+                self._backoff = 0.1  # consuming again: the next trouble starts its backoff afresh
                 for msg in messages:
                     if stop.is_set():
                         return  # the rest is redelivered to the next run (and re-pointed at start)
