@@ -350,6 +350,18 @@ def _command_process(case_url: str, inbox: Any, outbox: Any) -> None:
 
 
 # ------------------------------------------------------------------- the service processes
+
+
+async def _run_until(run: Callable[[asyncio.Event], Any], stop: MpEvent) -> None:
+    """Run a part's ``run(stop)`` until the bench sets ``stop`` (another process's event)."""
+    stopping = asyncio.Event()
+    task = asyncio.create_task(run(stopping))
+    while not stop.is_set() and not task.done():
+        await asyncio.sleep(0.05)
+    stopping.set()
+    await asyncio.wait_for(task, 30)
+
+
 def _relay_process(case_url: str, nats_url: str, data_dir: str, stop: MpEvent, out: Any) -> None:
     """The case relay as ``services.case.relay_main`` runs it."""
     tally = capture_logs()
@@ -357,13 +369,8 @@ def _relay_process(case_url: str, nats_url: str, data_dir: str, stop: MpEvent, o
     async def main() -> int:
         settings = CaseRelaySettings(case_store_url=case_url, nats_url=nats_url, data_dir=Path(data_dir))
         parts = bootstrap_relay(settings, names=BusNames())
-        stopping = asyncio.Event()
-        task = asyncio.create_task(parts.relay.run(stopping))
         try:
-            while not stop.is_set() and not task.done():
-                await asyncio.sleep(0.05)
-            stopping.set()
-            await asyncio.wait_for(task, 30)
+            await _run_until(parts.relay.run, stop)
         finally:
             parts.close()
         return parts.relay.published
@@ -440,13 +447,8 @@ def _notifications_process(settings: dict[str, Any], stop: MpEvent, out: Any) ->
             notification_names=notification_bus_names(),
         )
         trace = traced(parts)
-        stopping = asyncio.Event()
-        task = asyncio.create_task(parts.run(stopping))
         try:
-            while not stop.is_set() and not task.done():
-                await asyncio.sleep(0.05)
-            stopping.set()
-            await asyncio.wait_for(task, 30)
+            await _run_until(parts.run, stop)
         finally:
             parts.close()
         return asdict(parts.service.counters)
