@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 from uuid import uuid4
+from zoneinfo import ZoneInfo
 
 import jwt
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +17,8 @@ from services.case.infrastructure.store import CaseEventStore
 from tests.api.conftest import TOKENS, Api, bearer
 from tests.support.actors import ACTORS, REGION_PSYCHIATRY, SOCIAL_INSURANCE_AGENCY, make_actor
 from tests.support.scenario import CaseScenario, consent_command, open_case_command, worksheet_command
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
 def _open(api: Api, scenario: CaseScenario, **headers: str) -> Any:
@@ -285,3 +288,35 @@ def test_arbitrary_json_never_500(api: Api, route: str, body: Any) -> None:
     response = api.post(route.replace("/{id}", f"/{uuid4()}"), body)
     assert response.status_code in {400, 404, 409, 422}, response.text
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_the_case_as_it_stood_on_a_date_from_its_events_until_then(
+    api: Api, scenario: CaseScenario
+) -> None:
+    """Each scenario step moves the clock a day: the case as it stood at the end of each day."""
+    scenario.to_first_sip()
+    case_id = scenario.case_id
+    now = api.get(f"/{case_id}").json()
+    stored = {e["version"]: e for e in api.get(f"/{case_id}/history", limit=100).json()["items"]}
+    opened = datetime.fromisoformat(stored[1]["recorded_at"])
+    consent_day = datetime.fromisoformat(stored[4]["recorded_at"]).astimezone(STOCKHOLM).date()
+    then = api.get(f"/{case_id}", as_of=consent_day.isoformat())
+    assert then.status_code == 200, then.text
+    body = then.json()
+    assert body["version"] == max(v for v, e in stored.items() if e["recorded_at"] <= body["as_of"])
+    assert body["version"] < now["version"]
+    assert body["hash"] == stored[body["version"]]["hash"]  # the chain's head at that moment
+    assert body["state"]["phase"] == "mapping"
+    assert body["state"]["consent"] is not None
+    # An exact moment works too; today gives the case as it stands.
+    exact = api.get(f"/{case_id}", as_of=stored[2]["recorded_at"]).json()
+    assert exact["version"] == 2
+    assert api.get(f"/{case_id}", as_of="2999-01-01").json()["version"] == now["version"]
+    # Before the case was opened: 404 naming the rule; a time without a zone: 422.
+    before = api.get(f"/{case_id}", as_of=(opened - timedelta(days=1)).date().isoformat())
+    assert before.status_code == 404
+    assert before.json()["rule"] == "case_not_open_then"
+    assert api.get(f"/{case_id}", as_of="2026-01-01T10:00:00").status_code == 422
+    # Who may see it is decided as of now: an organisation not involved gets 403.
+    outsider = api.get(f"/{case_id}", actor=ACTORS.outsider, as_of=consent_day.isoformat())
+    assert outsider.status_code == 403

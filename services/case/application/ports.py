@@ -14,6 +14,10 @@ from uuid import UUID
 from services.case.domain.case import Case
 
 
+class CaseNotYetOpened(LookupError):
+    """A case asked for as it stood at a moment before it was opened."""
+
+
 class CaseNotFound(LookupError):
     def __init__(self, case_id: UUID) -> None:
         super().__init__(f"no case {case_id}")
@@ -77,6 +81,8 @@ class HistoryEntry:
 
 class CaseStore(Protocol):
     def load(self, case_id: UUID) -> Case: ...
+
+    def load_version(self, case_id: UUID, version: int) -> Case: ...
 
     def forget(self, case_id: UUID) -> None:
         """Drop any cached copy of the case: the next load reads the store."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 from services.case.application.ports import (
     CaseAlreadyExists,
     CaseNotFound,
+    CaseNotYetOpened,
     CaseStore,
     Clock,
     ConcurrentWrite,
@@ -169,6 +171,26 @@ class CaseService:
         """The case as stored now (never a cached copy that another process may have outdated)."""
         self.store.forget(case_id)
         return self.store.load(case_id)
+
+    def as_of(self, case_id: UUID, moment: datetime) -> Case:
+        """The case as it stood at ``moment``: its events recorded until then, folded again.
+
+        The events are the same stored, hash-chained facts the case is made of now; nothing
+        is kept per date. A moment before the case was opened raises CaseNotYetOpened.
+        """
+        if moment.tzinfo is None:
+            raise ValueError("the moment needs a time zone")
+        version, after = 0, 0
+        while page := self.history(case_id, after, 500):
+            stood = [e.version for e in page if e.recorded_at <= moment]
+            if stood:
+                version = stood[-1]
+            if len(stood) < len(page):
+                break
+            after = page[-1].version
+        if version == 0:
+            raise CaseNotYetOpened(f"case {case_id} was not opened by {moment.isoformat()}")
+        return self.store.load_version(case_id, version)
 
     def history(self, case_id: UUID, after_version: int = 0, limit: int = 100) -> list[HistoryEntry]:
         if not self.store.exists(case_id):  # 404 for an unknown case, not an empty page

@@ -15,14 +15,16 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel
 
-from services.case.application.ports import CaseAlreadyExists, CaseNotFound, HistoryEntry
+from services.case.application.ports import CaseAlreadyExists, CaseNotFound, CaseNotYetOpened, HistoryEntry
 from services.case.application.service import (
     CaseService,
     CommandResult,
@@ -46,6 +48,7 @@ from services.shared.problems import (
 )
 from vss_contracts.types import Principal
 
+STOCKHOLM = ZoneInfo("Europe/Stockholm")  # what a date means: the end of that day here
 WRITE_ROLE = "coordinator"
 READ_ROLES = frozenset({"coordinator", "operator"})
 _IF_MATCH = re.compile(r'^(?:W/)?"?(\d+)"?$')
@@ -73,6 +76,7 @@ class CaseView(BaseModel):
     version: int
     hash: str
     state: CaseState
+    as_of: datetime | None = None  # set when the case is shown as it stood at that moment
 
 
 class HistoryPage(BaseModel):
@@ -139,6 +143,7 @@ def _install_domain_error_handlers(app: FastAPI) -> None:
     handlers: dict[type[Exception], Callable[[Exception], ProblemException]] = {
         CaseRuleViolation: from_violation,
         CaseNotFound: lambda e: ProblemException(404, "No such case", str(e), code="case_not_found"),
+        CaseNotYetOpened: lambda e: rule(404, "The case was not open then", str(e), "case_not_open_then"),
         CaseAlreadyExists: lambda e: rule(409, "The case exists already", str(e), "case_already_exists"),
         VersionConflict: from_conflict,
         IdempotencyKeyReused: lambda e: rule(422, "Idempotency-Key reused", str(e), "idempotency_key_reused"),
@@ -278,13 +283,36 @@ def open_case(body: cmd.OpenCase, call: Cmd, response: Response) -> WriteResult:
     return respond(response, result)
 
 
-@router.get("/{case_id}", response_model=CaseView, summary="The case as it stands")
-def get_case(case_id: UUID, who: Reader, service: Service, response: Response) -> CaseView:
+@router.get("/{case_id}", response_model=CaseView, summary="The case as it stands, or as it stood")
+def get_case(
+    case_id: UUID,
+    who: Reader,
+    service: Service,
+    response: Response,
+    as_of: Annotated[
+        date | AwareDatetime | None,
+        Query(
+            description="Show the case as it stood at this moment (a date: the end of that day,"
+            " Europe/Stockholm), from the events recorded until then"
+        ),
+    ] = None,
+) -> CaseView:
     case = service.get(case_id)
     if "operator" not in who.roles:
-        case.ensure_actor_may_write(who)
-    response.headers["ETag"] = f'"{case.version}"'
-    return CaseView(case_id=case.id, version=case.version, hash=case.head_hash, state=case.state)
+        case.ensure_actor_may_write(who)  # who may see it is decided as of now
+    if as_of is None:
+        response.headers["ETag"] = f'"{case.version}"'
+        return CaseView(case_id=case.id, version=case.version, hash=case.head_hash, state=case.state)
+    moment = (
+        as_of
+        if isinstance(as_of, datetime)
+        else datetime.combine(as_of + timedelta(days=1), time(0), tzinfo=STOCKHOLM)
+        - timedelta(microseconds=1)
+    )
+    then = service.as_of(case_id, moment)
+    return CaseView(
+        case_id=then.id, version=then.version, hash=then.head_hash, state=then.state, as_of=moment
+    )
 
 
 @router.get("/{case_id}/history", response_model=HistoryPage, summary="The case's events with metadata")

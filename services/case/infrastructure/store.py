@@ -314,6 +314,14 @@ class CaseEventStore:
         except AggregateNotFoundError:
             raise CaseNotFound(case_id) from None
 
+    def load_version(self, case_id: UUID, version: int) -> Case:
+        """The case as it was after its event number ``version`` (never from the cache)."""
+        try:
+            case: Case = self.repository.get(case_id, version=version, projector_func=_project)
+            return case
+        except AggregateNotFoundError:
+            raise CaseNotFound(case_id) from None
+
     def _cache_if_newer(self, case: Case) -> None:
         # Another thread may have cached a later version meanwhile: never replace it.
         cache = self.repository.cache
