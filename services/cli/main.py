@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import typer
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.progress import Progress as ProgressBar
 
@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover - typer with an external click
     from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[assignment]
 
 from services.case.application.ports import CaseAlreadyExists
+from services.case.domain.case import CaseState
 from services.case.domain.commands import CasePolicy
 from services.case.generator import GeneratorSettings, InvalidGeneratorSettings, generation_store
 from services.case.generator import generate as generate_cases
@@ -168,6 +169,62 @@ def verify(
         out.print(f"{len(ids)} case(s) verified")
     finally:
         store.close()
+
+
+@app.command("export")
+def export_case(
+    case_id: Annotated[str, typer.Argument(help="The case to export")],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file (refuses to overwrite) [default: stdout]")
+    ] = None,
+) -> None:
+    """Export one case as a JSON document: every event as its public CloudEvent (each with
+    its hash, so the receiver can verify the chain with vss_contracts alone), the chain's
+    verification here, the head and the state now. Exit 1 if the chain does not verify
+    (the document is still written, saying so)."""
+    try:
+        cid = UUID(case_id)
+    except ValueError:
+        raise _fail(f"{case_id!r} is not a case id (a UUID)", 2) from None
+    if out_file is not None and out_file.exists():
+        raise _fail(f"{out_file} exists already: choose another file", 2)
+    try:
+        store = CaseEventStore(StoreConfig(CaseSettings().store_url()))
+        store.check_migrated()
+    except (StoreNotMigrated, StoreUrlInvalid) as error:
+        raise _fail(str(error), 2) from None
+    try:
+        head = store.head(cid)
+        if head is None and not store.exists(cid):
+            raise _fail(f"no case {cid}", 2)
+        events: list[dict[str, Any]] = []
+        after = 0
+        while page := store.case_recorder.case_notifications(cid, after, 500):
+            events += [store.cloud_event(n).model_dump(mode="json", by_alias=True) for n in page]
+            after = page[-1].originator_version
+        broken = store.verify(cid)
+        state = TypeAdapter(CaseState).dump_python(store.load(cid).state, mode="json")
+    finally:
+        store.close()
+    document = {
+        "format": "vss-case-export/1",
+        "case_id": str(cid),
+        "exported_at": datetime.now(UTC).isoformat(),
+        "head": {"version": head[0], "hash": head[1]} if head else None,
+        "verification": {"verifies": True}
+        if broken is None
+        else {"verifies": False, "version": broken.version, "reason": broken.reason},
+        "events": events,
+        "state": state,
+    }
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        out_file.write_text(text, encoding="utf-8")
+        out.print(f"exported {len(events)} events of case {cid} to {out_file}", highlight=False)
+    if broken is not None:
+        raise _fail(f"case {cid} does not verify at version {broken.version}: {broken.reason}")
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -16,6 +17,8 @@ from services.shared.auth import TokenService
 from services.shared.settings import AuthSettings
 from tests.support.clock import FixedClock
 from tests.support.scenario import drive_to_first_sip
+from vss_contracts.chain import GENESIS_HASH, cloud_event_hash
+from vss_contracts.envelope import CloudEvent
 
 VSS = str(Path(sys.executable).parent / "vss")
 
@@ -48,6 +51,8 @@ def test_token_is_valid_for_the_embedded_defaults(tmp_path: Path) -> None:
         ),
         (("verify",), "give a CASE_ID or --all"),
         (("verify", "not-a-case"), "is not a case id"),
+        (("export", "not-a-case"), "is not a case id"),
+        (("export", "00000000-0000-4000-8000-000000000000"), "run `vss migrate`"),
         (("nosuch",), "No such command"),
         (("projections", "status"), "no read models yet"),
         (("projections", "rebuild", "--batch", "0"), "--batch"),
@@ -92,6 +97,48 @@ def test_verify_names_the_broken_case_and_version(tmp_path: Path) -> None:
     assert f"ok      {intact}" in result.stdout
     assert f"BROKEN  {tampered} at version 5" in result.stdout
     assert result.stderr.strip() == "vss: 1 of 2 case(s) fail verification"
+
+
+def test_export_writes_the_case_as_cloud_events_a_receiver_can_verify(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/events.sqlite"
+    migrate(StoreConfig(url))
+    store = CaseEventStore(StoreConfig(url))
+    try:
+        clock = FixedClock()
+        case_id = drive_to_first_sip(CaseService(store, clock), clock).case_id
+    finally:
+        store.close()
+    target = tmp_path / "case.json"
+    result = vss("export", str(case_id), "--out", str(target), data_dir=tmp_path, store_url=url)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(target.read_text())
+    assert document["format"] == "vss-case-export/1"
+    assert document["verification"] == {"verifies": True}
+    events = document["events"]
+    assert [e["caseversion"] for e in events] == list(range(1, len(events) + 1))
+    assert document["head"] == {"version": len(events), "hash": events[-1]["eventhash"]}
+    # With the contracts alone: each event decodes, and the chain recomputes.
+    previous = GENESIS_HASH
+    for body in events:
+        event = CloudEvent.model_validate(body)
+        event.typed_data()
+        assert body["prevhash"] == previous
+        assert cloud_event_hash(body) == body["eventhash"]
+        previous = body["eventhash"]
+    assert document["state"]["phase"] == "working"
+    # It never overwrites; a tampered store exports, says so, and exits 1.
+    again = vss("export", str(case_id), "--out", str(target), data_dir=tmp_path, store_url=url)
+    assert again.returncode == 2
+    assert "exists already" in again.stderr
+    with sqlite3.connect(tmp_path / "events.sqlite") as db:
+        db.execute(
+            "UPDATE stored_events SET state = replace(state, 'Tolvan', 'Tolvan!')"
+            " WHERE originator_version = 5"
+        )
+    broken = vss("export", str(case_id), data_dir=tmp_path, store_url=url)
+    assert broken.returncode == 1
+    assert json.loads(broken.stdout)["verification"]["version"] == 5
+    assert broken.stderr.startswith(f"vss: case {case_id} does not verify at version 5")
 
 
 @pytest.mark.parametrize(
