@@ -560,8 +560,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
     else:
         for part in parts:
             mark = "up" if part["healthy"] else "DOWN"
-            out.print(f"{part['name']:<10} {mark:<5} {part['url']}")
-        out.print(f"data     {report['data_dir']}")
+            out.print(f"{part['name']:<14} {mark:<5} {part['url']}")
+        out.print(f"{'data':<20} {report['data_dir']}")
     if not healthy:
         raise typer.Exit(1)
 
