@@ -2,20 +2,27 @@
 
 Measured in the same run, from the same stream on the same nats-server:
 
-- **raw read**: every message of the stream through the same kind of ephemeral pull
-  consumer the rebuild creates (``AckPolicy.NONE``, deliver all, memory storage), fetched
-  in batches of the same size, each message's stream sequence taken from its metadata;
-  once with nothing else done (read only), once decoding each message with
-  :func:`services.projections.infrastructure.decoding.decode` into a per-batch list (read +
-  decode: the rebuild's input, with no projection and no writes).
+- **raw read**: every message of the stream read as the rebuild's reader process reads
+  it (:func:`services.projections.infrastructure.stream_reader.read_stream`: an ordered
+  push consumer, ephemeral, ``AckPolicy.NONE``, flow control; the client skipping data
+  messages' headers; uvloop), each message's stream sequence from its reply subject, in
+  one process; once with nothing else done (read only), once decoding each message with
+  :func:`services.projections.infrastructure.decoding.decode` into a per-batch list
+  (read + decode in one process);
+- **the rebuild's reader**: :func:`services.projections.infrastructure.stream_reader.read_decoded`
+  to the end, as the rebuild consumes it: the reader process reads and decodes
+  (the hash check included), this process makes the records, no projection and no
+  writes (read + decode on two cores: the rebuild's input);
 - **rebuild**: :func:`services.projections.infrastructure.rebuild.rebuild` into a fresh
   SQLite directory (and with ``--postgres`` into a fresh PostgreSQL database), timed as
   its own :class:`RebuildReport` times it: from creating the generation's tables to the
   last view flushed (the pointer switch after it is not counted).
 
 Each measurement runs in a fresh process (``spawn``), so its peak RSS is its own; rounds
-are interleaved (raw, raw + decode, rebuild SQLite, rebuild PostgreSQL, then again) and
-the best round of each counts. The ratio is rebuild events/s over read + decode events/s.
+are interleaved (raw, raw + decode, the rebuild's reader, rebuild SQLite, rebuild
+PostgreSQL, then again) and the best round of each counts. The ratio is events/s over
+the faster of the two read + decode measurements. CPU per event is printed for each
+measurement's process and, where there is one, its reader process.
 
 The events: cases generated through the case application (``services.case.generator``,
 fixed seed, timeline ending 2026-06-30 over 1,095 days) into an SQLite case store, enough
@@ -47,8 +54,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -58,8 +67,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nats
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from bench.common import (
@@ -78,13 +85,14 @@ from bench.common import (
 )
 from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig
+from services.projections.domain.events import CaseEventRecord
 from services.projections.infrastructure.database import ReadModelLocation
 from services.projections.infrastructure.decoding import decode
 from services.projections.infrastructure.rebuild import rebuild
+from services.projections.infrastructure.stream_reader import read_decoded, read_stream, run_loop
 from services.shared.bus.embedded import EmbeddedNatsServer
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings, lease_bucket
-from services.shared.bus.streams import connect
 
 TARGET = 30_000.0  # events/s, on this 2-core machine
 
@@ -140,54 +148,85 @@ async def publish(url: str, nats_url: str, names: BusNames, expected: int) -> Re
 
 
 # ------------------------------------------------------------------------- measurements
+def usage() -> dict[str, float]:
+    """CPU seconds of this process and of its ended children (the reader), the children's peak RSS."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "cpu": own.ru_utime + own.ru_stime,
+        "cpu_children": children.ru_utime + children.ru_stime,
+        "rss_children": children.ru_maxrss / 1024,  # KiB on Linux
+    }
+
+
+def spent(before: dict[str, float]) -> dict[str, float]:
+    after = usage()
+    return {
+        "cpu": after["cpu"] - before["cpu"],
+        "cpu_children": after["cpu_children"] - before["cpu_children"],
+        "rss_children": after["rss_children"],
+    }
+
+
 async def raw_read(nats_url: str, names: BusNames, batch: int, *, decoding: bool) -> Result:
-    """The rebuild's reading loop without the projection: same consumer, same fetches."""
+    """The rebuild reader's reading in one process: same consumer, same client, same loop.
+
+    :func:`read_stream` (an ordered push consumer, bodies only, on uvloop), each message's
+    stream sequence from its reply subject; with ``decoding``, :func:`decode` of each
+    message into a list of ``batch`` records (read + decode in one process, no projection).
+    The cyclic garbage collector is off, as in the reader process.
+    """
+    gc.freeze()
+    gc.disable()
+    before = usage()
     started = time.perf_counter()
-    nc = await connect(nats_url, name="bench-raw-read")
     events = 0
-    try:
-        js = nc.jetstream()
-        target = (await js.stream_info(names.stream)).state.last_seq
-        sub = await js.pull_subscribe(
-            names.subjects,
-            stream=names.stream,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.NONE,
-                deliver_policy=DeliverPolicy.ALL,
-                inactive_threshold=60.0,
-                mem_storage=True,
-                description="VSS bench raw read (ephemeral)",
-            ),
-        )
-        position = 0
-        try:
-            while position < target:
-                try:
-                    messages = await sub.fetch(batch, timeout=2.0)
-                except NatsTimeoutError:
-                    continue
-                records = []
-                for msg in messages:
-                    sequence = msg.metadata.sequence.stream
-                    if decoding:
-                        records.append(decode(msg.data, sequence))
-                    position = max(position, sequence)
-                events += len(messages)
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.drain()
+    records: list[CaseEventRecord] = []
+
+    def consume(sequence: int, body: bytes, target: int) -> None:
+        nonlocal events
+        events += 1
+        if decoding:
+            records.append(decode(body, sequence))
+            if len(records) >= batch or sequence >= target:
+                records.clear()
+
+    await read_stream(nats_url, names, consume, description="VSS bench raw read (ephemeral)")
     seconds = time.perf_counter() - started
-    name = "raw read + decode()" if decoding else "raw read only (no decode)"
-    return Result(name, events, seconds, peak_rss_mib(), {})
+    name = "raw read + decode() in one process" if decoding else "raw read only (no decode)"
+    return Result(name, events, seconds, peak_rss_mib(), spent(before))
+
+
+async def reader_pipeline(nats_url: str, names: BusNames, batch: int) -> Result:
+    """The rebuild's own input: :func:`read_decoded` (reader process + records here), no projection.
+
+    The cyclic garbage collector is off here too, as during a rebuild.
+    """
+    gc.freeze()
+    gc.disable()
+    before = usage()
+    started = time.perf_counter()
+    events = skipped = 0
+    async with read_decoded(nats_url, names, batch) as batches:
+        async for decoded in batches:
+            events += len(decoded.records) + len(decoded.undecodable)
+            skipped += len(decoded.undecodable)
+    seconds = time.perf_counter() - started
+    return Result(
+        "raw read + decode, the rebuild's reader",
+        events,
+        seconds,
+        peak_rss_mib(),
+        {"skipped": skipped, **spent(before)},
+    )
 
 
 async def rebuild_into(url: str, label: str, nats_url: str, names: BusNames, batch: int) -> Result:
     location = ReadModelLocation(url)
+    before = usage()
     try:
         report = await rebuild(location, nats_url, names, batch=batch)
+        cost = spent(before)
         generation = report.generation
         models_connection = location.connect(generation)
         try:
@@ -204,7 +243,7 @@ async def rebuild_into(url: str, label: str, nats_url: str, names: BusNames, bat
         report.events,
         report.seconds,
         peak_rss_mib(),
-        {"skipped": report.skipped, "position": report.position, **counts},
+        {"skipped": report.skipped, "position": report.position, **counts, **cost},
     )
 
 
@@ -212,9 +251,11 @@ def _measure(kind: str, target: str, nats_url: str, names: BusNames, batch: int,
     """One measurement in this (fresh) process."""
     quiet_logs()
     if kind == "raw":
-        return asyncio.run(raw_read(nats_url, names, batch, decoding=False))
+        return run_loop(raw_read(nats_url, names, batch, decoding=False))
     if kind == "decode":
-        return asyncio.run(raw_read(nats_url, names, batch, decoding=True))
+        return run_loop(raw_read(nats_url, names, batch, decoding=True))
+    if kind == "pipeline":
+        return asyncio.run(reader_pipeline(nats_url, names, batch))
     label = "PostgreSQL" if target.startswith("postgres") else "SQLite"
 
     def run() -> Result:
@@ -342,7 +383,12 @@ def main() -> None:
         "--cache", type=Path, default=Path(".bench-cache"), help="where generated stores are kept"
     )
     parser.add_argument("--seed", type=int, default=SEED, help="the generator's seed")
-    parser.add_argument("--batch", type=int, default=1000, help="fetch batch of the rebuild and the raw read")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1000,
+        help="events per batch (transaction) of the rebuild and of the reads",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each measurement")
     parser.add_argument("--postgres", action="store_true", help="also rebuild into PostgreSQL")
     parser.add_argument("--skip-sqlite", action="store_true", help="no SQLite rebuild (with --postgres)")
@@ -386,7 +432,7 @@ def main() -> None:
             found: dict[str, list[Result]] = {}
             for round_ in range(1, args.rounds + 1):
                 print(f"round {round_} of {args.rounds} ...", flush=True)
-                for kind in ("raw", "decode"):
+                for kind in ("raw", "decode", "pipeline"):
                     result = measure_in_process(kind, "", nats_url, stream.names, args.batch)
                     found.setdefault(kind, []).append(result)
                     print(
@@ -405,21 +451,40 @@ def main() -> None:
                     "rebuild", targets[0][1](), nats_url, stream.names, args.batch, profile=True
                 )
 
-        decoded = best(found["decode"])
+        # The ratios are over the faster way to read and decode, whichever it was.
+        decoded = max(best(found["decode"]), best(found["pipeline"]), key=lambda r: r.rate)
         print(
             f"\n{stored.events:,} events from {stored.cases:,} generated cases (seed {args.seed}), stream"
-            f" {stream.note}; fetch batch {args.batch}; best of {args.rounds} interleaved round(s),"
-            " each measurement in a fresh process"
+            f" {stream.note}; batch {args.batch}; best of {args.rounds} interleaved round(s),"
+            f" each measurement in a fresh process; × read + decode is over the faster of the"
+            f" two ways to read and decode ({decoded.name})"
         )
         rows: list[tuple[Result, float | None]] = []
         if stream.relay is not None:
             rows.append((stream.relay, None))
-        rows += [(best(found["raw"]), None), (decoded, 1.0)]
+        rows.append((best(found["raw"]), None))
+        rows += [(r, r.rate / decoded.rate) for r in (best(found["decode"]), best(found["pipeline"]))]
         rebuilds = [best(found[label]) for label, _ in targets]
         rows += [(r, r.rate / decoded.rate) for r in rebuilds]
         table(rows)
+        for result, _ in rows[1:] if stream.relay is not None else rows:
+            if "cpu" in result.extra:
+                x = result.extra
+                print(
+                    f"  {result.name}: CPU {x['cpu'] / result.events * 1e6:.1f} µs/event in its process"
+                    + (
+                        f", {x['cpu_children'] / result.events * 1e6:.1f} µs/event in the reader process"
+                        f" (peak RSS {x['rss_children']:.0f} MiB)"
+                        if x["cpu_children"]
+                        else ""
+                    )
+                )
         print(f"  read only rounds: {', '.join(f'{r.rate:,.0f}' for r in found['raw'])} events/s")
         print(f"  read + decode rounds: {', '.join(f'{r.rate:,.0f}' for r in found['decode'])} events/s")
+        print(
+            "  the rebuild's reader rounds:"
+            f" {', '.join(f'{r.rate:,.0f}' for r in found['pipeline'])} events/s"
+        )
         for label, _ in targets:
             print(f"  {label} rebuild rounds: {', '.join(f'{r.rate:,.0f}' for r in found[label])} events/s")
         for r in rebuilds:

@@ -290,9 +290,7 @@ def test_arbitrary_json_never_500(api: Api, route: str, body: Any) -> None:
     assert response.headers["content-type"] == "application/problem+json"
 
 
-def test_the_case_as_it_stood_on_a_date_from_its_events_until_then(
-    api: Api, scenario: CaseScenario
-) -> None:
+def test_the_case_as_it_stood_on_a_date_from_its_events_until_then(api: Api, scenario: CaseScenario) -> None:
     """Each scenario step moves the clock a day: the case as it stood at the end of each day."""
     scenario.to_first_sip()
     case_id = scenario.case_id

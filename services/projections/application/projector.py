@@ -42,6 +42,7 @@ class ReadModelWriter(Protocol):
         event_id: str | None,
         log_position: int,
         at: str,
+        fresh: bool = False,
     ) -> bool: ...
 
 
@@ -106,7 +107,10 @@ class Projector:
         return True
 
     def flush(self) -> None:
-        """Write every kept view and the position reached (the end of a rebuild)."""
+        """Write every kept view and the position reached (the end of a rebuild).
+
+        Once: until then a projector that keeps its views has written none (``fresh``).
+        """
         assert self.views is not None, "flush is for a projector that keeps its views"
         sequence, event_id, log_position = self._last
         with self.models.transaction() as cursor:
@@ -118,6 +122,7 @@ class Projector:
                 event_id=event_id,
                 log_position=log_position,
                 at=datetime.now(UTC).isoformat(),
+                fresh=True,
             )
 
     def _project(

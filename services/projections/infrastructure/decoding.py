@@ -16,7 +16,7 @@ import orjson
 from services.projections.domain.events import CaseEventRecord, NotificationRecord
 from vss_contracts.chain import cloud_event_hash
 from vss_contracts.notification_events import NOTIFICATION_EVENT_TYPES, NOTIFICATION_UPCASTERS
-from vss_contracts.registry import upcast
+from vss_contracts.registry import UPCASTERS, upcast
 
 
 class UndecodableEvent(ValueError):
@@ -29,30 +29,73 @@ def _sorted_json(value: Any) -> bytes:
 
 
 def decode(body: bytes, stream_sequence: int) -> CaseEventRecord:
+    return record_of(published_fields(body, stream_sequence))
+
+
+# A CaseEventRecord's fields in its order, with the type and payload as published (not yet
+# upcast): (case_id, version, type, data, event_id, time, actor_id, actor_org,
+# actor_principal, log_position, stream_sequence, prev_hash, event_hash, hash_ok).
+PublishedFields = tuple[str, int, str, dict[str, Any], str, str, str, str, str, int, int, str, str, bool]
+
+
+def published_fields(body: bytes, stream_sequence: int) -> PublishedFields:
+    """The bytes parsed and the event's hash recomputed: the part of :func:`decode` before upcasting.
+
+    Only JSON values, so they can cross a process boundary as JSON unchanged (the
+    rebuild's reader process, :mod:`.stream_reader`, checks every hash there).
+    """
     try:
         event = orjson.loads(body)
         hash_ok = cloud_event_hash(event, dumps=_sorted_json) == event["eventhash"]
-        type_name, data = upcast(event["type"], event["data"])
-        return CaseEventRecord(
-            case_id=event["subject"],
-            version=int(event["caseversion"]),
-            type=type_name,
-            data=data,
-            event_id=event["id"],
-            time=event["time"],
-            actor_id=event["actorid"],
-            actor_org=event["actororg"],
-            actor_principal=event["actorprincipal"],
-            log_position=int(event.get("logposition") or 0),
-            stream_sequence=stream_sequence,
-            prev_hash=event["prevhash"],
-            event_hash=event["eventhash"],
-            hash_ok=hash_ok,
+        return (
+            event["subject"],
+            int(event["caseversion"]),
+            event["type"],
+            event["data"],
+            event["id"],
+            event["time"],
+            event["actorid"],
+            event["actororg"],
+            event["actorprincipal"],
+            int(event.get("logposition") or 0),
+            stream_sequence,
+            event["prevhash"],
+            event["eventhash"],
+            hash_ok,
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise UndecodableEvent(
             f"stream sequence {stream_sequence}: {type(error).__name__}: {error}"
         ) from error
+
+
+def record_of(fields: PublishedFields) -> CaseEventRecord:
+    """The record of :func:`published_fields`, its payload upcast to the current version of its type."""
+    (case_id, version, type_name, data, event_id, time, actor_id, actor_org, actor_principal,
+     log_position, stream_sequence, prev_hash, event_hash, hash_ok) = fields  # fmt: skip
+    try:
+        if type_name in UPCASTERS:  # as upcast() decides, without its call for the current types
+            type_name, data = upcast(type_name, data)
+    except (KeyError, TypeError, ValueError) as error:
+        raise UndecodableEvent(
+            f"stream sequence {stream_sequence}: {type(error).__name__}: {error}"
+        ) from error
+    return CaseEventRecord(
+        case_id,
+        version,
+        type_name,
+        data,
+        event_id,
+        time,
+        actor_id,
+        actor_org,
+        actor_principal,
+        log_position,
+        stream_sequence,
+        prev_hash,
+        event_hash,
+        hash_ok,
+    )
 
 
 def decode_notification(body: bytes, stream_sequence: int) -> NotificationRecord:

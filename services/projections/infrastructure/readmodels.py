@@ -15,7 +15,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -29,6 +31,13 @@ from services.projections.infrastructure.database import Connection
 from services.shared.bus import checkpoint
 
 CONSUMER = "projections"
+
+_JOURNAL_TABLE = (
+    "case_id TEXT NOT NULL, version BIGINT NOT NULL, log_position BIGINT NOT NULL, event_id TEXT NOT NULL,"
+    " type TEXT NOT NULL, time TEXT NOT NULL, actor_id TEXT NOT NULL, actor_org TEXT NOT NULL,"
+    " actor_principal TEXT NOT NULL, summary TEXT NOT NULL, verified INTEGER NOT NULL"
+)
+_JOURNAL_KEY = "PRIMARY KEY (case_id, version)"
 
 TABLES = (
     checkpoint.CREATE_POSITIONS_TABLE,
@@ -49,10 +58,7 @@ TABLES = (
     " due_on TEXT NOT NULL, organisation_id TEXT, PRIMARY KEY (case_id, action_id))",
     "CREATE INDEX IF NOT EXISTS open_actions_organisation ON open_actions (organisation_id, due_on)",
     "CREATE TABLE IF NOT EXISTS case_facts (case_id TEXT PRIMARY KEY, facts TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS journal (case_id TEXT NOT NULL, version BIGINT NOT NULL,"
-    " log_position BIGINT NOT NULL, event_id TEXT NOT NULL, type TEXT NOT NULL, time TEXT NOT NULL,"
-    " actor_id TEXT NOT NULL, actor_org TEXT NOT NULL, actor_principal TEXT NOT NULL,"
-    " summary TEXT NOT NULL, verified INTEGER NOT NULL, PRIMARY KEY (case_id, version))",
+    f"CREATE TABLE IF NOT EXISTS journal ({_JOURNAL_TABLE}, {_JOURNAL_KEY})",
     "CREATE TABLE IF NOT EXISTS deliveries (case_id TEXT NOT NULL, version BIGINT NOT NULL,"
     " event_id TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL, time TEXT NOT NULL,"
     " at TEXT NOT NULL, delivery_key TEXT, recipient_id TEXT, recipient_name TEXT, recipient_role TEXT,"
@@ -63,6 +69,16 @@ TABLES = (
 )
 
 _DELIVERY_COLUMNS = ", ".join(deliveries.COLUMNS)
+_JOURNAL_COLUMNS = (
+    "case_id, version, log_position, event_id, type, time, actor_id, actor_org, actor_principal,"
+    " summary, verified"
+)
+_VIEW_COLUMNS = (
+    "case_id, doc, status, phase, municipality_code, region_code, next_follow_up_on, opened_on,"
+    " version, log_position"
+)
+_COPY_FROM = 50  # rows: fewer go in as INSERTs (COPY costs a round trip more)
+
 
 # The tables a comparison of two generations looks at (all but bookkeeping timestamps).
 COMPARED = {
@@ -81,6 +97,7 @@ class ReadModels:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._key_session: Callable[[], Connection] | None = None  # see defer_journal_key
 
     @property
     def generation(self) -> str:
@@ -92,6 +109,55 @@ class ReadModels:
 
     def close(self) -> None:
         self.conn.close()
+
+    def defer_journal_key(self, session: Callable[[], Connection]) -> None:
+        """Drop the journal's key from the (empty) table; the next fresh :meth:`write` builds it again.
+
+        A rebuild appends a million journal rows in stream order, so every batch would
+        insert into the key's index at a thousand places; building it once at the end
+        sorts instead. It is built while the fresh write makes its rows: on PostgreSQL by
+        a session of its own (``session()``, a server process of its own; committed, so
+        durable, on its own), giving the table the very same primary key back; on SQLite
+        by this connection, in the write's transaction (SQLite works without holding
+        Python's lock meanwhile). SQLite cannot add a primary key to a table: there the
+        journal is re-created without one, and gets a unique index on the same columns
+        (``journal_key``): the same constraint and the same lookups, under another name
+        in the schema.
+        """
+        if self.conn.is_postgres:
+            self.conn.execute("ALTER TABLE journal DROP CONSTRAINT journal_pkey")
+        else:
+            self.conn.execute("DROP TABLE journal")
+            self.conn.execute(f"CREATE TABLE journal ({_JOURNAL_TABLE})")
+        self._key_session = session
+
+    def _build_journal_key(self) -> None:
+        if self.conn.is_postgres:
+            self.conn.execute(f"ALTER TABLE journal ADD {_JOURNAL_KEY}")
+        else:
+            self.conn.execute("CREATE UNIQUE INDEX journal_key ON journal (case_id, version)")
+
+    def _journal_key_meanwhile(self) -> Future[None] | None:
+        """The deferred journal key, being built in a thread (None if none is deferred)."""
+        session, self._key_session = self._key_session, None
+        if session is None:
+            return None
+
+        def build() -> None:
+            if not self.conn.is_postgres:
+                self._build_journal_key()  # this connection: the caller leaves it alone meanwhile
+                return
+            other = ReadModels(session())
+            try:
+                other._build_journal_key()
+            finally:
+                other.close()
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-key")
+        try:
+            return pool.submit(build)
+        finally:
+            pool.shutdown(wait=False)  # the thread ends with its one task
 
     def transaction(self) -> AbstractContextManager[Any]:
         return self.conn.transaction()
@@ -129,10 +195,15 @@ class ReadModels:
         event_id: str | None,
         log_position: int,
         at: str,
+        fresh: bool = False,
     ) -> bool:
         """Write changed views and new journal rows, and move the position, in the caller's transaction.
 
         False (the caller rolls back) if the position is already at or beyond ``stream_sequence``.
+        ``fresh``: the views' tables hold nothing yet (a rebuild's one write of its views), so
+        the rows are inserted as they are (on PostgreSQL with ``COPY``), with nothing to
+        delete or replace first; a case already there is then an error. A fresh write also
+        builds the journal's key if :meth:`defer_journal_key` dropped it.
         """
         sql = self.conn.sql
         if not checkpoint.advance(cursor, CONSUMER, stream_sequence, event_id, p=self.conn.p):
@@ -148,6 +219,21 @@ class ReadModels:
             ),
             (stream_sequence, log_position, at),
         )
+        key = self._journal_key_meanwhile() if fresh else None
+        try:
+            self._write_views(cursor, views, fresh, key)
+        except BaseException:
+            if key is not None:  # not before it is done: it may be using this connection
+                with contextlib.suppress(Exception):
+                    key.result()
+            raise
+        if key is not None:
+            key.result()
+        self.write_journal(cursor, journal_rows)
+        return True
+
+    def _write_views(self, cursor: Any, views: Iterable[View], fresh: bool, key: Future[None] | None) -> None:
+        sql = self.conn.sql
         view_rows: list[tuple[Any, ...]] = []
         grant_rows: list[tuple[Any, ...]] = []
         coordinator_rows: list[tuple[Any, ...]] = []
@@ -183,13 +269,20 @@ class ReadModels:
                     if a["done_on"] is None
                 )
             fact_rows.append((case_id, orjson.dumps(view["facts"]).decode()))
-        if ids:
+        if key is not None and not self.conn.is_postgres:
+            key.result()  # this connection is free again
+        if ids and fresh:
+            self._insert(cursor, "case_views", _VIEW_COLUMNS, view_rows)
+            self._insert(cursor, "case_facts", "case_id, facts", fact_rows)
+            self._insert(cursor, "case_grants", "case_id, organisation_id, valid_until", grant_rows)
+            self._insert(cursor, "case_coordinators", "case_id, user_id, organisation_id", coordinator_rows)
+            self._insert(cursor, "open_actions", "case_id, action_id, due_on, organisation_id", action_rows)
+        elif ids:
             for table in ("case_grants", "case_coordinators", "open_actions"):
                 cursor.executemany(sql(f"DELETE FROM {table} WHERE case_id = ?"), ids)
             cursor.executemany(
                 sql(
-                    "INSERT INTO case_views (case_id, doc, status, phase, municipality_code, region_code,"
-                    " next_follow_up_on, opened_on, version, log_position)"
+                    f"INSERT INTO case_views ({_VIEW_COLUMNS})"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id) DO UPDATE SET"
                     " doc = excluded.doc, status = excluded.status, phase = excluded.phase,"
                     " municipality_code = excluded.municipality_code, region_code = excluded.region_code,"
@@ -223,18 +316,23 @@ class ReadModels:
                     ),
                     action_rows,
                 )
-        self.write_journal(cursor, journal_rows)
-        return True
 
     def write_journal(self, cursor: Any, journal_rows: Sequence[tuple[Any, ...]]) -> None:
-        if journal_rows:
-            cursor.executemany(
-                self.conn.sql(
-                    "INSERT INTO journal (case_id, version, log_position, event_id, type, time, actor_id,"
-                    " actor_org, actor_principal, summary, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ),
-                journal_rows,
-            )
+        """Insert journal rows (a key already there is an error, as for any insert)."""
+        self._insert(cursor, "journal", _JOURNAL_COLUMNS, journal_rows)
+
+    def _insert(self, cursor: Any, table: str, columns: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Plain inserts. On PostgreSQL many rows go in with ``COPY``: the same rows, at a fraction
+        of the client's and the server's CPU of an ``INSERT`` each (a rebuild's batches)."""
+        if not rows:
+            return
+        if self.conn.is_postgres and len(rows) >= _COPY_FROM:
+            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        marks = ", ".join("?" for _ in columns.split(","))
+        cursor.executemany(self.conn.sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})"), rows)
 
     def advance(self, cursor: Any, consumer: str, stream_sequence: int, event_id: str | None) -> bool:
         return checkpoint.advance(cursor, consumer, stream_sequence, event_id, p=self.conn.p)

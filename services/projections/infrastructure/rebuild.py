@@ -27,8 +27,9 @@ from nats.js.errors import NotFoundError
 from services.projections.application.deliveries import DeliveryProjector
 from services.projections.application.projector import Projector
 from services.projections.infrastructure.database import Connection, ReadModelLocation, new_generation
-from services.projections.infrastructure.decoding import UndecodableEvent, decode, decode_notification
+from services.projections.infrastructure.decoding import UndecodableEvent, decode_notification
 from services.projections.infrastructure.readmodels import ReadModels
+from services.projections.infrastructure.stream_reader import read_decoded
 from services.shared.bus.names import BusNames
 from services.shared.bus.streams import connect
 
@@ -95,8 +96,15 @@ async def rebuild(
     # them again at every full collection (a quarter of the CPU at a million events). Not
     # if the process had frozen objects already: unfreezing at the end would undo that.
     freeze = gc.get_freeze_count() == 0
+    # And the collector does not run meanwhile: each batch arrives as tens of thousands of
+    # new objects at once, which it would traverse only to find them alive (a few percent
+    # of the CPU); what the rebuild leaves behind is freed by reference counting.
+    collecting = gc.isenabled()
+    if collecting:
+        gc.disable()
     try:
         models.create_tables()
+        models.defer_journal_key(lambda: location.connect(generation))
         _commit_without_waiting(models.conn)
         projector = Projector(models, keep_views=True, skip_orphans=True)
         nc = await connect(nats_url, name="projections-rebuild")
@@ -109,49 +117,22 @@ async def rebuild(
                 delivered = await _stream_state(js, notifications.stream)
                 if delivered is not None:
                     _check_complete(notifications.stream, *delivered)
-            target = info.state.last_seq
+            target = int(info.state.last_seq)
             position = undecodable = 0
             last_report = started
-            sub = await js.pull_subscribe(
-                names.subjects,
-                stream=names.stream,
-                config=ConsumerConfig(
-                    ack_policy=AckPolicy.NONE,
-                    deliver_policy=DeliverPolicy.ALL,
-                    inactive_threshold=60.0,
-                    mem_storage=True,
-                    description="VSS projections rebuild (ephemeral)",
-                ),
-            )
-            try:
-                while True:
-                    if position >= target:
-                        target = (await js.stream_info(names.stream)).state.last_seq
-                        if position >= target:
-                            break  # caught up with the stream
-                    try:
-                        messages = await sub.fetch(batch, timeout=2.0)
-                    except NatsTimeoutError:
-                        continue
-                    records = []
-                    for msg in messages:
-                        sequence = msg.metadata.sequence.stream
-                        try:
-                            records.append(decode(msg.data, sequence))
-                        except UndecodableEvent as error:
-                            undecodable += 1
-                            log.warning("rebuild.undecodable", error=str(error))
-                        position = max(position, sequence)
-                    projector.apply(records)
+            async with read_decoded(nats_url, names, batch) as batches:
+                async for decoded in batches:
+                    for _, error in decoded.undecodable:
+                        undecodable += 1
+                        log.warning("rebuild.undecodable", error=error)
+                    projector.apply(decoded.records)
                     if freeze:
                         gc.freeze()
+                    position, target = decoded.position, decoded.target
                     now = time.perf_counter()
                     if progress is not None and now - last_report >= progress_every:
                         last_report = now
                         progress(Progress(position, target, projector.applied, now - started))
-            finally:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
             deliveries = DeliveryProjector(models)
             delivery_position = delivery_undecodable = 0
             if notifications is not None and delivered is not None:
@@ -169,6 +150,8 @@ async def rebuild(
         models.close()
         if freeze:
             gc.unfreeze()
+        if collecting:
+            gc.enable()
     if switch:
         location.point_to(generation)
         for old in location.generations():
@@ -268,7 +251,8 @@ def _commit_without_waiting(conn: Connection) -> None:
 
 
 def _flush_durably(projector: Projector, conn: Connection) -> None:
-    """The views and the position, then everything on disk (before any switch)."""
+    """The views, the position and the journal's key (:meth:`ReadModels.defer_journal_key`),
+    then everything on disk (before any switch)."""
     if conn.is_postgres:
         # The flush commits with the server's default again, so it waits until the WAL
         # is flushed up to its commit record: every batch committed before it is too.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import nats
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -26,16 +25,23 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 
 
 async def connect(
-    url: str, *, name: str, stopping: Callable[[], bool] = lambda: False, max_backoff: float = 5.0
+    url: str,
+    *,
+    name: str,
+    stopping: Callable[[], bool] = lambda: False,
+    max_backoff: float = 5.0,
+    client: Callable[[], Client] = Client,
 ) -> Client:
     """Connect, retrying with backoff until the server answers (it may start after us).
 
     Once connected, nats-py reconnects by itself for ever (``max_reconnect_attempts=-1``).
+    ``client`` makes the (not yet connected) client: nats-py's own, or a subclass of it.
     """
     delay = 0.1
     while True:
         try:
-            return await nats.connect(
+            nc = client()
+            await nc.connect(
                 url,
                 name=name,
                 error_cb=_on_error,
@@ -43,9 +49,10 @@ async def connect(
                 reconnected_cb=_on_reconnected,
                 connect_timeout=2,
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; nats-py annotates int, sleeps a float
                 allow_reconnect=True,
             )
+            return nc
         except Exception as error:  # refused, DNS, TLS …: all mean "not yet"
             if stopping():
                 raise
