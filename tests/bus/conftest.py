@@ -8,7 +8,7 @@ import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import pytest
 
@@ -76,6 +76,32 @@ class RelayThread:
         assert not self.thread.is_alive(), f"the relay did not stop:\n{self._stacks()}"
         if self.error is not None:
             raise self.error
+
+
+class Parts(Runner, Protocol):
+    def close(self) -> None: ...
+
+
+P = TypeVar("P", bound=Parts)
+
+
+class PartsThread(RelayThread, Generic[P]):
+    """A service's composed parts (``run(stop)``, ``close()``) on their own loop in a thread:
+    ``with PartsThread(parts) as running:`` … stopped and closed at the end."""
+
+    def __init__(self, parts: P) -> None:
+        super().__init__(parts)
+        self.parts = parts
+
+    def __enter__(self) -> PartsThread[P]:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        try:
+            self.stop()
+        finally:
+            self.parts.close()
 
 
 @pytest.fixture

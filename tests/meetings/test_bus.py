@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
-from typing import cast
 
 import pytest
 
@@ -20,28 +19,13 @@ from services.meetings.infrastructure.bus import meeting_bus_names
 from services.meetings.infrastructure.store import migrate as migrate_meetings
 from services.meetings.settings import MeetingsSettings
 from services.shared.bus.names import BusNames
-from tests.bus.conftest import RelayThread
+from tests.bus.conftest import PartsThread
 from tests.support.bus import StreamMessage, read_stream, wait_until
 from tests.support.clock import FixedClock
 from tests.support.scenario import drive_to_first_sip
 from vss_contracts import meeting_events as me
 
-
-class MeetingsThread(RelayThread):
-    """The meetings service's bus tasks (consumer, relay, timers) on their own loop in a thread."""
-
-    def __init__(self, parts: MeetingsParts) -> None:
-        super().__init__(parts)
-        self.parts = parts
-
-    def __enter__(self) -> MeetingsThread:
-        return cast(MeetingsThread, self.start())
-
-    def __exit__(self, *_: object) -> None:
-        try:
-            self.stop()
-        finally:
-            self.parts.close()
+MeetingsThread = PartsThread[MeetingsParts]
 
 
 @pytest.fixture

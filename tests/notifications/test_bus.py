@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
@@ -30,7 +30,6 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from services.case.application.service import CaseService
 from services.case.domain import commands as cmd
-from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.meetings.infrastructure.bus import meeting_bus_names
 from services.notifications.application.service import CASE_CONSUMER
@@ -42,8 +41,7 @@ from services.notifications.settings import NotificationsSettings
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.embedded import free_port
 from services.shared.bus.names import BusNames
-from services.shared.bus.relay import Relay, RelaySettings
-from tests.bus.conftest import RelayThread
+from tests.bus.conftest import PartsThread
 from tests.meetings.test_bus import MeetingsThread
 from tests.support.actors import organisation_of
 from tests.support.bus import read_stream, wait_until
@@ -109,28 +107,6 @@ def smtp() -> Iterator[tuple[Recorder, int]]:
 
 # ------------------------------------------------------------------------------- the setup
 @pytest.fixture
-def case_relay(
-    nats_url: str, bus_names: BusNames
-) -> Callable[[CaseEventStore], AbstractContextManager[object]]:
-    """``with case_relay(store):`` the case relay on this test's case stream."""
-
-    @contextmanager
-    def run(store: CaseEventStore) -> Iterator[RelayThread]:
-        relay = Relay(
-            CaseEventLog(store, bus_names),
-            nats_url,
-            settings=RelaySettings(names=bus_names, lease_ttl=1.0, ack_timeout=2.0),
-        )
-        thread = RelayThread(relay).start()
-        try:
-            yield thread
-        finally:
-            thread.stop()
-
-    return run
-
-
-@pytest.fixture
 def case_store(sqlite_url: str) -> Iterator[CaseEventStore]:
     migrate(StoreConfig(sqlite_url))
     store = CaseEventStore(StoreConfig(sqlite_url))
@@ -166,21 +142,7 @@ def settings_for(
     )
 
 
-class NotificationsThread(RelayThread):
-    """The notifications service's bus tasks (consumers, sender, relay) on a loop in a thread."""
-
-    def __init__(self, parts: NotificationsParts) -> None:
-        super().__init__(parts)
-        self.parts = parts
-
-    def __enter__(self) -> NotificationsThread:
-        return cast(NotificationsThread, self.start())
-
-    def __exit__(self, *_: object) -> None:
-        try:
-            self.stop()
-        finally:
-            self.parts.close()
+NotificationsThread = PartsThread[NotificationsParts]
 
 
 @pytest.fixture
@@ -309,14 +271,14 @@ def test_case_and_meeting_streams_reach_the_group_by_smtp_and_the_record_reaches
     bus_names: BusNames,
     prefix: str,
     smtp: tuple[Recorder, int],
-    case_relay: Callable[[CaseEventStore], AbstractContextManager[object]],
+    run_relay: Callable[..., AbstractContextManager[object]],
     start_meetings: Callable[[], MeetingsThread],
     start_notifications: Callable[[], NotificationsThread],
 ) -> None:
     service = CaseService(case_store, clock)
     case_ids = [cast(UUID, case_with_group(service, clock).case_id) for _ in range(2)]
     recorder, _ = smtp
-    with case_relay(case_store), start_meetings(), start_notifications() as notifications:
+    with run_relay(case_store), start_meetings(), start_notifications() as notifications:
         store = notifications.parts.store
         assert wait_until(lambda: settled(store, case_ids), 30), sent(store, case_ids)
         names = notification_bus_names(prefix, bus_names)
@@ -350,7 +312,7 @@ def test_sigkill_mid_run_and_a_restart_send_nothing_twice(
     bus_names: BusNames,
     prefix: str,
     smtp: tuple[Recorder, int],
-    case_relay: Callable[[CaseEventStore], AbstractContextManager[object]],
+    run_relay: Callable[..., AbstractContextManager[object]],
     start_meetings: Callable[[], MeetingsThread],
 ) -> None:
     recorder, smtp_port = smtp
@@ -377,7 +339,7 @@ def test_sigkill_mid_run_and_a_restart_send_nothing_twice(
     command = [sys.executable, "-m", "services.notifications.main"]
     log = (tmp_path / "notifications.log").open("ab")
     store = NotificationStore(str(settings.notifications_store_url))
-    with case_relay(case_store), start_meetings():
+    with run_relay(case_store), start_meetings():
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             # Let some messages through, then stall the server mid-conversation and kill the
@@ -414,7 +376,7 @@ def test_a_meeting_event_waits_for_the_consent_the_case_stream_holds_before_it(
     bus_names: BusNames,
     prefix: str,
     smtp: tuple[Recorder, int],
-    case_relay: Callable[[CaseEventStore], AbstractContextManager[object]],
+    run_relay: Callable[..., AbstractContextManager[object]],
     start_meetings: Callable[[], MeetingsThread],
     start_notifications: Callable[[], NotificationsThread],
 ) -> None:
@@ -433,7 +395,7 @@ def test_a_meeting_event_waits_for_the_consent_the_case_stream_holds_before_it(
     handler.apply = held_apply  # type: ignore[method-assign]
     store = notifications.parts.store
     names = meeting_bus_names(prefix, bus_names)
-    with case_relay(case_store), start_meetings(), notifications:
+    with run_relay(case_store), start_meetings(), notifications:
         assert wait_until(
             lambda: len(asyncio.run(read_stream(nats_url, names.stream, names.subjects))) >= 4, 20
         )
