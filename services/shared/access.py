@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from services.shared.auth import TokenClaims
+
 
 @dataclass(frozen=True, slots=True)
 class AccessRecord:
@@ -35,24 +37,21 @@ class AccessRecorder(Protocol):
 
 def record_access(
     log: AccessRecorder,
-    *,
-    user_id: str,
-    organisation_id: str,
-    roles: frozenset[str],
+    reader: TokenClaims,
     case_id: str | None,
     resource: str,
     outcome: str,
     reason: str | None = None,
 ) -> None:
-    """Record one read (``granted``) or refused attempt (``denied``), durably, now."""
+    """Record one read (``granted``) or refused attempt (``denied``) by ``reader``, durably, now."""
     log.record(
         [
             AccessRecord(
                 record_id=str(uuid.uuid4()),
                 recorded_at=datetime.now(UTC).isoformat(),
-                user_id=user_id,
-                organisation_id=organisation_id,
-                roles=tuple(sorted(roles)),
+                user_id=reader.user_id,
+                organisation_id=reader.organisation_id,
+                roles=tuple(sorted(reader.roles)),
                 case_id=case_id,
                 resource=resource,
                 outcome=outcome,

@@ -159,3 +159,8 @@ def install_problem_handlers(app: FastAPI) -> None:
             "the server failed; the error is logged under this request's correlation id",
             code="internal",
         )
+
+
+def forbidden(detail: str, rule: str) -> ProblemException:
+    """403 naming the access rule that refused the caller."""
+    return ProblemException(403, "Forbidden", detail, code=rule, rule=rule)

@@ -47,6 +47,7 @@ from services.shared.ics import calendar_feed, meeting_ics
 from services.shared.problems import (
     CorrelationMiddleware,
     ProblemException,
+    forbidden,
     install_problem_handlers,
     problem_response,
 )
@@ -220,10 +221,6 @@ def _deps(request: Request) -> MeetingsApiDependencies:
     return deps
 
 
-def _forbidden(detail: str, rule: str) -> ProblemException:
-    return ProblemException(403, "Forbidden", detail, code=rule, rule=rule)
-
-
 def caller(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> TokenClaims:
@@ -235,7 +232,7 @@ Caller = Annotated[TokenClaims, Depends(caller)]
 
 def reader(claims: Caller) -> TokenClaims:
     if not claims.roles & READ_ROLES:
-        raise _forbidden(f"reading meetings needs one of the roles {sorted(READ_ROLES)}", "role_required")
+        raise forbidden(f"reading meetings needs one of the roles {sorted(READ_ROLES)}", "role_required")
     return claims
 
 
@@ -266,7 +263,7 @@ def write_call(
     ] = None,
 ) -> WriteCall:
     if WRITE_ROLE not in claims.roles:
-        raise _forbidden("booking and changing meetings needs the coordinator role", "role_required")
+        raise forbidden("booking and changing meetings needs the coordinator role", "role_required")
     if idempotency_key is None:
         raise ProblemException(
             400,
@@ -297,7 +294,7 @@ def _check_access(schedule: MeetingSchedule, claims: TokenClaims) -> None:
     coordinating = {c.organisation.id for c in state.coordinators.values() if c.organisation}
     if claims.organisation_id in coordinating or claims.organisation_id in (state.consent_orgs or ()):
         return
-    raise _forbidden(
+    raise forbidden(
         f"organisation {claims.organisation_id} neither coordinates case {state.case_id}"
         " nor is covered by its current consent",
         "no_consent",
@@ -325,16 +322,7 @@ def _log(
     outcome: str,
     reason: str | None = None,
 ) -> None:
-    record_access(
-        deps.access_log,
-        user_id=claims.user_id,
-        organisation_id=claims.organisation_id,
-        roles=claims.roles,
-        case_id=str(case_id),
-        resource=resource,
-        outcome=outcome,
-        reason=reason,
-    )
+    record_access(deps.access_log, claims, str(case_id), resource, outcome, reason)
 
 
 class _Replayed(Exception):
@@ -536,7 +524,7 @@ def coordinator_feed(
     deps = _deps(request)
     if key is not None:
         if not deps.feed_links.verify(user_id, key):
-            raise _forbidden(
+            raise forbidden(
                 "the calendar link's key is not valid (revoked or mistyped)", "invalid_calendar_link"
             )
         # A calendar app: the reader is whoever holds the coordinator's link.
@@ -544,7 +532,7 @@ def coordinator_feed(
     else:
         reader = verified_claims(deps.tokens, credentials)
         if reader.user_id != user_id:
-            raise _forbidden(f"the calendar of {user_id} is for that coordinator only", "not_own_calendar")
+            raise forbidden(f"the calendar of {user_id} is for that coordinator only", "not_own_calendar")
     meetings = deps.service.meetings_of_coordinator(user_id)
     for case_id in sorted({m.case_id for m in meetings}):
         _log(deps, reader, case_id, "calendar_feed", "granted")
@@ -556,7 +544,7 @@ def coordinator_feed(
 def calendar_link(user_id: str, claims: Caller, request: Request) -> CalendarLink:
     """The coordinator's own subscribable feed URL (for Outlook, Google, Apple calendars)."""
     if claims.user_id != user_id:
-        raise _forbidden(f"the calendar of {user_id} is for that coordinator only", "not_own_calendar")
+        raise forbidden(f"the calendar of {user_id} is for that coordinator only", "not_own_calendar")
     return CalendarLink(
         user_id=user_id,
         url=_deps(request).feed_links.url(user_id),

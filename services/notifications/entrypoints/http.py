@@ -26,7 +26,12 @@ from services.notifications.domain.audience import Audience
 from services.shared.access import AccessRecorder, record_access
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
-from services.shared.problems import CorrelationMiddleware, ProblemException, install_problem_handlers
+from services.shared.problems import (
+    CorrelationMiddleware,
+    ProblemException,
+    forbidden,
+    install_problem_handlers,
+)
 
 READ_ROLES = frozenset({"coordinator", "manager"})
 
@@ -119,16 +124,12 @@ def _deps(request: Request) -> NotificationsApiDependencies:
     return deps
 
 
-def _forbidden(detail: str, rule: str) -> ProblemException:
-    return ProblemException(403, "Forbidden", detail, code=rule, rule=rule)
-
-
 def reader(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> TokenClaims:
     claims = verified_claims(_deps(request).tokens, credentials)
     if not claims.roles & READ_ROLES:
-        raise _forbidden(
+        raise forbidden(
             f"reading the delivery record needs one of the roles {sorted(READ_ROLES)}", "role_required"
         )
     return claims
@@ -150,21 +151,12 @@ def case_notifications(
     deps = _deps(request)
 
     def log(outcome: str, reason: str | None = None) -> None:
-        record_access(
-            deps.access_log,
-            user_id=claims.user_id,
-            organisation_id=claims.organisation_id,
-            roles=claims.roles,
-            case_id=str(case_id),
-            resource="notifications",
-            outcome=outcome,
-            reason=reason,
-        )
+        record_access(deps.access_log, claims, str(case_id), "notifications", outcome, reason)
 
     if claims.organisation_id not in coordinating and claims.organisation_id not in (
         audience.consent_orgs or ()
     ):
-        refused = _forbidden(
+        refused = forbidden(
             f"organisation {claims.organisation_id} neither coordinates case {case_id}"
             " nor is covered by its current consent",
             "no_consent",
