@@ -35,4 +35,9 @@ class CaseRelaySettings(CaseSettings, BusSettings):
     relay_poll_interval: float = Field(
         default=0.01, gt=0, description="SQLite: how often to look for new events"
     )
-    relay_max_in_flight: int = Field(default=2000, ge=1, le=4000, description="Publishes awaiting their ack")
+    relay_max_in_flight: int = Field(
+        default=2000,
+        ge=1,
+        le=4000,
+        description="Messages published and awaiting their ack (a batch counts all of its messages)",
+    )

@@ -89,7 +89,7 @@ class RelaySettings:
     names: BusNames = field(default_factory=BusNames)
     replicas: int = 1
     read_limit: int = 500  # events read from the store at a time
-    max_in_flight: int = 2000  # publishes awaiting their ack
+    max_in_flight: int = 2000  # messages awaiting their ack (a batch counts all of its messages)
     ack_timeout: float = 5.0  # longest wait for one ack
     idle_wait: float = 0.01  # SQLite poll interval; with LISTEN/NOTIFY the longest sleep
     audit_interval: float = 5.0  # when idle, compare the stream's tail to our position this often
@@ -234,6 +234,7 @@ class Relay:
         self.published = 0  # messages acknowledged by the stream in this run
         self.position = 0  # log position acknowledged last
         self._refill: set[str] = set()  # event ids the server's de-dup remembers but the stream lost
+        self._unacked = 0  # messages published and not yet acknowledged
         self._stopping = False
 
     # ------------------------------------------------------------------------ the process
@@ -331,6 +332,11 @@ class Relay:
             message = await js.get_last_msg(names.stream, names.subjects)
         except NotFoundError:
             return Tail(last_sequence, 0)
+        # Two reads, so the stream may have moved between them (a cancelled leader's last
+        # publishes landing): the message's own sequence then goes with its position. A
+        # lower one means the messages after it were deleted: the stream's last sequence
+        # is still what the next publish must expect.
+        last_sequence = max(last_sequence, message.seq or 0)
         position = (message.headers or {}).get(HEADER_LOG_POSITION)
         if position is None:
             # Someone else published on the case subjects (NATS permissions should stop that):
@@ -353,6 +359,7 @@ class Relay:
         self.position = position
         log.info("relay.resume", position=position, stream_sequence=sequence, stream=settings.names.stream)
         in_flight: deque[_InFlight] = deque()
+        self._unacked = 0
         acks = await AckInbox(nc).open()
         last_audit = time.monotonic()
         held: list[OutboxMessage] = []  # the page's last run, until the next page shows where it ends
@@ -381,7 +388,8 @@ class Relay:
                     sequence += len(commit)
                     position = commit[-1].position
                     in_flight.append(_InFlight(ack, commit, sequence))
-                    if len(in_flight) >= settings.max_in_flight:
+                    self._unacked += len(commit)
+                    if self._unacked >= settings.max_in_flight:
                         await self._settle(in_flight, all_=False)
                 await self._settle(in_flight, all_=False, only_done=True)
         finally:
@@ -392,7 +400,16 @@ class Relay:
     async def _publish_commit(
         self, nc: Client, acks: AckInbox, commit: list[OutboxMessage], last_sequence: int
     ) -> asyncio.Future[PubAck]:
-        """Publish one commit: a single message, or an atomic batch acked on its last message."""
+        """Publish one commit: a single message, or an atomic batch acked on its last message.
+
+        A commit is sent whole even if the caller is cancelled (a lost lease): a batch left
+        open would hold one of the server's few in-flight batch slots until it times out.
+        """
+        return await asyncio.shield(self._send_commit(nc, acks, commit, last_sequence))
+
+    async def _send_commit(
+        self, nc: Client, acks: AckInbox, commit: list[OutboxMessage], last_sequence: int
+    ) -> asyncio.Future[PubAck]:
         batch = uuid.uuid4().hex if len(commit) > 1 else None
         for index, message in enumerate(commit, start=1):
             h = dict(message.headers)
@@ -419,7 +436,7 @@ class Relay:
             head = in_flight[0]
             if only_done and not head.ack.done():
                 return
-            if not all_ and not only_done and len(in_flight) < self.settings.max_in_flight // 2:
+            if not all_ and not only_done and self._unacked < self.settings.max_in_flight // 2:
                 return
             try:
                 async with asyncio.timeout(self.settings.ack_timeout):
@@ -433,6 +450,7 @@ class Relay:
                     f"no ack within {self.settings.ack_timeout}s at position {head.last.position}"
                 ) from error
             in_flight.popleft()
+            self._unacked -= len(head.commit)
             if ack.duplicate:
                 # Only possible if the stream lost messages its de-dup window remembers.
                 self._refill.update(m.event_id for m in head.commit)

@@ -1,0 +1,177 @@
+"""A relay that loses its lease mid-publish: neither a gap nor a duplicate.
+
+The gap these tests guard against was seen once in a benchmark (docs/performance.md,
+"Found on the way: a gap left by the relay") and reproduced with forced lease losses on
+a loaded machine: a cancelled leader's commit landed between the two reads of the new
+leader's tail, so the tail paired the old last sequence with the new last position. The
+new leader's first commit was then refused, but its second, pipelined behind it, expected
+exactly the sequence the stream had reached and was stored, one commit too early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import nats
+import pytest
+
+from services.shared.bus.lease import Lease, LeaseLost
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import AckInbox, OutboxMessage, Relay, RelaySettings
+from services.shared.bus.streams import case_stream_config, declare_if_missing
+from tests.bus.conftest import RelayThread
+from tests.support.bus import StreamMessage, read_stream, wait_until
+from vss_contracts.subjects import HEADER_LOG_POSITION, HEADER_MSG_ID
+
+
+def outbox(names: BusNames, sizes: Sequence[int], *, cases: int = 50, seed: int = 1) -> list[OutboxMessage]:
+    """A log of commits of the given sizes, each of one case, positions 1, 2, 3 …"""
+    rng = random.Random(seed)
+    messages: list[OutboxMessage] = []
+    for size in sizes:
+        case = f"case-{rng.randrange(cases)}"
+        for _ in range(size):
+            position = len(messages) + 1
+            event_id = f"event-{position}"
+            messages.append(
+                OutboxMessage(
+                    position=position,
+                    event_id=event_id,
+                    subject=f"{names.subject_prefix}.{case}.worksheet",
+                    body=b'{"n": %d}' % position,
+                    headers={HEADER_MSG_ID: event_id, HEADER_LOG_POSITION: str(position)},
+                    commit_key=case,
+                )
+            )
+    return messages
+
+
+class ListLog:
+    """The store's log, in memory (position p at index p - 1)."""
+
+    def __init__(self, messages: list[OutboxMessage]) -> None:
+        self.messages = messages
+
+    def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
+        return self.messages[after : after + limit]
+
+
+def test_the_tail_pairs_position_and_sequence_of_one_message_when_the_stream_moves_between_reads(
+    nats_url: str, bus_names: BusNames
+) -> None:
+    """A cancelled leader's commit landing between the tail's two reads is seen whole."""
+    messages = outbox(bus_names, [1, 1, 1, 3])
+
+    async def main() -> tuple[int, int, dict[int, int]]:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+        try:
+            await declare_if_missing(js, case_stream_config(bus_names))
+            for message in messages[:3]:
+                await js.publish(message.subject, message.body, headers=message.headers)
+
+            class MovingStream:
+                """The stream as the new leader sees it: a commit lands after ``stream_info``."""
+
+                async def stream_info(self, name: str) -> Any:
+                    info = await js.stream_info(name)
+                    for message in messages[3:]:
+                        await js.publish(message.subject, message.body, headers=message.headers)
+                    return info
+
+                async def get_last_msg(self, name: str, subject: str) -> Any:
+                    return await js.get_last_msg(name, subject)
+
+            relay = Relay(ListLog(messages), nats_url, settings=RelaySettings(names=bus_names))
+            tail = await relay.tail(MovingStream())  # type: ignore[arg-type]
+            stored = {}
+            for sequence in range(1, 7):
+                message = await js.get_msg(bus_names.stream, sequence)
+                stored[sequence] = int((message.headers or {})[HEADER_LOG_POSITION])
+            return tail.last_sequence, tail.position, stored
+        finally:
+            await nc.close()
+
+    last_sequence, position, stored = asyncio.run(main())
+    assert position == 6
+    assert stored[last_sequence] == position  # the sequence the next publish must expect is that message's
+
+
+def test_a_commit_is_sent_whole_when_the_publisher_is_cancelled_mid_batch() -> None:
+    """A lost lease cancels the publisher; a half-sent batch would hold a server batch slot."""
+    names = BusNames.unique()
+    commit = outbox(names, [5])
+
+    class SlowClient:
+        def __init__(self) -> None:
+            self.sent: list[dict[str, str]] = []
+            self.first = asyncio.Event()
+
+        def new_inbox(self) -> str:
+            return "_INBOX.test"
+
+        async def publish(
+            self, subject: str, body: bytes, reply: str = "", headers: dict[str, str] | None = None
+        ) -> None:
+            self.sent.append(dict(headers or {}))
+            self.first.set()
+            await asyncio.sleep(0.01)  # a flush of the pending buffer
+
+    async def main() -> list[dict[str, str]]:
+        client = SlowClient()
+        relay = Relay(ListLog(commit), "nats://unused", settings=RelaySettings(names=names))
+        publishing = asyncio.create_task(
+            relay._publish_commit(client, AckInbox(client), commit, 0)  # type: ignore[arg-type]
+        )
+        await client.first.wait()
+        publishing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await publishing
+        await asyncio.sleep(0.2)
+        return client.sent
+
+    sent = asyncio.run(main())
+    assert [h[HEADER_LOG_POSITION] for h in sent] == ["1", "2", "3", "4", "5"]
+    assert sent[-1].get("Nats-Batch-Commit") == "1"
+
+
+@pytest.mark.faults
+def test_leases_lost_at_random_moments_leave_neither_a_gap_nor_a_duplicate(
+    nats_url: str, bus_names: BusNames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay loses its lease every 0.3–1 s while publishing commits of 1–12 events."""
+    rng = random.Random(20261124)
+    sizes = [rng.choice([1, 1, 1, 2, 3, 7, 12]) for _ in range(1500)]
+    messages = outbox(bus_names, sizes)
+    losses = 0
+
+    async def keep_until_lost(lease: Lease) -> None:
+        nonlocal losses
+        await asyncio.sleep(rng.uniform(0.3, 1.0))
+        losses += 1
+        await lease.release()  # so that the next leader (this relay again) need not wait for the TTL
+        raise LeaseLost("lost on purpose")
+
+    monkeypatch.setattr(Lease, "keep", keep_until_lost)
+    relay = Relay(ListLog(messages), nats_url, settings=RelaySettings(names=bus_names, lease_ttl=2.0))
+    thread = RelayThread(relay).start()
+    try:
+        assert wait_until(lambda: relay.position == len(messages), 120, interval=0.2), (
+            f"the relay reached position {relay.position} of {len(messages)}"
+        )
+    finally:
+        thread.stop()
+    stored: list[StreamMessage] = []
+
+    def read_all() -> bool:
+        nonlocal stored
+        stored = asyncio.run(read_stream(nats_url, bus_names.stream, bus_names.subjects))
+        return len(stored) >= len(messages)
+
+    assert wait_until(read_all, 30, interval=1)
+    assert [m.position for m in stored] == list(range(1, len(messages) + 1))
+    assert [m.sequence for m in stored] == list(range(1, len(messages) + 1))
+    assert losses >= 5
