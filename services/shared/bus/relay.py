@@ -402,9 +402,12 @@ class Relay:
     ) -> asyncio.Future[PubAck]:
         """Publish one commit: a single message, or an atomic batch acked on its last message.
 
-        A commit is sent whole even if the caller is cancelled (a lost lease): a batch left
-        open would hold one of the server's few in-flight batch slots until it times out.
+        A batch is sent whole even if the caller is cancelled (a lost lease): one left open
+        would hold one of the server's few in-flight batch slots until it times out. (Not
+        a single message: it cannot be half-sent, and a task per publish costs a loop turn.)
         """
+        if len(commit) == 1:
+            return await self._send_commit(nc, acks, commit, last_sequence)
         return await asyncio.shield(self._send_commit(nc, acks, commit, last_sequence))
 
     async def _send_commit(
