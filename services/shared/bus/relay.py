@@ -396,6 +396,9 @@ class Relay:
             if reading is not None:
                 reading.cancel()
             await acks.close()
+            for left in in_flight:  # refusals nobody will wait for now: not "never retrieved" noise
+                if left.ack.done() and not left.ack.cancelled():
+                    left.ack.exception()
 
     async def _publish_commit(
         self, nc: Client, acks: AckInbox, commit: list[OutboxMessage], last_sequence: int
