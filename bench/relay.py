@@ -154,6 +154,7 @@ class MemoryLog:
             for m in messages
         ]
         self.index = {m.position: i for i, m in enumerate(self.messages)}
+        self.local = True  # as the SQLite store's log: read in the relay's loop
 
     def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
         start = self.index[after] + 1 if after else 0

@@ -6,13 +6,17 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Sequence
 
 import nats
+import pytest
 
+from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore
 from services.shared.bus.names import BusNames
-from services.shared.bus.relay import OutboxMessage, cancel_and_wait, group_commits
+from services.shared.bus.relay import OutboxMessage, Relay, cancel_and_wait, group_commits
 from tests.support.bus import ROOT, read_stream, wait_until
 from tests.support.clock import FixedClock
 from tests.support.scenario import FIRST_SIP_EVENT_TYPES, drive_to_first_sip
@@ -181,3 +185,29 @@ def test_a_task_that_slips_a_cancel_is_cancelled_again_until_it_stops() -> None:
         return swallowed
 
     assert asyncio.run(main()) == 1
+
+
+@pytest.mark.parametrize("local", [True, False], ids=["local", "network"])
+def test_a_local_log_is_read_in_the_relays_loop_and_a_network_one_in_a_worker_thread(local: bool) -> None:
+    class ThreadNoting:
+        def __init__(self) -> None:
+            self.local = local
+            self.threads: list[int] = []
+
+        def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
+            self.threads.append(threading.get_ident())
+            return []
+
+    log = ThreadNoting()
+
+    async def read_once() -> int:
+        await Relay(log, "nats://unused")._read(0)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(read_once())
+    assert len(log.threads) == 1
+    assert (log.threads[0] == loop_thread) is local
+
+
+def test_the_case_log_is_local_on_sqlite_only(store: CaseEventStore, bus_names: BusNames) -> None:
+    assert CaseEventLog(store, bus_names).local is (not store.config.is_postgres)

@@ -54,6 +54,7 @@ class ListLog:
 
     def __init__(self, messages: list[OutboxMessage]) -> None:
         self.messages = messages
+        self.local = True
 
     def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
         return self.messages[after : after + limit]

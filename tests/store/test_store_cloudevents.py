@@ -58,8 +58,12 @@ def test_the_relays_fast_rendering_is_the_contracts_serialisation_key_for_key(se
     from tests.support.scenario import drive_to_first_sip  # noqa: PLC0415
 
     drive_to_first_sip(service, clock)
-    for notification in store.read_log(0, 100):
-        event_id, case_id, body = store.published_bytes(notification)
+    log = store.read_log(0, 100)
+    published = store.published_log(0, 100)
+    assert [p.position for p in published] == [n.id for n in log]
+    for notification, event in zip(log, published, strict=True):
         expected = store.cloud_event(notification)
-        assert orjson.loads(body) == orjson.loads(expected.model_dump_json())
-        assert (event_id, case_id) == (expected.id, expected.subject)
+        assert orjson.loads(event.body) == orjson.loads(expected.model_dump_json())
+        addressed = (event.event_id, event.case_id, event.type_name)
+        assert addressed == (expected.id, expected.subject, expected.type)
+    assert [p.position for p in store.published_log(log[3].id, 2)] == [n.id for n in log[4:6]]

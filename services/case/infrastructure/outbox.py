@@ -22,24 +22,27 @@ class CaseEventLog:
     def __init__(self, store: CaseEventStore, names: BusNames | None = None) -> None:
         self.store = store
         self.names = names or BusNames()
+        self.local = not store.config.is_postgres
+        self._event_names: dict[str, str] = {}  # type name -> the subject's last token
 
     def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
+        subject, names = self.names.subject, self._event_names
         messages = []
-        for notification in self.store.read_log(after, limit):
-            event_id, case_id, body = self.store.published_bytes(notification)
-            type_name = notification.topic
+        for event in self.store.published_log(after, limit):
+            type_name = event.type_name
+            name = names.get(type_name) or names.setdefault(type_name, event_name_of(type_name))
             messages.append(
                 OutboxMessage(
-                    position=notification.id,
-                    event_id=event_id,
-                    subject=self.names.subject(case_id, event_name_of(type_name)),
-                    body=body,
+                    position=event.position,
+                    event_id=event.event_id,
+                    subject=subject(event.case_id, name),
+                    body=event.body,
                     headers={
-                        HEADER_MSG_ID: event_id,
+                        HEADER_MSG_ID: event.event_id,
                         HEADER_EVENT_TYPE: type_name,
-                        HEADER_LOG_POSITION: str(notification.id),
+                        HEADER_LOG_POSITION: str(event.position),
                     },
-                    commit_key=case_id,
+                    commit_key=event.case_id,
                 )
             )
         return messages

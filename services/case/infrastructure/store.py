@@ -34,8 +34,8 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import Environment
-from psycopg.rows import DictRow
-from psycopg.sql import SQL
+from psycopg.rows import DictRow, tuple_row
+from psycopg.sql import SQL, Identifier
 
 from services.case.application.ports import (
     CaseNotFound,
@@ -138,7 +138,9 @@ class CaseEventMapper(Mapper[UUID]):
         )
 
     def decode_state(self, stored: StoredEvent) -> dict[str, Any]:
-        state = stored.state
+        return self.decode_state_bytes(stored.state)
+
+    def decode_state_bytes(self, state: bytes) -> dict[str, Any]:
         if self.cipher:
             state = self.cipher.decrypt(state)
         if self.compressor:
@@ -168,6 +170,20 @@ class CaseEventMapper(Mapper[UUID]):
 
 def _uuid(value: UUID | str) -> UUID:
     return value if isinstance(value, UUID) else UUID(value)
+
+
+LogRow = tuple[int, str, int, str, bytes]  # position, case id (str(UUID)), version, type name, state
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedEvent:
+    """A stored event as the relay publishes it: its CloudEvent's JSON and what addresses it."""
+
+    position: int
+    event_id: str
+    case_id: str
+    type_name: str
+    body: bytes
 
 
 # -------------------------------------------------------------------------------- recorders
@@ -222,6 +238,20 @@ class SQLiteCaseRecorder(SQLiteApplicationRecorder):
             for row in rows
         ]
 
+    def log_rows(self, after: int, limit: int) -> list[LogRow]:
+        """The log after ``after`` as plain rows: the relay's hot path, without the library's objects."""
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor  # this transaction's own cursor
+            cursor.row_factory = None  # plain tuples, not sqlite3.Row
+            cursor.execute(
+                "SELECT rowid, originator_id, originator_version, topic, state"
+                f" FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (after, limit),
+            )
+            rows = cursor.fetchall()
+        # SQLite holds the case id as 32 hex digits: hyphenate it as str(UUID) would, without one.
+        return [(p, f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", v, t, s) for p, h, v, t, s in rows]
+
 
 class PostgresCaseRecorder(PostgresApplicationRecorder):
     def _insert_events(
@@ -265,6 +295,17 @@ class PostgresCaseRecorder(PostgresApplicationRecorder):
             )
             for row in rows
         ]
+
+    def log_rows(self, after: int, limit: int) -> list[LogRow]:
+        """The log after ``after`` as plain rows: the relay's hot path, without the library's objects."""
+        statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM {schema}.{table} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(statement, (after, limit), prepare=True)
+            rows = curs.fetchall()
+        return [(p, str(case_id), v, t, bytes(s)) for p, case_id, v, t, s in rows]
 
 
 CaseRecorder = SQLiteCaseRecorder | PostgresCaseRecorder
@@ -424,28 +465,36 @@ class CaseEventStore:
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
 
-    def published_bytes(self, notification: Notification) -> tuple[str, str, bytes]:
-        """(event id, case id, body): the JSON of :meth:`cloud_event`, for the relay's hot path.
+    def published_log(self, after: int, limit: int = 500) -> list[PublishedEvent]:
+        """:meth:`read_log` rendered for the relay: each event's CloudEvent JSON, in log order.
 
-        Built straight from the stored state, without a model: the payload and metadata
-        were validated when the event was stored and the hash chain guards the bytes
-        since. A test holds it equal, key for key, to ``cloud_event(...).model_dump_json()``.
+        Built straight from the stored rows, without the library's objects or a model:
+        the payload and metadata were validated when the event was stored and the hash
+        chain guards the bytes since. A test holds each body equal, key for key, to
+        ``cloud_event(...).model_dump_json()``.
         """
-        state = self.case_mapper.decode_state(notification)
-        case_id = str(_uuid(notification.originator_id))
-        topic = notification.topic
+        render = self._render
+        return [render(*row) for row in self.case_recorder.log_rows(after, limit)]
+
+    def _render(self, position: int, case_id: str, version: int, topic: str, stored: bytes) -> PublishedEvent:
+        state = self.case_mapper.decode_state_bytes(stored)
+        recorded_at: str = state["recorded_at"]
+        # Recorded in UTC: "+00:00" is the contracts' "Z" (the same instant, the same digits).
+        time: str | datetime = (
+            recorded_at[:-6] + "Z" if recorded_at.endswith("+00:00") else datetime.fromisoformat(recorded_at)
+        )
         body = {
             "specversion": "1.0",
             "id": state["event_id"],
             "source": CASE_EVENT_SOURCE,
             "type": topic,
             "subject": case_id,
-            "time": datetime.fromisoformat(state["recorded_at"]),
+            "time": time,
             "datacontenttype": "application/json",
             "dataschema": dataschema_for(topic),
             "data": state["data"],
-            "caseversion": notification.originator_version,
-            "logposition": notification.id,
+            "caseversion": version,
+            "logposition": position,
             "correlationid": state["correlation_id"],
             "causationid": state["causation_id"],
             "actorid": state["actor_id"],
@@ -454,7 +503,9 @@ class CaseEventStore:
             "prevhash": state["prev_hash"],
             "eventhash": state["hash"],
         }
-        return state["event_id"], case_id, orjson.dumps(body, option=orjson.OPT_UTC_Z)
+        return PublishedEvent(
+            position, state["event_id"], case_id, topic, orjson.dumps(body, option=orjson.OPT_UTC_Z)
+        )
 
     def cloud_event(self, notification: Notification) -> CloudEvent:
         """A stored event as the public CloudEvent (what the relay publishes).

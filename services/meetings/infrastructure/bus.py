@@ -81,6 +81,7 @@ class MeetingEventLog:
     def __init__(self, store: MeetingStore, names: BusNames) -> None:
         self.store = store
         self.names = names
+        self.local = not store.url.is_postgres
 
     def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
         messages = []

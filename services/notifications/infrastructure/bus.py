@@ -146,6 +146,7 @@ class NotificationEventLog:
     def __init__(self, store: NotificationStore, names: BusNames) -> None:
         self.store = store
         self.names = names
+        self.local = not store.url.is_postgres
 
     def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
         messages = []

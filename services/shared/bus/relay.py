@@ -68,6 +68,17 @@ class OutboxMessage:
 class EventLog(Protocol):
     """The store side: its log in order, from a position (exclusive)."""
 
+    @property
+    def local(self) -> bool:
+        """A read is a local file read (SQLite), not a network round trip.
+
+        The relay then reads in its event loop: a page takes a few milliseconds, and a hop
+        to a worker thread costs more than that in GIL hand-overs (the relay bench: 0.60–0.65×
+        raw with the hop, 0.72–0.75× without). A network database is read in a thread, so
+        that a slow query never stalls the acks and the lease.
+        """
+        ...
+
     def read(self, after: int, limit: int) -> Sequence[OutboxMessage]: ...
 
 
@@ -348,6 +359,8 @@ class Relay:
         return Tail(last_sequence, int(position))
 
     async def _read(self, after: int) -> Sequence[OutboxMessage]:
+        if self.log.local:
+            return self.log.read(after, self.settings.read_limit)
         return await asyncio.to_thread(self.log.read, after, self.settings.read_limit)
 
     async def _publish_from_tail(self, nc: Client, js: JetStreamContext) -> None:
