@@ -132,7 +132,7 @@ def fill_store(url: str, events: int, cases: int) -> list[Any]:
 
 def read_everything(log_: CaseEventLog) -> list[OutboxMessage]:
     out: list[OutboxMessage] = []
-    while page := log_.read(out[-1].position if out else 0, READ_LIMIT):
+    while page := log_.render(log_.fetch(out[-1].position if out else 0, READ_LIMIT)):
         out.extend(page)
     return out
 
@@ -154,11 +154,14 @@ class MemoryLog:
             for m in messages
         ]
         self.index = {m.position: i for i, m in enumerate(self.messages)}
-        self.local = True  # as the SQLite store's log: read in the relay's loop
+        self.local = True  # as the SQLite store's log: fetched in the relay's loop
 
-    def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
+    def fetch(self, after: int, limit: int) -> Sequence[OutboxMessage]:
         start = self.index[after] + 1 if after else 0
         return self.messages[start : start + limit]
+
+    def render(self, rows: Sequence[OutboxMessage]) -> Sequence[OutboxMessage]:
+        return rows
 
 
 # ---------------------------------------------------------------------------- NATS bits

@@ -188,14 +188,18 @@ def test_a_task_that_slips_a_cancel_is_cancelled_again_until_it_stops() -> None:
 
 
 @pytest.mark.parametrize("local", [True, False], ids=["local", "network"])
-def test_a_local_log_is_read_in_the_relays_loop_and_a_network_one_in_a_worker_thread(local: bool) -> None:
+def test_the_relay_renders_in_its_loop_and_fetches_there_only_from_a_local_log(local: bool) -> None:
     class ThreadNoting:
         def __init__(self) -> None:
             self.local = local
-            self.threads: list[int] = []
+            self.threads: dict[str, int] = {}
 
-        def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
-            self.threads.append(threading.get_ident())
+        def fetch(self, after: int, limit: int) -> Sequence[int]:
+            self.threads["fetch"] = threading.get_ident()
+            return [1]
+
+        def render(self, rows: Sequence[int]) -> Sequence[OutboxMessage]:
+            self.threads["render"] = threading.get_ident()
             return []
 
     log = ThreadNoting()
@@ -205,8 +209,8 @@ def test_a_local_log_is_read_in_the_relays_loop_and_a_network_one_in_a_worker_th
         return threading.get_ident()
 
     loop_thread = asyncio.run(read_once())
-    assert len(log.threads) == 1
-    assert (log.threads[0] == loop_thread) is local
+    assert log.threads["render"] == loop_thread
+    assert (log.threads["fetch"] == loop_thread) is local
 
 
 def test_the_case_log_is_local_on_sqlite_only(store: CaseEventStore, bus_names: BusNames) -> None:

@@ -56,8 +56,11 @@ class ListLog:
         self.messages = messages
         self.local = True
 
-    def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
+    def fetch(self, after: int, limit: int) -> Sequence[OutboxMessage]:
         return self.messages[after : after + limit]
+
+    def render(self, rows: Sequence[OutboxMessage]) -> Sequence[OutboxMessage]:
+        return rows
 
 
 def test_the_tail_pairs_position_and_sequence_of_one_message_when_the_stream_moves_between_reads(

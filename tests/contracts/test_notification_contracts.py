@@ -234,10 +234,13 @@ def test_the_relay_publishes_notification_events_that_decode_with_the_contracts(
         )
 
     class Log:
+        url = pytest.importorskip("services.shared.eventstore").EventStoreUrl("sqlite:///unused.db")
+
         def read_log(self, after: int, limit: int) -> list[Any]:
             return [e for e in events if e.position > after][:limit]
 
-    messages = bus.NotificationEventLog(Log(), bus.notification_bus_names()).read(0, 10)
+    log_ = bus.NotificationEventLog(Log(), bus.notification_bus_names())
+    messages = log_.render(log_.fetch(0, 10))
 
     assert [m.position for m in messages] == [11, 12]
     for message, cls, logged in zip(messages, kinds, events, strict=True):

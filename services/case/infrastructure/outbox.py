@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.case.infrastructure.store import CaseEventStore
+from services.case.infrastructure.store import CaseEventStore, LogRow
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import OutboxMessage
 from vss_contracts.case_events import TYPE_PREFIX
@@ -25,10 +25,14 @@ class CaseEventLog:
         self.local = not store.config.is_postgres
         self._event_names: dict[str, str] = {}  # type name -> the subject's last token
 
-    def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
-        subject, names = self.names.subject, self._event_names
+    def fetch(self, after: int, limit: int) -> Sequence[LogRow]:
+        return self.store.log_rows(after, limit)
+
+    def render(self, rows: Sequence[LogRow]) -> Sequence[OutboxMessage]:
+        published, subject, names = self.store.published, self.names.subject, self._event_names
         messages = []
-        for event in self.store.published_log(after, limit):
+        for row in rows:
+            event = published(row)
             type_name = event.type_name
             name = names.get(type_name) or names.setdefault(type_name, event_name_of(type_name))
             messages.append(

@@ -465,18 +465,22 @@ class CaseEventStore:
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
 
+    def log_rows(self, after: int, limit: int = 500) -> list[LogRow]:
+        """:meth:`read_log` as plain rows (the relay's fetch: no objects built, no decoding)."""
+        return self.case_recorder.log_rows(after, limit)
+
     def published_log(self, after: int, limit: int = 500) -> list[PublishedEvent]:
-        """:meth:`read_log` rendered for the relay: each event's CloudEvent JSON, in log order.
+        """:meth:`read_log` rendered as the relay publishes it."""
+        return [self.published(row) for row in self.log_rows(after, limit)]
 
-        Built straight from the stored rows, without the library's objects or a model:
-        the payload and metadata were validated when the event was stored and the hash
-        chain guards the bytes since. A test holds each body equal, key for key, to
-        ``cloud_event(...).model_dump_json()``.
+    def published(self, row: LogRow) -> PublishedEvent:
+        """A stored event's CloudEvent JSON, built straight from its stored row.
+
+        No model: the payload and metadata were validated when the event was stored and
+        the hash chain guards the bytes since. A test holds each body equal, key for key,
+        to ``cloud_event(...).model_dump_json()``.
         """
-        render = self._render
-        return [render(*row) for row in self.case_recorder.log_rows(after, limit)]
-
-    def _render(self, position: int, case_id: str, version: int, topic: str, stored: bytes) -> PublishedEvent:
+        position, case_id, version, topic, stored = row
         state = self.case_mapper.decode_state_bytes(stored)
         recorded_at: str = state["recorded_at"]
         # Recorded in UTC: "+00:00" is the contracts' "Z" (the same instant, the same digits).

@@ -83,9 +83,12 @@ class MeetingEventLog:
         self.names = names
         self.local = not store.url.is_postgres
 
-    def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
+    def fetch(self, after: int, limit: int) -> Sequence[StoredMeetingEvent]:
+        return self.store.read_log(after, limit)
+
+    def render(self, events: Sequence[StoredMeetingEvent]) -> Sequence[OutboxMessage]:
         messages = []
-        for event in self.store.read_log(after, limit):
+        for event in events:
             name = event.type.removeprefix(TYPE_PREFIX).rsplit(".", 1)[0]
             event_id = event.state["event_id"]
             messages.append(

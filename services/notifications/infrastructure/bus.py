@@ -19,7 +19,7 @@ import structlog
 from nats.aio.client import Client
 
 from services.notifications.application.service import NotificationsService
-from services.notifications.infrastructure.store import NotificationStore
+from services.notifications.infrastructure.store import LoggedEvent, NotificationStore
 from services.shared.bus import outbox
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
@@ -148,9 +148,12 @@ class NotificationEventLog:
         self.names = names
         self.local = not store.url.is_postgres
 
-    def read(self, after: int, limit: int) -> Sequence[OutboxMessage]:
+    def fetch(self, after: int, limit: int) -> Sequence[LoggedEvent]:
+        return self.store.read_log(after, limit)
+
+    def render(self, events: Sequence[LoggedEvent]) -> Sequence[OutboxMessage]:
         messages = []
-        for event in self.store.read_log(after, limit):
+        for event in events:
             body = outbox.cloud_event_body(
                 source=NOTIFICATION_EVENT_SOURCE,
                 type_name=event.type,
