@@ -19,6 +19,7 @@ import json
 import math
 import multiprocessing as mp
 import pstats
+import queue as queue_module
 import resource
 import secrets
 import sqlite3
@@ -101,14 +102,30 @@ def _child(queue: Any, measure: Callable[..., Result], args: tuple[Any, ...]) ->
         queue.put(("error", f"{type(error).__name__}: {error}"))
 
 
-def in_fresh_process(measure: Callable[..., Result], *args: Any, timeout: float = 3600) -> Result:
-    """``measure(*args)`` in a new ``spawn`` process (a module-level function; arguments picklable)."""
+def in_fresh_process(measure: Callable[..., Result], *args: Any, timeout: float | None = None) -> Result:
+    """``measure(*args)`` in a new ``spawn`` process (a module-level function; arguments picklable).
+
+    Waits as long as the child lives (a 100,000-case measurement takes hours), or at most
+    ``timeout`` seconds; a child that dies without an answer is an error, not a hang.
+    """
     ctx = mp.get_context("spawn")
     queue: Any = ctx.Queue()
     process = ctx.Process(target=_child, args=(queue, measure, args))
     process.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        status, value = queue.get(timeout=timeout)
+        while True:
+            try:
+                status, value = queue.get(timeout=5)
+                break
+            except queue_module.Empty:
+                if not process.is_alive():
+                    raise RuntimeError(
+                        f"{getattr(measure, '__name__', 'measurement')} died (exit code {process.exitcode})"
+                    ) from None
+                if deadline is not None and time.monotonic() > deadline:
+                    process.kill()
+                    raise TimeoutError(f"no result within {timeout} s") from None
     finally:
         process.join(60)
     if status != "ok":

@@ -160,11 +160,32 @@ def raw_read(case_url: str, page: int, *, decoding: bool) -> Result:
     return Result("raw read + decode" if decoding else "raw read only", events, seconds, peak_rss_mib(), {})
 
 
-def library_write(case_url: str, target: str, page: int) -> Result:
-    """Read + decode, and one library ``insert_events`` transaction per case event."""
+class Progress:
+    """A line every minute on a long measurement: where it is, its rate, and the time left."""
+
+    def __init__(self, name: str, total: int) -> None:
+        self.name, self.total = name, total
+        self.started = self.shown = time.perf_counter()
+
+    def __call__(self, events: int) -> None:
+        now = time.perf_counter()
+        if now - self.shown < 60:
+            return
+        self.shown = now
+        rate = events / (now - self.started)
+        left = (self.total - events) / rate / 60 if rate else 0.0
+        print(
+            f"    {self.name}: {events:,} of {self.total:,} events, {rate:,.0f}/s, ~{left:.0f} min left",
+            flush=True,
+        )
+
+
+def library_write(case_url: str, target: str, page: int, total: int, sample: int) -> Result:
+    """Read + decode, and one library ``insert_events`` transaction per case event (the first ``sample``)."""
     location = EventStoreUrl(target)
     app = MeetingsApplication(env={"CREATE_TABLE": "y", **location.persistence_env(LIBRARY_RECORDERS)})
     recorder = app.recorder
+    progress = Progress(f"raw library write, {_label(target)}", min(total, sample))
     started = time.perf_counter()
     events = 0
     try:
@@ -173,6 +194,9 @@ def library_write(case_url: str, target: str, page: int) -> Result:
                 n = item.stored
                 recorder.insert_events([StoredEvent(item.case_id, n.originator_version, n.topic, n.state)])
             events += len(notifications)
+            progress(events)
+            if events >= sample:
+                break
         seconds = time.perf_counter() - started
     finally:
         app.close()
@@ -185,11 +209,16 @@ def library_write(case_url: str, target: str, page: int) -> Result:
     )
 
 
-def service_run(case_url: str, target: str, page: int) -> Result:
-    """Every case event through ``apply_case_event``, then ``fire_due`` at the timeline's end."""
+def service_run(case_url: str, target: str, page: int, total: int, sample: int) -> Result:
+    """Every case event through ``apply_case_event``, then ``fire_due`` at the timeline's end.
+
+    Also noted: the time the first ``sample`` case events took (the library write's sample).
+    """
     migrate(target)
     store = MeetingStore(target)
     service = MeetingsService(store, MeetingsSettings().rules(), WorkingDays(), EndOfTimeline())
+    progress = Progress(f"service apply_case_event, {_label(target)}", total)
+    sampled: tuple[int, float] | None = None
     try:
         started = time.perf_counter()
         events = applied = 0
@@ -203,6 +232,9 @@ def service_run(case_url: str, target: str, page: int) -> Result:
                     stream_sequence=item.sequence,
                 )
             events += len(notifications)
+            progress(events)
+            if sampled is None and events >= sample:
+                sampled = (events, time.perf_counter() - started)
         apply_seconds = time.perf_counter() - started
         if applied != events:  # a fresh store has applied none of them: every one must apply
             raise RuntimeError(
@@ -216,6 +248,7 @@ def service_run(case_url: str, target: str, page: int) -> Result:
         rss = peak_rss_mib()  # the service's; counting the timers below loads every snapshot
         extra = {
             "applied": applied,
+            "sample": sampled or (events, apply_seconds),
             "emitted_applying": emitted_applying,
             "fired": fired,
             "fire_seconds": fire_seconds,
@@ -276,16 +309,18 @@ def _label(target: str) -> str:
     return "PostgreSQL" if EventStoreUrl(target).is_postgres else "SQLite"
 
 
-def _measure(kind: str, case_url: str, target: str, page: int, profile: bool) -> Result:
+def _measure(
+    kind: str, case_url: str, target: str, page: int, profile: bool, total: int = 0, sample: int = 0
+) -> Result:
     """One measurement in this (fresh) process."""
     quiet_logs()
     run: Callable[[], Result]
     if kind in ("read", "decode"):
         run = lambda: raw_read(case_url, page, decoding=kind == "decode")  # noqa: E731
     elif kind == "library":
-        run = lambda: library_write(case_url, target, page)  # noqa: E731
+        run = lambda: library_write(case_url, target, page, total, sample)  # noqa: E731
     else:
-        run = lambda: service_run(case_url, target, page)  # noqa: E731
+        run = lambda: service_run(case_url, target, page, total, sample)  # noqa: E731
     return profiled(run) if profile else run()
 
 
@@ -299,7 +334,7 @@ def table(rows: list[tuple[Result, float | None, float | None]]) -> None:
         print(
             f"  {result.name:<40}{result.events:>11,}{result.seconds:>9.2f}{result.rate:>11,.0f}"
             f"{1e6 / result.rate:>10.1f}{_ratio(decode_ratio):>15}{_ratio(library_ratio):>11}"
-            f"{result.peak_rss_mib:>7.0f} MiB"
+            + (f"{result.peak_rss_mib:>7.0f} MiB" if result.peak_rss_mib else f"{'—':>11}")
         )
 
 
@@ -335,14 +370,28 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=SEED, help="the generator's seed")
     parser.add_argument("--page", type=int, default=500, help="case events read per page of the log")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each measurement")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="interleaved rounds of each (default 2; 1 from 20,000 cases)"
+    )
+    parser.add_argument(
+        "--library-sample",
+        type=int,
+        default=1_000_000,
+        help="case events the raw library write covers (the first ones; default 1,000,000)",
+    )
     parser.add_argument("--postgres", action="store_true", help="also into PostgreSQL")
     parser.add_argument("--skip-sqlite", action="store_true", help="no SQLite runs (with --postgres)")
     parser.add_argument("--profile", action="store_true", help="also one SQLite service run under cProfile")
     args = parser.parse_args()
+    if args.rounds is None:
+        args.rounds = 2 if args.cases < 20_000 else 1
+    for name in ("cases", "rounds", "page", "library_sample"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s)")
     quiet_logs()
     stored = generated_store(args.cache.resolve(), args.cases, args.seed)
+    sample = min(args.library_sample, stored.events)
 
     with (
         tempfile.TemporaryDirectory(prefix="vss-bench-meetings-") as tmp_name,
@@ -369,7 +418,9 @@ def main() -> None:
         found: dict[str, list[Result]] = {}
 
         def measure(key: str, kind: str, target: str = "", *, profile: bool = False) -> Result:
-            result = in_fresh_process(_measure, kind, stored.url, target, args.page, profile)
+            result = in_fresh_process(
+                _measure, kind, stored.url, target, args.page, profile, stored.events, sample
+            )
             found.setdefault(key, []).append(result)
             print(f"  {result.name}: {result.rate:,.0f} events/s ({result.seconds:.1f} s)", flush=True)
             return result
@@ -391,7 +442,9 @@ def main() -> None:
             label, make, remove = targets[0]
             target = make()
             try:
-                profiled = in_fresh_process(_measure, "service", stored.url, target, args.page, True)
+                profiled = in_fresh_process(
+                    _measure, "service", stored.url, target, args.page, True, stored.events, sample
+                )
             finally:
                 remove(target)
 
@@ -406,12 +459,24 @@ def main() -> None:
         (decode, 1.0, None),
     ]
     services = []
+    sampled_rows = []
     for label, _, _ in targets:
         library, service = best(found[f"library {label}"]), best(found[f"service {label}"])
         services.append(service)
+        sample_events, sample_seconds = service.extra["sample"]
         rows.append((library, library.rate / decode.rate, 1.0))
         rows.append((service, service.rate / decode.rate, service.rate / library.rate))
+        if library.events < service.events:  # the library covered a sample: compare like with like
+            name = f"  the same, first {sample_events:,} only"
+            on_sample = Result(name, sample_events, sample_seconds, 0.0, {})
+            sampled_rows.append((on_sample, on_sample.rate / decode.rate, on_sample.rate / library.rate))
+            rows.append(sampled_rows[-1])
     table(rows)
+    if sampled_rows:
+        print(
+            f"  the raw library write covered the first {sample:,} case events (--library-sample):"
+            " its ratio is against the service over the same events"
+        )
     for key, results in found.items():
         print(f"  {key} rounds: {', '.join(f'{r.rate:,.0f}' for r in results)} events/s")
     for label, _, _ in targets:
