@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import subprocess
@@ -223,6 +224,38 @@ def test_a_case_has_one_or_two_coordinators_at_any_time(generated: Generated) ->
                 assigned.discard(e.data["user_id"])
             assert len(assigned) <= 2
         assert assigned
+
+
+def test_the_garbage_collector_is_paused_while_generating_and_collects_monthly(tmp_path: Path) -> None:
+    enabled_during: set[bool] = set()
+    full_collections: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full_collections.append(1)
+
+    gc.callbacks.append(count)
+    try:
+        settings = GeneratorSettings(cases=5, seed=3, end=END, span_days=120)
+
+        def progress(day: int, days: int) -> None:
+            if day < days:  # the last call comes after the run
+                enabled_during.add(gc.isenabled())
+
+        run(tmp_path / "on", settings, progress=progress).store.close()
+        assert enabled_during == {False}
+        assert gc.isenabled()
+        assert 2 <= len(full_collections) <= 5  # at most one per 30 simulated days (120 here)
+        gc.disable()
+        try:
+            full_collections.clear()
+            run(tmp_path / "off", settings).store.close()
+            assert not gc.isenabled()  # left as the caller had it
+            assert not full_collections
+        finally:
+            gc.enable()
+    finally:
+        gc.callbacks.remove(count)
 
 
 def test_it_writes_to_a_plain_store_with_a_shorter_follow_up_policy(tmp_path: Path) -> None:
