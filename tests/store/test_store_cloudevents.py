@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import TypeAdapter
+
 from services.case.application.service import CaseService
 from services.case.domain.events import RawEvent, verify_chain
-from services.case.infrastructure.store import CaseEventStore
+from services.case.infrastructure.store import CaseEventStore, wire_time
 from tests.support.clock import FixedClock
 from tests.support.scenario import FIRST_SIP_EVENT_TYPES, drive_to_first_sip
 from vss_contracts import CloudEvent, case_subject
 from vss_contracts.envelope import dataschema_for
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
 def test_every_stored_event_is_a_valid_cloudevent_that_round_trips(
@@ -53,8 +63,6 @@ def test_every_stored_event_is_a_valid_cloudevent_that_round_trips(
 
 
 def test_the_relays_fast_rendering_is_the_contracts_serialisation_key_for_key(service, store, clock) -> None:  # type: ignore[no-untyped-def]
-    import orjson  # noqa: PLC0415
-
     from tests.support.scenario import drive_to_first_sip  # noqa: PLC0415
 
     drive_to_first_sip(service, clock)
@@ -67,3 +75,9 @@ def test_the_relays_fast_rendering_is_the_contracts_serialisation_key_for_key(se
         addressed = (event.event_id, event.case_id, event.type_name)
         assert addressed == (expected.id, expected.subject, expected.type)
     assert [p.position for p in store.published_log(log[3].id, 2)] == [n.id for n in log[4:6]]
+
+
+@given(st.datetimes(timezones=st.sampled_from([UTC, STOCKHOLM])))
+def test_a_stored_time_is_written_as_the_contracts_write_it(moment: datetime) -> None:
+    wire = orjson.dumps({"time": wire_time(moment.isoformat())}, option=orjson.OPT_UTC_Z)
+    assert orjson.loads(wire)["time"] == TypeAdapter(datetime).dump_python(moment, mode="json")

@@ -172,6 +172,15 @@ def _uuid(value: UUID | str) -> UUID:
     return value if isinstance(value, UUID) else UUID(value)
 
 
+def wire_time(recorded_at: str) -> str | datetime:
+    """A stored ``recorded_at`` (``datetime.isoformat()``) as the CloudEvent's ``time`` is written.
+
+    Recorded in UTC, "+00:00" is the contracts' "Z" with the same digits, so the string is
+    reused; anything else is parsed (orjson writes it with ``OPT_UTC_Z``).
+    """
+    return recorded_at[:-6] + "Z" if recorded_at.endswith("+00:00") else datetime.fromisoformat(recorded_at)
+
+
 LogRow = tuple[int, str, int, str, bytes]  # position, case id (str(UUID)), version, type name, state
 
 
@@ -482,18 +491,13 @@ class CaseEventStore:
         """
         position, case_id, version, topic, stored = row
         state = self.case_mapper.decode_state_bytes(stored)
-        recorded_at: str = state["recorded_at"]
-        # Recorded in UTC: "+00:00" is the contracts' "Z" (the same instant, the same digits).
-        time: str | datetime = (
-            recorded_at[:-6] + "Z" if recorded_at.endswith("+00:00") else datetime.fromisoformat(recorded_at)
-        )
         body = {
             "specversion": "1.0",
             "id": state["event_id"],
             "source": CASE_EVENT_SOURCE,
             "type": topic,
             "subject": case_id,
-            "time": time,
+            "time": wire_time(state["recorded_at"]),
             "datacontenttype": "application/json",
             "dataschema": dataschema_for(topic),
             "data": state["data"],
