@@ -36,7 +36,7 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from services.case.generator import GeneratorSettings, generate, generation_store
+from services.case.generator import GenerationReport, GeneratorSettings, generate, generation_store
 from services.case.infrastructure.store import StoreConfig, migrate
 
 SEED = 20261123
@@ -163,26 +163,91 @@ def case_store(cache: Path, events: int, seed: int) -> CachedStore:
         print(f"  fewer events than the {events:,} asked for: {cases:,} cases instead")
 
 
+def _paths(cache: Path, cases: int, seed: int) -> tuple[Path, Path, Path]:
+    """The cached store, its metadata, and the store while it is being generated."""
+    name = _store_name(cases, seed)
+    path = cache / f"{name}.sqlite"
+    return path, cache / f"{name}.json", path.with_name(path.stem + ".partial.sqlite")
+
+
+def cached_store(cache: Path, cases: int, seed: int) -> CachedStore | None:
+    """The generated store of ``cases`` cases if the cache holds it."""
+    path, meta, _ = _paths(cache, cases, seed)
+    if not (path.exists() and meta.exists()):
+        return None
+    info = json.loads(meta.read_text())
+    print(f"case store: {cases:,} cases, {int(info['events']):,} events (cached: {path})")
+    return CachedStore(path, cases, int(info["events"]), float(info["seconds"]), True)
+
+
 def generated_store(cache: Path, cases: int, seed: int) -> CachedStore:
     """A generated SQLite case store of ``cases`` cases: from the cache, else generated and cached."""
+    cached = cached_store(cache, cases, seed)
+    if cached is not None:
+        return cached
+    generation = start_generation(cache, cases, seed, background=False)
+    return finish_generation(generation)
+
+
+@dataclass
+class Generation:
+    """A case store being generated (:func:`start_generation`), cached by :func:`finish_generation`.
+
+    In the background, another process may read the store while it grows (``url``): the
+    generator commits in log order, so a reader that asks for positions after the last
+    one it saw misses nothing. ``done`` is set once every event is committed.
+    """
+
+    cache: Path
+    cases: int
+    seed: int
+    process: Any = None
+    done: Any = None
+    results: Any = None
+    report: GenerationReport | None = None
+
+    @property
+    def partial(self) -> Path:
+        return _paths(self.cache, self.cases, self.seed)[2]
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.partial}"
+
+
+def start_generation(cache: Path, cases: int, seed: int, *, background: bool) -> Generation:
+    """Generate ``cases`` cases into a fresh partial store: here, or in a ``spawn``-ed process."""
     cache.mkdir(parents=True, exist_ok=True)
-    name = _store_name(cases, seed)
-    path, meta = cache / f"{name}.sqlite", cache / f"{name}.json"
-    if path.exists() and meta.exists():
-        info = json.loads(meta.read_text())
-        print(f"case store: {cases:,} cases, {int(info['events']):,} events (cached: {path})")
-        return CachedStore(path, cases, int(info["events"]), float(info["seconds"]), True)
-    return _generate(path, meta, cases, seed)
-
-
-def _generate(path: Path, meta: Path, cases: int, seed: int) -> CachedStore:
-    partial = path.with_name(path.stem + ".partial.sqlite")
+    generation = Generation(cache, cases, seed)
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{partial}{suffix}").unlink(missing_ok=True)
-    url = f"sqlite:///{partial}"
-    migrate(StoreConfig(url))
-    store = generation_store(url, cases)
+        Path(f"{generation.partial}{suffix}").unlink(missing_ok=True)
+    migrate(StoreConfig(generation.url))
+    path = _paths(cache, cases, seed)[0]
     print(f"case store: generating {cases:,} cases (seed {seed}, {SPAN_DAYS} days to {END}) into {path}")
+    if not background:
+        generation.report = _generate_into(generation.url, cases, seed)
+        return generation
+    ctx = mp.get_context("spawn")
+    generation.done, generation.results = ctx.Event(), ctx.Queue()
+    generation.process = ctx.Process(
+        target=_generation_child, args=(generation.url, cases, seed, generation.done, generation.results)
+    )
+    generation.process.start()
+    return generation
+
+
+def _generation_child(url: str, cases: int, seed: int, done: Any, results: Any) -> None:
+    quiet_logs()
+    try:
+        results.put(("ok", _generate_into(url, cases, seed)))
+    except BaseException as error:
+        results.put(("error", f"{type(error).__name__}: {error}"))
+    finally:
+        done.set()
+
+
+def _generate_into(url: str, cases: int, seed: int) -> GenerationReport:
+    store = generation_store(url, cases)
     shown = [time.monotonic()]
 
     def progress(done: int, total: int) -> None:
@@ -191,11 +256,23 @@ def _generate(path: Path, meta: Path, cases: int, seed: int) -> CachedStore:
             print(f"  day {done}/{total}, {store.max_position():,} events", flush=True)
 
     try:
-        report = generate(
+        return generate(
             store, GeneratorSettings(cases=cases, seed=seed, end=END, span_days=SPAN_DAYS), progress=progress
         )
     finally:
         store.close()
+
+
+def finish_generation(generation: Generation) -> CachedStore:
+    """Wait for the generation, then cache its store (no one may have the partial store open)."""
+    report = generation.report
+    if report is None:
+        status, value = generation.results.get()
+        generation.process.join()
+        if status != "ok":
+            raise RuntimeError(f"generating {generation.cases:,} cases failed: {value}")
+        report = generation.report = value
+    path, meta, partial = _paths(generation.cache, generation.cases, generation.seed)
     with contextlib.closing(sqlite3.connect(partial)) as conn:  # fold the WAL in: one file to cache
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute("PRAGMA journal_mode=DELETE")
@@ -203,8 +280,8 @@ def _generate(path: Path, meta: Path, cases: int, seed: int) -> CachedStore:
     meta.write_text(
         json.dumps(
             {
-                "cases": cases,
-                "seed": seed,
+                "cases": generation.cases,
+                "seed": generation.seed,
                 "end": END.isoformat(),
                 "span_days": SPAN_DAYS,
                 "events": report.events,
@@ -219,7 +296,7 @@ def _generate(path: Path, meta: Path, cases: int, seed: int) -> CachedStore:
         f"  generated {report.events:,} events in {report.seconds:.0f} s"
         f" ({report.events_per_second:,.0f} events/s); cached"
     )
-    return CachedStore(path, cases, report.events, report.seconds, False)
+    return CachedStore(path, generation.cases, report.events, report.seconds, False)
 
 
 # ----------------------------------------------------------------------------- PostgreSQL

@@ -4,8 +4,15 @@ The events: ``--cases`` cases (default 100,000) generated through the case appli
 (``services.case.generator``, fixed seed, timeline ending 2026-06-30 over 1,095 days;
 about 62 events per case) into an SQLite case store, cached in ``--cache``
 (``.bench-cache/``, git-ignored) per (cases, seed, end, span) as ``bench/rebuild.py``
-caches it (``bench/common.py``). Generating took 35–52 s per 1,000 cases here, so
-100,000 cases take 1–1.5 hours the first time.
+caches it (``bench/common.py``). Generating ran at 1,800–2,300 events/s here on
+2026-11-24 (5,000 cases in 136 s; 100,000 cases: see docs/performance.md).
+
+With ``--overlap``, a store that must be generated is applied while it is generated: the
+generator runs in a process of its own and the first round's SQLite service run follows
+the growing store (as a consumer follows the stream), its waits for new events left out
+of its time; the raw read, decode and library write of that round run once the store is
+complete, on the core the generator freed. So a first run takes about as long as the
+longer of the two, not their sum; its service figure is taken with the other core busy.
 
 Measured in the same run, each in a fresh process (``spawn``, so its peak RSS is its own),
 from the same case store read in log order in pages of ``--page``:
@@ -16,7 +23,9 @@ from the same case store read in log order in pages of ``--page``:
   typed payload of the current contract version via ``decode_event``) — the service's
   input, with no meetings work. The ratios are against this;
 - **raw library write**: read + decode, then the eventsourcing library's own write path
-  at the service's transaction rate: one ``insert_events`` transaction per case event,
+  at the service's transaction rate, over the first ``--library-sample`` case events
+  (default 1,000,000; the service's time over the same events is reported beside it):
+  one ``insert_events`` transaction per case event,
   storing that case event's stored bytes (as a consumer that only kept what it received
   would), into a fresh store with the same recorder settings as the meetings store's
   (the library's plain application recorder, no side tables);
@@ -38,8 +47,8 @@ library, service, then again) and the best round of each counts.
 
 Usage::
 
-    .venv/bin/python bench/meetings.py                         # 100,000 cases, SQLite
-    .venv/bin/python bench/meetings.py --cases 5000 --rounds 1 # ~20 minutes here
+    .venv/bin/python bench/meetings.py --overlap               # 100,000 cases, SQLite (hours)
+    .venv/bin/python bench/meetings.py --cases 5000 --rounds 1 # ~10 minutes here
     .venv/bin/python bench/meetings.py --cases 2000 --postgres # also PostgreSQL
     .venv/bin/python bench/meetings.py --cases 2000 --profile  # + cProfile of one SQLite run
 
@@ -57,6 +66,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as clock_time
@@ -71,9 +81,12 @@ from eventsourcing.persistence import Notification, StoredEvent
 from bench.common import (
     END,
     SEED,
+    Generation,
     Result,
     best,
+    cached_store,
     drop_postgres_database,
+    finish_generation,
     fresh_postgres_database,
     generated_store,
     in_fresh_process,
@@ -81,6 +94,7 @@ from bench.common import (
     postgres_server,
     profiled,
     quiet_logs,
+    start_generation,
 )
 from services.case.infrastructure.store import CaseEventMapper, CaseEventStore, StoreConfig
 from services.meetings.application.service import MeetingsService
@@ -112,14 +126,39 @@ class CaseInput:
     stored: Notification
 
 
-def pages(case_url: str, page: int) -> Iterator[tuple[CaseEventMapper, Sequence[Notification]]]:
-    """The case store's log in log order, a page at a time (with the mapper that decodes it)."""
+class Waits:
+    """Seconds spent waiting for a store that is still being generated (not the service's time)."""
+
+    seconds = 0.0
+
+
+def pages(
+    case_url: str, page: int, *, follow: Any = None, waits: Waits | None = None
+) -> Iterator[tuple[CaseEventMapper, Sequence[Notification]]]:
+    """The case store's log in log order, a page at a time (with the mapper that decodes it).
+
+    With ``follow`` (the generation's ``done`` event), the log is followed as it grows
+    until the generation is done and everything is read, as a consumer follows the stream.
+    """
     store = CaseEventStore(StoreConfig(case_url))
     try:
         after = 0
-        while notifications := store.read_log(after, page):
-            yield store.case_mapper, notifications
-            after = notifications[-1].id
+        while True:
+            notifications = store.read_log(after, page)
+            if notifications:
+                yield store.case_mapper, notifications
+                after = notifications[-1].id
+                continue
+            if follow is None:
+                return
+            if follow.is_set():  # every event was committed before it was set: one last look
+                if not store.read_log(after, 1):
+                    return
+                continue
+            started = time.perf_counter()
+            follow.wait(0.2)
+            if waits is not None:
+                waits.seconds += time.perf_counter() - started
     finally:
         store.close()
 
@@ -209,11 +248,14 @@ def library_write(case_url: str, target: str, page: int, total: int, sample: int
     )
 
 
-def service_run(case_url: str, target: str, page: int, total: int, sample: int) -> Result:
+def service_run(case_url: str, target: str, page: int, total: int, sample: int, follow: Any = None) -> Result:
     """Every case event through ``apply_case_event``, then ``fire_due`` at the timeline's end.
 
     Also noted: the time the first ``sample`` case events took (the library write's sample).
+    With ``follow``, the case store is followed while it is generated; the time spent
+    waiting for it is left out.
     """
+    waits = Waits()
     migrate(target)
     store = MeetingStore(target)
     service = MeetingsService(store, MeetingsSettings().rules(), WorkingDays(), EndOfTimeline())
@@ -222,7 +264,7 @@ def service_run(case_url: str, target: str, page: int, total: int, sample: int) 
     try:
         started = time.perf_counter()
         events = applied = 0
-        for mapper, notifications in pages(case_url, page):
+        for mapper, notifications in pages(case_url, page, follow=follow, waits=waits):
             for item in decoded(mapper, notifications):
                 applied += service.apply_case_event(
                     case_id=item.case_id,
@@ -234,8 +276,8 @@ def service_run(case_url: str, target: str, page: int, total: int, sample: int) 
             events += len(notifications)
             progress(events)
             if sampled is None and events >= sample:
-                sampled = (events, time.perf_counter() - started)
-        apply_seconds = time.perf_counter() - started
+                sampled = (events, time.perf_counter() - started - waits.seconds)
+        apply_seconds = time.perf_counter() - started - waits.seconds
         if applied != events:  # a fresh store has applied none of them: every one must apply
             raise RuntimeError(
                 f"{events - applied:,} of {events:,} case events were not applied (apply_case_event"
@@ -248,6 +290,7 @@ def service_run(case_url: str, target: str, page: int, total: int, sample: int) 
         rss = peak_rss_mib()  # the service's; counting the timers below loads every snapshot
         extra = {
             "applied": applied,
+            "waited": waits.seconds,
             "sample": sampled or (events, apply_seconds),
             "emitted_applying": emitted_applying,
             "fired": fired,
@@ -310,7 +353,14 @@ def _label(target: str) -> str:
 
 
 def _measure(
-    kind: str, case_url: str, target: str, page: int, profile: bool, total: int = 0, sample: int = 0
+    kind: str,
+    case_url: str,
+    target: str,
+    page: int,
+    profile: bool,
+    total: int = 0,
+    sample: int = 0,
+    follow: Any = None,
 ) -> Result:
     """One measurement in this (fresh) process."""
     quiet_logs()
@@ -320,7 +370,7 @@ def _measure(
     elif kind == "library":
         run = lambda: library_write(case_url, target, page, total, sample)  # noqa: E731
     else:
-        run = lambda: service_run(case_url, target, page, total, sample)  # noqa: E731
+        run = lambda: service_run(case_url, target, page, total, sample, follow)  # noqa: E731
     return profiled(run) if profile else run()
 
 
@@ -382,6 +432,11 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="also into PostgreSQL")
     parser.add_argument("--skip-sqlite", action="store_true", help="no SQLite runs (with --postgres)")
     parser.add_argument("--profile", action="store_true", help="also one SQLite service run under cProfile")
+    parser.add_argument(
+        "--overlap",
+        action="store_true",
+        help="if the case store must be generated, apply it while it is generated (SQLite, first round)",
+    )
     args = parser.parse_args()
     if args.rounds is None:
         args.rounds = 2 if args.cases < 20_000 else 1
@@ -390,8 +445,15 @@ def main() -> None:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s)")
     quiet_logs()
-    stored = generated_store(args.cache.resolve(), args.cases, args.seed)
-    sample = min(args.library_sample, stored.events)
+    cache = args.cache.resolve()
+    stored = cached_store(cache, args.cases, args.seed)
+    generation: Generation | None = None
+    if stored is None and args.overlap and not args.skip_sqlite:
+        generation = start_generation(cache, args.cases, args.seed, background=True)
+    elif stored is None:
+        stored = generated_store(cache, args.cases, args.seed)
+    expected = stored.events if stored is not None else round(args.cases * 62)  # ~62 events a case
+    sample = min(args.library_sample, expected)
 
     with (
         tempfile.TemporaryDirectory(prefix="vss-bench-meetings-") as tmp_name,
@@ -417,9 +479,18 @@ def main() -> None:
 
         found: dict[str, list[Result]] = {}
 
-        def measure(key: str, kind: str, target: str = "", *, profile: bool = False) -> Result:
+        def measure(key: str, kind: str, target: str = "", *, follow: Any = None) -> Result:
+            url = generation.url if generation is not None else stored.url  # type: ignore[union-attr]
             result = in_fresh_process(
-                _measure, kind, stored.url, target, args.page, profile, stored.events, sample
+                _measure,
+                kind,
+                url,
+                target,
+                args.page,
+                False,
+                stored.events if stored else expected,
+                sample,
+                follow,
             )
             found.setdefault(key, []).append(result)
             print(f"  {result.name}: {result.rate:,.0f} events/s ({result.seconds:.1f} s)", flush=True)
@@ -427,15 +498,23 @@ def main() -> None:
 
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_} of {args.rounds} ...", flush=True)
-            measure("read", "read")
-            measure("decode", "decode")
-            for label, make, remove in targets:
+            remaining = targets
+            if generation is not None:
+                remaining = targets[1:]  # SQLite is measured here, the rest once the store is cached
+                _overlapped_round(generation, targets[0], measure)
+                stored, generation = finish_generation(generation), None
+            else:
+                measure("read", "read")
+                measure("decode", "decode")
+            for label, make, remove in remaining:
                 for kind in ("library", "service"):
                     target = make()
                     try:
                         measure(f"{kind} {label}", kind, target)
                     finally:
                         remove(target)
+        if stored is None:
+            raise RuntimeError("the case store was not cached after the first round")
         profiled = None
         if args.profile and not args.skip_sqlite:
             print("profiling one SQLite service run ...", flush=True)
@@ -486,6 +565,39 @@ def main() -> None:
         report_service(service)
     if profiled is not None:
         print(f"\n{profiled.name}: {profiled.rate:,.0f} events/s\n{profiled.extra['profile']}")
+
+
+def _overlapped_round(
+    generation: Generation,
+    sqlite: tuple[str, Callable[[], str], Callable[[str], None]],
+    measure: Callable[..., Result],
+) -> None:
+    """The service follows the case store while it is generated; the raw parts run once it is complete.
+
+    The generator and the service each take a core; the raw read, decode and library write
+    run on the generator's core after it finishes, while the service is still applying.
+    """
+    label, make, remove = sqlite
+    print("  the SQLite service follows the case store while it is generated", flush=True)
+    service_target = make()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            service = pool.submit(
+                measure, f"service {label}", "service", service_target, follow=generation.done
+            )
+            while not generation.done.wait(5):
+                if service.done():
+                    service.result()  # it failed: say why now, not after the generation
+            measure("read", "read")
+            measure("decode", "decode")
+            library_target = make()
+            try:
+                measure(f"library {label}", "library", library_target)
+            finally:
+                remove(library_target)
+            service.result()
+    finally:
+        remove(service_target)
 
 
 def _remove_sqlite(url: str) -> None:
