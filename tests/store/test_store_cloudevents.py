@@ -12,7 +12,8 @@ from pydantic import TypeAdapter
 
 from services.case.application.service import CaseService
 from services.case.domain.events import RawEvent, verify_chain
-from services.case.infrastructure.store import CaseEventStore, wire_time
+from services.case.infrastructure.store import CaseEventStore
+from services.shared.bus.outbox import wire_time
 from tests.support.clock import FixedClock
 from tests.support.scenario import FIRST_SIP_EVENT_TYPES, drive_to_first_sip
 from vss_contracts import CloudEvent, case_subject

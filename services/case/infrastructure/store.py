@@ -54,8 +54,9 @@ from services.case.domain.events import (
     canonical_bytes,
     verify_chain,
 )
+from services.shared.bus.outbox import cloud_event_body
 from services.shared.eventstore import EventStoreUrl, RecorderTopics, StoreUrlInvalid
-from vss_contracts.envelope import CloudEvent, dataschema_for
+from vss_contracts.envelope import CloudEvent
 from vss_contracts.registry import decode_event
 from vss_contracts.subjects import CASE_EVENT_SOURCE
 from vss_contracts.types import Principal
@@ -170,15 +171,6 @@ class CaseEventMapper(Mapper[UUID]):
 
 def _uuid(value: UUID | str) -> UUID:
     return value if isinstance(value, UUID) else UUID(value)
-
-
-def wire_time(recorded_at: str) -> str | datetime:
-    """A stored ``recorded_at`` (``datetime.isoformat()``) as the CloudEvent's ``time`` is written.
-
-    Recorded in UTC, "+00:00" is the contracts' "Z" with the same digits, so the string is
-    reused; anything else is parsed (orjson writes it with ``OPT_UTC_Z``).
-    """
-    return recorded_at[:-6] + "Z" if recorded_at.endswith("+00:00") else datetime.fromisoformat(recorded_at)
 
 
 LogRow = tuple[int, str, int, str, bytes]  # position, case id (str(UUID)), version, type name, state
@@ -491,26 +483,14 @@ class CaseEventStore:
         """
         position, case_id, version, topic, stored = row
         state = self.case_mapper.decode_state_bytes(stored)
-        body = {
-            "specversion": "1.0",
-            "id": state["event_id"],
-            "source": CASE_EVENT_SOURCE,
-            "type": topic,
-            "subject": case_id,
-            "time": wire_time(state["recorded_at"]),
-            "datacontenttype": "application/json",
-            "dataschema": dataschema_for(topic),
-            "data": state["data"],
-            "caseversion": version,
-            "logposition": position,
-            "correlationid": state["correlation_id"],
-            "causationid": state["causation_id"],
-            "actorid": state["actor_id"],
-            "actororg": state["actor_organisation"],
-            "actorprincipal": state["principal"],
-            "prevhash": state["prev_hash"],
-            "eventhash": state["hash"],
-        }
+        body = cloud_event_body(
+            source=CASE_EVENT_SOURCE,
+            type_name=topic,
+            case_id=case_id,
+            version=version,
+            position=position,
+            state=state,
+        )
         return PublishedEvent(
             position, state["event_id"], case_id, topic, orjson.dumps(body, option=orjson.OPT_UTC_Z)
         )

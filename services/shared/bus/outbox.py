@@ -13,6 +13,16 @@ from typing import Any
 from vss_contracts.envelope import dataschema_for
 
 
+def wire_time(recorded_at: str) -> str | datetime:
+    """A stored ``recorded_at`` (``datetime.isoformat()``) as the CloudEvent's ``time`` is written.
+
+    Recorded in UTC, "+00:00" is the contracts' "Z" with the same digits, so the string is
+    reused (no datetime per event on the relay's path); anything else is parsed, and the
+    caller's orjson writes it (``OPT_UTC_Z``).
+    """
+    return recorded_at[:-6] + "Z" if recorded_at.endswith("+00:00") else datetime.fromisoformat(recorded_at)
+
+
 def cloud_event_body(
     *, source: str, type_name: str, case_id: str, version: int, position: int, state: dict[str, Any]
 ) -> dict[str, object]:
@@ -22,7 +32,7 @@ def cloud_event_body(
         "source": source,
         "type": type_name,
         "subject": case_id,
-        "time": datetime.fromisoformat(state["recorded_at"]),
+        "time": wire_time(state["recorded_at"]),
         "datacontenttype": "application/json",
         "dataschema": dataschema_for(type_name),
         "data": state["data"],
