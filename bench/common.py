@@ -120,6 +120,11 @@ def in_fresh_process(measure: Callable[..., Result], *args: Any, timeout: float 
                 break
             except queue_module.Empty:
                 if not process.is_alive():
+                    try:  # it may have answered just before it exited
+                        status, value = queue.get(timeout=1)
+                        break
+                    except queue_module.Empty:
+                        pass
                     raise RuntimeError(
                         f"{getattr(measure, '__name__', 'measurement')} died (exit code {process.exitcode})"
                     ) from None
@@ -214,6 +219,48 @@ class Generation:
     def url(self) -> str:
         return f"sqlite:///{self.partial}"
 
+    def wait(self, check: Callable[[], None] | None = None) -> GenerationReport:
+        """The report, once the generation is done; raises if it failed or its process died.
+
+        ``check`` is called every few seconds meanwhile (to fail early when a follower
+        failed). On failure ``done`` is set, so that followers stop, and the process is gone.
+        """
+        if self.report is not None:
+            return self.report
+        try:
+            while True:
+                try:
+                    status, value = self.results.get(timeout=5)
+                    break
+                except queue_module.Empty:
+                    if not self.process.is_alive():
+                        try:  # it may have answered just before it exited
+                            status, value = self.results.get(timeout=1)
+                            break
+                        except queue_module.Empty:
+                            pass
+                        died = f"the process died (exit code {self.process.exitcode})"
+                        raise RuntimeError(f"generating {self.cases:,} cases: {died}") from None
+                    if check is not None:
+                        check()
+            if status != "ok":
+                raise RuntimeError(f"generating {self.cases:,} cases failed: {value}")
+        except BaseException:
+            self.stop()
+            raise
+        self.process.join()
+        report: GenerationReport = value
+        self.report = report
+        return report
+
+    def stop(self) -> None:
+        """Stop the generation if it still runs (after a failure), and release its followers."""
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+            self.process.join(10)
+        if self.done is not None:
+            self.done.set()
+
 
 def start_generation(cache: Path, cases: int, seed: int, *, background: bool) -> Generation:
     """Generate ``cases`` cases into a fresh partial store: here, or in a ``spawn``-ed process."""
@@ -265,13 +312,7 @@ def _generate_into(url: str, cases: int, seed: int) -> GenerationReport:
 
 def finish_generation(generation: Generation) -> CachedStore:
     """Wait for the generation, then cache its store (no one may have the partial store open)."""
-    report = generation.report
-    if report is None:
-        status, value = generation.results.get()
-        generation.process.join()
-        if status != "ok":
-            raise RuntimeError(f"generating {generation.cases:,} cases failed: {value}")
-        report = generation.report = value
+    report = generation.wait()
     path, meta, partial = _paths(generation.cache, generation.cases, generation.seed)
     with contextlib.closing(sqlite3.connect(partial)) as conn:  # fold the WAL in: one file to cache
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -229,10 +229,10 @@ def library_write(case_url: str, target: str, page: int, total: int, sample: int
     events = 0
     try:
         for mapper, notifications in pages(case_url, page):
-            for item in decoded(mapper, notifications):
+            for item in decoded(mapper, notifications[: sample - events]):
                 n = item.stored
                 recorder.insert_events([StoredEvent(item.case_id, n.originator_version, n.topic, n.state)])
-            events += len(notifications)
+            events += min(len(notifications), sample - events)
             progress(events)
             if events >= sample:
                 break
@@ -273,10 +273,10 @@ def service_run(case_url: str, target: str, page: int, total: int, sample: int, 
                     data=item.data,
                     stream_sequence=item.sequence,
                 )
+                if applied == sample:  # exactly the library write's sample
+                    sampled = (applied, time.perf_counter() - started - waits.seconds)
             events += len(notifications)
             progress(events)
-            if sampled is None and events >= sample:
-                sampled = (events, time.perf_counter() - started - waits.seconds)
         apply_seconds = time.perf_counter() - started - waits.seconds
         if applied != events:  # a fresh store has applied none of them: every one must apply
             raise RuntimeError(
@@ -453,7 +453,7 @@ def main() -> None:
     elif stored is None:
         stored = generated_store(cache, args.cases, args.seed)
     expected = stored.events if stored is not None else round(args.cases * 62)  # ~62 events a case
-    sample = min(args.library_sample, expected)
+    sample = args.library_sample  # the library write stops there, or at the end of the log
 
     with (
         tempfile.TemporaryDirectory(prefix="vss-bench-meetings-") as tmp_name,
@@ -553,8 +553,8 @@ def main() -> None:
     table(rows)
     if sampled_rows:
         print(
-            f"  the raw library write covered the first {sample:,} case events (--library-sample):"
-            " its ratio is against the service over the same events"
+            f"  the raw library write covered the first {sampled_rows[0][0].events:,} case events"
+            " (--library-sample): its ratio is against the service over the same events"
         )
     for key, results in found.items():
         print(f"  {key} rounds: {', '.join(f'{r.rate:,.0f}' for r in results)} events/s")
@@ -585,9 +585,12 @@ def _overlapped_round(
             service = pool.submit(
                 measure, f"service {label}", "service", service_target, follow=generation.done
             )
-            while not generation.done.wait(5):
+
+            def service_failed_early() -> None:
                 if service.done():
-                    service.result()  # it failed: say why now, not after the generation
+                    service.result()  # raises its error now, not after the generation
+
+            generation.wait(service_failed_early)  # raises (and stops it) if it failed: nothing measured
             measure("read", "read")
             measure("decode", "decode")
             library_target = make()
