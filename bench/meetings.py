@@ -4,8 +4,9 @@ The events: ``--cases`` cases (default 100,000) generated through the case appli
 (``services.case.generator``, fixed seed, timeline ending 2026-06-30 over 1,095 days;
 about 62 events per case) into an SQLite case store, cached in ``--cache``
 (``.bench-cache/``, git-ignored) per (cases, seed, end, span) as ``bench/rebuild.py``
-caches it (``bench/common.py``). Generating ran at 1,800–2,300 events/s here on
-2026-11-24 (5,000 cases in 136 s; 100,000 cases: see docs/performance.md).
+caches it (``bench/common.py``). On 2026-11-24 generating ran at 3,689 events/s for 300
+cases, 2,264/s for 5,000 (the other core busy) and more slowly for 100,000 (see
+docs/performance.md).
 
 With ``--overlap``, a store that must be generated is applied while it is generated: the
 generator runs in a process of its own and the first round's SQLite service run follows
