@@ -93,9 +93,10 @@ def test_the_municipality_figures_match_the_hand_computation() -> None:
     # J 03-01 (ok), K 03-31 (none held), L 01-31 (ok): 6 due, 3 in time -> the count and the
     # share (which would give it away) are suppressed.
     assert gbg["follow_ups"] == {"due": 6, "within_three_months": None, "share_within_three_months": None}
-    # Warnings in the period: A, C ×2, D, E = 5. Active days: A 81, B 71, C 55, D 90, E 90, F 29,
-    # G 90, H–L 5 × 90 = 956 days = 2.6174 case-years; 5 / 2.6174 = 1.91.
-    assert gbg["early_warnings"] == {"count": 5, "case_years": 2.62, "per_case_year": 1.91}
+    # Warnings in the period: A, C ×2, D, E = 5, but of four cases: suppressed, and so is the rate.
+    # Active days: A 81, B 71, C 55, D 90, E 90, F 29, G 90, H–L 5 × 90 = 956 days = 2.6174
+    # case-years, of 11 cases: shown.
+    assert gbg["early_warnings"] == {"count": None, "case_years": 2.62, "per_case_year": None}
     # Rated twice: A 20→28, B 15→14, C 10→12, D 22→30, F 18→25, G 30→20 (E once): 6 cases,
     # mean first 115/6 = 19.17, mean latest 129/6 = 21.5; 4 improved and 2 worsened: suppressed.
     assert gbg["change_rating"] == {
@@ -109,6 +110,8 @@ def test_the_municipality_figures_match_the_hand_computation() -> None:
     assert [m["active"] for m in boras["months"]] == [0, None, None]
     assert boras["consent_to_first_sip"] == {"cases": 0, "median_days": None}
     assert boras["change_rating"]["mean_first_total"] is None
+    # Borås has two cases: not even their case-years are shown.
+    assert boras["early_warnings"] == {"count": 0, "case_years": None, "per_case_year": None}
 
 
 def test_associations_and_regions_group_the_municipalities() -> None:
@@ -137,3 +140,44 @@ def test_months_are_added_to_the_last_day_when_the_day_does_not_exist() -> None:
     assert add_months(date(2024, 10, 31), 3) == date(2025, 1, 31)
     assert add_months(date(2024, 11, 30), 3) == date(2025, 2, 28)
     assert add_months(date(2024, 12, 31), 3) == date(2025, 3, 31)
+
+
+def test_nothing_is_shown_that_fewer_than_five_cases_make_up() -> None:
+    # Five cases in one municipality, but the warnings and follow-ups all come from two of them.
+    few = [
+        case(
+            GBG,
+            "2024-06-01",
+            "2024-06-02",
+            ["2024-10-01", "2024-12-20", "2025-02-10"],
+            warnings=("2025-01-05", "2025-01-20", "2025-02-03"),
+        ),
+        case(
+            GBG,
+            "2024-06-01",
+            "2024-06-02",
+            ["2024-10-05", "2024-12-28", "2025-03-01"],
+            warnings=("2025-01-07", "2025-02-11", "2025-03-09"),
+        ),
+        *(case(GBG, "2024-06-01", "2024-06-02", []) for _ in range(3)),
+    ]
+    [group] = statistics_by(few, "municipality", PERIOD, AS_OF, association_of)
+    assert [m["active"] for m in group["months"]] == [5, 5, 5]
+    # Six warnings, but of two clients: neither the count nor the rate; 5 × 90 days = 1.23 case-years.
+    assert group["early_warnings"] == {"count": None, "case_years": 1.23, "per_case_year": None}
+    # Follow-ups due in the period: 2024-12-20 → 03-20 and 12-28 → 03-28, 10-01 → 01-01,
+    # 10-05 → 01-05 — four follow-ups of two cases: suppressed with everything derived from them.
+    assert group["follow_ups"] == {
+        "due": None,
+        "within_three_months": None,
+        "share_within_three_months": None,
+    }
+
+    # Five clients with six warnings between them: the count and the rate are shown.
+    spread = [
+        case(GBG, "2024-06-01", "2024-06-02", [], warnings=tuple(f"2025-0{n % 3 + 1}-1{n}" for n in range(k)))
+        for k in (2, 1, 1, 1, 1)
+    ]
+    [group] = statistics_by(spread, "municipality", PERIOD, AS_OF, association_of)
+    assert group["early_warnings"]["count"] == 6
+    assert group["early_warnings"]["per_case_year"] == round(6 / (5 * 90 / 365.25), 2)

@@ -17,8 +17,9 @@ only). Definitions, as documented in docs/operations.md:
   twice, the mean first and mean latest total (0–40), and how many improved.
 
 Every count below :data:`MIN_COUNT` (except 0) is suppressed (``None``), and so is
-every figure computed from fewer than :data:`MIN_COUNT` cases, and a share whose
-numerator or remainder would be such a count (it would give the count away).
+every figure computed from fewer than :data:`MIN_COUNT` cases (a count of follow-ups
+or warnings included: seven warnings of two clients describe those two), and a share
+whose numerator or remainder would be such a figure (it would give it away).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 MIN_COUNT = 5
+T = TypeVar("T")
 Level = Literal["municipality", "association", "region"]
 NO_ASSOCIATION = "(no association)"
 
@@ -103,6 +105,11 @@ def suppress(count: int) -> int | None:
     return None if 0 < count < MIN_COUNT else count
 
 
+def from_enough_cases(value: T, cases: int) -> T | None:
+    """``value`` if it was derived from no case or from at least :data:`MIN_COUNT` cases."""
+    return None if 0 < cases < MIN_COUNT else value
+
+
 def _rounded(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -130,8 +137,12 @@ def group_figures(cases: list[CaseFacts], period: Period, as_of: date) -> dict[s
         if c.sip_dates and c.first_consent_on and period.start <= c.sip_dates[0] <= period.end
     ]
 
+    # Each figure below counts the distinct cases it is derived from (see the module docstring).
     due = in_time = 0
-    for c in cases:
+    due_cases: set[int] = set()
+    in_time_cases: set[int] = set()
+    late_cases: set[int] = set()
+    for number, c in enumerate(cases):
         for index, decided in enumerate(c.sip_dates):
             deadline = add_months(decided, 3)
             if not (period.start <= deadline <= period.end) or deadline > as_of:
@@ -139,19 +150,31 @@ def group_figures(cases: list[CaseFacts], period: Period, as_of: date) -> dict[s
             if c.closed_on is not None and c.closed_on <= deadline:
                 continue
             due += 1
+            due_cases.add(number)
             following = c.sip_dates[index + 1] if index + 1 < len(c.sip_dates) else None
             if following is not None and following <= deadline:
                 in_time += 1
+                in_time_cases.add(number)
+            else:
+                late_cases.add(number)
+    due_shown = from_enough_cases(suppress(due), len(due_cases))
+    in_time_shown = from_enough_cases(suppress(in_time), len(in_time_cases))
+    late_shown = from_enough_cases(suppress(due - in_time), len(late_cases))
 
-    warnings = sum(1 for c in cases for d in c.warning_dates if period.start <= d <= period.end)
+    warned = [sum(1 for d in c.warning_dates if period.start <= d <= period.end) for c in cases]
+    warnings = sum(warned)
+    warnings_shown = from_enough_cases(suppress(warnings), sum(1 for n in warned if n))
     active_days = 0
+    active_cases = 0
     horizon = min(period.end, as_of)
     for c in cases:
         first = max(c.opened_on, period.start)
         last = min(c.closed_on or horizon, horizon)
         if last >= first:
             active_days += (last - first).days + 1
+            active_cases += 1
     case_years = active_days / 365.25
+    case_years_shown = from_enough_cases(round(case_years, 2), active_cases)
 
     rated = [
         c
@@ -172,18 +195,18 @@ def group_figures(cases: list[CaseFacts], period: Period, as_of: date) -> dict[s
             "median_days": statistics.median(waits) if len(waits) >= MIN_COUNT else None,
         },
         "follow_ups": {
-            "due": suppress(due),
-            "within_three_months": suppress(in_time),
+            "due": due_shown,
+            "within_three_months": in_time_shown,
             # A share would give away a suppressed count (due is shown): both parts must be large enough.
             "share_within_three_months": _rounded(in_time / due, 3)
-            if due >= MIN_COUNT and suppress(in_time) is not None and suppress(due - in_time) is not None
+            if due >= MIN_COUNT and None not in (due_shown, in_time_shown, late_shown)
             else None,
         },
         "early_warnings": {
-            "count": suppress(warnings),
-            "case_years": round(case_years, 2),
+            "count": warnings_shown,
+            "case_years": case_years_shown,
             "per_case_year": _rounded(warnings / case_years)
-            if warnings >= MIN_COUNT and case_years
+            if warnings >= MIN_COUNT and warnings_shown is not None and case_years_shown
             else None,
         },
         "change_rating": {
