@@ -57,6 +57,8 @@ class NotificationsParts:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume both streams, deliver, escalate and publish the record until ``stop``."""
         self.store.check_migrated()
+        # Before any consumer decides or the sender sends: claims a killed process left.
+        await asyncio.to_thread(self.service.recover_claims)
         await self.case_first.open(stopping=stop.is_set)
         if self.sink is not None:
             await self.sink.start()

@@ -94,11 +94,12 @@ class World:
         templates_dir: Path | None = None,
         max_attempts: int = 8,
         store_url: str | None = None,
+        sink: type[MailSink] = MailSink,
     ) -> None:
         self.clock = FixedClock(START)
         self.sink_dir = tmp / "mail"
         self.sms_dir = tmp / "sms"
-        self.sink = MailSink(self.sink_dir)
+        self.sink = sink(self.sink_dir)
         self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self.sink.start())
         self.store = NotificationStore(store_url or f"sqlite:///{tmp / 'notifications.sqlite'}")

@@ -202,8 +202,10 @@ def test_a_crash_between_the_servers_acceptance_and_the_record_resends_a_recogni
         world.deliver()
     store.finish = finish  # type: ignore[method-assign]
     [row] = world.service.deliveries(world.feed.case_id)
-    assert row.status == "pending"  # the record does not know the server has it
-    assert world.deliver() == 1  # after the restart: sent again
+    assert row.status == "sending"  # claimed; the record does not know the server has it
+    assert world.deliver() == 0  # a claimed delivery is not taken again while claimed
+    assert world.service.recover_claims() == 1  # at the restart: released
+    assert world.deliver() == 1  # and sent again
     first, second = world.mails()
     assert first["Message-ID"] == second["Message-ID"] == row.message_id
     assert first["X-VSS-Delivery"] == second["X-VSS-Delivery"]

@@ -5,17 +5,23 @@
   messages; their organisation's webhook), keyed by (event, person, channel). The
   deliveries, the case's audience and the consumer's position are stored in one
   transaction: the outbox. A redelivered event changes nothing.
-- **Deliver** (:meth:`deliver_due`): pending deliveries whose time has come are rendered
-  and handed to their channel; the outcome and its record event (NotificationSent /
-  NotificationFailed) are stored in one transaction. Temporary failures are retried with
-  exponential backoff up to ``max_attempts``.
+- **Deliver** (:meth:`deliver_due`): pending deliveries whose time has come are claimed
+  one by one (pending -> sending, a conditional update: a cancellation recorded first
+  wins and the message never leaves), rendered and handed to their channel; the outcome
+  and its record event (NotificationSent / NotificationFailed) are stored in one
+  transaction. A cancellation that comes after the claim changes nothing and records
+  nothing: the message is on its way and is recorded as what it became. Temporary
+  failures are retried with exponential backoff up to ``max_attempts``; a retry is
+  cancelled instead if the consent no longer covers the recipient.
 - **Escalate** (:meth:`escalate_due`): an early warning nobody acknowledged within
   ``escalate_after`` goes to the duty contacts of the coordinators' organisations.
 - **Acknowledge** (:meth:`acknowledge`): a person confirmed an urgent message.
 
 The one case this cannot make exactly once: a crash after a channel accepted a message
-and before its outcome was stored. The delivery is still pending after the restart and
-is sent again, with the same Message-ID / ``X-VSS-Delivery``, so the copy is recognisable.
+and before its outcome was stored. The claim is released when the sender starts again
+(:meth:`recover_claims`) and the delivery is sent again, with the same Message-ID /
+``X-VSS-Delivery``, so the copy is recognisable; or, if the consent no longer covers the
+recipient by then, it is cancelled (the record says it may have left before the stop).
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from vss_contracts.meeting_events import MeetingEventData
 log = structlog.get_logger("vss.notifications")
 
 NAMESPACE = uuid5(NAMESPACE_URL, "urn:vss:notifications")
+NOT_COVERED = "the consent no longer covers the recipient"
 CASE_CONSUMER = "notifications-case"
 MEETINGS_CONSUMER = "notifications-meetings"
 
@@ -240,21 +247,55 @@ class NotificationsService:
     def _withdrawn(self, audience: Audience, at: str) -> list[tuple[str, RecordEvent]]:
         """Pending deliveries to people the consent no longer covers: cancelled, on the record."""
         cancelled = []
+        # Only pending rows: a claimed one is on its way, and its outcome will be its record.
         for row in self.store.pending_of_case(str(audience.case_id)):
             if audience.covered(Person.from_json(row.person)):
                 continue
-            record = self._record(
-                ne.NotificationFailed,
-                row,
-                "withdrawn",
-                at,
-                failed_at=at,
-                reason="the consent no longer covers the recipient",
-                permanent=True,
-                attempts=max(row.attempts, 1),
-            )
-            cancelled.append((row.delivery_key, record))
+            cancelled.append((row.delivery_key, self._withdrawal(row, at, max(row.attempts, 1))))
         return cancelled
+
+    def _withdrawal(self, row: DeliveryRow, at: str, attempts: int, reason: str = NOT_COVERED) -> RecordEvent:
+        return self._record(
+            ne.NotificationFailed,
+            row,
+            "withdrawn",
+            at,
+            failed_at=at,
+            reason=reason,
+            permanent=True,
+            attempts=attempts,
+        )
+
+    def _covered(self, row: DeliveryRow) -> bool:
+        """Whether the case's current audience still lets this recipient be told (lock held)."""
+        value = self.store.audience(row.case_id)
+        return value is None or Audience.from_json(value).covered(Person.from_json(row.person))
+
+    def recover_claims(self) -> int:
+        """At start, before sending: settle the claims a stopped sender left; how many.
+
+        Such a message may or may not have left (the crash window). If the recipient is
+        still covered the claim is released and the message sent again with the same
+        Message-ID; if not, it is cancelled: a second copy must not go to someone the
+        consent no longer covers, and the record says it may have left before.
+        """
+        recovered = 0
+        with self.store.lock:  # no consumer decides in between (apply holds it too)
+            for row in self.store.claimed():
+                if self._covered(row):
+                    changed = self.store.release(row.delivery_key)
+                else:
+                    at = iso(self.clock.now())
+                    reason = f"{NOT_COVERED} (a sender stopped while sending it: it may have left)"
+                    attempts = max(row.attempts, 1)
+                    outcome = AttemptOutcome(
+                        "cancelled", attempts, at, reason, record=self._withdrawal(row, at, attempts, reason)
+                    )
+                    changed = self.store.finish(row.delivery_key, outcome)
+                recovered += int(changed)
+        if recovered:
+            log.warning("notifications.claims_recovered", deliveries=recovered)
+        return recovered
 
     # ------------------------------------------------------------------------- deliver
     async def deliver_due(self, now: datetime | None = None) -> int:
@@ -266,21 +307,30 @@ class NotificationsService:
             if not rows:
                 return attempts
             gate = asyncio.Semaphore(self.policy.concurrency)
-            await asyncio.gather(*(self._gated(gate, row) for row in rows))
-            attempts += len(rows)
+            made = await asyncio.gather(*(self._gated(gate, row) for row in rows))
+            attempts += sum(made)
             if len(rows) < self.policy.batch:
                 return attempts
 
-    async def _gated(self, gate: asyncio.Semaphore, row: DeliveryRow) -> None:
+    async def _gated(self, gate: asyncio.Semaphore, row: DeliveryRow) -> bool:
         async with gate:
-            await self._attempt(row)
+            return await self._attempt(row)
 
-    async def _attempt(self, row: DeliveryRow) -> None:
+    async def _attempt(self, row: DeliveryRow) -> bool:
+        """One attempt; False if the delivery was cancelled since it was read (nothing sent)."""
+        # Claimed just before sending, not with the batch: a cancellation recorded while
+        # the batch waits its turn must win, or the message leaves against the consent.
+        if not await asyncio.to_thread(self.store.claim, row.delivery_key):
+            return False
         attempt = row.attempts + 1
         try:
             message, sender = self._prepare(row)
             await sender.send(message)
-        except TemporaryFailure as error:
+        except PermanentFailure as error:
+            outcome = self._failed(row, attempt, _short(error))
+        except Exception as error:
+            # TemporaryFailure, or a channel's own error: retried with backoff like one, so
+            # the claim is settled now instead of holding the delivery until a restart.
             if attempt < self.policy.max_attempts:
                 delay = min(self.policy.first_retry * 2 ** (attempt - 1), self.policy.max_retry)
                 next_at = iso(self.clock.now() + delay)
@@ -288,13 +338,11 @@ class NotificationsService:
                 self.counters.retried += 1
             else:
                 outcome = self._failed(row, attempt, f"gave up after {attempt} attempts: {_short(error)}")
-        except PermanentFailure as error:
-            outcome = self._failed(row, attempt, _short(error))
         else:
             at = iso(self.clock.now())
             record = self._record(ne.NotificationSent, row, "sent", at, sent_at=at, attempts=attempt)
             outcome = AttemptOutcome("sent", attempt, at, record=record)
-        stored = await asyncio.to_thread(self.store.finish, row.delivery_key, outcome)
+        outcome, stored = await asyncio.to_thread(self._settle, row, outcome)
         if stored and outcome.status == "sent":
             self.counters.sent += 1
         if outcome.status != "sent":
@@ -305,6 +353,21 @@ class NotificationsService:
                 attempts=attempt,
                 error=outcome.error,
             )
+        return True
+
+    def _settle(self, row: DeliveryRow, outcome: AttemptOutcome) -> tuple[AttemptOutcome, bool]:
+        """Store a claimed delivery's outcome; a retry the consent no longer allows is cancelled.
+
+        A withdrawal while the message was claimed could not cancel it; had it gone out,
+        fine (it was on its way), but a retry must not send it later. Under the store's
+        lock, so no decision comes between the look at the audience and the update.
+        """
+        with self.store.lock:
+            if outcome.status == "retry" and not self._covered(row):
+                at, attempts = outcome.at, outcome.attempts
+                record = self._withdrawal(row, at, attempts)
+                outcome = AttemptOutcome("cancelled", attempts, at, NOT_COVERED, record=record)
+            return outcome, self.store.finish(row.delivery_key, outcome)
 
     def _failed(self, row: DeliveryRow, attempt: int, reason: str) -> AttemptOutcome:
         at = iso(self.clock.now())

@@ -7,6 +7,13 @@ marks a delivery sent or failed and appends the matching record event
 (NotificationSent …) to ``notification_log`` in one transaction; the relay publishes
 that log to ``VSS_NOTIFICATIONS`` in order.
 
+A delivery's status: ``pending`` -> ``sending`` (claimed by the sender, just before it is
+handed to its channel) -> ``sent`` / ``failed`` / ``cancelled``, or back to ``pending``
+for a retry. Each step is a conditional UPDATE whose row count decides: a cancellation
+changes only a pending row, so it and the claim cannot both win, and what the record
+says matches what left the system. A claim left by a process that died is released (or
+cancelled) when the sender starts again (:meth:`NotificationStore.claimed`).
+
 SQLite (default) or PostgreSQL, with the same SQL (``?`` placeholders, rewritten for
 psycopg). One process writes (the notifications service); its lock serialises writers,
 so the log's positions are in commit order on PostgreSQL too.
@@ -238,6 +245,10 @@ class NotificationStore:
             (now, limit),
         )
 
+    def claimed(self) -> list[DeliveryRow]:
+        """Deliveries claimed for sending and not settled: at start, those a dead process left."""
+        return self._deliveries("WHERE status = 'sending' ORDER BY urgent DESC, next_attempt_at", ())
+
     def _deliveries(self, where: str, params: Sequence[Any]) -> list[DeliveryRow]:
         rows = self.read(f"SELECT * FROM deliveries {where}", params)
         return [
@@ -310,20 +321,40 @@ class NotificationStore:
                     (d.alert_closed[1], d.alert_closed[0]),
                 )
 
+    def claim(self, delivery_key: str) -> bool:
+        """Take a pending delivery for sending; False if it is not pending (a cancellation won)."""
+        with self.transaction() as tx:
+            return bool(
+                tx.execute(
+                    "UPDATE deliveries SET status = 'sending' WHERE delivery_key = ? AND status = 'pending'",
+                    (delivery_key,),
+                )
+            )
+
+    def release(self, delivery_key: str) -> bool:
+        """Give a claimed delivery back, as it was (a claim a dead sender left: sent again)."""
+        with self.transaction() as tx:
+            return bool(
+                tx.execute(
+                    "UPDATE deliveries SET status = 'pending' WHERE delivery_key = ? AND status = 'sending'",
+                    (delivery_key,),
+                )
+            )
+
     def finish(self, delivery_key: str, outcome: AttemptOutcome) -> bool:
-        """Record one attempt's end; False if the delivery is no longer pending (cancelled)."""
+        """Record the end of an attempt on a claimed delivery; False if it is not claimed."""
         o = outcome
         with self.transaction() as tx:
             if o.status == "retry":
                 changed = tx.execute(
-                    "UPDATE deliveries SET attempts = ?, next_attempt_at = ?, last_error = ?"
-                    " WHERE delivery_key = ? AND status = 'pending'",
+                    "UPDATE deliveries SET status = 'pending', attempts = ?, next_attempt_at = ?,"
+                    " last_error = ? WHERE delivery_key = ? AND status = 'sending'",
                     (o.attempts, o.next_attempt_at, o.error, delivery_key),
                 )
             else:
                 changed = tx.execute(
                     "UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, sent_at = ?"
-                    " WHERE delivery_key = ? AND status = 'pending'",
+                    " WHERE delivery_key = ? AND status = 'sending'",
                     (o.status, o.attempts, o.error, o.at if o.status == "sent" else None, delivery_key),
                 )
             if changed and o.record is not None:

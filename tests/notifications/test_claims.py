@@ -1,0 +1,274 @@
+"""Nothing is sent after it was cancelled: the sender claims each delivery before sending it.
+
+A consent withdrawal applied through the service's real path (``NotificationsService.apply``,
+from another thread, as the case consumer does) while the sender drains a backlog over real
+SMTP to the project's mail sink (slowed a little, so the backlog takes a while): whatever
+the withdrawal cancelled never reaches the server, and the record (the store's log that the
+relay publishes to VSS_NOTIFICATIONS) says exactly what the server accepted. Then the
+claim's other ends: a retry after a withdrawal, and a claim left by a process that died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.notifications.application.ports import DeliveryRow
+from services.notifications.application.service import NOT_COVERED
+from services.notifications.infrastructure.mailsink import MailSink
+from services.notifications.infrastructure.store import migrate
+from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL
+from tests.notifications.support import DAY, World, address_of
+from vss_contracts import notification_events as ne
+from vss_contracts.types import MemberKind, OrganisationRef, Principal
+
+STAYS = OrganisationRef(id="arbetsformedlingen", name="Arbetsförmedlingen", principal=Principal.OTHER)
+LEAVES = OrganisationRef(id="daglig-verksamhet", name="Daglig verksamhet AB", principal=Principal.OTHER)
+PER_ORGANISATION = 25
+SIPS = 3  # each tells the whole resource group: 3 x (75 members + the client) = 228 deliveries
+SENT_BEFORE_WITHDRAWAL = 10
+BO = "bo@example.se"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class SlowSink(MailSink):
+    """The mail sink, a little slower to keep each message (as a relay under load)."""
+
+    def store(self, mail_from: str | None, rcpt_tos: list[str], content: bytes) -> Path:
+        time.sleep(0.008)
+        return super().store(mail_from, rcpt_tos, content)
+
+
+@pytest.fixture
+def world(tmp_path: Path, store_url: str) -> Iterator[World]:
+    migrate(store_url)
+    w = World(tmp_path, store_url=store_url, sink=SlowSink)
+    yield w
+    w.close()
+
+
+def _backlog(world: World) -> dict[str, str]:
+    """A resource group in three organisations and three SIPs decided: the e-mail of each
+    member -> the organisation's id. Nothing sent yet but the coordinator's notice."""
+    feed = world.feed
+    feed.open(DAY)
+    feed.assign(DAY, "sara", SOCIAL)
+    feed.add_member(DAY, "Tolvan Tolvansson", MemberKind.CLIENT)
+    organisation_of = {}
+    for n in range(PER_ORGANISATION):  # interleaved, so the leaving ones are all through the backlog
+        for organisation in (HOUSING, STAYS, LEAVES):
+            name = f"{organisation.id[:4]}{n:02d} Medlem"
+            feed.add_member(DAY, name, MemberKind.PROFESSIONAL, organisation)
+            organisation_of[f"{name.split(maxsplit=1)[0].lower()}@example.se"] = organisation.id
+    feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, STAYS, LEAVES, relatives=True)
+    world.deliver()  # the coordinator's notice, out of the way
+    for version in range(1, SIPS + 1):
+        feed.sip(DAY, version, date(2026, 6, 1))
+    return organisation_of
+
+
+def _message_ids(world: World) -> list[str]:
+    return [str(m["Message-ID"]) for m in world.mails()]
+
+
+def test_a_withdrawal_while_the_backlog_drains_sends_nothing_it_cancelled(world: World) -> None:
+    organisation_of = _backlog(world)
+    pending = world.store.summary()["deliveries"]["pending"]
+    assert pending == SIPS * (3 * PER_ORGANISATION + 1) >= 200
+    withdrawn_at: list[int] = []
+
+    def withdraw_mid_run() -> None:
+        # As the case consumer would: the event applied from its own thread while the
+        # sender, on the loop, works through the backlog.
+        deadline = time.monotonic() + 30
+        while len(world.sink.files()) < 1 + SENT_BEFORE_WITHDRAWAL and time.monotonic() < deadline:
+            time.sleep(0.002)
+        world.feed.withdraw(DAY, LEAVES.id)
+        withdrawn_at.append(len(world.sink.files()))
+
+    thread = threading.Thread(target=withdraw_mid_run)
+    thread.start()
+    try:
+        world.deliver()
+    finally:
+        thread.join()
+
+    accepted = _message_ids(world)
+    rows = world.store.deliveries_of_case(str(world.feed.case_id))
+    by_status = Counter(r.status for r in rows)
+    cancelled = [r for r in rows if r.status == "cancelled"]
+    # The withdrawal came mid-run and cancelled about a third of the backlog.
+    assert withdrawn_at[0] < len(accepted)
+    assert len(cancelled) >= pending // 4
+    assert {organisation_of[r.address] for r in cancelled} == {LEAVES.id}
+    assert set(by_status) == {"sent", "cancelled"}  # nothing left claimed or pending
+    # Nothing cancelled reached the server, and nothing reached it twice.
+    assert not {r.message_id for r in cancelled} & set(accepted)
+    assert len(accepted) == len(set(accepted))
+    # The record equals what the server accepted: a NotificationSent for each message it
+    # has, a NotificationFailed (withdrawn) for each cancelled delivery, nothing else.
+    log = world.store.read_log(0, 10_000)
+    sent = [e.state["data"]["message_id"] for e in log if e.type == ne.NotificationSent.TYPE]
+    failed = [e.state["data"]["delivery_key"] for e in log if e.type == ne.NotificationFailed.TYPE]
+    assert sorted(sent) == sorted(accepted)
+    assert sorted(failed) == sorted(r.delivery_key for r in cancelled)
+    assert sorted(r.message_id for r in rows if r.status == "sent") == sorted(accepted)
+    # Those of the leaving organisation claimed before the withdrawal went, and say so.
+    assert any(organisation_of.get(r.address) == LEAVES.id for r in rows if r.status == "sent")
+
+
+# ------------------------------------------------------------- a retry after a withdrawal
+class Hooked(MailSink):
+    """The mail sink with hooks the test sets: ``before`` each message is kept (True makes
+    the sink defer it, 451, as when it cannot store it) and ``after`` (kept, not yet 250)."""
+
+    before: Callable[[], bool] | None = None
+    after: Callable[[], None] | None = None
+
+    def store(self, mail_from: str | None, rcpt_tos: list[str], content: bytes) -> Path:
+        if self.before is not None and self.before():
+            raise OSError("cannot store the message now")
+        path = super().store(mail_from, rcpt_tos, content)
+        if self.after is not None:
+            self.after()
+        return path
+
+
+@pytest.fixture
+def hooked(tmp_path: Path, store_url: str) -> Iterator[tuple[World, Hooked]]:
+    """A case whose resource group is Bo of the housing firm, which the consent covers, and
+    a SIP decided: one delivery pending, to Bo."""
+    migrate(store_url)
+    world = World(tmp_path, store_url=store_url, sink=Hooked)
+    assert isinstance(world.sink, Hooked)
+    feed = world.feed
+    feed.open(DAY)
+    feed.assign(DAY, "sara", SOCIAL)
+    feed.add_member(DAY, "Bo Boendestöd", MemberKind.PROFESSIONAL, HOUSING)
+    feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=False)
+    world.deliver()  # the coordinator's notice, out of the way
+    feed.sip(DAY, 1, date(2026, 6, 1))
+    yield world, world.sink
+    world.close()
+
+
+def _bo(world: World) -> DeliveryRow:
+    [row] = [r for r in world.store.deliveries_of_case(str(world.feed.case_id)) if r.address == BO]
+    return row
+
+
+def _record_of(world: World, row: DeliveryRow) -> list[tuple[str, dict[str, Any]]]:
+    log = world.store.read_log(0, 1000)
+    return [(e.type, e.state["data"]) for e in log if e.state["data"].get("delivery_key") == row.delivery_key]
+
+
+def test_a_claimed_delivery_that_must_be_retried_after_a_withdrawal_is_cancelled(
+    hooked: tuple[World, Hooked],
+) -> None:
+    world, sink = hooked
+
+    def withdraw_then_defer() -> bool:
+        # Bo's message is claimed and with the server: the withdrawal cannot cancel it,
+        # and then the server asks for a retry, which must not come.
+        sink.before = None
+        world.feed.withdraw(DAY, HOUSING.id)
+        return True
+
+    sink.before = withdraw_then_defer
+    assert world.deliver() == 1
+    row = _bo(world)
+    assert (row.status, row.attempts, row.last_error) == ("cancelled", 1, NOT_COVERED)
+    world.clock.advance(timedelta(hours=1))  # long past the retry
+    assert world.deliver() == 0
+    assert BO not in world.recipients()
+    [(kind, data)] = _record_of(world, row)
+    assert (kind, data["reason"]) == (ne.NotificationFailed.TYPE, NOT_COVERED)
+
+
+# ---------------------------------------------------- a claim left by a killed sender
+SENDER = """
+import asyncio, sys
+from datetime import datetime
+from services.notifications.application.channels import Channel
+from services.notifications.application.service import NotificationsService, Signer
+from services.notifications.infrastructure.channels import SmtpChannel
+from services.notifications.infrastructure.store import NotificationStore
+from services.notifications.infrastructure.templates import Templates
+from tests.support.clock import FixedClock
+
+store = NotificationStore(sys.argv[1])
+smtp = SmtpChannel("127.0.0.1", int(sys.argv[2]), sender=("VSS", "noreply@vss.example.se"))
+clock = FixedClock(datetime.fromisoformat(sys.argv[3]))
+service = NotificationsService(store, Templates("sv"), {Channel.EMAIL: smtp}, clock, Signer(b"test-key"))
+asyncio.run(service.deliver_due())
+"""
+
+
+def _killed_once_the_server_kept_it(world: World, sink: Hooked) -> None:
+    """A sender process (this service's code, in a process of its own) delivers Bo's
+    message and is SIGKILLed once the server has kept it, before it can store the
+    outcome: the crash window ADR 0007 names."""
+    url = world.store.url.url
+    args = [sys.executable, "-c", SENDER, url, str(sink.port), world.clock.now().isoformat()]
+    process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    sink.after = lambda: process.send_signal(signal.SIGKILL)
+
+    async def killed() -> int | None:
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return process.poll()
+
+    try:
+        assert world.loop.run_until_complete(killed()) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    sink.after = None
+    assert (_bo(world).status, world.recipients().count(BO)) == ("sending", 1)
+
+
+def test_a_claim_a_killed_sender_left_is_sent_again_at_start_as_a_recognisable_copy(
+    hooked: tuple[World, Hooked],
+) -> None:
+    world, sink = hooked
+    _killed_once_the_server_kept_it(world, sink)
+    assert world.deliver() == 0  # claimed: not taken by a look, only by the recovery
+    assert world.service.recover_claims() == 1  # at start
+    assert world.deliver() == 1
+    row = _bo(world)
+    assert (row.status, row.attempts) == ("sent", 1)
+    copies = [m for m in world.mails() if address_of(m) == BO]
+    assert [str(m["Message-ID"]) for m in copies] == [row.message_id] * 2  # one duplicate, recognisable
+    assert [kind for kind, _ in _record_of(world, row)] == [ne.NotificationSent.TYPE]
+
+
+def test_a_claim_a_killed_sender_left_is_cancelled_at_start_if_the_consent_was_withdrawn(
+    hooked: tuple[World, Hooked],
+) -> None:
+    world, sink = hooked
+    _killed_once_the_server_kept_it(world, sink)
+    world.feed.withdraw(DAY, HOUSING.id)  # while nothing runs: the claim stands, nothing is cancelled
+    assert _bo(world).status == "sending"
+    assert world.service.recover_claims() == 1
+    assert world.deliver() == 0
+    row = _bo(world)
+    assert row.status == "cancelled"
+    assert world.recipients().count(BO) == 1  # no copy to someone the consent no longer covers
+    [(kind, data)] = _record_of(world, row)
+    assert kind == ne.NotificationFailed.TYPE
+    assert data["reason"].startswith(NOT_COVERED)
+    assert "may have left" in data["reason"]
