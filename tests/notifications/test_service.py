@@ -18,7 +18,7 @@ from services.notifications.application.service import (
     CASE_CONSUMER,
     Organisation,
 )
-from services.notifications.domain.audience import Person, Role
+from services.notifications.domain.audience import CASE_CLOSED, MEMBER_LEFT, Person, Role
 from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL, CaseFeed
 from tests.notifications.support import DAY, START, World
 from vss_contracts import case_events as ce
@@ -109,6 +109,34 @@ def test_a_withdrawal_cancels_what_is_pending_for_those_no_longer_covered(world:
     assert rows["Bo Boendestöd"].status == "cancelled"
     assert rows["Mamma Tolvansson"].status == "sent"
     assert "bo@example.se" not in world.recipients()
+
+
+def test_a_member_who_left_gets_nothing_still_pending_for_them(world: World) -> None:
+    group = _group(world.feed)
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=True)
+    world.feed.sip(DAY, 1, date(2026, 6, 1))  # decided, not yet delivered
+    world.feed.remove_member(DAY, group["housing"])
+    world.deliver()
+    rows = {
+        r.person["name"]: r
+        for r in world.service.deliveries(world.feed.case_id)
+        if r.template == "sip_decided"
+    }
+    assert (rows["Bo Boendestöd"].status, rows["Bo Boendestöd"].last_error) == ("cancelled", MEMBER_LEFT)
+    assert rows["Mamma Tolvansson"].status == "sent"
+    assert "bo@example.se" not in world.recipients()
+
+
+def test_closing_the_case_cancels_what_is_still_pending(world: World) -> None:
+    _group(world.feed)
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=True)
+    world.feed.sip(DAY, 1, date(2026, 6, 1))  # decided, not yet delivered
+    world.feed.close(DAY + timedelta(days=1))
+    world.deliver()
+    rows = [r for r in world.service.deliveries(world.feed.case_id) if r.template == "sip_decided"]
+    assert rows
+    assert {(r.status, r.last_error) for r in rows} == {("cancelled", CASE_CLOSED)}
+    assert not [m for m in world.mails() if "SIP" in str(m["Subject"])]
 
 
 def _warning_world(world: World) -> UUID:

@@ -59,7 +59,7 @@ from services.notifications.application.ports import (
     Store,
     iso,
 )
-from services.notifications.domain.audience import Audience, Person
+from services.notifications.domain.audience import NOT_COVERED, Audience, Person
 from services.notifications.domain.decisions import Notice, escalation, on_case_event, on_meeting_event
 from services.shared.ics import meeting_ics
 from vss_contracts import notification_events as ne
@@ -69,7 +69,6 @@ from vss_contracts.meeting_events import MeetingEventData
 log = structlog.get_logger("vss.notifications")
 
 NAMESPACE = uuid5(NAMESPACE_URL, "urn:vss:notifications")
-NOT_COVERED = "the consent no longer covers the recipient"
 CASE_CONSUMER = "notifications-case"
 MEETINGS_CONSUMER = "notifications-meetings"
 
@@ -245,13 +244,15 @@ class NotificationsService:
         return deliveries
 
     def _withdrawn(self, audience: Audience, at: str) -> list[tuple[str, RecordEvent]]:
-        """Pending deliveries to people the consent no longer covers: cancelled, on the record."""
+        """Pending deliveries that may no longer go (consent, membership, closure): cancelled,
+        on the record with the reason."""
         cancelled = []
         # Only pending rows: a claimed one is on its way, and its outcome will be its record.
         for row in self.store.pending_of_case(str(audience.case_id)):
-            if audience.covered(Person.from_json(row.person)):
+            reason = audience.why_not_told_now(Person.from_json(row.person))
+            if reason is None:
                 continue
-            cancelled.append((row.delivery_key, self._withdrawal(row, at, max(row.attempts, 1))))
+            cancelled.append((row.delivery_key, self._withdrawal(row, at, max(row.attempts, 1), reason)))
         return cancelled
 
     def _withdrawal(self, row: DeliveryRow, at: str, attempts: int, reason: str = NOT_COVERED) -> RecordEvent:

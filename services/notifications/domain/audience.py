@@ -28,6 +28,11 @@ from uuid import UUID
 from vss_contracts.meeting_events import Invitee, MeetingKind
 from vss_contracts.notification_events import Recipient
 
+# Why a message decided earlier is cancelled instead of sent (the delivery record's reason).
+NOT_COVERED = "the consent no longer covers the recipient"
+MEMBER_LEFT = "the recipient left the resource group"
+CASE_CLOSED = "the case was closed"
+
 
 class Role(StrEnum):
     CLIENT = "client"
@@ -173,6 +178,21 @@ class Audience:
         if person.relative or person.organisation_id is None:
             return self.covers_relatives
         return person.organisation_id in self.consent_orgs
+
+    def why_not_told_now(self, person: Person) -> str | None:
+        """Why a message decided earlier must not go to ``person`` any more; None if it may.
+
+        Asked of what is still pending when the consent narrows, a member leaves or the
+        case closes: a message that has not left by then is cancelled, not sent late.
+        """
+        if self.closed:
+            return CASE_CLOSED
+        member_id = person.key.removeprefix("member:")
+        if member_id != person.key and member_id not in self.members:
+            return MEMBER_LEFT
+        if not self.covered(person):
+            return NOT_COVERED
+        return None
 
     # ----------------------------------------------------------------------- who is who
     def client(self) -> list[Person]:

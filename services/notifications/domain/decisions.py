@@ -51,7 +51,8 @@ class Notice:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     notices: list[Notice] = field(default_factory=list)
-    recheck_pending: bool = False  # the consent narrowed: cancel what no longer may go
+    # The consent narrowed, a member left or the case closed: cancel what no longer may go.
+    recheck_pending: bool = False
     alert_opened: UUID | None = None  # an early warning: escalate unless acknowledged
     alert_closed: UUID | None = None  # resolved: no escalation any more
 
@@ -142,7 +143,7 @@ def _member_added(audience: Audience, data: ce.ResourceGroupMemberAdded, _: date
 
 def _member_removed(audience: Audience, data: ce.ResourceGroupMemberRemoved, _: datetime) -> Outcome:
     audience.members.pop(str(data.member_id), None)
-    return Outcome()
+    return Outcome(recheck_pending=True)
 
 
 def _plan_updated(audience: Audience, data: ce.EarlyWarningPlanUpdated, _: datetime) -> Outcome:
@@ -202,7 +203,7 @@ def _sip_decided(audience: Audience, data: ce.SipDecided, _: datetime) -> Outcom
 
 def _case_closed(audience: Audience, data: ce.CaseClosed, _: datetime) -> Outcome:
     audience.closed = True
-    return Outcome()
+    return Outcome(recheck_pending=True)
 
 
 _CASE_HANDLERS: dict[type[CaseEventData], Any] = {
