@@ -146,9 +146,8 @@ def bootstrap_notifications(
         Channel.SMS: SmsFileChannel(settings.sms_dir(), clock=clock),
     }
     templates = Templates(settings.notify_language, settings.notify_templates_dir)
-    service = NotificationsService(
-        store, templates, channels, clock, Signer(settings.link_key()), settings.policy()
-    )
+    signer = Signer(settings.link_key(), settings.previous_link_key(), settings.link_key_overlap(), clock.now)
+    service = NotificationsService(store, templates, channels, clock, signer, settings.policy())
     case_names = case_names or settings.bus_names()
     meeting_names = meeting_names or settings.meeting_names()
     case_first = CaseStreamFirst(store, CASE_CONSUMER, settings.nats(), case_names.stream)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 
 from services.case.application.service import CaseService
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.notifications.application.service import Signer
+from services.notifications.settings import NotificationsSettings
 from services.shared.auth import TokenService
 from services.shared.settings import AuthSettings
 from tests.support.clock import FixedClock
@@ -182,3 +185,18 @@ def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_2(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(prefix)
     assert not (tmp_path / "up.json").exists()
+
+
+def test_rotate_ack_key_keeps_the_previous_key_for_the_overlap(tmp_path: Path) -> None:
+    settings = NotificationsSettings(data_dir=tmp_path)
+    before = Signer(settings.link_key()).sign("delivery-1")
+    result = vss("notifications", "rotate-ack-key", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "72 h" in result.stdout
+    previous = settings.previous_link_key()
+    assert previous is not None
+    rotated = Signer(settings.link_key(), previous, settings.link_key_overlap())
+    assert rotated.sign("delivery-1") != before
+    assert rotated.valid("delivery-1", before)  # links already sent still work
+    for key_file in settings.link_key_file().parent.iterdir():
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600, key_file
