@@ -369,7 +369,7 @@ def up() -> None:
     bus = BusSettings()
     # The embedded nats-server runs unless a NATS URL is given (then the same processes use that).
     embedded_nats = bus.nats_embedded
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # stores, keys, logs, mail
     try:
         migrate(StoreConfig(settings.store_url()))
     except Exception as error:

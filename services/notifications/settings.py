@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ from services.notifications.application.service import Organisation, Policy, Ret
 from services.notifications.domain.audience import Person, Role
 from services.shared.auth import secret_file
 from services.shared.bus.names import BusNames
+from services.shared.files import write_private
 from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings
 from vss_contracts.meeting_events import MEETING_STREAM, MEETING_SUBJECT_PREFIX
 
@@ -72,16 +72,6 @@ def load_organisations(path: Path | None) -> dict[str, Organisation]:
 
 class LinkKeyNotRotatable(ValueError):
     """The acknowledgement links' key is a setting (VSS_ACK_LINK_KEY): rotate it there."""
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``, readable by the owner only (0600) whatever the umask."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(text)
-    os.replace(temporary, path)
 
 
 class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings):
@@ -179,8 +169,8 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings):
             )
         current = secret_file(self.link_key_file())
         retired = {"key": current, "retired_at": now.isoformat()}
-        _write_private(self.link_key_file().with_suffix(".previous.json"), orjson.dumps(retired).decode())
-        _write_private(self.link_key_file(), secrets.token_urlsafe(48))
+        write_private(self.link_key_file().with_suffix(".previous.json"), orjson.dumps(retired))
+        write_private(self.link_key_file(), secrets.token_urlsafe(48).encode())
 
     def policy(self) -> Policy:
         return Policy(

@@ -14,9 +14,11 @@ import pytest
 
 from services.case.application.service import CaseService
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.cli.supervisor import Part
 from services.notifications.application.service import Signer
 from services.notifications.settings import NotificationsSettings
 from services.shared.auth import TokenService
+from services.shared.bus.embedded import EmbeddedNatsServer
 from services.shared.settings import AuthSettings
 from tests.support.clock import FixedClock
 from tests.support.scenario import drive_to_first_sip
@@ -200,3 +202,27 @@ def test_rotate_ack_key_keeps_the_previous_key_for_the_overlap(tmp_path: Path) -
     assert rotated.valid("delivery-1", before)  # links already sent still work
     for key_file in settings.link_key_file().parent.iterdir():
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600, key_file
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000, 0o277])
+def test_log_files_are_the_owners_alone_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    older = tmp_path / "logs" / "older.log"
+    older.parent.mkdir()
+    older.write_bytes(b"from before\n")
+    older.chmod(0o644)
+    previous = os.umask(umask)
+    try:
+        for log_file in (tmp_path / "logs" / "case.log", older, tmp_path / "new" / "query.log"):
+            part = Part("echo", [sys.executable, "-c", "print('logged')"], "", log_file=log_file)
+            part.start(dict(os.environ))
+            assert part.process is not None
+            assert part.process.wait(30) == 0
+            assert stat.S_IMODE(log_file.stat().st_mode) == 0o600, log_file
+            assert log_file.read_text().endswith("logged\n")
+        assert older.read_text() == "from before\nlogged\n"
+        nats = EmbeddedNatsServer(tmp_path / "nats", log_file=tmp_path / "logs" / "nats.log")
+        nats.start()
+        nats.stop()
+        assert stat.S_IMODE((tmp_path / "logs" / "nats.log").stat().st_mode) == 0o600
+    finally:
+        os.umask(previous)
