@@ -130,7 +130,9 @@ def bootstrap_notifications(
     sink = None
     smtp_host = settings.smtp_host
     if not smtp_host:  # the embedded default: a local sink keeping each message as a file
-        sink = MailSink(settings.mail_dir(), "127.0.0.1", settings.smtp_port)
+        sink = MailSink(
+            settings.mail_dir(), "127.0.0.1", settings.smtp_port, log_sessions=settings.mail_sink_log_sessions
+        )
         smtp_host = "127.0.0.1"
     channels: dict[Channel, ChannelSender] = {
         Channel.EMAIL: SmtpChannel(

@@ -118,6 +118,9 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings):
         le=24 * 365,
         description="How long links signed with the previous key keep working after a rotation",
     )
+    mail_sink_log_sessions: bool = Field(
+        default=False, description="Log the local mail sink's SMTP sessions (aiosmtpd, one line per step)"
+    )
 
     def store_url(self) -> str:
         if self.notifications_store_url:
