@@ -48,7 +48,7 @@ from services.cli.supervisor import Part, http_ok, pid_alive
 from services.meetings.infrastructure.store import migrate as migrate_meetings
 from services.meetings.settings import MeetingsSettings
 from services.notifications.infrastructure.store import migrate as migrate_notifications
-from services.notifications.settings import NotificationsSettings
+from services.notifications.settings import LinkKeyNotRotatable, NotificationsSettings
 from services.projections.infrastructure.database import NoReadModels, ReadModelLocation, ReadModelUrlInvalid
 from services.projections.infrastructure.readmodels import ReadModels
 from services.projections.infrastructure.rebuild import HistoryIncomplete, Progress, rebuild
@@ -369,7 +369,7 @@ def up() -> None:
     bus = BusSettings()
     # The embedded nats-server runs unless a NATS URL is given (then the same processes use that).
     embedded_nats = bus.nats_embedded
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # stores, keys, logs, mail
     try:
         migrate(StoreConfig(settings.store_url()))
     except Exception as error:
@@ -698,6 +698,27 @@ def access_log_purge() -> None:
     store = AccessLogStore(settings.access_log())
     removed = store.purge(settings.access_log_retention_days)
     out.print(f"{removed} record(s) older than {settings.access_log_retention_days} days removed")
+
+
+notifications_app = typer.Typer(no_args_is_help=True, help="Notifications: the acknowledgement links' key.")
+app.add_typer(notifications_app, name="notifications")
+
+
+@notifications_app.command("rotate-ack-key")
+def notifications_rotate_ack_key() -> None:
+    """A new key for acknowledgement links; links already sent keep working for the overlap
+    (VSS_ACK_LINK_KEY_OVERLAP_HOURS). Restart the notifications service to use it."""
+    settings = NotificationsSettings()
+    try:
+        settings.rotate_link_key(datetime.now(UTC))
+    except LinkKeyNotRotatable as error:
+        raise _fail(str(error)) from None
+    out.print(
+        f"new key in {settings.link_key_file()}; links signed with the previous one work for"
+        f" {settings.ack_link_key_overlap_hours:g} h more. Restart the notifications service.",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _tcp_ok(url: str) -> bool:

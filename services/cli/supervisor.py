@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.shared.files import append_private
+
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
@@ -45,8 +47,7 @@ class Part:
 
     def start(self, env: dict[str, str]) -> None:
         if self.log_file is not None:
-            self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            with self.log_file.open("ab") as out:
+            with append_private(self.log_file) as out:  # 0600: logs name clients and addresses
                 self.process = subprocess.Popen(self.command, env=env, stdout=out, stderr=subprocess.STDOUT)
         else:
             self.process = subprocess.Popen(self.command, env=env)

@@ -132,7 +132,9 @@ def bootstrap_notifications(
     sink = None
     smtp_host = settings.smtp_host
     if not smtp_host:  # the embedded default: a local sink keeping each message as a file
-        sink = MailSink(settings.mail_dir(), "127.0.0.1", settings.smtp_port)
+        sink = MailSink(
+            settings.mail_dir(), "127.0.0.1", settings.smtp_port, log_sessions=settings.mail_sink_log_sessions
+        )
         smtp_host = "127.0.0.1"
     channels: dict[Channel, ChannelSender] = {
         Channel.EMAIL: SmtpChannel(
@@ -148,9 +150,8 @@ def bootstrap_notifications(
         Channel.SMS: SmsFileChannel(settings.sms_dir(), clock=clock),
     }
     templates = Templates(settings.notify_language, settings.notify_templates_dir)
-    service = NotificationsService(
-        store, templates, channels, clock, Signer(settings.link_key()), settings.policy()
-    )
+    signer = Signer(settings.link_key(), settings.previous_link_key(), settings.link_key_overlap(), clock.now)
+    service = NotificationsService(store, templates, channels, clock, signer, settings.policy())
     case_names = case_names or settings.bus_names()
     meeting_names = meeting_names or settings.meeting_names()
     case_first = CaseStreamFirst(store, CASE_CONSUMER, settings.nats(), case_names.stream)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import secrets
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 from pydantic_settings import SettingsConfigDict
 
-from services.notifications.application.service import Organisation, Policy, Webhook
+from services.notifications.application.service import Organisation, Policy, RetiredKey, Webhook
 from services.notifications.domain.audience import Person, Role
 from services.shared.auth import secret_file
 from services.shared.bus.names import BusNames
+from services.shared.files import write_private
 from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings
 from vss_contracts.meeting_events import MEETING_STREAM, MEETING_SUBJECT_PREFIX
 
@@ -68,6 +70,10 @@ def load_organisations(path: Path | None) -> dict[str, Organisation]:
     }
 
 
+class LinkKeyNotRotatable(ValueError):
+    """The acknowledgement links' key is a setting (VSS_ACK_LINK_KEY): rotate it there."""
+
+
 class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings):
     model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
 
@@ -100,6 +106,21 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings):
     public_query_url: str = "http://127.0.0.1:8001"
     public_notifications_url: str = "http://127.0.0.1:8003"
     ack_link_key: str | None = Field(default=None, description="HMAC key of acknowledgement links")
+    ack_link_previous_key: str | None = Field(
+        default=None, description="The key before VSS_ACK_LINK_KEY: its links work for the overlap"
+    )
+    ack_link_key_rotated_at: datetime | None = Field(
+        default=None, description="When VSS_ACK_LINK_PREVIOUS_KEY was retired (ISO 8601 with offset)"
+    )
+    ack_link_key_overlap_hours: float = Field(
+        default=72,
+        ge=0,
+        le=24 * 365,
+        description="How long links signed with the previous key keep working after a rotation",
+    )
+    mail_sink_log_sessions: bool = Field(
+        default=False, description="Log the local mail sink's SMTP sessions (aiosmtpd, one line per step)"
+    )
 
     def store_url(self) -> str:
         if self.notifications_store_url:
@@ -116,7 +137,43 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings):
         """The acknowledgement links' key: the setting, else a key file made on first use."""
         if self.ack_link_key:
             return self.ack_link_key.encode()
-        return secret_file(self.data_dir / "keys" / "ack-links.key").encode()
+        return secret_file(self.link_key_file()).encode()
+
+    def link_key_file(self) -> Path:
+        return self.data_dir / "keys" / "ack-links.key"
+
+    def previous_link_key(self) -> RetiredKey | None:
+        """The key before the last rotation: the settings, else the file ``rotate_link_key`` wrote."""
+        if self.ack_link_key:
+            if not self.ack_link_previous_key:
+                return None
+            if self.ack_link_key_rotated_at is None or self.ack_link_key_rotated_at.tzinfo is None:
+                raise ValueError("VSS_ACK_LINK_PREVIOUS_KEY needs VSS_ACK_LINK_KEY_ROTATED_AT with an offset")
+            return RetiredKey(self.ack_link_previous_key.encode(), self.ack_link_key_rotated_at)
+        path = self.link_key_file().with_suffix(".previous.json")
+        if not path.exists():
+            return None
+        kept = orjson.loads(path.read_bytes())
+        return RetiredKey(str(kept["key"]).encode(), datetime.fromisoformat(kept["retired_at"]))
+
+    def link_key_overlap(self) -> timedelta:
+        return timedelta(hours=self.ack_link_key_overlap_hours)
+
+    def rotate_link_key(self, now: datetime) -> None:
+        """A new key file; the current key is kept as the previous one, retired ``now``.
+
+        Links signed with it keep working for the overlap; a key two rotations back is gone.
+        The running service reads the keys at start-up: restart it.
+        """
+        if self.ack_link_key:
+            raise LinkKeyNotRotatable(
+                "VSS_ACK_LINK_KEY is set: set the new key there, the old one in"
+                " VSS_ACK_LINK_PREVIOUS_KEY and the time in VSS_ACK_LINK_KEY_ROTATED_AT"
+            )
+        current = secret_file(self.link_key_file())
+        retired = {"key": current, "retired_at": now.isoformat()}
+        write_private(self.link_key_file().with_suffix(".previous.json"), orjson.dumps(retired))
+        write_private(self.link_key_file(), secrets.token_urlsafe(48).encode())
 
     def policy(self) -> Policy:
         return Policy(

@@ -162,6 +162,7 @@ def bootstrap_query_api(
             wait_limit=settings.query_wait_limit,
             policy=QueryPolicy(settings.caseload_limit, settings.due_within_days),
             association_of=geography.association_of,
+            max_waits=settings.query_max_waits,
         )
     )
     if publish:

@@ -25,6 +25,12 @@ class ProjectionsSettings(CommonSettings, BusSettings, AccessLogSettings):
         le=60,
         description="Longest wait of a query for the read models to reach ?position=",
     )
+    query_max_waits: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description="Most queries waiting for ?position= at once (one more: 503 with Retry-After)",
+    )
     caseload_limit: int = Field(
         default=25, ge=1, description="Active cases above which a caseload is flagged"
     )

@@ -73,6 +73,11 @@ def _field(loc: tuple[Any, ...]) -> str:
 class CorrelationMiddleware:
     """Gives every request a correlation id (``X-Correlation-ID`` in, or a new one) and echoes it.
 
+    It also answers an unexpected error: logged once (one line with the correlation id, then
+    a plain traceback) and a 500 problem, the error not raised further. Raised further,
+    Starlette's ServerErrorMiddleware re-raises it after its handler and uvicorn logs it
+    again ("Exception in ASGI application").
+
     Plain ASGI rather than ``@app.middleware("http")``, which costs a task and a stream per request.
     """
 
@@ -87,15 +92,38 @@ class CorrelationMiddleware:
         correlation_id = given.decode("latin-1") if given else str(uuid.uuid4())
         scope.setdefault("state", {})["correlation_id"] = correlation_id
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-correlation-id", correlation_id.encode()),
                 ]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as error:
+            log.error(
+                "http.unexpected_error %s %s correlation_id=%s error=%s",
+                scope.get("method"),
+                scope.get("path"),
+                correlation_id,
+                type(error).__name__,
+                exc_info=(type(error), error, error.__traceback__),
+            )
+            if not started:  # else the client sees the response cut off
+                request = Request(scope)
+                await problem_response(
+                    request,
+                    500,
+                    "Internal error",
+                    "the server failed; the error is logged under this request's correlation id",
+                    code="internal",
+                )(scope, receive, send_with_id)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -147,17 +175,6 @@ def install_problem_handlers(app: FastAPI) -> None:
             str(error.detail),
             code=f"http_{error.status_code}",
             headers=dict(error.headers or {}),
-        )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(
-            request,
-            500,
-            "Internal error",
-            "the server failed; the error is logged under this request's correlation id",
-            code="internal",
         )
 
 

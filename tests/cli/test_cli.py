@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,11 @@ import pytest
 
 from services.case.application.service import CaseService
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.cli.supervisor import Part
+from services.notifications.application.service import Signer
+from services.notifications.settings import NotificationsSettings
 from services.shared.auth import TokenService
+from services.shared.bus.embedded import EmbeddedNatsServer
 from services.shared.settings import AuthSettings
 from tests.support.clock import FixedClock
 from tests.support.scenario import drive_to_first_sip
@@ -182,3 +187,42 @@ def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_2(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(prefix)
     assert not (tmp_path / "up.json").exists()
+
+
+def test_rotate_ack_key_keeps_the_previous_key_for_the_overlap(tmp_path: Path) -> None:
+    settings = NotificationsSettings(data_dir=tmp_path)
+    before = Signer(settings.link_key()).sign("delivery-1")
+    result = vss("notifications", "rotate-ack-key", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "72 h" in result.stdout
+    previous = settings.previous_link_key()
+    assert previous is not None
+    rotated = Signer(settings.link_key(), previous, settings.link_key_overlap())
+    assert rotated.sign("delivery-1") != before
+    assert rotated.valid("delivery-1", before)  # links already sent still work
+    for key_file in settings.link_key_file().parent.iterdir():
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600, key_file
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000, 0o277])
+def test_log_files_are_the_owners_alone_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    older = tmp_path / "logs" / "older.log"
+    older.parent.mkdir()
+    older.write_bytes(b"from before\n")
+    older.chmod(0o644)
+    previous = os.umask(umask)
+    try:
+        for log_file in (tmp_path / "logs" / "case.log", older, tmp_path / "new" / "query.log"):
+            part = Part("echo", [sys.executable, "-c", "print('logged')"], "", log_file=log_file)
+            part.start(dict(os.environ))
+            assert part.process is not None
+            assert part.process.wait(30) == 0
+            assert stat.S_IMODE(log_file.stat().st_mode) == 0o600, log_file
+            assert log_file.read_text().endswith("logged\n")
+        assert older.read_text() == "from before\nlogged\n"
+        nats = EmbeddedNatsServer(tmp_path / "nats", log_file=tmp_path / "logs" / "nats.log")
+        nats.start()
+        nats.stop()
+        assert stat.S_IMODE((tmp_path / "logs" / "nats.log").stat().st_mode) == 0o600
+    finally:
+        os.umask(previous)

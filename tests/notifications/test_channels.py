@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import logging
 import re
+import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -547,3 +549,25 @@ def test_mail_sink_answers_451_when_it_cannot_store(tmp_path: Path) -> None:
 
     run(main())
     assert len(list(directory.glob("*.eml"))) == 1
+
+
+@pytest.mark.parametrize("log_sessions", [False, True], ids=["default", "asked_for"])
+def test_mail_sink_session_chatter_is_off_unless_asked_for(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, log_sessions: bool
+) -> None:
+    caplog.set_level(logging.INFO)  # the services' level
+
+    async def main() -> None:
+        async with MailSink(tmp_path / "mail", log_sessions=log_sessions) as sink:
+            for _ in range(3):
+                await smtp_channel(sink.port).send(email_message())
+
+    run(main())
+    assert len(list((tmp_path / "mail").glob("*.eml"))) == 3
+    assert stat.S_IMODE((tmp_path / "mail").stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in (tmp_path / "mail").iterdir())
+    chatter = [r for r in caplog.records if r.name == "mail.log"]
+    if log_sessions:
+        assert any("handling connection" in r.getMessage() for r in chatter)
+    else:
+        assert chatter == []

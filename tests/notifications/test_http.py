@@ -3,13 +3,19 @@ signed acknowledgement link (real store, real SMTP server, FastAPI's TestClient)
 
 from __future__ import annotations
 
+import html
+import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
 
+from services.notifications.application.service import Signer
 from services.notifications.entrypoints.http import NotificationsApiDependencies, create_app
+from services.notifications.settings import NotificationsSettings
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from tests.meetings.feed import HOUSING, SOCIAL
@@ -91,9 +97,76 @@ def test_a_signed_link_acknowledges_once_and_a_forged_one_is_refused(api: tuple[
     forged = client.get(f"/v1/acknowledgements/{urgent.delivery_key}", params={"signature": "x" * 24})
     assert forged.status_code == 403
     assert forged.json()["field"] == "signature"
+    assert (
+        client.post(f"/v1/acknowledgements/{urgent.delivery_key}", params={"signature": "x" * 24}).status_code
+        == 403
+    )
     assert world.service.store.delivery(urgent.delivery_key).acknowledged_at is None  # type: ignore[union-attr]
     link = {"signature": world.service.signer.sign(urgent.delivery_key)}
-    first = client.get(f"/v1/acknowledgements/{urgent.delivery_key}", params=link)
+    first = client.post(f"/v1/acknowledgements/{urgent.delivery_key}", params=link)
     assert first.status_code == 200, first.text
     again = client.post(f"/v1/acknowledgements/{urgent.delivery_key}", params=link)
     assert again.json()["acknowledged_at"] == first.json()["acknowledged_at"]  # the first time counts
+
+
+def test_opening_a_link_shows_what_is_confirmed_and_acknowledges_nothing(
+    api: tuple[World, TestClient],
+) -> None:
+    world, client = api
+    urgent = next(r for r in world.service.deliveries(world.feed.case_id) if r.urgent)
+    path = f"/v1/acknowledgements/{urgent.delivery_key}"
+    link = {"signature": world.service.signer.sign(urgent.delivery_key)}
+    for _ in range(3):  # a mail scanner, a preview, the person
+        page = client.get(path, params=link)
+        assert page.status_code == 200, page.text
+        assert page.headers["content-type"].startswith("text/html")
+    assert world.service.store.delivery(urgent.delivery_key).acknowledged_at is None  # type: ignore[union-attr]
+    text = page.text
+    assert "Tidiga varningstecken" in text
+    assert urgent.case_id[:8] in text
+    assert "<script" not in text
+    assert urgent.person["name"] not in text  # the role, not who
+    assert urgent.address not in text
+    form = re.search(r'<form method="post" action="([^"]+)">', text)
+    assert form is not None
+    assert "<button" in text
+    action = html.unescape(form.group(1))
+    assert action == f"{urgent.delivery_key}?signature={quote(link['signature'], safe='')}"
+
+    # The button (a browser posts the form, asking for HTML): acknowledged.
+    confirmed = client.post(f"/v1/acknowledgements/{action}", headers={"Accept": "text/html"})
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.headers["content-type"].startswith("text/html")
+    assert "Tack, bekräftat" in confirmed.text
+    assert world.service.store.delivery(urgent.delivery_key).acknowledged_at is not None  # type: ignore[union-attr]
+    assert "Redan bekräftat" in client.get(path, params=link).text
+
+
+def test_a_key_rotation_keeps_links_already_sent_working_for_the_overlap(
+    api: tuple[World, TestClient], tmp_path: Path
+) -> None:
+    world, client = api
+    settings = NotificationsSettings(data_dir=tmp_path / "vss", ack_link_key_overlap_hours=72)
+    before = Signer(settings.link_key())
+    first, second = [r for r in world.service.deliveries(world.feed.case_id) if r.urgent][:2]
+    sent = {r.delivery_key: {"signature": before.sign(r.delivery_key)} for r in (first, second)}
+
+    settings.rotate_link_key(world.clock.now())
+    rotated = Signer(
+        settings.link_key(), settings.previous_link_key(), settings.link_key_overlap(), world.clock.now
+    )
+    assert rotated.key != before.key
+    assert rotated.sign(first.delivery_key) != sent[first.delivery_key]["signature"]
+    world.service.signer = rotated
+    for path in (settings.link_key_file(), settings.link_key_file().with_suffix(".previous.json")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    world.clock.advance(hours=71)  # within the overlap: a link sent before the rotation works
+    within = client.post(f"/v1/acknowledgements/{first.delivery_key}", params=sent[first.delivery_key])
+    assert within.status_code == 200, within.text
+    world.clock.advance(hours=2)  # past it: refused; a link signed with the new key works
+    past = client.post(f"/v1/acknowledgements/{second.delivery_key}", params=sent[second.delivery_key])
+    assert past.status_code == 403
+    assert past.json()["type"].endswith("bad_signature")
+    fresh = {"signature": rotated.sign(second.delivery_key)}
+    assert client.post(f"/v1/acknowledgements/{second.delivery_key}", params=fresh).status_code == 200

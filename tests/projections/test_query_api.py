@@ -7,13 +7,20 @@ over HTTP with real bearer tokens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from services.case.application.service import CaseService
@@ -301,3 +308,105 @@ def test_a_position_not_reached_in_time_is_503_and_bad_input_is_a_problem(pipeli
     assert stats.status_code == 200
     assert stats.text.startswith("level,key,month")
     assert pipeline.client.get("/v1/statistics", headers=headers).status_code == 403
+
+
+# ------------------------------------------------------------------ waits under load, over real HTTP
+@contextlib.contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """``app`` under uvicorn on a free port, as the service runs it (its own loop and thread pool)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, backlog=1024))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: server.started, 10)
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def send_raw(address: str, path: str, headers: dict[str, str], count: int) -> list[socket.socket]:
+    """``count`` GET requests, each on its own connection, sent and not yet read: all in flight."""
+    host, port = address.split(":")
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    request = f"GET {path} HTTP/1.1\r\nHost: {address}\r\n{lines}Connection: close\r\n\r\n".encode()
+    connections = []
+    for _ in range(count):
+        connection = socket.create_connection((host, int(port)), timeout=30)
+        connection.sendall(request)
+        connections.append(connection)
+    return connections
+
+
+def statuses(connections: list[socket.socket]) -> list[int]:
+    """Each connection's response status (each read to its end)."""
+    found = []
+    for connection in connections:
+        with connection:
+            data = b""
+            while chunk := connection.recv(65536):
+                data += chunk
+        found.append(int(data.split(b" ", 2)[1]))
+    return found
+
+
+def timed_read(client: httpx.Client, url: str, headers: dict[str, str]) -> float:
+    started = time.perf_counter()
+    response = client.get(url, headers=headers)
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, response.text
+    return elapsed
+
+
+def test_waits_need_a_token_are_bounded_and_leave_ordinary_reads_alone(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    scenario = open_shared_case(pipeline)
+    reached = {"position": scenario.results[-1].position}
+    answer = pipeline.client.get("/v1/position", params=reached, headers=pipeline.token(REGION))
+    assert answer.status_code == 200, answer.text
+    assert pipeline.client.get("/v1/position").status_code == 401
+    # A second query API over the same read models, with a wait long enough to hold while we measure.
+    settings = ProjectionsSettings(
+        data_dir=tmp_path,
+        read_model_url=f"sqlite:///{tmp_path}/readmodels",
+        access_log_url=f"sqlite:///{tmp_path}/access.sqlite",
+        query_wait_limit=4.0,
+        query_max_waits=16,
+    )
+    app = bootstrap_query_api(settings, auth=AuthSettings(jwt_key=JWT_KEY), publish=False).app
+    headers = pipeline.token(REGION)
+    far = "/v1/position?position=999999999"
+    with serving(app) as address, httpx.Client(base_url=f"http://{address}", timeout=30) as client:
+        ordinary = f"/v1/cases/{scenario.case_id}"
+        timed_read(client, ordinary, headers)  # connected, warm
+
+        # 200 waits without a token: each is refused at once and holds nothing.
+        started = time.perf_counter()
+        anonymous = send_raw(address, far, {}, 200)
+        during = timed_read(client, ordinary, headers)
+        assert statuses(anonymous) == [401] * 200
+        assert time.perf_counter() - started < 2.0, "the refusals must not wait for the position"
+        assert during < 0.1, f"an ordinary read took {during * 1000:.0f} ms beside 200 anonymous waits"
+
+        # 200 waits with a token: 16 wait (the bound), the rest are 503 with Retry-After at once.
+        waiting = send_raw(address, far, headers, 16)
+        time.sleep(0.2)  # the 16 are waiting
+        refused = client.get(far, headers=headers)
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "1"
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["type"].endswith("too_many_waits")
+        more = send_raw(address, far, headers, 183)
+        assert statuses(more) == [503] * 183
+        readings = [timed_read(client, ordinary, headers) for _ in range(5)]
+        assert max(readings) < 0.1, f"ordinary reads beside 16 waits: {readings}"
+        timed_out = statuses(waiting)
+        assert timed_out == [503] * 16  # position_not_reached, after the wait limit
+        assert time.perf_counter() - started >= 4.0
+        # The slots are given back: a wait that can be met is answered.
+        met = client.get(f"/v1/position?position={scenario.results[-1].position}", headers=headers)
+        assert met.status_code == 200

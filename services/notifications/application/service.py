@@ -101,18 +101,51 @@ class Policy:
     organisations: Mapping[str, Organisation] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class RetiredKey:
+    """The key before the last rotation, and when it was retired."""
+
+    key: bytes
+    retired_at: datetime
+
+
 class Signer:
-    """Signs acknowledgement links (the link is the credential: no login on a phone in a crisis)."""
+    """Signs acknowledgement links (the link is the credential: no login on a phone in a crisis).
 
-    def __init__(self, key: bytes) -> None:
+    After a rotation, links signed with the previous key stay valid for ``overlap`` after it
+    was retired (an urgent alert's link must work through its escalation), then no longer.
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        previous: RetiredKey | None = None,
+        overlap: timedelta = timedelta(hours=72),
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
         self.key = key
+        self.previous = previous
+        self.overlap = overlap
+        self._now = now
 
-    def sign(self, delivery_key: str) -> str:
-        mac = hmac.new(self.key, f"ack:{delivery_key}".encode(), hashlib.sha256).digest()
+    @staticmethod
+    def _sign(key: bytes, delivery_key: str) -> str:
+        mac = hmac.new(key, f"ack:{delivery_key}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac[:18]).decode()
 
+    def sign(self, delivery_key: str) -> str:
+        return self._sign(self.key, delivery_key)
+
     def valid(self, delivery_key: str, signature: str) -> bool:
-        return hmac.compare_digest(self.sign(delivery_key), signature)
+        if hmac.compare_digest(self.sign(delivery_key), signature):
+            return True
+        previous = self.previous
+        if previous is None:
+            return False
+        now = self._now() if self._now is not None else datetime.now(previous.retired_at.tzinfo)
+        return now < previous.retired_at + self.overlap and hmac.compare_digest(
+            self._sign(previous.key, delivery_key), signature
+        )
 
 
 def _id(*parts: object) -> str:

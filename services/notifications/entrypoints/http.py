@@ -6,17 +6,24 @@
   caller's organisation coordinates the case or is covered by its current consent.
 - ``GET|POST /v1/acknowledgements/{delivery}?signature=…``: the link in an urgent
   message. The signature is the credential (an HMAC of the delivery key), so a person
-  reached by SMS in a crisis confirms with one tap, without a login.
+  reached by SMS in a crisis confirms without a login. ``GET`` (opening the link) only
+  shows what would be confirmed, with a button; ``POST`` (the button, or an
+  organisation's system) acknowledges: a mail scanner that follows links must not
+  silence an urgent alert.
 """
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel
 
@@ -167,7 +174,8 @@ def case_notifications(
     return DeliveryList(case_id=case_id, items=[_out(r) for r in service.deliveries(case_id)])
 
 
-def _acknowledge(request: Request, delivery_key: str, signature: str) -> Acknowledged:
+def _signed(request: Request, delivery_key: str, signature: str) -> DeliveryRow:
+    """The delivery a link names, if the link's signature is right (403) and it exists (404)."""
     service = _deps(request).service
     if not service.signer.valid(delivery_key, signature):
         raise ProblemException(
@@ -178,7 +186,15 @@ def _acknowledge(request: Request, delivery_key: str, signature: str) -> Acknowl
             field="signature",
             rule="signed_link",
         )
-    row = service.acknowledge(delivery_key)
+    row = service.store.delivery(delivery_key)
+    if row is None:
+        raise ProblemException(404, "Not found", f"no message {delivery_key}", code="delivery_known")
+    return row
+
+
+def _acknowledge(request: Request, delivery_key: str, signature: str) -> Acknowledged:
+    _signed(request, delivery_key, signature)
+    row = _deps(request).service.acknowledge(delivery_key)
     if row is None or row.acknowledged_at is None:
         raise ProblemException(404, "Not found", f"no message {delivery_key}", code="delivery_known")
     return Acknowledged(
@@ -190,14 +206,77 @@ def _acknowledge(request: Request, delivery_key: str, signature: str) -> Acknowl
 
 Signature = Annotated[str, Query(min_length=8, max_length=100, description="From the message's link")]
 
+# What the page names: no more than the message itself told the link's holder.
+_WHAT = {
+    "early_warning": "Tidiga varningstecken: krisplanen gäller",
+    "early_warning_escalation": "Obekräftad krissignal (till jourkontakten)",
+}
+_ROLE = {
+    "client": "klient",
+    "coordinator": "samordnare",
+    "relative": "närstående",
+    "professional": "yrkesperson",
+    "plan_contact": "kontakt i krisplanen",
+    "duty": "jourkontakt",
+}
+_STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
-@router.get("/acknowledgements/{delivery_key}", response_model=Acknowledged, tags=["acknowledgements"])
-def acknowledge_by_link(delivery_key: str, signature: Signature, request: Request) -> Acknowledged:
-    """The link in an urgent message: opening it acknowledges (a repeat keeps the first time)."""
-    return _acknowledge(request, delivery_key, signature)
+
+def _when(value: str) -> str:
+    return f"{datetime.fromisoformat(value).astimezone(_STOCKHOLM):%Y-%m-%d %H:%M}"
 
 
-@router.post("/acknowledgements/{delivery_key}", response_model=Acknowledged, tags=["acknowledgements"])
-def acknowledge(delivery_key: str, signature: Signature, request: Request) -> Acknowledged:
-    """The same, for clients that POST (an organisation's system acknowledging by webhook)."""
-    return _acknowledge(request, delivery_key, signature)
+def _page(title: str, body: str) -> HTMLResponse:
+    return HTMLResponse(
+        '<!doctype html>\n<html lang="sv"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="robots" content="noindex">'
+        f"<title>{html.escape(title)}</title></head>\n<body>\n<h1>{html.escape(title)}</h1>\n{body}"
+        "</body></html>\n",
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+@router.get(
+    "/acknowledgements/{delivery_key}",
+    response_class=HTMLResponse,
+    tags=["acknowledgements"],
+    responses={200: {"content": {"text/html": {}}, "description": "What the link confirms, and a button"}},
+)
+def acknowledgement_page(delivery_key: str, signature: Signature, request: Request) -> HTMLResponse:
+    """The link in an urgent message: a page saying what would be confirmed, with a button that
+    POSTs. Opening the link acknowledges nothing (mail scanners open links)."""
+    row = _signed(request, delivery_key, signature)
+    facts = [
+        ("Meddelande", _WHAT.get(row.template, "Brådskande meddelande")),
+        ("Ärende", row.case_id[:8]),
+        ("Till", _ROLE.get(str(row.person.get("role")), "mottagare")),
+        ("Skickat", _when(row.sent_at) if row.sent_at else "inte ännu"),
+    ]
+    listed = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts)
+    if row.acknowledged_at is not None:
+        done = f"<p>Redan bekräftat {html.escape(_when(row.acknowledged_at))}.</p>\n"
+        return _page("Bekräftelse", f"<dl>{listed}</dl>\n{done}")
+    action = f"{quote(delivery_key, safe='')}?{urlencode({'signature': signature})}"
+    form = (
+        f'<form method="post" action="{html.escape(action)}">'
+        '<button type="submit">Bekräfta att jag har sett meddelandet</button></form>\n'
+    )
+    return _page("Bekräfta meddelandet", f"<dl>{listed}</dl>\n{form}")
+
+
+@router.post(
+    "/acknowledgements/{delivery_key}",
+    response_model=Acknowledged,
+    tags=["acknowledgements"],
+    responses={200: {"content": {"text/html": {}}}},
+)
+def acknowledge(delivery_key: str, signature: Signature, request: Request) -> Acknowledged | Response:
+    """Acknowledges (a repeat keeps the first time): the page's button, or an organisation's
+    system. JSON, or a short page for a browser (``Accept: text/html``)."""
+    done = _acknowledge(request, delivery_key, signature)
+    accept = request.headers.get("accept", "")
+    if "text/html" in accept and "application/json" not in accept:
+        when = html.escape(_when(done.acknowledged_at.isoformat()))
+        return _page("Tack, bekräftat", f"<p>Bekräftat {when}.</p>\n")
+    return done

@@ -13,6 +13,10 @@ received, preceded by ``X-VSS-Envelope-From`` and ``X-VSS-Envelope-To`` headers 
 SMTP envelope, which the message's own headers need not match). The file is written
 to a temporary name, fsync'd and linked into place (never overwriting) before the sink
 answers 250; if it cannot be stored the sink answers 451 and the client retries.
+
+aiosmtpd logs every session (``mail.log``: peer, handling connection, EOF, connection
+lost) at INFO: 72,889 of 74,016 lines of the notifications log in a 10-minute run. The
+sink keeps that logger at WARNING unless ``log_sessions`` (``VSS_MAIL_SINK_LOG_SESSIONS``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import logging
 import os
 import tempfile
 import weakref
@@ -99,8 +104,10 @@ class MailSink:
         *,
         hostname: str = "localhost",
         data_size_limit: int = DATA_SIZE_LIMIT,
+        log_sessions: bool = False,
     ) -> None:
         self.directory = Path(directory)
+        self.log_sessions = log_sessions
         self.host = host
         self._port = port
         self._hostname = hostname
@@ -122,7 +129,9 @@ class MailSink:
     async def start(self) -> None:
         if self._server is not None:
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # the messages are 0600
+        # aiosmtpd's logger is the process's: per-session INFO lines only when asked for.
+        logging.getLogger("mail.log").setLevel(logging.NOTSET if self.log_sessions else logging.WARNING)
         loop = asyncio.get_running_loop()
         handler = _Handler(self)
 

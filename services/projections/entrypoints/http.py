@@ -3,7 +3,9 @@
 - ``?position=<log position>`` (from a command's response) makes a query wait, at most
   ``VSS_QUERY_WAIT_LIMIT`` seconds, until the read models reflect that position (else
   503). Every response says which position it reflects (``position`` and the
-  ``Vss-Log-Position`` header).
+  ``Vss-Log-Position`` header). A wait needs a valid token, waits on the event loop (not
+  in a worker thread that ordinary reads need) and at most ``VSS_QUERY_MAX_WAITS`` wait at
+  once: one more is a 503 with ``Retry-After``.
 - Same bearer tokens as the case service. Denials are 403 problems and are recorded
   in the access log, as is every read of a case's data.
 """
@@ -12,12 +14,15 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
@@ -195,6 +200,27 @@ class QueryDependencies:
     wait_limit: float
     policy: QueryPolicy
     association_of: Callable[[str], str | None]
+    max_waits: int = 32
+
+
+class WaitSlots:
+    """How many requests may wait for ``?position=`` at once; one more is refused, not queued."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._taken = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._taken >= self.limit:
+                return False
+            self._taken += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self._taken -= 1
 
 
 router = APIRouter(prefix="/v1")
@@ -210,6 +236,7 @@ def create_app(deps: QueryDependencies) -> FastAPI:
         ),
     )
     app.state.deps = deps
+    app.state.waits = WaitSlots(deps.max_waits)
     install_problem_handlers(app)
     app.include_router(router)
     app.add_middleware(CorrelationMiddleware)
@@ -245,20 +272,63 @@ class Consistent:
     position: ReadPosition
 
 
+PositionQuery = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        description="Wait until the read models reflect this log position (from a command's response)",
+    ),
+]
+
+
+async def waited_position(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    position: PositionQuery = None,
+) -> int:
+    """Waits for ``?position=``: only with a valid token, at most ``max_waits`` at once, on the loop.
+
+    A wait that slept in a worker thread held one of the pool's 40 for up to the wait limit:
+    200 waits (no token needed then) pushed an ordinary read to 23 s. Here the wait sleeps
+    on the event loop; each look at the position borrows a thread for a moment.
+    """
+    if position is None:
+        return 0
+    deps = _deps(request)
+    verified_claims(deps.tokens, credentials)
+    slots: WaitSlots = request.app.state.waits
+    if not slots.take():
+        raise ProblemException(
+            503,
+            "Service Unavailable",
+            f"{slots.limit} queries are already waiting for a log position; retry",
+            code="too_many_waits",
+            headers={"Retry-After": "1"},
+        )
+    try:
+        deadline = time.monotonic() + deps.wait_limit
+        delay = 0.002
+        while True:
+            try:
+                ok = (await anyio.to_thread.run_sync(deps.served.wait_for, position, 0.0))[2]
+            except NoReadModels:
+                return position  # consistent() answers 503 no_read_models
+            if ok or time.monotonic() >= deadline:
+                return position
+            await anyio.sleep(delay)
+            delay = min(0.02, delay * 1.5)
+    finally:
+        slots.give_back()
+
+
 def consistent(
     request: Request,
     response: Response,
-    position: Annotated[
-        int | None,
-        Query(
-            ge=1,
-            description="Wait until the read models reflect this log position (from a command's response)",
-        ),
-    ] = None,
+    position: Annotated[int, Depends(waited_position)],
 ) -> Consistent:
     deps = _deps(request)
     try:
-        models, reached, ok = deps.served.wait_for(position or 0, deps.wait_limit)
+        models, reached, ok = deps.served.wait_for(position, 0.0)  # waited for already
     except NoReadModels as error:
         raise ProblemException(503, "Service Unavailable", str(error), code="no_read_models") from None
     if not ok:
@@ -532,6 +602,6 @@ def _csv(groups: list[dict[str, Any]]) -> str:
 
 
 @router.get("/position", response_model=ReadPosition, tags=["operations"])
-def position(at: ConsistentDep) -> ReadPosition:
-    """The position the read models reflect (no token needed: it says nothing about anyone)."""
+def position(reader: ReaderDep, at: ConsistentDep) -> ReadPosition:
+    """The position the read models reflect (a token is needed: with ``?position=`` it waits)."""
     return at.position

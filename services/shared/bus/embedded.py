@@ -15,6 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from services.shared.files import append_private
+
 
 class NatsServerUnavailable(RuntimeError):
     """The nats-server binary is missing or did not become ready."""
@@ -88,7 +90,7 @@ class EmbeddedNatsServer:
 
     def start(self, timeout: float = 20.0) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        output = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
+        output = append_private(self.log_file) if self.log_file else subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(self.command(), stdout=output, stderr=subprocess.STDOUT)
         finally:
