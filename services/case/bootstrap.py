@@ -40,10 +40,10 @@ def bootstrap(
     clock: Clock | None = None,
 ) -> CaseServiceParts:
     settings = settings or CaseSettings()
+    tokens = TokenService.from_settings(auth or AuthSettings(), settings.data_dir)  # a bad key: stop first
     store = CaseEventStore(StoreConfig(settings.store_url()))
     store.check_migrated()
     service = CaseService(store, clock or SystemClock(), CasePolicy(settings.follow_up_max_months))
-    tokens = TokenService.from_settings(auth or AuthSettings(), settings.data_dir)
     return CaseServiceParts(settings, store, service, tokens, create_app(service, tokens))
 
 

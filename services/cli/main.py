@@ -54,7 +54,7 @@ from services.projections.infrastructure.readmodels import ReadModels
 from services.projections.infrastructure.rebuild import HistoryIncomplete, Progress, rebuild
 from services.projections.settings import ProjectionsSettings
 from services.shared.access_log import AccessLogStore
-from services.shared.auth import TokenService
+from services.shared.auth import TokenKeyInvalid, TokenService
 from services.shared.bus.embedded import EmbeddedNatsServer, port_is_free
 from services.shared.bus.lease import current_holder
 from services.shared.bus.relay import lease_bucket
@@ -93,24 +93,44 @@ def token(
     principal: Annotated[PrincipalChoice, typer.Option(help="The organisation's principal")],
     role: Annotated[list[RoleChoice], typer.Option(help="Role; repeat for several")],
     org_name: Annotated[str | None, typer.Option(help="Organisation name shown in events")] = None,
-    hours: Annotated[int, typer.Option(min=1, max=24 * 30, help="Lifetime in hours")] = 12,
+    hours: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="Lifetime in hours, at most VSS_AUTH_MAX_TOKEN_LIFETIME_HOURS [default: that limit]",
+        ),
+    ] = None,
 ) -> None:
     """Print a bearer token valid for the embedded defaults (or the configured key)."""
     settings = CaseSettings()
-    tokens = TokenService.from_settings(AuthSettings(), settings.data_dir)
-    if not tokens.algorithm.startswith("HS"):
+    auth = AuthSettings()
+    try:
+        tokens = TokenService.from_settings(auth, settings.data_dir)
+    except TokenKeyInvalid as error:
+        raise _fail(str(error), 2) from None
+    if tokens.key is None or not tokens.algorithm.startswith("HS"):
         raise _fail(
             "minting needs an HMAC key; with a public key, tokens come from your identity provider", 2
         )
-    out.print(
-        tokens.mint(
+    if hours is not None and hours > auth.max_token_lifetime_hours:
+        raise _fail(
+            f"--hours {hours:g} is over the accepted lifetime ({auth.max_token_lifetime_hours:g} h,"
+            " VSS_AUTH_MAX_TOKEN_LIFETIME_HOURS)",
+            2,
+        )
+    try:
+        minted = tokens.mint(
             user_id=user,
             organisation_id=org,
             organisation_name=org_name,
             principal=principal.value,
             roles=[r.value for r in role],
-            lifetime=timedelta(hours=hours),
-        ),
+            lifetime=None if hours is None else timedelta(hours=hours),
+        )
+    except ValueError as error:
+        raise _fail(str(error), 2) from None
+    out.print(
+        minted,
         soft_wrap=True,
         highlight=False,
     )
