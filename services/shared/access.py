@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from services.shared.auth import TokenClaims
-
 
 @dataclass(frozen=True, slots=True)
 class AccessRecord:
@@ -29,15 +27,32 @@ class AccessRecord:
     resource: str  # overview | journal | … | meetings | calendar | notifications
     outcome: str  # granted | denied
     reason: str | None = None
+    principal: str | None = None  # region | municipality | other | calendar_link; None in old records
 
 
 class AccessRecorder(Protocol):
     def record(self, records: Sequence[AccessRecord]) -> None: ...
 
 
+class Person(Protocol):
+    """Who reads: a person of an organisation (a token's claims, or the case service's actor)."""
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def organisation_id(self) -> str: ...
+
+    @property
+    def principal(self) -> str: ...
+
+    @property
+    def roles(self) -> frozenset[str]: ...
+
+
 def record_access(
     log: AccessRecorder,
-    reader: TokenClaims,
+    reader: Person,
     case_id: str | None,
     resource: str,
     outcome: str,
@@ -56,6 +71,7 @@ def record_access(
                 resource=resource,
                 outcome=outcome,
                 reason=reason,
+                principal=str(reader.principal),
             )
         ]
     )
