@@ -129,9 +129,19 @@ def reader(
 ) -> TokenClaims:
     claims = verified_claims(_deps(request).tokens, credentials)
     if not claims.roles & READ_ROLES:
-        raise forbidden(
+        refused = forbidden(
             f"reading the delivery record needs one of the roles {sorted(READ_ROLES)}", "role_required"
         )
+        case_id = request.path_params.get("case_id")
+        record_access(
+            _deps(request).access_log,
+            claims,
+            str(case_id) if case_id is not None else None,
+            "notifications",
+            "denied",
+            refused.detail,
+        )
+        raise refused
     return claims
 
 
