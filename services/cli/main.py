@@ -6,6 +6,7 @@ Every failure ends with a non-zero exit and a one-line reason on stderr.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import signal
@@ -53,12 +54,13 @@ from services.projections.infrastructure.database import NoReadModels, ReadModel
 from services.projections.infrastructure.readmodels import ReadModels
 from services.projections.infrastructure.rebuild import HistoryIncomplete, Progress, rebuild
 from services.projections.settings import ProjectionsSettings
+from services.shared.access import record_access
 from services.shared.access_log import AccessLogStore
-from services.shared.auth import TokenKeyInvalid, TokenService
+from services.shared.auth import TokenClaims, TokenKeyInvalid, TokenService
 from services.shared.bus.embedded import EmbeddedNatsServer, port_is_free
 from services.shared.bus.lease import current_holder
 from services.shared.bus.relay import lease_bucket
-from services.shared.settings import AuthSettings, BusSettings, settings_error
+from services.shared.settings import AccessLogSettings, AuthSettings, BusSettings, settings_error
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Operate VSS on the embedded defaults or real servers."
@@ -197,11 +199,18 @@ def export_case(
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write to this file (refuses to overwrite) [default: stdout]")
     ] = None,
+    operator: Annotated[
+        str | None, typer.Option(help="Who exports, as recorded in the access log [default: the OS user]")
+    ] = None,
+    org: Annotated[
+        str, typer.Option(help="The operator's organisation, as recorded in the access log")
+    ] = "vss-operations",
 ) -> None:
     """Export one case as a JSON document: every event as its public CloudEvent (each with
     its hash, so the receiver can verify the chain with vss_contracts alone), the chain's
     verification here, the head and the state now. Exit 1 if the chain does not verify
-    (the document is still written, saying so)."""
+    (the document is still written, saying so). The export is a read of the whole case:
+    it is recorded in the access log (read ``export``) before the document is written."""
     try:
         cid = UUID(case_id)
     except ValueError:
@@ -226,6 +235,15 @@ def export_case(
         state = TypeAdapter(CaseState).dump_python(store.load(cid).state, mode="json")
     finally:
         store.close()
+    who = (operator or getpass.getuser()).strip()
+    if not who or not org.strip():
+        raise _fail("--operator and --org name who exports (the access log records them)", 2)
+    reader = TokenClaims(who, org.strip(), org.strip(), "other", frozenset({"operator"}))
+    try:
+        access_log = AccessLogStore(AccessLogSettings().access_log())
+        record_access(access_log, reader, str(cid), "export", "granted")
+    except Exception as error:  # nothing leaves without its record
+        raise _fail(f"the export could not be recorded in the access log: {error}", 2) from None
     document = {
         "format": "vss-case-export/1",
         "case_id": str(cid),
