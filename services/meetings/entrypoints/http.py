@@ -620,6 +620,7 @@ def calendar_link(
                 "not_own_calendar",
             ),
         )
+    record_access(_deps(request).access_log, claims, None, "calendar_link", "granted")
     return CalendarLink(
         user_id=user_id,
         organisation_id=organisation,

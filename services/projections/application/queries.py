@@ -304,10 +304,9 @@ class Queries:
                 f"the access history of {user_id} at {organisation} is for that user and the managers of"
                 " their organisation",
             )
-        return [
-            _entry(seq, record)
-            for seq, record in self.access_log.for_user(user_id, organisation, after, limit)
-        ]
+        entries = self.access_log.for_user(user_id, organisation, after, limit)
+        self._record(reader, "access_history", "granted", [None], f"of {user_id} at {organisation}")
+        return [_entry(seq, record) for seq, record in entries]
 
 
 def _summary(view: View, today: str) -> dict[str, Any]:
