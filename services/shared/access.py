@@ -8,10 +8,29 @@ query API serves per case and per user and publishes to the bus.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
+
+# An access grant: (organisation id, the last day it may see the case, ISO date; None: open-ended).
+Grant = tuple[str, str | None]
+
+
+def grants(
+    coordinating: Iterable[str], consented: Iterable[str] = (), consent_valid_until: str | None = None
+) -> list[Grant]:
+    """The organisations that may see a case: those of its current coordinators (always), and
+    those its consent in force covers (until its ``valid_until``). Pass no ``consented`` when
+    no consent is in force (none given, or withdrawn)."""
+    found: dict[str, str | None] = dict.fromkeys(consented, consent_valid_until)
+    found.update(dict.fromkeys(coordinating))
+    return sorted(found.items())
+
+
+def may_see(organisation_id: str, case_grants: Iterable[Grant], today: str) -> bool:
+    """The access rule every API applies to a case's data: the organisation holds a grant today."""
+    return any(org == organisation_id and (until is None or until >= today) for org, until in case_grants)
 
 
 @dataclass(frozen=True, slots=True)

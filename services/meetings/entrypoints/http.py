@@ -44,9 +44,10 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.meetings.application.service import MeetingsService, Requester
+from services.meetings.domain.calendar import STOCKHOLM
 from services.meetings.domain.meeting import Meeting, MeetingStatus
 from services.meetings.domain.schedule import Decided, MeetingSchedule, ScheduleError
-from services.shared.access import AccessRecorder, record_access
+from services.shared.access import AccessRecorder, grants, may_see, record_access
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.ics import calendar_feed, meeting_ics
@@ -321,11 +322,11 @@ def write_call(
 Write = Annotated[WriteCall, Depends(write_call)]
 
 
-def _check_access(schedule: MeetingSchedule, claims: TokenClaims) -> None:
+def _check_access(schedule: MeetingSchedule, claims: TokenClaims, today: date) -> None:
     """The caller's organisation coordinates the case or is covered by its current consent."""
     state = schedule.state
-    coordinating = {c.organisation.id for c in state.coordinators.values() if c.organisation}
-    if claims.organisation_id in coordinating or claims.organisation_id in (state.consent_orgs or ()):
+    coordinating = [c.organisation.id for c in state.coordinators.values() if c.organisation]
+    if may_see(claims.organisation_id, grants(coordinating, state.consent_orgs or ()), today.isoformat()):
         return
     raise forbidden(
         f"organisation {claims.organisation_id} neither coordinates case {state.case_id}"
@@ -339,12 +340,16 @@ def _visible(request: Request, case_id: UUID, claims: TokenClaims, resource: str
     deps = _deps(request)
     schedule = deps.service.schedule(case_id)  # CaseUnknown: 404
     try:
-        _check_access(schedule, claims)
+        _check_access(schedule, claims, _today(deps))
     except ProblemException as refused:
         _log(deps, claims, case_id, resource, "denied", refused.detail)
         raise
     _log(deps, claims, case_id, resource, "granted")
     return schedule
+
+
+def _today(deps: MeetingsApiDependencies) -> date:
+    return deps.service.clock.now().astimezone(STOCKHOLM).date()
 
 
 def _log(
@@ -376,7 +381,7 @@ def _run(
 
     def checked(schedule: MeetingSchedule) -> Decided:
         try:
-            _check_access(schedule, call.claims)
+            _check_access(schedule, call.claims, _today(_deps(request)))
         except ProblemException as refused:
             _log(_deps(request), call.claims, case_id, "meeting_request", "denied", refused.detail)
             raise

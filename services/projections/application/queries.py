@@ -21,7 +21,7 @@ from typing import Any
 from services.projections.application.ports import AccessLog, ReadModelQueries
 from services.projections.domain import access, statistics
 from services.projections.domain.case_view import View, mark_overdue, overdue_actions
-from services.shared.access import AccessRecord
+from services.shared.access import AccessRecord, may_see
 
 CASE_ROLES = frozenset({"coordinator", "manager"})
 STATISTICS_ROLES = frozenset({"manager", "analyst"})
@@ -125,7 +125,7 @@ class Queries:
         view = self.models.overview(case_id)
         if view is None:
             raise CaseNotFound(case_id)
-        if not access.may_see(view, reader.organisation_id, self.today().isoformat()):
+        if not may_see(reader.organisation_id, access.grants(view), self.today().isoformat()):
             raise self._deny(
                 reader,
                 resource,
@@ -244,7 +244,7 @@ class Queries:
         for case_id, action_id, due_on in self.models.overdue_actions(reader.organisation_id, today, limit):
             view = self.models.overview(case_id)
             found = [a for a in overdue_actions(view, today) if a["action_id"] == action_id] if view else []
-            if view is None or not found or not access.may_see(view, reader.organisation_id, today):
+            if view is None or not found or not may_see(reader.organisation_id, access.grants(view), today):
                 continue
             action = found[0]
             actions.append(
