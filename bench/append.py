@@ -44,6 +44,7 @@ from services.case.domain import commands as cmd
 from services.case.domain.events import Actor
 from services.case.entrypoints.http import create_app
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from vss_contracts.types import Principal
 
@@ -220,7 +221,9 @@ def _server(url: str) -> Iterator[tuple[str, str, CaseService]]:
     service = CaseService(store, Clock())
     tokens = TokenService(key="bench-secret-" + "x" * 32, algorithm="HS256", issuer="vss", audience="vss")
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(service, tokens), port=port, log_level="warning"))
+    access_log = AccessLogStore(f"sqlite:///{tempfile.mkdtemp(prefix='vss-bench-')}/access-log.sqlite")
+    app = create_app(service, tokens, access_log)
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

@@ -277,8 +277,8 @@ def samples(
     sizes = [int(r[2]) for r in loads]
     picked = [rng.choice(loads) for _ in range(n)]
     caseloads: list[tuple[Person, int]] = []
-    for user_id, _, size in picked:
-        view = models.coordinator_cases(str(user_id))[0]
+    for user_id, organisation_id, size in picked:
+        view = models.coordinator_cases(str(user_id), str(organisation_id))[0]
         c = next(c for c in view["coordinators"] if c["user_id"] == user_id)
         org = c["organisation"]
         caseloads.append((Person(str(user_id), org["id"], org["name"], org["principal"]), int(size)))
@@ -500,7 +500,10 @@ def bench_store(
                 ),
                 Latencies(
                     "  of which: read-model query alone (caseload)",
-                    run(caseloads[w:], lambda item: models.coordinator_cases(item[0].user_id)),
+                    run(
+                        caseloads[w:],
+                        lambda item: models.coordinator_cases(item[0].user_id, item[0].organisation_id),
+                    ),
                 ),
             ]
         finally:

@@ -1,6 +1,7 @@
 """The access log on the bus: every read of a case's data, and every refused attempt.
 
-Published by the projections service's query API on stream ``VSS_ACCESS``, subject
+Recorded by every API that serves a case's data (and by ``vss export``), published by
+the projections service's query API on stream ``VSS_ACCESS``, subject
 ``vss.access.<case_id>.<outcome>`` (``none`` for reads that name no case), as a
 structured CloudEvent of type :attr:`CaseDataAccessed.TYPE` with ``Nats-Msg-Id`` = the
 record id. Records are kept at least five years.
@@ -29,9 +30,12 @@ class CaseDataAccessed(ContractModel):
     organisation_id: str
     roles: list[str]
     case_id: str | None = None
-    read: str  # overview | journal | case_list | caseload | overdue | access_log | statistics
+    read: str  # overview | journal | … | case | case_as_of | history | command | export | meetings | …
     outcome: Literal["granted", "denied"]
     reason: str | None = None
+    # The reader's principal (region | municipality | other; calendar_link for a feed read
+    # through a signed link). Optional: records published before it was added have none.
+    principal: str | None = None
 
 
 def access_subject(case_id: str | None, outcome: str, *, prefix: str = ACCESS_SUBJECT_PREFIX) -> str:

@@ -14,6 +14,7 @@ from services.case.infrastructure.log_waiter import waiter_for
 from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig
 from services.case.settings import CaseRelaySettings, CaseSettings
+from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
@@ -40,11 +41,12 @@ def bootstrap(
     clock: Clock | None = None,
 ) -> CaseServiceParts:
     settings = settings or CaseSettings()
+    tokens = TokenService.from_settings(auth or AuthSettings(), settings.data_dir)  # a bad key: stop first
     store = CaseEventStore(StoreConfig(settings.store_url()))
     store.check_migrated()
     service = CaseService(store, clock or SystemClock(), CasePolicy(settings.follow_up_max_months))
-    tokens = TokenService.from_settings(auth or AuthSettings(), settings.data_dir)
-    return CaseServiceParts(settings, store, service, tokens, create_app(service, tokens))
+    access_log = AccessLogStore(settings.access_log())
+    return CaseServiceParts(settings, store, service, tokens, create_app(service, tokens, access_log))
 
 
 @dataclass

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.shared.settings import BusSettings, CommonSettings
+from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings
 
 
-class CaseSettings(CommonSettings):
+class CaseSettings(CommonSettings, AccessLogSettings):
     model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
 
     case_store_url: str | None = Field(

@@ -6,6 +6,7 @@ Every failure ends with a non-zero exit and a one-line reason on stderr.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import signal
@@ -53,12 +54,13 @@ from services.projections.infrastructure.database import NoReadModels, ReadModel
 from services.projections.infrastructure.readmodels import ReadModels
 from services.projections.infrastructure.rebuild import HistoryIncomplete, Progress, rebuild
 from services.projections.settings import ProjectionsSettings
+from services.shared.access import record_access
 from services.shared.access_log import AccessLogStore
-from services.shared.auth import TokenService
+from services.shared.auth import TokenClaims, TokenKeyInvalid, TokenService
 from services.shared.bus.embedded import EmbeddedNatsServer, port_is_free
 from services.shared.bus.lease import current_holder
 from services.shared.bus.relay import lease_bucket
-from services.shared.settings import AuthSettings, BusSettings, settings_error
+from services.shared.settings import AccessLogSettings, AuthSettings, BusSettings, settings_error
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Operate VSS on the embedded defaults or real servers."
@@ -93,24 +95,44 @@ def token(
     principal: Annotated[PrincipalChoice, typer.Option(help="The organisation's principal")],
     role: Annotated[list[RoleChoice], typer.Option(help="Role; repeat for several")],
     org_name: Annotated[str | None, typer.Option(help="Organisation name shown in events")] = None,
-    hours: Annotated[int, typer.Option(min=1, max=24 * 30, help="Lifetime in hours")] = 12,
+    hours: Annotated[
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="Lifetime in hours, at most VSS_AUTH_MAX_TOKEN_LIFETIME_HOURS [default: that limit]",
+        ),
+    ] = None,
 ) -> None:
     """Print a bearer token valid for the embedded defaults (or the configured key)."""
     settings = CaseSettings()
-    tokens = TokenService.from_settings(AuthSettings(), settings.data_dir)
-    if not tokens.algorithm.startswith("HS"):
+    auth = AuthSettings()
+    try:
+        tokens = TokenService.from_settings(auth, settings.data_dir)
+    except TokenKeyInvalid as error:
+        raise _fail(str(error), 2) from None
+    if tokens.key is None or not tokens.algorithm.startswith("HS"):
         raise _fail(
             "minting needs an HMAC key; with a public key, tokens come from your identity provider", 2
         )
-    out.print(
-        tokens.mint(
+    if hours is not None and hours > auth.max_token_lifetime_hours:
+        raise _fail(
+            f"--hours {hours:g} is over the accepted lifetime ({auth.max_token_lifetime_hours:g} h,"
+            " VSS_AUTH_MAX_TOKEN_LIFETIME_HOURS)",
+            2,
+        )
+    try:
+        minted = tokens.mint(
             user_id=user,
             organisation_id=org,
             organisation_name=org_name,
             principal=principal.value,
             roles=[r.value for r in role],
-            lifetime=timedelta(hours=hours),
-        ),
+            lifetime=None if hours is None else timedelta(hours=hours),
+        )
+    except ValueError as error:
+        raise _fail(str(error), 2) from None
+    out.print(
+        minted,
         soft_wrap=True,
         highlight=False,
     )
@@ -177,11 +199,18 @@ def export_case(
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write to this file (refuses to overwrite) [default: stdout]")
     ] = None,
+    operator: Annotated[
+        str | None, typer.Option(help="Who exports, as recorded in the access log [default: the OS user]")
+    ] = None,
+    org: Annotated[
+        str, typer.Option(help="The operator's organisation, as recorded in the access log")
+    ] = "vss-operations",
 ) -> None:
     """Export one case as a JSON document: every event as its public CloudEvent (each with
     its hash, so the receiver can verify the chain with vss_contracts alone), the chain's
     verification here, the head and the state now. Exit 1 if the chain does not verify
-    (the document is still written, saying so)."""
+    (the document is still written, saying so). The export is a read of the whole case:
+    it is recorded in the access log (read ``export``) before the document is written."""
     try:
         cid = UUID(case_id)
     except ValueError:
@@ -206,6 +235,15 @@ def export_case(
         state = TypeAdapter(CaseState).dump_python(store.load(cid).state, mode="json")
     finally:
         store.close()
+    who = (operator or getpass.getuser()).strip()
+    if not who or not org.strip():
+        raise _fail("--operator and --org name who exports (the access log records them)", 2)
+    reader = TokenClaims(who, org.strip(), org.strip(), "other", frozenset({"operator"}))
+    try:
+        access_log = AccessLogStore(AccessLogSettings().access_log())
+        record_access(access_log, reader, str(cid), "export", "granted")
+    except Exception as error:  # nothing leaves without its record
+        raise _fail(f"the export could not be recorded in the access log: {error}", 2) from None
     document = {
         "format": "vss-case-export/1",
         "case_id": str(cid),

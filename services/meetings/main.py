@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from services.meetings.bootstrap import bootstrap_meetings
 from services.meetings.infrastructure.store import StoreNotMigrated
+from services.shared.auth import TokenKeyInvalid
 from services.shared.eventstore import StoreUrlInvalid
 from services.shared.logging import configure_logging
 from services.shared.serve import serve_with_api
@@ -23,7 +24,7 @@ async def _run() -> int:
     try:
         parts = bootstrap_meetings()
         parts.store.check_migrated()
-    except (StoreNotMigrated, StoreUrlInvalid) as error:
+    except (StoreNotMigrated, StoreUrlInvalid, TokenKeyInvalid) as error:
         print(f"meetings: {error}", file=sys.stderr)
         return 2
     except ValidationError as error:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from services.notifications.bootstrap import bootstrap_notifications
 from services.notifications.infrastructure.store import StoreNotMigrated
 from services.notifications.settings import OrganisationsFileInvalid
+from services.shared.auth import TokenKeyInvalid
 from services.shared.eventstore import StoreUrlInvalid
 from services.shared.logging import configure_logging
 from services.shared.serve import serve_with_api
@@ -24,7 +25,7 @@ async def _run() -> int:
     try:
         parts = bootstrap_notifications()
         parts.store.check_migrated()
-    except (StoreNotMigrated, StoreUrlInvalid, OrganisationsFileInvalid) as error:
+    except (StoreNotMigrated, StoreUrlInvalid, OrganisationsFileInvalid, TokenKeyInvalid) as error:
         print(f"notifications: {error}", file=sys.stderr)
         return 2
     except ValidationError as error:

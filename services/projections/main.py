@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from services.projections.bootstrap import bootstrap_projector, bootstrap_query_api
 from services.projections.infrastructure.database import ReadModelUrlInvalid
+from services.shared.auth import TokenKeyInvalid
 from services.shared.logging import configure_logging
 from services.shared.settings import settings_error
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         print(f"projections: {settings_error(error)}", file=sys.stderr)
         return 2
-    except ReadModelUrlInvalid as error:
+    except (ReadModelUrlInvalid, TokenKeyInvalid) as error:
         print(f"projections: {error}", file=sys.stderr)
         return 2
 

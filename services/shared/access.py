@@ -8,12 +8,29 @@ query API serves per case and per user and publishes to the bus.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from services.shared.auth import TokenClaims
+# An access grant: (organisation id, the last day it may see the case, ISO date; None: open-ended).
+Grant = tuple[str, str | None]
+
+
+def grants(
+    coordinating: Iterable[str], consented: Iterable[str] = (), consent_valid_until: str | None = None
+) -> list[Grant]:
+    """The organisations that may see a case: those of its current coordinators (always), and
+    those its consent in force covers (until its ``valid_until``). Pass no ``consented`` when
+    no consent is in force (none given, or withdrawn)."""
+    found: dict[str, str | None] = dict.fromkeys(consented, consent_valid_until)
+    found.update(dict.fromkeys(coordinating))
+    return sorted(found.items())
+
+
+def may_see(organisation_id: str, case_grants: Iterable[Grant], today: str) -> bool:
+    """The access rule every API applies to a case's data: the organisation holds a grant today."""
+    return any(org == organisation_id and (until is None or until >= today) for org, until in case_grants)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +46,32 @@ class AccessRecord:
     resource: str  # overview | journal | … | meetings | calendar | notifications
     outcome: str  # granted | denied
     reason: str | None = None
+    principal: str | None = None  # region | municipality | other | calendar_link; None in old records
 
 
 class AccessRecorder(Protocol):
     def record(self, records: Sequence[AccessRecord]) -> None: ...
 
 
+class Person(Protocol):
+    """Who reads: a person of an organisation (a token's claims, or the case service's actor)."""
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def organisation_id(self) -> str: ...
+
+    @property
+    def principal(self) -> str: ...
+
+    @property
+    def roles(self) -> frozenset[str]: ...
+
+
 def record_access(
     log: AccessRecorder,
-    reader: TokenClaims,
+    reader: Person,
     case_id: str | None,
     resource: str,
     outcome: str,
@@ -56,6 +90,7 @@ def record_access(
                 resource=resource,
                 outcome=outcome,
                 reason=reason,
+                principal=str(reader.principal),
             )
         ]
     )

@@ -31,7 +31,9 @@ from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_MSG_ID
 
 log = structlog.get_logger("vss.access_log")
 
-_COLUMNS = "record_id, recorded_at, user_id, organisation_id, roles, case_id, resource, outcome, reason"
+_COLUMNS = (
+    "record_id, recorded_at, user_id, organisation_id, roles, case_id, resource, outcome, reason, principal"
+)
 
 
 class AccessLogStore:
@@ -66,12 +68,26 @@ class AccessLogStore:
             f"CREATE TABLE IF NOT EXISTS access_log (seq {serial}, record_id TEXT NOT NULL UNIQUE,"
             " recorded_at TEXT NOT NULL, user_id TEXT NOT NULL, organisation_id TEXT NOT NULL,"
             " roles TEXT NOT NULL, case_id TEXT, resource TEXT NOT NULL, outcome TEXT NOT NULL,"
-            " reason TEXT, published INTEGER NOT NULL DEFAULT 0)",
+            " reason TEXT, published INTEGER NOT NULL DEFAULT 0, principal TEXT)",
             "CREATE INDEX IF NOT EXISTS access_log_case ON access_log (case_id, seq)",
             "CREATE INDEX IF NOT EXISTS access_log_user ON access_log (user_id, seq)",
             "CREATE INDEX IF NOT EXISTS access_log_unpublished ON access_log (published, seq)",
         ):
             conn.execute(statement)
+        self._add_principal(conn)
+
+    def _add_principal(self, conn: Any) -> None:
+        """A log made before records named the principal gets the column; its old rows keep NULL."""
+        if self.is_postgres:
+            conn.execute("ALTER TABLE access_log ADD COLUMN IF NOT EXISTS principal TEXT")
+            return
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(access_log)").fetchall()}
+        if "principal" not in columns:
+            try:
+                conn.execute("ALTER TABLE access_log ADD COLUMN principal TEXT")
+            except sqlite3.OperationalError as error:  # another process added it meanwhile
+                if "duplicate column" not in str(error):
+                    raise
 
     def record(self, records: Sequence[AccessRecord]) -> None:
         if not records:
@@ -87,11 +103,12 @@ class AccessLogStore:
                 r.resource,
                 r.outcome,
                 r.reason,
+                r.principal,
             )
             for r in records
         ]
         conn = self._conn()
-        query = self._sql(f"INSERT INTO access_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        query = self._sql(f"INSERT INTO access_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         if self.is_postgres:
             with conn.transaction(), conn.cursor() as cursor:
                 cursor.executemany(query, rows)
@@ -115,10 +132,9 @@ class AccessLogStore:
         return self._select("case_id = ? AND seq > ?", (case_id, after), limit)
 
     def for_user(
-        self, user_id: str, organisation_id: str | None, after: int, limit: int
+        self, user_id: str, organisation_id: str, after: int, limit: int
     ) -> list[tuple[int, AccessRecord]]:
-        if organisation_id is None:
-            return self._select("user_id = ? AND seq > ?", (user_id, after), limit)
+        """The reads of one person: (organisation, user id), never a user id alone."""
         return self._select(
             "user_id = ? AND organisation_id = ? AND seq > ?", (user_id, organisation_id, after), limit
         )
@@ -154,6 +170,7 @@ def _record(row: Sequence[Any]) -> AccessRecord:
         resource=row[6],
         outcome=row[7],
         reason=row[8],
+        principal=row[9],
     )
 
 
@@ -169,6 +186,7 @@ def published_body(record: AccessRecord) -> bytes:
         read=record.resource,
         outcome=record.outcome,  # type: ignore[arg-type]
         reason=record.reason,
+        principal=record.principal,
     )
     return orjson.dumps(
         {

@@ -2,28 +2,69 @@
 
 Claims: ``sub`` (user id), ``org`` (organisation id), ``org_name``, ``principal``
 (region | municipality | other), ``roles`` (coordinator, manager, analyst, operator).
+A person is the pair (``org``, ``sub``): both must be non-empty.
+
+Keys: a static key (``VSS_AUTH_JWT_KEY``: an HMAC secret of at least 32 bytes, or a PEM
+public key), an identity provider's JWKS (``VSS_AUTH_JWKS_URL``: tokens naming a ``kid``
+are verified with its keys, fetched by PyJWT's own ``PyJWKClient``, cached and refetched
+once on an unknown ``kid``), or both. A key that does not fit its algorithm stops the
+service at start (:class:`TokenKeyInvalid`, a one-line reason).
+
+Lifetime: a token whose ``exp - iat`` exceeds ``VSS_AUTH_MAX_TOKEN_LIFETIME_HOURS``, or,
+without ``iat``, whose ``exp`` is further than that from now, is refused.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jwt
+from jwt import PyJWKClient, PyJWKClientConnectionError, PyJWKClientError
 
 from services.shared.settings import AuthSettings
 
 ROLES = frozenset({"coordinator", "manager", "analyst", "operator"})
 PRINCIPALS = frozenset({"region", "municipality", "other"})
 EMBEDDED_KEY_FILE = Path("keys") / "jwt-hs256.secret"
+MIN_HMAC_KEY_BYTES = 32
+DEFAULT_MAX_LIFETIME = timedelta(hours=12)
 
 
 class InvalidToken(Exception):
     """The bearer token is missing, malformed, expired or not signed by our key."""
+
+
+class KeysUnavailable(Exception):
+    """The identity provider's JWKS could not be fetched: no token with a kid can be checked now."""
+
+
+class TokenKeyInvalid(Exception):
+    """The configured key cannot verify tokens (too short, or not a key of its algorithm): a start error."""
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def check_key(key: str, algorithm: str) -> None:
+    """Raise :class:`TokenKeyInvalid` unless ``key`` is a usable key of ``algorithm``."""
+    if algorithm == "none" or algorithm not in jwt.algorithms.get_default_algorithms():
+        raise TokenKeyInvalid(f"VSS_AUTH_JWT_ALGORITHM {algorithm!r} is not a signing algorithm")
+    try:
+        jwt.get_algorithm_by_name(algorithm).prepare_key(key)
+    except (jwt.InvalidKeyError, ValueError, TypeError) as error:
+        raise TokenKeyInvalid(f"VSS_AUTH_JWT_KEY is not a {algorithm} key: {_one_line(error)}") from None
+    if algorithm.startswith("HS") and len(key.encode()) < MIN_HMAC_KEY_BYTES:
+        raise TokenKeyInvalid(
+            f"VSS_AUTH_JWT_KEY is {len(key.encode())} bytes; an {algorithm} key needs at least"
+            f" {MIN_HMAC_KEY_BYTES}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,37 +100,102 @@ def embedded_key(data_dir: Path) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TokenService:
-    key: str
+    key: str | None  # None: only the identity provider's JWKS
     algorithm: str
     issuer: str
     audience: str
+    max_lifetime: timedelta = DEFAULT_MAX_LIFETIME
+    jwks: PyJWKClient | None = None
+    jwks_algorithms: tuple[str, ...] = ("RS256", "ES256")
+
+    def __post_init__(self) -> None:
+        if self.key is not None:
+            check_key(self.key, self.algorithm)
+        elif self.jwks is None:
+            raise TokenKeyInvalid("no key: set VSS_AUTH_JWT_KEY or VSS_AUTH_JWKS_URL")
+        unfit = [a for a in self.jwks_algorithms if a == "none" or a.startswith("HS")]
+        if unfit:
+            raise TokenKeyInvalid(f"VSS_AUTH_JWKS_ALGORITHMS must be public-key algorithms, not {unfit}")
 
     @classmethod
     def from_settings(cls, settings: AuthSettings, data_dir: Path) -> TokenService:
-        key = settings.jwt_key.get_secret_value() if settings.jwt_key else embedded_key(data_dir)
-        return cls(key, settings.jwt_algorithm, settings.jwt_issuer, settings.jwt_audience)
+        """The service the settings describe; :class:`TokenKeyInvalid` if its key cannot work."""
+        if settings.jwt_key:
+            key: str | None = settings.jwt_key.get_secret_value()
+        else:
+            key = None if settings.jwks_url else embedded_key(data_dir)
+        jwks = None
+        if settings.jwks_url:
+            # Not cache_keys: its per-kid cache ignores the lifespan (a key withdrawn by the
+            # provider would verify until evicted); the key set itself is cached for the lifespan.
+            jwks = PyJWKClient(
+                settings.jwks_url,
+                cache_jwk_set=True,
+                lifespan=settings.jwks_cache_seconds,
+                cooldown_duration=settings.jwks_refetch_cooldown_seconds,
+                timeout=10,
+            )
+        return cls(
+            key,
+            settings.jwt_algorithm,
+            settings.jwt_issuer,
+            settings.jwt_audience,
+            max_lifetime=timedelta(hours=settings.max_token_lifetime_hours),
+            jwks=jwks,
+            jwks_algorithms=tuple(settings.jwks_algorithms),
+        )
+
+    def _key_for(self, token: str) -> tuple[Any, list[str]]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as error:
+            raise InvalidToken(str(error)) from error
+        kid = header.get("kid")
+        if self.jwks is not None and kid is not None:
+            try:
+                signing = self.jwks.get_signing_key(str(kid))
+            except PyJWKClientConnectionError as error:
+                raise KeysUnavailable(_one_line(error)) from error
+            except PyJWKClientError as error:
+                raise InvalidToken(_one_line(error)) from error
+            algorithm = signing.algorithm_name
+            if algorithm not in self.jwks_algorithms or header.get("alg") != algorithm:
+                raise InvalidToken(f"the token's alg {header.get('alg')!r} does not fit key {kid!r}")
+            return signing.key, [algorithm]
+        if self.key is None:
+            raise InvalidToken("the token names no key (kid) of the identity provider's JWKS")
+        return self.key, [self.algorithm]
 
     def verify(self, token: str) -> TokenClaims:
+        key, algorithms = self._key_for(token)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self.key,
-                algorithms=[self.algorithm],
+                key,
+                algorithms=algorithms,
                 audience=self.audience,
                 issuer=self.issuer,
                 options={"require": ["sub", "exp", "iss", "aud"]},
             )
-        except jwt.PyJWTError as error:
-            raise InvalidToken(str(error)) from error
+        except (jwt.PyJWTError, TypeError, ValueError) as error:
+            raise InvalidToken(_one_line(error)) from error
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub.strip():
+            raise InvalidToken("the token's sub (the user id) is empty")
+        iat = claims.get("iat")
+        lifetime = float(claims["exp"]) - (float(iat) if iat is not None else time.time())
+        if lifetime > self.max_lifetime.total_seconds():
+            most = self.max_lifetime.total_seconds() / 3600
+            raise InvalidToken(f"the token lives {lifetime / 3600:.1f} h; at most {most:g} h are accepted")
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not set(roles) <= ROLES:
             raise InvalidToken(f"roles must be a list drawn from {sorted(ROLES)}")
         principal = claims.get("principal")
         org = claims.get("org")
-        if principal not in PRINCIPALS or not isinstance(org, str) or not org:
+        if principal not in PRINCIPALS or not isinstance(org, str) or not org.strip():
             raise InvalidToken("the token needs an org and a principal (region, municipality or other)")
         return TokenClaims(
-            user_id=str(claims["sub"]),
+            user_id=sub,
             organisation_id=org,
             organisation_name=str(claims.get("org_name") or org),
             principal=principal,
@@ -104,8 +210,16 @@ class TokenService:
         principal: str,
         roles: list[str],
         organisation_name: str | None = None,
-        lifetime: timedelta = timedelta(hours=12),
+        lifetime: timedelta | None = None,
     ) -> str:
+        """A token signed with the static key (lifetime: the longest accepted, unless shorter is asked)."""
+        if self.key is None:
+            raise ValueError("no static key to mint with; tokens come from the identity provider")
+        lifetime = self.max_lifetime if lifetime is None else lifetime
+        if lifetime > self.max_lifetime:
+            raise ValueError(f"a token may live at most {self.max_lifetime}")
+        if not user_id.strip() or not organisation_id.strip():
+            raise ValueError("a token needs a user id and an organisation id")
         if principal not in PRINCIPALS:
             raise ValueError(f"principal must be one of {sorted(PRINCIPALS)}")
         unknown = set(roles) - ROLES

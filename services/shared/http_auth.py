@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from services.shared.auth import InvalidToken, TokenClaims, TokenService
+from services.shared.auth import InvalidToken, KeysUnavailable, TokenClaims, TokenService
 from services.shared.problems import ProblemException
 
 bearer = HTTPBearer(auto_error=False, description="JWT from `vss token` or your identity provider")
@@ -28,4 +28,12 @@ def verified_claims(tokens: TokenService, credentials: HTTPAuthorizationCredenti
             f"invalid bearer token: {error}",
             code="invalid_token",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+    except KeysUnavailable as error:
+        raise ProblemException(
+            503,
+            "Service Unavailable",
+            f"the identity provider's keys cannot be fetched now: {error}",
+            code="keys_unavailable",
+            headers={"Retry-After": "5"},
         ) from None

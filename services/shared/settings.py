@@ -24,9 +24,28 @@ class AuthSettings(BaseSettings):
         description="HMAC secret, or a PEM public key for RS256/ES256/EdDSA. "
         "Unset: the embedded key file under the data directory is used (created on first use).",
     )
-    jwt_algorithm: str = "HS256"
+    jwt_algorithm: str = Field(
+        default="HS256", description="Algorithm of jwt_key (an HS256 key: 32 bytes or more)"
+    )
     jwt_issuer: str = "vss"
     jwt_audience: str = "vss"
+    max_token_lifetime_hours: float = Field(
+        default=12,
+        gt=0,
+        description="Longest token accepted: exp - iat, or (a token without iat) exp - now",
+    )
+    jwks_url: str | None = Field(
+        default=None,
+        description="The identity provider's JWKS (its OIDC discovery's jwks_uri). Tokens with a kid are"
+        " verified with its keys (cached, refetched once on an unknown kid), beside jwt_key if set",
+    )
+    jwks_algorithms: list[str] = Field(
+        default=["RS256", "ES256"], description="Algorithms accepted for keys of the JWKS"
+    )
+    jwks_cache_seconds: float = Field(default=300, gt=0, description="How long the fetched JWKS is kept")
+    jwks_refetch_cooldown_seconds: float = Field(
+        default=30, ge=0, description="Least time between two refetches for an unknown kid"
+    )
 
 
 class CommonSettings(BaseSettings):

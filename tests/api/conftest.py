@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 from services.case.application.service import CaseService
 from services.case.domain.events import Actor
 from services.case.entrypoints.http import create_app
+from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from tests.support.clock import FixedClock
 from tests.support.scenario import CaseScenario
@@ -58,8 +60,13 @@ class Api:
 
 
 @pytest.fixture
-def api(service: CaseService, actor: Actor) -> Iterator[Api]:
-    with TestClient(create_app(service, TOKENS), raise_server_exceptions=False) as client:
+def access_log(tmp_path: Path) -> AccessLogStore:
+    return AccessLogStore(f"sqlite:///{tmp_path / 'access-log.sqlite'}")
+
+
+@pytest.fixture
+def api(service: CaseService, actor: Actor, access_log: AccessLogStore) -> Iterator[Api]:
+    with TestClient(create_app(service, TOKENS, access_log), raise_server_exceptions=False) as client:
         yield Api(client, actor)
 
 

@@ -17,9 +17,10 @@ from services.case.infrastructure.store import CaseEventStore, StoreConfig, migr
 from services.cli.supervisor import Part
 from services.notifications.application.service import Signer
 from services.notifications.settings import NotificationsSettings
+from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from services.shared.bus.embedded import EmbeddedNatsServer
-from services.shared.settings import AuthSettings
+from services.shared.settings import AccessLogSettings, AuthSettings
 from tests.support.clock import FixedClock
 from tests.support.scenario import drive_to_first_sip
 from vss_contracts.chain import GENESIS_HASH, cloud_event_hash
@@ -114,8 +115,18 @@ def test_export_writes_the_case_as_cloud_events_a_receiver_can_verify(tmp_path: 
     finally:
         store.close()
     target = tmp_path / "case.json"
-    result = vss("export", str(case_id), "--out", str(target), data_dir=tmp_path, store_url=url)
+    result = vss(
+        "export", str(case_id), "--out", str(target), "--operator", "ops.olle",
+        data_dir=tmp_path, store_url=url,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    # An operator reading the whole case: one record in the access log.
+    access_log = AccessLogStore(AccessLogSettings(data_dir=tmp_path).access_log())
+    [(_, record)] = access_log.for_case(str(case_id), 0, 10)
+    assert (record.user_id, record.organisation_id, record.roles, record.principal) == (
+        "ops.olle", "vss-operations", ("operator",), "other",
+    )  # fmt: skip
+    assert (record.resource, record.outcome) == ("export", "granted")
     document = json.loads(target.read_text())
     assert document["format"] == "vss-case-export/1"
     assert document["verification"] == {"verifies": True}

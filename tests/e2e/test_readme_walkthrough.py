@@ -110,6 +110,8 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     assert "journal: 15 events, chain verifies: True" in result.stdout
     access = [line.split()[2:] for line in result.stdout.splitlines() if line.startswith("access:")]
     assert access == [
+        ["anna.k", "vgr-psykiatri-nordost", "case", "granted"],  # step 9, through the case API
+        ["anna.k", "vgr-psykiatri-nordost", "history", "granted"],
         ["omar.s", "goteborg-socialtjanst", "overview", "granted"],
         ["omar.s", "goteborg-socialtjanst", "journal", "granted"],
     ]

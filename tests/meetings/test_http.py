@@ -311,14 +311,21 @@ def test_a_signed_calendar_link_reads_the_feed_without_a_token(api: Api) -> None
     link = api.client.get("/v1/coordinators/sara/calendar-link", headers=headers())
     assert link.status_code == 200, link.text
     url = link.json()["url"]
-    assert url.startswith("https://vss.example.se/meetings/v1/coordinators/sara/calendar.ics?key=")
+    assert url.startswith(
+        f"https://vss.example.se/meetings/v1/coordinators/sara/calendar.ics?organisation={SOCIAL.id}&key="
+    )
     path = url.removeprefix("https://vss.example.se/meetings")
     response = api.client.get(path)  # a calendar app: no Authorization header
     assert response.status_code == 200, response.text
     assert {str(e["UID"]) for e in Calendar.from_ical(response.content).walk("VEVENT")} == {f"{rg}@vss.se"}
     # The key is sara's alone: not another coordinator's feed, not a forged or altered one.
     key = url.split("key=")[1]
-    for forged in (f"/v1/coordinators/olle/calendar.ics?key={key}", path[:-2] + "AA"):
+    for forged in (
+        f"/v1/coordinators/olle/calendar.ics?organisation={SOCIAL.id}&key={key}",
+        f"/v1/coordinators/sara/calendar.ics?organisation={REGION_PSYCH.id}&key={key}",
+        f"/v1/coordinators/sara/calendar.ics?key={key}",
+        path[:-2] + "AA",
+    ):
         refused = api.client.get(forged)
         assert refused.status_code == 403
         assert refused.json()["rule"] == "invalid_calendar_link"
@@ -349,8 +356,10 @@ def test_every_read_of_a_cases_meetings_and_every_refusal_is_in_the_access_log(a
         ("sara", SOCIAL.id, "meeting", "granted"),
         ("olle", "annan-kommun", "meetings", "denied"),
         ("sara", SOCIAL.id, "calendar_feed", "granted"),
-        ("sara", "calendar-link", "calendar_feed", "granted"),
+        ("sara", SOCIAL.id, "calendar_feed", "granted"),  # through the link
     ]
+    principals = [r.principal for _, r in api.access_log.for_case(str(api.case_id), 0, 1000)]
+    assert principals[-2:] == ["municipality", "calendar_link"]
 
 
 def test_openapi_docs(api: Api) -> None:

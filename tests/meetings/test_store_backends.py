@@ -13,7 +13,7 @@ from services.meetings.application.service import MeetingsService
 from services.meetings.domain.calendar import WorkingDays
 from services.meetings.domain.schedule import Rules
 from services.meetings.infrastructure.store import MeetingStore, migrate
-from tests.meetings.feed import CLIENT, COORDINATOR, CaseFeed
+from tests.meetings.feed import CLIENT, COORDINATOR, REGION_PSYCH, SOCIAL, CaseFeed
 from tests.support.clock import FixedClock
 from vss_contracts import case_events as ce
 from vss_contracts.meeting_events import TYPE_PREFIX
@@ -69,4 +69,5 @@ def test_the_coordinators_rows_follow_assignments(service: MeetingsService) -> N
     feed.worksheet(day)
     assert service.store.cases_of_coordinator("sara") == []
     assert service.store.cases_of_coordinator("per") == [feed.case_id]
-    assert [m.kind for m in service.meetings_of_coordinator("per")] == ["resource_group"]
+    assert [m.kind for m in service.meetings_of_coordinator("per", SOCIAL.id)] == ["resource_group"]
+    assert service.meetings_of_coordinator("per", REGION_PSYCH.id) == []  # another person

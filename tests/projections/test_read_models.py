@@ -157,7 +157,7 @@ def test_caseloads_and_access_grants_equal_the_reference(
     history: History, projected: ReadModelLocation
 ) -> None:
     models = _models(projected)
-    caseloads: dict[str, Counter[str]] = {}
+    caseloads: dict[tuple[str, str], Counter[str]] = {}
     for case_id in history.store.case_ids():
         state = history.store.load(case_id).state
         expected = {c.organisation.id for c in state.coordinators.values()}
@@ -173,11 +173,12 @@ def test_caseloads_and_access_grants_equal_the_reference(
         }
         assert granted == expected
         if state.closed_on is None:
-            for user_id in state.coordinators:
-                caseloads.setdefault(user_id, Counter())[state.phase.value] += 1
+            for user_id, coordinator in state.coordinators.items():
+                person = (user_id, coordinator.organisation.id)
+                caseloads.setdefault(person, Counter())[state.phase.value] += 1
     assert caseloads, "the generated history has active cases with coordinators"
-    for user_id, phases in caseloads.items():
-        cases = models.coordinator_cases(user_id)
+    for (user_id, organisation_id), phases in caseloads.items():
+        cases = models.coordinator_cases(user_id, organisation_id)
         assert Counter(v["phase"] for v in cases) == phases, user_id
     models.close()
 

@@ -28,7 +28,7 @@ from services.case.application.ports import (
 )
 from services.case.domain import commands as cmd
 from services.case.domain.case import Case
-from services.case.domain.errors import CaseRuleViolation
+from services.case.domain.errors import CaseRuleViolation, NotAllowed
 from services.case.domain.events import Actor
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -165,6 +165,17 @@ class CaseService:
                 continue
             return case, loaded_version, outcome
         raise AssertionError("unreachable")
+
+    def ensure_may_write(self, case_id: UUID, actor: Actor) -> None:
+        """Refuse early (``ActorNotInvolved``) whoever may not write the case at all.
+
+        Decided on the cached case, and again on the stored one before refusing (a cached
+        copy may be stale); :meth:`execute` decides again on the version it writes.
+        """
+        try:
+            self.store.load(case_id).ensure_actor_may_write(actor)
+        except NotAllowed:
+            self.get(case_id).ensure_actor_may_write(actor)
 
     # -------------------------------------------------------------------------- queries
     def get(self, case_id: UUID) -> Case:

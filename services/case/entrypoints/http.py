@@ -5,7 +5,10 @@ Conventions every write shares:
 - ``Idempotency-Key: <key>`` makes a retry return the first result and append nothing;
 - the response carries the case's new ``version`` and the global log ``position``
   (also as ``ETag`` and ``VSS-Log-Position``), for read-your-writes in the query API;
-- the actor of every event comes from the bearer token, never from the body.
+- the actor of every event comes from the bearer token, never from the body;
+- every read of the case (``GET`` case, ``?as_of=``, history) and every refusal (a missing
+  role, an organisation not involved in the case) is recorded in the access log before
+  the answer; a write by an organisation not involved is refused before its body is read.
 
 """
 
@@ -38,6 +41,7 @@ from services.case.domain import commands as cmd
 from services.case.domain.case import Case, CaseState
 from services.case.domain.errors import CaseRuleViolation, InvalidCommand, NotAllowed
 from services.case.domain.events import Actor
+from services.shared.access import AccessRecorder, record_access
 from services.shared.auth import TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.problems import (
@@ -89,12 +93,13 @@ class HistoryPage(BaseModel):
 class _Dependencies:
     service: CaseService
     tokens: TokenService
+    access_log: AccessRecorder  # every read of a case, and every refusal
 
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 
 
-def create_app(service: CaseService, tokens: TokenService) -> FastAPI:
+def create_app(service: CaseService, tokens: TokenService, access_log: AccessRecorder) -> FastAPI:
     app = FastAPI(
         title="VSS case service",
         version="1.0.0",
@@ -103,7 +108,7 @@ def create_app(service: CaseService, tokens: TokenService) -> FastAPI:
             "events to the case's stream; every refusal is an RFC 9457 problem naming the rule."
         ),
     )
-    app.state.deps = _Dependencies(service, tokens)
+    app.state.deps = _Dependencies(service, tokens, access_log)
     install_problem_handlers(app)
     _install_domain_error_handlers(app)
     app.include_router(router)
@@ -184,28 +189,74 @@ def current_actor(
     )
 
 
-def writer(who: Annotated[Actor, Depends(current_actor)]) -> Actor:
+def _path_case(request: Request) -> str | None:
+    """The case a request names in its path, if any (as given: it may not be a case id)."""
+    value = request.path_params.get("case_id")
+    return str(value) if value is not None else None
+
+
+def _log(request: Request, who: Actor, resource: str, outcome: str, reason: str | None = None) -> None:
+    record_access(_deps(request).access_log, who, _path_case(request), resource, outcome, reason)
+
+
+def _refused(request: Request, who: Actor, resource: str, error: ProblemException) -> ProblemException:
+    _log(request, who, resource, "denied", f"{error.code}: {error.detail}")
+    return error
+
+
+def writer(request: Request, who: Annotated[Actor, Depends(current_actor)]) -> Actor:
     if WRITE_ROLE not in who.roles:
-        raise ProblemException(
-            403,
-            "Forbidden",
-            "recording facts in a case needs the coordinator role",
-            code="role_required",
-            rule="role_required",
+        raise _refused(
+            request,
+            who,
+            "command",
+            ProblemException(
+                403,
+                "Forbidden",
+                "recording facts in a case needs the coordinator role",
+                code="role_required",
+                rule="role_required",
+            ),
         )
+    case_id = request.path_params.get("case_id")
+    if case_id is not None:
+        try:
+            _deps(request).service.ensure_may_write(UUID(str(case_id)), who)
+        except ValueError:
+            pass  # not a case id: the path's validation answers 422
+        except NotAllowed as error:
+            _log(request, who, "command", "denied", f"{error.rule}: {error.detail}")
+            raise
     return who
 
 
-def reader(who: Annotated[Actor, Depends(current_actor)]) -> Actor:
+def reader(request: Request, who: Annotated[Actor, Depends(current_actor)]) -> Actor:
     if not who.roles & READ_ROLES:
-        raise ProblemException(
-            403,
-            "Forbidden",
-            "reading a case here needs the coordinator or operator role (statistics are in the query API)",
-            code="role_required",
-            rule="role_required",
+        raise _refused(
+            request,
+            who,
+            "case",
+            ProblemException(
+                403,
+                "Forbidden",
+                "reading a case here needs the coordinator or operator role"
+                " (statistics are in the query API)",
+                code="role_required",
+                rule="role_required",
+            ),
         )
     return who
+
+
+def _ensure_may_read(request: Request, case: Case, who: Actor, resource: str) -> None:
+    """Operators read every case; others only one their organisation is involved in (as of now)."""
+    if "operator" in who.roles:
+        return
+    try:
+        case.ensure_actor_may_write(who)
+    except NotAllowed as error:
+        _log(request, who, resource, "denied", f"{error.rule}: {error.detail}")
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +336,7 @@ def open_case(body: cmd.OpenCase, call: Cmd, response: Response) -> WriteResult:
 
 @router.get("/{case_id}", response_model=CaseView, summary="The case as it stands, or as it stood")
 def get_case(
+    request: Request,
     case_id: UUID,
     who: Reader,
     service: Service,
@@ -298,9 +350,10 @@ def get_case(
     ] = None,
 ) -> CaseView:
     case = service.get(case_id)
-    if "operator" not in who.roles:
-        case.ensure_actor_may_write(who)  # who may see it is decided as of now
+    resource = "case" if as_of is None else "case_as_of"
+    _ensure_may_read(request, case, who, resource)  # who may see it is decided as of now
     if as_of is None:
+        _log(request, who, resource, "granted")
         response.headers["ETag"] = f'"{case.version}"'
         return CaseView(case_id=case.id, version=case.version, hash=case.head_hash, state=case.state)
     moment = (
@@ -310,6 +363,7 @@ def get_case(
         - timedelta(microseconds=1)
     )
     then = service.as_of(case_id, moment)
+    _log(request, who, resource, "granted", f"as of {moment.isoformat()}")
     return CaseView(
         case_id=then.id, version=then.version, hash=then.head_hash, state=then.state, as_of=moment
     )
@@ -317,6 +371,7 @@ def get_case(
 
 @router.get("/{case_id}/history", response_model=HistoryPage, summary="The case's events with metadata")
 def history(
+    request: Request,
     case_id: UUID,
     who: Reader,
     service: Service,
@@ -324,9 +379,9 @@ def history(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> HistoryPage:
     case = service.get(case_id)
-    if "operator" not in who.roles:
-        case.ensure_actor_may_write(who)
+    _ensure_may_read(request, case, who, "history")
     items = service.history(case_id, after_version, limit)
+    _log(request, who, "history", "granted")
     more = bool(items) and items[-1].version < case.version
     return HistoryPage(items=items, next_after_version=items[-1].version if more else None)
 

@@ -94,12 +94,18 @@ class MeetingsService:
             raise CaseUnknown("case_known", f"no meetings are known for case {case_id}")
         return schedule
 
-    def meetings_of_coordinator(self, user_id: str) -> list[Meeting]:
+    def meetings_of_coordinator(self, user_id: str, organisation_id: str) -> list[Meeting]:
+        """The meetings of the person (organisation, user id) in the cases they coordinate."""
         found: list[Meeting] = []
         for case_id in self.store.cases_of_coordinator(user_id):
             schedule = self.load(case_id)
             if schedule is None:
                 continue
+            coordinator = schedule.state.coordinators.get(user_id)
+            if coordinator is None or coordinator.organisation is None:
+                continue
+            if coordinator.organisation.id != organisation_id:
+                continue  # the same user id at another organisation: another person
             key = f"coordinator:{user_id}"
             found.extend(m for m in schedule.state.meetings.values() if key in m.invitees or key in m.dropped)
         return sorted(found, key=lambda m: m.starts_at)

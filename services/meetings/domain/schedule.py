@@ -535,12 +535,26 @@ class MeetingSchedule:
 
     # ------------------------------------------------------------------- coordinators' requests
     def book(
-        self, request_id: str, *, starts_at: datetime, minutes: int, user_id: str, location: str | None
+        self,
+        request_id: str,
+        *,
+        starts_at: datetime,
+        minutes: int,
+        user_id: str,
+        location: str | None,
+        organisation_id: str | None = None,
     ) -> Decided:
-        """A coordinator books a meeting with the client (*samordningsmöte*)."""
+        """A coordinator books a meeting with the client (*samordningsmöte*).
+
+        The requester is invited as the case's coordinator only if they are that person:
+        the same user id at another organisation is someone else.
+        """
         self._open_case_only()
         self._working_day_only(starts_at)
         coordinator = self.state.coordinators.get(user_id)
+        organisation = coordinator.organisation if coordinator is not None else None
+        if organisation_id is not None and (organisation is None or organisation.id != organisation_id):
+            coordinator = None
         invitees = [i for i in (self.state.client, coordinator) if i is not None]
         return self._decide(
             Decided(

@@ -17,8 +17,12 @@
   request can never make two events with one id.
 - A coordinator's calendar feed is read with their token, or, by a calendar app (which
   cannot send one), with the signed link ``GET /v1/coordinators/{id}/calendar-link``
-  gives them: ``…/calendar.ics?key=<HMAC of the user id>``. The key is the credential;
-  changing ``VSS_CALENDAR_LINK_KEY`` revokes every link.
+  gives them: ``…/calendar.ics?organisation=<org>&key=<HMAC of organisation and user id>``.
+  The key is the credential; changing ``VSS_CALENDAR_LINK_KEY`` revokes every link.
+- A coordinator is a person, (organisation, user id): the feed and the link take the
+  organisation as ``?organisation=`` (default: the caller's), and only that person gets them.
+- Every read of a case's data, and every refusal (a missing role, an organisation the case
+  does not cover, another person's calendar, an invalid calendar link), is access-logged.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlencode
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
@@ -38,9 +44,10 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.meetings.application.service import MeetingsService, Requester
+from services.meetings.domain.calendar import STOCKHOLM
 from services.meetings.domain.meeting import Meeting, MeetingStatus
 from services.meetings.domain.schedule import Decided, MeetingSchedule, ScheduleError
-from services.shared.access import AccessRecorder, record_access
+from services.shared.access import AccessRecorder, grants, may_see, record_access
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.ics import calendar_feed, meeting_ics
@@ -156,23 +163,26 @@ class FeedLinks:
     key: bytes
     base_url: str  # the meetings API as calendar apps reach it
 
-    def signature(self, user_id: str) -> str:
-        mac = hmac.new(self.key, f"calendar-feed:{user_id}".encode(), hashlib.sha256).digest()
+    def signature(self, organisation_id: str, user_id: str) -> str:
+        material = json.dumps(["calendar-feed", organisation_id, user_id]).encode()
+        mac = hmac.new(self.key, material, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac[:24]).decode()
 
-    def url(self, user_id: str) -> str:
+    def url(self, organisation_id: str, user_id: str) -> str:
         base = self.base_url.rstrip("/")
-        return f"{base}/v1/coordinators/{user_id}/calendar.ics?key={self.signature(user_id)}"
+        query = urlencode({"organisation": organisation_id, "key": self.signature(organisation_id, user_id)})
+        return f"{base}/v1/coordinators/{quote(user_id, safe='')}/calendar.ics?{query}"
 
-    def verify(self, user_id: str, key: str) -> bool:
-        return hmac.compare_digest(self.signature(user_id).encode(), key.encode())
+    def verify(self, organisation_id: str, user_id: str, key: str) -> bool:
+        return hmac.compare_digest(self.signature(organisation_id, user_id).encode(), key.encode())
 
 
-CALENDAR_LINK = "calendar-link"  # the organisation of a feed read through a signed link
+CALENDAR_LINK = "calendar_link"  # the principal of a feed read through a signed link
 
 
 class CalendarLink(BaseModel):
     user_id: str
+    organisation_id: str
     url: str
     note: str
 
@@ -230,9 +240,27 @@ def caller(
 Caller = Annotated[TokenClaims, Depends(caller)]
 
 
-def reader(claims: Caller) -> TokenClaims:
+def _path_case(request: Request) -> str | None:
+    value = request.path_params.get("case_id")
+    return str(value) if value is not None else None
+
+
+def _refuse(
+    request: Request, claims: TokenClaims, resource: str, refused: ProblemException
+) -> ProblemException:
+    """The refusal, access-logged (with the case the path names, if any)."""
+    record_access(_deps(request).access_log, claims, _path_case(request), resource, "denied", refused.detail)
+    return refused
+
+
+def reader(claims: Caller, request: Request) -> TokenClaims:
     if not claims.roles & READ_ROLES:
-        raise forbidden(f"reading meetings needs one of the roles {sorted(READ_ROLES)}", "role_required")
+        raise _refuse(
+            request,
+            claims,
+            "meetings",
+            forbidden(f"reading meetings needs one of the roles {sorted(READ_ROLES)}", "role_required"),
+        )
     return claims
 
 
@@ -257,13 +285,19 @@ class WriteCall:
 
 def write_call(
     claims: Caller,
+    request: Request,
     idempotency_key: Annotated[
         str | None,
         Header(description="Required: the request id; a retry with it returns the first outcome"),
     ] = None,
 ) -> WriteCall:
     if WRITE_ROLE not in claims.roles:
-        raise forbidden("booking and changing meetings needs the coordinator role", "role_required")
+        raise _refuse(
+            request,
+            claims,
+            "meeting_request",
+            forbidden("booking and changing meetings needs the coordinator role", "role_required"),
+        )
     if idempotency_key is None:
         raise ProblemException(
             400,
@@ -288,11 +322,11 @@ def write_call(
 Write = Annotated[WriteCall, Depends(write_call)]
 
 
-def _check_access(schedule: MeetingSchedule, claims: TokenClaims) -> None:
+def _check_access(schedule: MeetingSchedule, claims: TokenClaims, today: date) -> None:
     """The caller's organisation coordinates the case or is covered by its current consent."""
     state = schedule.state
-    coordinating = {c.organisation.id for c in state.coordinators.values() if c.organisation}
-    if claims.organisation_id in coordinating or claims.organisation_id in (state.consent_orgs or ()):
+    coordinating = [c.organisation.id for c in state.coordinators.values() if c.organisation]
+    if may_see(claims.organisation_id, grants(coordinating, state.consent_orgs or ()), today.isoformat()):
         return
     raise forbidden(
         f"organisation {claims.organisation_id} neither coordinates case {state.case_id}"
@@ -306,12 +340,16 @@ def _visible(request: Request, case_id: UUID, claims: TokenClaims, resource: str
     deps = _deps(request)
     schedule = deps.service.schedule(case_id)  # CaseUnknown: 404
     try:
-        _check_access(schedule, claims)
+        _check_access(schedule, claims, _today(deps))
     except ProblemException as refused:
         _log(deps, claims, case_id, resource, "denied", refused.detail)
         raise
     _log(deps, claims, case_id, resource, "granted")
     return schedule
+
+
+def _today(deps: MeetingsApiDependencies) -> date:
+    return deps.service.clock.now().astimezone(STOCKHOLM).date()
 
 
 def _log(
@@ -342,7 +380,11 @@ def _run(
     """Run one request under the store's lock; ``decide`` returns a meeting to replay it."""
 
     def checked(schedule: MeetingSchedule) -> Decided:
-        _check_access(schedule, call.claims)
+        try:
+            _check_access(schedule, call.claims, _today(_deps(request)))
+        except ProblemException as refused:
+            _log(_deps(request), call.claims, case_id, "meeting_request", "denied", refused.detail)
+            raise
         outcome = decide(schedule)
         if isinstance(outcome, Meeting):
             raise _Replayed(outcome)  # nothing is stored: the request was decided before
@@ -366,6 +408,14 @@ def _ics(content: bytes) -> Response:
 
 
 _ICS_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/calendar": {}}}}
+PersonOrganisation = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=200,
+        description="The coordinator's organisation (a person is organisation and user id); default: yours",
+    ),
+]
 
 
 # --------------------------------------------------------------------------------- routes
@@ -398,6 +448,7 @@ def book_meeting(
             starts_at=body.starts_at,
             minutes=body.minutes,
             user_id=call.claims.user_id,
+            organisation_id=call.claims.organisation_id,
             location=body.location,
         )
 
@@ -518,22 +569,40 @@ def coordinator_feed(
         str | None,
         Query(max_length=64, description="The signature of a calendar link (instead of a token)"),
     ] = None,
+    organisation: PersonOrganisation = None,
 ) -> Response:
     """A coordinator's meetings in all their cases, as a subscribable feed: for that coordinator
-    only, with their token or the signed link ``/calendar-link`` gives them."""
+    (the person: ``organisation`` and user id) only, with their token or the signed link
+    ``/calendar-link`` gives them."""
     deps = _deps(request)
     if key is not None:
-        if not deps.feed_links.verify(user_id, key):
-            raise forbidden(
-                "the calendar link's key is not valid (revoked or mistyped)", "invalid_calendar_link"
-            )
         # A calendar app: the reader is whoever holds the coordinator's link.
-        reader = TokenClaims(user_id, CALENDAR_LINK, CALENDAR_LINK, "other", frozenset())
+        link_org = organisation or ""
+        reader = TokenClaims(user_id, link_org or "-", link_org or "-", CALENDAR_LINK, frozenset())
+        if not link_org or not deps.feed_links.verify(link_org, user_id, key):
+            raise _refuse(
+                request,
+                reader,
+                "calendar_feed",
+                forbidden(
+                    "the calendar link's key is not valid (revoked or mistyped)", "invalid_calendar_link"
+                ),
+            )
+        organisation = link_org
     else:
         reader = verified_claims(deps.tokens, credentials)
-        if reader.user_id != user_id:
-            raise forbidden(f"the calendar of {user_id} is for that coordinator only", "not_own_calendar")
-    meetings = deps.service.meetings_of_coordinator(user_id)
+        organisation = organisation or reader.organisation_id
+        if (organisation, user_id) != (reader.organisation_id, reader.user_id):
+            raise _refuse(
+                request,
+                reader,
+                "calendar_feed",
+                forbidden(
+                    f"the calendar of {user_id} at {organisation} is for that coordinator only",
+                    "not_own_calendar",
+                ),
+            )
+    meetings = deps.service.meetings_of_coordinator(user_id, organisation)
     for case_id in sorted({m.case_id for m in meetings}):
         _log(deps, reader, case_id, "calendar_feed", "granted")
     feed = calendar_feed(meetings, name="VSS möten", now=deps.service.clock.now(), organizer=deps.organiser)
@@ -541,13 +610,26 @@ def coordinator_feed(
 
 
 @router.get("/coordinators/{user_id}/calendar-link", response_model=CalendarLink, tags=["calendar"])
-def calendar_link(user_id: str, claims: Caller, request: Request) -> CalendarLink:
+def calendar_link(
+    user_id: str, claims: Caller, request: Request, organisation: PersonOrganisation = None
+) -> CalendarLink:
     """The coordinator's own subscribable feed URL (for Outlook, Google, Apple calendars)."""
-    if claims.user_id != user_id:
-        raise forbidden(f"the calendar of {user_id} is for that coordinator only", "not_own_calendar")
+    organisation = organisation or claims.organisation_id
+    if (organisation, user_id) != (claims.organisation_id, claims.user_id):
+        raise _refuse(
+            request,
+            claims,
+            "calendar_link",
+            forbidden(
+                f"the calendar of {user_id} at {organisation} is for that coordinator only",
+                "not_own_calendar",
+            ),
+        )
+    record_access(_deps(request).access_log, claims, None, "calendar_link", "granted")
     return CalendarLink(
         user_id=user_id,
-        url=_deps(request).feed_links.url(user_id),
+        organisation_id=organisation,
+        url=_deps(request).feed_links.url(organisation, user_id),
         note="Anyone with this link can read the calendar: keep it private. It stops working"
         " when the service's calendar link key is changed.",
     )

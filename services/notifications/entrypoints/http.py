@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from services.notifications.application.ports import DeliveryRow
 from services.notifications.application.service import NotificationsService
 from services.notifications.domain.audience import Audience
-from services.shared.access import AccessRecorder, record_access
+from services.shared.access import AccessRecorder, grants, may_see, record_access
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.problems import (
@@ -136,9 +136,19 @@ def reader(
 ) -> TokenClaims:
     claims = verified_claims(_deps(request).tokens, credentials)
     if not claims.roles & READ_ROLES:
-        raise forbidden(
+        refused = forbidden(
             f"reading the delivery record needs one of the roles {sorted(READ_ROLES)}", "role_required"
         )
+        case_id = request.path_params.get("case_id")
+        record_access(
+            _deps(request).access_log,
+            claims,
+            str(case_id) if case_id is not None else None,
+            "notifications",
+            "denied",
+            refused.detail,
+        )
+        raise refused
     return claims
 
 
@@ -154,15 +164,15 @@ def case_notifications(
             404, "Not found", f"no notifications are known for case {case_id}", code="case_known"
         )
     audience = Audience.from_json(value)
-    coordinating = {c.organisation_id for c in audience.coordinators.values()}
+    coordinating = [c.organisation_id for c in audience.coordinators.values() if c.organisation_id]
+    case_grants = grants(coordinating, audience.consent_orgs or ())
     deps = _deps(request)
 
     def log(outcome: str, reason: str | None = None) -> None:
         record_access(deps.access_log, claims, str(case_id), "notifications", outcome, reason)
 
-    if claims.organisation_id not in coordinating and claims.organisation_id not in (
-        audience.consent_orgs or ()
-    ):
+    today = service.clock.now().date().isoformat()  # the consent's end is not in the audience yet
+    if not may_see(claims.organisation_id, case_grants, today):
         refused = forbidden(
             f"organisation {claims.organisation_id} neither coordinates case {case_id}"
             " nor is covered by its current consent",

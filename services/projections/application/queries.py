@@ -21,7 +21,7 @@ from typing import Any
 from services.projections.application.ports import AccessLog, ReadModelQueries
 from services.projections.domain import access, statistics
 from services.projections.domain.case_view import View, mark_overdue, overdue_actions
-from services.shared.access import AccessRecord
+from services.shared.access import AccessRecord, may_see
 
 CASE_ROLES = frozenset({"coordinator", "manager"})
 STATISTICS_ROLES = frozenset({"manager", "analyst"})
@@ -33,6 +33,7 @@ class Reader:
     user_id: str
     organisation_id: str
     roles: frozenset[str]
+    principal: str | None = None
 
 
 class AccessDenied(Exception):
@@ -95,6 +96,7 @@ class Queries:
                     resource=resource,
                     outcome=outcome,
                     reason=reason,
+                    principal=reader.principal,
                 )
                 for case_id in case_ids
             ]
@@ -123,7 +125,7 @@ class Queries:
         view = self.models.overview(case_id)
         if view is None:
             raise CaseNotFound(case_id)
-        if not access.may_see(view, reader.organisation_id, self.today().isoformat()):
+        if not may_see(reader.organisation_id, access.grants(view), self.today().isoformat()):
             raise self._deny(
                 reader,
                 resource,
@@ -182,23 +184,27 @@ class Queries:
             self._record(reader, "case_list", "granted", [v["case_id"] for v in views])
         return [_summary(v, today) for v in views]
 
-    def caseload(self, reader: Reader, user_id: str) -> dict[str, Any]:
-        """A coordinator's active cases: their own, or (managers) of a coordinator of their organisation."""
+    def caseload(self, reader: Reader, user_id: str, organisation_id: str | None = None) -> dict[str, Any]:
+        """A coordinator's active cases: their own, or (managers) of a coordinator of their organisation.
+
+        The coordinator is the person (``organisation_id``, ``user_id``); the organisation
+        defaults to the reader's. The same user id at another organisation is another person.
+        """
         self._require_role(reader, CASE_ROLES, "caseload", None)
-        if user_id != reader.user_id:
-            organisation = self.models.coordinator_organisation(user_id)
-            if "manager" not in reader.roles or organisation not in (None, reader.organisation_id):
-                raise self._deny(
-                    reader,
-                    "caseload",
-                    None,
-                    "not_own_caseload",
-                    f"the caseload of {user_id} is for that coordinator and the managers of their"
-                    " organisation",
-                )
+        organisation = organisation_id or reader.organisation_id
+        own = (organisation, user_id) == (reader.organisation_id, reader.user_id)
+        if not own and ("manager" not in reader.roles or organisation != reader.organisation_id):
+            raise self._deny(
+                reader,
+                "caseload",
+                None,
+                "not_own_caseload",
+                f"the caseload of {user_id} at {organisation} is for that coordinator and the managers of"
+                " their organisation",
+            )
         today = self.today()
         due_by = (today + timedelta(days=self.policy.due_within_days)).isoformat()
-        views = self.models.coordinator_cases(user_id)
+        views = self.models.coordinator_cases(user_id, organisation)
         by_phase: dict[str, int] = {}
         due = overdue = 0
         cases = []
@@ -215,6 +221,7 @@ class Queries:
             self._record(reader, "caseload", "granted", [v["case_id"] for v in views])
         return {
             "user_id": user_id,
+            "organisation_id": organisation,
             "active_cases": len(views),
             "by_phase": by_phase,
             "follow_ups_due": due,
@@ -237,7 +244,7 @@ class Queries:
         for case_id, action_id, due_on in self.models.overdue_actions(reader.organisation_id, today, limit):
             view = self.models.overview(case_id)
             found = [a for a in overdue_actions(view, today) if a["action_id"] == action_id] if view else []
-            if view is None or not found or not access.may_see(view, reader.organisation_id, today):
+            if view is None or not found or not may_see(reader.organisation_id, access.grants(view), today):
                 continue
             action = found[0]
             actions.append(
@@ -280,22 +287,26 @@ class Queries:
         return [_entry(seq, record) for seq, record in entries]
 
     def user_access_history(
-        self, reader: Reader, user_id: str, after: int, limit: int
+        self, reader: Reader, user_id: str, after: int, limit: int, organisation_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """A user's reads (log review): their own, or all of their organisation's for a manager."""
-        if user_id != reader.user_id and not reader.roles & ACCESS_REVIEW_ROLES:
+        """A person's reads (log review): their own, or of their organisation's users for a manager.
+
+        The person is (``organisation_id``, ``user_id``); the organisation defaults to the reader's.
+        """
+        organisation = organisation_id or reader.organisation_id
+        own = (organisation, user_id) == (reader.organisation_id, reader.user_id)
+        if not own and (not reader.roles & ACCESS_REVIEW_ROLES or organisation != reader.organisation_id):
             raise self._deny(
                 reader,
                 "access_history",
                 None,
-                "role_required",
-                "another user's access history needs the manager role",
+                "not_own_access_history",
+                f"the access history of {user_id} at {organisation} is for that user and the managers of"
+                " their organisation",
             )
-        organisation = None if user_id == reader.user_id else reader.organisation_id
-        return [
-            _entry(seq, record)
-            for seq, record in self.access_log.for_user(user_id, organisation, after, limit)
-        ]
+        entries = self.access_log.for_user(user_id, organisation, after, limit)
+        self._record(reader, "access_history", "granted", [None], f"of {user_id} at {organisation}")
+        return [_entry(seq, record) for seq, record in entries]
 
 
 def _summary(view: View, today: str) -> dict[str, Any]:
@@ -330,4 +341,5 @@ def _entry(seq: int, record: AccessRecord) -> dict[str, Any]:
         "read": record.resource,
         "outcome": record.outcome,
         "reason": record.reason,
+        "principal": record.principal,
     }

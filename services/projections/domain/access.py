@@ -1,4 +1,4 @@
-"""Who may see a case's data (the method's consent rule, as the query API enforces it).
+"""Which organisations a case view grants access to (the rule itself: services.shared.access).
 
 A case is visible to the organisations of its current coordinators, and to the
 organisations its current consent covers while that consent is neither withdrawn nor
@@ -15,7 +15,11 @@ Grant = tuple[str, str | None]
 
 
 def grants(view: View) -> list[Grant]:
-    """The organisations that may see the case, each with the last day it may (None: open-ended)."""
+    """The organisations that may see the case, each with the last day it may (None: open-ended).
+
+    The same as ``services.shared.access.grants`` over the view's coordinators and consent
+    (the domain imports no shared code; a test holds the two equal).
+    """
     found: dict[str, str | None] = {}
     consent = view["consent"]
     if consent is not None and not consent["withdrawn"]:
@@ -24,7 +28,3 @@ def grants(view: View) -> list[Grant]:
     for coordinator in view["coordinators"]:
         found[coordinator["organisation"]["id"]] = None  # coordinators' organisations, always
     return sorted(found.items())
-
-
-def may_see(view: View, organisation_id: str, today: str) -> bool:
-    return any(org == organisation_id and (until is None or until >= today) for org, until in grants(view))

@@ -145,6 +145,7 @@ class JournalPage(BaseModel):
 class Caseload(BaseModel):
     position: ReadPosition
     user_id: str
+    organisation_id: str
     active_cases: int
     by_phase: dict[str, int]
     follow_ups_due: int
@@ -174,6 +175,7 @@ class AccessEntry(BaseModel):
     read: str
     outcome: Literal["granted", "denied"]
     reason: str | None
+    principal: str | None = Field(description="The reader's principal; None in records made before 2026-12")
 
 
 class AccessPage(BaseModel):
@@ -261,7 +263,7 @@ def current_reader(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Reader:
     claims = verified_claims(_deps(request).tokens, credentials)
-    return Reader(claims.user_id, claims.organisation_id, claims.roles)
+    return Reader(claims.user_id, claims.organisation_id, claims.roles, claims.principal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,6 +455,16 @@ def case_access_log(
     return {"items": items, "next_after": items[-1]["seq"] if len(items) == limit else None}
 
 
+PersonOrganisation = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=200,
+        description="The person's organisation (a person is organisation and user id); default: yours",
+    ),
+]
+
+
 @router.get("/users/{user_id}/access-log", response_model=AccessPage, tags=["access log"])
 def user_access_history(
     user_id: str,
@@ -460,15 +472,20 @@ def user_access_history(
     at: ConsistentDep,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    organisation: PersonOrganisation = None,
 ) -> dict[str, Any]:
-    """What a user read (log review): your own, or any user's of your organisation as a manager."""
-    items = at.queries.user_access_history(reader, user_id, after, limit)
+    """What a person read (log review): your own, or any user's of your organisation as a manager."""
+    items = at.queries.user_access_history(reader, user_id, after, limit, organisation)
     return {"items": items, "next_after": items[-1]["seq"] if len(items) == limit else None}
 
 
 @router.get("/coordinators/{user_id}/caseload", response_model=Caseload, tags=["caseloads"])
-def caseload(user_id: str, reader: ReaderDep, at: ConsistentDep) -> dict[str, Any]:
-    return {"position": at.position, **at.queries.caseload(reader, user_id)}
+def caseload(
+    user_id: str, reader: ReaderDep, at: ConsistentDep, organisation: PersonOrganisation = None
+) -> dict[str, Any]:
+    """A coordinator's active cases: the person (organisation, user id); yours, or as a manager
+    those of a coordinator of your organisation."""
+    return {"position": at.position, **at.queries.caseload(reader, user_id, organisation)}
 
 
 @router.get("/overdue", response_model=OverdueList, tags=["caseloads"])

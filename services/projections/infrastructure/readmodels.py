@@ -467,19 +467,14 @@ class ReadModels:
         )
         return [orjson.loads(row[0]) for row in rows]
 
-    def coordinator_cases(self, user_id: str) -> list[View]:
+    def coordinator_cases(self, user_id: str, organisation_id: str) -> list[View]:
+        """The active cases the person (organisation, user id) coordinates."""
         rows = self.conn.fetchall(
             "SELECT v.doc FROM case_coordinators c JOIN case_views v ON v.case_id = c.case_id"
-            " WHERE c.user_id = ? AND v.status = 'active' ORDER BY v.case_id",
-            (user_id,),
+            " WHERE c.user_id = ? AND c.organisation_id = ? AND v.status = 'active' ORDER BY v.case_id",
+            (user_id, organisation_id),
         )
         return [orjson.loads(row[0]) for row in rows]
-
-    def coordinator_organisation(self, user_id: str) -> str | None:
-        row = self.conn.fetchone(
-            "SELECT organisation_id FROM case_coordinators WHERE user_id = ? LIMIT 1", (user_id,)
-        )
-        return str(row[0]) if row else None
 
     def overdue_actions(self, organisation_id: str, today: str, limit: int) -> list[tuple[str, str, str]]:
         """(case id, action id, due on) of open actions the organisation is responsible for, past due."""
