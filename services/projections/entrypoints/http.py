@@ -297,7 +297,8 @@ async def waited_position(
     if position is None:
         return 0
     deps = _deps(request)
-    verified_claims(deps.tokens, credentials)
+    # In a thread: with an identity provider, a verification may fetch its JWKS.
+    await anyio.to_thread.run_sync(verified_claims, deps.tokens, credentials)
     slots: WaitSlots = request.app.state.waits
     if not slots.take():
         raise ProblemException(
