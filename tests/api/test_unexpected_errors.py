@@ -8,19 +8,17 @@ import contextlib
 import io
 import json
 import logging
-import socket
-import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import structlog
-import uvicorn
 from fastapi import FastAPI
 
 from services.shared.logging import configure_logging
 from services.shared.problems import CorrelationMiddleware, install_problem_handlers
 from tests.support.bus import wait_until
+from tests.support.http import serving
 
 CLIENT = "Mamma Tolvansson, mamma.tolvansson@example.se"
 
@@ -60,27 +58,11 @@ def logs_to(json_lines: bool) -> Iterator[io.StringIO]:
         structlog.configure(**saved_structlog)
 
 
-@contextlib.contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        assert wait_until(lambda: server.started, 10)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 @pytest.mark.parametrize("json_lines", [False, True], ids=["console", "json"])
 def test_an_unexpected_error_is_one_log_entry_without_local_variables(json_lines: bool) -> None:
-    with logs_to(json_lines) as buffer, serving(failing_app()) as base:
-        failed = httpx.get(f"{base}/boom", headers={"X-Correlation-ID": "corr-4711"}, timeout=10)
-        assert httpx.get(f"{base}/fine", timeout=10).status_code == 200  # the next request is fine
+    with logs_to(json_lines) as buffer, serving(failing_app(), access_log=False) as address:
+        failed = httpx.get(f"http://{address}/boom", headers={"X-Correlation-ID": "corr-4711"}, timeout=10)
+        assert httpx.get(f"http://{address}/fine", timeout=10).status_code == 200  # the next request is fine
         assert wait_until(lambda: "RuntimeError" in buffer.getvalue(), 5)
     written = buffer.getvalue()
     assert CLIENT not in written

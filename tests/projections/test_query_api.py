@@ -7,9 +7,7 @@ over HTTP with real bearer tokens.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +17,6 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from services.case.application.service import CaseService
@@ -37,6 +33,7 @@ from tests.projections.conftest import ProjectorThread
 from tests.support.actors import ACTORS, SOCIAL_INSURANCE_AGENCY, make_actor, organisation_of
 from tests.support.bus import read_stream, wait_until
 from tests.support.clock import FixedClock
+from tests.support.http import serving
 from tests.support.nats import delete_streams
 from tests.support.scenario import CaseScenario
 from vss_contracts.access_events import CaseDataAccessed
@@ -311,21 +308,6 @@ def test_a_position_not_reached_in_time_is_503_and_bad_input_is_a_problem(pipeli
 
 
 # ------------------------------------------------------------------ waits under load, over real HTTP
-@contextlib.contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """``app`` under uvicorn on a free port, as the service runs it (its own loop and thread pool)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None, backlog=1024))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        assert wait_until(lambda: server.started, 10)
-        yield f"127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def send_raw(address: str, path: str, headers: dict[str, str], count: int) -> list[socket.socket]:
@@ -380,7 +362,10 @@ def test_waits_need_a_token_are_bounded_and_leave_ordinary_reads_alone(
     app = bootstrap_query_api(settings, auth=AuthSettings(jwt_key=JWT_KEY), publish=False).app
     headers = pipeline.token(REGION)
     far = "/v1/position?position=999999999"
-    with serving(app) as address, httpx.Client(base_url=f"http://{address}", timeout=30) as client:
+    with (
+        serving(app, backlog=1024) as address,
+        httpx.Client(base_url=f"http://{address}", timeout=30) as client,
+    ):
         ordinary = f"/v1/cases/{scenario.case_id}"
         timed_read(client, ordinary, headers)  # connected, warm
 

@@ -591,17 +591,7 @@ def coordinator_feed(
         organisation = link_org
     else:
         reader = verified_claims(deps.tokens, credentials)
-        organisation = organisation or reader.organisation_id
-        if (organisation, user_id) != (reader.organisation_id, reader.user_id):
-            raise _refuse(
-                request,
-                reader,
-                "calendar_feed",
-                forbidden(
-                    f"the calendar of {user_id} at {organisation} is for that coordinator only",
-                    "not_own_calendar",
-                ),
-            )
+        organisation = _own_calendar(request, reader, organisation, user_id, "calendar_feed")
     meetings = deps.service.meetings_of_coordinator(user_id, organisation)
     for case_id in sorted({m.case_id for m in meetings}):
         _log(deps, reader, case_id, "calendar_feed", "granted")
@@ -609,22 +599,30 @@ def coordinator_feed(
     return _ics(feed)
 
 
-@router.get("/coordinators/{user_id}/calendar-link", response_model=CalendarLink, tags=["calendar"])
-def calendar_link(
-    user_id: str, claims: Caller, request: Request, organisation: PersonOrganisation = None
-) -> CalendarLink:
-    """The coordinator's own subscribable feed URL (for Outlook, Google, Apple calendars)."""
-    organisation = organisation or claims.organisation_id
-    if (organisation, user_id) != (claims.organisation_id, claims.user_id):
+def _own_calendar(
+    request: Request, reader: TokenClaims, organisation: str | None, user_id: str, resource: str
+) -> str:
+    """The organisation of the calendar asked for, if it is the reader's own; else a logged 403."""
+    organisation = organisation or reader.organisation_id
+    if (organisation, user_id) != (reader.organisation_id, reader.user_id):
         raise _refuse(
             request,
-            claims,
-            "calendar_link",
+            reader,
+            resource,
             forbidden(
                 f"the calendar of {user_id} at {organisation} is for that coordinator only",
                 "not_own_calendar",
             ),
         )
+    return organisation
+
+
+@router.get("/coordinators/{user_id}/calendar-link", response_model=CalendarLink, tags=["calendar"])
+def calendar_link(
+    user_id: str, claims: Caller, request: Request, organisation: PersonOrganisation = None
+) -> CalendarLink:
+    """The coordinator's own subscribable feed URL (for Outlook, Google, Apple calendars)."""
+    organisation = _own_calendar(request, claims, organisation, user_id, "calendar_link")
     record_access(_deps(request).access_log, claims, None, "calendar_link", "granted")
     return CalendarLink(
         user_id=user_id,
