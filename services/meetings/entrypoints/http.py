@@ -28,10 +28,11 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
@@ -44,12 +45,14 @@ from services.shared.access import AccessRecorder, record_access
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.ics import calendar_feed, meeting_ics
+from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, refuse_bad_input
 from services.shared.problems import (
     CorrelationMiddleware,
     ProblemException,
     forbidden,
     install_problem_handlers,
     problem_response,
+    problem_responses,
 )
 from vss_contracts.meeting_events import MeetingKind
 from vss_contracts.types import Principal, ShortText
@@ -60,6 +63,11 @@ ICS_MEDIA_TYPE = "text/calendar; charset=utf-8"
 REPLAYED_HEADER = "Idempotency-Replayed"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x2e\x30-\x7e]{1,255}$")  # visible ASCII but "/"
 _TITLES = {404: "Not found", 409: "Refused by the meeting schedule"}
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+_WINDOWED = (
+    "Within a window around today: by default ten years back and five ahead"
+    " (VSS_DATE_WINDOW_PAST_DAYS, VSS_DATE_WINDOW_FUTURE_DAYS); else 422, rule date_window"
+)
 
 
 # --------------------------------------------------------------------------------- models
@@ -94,7 +102,7 @@ class MeetingList(BaseModel):
 class BookMeeting(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    starts_at: AwareDatetime
+    starts_at: Annotated[AwareDatetime, Field(description=_WINDOWED)]
     minutes: Annotated[int, Field(ge=15, le=480)] = 60
     location: ShortText | None = None
 
@@ -102,7 +110,7 @@ class BookMeeting(BaseModel):
 class RescheduleMeeting(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    starts_at: AwareDatetime
+    starts_at: Annotated[AwareDatetime, Field(description=_WINDOWED)]
     reason: ShortText
 
 
@@ -115,7 +123,7 @@ class CancelMeeting(BaseModel):
 class MarkHeld(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    held_on: date
+    held_on: Annotated[date, Field(description=_WINDOWED)]
 
 
 def _ics_path(meeting: Meeting) -> str:
@@ -184,9 +192,10 @@ class MeetingsApiDependencies:
     organiser: tuple[str, str]  # (name, email): the ORGANIZER of every .ics
     feed_links: FeedLinks
     access_log: AccessRecorder  # every read of a case's data, and every refusal
+    window: DateWindow = field(default_factory=DateWindow)  # where the dates of a request may lie
 
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 403, 404, 409, 422))
 
 
 def create_app(deps: MeetingsApiDependencies) -> FastAPI:
@@ -195,7 +204,8 @@ def create_app(deps: MeetingsApiDependencies) -> FastAPI:
         version="1.0.0",
         description=(
             "Each case's meeting schedule (resource group, coordination and crisis meetings), "
-            "coordinators' bookings and changes, and the meetings as iCalendar files and feeds."
+            "coordinators' bookings and changes, and the meetings as iCalendar files and feeds. "
+            + WINDOW_DESCRIPTION
         ),
         docs_url="/docs",
     )
@@ -219,6 +229,13 @@ def create_app(deps: MeetingsApiDependencies) -> FastAPI:
 def _deps(request: Request) -> MeetingsApiDependencies:
     deps: MeetingsApiDependencies = request.app.state.deps
     return deps
+
+
+def _admit(request: Request, body: BaseModel) -> None:
+    """422 for a date outside the window or a control character in a text of ``body``."""
+    deps = _deps(request)
+    today = deps.service.clock.now().astimezone(STOCKHOLM).date()
+    refuse_bad_input(body, today=today, window=deps.window)
 
 
 def caller(
@@ -388,6 +405,7 @@ def book_meeting(
     case_id: UUID, body: BookMeeting, call: Write, request: Request, response: Response
 ) -> MeetingOut:
     """Book a meeting of the coordinator and the client (*samordningsmöte*) on a working day."""
+    _admit(request, body)
 
     def decide(schedule: MeetingSchedule) -> Decided | Meeting:
         booked = schedule.state.meetings.get(str(schedule._id(f"booked/{call.key}")))
@@ -441,6 +459,7 @@ def reschedule_meeting(
     response: Response,
 ) -> MeetingOut:
     """Move a meeting of any kind (a resource group meeting is moved, never cancelled); same UID."""
+    _admit(request, body)
 
     def decide(schedule: MeetingSchedule) -> Decided | Meeting:
         meeting = schedule.meeting(meeting_id)
@@ -468,6 +487,7 @@ def cancel_meeting(
     response: Response,
 ) -> MeetingOut:
     """Cancel a meeting with the client; resource group and crisis meetings are moved instead (409)."""
+    _admit(request, body)
 
     def decide(schedule: MeetingSchedule) -> Decided | Meeting:
         meeting = schedule.meeting(meeting_id)
@@ -491,6 +511,7 @@ def mark_meeting_held(
     response: Response,
 ) -> MeetingOut:
     """Record that the meeting took place on ``held_on`` (not before the day it was booked for)."""
+    _admit(request, body)
 
     def decide(schedule: MeetingSchedule) -> Decided | Meeting:
         meeting = schedule.meeting(meeting_id)
