@@ -106,7 +106,8 @@ class Signer:
         return base64.urlsafe_b64encode(mac[:18]).decode()
 
     def valid(self, delivery_key: str, signature: str) -> bool:
-        return hmac.compare_digest(self.sign(delivery_key), signature)
+        # As bytes: compare_digest refuses a str with non-ASCII characters (a TypeError).
+        return hmac.compare_digest(self.sign(delivery_key).encode(), signature.encode())
 
 
 def _id(*parts: object) -> str:
