@@ -242,14 +242,23 @@ def command_call(
     http: Request,
     who: Annotated[Actor, Depends(writer)],
     if_match: Annotated[
-        str | None, Header(description='Expected case version, e.g. "4" (at most 18 digits)')
-    ] = None,
+        str,
+        Header(
+            description='Expected case version, e.g. "4" (at most 18 digits); malformed: 400',
+            json_schema_extra={"pattern": r'^(\*|(W/)?"?[0-9]{1,18}"?)$'},
+        ),
+    ] = "",
     idempotency_key: Annotated[
-        str | None, Header(description="Retry key: a retry returns the first result")
-    ] = None,
+        str,
+        Header(
+            description="Retry key: a retry returns the first result; 1–255 visible ASCII characters,"
+            " else 400",
+            json_schema_extra={"pattern": "^[!-~]{1,255}$"},
+        ),
+    ] = "",
 ) -> CommandCall:
     expected = None
-    if if_match is not None and if_match.strip() != "*":
+    if if_match and if_match.strip() != "*":
         match = _IF_MATCH.match(if_match.strip())
         if match is None:
             raise ProblemException(
@@ -275,7 +284,7 @@ def command_call(
                 ],
             )
         expected = int(match.group(1))
-    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+    if idempotency_key and not _IDEMPOTENCY_KEY.match(idempotency_key):
         raise ProblemException(
             400,
             "Bad Idempotency-Key",
@@ -288,7 +297,7 @@ def command_call(
         correlation_id=http.state.correlation_id,
         causation_id=http.headers.get("x-causation-id"),
         expected_version=expected,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key or None,
         fingerprint=f"{http.method} {http.url.path}",
     )
     deps = _deps(http)
