@@ -4,8 +4,8 @@
   coordinator or manager role, writing the coordinator role; either way the caller's
   organisation must coordinate the case or be covered by its current consent (else 403,
   never 404 for a case that exists).
-- Every POST needs ``Idempotency-Key`` (1–255 visible ASCII characters, no ``/``). It
-  becomes the request id the domain derives the event id (and for a booking the meeting
+- Every POST needs ``Idempotency-Key`` (1–255 visible ASCII characters, no ``/``; missing:
+  422, as the OpenAPI document says it is required). It becomes the request id the domain derives the event id (and for a booking the meeting
   id) from, so a replay of the case stream decides the same ids.
 - A retry is answered from the schedule's state, with ``Idempotency-Replayed: true`` and
   no new event: a booking whose meeting exists already (200, not 201); a reschedule to the
@@ -275,21 +275,16 @@ class WriteCall:
 def write_call(
     claims: Caller,
     idempotency_key: Annotated[
-        str | None,
-        Header(description="Required: the request id; a retry with it returns the first outcome"),
-    ] = None,
+        str,
+        Header(
+            description="The request id (e.g. a UUID; 1–255 visible ASCII characters but \"/\", else 400);"
+            " a retry with it returns the first outcome. Missing: 422",
+            json_schema_extra={"pattern": "^[!-.0-~]{1,255}$"},
+        ),
+    ],
 ) -> WriteCall:
     if WRITE_ROLE not in claims.roles:
         raise forbidden("booking and changing meetings needs the coordinator role", "role_required")
-    if idempotency_key is None:
-        raise ProblemException(
-            400,
-            "Idempotency-Key required",
-            "send Idempotency-Key: <key> (e.g. a UUID); a retry with the same key is answered once",
-            code="idempotency_key_required",
-            field="Idempotency-Key",
-            rule="idempotency_key_required",
-        )
     if not _IDEMPOTENCY_KEY.match(idempotency_key):
         raise ProblemException(
             400,
