@@ -35,7 +35,6 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from services.case.application.service import CaseService
 from services.case.entrypoints.http import create_app as case_app
-from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.meetings.application.service import MeetingsService
 from services.meetings.domain.calendar import WorkingDays
@@ -46,13 +45,9 @@ from services.meetings.infrastructure.store import MeetingStore
 from services.meetings.infrastructure.store import migrate as migrate_meetings
 from services.notifications.entrypoints.http import NotificationsApiDependencies
 from services.notifications.entrypoints.http import create_app as notifications_app
-from services.projections.application.projector import Projector
 from services.projections.application.queries import QueryPolicy
 from services.projections.entrypoints.http import QueryDependencies
 from services.projections.entrypoints.http import create_app as query_app
-from services.projections.infrastructure.database import ReadModelLocation, new_generation
-from services.projections.infrastructure.decoding import decode
-from services.projections.infrastructure.readmodels import ReadModels
 from services.projections.infrastructure.serving import ServedGenerations
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
@@ -61,6 +56,7 @@ from tests.notifications.support import World
 from tests.notifications.test_service import _warning_world
 from tests.support.actors import ACTORS
 from tests.support.clock import FixedClock
+from tests.support.readmodels import project
 from tests.support.scenario import CaseScenario
 
 TOKENS = TokenService(key="test-secret-" + "s" * 40, algorithm="HS256", issuer="vss", audience="vss")
@@ -249,15 +245,7 @@ def test_notifications_api(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- query API
 def test_query_api(tmp_path: Path, case_store: CaseEventStore, opened_case: CaseScenario) -> None:
     """The read models of one case at its first SIP, projected from the case store's log."""
-    location = ReadModelLocation(f"sqlite:///{tmp_path}/readmodels")
-    generation = new_generation()
-    models = ReadModels(location.connect(generation))
-    models.create_tables()
-    log = CaseEventLog(case_store)
-    messages = log.render(log.fetch(0, 1000))
-    Projector(models).apply([decode(m.body, sequence) for sequence, m in enumerate(messages, start=1)])
-    models.close()
-    location.point_to(generation)
+    location, head = project(case_store, tmp_path)
     deps = QueryDependencies(
         served=ServedGenerations(location),
         access_log=AccessLogStore(f"sqlite:///{tmp_path / 'access-log.sqlite'}"),
@@ -271,6 +259,6 @@ def test_query_api(tmp_path: Path, case_store: CaseEventStore, opened_case: Case
     headers = token(region.user_id, region.organisation_id, region.principal.value, "coordinator", "analyst")
     assert opened_case.case_id is not None
     try:
-        fuzz(query_app(deps), headers, opened_case.case_id, head=len(messages))
+        fuzz(query_app(deps), headers, opened_case.case_id, head=head)
     finally:
         location.close()
