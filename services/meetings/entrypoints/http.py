@@ -5,8 +5,9 @@
   organisation must coordinate the case or be covered by its current consent (else 403,
   never 404 for a case that exists).
 - Every POST needs ``Idempotency-Key`` (1–255 visible ASCII characters, no ``/``; missing:
-  422, as the OpenAPI document says it is required). It becomes the request id the domain derives the event id (and for a booking the meeting
-  id) from, so a replay of the case stream decides the same ids.
+  422, as the OpenAPI document says it is required). It becomes the request id the domain
+  derives the event id (and for a booking the meeting id) from, so a replay of the case
+  stream decides the same ids.
 - A retry is answered from the schedule's state, with ``Idempotency-Replayed: true`` and
   no new event: a booking whose meeting exists already (200, not 201); a reschedule to the
   time the meeting already has; a cancel of a client meeting already cancelled; a "held"
@@ -277,7 +278,7 @@ def write_call(
     idempotency_key: Annotated[
         str,
         Header(
-            description="The request id (e.g. a UUID; 1–255 visible ASCII characters but \"/\", else 400);"
+            description='The request id (e.g. a UUID; 1–255 visible ASCII characters but "/", else 400);'
             " a retry with it returns the first outcome. Missing: 422",
             json_schema_extra={"pattern": "^[!-.0-~]{1,255}$"},
         ),
