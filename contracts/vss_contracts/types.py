@@ -51,8 +51,18 @@ class ContractModel(BaseModel):
         return self
 
 
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+# Text is stripped of whitespace (Unicode White_Space) before its length is checked, so it needs
+# one character that is not whitespace. The pattern states that in the JSON Schema, spelled out
+# because regex dialects disagree on \s; it refuses nothing the strip and minimum length did not.
+_NOT_ONLY_WHITESPACE = "[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+ShortText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_NOT_ONLY_WHITESPACE),
+]
+LongText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000, pattern=_NOT_ONLY_WHITESPACE),
+]
 UserId = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=120, pattern=r"^[^\s]+$"),

@@ -19,7 +19,8 @@ from services.shared.auth import TokenService
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.clock import SystemClock
-from services.shared.settings import AuthSettings
+from services.shared.inputs import DateWindow
+from services.shared.settings import AuthSettings, DateWindowSettings
 
 
 @dataclass
@@ -46,7 +47,9 @@ def bootstrap(
     store.check_migrated()
     service = CaseService(store, clock or SystemClock(), CasePolicy(settings.follow_up_max_months))
     access_log = AccessLogStore(settings.access_log())
-    return CaseServiceParts(settings, store, service, tokens, create_app(service, tokens, access_log))
+    dates = DateWindowSettings()
+    window = DateWindow(dates.past_days, dates.future_days)
+    return CaseServiceParts(settings, store, service, tokens, create_app(service, tokens, access_log, window))
 
 
 @dataclass

@@ -22,7 +22,8 @@ from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.clock import SystemClock
-from services.shared.settings import AuthSettings
+from services.shared.inputs import DateWindow
+from services.shared.settings import AuthSettings, DateWindowSettings
 
 log = structlog.get_logger("vss.meetings")
 
@@ -126,6 +127,7 @@ def bootstrap_meetings(
         )
 
         parts.tokens = TokenService.from_settings(auth or AuthSettings(), settings.data_dir)
+        dates = DateWindowSettings()
         parts.app = create_app(
             MeetingsApiDependencies(
                 service=service,
@@ -133,6 +135,7 @@ def bootstrap_meetings(
                 organiser=(settings.organiser_name, str(settings.organiser_email)),
                 feed_links=FeedLinks(settings.feed_key(), settings.public_meetings_url),
                 access_log=AccessLogStore(settings.access_log()),
+                window=DateWindow(dates.past_days, dates.future_days),
             )
         )
     return parts

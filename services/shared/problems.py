@@ -181,3 +181,51 @@ def install_problem_handlers(app: FastAPI) -> None:
 def forbidden(detail: str, rule: str) -> ProblemException:
     """403 naming the access rule that refused the caller."""
     return ProblemException(403, "Forbidden", detail, code=rule, rule=rule)
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail", "instance"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "rule": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "field": {"type": "string"},
+                    "rule": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_STATUS_MEANING = {
+    400: "Malformed request (JSON, header)",
+    401: "No valid bearer token",
+    403: "Not allowed: the role or access rule named in the problem",
+    404: "No such resource",
+    405: "Method not allowed",
+    409: "Refused by a rule of the method, or a conflicting version",
+    412: "Precondition failed",
+    422: "Invalid input: each field outside its range is named in errors",
+    503: "Not available now; retry",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for the problems an operation can answer with."""
+    return {
+        status: {
+            "description": _STATUS_MEANING.get(status, "Problem"),
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }

@@ -84,6 +84,19 @@ class AccessLogSettings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'projections' / 'access-log.sqlite').resolve()}"
 
 
+class DateWindowSettings(BaseSettings):
+    """How far around today the dates a client sends may lie (the case and meetings APIs)."""
+
+    model_config = SettingsConfigDict(env_prefix="VSS_DATE_WINDOW_", extra="ignore")
+
+    past_days: int = Field(
+        default=3653, ge=0, le=36_500, description="Days before today a date may lie (default ten years)"
+    )
+    future_days: int = Field(
+        default=1827, ge=0, le=36_500, description="Days after today a date may lie (default five years)"
+    )
+
+
 EMBEDDED_NATS_PORT = 4422  # not 4222: a machine's own NATS may hold the standard port
 
 
@@ -131,5 +144,7 @@ def settings_error(error: ValidationError) -> str:
         env = f"{prefix}{field.upper()}"
         if error.title == "AuthSettings":
             env = f"{prefix}AUTH_{field.upper()}"
+        elif error.title == "DateWindowSettings":
+            env = f"{prefix}DATE_WINDOW_{field.upper()}"
         problems.append(f"{env}: {item['msg']}")
     return "invalid settings: " + "; ".join(problems)

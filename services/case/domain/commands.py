@@ -39,6 +39,14 @@ from vss_contracts.types import (
     Worksheet,
 )
 
+EventDate = Annotated[
+    date,
+    Field(
+        description="Within a window around today: by default ten years back and five ahead"
+        " (VSS_DATE_WINDOW_PAST_DAYS, VSS_DATE_WINDOW_FUTURE_DAYS); else 422, rule date_window"
+    ),
+]
+
 
 class Command(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -68,28 +76,28 @@ class OpenCase(Command):
     client: ClientRef
     municipality: Municipality
     region: Region
-    opened_on: date
+    opened_on: EventDate
 
 
 class AssignCoordinator(Command):
     coordinator: Coordinator
-    assigned_on: date
+    assigned_on: EventDate
 
 
 class UnassignCoordinator(Command):
-    unassigned_on: date
+    unassigned_on: EventDate
     reason: ShortText | None = None
 
 
 class GiveConsent(Command):
     organisations: Annotated[list[OrganisationRef], Field(min_length=1)]
     covers_relatives: bool
-    signed_on: date
-    valid_until: date | None = None
+    signed_on: EventDate
+    valid_until: EventDate | None = None
 
 
 class WithdrawConsent(Command):
-    withdrawn_on: date
+    withdrawn_on: EventDate
     entire: bool = True
     organisation_ids: list[OrganisationId] = []
     relatives: bool = False
@@ -98,7 +106,7 @@ class WithdrawConsent(Command):
 
 class CompleteWorksheet(Command):
     worksheet: Worksheet
-    completed_on: date
+    completed_on: EventDate
     participants: Annotated[list[Participant], Field(min_length=1)]
     summary: LongText
     change_rating: ChangeRating | None = None
@@ -108,7 +116,7 @@ class CompleteWorksheet(Command):
 
 
 class SummariseMapping(Command):
-    summarised_on: date
+    summarised_on: EventDate
     participants: Annotated[list[Participant], Field(min_length=1)]
     wants_to_change: LongText
     obstacles: LongText
@@ -117,7 +125,7 @@ class SummariseMapping(Command):
 
 class ChangePhase(Command):
     to_phase: Phase
-    changed_on: date
+    changed_on: EventDate
     reason: ShortText
 
 
@@ -127,13 +135,13 @@ class SetGoal(Command):
     description: LongText
     parent_goal_id: UUID | None = None
     life_area: ShortText | None = None
-    target_date: date | None = None
-    set_on: date
+    target_date: EventDate | None = None
+    set_on: EventDate
 
 
 class ChangeGoalStatus(Command):
     status: GoalStatus
-    changed_on: date
+    changed_on: EventDate
     comment: LongText | None = None
 
 
@@ -145,11 +153,11 @@ class AddMember(Command):
     role: ShortText | None = None
     user_id: UserId | None = None
     contact: ContactDetails = ContactDetails()
-    added_on: date
+    added_on: EventDate
 
 
 class RemoveMember(Command):
-    removed_on: date
+    removed_on: EventDate
     reason: ShortText | None = None
 
 
@@ -158,36 +166,36 @@ class UpdateEarlyWarningPlan(Command):
     client_actions: list[LongText]
     others_actions: list[OthersAction]
     contacts: list[PlanContact]
-    updated_on: date
+    updated_on: EventDate
 
 
 class ProposedAction(Command):
     action_id: UUID | None = None
     what: LongText
     responsible_member_id: UUID
-    due_on: date
+    due_on: EventDate
     how: LongText
     goal_id: UUID | None = None
 
 
 class DecideSip(Command):
-    decided_on: date
+    decided_on: EventDate
     goal_ids: Annotated[list[UUID], Field(min_length=1)]
     actions: Annotated[list[ProposedAction], Field(min_length=1)]
-    next_follow_up_on: date
+    next_follow_up_on: EventDate
     participants: Annotated[list[Participant], Field(min_length=1)]
     client_agreed: bool
 
 
 class HoldResourceGroupMeeting(Command):
     meeting_id: UUID | None = None
-    held_on: date
+    held_on: EventDate
     participants: Annotated[list[Participant], Field(min_length=1)]
     notes: LongText | None = None
 
 
 class CompleteAction(Command):
-    completed_on: date
+    completed_on: EventDate
     comment: LongText | None = None
 
 
@@ -195,17 +203,17 @@ class TriggerEarlyWarning(Command):
     warning_id: UUID | None = None
     sign_ids: list[str] = []
     other_sign: LongText | None = None
-    observed_on: date
+    observed_on: EventDate
     description: LongText | None = None
 
 
 class ResolveEarlyWarning(Command):
-    resolved_on: date
+    resolved_on: EventDate
     outcome: LongText
 
 
 class CloseCase(Command):
-    closed_on: date
+    closed_on: EventDate
     reason: ClosingReason
     comment: LongText | None = None
 

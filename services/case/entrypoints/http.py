@@ -44,11 +44,13 @@ from services.case.domain.events import Actor
 from services.shared.access import AccessRecorder, record_access
 from services.shared.auth import TokenService
 from services.shared.http_auth import bearer, verified_claims
+from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, refuse_bad_input
 from services.shared.problems import (
     CorrelationMiddleware,
     ProblemException,
     install_problem_handlers,
     problem_response,
+    problem_responses,
 )
 from vss_contracts.types import Principal
 
@@ -56,6 +58,8 @@ STOCKHOLM = ZoneInfo("Europe/Stockholm")  # what a date means: the end of that d
 WRITE_ROLE = "coordinator"
 READ_ROLES = frozenset({"coordinator", "operator"})
 _IF_MATCH = re.compile(r'^(?:W/)?"?(\d+)"?$')
+MAX_VERSION_DIGITS = 18  # a version or cursor fits in 64 bits
+MAX_CURSOR = 2**63 - 1
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -94,21 +98,27 @@ class _Dependencies:
     service: CaseService
     tokens: TokenService
     access_log: AccessRecorder  # every read of a case, and every refusal
+    window: DateWindow
 
 
-router = APIRouter(prefix="/v1/cases", tags=["cases"])
+router = APIRouter(
+    prefix="/v1/cases", tags=["cases"], responses=problem_responses(400, 401, 403, 404, 409, 422)
+)
 
 
-def create_app(service: CaseService, tokens: TokenService, access_log: AccessRecorder) -> FastAPI:
+def create_app(
+    service: CaseService, tokens: TokenService, access_log: AccessRecorder, window: DateWindow | None = None
+) -> FastAPI:
     app = FastAPI(
         title="VSS case service",
         version="1.0.0",
         description=(
             "Commands on a client's case (vård- och stödsamordning). Every accepted command appends "
-            "events to the case's stream; every refusal is an RFC 9457 problem naming the rule."
+            "events to the case's stream; every refusal is an RFC 9457 problem naming the rule. "
+            + WINDOW_DESCRIPTION
         ),
     )
-    app.state.deps = _Dependencies(service, tokens, access_log)
+    app.state.deps = _Dependencies(service, tokens, access_log, window or DateWindow())
     install_problem_handlers(app)
     _install_domain_error_handlers(app)
     app.include_router(router)
@@ -173,6 +183,11 @@ def _deps(request: Request) -> _Dependencies:
 
 def get_service(request: Request) -> CaseService:
     return _deps(request).service
+
+
+def _today(deps: _Dependencies) -> date:
+    """Today in Stockholm, by the service's clock (the day the domain calls today)."""
+    return deps.service.clock.now().astimezone(STOCKHOLM).date()
 
 
 def current_actor(
@@ -265,6 +280,12 @@ class CommandCall:
 
     service: CaseService
     request: CommandRequest
+    window: DateWindow
+
+    def admit(self, body: BaseModel) -> None:
+        """422 for a date outside the window or a control character in a text of ``body``."""
+        today = self.service.clock.now().astimezone(STOCKHOLM).date()
+        refuse_bad_input(body, today=today, window=self.window)
 
     def fingerprinted(self, body: BaseModel) -> CommandRequest:
         return replace(self.request, fingerprint=_fingerprint(self.request.fingerprint, body))
@@ -273,13 +294,24 @@ class CommandCall:
 def command_call(
     http: Request,
     who: Annotated[Actor, Depends(writer)],
-    if_match: Annotated[str | None, Header(description='Expected case version, e.g. "4"')] = None,
+    if_match: Annotated[
+        str,
+        Header(
+            description='Expected case version, e.g. "4" (at most 18 digits); malformed: 400',
+            json_schema_extra={"pattern": r'^(\*|(W/)?"?[0-9]{1,18}"?)$'},
+        ),
+    ] = "",
     idempotency_key: Annotated[
-        str | None, Header(description="Retry key: a retry returns the first result")
-    ] = None,
+        str,
+        Header(
+            description="Retry key: a retry returns the first result; 1–255 visible ASCII characters,"
+            " else 400",
+            json_schema_extra={"pattern": "^[!-~]{1,255}$"},
+        ),
+    ] = "",
 ) -> CommandCall:
     expected = None
-    if if_match is not None and if_match.strip() != "*":
+    if if_match and if_match.strip() != "*":
         match = _IF_MATCH.match(if_match.strip())
         if match is None:
             raise ProblemException(
@@ -289,8 +321,23 @@ def command_call(
                 code="bad_header",
                 field="If-Match",
             )
+        if len(match.group(1)) > MAX_VERSION_DIGITS:
+            raise ProblemException(
+                422,
+                "Invalid request",
+                f"If-Match: a case version has at most {MAX_VERSION_DIGITS} digits",
+                code="validation_failed",
+                field="If-Match",
+                errors=[
+                    {
+                        "field": "header.If-Match",
+                        "rule": "version_range",
+                        "message": f"at most {MAX_VERSION_DIGITS} digits",
+                    }
+                ],
+            )
         expected = int(match.group(1))
-    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
+    if idempotency_key and not _IDEMPOTENCY_KEY.match(idempotency_key):
         raise ProblemException(
             400,
             "Bad Idempotency-Key",
@@ -303,10 +350,11 @@ def command_call(
         correlation_id=http.state.correlation_id,
         causation_id=http.headers.get("x-causation-id"),
         expected_version=expected,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key or None,
         fingerprint=f"{http.method} {http.url.path}",
     )
-    return CommandCall(_deps(http).service, request)
+    deps = _deps(http)
+    return CommandCall(deps.service, request, deps.window)
 
 
 Cmd = Annotated[CommandCall, Depends(command_call)]
@@ -323,12 +371,14 @@ def respond(response: Response, result: CommandResult) -> WriteResult:
 
 
 def run(call: CommandCall, body: BaseModel, case_id: UUID, action: Callable[[Case], object]) -> CommandResult:
+    call.admit(body)
     return call.service.execute(call.fingerprinted(body), case_id, action)
 
 
 # ------------------------------------------------------------------------------ routes
 @router.post("", status_code=201, response_model=WriteResult, summary="Open a case (VSS-uppdrag)")
 def open_case(body: cmd.OpenCase, call: Cmd, response: Response) -> WriteResult:
+    call.admit(body)
     result = call.service.open_case(call.fingerprinted(body), body)
     response.headers["Location"] = f"/v1/cases/{result.case_id}"
     return respond(response, result)
@@ -345,10 +395,19 @@ def get_case(
         date | AwareDatetime | None,
         Query(
             description="Show the case as it stood at this moment (a date: the end of that day,"
-            " Europe/Stockholm), from the events recorded until then"
+            " Europe/Stockholm), from the events recorded until then; within the date window"
+            " around today (VSS_DATE_WINDOW_PAST_DAYS, VSS_DATE_WINDOW_FUTURE_DAYS), else 422"
         ),
     ] = None,
 ) -> CaseView:
+    if as_of is not None:
+        deps = _deps(request)
+        day = as_of.date() if isinstance(as_of, datetime) else as_of
+        error = deps.window.error("query.as_of", day, _today(deps))
+        if error is not None:
+            raise ProblemException(
+                422, "Invalid request", error["message"], code="validation_failed", errors=[error]
+            )
     case = service.get(case_id)
     resource = "case" if as_of is None else "case_as_of"
     _ensure_may_read(request, case, who, resource)  # who may see it is decided as of now
@@ -375,7 +434,7 @@ def history(
     case_id: UUID,
     who: Reader,
     service: Service,
-    after_version: Annotated[int, Query(ge=0)] = 0,
+    after_version: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> HistoryPage:
     case = service.get(case_id)

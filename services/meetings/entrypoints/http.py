@@ -4,9 +4,10 @@
   coordinator or manager role, writing the coordinator role; either way the caller's
   organisation must coordinate the case or be covered by its current consent (else 403,
   never 404 for a case that exists).
-- Every POST needs ``Idempotency-Key`` (1–255 visible ASCII characters, no ``/``). It
-  becomes the request id the domain derives the event id (and for a booking the meeting
-  id) from, so a replay of the case stream decides the same ids.
+- Every POST needs ``Idempotency-Key`` (1–255 visible ASCII characters, no ``/``; missing:
+  422, as the OpenAPI document says it is required). It becomes the request id the domain
+  derives the event id (and for a booking the meeting id) from, so a replay of the case
+  stream decides the same ids.
 - A retry is answered from the schedule's state, with ``Idempotency-Replayed: true`` and
   no new event: a booking whose meeting exists already (200, not 201); a reschedule to the
   time the meeting already has; a cancel of a client meeting already cancelled; a "held"
@@ -33,7 +34,7 @@ import hmac
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
@@ -51,12 +52,14 @@ from services.shared.access import AccessRecorder, grants, may_see, record_acces
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.ics import calendar_feed, meeting_ics
+from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, refuse_bad_input
 from services.shared.problems import (
     CorrelationMiddleware,
     ProblemException,
     forbidden,
     install_problem_handlers,
     problem_response,
+    problem_responses,
 )
 from vss_contracts.meeting_events import MeetingKind
 from vss_contracts.types import Principal, ShortText
@@ -67,6 +70,10 @@ ICS_MEDIA_TYPE = "text/calendar; charset=utf-8"
 REPLAYED_HEADER = "Idempotency-Replayed"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x2e\x30-\x7e]{1,255}$")  # visible ASCII but "/"
 _TITLES = {404: "Not found", 409: "Refused by the meeting schedule"}
+_WINDOWED = (
+    "Within a window around today: by default ten years back and five ahead"
+    " (VSS_DATE_WINDOW_PAST_DAYS, VSS_DATE_WINDOW_FUTURE_DAYS); else 422, rule date_window"
+)
 
 
 # --------------------------------------------------------------------------------- models
@@ -101,7 +108,7 @@ class MeetingList(BaseModel):
 class BookMeeting(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    starts_at: AwareDatetime
+    starts_at: Annotated[AwareDatetime, Field(description=_WINDOWED)]
     minutes: Annotated[int, Field(ge=15, le=480)] = 60
     location: ShortText | None = None
 
@@ -109,7 +116,7 @@ class BookMeeting(BaseModel):
 class RescheduleMeeting(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    starts_at: AwareDatetime
+    starts_at: Annotated[AwareDatetime, Field(description=_WINDOWED)]
     reason: ShortText
 
 
@@ -122,7 +129,7 @@ class CancelMeeting(BaseModel):
 class MarkHeld(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    held_on: date
+    held_on: Annotated[date, Field(description=_WINDOWED)]
 
 
 def _ics_path(meeting: Meeting) -> str:
@@ -194,9 +201,10 @@ class MeetingsApiDependencies:
     organiser: tuple[str, str]  # (name, email): the ORGANIZER of every .ics
     feed_links: FeedLinks
     access_log: AccessRecorder  # every read of a case's data, and every refusal
+    window: DateWindow = field(default_factory=DateWindow)  # where the dates of a request may lie
 
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 403, 404, 409, 422))
 
 
 def create_app(deps: MeetingsApiDependencies) -> FastAPI:
@@ -205,7 +213,8 @@ def create_app(deps: MeetingsApiDependencies) -> FastAPI:
         version="1.0.0",
         description=(
             "Each case's meeting schedule (resource group, coordination and crisis meetings), "
-            "coordinators' bookings and changes, and the meetings as iCalendar files and feeds."
+            "coordinators' bookings and changes, and the meetings as iCalendar files and feeds. "
+            + WINDOW_DESCRIPTION
         ),
         docs_url="/docs",
     )
@@ -229,6 +238,13 @@ def create_app(deps: MeetingsApiDependencies) -> FastAPI:
 def _deps(request: Request) -> MeetingsApiDependencies:
     deps: MeetingsApiDependencies = request.app.state.deps
     return deps
+
+
+def _admit(request: Request, body: BaseModel) -> None:
+    """422 for a date outside the window or a control character in a text of ``body``."""
+    deps = _deps(request)
+    today = deps.service.clock.now().astimezone(STOCKHOLM).date()
+    refuse_bad_input(body, today=today, window=deps.window)
 
 
 def caller(
@@ -287,9 +303,13 @@ def write_call(
     claims: Caller,
     request: Request,
     idempotency_key: Annotated[
-        str | None,
-        Header(description="Required: the request id; a retry with it returns the first outcome"),
-    ] = None,
+        str,
+        Header(
+            description='The request id (e.g. a UUID; 1–255 visible ASCII characters but "/", else 400);'
+            " a retry with it returns the first outcome. Missing: 422",
+            json_schema_extra={"pattern": "^[!-.0-~]{1,255}$"},
+        ),
+    ],
 ) -> WriteCall:
     if WRITE_ROLE not in claims.roles:
         raise _refuse(
@@ -297,15 +317,6 @@ def write_call(
             claims,
             "meeting_request",
             forbidden("booking and changing meetings needs the coordinator role", "role_required"),
-        )
-    if idempotency_key is None:
-        raise ProblemException(
-            400,
-            "Idempotency-Key required",
-            "send Idempotency-Key: <key> (e.g. a UUID); a retry with the same key is answered once",
-            code="idempotency_key_required",
-            field="Idempotency-Key",
-            rule="idempotency_key_required",
         )
     if not _IDEMPOTENCY_KEY.match(idempotency_key):
         raise ProblemException(
@@ -438,6 +449,7 @@ def book_meeting(
     case_id: UUID, body: BookMeeting, call: Write, request: Request, response: Response
 ) -> MeetingOut:
     """Book a meeting of the coordinator and the client (*samordningsmöte*) on a working day."""
+    _admit(request, body)
 
     def decide(schedule: MeetingSchedule) -> Decided | Meeting:
         booked = schedule.state.meetings.get(str(schedule._id(f"booked/{call.key}")))
@@ -492,6 +504,7 @@ def reschedule_meeting(
     response: Response,
 ) -> MeetingOut:
     """Move a meeting of any kind (a resource group meeting is moved, never cancelled); same UID."""
+    _admit(request, body)
 
     def decide(schedule: MeetingSchedule) -> Decided | Meeting:
         meeting = schedule.meeting(meeting_id)
@@ -519,6 +532,7 @@ def cancel_meeting(
     response: Response,
 ) -> MeetingOut:
     """Cancel a meeting with the client; resource group and crisis meetings are moved instead (409)."""
+    _admit(request, body)
 
     def decide(schedule: MeetingSchedule) -> Decided | Meeting:
         meeting = schedule.meeting(meeting_id)
@@ -542,6 +556,7 @@ def mark_meeting_held(
     response: Response,
 ) -> MeetingOut:
     """Record that the meeting took place on ``held_on`` (not before the day it was booked for)."""
+    _admit(request, body)
 
     def decide(schedule: MeetingSchedule) -> Decided | Meeting:
         meeting = schedule.meeting(meeting_id)

@@ -137,14 +137,16 @@ class Signer:
         return self._sign(self.key, delivery_key)
 
     def valid(self, delivery_key: str, signature: str) -> bool:
-        if hmac.compare_digest(self.sign(delivery_key), signature):
+        # As bytes: compare_digest refuses a str with non-ASCII characters (a TypeError).
+        given = signature.encode()
+        if hmac.compare_digest(self.sign(delivery_key).encode(), given):
             return True
         previous = self.previous
         if previous is None:
             return False
         now = self._now() if self._now is not None else datetime.now(previous.retired_at.tzinfo)
         return now < previous.retired_at + self.overlap and hmac.compare_digest(
-            self._sign(previous.key, delivery_key), signature
+            self._sign(previous.key, delivery_key).encode(), given
         )
 
 

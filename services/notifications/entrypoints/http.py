@@ -38,6 +38,7 @@ from services.shared.problems import (
     ProblemException,
     forbidden,
     install_problem_handlers,
+    problem_responses,
 )
 
 READ_ROLES = frozenset({"coordinator", "manager"})
@@ -103,7 +104,7 @@ class NotificationsApiDependencies:
     access_log: AccessRecorder  # every read of a case's record, and every refusal
 
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 404, 422))
 
 
 def create_app(deps: NotificationsApiDependencies) -> FastAPI:
@@ -214,7 +215,15 @@ def _acknowledge(request: Request, delivery_key: str, signature: str) -> Acknowl
     )
 
 
-Signature = Annotated[str, Query(min_length=8, max_length=100, description="From the message's link")]
+Signature = Annotated[
+    str,
+    Query(
+        min_length=8,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_-]+={0,2}$",
+        description="From the message's link (URL-safe base64)",
+    ),
+]
 
 # What the page names: no more than the message itself told the link's holder.
 _WHAT = {

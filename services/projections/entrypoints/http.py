@@ -43,9 +43,13 @@ from services.shared.problems import (
     ProblemException,
     install_problem_handlers,
     problem_response,
+    problem_responses,
 )
 
 POSITION_HEADER = "Vss-Log-Position"
+MAX_CURSOR = 2**63 - 1  # log positions, versions and record numbers fit in 64 bits
+MAX_STATISTICS_MONTHS = 120  # a statistics period is at most ten years
+MONTH = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"  # YYYY-MM in the years 2000–2099
 
 
 # ------------------------------------------------------------------------ response models
@@ -225,7 +229,7 @@ class WaitSlots:
             self._taken -= 1
 
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 404, 422, 503))
 
 
 def create_app(deps: QueryDependencies) -> FastAPI:
@@ -278,6 +282,7 @@ PositionQuery = Annotated[
     int | None,
     Query(
         ge=1,
+        le=MAX_CURSOR,
         description="Wait until the read models reflect this log position (from a command's response)",
     ),
 ]
@@ -413,10 +418,15 @@ def case_journal(
     case_id: UUID,
     reader: ReaderDep,
     at: ConsistentDep,
-    after_version: Annotated[int, Query(ge=0)] = 0,
+    after_version: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="Most items, and most deliveries")] = 100,
     after_delivery: Annotated[
-        int, Query(ge=0, description="Page the deliveries on: the last record_version of the previous page")
+        int,
+        Query(
+            ge=0,
+            le=MAX_CURSOR,
+            description="Page the deliveries on: the last record_version of the previous page",
+        ),
     ] = 0,
 ) -> dict[str, Any]:
     """The case's events (``items``, in version order) and its delivery record (``deliveries``:
@@ -445,7 +455,7 @@ def case_access_log(
     case_id: UUID,
     reader: ReaderDep,
     at: ConsistentDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Who read this case's data, and who was refused (the client's right to know)."""
@@ -471,7 +481,7 @@ def user_access_history(
     user_id: str,
     reader: ReaderDep,
     at: ConsistentDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     organisation: PersonOrganisation = None,
 ) -> dict[str, Any]:
@@ -522,8 +532,19 @@ def statistics(
     reader: ReaderDep,
     at: ConsistentDep,
     level: Level = "municipality",
-    from_month: Annotated[str, Query(alias="from", description="First month, YYYY-MM")] = "",
-    to_month: Annotated[str, Query(alias="to", description="Last month, YYYY-MM")] = "",
+    from_month: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            pattern=MONTH,
+            description="First month, YYYY-MM (2000–2099); the period is at most ten years."
+            " Default: twelve months before to",
+        ),
+    ] = None,
+    to_month: Annotated[
+        str | None,
+        Query(alias="to", pattern=MONTH, description="Last month, YYYY-MM (2000–2099); default: this month"),
+    ] = None,
     format: Literal["json", "csv"] = "json",
 ) -> Any:
     deps = _deps(request)
@@ -537,6 +558,21 @@ def statistics(
             f"from ({first:%Y-%m}) is after to ({last:%Y-%m})",
             code="invalid_request",
             errors=[{"field": "query.from", "rule": "from_not_after_to", "message": ""}],
+        )
+    months = (last.year - first.year) * 12 + last.month - first.month + 1
+    if months > MAX_STATISTICS_MONTHS:
+        raise ProblemException(
+            422,
+            "Unprocessable Content",
+            f"the period from {first:%Y-%m} to {last:%Y-%m} is {months} months, more than ten years",
+            code="invalid_request",
+            errors=[
+                {
+                    "field": "query.from",
+                    "rule": "period_at_most_ten_years",
+                    "message": f"at most {MAX_STATISTICS_MONTHS} months",
+                }
+            ],
         )
     groups = at.queries.statistics(reader, level, Period(first, last), deps.association_of)
     if format == "csv":

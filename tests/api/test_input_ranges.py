@@ -1,0 +1,214 @@
+"""Issue 16, part 4 in the case API: every date and number a client sends has a range.
+
+Each input once found to give a 500 or to flood the system gets a 422 problem naming the field
+and the rule, and the store is as it was: the same log position and case version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from services.case.application.service import CaseService
+from services.case.entrypoints.http import create_app
+from services.case.infrastructure.store import CaseEventStore
+from services.shared.access_log import AccessLogStore
+from services.shared.inputs import DateWindow
+from tests.api.conftest import TOKENS, Api
+from tests.support.scenario import (
+    CaseScenario,
+    consent_command,
+    meeting_command,
+    open_case_command,
+    summarise_mapping_command,
+)
+
+
+def _log(store: CaseEventStore) -> tuple[int, int]:
+    """What the store holds: its last log position and number of events."""
+    return store.max_position(), len(store.read_log(0, limit=100_000))
+
+
+def refused(
+    api: Api, store: CaseEventStore, request: Callable[[], Any], field: str, rule: str
+) -> dict[str, Any]:
+    """Send ``request``; assert a 422 naming ``field`` and ``rule`` and an unchanged store."""
+    before = _log(store)
+    response = request()
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem: dict[str, Any] = response.json()
+    assert (field, rule) in {(e["field"], e["rule"]) for e in problem["errors"]}, problem
+    assert _log(store) == before
+    return problem
+
+
+# ------------------------------------------------------------------------- dates of events
+def test_a_case_opened_on_year_one_is_refused_and_nothing_stored(
+    api: Api, store: CaseEventStore, scenario: CaseScenario
+) -> None:
+    """It once made the meetings service emit 105,707 "contact cadence missed" events."""
+    body = open_case_command(scenario.today).model_copy(update={"opened_on": date(1, 1, 1)})
+    problem = refused(api, store, lambda: api.post("", body), "opened_on", "date_window")
+    assert "VSS_DATE_WINDOW_PAST_DAYS" in problem["errors"][0]["message"]
+    assert _log(store) == (0, 0)
+
+
+def test_held_on_9999_12_31_is_refused_and_the_case_unchanged(
+    api: Api, store: CaseEventStore, scenario: CaseScenario
+) -> None:
+    scenario.to_first_sip()
+    body = meeting_command(scenario.today).model_copy(update={"held_on": date(9999, 12, 31)})
+    path = f"/{scenario.case_id}/resource-group/meetings"
+    refused(api, store, lambda: api.post(path, body), "held_on", "date_window")
+    assert api.get(f"/{scenario.case_id}").json()["version"] == scenario.version
+
+
+@pytest.mark.parametrize(
+    ("field", "days"),
+    [("signed_on", -3654), ("valid_until", 1828)],
+    ids=["more-than-ten-years-ago", "more-than-five-years-ahead"],
+)
+def test_a_date_just_outside_the_default_window_is_refused(
+    api: Api, store: CaseEventStore, scenario: CaseScenario, field: str, days: int
+) -> None:
+    scenario.open()
+    body = consent_command(scenario.today).model_copy(update={field: scenario.today + timedelta(days=days)})
+    refused(api, store, lambda: api.post(f"/{scenario.case_id}/consents", body), field, "date_window")
+
+
+def test_a_date_at_the_edge_of_the_window_is_accepted(api: Api, scenario: CaseScenario) -> None:
+    scenario.open()
+    edge = scenario.today + timedelta(days=DateWindow().future_days)
+    body = consent_command(scenario.today).model_copy(update={"valid_until": edge})
+    assert api.post(f"/{scenario.case_id}/consents", body).status_code == 200
+
+
+def test_nested_dates_are_checked_too(api: Api, store: CaseEventStore, scenario: CaseScenario) -> None:
+    scenario.to_first_sip()
+    body = {
+        "decided_on": scenario.today.isoformat(),
+        "goal_ids": [str(scenario.goal_ids[0])],
+        "actions": [
+            {
+                "what": "Söka boende",
+                "responsible_member_id": str(scenario.member_ids["client"]),
+                "due_on": "9999-12-31",
+                "how": "Med stöd av socialsekreteraren",
+            }
+        ],
+        "next_follow_up_on": (scenario.today + timedelta(days=60)).isoformat(),
+        "participants": [{"kind": "client", "name": "Tolvan"}],
+        "client_agreed": True,
+    }
+    refused(
+        api, store, lambda: api.post(f"/{scenario.case_id}/sips", body), "actions.0.due_on", "date_window"
+    )
+
+
+def test_the_window_is_configurable(
+    service: CaseService, store: CaseEventStore, scenario: CaseScenario, access_log: AccessLogStore
+) -> None:
+    from fastapi.testclient import TestClient  # noqa: PLC0415 - only this test builds its own app
+
+    narrow = Api(
+        TestClient(create_app(service, TOKENS, access_log, DateWindow(past_days=0, future_days=0))),
+        scenario.actors.region,
+    )
+    yesterday = open_case_command(scenario.today - timedelta(days=1))
+    refused(narrow, store, lambda: narrow.post("", yesterday), "opened_on", "date_window")
+    assert narrow.post("", open_case_command(scenario.today)).status_code == 201
+
+
+# ---------------------------------------------------------------------------------- text
+@pytest.mark.parametrize("name", ["Tolvan\nTolvansson", "Tolvan\rTolvansson", "Tol\x00van"])
+def test_a_name_with_a_line_break_or_nul_is_refused(
+    api: Api, store: CaseEventStore, scenario: CaseScenario, name: str
+) -> None:
+    command = open_case_command(scenario.today)
+    body = command.model_dump(mode="json")
+    body["client"]["name"] = name
+    refused(api, store, lambda: api.post("", body), "client.name", "control_character")
+
+
+def test_long_text_may_have_lines_but_no_nul(api: Api, store: CaseEventStore, scenario: CaseScenario) -> None:
+    scenario.open()
+    scenario.assign_coordinators()
+    scenario.give_consent()
+    path = f"/{scenario.case_id}/mapping-summary"
+    body = summarise_mapping_command(scenario.today).model_dump(mode="json")
+    refused(
+        api,
+        store,
+        lambda: api.post(path, {**body, "obstacles": "Första raden\nAndra\x00raden"}),
+        "obstacles",
+        "control_character",
+    )
+    accepted = api.post(path, {**body, "obstacles": "Första raden\r\nAndra raden\tmed tabb"})
+    assert accepted.status_code == 200, accepted.text
+
+
+# ------------------------------------------------------------------------ numbers, headers
+def test_if_match_of_5000_digits_is_422_naming_the_header(
+    api: Api, store: CaseEventStore, scenario: CaseScenario
+) -> None:
+    scenario.open()
+    path = f"/{scenario.case_id}/consents"
+    body = consent_command(scenario.today)
+    problem = refused(
+        api,
+        store,
+        lambda: api.post(path, body, headers={"If-Match": "9" * 5000}),
+        "header.If-Match",
+        "version_range",
+    )
+    assert problem["field"] == "If-Match"
+    # 18 digits is a version (another than the case's: 409), 19 is not one.
+    assert api.post(path, body, headers={"If-Match": "9" * 18}).status_code == 409
+    refused(
+        api,
+        store,
+        lambda: api.post(path, body, headers={"If-Match": "1" + "0" * 18}),
+        "header.If-Match",
+        "version_range",
+    )
+
+
+@pytest.mark.parametrize("after_version", [2**63, 2**64, 10**30])
+def test_after_version_of_2_to_the_63_or_more_is_422(
+    api: Api, store: CaseEventStore, scenario: CaseScenario, after_version: int
+) -> None:
+    scenario.open()
+    path = f"/{scenario.case_id}/history"
+    refused(
+        api,
+        store,
+        lambda: api.get(path, after_version=after_version),
+        "query.after_version",
+        "less_than_equal",
+    )
+    assert api.get(path, after_version=2**63 - 1).json() == {"items": [], "next_after_version": None}
+
+
+@pytest.mark.parametrize(
+    "as_of", ["9999-12-31", "0001-01-01", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"]
+)
+def test_as_of_far_from_today_is_422(
+    api: Api, store: CaseEventStore, scenario: CaseScenario, as_of: str
+) -> None:
+    scenario.open()
+    refused(api, store, lambda: api.get(f"/{scenario.case_id}", as_of=as_of), "query.as_of", "date_window")
+
+
+def test_every_problem_status_is_in_the_openapi_document(api: Api) -> None:
+    document = api.client.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, operation in operations.items():
+            documented = set(operation["responses"])
+            assert {"400", "401", "403", "404", "409", "422"} <= documented, (method, path)
+            assert "application/problem+json" in operation["responses"]["422"]["content"], (method, path)
