@@ -42,6 +42,7 @@ from vss_contracts.notification_events import (
     NotificationEventData,
     NotificationSent,
 )
+from vss_contracts.signing import KEY_SET_PATH
 from vss_contracts.subjects import (
     CASE_EVENT_SOURCE,
     CASE_STREAM,
@@ -93,6 +94,12 @@ type, e.g. `{SipDecided.TYPE}`), `subject` (the case id), `time`, `dataschema`
 the extension attributes `caseversion`, `logposition`, `correlationid`, `causationid`, `actorid`,
 `actororg`, `actorprincipal`, `prevhash` and `eventhash`. Headers repeat what routing and
 de-duplication need: `{HEADER_MSG_ID}`, `{HEADER_EVENT_TYPE}`, `{HEADER_LOG_POSITION}`.
+
+**Signatures.** The last event of each commit also carries `vsssig`, the case service's Ed25519
+signature (base64url) over the bytes `vss-commit-v1:` + its `eventhash`, and `vsskeyid`, the id of
+the key; the public keys are a JWKS at the case API's `{KEY_SET_PATH}` (`vss keys export`). The
+hash input and the signature are specified, with test vectors, in docs/verifying.md;
+`vss_contracts.verification.verify_case` checks a case's events with the keys alone.
 
 **Ordering.** The stream holds the events in the order of the case store's log: each case's
 events in `caseversion` order (1, 2, 3 … without gaps), and the events one command committed
@@ -465,7 +472,7 @@ def generate() -> dict[str, Any]:
 
     return {
         "asyncapi": "3.0.0",
-        "id": "urn:se.vss:bus",
+        "id": "urn:vss:bus",
         "info": {
             "title": "VSS event bus",
             "version": version(DISTRIBUTION),

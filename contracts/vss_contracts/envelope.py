@@ -13,7 +13,10 @@ naming rule (lower-case letters and digits, at most 20 characters):
 - ``logposition``: position in the publishing store's global log (increasing, may have gaps);
 - ``correlationid`` / ``causationid``: the request the event belongs to, and what caused it;
 - ``actorid`` / ``actororg`` / ``actorprincipal``: who recorded it, for which organisation;
-- ``prevhash`` / ``eventhash``: the case's hash chain (sha256, hex), for verification.
+- ``prevhash`` / ``eventhash``: the case's hash chain (sha256, hex), for verification;
+- ``vsssig`` / ``vsskeyid``: on the last event of each commit of a case event, the case
+  service's Ed25519 signature over its ``eventhash`` (base64url) and the id of the key that
+  made it (:mod:`vss_contracts.signing`); absent on the other events.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from vss_contracts.case_events import CaseEventData
 from vss_contracts.meeting_events import MeetingEventData, decode_meeting_event
@@ -33,8 +43,9 @@ from vss_contracts.types import Principal
 
 __all__ = ["SCHEMA_URI_PREFIX", "CloudEvent", "dataschema_for"]
 
-# Stable, location-independent identifiers for the committed JSON Schemas.
-SCHEMA_URI_PREFIX = "urn:se.vss:schema:"
+# Stable, location-independent identifiers for the committed JSON Schemas. A URN's namespace
+# id may not contain a dot (RFC 8141), so not "urn:se.vss:…", which validators (Ajv 8) refuse.
+SCHEMA_URI_PREFIX = "urn:vss:schema:"
 
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -44,10 +55,20 @@ def dataschema_for(type_name: str) -> str:
     return f"{SCHEMA_URI_PREFIX}{type_name}"
 
 
+# Optional extension attributes left out of the JSON when absent (not written as null).
+_OMITTED_WHEN_ABSENT = ("vsssig", "vsskeyid")
+
+
+def _require_cloudevents_attributes(schema: dict[str, Any]) -> None:
+    """CloudEvents requires ``specversion`` and ``source``; the model fills them in when absent
+    (so a default), but every event published carries them, and the schema says so."""
+    schema["required"] = sorted({*schema.get("required", ()), "specversion", "source"})
+
+
 class CloudEvent(BaseModel):
     """One event on the wire (a case, meeting or notification event)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_require_cloudevents_attributes)
 
     specversion: Literal["1.0"] = "1.0"
     id: Annotated[str, Field(description="The event id; also the Nats-Msg-Id header.")]
@@ -67,6 +88,24 @@ class CloudEvent(BaseModel):
     actorprincipal: Principal
     prevhash: Sha256Hex
     eventhash: Sha256Hex
+    vsssig: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[A-Za-z0-9_-]{86}$",
+            description="On a commit's last case event: Ed25519 signature over the eventhash (base64url).",
+        ),
+    ] = None
+    vsskeyid: Annotated[
+        str | None, Field(min_length=1, description="The id of the key that made vsssig.")
+    ] = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_signature(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        body: dict[str, Any] = handler(self)
+        for name in _OMITTED_WHEN_ABSENT:
+            if body.get(name, 0) is None:
+                del body[name]
+        return body
 
     @classmethod
     def for_event(
@@ -86,6 +125,8 @@ class CloudEvent(BaseModel):
         event_hash: str,
         log_position: int | None = None,
         type_name: str | None = None,
+        signature: str | None = None,
+        key_id: str | None = None,
     ) -> CloudEvent:
         """The envelope of one event: ``data`` is a payload model, or a stored payload (a dict,
         published as stored, in its own version) with its ``type_name``."""
@@ -111,6 +152,8 @@ class CloudEvent(BaseModel):
             actorprincipal=actor_principal,
             prevhash=prev_hash,
             eventhash=event_hash,
+            vsssig=signature,
+            vsskeyid=key_id,
         )
 
     def typed_data(self) -> CaseEventData:

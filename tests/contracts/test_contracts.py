@@ -65,7 +65,7 @@ def test_there_is_one_schema_per_event_type_and_one_for_the_envelope() -> None:
     assert names == {f"{cls.TYPE}.json" for cls in events} | {"se.vss.CloudEvent.json"}
     for cls in events:
         schema = json.loads((SCHEMA_DIR / f"{cls.TYPE}.json").read_text(encoding="utf-8"))
-        assert schema["$id"] == dataschema_for(cls.TYPE) == f"urn:se.vss:schema:{cls.TYPE}"
+        assert schema["$id"] == dataschema_for(cls.TYPE) == f"urn:vss:schema:{cls.TYPE}"
         assert schema["title"] == cls.TYPE
         assert schema["additionalProperties"] is False  # unknown fields are rejected
 
@@ -161,6 +161,8 @@ def test_the_extension_attribute_names_follow_the_cloud_events_rule() -> None:
         "actorprincipal",
         "prevhash",
         "eventhash",
+        "vsssig",
+        "vsskeyid",
     }
     for name in extensions:
         assert re.fullmatch(r"[a-z0-9]{1,20}", name), name

@@ -109,7 +109,7 @@ def test_a_webhook_signature_verifies_with_the_installed_package_alone(wheel: Pa
         "type": "se.vss.notifications.NotificationSent.v1",
         "subject": "6f1c2a9e-3b7d-4e15-9a40-1c8e5d2b7f01",
         "time": "2025-06-01T07:15:03.412907Z",
-        "dataschema": "urn:se.vss:schema:se.vss.notifications.NotificationSent.v1",
+        "dataschema": "urn:vss:schema:se.vss.notifications.NotificationSent.v1",
         "data": data,
         "caseversion": 1,
         "logposition": 3,
