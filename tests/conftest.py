@@ -21,6 +21,7 @@ import pytest
 
 from services.case.application.service import CaseService
 from services.case.domain.events import Actor
+from services.case.infrastructure.signing import CommitSigner
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import lease_bucket
@@ -125,11 +126,17 @@ def open_store(store_url: str) -> Iterator[StoreFactory]:
         store.close()
 
 
+@pytest.fixture(scope="session")
+def commit_signer() -> CommitSigner:
+    """The key the ``store`` fixture signs commits with (its public half: ``.private_key.public_key()``)."""
+    return CommitSigner.generate("test-key-1")
+
+
 @pytest.fixture
-def store(store_url: str) -> Iterator[CaseEventStore]:
-    """A migrated ``CaseEventStore`` on ``store_url``."""
+def store(store_url: str, commit_signer: CommitSigner) -> Iterator[CaseEventStore]:
+    """A migrated ``CaseEventStore`` on ``store_url`` that signs each commit with ``commit_signer``."""
     migrate(StoreConfig(store_url))
-    case_store = CaseEventStore(StoreConfig(store_url))
+    case_store = CaseEventStore(StoreConfig(store_url), signer=commit_signer)
     try:
         yield case_store
     finally:

@@ -43,13 +43,16 @@ def bootstrap(
 ) -> CaseServiceParts:
     settings = settings or CaseSettings()
     tokens = TokenService.from_settings(auth or AuthSettings(), settings.data_dir)  # a bad key: stop first
-    store = CaseEventStore(StoreConfig(settings.store_url()))
+    signer = settings.commit_signer()  # no key: stop first, as with a bad token key
+    store = CaseEventStore(StoreConfig(settings.store_url()), signer=signer)
     store.check_migrated()
+    keyring = settings.keyring()
     service = CaseService(store, clock or SystemClock(), CasePolicy(settings.follow_up_max_months))
     access_log = AccessLogStore(settings.access_log())
     dates = DateWindowSettings()
     window = DateWindow(dates.past_days, dates.future_days)
-    return CaseServiceParts(settings, store, service, tokens, create_app(service, tokens, access_log, window))
+    app = create_app(service, tokens, access_log, window, public_keys=lambda: keyring.public_keys().to_jwks())
+    return CaseServiceParts(settings, store, service, tokens, app)
 
 
 @dataclass

@@ -54,6 +54,7 @@ from services.case.application.service import CaseService, CommandResult, Reques
 from services.case.domain import commands as cmd
 from services.case.domain.case import Case, add_months
 from services.case.domain.events import Actor
+from services.case.infrastructure.signing import CommitSigner
 from services.case.infrastructure.store import CaseEventStore, StoreConfig
 from services.shared.geography import MunicipalityInfo, municipalities
 from vss_contracts.case_events import OthersAction, PlanContact, WarningSign
@@ -176,7 +177,9 @@ class _GenerationStoreConfig(StoreConfig):
 _COLLECT_EVERY_DAYS = 30  # simulated days between full garbage collections while generating
 
 
-def generation_store(url: str, cases: int, *, durable: bool = False) -> CaseEventStore:
+def generation_store(
+    url: str, cases: int, *, durable: bool = False, signer: CommitSigner | None = None
+) -> CaseEventStore:
     """A store on ``url`` made for generating ``cases`` cases (the caller closes it).
 
     - Its aggregate cache holds every generated case: the generator touches every active
@@ -187,8 +190,10 @@ def generation_store(url: str, cases: int, *, durable: bool = False) -> CaseEven
       loses nothing; a crash of the machine may lose the last commits, never corrupt the
       store (every commit keeps its events and the case's head together). The setting
       belongs to this store's connections only, never to the database.
+    - With ``signer`` (``vss generate``: the case service's key) each commit is signed, as
+      the case service signs it.
     """
-    store = CaseEventStore(_GenerationStoreConfig(url, cache_size=max(1000, cases + 100)))
+    store = CaseEventStore(_GenerationStoreConfig(url, cache_size=max(1000, cases + 100)), signer=signer)
     if not durable:
         _commit_without_fsync(store)
     return store

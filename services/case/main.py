@@ -8,6 +8,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from services.case.bootstrap import bootstrap
+from services.case.infrastructure.signing import SigningKeyMissing
 from services.case.infrastructure.store import StoreNotMigrated
 from services.shared.auth import TokenKeyInvalid
 from services.shared.logging import configure_logging
@@ -17,7 +18,7 @@ from services.shared.settings import settings_error
 def main() -> int:
     try:
         parts = bootstrap()
-    except (StoreNotMigrated, TokenKeyInvalid) as error:
+    except (StoreNotMigrated, TokenKeyInvalid, SigningKeyMissing) as error:
         print(f"case service: {error}", file=sys.stderr)
         return 2
     except ValidationError as error:  # a VSS_* variable with a bad value

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.case.infrastructure.signing import CommitSigner, Keyring
 from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings
 
 
@@ -18,11 +21,30 @@ class CaseSettings(CommonSettings, AccessLogSettings):
     case_host: str = "127.0.0.1"
     case_port: int = 8000
     follow_up_max_months: int = Field(default=3, ge=1, le=12, description="Longest SIP follow-up interval")
+    signing_key_dir: Path | None = Field(
+        default=None,
+        description="Directory of the commit signing keys (<key id>.pem, current, keys.json);"
+        " unset: <data dir>/case/signing, with a key created on first use. A directory set here"
+        " must hold a key already (`vss keys rotate` creates one)",
+    )
+    signing_key_id: str | None = Field(
+        default=None,
+        description="The key (a <key id>.pem in signing_key_dir) that signs new commits;"
+        " unset: the one the directory's `current` file names",
+    )
 
     def store_url(self) -> str:
         if self.case_store_url:
             return self.case_store_url
         return f"sqlite:///{(self.data_dir / 'case' / 'events.sqlite').resolve()}"
+
+    def keyring(self) -> Keyring:
+        return Keyring(self.signing_key_dir or self.data_dir / "case" / "signing", self.signing_key_id)
+
+    def commit_signer(self) -> CommitSigner:
+        """The key new commits are signed with (:class:`SigningKeyMissing` if there is none)."""
+        keyring = self.keyring()
+        return keyring.signer() if self.signing_key_dir is not None else keyring.ensure()
 
 
 class CaseRelaySettings(CaseSettings, BusSettings):

@@ -23,6 +23,7 @@ import orjson
 from vss_contracts.case_events import CaseEventData
 from vss_contracts.chain import GENESIS_HASH
 from vss_contracts.chain import chain_hash as contract_chain_hash
+from vss_contracts.signing import PublicKeys
 from vss_contracts.types import Principal
 
 if TYPE_CHECKING:
@@ -143,6 +144,22 @@ class CaseEvent:
         return f"CaseEvent({self.type}, case={self.originator_id}, v{self.originator_version})"
 
 
+# Kept in the stored state beside the hashed fields, never hashed: the hash itself, and on a
+# commit's last event the commit's signature ({"key_id", "value"}), made over that hash.
+UNHASHED_KEYS = ("hash", "signature")
+
+
+@dataclass(frozen=True, slots=True)
+class CommitSeal:
+    """A commit's signature: Ed25519 over its last event's hash, by the key ``key_id``."""
+
+    key_id: str
+    value: str  # base64url
+
+    def as_state(self) -> dict[str, str]:
+        return {"key_id": self.key_id, "value": self.value}
+
+
 @dataclass(frozen=True, slots=True)
 class ChainBreak:
     """Where and why a case's hash chain does not verify."""
@@ -163,12 +180,20 @@ class RawEvent:
 
 
 def verify_chain(
-    case_id: UUID, events: Iterable[RawEvent], head: tuple[int, str] | None = None
+    case_id: UUID,
+    events: Iterable[RawEvent],
+    head: tuple[int, str] | None = None,
+    *,
+    keys: PublicKeys | None = None,
+    head_seal: CommitSeal | None = None,
 ) -> ChainBreak | None:
     """Recompute the chain of one case; the first break found, or None if it holds.
 
     ``head`` is the (version, hash) recorded with the last write; it catches a deleted
-    or edited last event, which the chain alone cannot.
+    or edited last event, which the chain alone cannot. With ``keys`` the signatures are
+    checked too: every commit signature stored with an event must verify, and the head
+    must be signed (``head_seal``, recorded with the head): so a tail rewritten with its
+    head, hashes and all, is caught by whoever lacks the private key.
     """
     expected_prev = GENESIS_HASH
     expected_version = 1
@@ -178,10 +203,15 @@ def verify_chain(
             return ChainBreak(case_id, expected_version, f"version {expected_version} is missing")
         state = dict(raw.state)
         stored_hash = state.pop("hash", None)
+        seal = state.pop("signature", None)
         if state.get("prev_hash") != expected_prev:
             return ChainBreak(case_id, raw.version, "prev_hash does not match the previous event")
         if chain_hash(case_id, raw.version, raw.type, state) != stored_hash:
             return ChainBreak(case_id, raw.version, "the event's content does not match its hash")
+        if keys is not None and seal is not None:
+            broken = _seal_break(case_id, raw.version, str(stored_hash), seal, keys)
+            if broken is not None:
+                return broken
         expected_prev = str(stored_hash)
         expected_version += 1
         last = (raw.version, expected_prev)
@@ -189,4 +219,19 @@ def verify_chain(
         if last is None or last[0] < head[0]:
             return ChainBreak(case_id, (last[0] + 1) if last else 1, "events after this version are missing")
         return ChainBreak(case_id, last[0], "the last event does not match the recorded head")
+    if keys is not None and last is not None:
+        if head_seal is None:
+            return ChainBreak(case_id, last[0], "the head is not signed")
+        return _seal_break(case_id, last[0], last[1], head_seal.as_state(), keys, what="the head's signature")
+    return None
+
+
+def _seal_break(
+    case_id: UUID, version: int, digest: str, seal: Any, keys: PublicKeys, *, what: str = "the signature"
+) -> ChainBreak | None:
+    key_id = seal.get("key_id") if isinstance(seal, dict) else None
+    if not isinstance(key_id, str) or key_id not in keys:
+        return ChainBreak(case_id, version, f"{what} names an unknown key ({key_id})")
+    if not keys.verifies(key_id, str(seal.get("value")), digest):
+        return ChainBreak(case_id, version, f"{what} (key {key_id}) does not verify")
     return None

@@ -52,6 +52,7 @@ from services.shared.problems import (
     problem_response,
     problem_responses,
 )
+from vss_contracts.signing import KEY_SET_PATH
 from vss_contracts.types import Principal
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")  # what a date means: the end of that day here
@@ -106,8 +107,28 @@ router = APIRouter(
 )
 
 
+class JsonWebKey(BaseModel):
+    """One Ed25519 public key (RFC 8037)."""
+
+    kty: str
+    crv: str
+    kid: str
+    x: str
+    alg: str | None = None
+    use: str | None = None
+
+
+class JsonWebKeySet(BaseModel):
+    keys: list[JsonWebKey]
+
+
 def create_app(
-    service: CaseService, tokens: TokenService, access_log: AccessRecorder, window: DateWindow | None = None
+    service: CaseService,
+    tokens: TokenService,
+    access_log: AccessRecorder,
+    window: DateWindow | None = None,
+    *,
+    public_keys: Callable[[], dict[str, Any]] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="VSS case service",
@@ -128,6 +149,14 @@ def create_app(
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, Any]:
         return {"status": "ok"}
+
+    @app.get(KEY_SET_PATH, tags=["operations"], response_model=JsonWebKeySet)
+    def signing_keys() -> dict[str, Any]:
+        """The public keys that sign the case journal's commits (a JWKS; no token needed).
+
+        Every key that ever signed stays in the set, so events signed before a rotation keep
+        verifying; each signed event names its key (``vsskeyid``). See docs/verifying.md."""
+        return public_keys() if public_keys is not None else {"keys": []}
 
     return app
 

@@ -2,8 +2,12 @@
 
 - Stored topics are the contracts' stable type names (``se.vss.case.SipDecided.v1``),
   never module paths; states are orjson with sorted keys, exactly the bytes hashed.
-- Each write also records the case's head (version, hash), so that deleting or editing
-  the last event is detected, and the Idempotency-Key record, in the same transaction.
+- Each write also records the case's head (version, hash, and the commit's signature),
+  so that deleting or editing the last event is detected, and the Idempotency-Key record,
+  in the same transaction.
+- Each commit is signed (Ed25519, :mod:`.signing`) over its last event's hash, once per
+  commit; the signature is kept in that event's stored state (beside the hash, not hashed)
+  and in the head row, and published with the event (``vsssig``, ``vsskeyid``).
 - Tables are created by :func:`migrate` (``vss migrate``), never at process start
   (``CREATE_TABLE=n``); the library's PostgreSQL DB functions stay off, so inserts take
   the table lock that makes commit order equal notification-id order.
@@ -49,29 +53,40 @@ from services.case.domain.case import Case
 from services.case.domain.events import (
     CaseEvent,
     ChainBreak,
+    CommitSeal,
     EventMetadata,
     RawEvent,
     canonical_bytes,
     verify_chain,
 )
+from services.case.infrastructure.signing import CommitSigner
 from services.shared.bus.outbox import cloud_event_body
 from services.shared.eventstore import EventStoreUrl, RecorderTopics, StoreUrlInvalid
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.registry import decode_event
+from vss_contracts.signing import PublicKeys
 from vss_contracts.subjects import CASE_EVENT_SOURCE
 from vss_contracts.types import Principal
 
 # {without_rowid}: on SQLite the key is the table itself (one B-tree, not a table and an index).
 SIDE_TABLES_SQL = (
     "CREATE TABLE IF NOT EXISTS case_heads ("
-    " case_id TEXT PRIMARY KEY, version BIGINT NOT NULL, hash TEXT NOT NULL){without_rowid}",
+    " case_id TEXT PRIMARY KEY, version BIGINT NOT NULL, hash TEXT NOT NULL,"
+    " key_id TEXT, signature TEXT){without_rowid}",
     "CREATE TABLE IF NOT EXISTS idempotency_keys ("
     " key_hash TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, case_id TEXT NOT NULL,"
     " result TEXT NOT NULL, recorded_at TEXT NOT NULL){without_rowid}",
 )
+# Columns added since the first schema: (table, column, type), added by `vss migrate`.
+ADDED_COLUMNS = (("case_heads", "key_id", "TEXT"), ("case_heads", "signature", "TEXT"))
 UPSERT_HEAD = (
-    "INSERT INTO case_heads (case_id, version, hash) VALUES ({p}, {p}, {p})"
-    " ON CONFLICT (case_id) DO UPDATE SET version = excluded.version, hash = excluded.hash"
+    "INSERT INTO case_heads (case_id, version, hash, key_id, signature) VALUES ({p}, {p}, {p}, {p}, {p})"
+    " ON CONFLICT (case_id) DO UPDATE SET version = excluded.version, hash = excluded.hash,"
+    " key_id = excluded.key_id, signature = excluded.signature"
+)
+SEAL_HEAD = (
+    "UPDATE case_heads SET key_id = %s, signature = %s"
+    " WHERE case_id = %s AND version = %s AND hash = %s AND signature IS NULL"
 )
 INSERT_IDEMPOTENCY = (
     "INSERT INTO idempotency_keys (key_hash, fingerprint, case_id, result, recorded_at)"
@@ -86,7 +101,14 @@ _PG_INSERT_IDEMPOTENCY = INSERT_IDEMPOTENCY.format(p="%s")
 MIGRATION_LOCK_ID = 7_460_001  # pg_advisory_lock key for `vss migrate`
 
 
-__all__ = ["CaseEventStore", "StoreConfig", "StoreNotMigrated", "StoreUrlInvalid", "migrate"]
+__all__ = [
+    "CaseEventStore",
+    "MigrationReport",
+    "StoreConfig",
+    "StoreNotMigrated",
+    "StoreUrlInvalid",
+    "migrate",
+]
 
 
 class StoreNotMigrated(RuntimeError):
@@ -203,7 +225,8 @@ class SQLiteCaseRecorder(SQLiteApplicationRecorder):
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
-        # kwargs from CaseEventStore.save: head=(case id, version, hash), idempotency=record
+        # kwargs from CaseEventStore.save: head=(case id, version, hash, key id, signature),
+        # idempotency=record
         head = kwargs.get("head")
         if head is not None:
             c.execute(_SQLITE_UPSERT_HEAD, head)
@@ -216,11 +239,19 @@ class SQLiteCaseRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=True) as c:
             for statement in SIDE_TABLES_SQL:
                 c.execute(statement.format(without_rowid=" WITHOUT ROWID"))
+            for table, column, kind in ADDED_COLUMNS:
+                c.execute(f"PRAGMA table_info({table})")
+                if column not in {row[1] for row in c.fetchall()}:
+                    c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(sql.replace("%s", "?"), params)
             return [dict(row) for row in c.fetchall()]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(sql.replace("%s", "?"), params)
 
     def case_notifications(self, case_id: UUID, after_version: int, limit: int) -> list[Notification]:
         rows = self.query(
@@ -273,11 +304,19 @@ class PostgresCaseRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=True) as curs:
             for statement in SIDE_TABLES_SQL:
                 curs.execute(statement.format(without_rowid=""))  # type: ignore[arg-type]
+            for table, column, kind in ADDED_COLUMNS:
+                curs.execute(  # type: ignore[arg-type]
+                    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}"
+                )
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(sql, params)  # type: ignore[arg-type]
             return [dict(row) for row in curs.fetchall()]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(sql, params)  # type: ignore[arg-type]
 
     def case_notifications(self, case_id: UUID, after_version: int, limit: int) -> list[Notification]:
         rows = self.query(
@@ -336,8 +375,13 @@ class CaseApplication(Application[UUID]):
 class CaseEventStore:
     """Implements the application's ``CaseStore`` port with the eventsourcing library."""
 
-    def __init__(self, config: StoreConfig, *, create_table: bool = False) -> None:
+    def __init__(
+        self, config: StoreConfig, *, create_table: bool = False, signer: CommitSigner | None = None
+    ) -> None:
         self.config = config
+        # Without a signer commits are stored unsigned (tests, tools that only read); the
+        # case service and `vss generate` always have one, and `vss verify` fails unsigned heads.
+        self.signer = signer
         self.app = CaseApplication(env=config.eventsourcing_env(create_table=create_table))
         self.recorder = self.app.recorder
         self.repository = self.app.repository
@@ -390,12 +434,18 @@ class CaseEventStore:
     def save(self, case: Case, idempotency: IdempotencyRecord | None = None) -> SaveResult:
         pending = cast(list[CaseEvent], list(case.pending_events))
         last = pending[-1]
+        key_id = signature = None
+        if self.signer is not None:
+            # Once per commit: the last event's hash chains to every event before it.
+            seal = self.signer.seal(last.meta.hash)
+            last.state["signature"] = seal.as_state()
+            key_id, signature = seal.key_id, seal.value
         try:
             # The event store directly (what Application.save does for us, minus its
             # snapshot and notify hooks that we do not use and its runtime Protocol checks).
             recordings = self.app.events.put(
                 pending,
-                head=(str(case.id), last.originator_version, last.meta.hash),
+                head=(str(case.id), last.originator_version, last.meta.hash, key_id, signature),
                 idempotency=idempotency,
             )
         except IntegrityError as error:
@@ -491,6 +541,9 @@ class CaseEventStore:
             position=position,
             state=state,
         )
+        seal = state.get("signature")
+        if seal is not None:  # the commit's last event: its signature, as the envelope names it
+            body["vsssig"], body["vsskeyid"] = seal["value"], seal["key_id"]
         return PublishedEvent(
             position, state["event_id"], case_id, topic, orjson.dumps(body, option=orjson.OPT_UTC_Z)
         )
@@ -502,6 +555,7 @@ class CaseEventStore:
         ``CloudEvent.typed_data()``, so the published bytes never depend on this code's version.
         """
         state = self.case_mapper.decode_state(notification)
+        seal = state.get("signature") or {}
         return CloudEvent.for_event(
             event_id=UUID(state["event_id"]),
             case_id=_uuid(notification.originator_id),
@@ -517,6 +571,8 @@ class CaseEventStore:
             prev_hash=state["prev_hash"],
             event_hash=state["hash"],
             log_position=notification.id,
+            signature=seal.get("value"),
+            key_id=seal.get("key_id"),
         )
 
     # ------------------------------------------------------------------------- verification
@@ -535,9 +591,46 @@ class CaseEventStore:
         )
         return (int(rows[0]["version"]), rows[0]["hash"]) if rows else None
 
-    def verify(self, case_id: UUID) -> ChainBreak | None:
-        """Recompute the case's hash chain from the stored bytes."""
-        return verify_chain(case_id, self.raw_events(case_id), self.head(case_id))
+    def head_seal(self, case_id: UUID) -> CommitSeal | None:
+        """The signature recorded with the case's head (None: not signed)."""
+        rows = self.case_recorder.query(
+            "SELECT key_id, signature FROM case_heads WHERE case_id = %s", (str(case_id),)
+        )
+        if not rows or rows[0]["signature"] is None:
+            return None
+        return CommitSeal(str(rows[0]["key_id"]), str(rows[0]["signature"]))
+
+    def verify(self, case_id: UUID, keys: PublicKeys | None = None) -> ChainBreak | None:
+        """Recompute the case's hash chain from the stored bytes; with ``keys``, check its
+        signatures too (each commit's, and the head's, which must be there)."""
+        return verify_chain(
+            case_id,
+            self.raw_events(case_id),
+            self.head(case_id),
+            keys=keys,
+            head_seal=self.head_seal(case_id) if keys is not None else None,
+        )
+
+    def seal_unsigned_heads(self, signer: CommitSigner) -> MigrationReport:
+        """Sign the head of every case stored before commits were signed (once: `vss migrate`).
+
+        A head is signed only if its chain verifies first: signing a tampered case would
+        make the forgery look genuine. Those that do not verify are reported, not sealed.
+        """
+        rows = self.case_recorder.query(
+            "SELECT case_id, version, hash FROM case_heads WHERE signature IS NULL ORDER BY case_id"
+        )
+        sealed, refused = 0, []
+        for row in rows:
+            case_id, version, digest = UUID(row["case_id"]), int(row["version"]), str(row["hash"])
+            broken = self.verify(case_id)
+            if broken is not None:
+                refused.append(broken)
+                continue
+            seal = signer.seal(digest)
+            self.case_recorder.execute(SEAL_HEAD, (seal.key_id, seal.value, str(case_id), version, digest))
+            sealed += 1
+        return MigrationReport(sealed=sealed, not_sealed=tuple(refused))
 
     def case_ids(self) -> list[UUID]:
         rows = self.case_recorder.query("SELECT case_id FROM case_heads ORDER BY case_id")
@@ -545,7 +638,7 @@ class CaseEventStore:
 
     def check_migrated(self) -> None:
         try:
-            self.case_recorder.query("SELECT 1 FROM case_heads LIMIT 1")
+            self.case_recorder.query("SELECT key_id, signature FROM case_heads LIMIT 1")
             self.recorder.max_notification_id()
         except Exception as error:
             raise StoreNotMigrated(
@@ -566,13 +659,21 @@ def _migration_lock(config: StoreConfig) -> Iterator[None]:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
 
 
-def migrate(config: StoreConfig) -> None:
-    """Create the store's tables (idempotent; safe when several run at once on PostgreSQL)."""
+@dataclass(frozen=True, slots=True)
+class MigrationReport:
+    sealed: int = 0  # heads of cases stored unsigned, signed now
+    not_sealed: tuple[ChainBreak, ...] = ()  # cases whose chain does not verify: left unsigned
+
+
+def migrate(config: StoreConfig, signer: CommitSigner | None = None) -> MigrationReport:
+    """Create the store's tables and add new columns (idempotent; safe when several run at
+    once on PostgreSQL); with ``signer``, seal the heads of cases stored unsigned."""
     if not config.is_postgres:
         Path(config.sqlite_path()).parent.mkdir(parents=True, exist_ok=True)
     with _migration_lock(config):
         store = CaseEventStore(config, create_table=True)
         try:
             store.case_recorder.create_side_tables()
+            return store.seal_unsigned_heads(signer) if signer is not None else MigrationReport()
         finally:
             store.close()
