@@ -37,6 +37,7 @@ from services.case.domain.case import CaseState
 from services.case.domain.commands import CasePolicy
 from services.case.generator import GeneratorSettings, InvalidGeneratorSettings, generation_store
 from services.case.generator import generate as generate_cases
+from services.case.infrastructure.signing import SigningKeyMissing
 from services.case.infrastructure.store import (
     CaseEventStore,
     StoreConfig,
@@ -59,8 +60,10 @@ from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenClaims, TokenKeyInvalid, TokenService
 from services.shared.bus.embedded import EmbeddedNatsServer, port_is_free
 from services.shared.bus.lease import current_holder
+from services.shared.bus.names import BusNames
 from services.shared.bus.relay import lease_bucket
 from services.shared.settings import AccessLogSettings, AuthSettings, BusSettings, settings_error
+from vss_contracts.signing import InvalidKeySet, PublicKeys
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Operate VSS on the embedded defaults or real servers."
@@ -140,12 +143,19 @@ def token(
 
 @app.command("migrate")
 def migrate_command() -> None:
-    """Create the case, meetings and notifications stores' tables (safe to repeat)."""
-    url = CaseSettings().store_url()
+    """Create the case, meetings and notifications stores' tables (safe to repeat), and sign
+    the head of every case stored before commits were signed (a case whose hash chain does
+    not verify is left unsigned and named: exit 1)."""
+    settings = CaseSettings()
+    url = settings.store_url()
     meetings_url = MeetingsSettings().store_url()
     notifications_url = NotificationsSettings().store_url()
     try:
-        migrate(StoreConfig(url))
+        signer = settings.commit_signer()
+    except SigningKeyMissing as error:
+        raise _fail(str(error), 2) from None
+    try:
+        report = migrate(StoreConfig(url), signer)
         migrate_meetings(meetings_url)
         migrate_notifications(notifications_url)
     except StoreUrlInvalid as error:
@@ -153,44 +163,197 @@ def migrate_command() -> None:
     except Exception as error:  # a store that cannot be reached
         raise _fail(f"migration failed: {error}") from None
     out.print(f"case store ready: {url.split('@')[-1]}")
+    if report.sealed:
+        out.print(f"case heads signed with key {signer.key_id}: {report.sealed}", highlight=False)
     out.print(f"meetings store ready: {meetings_url.split('@')[-1]}")
     out.print(f"notifications store ready: {notifications_url.split('@')[-1]}")
+    for broken in report.not_sealed:
+        out.print(
+            f"NOT SIGNED  {broken.case_id} at version {broken.version}: {broken.reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if report.not_sealed:
+        raise _fail(f"{len(report.not_sealed)} case(s) do not verify and were left unsigned")
 
 
 @app.command()
 def verify(
     case_id: Annotated[str | None, typer.Argument(help="One case; omit with --all")] = None,
     all_cases: Annotated[bool, typer.Option("--all", help="Verify every case")] = False,
+    keys_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--keys",
+            help="The public keys (a JWKS, as `vss keys export` writes) [default: the key directory's]",
+        ),
+    ] = None,
+    against_stream: Annotated[
+        bool,
+        typer.Option(
+            "--against-stream", help="Also compare the store with the case stream (VSS_CASE): the same events"
+        ),
+    ] = False,
 ) -> None:
-    """Recompute the hash chain of one case, or of all; exit 1 on the first break found."""
+    """Recompute the hash chain of one case, or of all, and check its signatures (every commit
+    signature, and the head's, which must be there); exit 1 if any case fails. With
+    --against-stream, a case fails too where the stream holds an event the store lacks or
+    holds differently (events not published yet are only counted)."""
     if (case_id is None) == (not all_cases):
         raise _fail("give a CASE_ID or --all", 2)
     try:
         only = [UUID(case_id)] if case_id is not None else None
     except ValueError:
         raise _fail(f"{case_id!r} is not a case id (a UUID)", 2) from None
+    settings = CaseSettings()
     try:
-        store = CaseEventStore(StoreConfig(CaseSettings().store_url()))
+        keys = PublicKeys.from_file(keys_file) if keys_file else settings.keyring().public_keys()
+    except (InvalidKeySet, SigningKeyMissing) as error:
+        raise _fail(str(error), 2) from None
+    if not keys:
+        raise _fail(f"no public keys: none in {settings.keyring().directory}; give --keys FILE", 2)
+    try:
+        store = CaseEventStore(StoreConfig(settings.store_url()))
         store.check_migrated()
     except (StoreNotMigrated, StoreUrlInvalid) as error:
         raise _fail(str(error), 2) from None
     try:
         ids = only if only is not None else store.case_ids()
-        broken = 0
-        for cid in ids:
+        for cid in ids if not against_stream else ():
             if store.head(cid) is None and not store.exists(cid):
                 raise _fail(f"no case {cid}", 2)
-            result = store.verify(cid)
-            if result is None:
+        streamed: dict[UUID, dict[int, tuple[str, str]]] = {}
+        if against_stream:
+            bus = BusSettings()
+            try:
+                streamed = asyncio.run(_streamed_events(bus.nats(), bus.bus_names(), only))
+            except Exception as error:
+                raise _fail(f"cannot read the case stream: {type(error).__name__}: {error}") from None
+            if only is None:
+                ids = sorted(set(ids) | set(streamed))
+            elif not streamed and store.head(only[0]) is None and not store.exists(only[0]):
+                raise _fail(f"no case {only[0]}", 2)
+        broken = unpublished = 0
+        for cid in ids:
+            result = store.verify(cid, keys) if store.exists(cid) else None
+            found = (result.version, result.reason) if result is not None else None
+            if against_stream and found is None:
+                mismatch, pending = _compare_with_stream(store, cid, streamed.get(cid, {}))
+                unpublished += pending
+                found = mismatch
+            if found is None:
                 out.print(f"ok      {cid}")
             else:
                 broken += 1
-                out.print(f"BROKEN  {cid} at version {result.version}: {result.reason}")
+                out.print(f"BROKEN  {cid} at version {found[0]}: {found[1]}", highlight=False, soft_wrap=True)
+        if unpublished:
+            out.print(f"{unpublished} stored event(s) not on the stream yet (the relay publishes them)")
         if broken:
             raise _fail(f"{broken} of {len(ids)} case(s) fail verification")
         out.print(f"{len(ids)} case(s) verified")
     finally:
         store.close()
+
+
+def _compare_with_stream(
+    store: CaseEventStore, case_id: UUID, streamed: dict[int, tuple[str, str]]
+) -> tuple[tuple[int, str] | None, int]:
+    """The first version where the stream and the store disagree (or None), and how many
+    stored events the stream does not hold yet."""
+    stored = {
+        raw.version: (str(raw.state["event_id"]), str(raw.state["hash"])) for raw in store.raw_events(case_id)
+    }
+    for version in sorted(streamed):
+        if version not in stored:
+            return (
+                version,
+                f"the stream holds version {version} (event {streamed[version][0]}), the store does not",
+            ), 0
+        if stored[version] != streamed[version]:
+            return (version, f"version {version} differs from the stream's (event id or hash)"), 0
+    return None, len(set(stored) - set(streamed))
+
+
+async def _streamed_events(
+    url: str, names: BusNames, only: list[UUID] | None
+) -> dict[UUID, dict[int, tuple[str, str]]]:
+    """Every case event on the stream (or one case's): case -> version -> (event id, hash)."""
+    import nats  # noqa: PLC0415 - only this command needs a plain connection
+    from nats.errors import TimeoutError as NatsTimeoutError  # noqa: PLC0415
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: PLC0415
+
+    subject = names.subjects if only is None else f"{names.subject_prefix}.{only[0]}.>"
+    found: dict[UUID, dict[int, tuple[str, str]]] = {}
+    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    try:
+        js = nc.jetstream()
+        await js.stream_info(names.stream)  # NotFoundError: no stream
+        sub = await js.pull_subscribe(
+            subject,
+            stream=names.stream,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.ALL,
+                inactive_threshold=60.0,
+                mem_storage=True,
+                description="vss verify --against-stream (ephemeral)",
+            ),
+        )
+        while True:
+            try:
+                messages = await sub.fetch(1000, timeout=1.0)
+            except NatsTimeoutError:
+                if (await sub.consumer_info()).num_pending == 0:
+                    break
+                continue
+            for msg in messages:
+                body = json.loads(msg.data)
+                versions = found.setdefault(UUID(body["subject"]), {})
+                versions[int(body["caseversion"])] = (str(body["id"]), str(body["eventhash"]))
+            if messages and messages[-1].metadata.num_pending == 0:
+                break
+        await sub.unsubscribe()
+    finally:
+        await nc.close()
+    return found
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="The keys that sign the case journal's commits.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("export")
+def keys_export(
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file [default: stdout]")
+    ] = None,
+) -> None:
+    """Write the public keys (a JWKS with every key that ever signed, by id): what an
+    organisation needs, with vss_contracts, to verify its copy of the events."""
+    try:
+        keys = CaseSettings().keyring().public_keys()
+    except (InvalidKeySet, SigningKeyMissing) as error:
+        raise _fail(str(error), 2) from None
+    if not keys:
+        raise _fail("no signing keys yet: `vss migrate` or the case service creates the first", 2)
+    text = json.dumps(keys.to_jwks(), indent=2) + "\n"
+    if out_file is None:
+        sys.stdout.write(text)
+    else:
+        out_file.write_text(text, encoding="utf-8")
+        out.print(f"{len(keys)} public key(s) written to {out_file}", highlight=False)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make a new signing key the current one. Events signed before keep verifying (the old
+    public key stays in the set); the old private key is removed. Restart the case service
+    (and `vss generate` runs) to sign with the new key."""
+    try:
+        signer = CaseSettings().keyring().rotate()
+    except SigningKeyMissing as error:
+        raise _fail(str(error), 2) from None
+    out.print(f"new signing key {signer.key_id}; restart the case service to sign with it", highlight=False)
 
 
 @app.command("export")
@@ -285,8 +448,8 @@ def generate(
         raise _fail(str(error), 2) from None
     settings = CaseSettings()
     try:
-        store = generation_store(settings.store_url(), cases)
-    except StoreUrlInvalid as error:
+        store = generation_store(settings.store_url(), cases, signer=settings.commit_signer())
+    except (StoreUrlInvalid, SigningKeyMissing) as error:
         raise _fail(str(error), 2) from None
     try:
         store.check_migrated()
@@ -409,9 +572,11 @@ def up() -> None:
     embedded_nats = bus.nats_embedded
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # stores, keys, logs, mail
     try:
-        migrate(StoreConfig(settings.store_url()))
+        sealing = migrate(StoreConfig(settings.store_url()), settings.commit_signer())
     except Exception as error:
         raise _fail(f"cannot prepare the case store: {error}") from None
+    for broken in sealing.not_sealed:  # started anyway: `vss verify` names them too
+        err.print(f"vss: case {broken.case_id} left unsigned, at version {broken.version}: {broken.reason}")
     try:
         migrate_meetings(MeetingsSettings().store_url())
     except Exception as error:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.case.application.service import CaseService
+from services.case.infrastructure.signing import Keyring
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.cli.supervisor import Part
 from services.notifications.application.service import Signer
@@ -82,7 +83,9 @@ def test_migrate_refuses_an_unknown_store_url(tmp_path: Path) -> None:
 def test_verify_names_the_broken_case_and_version(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/events.sqlite"
     migrate(StoreConfig(url))
-    store = CaseEventStore(StoreConfig(url))
+    # Signed with the data directory's key, as the case service signs (vss verify checks it).
+    signer = Keyring(tmp_path / "case" / "signing").ensure()
+    store = CaseEventStore(StoreConfig(url), signer=signer)
     try:
         clock = FixedClock()
         service = CaseService(store, clock)
