@@ -3,8 +3,8 @@
 Measured in the same run, on the same kind of store:
 - raw sqlite3 / psycopg: one INSERT of a stored-event-sized row per transaction;
 - raw eventsourcing: ``Application.save`` of a minimal aggregate, one event per save;
-- application: ``CaseService.execute`` (load the case, check the rules, hash, save with
-  the case head in the same transaction), one command per call;
+- application: ``CaseService.execute`` (load the case, check the rules, hash, sign the
+  commit with Ed25519, save with the case head in the same transaction), one command per call;
 - HTTP: the same command through the real API (uvicorn + httpx, one client).
 
 Usage::
@@ -43,6 +43,7 @@ from services.case.application.service import CaseService, Request
 from services.case.domain import commands as cmd
 from services.case.domain.events import Actor
 from services.case.entrypoints.http import create_app
+from services.case.infrastructure.signing import CommitSigner
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
@@ -192,13 +193,18 @@ WORKSHEET = {
 }
 
 
-def application_path(url: str, n: int, cases: int) -> Figure:
-    store = CaseEventStore(StoreConfig(url))
+SIGNER = CommitSigner.generate("bench-key")  # every commit signed, as the case service signs
+
+
+def application_path(url: str, n: int, cases: int, *, signer: CommitSigner | None = SIGNER) -> Figure:
+    store = CaseEventStore(StoreConfig(url), signer=signer)
     service = CaseService(store, Clock())
     ids = _open_cases(service, cases)
     command = cmd.CompleteWorksheet.model_validate(WORKSHEET)
 
-    name = "application CaseService.execute (load, rules, save)"
+    name = "application CaseService.execute (load, rules, sign, save)"
+    if signer is None:
+        name = "  the same, commits not signed (for comparison)"
 
     def run() -> None:
         for i in range(n):
@@ -217,7 +223,7 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def _server(url: str) -> Iterator[tuple[str, str, CaseService]]:
-    store = CaseEventStore(StoreConfig(url))
+    store = CaseEventStore(StoreConfig(url), signer=SIGNER)
     service = CaseService(store, Clock())
     tokens = TokenService(key="bench-secret-" + "x" * 32, algorithm="HS256", issuer="vss", audience="vss")
     port = _free_port()
@@ -267,6 +273,9 @@ def bench_store(
     http_url = make_url("http")
     migrate(StoreConfig(http_url))
     figures.append(http_path(http_url, n, cases))
+    unsigned_url = make_url("unsigned")
+    migrate(StoreConfig(unsigned_url))
+    figures.append(application_path(unsigned_url, n, cases, signer=None))
     library = figures[1].rate
     print(f"\n{kind}: {n} appends per round, best of {ROUNDS} rounds, commands spread over {cases} cases")
     print(f"{'path':<58}{'ops/s':>10}{'ms/op':>9}{'× library':>11}")
@@ -301,7 +310,10 @@ def main() -> None:
             from tests.support.postgres import fresh_database  # noqa: PLC0415
 
             with contextlib.ExitStack() as stack:
-                urls = {k: stack.enter_context(fresh_database(server)) for k in ("raw", "es", "case", "http")}
+                urls = {
+                    k: stack.enter_context(fresh_database(server))
+                    for k in ("raw", "es", "case", "http", "unsigned")
+                }
                 bench_store(
                     "PostgreSQL", urls.__getitem__, lambda url: raw_psycopg(url, args.n), args.n, args.cases
                 )
