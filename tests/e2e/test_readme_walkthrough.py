@@ -105,6 +105,7 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     assert "phase working" in result.stdout
     assert "15 se.vss.case.PhaseChanged.v1 anna.k" in result.stdout
     assert "1 case(s) verified" in result.stdout
+    assert re.search(r"signing keys: \['case-\d{8}-[0-9a-f]{8}'\]", result.stdout), result.stdout
     # The walk-through ends in the query API: the overview, the journal and the access log.
     assert "overview: phase working SIP 1" in result.stdout
     assert "journal: 15 events, chain verifies: True" in result.stdout
