@@ -370,8 +370,10 @@ def export_case(
     ] = "vss-operations",
 ) -> None:
     """Export one case as a JSON document: every event as its public CloudEvent (each with
-    its hash, so the receiver can verify the chain with vss_contracts alone), the chain's
-    verification here, the head and the state now. Exit 1 if the chain does not verify
+    its hash, and each commit's last event with its signature, so the receiver can verify
+    it with vss_contracts and the public keys alone), the verification here (the chain, and
+    the signatures when the key directory has public keys), the head and the state now.
+    Exit 1 if the case does not verify
     (the document is still written, saying so). The export is a read of the whole case:
     it is recorded in the access log (read ``export``) before the document is written."""
     try:
@@ -394,7 +396,11 @@ def export_case(
         while page := store.case_recorder.case_notifications(cid, after, 500):
             events += [store.cloud_event(n).model_dump(mode="json", by_alias=True) for n in page]
             after = page[-1].originator_version
-        broken = store.verify(cid)
+        try:  # with the key directory's public keys, the signatures too (none there: the chain)
+            keys: PublicKeys | None = CaseSettings().keyring().public_keys() or None
+        except (InvalidKeySet, SigningKeyMissing):
+            keys = None
+        broken = store.verify(cid, keys)
         state = TypeAdapter(CaseState).dump_python(store.load(cid).state, mode="json")
     finally:
         store.close()
