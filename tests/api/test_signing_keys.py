@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ def test_the_well_known_key_set_lists_every_key_that_signed(tmp_path: Path) -> N
     auth = AuthSettings(jwt_key="k" * 40)  # type: ignore[arg-type]
     parts = bootstrap(settings, auth=auth)  # the embedded defaults: a key is created on first use
     first = settings.keyring().signer().key_id
+    key_file = tmp_path / "case" / "signing" / f"{first}.pem"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600  # the private key: the owner's alone
     try:
         with TestClient(parts.app) as client:
             served = client.get(KEY_SET_PATH)

@@ -48,16 +48,63 @@ def test_the_wheel_carries_models_schemas_asyncapi_and_types_only(wheel: Path) -
     assert "vss_contracts/schemas/se.vss.CloudEvent.json" in names
     assert "vss_contracts/asyncapi.py" in names
     assert "vss_contracts/asyncapi/vss-bus.asyncapi.json" in names  # the document ships with the code
+    assert "vss_contracts/verification.py" in names  # what an organisation verifies its copy with
+    assert "vss_contracts/testvectors/chain.json" in names  # the vectors of docs/verifying.md
     assert not [n for n in names if n.startswith("services/")]
 
 
-def test_the_wheel_depends_on_pydantic_alone(wheel: Path) -> None:
+def test_the_wheel_depends_on_pydantic_and_cryptography_alone(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         [metadata] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
         requires = [
             line for line in archive.read(metadata).decode().splitlines() if line.startswith("Requires-Dist:")
         ]
-    assert requires == ["Requires-Dist: pydantic[email]<3,>=2.7"]
+    # cryptography: Ed25519, to verify the case service's commit signatures.
+    assert sorted(requires) == ["Requires-Dist: cryptography>=42", "Requires-Dist: pydantic[email]<3,>=2.7"]
+
+
+_VERIFIER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from importlib.resources import files
+from vss_contracts.signing import PublicKeys
+from vss_contracts.verification import CaseVerificationFailed, verify_case
+
+vectors = json.loads(files("vss_contracts").joinpath("testvectors/chain.json").read_text("utf-8"))
+keys = PublicKeys.from_jwks(vectors["keys"])
+verdicts = []
+for chain in vectors["chains"]:
+    try:
+        verify_case(chain["events"], keys)
+        verdicts.append([chain["verifies"], None])
+    except CaseVerificationFailed as failure:
+        verdicts.append([chain["verifies"], failure.version, chain.get("fails_at_version")])
+loaded = sorted(m for m in sys.modules if m.startswith("services"))
+print(json.dumps({"verdicts": verdicts, "services": loaded}))
+"""
+
+
+def test_the_packaged_test_vectors_verify_with_the_installed_package_alone(
+    wheel: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", _VERIFIER, str(site)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    report = json.loads(result.stdout)
+    assert report["services"] == []
+    for verdict in report["verdicts"]:
+        if verdict[0]:
+            assert verdict == [True, None]
+        else:
+            assert verdict[1] == verdict[2]
 
 
 # Run by the test below against the wheel's own files (unpacked, first on sys.path): a webhook
