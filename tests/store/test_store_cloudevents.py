@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ from tests.support.clock import FixedClock
 from tests.support.scenario import FIRST_SIP_EVENT_TYPES, drive_to_first_sip
 from vss_contracts import CloudEvent, case_subject
 from vss_contracts.envelope import dataschema_for
+from vss_contracts.jsonschema import SCHEMA_DIR
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
@@ -82,3 +84,17 @@ def test_the_relays_fast_rendering_is_the_contracts_serialisation_key_for_key(se
 def test_a_stored_time_is_written_as_the_contracts_write_it(moment: datetime) -> None:
     wire = orjson.dumps({"time": wire_time(moment.isoformat())}, option=orjson.OPT_UTC_Z)
     assert orjson.loads(wire)["time"] == TypeAdapter(datetime).dump_python(moment, mode="json")
+
+
+def test_every_published_body_carries_what_the_envelope_schema_requires(
+    service: CaseService, store: CaseEventStore, clock: FixedClock
+) -> None:
+    """The committed envelope schema requires what CloudEvents requires, and the relay's bodies have it."""
+    schema = json.loads((SCHEMA_DIR / "se.vss.CloudEvent.json").read_text(encoding="utf-8"))
+    assert {"specversion", "source", "id", "type"} <= set(schema["required"])
+    assert schema["$id"] == "urn:vss:schema:se.vss.CloudEvent"
+    drive_to_first_sip(service, clock)
+    for event in store.published_log(0, 100):
+        body = orjson.loads(event.body)
+        assert set(schema["required"]) <= set(body) <= set(schema["properties"])
+        assert (body["specversion"], body["source"]) == ("1.0", "/vss/case")
