@@ -7,6 +7,7 @@ import html
 import re
 import stat
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,7 +19,8 @@ from services.notifications.entrypoints.http import NotificationsApiDependencies
 from services.notifications.settings import NotificationsSettings
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
-from tests.meetings.feed import HOUSING, SOCIAL
+from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL
+from tests.notifications.support import DAY
 from tests.notifications.test_service import World, _warning_world
 
 TOKENS = TokenService(key="test-secret-" + "n" * 40, algorithm="HS256", issuer="vss", audience="vss")
@@ -73,6 +75,19 @@ def test_the_record_follows_the_access_rule(api: tuple[World, TestClient]) -> No
     assert client.get(path, headers=headers(roles=("analyst",))).status_code == 403
     unknown = client.get("/v1/cases/00000000-0000-4000-8000-000000000000/notifications", headers=headers())
     assert unknown.status_code == 404
+
+
+def test_a_consent_past_its_end_no_longer_lets_its_organisations_read_the_record(
+    api: tuple[World, TestClient],
+) -> None:
+    world, client = api
+    path = f"/v1/cases/{world.feed.case_id}/notifications"
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, until=DAY + timedelta(days=1))
+    assert client.get(path, headers=headers(HOUSING.id)).status_code == 200  # its last day is ahead
+    world.clock.advance(days=2)
+    refused = client.get(path, headers=headers(HOUSING.id))
+    assert (refused.status_code, refused.json()["rule"]) == (403, "no_consent")
+    assert client.get(path, headers=headers()).status_code == 200  # the coordinators' organisation
 
 
 def test_every_read_and_every_refusal_is_in_the_access_log(

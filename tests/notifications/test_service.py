@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -18,7 +18,14 @@ from services.notifications.application.service import (
     CASE_CONSUMER,
     Organisation,
 )
-from services.notifications.domain.audience import CASE_CLOSED, MEMBER_LEFT, Person, Role
+from services.notifications.domain.audience import (
+    CASE_CLOSED,
+    MEMBER_LEFT,
+    NOT_COVERED,
+    Audience,
+    Person,
+    Role,
+)
 from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL, CaseFeed
 from tests.notifications.support import DAY, START, World
 from vss_contracts import case_events as ce
@@ -109,6 +116,73 @@ def test_a_withdrawal_cancels_what_is_pending_for_those_no_longer_covered(world:
     assert rows["Bo Boendestöd"].status == "cancelled"
     assert rows["Mamma Tolvansson"].status == "sent"
     assert "bo@example.se" not in world.recipients()
+
+
+def test_a_consent_past_its_end_lets_no_message_be_decided_for_those_it_covered(world: World) -> None:
+    _group(world.feed)
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=True, until=DAY)
+    world.clock.advance(hours=14)  # 23:00 in Stockholm: the consent's last day, still in force
+    world.feed.sip(DAY, 1, date(2026, 6, 1))
+    world.deliver()
+    world.clock.advance(hours=1)  # midnight in Stockholm (23:00 UTC): it has ended, no event says so
+    world.feed.sip(DAY, 2, date(2026, 6, 1))  # recorded earlier: decided now, by today's consent
+    world.deliver()
+    rows = [r for r in world.service.deliveries(world.feed.case_id) if r.template == "sip_decided"]
+    told = {(r.context["sip_version"], r.person["name"]) for r in rows}
+    assert {name for version, name in told if version == 1} == {
+        "Tolvan Tolvansson",
+        "Bo Boendestöd",
+        "Mamma Tolvansson",
+    }
+    assert {name for version, name in told if version == 2} == {"Tolvan Tolvansson"}
+    assert {r.status for r in rows} == {"sent"}
+
+
+def test_a_sip_renewing_the_consent_moves_its_end(world: World) -> None:
+    _group(world.feed)
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=True, until=DAY)
+    world.feed.sip(DAY, 1, date(2026, 6, 1))
+    world.feed.renew(DAY, 1, DAY + timedelta(days=30))
+    world.deliver()
+    world.clock.advance(days=1)  # past the first end, within the renewed one
+    world.feed.sip(DAY, 2, date(2026, 6, 1))
+    world.deliver()
+    told = [
+        r.person["name"] for r in world.service.deliveries(world.feed.case_id) if r.template == "sip_decided"
+    ]
+    assert told.count("Bo Boendestöd") == 2
+
+
+def test_what_is_pending_when_the_consent_ends_is_cancelled_when_its_turn_comes(world: World) -> None:
+    _group(world.feed)
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=True, until=DAY)
+    world.feed.sip(DAY, 1, date(2026, 6, 1))  # decided while the consent is in force, not yet sent
+    world.clock.advance(days=1)
+    world.deliver()
+    rows = {
+        r.person["name"]: r
+        for r in world.service.deliveries(world.feed.case_id)
+        if r.template == "sip_decided"
+    }
+    assert (rows["Bo Boendestöd"].status, rows["Bo Boendestöd"].last_error) == ("cancelled", NOT_COVERED)
+    assert (rows["Mamma Tolvansson"].status, rows["Mamma Tolvansson"].last_error) == (
+        "cancelled",
+        NOT_COVERED,
+    )
+    assert rows["Tolvan Tolvansson"].status == "sent"
+    assert "bo@example.se" not in world.recipients()
+    assert "mamma@example.se" not in world.recipients()
+
+
+def test_the_stored_audience_keeps_the_end_date_and_state_stored_without_it_still_loads() -> None:
+    audience = Audience(case_id=uuid4(), consent_orgs={HOUSING.id}, consent_valid_until=DAY)
+    housing = Person(key="member:x", name="Bo", role=Role.PROFESSIONAL, organisation_id=HOUSING.id)
+    again = Audience.from_json(audience.to_json())
+    assert again.consent_valid_until == DAY
+    assert not again.covered(housing, DAY + timedelta(days=1))
+    old = audience.to_json()
+    del old["consent_valid_until"]  # as stored before the end date was kept
+    assert Audience.from_json(old).covered(housing, DAY + timedelta(days=1))  # open-ended, as then
 
 
 def test_a_member_who_left_gets_nothing_still_pending_for_them(world: World) -> None:

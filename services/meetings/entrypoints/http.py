@@ -48,7 +48,7 @@ from services.meetings.application.service import MeetingsService, Requester
 from services.meetings.domain.calendar import STOCKHOLM
 from services.meetings.domain.meeting import Meeting, MeetingStatus
 from services.meetings.domain.schedule import Decided, MeetingSchedule, ScheduleError
-from services.shared.access import AccessRecorder, grants, may_see, record_access
+from services.shared.access import AccessRecorder, may_see, record_access
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.ics import calendar_feed, meeting_ics
@@ -336,8 +336,7 @@ Write = Annotated[WriteCall, Depends(write_call)]
 def _check_access(schedule: MeetingSchedule, claims: TokenClaims, today: date) -> None:
     """The caller's organisation coordinates the case or is covered by its current consent."""
     state = schedule.state
-    coordinating = [c.organisation.id for c in state.coordinators.values() if c.organisation]
-    if may_see(claims.organisation_id, grants(coordinating, state.consent_orgs or ()), today.isoformat()):
+    if may_see(claims.organisation_id, schedule.grants(), today.isoformat()):
         return
     raise forbidden(
         f"organisation {claims.organisation_id} neither coordinates case {state.case_id}"

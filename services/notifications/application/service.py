@@ -12,7 +12,10 @@
   transaction. A cancellation that comes after the claim changes nothing and records
   nothing: the message is on its way and is recorded as what it became. Temporary
   failures are retried with exponential backoff up to ``max_attempts``; a retry is
-  cancelled instead if the consent no longer covers the recipient.
+  cancelled instead if the consent no longer covers the recipient. A consent's end
+  (``valid_until``) is a date passing, not an event: nothing is swept when it passes, but
+  every delivery is checked against the consent in force on the day it is claimed, and
+  one no longer covered is cancelled then instead of sent.
 - **Escalate** (:meth:`escalate_due`): an early warning nobody acknowledged within
   ``escalate_after`` goes to the duty contacts of the coordinators' organisations.
 - **Acknowledge** (:meth:`acknowledge`): a person confirmed an urgent message.
@@ -59,7 +62,7 @@ from services.notifications.application.ports import (
     Store,
     iso,
 )
-from services.notifications.domain.audience import NOT_COVERED, Audience, Person
+from services.notifications.domain.audience import NOT_COVERED, Audience, Person, local_day
 from services.notifications.domain.decisions import Notice, escalation, on_case_event, on_meeting_event
 from services.shared.ics import meeting_ics
 from vss_contracts import notification_events as ne
@@ -193,17 +196,21 @@ class NotificationsService:
                 return False
             value = self.store.audience(str(case_id))
             audience = Audience.from_json(value) if value else Audience(case_id=case_id)
+            # The consent in force today decides, not the one when the event was recorded: a
+            # message decided now leaves now (catching up after a consent ended tells nobody).
+            now = self.clock.now()
+            today = local_day(now)
             if isinstance(data, CaseEventData):
-                outcome = on_case_event(audience, data, recorded_at)
+                outcome = on_case_event(audience, data, recorded_at, today)
             else:
-                outcome = on_meeting_event(audience, data)
+                outcome = on_meeting_event(audience, data, today)
             at = iso(recorded_at)
             deliveries = [
                 d
                 for notice in outcome.notices
                 for d in self._deliveries(notice, case_id, event_id, event_type, recorded_at)
             ]
-            cancelled = self._withdrawn(audience, at=iso(self.clock.now())) if outcome.recheck_pending else []
+            cancelled = self._withdrawn(audience, now) if outcome.recheck_pending else []
             opened = None
             if outcome.alert_opened is not None:
                 escalate_at = iso(recorded_at + self.policy.escalate_after)
@@ -278,13 +285,14 @@ class NotificationsService:
             )
         return deliveries
 
-    def _withdrawn(self, audience: Audience, at: str) -> list[tuple[str, RecordEvent]]:
+    def _withdrawn(self, audience: Audience, now: datetime) -> list[tuple[str, RecordEvent]]:
         """Pending deliveries that may no longer go (consent, membership, closure): cancelled,
         on the record with the reason."""
+        at, today = iso(now), local_day(now)
         cancelled = []
         # Only pending rows: a claimed one is on its way, and its outcome will be its record.
         for row in self.store.pending_of_case(str(audience.case_id)):
-            reason = audience.why_not_told_now(Person.from_json(row.person))
+            reason = audience.why_not_told_now(Person.from_json(row.person), today)
             if reason is None:
                 continue
             cancelled.append((row.delivery_key, self._withdrawal(row, at, max(row.attempts, 1), reason)))
@@ -303,9 +311,10 @@ class NotificationsService:
         )
 
     def _covered(self, row: DeliveryRow) -> bool:
-        """Whether the case's current audience still lets this recipient be told (lock held)."""
+        """Whether the case's current audience lets this recipient be told today (lock held)."""
         value = self.store.audience(row.case_id)
-        return value is None or Audience.from_json(value).covered(Person.from_json(row.person))
+        today = local_day(self.clock.now())
+        return value is None or Audience.from_json(value).covered(Person.from_json(row.person), today)
 
     def recover_claims(self) -> int:
         """At start, before sending: settle the claims a stopped sender left; how many.
@@ -356,7 +365,7 @@ class NotificationsService:
         """One attempt; False if the delivery was cancelled since it was read (nothing sent)."""
         # Claimed just before sending, not with the batch: a cancellation recorded while
         # the batch waits its turn must win, or the message leaves against the consent.
-        if not await asyncio.to_thread(self.store.claim, row.delivery_key):
+        if not await asyncio.to_thread(self._claim, row):
             return False
         attempt = row.attempts + 1
         try:
@@ -390,6 +399,27 @@ class NotificationsService:
                 error=outcome.error,
             )
         return True
+
+    def _claim(self, row: DeliveryRow) -> bool:
+        """Claim a pending delivery for sending; False if a cancellation won, or if the consent
+        no longer covers the recipient today (then it is cancelled, on the record).
+
+        A consent ends by its date passing, which no event announces: a message decided
+        before (or a retry) would otherwise leave after the end. Under the store's lock, so
+        no decision comes between the look at the audience and the update.
+        """
+        with self.store.lock:
+            if not self.store.claim(row.delivery_key):
+                return False
+            if self._covered(row):
+                return True
+            at, attempts = iso(self.clock.now()), max(row.attempts, 1)
+            record = self._withdrawal(row, at, attempts)
+            self.store.finish(
+                row.delivery_key, AttemptOutcome("cancelled", attempts, at, NOT_COVERED, record=record)
+            )
+        log.info("notifications.delivery_cancelled", delivery=row.delivery_key, error=NOT_COVERED)
+        return False
 
     def _settle(self, row: DeliveryRow, outcome: AttemptOutcome) -> tuple[AttemptOutcome, bool]:
         """Store a claimed delivery's outcome; a retry the consent no longer allows is cancelled.
@@ -520,7 +550,7 @@ class NotificationsService:
                     continue
                 audience = Audience.from_json(value)
                 triggered = datetime.fromisoformat(alert.triggered_at)
-                notices = escalation(audience, UUID(alert.warning_id), triggered, duty)
+                notices = escalation(audience, UUID(alert.warning_id), triggered, duty, local_day(now))
                 cause = f"escalation:{alert.warning_id}"
                 deliveries = [
                     d

@@ -13,18 +13,23 @@ The consent rule (:meth:`Audience.covered`), applied to every message:
 - anyone else with an organisation only if the current consent covers it;
 - a relative, or anyone without an organisation (a friend the plan names), only if the
   current consent covers relatives;
-- with no consent in force (none given yet, or withdrawn entirely) nobody but the client
-  and the coordinators.
+- with no consent in force (none given yet, withdrawn entirely, or past its ``valid_until``)
+  nobody but the client and the coordinators.
+
+Which organisations the consent covers on a day is the shared access rule
+(:mod:`services.shared.access`), the one the APIs apply too; the roles above narrow it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
+from services.shared.access import Grant, grants, may_see
 from vss_contracts.meeting_events import Invitee, MeetingKind
 from vss_contracts.notification_events import Recipient
 
@@ -32,6 +37,13 @@ from vss_contracts.notification_events import Recipient
 NOT_COVERED = "the consent no longer covers the recipient"
 MEMBER_LEFT = "the recipient left the resource group"
 CASE_CLOSED = "the case was closed"
+
+_STOCKHOLM = ZoneInfo("Europe/Stockholm")
+
+
+def local_day(moment: datetime) -> date:
+    """The day in Sweden at ``moment``: a consent's ``valid_until`` is a Swedish date."""
+    return moment.astimezone(_STOCKHOLM).date()
 
 
 class Role(StrEnum):
@@ -157,6 +169,7 @@ class Audience:
     plan_contacts: list[Person] = field(default_factory=list)
     consent_orgs: set[str] | None = None  # None: no consent in force
     covers_relatives: bool = False
+    consent_valid_until: date | None = None  # the consent's last day; None: open-ended
     meetings: dict[str, MeetingCopy] = field(default_factory=dict)  # by meeting id
     open_warnings: set[str] = field(default_factory=set)
     closed: bool = False
@@ -167,19 +180,34 @@ class Audience:
         return str(self.case_id)[:8]
 
     # ------------------------------------------------------------------------ consent
-    def covered(self, person: Person) -> bool:
+    def grants(self) -> list[Grant]:
+        """Who may see the case (the shared rule's grants): the coordinators' organisations,
+        and those the consent in force covers until its ``valid_until``."""
+        coordinating = [c.organisation_id for c in self.coordinators.values() if c.organisation_id]
+        until = self.consent_valid_until.isoformat() if self.consent_valid_until else None
+        return grants(coordinating, self.consent_orgs or (), until)
+
+    def consent_in_force(self, today: date) -> bool:
+        return self.consent_orgs is not None and (
+            self.consent_valid_until is None or self.consent_valid_until >= today
+        )
+
+    def covered(self, person: Person, today: date) -> bool:
+        """Whether the consent lets ``person`` be told on ``today`` (the rule above)."""
         if person.role is Role.CLIENT:
             return True
         coordinating = {c.organisation_id for c in self.coordinators.values()}
         if person.role in (Role.COORDINATOR, Role.DUTY) and person.organisation_id in coordinating:
             return True
-        if self.consent_orgs is None:
+        if not self.consent_in_force(today):
             return False
         if person.relative or person.organisation_id is None:
             return self.covers_relatives
-        return person.organisation_id in self.consent_orgs
+        # Only the consent's own grants: coordinating is no reason to tell another person of it.
+        until = self.consent_valid_until.isoformat() if self.consent_valid_until else None
+        return may_see(person.organisation_id, grants((), self.consent_orgs or (), until), today.isoformat())
 
-    def why_not_told_now(self, person: Person) -> str | None:
+    def why_not_told_now(self, person: Person, today: date) -> str | None:
         """Why a message decided earlier must not go to ``person`` any more; None if it may.
 
         Asked of what is still pending when the consent narrows, a member leaves or the
@@ -190,7 +218,7 @@ class Audience:
         member_id = person.key.removeprefix("member:")
         if member_id != person.key and member_id not in self.members:
             return MEMBER_LEFT
-        if not self.covered(person):
+        if not self.covered(person, today):
             return NOT_COVERED
         return None
 
@@ -230,6 +258,7 @@ class Audience:
             "plan_contacts": [p.to_json() for p in self.plan_contacts],
             "consent_orgs": sorted(self.consent_orgs) if self.consent_orgs is not None else None,
             "covers_relatives": self.covers_relatives,
+            "consent_valid_until": self.consent_valid_until.isoformat() if self.consent_valid_until else None,
             "meetings": [m.to_json() for m in self.meetings.values()],
             "open_warnings": sorted(self.open_warnings),
             "closed": self.closed,
@@ -247,6 +276,11 @@ class Audience:
             plan_contacts=[Person.from_json(p) for p in value["plan_contacts"]],
             consent_orgs=set(value["consent_orgs"]) if value["consent_orgs"] is not None else None,
             covers_relatives=value["covers_relatives"],
+            # State stored before the end date was kept has none: open-ended, as it was treated
+            # then, until the next ConsentGiven brings its date.
+            consent_valid_until=date.fromisoformat(until)
+            if (until := value.get("consent_valid_until"))
+            else None,
             meetings={str(m.meeting_id): m for m in meetings},
             open_warnings=set(value["open_warnings"]),
             closed=value["closed"],

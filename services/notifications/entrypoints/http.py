@@ -29,8 +29,8 @@ from pydantic import BaseModel
 
 from services.notifications.application.ports import DeliveryRow
 from services.notifications.application.service import NotificationsService
-from services.notifications.domain.audience import Audience
-from services.shared.access import AccessRecorder, grants, may_see, record_access
+from services.notifications.domain.audience import Audience, local_day
+from services.shared.access import AccessRecorder, may_see, record_access
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.problems import (
@@ -165,15 +165,13 @@ def case_notifications(
             404, "Not found", f"no notifications are known for case {case_id}", code="case_known"
         )
     audience = Audience.from_json(value)
-    coordinating = [c.organisation_id for c in audience.coordinators.values() if c.organisation_id]
-    case_grants = grants(coordinating, audience.consent_orgs or ())
     deps = _deps(request)
 
     def log(outcome: str, reason: str | None = None) -> None:
         record_access(deps.access_log, claims, str(case_id), "notifications", outcome, reason)
 
-    today = service.clock.now().date().isoformat()  # the consent's end is not in the audience yet
-    if not may_see(claims.organisation_id, case_grants, today):
+    today = local_day(service.clock.now()).isoformat()
+    if not may_see(claims.organisation_id, audience.grants(), today):
         refused = forbidden(
             f"organisation {claims.organisation_id} neither coordinates case {case_id}"
             " nor is covered by its current consent",

@@ -382,7 +382,14 @@ def _not_found(error: CaseNotFound, at: ReadPosition) -> ProblemException:
 def list_cases(
     reader: ReaderDep,
     at: ConsistentDep,
-    coordinator: str | None = None,
+    coordinator: Annotated[
+        str | None,
+        Query(description="Cases this coordinator (a user id) coordinates, with coordinator_organisation"),
+    ] = None,
+    coordinator_organisation: Annotated[
+        str | None,
+        Query(description="The coordinator's organisation (a user id alone is no person); default: yours"),
+    ] = None,
     phase: Literal["mapping", "planning", "working", "follow_up", "closed"] | None = None,
     municipality: Annotated[str | None, Query(pattern=r"^\d{4}$", description="Municipality code")] = None,
     overdue: bool | None = None,
@@ -392,6 +399,7 @@ def list_cases(
     items = at.queries.cases(
         reader,
         coordinator=coordinator,
+        coordinator_organisation=coordinator_organisation,
         phase=phase,
         municipality=municipality,
         overdue=overdue,
