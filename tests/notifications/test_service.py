@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from services.notifications.application.ports import DeliveryRow
 from services.notifications.application.service import (
     CASE_CONSUMER,
     Organisation,
@@ -47,6 +48,15 @@ def _group(feed: CaseFeed) -> dict[str, UUID]:
         "client": feed.add_member(DAY, "Tolvan Tolvansson", MemberKind.CLIENT),
         "housing": feed.add_member(DAY, "Bo Boendestöd", MemberKind.PROFESSIONAL, HOUSING),
         "mother": feed.add_member(DAY, "Mamma Tolvansson", MemberKind.RELATIVE),
+    }
+
+
+def _sip_rows(world: World) -> dict[str, DeliveryRow]:
+    """The case's SIP notices, by recipient name."""
+    return {
+        r.person["name"]: r
+        for r in world.service.deliveries(world.feed.case_id)
+        if r.template == "sip_decided"
     }
 
 
@@ -108,11 +118,7 @@ def test_a_withdrawal_cancels_what_is_pending_for_those_no_longer_covered(world:
     world.feed.sip(DAY, 1, date(2026, 6, 1))  # decided, not yet delivered
     world.feed.withdraw(DAY, HOUSING.id)
     world.deliver()
-    rows = {
-        r.person["name"]: r
-        for r in world.service.deliveries(world.feed.case_id)
-        if r.template == "sip_decided"
-    }
+    rows = _sip_rows(world)
     assert rows["Bo Boendestöd"].status == "cancelled"
     assert rows["Mamma Tolvansson"].status == "sent"
     assert "bo@example.se" not in world.recipients()
@@ -159,11 +165,7 @@ def test_what_is_pending_when_the_consent_ends_is_cancelled_when_its_turn_comes(
     world.feed.sip(DAY, 1, date(2026, 6, 1))  # decided while the consent is in force, not yet sent
     world.clock.advance(days=1)
     world.deliver()
-    rows = {
-        r.person["name"]: r
-        for r in world.service.deliveries(world.feed.case_id)
-        if r.template == "sip_decided"
-    }
+    rows = _sip_rows(world)
     assert (rows["Bo Boendestöd"].status, rows["Bo Boendestöd"].last_error) == ("cancelled", NOT_COVERED)
     assert (rows["Mamma Tolvansson"].status, rows["Mamma Tolvansson"].last_error) == (
         "cancelled",
@@ -191,11 +193,7 @@ def test_a_member_who_left_gets_nothing_still_pending_for_them(world: World) -> 
     world.feed.sip(DAY, 1, date(2026, 6, 1))  # decided, not yet delivered
     world.feed.remove_member(DAY, group["housing"])
     world.deliver()
-    rows = {
-        r.person["name"]: r
-        for r in world.service.deliveries(world.feed.case_id)
-        if r.template == "sip_decided"
-    }
+    rows = _sip_rows(world)
     assert (rows["Bo Boendestöd"].status, rows["Bo Boendestöd"].last_error) == ("cancelled", MEMBER_LEFT)
     assert rows["Mamma Tolvansson"].status == "sent"
     assert "bo@example.se" not in world.recipients()
