@@ -102,7 +102,7 @@ class _Dependencies:
 
 
 router = APIRouter(
-    prefix="/v1/cases", tags=["cases"], responses=problem_responses(400, 401, 403, 404, 409, 422)
+    prefix="/v1/cases", tags=["cases"], responses=problem_responses(400, 401, 403, 404, 409, 422, 503)
 )
 
 

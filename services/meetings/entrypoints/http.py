@@ -204,7 +204,7 @@ class MeetingsApiDependencies:
     window: DateWindow = field(default_factory=DateWindow)  # where the dates of a request may lie
 
 
-router = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 403, 404, 409, 422))
+router = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 403, 404, 409, 422, 503))
 
 
 def create_app(deps: MeetingsApiDependencies) -> FastAPI:

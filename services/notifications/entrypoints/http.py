@@ -104,7 +104,7 @@ class NotificationsApiDependencies:
     access_log: AccessRecorder  # every read of a case's record, and every refusal
 
 
-router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 404, 422))
+router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 404, 422, 503))
 
 
 def create_app(deps: NotificationsApiDependencies) -> FastAPI:
