@@ -44,7 +44,7 @@ from services.case.domain.events import Actor
 from services.shared.access import AccessRecorder, record_access
 from services.shared.auth import TokenService
 from services.shared.http_auth import bearer, verified_claims
-from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, refuse_bad_input
+from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, PersonUserId, refuse_bad_input
 from services.shared.problems import (
     CorrelationMiddleware,
     ProblemException,
@@ -452,7 +452,7 @@ def assign(case_id: UUID, body: cmd.AssignCoordinator, call: Cmd, response: Resp
 
 @router.post("/{case_id}/coordinators/{user_id}/unassignment", response_model=WriteResult)
 def unassign(
-    case_id: UUID, user_id: str, body: cmd.UnassignCoordinator, call: Cmd, response: Response
+    case_id: UUID, user_id: PersonUserId, body: cmd.UnassignCoordinator, call: Cmd, response: Response
 ) -> WriteResult:
     return respond(response, run(call, body, case_id, lambda c: c.unassign_coordinator(user_id, body)))
 

@@ -52,7 +52,13 @@ from services.shared.access import AccessRecorder, may_see, record_access
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.ics import calendar_feed, meeting_ics
-from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, refuse_bad_input
+from services.shared.inputs import (
+    WINDOW_DESCRIPTION,
+    DateWindow,
+    PersonOrganisation,
+    PersonUserId,
+    refuse_bad_input,
+)
 from services.shared.problems import (
     CorrelationMiddleware,
     ProblemException,
@@ -418,14 +424,6 @@ def _ics(content: bytes) -> Response:
 
 
 _ICS_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/calendar": {}}}}
-PersonOrganisation = Annotated[
-    str | None,
-    Query(
-        min_length=1,
-        max_length=200,
-        description="The coordinator's organisation (a person is organisation and user id); default: yours",
-    ),
-]
 
 
 # --------------------------------------------------------------------------------- routes
@@ -576,7 +574,7 @@ def mark_meeting_held(
     tags=["calendar"],
 )
 def coordinator_feed(
-    user_id: str,
+    user_id: PersonUserId,
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     key: Annotated[
@@ -633,7 +631,7 @@ def _own_calendar(
 
 @router.get("/coordinators/{user_id}/calendar-link", response_model=CalendarLink, tags=["calendar"])
 def calendar_link(
-    user_id: str, claims: Caller, request: Request, organisation: PersonOrganisation = None
+    user_id: PersonUserId, claims: Caller, request: Request, organisation: PersonOrganisation = None
 ) -> CalendarLink:
     """The coordinator's own subscribable feed URL (for Outlook, Google, Apple calendars)."""
     organisation = _own_calendar(request, claims, organisation, user_id, "calendar_link")
