@@ -388,12 +388,12 @@ def nats_config(
         )
     directory = out_dir or credentials_dir(CaseSettings().data_dir)
     written = write_nats_config(directory, organisations, rotate=frozenset(rotate or ()))
-    out.print(f"server authorization  {written.config_file}", highlight=False)
+    out.print(f"server authorization  {written.config_file}", highlight=False, soft_wrap=True)
     for role, seed in written.internal.items():
-        out.print(f"  vss {role.value:<14} {seed}", highlight=False)
+        out.print(f"  vss {role.value:<14} {seed}", highlight=False, soft_wrap=True)
     for org, org_seed in written.organisations.items():
         given = str(org_seed) if org_seed is not None else "its own key (public key from the file)"
-        out.print(f"  {org:<18} {given}  inbox {inbox_prefix(org)}", highlight=False)
+        out.print(f"  {org:<18} {given}  inbox {inbox_prefix(org)}", highlight=False, soft_wrap=True)
     out.print(
         "include the authorization from the server's configuration and reload it (nats-server --signal"
         " reload); give each process VSS_NATS_NKEY_SEED_FILE and each organisation its seed file",
@@ -560,7 +560,7 @@ def up() -> None:
             f"port {notifications.smtp_port} for the local mail sink is taken (VSS_SMTP_PORT sets another)"
         )
     (settings.data_dir / "up.json").unlink(missing_ok=True)  # a stale one from a crash
-    credentials = None
+    credentials, organisations_file = None, None
     if embedded_nats:  # the embedded server authorizes like a production one (ADR 0010)
         try:
             organisations = _embedded_organisations(settings)
@@ -568,7 +568,8 @@ def up() -> None:
             raise _fail(str(error), 2) from None
         credentials = write_nats_config(credentials_dir(settings.data_dir.resolve()), organisations)
         if organisations.source is not None:
-            os.environ.setdefault("VSS_ORGANISATIONS", str(organisations.source))
+            organisations_file = str(organisations.source)
+            os.environ.setdefault("VSS_ORGANISATIONS", organisations_file)
         _use_operator_credentials(bus, settings.data_dir)
         bus = BusSettings()
     env = {**os.environ, "VSS_DATA_DIR": str(settings.data_dir.resolve()), "VSS_NATS_URL": bus.nats()}
@@ -620,6 +621,7 @@ def up() -> None:
             "query_docs": f"{query}/docs",
             "nats_url": bus.nats(),
             "nats_embedded": embedded_nats,
+            "organisations": organisations_file,
             "data_dir": str(settings.data_dir.resolve()),
             "parts": [part.describe() for part in parts],
         }
@@ -734,6 +736,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         "data_dir": str(Path(settings.data_dir).resolve()),
         "case_store": settings.store_url().split("@")[-1],
         "logs": str(Path(settings.data_dir).resolve() / "logs"),
+        "organisations": _organisations_status(state.get("organisations"), projections),
     }
     healthy = all(part["healthy"] for part in parts)
     if as_json:
@@ -742,9 +745,49 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         for part in parts:
             mark = "up" if part["healthy"] else "DOWN"
             out.print(f"{part['name']:<14} {mark:<5} {part['url']}")
+        orgs = report["organisations"]
+        if orgs is not None:
+            waiting = ", ".join(
+                f"{org} ({n} case{'s' if n != 1 else ''})" for org, n in orgs["unknown"].items()
+            )
+            mark = "WAIT" if waiting else "ok"
+            known = f"{len(orgs['known'])} in {orgs['file'] or 'no organisations file'}"
+            line = f"{known}; not in the file, their events wait: {waiting}" if waiting else known
+            out.print(f"{'organisations':<14} {mark:<5} {line}", highlight=False, soft_wrap=True)
         out.print(f"{'data':<20} {report['data_dir']}")
     if not healthy:
         raise typer.Exit(1)
+
+
+def _organisations_status(
+    started_with: str | None, projections: ProjectionsSettings
+) -> dict[str, Any] | None:
+    """Who VSS may share with (the read models' grants) against the organisations file: an
+    organisation the file does not name has no NATS user, so its share events wait (none are
+    dropped) until it is added and `vss nats-config` run. None: no read models to ask."""
+    configured = OrganisationsSettings().organisations
+    path = configured or (Path(started_with) if started_with else None)
+    try:
+        organisations = load_organisations(path)
+    except OrganisationsFileInvalid as error:
+        return {"file": str(path), "error": str(error), "known": [], "unknown": {}}
+    try:
+        location = ReadModelLocation(projections.read_models())
+        try:
+            generation = location.current()
+            if generation is None:
+                return None
+            models = ReadModels(location.connect(generation))
+            try:
+                granted = models.granted_organisations(date.today().isoformat())
+            finally:
+                models.close()
+        finally:
+            location.close()
+    except Exception:  # no read models (yet): nothing to compare with
+        return None
+    unknown = {org: granted[org] for org in organisations.unknown(frozenset(granted))}
+    return {"file": str(path) if path else None, "known": sorted(organisations), "unknown": unknown}
 
 
 projections_app = typer.Typer(no_args_is_help=True, help="Read models: rebuild from history, status.")
