@@ -575,6 +575,7 @@ def up() -> None:
     env = {**os.environ, "VSS_DATA_DIR": str(settings.data_dir.resolve()), "VSS_NATS_URL": bus.nats()}
     parts = _parts(settings, bus, embedded_nats=embedded_nats, credentials=credentials)
     if credentials is not None:
+        env.pop("VSS_NATS_NKEY_SEED_FILE", None)  # the operator's is this CLI's own, not the parts'
         for part in parts:
             if part.name in PART_ROLES:
                 part.env = {"VSS_NATS_NKEY_SEED_FILE": str(credentials.internal[PART_ROLES[part.name]])}
@@ -634,7 +635,13 @@ def up() -> None:
             f"  notifications API  {notifications_api}\n"
             f"  mail               {mail}\n"
             f"  NATS               {bus.nats()}{' (embedded)' if embedded_nats else ''}\n"
-            f"  data               {state['data_dir']}\n"
+            + (
+                f"  NATS users         {credentials.config_file.parent}"
+                f" (organisations: {', '.join(credentials.organisations) or 'none'})\n"
+                if credentials
+                else ""
+            )
+            + f"  data               {state['data_dir']}\n"
             f"  logs               {settings.data_dir.resolve() / 'logs'}"
         )
         out.print(
