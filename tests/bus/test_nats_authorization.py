@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import nats
 import pytest
@@ -25,6 +26,8 @@ from services.shared.bus.authorization import (
     NatsAuth,
     NatsCredentials,
     inbox_prefix,
+    new_user_seed,
+    public_key,
 )
 from services.shared.bus.names import BusNames
 from services.shared.bus.streams import case_stream_config, connect
@@ -34,8 +37,14 @@ from tests.support.nats import NatsServer, authorized_nats_server
 REGION = "vgr-psykiatri-nordost"
 MUNICIPALITY = "goteborg-socialtjanst"
 CASES = ["0b7c1f0e-0000-4000-8000-000000000001", "0b7c1f0e-0000-4000-8000-000000000002"]
+OWN_KEY = "kommun-med-egen-nyckel"  # made its key pair itself: VSS has only the public key
+OWN_SEED = new_user_seed()
 ORGANISATIONS = parse_organisations(
-    {REGION: {}, MUNICIPALITY: {"nats": {"consumers": [MUNICIPALITY, f"{MUNICIPALITY}-verify"]}}}
+    {
+        REGION: {},
+        MUNICIPALITY: {"nats": {"consumers": [MUNICIPALITY, f"{MUNICIPALITY}-verify"]}},
+        OWN_KEY: {"nats": {"public_key": public_key(OWN_SEED)}},
+    }
 )
 
 
@@ -43,11 +52,11 @@ ORGANISATIONS = parse_organisations(
 class Setup:
     server: NatsServer
     credentials: NatsCredentials
+    own_seed_file: Path
     per_organisation: dict[str, int] = field(default_factory=dict)
 
     def organisation_auth(self, organisation: str) -> NatsAuth:
-        seed = self.credentials.organisations[organisation]
-        assert seed is not None
+        seed = self.credentials.organisations[organisation] or self.own_seed_file
         return NatsAuth(seed_file=seed, inbox_prefix=inbox_prefix(organisation))
 
 
@@ -75,7 +84,7 @@ async def _prepare(setup: Setup) -> None:
     async with client(setup, setup.credentials.internal_auth(InternalRole.SHARING)) as nc:
         js = nc.jetstream()
         await js.add_stream(StreamConfig(name=SHARE_STREAM, subjects=["vss.share.>"]))
-        for organisation, count in ((REGION, 3), (MUNICIPALITY, 2)):
+        for organisation, count in ((REGION, 3), (MUNICIPALITY, 2), (OWN_KEY, 1)):
             for n in range(count):
                 subject = f"vss.share.{organisation}.{CASES[n % 2]}.CaseOpened"
                 await js.publish(subject, f'{{"n": {n}}}'.encode(), timeout=5)
@@ -83,9 +92,12 @@ async def _prepare(setup: Setup) -> None:
 
 
 @pytest.fixture(scope="module")
-def setup() -> Iterator[Setup]:
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    own_seed_file = tmp_path_factory.mktemp("own") / f"{OWN_KEY}.nk"
+    own_seed_file.write_bytes(OWN_SEED)
     with authorized_nats_server(ORGANISATIONS) as (server, credentials):
-        prepared = Setup(server, credentials)
+        assert credentials.organisations[OWN_KEY] is None  # no seed of it on VSS's side
+        prepared = Setup(server, credentials, own_seed_file)
         asyncio.run(_prepare(prepared))
         yield prepared
 
@@ -170,6 +182,24 @@ def test_an_organisation_may_use_a_consumer_name_it_was_given(setup: Setup) -> N
             return len(messages)
 
     assert asyncio.run(main()) == setup.per_organisation[MUNICIPALITY]
+
+
+def test_an_organisation_with_its_own_key_pair_connects_with_its_seed(setup: Setup) -> None:
+    async def main() -> list[str]:
+        async with client(setup, setup.organisation_auth(OWN_KEY)) as nc:
+            js = nc.jetstream()
+            config = ConsumerConfig(
+                name=OWN_KEY, durable_name=OWN_KEY, filter_subject=f"vss.share.{OWN_KEY}.>"
+            )
+            await js.add_consumer(SHARE_STREAM, config, timeout=3)
+            messages = await (await js.pull_subscribe_bind(durable=OWN_KEY, stream=SHARE_STREAM)).fetch(
+                5, timeout=2
+            )
+            for message in messages:
+                await message.ack_sync(timeout=3)
+            return [m.subject for m in messages]
+
+    assert asyncio.run(main()) == [f"vss.share.{OWN_KEY}.{CASES[0]}.CaseOpened"]
 
 
 # --- what the server refuses -----------------------------------------------------------------
