@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
+from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 from pydantic_settings import SettingsConfigDict
 
 from services.notifications.application.service import Organisation, Policy, RetiredKey, Webhook
@@ -39,6 +39,9 @@ class _Hook(BaseModel):
 
 class _Organisation(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # The shared organisations file's other sections (services/shared/organisations.py checks them).
+    name: str | None = None
+    nats: dict[str, Any] | None = None
     webhook: _Hook | None = None
     duty: _Duty | None = None
 
@@ -97,7 +100,14 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings):
     notify_templates_dir: Path | None = Field(
         default=None, description="Edited templates (<lang>/<name>.txt)"
     )
-    notify_organisations: Path | None = Field(default=None, description="JSON: webhooks and duty contacts")
+    notify_organisations: Path | None = Field(
+        default=None,
+        # The one organisations file of every part (VSS_ORGANISATIONS); the older name still works.
+        validation_alias=AliasChoices(
+            "VSS_NOTIFY_ORGANISATIONS", "VSS_ORGANISATIONS", "notify_organisations"
+        ),
+        description="JSON: webhooks and duty contacts (sections of the organisations file)",
+    )
     escalate_after_minutes: float = Field(default=30, gt=0)
     retry_first_seconds: float = Field(default=30, gt=0)
     retry_max_seconds: float = Field(default=3600, gt=0)

@@ -507,6 +507,16 @@ class ReadModels:
     def case_count(self) -> int:
         return int(self.conn.fetchone("SELECT COUNT(*) FROM case_views")[0])
 
+    def granted_organisations(self, today: str) -> dict[str, int]:
+        """Each organisation that may see a case today (coordinates it, or the consent covers it),
+        with how many cases: whom VSS shares with (`vss status` names those it cannot reach)."""
+        rows = self.conn.fetchall(
+            "SELECT organisation_id, COUNT(*) FROM case_grants WHERE valid_until IS NULL OR valid_until >= ?"
+            " GROUP BY organisation_id ORDER BY organisation_id",
+            (today,),
+        )
+        return {str(row[0]): int(row[1]) for row in rows}
+
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every compared table, ordered: two generations built from the same history dump equal."""
         return {
