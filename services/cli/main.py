@@ -68,7 +68,7 @@ from services.shared.bus.authorization import (
 from services.shared.bus.embedded import EmbeddedNatsServer, port_is_free
 from services.shared.bus.lease import current_holder
 from services.shared.bus.relay import lease_bucket
-from services.shared.files import write_private
+from services.shared.files import create_private, write_private
 from services.shared.organisations import (
     Organisations,
     OrganisationsFileInvalid,
@@ -280,7 +280,10 @@ def export_case(
     if out_file is None:
         sys.stdout.write(text)
     else:
-        out_file.write_text(text, encoding="utf-8")
+        try:  # a whole case: the operator's alone, and never over another file
+            create_private(out_file, text.encode())
+        except FileExistsError:
+            raise _fail(f"{out_file} exists already: choose another file", 2) from None
         out.print(f"exported {len(events)} events of case {cid} to {out_file}", highlight=False)
     if broken is not None:
         raise _fail(f"case {cid} does not verify at version {broken.version}: {broken.reason}")
