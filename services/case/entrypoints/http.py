@@ -46,6 +46,7 @@ from services.shared.auth import TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, PersonUserId, refuse_bad_input
 from services.shared.problems import (
+    REQUEST_ID,
     CorrelationMiddleware,
     ProblemException,
     install_problem_handlers,
@@ -309,7 +310,23 @@ def command_call(
             json_schema_extra={"pattern": "^[!-~]{1,255}$"},
         ),
     ] = "",
+    x_causation_id: Annotated[
+        str,
+        Header(
+            description="The id of what caused this command (stored with its events); 1–128 visible"
+            " ASCII characters, else 400",
+            json_schema_extra={"pattern": REQUEST_ID.pattern},
+        ),
+    ] = "",
 ) -> CommandCall:
+    if x_causation_id and not REQUEST_ID.match(x_causation_id):
+        raise ProblemException(
+            400,
+            "Bad X-Causation-ID",
+            "X-Causation-ID is 1–128 visible ASCII characters (a UUID fits)",
+            code="bad_header",
+            field="X-Causation-ID",
+        )
     expected = None
     if if_match and if_match.strip() != "*":
         match = _IF_MATCH.match(if_match.strip())
@@ -348,7 +365,7 @@ def command_call(
     request = CommandRequest(
         actor=who,
         correlation_id=http.state.correlation_id,
-        causation_id=http.headers.get("x-causation-id"),
+        causation_id=x_causation_id or None,
         expected_version=expected,
         idempotency_key=idempotency_key or None,
         fingerprint=f"{http.method} {http.url.path}",
