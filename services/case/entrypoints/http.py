@@ -41,7 +41,7 @@ from services.case.domain import commands as cmd
 from services.case.domain.case import Case, CaseState
 from services.case.domain.errors import CaseRuleViolation, InvalidCommand, NotAllowed
 from services.case.domain.events import Actor
-from services.shared.access import AccessRecorder, record_access
+from services.shared.access import AccessRecorder, grants, may_see, record_access
 from services.shared.auth import TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, PersonUserId, refuse_bad_input
@@ -265,14 +265,34 @@ def reader(request: Request, who: Annotated[Actor, Depends(current_actor)]) -> A
 
 
 def _ensure_may_read(request: Request, case: Case, who: Actor, resource: str) -> None:
-    """Operators read every case; others only one their organisation is involved in (as of now)."""
+    """Who may read a case here, as of now: an operator; else the one access rule (its
+    coordinators' organisations, and those the consent in force covers until its end); and
+    the opening organisation only until a consent is given (it must see what it opened to
+    assign coordinators and record the consent, but once the client has a say, the consent
+    decides for it as for anyone)."""
     if "operator" in who.roles:
         return
-    try:
-        case.ensure_actor_may_write(who)
-    except NotAllowed as error:
-        _log(request, who, resource, "denied", f"{error.rule}: {error.detail}")
-        raise
+    state = case.state
+    consent = state.consent
+    if consent is None:
+        involved = {state.opened_by.id} | {c.organisation.id for c in state.coordinators.values()}
+        if who.organisation_id in involved:
+            return
+    else:
+        in_force = consent.withdrawn_on is None
+        case_grants = grants(
+            (c.organisation.id for c in state.coordinators.values()),
+            consent.organisations if in_force else (),
+            consent.valid_until.isoformat() if consent.valid_until else None,
+        )
+        if may_see(who.organisation_id, case_grants, _today(_deps(request)).isoformat()):
+            return
+    detail = (
+        f"organisation {who.organisation_id} neither coordinates the case nor does the consent in"
+        " force cover it"
+    )
+    _log(request, who, resource, "denied", f"no_consent: {detail}")
+    raise ProblemException(403, "Forbidden", detail, code="no_consent", rule="no_consent")
 
 
 @dataclass(frozen=True, slots=True)
