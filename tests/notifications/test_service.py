@@ -30,7 +30,7 @@ from services.notifications.domain.audience import (
 from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL, CaseFeed
 from tests.notifications.support import DAY, START, World
 from vss_contracts import case_events as ce
-from vss_contracts.types import MemberKind
+from vss_contracts.types import ContactDetails, Coordinator, MemberKind
 
 
 @pytest.fixture
@@ -311,3 +311,54 @@ def test_a_crash_between_the_servers_acceptance_and_the_record_resends_a_recogni
     assert first["X-VSS-Delivery"] == second["X-VSS-Delivery"]
     [row] = world.service.deliveries(world.feed.case_id)
     assert (row.status, row.attempts) == ("sent", 1)
+
+
+def test_a_coordinator_is_matched_to_a_member_by_organisation_and_user_id_not_user_id_alone(
+    world: World,
+) -> None:
+    """The region's coordinator anna.k has no e-mail on her assignment; a municipality
+    professional, also anna.k, is a member with one: she is someone else, and gets none of
+    the coordinator's messages (an urgent early warning with its acknowledgement link)."""
+    feed = world.feed
+    feed.open(DAY)
+    feed.assign(DAY, "sara", SOCIAL)
+    feed.send(
+        DAY,
+        ce.CoordinatorAssigned(
+            coordinator=Coordinator(
+                user_id="anna.k",
+                name="Anna Karlsson",
+                organisation=REGION_PSYCH,
+                contact=ContactDetails(),
+            ),
+            assigned_on=DAY,
+        ),
+    )
+    feed.add_member(DAY, "Tolvan Tolvansson", MemberKind.CLIENT)
+    feed.send(
+        DAY,
+        ce.ResourceGroupMemberAdded(
+            member=ce.ResourceGroupMember(
+                member_id=uuid4(),
+                kind=MemberKind.PROFESSIONAL,
+                name="Anna Kommunsson",
+                organisation=SOCIAL,
+                user_id="anna.k",
+                contact=ContactDetails(email="anna.kommun@example.se"),
+            ),
+            added_on=DAY,
+        ),
+    )
+    feed.consent(DAY, SOCIAL, REGION_PSYCH, relatives=False)
+    world.deliver()
+    feed.trigger(DAY)
+    world.deliver()
+    urgent = [r for r in world.service.deliveries(feed.case_id) if r.urgent]
+    assert {(r.person["name"], r.address) for r in urgent} == {("Samordnare sara", "sara@example.se")}
+    assert "anna.kommun@example.se" not in world.recipients()
+    # The other way round: her membership borrows no coordinator's address either.
+    audience = Audience.from_json(world.store.audience(str(feed.case_id)) or {})
+    [anna] = [p for p in audience.resource_group() if p.user_id == "anna.k"]
+    assert (anna.organisation_id, anna.email) == (SOCIAL.id, "anna.kommun@example.se")
+    [coordinator] = [p for p in audience.coordinator_people() if p.user_id == "anna.k"]
+    assert coordinator.email is None

@@ -41,6 +41,15 @@ CASE_CLOSED = "the case was closed"
 _STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
+def _same_person(one: Person, other: Person) -> bool:
+    """Whether two entries are one person: (organisation, user id), both known."""
+    return (
+        one.user_id is not None
+        and one.organisation_id is not None
+        and (one.organisation_id, one.user_id) == (other.organisation_id, other.user_id)
+    )
+
+
 def local_day(moment: datetime) -> date:
     """The day in Sweden at ``moment``: a consent's ``valid_until`` is a Swedish date."""
     return moment.astimezone(_STOCKHOLM).date()
@@ -227,10 +236,15 @@ class Audience:
         return [m for m in self.members.values() if m.role is Role.CLIENT]
 
     def coordinator_people(self) -> list[Person]:
-        """The coordinators, with the addresses their resource group membership may add."""
+        """The coordinators, with the addresses their resource group membership may add.
+
+        A member is the coordinator only if both the organisation and the user id match: a
+        user id is unique within its organisation only (ADR 0008), and another
+        organisation's anna.k must not receive the coordinator's messages.
+        """
         people = []
         for coordinator in self.coordinators.values():
-            member = next((m for m in self.members.values() if m.user_id == coordinator.user_id), None)
+            member = next((m for m in self.members.values() if _same_person(m, coordinator)), None)
             if member is not None and coordinator.email is None and member.email is not None:
                 people.append(replace(coordinator, email=member.email))
             else:
@@ -239,10 +253,10 @@ class Audience:
 
     def resource_group(self) -> list[Person]:
         """The members, coordinators among them with their coordinator addresses."""
-        by_user = {p.user_id: p for p in self.coordinator_people()}
+        by_person = {(p.organisation_id, p.user_id): p for p in self.coordinator_people()}
         group = []
         for member in self.members.values():
-            coordinator = by_user.get(member.user_id) if member.user_id else None
+            coordinator = by_person.get((member.organisation_id, member.user_id)) if member.user_id else None
             if coordinator is not None and member.email is None:
                 group.append(replace(member, email=coordinator.email))
             else:
