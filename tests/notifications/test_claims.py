@@ -19,20 +19,27 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
+from uuid import UUID, uuid4
 
 import pytest
 
 from services.notifications.application.ports import DeliveryRow
 from services.notifications.application.service import NOT_COVERED
+from services.notifications.domain.audience import CASE_CLOSED, MEMBER_LEFT
 from services.notifications.infrastructure.mailsink import MailSink
 from services.notifications.infrastructure.store import migrate
 from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL
 from tests.notifications.support import DAY, World, address_of
+from tests.support.clock import STOCKHOLM
+from vss_contracts import case_events as ce
+from vss_contracts import meeting_events as me
 from vss_contracts import notification_events as ne
-from vss_contracts.types import MemberKind, OrganisationRef, Principal
+from vss_contracts.meeting_events import Invitee, InviteeRole, MeetingKind
+from vss_contracts.types import ClosingReason, MemberKind, OrganisationRef, Principal
 
 STAYS = OrganisationRef(id="arbetsformedlingen", name="Arbetsförmedlingen", principal=Principal.OTHER)
 LEAVES = OrganisationRef(id="daglig-verksamhet", name="Daglig verksamhet AB", principal=Principal.OTHER)
@@ -272,3 +279,133 @@ def test_a_claim_a_killed_sender_left_is_cancelled_at_start_if_the_consent_was_w
     assert kind == ne.NotificationFailed.TYPE
     assert data["reason"].startswith(NOT_COVERED)
     assert "may have left" in data["reason"]
+
+
+# ------------------------------------- a retry after the member left or the case closed
+def _bo_member_id(world: World) -> UUID:
+    audience = world.store.audience(str(world.feed.case_id)) or {}
+    [bo] = [p for p in audience["members"] if p["email"] == BO]
+    return UUID(bo["key"].removeprefix("member:"))
+
+
+def _remove_bo(world: World) -> None:
+    """Bo leaves the resource group, a few minutes after the SIP was decided (09:00)."""
+    member_id = _bo_member_id(world)
+    world.feed.send(
+        DAY, ce.ResourceGroupMemberRemoved(member_id=member_id, removed_on=DAY), at=clock_time(9, 5)
+    )
+
+
+def _close(world: World) -> None:
+    world.feed.send(
+        DAY, ce.CaseClosed(closed_on=DAY, reason=ClosingReason.GOALS_ACHIEVED), at=clock_time(9, 5)
+    )
+
+
+@pytest.mark.parametrize(("happens", "reason"), [(_remove_bo, MEMBER_LEFT), (_close, CASE_CLOSED)])
+def test_a_claimed_delivery_that_must_be_retried_after_the_member_left_or_the_case_closed_is_cancelled(
+    hooked: tuple[World, Hooked], happens: Callable[[World], None], reason: str
+) -> None:
+    """Bo's SIP notice is claimed and with the server when Bo leaves (or the case closes):
+    not pending, so nothing cancels it then; the server asks for a retry (451), and the
+    consent still covers Bo's organisation: the retry must not send it to someone who left."""
+    world, sink = hooked
+
+    def happens_then_defer() -> bool:
+        sink.before = None
+        happens(world)
+        return True
+
+    sink.before = happens_then_defer
+    assert world.deliver() == 1
+    row = _bo(world)
+    assert (row.status, row.attempts, row.last_error) == ("cancelled", 1, reason)
+    world.clock.advance(timedelta(hours=1))  # long past the retry
+    assert world.deliver() == 0
+    assert BO not in world.recipients()
+    [(kind, data)] = _record_of(world, row)
+    assert (kind, data["reason"]) == (ne.NotificationFailed.TYPE, reason)
+
+
+@pytest.mark.parametrize(("happens", "reason"), [(_remove_bo, MEMBER_LEFT), (_close, CASE_CLOSED)])
+def test_a_claim_a_killed_sender_left_is_cancelled_at_start_if_the_member_left_or_the_case_closed(
+    hooked: tuple[World, Hooked], happens: Callable[[World], None], reason: str
+) -> None:
+    world, sink = hooked
+    _killed_once_the_server_kept_it(world, sink)
+    happens(world)  # while nothing runs: the claim stands, nothing is cancelled
+    assert _bo(world).status == "sending"
+    assert world.service.recover_claims() == 1
+    assert world.deliver() == 0
+    row = _bo(world)
+    assert (row.status, row.last_error) == (
+        "cancelled",
+        f"{reason} (a sender stopped while sending it: it may have left)",
+    )
+    assert world.recipients().count(BO) == 1  # no copy to someone who left / of a closed case
+
+
+def test_a_pending_retry_is_cancelled_with_the_reason_when_the_member_leaves(
+    hooked: tuple[World, Hooked],
+) -> None:
+    world, sink = hooked
+    sink.before = lambda: True  # 451: Bo's notice waits for its retry, pending
+    assert world.deliver() == 1
+    sink.before = None
+    assert _bo(world).status == "pending"
+    _remove_bo(world)
+    world.clock.advance(timedelta(hours=1))
+    assert world.deliver() == 0
+    assert (_bo(world).status, _bo(world).last_error) == ("cancelled", MEMBER_LEFT)
+    assert BO not in world.recipients()
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_a_meeting_cancellation_decided_after_the_member_left_or_the_case_closed_still_goes(
+    hooked: tuple[World, Hooked], closed: bool
+) -> None:
+    """The meetings service tells a removed member (or everyone, after the closure) that
+    their meeting is off: decided after the leaving or the closure on purpose, so only the
+    consent decides, on its retry too."""
+    world, sink = hooked
+    world.deliver()  # the SIP notices
+    bo = Invitee(
+        invitee_id=f"member:{_bo_member_id(world)}",
+        name="Bo Boendestöd",
+        role=InviteeRole.PROFESSIONAL,
+        organisation=HOUSING,
+        email=BO,
+    )
+    meeting_id = uuid4()
+    starts = datetime(2026, 3, 12, 10, 0, tzinfo=STOCKHOLM)
+    world.meeting(
+        me.MeetingScheduled(
+            meeting_id=meeting_id,
+            kind=MeetingKind.RESOURCE_GROUP,
+            starts_at=starts,
+            ends_at=starts + timedelta(hours=1),
+            invitees=[bo],
+            reason="booked",
+        )
+    )
+    world.deliver()
+    _remove_bo(world)
+    if closed:
+        _close(world)
+    world.clock.advance(timedelta(minutes=10))  # 09:10: the meetings service reacts
+    if closed:
+        cause = world.meeting(me.MeetingCancelled(meeting_id=meeting_id, sequence=1, reason="case_closed"))
+    else:
+        cause = world.meeting(
+            me.MeetingInviteesChanged(
+                meeting_id=meeting_id, added=[], removed=[bo], sequence=1, reason="member_removed"
+            )
+        )
+    sink.before = lambda: True  # deferred once: the retry is checked by the same rule
+    world.deliver()
+    sink.before = None
+    world.clock.advance(timedelta(hours=1))
+    world.deliver()
+    [row] = [r for r in world.store.deliveries_of_case(str(world.feed.case_id)) if r.cause_event_id == cause]
+    assert (row.status, row.address, row.attempts) == ("sent", BO, 2)
+    assert any(str(m["Subject"]).startswith("Inställt: ") for m in world.mails() if address_of(m) == BO)

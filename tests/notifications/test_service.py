@@ -187,6 +187,29 @@ def test_the_stored_audience_keeps_the_end_date_and_state_stored_without_it_stil
     assert Audience.from_json(old).covered(housing, DAY + timedelta(days=1))  # open-ended, as then
 
 
+def test_a_message_decided_before_a_member_left_or_the_case_closed_is_not_sent_one_after_may_be() -> None:
+    bo = Person(key="member:bo", name="Bo", role=Role.PROFESSIONAL, organisation_id=HOUSING.id)
+    audience = Audience(case_id=uuid4(), consent_orgs={HOUSING.id})
+    audience.left["bo"] = START
+    before, after = START - timedelta(minutes=1), START + timedelta(minutes=1)
+    assert audience.why_not_told(bo, before, DAY) == MEMBER_LEFT
+    assert audience.why_not_told(bo, START, DAY) == MEMBER_LEFT  # the same instant: not after
+    assert audience.why_not_told(bo, after, DAY) is None  # e.g. the meeting's cancellation
+    audience.closed, audience.closed_at = True, after
+    assert audience.why_not_told(bo, after, DAY) == CASE_CLOSED
+    assert audience.why_not_told(bo, after + timedelta(minutes=1), DAY) is None
+    audience.consent_orgs = set()
+    assert audience.why_not_told(bo, after + timedelta(minutes=1), DAY) == NOT_COVERED
+    again = Audience.from_json(audience.to_json())
+    assert (again.left, again.closed_at) == ({"bo": START}, after)
+    # Stored before these times were kept: left or closed before anything was decided.
+    old = audience.to_json()
+    del old["left"], old["closed_at"]
+    assert Audience.from_json(old).why_not_told(bo, after + timedelta(days=1), DAY) == CASE_CLOSED
+    old["closed"] = False
+    assert Audience.from_json(old).why_not_told(bo, after + timedelta(days=1), DAY) == MEMBER_LEFT
+
+
 def test_a_member_who_left_gets_nothing_still_pending_for_them(world: World) -> None:
     group = _group(world.feed)
     world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=True)

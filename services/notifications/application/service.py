@@ -11,11 +11,13 @@
   and its record event (NotificationSent / NotificationFailed) are stored in one
   transaction. A cancellation that comes after the claim changes nothing and records
   nothing: the message is on its way and is recorded as what it became. Temporary
-  failures are retried with exponential backoff up to ``max_attempts``; a retry is
-  cancelled instead if the consent no longer covers the recipient. A consent's end
+  failures are retried with exponential backoff up to ``max_attempts``. Every claim, retry
+  and recovery asks the audience's one rule (:meth:`Audience.why_not_told`, the one the
+  cancellation at event time asks too): a message decided before its recipient left the
+  resource group or the case closed is cancelled instead of sent, one decided after (a
+  meeting's cancellation) only by the consent in force that day. A consent's end
   (``valid_until``) is a date passing, not an event: nothing is swept when it passes, but
-  every delivery is checked against the consent in force on the day it is claimed, and
-  one no longer covered is cancelled then instead of sent.
+  every delivery is checked against the consent in force on the day it is claimed.
 - **Escalate** (:meth:`escalate_due`): an early warning nobody acknowledged within
   ``escalate_after`` goes to the duty contacts of the coordinators' organisations.
 - **Acknowledge** (:meth:`acknowledge`): a person confirmed an urgent message.
@@ -23,8 +25,8 @@
 The one case this cannot make exactly once: a crash after a channel accepted a message
 and before its outcome was stored. The claim is released when the sender starts again
 (:meth:`recover_claims`) and the delivery is sent again, with the same Message-ID /
-``X-VSS-Delivery``, so the copy is recognisable; or, if the consent no longer covers the
-recipient by then, it is cancelled (the record says it may have left before the stop).
+``X-VSS-Delivery``, so the copy is recognisable; or, if by then it may no longer go (the
+same rule), it is cancelled (the record says it may have left before the stop).
 """
 
 from __future__ import annotations
@@ -292,7 +294,7 @@ class NotificationsService:
         cancelled = []
         # Only pending rows: a claimed one is on its way, and its outcome will be its record.
         for row in self.store.pending_of_case(str(audience.case_id)):
-            reason = audience.why_not_told_now(Person.from_json(row.person), today)
+            reason = audience.why_not_told(Person.from_json(row.person), _decided_at(row), today)
             if reason is None:
                 continue
             cancelled.append((row.delivery_key, self._withdrawal(row, at, max(row.attempts, 1), reason)))
@@ -310,28 +312,33 @@ class NotificationsService:
             attempts=attempts,
         )
 
-    def _covered(self, row: DeliveryRow) -> bool:
-        """Whether the case's current audience lets this recipient be told today (lock held)."""
+    def _why_not(self, row: DeliveryRow) -> str | None:
+        """Why this delivery may not go today, by the case's current audience (lock held);
+        None if it may. The same rule as a cancellation at event time (:meth:`_withdrawn`)."""
         value = self.store.audience(row.case_id)
+        if value is None:
+            return None
         today = local_day(self.clock.now())
-        return value is None or Audience.from_json(value).covered(Person.from_json(row.person), today)
+        return Audience.from_json(value).why_not_told(Person.from_json(row.person), _decided_at(row), today)
 
     def recover_claims(self) -> int:
         """At start, before sending: settle the claims a stopped sender left; how many.
 
-        Such a message may or may not have left (the crash window). If the recipient is
-        still covered the claim is released and the message sent again with the same
+        Such a message may or may not have left (the crash window). If it may still go
+        (:meth:`_why_not`) the claim is released and the message sent again with the same
         Message-ID; if not, it is cancelled: a second copy must not go to someone the
-        consent no longer covers, and the record says it may have left before.
+        consent no longer covers, who left or whose case closed, and the record says it may
+        have left before.
         """
         recovered = 0
         with self.store.lock:  # no consumer decides in between (apply holds it too)
             for row in self.store.claimed():
-                if self._covered(row):
+                why_not = self._why_not(row)
+                if why_not is None:
                     changed = self.store.release(row.delivery_key)
                 else:
                     at = iso(self.clock.now())
-                    reason = f"{NOT_COVERED} (a sender stopped while sending it: it may have left)"
+                    reason = f"{why_not} (a sender stopped while sending it: it may have left)"
                     attempts = max(row.attempts, 1)
                     outcome = AttemptOutcome(
                         "cancelled", attempts, at, reason, record=self._withdrawal(row, at, attempts, reason)
@@ -401,38 +408,42 @@ class NotificationsService:
         return True
 
     def _claim(self, row: DeliveryRow) -> bool:
-        """Claim a pending delivery for sending; False if a cancellation won, or if the consent
-        no longer covers the recipient today (then it is cancelled, on the record).
+        """Claim a pending delivery for sending; False if a cancellation won, or if it may no
+        longer go (:meth:`_why_not`: then it is cancelled, on the record, with the reason).
 
         A consent ends by its date passing, which no event announces: a message decided
-        before (or a retry) would otherwise leave after the end. Under the store's lock, so
-        no decision comes between the look at the audience and the update.
+        before (or a retry) would otherwise leave after the end; and a retry claimed before
+        a member left or the case closed was not pending then, so nothing cancelled it.
+        Under the store's lock, so no decision comes between the look at the audience and
+        the update.
         """
         with self.store.lock:
             if not self.store.claim(row.delivery_key):
                 return False
-            if self._covered(row):
+            why_not = self._why_not(row)
+            if why_not is None:
                 return True
             at, attempts = iso(self.clock.now()), max(row.attempts, 1)
-            record = self._withdrawal(row, at, attempts)
+            record = self._withdrawal(row, at, attempts, why_not)
             self.store.finish(
-                row.delivery_key, AttemptOutcome("cancelled", attempts, at, NOT_COVERED, record=record)
+                row.delivery_key, AttemptOutcome("cancelled", attempts, at, why_not, record=record)
             )
-        log.info("notifications.delivery_cancelled", delivery=row.delivery_key, error=NOT_COVERED)
+        log.info("notifications.delivery_cancelled", delivery=row.delivery_key, error=why_not)
         return False
 
     def _settle(self, row: DeliveryRow, outcome: AttemptOutcome) -> tuple[AttemptOutcome, bool]:
-        """Store a claimed delivery's outcome; a retry the consent no longer allows is cancelled.
+        """Store a claimed delivery's outcome; a retry that may no longer go is cancelled.
 
-        A withdrawal while the message was claimed could not cancel it; had it gone out,
-        fine (it was on its way), but a retry must not send it later. Under the store's
-        lock, so no decision comes between the look at the audience and the update.
+        A withdrawal, a member leaving or the case closing while the message was claimed
+        could not cancel it; had it gone out, fine (it was on its way), but a retry must not
+        send it later. Under the store's lock, so no decision comes between the look at the
+        audience and the update.
         """
         with self.store.lock:
-            if outcome.status == "retry" and not self._covered(row):
+            if outcome.status == "retry" and (why_not := self._why_not(row)) is not None:
                 at, attempts = outcome.at, outcome.attempts
-                record = self._withdrawal(row, at, attempts)
-                outcome = AttemptOutcome("cancelled", attempts, at, NOT_COVERED, record=record)
+                record = self._withdrawal(row, at, attempts, why_not)
+                outcome = AttemptOutcome("cancelled", attempts, at, why_not, record=record)
             return outcome, self.store.finish(row.delivery_key, outcome)
 
     def _failed(self, row: DeliveryRow, attempt: int, reason: str) -> AttemptOutcome:
@@ -610,6 +621,11 @@ class NotificationsService:
 
     def summary(self) -> dict[str, Any]:
         return self.store.summary()
+
+
+def _decided_at(row: DeliveryRow) -> datetime:
+    """When the delivery was decided: its cause event's recorded_at (``created_at``)."""
+    return datetime.fromisoformat(row.created_at)
 
 
 def _short(error: BaseException) -> str:

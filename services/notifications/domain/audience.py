@@ -182,6 +182,10 @@ class Audience:
     meetings: dict[str, MeetingCopy] = field(default_factory=dict)  # by meeting id
     open_warnings: set[str] = field(default_factory=set)
     closed: bool = False
+    # When (the event's recorded_at) each member left and the case closed: a message decided
+    # before is not sent, one decided after (a meeting's cancellation) only by the consent.
+    left: dict[str, datetime] = field(default_factory=dict)  # by member id
+    closed_at: datetime | None = None
 
     @property
     def reference(self) -> str:
@@ -216,17 +220,23 @@ class Audience:
         until = self.consent_valid_until.isoformat() if self.consent_valid_until else None
         return may_see(person.organisation_id, grants((), self.consent_orgs or (), until), today.isoformat())
 
-    def why_not_told_now(self, person: Person, today: date) -> str | None:
-        """Why a message decided earlier must not go to ``person`` any more; None if it may.
+    def why_not_told(self, person: Person, decided_at: datetime, today: date) -> str | None:
+        """Why a message decided at ``decided_at`` must not go to ``person`` today; None if it may.
 
-        Asked of what is still pending when the consent narrows, a member leaves or the
-        case closes: a message that has not left by then is cancelled, not sent late.
+        The one rule for every look before a message leaves (a cancellation when the
+        consent narrows, a member leaves or the case closes; the sender's claim, retry and
+        recovery): a message decided before the member left or the case closed is not
+        sent; one decided after (the meetings service's cancellation to a removed member
+        or after the closure) only if the consent in force ``today`` covers them. State
+        stored before these times were kept has none: left or closed before anything.
         """
-        if self.closed:
+        if self.closed and (self.closed_at is None or decided_at <= self.closed_at):
             return CASE_CLOSED
         member_id = person.key.removeprefix("member:")
         if member_id != person.key and member_id not in self.members:
-            return MEMBER_LEFT
+            left_at = self.left.get(member_id)
+            if left_at is None or decided_at <= left_at:
+                return MEMBER_LEFT
         if not self.covered(person, today):
             return NOT_COVERED
         return None
@@ -276,6 +286,8 @@ class Audience:
             "meetings": [m.to_json() for m in self.meetings.values()],
             "open_warnings": sorted(self.open_warnings),
             "closed": self.closed,
+            "left": {member_id: at.isoformat() for member_id, at in self.left.items()},
+            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
         }
 
     @classmethod
@@ -298,4 +310,7 @@ class Audience:
             meetings={str(m.meeting_id): m for m in meetings},
             open_warnings=set(value["open_warnings"]),
             closed=value["closed"],
+            # Stored before these times were kept: none (see why_not_told).
+            left={member_id: datetime.fromisoformat(at) for member_id, at in value.get("left", {}).items()},
+            closed_at=datetime.fromisoformat(at) if (at := value.get("closed_at")) else None,
         )
