@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -27,11 +28,11 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from services.notifications.application.ports import DeliveryRow
+from services.notifications.application.ports import AttemptOutcome, DeliveryRow
 from services.notifications.application.service import NOT_COVERED
 from services.notifications.domain.audience import CASE_CLOSED, MEMBER_LEFT
 from services.notifications.infrastructure.mailsink import MailSink
-from services.notifications.infrastructure.store import migrate
+from services.notifications.infrastructure.store import NotificationStore, migrate
 from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL
 from tests.notifications.support import DAY, World, address_of
 from tests.support.clock import STOCKHOLM
@@ -409,3 +410,88 @@ def test_a_meeting_cancellation_decided_after_the_member_left_or_the_case_closed
     [row] = [r for r in world.store.deliveries_of_case(str(world.feed.case_id)) if r.cause_event_id == cause]
     assert (row.status, row.address, row.attempts) == ("sent", BO, 2)
     assert any(str(m["Subject"]).startswith("Inställt: ") for m in world.mails() if address_of(m) == BO)
+
+
+# ------------------------------------------------- the store failing after a claim
+class Failing(NotificationStore):
+    """The real store, failing as a busy SQLite or a lost PostgreSQL connection does: the
+    next ``failures[name]`` calls of ``name`` raise before touching the database."""
+
+    failures: Counter[str]
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.failures = Counter()
+
+    def _maybe_fail(self, name: str) -> None:
+        if self.failures[name] > 0:
+            self.failures[name] -= 1
+            raise sqlite3.OperationalError("database is locked")
+
+    def audience(self, case_id: str) -> dict[str, Any] | None:
+        self._maybe_fail("audience")
+        return super().audience(case_id)
+
+    def finish(self, delivery_key: str, outcome: AttemptOutcome) -> bool:
+        self._maybe_fail("finish")
+        return super().finish(delivery_key, outcome)
+
+
+@pytest.fixture
+def failing(tmp_path: Path, store_url: str) -> Iterator[tuple[World, Failing]]:
+    """Bo's SIP notice pending, on a store that fails when told to."""
+    migrate(store_url)
+    world = World(tmp_path, store_url=store_url, store=Failing)
+    assert isinstance(world.store, Failing)
+    feed = world.feed
+    feed.open(DAY)
+    feed.assign(DAY, "sara", SOCIAL)
+    feed.add_member(DAY, "Bo Boendestöd", MemberKind.PROFESSIONAL, HOUSING)
+    feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=False)
+    world.deliver()  # the coordinator's notice, out of the way
+    feed.sip(DAY, 1, date(2026, 6, 1))
+    yield world, world.store
+    world.close()
+
+
+def test_a_store_failing_right_after_the_claim_leaves_nothing_claimed_and_it_goes_later(
+    failing: tuple[World, Failing],
+) -> None:
+    world, store = failing
+    store.failures["audience"] = 1  # the look at the audience, after the claim committed
+    assert world.deliver() == 0  # nothing sent, no exception out of the sender
+    row = _bo(world)
+    assert (row.status, row.attempts) == ("pending", 0)
+    assert "database is locked" in str(row.last_error)
+    assert BO not in world.recipients()
+    world.clock.advance(world.policy.first_retry)  # in this process, not at the next start
+    assert world.deliver() == 1
+    assert (_bo(world).status, world.recipients().count(BO)) == ("sent", 1)
+
+
+def test_an_outcome_the_store_failed_to_keep_is_stored_again_not_left_claimed(
+    failing: tuple[World, Failing],
+) -> None:
+    world, store = failing
+    store.failures["finish"] = 1  # busy once when the outcome is stored
+    assert world.deliver() == 1
+    row = _bo(world)
+    assert (row.status, row.attempts) == ("sent", 1)
+    assert world.recipients().count(BO) == 1
+    assert [kind for kind, _ in _record_of(world, row)] == [ne.NotificationSent.TYPE]
+    assert world.service.counters.sent >= 1
+
+
+def test_an_outcome_the_store_cannot_keep_at_all_releases_the_claim_to_be_sent_again_now(
+    failing: tuple[World, Failing],
+) -> None:
+    world, store = failing
+    store.failures["finish"] = 2  # the outcome, and its second try
+    assert world.deliver() == 1
+    assert _bo(world).status == "pending"  # released: not claimed until a restart
+    assert world.deliver() == 1  # in this process, as a recognisable copy
+    row = _bo(world)
+    assert (row.status, row.attempts) == ("sent", 1)
+    copies = [m for m in world.mails() if address_of(m) == BO]
+    assert [str(m["Message-ID"]) for m in copies] == [row.message_id] * 2
+    assert [kind for kind, _ in _record_of(world, row)] == [ne.NotificationSent.TYPE]

@@ -375,26 +375,17 @@ class NotificationsService:
         if not await asyncio.to_thread(self._claim, row):
             return False
         attempt = row.attempts + 1
+        ended: AttemptOutcome | None = None
         try:
-            message, sender = self._prepare(row)
-            await sender.send(message)
-        except PermanentFailure as error:
-            outcome = self._failed(row, attempt, _short(error))
+            ended = await self._send(row, attempt)
+            outcome, stored = await asyncio.to_thread(self._settle, row, ended)
         except Exception as error:
-            # TemporaryFailure, or a channel's own error: retried with backoff like one, so
-            # the claim is settled now instead of holding the delivery until a restart.
-            if attempt < self.policy.max_attempts:
-                delay = min(self.policy.first_retry * 2 ** (attempt - 1), self.policy.max_retry)
-                next_at = iso(self.clock.now() + delay)
-                outcome = AttemptOutcome("retry", attempt, iso(self.clock.now()), _short(error), next_at)
-                self.counters.retried += 1
-            else:
-                outcome = self._failed(row, attempt, f"gave up after {attempt} attempts: {_short(error)}")
-        else:
-            at = iso(self.clock.now())
-            record = self._record(ne.NotificationSent, row, "sent", at, sent_at=at, attempts=attempt)
-            outcome = AttemptOutcome("sent", attempt, at, record=record)
-        outcome, stored = await asyncio.to_thread(self._settle, row, outcome)
+            # The store failed (busy, connection lost) or the outcome could not be built: the
+            # delivery is settled as best it can be, not left claimed until the next start.
+            stored = await asyncio.to_thread(self._unclaim, row, error, ended)
+            if ended is None:
+                return True
+            outcome = ended
         if stored and outcome.status == "sent":
             self.counters.sent += 1
         if outcome.status != "sent":
@@ -406,6 +397,26 @@ class NotificationsService:
                 error=outcome.error,
             )
         return True
+
+    async def _send(self, row: DeliveryRow, attempt: int) -> AttemptOutcome:
+        """Hand a claimed delivery to its channel; how the attempt ended (not yet stored)."""
+        try:
+            message, sender = self._prepare(row)
+            await sender.send(message)
+        except PermanentFailure as error:
+            return self._failed(row, attempt, _short(error))
+        except Exception as error:
+            # TemporaryFailure, or a channel's own error: retried with backoff like one, so
+            # the claim is settled now instead of holding the delivery until a restart.
+            if attempt < self.policy.max_attempts:
+                delay = min(self.policy.first_retry * 2 ** (attempt - 1), self.policy.max_retry)
+                next_at = iso(self.clock.now() + delay)
+                self.counters.retried += 1
+                return AttemptOutcome("retry", attempt, iso(self.clock.now()), _short(error), next_at)
+            return self._failed(row, attempt, f"gave up after {attempt} attempts: {_short(error)}")
+        at = iso(self.clock.now())
+        record = self._record(ne.NotificationSent, row, "sent", at, sent_at=at, attempts=attempt)
+        return AttemptOutcome("sent", attempt, at, record=record)
 
     def _claim(self, row: DeliveryRow) -> bool:
         """Claim a pending delivery for sending; False if a cancellation won, or if it may no
@@ -420,15 +431,49 @@ class NotificationsService:
         with self.store.lock:
             if not self.store.claim(row.delivery_key):
                 return False
-            why_not = self._why_not(row)
-            if why_not is None:
-                return True
-            at, attempts = iso(self.clock.now()), max(row.attempts, 1)
-            record = self._withdrawal(row, at, attempts, why_not)
-            self.store.finish(
-                row.delivery_key, AttemptOutcome("cancelled", attempts, at, why_not, record=record)
-            )
+            try:
+                why_not = self._why_not(row)
+                if why_not is None:
+                    return True
+                at, attempts = iso(self.clock.now()), max(row.attempts, 1)
+                record = self._withdrawal(row, at, attempts, why_not)
+                outcome = AttemptOutcome("cancelled", attempts, at, why_not, record=record)
+                self.store.finish(row.delivery_key, outcome)
+            except Exception as error:  # nothing was sent: tried again after a pause
+                self._unclaim(row, error)
+                return False
         log.info("notifications.delivery_cancelled", delivery=row.delivery_key, error=why_not)
+        return False
+
+    def _unclaim(self, row: DeliveryRow, error: Exception, outcome: AttemptOutcome | None = None) -> bool:
+        """After the store failed on a claimed delivery: settle it as best it can, so it is
+        tried again in this process instead of staying claimed until the next start.
+
+        The attempt's ``outcome`` is stored once more (a busy database or a lost connection
+        often answers the second time; a retry is checked again when claimed); without one
+        (nothing sent, or nothing known of it) it waits ``first_retry``, its attempts
+        unchanged. If that fails too, the claim is released: a message the server may have
+        accepted goes again with the same Message-ID, as after a crash. If even that fails,
+        the claim stays until :meth:`recover_claims` at the next start. True if ``outcome``
+        (as given) was stored.
+        """
+        log.warning("notifications.claim_unsettled", delivery=row.delivery_key, error=_short(error))
+        settled = outcome
+        if settled is None:
+            now = self.clock.now()
+            reason = f"not settled: {_short(error)}"
+            settled = AttemptOutcome(
+                "retry", row.attempts, iso(now), reason, iso(now + self.policy.first_retry)
+            )
+        with self.store.lock:
+            try:
+                return self.store.finish(row.delivery_key, settled) and outcome is not None
+            except Exception as again:
+                log.warning("notifications.claim_unsettled", delivery=row.delivery_key, error=_short(again))
+            try:
+                self.store.release(row.delivery_key)
+            except Exception as again:
+                log.error("notifications.claim_left", delivery=row.delivery_key, error=_short(again))
         return False
 
     def _settle(self, row: DeliveryRow, outcome: AttemptOutcome) -> tuple[AttemptOutcome, bool]:
