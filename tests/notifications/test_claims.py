@@ -495,3 +495,41 @@ def test_an_outcome_the_store_cannot_keep_at_all_releases_the_claim_to_be_sent_a
     copies = [m for m in world.mails() if address_of(m) == BO]
     assert [str(m["Message-ID"]) for m in copies] == [row.message_id] * 2
     assert [kind for kind, _ in _record_of(world, row)] == [ne.NotificationSent.TYPE]
+
+
+# --------------------------------------------- claimed only when the channel can send
+def test_a_withdrawal_while_deliveries_wait_for_the_smtp_connection_cancels_them_all(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Six notices to the housing firm's staff, and a slow SMTP server: while the first is
+    at the server, the other five wait for the one connection. The consent stops covering
+    the firm then: the five were not claimed while they waited, so none of them goes."""
+    migrate(store_url)
+    world = World(tmp_path, store_url=store_url, sink=Hooked)
+    sink = world.sink
+    assert isinstance(sink, Hooked)
+    try:
+        feed = world.feed
+        feed.open(DAY)
+        feed.assign(DAY, "sara", SOCIAL)
+        staff = [f"bo{n}@example.se" for n in range(6)]
+        for address in staff:
+            feed.add_member(DAY, f"{address.split('@')[0]} Boendestöd", MemberKind.PROFESSIONAL, HOUSING)
+        feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=False)
+        world.deliver()  # the coordinator's notice, out of the way
+        feed.sip(DAY, 1, date(2026, 6, 1))
+
+        def slow_then_withdraw() -> bool:
+            sink.before = None
+            time.sleep(0.2)  # a slow server: the others queue for the connection meanwhile
+            feed.withdraw(DAY, HOUSING.id)
+            return False  # this one is accepted: it was on its way
+
+        sink.before = slow_then_withdraw
+        world.deliver()
+        rows = [r for r in world.store.deliveries_of_case(str(feed.case_id)) if r.address in staff]
+        assert sorted(r.status for r in rows) == ["cancelled"] * 5 + ["sent"]
+        assert {r.last_error for r in rows if r.status == "cancelled"} == {NOT_COVERED}
+        assert len([a for a in world.recipients() if a in staff]) == 1
+    finally:
+        world.close()

@@ -176,6 +176,7 @@ class NotificationsService:
         self.signer = signer
         self.policy = policy or Policy()
         self.counters = Counters()
+        self._slots: tuple[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] | None = None
         # Called (from the consumer's thread) when new deliveries are recorded, so the sender
         # goes at once instead of at its next look: an urgent message must not wait.
         self.on_decided: Callable[[], None] | None = None
@@ -365,8 +366,22 @@ class NotificationsService:
                 return attempts
 
     async def _gated(self, gate: asyncio.Semaphore, row: DeliveryRow) -> bool:
-        async with gate:
+        # The channel's slot first, then the claim: a delivery waits for its channel while
+        # still pending (a withdrawal meanwhile cancels it), and holds no place of the
+        # others' while it waits.
+        async with self._slot(row.channel), gate:
             return await self._attempt(row)
+
+    def _slot(self, channel: str) -> asyncio.Semaphore:
+        """The channel's sends at once (its ``concurrency``), shared by every pass on this loop."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, {})
+        slots = self._slots[1]
+        if channel not in slots:
+            sender = self.channels.get(Channel(channel))
+            slots[channel] = asyncio.Semaphore(max(1, sender.concurrency if sender is not None else 1))
+        return slots[channel]
 
     async def _attempt(self, row: DeliveryRow) -> bool:
         """One attempt; False if the delivery was cancelled since it was read (nothing sent)."""
