@@ -14,6 +14,7 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
+from services.notifications import main as notifications_main
 from services.notifications.application.service import Signer
 from services.notifications.entrypoints.http import NotificationsApiDependencies, create_app
 from services.notifications.settings import NotificationsSettings
@@ -185,3 +186,45 @@ def test_a_key_rotation_keeps_links_already_sent_working_for_the_overlap(
     assert past.json()["type"].endswith("bad_signature")
     fresh = {"signature": rotated.sign(second.delivery_key)}
     assert client.post(f"/v1/acknowledgements/{second.delivery_key}", params=fresh).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("environment", "previous_file", "reason"),
+    [
+        (
+            {"VSS_ACK_LINK_KEY": "k" * 48, "VSS_ACK_LINK_PREVIOUS_KEY": "p" * 48},
+            None,
+            "VSS_ACK_LINK_PREVIOUS_KEY needs VSS_ACK_LINK_KEY_ROTATED_AT with an offset",
+        ),
+        (
+            {
+                "VSS_ACK_LINK_KEY": "k" * 48,
+                "VSS_ACK_LINK_PREVIOUS_KEY": "p" * 48,
+                "VSS_ACK_LINK_KEY_ROTATED_AT": "2026-03-02T08:00:00",
+            },
+            None,
+            "VSS_ACK_LINK_PREVIOUS_KEY needs VSS_ACK_LINK_KEY_ROTATED_AT with an offset",
+        ),
+        ({}, b'{"key": "p"}', "not a previous acknowledgement key"),
+        ({}, b"not json", "not a previous acknowledgement key"),
+    ],
+)
+def test_the_service_stops_at_start_with_one_line_on_a_previous_link_key_it_cannot_use(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    environment: dict[str, str],
+    previous_file: bytes | None,
+    reason: str,
+) -> None:
+    monkeypatch.setenv("VSS_DATA_DIR", str(tmp_path))
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    if previous_file is not None:
+        path = NotificationsSettings(data_dir=tmp_path).link_key_file().with_suffix(".previous.json")
+        path.parent.mkdir(parents=True)
+        path.write_bytes(previous_file)
+    assert notifications_main.main() == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("notifications: ")
+    assert reason in line

@@ -41,6 +41,15 @@ CASE_CLOSED = "the case was closed"
 _STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
+def _same_person(one: Person, other: Person) -> bool:
+    """Whether two entries are one person: (organisation, user id), both known."""
+    return (
+        one.user_id is not None
+        and one.organisation_id is not None
+        and (one.organisation_id, one.user_id) == (other.organisation_id, other.user_id)
+    )
+
+
 def local_day(moment: datetime) -> date:
     """The day in Sweden at ``moment``: a consent's ``valid_until`` is a Swedish date."""
     return moment.astimezone(_STOCKHOLM).date()
@@ -173,6 +182,10 @@ class Audience:
     meetings: dict[str, MeetingCopy] = field(default_factory=dict)  # by meeting id
     open_warnings: set[str] = field(default_factory=set)
     closed: bool = False
+    # When (the event's recorded_at) each member left and the case closed: a message decided
+    # before is not sent, one decided after (a meeting's cancellation) only by the consent.
+    left: dict[str, datetime] = field(default_factory=dict)  # by member id
+    closed_at: datetime | None = None
 
     @property
     def reference(self) -> str:
@@ -207,17 +220,23 @@ class Audience:
         until = self.consent_valid_until.isoformat() if self.consent_valid_until else None
         return may_see(person.organisation_id, grants((), self.consent_orgs or (), until), today.isoformat())
 
-    def why_not_told_now(self, person: Person, today: date) -> str | None:
-        """Why a message decided earlier must not go to ``person`` any more; None if it may.
+    def why_not_told(self, person: Person, decided_at: datetime, today: date) -> str | None:
+        """Why a message decided at ``decided_at`` must not go to ``person`` today; None if it may.
 
-        Asked of what is still pending when the consent narrows, a member leaves or the
-        case closes: a message that has not left by then is cancelled, not sent late.
+        The one rule for every look before a message leaves (a cancellation when the
+        consent narrows, a member leaves or the case closes; the sender's claim, retry and
+        recovery): a message decided before the member left or the case closed is not
+        sent; one decided after (the meetings service's cancellation to a removed member
+        or after the closure) only if the consent in force ``today`` covers them. State
+        stored before these times were kept has none: left or closed before anything.
         """
-        if self.closed:
+        if self.closed and (self.closed_at is None or decided_at <= self.closed_at):
             return CASE_CLOSED
         member_id = person.key.removeprefix("member:")
         if member_id != person.key and member_id not in self.members:
-            return MEMBER_LEFT
+            left_at = self.left.get(member_id)
+            if left_at is None or decided_at <= left_at:
+                return MEMBER_LEFT
         if not self.covered(person, today):
             return NOT_COVERED
         return None
@@ -227,10 +246,15 @@ class Audience:
         return [m for m in self.members.values() if m.role is Role.CLIENT]
 
     def coordinator_people(self) -> list[Person]:
-        """The coordinators, with the addresses their resource group membership may add."""
+        """The coordinators, with the addresses their resource group membership may add.
+
+        A member is the coordinator only if both the organisation and the user id match: a
+        user id is unique within its organisation only (ADR 0008), and another
+        organisation's anna.k must not receive the coordinator's messages.
+        """
         people = []
         for coordinator in self.coordinators.values():
-            member = next((m for m in self.members.values() if m.user_id == coordinator.user_id), None)
+            member = next((m for m in self.members.values() if _same_person(m, coordinator)), None)
             if member is not None and coordinator.email is None and member.email is not None:
                 people.append(replace(coordinator, email=member.email))
             else:
@@ -239,10 +263,10 @@ class Audience:
 
     def resource_group(self) -> list[Person]:
         """The members, coordinators among them with their coordinator addresses."""
-        by_user = {p.user_id: p for p in self.coordinator_people()}
+        by_person = {(p.organisation_id, p.user_id): p for p in self.coordinator_people()}
         group = []
         for member in self.members.values():
-            coordinator = by_user.get(member.user_id) if member.user_id else None
+            coordinator = by_person.get((member.organisation_id, member.user_id)) if member.user_id else None
             if coordinator is not None and member.email is None:
                 group.append(replace(member, email=coordinator.email))
             else:
@@ -262,6 +286,8 @@ class Audience:
             "meetings": [m.to_json() for m in self.meetings.values()],
             "open_warnings": sorted(self.open_warnings),
             "closed": self.closed,
+            "left": {member_id: at.isoformat() for member_id, at in self.left.items()},
+            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
         }
 
     @classmethod
@@ -284,4 +310,7 @@ class Audience:
             meetings={str(m.meeting_id): m for m in meetings},
             open_warnings=set(value["open_warnings"]),
             closed=value["closed"],
+            # Stored before these times were kept: none (see why_not_told).
+            left={member_id: datetime.fromisoformat(at) for member_id, at in value.get("left", {}).items()},
+            closed_at=datetime.fromisoformat(at) if (at := value.get("closed_at")) else None,
         )

@@ -156,13 +156,15 @@ def _member_person(member: ce.ResourceGroupMember) -> Person:
 
 def _member_added(audience: Audience, data: ce.ResourceGroupMemberAdded, _: datetime, today: date) -> Outcome:
     audience.members[str(data.member.member_id)] = _member_person(data.member)
+    audience.left.pop(str(data.member.member_id), None)
     return Outcome()
 
 
 def _member_removed(
-    audience: Audience, data: ce.ResourceGroupMemberRemoved, _: datetime, today: date
+    audience: Audience, data: ce.ResourceGroupMemberRemoved, recorded_at: datetime, today: date
 ) -> Outcome:
-    audience.members.pop(str(data.member_id), None)
+    if audience.members.pop(str(data.member_id), None) is not None:
+        audience.left[str(data.member_id)] = recorded_at
     return Outcome(recheck_pending=True)
 
 
@@ -225,8 +227,9 @@ def _sip_decided(audience: Audience, data: ce.SipDecided, _: datetime, today: da
     return Outcome(notices)
 
 
-def _case_closed(audience: Audience, data: ce.CaseClosed, _: datetime, today: date) -> Outcome:
-    audience.closed = True
+def _case_closed(audience: Audience, data: ce.CaseClosed, recorded_at: datetime, today: date) -> Outcome:
+    if not audience.closed:
+        audience.closed, audience.closed_at = True, recorded_at
     return Outcome(recheck_pending=True)
 
 
