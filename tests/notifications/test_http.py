@@ -126,7 +126,7 @@ def test_a_signed_link_acknowledges_once_and_a_forged_one_is_refused(api: tuple[
 
 
 def test_opening_a_link_shows_what_is_confirmed_and_acknowledges_nothing(
-    api: tuple[World, TestClient],
+    api: tuple[World, TestClient], access_log: AccessLogStore
 ) -> None:
     world, client = api
     urgent = next(r for r in world.service.deliveries(world.feed.case_id) if r.urgent)
@@ -156,6 +156,23 @@ def test_opening_a_link_shows_what_is_confirmed_and_acknowledges_nothing(
     assert "Tack, bekräftat" in confirmed.text
     assert world.service.store.delivery(urgent.delivery_key).acknowledged_at is not None  # type: ignore[union-attr]
     assert "Redan bekräftat" in client.get(path, params=link).text
+    # Each read through the link is in the access log, as the recipient it was made for.
+    reads = [
+        (r.user_id, r.principal, r.resource, r.outcome)
+        for _, r in access_log.for_case(urgent.case_id, 0, 100)
+        if r.principal == "ack_link"
+    ]
+    holder = urgent.person["key"]
+    assert reads == [
+        *[(holder, "ack_link", "acknowledgement_page", "granted")] * 3,
+        (holder, "ack_link", "acknowledgement", "granted"),
+        (holder, "ack_link", "acknowledgement_page", "granted"),
+    ]
+    # A wrong signature names nobody: refused, and nothing is written.
+    before = access_log.count()
+    wrong = world.service.signer.sign("another-delivery")
+    assert client.get(path, params={"signature": wrong}).status_code == 403
+    assert access_log.count() == before
 
 
 def test_a_key_rotation_keeps_links_already_sent_working_for_the_overlap(

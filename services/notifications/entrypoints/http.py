@@ -201,8 +201,21 @@ def _signed(request: Request, delivery_key: str, signature: str) -> DeliveryRow:
     return row
 
 
+ACK_LINK = "ack_link"  # the principal of a read through an acknowledgement link
+
+
+def _log_link_read(request: Request, row: DeliveryRow, resource: str) -> None:
+    """The link holder read something of the case (what is confirmed; that it was): logged
+    like any read, as the recipient the link was made for (the signature is their credential).
+    Refused signatures are not: nobody is known, and an unauthenticated loop must not write."""
+    person = row.person
+    organisation = str(person.get("organisation_id") or ACK_LINK)
+    holder = TokenClaims(str(person.get("key")), organisation, organisation, ACK_LINK, frozenset())
+    record_access(_deps(request).access_log, holder, row.case_id, resource, "granted")
+
+
 def _acknowledge(request: Request, delivery_key: str, signature: str) -> Acknowledged:
-    _signed(request, delivery_key, signature)
+    _log_link_read(request, _signed(request, delivery_key, signature), "acknowledgement")
     row = _deps(request).service.acknowledge(delivery_key)
     if row is None or row.acknowledged_at is None:
         raise ProblemException(404, "Not found", f"no message {delivery_key}", code="delivery_known")
@@ -264,6 +277,7 @@ def acknowledgement_page(delivery_key: str, signature: Signature, request: Reque
     """The link in an urgent message: a page saying what would be confirmed, with a button that
     POSTs. Opening the link acknowledges nothing (mail scanners open links)."""
     row = _signed(request, delivery_key, signature)
+    _log_link_read(request, row, "acknowledgement_page")
     facts = [
         ("Meddelande", _WHAT.get(row.template, "Brådskande meddelande")),
         ("Ärende", row.case_id[:8]),
