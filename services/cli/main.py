@@ -58,11 +58,32 @@ from services.projections.settings import ProjectionsSettings
 from services.shared.access import record_access
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenClaims, TokenKeyInvalid, TokenService
+from services.shared.bus.authorization import (
+    InternalRole,
+    NatsCredentials,
+    credentials_dir,
+    inbox_prefix,
+    internal_seed_path,
+    write_nats_config,
+)
 from services.shared.bus.embedded import EmbeddedNatsServer, port_is_free
 from services.shared.bus.lease import current_holder
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import lease_bucket
-from services.shared.settings import AccessLogSettings, AuthSettings, BusSettings, settings_error
+from services.shared.files import create_private, write_private
+from services.shared.organisations import (
+    Organisations,
+    OrganisationsFileInvalid,
+    demo_organisations_document,
+    load_organisations,
+)
+from services.shared.settings import (
+    AccessLogSettings,
+    AuthSettings,
+    BusSettings,
+    OrganisationsSettings,
+    settings_error,
+)
 from vss_contracts.signing import InvalidKeySet, PublicKeys
 
 app = typer.Typer(
@@ -224,6 +245,7 @@ def verify(
                 raise _fail(f"no case {cid}", 2)
         streamed: dict[UUID, dict[int, tuple[str, str]]] = {}
         if against_stream:
+            _use_operator_credentials(BusSettings(), settings.data_dir)
             bus = BusSettings()
             try:
                 streamed = asyncio.run(_streamed_events(bus.nats(), bus.bus_names(), only))
@@ -284,7 +306,9 @@ async def _streamed_events(
 
     subject = names.subjects if only is None else f"{names.subject_prefix}.{only[0]}.>"
     found: dict[UUID, dict[int, tuple[str, str]]] = {}
-    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    nc = await nats.connect(
+        url, connect_timeout=2, max_reconnect_attempts=0, **BusSettings().nats_auth().options()
+    )
     try:
         js = nc.jetstream()
         await js.stream_info(names.stream)  # NotFoundError: no stream
@@ -428,7 +452,10 @@ def export_case(
     if out_file is None:
         sys.stdout.write(text)
     else:
-        out_file.write_text(text, encoding="utf-8")
+        try:  # a whole case: the operator's alone, and never over another file
+            create_private(out_file, text.encode())
+        except FileExistsError:
+            raise _fail(f"{out_file} exists already: choose another file", 2) from None
         out.print(f"exported {len(events)} events of case {cid} to {out_file}", highlight=False)
     if broken is not None:
         raise _fail(f"case {cid} does not verify at version {broken.version}: {broken.reason}")
@@ -486,14 +513,119 @@ def generate(
     )
 
 
-def _parts(settings: CaseSettings, bus: BusSettings, *, embedded_nats: bool) -> list[Part]:
+@app.command("nats-config")
+def nats_config(
+    organisations_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--organisations",
+            help="The organisations file [default: VSS_ORGANISATIONS (or VSS_NOTIFY_ORGANISATIONS)]",
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Directory for the configuration and seeds [default: <data dir>/nats-auth]"
+        ),
+    ] = None,
+    rotate: Annotated[
+        list[str] | None,
+        typer.Option(help="Replace this user's seed: an organisation id or a VSS role; repeat for several"),
+    ] = None,
+) -> None:
+    """Generate the nats-server authorization: one nkey user per VSS role and per organisation.
+
+    Writes ``authorization.conf`` (public keys and permissions only: include it from the
+    server's configuration) and, 0600, the seed of each VSS role and of each organisation
+    that did not give its own public key. Existing seeds are kept unless ``--rotate``d.
+    """
+    path = organisations_file or OrganisationsSettings().organisations
+    if path is None:
+        raise _fail("give --organisations FILE (or set VSS_ORGANISATIONS)", 2)
+    try:
+        organisations = load_organisations(path)
+    except OrganisationsFileInvalid as error:
+        raise _fail(str(error), 2) from None
+    roles = {role.value for role in InternalRole}
+    unknown = sorted(set(rotate or ()) - roles - set(organisations))
+    if unknown:
+        raise _fail(
+            f"--rotate {', '.join(unknown)}: neither a VSS role ({', '.join(sorted(roles))})"
+            " nor an organisation of the file",
+            2,
+        )
+    own_key = sorted(set(rotate or ()) & {o.id for o in organisations.values() if o.nats_public_key})
+    if own_key:
+        raise _fail(
+            f"--rotate {', '.join(own_key)}: the organisation holds its own seed; it sends a new"
+            " public key for the organisations file",
+            2,
+        )
+    directory = out_dir or credentials_dir(CaseSettings().data_dir)
+    written = write_nats_config(directory, organisations, rotate=frozenset(rotate or ()))
+    out.print(f"server authorization  {written.config_file}", highlight=False, soft_wrap=True)
+    for role, seed in written.internal.items():
+        out.print(f"  vss {role.value:<14} {seed}", highlight=False, soft_wrap=True)
+    for org, org_seed in written.organisations.items():
+        given = str(org_seed) if org_seed is not None else "its own key (public key from the file)"
+        out.print(f"  {org:<18} {given}  inbox {inbox_prefix(org)}", highlight=False, soft_wrap=True)
+    out.print(
+        "include the authorization from the server's configuration and reload it (nats-server --signal"
+        " reload); give each process VSS_NATS_NKEY_SEED_FILE and each organisation its seed file",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+# Which role each part of `vss up` connects as (a part not named here gets no credentials).
+PART_ROLES = {
+    "case": InternalRole.CASE,
+    "relay": InternalRole.CASE,
+    "projector": InternalRole.PROJECTIONS,
+    "query": InternalRole.PROJECTIONS,
+    "meetings": InternalRole.MEETINGS,
+    "notifications": InternalRole.NOTIFICATIONS,
+    "sharing": InternalRole.SHARING,
+}
+
+
+def _embedded_organisations(settings: CaseSettings) -> Organisations:
+    """The organisations file's, else the demo set (written once to <data dir>/organisations.json)."""
+    configured = OrganisationsSettings().organisations
+    if configured is not None:
+        return load_organisations(configured)
+    demo = settings.data_dir.resolve() / "organisations.json"
+    if not demo.exists():
+        write_private(demo, demo_organisations_document())
+    return load_organisations(demo)
+
+
+def _use_operator_credentials(bus: BusSettings, data_dir: Path) -> None:
+    """On the embedded server, this CLI connects as the operator (unless credentials are set)."""
+    seed = internal_seed_path(credentials_dir(data_dir.resolve()), InternalRole.OPERATOR)
+    if bus.nats_embedded and bus.nats_auth().anonymous and seed.exists():
+        os.environ["VSS_NATS_NKEY_SEED_FILE"] = str(seed)
+
+
+def _parts(
+    settings: CaseSettings,
+    bus: BusSettings,
+    *,
+    embedded_nats: bool,
+    credentials: NatsCredentials | None = None,
+) -> list[Part]:
     """What `vss up` starts, in start order (stopped in reverse)."""
     data = settings.data_dir.resolve()
     logs = data / "logs"
     base = f"http://{settings.case_host}:{settings.case_port}"
     parts: list[Part] = []
     if embedded_nats:
-        server = EmbeddedNatsServer(data / "nats", port=bus.nats_port, monitor_port=bus.nats_monitor_port)
+        server = EmbeddedNatsServer(
+            data / "nats",
+            port=bus.nats_port,
+            monitor_port=bus.nats_monitor_port,
+            config_file=credentials.config_file if credentials else None,
+        )
         parts.append(
             Part(
                 "nats",
@@ -566,7 +698,8 @@ def _parts(settings: CaseSettings, bus: BusSettings, *, embedded_nats: bool) -> 
 def relay_holds_lease(bus: BusSettings) -> bool:
     """The relay is ready once it holds the stream's lease (it then publishes)."""
     names = bus.bus_names()
-    return asyncio.run(current_holder(bus.nats(), bucket=lease_bucket(names), key="leader")) is not None
+    holder = current_holder(bus.nats(), bucket=lease_bucket(names), key="leader", auth=bus.nats_auth())
+    return asyncio.run(holder) is not None
 
 
 @app.command()
@@ -604,8 +737,25 @@ def up() -> None:
             f"port {notifications.smtp_port} for the local mail sink is taken (VSS_SMTP_PORT sets another)"
         )
     (settings.data_dir / "up.json").unlink(missing_ok=True)  # a stale one from a crash
+    credentials, organisations_file = None, None
+    if embedded_nats:  # the embedded server authorizes like a production one (ADR 0010)
+        try:
+            organisations = _embedded_organisations(settings)
+        except OrganisationsFileInvalid as error:
+            raise _fail(str(error), 2) from None
+        credentials = write_nats_config(credentials_dir(settings.data_dir.resolve()), organisations)
+        if organisations.source is not None:
+            organisations_file = str(organisations.source)
+            os.environ.setdefault("VSS_ORGANISATIONS", organisations_file)
+        _use_operator_credentials(bus, settings.data_dir)
+        bus = BusSettings()
     env = {**os.environ, "VSS_DATA_DIR": str(settings.data_dir.resolve()), "VSS_NATS_URL": bus.nats()}
-    parts = _parts(settings, bus, embedded_nats=embedded_nats)
+    parts = _parts(settings, bus, embedded_nats=embedded_nats, credentials=credentials)
+    if credentials is not None:
+        env.pop("VSS_NATS_NKEY_SEED_FILE", None)  # the operator's is this CLI's own, not the parts'
+        for part in parts:
+            if part.name in PART_ROLES:
+                part.env = {"VSS_NATS_NKEY_SEED_FILE": str(credentials.internal[PART_ROLES[part.name]])}
     stopping = False
 
     def stop(*_: object) -> None:
@@ -649,6 +799,7 @@ def up() -> None:
             "query_docs": f"{query}/docs",
             "nats_url": bus.nats(),
             "nats_embedded": embedded_nats,
+            "organisations": organisations_file,
             "data_dir": str(settings.data_dir.resolve()),
             "parts": [part.describe() for part in parts],
         }
@@ -661,7 +812,13 @@ def up() -> None:
             f"  notifications API  {notifications_api}\n"
             f"  mail               {mail}\n"
             f"  NATS               {bus.nats()}{' (embedded)' if embedded_nats else ''}\n"
-            f"  data               {state['data_dir']}\n"
+            + (
+                f"  NATS users         {credentials.config_file.parent}"
+                f" (organisations: {', '.join(credentials.organisations) or 'none'})\n"
+                if credentials
+                else ""
+            )
+            + f"  data               {state['data_dir']}\n"
             f"  logs               {settings.data_dir.resolve() / 'logs'}"
         )
         out.print(
@@ -688,6 +845,7 @@ def up() -> None:
 def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
     """What `vss up` started, with URLs and health."""
     settings = CaseSettings()
+    _use_operator_credentials(BusSettings(), settings.data_dir)
     bus = BusSettings()
     state_file = settings.data_dir / "up.json"
     try:
@@ -762,6 +920,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         "data_dir": str(Path(settings.data_dir).resolve()),
         "case_store": settings.store_url().split("@")[-1],
         "logs": str(Path(settings.data_dir).resolve() / "logs"),
+        "organisations": _organisations_status(state.get("organisations"), projections),
     }
     healthy = all(part["healthy"] for part in parts)
     if as_json:
@@ -770,9 +929,49 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         for part in parts:
             mark = "up" if part["healthy"] else "DOWN"
             out.print(f"{part['name']:<14} {mark:<5} {part['url']}")
+        orgs = report["organisations"]
+        if orgs is not None:
+            waiting = ", ".join(
+                f"{org} ({n} case{'s' if n != 1 else ''})" for org, n in orgs["unknown"].items()
+            )
+            mark = "WAIT" if waiting else "ok"
+            known = f"{len(orgs['known'])} in {orgs['file'] or 'no organisations file'}"
+            line = f"{known}; not in the file, their events wait: {waiting}" if waiting else known
+            out.print(f"{'organisations':<14} {mark:<5} {line}", highlight=False, soft_wrap=True)
         out.print(f"{'data':<20} {report['data_dir']}")
     if not healthy:
         raise typer.Exit(1)
+
+
+def _organisations_status(
+    started_with: str | None, projections: ProjectionsSettings
+) -> dict[str, Any] | None:
+    """Who VSS may share with (the read models' grants) against the organisations file: an
+    organisation the file does not name has no NATS user, so its share events wait (none are
+    dropped) until it is added and `vss nats-config` run. None: no read models to ask."""
+    configured = OrganisationsSettings().organisations
+    path = configured or (Path(started_with) if started_with else None)
+    try:
+        organisations = load_organisations(path)
+    except OrganisationsFileInvalid as error:
+        return {"file": str(path), "error": str(error), "known": [], "unknown": {}}
+    try:
+        location = ReadModelLocation(projections.read_models())
+        try:
+            generation = location.current()
+            if generation is None:
+                return None
+            models = ReadModels(location.connect(generation))
+            try:
+                granted = models.granted_organisations(date.today().isoformat())
+            finally:
+                models.close()
+        finally:
+            location.close()
+    except Exception:  # no read models (yet): nothing to compare with
+        return None
+    unknown = {org: granted[org] for org in organisations.unknown(frozenset(granted))}
+    return {"file": str(path) if path else None, "known": sorted(organisations), "unknown": unknown}
 
 
 projections_app = typer.Typer(no_args_is_help=True, help="Read models: rebuild from history, status.")
@@ -790,6 +989,7 @@ def projections_rebuild(
     The current copy keeps serving meanwhile; a running projector follows the switch.
     """
     settings = ProjectionsSettings()
+    _use_operator_credentials(settings, settings.data_dir)
     try:
         location = ReadModelLocation(settings.read_models())
     except ReadModelUrlInvalid as error:
@@ -837,6 +1037,7 @@ def projections_status(
 ) -> None:
     """The serving read models' position and lag behind the case stream (and the notifications stream)."""
     settings = ProjectionsSettings()
+    _use_operator_credentials(settings, settings.data_dir)
     try:
         location = ReadModelLocation(settings.read_models())
         generation = location.current()
@@ -885,7 +1086,9 @@ async def _stream_last_sequence(url: str, stream: str, *, missing_ok: bool = Fal
     import nats  # noqa: PLC0415 - only this command needs a plain connection
     from nats.js.errors import NotFoundError  # noqa: PLC0415
 
-    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+    nc = await nats.connect(
+        url, connect_timeout=2, max_reconnect_attempts=0, **BusSettings().nats_auth().options()
+    )
     try:
         return int((await nc.jetstream().stream_info(stream)).state.last_seq)
     except NotFoundError:

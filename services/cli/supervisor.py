@@ -43,9 +43,11 @@ class Part:
     health_url: str | None = None  # None: healthy while running (and ready(), if given)
     log_file: Path | None = None
     ready: Callable[[], bool] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # this part's own variables (its NATS user)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self, env: dict[str, str]) -> None:
+        env = {**env, **self.env}
         if self.log_file is not None:
             with append_private(self.log_file) as out:  # 0600: logs name clients and addresses
                 self.process = subprocess.Popen(self.command, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from services.notifications.bootstrap import bootstrap_notifications
 from services.notifications.infrastructure.store import StoreNotMigrated
-from services.notifications.settings import OrganisationsFileInvalid
+from services.notifications.settings import LinkKeyInvalid, OrganisationsFileInvalid
 from services.shared.auth import TokenKeyInvalid
 from services.shared.eventstore import StoreUrlInvalid
 from services.shared.logging import configure_logging
@@ -25,7 +25,13 @@ async def _run() -> int:
     try:
         parts = bootstrap_notifications()
         parts.store.check_migrated()
-    except (StoreNotMigrated, StoreUrlInvalid, OrganisationsFileInvalid, TokenKeyInvalid) as error:
+    except (
+        StoreNotMigrated,
+        StoreUrlInvalid,
+        OrganisationsFileInvalid,
+        TokenKeyInvalid,
+        LinkKeyInvalid,
+    ) as error:
         print(f"notifications: {error}", file=sys.stderr)
         return 2
     except ValidationError as error:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
+from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 from pydantic_settings import SettingsConfigDict
 
 from services.notifications.application.service import Organisation, Policy, RetiredKey, Webhook
@@ -39,6 +39,9 @@ class _Hook(BaseModel):
 
 class _Organisation(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # The shared organisations file's other sections (services/shared/organisations.py checks them).
+    name: str | None = None
+    nats: dict[str, Any] | None = None
     webhook: _Hook | None = None
     duty: _Duty | None = None
 
@@ -70,6 +73,10 @@ def load_organisations(path: Path | None) -> dict[str, Organisation]:
     }
 
 
+class LinkKeyInvalid(ValueError):
+    """The previous acknowledgement key cannot be used as configured (a start error, one line)."""
+
+
 class LinkKeyNotRotatable(ValueError):
     """The acknowledgement links' key is a setting (VSS_ACK_LINK_KEY): rotate it there."""
 
@@ -97,7 +104,14 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings):
     notify_templates_dir: Path | None = Field(
         default=None, description="Edited templates (<lang>/<name>.txt)"
     )
-    notify_organisations: Path | None = Field(default=None, description="JSON: webhooks and duty contacts")
+    notify_organisations: Path | None = Field(
+        default=None,
+        # The one organisations file of every part (VSS_ORGANISATIONS); the older name still works.
+        validation_alias=AliasChoices(
+            "VSS_NOTIFY_ORGANISATIONS", "VSS_ORGANISATIONS", "notify_organisations"
+        ),
+        description="JSON: webhooks and duty contacts (sections of the organisations file)",
+    )
     escalate_after_minutes: float = Field(default=30, gt=0)
     retry_first_seconds: float = Field(default=30, gt=0)
     retry_max_seconds: float = Field(default=3600, gt=0)
@@ -148,13 +162,22 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings):
             if not self.ack_link_previous_key:
                 return None
             if self.ack_link_key_rotated_at is None or self.ack_link_key_rotated_at.tzinfo is None:
-                raise ValueError("VSS_ACK_LINK_PREVIOUS_KEY needs VSS_ACK_LINK_KEY_ROTATED_AT with an offset")
+                raise LinkKeyInvalid(
+                    "VSS_ACK_LINK_PREVIOUS_KEY needs VSS_ACK_LINK_KEY_ROTATED_AT with an offset"
+                )
             return RetiredKey(self.ack_link_previous_key.encode(), self.ack_link_key_rotated_at)
         path = self.link_key_file().with_suffix(".previous.json")
         if not path.exists():
             return None
-        kept = orjson.loads(path.read_bytes())
-        return RetiredKey(str(kept["key"]).encode(), datetime.fromisoformat(kept["retired_at"]))
+        try:
+            kept = orjson.loads(path.read_bytes())
+            retired_at = datetime.fromisoformat(kept["retired_at"])
+            if retired_at.tzinfo is None:
+                raise ValueError("retired_at has no offset")
+            return RetiredKey(str(kept["key"]).encode(), retired_at)
+        except (OSError, ValueError, TypeError, KeyError) as error:  # orjson's error is a ValueError
+            reason = f"{path}: not a previous acknowledgement key ({_one_line(error)})"
+            raise LinkKeyInvalid(reason) from error
 
     def link_key_overlap(self) -> timedelta:
         return timedelta(hours=self.ack_link_key_overlap_hours)
@@ -196,3 +219,8 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings):
         from services.notifications.infrastructure.bus import notification_bus_names  # noqa: PLC0415
 
         return notification_bus_names(self.notifications_stream_prefix, self.bus_names())
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0][:160]

@@ -156,8 +156,14 @@ class TokenService:
                 signing = self.jwks.get_signing_key(str(kid))
             except PyJWKClientConnectionError as error:
                 raise KeysUnavailable(_one_line(error)) from error
-            except PyJWKClientError as error:
+            except PyJWKClientError as error:  # no key of that kid
                 raise InvalidToken(_one_line(error)) from error
+            except (jwt.PyJWTError, ValueError) as error:
+                # The provider answered with no usable key set (empty, not JSON, a bad key):
+                # its fault, not the token's; a 503 to try again, never a 500.
+                raise KeysUnavailable(
+                    f"the identity provider's key set is unusable: {_one_line(error)}"
+                ) from error
             algorithm = signing.algorithm_name
             if algorithm not in self.jwks_algorithms or header.get("alg") != algorithm:
                 raise InvalidToken(f"the token's alg {header.get('alg')!r} does not fit key {kid!r}")

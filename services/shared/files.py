@@ -31,3 +31,11 @@ def write_private(path: Path, data: bytes) -> None:
         os.fchmod(handle.fileno(), PRIVATE)
         handle.write(data)
     os.replace(temporary, path)
+
+
+def create_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file ``path``, mode 0600; FileExistsError if it exists (never replaced)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), PRIVATE)
+        handle.write(data)

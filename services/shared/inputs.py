@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, get_args, get_origin
 
+from fastapi import Path, Query
 from pydantic import BaseModel, StringConstraints
 
 from services.shared.problems import ProblemException
@@ -131,3 +132,26 @@ def _mentions(annotation: Any, constraint: object) -> bool:
         base, *metadata = get_args(annotation)
         return constraint in metadata or _mentions(base, constraint)
     return any(_mentions(arg, constraint) for arg in get_args(annotation))
+
+
+# A person in a path or query (a person is organisation and user id): checked before anything
+# about the request is logged, so no control character or megabyte reaches the access log.
+USER_ID_PATTERN = r"^[^\s\x00-\x1f\x7f]{1,120}$"
+ORGANISATION_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"  # the contracts' OrganisationId
+
+PersonUserId = Annotated[
+    str,
+    Path(
+        max_length=120,
+        pattern=USER_ID_PATTERN,
+        description="The person's user id (no spaces or control characters)",
+    ),
+]
+PersonOrganisation = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        pattern=ORGANISATION_ID_PATTERN,
+        description="The person's organisation (a person is organisation and user id); default: yours",
+    ),
+]

@@ -8,6 +8,7 @@ the field's path, the rule it broke and a message.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -18,6 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
+# A correlation or causation id a client sends: it is stored in every event the request
+# records, so it is short, visible ASCII (a UUID fits).
+REQUEST_ID = re.compile(r"^[!-~]{1,128}$")
 PROBLEM_TYPE_PREFIX = "urn:vss:problem:"
 log = logging.getLogger("vss.http")
 
@@ -90,6 +94,20 @@ class CorrelationMiddleware:
             return
         given = dict(scope["headers"]).get(b"x-correlation-id")
         correlation_id = given.decode("latin-1") if given else str(uuid.uuid4())
+        if not REQUEST_ID.match(correlation_id):
+            correlation_id = str(uuid.uuid4())  # the refusal below still carries one
+            scope.setdefault("state", {})["correlation_id"] = correlation_id
+            refusal = problem_response(
+                Request(scope),
+                400,
+                "Bad X-Correlation-ID",
+                "X-Correlation-ID is 1–128 visible ASCII characters (a UUID fits)",
+                code="bad_header",
+                field="X-Correlation-ID",
+                headers={"X-Correlation-ID": correlation_id},
+            )
+            await refusal(scope, receive, send)
+            return
         scope.setdefault("state", {})["correlation_id"] = correlation_id
 
         started = False

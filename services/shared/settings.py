@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.names import BusNames
 
 
@@ -84,6 +85,20 @@ class AccessLogSettings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'projections' / 'access-log.sqlite').resolve()}"
 
 
+class OrganisationsSettings(BaseSettings):
+    """The organisations file (services/shared/organisations.py): who VSS shares with."""
+
+    model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore", populate_by_name=True)
+
+    organisations: Path | None = Field(
+        default=None,
+        # One file for every part: the notifications service's older name reads the same file.
+        validation_alias=AliasChoices("VSS_ORGANISATIONS", "VSS_NOTIFY_ORGANISATIONS"),
+        description="JSON: per organisation id its name, NATS user (nats) and notifications (webhook, duty)."
+        " Unset: no organisation (vss up: the demo organisations)",
+    )
+
+
 class DateWindowSettings(BaseSettings):
     """How far around today the dates a client sends may lie (the case and meetings APIs)."""
 
@@ -111,6 +126,14 @@ class BusSettings(BaseSettings):
     nats_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of streams the services declare")
     nats_port: int = Field(default=EMBEDDED_NATS_PORT, description="Port of the embedded nats-server")
     nats_monitor_port: int = Field(default=8422, description="Monitoring port of the embedded nats-server")
+    nats_nkey_seed_file: Path | None = Field(
+        default=None,
+        description="This process's NATS user: a file holding its nkey seed (SU…), 0600. Unset (and no"
+        " creds file): no credentials, for a server without authorization",
+    )
+    nats_creds_file: Path | None = Field(
+        default=None, description="This process's NATS user as a JWT .creds file (servers in operator mode)"
+    )
     # Other stream and subject names than the contracts' (only for tests on a shared server).
     bus_stream: str | None = None
     bus_subject_prefix: str | None = None
@@ -120,6 +143,10 @@ class BusSettings(BaseSettings):
     def nats(self) -> str:
         """The NATS URL to use: the one given, else the embedded server's."""
         return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+
+    def nats_auth(self) -> NatsAuth:
+        """How this process proves who it is to the server (nothing when neither file is set)."""
+        return NatsAuth(seed_file=self.nats_nkey_seed_file, creds_file=self.nats_creds_file)
 
     @property
     def nats_embedded(self) -> bool:

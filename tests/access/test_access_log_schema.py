@@ -1,39 +1,55 @@
-"""The access log's principal column: added to a log made before it, old rows kept readable."""
+"""The access log's principal column: added to a log made before it, old rows kept readable.
+
+On both backends: SQLite (embedded) and PostgreSQL (the tests' own server, ``store_url``),
+whose form of the change (``ADD COLUMN IF NOT EXISTS``) differs.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
-from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import orjson
+import psycopg
 
 from services.shared.access import AccessRecord
 from services.shared.access_log import AccessLogStore, published_body
 from vss_contracts.access_events import CaseDataAccessed
 
-# The table as it was before records named the reader's principal.
+# The table as it was before records named the reader's principal ({serial}: per backend).
 OLD_TABLE = (
-    "CREATE TABLE access_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, record_id TEXT NOT NULL UNIQUE,"
+    "CREATE TABLE access_log (seq {serial}, record_id TEXT NOT NULL UNIQUE,"
     " recorded_at TEXT NOT NULL, user_id TEXT NOT NULL, organisation_id TEXT NOT NULL,"
     " roles TEXT NOT NULL, case_id TEXT, resource TEXT NOT NULL, outcome TEXT NOT NULL,"
     " reason TEXT, published INTEGER NOT NULL DEFAULT 0)"
 )
 
 
-def test_an_old_access_log_gains_the_principal_and_keeps_its_rows(tmp_path: Path) -> None:
-    path = tmp_path / "access-log.sqlite"
-    with sqlite3.connect(path) as conn:
-        conn.execute(OLD_TABLE)
-        conn.execute(
-            "INSERT INTO access_log (record_id, recorded_at, user_id, organisation_id, roles, case_id,"
-            " resource, outcome) VALUES ('old-1', ?, 'anna.k', 'vgr', 'coordinator', 'c-1', 'overview',"
-            " 'granted')",
-            (datetime(2025, 1, 2, tzinfo=UTC).isoformat(),),
-        )
-    conn.close()
-    store = AccessLogStore(f"sqlite:///{path}")
-    AccessLogStore(f"sqlite:///{path}")  # a second process opening it: no second ALTER
+OLD_ROW = (
+    "INSERT INTO access_log (record_id, recorded_at, user_id, organisation_id, roles, case_id,"
+    " resource, outcome) VALUES ('old-1', '2025-01-02T00:00:00+00:00', 'anna.k', 'vgr', 'coordinator',"
+    " 'c-1', 'overview', 'granted')"
+)
+
+
+def _old_log(url: str) -> None:
+    """An access log as a release before the principal column made it, with one record."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(unquote(urlsplit(url).path)) as conn:
+            conn.execute(OLD_TABLE.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT"))
+            conn.execute(OLD_ROW)
+        conn.close()
+        return
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.execute(OLD_TABLE.format(serial="BIGSERIAL PRIMARY KEY"))
+        pg.execute(OLD_ROW)
+
+
+def test_an_old_access_log_gains_the_principal_and_keeps_its_rows(store_url: str) -> None:
+    _old_log(store_url)
+    store = AccessLogStore(store_url)
+    AccessLogStore(store_url)  # a second process opening it: no second ALTER, no error
     store.record(
         [
             AccessRecord(

@@ -13,9 +13,17 @@ import jwt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.case.domain import commands as cmd
 from services.case.infrastructure.store import CaseEventStore
+from services.shared.access_log import AccessLogStore
 from tests.api.conftest import TOKENS, Api, bearer
-from tests.support.actors import ACTORS, REGION_PSYCHIATRY, SOCIAL_INSURANCE_AGENCY, make_actor
+from tests.support.actors import (
+    ACTORS,
+    REGION_PSYCHIATRY,
+    SOCIAL_INSURANCE_AGENCY,
+    coordinator_for,
+    make_actor,
+)
 from tests.support.scenario import CaseScenario, consent_command, open_case_command, worksheet_command
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -257,6 +265,45 @@ def test_reads_need_an_involved_organisation_or_the_operator_role(api: Api, scen
     assert api.get(f"/{scenario.case_id}", actor=operator).status_code == 200
     manager = make_actor("maja.chef", REGION_PSYCHIATRY, "manager")
     assert api.get(f"/{scenario.case_id}", actor=manager).status_code == 403
+
+
+def test_the_opening_organisation_reads_by_the_consent_once_one_is_given(
+    api: Api, scenario: CaseScenario, access_log: AccessLogStore
+) -> None:
+    """The case API reads by the one access rule: the opener (here the municipality, whose
+    people do not coordinate) reads what it opened until the client consents; then only while
+    the consent covers it."""
+    municipality, region = ACTORS.municipality, ACTORS.region
+    scenario.open(municipality)
+    path = f"/{scenario.case_id}"
+    assert api.get(path, actor=municipality).status_code == 200  # no consent yet: the opener
+    scenario.run(
+        lambda c: c.assign_coordinator(
+            cmd.AssignCoordinator(coordinator=coordinator_for(region), assigned_on=scenario.today)
+        ),
+        municipality,
+    )
+    scenario.run(lambda c: c.give_consent(consent_command(scenario.today)), municipality)
+    assert api.get(path, actor=municipality).status_code == 200  # the consent covers it
+    scenario.run(
+        lambda c: c.withdraw_consent(
+            cmd.WithdrawConsent(
+                withdrawn_on=scenario.today, entire=False, organisation_ids=[municipality.organisation_id]
+            )
+        ),
+        region,
+    )
+    for read, params in ((path, {}), (f"{path}/history", {}), (path, {"as_of": str(scenario.today)})):
+        refused = api.get(read, actor=municipality, **params)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["rule"] == "no_consent"
+    assert api.get(path, actor=region).status_code == 200  # its people coordinate
+    denied = [r for _, r in access_log.for_case(str(scenario.case_id), 0, 100) if r.outcome == "denied"]
+    assert {(r.organisation_id, r.resource) for r in denied} == {
+        (municipality.organisation_id, "case"),
+        (municipality.organisation_id, "history"),
+        (municipality.organisation_id, "case_as_of"),
+    }
 
 
 # ---------------------------------------------------------------------------- robustness

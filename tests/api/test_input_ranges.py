@@ -177,6 +177,32 @@ def test_if_match_of_5000_digits_is_422_naming_the_header(
     )
 
 
+@pytest.mark.parametrize("header", ["X-Correlation-ID", "X-Causation-ID"])
+@pytest.mark.parametrize("value", ["x" * 129, "mit mellanslag", "r\u00e4tt"])
+def test_a_long_or_odd_request_id_is_400_naming_the_header_and_nothing_stored(
+    api: Api, store: CaseEventStore, scenario: CaseScenario, header: str, value: str
+) -> None:
+    """Both ids are stored with every event the request records: short, visible ASCII."""
+    scenario.open()
+    before = _log(store)
+    response = api.post(
+        f"/{scenario.case_id}/consents",
+        consent_command(scenario.today),
+        headers={header: value.encode()},  # bytes: httpx sends them as they are
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["field"] == header
+    assert response.headers["x-correlation-id"]  # the refusal has one to quote
+    assert _log(store) == before
+    ok = api.post(
+        f"/{scenario.case_id}/consents",
+        consent_command(scenario.today),
+        headers={"X-Correlation-ID": "a" * 128, "X-Causation-ID": "b" * 128},
+    )
+    assert ok.status_code == 200, ok.text
+
+
 @pytest.mark.parametrize("after_version", [2**63, 2**64, 10**30])
 def test_after_version_of_2_to_the_63_or_more_is_422(
     api: Api, store: CaseEventStore, scenario: CaseScenario, after_version: int

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr
 
 from services.case import main as case_main
-from services.shared.auth import InvalidToken, TokenKeyInvalid, TokenService
+from services.shared.auth import InvalidToken, KeysUnavailable, TokenKeyInvalid, TokenService
 from services.shared.settings import AuthSettings
 
 KEY = "test-secret-" + "t" * 40
@@ -118,13 +118,14 @@ class _Jwks:
 
     def __init__(self) -> None:
         self.keys: list[dict[str, Any]] = []
+        self.body: bytes | None = None  # served instead of the key set (a provider gone wrong)
         self.fetches = 0
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.fetches += 1
-                body = json.dumps({"keys": owner.keys}).encode()
+                body = owner.body or json.dumps({"keys": owner.keys}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -190,3 +191,22 @@ def test_tokens_from_the_identity_provider_verify_across_a_key_rotation(
         tokens.verify(jwt.encode(_claims(), forged, algorithm="RS256", headers={"kid": "key-2"}))
     with pytest.raises(InvalidToken):
         tokens.verify(_signed())  # HS256 with no kid: there is no static key
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"keys": []}', b"<html>502 Bad Gateway</html>", b'{"keys": [{"kty": "RSA", "kid": "key-1"}]}'],
+    ids=["no keys", "not json", "unusable key"],
+)
+def test_a_broken_key_set_makes_the_keys_unavailable_not_an_error(
+    jwks_server: _Jwks, tmp_path: Path, body: bytes
+) -> None:
+    """A provider answering with no usable keys: 503 (try again), not a 500 on every request."""
+    jwks_server.body = body
+    tokens = TokenService.from_settings(
+        AuthSettings(jwks_url=jwks_server.url, jwks_refetch_cooldown_seconds=0), tmp_path
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode(_claims(), key, algorithm="RS256", headers={"kid": "key-1"})
+    with pytest.raises(KeysUnavailable):
+        tokens.verify(token)

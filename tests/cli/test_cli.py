@@ -130,6 +130,7 @@ def test_export_writes_the_case_as_cloud_events_a_receiver_can_verify(tmp_path: 
         "ops.olle", "vss-operations", ("operator",), "other",
     )  # fmt: skip
     assert (record.resource, record.outcome) == ("export", "granted")
+    assert target.stat().st_mode & 0o777 == 0o600  # a whole case: the operator's alone
     document = json.loads(target.read_text())
     assert document["format"] == "vss-case-export/1"
     assert document["verification"] == {"verifies": True}

@@ -20,9 +20,18 @@ from datetime import date, datetime
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 
 from services.cli.supervisor import pid_alive
+from services.shared.bus.authorization import (
+    InternalRole,
+    NatsAuth,
+    credentials_dir,
+    inbox_prefix,
+    internal_seed_path,
+    organisation_seed_path,
+)
 from services.shared.bus.embedded import free_port
 from services.shared.bus.names import BusNames
 from tests.support.bus import StreamMessage, read_stream
@@ -179,10 +188,13 @@ def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path:
         case_id = created.json()["case_id"]
         started = time.monotonic()
         messages: list[StreamMessage] = []
+        operator = NatsAuth(seed_file=internal_seed_path(credentials_dir(data), InternalRole.OPERATOR))
+        nats_url = f"nats://127.0.0.1:{nats_port}"
         while time.monotonic() - started < 1.0 and not messages:
-            messages = asyncio.run(read_stream(f"nats://127.0.0.1:{nats_port}", CASE_STREAM, CASE_SUBJECTS))
+            messages = asyncio.run(read_stream(nats_url, CASE_STREAM, CASE_SUBJECTS, auth=operator))
             time.sleep(0.02)
         assert [m.event.subject for m in messages] == [case_id]
+        _embedded_server_authorizes_like_production(data, nats_url)
 
         status = subprocess.run(
             [vss, "status", "--json"], env=env, capture_output=True, text=True, check=False
@@ -206,11 +218,30 @@ def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path:
         again = httpx.get(f"http://127.0.0.1:{port}{created.headers['location']}", headers=headers)
         assert again.status_code == 200
         assert again.json()["version"] == 1
-        history = asyncio.run(read_stream(f"nats://127.0.0.1:{nats_port}", CASE_STREAM, CASE_SUBJECTS))
+        history = asyncio.run(read_stream(nats_url, CASE_STREAM, CASE_SUBJECTS, auth=operator))
         assert [m.event.subject for m in history] == [case_id]  # kept, and not published twice
     stopped = subprocess.run([vss, "status", "--json"], env=env, capture_output=True, text=True, check=False)
     assert stopped.returncode == 1
     assert not any(part["healthy"] for part in json.loads(stopped.stdout)["parts"])
+
+
+def _embedded_server_authorizes_like_production(data: Path, nats_url: str) -> None:
+    """`vss up`'s server runs the generated authorization with the demo organisations (issue 17)."""
+    auth = credentials_dir(data)
+    assert "authorization" in (auth / "authorization.conf").read_text()
+    seeds = [organisation_seed_path(auth, org) for org in ("vgr-psykiatri-nordost", "goteborg-socialtjanst")]
+    seeds += [internal_seed_path(auth, role) for role in InternalRole]
+    assert {oct(seed.stat().st_mode & 0o777) for seed in seeds} == {"0o600"}
+
+    async def anonymous() -> None:
+        await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+
+    with pytest.raises(Exception, match=r"(?i)authorization"):
+        asyncio.run(anonymous())
+    region = NatsAuth(seed_file=seeds[0], inbox_prefix=inbox_prefix("vgr-psykiatri-nordost"))
+    # An organisation reads no case stream: the read is refused (no consumer, so nothing comes back).
+    with pytest.raises(Exception):  # noqa: B017, PT011 - nats-py times out the refused request
+        asyncio.run(read_stream(nats_url, CASE_STREAM, CASE_SUBJECTS, auth=region))
 
 
 def test_a_nats_url_switches_the_same_processes_to_an_external_server(

@@ -84,7 +84,9 @@ class CaseFeed:
     def unassign(self, day: date, user_id: str) -> None:
         self.send(day, ce.CoordinatorUnassigned(user_id=user_id, unassigned_on=day))
 
-    def consent(self, day: date, *organisations: OrganisationRef, relatives: bool = True) -> None:
+    def consent(
+        self, day: date, *organisations: OrganisationRef, relatives: bool = True, until: date | None = None
+    ) -> None:
         self.send(
             day,
             ce.ConsentGiven(
@@ -92,7 +94,15 @@ class CaseFeed:
                 organisations=list(organisations or (SOCIAL, REGION_PSYCH, HOUSING)),
                 covers_relatives=relatives,
                 signed_on=day,
+                valid_until=until,
             ),
+        )
+
+    def renew(self, day: date, sip_version: int, until: date | None) -> None:
+        """The consent renewal a decided SIP brings (the case service sends it after the SIP)."""
+        self.send(
+            day,
+            ce.ConsentRenewed(consent_id=uuid4(), renewed_on=day, sip_version=sip_version, valid_until=until),
         )
 
     def withdraw(self, day: date, *organisation_ids: str) -> None:

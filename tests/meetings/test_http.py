@@ -20,6 +20,7 @@ from services.meetings.infrastructure.store import MeetingStore
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from tests.meetings.feed import REGION_PSYCH, SOCIAL, CaseFeed
+from tests.support.clock import FixedClock
 from vss_contracts import meeting_events as me
 
 TOKENS = TokenService(key="test-secret-" + "m" * 40, algorithm="HS256", issuer="vss", audience="vss")
@@ -132,6 +133,18 @@ def test_lists_the_cases_meetings(api: Api) -> None:
 def test_an_organisation_covered_by_consent_may_read(api: Api) -> None:
     response = api.client.get(api.base, headers=headers("doc", REGION_PSYCH.id, ("manager",)))
     assert response.status_code == 200, response.text
+
+
+def test_a_consent_past_its_end_no_longer_lets_its_organisations_read(
+    api: Api, feed: CaseFeed, meetings_clock: FixedClock
+) -> None:
+    feed.consent(date(2026, 1, 6), SOCIAL, REGION_PSYCH, until=date(2026, 1, 6))
+    psychiatry = headers("doc", REGION_PSYCH.id, ("manager",))
+    assert api.client.get(api.base, headers=psychiatry).status_code == 200  # before its end
+    meetings_clock.advance(days=2)
+    refused = api.client.get(api.base, headers=psychiatry)
+    assert (refused.status_code, refused.json()["rule"]) == (403, "no_consent")
+    assert api.client.get(api.base, headers=headers()).status_code == 200  # the coordinators' organisation
 
 
 def test_an_organisation_neither_coordinating_nor_covered_is_refused(api: Api) -> None:

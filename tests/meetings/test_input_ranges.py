@@ -96,3 +96,22 @@ def test_the_window_is_configurable(
     narrow = Api(TestClient(create_app(deps)), feed.case_id, meeting_store, access_log)
     refused(narrow, lambda: narrow.book("later", starts_at="2026-01-14T13:00:00+01:00"), "starts_at")
     assert narrow.book("soon", starts_at="2026-01-09T13:00:00+01:00").status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/coordinators/%00/calendar.ics", {"organisation": "x", "key": "aaaa"}),  # no token at all
+        ("/v1/coordinators/anna%0Ak/calendar.ics", {}),
+        ("/v1/coordinators/" + "x" * 121 + "/calendar-link", {}),
+        ("/v1/coordinators/sara/calendar.ics", {"organisation": "a\x00b", "key": "aaaa"}),
+    ],
+)
+def test_a_person_in_a_path_or_query_is_checked_before_anything_is_logged(
+    api: Api, path: str, params: dict[str, str]
+) -> None:
+    """Unauthenticated text once went into the access log (a NUL: a 500 on PostgreSQL)."""
+    before = api.access_log.count()
+    response = api.client.get(path, params=params, headers=headers())
+    assert response.status_code == 422, response.text
+    assert api.access_log.count() == before

@@ -7,6 +7,7 @@ from datetime import date, datetime, time, timedelta
 from services.meetings.application.service import MeetingsService
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays
 from services.meetings.domain.meeting import MeetingStatus
+from services.meetings.domain.schedule import Rules, restore, snapshot
 from services.meetings.infrastructure.store import MeetingStore
 from tests.meetings.feed import CLIENT, HOUSING, REGION_PSYCH, CaseFeed
 from vss_contracts import meeting_events as me
@@ -129,6 +130,48 @@ def test_consent_withdrawn_for_one_organisation_drops_its_members_only(
     assert f"member:{housing}" not in meeting.invitees
     assert f"member:{nurse}" in meeting.invitees
     assert "coordinator:sara" in meeting.invitees  # the coordinator's own organisation stays
+
+
+def test_a_consent_past_its_end_invites_nobody_it_covered_and_the_next_change_drops_them(
+    feed: CaseFeed, meetings: MeetingsService
+) -> None:
+    day = date(2026, 1, 5)
+    feed.open(day)
+    feed.assign(day)
+    feed.consent(day, until=date(2026, 1, 30))
+    housing = feed.add_member(date(2026, 1, 6), "Bo Boendestöd", MemberKind.PROFESSIONAL, HOUSING)
+    feed.summarise(date(2026, 1, 20))  # in force: the first meeting invites the housing firm
+    [meeting] = meetings.meetings(feed.case_id)
+    assert f"member:{housing}" in meeting.invitees
+    # Past its last day (no event says so), the next change to the group is decided without it.
+    nurse = feed.add_member(date(2026, 2, 2), "Nina Sköterska", MemberKind.PROFESSIONAL, REGION_PSYCH)
+    [meeting] = meetings.meetings(feed.case_id)
+    assert f"member:{nurse}" not in meeting.invitees
+    assert f"member:{housing}" not in meeting.invitees
+    assert {"client", "coordinator:sara"} <= set(meeting.invitees)
+
+
+def test_a_sip_renewing_the_consent_moves_its_end(feed: CaseFeed, meetings: MeetingsService) -> None:
+    day = date(2026, 1, 5)
+    feed.open(day)
+    feed.assign(day)
+    feed.consent(day, until=date(2026, 1, 30))
+    feed.sip(date(2026, 1, 20), 1, follow_up=date(2026, 5, 4))
+    feed.renew(date(2026, 1, 20), 1, date(2026, 6, 30))
+    nurse = feed.add_member(date(2026, 2, 2), "Nina Sköterska", MemberKind.PROFESSIONAL, REGION_PSYCH)
+    [meeting] = meetings.meetings(feed.case_id)
+    assert f"member:{nurse}" in meeting.invitees  # past the first end, within the renewed one
+
+
+def test_the_snapshot_keeps_the_consents_end_and_one_stored_without_it_still_loads(
+    feed: CaseFeed, meetings: MeetingsService, working_days: WorkingDays
+) -> None:
+    start_case(feed)
+    feed.consent(date(2026, 1, 6), until=date(2026, 1, 30))
+    stored = snapshot(meetings.schedule(feed.case_id))
+    assert restore(stored, Rules(), working_days).state.consent_valid_until == date(2026, 1, 30)
+    del stored["consent_valid_until"]  # as stored before the end date was kept
+    assert restore(stored, Rules(), working_days).state.consent_valid_until is None
 
 
 def test_reminders_seven_and_one_day_before_and_a_change_rating_request(

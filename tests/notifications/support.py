@@ -95,6 +95,7 @@ class World:
         max_attempts: int = 8,
         store_url: str | None = None,
         sink: type[MailSink] = MailSink,
+        store: type[NotificationStore] = NotificationStore,
     ) -> None:
         self.clock = FixedClock(START)
         self.sink_dir = tmp / "mail"
@@ -102,7 +103,7 @@ class World:
         self.sink = sink(self.sink_dir)
         self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self.sink.start())
-        self.store = NotificationStore(store_url or f"sqlite:///{tmp / 'notifications.sqlite'}")
+        self.store = store(store_url or f"sqlite:///{tmp / 'notifications.sqlite'}")
         self.store.migrate()
         self.smtp = SmtpChannel("127.0.0.1", self.sink.port, sender=("VSS", "noreply@vss.example.se"))
         # The webhook is signed with the system clock: the receiver checks it against its own.

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
@@ -316,6 +317,9 @@ def test_sigkill_mid_run_and_a_restart_send_nothing_twice(
     start_meetings: Callable[[], MeetingsThread],
 ) -> None:
     recorder, smtp_port = smtp
+    # The service runs as a process on the real clock, and a consent ends a year after it is
+    # signed: date the cases (a day per step, 120 days in all) in the recent past, not in 2025.
+    clock.advance(max(timedelta(0), datetime.now(UTC) - timedelta(days=200) - clock.now()))
     service = CaseService(case_store, clock)
     case_ids = [cast(UUID, case_with_group(service, clock).case_id) for _ in range(12)]
     settings = settings_for(tmp_path, nats_url, smtp_port, prefix)

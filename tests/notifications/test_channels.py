@@ -478,6 +478,8 @@ def test_the_channels_implement_the_protocol(tmp_path: Path) -> None:
     webhook = WebhookChannel()
     senders: list[ChannelSender] = [smtp_channel(25), webhook, SmsFileChannel(tmp_path)]
     assert [s.channel for s in senders] == [Channel.EMAIL, Channel.WEBHOOK, Channel.SMS]
+    # How many sends each runs at once: the sender claims no more than that (one connection).
+    assert [s.concurrency for s in senders] == [1, 4, 1]
     run(webhook.close())
 
 

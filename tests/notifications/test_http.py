@@ -7,18 +7,21 @@ import html
 import re
 import stat
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
 
+from services.notifications import main as notifications_main
 from services.notifications.application.service import Signer
 from services.notifications.entrypoints.http import NotificationsApiDependencies, create_app
 from services.notifications.settings import NotificationsSettings
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
-from tests.meetings.feed import HOUSING, SOCIAL
+from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL
+from tests.notifications.support import DAY
 from tests.notifications.test_service import World, _warning_world
 
 TOKENS = TokenService(key="test-secret-" + "n" * 40, algorithm="HS256", issuer="vss", audience="vss")
@@ -75,6 +78,19 @@ def test_the_record_follows_the_access_rule(api: tuple[World, TestClient]) -> No
     assert unknown.status_code == 404
 
 
+def test_a_consent_past_its_end_no_longer_lets_its_organisations_read_the_record(
+    api: tuple[World, TestClient],
+) -> None:
+    world, client = api
+    path = f"/v1/cases/{world.feed.case_id}/notifications"
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, until=DAY + timedelta(days=1))
+    assert client.get(path, headers=headers(HOUSING.id)).status_code == 200  # its last day is ahead
+    world.clock.advance(days=2)
+    refused = client.get(path, headers=headers(HOUSING.id))
+    assert (refused.status_code, refused.json()["rule"]) == (403, "no_consent")
+    assert client.get(path, headers=headers()).status_code == 200  # the coordinators' organisation
+
+
 def test_every_read_and_every_refusal_is_in_the_access_log(
     api: tuple[World, TestClient], access_log: AccessLogStore
 ) -> None:
@@ -110,7 +126,7 @@ def test_a_signed_link_acknowledges_once_and_a_forged_one_is_refused(api: tuple[
 
 
 def test_opening_a_link_shows_what_is_confirmed_and_acknowledges_nothing(
-    api: tuple[World, TestClient],
+    api: tuple[World, TestClient], access_log: AccessLogStore
 ) -> None:
     world, client = api
     urgent = next(r for r in world.service.deliveries(world.feed.case_id) if r.urgent)
@@ -140,6 +156,23 @@ def test_opening_a_link_shows_what_is_confirmed_and_acknowledges_nothing(
     assert "Tack, bekräftat" in confirmed.text
     assert world.service.store.delivery(urgent.delivery_key).acknowledged_at is not None  # type: ignore[union-attr]
     assert "Redan bekräftat" in client.get(path, params=link).text
+    # Each read through the link is in the access log, as the recipient it was made for.
+    reads = [
+        (r.user_id, r.principal, r.resource, r.outcome)
+        for _, r in access_log.for_case(urgent.case_id, 0, 100)
+        if r.principal == "ack_link"
+    ]
+    holder = urgent.person["key"]
+    assert reads == [
+        *[(holder, "ack_link", "acknowledgement_page", "granted")] * 3,
+        (holder, "ack_link", "acknowledgement", "granted"),
+        (holder, "ack_link", "acknowledgement_page", "granted"),
+    ]
+    # A wrong signature names nobody: refused, and nothing is written.
+    before = access_log.count()
+    wrong = world.service.signer.sign("another-delivery")
+    assert client.get(path, params={"signature": wrong}).status_code == 403
+    assert access_log.count() == before
 
 
 def test_a_key_rotation_keeps_links_already_sent_working_for_the_overlap(
@@ -170,3 +203,45 @@ def test_a_key_rotation_keeps_links_already_sent_working_for_the_overlap(
     assert past.json()["type"].endswith("bad_signature")
     fresh = {"signature": rotated.sign(second.delivery_key)}
     assert client.post(f"/v1/acknowledgements/{second.delivery_key}", params=fresh).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("environment", "previous_file", "reason"),
+    [
+        (
+            {"VSS_ACK_LINK_KEY": "k" * 48, "VSS_ACK_LINK_PREVIOUS_KEY": "p" * 48},
+            None,
+            "VSS_ACK_LINK_PREVIOUS_KEY needs VSS_ACK_LINK_KEY_ROTATED_AT with an offset",
+        ),
+        (
+            {
+                "VSS_ACK_LINK_KEY": "k" * 48,
+                "VSS_ACK_LINK_PREVIOUS_KEY": "p" * 48,
+                "VSS_ACK_LINK_KEY_ROTATED_AT": "2026-03-02T08:00:00",
+            },
+            None,
+            "VSS_ACK_LINK_PREVIOUS_KEY needs VSS_ACK_LINK_KEY_ROTATED_AT with an offset",
+        ),
+        ({}, b'{"key": "p"}', "not a previous acknowledgement key"),
+        ({}, b"not json", "not a previous acknowledgement key"),
+    ],
+)
+def test_the_service_stops_at_start_with_one_line_on_a_previous_link_key_it_cannot_use(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    environment: dict[str, str],
+    previous_file: bytes | None,
+    reason: str,
+) -> None:
+    monkeypatch.setenv("VSS_DATA_DIR", str(tmp_path))
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    if previous_file is not None:
+        path = NotificationsSettings(data_dir=tmp_path).link_key_file().with_suffix(".previous.json")
+        path.parent.mkdir(parents=True)
+        path.write_bytes(previous_file)
+    assert notifications_main.main() == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("notifications: ")
+    assert reason in line

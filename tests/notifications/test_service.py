@@ -10,19 +10,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
+from services.notifications.application.ports import DeliveryRow
 from services.notifications.application.service import (
     CASE_CONSUMER,
     Organisation,
 )
-from services.notifications.domain.audience import CASE_CLOSED, MEMBER_LEFT, Person, Role
+from services.notifications.domain.audience import (
+    CASE_CLOSED,
+    MEMBER_LEFT,
+    NOT_COVERED,
+    Audience,
+    Person,
+    Role,
+)
 from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL, CaseFeed
 from tests.notifications.support import DAY, START, World
 from vss_contracts import case_events as ce
-from vss_contracts.types import MemberKind
+from vss_contracts.types import ContactDetails, Coordinator, MemberKind
 
 
 @pytest.fixture
@@ -40,6 +48,15 @@ def _group(feed: CaseFeed) -> dict[str, UUID]:
         "client": feed.add_member(DAY, "Tolvan Tolvansson", MemberKind.CLIENT),
         "housing": feed.add_member(DAY, "Bo Boendestöd", MemberKind.PROFESSIONAL, HOUSING),
         "mother": feed.add_member(DAY, "Mamma Tolvansson", MemberKind.RELATIVE),
+    }
+
+
+def _sip_rows(world: World) -> dict[str, DeliveryRow]:
+    """The case's SIP notices, by recipient name."""
+    return {
+        r.person["name"]: r
+        for r in world.service.deliveries(world.feed.case_id)
+        if r.template == "sip_decided"
     }
 
 
@@ -101,14 +118,96 @@ def test_a_withdrawal_cancels_what_is_pending_for_those_no_longer_covered(world:
     world.feed.sip(DAY, 1, date(2026, 6, 1))  # decided, not yet delivered
     world.feed.withdraw(DAY, HOUSING.id)
     world.deliver()
-    rows = {
-        r.person["name"]: r
-        for r in world.service.deliveries(world.feed.case_id)
-        if r.template == "sip_decided"
-    }
+    rows = _sip_rows(world)
     assert rows["Bo Boendestöd"].status == "cancelled"
     assert rows["Mamma Tolvansson"].status == "sent"
     assert "bo@example.se" not in world.recipients()
+
+
+def test_a_consent_past_its_end_lets_no_message_be_decided_for_those_it_covered(world: World) -> None:
+    _group(world.feed)
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=True, until=DAY)
+    world.clock.advance(hours=14)  # 23:00 in Stockholm: the consent's last day, still in force
+    world.feed.sip(DAY, 1, date(2026, 6, 1))
+    world.deliver()
+    world.clock.advance(hours=1)  # midnight in Stockholm (23:00 UTC): it has ended, no event says so
+    world.feed.sip(DAY, 2, date(2026, 6, 1))  # recorded earlier: decided now, by today's consent
+    world.deliver()
+    rows = [r for r in world.service.deliveries(world.feed.case_id) if r.template == "sip_decided"]
+    told = {(r.context["sip_version"], r.person["name"]) for r in rows}
+    assert {name for version, name in told if version == 1} == {
+        "Tolvan Tolvansson",
+        "Bo Boendestöd",
+        "Mamma Tolvansson",
+    }
+    assert {name for version, name in told if version == 2} == {"Tolvan Tolvansson"}
+    assert {r.status for r in rows} == {"sent"}
+
+
+def test_a_sip_renewing_the_consent_moves_its_end(world: World) -> None:
+    _group(world.feed)
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=True, until=DAY)
+    world.feed.sip(DAY, 1, date(2026, 6, 1))
+    world.feed.renew(DAY, 1, DAY + timedelta(days=30))
+    world.deliver()
+    world.clock.advance(days=1)  # past the first end, within the renewed one
+    world.feed.sip(DAY, 2, date(2026, 6, 1))
+    world.deliver()
+    told = [
+        r.person["name"] for r in world.service.deliveries(world.feed.case_id) if r.template == "sip_decided"
+    ]
+    assert told.count("Bo Boendestöd") == 2
+
+
+def test_what_is_pending_when_the_consent_ends_is_cancelled_when_its_turn_comes(world: World) -> None:
+    _group(world.feed)
+    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=True, until=DAY)
+    world.feed.sip(DAY, 1, date(2026, 6, 1))  # decided while the consent is in force, not yet sent
+    world.clock.advance(days=1)
+    world.deliver()
+    rows = _sip_rows(world)
+    assert (rows["Bo Boendestöd"].status, rows["Bo Boendestöd"].last_error) == ("cancelled", NOT_COVERED)
+    assert (rows["Mamma Tolvansson"].status, rows["Mamma Tolvansson"].last_error) == (
+        "cancelled",
+        NOT_COVERED,
+    )
+    assert rows["Tolvan Tolvansson"].status == "sent"
+    assert "bo@example.se" not in world.recipients()
+    assert "mamma@example.se" not in world.recipients()
+
+
+def test_the_stored_audience_keeps_the_end_date_and_state_stored_without_it_still_loads() -> None:
+    audience = Audience(case_id=uuid4(), consent_orgs={HOUSING.id}, consent_valid_until=DAY)
+    housing = Person(key="member:x", name="Bo", role=Role.PROFESSIONAL, organisation_id=HOUSING.id)
+    again = Audience.from_json(audience.to_json())
+    assert again.consent_valid_until == DAY
+    assert not again.covered(housing, DAY + timedelta(days=1))
+    old = audience.to_json()
+    del old["consent_valid_until"]  # as stored before the end date was kept
+    assert Audience.from_json(old).covered(housing, DAY + timedelta(days=1))  # open-ended, as then
+
+
+def test_a_message_decided_before_a_member_left_or_the_case_closed_is_not_sent_one_after_may_be() -> None:
+    bo = Person(key="member:bo", name="Bo", role=Role.PROFESSIONAL, organisation_id=HOUSING.id)
+    audience = Audience(case_id=uuid4(), consent_orgs={HOUSING.id})
+    audience.left["bo"] = START
+    before, after = START - timedelta(minutes=1), START + timedelta(minutes=1)
+    assert audience.why_not_told(bo, before, DAY) == MEMBER_LEFT
+    assert audience.why_not_told(bo, START, DAY) == MEMBER_LEFT  # the same instant: not after
+    assert audience.why_not_told(bo, after, DAY) is None  # e.g. the meeting's cancellation
+    audience.closed, audience.closed_at = True, after
+    assert audience.why_not_told(bo, after, DAY) == CASE_CLOSED
+    assert audience.why_not_told(bo, after + timedelta(minutes=1), DAY) is None
+    audience.consent_orgs = set()
+    assert audience.why_not_told(bo, after + timedelta(minutes=1), DAY) == NOT_COVERED
+    again = Audience.from_json(audience.to_json())
+    assert (again.left, again.closed_at) == ({"bo": START}, after)
+    # Stored before these times were kept: left or closed before anything was decided.
+    old = audience.to_json()
+    del old["left"], old["closed_at"]
+    assert Audience.from_json(old).why_not_told(bo, after + timedelta(days=1), DAY) == CASE_CLOSED
+    old["closed"] = False
+    assert Audience.from_json(old).why_not_told(bo, after + timedelta(days=1), DAY) == MEMBER_LEFT
 
 
 def test_a_member_who_left_gets_nothing_still_pending_for_them(world: World) -> None:
@@ -117,11 +216,7 @@ def test_a_member_who_left_gets_nothing_still_pending_for_them(world: World) -> 
     world.feed.sip(DAY, 1, date(2026, 6, 1))  # decided, not yet delivered
     world.feed.remove_member(DAY, group["housing"])
     world.deliver()
-    rows = {
-        r.person["name"]: r
-        for r in world.service.deliveries(world.feed.case_id)
-        if r.template == "sip_decided"
-    }
+    rows = _sip_rows(world)
     assert (rows["Bo Boendestöd"].status, rows["Bo Boendestöd"].last_error) == ("cancelled", MEMBER_LEFT)
     assert rows["Mamma Tolvansson"].status == "sent"
     assert "bo@example.se" not in world.recipients()
@@ -220,15 +315,14 @@ def test_a_crash_between_the_servers_acceptance_and_the_record_resends_a_recogni
     world.feed.open(DAY)
     world.feed.assign(DAY, "sara", SOCIAL)
     store = world.store
-    finish = store.finish
+    finish, release = store.finish, store.release
 
     def crash(*args: object, **kwargs: object) -> bool:
         raise RuntimeError("the process died before the outcome was stored")
 
-    store.finish = crash  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError):
-        world.deliver()
-    store.finish = finish  # type: ignore[method-assign]
+    store.finish = store.release = crash  # type: ignore[method-assign]
+    assert world.deliver() == 1
+    store.finish, store.release = finish, release  # type: ignore[method-assign]
     [row] = world.service.deliveries(world.feed.case_id)
     assert row.status == "sending"  # claimed; the record does not know the server has it
     assert world.deliver() == 0  # a claimed delivery is not taken again while claimed
@@ -239,3 +333,54 @@ def test_a_crash_between_the_servers_acceptance_and_the_record_resends_a_recogni
     assert first["X-VSS-Delivery"] == second["X-VSS-Delivery"]
     [row] = world.service.deliveries(world.feed.case_id)
     assert (row.status, row.attempts) == ("sent", 1)
+
+
+def test_a_coordinator_is_matched_to_a_member_by_organisation_and_user_id_not_user_id_alone(
+    world: World,
+) -> None:
+    """The region's coordinator anna.k has no e-mail on her assignment; a municipality
+    professional, also anna.k, is a member with one: she is someone else, and gets none of
+    the coordinator's messages (an urgent early warning with its acknowledgement link)."""
+    feed = world.feed
+    feed.open(DAY)
+    feed.assign(DAY, "sara", SOCIAL)
+    feed.send(
+        DAY,
+        ce.CoordinatorAssigned(
+            coordinator=Coordinator(
+                user_id="anna.k",
+                name="Anna Karlsson",
+                organisation=REGION_PSYCH,
+                contact=ContactDetails(),
+            ),
+            assigned_on=DAY,
+        ),
+    )
+    feed.add_member(DAY, "Tolvan Tolvansson", MemberKind.CLIENT)
+    feed.send(
+        DAY,
+        ce.ResourceGroupMemberAdded(
+            member=ce.ResourceGroupMember(
+                member_id=uuid4(),
+                kind=MemberKind.PROFESSIONAL,
+                name="Anna Kommunsson",
+                organisation=SOCIAL,
+                user_id="anna.k",
+                contact=ContactDetails(email="anna.kommun@example.se"),
+            ),
+            added_on=DAY,
+        ),
+    )
+    feed.consent(DAY, SOCIAL, REGION_PSYCH, relatives=False)
+    world.deliver()
+    feed.trigger(DAY)
+    world.deliver()
+    urgent = [r for r in world.service.deliveries(feed.case_id) if r.urgent]
+    assert {(r.person["name"], r.address) for r in urgent} == {("Samordnare sara", "sara@example.se")}
+    assert "anna.kommun@example.se" not in world.recipients()
+    # The other way round: her membership borrows no coordinator's address either.
+    audience = Audience.from_json(world.store.audience(str(feed.case_id)) or {})
+    [anna] = [p for p in audience.resource_group() if p.user_id == "anna.k"]
+    assert (anna.organisation_id, anna.email) == (SOCIAL.id, "anna.kommun@example.se")
+    [coordinator] = [p for p in audience.coordinator_people() if p.user_id == "anna.k"]
+    assert coordinator.email is None

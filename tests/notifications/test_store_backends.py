@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from services.notifications.application.service import CASE_CONSUMER, Organisation
 from services.notifications.domain.audience import Person, Role
-from services.notifications.infrastructure.store import migrate
+from services.notifications.infrastructure.store import NotificationStore, migrate
 from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL
 from tests.notifications.support import DAY, START, World
 from vss_contracts import case_events as ce
@@ -91,3 +92,21 @@ def test_the_record_on_each_backend(world: World) -> None:
     summary = world.store.summary()
     assert summary["deliveries"] == {"sent": len(rows)}
     assert summary["positions"][CASE_CONSUMER] == feed.sequence[0]
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_ended_is_replaced_on_the_next_call(postgres_url: str) -> None:
+    """A lost PostgreSQL connection fails one call, not every call until a restart: the
+    sender can settle a claim after it, in this process."""
+    migrate(postgres_url)
+    store = NotificationStore(postgres_url)
+    try:
+        assert store.audience("no-such-case") is None
+        [row] = store.read("SELECT pg_backend_pid() AS pid")
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (row["pid"],))
+        with pytest.raises(psycopg.OperationalError):
+            store.audience("no-such-case")
+        assert store.audience("no-such-case") is None
+    finally:
+        store.close()

@@ -150,3 +150,31 @@ def test_every_problem_status_is_in_the_openapi_document(query_api: QueryApi) ->
         for method, operation in operations.items():
             assert {"401", "403", "404", "422", "503"} <= set(operation["responses"]), (method, path)
             assert "application/problem+json" in operation["responses"]["503"]["content"], (method, path)
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/v1/users/a%00b/access-log", {}, "path.user_id"),
+        ("/v1/coordinators/anna%0Ak/caseload", {}, "path.user_id"),
+        ("/v1/users/" + "x" * 121 + "/access-log", {}, "path.user_id"),
+        ("/v1/coordinators/anna.k/caseload", {"organisation": "a\x00b"}, "query.organisation"),
+        ("/v1/users/anna.k/access-log", {"organisation": "o" * 65}, "query.organisation"),
+        ("/v1/cases", {"coordinator": "anna\rk"}, "query.coordinator"),
+        (
+            "/v1/cases",
+            {"coordinator": "anna.k", "coordinator_organisation": "Not An Id"},
+            "query.coordinator_organisation",
+        ),
+    ],
+)
+def test_a_person_in_a_path_or_query_is_checked_before_anything_is_logged(
+    query_api: QueryApi, path: str, params: dict[str, str], field: str
+) -> None:
+    """Control characters or a megabyte in a user id once went into the access log (on
+    PostgreSQL, a NUL was a 500): a 422 now, and the access log is as it was."""
+    before = query_api.access_log.count()
+    response = query_api.get(path, **params)
+    assert response.status_code == 422, response.text
+    assert field in {e["field"] for e in response.json()["errors"]}
+    assert query_api.access_log.count() == before

@@ -262,6 +262,32 @@ def test_withdrawn_consent_removes_access_for_the_others_at_once(pipeline: Pipel
     ]
 
 
+def test_the_coordinator_filter_names_a_person_not_a_user_id(pipeline: Pipeline) -> None:
+    region_coordinates = CaseScenario(pipeline.service, pipeline.clock)
+    region_coordinates.open()
+    region_coordinates.assign_coordinators()  # REGION's anna.lindqvist, MUNICIPALITY's coordinator
+    namesake = make_actor(REGION.user_id, organisation_of(MUNICIPALITY))  # another anna.lindqvist
+    namesake_coordinates = CaseScenario(pipeline.service, pipeline.clock)
+    namesake_coordinates.open()
+    namesake_coordinates.assign_coordinator(MUNICIPALITY)
+    last = namesake_coordinates.assign_coordinator(namesake)
+
+    def listed(**params: str) -> list[str]:
+        answer = pipeline.client.get(
+            "/v1/cases",
+            params={"position": last.position, "coordinator": REGION.user_id, **params},
+            headers=pipeline.token(MUNICIPALITY),
+        )
+        assert answer.status_code == 200, answer.text
+        return [item["case_id"] for item in answer.json()["items"]]
+
+    # By default the coordinator is of the reader's organisation: the namesake, not the region's.
+    assert listed() == [str(namesake_coordinates.case_id)]
+    assert listed(coordinator_organisation=REGION.organisation_id) == [str(region_coordinates.case_id)]
+    documented = pipeline.client.get("/openapi.json").json()["paths"]["/v1/cases"]["get"]["parameters"]
+    assert "coordinator_organisation" in {p["name"] for p in documented}
+
+
 def test_a_query_naming_a_commands_position_always_sees_the_change(pipeline: Pipeline) -> None:
     scenario = open_shared_case(pipeline)
     headers = pipeline.token(REGION)

@@ -15,6 +15,7 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.names import BusNames
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.subjects import HEADER_LOG_POSITION
@@ -38,9 +39,16 @@ class StreamMessage:
         return int(self.headers[HEADER_LOG_POSITION])
 
 
-async def read_stream(url: str, stream: str, subjects: str, *, start: int = 1) -> list[StreamMessage]:
-    """Every message of the stream from ``start``, in order (an ephemeral, ack-less consumer)."""
-    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=3)
+async def read_stream(
+    url: str, stream: str, subjects: str, *, start: int = 1, auth: NatsAuth | None = None
+) -> list[StreamMessage]:
+    """Every message of the stream from ``start``, in order (an ephemeral, ack-less consumer).
+
+    ``auth``: credentials, for a server with the generated authorization (`vss up`'s).
+    """
+    nc = await nats.connect(
+        url, connect_timeout=2, max_reconnect_attempts=3, **(auth.options() if auth else {})
+    )
     try:
         js = nc.jetstream()
         try:

@@ -27,7 +27,9 @@ from pathlib import Path
 import nats
 from nats.js.errors import NotFoundError
 
+from services.shared.bus.authorization import NatsCredentials, write_nats_config
 from services.shared.bus.embedded import EmbeddedNatsServer
+from services.shared.organisations import Organisations
 from tests.support.postgres import docker_unavailable_reason
 
 log = logging.getLogger("vss.tests.nats")
@@ -104,6 +106,27 @@ def private_nats_server() -> Iterator[NatsServer]:
     server.start()
     try:
         yield NatsServer(server.url, "embedded", "private to one test", embedded=server)
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def authorized_nats_server(organisations: Organisations) -> Iterator[tuple[NatsServer, NatsCredentials]]:
+    """A server of this test's own started with `vss nats-config`'s authorization for ``organisations``.
+
+    Always the embedded binary: a server from the environment or Docker has no such
+    configuration. Connect with the returned credentials (``internal_auth(role)`` or an
+    organisation's seed file).
+    """
+    base = Path(tempfile.mkdtemp(prefix="vss-nats-auth-"))
+    credentials = write_nats_config(base / "nats-auth", organisations)
+    server = EmbeddedNatsServer(
+        base / "jetstream", log_file=base / "nats-server.log", config_file=credentials.config_file
+    )
+    server.start()
+    try:
+        yield NatsServer(server.url, "embedded", "private, with authorization", embedded=server), credentials
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -41,11 +41,12 @@ from services.case.domain import commands as cmd
 from services.case.domain.case import Case, CaseState
 from services.case.domain.errors import CaseRuleViolation, InvalidCommand, NotAllowed
 from services.case.domain.events import Actor
-from services.shared.access import AccessRecorder, record_access
+from services.shared.access import AccessRecorder, grants, may_see, record_access
 from services.shared.auth import TokenService
 from services.shared.http_auth import bearer, verified_claims
-from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, refuse_bad_input
+from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, PersonUserId, refuse_bad_input
 from services.shared.problems import (
+    REQUEST_ID,
     CorrelationMiddleware,
     ProblemException,
     install_problem_handlers,
@@ -103,7 +104,7 @@ class _Dependencies:
 
 
 router = APIRouter(
-    prefix="/v1/cases", tags=["cases"], responses=problem_responses(400, 401, 403, 404, 409, 422)
+    prefix="/v1/cases", tags=["cases"], responses=problem_responses(400, 401, 403, 404, 409, 422, 503)
 )
 
 
@@ -293,14 +294,34 @@ def reader(request: Request, who: Annotated[Actor, Depends(current_actor)]) -> A
 
 
 def _ensure_may_read(request: Request, case: Case, who: Actor, resource: str) -> None:
-    """Operators read every case; others only one their organisation is involved in (as of now)."""
+    """Who may read a case here, as of now: an operator; else the one access rule (its
+    coordinators' organisations, and those the consent in force covers until its end); and
+    the opening organisation only until a consent is given (it must see what it opened to
+    assign coordinators and record the consent, but once the client has a say, the consent
+    decides for it as for anyone)."""
     if "operator" in who.roles:
         return
-    try:
-        case.ensure_actor_may_write(who)
-    except NotAllowed as error:
-        _log(request, who, resource, "denied", f"{error.rule}: {error.detail}")
-        raise
+    state = case.state
+    consent = state.consent
+    if consent is None:
+        involved = {state.opened_by.id} | {c.organisation.id for c in state.coordinators.values()}
+        if who.organisation_id in involved:
+            return
+    else:
+        in_force = consent.withdrawn_on is None
+        case_grants = grants(
+            (c.organisation.id for c in state.coordinators.values()),
+            consent.organisations if in_force else (),
+            consent.valid_until.isoformat() if consent.valid_until else None,
+        )
+        if may_see(who.organisation_id, case_grants, _today(_deps(request)).isoformat()):
+            return
+    detail = (
+        f"organisation {who.organisation_id} neither coordinates the case nor does the consent in"
+        " force cover it"
+    )
+    _log(request, who, resource, "denied", f"no_consent: {detail}")
+    raise ProblemException(403, "Forbidden", detail, code="no_consent", rule="no_consent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +359,23 @@ def command_call(
             json_schema_extra={"pattern": "^[!-~]{1,255}$"},
         ),
     ] = "",
+    x_causation_id: Annotated[
+        str,
+        Header(
+            description="The id of what caused this command (stored with its events); 1–128 visible"
+            " ASCII characters, else 400",
+            json_schema_extra={"pattern": REQUEST_ID.pattern},
+        ),
+    ] = "",
 ) -> CommandCall:
+    if x_causation_id and not REQUEST_ID.match(x_causation_id):
+        raise ProblemException(
+            400,
+            "Bad X-Causation-ID",
+            "X-Causation-ID is 1–128 visible ASCII characters (a UUID fits)",
+            code="bad_header",
+            field="X-Causation-ID",
+        )
     expected = None
     if if_match and if_match.strip() != "*":
         match = _IF_MATCH.match(if_match.strip())
@@ -377,7 +414,7 @@ def command_call(
     request = CommandRequest(
         actor=who,
         correlation_id=http.state.correlation_id,
-        causation_id=http.headers.get("x-causation-id"),
+        causation_id=x_causation_id or None,
         expected_version=expected,
         idempotency_key=idempotency_key or None,
         fingerprint=f"{http.method} {http.url.path}",
@@ -481,7 +518,7 @@ def assign(case_id: UUID, body: cmd.AssignCoordinator, call: Cmd, response: Resp
 
 @router.post("/{case_id}/coordinators/{user_id}/unassignment", response_model=WriteResult)
 def unassign(
-    case_id: UUID, user_id: str, body: cmd.UnassignCoordinator, call: Cmd, response: Response
+    case_id: UUID, user_id: PersonUserId, body: cmd.UnassignCoordinator, call: Cmd, response: Response
 ) -> WriteResult:
     return respond(response, run(call, body, case_id, lambda c: c.unassign_coordinator(user_id, body)))
 

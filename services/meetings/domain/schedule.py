@@ -25,6 +25,7 @@ from uuid import UUID, uuid5
 
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays, local_datetime
 from services.meetings.domain.meeting import Meeting, MeetingStatus, invitee_from_json
+from services.shared.access import Grant, grants, may_see
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
 from vss_contracts.case_events import CaseEventData
@@ -90,6 +91,7 @@ class ScheduleState:
     members: dict[str, Invitee] = field(default_factory=dict)  # by invitee id (member:<id>)
     consent_orgs: list[str] | None = None  # None: no consent in force
     consent_relatives: bool = False
+    consent_valid_until: date | None = None  # the consent's last day; None: open-ended
     plan_contacts: list[Invitee] = field(default_factory=list)
     meetings: dict[str, Meeting] = field(default_factory=dict)  # by meeting id
     follow_up: tuple[int, date, date] | None = None  # (SIP version, follow-up date, decided on)
@@ -109,6 +111,7 @@ class MeetingSchedule:
         self.head_hash: str | None = None
         self.revision = 0  # stored snapshots (some changes, e.g. a member added, decide no event)
         self.stored_coordinators: tuple[str, ...] = ()  # as the store's coordinator rows have them
+        self._fact_day: date | None = None  # the (Stockholm) day of the case event being applied
 
     # ------------------------------------------------------------------------- questions
     def upcoming(self, kind: MeetingKind | None = None) -> list[Meeting]:
@@ -123,27 +126,38 @@ class MeetingSchedule:
         except KeyError:
             raise MeetingNotFound("meeting_exists", f"no meeting {meeting_id} in this case") from None
 
-    def covered(self, invitee: Invitee) -> bool:
-        """Whether consent lets this person be invited (the client and coordinators always)."""
+    def grants(self) -> list[Grant]:
+        """Who may see the case (the shared rule's grants): the coordinators' organisations,
+        and those the consent in force covers until its ``valid_until``."""
+        state = self.state
+        coordinating = [c.organisation.id for c in state.coordinators.values() if c.organisation]
+        until = state.consent_valid_until.isoformat() if state.consent_valid_until else None
+        return grants(coordinating, state.consent_orgs or (), until)
+
+    def consent_in_force(self, today: date) -> bool:
+        until = self.state.consent_valid_until
+        return self.state.consent_orgs is not None and (until is None or until >= today)
+
+    def covered(self, invitee: Invitee, today: date) -> bool:
+        """Whether consent lets this person be invited on ``today`` (the client and coordinators
+        always; nobody else once the consent is withdrawn or past its end)."""
         if invitee.role in (InviteeRole.CLIENT, InviteeRole.COORDINATOR):
             return True
-        orgs = self.state.consent_orgs
-        if orgs is None:
+        if not self.consent_in_force(today):
             return False
         if invitee.role is InviteeRole.RELATIVE:
             return self.state.consent_relatives
         if invitee.organisation is None:
             return True  # no organisation to share the case with (e.g. a plan contact's friend)
-        coordinator_orgs = {c.organisation.id for c in self.state.coordinators.values() if c.organisation}
-        return invitee.organisation.id in orgs or invitee.organisation.id in coordinator_orgs
+        return may_see(invitee.organisation.id, self.grants(), today.isoformat())
 
-    def group(self) -> list[Invitee]:
+    def group(self, today: date) -> list[Invitee]:
         """The resource group as invitees: the client, the coordinators, the covered members."""
         people: dict[str, Invitee] = {}
         if self.state.client is not None:
             people[self.state.client.invitee_id] = self.state.client
         people.update({i.invitee_id: i for i in self.state.coordinators.values()})
-        people.update({i.invitee_id: i for i in self.state.members.values() if self.covered(i)})
+        people.update({i.invitee_id: i for i in self.state.members.values() if self.covered(i, today)})
         return list(people.values())
 
     # ------------------------------------------------------------------------------ timers
@@ -254,8 +268,17 @@ class MeetingSchedule:
         decided = self.fire_due(recorded_at)
         handler = _CASE_HANDLERS.get(type(data))
         if handler is not None:
+            # Whom the consent covers is judged on the event's day, not the day it is
+            # processed: a replay decides the same invitees.
+            self._fact_day = recorded_at.astimezone(STOCKHOLM).date()
             decided.extend(handler(self, str(event_id), data))
         return decided
+
+    def _group_now(self) -> list[Invitee]:
+        """The group on the day of the case event being applied."""
+        if self._fact_day is None:
+            raise RuntimeError("the group is decided while applying a case event")
+        return self.group(self._fact_day)
 
     def _id(self, cause: str) -> UUID:
         return uuid5(NAMESPACE, f"{self.state.case_id}/{cause}")
@@ -319,12 +342,14 @@ class MeetingSchedule:
     def _consent_given(self, cause: str, data: ce.ConsentGiven) -> list[Decided]:
         self.state.consent_orgs = sorted(o.id for o in data.organisations)
         self.state.consent_relatives = data.covers_relatives
+        self.state.consent_valid_until = data.valid_until
         return self._reinvite(cause, "consent_given")
 
     def _consent_withdrawn(self, cause: str, data: ce.ConsentWithdrawn) -> list[Decided]:
         if data.entire:
             self.state.consent_orgs = None
             self.state.consent_relatives = False
+            self.state.consent_valid_until = None
         else:
             withdrawn = set(data.organisation_ids)
             self.state.consent_orgs = [o for o in self.state.consent_orgs or [] if o not in withdrawn]
@@ -332,10 +357,16 @@ class MeetingSchedule:
                 self.state.consent_relatives = False
         return self._reinvite(cause, "consent_withdrawn")
 
+    def _consent_renewed(self, cause: str, data: ce.ConsentRenewed) -> list[Decided]:
+        # Every SIP renews the consent, moving its end (never earlier): the same group, longer.
+        if self.state.consent_orgs is not None:
+            self.state.consent_valid_until = data.valid_until
+        return []
+
     def _reinvite(self, cause: str, reason: str) -> list[Decided]:
         """Bring the invitees of future resource group meetings in line with the group."""
         decided = []
-        group = {i.invitee_id: i for i in self.group()}
+        group = {i.invitee_id: i for i in self._group_now()}
         for meeting in self.upcoming(MeetingKind.RESOURCE_GROUP):
             # New to the meeting, or known with other details (the client's address, first
             # given when the client joins the group): both need the invitation as it now stands.
@@ -419,7 +450,7 @@ class MeetingSchedule:
                     kind=MeetingKind.RESOURCE_GROUP,
                     starts_at=starts,
                     ends_at=ends,
-                    invitees=self.group(),
+                    invitees=self._group_now(),
                     reason=reason,
                     sip_version=sip_version,
                 ),
@@ -729,6 +760,7 @@ def snapshot(schedule: MeetingSchedule) -> dict[str, Any]:
         "members": {k: v.model_dump(mode="json") for k, v in s.members.items()},
         "consent_orgs": s.consent_orgs,
         "consent_relatives": s.consent_relatives,
+        "consent_valid_until": _iso(s.consent_valid_until),
         "plan_contacts": dump,
         "meetings": {k: m.to_json() for k, m in s.meetings.items()},
         "follow_up": [s.follow_up[0], s.follow_up[1].isoformat(), s.follow_up[2].isoformat()]
@@ -754,6 +786,8 @@ def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> Meeti
         members={k: invitee_from_json(v) for k, v in value["members"].items()},
         consent_orgs=value["consent_orgs"],
         consent_relatives=value["consent_relatives"],
+        # Snapshots stored before the end date was kept have none: open-ended, as then.
+        consent_valid_until=_date(value.get("consent_valid_until")),
         plan_contacts=[invitee_from_json(v) for v in value["plan_contacts"]],
         meetings={k: Meeting.from_json(v) for k, v in value["meetings"].items()},
         follow_up=(follow_up[0], date.fromisoformat(follow_up[1]), date.fromisoformat(follow_up[2]))
@@ -809,6 +843,7 @@ _CASE_HANDLERS: dict[type[CaseEventData], Any] = {
     ce.ResourceGroupMemberRemoved: MeetingSchedule._member_removed,
     ce.ConsentGiven: MeetingSchedule._consent_given,
     ce.ConsentWithdrawn: MeetingSchedule._consent_withdrawn,
+    ce.ConsentRenewed: MeetingSchedule._consent_renewed,
     ce.MappingSummarised: MeetingSchedule._mapping_summarised,
     ce.SipDecided: MeetingSchedule._sip_decided,
     ce.ResourceGroupMeetingHeld: MeetingSchedule._meeting_held,

@@ -48,11 +48,17 @@ from services.meetings.application.service import MeetingsService, Requester
 from services.meetings.domain.calendar import STOCKHOLM
 from services.meetings.domain.meeting import Meeting, MeetingStatus
 from services.meetings.domain.schedule import Decided, MeetingSchedule, ScheduleError
-from services.shared.access import AccessRecorder, grants, may_see, record_access
+from services.shared.access import AccessRecorder, may_see, record_access
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.ics import calendar_feed, meeting_ics
-from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, refuse_bad_input
+from services.shared.inputs import (
+    WINDOW_DESCRIPTION,
+    DateWindow,
+    PersonOrganisation,
+    PersonUserId,
+    refuse_bad_input,
+)
 from services.shared.problems import (
     CorrelationMiddleware,
     ProblemException,
@@ -204,7 +210,7 @@ class MeetingsApiDependencies:
     window: DateWindow = field(default_factory=DateWindow)  # where the dates of a request may lie
 
 
-router = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 403, 404, 409, 422))
+router = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 403, 404, 409, 422, 503))
 
 
 def create_app(deps: MeetingsApiDependencies) -> FastAPI:
@@ -336,8 +342,7 @@ Write = Annotated[WriteCall, Depends(write_call)]
 def _check_access(schedule: MeetingSchedule, claims: TokenClaims, today: date) -> None:
     """The caller's organisation coordinates the case or is covered by its current consent."""
     state = schedule.state
-    coordinating = [c.organisation.id for c in state.coordinators.values() if c.organisation]
-    if may_see(claims.organisation_id, grants(coordinating, state.consent_orgs or ()), today.isoformat()):
+    if may_see(claims.organisation_id, schedule.grants(), today.isoformat()):
         return
     raise forbidden(
         f"organisation {claims.organisation_id} neither coordinates case {state.case_id}"
@@ -419,14 +424,6 @@ def _ics(content: bytes) -> Response:
 
 
 _ICS_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/calendar": {}}}}
-PersonOrganisation = Annotated[
-    str | None,
-    Query(
-        min_length=1,
-        max_length=200,
-        description="The coordinator's organisation (a person is organisation and user id); default: yours",
-    ),
-]
 
 
 # --------------------------------------------------------------------------------- routes
@@ -577,7 +574,7 @@ def mark_meeting_held(
     tags=["calendar"],
 )
 def coordinator_feed(
-    user_id: str,
+    user_id: PersonUserId,
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     key: Annotated[
@@ -634,7 +631,7 @@ def _own_calendar(
 
 @router.get("/coordinators/{user_id}/calendar-link", response_model=CalendarLink, tags=["calendar"])
 def calendar_link(
-    user_id: str, claims: Caller, request: Request, organisation: PersonOrganisation = None
+    user_id: PersonUserId, claims: Caller, request: Request, organisation: PersonOrganisation = None
 ) -> CalendarLink:
     """The coordinator's own subscribable feed URL (for Outlook, Google, Apple calendars)."""
     organisation = _own_calendar(request, claims, organisation, user_id, "calendar_link")

@@ -11,8 +11,13 @@
   and its record event (NotificationSent / NotificationFailed) are stored in one
   transaction. A cancellation that comes after the claim changes nothing and records
   nothing: the message is on its way and is recorded as what it became. Temporary
-  failures are retried with exponential backoff up to ``max_attempts``; a retry is
-  cancelled instead if the consent no longer covers the recipient.
+  failures are retried with exponential backoff up to ``max_attempts``. Every claim, retry
+  and recovery asks the audience's one rule (:meth:`Audience.why_not_told`, the one the
+  cancellation at event time asks too): a message decided before its recipient left the
+  resource group or the case closed is cancelled instead of sent, one decided after (a
+  meeting's cancellation) only by the consent in force that day. A consent's end
+  (``valid_until``) is a date passing, not an event: nothing is swept when it passes, but
+  every delivery is checked against the consent in force on the day it is claimed.
 - **Escalate** (:meth:`escalate_due`): an early warning nobody acknowledged within
   ``escalate_after`` goes to the duty contacts of the coordinators' organisations.
 - **Acknowledge** (:meth:`acknowledge`): a person confirmed an urgent message.
@@ -20,8 +25,8 @@
 The one case this cannot make exactly once: a crash after a channel accepted a message
 and before its outcome was stored. The claim is released when the sender starts again
 (:meth:`recover_claims`) and the delivery is sent again, with the same Message-ID /
-``X-VSS-Delivery``, so the copy is recognisable; or, if the consent no longer covers the
-recipient by then, it is cancelled (the record says it may have left before the stop).
+``X-VSS-Delivery``, so the copy is recognisable; or, if by then it may no longer go (the
+same rule), it is cancelled (the record says it may have left before the stop).
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ from services.notifications.application.ports import (
     Store,
     iso,
 )
-from services.notifications.domain.audience import NOT_COVERED, Audience, Person
+from services.notifications.domain.audience import NOT_COVERED, Audience, Person, local_day
 from services.notifications.domain.decisions import Notice, escalation, on_case_event, on_meeting_event
 from services.shared.ics import meeting_ics
 from vss_contracts import notification_events as ne
@@ -171,6 +176,7 @@ class NotificationsService:
         self.signer = signer
         self.policy = policy or Policy()
         self.counters = Counters()
+        self._slots: tuple[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] | None = None
         # Called (from the consumer's thread) when new deliveries are recorded, so the sender
         # goes at once instead of at its next look: an urgent message must not wait.
         self.on_decided: Callable[[], None] | None = None
@@ -193,17 +199,21 @@ class NotificationsService:
                 return False
             value = self.store.audience(str(case_id))
             audience = Audience.from_json(value) if value else Audience(case_id=case_id)
+            # The consent in force today decides, not the one when the event was recorded: a
+            # message decided now leaves now (catching up after a consent ended tells nobody).
+            now = self.clock.now()
+            today = local_day(now)
             if isinstance(data, CaseEventData):
-                outcome = on_case_event(audience, data, recorded_at)
+                outcome = on_case_event(audience, data, recorded_at, today)
             else:
-                outcome = on_meeting_event(audience, data)
+                outcome = on_meeting_event(audience, data, today)
             at = iso(recorded_at)
             deliveries = [
                 d
                 for notice in outcome.notices
                 for d in self._deliveries(notice, case_id, event_id, event_type, recorded_at)
             ]
-            cancelled = self._withdrawn(audience, at=iso(self.clock.now())) if outcome.recheck_pending else []
+            cancelled = self._withdrawn(audience, now) if outcome.recheck_pending else []
             opened = None
             if outcome.alert_opened is not None:
                 escalate_at = iso(recorded_at + self.policy.escalate_after)
@@ -278,13 +288,14 @@ class NotificationsService:
             )
         return deliveries
 
-    def _withdrawn(self, audience: Audience, at: str) -> list[tuple[str, RecordEvent]]:
+    def _withdrawn(self, audience: Audience, now: datetime) -> list[tuple[str, RecordEvent]]:
         """Pending deliveries that may no longer go (consent, membership, closure): cancelled,
         on the record with the reason."""
+        at, today = iso(now), local_day(now)
         cancelled = []
         # Only pending rows: a claimed one is on its way, and its outcome will be its record.
         for row in self.store.pending_of_case(str(audience.case_id)):
-            reason = audience.why_not_told_now(Person.from_json(row.person))
+            reason = audience.why_not_told(Person.from_json(row.person), _decided_at(row), today)
             if reason is None:
                 continue
             cancelled.append((row.delivery_key, self._withdrawal(row, at, max(row.attempts, 1), reason)))
@@ -302,27 +313,33 @@ class NotificationsService:
             attempts=attempts,
         )
 
-    def _covered(self, row: DeliveryRow) -> bool:
-        """Whether the case's current audience still lets this recipient be told (lock held)."""
+    def _why_not(self, row: DeliveryRow) -> str | None:
+        """Why this delivery may not go today, by the case's current audience (lock held);
+        None if it may. The same rule as a cancellation at event time (:meth:`_withdrawn`)."""
         value = self.store.audience(row.case_id)
-        return value is None or Audience.from_json(value).covered(Person.from_json(row.person))
+        if value is None:
+            return None
+        today = local_day(self.clock.now())
+        return Audience.from_json(value).why_not_told(Person.from_json(row.person), _decided_at(row), today)
 
     def recover_claims(self) -> int:
         """At start, before sending: settle the claims a stopped sender left; how many.
 
-        Such a message may or may not have left (the crash window). If the recipient is
-        still covered the claim is released and the message sent again with the same
+        Such a message may or may not have left (the crash window). If it may still go
+        (:meth:`_why_not`) the claim is released and the message sent again with the same
         Message-ID; if not, it is cancelled: a second copy must not go to someone the
-        consent no longer covers, and the record says it may have left before.
+        consent no longer covers, who left or whose case closed, and the record says it may
+        have left before.
         """
         recovered = 0
         with self.store.lock:  # no consumer decides in between (apply holds it too)
             for row in self.store.claimed():
-                if self._covered(row):
+                why_not = self._why_not(row)
+                if why_not is None:
                     changed = self.store.release(row.delivery_key)
                 else:
                     at = iso(self.clock.now())
-                    reason = f"{NOT_COVERED} (a sender stopped while sending it: it may have left)"
+                    reason = f"{why_not} (a sender stopped while sending it: it may have left)"
                     attempts = max(row.attempts, 1)
                     outcome = AttemptOutcome(
                         "cancelled", attempts, at, reason, record=self._withdrawal(row, at, attempts, reason)
@@ -349,36 +366,41 @@ class NotificationsService:
                 return attempts
 
     async def _gated(self, gate: asyncio.Semaphore, row: DeliveryRow) -> bool:
-        async with gate:
+        # The channel's slot first, then the claim: a delivery waits for its channel while
+        # still pending (a withdrawal meanwhile cancels it), and holds no place of the
+        # others' while it waits.
+        async with self._slot(row.channel), gate:
             return await self._attempt(row)
+
+    def _slot(self, channel: str) -> asyncio.Semaphore:
+        """The channel's sends at once (its ``concurrency``), shared by every pass on this loop."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, {})
+        slots = self._slots[1]
+        if channel not in slots:
+            sender = self.channels.get(Channel(channel))
+            slots[channel] = asyncio.Semaphore(max(1, sender.concurrency if sender is not None else 1))
+        return slots[channel]
 
     async def _attempt(self, row: DeliveryRow) -> bool:
         """One attempt; False if the delivery was cancelled since it was read (nothing sent)."""
         # Claimed just before sending, not with the batch: a cancellation recorded while
         # the batch waits its turn must win, or the message leaves against the consent.
-        if not await asyncio.to_thread(self.store.claim, row.delivery_key):
+        if not await asyncio.to_thread(self._claim, row):
             return False
         attempt = row.attempts + 1
+        ended: AttemptOutcome | None = None
         try:
-            message, sender = self._prepare(row)
-            await sender.send(message)
-        except PermanentFailure as error:
-            outcome = self._failed(row, attempt, _short(error))
+            ended = await self._send(row, attempt)
+            outcome, stored = await asyncio.to_thread(self._settle, row, ended)
         except Exception as error:
-            # TemporaryFailure, or a channel's own error: retried with backoff like one, so
-            # the claim is settled now instead of holding the delivery until a restart.
-            if attempt < self.policy.max_attempts:
-                delay = min(self.policy.first_retry * 2 ** (attempt - 1), self.policy.max_retry)
-                next_at = iso(self.clock.now() + delay)
-                outcome = AttemptOutcome("retry", attempt, iso(self.clock.now()), _short(error), next_at)
-                self.counters.retried += 1
-            else:
-                outcome = self._failed(row, attempt, f"gave up after {attempt} attempts: {_short(error)}")
-        else:
-            at = iso(self.clock.now())
-            record = self._record(ne.NotificationSent, row, "sent", at, sent_at=at, attempts=attempt)
-            outcome = AttemptOutcome("sent", attempt, at, record=record)
-        outcome, stored = await asyncio.to_thread(self._settle, row, outcome)
+            # The store failed (busy, connection lost) or the outcome could not be built: the
+            # delivery is settled as best it can be, not left claimed until the next start.
+            stored = await asyncio.to_thread(self._unclaim, row, error, ended)
+            if ended is None:
+                return True
+            outcome = ended
         if stored and outcome.status == "sent":
             self.counters.sent += 1
         if outcome.status != "sent":
@@ -391,18 +413,97 @@ class NotificationsService:
             )
         return True
 
-    def _settle(self, row: DeliveryRow, outcome: AttemptOutcome) -> tuple[AttemptOutcome, bool]:
-        """Store a claimed delivery's outcome; a retry the consent no longer allows is cancelled.
+    async def _send(self, row: DeliveryRow, attempt: int) -> AttemptOutcome:
+        """Hand a claimed delivery to its channel; how the attempt ended (not yet stored)."""
+        try:
+            message, sender = self._prepare(row)
+            await sender.send(message)
+        except PermanentFailure as error:
+            return self._failed(row, attempt, _short(error))
+        except Exception as error:
+            # TemporaryFailure, or a channel's own error: retried with backoff like one, so
+            # the claim is settled now instead of holding the delivery until a restart.
+            if attempt < self.policy.max_attempts:
+                delay = min(self.policy.first_retry * 2 ** (attempt - 1), self.policy.max_retry)
+                next_at = iso(self.clock.now() + delay)
+                self.counters.retried += 1
+                return AttemptOutcome("retry", attempt, iso(self.clock.now()), _short(error), next_at)
+            return self._failed(row, attempt, f"gave up after {attempt} attempts: {_short(error)}")
+        at = iso(self.clock.now())
+        record = self._record(ne.NotificationSent, row, "sent", at, sent_at=at, attempts=attempt)
+        return AttemptOutcome("sent", attempt, at, record=record)
 
-        A withdrawal while the message was claimed could not cancel it; had it gone out,
-        fine (it was on its way), but a retry must not send it later. Under the store's
-        lock, so no decision comes between the look at the audience and the update.
+    def _claim(self, row: DeliveryRow) -> bool:
+        """Claim a pending delivery for sending; False if a cancellation won, or if it may no
+        longer go (:meth:`_why_not`: then it is cancelled, on the record, with the reason).
+
+        A consent ends by its date passing, which no event announces: a message decided
+        before (or a retry) would otherwise leave after the end; and a retry claimed before
+        a member left or the case closed was not pending then, so nothing cancelled it.
+        Under the store's lock, so no decision comes between the look at the audience and
+        the update.
         """
         with self.store.lock:
-            if outcome.status == "retry" and not self._covered(row):
+            if not self.store.claim(row.delivery_key):
+                return False
+            try:
+                why_not = self._why_not(row)
+                if why_not is None:
+                    return True
+                at, attempts = iso(self.clock.now()), max(row.attempts, 1)
+                record = self._withdrawal(row, at, attempts, why_not)
+                outcome = AttemptOutcome("cancelled", attempts, at, why_not, record=record)
+                self.store.finish(row.delivery_key, outcome)
+            except Exception as error:  # nothing was sent: tried again after a pause
+                self._unclaim(row, error)
+                return False
+        log.info("notifications.delivery_cancelled", delivery=row.delivery_key, error=why_not)
+        return False
+
+    def _unclaim(self, row: DeliveryRow, error: Exception, outcome: AttemptOutcome | None = None) -> bool:
+        """After the store failed on a claimed delivery: settle it as best it can, so it is
+        tried again in this process instead of staying claimed until the next start.
+
+        The attempt's ``outcome`` is stored once more (a busy database or a lost connection
+        often answers the second time; a retry is checked again when claimed); without one
+        (nothing sent, or nothing known of it) it waits ``first_retry``, its attempts
+        unchanged. If that fails too, the claim is released: a message the server may have
+        accepted goes again with the same Message-ID, as after a crash. If even that fails,
+        the claim stays until :meth:`recover_claims` at the next start. True if ``outcome``
+        (as given) was stored.
+        """
+        log.warning("notifications.claim_unsettled", delivery=row.delivery_key, error=_short(error))
+        settled = outcome
+        if settled is None:
+            now = self.clock.now()
+            reason = f"not settled: {_short(error)}"
+            settled = AttemptOutcome(
+                "retry", row.attempts, iso(now), reason, iso(now + self.policy.first_retry)
+            )
+        with self.store.lock:
+            try:
+                return self.store.finish(row.delivery_key, settled) and outcome is not None
+            except Exception as again:
+                log.warning("notifications.claim_unsettled", delivery=row.delivery_key, error=_short(again))
+            try:
+                self.store.release(row.delivery_key)
+            except Exception as again:
+                log.error("notifications.claim_left", delivery=row.delivery_key, error=_short(again))
+        return False
+
+    def _settle(self, row: DeliveryRow, outcome: AttemptOutcome) -> tuple[AttemptOutcome, bool]:
+        """Store a claimed delivery's outcome; a retry that may no longer go is cancelled.
+
+        A withdrawal, a member leaving or the case closing while the message was claimed
+        could not cancel it; had it gone out, fine (it was on its way), but a retry must not
+        send it later. Under the store's lock, so no decision comes between the look at the
+        audience and the update.
+        """
+        with self.store.lock:
+            if outcome.status == "retry" and (why_not := self._why_not(row)) is not None:
                 at, attempts = outcome.at, outcome.attempts
-                record = self._withdrawal(row, at, attempts)
-                outcome = AttemptOutcome("cancelled", attempts, at, NOT_COVERED, record=record)
+                record = self._withdrawal(row, at, attempts, why_not)
+                outcome = AttemptOutcome("cancelled", attempts, at, why_not, record=record)
             return outcome, self.store.finish(row.delivery_key, outcome)
 
     def _failed(self, row: DeliveryRow, attempt: int, reason: str) -> AttemptOutcome:
@@ -520,7 +621,7 @@ class NotificationsService:
                     continue
                 audience = Audience.from_json(value)
                 triggered = datetime.fromisoformat(alert.triggered_at)
-                notices = escalation(audience, UUID(alert.warning_id), triggered, duty)
+                notices = escalation(audience, UUID(alert.warning_id), triggered, duty, local_day(now))
                 cause = f"escalation:{alert.warning_id}"
                 deliveries = [
                     d
@@ -580,6 +681,11 @@ class NotificationsService:
 
     def summary(self) -> dict[str, Any]:
         return self.store.summary()
+
+
+def _decided_at(row: DeliveryRow) -> datetime:
+    """When the delivery was decided: its cause event's recorded_at (``created_at``)."""
+    return datetime.fromisoformat(row.created_at)
 
 
 def _short(error: BaseException) -> str:

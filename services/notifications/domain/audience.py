@@ -13,18 +13,23 @@ The consent rule (:meth:`Audience.covered`), applied to every message:
 - anyone else with an organisation only if the current consent covers it;
 - a relative, or anyone without an organisation (a friend the plan names), only if the
   current consent covers relatives;
-- with no consent in force (none given yet, or withdrawn entirely) nobody but the client
-  and the coordinators.
+- with no consent in force (none given yet, withdrawn entirely, or past its ``valid_until``)
+  nobody but the client and the coordinators.
+
+Which organisations the consent covers on a day is the shared access rule
+(:mod:`services.shared.access`), the one the APIs apply too; the roles above narrow it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
+from services.shared.access import Grant, grants, may_see
 from vss_contracts.meeting_events import Invitee, MeetingKind
 from vss_contracts.notification_events import Recipient
 
@@ -32,6 +37,22 @@ from vss_contracts.notification_events import Recipient
 NOT_COVERED = "the consent no longer covers the recipient"
 MEMBER_LEFT = "the recipient left the resource group"
 CASE_CLOSED = "the case was closed"
+
+_STOCKHOLM = ZoneInfo("Europe/Stockholm")
+
+
+def _same_person(one: Person, other: Person) -> bool:
+    """Whether two entries are one person: (organisation, user id), both known."""
+    return (
+        one.user_id is not None
+        and one.organisation_id is not None
+        and (one.organisation_id, one.user_id) == (other.organisation_id, other.user_id)
+    )
+
+
+def local_day(moment: datetime) -> date:
+    """The day in Sweden at ``moment``: a consent's ``valid_until`` is a Swedish date."""
+    return moment.astimezone(_STOCKHOLM).date()
 
 
 class Role(StrEnum):
@@ -157,9 +178,14 @@ class Audience:
     plan_contacts: list[Person] = field(default_factory=list)
     consent_orgs: set[str] | None = None  # None: no consent in force
     covers_relatives: bool = False
+    consent_valid_until: date | None = None  # the consent's last day; None: open-ended
     meetings: dict[str, MeetingCopy] = field(default_factory=dict)  # by meeting id
     open_warnings: set[str] = field(default_factory=set)
     closed: bool = False
+    # When (the event's recorded_at) each member left and the case closed: a message decided
+    # before is not sent, one decided after (a meeting's cancellation) only by the consent.
+    left: dict[str, datetime] = field(default_factory=dict)  # by member id
+    closed_at: datetime | None = None
 
     @property
     def reference(self) -> str:
@@ -167,30 +193,51 @@ class Audience:
         return str(self.case_id)[:8]
 
     # ------------------------------------------------------------------------ consent
-    def covered(self, person: Person) -> bool:
+    def grants(self) -> list[Grant]:
+        """Who may see the case (the shared rule's grants): the coordinators' organisations,
+        and those the consent in force covers until its ``valid_until``."""
+        coordinating = [c.organisation_id for c in self.coordinators.values() if c.organisation_id]
+        until = self.consent_valid_until.isoformat() if self.consent_valid_until else None
+        return grants(coordinating, self.consent_orgs or (), until)
+
+    def consent_in_force(self, today: date) -> bool:
+        return self.consent_orgs is not None and (
+            self.consent_valid_until is None or self.consent_valid_until >= today
+        )
+
+    def covered(self, person: Person, today: date) -> bool:
+        """Whether the consent lets ``person`` be told on ``today`` (the rule above)."""
         if person.role is Role.CLIENT:
             return True
         coordinating = {c.organisation_id for c in self.coordinators.values()}
         if person.role in (Role.COORDINATOR, Role.DUTY) and person.organisation_id in coordinating:
             return True
-        if self.consent_orgs is None:
+        if not self.consent_in_force(today):
             return False
         if person.relative or person.organisation_id is None:
             return self.covers_relatives
-        return person.organisation_id in self.consent_orgs
+        # Only the consent's own grants: coordinating is no reason to tell another person of it.
+        until = self.consent_valid_until.isoformat() if self.consent_valid_until else None
+        return may_see(person.organisation_id, grants((), self.consent_orgs or (), until), today.isoformat())
 
-    def why_not_told_now(self, person: Person) -> str | None:
-        """Why a message decided earlier must not go to ``person`` any more; None if it may.
+    def why_not_told(self, person: Person, decided_at: datetime, today: date) -> str | None:
+        """Why a message decided at ``decided_at`` must not go to ``person`` today; None if it may.
 
-        Asked of what is still pending when the consent narrows, a member leaves or the
-        case closes: a message that has not left by then is cancelled, not sent late.
+        The one rule for every look before a message leaves (a cancellation when the
+        consent narrows, a member leaves or the case closes; the sender's claim, retry and
+        recovery): a message decided before the member left or the case closed is not
+        sent; one decided after (the meetings service's cancellation to a removed member
+        or after the closure) only if the consent in force ``today`` covers them. State
+        stored before these times were kept has none: left or closed before anything.
         """
-        if self.closed:
+        if self.closed and (self.closed_at is None or decided_at <= self.closed_at):
             return CASE_CLOSED
         member_id = person.key.removeprefix("member:")
         if member_id != person.key and member_id not in self.members:
-            return MEMBER_LEFT
-        if not self.covered(person):
+            left_at = self.left.get(member_id)
+            if left_at is None or decided_at <= left_at:
+                return MEMBER_LEFT
+        if not self.covered(person, today):
             return NOT_COVERED
         return None
 
@@ -199,10 +246,15 @@ class Audience:
         return [m for m in self.members.values() if m.role is Role.CLIENT]
 
     def coordinator_people(self) -> list[Person]:
-        """The coordinators, with the addresses their resource group membership may add."""
+        """The coordinators, with the addresses their resource group membership may add.
+
+        A member is the coordinator only if both the organisation and the user id match: a
+        user id is unique within its organisation only (ADR 0008), and another
+        organisation's anna.k must not receive the coordinator's messages.
+        """
         people = []
         for coordinator in self.coordinators.values():
-            member = next((m for m in self.members.values() if m.user_id == coordinator.user_id), None)
+            member = next((m for m in self.members.values() if _same_person(m, coordinator)), None)
             if member is not None and coordinator.email is None and member.email is not None:
                 people.append(replace(coordinator, email=member.email))
             else:
@@ -211,10 +263,10 @@ class Audience:
 
     def resource_group(self) -> list[Person]:
         """The members, coordinators among them with their coordinator addresses."""
-        by_user = {p.user_id: p for p in self.coordinator_people()}
+        by_person = {(p.organisation_id, p.user_id): p for p in self.coordinator_people()}
         group = []
         for member in self.members.values():
-            coordinator = by_user.get(member.user_id) if member.user_id else None
+            coordinator = by_person.get((member.organisation_id, member.user_id)) if member.user_id else None
             if coordinator is not None and member.email is None:
                 group.append(replace(member, email=coordinator.email))
             else:
@@ -230,9 +282,12 @@ class Audience:
             "plan_contacts": [p.to_json() for p in self.plan_contacts],
             "consent_orgs": sorted(self.consent_orgs) if self.consent_orgs is not None else None,
             "covers_relatives": self.covers_relatives,
+            "consent_valid_until": self.consent_valid_until.isoformat() if self.consent_valid_until else None,
             "meetings": [m.to_json() for m in self.meetings.values()],
             "open_warnings": sorted(self.open_warnings),
             "closed": self.closed,
+            "left": {member_id: at.isoformat() for member_id, at in self.left.items()},
+            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
         }
 
     @classmethod
@@ -247,7 +302,15 @@ class Audience:
             plan_contacts=[Person.from_json(p) for p in value["plan_contacts"]],
             consent_orgs=set(value["consent_orgs"]) if value["consent_orgs"] is not None else None,
             covers_relatives=value["covers_relatives"],
+            # State stored before the end date was kept has none: open-ended, as it was treated
+            # then, until the next ConsentGiven brings its date.
+            consent_valid_until=date.fromisoformat(until)
+            if (until := value.get("consent_valid_until"))
+            else None,
             meetings={str(m.meeting_id): m for m in meetings},
             open_warnings=set(value["open_warnings"]),
             closed=value["closed"],
+            # Stored before these times were kept: none (see why_not_told).
+            left={member_id: datetime.fromisoformat(at) for member_id, at in value.get("left", {}).items()},
+            closed_at=datetime.fromisoformat(at) if (at := value.get("closed_at")) else None,
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -57,12 +57,14 @@ class Outcome:
     alert_closed: UUID | None = None  # resolved: no escalation any more
 
 
-def _to(audience: Audience, people: Iterable[Person], template: str, **kwargs: Any) -> list[Notice]:
+def _to(
+    audience: Audience, today: date, people: Iterable[Person], template: str, **kwargs: Any
+) -> list[Notice]:
     """One notice per person (by key, first wins) whom the consent lets be told."""
     seen: set[str] = set()
     notices = []
     for person in people:
-        if person.key in seen or not audience.covered(person):
+        if person.key in seen or not audience.covered(person, today):
             continue
         seen.add(person.key)
         notices.append(Notice(template=template, person=person, **kwargs))
@@ -74,12 +76,15 @@ def _client_and_coordinators(audience: Audience) -> list[Person]:
 
 
 # ------------------------------------------------------------------------------ case events
-def on_case_event(audience: Audience, data: CaseEventData, recorded_at: datetime) -> Outcome:
+def on_case_event(audience: Audience, data: CaseEventData, recorded_at: datetime, today: date) -> Outcome:
+    """What a case event calls for; who is told is decided by the consent in force ``today``."""
     handler = _CASE_HANDLERS.get(type(data))
-    return handler(audience, data, recorded_at) if handler else Outcome()
+    return handler(audience, data, recorded_at, today) if handler else Outcome()
 
 
-def _coordinator_assigned(audience: Audience, data: ce.CoordinatorAssigned, _: datetime) -> Outcome:
+def _coordinator_assigned(
+    audience: Audience, data: ce.CoordinatorAssigned, _: datetime, today: date
+) -> Outcome:
     c = data.coordinator
     person = Person(
         key=f"coordinator:{c.user_id}",
@@ -91,30 +96,43 @@ def _coordinator_assigned(audience: Audience, data: ce.CoordinatorAssigned, _: d
         phone=c.contact.phone,
     )
     audience.coordinators[c.user_id] = person
-    return Outcome(_to(audience, [person], "coordinator_assigned", context={"assigned_on": data.assigned_on}))
+    return Outcome(
+        _to(audience, today, [person], "coordinator_assigned", context={"assigned_on": data.assigned_on})
+    )
 
 
-def _coordinator_unassigned(audience: Audience, data: ce.CoordinatorUnassigned, _: datetime) -> Outcome:
+def _coordinator_unassigned(
+    audience: Audience, data: ce.CoordinatorUnassigned, _: datetime, today: date
+) -> Outcome:
     audience.coordinators.pop(data.user_id, None)
     return Outcome(recheck_pending=True)
 
 
-def _consent_given(audience: Audience, data: ce.ConsentGiven, _: datetime) -> Outcome:
+def _consent_given(audience: Audience, data: ce.ConsentGiven, _: datetime, today: date) -> Outcome:
     audience.consent_orgs = {o.id for o in data.organisations}
     audience.covers_relatives = data.covers_relatives
+    audience.consent_valid_until = data.valid_until
     return Outcome(recheck_pending=True)  # a new consent may also cover less than the last
 
 
-def _consent_withdrawn(audience: Audience, data: ce.ConsentWithdrawn, _: datetime) -> Outcome:
+def _consent_withdrawn(audience: Audience, data: ce.ConsentWithdrawn, _: datetime, today: date) -> Outcome:
     if data.entire:
         audience.consent_orgs = None
         audience.covers_relatives = False
+        audience.consent_valid_until = None
     else:
         if audience.consent_orgs is not None:
             audience.consent_orgs -= set(data.organisation_ids)
         if data.relatives:
             audience.covers_relatives = False
     return Outcome(recheck_pending=True)
+
+
+def _consent_renewed(audience: Audience, data: ce.ConsentRenewed, _: datetime, today: date) -> Outcome:
+    # Every SIP renews the consent, moving its end (never earlier): it covers the same people longer.
+    if audience.consent_orgs is not None:
+        audience.consent_valid_until = data.valid_until
+    return Outcome()
 
 
 def _member_person(member: ce.ResourceGroupMember) -> Person:
@@ -136,17 +154,21 @@ def _member_person(member: ce.ResourceGroupMember) -> Person:
     )
 
 
-def _member_added(audience: Audience, data: ce.ResourceGroupMemberAdded, _: datetime) -> Outcome:
+def _member_added(audience: Audience, data: ce.ResourceGroupMemberAdded, _: datetime, today: date) -> Outcome:
     audience.members[str(data.member.member_id)] = _member_person(data.member)
+    audience.left.pop(str(data.member.member_id), None)
     return Outcome()
 
 
-def _member_removed(audience: Audience, data: ce.ResourceGroupMemberRemoved, _: datetime) -> Outcome:
-    audience.members.pop(str(data.member_id), None)
+def _member_removed(
+    audience: Audience, data: ce.ResourceGroupMemberRemoved, recorded_at: datetime, today: date
+) -> Outcome:
+    if audience.members.pop(str(data.member_id), None) is not None:
+        audience.left[str(data.member_id)] = recorded_at
     return Outcome(recheck_pending=True)
 
 
-def _plan_updated(audience: Audience, data: ce.EarlyWarningPlanUpdated, _: datetime) -> Outcome:
+def _plan_updated(audience: Audience, data: ce.EarlyWarningPlanUpdated, _: datetime, today: date) -> Outcome:
     contacts = []
     for index, contact in enumerate(data.contacts):
         member = audience.members.get(str(contact.member_id)) if contact.member_id else None
@@ -164,23 +186,27 @@ def _plan_updated(audience: Audience, data: ce.EarlyWarningPlanUpdated, _: datet
         )
     audience.plan_contacts = contacts
     context = {"plan_version": data.plan_version, "updated_on": data.updated_on}
-    return Outcome(_to(audience, contacts, "early_warning_plan_updated", context=context))
+    return Outcome(_to(audience, today, contacts, "early_warning_plan_updated", context=context))
 
 
-def _warning_triggered(audience: Audience, data: ce.EarlyWarningTriggered, recorded_at: datetime) -> Outcome:
+def _warning_triggered(
+    audience: Audience, data: ce.EarlyWarningTriggered, recorded_at: datetime, today: date
+) -> Outcome:
     audience.open_warnings.add(str(data.warning_id))
     people = [*audience.plan_contacts, *audience.coordinator_people()]
     context = {"observed_on": data.observed_on, "triggered_at": recorded_at}
-    notices = _to(audience, people, "early_warning", context=context, urgent=True, warning_id=data.warning_id)
+    notices = _to(
+        audience, today, people, "early_warning", context=context, urgent=True, warning_id=data.warning_id
+    )
     return Outcome(notices, alert_opened=data.warning_id)
 
 
-def _warning_resolved(audience: Audience, data: ce.EarlyWarningResolved, _: datetime) -> Outcome:
+def _warning_resolved(audience: Audience, data: ce.EarlyWarningResolved, _: datetime, today: date) -> Outcome:
     audience.open_warnings.discard(str(data.warning_id))
     return Outcome(alert_closed=data.warning_id)
 
 
-def _sip_decided(audience: Audience, data: ce.SipDecided, _: datetime) -> Outcome:
+def _sip_decided(audience: Audience, data: ce.SipDecided, _: datetime, today: date) -> Outcome:
     notices = []
     for person in audience.resource_group():
         member_id = UUID(person.key.removeprefix("member:"))
@@ -197,12 +223,13 @@ def _sip_decided(audience: Audience, data: ce.SipDecided, _: datetime) -> Outcom
             "next_follow_up_on": data.next_follow_up_on,
             "actions": actions,
         }
-        notices.extend(_to(audience, [person], "sip_decided", context=context))
+        notices.extend(_to(audience, today, [person], "sip_decided", context=context))
     return Outcome(notices)
 
 
-def _case_closed(audience: Audience, data: ce.CaseClosed, _: datetime) -> Outcome:
-    audience.closed = True
+def _case_closed(audience: Audience, data: ce.CaseClosed, recorded_at: datetime, today: date) -> Outcome:
+    if not audience.closed:
+        audience.closed, audience.closed_at = True, recorded_at
     return Outcome(recheck_pending=True)
 
 
@@ -211,6 +238,7 @@ _CASE_HANDLERS: dict[type[CaseEventData], Any] = {
     ce.CoordinatorUnassigned: _coordinator_unassigned,
     ce.ConsentGiven: _consent_given,
     ce.ConsentWithdrawn: _consent_withdrawn,
+    ce.ConsentRenewed: _consent_renewed,
     ce.ResourceGroupMemberAdded: _member_added,
     ce.ResourceGroupMemberRemoved: _member_removed,
     ce.EarlyWarningPlanUpdated: _plan_updated,
@@ -222,9 +250,9 @@ _CASE_HANDLERS: dict[type[CaseEventData], Any] = {
 
 
 # --------------------------------------------------------------------------- meeting events
-def on_meeting_event(audience: Audience, data: MeetingEventData) -> Outcome:
+def on_meeting_event(audience: Audience, data: MeetingEventData, today: date) -> Outcome:
     handler = _MEETING_HANDLERS.get(type(data))
-    return handler(audience, data) if handler else Outcome()
+    return handler(audience, data, today) if handler else Outcome()
 
 
 def _meeting_context(meeting: MeetingCopy) -> dict[str, Any]:
@@ -241,22 +269,23 @@ def _snapshot(meeting: MeetingCopy) -> MeetingCopy:
     return MeetingCopy.from_json(meeting.to_json())  # the notice keeps the meeting as it was
 
 
-def _covered(audience: Audience, invitees: Iterable[Invitee]) -> tuple[Invitee, ...]:
+def _covered(audience: Audience, today: date, invitees: Iterable[Invitee]) -> tuple[Invitee, ...]:
     """The invitees the consent lets be told: the only ones a calendar entry lists.
 
     An ATTENDEE is seen by every recipient (and their calendar's "reply all"), so someone
     the consent does not cover (yet, or any more) is neither told nor named to the others.
     """
-    return tuple(i for i in invitees if audience.covered(Person.from_invitee(i)))
+    return tuple(i for i in invitees if audience.covered(Person.from_invitee(i), today))
 
 
 def _invite(
-    audience: Audience, meeting: MeetingCopy, invitees: Iterable[Invitee], template: str
+    audience: Audience, today: date, meeting: MeetingCopy, invitees: Iterable[Invitee], template: str
 ) -> list[Notice]:
     frozen = _snapshot(meeting)
-    attendees = _covered(audience, frozen.invitees.values())
+    attendees = _covered(audience, today, frozen.invitees.values())
     return _to(
         audience,
+        today,
         [Person.from_invitee(i) for i in invitees],
         template,
         context=_meeting_context(frozen),
@@ -264,11 +293,14 @@ def _invite(
     )
 
 
-def _cancel(audience: Audience, meeting: MeetingCopy, invitees: Iterable[Invitee]) -> list[Notice]:
+def _cancel(
+    audience: Audience, today: date, meeting: MeetingCopy, invitees: Iterable[Invitee]
+) -> list[Notice]:
     frozen = _snapshot(meeting)
-    invitees = _covered(audience, invitees)
+    invitees = _covered(audience, today, invitees)
     return _to(
         audience,
+        today,
         [Person.from_invitee(i) for i in invitees],
         "meeting_cancelled",
         context=_meeting_context(frozen),
@@ -276,7 +308,9 @@ def _cancel(audience: Audience, meeting: MeetingCopy, invitees: Iterable[Invitee
     )
 
 
-def _scheduled(audience: Audience, data: me.MeetingScheduled | me.CrisisMeetingScheduled) -> Outcome:
+def _scheduled(
+    audience: Audience, data: me.MeetingScheduled | me.CrisisMeetingScheduled, today: date
+) -> Outcome:
     kind = data.kind if isinstance(data, me.MeetingScheduled) else me.MeetingKind.CRISIS
     meeting = MeetingCopy(
         meeting_id=data.meeting_id,
@@ -289,18 +323,18 @@ def _scheduled(audience: Audience, data: me.MeetingScheduled | me.CrisisMeetingS
         location=data.location if isinstance(data, me.MeetingScheduled) else None,
     )
     audience.meetings[str(data.meeting_id)] = meeting
-    return Outcome(_invite(audience, meeting, meeting.invitees.values(), "meeting_invitation"))
+    return Outcome(_invite(audience, today, meeting, meeting.invitees.values(), "meeting_invitation"))
 
 
-def _rescheduled(audience: Audience, data: me.MeetingRescheduled) -> Outcome:
+def _rescheduled(audience: Audience, data: me.MeetingRescheduled, today: date) -> Outcome:
     meeting = audience.meetings.get(str(data.meeting_id))
     if meeting is None:
         return Outcome()
     meeting.starts_at, meeting.ends_at, meeting.sequence = data.starts_at, data.ends_at, data.sequence
-    return Outcome(_invite(audience, meeting, meeting.invitees.values(), "meeting_updated"))
+    return Outcome(_invite(audience, today, meeting, meeting.invitees.values(), "meeting_updated"))
 
 
-def _invitees_changed(audience: Audience, data: me.MeetingInviteesChanged) -> Outcome:
+def _invitees_changed(audience: Audience, data: me.MeetingInviteesChanged, today: date) -> Outcome:
     meeting = audience.meetings.get(str(data.meeting_id))
     if meeting is None:
         return Outcome()
@@ -312,44 +346,48 @@ def _invitees_changed(audience: Audience, data: me.MeetingInviteesChanged) -> Ou
     # organisation the consent no longer covers gets nothing at all (that is the point).
     return Outcome(
         [
-            *_invite(audience, meeting, data.added, "meeting_invitation"),
-            *_cancel(audience, meeting, data.removed),
+            *_invite(audience, today, meeting, data.added, "meeting_invitation"),
+            *_cancel(audience, today, meeting, data.removed),
         ]
     )
 
 
-def _cancelled(audience: Audience, data: me.MeetingCancelled) -> Outcome:
+def _cancelled(audience: Audience, data: me.MeetingCancelled, today: date) -> Outcome:
     meeting = audience.meetings.get(str(data.meeting_id))
     if meeting is None:
         return Outcome()
     meeting.sequence, meeting.cancelled = data.sequence, True
-    return Outcome(_cancel(audience, meeting, meeting.invitees.values()))
+    return Outcome(_cancel(audience, today, meeting, meeting.invitees.values()))
 
 
-def _reminder(audience: Audience, data: me.MeetingReminderDue) -> Outcome:
+def _reminder(audience: Audience, data: me.MeetingReminderDue, today: date) -> Outcome:
     context = {"starts_at": data.starts_at, "days_before": data.days_before}
-    return Outcome(_to(audience, _client_and_coordinators(audience), "meeting_reminder", context=context))
+    return Outcome(
+        _to(audience, today, _client_and_coordinators(audience), "meeting_reminder", context=context)
+    )
 
 
-def _rating_requested(audience: Audience, data: me.ChangeRatingRequested) -> Outcome:
+def _rating_requested(audience: Audience, data: me.ChangeRatingRequested, today: date) -> Outcome:
     context = {"meeting_starts_at": data.meeting_starts_at, "last_rating_on": data.last_rating_on}
     people = _client_and_coordinators(audience)
-    return Outcome(_to(audience, people, "change_rating_requested", context=context))
+    return Outcome(_to(audience, today, people, "change_rating_requested", context=context))
 
 
-def _follow_up_overdue(audience: Audience, data: me.FollowUpOverdue) -> Outcome:
+def _follow_up_overdue(audience: Audience, data: me.FollowUpOverdue, today: date) -> Outcome:
     context = {"sip_version": data.sip_version, "follow_up_on": data.follow_up_on}
-    return Outcome(_to(audience, audience.coordinator_people(), "follow_up_overdue", context=context))
+    return Outcome(_to(audience, today, audience.coordinator_people(), "follow_up_overdue", context=context))
 
 
-def _cadence_missed(audience: Audience, data: me.ContactCadenceMissed) -> Outcome:
+def _cadence_missed(audience: Audience, data: me.ContactCadenceMissed, today: date) -> Outcome:
     context = {
         "phase": data.phase.value,
         "period_days": data.period_days,
         "period_end": data.period_end,
         "last_contact_on": data.last_contact_on,
     }
-    return Outcome(_to(audience, audience.coordinator_people(), "contact_cadence_missed", context=context))
+    return Outcome(
+        _to(audience, today, audience.coordinator_people(), "contact_cadence_missed", context=context)
+    )
 
 
 _MEETING_HANDLERS: dict[type[MeetingEventData], Any] = {
@@ -367,12 +405,18 @@ _MEETING_HANDLERS: dict[type[MeetingEventData], Any] = {
 
 # ------------------------------------------------------------------------------- escalation
 def escalation(
-    audience: Audience, warning_id: UUID, triggered_at: datetime, duty: Mapping[str, Person]
+    audience: Audience, warning_id: UUID, triggered_at: datetime, duty: Mapping[str, Person], today: date
 ) -> list[Notice]:
     """Nobody acknowledged: the duty contacts of the coordinators' organisations."""
     organisations = sorted({c.organisation_id for c in audience.coordinators.values() if c.organisation_id})
     people = [duty[o] for o in organisations if o in duty]
     context = {"triggered_at": triggered_at, "organisations": organisations}
     return _to(
-        audience, people, "early_warning_escalation", context=context, urgent=True, warning_id=warning_id
+        audience,
+        today,
+        people,
+        "early_warning_escalation",
+        context=context,
+        urgent=True,
+        warning_id=warning_id,
     )

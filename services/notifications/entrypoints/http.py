@@ -29,8 +29,8 @@ from pydantic import BaseModel
 
 from services.notifications.application.ports import DeliveryRow
 from services.notifications.application.service import NotificationsService
-from services.notifications.domain.audience import Audience
-from services.shared.access import AccessRecorder, grants, may_see, record_access
+from services.notifications.domain.audience import Audience, local_day
+from services.shared.access import AccessRecorder, may_see, record_access
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.problems import (
@@ -104,7 +104,7 @@ class NotificationsApiDependencies:
     access_log: AccessRecorder  # every read of a case's record, and every refusal
 
 
-router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 404, 422))
+router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 404, 422, 503))
 
 
 def create_app(deps: NotificationsApiDependencies) -> FastAPI:
@@ -165,15 +165,13 @@ def case_notifications(
             404, "Not found", f"no notifications are known for case {case_id}", code="case_known"
         )
     audience = Audience.from_json(value)
-    coordinating = [c.organisation_id for c in audience.coordinators.values() if c.organisation_id]
-    case_grants = grants(coordinating, audience.consent_orgs or ())
     deps = _deps(request)
 
     def log(outcome: str, reason: str | None = None) -> None:
         record_access(deps.access_log, claims, str(case_id), "notifications", outcome, reason)
 
-    today = service.clock.now().date().isoformat()  # the consent's end is not in the audience yet
-    if not may_see(claims.organisation_id, case_grants, today):
+    today = local_day(service.clock.now()).isoformat()
+    if not may_see(claims.organisation_id, audience.grants(), today):
         refused = forbidden(
             f"organisation {claims.organisation_id} neither coordinates case {case_id}"
             " nor is covered by its current consent",
@@ -203,8 +201,21 @@ def _signed(request: Request, delivery_key: str, signature: str) -> DeliveryRow:
     return row
 
 
+ACK_LINK = "ack_link"  # the principal of a read through an acknowledgement link
+
+
+def _log_link_read(request: Request, row: DeliveryRow, resource: str) -> None:
+    """The link holder read something of the case (what is confirmed; that it was): logged
+    like any read, as the recipient the link was made for (the signature is their credential).
+    Refused signatures are not: nobody is known, and an unauthenticated loop must not write."""
+    person = row.person
+    organisation = str(person.get("organisation_id") or ACK_LINK)
+    holder = TokenClaims(str(person.get("key")), organisation, organisation, ACK_LINK, frozenset())
+    record_access(_deps(request).access_log, holder, row.case_id, resource, "granted")
+
+
 def _acknowledge(request: Request, delivery_key: str, signature: str) -> Acknowledged:
-    _signed(request, delivery_key, signature)
+    _log_link_read(request, _signed(request, delivery_key, signature), "acknowledgement")
     row = _deps(request).service.acknowledge(delivery_key)
     if row is None or row.acknowledged_at is None:
         raise ProblemException(404, "Not found", f"no message {delivery_key}", code="delivery_known")
@@ -266,6 +277,7 @@ def acknowledgement_page(delivery_key: str, signature: Signature, request: Reque
     """The link in an urgent message: a page saying what would be confirmed, with a button that
     POSTs. Opening the link acknowledges nothing (mail scanners open links)."""
     row = _signed(request, delivery_key, signature)
+    _log_link_read(request, row, "acknowledgement_page")
     facts = [
         ("Meddelande", _WHAT.get(row.template, "Brådskande meddelande")),
         ("Ärende", row.case_id[:8]),

@@ -144,6 +144,7 @@ class SmtpChannel:
     """
 
     channel: Channel = Channel.EMAIL
+    concurrency: int = 1  # one kept connection: the next message waits for it
 
     def __init__(
         self,
@@ -289,8 +290,13 @@ class WebhookChannel:
     channel: Channel = Channel.WEBHOOK
 
     def __init__(
-        self, client: httpx.AsyncClient | None = None, timeout: float = 10.0, clock: Clock | None = None
+        self,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 10.0,
+        clock: Clock | None = None,
+        concurrency: int = 4,
     ) -> None:
+        self.concurrency = concurrency  # requests at once (to any receivers)
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(follow_redirects=False)
         self._timeout = timeout
@@ -409,6 +415,7 @@ class SmsFileChannel:
     """
 
     channel: Channel = Channel.SMS
+    concurrency: int = 1  # a file at a time
 
     def __init__(self, directory: Path, *, max_chars: int = 480, clock: Clock | None = None) -> None:
         self.directory = Path(directory)

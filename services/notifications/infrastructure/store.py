@@ -152,6 +152,10 @@ class NotificationStore:
     # ------------------------------------------------------------------------ connection
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and self.postgres and conn.closed:
+            # The server ended the connection (a restart, a failover): the next call opens a
+            # new one instead of failing on the dead one for as long as the process runs.
+            conn = None
         if conn is None:
             if self.postgres:
                 conn = psycopg.connect(self.url.url)

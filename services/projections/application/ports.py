@@ -38,7 +38,7 @@ class ReadModelQueries(Protocol):
         organisation_id: str,
         today: str,
         *,
-        coordinator: str | None = None,
+        coordinator: tuple[str, str] | None = None,  # (organisation id, user id): a person
         phase: str | None = None,
         municipality: str | None = None,
         overdue: bool | None = None,

@@ -167,13 +167,16 @@ class Queries:
         overdue: bool | None,
         after: str | None,
         limit: int,
+        coordinator_organisation: str | None = None,
     ) -> list[dict[str, Any]]:
         self._require_role(reader, CASE_ROLES, "case_list", None)
         today = self.today().isoformat()
+        # A coordinator is a person: the user id at an organisation, the reader's by default.
+        person = (coordinator_organisation or reader.organisation_id, coordinator) if coordinator else None
         views = self.models.visible_cases(
             reader.organisation_id,
             today,
-            coordinator=coordinator,
+            coordinator=person,
             phase=phase,
             municipality=municipality,
             overdue=overdue,

@@ -1,4 +1,4 @@
-"""Which organisations a case view grants access to (the rule itself: services.shared.access).
+"""Which organisations a case view grants access to, by the one rule in services.shared.access.
 
 A case is visible to the organisations of its current coordinators, and to the
 organisations its current consent covers while that consent is neither withdrawn nor
@@ -9,22 +9,19 @@ with the event: the next read decides on the view that has applied it.
 from __future__ import annotations
 
 from services.projections.domain.case_view import View
+from services.shared import access
+from services.shared.access import Grant
 
-# An access grant as stored beside the view: (organisation id, valid until or None).
-Grant = tuple[str, str | None]
+__all__ = ["Grant", "grants"]
 
 
 def grants(view: View) -> list[Grant]:
-    """The organisations that may see the case, each with the last day it may (None: open-ended).
-
-    The same as ``services.shared.access.grants`` over the view's coordinators and consent
-    (the domain imports no shared code; a test holds the two equal).
-    """
-    found: dict[str, str | None] = {}
+    """The organisations that may see the case, each with the last day it may (None: open-ended):
+    the one rule (``services.shared.access.grants``) over the view's coordinators and consent."""
     consent = view["consent"]
-    if consent is not None and not consent["withdrawn"]:
-        for organisation in consent["organisations"]:
-            found[organisation["id"]] = consent["valid_until"]
-    for coordinator in view["coordinators"]:
-        found[coordinator["organisation"]["id"]] = None  # coordinators' organisations, always
-    return sorted(found.items())
+    in_force = consent is not None and not consent["withdrawn"]
+    return access.grants(
+        (c["organisation"]["id"] for c in view["coordinators"]),
+        (o["id"] for o in consent["organisations"]) if in_force else (),
+        consent["valid_until"] if in_force else None,
+    )

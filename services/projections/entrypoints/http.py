@@ -38,6 +38,12 @@ from services.projections.application.queries import (
 from services.projections.domain.statistics import Level, Period
 from services.shared.auth import TokenService
 from services.shared.http_auth import bearer, verified_claims
+from services.shared.inputs import (
+    ORGANISATION_ID_PATTERN,
+    USER_ID_PATTERN,
+    PersonOrganisation,
+    PersonUserId,
+)
 from services.shared.problems import (
     CorrelationMiddleware,
     ProblemException,
@@ -382,7 +388,22 @@ def _not_found(error: CaseNotFound, at: ReadPosition) -> ProblemException:
 def list_cases(
     reader: ReaderDep,
     at: ConsistentDep,
-    coordinator: str | None = None,
+    coordinator: Annotated[
+        str | None,
+        Query(
+            max_length=120,
+            pattern=USER_ID_PATTERN,
+            description="Cases this coordinator (a user id) coordinates, with coordinator_organisation",
+        ),
+    ] = None,
+    coordinator_organisation: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            pattern=ORGANISATION_ID_PATTERN,
+            description="The coordinator's organisation (a user id alone is no person); default: yours",
+        ),
+    ] = None,
     phase: Literal["mapping", "planning", "working", "follow_up", "closed"] | None = None,
     municipality: Annotated[str | None, Query(pattern=r"^\d{4}$", description="Municipality code")] = None,
     overdue: bool | None = None,
@@ -392,6 +413,7 @@ def list_cases(
     items = at.queries.cases(
         reader,
         coordinator=coordinator,
+        coordinator_organisation=coordinator_organisation,
         phase=phase,
         municipality=municipality,
         overdue=overdue,
@@ -466,19 +488,9 @@ def case_access_log(
     return {"items": items, "next_after": items[-1]["seq"] if len(items) == limit else None}
 
 
-PersonOrganisation = Annotated[
-    str | None,
-    Query(
-        min_length=1,
-        max_length=200,
-        description="The person's organisation (a person is organisation and user id); default: yours",
-    ),
-]
-
-
 @router.get("/users/{user_id}/access-log", response_model=AccessPage, tags=["access log"])
 def user_access_history(
-    user_id: str,
+    user_id: PersonUserId,
     reader: ReaderDep,
     at: ConsistentDep,
     after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
@@ -492,7 +504,7 @@ def user_access_history(
 
 @router.get("/coordinators/{user_id}/caseload", response_model=Caseload, tags=["caseloads"])
 def caseload(
-    user_id: str, reader: ReaderDep, at: ConsistentDep, organisation: PersonOrganisation = None
+    user_id: PersonUserId, reader: ReaderDep, at: ConsistentDep, organisation: PersonOrganisation = None
 ) -> dict[str, Any]:
     """A coordinator's active cases: the person (organisation, user id); yours, or as a manager
     those of a coordinator of your organisation."""

@@ -429,21 +429,26 @@ class ReadModels:
         organisation_id: str,
         today: str,
         *,
-        coordinator: str | None = None,
+        coordinator: tuple[str, str] | None = None,
         phase: str | None = None,
         municipality: str | None = None,
         overdue: bool | None = None,
         after: str | None = None,
         limit: int = 50,
     ) -> list[View]:
-        """Cases the organisation may see, filtered, ordered by case id (keyset paging)."""
+        """Cases the organisation may see, filtered, ordered by case id (keyset paging).
+
+        ``coordinator`` is a person, (organisation id, user id): a user id alone names
+        someone different in each organisation.
+        """
         where = ["g.organisation_id = ?", "(g.valid_until IS NULL OR g.valid_until >= ?)"]
         params: list[Any] = [organisation_id, today]
         if coordinator is not None:
             where.append(
-                "EXISTS (SELECT 1 FROM case_coordinators c WHERE c.case_id = v.case_id AND c.user_id = ?)"
+                "EXISTS (SELECT 1 FROM case_coordinators c WHERE c.case_id = v.case_id"
+                " AND c.organisation_id = ? AND c.user_id = ?)"
             )
-            params.append(coordinator)
+            params.extend(coordinator)
         if phase is not None:
             where.append("v.phase = ?")
             params.append(phase)
@@ -501,6 +506,16 @@ class ReadModels:
 
     def case_count(self) -> int:
         return int(self.conn.fetchone("SELECT COUNT(*) FROM case_views")[0])
+
+    def granted_organisations(self, today: str) -> dict[str, int]:
+        """Each organisation that may see a case today (coordinates it, or the consent covers it),
+        with how many cases: whom VSS shares with (`vss status` names those it cannot reach)."""
+        rows = self.conn.fetchall(
+            "SELECT organisation_id, COUNT(*) FROM case_grants WHERE valid_until IS NULL OR valid_until >= ?"
+            " GROUP BY organisation_id ORDER BY organisation_id",
+            (today,),
+        )
+        return {str(row[0]): int(row[1]) for row in rows}
 
     def dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every compared table, ordered: two generations built from the same history dump equal."""

@@ -61,8 +61,10 @@ class EmbeddedNatsServer:
         monitor_port: int | None = None,
         host: str = "127.0.0.1",
         log_file: Path | None = None,
+        config_file: Path | None = None,
     ) -> None:
         self.store_dir = store_dir
+        self.config_file = config_file  # the generated authorization (`vss nats-config`); None: no auth
         self.host = host
         self.port = port or free_port(host)
         self.monitor_port = monitor_port or free_port(host)
@@ -78,8 +80,10 @@ class EmbeddedNatsServer:
         return f"http://{self.host}:{self.monitor_port}"
 
     def command(self) -> list[str]:
+        config = ["--config", str(self.config_file)] if self.config_file is not None else []
         return [
             nats_server_binary(),
+            *config,
             "--jetstream",
             "--store_dir", str(self.store_dir),
             "--addr", self.host,

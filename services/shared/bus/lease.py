@@ -19,6 +19,8 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
+from services.shared.bus.authorization import NatsAuth
+
 log = structlog.get_logger("vss.bus.lease")
 
 
@@ -96,12 +98,18 @@ class Lease:
         log.info("lease.released", key=self.key, owner=self.owner)
 
 
-async def current_holder(nats_url: str, *, bucket: str, key: str) -> str | None:
+async def current_holder(nats_url: str, *, bucket: str, key: str, auth: NatsAuth | None = None) -> str | None:
     """Who holds a lease now (None: nobody, or the server cannot be reached)."""
     import nats  # noqa: PLC0415 (kept local: only the CLI's health check needs a one-off connection)
 
     try:
-        nc = await nats.connect(nats_url, connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False)
+        nc = await nats.connect(
+            nats_url,
+            connect_timeout=1,
+            max_reconnect_attempts=0,
+            allow_reconnect=False,
+            **(auth.options() if auth else {}),
+        )
     except Exception:
         return None
     try:

@@ -17,7 +17,9 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.names import BusNames
+from services.shared.settings import BusSettings
 
 log = structlog.get_logger("vss.bus")
 
@@ -31,12 +33,18 @@ async def connect(
     stopping: Callable[[], bool] = lambda: False,
     max_backoff: float = 5.0,
     client: Callable[[], Client] = Client,
+    auth: NatsAuth | None = None,
 ) -> Client:
     """Connect, retrying with backoff until the server answers (it may start after us).
 
     Once connected, nats-py reconnects by itself for ever (``max_reconnect_attempts=-1``).
     ``client`` makes the (not yet connected) client: nats-py's own, or a subclass of it.
+    ``auth``: this process's credentials; unset, the ones its settings name
+    (``VSS_NATS_NKEY_SEED_FILE`` / ``VSS_NATS_CREDS_FILE``), so every process connects as the
+    user ``vss up`` or the operator gave it (none set: no credentials).
     """
+    if auth is None:
+        auth = BusSettings().nats_auth()
     delay = 0.1
     while True:
         try:
@@ -51,6 +59,7 @@ async def connect(
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; nats-py annotates int, sleeps a float
                 allow_reconnect=True,
+                **auth.options(),
             )
             return nc
         except Exception as error:  # refused, DNS, TLS …: all mean "not yet"
