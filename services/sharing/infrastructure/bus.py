@@ -1,0 +1,117 @@
+"""The sharing service on the bus: the case stream in, each organisation's share out.
+
+- :class:`CaseEventHandler` is the shared consumer base's handler: each case event is
+  applied with its stream sequence in one transaction (:class:`SharingService`).
+- :class:`ShareLog` is the relay's outbox: the store's ``share_log`` as messages for
+  ``VSS_SHARE`` (the same relay as the case stream's: in order, once, atomic commits; a
+  case event's messages for every organisation go out as one atomic batch).
+- :func:`declare_share_stream` declares ``VSS_SHARE`` (this service owns it) before the
+  relay binds to it, with its own description.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from nats.js.api import StreamConfig
+
+from services.shared.bus.consumer import Delivery
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import OutboxMessage
+from services.shared.bus.streams import case_stream_config, connect, declare_if_missing
+from services.sharing.application.service import IncomingEvent, SharingService
+from services.sharing.infrastructure.store import LoggedShare, SharingStore
+from vss_contracts.subjects import (
+    HEADER_EVENT_TYPE,
+    HEADER_LOG_POSITION,
+    HEADER_MSG_ID,
+    SHARE_STREAM,
+    SHARE_SUBJECT_PREFIX,
+    share_subject,
+)
+
+
+def share_bus_names(prefix: str = "", dead_letter: BusNames | None = None) -> BusNames:
+    """The share stream's names (tests give a unique prefix)."""
+    return (dead_letter or BusNames()).sibling(SHARE_STREAM, SHARE_SUBJECT_PREFIX, prefix)
+
+
+def share_stream_config(names: BusNames, *, replicas: int = 1) -> StreamConfig:
+    """Like the case stream (full history, de-duplicated, atomic batches), described as the share."""
+    return replace(
+        case_stream_config(names, replicas=replicas),
+        description="Each organisation's consent-scoped share of the case events (VSS sharing service)",
+    )
+
+
+async def declare_share_stream(nats_url: str, names: BusNames, *, replicas: int = 1) -> bool:
+    nc = await connect(nats_url, name="sharing-declare")
+    try:
+        return await declare_if_missing(nc.jetstream(), share_stream_config(names, replicas=replicas))
+    finally:
+        await nc.close()
+
+
+class CaseEventHandler:
+    """Implements the consumer base's ``Handler`` for the sharing service."""
+
+    def __init__(self, service: SharingService) -> None:
+        self.service = service
+
+    def applied_through(self) -> int:
+        return self.service.applied_through()
+
+    def apply(self, delivery: Delivery) -> bool:
+        event = delivery.event
+        data = delivery.data  # the current model of its type
+        return self.service.apply(
+            IncomingEvent(
+                case_id=event.subject,
+                version=event.caseversion,
+                event_id=event.id,
+                type_name=event.type,
+                event_name=delivery.subject.rsplit(".", 1)[1],
+                current_type=data.TYPE,
+                data=data.model_dump(mode="json"),
+                time=event.time,
+                log_position=event.logposition,
+                correlation_id=event.correlationid,
+                event_hash=event.eventhash,
+                body=delivery.body,
+                stream_sequence=delivery.stream_sequence,
+            )
+        )
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        self.service.pass_over(stream_sequence, event_id)
+
+
+class ShareLog:
+    """The relay's ``EventLog`` over the sharing store's outbox."""
+
+    def __init__(self, store: SharingStore, names: BusNames) -> None:
+        self.store = store
+        self.names = names
+        self.local = not store.url.is_postgres
+
+    def fetch(self, after: int, limit: int) -> Sequence[LoggedShare]:
+        return self.store.read_log(after, limit)
+
+    def render(self, rows: Sequence[LoggedShare]) -> Sequence[OutboxMessage]:
+        prefix = self.names.subject_prefix
+        return [
+            OutboxMessage(
+                position=row.position,
+                event_id=row.message_id,
+                subject=share_subject(row.organisation, row.case_id, row.name, prefix=prefix),
+                body=row.body,
+                headers={
+                    HEADER_MSG_ID: row.message_id,
+                    HEADER_EVENT_TYPE: row.type,
+                    HEADER_LOG_POSITION: str(row.position),
+                },
+                commit_key=row.case_id,
+            )
+            for row in rows
+        ]

@@ -1,0 +1,255 @@
+"""The sharing service on a real nats-server, from generated cases through the real case store and relay.
+
+Generated cases (``services.case.generator``, with more consent changes than its defaults so
+that every path occurs: consent given, extended and renewed with each SIP, withdrawn entirely
+and for one organisation, given anew after a withdrawal, coordinators changing) -> the case
+store -> the relay -> VSS_CASE -> the sharing service -> VSS_SHARE. Each organisation's
+subjects must hold exactly what the query API's rule lets it see (``tests/sharing/expected.py``):
+history on becoming covered, one SharingEnded on withdrawal, the missed events on renewal, each
+message once, each case in order, the case events' bodies byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from services.case import generator
+from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import RelaySettings, lease_bucket
+from services.sharing.bootstrap import SharingParts, bootstrap_sharing
+from services.sharing.infrastructure.bus import share_bus_names
+from services.sharing.infrastructure.store import migrate as migrate_sharing
+from services.sharing.settings import SharingSettings
+from tests.bus.conftest import PartsThread
+from tests.sharing.expected import ENDED, Expected, expected_shares
+from tests.support.bus import StreamMessage, read_stream, wait_until
+from tests.support.nats import delete_streams
+from vss_contracts.sharing_events import SharingEnded, decode_sharing_event
+from vss_contracts.subjects import HEADER_MSG_ID, SHARING_EVENT_SOURCE, share_token
+
+END = date(2026, 11, 30)
+SPAN_DAYS = 730
+
+
+def generate_cases(url: str, cases: int, monkeypatch: pytest.MonkeyPatch, seed: int = 17) -> None:
+    """Realistic cases, with consent changes more frequent than the generator's defaults."""
+    monkeypatch.setattr(generator, "WITHDRAWAL", 0.45)  # half partial (relatives or an organisation)
+    monkeypatch.setattr(generator, "CONSENT_FOR_A_YEAR", 0.6)  # extended by every SIP
+    monkeypatch.setattr(generator, "COORDINATOR_CHANGE", 0.3)
+    monkeypatch.setattr(generator, "ONE_COORDINATOR", 0.35)  # the other principal sees by consent only
+    migrate(StoreConfig(url))
+    store = generator.generation_store(url, cases)
+    try:
+        generator.generate(store, generator.GeneratorSettings(cases, seed=seed, end=END, span_days=SPAN_DAYS))
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def share_names(bus_names: BusNames, nats_url: str) -> Iterator[BusNames]:
+    names = share_bus_names(bus_names.stream.split("_")[0] + "_", bus_names)
+    yield names
+    asyncio.run(delete_streams(nats_url, [names.stream, f"KV_{lease_bucket(names)}"]))
+
+
+def sharing_settings(tmp_path: Path, nats_url: str) -> SharingSettings:
+    url = f"sqlite:///{tmp_path / 'sharing.sqlite'}"
+    migrate_sharing(url)
+    return SharingSettings(sharing_store_url=url, nats_url=nats_url, data_dir=tmp_path)
+
+
+def start_sharing(
+    tmp_path: Path, nats_url: str, case_names: BusNames, share_names: BusNames
+) -> PartsThread[SharingParts]:
+    parts = bootstrap_sharing(
+        sharing_settings(tmp_path, nats_url),
+        case_names=case_names,
+        share_names=share_names,
+        relay_settings=RelaySettings(names=share_names, lease_ttl=1.0, ack_timeout=2.0),
+    )
+    return PartsThread(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    organisation: str  # the subject's token
+    case_id: str
+    item: str  # the event id, or ENDED
+    message: StreamMessage
+
+
+def received(messages: list[StreamMessage]) -> list[Received]:
+    out = []
+    for message in messages:
+        _, _, token, case_id, _name = message.subject.split(".")[-5:]
+        event = message.event
+        item = ENDED if event.source == SHARING_EVENT_SOURCE else event.id
+        out.append(Received(token, case_id, item, message))
+    return out
+
+
+def check_organisation(expected: Expected, organisation: str, got: list[Received]) -> None:
+    """What one organisation's subjects hold is exactly what it may see, once, in order."""
+    ids = [r.message.headers[HEADER_MSG_ID] for r in got]
+    assert len(ids) == len(set(ids)), f"{organisation}: a message twice"
+    per_case: dict[str, list[str]] = defaultdict(list)
+    for r in got:
+        assert r.organisation == share_token(organisation)
+        per_case[r.case_id].append(r.item)
+        if r.item == ENDED:
+            event = r.message.event
+            ended = decode_sharing_event(event.type, event.data)
+            assert isinstance(ended, SharingEnded)
+            assert (ended.organisation_id, str(ended.case_id)) == (organisation, r.case_id)
+            assert r.message.headers[HEADER_MSG_ID] == f"{organisation}:{event.id}"
+        else:  # the case stream's body, byte for byte, under <organisation>:<event id>
+            assert r.message.body == expected.bodies[r.item]
+            assert r.message.headers[HEADER_MSG_ID] == f"{organisation}:{r.item}"
+    assert dict(per_case) == expected.per_org[organisation], organisation
+
+
+async def subscribe_and_read(url: str, stream: str, subject_filter: str) -> list[StreamMessage]:
+    """An organisation's subscriber: a consumer filtered to its own subjects, read to the end, acked."""
+    nc = await nats.connect(url, connect_timeout=2)
+    try:
+        js = nc.jetstream()
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30
+        )
+        sub = await js.pull_subscribe(subject_filter, stream=stream, config=config)
+        out: list[StreamMessage] = []
+        while True:
+            try:
+                batch = await sub.fetch(500, timeout=2)
+            except nats.errors.TimeoutError:
+                if (await sub.consumer_info()).num_pending == 0:
+                    break
+                continue
+            for msg in batch:
+                headers = dict(msg.headers or {})
+                out.append(StreamMessage(msg.metadata.sequence.stream, msg.subject, headers, msg.data))
+                await msg.ack()
+        await sub.unsubscribe()
+        return out
+    finally:
+        await nc.close()
+
+
+def run_and_check(
+    cases: int,
+    sqlite_url: str,
+    tmp_path: Path,
+    nats_url: str,
+    bus_names: BusNames,
+    share_names: BusNames,
+    run_relay: Callable[..., AbstractContextManager[object]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Expected:
+    generate_cases(sqlite_url, cases, monkeypatch)
+    store = CaseEventStore(StoreConfig(sqlite_url))
+    try:
+        stored = len(store.read_log(0, 1_000_000))
+        with run_relay(store), start_sharing(tmp_path, nats_url, bus_names, share_names):
+            assert wait_until(
+                lambda: (
+                    len(asyncio.run(read_stream(nats_url, bus_names.stream, bus_names.subjects))) == stored
+                ),
+                60,
+                interval=0.3,
+            )
+            case_stream = asyncio.run(read_stream(nats_url, bus_names.stream, bus_names.subjects))
+            expected = expected_shares(case_stream)
+            assert wait_until(
+                lambda: (
+                    len(asyncio.run(read_stream(nats_url, share_names.stream, share_names.subjects)))
+                    >= expected.total
+                ),
+                90,
+                interval=0.5,
+            ), "the share stream did not fill"
+    finally:
+        store.close()
+    shared = received(asyncio.run(read_stream(nats_url, share_names.stream, share_names.subjects)))
+    assert len(shared) == expected.total
+    by_org: dict[str, list[Received]] = defaultdict(list)
+    tokens = {share_token(org): org for org in expected.per_org}
+    for r in shared:
+        by_org[tokens[r.organisation]].append(r)
+    assert set(by_org) == {org for org in expected.per_org if expected.messages(org)}
+    for organisation, got in by_org.items():
+        check_organisation(expected, organisation, got)
+    return expected
+
+
+def two_subscribers(expected: Expected, nats_url: str, share_names: BusNames) -> None:
+    """Two organisations' own subscribers (filtered consumers) each receive exactly their share:
+    one that sees cases by consent only (most SharingEnded), and the one with the most cases."""
+    ended = {
+        org: sum(items.count(ENDED) for items in cases.values()) for org, cases in expected.per_org.items()
+    }
+    by_consent = max(ended, key=lambda org: (ended[org], org))
+    busiest = max(
+        (org for org in expected.per_org if org != by_consent),
+        key=lambda org: (len(expected.per_org[org]), org),
+    )
+    for organisation in (by_consent, busiest):
+        subject = f"{share_names.subject_prefix}.{share_token(organisation)}.>"
+        got = received(asyncio.run(subscribe_and_read(nats_url, share_names.stream, subject)))
+        check_organisation(expected, organisation, got)
+
+
+def test_each_organisation_receives_exactly_what_it_may_see(
+    sqlite_url: str,
+    tmp_path: Path,
+    nats_url: str,
+    bus_names: BusNames,
+    share_names: BusNames,
+    run_relay: Callable[..., AbstractContextManager[object]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default suite's variant: fewer cases, every path still occurs."""
+    expected = run_and_check(
+        40, sqlite_url, tmp_path, nats_url, bus_names, share_names, run_relay, monkeypatch
+    )
+    assert expected.paths["history on becoming covered"] >= 40
+    assert expected.paths["ended after ConsentWithdrawn"] >= 1
+    two_subscribers(expected, nats_url, share_names)
+
+
+@pytest.mark.faults
+def test_two_hundred_generated_cases_every_path(
+    sqlite_url: str,
+    tmp_path: Path,
+    nats_url: str,
+    bus_names: BusNames,
+    share_names: BusNames,
+    run_relay: Callable[..., AbstractContextManager[object]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    expected = run_and_check(
+        200, sqlite_url, tmp_path, nats_url, bus_names, share_names, run_relay, monkeypatch
+    )
+    paths = expected.paths
+    print(dict(paths))
+    for path in (
+        "history on becoming covered",
+        "missed events sent on renewal",
+        "ConsentWithdrawn entirely",
+        "ConsentWithdrawn for an organisation",
+        "ConsentRenewed",
+        "ended after ConsentWithdrawn",
+    ):
+        assert paths[path] >= 1, (path, dict(paths))
+    assert len(expected.per_org) >= 10
+    two_subscribers(expected, nats_url, share_names)
