@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
 from services.shared.bus.names import BusNames
@@ -65,7 +65,7 @@ def bootstrap_sharing(
     relay = Relay(
         ShareLog(store, share_names),
         settings.nats(),
-        settings=relay_settings or RelaySettings(names=share_names, replicas=settings.nats_replicas),
+        settings=relay_settings or replace(settings.relay_settings(), names=share_names),
         name="sharing-relay",
     )
     return SharingParts(settings, store, service, consumer, relay, share_names)
