@@ -61,6 +61,8 @@ from services.shared.bus.embedded import EmbeddedNatsServer, port_is_free
 from services.shared.bus.lease import current_holder
 from services.shared.bus.relay import lease_bucket
 from services.shared.settings import AccessLogSettings, AuthSettings, BusSettings, settings_error
+from services.sharing.infrastructure.store import migrate as migrate_sharing
+from services.sharing.settings import SharingSettings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Operate VSS on the embedded defaults or real servers."
@@ -140,14 +142,16 @@ def token(
 
 @app.command("migrate")
 def migrate_command() -> None:
-    """Create the case, meetings and notifications stores' tables (safe to repeat)."""
+    """Create the case, meetings, notifications and sharing stores' tables (safe to repeat)."""
     url = CaseSettings().store_url()
     meetings_url = MeetingsSettings().store_url()
     notifications_url = NotificationsSettings().store_url()
+    sharing_url = SharingSettings().store_url()
     try:
         migrate(StoreConfig(url))
         migrate_meetings(meetings_url)
         migrate_notifications(notifications_url)
+        migrate_sharing(sharing_url)
     except StoreUrlInvalid as error:
         raise _fail(str(error), 2) from None
     except Exception as error:  # a store that cannot be reached
@@ -155,6 +159,7 @@ def migrate_command() -> None:
     out.print(f"case store ready: {url.split('@')[-1]}")
     out.print(f"meetings store ready: {meetings_url.split('@')[-1]}")
     out.print(f"notifications store ready: {notifications_url.split('@')[-1]}")
+    out.print(f"sharing store ready: {sharing_url.split('@')[-1]}")
 
 
 @app.command()
@@ -391,6 +396,17 @@ def _parts(settings: CaseSettings, bus: BusSettings, *, embedded_nats: bool) -> 
             logs / "notifications.log",
         )
     )
+    sharing = SharingSettings()
+    parts.append(
+        Part(
+            "sharing",
+            [sys.executable, "-m", "services.sharing.main"],
+            bus.nats(),
+            None,
+            logs / "sharing.log",
+            ready=lambda: sharing_holds_lease(sharing),
+        )
+    )
     return parts
 
 
@@ -398,6 +414,12 @@ def relay_holds_lease(bus: BusSettings) -> bool:
     """The relay is ready once it holds the stream's lease (it then publishes)."""
     names = bus.bus_names()
     return asyncio.run(current_holder(bus.nats(), bucket=lease_bucket(names), key="leader")) is not None
+
+
+def sharing_holds_lease(sharing: SharingSettings) -> bool:
+    """The sharing service is ready once its relay holds VSS_SHARE's lease (it then publishes)."""
+    names = sharing.share_names()
+    return asyncio.run(current_holder(sharing.nats(), bucket=lease_bucket(names), key="leader")) is not None
 
 
 @app.command()
@@ -421,6 +443,10 @@ def up() -> None:
         migrate_notifications(notifications.store_url())
     except Exception as error:
         raise _fail(f"cannot prepare the notifications store: {error}") from None
+    try:
+        migrate_sharing(SharingSettings().store_url())
+    except Exception as error:
+        raise _fail(f"cannot prepare the sharing store: {error}") from None
     if embedded_nats:
         for port, what in (
             (bus.nats_port, "VSS_NATS_PORT"),
@@ -489,6 +515,7 @@ def up() -> None:
             f"  meetings API       {meetings_api}\n"
             f"  notifications API  {notifications_api}\n"
             f"  mail               {mail}\n"
+            f"  sharing            {SharingSettings().share_names().stream} (each organisation's share)\n"
             f"  NATS               {bus.nats()}{' (embedded)' if embedded_nats else ''}\n"
             f"  data               {state['data_dir']}\n"
             f"  logs               {settings.data_dir.resolve() / 'logs'}"
@@ -584,6 +611,19 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
             "docs": f"{notifications_api}/docs",
             "mail": state.get("mail"),
             "healthy": http_ok(f"{notifications_api}/health"),
+        }
+    )
+    sharing = SharingSettings()
+    sharing_pid = pids.get("sharing")
+    parts.append(
+        {
+            "name": "sharing",
+            "url": nats_url,
+            "stream": sharing.share_names().stream,
+            "pid": sharing_pid,
+            "healthy": sharing_pid is not None
+            and pid_alive(int(sharing_pid))
+            and sharing_holds_lease(sharing),
         }
     )
     report: dict[str, Any] = {
