@@ -6,8 +6,8 @@ Given a case's events -> which organisation receives which events and which Shar
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -149,10 +149,12 @@ def test_the_decision_is_the_shared_access_rule() -> None:
 
 # ----------------------------------------------------------------------- the service on its store
 @pytest.fixture
-def service(tmp_path: Path) -> SharingService:
-    url = f"sqlite:///{tmp_path / 'sharing.sqlite'}"
-    migrate(url)
-    return SharingService(SharingStore(url))
+def service(store_url: str) -> Iterator[SharingService]:
+    """The service on its real store: SQLite and PostgreSQL."""
+    migrate(store_url)
+    store = SharingStore(store_url)
+    yield SharingService(store)
+    store.close()
 
 
 def incoming(version: int, type_name: str, data: dict[str, Any], sequence: int) -> IncomingEvent:
@@ -207,4 +209,3 @@ def test_the_outbox_holds_each_message_once_and_a_redelivery_changes_nothing(ser
     assert event.prevhash == f"{2:064x}"  # the last event FK received
     assert cloud_event_hash(orjson.loads(ended.body)) == event.eventhash
     assert ended.message_id == f"{FK}:{event.id}"
-    store.close()
