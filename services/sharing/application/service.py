@@ -74,15 +74,14 @@ class ShareTx(Protocol):
 
     def kept(self, case_id: str, first: int, last: int) -> Sequence[KeptEvent]: ...
 
-    def access(self, case_id: str) -> CaseAccess | None: ...
-
-    def save_access(self, case_id: str, access: CaseAccess) -> None: ...
-
-    def received(self, case_id: str) -> dict[str, tuple[int, bool]]:
-        """Per organisation that ever received the case: (its last version, still sharing)."""
+    def case_state(self, case_id: str) -> tuple[CaseAccess, dict[str, tuple[int, bool]]]:
+        """The case's access state, and per organisation that ever received the case: (its last
+        version, still sharing). A case not seen yet: an empty state."""
         ...
 
-    def save_received(self, case_id: str, organisation: str, last_version: int, sharing: bool) -> None: ...
+    def save_case_state(
+        self, case_id: str, access: CaseAccess, received: dict[str, tuple[int, bool]]
+    ) -> None: ...
 
     def enqueue(self, messages: Sequence[ShareMessage]) -> None: ...
 
@@ -113,58 +112,64 @@ class SharingService:
     def apply(self, event: IncomingEvent) -> bool:
         """Share one case event; False (nothing changed) if its sequence was applied already."""
         with self.store.transaction() as tx:
-            if not tx.advance(self.consumer, event.stream_sequence, event.event_id):
-                return False
-            this = KeptEvent(
-                event.case_id,
-                event.version,
-                event.event_id,
-                event.type_name,
-                event.event_name,
-                event.body,
-                event.event_hash,
+            return self._apply(tx, event)
+
+    def apply_many(self, events: Sequence[IncomingEvent]) -> int:
+        """Share several case events in order, in one transaction; how many were not applied before."""
+        with self.store.transaction() as tx:
+            return sum(self._apply(tx, event) for event in events)
+
+    def _apply(self, tx: ShareTx, event: IncomingEvent) -> bool:
+        if not tx.advance(self.consumer, event.stream_sequence, event.event_id):
+            return False
+        this = KeptEvent(
+            event.case_id,
+            event.version,
+            event.event_id,
+            event.type_name,
+            event.event_name,
+            event.body,
+            event.event_hash,
+        )
+        tx.keep(this)
+        access, received = tx.case_state(event.case_id)
+        decision = decide(event.version, event.current_type, event.data, day_of(event.time), access, received)
+        messages: list[ShareMessage] = []
+        now = dict(received)
+        for organisation, first in decision.share.items():
+            history = [this] if first == event.version else [*_before(tx, event, first), this]
+            messages += [_share(organisation, kept) for kept in history]
+            now[organisation] = (event.version, True)
+        for organisation, reason in decision.ended.items():
+            last_version = received[organisation][0]
+            last = tx.kept(event.case_id, last_version, last_version) if last_version else ()
+            body = sharing_ended_body(
+                organisation=organisation,
+                case_id=event.case_id,
+                reason=reason,
+                cause_event_id=event.event_id,
+                cause_type=event.type_name,
+                cause_version=event.version,
+                cause_time=event.time,
+                cause_position=event.log_position,
+                correlation_id=event.correlation_id,
+                last_version=last_version,
+                last_hash=last[0].event_hash if last else None,
             )
-            tx.keep(this)
-            access = tx.access(event.case_id) or CaseAccess()
-            received = tx.received(event.case_id)
-            decision = decide(
-                event.version, event.current_type, event.data, day_of(event.time), access, received
+            messages.append(
+                ShareMessage(
+                    organisation,
+                    event.case_id,
+                    message_id(organisation, str(body["id"])),
+                    SharingEnded.event_name(),
+                    SharingEnded.TYPE,
+                    orjson.dumps(body),
+                )
             )
-            tx.save_access(event.case_id, access)
-            messages: list[ShareMessage] = []
-            for organisation, first in decision.share.items():
-                history = [this] if first == event.version else [*_before(tx, event, first), this]
-                messages += [_share(organisation, kept) for kept in history]
-                tx.save_received(event.case_id, organisation, event.version, True)
-            for organisation, reason in decision.ended.items():
-                last_version = received[organisation][0]
-                last = tx.kept(event.case_id, last_version, last_version) if last_version else ()
-                body = sharing_ended_body(
-                    organisation=organisation,
-                    case_id=event.case_id,
-                    reason=reason,
-                    cause_event_id=event.event_id,
-                    cause_type=event.type_name,
-                    cause_version=event.version,
-                    cause_time=event.time,
-                    cause_position=event.log_position,
-                    correlation_id=event.correlation_id,
-                    last_version=last_version,
-                    last_hash=last[0].event_hash if last else None,
-                )
-                messages.append(
-                    ShareMessage(
-                        organisation,
-                        event.case_id,
-                        message_id(organisation, str(body["id"])),
-                        SharingEnded.event_name(),
-                        SharingEnded.TYPE,
-                        orjson.dumps(body),
-                    )
-                )
-                tx.save_received(event.case_id, organisation, last_version, False)
-            tx.enqueue(messages)
-            return True
+            now[organisation] = (last_version, False)
+        tx.save_case_state(event.case_id, access, now)
+        tx.enqueue(messages)
+        return True
 
 
 def _before(tx: ShareTx, event: IncomingEvent, first: int) -> Iterator[KeptEvent]:

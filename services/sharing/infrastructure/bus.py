@@ -22,6 +22,7 @@ from services.shared.bus.relay import OutboxMessage
 from services.shared.bus.streams import case_stream_config, connect, declare_if_missing
 from services.sharing.application.service import IncomingEvent, SharingService
 from services.sharing.infrastructure.store import LoggedShare, SharingStore
+from vss_contracts.registry import upcast
 from vss_contracts.subjects import (
     HEADER_EVENT_TYPE,
     HEADER_LOG_POSITION,
@@ -63,28 +64,36 @@ class CaseEventHandler:
         return self.service.applied_through()
 
     def apply(self, delivery: Delivery) -> bool:
-        event = delivery.event
-        data = delivery.data  # the current model of its type
-        return self.service.apply(
-            IncomingEvent(
-                case_id=event.subject,
-                version=event.caseversion,
-                event_id=event.id,
-                type_name=event.type,
-                event_name=delivery.subject.rsplit(".", 1)[1],
-                current_type=data.TYPE,
-                data=data.model_dump(mode="json"),
-                time=event.time,
-                log_position=event.logposition,
-                correlation_id=event.correlationid,
-                event_hash=event.eventhash,
-                body=delivery.body,
-                stream_sequence=delivery.stream_sequence,
-            )
-        )
+        return self.service.apply(incoming(delivery))
+
+    def apply_batch(self, deliveries: Sequence[Delivery]) -> int:
+        return self.service.apply_many([incoming(delivery) for delivery in deliveries])
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
         self.service.pass_over(stream_sequence, event_id)
+
+
+def incoming(delivery: Delivery) -> IncomingEvent:
+    """A case event as the sharing service applies it."""
+    event = delivery.event
+    # The payload in the current version of its type: the published dict upcast (the
+    # consumer base validated it already; no second dump of the model).
+    current_type, data = upcast(event.type, event.data)
+    return IncomingEvent(
+        case_id=event.subject,
+        version=event.caseversion,
+        event_id=event.id,
+        type_name=event.type,
+        event_name=delivery.subject.rsplit(".", 1)[1],
+        current_type=current_type,
+        data=data,
+        time=event.time,
+        log_position=event.logposition,
+        correlation_id=event.correlationid,
+        event_hash=event.eventhash,
+        body=delivery.body,
+        stream_sequence=delivery.stream_sequence,
+    )
 
 
 class ShareLog:

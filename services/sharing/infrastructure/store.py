@@ -40,9 +40,9 @@ def _tables(serial: str, blob: str) -> tuple[str, ...]:
         "CREATE TABLE IF NOT EXISTS kept_events (case_id TEXT NOT NULL, version BIGINT NOT NULL,"
         f" event_id TEXT NOT NULL, type TEXT NOT NULL, name TEXT NOT NULL, body {blob} NOT NULL,"
         " event_hash TEXT NOT NULL, PRIMARY KEY (case_id, version))",
-        "CREATE TABLE IF NOT EXISTS case_access (case_id TEXT PRIMARY KEY, state TEXT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS received (case_id TEXT NOT NULL, organisation TEXT NOT NULL,"
-        " last_version BIGINT NOT NULL, sharing INTEGER NOT NULL, PRIMARY KEY (case_id, organisation))",
+        # Per case: what the access rule reads, and per organisation that ever received the case its
+        # last version and whether it still shares (one row: one write per event, not one per organisation).
+        "CREATE TABLE IF NOT EXISTS case_state (case_id TEXT PRIMARY KEY, state TEXT NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS share_log (position {serial}, organisation TEXT NOT NULL,"
         " case_id TEXT NOT NULL, message_id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
         f" type TEXT NOT NULL, body {blob} NOT NULL)",
@@ -102,39 +102,36 @@ class Tx:
         )
         return [KeptEvent(r[0], int(r[1]), r[2], r[3], r[4], bytes(r[5]), r[6]) for r in rows]
 
-    def access(self, case_id: str) -> CaseAccess | None:
-        rows = self._rows("SELECT state FROM case_access WHERE case_id = ?", (case_id,))
-        return CaseAccess.from_json(orjson.loads(rows[0][0])) if rows else None
+    def case_state(self, case_id: str) -> tuple[CaseAccess, dict[str, tuple[int, bool]]]:
+        rows = self._rows("SELECT state FROM case_state WHERE case_id = ?", (case_id,))
+        if not rows:
+            return CaseAccess(), {}
+        state = orjson.loads(rows[0][0])
+        received = {org: (int(last), bool(sharing)) for org, (last, sharing) in state["received"].items()}
+        return CaseAccess.from_json(state["access"]), received
 
-    def save_access(self, case_id: str, access: CaseAccess) -> None:
+    def save_case_state(
+        self, case_id: str, access: CaseAccess, received: dict[str, tuple[int, bool]]
+    ) -> None:
+        state = {"access": access.to_json(), "received": {org: list(r) for org, r in received.items()}}
         self._run(
-            "INSERT INTO case_access (case_id, state) VALUES (?, ?)"
+            "INSERT INTO case_state (case_id, state) VALUES (?, ?)"
             " ON CONFLICT (case_id) DO UPDATE SET state = excluded.state",
-            (case_id, orjson.dumps(access.to_json()).decode()),
-        )
-
-    def received(self, case_id: str) -> dict[str, tuple[int, bool]]:
-        rows = self._rows(
-            "SELECT organisation, last_version, sharing FROM received WHERE case_id = ?", (case_id,)
-        )
-        return {str(r[0]): (int(r[1]), bool(r[2])) for r in rows}
-
-    def save_received(self, case_id: str, organisation: str, last_version: int, sharing: bool) -> None:
-        self._run(
-            "INSERT INTO received (case_id, organisation, last_version, sharing) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (case_id, organisation) DO UPDATE SET last_version = excluded.last_version,"
-            " sharing = excluded.sharing",
-            (case_id, organisation, last_version, int(sharing)),
+            (case_id, orjson.dumps(state).decode()),
         )
 
     def enqueue(self, messages: Sequence[ShareMessage]) -> None:
-        for m in messages:
-            # A message id queued before (only a redo past the position check could) is not queued again.
-            self._run(
-                "INSERT INTO share_log (organisation, case_id, message_id, name, type, body)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
-                (m.organisation, m.case_id, m.message_id, m.event_name, m.type_name, m.body),
-            )
+        if not messages:
+            return
+        # A message id queued before (only a redo past the position check could) is not queued again.
+        sql = (
+            "INSERT INTO share_log (organisation, case_id, message_id, name, type, body)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING"
+        )
+        self.cursor.executemany(
+            sql.replace("?", "%s") if self.postgres else sql,
+            [(m.organisation, m.case_id, m.message_id, m.event_name, m.type_name, m.body) for m in messages],
+        )
 
 
 class SharingStore:
@@ -228,12 +225,10 @@ class SharingStore:
 
     def summary(self) -> dict[str, Any]:
         """For operators: organisations and cases shared, the outbox's size, the consumer's position."""
-        (shared,) = self._read("SELECT COUNT(*) FROM received WHERE sharing = 1")
-        (organisations,) = self._read("SELECT COUNT(DISTINCT organisation) FROM received")
         (queued,) = self._read("SELECT COALESCE(MAX(position), 0) FROM share_log")
+        (organisations,) = self._read("SELECT COUNT(DISTINCT organisation) FROM share_log")
         return {
             "organisations": int(organisations[0]),
-            "shared_cases": int(shared[0]),
             "log_position": int(queued[0]),
             "applied_through": self.applied_through("sharing"),
         }
