@@ -40,14 +40,15 @@ class KeptEvent:
 
 @dataclass(frozen=True, slots=True)
 class ShareMessage:
-    """One row of the outbox: a body for one organisation."""
+    """One row of the outbox: a body for one organisation (a kept case event's, by its version)."""
 
     organisation: str
     case_id: str
     message_id: str  # Nats-Msg-Id: <organisation>:<event id>
     event_name: str
     type_name: str
-    body: bytes
+    version: int | None  # a kept case event: its body is the kept one (not copied per organisation)
+    body: bytes | None = None  # a message of the service's own (SharingEnded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,7 @@ class SharingService:
                     message_id(organisation, str(body["id"])),
                     SharingEnded.event_name(),
                     SharingEnded.TYPE,
+                    None,
                     orjson.dumps(body),
                 )
             )
@@ -184,5 +186,5 @@ def _share(organisation: str, kept: KeptEvent) -> ShareMessage:
         message_id(organisation, kept.event_id),
         kept.event_name,
         kept.type_name,
-        kept.body,
+        kept.version,
     )

@@ -43,9 +43,11 @@ def _tables(serial: str, blob: str) -> tuple[str, ...]:
         # Per case: what the access rule reads, and per organisation that ever received the case its
         # last version and whether it still shares (one row: one write per event, not one per organisation).
         "CREATE TABLE IF NOT EXISTS case_state (case_id TEXT PRIMARY KEY, state TEXT NOT NULL)",
+        # The outbox. A case event's row names its kept version (the body is not copied per
+        # organisation); a message of the service's own (SharingEnded) carries its body.
         f"CREATE TABLE IF NOT EXISTS share_log (position {serial}, organisation TEXT NOT NULL,"
         " case_id TEXT NOT NULL, message_id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
-        f" type TEXT NOT NULL, body {blob} NOT NULL)",
+        f" type TEXT NOT NULL, version BIGINT, body {blob})",
         checkpoint.CREATE_POSITIONS_TABLE,
     )
 
@@ -125,12 +127,15 @@ class Tx:
             return
         # A message id queued before (only a redo past the position check could) is not queued again.
         sql = (
-            "INSERT INTO share_log (organisation, case_id, message_id, name, type, body)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING"
+            "INSERT INTO share_log (organisation, case_id, message_id, name, type, version, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING"
         )
         self.cursor.executemany(
             sql.replace("?", "%s") if self.postgres else sql,
-            [(m.organisation, m.case_id, m.message_id, m.event_name, m.type_name, m.body) for m in messages],
+            [
+                (m.organisation, m.case_id, m.message_id, m.event_name, m.type_name, m.version, m.body)
+                for m in messages
+            ],
         )
 
 
@@ -217,8 +222,10 @@ class SharingStore:
 
     def read_log(self, after: int, limit: int) -> list[LoggedShare]:
         rows = self._read(
-            "SELECT position, organisation, case_id, message_id, name, type, body FROM share_log"
-            " WHERE position > ? ORDER BY position LIMIT ?",
+            "SELECT s.position, s.organisation, s.case_id, s.message_id, s.name, s.type,"
+            " COALESCE(s.body, k.body) FROM share_log s"
+            " LEFT JOIN kept_events k ON k.case_id = s.case_id AND k.version = s.version"
+            " WHERE s.position > ? ORDER BY s.position LIMIT ?",
             (after, limit),
         )
         return [LoggedShare(int(r[0]), r[1], r[2], r[3], r[4], r[5], bytes(r[6])) for r in rows]
