@@ -12,11 +12,14 @@ message once, each case in order, the case events' bodies byte for byte.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import uuid
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
+from operator import methodcaller
 from pathlib import Path
 
 import nats
@@ -24,6 +27,9 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.case import generator
+from services.case.application.service import CaseService, Request
+from services.case.domain import commands as cmd
+from services.case.domain.case import Case
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import RelaySettings, lease_bucket
@@ -33,10 +39,13 @@ from services.sharing.infrastructure.store import migrate as migrate_sharing
 from services.sharing.settings import SharingSettings
 from tests.bus.conftest import PartsThread
 from tests.sharing.expected import ENDED, Expected, expected_shares
+from tests.support.actors import make_actor
 from tests.support.bus import StreamMessage, read_stream, wait_until
+from tests.support.clock import FixedClock
 from tests.support.nats import delete_streams
-from vss_contracts.sharing_events import SharingEnded, decode_sharing_event
+from vss_contracts.sharing_events import SharingEnded, SharingEndReason, decode_sharing_event
 from vss_contracts.subjects import HEADER_MSG_ID, SHARING_EVENT_SOURCE, share_token
+from vss_contracts.types import ClosingReason, OrganisationRef
 
 END = date(2026, 11, 30)
 SPAN_DAYS = 730
@@ -54,6 +63,71 @@ def generate_cases(url: str, cases: int, monkeypatch: pytest.MonkeyPatch, seed: 
         generator.generate(store, generator.GeneratorSettings(cases, seed=seed, end=END, span_days=SPAN_DAYS))
     finally:
         store.close()
+
+
+def script_ending_paths(url: str, each: int = 2) -> Counter[str]:
+    """After the generated timeline, on cases still open with a consent that covers an
+    organisation besides the coordinators': the endings the generator does not make.
+
+    - a consent valid one more day, then the case closed after it ran out (``consent_expired``
+      at the closing: expiry takes effect at the next event);
+    - a new consent naming only the coordinators' organisations (``consent_replaced``);
+    - a consent naming one coordinator's organisation, then the other coordinator unassigned
+      (``coordinator_unassigned``).
+    """
+    store = CaseEventStore(StoreConfig(url))
+    clock = FixedClock(datetime.combine(END + timedelta(days=1), clock_time(8, 0), tzinfo=UTC))
+    service = CaseService(store, clock)
+    done: Counter[str] = Counter()
+    try:
+        for case_id in store.case_ids():
+            state = store.load(case_id).state
+            consent = state.consent
+            if state.closed_on or consent is None or consent.withdrawn_on or not state.coordinators:
+                continue
+            coordinators = list(state.coordinators.values())
+            coordinating = {c.organisation.id: c.organisation for c in coordinators}
+            if not set(consent.organisations) - set(coordinating):
+                continue
+            first = coordinators[0]
+            actor = make_actor(first.user_id, first.organisation, "coordinator")
+
+            def run(action: Callable[[Case], object]) -> None:
+                service.execute(Request(actor, f"script-{uuid.uuid4()}"), case_id, action)  # noqa: B023
+
+            def consent_for(orgs: list[OrganisationRef], valid_until: date | None = None) -> cmd.GiveConsent:
+                return cmd.GiveConsent(
+                    organisations=orgs,
+                    covers_relatives=False,
+                    signed_on=clock.today(),
+                    valid_until=valid_until,
+                )
+
+            if done["expired"] < each:
+                expiring = consent_for(
+                    list(consent.organisations.values()), clock.today() + timedelta(days=1)
+                )
+                run(methodcaller("give_consent", expiring))
+                clock.advance(days=3)
+                closing = cmd.CloseCase(closed_on=clock.today(), reason=ClosingReason.OTHER)
+                run(methodcaller("close", closing))
+                done["expired"] += 1
+            elif done["replaced"] < each:
+                replacing = consent_for(list(coordinating.values()))
+                run(methodcaller("give_consent", replacing))
+                done["replaced"] += 1
+            elif done["unassigned"] < each and len(coordinating) == 2:
+                narrowing = consent_for([first.organisation])
+                run(methodcaller("give_consent", narrowing))
+                leaving = cmd.UnassignCoordinator(unassigned_on=clock.today(), reason="Slutat")
+                run(methodcaller("unassign_coordinator", coordinators[1].user_id, leaving))
+                done["unassigned"] += 1
+            if min(done["expired"], done["replaced"], done["unassigned"]) >= each:
+                break
+            clock.advance(minutes=7)
+    finally:
+        store.close()
+    return done
 
 
 @pytest.fixture
@@ -157,6 +231,8 @@ def run_and_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Expected:
     generate_cases(sqlite_url, cases, monkeypatch)
+    scripted = script_ending_paths(sqlite_url)
+    assert min(scripted["expired"], scripted["replaced"], scripted["unassigned"]) >= 1, scripted
     store = CaseEventStore(StoreConfig(sqlite_url))
     try:
         stored = len(store.read_log(0, 1_000_000))
@@ -192,6 +268,18 @@ def run_and_check(
     return expected
 
 
+def reasons(expected: Expected, nats_url: str, share_names: BusNames) -> set[SharingEndReason]:
+    """The reasons of every SharingEnded on the share stream."""
+    found = set()
+    for message in asyncio.run(read_stream(nats_url, share_names.stream, share_names.subjects)):
+        event = message.event
+        if event.source == SHARING_EVENT_SOURCE:
+            ended = decode_sharing_event(event.type, event.data)
+            assert isinstance(ended, SharingEnded)
+            found.add(ended.reason)
+    return found
+
+
 def two_subscribers(expected: Expected, nats_url: str, share_names: BusNames) -> None:
     """Two organisations' own subscribers (filtered consumers) each receive exactly their share:
     one that sees cases by consent only (most SharingEnded), and the one with the most cases."""
@@ -223,7 +311,13 @@ def test_each_organisation_receives_exactly_what_it_may_see(
         40, sqlite_url, tmp_path, nats_url, bus_names, share_names, run_relay, monkeypatch
     )
     assert expected.paths["history on becoming covered"] >= 40
-    assert expected.paths["ended after ConsentWithdrawn"] >= 1
+    for ending in ("ConsentWithdrawn", "CaseClosed", "ConsentGiven", "CoordinatorUnassigned"):
+        assert expected.paths[f"ended after {ending}"] >= 1, (ending, dict(expected.paths))
+    assert reasons(expected, nats_url, share_names) >= {
+        SharingEndReason.CONSENT_EXPIRED,
+        SharingEndReason.CONSENT_REPLACED,
+        SharingEndReason.COORDINATOR_UNASSIGNED,
+    }
     two_subscribers(expected, nats_url, share_names)
 
 
@@ -249,6 +343,9 @@ def test_two_hundred_generated_cases_every_path(
         "ConsentWithdrawn for an organisation",
         "ConsentRenewed",
         "ended after ConsentWithdrawn",
+        "ended after CaseClosed",
+        "ended after ConsentGiven",
+        "ended after CoordinatorUnassigned",
     ):
         assert paths[path] >= 1, (path, dict(paths))
     assert len(expected.per_org) >= 10
