@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -209,3 +210,17 @@ def test_the_outbox_holds_each_message_once_and_a_redelivery_changes_nothing(ser
     assert event.prevhash == f"{2:064x}"  # the last event FK received
     assert cloud_event_hash(orjson.loads(ended.body)) == event.eventhash
     assert ended.message_id == f"{FK}:{event.id}"
+
+
+def test_the_deploy_definition_of_vss_share_is_what_the_service_declares() -> None:
+    from services.sharing.infrastructure.bus import share_bus_names, share_stream_config  # noqa: PLC0415
+
+    deployed = orjson.loads((Path(__file__).resolve().parents[2] / "deploy/nats/VSS_SHARE.json").read_bytes())
+    config = share_stream_config(share_bus_names(), replicas=3)
+    assert deployed["name"] == config.name == "VSS_SHARE"
+    assert deployed["subjects"] == config.subjects
+    assert deployed["description"] == config.description
+    assert deployed["num_replicas"] == config.num_replicas
+    assert deployed["duplicate_window"] == int((config.duplicate_window or 0) * 1e9)
+    assert deployed["allow_atomic"] is bool(config.allow_atomic)
+    assert (deployed["retention"], deployed["discard"]) == ("limits", "new")
