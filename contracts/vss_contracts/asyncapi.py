@@ -461,7 +461,8 @@ def _share_headers_schema() -> dict[str, Any]:
 
 
 def _share_channel() -> dict[str, Any]:
-    keys = [_message_key(cls) for cls in (*CASE_EVENTS, SharingEnded)]
+    shared: tuple[EventModel, ...] = (*CASE_EVENTS, SharingEnded)
+    keys = [_message_key(cls) for cls in shared]
     return {
         "address": f"{SHARE_SUBJECT_PREFIX}.{{{ORGANISATION}}}.{{{CASE_ID}}}.{{{EVENT_NAME}}}",
         "title": "An organisation's share",
