@@ -9,7 +9,12 @@ from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.sharing.application.service import CONSUMER, SharingService
-from services.sharing.infrastructure.bus import CaseEventHandler, ShareLog, declare_share_stream
+from services.sharing.infrastructure.bus import (
+    CaseEventHandler,
+    ShareLog,
+    check_stream_not_ahead,
+    declare_share_stream,
+)
 from services.sharing.infrastructure.store import SharingStore
 from services.sharing.settings import SharingSettings
 
@@ -29,6 +34,7 @@ class SharingParts:
         await declare_share_stream(
             self.settings.nats(), self.share_names, replicas=self.settings.nats_replicas
         )
+        await check_stream_not_ahead(self.settings.nats(), self.share_names, self.store)
         tasks = [
             asyncio.create_task(self.consumer.run(stop), name="sharing-consumer"),
             asyncio.create_task(self.relay.run(stop), name="sharing-relay"),

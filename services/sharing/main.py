@@ -16,6 +16,7 @@ from services.shared.eventstore import StoreUrlInvalid
 from services.shared.logging import configure_logging
 from services.shared.settings import settings_error
 from services.sharing.bootstrap import bootstrap_sharing
+from services.sharing.infrastructure.bus import ShareStreamAhead
 from services.sharing.infrastructure.store import StoreNotMigrated
 
 
@@ -37,6 +38,9 @@ async def _run() -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await parts.run(stop)
+    except ShareStreamAhead as error:
+        print(f"sharing: {error}", file=sys.stderr)
+        return 2
     finally:
         parts.close()
     return 0

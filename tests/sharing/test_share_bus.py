@@ -12,6 +12,9 @@ message once, each case in order, the case events' bodies byte for byte.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -34,17 +37,17 @@ from services.case.infrastructure.store import CaseEventStore, StoreConfig, migr
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import RelaySettings, lease_bucket
 from services.sharing.bootstrap import SharingParts, bootstrap_sharing
-from services.sharing.infrastructure.bus import share_bus_names
+from services.sharing.infrastructure.bus import share_bus_names, share_stream_config
 from services.sharing.infrastructure.store import migrate as migrate_sharing
 from services.sharing.settings import SharingSettings
 from tests.bus.conftest import PartsThread
 from tests.sharing.expected import ENDED, Expected, expected_shares
 from tests.support.actors import make_actor
-from tests.support.bus import StreamMessage, read_stream, wait_until
+from tests.support.bus import ROOT, StreamMessage, read_stream, wait_until
 from tests.support.clock import FixedClock
 from tests.support.nats import delete_streams
 from vss_contracts.sharing_events import SharingEnded, SharingEndReason, decode_sharing_event
-from vss_contracts.subjects import HEADER_MSG_ID, SHARING_EVENT_SOURCE, share_token
+from vss_contracts.subjects import HEADER_LOG_POSITION, HEADER_MSG_ID, SHARING_EVENT_SOURCE, share_token
 from vss_contracts.types import ClosingReason, OrganisationRef
 
 END = date(2026, 11, 30)
@@ -350,3 +353,48 @@ def test_two_hundred_generated_cases_every_path(
         assert paths[path] >= 1, (path, dict(paths))
     assert len(expected.per_org) >= 10
     two_subscribers(expected, nats_url, share_names)
+
+
+def test_a_store_behind_the_share_stream_stops_the_service_with_one_line(
+    tmp_path: Path, nats_url: str, bus_names: BusNames, share_names: BusNames
+) -> None:
+    """An emptied (or older) sharing store would start its outbox below what VSS_SHARE holds,
+    and the relay, resuming after the stream's last position, would skip that many messages."""
+
+    async def publish_one() -> None:
+        nc = await nats.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            await js.add_stream(share_stream_config(share_names))
+            await js.publish(
+                f"{share_names.subject_prefix}.org.c1.CaseOpened",
+                b"{}",
+                headers={HEADER_MSG_ID: "org:e1", HEADER_LOG_POSITION: "3"},
+            )
+        finally:
+            await nc.close()
+
+    asyncio.run(publish_one())
+    settings = sharing_settings(tmp_path, nats_url)  # a migrated, empty store
+    env = {
+        **os.environ,
+        "VSS_SHARING_STORE_URL": str(settings.sharing_store_url),
+        "VSS_NATS_URL": nats_url,
+        "VSS_BUS_STREAM": bus_names.stream,
+        "VSS_BUS_SUBJECT_PREFIX": bus_names.subject_prefix,
+        "VSS_SHARE_STREAM_PREFIX": share_names.stream.removesuffix("VSS_SHARE"),
+        "VSS_DATA_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.sharing.main"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    line = done.stderr.strip().splitlines()[-1]  # the reason, after the service's log lines
+    assert line.startswith("sharing: ")
+    assert "ends at outbox position 3 but the sharing store's outbox at 0" in line

@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
 from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
 
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
@@ -46,12 +48,41 @@ def share_stream_config(names: BusNames, *, replicas: int = 1) -> StreamConfig:
     )
 
 
+class ShareStreamAhead(RuntimeError):
+    """VSS_SHARE holds messages the sharing store's outbox does not (a store lost or restored
+    from an older backup): the relay would skip that many new messages."""
+
+
 async def declare_share_stream(nats_url: str, names: BusNames, *, replicas: int = 1) -> bool:
     nc = await connect(nats_url, name="sharing-declare")
     try:
         return await declare_if_missing(nc.jetstream(), share_stream_config(names, replicas=replicas))
     finally:
         await nc.close()
+
+
+async def check_stream_not_ahead(nats_url: str, names: BusNames, store: SharingStore) -> None:
+    """Refuse to start when the share stream ends beyond the store's outbox.
+
+    The relay resumes after the stream's last ``Vss-Log-Position``; an outbox that starts
+    again below it (an emptied or restored store) would have its first messages skipped.
+    """
+    nc = await connect(nats_url, name="sharing-check")
+    try:
+        try:
+            last = await nc.jetstream().get_last_msg(names.stream, names.subjects)
+        except NotFoundError:
+            return
+        published = int((last.headers or {}).get(HEADER_LOG_POSITION, 0))
+    finally:
+        await nc.close()
+    stored = await asyncio.to_thread(store.last_position)
+    if published > stored:
+        raise ShareStreamAhead(
+            f"{names.stream} ends at outbox position {published:,} but the sharing store's outbox at"
+            f" {stored:,} ({store.url.redacted()}): restore the store that published it, or delete"
+            f" {names.stream} so that it is published again from the start (organisations then re-read)"
+        )
 
 
 class CaseEventHandler:

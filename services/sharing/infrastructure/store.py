@@ -220,6 +220,11 @@ class SharingStore:
         with self.transaction() as tx:
             tx.advance(consumer, stream_sequence, event_id)
 
+    def last_position(self) -> int:
+        """The outbox's last position (0: empty)."""
+        (row,) = self._read("SELECT COALESCE(MAX(position), 0) FROM share_log")
+        return int(row[0])
+
     def read_log(self, after: int, limit: int) -> list[LoggedShare]:
         rows = self._read(
             "SELECT s.position, s.organisation, s.case_id, s.message_id, s.name, s.type,"
