@@ -133,7 +133,8 @@ class ConsumerSettings:
     filter_subject: str | None = None  # default: the whole case stream
     decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data  # the payload's model
     fetch_batch: int = 100
-    fetch_timeout: float = 1.0
+    fetch_timeout: float = 1.0  # the longest wait for the next message (then look again)
+    fetch_more_wait: float = 0.005  # after one arrived: how long the pull for the rest may linger
     max_attempts: int = 5
     backoff: tuple[float, ...] = (0.05, 0.2, 1.0, 2.0, 5.0)
     ack_wait: float = 30.0
@@ -222,7 +223,7 @@ class DurableConsumer:
         try:
             while not stop.is_set():
                 try:
-                    messages = await sub.fetch(self.settings.fetch_batch, timeout=self.settings.fetch_timeout)
+                    messages = await self._fetch(sub)
                 except (NatsTimeoutError, TimeoutError):
                     # Nothing to fetch. (nats-py raises the built-in TimeoutError when its
                     # deadline runs out between its quick check and its long poll.)
@@ -239,6 +240,23 @@ class DurableConsumer:
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
+        """Wait for the next message, then take at once what else is there (up to the batch).
+
+        Not one ``fetch(batch)``: nats-py 2.16 sends a lingering pull when nothing is buffered,
+        and then waits for the whole batch or the timeout, so a trickle of events (a command
+        now and then) waited up to ``fetch_timeout`` each. ``fetch(1)`` returns with the first
+        message; the pull for the rest lingers only ``fetch_more_wait``.
+        """
+        first = await sub.fetch(1, timeout=self.settings.fetch_timeout)
+        if self.settings.fetch_batch <= 1:
+            return first
+        try:
+            more = await sub.fetch(self.settings.fetch_batch - 1, timeout=self.settings.fetch_more_wait)
+        except (NatsTimeoutError, TimeoutError):
+            more = []
+        return [*first, *more]
 
     async def _point_durable_at_state(self, js: JetStreamContext) -> None:
         """Make the durable deliver from the service's stored sequence + 1."""
