@@ -26,8 +26,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import multiprocessing as mp
 import os
 import resource
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -37,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import orjson
+from nats.js.api import DeliverPolicy
 
 from bench.common import quiet_logs
 from services.case.application.service import CaseService
@@ -69,7 +76,7 @@ class Figure:
         return self.messages_out / self.seconds
 
 
-def write_cases(url: str, cases: int, organisations: int, worksheets: int) -> int:
+def write_cases(url: str, cases: int, organisations: int, worksheets: int) -> tuple[int, list[str]]:
     migrate(StoreConfig(url))
     store = CaseEventStore(StoreConfig(url))
     clock = FixedClock()
@@ -79,10 +86,12 @@ def write_cases(url: str, cases: int, organisations: int, worksheets: int) -> in
         OrganisationRef(id=f"bench-org-{i:02d}", name=f"Organisation {i}", principal=Principal.OTHER)
         for i in range(organisations - 1)
     ]
+    case_ids: list[str] = []
     try:
         for _ in range(cases):
             request = new_request(ACTORS.region)
             case_id = service.open_case(request, open_case_command(clock.today())).case_id
+            case_ids.append(str(case_id))
             assign = cmd.AssignCoordinator(
                 coordinator=coordinator_for(ACTORS.region), assigned_on=clock.today()
             )
@@ -94,7 +103,7 @@ def write_cases(url: str, cases: int, organisations: int, worksheets: int) -> in
             sheet = worksheet_command(clock.today(), worksheet=Worksheet.ORDINARY_DAY)
             for _ in range(worksheets):
                 service.execute(request, case_id, methodcaller("complete_worksheet", sheet))
-        return len(store.read_log(0, 10_000_000))
+        return len(store.read_log(0, 10_000_000)), case_ids
     finally:
         store.close()
 
@@ -168,14 +177,148 @@ async def raw_round(nats_url: str, sharing_url: str, events: int) -> Figure:
     return Figure("raw nats-py publish_async (same messages)", events, len(rendered), elapsed)
 
 
+# ------------------------------------------------------------------------------ latency
+def write_at_rate(url: str, case_ids: list[str], rate: float, seconds: float, out: str) -> None:
+    """In a process of its own (as the case API would be): one worksheet command every 1/rate s,
+    round-robin over the cases; each event id with the monotonic time its command returned."""
+    store = CaseEventStore(StoreConfig(url))
+    service = CaseService(store, FixedClock())
+    sheet = worksheet_command(FixedClock().today(), worksheet=Worksheet.ORDINARY_DAY)
+    committed: list[tuple[str, float]] = []
+    started = time.monotonic()
+    try:
+        for i in range(int(rate * seconds)):
+            time.sleep(max(0.0, started + i / rate - time.monotonic()))
+            result = service.execute(
+                new_request(ACTORS.region),
+                uuid.UUID(case_ids[i % len(case_ids)]),
+                methodcaller("complete_worksheet", sheet),
+            )
+            at = time.monotonic()
+            committed += [(str(event["id"]), at) for event in result.events]
+    finally:
+        store.close()
+    Path(out).write_text("\n".join(f"{e} {t}" for e, t in committed))
+
+
+def start_process(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", module], env=env, stdout=out, stderr=out)
+
+
+async def latency_run(args: argparse.Namespace, nats_url: str, workdir: Path) -> None:
+    """Commit -> an organisation's subscriber, at a steady rate, each part in its own process."""
+    store_url = f"sqlite:///{workdir / 'latency-case.sqlite'}"
+    _, case_ids = write_cases(store_url, args.cases, args.organisations, 0)
+    sharing_url = f"sqlite:///{workdir / 'latency-sharing.sqlite'}"
+    migrate_sharing(sharing_url)
+    case_names = BusNames.unique()
+    prefix = f"L{uuid.uuid4().hex[:6]}_"
+    share_names = share_bus_names(prefix, case_names)
+    env = {
+        **os.environ,
+        "VSS_CASE_STORE_URL": store_url,
+        "VSS_SHARING_STORE_URL": sharing_url,
+        "VSS_NATS_URL": nats_url,
+        "VSS_BUS_STREAM": case_names.stream,
+        "VSS_BUS_SUBJECT_PREFIX": case_names.subject_prefix,
+        "VSS_BUS_DEAD_LETTER_STREAM": case_names.dead_letter_stream,
+        "VSS_BUS_DEAD_LETTER_PREFIX": case_names.dead_letter_prefix,
+        "VSS_SHARE_STREAM_PREFIX": prefix,
+        "VSS_DATA_DIR": str(workdir),
+        "VSS_LOG_LEVEL": "WARNING",
+    }
+    relay = start_process("services.case.relay_main", env, workdir / "latency-relay.log")
+    sharing = start_process("services.sharing.main", env, workdir / "latency-sharing.log")
+    received: dict[str, float] = {}
+    on_case: dict[str, float] = {}  # when each event reached VSS_CASE (where the time goes)
+    organisation = "bench-org-00"
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for _ in range(200):  # the relay and the sharing service declare the streams
+            with contextlib.suppress(Exception):
+                await js.stream_info(case_names.stream)
+                await js.stream_info(share_names.stream)
+                break
+            await asyncio.sleep(0.05)
+
+        async def on_message(msg: Any) -> None:
+            received[orjson.loads(msg.data)["id"]] = time.monotonic()
+
+        async def on_case_message(msg: Any) -> None:
+            on_case[orjson.loads(msg.data)["id"]] = time.monotonic()
+
+        case_sub = await js.subscribe(
+            case_names.subjects,
+            stream=case_names.stream,
+            cb=on_case_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+        )
+        sub = await js.subscribe(
+            f"{share_names.subject_prefix}.{organisation}.>",
+            stream=share_names.stream,
+            cb=on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+        )
+        await asyncio.sleep(2.0)  # the setup's events shared, the parts warm
+        out = workdir / "latency-commits.txt"
+        writer = mp.get_context("spawn").Process(
+            target=write_at_rate, args=(store_url, case_ids, args.rate, args.seconds, str(out))
+        )
+        writer.start()
+        while writer.is_alive():
+            await asyncio.sleep(0.1)
+        committed = {line.split()[0]: float(line.split()[1]) for line in out.read_text().splitlines() if line}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not set(committed) <= set(received):
+            await asyncio.sleep(0.1)
+        await sub.unsubscribe()
+        await case_sub.unsubscribe()
+    finally:
+        await nc.close()
+        for process in (sharing, relay):
+            process.send_signal(signal.SIGTERM)
+            process.wait(20)
+    warm = int(args.rate)  # the first second is warm-up
+    ordered = sorted(committed.items(), key=lambda item: item[1])[warm:]
+    missing = [e for e, _ in ordered if e not in received]
+    delays = sorted((received[e] - t) * 1000 for e, t in ordered if e in received)
+    if not delays:
+        raise RuntimeError("nothing reached the subscriber")
+
+    def pct(p: float, values: list[float] | None = None) -> float:
+        values = delays if values is None else values
+        return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+    to_case = sorted((on_case[e] - t) * 1000 for e, t in ordered if e in on_case)
+
+    print(
+        f"latency: commit -> {organisation}'s subscriber on VSS_SHARE, {args.rate:g} commands/s for"
+        f" {args.seconds:g} s ({len(delays):,} events after 1 s warm-up; {len(missing)} missing):"
+        f" p50 {pct(50):.1f} ms, p90 {pct(90):.1f} ms, p99 {pct(99):.1f} ms, max {delays[-1]:.1f} ms"
+        " (target p99 < 60 ms)"
+    )
+    if to_case:
+        print(
+            f"  of which commit -> VSS_CASE (the case relay): p50 {pct(50, to_case):.1f} ms,"
+            f" p99 {pct(99, to_case):.1f} ms"
+        )
+
+
 async def main_async(args: argparse.Namespace) -> None:
     quiet_logs()
     workdir = Path(tempfile.mkdtemp(prefix="vss-bench-sharing-"))
     server = EmbeddedNatsServer(workdir / "jetstream", log_file=workdir / "nats.log")
     server.start()
     try:
+        if args.latency:
+            await latency_run(args, server.url, workdir)
+            return
         store_url = f"sqlite:///{workdir / 'case.sqlite'}"
-        events = write_cases(store_url, args.cases, args.organisations, args.worksheets)
+        events, _ = write_cases(store_url, args.cases, args.organisations, args.worksheets)
         case_names = BusNames.unique()
         await relay_case_stream(store_url, server.url, case_names, events)
         figures: dict[str, list[Figure]] = {"sharing": [], "raw": []}
@@ -208,6 +351,9 @@ def main() -> None:
     parser.add_argument("--organisations", type=int, default=10)
     parser.add_argument("--worksheets", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--latency", action="store_true", help="measure commit -> subscriber instead")
+    parser.add_argument("--rate", type=float, default=200.0, help="commands/s in the latency run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
     args: Any = parser.parse_args()
     asyncio.run(main_async(args))
 
