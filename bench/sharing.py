@@ -16,10 +16,18 @@ Measured in the same run, against the same (embedded) nats-server:
 Best of ``--rounds`` rounds each, interleaved. The ratio is share messages/s against raw
 messages/s (target ≥ 0.5).
 
+``--latency``: commit -> an organisation's subscriber instead. ``--cases`` cases set up as
+above; then one worksheet command every 1/``--rate`` s for ``--seconds`` s from a process of
+its own; the case relay and the sharing service each in their own process (as ``vss up``
+starts them); here an ordered push subscriber filtered to one organisation's subjects (and
+one on the case stream, for where the time goes). Per event, from the command's return to
+the subscriber (CLOCK_MONOTONIC, one clock for all processes); the first second is warm-up.
+
 Usage::
 
     .venv/bin/python bench/sharing.py                     # 40 cases x 10 organisations (~30 s)
     .venv/bin/python bench/sharing.py --cases 100 --rounds 3  # the figures in docs/performance.md
+    .venv/bin/python bench/sharing.py --latency --cases 50    # 200 commands/s for 10 s
 """
 
 from __future__ import annotations
