@@ -42,6 +42,7 @@ from vss_contracts.notification_events import (
     NotificationEventData,
     NotificationSent,
 )
+from vss_contracts.sharing_events import SharingEnded, SharingEndReason
 from vss_contracts.signing import KEY_SET_PATH
 from vss_contracts.subjects import (
     CASE_EVENT_SOURCE,
@@ -57,6 +58,10 @@ from vss_contracts.subjects import (
     HEADER_EVENT_TYPE,
     HEADER_LOG_POSITION,
     HEADER_MSG_ID,
+    SHARE_STREAM,
+    SHARE_SUBJECT_PREFIX,
+    SHARE_SUBJECTS,
+    SHARING_EVENT_SOURCE,
     case_subject,
     dead_letter_subject,
 )
@@ -76,6 +81,9 @@ _SCHEMAS = "#/components/schemas/"
 _DEFS = "#/$defs/"
 
 CASE_ID = "caseId"
+ORGANISATION = "organisation"
+EVENT_NAME = "eventName"
+SHARE_CHANNEL = "share"
 CONSUMER = "consumer"
 ORIGINAL_SUBJECT = "originalSubject"
 
@@ -146,9 +154,23 @@ escalation), the `delivery_key` (a webhook's `X-VSS-Delivery`) and the `message_
 Message-ID, a webhook's `X-VSS-Message-Id`), but carries no message content, no address and no
 health details. Event ids are derived from the delivery and its outcome, so each fact is recorded
 and published once.
+
+**Sharing (what other organisations read).** `{CASE_STREAM}` and the other streams above are
+internal: only VSS's own services read them. Each organisation reads its share on the stream
+`{SHARE_STREAM}`, subject `{SHARE_SUBJECT_PREFIX}.<organisation>.<caseId>.<EventName>` (filter
+`{SHARE_SUBJECT_PREFIX}.<organisation>.>`; in `<organisation>` a `.` of the id is written `~`):
+exactly the case events of the cases it may see (one of its people coordinates the case, or the
+client's consent in force covers it), the same CloudEvents, byte for byte and with the same ids, as
+on `{CASE_STREAM}`. When it becomes covered it first receives the case's history up to then; when
+it stops being covered it receives one `{SharingEnded.event_name()}` (`source`
+`{SHARING_EVENT_SOURCE}`, `type` `{SharingEnded.TYPE}`, with the reason:
+{", ".join(f"`{r.value}`" for r in SharingEndReason)}) and nothing more of the case; covered
+again, it receives the events it missed, then the new ones. Each case's events arrive in
+`caseversion` order; `{HEADER_MSG_ID}` is `<organisation id>:<event id>` and
+`{HEADER_LOG_POSITION}` the position in the sharing service's own log.
 """
 
-EventModel = type[CaseEventData] | type[MeetingEventData] | type[NotificationEventData]
+EventModel = type[CaseEventData] | type[MeetingEventData] | type[NotificationEventData] | type[SharingEnded]
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +355,7 @@ def _jetstream() -> dict[str, Any]:
     return {
         "streams": {
             **{events.stream: _event_stream_facts(events) for events in EVENT_STREAMS},
+            SHARE_STREAM: _share_stream_facts(),
             DEAD_LETTER_STREAM: {
                 "description": "Messages a consumer could not apply, with the reason and original headers.",
                 "subjects": [f"{DEAD_LETTER_SUBJECT_PREFIX}.>"],
@@ -423,6 +446,94 @@ def _operations(streams: Iterable[_EventStream]) -> dict[str, Any]:
     return operations
 
 
+def _share_headers_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": f"NATS headers of every message on {SHARE_STREAM} (other headers may be present).",
+        "properties": {
+            HEADER_MSG_ID: {
+                "type": "string",
+                "description": "`<organisation id>:<event id>`: JetStream's de-duplication key."
+                " De-duplicate on the body's `id`.",
+            },
+            HEADER_EVENT_TYPE: {"type": "string", "description": "The CloudEvent `type`."},
+            HEADER_LOG_POSITION: {
+                "type": "string",
+                "pattern": "^[1-9][0-9]*$",
+                "description": "The message's position in the sharing service's log (decimal, increasing).",
+            },
+        },
+        "required": [HEADER_MSG_ID, HEADER_EVENT_TYPE, HEADER_LOG_POSITION],
+    }
+
+
+def _share_channel() -> dict[str, Any]:
+    shared: tuple[EventModel, ...] = (*CASE_EVENTS, SharingEnded)
+    keys = [_message_key(cls) for cls in shared]
+    return {
+        "address": f"{SHARE_SUBJECT_PREFIX}.{{{ORGANISATION}}}.{{{CASE_ID}}}.{{{EVENT_NAME}}}",
+        "title": "An organisation's share",
+        "summary": "The case events an organisation may see, and SharingEnded when it may no longer.",
+        "description": f"On stream `{SHARE_STREAM}`: every case event of the cases the organisation may"
+        f" see (the bodies of `{CASE_STREAM}`, unchanged), history first when it becomes covered, and one"
+        f" `{SharingEnded.event_name()}` when it stops being covered. An organisation's credentials read"
+        f" only `{SHARE_SUBJECT_PREFIX}.<its token>.>`.",
+        "parameters": {
+            ORGANISATION: {
+                "description": "The receiving organisation's id, with `.` written `~` (one subject token)."
+            },
+            CASE_ID: _ref(f"#/components/parameters/{CASE_ID}"),
+            EVENT_NAME: {"description": "The event's unversioned name, e.g. `SipDecided`, `SharingEnded`."},
+        },
+        "messages": {key: _ref(f"#/components/messages/{key}") for key in keys},
+        "x-nats-stream": SHARE_STREAM,
+    }
+
+
+def _sharing_ended_message() -> dict[str, Any]:
+    cls = SharingEnded
+    return {
+        "name": cls.TYPE,
+        "title": f"{cls.event_name()} v{_event_version(cls)}",
+        "summary": _summary(cls),
+        "contentType": CONTENT_TYPE,
+        "headers": {
+            "type": "object",
+            "allOf": [
+                _ref(_SCHEMAS + "ShareEventHeaders"),
+                {"properties": {HEADER_EVENT_TYPE: {"const": cls.TYPE}}},
+            ],
+        },
+        "payload": {
+            "type": "object",
+            "allOf": [
+                _ref(_SCHEMAS + "CloudEvent"),
+                {
+                    "type": "object",
+                    "properties": {
+                        "source": {"const": SHARING_EVENT_SOURCE},
+                        "type": {"const": cls.TYPE},
+                        "dataschema": {"const": dataschema_for(cls.TYPE)},
+                        "data": _ref(_SCHEMAS + cls.TYPE),
+                    },
+                },
+            ],
+        },
+        "correlationId": _ref("#/components/correlationIds/correlationid"),
+        "x-dataschema": dataschema_for(cls.TYPE),
+    }
+
+
+def _share_stream_facts() -> dict[str, Any]:
+    return {
+        **_event_stream_facts(CASE_EVENT_STREAM),
+        "description": "Each organisation's share of the case events (vss.share.<organisation>.>),"
+        " consent-scoped. Declared by the sharing service; organisations bind to it and read only"
+        " their own subjects.",
+        "subjects": [SHARE_SUBJECTS],
+    }
+
+
 def generate() -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the bus."""
     schemas: dict[str, Any] = {}
@@ -435,6 +546,10 @@ def generate() -> dict[str, Any]:
     for events in EVENT_STREAMS:
         schemas[events.headers] = _headers_schema(events)
     schemas["DeadLetterHeaders"] = _dead_letter_headers_schema()
+    sharing_ended = _hoist(SharingEnded.model_json_schema(), schemas)
+    sharing_ended["title"] = SharingEnded.TYPE
+    schemas[SharingEnded.TYPE] = sharing_ended
+    schemas["ShareEventHeaders"] = _share_headers_schema()
 
     channels: dict[str, Any] = {cls.event_name(): _event_channel(cls, events) for cls, events in every_event}
     channels["deadLetter"] = {
@@ -457,8 +572,10 @@ def generate() -> dict[str, Any]:
         "messages": {"DeadLetter": _ref("#/components/messages/DeadLetter")},
         "x-nats-stream": DEAD_LETTER_STREAM,
     }
+    channels[SHARE_CHANNEL] = _share_channel()
 
     messages: dict[str, Any] = {_message_key(cls): _event_message(cls, events) for cls, events in every_event}
+    messages[_message_key(SharingEnded)] = _sharing_ended_message()
     messages["DeadLetter"] = {
         "name": "DeadLetter",
         "title": "Dead letter",
@@ -491,7 +608,28 @@ def generate() -> dict[str, Any]:
             }
         },
         "channels": channels,
-        "operations": _operations(EVENT_STREAMS),
+        "operations": {
+            **_operations(EVENT_STREAMS),
+            "publishShare": {
+                "action": "send",
+                "channel": _ref(f"#/channels/{SHARE_CHANNEL}"),
+                "title": "The sharing service publishes each organisation's share",
+                "messages": [
+                    _ref(f"#/channels/{SHARE_CHANNEL}/messages/{key}") for key in _share_channel()["messages"]
+                ],
+            },
+            "receiveShare": {
+                "action": "receive",
+                "channel": _ref(f"#/channels/{SHARE_CHANNEL}"),
+                "title": "An organisation receives its share",
+                "description": f"A consumer on {SHARE_STREAM} filtered to"
+                f" `{SHARE_SUBJECT_PREFIX}.<its token>.>`, acked explicitly, de-duplicating by the"
+                " CloudEvent `id`.",
+                "messages": [
+                    _ref(f"#/channels/{SHARE_CHANNEL}/messages/{key}") for key in _share_channel()["messages"]
+                ],
+            },
+        },
         "components": {
             "schemas": dict(sorted(schemas.items())),
             "messages": messages,

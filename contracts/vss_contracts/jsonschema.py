@@ -17,6 +17,7 @@ from vss_contracts.case_events import CASE_EVENTS, CaseEventData
 from vss_contracts.envelope import CloudEvent, dataschema_for
 from vss_contracts.meeting_events import MEETING_EVENTS, MeetingEventData
 from vss_contracts.notification_events import NOTIFICATION_EVENTS, NotificationEventData
+from vss_contracts.sharing_events import SHARING_EVENTS, SharingEventData
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -29,11 +30,10 @@ def _render(schema: dict[str, Any]) -> str:
 def generate() -> dict[str, str]:
     """File name -> JSON text of every schema."""
     files: dict[str, str] = {}
-    events: tuple[type[CaseEventData] | type[MeetingEventData] | type[NotificationEventData], ...] = (
-        *CASE_EVENTS,
-        *MEETING_EVENTS,
-        *NOTIFICATION_EVENTS,
-    )
+    events: tuple[
+        type[CaseEventData] | type[MeetingEventData] | type[NotificationEventData] | type[SharingEventData],
+        ...,
+    ] = (*CASE_EVENTS, *MEETING_EVENTS, *NOTIFICATION_EVENTS, *SHARING_EVENTS)
     for cls in events:
         schema = cls.model_json_schema()
         schema = {"$schema": DIALECT, "$id": dataschema_for(cls.TYPE), **schema}

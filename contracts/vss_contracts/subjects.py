@@ -24,8 +24,14 @@ __all__ = [
     "HEADER_EVENT_TYPE",
     "HEADER_LOG_POSITION",
     "HEADER_MSG_ID",
+    "SHARE_STREAM",
+    "SHARE_SUBJECTS",
+    "SHARE_SUBJECT_PREFIX",
+    "SHARING_EVENT_SOURCE",
     "case_subject",
     "dead_letter_subject",
+    "share_subject",
+    "share_token",
 ]
 
 CASE_STREAM = "VSS_CASE"
@@ -33,6 +39,14 @@ CASE_SUBJECT_PREFIX = "vss.case"
 CASE_SUBJECTS = f"{CASE_SUBJECT_PREFIX}.>"
 # CloudEvents ``source`` of every case event: the case service of this system.
 CASE_EVENT_SOURCE = "/vss/case"
+
+# Each organisation's share of the case events (the sharing service): the events of the cases
+# it may see, on ``vss.share.<organisation token>.<case_id>.<EventName>``, plus SharingEnded
+# (``source`` SHARING_EVENT_SOURCE) when it may no longer see a case. VSS_CASE is internal.
+SHARE_STREAM = "VSS_SHARE"
+SHARE_SUBJECT_PREFIX = "vss.share"
+SHARE_SUBJECTS = f"{SHARE_SUBJECT_PREFIX}.>"
+SHARING_EVENT_SOURCE = "/vss/sharing"
 
 # Headers on every published event. The body is the structured CloudEvent; headers
 # repeat what routing and de-duplication need without parsing it.
@@ -61,3 +75,17 @@ def dead_letter_subject(
 ) -> str:
     """Where a consumer parks a message it cannot apply: ``vss.dlq.<consumer>.<original subject>``."""
     return f"{prefix}.{consumer}.{original_subject}"
+
+
+def share_token(organisation_id: str) -> str:
+    """An organisation id as one subject token: ``.`` (allowed in ids, a token separator in
+    subjects) becomes ``~`` (never in an id), so the mapping is one-to-one."""
+    return organisation_id.replace(".", "~")
+
+
+def share_subject(
+    organisation_id: str, case_id: UUID | str, event_name: str, *, prefix: str = SHARE_SUBJECT_PREFIX
+) -> str:
+    """Where an organisation receives an event of a case it may see:
+    ``vss.share.<organisation token>.<case_id>.<EventName>`` (filter ``vss.share.<token>.>``)."""
+    return f"{prefix}.{share_token(organisation_id)}.{case_id}.{event_name}"

@@ -84,6 +84,8 @@ from services.shared.settings import (
     OrganisationsSettings,
     settings_error,
 )
+from services.sharing.infrastructure.store import migrate as migrate_sharing
+from services.sharing.settings import SharingSettings
 from vss_contracts.signing import InvalidKeySet, PublicKeys
 
 app = typer.Typer(
@@ -164,13 +166,14 @@ def token(
 
 @app.command("migrate")
 def migrate_command() -> None:
-    """Create the case, meetings and notifications stores' tables (safe to repeat), and sign
-    the head of every case stored before commits were signed (a case whose hash chain does
+    """Create the case, meetings, notifications and sharing stores' tables (safe to repeat), and
+    sign the head of every case stored before commits were signed (a case whose hash chain does
     not verify is left unsigned and named: exit 1)."""
     settings = CaseSettings()
     url = settings.store_url()
     meetings_url = MeetingsSettings().store_url()
     notifications_url = NotificationsSettings().store_url()
+    sharing_url = SharingSettings().store_url()
     try:
         signer = settings.commit_signer()
     except SigningKeyMissing as error:
@@ -179,6 +182,7 @@ def migrate_command() -> None:
         report = migrate(StoreConfig(url), signer)
         migrate_meetings(meetings_url)
         migrate_notifications(notifications_url)
+        migrate_sharing(sharing_url)
     except StoreUrlInvalid as error:
         raise _fail(str(error), 2) from None
     except Exception as error:  # a store that cannot be reached
@@ -188,6 +192,7 @@ def migrate_command() -> None:
         out.print(f"case heads signed with key {signer.key_id}: {report.sealed}", highlight=False)
     out.print(f"meetings store ready: {meetings_url.split('@')[-1]}")
     out.print(f"notifications store ready: {notifications_url.split('@')[-1]}")
+    out.print(f"sharing store ready: {sharing_url.split('@')[-1]}")
     for broken in report.not_sealed:
         out.print(
             f"NOT SIGNED  {broken.case_id} at version {broken.version}: {broken.reason}",
@@ -692,6 +697,17 @@ def _parts(
             logs / "notifications.log",
         )
     )
+    sharing = SharingSettings()
+    parts.append(
+        Part(
+            "sharing",
+            [sys.executable, "-m", "services.sharing.main"],
+            bus.nats(),
+            None,
+            logs / "sharing.log",
+            ready=lambda: sharing_holds_lease(sharing),
+        )
+    )
     return parts
 
 
@@ -699,6 +715,15 @@ def relay_holds_lease(bus: BusSettings) -> bool:
     """The relay is ready once it holds the stream's lease (it then publishes)."""
     names = bus.bus_names()
     holder = current_holder(bus.nats(), bucket=lease_bucket(names), key="leader", auth=bus.nats_auth())
+    return asyncio.run(holder) is not None
+
+
+def sharing_holds_lease(sharing: SharingSettings) -> bool:
+    """The sharing service is ready once its relay holds VSS_SHARE's lease (it then publishes)."""
+    names = sharing.share_names()
+    holder = current_holder(
+        sharing.nats(), bucket=lease_bucket(names), key="leader", auth=sharing.nats_auth()
+    )
     return asyncio.run(holder) is not None
 
 
@@ -725,6 +750,10 @@ def up() -> None:
         migrate_notifications(notifications.store_url())
     except Exception as error:
         raise _fail(f"cannot prepare the notifications store: {error}") from None
+    try:
+        migrate_sharing(SharingSettings().store_url())
+    except Exception as error:
+        raise _fail(f"cannot prepare the sharing store: {error}") from None
     if embedded_nats:
         for port, what in (
             (bus.nats_port, "VSS_NATS_PORT"),
@@ -811,6 +840,7 @@ def up() -> None:
             f"  meetings API       {meetings_api}\n"
             f"  notifications API  {notifications_api}\n"
             f"  mail               {mail}\n"
+            f"  sharing            {SharingSettings().share_names().stream} (each organisation's share)\n"
             f"  NATS               {bus.nats()}{' (embedded)' if embedded_nats else ''}\n"
             + (
                 f"  NATS users         {credentials.config_file.parent}"
@@ -913,6 +943,19 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
             "docs": f"{notifications_api}/docs",
             "mail": state.get("mail"),
             "healthy": http_ok(f"{notifications_api}/health"),
+        }
+    )
+    sharing = SharingSettings()
+    sharing_pid = pids.get("sharing")
+    parts.append(
+        {
+            "name": "sharing",
+            "url": nats_url,
+            "stream": sharing.share_names().stream,
+            "pid": sharing_pid,
+            "healthy": sharing_pid is not None
+            and pid_alive(int(sharing_pid))
+            and sharing_holds_lease(sharing),
         }
     )
     report: dict[str, Any] = {

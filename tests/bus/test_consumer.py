@@ -8,13 +8,15 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import nats
 import pytest
 
 from services.case.infrastructure.store import CaseEventStore
-from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
+from services.shared.bus import checkpoint
+from services.shared.bus.consumer import ConsumerSettings, Delivery, DurableConsumer
 from services.shared.bus.names import BusNames
 from tests.support.bus import ROOT, read_stream, wait_until
 from tests.support.clock import FixedClock
@@ -228,4 +230,66 @@ def test_a_fetch_that_times_out_with_the_builtin_timeout_error_is_not_a_reconnec
     run_consumer_until(consumer, lambda: len(table.rows()) == total and calls["fetch"] > 6)
     assert len(table.rows()) == total
     assert calls["repoint"] == 1  # bound once: no reconnect, no backoff
+    table.close()
+
+
+class BatchTable(EventTable):
+    """The test projection with the base's batch path: one transaction per fetched batch.
+
+    ``fail_batches``: how many batch calls fail first (the base then takes those messages one
+    at a time, through ``apply``).
+    """
+
+    def __init__(self, path: Path, consumer: str, *, fail_batches: int = 0) -> None:
+        super().__init__(path, consumer)
+        self.fail_batches = fail_batches
+        self.batches: list[int] = []
+
+    def apply_batch(self, deliveries: Sequence[Delivery]) -> int:
+        if self.fail_batches:
+            self.fail_batches -= 1
+            raise RuntimeError("this batch fails (the base takes it one by one)")
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            applied = 0
+            for delivery in deliveries:
+                event = delivery.event
+                if not checkpoint.advance(cur, self.consumer, delivery.stream_sequence, event.id):
+                    continue
+                row = cur.execute("SELECT version FROM cases WHERE case_id = ?", (event.subject,)).fetchone()
+                assert (row[0] if row else 0) + 1 == event.caseversion, "out of order"
+                cur.execute(
+                    "INSERT INTO applied VALUES (?, ?, ?, ?, ?)",
+                    (event.id, event.subject, event.caseversion, event.type, delivery.stream_sequence),
+                )
+                cur.execute(
+                    "INSERT INTO cases VALUES (?, ?)"
+                    " ON CONFLICT (case_id) DO UPDATE SET version = excluded.version",
+                    (event.subject, event.caseversion),
+                )
+                applied += 1
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        self.batches.append(len(deliveries))
+        return applied
+
+
+def test_a_batch_handler_applies_each_fetch_in_one_call_and_a_failed_batch_goes_one_by_one(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    total = published(6)
+    table = BatchTable(tmp_path / "batched.sqlite", "batched", fail_batches=1)
+    consumer = DurableConsumer(
+        nats_url, table, ConsumerSettings(durable="batched", names=bus_names, fetch_batch=20)
+    )
+    run_consumer_until(consumer, lambda: len(table.rows()) == total)
+    rows_ = table.rows()
+    assert [r[4] for r in rows_] == list(range(1, total + 1))  # each once, in stream order
+    assert table.batches, "the batch path was used"
+    assert max(table.batches) > 1
+    assert sum(table.batches) < total  # the failed batch's messages went one by one
+    assert consumer.applied == total
     table.close()

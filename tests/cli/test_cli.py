@@ -22,6 +22,7 @@ from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from services.shared.bus.embedded import EmbeddedNatsServer
 from services.shared.settings import AccessLogSettings, AuthSettings
+from services.sharing.infrastructure.store import SharingStore
 from tests.support.clock import FixedClock
 from tests.support.scenario import drive_to_first_sip
 from vss_contracts.chain import GENESIS_HASH, cloud_event_hash
@@ -78,6 +79,17 @@ def test_migrate_refuses_an_unknown_store_url(tmp_path: Path) -> None:
     result = vss("migrate", data_dir=tmp_path, store_url="mysql://db/vss")
     assert result.returncode == 2
     assert "sqlite:///PATH or postgresql://" in result.stderr
+
+
+def test_migrate_prepares_the_sharing_store_too(tmp_path: Path) -> None:
+    result = vss("migrate", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = "".join(result.stdout.split())  # (the console wraps long lines)
+    assert f"sharingstoreready:sqlite:///{(tmp_path / 'sharing.sqlite').resolve()}" in printed
+    store = SharingStore(f"sqlite:///{tmp_path / 'sharing.sqlite'}")
+    store.check_migrated()  # raises if it has no tables
+    store.close()
+    assert vss("migrate", data_dir=tmp_path).returncode == 0  # safe to repeat
 
 
 def test_verify_names_the_broken_case_and_version(tmp_path: Path) -> None:

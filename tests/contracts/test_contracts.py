@@ -32,6 +32,7 @@ from vss_contracts.jsonschema import SCHEMA_DIR, drift, generate
 from vss_contracts.meeting_events import MEETING_EVENTS, MeetingEventData
 from vss_contracts.notification_events import NOTIFICATION_EVENTS, NotificationEventData
 from vss_contracts.registry import UPCASTERS
+from vss_contracts.sharing_events import SHARING_EVENTS
 from vss_contracts.types import ClientRef, ClosingReason, LongText, Principal
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -62,7 +63,8 @@ def test_the_committed_json_schemas_match_the_code() -> None:
 def test_there_is_one_schema_per_event_type_and_one_for_the_envelope() -> None:
     names = {path.name for path in SCHEMA_DIR.glob("*.json")}
     events: tuple[EventClass, ...] = (*CASE_EVENTS, *MEETING_EVENTS, *NOTIFICATION_EVENTS)
-    assert names == {f"{cls.TYPE}.json" for cls in events} | {"se.vss.CloudEvent.json"}
+    sharing = {f"{cls.TYPE}.json" for cls in SHARING_EVENTS}  # (tests/contracts/test_sharing_contracts.py)
+    assert names == {f"{cls.TYPE}.json" for cls in events} | sharing | {"se.vss.CloudEvent.json"}
     for cls in events:
         schema = json.loads((SCHEMA_DIR / f"{cls.TYPE}.json").read_text(encoding="utf-8"))
         assert schema["$id"] == dataschema_for(cls.TYPE) == f"urn:vss:schema:{cls.TYPE}"
@@ -195,9 +197,11 @@ def test_a_cloud_event_of_an_unknown_type_does_not_decode() -> None:
 
 
 def test_there_is_one_golden_payload_per_event_type() -> None:
-    # case events here, notification events in test_notification_contracts.py
+    # case events here, notification events in test_notification_contracts.py, sharing events in
+    # test_sharing_contracts.py
     events: tuple[EventClass, ...] = (*CASE_EVENTS, *NOTIFICATION_EVENTS)
-    assert {path.name for path in GOLDEN.glob("*.json")} == {f"{cls.TYPE}.json" for cls in events}
+    sharing = {f"{cls.TYPE}.json" for cls in SHARING_EVENTS}
+    assert {path.name for path in GOLDEN.glob("*.json")} == {f"{cls.TYPE}.json" for cls in events} | sharing
 
 
 @pytest.mark.parametrize("cls", CASE_EVENTS, ids=_id)

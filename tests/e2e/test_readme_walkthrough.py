@@ -36,7 +36,7 @@ from services.shared.bus.embedded import free_port
 from services.shared.bus.names import BusNames
 from tests.support.bus import StreamMessage, read_stream
 from tests.support.nats import delete_streams
-from vss_contracts.subjects import CASE_STREAM, CASE_SUBJECTS
+from vss_contracts.subjects import CASE_STREAM, CASE_SUBJECTS, SHARE_STREAM, SHARE_SUBJECTS, share_subject
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="the walk-through uses curl")
@@ -195,14 +195,39 @@ def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path:
             time.sleep(0.02)
         assert [m.event.subject for m in messages] == [case_id]
         _embedded_server_authorizes_like_production(data, nats_url)
+        # A coordinator of vgr-psyk: the sharing service gives that organisation the case's history.
+        coordinator = {
+            "user_id": "anna.k",
+            "name": "Anna Karlsson",
+            "organisation": {"id": "vgr-psyk", "name": "Psykiatri", "principal": "region"},
+            "contact": {"email": "anna.k@example.org"},
+        }
+        assigned = httpx.post(
+            f"http://127.0.0.1:{port}/v1/cases/{case_id}/coordinators",
+            json={"assigned_on": "2026-01-05", "coordinator": coordinator},
+            headers=headers,
+        )
+        assert assigned.status_code in (200, 201), assigned.text
+        deadline = time.monotonic() + 10
+        shared: list[StreamMessage] = []
+        while time.monotonic() < deadline and len(shared) < 2:
+            shared = asyncio.run(read_stream(nats_url, SHARE_STREAM, SHARE_SUBJECTS, auth=operator))
+            time.sleep(0.05)
+        assert [(m.subject, m.event.caseversion) for m in shared] == [
+            (share_subject("vgr-psyk", case_id, "CaseOpened"), 1),
+            (share_subject("vgr-psyk", case_id, "CoordinatorAssigned"), 2),
+        ]
 
         status = subprocess.run(
             [vss, "status", "--json"], env=env, capture_output=True, text=True, check=False
         )
-        assert status.returncode == 0, status.stderr
+        assert status.returncode == 0, status.stdout + status.stderr
         report = json.loads(status.stdout)
         parts = {part["name"]: part for part in report["parts"]}
-        assert set(parts) == {"nats", "case", "relay", "projector", "query", "meetings", "notifications"}
+        assert set(parts) == {
+            "nats", "case", "relay", "projector", "query", "meetings", "notifications", "sharing"
+        }  # fmt: skip
+        assert parts["sharing"]["stream"] == SHARE_STREAM
         assert parts["meetings"]["url"] == f"http://127.0.0.1:{env['VSS_MEETINGS_PORT']}"
         assert parts["notifications"]["url"] == f"http://127.0.0.1:{env['VSS_NOTIFICATIONS_PORT']}"
         assert parts["notifications"]["mail"] == str((data / "mail").resolve())
@@ -217,9 +242,12 @@ def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path:
     with running_system(data, port, nats_port) as (_, env):
         again = httpx.get(f"http://127.0.0.1:{port}{created.headers['location']}", headers=headers)
         assert again.status_code == 200
-        assert again.json()["version"] == 1
+        assert again.json()["version"] == 2
         history = asyncio.run(read_stream(nats_url, CASE_STREAM, CASE_SUBJECTS, auth=operator))
-        assert [m.event.subject for m in history] == [case_id]  # kept, and not published twice
+        assert [m.event.subject for m in history] == [case_id, case_id]  # kept, and not published twice
+        time.sleep(0.5)  # the sharing service, restarted, shares nothing twice either
+        shared = asyncio.run(read_stream(nats_url, SHARE_STREAM, SHARE_SUBJECTS, auth=operator))
+        assert len(shared) == 2
     stopped = subprocess.run([vss, "status", "--json"], env=env, capture_output=True, text=True, check=False)
     assert stopped.returncode == 1
     assert not any(part["healthy"] for part in json.loads(stopped.stdout)["parts"])
@@ -259,11 +287,18 @@ def test_a_nats_url_switches_the_same_processes_to_an_external_server(
         # The meetings and notifications streams beside it, under the same test-only prefix.
         "VSS_MEETINGS_STREAM_PREFIX": f"{bus_names.stream}_",
         "VSS_NOTIFICATIONS_STREAM_PREFIX": f"{bus_names.stream}_",
+        "VSS_SHARE_STREAM_PREFIX": f"{bus_names.stream}_",
     }
     vss = str(Path(sys.executable).parent / "vss")
     with contextlib.ExitStack() as cleanup:
         prefix = external["VSS_MEETINGS_STREAM_PREFIX"]
-        streams = [external["VSS_ACCESS_STREAM"], f"{prefix}VSS_MEETINGS", f"{prefix}VSS_NOTIFICATIONS"]
+        streams = [
+            external["VSS_ACCESS_STREAM"],
+            f"{prefix}VSS_MEETINGS",
+            f"{prefix}VSS_NOTIFICATIONS",
+            f"{prefix.upper()}VSS_SHARE",
+            f"KV_{prefix.upper()}VSS_SHARE_RELAY",
+        ]
         cleanup.callback(lambda: asyncio.run(delete_streams(nats_url, streams)))
         _external_run(data, port, external, vss, nats_url, bus_names)
 
@@ -276,7 +311,15 @@ def _external_run(
         assert started["nats_embedded"] is False
         # No nats-server of its own:
         started_parts = [part["name"] for part in started["parts"]]
-        assert started_parts == ["case", "relay", "projector", "query", "meetings", "notifications"]
+        assert started_parts == [
+            "case",
+            "relay",
+            "projector",
+            "query",
+            "meetings",
+            "notifications",
+            "sharing",
+        ]
         mint = [vss, "token", "--user", "anna.k", "--org", "vgr-psyk", "--principal", "region"]
         token = subprocess.run(
             [*mint, "--role", "coordinator"], env=env, capture_output=True, text=True, check=True

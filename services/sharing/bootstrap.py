@@ -1,0 +1,77 @@
+"""The sharing service's composition root: store, durable consumer of VSS_CASE, relay to VSS_SHARE."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+
+from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import Relay, RelaySettings
+from services.sharing.application.service import CONSUMER, SharingService
+from services.sharing.infrastructure.bus import (
+    CaseEventHandler,
+    ShareLog,
+    check_stream_not_ahead,
+    declare_share_stream,
+)
+from services.sharing.infrastructure.store import SharingStore
+from services.sharing.settings import SharingSettings
+
+
+@dataclass
+class SharingParts:
+    settings: SharingSettings
+    store: SharingStore
+    service: SharingService
+    consumer: DurableConsumer
+    relay: Relay
+    share_names: BusNames
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume the case stream and publish each organisation's share until ``stop``."""
+        self.store.check_migrated()
+        await declare_share_stream(
+            self.settings.nats(), self.share_names, replicas=self.settings.nats_replicas
+        )
+        await check_stream_not_ahead(self.settings.nats(), self.share_names, self.store)
+        tasks = [
+            asyncio.create_task(self.consumer.run(stop), name="sharing-consumer"),
+            asyncio.create_task(self.relay.run(stop), name="sharing-relay"),
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=5)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def bootstrap_sharing(
+    settings: SharingSettings | None = None,
+    *,
+    case_names: BusNames | None = None,
+    share_names: BusNames | None = None,
+    relay_settings: RelaySettings | None = None,
+) -> SharingParts:
+    settings = settings or SharingSettings()
+    store = SharingStore(settings.store_url())
+    service = SharingService(store)
+    share_names = share_names or settings.share_names()
+    consumer = DurableConsumer(
+        settings.nats(),
+        CaseEventHandler(service),
+        ConsumerSettings(
+            durable=CONSUMER, names=case_names or settings.bus_names(), replicas=settings.nats_replicas
+        ),
+    )
+    relay = Relay(
+        ShareLog(store, share_names),
+        settings.nats(),
+        settings=relay_settings or replace(settings.relay_settings(), names=share_names),
+        name="sharing-relay",
+    )
+    return SharingParts(settings, store, service, consumer, relay, share_names)

@@ -1,0 +1,139 @@
+"""Who may see a case, after each of its events: the rule of ``services.shared.access``.
+
+A case is visible to the organisations of its current coordinators, and to those the
+consent in force covers until its ``valid_until``. The sharing service decides it on the
+case's state *after* each event, at that event's time (its date in Europe/Stockholm, as
+the case service dates everything): an organisation covered then receives the event (and,
+first, whatever it has not received of the case); one covered before and not now receives
+a SharingEnded instead. A consent's expiry is the passing of a date, not an event: it ends
+sharing at the first event of the case after ``valid_until`` (until then nothing new of the
+case exists to share).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from services.shared.access import grants, may_see
+from vss_contracts import case_events as ev
+from vss_contracts.sharing_events import SharingEndReason
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+
+
+@dataclass(slots=True)
+class CaseAccess:
+    """What of a case decides who may see it (a JSON-ready value the store keeps per case)."""
+
+    coordinators: dict[str, str] = field(default_factory=dict)  # user id -> organisation id
+    consent: list[str] | None = None  # organisation ids the consent names; None: no consent
+    withdrawn: bool = False  # withdrawn entirely
+    valid_until: str | None = None  # ISO date
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "coordinators": self.coordinators,
+            "consent": self.consent,
+            "withdrawn": self.withdrawn,
+            "valid_until": self.valid_until,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> CaseAccess:
+        return cls(
+            coordinators=dict(value["coordinators"]),
+            consent=list(value["consent"]) if value["consent"] is not None else None,
+            withdrawn=bool(value["withdrawn"]),
+            valid_until=value["valid_until"],
+        )
+
+    def apply(self, type_name: str, data: dict[str, Any]) -> None:
+        """One case event (its payload in the current version of its type)."""
+        if type_name == ev.CoordinatorAssigned.TYPE:
+            coordinator = data["coordinator"]
+            self.coordinators[coordinator["user_id"]] = coordinator["organisation"]["id"]
+        elif type_name == ev.CoordinatorUnassigned.TYPE:
+            self.coordinators.pop(data["user_id"], None)
+        elif type_name == ev.ConsentGiven.TYPE:  # a new consent replaces the previous one as a whole
+            self.consent = [org["id"] for org in data["organisations"]]
+            self.withdrawn = False
+            self.valid_until = _iso(data.get("valid_until"))
+        elif type_name == ev.ConsentWithdrawn.TYPE and self.consent is not None:
+            if data.get("entire", True):
+                self.withdrawn = True
+            else:
+                gone = set(data.get("organisation_ids") or ())
+                self.consent = [org for org in self.consent if org not in gone]
+        elif type_name == ev.ConsentRenewed.TYPE and self.consent is not None:
+            self.valid_until = _iso(data.get("valid_until"))
+
+    def covered(self, day: str) -> set[str]:
+        """The organisations that may see the case on ``day`` (ISO date): the shared rule."""
+        consented = self.consent if self.consent is not None and not self.withdrawn else ()
+        case_grants = grants(self.coordinators.values(), consented, self.valid_until)
+        return {org for org, _ in case_grants if may_see(org, case_grants, day)}
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def day_of(time: datetime) -> str:
+    """The date an event happened on, as the case service dates it (Europe/Stockholm)."""
+    return time.astimezone(STOCKHOLM).date().isoformat()
+
+
+def end_reason(
+    organisation: str, type_name: str, data: dict[str, Any], after: CaseAccess
+) -> SharingEndReason:
+    """Why ``organisation``, covered before this event and not after it, may no longer see the case."""
+    if type_name == ev.ConsentWithdrawn.TYPE:
+        if data.get("entire", True):
+            return SharingEndReason.CONSENT_WITHDRAWN
+        if organisation in (data.get("organisation_ids") or ()):
+            return SharingEndReason.CONSENT_WITHDRAWN_FOR_ORGANISATION
+    if type_name == ev.ConsentGiven.TYPE:
+        return SharingEndReason.CONSENT_REPLACED
+    if type_name == ev.CoordinatorUnassigned.TYPE and (
+        after.consent is None or after.withdrawn or organisation not in after.consent
+    ):
+        return SharingEndReason.COORDINATOR_UNASSIGNED
+    return SharingEndReason.CONSENT_EXPIRED
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one case event means for each organisation."""
+
+    share: dict[str, int]  # organisation -> the first version to send it (through this event's)
+    ended: dict[str, SharingEndReason]  # organisations that may no longer see the case
+
+
+def decide(
+    version: int,
+    type_name: str,
+    data: dict[str, Any],
+    day: str,
+    access: CaseAccess,
+    received: dict[str, tuple[int, bool]],
+) -> Decision:
+    """Apply one event to ``access`` (in place) and decide who receives what.
+
+    ``received``: per organisation that ever received the case, (the last version it
+    received, whether it is still sharing). An organisation covered after the event gets
+    every version after its last one (history when new, what it missed when covered
+    again); one sharing before and not covered now gets a SharingEnded.
+    """
+    access.apply(type_name, data)
+    covered = access.covered(day)
+    share = {org: received.get(org, (0, False))[0] + 1 for org in sorted(covered)}
+    share = {org: first for org, first in share.items() if first <= version}
+    ended = {
+        org: end_reason(org, type_name, data, access)
+        for org, (_, sharing) in sorted(received.items())
+        if sharing and org not in covered
+    }
+    return Decision(share, ended)

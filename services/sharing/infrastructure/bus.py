@@ -1,0 +1,161 @@
+"""The sharing service on the bus: the case stream in, each organisation's share out.
+
+- :class:`CaseEventHandler` is the shared consumer base's handler: each case event is
+  applied with its stream sequence in one transaction (:class:`SharingService`).
+- :class:`ShareLog` is the relay's outbox: the store's ``share_log`` as messages for
+  ``VSS_SHARE`` (the same relay as the case stream's: in order, once; each page of the
+  outbox in as few atomic batches as it allows).
+- :func:`declare_share_stream` declares ``VSS_SHARE`` (this service owns it) before the
+  relay binds to it, with its own description.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import replace
+
+from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
+
+from services.shared.bus.consumer import Delivery
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import OutboxMessage
+from services.shared.bus.streams import case_stream_config, connect, declare_if_missing
+from services.sharing.application.service import IncomingEvent, SharingService
+from services.sharing.infrastructure.store import LoggedShare, SharingStore
+from vss_contracts.registry import upcast
+from vss_contracts.subjects import (
+    HEADER_EVENT_TYPE,
+    HEADER_LOG_POSITION,
+    HEADER_MSG_ID,
+    SHARE_STREAM,
+    SHARE_SUBJECT_PREFIX,
+    share_subject,
+)
+
+
+def share_bus_names(prefix: str = "", dead_letter: BusNames | None = None) -> BusNames:
+    """The share stream's names (tests give a unique prefix)."""
+    return (dead_letter or BusNames()).sibling(SHARE_STREAM, SHARE_SUBJECT_PREFIX, prefix)
+
+
+def share_stream_config(names: BusNames, *, replicas: int = 1) -> StreamConfig:
+    """Like the case stream (full history, de-duplicated, atomic batches), described as the share."""
+    return replace(
+        case_stream_config(names, replicas=replicas),
+        description="Each organisation's consent-scoped share of the case events (VSS sharing service)",
+    )
+
+
+class ShareStreamAhead(RuntimeError):
+    """VSS_SHARE holds messages the sharing store's outbox does not (a store lost or restored
+    from an older backup): the relay would skip that many new messages."""
+
+
+async def declare_share_stream(nats_url: str, names: BusNames, *, replicas: int = 1) -> bool:
+    nc = await connect(nats_url, name="sharing-declare")
+    try:
+        return await declare_if_missing(nc.jetstream(), share_stream_config(names, replicas=replicas))
+    finally:
+        await nc.close()
+
+
+async def check_stream_not_ahead(nats_url: str, names: BusNames, store: SharingStore) -> None:
+    """Refuse to start when the share stream ends beyond the store's outbox.
+
+    The relay resumes after the stream's last ``Vss-Log-Position``; an outbox that starts
+    again below it (an emptied or restored store) would have its first messages skipped.
+    """
+    nc = await connect(nats_url, name="sharing-check")
+    try:
+        try:
+            last = await nc.jetstream().get_last_msg(names.stream, names.subjects)
+        except NotFoundError:
+            return
+        published = int((last.headers or {}).get(HEADER_LOG_POSITION, 0))
+    finally:
+        await nc.close()
+    stored = await asyncio.to_thread(store.last_position)
+    if published > stored:
+        raise ShareStreamAhead(
+            f"{names.stream} ends at outbox position {published:,} but the sharing store's outbox at"
+            f" {stored:,} ({store.url.redacted()}): restore the store that published it, or delete"
+            f" {names.stream} so that it is published again from the start (organisations then re-read)"
+        )
+
+
+class CaseEventHandler:
+    """Implements the consumer base's ``Handler`` for the sharing service."""
+
+    def __init__(self, service: SharingService) -> None:
+        self.service = service
+
+    def applied_through(self) -> int:
+        return self.service.applied_through()
+
+    def apply(self, delivery: Delivery) -> bool:
+        return self.service.apply(incoming(delivery))
+
+    def apply_batch(self, deliveries: Sequence[Delivery]) -> int:
+        return self.service.apply_many([incoming(delivery) for delivery in deliveries])
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        self.service.pass_over(stream_sequence, event_id)
+
+
+def incoming(delivery: Delivery) -> IncomingEvent:
+    """A case event as the sharing service applies it."""
+    event = delivery.event
+    # The payload in the current version of its type: the published dict upcast (the
+    # consumer base validated it already; no second dump of the model).
+    current_type, data = upcast(event.type, event.data)
+    return IncomingEvent(
+        case_id=event.subject,
+        version=event.caseversion,
+        event_id=event.id,
+        type_name=event.type,
+        event_name=delivery.subject.rsplit(".", 1)[1],
+        current_type=current_type,
+        data=data,
+        time=event.time,
+        log_position=event.logposition,
+        correlation_id=event.correlationid,
+        event_hash=event.eventhash,
+        body=delivery.body,
+        stream_sequence=delivery.stream_sequence,
+    )
+
+
+class ShareLog:
+    """The relay's ``EventLog`` over the sharing store's outbox."""
+
+    def __init__(self, store: SharingStore, names: BusNames) -> None:
+        self.store = store
+        self.names = names
+        self.local = not store.url.is_postgres
+
+    def fetch(self, after: int, limit: int) -> Sequence[LoggedShare]:
+        return self.store.read_log(after, limit)
+
+    def render(self, rows: Sequence[LoggedShare]) -> Sequence[OutboxMessage]:
+        prefix = self.names.subject_prefix
+        return [
+            OutboxMessage(
+                position=row.position,
+                event_id=row.message_id,
+                subject=share_subject(row.organisation, row.case_id, row.name, prefix=prefix),
+                body=row.body,
+                headers={
+                    HEADER_MSG_ID: row.message_id,
+                    HEADER_EVENT_TYPE: row.type,
+                    HEADER_LOG_POSITION: str(row.position),
+                },
+                # One key for all: each page of the outbox goes out as few atomic batches as the
+                # relay allows (up to 1000 messages). A key per case made one small batch per case
+                # event, and the server's per-batch cost held the relay to ~900 messages/s live
+                # (commit -> subscriber p50 4.7 s at 200 commands/s x 10 organisations; 35 ms now).
+                commit_key="",
+            )
+            for row in rows
+        ]
