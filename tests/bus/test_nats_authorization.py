@@ -21,7 +21,6 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from nats.js.errors import NotFoundError
 
 from services.shared.bus.authorization import (
-    SHARE_STREAM,
     InternalRole,
     NatsAuth,
     NatsCredentials,
@@ -33,6 +32,7 @@ from services.shared.bus.names import BusNames
 from services.shared.bus.streams import case_stream_config, connect
 from services.shared.organisations import parse_organisations
 from tests.support.nats import NatsServer, authorized_nats_server
+from vss_contracts.subjects import SHARE_STREAM
 
 REGION = "vgr-psykiatri-nordost"
 MUNICIPALITY = "goteborg-socialtjanst"

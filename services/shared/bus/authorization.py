@@ -34,11 +34,13 @@ from services.shared.organisations import Organisation, Organisations
 from vss_contracts.access_events import ACCESS_SUBJECT_PREFIX
 from vss_contracts.meeting_events import MEETING_SUBJECT_PREFIX
 from vss_contracts.notification_events import NOTIFICATION_SUBJECT_PREFIX
-from vss_contracts.subjects import CASE_SUBJECT_PREFIX, DEAD_LETTER_SUBJECT_PREFIX
-
-# The sharing service's stream (issue 17); the contracts will name them once it lands.
-SHARE_STREAM = "VSS_SHARE"
-SHARE_SUBJECT_PREFIX = "vss.share"
+from vss_contracts.subjects import (
+    CASE_SUBJECT_PREFIX,
+    DEAD_LETTER_SUBJECT_PREFIX,
+    SHARE_STREAM,
+    SHARE_SUBJECT_PREFIX,
+    share_token,
+)
 
 
 class InternalRole(StrEnum):
@@ -99,7 +101,7 @@ def organisation_permissions(
     publish = ["$JS.API.INFO"]
     for consumer in organisation.consumer_names:
         publish += [
-            f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}.{subjects.share}.{organisation.id}.>",
+            f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}.{subjects.share}.{share_token(organisation.id)}.>",
             f"$JS.API.CONSUMER.INFO.{stream}.{consumer}",
             f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
             f"$JS.API.CONSUMER.DELETE.{stream}.{consumer}",
