@@ -164,6 +164,18 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     notices = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("notice: ")]
     assert len(notices) == len(mails) == 11
     assert {n[-2:] == ["email", "sent"] for n in notices} == {True}
+    # The municipality's own subscriber (examples/subscriber/, its organisation's NATS key): the
+    # case's 15 events verified, then one SharingEnded after the consent was withdrawn for it
+    # (the coordinator's unassignment, version 16, still shared; the withdrawal not).
+    case_id = re.search(r"^case (\S+)$", result.stdout, re.M)
+    assert case_id, result.stdout
+    assert f"share: 15 events of case {case_id.group(1)} verified: True" in result.stdout
+    after = [line for line in result.stdout.splitlines() if line.startswith("share: se.vss.")]
+    assert after == [
+        "share: se.vss.case.CoordinatorUnassigned.v1 version 16 verified: True",
+        "share: se.vss.sharing.SharingEnded.v1 consent_withdrawn_for_organisation after version 16",
+    ]
+    assert f"copy: {case_id.group(1)} verifies to version 16 sharing ended: True" in result.stdout
 
 
 def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path: Path) -> None:
