@@ -79,6 +79,7 @@ CASE_WRITE = Entry("case", body={})  # refused before the body is read
 MATRIX: dict[tuple[Api, str, str], Entry] = {
     # ------------------------------------------------------------------ the case API
     ("case", "GET", "/health"): Entry("none", why="no data"),
+    ("case", "GET", "/.well-known/vss-keys.json"): Entry("none", why="public signing keys, nobody's data"),
     ("case", "POST", "/v1/cases"): Entry("none", why="opens a new case: the opener's own"),
     ("case", "GET", "/v1/cases/{case_id}"): Entry("case", read=True),
     ("case", "GET", "/v1/cases/{case_id}/history"): Entry("case", read=True),
