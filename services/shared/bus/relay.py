@@ -337,10 +337,11 @@ class Relay:
                     min(self.settings.retry_backoff_max, delay * 2) if not isinstance(error, Resync) else 0.05
                 )
         finally:
-            for task in (keeper, stopper):
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, LeaseLost, Exception):
-                await keeper
+            stopper.cancel()
+            # Not one cancel and an await: a cancel landing as the keeper's renewal request
+            # completes is swallowed by 3.11's wait_for inside nats-py, and the keeper then
+            # renews forever, so the relay never stopped (seen once in CI). Cancel until done.
+            await cancel_and_wait(keeper)
 
     # ----------------------------------------------------------------------- publishing
     async def tail(self, js: JetStreamContext) -> Tail:
