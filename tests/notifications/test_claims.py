@@ -154,13 +154,9 @@ class Hooked(MailSink):
         return path
 
 
-@pytest.fixture
-def hooked(tmp_path: Path, store_url: str) -> Iterator[tuple[World, Hooked]]:
-    """A case whose resource group is Bo of the housing firm, which the consent covers, and
-    a SIP decided: one delivery pending, to Bo."""
-    migrate(store_url)
-    world = World(tmp_path, store_url=store_url, sink=Hooked)
-    assert isinstance(world.sink, Hooked)
+def _bo_pending(world: World) -> None:
+    """A case whose resource group is Bo of the housing firm, which the consent covers, and a
+    SIP decided: one delivery pending, to Bo."""
     feed = world.feed
     feed.open(DAY)
     feed.assign(DAY, "sara", SOCIAL)
@@ -168,6 +164,15 @@ def hooked(tmp_path: Path, store_url: str) -> Iterator[tuple[World, Hooked]]:
     feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=False)
     world.deliver()  # the coordinator's notice, out of the way
     feed.sip(DAY, 1, date(2026, 6, 1))
+
+
+@pytest.fixture
+def hooked(tmp_path: Path, store_url: str) -> Iterator[tuple[World, Hooked]]:
+    """Bo's SIP notice pending (_bo_pending), sent to a sink that can be hooked."""
+    migrate(store_url)
+    world = World(tmp_path, store_url=store_url, sink=Hooked)
+    assert isinstance(world.sink, Hooked)
+    _bo_pending(world)
     yield world, world.sink
     world.close()
 
@@ -443,13 +448,7 @@ def failing(tmp_path: Path, store_url: str) -> Iterator[tuple[World, Failing]]:
     migrate(store_url)
     world = World(tmp_path, store_url=store_url, store=Failing)
     assert isinstance(world.store, Failing)
-    feed = world.feed
-    feed.open(DAY)
-    feed.assign(DAY, "sara", SOCIAL)
-    feed.add_member(DAY, "Bo Boendestöd", MemberKind.PROFESSIONAL, HOUSING)
-    feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=False)
-    world.deliver()  # the coordinator's notice, out of the way
-    feed.sip(DAY, 1, date(2026, 6, 1))
+    _bo_pending(world)
     yield world, world.store
     world.close()
 
