@@ -71,12 +71,10 @@ class Figure:
 
 
 def timed(name: str, ops: int, run: Callable[[], None]) -> Figure:
-    started = time.perf_counter()
-    run()
-    return Figure(name, ops, time.perf_counter() - started)
+    return Figure(name, ops, _timed(run))
 
 
-ROUNDS = 3
+ROUNDS = 5
 
 
 def best_of(name: str, rounds: list[Figure]) -> Figure:
@@ -85,15 +83,41 @@ def best_of(name: str, rounds: list[Figure]) -> Figure:
     return Figure(name, best.ops, best.seconds)
 
 
+@dataclass
+class Contender:
+    """One path under test: ``round()`` times ``n`` appends; the rounds of all paths alternate.
+
+    Alternating (raw, library, application, raw, library, …) rather than running each path's
+    rounds back to back keeps a slow spell of the disk or the machine from landing on one
+    path only: every ratio compares rounds taken minutes, not seconds, apart otherwise.
+    """
+
+    name: str
+    round: Callable[[], float]  # seconds for n appends
+    close: Callable[[], None]
+    rounds: list[Figure]
+
+    def run(self, n: int) -> None:
+        self.rounds.append(Figure(self.name, n, self.round()))
+
+    def best(self) -> Figure:
+        return best_of(self.name, self.rounds)
+
+
+def _timed(run: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
 # ------------------------------------------------------------------------- raw components
-def raw_sqlite(path: str, n: int) -> Figure:
+def raw_sqlite(path: str, n: int) -> Contender:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(
         "CREATE TABLE raw_events (originator_id TEXT, originator_version INTEGER, topic TEXT, state BLOB,"
         " PRIMARY KEY (originator_id, originator_version))"
     )
-    name = "raw sqlite3 INSERT (1 row/txn)"
 
     def run() -> None:
         for i in range(n):
@@ -101,29 +125,26 @@ def raw_sqlite(path: str, n: int) -> Figure:
             conn.execute("INSERT INTO raw_events VALUES (?,?,?,?)", (uuid.uuid4().hex, i, "t", PAYLOAD))
             conn.execute("COMMIT")
 
-    figure = best_of(name, [timed(name, n, run) for _ in range(ROUNDS)])
-    conn.close()
-    return figure
+    return Contender("raw sqlite3 INSERT (1 row/txn)", lambda: _timed(run), conn.close, [])
 
 
-def raw_psycopg(url: str, n: int) -> Figure:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE raw_events (originator_id uuid, originator_version bigint, topic text, state bytea,"
-            " notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
-        )
-        name = "raw psycopg INSERT (1 row/txn)"
+def raw_psycopg(url: str, n: int) -> Contender:
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute(
+        "CREATE TABLE raw_events (originator_id uuid, originator_version bigint, topic text, state bytea,"
+        " notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
+    )
 
-        def run() -> None:
-            for i in range(n):
-                with conn.transaction():
-                    conn.execute(
-                        "INSERT INTO raw_events (originator_id, originator_version, topic, state)"
-                        " VALUES (%s,%s,%s,%s) RETURNING notification_id",
-                        (uuid.uuid4(), i, "t", PAYLOAD),
-                    )
+    def run() -> None:
+        for i in range(n):
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO raw_events (originator_id, originator_version, topic, state)"
+                    " VALUES (%s,%s,%s,%s) RETURNING notification_id",
+                    (uuid.uuid4(), i, "t", PAYLOAD),
+                )
 
-        return best_of(name, [timed(name, n, run) for _ in range(ROUNDS)])
+    return Contender("raw psycopg INSERT (1 row/txn)", lambda: _timed(run), conn.close, [])
 
 
 class Counter(Aggregate):
@@ -132,25 +153,20 @@ class Counter(Aggregate):
         self.note = note
 
 
-def raw_eventsourcing(env: dict[str, str], n: int) -> Figure:
+def raw_eventsourcing(env: dict[str, str], n: int) -> Contender:
     app: Application[Any] = Application(env={**env, "CREATE_TABLE": "y", "APPLICATION_RECORDER_TOPIC": ""})
     counters = [Counter() for _ in range(n)]
     app.save(*counters)  # created events are not timed
-    name = "raw eventsourcing Application.save (1 event/save)"
 
-    def run() -> None:
+    def run() -> float:
         for counter in counters:
             counter.increment(note="x" * 600)  # triggering is not timed, as commands are below
         started = time.perf_counter()
         for counter in counters:
             app.save(counter)
-        rounds.append(Figure(name, n, time.perf_counter() - started))
+        return time.perf_counter() - started
 
-    rounds: list[Figure] = []
-    for _ in range(ROUNDS):
-        run()
-    app.close()
-    return best_of(name, rounds)
+    return Contender("raw eventsourcing Application.save (1 event/save)", run, app.close, [])
 
 
 # ------------------------------------------------------------------------------ our paths
@@ -196,7 +212,7 @@ WORKSHEET = {
 SIGNER = CommitSigner.generate("bench-key")  # every commit signed, as the case service signs
 
 
-def application_path(url: str, n: int, cases: int, *, signer: CommitSigner | None = SIGNER) -> Figure:
+def application_path(url: str, n: int, cases: int, *, signer: CommitSigner | None = SIGNER) -> Contender:
     store = CaseEventStore(StoreConfig(url), signer=signer)
     service = CaseService(store, Clock())
     ids = _open_cases(service, cases)
@@ -210,9 +226,7 @@ def application_path(url: str, n: int, cases: int, *, signer: CommitSigner | Non
         for i in range(n):
             service.execute(Request(ACTOR, "bench"), ids[i % cases], lambda c: c.complete_worksheet(command))
 
-    figure = best_of(name, [timed(name, n, run) for _ in range(ROUNDS)])
-    store.close()
-    return figure
+    return Contender(name, lambda: _timed(run), store.close, [])
 
 
 def _free_port() -> int:
@@ -262,22 +276,30 @@ def http_path(url: str, n: int, cases: int) -> Figure:
 
 # ---------------------------------------------------------------------------------- runner
 def bench_store(
-    kind: str, make_url: Callable[[str], str], raw: Callable[[str], Figure], n: int, cases: int
+    kind: str, make_url: Callable[[str], str], raw: Callable[[str], Contender], n: int, cases: int
 ) -> None:
-    figures = [raw(make_url("raw"))]
-    app_url = make_url("es")
-    figures.append(raw_eventsourcing(StoreConfig(app_url).eventsourcing_env(create_table=True), n))
-    case_url = make_url("case")
-    migrate(StoreConfig(case_url))
-    figures.append(application_path(case_url, n, cases))
-    http_url = make_url("http")
-    migrate(StoreConfig(http_url))
-    figures.append(http_path(http_url, n, cases))
-    unsigned_url = make_url("unsigned")
-    migrate(StoreConfig(unsigned_url))
-    figures.append(application_path(unsigned_url, n, cases, signer=None))
+    for name in ("case", "unsigned", "http"):
+        migrate(StoreConfig(make_url(name)))
+    contenders = [
+        raw(make_url("raw")),
+        raw_eventsourcing(StoreConfig(make_url("es")).eventsourcing_env(create_table=True), n),
+        application_path(make_url("case"), n, cases),
+        application_path(make_url("unsigned"), n, cases, signer=None),
+    ]
+    try:
+        for _ in range(ROUNDS):
+            for contender in contenders:
+                contender.run(n)
+    finally:
+        for contender in contenders:
+            contender.close()
+    figures = [c.best() for c in contenders]
+    figures.insert(3, http_path(make_url("http"), n, cases))
     library = figures[1].rate
-    print(f"\n{kind}: {n} appends per round, best of {ROUNDS} rounds, commands spread over {cases} cases")
+    print(
+        f"\n{kind}: {n} appends per round, best of {ROUNDS} alternating rounds,"
+        f" commands spread over {cases} cases"
+    )
     print(f"{'path':<58}{'ops/s':>10}{'ms/op':>9}{'× library':>11}")
     for f in figures:
         print(f"{f.name:<58}{f.rate:>10.0f}{1000 / f.rate:>9.3f}{f.rate / library:>11.2f}")

@@ -21,7 +21,7 @@ import contextlib
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     load_pem_private_key,
 )
+from nacl.bindings import crypto_sign, crypto_sign_BYTES, crypto_sign_seed_keypair
 
 from services.case.domain.events import CommitSeal
 from services.shared.files import PRIVATE, write_private
@@ -49,14 +50,26 @@ class SigningKeyMissing(RuntimeError):
 
 @dataclass(frozen=True)
 class CommitSigner:
-    """Signs commits with one private key (about 25 µs a signature: once per commit, not per event)."""
+    """Signs commits with one private key, once per commit (not per event).
+
+    The key files are read and written with ``cryptography``; the signing itself goes through
+    libsodium (PyNaCl): the same Ed25519 signature (deterministic, RFC 8032), about a third
+    less CPU on the append path than OpenSSL's (docs/performance.md).
+    """
 
     key_id: str
     private_key: Ed25519PrivateKey
+    _libsodium_key: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        seed = self.private_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        _public, secret = crypto_sign_seed_keypair(seed)
+        object.__setattr__(self, "_libsodium_key", secret)
 
     def seal(self, event_hash: str) -> CommitSeal:
-        signature = self.private_key.sign(signature_input(event_hash))
-        return CommitSeal(self.key_id, b64url_encode(signature))
+        # crypto_sign returns signature || message: the signature is the first 64 bytes.
+        signed = crypto_sign(signature_input(event_hash), self._libsodium_key)
+        return CommitSeal(self.key_id, b64url_encode(signed[:crypto_sign_BYTES]))
 
     @classmethod
     def generate(cls, key_id: str | None = None) -> CommitSigner:
