@@ -15,7 +15,7 @@ from services.case.infrastructure.store import CaseEventStore, StoreConfig, migr
 from tests.support.clock import FixedClock
 from tests.support.scenario import FIRST_SIP_EVENT_TYPES, drive_to_first_sip
 from tests.support.stores import StoreFactory, raw_execute, raw_query, stored_originator_id
-from vss_contracts.signing import PublicKeys
+from vss_contracts.signing import PublicKeys, b64url_decode, signature_input
 from vss_contracts.verification import CaseVerificationFailed, verify_case
 
 LAST = len(FIRST_SIP_EVENT_TYPES)
@@ -207,3 +207,13 @@ def test_migrate_adds_the_signature_columns_to_a_store_of_the_first_schema(
     case_id = drive_to_first_sip(CaseService(store, clock), clock).case_id
     assert case_id is not None
     assert store.verify(case_id) is None
+
+
+@pytest.mark.parametrize("event_hash", ["0" * 64, "ab" * 32, "f" * 64])
+def test_the_libsodium_seal_is_the_ed25519_signature_the_key_makes(event_hash: str) -> None:
+    """Commits are signed through libsodium; the key files are cryptography's: one signature."""
+    signer = CommitSigner.generate("k-1")
+    seal = signer.seal(event_hash)
+    assert seal.key_id == "k-1"
+    assert b64url_decode(seal.value) == signer.private_key.sign(signature_input(event_hash))
+    signer.private_key.public_key().verify(b64url_decode(seal.value), signature_input(event_hash))
