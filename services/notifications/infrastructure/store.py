@@ -21,17 +21,12 @@ so the log's positions are in commit order on PostgreSQL too.
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
-import psycopg
 
 from services.notifications.application.ports import (
     Alert,
@@ -43,7 +38,7 @@ from services.notifications.application.ports import (
     RecordEvent,
 )
 from services.shared.bus import checkpoint
-from services.shared.eventstore import EventStoreUrl
+from services.shared.sql import SqlStore, SqlTx
 from vss_contracts.chain import GENESIS_HASH, chain_hash
 from vss_contracts.types import Principal
 
@@ -95,25 +90,8 @@ class LoggedEvent:
     state: dict[str, Any]  # as the meetings store keeps events: metadata, data, prev_hash, hash
 
 
-class Tx:
-    """One transaction's cursor, with ``?`` placeholders on both databases."""
-
-    def __init__(self, cursor: Any, postgres: bool) -> None:
-        self.cursor = cursor
-        self.postgres = postgres
-        self.p = "%s" if postgres else "?"
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        self.cursor.execute(sql.replace("?", "%s") if self.postgres else sql, params)
-        return int(self.cursor.rowcount)
-
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        self.cursor.execute(sql.replace("?", "%s") if self.postgres else sql, params)
-        names = [d[0] for d in self.cursor.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in self.cursor.fetchall()]
-
-    def advance(self, consumer: str, stream_sequence: int, event_id: str | None) -> bool:
-        return checkpoint.advance(self.cursor, consumer, stream_sequence, event_id, p=self.p)
+class Tx(SqlTx):
+    """One transaction: the service's statements besides the shared ones."""
 
     def log(self, event_id: str, case_id: str, type_name: str, payload: dict[str, Any], at: str) -> None:
         """Append a record event to the case's chain (an id stored already adds nothing)."""
@@ -142,92 +120,22 @@ class Tx:
         )
 
 
-class NotificationStore:
+class NotificationStore(SqlStore[Tx]):
     def __init__(self, url: str) -> None:
-        self.url = EventStoreUrl(url)
-        self.postgres = self.url.is_postgres
-        self.lock = threading.RLock()  # one writer at a time in this process
-        self._local = threading.local()
-
-    # ------------------------------------------------------------------------ connection
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self.postgres and conn.closed:
-            # The server ended the connection (a restart, a failover): the next call opens a
-            # new one instead of failing on the dead one for as long as the process runs.
-            conn = None
-        if conn is None:
-            if self.postgres:
-                conn = psycopg.connect(self.url.url)
-            else:
-                conn = sqlite3.connect(self.url.sqlite_path(), isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")  # a decision or a record survives a crash
-                conn.execute("PRAGMA busy_timeout=10000")
-            self._local.conn = conn
-        return conn
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        with self.lock:
-            conn = self._conn()
-            if self.postgres:
-                with conn.transaction(), conn.cursor() as cursor:
-                    # One writer at a time across processes too: the log's positions must
-                    # commit in order, or the relay could pass one that commits later.
-                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK,))
-                    yield Tx(cursor, True)
-                return
-            cursor = conn.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield Tx(cursor, False)
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-
-    def read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        conn = self._conn()
-        if self.postgres:
-            with conn.transaction(), conn.cursor() as cursor:
-                return Tx(cursor, True).rows(sql, params)
-        return Tx(conn.cursor(), False).rows(sql, params)
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        super().__init__(url, writer_lock=_WRITER_LOCK, tx=Tx)
 
     # ---------------------------------------------------------------------------- schema
     def migrate(self) -> None:
-        if not self.postgres:
-            Path(self.url.sqlite_path()).parent.mkdir(parents=True, exist_ok=True)
-        serial = "BIGSERIAL PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
-        with self.transaction() as tx:
-            for statement in _tables(serial):
-                tx.execute(statement)
+        self.create(_tables(self.serial))
 
     def check_migrated(self) -> None:
-        try:
-            self.read("SELECT 1 FROM deliveries LIMIT 1")
-            self.read("SELECT 1 FROM notification_log LIMIT 1")
-        except (sqlite3.Error, psycopg.Error) as error:
-            self.close()
+        error = self.missing_tables("deliveries", "notification_log")
+        if error is not None:
             raise StoreNotMigrated(
                 f"the notifications store at {self.url.redacted()} has no tables: run `vss migrate` ({error})"
-            ) from error
+            )
 
     # ----------------------------------------------------------------------------- reads
-    def applied_through(self, consumer: str) -> int:
-        rows = self.read("SELECT stream_sequence FROM consumer_positions WHERE consumer = ?", (consumer,))
-        return int(rows[0]["stream_sequence"]) if rows else 0
-
-    def pass_over(self, consumer: str, stream_sequence: int, event_id: str | None) -> None:
-        with self.transaction() as tx:
-            tx.advance(consumer, stream_sequence, event_id)
-
     def audience(self, case_id: str) -> dict[str, Any] | None:
         rows = self.read("SELECT snapshot FROM audiences WHERE case_id = ?", (case_id,))
         return dict(orjson.loads(rows[0]["snapshot"])) if rows else None

@@ -12,19 +12,14 @@ later.
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
-import psycopg
 
 from services.shared.bus import checkpoint
-from services.shared.eventstore import EventStoreUrl
+from services.shared.sql import SqlStore, SqlTx
 from services.sharing.application.service import KeptEvent, ShareMessage
 from services.sharing.domain.coverage import CaseAccess
 
@@ -63,26 +58,11 @@ class LoggedShare:
     body: bytes
 
 
-class Tx:
+class Tx(SqlTx):
     """One transaction (implements the application's ``ShareTx``)."""
 
-    def __init__(self, cursor: Any, postgres: bool) -> None:
-        self.cursor = cursor
-        self.postgres = postgres
-        self.p = "%s" if postgres else "?"
-
-    def _run(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.cursor.execute(sql.replace("?", "%s") if self.postgres else sql, params)
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        self._run(sql, params)
-        return list(self.cursor.fetchall())
-
-    def advance(self, consumer: str, stream_sequence: int, event_id: str | None) -> bool:
-        return checkpoint.advance(self.cursor, consumer, stream_sequence, event_id, p=self.p)
-
     def keep(self, event: KeptEvent) -> None:
-        self._run(
+        self.execute(
             "INSERT INTO kept_events (case_id, version, event_id, type, name, body, event_hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id, version) DO NOTHING",
             (
@@ -97,7 +77,7 @@ class Tx:
         )
 
     def kept(self, case_id: str, first: int, last: int) -> list[KeptEvent]:
-        rows = self._rows(
+        rows = self.tuples(
             "SELECT case_id, version, event_id, type, name, body, event_hash FROM kept_events"
             " WHERE case_id = ? AND version >= ? AND version <= ? ORDER BY version",
             (case_id, first, last),
@@ -105,7 +85,7 @@ class Tx:
         return [KeptEvent(r[0], int(r[1]), r[2], r[3], r[4], bytes(r[5]), r[6]) for r in rows]
 
     def case_state(self, case_id: str) -> tuple[CaseAccess, dict[str, tuple[int, bool]]]:
-        rows = self._rows("SELECT state FROM case_state WHERE case_id = ?", (case_id,))
+        rows = self.tuples("SELECT state FROM case_state WHERE case_id = ?", (case_id,))
         if not rows:
             return CaseAccess(), {}
         state = orjson.loads(rows[0][0])
@@ -116,7 +96,7 @@ class Tx:
         self, case_id: str, access: CaseAccess, received: dict[str, tuple[int, bool]]
     ) -> None:
         state = {"access": access.to_json(), "received": {org: list(r) for org, r in received.items()}}
-        self._run(
+        self.execute(
             "INSERT INTO case_state (case_id, state) VALUES (?, ?)"
             " ON CONFLICT (case_id) DO UPDATE SET state = excluded.state",
             (case_id, orjson.dumps(state).decode()),
@@ -130,8 +110,8 @@ class Tx:
             "INSERT INTO share_log (organisation, case_id, message_id, name, type, version, body)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING"
         )
-        self.cursor.executemany(
-            sql.replace("?", "%s") if self.postgres else sql,
+        self.executemany(
+            sql,
             [
                 (m.organisation, m.case_id, m.message_id, m.event_name, m.type_name, m.version, m.body)
                 for m in messages
@@ -139,94 +119,29 @@ class Tx:
         )
 
 
-class SharingStore:
+class SharingStore(SqlStore[Tx]):
     def __init__(self, url: str) -> None:
-        self.url = EventStoreUrl(url)
-        self.postgres = self.url.is_postgres
-        self.lock = threading.RLock()  # one writer at a time in this process
-        self._local = threading.local()
-
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self.postgres:
-                conn = psycopg.connect(self.url.url)
-            else:
-                conn = sqlite3.connect(self.url.sqlite_path(), isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")  # a decision survives a crash of the machine
-                conn.execute("PRAGMA busy_timeout=10000")
-            self._local.conn = conn
-        return conn
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        with self.lock:
-            conn = self._conn()
-            if self.postgres:
-                with conn.transaction(), conn.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITER_LOCK,))
-                    yield Tx(cursor, True)
-                return
-            cursor = conn.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield Tx(cursor, False)
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        conn = self._conn()
-        if self.postgres:
-            with conn.transaction(), conn.cursor() as cursor:
-                cursor.execute(sql.replace("?", "%s"), params)
-                return list(cursor.fetchall())
-        return list(conn.execute(sql, params).fetchall())
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        super().__init__(url, writer_lock=_WRITER_LOCK, tx=Tx)
 
     # ---------------------------------------------------------------------------- schema
     def migrate(self) -> None:
-        if not self.postgres:
-            Path(self.url.sqlite_path()).parent.mkdir(parents=True, exist_ok=True)
-        serial = "BIGSERIAL PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
-        blob = "BYTEA" if self.postgres else "BLOB"
-        with self.transaction() as tx:
-            for statement in _tables(serial, blob):
-                tx._run(statement)
+        self.create(_tables(self.serial, self.blob))
 
     def check_migrated(self) -> None:
-        try:
-            self._read("SELECT 1 FROM share_log LIMIT 1")
-            self._read("SELECT 1 FROM kept_events LIMIT 1")
-        except (sqlite3.Error, psycopg.Error) as error:
-            self.close()
+        error = self.missing_tables("share_log", "kept_events")
+        if error is not None:
             raise StoreNotMigrated(
                 f"the sharing store at {self.url.redacted()} has no tables: run `vss migrate` ({error})"
-            ) from error
+            )
 
     # ----------------------------------------------------------------------------- reads
-    def applied_through(self, consumer: str) -> int:
-        rows = self._read("SELECT stream_sequence FROM consumer_positions WHERE consumer = ?", (consumer,))
-        return int(rows[0][0]) if rows else 0
-
-    def pass_over(self, consumer: str, stream_sequence: int, event_id: str | None) -> None:
-        with self.transaction() as tx:
-            tx.advance(consumer, stream_sequence, event_id)
-
     def last_position(self) -> int:
         """The outbox's last position (0: empty)."""
-        (row,) = self._read("SELECT COALESCE(MAX(position), 0) FROM share_log")
+        (row,) = self.read_tuples("SELECT COALESCE(MAX(position), 0) FROM share_log")
         return int(row[0])
 
     def read_log(self, after: int, limit: int) -> list[LoggedShare]:
-        rows = self._read(
+        rows = self.read_tuples(
             "SELECT s.position, s.organisation, s.case_id, s.message_id, s.name, s.type,"
             " COALESCE(s.body, k.body) FROM share_log s"
             " LEFT JOIN kept_events k ON k.case_id = s.case_id AND k.version = s.version"
@@ -237,8 +152,8 @@ class SharingStore:
 
     def summary(self) -> dict[str, Any]:
         """For operators: organisations and cases shared, the outbox's size, the consumer's position."""
-        (queued,) = self._read("SELECT COALESCE(MAX(position), 0) FROM share_log")
-        (organisations,) = self._read("SELECT COUNT(DISTINCT organisation) FROM share_log")
+        (queued,) = self.read_tuples("SELECT COALESCE(MAX(position), 0) FROM share_log")
+        (organisations,) = self.read_tuples("SELECT COUNT(DISTINCT organisation) FROM share_log")
         return {
             "organisations": int(organisations[0]),
             "log_position": int(queued[0]),

@@ -1,0 +1,181 @@
+"""One way for a service's own store to speak SQLite and PostgreSQL with the same SQL.
+
+Statements are written once, with ``?`` placeholders, and rewritten to ``%s`` for psycopg.
+A store subclasses :class:`SqlStore` for its connection handling and its transactions, and
+:class:`SqlTx` for the statements that belong in one transaction:
+
+- one connection per thread; on PostgreSQL a connection the server ended (a restart, a
+  failover) is replaced on the next call instead of failing for as long as the process runs;
+- SQLite in WAL mode with ``synchronous=FULL`` (a committed decision survives a crash of the
+  machine) and a busy timeout, transactions ``BEGIN IMMEDIATE``;
+- one writer at a time: a lock in the process, and on PostgreSQL an advisory lock per store,
+  so positions of an outbox table commit in order and a relay never passes one that commits
+  later;
+- the consumer's checkpoint (:mod:`services.shared.bus.checkpoint`) in the same transaction
+  as the state change it belongs to.
+
+The case and meetings stores are eventsourcing recorders and keep the library's
+connections; this is for the services' own tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import psycopg
+
+from services.shared.bus import checkpoint
+from services.shared.eventstore import EventStoreUrl
+
+__all__ = ["DatabaseErrors", "SqlStore", "SqlTx"]
+
+# What a statement on either database raises when a table is missing, a constraint fails …
+DatabaseErrors = (sqlite3.Error, psycopg.Error)
+
+
+class SqlTx:
+    """One transaction's cursor, with ``?`` placeholders on both databases."""
+
+    def __init__(self, cursor: Any, postgres: bool) -> None:
+        self.cursor = cursor
+        self.postgres = postgres
+        self.p = "%s" if postgres else "?"
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgres else sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        self.cursor.execute(self._sql(sql), params)
+        return int(self.cursor.rowcount)
+
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self.cursor.executemany(self._sql(sql), params)
+
+    def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self.cursor.execute(self._sql(sql), params)
+        return list(self.cursor.fetchall())
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """The result as dicts by column name."""
+        self.cursor.execute(self._sql(sql), params)
+        names = [d[0] for d in self.cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in self.cursor.fetchall()]
+
+    def advance(self, consumer: str, stream_sequence: int, event_id: str | None) -> bool:
+        """Record the consumer's position; False if the sequence was applied already."""
+        return checkpoint.advance(self.cursor, consumer, stream_sequence, event_id, p=self.p)
+
+
+TxT = TypeVar("TxT", bound=SqlTx)
+
+
+class SqlStore(Generic[TxT]):
+    """A service's own tables on SQLite or PostgreSQL, from one URL."""
+
+    def __init__(self, url: str, *, writer_lock: int, tx: Callable[[Any, bool], TxT]) -> None:
+        self.url = EventStoreUrl(url)
+        self.postgres = self.url.is_postgres
+        self._writer_lock = writer_lock  # pg_advisory_xact_lock key: one writer across processes
+        self._tx = tx
+        self.lock = threading.RLock()  # one writer at a time in this process
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------------ connection
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self.postgres and conn.closed:
+            conn = None
+        if conn is None:
+            if self.postgres:
+                conn = psycopg.connect(self.url.url)
+            else:
+                conn = sqlite3.connect(self.url.sqlite_path(), isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA busy_timeout=10000")
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[TxT]:
+        with self.lock:
+            conn = self._conn()
+            if self.postgres:
+                with conn.transaction(), conn.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self._writer_lock,))
+                    yield self._tx(cursor, True)
+                return
+            cursor = conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._tx(cursor, False)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """A read outside any write transaction, as dicts by column name."""
+        conn = self._conn()
+        if self.postgres:
+            with conn.transaction(), conn.cursor() as cursor:
+                return SqlTx(cursor, True).rows(sql, params)
+        return SqlTx(conn.cursor(), False).rows(sql, params)
+
+    def read_tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        conn = self._conn()
+        if self.postgres:
+            with conn.transaction(), conn.cursor() as cursor:
+                return SqlTx(cursor, True).tuples(sql, params)
+        return SqlTx(conn.cursor(), False).tuples(sql, params)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ---------------------------------------------------------------------------- schema
+    @property
+    def serial(self) -> str:
+        """The column type of an outbox's position: assigned in commit order by one writer."""
+        return "BIGSERIAL PRIMARY KEY" if self.postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+
+    @property
+    def blob(self) -> str:
+        return "BYTEA" if self.postgres else "BLOB"
+
+    def create(self, statements: Sequence[str]) -> None:
+        """Run ``CREATE … IF NOT EXISTS`` statements in one transaction (the SQLite file's
+        directory is created first)."""
+        if not self.postgres:
+            Path(self.url.sqlite_path()).parent.mkdir(parents=True, exist_ok=True)
+        with self.transaction() as tx:
+            for statement in statements:
+                tx.execute(statement)
+
+    def missing_tables(self, *tables: str) -> str | None:
+        """None if every table exists; else the database's error, for a one-line message."""
+        try:
+            for table in tables:
+                self.read(f"SELECT 1 FROM {table} LIMIT 1")
+        except DatabaseErrors as error:
+            self.close()
+            return str(error)
+        return None
+
+    # ----------------------------------------------------------------------- checkpoints
+    def applied_through(self, consumer: str) -> int:
+        rows = self.read("SELECT stream_sequence FROM consumer_positions WHERE consumer = ?", (consumer,))
+        return int(rows[0]["stream_sequence"]) if rows else 0
+
+    def pass_over(self, consumer: str, stream_sequence: int, event_id: str | None) -> None:
+        """Record a message as passed (dead-lettered or not the service's): nothing else changes."""
+        with self.transaction() as tx:
+            tx.advance(consumer, stream_sequence, event_id)
