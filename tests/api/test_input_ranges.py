@@ -1,7 +1,8 @@
-"""Issue 16, part 4 in the case API: every date and number a client sends has a range.
+"""Input ranges in the case API: every date and number a client sends has a range.
 
-Each input once found to give a 500 or to flood the system gets a 422 problem naming the field
-and the rule, and the store is as it was: the same log position and case version.
+An input out of range (one that would give a 500 or flood the system) gets a 422 problem
+naming the field and the rule, and the store is as it was: the same log position and case
+version.
 """
 
 from __future__ import annotations

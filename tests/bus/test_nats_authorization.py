@@ -1,4 +1,4 @@
-"""Issue 17: an organisation's NATS credentials reach its own share subjects and nothing else.
+"""An organisation's NATS credentials reach its own share subjects and nothing else.
 
 Against a real nats-server started with the authorization `vss nats-config` generates. A
 refusal is shown twice: the client gets no answer (the server drops the request), and the

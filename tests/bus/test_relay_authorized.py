@@ -1,4 +1,4 @@
-"""The relay and a durable consumer under the generated authorization (issue 17).
+"""The relay and a durable consumer work under the generated NATS authorization.
 
 VSS's own processes connect through the shared ``connect()``, which takes their NATS user
 from their settings (``VSS_NATS_NKEY_SEED_FILE``), as `vss up` gives it to each process.

@@ -1,11 +1,10 @@
 """A relay that loses its lease mid-publish: neither a gap nor a duplicate.
 
-The gap these tests guard against was seen once in a benchmark (docs/performance.md,
-"Found on the way: a gap left by the relay") and reproduced with forced lease losses on
-a loaded machine: a cancelled leader's commit landed between the two reads of the new
-leader's tail, so the tail paired the old last sequence with the new last position. The
-new leader's first commit was then refused, but its second, pipelined behind it, expected
-exactly the sequence the stream had reached and was stored, one commit too early.
+The race these tests guard against (ADR 0004, decision 1): were the new leader's tail
+read in two calls, a cancelled leader's commit could land between them and pair the old
+last sequence with the new last position. The new leader's first commit would then be
+refused, but its second, pipelined behind it, would expect exactly the sequence the
+stream had reached and be stored one commit too early, leaving a gap.
 """
 
 from __future__ import annotations

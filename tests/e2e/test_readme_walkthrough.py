@@ -266,7 +266,7 @@ def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path:
 
 
 def _embedded_server_authorizes_like_production(data: Path, nats_url: str) -> None:
-    """`vss up`'s server runs the generated authorization with the demo organisations (issue 17)."""
+    """`vss up`'s server runs the generated authorization with the demo organisations."""
     auth = credentials_dir(data)
     assert "authorization" in (auth / "authorization.conf").read_text()
     seeds = [organisation_seed_path(auth, org) for org in ("vgr-psykiatri-nordost", "goteborg-socialtjanst")]

@@ -1,6 +1,6 @@
-"""Issue 16, part 4 in the meetings API: meeting times and days within the date window, no
-control characters in reasons. A meeting moved to year 9999 once broke the coordinators'
-calendar feeds and dead-lettered the change notice; now it is a 422 and the store is as it was.
+"""Input ranges in the meetings API: meeting times and days within the date window, no
+control characters in reasons. A meeting moved out of the window (year 9999 would break the
+coordinators' calendar feeds) is a 422, and the store is as it was.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Issue 16, part 4 in the notifications API: an acknowledgement link's signature is URL-safe
-base64. A non-ASCII one once gave a 500 (hmac.compare_digest refuses such a str); now it is a
-422 naming the parameter, and the message stays unacknowledged.
+"""Input ranges in the notifications API: an acknowledgement link's signature is URL-safe
+base64. A non-ASCII one (which hmac.compare_digest refuses as a str) is a 422 naming the
+parameter, and the message stays unacknowledged.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Issue 16, part 4 in the query API: cursors within 64 bits, statistics periods of at most ten
-years in 2000–2099. Each input once gave a 500; now a 422 naming the parameter and the rule,
-with the read models and the access log as they were.
+"""Input ranges in the query API: cursors within 64 bits, statistics periods of at most ten
+years in 2000–2099. An input out of range is a 422 naming the parameter and the rule, with
+the read models and the access log as they were.
 """
 
 from __future__ import annotations

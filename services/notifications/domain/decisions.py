@@ -8,8 +8,8 @@ here it is only who, what kind of message (the template) and what it refers to.
 A notice's ``context`` holds what the message may show. Templates decide what is
 printed; the default ones print no health details (a neutral subject, the case
 reference and a link). The one thing from the case's content they do print is a SIP
-member's own actions (what, and by when), to that member only: the issue asks that each
-member sees the actions they are responsible for and their dates. Nobody sees another
+member's own actions (what, and by when), to that member only: each member sees the
+actions they are responsible for and their dates. Nobody sees another
 member's actions, the goals, the "how", the early warning signs or anything else.
 """
 
@@ -210,8 +210,7 @@ def _sip_decided(audience: Audience, data: ce.SipDecided, _: datetime, today: da
     notices = []
     for person in audience.resource_group():
         member_id = UUID(person.key.removeprefix("member:"))
-        # Only the actions this member is responsible for, soonest first: what and by when
-        # (the issue: each sees the actions they are responsible for and their dates).
+        # Only the actions this member is responsible for, soonest first: what and by when.
         actions = [
             {"what": a.what, "due_on": a.due_on, "how": a.how}
             for a in sorted(data.actions, key=lambda a: a.due_on)

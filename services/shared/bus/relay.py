@@ -74,9 +74,7 @@ class EventLog(Protocol[_Row]):
     thread, so that a slow database never stalls the acks and the lease. Not a thread for
     everything: CPU work holds the interpreter lock wherever it runs, and a worker thread
     that reads SQLite row by row must win the lock back from the busy publishing loop for
-    every row. In the relay bench (SQLite) the whole read in a thread gave 0.60–0.65× raw,
-    fetch in a thread 0.59–0.61×, everything in the loop 0.72–0.77×; on PostgreSQL, the
-    whole read in a thread 0.57×, fetch in a thread 0.61–0.66× (docs/performance.md).
+    every row, which costs more than the read itself (ADR 0004, decision 4).
     """
 
     @property
