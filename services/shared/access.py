@@ -63,7 +63,7 @@ class Person(Protocol):
     def organisation_id(self) -> str: ...
 
     @property
-    def principal(self) -> str: ...
+    def principal(self) -> str | None: ...  # None: a reader whose token named no principal
 
     @property
     def roles(self) -> frozenset[str]: ...
@@ -78,11 +78,24 @@ def record_access(
     reason: str | None = None,
 ) -> None:
     """Record one read (``granted``) or refused attempt (``denied``) by ``reader``, durably, now."""
+    record_accesses(log, reader, [case_id], resource, outcome, reason)
+
+
+def record_accesses(
+    log: AccessRecorder,
+    reader: Person,
+    case_ids: Iterable[str | None],
+    resource: str,
+    outcome: str,
+    reason: str | None = None,
+) -> None:
+    """One record per case of a read that spans cases (a caseload, a list), in one write."""
+    now = datetime.now(UTC).isoformat()
     log.record(
         [
             AccessRecord(
                 record_id=str(uuid.uuid4()),
-                recorded_at=datetime.now(UTC).isoformat(),
+                recorded_at=now,
                 user_id=reader.user_id,
                 organisation_id=reader.organisation_id,
                 roles=tuple(sorted(reader.roles)),
@@ -90,7 +103,8 @@ def record_access(
                 resource=resource,
                 outcome=outcome,
                 reason=reason,
-                principal=str(reader.principal),
+                principal=None if reader.principal is None else str(reader.principal),
             )
+            for case_id in case_ids
         ]
     )

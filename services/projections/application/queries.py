@@ -12,16 +12,15 @@ Rules (see docs/adr/0005):
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from services.projections.application.ports import AccessLog, ReadModelQueries
 from services.projections.domain import access, statistics
 from services.projections.domain.case_view import View, mark_overdue, overdue_actions
-from services.shared.access import AccessRecord, may_see
+from services.shared.access import AccessRecord, may_see, record_accesses
 
 CASE_ROLES = frozenset({"coordinator", "manager"})
 STATISTICS_ROLES = frozenset({"manager", "analyst"})
@@ -83,24 +82,7 @@ class Queries:
         case_ids: Sequence[str | None],
         reason: str | None = None,
     ) -> None:
-        now = datetime.now(UTC).isoformat()
-        self.access_log.record(
-            [
-                AccessRecord(
-                    record_id=str(uuid.uuid4()),
-                    recorded_at=now,
-                    user_id=reader.user_id,
-                    organisation_id=reader.organisation_id,
-                    roles=tuple(sorted(reader.roles)),
-                    case_id=case_id,
-                    resource=resource,
-                    outcome=outcome,
-                    reason=reason,
-                    principal=reader.principal,
-                )
-                for case_id in case_ids
-            ]
-        )
+        record_accesses(self.access_log, reader, case_ids, resource, outcome, reason)
 
     def _deny(
         self, reader: Reader, resource: str, case_id: str | None, rule: str, detail: str
