@@ -6,10 +6,14 @@ recorder classes (which add its side tables to the events' transaction).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import psycopg
+from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.sqlite import SQLiteDatastore
 
 
 class StoreUrlInvalid(ValueError):
@@ -77,3 +81,34 @@ class EventStoreUrl:
             "POSTGRES_LOCK_TIMEOUT": "10",
             "POSTGRES_CONNECT_TIMEOUT": str(info.get("connect_timeout") or "30"),
         }
+
+
+class SQLiteRecorderSql:
+    """Ad hoc statements on a SQLite recorder's own connection, with ``%s`` placeholders as on
+    PostgreSQL (mixed into a service's recorder, before the library's class)."""
+
+    datastore: SQLiteDatastore
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql.replace("%s", "?"), params)
+            return [dict(row) for row in c.fetchall()]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(sql.replace("%s", "?"), params)
+
+
+class PostgresRecorderSql:
+    """The same on a PostgreSQL recorder's pool."""
+
+    datastore: PostgresDatastore
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(sql, params)  # type: ignore[arg-type]
+            return [dict(row) for row in curs.fetchall()]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(sql, params)  # type: ignore[arg-type]

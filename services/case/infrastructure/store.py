@@ -61,7 +61,13 @@ from services.case.domain.events import (
 )
 from services.case.infrastructure.signing import CommitSigner
 from services.shared.bus.outbox import cloud_event_body
-from services.shared.eventstore import EventStoreUrl, RecorderTopics, StoreUrlInvalid
+from services.shared.eventstore import (
+    EventStoreUrl,
+    PostgresRecorderSql,
+    RecorderTopics,
+    SQLiteRecorderSql,
+    StoreUrlInvalid,
+)
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.registry import decode_event
 from vss_contracts.signing import PublicKeys
@@ -220,7 +226,7 @@ def _idempotency_row(record: IdempotencyRecord) -> tuple[str, str, str, str, str
     )
 
 
-class SQLiteCaseRecorder(SQLiteApplicationRecorder):
+class SQLiteCaseRecorder(SQLiteRecorderSql, SQLiteApplicationRecorder):
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
@@ -243,15 +249,6 @@ class SQLiteCaseRecorder(SQLiteApplicationRecorder):
                 c.execute(f"PRAGMA table_info({table})")
                 if column not in {row[1] for row in c.fetchall()}:
                     c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(sql.replace("%s", "?"), params)
-            return [dict(row) for row in c.fetchall()]
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(sql.replace("%s", "?"), params)
 
     def case_notifications(self, case_id: UUID, after_version: int, limit: int) -> list[Notification]:
         rows = self.query(
@@ -285,7 +282,7 @@ class SQLiteCaseRecorder(SQLiteApplicationRecorder):
         return [(p, f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", v, t, s) for p, h, v, t, s in rows]
 
 
-class PostgresCaseRecorder(PostgresApplicationRecorder):
+class PostgresCaseRecorder(PostgresRecorderSql, PostgresApplicationRecorder):
     def _insert_events(
         self, curs: psycopg.Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
@@ -308,15 +305,6 @@ class PostgresCaseRecorder(PostgresApplicationRecorder):
                 curs.execute(  # type: ignore[arg-type]
                     f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}"
                 )
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(sql, params)  # type: ignore[arg-type]
-            return [dict(row) for row in curs.fetchall()]
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(sql, params)  # type: ignore[arg-type]
 
     def case_notifications(self, case_id: UUID, after_version: int, limit: int) -> list[Notification]:
         rows = self.query(

@@ -31,7 +31,7 @@ from psycopg.rows import DictRow
 
 from services.meetings.application.ports import AlreadyApplied, ConcurrentWrite, ScheduleWrite
 from services.shared.bus import checkpoint
-from services.shared.eventstore import EventStoreUrl, RecorderTopics
+from services.shared.eventstore import EventStoreUrl, PostgresRecorderSql, RecorderTopics, SQLiteRecorderSql
 
 CONSUMER = "meetings"
 LOG_CHANNEL = "vss_meetings_log"
@@ -94,7 +94,7 @@ _SQLITE = _SideWrites("?")
 _PG = _SideWrites("%s")
 
 
-class SQLiteMeetingsRecorder(SQLiteApplicationRecorder):
+class SQLiteMeetingsRecorder(SQLiteRecorderSql, SQLiteApplicationRecorder):
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
@@ -115,17 +115,8 @@ class SQLiteMeetingsRecorder(SQLiteApplicationRecorder):
             for statement in SIDE_TABLES_SQL:
                 c.execute(statement)
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(sql.replace("%s", "?"), params)
-            return [dict(row) for row in c.fetchall()]
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(sql.replace("%s", "?"), params)
-
-
-class PostgresMeetingsRecorder(PostgresApplicationRecorder):
+class PostgresMeetingsRecorder(PostgresRecorderSql, PostgresApplicationRecorder):
     def _insert_events(
         self, curs: psycopg.Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
@@ -144,15 +135,6 @@ class PostgresMeetingsRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=True) as curs:
             for statement in SIDE_TABLES_SQL:
                 curs.execute(statement)  # type: ignore[arg-type]
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(sql, params)  # type: ignore[arg-type]
-            return [dict(row) for row in curs.fetchall()]
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(sql, params)  # type: ignore[arg-type]
 
 
 MeetingsRecorder = SQLiteMeetingsRecorder | PostgresMeetingsRecorder
