@@ -12,11 +12,11 @@ from services.projections.application.deliveries import DELIVERIES_CONSUMER, Del
 from services.projections.application.projector import EventOfUnknownCase, Projector, batches
 from services.projections.domain.events import NotificationRecord
 from tests.domain import specs
+from tests.unit.stories import Stream, story, tampered
 from vss_contracts import notification_events as ne
 from vss_contracts.chain import GENESIS_HASH, chain_hash
 
 from .fakes import InMemoryReadModels
-from .history import Stream, story, tampered
 
 OTHER_CASE = UUID("6f1c2a9e-3b7d-4e15-9a40-1c8e5d2b7f02")
 

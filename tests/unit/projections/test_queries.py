@@ -11,9 +11,9 @@ from services.projections.application.projector import Projector
 from services.projections.application.queries import AccessDenied, CaseNotFound, Queries, Reader
 from services.projections.domain.statistics import Period
 from tests.domain import specs
+from tests.unit.stories import Stream, story
 
 from .fakes import AccessLogUnavailable, InMemoryAccessLog, InMemoryReadModels
-from .history import Stream, story
 
 CASE = str(specs.CASE_ID)
 OTHER_CASE = UUID("6f1c2a9e-3b7d-4e15-9a40-1c8e5d2b7f02")

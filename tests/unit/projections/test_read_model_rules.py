@@ -11,8 +11,7 @@ import pytest
 from services.projections.domain import access, case_view, journal
 from services.projections.domain.statistics import MIN_COUNT, CaseFacts, Period, group_figures, statistics_by
 from tests.domain import specs
-
-from .history import Stream, story
+from tests.unit.stories import Stream, story
 
 
 def view_of(*steps: specs.Step) -> dict[str, Any]:
