@@ -37,8 +37,20 @@ OUTSIDER = Actor(
 )
 
 
-def request(actor: Actor = specs.ACTOR, **fields: object) -> Request:
-    return Request(actor=actor, correlation_id="req-1", **fields)  # type: ignore[arg-type]
+def request(
+    actor: Actor = specs.ACTOR,
+    *,
+    expected_version: int | None = None,
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+) -> Request:
+    return Request(
+        actor=actor,
+        correlation_id="req-1",
+        expected_version=expected_version,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+    )
 
 
 def case_service(store: InMemoryCaseStore) -> CaseService:

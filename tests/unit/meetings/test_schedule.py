@@ -29,6 +29,7 @@ from vss_contracts.types import (
     Coordinator,
     MemberKind,
     Municipality,
+    OrganisationRef,
     Phase,
     Region,
 )
@@ -64,25 +65,25 @@ class Schedule:
         self.on(day, ce.CoordinatorAssigned(coordinator=coordinator, assigned_on=day))
         return self
 
-    def consent(self, day: date, *organisations: object) -> list[Decided]:
+    def consent(self, day: date, *organisations: OrganisationRef) -> list[Decided]:
         return self.on(
             day,
             ce.ConsentGiven(
                 consent_id=uuid4(),
-                organisations=list(organisations) or [SOCIAL, REGION_PSYCH, HOUSING],  # type: ignore[arg-type]
+                organisations=list(organisations) or [SOCIAL, REGION_PSYCH, HOUSING],
                 covers_relatives=False,
                 signed_on=day,
             ),
         )
 
-    def member(self, day: date, name: str, organisation: object) -> UUID:
+    def member(self, day: date, name: str, organisation: OrganisationRef) -> UUID:
         member_id = uuid4()
         self.on(
             day,
             ce.ResourceGroupMemberAdded(
                 member=ce.ResourceGroupMember(
                     member_id=member_id, kind=MemberKind.PROFESSIONAL, name=name, organisation=organisation
-                ),  # type: ignore[arg-type]
+                ),
                 added_on=day,
             ),
         )
