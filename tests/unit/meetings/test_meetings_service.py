@@ -1,0 +1,274 @@
+"""``MeetingsService`` over an in-memory schedule store: case events, timers, requests.
+
+The schedule's decisions reach the store through the service: what is stored, in which
+order, with which position, and what a redelivery or a concurrent writer changes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from services.meetings.application.service import CaseUnknown, MeetingsService, Requester
+from services.meetings.domain.calendar import STOCKHOLM, WorkingDays
+from services.meetings.domain.schedule import Rules, ScheduleError
+from tests.meetings.feed import CLIENT, COORDINATOR, HOUSING, SOCIAL, CaseFeed
+from tests.support.clock import FixedClock
+from vss_contracts import case_events as ce
+from vss_contracts.chain import GENESIS_HASH
+from vss_contracts.meeting_events import MeetingKind
+from vss_contracts.types import MemberKind, OrganisationRef, Principal
+
+from .fakes import InMemoryScheduleStore
+
+WORKING_DAYS = WorkingDays()
+MONDAY = date(2026, 1, 5)
+SARA = Requester(user_id="sara", organisation_id=SOCIAL.id, principal=Principal.MUNICIPALITY)
+START = datetime(2026, 1, 5, 8, tzinfo=UTC)
+
+
+def meetings_service(store: InMemoryScheduleStore, clock: FixedClock | None = None) -> MeetingsService:
+    return MeetingsService(store, Rules(), WORKING_DAYS, clock or FixedClock(START))
+
+
+def started(
+    store: InMemoryScheduleStore, clock: FixedClock | None = None
+) -> tuple[MeetingsService, CaseFeed]:
+    service = meetings_service(store, clock)
+    feed = CaseFeed(service)
+    feed.open(MONDAY)
+    feed.assign(MONDAY)
+    feed.consent(MONDAY)
+    return service, feed
+
+
+def names(store: InMemoryScheduleStore, feed: CaseFeed) -> list[str]:
+    """The case's meeting events, without the contact-cadence reports."""
+    return [e.name for e in store.events(feed.case_id) if e.name != "ContactCadenceMissed"]
+
+
+def test_a_mapping_summary_schedules_the_first_meeting_and_stores_it_with_the_position() -> None:
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    feed.summarise(date(2026, 1, 20))
+    [meeting] = service.meetings(feed.case_id)
+    assert meeting.kind is MeetingKind.RESOURCE_GROUP
+    assert meeting.starts_at == datetime(2026, 2, 10, 10, 0, tzinfo=STOCKHOLM)  # within three weeks
+    assert names(store, feed) == ["MeetingScheduled"]
+    assert service.applied_through() == feed.sequence[0] == 4
+    assert store.cases_of_coordinator("sara") == [feed.case_id]
+
+
+def test_the_stored_events_form_a_hash_chain_and_name_the_service_as_their_actor() -> None:
+    store = InMemoryScheduleStore()
+    _, feed = started(store)
+    feed.summarise(date(2026, 1, 20))
+    feed.sip(date(2026, 2, 2), 1, follow_up=date(2026, 5, 4))
+    events = store.events(feed.case_id)
+    assert [e.version for e in events] == list(range(1, len(events) + 1))
+    assert events[0].state["prev_hash"] == GENESIS_HASH
+    assert [e.state["prev_hash"] for e in events[1:]] == [e.state["hash"] for e in events[:-1]]
+    assert {e.state["actor_id"] for e in events} == {"vss-meetings"}
+
+
+def test_a_redelivered_case_event_changes_nothing() -> None:
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    summary = ce.MappingSummarised(
+        summarised_on=date(2026, 1, 20),
+        participants=[CLIENT, COORDINATOR],
+        wants_to_change="x",
+        obstacles="y",
+    )
+    first = service.apply_case_event(
+        case_id=feed.case_id,
+        event_id="0b0e1a52-8f3c-4e7e-9d0c-1f6c2a9b0001",
+        recorded_at=datetime(2026, 1, 20, 9, tzinfo=STOCKHOLM),
+        data=summary,
+        stream_sequence=10,
+    )
+    before = (list(store.log), store.snapshot(feed.case_id))
+    again = service.apply_case_event(
+        case_id=feed.case_id,
+        event_id="0b0e1a52-8f3c-4e7e-9d0c-1f6c2a9b0001",
+        recorded_at=datetime(2026, 1, 20, 9, tzinfo=STOCKHOLM),
+        data=summary,
+        stream_sequence=10,
+    )
+    assert (first, again) == (True, False)
+    assert (list(store.log), store.snapshot(feed.case_id)) == before
+
+
+def test_a_sip_sets_the_next_meeting_on_its_follow_up_date_the_next_working_day_after_a_holiday() -> None:
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    feed.sip(date(2026, 3, 20), 1, follow_up=date(2026, 6, 19))  # Midsummer Eve
+    [meeting] = service.meetings(feed.case_id)
+    assert meeting.starts_at == datetime(2026, 6, 22, 10, 0, tzinfo=STOCKHOLM)
+    assert meeting.sip_version == 1
+    feed.sip(date(2026, 6, 22), 2, follow_up=date(2026, 9, 21))
+    meetings = service.meetings(feed.case_id)
+    assert [m.starts_at.date() for m in meetings] == [date(2026, 6, 22), date(2026, 9, 21)]
+
+
+def test_timers_fire_when_due_reminders_first_then_the_rating_request() -> None:
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    feed.sip(date(2026, 2, 2), 1, follow_up=date(2026, 5, 4))
+    service.fire_due(datetime(2026, 4, 27, 9, 59, tzinfo=STOCKHOLM))
+    assert "MeetingReminderDue" not in names(store, feed)
+    service.fire_due(datetime(2026, 4, 27, 10, 0, tzinfo=STOCKHOLM))
+    assert names(store, feed)[-2:] == ["MeetingReminderDue", "ChangeRatingRequested"]
+    service.fire_due(datetime(2026, 5, 3, 10, 0, tzinfo=STOCKHOLM))
+    reminders = [
+        e.state["data"]["days_before"] for e in store.events(feed.case_id) if e.name == "MeetingReminderDue"
+    ]
+    assert reminders == [7, 1]
+    assert service.fire_due(datetime(2026, 5, 3, 10, 0, tzinfo=STOCKHOLM)) == 0  # nothing fires twice
+
+
+def test_a_follow_up_date_passing_without_a_meeting_held_is_reported_overdue() -> None:
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    feed.sip(date(2026, 2, 2), 1, follow_up=date(2026, 5, 4))
+    service.fire_due(datetime(2026, 5, 4, 23, 59, tzinfo=STOCKHOLM))
+    assert "FollowUpOverdue" not in names(store, feed)
+    service.fire_due(datetime(2026, 5, 5, 0, 0, tzinfo=STOCKHOLM))
+    [overdue] = [e for e in store.events(feed.case_id) if e.name == "FollowUpOverdue"]
+    assert overdue.state["data"]["follow_up_on"] == "2026-05-04"
+    assert overdue.state["data"]["coordinators"] == ["sara"]
+
+
+def test_a_coordinator_books_a_client_meeting_on_a_working_day_and_is_named_its_actor() -> None:
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    decided, meeting = service.request(
+        feed.case_id,
+        SARA,
+        lambda schedule: schedule.book(
+            "req-1",
+            starts_at=datetime(2026, 1, 7, 14, 0, tzinfo=STOCKHOLM),
+            minutes=45,
+            user_id="sara",
+            location="Mottagningen",
+            organisation_id=SOCIAL.id,
+        ),
+    )
+    assert meeting.kind is MeetingKind.CLIENT_CONTACT
+    assert set(meeting.invitees) == {"client", "coordinator:sara"}
+    [stored] = [e for e in store.events(feed.case_id) if e.name == "MeetingScheduled"]
+    assert (stored.state["actor_id"], stored.state["actor_organisation"]) == ("sara", SOCIAL.id)
+    assert stored.state["principal"] == Principal.MUNICIPALITY.value
+    assert stored.state["event_id"] == str(decided.event_id)
+
+
+def test_a_request_the_schedule_refuses_stores_nothing() -> None:
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    before = list(store.log)
+    with pytest.raises(ScheduleError) as refused:
+        service.request(
+            feed.case_id,
+            SARA,
+            lambda schedule: schedule.book(
+                "req-2",
+                starts_at=datetime(2026, 1, 6, 10, 0, tzinfo=STOCKHOLM),
+                minutes=30,
+                user_id="sara",
+                location=None,
+            ),
+        )
+    assert refused.value.rule == "working_day"  # Epiphany
+    assert store.log == before
+
+
+def test_a_request_on_a_case_never_seen_is_unknown() -> None:
+    service = meetings_service(InMemoryScheduleStore())
+    with pytest.raises(CaseUnknown):
+        service.meetings(CaseFeed(service).case_id)
+
+
+def test_timers_due_by_a_request_fire_before_it() -> None:
+    store = InMemoryScheduleStore()
+    clock = FixedClock(START)
+    service, feed = started(store, clock)
+    feed.sip(date(2026, 2, 2), 1, follow_up=date(2026, 5, 4))
+    clock.advance(datetime(2026, 4, 28, 8, tzinfo=UTC) - clock.now())
+    service.request(
+        feed.case_id,
+        SARA,
+        lambda schedule: schedule.book(
+            "req-3",
+            starts_at=datetime(2026, 4, 29, 9, 0, tzinfo=STOCKHOLM),
+            minutes=30,
+            user_id="sara",
+            location=None,
+        ),
+    )
+    assert names(store, feed)[-3:] == ["MeetingReminderDue", "ChangeRatingRequested", "MeetingScheduled"]
+
+
+def test_a_concurrent_writer_is_caught_by_the_revision_and_the_request_retried_on_its_result() -> None:
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    other = meetings_service(store)
+
+    def other_books_first() -> None:
+        other.request(
+            feed.case_id,
+            SARA,
+            lambda schedule: schedule.book(
+                "req-other",
+                starts_at=datetime(2026, 1, 8, 9, 0, tzinfo=STOCKHOLM),
+                minutes=30,
+                user_id="sara",
+                location=None,
+            ),
+        )
+
+    store.interfere = other_books_first
+    service.request(
+        feed.case_id,
+        SARA,
+        lambda schedule: schedule.book(
+            "req-mine",
+            starts_at=datetime(2026, 1, 9, 9, 0, tzinfo=STOCKHOLM),
+            minutes=30,
+            user_id="sara",
+            location=None,
+        ),
+    )
+    booked = sorted(m.starts_at for m in service.meetings(feed.case_id))
+    assert [b.date() for b in booked] == [date(2026, 1, 8), date(2026, 1, 9)]
+    events = store.events(feed.case_id)
+    assert [e.version for e in events] == list(range(1, len(events) + 1))
+
+
+def test_the_meetings_of_a_coordinator_are_those_of_the_person_at_their_organisation() -> None:
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    feed.summarise(date(2026, 1, 20))
+    elsewhere = CaseFeed(service, sequence=feed.sequence)
+    other_org = OrganisationRef(id="annan-kommun", name="Annan kommun", principal=Principal.MUNICIPALITY)
+    elsewhere.open(MONDAY)
+    elsewhere.assign(MONDAY, "sara", other_org)  # the same user id, another organisation: another person
+    elsewhere.consent(MONDAY)
+    elsewhere.summarise(date(2026, 1, 20))
+    mine = service.meetings_of_coordinator("sara", SOCIAL.id)
+    assert [m.case_id for m in mine] == [feed.case_id]
+    assert [m.case_id for m in service.meetings_of_coordinator("sara", other_org.id)] == [elsewhere.case_id]
+
+
+def test_a_member_the_consent_does_not_cover_is_not_invited() -> None:
+    store = InMemoryScheduleStore()
+    service = meetings_service(store)
+    feed = CaseFeed(service)
+    feed.open(MONDAY)
+    feed.assign(MONDAY)
+    feed.consent(MONDAY, SOCIAL)  # the housing firm is not named
+    housing = feed.add_member(MONDAY, "Bo Boendestöd", MemberKind.PROFESSIONAL, HOUSING)
+    feed.summarise(date(2026, 1, 20))
+    [meeting] = service.meetings(feed.case_id)
+    assert f"member:{housing}" not in meeting.invitees
+    assert {"client", "coordinator:sara"} <= set(meeting.invitees)

@@ -1,0 +1,309 @@
+"""Who is told what: the notifications' domain decisions and the audience's consent rule.
+
+Pure functions over an :class:`Audience`: case and meeting events in, notices out.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from uuid import UUID, uuid4
+
+from services.notifications.domain.audience import (
+    CASE_CLOSED,
+    MEMBER_LEFT,
+    NOT_COVERED,
+    Audience,
+    Person,
+    Role,
+)
+from services.notifications.domain.decisions import Notice, escalation, on_case_event, on_meeting_event
+from tests.meetings.feed import CLIENT, COORDINATOR, HOUSING, REGION_PSYCH, SOCIAL
+from vss_contracts import case_events as ce
+from vss_contracts import meeting_events as me
+from vss_contracts.meeting_events import Invitee, InviteeRole, MeetingKind
+from vss_contracts.types import ClosingReason, ContactDetails, Coordinator, MemberKind, OrganisationRef
+
+TODAY = date(2026, 3, 2)
+AT = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+CASE = UUID("7a3e1c52-9b0d-4f6e-8c1a-2d5f7e9b0c01")
+
+
+def member(
+    name: str, kind: MemberKind, organisation: OrganisationRef | None = None
+) -> ce.ResourceGroupMember:
+    return ce.ResourceGroupMember(
+        member_id=uuid4(),
+        kind=kind,
+        name=name,
+        organisation=organisation,
+        contact=ContactDetails(email=f"{name.split(maxsplit=1)[0].lower()}@example.se"),
+    )
+
+
+class Case:
+    """An audience and the events folded into it."""
+
+    def __init__(self) -> None:
+        self.audience = Audience(case_id=CASE)
+        coordinator = Coordinator(
+            user_id="sara", name="Sara", organisation=SOCIAL, contact=ContactDetails(email="sara@example.se")
+        )
+        self.on(ce.CoordinatorAssigned(coordinator=coordinator, assigned_on=TODAY))
+        self.client = self.add(member("Tolvan Tolvansson", MemberKind.CLIENT))
+        self.housing = self.add(member("Bo Boendestöd", MemberKind.PROFESSIONAL, HOUSING))
+        self.nurse = self.add(member("Nina Sköterska", MemberKind.PROFESSIONAL, REGION_PSYCH))
+        self.mother = self.add(member("Mamma Tolvansson", MemberKind.RELATIVE))
+
+    def on(self, data: ce.CaseEventData, today: date = TODAY, at: datetime = AT) -> list[Notice]:
+        return on_case_event(self.audience, data, at, today).notices
+
+    def add(self, m: ce.ResourceGroupMember) -> ce.ResourceGroupMember:
+        self.on(ce.ResourceGroupMemberAdded(member=m, added_on=TODAY))
+        return m
+
+    def consent(
+        self, *organisations: OrganisationRef, relatives: bool = True, until: date | None = None
+    ) -> None:
+        self.on(
+            ce.ConsentGiven(
+                consent_id=uuid4(),
+                organisations=list(organisations or (SOCIAL, REGION_PSYCH, HOUSING)),
+                covers_relatives=relatives,
+                signed_on=TODAY,
+                valid_until=until,
+            )
+        )
+
+    def sip(self, *actions: ce.SipAction, today: date = TODAY) -> list[Notice]:
+        return self.on(
+            ce.SipDecided(
+                sip_version=1,
+                decided_on=TODAY,
+                goal_ids=[uuid4()],
+                actions=list(actions) or [action(self.nurse, "Samtal")],
+                next_follow_up_on=date(2026, 6, 1),
+                participants=[CLIENT, COORDINATOR],
+                client_agreed=True,
+            ),
+            today=today,
+        )
+
+
+def action(responsible: ce.ResourceGroupMember, what: str, due_on: date = date(2026, 4, 1)) -> ce.SipAction:
+    return ce.SipAction(
+        action_id=uuid4(),
+        what=what,
+        responsible_member_id=responsible.member_id,
+        due_on=due_on,
+        how="hemligt",
+    )
+
+
+def names(notices: list[Notice]) -> set[str]:
+    return {n.person.name for n in notices}
+
+
+def test_with_no_consent_only_the_client_and_the_coordinators_are_told() -> None:
+    case = Case()
+    assert names(case.sip()) == {"Tolvan Tolvansson"}
+
+
+def test_a_consent_for_one_organisation_limits_who_is_told_and_relatives_need_their_own_cover() -> None:
+    case = Case()
+    case.consent(REGION_PSYCH, relatives=False)
+    assert names(case.sip()) == {"Tolvan Tolvansson", "Nina Sköterska"}
+    case.consent(REGION_PSYCH, HOUSING, relatives=True)
+    assert names(case.sip()) == {"Tolvan Tolvansson", "Nina Sköterska", "Bo Boendestöd", "Mamma Tolvansson"}
+
+
+def test_a_consent_past_its_last_day_covers_nobody_but_the_client_and_coordinators() -> None:
+    case = Case()
+    case.consent(until=TODAY)
+    assert "Nina Sköterska" in names(case.sip(today=TODAY))
+    assert names(case.sip(today=TODAY + timedelta(days=1))) == {"Tolvan Tolvansson"}
+
+
+def test_each_member_sees_only_the_sip_actions_they_are_responsible_for_soonest_first() -> None:
+    case = Case()
+    case.consent()
+    notices = case.sip(
+        action(case.nurse, "Medicinering", date(2026, 5, 1)),
+        action(case.housing, "Boendestöd"),
+        action(case.nurse, "Samtal", date(2026, 4, 1)),
+    )
+    by_name = {n.person.name: n for n in notices}
+    assert [a["what"] for a in by_name["Nina Sköterska"].context["actions"]] == ["Samtal", "Medicinering"]
+    assert [a["what"] for a in by_name["Bo Boendestöd"].context["actions"]] == ["Boendestöd"]
+    assert by_name["Mamma Tolvansson"].context["actions"] == []
+
+
+def test_a_withdrawal_a_member_leaving_and_the_closing_ask_for_pending_messages_to_be_rechecked() -> None:
+    case = Case()
+    case.consent()
+    withdrawn = on_case_event(
+        case.audience,
+        ce.ConsentWithdrawn(withdrawn_on=TODAY, entire=False, organisation_ids=[HOUSING.id]),
+        AT,
+        TODAY,
+    )
+    assert withdrawn.recheck_pending
+    assert withdrawn.notices == []
+    assert case.audience.consent_orgs == {SOCIAL.id, REGION_PSYCH.id}
+    left = on_case_event(
+        case.audience,
+        ce.ResourceGroupMemberRemoved(member_id=case.nurse.member_id, removed_on=TODAY),
+        AT,
+        TODAY,
+    )
+    assert left.recheck_pending
+    closed = on_case_event(
+        case.audience, ce.CaseClosed(closed_on=TODAY, reason=ClosingReason.GOALS_ACHIEVED), AT, TODAY
+    )
+    assert closed.recheck_pending
+    assert case.audience.closed
+
+
+def test_why_a_message_may_not_go_depends_on_when_it_was_decided() -> None:
+    case = Case()
+    case.consent()
+    nurse = Person.from_json(
+        next(p.to_json() for p in case.audience.members.values() if p.name == "Nina Sköterska")
+    )
+    housing = next(p for p in case.audience.members.values() if p.name == "Bo Boendestöd")
+    before, after = AT - timedelta(minutes=1), AT + timedelta(minutes=1)
+    case.on(ce.ResourceGroupMemberRemoved(member_id=case.nurse.member_id, removed_on=TODAY), at=AT)
+    assert case.audience.why_not_told(nurse, before, TODAY) == MEMBER_LEFT
+    assert case.audience.why_not_told(nurse, after, TODAY) is None  # e.g. the meeting's cancellation to them
+    case.on(ce.ConsentWithdrawn(withdrawn_on=TODAY, entire=False, organisation_ids=[HOUSING.id]))
+    assert case.audience.why_not_told(housing, after, TODAY) == NOT_COVERED
+    case.on(ce.CaseClosed(closed_on=TODAY, reason=ClosingReason.GOALS_ACHIEVED), at=AT)
+    assert case.audience.why_not_told(housing, before, TODAY) == CASE_CLOSED
+
+
+def test_a_coordinator_is_matched_to_a_member_by_organisation_and_user_id_together() -> None:
+    case = Case()
+    namesake = ce.ResourceGroupMember(
+        member_id=uuid4(),
+        kind=MemberKind.PROFESSIONAL,
+        name="Sara at the region",
+        organisation=REGION_PSYCH,
+        user_id="sara",
+        contact=ContactDetails(email="sara@region.example.se"),
+    )
+    case.add(namesake)
+    [sara] = case.audience.coordinator_people()
+    assert sara.email == "sara@example.se"  # not the region's sara's address
+
+
+def test_an_early_warning_is_urgent_to_the_plan_contacts_and_coordinators_and_opens_an_alert() -> None:
+    case = Case()
+    case.consent()
+    case.on(
+        ce.EarlyWarningPlanUpdated(
+            plan_version=1,
+            signs=[ce.WarningSign(sign_id="somn", description="Sover dåligt")],
+            client_actions=["Ringa"],
+            others_actions=[],
+            contacts=[ce.PlanContact(name="Granne", relation="granne", phone="0701234567")],
+            updated_on=TODAY,
+        )
+    )
+    warning = uuid4()
+    outcome = on_case_event(
+        case.audience,
+        ce.EarlyWarningTriggered(warning_id=warning, plan_version=1, sign_ids=["somn"], observed_on=TODAY),
+        AT,
+        TODAY,
+    )
+    assert outcome.alert_opened == warning
+    assert names(outcome.notices) == {"Granne", "Sara"}
+    assert all(n.urgent and n.warning_id == warning for n in outcome.notices)
+    resolved = on_case_event(
+        case.audience, ce.EarlyWarningResolved(warning_id=warning, resolved_on=TODAY, outcome="ok"), AT, TODAY
+    )
+    assert resolved.alert_closed == warning
+
+
+def test_an_escalation_goes_to_the_duty_contacts_of_the_coordinators_organisations() -> None:
+    case = Case()
+    duty = {
+        SOCIAL.id: Person(
+            key=f"duty:{SOCIAL.id}", name="Socialjouren", role=Role.DUTY, organisation_id=SOCIAL.id
+        ),
+        HOUSING.id: Person(
+            key=f"duty:{HOUSING.id}", name="Boendejouren", role=Role.DUTY, organisation_id=HOUSING.id
+        ),
+    }
+    [notice] = escalation(case.audience, uuid4(), AT, duty, TODAY)
+    assert notice.person.name == "Socialjouren"
+    assert notice.template == "early_warning_escalation"
+    assert notice.urgent
+
+
+def test_invitees_dropped_from_a_meeting_get_a_cancellation_only_if_still_covered() -> None:
+    case = Case()
+    case.consent(SOCIAL, HOUSING, relatives=True)
+    housing = Invitee(
+        invitee_id=f"member:{case.housing.member_id}",
+        name="Bo",
+        role=InviteeRole.PROFESSIONAL,
+        organisation=HOUSING,
+        email="bo@example.se",
+    )
+    nurse = Invitee(
+        invitee_id=f"member:{case.nurse.member_id}",
+        name="Nina",
+        role=InviteeRole.PROFESSIONAL,
+        organisation=REGION_PSYCH,
+        email="nina@example.se",
+    )
+    client = Invitee(invitee_id="client", name="Tolvan", role=InviteeRole.CLIENT, email="tolvan@example.se")
+    meeting_id = uuid4()
+    starts = AT + timedelta(days=7)
+    scheduled = on_meeting_event(
+        case.audience,
+        me.MeetingScheduled(
+            meeting_id=meeting_id,
+            kind=MeetingKind.RESOURCE_GROUP,
+            starts_at=starts,
+            ends_at=starts + timedelta(hours=1),
+            invitees=[client, housing, nurse],
+            reason="sip_follow_up",
+        ),
+        TODAY,
+    )
+    assert names(scheduled.notices) == {"Tolvan", "Bo"}  # the region is not covered
+    for notice in scheduled.notices:
+        assert notice.calendar is not None
+        assert {a.name for a in notice.calendar.attendees or ()} == {"Tolvan", "Bo"}
+    changed = on_meeting_event(
+        case.audience,
+        me.MeetingInviteesChanged(
+            meeting_id=meeting_id, added=[], removed=[housing, nurse], sequence=1, reason="consent_withdrawn"
+        ),
+        TODAY,
+    )
+    assert [(n.template, n.person.name) for n in changed.notices] == [("meeting_cancelled", "Bo")]
+    assert (
+        on_meeting_event(
+            case.audience,
+            me.MeetingRescheduled(
+                meeting_id=uuid4(),
+                starts_at=starts,
+                ends_at=starts,
+                previous_starts_at=starts,
+                sequence=1,
+                reason="x",
+            ),
+            TODAY,
+        ).notices
+        == []
+    )  # a meeting never seen tells nobody
+
+
+def test_the_audience_survives_its_stored_form() -> None:
+    case = Case()
+    case.consent(until=date(2026, 6, 30))
+    case.on(ce.ResourceGroupMemberRemoved(member_id=case.nurse.member_id, removed_on=TODAY))
+    again = Audience.from_json(case.audience.to_json())
+    assert again == case.audience

@@ -1,0 +1,139 @@
+"""The projections' pure parts: the case view, who it grants access to, the journal's lines
+and the follow-up statistics."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+
+from services.projections.domain import access, case_view, journal
+from services.projections.domain.statistics import MIN_COUNT, CaseFacts, Period, group_figures, statistics_by
+from tests.domain import specs
+from tests.unit.stories import Stream, story
+
+
+def view_of(*steps: specs.Step) -> dict[str, Any]:
+    records = Stream().records(story(*steps))
+    view, _ = case_view.start(records[0])
+    for record in records[1:]:
+        case_view.apply(view, record)
+    return view
+
+
+def test_the_view_follows_the_case_through_its_phases_and_its_sip() -> None:
+    view = view_of(*specs.WORKING)
+    assert (view["status"], view["phase"], view["version"]) == ("active", "working", 16)
+    assert view["sip"]["version"] == 1
+    assert view["next_follow_up_on"] == specs.FOLLOW_UP_ON.isoformat()
+    responsible = {a["action_id"]: a["responsible"]["organisation_id"] for a in view["sip"]["actions"]}
+    assert responsible == {
+        str(specs.ACTION_1): specs.REGION_ORG.id,
+        str(specs.ACTION_2): specs.MUNICIPALITY_ORG.id,
+    }
+    done = {s["step"] for s in view["checklist"] if s["done"]}
+    assert done == {"interview", "network_map", "mapping_summary"}
+
+
+def test_a_view_starts_only_with_the_cases_opening() -> None:
+    records = Stream().records(story(*specs.COORDINATED))
+    with pytest.raises(case_view.NotAFirstEvent):
+        case_view.start(records[1])
+
+
+def test_the_grants_are_the_coordinators_organisations_and_what_the_consent_in_force_covers() -> None:
+    coordinated = view_of(*specs.COORDINATED)
+    assert access.grants(coordinated) == sorted(
+        [(specs.REGION_ORG.id, None), (specs.MUNICIPALITY_ORG.id, None)]
+    )
+    covered = view_of(
+        *specs.COORDINATED, specs.consent(specs.REGION_ORG, specs.OTHER_ORG, valid_until=date(2025, 12, 31))
+    )
+    assert dict(access.grants(covered))[specs.OTHER_ORG.id] == "2025-12-31"
+    assert dict(access.grants(covered))[specs.REGION_ORG.id] is None  # coordinating: open-ended
+    withdrawn = view_of(*specs.COORDINATED, specs.consent(specs.OTHER_ORG), specs.withdraw())
+    assert specs.OTHER_ORG.id not in dict(access.grants(withdrawn))
+
+
+def test_what_is_overdue_is_decided_when_the_view_is_read() -> None:
+    view = view_of(*specs.WORKING, specs.complete_action(specs.ACTION_2))
+    before = case_view.mark_overdue(view, specs.TODAY.isoformat())
+    assert not before["follow_up_overdue"]
+    assert not any(a["overdue"] for a in before["sip"]["actions"])
+    after = case_view.mark_overdue(view, "2025-06-03")
+    assert after["follow_up_overdue"]
+    assert {a["action_id"]: a["overdue"] for a in after["sip"]["actions"]} == {
+        str(specs.ACTION_1): True,
+        str(specs.ACTION_2): False,  # done
+    }
+    assert [a["action_id"] for a in case_view.overdue_actions(view, "2025-06-03")] == [str(specs.ACTION_1)]
+    closed = view_of(*specs.WORKING, specs.close())
+    assert case_view.overdue_actions(closed, "2025-06-03") == []
+
+
+def test_each_event_has_a_line_for_people_that_names_no_health_details() -> None:
+    records = Stream().records(story(*specs.WORKING, specs.withdraw(specs.MUNICIPALITY_ORG.id, entire=False)))
+    lines = [journal.summary(r) for r in records]
+    assert lines[0] == "Case opened on 2025-01-13 by Psykiatri Nordost, Västra Götalandsregionen in Göteborg"
+    assert "SIP version 1 decided on 2025-03-03: 2 actions, next follow-up 2025-06-02" in lines
+    assert lines[-1] == f"Consent withdrawn on 2025-02-24 for {specs.MUNICIPALITY_ORG.id}"
+    assert not any("Läkemedelsgenomgång" in line for line in lines)  # an action's content stays out
+    row = journal.journal_row(records[0], verified=True)
+    assert row[:2] == (str(specs.CASE_ID), 1)
+    assert row[-1] == 1
+
+
+def facts(opened: str, consent: str | None, *sips: str, closed: str | None = None) -> CaseFacts:
+    return CaseFacts(
+        municipality_code="1480",
+        region_code="14",
+        opened_on=date.fromisoformat(opened),
+        closed_on=date.fromisoformat(closed) if closed else None,
+        first_consent_on=date.fromisoformat(consent) if consent else None,
+        sip_dates=tuple(date.fromisoformat(s) for s in sips),
+        warning_dates=(),
+        rating_count=0,
+        first_rating_total=None,
+        latest_rating_total=None,
+    )
+
+
+SPRING = Period(date(2025, 1, 1), date(2025, 6, 1))
+
+
+def test_counts_under_five_are_suppressed_and_so_is_a_median_of_fewer_cases() -> None:
+    few = [facts("2025-01-10", "2025-01-20", "2025-02-20") for _ in range(MIN_COUNT - 1)]
+    figures = group_figures(few, SPRING, date(2025, 6, 30))
+    assert figures["months"][0] == {"month": "2025-01", "active": None, "opened": None, "closed": 0}
+    assert figures["consent_to_first_sip"] == {"cases": None, "median_days": None}
+    enough = [*few, facts("2025-01-12", "2025-01-20", "2025-03-02")]
+    figures = group_figures(enough, SPRING, date(2025, 6, 30))
+    assert figures["months"][0]["opened"] == MIN_COUNT
+    assert figures["consent_to_first_sip"] == {"cases": 5, "median_days": 31}
+
+
+def test_a_follow_up_is_in_time_when_the_next_sip_comes_within_three_months() -> None:
+    in_time = [facts("2025-01-02", "2025-01-05", "2025-01-10", "2025-04-01") for _ in range(5)]
+    late = [facts("2025-01-02", "2025-01-05", "2025-01-10", "2025-04-20") for _ in range(5)]
+    figures = group_figures(in_time + late, SPRING, date(2025, 6, 30))
+    assert figures["follow_ups"]["due"] == 10  # the first SIPs' deadlines (10 April) fall in the period
+    assert figures["follow_ups"]["within_three_months"] == 5
+    assert figures["follow_ups"]["share_within_three_months"] == 0.5
+
+
+def test_statistics_are_grouped_by_the_level_asked_for() -> None:
+    cases = [facts("2025-01-10", None) for _ in range(5)]
+    cases.append(CaseFacts("1490", "14", date(2025, 1, 10), None, None, (), (), 0, None, None))
+    by_municipality = statistics_by(cases, "municipality", SPRING, date(2025, 6, 30), lambda _: None)
+    assert [(g["key"], g["months"][0]["active"]) for g in by_municipality] == [("1480", 5), ("1490", None)]
+    by_region = statistics_by(cases, "region", SPRING, date(2025, 6, 30), lambda _: None)
+    assert [(g["key"], g["months"][0]["active"]) for g in by_region] == [("14", 6)]
+
+
+def test_the_views_facts_are_what_the_statistics_read() -> None:
+    view = view_of(*specs.WORKING)
+    derived = CaseFacts.from_json(view["facts"])
+    assert derived.first_consent_on == specs.CONSENT_ON
+    assert derived.sip_dates == (specs.SIP_ON,)
+    assert derived.opened_on == specs.OPENED_ON

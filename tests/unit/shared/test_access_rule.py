@@ -1,0 +1,50 @@
+"""The one access rule every service applies: the coordinators' organisations, and those the
+consent in force covers until its last day."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.shared.access import AccessRecord, grants, may_see, record_access
+
+
+def test_coordinating_organisations_may_see_the_case_open_endedly() -> None:
+    case_grants = grants(["region"], ["region", "city"], "2025-06-30")
+    assert case_grants == [("city", "2025-06-30"), ("region", None)]
+    assert may_see("region", case_grants, "2030-01-01")
+
+
+def test_a_consented_organisation_may_see_the_case_until_the_consents_last_day_only() -> None:
+    case_grants = grants(["region"], ["city"], "2025-06-30")
+    assert may_see("city", case_grants, "2025-06-30")
+    assert not may_see("city", case_grants, "2025-07-01")
+
+
+def test_an_organisation_neither_coordinating_nor_consented_may_not() -> None:
+    assert not may_see("housing", grants(["region"], ["city"]), "2025-03-14")
+    assert not may_see("city", grants(["region"]), "2025-03-14")  # no consent in force
+
+
+class Reader:
+    user_id = "anna"
+    organisation_id = "region"
+    principal = "region"
+    roles = frozenset({"manager", "coordinator"})
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.records: list[AccessRecord] = []
+
+    def record(self, records: Sequence[AccessRecord]) -> None:
+        self.records.extend(records)
+
+
+def test_each_read_is_recorded_with_who_read_what_and_the_outcome() -> None:
+    recorder = Recorder()
+    record_access(recorder, Reader(), "case-1", "meetings", "denied", "no_consent")
+    [record] = recorder.records
+    assert (record.user_id, record.organisation_id, record.case_id) == ("anna", "region", "case-1")
+    assert (record.resource, record.outcome, record.reason) == ("meetings", "denied", "no_consent")
+    assert record.roles == ("coordinator", "manager")
+    assert record.principal == "region"

@@ -1,0 +1,90 @@
+"""Who may see a case after each of its events, and why sharing ends: the sharing domain."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from services.sharing.domain.coverage import CaseAccess, day_of, decide, end_reason
+from vss_contracts import case_events as ev
+from vss_contracts.sharing_events import SharingEndReason
+
+REGION, CITY, HOUSING = "region-psykiatri", "kommun-soc", "boendestod-ab"
+
+
+def assigned(user_id: str, organisation: str) -> tuple[str, dict[str, Any]]:
+    return ev.CoordinatorAssigned.TYPE, {
+        "coordinator": {"user_id": user_id, "organisation": {"id": organisation}}
+    }
+
+
+def consent(*organisations: str, valid_until: str | None = None) -> tuple[str, dict[str, Any]]:
+    return ev.ConsentGiven.TYPE, {
+        "organisations": [{"id": o} for o in organisations],
+        "valid_until": valid_until,
+    }
+
+
+def withdrawn(*organisations: str) -> tuple[str, dict[str, Any]]:
+    return ev.ConsentWithdrawn.TYPE, {"entire": not organisations, "organisation_ids": list(organisations)}
+
+
+def access_after(*events: tuple[str, dict[str, Any]]) -> CaseAccess:
+    access = CaseAccess()
+    for type_name, data in events:
+        access.apply(type_name, data)
+    return access
+
+
+def test_the_coordinators_organisations_always_and_the_consented_ones_while_in_force() -> None:
+    access = access_after(assigned("anna", REGION), consent(CITY, HOUSING, valid_until="2025-06-30"))
+    assert access.covered("2025-06-30") == {REGION, CITY, HOUSING}
+    assert access.covered("2025-07-01") == {REGION}
+
+
+def test_a_consent_for_one_organisation_limits_coverage_to_it() -> None:
+    access = access_after(assigned("anna", REGION), consent(HOUSING))
+    assert access.covered("2025-03-14") == {REGION, HOUSING}
+
+
+def test_a_withdrawal_entire_or_for_one_organisation_narrows_coverage() -> None:
+    assert access_after(consent(CITY, HOUSING), withdrawn(HOUSING)).covered("2025-03-14") == {CITY}
+    assert access_after(assigned("anna", REGION), consent(CITY), withdrawn()).covered("2025-03-14") == {
+        REGION
+    }
+
+
+def test_a_new_consent_replaces_the_last_one_as_a_whole() -> None:
+    access = access_after(consent(CITY, HOUSING), withdrawn(), consent(HOUSING))
+    assert access.covered("2025-03-14") == {HOUSING}
+    assert not access.withdrawn
+
+
+def test_a_newly_covered_organisation_gets_the_history_and_one_no_longer_covered_an_end() -> None:
+    access = access_after(assigned("anna", REGION))
+    first = decide(3, *consent(HOUSING), "2025-03-14", access, {REGION: (2, True)})
+    assert first.share == {REGION: 3, HOUSING: 1}
+    assert first.ended == {}
+    second = decide(4, *withdrawn(HOUSING), "2025-03-14", access, {REGION: (3, True), HOUSING: (3, True)})
+    assert second.share == {REGION: 4}
+    assert second.ended == {HOUSING: SharingEndReason.CONSENT_WITHDRAWN_FOR_ORGANISATION}
+
+
+def test_the_reason_sharing_ends_names_the_event_that_ended_it() -> None:
+    after = access_after(consent(CITY))
+    assert end_reason(CITY, *withdrawn(), after) is SharingEndReason.CONSENT_WITHDRAWN
+    assert end_reason(HOUSING, *consent(CITY), after) is SharingEndReason.CONSENT_REPLACED
+    unassigned = (ev.CoordinatorUnassigned.TYPE, {"user_id": "anna"})
+    assert end_reason(REGION, *unassigned, after) is SharingEndReason.COORDINATOR_UNASSIGNED
+    assert end_reason(CITY, *unassigned, access_after(consent(CITY, valid_until="2025-01-01"))) is (
+        SharingEndReason.CONSENT_EXPIRED
+    )
+
+
+def test_an_event_is_dated_as_the_case_service_dates_it_in_stockholm() -> None:
+    assert day_of(datetime(2025, 3, 14, 23, 30, tzinfo=UTC)) == "2025-03-15"
+
+
+def test_the_access_state_survives_its_stored_form() -> None:
+    access = access_after(assigned("anna", REGION), consent(CITY, valid_until="2025-06-30"), withdrawn(CITY))
+    assert CaseAccess.from_json(access.to_json()) == access
