@@ -307,7 +307,8 @@ async def _streamed_events(
     """Every case event on the stream (or one case's): case -> version -> (event id, hash)."""
     import nats  # noqa: PLC0415 - only this command needs a plain connection
     from nats.errors import TimeoutError as NatsTimeoutError  # noqa: PLC0415
-    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: PLC0415
+
+    from services.shared.bus.streams import read_from_start  # noqa: PLC0415
 
     subject = names.subjects if only is None else f"{names.subject_prefix}.{only[0]}.>"
     found: dict[UUID, dict[int, tuple[str, str]]] = {}
@@ -317,16 +318,8 @@ async def _streamed_events(
     try:
         js = nc.jetstream()
         await js.stream_info(names.stream)  # NotFoundError: no stream
-        sub = await js.pull_subscribe(
-            subject,
-            stream=names.stream,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.NONE,
-                deliver_policy=DeliverPolicy.ALL,
-                inactive_threshold=60.0,
-                mem_storage=True,
-                description="vss verify --against-stream (ephemeral)",
-            ),
+        sub = await read_from_start(
+            js, names.stream, subject, description="vss verify --against-stream (ephemeral)"
         )
         while True:
             try:

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import structlog
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from services.projections.application.deliveries import DeliveryProjector
@@ -31,7 +30,7 @@ from services.projections.infrastructure.decoding import UndecodableEvent, decod
 from services.projections.infrastructure.readmodels import ReadModels
 from services.projections.infrastructure.stream_reader import read_decoded
 from services.shared.bus.names import BusNames
-from services.shared.bus.streams import connect
+from services.shared.bus.streams import connect, read_from_start
 
 log = structlog.get_logger("vss.projections.rebuild")
 
@@ -197,16 +196,11 @@ async def _rebuild_deliveries(
     target = (await js.stream_info(names.stream)).state.last_seq
     if target == 0:
         return 0, 0
-    sub = await js.pull_subscribe(
+    sub = await read_from_start(
+        js,
+        names.stream,
         names.subjects,
-        stream=names.stream,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.ALL,
-            inactive_threshold=60.0,
-            mem_storage=True,
-            description="VSS projections rebuild of the delivery record (ephemeral)",
-        ),
+        description="VSS projections rebuild of the delivery record (ephemeral)",
     )
     try:
         while True:

@@ -14,7 +14,15 @@ from collections.abc import Callable
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import NotFoundError
 
 from services.shared.bus.authorization import NatsAuth
@@ -141,3 +149,21 @@ async def wait_for_stream(
             log.info("nats.stream_waiting", stream=stream)
             await asyncio.sleep(delay)
             delay = min(2.0, delay * 2)
+
+
+async def read_from_start(
+    js: JetStreamContext, stream: str, subject: str, *, description: str
+) -> JetStreamContext.PullSubscription:
+    """An ephemeral pull subscription over a whole stream, for a one-off reader (a rebuild, a
+    verification): no acks kept, in memory, gone a minute after the reader stops."""
+    return await js.pull_subscribe(
+        subject,
+        stream=stream,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.ALL,
+            inactive_threshold=60.0,
+            mem_storage=True,
+            description=description,
+        ),
+    )
