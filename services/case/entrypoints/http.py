@@ -43,13 +43,12 @@ from services.case.domain.errors import CaseRuleViolation, InvalidCommand, NotAl
 from services.case.domain.events import Actor
 from services.shared.access import AccessRecorder, grants, may_see, record_access
 from services.shared.auth import TokenService
+from services.shared.http_app import deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, PersonUserId, refuse_bad_input
 from services.shared.problems import (
     REQUEST_ID,
-    CorrelationMiddleware,
     ProblemException,
-    install_problem_handlers,
     problem_response,
     problem_responses,
 )
@@ -131,25 +130,17 @@ def create_app(
     *,
     public_keys: Callable[[], dict[str, Any]] | None = None,
 ) -> FastAPI:
-    app = FastAPI(
+    app = service_app(
         title="VSS case service",
-        version="1.0.0",
         description=(
             "Commands on a client's case (vård- och stödsamordning). Every accepted command appends "
             "events to the case's stream; every refusal is an RFC 9457 problem naming the rule. "
             + WINDOW_DESCRIPTION
         ),
+        deps=_Dependencies(service, tokens, access_log, window or DateWindow()),
+        routers=[router],
     )
-    app.state.deps = _Dependencies(service, tokens, access_log, window or DateWindow())
-    install_problem_handlers(app)
     _install_domain_error_handlers(app)
-    app.include_router(router)
-
-    app.add_middleware(CorrelationMiddleware)
-
-    @app.get("/health", tags=["operations"])
-    def health() -> dict[str, Any]:
-        return {"status": "ok"}
 
     @app.get(KEY_SET_PATH, tags=["operations"], response_model=JsonWebKeySet)
     def signing_keys() -> dict[str, Any]:
@@ -207,8 +198,7 @@ def _install_domain_error_handlers(app: FastAPI) -> None:
 
 # --------------------------------------------------------------------------- dependencies
 def _deps(request: Request) -> _Dependencies:
-    deps: _Dependencies = request.app.state.deps
-    return deps
+    return deps_of(request, _Dependencies)
 
 
 def get_service(request: Request) -> CaseService:

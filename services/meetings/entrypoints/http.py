@@ -50,6 +50,7 @@ from services.meetings.domain.meeting import Meeting, MeetingStatus
 from services.meetings.domain.schedule import Decided, MeetingSchedule, ScheduleError
 from services.shared.access import AccessRecorder, may_see, record_access
 from services.shared.auth import TokenClaims, TokenService
+from services.shared.http_app import deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.ics import calendar_feed, meeting_ics
 from services.shared.inputs import (
@@ -60,10 +61,8 @@ from services.shared.inputs import (
     refuse_bad_input,
 )
 from services.shared.problems import (
-    CorrelationMiddleware,
     ProblemException,
     forbidden,
-    install_problem_handlers,
     problem_response,
     problem_responses,
 )
@@ -214,36 +213,27 @@ router = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 403, 404,
 
 
 def create_app(deps: MeetingsApiDependencies) -> FastAPI:
-    app = FastAPI(
+    app = service_app(
         title="VSS meetings",
-        version="1.0.0",
         description=(
             "Each case's meeting schedule (resource group, coordination and crisis meetings), "
             "coordinators' bookings and changes, and the meetings as iCalendar files and feeds. "
             + WINDOW_DESCRIPTION
         ),
-        docs_url="/docs",
+        deps=deps,
+        routers=[router],
     )
-    app.state.deps = deps
-    install_problem_handlers(app)
-    app.include_router(router)
-    app.add_middleware(CorrelationMiddleware)
 
     @app.exception_handler(ScheduleError)
     async def _refused(request: Request, error: ScheduleError) -> Response:
         title = _TITLES.get(error.status, "Refused")
         return problem_response(request, error.status, title, str(error), code=error.rule, rule=error.rule)
 
-    @app.get("/health", tags=["operations"])
-    def health() -> dict[str, Any]:
-        return {"status": "ok"}
-
     return app
 
 
 def _deps(request: Request) -> MeetingsApiDependencies:
-    deps: MeetingsApiDependencies = request.app.state.deps
-    return deps
+    return deps_of(request, MeetingsApiDependencies)
 
 
 def _admit(request: Request, body: BaseModel) -> None:

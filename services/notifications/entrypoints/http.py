@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote, urlencode
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -32,12 +32,11 @@ from services.notifications.application.service import NotificationsService
 from services.notifications.domain.audience import Audience, local_day
 from services.shared.access import AccessRecorder, may_see, record_access
 from services.shared.auth import TokenClaims, TokenService
+from services.shared.http_app import deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.problems import (
-    CorrelationMiddleware,
     ProblemException,
     forbidden,
-    install_problem_handlers,
     problem_responses,
 )
 
@@ -108,28 +107,18 @@ router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 404, 422,
 
 
 def create_app(deps: NotificationsApiDependencies) -> FastAPI:
-    app = FastAPI(
+    return service_app(
         title="VSS notifications",
-        version="1.0.0",
         description="Each case's delivery record (who was told what, when) and acknowledgements.",
-        docs_url="/docs",
+        deps=deps,
+        routers=[router],
+        # pending and failed deliveries, open alerts
+        health=deps.service.summary,
     )
-    app.state.deps = deps
-    install_problem_handlers(app)
-    app.include_router(router)
-    app.add_middleware(CorrelationMiddleware)
-
-    @app.get("/health", tags=["operations"])
-    def health() -> dict[str, Any]:
-        """Up, with what an operator looks at first: pending and failed deliveries, open alerts."""
-        return {"status": "ok", **deps.service.summary()}
-
-    return app
 
 
 def _deps(request: Request) -> NotificationsApiDependencies:
-    deps: NotificationsApiDependencies = request.app.state.deps
-    return deps
+    return deps_of(request, NotificationsApiDependencies)
 
 
 def reader(

@@ -37,6 +37,7 @@ from services.projections.application.queries import (
 )
 from services.projections.domain.statistics import Level, Period
 from services.shared.auth import TokenService
+from services.shared.http_app import deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims
 from services.shared.inputs import (
     ORGANISATION_ID_PATTERN,
@@ -45,9 +46,7 @@ from services.shared.inputs import (
     PersonUserId,
 )
 from services.shared.problems import (
-    CorrelationMiddleware,
     ProblemException,
-    install_problem_handlers,
     problem_response,
     problem_responses,
 )
@@ -239,34 +238,26 @@ router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 404, 422,
 
 
 def create_app(deps: QueryDependencies) -> FastAPI:
-    app = FastAPI(
+    app = service_app(
         title="VSS query API",
-        version="1.0.0",
         description=(
             "Read models of the coordination of care and support: case overviews, journals, caseloads, "
             "overdue lists and statistics. Every read of a case's data is recorded in the access log."
         ),
+        deps=deps,
+        routers=[router],
     )
-    app.state.deps = deps
     app.state.waits = WaitSlots(deps.max_waits)
-    install_problem_handlers(app)
-    app.include_router(router)
-    app.add_middleware(CorrelationMiddleware)
 
     @app.exception_handler(AccessDenied)
     async def _denied(request: Request, error: AccessDenied) -> Response:
         return problem_response(request, 403, "Forbidden", error.detail, code=error.rule, rule=error.rule)
 
-    @app.get("/health", tags=["operations"])
-    def health() -> dict[str, Any]:
-        return {"status": "ok"}
-
     return app
 
 
 def _deps(request: Request) -> QueryDependencies:
-    deps: QueryDependencies = request.app.state.deps
-    return deps
+    return deps_of(request, QueryDependencies)
 
 
 def current_reader(

@@ -1,0 +1,50 @@
+"""The frame every service's HTTP API is built in: one place for what all of them share.
+
+Each API gets RFC 9457 problems for every error (:mod:`.problems`), a correlation id on
+every request and response, its dependencies on ``app.state.deps`` (read in routes with
+:func:`deps_of`), and ``GET /health`` (``{"status": "ok"}`` plus what the service adds for
+operators). The service adds its own routers, exception handlers and routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
+
+from fastapi import APIRouter, FastAPI, Request
+
+from services.shared.problems import CorrelationMiddleware, install_problem_handlers
+
+__all__ = ["deps_of", "service_app"]
+
+T = TypeVar("T")
+
+
+def service_app(
+    *,
+    title: str,
+    description: str,
+    deps: object,
+    routers: Sequence[APIRouter],
+    health: Callable[[], dict[str, Any]] = dict,
+    docs_url: str | None = "/docs",
+) -> FastAPI:
+    """A service's API: problems, correlation ids, ``deps`` on the app, its routers, /health."""
+    app = FastAPI(title=title, version="1.0.0", description=description, docs_url=docs_url)
+    app.state.deps = deps
+    install_problem_handlers(app)
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(CorrelationMiddleware)
+
+    @app.get("/health", tags=["operations"])
+    def _health() -> dict[str, Any]:
+        """Up, with what an operator of the service looks at first."""
+        return {"status": "ok", **health()}
+
+    return app
+
+
+def deps_of(request: Request, kind: type[T]) -> T:
+    """The dependencies ``service_app`` put on the app, as the type the routes expect."""
+    return cast(T, request.app.state.deps)
