@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -27,6 +27,8 @@ class Meeting(Protocol):
     """What a calendar entry needs of a meeting (the meetings service's schedule and the
     notifications service's copy of it both have it)."""
 
+    @property
+    def meeting_id(self) -> UUID: ...
     @property
     def uid(self) -> str: ...
     @property
@@ -45,6 +47,33 @@ class Meeting(Protocol):
     def invitees(self) -> Mapping[str, Invitee]: ...
     @property
     def is_cancelled(self) -> bool: ...
+
+
+def meeting_uid(meeting_id: UUID) -> str:
+    """The iCalendar UID of a meeting: stable for its whole life, the same in every copy."""
+    return f"{meeting_id}@vss.se"
+
+
+def identity_to_json(meeting: Meeting) -> dict[str, Any]:
+    """What every service's copy of a meeting keeps the same way: which meeting, when."""
+    return {
+        "meeting_id": str(meeting.meeting_id),
+        "case_id": str(meeting.case_id),
+        "kind": meeting.kind.value,
+        "starts_at": meeting.starts_at.isoformat(),
+        "ends_at": meeting.ends_at.isoformat(),
+    }
+
+
+def identity_from_json(value: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`identity_to_json` read back, as keyword arguments of a meeting's constructor."""
+    return {
+        "meeting_id": UUID(value["meeting_id"]),
+        "case_id": UUID(value["case_id"]),
+        "kind": MeetingKind(value["kind"]),
+        "starts_at": datetime.fromisoformat(value["starts_at"]),
+        "ends_at": datetime.fromisoformat(value["ends_at"]),
+    }
 
 
 SUMMARIES: dict[MeetingKind, str] = {

@@ -11,6 +11,7 @@ from uuid import UUID
 
 import orjson
 
+from services.shared.ics import identity_from_json, identity_to_json, meeting_uid
 from vss_contracts.meeting_events import Invitee, MeetingKind
 
 
@@ -59,7 +60,7 @@ class Meeting:
     @property
     def uid(self) -> str:
         """The iCalendar UID: stable for the meeting's whole life."""
-        return f"{self.meeting_id}@vss.se"
+        return meeting_uid(self.meeting_id)
 
     @property
     def is_cancelled(self) -> bool:
@@ -71,11 +72,7 @@ class Meeting:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "meeting_id": str(self.meeting_id),
-            "case_id": str(self.case_id),
-            "kind": self.kind.value,
-            "starts_at": self.starts_at.isoformat(),
-            "ends_at": self.ends_at.isoformat(),
+            **identity_to_json(self),
             "invitees": [i.model_dump(mode="json") for i in self.invitees.values()],
             "reason": self.reason,
             "sequence": self.sequence,
@@ -94,11 +91,7 @@ class Meeting:
         invitees = [invitee_from_json(i) for i in value["invitees"]]
         dropped = [invitee_from_json(i) for i in value["dropped"]]
         return cls(
-            meeting_id=UUID(value["meeting_id"]),
-            case_id=UUID(value["case_id"]),
-            kind=MeetingKind(value["kind"]),
-            starts_at=datetime.fromisoformat(value["starts_at"]),
-            ends_at=datetime.fromisoformat(value["ends_at"]),
+            **identity_from_json(value),
             invitees={i.invitee_id: i for i in invitees},
             reason=value["reason"],
             sequence=value["sequence"],

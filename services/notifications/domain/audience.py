@@ -30,6 +30,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from services.shared.access import Grant, grants, may_see
+from services.shared.ics import identity_from_json, identity_to_json, meeting_uid
 from vss_contracts.meeting_events import Invitee, MeetingKind
 from vss_contracts.notification_events import Recipient
 
@@ -133,7 +134,7 @@ class MeetingCopy:
 
     @property
     def uid(self) -> str:
-        return f"{self.meeting_id}@vss.se"
+        return meeting_uid(self.meeting_id)
 
     @property
     def is_cancelled(self) -> bool:
@@ -141,11 +142,7 @@ class MeetingCopy:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "meeting_id": str(self.meeting_id),
-            "case_id": str(self.case_id),
-            "kind": self.kind.value,
-            "starts_at": self.starts_at.isoformat(),
-            "ends_at": self.ends_at.isoformat(),
+            **identity_to_json(self),
             "sequence": self.sequence,
             "invitees": [i.model_dump(mode="json") for i in self.invitees.values()],
             "location": self.location,
@@ -156,11 +153,7 @@ class MeetingCopy:
     def from_json(cls, value: dict[str, Any]) -> MeetingCopy:
         invitees = [Invitee.model_validate(i) for i in value["invitees"]]
         return cls(
-            meeting_id=UUID(value["meeting_id"]),
-            case_id=UUID(value["case_id"]),
-            kind=MeetingKind(value["kind"]),
-            starts_at=datetime.fromisoformat(value["starts_at"]),
-            ends_at=datetime.fromisoformat(value["ends_at"]),
+            **identity_from_json(value),
             sequence=value["sequence"],
             invitees={i.invitee_id: i for i in invitees},
             location=value["location"],
