@@ -17,7 +17,7 @@ How the child reads (:func:`read_stream`):
 - on **uvloop** when installed;
 - **bodies only**: the client skips parsing the headers of data messages (the relay's
   ``Nats-Msg-Id`` …, which decoding does not use; nats-py parses them in pure Python,
-  about 8 of the 21 µs a message took to read). Status messages, that is flow control
+  a large share of the time a message takes to read). Status messages, that is flow control
   and heartbeats, are parsed as nats-py always does;
 - with the **cyclic garbage collector off**: what a batch makes is freed by reference
   counting, the collector would only traverse it.
