@@ -14,14 +14,11 @@ from pathlib import Path
 import nats
 import pytest
 
-from services.case.infrastructure.store import CaseEventStore
 from services.shared.bus import checkpoint
 from services.shared.bus.consumer import ConsumerSettings, Delivery, DurableConsumer
 from services.shared.bus.names import BusNames
 from tests.support.bus import ROOT, read_stream, wait_until
-from tests.support.clock import FixedClock
 from tests.support.projection import EventTable
-from tests.support.scenario import drive_to_first_sip
 from vss_contracts.subjects import (
     HEADER_DLQ_CONSUMER,
     HEADER_DLQ_ORIGINAL_MSG_ID,
@@ -31,23 +28,6 @@ from vss_contracts.subjects import (
     HEADER_EVENT_TYPE,
     HEADER_MSG_ID,
 )
-
-
-@pytest.fixture
-def published(
-    service, store: CaseEventStore, clock: FixedClock, nats_url: str, bus_names: BusNames, run_relay
-):  # type: ignore[no-untyped-def]
-    """``published(cases)``: drive that many cases to their first SIP and relay them; returns the count."""
-
-    def publish(cases: int) -> int:
-        for _ in range(cases):
-            drive_to_first_sip(service, clock)
-        total = len(store.read_log(0, 100_000))
-        with run_relay(store):
-            assert wait_until(lambda: len(stream(nats_url, bus_names)) == total, 20)
-        return total
-
-    return publish
 
 
 def stream(nats_url: str, names: BusNames) -> list:  # type: ignore[type-arg]
