@@ -17,7 +17,6 @@ from services.case.domain.events import CaseEventData
 from services.shared.bus.consumer import ConsumerSettings, Delivery
 from services.shared.bus.faststream_subscriber import FastStreamSubscriber
 from services.shared.bus.names import BusNames
-from tests.bus.test_consumer import published, stream  # noqa: F401  (the fixture)
 from tests.support.bus import read_stream
 from tests.support.projection import EventTable
 from vss_contracts.subjects import (
@@ -109,7 +108,9 @@ def test_the_durable_is_repointed_at_the_stored_sequence_when_the_server_holds_u
         await broker.stop()
 
     asyncio.run(take_one_and_vanish())
-    after = asyncio.run(run_until(nats_url, table, settings, lambda _: len(table.rows()) == total, timeout=10))
+    after = asyncio.run(
+        run_until(nats_url, table, settings, lambda _: len(table.rows()) == total, timeout=10)
+    )
     assert after.applied == total  # at once, not after ack_wait
     assert [r[4] for r in table.rows()] == list(range(1, total + 1))
     table.close()
@@ -156,7 +157,7 @@ def test_undecodable_and_always_failing_messages_are_dead_lettered_with_the_reas
     published, nats_url: str, bus_names: BusNames, tmp_path: Path
 ) -> None:
     total = published(3)
-    events = stream(nats_url, bus_names)
+    events = asyncio.run(read_stream(nats_url, bus_names.stream, bus_names.subjects))
     failing_case = events[20].event.subject
     failing = [m for m in events if m.event.subject == failing_case]
 
@@ -192,7 +193,9 @@ def test_undecodable_and_always_failing_messages_are_dead_lettered_with_the_reas
     for letter, original in zip(dead[:-1], failing, strict=True):
         assert letter.body == original.body
         assert letter.subject == bus_names.dead_letter_subject("projection", original.subject)
-        assert letter.headers[HEADER_DLQ_REASON].startswith("failed 3 times, last: RuntimeError: cannot apply")
+        assert letter.headers[HEADER_DLQ_REASON].startswith(
+            "failed 3 times, last: RuntimeError: cannot apply"
+        )
         assert letter.headers[HEADER_DLQ_SEQUENCE] == str(original.sequence)
         assert letter.headers[HEADER_DLQ_CONSUMER] == "projection"
         assert letter.headers[HEADER_DLQ_ORIGINAL_MSG_ID] == original.headers[HEADER_MSG_ID]

@@ -112,6 +112,10 @@ class FastStreamSubscriber:
         return self.settings.names.stream
 
     @property
+    def durable(self) -> str:
+        return self.settings.durable
+
+    @property
     def filter_subject(self) -> str:
         return self.settings.filter_subject or self.settings.names.subjects
 
@@ -222,4 +226,3 @@ class FastStreamSubscriber:
         # A terminated message counts as acknowledged (the ack floor moves past it) and
         # FastStream's metrics report it as rejected.
         await message.reject()
-
