@@ -25,7 +25,7 @@ from nats.js.api import ConsumerConfig, DiscardPolicy, StreamConfig
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.shared.bus.consumer import ConsumerSettings, Delivery
+from services.shared.bus.consumer import ConsumerSettings
 from services.shared.bus.faststream_metrics import BusMetrics
 from services.shared.bus.faststream_subscriber import FastStreamSubscriber
 from services.shared.bus.names import BusNames
@@ -124,30 +124,33 @@ def test_faststream_pull_batch_handles_messages_in_stream_order(nats_url: str, b
     assert order == list(range(1, 11))
 
 
-def test_the_kit_applies_one_message_at_a_time_in_stream_order(
-    nats_url: str, bus_names: BusNames, tmp_path: Path
+@pytest.mark.parametrize("fetch_batch", [1, 10], ids=["one-in-flight", "in-order-batches"])
+def test_the_kit_handles_one_message_at_a_time_in_stream_order(
+    nats_url: str, bus_names: BusNames, tmp_path: Path, fetch_batch: int
 ) -> None:
     order: list[int] = []
 
     class Slow(EventTable):
-        def apply(self, delivery: Delivery) -> bool:
-            time.sleep((10 - delivery.stream_sequence) * 0.005)
-            order.append(delivery.stream_sequence)
-            return True
+        """Earlier messages take longer: handled concurrently, later ones would finish first."""
+
+        def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+            time.sleep((10 - stream_sequence) * 0.005)
+            order.append(stream_sequence)
+            super().pass_over(stream_sequence, event_id)
 
     table = Slow(tmp_path / "state.sqlite", "ordered")
 
     async def body(broker: NatsBroker) -> None:
-        settings = ConsumerSettings(durable="ordered", names=bus_names, decode_data=lambda _: None)
+        settings = ConsumerSettings(durable="ordered", names=bus_names, fetch_batch=fetch_batch)
         kit = FastStreamSubscriber(broker, table, settings)
         await kit.prepare()
         await broker.start()
-        await until(lambda: kit.dead_lettered == 10, 5)  # the bodies are no CloudEvents
-        assert kit.subscriber.config.max_ack_pending == 1
+        await until(lambda: kit.dead_lettered == 10, 5)  # the bodies are no CloudEvents: parked
 
     asyncio.run(with_stream(nats_url, bus_names, 10, body))
+    assert order == list(range(1, 11))
     dead = asyncio.run(_dead_letter_sequences(nats_url, bus_names))
-    assert dead == list(range(1, 11))  # parked one by one, in stream order
+    assert dead == list(range(1, 11))
     table.close()
 
 

@@ -85,7 +85,12 @@ def test_metrics_count_handled_and_dead_lettered_messages_and_time_per_durable_n
             if kit.applied + kit.dead_lettered == total:
                 break
             await asyncio.sleep(0.02)
-        samples = await scrape(metrics)
+        lag_key = ("vss_consumer_lag", (("consumer", "projection"), ("stream", bus_names.stream)))
+        for _ in range(100):  # the last ack is on its way to the server
+            samples = await scrape(metrics)
+            if samples[lag_key] == 0:
+                break
+            await asyncio.sleep(0.02)
         await broker.stop()
         return samples
 

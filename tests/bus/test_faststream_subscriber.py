@@ -66,12 +66,13 @@ async def run_until(
     return subscriber
 
 
+@pytest.mark.parametrize("fetch_batch", [1, 20], ids=["one-in-flight", "in-order-batches"])
 def test_every_event_is_applied_once_in_stream_order_and_a_restart_resumes_after_the_stored_sequence(
-    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path, fetch_batch: int
 ) -> None:
     total = published(4)
-    table = TypedTable(tmp_path / "state.sqlite", "projection")
-    settings = ConsumerSettings(durable="projection", names=bus_names)
+    table = TypedTable(tmp_path / "state.sqlite", "projection", slow=0.001)
+    settings = ConsumerSettings(durable="projection", names=bus_names, fetch_batch=fetch_batch)
     half = total // 2
 
     first = asyncio.run(run_until(nats_url, table, settings, lambda s: s.applied >= half))
