@@ -141,6 +141,8 @@ class FastStreamSubscriber:
     pull loop, one message in flight).
     """
 
+    reconnect_check = 0.2  # seconds between looks at the connection's reconnect count
+
     def __init__(self, broker: NatsBroker, handler: Handler, settings: ConsumerSettings) -> None:
         self.broker = broker
         self.handler = handler
@@ -152,6 +154,7 @@ class FastStreamSubscriber:
         self._position = 0
         self._repointing: asyncio.Task[None] | None = None
         self._reconnects = 0  # the connection's reconnect count the durable was last pointed at
+        self._watcher: asyncio.Task[None] | None = None
         batch = max(1, settings.fetch_batch)
         self.subscriber = broker.subscriber(
             self.filter_subject,
@@ -205,6 +208,18 @@ class FastStreamSubscriber:
         names = self.settings.names
         await declare_if_missing(self._js, dead_letter_stream_config(names, replicas=self.settings.replicas))
         await self._point_durable_at_state()
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch_reconnects())
+
+    async def _watch_reconnects(self) -> None:
+        """Re-point after a reconnect even when no message comes: a message whose ack was
+        lost would otherwise hold the durable back for ``ack_wait``."""
+        connection = self.broker.config.connection_state.connection
+        while not connection.is_closed:
+            await asyncio.sleep(self.reconnect_check)
+            if self.subscriber.running and self._reconnect_count() != self._reconnects:
+                log.info("consumer.reconnected", consumer=self.settings.durable)
+                self._schedule_repoint()
 
     async def repoint(self) -> None:
         """Stop the subscriber, point the durable at the handler's state + 1, start it again."""
