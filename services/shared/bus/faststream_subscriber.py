@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -43,6 +44,7 @@ import structlog
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsMessage as NatsStreamMessage
+from faststream.nats.security import NatsCredentials, NatsNKey, NatsSecurity
 from faststream.nats.subscriber.usecases import PullStreamSubscriber
 from faststream.params import NoCast
 from nats.aio.msg import Msg
@@ -53,6 +55,7 @@ from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig
 from nats.js.errors import ServiceUnavailableError
 
+from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.consumer import (
     ConsumerSettings,
     Delivery,
@@ -67,9 +70,40 @@ from services.shared.bus.consumer import (
     point_durable_at,
 )
 from services.shared.bus.streams import dead_letter_stream_config, declare_if_missing, wait_for_stream
+from services.shared.settings import BusSettings
 from vss_contracts.envelope import CloudEvent
 
 log = structlog.get_logger("vss.bus.faststream")
+
+
+def service_broker(
+    url: str, *, name: str, middlewares: Sequence[Any] = (), auth: NatsAuth | None = None
+) -> NatsBroker:
+    """A service's FastStream broker, connecting as :func:`.streams.connect` does.
+
+    Reconnects for ever; connects as the process's NATS user (``auth``, else the one its
+    settings name, as ``connect``); logs each message's receipt at debug level, not info.
+    ``middlewares``: :attr:`.faststream_metrics.BusMetrics.middleware`, the tracing ones.
+    """
+    if auth is None:
+        auth = BusSettings().nats_auth()
+    security: NatsSecurity | None = None
+    if auth.seed_file is not None:
+        security = NatsNKey(auth.seed_file)
+    elif auth.creds_file is not None:
+        security = NatsCredentials(str(auth.creds_file))
+    options: dict[str, Any] = {"inbox_prefix": auth.inbox_prefix} if auth.inbox_prefix else {}
+    return NatsBroker(
+        url,
+        name=name,
+        security=security,
+        connect_timeout=2,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; annotated int, slept as a float
+        log_level=logging.DEBUG,
+        middlewares=tuple(middlewares),
+        **options,
+    )
 
 
 @dataclass(frozen=True, slots=True)
