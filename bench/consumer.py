@@ -11,8 +11,8 @@ durable of its own, rounds interleaved, best of ``--rounds``:
   applied by the checkpointing handler before its ack (the least a consumer with the
   guarantees could do, with no framework);
 - **kit FastStream subscriber**: :class:`FastStreamSubscriber` as the services configure it
-  (one message at a time, ``max_ack_pending=1``, manual acks, the handler in a worker thread),
-  with the Prometheus middleware on;
+  (``service_broker``, pulls of up to 100 handled one message at a time in stream order,
+  manual acks, the handler in a worker thread), with the Prometheus middleware on;
 - **DurableConsumer** (the nats-py base the services use today), with the same handler.
 
 The handler is an SQLite file (WAL, ``synchronous=NORMAL`` as the read models) that records
@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import sqlite3
 import sys
@@ -42,7 +41,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import nats
-from faststream.nats import NatsBroker
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bench.append import Figure
@@ -50,9 +48,10 @@ from bench.relay import _nats, capture_logs, delete_streams, fill_store, read_ev
 from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig
 from services.shared.bus import checkpoint
+from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.consumer import ConsumerSettings, Delivery, DurableConsumer, decode
 from services.shared.bus.faststream_metrics import BusMetrics
-from services.shared.bus.faststream_subscriber import FastStreamSubscriber
+from services.shared.bus.faststream_subscriber import FastStreamSubscriber, service_broker
 from services.shared.bus.names import BusNames
 from services.shared.bus.streams import case_stream_config
 
@@ -164,7 +163,7 @@ async def kit_round(
 ) -> float:
     assert table is not None
     metrics = BusMetrics("bench")
-    broker = NatsBroker(nats_url, middlewares=(metrics.middleware,), log_level=logging.DEBUG)
+    broker = service_broker(nats_url, name="bench", middlewares=(metrics.middleware,), auth=NatsAuth())
     kit = FastStreamSubscriber(broker, table, ConsumerSettings(durable=durable, names=names))
     started = time.perf_counter()
     await kit.prepare()
