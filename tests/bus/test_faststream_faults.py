@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,11 @@ from faststream.nats import NatsBroker
 from services.case.application.service import CaseService
 from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore
-from services.shared.bus.consumer import ConsumerSettings
+from services.shared.bus.consumer import ConsumerSettings, Delivery
 from services.shared.bus.faststream_subscriber import FastStreamSubscriber
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
+from tests.bus.test_consumer import BatchTable
 from tests.support.bus import read_stream
 from tests.support.clock import FixedClock
 from tests.support.nats import private_nats_server
@@ -39,15 +41,31 @@ async def until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-d
     return False
 
 
-@pytest.mark.parametrize("fetch_batch", [1, 20], ids=["one-in-flight", "in-order-batches"])
+class SlowBatchTable(BatchTable):
+    def apply_batch(self, deliveries: Sequence[Delivery]) -> int:
+        time.sleep(0.05)
+        return super().apply_batch(deliveries)
+
+
+@pytest.mark.parametrize(
+    ("fetch_batch", "batch_handler"),
+    [(1, False), (20, False), (5, True)],
+    ids=["one-in-flight", "in-order-batches", "batch-handler"],
+)
 def test_every_event_is_applied_once_in_order_across_a_nats_restart(
-    service: CaseService, store: CaseEventStore, clock: FixedClock, tmp_path: Path, fetch_batch: int
+    service: CaseService,
+    store: CaseEventStore,
+    clock: FixedClock,
+    tmp_path: Path,
+    fetch_batch: int,
+    batch_handler: bool,
 ) -> None:
     for _ in range(6):
         drive_to_first_sip(service, clock)
     total = len(store.read_log(0, 100_000))
     names = BusNames.unique()
-    table = EventTable(tmp_path / "state.sqlite", "projection", slow=0.01)
+    path = tmp_path / "state.sqlite"
+    table = SlowBatchTable(path, "projection") if batch_handler else EventTable(path, "projection", slow=0.01)
 
     with private_nats_server() as server:
         assert server.embedded is not None

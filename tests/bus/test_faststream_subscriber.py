@@ -17,6 +17,7 @@ from services.case.domain.events import CaseEventData
 from services.shared.bus.consumer import ConsumerSettings, Delivery
 from services.shared.bus.faststream_subscriber import FastStreamSubscriber
 from services.shared.bus.names import BusNames
+from tests.bus.test_consumer import BatchTable
 from tests.support.bus import read_stream
 from tests.support.projection import EventTable
 from vss_contracts.subjects import (
@@ -202,4 +203,22 @@ def test_undecodable_and_always_failing_messages_are_dead_lettered_with_the_reas
         assert letter.headers[HEADER_DLQ_ORIGINAL_MSG_ID] == original.headers[HEADER_MSG_ID]
     assert dead[-1].body == b"{not json"
     assert dead[-1].headers[HEADER_DLQ_REASON].startswith("undecodable: ValidationError")
+    table.close()
+
+
+def test_a_batch_handler_applies_each_pull_in_one_call_and_a_failed_pull_goes_one_by_one(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    total = published(6)
+    table = BatchTable(tmp_path / "batched.sqlite", "batched", fail_batches=1)
+    settings = ConsumerSettings(durable="batched", names=bus_names, fetch_batch=20)
+    kit = asyncio.run(run_until(nats_url, table, settings, lambda _: len(table.rows()) == total))
+    assert kit.batched
+    assert [r[4] for r in table.rows()] == list(range(1, total + 1))  # each once, in stream order
+    assert table.batches, "the batch path was used"
+    assert max(table.batches) > 1
+    assert sum(table.batches) < total  # the failed pull's messages went one by one
+    assert kit.applied == total
+    again = asyncio.run(run_until(nats_url, table, settings, lambda _: True, timeout=0.3))
+    assert again.applied == again.skipped == 0  # resumed after the stored sequence
     table.close()

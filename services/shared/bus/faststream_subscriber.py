@@ -8,27 +8,32 @@ What is FastStream configuration (see docs/adr/0012):
   on any exception: no redelivery); the kit acks after the handler's transaction;
 - ``fetch_batch=1``: ``PullSub(batch_size=1)`` and ``max_ack_pending=1`` on the durable, one
   message at a time in stream order, the server itself holding back the next message until
-  this one is acknowledged. A round trip per message, though (about 2,000/s here);
+  this one is acknowledged (a round trip per message);
 - a FastStream decoder turns the body into the contracts' CloudEvent (:func:`.consumer.decode`).
 
 What the kit adds, because FastStream has no notion of it:
 
-- **a pulled batch handled in order** (``fetch_batch > 1``, the default): FastStream's
-  ``PullSub(batch_size>1)`` starts a task per message of a pull, so order is lost
-  (``test_faststream_pull_batch_handles_messages_in_stream_order``). The kit's subscriber is
-  FastStream's pull subscriber with its pull loop replaced (:class:`InOrderPullSubscriber`):
-  the next message's handling starts when the previous one's has ended. Every message still
-  goes through FastStream's middlewares (metrics, traces) one by one. After a lost
-  connection the durable is re-pointed (below) before the next message is handled: a pull's
-  tail lost in transit would otherwise be redelivered after ``ack_wait``, behind later ones;
-
-- **resume at the handler's stored sequence + 1**: before the subscriber starts (and when a
-  handler's state is replaced) the durable is pointed there (:func:`.consumer.point_durable_at`);
+- **resume at the handler's stored sequence + 1**: before the subscriber starts, when a
+  handler's state is replaced and after a reconnect, the durable is pointed there
+  (:func:`.consumer.point_durable_at`);
 - **redelivery skipped by sequence**, and the sequence recorded in the handler's transaction
   (the :class:`.consumer.Handler` protocol);
 - **retries in place** with backoff (the message kept in progress, nothing overtakes it), then
   a **dead letter** with the reason (:func:`.consumer.dead_letter_headers`), the sequence
-  passed over, and the message rejected: FastStream's metrics count it as ``rejected``.
+  passed over, and the message rejected: FastStream's metrics count it as ``rejected``;
+- **a pull handled in order** (``fetch_batch > 1``, the default): FastStream's
+  ``PullSub(batch_size>1)`` starts a task per message of a pull, so order is lost
+  (``test_faststream_pull_batch_handles_messages_in_stream_order``). The kit's subscriber is
+  FastStream's pull subscriber with its pull loop replaced (:class:`InOrderPullSubscriber`):
+  each message's handling ends before the next one's starts, and every message still goes
+  through FastStream's middlewares (metrics, traces) on its own. The re-pointing after a
+  reconnect keeps the order: a pull's tail lost in transit would otherwise be redelivered
+  after ``ack_wait``, behind later messages;
+- **a pull in one transaction** for a :class:`.consumer.BatchHandler`: FastStream's batch
+  subscriber without its linger (:class:`PromptBatchPullSubscriber`), the pull applied in one
+  call; if that fails, or a message does not decode, its messages go one by one as above.
+  FastStream's middlewares then see the pull as one message (one span, linked to each
+  event's trace; the metrics count its messages).
 """
 
 from __future__ import annotations
@@ -38,14 +43,19 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import structlog
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsBatchMessage
 from faststream.nats.message import NatsMessage as NatsStreamMessage
 from faststream.nats.security import NatsCredentials, NatsNKey, NatsSecurity
-from faststream.nats.subscriber.usecases import PullStreamSubscriber
+from faststream.nats.subscriber.usecases import (
+    BatchPullStreamSubscriber,
+    LogicSubscriber,
+    PullStreamSubscriber,
+)
 from faststream.params import NoCast
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
@@ -74,6 +84,8 @@ from services.shared.settings import BusSettings
 from vss_contracts.envelope import CloudEvent
 
 log = structlog.get_logger("vss.bus.faststream")
+
+MORE_WAIT = 0.005  # after one message arrived: how long the pull for the rest may linger
 
 
 def service_broker(
@@ -135,6 +147,66 @@ def cloud_event_decoder(
     return decode_cloud_event
 
 
+@dataclass(frozen=True, slots=True)
+class IncomingBatch:
+    """A pull's messages, each with its :class:`Delivery` or why there is none (batch mode)."""
+
+    items: list[tuple[Msg, Delivery | None, Undecodable | None]]
+
+
+def cloud_event_batch_decoder(
+    decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data,
+) -> Callable[[NatsBatchMessage], Awaitable[IncomingBatch]]:
+    """The batch mode's decoder: every message of the pull, as :func:`cloud_event_decoder` does."""
+
+    async def decode_cloud_events(message: NatsBatchMessage) -> IncomingBatch:
+        items: list[tuple[Msg, Delivery | None, Undecodable | None]] = []
+        for raw in message.raw_message:
+            try:
+                items.append((raw, decode(raw, decode_data), None))
+            except Undecodable as error:
+                items.append((raw, None, error))
+        return IncomingBatch(items)
+
+    return decode_cloud_events
+
+
+class _Settle(Protocol):
+    """How one message is acknowledged: FastStream's message, or the raw one in a batch."""
+
+    async def ack(self) -> None: ...
+
+    async def reject(self) -> None: ...
+
+    async def in_progress(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _RawSettle:
+    raw: Msg
+
+    async def ack(self) -> None:
+        await self.raw.ack()
+
+    async def reject(self) -> None:
+        await self.raw.term()
+
+    async def in_progress(self) -> None:
+        await self.raw.in_progress()
+
+
+async def _pull(subscription: Any, batch: int, timeout: float | None) -> list[Msg]:
+    """Wait for the next message, then take at once what else is there (up to ``batch``):
+    one ``fetch`` of the whole batch would linger until it is full or times out."""
+    messages: list[Msg] = []
+    with contextlib.suppress(NatsTimeoutError, TimeoutError, ConnectionClosedError, ServiceUnavailableError):
+        messages = await subscription.fetch(1, timeout=timeout)
+        if batch > 1:
+            with contextlib.suppress(NatsTimeoutError, TimeoutError):
+                messages += await subscription.fetch(batch - 1, timeout=MORE_WAIT)
+    return messages
+
+
 class InOrderPullSubscriber(PullStreamSubscriber):
     """FastStream's JetStream pull subscriber, handling the messages of one pull one after another.
 
@@ -145,25 +217,28 @@ class InOrderPullSubscriber(PullStreamSubscriber):
 
     __slots__ = ()
 
-    more_wait = 0.005  # after one arrived: how long the pull for the rest may linger
-
     async def _consume_pull(self, cb: Callable[[Msg], Coroutine[Any, Any, Any]]) -> None:
         assert self.subscription is not None
         while self.running:
-            messages: list[Msg] = []
-            with contextlib.suppress(
-                NatsTimeoutError, TimeoutError, ConnectionClosedError, ServiceUnavailableError
-            ):
-                messages = await self.subscription.fetch(1, timeout=self.pull_sub.timeout)
-                if self.pull_sub.batch_size > 1:
-                    with contextlib.suppress(NatsTimeoutError, TimeoutError):
-                        messages += await self.subscription.fetch(
-                            self.pull_sub.batch_size - 1, timeout=self.more_wait
-                        )
+            messages = await _pull(self.subscription, self.pull_sub.batch_size, self.pull_sub.timeout)
             for msg in messages:
                 if not self.running:
                     return  # the rest is redelivered (the durable is re-pointed at start)
                 await cb(msg)
+
+
+class PromptBatchPullSubscriber(BatchPullStreamSubscriber):
+    """FastStream's batch pull subscriber without the linger: a pull is handed on as soon as
+    what is there has arrived, rather than when the batch is full or ``timeout`` has passed."""
+
+    __slots__ = ()
+
+    async def _consume_pull(self) -> None:
+        assert self.subscription is not None
+        while self.running:
+            messages = await _pull(self.subscription, self.pull_sub.batch_size, self.pull_sub.timeout)
+            if messages and self.running:
+                await self.consume(messages)
 
 
 class FastStreamSubscriber:
@@ -190,21 +265,28 @@ class FastStreamSubscriber:
         self._reconnects = 0  # the connection's reconnect count the durable was last pointed at
         self._watcher: asyncio.Task[None] | None = None
         batch = max(1, settings.fetch_batch)
-        self.subscriber = broker.subscriber(
+        # A handler that can apply a pull in one transaction gets the pull whole.
+        self.batched = batch > 1 and callable(getattr(handler, "apply_batch", None))
+        decoder = cloud_event_batch_decoder if self.batched else cloud_event_decoder
+        self.subscriber: LogicSubscriber[Any] = broker.subscriber(
             self.filter_subject,
             stream=JStream(settings.names.stream, declare=False),
             durable=settings.durable,
-            pull_sub=PullSub(batch_size=batch, timeout=settings.fetch_timeout),
+            pull_sub=PullSub(batch_size=batch, timeout=settings.fetch_timeout, batch=self.batched),
             config=self.consumer_config(),
             ack_policy=AckPolicy.MANUAL,
-            decoder=cloud_event_decoder(settings.decode_data),
+            decoder=decoder(settings.decode_data),
             title=f"{settings.durable}:{settings.names.stream}",
             description=f"VSS service {settings.durable}: applies {self.filter_subject} to its own state",
         )
-        if batch > 1:
-            # Same slots, only the pull loop overridden: FastStream's registration stays as it is.
-            self.subscriber.__class__ = InOrderPullSubscriber
-        self.subscriber(self._on_message)
+        # Same slots, only the pull loop overridden: FastStream's registration stays as it is.
+        if self.batched:
+            self.subscriber.__class__ = PromptBatchPullSubscriber
+            self.subscriber(self._on_batch)
+        else:
+            if batch > 1:
+                self.subscriber.__class__ = InOrderPullSubscriber
+            self.subscriber(self._on_message)
 
     @property
     def stream(self) -> str:
@@ -279,23 +361,67 @@ class FastStreamSubscriber:
         return Lag(info.num_pending or 0, info.num_ack_pending or 0, self._position)
 
     # ----------------------------------------------------------------------- one message
-    async def _on_message(self, incoming: Annotated[Incoming, NoCast]) -> None:
-        message = incoming.message
+    def _must_repoint(self) -> bool:
+        """True while the durable is (to be) re-pointed: leave messages unacknowledged meanwhile."""
         if self._repointing is not None and not self._repointing.done():
-            return  # left unacknowledged: the re-pointed durable delivers it again
+            return True
         if self._reconnect_count() != self._reconnects:
             log.info("consumer.reconnected", consumer=self.settings.durable)
             self._schedule_repoint()
+            return True
+        return False
+
+    async def _on_message(self, incoming: Annotated[Incoming, NoCast]) -> None:
+        if not self._must_repoint():
+            await self._handle(
+                incoming.message.raw_message, incoming.delivery, incoming.error, incoming.message
+            )
+
+    async def _on_batch(self, decoded: Annotated[Any, NoCast]) -> None:
+        """A pull applied in one call and transaction; if that fails (or a message does not
+        decode), nothing of it was applied and the messages go one by one."""
+        # Typed Any for FastStream: it would build a pydantic schema of the annotation, and
+        # nats-py's Msg inside has a field typed with a name it cannot resolve.
+        incoming: IncomingBatch = decoded
+        if self._must_repoint():
             return
-        sequence = message.raw_message.metadata.sequence.stream
+        fresh = [item for item in incoming.items if item[0].metadata.sequence.stream > self._position]
+        deliveries = [delivery for _, delivery, _ in fresh if delivery is not None]
+        if len(deliveries) == len(fresh):
+            try:
+                applied = int(await asyncio.to_thread(self.handler.apply_batch, deliveries))  # type: ignore[attr-defined]
+            except StateReplaced as replaced:
+                log.info("consumer.state_replaced", consumer=self.settings.durable, detail=str(replaced))
+                self._schedule_repoint()
+                return
+            except Exception as error:
+                log.info(
+                    "consumer.batch_one_by_one", consumer=self.settings.durable, error=_first_line(error)
+                )
+            else:
+                self.applied += applied
+                self.skipped += len(incoming.items) - applied
+                if deliveries:
+                    self._position = deliveries[-1].stream_sequence
+                for raw, _, _ in incoming.items:
+                    await raw.ack()
+                return
+        for raw, delivery, undecodable in incoming.items:
+            if self._must_repoint():
+                return
+            await self._handle(raw, delivery, undecodable, _RawSettle(raw))
+
+    async def _handle(
+        self, raw: Msg, delivery: Delivery | None, undecodable: Undecodable | None, settle: _Settle
+    ) -> None:
+        sequence = raw.metadata.sequence.stream
         if sequence <= self._position:
             self.skipped += 1
-            await message.ack()
+            await settle.ack()
             return
-        if incoming.delivery is None:
-            await self._give_up(message, sequence, f"undecodable: {incoming.error}", event_id=None)
+        if delivery is None:
+            await self._give_up(raw, settle, sequence, f"undecodable: {undecodable}", event_id=None)
             return
-        delivery = incoming.delivery
         attempt = 0
         while True:
             attempt += 1
@@ -307,13 +433,14 @@ class FastStreamSubscriber:
                 log.info("consumer.state_replaced", consumer=self.settings.durable, detail=str(replaced))
                 self._schedule_repoint()
                 return
-            except PermanentFailure as error:
-                await self._give_up(message, sequence, f"refused: {_first_line(error)}", delivery.event.id)
+            except PermanentFailure as failure:
+                reason = f"refused: {_first_line(failure)}"
+                await self._give_up(raw, settle, sequence, reason, delivery.event.id)
                 return
-            except Exception as error:
+            except Exception as failure:
                 if attempt >= self.settings.max_attempts:
-                    reason = f"failed {attempt} times, last: {type(error).__name__}: {_first_line(error)}"
-                    await self._give_up(message, sequence, reason, delivery.event.id)
+                    reason = f"failed {attempt} times, last: {type(failure).__name__}: {_first_line(failure)}"
+                    await self._give_up(raw, settle, sequence, reason, delivery.event.id)
                     return
                 self.retries += 1
                 wait = self.settings.backoff[min(attempt - 1, len(self.settings.backoff) - 1)]
@@ -323,22 +450,21 @@ class FastStreamSubscriber:
                     sequence=sequence,
                     attempt=attempt,
                     wait=wait,
-                    error=_first_line(error),
+                    error=_first_line(failure),
                 )
                 with contextlib.suppress(Exception):
-                    await message.in_progress()
+                    await settle.in_progress()
                 await asyncio.sleep(wait)
         if applied:
             self.applied += 1
         else:
             self.skipped += 1
         self._position = sequence
-        await message.ack()
+        await settle.ack()
 
     async def _give_up(
-        self, message: NatsStreamMessage, sequence: int, reason: str, event_id: str | None
+        self, raw: Msg, settle: _Settle, sequence: int, reason: str, event_id: str | None
     ) -> None:
-        raw = message.raw_message
         durable = self.settings.durable
         headers = dead_letter_headers(
             raw.headers, consumer=durable, stream=self.stream, sequence=sequence, reason=reason
@@ -351,4 +477,4 @@ class FastStreamSubscriber:
         log.error("consumer.dead_letter", consumer=durable, sequence=sequence, reason=reason)
         # A terminated message counts as acknowledged (the ack floor moves past it) and
         # FastStream's metrics report it as rejected.
-        await message.reject()
+        await settle.reject()
