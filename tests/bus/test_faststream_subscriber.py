@@ -118,11 +118,12 @@ def test_the_durable_is_repointed_at_the_stored_sequence_when_the_server_holds_u
     table.close()
 
 
+@pytest.mark.parametrize("handler", [EventTable, BatchTable], ids=["per-event", "batch-handler"])
 def test_a_redelivered_message_is_acknowledged_and_skipped_by_its_stored_sequence(
-    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path, handler: type[EventTable]
 ) -> None:
     total = published(1)
-    table = EventTable(tmp_path / "state.sqlite", "projection")
+    table = handler(tmp_path / "state.sqlite", "projection")
     settings = ConsumerSettings(durable="projection", names=bus_names)
     asyncio.run(run_until(nats_url, table, settings, lambda s: s.applied == total))
     before = table.rows()

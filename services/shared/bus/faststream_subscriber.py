@@ -387,6 +387,11 @@ class FastStreamSubscriber:
             return
         fresh = [item for item in incoming.items if item[0].metadata.sequence.stream > self._position]
         deliveries = [delivery for _, delivery, _ in fresh if delivery is not None]
+        if not fresh:  # all redelivered
+            self.skipped += len(incoming.items)
+            for raw, _, _ in incoming.items:
+                await raw.ack()
+            return
         if len(deliveries) == len(fresh):
             try:
                 applied = int(await asyncio.to_thread(self.handler.apply_batch, deliveries))  # type: ignore[attr-defined]
@@ -401,8 +406,7 @@ class FastStreamSubscriber:
             else:
                 self.applied += applied
                 self.skipped += len(incoming.items) - applied
-                if deliveries:
-                    self._position = deliveries[-1].stream_sequence
+                self._position = deliveries[-1].stream_sequence
                 for raw, _, _ in incoming.items:
                     await raw.ack()
                 return
