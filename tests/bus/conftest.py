@@ -1,4 +1,5 @@
-"""Fixtures of the bus tests: a relay running in this process on the test's own stream."""
+"""Fixtures of the bus tests: a relay running in this process on the test's own stream, and
+cases driven through the case service and relayed to it (``published``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
+from tests.support.bus import read_stream, wait_until
+from tests.support.clock import FixedClock
+from tests.support.scenario import drive_to_first_sip
 
 
 class Runner(Protocol):
@@ -122,3 +126,25 @@ def run_relay(nats_url: str, bus_names: BusNames):  # type: ignore[no-untyped-de
             thread.stop()
 
     return runner
+
+
+@pytest.fixture
+def published(
+    service, store: CaseEventStore, clock: FixedClock, nats_url: str, bus_names: BusNames, run_relay
+):  # type: ignore[no-untyped-def]
+    """``published(cases)``: drive that many cases to their first SIP and relay them; returns the count."""
+
+    def publish(cases: int) -> int:
+        for _ in range(cases):
+            drive_to_first_sip(service, clock)
+        total = len(store.read_log(0, 100_000))
+        with run_relay(store):
+            assert wait_until(
+                lambda: (
+                    len(asyncio.run(read_stream(nats_url, bus_names.stream, bus_names.subjects))) == total
+                ),
+                20,
+            )
+        return total
+
+    return publish

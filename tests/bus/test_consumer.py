@@ -14,14 +14,11 @@ from pathlib import Path
 import nats
 import pytest
 
-from services.case.infrastructure.store import CaseEventStore
 from services.shared.bus import checkpoint
 from services.shared.bus.consumer import ConsumerSettings, Delivery, DurableConsumer
 from services.shared.bus.names import BusNames
 from tests.support.bus import ROOT, read_stream, wait_until
-from tests.support.clock import FixedClock
 from tests.support.projection import EventTable
-from tests.support.scenario import drive_to_first_sip
 from vss_contracts.subjects import (
     HEADER_DLQ_CONSUMER,
     HEADER_DLQ_ORIGINAL_MSG_ID,
@@ -31,23 +28,6 @@ from vss_contracts.subjects import (
     HEADER_EVENT_TYPE,
     HEADER_MSG_ID,
 )
-
-
-@pytest.fixture
-def published(
-    service, store: CaseEventStore, clock: FixedClock, nats_url: str, bus_names: BusNames, run_relay
-):  # type: ignore[no-untyped-def]
-    """``published(cases)``: drive that many cases to their first SIP and relay them; returns the count."""
-
-    def publish(cases: int) -> int:
-        for _ in range(cases):
-            drive_to_first_sip(service, clock)
-        total = len(store.read_log(0, 100_000))
-        with run_relay(store):
-            assert wait_until(lambda: len(stream(nats_url, bus_names)) == total, 20)
-        return total
-
-    return publish
 
 
 def stream(nats_url: str, names: BusNames) -> list:  # type: ignore[type-arg]
@@ -65,12 +45,19 @@ def rows(db: Path) -> list[tuple[object, ...]]:
 
 
 def start_consumer(
-    nats_url: str, names: BusNames, db: Path, durable: str, log: Path, *, slow: float = 0.0
+    nats_url: str,
+    names: BusNames,
+    db: Path,
+    durable: str,
+    log: Path,
+    *,
+    slow: float = 0.0,
+    faststream: bool = False,
 ) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-m", "tests.support.consumer_process", "--db", str(db), "--nats", nats_url,
             "--stream", names.stream, "--prefix", names.subject_prefix,
             "--dlq-stream", names.dead_letter_stream, "--dlq-prefix", names.dead_letter_prefix,
-            "--durable", durable, "--slow", str(slow)]  # fmt: skip
+            "--durable", durable, "--slow", str(slow), *(["--faststream"] if faststream else [])]  # fmt: skip
     with log.open("ab") as out:
         return subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=out)
 
@@ -89,20 +76,21 @@ def run_consumer_until(consumer: DurableConsumer, done) -> None:  # type: ignore
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("faststream", [False, True], ids=["DurableConsumer", "FastStream-kit"])
 def test_a_consumer_killed_mid_batch_resumes_and_applies_every_event_exactly_once(
-    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path, faststream: bool
 ) -> None:
     total = published(20)
     db = tmp_path / "killed.sqlite"
     log = tmp_path / "consumer.log"
-    process = start_consumer(nats_url, bus_names, db, "projection", log, slow=0.004)
+    process = start_consumer(nats_url, bus_names, db, "projection", log, slow=0.004, faststream=faststream)
     try:
         assert wait_until(lambda: len(rows(db)) > 60, 30), log.read_text()
         process.send_signal(signal.SIGKILL)  # mid-batch: it fetches 50 at a time and is slow
         process.wait()
         applied_before = len(rows(db))
         assert 60 < applied_before < total
-        process = start_consumer(nats_url, bus_names, db, "projection", log)
+        process = start_consumer(nats_url, bus_names, db, "projection", log, faststream=faststream)
         assert wait_until(lambda: len(rows(db)) == total, 30), log.read_text()[-3000:]
     finally:
         process.send_signal(signal.SIGTERM)

@@ -1,4 +1,5 @@
-"""``python -m tests.support.consumer_process``: the test projection behind a DurableConsumer.
+"""``python -m tests.support.consumer_process``: the test projection behind a DurableConsumer
+(or, with ``--faststream``, the kit's FastStream subscriber).
 
 A real process, so the fault tests can SIGKILL it mid-batch.
 """
@@ -10,7 +11,10 @@ import asyncio
 import signal
 from pathlib import Path
 
+from faststream.nats import NatsBroker
+
 from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
+from services.shared.bus.faststream_subscriber import FastStreamSubscriber
 from services.shared.bus.names import BusNames
 from services.shared.logging import configure_logging
 from tests.support.projection import EventTable
@@ -20,15 +24,23 @@ async def run(args: argparse.Namespace) -> None:
     names = BusNames(stream=args.stream, subject_prefix=args.prefix, dead_letter_stream=args.dlq_stream,
                      dead_letter_prefix=args.dlq_prefix)  # fmt: skip
     table = EventTable(Path(args.db), args.durable, slow=args.slow)
-    consumer = DurableConsumer(
-        args.nats, table, ConsumerSettings(durable=args.durable, names=names, fetch_batch=args.batch)
-    )
+    settings = ConsumerSettings(durable=args.durable, names=names, fetch_batch=args.batch)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await consumer.run(stop)
+        if args.faststream:
+            broker = NatsBroker(args.nats, max_reconnect_attempts=-1)
+            kit = FastStreamSubscriber(broker, table, settings)
+            await kit.prepare(stop.is_set)
+            await broker.start()
+            try:
+                await stop.wait()
+            finally:
+                await broker.stop()
+        else:
+            await DurableConsumer(args.nats, table, settings).run(stop)
     finally:
         table.close()
 
@@ -39,6 +51,7 @@ def main() -> None:
         parser.add_argument(f"--{option}", required=True)
     parser.add_argument("--slow", type=float, default=0.0)
     parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--faststream", action="store_true", help="the kit's FastStream subscriber")
     configure_logging("INFO", json=False)
     asyncio.run(run(parser.parse_args()))
 

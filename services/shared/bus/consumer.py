@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import structlog
@@ -174,6 +174,62 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
+def dead_letter_headers(
+    original: Mapping[str, str] | None, *, consumer: str, stream: str, sequence: int, reason: str
+) -> dict[str, str]:
+    """The headers of a dead letter: the original's (less its publish-time assertions) and why."""
+    headers = {key: value for key, value in (original or {}).items() if not key.startswith(_NOT_FORWARDED)}
+    if HEADER_MSG_ID in headers:
+        # Keep the original id, but de-duplicate letters per consumer and sequence: the
+        # same event parked by two consumers must give two letters, and a repeat of one
+        # consumer's (a crash between parking and recording) only one.
+        headers[HEADER_DLQ_ORIGINAL_MSG_ID] = headers[HEADER_MSG_ID]
+    headers.update(
+        {
+            HEADER_MSG_ID: f"{consumer}:{stream}:{sequence}",
+            HEADER_DLQ_REASON: reason[:1000],
+            HEADER_DLQ_STREAM: stream,
+            HEADER_DLQ_SEQUENCE: str(sequence),
+            HEADER_DLQ_CONSUMER: consumer,
+        }
+    )
+    return headers
+
+
+async def point_durable_at(js: JetStreamContext, stream: str, config: ConsumerConfig, applied: int) -> None:
+    """Make the durable ``config`` names deliver from ``applied`` + 1 (the service's stored sequence).
+
+    Left as it is when the server's view already agrees (nothing unacknowledged, acknowledged
+    and delivered exactly through ``applied``); otherwise deleted and created again from
+    ``config``, e.g. after a killed process left messages fetched but not acknowledged, which
+    JetStream would redeliver only after ``ack_wait``, behind later ones.
+    """
+    durable = config.durable_name
+    assert durable is not None
+    try:
+        info = await js.consumer_info(stream, durable)
+    except NotFoundError:
+        info = None
+    if info is not None:
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        delivered = info.delivered.stream_seq if info.delivered else 0
+        if info.num_ack_pending == 0 and floor == applied and delivered == applied:
+            return
+        log.info(
+            "consumer.repoint",
+            consumer=durable,
+            applied_through=applied,
+            server_ack_floor=floor,
+            unacknowledged=info.num_ack_pending,
+        )
+        await js.delete_consumer(stream, durable)
+    if applied:
+        config = replace(config, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=applied + 1)
+    else:
+        config = replace(config, deliver_policy=DeliverPolicy.ALL, opt_start_seq=None)
+    await js.add_consumer(stream, config)
+
+
 class DurableConsumer:
     def __init__(self, nats_url: str, handler: Handler, settings: ConsumerSettings) -> None:
         self.nats_url = nats_url
@@ -263,34 +319,15 @@ class DurableConsumer:
         applied = await asyncio.to_thread(self.handler.applied_through)
         self._position = applied
         durable = self.settings.durable
-        try:
-            info = await js.consumer_info(self.stream, durable)
-        except NotFoundError:
-            info = None
-        if info is not None:
-            floor = info.ack_floor.stream_seq if info.ack_floor else 0
-            delivered = info.delivered.stream_seq if info.delivered else 0
-            if info.num_ack_pending == 0 and floor == applied and delivered == applied:
-                return
-            log.info(
-                "consumer.repoint",
-                consumer=durable,
-                applied_through=applied,
-                server_ack_floor=floor,
-                unacknowledged=info.num_ack_pending,
-            )
-            await js.delete_consumer(self.stream, durable)
         config = ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.settings.ack_wait,
             max_ack_pending=max(1000, self.settings.fetch_batch * 2),
             filter_subject=self.settings.filter_subject or self.settings.names.subjects,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if applied else DeliverPolicy.ALL,
-            opt_start_seq=applied + 1 if applied else None,
             description=f"VSS service {durable}: applies the case stream to its own state",
         )
-        await js.add_consumer(self.stream, config)
+        await point_durable_at(js, self.stream, config, applied)
 
     # ----------------------------------------------------------------- a batch
     async def _handle_batch(self, messages: list[Msg]) -> bool:
@@ -371,22 +408,8 @@ class DurableConsumer:
 
     async def _give_up(self, msg: Msg, sequence: int, reason: str, event_id: str | None) -> None:
         names = self.settings.names
-        headers = {
-            key: value for key, value in (msg.headers or {}).items() if not key.startswith(_NOT_FORWARDED)
-        }
-        if HEADER_MSG_ID in headers:
-            # Keep the original id, but de-duplicate letters per consumer and sequence: the
-            # same event parked by two consumers must give two letters, and a repeat of one
-            # consumer's (a crash between parking and recording) only one.
-            headers[HEADER_DLQ_ORIGINAL_MSG_ID] = headers[HEADER_MSG_ID]
-        headers.update(
-            {
-                HEADER_MSG_ID: f"{self.settings.durable}:{self.stream}:{sequence}",
-                HEADER_DLQ_REASON: reason[:1000],
-                HEADER_DLQ_STREAM: self.stream,
-                HEADER_DLQ_SEQUENCE: str(sequence),
-                HEADER_DLQ_CONSUMER: self.settings.durable,
-            }
+        headers = dead_letter_headers(
+            msg.headers, consumer=self.settings.durable, stream=self.stream, sequence=sequence, reason=reason
         )
         assert self._js is not None
         await self._js.publish(

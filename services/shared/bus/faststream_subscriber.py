@@ -1,0 +1,484 @@
+"""The durable-consumer policy of :mod:`.consumer`, as a FastStream JetStream pull subscriber.
+
+What is FastStream configuration (see docs/adr/0012):
+
+- ``JStream(stream, declare=False)``: the subscriber binds to the stream, never declares or
+  updates it (by default ``broker.start()`` would overwrite the owner's configuration);
+- ``AckPolicy.MANUAL``: FastStream acknowledges nothing (by default it terminates a message
+  on any exception: no redelivery); the kit acks after the handler's transaction;
+- ``fetch_batch=1``: ``PullSub(batch_size=1)`` and ``max_ack_pending=1`` on the durable, one
+  message at a time in stream order, the server itself holding back the next message until
+  this one is acknowledged (a round trip per message);
+- a FastStream decoder turns the body into the contracts' CloudEvent (:func:`.consumer.decode`).
+
+What the kit adds, because FastStream has no notion of it:
+
+- **resume at the handler's stored sequence + 1**: before the subscriber starts, when a
+  handler's state is replaced and after a reconnect, the durable is pointed there
+  (:func:`.consumer.point_durable_at`);
+- **redelivery skipped by sequence**, and the sequence recorded in the handler's transaction
+  (the :class:`.consumer.Handler` protocol);
+- **retries in place** with backoff (the message kept in progress, nothing overtakes it), then
+  a **dead letter** with the reason (:func:`.consumer.dead_letter_headers`), the sequence
+  passed over, and the message rejected: FastStream's metrics count it as ``rejected``;
+- **a pull handled in order** (``fetch_batch > 1``, the default): FastStream's
+  ``PullSub(batch_size>1)`` starts a task per message of a pull, so order is lost
+  (``test_faststream_pull_batch_handles_messages_in_stream_order``). The kit's subscriber is
+  FastStream's pull subscriber with its pull loop replaced (:class:`InOrderPullSubscriber`):
+  each message's handling ends before the next one's starts, and every message still goes
+  through FastStream's middlewares (metrics, traces) on its own. The re-pointing after a
+  reconnect keeps the order: a pull's tail lost in transit would otherwise be redelivered
+  after ``ack_wait``, behind later messages;
+- **a pull in one transaction** for a :class:`.consumer.BatchHandler`: FastStream's batch
+  subscriber without its linger (:class:`PromptBatchPullSubscriber`), the pull applied in one
+  call; if that fails, or a message does not decode, its messages go one by one as above.
+  FastStream's middlewares then see the pull as one message (one span, linked to each
+  event's trace; the metrics count its messages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol
+
+import structlog
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsBatchMessage
+from faststream.nats.message import NatsMessage as NatsStreamMessage
+from faststream.nats.security import NatsCredentials, NatsNKey, NatsSecurity
+from faststream.nats.subscriber.usecases import (
+    BatchPullStreamSubscriber,
+    LogicSubscriber,
+    PullStreamSubscriber,
+)
+from faststream.params import NoCast
+from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig
+from nats.js.errors import ServiceUnavailableError
+
+from services.shared.bus.authorization import NatsAuth
+from services.shared.bus.consumer import (
+    ConsumerSettings,
+    Delivery,
+    Handler,
+    Lag,
+    PermanentFailure,
+    StateReplaced,
+    Undecodable,
+    _first_line,
+    dead_letter_headers,
+    decode,
+    point_durable_at,
+)
+from services.shared.bus.streams import dead_letter_stream_config, declare_if_missing, wait_for_stream
+from services.shared.settings import BusSettings
+from vss_contracts.envelope import CloudEvent
+
+log = structlog.get_logger("vss.bus.faststream")
+
+MORE_WAIT = 0.005  # after one message arrived: how long the pull for the rest may linger
+
+
+def service_broker(
+    url: str, *, name: str, middlewares: Sequence[Any] = (), auth: NatsAuth | None = None
+) -> NatsBroker:
+    """A service's FastStream broker, connecting as :func:`.streams.connect` does.
+
+    Reconnects for ever; connects as the process's NATS user (``auth``, else the one its
+    settings name, as ``connect``); logs each message's receipt at debug level, not info.
+    ``middlewares``: :attr:`.faststream_metrics.BusMetrics.middleware`, the tracing ones.
+    """
+    if auth is None:
+        auth = BusSettings().nats_auth()
+    security: NatsSecurity | None = None
+    if auth.seed_file is not None:
+        security = NatsNKey(auth.seed_file)
+    elif auth.creds_file is not None:
+        security = NatsCredentials(str(auth.creds_file))
+    options: dict[str, Any] = {"inbox_prefix": auth.inbox_prefix} if auth.inbox_prefix else {}
+    return NatsBroker(
+        url,
+        name=name,
+        security=security,
+        connect_timeout=2,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; annotated int, slept as a float
+        log_level=logging.DEBUG,
+        middlewares=tuple(middlewares),
+        **options,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """What the kit's decoder gives the handler: the message, and its :class:`Delivery` or why
+    there is none (returned, not raised: an undecodable message is dead-lettered like any other
+    that cannot be applied, and a raised error would leave it unacknowledged)."""
+
+    message: NatsStreamMessage
+    delivery: Delivery | None
+    error: Undecodable | None = None
+
+
+def cloud_event_decoder(
+    decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data,
+) -> Callable[[NatsStreamMessage], Awaitable[Incoming]]:
+    """FastStream's decoder for the kit: the message's CloudEvent and typed payload.
+
+    The message travels with it so that the handler needs no ``Context`` parameter: FastStream
+    resolves those in a worker thread, three thread hops per message.
+    """
+
+    async def decode_cloud_event(message: NatsStreamMessage) -> Incoming:
+        try:
+            return Incoming(message, decode(message.raw_message, decode_data))
+        except Undecodable as error:
+            return Incoming(message, None, error)
+
+    return decode_cloud_event
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingBatch:
+    """A pull's messages, each with its :class:`Delivery` or why there is none (batch mode)."""
+
+    items: list[tuple[Msg, Delivery | None, Undecodable | None]]
+
+
+def cloud_event_batch_decoder(
+    decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data,
+) -> Callable[[NatsBatchMessage], Awaitable[IncomingBatch]]:
+    """The batch mode's decoder: every message of the pull, as :func:`cloud_event_decoder` does."""
+
+    async def decode_cloud_events(message: NatsBatchMessage) -> IncomingBatch:
+        items: list[tuple[Msg, Delivery | None, Undecodable | None]] = []
+        for raw in message.raw_message:
+            try:
+                items.append((raw, decode(raw, decode_data), None))
+            except Undecodable as error:
+                items.append((raw, None, error))
+        return IncomingBatch(items)
+
+    return decode_cloud_events
+
+
+class _Settle(Protocol):
+    """How one message is acknowledged: FastStream's message, or the raw one in a batch."""
+
+    async def ack(self) -> None: ...
+
+    async def reject(self) -> None: ...
+
+    async def in_progress(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _RawSettle:
+    raw: Msg
+
+    async def ack(self) -> None:
+        await self.raw.ack()
+
+    async def reject(self) -> None:
+        await self.raw.term()
+
+    async def in_progress(self) -> None:
+        await self.raw.in_progress()
+
+
+async def _pull(subscription: Any, batch: int, timeout: float | None) -> list[Msg]:
+    """Wait for the next message, then take at once what else is there (up to ``batch``):
+    one ``fetch`` of the whole batch would linger until it is full or times out."""
+    messages: list[Msg] = []
+    with contextlib.suppress(NatsTimeoutError, TimeoutError, ConnectionClosedError, ServiceUnavailableError):
+        messages = await subscription.fetch(1, timeout=timeout)
+        if batch > 1:
+            with contextlib.suppress(NatsTimeoutError, TimeoutError):
+                messages += await subscription.fetch(batch - 1, timeout=MORE_WAIT)
+    return messages
+
+
+class InOrderPullSubscriber(PullStreamSubscriber):
+    """FastStream's JetStream pull subscriber, handling the messages of one pull one after another.
+
+    Only the pull loop differs: it waits for the next message, then takes at once what else
+    is there (up to ``batch_size``; one ``fetch`` of the whole batch would linger until it is
+    full or times out), and awaits each message's handling before the next one's.
+    """
+
+    __slots__ = ()
+
+    async def _consume_pull(self, cb: Callable[[Msg], Coroutine[Any, Any, Any]]) -> None:
+        assert self.subscription is not None
+        while self.running:
+            messages = await _pull(self.subscription, self.pull_sub.batch_size, self.pull_sub.timeout)
+            for msg in messages:
+                if not self.running:
+                    return  # the rest is redelivered (the durable is re-pointed at start)
+                await cb(msg)
+
+
+class PromptBatchPullSubscriber(BatchPullStreamSubscriber):
+    """FastStream's batch pull subscriber without the linger: a pull is handed on as soon as
+    what is there has arrived, rather than when the batch is full or ``timeout`` has passed."""
+
+    __slots__ = ()
+
+    async def _consume_pull(self) -> None:
+        assert self.subscription is not None
+        while self.running:
+            messages = await _pull(self.subscription, self.pull_sub.batch_size, self.pull_sub.timeout)
+            if messages and self.running:
+                await self.consume(messages)
+
+
+class FastStreamSubscriber:
+    """A service's :class:`Handler` behind a FastStream subscriber on ``broker``.
+
+    Call :meth:`prepare` once the broker may connect and before ``broker.start()`` (for a
+    FastStream application: ``on_startup``), so that the durable resumes where the handler's
+    state is. ``settings.fetch_batch``: the most messages one pull takes (1: FastStream's own
+    pull loop, one message in flight).
+    """
+
+    reconnect_check = 0.2  # seconds between looks at the connection's reconnect count
+
+    def __init__(self, broker: NatsBroker, handler: Handler, settings: ConsumerSettings) -> None:
+        self.broker = broker
+        self.handler = handler
+        self.settings = settings
+        self.applied = 0
+        self.skipped = 0
+        self.dead_lettered = 0
+        self.retries = 0
+        self._position = 0
+        self._repointing: asyncio.Task[None] | None = None
+        self._reconnects = 0  # the connection's reconnect count the durable was last pointed at
+        self._watcher: asyncio.Task[None] | None = None
+        batch = max(1, settings.fetch_batch)
+        # A handler that can apply a pull in one transaction gets the pull whole.
+        self.batched = batch > 1 and callable(getattr(handler, "apply_batch", None))
+        decoder = cloud_event_batch_decoder if self.batched else cloud_event_decoder
+        self.subscriber: LogicSubscriber[Any] = broker.subscriber(
+            self.filter_subject,
+            stream=JStream(settings.names.stream, declare=False),
+            durable=settings.durable,
+            pull_sub=PullSub(batch_size=batch, timeout=settings.fetch_timeout, batch=self.batched),
+            config=self.consumer_config(),
+            ack_policy=AckPolicy.MANUAL,
+            decoder=decoder(settings.decode_data),
+            title=f"{settings.durable}:{settings.names.stream}",
+            description=f"VSS service {settings.durable}: applies {self.filter_subject} to its own state",
+        )
+        # Same slots, only the pull loop overridden: FastStream's registration stays as it is.
+        if self.batched:
+            self.subscriber.__class__ = PromptBatchPullSubscriber
+            self.subscriber(self._on_batch)
+        else:
+            if batch > 1:
+                self.subscriber.__class__ = InOrderPullSubscriber
+            self.subscriber(self._on_message)
+
+    @property
+    def stream(self) -> str:
+        return self.settings.names.stream
+
+    @property
+    def durable(self) -> str:
+        return self.settings.durable
+
+    @property
+    def filter_subject(self) -> str:
+        return self.settings.filter_subject or self.settings.names.subjects
+
+    def consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.settings.durable,
+            ack_policy=JsAckPolicy.EXPLICIT,
+            ack_wait=self.settings.ack_wait,
+            # 1: the server delivers the next message only after this one's ack.
+            max_ack_pending=1 if self.settings.fetch_batch <= 1 else max(1000, self.settings.fetch_batch * 2),
+            filter_subject=self.filter_subject,
+            description=f"VSS service {self.settings.durable}: applies the stream to its own state",
+        )
+
+    @property
+    def _js(self) -> JetStreamContext:
+        js: JetStreamContext = self.broker.config.connection_state.stream
+        return js
+
+    # ------------------------------------------------------------------------ the lifecycle
+    async def prepare(self, stopping: Callable[[], bool] = lambda: False) -> None:
+        """Connect, wait for the stream (never declare it), and point the durable at the state."""
+        await self.broker.connect()
+        await wait_for_stream(self._js, self.stream, stopping=stopping)
+        names = self.settings.names
+        await declare_if_missing(self._js, dead_letter_stream_config(names, replicas=self.settings.replicas))
+        await self._point_durable_at_state()
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.create_task(self._watch_reconnects())
+
+    async def _watch_reconnects(self) -> None:
+        """Re-point after a reconnect even when no message comes: a message whose ack was
+        lost would otherwise hold the durable back for ``ack_wait``."""
+        connection = self.broker.config.connection_state.connection
+        while not connection.is_closed:
+            await asyncio.sleep(self.reconnect_check)
+            if self.subscriber.running and self._reconnect_count() != self._reconnects:
+                log.info("consumer.reconnected", consumer=self.settings.durable)
+                self._schedule_repoint()
+
+    async def repoint(self) -> None:
+        """Stop the subscriber, point the durable at the handler's state + 1, start it again."""
+        await self.subscriber.stop()
+        await self._point_durable_at_state()
+        await self.subscriber.start()
+
+    async def _point_durable_at_state(self) -> None:
+        self._reconnects = self._reconnect_count()
+        applied = await asyncio.to_thread(self.handler.applied_through)
+        self._position = applied
+        await point_durable_at(self._js, self.stream, self.consumer_config(), applied)
+
+    def _reconnect_count(self) -> int:
+        return int(self.broker.config.connection_state.connection.stats["reconnects"])
+
+    def _schedule_repoint(self) -> None:
+        if self._repointing is None or self._repointing.done():
+            self._repointing = asyncio.create_task(self.repoint())
+
+    async def lag(self) -> Lag:
+        info = await self._js.consumer_info(self.stream, self.settings.durable)
+        return Lag(info.num_pending or 0, info.num_ack_pending or 0, self._position)
+
+    # ----------------------------------------------------------------------- one message
+    def _must_repoint(self) -> bool:
+        """True while the durable is (to be) re-pointed: leave messages unacknowledged meanwhile."""
+        if self._repointing is not None and not self._repointing.done():
+            return True
+        if self._reconnect_count() != self._reconnects:
+            log.info("consumer.reconnected", consumer=self.settings.durable)
+            self._schedule_repoint()
+            return True
+        return False
+
+    async def _on_message(self, incoming: Annotated[Incoming, NoCast]) -> None:
+        if not self._must_repoint():
+            await self._handle(
+                incoming.message.raw_message, incoming.delivery, incoming.error, incoming.message
+            )
+
+    async def _on_batch(self, decoded: Annotated[Any, NoCast]) -> None:
+        """A pull applied in one call and transaction; if that fails (or a message does not
+        decode), nothing of it was applied and the messages go one by one."""
+        # Typed Any for FastStream: it would build a pydantic schema of the annotation, and
+        # nats-py's Msg inside has a field typed with a name it cannot resolve.
+        incoming: IncomingBatch = decoded
+        if self._must_repoint():
+            return
+        fresh = [item for item in incoming.items if item[0].metadata.sequence.stream > self._position]
+        deliveries = [delivery for _, delivery, _ in fresh if delivery is not None]
+        if not fresh:  # all redelivered
+            self.skipped += len(incoming.items)
+            for raw, _, _ in incoming.items:
+                await raw.ack()
+            return
+        if len(deliveries) == len(fresh):
+            try:
+                applied = int(await asyncio.to_thread(self.handler.apply_batch, deliveries))  # type: ignore[attr-defined]
+            except StateReplaced as replaced:
+                log.info("consumer.state_replaced", consumer=self.settings.durable, detail=str(replaced))
+                self._schedule_repoint()
+                return
+            except Exception as error:
+                log.info(
+                    "consumer.batch_one_by_one", consumer=self.settings.durable, error=_first_line(error)
+                )
+            else:
+                self.applied += applied
+                self.skipped += len(incoming.items) - applied
+                self._position = deliveries[-1].stream_sequence
+                for raw, _, _ in incoming.items:
+                    await raw.ack()
+                return
+        for raw, delivery, undecodable in incoming.items:
+            if self._must_repoint():
+                return
+            await self._handle(raw, delivery, undecodable, _RawSettle(raw))
+
+    async def _handle(
+        self, raw: Msg, delivery: Delivery | None, undecodable: Undecodable | None, settle: _Settle
+    ) -> None:
+        sequence = raw.metadata.sequence.stream
+        if sequence <= self._position:
+            self.skipped += 1
+            await settle.ack()
+            return
+        if delivery is None:
+            await self._give_up(raw, settle, sequence, f"undecodable: {undecodable}", event_id=None)
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                applied = await asyncio.to_thread(self.handler.apply, delivery)
+                break
+            except StateReplaced as replaced:
+                # Not acknowledged: the re-pointed durable delivers whatever the new state lacks.
+                log.info("consumer.state_replaced", consumer=self.settings.durable, detail=str(replaced))
+                self._schedule_repoint()
+                return
+            except PermanentFailure as failure:
+                reason = f"refused: {_first_line(failure)}"
+                await self._give_up(raw, settle, sequence, reason, delivery.event.id)
+                return
+            except Exception as failure:
+                if attempt >= self.settings.max_attempts:
+                    reason = f"failed {attempt} times, last: {type(failure).__name__}: {_first_line(failure)}"
+                    await self._give_up(raw, settle, sequence, reason, delivery.event.id)
+                    return
+                self.retries += 1
+                wait = self.settings.backoff[min(attempt - 1, len(self.settings.backoff) - 1)]
+                log.warning(
+                    "consumer.retry",
+                    consumer=self.settings.durable,
+                    sequence=sequence,
+                    attempt=attempt,
+                    wait=wait,
+                    error=_first_line(failure),
+                )
+                with contextlib.suppress(Exception):
+                    await settle.in_progress()
+                await asyncio.sleep(wait)
+        if applied:
+            self.applied += 1
+        else:
+            self.skipped += 1
+        self._position = sequence
+        await settle.ack()
+
+    async def _give_up(
+        self, raw: Msg, settle: _Settle, sequence: int, reason: str, event_id: str | None
+    ) -> None:
+        durable = self.settings.durable
+        headers = dead_letter_headers(
+            raw.headers, consumer=durable, stream=self.stream, sequence=sequence, reason=reason
+        )
+        subject = self.settings.names.dead_letter_subject(durable, raw.subject)
+        await self._js.publish(subject, raw.data, headers=headers, timeout=5)
+        await asyncio.to_thread(self.handler.pass_over, sequence, event_id)
+        self.dead_lettered += 1
+        self._position = sequence
+        log.error("consumer.dead_letter", consumer=durable, sequence=sequence, reason=reason)
+        # A terminated message counts as acknowledged (the ack floor moves past it) and
+        # FastStream's metrics report it as rejected.
+        await settle.reject()

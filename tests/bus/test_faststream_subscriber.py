@@ -1,0 +1,225 @@
+"""The kit's FastStream subscriber against a real nats-server and the real relay."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from faststream.nats import NatsBroker
+from nats.js.api import DeliverPolicy
+
+from services.case.domain.events import CaseEventData
+from services.shared.bus.consumer import ConsumerSettings, Delivery
+from services.shared.bus.faststream_subscriber import FastStreamSubscriber
+from services.shared.bus.names import BusNames
+from tests.bus.test_consumer import BatchTable
+from tests.support.bus import read_stream
+from tests.support.projection import EventTable
+from vss_contracts.subjects import (
+    HEADER_DLQ_CONSUMER,
+    HEADER_DLQ_ORIGINAL_MSG_ID,
+    HEADER_DLQ_REASON,
+    HEADER_DLQ_SEQUENCE,
+    HEADER_MSG_ID,
+)
+
+
+@pytest.fixture
+def store_url(sqlite_url: str) -> str:
+    """The bus is what is tested here: the case store on SQLite only."""
+    return sqlite_url
+
+
+class TypedTable(EventTable):
+    """The test projection, also checking that the kit's decoder gave the typed payload."""
+
+    def apply(self, delivery: Delivery) -> bool:
+        assert isinstance(delivery.data, CaseEventData), type(delivery.data)
+        return super().apply(delivery)
+
+
+async def run_until(
+    nats_url: str,
+    table: EventTable,
+    settings: ConsumerSettings,
+    done: Callable[[FastStreamSubscriber], bool],
+    *,
+    middlewares: Sequence[Any] = (),
+    timeout: float = 20,
+) -> FastStreamSubscriber:
+    """The kit's subscriber on a broker of its own until ``done``; the broker stopped after."""
+    broker = NatsBroker(nats_url, middlewares=tuple(middlewares))
+    subscriber = FastStreamSubscriber(broker, table, settings)
+    await subscriber.prepare()
+    await broker.start()
+    try:
+        for _ in range(int(timeout / 0.02)):
+            if done(subscriber):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await broker.stop()
+    return subscriber
+
+
+@pytest.mark.parametrize("fetch_batch", [1, 20], ids=["one-in-flight", "in-order-batches"])
+def test_every_event_is_applied_once_in_stream_order_and_a_restart_resumes_after_the_stored_sequence(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path, fetch_batch: int
+) -> None:
+    total = published(4)
+    table = TypedTable(tmp_path / "state.sqlite", "projection", slow=0.001)
+    settings = ConsumerSettings(durable="projection", names=bus_names, fetch_batch=fetch_batch)
+    half = total // 2
+
+    first = asyncio.run(run_until(nats_url, table, settings, lambda s: s.applied >= half))
+    assert first.applied >= half
+    second = asyncio.run(run_until(nats_url, table, settings, lambda _: len(table.rows()) == total))
+
+    rows = table.rows()
+    assert [r[4] for r in rows] == list(range(1, total + 1))  # each once, in stream order
+    assert first.applied + second.applied == total
+    assert second.skipped == 0  # resumed after the stored sequence: nothing delivered twice
+    assert table.applied_through() == total
+    table.close()
+
+
+def test_the_durable_is_repointed_at_the_stored_sequence_when_the_server_holds_unacknowledged_ones(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    """A killed process leaves a message delivered but not acknowledged (and with
+    max_ack_pending=1 the server would hold everything back until ack_wait): the kit
+    re-creates the durable at the stored sequence + 1 before FastStream binds to it."""
+    total = published(1)
+    table = EventTable(tmp_path / "state.sqlite", "projection")
+    settings = ConsumerSettings(durable="projection", names=bus_names, ack_wait=60)
+    broker = NatsBroker(nats_url)
+    kit = FastStreamSubscriber(broker, table, settings)
+
+    async def take_one_and_vanish() -> None:
+        await kit.prepare()  # creates the durable
+        nc = await nats.connect(nats_url)
+        sub = await nc.jetstream().pull_subscribe_bind(settings.durable, bus_names.stream)
+        [msg] = await sub.fetch(1, timeout=5)
+        assert msg.metadata.sequence.stream == 1  # fetched, never acknowledged
+        await nc.close()
+        await broker.stop()
+
+    asyncio.run(take_one_and_vanish())
+    after = asyncio.run(
+        run_until(nats_url, table, settings, lambda _: len(table.rows()) == total, timeout=10)
+    )
+    assert after.applied == total  # at once, not after ack_wait
+    assert [r[4] for r in table.rows()] == list(range(1, total + 1))
+    table.close()
+
+
+@pytest.mark.parametrize("handler", [EventTable, BatchTable], ids=["per-event", "batch-handler"])
+def test_a_redelivered_message_is_acknowledged_and_skipped_by_its_stored_sequence(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path, handler: type[EventTable]
+) -> None:
+    total = published(1)
+    table = handler(tmp_path / "state.sqlite", "projection")
+    settings = ConsumerSettings(durable="projection", names=bus_names)
+    asyncio.run(run_until(nats_url, table, settings, lambda s: s.applied == total))
+    before = table.rows()
+
+    async def redeliver_all() -> FastStreamSubscriber:
+        # The durable rewound to the start and the in-memory position forgotten: only the
+        # position stored with the state can refuse them now.
+        broker = NatsBroker(nats_url)
+        kit = FastStreamSubscriber(broker, table, settings)
+        await kit.prepare()
+        js = broker.config.connection_state.stream
+        await js.delete_consumer(bus_names.stream, settings.durable)
+        config = kit.consumer_config()
+        config.deliver_policy = DeliverPolicy.ALL
+        await js.add_consumer(bus_names.stream, config)
+        kit._position = 0
+        await broker.start()
+        for _ in range(500):
+            if kit.skipped == total:
+                break
+            await asyncio.sleep(0.02)
+        await broker.stop()
+        return kit
+
+    kit = asyncio.run(redeliver_all())
+    assert kit.skipped == total
+    assert kit.applied == 0
+    assert table.rows() == before
+    assert table.applied_through() == total
+    table.close()
+
+
+def test_undecodable_and_always_failing_messages_are_dead_lettered_with_the_reason_and_the_consumer_goes_on(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    total = published(3)
+    events = asyncio.run(read_stream(nats_url, bus_names.stream, bus_names.subjects))
+    failing_case = events[20].event.subject
+    failing = [m for m in events if m.event.subject == failing_case]
+
+    async def publish_malformed() -> None:
+        nc = await nats.connect(nats_url)
+        await nc.jetstream().publish(
+            bus_names.subject(uuid.uuid4(), "CaseOpened"), b"{not json", headers={HEADER_MSG_ID: "bad-1"}
+        )
+        await nc.close()
+
+    asyncio.run(publish_malformed())
+    table = EventTable(tmp_path / "state.sqlite", "projection", fail_case=failing_case)
+    settings = ConsumerSettings(durable="projection", names=bus_names, max_attempts=3, backoff=(0.01,))
+
+    async def run_and_read_lag() -> tuple[FastStreamSubscriber, int]:
+        kit = await run_until(nats_url, table, settings, lambda s: s.dead_lettered == len(failing) + 1)
+        broker = NatsBroker(nats_url)
+        await broker.connect()
+        info = await broker.config.connection_state.stream.consumer_info(bus_names.stream, "projection")
+        await broker.stop()
+        return kit, (info.num_pending or 0) + (info.num_ack_pending or 0)
+
+    kit, lag = asyncio.run(run_and_read_lag())
+    assert lag == 0  # a rejected (terminated) message is past the ack floor too
+    assert len(table.rows()) == total - len(failing)
+    assert table.applied_through() == total + 1
+    assert all(table.attempts[m.event.id] == 3 for m in failing)
+    assert kit.retries == 2 * len(failing)
+    dead = asyncio.run(
+        read_stream(nats_url, bus_names.dead_letter_stream, f"{bus_names.dead_letter_prefix}.>")
+    )
+    assert len(dead) == len(failing) + 1
+    for letter, original in zip(dead[:-1], failing, strict=True):
+        assert letter.body == original.body
+        assert letter.subject == bus_names.dead_letter_subject("projection", original.subject)
+        assert letter.headers[HEADER_DLQ_REASON].startswith(
+            "failed 3 times, last: RuntimeError: cannot apply"
+        )
+        assert letter.headers[HEADER_DLQ_SEQUENCE] == str(original.sequence)
+        assert letter.headers[HEADER_DLQ_CONSUMER] == "projection"
+        assert letter.headers[HEADER_DLQ_ORIGINAL_MSG_ID] == original.headers[HEADER_MSG_ID]
+    assert dead[-1].body == b"{not json"
+    assert dead[-1].headers[HEADER_DLQ_REASON].startswith("undecodable: ValidationError")
+    table.close()
+
+
+def test_a_batch_handler_applies_each_pull_in_one_call_and_a_failed_pull_goes_one_by_one(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    total = published(6)
+    table = BatchTable(tmp_path / "batched.sqlite", "batched", fail_batches=1)
+    settings = ConsumerSettings(durable="batched", names=bus_names, fetch_batch=20)
+    kit = asyncio.run(run_until(nats_url, table, settings, lambda _: len(table.rows()) == total))
+    assert kit.batched
+    assert [r[4] for r in table.rows()] == list(range(1, total + 1))  # each once, in stream order
+    assert table.batches, "the batch path was used"
+    assert max(table.batches) > 1
+    assert sum(table.batches) < total  # the failed pull's messages went one by one
+    assert kit.applied == total
+    again = asyncio.run(run_until(nats_url, table, settings, lambda _: True, timeout=0.3))
+    assert again.applied == again.skipped == 0  # resumed after the stored sequence
+    table.close()
