@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from services.case.domain import commands as cmd
 from services.case.domain import errors
 from services.case.domain.events import Actor, CaseEvent
+from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ev
 from vss_contracts.case_events import CaseEventData
 from vss_contracts.chain import GENESIS_HASH
@@ -223,7 +224,9 @@ class Case(BaseAggregate[UUID]):
         else:
             if event.originator_version != case.version + 1:
                 raise ValueError(f"event version {event.originator_version} does not follow {case.version}")
-            _APPLY[type(data)](case.state, data)
+            transition = TRANSITIONS.handler(data.TYPE)
+            assert transition is not None, "every case event changes the case"
+            transition(case.state, data)
             case.version = event.originator_version
             case.modified_on = event.timestamp
         case.head_hash = event.meta.hash
@@ -813,24 +816,33 @@ def _case_closed(s: CaseState, e: ev.CaseClosed) -> None:
     s.closed_on = e.closed_on
 
 
-_APPLY: dict[type[CaseEventData], Any] = {
-    ev.CoordinatorAssigned: _coordinator_assigned,
-    ev.CoordinatorUnassigned: _coordinator_unassigned,
-    ev.ConsentGiven: _consent_given,
-    ev.ConsentWithdrawn: _consent_withdrawn,
-    ev.ConsentRenewed: _consent_renewed,
-    ev.WorksheetCompleted: _worksheet_completed,
-    ev.MappingSummarised: _mapping_summarised,
-    ev.PhaseChanged: _phase_changed,
-    ev.GoalSet: _goal_set,
-    ev.GoalStatusChanged: _goal_status_changed,
-    ev.ResourceGroupMemberAdded: _member_added,
-    ev.ResourceGroupMemberRemoved: _member_removed,
-    ev.EarlyWarningPlanUpdated: _plan_updated,
-    ev.SipDecided: _sip_decided,
-    ev.ResourceGroupMeetingHeld: _meeting_held,
-    ev.ActionCompleted: _action_completed,
-    ev.EarlyWarningTriggered: _warning_triggered,
-    ev.EarlyWarningResolved: _warning_resolved,
-    ev.CaseClosed: _case_closed,
-}
+def _opened_again(s: CaseState, e: ev.CaseOpened) -> None:
+    raise TypeError("a case stream has one CaseOpened, its first event")
+
+
+TRANSITIONS: EventHandlers[Callable[[CaseState, Any], None]] = EventHandlers.of(
+    "case: the aggregate",
+    ev.CASE_EVENTS,
+    {
+        ev.CaseOpened: _opened_again,  # Case.evolve creates the case from it
+        ev.CoordinatorAssigned: _coordinator_assigned,
+        ev.CoordinatorUnassigned: _coordinator_unassigned,
+        ev.ConsentGiven: _consent_given,
+        ev.ConsentWithdrawn: _consent_withdrawn,
+        ev.ConsentRenewed: _consent_renewed,
+        ev.WorksheetCompleted: _worksheet_completed,
+        ev.MappingSummarised: _mapping_summarised,
+        ev.PhaseChanged: _phase_changed,
+        ev.GoalSet: _goal_set,
+        ev.GoalStatusChanged: _goal_status_changed,
+        ev.ResourceGroupMemberAdded: _member_added,
+        ev.ResourceGroupMemberRemoved: _member_removed,
+        ev.EarlyWarningPlanUpdated: _plan_updated,
+        ev.SipDecided: _sip_decided,
+        ev.ResourceGroupMeetingHeld: _meeting_held,
+        ev.ActionCompleted: _action_completed,
+        ev.EarlyWarningTriggered: _warning_triggered,
+        ev.EarlyWarningResolved: _warning_resolved,
+        ev.CaseClosed: _case_closed,
+    },
+)

@@ -16,7 +16,7 @@ through the case-knowledge update of a case event (members, consent, phase …).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from types import MappingProxyType
@@ -26,6 +26,7 @@ from uuid import UUID, uuid5
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays, local_datetime
 from services.meetings.domain.meeting import Meeting, MeetingStatus, invitee_from_json
 from services.shared.access import Grant, grants, may_see
+from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
 from vss_contracts.case_events import CaseEventData
@@ -265,8 +266,8 @@ class MeetingSchedule:
     # ------------------------------------------------------------------------- case events
     def on_case_event(self, event_id: UUID, recorded_at: datetime, data: CaseEventData) -> list[Decided]:
         """Timers due by the event's time, then what the event itself decides."""
+        handler = CASE_HANDLERS.handler(data.TYPE)
         decided = self.fire_due(recorded_at)
-        handler = _CASE_HANDLERS.get(type(data))
         if handler is not None:
             # Whom the consent covers is judged on the event's day, not the day it is
             # processed: a replay decides the same invitees.
@@ -686,60 +687,83 @@ class MeetingSchedule:
     # -------------------------------------------------------------------------- evolution
     def apply(self, data: MeetingEventData) -> None:
         """The only place a meeting event changes the schedule."""
-        state = self.state
+        evolve = MEETING_APPLY.handler(data.TYPE)
         self.version += 1
-        if isinstance(data, me.MeetingScheduled | me.CrisisMeetingScheduled):
-            crisis = isinstance(data, me.CrisisMeetingScheduled)
-            state.meetings[str(data.meeting_id)] = Meeting(
-                meeting_id=data.meeting_id,
-                case_id=state.case_id,
-                kind=MeetingKind.CRISIS if crisis else data.kind,  # type: ignore[union-attr]
-                starts_at=data.starts_at,
-                ends_at=data.ends_at,
-                invitees={i.invitee_id: i for i in data.invitees},
-                reason="early_warning" if crisis else data.reason,  # type: ignore[union-attr]
-                sip_version=None if crisis else data.sip_version,  # type: ignore[union-attr]
-                warning_id=data.warning_id if crisis else None,  # type: ignore[union-attr]
-                location=None if crisis else data.location,  # type: ignore[union-attr]
-            )
-        elif isinstance(data, me.MeetingRescheduled):
-            meeting = state.meetings[str(data.meeting_id)]
-            meeting.starts_at, meeting.ends_at, meeting.sequence = data.starts_at, data.ends_at, data.sequence
-            meeting.reminders_sent = []  # a new date: its reminders are due again
-            meeting.rating_requested = False
-        elif isinstance(data, me.MeetingInviteesChanged):
-            meeting = state.meetings[str(data.meeting_id)]
-            for invitee in data.removed:
-                meeting.invitees.pop(invitee.invitee_id, None)
-                meeting.dropped[invitee.invitee_id] = invitee
-            for invitee in data.added:
-                meeting.invitees[invitee.invitee_id] = invitee
-                meeting.dropped.pop(invitee.invitee_id, None)
-            meeting.sequence = data.sequence
-        elif isinstance(data, me.MeetingCancelled):
-            meeting = state.meetings[str(data.meeting_id)]
-            meeting.status, meeting.sequence = MeetingStatus.CANCELLED, data.sequence
-        elif isinstance(data, me.MeetingHeld):
-            meeting = state.meetings[str(data.meeting_id)]
-            meeting.status, meeting.held_on = MeetingStatus.HELD, data.held_on
-            if meeting.kind is MeetingKind.RESOURCE_GROUP:
-                state.last_rg_held_on = max(state.last_rg_held_on or data.held_on, data.held_on)
-                follow_up = state.follow_up
-                if follow_up is not None and follow_up[2] <= data.held_on <= follow_up[1]:
-                    state.follow_up_reported = True
-            if "client" in meeting.invitees:
-                self._client_met(data.held_on)
-        elif isinstance(data, me.MeetingReminderDue):
-            state.meetings[str(data.meeting_id)].reminders_sent.append(data.days_before)
-        elif isinstance(data, me.ChangeRatingRequested):
-            state.meetings[str(data.meeting_id)].rating_requested = True
-        elif isinstance(data, me.FollowUpOverdue):
-            state.follow_up_reported = True
-        elif isinstance(data, me.ContactCadenceMissed):
-            # The next period starts after the missed one: reported again if still no contact.
-            state.cadence_from = data.period_end + timedelta(days=1)
-        else:
-            raise TypeError(f"unknown meeting event {data.TYPE}")
+        if evolve is not None:
+            evolve(self, data)
+
+    def _scheduled(self, data: me.MeetingScheduled) -> None:
+        self.state.meetings[str(data.meeting_id)] = Meeting(
+            meeting_id=data.meeting_id,
+            case_id=self.state.case_id,
+            kind=data.kind,
+            starts_at=data.starts_at,
+            ends_at=data.ends_at,
+            invitees={i.invitee_id: i for i in data.invitees},
+            reason=data.reason,
+            sip_version=data.sip_version,
+            warning_id=None,
+            location=data.location,
+        )
+
+    def _crisis_scheduled(self, data: me.CrisisMeetingScheduled) -> None:
+        self.state.meetings[str(data.meeting_id)] = Meeting(
+            meeting_id=data.meeting_id,
+            case_id=self.state.case_id,
+            kind=MeetingKind.CRISIS,
+            starts_at=data.starts_at,
+            ends_at=data.ends_at,
+            invitees={i.invitee_id: i for i in data.invitees},
+            reason="early_warning",
+            sip_version=None,
+            warning_id=data.warning_id,
+            location=None,
+        )
+
+    def _rescheduled(self, data: me.MeetingRescheduled) -> None:
+        meeting = self.state.meetings[str(data.meeting_id)]
+        meeting.starts_at, meeting.ends_at, meeting.sequence = data.starts_at, data.ends_at, data.sequence
+        meeting.reminders_sent = []  # a new date: its reminders are due again
+        meeting.rating_requested = False
+
+    def _invitees_changed(self, data: me.MeetingInviteesChanged) -> None:
+        meeting = self.state.meetings[str(data.meeting_id)]
+        for invitee in data.removed:
+            meeting.invitees.pop(invitee.invitee_id, None)
+            meeting.dropped[invitee.invitee_id] = invitee
+        for invitee in data.added:
+            meeting.invitees[invitee.invitee_id] = invitee
+            meeting.dropped.pop(invitee.invitee_id, None)
+        meeting.sequence = data.sequence
+
+    def _cancelled(self, data: me.MeetingCancelled) -> None:
+        meeting = self.state.meetings[str(data.meeting_id)]
+        meeting.status, meeting.sequence = MeetingStatus.CANCELLED, data.sequence
+
+    def _held(self, data: me.MeetingHeld) -> None:
+        state = self.state
+        meeting = state.meetings[str(data.meeting_id)]
+        meeting.status, meeting.held_on = MeetingStatus.HELD, data.held_on
+        if meeting.kind is MeetingKind.RESOURCE_GROUP:
+            state.last_rg_held_on = max(state.last_rg_held_on or data.held_on, data.held_on)
+            follow_up = state.follow_up
+            if follow_up is not None and follow_up[2] <= data.held_on <= follow_up[1]:
+                state.follow_up_reported = True
+        if "client" in meeting.invitees:
+            self._client_met(data.held_on)
+
+    def _reminder_due(self, data: me.MeetingReminderDue) -> None:
+        self.state.meetings[str(data.meeting_id)].reminders_sent.append(data.days_before)
+
+    def _rating_requested(self, data: me.ChangeRatingRequested) -> None:
+        self.state.meetings[str(data.meeting_id)].rating_requested = True
+
+    def _follow_up_overdue(self, data: me.FollowUpOverdue) -> None:
+        self.state.follow_up_reported = True
+
+    def _cadence_missed(self, data: me.ContactCadenceMissed) -> None:
+        # The next period starts after the missed one: reported again if still no contact.
+        self.state.cadence_from = data.period_end + timedelta(days=1)
 
 
 # ---------------------------------------------------------------------------- snapshots
@@ -835,21 +859,45 @@ _ROLE_OF_MEMBER = {
     MemberKind.PROFESSIONAL: InviteeRole.PROFESSIONAL,
 }
 
-_CASE_HANDLERS: dict[type[CaseEventData], Any] = {
-    ce.CaseOpened: MeetingSchedule._case_opened,
-    ce.CoordinatorAssigned: MeetingSchedule._coordinator_assigned,
-    ce.CoordinatorUnassigned: MeetingSchedule._coordinator_unassigned,
-    ce.ResourceGroupMemberAdded: MeetingSchedule._member_added,
-    ce.ResourceGroupMemberRemoved: MeetingSchedule._member_removed,
-    ce.ConsentGiven: MeetingSchedule._consent_given,
-    ce.ConsentWithdrawn: MeetingSchedule._consent_withdrawn,
-    ce.ConsentRenewed: MeetingSchedule._consent_renewed,
-    ce.MappingSummarised: MeetingSchedule._mapping_summarised,
-    ce.SipDecided: MeetingSchedule._sip_decided,
-    ce.ResourceGroupMeetingHeld: MeetingSchedule._meeting_held,
-    ce.WorksheetCompleted: MeetingSchedule._worksheet_completed,
-    ce.PhaseChanged: MeetingSchedule._phase_changed,
-    ce.EarlyWarningPlanUpdated: MeetingSchedule._plan_updated,
-    ce.EarlyWarningTriggered: MeetingSchedule._warning_triggered,
-    ce.CaseClosed: MeetingSchedule._case_closed,
-}
+CASE_HANDLERS: EventHandlers[Callable[[MeetingSchedule, str, Any], list[Decided]]] = EventHandlers.of(
+    "meetings: case events",
+    ce.CASE_EVENTS,
+    {
+        ce.CaseOpened: MeetingSchedule._case_opened,
+        ce.CoordinatorAssigned: MeetingSchedule._coordinator_assigned,
+        ce.CoordinatorUnassigned: MeetingSchedule._coordinator_unassigned,
+        ce.ResourceGroupMemberAdded: MeetingSchedule._member_added,
+        ce.ResourceGroupMemberRemoved: MeetingSchedule._member_removed,
+        ce.ConsentGiven: MeetingSchedule._consent_given,
+        ce.ConsentWithdrawn: MeetingSchedule._consent_withdrawn,
+        ce.ConsentRenewed: MeetingSchedule._consent_renewed,
+        ce.MappingSummarised: MeetingSchedule._mapping_summarised,
+        ce.SipDecided: MeetingSchedule._sip_decided,
+        ce.ResourceGroupMeetingHeld: MeetingSchedule._meeting_held,
+        ce.WorksheetCompleted: MeetingSchedule._worksheet_completed,
+        ce.PhaseChanged: MeetingSchedule._phase_changed,
+        ce.EarlyWarningPlanUpdated: MeetingSchedule._plan_updated,
+        ce.EarlyWarningTriggered: MeetingSchedule._warning_triggered,
+        ce.CaseClosed: MeetingSchedule._case_closed,
+    },
+    # Goals and actions do not move meetings; a resolved warning leaves its crisis meeting booked.
+    ignored=(ce.GoalSet, ce.GoalStatusChanged, ce.ActionCompleted, ce.EarlyWarningResolved),
+)
+
+# The schedule's own events: every one changes it, so none is ignored.
+MEETING_APPLY: EventHandlers[Callable[[MeetingSchedule, Any], None]] = EventHandlers.of(
+    "meetings: meeting events",
+    me.MEETING_EVENTS,
+    {
+        me.MeetingScheduled: MeetingSchedule._scheduled,
+        me.CrisisMeetingScheduled: MeetingSchedule._crisis_scheduled,
+        me.MeetingRescheduled: MeetingSchedule._rescheduled,
+        me.MeetingInviteesChanged: MeetingSchedule._invitees_changed,
+        me.MeetingCancelled: MeetingSchedule._cancelled,
+        me.MeetingHeld: MeetingSchedule._held,
+        me.MeetingReminderDue: MeetingSchedule._reminder_due,
+        me.ChangeRatingRequested: MeetingSchedule._rating_requested,
+        me.FollowUpOverdue: MeetingSchedule._follow_up_overdue,
+        me.ContactCadenceMissed: MeetingSchedule._cadence_missed,
+    },
+)

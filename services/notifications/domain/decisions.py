@@ -15,13 +15,14 @@ member's actions, the goals, the "how", the early warning signs or anything else
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
 from services.notifications.domain.audience import Audience, MeetingCopy, Person, Role
+from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
 from vss_contracts.case_events import CaseEventData
@@ -78,7 +79,7 @@ def _client_and_coordinators(audience: Audience) -> list[Person]:
 # ------------------------------------------------------------------------------ case events
 def on_case_event(audience: Audience, data: CaseEventData, recorded_at: datetime, today: date) -> Outcome:
     """What a case event calls for; who is told is decided by the consent in force ``today``."""
-    handler = _CASE_HANDLERS.get(type(data))
+    handler = CASE_HANDLERS.handler(data.TYPE)
     return handler(audience, data, recorded_at, today) if handler else Outcome()
 
 
@@ -232,25 +233,40 @@ def _case_closed(audience: Audience, data: ce.CaseClosed, recorded_at: datetime,
     return Outcome(recheck_pending=True)
 
 
-_CASE_HANDLERS: dict[type[CaseEventData], Any] = {
-    ce.CoordinatorAssigned: _coordinator_assigned,
-    ce.CoordinatorUnassigned: _coordinator_unassigned,
-    ce.ConsentGiven: _consent_given,
-    ce.ConsentWithdrawn: _consent_withdrawn,
-    ce.ConsentRenewed: _consent_renewed,
-    ce.ResourceGroupMemberAdded: _member_added,
-    ce.ResourceGroupMemberRemoved: _member_removed,
-    ce.EarlyWarningPlanUpdated: _plan_updated,
-    ce.EarlyWarningTriggered: _warning_triggered,
-    ce.EarlyWarningResolved: _warning_resolved,
-    ce.SipDecided: _sip_decided,
-    ce.CaseClosed: _case_closed,
-}
+CASE_HANDLERS: EventHandlers[Callable[[Audience, Any, datetime, date], Outcome]] = EventHandlers.of(
+    "notifications: case events",
+    ce.CASE_EVENTS,
+    {
+        ce.CoordinatorAssigned: _coordinator_assigned,
+        ce.CoordinatorUnassigned: _coordinator_unassigned,
+        ce.ConsentGiven: _consent_given,
+        ce.ConsentWithdrawn: _consent_withdrawn,
+        ce.ConsentRenewed: _consent_renewed,
+        ce.ResourceGroupMemberAdded: _member_added,
+        ce.ResourceGroupMemberRemoved: _member_removed,
+        ce.EarlyWarningPlanUpdated: _plan_updated,
+        ce.EarlyWarningTriggered: _warning_triggered,
+        ce.EarlyWarningResolved: _warning_resolved,
+        ce.SipDecided: _sip_decided,
+        ce.CaseClosed: _case_closed,
+    },
+    # No message, and no change to who may be told.
+    ignored=(
+        ce.CaseOpened,  # no coordinator or consent yet: nobody to tell
+        ce.WorksheetCompleted,
+        ce.MappingSummarised,
+        ce.PhaseChanged,
+        ce.GoalSet,
+        ce.GoalStatusChanged,
+        ce.ResourceGroupMeetingHeld,
+        ce.ActionCompleted,
+    ),
+)
 
 
 # --------------------------------------------------------------------------- meeting events
 def on_meeting_event(audience: Audience, data: MeetingEventData, today: date) -> Outcome:
-    handler = _MEETING_HANDLERS.get(type(data))
+    handler = MEETING_HANDLERS.handler(data.TYPE)
     return handler(audience, data, today) if handler else Outcome()
 
 
@@ -389,17 +405,22 @@ def _cadence_missed(audience: Audience, data: me.ContactCadenceMissed, today: da
     )
 
 
-_MEETING_HANDLERS: dict[type[MeetingEventData], Any] = {
-    me.MeetingScheduled: _scheduled,
-    me.CrisisMeetingScheduled: _scheduled,
-    me.MeetingRescheduled: _rescheduled,
-    me.MeetingInviteesChanged: _invitees_changed,
-    me.MeetingCancelled: _cancelled,
-    me.MeetingReminderDue: _reminder,
-    me.ChangeRatingRequested: _rating_requested,
-    me.FollowUpOverdue: _follow_up_overdue,
-    me.ContactCadenceMissed: _cadence_missed,
-}
+MEETING_HANDLERS: EventHandlers[Callable[[Audience, Any, date], Outcome]] = EventHandlers.of(
+    "notifications: meeting events",
+    me.MEETING_EVENTS,
+    {
+        me.MeetingScheduled: _scheduled,
+        me.CrisisMeetingScheduled: _scheduled,
+        me.MeetingRescheduled: _rescheduled,
+        me.MeetingInviteesChanged: _invitees_changed,
+        me.MeetingCancelled: _cancelled,
+        me.MeetingReminderDue: _reminder,
+        me.ChangeRatingRequested: _rating_requested,
+        me.FollowUpOverdue: _follow_up_overdue,
+        me.ContactCadenceMissed: _cadence_missed,
+    },
+    ignored=(me.MeetingHeld,),  # a held meeting calls for no message
+)
 
 
 # ------------------------------------------------------------------------------- escalation

@@ -35,8 +35,10 @@ from collections.abc import Callable
 from typing import Any
 
 from services.projections.domain.events import CaseEventRecord
+from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ev
 from vss_contracts.chain import GENESIS_HASH
+from vss_contracts.registry import EVENT_TYPES
 from vss_contracts.types import Worksheet
 
 View = dict[str, Any]
@@ -137,8 +139,10 @@ def check_chain(view: View, event: CaseEventRecord) -> bool:
 def apply(view: View, event: CaseEventRecord) -> bool:
     """Apply one event in place; returns whether it verifies against the chain."""
     verified = check_chain(view, event)
-    handler = _HANDLERS.get(event.type)
-    if handler is not None:  # a type this code does not know changes nothing but the position
+    # A type newer than these contracts changes nothing but the position: only a rebuild
+    # reads one (the live consumer dead-letters it).
+    handler = HANDLERS.handler(event.type) if event.type in EVENT_TYPES else None
+    if handler is not None:
         handler(view, event.data)
     view["version"] = event.version
     view["log_position"] = event.log_position
@@ -376,28 +380,32 @@ def _case_closed(view: View, data: dict[str, Any]) -> None:
     view["facts"]["closed_on"] = data["closed_on"]
 
 
-_HANDLERS: dict[str, Callable[[View, dict[str, Any]], None]] = {
-    ev.CaseOpened.TYPE: lambda view, data: None,
-    ev.CoordinatorAssigned.TYPE: _coordinator_assigned,
-    ev.CoordinatorUnassigned.TYPE: _coordinator_unassigned,
-    ev.ConsentGiven.TYPE: _consent_given,
-    ev.ConsentWithdrawn.TYPE: _consent_withdrawn,
-    ev.ConsentRenewed.TYPE: _consent_renewed,
-    ev.WorksheetCompleted.TYPE: _worksheet_completed,
-    ev.MappingSummarised.TYPE: _mapping_summarised,
-    ev.PhaseChanged.TYPE: _phase_changed,
-    ev.GoalSet.TYPE: _goal_set,
-    ev.GoalStatusChanged.TYPE: _goal_status_changed,
-    ev.ResourceGroupMemberAdded.TYPE: _member_added,
-    ev.ResourceGroupMemberRemoved.TYPE: _member_removed,
-    ev.EarlyWarningPlanUpdated.TYPE: _plan_updated,
-    ev.SipDecided.TYPE: _sip_decided,
-    ev.ResourceGroupMeetingHeld.TYPE: _meeting_held,
-    ev.ActionCompleted.TYPE: _action_completed,
-    ev.EarlyWarningTriggered.TYPE: _warning_triggered,
-    ev.EarlyWarningResolved.TYPE: _warning_resolved,
-    ev.CaseClosed.TYPE: _case_closed,
-}
+HANDLERS: EventHandlers[Callable[[View, dict[str, Any]], None]] = EventHandlers.of(
+    "projections: case overview",
+    ev.CASE_EVENTS,
+    {
+        ev.CoordinatorAssigned: _coordinator_assigned,
+        ev.CoordinatorUnassigned: _coordinator_unassigned,
+        ev.ConsentGiven: _consent_given,
+        ev.ConsentWithdrawn: _consent_withdrawn,
+        ev.ConsentRenewed: _consent_renewed,
+        ev.WorksheetCompleted: _worksheet_completed,
+        ev.MappingSummarised: _mapping_summarised,
+        ev.PhaseChanged: _phase_changed,
+        ev.GoalSet: _goal_set,
+        ev.GoalStatusChanged: _goal_status_changed,
+        ev.ResourceGroupMemberAdded: _member_added,
+        ev.ResourceGroupMemberRemoved: _member_removed,
+        ev.EarlyWarningPlanUpdated: _plan_updated,
+        ev.SipDecided: _sip_decided,
+        ev.ResourceGroupMeetingHeld: _meeting_held,
+        ev.ActionCompleted: _action_completed,
+        ev.EarlyWarningTriggered: _warning_triggered,
+        ev.EarlyWarningResolved: _warning_resolved,
+        ev.CaseClosed: _case_closed,
+    },
+    ignored=(ev.CaseOpened,),  # open_view builds the view from it
+)
 
 
 # ------------------------------------------------------------------ derived at read time

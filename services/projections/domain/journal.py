@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from services.projections.domain.events import CaseEventRecord
+from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ev
+from vss_contracts.registry import EVENT_TYPES
 
 Summary = Callable[[dict[str, Any]], str]
 
@@ -34,59 +36,64 @@ def _worksheet(d: dict[str, Any]) -> str:
     return f"Worksheet {sheet} completed on {d['completed_on']} with {_names(d)}{extra}"
 
 
-SUMMARIES: dict[str, Summary] = {
-    ev.CaseOpened.TYPE: lambda d: (
-        f"Case opened on {d['opened_on']} by {d['opened_by_organisation']['name']}"
-        f" in {d['municipality']['name']}"
-    ),
-    ev.CoordinatorAssigned.TYPE: lambda d: (
-        f"Coordinator {d['coordinator']['name']} ({d['coordinator']['organisation']['name']})"
-        f" assigned on {d['assigned_on']}"
-    ),
-    ev.CoordinatorUnassigned.TYPE: lambda d: f"Coordinator {d['user_id']} unassigned on {d['unassigned_on']}",
-    ev.ConsentGiven.TYPE: lambda d: (
-        f"Consent signed on {d['signed_on']} for {', '.join(o['name'] for o in d['organisations'])}"
-        + (" and relatives" if d["covers_relatives"] else "")
-        + (f", valid until {d['valid_until']}" if d.get("valid_until") else "")
-    ),
-    ev.ConsentWithdrawn.TYPE: _consent_withdrawn,
-    ev.ConsentRenewed.TYPE: lambda d: (
-        f"Consent renewed on {d['renewed_on']} with SIP version {d['sip_version']}"
-    ),
-    ev.WorksheetCompleted.TYPE: _worksheet,
-    ev.MappingSummarised.TYPE: lambda d: f"Mapping summarised on {d['summarised_on']} with {_names(d)}",
-    ev.PhaseChanged.TYPE: lambda d: (
-        f"Phase changed from {d['from_phase']} to {d['to_phase']} on {d['changed_on']}"
-    ),
-    ev.GoalSet.TYPE: lambda d: (
-        f"{'Long-term goal' if d['kind'] == 'long_term' else 'Sub-goal'} set on {d['set_on']}"
-    ),
-    ev.GoalStatusChanged.TYPE: lambda d: f"Goal marked {d['status'].replace('_', ' ')} on {d['changed_on']}",
-    ev.ResourceGroupMemberAdded.TYPE: lambda d: (
-        f"{d['member']['name']} ({d['member']['kind']}) joined the resource group on {d['added_on']}"
-    ),
-    ev.ResourceGroupMemberRemoved.TYPE: lambda d: f"A member left the resource group on {d['removed_on']}",
-    ev.EarlyWarningPlanUpdated.TYPE: lambda d: (
-        f"Early warning plan version {d['plan_version']} ({len(d['signs'])} signs) on {d['updated_on']}"
-    ),
-    ev.SipDecided.TYPE: lambda d: (
-        f"SIP version {d['sip_version']} decided on {d['decided_on']}: {len(d['actions'])} actions,"
-        f" next follow-up {d['next_follow_up_on']}"
-    ),
-    ev.ResourceGroupMeetingHeld.TYPE: lambda d: (
-        f"Resource group meeting held on {d['held_on']} with {_names(d)}"
-    ),
-    ev.ActionCompleted.TYPE: lambda d: f"A SIP {d['sip_version']} action completed on {d['completed_on']}",
-    ev.EarlyWarningTriggered.TYPE: lambda d: f"Early warning signs observed on {d['observed_on']}",
-    ev.EarlyWarningResolved.TYPE: lambda d: f"Early warning resolved on {d['resolved_on']}",
-    ev.CaseClosed.TYPE: lambda d: f"Case closed on {d['closed_on']} ({d['reason'].replace('_', ' ')})",
-}
+SUMMARIES: EventHandlers[Summary] = EventHandlers.of(
+    "projections: journal",
+    ev.CASE_EVENTS,
+    {
+        ev.CaseOpened: lambda d: (
+            f"Case opened on {d['opened_on']} by {d['opened_by_organisation']['name']}"
+            f" in {d['municipality']['name']}"
+        ),
+        ev.CoordinatorAssigned: lambda d: (
+            f"Coordinator {d['coordinator']['name']} ({d['coordinator']['organisation']['name']})"
+            f" assigned on {d['assigned_on']}"
+        ),
+        ev.CoordinatorUnassigned: lambda d: f"Coordinator {d['user_id']} unassigned on {d['unassigned_on']}",
+        ev.ConsentGiven: lambda d: (
+            f"Consent signed on {d['signed_on']} for {', '.join(o['name'] for o in d['organisations'])}"
+            + (" and relatives" if d["covers_relatives"] else "")
+            + (f", valid until {d['valid_until']}" if d.get("valid_until") else "")
+        ),
+        ev.ConsentWithdrawn: _consent_withdrawn,
+        ev.ConsentRenewed: lambda d: (
+            f"Consent renewed on {d['renewed_on']} with SIP version {d['sip_version']}"
+        ),
+        ev.WorksheetCompleted: _worksheet,
+        ev.MappingSummarised: lambda d: f"Mapping summarised on {d['summarised_on']} with {_names(d)}",
+        ev.PhaseChanged: lambda d: (
+            f"Phase changed from {d['from_phase']} to {d['to_phase']} on {d['changed_on']}"
+        ),
+        ev.GoalSet: lambda d: (
+            f"{'Long-term goal' if d['kind'] == 'long_term' else 'Sub-goal'} set on {d['set_on']}"
+        ),
+        ev.GoalStatusChanged: lambda d: f"Goal marked {d['status'].replace('_', ' ')} on {d['changed_on']}",
+        ev.ResourceGroupMemberAdded: lambda d: (
+            f"{d['member']['name']} ({d['member']['kind']}) joined the resource group on {d['added_on']}"
+        ),
+        ev.ResourceGroupMemberRemoved: lambda d: f"A member left the resource group on {d['removed_on']}",
+        ev.EarlyWarningPlanUpdated: lambda d: (
+            f"Early warning plan version {d['plan_version']} ({len(d['signs'])} signs) on {d['updated_on']}"
+        ),
+        ev.SipDecided: lambda d: (
+            f"SIP version {d['sip_version']} decided on {d['decided_on']}: {len(d['actions'])} actions,"
+            f" next follow-up {d['next_follow_up_on']}"
+        ),
+        ev.ResourceGroupMeetingHeld: lambda d: (
+            f"Resource group meeting held on {d['held_on']} with {_names(d)}"
+        ),
+        ev.ActionCompleted: lambda d: f"A SIP {d['sip_version']} action completed on {d['completed_on']}",
+        ev.EarlyWarningTriggered: lambda d: f"Early warning signs observed on {d['observed_on']}",
+        ev.EarlyWarningResolved: lambda d: f"Early warning resolved on {d['resolved_on']}",
+        ev.CaseClosed: lambda d: f"Case closed on {d['closed_on']} ({d['reason'].replace('_', ' ')})",
+    },
+)
 
 
 def summary(event: CaseEventRecord) -> str:
-    describe = SUMMARIES.get(event.type)
-    if describe is None:
+    if event.type not in EVENT_TYPES:  # newer than these contracts: only a rebuild reads one
         return f"{event.name} (a type this version does not describe)"
+    describe = SUMMARIES.handler(event.type)
+    assert describe is not None, "the journal describes every type"
     return describe(event.data)
 
 

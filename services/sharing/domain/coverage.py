@@ -12,12 +12,14 @@ case exists to share).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.shared.access import grants, may_see
+from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ev
 from vss_contracts.sharing_events import SharingEndReason
 
@@ -52,22 +54,34 @@ class CaseAccess:
 
     def apply(self, type_name: str, data: dict[str, Any]) -> None:
         """One case event (its payload in the current version of its type)."""
-        if type_name == ev.CoordinatorAssigned.TYPE:
-            coordinator = data["coordinator"]
-            self.coordinators[coordinator["user_id"]] = coordinator["organisation"]["id"]
-        elif type_name == ev.CoordinatorUnassigned.TYPE:
-            self.coordinators.pop(data["user_id"], None)
-        elif type_name == ev.ConsentGiven.TYPE:  # a new consent replaces the previous one as a whole
-            self.consent = [org["id"] for org in data["organisations"]]
-            self.withdrawn = False
-            self.valid_until = _iso(data.get("valid_until"))
-        elif type_name == ev.ConsentWithdrawn.TYPE and self.consent is not None:
-            if data.get("entire", True):
-                self.withdrawn = True
-            else:
-                gone = set(data.get("organisation_ids") or ())
-                self.consent = [org for org in self.consent if org not in gone]
-        elif type_name == ev.ConsentRenewed.TYPE and self.consent is not None:
+        handler = HANDLERS.handler(type_name)
+        if handler is not None:
+            handler(self, data)
+
+    def _coordinator_assigned(self, data: dict[str, Any]) -> None:
+        coordinator = data["coordinator"]
+        self.coordinators[coordinator["user_id"]] = coordinator["organisation"]["id"]
+
+    def _coordinator_unassigned(self, data: dict[str, Any]) -> None:
+        self.coordinators.pop(data["user_id"], None)
+
+    def _consent_given(self, data: dict[str, Any]) -> None:
+        # A new consent replaces the previous one as a whole.
+        self.consent = [org["id"] for org in data["organisations"]]
+        self.withdrawn = False
+        self.valid_until = _iso(data.get("valid_until"))
+
+    def _consent_withdrawn(self, data: dict[str, Any]) -> None:
+        if self.consent is None:
+            return
+        if data.get("entire", True):
+            self.withdrawn = True
+        else:
+            gone = set(data.get("organisation_ids") or ())
+            self.consent = [org for org in self.consent if org not in gone]
+
+    def _consent_renewed(self, data: dict[str, Any]) -> None:
+        if self.consent is not None:
             self.valid_until = _iso(data.get("valid_until"))
 
     def covered(self, day: str) -> set[str]:
@@ -75,6 +89,37 @@ class CaseAccess:
         consented = self.consent if self.consent is not None and not self.withdrawn else ()
         case_grants = grants(self.coordinators.values(), consented, self.valid_until)
         return {org for org, _ in case_grants if may_see(org, case_grants, day)}
+
+
+# Who may see a case turns on its coordinators and its consent only.
+HANDLERS: EventHandlers[Callable[[CaseAccess, dict[str, Any]], None]] = EventHandlers.of(
+    "sharing: case access",
+    ev.CASE_EVENTS,
+    {
+        ev.CoordinatorAssigned: CaseAccess._coordinator_assigned,
+        ev.CoordinatorUnassigned: CaseAccess._coordinator_unassigned,
+        ev.ConsentGiven: CaseAccess._consent_given,
+        ev.ConsentWithdrawn: CaseAccess._consent_withdrawn,
+        ev.ConsentRenewed: CaseAccess._consent_renewed,
+    },
+    ignored=(
+        ev.CaseOpened,
+        ev.WorksheetCompleted,
+        ev.MappingSummarised,
+        ev.PhaseChanged,
+        ev.GoalSet,
+        ev.GoalStatusChanged,
+        ev.ResourceGroupMemberAdded,  # a member is not a coordinator; the consent names who may see
+        ev.ResourceGroupMemberRemoved,
+        ev.EarlyWarningPlanUpdated,
+        ev.SipDecided,  # its ConsentRenewed follows it and moves the end
+        ev.ResourceGroupMeetingHeld,
+        ev.ActionCompleted,
+        ev.EarlyWarningTriggered,
+        ev.EarlyWarningResolved,
+        ev.CaseClosed,  # a closed case stays visible to whom it was (the rule has no end date)
+    ),
+)
 
 
 def _iso(value: Any) -> str | None:
