@@ -1,5 +1,8 @@
 """The tables of one generation of read models, and the queries the API runs on them.
 
+The read models are registered in :mod:`.tables` (one class each); this writer creates,
+writes and compares whatever is registered there:
+
 - ``case_views``: the overview document of each case (JSON) and the columns the
   filters need; ``case_grants`` (who may see it), ``case_coordinators`` (caseloads),
   ``open_actions`` (overdue lists) and ``case_facts`` (statistics, no personal data)
@@ -25,71 +28,25 @@ import orjson
 
 from services.projections.application.deliveries import DELIVERIES_CONSUMER
 from services.projections.application.ports import Position
-from services.projections.domain import access, deliveries
+from services.projections.domain import deliveries
 from services.projections.domain.case_view import View
 from services.projections.infrastructure.database import Connection
+from services.projections.infrastructure.tables import CASE_TABLES, READ_MODELS, Deliveries, Journal
 from services.shared.bus import checkpoint
 
 CONSUMER = "projections"
-
-_JOURNAL_TABLE = (
-    "case_id TEXT NOT NULL, version BIGINT NOT NULL, log_position BIGINT NOT NULL, event_id TEXT NOT NULL,"
-    " type TEXT NOT NULL, time TEXT NOT NULL, actor_id TEXT NOT NULL, actor_org TEXT NOT NULL,"
-    " actor_principal TEXT NOT NULL, summary TEXT NOT NULL, verified INTEGER NOT NULL"
-)
-_JOURNAL_KEY = "PRIMARY KEY (case_id, version)"
 
 TABLES = (
     checkpoint.CREATE_POSITIONS_TABLE,
     "CREATE TABLE IF NOT EXISTS read_position (id INTEGER PRIMARY KEY CHECK (id = 1),"
     " stream_sequence BIGINT NOT NULL, log_position BIGINT NOT NULL, updated_at TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS case_views (case_id TEXT PRIMARY KEY, doc TEXT NOT NULL,"
-    " status TEXT NOT NULL, phase TEXT NOT NULL, municipality_code TEXT NOT NULL,"
-    " region_code TEXT NOT NULL, next_follow_up_on TEXT, opened_on TEXT NOT NULL,"
-    " version BIGINT NOT NULL, log_position BIGINT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS case_views_municipality ON case_views (municipality_code, phase)",
-    "CREATE TABLE IF NOT EXISTS case_grants (case_id TEXT NOT NULL, organisation_id TEXT NOT NULL,"
-    " valid_until TEXT, PRIMARY KEY (case_id, organisation_id))",
-    "CREATE INDEX IF NOT EXISTS case_grants_organisation ON case_grants (organisation_id, case_id)",
-    "CREATE TABLE IF NOT EXISTS case_coordinators (case_id TEXT NOT NULL, user_id TEXT NOT NULL,"
-    " organisation_id TEXT NOT NULL, PRIMARY KEY (case_id, user_id))",
-    "CREATE INDEX IF NOT EXISTS case_coordinators_user ON case_coordinators (user_id, case_id)",
-    "CREATE TABLE IF NOT EXISTS open_actions (case_id TEXT NOT NULL, action_id TEXT NOT NULL,"
-    " due_on TEXT NOT NULL, organisation_id TEXT, PRIMARY KEY (case_id, action_id))",
-    "CREATE INDEX IF NOT EXISTS open_actions_organisation ON open_actions (organisation_id, due_on)",
-    "CREATE TABLE IF NOT EXISTS case_facts (case_id TEXT PRIMARY KEY, facts TEXT NOT NULL)",
-    f"CREATE TABLE IF NOT EXISTS journal ({_JOURNAL_TABLE}, {_JOURNAL_KEY})",
-    "CREATE TABLE IF NOT EXISTS deliveries (case_id TEXT NOT NULL, version BIGINT NOT NULL,"
-    " event_id TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL, time TEXT NOT NULL,"
-    " at TEXT NOT NULL, delivery_key TEXT, recipient_id TEXT, recipient_name TEXT, recipient_role TEXT,"
-    " recipient_organisation TEXT, recipient_user TEXT, channel TEXT, template TEXT, cause_event_id TEXT,"
-    " cause_event_type TEXT, urgent INTEGER NOT NULL, warning_id TEXT, attempts INTEGER,"
-    " message_id TEXT, reason TEXT, details TEXT NOT NULL, summary TEXT NOT NULL,"
-    " event_hash TEXT NOT NULL, verified INTEGER NOT NULL, PRIMARY KEY (case_id, version))",
+    *(statement for model in READ_MODELS for statement in model.schema),
 )
 
-_DELIVERY_COLUMNS = ", ".join(deliveries.COLUMNS)
-_JOURNAL_COLUMNS = (
-    "case_id, version, log_position, event_id, type, time, actor_id, actor_org, actor_principal,"
-    " summary, verified"
-)
-_VIEW_COLUMNS = (
-    "case_id, doc, status, phase, municipality_code, region_code, next_follow_up_on, opened_on,"
-    " version, log_position"
-)
 _COPY_FROM = 50  # rows: fewer go in as INSERTs (COPY costs a round trip more)
 
-
 # The tables a comparison of two generations looks at (all but bookkeeping timestamps).
-COMPARED = {
-    "case_views": "case_id",
-    "case_grants": "case_id, organisation_id",
-    "case_coordinators": "case_id, user_id",
-    "open_actions": "case_id, action_id",
-    "case_facts": "case_id",
-    "journal": "case_id, version",
-    "deliveries": "case_id, version",
-}
+COMPARED = {model.table: model.order for model in READ_MODELS}
 
 
 class ReadModels:
@@ -128,12 +85,12 @@ class ReadModels:
             self.conn.execute("ALTER TABLE journal DROP CONSTRAINT journal_pkey")
         else:
             self.conn.execute("DROP TABLE journal")
-            self.conn.execute(f"CREATE TABLE journal ({_JOURNAL_TABLE})")
+            self.conn.execute(f"CREATE TABLE journal ({Journal.fields})")
         self._key_session = session
 
     def _build_journal_key(self) -> None:
         if self.conn.is_postgres:
-            self.conn.execute(f"ALTER TABLE journal ADD {_JOURNAL_KEY}")
+            self.conn.execute(f"ALTER TABLE journal ADD {Journal.primary_key}")
         else:
             self.conn.execute("CREATE UNIQUE INDEX journal_key ON journal (case_id, version)")
 
@@ -233,93 +190,35 @@ class ReadModels:
         return True
 
     def _write_views(self, cursor: Any, views: Iterable[View], fresh: bool, key: Future[None] | None) -> None:
-        sql = self.conn.sql
-        view_rows: list[tuple[Any, ...]] = []
-        grant_rows: list[tuple[Any, ...]] = []
-        coordinator_rows: list[tuple[Any, ...]] = []
-        action_rows: list[tuple[Any, ...]] = []
-        fact_rows: list[tuple[Any, ...]] = []
+        """The rows every registered case table derives from each view, written table by table."""
+        rows: list[list[tuple[Any, ...]]] = [[] for _ in CASE_TABLES]
         ids: list[tuple[str]] = []
         for view in views:
-            case_id = view["case_id"]
-            ids.append((case_id,))
-            view_rows.append(
-                (
-                    case_id,
-                    orjson.dumps(view).decode(),
-                    view["status"],
-                    view["phase"],
-                    view["municipality"]["code"],
-                    view["region"]["code"],
-                    view["next_follow_up_on"],
-                    view["opened_on"],
-                    view["version"],
-                    view["log_position"],
-                )
-            )
-            grant_rows.extend((case_id, org, until) for org, until in access.grants(view))
-            coordinator_rows.extend(
-                (case_id, c["user_id"], c["organisation"]["id"]) for c in view["coordinators"]
-            )
-            sip = view["sip"]
-            if sip is not None and view["status"] == "active":
-                action_rows.extend(
-                    (case_id, a["action_id"], a["due_on"], a["responsible"]["organisation_id"])
-                    for a in sip["actions"]
-                    if a["done_on"] is None
-                )
-            fact_rows.append((case_id, orjson.dumps(view["facts"]).decode()))
+            ids.append((view["case_id"],))
+            for table, table_rows in zip(CASE_TABLES, rows, strict=True):
+                table_rows.extend(table.rows(view))
         if key is not None and not self.conn.is_postgres:
             key.result()  # this connection is free again
-        if ids and fresh:
-            self._insert(cursor, "case_views", _VIEW_COLUMNS, view_rows)
-            self._insert(cursor, "case_facts", "case_id, facts", fact_rows)
-            self._insert(cursor, "case_grants", "case_id, organisation_id, valid_until", grant_rows)
-            self._insert(cursor, "case_coordinators", "case_id, user_id, organisation_id", coordinator_rows)
-            self._insert(cursor, "open_actions", "case_id, action_id, due_on, organisation_id", action_rows)
-        elif ids:
-            for table in ("case_grants", "case_coordinators", "open_actions"):
-                cursor.executemany(sql(f"DELETE FROM {table} WHERE case_id = ?"), ids)
+        if not ids:
+            return
+        sql = self.conn.sql
+        for table, table_rows in zip(CASE_TABLES, rows, strict=True):
+            if fresh:
+                self._insert(cursor, table.table, table.columns, table_rows)
+                continue
+            if table.update is None:
+                cursor.executemany(sql(f"DELETE FROM {table.table} WHERE case_id = ?"), ids)
+            if not table_rows:
+                continue
+            marks = ", ".join("?" for _ in table.columns.split(","))
+            conflict = f" ON CONFLICT (case_id) DO UPDATE SET {table.update}" if table.update else ""
             cursor.executemany(
-                sql(
-                    f"INSERT INTO case_views ({_VIEW_COLUMNS})"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (case_id) DO UPDATE SET"
-                    " doc = excluded.doc, status = excluded.status, phase = excluded.phase,"
-                    " municipality_code = excluded.municipality_code, region_code = excluded.region_code,"
-                    " next_follow_up_on = excluded.next_follow_up_on, opened_on = excluded.opened_on,"
-                    " version = excluded.version, log_position = excluded.log_position"
-                ),
-                view_rows,
+                sql(f"INSERT INTO {table.table} ({table.columns}) VALUES ({marks}){conflict}"), table_rows
             )
-            cursor.executemany(
-                sql(
-                    "INSERT INTO case_facts (case_id, facts) VALUES (?, ?)"
-                    " ON CONFLICT (case_id) DO UPDATE SET facts = excluded.facts"
-                ),
-                fact_rows,
-            )
-            if grant_rows:
-                cursor.executemany(
-                    sql("INSERT INTO case_grants (case_id, organisation_id, valid_until) VALUES (?, ?, ?)"),
-                    grant_rows,
-                )
-            if coordinator_rows:
-                cursor.executemany(
-                    sql("INSERT INTO case_coordinators (case_id, user_id, organisation_id) VALUES (?, ?, ?)"),
-                    coordinator_rows,
-                )
-            if action_rows:
-                cursor.executemany(
-                    sql(
-                        "INSERT INTO open_actions (case_id, action_id, due_on, organisation_id)"
-                        " VALUES (?, ?, ?, ?)"
-                    ),
-                    action_rows,
-                )
 
     def write_journal(self, cursor: Any, journal_rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert journal rows (a key already there is an error, as for any insert)."""
-        self._insert(cursor, "journal", _JOURNAL_COLUMNS, journal_rows)
+        self._insert(cursor, Journal.table, Journal.columns, journal_rows)
 
     def _insert(self, cursor: Any, table: str, columns: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """Plain inserts. On PostgreSQL many rows go in with ``COPY``: the same rows, at a fraction
@@ -352,7 +251,7 @@ class ReadModels:
         if rows:
             marks = ", ".join("?" for _ in deliveries.COLUMNS)
             cursor.executemany(
-                self.conn.sql(f"INSERT INTO deliveries ({_DELIVERY_COLUMNS}) VALUES ({marks})"), rows
+                self.conn.sql(f"INSERT INTO {Deliveries.table} ({Deliveries.columns}) VALUES ({marks})"), rows
             )
 
     # ------------------------------------------------------------------------- queries
