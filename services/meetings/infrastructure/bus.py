@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from uuid import UUID
 
 import orjson
@@ -22,7 +21,7 @@ from services.meetings.application.service import MeetingsService
 from services.meetings.infrastructure.store import MeetingStore, StoredMeetingEvent
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
-from services.shared.bus.outbox import CloudEventLog, PublishedEvent, published_event
+from services.shared.bus.outbox import StoredEventLog
 from services.shared.bus.streams import connect
 from vss_contracts.meeting_events import (
     MEETING_EVENT_SOURCE,
@@ -62,25 +61,11 @@ class CaseEventHandler:
         self.service.pass_over(stream_sequence, event_id)
 
 
-class MeetingEventLog(CloudEventLog[StoredMeetingEvent]):
+class MeetingEventLog(StoredEventLog[StoredMeetingEvent]):
     """The relay's ``EventLog`` over the meetings store."""
 
     def __init__(self, store: MeetingStore, names: BusNames) -> None:
-        super().__init__(names, type_prefix=TYPE_PREFIX, local=not store.url.is_postgres)
-        self.store = store
-
-    def fetch(self, after: int, limit: int) -> Sequence[StoredMeetingEvent]:
-        return self.store.read_log(after, limit)
-
-    def published(self, row: StoredMeetingEvent) -> PublishedEvent:
-        return published_event(
-            source=MEETING_EVENT_SOURCE,
-            type_name=row.type,
-            case_id=row.case_id,
-            version=row.version,
-            position=row.position,
-            state=row.state,
-        )
+        super().__init__(store, names, source=MEETING_EVENT_SOURCE, type_prefix=TYPE_PREFIX)
 
 
 async def adopt_stream(store: MeetingStore, nats_url: str, names: BusNames) -> int:

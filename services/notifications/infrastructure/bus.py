@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from uuid import UUID
 
 import structlog
@@ -21,7 +21,7 @@ from services.notifications.application.service import NotificationsService
 from services.notifications.infrastructure.store import LoggedEvent, NotificationStore
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
-from services.shared.bus.outbox import CloudEventLog, PublishedEvent, published_event
+from services.shared.bus.outbox import StoredEventLog
 from services.shared.bus.streams import connect
 from vss_contracts.notification_events import (
     NOTIFICATION_EVENT_SOURCE,
@@ -137,22 +137,8 @@ class EventHandler:
         self.store.pass_over(self.consumer, stream_sequence, event_id)
 
 
-class NotificationEventLog(CloudEventLog[LoggedEvent]):
+class NotificationEventLog(StoredEventLog[LoggedEvent]):
     """The relay's ``EventLog`` over the delivery record."""
 
     def __init__(self, store: NotificationStore, names: BusNames) -> None:
-        super().__init__(names, type_prefix=TYPE_PREFIX, local=not store.url.is_postgres)
-        self.store = store
-
-    def fetch(self, after: int, limit: int) -> Sequence[LoggedEvent]:
-        return self.store.read_log(after, limit)
-
-    def published(self, row: LoggedEvent) -> PublishedEvent:
-        return published_event(
-            source=NOTIFICATION_EVENT_SOURCE,
-            type_name=row.type,
-            case_id=row.case_id,
-            version=row.version,
-            position=row.position,
-            state=row.state,
-        )
+        super().__init__(store, names, source=NOTIFICATION_EVENT_SOURCE, type_prefix=TYPE_PREFIX)

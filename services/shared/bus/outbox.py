@@ -12,16 +12,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import OutboxMessage
+from services.shared.eventstore import EventStoreUrl
 from vss_contracts.envelope import dataschema_for
 from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_LOG_POSITION, HEADER_MSG_ID
 
 _Row = TypeVar("_Row")
+_Stored = TypeVar("_Stored", bound="StoredEvent")
+_Stored_co = TypeVar("_Stored_co", bound="StoredEvent", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +152,50 @@ class CloudEventLog(Generic[_Row]):
                 )
             )
         return messages
+
+
+class StoredEvent(Protocol):
+    """A row of a service's own log kept in the state layout (the meetings and notifications stores)."""
+
+    @property
+    def position(self) -> int: ...
+    @property
+    def case_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def state(self) -> dict[str, Any]: ...
+
+
+class StoredEventStore(Protocol[_Stored_co]):
+    @property
+    def url(self) -> EventStoreUrl: ...
+
+    def read_log(self, after: int, limit: int) -> Sequence[_Stored_co]: ...
+
+
+class StoredEventLog(CloudEventLog[_Stored]):
+    """The relay's ``EventLog`` over a service's own log of :class:`StoredEvent` rows,
+    published as CloudEvents from ``source``."""
+
+    def __init__(
+        self, store: StoredEventStore[_Stored], names: BusNames, *, source: str, type_prefix: str
+    ) -> None:
+        super().__init__(names, type_prefix=type_prefix, local=not store.url.is_postgres)
+        self.store = store
+        self.source = source
+
+    def fetch(self, after: int, limit: int) -> Sequence[_Stored]:
+        return self.store.read_log(after, limit)
+
+    def published(self, row: _Stored) -> PublishedEvent:
+        return published_event(
+            source=self.source,
+            type_name=row.type,
+            case_id=row.case_id,
+            version=row.version,
+            position=row.position,
+            state=row.state,
+        )
