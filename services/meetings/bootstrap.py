@@ -83,10 +83,7 @@ async def run_timers(
         if fired:
             log.info("meetings.timers_fired", events=fired)
 
-    def failed(error: Exception) -> None:  # the store is away: try again at the next look
-        log.warning("meetings.timers_failed", error=str(error) or type(error).__name__)
-
-    await repeat(fire, stop, interval, failed=failed)
+    await repeat(fire, stop, interval, log=log, failed="meetings.timers_failed")
 
 
 def bootstrap_meetings(

@@ -97,10 +97,14 @@ class NotificationsParts:
             await asyncio.to_thread(self.service.escalate_due)
             await self.service.deliver_due()
 
-        def failed(error: Exception) -> None:  # the store or a channel is away: try again at the next look
-            log.warning("notifications.sender_failed", error=str(error) or type(error).__name__)
-
-        await repeat(send, stop, self.settings.sender_interval, failed=failed, wake=self.wake)
+        await repeat(
+            send,
+            stop,
+            self.settings.sender_interval,
+            log=log,
+            failed="notifications.sender_failed",
+            wake=self.wake,
+        )
 
     def close(self) -> None:
         self.store.close()

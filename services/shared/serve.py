@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
 import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
@@ -137,17 +138,18 @@ async def repeat(
     stop: asyncio.Event,
     interval: float,
     *,
-    failed: Callable[[Exception], None],
+    log: structlog.typing.FilteringBoundLogger,
+    failed: str,
     wake: asyncio.Event | None = None,
 ) -> None:
     """Take ``step`` now, then again every ``interval`` s (sooner when ``wake`` is set) until
-    ``stop``; a step that fails is reported to ``failed`` and taken again at the next look
-    (a store or a channel that is away comes back)."""
+    ``stop``; a step that fails is logged as the warning ``failed`` and taken again at the next
+    look (a store or a channel that is away comes back)."""
     while not stop.is_set():
         try:
             await step()
         except Exception as error:
-            failed(error)
+            log.warning(failed, error=str(error) or type(error).__name__)
         waits = [asyncio.ensure_future(stop.wait())]
         if wake is not None:
             waits.append(asyncio.ensure_future(wake.wait()))
