@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import sys
-
-import uvicorn
-from pydantic import ValidationError
-
 from services.case.bootstrap import bootstrap
 from services.case.infrastructure.signing import SigningKeyMissing
 from services.case.infrastructure.store import StoreNotMigrated
 from services.shared.auth import TokenKeyInvalid
-from services.shared.logging import configure_logging
-from services.shared.settings import settings_error
+from services.shared.serve import Service, run_service
+
+
+def build() -> Service:
+    parts = bootstrap()
+    settings = parts.settings
+    return Service(settings, parts.close, app=parts.app, host=settings.case_host, port=settings.case_port)
 
 
 def main() -> int:
-    try:
-        parts = bootstrap()
-    except (StoreNotMigrated, TokenKeyInvalid, SigningKeyMissing) as error:
-        print(f"case service: {error}", file=sys.stderr)
-        return 2
-    except ValidationError as error:  # a VSS_* variable with a bad value
-        print(f"case service: {settings_error(error)}", file=sys.stderr)
-        return 2
-    configure_logging(parts.settings.log_level, json=parts.settings.log_json)
-    try:
-        uvicorn.run(parts.app, host=parts.settings.case_host, port=parts.settings.case_port, log_config=None)
-    finally:
-        parts.close()
-    return 0
+    return run_service("case service", build, errors=(StoreNotMigrated, TokenKeyInvalid, SigningKeyMissing))
 
 
 if __name__ == "__main__":

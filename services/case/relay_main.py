@@ -6,41 +6,18 @@ after the acks in flight (a SIGKILL is safe too: the next start resumes from the
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import sys
-
-from pydantic import ValidationError
-
 from services.case.bootstrap import bootstrap_relay
 from services.case.infrastructure.store import StoreNotMigrated
-from services.shared.logging import configure_logging
-from services.shared.settings import settings_error
+from services.shared.serve import Service, run_service
 
 
-async def _run() -> int:
-    try:
-        parts = bootstrap_relay()
-    except StoreNotMigrated as error:
-        print(f"case relay: {error}", file=sys.stderr)
-        return 2
-    except ValidationError as error:  # a VSS_* variable with a bad value
-        print(f"case relay: {settings_error(error)}", file=sys.stderr)
-        return 2
-    configure_logging(parts.settings.log_level, json=parts.settings.log_json)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await parts.relay.run(stop)
-    finally:
-        parts.close()
-    return 0
+def build() -> Service:
+    parts = bootstrap_relay()
+    return Service(parts.settings, parts.close, run=parts.relay.run)
 
 
 def main() -> int:
-    return asyncio.run(_run())
+    return run_service("case relay", build, errors=(StoreNotMigrated,))
 
 
 if __name__ == "__main__":

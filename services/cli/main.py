@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - typer with an external click
 from services.case.application.ports import CaseAlreadyExists
 from services.case.domain.case import CaseState
 from services.case.domain.commands import CasePolicy
+from services.case.domain.events import ChainBreak
 from services.case.generator import GeneratorSettings, InvalidGeneratorSettings, generation_store
 from services.case.generator import generate as generate_cases
 from services.case.infrastructure.signing import SigningKeyMissing
@@ -43,13 +44,10 @@ from services.case.infrastructure.store import (
     StoreConfig,
     StoreNotMigrated,
     StoreUrlInvalid,
-    migrate,
 )
 from services.case.settings import CaseSettings
+from services.cli.registry import SERVICES
 from services.cli.supervisor import Part, http_ok, pid_alive
-from services.meetings.infrastructure.store import migrate as migrate_meetings
-from services.meetings.settings import MeetingsSettings
-from services.notifications.infrastructure.store import migrate as migrate_notifications
 from services.notifications.settings import LinkKeyNotRotatable, NotificationsSettings
 from services.projections.infrastructure.database import NoReadModels, ReadModelLocation, ReadModelUrlInvalid
 from services.projections.infrastructure.readmodels import ReadModels
@@ -67,9 +65,7 @@ from services.shared.bus.authorization import (
     write_nats_config,
 )
 from services.shared.bus.embedded import EmbeddedNatsServer, port_is_free
-from services.shared.bus.lease import current_holder
 from services.shared.bus.names import BusNames
-from services.shared.bus.relay import lease_bucket
 from services.shared.files import create_private, write_private
 from services.shared.organisations import (
     Organisations,
@@ -84,7 +80,6 @@ from services.shared.settings import (
     OrganisationsSettings,
     settings_error,
 )
-from services.sharing.infrastructure.store import migrate as migrate_sharing
 from services.sharing.settings import SharingSettings
 from vss_contracts.signing import InvalidKeySet, PublicKeys
 
@@ -170,37 +165,36 @@ def migrate_command() -> None:
     sign the head of every case stored before commits were signed (a case whose hash chain does
     not verify is left unsigned and named: exit 1)."""
     settings = CaseSettings()
-    url = settings.store_url()
-    meetings_url = MeetingsSettings().store_url()
-    notifications_url = NotificationsSettings().store_url()
-    sharing_url = SharingSettings().store_url()
+    urls = {entry.name: entry.store.url() for entry in SERVICES if entry.store is not None}
     try:
         signer = settings.commit_signer()
     except SigningKeyMissing as error:
         raise _fail(str(error), 2) from None
+    reports = {}
     try:
-        report = migrate(StoreConfig(url), signer)
-        migrate_meetings(meetings_url)
-        migrate_notifications(notifications_url)
-        migrate_sharing(sharing_url)
+        for entry in SERVICES:
+            if entry.store is not None:
+                reports[entry.name] = entry.store.migrate(urls[entry.name])
     except StoreUrlInvalid as error:
         raise _fail(str(error), 2) from None
     except Exception as error:  # a store that cannot be reached
         raise _fail(f"migration failed: {error}") from None
-    out.print(f"case store ready: {url.split('@')[-1]}")
-    if report.sealed:
-        out.print(f"case heads signed with key {signer.key_id}: {report.sealed}", highlight=False)
-    out.print(f"meetings store ready: {meetings_url.split('@')[-1]}")
-    out.print(f"notifications store ready: {notifications_url.split('@')[-1]}")
-    out.print(f"sharing store ready: {sharing_url.split('@')[-1]}")
-    for broken in report.not_sealed:
+    not_sealed: list[ChainBreak] = []
+    for name, url in urls.items():
+        out.print(f"{name} store ready: {url.split('@')[-1]}")
+        report = reports[name]
+        if report is not None:
+            if report.sealed:
+                out.print(f"{name} heads signed with key {signer.key_id}: {report.sealed}", highlight=False)
+            not_sealed += report.not_sealed
+    for broken in not_sealed:
         out.print(
             f"NOT SIGNED  {broken.case_id} at version {broken.version}: {broken.reason}",
             highlight=False,
             soft_wrap=True,
         )
-    if report.not_sealed:
-        raise _fail(f"{len(report.not_sealed)} case(s) do not verify and were left unsigned")
+    if not_sealed:
+        raise _fail(f"{len(not_sealed)} case(s) do not verify and were left unsigned")
 
 
 @app.command()
@@ -575,18 +569,6 @@ def nats_config(
     )
 
 
-# Which role each part of `vss up` connects as (a part not named here gets no credentials).
-PART_ROLES = {
-    "case": InternalRole.CASE,
-    "relay": InternalRole.CASE,
-    "projector": InternalRole.PROJECTIONS,
-    "query": InternalRole.PROJECTIONS,
-    "meetings": InternalRole.MEETINGS,
-    "notifications": InternalRole.NOTIFICATIONS,
-    "sharing": InternalRole.SHARING,
-}
-
-
 def _embedded_organisations(settings: CaseSettings) -> Organisations:
     """The organisations file's, else the demo set (written once to <data dir>/organisations.json)."""
     configured = OrganisationsSettings().organisations
@@ -615,7 +597,6 @@ def _parts(
     """What `vss up` starts, in start order (stopped in reverse)."""
     data = settings.data_dir.resolve()
     logs = data / "logs"
-    base = f"http://{settings.case_host}:{settings.case_port}"
     parts: list[Part] = []
     if embedded_nats:
         server = EmbeddedNatsServer(
@@ -633,91 +614,19 @@ def _parts(
                 logs / "nats.log",
             )
         )
-    parts.append(
-        Part("case", [sys.executable, "-m", "services.case.main"], base, f"{base}/health", logs / "case.log")
-    )
-    parts.append(
-        Part(
-            "relay",
-            [sys.executable, "-m", "services.case.relay_main"],
-            bus.nats(),
-            None,
-            logs / "relay.log",
-            ready=lambda: relay_holds_lease(bus),
+    for entry in SERVICES:
+        api = entry.api() if entry.api is not None else None
+        parts.append(
+            Part(
+                entry.name,
+                entry.command(),
+                api or (entry.location() if entry.location is not None else bus.nats()),
+                f"{api}/health" if api is not None else None,
+                logs / f"{entry.name}.log",
+                ready=entry.holds_lease or (entry.readiness() if entry.readiness is not None else None),
+            )
         )
-    )
-    projections = ProjectionsSettings()
-    location = ReadModelLocation(projections.read_models())
-    parts.append(
-        Part(
-            "projector",
-            [sys.executable, "-m", "services.projections.main", "projector"],
-            projections.read_models().split("@")[-1],
-            None,
-            logs / "projector.log",
-            ready=lambda: location.current() is not None,
-        )
-    )
-    query = f"http://{projections.query_host}:{projections.query_port}"
-    parts.append(
-        Part(
-            "query",
-            [sys.executable, "-m", "services.projections.main", "api"],
-            query,
-            f"{query}/health",
-            logs / "query.log",
-        )
-    )
-    meetings = MeetingsSettings()
-    meetings_url = f"http://{meetings.meetings_host}:{meetings.meetings_port}"
-    parts.append(
-        Part(
-            "meetings",
-            [sys.executable, "-m", "services.meetings.main"],
-            meetings_url,
-            f"{meetings_url}/health",
-            logs / "meetings.log",
-        )
-    )
-    notifications = NotificationsSettings()
-    notifications_url = f"http://{notifications.notifications_host}:{notifications.notifications_port}"
-    parts.append(
-        Part(
-            "notifications",
-            [sys.executable, "-m", "services.notifications.main"],
-            notifications_url,
-            f"{notifications_url}/health",
-            logs / "notifications.log",
-        )
-    )
-    sharing = SharingSettings()
-    parts.append(
-        Part(
-            "sharing",
-            [sys.executable, "-m", "services.sharing.main"],
-            bus.nats(),
-            None,
-            logs / "sharing.log",
-            ready=lambda: sharing_holds_lease(sharing),
-        )
-    )
     return parts
-
-
-def relay_holds_lease(bus: BusSettings) -> bool:
-    """The relay is ready once it holds the stream's lease (it then publishes)."""
-    names = bus.bus_names()
-    holder = current_holder(bus.nats(), bucket=lease_bucket(names), key="leader", auth=bus.nats_auth())
-    return asyncio.run(holder) is not None
-
-
-def sharing_holds_lease(sharing: SharingSettings) -> bool:
-    """The sharing service is ready once its relay holds VSS_SHARE's lease (it then publishes)."""
-    names = sharing.share_names()
-    holder = current_holder(
-        sharing.nats(), bucket=lease_bucket(names), key="leader", auth=sharing.nats_auth()
-    )
-    return asyncio.run(holder) is not None
 
 
 @app.command()
@@ -728,25 +637,19 @@ def up() -> None:
     # The embedded nats-server runs unless a NATS URL is given (then the same processes use that).
     embedded_nats = bus.nats_embedded
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # stores, keys, logs, mail
-    try:
-        sealing = migrate(StoreConfig(settings.store_url()), settings.commit_signer())
-    except Exception as error:
-        raise _fail(f"cannot prepare the case store: {error}") from None
-    for broken in sealing.not_sealed:  # started anyway: `vss verify` names them too
-        err.print(f"vss: case {broken.case_id} left unsigned, at version {broken.version}: {broken.reason}")
-    try:
-        migrate_meetings(MeetingsSettings().store_url())
-    except Exception as error:
-        raise _fail(f"cannot prepare the meetings store: {error}") from None
     notifications = NotificationsSettings()
-    try:
-        migrate_notifications(notifications.store_url())
-    except Exception as error:
-        raise _fail(f"cannot prepare the notifications store: {error}") from None
-    try:
-        migrate_sharing(SharingSettings().store_url())
-    except Exception as error:
-        raise _fail(f"cannot prepare the sharing store: {error}") from None
+    for entry in SERVICES:
+        if entry.store is None:
+            continue
+        try:
+            report = entry.store.migrate(entry.store.url())
+        except Exception as error:
+            raise _fail(f"cannot prepare the {entry.name} store: {error}") from None
+        # Started anyway: `vss verify` names them too.
+        for broken in report.not_sealed if report is not None else ():
+            err.print(
+                f"vss: case {broken.case_id} left unsigned, at version {broken.version}: {broken.reason}"
+            )
     if embedded_nats:
         for port, what in (
             (bus.nats_port, "VSS_NATS_PORT"),
@@ -775,9 +678,10 @@ def up() -> None:
     parts = _parts(settings, bus, embedded_nats=embedded_nats, credentials=credentials)
     if credentials is not None:
         env.pop("VSS_NATS_NKEY_SEED_FILE", None)  # the operator's is this CLI's own, not the parts'
+        roles = {entry.name: entry.role for entry in SERVICES}
         for part in parts:
-            if part.name in PART_ROLES:
-                part.env = {"VSS_NATS_NKEY_SEED_FILE": str(credentials.internal[PART_ROLES[part.name]])}
+            if part.name in roles:
+                part.env = {"VSS_NATS_NKEY_SEED_FILE": str(credentials.internal[roles[part.name]])}
     stopping = False
 
     def stop(*_: object) -> None:
@@ -793,12 +697,8 @@ def up() -> None:
             if not part.wait_healthy(lambda: stopping):
                 if stopping:
                     return
-                hint = {
-                    "case": " (is the port free? VSS_CASE_PORT sets it)",
-                    "query": " (is the port free? VSS_QUERY_PORT sets it)",
-                    "meetings": " (is the port free? VSS_MEETINGS_PORT sets it)",
-                    "notifications": " (is the port free? VSS_NOTIFICATIONS_PORT sets it)",
-                }.get(part.name, "")
+                ports = {entry.name: entry.port_variable for entry in SERVICES if entry.port_variable}
+                hint = f" (is the port free? {ports[part.name]} sets it)" if part.name in ports else ""
                 raise _fail(f"{part.name} did not start on {part.url}{hint}; see {part.log_file}")
         base = next(part.url for part in parts if part.name == "case")
         query = next(part.url for part in parts if part.name == "query")
@@ -875,13 +775,6 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         state = json.loads(state_file.read_text())
     except (OSError, ValueError):
         state = {}
-    base = f"http://{settings.case_host}:{settings.case_port}"
-    try:
-        with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-            health = json.loads(response.read())
-            case_healthy = response.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        health, case_healthy = None, False
     pids = {part["name"]: part.get("pid") for part in state.get("parts", [])}
     nats_url = state.get("nats_url", bus.nats())
     nats_part: dict[str, Any] = {
@@ -894,63 +787,37 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         nats_part.update(monitor=monitor, healthy=http_ok(f"{monitor}/healthz?js-enabled-only=true"))
     else:
         nats_part["healthy"] = _tcp_ok(nats_url)
-    relay_pid = pids.get("relay")
-    parts: list[dict[str, Any]] = [
-        nats_part,
-        {"name": "case", "url": base, "docs": f"{base}/docs", "healthy": case_healthy, "health": health},
-        {
-            "name": "relay",
-            "url": nats_url,
-            "pid": relay_pid,
-            "healthy": relay_pid is not None and pid_alive(int(relay_pid)) and relay_holds_lease(bus),
-        },
-    ]
+    parts: list[dict[str, Any]] = [nats_part]
     projections = ProjectionsSettings()
-    projector_pid = pids.get("projector")
-    query = f"http://{projections.query_host}:{projections.query_port}"
-    parts += [
-        {
-            "name": "projector",
-            "url": projections.read_models().split("@")[-1],
-            "pid": projector_pid,
-            "healthy": projector_pid is not None and pid_alive(int(projector_pid)),
-        },
-        {"name": "query", "url": query, "docs": f"{query}/docs", "healthy": http_ok(f"{query}/health")},
-    ]
-    meetings = MeetingsSettings()
-    meetings_api = f"http://{meetings.meetings_host}:{meetings.meetings_port}"
-    parts.append(
-        {
-            "name": "meetings",
-            "url": meetings_api,
-            "docs": f"{meetings_api}/docs",
-            "healthy": http_ok(f"{meetings_api}/health"),
-        }
-    )
-    notifications = NotificationsSettings()
-    notifications_api = f"http://{notifications.notifications_host}:{notifications.notifications_port}"
-    parts.append(
-        {
-            "name": "notifications",
-            "url": notifications_api,
-            "docs": f"{notifications_api}/docs",
-            "mail": state.get("mail"),
-            "healthy": http_ok(f"{notifications_api}/health"),
-        }
-    )
-    sharing = SharingSettings()
-    sharing_pid = pids.get("sharing")
-    parts.append(
-        {
-            "name": "sharing",
-            "url": nats_url,
-            "stream": sharing.share_names().stream,
-            "pid": sharing_pid,
-            "healthy": sharing_pid is not None
-            and pid_alive(int(sharing_pid))
-            and sharing_holds_lease(sharing),
-        }
-    )
+    shown = {  # what a part reports beside its URL
+        "notifications": {"mail": state.get("mail")},
+        "sharing": {"stream": SharingSettings().share_names().stream},
+    }
+    for entry in SERVICES:
+        if entry.api is not None:
+            api = entry.api()
+            part: dict[str, Any] = {
+                "name": entry.name,
+                "url": api,
+                "docs": f"{api}/docs",
+                **shown.get(entry.name, {}),
+            }
+            if entry.name == "case":  # its health answer too (the store, the signing key)
+                part["healthy"], part["health"] = _health(api)
+            else:
+                part["healthy"] = http_ok(f"{api}/health")
+        else:
+            pid = pids.get(entry.name)
+            part = {
+                "name": entry.name,
+                "url": entry.location() if entry.location is not None else nats_url,
+                **shown.get(entry.name, {}),
+                "pid": pid,
+                "healthy": pid is not None
+                and pid_alive(int(pid))
+                and (entry.holds_lease is None or entry.holds_lease()),
+            }
+        parts.append(part)
     report: dict[str, Any] = {
         "parts": parts,
         "data_dir": str(Path(settings.data_dir).resolve()),
@@ -977,6 +844,15 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         out.print(f"{'data':<20} {report['data_dir']}")
     if not healthy:
         raise typer.Exit(1)
+
+
+def _health(api: str) -> tuple[bool, Any]:
+    """Whether the API answers its health check, and what it answers (None: no JSON)."""
+    try:
+        with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
+            return response.status == 200, json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return False, None
 
 
 def _organisations_status(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +22,7 @@ from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.clock import SystemClock
 from services.shared.inputs import DateWindow
+from services.shared.serve import repeat, run_tasks
 from services.shared.settings import AuthSettings, DateWindowSettings
 
 log = structlog.get_logger("vss.meetings")
@@ -44,19 +44,16 @@ class MeetingsParts:
         """Consume the case stream, publish the schedule's events and fire timers until ``stop``."""
         self.store.check_migrated()
         await adopt_stream(self.store, self.settings.nats(), self.meeting_names)
-        tasks = [
-            asyncio.create_task(self.consumer.run(stop), name="meetings-consumer"),
-            asyncio.create_task(self.relay.run(stop), name="meetings-relay"),
-            asyncio.create_task(
-                run_timers(self.service, stop, self.settings.timer_interval, self.caught_up), name="timers"
-            ),
-        ]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks, timeout=5)
+        await run_tasks(
+            stop,
+            {
+                "meetings-consumer": self.consumer.run,
+                "meetings-relay": self.relay.run,
+                "timers": lambda until: run_timers(
+                    self.service, until, self.settings.timer_interval, self.caught_up
+                ),
+            },
+        )
 
     async def caught_up(self) -> bool:
         """Whether the consumer has applied the whole case stream (then timers may fire)."""
@@ -80,16 +77,13 @@ async def run_timers(
     Only once the case stream is applied: a case event recorded before a timer's due time
     (a meeting moved, a case closed) must be applied first, as a replay would.
     """
-    while not stop.is_set():
-        try:
-            fired = await asyncio.to_thread(service.fire_due) if await caught_up() else 0
-            if fired:
-                log.info("meetings.timers_fired", events=fired)
-        except Exception as error:  # the store is away: try again at the next look
-            log.warning("meetings.timers_failed", error=str(error) or type(error).__name__)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(interval):
-                await stop.wait()
+
+    async def fire() -> None:
+        fired = await asyncio.to_thread(service.fire_due) if await caught_up() else 0
+        if fired:
+            log.info("meetings.timers_fired", events=fired)
+
+    await repeat(fire, stop, interval, log=log, failed="meetings.timers_failed")
 
 
 def bootstrap_meetings(

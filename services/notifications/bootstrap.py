@@ -29,6 +29,7 @@ from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.clock import SystemClock
+from services.shared.serve import repeat, run_tasks
 from services.shared.settings import AuthSettings
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.meeting_events import decode_meeting_event
@@ -69,20 +70,16 @@ class NotificationsParts:
             loop.call_soon_threadsafe(self.wake.set)
 
         self.service.on_decided = wake_sender
-        tasks = [
-            *(
-                asyncio.create_task(c.run(stop), name=f"consumer-{c.settings.durable}")
-                for c in self.consumers
-            ),
-            asyncio.create_task(self.relay.run(stop), name="notifications-relay"),
-            asyncio.create_task(self.sender(stop), name="sender"),
-        ]
         try:
-            await asyncio.gather(*tasks)
+            await run_tasks(
+                stop,
+                {
+                    **{f"consumer-{c.settings.durable}": c.run for c in self.consumers},
+                    "notifications-relay": self.relay.run,
+                    "sender": self.sender,
+                },
+            )
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks, timeout=5)
             for channel in self.channels.values():
                 close = getattr(channel, "close", None)
                 if close is not None:
@@ -95,22 +92,19 @@ class NotificationsParts:
     async def sender(self, stop: asyncio.Event) -> None:
         """Deliver what is due and escalate unacknowledged warnings: at once when the consumers
         record new deliveries, else every ``sender_interval`` s (retries and escalations)."""
-        while not stop.is_set():
-            try:
-                await asyncio.to_thread(self.service.escalate_due)
-                await self.service.deliver_due()
-            except Exception as error:  # the store or a channel is away: try again at the next look
-                log.warning("notifications.sender_failed", error=str(error) or type(error).__name__)
-            # Until the next look, or until the consumers record something to send, or stop.
-            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
-            try:
-                await asyncio.wait(
-                    waits, timeout=self.settings.sender_interval, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                for waiting in waits:
-                    waiting.cancel()
-            self.wake.clear()
+
+        async def send() -> None:
+            await asyncio.to_thread(self.service.escalate_due)
+            await self.service.deliver_due()
+
+        await repeat(
+            send,
+            stop,
+            self.settings.sender_interval,
+            log=log,
+            failed="notifications.sender_failed",
+            wake=self.wake,
+        )
 
     def close(self) -> None:
         self.store.close()

@@ -6,48 +6,34 @@ embedded mail sink), the relay of the delivery record and the HTTP API. SIGINT/S
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
-from pydantic import ValidationError
-
 from services.notifications.bootstrap import bootstrap_notifications
 from services.notifications.infrastructure.store import StoreNotMigrated
 from services.notifications.settings import LinkKeyInvalid, OrganisationsFileInvalid
 from services.shared.auth import TokenKeyInvalid
 from services.shared.eventstore import StoreUrlInvalid
-from services.shared.logging import configure_logging
-from services.shared.serve import serve_with_api
-from services.shared.settings import settings_error
+from services.shared.serve import Service, run_service
 
 
-async def _run() -> int:
-    try:
-        parts = bootstrap_notifications()
-        parts.store.check_migrated()
-    except (
-        StoreNotMigrated,
-        StoreUrlInvalid,
-        OrganisationsFileInvalid,
-        TokenKeyInvalid,
-        LinkKeyInvalid,
-    ) as error:
-        print(f"notifications: {error}", file=sys.stderr)
-        return 2
-    except ValidationError as error:
-        print(f"notifications: {settings_error(error)}", file=sys.stderr)
-        return 2
+def build() -> Service:
+    parts = bootstrap_notifications()
+    parts.store.check_migrated()
     settings = parts.settings
-    configure_logging(settings.log_level, json=settings.log_json)
-    assert parts.app is not None
-    await serve_with_api(
-        parts.app, settings.notifications_host, settings.notifications_port, parts.run, parts.close
+    return Service(
+        settings,
+        parts.close,
+        run=parts.run,
+        app=parts.app,
+        host=settings.notifications_host,
+        port=settings.notifications_port,
     )
-    return 0
 
 
 def main() -> int:
-    return asyncio.run(_run())
+    return run_service(
+        "notifications",
+        build,
+        errors=(StoreNotMigrated, StoreUrlInvalid, OrganisationsFileInvalid, TokenKeyInvalid, LinkKeyInvalid),
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
+from services.shared.serve import run_tasks
 from services.sharing.application.service import CONSUMER, SharingService
 from services.sharing.infrastructure.bus import (
     CaseEventHandler,
@@ -35,16 +36,7 @@ class SharingParts:
             self.settings.nats(), self.share_names, replicas=self.settings.nats_replicas
         )
         await check_stream_not_ahead(self.settings.nats(), self.share_names, self.store)
-        tasks = [
-            asyncio.create_task(self.consumer.run(stop), name="sharing-consumer"),
-            asyncio.create_task(self.relay.run(stop), name="sharing-relay"),
-        ]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.wait(tasks, timeout=5)
+        await run_tasks(stop, {"sharing-consumer": self.consumer.run, "sharing-relay": self.relay.run})
 
     def close(self) -> None:
         self.store.close()

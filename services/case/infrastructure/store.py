@@ -60,7 +60,7 @@ from services.case.domain.events import (
     verify_chain,
 )
 from services.case.infrastructure.signing import CommitSigner
-from services.shared.bus.outbox import cloud_event_body
+from services.shared.bus.outbox import PublishedEvent, published_event
 from services.shared.eventstore import (
     EventStoreUrl,
     PostgresRecorderSql,
@@ -202,17 +202,6 @@ def _uuid(value: UUID | str) -> UUID:
 
 
 LogRow = tuple[int, str, int, str, bytes]  # position, case id (str(UUID)), version, type name, state
-
-
-@dataclass(frozen=True, slots=True)
-class PublishedEvent:
-    """A stored event as the relay publishes it: its CloudEvent's JSON and what addresses it."""
-
-    position: int
-    event_id: str
-    case_id: str
-    type_name: str
-    body: bytes
 
 
 # -------------------------------------------------------------------------------- recorders
@@ -521,19 +510,16 @@ class CaseEventStore:
         """
         position, case_id, version, topic, stored = row
         state = self.case_mapper.decode_state_bytes(stored)
-        body = cloud_event_body(
+        seal = state.get("signature")
+        return published_event(
             source=CASE_EVENT_SOURCE,
             type_name=topic,
             case_id=case_id,
             version=version,
             position=position,
             state=state,
-        )
-        seal = state.get("signature")
-        if seal is not None:  # the commit's last event: its signature, as the envelope names it
-            body["vsssig"], body["vsskeyid"] = seal["value"], seal["key_id"]
-        return PublishedEvent(
-            position, state["event_id"], case_id, topic, orjson.dumps(body, option=orjson.OPT_UTC_Z)
+            # The commit's last event: its signature, as the envelope names it.
+            extensions=None if seal is None else {"vsssig": seal["value"], "vsskeyid": seal["key_id"]},
         )
 
     def cloud_event(self, notification: Notification) -> CloudEvent:

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from uuid import UUID
 
 import orjson
@@ -20,10 +19,9 @@ from nats.js.errors import NotFoundError
 
 from services.meetings.application.service import MeetingsService
 from services.meetings.infrastructure.store import MeetingStore, StoredMeetingEvent
-from services.shared.bus import outbox
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
-from services.shared.bus.relay import OutboxMessage
+from services.shared.bus.outbox import StoredEventLog
 from services.shared.bus.streams import connect
 from vss_contracts.meeting_events import (
     MEETING_EVENT_SOURCE,
@@ -31,7 +29,7 @@ from vss_contracts.meeting_events import (
     MEETING_SUBJECT_PREFIX,
     TYPE_PREFIX,
 )
-from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_LOG_POSITION, HEADER_MSG_ID
+from vss_contracts.subjects import HEADER_LOG_POSITION
 
 log = structlog.get_logger("vss.meetings.bus")
 
@@ -63,49 +61,11 @@ class CaseEventHandler:
         self.service.pass_over(stream_sequence, event_id)
 
 
-def cloud_event_body(event: StoredMeetingEvent) -> dict[str, object]:
-    """The CloudEvent of a stored meeting event (the same envelope as the case events')."""
-    return outbox.cloud_event_body(
-        source=MEETING_EVENT_SOURCE,
-        type_name=event.type,
-        case_id=event.case_id,
-        version=event.version,
-        position=event.position,
-        state=event.state,
-    )
-
-
-class MeetingEventLog:
+class MeetingEventLog(StoredEventLog[StoredMeetingEvent]):
     """The relay's ``EventLog`` over the meetings store."""
 
     def __init__(self, store: MeetingStore, names: BusNames) -> None:
-        self.store = store
-        self.names = names
-        self.local = not store.url.is_postgres
-
-    def fetch(self, after: int, limit: int) -> Sequence[StoredMeetingEvent]:
-        return self.store.read_log(after, limit)
-
-    def render(self, events: Sequence[StoredMeetingEvent]) -> Sequence[OutboxMessage]:
-        messages = []
-        for event in events:
-            name = event.type.removeprefix(TYPE_PREFIX).rsplit(".", 1)[0]
-            event_id = event.state["event_id"]
-            messages.append(
-                OutboxMessage(
-                    position=event.position,
-                    event_id=event_id,
-                    subject=self.names.subject(event.case_id, name),
-                    body=orjson.dumps(cloud_event_body(event), option=orjson.OPT_UTC_Z),
-                    headers={
-                        HEADER_MSG_ID: event_id,
-                        HEADER_EVENT_TYPE: event.type,
-                        HEADER_LOG_POSITION: str(event.position),
-                    },
-                    commit_key=event.case_id,
-                )
-            )
-        return messages
+        super().__init__(store, names, source=MEETING_EVENT_SOURCE, type_prefix=TYPE_PREFIX)
 
 
 async def adopt_stream(store: MeetingStore, nats_url: str, names: BusNames) -> int:

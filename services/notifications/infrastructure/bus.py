@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from uuid import UUID
 
-import orjson
 import structlog
 from nats.aio.client import Client
 
 from services.notifications.application.service import NotificationsService
 from services.notifications.infrastructure.store import LoggedEvent, NotificationStore
-from services.shared.bus import outbox
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
-from services.shared.bus.relay import OutboxMessage
+from services.shared.bus.outbox import StoredEventLog
 from services.shared.bus.streams import connect
 from vss_contracts.notification_events import (
     NOTIFICATION_EVENT_SOURCE,
@@ -31,7 +29,6 @@ from vss_contracts.notification_events import (
     NOTIFICATION_SUBJECT_PREFIX,
     TYPE_PREFIX,
 )
-from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_LOG_POSITION, HEADER_MSG_ID
 
 
 def notification_bus_names(prefix: str = "", dead_letter: BusNames | None = None) -> BusNames:
@@ -140,41 +137,8 @@ class EventHandler:
         self.store.pass_over(self.consumer, stream_sequence, event_id)
 
 
-class NotificationEventLog:
+class NotificationEventLog(StoredEventLog[LoggedEvent]):
     """The relay's ``EventLog`` over the delivery record."""
 
     def __init__(self, store: NotificationStore, names: BusNames) -> None:
-        self.store = store
-        self.names = names
-        self.local = not store.url.is_postgres
-
-    def fetch(self, after: int, limit: int) -> Sequence[LoggedEvent]:
-        return self.store.read_log(after, limit)
-
-    def render(self, events: Sequence[LoggedEvent]) -> Sequence[OutboxMessage]:
-        messages = []
-        for event in events:
-            body = outbox.cloud_event_body(
-                source=NOTIFICATION_EVENT_SOURCE,
-                type_name=event.type,
-                case_id=event.case_id,
-                version=event.version,
-                position=event.position,
-                state=event.state,
-            )
-            name = event.type.removeprefix(TYPE_PREFIX).rsplit(".", 1)[0]
-            messages.append(
-                OutboxMessage(
-                    position=event.position,
-                    event_id=event.event_id,
-                    subject=self.names.subject(event.case_id, name),
-                    body=orjson.dumps(body, option=orjson.OPT_UTC_Z),
-                    headers={
-                        HEADER_MSG_ID: event.event_id,
-                        HEADER_EVENT_TYPE: event.type,
-                        HEADER_LOG_POSITION: str(event.position),
-                    },
-                    commit_key=event.case_id,
-                )
-            )
-        return messages
+        super().__init__(store, names, source=NOTIFICATION_EVENT_SOURCE, type_prefix=TYPE_PREFIX)

@@ -1,16 +1,41 @@
-"""The CloudEvent of an event a service stored with the hash-chained state layout.
+"""Stored events as the relay's outbox messages: one CloudEvent envelope, one set of headers.
 
-The meetings and notifications stores keep each event as a state document
-(``event_id``, ``recorded_at``, actor, correlation, ``prev_hash``, ``data``, ``hash``), as
-the case store does; this is the envelope both publish it in (the case events').
+The case, meetings and notifications stores keep each event as a state document
+(``event_id``, ``recorded_at``, actor, correlation, ``prev_hash``, ``data``, ``hash``);
+:func:`published_event` is the envelope all three publish it in (the case events'), and
+:class:`CloudEventLog` the relay's ``EventLog`` over such a store. :func:`outbox_message`
+is the one place the headers of a published message are written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
+import orjson
+
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import OutboxMessage
+from services.shared.eventstore import EventStoreUrl
 from vss_contracts.envelope import dataschema_for
+from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_LOG_POSITION, HEADER_MSG_ID
+
+_Row = TypeVar("_Row")
+_Stored = TypeVar("_Stored", bound="StoredEvent")
+_Stored_co = TypeVar("_Stored_co", bound="StoredEvent", covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedEvent:
+    """A stored event as the relay publishes it: its CloudEvent's JSON and what addresses it."""
+
+    position: int
+    event_id: str
+    case_id: str
+    type_name: str
+    body: bytes
 
 
 def wire_time(recorded_at: str) -> str | datetime:
@@ -46,3 +71,131 @@ def cloud_event_body(
         "prevhash": state["prev_hash"],
         "eventhash": state["hash"],
     }
+
+
+def published_event(
+    *,
+    source: str,
+    type_name: str,
+    case_id: str,
+    version: int,
+    position: int,
+    state: dict[str, Any],
+    extensions: Mapping[str, object] | None = None,
+) -> PublishedEvent:
+    """A stored event's CloudEvent JSON; ``extensions`` go last, after the envelope's attributes."""
+    body = cloud_event_body(
+        source=source, type_name=type_name, case_id=case_id, version=version, position=position, state=state
+    )
+    if extensions:
+        body.update(extensions)
+    return PublishedEvent(
+        position, state["event_id"], case_id, type_name, orjson.dumps(body, option=orjson.OPT_UTC_Z)
+    )
+
+
+def outbox_message(
+    *, position: int, event_id: str, subject: str, body: bytes, type_name: str, commit_key: str
+) -> OutboxMessage:
+    """The message the relay publishes, with the headers NATS and the subscribers read."""
+    return OutboxMessage(
+        position=position,
+        event_id=event_id,
+        subject=subject,
+        body=body,
+        headers={
+            HEADER_MSG_ID: event_id,
+            HEADER_EVENT_TYPE: type_name,
+            HEADER_LOG_POSITION: str(position),
+        },
+        commit_key=commit_key,
+    )
+
+
+class CloudEventLog(Generic[_Row]):
+    """The relay's ``EventLog`` over a store of case-keyed events: a subclass says how to read
+    its log (:meth:`fetch`) and how one row is published (:meth:`published`); each event goes
+    to ``<prefix>.<case id>.<event name>``, the events of one case in one commit together.
+    """
+
+    def __init__(self, names: BusNames, *, type_prefix: str, local: bool) -> None:
+        self.names = names
+        self.local = local  # the relay's EventLog.local: a fetch is a local file read
+        self._type_prefix = type_prefix
+        self._event_names: dict[str, str] = {}  # type name -> the subject's last token
+
+    def event_name(self, type_name: str) -> str:
+        """``se.vss.case.SipDecided.v1`` -> ``SipDecided`` (the subject's last token)."""
+        return type_name.removeprefix(self._type_prefix).rsplit(".", 1)[0]
+
+    def fetch(self, after: int, limit: int) -> Sequence[_Row]:
+        raise NotImplementedError
+
+    def published(self, row: _Row) -> PublishedEvent:
+        raise NotImplementedError
+
+    def render(self, rows: Sequence[_Row]) -> Sequence[OutboxMessage]:
+        published, subject, names = self.published, self.names.subject, self._event_names
+        messages = []
+        for row in rows:
+            event = published(row)
+            type_name = event.type_name
+            name = names.get(type_name) or names.setdefault(type_name, self.event_name(type_name))
+            messages.append(
+                outbox_message(
+                    position=event.position,
+                    event_id=event.event_id,
+                    subject=subject(event.case_id, name),
+                    body=event.body,
+                    type_name=type_name,
+                    commit_key=event.case_id,
+                )
+            )
+        return messages
+
+
+class StoredEvent(Protocol):
+    """A row of a service's own log kept in the state layout (the meetings and notifications stores)."""
+
+    @property
+    def position(self) -> int: ...
+    @property
+    def case_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def state(self) -> dict[str, Any]: ...
+
+
+class StoredEventStore(Protocol[_Stored_co]):
+    @property
+    def url(self) -> EventStoreUrl: ...
+
+    def read_log(self, after: int, limit: int) -> Sequence[_Stored_co]: ...
+
+
+class StoredEventLog(CloudEventLog[_Stored]):
+    """The relay's ``EventLog`` over a service's own log of :class:`StoredEvent` rows,
+    published as CloudEvents from ``source``."""
+
+    def __init__(
+        self, store: StoredEventStore[_Stored], names: BusNames, *, source: str, type_prefix: str
+    ) -> None:
+        super().__init__(names, type_prefix=type_prefix, local=not store.url.is_postgres)
+        self.store = store
+        self.source = source
+
+    def fetch(self, after: int, limit: int) -> Sequence[_Stored]:
+        return self.store.read_log(after, limit)
+
+    def published(self, row: _Stored) -> PublishedEvent:
+        return published_event(
+            source=self.source,
+            type_name=row.type,
+            case_id=row.case_id,
+            version=row.version,
+            position=row.position,
+            state=row.state,
+        )

@@ -20,15 +20,14 @@ from nats.js.errors import NotFoundError
 
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
+from services.shared.bus.outbox import outbox_message
 from services.shared.bus.relay import OutboxMessage
 from services.shared.bus.streams import case_stream_config, connect, declare_if_missing
 from services.sharing.application.service import IncomingEvent, SharingService
 from services.sharing.infrastructure.store import LoggedShare, SharingStore
 from vss_contracts.registry import upcast
 from vss_contracts.subjects import (
-    HEADER_EVENT_TYPE,
     HEADER_LOG_POSITION,
-    HEADER_MSG_ID,
     SHARE_STREAM,
     SHARE_SUBJECT_PREFIX,
     share_subject,
@@ -141,16 +140,12 @@ class ShareLog:
     def render(self, rows: Sequence[LoggedShare]) -> Sequence[OutboxMessage]:
         prefix = self.names.subject_prefix
         return [
-            OutboxMessage(
+            outbox_message(
                 position=row.position,
                 event_id=row.message_id,
                 subject=share_subject(row.organisation, row.case_id, row.name, prefix=prefix),
                 body=row.body,
-                headers={
-                    HEADER_MSG_ID: row.message_id,
-                    HEADER_EVENT_TYPE: row.type,
-                    HEADER_LOG_POSITION: str(row.position),
-                },
+                type_name=row.type,
                 # One key for all: each page of the outbox goes out as few atomic batches as the
                 # relay allows (up to 1000 messages). A key per case made one small batch per case
                 # event, and the server's per-batch cost held the relay to ~900 messages/s live

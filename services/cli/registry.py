@@ -1,0 +1,170 @@
+"""The services `vss up` starts, `vss migrate` prepares and `vss status` reports, in start order.
+
+One entry per process: what to run, where it answers, how to tell it is ready, which
+store it owns (and how its tables are created) and which streams it consumes. A new
+service is one entry here; the commands loop over :data:`SERVICES`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from services.case.infrastructure.store import MigrationReport, StoreConfig
+from services.case.infrastructure.store import migrate as migrate_case
+from services.case.settings import CaseSettings
+from services.meetings.infrastructure.store import migrate as migrate_meetings
+from services.meetings.settings import MeetingsSettings
+from services.notifications.infrastructure.store import migrate as migrate_notifications
+from services.notifications.settings import NotificationsSettings
+from services.projections.infrastructure.database import ReadModelLocation
+from services.projections.settings import ProjectionsSettings
+from services.shared.bus.authorization import InternalRole
+from services.shared.bus.lease import current_holder
+from services.shared.bus.relay import lease_bucket
+from services.shared.settings import BusSettings
+from services.sharing.infrastructure.store import migrate as migrate_sharing
+from services.sharing.settings import SharingSettings
+from vss_contracts.meeting_events import MEETING_STREAM
+from vss_contracts.notification_events import NOTIFICATION_STREAM
+from vss_contracts.subjects import CASE_STREAM
+
+
+@dataclass(frozen=True)
+class Store:
+    """A service's own store: `vss migrate` and `vss up` create its tables (safe to repeat)."""
+
+    url: Callable[[], str]
+    migrate: Callable[[str], MigrationReport | None]  # the case store's also signs unsigned heads
+
+
+@dataclass(frozen=True)
+class RegisteredService:
+    name: str  # in `vss up` and `vss status`, and its log file's name
+    module: tuple[str, ...]  # python -m <module> [args]
+    role: InternalRole  # its NATS user on the embedded server
+    consumes: tuple[str, ...] = ()  # the contracts' streams its durable consumers read
+    api: Callable[[], str] | None = None  # the base URL of its HTTP API (/health, /docs)
+    port_variable: str | None = None  # what moves the API's port (named when it does not start)
+    location: Callable[[], str] | None = None  # what a part without an API shows; None: the bus
+    holds_lease: Callable[[], bool] | None = None  # ready (and healthy) once it holds its stream's lease
+    readiness: Callable[[], Callable[[], bool]] | None = None  # `vss up` waits for this check too
+    store: Store | None = None
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", *self.module]
+
+
+def relay_holds_lease(bus: BusSettings) -> bool:
+    """The relay is ready once it holds the stream's lease (it then publishes)."""
+    names = bus.bus_names()
+    holder = current_holder(bus.nats(), bucket=lease_bucket(names), key="leader", auth=bus.nats_auth())
+    return asyncio.run(holder) is not None
+
+
+def sharing_holds_lease(sharing: SharingSettings) -> bool:
+    """The sharing service is ready once its relay holds VSS_SHARE's lease (it then publishes)."""
+    names = sharing.share_names()
+    holder = current_holder(
+        sharing.nats(), bucket=lease_bucket(names), key="leader", auth=sharing.nats_auth()
+    )
+    return asyncio.run(holder) is not None
+
+
+def _case_api() -> str:
+    settings = CaseSettings()
+    return f"http://{settings.case_host}:{settings.case_port}"
+
+
+def _query_api() -> str:
+    settings = ProjectionsSettings()
+    return f"http://{settings.query_host}:{settings.query_port}"
+
+
+def _meetings_api() -> str:
+    settings = MeetingsSettings()
+    return f"http://{settings.meetings_host}:{settings.meetings_port}"
+
+
+def _notifications_api() -> str:
+    settings = NotificationsSettings()
+    return f"http://{settings.notifications_host}:{settings.notifications_port}"
+
+
+def _read_models() -> str:
+    return ProjectionsSettings().read_models().split("@")[-1]
+
+
+def _serving_generation() -> Callable[[], bool]:
+    """The projector is ready once the read models have a serving generation."""
+    location = ReadModelLocation(ProjectionsSettings().read_models())
+    return lambda: location.current() is not None
+
+
+def _migrate_case(url: str) -> MigrationReport:
+    return migrate_case(StoreConfig(url), CaseSettings().commit_signer())
+
+
+SERVICES: tuple[RegisteredService, ...] = (
+    RegisteredService(
+        "case",
+        ("services.case.main",),
+        InternalRole.CASE,
+        api=_case_api,
+        port_variable="VSS_CASE_PORT",
+        store=Store(lambda: CaseSettings().store_url(), _migrate_case),
+    ),
+    RegisteredService(
+        "relay",
+        ("services.case.relay_main",),
+        InternalRole.CASE,
+        holds_lease=lambda: relay_holds_lease(BusSettings()),
+    ),
+    RegisteredService(
+        "projector",
+        ("services.projections.main", "projector"),
+        InternalRole.PROJECTIONS,
+        consumes=(CASE_STREAM, NOTIFICATION_STREAM),
+        location=_read_models,
+        readiness=_serving_generation,
+    ),
+    RegisteredService(
+        "query",
+        ("services.projections.main", "api"),
+        InternalRole.PROJECTIONS,
+        api=_query_api,
+        port_variable="VSS_QUERY_PORT",
+    ),
+    RegisteredService(
+        "meetings",
+        ("services.meetings.main",),
+        InternalRole.MEETINGS,
+        consumes=(CASE_STREAM,),
+        api=_meetings_api,
+        port_variable="VSS_MEETINGS_PORT",
+        store=Store(lambda: MeetingsSettings().store_url(), migrate_meetings),
+    ),
+    RegisteredService(
+        "notifications",
+        ("services.notifications.main",),
+        InternalRole.NOTIFICATIONS,
+        consumes=(CASE_STREAM, MEETING_STREAM),
+        api=_notifications_api,
+        port_variable="VSS_NOTIFICATIONS_PORT",
+        store=Store(lambda: NotificationsSettings().store_url(), migrate_notifications),
+    ),
+    RegisteredService(
+        "sharing",
+        ("services.sharing.main",),
+        InternalRole.SHARING,
+        consumes=(CASE_STREAM,),
+        holds_lease=lambda: sharing_holds_lease(SharingSettings()),
+        store=Store(lambda: SharingSettings().store_url(), migrate_sharing),
+    ),
+)
+
+
+def service(name: str) -> RegisteredService:
+    return next(entry for entry in SERVICES if entry.name == name)
