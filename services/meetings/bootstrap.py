@@ -17,7 +17,7 @@ from services.meetings.infrastructure.store import CONSUMER, MeetingStore
 from services.meetings.settings import MeetingsSettings
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
-from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
+from services.shared.bus.consumer import DurableConsumer, consumer_of
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.clock import SystemClock
@@ -99,13 +99,7 @@ def bootstrap_meetings(
     store = MeetingStore(settings.store_url())
     service = MeetingsService(store, settings.rules(), WorkingDays(), clock or SystemClock())
     meeting_names = meeting_names or settings.meeting_names()
-    consumer = DurableConsumer(
-        settings.nats(),
-        CaseEventHandler(service),
-        ConsumerSettings(
-            durable=CONSUMER, names=case_names or settings.bus_names(), replicas=settings.nats_replicas
-        ),
-    )
+    consumer = consumer_of(settings, CaseEventHandler(service), CONSUMER, case_names)
     relay = Relay(
         MeetingEventLog(store, meeting_names),
         settings.nats(),

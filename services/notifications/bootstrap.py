@@ -25,7 +25,7 @@ from services.notifications.infrastructure.templates import Templates
 from services.notifications.settings import NotificationsSettings
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
-from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
+from services.shared.bus.consumer import DurableConsumer, consumer_of
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.clock import SystemClock
@@ -150,20 +150,13 @@ def bootstrap_notifications(
     meeting_names = meeting_names or settings.meeting_names()
     case_first = CaseStreamFirst(store, CASE_CONSUMER, settings.nats(), case_names.stream)
     consumers = [
-        DurableConsumer(
-            settings.nats(),
-            EventHandler(service, store, CASE_CONSUMER),
-            ConsumerSettings(durable=CASE_CONSUMER, names=case_names, replicas=settings.nats_replicas),
-        ),
-        DurableConsumer(
-            settings.nats(),
+        consumer_of(settings, EventHandler(service, store, CASE_CONSUMER), CASE_CONSUMER, case_names),
+        consumer_of(
+            settings,
             EventHandler(service, store, MEETINGS_CONSUMER, before_apply=case_first.wait),
-            ConsumerSettings(
-                durable=MEETINGS_CONSUMER,
-                names=meeting_names,
-                replicas=settings.nats_replicas,
-                decode_data=_meeting_data,
-            ),
+            MEETINGS_CONSUMER,
+            meeting_names,
+            decode_data=_meeting_data,
         ),
     ]
     names = notification_names or settings.notification_names()

@@ -24,7 +24,7 @@ from services.projections.settings import ProjectionsSettings
 from services.shared import geography
 from services.shared.access_log import AccessLogPublisher, AccessLogStore
 from services.shared.auth import TokenService
-from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
+from services.shared.bus.consumer import DurableConsumer, consumer_of
 from services.shared.bus.names import BusNames
 from services.shared.settings import AuthSettings
 from vss_contracts.envelope import CloudEvent
@@ -105,23 +105,14 @@ def bootstrap_projector(
     """
     settings = settings or ProjectionsSettings()
     projection = LiveProjection(ReadModelLocation(settings.read_models()))
-    consumer = DurableConsumer(
-        settings.nats(),
-        projection,
-        ConsumerSettings(
-            durable=CONSUMER, names=names or settings.bus_names(), replicas=settings.nats_replicas
-        ),
-    )
+    consumer = consumer_of(settings, projection, CONSUMER, names)
     deliveries = LiveDeliveries(ReadModelLocation(settings.read_models()))  # its own pointer connection
-    deliveries_consumer = DurableConsumer(
-        settings.nats(),
+    deliveries_consumer = consumer_of(
+        settings,
         deliveries,
-        ConsumerSettings(
-            durable=DELIVERIES_CONSUMER,
-            names=notification_names or settings.notification_names(),
-            replicas=settings.nats_replicas,
-            decode_data=notification_data,
-        ),
+        DELIVERIES_CONSUMER,
+        notification_names or settings.notification_names(),
+        decode_data=notification_data,
     )
     return ProjectorParts(settings, projection, consumer, deliveries, deliveries_consumer)
 

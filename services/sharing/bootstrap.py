@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 
-from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
+from services.shared.bus.consumer import DurableConsumer, consumer_of
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.serve import run_tasks
@@ -53,13 +53,7 @@ def bootstrap_sharing(
     store = SharingStore(settings.store_url())
     service = SharingService(store)
     share_names = share_names or settings.share_names()
-    consumer = DurableConsumer(
-        settings.nats(),
-        CaseEventHandler(service),
-        ConsumerSettings(
-            durable=CONSUMER, names=case_names or settings.bus_names(), replicas=settings.nats_replicas
-        ),
-    )
+    consumer = consumer_of(settings, CaseEventHandler(service), CONSUMER, case_names)
     relay = Relay(
         ShareLog(store, share_names),
         settings.nats(),

@@ -50,6 +50,7 @@ from services.shared.bus.streams import (
     declare_if_missing,
     wait_for_stream,
 )
+from services.shared.settings import BusSettings
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.registry import UnknownEventType
 from vss_contracts.subjects import (
@@ -139,6 +140,23 @@ class ConsumerSettings:
     backoff: tuple[float, ...] = (0.05, 0.2, 1.0, 2.0, 5.0)
     ack_wait: float = 30.0
     replicas: int = 1
+
+
+def consumer_of(
+    bus: BusSettings,
+    handler: Handler,
+    durable: str,
+    names: BusNames | None = None,
+    decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data,
+) -> DurableConsumer:
+    """A service's durable consumer as its bus settings say (the case stream unless ``names``)."""
+    settings = ConsumerSettings(
+        durable=durable,
+        names=names or bus.bus_names(),
+        replicas=bus.nats_replicas,
+        decode_data=decode_data,
+    )
+    return DurableConsumer(bus.nats(), handler, settings)
 
 
 @dataclass(frozen=True, slots=True)
