@@ -85,6 +85,8 @@ class SqlStore(Generic[TxT]):
         self._tx = tx
         self.lock = threading.RLock()  # one writer at a time in this process
         self._local = threading.local()
+        self._opened: list[Any] = []  # every thread's connection, for close()
+        self._opened_lock = threading.Lock()
 
     # ------------------------------------------------------------------------ connection
     def _conn(self) -> Any:
@@ -100,6 +102,9 @@ class SqlStore(Generic[TxT]):
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA busy_timeout=10000")
             self._local.conn = conn
+            with self._opened_lock:  # a connection the server ended is dropped from the list here
+                self._opened = [c for c in self._opened if not getattr(c, "closed", False)]
+                self._opened.append(conn)
         return conn
 
     @contextlib.contextmanager
@@ -136,10 +141,12 @@ class SqlStore(Generic[TxT]):
         return SqlTx(conn.cursor(), False).tuples(sql, params)
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close every thread's connection (worker threads' too: they are not reused after)."""
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
             conn.close()
-            self._local.conn = None
+        self._local = threading.local()
 
     # ---------------------------------------------------------------------------- schema
     @property
