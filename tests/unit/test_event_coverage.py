@@ -33,7 +33,9 @@ def _tables() -> dict[str, EventHandlers[Any]]:
         module = importlib.import_module(module_info.name)
         for value in vars(module).values():
             if isinstance(value, EventHandlers):
-                tables.setdefault(value.consumer, value)
+                known = tables.setdefault(value.consumer, value)
+                if known is not value:  # a second table under one name would never be checked
+                    raise AssertionError(f"two tables named {value.consumer!r}")
     return tables
 
 

@@ -128,7 +128,10 @@ def test_the_journal_pages_the_cases_events_in_version_order() -> None:
     assert world.log.outcomes() == [("journal", CASE, "granted")]
 
 
-def test_the_case_list_shows_only_visible_cases_and_records_each() -> None:
+def test_the_case_list_asks_for_the_readers_cases_and_records_each_one_listed() -> None:
+    """Which cases an organisation may see is the read models' query (SQL over the grants,
+    tests/projections/test_query_api.py); here: the reader is passed on and each case listed
+    is recorded in the access log."""
     world = World()
     world.project(*specs.WORKING)
     world.project(specs.assign(specs.SARA), case_id=OTHER_CASE)  # the region's alone

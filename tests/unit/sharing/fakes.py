@@ -66,6 +66,8 @@ class InMemorySharingStore:
     def __init__(self) -> None:
         self.tables = _Tables()
         self.fail_next_enqueue = False  # the next transaction fails as it writes the outbox
+        self.fail_at_enqueue = 1  # ... at this call of enqueue in it (1: the first)
+        self.enqueues = 0  # calls of enqueue in transactions that were to fail
 
     @contextmanager
     def transaction(self) -> Iterator[InMemoryShareTx]:
@@ -103,5 +105,9 @@ class _FailingTx(InMemoryShareTx):
         self.store = store
 
     def enqueue(self, messages: Sequence[ShareMessage]) -> None:
+        self.store.enqueues += 1
+        if self.store.enqueues < self.store.fail_at_enqueue:
+            super().enqueue(messages)
+            return
         self.store.fail_next_enqueue = False
         raise StoreFailed("the database went away")

@@ -116,10 +116,15 @@ def test_a_consent_past_its_end_ends_sharing_at_the_cases_next_event() -> None:
 
 
 def test_events_applied_together_are_one_transaction_and_a_failure_leaves_nothing() -> None:
+    events = incoming(*specs.COORDINATED)
+    probe = InMemorySharingStore()  # how many times the batch writes the outbox
+    probe.fail_next_enqueue, probe.fail_at_enqueue = True, 10**6
+    SharingService(probe).apply_many(events)
+    assert probe.enqueues >= 2  # earlier writes exist for the failure to undo
+    assert probe.outbox()
     store = InMemorySharingStore()
     service = SharingService(store)
-    events = incoming(*specs.COORDINATED)
-    store.fail_next_enqueue = True
+    store.fail_next_enqueue, store.fail_at_enqueue = True, probe.enqueues  # fails at the last write
     with pytest.raises(StoreFailed):
         service.apply_many(events)
     assert (store.outbox(), store.tables.kept, service.applied_through()) == ([], {}, 0)
