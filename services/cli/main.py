@@ -587,6 +587,10 @@ def _use_operator_credentials(bus: BusSettings, data_dir: Path) -> None:
         os.environ["VSS_NATS_NKEY_SEED_FILE"] = str(seed)
 
 
+# Without these nothing works: `vss up` stops if one does not start (later deaths are restarted).
+CORE_PARTS = ("nats", "case")
+
+
 def _parts(
     settings: CaseSettings,
     bus: BusSettings,
@@ -692,14 +696,17 @@ def up() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
+        ports = {entry.name: entry.port_variable for entry in SERVICES if entry.port_variable}
         for part in parts:
             part.start(env)
             if not part.wait_healthy(lambda: stopping):
                 if stopping:
                     return
-                ports = {entry.name: entry.port_variable for entry in SERVICES if entry.port_variable}
                 hint = f" (is the port free? {ports[part.name]} sets it)" if part.name in ports else ""
-                raise _fail(f"{part.name} did not start on {part.url}{hint}; see {part.log_file}")
+                if part.name in CORE_PARTS:
+                    raise _fail(f"{part.name} did not start on {part.url}{hint}; see {part.log_file}")
+                # The rest is supervised like a part that died later: retried, then failing.
+                err.print(f"vss: {part.name} did not start on {part.url}{hint}; see {part.log_file}")
         base = next(part.url for part in parts if part.name == "case")
         query = next(part.url for part in parts if part.name == "query")
         meetings_api = next(part.url for part in parts if part.name == "meetings")
@@ -725,7 +732,7 @@ def up() -> None:
             "data_dir": str(settings.data_dir.resolve()),
             "parts": [part.describe() for part in parts],
         }
-        (settings.data_dir / "up.json").write_text(json.dumps(state, indent=2))
+        write_private(settings.data_dir / "up.json", json.dumps(state, indent=2).encode())
         out.print(
             "[bold]VSS is up[/bold] (each API's docs at its /docs)\n"
             f"  case API           {base}\n"
@@ -750,10 +757,11 @@ def up() -> None:
         )
         out.print("Ctrl-C stops everything.")
         while not stopping:
-            dead = [part for part in parts if not part.running()]
-            if dead:
-                code = dead[0].process.returncode if dead[0].process else None
-                raise _fail(f"{dead[0].name} stopped (exit {code}); see {dead[0].log_file}")
+            now = time.monotonic()
+            changed = [part.supervise(env, now, lambda line: err.print(f"vss: {line}")) for part in parts]
+            if any(changed):  # what `vss status` reads: restarts, last exit, failing
+                state["parts"] = [part.describe() for part in parts]
+                write_private(settings.data_dir / "up.json", json.dumps(state, indent=2).encode())
             time.sleep(0.3)
     except KeyboardInterrupt:
         pass
@@ -776,6 +784,10 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
     except (OSError, ValueError):
         state = {}
     pids = {part["name"]: part.get("pid") for part in state.get("parts", [])}
+    supervised = {  # what `vss up` saw of each part: restarts, the last exit code, failing
+        part["name"]: {key: part.get(key, default) for key, default in _SUPERVISION.items()}
+        for part in state.get("parts", [])
+    }
     nats_url = state.get("nats_url", bus.nats())
     nats_part: dict[str, Any] = {
         "name": "nats",
@@ -787,6 +799,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         nats_part.update(monitor=monitor, healthy=http_ok(f"{monitor}/healthz?js-enabled-only=true"))
     else:
         nats_part["healthy"] = _tcp_ok(nats_url)
+    nats_part.update(supervised.get("nats", {}))
     parts: list[dict[str, Any]] = [nats_part]
     projections = ProjectionsSettings()
     shown = {  # what a part reports beside its URL
@@ -817,6 +830,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
                 and pid_alive(int(pid))
                 and (entry.holds_lease is None or entry.holds_lease()),
             }
+        part.update(supervised.get(entry.name, {}))
+        if part.get("failing"):
+            part["healthy"] = False
         parts.append(part)
     report: dict[str, Any] = {
         "parts": parts,
@@ -830,8 +846,10 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         print(json.dumps(report, indent=2))
     else:
         for part in parts:
-            mark = "up" if part["healthy"] else "DOWN"
-            out.print(f"{part['name']:<14} {mark:<5} {part['url']}")
+            mark = "FAIL" if part.get("failing") else "up" if part["healthy"] else "DOWN"
+            restarts = part.get("restarts") or 0
+            history = f"  (restarted {restarts}×, last exit {part.get('last_exit')})" if restarts else ""
+            out.print(f"{part['name']:<14} {mark:<5} {part['url']}{history}")
         orgs = report["organisations"]
         if orgs is not None:
             waiting = ", ".join(
@@ -844,6 +862,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         out.print(f"{'data':<20} {report['data_dir']}")
     if not healthy:
         raise typer.Exit(1)
+
+
+_SUPERVISION: dict[str, Any] = {"restarts": 0, "last_exit": None, "failing": False}
 
 
 def _health(api: str) -> tuple[bool, Any]:
