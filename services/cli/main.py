@@ -46,7 +46,7 @@ from services.case.infrastructure.store import (
     StoreUrlInvalid,
 )
 from services.case.settings import CaseSettings
-from services.cli.registry import SERVICES
+from services.cli.registry import SERVICES, consumer_lags
 from services.cli.supervisor import Part, http_ok, pid_alive
 from services.notifications.settings import LinkKeyNotRotatable, NotificationsSettings
 from services.projections.infrastructure.database import NoReadModels, ReadModelLocation, ReadModelUrlInvalid
@@ -831,6 +831,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
                 and (entry.holds_lease is None or entry.holds_lease()),
             }
         part.update(supervised.get(entry.name, {}))
+        if entry.consumers:  # per durable consumer: messages not yet applied
+            part["lag"] = consumer_lags(bus, entry.consumers)
         if part.get("failing"):
             part["healthy"] = False
         parts.append(part)
@@ -849,7 +851,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
             mark = "FAIL" if part.get("failing") else "up" if part["healthy"] else "DOWN"
             restarts = part.get("restarts") or 0
             history = f"  (restarted {restarts}×, last exit {part.get('last_exit')})" if restarts else ""
-            out.print(f"{part['name']:<14} {mark:<5} {part['url']}{history}")
+            lags = ", ".join(f"{d} {'?' if n is None else n}" for d, n in (part.get("lag") or {}).items())
+            lag = f"  lag {lags}" if lags else ""
+            out.print(f"{part['name']:<14} {mark:<5} {part['url']}{lag}{history}")
         orgs = report["organisations"]
         if orgs is not None:
             waiting = ", ".join(

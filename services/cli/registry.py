@@ -1,13 +1,14 @@
 """The services `vss up` starts, `vss migrate` prepares and `vss status` reports, in start order.
 
 One entry per process: what to run, where it answers, how to tell it is ready, which
-store it owns (and how its tables are created) and which streams it consumes. A new
+store it owns (and how its tables are created) and which durable consumers it runs. A new
 service is one entry here; the commands loop over :data:`SERVICES`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,16 +16,22 @@ from dataclasses import dataclass
 from services.case.infrastructure.store import MigrationReport, StoreConfig
 from services.case.infrastructure.store import migrate as migrate_case
 from services.case.settings import CaseSettings
+from services.meetings.infrastructure.store import CONSUMER as MEETINGS
 from services.meetings.infrastructure.store import migrate as migrate_meetings
 from services.meetings.settings import MeetingsSettings
+from services.notifications.application.service import CASE_CONSUMER as NOTIFICATIONS_CASE
+from services.notifications.application.service import MEETINGS_CONSUMER as NOTIFICATIONS_MEETINGS
 from services.notifications.infrastructure.store import migrate as migrate_notifications
 from services.notifications.settings import NotificationsSettings
+from services.projections.application.deliveries import DELIVERIES_CONSUMER as PROJECTIONS_DELIVERIES
 from services.projections.infrastructure.database import ReadModelLocation
+from services.projections.infrastructure.readmodels import CONSUMER as PROJECTIONS
 from services.projections.settings import ProjectionsSettings
 from services.shared.bus.authorization import InternalRole
 from services.shared.bus.lease import current_holder
 from services.shared.bus.relay import lease_bucket
 from services.shared.settings import BusSettings
+from services.sharing.application.service import CONSUMER as SHARING
 from services.sharing.infrastructure.store import migrate as migrate_sharing
 from services.sharing.settings import SharingSettings
 from vss_contracts.meeting_events import MEETING_STREAM
@@ -45,7 +52,7 @@ class RegisteredService:
     name: str  # in `vss up` and `vss status`, and its log file's name
     module: tuple[str, ...]  # python -m <module> [args]
     role: InternalRole  # its NATS user on the embedded server
-    consumes: tuple[str, ...] = ()  # the contracts' streams its durable consumers read
+    consumers: tuple[tuple[str, str], ...] = ()  # (stream, durable) of each of its durable consumers
     api: Callable[[], str] | None = None  # the base URL of its HTTP API (/health, /docs)
     port_variable: str | None = None  # what moves the API's port (named when it does not start)
     location: Callable[[], str] | None = None  # what a part without an API shows; None: the bus
@@ -62,6 +69,34 @@ def relay_holds_lease(bus: BusSettings) -> bool:
     names = bus.bus_names()
     holder = current_holder(bus.nats(), bucket=lease_bucket(names), key="leader", auth=bus.nats_auth())
     return asyncio.run(holder) is not None
+
+
+def consumer_lags(bus: BusSettings, consumers: tuple[tuple[str, str], ...]) -> dict[str, int | None]:
+    """Per durable: messages of its stream not yet applied (pending + unacknowledged); None
+    where the server or the consumer cannot be asked."""
+    return asyncio.run(_consumer_lags(bus, consumers))
+
+
+async def _consumer_lags(bus: BusSettings, consumers: tuple[tuple[str, str], ...]) -> dict[str, int | None]:
+    import nats  # noqa: PLC0415 - a one-off connection of the CLI's
+
+    lags: dict[str, int | None] = dict.fromkeys((durable for _, durable in consumers), None)
+    try:
+        nc = await nats.connect(
+            bus.nats(), connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False,
+            **bus.nats_auth().options(),
+        )  # fmt: skip
+    except Exception:
+        return lags
+    try:
+        js = nc.jetstream()
+        for stream, durable in consumers:
+            with contextlib.suppress(Exception):  # a consumer not created yet: unknown
+                info = await js.consumer_info(stream, durable)
+                lags[durable] = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+    finally:
+        await nc.close()
+    return lags
 
 
 def sharing_holds_lease(sharing: SharingSettings) -> bool:
@@ -126,7 +161,7 @@ SERVICES: tuple[RegisteredService, ...] = (
         "projector",
         ("services.projections.main", "projector"),
         InternalRole.PROJECTIONS,
-        consumes=(CASE_STREAM, NOTIFICATION_STREAM),
+        consumers=((CASE_STREAM, PROJECTIONS), (NOTIFICATION_STREAM, PROJECTIONS_DELIVERIES)),
         location=_read_models,
         readiness=_serving_generation,
     ),
@@ -141,7 +176,7 @@ SERVICES: tuple[RegisteredService, ...] = (
         "meetings",
         ("services.meetings.main",),
         InternalRole.MEETINGS,
-        consumes=(CASE_STREAM,),
+        consumers=((CASE_STREAM, MEETINGS),),
         api=_meetings_api,
         port_variable="VSS_MEETINGS_PORT",
         store=Store(lambda: MeetingsSettings().store_url(), migrate_meetings),
@@ -150,7 +185,7 @@ SERVICES: tuple[RegisteredService, ...] = (
         "notifications",
         ("services.notifications.main",),
         InternalRole.NOTIFICATIONS,
-        consumes=(CASE_STREAM, MEETING_STREAM),
+        consumers=((CASE_STREAM, NOTIFICATIONS_CASE), (MEETING_STREAM, NOTIFICATIONS_MEETINGS)),
         api=_notifications_api,
         port_variable="VSS_NOTIFICATIONS_PORT",
         store=Store(lambda: NotificationsSettings().store_url(), migrate_notifications),
@@ -159,7 +194,7 @@ SERVICES: tuple[RegisteredService, ...] = (
         "sharing",
         ("services.sharing.main",),
         InternalRole.SHARING,
-        consumes=(CASE_STREAM,),
+        consumers=((CASE_STREAM, SHARING),),
         holds_lease=lambda: sharing_holds_lease(SharingSettings()),
         store=Store(lambda: SharingSettings().store_url(), migrate_sharing),
     ),

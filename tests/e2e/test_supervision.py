@@ -115,6 +115,18 @@ def test_each_part_killed_comes_back_while_the_case_api_keeps_taking_commands(tm
                 break
             time.sleep(0.5)
         assert sorted(m.event.subject for m in streamed) == sorted(writer.accepted)
+        # Every durable consumer caught up with it: status shows each one's lag, down to 0.
+        deadline = time.monotonic() + 60
+        while True:
+            parts = _status(env)[1]
+            lags = {durable: lag for part in parts.values() for durable, lag in part.get("lag", {}).items()}
+            if all(lag == 0 for lag in lags.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert lags == dict.fromkeys(
+            ["projections", "projections-notifications", "meetings", "notifications-case",
+             "notifications-meetings", "sharing"], 0,
+        )  # fmt: skip
 
 
 def test_a_part_that_cannot_start_is_reported_failing_and_the_rest_runs(tmp_path: Path) -> None:
