@@ -15,7 +15,9 @@ durable of its own, rounds interleaved, best of ``--rounds``:
   manual acks, the handler in a worker thread), with the Prometheus middleware on;
 - **DurableConsumer** (the nats-py base the services use today), with the same handler;
 - the kit and DurableConsumer again with a **batch handler** (``BatchHandler``: the events of
-  one pull in one transaction, each sequence recorded), as the sharing service's handler is.
+  one pull in one transaction, each sequence recorded), as the sharing service's handler is;
+- with ``--bare-kit``, the kit's per-event path again **without the Prometheus middleware**:
+  what is left of its distance to DurableConsumer is FastStream's own per-message path.
 
 The handler is an SQLite file (WAL, ``synchronous=NORMAL`` as the read models) that records
 each event and the stream sequence in one transaction (``services.shared.bus.checkpoint``), as
@@ -26,6 +28,7 @@ Usage::
 
     .venv/bin/python bench/consumer.py                 # 5,000 events, 3 rounds (~30 s)
     .venv/bin/python bench/consumer.py --n 20000 --rounds 2
+    .venv/bin/python bench/consumer.py --n 3000 --bare-kit
     .venv/bin/python bench/consumer.py --nats-url nats://127.0.0.1:4222
 """
 
@@ -60,6 +63,7 @@ from services.shared.bus.streams import case_stream_config
 FETCH = 100
 KIT = "kit FastStream subscriber + handler"
 KIT_BATCH = "kit FastStream subscriber + batch handler"
+KIT_BARE = "kit FastStream subscriber + handler, no middleware"
 
 
 class CheckpointTable:
@@ -188,11 +192,17 @@ async def raw_round(
 
 
 async def kit_round(
-    nats_url: str, names: BusNames, n: int, durable: str, table: CheckpointTable | None
+    nats_url: str,
+    names: BusNames,
+    n: int,
+    durable: str,
+    table: CheckpointTable | None,
+    *,
+    metrics: bool = True,
 ) -> float:
     assert table is not None
-    metrics = BusMetrics("bench")
-    broker = service_broker(nats_url, name="bench", middlewares=(metrics.middleware,), auth=NatsAuth())
+    middlewares = (BusMetrics("bench").middleware,) if metrics else ()
+    broker = service_broker(nats_url, name="bench", middlewares=middlewares, auth=NatsAuth())
     kit = FastStreamSubscriber(broker, table, ConsumerSettings(durable=durable, names=names))
     started = time.perf_counter()
     await kit.prepare()
@@ -222,7 +232,9 @@ async def durable_consumer_round(
 Round = Callable[[str, CheckpointTable | None], Awaitable[float]]
 
 
-async def bench(nats_url: str, store_url: str, tmp: Path, rounds: int) -> list[Figure]:
+async def bench(
+    nats_url: str, store_url: str, tmp: Path, rounds: int, bare_kit: bool = False
+) -> list[Figure]:
     names = BusNames.unique()
     n = await publish_stream(nats_url, names, store_url)
     contenders: list[tuple[str, type[CheckpointTable] | None, Round]] = [
@@ -241,6 +253,11 @@ async def bench(nats_url: str, store_url: str, tmp: Path, rounds: int) -> list[F
             "DurableConsumer + handler",
             CheckpointTable,
             lambda d, t: durable_consumer_round(nats_url, names, n, d, t),
+        ),
+        *(
+            [(KIT_BARE, CheckpointTable, lambda d, t: kit_round(nats_url, names, n, d, t, metrics=False))]
+            if bare_kit
+            else []
         ),
         (KIT_BATCH, BatchCheckpointTable, lambda d, t: kit_round(nats_url, names, n, d, t)),
         (
@@ -275,7 +292,10 @@ def report(figures: Sequence[Figure]) -> None:
     raw = by_name["raw nats-py fetch + ack"].rate
     raw_handler = by_name["raw nats-py fetch + handler + ack"].rate
     print()
-    for name, base in ((KIT, "DurableConsumer + handler"), (KIT_BATCH, "DurableConsumer + batch handler")):
+    kits = [(KIT, "DurableConsumer + handler"), (KIT_BATCH, "DurableConsumer + batch handler")]
+    if KIT_BARE in by_name:
+        kits.insert(1, (KIT_BARE, "DurableConsumer + handler"))
+    for name, base in kits:
         kit = by_name[name].rate
         verdict = "meets" if kit >= 0.8 * raw else "misses"
         print(f"{name}:")
@@ -292,6 +312,11 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=50, help="cases the events are spread over")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each contender (best is kept)")
     parser.add_argument("--nats-url", default=None, help="a NATS server to use (default: an embedded one)")
+    parser.add_argument(
+        "--bare-kit",
+        action="store_true",
+        help="also the kit's per-event path without its Prometheus middleware",
+    )
     args = parser.parse_args()
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s), {args.n:,} events, best of {args.rounds}"
@@ -306,7 +331,7 @@ def main() -> None:
         started = time.perf_counter()
         fill_store(store_url, args.n, args.cases)
         print(f"case store filled in {time.perf_counter() - started:.1f} s")
-        figures = asyncio.run(bench(server.url, store_url, tmp, args.rounds))
+        figures = asyncio.run(bench(server.url, store_url, tmp, args.rounds, args.bare_kit))
     report(figures)
     with contextlib.suppress(Exception):
         print(f"\nconsumer log: {tally.summary()}")

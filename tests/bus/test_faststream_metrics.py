@@ -16,6 +16,7 @@ from services.shared.bus.faststream_metrics import BusMetrics
 from services.shared.bus.faststream_subscriber import FastStreamSubscriber
 from services.shared.bus.names import BusNames
 from services.shared.bus.streams import case_stream_config, declare_if_missing
+from tests.bus.test_consumer import BatchTable
 from tests.support.bus import read_stream
 from tests.support.projection import EventTable
 
@@ -109,4 +110,38 @@ def test_metrics_count_handled_and_dead_lettered_messages_and_time_per_durable_n
     assert samples[("vss_consumer_lag", (("consumer", "projection"), ("stream", bus_names.stream)))] == 0
     handlers = {dict(key[1]).get("handler") for key in samples if key[0].startswith("faststream_received")}
     assert handlers == {handler}  # one series per durable, not one per case subject
+    table.close()
+
+
+def test_metrics_count_each_message_of_a_pull_applied_in_one_transaction(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    total = published(3)
+    table = BatchTable(tmp_path / "batched.sqlite", "batched")
+    settings = ConsumerSettings(durable="batched", names=bus_names, fetch_batch=20)
+    labels = (("app_name", "projections"), ("broker", "nats"), ("handler", f"{bus_names.stream}/batched"))
+    acked = ("faststream_received_processed_messages_total", tuple(sorted((*labels, ("status", "acked")))))
+
+    async def main() -> tuple[FastStreamSubscriber, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+        metrics = BusMetrics("projections")
+        broker = NatsBroker(nats_url, middlewares=(metrics.middleware,))
+        kit = FastStreamSubscriber(broker, table, settings)
+        await kit.prepare()
+        await broker.start()
+        samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for _ in range(1000):  # counted once the pull's handling has returned
+            samples = await scrape(metrics)
+            if samples.get(acked) == total:
+                break
+            await asyncio.sleep(0.02)
+        await broker.stop()
+        return kit, samples
+
+    kit, samples = asyncio.run(main())
+    assert kit.batched
+    assert kit.applied == total
+    assert samples[("faststream_received_messages_total", labels)] == total
+    assert samples[acked] == total
+    # One handling per pull: fewer observations than messages.
+    assert 0 < samples[("faststream_received_processed_messages_duration_seconds_count", labels)] < total
     table.close()

@@ -49,20 +49,29 @@ class LagSource(Protocol):
 
 
 class ConsumerMetricsProvider(NatsMetricsSettingsProvider):
-    """FastStream's NATS metrics, labelled by ``<stream>/<consumer>`` rather than the subject."""
+    """FastStream's NATS metrics, labelled by ``<stream>/<consumer>`` rather than the subject.
+
+    A pull handled as one message (the kit's batch mode) counts as its messages.
+    """
 
     def get_consume_attrs_from_message(self, msg: StreamMessage[Msg]) -> ConsumeAttrs:
-        raw = msg.raw_message
+        raw: Msg | list[Msg] = msg.raw_message
+        messages = raw if isinstance(raw, list) else [raw]
         try:
-            metadata = raw.metadata
+            metadata = messages[0].metadata
             destination = f"{metadata.stream}/{metadata.consumer}"
         except Exception:  # not a JetStream message (no ack reply to read it from)
             destination = "core"
-        return {"destination_name": destination, "message_size": len(msg.body), "messages_count": 1}
+        return {
+            "destination_name": destination,
+            "message_size": sum(len(m.data) for m in messages),
+            "messages_count": len(messages),
+        }
 
 
-def _provider(msg: Msg | None) -> ConsumerMetricsProvider | None:
-    return ConsumerMetricsProvider() if isinstance(msg, Msg) or msg is None else None
+def _provider(msg: Msg | list[Msg] | None) -> ConsumerMetricsProvider | None:
+    # None for what is not NATS messages (key-value and object store watches).
+    return ConsumerMetricsProvider() if isinstance(msg, Msg | list) or msg is None else None
 
 
 class BusMetrics:
