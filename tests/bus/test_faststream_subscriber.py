@@ -14,6 +14,7 @@ from faststream.nats import NatsBroker
 from nats.js.api import DeliverPolicy
 
 from services.case.domain.events import CaseEventData
+from services.shared.bus import faststream_subscriber as kit_module
 from services.shared.bus.consumer import ConsumerSettings, Delivery
 from services.shared.bus.faststream_subscriber import FastStreamSubscriber
 from services.shared.bus.names import BusNames
@@ -222,4 +223,42 @@ def test_a_batch_handler_applies_each_pull_in_one_call_and_a_failed_pull_goes_on
     assert kit.applied == total
     again = asyncio.run(run_until(nats_url, table, settings, lambda _: True, timeout=0.3))
     assert again.applied == again.skipped == 0  # resumed after the stored sequence
+    table.close()
+
+
+def test_a_repoint_that_fails_is_tried_again_and_the_subscriber_runs_on(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after a reconnect the server may not answer yet: pointing the durable fails, is
+    tried again with backoff, and the subscriber is started again, not left stopped."""
+    total = published(1)
+    table = EventTable(tmp_path / "state.sqlite", "projection")
+    settings = ConsumerSettings(durable="projection", names=bus_names, backoff=(0.01,))
+    real = kit_module.point_durable_at
+    failures = [RuntimeError("JetStream not ready"), RuntimeError("JetStream not ready")]
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)
+
+    async def repoint_through_failures() -> FastStreamSubscriber:
+        broker = NatsBroker(nats_url)
+        kit = FastStreamSubscriber(broker, table, settings)
+        await kit.prepare()
+        await broker.start()
+        monkeypatch.setattr(kit_module, "point_durable_at", flaky)
+        await kit.repoint()
+        assert failures == []  # both failures were met, and retried past
+        assert kit.subscriber.running
+        for _ in range(500):
+            if kit.applied == total:
+                break
+            await asyncio.sleep(0.02)
+        await broker.stop()
+        return kit
+
+    kit = asyncio.run(repoint_through_failures())
+    assert kit.applied == total
+    assert [r[4] for r in table.rows()] == list(range(1, total + 1))
     table.close()

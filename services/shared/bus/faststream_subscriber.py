@@ -86,6 +86,7 @@ from vss_contracts.envelope import CloudEvent
 log = structlog.get_logger("vss.bus.faststream")
 
 MORE_WAIT = 0.005  # after one message arrived: how long the pull for the rest may linger
+UNAVAILABLE_PAUSE = 0.5  # seconds between pulls while the server cannot answer one
 
 
 def service_broker(
@@ -199,11 +200,15 @@ async def _pull(subscription: Any, batch: int, timeout: float | None) -> list[Ms
     """Wait for the next message, then take at once what else is there (up to ``batch``):
     one ``fetch`` of the whole batch would linger until it is full or times out."""
     messages: list[Msg] = []
-    with contextlib.suppress(NatsTimeoutError, TimeoutError, ConnectionClosedError, ServiceUnavailableError):
-        messages = await subscription.fetch(1, timeout=timeout)
-        if batch > 1:
-            with contextlib.suppress(NatsTimeoutError, TimeoutError):
-                messages += await subscription.fetch(batch - 1, timeout=MORE_WAIT)
+    try:
+        with contextlib.suppress(NatsTimeoutError, TimeoutError):
+            messages = await subscription.fetch(1, timeout=timeout)
+            if batch > 1:
+                with contextlib.suppress(NatsTimeoutError, TimeoutError):
+                    messages += await subscription.fetch(batch - 1, timeout=MORE_WAIT)
+    except (ConnectionClosedError, ServiceUnavailableError):
+        # No server to pull from (a restart, a leader election): a pause, not a busy loop.
+        await asyncio.sleep(UNAVAILABLE_PAUSE)
     return messages
 
 
@@ -338,16 +343,40 @@ class FastStreamSubscriber:
                 self._schedule_repoint()
 
     async def repoint(self) -> None:
-        """Stop the subscriber, point the durable at the handler's state + 1, start it again."""
+        """Stop the subscriber, point the durable at the handler's state + 1, start it again.
+
+        Right after a reconnect the server may not answer yet (JetStream still electing):
+        pointing is retried with backoff until it succeeds, so the subscriber never stays
+        stopped; it gives up only when the connection is closed for good (the broker stops).
+        """
         await self.subscriber.stop()
-        await self._point_durable_at_state()
+        attempt = 0
+        while True:
+            try:
+                await self._point_durable_at_state()
+                break
+            except Exception as error:  # any failure: try again, never stay stopped
+                if self.broker.config.connection_state.connection.is_closed:
+                    return
+                attempt += 1
+                wait = self.settings.backoff[min(attempt - 1, len(self.settings.backoff) - 1)]
+                log.warning(
+                    "consumer.repoint_failed",
+                    consumer=self.settings.durable,
+                    attempt=attempt,
+                    wait=wait,
+                    error=_first_line(error),
+                )
+                await asyncio.sleep(wait)
         await self.subscriber.start()
 
     async def _point_durable_at_state(self) -> None:
-        self._reconnects = self._reconnect_count()
+        reconnects = self._reconnect_count()
         applied = await asyncio.to_thread(self.handler.applied_through)
-        self._position = applied
         await point_durable_at(self._js, self.stream, self.consumer_config(), applied)
+        # Only once pointed: a failure above leaves the reconnect unanswered, so it is tried again.
+        self._position = applied
+        self._reconnects = reconnects
 
     def _reconnect_count(self) -> int:
         return int(self.broker.config.connection_state.connection.stats["reconnects"])
