@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -248,6 +248,53 @@ async def point_durable_at(js: JetStreamContext, stream: str, config: ConsumerCo
     await js.add_consumer(stream, config)
 
 
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """A message no retry will apply: dead-letter it with ``reason``."""
+
+    reason: str
+
+
+async def apply_in_place(
+    handler: Handler,
+    delivery: Delivery,
+    settings: ConsumerSettings,
+    sequence: int,
+    in_progress: Callable[[], Awaitable[None]],
+    on_retry: Callable[[], None] = lambda: None,
+) -> bool | GiveUp:
+    """Apply one event through ``handler`` (in a worker thread), retrying a failure in place
+    with the settings' backoff while the message is kept in progress, so no later event
+    overtakes it. True: applied; False: its sequence was recorded already; :class:`GiveUp`:
+    refused (:class:`PermanentFailure`) or failed ``max_attempts`` times. ``StateReplaced``
+    propagates: the caller re-points."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await asyncio.to_thread(handler.apply, delivery)
+        except StateReplaced:
+            raise
+        except PermanentFailure as error:
+            return GiveUp(f"refused: {_first_line(error)}")
+        except Exception as error:
+            if attempt >= settings.max_attempts:
+                return GiveUp(f"failed {attempt} times, last: {type(error).__name__}: {_first_line(error)}")
+            on_retry()
+            wait = settings.backoff[min(attempt - 1, len(settings.backoff) - 1)]
+            log.warning(
+                "consumer.retry",
+                consumer=settings.durable,
+                sequence=sequence,
+                attempt=attempt,
+                wait=wait,
+                error=_first_line(error),
+            )
+            with contextlib.suppress(Exception):
+                await in_progress()
+            await asyncio.sleep(wait)
+
+
 class DurableConsumer:
     def __init__(self, nats_url: str, handler: Handler, settings: ConsumerSettings) -> None:
         self.nats_url = nats_url
@@ -389,34 +436,11 @@ class DurableConsumer:
         except Undecodable as error:
             await self._give_up(msg, sequence, f"undecodable: {error}", event_id=None)
             return
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                applied = await asyncio.to_thread(self.handler.apply, delivery)
-                break
-            except StateReplaced:
-                raise
-            except PermanentFailure as error:
-                await self._give_up(msg, sequence, f"refused: {_first_line(error)}", delivery.event.id)
-                return
-            except Exception as error:
-                if attempt >= self.settings.max_attempts:
-                    reason = f"failed {attempt} times, last: {type(error).__name__}: {_first_line(error)}"
-                    await self._give_up(msg, sequence, reason, delivery.event.id)
-                    return
-                wait = self.settings.backoff[min(attempt - 1, len(self.settings.backoff) - 1)]
-                log.warning(
-                    "consumer.retry",
-                    consumer=self.settings.durable,
-                    sequence=sequence,
-                    attempt=attempt,
-                    wait=wait,
-                    error=_first_line(error),
-                )
-                with contextlib.suppress(Exception):
-                    await msg.in_progress()
-                await asyncio.sleep(wait)
+        outcome = await apply_in_place(self.handler, delivery, self.settings, sequence, msg.in_progress)
+        if isinstance(outcome, GiveUp):
+            await self._give_up(msg, sequence, outcome.reason, delivery.event.id)
+            return
+        applied = outcome
         if applied:
             self.applied += 1
         else:

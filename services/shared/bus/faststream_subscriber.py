@@ -69,12 +69,13 @@ from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.consumer import (
     ConsumerSettings,
     Delivery,
+    GiveUp,
     Handler,
     Lag,
-    PermanentFailure,
     StateReplaced,
     Undecodable,
     _first_line,
+    apply_in_place,
     dead_letter_headers,
     decode,
     point_durable_at,
@@ -455,45 +456,28 @@ class FastStreamSubscriber:
         if delivery is None:
             await self._give_up(raw, settle, sequence, f"undecodable: {undecodable}", event_id=None)
             return
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                applied = await asyncio.to_thread(self.handler.apply, delivery)
-                break
-            except StateReplaced as replaced:
-                # Not acknowledged: the re-pointed durable delivers whatever the new state lacks.
-                log.info("consumer.state_replaced", consumer=self.settings.durable, detail=str(replaced))
-                self._schedule_repoint()
-                return
-            except PermanentFailure as failure:
-                reason = f"refused: {_first_line(failure)}"
-                await self._give_up(raw, settle, sequence, reason, delivery.event.id)
-                return
-            except Exception as failure:
-                if attempt >= self.settings.max_attempts:
-                    reason = f"failed {attempt} times, last: {type(failure).__name__}: {_first_line(failure)}"
-                    await self._give_up(raw, settle, sequence, reason, delivery.event.id)
-                    return
-                self.retries += 1
-                wait = self.settings.backoff[min(attempt - 1, len(self.settings.backoff) - 1)]
-                log.warning(
-                    "consumer.retry",
-                    consumer=self.settings.durable,
-                    sequence=sequence,
-                    attempt=attempt,
-                    wait=wait,
-                    error=_first_line(failure),
-                )
-                with contextlib.suppress(Exception):
-                    await settle.in_progress()
-                await asyncio.sleep(wait)
+        try:
+            outcome = await apply_in_place(
+                self.handler, delivery, self.settings, sequence, settle.in_progress, self._count_retry
+            )
+        except StateReplaced as replaced:
+            # Not acknowledged: the re-pointed durable delivers whatever the new state lacks.
+            log.info("consumer.state_replaced", consumer=self.settings.durable, detail=str(replaced))
+            self._schedule_repoint()
+            return
+        if isinstance(outcome, GiveUp):
+            await self._give_up(raw, settle, sequence, outcome.reason, delivery.event.id)
+            return
+        applied = outcome
         if applied:
             self.applied += 1
         else:
             self.skipped += 1
         self._position = sequence
         await settle.ack()
+
+    def _count_retry(self) -> None:
+        self.retries += 1
 
     async def _give_up(
         self, raw: Msg, settle: _Settle, sequence: int, reason: str, event_id: str | None
