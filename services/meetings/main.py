@@ -16,15 +16,8 @@ from services.shared.serve import Service, run_service
 def build() -> Service:
     parts = bootstrap_meetings()
     parts.store.check_migrated()
-    settings = parts.settings
-    return Service(
-        settings,
-        parts.close,
-        run=parts.run,
-        app=parts.app,
-        host=settings.meetings_host,
-        port=settings.meetings_port,
-    )
+    api = (parts.settings.meetings_host, parts.settings.meetings_port)
+    return Service(parts.settings, parts.close, run=parts.run, app=parts.app, host=api[0], port=api[1])
 
 
 def main() -> int:

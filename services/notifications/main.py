@@ -17,15 +17,8 @@ from services.shared.serve import Service, run_service
 def build() -> Service:
     parts = bootstrap_notifications()
     parts.store.check_migrated()
-    settings = parts.settings
-    return Service(
-        settings,
-        parts.close,
-        run=parts.run,
-        app=parts.app,
-        host=settings.notifications_host,
-        port=settings.notifications_port,
-    )
+    api = (parts.settings.notifications_host, parts.settings.notifications_port)
+    return Service(parts.settings, parts.close, run=parts.run, app=parts.app, host=api[0], port=api[1])
 
 
 def main() -> int:
