@@ -831,7 +831,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
                 and (entry.holds_lease is None or entry.holds_lease()),
             }
         part.update(supervised.get(entry.name, {}))
-        if entry.consumers:  # per durable consumer: messages not yet applied
+        if entry.consumers and nats_part["healthy"]:  # per durable consumer: messages not yet applied
             part["lag"] = consumer_lags(bus, entry.consumers)
         if part.get("failing"):
             part["healthy"] = False

@@ -74,20 +74,24 @@ def relay_holds_lease(bus: BusSettings) -> bool:
 def consumer_lags(bus: BusSettings, consumers: tuple[tuple[str, str], ...]) -> dict[str, int | None]:
     """Per durable: messages of its stream not yet applied (pending + unacknowledged); None
     where the server or the consumer cannot be asked."""
-    return asyncio.run(_consumer_lags(bus, consumers))
+    lags: dict[str, int | None] = dict.fromkeys((durable for _, durable in consumers), None)
+    with contextlib.suppress(TimeoutError):  # a client that retries connecting: bounded here
+        asyncio.run(asyncio.wait_for(_consumer_lags(bus, consumers, lags), timeout=3))
+    return lags
 
 
-async def _consumer_lags(bus: BusSettings, consumers: tuple[tuple[str, str], ...]) -> dict[str, int | None]:
+async def _consumer_lags(
+    bus: BusSettings, consumers: tuple[tuple[str, str], ...], lags: dict[str, int | None]
+) -> None:
     import nats  # noqa: PLC0415 - a one-off connection of the CLI's
 
-    lags: dict[str, int | None] = dict.fromkeys((durable for _, durable in consumers), None)
     try:
         nc = await nats.connect(
             bus.nats(), connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False,
             **bus.nats_auth().options(),
         )  # fmt: skip
-    except Exception:
-        return lags
+    except Exception:  # down or refused: the lag is unknown, not an error of status
+        return
     try:
         js = nc.jetstream()
         for stream, durable in consumers:
@@ -96,7 +100,6 @@ async def _consumer_lags(bus: BusSettings, consumers: tuple[tuple[str, str], ...
                 lags[durable] = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
     finally:
         await nc.close()
-    return lags
 
 
 def sharing_holds_lease(sharing: SharingSettings) -> bool:
