@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -39,6 +37,14 @@ from services.projections.domain.statistics import Level, Period
 from services.shared.auth import TokenService
 from services.shared.http_app import deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims
+from services.shared.http_position import (
+    MAX_POSITION,
+    POSITION_HEADER,
+    PositionQuery,
+    WaitSlots,
+    position_not_reached,
+    wait_until,
+)
 from services.shared.inputs import (
     ORGANISATION_ID_PATTERN,
     USER_ID_PATTERN,
@@ -51,8 +57,7 @@ from services.shared.problems import (
     problem_responses,
 )
 
-POSITION_HEADER = "Vss-Log-Position"
-MAX_CURSOR = 2**63 - 1  # log positions, versions and record numbers fit in 64 bits
+MAX_CURSOR = MAX_POSITION  # versions and record numbers fit in 64 bits, as log positions do
 MAX_STATISTICS_MONTHS = 120  # a statistics period is at most ten years
 MONTH = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"  # YYYY-MM in the years 2000–2099
 
@@ -214,26 +219,6 @@ class QueryDependencies:
     max_waits: int = 32
 
 
-class WaitSlots:
-    """How many requests may wait for ``?position=`` at once; one more is refused, not queued."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._taken = 0
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            if self._taken >= self.limit:
-                return False
-            self._taken += 1
-            return True
-
-    def give_back(self) -> None:
-        with self._lock:
-            self._taken -= 1
-
-
 router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 404, 422, 503))
 
 
@@ -275,55 +260,30 @@ class Consistent:
     position: ReadPosition
 
 
-PositionQuery = Annotated[
-    int | None,
-    Query(
-        ge=1,
-        le=MAX_CURSOR,
-        description="Wait until the read models reflect this log position (from a command's response)",
-    ),
-]
-
-
 async def waited_position(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     position: PositionQuery = None,
 ) -> int:
-    """Waits for ``?position=``: only with a valid token, at most ``max_waits`` at once, on the loop.
+    """Waits for ``?position=``, only with a valid token (see ``services.shared.http_position``).
 
     A wait that slept in a worker thread held one of the pool's 40 for up to the wait limit:
-    200 waits (no token needed then) pushed an ordinary read to 23 s. Here the wait sleeps
-    on the event loop; each look at the position borrows a thread for a moment.
+    200 waits (no token needed then) pushed an ordinary read to 23 s.
     """
     if position is None:
         return 0
     deps = _deps(request)
     # In a thread: with an identity provider, a verification may fetch its JWKS.
     await anyio.to_thread.run_sync(verified_claims, deps.tokens, credentials)
-    slots: WaitSlots = request.app.state.waits
-    if not slots.take():
-        raise ProblemException(
-            503,
-            "Service Unavailable",
-            f"{slots.limit} queries are already waiting for a log position; retry",
-            code="too_many_waits",
-            headers={"Retry-After": "1"},
-        )
-    try:
-        deadline = time.monotonic() + deps.wait_limit
-        delay = 0.002
-        while True:
-            try:
-                ok = (await anyio.to_thread.run_sync(deps.served.wait_for, position, 0.0))[2]
-            except NoReadModels:
-                return position  # consistent() answers 503 no_read_models
-            if ok or time.monotonic() >= deadline:
-                return position
-            await anyio.sleep(delay)
-            delay = min(0.02, delay * 1.5)
-    finally:
-        slots.give_back()
+
+    def reached() -> bool:
+        try:
+            return deps.served.wait_for(position, 0.0)[2]
+        except NoReadModels:
+            return True  # nothing to wait for: consistent() answers 503 no_read_models
+
+    await wait_until(reached, limit=deps.wait_limit, slots=request.app.state.waits)
+    return position
 
 
 def consistent(
@@ -337,15 +297,7 @@ def consistent(
     except NoReadModels as error:
         raise ProblemException(503, "Service Unavailable", str(error), code="no_read_models") from None
     if not ok:
-        raise ProblemException(
-            503,
-            "Service Unavailable",
-            f"the read models reached log position {reached.log_position}, not {position},"
-            f" within {deps.wait_limit:g} s; retry",
-            code="position_not_reached",
-            headers={"Retry-After": "1", POSITION_HEADER: str(reached.log_position)},
-            position=reached.log_position,
-        )
+        raise position_not_reached(reached.log_position, position, deps.wait_limit, "read models")
     response.headers[POSITION_HEADER] = str(reached.log_position)
     generation = models.generation
     return Consistent(
