@@ -124,6 +124,9 @@ def bootstrap_meetings(
                 feed_links=FeedLinks(settings.feed_key(), settings.public_meetings_url),
                 access_log=AccessLogStore(settings.access_log()),
                 window=DateWindow(dates.past_days, dates.future_days),
+                wait_limit=settings.meetings_wait_limit,
+                max_waits=settings.meetings_max_waits,
+                caught_up=lambda: consumer.caught_up,
             )
         )
     return parts

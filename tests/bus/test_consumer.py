@@ -281,3 +281,32 @@ def test_a_batch_handler_applies_each_fetch_in_one_call_and_a_failed_batch_goes_
     assert sum(table.batches) < total  # the failed batch's messages went one by one
     assert consumer.applied == total
     table.close()
+
+
+def test_each_delivery_names_its_log_position_and_the_consumer_knows_when_it_has_caught_up(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    total = published(1)
+    table = EventTable(tmp_path / "state.sqlite", "watching")
+    seen: list[tuple[int | None, bool]] = []
+
+    class Watching:
+        def applied_through(self) -> int:
+            return table.applied_through()
+
+        def apply(self, delivery: Delivery) -> bool:
+            seen.append((delivery.log_position, consumer.caught_up))
+            return table.apply(delivery)
+
+        def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+            table.pass_over(stream_sequence, event_id)
+
+    consumer = DurableConsumer(
+        nats_url, Watching(), ConsumerSettings(durable="watching", names=bus_names, fetch_batch=1)
+    )
+    assert not consumer.caught_up  # not known before the first look
+    run_consumer_until(consumer, lambda: len(table.rows()) == total and consumer.caught_up)
+    assert consumer.caught_up
+    assert [position for position, _ in seen] == list(range(1, total + 1))  # the store's log order
+    assert not any(caught_up for _, caught_up in seen)  # behind while events were left
+    table.close()

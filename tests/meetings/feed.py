@@ -52,6 +52,7 @@ class CaseFeed:
             recorded_at=datetime.combine(day, at, STOCKHOLM),
             data=data,
             stream_sequence=self.sequence[0],
+            log_position=self.sequence[0],  # one event per commit: the log follows the stream
         )
 
     # ---------------------------------------------------------------- the usual facts

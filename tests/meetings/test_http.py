@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -93,8 +95,7 @@ def only_event(calendar: Calendar) -> Component:
     return event
 
 
-@pytest.fixture
-def api(meetings: MeetingsService, feed: CaseFeed, meeting_store: MeetingStore, tmp_path: Path) -> Api:
+def _api(meetings: MeetingsService, feed: CaseFeed, store: MeetingStore, tmp_path: Path, **deps: Any) -> Api:
     """A case coordinated by sara (Socialtjänsten), with consent and a SIP: one resource group meeting."""
     day = date(2026, 1, 5)
     feed.open(day)
@@ -103,10 +104,15 @@ def api(meetings: MeetingsService, feed: CaseFeed, meeting_store: MeetingStore, 
     feed.sip(day, 1, follow_up=RG_STARTS.date())
     links = FeedLinks(b"calendar-link-test-key", "https://vss.example.se/meetings")
     access_log = AccessLogStore(f"sqlite:///{tmp_path / 'access-log.sqlite'}")
-    deps = MeetingsApiDependencies(
-        service=meetings, tokens=TOKENS, organiser=ORGANISER, feed_links=links, access_log=access_log
+    dependencies = MeetingsApiDependencies(
+        service=meetings, tokens=TOKENS, organiser=ORGANISER, feed_links=links, access_log=access_log, **deps
     )
-    return Api(TestClient(create_app(deps)), feed.case_id, meeting_store, access_log)
+    return Api(TestClient(create_app(dependencies)), feed.case_id, store, access_log)
+
+
+@pytest.fixture
+def api(meetings: MeetingsService, feed: CaseFeed, meeting_store: MeetingStore, tmp_path: Path) -> Api:
+    return _api(meetings, feed, meeting_store, tmp_path)
 
 
 def booked_events(api: Api) -> int:
@@ -299,6 +305,120 @@ def test_an_unknown_meeting_is_404(api: Api) -> None:
     response = api.post(str(uuid4()), "cancel", {"reason": "x"}, key="cancel-3")
     assert response.status_code == 404
     assert response.json()["rule"] == "meeting_exists"
+
+
+# ------------------------------------------------------------------- read-your-writes
+@dataclass
+class Lag:
+    """Whether the case stream's consumer found nothing left to apply (the API asks it)."""
+
+    caught_up: bool = True
+
+
+@pytest.fixture
+def lag() -> Lag:
+    return Lag()
+
+
+@pytest.fixture
+def lagging(
+    meetings: MeetingsService, feed: CaseFeed, meeting_store: MeetingStore, tmp_path: Path, lag: Lag
+) -> Api:
+    """The API with a short wait limit, room for one wait, and a consumer that may lag."""
+    return _api(
+        meetings, feed, meeting_store, tmp_path, wait_limit=0.5, max_waits=1, caught_up=lambda: lag.caught_up
+    )
+
+
+def test_a_position_already_applied_answers_at_once_and_names_the_position(lagging: Api) -> None:
+    response = lagging.client.get(f"{lagging.base}?position=4", headers=headers())  # the SIP's
+    assert response.status_code == 200, response.text
+    assert response.headers["Vss-Log-Position"] == "4"
+
+
+def test_a_booking_right_after_the_case_api_waits_for_its_position_and_succeeds(
+    lagging: Api, meetings: MeetingsService, feed: CaseFeed
+) -> None:
+    """The coordinator opens a case and books at once: the case stream is applied meanwhile."""
+    new = CaseFeed(meetings, sequence=feed.sequence)
+    position = feed.sequence[0] + 3  # what the case API answered for the consent
+
+    def the_bus_catches_up() -> None:
+        time.sleep(0.2)
+        new.open(date(2026, 1, 7))
+        new.assign(date(2026, 1, 7))
+        new.consent(date(2026, 1, 7), SOCIAL, REGION_PSYCH)
+
+    catching_up = threading.Thread(target=the_bus_catches_up)
+    catching_up.start()
+    response = lagging.client.post(
+        f"/v1/cases/{new.case_id}/meetings?position={position}",
+        json={"starts_at": "2026-01-14T13:00:00+01:00"},
+        headers=headers(key="book-at-once"),
+    )
+    catching_up.join()
+    assert response.status_code == 201, response.text
+    assert response.headers["Vss-Log-Position"] == str(position)
+
+
+def test_a_position_not_reached_in_time_is_503_with_retry_after_and_books_nothing(lagging: Api) -> None:
+    read = lagging.client.get(f"{lagging.base}?position=1000", headers=headers())
+    assert read.status_code == 503
+    assert read.json()["type"].endswith("position_not_reached")
+    assert read.json()["position"] == 4
+    assert (read.headers["Retry-After"], read.headers["Vss-Log-Position"]) == ("1", "4")
+    booking = lagging.client.post(
+        f"{lagging.base}?position=1000",
+        json={"starts_at": "2026-01-14T13:00:00+01:00"},
+        headers=headers(key="too-early"),
+    )
+    assert booking.status_code == 503
+    assert booked_events(lagging) == 0
+
+
+def test_an_unknown_case_is_503_while_the_case_stream_is_not_applied_and_404_once_it_is(
+    lagging: Api, lag: Lag
+) -> None:
+    unknown = f"/v1/cases/{uuid4()}/meetings"
+    lag.caught_up = False
+    not_yet = lagging.client.get(unknown, headers=headers())
+    assert not_yet.status_code == 503
+    assert not_yet.json()["type"].endswith("case_not_yet_known")
+    assert not_yet.headers["Retry-After"] == "1"
+    booking = lagging.client.post(
+        unknown, json={"starts_at": "2026-01-14T13:00:00+01:00"}, headers=headers(key="unknown-1")
+    )
+    assert booking.status_code == 503
+    # At a position reached, a case not known there does not exist there: 404, lag or not.
+    assert lagging.client.get(f"{unknown}?position=4", headers=headers()).status_code == 404
+    lag.caught_up = True
+    known_not = lagging.client.get(unknown, headers=headers())
+    assert known_not.status_code == 404
+    assert known_not.json()["rule"] == "case_known"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x", str(2**63)])
+def test_a_bad_position_is_422_naming_the_field(lagging: Api, value: str) -> None:
+    response = lagging.client.get(f"{lagging.base}?position={value}", headers=headers())
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "query.position"
+
+
+def test_a_wait_needs_a_token_and_only_max_waits_wait_at_once(lagging: Api) -> None:
+    assert lagging.client.get(f"{lagging.base}?position=1000").status_code == 401
+    waiting: list[int] = []
+    first = threading.Thread(
+        target=lambda: waiting.append(
+            lagging.client.get(f"{lagging.base}?position=1000", headers=headers()).status_code
+        )
+    )
+    first.start()
+    time.sleep(0.15)  # the first is waiting (limit 0.5 s) in the only slot
+    second = lagging.client.get(f"{lagging.base}?position=1000", headers=headers())
+    first.join()
+    assert second.status_code == 503
+    assert second.json()["type"].endswith("too_many_waits")
+    assert waiting == [503]  # position_not_reached, after the wait limit
 
 
 # ------------------------------------------------------------------------------ the feed

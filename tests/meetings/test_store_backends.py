@@ -12,7 +12,7 @@ import pytest
 from services.meetings.application.service import MeetingsService
 from services.meetings.domain.calendar import WorkingDays
 from services.meetings.domain.schedule import Rules
-from services.meetings.infrastructure.store import MeetingStore, migrate
+from services.meetings.infrastructure.store import MeetingStore, StoreNotMigrated, migrate
 from tests.meetings.feed import CLIENT, COORDINATOR, REGION_PSYCH, SOCIAL, CaseFeed
 from tests.support.clock import FixedClock
 from vss_contracts import case_events as ce
@@ -71,3 +71,35 @@ def test_the_coordinators_rows_follow_assignments(service: MeetingsService) -> N
     assert service.store.cases_of_coordinator("per") == [feed.case_id]
     assert [m.kind for m in service.meetings_of_coordinator("per", SOCIAL.id)] == ["resource_group"]
     assert service.meetings_of_coordinator("per", REGION_PSYCH.id) == []  # another person
+
+
+def test_the_log_position_is_stored_with_each_case_event_and_an_older_store_is_migrated(
+    store_url: str, working_days: WorkingDays
+) -> None:
+    migrate(store_url)
+    store = MeetingStore(store_url)
+    try:
+        service = MeetingsService(
+            store, Rules(), working_days, FixedClock(datetime(2026, 1, 5, 8, tzinfo=UTC))
+        )
+        feed = CaseFeed(service)
+        feed.open(date(2026, 1, 5))
+        assert service.applied_log_position() == 1
+        # A store made before the column existed: refused until `vss migrate` adds it.
+        store.recorder.execute("ALTER TABLE consumer_positions DROP COLUMN log_position")
+        with pytest.raises(StoreNotMigrated, match="vss migrate"):
+            store.check_migrated()
+    finally:
+        store.close()
+    migrate(store_url)
+    store = MeetingStore(store_url)
+    try:
+        store.check_migrated()
+        service = MeetingsService(
+            store, Rules(), working_days, FixedClock(datetime(2026, 1, 5, 8, tzinfo=UTC))
+        )
+        assert (service.applied_through(), service.applied_log_position()) == (1, 0)  # not known yet
+        CaseFeed(service, sequence=[1]).open(date(2026, 1, 6))
+        assert service.applied_log_position() == 2
+    finally:
+        store.close()

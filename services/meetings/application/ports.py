@@ -28,6 +28,7 @@ class ScheduleWrite:
     next_due: str | None  # UTC, sortable text (see ``utc_key``)
     coordinators: tuple[str, ...] | None  # the case's coordinators; None: unchanged
     position: tuple[int, str | None] | None = None  # (case stream sequence, case event id)
+    log_position: int | None = None  # the case event's position in the case store's log
 
 
 class ScheduleStore(Protocol):
@@ -44,6 +45,8 @@ class ScheduleStore(Protocol):
     def applied_through(self) -> int: ...
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None: ...
+
+    def applied_log_position(self) -> int: ...
 
 
 class Clock(Protocol):

@@ -119,15 +119,27 @@ class MeetingsService:
         recorded_at: datetime,
         data: CaseEventData,
         stream_sequence: int,
+        log_position: int | None = None,
     ) -> bool:
-        """Apply one case event; False if its sequence was applied already (a redelivery)."""
+        """Apply one case event; False if its sequence was applied already (a redelivery).
+
+        ``log_position`` (the event's position in the case store's log) is recorded with it:
+        what a request's ``?position=`` waits for.
+        """
 
         def attempt() -> bool:
             schedule = self._load_or_new(case_id)
             before = schedule.version
             decided = schedule.on_case_event(UUID(event_id), recorded_at, data)
             try:
-                self._save(schedule, before, decided, at=recorded_at, position=(stream_sequence, event_id))
+                self._save(
+                    schedule,
+                    before,
+                    decided,
+                    at=recorded_at,
+                    position=(stream_sequence, event_id),
+                    log_position=log_position,
+                )
             except AlreadyApplied:
                 return False
             return True
@@ -139,6 +151,10 @@ class MeetingsService:
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
         self.store.pass_over(stream_sequence, event_id)
+
+    def applied_log_position(self) -> int:
+        """The case store's log position this service has applied the case stream through."""
+        return self.store.applied_log_position()
 
     # ----------------------------------------------------------------------------- timers
     def fire_due(self, now: datetime | None = None, *, batch: int = 500) -> int:
@@ -198,6 +214,7 @@ class MeetingsService:
         *,
         at: datetime,
         position: tuple[int, str | None] | None = None,
+        log_position: int | None = None,
         principal: Principal = Principal.OTHER,
     ) -> None:
         case_id = str(schedule.state.case_id)
@@ -234,6 +251,7 @@ class MeetingsService:
                 # the feed's coordinator rows, only when they change (most writes leave them)
                 coordinators=coordinators if coordinators != schedule.stored_coordinators else None,
                 position=position,
+                log_position=log_position,
             ),
         )
         schedule.stored_coordinators = coordinators

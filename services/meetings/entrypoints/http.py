@@ -22,6 +22,12 @@
   The key is the credential; changing ``VSS_CALENDAR_LINK_KEY`` revokes every link.
 - A coordinator is a person, (organisation, user id): the feed and the link take the
   organisation as ``?organisation=`` (default: the caller's), and only that person gets them.
+- Read-your-writes: every request about a case takes ``?position=`` (the log position in a
+  case API response) and waits, at most ``VSS_MEETINGS_WAIT_LIMIT`` seconds, until this
+  service has applied the case stream through it; else 503 ``position_not_reached`` with
+  ``Retry-After`` (see ``services.shared.http_position``). A case this service does not
+  know is 503 ``case_not_yet_known`` with ``Retry-After`` while it has not applied the whole
+  case stream, and 404 ``case_known`` once it has (or once the asked position is reached).
 - Every read of a case's data, and every refusal (a missing role, an organisation the case
   does not cover, another person's calendar, an invalid calendar link), is access-logged.
 """
@@ -40,11 +46,12 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 from uuid import UUID
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.meetings.application.service import MeetingsService, Requester
+from services.meetings.application.service import CaseUnknown, MeetingsService, Requester
 from services.meetings.domain.calendar import STOCKHOLM
 from services.meetings.domain.meeting import Meeting, MeetingStatus
 from services.meetings.domain.schedule import Decided, MeetingSchedule, ScheduleError
@@ -52,6 +59,13 @@ from services.shared.access import AccessRecorder, may_see, record_access
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_app import deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims
+from services.shared.http_position import (
+    POSITION_HEADER,
+    PositionQuery,
+    WaitSlots,
+    position_not_reached,
+    wait_until,
+)
 from services.shared.ics import calendar_feed, meeting_ics
 from services.shared.inputs import (
     WINDOW_DESCRIPTION,
@@ -207,6 +221,10 @@ class MeetingsApiDependencies:
     feed_links: FeedLinks
     access_log: AccessRecorder  # every read of a case's data, and every refusal
     window: DateWindow = field(default_factory=DateWindow)  # where the dates of a request may lie
+    wait_limit: float = 5.0  # the longest wait for ?position= (seconds)
+    max_waits: int = 32  # requests waiting for ?position= at once (one more: 503)
+    # Whether the case stream's consumer found nothing left to apply at its last look.
+    caught_up: Callable[[], bool] = field(default=lambda: True)
 
 
 router = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 403, 404, 409, 422, 503))
@@ -223,6 +241,23 @@ def create_app(deps: MeetingsApiDependencies) -> FastAPI:
         deps=deps,
         routers=[router],
     )
+
+    app.state.waits = WaitSlots(deps.max_waits)
+
+    @app.exception_handler(CaseUnknown)
+    async def _unknown(request: Request, error: CaseUnknown) -> Response:
+        # Not known here may be "not yet": the case stream lags the case API by a moment.
+        if not getattr(request.state, "position_reached", False) and not deps.caught_up():
+            return problem_response(
+                request,
+                503,
+                "Service Unavailable",
+                f"{error}, and the meetings service has not yet applied the whole case stream;"
+                " retry, or pass ?position= from the case API's response",
+                code="case_not_yet_known",
+                headers={"Retry-After": "1"},
+            )
+        return problem_response(request, 404, _TITLES[404], str(error), code=error.rule, rule=error.rule)
 
     @app.exception_handler(ScheduleError)
     async def _refused(request: Request, error: ScheduleError) -> Response:
@@ -416,9 +451,37 @@ def _ics(content: bytes) -> Response:
 _ICS_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/calendar": {}}}}
 
 
+async def waited_position(
+    request: Request,
+    response: Response,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    position: PositionQuery = None,
+) -> int | None:
+    """Waits for ``?position=`` (only with a valid token); 503 if not reached in time."""
+    if position is None:
+        return None
+    deps = _deps(request)
+    # In a thread: with an identity provider, a verification may fetch its JWKS.
+    await anyio.to_thread.run_sync(verified_claims, deps.tokens, credentials)
+    service = deps.service
+    if not await wait_until(
+        lambda: service.applied_log_position() >= position,
+        limit=deps.wait_limit,
+        slots=request.app.state.waits,
+    ):
+        reached = await anyio.to_thread.run_sync(service.applied_log_position)
+        raise position_not_reached(reached, position, deps.wait_limit, "meetings service")
+    request.state.position_reached = True
+    response.headers[POSITION_HEADER] = str(await anyio.to_thread.run_sync(service.applied_log_position))
+    return position
+
+
+Position = Annotated[int | None, Depends(waited_position)]
+
+
 # --------------------------------------------------------------------------------- routes
 @router.get("/cases/{case_id}/meetings", response_model=MeetingList, tags=["meetings"])
-def list_meetings(case_id: UUID, claims: Reader, request: Request) -> MeetingList:
+def list_meetings(case_id: UUID, claims: Reader, request: Request, _: Position) -> MeetingList:
     """The case's meetings, earliest first (cancelled and held ones included)."""
     schedule = _visible(request, case_id, claims, "meetings")
     meetings = sorted(schedule.state.meetings.values(), key=lambda m: m.starts_at)
@@ -433,7 +496,7 @@ def list_meetings(case_id: UUID, claims: Reader, request: Request) -> MeetingLis
     responses={200: {"model": MeetingOut, "description": "A retry: the meeting booked before"}},
 )
 def book_meeting(
-    case_id: UUID, body: BookMeeting, call: Write, request: Request, response: Response
+    case_id: UUID, body: BookMeeting, call: Write, request: Request, response: Response, _: Position
 ) -> MeetingOut:
     """Book a meeting of the coordinator and the client (*samordningsmöte*) on a working day."""
     _admit(request, body)
@@ -464,7 +527,9 @@ def book_meeting(
     responses=_ICS_RESPONSES,
     tags=["calendar"],
 )
-def meeting_calendar_file(case_id: UUID, meeting_id: UUID, claims: Reader, request: Request) -> Response:
+def meeting_calendar_file(
+    case_id: UUID, meeting_id: UUID, claims: Reader, request: Request, _: Position
+) -> Response:
     """The meeting as iCalendar: an invitation (REQUEST), or a CANCEL once it is cancelled."""
     deps = _deps(request)
     meeting = _visible(request, case_id, claims, "meeting_calendar").meeting(meeting_id)
@@ -475,7 +540,7 @@ def meeting_calendar_file(case_id: UUID, meeting_id: UUID, claims: Reader, reque
 
 
 @router.get("/cases/{case_id}/meetings/{meeting_id}", response_model=MeetingOut, tags=["meetings"])
-def get_meeting(case_id: UUID, meeting_id: UUID, claims: Reader, request: Request) -> MeetingOut:
+def get_meeting(case_id: UUID, meeting_id: UUID, claims: Reader, request: Request, _: Position) -> MeetingOut:
     return _out(_visible(request, case_id, claims, "meeting").meeting(meeting_id))
 
 
@@ -489,6 +554,7 @@ def reschedule_meeting(
     call: Write,
     request: Request,
     response: Response,
+    _: Position,
 ) -> MeetingOut:
     """Move a meeting of any kind (a resource group meeting is moved, never cancelled); same UID."""
     _admit(request, body)
@@ -517,6 +583,7 @@ def cancel_meeting(
     call: Write,
     request: Request,
     response: Response,
+    _: Position,
 ) -> MeetingOut:
     """Cancel a meeting with the client; resource group and crisis meetings are moved instead (409)."""
     _admit(request, body)
@@ -541,6 +608,7 @@ def mark_meeting_held(
     call: Write,
     request: Request,
     response: Response,
+    _: Position,
 ) -> MeetingOut:
     """Record that the meeting took place on ``held_on`` (not before the day it was booked for)."""
     _admit(request, body)

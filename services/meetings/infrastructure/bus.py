@@ -55,6 +55,7 @@ class CaseEventHandler:
             recorded_at=delivery.event.time,
             data=delivery.data,
             stream_sequence=delivery.stream_sequence,
+            log_position=delivery.log_position,
         )
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:

@@ -49,7 +49,7 @@ SIDE_TABLES_SQL = (
 
 
 class StoreNotMigrated(RuntimeError):
-    """The meetings store has no tables: run ``vss migrate``."""
+    """The meetings store lacks tables or columns of this version: run ``vss migrate``."""
 
 
 class _SideWrites:
@@ -66,7 +66,9 @@ class _SideWrites:
         )
 
     def write(self, c: Any, w: ScheduleWrite) -> None:
-        if w.position is not None and not checkpoint.advance(c, CONSUMER, *w.position, p=self.p):
+        if w.position is not None and not checkpoint.advance(
+            c, CONSUMER, *w.position, p=self.p, log_position=w.log_position
+        ):
             raise AlreadyApplied(f"sequence {w.position[0]} is applied already")
         snapshot = w.snapshot.decode()
         if w.expected_revision == 0:
@@ -114,6 +116,7 @@ class SQLiteMeetingsRecorder(SQLiteRecorderSql, SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=True) as c:
             for statement in SIDE_TABLES_SQL:
                 c.execute(statement)
+            checkpoint.add_log_position(c.sqlite_cursor, postgres=False)
 
 
 class PostgresMeetingsRecorder(PostgresRecorderSql, PostgresApplicationRecorder):
@@ -135,6 +138,7 @@ class PostgresMeetingsRecorder(PostgresRecorderSql, PostgresApplicationRecorder)
         with self.datastore.transaction(commit=True) as curs:
             for statement in SIDE_TABLES_SQL:
                 curs.execute(statement)  # type: ignore[arg-type]
+            checkpoint.add_log_position(curs, postgres=True)
 
 
 MeetingsRecorder = SQLiteMeetingsRecorder | PostgresMeetingsRecorder
@@ -237,6 +241,13 @@ class MeetingStore:
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
         self.recorder.pass_over(stream_sequence, event_id)
 
+    def applied_log_position(self) -> int:
+        """The case store's log position of the last case event applied (0: none known)."""
+        rows = self.recorder.query(
+            "SELECT log_position FROM consumer_positions WHERE consumer = %s", (CONSUMER,)
+        )
+        return int(rows[0]["log_position"] or 0) if rows else 0
+
     def events(self, case_id: UUID) -> list[StoredMeetingEvent]:
         return [
             StoredMeetingEvent(0, str(case_id), s.originator_version, s.topic, orjson.loads(s.state))
@@ -298,10 +309,12 @@ class MeetingStore:
     def check_migrated(self) -> None:
         try:
             self.recorder.query("SELECT 1 FROM schedules LIMIT 1")
+            self.recorder.query("SELECT log_position FROM consumer_positions LIMIT 1")
             self.recorder.max_notification_id()
         except Exception as error:
             raise StoreNotMigrated(
-                f"the meetings store at {self.url.redacted()} has no tables: run `vss migrate` ({error})"
+                f"the meetings store at {self.url.redacted()} lacks tables or columns:"
+                f" run `vss migrate` ({error})"
             ) from error
 
 

@@ -59,6 +59,7 @@ from vss_contracts.subjects import (
     HEADER_DLQ_REASON,
     HEADER_DLQ_SEQUENCE,
     HEADER_DLQ_STREAM,
+    HEADER_LOG_POSITION,
     HEADER_MSG_ID,
 )
 
@@ -81,6 +82,12 @@ class Delivery:
     headers: Mapping[str, str]
     delivered: int  # how often the server has delivered it (1: first time)
     body: bytes = b""  # the message body as published (the CloudEvent's JSON)
+
+    @property
+    def log_position(self) -> int | None:
+        """The event's position in its source store's log (the relay's header); None if absent."""
+        value = self.headers.get(HEADER_LOG_POSITION)
+        return int(value) if value is not None and value.isdigit() else None
 
 
 class Handler(Protocol):
@@ -304,6 +311,8 @@ class DurableConsumer:
         self.skipped = 0
         self.dead_lettered = 0
         self._position = 0
+        # Whether the last look found nothing left to apply (an API answers "not yet" while not).
+        self.caught_up = False
         self._backoff = 0.1  # seconds before the next reconnect; doubles up to 5 s
         self._js: JetStreamContext | None = None
 
@@ -327,6 +336,7 @@ class DurableConsumer:
                     log.info("consumer.state_replaced", consumer=self.settings.durable, detail=str(replaced))
                     continue
                 except (NatsTimeoutError, TimeoutError, ConnectionError, OSError, NotFoundError) as error:
+                    self.caught_up = False
                     if stop.is_set():
                         break
                     log.warning(
@@ -350,14 +360,17 @@ class DurableConsumer:
                     # deadline runs out between its quick check and its long poll.)
                     if not nc.is_connected:
                         raise
+                    self.caught_up = True
                     continue
+                self.caught_up = False
                 self._backoff = 0.1  # consuming again: the next trouble starts its backoff afresh
-                if len(messages) > 1 and not stop.is_set() and await self._handle_batch(messages):
-                    continue
-                for msg in messages:
-                    if stop.is_set():
-                        return  # the rest is redelivered to the next run (and re-pointed at start)
-                    await self.handle(msg)
+                if not (len(messages) > 1 and not stop.is_set() and await self._handle_batch(messages)):
+                    for msg in messages:
+                        if stop.is_set():
+                            return  # the rest is redelivered to the next run (and re-pointed at start)
+                        await self.handle(msg)
+                # What the server still held for this consumer when it sent the last message.
+                self.caught_up = not messages[-1].metadata.num_pending
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -61,7 +61,7 @@ class InMemoryScheduleStore:
             if states and states[0][0] != len(known) + 1:
                 raise ConcurrentWrite(f"version {states[0][0]} of {side.case_id} is taken")
             if side.position is not None:
-                self.positions.advance(CONSUMER, *side.position)
+                self.positions.advance(CONSUMER, *side.position, side.log_position)
             self.schedules[side.case_id] = (side.revision, side.snapshot, side.next_due)
             if side.coordinators is not None:
                 self.coordinators[side.case_id] = set(side.coordinators)
@@ -93,6 +93,9 @@ class InMemoryScheduleStore:
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
         with self.lock:
             self.positions.advance(CONSUMER, stream_sequence, event_id)
+
+    def applied_log_position(self) -> int:
+        return self.positions.log_positions.get(CONSUMER, 0)
 
     def events(self, case_id: UUID) -> list[StoredMeetingEvent]:
         return [e for e in self.log if e.case_id == str(case_id)]

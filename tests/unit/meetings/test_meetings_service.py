@@ -100,6 +100,47 @@ def test_a_redelivered_case_event_changes_nothing() -> None:
     assert (list(store.log), store.snapshot(feed.case_id)) == before
 
 
+def test_the_case_log_position_applied_moves_with_each_case_event_and_never_back() -> None:
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    assert service.applied_log_position() == 3  # the feed's three events, at log positions 1–3
+    summary = ce.MappingSummarised(
+        summarised_on=date(2026, 1, 20),
+        participants=[CLIENT, COORDINATOR],
+        wants_to_change="x",
+        obstacles="y",
+    )
+    at = datetime(2026, 1, 20, 9, tzinfo=STOCKHOLM)
+    event_id = "0b0e1a52-8f3c-4e7e-9d0c-1f6c2a9b0002"
+    applied = service.apply_case_event(
+        case_id=feed.case_id,
+        event_id=event_id,
+        recorded_at=at,
+        data=summary,
+        stream_sequence=4,
+        log_position=40,
+    )
+    assert applied
+    assert service.applied_log_position() == 40
+    # A redelivery changes nothing, whatever position it names.
+    again = service.apply_case_event(
+        case_id=feed.case_id,
+        event_id=event_id,
+        recorded_at=at,
+        data=summary,
+        stream_sequence=4,
+        log_position=99,
+    )
+    assert not again
+    assert service.applied_log_position() == 40
+    # An event without a position (a message without the relay's header) leaves it where it is.
+    feed.sequence[0] = 4
+    service.apply_case_event(
+        case_id=feed.case_id, event_id=str(feed.case_id), recorded_at=at, data=summary, stream_sequence=5
+    )
+    assert (service.applied_through(), service.applied_log_position()) == (5, 40)
+
+
 def test_a_sip_sets_the_next_meeting_on_its_follow_up_date_the_next_working_day_after_a_holiday() -> None:
     store = InMemoryScheduleStore()
     service, feed = started(store)
