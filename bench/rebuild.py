@@ -127,14 +127,16 @@ async def publish(url: str, nats_url: str, names: BusNames, expected: int) -> Re
     task = asyncio.create_task(relay.run(stop))
     shown = time.monotonic()
     try:
-        while relay.published < expected:
+        # Log positions 1 … expected (SQLite rowids): the relay's position is what the stream
+        # holds, also after a lost lease, whose unacknowledged publishes landed.
+        while relay.position < expected:
             if task.done():
                 task.result()
-                raise RuntimeError(f"the relay stopped at {relay.published:,} of {expected:,}")
+                raise RuntimeError(f"the relay stopped at position {relay.position:,} of {expected:,}")
             await asyncio.sleep(0.01)
             if time.monotonic() - shown >= 30:
                 shown = time.monotonic()
-                print(f"  relay: {relay.published:,} of {expected:,}", flush=True)
+                print(f"  relay: position {relay.position:,} of {expected:,}", flush=True)
         seconds = time.perf_counter() - started
     finally:
         stop.set()

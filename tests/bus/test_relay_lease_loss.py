@@ -184,3 +184,38 @@ def test_leases_lost_at_random_moments_leave_neither_a_gap_nor_a_duplicate(
     assert [m.position for m in stored] == list(range(1, len(messages) + 1))
     assert [m.sequence for m in stored] == list(range(1, len(messages) + 1))
     assert losses == 8
+
+
+def test_a_relay_republishing_a_large_log_keeps_its_lease_and_its_position_equals_the_stream(
+    nats_url: str,
+) -> None:
+    """The lease's renewals (on a connection of their own) keep up with a full publishing
+    window: a TTL of half a second is never missed, and the relay's progress is the stream's."""
+    names = BusNames.unique()
+    rng = random.Random(7)
+    sizes = [rng.choice([1, 1, 2, 3, 4, 6]) for _ in range(4_000)]
+    messages = outbox(names, sizes)
+
+    async def main() -> tuple[Relay, int, int]:
+        relay = Relay(ListLog(messages), nats_url, settings=RelaySettings(names=names, lease_ttl=0.5))
+        stop = asyncio.Event()
+        task = asyncio.create_task(relay.run(stop))
+        try:
+            for _ in range(1200):
+                if relay.position == len(messages) or task.done():
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 20)
+        nc = await nats.connect(nats_url)
+        try:
+            state = (await nc.jetstream().stream_info(names.stream)).state
+        finally:
+            await nc.close()
+        return relay, state.messages, state.last_seq
+
+    relay, stored, last_sequence = asyncio.run(main())
+    assert relay.terms == 1  # the lease was never lost
+    assert relay.position == len(messages) == stored == last_sequence
+    assert relay.published == len(messages)

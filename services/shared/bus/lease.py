@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 import structlog
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
@@ -80,14 +83,46 @@ class Lease:
         try:
             self._revision = await kv.update(self.key, self.owner.encode(), last=self._revision)
         except KeyWrongLastSequenceError as error:
+            # A renewal whose answer was lost may have been stored: still ours if it says so.
+            try:
+                entry = await kv.get(self.key)
+            except (NotFoundError, KeyError):
+                entry = None
+            if entry is not None and entry.value == self.owner.encode() and entry.revision is not None:
+                self._revision = entry.revision
+                return
             self._revision = None
             raise LeaseLost(f"lease {self.key} was taken over: {error}") from error
 
     async def keep(self) -> None:
-        """Renew every third of the TTL until cancelled; raises LeaseLost if it slipped away."""
+        """Renew every third of the TTL until cancelled; raises LeaseLost once it slipped away.
+
+        Renewals are timed from when the last one was sent (the server ages the key from
+        when it stored it), not from its answer, so a slow answer does not push the next
+        renewal later. A renewal that fails for want of an answer (a busy or reconnecting
+        server) is sent again at once while the lease may still be alive; past the TTL it
+        is lost. A late wake-up of this task (a blocked event loop) is logged: it is the
+        one way left for a lease to expire under the holder's own load.
+        """
+        interval = self.ttl / 3
+        sent = time.monotonic()
         while True:
-            await asyncio.sleep(self.ttl / 3)
-            await self.renew()
+            await asyncio.sleep(max(0.0, sent + interval - time.monotonic()))
+            late = time.monotonic() - sent - interval
+            if late > interval:
+                log.warning("lease.renewal_late", key=self.key, owner=self.owner, late_s=round(late, 2))
+            attempt = time.monotonic()
+            while True:
+                try:
+                    await self.renew()
+                    break
+                except (NatsTimeoutError, TimeoutError, NatsError, OSError) as error:
+                    if time.monotonic() - sent >= self.ttl:
+                        self._revision = None
+                        raise LeaseLost(f"lease {self.key} not renewed within its TTL: {error!r}") from error
+                    log.warning("lease.renewal_retry", key=self.key, owner=self.owner, error=repr(error))
+                    await asyncio.sleep(min(0.1, self.ttl / 30))
+            sent = attempt
 
     async def release(self) -> None:
         if self._kv is None or self._revision is None:

@@ -251,8 +251,12 @@ class Relay:
         self.settings = settings or RelaySettings()
         self.waiter = waiter or PollingWaiter()
         self.owner = f"{name}-{uuid.uuid4().hex[:8]}"
-        self.published = 0  # messages acknowledged by the stream in this run
-        self.position = 0  # log position acknowledged last
+        self.published = 0  # messages acknowledged by the stream to this relay, in this run
+        # The log position the stream is known to hold through: acknowledged last, or the
+        # stream's tail at a resume (publishes of a lost lease's leader land unacknowledged).
+        # What progress is measured by: it always ends equal to the stream.
+        self.position = 0
+        self.terms = 0  # times this relay took the lease (more than one: it lost it meanwhile)
         self._refill: set[str] = set()  # event ids the server's de-dup remembers but the stream lost
         self._unacked = 0  # messages published and not yet acknowledged
         self._stopping = False
@@ -265,12 +269,16 @@ class Relay:
             return stop.is_set()
 
         nc = await connect(self.nats_url, name=self.owner, stopping=stopping)
+        # The lease on a connection of its own: its renewals never queue behind the
+        # publishes in flight, whatever the publishing load.
+        lease_nc: Client | None = None
         try:
+            lease_nc = await connect(self.nats_url, name=f"{self.owner}-lease", stopping=stopping)
             js = nc.jetstream()
             await self._declare(js, stopping)
             names = self.settings.names
             lease = Lease(
-                js,
+                lease_nc.jetstream(),
                 bucket=f"{names.stream}_RELAY",
                 key="leader",
                 owner=self.owner,
@@ -279,14 +287,17 @@ class Relay:
             while not stop.is_set():
                 if not await self._acquire(lease, stopping):
                     break
+                self.terms += 1
                 try:
                     await self._run_leader(nc, js, lease, stop)
                 except LeaseLost as error:
                     log.warning("relay.lease_lost", error=str(error))
             await lease.release()
         finally:
-            with contextlib.suppress(Exception):
-                await nc.drain()
+            for connection in (nc, lease_nc):
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await connection.drain()
 
     async def _declare(self, js: JetStreamContext, stopping: Callable[[], bool]) -> None:
         config = case_stream_config(self.settings.names, replicas=self.settings.replicas)
