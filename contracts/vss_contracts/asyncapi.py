@@ -159,8 +159,9 @@ and published once.
 internal: only VSS's own services read them. Each organisation reads its share on the stream
 `{SHARE_STREAM}`, subject `{SHARE_SUBJECT_PREFIX}.<organisation>.<caseId>.<EventName>` (filter
 `{SHARE_SUBJECT_PREFIX}.<organisation>.>`; in `<organisation>` a `.` of the id is written `~`):
-exactly the case events of the cases it may see (one of its people coordinates the case, or the
-client's consent in force covers it), the same CloudEvents, byte for byte and with the same ids, as
+exactly the case events of the cases it may see (one of its people coordinates the case, the
+client's consent in force covers it, or it opened the case and no consent has been given yet), the
+same CloudEvents, byte for byte and with the same ids, as
 on `{CASE_STREAM}`. When it becomes covered it first receives the case's history up to then; when
 it stops being covered it receives one `{SharingEnded.event_name()}` (`source`
 `{SHARING_EVENT_SOURCE}`, `type` `{SharingEnded.TYPE}`, with the reason:

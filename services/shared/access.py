@@ -18,12 +18,24 @@ Grant = tuple[str, str | None]
 
 
 def grants(
-    coordinating: Iterable[str], consented: Iterable[str] = (), consent_valid_until: str | None = None
+    coordinating: Iterable[str],
+    consented: Iterable[str] = (),
+    consent_valid_until: str | None = None,
+    *,
+    opened_by: str | None = None,
+    consent_given: bool = True,
 ) -> list[Grant]:
-    """The organisations that may see a case: those of its current coordinators (always), and
-    those its consent in force covers (until its ``valid_until``). Pass no ``consented`` when
-    no consent is in force (none given, or withdrawn)."""
+    """The organisations that may see a case: those of its current coordinators (always), those
+    its consent in force covers (until its ``valid_until``), and the organisation that opened it
+    (``opened_by``) while no consent has ever been given in it (``consent_given`` False).
+
+    Pass no ``consented`` when no consent is in force (none given, or withdrawn). Once a consent
+    has been given it governs the opener as anyone else, also after it is withdrawn: the opener
+    entered the client's data itself, so it may see them until the client has a say.
+    """
     found: dict[str, str | None] = dict.fromkeys(consented, consent_valid_until)
+    if opened_by is not None and not consent_given:
+        found[opened_by] = None
     found.update(dict.fromkeys(coordinating))
     return sorted(found.items())
 

@@ -9,7 +9,7 @@ from services.meetings.domain.calendar import STOCKHOLM, WorkingDays
 from services.meetings.domain.meeting import MeetingStatus
 from services.meetings.domain.schedule import Rules, restore, snapshot
 from services.meetings.infrastructure.store import MeetingStore
-from tests.meetings.feed import CLIENT, HOUSING, REGION_PSYCH, CaseFeed
+from tests.meetings.feed import CLIENT, HOUSING, REGION_PSYCH, SOCIAL, CaseFeed
 from vss_contracts import meeting_events as me
 from vss_contracts.case_events import MappingSummarised, PlanContact
 from vss_contracts.chain import GENESIS_HASH, chain_hash
@@ -172,6 +172,24 @@ def test_the_snapshot_keeps_the_consents_end_and_one_stored_without_it_still_loa
     assert restore(stored, Rules(), working_days).state.consent_valid_until == date(2026, 1, 30)
     del stored["consent_valid_until"]  # as stored before the end date was kept
     assert restore(stored, Rules(), working_days).state.consent_valid_until is None
+
+
+def test_the_opener_sees_the_case_until_a_consent_and_a_snapshot_stored_without_it_grants_it_nothing(
+    feed: CaseFeed, meetings: MeetingsService, working_days: WorkingDays
+) -> None:
+    day = date(2026, 1, 5)
+    feed.open(day)  # by the social services
+    schedule = meetings.schedule(feed.case_id)
+    assert schedule.grants() == [(SOCIAL.id, None)]
+    stored = snapshot(schedule)
+    assert restore(stored, Rules(), working_days).grants() == [(SOCIAL.id, None)]
+    del stored["opened_by"], stored["consent_given"]  # as stored before the opener was kept
+    assert restore(stored, Rules(), working_days).grants() == []
+    feed.assign(day, organisation=REGION_PSYCH)
+    feed.consent(day, REGION_PSYCH, HOUSING)
+    assert meetings.schedule(feed.case_id).grants() == [(HOUSING.id, None), (REGION_PSYCH.id, None)]
+    feed.withdraw(day)
+    assert meetings.schedule(feed.case_id).grants() == [(REGION_PSYCH.id, None)]
 
 
 def test_reminders_seven_and_one_day_before_and_a_change_rating_request(

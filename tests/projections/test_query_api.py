@@ -30,7 +30,7 @@ from services.shared.auth import TokenService
 from services.shared.bus.names import BusNames
 from services.shared.settings import AuthSettings
 from tests.projections.conftest import ProjectorThread
-from tests.support.actors import ACTORS, SOCIAL_INSURANCE_AGENCY, make_actor, organisation_of
+from tests.support.actors import ACTORS, SOCIAL_INSURANCE_AGENCY, coordinator_for, make_actor, organisation_of
 from tests.support.bus import read_stream, wait_until
 from tests.support.clock import FixedClock
 from tests.support.http import serving
@@ -259,6 +259,60 @@ def test_withdrawn_consent_removes_access_for_the_others_at_once(pipeline: Pipel
         (REGION.user_id, "granted"),
         (MUNICIPALITY.user_id, "granted"),
         (STRANGER.user_id, "denied"),
+    ]
+
+
+def test_the_opener_reads_its_new_case_at_once_until_a_consent_not_naming_it(pipeline: Pipeline) -> None:
+    """The municipality opens the case (its people coordinate nothing): it reads it at once,
+    before anyone coordinates or consents; once the client consents without naming it, it may not."""
+    scenario = CaseScenario(pipeline.service, pipeline.clock)
+    opened = scenario.open(MUNICIPALITY)
+    url = f"/v1/cases/{scenario.case_id}"
+    read = pipeline.client.get(
+        url, params={"position": opened.position}, headers=pipeline.token(MUNICIPALITY)
+    )
+    assert read.status_code == 200, read.text
+    case = read.json()["case"]
+    assert (case["opened_by_organisation"]["id"], case["coordinators"], case["consent"]) == (
+        MUNICIPALITY.organisation_id,
+        [],
+        None,
+    )
+    refused = pipeline.client.get(url, params={"position": opened.position}, headers=pipeline.token(STRANGER))
+    assert (refused.status_code, refused.json()["rule"]) == (403, "no_consent")
+
+    scenario.run(
+        lambda case: case.assign_coordinator(
+            cmd.AssignCoordinator(coordinator=coordinator_for(REGION), assigned_on=scenario.today)
+        ),
+        MUNICIPALITY,
+    )
+    consented = scenario.run(
+        lambda case: case.give_consent(
+            cmd.GiveConsent(
+                organisations=[organisation_of(REGION), SOCIAL_INSURANCE_AGENCY],
+                covers_relatives=False,
+                signed_on=scenario.today,
+                valid_until=scenario.today + timedelta(days=365),
+            )
+        ),
+        MUNICIPALITY,
+    )
+    after = pipeline.client.get(
+        url, params={"position": consented.position}, headers=pipeline.token(MUNICIPALITY)
+    )
+    assert (after.status_code, after.json()["rule"]) == (403, "no_consent")
+    coordinating = pipeline.client.get(
+        url, params={"position": consented.position}, headers=pipeline.token(REGION)
+    )
+    assert coordinating.status_code == 200, coordinating.text
+
+    log = pipeline.client.get(f"{url}/access-log", headers=pipeline.token(REGION)).json()["items"]
+    assert [(e["organisation_id"], e["outcome"]) for e in log if e["read"] == "overview"] == [
+        (MUNICIPALITY.organisation_id, "granted"),
+        (STRANGER.organisation_id, "denied"),
+        (MUNICIPALITY.organisation_id, "denied"),
+        (REGION.organisation_id, "granted"),
     ]
 
 

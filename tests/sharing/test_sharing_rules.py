@@ -82,10 +82,33 @@ def share(events: list[tuple[str, dict[str, Any]]], days: list[int] | None = Non
     return out
 
 
+def opened(org_id: str) -> tuple[str, dict[str, Any]]:
+    return ev.CaseOpened.TYPE, {"opened_by_organisation": org(org_id), "opened_on": "2026-03-02"}
+
+
 def test_a_coordinator_s_organisation_receives_the_history_at_its_assignment() -> None:
-    opened: tuple[str, dict[str, Any]] = (ev.CaseOpened.TYPE, {})
-    got = share([opened, assigned("anna", REGION), other(), assigned("omar", MUNICIPALITY)])
+    got = share([opened(REGION), assigned("anna", REGION), other(), assigned("omar", MUNICIPALITY)])
     assert got == {REGION: [1, 2, 3, 4], MUNICIPALITY: [1, 2, 3, 4]}
+
+
+def test_the_opener_receives_the_case_from_its_opening_until_a_consent_not_naming_it() -> None:
+    got = share(
+        [
+            opened(MUNICIPALITY),  # 1: the opener at once, before anyone coordinates
+            other(),  # 2
+            assigned("anna", REGION),  # 3: the region receives 1-3
+            consent(REGION, FK),  # 4: the consent does not name the opener: it ends
+            other(),  # 5
+            withdrawn(),  # 6: withdrawn, the opener does not see it again
+            consent(REGION, MUNICIPALITY),  # 7: naming it: what it missed, 4-7
+        ]
+    )
+    assert got[MUNICIPALITY] == [1, 2, 3, ("ended", SharingEndReason.CONSENT_REPLACED), 4, 5, 6, 7]
+    assert got[REGION] == [1, 2, 3, 4, 5, 6, 7]
+    assert got[FK] == [1, 2, 3, 4, 5, ("ended", SharingEndReason.CONSENT_WITHDRAWN)]
+    # Named by the first consent, the opener's sharing goes on without an end.
+    got = share([opened(MUNICIPALITY), consent(MUNICIPALITY, FK), other()])
+    assert got == {MUNICIPALITY: [1, 2, 3], FK: [1, 2, 3]}
 
 
 def test_consent_covers_another_organisation_until_it_is_withdrawn_then_renewal_sends_what_it_missed() -> (
@@ -140,11 +163,14 @@ def test_a_replaced_consent_and_an_unassigned_coordinator_end_sharing_with_their
 
 def test_the_decision_is_the_shared_access_rule() -> None:
     access = CaseAccess()
-    for type_name, data in (assigned("anna", REGION), consent(REGION, FK, valid_until="2026-03-10")):
+    for type_name, data in (opened(MUNICIPALITY), assigned("anna", REGION)):
         access.apply(type_name, data)
+    case_grants = grants([REGION], opened_by=MUNICIPALITY, consent_given=False)
+    assert access.covered("2026-03-10") == {o for o, _ in case_grants} == {REGION, MUNICIPALITY}
+    access.apply(*consent(REGION, FK, valid_until="2026-03-10"))
     for day in ("2026-03-10", "2026-03-11"):
-        case_grants = grants([REGION], [REGION, FK], "2026-03-10")
-        assert access.covered(day) == {o for o in (REGION, FK) if may_see(o, case_grants, day)}
+        case_grants = grants([REGION], [REGION, FK], "2026-03-10", opened_by=MUNICIPALITY, consent_given=True)
+        assert access.covered(day) == {o for o in (REGION, FK, MUNICIPALITY) if may_see(o, case_grants, day)}
     assert day_of(datetime(2026, 3, 10, 23, 30, tzinfo=UTC)) == "2026-03-11"  # Stockholm's date
 
 

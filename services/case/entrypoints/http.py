@@ -41,7 +41,7 @@ from services.case.domain import commands as cmd
 from services.case.domain.case import Case, CaseState
 from services.case.domain.errors import CaseRuleViolation, InvalidCommand, NotAllowed
 from services.case.domain.events import Actor
-from services.shared.access import AccessRecorder, grants, may_see, record_access
+from services.shared.access import AccessRecorder, Grant, grants, may_see, record_access
 from services.shared.auth import TokenService
 from services.shared.http_app import deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims
@@ -283,29 +283,28 @@ def reader(request: Request, who: Annotated[Actor, Depends(current_actor)]) -> A
     return who
 
 
+def case_grants(state: CaseState) -> list[Grant]:
+    """Who may see the case by the one access rule (``services.shared.access.grants``): its
+    coordinators' organisations, those the consent in force covers until its end, and the
+    opening organisation until a consent is given (the state keeps a withdrawn consent)."""
+    consent = state.consent
+    in_force = consent if consent is not None and consent.withdrawn_on is None else None
+    until = in_force.valid_until if in_force is not None else None
+    return grants(
+        (c.organisation.id for c in state.coordinators.values()),
+        in_force.organisations if in_force is not None else (),
+        until.isoformat() if until else None,
+        opened_by=state.opened_by.id,
+        consent_given=consent is not None,
+    )
+
+
 def _ensure_may_read(request: Request, case: Case, who: Actor, resource: str) -> None:
-    """Who may read a case here, as of now: an operator; else the one access rule (its
-    coordinators' organisations, and those the consent in force covers until its end); and
-    the opening organisation only until a consent is given (it must see what it opened to
-    assign coordinators and record the consent, but once the client has a say, the consent
-    decides for it as for anyone)."""
+    """Who may read a case here, as of now: an operator; else the one access rule."""
     if "operator" in who.roles:
         return
-    state = case.state
-    consent = state.consent
-    if consent is None:
-        involved = {state.opened_by.id} | {c.organisation.id for c in state.coordinators.values()}
-        if who.organisation_id in involved:
-            return
-    else:
-        in_force = consent.withdrawn_on is None
-        case_grants = grants(
-            (c.organisation.id for c in state.coordinators.values()),
-            consent.organisations if in_force else (),
-            consent.valid_until.isoformat() if consent.valid_until else None,
-        )
-        if may_see(who.organisation_id, case_grants, _today(_deps(request)).isoformat()):
-            return
+    if may_see(who.organisation_id, case_grants(case.state), _today(_deps(request)).isoformat()):
+        return
     detail = (
         f"organisation {who.organisation_id} neither coordinates the case nor does the consent in"
         " force cover it"

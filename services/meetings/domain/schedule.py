@@ -88,9 +88,11 @@ class ScheduleState:
     phase_since: date | None = None
     closed: bool = False
     client: Invitee | None = None
+    opened_by: str | None = None  # the organisation that opened the case
     coordinators: dict[str, Invitee] = field(default_factory=dict)  # by user id
     members: dict[str, Invitee] = field(default_factory=dict)  # by invitee id (member:<id>)
     consent_orgs: list[str] | None = None  # None: no consent in force
+    consent_given: bool = False  # a consent was ever given (withdrawn or not)
     consent_relatives: bool = False
     consent_valid_until: date | None = None  # the consent's last day; None: open-ended
     plan_contacts: list[Invitee] = field(default_factory=list)
@@ -129,11 +131,18 @@ class MeetingSchedule:
 
     def grants(self) -> list[Grant]:
         """Who may see the case (the shared rule's grants): the coordinators' organisations,
-        and those the consent in force covers until its ``valid_until``."""
+        those the consent in force covers until its ``valid_until``, and the opener's until a
+        consent is given."""
         state = self.state
         coordinating = [c.organisation.id for c in state.coordinators.values() if c.organisation]
         until = state.consent_valid_until.isoformat() if state.consent_valid_until else None
-        return grants(coordinating, state.consent_orgs or (), until)
+        return grants(
+            coordinating,
+            state.consent_orgs or (),
+            until,
+            opened_by=state.opened_by,
+            consent_given=state.consent_given,
+        )
 
     def consent_in_force(self, today: date) -> bool:
         until = self.state.consent_valid_until
@@ -295,6 +304,7 @@ class MeetingSchedule:
 
     def _case_opened(self, cause: str, data: ce.CaseOpened) -> list[Decided]:
         self.state.client = Invitee(invitee_id="client", name=data.client.name, role=InviteeRole.CLIENT)
+        self.state.opened_by = data.opened_by_organisation.id
         self.state.phase_since = data.opened_on
         self.state.cadence_from = data.opened_on
         return []
@@ -342,6 +352,7 @@ class MeetingSchedule:
 
     def _consent_given(self, cause: str, data: ce.ConsentGiven) -> list[Decided]:
         self.state.consent_orgs = sorted(o.id for o in data.organisations)
+        self.state.consent_given = True
         self.state.consent_relatives = data.covers_relatives
         self.state.consent_valid_until = data.valid_until
         return self._reinvite(cause, "consent_given")
@@ -782,7 +793,9 @@ def snapshot(schedule: MeetingSchedule) -> dict[str, Any]:
         "client": s.client.model_dump(mode="json") if s.client else None,
         "coordinators": {k: v.model_dump(mode="json") for k, v in s.coordinators.items()},
         "members": {k: v.model_dump(mode="json") for k, v in s.members.items()},
+        "opened_by": s.opened_by,
         "consent_orgs": s.consent_orgs,
+        "consent_given": s.consent_given,
         "consent_relatives": s.consent_relatives,
         "consent_valid_until": _iso(s.consent_valid_until),
         "plan_contacts": dump,
@@ -808,7 +821,10 @@ def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> Meeti
         client=invitee_from_json(value["client"]) if value["client"] else None,
         coordinators={k: invitee_from_json(v) for k, v in value["coordinators"].items()},
         members={k: invitee_from_json(v) for k, v in value["members"].items()},
+        # Snapshots stored before the opener was kept have none: no opener grant, as then.
+        opened_by=value.get("opened_by"),
         consent_orgs=value["consent_orgs"],
+        consent_given=value.get("consent_given", True),
         consent_relatives=value["consent_relatives"],
         # Snapshots stored before the end date was kept have none: open-ended, as then.
         consent_valid_until=_date(value.get("consent_valid_until")),

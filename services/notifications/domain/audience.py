@@ -166,10 +166,12 @@ class Audience:
     """What the service knows of one case's people (*brukare, samordnare, resursgrupp*)."""
 
     case_id: UUID
+    opened_by: str | None = None  # the organisation that opened the case
     coordinators: dict[str, Person] = field(default_factory=dict)  # by user id
     members: dict[str, Person] = field(default_factory=dict)  # by member id
     plan_contacts: list[Person] = field(default_factory=list)
     consent_orgs: set[str] | None = None  # None: no consent in force
+    consent_given: bool = False  # a consent was ever given (withdrawn or not)
     covers_relatives: bool = False
     consent_valid_until: date | None = None  # the consent's last day; None: open-ended
     meetings: dict[str, MeetingCopy] = field(default_factory=dict)  # by meeting id
@@ -188,10 +190,17 @@ class Audience:
     # ------------------------------------------------------------------------ consent
     def grants(self) -> list[Grant]:
         """Who may see the case (the shared rule's grants): the coordinators' organisations,
-        and those the consent in force covers until its ``valid_until``."""
+        those the consent in force covers until its ``valid_until``, and the opener's until a
+        consent is given."""
         coordinating = [c.organisation_id for c in self.coordinators.values() if c.organisation_id]
         until = self.consent_valid_until.isoformat() if self.consent_valid_until else None
-        return grants(coordinating, self.consent_orgs or (), until)
+        return grants(
+            coordinating,
+            self.consent_orgs or (),
+            until,
+            opened_by=self.opened_by,
+            consent_given=self.consent_given,
+        )
 
     def consent_in_force(self, today: date) -> bool:
         return self.consent_orgs is not None and (
@@ -270,10 +279,12 @@ class Audience:
     def to_json(self) -> dict[str, Any]:
         return {
             "case_id": str(self.case_id),
+            "opened_by": self.opened_by,
             "coordinators": [p.to_json() for p in self.coordinators.values()],
             "members": [p.to_json() for p in self.members.values()],
             "plan_contacts": [p.to_json() for p in self.plan_contacts],
             "consent_orgs": sorted(self.consent_orgs) if self.consent_orgs is not None else None,
+            "consent_given": self.consent_given,
             "covers_relatives": self.covers_relatives,
             "consent_valid_until": self.consent_valid_until.isoformat() if self.consent_valid_until else None,
             "meetings": [m.to_json() for m in self.meetings.values()],
@@ -290,10 +301,13 @@ class Audience:
         meetings = [MeetingCopy.from_json(m) for m in value["meetings"]]
         return cls(
             case_id=UUID(value["case_id"]),
+            # State stored before the opener was kept has none: no opener grant, as then.
+            opened_by=value.get("opened_by"),
             coordinators={p.user_id or p.key: p for p in coordinators},
             members={p.key.removeprefix("member:"): p for p in members},
             plan_contacts=[Person.from_json(p) for p in value["plan_contacts"]],
             consent_orgs=set(value["consent_orgs"]) if value["consent_orgs"] is not None else None,
+            consent_given=value.get("consent_given", True),
             covers_relatives=value["covers_relatives"],
             # State stored before the end date was kept has none: open-ended, as it was treated
             # then, until the next ConsentGiven brings its date.

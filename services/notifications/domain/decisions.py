@@ -83,6 +83,12 @@ def on_case_event(audience: Audience, data: CaseEventData, recorded_at: datetime
     return handler(audience, data, recorded_at, today) if handler else Outcome()
 
 
+def _case_opened(audience: Audience, data: ce.CaseOpened, _: datetime, today: date) -> Outcome:
+    # No coordinator or consent yet: nobody to tell, but the opener may see the case.
+    audience.opened_by = data.opened_by_organisation.id
+    return Outcome()
+
+
 def _coordinator_assigned(
     audience: Audience, data: ce.CoordinatorAssigned, _: datetime, today: date
 ) -> Outcome:
@@ -111,6 +117,7 @@ def _coordinator_unassigned(
 
 def _consent_given(audience: Audience, data: ce.ConsentGiven, _: datetime, today: date) -> Outcome:
     audience.consent_orgs = {o.id for o in data.organisations}
+    audience.consent_given = True
     audience.covers_relatives = data.covers_relatives
     audience.consent_valid_until = data.valid_until
     return Outcome(recheck_pending=True)  # a new consent may also cover less than the last
@@ -237,6 +244,7 @@ CASE_HANDLERS: EventHandlers[Callable[[Audience, Any, datetime, date], Outcome]]
     "notifications: case events",
     ce.CASE_EVENTS,
     {
+        ce.CaseOpened: _case_opened,
         ce.CoordinatorAssigned: _coordinator_assigned,
         ce.CoordinatorUnassigned: _coordinator_unassigned,
         ce.ConsentGiven: _consent_given,
@@ -252,7 +260,6 @@ CASE_HANDLERS: EventHandlers[Callable[[Audience, Any, datetime, date], Outcome]]
     },
     # No message, and no change to who may be told.
     ignored=(
-        ce.CaseOpened,  # no coordinator or consent yet: nobody to tell
         ce.WorksheetCompleted,
         ce.MappingSummarised,
         ce.PhaseChanged,

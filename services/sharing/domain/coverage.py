@@ -1,13 +1,15 @@
 """Who may see a case, after each of its events: the rule of ``services.shared.access``.
 
-A case is visible to the organisations of its current coordinators, and to those the
-consent in force covers until its ``valid_until``. The sharing service decides it on the
-case's state *after* each event, at that event's time (its date in Europe/Stockholm, as
-the case service dates everything): an organisation covered then receives the event (and,
-first, whatever it has not received of the case); one covered before and not now receives
-a SharingEnded instead. A consent's expiry is the passing of a date, not an event: it ends
-sharing at the first event of the case after ``valid_until`` (until then nothing new of the
-case exists to share).
+A case is visible to the organisations of its current coordinators, to those the consent
+in force covers until its ``valid_until``, and to the organisation that opened it until a
+consent is given. The sharing service decides it on the case's state *after* each event,
+at that event's time (its date in Europe/Stockholm, as the case service dates
+everything): an organisation covered then receives the event (and, first, whatever it
+has not received of the case); one covered before and not now receives a SharingEnded
+instead. So the opener receives the case from its CaseOpened on, and a first consent that
+does not name it ends its sharing unless its people coordinate. A consent's expiry is the
+passing of a date, not an event: it ends sharing at the first event of the case after
+``valid_until`` (until then nothing new of the case exists to share).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ STOCKHOLM = ZoneInfo("Europe/Stockholm")
 class CaseAccess:
     """What of a case decides who may see it (a JSON-ready value the store keeps per case)."""
 
+    opened_by: str | None = None  # the organisation that opened the case
     coordinators: dict[str, str] = field(default_factory=dict)  # user id -> organisation id
     consent: list[str] | None = None  # organisation ids the consent names; None: no consent
     withdrawn: bool = False  # withdrawn entirely
@@ -37,6 +40,7 @@ class CaseAccess:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "opened_by": self.opened_by,
             "coordinators": self.coordinators,
             "consent": self.consent,
             "withdrawn": self.withdrawn,
@@ -46,6 +50,8 @@ class CaseAccess:
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> CaseAccess:
         return cls(
+            # Stored before the opener was kept: none, so no opener grant, as then.
+            opened_by=value.get("opened_by"),
             coordinators=dict(value["coordinators"]),
             consent=list(value["consent"]) if value["consent"] is not None else None,
             withdrawn=bool(value["withdrawn"]),
@@ -57,6 +63,9 @@ class CaseAccess:
         handler = HANDLERS.handler(type_name)
         if handler is not None:
             handler(self, data)
+
+    def _case_opened(self, data: dict[str, Any]) -> None:
+        self.opened_by = data["opened_by_organisation"]["id"]
 
     def _coordinator_assigned(self, data: dict[str, Any]) -> None:
         coordinator = data["coordinator"]
@@ -87,15 +96,22 @@ class CaseAccess:
     def covered(self, day: str) -> set[str]:
         """The organisations that may see the case on ``day`` (ISO date): the shared rule."""
         consented = self.consent if self.consent is not None and not self.withdrawn else ()
-        case_grants = grants(self.coordinators.values(), consented, self.valid_until)
+        case_grants = grants(
+            self.coordinators.values(),
+            consented,
+            self.valid_until,
+            opened_by=self.opened_by,
+            consent_given=self.consent is not None,
+        )
         return {org for org, _ in case_grants if may_see(org, case_grants, day)}
 
 
-# Who may see a case turns on its coordinators and its consent only.
+# Who may see a case turns on its opener, its coordinators and its consent only.
 HANDLERS: EventHandlers[Callable[[CaseAccess, dict[str, Any]], None]] = EventHandlers.of(
     "sharing: case access",
     ev.CASE_EVENTS,
     {
+        ev.CaseOpened: CaseAccess._case_opened,
         ev.CoordinatorAssigned: CaseAccess._coordinator_assigned,
         ev.CoordinatorUnassigned: CaseAccess._coordinator_unassigned,
         ev.ConsentGiven: CaseAccess._consent_given,
@@ -103,7 +119,6 @@ HANDLERS: EventHandlers[Callable[[CaseAccess, dict[str, Any]], None]] = EventHan
         ev.ConsentRenewed: CaseAccess._consent_renewed,
     },
     ignored=(
-        ev.CaseOpened,
         ev.WorksheetCompleted,
         ev.MappingSummarised,
         ev.PhaseChanged,
@@ -141,6 +156,7 @@ def end_reason(
         if organisation in (data.get("organisation_ids") or ()):
             return SharingEndReason.CONSENT_WITHDRAWN_FOR_ORGANISATION
     if type_name == ev.ConsentGiven.TYPE:
+        # Also the first consent, ending the opener's sight of the case when it does not name it.
         return SharingEndReason.CONSENT_REPLACED
     if type_name == ev.CoordinatorUnassigned.TYPE and (
         after.consent is None or after.withdrawn or organisation not in after.consent

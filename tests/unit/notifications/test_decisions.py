@@ -21,7 +21,16 @@ from tests.meetings.feed import CLIENT, COORDINATOR, HOUSING, REGION_PSYCH, SOCI
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
 from vss_contracts.meeting_events import Invitee, InviteeRole, MeetingKind
-from vss_contracts.types import ClosingReason, ContactDetails, Coordinator, MemberKind, OrganisationRef
+from vss_contracts.types import (
+    ClientRef,
+    ClosingReason,
+    ContactDetails,
+    Coordinator,
+    MemberKind,
+    Municipality,
+    OrganisationRef,
+    Region,
+)
 
 TODAY = date(2026, 3, 2)
 AT = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -307,3 +316,27 @@ def test_the_audience_survives_its_stored_form() -> None:
     case.on(ce.ResourceGroupMemberRemoved(member_id=case.nurse.member_id, removed_on=TODAY))
     again = Audience.from_json(case.audience.to_json())
     assert again == case.audience
+
+
+def test_the_opener_may_see_the_case_until_a_consent_is_given_and_is_told_nothing_for_it() -> None:
+    audience = Audience(case_id=CASE)
+    opened = ce.CaseOpened(
+        client=ClientRef(personal_identity_number="19121212-1212", name="Tolvan Tolvansson"),
+        municipality=Municipality(code="1480", name="Göteborg"),
+        region=Region(code="14", name="Västra Götalandsregionen"),
+        opened_on=TODAY,
+        opened_by_organisation=HOUSING,
+    )
+    assert on_case_event(audience, opened, AT, TODAY).notices == []
+    assert audience.grants() == [(HOUSING.id, None)]
+    assert Audience.from_json(audience.to_json()).grants() == [(HOUSING.id, None)]
+    old = audience.to_json()
+    del old["opened_by"], old["consent_given"]  # as stored before the opener was kept
+    assert Audience.from_json(old).grants() == []
+    consent = ce.ConsentGiven(
+        consent_id=uuid4(), organisations=[REGION_PSYCH], covers_relatives=False, signed_on=TODAY
+    )
+    on_case_event(audience, consent, AT, TODAY)
+    assert audience.grants() == [(REGION_PSYCH.id, None)]
+    on_case_event(audience, ce.ConsentWithdrawn(withdrawn_on=TODAY, entire=True), AT, TODAY)
+    assert audience.grants() == []  # withdrawn: the opener does not see it again

@@ -56,6 +56,15 @@ def test_the_grants_are_the_coordinators_organisations_and_what_the_consent_in_f
     assert specs.OTHER_ORG.id not in dict(access.grants(withdrawn))
 
 
+def test_the_opener_is_granted_the_case_until_a_consent_is_given() -> None:
+    opener = specs.REGION_ORG.id  # the story's actor opens the case
+    assert access.grants(view_of()) == [(opener, None)]  # at once, open-ended
+    not_naming_it = view_of(specs.consent(specs.OTHER_ORG, valid_until=date(2025, 12, 31)))
+    assert access.grants(not_naming_it) == [(specs.OTHER_ORG.id, "2025-12-31")]
+    withdrawn = view_of(specs.consent(specs.REGION_ORG), specs.withdraw())
+    assert access.grants(withdrawn) == []
+
+
 def test_what_is_overdue_is_decided_when_the_view_is_read() -> None:
     view = view_of(*specs.WORKING, specs.complete_action(specs.ACTION_2))
     before = case_view.mark_overdue(view, specs.TODAY.isoformat())

@@ -1,5 +1,5 @@
-"""The one access rule every service applies: the coordinators' organisations, and those the
-consent in force covers until its last day."""
+"""The one access rule every service applies: the coordinators' organisations, those the
+consent in force covers until its last day, and the opener until a consent is given."""
 
 from __future__ import annotations
 
@@ -23,6 +23,32 @@ def test_a_consented_organisation_may_see_the_case_until_the_consents_last_day_o
 def test_an_organisation_neither_coordinating_nor_consented_may_not() -> None:
     assert not may_see("housing", grants(["region"], ["city"]), "2025-03-14")
     assert not may_see("city", grants(["region"]), "2025-03-14")  # no consent in force
+
+
+def test_the_opener_may_see_the_case_open_endedly_before_any_consent() -> None:
+    case_grants = grants([], opened_by="city", consent_given=False)
+    assert case_grants == [("city", None)]
+    assert may_see("city", case_grants, "2030-01-01")
+    assert not may_see("housing", case_grants, "2025-03-14")
+    both = grants(["region"], opened_by="city", consent_given=False)
+    assert both == [("city", None), ("region", None)]
+
+
+def test_once_a_consent_is_given_it_governs_the_opener_as_anyone() -> None:
+    # Given, not naming the opener: the opener is refused.
+    assert not may_see("city", grants(["region"], ["fk"], opened_by="city", consent_given=True), "2025-03-14")
+    # Given, naming it: until the consent's last day, like any covered organisation.
+    covered = grants(["region"], ["city"], "2025-06-30", opened_by="city", consent_given=True)
+    assert covered == [("city", "2025-06-30"), ("region", None)]
+    # Withdrawn (no consent in force, but one was given): the opener is refused.
+    assert not may_see("city", grants(["region"], opened_by="city", consent_given=True), "2025-03-14")
+    # Coordinating: open-ended whatever the consent says.
+    assert may_see("city", grants(["city"], opened_by="city", consent_given=True), "2030-01-01")
+
+
+def test_an_opener_not_passed_gets_no_grant() -> None:
+    assert grants(["region"], consent_given=False) == [("region", None)]
+    assert grants(["region"], opened_by="city") == [("region", None)]  # consent given, by default
 
 
 class Reader:
