@@ -21,6 +21,7 @@ __all__ = [
     "HEADER_DLQ_REASON",
     "HEADER_DLQ_SEQUENCE",
     "HEADER_DLQ_STREAM",
+    "HEADER_CASE_POSITION",
     "HEADER_EVENT_TYPE",
     "HEADER_LOG_POSITION",
     "HEADER_MSG_ID",
@@ -53,6 +54,9 @@ SHARING_EVENT_SOURCE = "/vss/sharing"
 HEADER_MSG_ID = "Nats-Msg-Id"  # = the CloudEvent id (the event id): JetStream drops a repeat
 HEADER_EVENT_TYPE = "Vss-Event-Type"  # = the CloudEvent type, e.g. se.vss.case.SipDecided.v1
 HEADER_LOG_POSITION = "Vss-Log-Position"  # = the event's position in the case store's log
+# On a meetings event: the case store's log position the meetings service had applied when it
+# decided it (where in the case history it belongs; a replay puts it back there).
+HEADER_CASE_POSITION = "Vss-Case-Position"
 
 # Messages a consumer could not apply: the original body and headers plus these.
 DEAD_LETTER_STREAM = "VSS_DLQ"

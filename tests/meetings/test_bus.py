@@ -6,23 +6,27 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from services.case.application.service import CaseService
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.meetings.application.service import Requester
 from services.meetings.bootstrap import MeetingsParts, bootstrap_meetings
-from services.meetings.domain.calendar import STOCKHOLM
+from services.meetings.domain.calendar import STOCKHOLM, WorkingDays
+from services.meetings.domain.schedule import MeetingSchedule
 from services.meetings.infrastructure.bus import meeting_bus_names
 from services.meetings.infrastructure.store import migrate as migrate_meetings
 from services.meetings.settings import MeetingsSettings
 from services.shared.bus.names import BusNames
 from tests.bus.conftest import PartsThread
+from tests.support.actors import ACTORS
 from tests.support.bus import StreamMessage, read_stream, wait_until
 from tests.support.clock import FixedClock
-from tests.support.scenario import drive_to_first_sip
+from tests.support.scenario import CaseScenario, drive_to_first_sip
 from vss_contracts import meeting_events as me
 
 MeetingsThread = PartsThread[MeetingsParts]
@@ -174,3 +178,97 @@ def test_replaying_the_case_stream_into_an_empty_service_gives_the_same_schedule
         after = meeting_stream(nats_url, meeting_names)
     assert [m.event.id for m in after] == [m.event.id for m in before]  # nothing published again
     assert len({m.event.id for m in after}) == len(after)
+
+
+def working(moment: datetime) -> datetime:
+    """The same time on the first Swedish working day on or after ``moment``'s day."""
+    local = moment.astimezone(STOCKHOLM)
+    return local + timedelta(days=(WorkingDays().on_or_after(local.date()) - local.date()).days)
+
+
+def test_a_rebuilt_service_holds_the_coordinators_requests_where_live_made_them(
+    case_store: CaseEventStore,
+    clock: FixedClock,
+    nats_url: str,
+    meeting_names: BusNames,
+    run_relay: Callable[..., AbstractContextManager[object]],
+    start_meetings: Callable[..., MeetingsThread],
+) -> None:
+    """Bookings and reschedules made through the meetings service between case events are on
+    VSS_MEETINGS; a store rebuilt from the case stream takes them over and applies each after
+    the case event it followed live: the same meetings, row by row, and the same events."""
+    service = CaseService(case_store, clock)
+    coordinator = Requester(ACTORS.region.user_id, ACTORS.region.organisation_id, ACTORS.region.principal)
+    cases = [CaseScenario(service, clock) for _ in range(2)]
+    with run_relay(case_store):
+        original = start_meetings("original.sqlite")
+        with original:
+            live = original.parts.service
+
+            def applied() -> bool:
+                return live.applied_log_position() >= len(case_store.read_log(0, 10**6))
+
+            for case in cases:
+                case.open()
+                case.assign_coordinators()
+                case.give_consent()
+                case.complete_worksheet()
+                case.summarise_mapping()  # the first resource group meeting
+            assert wait_until(applied, 20)
+            for n, case in enumerate(cases):
+                assert case.case_id is not None
+                [rg] = live.meetings(case.case_id)
+                move = partial(
+                    MeetingSchedule.reschedule,
+                    request_id=f"move-{n}",
+                    meeting_id=rg.meeting_id,
+                    starts_at=working(rg.starts_at + timedelta(days=1)),
+                    user_id=coordinator.user_id,
+                    reason="Semester",
+                )
+                book = partial(
+                    MeetingSchedule.book,
+                    request_id=f"book-{n}",
+                    starts_at=working(rg.starts_at - timedelta(days=7)).replace(hour=14),
+                    minutes=45,
+                    user_id=coordinator.user_id,
+                    location="Mottagningen",
+                    organisation_id=coordinator.organisation_id,
+                )
+                live.request(case.case_id, coordinator, move)
+                live.request(case.case_id, coordinator, book)
+            for case in cases:  # the SIP moves the resource group meeting again, by the rules
+                case.set_goal()
+                case.add_members()
+                case.decide_sip()
+            assert wait_until(applied, 20)
+            [booked] = [m for m in live.meetings(cases[0].case_id) if m.kind is me.MeetingKind.CLIENT_CONTACT]
+            live.request(
+                cases[0].case_id,
+                coordinator,
+                lambda s: s.cancel("cancel-0", booked.meeting_id, user_id=coordinator.user_id, reason="Sjuk"),
+            )  # after every case event
+            live.fire_due()
+            store = original.parts.store
+            assert wait_until(
+                lambda: len(meeting_stream(nats_url, meeting_names)) == len(store.read_log(0, 10**6)), 20
+            )
+            expected = {
+                c.case_id: [m.to_json() for m in live.meetings(c.case_id)] for c in cases if c.case_id
+            }
+            events = {c.case_id: [e.state for e in store.events(c.case_id)] for c in cases if c.case_id}
+        before = meeting_stream(nats_url, meeting_names)
+        assert sum(m.event.actorid == coordinator.user_id for m in before) == 5
+        replay = start_meetings("replayed.sqlite")
+        with replay:
+            rebuilt = replay.parts.service
+            assert wait_until(
+                lambda: rebuilt.applied_log_position() >= len(case_store.read_log(0, 10**6)), 20
+            )
+            rebuilt.fire_due()  # caught up: the requests after the last case event, then timers
+            for case_id, meetings in expected.items():
+                assert [m.to_json() for m in rebuilt.meetings(case_id)] == meetings
+                assert [e.state for e in replay.parts.store.events(case_id)] == events[case_id]
+            asyncio.run(asyncio.sleep(1.5))  # the replay's relay would have published by now
+        after = meeting_stream(nats_url, meeting_names)
+    assert [m.event.id for m in after] == [m.event.id for m in before]  # nothing published again

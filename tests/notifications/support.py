@@ -70,6 +70,7 @@ class Adapter:
         recorded_at: datetime,
         data: ce.CaseEventData,
         stream_sequence: int,
+        log_position: int | None = None,  # the meetings feed's; notifications keeps none
     ) -> bool:
         return self.service.apply(
             CASE_CONSUMER,

@@ -8,6 +8,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from services.meetings.domain.schedule import Decided
+from vss_contracts.types import Principal
+
+# The stored state's key (beside the hashed ones) of the case log position an event followed.
+CASE_POSITION = "case_position"
+
 
 class AlreadyApplied(Exception):
     """The case event's stream sequence is recorded already (a redelivery): nothing changed."""
@@ -29,6 +35,20 @@ class ScheduleWrite:
     coordinators: tuple[str, ...] | None  # the case's coordinators; None: unchanged
     position: tuple[int, str | None] | None = None  # (case stream sequence, case event id)
     log_position: int | None = None  # the case event's position in the case store's log
+    adopted_request: int | None = None  # an adopted request applied by this write (its sequence)
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptedRequest:
+    """A coordinator's request an empty store took over from the meetings stream, to apply
+    again in its place in history (see ``MeetingsService._apply_adopted_requests``)."""
+
+    sequence: int  # its stream sequence on the meetings stream: the order requests were made in
+    case_id: UUID
+    case_position: int | None  # the case log position it followed; None: not known (older event)
+    recorded_at: datetime
+    principal: Principal
+    decided: Decided
 
 
 class ScheduleStore(Protocol):
@@ -47,6 +67,11 @@ class ScheduleStore(Protocol):
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None: ...
 
     def applied_log_position(self) -> int: ...
+
+    def adopted_requests(self, through: int | None) -> list[AdoptedRequest]:
+        """Adopted requests not applied yet, in order: those that followed a case log position
+        up to ``through``; None: all of them."""
+        ...
 
 
 class Clock(Protocol):

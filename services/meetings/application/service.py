@@ -18,6 +18,8 @@ import orjson
 import structlog
 
 from services.meetings.application.ports import (
+    CASE_POSITION,
+    AdoptedRequest,
     AlreadyApplied,
     Clock,
     ConcurrentWrite,
@@ -144,7 +146,11 @@ class MeetingsService:
                 return False
             return True
 
-        return self._retrying(attempt)
+        with self.store.lock:
+            if log_position is not None:
+                # A replay: coordinators' requests that live followed an earlier case event go first.
+                self._apply_adopted_requests(through=log_position - 1)
+            return self._retrying(attempt)
 
     def applied_through(self) -> int:
         return self.store.applied_through()
@@ -160,6 +166,8 @@ class MeetingsService:
     def fire_due(self, now: datetime | None = None, *, batch: int = 500) -> int:
         """Fire every timer due by ``now`` (default: the clock); returns the events stored."""
         now = now or self.clock.now()
+        with self.store.lock:
+            self._apply_adopted_requests(through=None)
         fired = 0
         while True:
             due = self.store.due(utc_key(now) or "", batch)
@@ -187,6 +195,7 @@ class MeetingsService:
         """Run one coordinator request against the case's schedule; returns the event and the meeting."""
 
         def attempt() -> tuple[Decided, Meeting]:
+            self._apply_adopted_requests(through=self.store.applied_log_position())
             schedule = self.schedule(case_id)
             before = schedule.version
             now = self.clock.now()
@@ -205,6 +214,38 @@ class MeetingsService:
 
         return self._retrying(attempt)
 
+    # ------------------------------------------------------- coordinators' requests in a replay
+    def _apply_adopted_requests(self, *, through: int | None) -> int:
+        """Apply again the coordinators' requests an empty store took over from the meetings
+        stream (``adopt_stream``), each where it stood in history: after the case log position
+        the service had applied when it decided it (``through``: those placed at or before that
+        position; None: every one left, once the case stream is applied). Each is applied as
+        the fact it became, after the timers due by its time, with its own event id, so the
+        replay's state is the live state and nothing is published twice. The caller holds the
+        store's lock."""
+        applied = 0
+        for request in self.store.adopted_requests(through):
+
+            def attempt(request: AdoptedRequest = request) -> None:
+                schedule = self._load_or_new(request.case_id)
+                before = schedule.version
+                decided = [*schedule.fire_due(request.recorded_at), schedule.replay_request(request.decided)]
+                self._save(
+                    schedule,
+                    before,
+                    decided,
+                    at=request.recorded_at,
+                    principal=request.principal,
+                    case_position=request.case_position,
+                    adopted_request=request.sequence,
+                )
+
+            self._retrying(attempt)
+            applied += 1
+        if applied:
+            log.info("meetings.adopted_requests_applied", requests=applied, through=through)
+        return applied
+
     # ------------------------------------------------------------------------------ saving
     def _save(
         self,
@@ -216,8 +257,14 @@ class MeetingsService:
         position: tuple[int, str | None] | None = None,
         log_position: int | None = None,
         principal: Principal = Principal.OTHER,
+        case_position: int | None = None,
+        adopted_request: int | None = None,
     ) -> None:
         case_id = str(schedule.state.case_id)
+        # Where in the case history these events belong (kept beside the hashed state, and
+        # published as Vss-Case-Position): a case event's own position, else what is applied.
+        if case_position is None:
+            case_position = log_position if log_position is not None else self.store.applied_log_position()
         prev_hash = schedule.head_hash or GENESIS_HASH
         recorded_at = at.astimezone(UTC).isoformat()
         states = []
@@ -235,6 +282,7 @@ class MeetingsService:
                 "data": item.data.model_dump(mode="json"),
             }
             state["hash"] = prev_hash = chain_hash(case_id, version, item.data.TYPE, state, dumps=_dumps)
+            state[CASE_POSITION] = case_position
             states.append((version, item.data.TYPE, state))
         schedule.head_hash = prev_hash if decided else schedule.head_hash
         revision = schedule.revision
@@ -252,6 +300,7 @@ class MeetingsService:
                 coordinators=coordinators if coordinators != schedule.stored_coordinators else None,
                 position=position,
                 log_position=log_position,
+                adopted_request=adopted_request,
             ),
         )
         schedule.stored_coordinators = coordinators

@@ -695,6 +695,11 @@ class MeetingSchedule:
                 f"{day} is not a working day ({name}); next is {self.calendar.on_or_after(day)}",
             )
 
+    def replay_request(self, decided: Decided) -> Decided:
+        """A coordinator's request decided before (taken over from the meetings stream): its
+        event is a fact now, applied as it was, not decided again."""
+        return self._decide(decided)
+
     # -------------------------------------------------------------------------- evolution
     def apply(self, data: MeetingEventData) -> None:
         """The only place a meeting event changes the schedule."""

@@ -11,17 +11,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from uuid import UUID
 
 import orjson
 import structlog
 from nats.js.errors import NotFoundError
 
-from services.meetings.application.service import MeetingsService
+from services.meetings.application.ports import CASE_POSITION
+from services.meetings.application.service import SERVICE_ACTOR, MeetingsService
 from services.meetings.infrastructure.store import MeetingStore, StoredMeetingEvent
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
 from services.shared.bus.outbox import StoredEventLog
+from services.shared.bus.relay import OutboxMessage
 from services.shared.bus.streams import connect
 from vss_contracts.meeting_events import (
     MEETING_EVENT_SOURCE,
@@ -29,7 +32,7 @@ from vss_contracts.meeting_events import (
     MEETING_SUBJECT_PREFIX,
     TYPE_PREFIX,
 )
-from vss_contracts.subjects import HEADER_LOG_POSITION
+from vss_contracts.subjects import HEADER_CASE_POSITION, HEADER_LOG_POSITION
 
 log = structlog.get_logger("vss.meetings.bus")
 
@@ -63,10 +66,19 @@ class CaseEventHandler:
 
 
 class MeetingEventLog(StoredEventLog[StoredMeetingEvent]):
-    """The relay's ``EventLog`` over the meetings store."""
+    """The relay's ``EventLog`` over the meetings store; each message also says which case log
+    position its event followed (``Vss-Case-Position``), so a replay can put it back there."""
 
     def __init__(self, store: MeetingStore, names: BusNames) -> None:
         super().__init__(store, names, source=MEETING_EVENT_SOURCE, type_prefix=TYPE_PREFIX)
+
+    def render(self, rows: Sequence[StoredMeetingEvent]) -> Sequence[OutboxMessage]:
+        messages = super().render(rows)
+        for row, message in zip(rows, messages, strict=True):
+            case_position = row.state.get(CASE_POSITION)
+            if case_position is not None:
+                message.headers[HEADER_CASE_POSITION] = str(case_position)
+        return messages
 
 
 async def adopt_stream(store: MeetingStore, nats_url: str, names: BusNames) -> int:
@@ -83,18 +95,36 @@ async def adopt_stream(store: MeetingStore, nats_url: str, names: BusNames) -> i
         if info.state.messages == 0:
             return 0
         ids: list[str] = []
+        requests: list[tuple[int, str, int | None, bytes]] = []
         tail = 0
         sub = await js.subscribe(names.subjects, ordered_consumer=True, stream=names.stream)
         try:
             while len(ids) < info.state.messages:
                 msg = await sub.next_msg(timeout=5)
                 headers = msg.headers or {}
-                ids.append(str(orjson.loads(msg.data)["id"]))  # (a refill carries another msg id)
+                event = orjson.loads(msg.data)
+                ids.append(str(event["id"]))  # (a refill carries another msg id)
                 tail = max(tail, int(headers.get(HEADER_LOG_POSITION, 0)))
+                if event["actorid"] != SERVICE_ACTOR:  # a coordinator's request: not derived again
+                    position = headers.get(HEADER_CASE_POSITION)
+                    requests.append(
+                        (
+                            msg.metadata.sequence.stream,
+                            str(event["subject"]),
+                            int(position) if position is not None else None,
+                            msg.data,
+                        )
+                    )
         finally:
             await sub.unsubscribe()
-        await asyncio.to_thread(store.adopt_stream, tail, ids)
-        log.info("meetings.stream_adopted", stream=names.stream, messages=len(ids), tail_position=tail)
+        await asyncio.to_thread(store.adopt_stream, tail, ids, requests)
+        log.info(
+            "meetings.stream_adopted",
+            stream=names.stream,
+            messages=len(ids),
+            requests=len(requests),
+            tail_position=tail,
+        )
         return len(ids)
     finally:
         await nc.close()

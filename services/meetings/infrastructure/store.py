@@ -29,9 +29,16 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import Environment
 from psycopg.rows import DictRow
 
-from services.meetings.application.ports import AlreadyApplied, ConcurrentWrite, ScheduleWrite
+from services.meetings.application.ports import (
+    AdoptedRequest,
+    AlreadyApplied,
+    ConcurrentWrite,
+    ScheduleWrite,
+)
+from services.meetings.domain.schedule import Decided
 from services.shared.bus import checkpoint
 from services.shared.eventstore import EventStoreUrl, PostgresRecorderSql, RecorderTopics, SQLiteRecorderSql
+from vss_contracts.envelope import CloudEvent
 
 CONSUMER = "meetings"
 LOG_CHANNEL = "vss_meetings_log"
@@ -44,6 +51,10 @@ SIDE_TABLES_SQL = (
     " user_id TEXT NOT NULL, case_id TEXT NOT NULL, PRIMARY KEY (user_id, case_id))",
     "CREATE TABLE IF NOT EXISTS already_published (event_id TEXT PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS log_offset (id INTEGER PRIMARY KEY, value BIGINT NOT NULL)",
+    # Coordinators' requests taken over from the meetings stream, until applied again (the
+    # CloudEvent as published; case_position: the case log position it followed).
+    "CREATE TABLE IF NOT EXISTS adopted_requests ("
+    " sequence BIGINT PRIMARY KEY, case_id TEXT NOT NULL, case_position BIGINT, event TEXT NOT NULL)",
     checkpoint.CREATE_POSITIONS_TABLE,
 )
 
@@ -82,6 +93,8 @@ class _SideWrites:
             )
             if c.fetchone() is None:  # not rowcount: -1 in psycopg's pipeline mode
                 raise ConcurrentWrite(f"schedule {w.case_id} is not at revision {w.expected_revision}")
+        if w.adopted_request is not None:
+            c.execute(f"DELETE FROM adopted_requests WHERE sequence = {self.p}", (w.adopted_request,))
         if w.coordinators is None:
             return
         c.execute(f"DELETE FROM schedule_coordinators WHERE case_id = {self.p}", (w.case_id,))
@@ -183,6 +196,7 @@ class MeetingStore:
         self.recorder = cast(MeetingsRecorder, self.app.recorder)
         self._offset: int | None = None
         self._published: set[str] | None = None  # ids adopted from the stream (read once)
+        self._requests: list[AdoptedRequest] | None = None  # adopted, not yet applied (read once)
         self.lock = threading.RLock()  # one writer at a time in this process
 
     def close(self) -> None:
@@ -207,6 +221,8 @@ class MeetingStore:
             ids = self.recorder.insert_events(stored, side=side)
         except IntegrityError as error:
             raise ConcurrentWrite(str(error)) from error
+        if side.adopted_request is not None and self._requests:
+            self._requests = [r for r in self._requests if r.sequence != side.adopted_request]
         return [i + self.log_offset() for i in ids or []]
 
     # ------------------------------------------------------------------------------ reads
@@ -291,11 +307,18 @@ class MeetingStore:
             "SELECT case_id FROM schedules LIMIT 1"
         )
 
-    def adopt_stream(self, tail_position: int, published_ids: Sequence[str]) -> None:
-        """Before an empty store replays history: the stream's events are not published again.
+    def adopt_stream(
+        self,
+        tail_position: int,
+        published_ids: Sequence[str],
+        requests: Sequence[tuple[int, str, int | None, bytes]] = (),
+    ) -> None:
+        """Before an empty store replays history: the stream's events are not published again,
+        and the coordinators' requests on it are applied again in their place.
 
         The store's positions continue after the stream's last one, and the events the
         replay derives with an id the stream holds are skipped by :meth:`read_log`.
+        ``requests``: (stream sequence, case id, case log position followed, CloudEvent JSON).
         """
         if not self.is_empty():
             raise RuntimeError("only an empty meetings store adopts a stream")
@@ -303,19 +326,57 @@ class MeetingStore:
         self.recorder.execute("INSERT INTO log_offset (id, value) VALUES (1, %s)", (tail_position,))
         for event_id in published_ids:
             self.recorder.execute("INSERT INTO already_published (event_id) VALUES (%s)", (event_id,))
+        for sequence, case_id, case_position, event in requests:
+            self.recorder.execute(
+                "INSERT INTO adopted_requests (sequence, case_id, case_position, event)"
+                " VALUES (%s, %s, %s, %s)",
+                (sequence, case_id, case_position, event.decode()),
+            )
         self._offset = tail_position
         self._published = set(published_ids)
+        self._requests = None
+
+    def adopted_requests(self, through: int | None) -> list[AdoptedRequest]:
+        if self._requests is None:  # written only by adopt_stream: read once, then kept here
+            rows = self.recorder.query(
+                "SELECT sequence, case_position, event FROM adopted_requests ORDER BY sequence"
+            )
+            self._requests = [_adopted(int(r["sequence"]), r["case_position"], r["event"]) for r in rows]
+        return [
+            r
+            for r in self._requests
+            if through is None or (r.case_position is not None and r.case_position <= through)
+        ]
 
     def check_migrated(self) -> None:
         try:
             self.recorder.query("SELECT 1 FROM schedules LIMIT 1")
             self.recorder.query("SELECT log_position FROM consumer_positions LIMIT 1")
+            self.recorder.query("SELECT sequence FROM adopted_requests LIMIT 1")
             self.recorder.max_notification_id()
         except Exception as error:
             raise StoreNotMigrated(
                 f"the meetings store at {self.url.redacted()} lacks tables or columns:"
                 f" run `vss migrate` ({error})"
             ) from error
+
+
+def _adopted(sequence: int, case_position: int | None, event: str) -> AdoptedRequest:
+    cloud_event = CloudEvent.model_validate_json(event)
+    return AdoptedRequest(
+        sequence=sequence,
+        case_id=UUID(cloud_event.subject),
+        case_position=None if case_position is None else int(case_position),
+        recorded_at=cloud_event.time,
+        principal=cloud_event.actorprincipal,
+        decided=Decided(
+            UUID(cloud_event.id),
+            cloud_event.meeting_data(),
+            actor_id=cloud_event.actorid,
+            actor_org=cloud_event.actororg,
+            causation_id=cloud_event.causationid,
+        ),
+    )
 
 
 def migrate(url: str) -> None:

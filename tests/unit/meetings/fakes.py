@@ -16,7 +16,12 @@ from uuid import UUID
 
 import orjson
 
-from services.meetings.application.ports import AlreadyApplied, ConcurrentWrite, ScheduleWrite
+from services.meetings.application.ports import (
+    AdoptedRequest,
+    AlreadyApplied,
+    ConcurrentWrite,
+    ScheduleWrite,
+)
 from tests.unit.checkpoints import Positions
 
 CONSUMER = "meetings"
@@ -46,6 +51,7 @@ class InMemoryScheduleStore:
         self.log: list[StoredMeetingEvent] = []
         self.positions = Positions()
         self.interfere: Any = None  # called once before the next write: another writer's turn
+        self.requests: list[AdoptedRequest] = []  # taken over from the meetings stream, not yet applied
 
     def write(self, states: Sequence[tuple[int, str, dict[str, Any]]], side: ScheduleWrite) -> list[int]:
         with self.lock:
@@ -62,6 +68,8 @@ class InMemoryScheduleStore:
                 raise ConcurrentWrite(f"version {states[0][0]} of {side.case_id} is taken")
             if side.position is not None:
                 self.positions.advance(CONSUMER, *side.position, side.log_position)
+            if side.adopted_request is not None:
+                self.requests = [r for r in self.requests if r.sequence != side.adopted_request]
             self.schedules[side.case_id] = (side.revision, side.snapshot, side.next_due)
             if side.coordinators is not None:
                 self.coordinators[side.case_id] = set(side.coordinators)
@@ -96,6 +104,13 @@ class InMemoryScheduleStore:
 
     def applied_log_position(self) -> int:
         return self.positions.log_positions.get(CONSUMER, 0)
+
+    def adopted_requests(self, through: int | None) -> list[AdoptedRequest]:
+        return [
+            r
+            for r in self.requests
+            if through is None or (r.case_position is not None and r.case_position <= through)
+        ]
 
     def events(self, case_id: UUID) -> list[StoredMeetingEvent]:
         return [e for e in self.log if e.case_id == str(case_id)]

@@ -7,17 +7,20 @@ order, with which position, and what a redelivery or a concurrent writer changes
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
 
 import pytest
 
-from services.meetings.application.service import CaseUnknown, MeetingsService, Requester
+from services.meetings.application.ports import AdoptedRequest
+from services.meetings.application.service import SERVICE_ACTOR, CaseUnknown, MeetingsService, Requester
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays
-from services.meetings.domain.schedule import Rules, ScheduleError
+from services.meetings.domain.schedule import Decided, Rules, ScheduleError
 from tests.meetings.feed import CLIENT, COORDINATOR, HOUSING, SOCIAL, CaseFeed
 from tests.support.clock import FixedClock
 from vss_contracts import case_events as ce
 from vss_contracts.chain import GENESIS_HASH
-from vss_contracts.meeting_events import MeetingKind
+from vss_contracts.meeting_events import MeetingKind, decode_meeting_event
 from vss_contracts.types import MemberKind, OrganisationRef, Principal
 
 from .fakes import InMemoryScheduleStore
@@ -313,3 +316,106 @@ def test_a_member_the_consent_does_not_cover_is_not_invited() -> None:
     [meeting] = service.meetings(feed.case_id)
     assert f"member:{housing}" not in meeting.invitees
     assert {"client", "coordinator:sara"} <= set(meeting.invitees)
+
+
+# ------------------------------------------------------------------ replay gives what live gave
+class RecordingService:
+    """The case events a service applied, with their ids and positions, to replay them exactly."""
+
+    def __init__(self, service: MeetingsService) -> None:
+        self.service = service
+        self.applied: list[dict[str, Any]] = []
+
+    def apply_case_event(self, **event: Any) -> bool:
+        self.applied.append(event)
+        return self.service.apply_case_event(**event)
+
+
+def adopted_from(store: InMemoryScheduleStore) -> list[AdoptedRequest]:
+    """What ``adopt_stream`` takes over from the meetings stream: the coordinators' requests."""
+    return [
+        AdoptedRequest(
+            sequence=e.position,
+            case_id=UUID(e.case_id),
+            case_position=e.state["case_position"],
+            recorded_at=datetime.fromisoformat(e.state["recorded_at"]),
+            principal=Principal(e.state["principal"]),
+            decided=Decided(
+                UUID(e.state["event_id"]),
+                decode_meeting_event(e.type, e.state["data"]),
+                actor_id=e.state["actor_id"],
+                actor_org=e.state["actor_organisation"],
+                causation_id=e.state["causation_id"],
+            ),
+        )
+        for e in store.log
+        if e.state["actor_id"] != SERVICE_ACTOR
+    ]
+
+
+def test_a_replay_applies_the_coordinators_requests_where_they_stood_in_history() -> None:
+    """Bookings, a reschedule, a cancel and a held meeting, between case events and after the
+    last: replaying the case events into an empty store that took the requests over gives the
+    live schedule, event for event (same ids, same order)."""
+    clock = FixedClock(START)
+    live_store = InMemoryScheduleStore()
+    live = RecordingService(meetings_service(live_store, clock))
+    feed = CaseFeed(live)  # type: ignore[arg-type]
+    feed.open(MONDAY)
+    feed.assign(MONDAY)
+    feed.consent(MONDAY)
+    feed.summarise(date(2026, 1, 20))  # a resource group meeting within three weeks
+
+    def request(at: datetime, decide: Any) -> None:
+        clock.advance(at - clock.now())
+        live.service.request(feed.case_id, SARA, decide)
+
+    [rg] = live.service.meetings(feed.case_id)
+    request(
+        datetime(2026, 1, 21, 9, tzinfo=UTC),
+        lambda s: s.book("b1", starts_at=datetime(2026, 1, 28, 13, tzinfo=STOCKHOLM), minutes=60,
+                         user_id="sara", location="Hemma", organisation_id=SOCIAL.id),
+    )  # fmt: skip
+    request(
+        datetime(2026, 1, 22, 9, tzinfo=UTC),
+        lambda s: s.reschedule("r1", rg.meeting_id, starts_at=datetime(2026, 2, 6, 10, tzinfo=STOCKHOLM),
+                               user_id="sara", reason="Semester"),
+    )  # fmt: skip
+    feed.worksheet(date(2026, 1, 23))
+    booked = next(m for m in live.service.meetings(feed.case_id) if m.kind is MeetingKind.CLIENT_CONTACT)
+    request(
+        datetime(2026, 1, 26, 9, tzinfo=UTC),
+        lambda s: s.cancel("c1", booked.meeting_id, user_id="sara", reason="Sjuk"),
+    )
+    feed.sip(date(2026, 2, 2), 1, follow_up=date(2026, 5, 4))  # moves the resource group meeting again
+    request(
+        datetime(2026, 2, 3, 9, tzinfo=UTC),
+        lambda s: s.book("b2", starts_at=datetime(2026, 2, 4, 13, tzinfo=STOCKHOLM), minutes=30,
+                         user_id="sara", location=None, organisation_id=SOCIAL.id),
+    )  # fmt: skip
+    second = next(
+        m
+        for m in live.service.meetings(feed.case_id)
+        if m.location is None and m.kind.value == "client_contact"
+    )
+    request(
+        datetime(2026, 2, 5, 9, tzinfo=UTC),
+        lambda s: s.mark_held("h1", second.meeting_id, held_on=date(2026, 2, 4), user_id="sara"),
+    )  # the last: after every case event
+    live.service.fire_due(clock.now())
+
+    replayed_store = InMemoryScheduleStore()
+    replayed_store.requests = adopted_from(live_store)
+    assert len(replayed_store.requests) == 5
+    replay = meetings_service(replayed_store, clock)
+    for event in live.applied:
+        replay.apply_case_event(**event)
+    replay.fire_due(clock.now())  # once caught up: the requests left, then the timers
+
+    assert replayed_store.requests == []
+    assert [m.to_json() for m in replay.meetings(feed.case_id)] == [
+        m.to_json() for m in live.service.meetings(feed.case_id)
+    ]
+    assert [(e.type, e.state) for e in replayed_store.events(feed.case_id)] == [
+        (e.type, e.state) for e in live_store.events(feed.case_id)
+    ]

@@ -65,6 +65,7 @@ class Notifications:
         recorded_at: datetime,
         data: CaseEventData,
         stream_sequence: int,
+        log_position: int | None = None,  # the meetings feed's; notifications keeps none
     ) -> bool:
         """What CaseFeed calls: the case consumer's handler."""
         return self.service.apply(
