@@ -125,7 +125,7 @@ def fuzz(
 ) -> None:
     """Every operation of ``app``, with data valid and invalid by its schema; fail naming each one.
 
-    ``head``: the last log position the read models reflect; a ``?position=`` past it (but in its
+    ``head``: the last log position the service reflects; a ``?position=`` past it (but in its
     documented range) is brought back to it (a wait for a position never written ends in the
     documented 503, after the wait limit).
     """
@@ -221,7 +221,8 @@ def test_meetings_api(tmp_path: Path) -> None:
             feed_links=FeedLinks(b"calendar-link-test-key", "https://vss.example.se/meetings"),
             access_log=AccessLogStore(f"sqlite:///{tmp_path / 'access-log.sqlite'}"),
         )
-        fuzz(meetings_app(deps), token("sara", SOCIAL.id, "municipality", "coordinator"), feed.case_id)
+        headers = token("sara", SOCIAL.id, "municipality", "coordinator")
+        fuzz(meetings_app(deps), headers, feed.case_id, head=service.applied_log_position())
     finally:
         store.close()
 
