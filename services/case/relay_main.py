@@ -8,12 +8,20 @@ from __future__ import annotations
 
 from services.case.bootstrap import bootstrap_relay
 from services.case.infrastructure.store import StoreNotMigrated
+from services.shared.metrics import ProcessMetrics
 from services.shared.serve import Service, run_service
 
 
 def build() -> Service:
     parts = bootstrap_relay()
-    return Service(parts.settings, parts.close, run=parts.relay.run)
+    metrics = ProcessMetrics("relay").watch(relays=[parts.relay])
+    return Service(
+        parts.settings,
+        parts.close,
+        run=parts.relay.run,
+        metrics=metrics,
+        metrics_port=parts.settings.relay_metrics_port,
+    )
 
 
 def main() -> int:

@@ -52,6 +52,9 @@ class CaseRelaySettings(CaseSettings, BusSettings):
 
     model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
 
+    relay_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve /metrics on this port (unset: not served)"
+    )
     relay_lease_ttl: float = Field(default=10.0, gt=0.5, description="Seconds a dead relay holds the lease")
     relay_ack_timeout: float = Field(default=5.0, gt=0, description="Longest wait for one publish ack")
     relay_poll_interval: float = Field(

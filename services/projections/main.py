@@ -12,6 +12,7 @@ import sys
 from services.projections.bootstrap import bootstrap_projector, bootstrap_query_api
 from services.projections.infrastructure.database import ReadModelUrlInvalid
 from services.shared.auth import TokenKeyInvalid
+from services.shared.metrics import ProcessMetrics
 from services.shared.serve import Service, run_service
 
 USAGE = "usage: python -m services.projections.main projector|api"
@@ -19,13 +20,27 @@ USAGE = "usage: python -m services.projections.main projector|api"
 
 def build_projector() -> Service:
     parts = bootstrap_projector()
-    return Service(parts.settings, parts.close, run=parts.run)
+    metrics = ProcessMetrics("projector").watch(consumers=parts.consumers)
+    return Service(
+        parts.settings,
+        parts.close,
+        run=parts.run,
+        metrics=metrics,
+        metrics_port=parts.settings.projector_metrics_port,
+    )
 
 
 def build_api() -> Service:
     parts = bootstrap_query_api()
     settings = parts.settings
-    return Service(settings, lambda: None, app=parts.app, host=settings.query_host, port=settings.query_port)
+    return Service(
+        settings,
+        lambda: None,
+        app=parts.app,
+        host=settings.query_host,
+        port=settings.query_port,
+        metrics=ProcessMetrics("query"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

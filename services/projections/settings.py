@@ -17,6 +17,9 @@ class ProjectionsSettings(CommonSettings, BusSettings, AccessLogSettings):
         default=None,
         description="sqlite:///DIRECTORY or postgresql://…; unset: SQLite files under the data directory",
     )
+    projector_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve /metrics on this port (unset: not served)"
+    )
     query_host: str = "127.0.0.1"
     query_port: int = 8001
     query_wait_limit: float = Field(

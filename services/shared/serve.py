@@ -13,7 +13,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import structlog
@@ -22,9 +22,11 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from services.shared.logging import configure_logging
+from services.shared.metrics import REFRESH_INTERVAL, ProcessMetrics
 from services.shared.settings import settings_error
 
 Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]  # runs until the event is set
+log = structlog.get_logger("vss.serve")
 
 
 class LogSettings(Protocol):
@@ -45,6 +47,9 @@ class Service:
     app: FastAPI | None = None
     host: str = "127.0.0.1"
     port: int = 0
+    # /metrics: on the API's port, else on ``metrics_port`` (None: not served)
+    metrics: ProcessMetrics | None = None
+    metrics_port: int | None = None
 
 
 def run_service(name: str, build: Callable[[], Service], *, errors: tuple[type[Exception], ...] = ()) -> int:
@@ -62,6 +67,7 @@ def run_service(name: str, build: Callable[[], Service], *, errors: tuple[type[E
         print(f"{name}: {error}", file=sys.stderr)
         return 2
     configure_logging(service.settings.log_level, json=service.settings.log_json)
+    service = _with_metrics(service)
     try:
         if service.run is None:
             _serve_api(service)
@@ -71,6 +77,36 @@ def run_service(name: str, build: Callable[[], Service], *, errors: tuple[type[E
         print(f"{name}: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _with_metrics(service: Service) -> Service:
+    """The service with its ``/metrics``: a route of its API, else an app of their own on
+    ``metrics_port``; the consumers' lag read now and then by a task beside its own."""
+    metrics = service.metrics
+    if metrics is None:
+        return service
+    if service.app is not None:
+        metrics.route(service.app)
+    elif service.metrics_port is None:
+        return service
+    else:
+        service = replace(service, app=metrics.app(), port=service.metrics_port)
+    run = service.run
+    if run is None or not metrics.consumers:
+        return service
+
+    async def run_and_refresh(stop: asyncio.Event) -> None:
+        await run_tasks(
+            stop,
+            {
+                "service": run,
+                "metrics": lambda until: repeat(
+                    metrics.refresh, until, REFRESH_INTERVAL, log=log, failed="metrics.refresh_failed"
+                ),
+            },
+        )
+
+    return replace(service, run=run_and_refresh)
 
 
 def _serve_api(service: Service) -> None:

@@ -16,6 +16,9 @@ class SharingSettings(CommonSettings, BusSettings):
     sharing_store_url: str | None = Field(
         default=None, description="sqlite:///FILE or postgresql://…; unset: SQLite under the data directory"
     )
+    sharing_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve /metrics on this port (unset: not served)"
+    )
     share_stream_prefix: str = Field(default="", description="Only for tests on a shared server")
     # How its relay publishes to VSS_SHARE: the same settings (and names) as the case relay's.
     relay_lease_ttl: float = Field(default=10.0, gt=0.5, description="Seconds a dead relay holds the lease")

@@ -22,7 +22,9 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from services.cli.registry import SERVICES
 from services.cli.supervisor import pid_alive
 from services.shared.bus.authorization import (
     InternalRole,
@@ -56,6 +58,10 @@ def running_system(
         "VSS_MEETINGS_PORT": str(free_port()),
         "VSS_NOTIFICATIONS_PORT": str(free_port()),
         "VSS_SMTP_PORT": str(free_port()),  # the local mail sink's
+        # /metrics of the parts without an API (the others serve it on their API's port)
+        "VSS_RELAY_METRICS_PORT": str(free_port()),
+        "VSS_PROJECTOR_METRICS_PORT": str(free_port()),
+        "VSS_SHARING_METRICS_PORT": str(free_port()),
         # The embedded nats-server, on ports of this test's own (never a machine's NATS).
         "VSS_NATS_PORT": str(nats_port),
         "VSS_NATS_MONITOR_PORT": str(free_port()),
@@ -176,6 +182,45 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
         "share: se.vss.sharing.SharingEnded.v1 consent_withdrawn_for_organisation after version 16",
     ]
     assert f"copy: {case_id.group(1)} verifies to version 16 sharing ended: True" in result.stdout
+    # Every part serves /metrics: each durable has applied its stream (lag 0, caught up), and
+    # each relay's position is what its stream holds.
+    served = {
+        "case": str(port),
+        "query": env["VSS_QUERY_PORT"],
+        "meetings": env["VSS_MEETINGS_PORT"],
+        "notifications": env["VSS_NOTIFICATIONS_PORT"],
+        "relay": env["VSS_RELAY_METRICS_PORT"],
+        "projector": env["VSS_PROJECTOR_METRICS_PORT"],
+        "sharing": env["VSS_SHARING_METRICS_PORT"],
+    }
+    expected_durables = {e.name: {durable for _, durable in e.consumers} for e in SERVICES if e.consumers}
+
+    def caught_up() -> dict[str, dict[str, float]]:
+        lags: dict[str, dict[str, float]] = {}
+        for part, metrics_port in served.items():
+            text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "vss_consumer_lag":
+                        lags.setdefault(part, {})[sample.labels["consumer"]] = sample.value
+        return lags
+
+    deadline = time.monotonic() + 20
+    lags = caught_up()
+    while time.monotonic() < deadline and any(v for d in lags.values() for v in d.values()):
+        time.sleep(0.5)
+        lags = caught_up()
+    assert {part: set(d) for part, d in lags.items()} == expected_durables
+    assert {v for d in lags.values() for v in d.values()} == {0.0}
+    relay_text = httpx.get(f"http://127.0.0.1:{served['relay']}/metrics", timeout=5).text
+    positions = [
+        sample.value
+        for family in text_string_to_metric_families(relay_text)
+        for sample in family.samples
+        if sample.name == "vss_relay_position"
+    ]
+    assert len(positions) == 1
+    assert positions[0] >= writes[-1]["position"]  # at least the walk-through's last write
 
 
 def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path: Path) -> None:

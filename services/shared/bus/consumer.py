@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -310,6 +311,7 @@ class DurableConsumer:
         self.applied = 0
         self.skipped = 0
         self.dead_lettered = 0
+        self.handler_seconds = 0.0  # time spent in the handler (retries included), for /metrics
         self._position = 0
         # Whether the last look found nothing left to apply (an API answers "not yet" while not).
         self.caught_up = False
@@ -419,6 +421,7 @@ class DurableConsumer:
         except Undecodable:
             return False  # the one-at-a-time path parks it
         if deliveries:
+            started = time.perf_counter()
             try:
                 applied = int(await asyncio.to_thread(apply_batch, deliveries))
             except StateReplaced:
@@ -428,6 +431,7 @@ class DurableConsumer:
                     "consumer.batch_one_by_one", consumer=self.settings.durable, error=_first_line(error)
                 )
                 return False
+            self.handler_seconds += time.perf_counter() - started
             self.applied += applied
             self.skipped += len(messages) - applied
             self._position = deliveries[-1].stream_sequence
@@ -449,7 +453,9 @@ class DurableConsumer:
         except Undecodable as error:
             await self._give_up(msg, sequence, f"undecodable: {error}", event_id=None)
             return
+        started = time.perf_counter()
         outcome = await apply_in_place(self.handler, delivery, self.settings, sequence, msg.in_progress)
+        self.handler_seconds += time.perf_counter() - started
         if isinstance(outcome, GiveUp):
             await self._give_up(msg, sequence, outcome.reason, delivery.event.id)
             return

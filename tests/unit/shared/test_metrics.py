@@ -1,0 +1,110 @@
+"""``/metrics``: the consumers' and relays' own counters, and the lag read beside the scrape."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.shared.bus.consumer import Lag
+from services.shared.metrics import ProcessMetrics
+
+
+@dataclass
+class Durable:
+    durable: str
+
+
+@dataclass
+class FakeConsumer:
+    stream: str
+    settings: Durable
+    applied: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    handler_seconds: float = 0.0
+    caught_up: bool = False
+    lag_now: Lag | Exception = field(default_factory=lambda: Lag(0, 0, 0))
+
+    async def lag(self) -> Lag:
+        if isinstance(self.lag_now, Exception):
+            raise self.lag_now
+        return self.lag_now
+
+
+@dataclass
+class Names:
+    stream: str
+
+
+@dataclass
+class RelayConfig:
+    names: Names
+
+
+@dataclass
+class FakeRelay:
+    settings: RelayConfig
+    published: int = 0
+    position: int = 0
+    terms: int = 1
+
+
+def samples(metrics: ProcessMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            if sample.name.startswith("vss_"):
+                found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_a_scrape_shows_each_consumers_counters_and_the_lag_last_read() -> None:
+    consumer = FakeConsumer("VSS_CASE", Durable("meetings"), applied=40, skipped=2, dead_lettered=1,
+                            handler_seconds=0.5, caught_up=True, lag_now=Lag(3, 1, 40))  # fmt: skip
+    relay = FakeRelay(RelayConfig(Names("VSS_MEETINGS")), published=12, position=12, terms=2)
+    metrics = ProcessMetrics("meetings").watch(consumers=[consumer], relays=[relay])  # type: ignore[list-item]
+    labels = (("consumer", "meetings"), ("service", "meetings"), ("stream", "VSS_CASE"))
+    before = samples(metrics)
+    assert ("vss_consumer_lag", labels) not in before  # not read yet: no figure, not a zero
+    asyncio.run(metrics.refresh())
+    found = samples(metrics)
+    assert found[("vss_consumer_applied_total", labels)] == 40
+    assert found[("vss_consumer_skipped_total", labels)] == 2
+    assert found[("vss_consumer_dead_lettered_total", labels)] == 1
+    assert found[("vss_consumer_handler_seconds_total", labels)] == 0.5
+    assert found[("vss_consumer_caught_up", labels)] == 1
+    assert found[("vss_consumer_lag", labels)] == 4  # pending + unacknowledged
+    relay_labels = (("service", "meetings"), ("stream", "VSS_MEETINGS"))
+    assert found[("vss_relay_published_total", relay_labels)] == 12
+    assert found[("vss_relay_position", relay_labels)] == 12
+    assert found[("vss_relay_lease_terms_total", relay_labels)] == 2
+
+
+def test_a_lag_that_cannot_be_read_is_dropped_not_kept_stale() -> None:
+    consumer = FakeConsumer("VSS_CASE", Durable("projections"), lag_now=Lag(5, 0, 0))
+    metrics = ProcessMetrics("projector").watch(consumers=[consumer])  # type: ignore[list-item]
+    asyncio.run(metrics.refresh())
+    labels = (("consumer", "projections"), ("service", "projector"), ("stream", "VSS_CASE"))
+    assert samples(metrics)[("vss_consumer_lag", labels)] == 5
+    consumer.lag_now = ConnectionError("nats is away")
+    asyncio.run(metrics.refresh())
+    assert ("vss_consumer_lag", labels) not in samples(metrics)
+
+
+def test_metrics_are_served_on_the_api_without_entering_its_openapi_document() -> None:
+    app = FastAPI()
+    metrics = ProcessMetrics("case")
+    metrics.route(app)
+    client = TestClient(app)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "process_resident_memory_bytes" in response.text  # the process itself
+    assert "/metrics" not in client.get("/openapi.json").json()["paths"]
+    alone = TestClient(ProcessMetrics("relay").app())
+    assert alone.get("/metrics").status_code == 200
+    assert alone.get("/docs").status_code == 404
