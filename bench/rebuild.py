@@ -146,6 +146,8 @@ async def publish(url: str, nats_url: str, names: BusNames, expected: int) -> Re
     messages, last = await stream_last_sequence(nats_url, names.stream)
     if messages != expected or last != expected:
         raise RuntimeError(f"the stream holds {messages:,} messages (last {last:,}), expected {expected:,}")
+    # One lease term: the lease was never lost while publishing.
+    print(f"  relay: {relay.terms} lease term(s), {relay.published:,} acked to it", flush=True)
     return Result("relay: case store → acked in JetStream", expected, seconds, peak_rss_mib(), {})
 
 

@@ -8,7 +8,6 @@ service is one entry here; the commands loop over :data:`SERVICES`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from services.projections.infrastructure.database import ReadModelLocation
 from services.projections.infrastructure.readmodels import CONSUMER as PROJECTIONS
 from services.projections.settings import ProjectionsSettings
 from services.shared.bus.authorization import InternalRole
+from services.shared.bus.lag import read_lags
 from services.shared.bus.lease import current_holder
 from services.shared.bus.relay import lease_bucket
 from services.shared.settings import BusSettings
@@ -73,33 +73,9 @@ def relay_holds_lease(bus: BusSettings) -> bool:
 
 def consumer_lags(bus: BusSettings, consumers: tuple[tuple[str, str], ...]) -> dict[str, int | None]:
     """Per durable: messages of its stream not yet applied (pending + unacknowledged); None
-    where the server or the consumer cannot be asked."""
-    lags: dict[str, int | None] = dict.fromkeys((durable for _, durable in consumers), None)
-    with contextlib.suppress(TimeoutError):  # a client that retries connecting: bounded here
-        asyncio.run(asyncio.wait_for(_consumer_lags(bus, consumers, lags), timeout=3))
-    return lags
-
-
-async def _consumer_lags(
-    bus: BusSettings, consumers: tuple[tuple[str, str], ...], lags: dict[str, int | None]
-) -> None:
-    import nats  # noqa: PLC0415 - a one-off connection of the CLI's
-
-    try:
-        nc = await nats.connect(
-            bus.nats(), connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False,
-            **bus.nats_auth().options(),
-        )  # fmt: skip
-    except Exception:  # down or refused: the lag is unknown, not an error of status
-        return
-    try:
-        js = nc.jetstream()
-        for stream, durable in consumers:
-            with contextlib.suppress(Exception):  # a consumer not created yet: unknown
-                info = await js.consumer_info(stream, durable)
-                lags[durable] = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
-    finally:
-        await nc.close()
+    where the server or the consumer cannot be asked (at most 3 s in all)."""
+    lags = asyncio.run(read_lags(bus.nats(), consumers, auth=bus.nats_auth()))
+    return {durable: lag for (_, durable), lag in lags.items()}
 
 
 def sharing_holds_lease(sharing: SharingSettings) -> bool:

@@ -10,7 +10,7 @@ from services.meetings.bootstrap import bootstrap_meetings
 from services.meetings.infrastructure.store import StoreNotMigrated
 from services.shared.auth import TokenKeyInvalid
 from services.shared.eventstore import StoreUrlInvalid
-from services.shared.metrics import ProcessMetrics
+from services.shared.metrics import ProcessMetrics, server_lags
 from services.shared.serve import Service, run_service
 
 
@@ -18,7 +18,9 @@ def build() -> Service:
     parts = bootstrap_meetings()
     parts.store.check_migrated()
     api = (parts.settings.meetings_host, parts.settings.meetings_port)
-    metrics = ProcessMetrics("meetings").watch(consumers=[parts.consumer], relays=[parts.relay])
+    metrics = ProcessMetrics("meetings", server_lags(parts.settings)).watch(
+        consumers=[parts.consumer], relays=[parts.relay]
+    )
     return Service(
         parts.settings, parts.close, run=parts.run, app=parts.app, host=api[0], port=api[1], metrics=metrics
     )

@@ -12,7 +12,7 @@ import sys
 from services.projections.bootstrap import bootstrap_projector, bootstrap_query_api
 from services.projections.infrastructure.database import ReadModelUrlInvalid
 from services.shared.auth import TokenKeyInvalid
-from services.shared.metrics import ProcessMetrics
+from services.shared.metrics import ProcessMetrics, server_lags
 from services.shared.serve import Service, run_service
 
 USAGE = "usage: python -m services.projections.main projector|api"
@@ -20,7 +20,7 @@ USAGE = "usage: python -m services.projections.main projector|api"
 
 def build_projector() -> Service:
     parts = bootstrap_projector()
-    metrics = ProcessMetrics("projector").watch(consumers=parts.consumers)
+    metrics = ProcessMetrics("projector", server_lags(parts.settings)).watch(consumers=parts.consumers)
     return Service(
         parts.settings,
         parts.close,

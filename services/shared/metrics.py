@@ -7,17 +7,18 @@ Per relay (``service``, ``stream``): messages acknowledged, the log position the
 known to hold, and lease terms (more than one: it lost the lease meanwhile). Plus the
 process's own CPU, memory and file descriptors.
 
-The counters are the consumers' and relays' own, read at each scrape. The lag needs the
-server, so it is read every few seconds by :meth:`ProcessMetrics.refresh` (a task of the
-process), never during a scrape: a scrape answers at once even while NATS is away (then
-without a lag). An HTTP service serves ``/metrics`` on its API port; a process without an
-API on its own metrics port when one is set.
+The counters are the consumers' and relays' own, read at each scrape. The lag is asked of
+the server every few seconds by :meth:`ProcessMetrics.refresh` (a task of the process, on
+a connection of its own, so it is known while a consumer is stopped), never during a
+scrape: a scrape answers at once even while NATS is away (then without a lag). An HTTP
+service serves ``/metrics`` on its API port; a process without an API on its own metrics
+port when one is set.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Protocol
 
 import structlog
@@ -26,7 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from services.shared.bus.consumer import Lag
+from services.shared.bus.lag import Durable, read_lags
+from services.shared.settings import BusSettings
 
 log = structlog.get_logger("vss.metrics")
 
@@ -47,8 +49,6 @@ class WatchedConsumer(Protocol):
 
     @property
     def settings(self) -> _Durable: ...
-
-    async def lag(self) -> Lag: ...
 
 
 class _Durable(Protocol):
@@ -77,11 +77,25 @@ class _Stream(Protocol):
     def stream(self) -> str: ...
 
 
+LagReader = Callable[[Sequence[Durable]], Awaitable[dict[Durable, int | None]]]
+
+
+def server_lags(bus: BusSettings) -> LagReader:
+    """Lags asked of the server on a connection of the metrics' own, so a consumer's lag is
+    known while it is stopped (or its process busy)."""
+
+    async def read(durables: Sequence[Durable]) -> dict[Durable, int | None]:
+        return await read_lags(bus.nats(), durables, auth=bus.nats_auth())
+
+    return read
+
+
 class ProcessMetrics:
     """One process's registry; ``watch`` its consumers and relays."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, read_lags: LagReader | None = None) -> None:
         self.service = service
+        self.read_lags = read_lags  # how the consumers' lag is read (None: not at all)
         self.consumers: list[WatchedConsumer] = []
         self.relays: list[WatchedRelay] = []
         self.lags: dict[tuple[str, str], int] = {}  # (stream, durable) -> last lag read
@@ -97,14 +111,12 @@ class ProcessMetrics:
         return self
 
     async def refresh(self) -> None:
-        """Read each consumer's lag from the server; one that cannot be read has none."""
-        for consumer in self.consumers:
-            key = (consumer.stream, consumer.settings.durable)
-            try:
-                self.lags[key] = (await consumer.lag()).total
-            except Exception as error:  # not connected yet, or the server is away
-                self.lags.pop(key, None)
-                log.debug("metrics.lag_unknown", consumer=key[1], error=str(error) or type(error).__name__)
+        """Read each consumer's lag (from the server: :func:`server_lags`); one that cannot be
+        read has none."""
+        if self.read_lags is None:
+            return
+        found = await self.read_lags([(c.stream, c.settings.durable) for c in self.consumers])
+        self.lags = {key: lag for key, lag in found.items() if lag is not None}
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -7,7 +7,7 @@ share to ``VSS_SHARE``. SIGINT/SIGTERM stop both.
 from __future__ import annotations
 
 from services.shared.eventstore import StoreUrlInvalid
-from services.shared.metrics import ProcessMetrics
+from services.shared.metrics import ProcessMetrics, server_lags
 from services.shared.serve import Service, run_service
 from services.sharing.bootstrap import bootstrap_sharing
 from services.sharing.infrastructure.bus import ShareStreamAhead
@@ -17,7 +17,9 @@ from services.sharing.infrastructure.store import StoreNotMigrated
 def build() -> Service:
     parts = bootstrap_sharing()
     parts.store.check_migrated()
-    metrics = ProcessMetrics("sharing").watch(consumers=[parts.consumer], relays=[parts.relay])
+    metrics = ProcessMetrics("sharing", server_lags(parts.settings)).watch(
+        consumers=[parts.consumer], relays=[parts.relay]
+    )
     return Service(
         parts.settings,
         parts.close,

@@ -13,10 +13,15 @@ from pathlib import Path
 
 import nats
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.shared.bus import checkpoint
 from services.shared.bus.consumer import ConsumerSettings, Delivery, DurableConsumer
 from services.shared.bus.names import BusNames
+from services.shared.metrics import ProcessMetrics, server_lags
+from services.shared.settings import BusSettings
 from tests.support.bus import ROOT, read_stream, wait_until
 from tests.support.projection import EventTable
 from vss_contracts.subjects import (
@@ -309,4 +314,29 @@ def test_each_delivery_names_its_log_position_and_the_consumer_knows_when_it_has
     assert consumer.caught_up
     assert [position for position, _ in seen] == list(range(1, total + 1))  # the store's log order
     assert not any(caught_up for _, caught_up in seen)  # behind while events were left
+    table.close()
+
+
+def test_metrics_read_a_stopped_consumers_lag_from_the_server(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    first = published(1)
+    table = EventTable(tmp_path / "state.sqlite", "stopped")
+    consumer = DurableConsumer(nats_url, table, ConsumerSettings(durable="stopped", names=bus_names))
+    run_consumer_until(consumer, lambda: len(table.rows()) == first)  # then it stops
+    total = published(1)  # more events while nothing consumes them
+    metrics = ProcessMetrics("test", server_lags(BusSettings(nats_url=nats_url))).watch(consumers=[consumer])
+    app = FastAPI()
+    metrics.route(app)
+    asyncio.run(metrics.refresh())
+    text = TestClient(app).get("/metrics").text
+    lags = [
+        sample
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "vss_consumer_lag"
+    ]
+    assert [(s.labels["consumer"], s.value) for s in lags] == [("stopped", total - first)]
+    applied = f'vss_consumer_applied_total{{consumer="stopped",service="test",stream="{bus_names.stream}"}}'
+    assert f"{applied} {float(first)}" in text
     table.close()

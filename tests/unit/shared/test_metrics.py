@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.shared.bus.consumer import Lag
 from services.shared.metrics import ProcessMetrics
 
 
@@ -27,12 +27,16 @@ class FakeConsumer:
     dead_lettered: int = 0
     handler_seconds: float = 0.0
     caught_up: bool = False
-    lag_now: Lag | Exception = field(default_factory=lambda: Lag(0, 0, 0))
 
-    async def lag(self) -> Lag:
-        if isinstance(self.lag_now, Exception):
-            raise self.lag_now
-        return self.lag_now
+
+@dataclass
+class Server:
+    """The lags the server would answer (None: it cannot be asked)."""
+
+    lags: dict[tuple[str, str], int | None] = field(default_factory=dict)
+
+    async def read(self, durables: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int | None]:
+        return {d: self.lags.get(d) for d in durables}
 
 
 @dataclass
@@ -64,9 +68,10 @@ def samples(metrics: ProcessMetrics) -> dict[tuple[str, tuple[tuple[str, str], .
 
 def test_a_scrape_shows_each_consumers_counters_and_the_lag_last_read() -> None:
     consumer = FakeConsumer("VSS_CASE", Durable("meetings"), applied=40, skipped=2, dead_lettered=1,
-                            handler_seconds=0.5, caught_up=True, lag_now=Lag(3, 1, 40))  # fmt: skip
+                            handler_seconds=0.5, caught_up=True)  # fmt: skip
     relay = FakeRelay(RelayConfig(Names("VSS_MEETINGS")), published=12, position=12, terms=2)
-    metrics = ProcessMetrics("meetings").watch(consumers=[consumer], relays=[relay])  # type: ignore[list-item]
+    server = Server({("VSS_CASE", "meetings"): 4})
+    metrics = ProcessMetrics("meetings", server.read).watch(consumers=[consumer], relays=[relay])  # type: ignore[list-item]
     labels = (("consumer", "meetings"), ("service", "meetings"), ("stream", "VSS_CASE"))
     before = samples(metrics)
     assert ("vss_consumer_lag", labels) not in before  # not read yet: no figure, not a zero
@@ -77,7 +82,7 @@ def test_a_scrape_shows_each_consumers_counters_and_the_lag_last_read() -> None:
     assert found[("vss_consumer_dead_lettered_total", labels)] == 1
     assert found[("vss_consumer_handler_seconds_total", labels)] == 0.5
     assert found[("vss_consumer_caught_up", labels)] == 1
-    assert found[("vss_consumer_lag", labels)] == 4  # pending + unacknowledged
+    assert found[("vss_consumer_lag", labels)] == 4
     relay_labels = (("service", "meetings"), ("stream", "VSS_MEETINGS"))
     assert found[("vss_relay_published_total", relay_labels)] == 12
     assert found[("vss_relay_position", relay_labels)] == 12
@@ -85,12 +90,13 @@ def test_a_scrape_shows_each_consumers_counters_and_the_lag_last_read() -> None:
 
 
 def test_a_lag_that_cannot_be_read_is_dropped_not_kept_stale() -> None:
-    consumer = FakeConsumer("VSS_CASE", Durable("projections"), lag_now=Lag(5, 0, 0))
-    metrics = ProcessMetrics("projector").watch(consumers=[consumer])  # type: ignore[list-item]
+    consumer = FakeConsumer("VSS_CASE", Durable("projections"))
+    server = Server({("VSS_CASE", "projections"): 5})
+    metrics = ProcessMetrics("projector", server.read).watch(consumers=[consumer])  # type: ignore[list-item]
     asyncio.run(metrics.refresh())
     labels = (("consumer", "projections"), ("service", "projector"), ("stream", "VSS_CASE"))
     assert samples(metrics)[("vss_consumer_lag", labels)] == 5
-    consumer.lag_now = ConnectionError("nats is away")
+    server.lags.clear()  # the server cannot be asked
     asyncio.run(metrics.refresh())
     assert ("vss_consumer_lag", labels) not in samples(metrics)
 
