@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 from fastapi import APIRouter, FastAPI, Request
 
 from services.shared.problems import CorrelationMiddleware, install_problem_handlers
+from services.shared.tracing import TraceRequests
 
 __all__ = ["deps_of", "service_app"]
 
@@ -36,6 +37,7 @@ def service_app(
     for router in routers:
         app.include_router(router)
     app.add_middleware(CorrelationMiddleware)
+    app.add_middleware(TraceRequests)  # outermost: the span covers the whole request
 
     @app.get("/health", tags=["operations"])
     def _health() -> dict[str, Any]:

@@ -21,9 +21,11 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from services.shared import tracing
 from services.shared.logging import configure_logging
 from services.shared.metrics import REFRESH_INTERVAL, ProcessMetrics
 from services.shared.settings import settings_error
+from services.shared.tracing import TracingSettings, otlp_tracer_provider
 
 Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]  # runs until the event is set
 log = structlog.get_logger("vss.serve")
@@ -67,6 +69,7 @@ def run_service(name: str, build: Callable[[], Service], *, errors: tuple[type[E
         print(f"{name}: {error}", file=sys.stderr)
         return 2
     configure_logging(service.settings.log_level, json=service.settings.log_json)
+    tracing.configure(otlp_tracer_provider(name, TracingSettings()))
     service = _with_metrics(service)
     try:
         if service.run is None:

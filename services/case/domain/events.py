@@ -144,9 +144,10 @@ class CaseEvent:
         return f"CaseEvent({self.type}, case={self.originator_id}, v{self.originator_version})"
 
 
-# Kept in the stored state beside the hashed fields, never hashed: the hash itself, and on a
-# commit's last event the commit's signature ({"key_id", "value"}), made over that hash.
-UNHASHED_KEYS = ("hash", "signature")
+# Kept in the stored state beside the hashed fields, never hashed: the hash itself, on a
+# commit's last event the commit's signature ({"key_id", "value"}), made over that hash, and
+# with tracing on the trace of the request that stored it (services.shared.tracing).
+UNHASHED_KEYS = ("hash", "signature", "traceparent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +205,7 @@ def verify_chain(
         state = dict(raw.state)
         stored_hash = state.pop("hash", None)
         seal = state.pop("signature", None)
+        state.pop("traceparent", None)  # the request's trace (tracing on): not part of the fact
         if state.get("prev_hash") != expected_prev:
             return ChainBreak(case_id, raw.version, "prev_hash does not match the previous event")
         if chain_hash(case_id, raw.version, raw.type, state) != stored_hash:

@@ -60,6 +60,7 @@ from services.case.domain.events import (
     verify_chain,
 )
 from services.case.infrastructure.signing import CommitSigner
+from services.shared import tracing
 from services.shared.bus.outbox import PublishedEvent, published_event
 from services.shared.eventstore import (
     EventStoreUrl,
@@ -68,6 +69,7 @@ from services.shared.eventstore import (
     SQLiteRecorderSql,
     StoreUrlInvalid,
 )
+from services.shared.tracing import TRACEPARENT
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.registry import decode_event
 from vss_contracts.signing import PublicKeys
@@ -417,6 +419,10 @@ class CaseEventStore:
             seal = self.signer.seal(last.meta.hash)
             last.state["signature"] = seal.as_state()
             key_id, signature = seal.key_id, seal.value
+        traceparent = tracing.current_traceparent()
+        if traceparent is not None:  # tracing on: the relay carries the request's trace on
+            for event in pending:
+                event.state[TRACEPARENT] = traceparent
         try:
             # The event store directly (what Application.save does for us, minus its
             # snapshot and notify hooks that we do not use and its runtime Protocol checks).

@@ -42,8 +42,10 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
+from services.shared import tracing
 from services.shared.bus.names import BusNames
 from services.shared.bus.streams import (
     connect,
@@ -423,7 +425,9 @@ class DurableConsumer:
         if deliveries:
             started = time.perf_counter()
             try:
-                applied = int(await asyncio.to_thread(apply_batch, deliveries))
+                # One span per batch, in the trace of its first event (tracing on only).
+                with tracing.span(f"apply {self.settings.durable}", SpanKind.CONSUMER, deliveries[0].headers):
+                    applied = int(await asyncio.to_thread(apply_batch, deliveries))
             except StateReplaced:
                 raise
             except Exception as error:
@@ -454,7 +458,9 @@ class DurableConsumer:
             await self._give_up(msg, sequence, f"undecodable: {error}", event_id=None)
             return
         started = time.perf_counter()
-        outcome = await apply_in_place(self.handler, delivery, self.settings, sequence, msg.in_progress)
+        # The event's trace (its traceparent header), if tracing is on: the handler runs in it.
+        with tracing.span(f"apply {self.settings.durable}", SpanKind.CONSUMER, delivery.headers):
+            outcome = await apply_in_place(self.handler, delivery, self.settings, sequence, msg.in_progress)
         self.handler_seconds += time.perf_counter() - started
         if isinstance(outcome, GiveUp):
             await self._give_up(msg, sequence, outcome.reason, delivery.event.id)

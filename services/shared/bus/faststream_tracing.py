@@ -10,34 +10,11 @@ spans of the service's own work join the same trace.
 from __future__ import annotations
 
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.shared.tracing import TracingSettings, otlp_tracer_provider
 
-class TracingSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
-
-    otlp_endpoint: str | None = Field(
-        default=None,
-        description="OTLP/HTTP endpoint the services' traces are exported to; unset: no tracing",
-    )
-    otlp_headers: dict[str, str] = Field(
-        default_factory=dict, description="Headers sent with each export (e.g. an API key)"
-    )
-
-
-def otlp_tracer_provider(service_name: str, settings: TracingSettings) -> TracerProvider | None:
-    """A tracer provider exporting in batches to the configured endpoint; None when tracing is off."""
-    if not settings.otlp_endpoint:
-        return None
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint, headers=settings.otlp_headers or None)
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    return provider
+__all__ = ["TracingSettings", "otlp_tracer_provider", "telemetry_middlewares"]
 
 
 def telemetry_middlewares(tracer_provider: TracerProvider | None) -> tuple[NatsTelemetryMiddleware, ...]:

@@ -19,6 +19,7 @@ import orjson
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import OutboxMessage
 from services.shared.eventstore import EventStoreUrl
+from services.shared.tracing import TRACEPARENT
 from vss_contracts.envelope import dataschema_for
 from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_LOG_POSITION, HEADER_MSG_ID
 
@@ -36,6 +37,7 @@ class PublishedEvent:
     case_id: str
     type_name: str
     body: bytes
+    traceparent: str | None = None  # the trace that stored it (tracing on): a header, not the body
 
 
 def wire_time(recorded_at: str) -> str | datetime:
@@ -90,24 +92,35 @@ def published_event(
     if extensions:
         body.update(extensions)
     return PublishedEvent(
-        position, state["event_id"], case_id, type_name, orjson.dumps(body, option=orjson.OPT_UTC_Z)
+        position,
+        state["event_id"],
+        case_id,
+        type_name,
+        orjson.dumps(body, option=orjson.OPT_UTC_Z),
+        state.get(TRACEPARENT),
     )
 
 
 def outbox_message(
-    *, position: int, event_id: str, subject: str, body: bytes, type_name: str, commit_key: str
+    *,
+    position: int,
+    event_id: str,
+    subject: str,
+    body: bytes,
+    type_name: str,
+    commit_key: str,
+    traceparent: str | None = None,
 ) -> OutboxMessage:
     """The message the relay publishes, with the headers NATS and the subscribers read."""
+    headers = {HEADER_MSG_ID: event_id, HEADER_EVENT_TYPE: type_name, HEADER_LOG_POSITION: str(position)}
+    if traceparent is not None:
+        headers[TRACEPARENT] = traceparent
     return OutboxMessage(
         position=position,
         event_id=event_id,
         subject=subject,
         body=body,
-        headers={
-            HEADER_MSG_ID: event_id,
-            HEADER_EVENT_TYPE: type_name,
-            HEADER_LOG_POSITION: str(position),
-        },
+        headers=headers,
         commit_key=commit_key,
     )
 
@@ -149,6 +162,7 @@ class CloudEventLog(Generic[_Row]):
                     body=event.body,
                     type_name=type_name,
                     commit_key=event.case_id,
+                    traceparent=event.traceparent,
                 )
             )
         return messages
