@@ -13,7 +13,13 @@ from pydantic_settings import SettingsConfigDict
 from services.meetings.domain.schedule import DEFAULT_CADENCE, Rules
 from services.shared.auth import secret_file
 from services.shared.bus.names import BusNames
-from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings
+from services.shared.settings import (
+    AccessLogSettings,
+    BusSettings,
+    CommonSettings,
+    position_max_waits,
+    position_wait_limit,
+)
 from vss_contracts.types import Phase
 
 
@@ -25,18 +31,8 @@ class MeetingsSettings(CommonSettings, BusSettings, AccessLogSettings):
     )
     meetings_host: str = "127.0.0.1"
     meetings_port: int = 8002
-    meetings_wait_limit: float = Field(
-        default=5.0,
-        gt=0,
-        le=60,
-        description="Longest wait of a request for the schedule to reach ?position= (seconds)",
-    )
-    meetings_max_waits: int = Field(
-        default=32,
-        ge=1,
-        le=10_000,
-        description="Most requests waiting for ?position= at once (one more: 503 with Retry-After)",
-    )
+    meetings_wait_limit: float = position_wait_limit("a meetings request")
+    meetings_max_waits: int = position_max_waits("meetings requests")
     meetings_stream_prefix: str = Field(default="", description="Only for tests on a shared server")
     meeting_time: time = Field(default=time(10, 0), description="Local time (Europe/Stockholm) of meetings")
     meeting_minutes: int = Field(default=60, ge=15, le=480)

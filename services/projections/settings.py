@@ -6,7 +6,13 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.shared.bus.names import BusNames
-from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings
+from services.shared.settings import (
+    AccessLogSettings,
+    BusSettings,
+    CommonSettings,
+    position_max_waits,
+    position_wait_limit,
+)
 from vss_contracts.notification_events import NOTIFICATION_STREAM, NOTIFICATION_SUBJECT_PREFIX
 
 
@@ -22,18 +28,8 @@ class ProjectionsSettings(CommonSettings, BusSettings, AccessLogSettings):
     )
     query_host: str = "127.0.0.1"
     query_port: int = 8001
-    query_wait_limit: float = Field(
-        default=5.0,
-        gt=0,
-        le=60,
-        description="Longest wait of a query for the read models to reach ?position=",
-    )
-    query_max_waits: int = Field(
-        default=32,
-        ge=1,
-        le=10_000,
-        description="Most queries waiting for ?position= at once (one more: 503 with Retry-After)",
-    )
+    query_wait_limit: float = position_wait_limit("a query")
+    query_max_waits: int = position_max_waits("queries")
     caseload_limit: int = Field(
         default=25, ge=1, description="Active cases above which a caseload is flagged"
     )

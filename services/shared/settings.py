@@ -7,6 +7,7 @@ configuration at import time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -160,6 +161,21 @@ class BusSettings(BaseSettings):
             dead_letter_stream=self.bus_dead_letter_stream or defaults.dead_letter_stream,
             dead_letter_prefix=self.bus_dead_letter_prefix or defaults.dead_letter_prefix,
         )
+
+
+def position_wait_limit(what: str) -> Any:
+    """The setting of the longest wait of ``what`` for ``?position=`` (seconds)."""
+    return Field(default=5.0, gt=0, le=60, description=f"Longest wait of {what} for ?position= (seconds)")
+
+
+def position_max_waits(what: str) -> Any:
+    """The setting of how many ``what`` may wait for ``?position=`` at once."""
+    return Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description=f"Most {what} waiting for ?position= at once (one more: 503 with Retry-After)",
+    )
 
 
 def settings_error(error: ValidationError) -> str:

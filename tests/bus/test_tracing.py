@@ -7,11 +7,13 @@ real ``DurableConsumer``; spans kept by the SDK's in-memory exporter.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -48,23 +50,20 @@ def spans() -> Iterator[InMemorySpanExporter]:
         tracing.configure(None)
 
 
-def test_one_trace_spans_the_request_the_store_the_relay_and_the_consumer(
-    spans: InMemorySpanExporter,
-    store: CaseEventStore,
-    clock: FixedClock,
-    nats_url: str,
-    bus_names: BusNames,
-    run_relay,  # type: ignore[no-untyped-def]
-    tmp_path: Path,
-) -> None:
+CALLER_TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"  # the caller's own trace
+
+
+def open_case_over_http(
+    store: CaseEventStore, clock: FixedClock, tmp_path: Path, *, traceparent: str
+) -> Response:
+    """POST /v1/cases to the real case API, as a coordinator whose own trace is ``traceparent``."""
     app = create_app(
         CaseService(store, clock), TOKENS, AccessLogStore(f"sqlite:///{tmp_path / 'access.sqlite'}")
     )
     token = TOKENS.mint(
         user_id="anna.k", organisation_id="vgr-psykiatri", principal="region", roles=["coordinator"]
     )
-    caller_trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"  # the caller's own trace
-    opened = TestClient(app).post(
+    response: Response = TestClient(app).post(
         "/v1/cases",
         json={
             "client": {"personal_identity_number": "19121212-1212", "name": "Tolvan Tolvansson"},
@@ -72,8 +71,21 @@ def test_one_trace_spans_the_request_the_store_the_relay_and_the_consumer(
             "region": {"code": "14", "name": "Västra Götalandsregionen"},
             "opened_on": clock.today().isoformat(),
         },
-        headers={"Authorization": f"Bearer {token}", "traceparent": caller_trace},
+        headers={"Authorization": f"Bearer {token}", "traceparent": traceparent},
     )
+    return response
+
+
+def test_one_trace_spans_the_request_the_store_the_relay_and_the_consumer(
+    spans: InMemorySpanExporter,
+    store: CaseEventStore,
+    clock: FixedClock,
+    nats_url: str,
+    bus_names: BusNames,
+    run_relay: Callable[..., AbstractContextManager[object]],
+    tmp_path: Path,
+) -> None:
+    opened = open_case_over_http(store, clock, tmp_path, traceparent=CALLER_TRACE)
     assert opened.status_code == 201, opened.text
     table = EventTable(tmp_path / "state.sqlite", "traced")
     consumer = DurableConsumer(nats_url, table, ConsumerSettings(durable="traced", names=bus_names))
@@ -110,22 +122,7 @@ def test_without_tracing_nothing_is_recorded_and_nothing_stored(
     store: CaseEventStore, clock: FixedClock, tmp_path: Path
 ) -> None:
     tracing.configure(None)
-    app = create_app(
-        CaseService(store, clock), TOKENS, AccessLogStore(f"sqlite:///{tmp_path / 'access.sqlite'}")
-    )
-    token = TOKENS.mint(
-        user_id="anna.k", organisation_id="vgr-psykiatri", principal="region", roles=["coordinator"]
-    )
-    opened = TestClient(app).post(
-        "/v1/cases",
-        json={
-            "client": {"personal_identity_number": "19121212-1212", "name": "Tolvan Tolvansson"},
-            "municipality": {"code": "1480", "name": "Göteborg"},
-            "region": {"code": "14", "name": "Västra Götalandsregionen"},
-            "opened_on": clock.today().isoformat(),
-        },
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    opened = open_case_over_http(store, clock, tmp_path, traceparent=CALLER_TRACE)
     assert opened.status_code == 201
     [event] = store.published_log(0)
     assert "traceparent" not in store.log_rows(0, 10)[0][4].decode()
