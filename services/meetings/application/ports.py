@@ -68,9 +68,13 @@ class ScheduleStore(Protocol):
 
     def applied_log_position(self) -> int: ...
 
-    def adopted_requests(self, through: int | None) -> list[AdoptedRequest]:
+    def adopted_requests(self, through: int, *, unplaced: bool = False) -> list[AdoptedRequest]:
         """Adopted requests not applied yet, in order: those that followed a case log position
-        up to ``through``; None: all of them."""
+        up to ``through`` (and, with ``unplaced``, those published without one)."""
+        ...
+
+    def drop_adopted_request(self, sequence: int) -> None:
+        """Forget an adopted request that cannot be applied again (it was logged)."""
         ...
 
 

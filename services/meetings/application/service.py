@@ -167,7 +167,8 @@ class MeetingsService:
         """Fire every timer due by ``now`` (default: the clock); returns the events stored."""
         now = now or self.clock.now()
         with self.store.lock:
-            self._apply_adopted_requests(through=None)
+            # Called once the case stream is applied: the requests after its last event too.
+            self._apply_adopted_requests(through=self.store.applied_log_position(), unplaced=True)
         fired = 0
         while True:
             due = self.store.due(utc_key(now) or "", batch)
@@ -195,7 +196,7 @@ class MeetingsService:
         """Run one coordinator request against the case's schedule; returns the event and the meeting."""
 
         def attempt() -> tuple[Decided, Meeting]:
-            self._apply_adopted_requests(through=self.store.applied_log_position())
+            self._apply_adopted_requests(through=self.store.applied_log_position(), unplaced=False)
             schedule = self.schedule(case_id)
             before = schedule.version
             now = self.clock.now()
@@ -215,16 +216,17 @@ class MeetingsService:
         return self._retrying(attempt)
 
     # ------------------------------------------------------- coordinators' requests in a replay
-    def _apply_adopted_requests(self, *, through: int | None) -> int:
+    def _apply_adopted_requests(self, *, through: int, unplaced: bool = False) -> int:
         """Apply again the coordinators' requests an empty store took over from the meetings
         stream (``adopt_stream``), each where it stood in history: after the case log position
         the service had applied when it decided it (``through``: those placed at or before that
-        position; None: every one left, once the case stream is applied). Each is applied as
-        the fact it became, after the timers due by its time, with its own event id, so the
-        replay's state is the live state and nothing is published twice. The caller holds the
-        store's lock."""
+        position; ``unplaced``: also those published without one, once the case stream is
+        applied). Each is applied as the fact it became, after the timers due by its time, with
+        its own event id, so the replay's state is the live state and nothing is published
+        twice. One that no longer fits the schedule is logged and dropped, never allowed to
+        stop the case stream. The caller holds the store's lock."""
         applied = 0
-        for request in self.store.adopted_requests(through):
+        for request in self.store.adopted_requests(through, unplaced=unplaced):
 
             def attempt(request: AdoptedRequest = request) -> None:
                 schedule = self._load_or_new(request.case_id)
@@ -240,7 +242,17 @@ class MeetingsService:
                     adopted_request=request.sequence,
                 )
 
-            self._retrying(attempt)
+            try:
+                self._retrying(attempt)
+            except Exception as error:  # e.g. a meeting the replay does not hold: a divergence
+                log.error(
+                    "meetings.adopted_request_dropped",
+                    sequence=request.sequence,
+                    event_id=str(request.decided.event_id),
+                    error=repr(error),
+                )
+                self.store.drop_adopted_request(request.sequence)
+                continue
             applied += 1
         if applied:
             log.info("meetings.adopted_requests_applied", requests=applied, through=through)

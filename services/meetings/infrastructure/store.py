@@ -336,7 +336,7 @@ class MeetingStore:
         self._published = set(published_ids)
         self._requests = None
 
-    def adopted_requests(self, through: int | None) -> list[AdoptedRequest]:
+    def adopted_requests(self, through: int, *, unplaced: bool = False) -> list[AdoptedRequest]:
         if self._requests is None:  # written only by adopt_stream: read once, then kept here
             rows = self.recorder.query(
                 "SELECT sequence, case_position, event FROM adopted_requests ORDER BY sequence"
@@ -345,8 +345,14 @@ class MeetingStore:
         return [
             r
             for r in self._requests
-            if through is None or (r.case_position is not None and r.case_position <= through)
+            if (r.case_position is None and unplaced)
+            or (r.case_position is not None and r.case_position <= through)
         ]
+
+    def drop_adopted_request(self, sequence: int) -> None:
+        self.recorder.execute("DELETE FROM adopted_requests WHERE sequence = %s", (sequence,))
+        if self._requests:
+            self._requests = [r for r in self._requests if r.sequence != sequence]
 
     def check_migrated(self) -> None:
         try:

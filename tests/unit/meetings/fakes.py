@@ -105,12 +105,17 @@ class InMemoryScheduleStore:
     def applied_log_position(self) -> int:
         return self.positions.log_positions.get(CONSUMER, 0)
 
-    def adopted_requests(self, through: int | None) -> list[AdoptedRequest]:
+    def adopted_requests(self, through: int, *, unplaced: bool = False) -> list[AdoptedRequest]:
         return [
             r
             for r in self.requests
-            if through is None or (r.case_position is not None and r.case_position <= through)
+            if (r.case_position is None and unplaced)
+            or (r.case_position is not None and r.case_position <= through)
         ]
+
+    def drop_adopted_request(self, sequence: int) -> None:
+        with self.lock:
+            self.requests = [r for r in self.requests if r.sequence != sequence]
 
     def events(self, case_id: UUID) -> list[StoredMeetingEvent]:
         return [e for e in self.log if e.case_id == str(case_id)]

@@ -19,6 +19,7 @@ from services.meetings.domain.schedule import Decided, Rules, ScheduleError
 from tests.meetings.feed import CLIENT, COORDINATOR, HOUSING, SOCIAL, CaseFeed
 from tests.support.clock import FixedClock
 from vss_contracts import case_events as ce
+from vss_contracts import meeting_events as me
 from vss_contracts.chain import GENESIS_HASH
 from vss_contracts.meeting_events import MeetingKind, decode_meeting_event
 from vss_contracts.types import MemberKind, OrganisationRef, Principal
@@ -419,3 +420,46 @@ def test_a_replay_applies_the_coordinators_requests_where_they_stood_in_history(
     assert [(e.type, e.state) for e in replayed_store.events(feed.case_id)] == [
         (e.type, e.state) for e in live_store.events(feed.case_id)
     ]
+
+
+def test_an_adopted_request_that_no_longer_fits_is_dropped_and_the_case_stream_goes_on() -> None:
+    """A reschedule of a meeting the replay does not hold cannot stop the case events after it;
+    a request published without a case position waits until the case stream is applied."""
+    store = InMemoryScheduleStore()
+    service = meetings_service(store)
+    feed = CaseFeed(service)
+    feed.open(MONDAY)  # position 1
+    moved = me.MeetingRescheduled(
+        meeting_id=UUID(int=7),  # no such meeting
+        starts_at=datetime(2026, 1, 14, 10, tzinfo=STOCKHOLM),
+        ends_at=datetime(2026, 1, 14, 11, tzinfo=STOCKHOLM),
+        previous_starts_at=datetime(2026, 1, 13, 10, tzinfo=STOCKHOLM),
+        sequence=1,
+        reason="Semester",
+        moved_by="sara",
+    )
+    booked = me.MeetingScheduled(
+        meeting_id=UUID(int=8),
+        kind=MeetingKind.CLIENT_CONTACT,
+        starts_at=datetime(2026, 1, 15, 13, tzinfo=STOCKHOLM),
+        ends_at=datetime(2026, 1, 15, 14, tzinfo=STOCKHOLM),
+        invitees=[],
+        reason="booked",
+        booked_by="sara",
+    )
+
+    def adopted(sequence: int, position: int | None, data: Any) -> AdoptedRequest:
+        decided = Decided(
+            UUID(int=100 + sequence), data, actor_id="sara", actor_org=SOCIAL.id, causation_id="k"
+        )
+        return AdoptedRequest(sequence, feed.case_id, position, START, Principal.MUNICIPALITY, decided)
+
+    store.requests = [adopted(1, 1, moved), adopted(2, None, booked)]
+    feed.assign(MONDAY)  # position 2: the unfit request at 1 goes first, and is dropped
+    assert [r.sequence for r in store.requests] == [2]
+    assert service.applied_through() == 2  # the case event was applied all the same
+    feed.consent(MONDAY)
+    assert [m.meeting_id for m in service.meetings(feed.case_id)] == []  # unplaced: not yet
+    service.fire_due(START)  # caught up
+    assert store.requests == []
+    assert [m.meeting_id for m in service.meetings(feed.case_id)] == [UUID(int=8)]
