@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
+from services.meetings.application.ports import CASE_POSITION
 from services.meetings.application.service import MeetingsService
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays
 from services.meetings.domain.meeting import MeetingStatus
@@ -319,6 +320,7 @@ def test_the_schedule_chain_verifies(
     for event in meeting_store.events(feed.case_id):
         state = dict(event.state)
         digest = state.pop("hash")
+        assert isinstance(state.pop(CASE_POSITION), int)  # kept beside the hashed state, not in it
         assert state["prev_hash"] == previous
         assert chain_hash(str(feed.case_id), event.version, event.type, state) == digest
         previous = digest
