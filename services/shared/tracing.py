@@ -107,7 +107,13 @@ class TraceRequests:
                 status.append(int(message["status"]))
             await send(message)
 
-        with span(f"{scope['method']} {scope['path']}", SpanKind.SERVER, headers) as current:
+        with span(scope["method"], SpanKind.SERVER, headers) as current:
             await self.app(scope, receive, sending)
-            if current is not None and status:
-                current.set_attribute("http.response.status_code", status[0])
+            if current is not None:
+                # Named by the route's template, never the path: ids stay out of the trace store.
+                template = getattr(scope.get("route"), "path", None)
+                if template is not None:
+                    current.update_name(f"{scope['method']} {template}")
+                    current.set_attribute("http.route", template)
+                if status:
+                    current.set_attribute("http.response.status_code", status[0])

@@ -109,6 +109,7 @@ def test_one_trace_spans_the_request_the_store_the_relay_and_the_consumer(
     assert request.name == "POST /v1/cases"
     assert request.attributes is not None
     assert request.attributes["http.response.status_code"] == 201
+    assert request.attributes["http.route"] == "/v1/cases"  # the template: ids stay out of names
     # One trace: the caller's, through the request, the stored event and the relay's message.
     assert format(request.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
     assert applied.context.trace_id == request.context.trace_id

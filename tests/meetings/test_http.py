@@ -334,6 +334,10 @@ def test_a_position_already_applied_answers_at_once_and_names_the_position(laggi
     response = lagging.client.get(f"{lagging.base}?position=4", headers=headers())  # the SIP's
     assert response.status_code == 200, response.text
     assert response.headers["Vss-Log-Position"] == "4"
+    ics = response.json()["items"][0]["ics"]
+    calendar = lagging.client.get(f"{ics}?position=4", headers=headers())
+    assert calendar.status_code == 200
+    assert calendar.headers["Vss-Log-Position"] == "4"  # an .ics answer names it too
 
 
 def test_a_booking_right_after_the_case_api_waits_for_its_position_and_succeeds(

@@ -103,3 +103,20 @@ def test_the_log_position_is_stored_with_each_case_event_and_an_older_store_is_m
         assert service.applied_log_position() == 2
     finally:
         store.close()
+
+
+def test_an_adoption_cut_short_is_taken_again_from_the_start(store_url: str) -> None:
+    """Stopped after adopting the meetings stream, before its first schedule: the next start
+    adopts again, and must not fail on what the first adoption wrote."""
+    migrate(store_url)
+    store = MeetingStore(store_url)
+    try:
+        store.adopt_stream(7, ["e1", "e2"], [(2, "00000000-0000-0000-0000-000000000001", 3, b"{}")])
+        assert store.is_empty()
+        store.adopt_stream(9, ["e1", "e2", "e3"], [])
+        assert store.log_offset() == 9
+        rows = store.recorder.query("SELECT COUNT(*) AS n FROM adopted_requests")
+        assert rows[0]["n"] == 0
+        assert len(store.recorder.query("SELECT event_id FROM already_published")) == 3
+    finally:
+        store.close()

@@ -15,6 +15,23 @@ from vss_contracts.types import Principal
 CASE_POSITION = "case_position"
 
 
+def eligible_requests(pending: list[AdoptedRequest], through: int, *, unplaced: bool) -> list[AdoptedRequest]:
+    """The adopted requests that may be applied now, in the order they were made: those placed
+    at or before ``through`` (and, with ``unplaced``, those without a place), but within a case
+    never one after an earlier request of it that must still wait."""
+    waiting: set[UUID] = set()
+    found = []
+    for request in sorted(pending, key=lambda r: r.sequence):
+        if request.case_id in waiting:
+            continue
+        placed = request.case_position
+        if (placed is None and unplaced) or (placed is not None and placed <= through):
+            found.append(request)
+        else:
+            waiting.add(request.case_id)
+    return found
+
+
 class AlreadyApplied(Exception):
     """The case event's stream sequence is recorded already (a redelivery): nothing changed."""
 
@@ -71,6 +88,10 @@ class ScheduleStore(Protocol):
     def adopted_requests(self, through: int, *, unplaced: bool = False) -> list[AdoptedRequest]:
         """Adopted requests not applied yet, in order: those that followed a case log position
         up to ``through`` (and, with ``unplaced``, those published without one)."""
+        ...
+
+    def has_adopted_requests(self) -> bool:
+        """Whether adopted requests still wait to be applied (a rebuild is replaying)."""
         ...
 
     def drop_adopted_request(self, sequence: int) -> None:

@@ -34,6 +34,7 @@ from services.meetings.domain.schedule import (
     MeetingNotFound,
     MeetingSchedule,
     Rules,
+    ScheduleError,
     ScheduleState,
     restore,
     snapshot,
@@ -60,6 +61,16 @@ class Requester:
     user_id: str
     organisation_id: str
     principal: Principal
+
+
+class _Divergent(Exception):
+    """An adopted request does not fit the replayed schedule (a store error is not this)."""
+
+
+class ReplayInProgress(ScheduleError):
+    """A rebuilt schedule is still applying history: a new request waits (503, Retry-After)."""
+
+    status = 503
 
 
 class CaseUnknown(MeetingNotFound):
@@ -197,6 +208,12 @@ class MeetingsService:
 
         def attempt() -> tuple[Decided, Meeting]:
             self._apply_adopted_requests(through=self.store.applied_log_position(), unplaced=False)
+            if self.store.has_adopted_requests():
+                raise ReplayInProgress(
+                    "replay_in_progress",
+                    "the schedule is being rebuilt from history and still applies coordinators'"
+                    " earlier requests; retry shortly",
+                )
             schedule = self.schedule(case_id)
             before = schedule.version
             now = self.clock.now()
@@ -231,7 +248,12 @@ class MeetingsService:
             def attempt(request: AdoptedRequest = request) -> None:
                 schedule = self._load_or_new(request.case_id)
                 before = schedule.version
-                decided = [*schedule.fire_due(request.recorded_at), schedule.replay_request(request.decided)]
+                timers = schedule.fire_due(request.recorded_at)
+                try:
+                    replayed = schedule.replay_request(request.decided)
+                except (LookupError, ScheduleError) as error:  # not the schedule it was made on
+                    raise _Divergent(str(error) or type(error).__name__) from error
+                decided = [*timers, replayed]
                 self._save(
                     schedule,
                     before,
@@ -244,7 +266,7 @@ class MeetingsService:
 
             try:
                 self._retrying(attempt)
-            except Exception as error:  # e.g. a meeting the replay does not hold: a divergence
+            except _Divergent as error:  # e.g. a meeting the replay does not hold
                 log.error(
                     "meetings.adopted_request_dropped",
                     sequence=request.sequence,
@@ -276,7 +298,10 @@ class MeetingsService:
         # Where in the case history these events belong (kept beside the hashed state, and
         # published as Vss-Case-Position): a case event's own position, else what is applied.
         if case_position is None:
-            case_position = log_position if log_position is not None else self.store.applied_log_position()
+            # 0: not known yet (a store migrated since its last case event): no place, not 0.
+            case_position = (
+                log_position if log_position is not None else self.store.applied_log_position() or None
+            )
         prev_hash = schedule.head_hash or GENESIS_HASH
         recorded_at = at.astimezone(UTC).isoformat()
         states = []

@@ -262,7 +262,10 @@ def create_app(deps: MeetingsApiDependencies) -> FastAPI:
     @app.exception_handler(ScheduleError)
     async def _refused(request: Request, error: ScheduleError) -> Response:
         title = _TITLES.get(error.status, "Refused")
-        return problem_response(request, error.status, title, str(error), code=error.rule, rule=error.rule)
+        retry = {"Retry-After": "1"} if error.status == 503 else None  # a rebuild replaying
+        return problem_response(
+            request, error.status, title, str(error), code=error.rule, rule=error.rule, headers=retry
+        )
 
     return app
 
@@ -444,8 +447,12 @@ def _answer(response: Response, meeting: Meeting, replayed: bool) -> MeetingOut:
     return _out(meeting)
 
 
-def _ics(content: bytes) -> Response:
-    return Response(content=content, media_type=ICS_MEDIA_TYPE)
+def _ics(content: bytes, request: Request | None = None) -> Response:
+    response = Response(content=content, media_type=ICS_MEDIA_TYPE)
+    reached = getattr(request.state, "reached_position", None) if request is not None else None
+    if reached is not None:  # a Response returned as is does not carry the dependency's headers
+        response.headers[POSITION_HEADER] = reached
+    return response
 
 
 _ICS_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/calendar": {}}}}
@@ -469,10 +476,12 @@ async def waited_position(
         limit=deps.wait_limit,
         slots=request.app.state.waits,
     ):
-        reached = await anyio.to_thread.run_sync(service.applied_log_position)
-        raise position_not_reached(reached, position, deps.wait_limit, "meetings service")
+        short = await anyio.to_thread.run_sync(service.applied_log_position)
+        raise position_not_reached(short, position, deps.wait_limit, "meetings service")
     request.state.position_reached = True
-    response.headers[POSITION_HEADER] = str(await anyio.to_thread.run_sync(service.applied_log_position))
+    reached = str(await anyio.to_thread.run_sync(service.applied_log_position))
+    request.state.reached_position = reached  # for the answers that make their own Response
+    response.headers[POSITION_HEADER] = reached
     return position
 
 
@@ -536,7 +545,9 @@ def meeting_calendar_file(
     method: Literal["REQUEST", "CANCEL"] = (
         "CANCEL" if meeting.status is MeetingStatus.CANCELLED else "REQUEST"
     )
-    return _ics(meeting_ics(meeting, method=method, organizer=deps.organiser, now=deps.service.clock.now()))
+    return _ics(
+        meeting_ics(meeting, method=method, organizer=deps.organiser, now=deps.service.clock.now()), request
+    )
 
 
 @router.get("/cases/{case_id}/meetings/{meeting_id}", response_model=MeetingOut, tags=["meetings"])

@@ -34,6 +34,7 @@ from services.meetings.application.ports import (
     AlreadyApplied,
     ConcurrentWrite,
     ScheduleWrite,
+    eligible_requests,
 )
 from services.meetings.domain.schedule import Decided
 from services.shared.bus import checkpoint
@@ -322,7 +323,9 @@ class MeetingStore:
         """
         if not self.is_empty():
             raise RuntimeError("only an empty meetings store adopts a stream")
-        self.recorder.execute("DELETE FROM log_offset")
+        # An adoption cut short (stopped before the first schedule was written) starts afresh.
+        for table in ("log_offset", "already_published", "adopted_requests"):
+            self.recorder.execute(f"DELETE FROM {table}")
         self.recorder.execute("INSERT INTO log_offset (id, value) VALUES (1, %s)", (tail_position,))
         for event_id in published_ids:
             self.recorder.execute("INSERT INTO already_published (event_id) VALUES (%s)", (event_id,))
@@ -342,12 +345,11 @@ class MeetingStore:
                 "SELECT sequence, case_position, event FROM adopted_requests ORDER BY sequence"
             )
             self._requests = [_adopted(int(r["sequence"]), r["case_position"], r["event"]) for r in rows]
-        return [
-            r
-            for r in self._requests
-            if (r.case_position is None and unplaced)
-            or (r.case_position is not None and r.case_position <= through)
-        ]
+        return eligible_requests(self._requests, through, unplaced=unplaced)
+
+    def has_adopted_requests(self) -> bool:
+        self.adopted_requests(0)  # read once
+        return bool(self._requests)
 
     def drop_adopted_request(self, sequence: int) -> None:
         self.recorder.execute("DELETE FROM adopted_requests WHERE sequence = %s", (sequence,))

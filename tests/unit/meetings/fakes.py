@@ -21,6 +21,7 @@ from services.meetings.application.ports import (
     AlreadyApplied,
     ConcurrentWrite,
     ScheduleWrite,
+    eligible_requests,
 )
 from tests.unit.checkpoints import Positions
 
@@ -106,12 +107,10 @@ class InMemoryScheduleStore:
         return self.positions.log_positions.get(CONSUMER, 0)
 
     def adopted_requests(self, through: int, *, unplaced: bool = False) -> list[AdoptedRequest]:
-        return [
-            r
-            for r in self.requests
-            if (r.case_position is None and unplaced)
-            or (r.case_position is not None and r.case_position <= through)
-        ]
+        return eligible_requests(self.requests, through, unplaced=unplaced)
+
+    def has_adopted_requests(self) -> bool:
+        return bool(self.requests)
 
     def drop_adopted_request(self, sequence: int) -> None:
         with self.lock:

@@ -13,7 +13,13 @@ from uuid import UUID
 import pytest
 
 from services.meetings.application.ports import AdoptedRequest
-from services.meetings.application.service import SERVICE_ACTOR, CaseUnknown, MeetingsService, Requester
+from services.meetings.application.service import (
+    SERVICE_ACTOR,
+    CaseUnknown,
+    MeetingsService,
+    ReplayInProgress,
+    Requester,
+)
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays
 from services.meetings.domain.schedule import Decided, Rules, ScheduleError
 from tests.meetings.feed import CLIENT, COORDINATOR, HOUSING, SOCIAL, CaseFeed
@@ -463,3 +469,89 @@ def test_an_adopted_request_that_no_longer_fits_is_dropped_and_the_case_stream_g
     service.fire_due(START)  # caught up
     assert store.requests == []
     assert [m.meeting_id for m in service.meetings(feed.case_id)] == [UUID(int=8)]
+
+
+def _booking(meeting_id: int, day: int) -> me.MeetingScheduled:
+    return me.MeetingScheduled(
+        meeting_id=UUID(int=meeting_id),
+        kind=MeetingKind.CLIENT_CONTACT,
+        starts_at=datetime(2026, 1, day, 13, tzinfo=STOCKHOLM),
+        ends_at=datetime(2026, 1, day, 14, tzinfo=STOCKHOLM),
+        invitees=[],
+        reason="booked",
+        booked_by="sara",
+    )
+
+
+def test_a_request_made_before_any_case_position_is_known_has_no_place() -> None:
+    """A store migrated since its last case event knows no position yet: a request then is
+    published without one (applied last in a replay), never at position 0 (first)."""
+    store = InMemoryScheduleStore()
+    service = meetings_service(store)
+    feed = CaseFeed(service)
+    for send in (feed.open, feed.assign, feed.consent):
+        send(MONDAY)
+    store.positions.log_positions.clear()  # as after `vss migrate` added the column
+    service.request(
+        feed.case_id,
+        SARA,
+        lambda s: s.book("b", starts_at=datetime(2026, 1, 8, 9, tzinfo=STOCKHOLM), minutes=30,
+                         user_id="sara", location=None),
+    )  # fmt: skip
+    assert store.events(feed.case_id)[-1].state["case_position"] is None
+
+
+def test_within_a_case_adopted_requests_keep_the_order_they_were_made_in() -> None:
+    """A booking published without a place, then a move of it with one: the move waits for the
+    booking (applied once the case stream is), so the replay ends where live ended."""
+    store = InMemoryScheduleStore()
+    service = meetings_service(store)
+    feed = CaseFeed(service)
+    feed.open(MONDAY)
+    booked = _booking(9, 14)
+    moved = me.MeetingRescheduled(
+        meeting_id=UUID(int=9),
+        starts_at=datetime(2026, 1, 21, 10, tzinfo=STOCKHOLM),
+        ends_at=datetime(2026, 1, 21, 11, tzinfo=STOCKHOLM),
+        previous_starts_at=booked.starts_at,
+        sequence=1,
+        reason="Semester",
+        moved_by="sara",
+    )
+
+    def adopted(sequence: int, position: int | None, data: Any) -> AdoptedRequest:
+        decided = Decided(
+            UUID(int=200 + sequence), data, actor_id="sara", actor_org=SOCIAL.id, causation_id="k"
+        )
+        return AdoptedRequest(sequence, feed.case_id, position, START, Principal.MUNICIPALITY, decided)
+
+    store.requests = [adopted(1, None, booked), adopted(2, 2, moved)]
+    feed.assign(MONDAY)  # position 2
+    feed.consent(MONDAY)  # position 3: the move is placed before it, but waits for the booking
+    assert [r.sequence for r in store.requests] == [1, 2]
+    with pytest.raises(ReplayInProgress):  # no new request while history is being applied
+        service.request(feed.case_id, SARA, lambda s: s.cancel("c", UUID(int=9), user_id="sara", reason="x"))
+    service.fire_due(START)  # caught up: the booking, then the move
+    assert store.requests == []
+    [meeting] = service.meetings(feed.case_id)
+    assert (meeting.starts_at, meeting.sequence) == (moved.starts_at, 1)
+
+
+def test_a_store_error_while_applying_an_adopted_request_keeps_it_for_the_retry() -> None:
+    store = InMemoryScheduleStore()
+    service = meetings_service(store)
+    feed = CaseFeed(service)
+    feed.open(MONDAY)
+    decided = Decided(UUID(int=300), _booking(10, 15), actor_id="sara", actor_org=SOCIAL.id, causation_id="k")
+    store.requests = [AdoptedRequest(1, feed.case_id, 1, START, Principal.MUNICIPALITY, decided)]
+
+    def store_away() -> None:
+        raise OSError("disk I/O error")
+
+    store.interfere = store_away
+    with pytest.raises(OSError, match="disk"):
+        feed.assign(MONDAY)  # the consumer retries the case event
+    assert [r.sequence for r in store.requests] == [1]  # not dropped
+    feed.sequence[0] -= 1
+    feed.assign(MONDAY)
+    assert store.requests == []
