@@ -20,6 +20,7 @@ def build() -> Service:
         parts.close,
         run=parts.relay.run,
         metrics=metrics,
+        host=parts.settings.metrics_host,
         metrics_port=parts.settings.relay_metrics_port,
     )
 

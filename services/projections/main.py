@@ -26,6 +26,7 @@ def build_projector() -> Service:
         parts.close,
         run=parts.run,
         metrics=metrics,
+        host=parts.settings.metrics_host,
         metrics_port=parts.settings.projector_metrics_port,
     )
 

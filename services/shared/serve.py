@@ -49,7 +49,7 @@ class Service:
     app: FastAPI | None = None
     host: str = "127.0.0.1"
     port: int = 0
-    # /metrics: on the API's port, else on ``metrics_port`` (None: not served)
+    # /metrics: on the API's port, else on ``metrics_port`` at ``host`` (None: not served)
     metrics: ProcessMetrics | None = None
     metrics_port: int | None = None
 

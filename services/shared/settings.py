@@ -56,6 +56,10 @@ class CommonSettings(BaseSettings):
     data_dir: Path = Field(default=Path(".vss"), description="Data of the embedded defaults")
     log_level: str = "INFO"
     log_json: bool = False
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Where a part without an API serves /metrics (its own VSS_*_METRICS_PORT)",
+    )
 
 
 FIVE_YEARS_IN_DAYS = 1827  # 5 × 365 + 2 leap days

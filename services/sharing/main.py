@@ -25,6 +25,7 @@ def build() -> Service:
         parts.close,
         run=parts.run,
         metrics=metrics,
+        host=parts.settings.metrics_host,
         metrics_port=parts.settings.sharing_metrics_port,
     )
 

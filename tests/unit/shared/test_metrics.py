@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.shared.metrics import ProcessMetrics
+from services.shared.serve import Service, _with_metrics
+from services.shared.settings import CommonSettings
 
 
 @dataclass
@@ -114,3 +116,28 @@ def test_metrics_are_served_on_the_api_without_entering_its_openapi_document() -
     alone = TestClient(ProcessMetrics("relay").app())
     assert alone.get("/metrics").status_code == 200
     assert alone.get("/docs").status_code == 404
+
+
+def test_a_part_without_an_api_serves_metrics_on_its_own_port_and_host() -> None:
+    async def bus_tasks(stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    settings = CommonSettings()
+    metrics = ProcessMetrics("relay", Server().read).watch(
+        consumers=[FakeConsumer("VSS_CASE", Durable("sharing"))]  # type: ignore[list-item]
+    )
+    alone = _with_metrics(
+        Service(settings, lambda: None, run=bus_tasks, metrics=metrics, host="0.0.0.0", metrics_port=9464)
+    )
+    assert (alone.host, alone.port) == ("0.0.0.0", 9464)
+    assert alone.app is not None
+    assert TestClient(alone.app).get("/metrics").status_code == 200
+    assert alone.run is not bus_tasks  # the lag is read beside the part's own tasks
+    unset = Service(settings, lambda: None, run=bus_tasks, metrics=metrics)
+    assert _with_metrics(unset) == unset  # no port: not served
+    api = FastAPI()
+    with_api = _with_metrics(
+        Service(settings, lambda: None, app=api, port=8000, metrics=ProcessMetrics("case"))
+    )
+    assert (with_api.app, with_api.port) == (api, 8000)
+    assert TestClient(api).get("/metrics").status_code == 200
