@@ -283,6 +283,7 @@ class Relay:
                 key="leader",
                 owner=self.owner,
                 ttl=self.settings.lease_ttl,
+                replicas=self.settings.replicas,
             )
             while not stop.is_set():
                 if not await self._acquire(lease, stopping):
