@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import structlog
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -23,7 +24,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.names import BusNames
@@ -32,6 +33,14 @@ from services.shared.settings import BusSettings
 log = structlog.get_logger("vss.bus")
 
 DUPLICATE_WINDOW_SECONDS = 120.0
+
+# What a request meets while a stream or consumer has no leader (a cluster electing one after
+# losing a node, for some seconds): "no responders" or a 503. Not a failure: try again.
+NO_LEADER_YET: tuple[type[Exception], ...] = (
+    NoRespondersError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+)
 
 
 def server_urls(url: str) -> list[str]:
