@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test test-fast lint install clean
+.PHONY: up test test-fast test-cluster lint install clean
 
 $(STAMP): pyproject.toml contracts/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: lint
 # The unit tier only: no server, no socket, no file (seconds, not minutes).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
+
+# The relay and a consumer on a three-node NATS cluster whose stream leader is killed
+# (tests/bus/test_cluster.py; also part of `make test`).
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -q tests/bus/test_cluster.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

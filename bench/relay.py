@@ -19,6 +19,11 @@ Measured in the same run, against the same nats-server:
   alone). Per event: from the command's return (commit) to the handler receiving it;
   also the CPU each process used, and the relay's CPU while idle.
 
+With ``--cluster`` both are measured again on a three-node JetStream cluster on loopback
+(:class:`EmbeddedNatsCluster`, every stream and the relay's lease at three replicas, as in
+production), after the single node, on a store of its own; the bench then prints the two
+side by side with the ratio cluster / single node.
+
 Every run uses its own stream names (``BusNames.unique()``); the streams are deleted after.
 Relay and consumer log events are collected and summarised (resyncs, warnings, errors),
 and the embedded nats-server's log is scanned for warnings.
@@ -29,6 +34,7 @@ Usage::
     .venv/bin/python bench/relay.py --postgres --skip-sqlite   # PostgreSQL only (~2 min)
     .venv/bin/python bench/relay.py --postgres                 # both (~3 min)
     .venv/bin/python bench/relay.py --nats-url nats://127.0.0.1:4222
+    .venv/bin/python bench/relay.py --cluster                  # and on a three-node R3 cluster (~2 min)
 
 Figures are printed as tables with ratios; record them in docs/performance.md.
 """
@@ -65,10 +71,10 @@ from services.case.infrastructure.log_waiter import PostgresLogWaiter, waiter_fo
 from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.shared.bus.consumer import ConsumerSettings, Delivery, DurableConsumer
-from services.shared.bus.embedded import EmbeddedNatsServer
+from services.shared.bus.embedded import EmbeddedNatsCluster, EmbeddedNatsServer
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import OutboxMessage, Relay, RelaySettings, group_commits, lease_bucket
-from services.shared.bus.streams import case_stream_config
+from services.shared.bus.streams import case_stream_config, server_urls
 from vss_contracts.subjects import HEADER_MSG_ID
 
 ROUNDS = 3
@@ -166,7 +172,7 @@ class MemoryLog:
 
 # ---------------------------------------------------------------------------- NATS bits
 async def delete_streams(nats_url: str, names: BusNames) -> None:
-    nc = await nats.connect(nats_url, connect_timeout=2)
+    nc = await nats.connect(server_urls(nats_url), connect_timeout=2)
     try:
         js = nc.jetstream()
         for stream in (names.stream, f"KV_{lease_bucket(names)}", names.dead_letter_stream):
@@ -190,6 +196,8 @@ async def relay_round(
     tally: LogTally,
     setups: list[float],
     messages: Sequence[OutboxMessage] | None = None,
+    *,
+    replicas: int = 1,
 ) -> Figure:
     """A relay on a fresh stream, timed from its start until N acks; over ``messages`` if given."""
     names = BusNames.unique()
@@ -198,7 +206,9 @@ async def relay_round(
         CaseEventLog(store, names) if messages is None else MemoryLog(messages, names),
         nats_url,
         settings=RelaySettings(
-            names=names, idle_wait=POSTGRES_IDLE_WAIT if config.is_postgres else SQLITE_POLL
+            names=names,
+            replicas=replicas,
+            idle_wait=POSTGRES_IDLE_WAIT if config.is_postgres else SQLITE_POLL,
         ),
         waiter=waiter,
         name="bench-relay",
@@ -218,7 +228,7 @@ async def relay_round(
         setups.append(resumed[0] - since if resumed else math.nan)
         stop.set()
         await asyncio.wait_for(task, 30)
-        nc = await nats.connect(nats_url)
+        nc = await nats.connect(server_urls(nats_url))
         stored, last = await stream_state(nc.jetstream(), names.stream)
         await nc.close()
         if stored != n or last != n:
@@ -234,17 +244,19 @@ async def relay_round(
     return Figure(name, n, elapsed)
 
 
-async def raw_round(nats_url: str, rendered: Sequence[tuple[str, bytes, dict[str, str]]]) -> Figure:
+async def raw_round(
+    nats_url: str, rendered: Sequence[tuple[str, bytes, dict[str, str]]], *, replicas: int = 1
+) -> Figure:
     """publish_async of the same bodies and headers, pipelined (nats-py's default 4000 pending)."""
     names = BusNames.unique()
     subjects = [f"{names.subject_prefix}{suffix}" for suffix, _, _ in rendered]  # not timed
     headers = [dict(h) for _, _, h in rendered]
     n = len(rendered)
     started = time.perf_counter()
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(server_urls(nats_url))
     try:
         js = nc.jetstream()
-        await js.add_stream(case_stream_config(names))
+        await js.add_stream(case_stream_config(names, replicas=replicas))
 
         async def publish_all() -> list[Any]:
             futures = [
@@ -264,7 +276,11 @@ async def raw_round(nats_url: str, rendered: Sequence[tuple[str, bytes, dict[str
 
 
 async def commits_round(
-    nats_url: str, commits: Sequence[Sequence[tuple[str, bytes, dict[str, str]]]], *, atomic: bool
+    nats_url: str,
+    commits: Sequence[Sequence[tuple[str, bytes, dict[str, str]]]],
+    *,
+    atomic: bool,
+    replicas: int = 1,
 ) -> float:
     """Seconds to publish ``commits`` pipelined and have every ack: as atomic batches or as singles.
 
@@ -273,10 +289,10 @@ async def commits_round(
     an atomic batch against the same messages published one by one.
     """
     names = BusNames.unique()
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(server_urls(nats_url))
     try:
         js = nc.jetstream()
-        await js.add_stream(case_stream_config(names))
+        await js.add_stream(case_stream_config(names, replicas=replicas))
         inbox = nc.new_inbox()
         loop = asyncio.get_running_loop()
         futures: dict[str, asyncio.Future[bytes]] = {}
@@ -319,7 +335,19 @@ async def commits_round(
     return elapsed
 
 
-async def bench_throughput(url: str, nats_url: str, n: int, cases: int, tally: LogTally) -> None:
+@dataclass(frozen=True)
+class Throughput:
+    """The best rounds' events/s, and an atomic batch's time (NaN: the store had none)."""
+
+    relay: float
+    raw: float
+    memory: float
+    batch_ms: float
+
+
+async def bench_throughput(
+    url: str, nats_url: str, n: int, cases: int, tally: LogTally, *, replicas: int = 1
+) -> Throughput:
     config = StoreConfig(url)
     logged = len(tally.records)
     started = time.perf_counter()
@@ -354,12 +382,14 @@ async def bench_throughput(url: str, nats_url: str, n: int, cases: int, tally: L
         as_batches: list[float] = []
         as_singles: list[float] = []
         for _ in range(ROUNDS):
-            relays.append(await relay_round(store, config, nats_url, n, tally, setups))
-            raws.append(await raw_round(nats_url, rendered))
-            memory.append(await relay_round(store, config, nats_url, n, tally, [], messages))
+            relays.append(await relay_round(store, config, nats_url, n, tally, setups, replicas=replicas))
+            raws.append(await raw_round(nats_url, rendered, replicas=replicas))
+            memory.append(
+                await relay_round(store, config, nats_url, n, tally, [], messages, replicas=replicas)
+            )
             if multi:
-                as_batches.append(await commits_round(nats_url, multi, atomic=True))
-                as_singles.append(await commits_round(nats_url, multi, atomic=False))
+                as_batches.append(await commits_round(nats_url, multi, atomic=True, replicas=replicas))
+                as_singles.append(await commits_round(nats_url, multi, atomic=False, replicas=replicas))
     finally:
         store.close()
 
@@ -404,6 +434,8 @@ async def bench_throughput(url: str, nats_url: str, n: int, cases: int, tally: L
     notes = Counter(f"{level} {name} {fields}" for _, level, name, fields in relay_log.notable())
     for note, count in notes.items():
         print(f"    {note} ×{count}")
+    batch_ms = min(as_batches) * 1000 / len(multi) if multi else math.nan
+    return Throughput(relay.rate, raw.rate, mem.rate, batch_ms)
 
 
 # -------------------------------------------------------------------------------- latency
@@ -416,6 +448,11 @@ def _process_cpu(pid: int | None) -> float:
     except OSError:
         return math.nan
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _processes_cpu(pids: Sequence[int | None]) -> float:
+    """CPU seconds of a group of processes (a cluster's nodes)."""
+    return sum(_process_cpu(pid) for pid in pids) if pids else math.nan
 
 
 def _machine_cpu() -> tuple[float, float]:
@@ -456,7 +493,7 @@ def _command_process(url: str, ids: list[Any], rate: float, total: int, go: MpEv
     out.put((records, lags, start, cpu))
 
 
-def _relay_process(url: str, nats_url: str, names: BusNames, stop: MpEvent, out: Any) -> None:
+def _relay_process(url: str, nats_url: str, names: BusNames, replicas: int, stop: MpEvent, out: Any) -> None:
     tally = capture_logs()
     config = StoreConfig(url)
 
@@ -467,7 +504,9 @@ def _relay_process(url: str, nats_url: str, names: BusNames, stop: MpEvent, out:
             CaseEventLog(store, names),
             nats_url,
             settings=RelaySettings(
-                names=names, idle_wait=POSTGRES_IDLE_WAIT if config.is_postgres else SQLITE_POLL
+                names=names,
+                replicas=replicas,
+                idle_wait=POSTGRES_IDLE_WAIT if config.is_postgres else SQLITE_POLL,
             ),
             waiter=waiter,
             name="bench-relay",
@@ -533,16 +572,27 @@ class Latencies:
         )
 
 
+@dataclass(frozen=True)
+class LatencySummary:
+    """Commit → received, ms (NaN: nothing measured)."""
+
+    consumer_p50: float
+    consumer_p99: float
+    push_p99: float
+
+
 async def bench_latency(
     url: str,
     nats_url: str,
-    nats_pid: int | None,
+    nats_pids: Sequence[int],
     cases: int,
     rate: float,
     seconds: float,
     warmup: float,
     tally: LogTally,
-) -> None:
+    *,
+    replicas: int = 1,
+) -> LatencySummary:
     config = StoreConfig(url)
     logged = len(tally.records)
     ids = fill_store(url, 0, cases)
@@ -553,15 +603,17 @@ async def bench_latency(
     ctx = mp.get_context("spawn")
     stop, go = ctx.Event(), ctx.Event()
     relay_out: Any = ctx.Queue()
-    relay_proc = ctx.Process(target=_relay_process, args=(url, nats_url, names, stop, relay_out))
+    relay_proc = ctx.Process(target=_relay_process, args=(url, nats_url, names, replicas, stop, relay_out))
     relay_proc.start()
 
     receipts = Receipts()
     consumer_stop = asyncio.Event()
-    consumer = DurableConsumer(nats_url, receipts, ConsumerSettings(durable="bench", names=names))
+    consumer = DurableConsumer(
+        nats_url, receipts, ConsumerSettings(durable="bench", names=names, replicas=replicas)
+    )
     consumer_task = asyncio.create_task(consumer.run(consumer_stop))
     pushed: dict[str, float] = {}
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(server_urls(nats_url))
     js = nc.jetstream()
     relay_result: tuple[int, str | None, list[Any]] = (-1, "not collected", [])
     try:
@@ -595,12 +647,17 @@ async def bench_latency(
         commands = ctx.Process(target=_command_process, args=(url, ids, rate, total, go, out))
         commands.start()
         await asyncio.to_thread(go.wait, 60)
-        pids = {"commands": commands.pid, "relay": relay_proc.pid, "consumer": os.getpid(), "nats": nats_pid}
-        cpu_before = {k: _process_cpu(pid) for k, pid in pids.items()}
+        pids: dict[str, Sequence[int | None]] = {
+            "commands": [commands.pid],
+            "relay": [relay_proc.pid],
+            "consumer": [os.getpid()],
+            "nats": nats_pids,  # a cluster's: its three nodes together
+        }
+        cpu_before = {k: _processes_cpu(group) for k, group in pids.items()}
         machine_before, wall_before = _machine_cpu(), time.monotonic()
         records, lags, start, command_cpu = await asyncio.to_thread(out.get, True, seconds + warmup + 120)
         machine_after, wall_after = _machine_cpu(), time.monotonic()
-        cpu = {k: _process_cpu(pid) - cpu_before[k] for k, pid in pids.items()}
+        cpu = {k: _processes_cpu(group) - cpu_before[k] for k, group in pids.items()}
         cpu["commands"] = command_cpu  # its own count, from its first command to its last
         await asyncio.to_thread(commands.join, 10)
         measured = [(event_id, t, i) for event_id, t, i in records if i >= warm]
@@ -674,56 +731,105 @@ async def bench_latency(
         print(f"    relay {level} {name} {fields} (t={when - start:+.3f} s from the first command)")
     for when, level, name, fields in LogTally(tally.records[logged:]).notable():
         print(f"    consumer {level} {name} {fields} (t={when - start:+.3f} s)")
+    consumer_ms, push_ms = rows[1].ms, rows[0].ms
+    return LatencySummary(
+        pct(consumer_ms, 0.5) if consumer_ms else math.nan,
+        pct(consumer_ms, 0.99) if consumer_ms else math.nan,
+        pct(push_ms, 0.99) if push_ms else math.nan,
+    )
 
 
 # ---------------------------------------------------------------------------------- runner
 @dataclass(frozen=True)
 class Nats:
-    url: str
-    pid: int | None  # the embedded server's process (for its CPU share)
-    log_file: Path | None
+    url: str  # a cluster's: every node, comma-separated
+    label: str  # what the figures are printed under
+    replicas: int  # of every stream the bench creates, and of the relay's lease
+    pids: tuple[int, ...] = ()  # the embedded servers' processes (for their CPU share)
+    log_files: tuple[Path, ...] = ()
 
 
 @contextlib.contextmanager
 def _nats(url: str | None, tmp: Path) -> Iterator[Nats]:
     if url:
-        yield Nats(url, None, None)
+        yield Nats(url, f"NATS at {url}", 1)
         return
     log_file = tmp / "nats-server.log"
     server = EmbeddedNatsServer(tmp / "jetstream", log_file=log_file)
     server.start()
     try:
-        yield Nats(server.url, server.process.pid if server.process else None, log_file)
+        pids = (server.process.pid,) if server.process else ()
+        yield Nats(server.url, "single nats-server, R1", 1, pids, (log_file,))
     finally:
         server.stop()
 
 
-def _server_warnings(log_file: Path | None) -> None:
-    if log_file is None or not log_file.exists():
-        return
-    lines = [ln for ln in log_file.read_text(errors="replace").splitlines() if "[WRN]" in ln or "[ERR]" in ln]
-    print(f"\nnats-server log: {len(lines)} warning/error lines")
-    for line in lines[:20]:
-        print(f"  {line}")
+@contextlib.contextmanager
+def _cluster(tmp: Path) -> Iterator[Nats]:
+    with EmbeddedNatsCluster(tmp / "cluster") as cluster:
+        pids = tuple(node.process.pid for node in cluster.nodes if node.process)
+        logs = tuple(node.log_file for node in cluster.nodes if node.log_file)
+        yield Nats(cluster.url, "three-node cluster, R3", 3, pids, logs)
+
+
+def _server_warnings(server: Nats) -> None:
+    for log_file in server.log_files:
+        if not log_file.exists():
+            continue
+        text = log_file.read_text(errors="replace").splitlines()
+        lines = [ln for ln in text if "[WRN]" in ln or "[ERR]" in ln]
+        print(f"\nnats-server log {log_file.parent.name}/{log_file.name}: {len(lines)} warning/error lines")
+        for line in lines[:20]:
+            print(f"  {line}")
 
 
 def run_store(
     kind: str, url_for: Callable[[str], str], server: Nats, args: argparse.Namespace, tally: LogTally
-) -> None:
-    print(f"\n=== {kind}")
-    asyncio.run(bench_throughput(url_for("throughput"), server.url, args.n, args.cases, tally))
-    asyncio.run(
+) -> tuple[Throughput, LatencySummary]:
+    print(f"\n=== {kind}, {server.label}")
+    suffix = "" if server.replicas == 1 else f"-r{server.replicas}"  # a store of its own per server
+    throughput = asyncio.run(
+        bench_throughput(
+            url_for(f"throughput{suffix}"), server.url, args.n, args.cases, tally, replicas=server.replicas
+        )
+    )
+    latency = asyncio.run(
         bench_latency(
-            url_for("latency"),
+            url_for(f"latency{suffix}"),
             server.url,
-            server.pid,
+            server.pids,
             args.cases,
             args.rate,
             args.seconds,
             args.warmup,
             tally,
+            replicas=server.replicas,
         )
     )
+    return throughput, latency
+
+
+def compare(
+    kind: str,
+    single: tuple[Throughput, LatencySummary],
+    cluster: tuple[Throughput, LatencySummary],
+) -> None:
+    """The cluster's figures beside the single node's, and their ratio (no target)."""
+    (t1, l1), (t3, l3) = single, cluster
+    rows = [
+        ("relay: store → acked in JetStream, events/s", t1.relay, t3.relay),
+        ("raw nats-py publish_async, events/s", t1.raw, t3.raw),
+        ("relay over the messages in memory, events/s", t1.memory, t3.memory),
+        ("relay / raw", t1.relay / t1.raw, t3.relay / t3.raw),
+        ("atomic batch, ms per commit", t1.batch_ms, t3.batch_ms),
+        ("commit → DurableConsumer p50, ms", l1.consumer_p50, l3.consumer_p50),
+        ("commit → DurableConsumer p99, ms", l1.consumer_p99, l3.consumer_p99),
+        ("commit → ordered push subscriber p99, ms", l1.push_p99, l3.push_p99),
+    ]
+    print(f"\n=== {kind}: three-node cluster (R3) against the single node (R1), this run")
+    print(f"  {'measure':<48}{'single':>10}{'cluster':>10}{'cluster / single':>18}")
+    for name, one, three in rows:
+        print(f"  {name:<48}{one:>10.2f}{three:>10.2f}{three / one:>18.2f}")
 
 
 def main() -> None:
@@ -738,6 +844,11 @@ def main() -> None:
     parser.add_argument("--nats-url", default=None, help="a NATS server to use (default: an embedded one)")
     parser.add_argument("--postgres", action="store_true", help="also benchmark PostgreSQL")
     parser.add_argument("--skip-sqlite", action="store_true", help="only PostgreSQL (with --postgres)")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also measure on a three-node JetStream cluster (R3) and print cluster / single node",
+    )
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s)")
     tally = capture_logs()
@@ -745,19 +856,28 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory(prefix="vss-bench-relay-") as tmp,
         _nats(args.nats_url, Path(tmp)) as server,
+        contextlib.ExitStack() as servers,
     ):
+        cluster = servers.enter_context(_cluster(Path(tmp))) if args.cluster else None
+
+        def run_both(kind: str, url_for: Callable[[str], str]) -> None:
+            single = run_store(kind, url_for, server, args, tally)
+            if cluster is not None:
+                compare(kind, single, run_store(kind, url_for, cluster, args, tally))
+
         if not args.skip_sqlite:
-            run_store(
-                "SQLite (WAL, file)", lambda name: f"sqlite:///{tmp}/{name}.sqlite", server, args, tally
-            )
+            run_both("SQLite (WAL, file)", lambda name: f"sqlite:///{tmp}/{name}.sqlite")
         if args.postgres:
             with _postgres_server() as pg:
                 from tests.support.postgres import fresh_database  # noqa: PLC0415
 
                 with contextlib.ExitStack() as stack:
-                    urls = {k: stack.enter_context(fresh_database(pg)) for k in ("throughput", "latency")}
-                    run_store("PostgreSQL", urls.__getitem__, server, args, tally)
-        _server_warnings(server.log_file)
+                    stores = ("throughput", "latency", "throughput-r3", "latency-r3")
+                    urls = {k: stack.enter_context(fresh_database(pg)) for k in stores}
+                    run_both("PostgreSQL", urls.__getitem__)
+        for each in (server, cluster):
+            if each is not None:
+                _server_warnings(each)
     print(f"\nthis process's relay/consumer log: {tally.summary()}")
 
 

@@ -17,6 +17,7 @@ from nats.js.errors import NotFoundError
 
 from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.names import BusNames
+from services.shared.bus.streams import server_urls
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.subjects import HEADER_LOG_POSITION
 
@@ -44,10 +45,11 @@ async def read_stream(
 ) -> list[StreamMessage]:
     """Every message of the stream from ``start``, in order (an ephemeral, ack-less consumer).
 
-    ``auth``: credentials, for a server with the generated authorization (`vss up`'s).
+    ``url``: a server, or a cluster's nodes comma-separated. ``auth``: credentials, for a server
+    with the generated authorization (`vss up`'s).
     """
     nc = await nats.connect(
-        url, connect_timeout=2, max_reconnect_attempts=3, **(auth.options() if auth else {})
+        server_urls(url), connect_timeout=2, max_reconnect_attempts=3, **(auth.options() if auth else {})
     )
     try:
         js = nc.jetstream()

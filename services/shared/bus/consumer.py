@@ -48,6 +48,7 @@ from pydantic import ValidationError
 from services.shared import tracing
 from services.shared.bus.names import BusNames
 from services.shared.bus.streams import (
+    NO_LEADER_YET,
     connect,
     dead_letter_stream_config,
     declare_if_missing,
@@ -67,6 +68,16 @@ from vss_contracts.subjects import (
 )
 
 log = structlog.get_logger("vss.bus.consumer")
+
+# Reconnect and re-point on these: the connection, the stream or a leader is away for now.
+_RECONNECT: tuple[type[Exception], ...] = (
+    NatsTimeoutError,
+    TimeoutError,
+    ConnectionError,
+    OSError,
+    NotFoundError,
+    *NO_LEADER_YET,
+)
 
 # Publish-time assertions of the original message must not be re-asserted on the dead-letter stream.
 _NOT_FORWARDED = ("Nats-Expected-", "Nats-Batch-")
@@ -339,7 +350,7 @@ class DurableConsumer:
                 except StateReplaced as replaced:
                     log.info("consumer.state_replaced", consumer=self.settings.durable, detail=str(replaced))
                     continue
-                except (NatsTimeoutError, TimeoutError, ConnectionError, OSError, NotFoundError) as error:
+                except _RECONNECT as error:
                     self.caught_up = False
                     if stop.is_set():
                         break

@@ -32,12 +32,17 @@ class LeaseLost(RuntimeError):
 
 
 class Lease:
-    def __init__(self, js: JetStreamContext, *, bucket: str, key: str, owner: str, ttl: float) -> None:
+    def __init__(
+        self, js: JetStreamContext, *, bucket: str, key: str, owner: str, ttl: float, replicas: int = 1
+    ) -> None:
         self.js = js
         self.bucket = bucket
         self.key = key
         self.owner = owner
         self.ttl = ttl
+        # As many as the stream the lease guards: on one node of a cluster, that node's
+        # loss would stop the relay while the stream itself was still writable.
+        self.replicas = replicas
         self._kv: KeyValue | None = None
         self._revision: int | None = None
 
@@ -47,7 +52,13 @@ class Lease:
                 self._kv = await self.js.key_value(self.bucket)
             except BucketNotFoundError:
                 self._kv = await self.js.create_key_value(
-                    KeyValueConfig(bucket=self.bucket, ttl=self.ttl, history=1, storage=StorageType.FILE)
+                    KeyValueConfig(
+                        bucket=self.bucket,
+                        ttl=self.ttl,
+                        history=1,
+                        storage=StorageType.FILE,
+                        replicas=self.replicas,
+                    )
                 )
         return self._kv
 

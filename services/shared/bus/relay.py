@@ -42,13 +42,22 @@ from nats.js.errors import NotFoundError
 
 from services.shared.bus.lease import Lease, LeaseLost
 from services.shared.bus.names import BusNames
-from services.shared.bus.streams import case_stream_config, connect, declare_if_missing
+from services.shared.bus.streams import NO_LEADER_YET, case_stream_config, connect, declare_if_missing
 from vss_contracts.subjects import HEADER_LOG_POSITION, HEADER_MSG_ID
 
 log = structlog.get_logger("vss.bus.relay")
 
 _T = TypeVar("_T")
 _Row = TypeVar("_Row")
+
+# A step of the relay's start (declare, lease) is retried on these: NATS is away for now.
+_RETRY: tuple[type[Exception], ...] = (
+    NatsTimeoutError,
+    TimeoutError,
+    OSError,
+    ConnectionError,
+    *NO_LEADER_YET,
+)
 
 MAX_ATOMIC_BATCH = 1000  # the server's default limit on messages in one atomic batch
 BATCH_DUPLICATE_MSG_ID = 10201  # "atomic publish batch contains duplicate message id"
@@ -283,6 +292,7 @@ class Relay:
                 key="leader",
                 owner=self.owner,
                 ttl=self.settings.lease_ttl,
+                replicas=self.settings.replicas,
             )
             while not stop.is_set():
                 if not await self._acquire(lease, stopping):
@@ -316,7 +326,7 @@ class Relay:
         while True:
             try:
                 return await action()
-            except (NatsTimeoutError, TimeoutError, OSError, ConnectionError) as error:
+            except _RETRY as error:
                 if stopping():
                     raise
                 log.warning("relay.retry", step=what, error=str(error) or type(error).__name__)

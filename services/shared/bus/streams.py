@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import structlog
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -23,7 +24,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.names import BusNames
@@ -32,6 +33,22 @@ from services.shared.settings import BusSettings
 log = structlog.get_logger("vss.bus")
 
 DUPLICATE_WINDOW_SECONDS = 120.0
+
+# What a request meets while a stream or consumer has no leader (a cluster electing one after
+# losing a node, for some seconds): "no responders" or a 503. Not a failure: try again.
+NO_LEADER_YET: tuple[type[Exception], ...] = (
+    NoRespondersError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+)
+
+
+def server_urls(url: str) -> list[str]:
+    """The servers a URL setting names: one URL, or several comma-separated (a cluster's nodes).
+
+    nats-py takes a list for several servers; a comma-separated string would be parsed as one.
+    """
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 async def connect(
@@ -45,7 +62,9 @@ async def connect(
 ) -> Client:
     """Connect, retrying with backoff until the server answers (it may start after us).
 
-    Once connected, nats-py reconnects by itself for ever (``max_reconnect_attempts=-1``).
+    ``url``: one server, or a cluster's nodes comma-separated (any of them will do; nats-py
+    also learns the others from the one it reaches). Once connected, nats-py reconnects by
+    itself for ever (``max_reconnect_attempts=-1``), to any node it knows.
     ``client`` makes the (not yet connected) client: nats-py's own, or a subclass of it.
     ``auth``: this process's credentials; unset, the ones its settings name
     (``VSS_NATS_NKEY_SEED_FILE`` / ``VSS_NATS_CREDS_FILE``), so every process connects as the
@@ -58,7 +77,7 @@ async def connect(
         try:
             nc = client()
             await nc.connect(
-                url,
+                server_urls(url),
                 name=name,
                 error_cb=_on_error,
                 disconnected_cb=_on_disconnected,

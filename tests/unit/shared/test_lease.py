@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.api import KeyValueConfig
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from services.shared.bus.lease import Lease, LeaseLost
 
@@ -137,3 +138,23 @@ def test_a_lease_another_relay_took_over_is_lost_at_the_next_renewal() -> None:
     error = run(main())
     assert isinstance(error, LeaseLost)
     assert "taken over" in str(error)
+
+
+def test_the_lease_bucket_is_created_with_as_many_replicas_as_the_relay_is_given() -> None:
+    """An R1 bucket on one node of a cluster would stop the relay when that node is lost."""
+
+    class NoBucketYet:
+        created: KeyValueConfig | None = None
+
+        async def key_value(self, name: str) -> FakeBucket:
+            raise BucketNotFoundError
+
+        async def create_key_value(self, config: KeyValueConfig) -> FakeBucket:
+            self.created = config
+            return FakeBucket()
+
+    js = NoBucketYet()
+    lease = Lease(js, bucket="B", key="leader", owner="relay-a", ttl=TTL, replicas=3)  # type: ignore[arg-type]
+    assert run(lease.acquire())
+    assert js.created is not None
+    assert (js.created.bucket, js.created.replicas, js.created.ttl) == ("B", 3, TTL)
