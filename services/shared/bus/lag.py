@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import nats
 
 from services.shared.bus.authorization import NatsAuth
+from services.shared.bus.streams import server_urls
 
 Durable = tuple[str, str]  # (stream, durable consumer)
 
@@ -31,7 +32,7 @@ async def read_lags(
 async def _read(nats_url: str, auth: NatsAuth | None, lags: dict[Durable, int | None]) -> None:
     try:
         nc = await nats.connect(
-            nats_url, connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False,
+            server_urls(nats_url), connect_timeout=1, max_reconnect_attempts=0, allow_reconnect=False,
             **(auth.options() if auth else {}),
         )  # fmt: skip
     except Exception:  # down or refused: the lag is unknown, not an error
