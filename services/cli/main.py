@@ -66,6 +66,7 @@ from services.shared.bus.authorization import (
 )
 from services.shared.bus.embedded import EmbeddedNatsServer, port_is_free
 from services.shared.bus.names import BusNames
+from services.shared.bus.streams import server_urls
 from services.shared.files import create_private, write_private
 from services.shared.organisations import (
     Organisations,
@@ -307,7 +308,7 @@ async def _streamed_events(
     subject = names.subjects if only is None else f"{names.subject_prefix}.{only[0]}.>"
     found: dict[UUID, dict[int, tuple[str, str]]] = {}
     nc = await nats.connect(
-        url, connect_timeout=2, max_reconnect_attempts=0, **BusSettings().nats_auth().options()
+        server_urls(url), connect_timeout=2, max_reconnect_attempts=0, **BusSettings().nats_auth().options()
     )
     try:
         js = nc.jetstream()
@@ -1024,7 +1025,7 @@ async def _stream_last_sequence(url: str, stream: str, *, missing_ok: bool = Fal
     from nats.js.errors import NotFoundError  # noqa: PLC0415
 
     nc = await nats.connect(
-        url, connect_timeout=2, max_reconnect_attempts=0, **BusSettings().nats_auth().options()
+        server_urls(url), connect_timeout=2, max_reconnect_attempts=0, **BusSettings().nats_auth().options()
     )
     try:
         return int((await nc.jetstream().stream_info(stream)).state.last_seq)

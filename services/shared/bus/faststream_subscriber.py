@@ -80,7 +80,12 @@ from services.shared.bus.consumer import (
     decode,
     point_durable_at,
 )
-from services.shared.bus.streams import dead_letter_stream_config, declare_if_missing, wait_for_stream
+from services.shared.bus.streams import (
+    dead_letter_stream_config,
+    declare_if_missing,
+    server_urls,
+    wait_for_stream,
+)
 from services.shared.settings import BusSettings
 from vss_contracts.envelope import CloudEvent
 
@@ -108,7 +113,7 @@ def service_broker(
         security = NatsCredentials(str(auth.creds_file))
     options: dict[str, Any] = {"inbox_prefix": auth.inbox_prefix} if auth.inbox_prefix else {}
     return NatsBroker(
-        url,
+        server_urls(url),
         name=name,
         security=security,
         connect_timeout=2,

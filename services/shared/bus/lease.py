@@ -23,6 +23,7 @@ from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFo
 from nats.js.kv import KeyValue
 
 from services.shared.bus.authorization import NatsAuth
+from services.shared.bus.streams import server_urls
 
 log = structlog.get_logger("vss.bus.lease")
 
@@ -150,7 +151,7 @@ async def current_holder(nats_url: str, *, bucket: str, key: str, auth: NatsAuth
 
     try:
         nc = await nats.connect(
-            nats_url,
+            server_urls(nats_url),
             connect_timeout=1,
             max_reconnect_attempts=0,
             allow_reconnect=False,
