@@ -428,6 +428,24 @@ def test_a_replay_applies_the_coordinators_requests_where_they_stood_in_history(
     ]
 
 
+def _booking(meeting_id: int, day: int) -> me.MeetingScheduled:
+    return me.MeetingScheduled(
+        meeting_id=UUID(int=meeting_id),
+        kind=MeetingKind.CLIENT_CONTACT,
+        starts_at=datetime(2026, 1, day, 13, tzinfo=STOCKHOLM),
+        ends_at=datetime(2026, 1, day, 14, tzinfo=STOCKHOLM),
+        invitees=[],
+        reason="booked",
+        booked_by="sara",
+    )
+
+
+def adopted(case_id: UUID, sequence: int, position: int | None, data: Any) -> AdoptedRequest:
+    """A coordinator's request taken over from the meetings stream (as ``adopt_stream`` keeps it)."""
+    decided = Decided(UUID(int=100 + sequence), data, actor_id="sara", actor_org=SOCIAL.id, causation_id="k")
+    return AdoptedRequest(sequence, case_id, position, START, Principal.MUNICIPALITY, decided)
+
+
 def test_an_adopted_request_that_no_longer_fits_is_dropped_and_the_case_stream_goes_on() -> None:
     """A reschedule of a meeting the replay does not hold cannot stop the case events after it;
     a request published without a case position waits until the case stream is applied."""
@@ -444,23 +462,7 @@ def test_an_adopted_request_that_no_longer_fits_is_dropped_and_the_case_stream_g
         reason="Semester",
         moved_by="sara",
     )
-    booked = me.MeetingScheduled(
-        meeting_id=UUID(int=8),
-        kind=MeetingKind.CLIENT_CONTACT,
-        starts_at=datetime(2026, 1, 15, 13, tzinfo=STOCKHOLM),
-        ends_at=datetime(2026, 1, 15, 14, tzinfo=STOCKHOLM),
-        invitees=[],
-        reason="booked",
-        booked_by="sara",
-    )
-
-    def adopted(sequence: int, position: int | None, data: Any) -> AdoptedRequest:
-        decided = Decided(
-            UUID(int=100 + sequence), data, actor_id="sara", actor_org=SOCIAL.id, causation_id="k"
-        )
-        return AdoptedRequest(sequence, feed.case_id, position, START, Principal.MUNICIPALITY, decided)
-
-    store.requests = [adopted(1, 1, moved), adopted(2, None, booked)]
+    store.requests = [adopted(feed.case_id, 1, 1, moved), adopted(feed.case_id, 2, None, _booking(8, 15))]
     feed.assign(MONDAY)  # position 2: the unfit request at 1 goes first, and is dropped
     assert [r.sequence for r in store.requests] == [2]
     assert service.applied_through() == 2  # the case event was applied all the same
@@ -469,18 +471,6 @@ def test_an_adopted_request_that_no_longer_fits_is_dropped_and_the_case_stream_g
     service.fire_due(START)  # caught up
     assert store.requests == []
     assert [m.meeting_id for m in service.meetings(feed.case_id)] == [UUID(int=8)]
-
-
-def _booking(meeting_id: int, day: int) -> me.MeetingScheduled:
-    return me.MeetingScheduled(
-        meeting_id=UUID(int=meeting_id),
-        kind=MeetingKind.CLIENT_CONTACT,
-        starts_at=datetime(2026, 1, day, 13, tzinfo=STOCKHOLM),
-        ends_at=datetime(2026, 1, day, 14, tzinfo=STOCKHOLM),
-        invitees=[],
-        reason="booked",
-        booked_by="sara",
-    )
 
 
 def test_a_request_made_before_any_case_position_is_known_has_no_place() -> None:
@@ -519,13 +509,7 @@ def test_within_a_case_adopted_requests_keep_the_order_they_were_made_in() -> No
         moved_by="sara",
     )
 
-    def adopted(sequence: int, position: int | None, data: Any) -> AdoptedRequest:
-        decided = Decided(
-            UUID(int=200 + sequence), data, actor_id="sara", actor_org=SOCIAL.id, causation_id="k"
-        )
-        return AdoptedRequest(sequence, feed.case_id, position, START, Principal.MUNICIPALITY, decided)
-
-    store.requests = [adopted(1, None, booked), adopted(2, 2, moved)]
+    store.requests = [adopted(feed.case_id, 1, None, booked), adopted(feed.case_id, 2, 2, moved)]
     feed.assign(MONDAY)  # position 2
     feed.consent(MONDAY)  # position 3: the move is placed before it, but waits for the booking
     assert [r.sequence for r in store.requests] == [1, 2]
@@ -542,8 +526,7 @@ def test_a_store_error_while_applying_an_adopted_request_keeps_it_for_the_retry(
     service = meetings_service(store)
     feed = CaseFeed(service)
     feed.open(MONDAY)
-    decided = Decided(UUID(int=300), _booking(10, 15), actor_id="sara", actor_org=SOCIAL.id, causation_id="k")
-    store.requests = [AdoptedRequest(1, feed.case_id, 1, START, Principal.MUNICIPALITY, decided)]
+    store.requests = [adopted(feed.case_id, 1, 1, _booking(10, 15))]
 
     def store_away() -> None:
         raise OSError("disk I/O error")
