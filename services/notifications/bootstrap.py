@@ -153,7 +153,7 @@ def bootstrap_notifications(
         consumer_of(settings, EventHandler(service, store, CASE_CONSUMER), CASE_CONSUMER, case_names),
         consumer_of(
             settings,
-            EventHandler(service, store, MEETINGS_CONSUMER, before_apply=case_first.wait),
+            EventHandler(service, store, MEETINGS_CONSUMER, case_first=case_first),
             MEETINGS_CONSUMER,
             meeting_names,
             decode_data=_meeting_data,

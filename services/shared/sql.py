@@ -67,9 +67,14 @@ class SqlTx:
         names = [d[0] for d in self.cursor.description or ()]
         return [dict(zip(names, row, strict=True)) for row in self.cursor.fetchall()]
 
-    def advance(self, consumer: str, stream_sequence: int, event_id: str | None) -> bool:
-        """Record the consumer's position; False if the sequence was applied already."""
-        return checkpoint.advance(self.cursor, consumer, stream_sequence, event_id, p=self.p)
+    def advance(
+        self, consumer: str, stream_sequence: int, event_id: str | None, *, log_position: int | None = None
+    ) -> bool:
+        """Record the consumer's position (and its source log position, if given); False if the
+        sequence was applied already."""
+        return checkpoint.advance(
+            self.cursor, consumer, stream_sequence, event_id, p=self.p, log_position=log_position
+        )
 
 
 TxT = TypeVar("TxT", bound=SqlTx)
@@ -181,6 +186,11 @@ class SqlStore(Generic[TxT]):
     def applied_through(self, consumer: str) -> int:
         rows = self.read("SELECT stream_sequence FROM consumer_positions WHERE consumer = ?", (consumer,))
         return int(rows[0]["stream_sequence"]) if rows else 0
+
+    def applied_log_position(self, consumer: str) -> int:
+        """The source log position of the last event ``consumer`` applied (0: none or not kept)."""
+        rows = self.read("SELECT log_position FROM consumer_positions WHERE consumer = ?", (consumer,))
+        return int(rows[0]["log_position"] or 0) if rows else 0
 
     def pass_over(self, consumer: str, stream_sequence: int, event_id: str | None) -> None:
         """Record a message as passed (dead-lettered or not the service's): nothing else changes."""

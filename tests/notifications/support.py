@@ -70,7 +70,7 @@ class Adapter:
         recorded_at: datetime,
         data: ce.CaseEventData,
         stream_sequence: int,
-        log_position: int | None = None,  # the meetings feed's; notifications keeps none
+        log_position: int | None = None,
     ) -> bool:
         return self.service.apply(
             CASE_CONSUMER,
@@ -80,6 +80,7 @@ class Adapter:
             recorded_at=recorded_at,
             data=data,
             stream_sequence=stream_sequence,
+            case_position=log_position,
         )
 
 

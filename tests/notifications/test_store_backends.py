@@ -12,7 +12,7 @@ import pytest
 
 from services.notifications.application.service import CASE_CONSUMER, Organisation
 from services.notifications.domain.audience import Person, Role
-from services.notifications.infrastructure.store import NotificationStore, migrate
+from services.notifications.infrastructure.store import NotificationStore, StoreNotMigrated, migrate
 from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL
 from tests.notifications.support import DAY, START, World
 from vss_contracts import case_events as ce
@@ -110,3 +110,35 @@ def test_a_connection_the_server_ended_is_replaced_on_the_next_call(postgres_url
         assert store.audience("no-such-case") is None
     finally:
         store.close()
+
+
+def test_the_people_and_consent_are_kept_by_case_position_and_an_older_store_is_migrated(
+    world: World, store_url: str
+) -> None:
+    feed = world.feed
+    feed.open(DAY)
+    feed.assign(DAY, "sara", SOCIAL)
+    feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING, relatives=True)
+    consented_at = feed.sequence[0]
+    feed.worksheet(DAY)  # changes nobody's standing: nothing kept at its position
+    feed.withdraw(DAY)
+    store, case = world.store, str(feed.case_id)
+    assert store.applied_log_position(CASE_CONSUMER) == feed.sequence[0]
+    kept_at, state = store.audience_at(case, consented_at + 1) or (0, {})
+    consented = sorted([SOCIAL.id, REGION_PSYCH.id, HOUSING.id])
+    assert (kept_at, state["consent_orgs"]) == (consented_at, consented)
+    assert "meetings" not in state
+    withdrawn_at, state = store.audience_at(case, feed.sequence[0]) or (0, {})
+    assert (withdrawn_at, state["consent_orgs"]) == (feed.sequence[0], None)
+    assert store.audience_at(case, 0) is None
+
+    # A store made before the history and the log position were kept: refused until migrated.
+    with store.transaction() as tx:
+        tx.execute("DROP TABLE audience_history")
+        tx.execute("ALTER TABLE consumer_positions DROP COLUMN log_position")
+    store.close()
+    with pytest.raises(StoreNotMigrated, match="vss migrate"):
+        store.check_migrated()
+    migrate(store_url)
+    store.check_migrated()
+    assert store.applied_log_position(CASE_CONSUMER) == 0  # kept again from the next case event

@@ -77,6 +77,9 @@ class Decisions:
     cancelled: Sequence[tuple[str, RecordEvent]] = ()  # (delivery key, its NotificationFailed)
     alert_opened: tuple[str, str, str] | None = None  # (warning id, triggered at, escalate at)
     alert_closed: tuple[str, str] | None = None  # (warning id, closed at)
+    log_position: int | None = None  # a case event's position in the case log
+    history: dict[str, Any] | None = None  # the case's people and consent, changed at log_position
+    history_in_force: int | None = None  # a meeting event was judged by the state kept at this position
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,7 @@ class Store(Protocol):
     lock: Any
 
     def audience(self, case_id: str) -> dict[str, Any] | None: ...
+    def audience_at(self, case_id: str, case_position: int) -> tuple[int, dict[str, Any]] | None: ...
     def record_decisions(self, decisions: Decisions) -> None: ...
     def pending_of_case(self, case_id: str) -> list[DeliveryRow]: ...
     def due(self, now: str, limit: int) -> list[DeliveryRow]: ...

@@ -192,21 +192,41 @@ class NotificationsService:
         recorded_at: datetime,
         data: CaseEventData | MeetingEventData,
         stream_sequence: int,
+        case_position: int | None = None,
     ) -> bool:
-        """Decide on one consumed event; False if it was applied already (a redelivery)."""
+        """Decide on one consumed event; False if it was applied already (a redelivery).
+
+        Every decision depends on history alone, so a replay decides what live decided: the
+        consent is read on the event's own day, and a meeting event is judged by the case's
+        people and consent as of ``case_position``, the case log position it followed (kept
+        in ``audience_history``), not by whatever the case consumer has reached when it
+        arrives. For a case event ``case_position`` is its own position in the case log.
+        Whether a decided message may still *leave* is asked again, on the day it would
+        leave, before it is sent (:meth:`_why_not`): a message decided while catching up
+        after a consent ended is withdrawn, on the record, not sent.
+        """
         with self.store.lock:
             if stream_sequence <= self.store.applied_through(consumer):
                 return False
             value = self.store.audience(str(case_id))
             audience = Audience.from_json(value) if value else Audience(case_id=case_id)
-            # The consent in force today decides, not the one when the event was recorded: a
-            # message decided now leaves now (catching up after a consent ended tells nobody).
             now = self.clock.now()
-            today = local_day(now)
+            day = local_day(recorded_at)
+            history = in_force = None
             if isinstance(data, CaseEventData):
-                outcome = on_case_event(audience, data, recorded_at, today)
+                before = audience.people_and_consent() if case_position is not None else None
+                outcome = on_case_event(audience, data, recorded_at, day)
+                if before is not None and (after := audience.people_and_consent()) != before:
+                    history = after
             else:
-                outcome = on_meeting_event(audience, data, today)
+                judged = audience
+                kept = None if case_position is None else self.store.audience_at(str(case_id), case_position)
+                if kept is not None:  # else (older events, older stores): the state as it is
+                    in_force, state = kept
+                    meetings = [m.to_json() for m in audience.meetings.values()]
+                    judged = Audience.from_json({**state, "meetings": meetings})
+                outcome = on_meeting_event(judged, data, day)
+                audience.meetings = judged.meetings
             at = iso(recorded_at)
             deliveries = [
                 d
@@ -232,6 +252,9 @@ class NotificationsService:
                         cancelled=cancelled,
                         alert_opened=opened,
                         alert_closed=closed,
+                        log_position=case_position if isinstance(data, CaseEventData) else None,
+                        history=history,
+                        history_in_force=in_force,
                     )
                 )
             except AlreadyApplied:

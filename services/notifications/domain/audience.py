@@ -276,6 +276,13 @@ class Audience:
         return group
 
     # ------------------------------------------------------------------------ snapshot
+    def people_and_consent(self) -> dict[str, Any]:
+        """What the case events make of the audience (all but the meetings, which the meeting
+        events keep): the state a meeting event is judged by, as of its case position."""
+        state = self.to_json()
+        del state["meetings"]
+        return state
+
     def to_json(self) -> dict[str, Any]:
         return {
             "case_id": str(self.case_id),

@@ -29,6 +29,7 @@ from vss_contracts.notification_events import (
     NOTIFICATION_SUBJECT_PREFIX,
     TYPE_PREFIX,
 )
+from vss_contracts.subjects import HEADER_CASE_POSITION
 
 
 def notification_bus_names(prefix: str = "", dead_letter: BusNames | None = None) -> BusNames:
@@ -44,16 +45,18 @@ class CaseStreamNotCaughtUp(RuntimeError):
 
 
 class CaseStreamFirst:
-    """A meeting event waits until the case consumer has applied everything the case stream
-    held when the meeting event was handled.
+    """A meeting event waits until the case consumer has applied the case events it follows.
 
     The meetings service decides from the case stream, so each meeting event's causes were in
     the case stream before the meeting event was published. Reading the two streams with two
     consumers, the meetings one may run ahead: a meeting booked under a consent the
-    notifications service has not read yet would reach nobody that consent covers. Checking
-    the case stream's last sequence *after* the meeting event arrived, and waiting for the
-    case consumer to reach it, restores the order that matters (bounded: after ``timeout`` the
-    consumer base retries the meeting event with backoff).
+    notifications service has not read yet would reach nobody that consent covers. A meeting
+    event that names the case log position it followed (``Vss-Case-Position``) waits until
+    the case consumer has applied that position (or the whole case stream, so that a case
+    event sent to the dead-letter stream cannot hold it for ever); it is then judged by the
+    state as of that position. One without it (published before the header existed) waits
+    for the case stream's tail as read after it arrived. Bounded: after ``timeout`` the
+    consumer base retries the meeting event with backoff.
     """
 
     def __init__(
@@ -89,16 +92,34 @@ class CaseStreamFirst:
         info = await self._nc.jetstream().stream_info(self.case_stream)
         return int(info.state.last_seq)
 
-    def wait(self) -> None:
-        """Block (the consumer's worker thread) until the case consumer is at the case tail."""
+    def wait(self, case_position: int | None = None) -> None:
+        """Block (the consumer's worker thread) until the case consumer is far enough."""
         if self._loop is None:
             return  # not opened: the service is driven without a bus (tests, tools)
+        if self._reached(case_position):
+            return  # the usual case: no round trip to the server
         target = asyncio.run_coroutine_threadsafe(self._case_tail(), self._loop).result(timeout=10)
         deadline = time.monotonic() + self.timeout
         while (applied := self.store.applied_through(self.case_consumer)) < target:
+            if (
+                case_position is not None
+                and self.store.applied_log_position(self.case_consumer) >= case_position
+            ):
+                return
             if time.monotonic() > deadline:
                 raise CaseStreamNotCaughtUp(f"the case consumer is at {applied}, the case stream at {target}")
             time.sleep(self.poll)
+
+    def _reached(self, case_position: int | None) -> bool:
+        return (
+            case_position is not None and self.store.applied_log_position(self.case_consumer) >= case_position
+        )
+
+
+def case_position(delivery: Delivery) -> int | None:
+    """The case log position a meeting event followed (its header); None if it has none."""
+    value = delivery.headers.get(HEADER_CASE_POSITION)
+    return int(value) if value is not None and value.isdigit() else None
 
 
 class EventHandler:
@@ -110,19 +131,24 @@ class EventHandler:
         store: NotificationStore,
         consumer: str,
         *,
-        before_apply: Callable[[], None] | None = None,
+        case_first: CaseStreamFirst | None = None,
     ) -> None:
         self.service = service
         self.store = store
         self.consumer = consumer
-        self.before_apply = before_apply
+        # Set on the meetings stream's handler: its events follow case log positions.
+        self.case_first = case_first
 
     def applied_through(self) -> int:
         return self.store.applied_through(self.consumer)
 
     def apply(self, delivery: Delivery) -> bool:
-        if self.before_apply is not None and delivery.stream_sequence > self.applied_through():
-            self.before_apply()
+        if self.case_first is None:  # the case stream: each event's own log position
+            position = delivery.log_position
+        else:
+            position = case_position(delivery)
+            if delivery.stream_sequence > self.applied_through():
+                self.case_first.wait(position)
         return self.service.apply(
             self.consumer,
             case_id=UUID(delivery.event.subject),
@@ -131,6 +157,7 @@ class EventHandler:
             recorded_at=delivery.event.time,
             data=delivery.data,
             stream_sequence=delivery.stream_sequence,
+            case_position=position,
         )
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:

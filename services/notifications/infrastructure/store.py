@@ -38,7 +38,7 @@ from services.notifications.application.ports import (
     RecordEvent,
 )
 from services.shared.bus import checkpoint
-from services.shared.sql import SqlStore, SqlTx
+from services.shared.sql import DatabaseErrors, SqlStore, SqlTx
 from vss_contracts.chain import GENESIS_HASH, chain_hash
 from vss_contracts.types import Principal
 
@@ -57,6 +57,12 @@ def _tables(serial: str) -> tuple[str, ...]:
     return (
         "CREATE TABLE IF NOT EXISTS audiences ("
         " case_id TEXT PRIMARY KEY, snapshot TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        # The case's people and consent as they stood after the case event at each case log
+        # position where they changed: a meeting event is judged as of the case position it
+        # followed (live and replay alike). Rows no later meeting event can need are pruned.
+        "CREATE TABLE IF NOT EXISTS audience_history ("
+        " case_id TEXT NOT NULL, case_position BIGINT NOT NULL, snapshot TEXT NOT NULL,"
+        " PRIMARY KEY (case_id, case_position))",
         "CREATE TABLE IF NOT EXISTS deliveries ("
         " delivery_key TEXT PRIMARY KEY, case_id TEXT NOT NULL,"
         " cause_event_id TEXT NOT NULL, cause_event_type TEXT NOT NULL, template TEXT NOT NULL,"
@@ -127,9 +133,17 @@ class NotificationStore(SqlStore[Tx]):
     # ---------------------------------------------------------------------------- schema
     def migrate(self) -> None:
         self.create(_tables(self.serial))
+        with self.transaction() as tx:  # a store made before the case log position was kept
+            checkpoint.add_log_position(tx.cursor, postgres=self.postgres)
 
     def check_migrated(self) -> None:
-        error = self.missing_tables("deliveries", "notification_log")
+        error = self.missing_tables("deliveries", "notification_log", "audience_history")
+        if error is None:
+            try:
+                self.read("SELECT log_position FROM consumer_positions LIMIT 1")
+            except DatabaseErrors as missing:
+                self.close()
+                error = str(missing)
         if error is not None:
             raise StoreNotMigrated(
                 f"the notifications store at {self.url.redacted()} has no tables: run `vss migrate` ({error})"
@@ -139,6 +153,16 @@ class NotificationStore(SqlStore[Tx]):
     def audience(self, case_id: str) -> dict[str, Any] | None:
         rows = self.read("SELECT snapshot FROM audiences WHERE case_id = ?", (case_id,))
         return dict(orjson.loads(rows[0]["snapshot"])) if rows else None
+
+    def audience_at(self, case_id: str, case_position: int) -> tuple[int, dict[str, Any]] | None:
+        """The case's people and consent as of ``case_position`` (the latest change at or
+        before it, with its position); None if none is kept."""
+        rows = self.read(
+            "SELECT case_position, snapshot FROM audience_history WHERE case_id = ? AND case_position <= ?"
+            " ORDER BY case_position DESC LIMIT 1",
+            (case_id, case_position),
+        )
+        return (int(rows[0]["case_position"]), dict(orjson.loads(rows[0]["snapshot"]))) if rows else None
 
     def pending_of_case(self, case_id: str) -> list[DeliveryRow]:
         return self._deliveries("WHERE case_id = ? AND status = 'pending'", (case_id,))
@@ -203,7 +227,7 @@ class NotificationStore(SqlStore[Tx]):
         """A consumed event's decisions and the consumer's position, in one transaction."""
         d = decisions
         with self.transaction() as tx:
-            if not tx.advance(d.consumer, d.stream_sequence, d.event_id):
+            if not tx.advance(d.consumer, d.stream_sequence, d.event_id, log_position=d.log_position):
                 raise AlreadyApplied(f"{d.consumer} applied sequence {d.stream_sequence} already")
             snapshot = orjson.dumps(d.audience).decode()
             tx.execute(
@@ -212,6 +236,18 @@ class NotificationStore(SqlStore[Tx]):
                 " updated_at = excluded.updated_at",
                 (d.case_id, snapshot, d.at),
             )
+            if d.history is not None and d.log_position is not None:
+                tx.execute(
+                    "INSERT INTO audience_history (case_id, case_position, snapshot) VALUES (?, ?, ?)"
+                    " ON CONFLICT (case_id, case_position) DO NOTHING",
+                    (d.case_id, d.log_position, orjson.dumps(d.history).decode()),
+                )
+            if d.history_in_force is not None:
+                # Meeting events follow the case log in order: older states are needed no more.
+                tx.execute(
+                    "DELETE FROM audience_history WHERE case_id = ? AND case_position < ?",
+                    (d.case_id, d.history_in_force),
+                )
             _insert_deliveries(tx, d.deliveries)
             for key, record in d.cancelled:
                 if tx.execute(

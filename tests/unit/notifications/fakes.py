@@ -71,6 +71,7 @@ class InMemoryNotificationStore:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.audiences: dict[str, dict[str, Any]] = {}
+        self.history: dict[str, dict[int, dict[str, Any]]] = {}  # by case, by case position
         self.outbox: dict[str, _Delivery] = {}
         self.alerts: dict[str, _Alert] = {}
         self.records: list[RecordEvent] = []  # the record's log, in order
@@ -80,6 +81,10 @@ class InMemoryNotificationStore:
     def audience(self, case_id: str) -> dict[str, Any] | None:
         found = self.audiences.get(case_id)
         return dict(found) if found is not None else None
+
+    def audience_at(self, case_id: str, case_position: int) -> tuple[int, dict[str, Any]] | None:
+        kept = [p for p in self.history.get(case_id, {}) if p <= case_position]
+        return (max(kept), dict(self.history[case_id][max(kept)])) if kept else None
 
     def pending_of_case(self, case_id: str) -> list[DeliveryRow]:
         return [
@@ -136,6 +141,12 @@ class InMemoryNotificationStore:
             if not self.positions.advance(d.consumer, d.stream_sequence, d.event_id):
                 raise AlreadyApplied(f"{d.consumer} applied sequence {d.stream_sequence} already")
             self.audiences[d.case_id] = dict(d.audience)
+            if d.history is not None and d.log_position is not None:
+                self.history.setdefault(d.case_id, {}).setdefault(d.log_position, dict(d.history))
+            if d.history_in_force is not None:
+                kept = self.history.get(d.case_id, {})
+                for position in [p for p in kept if p < d.history_in_force]:
+                    del kept[position]
             self._insert(d.deliveries)
             for key, record in d.cancelled:
                 delivery = self.outbox.get(key)

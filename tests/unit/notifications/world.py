@@ -65,7 +65,7 @@ class Notifications:
         recorded_at: datetime,
         data: CaseEventData,
         stream_sequence: int,
-        log_position: int | None = None,  # the meetings feed's; notifications keeps none
+        log_position: int | None = None,
     ) -> bool:
         """What CaseFeed calls: the case consumer's handler."""
         return self.service.apply(
@@ -76,9 +76,10 @@ class Notifications:
             recorded_at=recorded_at,
             data=data,
             stream_sequence=stream_sequence,
+            case_position=log_position,
         )
 
-    def meeting(self, data: MeetingEventData) -> str:
+    def meeting(self, data: MeetingEventData, *, case_position: int | None = None) -> str:
         """Feed the next meeting event of the case; its event id."""
         self.meeting_sequence += 1
         event_id = str(uuid4())
@@ -90,6 +91,7 @@ class Notifications:
             recorded_at=self.clock.now(),
             data=data,
             stream_sequence=self.meeting_sequence,
+            case_position=case_position,
         )
         return event_id
 
