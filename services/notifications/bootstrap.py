@@ -17,7 +17,12 @@ from services.notifications.application.service import (
     NotificationsService,
     Signer,
 )
-from services.notifications.infrastructure.bus import CaseStreamFirst, EventHandler, NotificationEventLog
+from services.notifications.infrastructure.bus import (
+    CaseStreamFirst,
+    EventHandler,
+    NotificationEventLog,
+    adopt_record,
+)
 from services.notifications.infrastructure.channels import SmsFileChannel, SmtpChannel, WebhookChannel
 from services.notifications.infrastructure.mailsink import MailSink
 from services.notifications.infrastructure.store import NotificationStore
@@ -58,6 +63,9 @@ class NotificationsParts:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume both streams, deliver, escalate and publish the record until ``stop``."""
         self.store.check_migrated()
+        # A store rebuilt from history takes over the delivery record first: nothing it says
+        # was sent goes again (an empty store on a fresh system adopts nothing).
+        await adopt_record(self.store, self.settings.nats(), self.relay.settings.names)
         # Before any consumer decides or the sender sends: claims a killed process left.
         await asyncio.to_thread(self.service.recover_claims)
         await self.case_first.open(stopping=stop.is_set)
@@ -93,8 +101,14 @@ class NotificationsParts:
         """Deliver what is due and escalate unacknowledged warnings: at once when the consumers
         record new deliveries, else every ``sender_interval`` s (retries and escalations)."""
 
+        case_consumer = next(c for c in self.consumers if c.settings.durable == CASE_CONSUMER)
+
         async def send() -> None:
-            await asyncio.to_thread(self.service.escalate_due)
+            # An alert is escalated only once the case stream is read to its end: while
+            # catching up (after a stop, or rebuilding from history) the warning's
+            # resolution may be among the events not yet applied.
+            if case_consumer.caught_up:
+                await asyncio.to_thread(self.service.escalate_due)
             await self.service.deliver_due()
 
         await repeat(

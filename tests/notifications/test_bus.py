@@ -18,9 +18,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
@@ -32,8 +34,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from services.case.application.service import CaseService
 from services.case.domain import commands as cmd
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.meetings.application.service import Requester
+from services.meetings.domain.schedule import MeetingSchedule
 from services.meetings.infrastructure.bus import meeting_bus_names
-from services.notifications.application.service import CASE_CONSUMER
+from services.notifications.application.service import CASE_CONSUMER, MEETINGS_CONSUMER
 from services.notifications.bootstrap import NotificationsParts, bootstrap_notifications
 from services.notifications.infrastructure.bus import notification_bus_names
 from services.notifications.infrastructure.store import NotificationStore
@@ -49,6 +53,7 @@ from tests.support.bus import read_stream, wait_until
 from tests.support.clock import FixedClock
 from tests.support.nats import delete_streams
 from tests.support.scenario import CaseScenario, coordinator_member_command
+from vss_contracts import meeting_events as me
 from vss_contracts import notification_events as ne
 from vss_contracts.types import ContactDetails, MemberKind
 
@@ -410,3 +415,133 @@ def test_a_meeting_event_waits_for_the_consent_the_case_stream_holds_before_it(
     # meeting events: without the wait, their invitation and update would be lost.
     rows = sent(store, [case_id])
     assert of_case(rows, case_id) == PER_CASE
+
+
+def _decided_and_settled(store: NotificationStore, case_id: UUID) -> list[dict[str, Any]]:
+    """Every delivery of the case, row by row: what was decided and how it ended (not when a
+    retry was planned: ``next_attempt_at`` is the sender's timing)."""
+    return sorted(
+        ({k: v for k, v in asdict(row).items() if k != "next_attempt_at"} for row in sent(store, [case_id])),
+        key=lambda r: str(r["delivery_key"]),
+    )
+
+
+def test_a_rebuilt_service_decides_and_settles_what_live_did_and_sends_nothing_again(
+    tmp_path: Path,
+    case_store: CaseEventStore,
+    clock: FixedClock,
+    nats_url: str,
+    bus_names: BusNames,
+    prefix: str,
+    smtp: tuple[Recorder, int],
+    run_relay: Callable[..., AbstractContextManager[object]],
+    start_meetings: Callable[[], MeetingsThread],
+    start_notifications: Callable[[], NotificationsThread],
+) -> None:
+    """Issue 19: rebuilding notifications from history gives exactly the live state.
+
+    Live, a relative joins (and is invited to the resource group meeting under the consent
+    that covers relatives), then the relatives' consent is withdrawn while meeting events
+    follow: a coordinator moves the meeting by hand, and the relative is not told. A store
+    rebuilt from the same streams must decide the relative's invitation as live did (judged
+    as of the case position it followed, not under the withdrawal the case stream already
+    holds), settle every delivery as the delivery record says, send nothing again and
+    publish no record event twice.
+    """
+    recorder, _ = smtp
+    service = CaseService(case_store, clock)
+    scenario = case_with_group(service, clock)
+    case_id = cast(UUID, scenario.case_id)
+    coordinator = Requester(
+        scenario.actors.region.user_id,
+        scenario.actors.region.organisation_id,
+        scenario.actors.region.principal,
+    )
+    record_names = notification_bus_names(prefix, bus_names)
+    live = start_notifications()
+    store = live.parts.store
+    with run_relay(case_store), start_meetings() as meetings, live:
+        assert wait_until(lambda: settled(store, [case_id]), 30), sent(store, [case_id])
+        scenario.add_member(
+            "mother",
+            lambda day: cmd.AddMember(
+                kind=MemberKind.RELATIVE,
+                name="Mamma Tolvansson",
+                contact=ContactDetails(email="mamma@example.se"),
+                added_on=day,
+            ),
+        )
+        invited = {("mamma@example.se", "meeting_invitation")}
+        assert wait_until(lambda: invited <= {(r.address, r.template) for r in sent(store, [case_id])}, 20)
+        scenario.run(
+            lambda c: c.withdraw_consent(
+                cmd.WithdrawConsent(withdrawn_on=scenario.today, entire=False, relatives=True)
+            ),
+            scenario.actors.municipality,
+        )
+        tail = len(case_store.read_log(0, 10**6))
+        schedule = meetings.parts.service
+        assert wait_until(lambda: schedule.applied_log_position() >= tail, 20)
+        [rg] = [m for m in schedule.meetings(case_id) if m.kind is me.MeetingKind.RESOURCE_GROUP]
+        schedule.request(
+            case_id,
+            coordinator,
+            partial(
+                MeetingSchedule.reschedule,
+                request_id="move-by-hand",
+                meeting_id=rg.meeting_id,
+                starts_at=rg.starts_at + timedelta(hours=2),
+                user_id=coordinator.user_id,
+                reason="Lokalen är upptagen",
+            ),
+        )
+
+        moved_to = (rg.starts_at + timedelta(hours=2)).isoformat()
+
+        def told_of_the_move() -> bool:
+            moved = [r for r in sent(store, [case_id]) if r.context.get("starts_at") == moved_to]
+            return {r.address for r in moved} == {"tolvan@example.se", "bo@example.se"} and all(
+                r.status == "sent" for r in moved
+            )
+
+        assert wait_until(told_of_the_move, 20), sent(store, [case_id])
+        meeting_names = meeting_bus_names(prefix, bus_names)
+        meetings_tail = len(asyncio.run(read_stream(nats_url, meeting_names.stream, meeting_names.subjects)))
+        assert store.applied_through(MEETINGS_CONSUMER) == meetings_tail  # nothing more came
+
+        def record_published() -> bool:
+            published = asyncio.run(read_stream(nats_url, record_names.stream, record_names.subjects))
+            return len(published) == len(store.read_log(0, 10**6)) and all(
+                r.status in ("sent", "cancelled", "failed") for r in sent(store, [case_id])
+            )
+
+        assert wait_until(record_published, 20)
+        live_rows = _decided_and_settled(store, case_id)
+        record_before = asyncio.run(read_stream(nats_url, record_names.stream, record_names.subjects))
+        mails_before = len(recorder.accepted)
+    # The relative was invited while the consent covered relatives, and nothing later.
+    mamma = {r["template"] for r in live_rows if r["address"] == "mamma@example.se"}
+    assert mamma == {"meeting_invitation"}
+
+    rebuilt_settings = settings_for(tmp_path / "rebuilt", nats_url, smtp[1], prefix)
+    parts = bootstrap_notifications(rebuilt_settings, clock=clock, with_api=False, case_names=bus_names)
+    parts.relay.settings = type(parts.relay.settings)(names=record_names, lease_ttl=1.0, ack_timeout=2.0)
+    rebuilt = NotificationsThread(parts)
+    with rebuilt:
+        assert wait_until(
+            lambda: (
+                parts.store.applied_through(CASE_CONSUMER) >= tail + 0
+                and parts.store.applied_through("notifications-meetings") >= meetings_tail
+            ),
+            30,
+        )
+        time.sleep(1.5)  # the rebuilt sender and relay would have sent and published by now
+        rebuilt_rows = _decided_and_settled(parts.store, case_id)
+    assert rebuilt_rows == live_rows  # decisions and outcomes, row by row
+    assert len(recorder.accepted) == mails_before  # nothing sent again
+    record_after = asyncio.run(read_stream(nats_url, record_names.stream, record_names.subjects))
+    assert [m.event.id for m in record_after] == [
+        m.event.id for m in record_before
+    ]  # nothing published again
+    # The adopted record's chain goes on: the rebuilt log holds the stream's events as published.
+    assert [e.event_id for e in parts.store.read_log(0, 10**6)] == [m.event.id for m in record_before]

@@ -4,13 +4,15 @@ acknowledgement and a redelivery, through the service with real SMTP."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import asdict, fields
 from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from services.notifications.application.service import CASE_CONSUMER, Organisation
+from services.notifications.application.ports import Decisions, NewDelivery
+from services.notifications.application.service import CASE_CONSUMER, Organisation, outcomes_of_record
 from services.notifications.domain.audience import Person, Role
 from services.notifications.infrastructure.store import NotificationStore, StoreNotMigrated, migrate
 from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL
@@ -142,3 +144,81 @@ def test_the_people_and_consent_are_kept_by_case_position_and_an_older_store_is_
     migrate(store_url)
     store.check_migrated()
     assert store.applied_log_position(CASE_CONSUMER) == 0  # kept again from the next case event
+
+
+def test_an_empty_store_takes_over_the_record_and_settles_what_it_decides_again_by_it(
+    world: World,
+) -> None:
+    """What a rebuilt store does with the delivery record the bus holds (the bus side is in
+    tests/notifications/test_bus.py): each adopted event keeps its position, new ones follow
+    them, and a delivery decided again is settled as the record says, not sent again."""
+    feed = world.feed
+    feed.open(DAY)
+    feed.assign(DAY, "sara", SOCIAL)
+    feed.add_member(DAY, "Tolvan Tolvansson", MemberKind.CLIENT)
+    feed.add_member(DAY, "Mamma Tolvansson", MemberKind.RELATIVE)
+    feed.consent(DAY, SOCIAL, relatives=True)
+    warning = feed.trigger(DAY)
+    world.deliver()
+    world.clock.advance(timedelta(minutes=31))
+    assert world.service.escalate_due() == 1
+    world.deliver()
+    feed.withdraw(DAY)  # nothing pending any more: withdraws nothing
+    feed.sip(DAY, 1, date(2026, 6, 1))  # decided, not sent before the store is moved away
+    urgent = next(r for r in world.service.deliveries(feed.case_id) if r.template == "early_warning")
+    world.service.acknowledge(urgent.delivery_key)
+    store = world.store
+    log = store.read_log(0, 10_000)
+    rows = {r.delivery_key: r for r in store.deliveries_of_case(str(feed.case_id))}
+    alert = store.read("SELECT * FROM alerts")
+    audience = store.audience(str(feed.case_id)) or {}
+    outcomes, alerts = outcomes_of_record((e.event_id, e.type, e.state["data"]) for e in log)
+
+    # The store is moved away: an empty one takes the record over.
+    with store.transaction() as tx:
+        for table in ("deliveries", "alerts", "notification_log", "consumer_positions", "audiences"):
+            tx.execute(f"DELETE FROM {table}")
+    assert store.is_empty()
+    store.adopt_record(log, outcomes, alerts)
+    assert not store.is_empty()
+    with pytest.raises(RuntimeError, match="only an empty"):
+        store.adopt_record(log, outcomes, alerts)
+    assert store.read_log(0, 10_000) == log
+
+    # Decided again (the same keys): settled as the record says; what it lacks stays pending.
+    again = [NewDelivery(**{f: getattr(r, f) for f in NEW_DELIVERY_FIELDS}) for r in rows.values()]
+    store.record_decisions(
+        Decisions(
+            consumer=CASE_CONSUMER,
+            stream_sequence=1,
+            event_id="replayed",
+            case_id=str(feed.case_id),
+            at=log[-1].state["recorded_at"],
+            audience=audience,
+            deliveries=again,
+            alert_opened=(str(warning), alert[0]["triggered_at"], alert[0]["escalate_at"]),
+        )
+    )
+    rebuilt = {r.delivery_key: r for r in store.deliveries_of_case(str(feed.case_id))}
+    assert {k: asdict(r) for k, r in rebuilt.items() if r.status != "pending"} == {
+        k: {**asdict(r), "next_attempt_at": rebuilt[k].next_attempt_at}
+        for k, r in rows.items()
+        if r.status != "pending"
+    }
+    assert (
+        {k for k, r in rebuilt.items() if r.status == "pending"}
+        == {k for k, r in rows.items() if r.status == "pending"}
+        != set()
+    )
+    assert [dict(a) for a in store.read("SELECT * FROM alerts")] == [dict(a) for a in alert]
+    assert world.service.escalate_due(world.clock.now() + timedelta(days=1)) == 0  # not again
+
+    # A new record event continues the log after the adopted ones, and its case's chain.
+    world.deliver()
+    after = store.read_log(log[-1].position, 100)
+    assert after
+    assert after[0].position == log[-1].position + 1
+    assert after[0].state["prev_hash"] == log[-1].state["hash"]
+
+
+NEW_DELIVERY_FIELDS = [f.name for f in fields(NewDelivery)]

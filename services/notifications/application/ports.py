@@ -83,6 +83,29 @@ class Decisions:
 
 
 @dataclass(frozen=True, slots=True)
+class AdoptedOutcome:
+    """How a delivery ended, as the delivery record on the bus says (a rebuilt store takes
+    it over instead of sending the message again)."""
+
+    delivery_key: str
+    status: str  # sent | failed | cancelled
+    attempts: int
+    last_error: str | None = None
+    sent_at: str | None = None
+    acknowledged_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptedAlert:
+    """What became of an early warning's alert, as the delivery record says."""
+
+    warning_id: str
+    escalated_at: str | None = None
+    acknowledged_at: str | None = None
+    acknowledged_by: str | None = None  # the acknowledged delivery's key
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     warning_id: str
     case_id: str

@@ -35,8 +35,8 @@ import asyncio
 import base64
 import hashlib
 import hmac
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -52,6 +52,8 @@ from services.notifications.application.channels import (
     TemporaryFailure,
 )
 from services.notifications.application.ports import (
+    AdoptedAlert,
+    AdoptedOutcome,
     AlreadyApplied,
     AttemptOutcome,
     Clock,
@@ -704,6 +706,47 @@ class NotificationsService:
 
     def summary(self) -> dict[str, Any]:
         return self.store.summary()
+
+
+def outcomes_of_record(
+    events: Iterable[tuple[str, str, Mapping[str, Any]]],
+) -> tuple[list[AdoptedOutcome], list[AdoptedAlert]]:
+    """What the delivery record says became of each delivery and alert, from its events
+    ((event id, type, data), in the record's order): a later outcome replaces an earlier one
+    (a retry's failure), the first acknowledgement counts. For a store rebuilt from history,
+    so that nothing already sent, failed or withdrawn is sent again.
+    """
+    outcomes: dict[str, AdoptedOutcome] = {}
+    alerts: dict[str, AdoptedAlert] = {}
+    for event_id, type_name, data in events:
+        key = str(data.get("delivery_key", ""))
+        if type_name == ne.NotificationSent.TYPE:
+            sent_at = _iso_text(data["sent_at"])
+            acknowledged = outcomes[key].acknowledged_at if key in outcomes else None
+            outcomes[key] = AdoptedOutcome(key, "sent", int(data["attempts"]), None, sent_at, acknowledged)
+        elif type_name == ne.NotificationFailed.TYPE:
+            status = "cancelled" if event_id == _id(key, "withdrawn") else "failed"
+            outcomes[key] = AdoptedOutcome(key, status, int(data["attempts"]), str(data["reason"]))
+        elif type_name == ne.NotificationAcknowledged.TYPE:
+            at = _iso_text(data["acknowledged_at"])
+            if key in outcomes and outcomes[key].acknowledged_at is None:
+                outcomes[key] = replace(outcomes[key], acknowledged_at=at)
+            warning = str(data["warning_id"])
+            alert = alerts.get(warning, AdoptedAlert(warning))
+            if alert.acknowledged_at is None:
+                alerts[warning] = replace(alert, acknowledged_at=at, acknowledged_by=key)
+        elif type_name == ne.NotificationEscalated.TYPE:
+            warning = str(data["warning_id"])
+            alert = alerts.get(warning, AdoptedAlert(warning))
+            alerts[warning] = replace(
+                alert, escalated_at=alert.escalated_at or _iso_text(data["escalated_at"])
+            )
+    return list(outcomes.values()), list(alerts.values())
+
+
+def _iso_text(value: str) -> str:
+    """A record's timestamp as the store keeps it (:func:`iso`)."""
+    return iso(datetime.fromisoformat(value))
 
 
 def _decided_at(row: DeliveryRow) -> datetime:

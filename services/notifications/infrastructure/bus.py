@@ -5,6 +5,8 @@
 - :class:`NotificationEventLog` is the relay's outbox: the delivery record's log as
   CloudEvents for ``VSS_NOTIFICATIONS``.
 - :class:`CaseStreamFirst` makes a meeting event wait for the case events before it.
+- :func:`adopt_record` lets an empty store that is about to replay both streams take the
+  delivery record over, so that nothing already sent is sent again.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ import time
 from collections.abc import Callable
 from uuid import UUID
 
+import orjson
 import structlog
 from nats.aio.client import Client
+from nats.js.errors import NotFoundError
 
-from services.notifications.application.service import NotificationsService
+from services.notifications.application.service import NotificationsService, outcomes_of_record
 from services.notifications.infrastructure.store import LoggedEvent, NotificationStore
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
-from services.shared.bus.outbox import StoredEventLog
+from services.shared.bus.outbox import StoredEventLog, stored_state
 from services.shared.bus.streams import connect
+from vss_contracts.chain import cloud_event_hash
 from vss_contracts.notification_events import (
     NOTIFICATION_EVENT_SOURCE,
     NOTIFICATION_STREAM,
@@ -162,6 +167,58 @@ class EventHandler:
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
         self.store.pass_over(self.consumer, stream_sequence, event_id)
+
+
+class RecordNotAdopted(RuntimeError):
+    """The delivery record on the bus cannot be taken over (an event whose hash does not verify)."""
+
+
+async def adopt_record(store: NotificationStore, nats_url: str, names: BusNames) -> int:
+    """If the store is empty and the delivery record stream is not, take the record over
+    (:meth:`NotificationStore.adopt_record`); how many events it held.
+
+    Rebuilding the service from history (an empty store replaying both streams) then decides
+    every message again with the same delivery keys, but sends none that the record says was
+    sent, failed or withdrawn, and publishes no record event twice.
+    """
+    if not await asyncio.to_thread(store.is_empty):
+        return 0
+    nc = await connect(nats_url, name="notifications-adopt")
+    try:
+        js = nc.jetstream()
+        try:
+            info = await js.stream_info(names.stream)
+        except NotFoundError:
+            return 0
+        if info.state.messages == 0:
+            return 0
+        events: list[LoggedEvent] = []
+        sub = await js.subscribe(names.subjects, ordered_consumer=True, stream=names.stream)
+        try:
+            while len(events) < info.state.messages:
+                msg = await sub.next_msg(timeout=5)
+                body = orjson.loads(msg.data)
+                if cloud_event_hash(body) != body["eventhash"]:
+                    raise RecordNotAdopted(
+                        f"{names.stream} sequence {msg.metadata.sequence.stream}: the event's hash does"
+                        " not verify; the record is not taken over (nothing was written)"
+                    )
+                position, case_id, version, type_name, state = stored_state(body)
+                events.append(LoggedEvent(position, state["event_id"], case_id, version, type_name, state))
+        finally:
+            await sub.unsubscribe()
+        outcomes, alerts = outcomes_of_record((e.event_id, e.type, e.state["data"]) for e in events)
+        await asyncio.to_thread(store.adopt_record, events, outcomes, alerts)
+        log.info(
+            "notifications.record_adopted",
+            stream=names.stream,
+            events=len(events),
+            deliveries=len(outcomes),
+            alerts=len(alerts),
+        )
+        return len(events)
+    finally:
+        await nc.close()
 
 
 class NotificationEventLog(StoredEventLog[LoggedEvent]):

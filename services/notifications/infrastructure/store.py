@@ -29,6 +29,8 @@ from typing import Any
 import orjson
 
 from services.notifications.application.ports import (
+    AdoptedAlert,
+    AdoptedOutcome,
     Alert,
     AlreadyApplied,
     AttemptOutcome,
@@ -82,6 +84,13 @@ def _tables(serial: str) -> tuple[str, ...]:
         f"CREATE TABLE IF NOT EXISTS notification_log (position {serial}, event_id TEXT NOT NULL UNIQUE,"
         " case_id TEXT NOT NULL, version BIGINT NOT NULL, type TEXT NOT NULL, state TEXT NOT NULL,"
         " UNIQUE (case_id, version))",
+        # A store rebuilt from history takes over what the delivery record on the bus says
+        # became of each delivery and alert (see NotificationStore.adopt_record).
+        "CREATE TABLE IF NOT EXISTS adopted_outcomes (delivery_key TEXT PRIMARY KEY,"
+        " status TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, sent_at TEXT,"
+        " acknowledged_at TEXT)",
+        "CREATE TABLE IF NOT EXISTS adopted_alerts (warning_id TEXT PRIMARY KEY,"
+        " escalated_at TEXT, acknowledged_at TEXT, acknowledged_by TEXT)",
         checkpoint.CREATE_POSITIONS_TABLE,
     )
 
@@ -129,6 +138,8 @@ class Tx(SqlTx):
 class NotificationStore(SqlStore[Tx]):
     def __init__(self, url: str) -> None:
         super().__init__(url, writer_lock=_WRITER_LOCK, tx=Tx)
+        # Written only by adopt_record, before anything is decided: read once, then kept.
+        self._adopted: tuple[dict[str, AdoptedOutcome], dict[str, AdoptedAlert]] | None = None
 
     # ---------------------------------------------------------------------------- schema
     def migrate(self) -> None:
@@ -137,7 +148,7 @@ class NotificationStore(SqlStore[Tx]):
             checkpoint.add_log_position(tx.cursor, postgres=self.postgres)
 
     def check_migrated(self) -> None:
-        error = self.missing_tables("deliveries", "notification_log", "audience_history")
+        error = self.missing_tables("deliveries", "notification_log", "audience_history", "adopted_outcomes")
         if error is None:
             try:
                 self.read("SELECT log_position FROM consumer_positions LIMIT 1")
@@ -248,20 +259,30 @@ class NotificationStore(SqlStore[Tx]):
                     "DELETE FROM audience_history WHERE case_id = ? AND case_position < ?",
                     (d.case_id, d.history_in_force),
                 )
-            _insert_deliveries(tx, d.deliveries)
+            _insert_deliveries(tx, d.deliveries, self._adopted_outcomes())
             for key, record in d.cancelled:
-                if tx.execute(
-                    "UPDATE deliveries SET status = 'cancelled', last_error = ?"
+                if tx.execute(  # the row says what its record says
+                    "UPDATE deliveries SET status = 'cancelled', last_error = ?, attempts = ?"
                     " WHERE delivery_key = ? AND status = 'pending'",
-                    (record.payload["reason"], key),
+                    (record.payload["reason"], record.payload["attempts"], key),
                 ):
                     tx.log(record.event_id, record.case_id, record.type, record.payload, record.recorded_at)
             if d.alert_opened is not None:
                 warning_id, triggered_at, escalate_at = d.alert_opened
+                adopted = self._adopted_alerts().get(warning_id, AdoptedAlert(warning_id))
                 tx.execute(
-                    "INSERT INTO alerts (warning_id, case_id, triggered_at, escalate_at) VALUES (?, ?, ?, ?)"
+                    "INSERT INTO alerts (warning_id, case_id, triggered_at, escalate_at, escalated_at,"
+                    " acknowledged_at, acknowledged_by) VALUES (?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (warning_id) DO NOTHING",
-                    (warning_id, d.case_id, triggered_at, escalate_at),
+                    (
+                        warning_id,
+                        d.case_id,
+                        triggered_at,
+                        escalate_at,
+                        adopted.escalated_at,
+                        adopted.acknowledged_at,
+                        adopted.acknowledged_by,
+                    ),
                 )
             if d.alert_closed is not None:
                 tx.execute(
@@ -320,7 +341,7 @@ class NotificationStore(SqlStore[Tx]):
                 (at, warning_id),
             ):
                 return False
-            _insert_deliveries(tx, deliveries)
+            _insert_deliveries(tx, deliveries, self._adopted_outcomes())
             tx.log(record.event_id, record.case_id, record.type, record.payload, record.recorded_at)
             return True
 
@@ -344,6 +365,78 @@ class NotificationStore(SqlStore[Tx]):
                 tx.log(record.event_id, record.case_id, record.type, record.payload, record.recorded_at)
             return True
 
+    # --------------------------------------------------------------- rebuilt from history
+    def is_empty(self) -> bool:
+        """Nothing decided, recorded or consumed yet (a new store, or one moved away)."""
+        return not any(
+            self.read(f"SELECT 1 AS x FROM {table} LIMIT 1")
+            for table in ("consumer_positions", "deliveries", "notification_log", "adopted_outcomes")
+        )
+
+    def adopt_record(
+        self,
+        events: Sequence[LoggedEvent],
+        outcomes: Sequence[AdoptedOutcome],
+        alerts: Sequence[AdoptedAlert],
+    ) -> None:
+        """Before an empty store replays history: take over the delivery record on the bus.
+
+        Its events go into the log at their positions (so the relay publishes nothing of
+        them again and each case's record chain continues from its last event), and what
+        they say became of each delivery and alert is applied when the replay decides it
+        again (:func:`_insert_deliveries`): nothing already sent, failed or withdrawn is
+        sent again, and an alert escalated or acknowledged is not escalated again. One
+        transaction: an adoption cut short leaves the store empty, to adopt again.
+        """
+        if not self.is_empty():
+            raise RuntimeError("only an empty notifications store adopts the delivery record")
+        with self.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO notification_log (position, event_id, case_id, version, type, state)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (e.position, e.event_id, e.case_id, e.version, e.type, orjson.dumps(e.state).decode())
+                    for e in events
+                ],
+            )
+            if self.postgres and events:  # new records continue after the adopted ones
+                tx.execute(
+                    "SELECT setval(pg_get_serial_sequence('notification_log', 'position'),"
+                    " (SELECT MAX(position) FROM notification_log))"
+                )
+            tx.executemany(
+                "INSERT INTO adopted_outcomes (delivery_key, status, attempts, last_error, sent_at,"
+                " acknowledged_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (o.delivery_key, o.status, o.attempts, o.last_error, o.sent_at, o.acknowledged_at)
+                    for o in outcomes
+                ],
+            )
+            tx.executemany(
+                "INSERT INTO adopted_alerts (warning_id, escalated_at, acknowledged_at, acknowledged_by)"
+                " VALUES (?, ?, ?, ?)",
+                [(a.warning_id, a.escalated_at, a.acknowledged_at, a.acknowledged_by) for a in alerts],
+            )
+        self._adopted = None
+
+    def _adopted_outcomes(self) -> dict[str, AdoptedOutcome]:
+        return self._adoption()[0]
+
+    def _adopted_alerts(self) -> dict[str, AdoptedAlert]:
+        return self._adoption()[1]
+
+    def _adoption(self) -> tuple[dict[str, AdoptedOutcome], dict[str, AdoptedAlert]]:
+        if self._adopted is None:
+            outcomes = {
+                str(r["delivery_key"]): AdoptedOutcome(**r)
+                for r in self.read("SELECT * FROM adopted_outcomes")
+            }
+            alerts = {
+                str(r["warning_id"]): AdoptedAlert(**r) for r in self.read("SELECT * FROM adopted_alerts")
+            }
+            self._adopted = (outcomes, alerts)
+        return self._adopted
+
     def read_log(self, after: int, limit: int) -> list[LoggedEvent]:
         rows = self.read(
             "SELECT position, event_id, case_id, version, type, state FROM notification_log"
@@ -360,7 +453,7 @@ _DELIVERY_COLUMNS = (
 )
 
 
-def _insert_deliveries(tx: Tx, deliveries: Sequence[NewDelivery]) -> None:
+def _insert_deliveries(tx: Tx, deliveries: Sequence[NewDelivery], adopted: dict[str, AdoptedOutcome]) -> None:
     for d in deliveries:
         # A key decided before (a replay that got past the position check) is not added again.
         tx.execute(
@@ -386,6 +479,20 @@ def _insert_deliveries(tx: Tx, deliveries: Sequence[NewDelivery]) -> None:
                 d.created_at,
             ),
         )
+        outcome = adopted.get(d.delivery_key)
+        if outcome is not None:  # already sent, failed or withdrawn: as the record says, not again
+            tx.execute(
+                "UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, sent_at = ?,"
+                " acknowledged_at = ? WHERE delivery_key = ? AND status = 'pending'",
+                (
+                    outcome.status,
+                    outcome.attempts,
+                    outcome.last_error,
+                    outcome.sent_at,
+                    outcome.acknowledged_at,
+                    d.delivery_key,
+                ),
+            )
 
 
 def migrate(url: str) -> None:

@@ -75,6 +75,29 @@ def cloud_event_body(
     }
 
 
+def stored_state(body: Mapping[str, Any]) -> tuple[int, str, int, str, dict[str, Any]]:
+    """The inverse of :func:`cloud_event_body`: a published event as its store kept it,
+    (log position, case id, version, type, state), for a store that takes its stream over.
+
+    The state is the one the event's hash was computed over (``recorded_at`` as stored, as
+    :func:`vss_contracts.chain.cloud_event_hash` reads it); the caller checks the hash.
+    """
+    recorded_at = datetime.fromisoformat(str(body["time"]).replace("Z", "+00:00")).isoformat()
+    state: dict[str, Any] = {
+        "event_id": body["id"],
+        "recorded_at": recorded_at,
+        "actor_id": body["actorid"],
+        "actor_organisation": body["actororg"],
+        "principal": body["actorprincipal"],
+        "correlation_id": body["correlationid"],
+        "causation_id": body["causationid"],
+        "prev_hash": body["prevhash"],
+        "data": body["data"],
+        "hash": body["eventhash"],
+    }
+    return int(body["logposition"]), str(body["subject"]), int(body["caseversion"]), str(body["type"]), state
+
+
 def published_event(
     *,
     source: str,

@@ -152,6 +152,7 @@ class InMemoryNotificationStore:
                 delivery = self.outbox.get(key)
                 if delivery is not None and delivery.status == "pending":
                     delivery.status, delivery.last_error = "cancelled", record.payload["reason"]
+                    delivery.attempts = record.payload["attempts"]
                     self._log(record)
             if d.alert_opened is not None:
                 warning_id, triggered_at, escalate_at = d.alert_opened
