@@ -9,10 +9,10 @@ the old one in :mod:`vss_contracts.registry`; old payloads are never rewritten.
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 from uuid import UUID
 
-from pydantic import EmailStr, Field, model_validator
+from pydantic import ConfigDict, EmailStr, Field, model_validator
 
 from vss_contracts.types import (
     ChangeRating,
@@ -292,8 +292,8 @@ class EarlyWarningPlanUpdated(CaseEventData):
         return self
 
 
-class SipAction(ContractModel):
-    """One action of a SIP: what, who, when, how."""
+class SipActionV1(ContractModel):
+    """One action of a SIP as ``SipDecided.v1`` recorded it: always a resource group member's."""
 
     action_id: UUID
     what: LongText
@@ -303,23 +303,93 @@ class SipAction(ContractModel):
     goal_id: UUID | None = None
 
 
-class SipDecided(CaseEventData):
-    """The resource group decided a *SIP* (samordnad individuell plan) version."""
+class SipDecidedV1(CaseEventData):
+    """``SipDecided`` as first published: kept for the payloads stored and published under
+    it, read as the current version through the upcaster in :mod:`vss_contracts.registry`."""
 
     TYPE: ClassVar[str] = "se.vss.case.SipDecided.v1"
     sip_version: int
     decided_on: date
     goal_ids: Annotated[list[UUID], Field(min_length=1)]
+    actions: Annotated[list[SipActionV1], Field(min_length=1)]
+    next_follow_up_on: date
+    participants: Annotated[list[Participant], Field(min_length=1)]
+    client_agreed: bool
+
+
+class OutsideParty(ContractModel):
+    """Who does an action without being in the resource group (e.g. Försäkringskassan or
+    Arbetsförmedlingen): a SIP may name parties outside the group (SoL 2 kap. 7 §,
+    HSL 16 kap. 4 §)."""
+
+    organisation: OrganisationRef
+    contact_name: ShortText | None = None
+
+
+# "Exactly one of the two", as JSON Schema says it (the models' validators check it too).
+ONE_RESPONSIBLE: dict[str, Any] = {
+    "oneOf": [
+        {"required": ["responsible_member_id"], "properties": {"responsible_member_id": {"type": "string"}}},
+        {"required": ["responsible_party"], "properties": {"responsible_party": {"type": "object"}}},
+    ]
+}
+
+
+class SipAction(ContractModel):
+    """One action of a SIP: what, who, when, how. Who is a resource group member or a party
+    outside the group, exactly one of them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=ONE_RESPONSIBLE)
+
+    action_id: UUID
+    what: LongText
+    responsible_member_id: UUID | None = None
+    responsible_party: OutsideParty | None = None
+    due_on: date
+    how: LongText
+    goal_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _one_responsible(self) -> Self:
+        if (self.responsible_member_id is None) == (self.responsible_party is None):
+            raise ValueError("an action names exactly one of responsible_member_id and responsible_party")
+        return self
+
+
+class SipDecided(CaseEventData):
+    """The resource group decided a *SIP* (samordnad individuell plan) version.
+
+    Version 2 records what the law requires of a SIP: the principal (*huvudman*) with the
+    overall responsibility for the plan, actions by parties outside the resource group, and
+    whether it was decided at an initial SIP meeting (*inledande SIP-möte*), before the
+    mapping, where it may set no goals yet. ``overall_responsibility`` is None only in a
+    SIP recorded as version 1 (upcast), which did not record it.
+    """
+
+    TYPE: ClassVar[str] = "se.vss.case.SipDecided.v2"
+    sip_version: int
+    decided_on: date
+    initial: bool = False
+    overall_responsibility: OrganisationRef | None
+    goal_ids: list[UUID]
     actions: Annotated[list[SipAction], Field(min_length=1)]
     next_follow_up_on: date
     participants: Annotated[list[Participant], Field(min_length=1)]
     client_agreed: bool
 
     @model_validator(mode="after")
-    def _unique_actions(self) -> Self:
+    def _valid(self) -> Self:
         ids = [action.action_id for action in self.actions]
         if len(ids) != len(set(ids)):
             raise ValueError("action_id values must be unique")
+        if not self.goal_ids and not self.initial:
+            raise ValueError("goal_ids may be empty only in an initial SIP")
+        responsible = self.overall_responsibility
+        if responsible is not None and responsible.principal not in (
+            Principal.REGION,
+            Principal.MUNICIPALITY,
+        ):
+            raise ValueError("overall_responsibility is a principal: a region or a municipality")
         return self
 
 
@@ -374,6 +444,10 @@ class CaseClosed(CaseEventData):
 
 
 # Every current case event type, in the order of the case lifecycle.
+# Earlier versions of current types: payloads stored and published under them are read
+# through the upcasters in vss_contracts.registry; their schemas stay published.
+LEGACY_CASE_EVENTS: tuple[type[CaseEventData], ...] = (SipDecidedV1,)
+
 CASE_EVENTS: tuple[type[CaseEventData], ...] = (
     CaseOpened,
     CoordinatorAssigned,

@@ -13,13 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vss_contracts.case_events import CASE_EVENTS, CaseEventData
+from vss_contracts.case_events import CASE_EVENTS, LEGACY_CASE_EVENTS, CaseEventData
 from vss_contracts.envelope import CloudEvent, dataschema_for
 from vss_contracts.meeting_events import MEETING_EVENTS, MeetingEventData
 from vss_contracts.notification_events import NOTIFICATION_EVENTS, NotificationEventData
 from vss_contracts.sharing_events import SHARING_EVENTS, SharingEventData
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
+# The schemas of earlier versions are frozen as published: kept, never regenerated.
+FROZEN = frozenset(f"{cls.TYPE}.json" for cls in LEGACY_CASE_EVENTS)
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -50,15 +52,16 @@ def drift(directory: Path = SCHEMA_DIR) -> list[str]:
     expected = generate()
     present = {p.name: p.read_text(encoding="utf-8") for p in directory.glob("*.json")}
     stale = [name for name, text in expected.items() if present.get(name) != text]
-    extra = [name for name in present if name not in expected]
-    return sorted(stale + extra)
+    extra = [name for name in present if name not in expected and name not in FROZEN]
+    missing_frozen = [name for name in FROZEN if name not in present]
+    return sorted(stale + extra + missing_frozen)
 
 
 def write(directory: Path = SCHEMA_DIR) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     expected = generate()
     for path in directory.glob("*.json"):
-        if path.name not in expected:
+        if path.name not in expected and path.name not in FROZEN:
             path.unlink()
     for name, text in expected.items():
         (directory / name).write_text(text, encoding="utf-8")

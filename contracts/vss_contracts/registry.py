@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from vss_contracts.case_events import CASE_EVENTS, CaseEventData
+from vss_contracts.case_events import CASE_EVENTS, CaseEventData, SipDecided, SipDecidedV1
 
 __all__ = [
     "EVENT_TYPES",
@@ -25,8 +25,22 @@ Upcaster = Callable[[Payload], Payload]
 
 EVENT_TYPES: Mapping[str, type[CaseEventData]] = {cls.TYPE: cls for cls in CASE_EVENTS}
 
+
+def sip_decided_v1_to_v2(payload: Payload) -> Payload:
+    """A v1 SIP named no principal with the overall responsibility (not recorded: None), was
+    never an initial SIP, and every action was a resource group member's."""
+    return {
+        **payload,
+        "initial": False,
+        "overall_responsibility": None,
+        "actions": [{**action, "responsible_party": None} for action in payload["actions"]],
+    }
+
+
 # old type name -> (next type name, function from the old payload to the next one)
-UPCASTERS: Mapping[str, tuple[str, Upcaster]] = {}
+UPCASTERS: Mapping[str, tuple[str, Upcaster]] = {
+    SipDecidedV1.TYPE: (SipDecided.TYPE, sip_decided_v1_to_v2),
+}
 
 
 class UnknownEventType(LookupError):

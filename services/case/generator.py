@@ -1165,8 +1165,15 @@ class _CaseLife:
             due = day + timedelta(days=rng.randint(14, (next_follow_up - day).days))
             goal = rng.choice(goal_ids)
             actions.append(_Action(self.new_id(), what, how, self.responsible_for(hint).member_id, due, goal))
+        # The municipality usually holds the overall responsibility (a choice without the rng,
+        # so that generated histories stay as they were).
+        principals = sorted(
+            (p.organisation for p in self.coordinators),
+            key=lambda o: o.principal is not Principal.MUNICIPALITY,
+        )
         command = cmd.DecideSip(
             decided_on=day,
+            overall_responsibility=principals[0],
             goal_ids=goal_ids,
             actions=[
                 cmd.ProposedAction(

@@ -94,6 +94,10 @@ def plan_body(s: CaseScenario) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
+FORSAKRINGSKASSAN = {"id": "forsakringskassan", "name": "Försäkringskassan", "principal": "other"}
+BORAS = {"id": "boras-soc", "name": "Borås socialtjänst", "principal": "municipality"}  # not in the case
+
+
 @dataclass(frozen=True)
 class RuleCase:
     rule: type[errors.CaseRuleViolation]
@@ -297,6 +301,40 @@ RULES = [
             "actions": [{**sip_body(s)["actions"][0], "responsible_member_id": str(uuid4())}],
         },
     ),
+    RuleCase(
+        errors.SipPartyNotCovered,
+        with_members,
+        "/sips",
+        lambda s: {
+            **sip_body(s),
+            "actions": [
+                {
+                    **{k: v for k, v in sip_body(s)["actions"][0].items() if k != "responsible_member_id"},
+                    "responsible_party": {
+                        "organisation": {
+                            "id": "forsakringskassan",
+                            "name": "Försäkringskassan",
+                            "principal": "other",
+                        }
+                    },
+                }
+            ],
+        },
+    ),
+    RuleCase(
+        errors.SipResponsibilityNotAParty,
+        with_members,
+        "/sips",
+        lambda s: sip_body(
+            s,
+            overall_responsibility={
+                "id": "boras-soc",
+                "name": "Borås socialtjänst",
+                "principal": "municipality",
+            },
+        ),
+    ),
+    RuleCase(errors.InitialSipNotFirst, at_first_sip, "/sips", lambda s: sip_body(s, initial=True)),
     RuleCase(
         errors.SipRequiresClientParticipation,
         with_members,

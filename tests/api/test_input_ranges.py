@@ -19,6 +19,7 @@ from services.case.infrastructure.store import CaseEventStore
 from services.shared.access_log import AccessLogStore
 from services.shared.inputs import DateWindow
 from tests.api.conftest import TOKENS, Api
+from tests.support.actors import organisation_of
 from tests.support.scenario import (
     CaseScenario,
     consent_command,
@@ -92,6 +93,7 @@ def test_nested_dates_are_checked_too(api: Api, store: CaseEventStore, scenario:
     scenario.to_first_sip()
     body = {
         "decided_on": scenario.today.isoformat(),
+        "overall_responsibility": organisation_of(scenario.actors.municipality).model_dump(mode="json"),
         "goal_ids": [str(scenario.goal_ids[0])],
         "actions": [
             {

@@ -160,6 +160,10 @@ def validate(document: dict[str, Any], schema: Any, value: Any, path: str = "$")
         elif key == "anyOf":
             if all(validate(document, sub, value, path) for sub in rule):
                 errors.append(f"{path}: matches none of anyOf")
+        elif key == "oneOf":
+            matching = sum(not validate(document, sub, value, path) for sub in rule)
+            if matching != 1:
+                errors.append(f"{path}: matches {matching} of oneOf, not exactly one")
         elif key == "type":
             expected = _TYPES[rule]
             if not isinstance(value, expected) or (isinstance(value, bool) and rule in {"integer", "number"}):

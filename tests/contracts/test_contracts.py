@@ -28,6 +28,7 @@ from vss_contracts import (
     upcast,
 )
 from vss_contracts import case_events as ev
+from vss_contracts.case_events import LEGACY_CASE_EVENTS
 from vss_contracts.jsonschema import SCHEMA_DIR, drift, generate
 from vss_contracts.meeting_events import MEETING_EVENTS, MeetingEventData
 from vss_contracts.notification_events import NOTIFICATION_EVENTS, NotificationEventData
@@ -64,7 +65,8 @@ def test_there_is_one_schema_per_event_type_and_one_for_the_envelope() -> None:
     names = {path.name for path in SCHEMA_DIR.glob("*.json")}
     events: tuple[EventClass, ...] = (*CASE_EVENTS, *MEETING_EVENTS, *NOTIFICATION_EVENTS)
     sharing = {f"{cls.TYPE}.json" for cls in SHARING_EVENTS}  # (tests/contracts/test_sharing_contracts.py)
-    assert names == {f"{cls.TYPE}.json" for cls in events} | sharing | {"se.vss.CloudEvent.json"}
+    frozen = {f"{cls.TYPE}.json" for cls in LEGACY_CASE_EVENTS}  # earlier versions, as published
+    assert names == {f"{cls.TYPE}.json" for cls in events} | sharing | frozen | {"se.vss.CloudEvent.json"}
     for cls in events:
         schema = json.loads((SCHEMA_DIR / f"{cls.TYPE}.json").read_text(encoding="utf-8"))
         assert schema["$id"] == dataschema_for(cls.TYPE) == f"urn:vss:schema:{cls.TYPE}"
@@ -75,6 +77,9 @@ def test_there_is_one_schema_per_event_type_and_one_for_the_envelope() -> None:
 def test_drift_names_a_stale_a_missing_and_an_extra_schema(tmp_path: Path) -> None:
     for name, text in generate().items():
         (tmp_path / name).write_text(text, encoding="utf-8")
+    assert drift(tmp_path) == ["se.vss.case.SipDecided.v1.json"]  # a frozen one is missing
+    frozen = (SCHEMA_DIR / "se.vss.case.SipDecided.v1.json").read_text(encoding="utf-8")
+    (tmp_path / "se.vss.case.SipDecided.v1.json").write_text(frozen, encoding="utf-8")
     assert drift(tmp_path) == []
 
     (tmp_path / "se.vss.case.GoalSet.v1.json").write_text("{}\n", encoding="utf-8")
@@ -97,10 +102,14 @@ def test_every_event_type_has_a_stable_versioned_name() -> None:
     for cls in CASE_EVENTS:
         assert re.fullmatch(r"se\.vss\.case\.[A-Z][A-Za-z]+\.v[1-9][0-9]*", cls.TYPE)
         assert f"se.vss.case.{cls.event_name()}.v{cls.event_version()}" == cls.TYPE
-        assert cls.event_name() == cls.__name__  # the v1 classes are named after their event
+        assert cls.event_name() == cls.__name__  # the current classes are named after their event
         assert EVENT_TYPES[cls.TYPE] is cls
-    assert ev.SipDecided.event_name() == "SipDecided"
-    assert ev.SipDecided.event_version() == 1
+    for cls in LEGACY_CASE_EVENTS:  # an earlier version: the same event, a lower version
+        assert cls.TYPE not in EVENT_TYPES
+        assert cls.TYPE in UPCASTERS
+        assert f"se.vss.case.{cls.event_name()}.v{cls.event_version()}" == cls.TYPE
+    assert ev.SipDecided.event_name() == ev.SipDecidedV1.event_name() == "SipDecided"
+    assert (ev.SipDecidedV1.event_version(), ev.SipDecided.event_version()) == (1, 2)
     assert case_subject(CASE_ID, ev.SipDecided.event_name()) == f"vss.case.{CASE_ID}.SipDecided"
 
 
@@ -199,7 +208,7 @@ def test_a_cloud_event_of_an_unknown_type_does_not_decode() -> None:
 def test_there_is_one_golden_payload_per_event_type() -> None:
     # case events here, notification events in test_notification_contracts.py, sharing events in
     # test_sharing_contracts.py
-    events: tuple[EventClass, ...] = (*CASE_EVENTS, *NOTIFICATION_EVENTS)
+    events: tuple[EventClass, ...] = (*CASE_EVENTS, *LEGACY_CASE_EVENTS, *NOTIFICATION_EVENTS)
     sharing = {f"{cls.TYPE}.json" for cls in SHARING_EVENTS}
     assert {path.name for path in GOLDEN.glob("*.json")} == {f"{cls.TYPE}.json" for cls in events} | sharing
 
@@ -213,6 +222,69 @@ def test_a_golden_payload_still_decodes_to_its_class(cls: type[CaseEventData]) -
     assert type(decoded) is cls
     # The shape is unchanged: adding, renaming or retyping a field is a new event version.
     assert decoded.model_dump(mode="json") == payload
+
+
+@pytest.mark.parametrize("cls", LEGACY_CASE_EVENTS, ids=_id)
+def test_a_golden_payload_of_an_earlier_version_decodes_to_the_current_one(cls: type[CaseEventData]) -> None:
+    payload = golden(cls)
+    cls.model_validate(payload)  # still the shape it was published in
+
+    decoded = decode_event(cls.TYPE, payload)
+
+    current = EVENT_TYPES[upcast(cls.TYPE, payload)[0]]
+    assert type(decoded) is current
+    assert current.event_name() == cls.event_name()
+    assert current.event_version() > cls.event_version()
+    assert payload == golden(cls)  # not rewritten
+
+
+def test_a_v1_sip_reads_as_v2_with_nothing_invented() -> None:
+    v1 = golden(ev.SipDecidedV1)
+
+    sip = decode_event(ev.SipDecidedV1.TYPE, v1)
+
+    assert isinstance(sip, ev.SipDecided)
+    assert sip.overall_responsibility is None  # v1 did not record it
+    assert sip.initial is False
+    assert [a.responsible_member_id for a in sip.actions] == [
+        UUID(a["responsible_member_id"]) for a in v1["actions"]
+    ]
+    assert all(a.responsible_party is None for a in sip.actions)
+    dumped = sip.model_dump(mode="json")
+    assert {k: v for k, v in dumped.items() if k not in ("initial", "overall_responsibility", "actions")} == {
+        k: v for k, v in v1.items() if k != "actions"
+    }
+
+
+def test_a_v2_sip_names_the_principal_responsible_and_may_name_outside_parties() -> None:
+    sip = decode_event(ev.SipDecided.TYPE, golden(ev.SipDecided))
+    assert isinstance(sip, ev.SipDecided)
+    assert sip.overall_responsibility is not None
+    assert sip.overall_responsibility.principal is Principal.MUNICIPALITY
+    [outside] = [a for a in sip.actions if a.responsible_party is not None]
+    assert outside.responsible_member_id is None
+    assert outside.responsible_party.organisation.name == "Försäkringskassan"
+    with pytest.raises(ValidationError, match="exactly one"):
+        decode_event(
+            ev.SipDecided.TYPE,
+            {
+                **golden(ev.SipDecided),
+                "actions": [{**golden(ev.SipDecided)["actions"][1], "responsible_party": None}],
+            },
+        )
+    with pytest.raises(ValidationError, match="only in an initial SIP"):
+        decode_event(ev.SipDecided.TYPE, {**golden(ev.SipDecided), "goal_ids": []})
+    initial = decode_event(ev.SipDecided.TYPE, {**golden(ev.SipDecided), "goal_ids": [], "initial": True})
+    assert isinstance(initial, ev.SipDecided)
+    assert initial.initial
+    with pytest.raises(ValidationError, match="a region or a municipality"):
+        decode_event(
+            ev.SipDecided.TYPE,
+            {
+                **golden(ev.SipDecided),
+                "overall_responsibility": {"id": "fk", "name": "Försäkringskassan", "principal": "other"},
+            },
+        )
 
 
 def test_golden_payloads_are_realistic() -> None:
@@ -268,7 +340,7 @@ def test_an_old_payload_decodes_through_a_registered_upcaster() -> None:
     assert decoded == ev.CaseClosed(
         closed_on=date(2024, 11, 29), reason=ClosingReason.CLIENT_MOVED, comment="Flyttat"
     )
-    assert UPCASTERS == {}  # the global table is untouched
+    assert OLD_CLOSED not in UPCASTERS  # the global table is untouched
     assert OLD_PAYLOAD == {"closed_at": "2024-11-29T15:02:11+01:00", "why": "Flyttat"}  # not rewritten
 
 

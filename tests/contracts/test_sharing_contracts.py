@@ -118,6 +118,6 @@ def test_a_sharing_ended_cloud_event_validates_against_its_asyncapi_message() ->
     channel = doc["channels"]["share"]
     assert channel["x-nats-stream"] == SHARE_STREAM
     assert "SharingEnded_v1" in channel["messages"]
-    assert "SipDecided_v1" in channel["messages"]
+    assert "SipDecided_v2" in channel["messages"]
     assert SHARE_STREAM in doc["x-nats-jetstream"]["streams"]
     assert doc["x-nats-jetstream"]["streams"][SHARE_STREAM]["subjects"] == [SHARE_SUBJECTS]

@@ -411,9 +411,13 @@ def decide_sip(
     actions: Iterable[cmd.ProposedAction] | None = None,
     participants: Iterable[Participant] = (P_ANNA, P_ERIK, P_CLIENT, P_PSYCHIATRIST, P_HOUSING),
     client_agreed: bool = True,
+    overall_responsibility: OrganisationRef = MUNICIPALITY_ORG,
+    initial: bool = False,
 ) -> Step:
     command = cmd.DecideSip(
         decided_on=on,
+        initial=initial,
+        overall_responsibility=overall_responsibility,
         goal_ids=list(goal_ids),
         actions=list(
             actions

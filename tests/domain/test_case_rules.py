@@ -18,6 +18,7 @@ from services.case.domain.case import Case
 from services.case.domain.commands import CasePolicy
 from services.case.domain.events import GENESIS_HASH, Actor
 from vss_contracts import case_events as ev
+from vss_contracts.case_events import OutsideParty
 from vss_contracts.types import (
     ClosingReason,
     GoalKind,
@@ -940,6 +941,110 @@ def test_a_sip_needs_the_mapping_summarised() -> None:
         errors.SipRequiresMappingSummary,
         "sip_requires_mapping_summary",
     )
+
+
+def test_an_initial_sip_comes_before_the_mapping_may_set_no_goals_and_the_mapping_goes_on() -> None:
+    """The manual: anyone may start by calling an initial SIP meeting (*inledande SIP-möte*)."""
+    case = given(*CONSENTED, *GROUP)
+
+    sip, renewed = then_events(
+        when(
+            case,
+            decide_sip(initial=True, goal_ids=(), actions=[sip_action(ACTION_1, PSYCHIATRIST, goal_id=None)]),
+        ),
+        ev.SipDecided,
+        ev.ConsentRenewed,
+    )
+
+    assert (sip.initial, sip.goal_ids, sip.sip_version) == (True, [], 1)
+    assert renewed.sip_version == 1
+    assert case.state.phase is Phase.MAPPING  # the mapping goes on; no working phase yet
+    # The mapping summarised, the next SIP (not initial) starts the working phase.
+    later = given(
+        *CONSENTED,
+        *GROUP,
+        decide_sip(initial=True, goal_ids=(), actions=[sip_action(ACTION_1, PSYCHIATRIST, goal_id=None)]),
+        worksheet(Worksheet.INTERVIEW),
+        worksheet(Worksheet.NETWORK_MAP),
+        summarise(),
+        set_goal(),
+    )
+    second, _, phase = then_events(
+        when(later, decide_sip()), ev.SipDecided, ev.ConsentRenewed, ev.PhaseChanged
+    )
+    assert (second.sip_version, second.initial) == (2, False)
+    assert phase_change(phase) == (Phase.PLANNING, Phase.WORKING)
+
+
+def test_only_the_first_sip_can_be_an_initial_sip() -> None:
+    then_error(
+        when(given(*WORKING), decide_sip(on=TODAY, follow_up=date(2025, 6, 13), initial=True)),
+        errors.InitialSipNotFirst,
+        "initial_sip_not_first",
+    )
+
+
+def test_a_sip_after_the_mapping_needs_goals() -> None:
+    then_error(when(given(*PLANNED), decide_sip(goal_ids=())), errors.SipRequiresGoal, "sip_requires_goal")
+
+
+def test_a_sip_names_the_principal_with_the_overall_responsibility() -> None:
+    sip, _, _ = then_events(
+        when(given(*PLANNED), decide_sip(overall_responsibility=REGION_ORG)),
+        ev.SipDecided,
+        ev.ConsentRenewed,
+        ev.PhaseChanged,
+    )
+    assert sip.overall_responsibility == REGION_ORG
+
+
+def test_the_overall_responsibility_is_a_principal_of_the_case() -> None:
+    # Not a principal (a region or a municipality) at all...
+    then_error(
+        when(
+            given(*planned_with(consent(REGION_ORG, MUNICIPALITY_ORG, OTHER_ORG))),
+            decide_sip(overall_responsibility=OTHER_ORG),
+        ),
+        errors.SipResponsibilityNotAParty,
+        "sip_responsibility_not_a_party",
+    )
+    # ...or a municipality that neither coordinates the case nor is covered by the consent.
+    then_error(
+        when(given(*PLANNED), decide_sip(overall_responsibility=UNRELATED_ORG)),
+        errors.SipResponsibilityNotAParty,
+        "sip_responsibility_not_a_party",
+    )
+
+
+def test_an_action_may_be_an_outside_partys_that_the_consent_covers() -> None:
+    """SoL 2 kap. 7 §: the plan names actions by others than the principals (e.g.
+    Arbetsförmedlingen), who need not be in the resource group."""
+    outside = cmd.ProposedAction(
+        action_id=ACTION_2,
+        what="Kartlägga vägar till arbete",
+        responsible_party=OutsideParty(organisation=OTHER_ORG, contact_name="Arbetsförmedlare"),
+        due_on=TODAY,
+        how="Möte på Arbetsförmedlingen tillsammans med samordnaren",
+    )
+    case = given(*planned_with(consent(REGION_ORG, MUNICIPALITY_ORG, OTHER_ORG)))
+
+    sip, _, _ = then_events(
+        when(case, decide_sip(actions=[sip_action(ACTION_1, PSYCHIATRIST), outside])),
+        ev.SipDecided,
+        ev.ConsentRenewed,
+        ev.PhaseChanged,
+    )
+
+    party = sip.actions[1].responsible_party
+    assert (sip.actions[1].responsible_member_id, party.organisation) == (None, OTHER_ORG)
+    assert case.state.sip is not None
+    then_error(
+        when(given(*PLANNED), decide_sip(actions=[sip_action(ACTION_1, PSYCHIATRIST), outside])),
+        errors.SipPartyNotCovered,
+        "sip_party_not_covered",
+    )
+    with pytest.raises(ValueError, match="exactly one"):
+        cmd.ProposedAction(what="x", due_on=TODAY, how="y")
 
 
 def test_a_sip_needs_existing_goals() -> None:

@@ -172,6 +172,7 @@ class CaseFeed:
             ce.SipDecided(
                 sip_version=version,
                 decided_on=day,
+                overall_responsibility=SOCIAL,
                 goal_ids=[uuid4()],
                 actions=[
                     ce.SipAction(

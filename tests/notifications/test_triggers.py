@@ -535,6 +535,7 @@ def sip_decided(people: Group, *actions: tuple[UUID, str, date]) -> ce.SipDecide
     return ce.SipDecided(
         sip_version=1,
         decided_on=DAY,
+        overall_responsibility=SOCIAL,
         goal_ids=[uuid4()],
         actions=[
             ce.SipAction(

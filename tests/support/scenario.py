@@ -170,6 +170,7 @@ def sip_command(
 ) -> cmd.DecideSip:
     return cmd.DecideSip(
         decided_on=today,
+        overall_responsibility=organisation_of(actors.municipality),
         goal_ids=[goal_id],
         actions=[
             cmd.ProposedAction(

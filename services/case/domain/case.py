@@ -601,8 +601,14 @@ class Case(BaseAggregate[UUID]):
         context = self._require_context()
         _not_in_future(context, "decided_on", command.decided_on)
         state = self.state
-        if state.mapping_summarised_on is None:
-            raise errors.SipRequiresMappingSummary("the mapping has not been summarised")
+        if command.initial and state.sip is not None:
+            raise errors.InitialSipNotFirst(f"the case has SIP version {state.sip.version} already")
+        if state.mapping_summarised_on is None and not command.initial:
+            raise errors.SipRequiresMappingSummary(
+                "the mapping has not been summarised (a first SIP before it is an initial SIP: initial true)"
+            )
+        if not command.goal_ids and not command.initial:
+            raise errors.SipRequiresGoal("goal_ids is empty (only an initial SIP may set no goals yet)")
         referenced = [*command.goal_ids, *(a.goal_id for a in command.actions if a.goal_id is not None)]
         unknown_goals = sorted({str(g) for g in referenced if g not in state.goals})
         if unknown_goals:
@@ -612,13 +618,35 @@ class Case(BaseAggregate[UUID]):
         if client is None:
             raise errors.SipRequiresClientInGroup("the client is not in the resource group")
         for action in command.actions:
-            responsible = state.members.get(action.responsible_member_id)
+            if action.responsible_party is not None:
+                party = action.responsible_party.organisation
+                if not consent.covers(party.id):
+                    raise errors.SipPartyNotCovered(
+                        f"the consent does not cover {party.id} ({party.name}), responsible for"
+                        f" '{action.what[:40]}'"
+                    )
+                continue
+            responsible = (
+                state.members.get(action.responsible_member_id) if action.responsible_member_id else None
+            )
             if responsible is None:
                 raise errors.SipResponsibleNotMember(
                     f"{action.responsible_member_id} (responsible for '{action.what[:40]}')"
                     " is not a current member"
                 )
             self._check_member_covered(consent, responsible)
+        principal = command.overall_responsibility
+        if principal.principal not in (Principal.REGION, Principal.MUNICIPALITY):
+            raise errors.SipResponsibilityNotAParty(
+                f"overall_responsibility {principal.id} is a {principal.principal.value} organisation;"
+                " the overall responsibility is a principal's: a region's or a municipality's"
+            )
+        coordinating = {c.organisation.id for c in state.coordinators.values()}
+        if principal.id not in coordinating and not consent.covers(principal.id):
+            raise errors.SipResponsibilityNotAParty(
+                f"overall_responsibility {principal.id} neither coordinates the case"
+                " nor is covered by the consent"
+            )
         principals = {m.principal for m in members if self._counts_for_principal(consent, m)}
         if Principal.REGION not in principals:
             raise errors.SipRequiresRegionMember("no resource group member is from the region")
@@ -642,6 +670,8 @@ class Case(BaseAggregate[UUID]):
             ev.SipDecided(
                 sip_version=version,
                 decided_on=command.decided_on,
+                initial=command.initial,
+                overall_responsibility=command.overall_responsibility,
                 goal_ids=command.goal_ids,
                 actions=actions,
                 next_follow_up_on=command.next_follow_up_on,
@@ -657,7 +687,9 @@ class Case(BaseAggregate[UUID]):
                 valid_until=_renewed_validity(consent, command.decided_on),
             )
         )
-        if state.phase is not Phase.WORKING:
+        # An initial SIP comes before the mapping, which goes on: the working phase starts with
+        # the first SIP after it.
+        if state.phase is not Phase.WORKING and not command.initial:
             self._change_phase(Phase.WORKING, command.decided_on, "sip_decided")
         return version
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.case.domain.events import Actor
-from vss_contracts.case_events import OthersAction, PlanContact, WarningSign
+from vss_contracts.case_events import ONE_RESPONSIBLE, OthersAction, OutsideParty, PlanContact, WarningSign
 from vss_contracts.types import (
     ChangeRating,
     ClientRef,
@@ -170,17 +170,36 @@ class UpdateEarlyWarningPlan(Command):
 
 
 class ProposedAction(Command):
+    """One action: a resource group member's (``responsible_member_id``) or a party's outside
+    the group (``responsible_party``, e.g. Försäkringskassan), exactly one of them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=ONE_RESPONSIBLE)
+
     action_id: UUID | None = None
     what: LongText
-    responsible_member_id: UUID
+    responsible_member_id: UUID | None = None
+    responsible_party: OutsideParty | None = None
     due_on: EventDate
     how: LongText
     goal_id: UUID | None = None
 
+    @model_validator(mode="after")
+    def _one_responsible(self) -> Self:
+        if (self.responsible_member_id is None) == (self.responsible_party is None):
+            raise ValueError("name exactly one of responsible_member_id and responsible_party")
+        return self
+
 
 class DecideSip(Command):
+    """A SIP version (SoL 2 kap. 7 §, HSL 16 kap. 4 §): ``overall_responsibility`` is the
+    principal (*huvudman*: the region's or the municipality's organisation) with the overall
+    responsibility for the plan. ``initial``: decided at an initial SIP meeting (*inledande
+    SIP-möte*), before the mapping is summarised, where ``goal_ids`` may still be empty."""
+
     decided_on: EventDate
-    goal_ids: Annotated[list[UUID], Field(min_length=1)]
+    initial: bool = False
+    overall_responsibility: OrganisationRef
+    goal_ids: list[UUID] = []
     actions: Annotated[list[ProposedAction], Field(min_length=1)]
     next_follow_up_on: EventDate
     participants: Annotated[list[Participant], Field(min_length=1)]

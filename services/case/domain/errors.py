@@ -152,7 +152,7 @@ class MeetingRequiresCoordinators(CaseRuleViolation):
 # -- SIP --------------------------------------------------------------------------------------
 class SipRequiresMappingSummary(CaseRuleViolation):
     rule = "sip_requires_mapping_summary"
-    title = "A SIP needs the mapping summarised"
+    title = "A SIP needs the mapping summarised, unless it is the initial SIP"
 
 
 class SipRequiresGoal(CaseRuleViolation):
@@ -178,6 +178,21 @@ class SipRequiresMunicipalityMember(CaseRuleViolation):
 class SipResponsibleNotMember(CaseRuleViolation):
     rule = "sip_responsible_not_member"
     title = "Every action's responsible person must be a current member"
+
+
+class SipPartyNotCovered(CaseRuleViolation):
+    rule = "sip_party_not_covered"
+    title = "An action's outside party must be an organisation the consent covers"
+
+
+class SipResponsibilityNotAParty(CaseRuleViolation):
+    rule = "sip_responsibility_not_a_party"
+    title = "The principal with overall responsibility must be a coordinating or consented organisation"
+
+
+class InitialSipNotFirst(CaseRuleViolation):
+    rule = "initial_sip_not_first"
+    title = "Only a case's first SIP can be an initial SIP"
 
 
 class SipRequiresClientParticipation(CaseRuleViolation):

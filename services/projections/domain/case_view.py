@@ -16,9 +16,12 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
              renewed_on, withdrawn, withdrawn_on} | null,
     resource_group [{member_id, kind, name, organisation, role, user_id, added_on}],
     goals [{goal_id, kind, description, parent_goal_id, life_area, target_date, set_on, status}],
-    sip {version, decided_on, next_follow_up_on, client_agreed, goal_ids,
+    sip {version, decided_on, initial, overall_responsibility {id, name, principal} | null,
+         next_follow_up_on, client_agreed, goal_ids,
          actions [{action_id, what, how, due_on, goal_id, done_on,
-                   responsible {member_id, name, organisation_id}}]} | null,
+                   responsible {member_id, name, organisation_id, outside_party}}]} | null,
+         (overall_responsibility is null for a SIP recorded before it was kept; an outside
+         party is named by its organisation and contact, member_id null)
     next_follow_up_on, early_warning_plan {version, updated_on, signs} | null,
     open_early_warnings [{warning_id, observed_on, sign_ids, other_sign, description}],
     latest_change_rating {rated_on, individually, interpersonally, socially, overall, total} | null,
@@ -297,7 +300,18 @@ def _plan_updated(view: View, data: dict[str, Any]) -> None:
     }
 
 
-def _responsible(view: View, member_id: str) -> dict[str, Any]:
+def _responsible(view: View, action: dict[str, Any]) -> dict[str, Any]:
+    """Who does an action: a member of the resource group, or a party outside it."""
+    party = action.get("responsible_party")
+    if party is not None:
+        organisation = party["organisation"]
+        return {
+            "member_id": None,
+            "name": party.get("contact_name") or organisation["name"],
+            "organisation_id": organisation["id"],
+            "outside_party": True,
+        }
+    member_id = action["responsible_member_id"]
     for member in view["resource_group"]:
         if member["member_id"] == member_id:
             organisation = member.get("organisation")
@@ -305,14 +319,17 @@ def _responsible(view: View, member_id: str) -> dict[str, Any]:
                 "member_id": member_id,
                 "name": member["name"],
                 "organisation_id": organisation["id"] if organisation else None,
+                "outside_party": False,
             }
-    return {"member_id": member_id, "name": None, "organisation_id": None}
+    return {"member_id": member_id, "name": None, "organisation_id": None, "outside_party": False}
 
 
 def _sip_decided(view: View, data: dict[str, Any]) -> None:
     view["sip"] = {
         "version": data["sip_version"],
         "decided_on": data["decided_on"],
+        "initial": data.get("initial", False),
+        "overall_responsibility": data.get("overall_responsibility"),
         "next_follow_up_on": data["next_follow_up_on"],
         "client_agreed": data["client_agreed"],
         "goal_ids": list(data["goal_ids"]),
@@ -324,7 +341,7 @@ def _sip_decided(view: View, data: dict[str, Any]) -> None:
                 "due_on": action["due_on"],
                 "goal_id": action.get("goal_id"),
                 "done_on": None,
-                "responsible": _responsible(view, action["responsible_member_id"]),
+                "responsible": _responsible(view, action),
             }
             for action in data["actions"]
         ],

@@ -13,6 +13,22 @@ from vss_contracts.registry import EVENT_TYPES
 Summary = Callable[[dict[str, Any]], str]
 
 
+def _sip_decided(d: dict[str, Any]) -> str:
+    """A SIP version; what v2 added (initial, outside parties, overall responsibility) only
+    where it says something, so a v1 SIP reads as it always did."""
+    kind = "Initial SIP" if d.get("initial") else "SIP"
+    outside = sum(1 for a in d["actions"] if a.get("responsible_party"))
+    actions = f"{len(d['actions'])} actions" + (
+        f" ({outside} by parties outside the group)" if outside else ""
+    )
+    responsible = d.get("overall_responsibility")
+    overall = f", overall responsibility {responsible['name']}" if responsible else ""
+    return (
+        f"{kind} version {d['sip_version']} decided on {d['decided_on']}: {actions}{overall},"
+        f" next follow-up {d['next_follow_up_on']}"
+    )
+
+
 def _names(data: dict[str, Any]) -> str:
     return ", ".join(p["name"] for p in data.get("participants", ()))
 
@@ -74,10 +90,7 @@ SUMMARIES: EventHandlers[Summary] = EventHandlers.of(
         ev.EarlyWarningPlanUpdated: lambda d: (
             f"Early warning plan version {d['plan_version']} ({len(d['signs'])} signs) on {d['updated_on']}"
         ),
-        ev.SipDecided: lambda d: (
-            f"SIP version {d['sip_version']} decided on {d['decided_on']}: {len(d['actions'])} actions,"
-            f" next follow-up {d['next_follow_up_on']}"
-        ),
+        ev.SipDecided: _sip_decided,
         ev.ResourceGroupMeetingHeld: lambda d: (
             f"Resource group meeting held on {d['held_on']} with {_names(d)}"
         ),

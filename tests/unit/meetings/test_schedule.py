@@ -98,6 +98,7 @@ class Schedule:
             ce.SipDecided(
                 sip_version=version,
                 decided_on=day,
+                overall_responsibility=SOCIAL,
                 goal_ids=[uuid4()],
                 actions=[action],
                 next_follow_up_on=follow_up,
@@ -231,6 +232,7 @@ def schedule_sip(follow_up: date) -> ce.SipDecided:
     return ce.SipDecided(
         sip_version=1,
         decided_on=date(2026, 1, 5),
+        overall_responsibility=SOCIAL,
         goal_ids=[UUID("00000000-0000-4000-8000-000000000002")],
         actions=[
             ce.SipAction(

@@ -88,6 +88,7 @@ class Case:
             ce.SipDecided(
                 sip_version=1,
                 decided_on=TODAY,
+                overall_responsibility=SOCIAL,
                 goal_ids=[uuid4()],
                 actions=list(actions) or [action(self.nurse, "Samtal")],
                 next_follow_up_on=date(2026, 6, 1),

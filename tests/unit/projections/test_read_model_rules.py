@@ -12,6 +12,8 @@ from services.projections.domain import access, case_view, journal
 from services.projections.domain.statistics import MIN_COUNT, CaseFacts, Period, group_figures, statistics_by
 from tests.domain import specs
 from tests.unit.stories import Stream, story
+from vss_contracts import case_events as ev
+from vss_contracts.registry import upcast
 
 
 def view_of(*steps: specs.Step) -> dict[str, Any]:
@@ -85,12 +87,35 @@ def test_each_event_has_a_line_for_people_that_names_no_health_details() -> None
     records = Stream().records(story(*specs.WORKING, specs.withdraw(specs.MUNICIPALITY_ORG.id, entire=False)))
     lines = [journal.summary(r) for r in records]
     assert lines[0] == "Case opened on 2025-01-13 by Psykiatri Nordost, Västra Götalandsregionen in Göteborg"
-    assert "SIP version 1 decided on 2025-03-03: 2 actions, next follow-up 2025-06-02" in lines
+    assert (
+        "SIP version 1 decided on 2025-03-03: 2 actions, overall responsibility"
+        f" {specs.MUNICIPALITY_ORG.name}, next follow-up 2025-06-02"
+    ) in lines
     assert lines[-1] == f"Consent withdrawn on 2025-02-24 for {specs.MUNICIPALITY_ORG.id}"
     assert not any("Läkemedelsgenomgång" in line for line in lines)  # an action's content stays out
     row = journal.journal_row(records[0], verified=True)
     assert row[:2] == (str(specs.CASE_ID), 1)
     assert row[-1] == 1
+
+
+def test_a_sip_recorded_as_v1_reads_in_the_journal_as_it_always_did() -> None:
+    v1 = {
+        "sip_version": 1,
+        "decided_on": "2025-03-03",
+        "goal_ids": ["a9b3e0f2-5c61-4d8e-b1a7-2f9c4e6d0001"],
+        "actions": [{"action_id": "c4e8d2a1-7f3b-4c9e-8d6a-5b1e3f7a0001", "what": "Läkemedelsgenomgång"}],
+        "next_follow_up_on": "2025-06-02",
+        "participants": [],
+        "client_agreed": True,
+    }
+    _, data = upcast(ev.SipDecidedV1.TYPE, v1)
+    assert journal.SUMMARIES.handler(ev.SipDecided.TYPE)(data) == (
+        "SIP version 1 decided on 2025-03-03: 1 actions, next follow-up 2025-06-02"
+    )
+    outside = {**data, "initial": True, "actions": [*data["actions"], {"responsible_party": {"x": 1}}]}
+    assert journal.SUMMARIES.handler(ev.SipDecided.TYPE)(outside).startswith(
+        "Initial SIP version 1 decided on 2025-03-03: 2 actions (1 by parties outside the group)"
+    )
 
 
 def facts(opened: str, consent: str | None, *sips: str, closed: str | None = None) -> CaseFacts:
