@@ -146,11 +146,16 @@ def _until(what: str, check: Any, timeout: float = 60) -> Any:
         time.sleep(0.5)
 
 
-async def _case_stream_replicas(url: str, auth: NatsAuth) -> int:
+async def _replicas(url: str, auth: NatsAuth) -> dict[str, int]:
+    """Per stream on the cluster (the lease buckets' too), its replicas."""
     nc = await nats.connect(url.split(","), connect_timeout=2, **auth.options())
     try:
-        info = await nc.jetstream().stream_info(CASE_STREAM)
-        return int(info.config.num_replicas or 0)
+        js = nc.jetstream()
+        replicas = {}
+        for stream in await js.streams_info():
+            info = await js.stream_info(stream.config.name or "")
+            replicas[str(info.config.name)] = int(info.config.num_replicas or 0)
+        return replicas
     finally:
         await nc.close()
 
@@ -211,10 +216,12 @@ def test_the_production_topology_on_one_machine(data: Path) -> None:
             assert read.status_code == 200, read.text
             assert read.json()["case"]["version"] == won["version"]
 
-            # The case stream has three replicas.
+            # The case stream has three replicas, as has every other stream.
             up = json.loads((data / "up.json").read_text())
             operator = NatsAuth(seed_file=internal_seed_path(credentials_dir(data), InternalRole.OPERATOR))
-            assert asyncio.run(_case_stream_replicas(up["nats_url"], operator)) == 3
+            replicas = asyncio.run(_replicas(up["nats_url"], operator))
+            assert replicas[CASE_STREAM] == 3
+            assert set(replicas.values()) == {3}, replicas  # every stream and lease bucket
             # Every store is in PostgreSQL: the case's head, and its reads in the access log.
             server = up["postgres_url"]
             with psycopg.connect(with_database(server, "vss_case")) as conn:
