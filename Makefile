@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up test test-fast test-cluster lint install clean
+.PHONY: up up-cluster test test-fast test-cluster lint install clean
 
 $(STAMP): pyproject.toml contracts/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ install: $(STAMP)
 
 up: $(STAMP)
 	$(BIN)/vss up
+
+# The production topology on this machine (deploy/README.md): three NATS nodes, every store
+# on PostgreSQL, two case API processes. Not a set-up step: `make up` is the default.
+up-cluster: $(STAMP)
+	$(BIN)/vss up --cluster
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

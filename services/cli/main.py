@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -46,6 +47,18 @@ from services.case.infrastructure.store import (
     StoreUrlInvalid,
 )
 from services.case.settings import CaseSettings
+from services.cli.cluster import CLUSTER_NAME, ClusterSettings
+from services.cli.cluster import nats_nodes as cluster_nodes
+from services.cli.cluster import ports as cluster_ports
+from services.cli.postgres import (
+    DATABASES,
+    EmbeddedPostgres,
+    PostgresUnavailable,
+    create_databases,
+    without_password,
+)
+from services.cli.postgres import answers as postgres_answers
+from services.cli.postgres import binaries as postgres_binaries
 from services.cli.registry import SERVICES, consumer_lags
 from services.cli.supervisor import Part, http_ok, pid_alive
 from services.notifications.settings import LinkKeyNotRotatable, NotificationsSettings
@@ -589,7 +602,18 @@ def _use_operator_credentials(bus: BusSettings, data_dir: Path) -> None:
 
 
 # Without these nothing works: `vss up` stops if one does not start (later deaths are restarted).
-CORE_PARTS = ("nats", "case")
+CORE_PARTS = ("postgres", "nats", "nats-0", "nats-1", "nats-2", "case", "case-2")
+
+
+def _nats_part(server: EmbeddedNatsServer, name: str, logs: Path) -> Part:
+    return Part(
+        name,
+        server.command(),
+        server.url,
+        # JetStream on: a node restarted alone is up before the others see it again.
+        f"{server.monitor_url}/healthz?js-enabled-only=true",
+        logs / f"{name}.log",
+    )
 
 
 def _parts(
@@ -598,27 +622,24 @@ def _parts(
     *,
     embedded_nats: bool,
     credentials: NatsCredentials | None = None,
+    cluster: list[EmbeddedNatsServer] | None = None,
+    case_port_2: int | None = None,
 ) -> list[Part]:
-    """What `vss up` starts, in start order (stopped in reverse)."""
+    """What `vss up` starts, in start order (stopped in reverse); `--cluster`: three NATS nodes
+    instead of one and a second case API process on ``case_port_2``."""
     data = settings.data_dir.resolve()
     logs = data / "logs"
     parts: list[Part] = []
-    if embedded_nats:
+    if cluster is not None:
+        parts += [_nats_part(node, node.server_name.replace(CLUSTER_NAME, "nats"), logs) for node in cluster]
+    elif embedded_nats:
         server = EmbeddedNatsServer(
             data / "nats",
             port=bus.nats_port,
             monitor_port=bus.nats_monitor_port,
             config_file=credentials.config_file if credentials else None,
         )
-        parts.append(
-            Part(
-                "nats",
-                server.command(),
-                server.url,
-                f"{server.monitor_url}/healthz?js-enabled-only=true",
-                logs / "nats.log",
-            )
-        )
+        parts.append(_nats_part(server, "nats", logs))
     for entry in SERVICES:
         api = entry.api() if entry.api is not None else None
         parts.append(
@@ -631,31 +652,114 @@ def _parts(
                 ready=entry.holds_lease or (entry.readiness() if entry.readiness is not None else None),
             )
         )
+        if entry.name == "case" and case_port_2 is not None:  # the same cases, another process
+            second = f"http://{settings.case_host}:{case_port_2}"
+            parts.append(
+                Part(
+                    "case-2",
+                    entry.command(),
+                    second,
+                    f"{second}/health",
+                    logs / "case-2.log",
+                    env={"VSS_CASE_PORT": str(case_port_2)},
+                )
+            )
     return parts
 
 
+def _cluster_checks(settings: CaseSettings, bus: BusSettings, topology: ClusterSettings) -> None:
+    """What makes `vss up --cluster` impossible before anything starts: exit 2, one line."""
+    if not bus.nats_embedded:
+        raise _fail("--cluster starts its own three NATS nodes: unset VSS_NATS_URL", 2)
+    for setting in DATABASES:
+        given = os.environ.get(setting, "")
+        if given and not given.startswith(("postgresql://", "postgres://")):
+            raise _fail(
+                f"--cluster puts every store on PostgreSQL: {setting} is {given.split('@')[-1]}"
+                " (unset it, or give a postgresql:// URL)",
+                2,
+            )
+    dsn = topology.postgres_dsn
+    if dsn and not dsn.startswith(("postgresql://", "postgres://")):
+        raise _fail("VSS_POSTGRES_DSN must be a postgresql:// URL", 2)
+    taken = [
+        *cluster_ports(bus.nats_port, bus.nats_monitor_port, topology.nats_route_port),
+        (topology.case_port_2, "VSS_CASE_PORT_2"),
+        *([] if dsn else [(topology.postgres_port, "VSS_POSTGRES_PORT")]),
+    ]
+    if topology.case_port_2 == settings.case_port:
+        raise _fail("VSS_CASE_PORT_2 must differ from VSS_CASE_PORT", 2)
+    for port, what in taken:
+        if not port_is_free(port):
+            raise _fail(f"port {port} for `vss up --cluster` is taken ({what} sets another)")
+    if not dsn:
+        try:
+            postgres_binaries()
+        except PostgresUnavailable as error:
+            raise _fail(str(error), 2) from None
+
+
+def _start_postgres(
+    settings: CaseSettings, topology: ClusterSettings, stopped: Callable[[], bool]
+) -> tuple[Part | None, str]:
+    """The embedded server as a supervised part, started and answering (or the DSN's server);
+    then each store's database on it, its URL set for this process and the parts."""
+    part, server_url = None, topology.postgres_dsn or ""
+    if not server_url:
+        server = EmbeddedPostgres(settings.data_dir.resolve() / "postgres", topology.postgres_port)
+        try:
+            server.prepare()
+        except PostgresUnavailable as error:
+            raise _fail(str(error)) from None
+        server_url = server.url()
+        part = Part(
+            "postgres",
+            server.command(),
+            without_password(server_url),
+            log_file=settings.data_dir.resolve() / "logs" / "postgres.log",
+            ready=lambda: postgres_answers(server_url),
+            user=server.user,
+        )
+        part.start(dict(os.environ))
+        if not part.wait_healthy(stopped, timeout=60):
+            if not stopped():
+                part.stop()
+                raise _fail(f"postgres did not start on {part.url}; see {part.log_file}")
+            part.stop()
+            raise typer.Exit(0)
+    try:
+        urls = create_databases(server_url)
+    except PostgresUnavailable as error:
+        if part is not None:
+            part.stop()
+        raise _fail(str(error)) from None
+    for setting, url in urls.items():
+        os.environ.setdefault(setting, url)  # a store's own postgresql:// URL, if given, wins
+    return part, server_url
+
+
 @app.command()
-def up() -> None:
+def up(
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="The production topology on this machine (deploy/README.md): three NATS nodes"
+            " (streams at 3 replicas), every store on PostgreSQL, two case API processes",
+        ),
+    ] = False,
+) -> None:
     """Start the whole system on the embedded defaults; Ctrl-C stops it cleanly."""
     settings = CaseSettings()
     bus = BusSettings()
     # The embedded nats-server runs unless a NATS URL is given (then the same processes use that).
     embedded_nats = bus.nats_embedded
+    topology = ClusterSettings() if cluster else None
+    if topology is not None:
+        _cluster_checks(settings, bus, topology)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # stores, keys, logs, mail
     notifications = NotificationsSettings()
-    for entry in SERVICES:
-        if entry.store is None:
-            continue
-        try:
-            report = entry.store.migrate(entry.store.url())
-        except Exception as error:
-            raise _fail(f"cannot prepare the {entry.name} store: {error}") from None
-        # Started anyway: `vss verify` names them too.
-        for broken in report.not_sealed if report is not None else ():
-            err.print(
-                f"vss: case {broken.case_id} left unsigned, at version {broken.version}: {broken.reason}"
-            )
-    if embedded_nats:
+    if embedded_nats and topology is None:
         for port, what in (
             (bus.nats_port, "VSS_NATS_PORT"),
             (bus.nats_monitor_port, "VSS_NATS_MONITOR_PORT"),
@@ -666,27 +770,6 @@ def up() -> None:
         raise _fail(
             f"port {notifications.smtp_port} for the local mail sink is taken (VSS_SMTP_PORT sets another)"
         )
-    (settings.data_dir / "up.json").unlink(missing_ok=True)  # a stale one from a crash
-    credentials, organisations_file = None, None
-    if embedded_nats:  # the embedded server authorizes like a production one (ADR 0010)
-        try:
-            organisations = _embedded_organisations(settings)
-        except OrganisationsFileInvalid as error:
-            raise _fail(str(error), 2) from None
-        credentials = write_nats_config(credentials_dir(settings.data_dir.resolve()), organisations)
-        if organisations.source is not None:
-            organisations_file = str(organisations.source)
-            os.environ.setdefault("VSS_ORGANISATIONS", organisations_file)
-        _use_operator_credentials(bus, settings.data_dir)
-        bus = BusSettings()
-    env = {**os.environ, "VSS_DATA_DIR": str(settings.data_dir.resolve()), "VSS_NATS_URL": bus.nats()}
-    parts = _parts(settings, bus, embedded_nats=embedded_nats, credentials=credentials)
-    if credentials is not None:
-        env.pop("VSS_NATS_NKEY_SEED_FILE", None)  # the operator's is this CLI's own, not the parts'
-        roles = {entry.name: entry.role for entry in SERVICES}
-        for part in parts:
-            if part.name in roles:
-                part.env = {"VSS_NATS_NKEY_SEED_FILE": str(credentials.internal[roles[part.name]])}
     stopping = False
 
     def stop(*_: object) -> None:
@@ -696,9 +779,71 @@ def up() -> None:
     # Handlers for both: a shell that starts `vss up` in the background leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    parts: list[Part] = []
+    postgres_url = ""
     try:
+        if topology is not None:
+            postgres, postgres_url = _start_postgres(settings, topology, lambda: stopping)
+            parts += [postgres] if postgres is not None else []
+            settings = CaseSettings()  # now with the stores' PostgreSQL URLs
+        for entry in SERVICES:
+            if entry.store is None:
+                continue
+            try:
+                report = entry.store.migrate(entry.store.url())
+            except Exception as error:
+                raise _fail(f"cannot prepare the {entry.name} store: {error}") from None
+            # Started anyway: `vss verify` names them too.
+            for broken in report.not_sealed if report is not None else ():
+                err.print(
+                    f"vss: case {broken.case_id} left unsigned, at version {broken.version}: {broken.reason}"
+                )
+        (settings.data_dir / "up.json").unlink(missing_ok=True)  # a stale one from a crash
+        credentials, organisations_file = None, None
+        if embedded_nats:  # the embedded server authorizes like a production one (ADR 0010)
+            try:
+                organisations = _embedded_organisations(settings)
+            except OrganisationsFileInvalid as error:
+                raise _fail(str(error), 2) from None
+            credentials = write_nats_config(credentials_dir(settings.data_dir.resolve()), organisations)
+            if organisations.source is not None:
+                organisations_file = str(organisations.source)
+                os.environ.setdefault("VSS_ORGANISATIONS", organisations_file)
+            _use_operator_credentials(bus, settings.data_dir)
+        nodes = None
+        if topology is not None:
+            nodes = cluster_nodes(
+                settings.data_dir.resolve(),
+                port=bus.nats_port,
+                monitor_port=bus.nats_monitor_port,
+                route_port=topology.nats_route_port,
+                authorization=credentials.config_file if credentials else None,
+            )
+            # Every part (and this CLI's own checks) on every node, everything at three replicas.
+            os.environ["VSS_NATS_URL"] = ",".join(node.url for node in nodes)
+            os.environ["VSS_NATS_REPLICAS"] = str(len(nodes))
+        bus = BusSettings()
+        env = {**os.environ, "VSS_DATA_DIR": str(settings.data_dir.resolve()), "VSS_NATS_URL": bus.nats()}
+        parts += _parts(
+            settings,
+            bus,
+            embedded_nats=embedded_nats,
+            credentials=credentials,
+            cluster=nodes,
+            case_port_2=topology.case_port_2 if topology is not None else None,
+        )
+        if credentials is not None:
+            env.pop("VSS_NATS_NKEY_SEED_FILE", None)  # the operator's is this CLI's own, not the parts'
+            roles = {entry.name: entry.role for entry in SERVICES} | {"case-2": InternalRole.CASE}
+            for part in parts:
+                if part.name in roles:
+                    seed = str(credentials.internal[roles[part.name]])
+                    part.env = {**part.env, "VSS_NATS_NKEY_SEED_FILE": seed}
         ports = {entry.name: entry.port_variable for entry in SERVICES if entry.port_variable}
+        ports["case-2"] = "VSS_CASE_PORT_2"
         for part in parts:
+            if part.running():
+                continue  # PostgreSQL: started before the stores were migrated
             part.start(env)
             if not part.wait_healthy(lambda: stopping):
                 if stopping:
@@ -708,7 +853,16 @@ def up() -> None:
                     raise _fail(f"{part.name} did not start on {part.url}{hint}; see {part.log_file}")
                 # The rest is supervised like a part that died later: retried, then failing.
                 err.print(f"vss: {part.name} did not start on {part.url}{hint}; see {part.log_file}")
+            if (
+                nodes is not None
+                and part.name == f"nats-{len(nodes) - 1}"
+                and not _cluster_current(nodes, lambda: stopping)
+            ):
+                if stopping:
+                    return
+                raise _fail(f"the NATS cluster elected no leader in 60 s; see {part.log_file} and its peers'")
         base = next(part.url for part in parts if part.name == "case")
+        case_apis = [part.url for part in parts if part.name in ("case", "case-2")]
         query = next(part.url for part in parts if part.name == "query")
         meetings_api = next(part.url for part in parts if part.name == "meetings")
         notifications_api = next(part.url for part in parts if part.name == "notifications")
@@ -717,38 +871,56 @@ def up() -> None:
             if not notifications.smtp_host
             else f"smtp://{notifications.smtp_host}:{notifications.smtp_port}"
         )
-        state = {
+        stores = {entry.name: entry.store.url() for entry in SERVICES if entry.store is not None}
+        stores = {name: url.split("@")[-1] for name, url in stores.items()}
+        stores["read models"] = ProjectionsSettings().read_models().split("@")[-1]
+        stores["access log"] = AccessLogSettings().access_log().split("@")[-1]
+        state: dict[str, Any] = {
+            "topology": "cluster" if topology is not None else "single",
             "meetings_api": meetings_api,
             "meetings_docs": f"{meetings_api}/docs",
             "notifications_api": notifications_api,
             "notifications_docs": f"{notifications_api}/docs",
             "mail": mail,
             "case_api": base,
+            "case_apis": case_apis,
             "case_docs": f"{base}/docs",
             "query_api": query,
             "query_docs": f"{query}/docs",
             "nats_url": bus.nats(),
             "nats_embedded": embedded_nats,
+            "nats_replicas": bus.nats_replicas,
+            "nats_nodes": [
+                {"name": f"nats-{i}", "url": node.url, "monitor": node.monitor_url}
+                for i, node in enumerate(nodes or [])
+            ],
+            "stores": stores,
             "organisations": organisations_file,
             "data_dir": str(settings.data_dir.resolve()),
             "parts": [part.describe() for part in parts],
         }
+        if postgres_url:  # up.json is private (0600): `vss status` asks the server with it
+            state["postgres_url"] = postgres_url
         write_private(settings.data_dir / "up.json", json.dumps(state, indent=2).encode())
         out.print(
-            "[bold]VSS is up[/bold] (each API's docs at its /docs)\n"
-            f"  case API           {base}\n"
-            f"  query API          {query}\n"
+            "[bold]VSS is up[/bold]"
+            + (" as the production topology (deploy/README.md)" if topology is not None else "")
+            + " (each API's docs at its /docs)\n"
+            + "".join(f"  case API           {url}\n" for url in case_apis)
+            + f"  query API          {query}\n"
             f"  meetings API       {meetings_api}\n"
             f"  notifications API  {notifications_api}\n"
             f"  mail               {mail}\n"
             f"  sharing            {SharingSettings().share_names().stream} (each organisation's share)\n"
-            f"  NATS               {bus.nats()}{' (embedded)' if embedded_nats else ''}\n"
+            f"  NATS               {bus.nats()}{' (embedded)' if embedded_nats else ''}"
+            + (f", streams at {bus.nats_replicas} replicas\n" if topology is not None else "\n")
             + (
                 f"  NATS users         {credentials.config_file.parent}"
                 f" (organisations: {', '.join(credentials.organisations) or 'none'})\n"
                 if credentials
                 else ""
             )
+            + (f"  PostgreSQL         {without_password(postgres_url)} (every store)\n" * bool(postgres_url))
             + f"  data               {state['data_dir']}\n"
             f"  logs               {settings.data_dir.resolve() / 'logs'}"
         )
@@ -770,7 +942,20 @@ def up() -> None:
         for part in reversed(parts):
             part.stop()
         (settings.data_dir / "up.json").unlink(missing_ok=True)
-        out.print("VSS stopped.")
+        if parts:
+            out.print("VSS stopped.")
+
+
+def _cluster_current(
+    nodes: list[EmbeddedNatsServer], stopped: Callable[[], bool], timeout: float = 60
+) -> bool:
+    """Every node has a meta leader and has caught up: streams at three replicas can be made."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stopped():
+        if all(node.healthy(current=True) for node in nodes):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 @app.command()
@@ -789,25 +974,57 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         part["name"]: {key: part.get(key, default) for key, default in _SUPERVISION.items()}
         for part in state.get("parts", [])
     }
+    recorded = {part["name"]: part.get("url") for part in state.get("parts", [])}
     nats_url = state.get("nats_url", bus.nats())
-    nats_part: dict[str, Any] = {
-        "name": "nats",
-        "url": nats_url,
-        "embedded": state.get("nats_embedded", True),
-    }
-    if nats_part["embedded"]:
-        monitor = f"http://127.0.0.1:{bus.nats_monitor_port}"
-        nats_part.update(monitor=monitor, healthy=http_ok(f"{monitor}/healthz?js-enabled-only=true"))
-    else:
-        nats_part["healthy"] = _tcp_ok(nats_url)
-    nats_part.update(supervised.get("nats", {}))
-    parts: list[dict[str, Any]] = [nats_part]
+    nodes = state.get("nats_nodes") or []
+    if nodes:  # `vss up --cluster`: this CLI's own checks (lags, leases) ask whichever node is up
+        os.environ["VSS_NATS_URL"] = nats_url
+        bus = BusSettings()
+    parts: list[dict[str, Any]] = []
+    if state.get("postgres_url"):  # its embedded PostgreSQL, or the server VSS_POSTGRES_DSN named
+        postgres: dict[str, Any] = {
+            "name": "postgres",
+            "url": without_password(state["postgres_url"]),
+            "stores": state.get("stores", {}),
+            "healthy": postgres_answers(state["postgres_url"]),
+        }
+        postgres.update(supervised.get("postgres", {}))
+        parts.append(postgres)
+    for node in nodes:
+        monitor = node["monitor"]
+        node_part = {"name": node["name"], "url": node["url"], "embedded": True, "monitor": monitor}
+        node_part["healthy"] = http_ok(f"{monitor}/healthz?js-enabled-only=true")
+        node_part.update(supervised.get(node["name"], {}))
+        parts.append(node_part)
+    if not nodes:
+        nats_part: dict[str, Any] = {
+            "name": "nats",
+            "url": nats_url,
+            "embedded": state.get("nats_embedded", True),
+        }
+        if nats_part["embedded"]:
+            monitor = f"http://127.0.0.1:{bus.nats_monitor_port}"
+            nats_part.update(monitor=monitor, healthy=http_ok(f"{monitor}/healthz?js-enabled-only=true"))
+        else:
+            nats_part["healthy"] = _tcp_ok(nats_url)
+        nats_part.update(supervised.get("nats", {}))
+        parts.append(nats_part)
+    nats_up = any(part["healthy"] for part in parts if part["name"].startswith("nats"))
     projections = ProjectionsSettings()
     shown = {  # what a part reports beside its URL
         "notifications": {"mail": state.get("mail")},
         "sharing": {"stream": SharingSettings().share_names().stream},
     }
     for entry in SERVICES:
+        if entry.name == "case":  # each case API process (`vss up --cluster` runs two)
+            for i, api in enumerate(state.get("case_apis") or [entry.api() if entry.api else ""]):
+                name = entry.name if i == 0 else f"{entry.name}-{i + 1}"
+                case: dict[str, Any] = {"name": name, "url": api, "docs": f"{api}/docs"}
+                case["healthy"], case["health"] = _health(api)  # its answer too: store, signing key
+                case.update(supervised.get(name, {}))
+                case["healthy"] = case["healthy"] and not case.get("failing")
+                parts.append(case)
+            continue
         if entry.api is not None:
             api = entry.api()
             part: dict[str, Any] = {
@@ -816,15 +1033,14 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
                 "docs": f"{api}/docs",
                 **shown.get(entry.name, {}),
             }
-            if entry.name == "case":  # its health answer too (the store, the signing key)
-                part["healthy"], part["health"] = _health(api)
-            else:
-                part["healthy"] = http_ok(f"{api}/health")
+            part["healthy"] = http_ok(f"{api}/health")
         else:
             pid = pids.get(entry.name)
             part = {
                 "name": entry.name,
-                "url": entry.location() if entry.location is not None else nats_url,
+                # What `vss up` gave it (its read models' URL is in the environment it set).
+                "url": recorded.get(entry.name)
+                or (entry.location() if entry.location is not None else nats_url),
                 **shown.get(entry.name, {}),
                 "pid": pid,
                 "healthy": pid is not None
@@ -832,7 +1048,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
                 and (entry.holds_lease is None or entry.holds_lease()),
             }
         part.update(supervised.get(entry.name, {}))
-        if entry.consumers and nats_part["healthy"]:  # per durable consumer: messages not yet applied
+        if entry.consumers and nats_up:  # per durable consumer: messages not yet applied
             part["lag"] = consumer_lags(bus, entry.consumers)
         if part.get("failing"):
             part["healthy"] = False
@@ -840,7 +1056,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
     report: dict[str, Any] = {
         "parts": parts,
         "data_dir": str(Path(settings.data_dir).resolve()),
-        "case_store": settings.store_url().split("@")[-1],
+        "case_store": state.get("stores", {}).get("case") or settings.store_url().split("@")[-1],
+        "topology": state.get("topology", "single"),
         "logs": str(Path(settings.data_dir).resolve() / "logs"),
         "organisations": _organisations_status(state.get("organisations"), projections),
     }

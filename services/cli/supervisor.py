@@ -13,6 +13,7 @@ recovers by itself once its cause is gone (a database back, a port free).
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -21,6 +22,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from services.shared.files import append_private
 
@@ -48,6 +50,14 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def as_user(user: str | None) -> dict[str, Any]:
+    """Popen's arguments to run as ``user`` with its own group only (not root's: a directory
+    that is 0701 must be traversed as "other")."""
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+
+
 @dataclass
 class Part:
     """One started process."""
@@ -59,6 +69,7 @@ class Part:
     log_file: Path | None = None
     ready: Callable[[], bool] | None = None
     env: dict[str, str] = field(default_factory=dict)  # this part's own variables (its NATS user)
+    user: str | None = None  # run as this OS user (PostgreSQL refuses to run as root)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     # Supervision: what `vss status` shows.
     restarts: int = 0
@@ -73,9 +84,11 @@ class Part:
         env = {**env, **self.env}
         if self.log_file is not None:
             with append_private(self.log_file) as out:  # 0600: logs name clients and addresses
-                self.process = subprocess.Popen(self.command, env=env, stdout=out, stderr=subprocess.STDOUT)
+                self.process = subprocess.Popen(
+                    self.command, env=env, stdout=out, stderr=subprocess.STDOUT, **as_user(self.user)
+                )
         else:
-            self.process = subprocess.Popen(self.command, env=env)
+            self.process = subprocess.Popen(self.command, env=env, **as_user(self.user))
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -47,6 +47,8 @@ class AccessLogStore:
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and self.is_postgres and conn.closed:  # the server ended it (a restart)
+            conn = None
         if conn is None:
             if self.is_postgres:
                 conn = psycopg.connect(self.url, autocommit=True)
@@ -107,12 +109,21 @@ class AccessLogStore:
             )
             for r in records
         ]
-        conn = self._conn()
         query = self._sql(f"INSERT INTO access_log ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         if self.is_postgres:
-            with conn.transaction(), conn.cursor() as cursor:
-                cursor.executemany(query, rows)
-            return
+            for retry in (False, True):
+                conn = self._conn()
+                try:
+                    with conn.transaction(), conn.cursor() as cursor:
+                        cursor.executemany(query, rows)
+                    return
+                except psycopg.OperationalError:
+                    # A connection the server ended (a restart) is opened again, once: the
+                    # reader's request is not refused for it, and record_id being unique, a
+                    # record committed before the loss cannot be stored twice.
+                    if retry or not conn.closed:
+                        raise
+        conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(query, rows)

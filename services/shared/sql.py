@@ -112,15 +112,43 @@ class SqlStore(Generic[TxT]):
                 self._opened.append(conn)
         return conn
 
+    def _reconnect(self) -> Any:
+        """This thread's connection again, new: the server ended the old one (a restart)."""
+        with contextlib.suppress(psycopg.Error):
+            self._local.conn.close()
+        self._local.conn = None
+        return self._conn()
+
+    def _begin(self, stack: contextlib.ExitStack, *, writer: bool) -> Any:
+        """BEGIN (and the writer lock) in ``stack``. A connection whose server restarted fails
+        here, before anything of the caller's ran: that is retried once on a new connection,
+        so each thread's stale connection costs no failed request."""
+        for retry in (False, True):
+            conn = self._reconnect() if retry else self._conn()
+            attempt = contextlib.ExitStack()
+            try:
+                attempt.enter_context(conn.transaction())
+                cursor = attempt.enter_context(conn.cursor())
+                if writer:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self._writer_lock,))
+            except psycopg.OperationalError:
+                with contextlib.suppress(psycopg.Error):
+                    attempt.close()
+                if retry:
+                    raise
+                continue
+            stack.push(attempt)
+            return cursor
+        raise AssertionError("unreachable")  # pragma: no cover
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[TxT]:
         with self.lock:
-            conn = self._conn()
             if self.postgres:
-                with conn.transaction(), conn.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self._writer_lock,))
-                    yield self._tx(cursor, True)
+                with contextlib.ExitStack() as stack:
+                    yield self._tx(self._begin(stack, writer=True), True)
                 return
+            conn = self._conn()
             cursor = conn.cursor()
             cursor.execute("BEGIN IMMEDIATE")
             try:
@@ -132,18 +160,16 @@ class SqlStore(Generic[TxT]):
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A read outside any write transaction, as dicts by column name."""
-        conn = self._conn()
         if self.postgres:
-            with conn.transaction(), conn.cursor() as cursor:
-                return SqlTx(cursor, True).rows(sql, params)
-        return SqlTx(conn.cursor(), False).rows(sql, params)
+            with contextlib.ExitStack() as stack:
+                return SqlTx(self._begin(stack, writer=False), True).rows(sql, params)
+        return SqlTx(self._conn().cursor(), False).rows(sql, params)
 
     def read_tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        conn = self._conn()
         if self.postgres:
-            with conn.transaction(), conn.cursor() as cursor:
-                return SqlTx(cursor, True).tuples(sql, params)
-        return SqlTx(conn.cursor(), False).tuples(sql, params)
+            with contextlib.ExitStack() as stack:
+                return SqlTx(self._begin(stack, writer=False), True).tuples(sql, params)
+        return SqlTx(self._conn().cursor(), False).tuples(sql, params)
 
     def close(self) -> None:
         """Close every thread's connection (worker threads' too: they are not reused after)."""

@@ -6,6 +6,7 @@ whose form of the change (``ADD COLUMN IF NOT EXISTS``) differs.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
@@ -85,3 +86,28 @@ def test_an_old_access_log_gains_the_principal_and_keeps_its_rows(store_url: str
         ).principal
         is None
     )
+
+
+def test_a_record_after_a_postgresql_restart_is_kept(postgres_url: str) -> None:
+    """A connection the server ended (a restart) costs the reader's request nothing: the
+    record goes in on a new connection, once."""
+    log = AccessLogStore(postgres_url)
+    record = AccessRecord(
+        record_id="before",
+        recorded_at=datetime.now(UTC).isoformat(),
+        user_id="anna.k",
+        organisation_id="vgr",
+        roles=("coordinator",),
+        case_id="c-1",
+        resource="overview",
+        outcome="granted",
+        principal="region",
+    )
+    log.record([record])
+    with psycopg.connect(postgres_url, autocommit=True) as admin:  # every connection of the log
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    log.record([dataclasses.replace(record, record_id="after")])
+    assert [r.record_id for _, r in log.for_case("c-1", 0, 10)] == ["before", "after"]

@@ -185,6 +185,11 @@ class Connection:
             raise
         cursor.execute("COMMIT")
 
+    @property
+    def closed(self) -> bool:
+        """PostgreSQL: the server ended it (a restart); it has to be opened again."""
+        return bool(self.is_postgres and self.raw.closed)
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.raw.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import psycopg
+
 from services.projections.application.ports import NoReadModels, Position
 from services.projections.infrastructure.database import ReadModelLocation
 from services.projections.infrastructure.readmodels import ReadModels
@@ -21,13 +23,16 @@ class ServedGenerations:
     def current(self) -> ReadModels:
         """The serving generation's tables for this thread (re-opened after a switch)."""
         with self._pointer_lock:  # PostgreSQL: one pointer connection, shared
-            generation = self.location.current()
+            try:
+                generation = self.location.current()
+            except psycopg.OperationalError:  # the server restarted: once more, on a new connection
+                generation = self.location.current()
         if generation is None:
             raise NoReadModels(
                 "the projections have not built any read model yet (is the projector running?)"
             )
         models: ReadModels | None = getattr(self._local, "models", None)
-        if models is None or models.generation != generation:
+        if models is None or models.generation != generation or models.conn.closed:
             if models is not None:
                 models.close()
             models = ReadModels(self.location.connect(generation))
