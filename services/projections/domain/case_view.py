@@ -22,7 +22,9 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
                    responsible {member_id, name, organisation_id, outside_party}}]} | null,
          (overall_responsibility is null for a SIP recorded before it was kept; an outside
          party is named by its organisation and contact, member_id null)
-    next_follow_up_on, early_warning_plan {version, updated_on, signs} | null,
+    next_follow_up_on, early_warning_plan {version, updated_on, signs, client_actions,
+         others_actions [{who, what}], contacts [{name, relation, phone, email}]} | null
+         (the whole plan, as the coordinators and everyone named in it must be able to read it),
     open_early_warnings [{warning_id, observed_on, sign_ids, other_sign, description}],
     latest_change_rating {rated_on, individually, interpersonally, socially, overall, total} | null,
     checklist [{step, done, completed_on, first_completed_on, times, participants [names]}]
@@ -297,6 +299,9 @@ def _plan_updated(view: View, data: dict[str, Any]) -> None:
         "version": data["plan_version"],
         "updated_on": data["updated_on"],
         "signs": [dict(sign) for sign in data["signs"]],
+        "client_actions": list(data["client_actions"]),
+        "others_actions": [dict(action) for action in data["others_actions"]],
+        "contacts": [dict(contact) for contact in data["contacts"]],
     }
 
 

@@ -38,6 +38,40 @@ def test_the_view_follows_the_case_through_its_phases_and_its_sip() -> None:
     assert done == {"interview", "network_map", "mapping_summary"}
 
 
+def test_the_overview_holds_the_whole_early_warning_plan_not_only_its_signs() -> None:
+    """Everyone who must act in a crisis reads what to do: the client's actions, the others'
+    actions and whom to call, beside the signs (issue 20)."""
+    plan = view_of(*specs.WORKING, specs.early_warning_plan())["early_warning_plan"]
+    assert [s["sign_id"] for s in plan["signs"]] == ["somnproblem", "isolering"]
+    assert plan["client_actions"] == ["Ringa Anna", "Ta vid behovs-medicin enligt ordination"]
+    assert plan["others_actions"] == [{"who": "Mamma", "what": "Ringa samordnaren om Tolvan inte svarar"}]
+    assert [(c["name"], c["relation"], c["phone"]) for c in plan["contacts"]] == [
+        ("Anna Lindqvist", "samordnare", "010-441 20 00")
+    ]
+
+
+def test_an_outside_partys_action_shows_its_organisation_as_the_responsible() -> None:
+    outside = specs.cmd.ProposedAction(
+        action_id=specs.ACTION_2,
+        what="Kartlägga vägar till arbete",
+        responsible_party=ev.OutsideParty(organisation=specs.OTHER_ORG, contact_name="Arbetsförmedlare"),
+        due_on=specs.TODAY,
+        how="Möte på Arbetsförmedlingen",
+    )
+    steps = specs.planned_with(specs.consent(specs.REGION_ORG, specs.MUNICIPALITY_ORG, specs.OTHER_ORG))
+    view = view_of(*steps, specs.decide_sip(actions=[specs.sip_action(), outside]))
+    sip = view["sip"]
+    assert sip["overall_responsibility"]["id"] == specs.MUNICIPALITY_ORG.id
+    assert sip["initial"] is False
+    assert sip["actions"][1]["responsible"] == {
+        "member_id": None,
+        "name": "Arbetsförmedlare",
+        "organisation_id": specs.OTHER_ORG.id,
+        "outside_party": True,
+    }
+    assert sip["actions"][0]["responsible"]["outside_party"] is False
+
+
 def test_a_view_starts_only_with_the_cases_opening() -> None:
     records = Stream().records(story(*specs.COORDINATED))
     with pytest.raises(case_view.NotAFirstEvent):
