@@ -63,9 +63,10 @@ LongText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000, pattern=_NOT_ONLY_WHITESPACE),
 ]
-# No whitespace at all: Python's \s (str.isspace()) spelled out, so that a JSON Schema
-# validator (ECMA-262 \s differs: no \x1c-\x1f or \x85) refuses exactly what the model does.
-_WHITESPACE = "\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# No whitespace at all: Unicode White_Space spelled out, which is what the model's regex engine
+# (pydantic's, Rust's \s) refuses, so that a JSON Schema validator (ECMA-262's \s differs:
+# no \x85, but \ufeff) refuses exactly what the model does.
+_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 UserId = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=120, pattern=f"^[^{_WHITESPACE}]+$"),

@@ -8,11 +8,11 @@ import subprocess
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 import pytest
-from pydantic import ValidationError
+from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from vss_contracts import (
     CASE_EVENTS,
@@ -34,7 +34,7 @@ from vss_contracts.meeting_events import MEETING_EVENTS, MeetingEventData
 from vss_contracts.notification_events import NOTIFICATION_EVENTS, NotificationEventData
 from vss_contracts.registry import UPCASTERS
 from vss_contracts.sharing_events import SHARING_EVENTS
-from vss_contracts.types import ClientRef, ClosingReason, LongText, Principal
+from vss_contracts.types import ClientRef, ClosingReason, LongText, Principal, UserId
 
 GOLDEN = Path(__file__).parent / "golden"
 CASE_ID = UUID("6f1c2a9e-3b7d-4e15-9a40-1c8e5d2b7f01")
@@ -504,3 +504,32 @@ def test_the_contracts_package_imports_nothing_from_the_services(tmp_path: Path)
     forbidden = ("services", "eventsourcing", "fastapi", "psycopg", "orjson")
     leaked = sorted(m for m in modules if m.split(".")[0] in forbidden)
     assert leaked == []
+
+
+def test_a_user_ids_schema_pattern_refuses_exactly_what_the_model_refuses() -> None:
+    """The model's regex engine (pydantic's: Rust) and a JSON Schema validator (ECMA-262)
+    disagree on \\s; the pattern spells the class out, so both refuse the same characters,
+    and the model refuses exactly what it refused when the pattern was ^[^\\s]+$ (events
+    stored since must still decode)."""
+    model = TypeAdapter(UserId)
+    before = TypeAdapter(
+        Annotated[
+            str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120, pattern=r"^[^\s]+$")
+        ]
+    )
+    schema_pattern = re.compile(model.json_schema()["pattern"])
+
+    def accepts(adapter: TypeAdapter[str], value: str) -> bool:
+        try:
+            adapter.validate_python(value)
+        except ValidationError:
+            return False
+        return True
+
+    for code in range(0x10000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        value = f"a{chr(code)}b"
+        accepted = accepts(model, value)
+        assert accepted == accepts(before, value), hex(code)
+        assert accepted == bool(schema_pattern.search(value)), hex(code)
