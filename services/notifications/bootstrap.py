@@ -104,11 +104,13 @@ class NotificationsParts:
         case_consumer = next(c for c in self.consumers if c.settings.durable == CASE_CONSUMER)
 
         async def send() -> None:
-            # An alert is escalated only once the case stream is read to its end: while
-            # catching up (after a stop, or rebuilding from history) the warning's
-            # resolution may be among the events not yet applied.
-            if case_consumer.caught_up:
-                await asyncio.to_thread(self.service.escalate_due)
+            # Nothing leaves, and no alert is escalated, until the case stream has been read
+            # to its end once since start: after a stop (or rebuilding from history) a consent
+            # withdrawal, a member leaving or a warning's resolution may be among the case
+            # events not yet applied, and the look before sending asks the state they make.
+            if not case_consumer.reached_end:
+                return
+            await asyncio.to_thread(self.service.escalate_due)
             await self.service.deliver_due()
 
         await repeat(

@@ -545,3 +545,68 @@ def test_a_rebuilt_service_decides_and_settles_what_live_did_and_sends_nothing_a
     ]  # nothing published again
     # The adopted record's chain goes on: the rebuilt log holds the stream's events as published.
     assert [e.event_id for e in parts.store.read_log(0, 10**6)] == [m.event.id for m in record_before]
+
+
+def test_after_a_stop_nothing_leaves_before_the_case_stream_is_read_to_its_end(
+    case_store: CaseEventStore,
+    clock: FixedClock,
+    nats_url: str,
+    smtp: tuple[Recorder, int],
+    run_relay: Callable[..., AbstractContextManager[object]],
+    start_meetings: Callable[[], MeetingsThread],
+    start_notifications: Callable[[], NotificationsThread],
+) -> None:
+    """While the service was stopped, a relative joined (the meetings service invited them,
+    under a consent that covered relatives) and then the relatives' consent was withdrawn.
+    On restart the invitation is decided as of its case position, as live would have; it
+    must not leave before the case consumer has applied the withdrawal that stops it."""
+    recorder, _ = smtp
+    service = CaseService(case_store, clock)
+    scenario = case_with_group(service, clock)
+    case_id = cast(UUID, scenario.case_id)
+    with run_relay(case_store), start_meetings() as meetings:
+        first = start_notifications()
+        with first:
+            assert wait_until(lambda: settled(first.parts.store, [case_id]), 30)
+        scenario.add_member(
+            "mother",
+            lambda day: cmd.AddMember(
+                kind=MemberKind.RELATIVE,
+                name="Mamma Tolvansson",
+                contact=ContactDetails(email="mamma@example.se"),
+                added_on=day,
+            ),
+        )
+        scenario.run(
+            lambda c: c.withdraw_consent(
+                cmd.WithdrawConsent(withdrawn_on=scenario.today, entire=False, relatives=True)
+            ),
+            scenario.actors.municipality,
+        )
+        withdrawal = len(case_store.read_log(0, 10**6))
+        assert wait_until(lambda: meetings.parts.service.applied_log_position() >= withdrawal, 20)
+
+        again = start_notifications()
+        case_consumer = next(c for c in again.parts.consumers if c.settings.durable == CASE_CONSUMER)
+        gate = threading.Event()
+        handler = case_consumer.handler
+        original = handler.apply
+
+        def slow_before_the_withdrawal(delivery: Delivery) -> bool:
+            if delivery.log_position == withdrawal:
+                gate.wait(30)  # the case consumer is behind: the withdrawal is not applied yet
+            return original(delivery)
+
+        handler.apply = slow_before_the_withdrawal  # type: ignore[method-assign]
+        store = again.parts.store
+
+        def mamma() -> list[Any]:
+            return [r for r in sent(store, [case_id]) if r.address == "mamma@example.se"]
+
+        with again:
+            assert wait_until(lambda: bool(mamma()), 20)  # decided as of its position
+            time.sleep(1.5)  # the sender's look comes and goes
+            assert [r.status for r in mamma()] == ["pending"]
+            gate.set()
+            assert wait_until(lambda: [r.status for r in mamma()] == ["cancelled"], 20), mamma()
+    assert not any("mamma@example.se" in to for _, to, _ in recorder.accepted)

@@ -212,11 +212,18 @@ def test_an_empty_store_takes_over_the_record_and_settles_what_it_decides_again_
         == {k for k, r in rows.items() if r.status == "pending"}
         != set()
     )
-    assert [dict(a) for a in store.read("SELECT * FROM alerts")] == [dict(a) for a in alert]
-    assert world.service.escalate_due(world.clock.now() + timedelta(days=1)) == 0  # not again
+    # The acknowledgement is taken over, so the alert is not escalated again. (An escalation
+    # is not taken over: an unacknowledged alert is escalated again, with the same keys.)
+    [rebuilt_alert] = store.read("SELECT * FROM alerts")
+    assert {**dict(rebuilt_alert), "escalated_at": alert[0]["escalated_at"]} == dict(alert[0])
+    assert rebuilt_alert["escalated_at"] is None
+    mails = len(world.mails())
+    pending = {r.delivery_key for r in store.deliveries_of_case(str(feed.case_id)) if r.status == "pending"}
+    assert world.service.escalate_due(world.clock.now() + timedelta(days=1)) == 0
 
     # A new record event continues the log after the adopted ones, and its case's chain.
     world.deliver()
+    assert len(world.mails()) == mails + len(pending)  # only what had not gone yet
     after = store.read_log(log[-1].position, 100)
     assert after
     assert after[0].position == log[-1].position + 1

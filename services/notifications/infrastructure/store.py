@@ -269,17 +269,19 @@ class NotificationStore(SqlStore[Tx]):
                     tx.log(record.event_id, record.case_id, record.type, record.payload, record.recorded_at)
             if d.alert_opened is not None:
                 warning_id, triggered_at, escalate_at = d.alert_opened
+                # An acknowledgement the record holds is taken over. An escalation is not: a
+                # rebuilt store escalates again when due, deciding the same delivery keys, so
+                # those already settled stay settled and those not yet sent are sent.
                 adopted = self._adopted_alerts().get(warning_id, AdoptedAlert(warning_id))
                 tx.execute(
-                    "INSERT INTO alerts (warning_id, case_id, triggered_at, escalate_at, escalated_at,"
-                    " acknowledged_at, acknowledged_by) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    "INSERT INTO alerts (warning_id, case_id, triggered_at, escalate_at,"
+                    " acknowledged_at, acknowledged_by) VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (warning_id) DO NOTHING",
                     (
                         warning_id,
                         d.case_id,
                         triggered_at,
                         escalate_at,
-                        adopted.escalated_at,
                         adopted.acknowledged_at,
                         adopted.acknowledged_by,
                     ),
@@ -385,7 +387,8 @@ class NotificationStore(SqlStore[Tx]):
         them again and each case's record chain continues from its last event), and what
         they say became of each delivery and alert is applied when the replay decides it
         again (:func:`_insert_deliveries`): nothing already sent, failed or withdrawn is
-        sent again, and an alert escalated or acknowledged is not escalated again. One
+        sent again, and an alert acknowledged is not escalated (one escalated is escalated
+        again with the same delivery keys, so only what had not gone yet goes). One
         transaction: an adoption cut short leaves the store empty, to adopt again.
         """
         if not self.is_empty():

@@ -327,13 +327,26 @@ class DurableConsumer:
         self.handler_seconds = 0.0  # time spent in the handler (retries included), for /metrics
         self._position = 0
         # Whether the last look found nothing left to apply (an API answers "not yet" while not).
-        self.caught_up = False
+        self._caught_up = False
+        # Whether the end of the stream was reached once since start (stays set): what a part
+        # that must not act on a stale state (a sender after a stop) waits for.
+        self.reached_end = False
         self._backoff = 0.1  # seconds before the next reconnect; doubles up to 5 s
         self._js: JetStreamContext | None = None
 
     @property
     def stream(self) -> str:
         return self.settings.names.stream
+
+    @property
+    def caught_up(self) -> bool:
+        return self._caught_up
+
+    @caught_up.setter
+    def caught_up(self, value: bool) -> None:
+        self._caught_up = value
+        if value:
+            self.reached_end = True
 
     # ----------------------------------------------------------------------- the process
     async def run(self, stop: asyncio.Event) -> None:
