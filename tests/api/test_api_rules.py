@@ -335,6 +335,7 @@ RULES = [
         ),
     ),
     RuleCase(errors.InitialSipNotFirst, at_first_sip, "/sips", lambda s: sip_body(s, initial=True)),
+    RuleCase(errors.InitialSipAfterMapping, with_members, "/sips", lambda s: sip_body(s, initial=True)),
     RuleCase(
         errors.SipRequiresClientParticipation,
         with_members,

@@ -984,6 +984,58 @@ def test_only_the_first_sip_can_be_an_initial_sip() -> None:
     )
 
 
+def test_an_initial_sip_comes_before_the_mapping_is_summarised() -> None:
+    then_error(
+        when(given(*PLANNED), decide_sip(initial=True)),
+        errors.InitialSipAfterMapping,
+        "initial_sip_after_mapping",
+    )
+
+
+def test_an_organisation_is_recorded_as_the_case_knows_it_not_as_the_caller_says() -> None:
+    # A coordinating municipality's id, called a region: refused, not recorded as a region.
+    disguised = MUNICIPALITY_ORG.model_copy(update={"principal": Principal.REGION})
+    then_error(
+        when(given(*PLANNED), decide_sip(overall_responsibility=disguised)),
+        errors.SipResponsibilityNotAParty,
+        "sip_responsibility_not_a_party",
+    )
+    # The name as the case knows it, whatever the caller wrote.
+    renamed = MUNICIPALITY_ORG.model_copy(update={"name": "Något annat namn"})
+    sip, _, _ = then_events(
+        when(given(*PLANNED), decide_sip(overall_responsibility=renamed)),
+        ev.SipDecided,
+        ev.ConsentRenewed,
+        ev.PhaseChanged,
+    )
+    assert sip.overall_responsibility == MUNICIPALITY_ORG
+    # An outside party likewise: its principal must be the consent's, its name is the consent's.
+    party = OutsideParty(organisation=OTHER_ORG.model_copy(update={"name": "AF"}))
+    outside = cmd.ProposedAction(what="Arbete", responsible_party=party, due_on=TODAY, how="Möte")
+    case = given(*planned_with(consent(REGION_ORG, MUNICIPALITY_ORG, OTHER_ORG)))
+    sip, _, _ = then_events(
+        when(case, decide_sip(actions=[sip_action(ACTION_1, PSYCHIATRIST), outside])),
+        ev.SipDecided,
+        ev.ConsentRenewed,
+        ev.PhaseChanged,
+    )
+    assert sip.actions[1].responsible_party.organisation == OTHER_ORG
+    as_region = OutsideParty(organisation=OTHER_ORG.model_copy(update={"principal": Principal.REGION}))
+    then_error(
+        when(
+            given(*planned_with(consent(REGION_ORG, MUNICIPALITY_ORG, OTHER_ORG))),
+            decide_sip(
+                actions=[
+                    sip_action(ACTION_1, PSYCHIATRIST),
+                    outside.model_copy(update={"responsible_party": as_region}),
+                ]
+            ),
+        ),
+        errors.SipPartyNotCovered,
+        "sip_party_not_covered",
+    )
+
+
 def test_a_sip_after_the_mapping_needs_goals() -> None:
     then_error(when(given(*PLANNED), decide_sip(goal_ids=())), errors.SipRequiresGoal, "sip_requires_goal")
 

@@ -603,6 +603,10 @@ class Case(BaseAggregate[UUID]):
         state = self.state
         if command.initial and state.sip is not None:
             raise errors.InitialSipNotFirst(f"the case has SIP version {state.sip.version} already")
+        if command.initial and state.mapping_summarised_on is not None:
+            raise errors.InitialSipAfterMapping(
+                f"the mapping was summarised on {state.mapping_summarised_on}: this SIP is not an initial one"
+            )
         if state.mapping_summarised_on is None and not command.initial:
             raise errors.SipRequiresMappingSummary(
                 "the mapping has not been summarised (a first SIP before it is an initial SIP: initial true)"
@@ -617,35 +621,43 @@ class Case(BaseAggregate[UUID]):
         client = next((m for m in members if m.kind is MemberKind.CLIENT), None)
         if client is None:
             raise errors.SipRequiresClientInGroup("the client is not in the resource group")
+        # Organisations as the case knows them (the coordinators', the consent's): a caller's
+        # name or principal for a known id is not taken on trust.
+        known = {c.organisation.id: c.organisation for c in state.coordinators.values()}
+        known.update(consent.organisations)
+        actions = []
         for action in command.actions:
             if action.responsible_party is not None:
                 party = action.responsible_party.organisation
-                if not consent.covers(party.id):
+                covered = consent.organisations.get(party.id)
+                if covered is None or covered.principal is not party.principal:
                     raise errors.SipPartyNotCovered(
-                        f"the consent does not cover {party.id} ({party.name}), responsible for"
-                        f" '{action.what[:40]}'"
+                        f"the consent does not cover {party.id} ({party.name}, {party.principal.value}),"
+                        f" responsible for '{action.what[:40]}'"
                     )
+                party_as_known = action.responsible_party.model_copy(update={"organisation": covered})
+                actions.append(action.model_copy(update={"responsible_party": party_as_known}))
                 continue
-            responsible = (
-                state.members.get(action.responsible_member_id) if action.responsible_member_id else None
-            )
+            member_id = action.responsible_member_id
+            responsible = state.members.get(member_id) if member_id is not None else None
             if responsible is None:
                 raise errors.SipResponsibleNotMember(
                     f"{action.responsible_member_id} (responsible for '{action.what[:40]}')"
                     " is not a current member"
                 )
             self._check_member_covered(consent, responsible)
+            actions.append(action)
         principal = command.overall_responsibility
         if principal.principal not in (Principal.REGION, Principal.MUNICIPALITY):
             raise errors.SipResponsibilityNotAParty(
                 f"overall_responsibility {principal.id} is a {principal.principal.value} organisation;"
                 " the overall responsibility is a principal's: a region's or a municipality's"
             )
-        coordinating = {c.organisation.id for c in state.coordinators.values()}
-        if principal.id not in coordinating and not consent.covers(principal.id):
+        responsible_principal = known.get(principal.id)
+        if responsible_principal is None or responsible_principal.principal is not principal.principal:
             raise errors.SipResponsibilityNotAParty(
-                f"overall_responsibility {principal.id} neither coordinates the case"
-                " nor is covered by the consent"
+                f"overall_responsibility {principal.id} ({principal.principal.value}) is not an organisation"
+                " that coordinates the case or that the consent covers, as such"
             )
         principals = {m.principal for m in members if self._counts_for_principal(consent, m)}
         if Principal.REGION not in principals:
@@ -663,17 +675,17 @@ class Case(BaseAggregate[UUID]):
                 f" ({context.policy.follow_up_max_months} months)"
             )
         version = state.sip.version + 1 if state.sip else 1
-        actions = [
-            ev.SipAction(**{**a.model_dump(), "action_id": a.action_id or uuid4()}) for a in command.actions
+        sip_actions = [
+            ev.SipAction(**{**a.model_dump(), "action_id": a.action_id or uuid4()}) for a in actions
         ]
         self._trigger(
             ev.SipDecided(
                 sip_version=version,
                 decided_on=command.decided_on,
                 initial=command.initial,
-                overall_responsibility=command.overall_responsibility,
+                overall_responsibility=responsible_principal,
                 goal_ids=command.goal_ids,
-                actions=actions,
+                actions=sip_actions,
                 next_follow_up_on=command.next_follow_up_on,
                 participants=command.participants,
                 client_agreed=command.client_agreed,

@@ -195,6 +195,11 @@ class InitialSipNotFirst(CaseRuleViolation):
     title = "Only a case's first SIP can be an initial SIP"
 
 
+class InitialSipAfterMapping(CaseRuleViolation):
+    rule = "initial_sip_after_mapping"
+    title = "An initial SIP comes before the mapping is summarised"
+
+
 class SipRequiresClientParticipation(CaseRuleViolation):
     rule = "sip_requires_client_participation"
     title = "The client must take part in deciding the SIP"

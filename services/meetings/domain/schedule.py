@@ -99,6 +99,7 @@ class ScheduleState:
     meetings: dict[str, Meeting] = field(default_factory=dict)  # by meeting id
     follow_up: tuple[int, date, date] | None = None  # (SIP version, follow-up date, decided on)
     follow_up_reported: bool = False
+    initial_sip: bool = False  # the last SIP was an initial one (before the mapping summary)
     last_rg_held_on: date | None = None
     last_rating_on: date | None = None
     last_contact_on: date | None = None
@@ -404,10 +405,13 @@ class MeetingSchedule:
 
     def _mapping_summarised(self, cause: str, data: ce.MappingSummarised) -> list[Decided]:
         self._contact(data.summarised_on, data.participants)
-        if self.upcoming(MeetingKind.RESOURCE_GROUP):
-            return []
         # The first resource group meeting, within three weeks: the last working day of the window.
         latest = data.summarised_on + timedelta(days=self.rules.first_meeting_within_days)
+        booked = self.upcoming(MeetingKind.RESOURCE_GROUP)
+        # A meeting booked already will do, unless it is an initial SIP's follow-up after the
+        # window: the group still meets within three weeks of the mapping summary.
+        if any(m.starts_at.date() <= latest for m in booked) or (booked and not self.state.initial_sip):
+            return []
         day = latest
         while not self.calendar.is_working_day(day):
             day -= timedelta(days=1)
@@ -417,6 +421,7 @@ class MeetingSchedule:
         self._contact(data.decided_on, data.participants)
         self.state.follow_up = (data.sip_version, data.next_follow_up_on, data.decided_on)
         self.state.follow_up_reported = False
+        self.state.initial_sip = data.initial
         decided: list[Decided] = []
         later = [m for m in self.upcoming(MeetingKind.RESOURCE_GROUP) if m.starts_at.date() > data.decided_on]
         if later:
@@ -809,6 +814,7 @@ def snapshot(schedule: MeetingSchedule) -> dict[str, Any]:
         if s.follow_up
         else None,
         "follow_up_reported": s.follow_up_reported,
+        "initial_sip": s.initial_sip,
         "last_rg_held_on": _iso(s.last_rg_held_on),
         "last_rating_on": _iso(s.last_rating_on),
         "last_contact_on": _iso(s.last_contact_on),
@@ -839,6 +845,7 @@ def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> Meeti
         if follow_up
         else None,
         follow_up_reported=value["follow_up_reported"],
+        initial_sip=value.get("initial_sip", False),  # not kept before SipDecided v2
         last_rg_held_on=_date(value["last_rg_held_on"]),
         last_rating_on=_date(value["last_rating_on"]),
         last_contact_on=_date(value["last_contact_on"]),

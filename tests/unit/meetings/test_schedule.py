@@ -89,7 +89,13 @@ class Schedule:
         )
         return member_id
 
-    def sip(self, day: date, version: int, follow_up: date) -> list[Decided]:
+    def summarised(self, day: date) -> list[Decided]:
+        summary = ce.MappingSummarised(
+            summarised_on=day, participants=[CLIENT, COORDINATOR], wants_to_change="x", obstacles="y"
+        )
+        return self.on(day, summary)
+
+    def sip(self, day: date, version: int, follow_up: date, *, initial: bool = False) -> list[Decided]:
         action = ce.SipAction(
             action_id=uuid4(), what="x", responsible_member_id=uuid4(), due_on=follow_up, how="y"
         )
@@ -99,6 +105,7 @@ class Schedule:
                 sip_version=version,
                 decided_on=day,
                 overall_responsibility=SOCIAL,
+                initial=initial,
                 goal_ids=[uuid4()],
                 actions=[action],
                 next_follow_up_on=follow_up,
@@ -121,6 +128,22 @@ def test_the_follow_up_date_of_a_sip_is_the_next_resource_group_meeting() -> Non
     assert scheduled.kind is MeetingKind.RESOURCE_GROUP
     assert scheduled.starts_at == local_datetime(date(2026, 5, 4), time(10, 0))
     assert scheduled.sip_version == 1
+
+
+def test_after_an_initial_sip_the_mapping_summary_still_books_a_meeting_within_three_weeks() -> None:
+    schedule = Schedule().started(date(2026, 1, 5))
+    schedule.consent(date(2026, 1, 5))
+    [follow_up] = payloads(schedule.sip(date(2026, 1, 12), 1, follow_up=date(2026, 4, 13), initial=True))
+    assert isinstance(follow_up, me.MeetingScheduled)
+    [first] = payloads(schedule.summarised(date(2026, 2, 2)))
+    assert isinstance(first, me.MeetingScheduled)
+    assert first.kind is MeetingKind.RESOURCE_GROUP
+    assert date(2026, 2, 2) < first.starts_at.date() <= date(2026, 2, 23)  # within three weeks
+    # After a SIP that was not initial, a meeting booked already will do, as before.
+    usual = Schedule().started(date(2026, 1, 5))
+    usual.consent(date(2026, 1, 5))
+    usual.sip(date(2026, 1, 12), 1, follow_up=date(2026, 4, 13))
+    assert payloads(usual.summarised(date(2026, 2, 2))) == []
 
 
 def test_a_later_sip_moves_the_booked_meeting_keeping_its_identity() -> None:
