@@ -22,7 +22,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from vss_contracts.case_events import CASE_EVENTS, CaseEventData, SipDecided
+from vss_contracts.case_events import CASE_EVENTS, LEGACY_CASE_EVENTS, CaseEventData, SipDecided
 from vss_contracts.envelope import CloudEvent, dataschema_for
 from vss_contracts.meeting_events import (
     MEETING_EVENT_SOURCE,
@@ -187,6 +187,13 @@ class _EventStream:
     store: str  # whose log `Vss-Log-Position` counts in
     decode: str  # the CloudEvent method that gives the typed payload
     description: str  # of the stream, in x-nats-jetstream
+    # Earlier versions of its types: still on the stream as published, each a message of its
+    # type's channel beside the current one.
+    earlier: tuple[EventModel, ...] = ()
+
+    def versions(self, cls: EventModel) -> list[EventModel]:
+        """The type's messages on its channel: the current version, then the earlier ones."""
+        return [cls, *(e for e in self.earlier if e.event_name() == cls.event_name())]
 
 
 CASE_EVENT_STREAM = _EventStream(
@@ -200,6 +207,7 @@ CASE_EVENT_STREAM = _EventStream(
     decode="typed_data",
     description="Every case event, in the case store's log order. Declared by the relay;"
     " subscribers bind to it and never create or change it.",
+    earlier=LEGACY_CASE_EVENTS,
 )
 MEETING_EVENT_STREAM = _EventStream(
     stream=MEETING_STREAM,
@@ -369,7 +377,7 @@ def _jetstream() -> dict[str, Any]:
 
 
 def _event_channel(cls: EventModel, events: _EventStream) -> dict[str, Any]:
-    name, key = cls.event_name(), _message_key(cls)
+    name = cls.event_name()
     return {
         "address": case_subject("{" + CASE_ID + "}", name, prefix=events.subject_prefix),
         "title": name,
@@ -377,7 +385,9 @@ def _event_channel(cls: EventModel, events: _EventStream) -> dict[str, Any]:
         "description": f"Every `{name}` event of a case, on stream `{events.stream}`. Older versions of"
         f" the type stay here as published; `CloudEvent.{events.decode}()` upcasts them.",
         "parameters": {CASE_ID: _ref(f"#/components/parameters/{CASE_ID}")},
-        "messages": {key: _ref(f"#/components/messages/{key}")},
+        "messages": {
+            _message_key(v): _ref(f"#/components/messages/{_message_key(v)}") for v in events.versions(cls)
+        },
         "x-nats-stream": events.stream,
     }
 
@@ -413,9 +423,9 @@ def _events(streams: Iterable[_EventStream]) -> list[tuple[EventModel, _EventStr
 def _operations(streams: Iterable[_EventStream]) -> dict[str, Any]:
     operations: dict[str, Any] = {}
     for cls, events in _events(streams):
-        name, key = cls.event_name(), _message_key(cls)
+        name = cls.event_name()
         channel = f"#/channels/{name}"
-        messages = [_ref(f"{channel}/messages/{key}")]
+        messages = [_ref(f"{channel}/messages/{_message_key(v)}") for v in events.versions(cls)]
         operations[f"publish{name}"] = {
             "action": "send",
             "channel": _ref(channel),
@@ -469,7 +479,7 @@ def _share_headers_schema() -> dict[str, Any]:
 
 
 def _share_channel() -> dict[str, Any]:
-    shared: tuple[EventModel, ...] = (*CASE_EVENTS, SharingEnded)
+    shared: tuple[EventModel, ...] = (*CASE_EVENTS, *LEGACY_CASE_EVENTS, SharingEnded)
     keys = [_message_key(cls) for cls in shared]
     return {
         "address": f"{SHARE_SUBJECT_PREFIX}.{{{ORGANISATION}}}.{{{CASE_ID}}}.{{{EVENT_NAME}}}",
@@ -540,7 +550,8 @@ def generate() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     schemas["CloudEvent"] = _hoist(CloudEvent.model_json_schema(), schemas)
     every_event = _events(EVENT_STREAMS)
-    for cls, _ in every_event:
+    every_version = [(v, events) for cls, events in every_event for v in events.versions(cls)]
+    for cls, _ in every_version:
         event_schema = _hoist(cls.model_json_schema(), schemas)
         event_schema["title"] = cls.TYPE
         schemas[cls.TYPE] = event_schema
@@ -575,7 +586,9 @@ def generate() -> dict[str, Any]:
     }
     channels[SHARE_CHANNEL] = _share_channel()
 
-    messages: dict[str, Any] = {_message_key(cls): _event_message(cls, events) for cls, events in every_event}
+    messages: dict[str, Any] = {
+        _message_key(cls): _event_message(cls, events) for cls, events in every_version
+    }
     messages[_message_key(SharingEnded)] = _sharing_ended_message()
     messages["DeadLetter"] = {
         "name": "DeadLetter",

@@ -23,6 +23,7 @@ from vss_contracts.asyncapi import (
     generate,
 )
 from vss_contracts.asyncapi import render as render_asyncapi
+from vss_contracts.case_events import LEGACY_CASE_EVENTS, SipDecidedV1
 from vss_contracts.chain import GENESIS_HASH, cloud_event_hash
 from vss_contracts.meeting_events import (
     MEETING_EVENT_SOURCE,
@@ -274,7 +275,9 @@ def test_every_event_type_has_a_channel_a_message_and_two_operations(doc: dict[s
         name, key = cls.event_name(), _key(cls)
         channel = channels[name]
         assert channel["x-nats-stream"] == CASE_STREAM
-        assert channel["messages"] == {key: {"$ref": f"#/components/messages/{key}"}}
+        # The current version, and any earlier one still on the stream as published.
+        versions = [key, *(_key(e) for e in LEGACY_CASE_EVENTS if e.event_name() == name)]
+        assert channel["messages"] == {k: {"$ref": f"#/components/messages/{k}"} for k in versions}
         assert messages[key]["name"] == cls.TYPE
         assert messages[key]["contentType"] == "application/cloudevents+json"
         actions = {
@@ -290,8 +293,37 @@ def test_every_event_type_has_a_channel_a_message_and_two_operations(doc: dict[s
         cls.event_name() for cls in every
     }
     assert {key for key in messages if key not in ("DeadLetter", "SharingEnded_v1")} == {
-        _key(cls) for cls in every
+        _key(cls) for cls in (*every, *LEGACY_CASE_EVENTS)
     }
+    assert messages["SipDecided_v1"]["name"] == "se.vss.case.SipDecided.v1"
+
+
+def test_a_v1_sip_as_published_validates_against_its_message_and_not_the_v2_one(doc: dict[str, Any]) -> None:
+    """A subscriber validating with the document accepts the SIPs published before v2."""
+    v1 = json.loads((GOLDEN / f"{SipDecidedV1.TYPE}.json").read_text(encoding="utf-8"))
+    body = {
+        "specversion": "1.0",
+        "id": str(CASE_ID),
+        "source": "/vss/case",
+        "type": SipDecidedV1.TYPE,
+        "subject": str(CASE_ID),
+        "time": "2025-03-03T09:00:00Z",
+        "datacontenttype": "application/json",
+        "dataschema": f"urn:vss:schema:{SipDecidedV1.TYPE}",
+        "data": v1,
+        "caseversion": 12,
+        "logposition": 40,
+        "correlationid": "c",
+        "causationid": None,
+        "actorid": "anna.lindqvist",
+        "actororg": "vgr-psykiatri-nordost",
+        "actorprincipal": "region",
+        "prevhash": "0" * 64,
+        "eventhash": "1" * 64,
+    }
+    messages = doc["components"]["messages"]
+    assert validate(doc, messages["SipDecided_v1"]["payload"], body) == []
+    assert validate(doc, messages["SipDecided_v2"]["payload"], body)
 
 
 def test_every_meeting_event_type_has_a_channel_a_message_and_two_operations(doc: dict[str, Any]) -> None:
