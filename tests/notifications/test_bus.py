@@ -417,6 +417,29 @@ def test_a_meeting_event_waits_for_the_consent_the_case_stream_holds_before_it(
     assert of_case(rows, case_id) == PER_CASE
 
 
+def add_relative(scenario: CaseScenario) -> None:
+    """The client's mother joins the resource group, with an e-mail address."""
+    scenario.add_member(
+        "mother",
+        lambda day: cmd.AddMember(
+            kind=MemberKind.RELATIVE,
+            name="Mamma Tolvansson",
+            contact=ContactDetails(email="mamma@example.se"),
+            added_on=day,
+        ),
+    )
+
+
+def withdraw_relatives(scenario: CaseScenario) -> None:
+    """The client withdraws the consent for relatives only (by the municipality's coordinator)."""
+    scenario.run(
+        lambda c: c.withdraw_consent(
+            cmd.WithdrawConsent(withdrawn_on=scenario.today, entire=False, relatives=True)
+        ),
+        scenario.actors.municipality,
+    )
+
+
 def _decided_and_settled(store: NotificationStore, case_id: UUID) -> list[dict[str, Any]]:
     """Every delivery of the case, row by row: what was decided and how it ended (not when a
     retry was planned: ``next_attempt_at`` is the sender's timing)."""
@@ -462,23 +485,10 @@ def test_a_rebuilt_service_decides_and_settles_what_live_did_and_sends_nothing_a
     store = live.parts.store
     with run_relay(case_store), start_meetings() as meetings, live:
         assert wait_until(lambda: settled(store, [case_id]), 30), sent(store, [case_id])
-        scenario.add_member(
-            "mother",
-            lambda day: cmd.AddMember(
-                kind=MemberKind.RELATIVE,
-                name="Mamma Tolvansson",
-                contact=ContactDetails(email="mamma@example.se"),
-                added_on=day,
-            ),
-        )
+        add_relative(scenario)
         invited = {("mamma@example.se", "meeting_invitation")}
         assert wait_until(lambda: invited <= {(r.address, r.template) for r in sent(store, [case_id])}, 20)
-        scenario.run(
-            lambda c: c.withdraw_consent(
-                cmd.WithdrawConsent(withdrawn_on=scenario.today, entire=False, relatives=True)
-            ),
-            scenario.actors.municipality,
-        )
+        withdraw_relatives(scenario)
         tail = len(case_store.read_log(0, 10**6))
         schedule = meetings.parts.service
         assert wait_until(lambda: schedule.applied_log_position() >= tail, 20)
@@ -568,21 +578,8 @@ def test_after_a_stop_nothing_leaves_before_the_case_stream_is_read_to_its_end(
         first = start_notifications()
         with first:
             assert wait_until(lambda: settled(first.parts.store, [case_id]), 30)
-        scenario.add_member(
-            "mother",
-            lambda day: cmd.AddMember(
-                kind=MemberKind.RELATIVE,
-                name="Mamma Tolvansson",
-                contact=ContactDetails(email="mamma@example.se"),
-                added_on=day,
-            ),
-        )
-        scenario.run(
-            lambda c: c.withdraw_consent(
-                cmd.WithdrawConsent(withdrawn_on=scenario.today, entire=False, relatives=True)
-            ),
-            scenario.actors.municipality,
-        )
+        add_relative(scenario)
+        withdraw_relatives(scenario)
         withdrawal = len(case_store.read_log(0, 10**6))
         assert wait_until(lambda: meetings.parts.service.applied_log_position() >= withdrawal, 20)
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from contextlib import aclosing
 from uuid import UUID
 
 import orjson
 import structlog
-from nats.js.errors import NotFoundError
 
 from services.meetings.application.ports import CASE_POSITION
 from services.meetings.application.service import SERVICE_ACTOR, MeetingsService
@@ -25,7 +25,7 @@ from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
 from services.shared.bus.outbox import StoredEventLog
 from services.shared.bus.relay import OutboxMessage
-from services.shared.bus.streams import connect
+from services.shared.bus.streams import stream_messages
 from vss_contracts.meeting_events import (
     MEETING_EVENT_SOURCE,
     MEETING_STREAM,
@@ -85,46 +85,33 @@ async def adopt_stream(store: MeetingStore, nats_url: str, names: BusNames) -> i
     """If the store is empty and the meetings stream is not, take the stream over; its size."""
     if not await asyncio.to_thread(store.is_empty):
         return 0
-    nc = await connect(nats_url, name="meetings-adopt")
-    try:
-        js = nc.jetstream()
-        try:
-            info = await js.stream_info(names.stream)
-        except NotFoundError:
-            return 0
-        if info.state.messages == 0:
-            return 0
-        ids: list[str] = []
-        requests: list[tuple[int, str, int | None, bytes]] = []
-        tail = 0
-        sub = await js.subscribe(names.subjects, ordered_consumer=True, stream=names.stream)
-        try:
-            while len(ids) < info.state.messages:
-                msg = await sub.next_msg(timeout=5)
-                headers = msg.headers or {}
-                event = orjson.loads(msg.data)
-                ids.append(str(event["id"]))  # (a refill carries another msg id)
-                tail = max(tail, int(headers.get(HEADER_LOG_POSITION, 0)))
-                if event["actorid"] != SERVICE_ACTOR:  # a coordinator's request: not derived again
-                    position = headers.get(HEADER_CASE_POSITION)
-                    requests.append(
-                        (
-                            msg.metadata.sequence.stream,
-                            str(event["subject"]),
-                            int(position) if position is not None else None,
-                            msg.data,
-                        )
+    ids: list[str] = []
+    requests: list[tuple[int, str, int | None, bytes]] = []
+    tail = 0
+    async with aclosing(stream_messages(nats_url, names, name="meetings-adopt")) as messages:
+        async for msg in messages:
+            headers = msg.headers or {}
+            event = orjson.loads(msg.data)
+            ids.append(str(event["id"]))  # (a refill carries another msg id)
+            tail = max(tail, int(headers.get(HEADER_LOG_POSITION, 0)))
+            if event["actorid"] != SERVICE_ACTOR:  # a coordinator's request: not derived again
+                position = headers.get(HEADER_CASE_POSITION)
+                requests.append(
+                    (
+                        msg.metadata.sequence.stream,
+                        str(event["subject"]),
+                        int(position) if position is not None else None,
+                        msg.data,
                     )
-        finally:
-            await sub.unsubscribe()
-        await asyncio.to_thread(store.adopt_stream, tail, ids, requests)
-        log.info(
-            "meetings.stream_adopted",
-            stream=names.stream,
-            messages=len(ids),
-            requests=len(requests),
-            tail_position=tail,
-        )
-        return len(ids)
-    finally:
-        await nc.close()
+                )
+    if not ids:
+        return 0
+    await asyncio.to_thread(store.adopt_stream, tail, ids, requests)
+    log.info(
+        "meetings.stream_adopted",
+        stream=names.stream,
+        messages=len(ids),
+        requests=len(requests),
+        tail_position=tail,
+    )
+    return len(ids)

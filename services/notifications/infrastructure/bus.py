@@ -14,19 +14,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from contextlib import aclosing
 from uuid import UUID
 
 import orjson
 import structlog
 from nats.aio.client import Client
-from nats.js.errors import NotFoundError
 
 from services.notifications.application.service import NotificationsService, outcomes_of_record
 from services.notifications.infrastructure.store import LoggedEvent, NotificationStore
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
 from services.shared.bus.outbox import StoredEventLog, stored_state
-from services.shared.bus.streams import connect
+from services.shared.bus.streams import connect, stream_messages
 from vss_contracts.chain import cloud_event_hash
 from vss_contracts.notification_events import (
     NOTIFICATION_EVENT_SOURCE,
@@ -183,42 +183,29 @@ async def adopt_record(store: NotificationStore, nats_url: str, names: BusNames)
     """
     if not await asyncio.to_thread(store.is_empty):
         return 0
-    nc = await connect(nats_url, name="notifications-adopt")
-    try:
-        js = nc.jetstream()
-        try:
-            info = await js.stream_info(names.stream)
-        except NotFoundError:
-            return 0
-        if info.state.messages == 0:
-            return 0
-        events: list[LoggedEvent] = []
-        sub = await js.subscribe(names.subjects, ordered_consumer=True, stream=names.stream)
-        try:
-            while len(events) < info.state.messages:
-                msg = await sub.next_msg(timeout=5)
-                body = orjson.loads(msg.data)
-                if cloud_event_hash(body) != body["eventhash"]:
-                    raise RecordNotAdopted(
-                        f"{names.stream} sequence {msg.metadata.sequence.stream}: the event's hash does"
-                        " not verify; the record is not taken over (nothing was written)"
-                    )
-                position, case_id, version, type_name, state = stored_state(body)
-                events.append(LoggedEvent(position, state["event_id"], case_id, version, type_name, state))
-        finally:
-            await sub.unsubscribe()
-        outcomes, alerts = outcomes_of_record((e.event_id, e.type, e.state["data"]) for e in events)
-        await asyncio.to_thread(store.adopt_record, events, outcomes, alerts)
-        log.info(
-            "notifications.record_adopted",
-            stream=names.stream,
-            events=len(events),
-            deliveries=len(outcomes),
-            alerts=len(alerts),
-        )
-        return len(events)
-    finally:
-        await nc.close()
+    events: list[LoggedEvent] = []
+    async with aclosing(stream_messages(nats_url, names, name="notifications-adopt")) as messages:
+        async for msg in messages:
+            body = orjson.loads(msg.data)
+            if cloud_event_hash(body) != body["eventhash"]:
+                raise RecordNotAdopted(
+                    f"{names.stream} sequence {msg.metadata.sequence.stream}: the event's hash does"
+                    " not verify; the record is not taken over (nothing was written)"
+                )
+            position, case_id, version, type_name, state = stored_state(body)
+            events.append(LoggedEvent(position, state["event_id"], case_id, version, type_name, state))
+    if not events:
+        return 0
+    outcomes, alerts = outcomes_of_record((e.event_id, e.type, e.state["data"]) for e in events)
+    await asyncio.to_thread(store.adopt_record, events, outcomes, alerts)
+    log.info(
+        "notifications.record_adopted",
+        stream=names.stream,
+        events=len(events),
+        deliveries=len(outcomes),
+        alerts=len(alerts),
+    )
+    return len(events)
 
 
 class NotificationEventLog(StoredEventLog[LoggedEvent]):

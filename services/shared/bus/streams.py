@@ -9,10 +9,11 @@ Everyone else binds to a stream and waits for it to exist.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 
 import structlog
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -186,3 +187,23 @@ async def read_from_start(
             description=description,
         ),
     )
+
+
+async def stream_messages(nats_url: str, names: BusNames, *, name: str) -> AsyncGenerator[Msg, None]:
+    """Every message the stream holds now, in order (an ordered consumer), for a store that
+    takes its own stream over before it replays history; nothing if it is missing or empty."""
+    nc = await connect(nats_url, name=name)
+    try:
+        js = nc.jetstream()
+        try:
+            info = await js.stream_info(names.stream)
+        except NotFoundError:
+            return
+        sub = await js.subscribe(names.subjects, ordered_consumer=True, stream=names.stream)
+        try:
+            for _ in range(info.state.messages):
+                yield await sub.next_msg(timeout=5)
+        finally:
+            await sub.unsubscribe()
+    finally:
+        await nc.close()
