@@ -239,7 +239,8 @@ def notifications_hold(system: System, notification_kills: int, report: Report) 
 # ---------------------------------------------------------------------------- projections
 def projections_equal_a_rebuild(system: System, report: Report) -> None:
     """The served read models, row by row, equal a clean rebuild from the streams."""
-    location = ReadModelLocation(f"sqlite:///{(system.data_dir / 'projections').resolve()}")
+    default = f"sqlite:///{(system.data_dir / 'projections').resolve()}"
+    location = ReadModelLocation(system.env.get("VSS_READ_MODEL_URL") or default)
     serving = location.current()
     before = set(location.generations())
     started = time.monotonic()
