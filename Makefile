@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up up-cluster test test-fast test-cluster lint install clean
+.PHONY: up up-cluster test test-fast test-cluster chaos lint install clean
 
 $(STAMP): pyproject.toml contracts/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ test-fast: $(STAMP)
 # (tests/bus/test_cluster.py; also part of `make test`).
 test-cluster: $(STAMP)
 	$(BIN)/python -m pytest -q tests/bus/test_cluster.py
+
+# The chaos suite (tests/chaos): realistic load over HTTP while every part of `vss up` and its
+# nats-server are SIGKILLed at random, then the checks and their figures. VSS_CHAOS_MINUTES
+# (default 10), VSS_CHAOS_SEED (printed), VSS_CHAOS_CLIENTS; not part of `make test`.
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -m chaos -s -q tests/chaos
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -14,6 +14,7 @@ PostgreSQL comes from ``VSS_TEST_POSTGRES_DSN``, else Docker, else embedded-post
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,10 +39,20 @@ _NATS_KEY = pytest.StashKey[NatsServer]()
 
 
 # --------------------------------------------------------------------------- pytest hooks
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if {"postgres_url", "postgres_server"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgres)
+    # The chaos suite runs ten minutes and more: only when asked for by its marker.
+    asked = str(config.getoption("markexpr") or "")
+    if os.environ.get("VSS_CHAOS") == "1" or ("chaos" in asked and "not chaos" not in asked):
+        return
+    skip = pytest.mark.skip(
+        reason="the chaos suite (10+ minutes): `make chaos`, or `pytest -m chaos -s tests/chaos`"
+    )
+    for item in items:
+        if "chaos" in item.keywords:
+            item.add_marker(skip)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
