@@ -738,6 +738,32 @@ def _start_postgres(
     return part, server_url
 
 
+def _distinct_ports(bus: BusSettings, notifications: NotificationsSettings, *, embedded_nats: bool) -> None:
+    """One line and exit 2 if two parts of `vss up` are given the same port (the second would
+    never start, and be restarted for ever)."""
+    claims = [
+        (urlsplit(entry.api()).port, entry.port_variable or entry.name)
+        for entry in SERVICES
+        if entry.api is not None
+    ]
+    if not notifications.smtp_host:
+        claims.append((notifications.smtp_port, "VSS_SMTP_PORT"))
+    if embedded_nats:
+        claims += [(bus.nats_port, "VSS_NATS_PORT"), (bus.nats_monitor_port, "VSS_NATS_MONITOR_PORT")]
+    for variable in ("VSS_RELAY_METRICS_PORT", "VSS_PROJECTOR_METRICS_PORT", "VSS_SHARING_METRICS_PORT"):
+        if (value := os.environ.get(variable, "")).isdigit():
+            claims.append((int(value), variable))
+    seen: dict[int, str] = {}
+    for port, what in claims:
+        if port is None:
+            continue
+        if port in seen:
+            raise _fail(
+                f"port {port} is given twice, by {seen[port]} and {what}: give each part its own", code=2
+            )
+        seen[port] = what
+
+
 @app.command()
 def up(
     cluster: Annotated[
@@ -757,8 +783,9 @@ def up(
     topology = ClusterSettings() if cluster else None
     if topology is not None:
         _cluster_checks(settings, bus, topology)
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # stores, keys, logs, mail
     notifications = NotificationsSettings()
+    _distinct_ports(bus, notifications, embedded_nats=embedded_nats and topology is None)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # stores, keys, logs, mail
     if embedded_nats and topology is None:
         for port, what in (
             (bus.nats_port, "VSS_NATS_PORT"),

