@@ -248,6 +248,7 @@ def lifecycle(rng: random.Random, number: int) -> Generator[Call, dict[str, Any]
         f"{case}/sips",
         {
             "decided_on": today.isoformat(),
+            "overall_responsibility": rng.choice([MUNICIPALITY, REGION]),
             "goal_ids": [goal],
             "next_follow_up_on": follow_up.isoformat(),
             "client_agreed": True,
