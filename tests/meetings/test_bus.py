@@ -153,12 +153,8 @@ def test_replaying_the_case_stream_into_an_empty_service_gives_the_same_schedule
     service = CaseService(case_store, clock)
     case_ids = [drive_to_first_sip(service, clock).case_id for _ in range(3)]
     clock.advance(days=55)  # reminders and rating requests of the first meetings are due
-    # Timers fire where the test says (fire_due), live and rebuilt alike: the live timer loop
-    # fires by the clock once the case stream is applied, and a case event committed but not
-    # yet published by the relay cannot hold it, so where it lands between case events would
-    # depend on the relay's latency (ADR 0006, consequences).
     with run_relay(case_store):
-        original = start_meetings("original.sqlite", timer_interval=3600)
+        original = start_meetings("original.sqlite")
         with original:
             assert wait_until(lambda: published(nats_url, meeting_names, "MeetingReminderDue") >= 3, 20)
             store = original.parts.store  # the relay has published all it stored:
@@ -168,7 +164,7 @@ def test_replaying_the_case_stream_into_an_empty_service_gives_the_same_schedule
             kept = original.parts.service
             expected = {c: [m.to_json() for m in kept.meetings(c)] for c in case_ids if c is not None}
         before = meeting_stream(nats_url, meeting_names)
-        replay = start_meetings("replayed.sqlite", timer_interval=3600)
+        replay = start_meetings("replayed.sqlite")
         with replay:
             assert wait_until(
                 lambda: replay.parts.service.applied_through() >= len(case_store.read_log(0, 10_000)), 20
