@@ -56,7 +56,6 @@ from faststream.nats.subscriber.usecases import (
     LogicSubscriber,
     PullStreamSubscriber,
 )
-from faststream.params import NoCast
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -64,6 +63,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig
 from nats.js.errors import ServiceUnavailableError
+from pydantic import PlainValidator
 
 from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.consumer import (
@@ -252,18 +252,46 @@ class PromptBatchPullSubscriber(BatchPullStreamSubscriber):
                 await self.consume(messages)
 
 
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def documented(
+    handle: Callable[[Any], Awaitable[None]], message: Any
+) -> Callable[[Any], Coroutine[Any, Any, None]]:
+    """``handle`` as a FastStream handler whose one parameter FastStream's AsyncAPI document
+    describes as ``message`` (a pydantic model or annotation), while the handler is given what
+    the kit's decoder made, unchanged: a validator that returns its input, documented as
+    ``message``. (FastStream's ``NoCast`` would leave the message out of the document.)"""
+
+    async def on_message(decoded: Any) -> None:
+        await handle(decoded)
+
+    on_message.__name__ = on_message.__qualname__ = handle.__name__.lstrip("_")
+    on_message.__annotations__ = {
+        "decoded": Annotated[Any, PlainValidator(_unchanged, json_schema_input_type=message)],
+        "return": None,
+    }
+    return on_message
+
+
 class FastStreamSubscriber:
     """A service's :class:`Handler` behind a FastStream subscriber on ``broker``.
 
     Call :meth:`prepare` once the broker may connect and before ``broker.start()`` (for a
     FastStream application: ``on_startup``), so that the durable resumes where the handler's
     state is. ``settings.fetch_batch``: the most messages one pull takes (1: FastStream's own
-    pull loop, one message in flight).
+    pull loop, one message in flight). ``message``: what FastStream's AsyncAPI document shows as
+    the subscriber's message (default the contracts' CloudEvent; :mod:`.faststream_asyncapi`
+    passes the event types a service's consumer acts on); the handler gets the decoded message
+    whatever it says.
     """
 
     reconnect_check = 0.2  # seconds between looks at the connection's reconnect count
 
-    def __init__(self, broker: NatsBroker, handler: Handler, settings: ConsumerSettings) -> None:
+    def __init__(
+        self, broker: NatsBroker, handler: Handler, settings: ConsumerSettings, *, message: Any = CloudEvent
+    ) -> None:
         self.broker = broker
         self.handler = handler
         self.settings = settings
@@ -293,11 +321,11 @@ class FastStreamSubscriber:
         # Same slots, only the pull loop overridden: FastStream's registration stays as it is.
         if self.batched:
             self.subscriber.__class__ = PromptBatchPullSubscriber
-            self.subscriber(self._on_batch)
+            self.subscriber(documented(self._on_batch, list[message]))
         else:
             if batch > 1:
                 self.subscriber.__class__ = InOrderPullSubscriber
-            self.subscriber(self._on_message)
+            self.subscriber(documented(self._on_message, message))
 
     @property
     def stream(self) -> str:
@@ -406,18 +434,15 @@ class FastStreamSubscriber:
             return True
         return False
 
-    async def _on_message(self, incoming: Annotated[Incoming, NoCast]) -> None:
+    async def _on_message(self, incoming: Incoming) -> None:
         if not self._must_repoint():
             await self._handle(
                 incoming.message.raw_message, incoming.delivery, incoming.error, incoming.message
             )
 
-    async def _on_batch(self, decoded: Annotated[Any, NoCast]) -> None:
+    async def _on_batch(self, incoming: IncomingBatch) -> None:
         """A pull applied in one call and transaction; if that fails (or a message does not
         decode), nothing of it was applied and the messages go one by one."""
-        # Typed Any for FastStream: it would build a pydantic schema of the annotation, and
-        # nats-py's Msg inside has a field typed with a name it cannot resolve.
-        incoming: IncomingBatch = decoded
         if self._must_repoint():
             return
         fresh = [item for item in incoming.items if item[0].metadata.sequence.stream > self._position]
