@@ -12,12 +12,13 @@ from fastapi import FastAPI
 from services.meetings.application.ports import Clock
 from services.meetings.application.service import MeetingsService
 from services.meetings.domain.calendar import WorkingDays
+from services.meetings.domain.schedule import CASE_HANDLERS
 from services.meetings.infrastructure.bus import CaseEventHandler, MeetingEventLog, adopt_stream
 from services.meetings.infrastructure.store import CONSUMER, MeetingStore
 from services.meetings.settings import MeetingsSettings
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
-from services.shared.bus.consumer import DurableConsumer, consumer_of
+from services.shared.bus.consumer import DurableConsumer, Subscription, consumer_of
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.clock import SystemClock
@@ -86,6 +87,11 @@ async def run_timers(
     await repeat(fire, stop, interval, log=log, failed="meetings.timers_failed")
 
 
+def subscriptions(settings: MeetingsSettings, *, case_names: BusNames | None = None) -> tuple[Subscription]:
+    """What the meetings service consumes: the case stream, through the schedule's table."""
+    return (Subscription.dispatched(CONSUMER, case_names or settings.bus_names(), CASE_HANDLERS),)
+
+
 def bootstrap_meetings(
     settings: MeetingsSettings | None = None,
     *,
@@ -99,7 +105,8 @@ def bootstrap_meetings(
     store = MeetingStore(settings.store_url())
     service = MeetingsService(store, settings.rules(), WorkingDays(), clock or SystemClock())
     meeting_names = meeting_names or settings.meeting_names()
-    consumer = consumer_of(settings, CaseEventHandler(service), CONSUMER, case_names)
+    (case_events,) = subscriptions(settings, case_names=case_names)
+    consumer = consumer_of(settings, CaseEventHandler(service), case_events)
     relay = Relay(
         MeetingEventLog(store, meeting_names),
         settings.nats(),

@@ -17,6 +17,7 @@ from services.notifications.application.service import (
     NotificationsService,
     Signer,
 )
+from services.notifications.domain.decisions import CASE_HANDLERS, MEETING_HANDLERS
 from services.notifications.infrastructure.bus import (
     CaseStreamFirst,
     EventHandler,
@@ -30,7 +31,7 @@ from services.notifications.infrastructure.templates import Templates
 from services.notifications.settings import NotificationsSettings
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
-from services.shared.bus.consumer import DurableConsumer, consumer_of
+from services.shared.bus.consumer import DurableConsumer, Subscription, consumer_of
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.clock import SystemClock
@@ -126,6 +127,25 @@ class NotificationsParts:
         self.store.close()
 
 
+def subscriptions(
+    settings: NotificationsSettings,
+    *,
+    case_names: BusNames | None = None,
+    meeting_names: BusNames | None = None,
+) -> tuple[Subscription, Subscription]:
+    """What the notifications service consumes: the case stream and the meetings stream, each
+    through its table of decisions."""
+    return (
+        Subscription.dispatched(CASE_CONSUMER, case_names or settings.bus_names(), CASE_HANDLERS),
+        Subscription.dispatched(
+            MEETINGS_CONSUMER,
+            meeting_names or settings.meeting_names(),
+            MEETING_HANDLERS,
+            decode_data=_meeting_data,
+        ),
+    )
+
+
 def bootstrap_notifications(
     settings: NotificationsSettings | None = None,
     *,
@@ -165,14 +185,11 @@ def bootstrap_notifications(
     case_names = case_names or settings.bus_names()
     meeting_names = meeting_names or settings.meeting_names()
     case_first = CaseStreamFirst(store, CASE_CONSUMER, settings.nats(), case_names.stream)
+    case_events, meeting_events = subscriptions(settings, case_names=case_names, meeting_names=meeting_names)
     consumers = [
-        consumer_of(settings, EventHandler(service, store, CASE_CONSUMER), CASE_CONSUMER, case_names),
+        consumer_of(settings, EventHandler(service, store, CASE_CONSUMER), case_events),
         consumer_of(
-            settings,
-            EventHandler(service, store, MEETINGS_CONSUMER, case_first=case_first),
-            MEETINGS_CONSUMER,
-            meeting_names,
-            decode_data=_meeting_data,
+            settings, EventHandler(service, store, MEETINGS_CONSUMER, case_first=case_first), meeting_events
         ),
     ]
     names = notification_names or settings.notification_names()

@@ -15,6 +15,7 @@ from nats.js.errors import NotFoundError
 
 from services.projections.application.deliveries import DELIVERIES_CONSUMER
 from services.projections.application.queries import QueryPolicy
+from services.projections.domain import case_view, journal
 from services.projections.entrypoints.http import QueryDependencies, create_app
 from services.projections.infrastructure.database import ReadModelLocation
 from services.projections.infrastructure.live import LiveDeliveries, LiveProjection
@@ -24,11 +25,15 @@ from services.projections.settings import ProjectionsSettings
 from services.shared import geography
 from services.shared.access_log import AccessLogPublisher, AccessLogStore
 from services.shared.auth import TokenService
-from services.shared.bus.consumer import DurableConsumer, consumer_of
+from services.shared.bus.consumer import DurableConsumer, Subscription, consumer_of
 from services.shared.bus.names import BusNames
 from services.shared.settings import AuthSettings
 from vss_contracts.envelope import CloudEvent
-from vss_contracts.notification_events import NotificationEventData, decode_notification_event
+from vss_contracts.notification_events import (
+    NOTIFICATION_EVENTS,
+    NotificationEventData,
+    decode_notification_event,
+)
 
 log = structlog.get_logger("vss.projections")
 
@@ -92,6 +97,27 @@ async def run_consumers(consumers: Sequence[DurableConsumer], stop: asyncio.Even
             raise error
 
 
+def subscriptions(
+    settings: ProjectionsSettings,
+    *,
+    names: BusNames | None = None,
+    notification_names: BusNames | None = None,
+) -> tuple[Subscription, Subscription]:
+    """What the projector consumes: the case stream (through the case overview's and the
+    journal's tables) and every event of the delivery record (each a journal row)."""
+    return (
+        Subscription.dispatched(
+            CONSUMER, names or settings.bus_names(), case_view.HANDLERS, journal.SUMMARIES
+        ),
+        Subscription.of_every(
+            DELIVERIES_CONSUMER,
+            notification_names or settings.notification_names(),
+            NOTIFICATION_EVENTS,
+            decode_data=notification_data,
+        ),
+    )
+
+
 def bootstrap_projector(
     settings: ProjectionsSettings | None = None,
     *,
@@ -105,15 +131,10 @@ def bootstrap_projector(
     """
     settings = settings or ProjectionsSettings()
     projection = LiveProjection(ReadModelLocation(settings.read_models()))
-    consumer = consumer_of(settings, projection, CONSUMER, names)
+    case_events, delivery_record = subscriptions(settings, names=names, notification_names=notification_names)
+    consumer = consumer_of(settings, projection, case_events)
     deliveries = LiveDeliveries(ReadModelLocation(settings.read_models()))  # its own pointer connection
-    deliveries_consumer = consumer_of(
-        settings,
-        deliveries,
-        DELIVERIES_CONSUMER,
-        notification_names or settings.notification_names(),
-        decode_data=notification_data,
-    )
+    deliveries_consumer = consumer_of(settings, deliveries, delivery_record)
     return ProjectorParts(settings, projection, consumer, deliveries, deliveries_consumer)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 
-from services.shared.bus.consumer import DurableConsumer, consumer_of
+from services.shared.bus.consumer import DurableConsumer, Subscription, consumer_of
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.serve import run_tasks
@@ -18,6 +18,7 @@ from services.sharing.infrastructure.bus import (
 )
 from services.sharing.infrastructure.store import SharingStore
 from services.sharing.settings import SharingSettings
+from vss_contracts.case_events import CASE_EVENTS
 
 
 @dataclass
@@ -42,6 +43,12 @@ class SharingParts:
         self.store.close()
 
 
+def subscriptions(settings: SharingSettings, *, case_names: BusNames | None = None) -> tuple[Subscription]:
+    """What the sharing service consumes: every case event, each put on the shares of the
+    organisations that may see its case (its access table says who may, not what is read)."""
+    return (Subscription.of_every(CONSUMER, case_names or settings.bus_names(), CASE_EVENTS),)
+
+
 def bootstrap_sharing(
     settings: SharingSettings | None = None,
     *,
@@ -53,7 +60,8 @@ def bootstrap_sharing(
     store = SharingStore(settings.store_url())
     service = SharingService(store)
     share_names = share_names or settings.share_names()
-    consumer = consumer_of(settings, CaseEventHandler(service), CONSUMER, case_names)
+    (case_events,) = subscriptions(settings, case_names=case_names)
+    consumer = consumer_of(settings, CaseEventHandler(service), case_events)
     relay = Relay(
         ShareLog(store, share_names),
         settings.nats(),

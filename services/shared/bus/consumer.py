@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -54,6 +54,7 @@ from services.shared.bus.streams import (
     declare_if_missing,
     wait_for_stream,
 )
+from services.shared.dispatch import ContractEvent, EventHandlers
 from services.shared.settings import BusSettings
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.registry import UnknownEventType
@@ -163,21 +164,70 @@ class ConsumerSettings:
     replicas: int = 1
 
 
-def consumer_of(
-    bus: BusSettings,
-    handler: Handler,
-    durable: str,
-    names: BusNames | None = None,
-    decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data,
-) -> DurableConsumer:
-    """A service's durable consumer as its bus settings say (the case stream unless ``names``)."""
-    settings = ConsumerSettings(
-        durable=durable,
-        names=names or bus.bus_names(),
-        replicas=bus.nats_replicas,
-        decode_data=decode_data,
-    )
-    return DurableConsumer(bus.nats(), handler, settings)
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One consumer of a service, declared once: what it reads and which event types it acts on.
+
+    A service's composition root builds its :class:`DurableConsumer` from it (:func:`consumer_of`),
+    and :mod:`.faststream_asyncapi` the FastStream description of the same subscriber, so the
+    two cannot name different streams, subjects or durables. ``handles``: the contract types
+    (current versions) the handler acts on; ``ignores``: the rest of the family, which its
+    dispatch table ignores by name (acknowledged, nothing changed). Earlier versions of a type
+    are upcast on decode, so they count as the type.
+    """
+
+    durable: str
+    names: BusNames
+    handles: tuple[str, ...]
+    ignores: tuple[str, ...] = ()
+    decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data
+
+    @classmethod
+    def dispatched(
+        cls,
+        durable: str,
+        names: BusNames,
+        *tables: EventHandlers[Any],
+        decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data,
+    ) -> Subscription:
+        """A consumer whose handler routes each event through ``tables`` (one family): it acts on
+        a type any table handles, and ignores one every table ignores."""
+        families = {table.family for table in tables}
+        if len(families) != 1:
+            raise ValueError(f"{durable}: tables of one family expected, got {len(families)}")
+        (family,) = families
+        handles = tuple(t for t in family if any(t in table.handlers for table in tables))
+        ignores = tuple(t for t in family if t not in handles and all(t in table.ignored for table in tables))
+        return cls(durable, names, handles, ignores, decode_data)
+
+    @classmethod
+    def of_every(
+        cls,
+        durable: str,
+        names: BusNames,
+        family: Iterable[type[ContractEvent]],
+        decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data,
+    ) -> Subscription:
+        """A consumer that acts on every type of ``family`` (it keeps or forwards each event)."""
+        return cls(durable, names, tuple(t.TYPE for t in family), (), decode_data)
+
+    @property
+    def filter_subject(self) -> str:
+        return self.names.subjects
+
+    def consumer_settings(self, replicas: int = 1) -> ConsumerSettings:
+        return ConsumerSettings(
+            durable=self.durable,
+            names=self.names,
+            filter_subject=self.filter_subject,
+            decode_data=self.decode_data,
+            replicas=replicas,
+        )
+
+
+def consumer_of(bus: BusSettings, handler: Handler, subscription: Subscription) -> DurableConsumer:
+    """A service's durable consumer of ``subscription``, on the server its bus settings name."""
+    return DurableConsumer(bus.nats(), handler, subscription.consumer_settings(bus.nats_replicas))
 
 
 @dataclass(frozen=True, slots=True)
