@@ -1,4 +1,4 @@
-"""The client's *Min plan* pages, rendered from the case overview view.
+"""The client's *Min plan* pages and printable PDFs, rendered from the case overview view.
 
 Pure functions: no HTTP, no database. The routes that serve them are the query API's.
 """
@@ -16,6 +16,7 @@ from services.projections.presentation.pages import (
     render_withdraw_confirmation_page,
     withdraw_choice,
 )
+from services.projections.presentation.pdf import early_warning_plan_pdf, sip_pdf
 
 __all__ = [
     "CSRF_FIELD",
@@ -25,8 +26,10 @@ __all__ = [
     "NotAWithdrawChoice",
     "ReaderId",
     "WithdrawChoice",
+    "early_warning_plan_pdf",
     "render_crisis_plan_page",
     "render_my_plan_page",
     "render_withdraw_confirmation_page",
+    "sip_pdf",
     "withdraw_choice",
 ]
