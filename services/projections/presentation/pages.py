@@ -38,6 +38,9 @@ class WithdrawChoice:
 
     organisation_id: str | None = None
     organisation_name: str | None = None
+    # Coordinators' organisations read the case whatever the consent says (ADR 0005): the
+    # page must not promise that they stop.
+    still_reading: tuple[str, ...] = ()
 
     @property
     def entire(self) -> bool:
@@ -58,11 +61,13 @@ def withdraw_choice(view: View, value: str) -> WithdrawChoice:
     consent = view.get("consent")
     if not consent or consent.get("withdrawn"):
         raise NotAWithdrawChoice("there is no consent in force to withdraw")
+    coordinating = {c["organisation"]["id"]: c["organisation"]["name"] for c in view.get("coordinators", ())}
     if value == WITHDRAW_ENTIRE:
-        return WithdrawChoice()
+        return WithdrawChoice(still_reading=tuple(sorted(set(coordinating.values()))))
     for organisation in consent["organisations"]:
         if organisation["id"] == value:
-            return WithdrawChoice(organisation["id"], organisation["name"])
+            still = (organisation["name"],) if organisation["id"] in coordinating else ()
+            return WithdrawChoice(organisation["id"], organisation["name"], still)
     raise NotAWithdrawChoice(f"{value!r} is not an organisation the consent covers")
 
 

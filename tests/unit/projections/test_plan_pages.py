@@ -221,6 +221,23 @@ def test_the_confirmation_posts_the_choice_with_the_callers_csrf_token() -> None
     assert "återkalla hela ditt samtycke" in text_of(entire)
 
 
+def test_the_confirmation_does_not_promise_that_a_coordinators_organisation_stops_reading() -> None:
+    view = plan_view()
+    outside = render_withdraw_confirmation_page(
+        view, withdraw_choice(view, specs.OTHER_ORG.id), action_url="x", csrf_token="t", cancel_url="."
+    )
+    assert "Då får Arbetsförmedlingen inte längre ta del av uppgifterna om dig" in text_of(outside)
+    coordinating = withdraw_choice(view, specs.REGION_ORG.id)
+    assert coordinating.still_reading == (specs.REGION_ORG.name,)
+    text = text_of(
+        render_withdraw_confirmation_page(view, coordinating, action_url="x", csrf_token="t", cancel_url=".")
+    )
+    assert f"{specs.REGION_ORG.name} fortfarande läsa ditt ärende så länge hen är din samordnare" in text
+    assert "inte längre ta del" not in text
+    entire = withdraw_choice(view, "entire")
+    assert set(entire.still_reading) == {specs.REGION_ORG.name, specs.MUNICIPALITY_ORG.name}
+
+
 def test_a_withdrawal_names_the_whole_consent_or_an_organisation_it_covers_now() -> None:
     view = plan_view()
     with pytest.raises(NotAWithdrawChoice):
