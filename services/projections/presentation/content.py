@@ -36,6 +36,7 @@ class Action:
     how: str
     goal: str
     done_on: str
+    overdue: bool = False  # set when the view was served through mark_overdue
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ def _action(view: View, action: Mapping[str, Any], names: Mapping[str, str], cli
         how=action["how"],
         goal=goals.get(action.get("goal_id") or "", ""),
         done_on=labels.day(action.get("done_on")),
+        overdue=bool(action.get("overdue")),
     )
 
 

@@ -212,7 +212,7 @@ def sip_pdf(view: View, *, font_dirs: Sequence[Path] | None = None) -> bytes:
         doc.heading(f"Åtgärd {number}", size=12)
         doc.field("Vad", action.what)
         doc.field("Vem", _responsible(action, client_name))
-        doc.field("När", f"senast {action.due_on}")
+        doc.field("När", f"senast {action.due_on}" + (" (datumet har passerat)" if action.overdue else ""))
         doc.field("Hur", action.how)
         if action.goal:
             doc.field("För målet", action.goal)

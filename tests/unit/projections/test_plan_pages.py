@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from services.projections.domain.case_view import CHECKLIST_STEPS, View
+from services.projections.domain.case_view import CHECKLIST_STEPS, View, mark_overdue
 from services.projections.presentation import (
     CSRF_FIELD,
     WITHDRAW_FIELD,
@@ -290,3 +290,11 @@ def test_meeting_times_may_come_as_datetimes() -> None:
     ]
     html = render_my_plan_page(plan_view(), as_datetimes, [], links=LINKS)
     assert "20 mars 2025 kl. 10.30–11.30" in text_of(html)
+
+
+def test_an_action_past_its_date_says_so_when_the_view_was_served_as_of_today() -> None:
+    served = mark_overdue(plan_view(), "2025-05-15")
+    text = text_of(page(served))
+    assert "Senast 30 april 2025 (datumet har passerat)" in text
+    assert "Senast 31 maj 2025 (datumet" not in text
+    assert "(datumet har passerat)" not in text_of(page())
