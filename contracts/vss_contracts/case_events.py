@@ -393,6 +393,19 @@ class SipDecided(CaseEventData):
         return self
 
 
+class SipConfirmedByClient(CaseEventData):
+    """The client, signed in with their own e-ID, confirmed that they agree to a SIP version.
+
+    The SIP already records the client's agreement as the resource group heard it
+    (``client_agreed``); this is the client's own word for it, in their own name (the event's
+    actor is the client: ``actorprincipal`` ``client``). *Brukaren äger planen.*
+    """
+
+    TYPE: ClassVar[str] = "se.vss.case.SipConfirmedByClient.v1"
+    sip_version: Annotated[int, Field(ge=1)]
+    confirmed_on: date
+
+
 class ResourceGroupMeetingHeld(CaseEventData):
     TYPE: ClassVar[str] = "se.vss.case.ResourceGroupMeetingHeld.v1"
     meeting_id: UUID
@@ -464,6 +477,7 @@ CASE_EVENTS: tuple[type[CaseEventData], ...] = (
     ResourceGroupMemberRemoved,
     EarlyWarningPlanUpdated,
     SipDecided,
+    SipConfirmedByClient,
     ResourceGroupMeetingHeld,
     ActionCompleted,
     EarlyWarningTriggered,

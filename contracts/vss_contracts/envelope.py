@@ -12,7 +12,8 @@ naming rule (lower-case letters and digits, at most 20 characters):
   case's delivery record;
 - ``logposition``: position in the publishing store's global log (increasing, may have gaps);
 - ``correlationid`` / ``causationid``: the request the event belongs to, and what caused it;
-- ``actorid`` / ``actororg`` / ``actorprincipal``: who recorded it, for which organisation;
+- ``actorid`` / ``actororg`` / ``actorprincipal``: who recorded it, for which organisation
+  (a client acting themself: their personal identity number, ``""`` and ``client``);
 - ``prevhash`` / ``eventhash``: the case's hash chain (sha256, hex), for verification;
 - ``vsssig`` / ``vsskeyid``: on the last event of each commit of a case event, the case
   service's Ed25519 signature over its ``eventhash`` (base64url) and the id of the key that
@@ -39,7 +40,7 @@ from vss_contracts.meeting_events import MeetingEventData, decode_meeting_event
 from vss_contracts.notification_events import NotificationEventData, decode_notification_event
 from vss_contracts.registry import decode_event
 from vss_contracts.subjects import CASE_EVENT_SOURCE
-from vss_contracts.types import Principal
+from vss_contracts.types import ActorPrincipal, Principal
 
 __all__ = ["SCHEMA_URI_PREFIX", "CloudEvent", "dataschema_for"]
 
@@ -85,7 +86,10 @@ class CloudEvent(BaseModel):
     causationid: str | None = None
     actorid: str
     actororg: str
-    actorprincipal: Principal
+    actorprincipal: Annotated[
+        ActorPrincipal,
+        Field(description="region, municipality or other: an organisation's; client: the client themself."),
+    ]
     prevhash: Sha256Hex
     eventhash: Sha256Hex
     vsssig: Annotated[
@@ -118,7 +122,7 @@ class CloudEvent(BaseModel):
         data: CaseEventData | dict[str, Any],
         actor_id: str,
         actor_org: str,
-        actor_principal: Principal,
+        actor_principal: ActorPrincipal | Principal,
         correlation_id: str,
         causation_id: str | None,
         prev_hash: str,

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 from vss_contracts.identity import normalise_personal_identity_number
 
 __all__ = [
+    "ActorPrincipal",
     "ChangeRating",
     "ClientRef",
     "ClosingReason",
@@ -94,6 +95,19 @@ class Principal(StrEnum):
     REGION = "region"
     MUNICIPALITY = "municipality"
     OTHER = "other"  # Arbetsförmedlingen, Försäkringskassan, frivård, private providers
+
+
+class ActorPrincipal(StrEnum):
+    """Whom the actor of a fact acts for: an organisation's principal, or themself as the client.
+
+    ``client`` is the person the case is about (*brukaren*), signed in with a citizen e-ID;
+    such an actor's id is their personal identity number and their organisation is ``""``.
+    """
+
+    REGION = "region"
+    MUNICIPALITY = "municipality"
+    OTHER = "other"
+    CLIENT = "client"
 
 
 class Phase(StrEnum):

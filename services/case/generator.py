@@ -60,6 +60,7 @@ from services.shared.geography import MunicipalityInfo, municipalities
 from vss_contracts.case_events import OthersAction, PlanContact, WarningSign
 from vss_contracts.identity import luhn_check_digit
 from vss_contracts.types import (
+    ActorPrincipal,
     ChangeRating,
     ClientRef,
     ClosingReason,
@@ -474,6 +475,7 @@ WITHDRAWAL = 0.13
 COORDINATOR_CHANGE = 0.12
 ACTION_COMPLETED = 0.86  # per action
 LATE_FOLLOW_UP = 0.22  # per follow-up
+CLIENT_CONFIRMS_SIP = 0.6  # per SIP: the client confirms it in their own name (e-ID)
 WARNING_PER_PERIOD = 0.3
 WARNING_RESOLVED = 0.9
 PROFESSIONAL_CHANGE_PER_PERIOD = 0.07
@@ -497,7 +499,9 @@ class _Person:
 
     def __post_init__(self) -> None:
         org = self.organisation
-        self.actor = Actor(self.user_id, org.id, org.name, org.principal, frozenset({"coordinator"}))
+        self.actor = Actor(
+            self.user_id, org.id, org.name, ActorPrincipal(org.principal.value), frozenset({"coordinator"})
+        )
         self.coordinator = Coordinator(
             user_id=self.user_id,
             name=self.name,
@@ -745,6 +749,25 @@ class _CaseLife:
             not self.consent_withdrawn
             and bool(self.consent_orgs)
             and (self.consent_valid_until is None or self.consent_valid_until >= day)
+        )
+
+    def client_confirms(self, day: date) -> Iterator[_Step]:
+        """The client confirms most SIPs in their own name, signed in with their e-ID. Drawn
+        from the case id, not ``self.rng``, so that the rest of the history stays as it was."""
+        if random.Random(self.case_id.int + self.sip_version).random() >= CLIENT_CONFIRMS_SIP:
+            return
+        self.now += timedelta(minutes=1)
+        self.steps += 1
+        client = Actor(
+            self.client.personal_identity_number, "", "", ActorPrincipal.CLIENT, frozenset({"client"})
+        )
+        command = cmd.ConfirmSip(sip_version=self.sip_version, confirmed_on=day)
+        yield _Step(
+            at=self.now.astimezone(UTC),
+            actor=client,
+            case_id=self.case_id,
+            command=lambda c: c.confirm_sip(command),
+            correlation_id=f"gen-client-{self.case_id.hex[:12]}-{self.sip_version}",
         )
 
     def client_participant(self) -> Participant:
@@ -1192,6 +1215,7 @@ class _CaseLife:
         )
         yield self.step(lambda c: c.decide_sip(command))
         self.sip_version += 1
+        yield from self.client_confirms(day)
         self.actions = {a.action_id: a for a in actions}
         if self.consent_valid_until is not None and self.consent_period is not None:
             self.consent_valid_until = max(self.consent_valid_until, day + self.consent_period)

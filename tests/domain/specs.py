@@ -28,6 +28,7 @@ from services.case.domain.events import Actor
 from vss_contracts import case_events as ev
 from vss_contracts.case_events import CaseEventData, OthersAction, PlanContact, WarningSign
 from vss_contracts.types import (
+    ActorPrincipal,
     ChangeRating,
     ClientRef,
     ClosingReason,
@@ -106,6 +107,17 @@ ACTOR = Actor(
 )
 
 
+# The client themself, signed in with their e-ID: their personal identity number, no organisation.
+CLIENT_ACTOR = Actor(
+    user_id="191212121212",
+    organisation_id="",
+    organisation_name="",
+    principal=ActorPrincipal.CLIENT,
+    roles=frozenset({"client"}),
+)
+SOMEONE_ELSE = Actor("198112189876", "", "", ActorPrincipal.CLIENT, frozenset({"client"}))
+
+
 def context(
     *, today: date = TODAY, policy: cmd.CasePolicy | None = None, actor: Actor = ACTOR
 ) -> cmd.CommandContext:
@@ -120,6 +132,7 @@ def context(
 
 
 CONTEXT = context()
+AS_CLIENT = context(actor=CLIENT_ACTOR)
 
 # -------------------------------------------------------------------------------- members
 CLIENT_MEMBER = UUID("0d7c6a51-1d1e-4a55-8a56-6a3f7a8e0001")
@@ -192,6 +205,11 @@ def withdraw(
         reason="Brukaren vill inte att uppgifter delas",
     )
     return lambda case: case.withdraw_consent(command)
+
+
+def confirm(version: int = 1, *, on: date = TODAY) -> Step:
+    command = cmd.ConfirmSip(sip_version=version, confirmed_on=on)
+    return lambda case: case.confirm_sip(command)
 
 
 def worksheet(

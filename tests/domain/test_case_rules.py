@@ -20,6 +20,7 @@ from services.case.domain.events import GENESIS_HASH, Actor
 from vss_contracts import case_events as ev
 from vss_contracts.case_events import OutsideParty
 from vss_contracts.types import (
+    ActorPrincipal,
     ClosingReason,
     GoalKind,
     GoalStatus,
@@ -35,10 +36,12 @@ from .specs import (
     ACTION_2,
     ACTOR,
     ANNA,
+    AS_CLIENT,
     ASSIGNED_ON,
     BOTH_COORDINATORS,
     CASE_ID,
     CLIENT,
+    CLIENT_ACTOR,
     CLIENT_MEMBER,
     CONSENT_ON,
     CONSENTED,
@@ -65,6 +68,7 @@ from .specs import (
     REGION_ORG,
     SARA,
     SIP_ON,
+    SOMEONE_ELSE,
     SUB_GOAL,
     TODAY,
     TOMORROW,
@@ -78,6 +82,7 @@ from .specs import (
     client_member,
     close,
     complete_action,
+    confirm,
     consent,
     context,
     coordinator_member,
@@ -1623,3 +1628,82 @@ def test_the_story_of_a_whole_case() -> None:
     assert case.version == 1 + sum(len(expected) for _, expected in story)
     assert case.state.phase is Phase.CLOSED
     assert [e.originator_version for e in case.pending_events] == list(range(1, case.version + 1))
+
+
+# ============================================================================ the client's say
+
+
+def test_the_client_withdraws_their_consent_in_their_own_name() -> None:
+    case = given(*WORKING)
+    case.ensure_actor_may_write(CLIENT_ACTOR)
+
+    (event,) = then_events(when(case, withdraw(), ctx=AS_CLIENT), ev.ConsentWithdrawn)
+
+    assert event.entire
+    assert case.pending_events[-1].meta.actor_id == "191212121212"
+    assert case.pending_events[-1].meta.principal is ActorPrincipal.CLIENT
+    assert case.pending_events[-1].meta.actor_organisation == ""
+
+
+def test_the_client_withdraws_their_consent_for_one_organisation() -> None:
+    case = given(*WORKING)
+
+    (event,) = then_events(when(case, withdraw(MUNICIPALITY_ORG.id), ctx=AS_CLIENT), ev.ConsentWithdrawn)
+
+    assert (event.entire, event.organisation_ids) == (False, [MUNICIPALITY_ORG.id])
+
+
+def test_someone_else_signed_in_as_a_client_may_not_write_this_case() -> None:
+    case = given(*WORKING)
+
+    with pytest.raises(errors.NotTheClient) as refused:
+        case.ensure_actor_may_write(SOMEONE_ELSE)
+    assert refused.value.rule == "not_the_client"
+
+
+@pytest.mark.parametrize(
+    "step",
+    [set_goal(), close(), assign(SARA), consent(), worksheet()],
+    ids=["goal", "close", "assign", "consent", "worksheet"],
+)
+def test_a_client_records_nothing_but_their_withdrawal_and_confirmation(step: Step) -> None:
+    case = given(*WORKING)
+
+    then_error(when(case, step, ctx=AS_CLIENT), errors.ClientMayNotRecord, "client_may_not_record")
+
+
+def test_a_case_is_not_opened_by_its_client() -> None:
+    with pytest.raises(errors.ClientMayNotRecord):
+        Case.open(AS_CLIENT, open_case())
+
+
+def test_the_client_confirms_the_current_sip_in_their_own_name() -> None:
+    case = given(*WORKING)
+
+    (event,) = then_events(when(case, confirm(1), ctx=AS_CLIENT), ev.SipConfirmedByClient)
+
+    assert (event.sip_version, event.confirmed_on) == (1, TODAY)
+    assert case.state.sip is not None
+    assert case.state.sip.confirmed_by_client_on == TODAY
+
+
+def test_a_sip_is_confirmed_by_the_client_only_once() -> None:
+    case = given(*WORKING)
+    when(case, confirm(1), ctx=AS_CLIENT)
+
+    then_error(when(case, confirm(1), ctx=AS_CLIENT), errors.SipAlreadyConfirmed, "sip_already_confirmed")
+
+
+def test_only_the_current_sip_can_be_confirmed() -> None:
+    then_error(when(given(*WORKING), confirm(2), ctx=AS_CLIENT), errors.NoSipToConfirm, "no_sip_to_confirm")
+    then_error(when(given(*PLANNED), confirm(1), ctx=AS_CLIENT), errors.NoSipToConfirm, "no_sip_to_confirm")
+
+
+def test_a_coordinator_does_not_confirm_a_sip_for_the_client() -> None:
+    then_error(when(given(*WORKING), confirm(1)), errors.OnlyTheClientConfirms, "only_the_client_confirms")
+
+
+def test_a_confirmation_is_not_dated_before_the_sip() -> None:
+    outcome = when(given(*WORKING), confirm(1, on=SIP_ON - timedelta(days=1)), ctx=AS_CLIENT)
+
+    then_error(outcome, errors.DateOutOfOrder, "date_out_of_order")

@@ -28,6 +28,7 @@ from vss_contracts.case_events import CaseEventData
 from vss_contracts.chain import GENESIS_HASH
 from vss_contracts.identity import birth_date
 from vss_contracts.types import (
+    ActorPrincipal,
     ClientRef,
     Coordinator,
     GoalKind,
@@ -45,15 +46,25 @@ from vss_contracts.types import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# What a client may do in their own case: their say over the consent and the plan.
+CLIENT_COMMANDS = frozenset({"withdraw_consent", "confirm_sip"})
+
+
 def _command(method: F) -> F:
     """A command whose fields make an invalid fact raises InvalidCommand, naming the fields.
 
     The commands check their own fields; the facts check more (e.g. a change-rating
-    worksheet needs its scores), and the facts' checks are the last word.
+    worksheet needs its scores), and the facts' checks are the last word. A client (an
+    actor with the principal ``client``) runs only the :data:`CLIENT_COMMANDS`, whatever
+    else the case would allow.
     """
+    by_client = method.__name__ in CLIENT_COMMANDS
 
     @functools.wraps(method)
     def checked(*args: Any, **kwargs: Any) -> Any:
+        context = args[0]._context if isinstance(args[0], Case) else None
+        if not by_client and context is not None and context.actor.principal is ActorPrincipal.CLIENT:
+            raise errors.ClientMayNotRecord(f"a client does not {method.__name__.replace('_', ' ')}")
         try:
             return method(*args, **kwargs)
         except ValidationError as error:
@@ -126,6 +137,7 @@ class Sip:
     goal_ids: list[UUID]
     actions: dict[UUID, SipAction]
     next_follow_up_on: date
+    confirmed_by_client_on: date | None = None
 
 
 @dataclass
@@ -268,13 +280,17 @@ class Case(BaseAggregate[UUID]):
         if born > context.today:
             raise errors.DateInFuture(f"client.personal_identity_number: born {born}, after today")
         actor = context.actor
+        if actor.principal is ActorPrincipal.CLIENT:
+            raise errors.ClientMayNotRecord("a case is opened by an organisation, not by its client")
         data = ev.CaseOpened(
             client=command.client,
             municipality=command.municipality,
             region=command.region,
             opened_on=command.opened_on,
             opened_by_organisation=OrganisationRef(
-                id=actor.organisation_id, name=actor.organisation_name, principal=actor.principal
+                id=actor.organisation_id,
+                name=actor.organisation_name,
+                principal=Principal(actor.principal.value),
             ),
         )
         event = CaseEvent.new(
@@ -295,7 +311,12 @@ class Case(BaseAggregate[UUID]):
 
     # ------------------------------------------------------------------------------ guards
     def ensure_actor_may_write(self, actor: Actor) -> None:
-        """Only the opening organisation and the active coordinators' organisations write."""
+        """Only the opening organisation and the active coordinators' organisations write; and
+        the client, in their own case (what they may record: :data:`CLIENT_FACTS`)."""
+        if actor.principal is ActorPrincipal.CLIENT:
+            if actor.user_id != self.state.client.personal_identity_number:
+                raise errors.NotTheClient("this case is not yours: a client acts in their own case only")
+            return
         allowed = {self.state.opened_by.id} | {c.organisation.id for c in self.state.coordinators.values()}
         if actor.organisation_id not in allowed:
             raise errors.ActorNotInvolved(
@@ -431,6 +452,27 @@ class Case(BaseAggregate[UUID]):
                 reason=command.reason,
             )
         )
+
+    @_command
+    def confirm_sip(self, command: cmd.ConfirmSip) -> None:
+        """The client's own confirmation of the SIP in force (only the client records it)."""
+        self._open_case()
+        context = self._require_context()
+        _not_in_future(context, "confirmed_on", command.confirmed_on)
+        if context.actor.principal is not ActorPrincipal.CLIENT:
+            raise errors.OnlyTheClientConfirms(
+                "the client confirms a SIP in their own name, signed in themself"
+            )
+        sip = self.state.sip
+        if sip is None or sip.version != command.sip_version:
+            current = "no SIP yet" if sip is None else f"the current SIP is version {sip.version}"
+            raise errors.NoSipToConfirm(f"sip_version {command.sip_version}: {current}")
+        if sip.confirmed_by_client_on is not None:
+            raise errors.SipAlreadyConfirmed(
+                f"SIP version {sip.version} was confirmed on {sip.confirmed_by_client_on}"
+            )
+        _not_before(command.confirmed_on, "confirmed_on", sip.decided_on, "the SIP was decided")
+        self._trigger(ev.SipConfirmedByClient(sip_version=sip.version, confirmed_on=command.confirmed_on))
 
     # ------------------------------------------------------------------------------ mapping
     @_command
@@ -839,6 +881,11 @@ def _sip_decided(s: CaseState, e: ev.SipDecided) -> None:
     )
 
 
+def _sip_confirmed(s: CaseState, e: ev.SipConfirmedByClient) -> None:
+    if s.sip is not None and s.sip.version == e.sip_version:
+        s.sip.confirmed_by_client_on = e.confirmed_on
+
+
 def _meeting_held(s: CaseState, e: ev.ResourceGroupMeetingHeld) -> None:
     s.meetings_held.append(e.held_on)
 
@@ -883,6 +930,7 @@ TRANSITIONS: EventHandlers[Callable[[CaseState, Any], None]] = EventHandlers.of(
         ev.ResourceGroupMemberRemoved: _member_removed,
         ev.EarlyWarningPlanUpdated: _plan_updated,
         ev.SipDecided: _sip_decided,
+        ev.SipConfirmedByClient: _sip_confirmed,
         ev.ResourceGroupMeetingHeld: _meeting_held,
         ev.ActionCompleted: _action_completed,
         ev.EarlyWarningTriggered: _warning_triggered,

@@ -104,6 +104,13 @@ class WithdrawConsent(Command):
     reason: ShortText | None = None
 
 
+class ConfirmSip(Command):
+    """The client's own confirmation that they agree to the current SIP (from their token only)."""
+
+    sip_version: Annotated[int, Field(ge=1, le=10_000)]
+    confirmed_on: EventDate
+
+
 class CompleteWorksheet(Command):
     worksheet: Worksheet
     completed_on: EventDate

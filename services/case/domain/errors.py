@@ -60,6 +60,21 @@ class ActorNotInvolved(NotAllowed):
     title = "Only the opening organisation and the coordinators' organisations write to a case"
 
 
+class NotTheClient(NotAllowed):
+    rule = "not_the_client"
+    title = "A client acts in their own case only"
+
+
+class ClientMayNotRecord(NotAllowed):
+    rule = "client_may_not_record"
+    title = "A client records their withdrawal of consent and their confirmation of a SIP, nothing else"
+
+
+class OnlyTheClientConfirms(NotAllowed):
+    rule = "only_the_client_confirms"
+    title = "Only the client confirms a SIP in their own name"
+
+
 # -- consent ----------------------------------------------------------------------------
 class ConsentRequired(CaseRuleViolation):
     rule = "consent_required"
@@ -203,6 +218,16 @@ class InitialSipAfterMapping(CaseRuleViolation):
 class SipRequiresClientParticipation(CaseRuleViolation):
     rule = "sip_requires_client_participation"
     title = "The client must take part in deciding the SIP"
+
+
+class NoSipToConfirm(CaseRuleViolation):
+    rule = "no_sip_to_confirm"
+    title = "Only the case's current SIP version can be confirmed"
+
+
+class SipAlreadyConfirmed(CaseRuleViolation):
+    rule = "sip_already_confirmed"
+    title = "The client has confirmed this SIP version already"
 
 
 class SipRequiresClientAgreement(CaseRuleViolation):

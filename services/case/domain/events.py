@@ -24,7 +24,7 @@ from vss_contracts.case_events import CaseEventData
 from vss_contracts.chain import GENESIS_HASH
 from vss_contracts.chain import chain_hash as contract_chain_hash
 from vss_contracts.signing import PublicKeys
-from vss_contracts.types import Principal
+from vss_contracts.types import ActorPrincipal
 
 if TYPE_CHECKING:
     from services.case.domain.case import Case
@@ -37,7 +37,7 @@ class Actor:
     user_id: str
     organisation_id: str
     organisation_name: str
-    principal: Principal
+    principal: ActorPrincipal
     roles: frozenset[str] = frozenset()
 
 
@@ -46,7 +46,7 @@ class EventMetadata:
     event_id: UUID
     actor_id: str
     actor_organisation: str
-    principal: Principal
+    principal: ActorPrincipal
     correlation_id: str
     causation_id: str | None
     prev_hash: str

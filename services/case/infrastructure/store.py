@@ -74,7 +74,7 @@ from vss_contracts.envelope import CloudEvent
 from vss_contracts.registry import decode_event
 from vss_contracts.signing import PublicKeys
 from vss_contracts.subjects import CASE_EVENT_SOURCE
-from vss_contracts.types import Principal
+from vss_contracts.types import ActorPrincipal
 
 # {without_rowid}: on SQLite the key is the table itself (one B-tree, not a table and an index).
 SIDE_TABLES_SQL = (
@@ -189,7 +189,7 @@ class CaseEventMapper(Mapper[UUID]):
                 event_id=UUID(state["event_id"]),
                 actor_id=state["actor_id"],
                 actor_organisation=state["actor_organisation"],
-                principal=Principal(state["principal"]),
+                principal=ActorPrincipal(state["principal"]),
                 correlation_id=state["correlation_id"],
                 causation_id=state["causation_id"],
                 prev_hash=state["prev_hash"],
@@ -545,7 +545,7 @@ class CaseEventStore:
             type_name=notification.topic,
             actor_id=state["actor_id"],
             actor_org=state["actor_organisation"],
-            actor_principal=Principal(state["principal"]),
+            actor_principal=ActorPrincipal(state["principal"]),
             correlation_id=state["correlation_id"],
             causation_id=state["causation_id"],
             prev_hash=state["prev_hash"],

@@ -908,8 +908,15 @@ CASE_HANDLERS: EventHandlers[Callable[[MeetingSchedule, str, Any], list[Decided]
         ce.EarlyWarningTriggered: MeetingSchedule._warning_triggered,
         ce.CaseClosed: MeetingSchedule._case_closed,
     },
-    # Goals and actions do not move meetings; a resolved warning leaves its crisis meeting booked.
-    ignored=(ce.GoalSet, ce.GoalStatusChanged, ce.ActionCompleted, ce.EarlyWarningResolved),
+    # Goals, actions and the client's confirmation of a SIP do not move meetings; a resolved
+    # warning leaves its crisis meeting booked.
+    ignored=(
+        ce.GoalSet,
+        ce.GoalStatusChanged,
+        ce.ActionCompleted,
+        ce.EarlyWarningResolved,
+        ce.SipConfirmedByClient,
+    ),
 )
 
 # The schedule's own events: every one changes it, so none is ignored.

@@ -40,6 +40,7 @@ from services.meetings.domain.schedule import Decided
 from services.shared.bus import checkpoint
 from services.shared.eventstore import EventStoreUrl, PostgresRecorderSql, RecorderTopics, SQLiteRecorderSql
 from vss_contracts.envelope import CloudEvent
+from vss_contracts.types import Principal
 
 CONSUMER = "meetings"
 LOG_CHANNEL = "vss_meetings_log"
@@ -376,7 +377,7 @@ def _adopted(sequence: int, case_position: int | None, event: str) -> AdoptedReq
         case_id=UUID(cloud_event.subject),
         case_position=None if case_position is None else int(case_position),
         recorded_at=cloud_event.time,
-        principal=cloud_event.actorprincipal,
+        principal=Principal(cloud_event.actorprincipal.value),  # staff make meeting requests
         decided=Decided(
             UUID(cloud_event.id),
             cloud_event.meeting_data(),

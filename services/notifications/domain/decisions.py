@@ -267,6 +267,7 @@ CASE_HANDLERS: EventHandlers[Callable[[Audience, Any, datetime, date], Outcome]]
         ce.GoalStatusChanged,
         ce.ResourceGroupMeetingHeld,
         ce.ActionCompleted,
+        ce.SipConfirmedByClient,  # the overview and the journal show it to the coordinators
     ),
 )
 

@@ -17,7 +17,7 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
     resource_group [{member_id, kind, name, organisation, role, user_id, added_on}],
     goals [{goal_id, kind, description, parent_goal_id, life_area, target_date, set_on, status}],
     sip {version, decided_on, initial, overall_responsibility {id, name, principal} | null,
-         next_follow_up_on, client_agreed, goal_ids,
+         next_follow_up_on, client_agreed, confirmed_by_client_on (the client's own word), goal_ids,
          actions [{action_id, what, how, due_on, goal_id, done_on,
                    responsible {member_id, name, organisation_id, outside_party}}]} | null,
          (overall_responsibility is null for a SIP recorded before it was kept; an outside
@@ -329,6 +329,12 @@ def _responsible(view: View, action: dict[str, Any]) -> dict[str, Any]:
     return {"member_id": member_id, "name": None, "organisation_id": None, "outside_party": False}
 
 
+def _sip_confirmed(view: View, data: dict[str, Any]) -> None:
+    sip = view["sip"]
+    if sip is not None and sip["version"] == data["sip_version"]:
+        sip["confirmed_by_client_on"] = data["confirmed_on"]
+
+
 def _sip_decided(view: View, data: dict[str, Any]) -> None:
     view["sip"] = {
         "version": data["sip_version"],
@@ -337,6 +343,7 @@ def _sip_decided(view: View, data: dict[str, Any]) -> None:
         "overall_responsibility": data.get("overall_responsibility"),
         "next_follow_up_on": data["next_follow_up_on"],
         "client_agreed": data["client_agreed"],
+        "confirmed_by_client_on": None,
         "goal_ids": list(data["goal_ids"]),
         "actions": [
             {
@@ -420,6 +427,7 @@ HANDLERS: EventHandlers[Callable[[View, dict[str, Any]], None]] = EventHandlers.
         ev.ResourceGroupMemberRemoved: _member_removed,
         ev.EarlyWarningPlanUpdated: _plan_updated,
         ev.SipDecided: _sip_decided,
+        ev.SipConfirmedByClient: _sip_confirmed,
         ev.ResourceGroupMeetingHeld: _meeting_held,
         ev.ActionCompleted: _action_completed,
         ev.EarlyWarningTriggered: _warning_triggered,

@@ -91,6 +91,9 @@ SUMMARIES: EventHandlers[Summary] = EventHandlers.of(
             f"Early warning plan version {d['plan_version']} ({len(d['signs'])} signs) on {d['updated_on']}"
         ),
         ev.SipDecided: _sip_decided,
+        ev.SipConfirmedByClient: lambda d: (
+            f"The client confirmed SIP version {d['sip_version']} in their own name on {d['confirmed_on']}"
+        ),
         ev.ResourceGroupMeetingHeld: lambda d: (
             f"Resource group meeting held on {d['held_on']} with {_names(d)}"
         ),

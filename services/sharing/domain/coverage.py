@@ -128,6 +128,7 @@ HANDLERS: EventHandlers[Callable[[CaseAccess, dict[str, Any]], None]] = EventHan
         ev.ResourceGroupMemberRemoved,
         ev.EarlyWarningPlanUpdated,
         ev.SipDecided,  # its ConsentRenewed follows it and moves the end
+        ev.SipConfirmedByClient,
         ev.ResourceGroupMeetingHeld,
         ev.ActionCompleted,
         ev.EarlyWarningTriggered,
