@@ -41,8 +41,34 @@ def grants(
 
 
 def may_see(organisation_id: str, case_grants: Iterable[Grant], today: str) -> bool:
-    """The access rule every API applies to a case's data: the organisation holds a grant today."""
+    """An organisation's part of the rule: it holds a grant of the case today."""
     return any(org == organisation_id and (until is None or until >= today) for org, until in case_grants)
+
+
+CLIENT_PRINCIPAL = "client"  # the principal of a reader who is a client (services.shared.auth)
+
+
+def may_read(reader: Person, case_grants: Iterable[Grant], case_client: str | None, today: str) -> bool:
+    """The access rule every API applies to a case's data, for any reader.
+
+    A client (*brukaren*) reads their own case, always: the plan is theirs, whatever the
+    consent says of the organisations; ``case_client`` is the case's personal identity
+    number (None where a store kept none: then no client reads it). Anyone else reads it
+    for an organisation that holds a grant today (:func:`grants`, :func:`may_see`).
+    """
+    if reader.principal == CLIENT_PRINCIPAL:
+        return case_client is not None and reader.user_id == case_client
+    return bool(reader.organisation_id) and may_see(reader.organisation_id, case_grants, today)
+
+
+def refusal(reader: Person, case_id: object) -> str:
+    """Why :func:`may_read` refused ``reader``, in the words every API answers with."""
+    if reader.principal == CLIENT_PRINCIPAL:
+        return f"case {case_id} is not yours: a client reads their own cases only"
+    return (
+        f"organisation {reader.organisation_id} neither coordinates case {case_id}"
+        " nor is covered by its current consent"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,15 @@
 """Bearer JWTs: verification for the APIs, minting for the embedded defaults (`vss token`).
 
-Claims: ``sub`` (user id), ``org`` (organisation id), ``org_name``, ``principal``
+Staff tokens: ``sub`` (user id), ``org`` (organisation id), ``org_name``, ``principal``
 (region | municipality | other), ``roles`` (coordinator, manager, analyst, operator).
 A person is the pair (``org``, ``sub``): both must be non-empty.
+
+Client tokens (the person the case is about, signed in with a citizen e-ID through the
+identity provider): ``roles`` exactly ``["client"]``, the personal identity number in
+``https://id.oidc.se/claim/personalIdentityNumber`` (the Swedish OIDC claims profile), an
+``acr`` among ``VSS_AUTH_CLIENT_ACR`` (default: assurance level 3 or 4, *tillitsnivå*), and no
+``org`` or ``principal``. A client is their personal identity number: it is the reader's
+user id, their organisation is none (``""``) and their principal ``client``.
 
 Keys: a static key (``VSS_AUTH_JWT_KEY``: an HMAC secret of at least 32 bytes, or a PEM
 public key), an identity provider's JWKS (``VSS_AUTH_JWKS_URL``: tokens naming a ``kid``
@@ -28,9 +35,14 @@ import jwt
 from jwt import PyJWKClient, PyJWKClientConnectionError, PyJWKClientError
 
 from services.shared.settings import AuthSettings
+from vss_contracts import InvalidPersonalIdentityNumber, normalise_personal_identity_number
 
 ROLES = frozenset({"coordinator", "manager", "analyst", "operator"})
 PRINCIPALS = frozenset({"region", "municipality", "other"})
+CLIENT_ROLE = "client"
+CLIENT_PRINCIPAL = "client"  # a client's principal in claims and access records: no organisation's
+PERSONAL_IDENTITY_NUMBER_CLAIM = "https://id.oidc.se/claim/personalIdentityNumber"
+LOA3 = "http://id.elegnamnden.se/loa/1.0/loa3"  # *tillitsnivå 3*: what minted client tokens claim
 EMBEDDED_KEY_FILE = Path("keys") / "jwt-hs256.secret"
 MIN_HMAC_KEY_BYTES = 32
 DEFAULT_MAX_LIFETIME = timedelta(hours=12)
@@ -75,6 +87,11 @@ class TokenClaims:
     principal: str
     roles: frozenset[str]
 
+    @property
+    def is_client(self) -> bool:
+        """The case's own client, by personal identity number (``user_id``), not staff."""
+        return self.principal == CLIENT_PRINCIPAL
+
 
 def secret_file(path: Path) -> str:
     """A random secret kept in ``path``, created (mode 0600) on first use.
@@ -107,6 +124,7 @@ class TokenService:
     max_lifetime: timedelta = DEFAULT_MAX_LIFETIME
     jwks: PyJWKClient | None = None
     jwks_algorithms: tuple[str, ...] = ("RS256", "ES256")
+    client_acr: frozenset[str] = frozenset({LOA3, "http://id.elegnamnden.se/loa/1.0/loa4"})
 
     def __post_init__(self) -> None:
         if self.key is not None:
@@ -143,6 +161,7 @@ class TokenService:
             max_lifetime=timedelta(hours=settings.max_token_lifetime_hours),
             jwks=jwks,
             jwks_algorithms=tuple(settings.jwks_algorithms),
+            client_acr=frozenset(settings.client_acr),
         )
 
     def _key_for(self, token: str) -> tuple[Any, list[str]]:
@@ -194,8 +213,10 @@ class TokenService:
             most = self.max_lifetime.total_seconds() / 3600
             raise InvalidToken(f"the token lives {lifetime / 3600:.1f} h; at most {most:g} h are accepted")
         roles = claims.get("roles", [])
+        if isinstance(roles, list) and CLIENT_ROLE in roles:
+            return self._client(claims, roles)
         if not isinstance(roles, list) or not set(roles) <= ROLES:
-            raise InvalidToken(f"roles must be a list drawn from {sorted(ROLES)}")
+            raise InvalidToken(f"roles must be a list drawn from {sorted(ROLES)}, or exactly ['client']")
         principal = claims.get("principal")
         org = claims.get("org")
         if principal not in PRINCIPALS or not isinstance(org, str) or not org.strip():
@@ -208,6 +229,53 @@ class TokenService:
             roles=frozenset(roles),
         )
 
+    def _client(self, claims: dict[str, Any], roles: list[Any]) -> TokenClaims:
+        """A client's token: only the client role, a valid personal identity number, enough assurance."""
+        if roles != [CLIENT_ROLE]:
+            raise InvalidToken("a client token carries the role client and no other")
+        if "org" in claims or "principal" in claims:
+            raise InvalidToken("a client token names no org or principal: a client acts for no organisation")
+        acr = claims.get("acr")
+        if acr not in self.client_acr:
+            raise InvalidToken(
+                f"a client token needs an acr among {sorted(self.client_acr)} (VSS_AUTH_CLIENT_ACR);"
+                f" got {acr!r}"
+            )
+        number = claims.get(PERSONAL_IDENTITY_NUMBER_CLAIM)
+        try:
+            pin = normalise_personal_identity_number(number) if isinstance(number, str) else None
+        except InvalidPersonalIdentityNumber as error:
+            raise InvalidToken(f"{PERSONAL_IDENTITY_NUMBER_CLAIM}: {error}") from None
+        if pin is None:
+            raise InvalidToken(f"a client token needs {PERSONAL_IDENTITY_NUMBER_CLAIM} (a string)")
+        return TokenClaims(
+            user_id=pin,
+            organisation_id="",
+            organisation_name="",
+            principal=CLIENT_PRINCIPAL,
+            roles=frozenset({CLIENT_ROLE}),
+        )
+
+    def mint_client(self, personal_identity_number: str, *, lifetime: timedelta | None = None) -> str:
+        """A client's token as the identity provider would issue it after an e-ID sign-in."""
+        try:
+            pin = normalise_personal_identity_number(personal_identity_number)
+        except InvalidPersonalIdentityNumber as error:
+            raise ValueError(f"personal identity number: {error}") from None
+        return self._sign(
+            {"sub": pin, PERSONAL_IDENTITY_NUMBER_CLAIM: pin, "roles": [CLIENT_ROLE], "acr": LOA3}, lifetime
+        )
+
+    def _sign(self, claims: dict[str, Any], lifetime: timedelta | None) -> str:
+        if self.key is None:
+            raise ValueError("no static key to mint with; tokens come from the identity provider")
+        lifetime = self.max_lifetime if lifetime is None else lifetime
+        if lifetime > self.max_lifetime:
+            raise ValueError(f"a token may live at most {self.max_lifetime}")
+        now = datetime.now(UTC)
+        payload = {**claims, "iss": self.issuer, "aud": self.audience, "iat": now, "exp": now + lifetime}
+        return jwt.encode(payload, self.key, algorithm=self.algorithm)
+
     def mint(
         self,
         *,
@@ -219,11 +287,6 @@ class TokenService:
         lifetime: timedelta | None = None,
     ) -> str:
         """A token signed with the static key (lifetime: the longest accepted, unless shorter is asked)."""
-        if self.key is None:
-            raise ValueError("no static key to mint with; tokens come from the identity provider")
-        lifetime = self.max_lifetime if lifetime is None else lifetime
-        if lifetime > self.max_lifetime:
-            raise ValueError(f"a token may live at most {self.max_lifetime}")
         if not user_id.strip() or not organisation_id.strip():
             raise ValueError("a token needs a user id and an organisation id")
         if principal not in PRINCIPALS:
@@ -231,16 +294,11 @@ class TokenService:
         unknown = set(roles) - ROLES
         if unknown:
             raise ValueError(f"unknown role(s) {sorted(unknown)}; roles are {sorted(ROLES)}")
-        now = datetime.now(UTC)
-        payload = {
+        claims = {
             "sub": user_id,
             "org": organisation_id,
             "org_name": organisation_name or organisation_id,
             "principal": principal,
             "roles": roles,
-            "iss": self.issuer,
-            "aud": self.audience,
-            "iat": now,
-            "exp": now + lifetime,
         }
-        return jwt.encode(payload, self.key, algorithm=self.algorithm)
+        return self._sign(claims, lifetime)

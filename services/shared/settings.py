@@ -44,6 +44,14 @@ class AuthSettings(BaseSettings):
     jwks_algorithms: list[str] = Field(
         default=["RS256", "ES256"], description="Algorithms accepted for keys of the JWKS"
     )
+    client_acr: list[str] = Field(
+        default=[
+            "http://id.elegnamnden.se/loa/1.0/loa3",
+            "http://id.elegnamnden.se/loa/1.0/loa4",
+        ],
+        min_length=1,
+        description="Assurance levels (the token's acr) accepted of a client's citizen e-ID sign-in",
+    )
     jwks_cache_seconds: float = Field(default=300, gt=0, description="How long the fetched JWKS is kept")
     jwks_refetch_cooldown_seconds: float = Field(
         default=30, ge=0, description="Least time between two refetches for an unknown kid"

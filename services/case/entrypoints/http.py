@@ -41,7 +41,7 @@ from services.case.domain import commands as cmd
 from services.case.domain.case import Case, CaseState
 from services.case.domain.errors import CaseRuleViolation, InvalidCommand, NotAllowed
 from services.case.domain.events import Actor
-from services.shared.access import AccessRecorder, Grant, grants, may_see, record_access
+from services.shared.access import AccessRecorder, Grant, grants, may_read, record_access, refusal
 from services.shared.auth import TokenService
 from services.shared.http_app import deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims
@@ -53,7 +53,7 @@ from services.shared.problems import (
     problem_responses,
 )
 from vss_contracts.signing import KEY_SET_PATH
-from vss_contracts.types import Principal
+from vss_contracts.types import ActorPrincipal
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")  # what a date means: the end of that day here
 WRITE_ROLE = "coordinator"
@@ -219,7 +219,7 @@ def current_actor(
         user_id=claims.user_id,
         organisation_id=claims.organisation_id,
         organisation_name=claims.organisation_name,
-        principal=Principal(claims.principal),
+        principal=ActorPrincipal(claims.principal),
         roles=claims.roles,
     )
 
@@ -265,7 +265,24 @@ def writer(request: Request, who: Annotated[Actor, Depends(current_actor)]) -> A
     return who
 
 
+def writer_or_client(request: Request, who: Annotated[Actor, Depends(current_actor)]) -> Actor:
+    """A coordinator (as :func:`writer`), or the case's own client: a command where the method
+    gives the client the say (withdrawing consent, confirming the SIP)."""
+    if who.principal is not ActorPrincipal.CLIENT:
+        return writer(request, who)
+    try:
+        _deps(request).service.ensure_may_write(UUID(str(request.path_params["case_id"])), who)
+    except ValueError:
+        pass  # not a case id: the path's validation answers 422
+    except NotAllowed as error:
+        _log(request, who, "command", "denied", f"{error.rule}: {error.detail}")
+        raise
+    return who
+
+
 def reader(request: Request, who: Annotated[Actor, Depends(current_actor)]) -> Actor:
+    if who.principal is ActorPrincipal.CLIENT:
+        return who  # their own case only: decided per case by the one access rule
     if not who.roles & READ_ROLES:
         raise _refused(
             request,
@@ -301,16 +318,15 @@ def case_grants(state: CaseState) -> list[Grant]:
 
 def _ensure_may_read(request: Request, case: Case, who: Actor, resource: str) -> None:
     """Who may read a case here, as of now: an operator; else the one access rule."""
-    if "operator" in who.roles:
+    if "operator" in who.roles and who.principal is not ActorPrincipal.CLIENT:
         return
-    if may_see(who.organisation_id, case_grants(case.state), _today(_deps(request)).isoformat()):
+    client = case.state.client.personal_identity_number
+    if may_read(who, case_grants(case.state), client, _today(_deps(request)).isoformat()):
         return
-    detail = (
-        f"organisation {who.organisation_id} neither coordinates the case nor does the consent in"
-        " force cover it"
-    )
-    _log(request, who, resource, "denied", f"no_consent: {detail}")
-    raise ProblemException(403, "Forbidden", detail, code="no_consent", rule="no_consent")
+    rule = "not_your_case" if who.principal is ActorPrincipal.CLIENT else "no_consent"
+    detail = refusal(who, case.id)
+    _log(request, who, resource, "denied", f"{rule}: {detail}")
+    raise ProblemException(403, "Forbidden", detail, code=rule, rule=rule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,9 +346,16 @@ class CommandCall:
         return replace(self.request, fingerprint=_fingerprint(self.request.fingerprint, body))
 
 
-def command_call(
-    http: Request,
-    who: Annotated[Actor, Depends(writer)],
+@dataclass(frozen=True, slots=True)
+class _Controls:
+    """A command request's concurrency and tracing headers, checked."""
+
+    expected_version: int | None
+    idempotency_key: str | None
+    causation_id: str | None
+
+
+def command_controls(
     if_match: Annotated[
         str,
         Header(
@@ -356,7 +379,7 @@ def command_call(
             json_schema_extra={"pattern": REQUEST_ID.pattern},
         ),
     ] = "",
-) -> CommandCall:
+) -> _Controls:
     if x_causation_id and not REQUEST_ID.match(x_causation_id):
         raise ProblemException(
             400,
@@ -400,19 +423,40 @@ def command_call(
             code="bad_header",
             field="Idempotency-Key",
         )
+    return _Controls(expected, idempotency_key or None, x_causation_id or None)
+
+
+def _call(http: Request, who: Actor, controls: _Controls) -> CommandCall:
     request = CommandRequest(
         actor=who,
         correlation_id=http.state.correlation_id,
-        causation_id=x_causation_id or None,
-        expected_version=expected,
-        idempotency_key=idempotency_key or None,
+        causation_id=controls.causation_id,
+        expected_version=controls.expected_version,
+        idempotency_key=controls.idempotency_key,
         fingerprint=f"{http.method} {http.url.path}",
     )
     deps = _deps(http)
     return CommandCall(deps.service, request, deps.window)
 
 
+def command_call(
+    http: Request,
+    who: Annotated[Actor, Depends(writer)],
+    controls: Annotated[_Controls, Depends(command_controls)],
+) -> CommandCall:
+    return _call(http, who, controls)
+
+
+def client_command_call(
+    http: Request,
+    who: Annotated[Actor, Depends(writer_or_client)],
+    controls: Annotated[_Controls, Depends(command_controls)],
+) -> CommandCall:
+    return _call(http, who, controls)
+
+
 Cmd = Annotated[CommandCall, Depends(command_call)]
+ClientCmd = Annotated[CommandCall, Depends(client_command_call)]
 Reader = Annotated[Actor, Depends(reader)]
 Service = Annotated[CaseService, Depends(get_service)]
 
@@ -518,7 +562,9 @@ def give_consent(case_id: UUID, body: cmd.GiveConsent, call: Cmd, response: Resp
 
 
 @router.post("/{case_id}/consents/withdrawal", response_model=WriteResult, summary="Withdraw consent")
-def withdraw_consent(case_id: UUID, body: cmd.WithdrawConsent, call: Cmd, response: Response) -> WriteResult:
+def withdraw_consent(
+    case_id: UUID, body: cmd.WithdrawConsent, call: ClientCmd, response: Response
+) -> WriteResult:
     return respond(response, run(call, body, case_id, lambda c: c.withdraw_consent(body)))
 
 
@@ -592,6 +638,15 @@ def resolve(
 @router.post("/{case_id}/sips", response_model=WriteResult, summary="Decide a SIP version")
 def decide_sip(case_id: UUID, body: cmd.DecideSip, call: Cmd, response: Response) -> WriteResult:
     return respond(response, run(call, body, case_id, lambda c: c.decide_sip(body)))
+
+
+@router.post(
+    "/{case_id}/sips/current/confirmation",
+    response_model=WriteResult,
+    summary="The client confirms, in their own name, that they agree to the current SIP",
+)
+def confirm_sip(case_id: UUID, body: cmd.ConfirmSip, call: ClientCmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.confirm_sip(body)))
 
 
 @router.post("/{case_id}/sips/current/actions/{action_id}/completion", response_model=WriteResult)

@@ -1,6 +1,8 @@
 """The query use cases: who may read what, and a record of every read and every refusal.
 
-Rules (see docs/adr/0005):
+Rules (see docs/adr/0005 and 0015):
+- A client (a reader whose principal is ``client``) reads their own cases, whole, always
+  (:func:`services.shared.access.may_read`), and nothing that spans other people's cases.
 - Case data (overview, journal, lists, caseloads, overdue lists) needs the coordinator
   or manager role, and each case is visible only to the organisations of its current
   coordinators and those its current consent covers (:mod:`..domain.access`). A
@@ -20,7 +22,7 @@ from typing import Any
 from services.projections.application.ports import AccessLog, ReadModelQueries
 from services.projections.domain import access, statistics
 from services.projections.domain.case_view import View, mark_overdue, overdue_actions
-from services.shared.access import AccessRecord, may_see, record_accesses
+from services.shared.access import CLIENT_PRINCIPAL, AccessRecord, may_read, may_see, record_accesses, refusal
 
 CASE_ROLES = frozenset({"coordinator", "manager"})
 STATISTICS_ROLES = frozenset({"manager", "analyst"})
@@ -103,19 +105,16 @@ class Queries:
             )
 
     def _case(self, reader: Reader, case_id: str, resource: str) -> View:
-        self._require_role(reader, CASE_ROLES, resource, case_id)
+        client = reader.principal == CLIENT_PRINCIPAL
+        if not client:
+            self._require_role(reader, CASE_ROLES, resource, case_id)
         view = self.models.overview(case_id)
         if view is None:
             raise CaseNotFound(case_id)
-        if not may_see(reader.organisation_id, access.grants(view), self.today().isoformat()):
-            raise self._deny(
-                reader,
-                resource,
-                case_id,
-                "no_consent",
-                f"organisation {reader.organisation_id} neither coordinates case {case_id}"
-                " nor is covered by its current consent",
-            )
+        owner = view["client"]["personal_identity_number"]
+        if not may_read(reader, access.grants(view), owner, self.today().isoformat()):
+            rule = "not_your_case" if client else "no_consent"
+            raise self._deny(reader, resource, case_id, rule, refusal(reader, case_id))
         return view
 
     # ------------------------------------------------------------------------- queries
@@ -138,6 +137,22 @@ class Queries:
         )
         self._record(reader, "journal", "granted", [case_id])
         return journal
+
+    def my_cases(self, reader: Reader) -> list[dict[str, Any]]:
+        """A client's own cases (*mina ärenden*), active and closed: nobody else's, ever."""
+        if reader.principal != CLIENT_PRINCIPAL:
+            raise self._deny(
+                reader,
+                "my_cases",
+                None,
+                "client_only",
+                "the list of one's own cases is for a signed-in client",
+            )
+        today = self.today().isoformat()
+        views = self.models.client_cases(reader.user_id)
+        if views:
+            self._record(reader, "my_cases", "granted", [v["case_id"] for v in views])
+        return [_summary(v, today) for v in views]
 
     def cases(
         self,

@@ -370,6 +370,21 @@ def list_cases(
     }
 
 
+class MyCases(BaseModel):
+    position: ReadPosition
+    items: list[CaseSummary]
+
+
+@router.get(
+    "/me/cases",
+    response_model=MyCases,
+    tags=["client"],
+    summary="A signed-in client's own cases (active and closed); 403 for anyone else",
+)
+def my_cases(reader: ReaderDep, at: ConsistentDep) -> dict[str, Any]:
+    return {"position": at.position, "items": at.queries.my_cases(reader)}
+
+
 @router.get("/cases/{case_id}", response_model=Overview, tags=["cases"])
 def case_overview(case_id: UUID, reader: ReaderDep, at: ConsistentDep) -> dict[str, Any]:
     try:

@@ -31,7 +31,13 @@ from services.projections.application.ports import Position
 from services.projections.domain import deliveries
 from services.projections.domain.case_view import View
 from services.projections.infrastructure.database import Connection
-from services.projections.infrastructure.tables import CASE_TABLES, READ_MODELS, Deliveries, Journal
+from services.projections.infrastructure.tables import (
+    CASE_TABLES,
+    READ_MODELS,
+    CaseTable,
+    Deliveries,
+    Journal,
+)
 from services.shared.bus import checkpoint
 
 CONSUMER = "projections"
@@ -61,8 +67,31 @@ class ReadModels:
         return self.conn.generation
 
     def create_tables(self) -> None:
+        """Create what is missing; a case table added since the generation was built is filled
+        from the overview documents it already holds (no rebuild needed for a new case table)."""
+        added = [table for table in CASE_TABLES if not self._exists(table.table)]
         for statement in TABLES:
             self.conn.execute(statement)
+        if added and len(added) < len(CASE_TABLES):
+            self._fill(added)
+
+    def _exists(self, table: str) -> bool:
+        query = (
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
+            " AND table_name = ?"
+            if self.conn.is_postgres
+            else "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+        )
+        row = self.conn.fetchone(query, (table,))
+        return bool(row and row[0])
+
+    def _fill(self, tables: Sequence[CaseTable]) -> None:
+        with self.transaction() as cursor:
+            docs = cursor.execute(self.conn.sql("SELECT doc FROM case_views ORDER BY case_id")).fetchall()
+            views = [orjson.loads(doc[0]) for doc in docs]
+            for table in tables:
+                rows = [row for view in views for row in table.rows(view)]
+                self._insert(cursor, table.table, table.columns, rows)
 
     def close(self) -> None:
         self.conn.close()
@@ -377,6 +406,15 @@ class ReadModels:
             "SELECT v.doc FROM case_coordinators c JOIN case_views v ON v.case_id = c.case_id"
             " WHERE c.user_id = ? AND c.organisation_id = ? AND v.status = 'active' ORDER BY v.case_id",
             (user_id, organisation_id),
+        )
+        return [orjson.loads(row[0]) for row in rows]
+
+    def client_cases(self, personal_identity_number: str) -> list[View]:
+        """The cases (active and closed) whose client is this person, by case id."""
+        rows = self.conn.fetchall(
+            "SELECT v.doc FROM client_cases c JOIN case_views v ON v.case_id = c.case_id"
+            " WHERE c.personal_identity_number = ? ORDER BY v.case_id",
+            (personal_identity_number,),
         )
         return [orjson.loads(row[0]) for row in rows]
 

@@ -136,6 +136,23 @@ class CaseCoordinators(CaseTable):
         return [(case_id, c["user_id"], c["organisation"]["id"]) for c in view["coordinators"]]
 
 
+class ClientCases(CaseTable):
+    """Each case's client by personal identity number: the cases a signed-in client may read."""
+
+    table = "client_cases"
+    columns = "case_id, personal_identity_number"
+    update = "personal_identity_number = excluded.personal_identity_number"
+    schema = (
+        "CREATE TABLE IF NOT EXISTS client_cases (case_id TEXT PRIMARY KEY,"
+        " personal_identity_number TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS client_cases_client ON client_cases (personal_identity_number, case_id)",
+    )
+    order = "case_id"
+
+    def rows(self, view: View) -> Iterable[Row]:
+        return ((view["case_id"], view["client"]["personal_identity_number"]),)
+
+
 class OpenActions(CaseTable):
     """The SIP actions not done yet of the active cases (overdue lists)."""
 
@@ -204,5 +221,6 @@ CASE_TABLES: tuple[CaseTable, ...] = (
     CaseGrants(),
     CaseCoordinators(),
     OpenActions(),
+    ClientCases(),
 )
 READ_MODELS: tuple[ReadModel, ...] = (*CASE_TABLES, Journal(), Deliveries())

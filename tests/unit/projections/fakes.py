@@ -190,6 +190,13 @@ class InMemoryReadModels:
             if view["status"] == "active" and (organisation_id, user_id) in _coordinators(view)
         ]
 
+    def client_cases(self, personal_identity_number: str) -> list[View]:
+        return [
+            copy.deepcopy(view)
+            for _, view in sorted(self.views.items())
+            if view["client"]["personal_identity_number"] == personal_identity_number
+        ]
+
     def overdue_actions(self, organisation_id: str, today: str, limit: int) -> list[tuple[str, str, str]]:
         found = [
             (action["due_on"], case_id, action["action_id"])
