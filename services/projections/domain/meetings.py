@@ -4,7 +4,8 @@ One row per meeting: what kind, when it starts and ends, where, its status (sche
 rescheduled, cancelled, held), its iCalendar ``sequence``, who is invited (names, roles
 and organisations: no e-mail address or phone number, which only the notifier needs),
 and which event of the case's schedule last changed it. The row is what a calendar entry
-needs, under the UID every calendar entry of the meeting carries.
+needs (:func:`calendar_entry`), so the projections can hand out the same entry the
+meetings service does, under the same UID.
 
 The handlers of :data:`MEETING_HANDLERS` turn a row and one event into the next row;
 every meeting event type is handled or named as ignored. They work on the payload as
@@ -14,6 +15,7 @@ published (JSON values), the rebuild's decoding and the live consumer's alike.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -22,10 +24,10 @@ import orjson
 
 from services.projections.domain.events import MeetingRecord
 from services.shared.dispatch import EventHandlers
-from services.shared.ics import meeting_uid
+from services.shared.ics import meeting_uid, published_meeting
 from vss_contracts import meeting_events as me
 from vss_contracts.chain import GENESIS_HASH
-from vss_contracts.meeting_events import MeetingKind
+from vss_contracts.meeting_events import Invitee, MeetingKind
 
 # A meeting as its row holds it, keyed by COLUMNS (``invitees`` as a list of dicts).
 Meeting = dict[str, Any]
@@ -236,3 +238,51 @@ def answer(meeting: Meeting) -> dict[str, Any]:
     found = {c: meeting[c] for c in COLUMNS if c != "starts_utc"}
     found["uid"] = meeting_uid(UUID(str(meeting["meeting_id"])))
     return found
+
+
+# ----------------------------------------------------------------------- the calendar entry
+@dataclass(frozen=True, slots=True)
+class CalendarMeeting:
+    """A meeting of the read model as :class:`services.shared.ics.Meeting` wants it."""
+
+    meeting_id: UUID
+    case_id: UUID
+    kind: MeetingKind
+    starts_at: datetime
+    ends_at: datetime
+    sequence: int
+    location: str | None
+    is_cancelled: bool
+    invitees: Mapping[str, Invitee] = field(default_factory=dict)  # a published entry names nobody
+
+    @property
+    def uid(self) -> str:
+        return meeting_uid(self.meeting_id)
+
+
+def calendar_entry(meeting: Mapping[str, Any]) -> CalendarMeeting:
+    """The calendar entry of a meeting as the read model gives it (a row, or a query's answer)."""
+    return CalendarMeeting(
+        meeting_id=UUID(str(meeting["meeting_id"])),
+        case_id=UUID(str(meeting["case_id"])),
+        kind=MeetingKind(meeting["kind"]),
+        starts_at=datetime.fromisoformat(meeting["starts_at"]),
+        ends_at=datetime.fromisoformat(meeting["ends_at"]),
+        sequence=int(meeting["sequence"]),
+        location=meeting["location"],
+        is_cancelled=meeting["status"] == CANCELLED,
+    )
+
+
+def meeting_calendar(
+    meeting: Mapping[str, Any], *, now: datetime, organizer: tuple[str, str] | None = None
+) -> bytes:
+    """The ``.ics`` of one meeting of the read model, to add to one's calendar.
+
+    The same VEVENT as the meetings service's invitations and feeds (UID
+    ``<meeting id>@vss.se``, SEQUENCE, local times with TZID, summary by kind, a short
+    case reference), published (``METHOD:PUBLISH``, no attendees): a calendar that has
+    the meeting already updates it rather than adding a second one, and one that
+    imports it after a change sees the change. A cancelled meeting is ``STATUS:CANCELLED``.
+    """
+    return published_meeting(calendar_entry(meeting), now=now, organizer=organizer)

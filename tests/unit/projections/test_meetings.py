@@ -1,5 +1,5 @@
 """Each case's meetings in the projections: the meeting events' rows, the consumer's
-idempotence, the order of the answer."""
+idempotence, the order of the answer, and the calendar entry under the meetings service's UID."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+from icalendar import Calendar
+
+from services.meetings.domain.meeting import Meeting as ScheduledMeeting
+from services.meetings.domain.meeting import MeetingStatus
 from services.projections.application.meetings import MEETINGS_CONSUMER, MeetingProjector
 from services.projections.domain import meetings
 from services.projections.domain.events import MeetingRecord
-from services.shared.ics import STOCKHOLM
+from services.shared.ics import STOCKHOLM, meeting_ics, meeting_uid
 from vss_contracts import meeting_events as me
 from vss_contracts.chain import GENESIS_HASH
 from vss_contracts.types import OrganisationRef, Principal
@@ -405,3 +409,75 @@ def test_a_dead_lettered_event_is_passed_over() -> None:
     MeetingProjector(models).pass_over(3, "dead")
     assert models.meetings_applied_through() == 3
     assert models.meeting_rows == {}
+
+
+# ------------------------------------------------------------------------- the calendar
+def _vevent(ics: bytes) -> Any:
+    return next(c for c in Calendar.from_ical(ics).walk("VEVENT"))
+
+
+def test_the_calendar_entry_is_the_meetings_services_under_the_same_uid() -> None:
+    schedule, meeting_id = Schedule(), uuid4()
+    records = [
+        schedule.record(scheduled(meeting_id, at(10, 10), location="Vårdcentralen")),
+        schedule.record(
+            me.MeetingRescheduled(
+                meeting_id=meeting_id,
+                starts_at=at(31, 10, month=3),  # after the change to summer time
+                ends_at=at(31, 11, month=3),
+                previous_starts_at=at(10, 10),
+                sequence=1,
+                reason="moved",
+            )
+        ),
+    ]
+    row = only(project(records))
+    theirs = ScheduledMeeting(
+        meeting_id=meeting_id,
+        case_id=UUID(CASE),
+        kind=me.MeetingKind.RESOURCE_GROUP,
+        starts_at=at(31, 10, month=3),
+        ends_at=at(31, 11, month=3),
+        invitees={i.invitee_id: i for i in (CLIENT, ANNA)},
+        reason="booked",
+        sequence=1,
+        location="Vårdcentralen",
+    )
+    organiser = ("VSS", "noreply@vss.example.se")
+    ours = _vevent(meetings.meeting_calendar(row, now=NOW, organizer=organiser))
+    invitation = _vevent(meeting_ics(theirs, method="REQUEST", organizer=organiser, now=NOW))
+    assert str(ours["UID"]) == str(invitation["UID"]) == meeting_uid(meeting_id) == row["uid"]
+    for field in ("SEQUENCE", "SUMMARY", "DESCRIPTION", "LOCATION", "STATUS", "ORGANIZER"):
+        assert ours[field] == invitation[field], field
+    for field in ("DTSTART", "DTEND"):
+        assert ours[field].dt == invitation[field].dt, field
+        assert ours[field].params["TZID"] == "Europe/Stockholm"
+    assert "ATTENDEE" not in ours  # a published entry names nobody
+    assert b"METHOD:PUBLISH" in meetings.meeting_calendar(row, now=NOW)
+
+
+def test_a_cancelled_meetings_calendar_entry_says_so() -> None:
+    schedule, meeting_id = Schedule(), uuid4()
+    records = [
+        schedule.record(scheduled(meeting_id, at(10, 10))),
+        schedule.record(me.MeetingCancelled(meeting_id=meeting_id, sequence=1, reason="case closed")),
+    ]
+    row = only(project(records))
+    theirs = ScheduledMeeting(
+        meeting_id=meeting_id,
+        case_id=UUID(CASE),
+        kind=me.MeetingKind.RESOURCE_GROUP,
+        starts_at=at(10, 10),
+        ends_at=at(10, 11),
+        invitees={},
+        reason="booked",
+        sequence=1,
+        status=MeetingStatus.CANCELLED,
+    )
+    ours = _vevent(meetings.meeting_calendar(row, now=NOW))
+    cancellation = _vevent(meeting_ics(theirs, method="CANCEL", organizer=("VSS", "x@example.se"), now=NOW))
+    assert (str(ours["UID"]), ours["SEQUENCE"], str(ours["STATUS"])) == (
+        str(cancellation["UID"]),
+        cancellation["SEQUENCE"],
+        "CANCELLED",
+    )
