@@ -86,10 +86,9 @@ class CloudEvent(BaseModel):
     causationid: str | None = None
     actorid: str
     actororg: str
-    actorprincipal: Annotated[
-        ActorPrincipal,
-        Field(description="region, municipality or other: an organisation's; client: the client themself."),
-    ]
+    # An organisation's principal, or ``client``: the client themself (an ActorPrincipal's
+    # values, inline: FastStream documents a message whose schema has $defs wrongly).
+    actorprincipal: Literal["region", "municipality", "other", "client"]
     prevhash: Sha256Hex
     eventhash: Sha256Hex
     vsssig: Annotated[

@@ -1166,7 +1166,8 @@ def projections_rebuild(
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="Events per read from the stream")] = 1000,
 ) -> None:
     """Rebuild every read model from the start of the case stream (and of the notifications
-    stream, for the journal's delivery record, when it exists) into a fresh copy, then switch.
+    stream, for the journal's delivery record, and the meetings stream, for each case's
+    meetings, when they exist) into a fresh copy, then switch.
 
     The current copy keeps serving meanwhile; a running projector follows the switch.
     """
@@ -1195,6 +1196,7 @@ def projections_rebuild(
                 switch=switch,
                 progress=show,
                 notifications=settings.notification_names(),
+                meetings=settings.meeting_names(),
             )
         )
     except HistoryIncomplete as error:
@@ -1209,7 +1211,9 @@ def projections_rebuild(
         f" {report.position:,} in {report.seconds:.1f} s ({report.rate:,.0f} ev/s);"
         f" {report.skipped} skipped; {report.deliveries:,} delivery record events to"
         f" {settings.notification_names().stream} sequence {report.deliveries_position:,},"
-        f" {report.deliveries_skipped} skipped; previous {report.previous or '-'}"
+        f" {report.deliveries_skipped} skipped; {report.meetings:,} meeting events to"
+        f" {settings.meeting_names().stream} sequence {report.meetings_position:,},"
+        f" {report.meetings_skipped} skipped; previous {report.previous or '-'}"
     )
 
 
@@ -1217,7 +1221,8 @@ def projections_rebuild(
 def projections_status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """The serving read models' position and lag behind the case stream (and the notifications stream)."""
+    """The serving read models' position and lag behind the case stream (and the notifications
+    and meetings streams)."""
     settings = ProjectionsSettings()
     _use_operator_credentials(settings, settings.data_dir)
     try:
@@ -1234,6 +1239,7 @@ def projections_status(
         position = models.position()
         cases = models.case_count()
         deliveries_applied = models.deliveries_applied_through()
+        meetings_applied = models.meetings_applied_through()
     finally:
         models.close()
         location.close()
@@ -1241,6 +1247,9 @@ def projections_status(
         last = asyncio.run(_stream_last_sequence(settings.nats(), settings.bus_names().stream))
         deliveries_last = asyncio.run(
             _stream_last_sequence(settings.nats(), settings.notification_names().stream, missing_ok=True)
+        )
+        meetings_last = asyncio.run(
+            _stream_last_sequence(settings.nats(), settings.meeting_names().stream, missing_ok=True)
         )
     except Exception as error:
         raise _fail(f"cannot read the case stream's position: {type(error).__name__}: {error}") from None
@@ -1255,6 +1264,8 @@ def projections_status(
         "updated_at": position.updated_at,
         "deliveries_stream_sequence": deliveries_applied,
         "deliveries_lag": max(0, deliveries_last - deliveries_applied),
+        "meetings_stream_sequence": meetings_applied,
+        "meetings_lag": max(0, meetings_last - meetings_applied),
     }
     if as_json:
         print(json.dumps(report, indent=2))

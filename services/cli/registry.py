@@ -23,6 +23,7 @@ from services.notifications.application.service import MEETINGS_CONSUMER as NOTI
 from services.notifications.infrastructure.store import migrate as migrate_notifications
 from services.notifications.settings import NotificationsSettings
 from services.projections.application.deliveries import DELIVERIES_CONSUMER as PROJECTIONS_DELIVERIES
+from services.projections.application.meetings import MEETINGS_CONSUMER as PROJECTIONS_MEETINGS
 from services.projections.infrastructure.database import ReadModelLocation
 from services.projections.infrastructure.readmodels import CONSUMER as PROJECTIONS
 from services.projections.settings import ProjectionsSettings
@@ -140,7 +141,11 @@ SERVICES: tuple[RegisteredService, ...] = (
         "projector",
         ("services.projections.main", "projector"),
         InternalRole.PROJECTIONS,
-        consumers=((CASE_STREAM, PROJECTIONS), (NOTIFICATION_STREAM, PROJECTIONS_DELIVERIES)),
+        consumers=(
+            (CASE_STREAM, PROJECTIONS),
+            (NOTIFICATION_STREAM, PROJECTIONS_DELIVERIES),
+            (MEETING_STREAM, PROJECTIONS_MEETINGS),
+        ),
         location=_read_models,
         readiness=_serving_generation,
     ),

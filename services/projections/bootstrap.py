@@ -14,11 +14,13 @@ from fastapi import FastAPI
 from nats.js.errors import NotFoundError
 
 from services.projections.application.deliveries import DELIVERIES_CONSUMER
+from services.projections.application.meetings import MEETINGS_CONSUMER
 from services.projections.application.queries import QueryPolicy
 from services.projections.domain import case_view, journal
+from services.projections.domain import meetings as meetings_model
 from services.projections.entrypoints.http import QueryDependencies, create_app
 from services.projections.infrastructure.database import ReadModelLocation
-from services.projections.infrastructure.live import LiveDeliveries, LiveProjection
+from services.projections.infrastructure.live import LiveDeliveries, LiveMeetings, LiveProjection
 from services.projections.infrastructure.readmodels import CONSUMER
 from services.projections.infrastructure.serving import ServedGenerations
 from services.projections.settings import ProjectionsSettings
@@ -29,6 +31,7 @@ from services.shared.bus.consumer import DurableConsumer, Subscription, consumer
 from services.shared.bus.names import BusNames
 from services.shared.settings import AuthSettings
 from vss_contracts.envelope import CloudEvent
+from vss_contracts.meeting_events import MeetingEventData, decode_meeting_event
 from vss_contracts.notification_events import (
     NOTIFICATION_EVENTS,
     NotificationEventData,
@@ -49,6 +52,11 @@ def notification_data(event: CloudEvent) -> NotificationEventData:
     return decode_notification_event(event.type, event.data)
 
 
+def meeting_data(event: CloudEvent) -> MeetingEventData:
+    """The contract's check of a meeting event (the consumer dead-letters what fails it)."""
+    return decode_meeting_event(event.type, event.data)
+
+
 @dataclass
 class ProjectorParts:
     settings: ProjectionsSettings
@@ -56,10 +64,12 @@ class ProjectorParts:
     consumer: DurableConsumer
     deliveries: LiveDeliveries  # the notifications stream -> the journal's delivery rows
     deliveries_consumer: DurableConsumer
+    meetings: LiveMeetings  # the meetings stream -> each case's meetings
+    meetings_consumer: DurableConsumer
 
     @property
     def consumers(self) -> list[DurableConsumer]:
-        return [self.consumer, self.deliveries_consumer]
+        return [self.consumer, self.deliveries_consumer, self.meetings_consumer]
 
     async def run(self, stop: asyncio.Event) -> None:
         await run_consumers(self.consumers, stop)
@@ -67,13 +77,14 @@ class ProjectorParts:
     def close(self) -> None:
         self.projection.close()
         self.deliveries.close()
+        self.meetings.close()
 
 
 async def run_consumers(consumers: Sequence[DurableConsumer], stop: asyncio.Event) -> None:
     """Run the consumers until ``stop``; if one fails, stop the others and raise its error.
 
-    A consumer still waiting for its stream when stopped (the notifications service never
-    ran) raises NotFoundError: that is a normal stop.
+    A consumer still waiting for its stream when stopped (the notifications or meetings
+    service never ran) raises NotFoundError: that is a normal stop.
     """
 
     async def one(consumer: DurableConsumer) -> None:
@@ -102,9 +113,11 @@ def subscriptions(
     *,
     names: BusNames | None = None,
     notification_names: BusNames | None = None,
-) -> tuple[Subscription, Subscription]:
+    meeting_names: BusNames | None = None,
+) -> tuple[Subscription, Subscription, Subscription]:
     """What the projector consumes: the case stream (through the case overview's and the
-    journal's tables) and every event of the delivery record (each a journal row)."""
+    journal's tables), every event of the delivery record (each a journal row) and the
+    meetings stream (through the meetings table's handlers)."""
     return (
         Subscription.dispatched(
             CONSUMER, names or settings.bus_names(), case_view.HANDLERS, journal.SUMMARIES
@@ -115,6 +128,12 @@ def subscriptions(
             NOTIFICATION_EVENTS,
             decode_data=notification_data,
         ),
+        Subscription.dispatched(
+            MEETINGS_CONSUMER,
+            meeting_names or settings.meeting_names(),
+            meetings_model.MEETING_HANDLERS,
+            decode_data=meeting_data,
+        ),
     )
 
 
@@ -123,19 +142,26 @@ def bootstrap_projector(
     *,
     names: BusNames | None = None,
     notification_names: BusNames | None = None,
+    meeting_names: BusNames | None = None,
 ) -> ProjectorParts:
-    """The live projector: the case stream and the notifications stream -> the serving generation.
+    """The live projector: the case, notifications and meetings streams -> the serving generation.
 
-    The notifications consumer waits for its stream: the projector starts (and serves the
-    case's own events) when the notifications service has not run yet.
+    The notifications and meetings consumers wait for their streams: the projector starts
+    (and serves the case's own events) when those services have not run yet.
     """
     settings = settings or ProjectionsSettings()
     projection = LiveProjection(ReadModelLocation(settings.read_models()))
-    case_events, delivery_record = subscriptions(settings, names=names, notification_names=notification_names)
+    case_events, delivery_record, meeting_record = subscriptions(
+        settings, names=names, notification_names=notification_names, meeting_names=meeting_names
+    )
     consumer = consumer_of(settings, projection, case_events)
     deliveries = LiveDeliveries(ReadModelLocation(settings.read_models()))  # its own pointer connection
     deliveries_consumer = consumer_of(settings, deliveries, delivery_record)
-    return ProjectorParts(settings, projection, consumer, deliveries, deliveries_consumer)
+    meetings = LiveMeetings(ReadModelLocation(settings.read_models()))  # its own pointer connection
+    meetings_consumer = consumer_of(settings, meetings, meeting_record)
+    return ProjectorParts(
+        settings, projection, consumer, deliveries, deliveries_consumer, meetings, meetings_consumer
+    )
 
 
 @dataclass

@@ -13,6 +13,7 @@ from services.shared.settings import (
     position_max_waits,
     position_wait_limit,
 )
+from vss_contracts.meeting_events import MEETING_STREAM, MEETING_SUBJECT_PREFIX
 from vss_contracts.notification_events import NOTIFICATION_STREAM, NOTIFICATION_SUBJECT_PREFIX
 
 
@@ -35,6 +36,7 @@ class ProjectionsSettings(CommonSettings, BusSettings, AccessLogSettings):
     )
     due_within_days: int = Field(default=14, ge=0, description="A follow-up this close counts as due")
     notifications_stream_prefix: str = Field(default="", description="Only for tests on a shared server")
+    meetings_stream_prefix: str = Field(default="", description="Only for tests on a shared server")
 
     def read_models(self) -> str:
         if self.read_model_url:
@@ -46,3 +48,7 @@ class ProjectionsSettings(CommonSettings, BusSettings, AccessLogSettings):
         return self.bus_names().sibling(
             NOTIFICATION_STREAM, NOTIFICATION_SUBJECT_PREFIX, self.notifications_stream_prefix
         )
+
+    def meeting_names(self) -> BusNames:
+        """Each case's meeting schedule (``VSS_MEETINGS``; the meetings service declares it)."""
+        return self.bus_names().sibling(MEETING_STREAM, MEETING_SUBJECT_PREFIX, self.meetings_stream_prefix)

@@ -144,6 +144,19 @@ def calendar_feed(
     return _to_bytes(calendar)
 
 
+def published_meeting(meeting: Meeting, *, now: datetime, organizer: tuple[str, str] | None = None) -> bytes:
+    """One meeting to add to a calendar (``PUBLISH``), as a feed carries it: no attendees.
+
+    The VEVENT is the one of :func:`meeting_ics` and :func:`calendar_feed` (same UID and
+    SEQUENCE), so a calendar that has the meeting from an invitation or a feed updates it.
+    """
+    calendar = _calendar("PUBLISH", [meeting], now)
+    calendar.add_component(
+        _vevent(meeting, now=now, organizer=organizer, attendees=(), cancelled=meeting.is_cancelled)
+    )
+    return _to_bytes(calendar)
+
+
 def _calendar(method: str, meetings: list[Meeting], now: datetime) -> Calendar:
     """The VCALENDAR with its one VTIMEZONE, covering the meetings' years (and this one)."""
     calendar = Calendar()

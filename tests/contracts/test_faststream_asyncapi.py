@@ -190,6 +190,7 @@ def test_every_consumer_is_described() -> None:
         "notifications-meetings": "VSS_MEETINGS",
         "projections": "VSS_CASE",
         "projections-notifications": "VSS_NOTIFICATIONS",
+        "projections-meetings": "VSS_MEETINGS",
         "sharing": "VSS_CASE",
     }
 

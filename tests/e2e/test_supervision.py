@@ -124,8 +124,8 @@ def test_each_part_killed_comes_back_while_the_case_api_keeps_taking_commands(tm
                 break
             time.sleep(1)
         assert lags == dict.fromkeys(
-            ["projections", "projections-notifications", "meetings", "notifications-case",
-             "notifications-meetings", "sharing"], 0,
+            ["projections", "projections-notifications", "projections-meetings", "meetings",
+             "notifications-case", "notifications-meetings", "sharing"], 0,
         )  # fmt: skip
 
 

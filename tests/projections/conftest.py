@@ -22,9 +22,10 @@ from services.case.generator import GenerationReport, GeneratorSettings, generat
 from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.projections.application.deliveries import DELIVERIES_CONSUMER
-from services.projections.bootstrap import notification_data, run_consumers
+from services.projections.application.meetings import MEETINGS_CONSUMER
+from services.projections.bootstrap import meeting_data, notification_data, run_consumers
 from services.projections.infrastructure.database import ReadModelLocation
-from services.projections.infrastructure.live import LiveDeliveries, LiveProjection
+from services.projections.infrastructure.live import LiveDeliveries, LiveMeetings, LiveProjection
 from services.projections.infrastructure.readmodels import CONSUMER
 from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
 from services.shared.bus.names import BusNames
@@ -89,7 +90,8 @@ class ProjectorThread:
     """The live projector (durable consumers + read models) on its own loop in a thread.
 
     With ``notifications`` (the delivery record's stream names) it runs the second
-    consumer too, as the projector process does.
+    consumer too, and with ``meetings`` (the meetings stream's names) the third, as the
+    projector process does.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class ProjectorThread:
         names: BusNames,
         *,
         notifications: BusNames | None = None,
+        meetings: BusNames | None = None,
     ) -> None:
         self.projection = LiveProjection(location)
         self.consumer = DurableConsumer(
@@ -117,6 +120,16 @@ class ProjectorThread:
                 ),
             )
             self.consumers.append(self.deliveries_consumer)
+        self.meetings: LiveMeetings | None = None
+        self.meetings_consumer: DurableConsumer | None = None
+        if meetings is not None:
+            self.meetings = LiveMeetings(ReadModelLocation(location.url))
+            self.meetings_consumer = DurableConsumer(
+                nats_url,
+                self.meetings,
+                ConsumerSettings(durable=MEETINGS_CONSUMER, names=meetings, decode_data=meeting_data),
+            )
+            self.consumers.append(self.meetings_consumer)
         self.loop = asyncio.new_event_loop()
         self.stop_event = asyncio.Event()
         self.thread = threading.Thread(target=self._main, daemon=True)
@@ -145,6 +158,12 @@ class ProjectorThread:
             f"the deliveries consumer reached {consumer._position}, not {sequence} ({self.error!r})"
         )
 
+    def wait_for_meetings(self, sequence: int, timeout: float = 60) -> None:
+        consumer = self.meetings_consumer
+        assert consumer is not None, "started without the meetings stream"
+        reached = wait_until(lambda: consumer._position >= sequence, timeout, 0.05)
+        assert reached, f"the meetings consumer reached {consumer._position}, not {sequence} ({self.error!r})"
+
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(20)
@@ -152,6 +171,8 @@ class ProjectorThread:
         self.projection.close()
         if self.deliveries is not None:
             self.deliveries.close()
+        if self.meetings is not None:
+            self.meetings.close()
         if self.error is not None:
             raise self.error
 

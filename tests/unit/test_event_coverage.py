@@ -52,6 +52,7 @@ def test_every_consumer_of_the_case_stream_has_a_table() -> None:
         "notifications: meeting events",
         "projections: case overview",
         "projections: journal",
+        "projections: meetings",
         "sharing: case access",
     }
 

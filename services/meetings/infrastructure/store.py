@@ -377,7 +377,7 @@ def _adopted(sequence: int, case_position: int | None, event: str) -> AdoptedReq
         case_id=UUID(cloud_event.subject),
         case_position=None if case_position is None else int(case_position),
         recorded_at=cloud_event.time,
-        principal=Principal(cloud_event.actorprincipal.value),  # staff make meeting requests
+        principal=Principal(cloud_event.actorprincipal),  # staff make meeting requests
         decided=Decided(
             UUID(cloud_event.id),
             cloud_event.meeting_data(),

@@ -33,6 +33,13 @@ class ReadModelQueries(Protocol):
 
     def deliveries(self, case_id: str, after_version: int, limit: int) -> list[dict[str, Any]]: ...
 
+    def meetings(self, case_id: str) -> list[dict[str, Any]]:
+        """The case's meetings in the order they start, every status (scheduled, rescheduled,
+        cancelled, held): which are upcoming is the caller's to decide by its today. Each
+        is a dict of JSON values (``services.projections.domain.meetings.answer``); its
+        ``.ics`` is ``services.projections.domain.meetings.meeting_calendar(meeting, now=…)``."""
+        ...
+
     def visible_cases(
         self,
         organisation_id: str,

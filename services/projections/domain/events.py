@@ -53,3 +53,23 @@ class NotificationRecord:
     prev_hash: str
     event_hash: str
     hash_ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingRecord:
+    """One event of a case's meeting schedule (stream ``VSS_MEETINGS``), decoded once.
+
+    The meetings service chains each case's schedule as the case service chains the case's
+    events (``version`` 1, 2, 3 …, ``prev_hash`` → ``event_hash``), so the same check applies.
+    """
+
+    case_id: str
+    version: int  # the event's place in the case's meeting schedule (caseversion)
+    type: str  # se.vss.meetings.MeetingScheduled.v1 … (after upcasting)
+    data: dict[str, Any]
+    event_id: str
+    time: str  # ISO 8601, UTC: when the meetings service recorded it
+    stream_sequence: int
+    prev_hash: str
+    event_hash: str
+    hash_ok: bool

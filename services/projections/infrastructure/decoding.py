@@ -9,19 +9,21 @@ contract's models first; this is then the same decoding of the same bytes).
 
 from __future__ import annotations
 
+from collections.abc import Container, Mapping
 from typing import Any
 
 import orjson
 
-from services.projections.domain.events import CaseEventRecord, NotificationRecord
+from services.projections.domain.events import CaseEventRecord, MeetingRecord, NotificationRecord
 from vss_contracts.chain import cloud_event_hash
+from vss_contracts.meeting_events import MEETING_EVENT_TYPES, MEETING_UPCASTERS
 from vss_contracts.notification_events import NOTIFICATION_EVENT_TYPES, NOTIFICATION_UPCASTERS
-from vss_contracts.registry import UPCASTERS, upcast
+from vss_contracts.registry import UPCASTERS, Upcaster, upcast
 
 
 class UndecodableEvent(ValueError):
-    """The bytes are not a CloudEvent of a case event (or, for :func:`decode_notification`, of
-    a notification event of a type this version knows)."""
+    """The bytes are not a CloudEvent of a case event (or, for :func:`decode_notification` and
+    :func:`decode_meeting`, of a notification or meeting event of a type this version knows)."""
 
 
 def _sorted_json(value: Any) -> bytes:
@@ -104,23 +106,42 @@ def decode_notification(body: bytes, stream_sequence: int) -> NotificationRecord
     A type unknown after upcasting is undecodable here too, as it is to the live
     consumer's contract check (which dead-letters it), so live and rebuild agree.
     """
+    return NotificationRecord(
+        *_chained(body, stream_sequence, NOTIFICATION_UPCASTERS, NOTIFICATION_EVENT_TYPES, "notification")
+    )
+
+
+def decode_meeting(body: bytes, stream_sequence: int) -> MeetingRecord:
+    """An event of a case's meeting schedule (``VSS_MEETINGS``), decoded as
+    :func:`decode_notification` is (a type unknown after upcasting is undecodable)."""
+    return MeetingRecord(*_chained(body, stream_sequence, MEETING_UPCASTERS, MEETING_EVENT_TYPES, "meeting"))
+
+
+def _chained(
+    body: bytes,
+    stream_sequence: int,
+    upcasters: Mapping[str, tuple[str, Upcaster]],
+    known: Container[str],
+    family: str,
+) -> tuple[str, int, str, dict[str, Any], str, str, int, str, str, bool]:
+    """The fields of a record of another service's per-case chained stream, in the records' order."""
     try:
         event = orjson.loads(body)
         hash_ok = cloud_event_hash(event, dumps=_sorted_json) == event["eventhash"]
-        type_name, data = upcast(event["type"], event["data"], NOTIFICATION_UPCASTERS)
-        if type_name not in NOTIFICATION_EVENT_TYPES:
-            raise ValueError(f"unknown notification event type {event['type']!r}")
-        return NotificationRecord(
-            case_id=event["subject"],
-            version=int(event["caseversion"]),
-            type=type_name,
-            data=data,
-            event_id=event["id"],
-            time=event["time"],
-            stream_sequence=stream_sequence,
-            prev_hash=event["prevhash"],
-            event_hash=event["eventhash"],
-            hash_ok=hash_ok,
+        type_name, data = upcast(event["type"], event["data"], upcasters)
+        if type_name not in known:
+            raise ValueError(f"unknown {family} event type {event['type']!r}")
+        return (
+            event["subject"],
+            int(event["caseversion"]),
+            type_name,
+            data,
+            event["id"],
+            event["time"],
+            stream_sequence,
+            event["prevhash"],
+            event["eventhash"],
+            hash_ok,
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise UndecodableEvent(

@@ -1,10 +1,11 @@
 """The live projector: the durable consumers' handlers, on the generation that serves.
 
-Two consumers in one process, each with its own position in the serving generation:
-:class:`LiveProjection` (the case stream: views and journal) and :class:`LiveDeliveries`
-(the notifications stream: the delivery rows of the journal). Both follow the pointer
-before each event, so after a rebuild's switch each resumes from the new generation's
-position for its stream.
+Three consumers in one process, each with its own position in the serving generation:
+:class:`LiveProjection` (the case stream: views and journal), :class:`LiveDeliveries`
+(the notifications stream: the delivery rows of the journal) and :class:`LiveMeetings`
+(the meetings stream: each case's meetings). Each follows the pointer before each event,
+so after a rebuild's switch each resumes from the new generation's position for its
+stream.
 """
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ from __future__ import annotations
 import structlog
 
 from services.projections.application.deliveries import DeliveryProjector
+from services.projections.application.meetings import MeetingProjector
 from services.projections.application.projector import EventOfUnknownCase, Projector
 from services.projections.infrastructure.database import ReadModelLocation, new_generation
-from services.projections.infrastructure.decoding import UndecodableEvent, decode, decode_notification
+from services.projections.infrastructure.decoding import (
+    UndecodableEvent,
+    decode,
+    decode_meeting,
+    decode_notification,
+)
 from services.projections.infrastructure.readmodels import ReadModels
 from services.shared.bus.consumer import Delivery, PermanentFailure, StateReplaced
 
@@ -112,6 +119,32 @@ class LiveDeliveries(_Following):
         self._check_pointer()
         try:
             record = decode_notification(delivery.body, delivery.stream_sequence)
+        except UndecodableEvent as error:
+            raise PermanentFailure(str(error)) from error
+        return self.projector.apply(
+            [record], stream_sequence=delivery.stream_sequence, event_id=delivery.event.id
+        )
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        self.projector.pass_over(stream_sequence, event_id)
+
+
+class LiveMeetings(_Following):
+    """Implements the meetings-stream consumer's Handler: one event per transaction."""
+
+    projector: MeetingProjector
+
+    def _opened(self) -> None:
+        self.projector = MeetingProjector(self.models)
+
+    def applied_through(self) -> int:
+        self._follow_pointer()
+        return self.models.meetings_applied_through()
+
+    def apply(self, delivery: Delivery) -> bool:
+        self._check_pointer()
+        try:
+            record = decode_meeting(delivery.body, delivery.stream_sequence)
         except UndecodableEvent as error:
             raise PermanentFailure(str(error)) from error
         return self.projector.apply(

@@ -11,6 +11,9 @@ writes and compares whatever is registered there:
 - ``deliveries``: one row per event of the case's delivery record (stream
   ``VSS_NOTIFICATIONS``: who was told what, when, on which channel), applied by the
   projector's second consumer with its own position in ``consumer_positions``.
+- ``meetings``: one row per meeting of the case's schedule (stream ``VSS_MEETINGS``),
+  changed in place, and ``meeting_heads`` (how far each case's schedule is applied),
+  written by the projector's third consumer with its own position.
 - ``consumer_positions`` (the shared checkpoint) and ``read_position``: the stream
   sequence and the case-store log position the tables reflect, written in the same
   transaction as the change.
@@ -27,9 +30,11 @@ from typing import Any
 import orjson
 
 from services.projections.application.deliveries import DELIVERIES_CONSUMER
+from services.projections.application.meetings import MEETINGS_CONSUMER
 from services.projections.application.ports import Position
-from services.projections.domain import deliveries
+from services.projections.domain import deliveries, meetings
 from services.projections.domain.case_view import View
+from services.projections.domain.meetings import Head, Meeting
 from services.projections.infrastructure.database import Connection
 from services.projections.infrastructure.tables import (
     CASE_TABLES,
@@ -37,6 +42,8 @@ from services.projections.infrastructure.tables import (
     CaseTable,
     Deliveries,
     Journal,
+    MeetingHeads,
+    Meetings,
 )
 from services.shared.bus import checkpoint
 
@@ -160,8 +167,15 @@ class ReadModels:
 
     def deliveries_applied_through(self) -> int:
         """The last sequence of the notifications stream applied (0: none)."""
+        return self._applied_through(DELIVERIES_CONSUMER)
+
+    def meetings_applied_through(self) -> int:
+        """The last sequence of the meetings stream applied (0: none)."""
+        return self._applied_through(MEETINGS_CONSUMER)
+
+    def _applied_through(self, consumer: str) -> int:
         row = self.conn.fetchone(
-            "SELECT stream_sequence FROM consumer_positions WHERE consumer = ?", (DELIVERIES_CONSUMER,)
+            "SELECT stream_sequence FROM consumer_positions WHERE consumer = ?", (consumer,)
         )
         return int(row[0]) if row else 0
 
@@ -283,6 +297,50 @@ class ReadModels:
                 self.conn.sql(f"INSERT INTO {Deliveries.table} ({Deliveries.columns}) VALUES ({marks})"), rows
             )
 
+    def meeting_head(self, cursor: Any, case_id: str) -> Head | None:
+        """The last version of the case's meeting schedule applied here, its hash, and whether
+        the schedule so far continued its chain."""
+        cursor.execute(
+            self.conn.sql("SELECT version, event_hash, verified FROM meeting_heads WHERE case_id = ?"),
+            (case_id,),
+        )
+        row = cursor.fetchone()
+        return (int(row[0]), str(row[1]), bool(row[2])) if row else None
+
+    def load_meeting(self, cursor: Any, case_id: str, meeting_id: str) -> Meeting | None:
+        cursor.execute(
+            self.conn.sql(f"SELECT {Meetings.columns} FROM meetings WHERE case_id = ? AND meeting_id = ?"),
+            (case_id, meeting_id),
+        )
+        row = cursor.fetchone()
+        return meetings.from_row(tuple(row)) if row else None
+
+    def write_meetings(
+        self, cursor: Any, changed: Sequence[Meeting], heads: Sequence[tuple[str, Head]]
+    ) -> None:
+        """Insert or replace the changed meetings and move their cases' heads."""
+        sql = self.conn.sql
+        if changed:
+            marks = ", ".join("?" for _ in meetings.COLUMNS)
+            cursor.executemany(
+                sql(
+                    f"INSERT INTO {Meetings.table} ({Meetings.columns}) VALUES ({marks})"
+                    f" ON CONFLICT (case_id, meeting_id) DO UPDATE SET {Meetings.update}"
+                ),
+                [meetings.row(m) for m in changed],
+            )
+        if heads:
+            cursor.executemany(
+                sql(
+                    f"INSERT INTO {MeetingHeads.table} ({MeetingHeads.columns}) VALUES (?, ?, ?, ?)"
+                    f" ON CONFLICT (case_id) DO UPDATE SET {MeetingHeads.update}"
+                ),
+                [
+                    (case_id, version, event_hash, 1 if verified else 0)
+                    for case_id, (version, event_hash, verified) in heads
+                ],
+            )
+
     # ------------------------------------------------------------------------- queries
     def overview(self, case_id: str) -> View | None:
         return self.load_view(case_id)
@@ -351,6 +409,15 @@ class ReadModels:
             }
             for r in rows
         ]
+
+    def meetings(self, case_id: str) -> list[dict[str, Any]]:
+        """The case's meetings in the order they start (then by meeting id), whatever their
+        status: which are upcoming is for the caller to decide, by its own today."""
+        rows = self.conn.fetchall(
+            f"SELECT {Meetings.columns} FROM meetings WHERE case_id = ? ORDER BY starts_utc, meeting_id",
+            (case_id,),
+        )
+        return [meetings.answer(meetings.from_row(tuple(r))) for r in rows]
 
     def visible_cases(
         self,

@@ -1,11 +1,12 @@
 """Rebuild the read models from the start of history into a fresh generation, then switch.
 
 The case stream keeps every event (limits retention, no age limit), so it *is* the
-history a rebuild reads; then the notifications stream (the journal's delivery rows),
-when there is one: a missing stream (the notifications service never ran) leaves the
-delivery rows empty. The current generation keeps serving meanwhile; when the new one
-has caught up with both streams it becomes current, and the live projector's consumers
-(if one runs) follow the pointer, each applying whatever arrived on its stream since.
+history a rebuild reads; then the notifications stream (the journal's delivery rows) and
+the meetings stream (each case's meetings), when there are: a missing stream (its
+service never ran) leaves its rows empty. The current generation keeps serving
+meanwhile; when the new one has caught up with every stream it becomes current, and the
+live projector's consumers (if one runs) follow the pointer, each applying whatever
+arrived on its stream since.
 An interrupted rebuild leaves an unused generation behind, which the next one removes.
 """
 
@@ -15,8 +16,9 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import structlog
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -24,9 +26,11 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from services.projections.application.deliveries import DeliveryProjector
+from services.projections.application.meetings import MeetingProjector
 from services.projections.application.projector import Projector
+from services.projections.domain.events import MeetingRecord, NotificationRecord
 from services.projections.infrastructure.database import Connection, ReadModelLocation, new_generation
-from services.projections.infrastructure.decoding import UndecodableEvent, decode_notification
+from services.projections.infrastructure.decoding import UndecodableEvent, decode_meeting, decode_notification
 from services.projections.infrastructure.readmodels import ReadModels
 from services.projections.infrastructure.stream_reader import read_decoded
 from services.shared.bus.names import BusNames
@@ -68,6 +72,9 @@ class RebuildReport:
     deliveries: int = 0  # delivery rows from the notifications stream
     deliveries_position: int = 0  # the notifications stream's last sequence read (0: none, or no stream)
     deliveries_skipped: int = 0  # undecodable messages of the notifications stream
+    meetings: int = 0  # events of the meetings stream applied
+    meetings_position: int = 0  # the meetings stream's last sequence read (0: none, or no stream)
+    meetings_skipped: int = 0  # undecodable messages of the meetings stream
 
     @property
     def rate(self) -> float:
@@ -84,8 +91,10 @@ async def rebuild(
     progress: Callable[[Progress], None] | None = None,
     progress_every: float = 1.0,
     notifications: BusNames | None = None,
+    meetings: BusNames | None = None,
 ) -> RebuildReport:
-    """Rebuild from ``names`` (the case stream) and, if given, ``notifications`` (the delivery record)."""
+    """Rebuild from ``names`` (the case stream) and, if given, ``notifications`` (the delivery
+    record) and ``meetings`` (each case's meeting schedule)."""
     previous = location.current()
     generation = new_generation()
     models = ReadModels(location.connect(generation))
@@ -111,11 +120,15 @@ async def rebuild(
             js = nc.jetstream()
             info = await js.stream_info(names.stream)
             _check_complete(names.stream, info.state.messages, info.state.first_seq)
-            delivered = None
+            delivered = scheduled = None
             if notifications is not None:  # checked before the long part, not after
                 delivered = await _stream_state(js, notifications.stream)
                 if delivered is not None:
                     _check_complete(notifications.stream, *delivered)
+            if meetings is not None:
+                scheduled = await _stream_state(js, meetings.stream)
+                if scheduled is not None:
+                    _check_complete(meetings.stream, *scheduled)
             target = int(info.state.last_seq)
             position = undecodable = 0
             last_report = started
@@ -135,8 +148,14 @@ async def rebuild(
             deliveries = DeliveryProjector(models)
             delivery_position = delivery_undecodable = 0
             if notifications is not None and delivered is not None:
-                delivery_position, delivery_undecodable = await _rebuild_deliveries(
-                    js, notifications, deliveries, batch
+                delivery_position, delivery_undecodable = await _rebuild_chained(
+                    js, notifications, decode_notification, deliveries, batch, "delivery record"
+                )
+            schedules = MeetingProjector(models)
+            meeting_position = meeting_undecodable = 0
+            if meetings is not None and scheduled is not None:
+                meeting_position, meeting_undecodable = await _rebuild_chained(
+                    js, meetings, decode_meeting, schedules, batch, "meetings"
                 )
         finally:
             with contextlib.suppress(Exception):
@@ -167,6 +186,9 @@ async def rebuild(
         deliveries=deliveries.applied,
         deliveries_position=delivery_position,
         deliveries_skipped=delivery_undecodable,
+        meetings=schedules.applied,
+        meetings_position=meeting_position,
+        meetings_skipped=meeting_undecodable,
     )
 
 
@@ -187,11 +209,29 @@ async def _stream_state(js: JetStreamContext, stream: str) -> tuple[int, int] | 
     return int(info.state.messages), int(info.state.first_seq)
 
 
-async def _rebuild_deliveries(
-    js: JetStreamContext, names: BusNames, deliveries: DeliveryProjector, batch: int
+_Record = TypeVar("_Record", NotificationRecord, MeetingRecord)
+_Applied_contra = TypeVar("_Applied_contra", contravariant=True)
+
+
+class _ChainedProjector(Protocol[_Applied_contra]):
+    applied: int
+
+    def apply(
+        self, records: Sequence[_Applied_contra], *, stream_sequence: int, event_id: str | None
+    ) -> bool: ...
+
+
+async def _rebuild_chained(
+    js: JetStreamContext,
+    names: BusNames,
+    decode: Callable[[bytes, int], _Record],
+    projector: _ChainedProjector[_Record],
+    batch: int,
+    what: str,
 ) -> tuple[int, int]:
-    """The notifications stream from sequence 1 to its end into the new generation's delivery
-    rows, a batch per transaction with the position; (last sequence read, undecodable)."""
+    """Another service's per-case chained stream (the delivery record, the meetings) from
+    sequence 1 to its end into the new generation, a batch per transaction with the
+    position; (last sequence read, undecodable)."""
     position = undecodable = 0
     target = (await js.stream_info(names.stream)).state.last_seq
     if target == 0:
@@ -200,7 +240,7 @@ async def _rebuild_deliveries(
         js,
         names.stream,
         names.subjects,
-        description="VSS projections rebuild of the delivery record (ephemeral)",
+        description=f"VSS projections rebuild of the {what} (ephemeral)",
     )
     try:
         while True:
@@ -216,18 +256,18 @@ async def _rebuild_deliveries(
             for msg in messages:
                 sequence = msg.metadata.sequence.stream
                 try:
-                    records.append(decode_notification(msg.data, sequence))
+                    records.append(decode(msg.data, sequence))
                 except UndecodableEvent as error:
                     undecodable += 1
                     log.warning("rebuild.undecodable", stream=names.stream, error=str(error))
                 position = max(position, sequence)
             if messages:
                 last = records[-1] if records and records[-1].stream_sequence == position else None
-                deliveries.apply(records, stream_sequence=position, event_id=last.event_id if last else None)
+                projector.apply(records, stream_sequence=position, event_id=last.event_id if last else None)
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
-    log.info("rebuild.deliveries", stream=names.stream, rows=deliveries.applied, position=position)
+    log.info("rebuild.stream", what=what, stream=names.stream, applied=projector.applied, position=position)
     return position, undecodable
 
 

@@ -13,6 +13,9 @@ adding a read model is one class here and one entry in the list.
   :mod:`services.projections.domain.journal`.
 - :class:`Deliveries` is one row per event of the case's delivery record, written by the
   projector's second consumer.
+- :class:`Meetings` is one row per meeting of the case's schedule, and
+  :class:`MeetingHeads` how far each case's schedule is applied; both written by the
+  projector's third consumer.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from services.projections.domain import access, deliveries
+from services.projections.domain import access, deliveries, meetings
 from services.projections.domain.case_view import View
 
 Row = tuple[Any, ...]
@@ -214,6 +217,39 @@ class Deliveries(ReadModel):
     order = "case_id, version"
 
 
+class Meetings(ReadModel):
+    """One row per meeting of each case's schedule (stream ``VSS_MEETINGS``), changed in place."""
+
+    table = "meetings"
+    columns = ", ".join(meetings.COLUMNS)
+    schema = (
+        "CREATE TABLE IF NOT EXISTS meetings (case_id TEXT NOT NULL, meeting_id TEXT NOT NULL,"
+        " kind TEXT NOT NULL, status TEXT NOT NULL, starts_at TEXT NOT NULL, ends_at TEXT NOT NULL,"
+        " starts_utc TEXT NOT NULL, location TEXT, sequence INTEGER NOT NULL, reason TEXT NOT NULL,"
+        " sip_version INTEGER, warning_id TEXT, invitees TEXT NOT NULL, previous_starts_at TEXT,"
+        " change_reason TEXT, changed_by TEXT, held_on TEXT, version BIGINT NOT NULL,"
+        " event_id TEXT NOT NULL, updated_at TEXT NOT NULL, verified INTEGER NOT NULL,"
+        " PRIMARY KEY (case_id, meeting_id))",
+        "CREATE INDEX IF NOT EXISTS meetings_start ON meetings (case_id, starts_utc)",
+    )
+    order = "case_id, meeting_id"
+    update = ", ".join(f"{c} = excluded.{c}" for c in meetings.COLUMNS[2:])
+
+
+class MeetingHeads(ReadModel):
+    """How far each case's meeting schedule is applied: its last version and hash, and
+    whether every event so far continued the chain (duplicates are recognised by it)."""
+
+    table = "meeting_heads"
+    columns = "case_id, version, event_hash, verified"
+    schema = (
+        "CREATE TABLE IF NOT EXISTS meeting_heads (case_id TEXT PRIMARY KEY, version BIGINT NOT NULL,"
+        " event_hash TEXT NOT NULL, verified INTEGER NOT NULL)",
+    )
+    order = "case_id"
+    update = "version = excluded.version, event_hash = excluded.event_hash, verified = excluded.verified"
+
+
 # The case tables in the order they are written (the overview first).
 CASE_TABLES: tuple[CaseTable, ...] = (
     CaseOverview(),
@@ -223,4 +259,4 @@ CASE_TABLES: tuple[CaseTable, ...] = (
     OpenActions(),
     ClientCases(),
 )
-READ_MODELS: tuple[ReadModel, ...] = (*CASE_TABLES, Journal(), Deliveries())
+READ_MODELS: tuple[ReadModel, ...] = (*CASE_TABLES, Journal(), Deliveries(), Meetings(), MeetingHeads())

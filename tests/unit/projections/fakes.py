@@ -1,11 +1,11 @@
 """In-memory ports of the projections service (``services.projections.application``).
 
 :class:`InMemoryReadModels` is one generation of read models, as the real ``ReadModels``:
-the writer ports of the two projectors (``ReadModelWriter``, ``DeliveryWriter``) and the
-queries' port (``ReadModelQueries``). A transaction is all or nothing (an exception in it
-restores what was there), the position only moves forward, and a journal or delivery row
-already there is an error, as the tables' keys make it. :class:`InMemoryAccessLog`
-implements ``AccessLog``; it can be made to fail, as a database can.
+the writer ports of the three projectors (``ReadModelWriter``, ``DeliveryWriter``,
+``MeetingWriter``) and the queries' port (``ReadModelQueries``). A transaction is all or
+nothing (an exception in it restores what was there), the position only moves forward,
+and a journal or delivery row already there is an error, as the tables' keys make it.
+:class:`InMemoryAccessLog` implements ``AccessLog``; it can be made to fail, as a database can.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from services.projections.application.deliveries import DELIVERIES_CONSUMER
+from services.projections.application.meetings import MEETINGS_CONSUMER
 from services.projections.application.ports import Position
-from services.projections.domain import access, deliveries
+from services.projections.domain import access, deliveries, meetings
 from services.projections.domain.case_view import View
+from services.projections.domain.meetings import Head, Meeting
 from services.shared.access import AccessRecord, may_see
 from tests.unit.checkpoints import Positions
 
@@ -49,6 +51,8 @@ class InMemoryReadModels:
         self.views: dict[str, View] = {}
         self.journal_rows: dict[tuple[str, int], tuple[Any, ...]] = {}
         self.delivery_rows: dict[tuple[str, int], tuple[Any, ...]] = {}
+        self.meeting_rows: dict[tuple[str, str], tuple[Any, ...]] = {}  # as the table keeps them
+        self.meeting_heads: dict[str, Head] = {}
         self.positions = Positions()
         self.read_position = Position(0, 0, None)
         self.transactions = 0
@@ -57,12 +61,28 @@ class InMemoryReadModels:
     @contextmanager
     def transaction(self) -> Iterator[InMemoryReadModels]:
         before = copy.deepcopy(
-            (self.views, self.journal_rows, self.delivery_rows, self.positions, self.read_position)
+            (
+                self.views,
+                self.journal_rows,
+                self.delivery_rows,
+                self.meeting_rows,
+                self.meeting_heads,
+                self.positions,
+                self.read_position,
+            )
         )
         try:
             yield self
         except BaseException:
-            self.views, self.journal_rows, self.delivery_rows, self.positions, self.read_position = before
+            (
+                self.views,
+                self.journal_rows,
+                self.delivery_rows,
+                self.meeting_rows,
+                self.meeting_heads,
+                self.positions,
+                self.read_position,
+            ) = before
             raise
         self.transactions += 1
 
@@ -108,6 +128,20 @@ class InMemoryReadModels:
     def write_deliveries(self, cursor: Any, rows: Sequence[tuple[Any, ...]]) -> None:
         self._insert(self.delivery_rows, rows)
 
+    def meeting_head(self, cursor: Any, case_id: str) -> Head | None:
+        return self.meeting_heads.get(case_id)
+
+    def load_meeting(self, cursor: Any, case_id: str, meeting_id: str) -> Meeting | None:
+        found = self.meeting_rows.get((case_id, meeting_id))
+        return meetings.from_row(found) if found is not None else None
+
+    def write_meetings(
+        self, cursor: Any, changed: Sequence[Meeting], heads: Sequence[tuple[str, Head]]
+    ) -> None:
+        for meeting in changed:  # through the row, as the table: what is not in a column is lost
+            self.meeting_rows[(meeting["case_id"], meeting["meeting_id"])] = meetings.row(meeting)
+        self.meeting_heads.update(heads)
+
     @staticmethod
     def _insert(table: dict[tuple[str, int], tuple[Any, ...]], rows: Sequence[tuple[Any, ...]]) -> None:
         for row in rows:
@@ -122,6 +156,9 @@ class InMemoryReadModels:
 
     def deliveries_applied_through(self) -> int:
         return self.positions.position(DELIVERIES_CONSUMER)
+
+    def meetings_applied_through(self) -> int:
+        return self.positions.position(MEETINGS_CONSUMER)
 
     def overview(self, case_id: str) -> View | None:
         return self.load_view(case_id)
@@ -153,6 +190,11 @@ class InMemoryReadModels:
                 }
             )
         return found
+
+    def meetings(self, case_id: str) -> list[dict[str, Any]]:
+        found = [meetings.from_row(r) for (c, _), r in self.meeting_rows.items() if c == case_id]
+        found.sort(key=lambda m: (m["starts_utc"], m["meeting_id"]))
+        return [meetings.answer(m) for m in found]
 
     def visible_cases(
         self,
