@@ -125,10 +125,17 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 @app.command()
 def token(
-    user: Annotated[str, typer.Option(help="User id (the token's sub)")],
-    org: Annotated[str, typer.Option(help="Organisation id, e.g. vgr-psykiatri-nordost")],
-    principal: Annotated[PrincipalChoice, typer.Option(help="The organisation's principal")],
-    role: Annotated[list[RoleChoice], typer.Option(help="Role; repeat for several")],
+    user: Annotated[str | None, typer.Option(help="User id (the token's sub)")] = None,
+    org: Annotated[str | None, typer.Option(help="Organisation id, e.g. vgr-psykiatri-nordost")] = None,
+    principal: Annotated[PrincipalChoice | None, typer.Option(help="The organisation's principal")] = None,
+    role: Annotated[list[RoleChoice] | None, typer.Option(help="Role; repeat for several")] = None,
+    client: Annotated[
+        str | None,
+        typer.Option(
+            help="A client's token instead (as after an e-ID sign-in): their personal identity number,"
+            " YYYYMMDD-NNNC; no --user, --org, --principal or --role"
+        ),
+    ] = None,
     org_name: Annotated[str | None, typer.Option(help="Organisation name shown in events")] = None,
     hours: Annotated[
         float | None,
@@ -138,7 +145,15 @@ def token(
         ),
     ] = None,
 ) -> None:
-    """Print a bearer token valid for the embedded defaults (or the configured key)."""
+    """Print a bearer token valid for the embedded defaults (or the configured key): a staff
+    member's (--user, --org, --principal, --role) or a client's (--client)."""
+    staff = {"--user": user, "--org": org, "--principal": principal, "--role": role or None}
+    if client is not None and any(value is not None for value in staff.values()):
+        given = ", ".join(name for name, value in staff.items() if value is not None)
+        raise _fail(f"--client takes none of {given}: a client's token names no organisation or role", 2)
+    if client is None and any(value is None for value in staff.values()):
+        missing = ", ".join(name for name, value in staff.items() if value is None)
+        raise _fail(f"missing {missing} (or --client for a client's token)", 2)
     settings = CaseSettings()
     auth = AuthSettings()
     try:
@@ -155,15 +170,23 @@ def token(
             " VSS_AUTH_MAX_TOKEN_LIFETIME_HOURS)",
             2,
         )
+    lifetime = None if hours is None else timedelta(hours=hours)
     try:
-        minted = tokens.mint(
-            user_id=user,
-            organisation_id=org,
-            organisation_name=org_name,
-            principal=principal.value,
-            roles=[r.value for r in role],
-            lifetime=None if hours is None else timedelta(hours=hours),
-        )
+        if client is not None:
+            minted = tokens.mint_client(client, lifetime=lifetime)
+        else:
+            assert user is not None
+            assert org is not None
+            assert principal is not None
+            assert role
+            minted = tokens.mint(
+                user_id=user,
+                organisation_id=org,
+                organisation_name=org_name,
+                principal=principal.value,
+                roles=[r.value for r in role],
+                lifetime=lifetime,
+            )
     except ValueError as error:
         raise _fail(str(error), 2) from None
     out.print(

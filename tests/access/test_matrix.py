@@ -103,6 +103,7 @@ MATRIX: dict[tuple[Api, str, str], Entry] = {
             ("POST", "/early-warnings/{warning_id}/resolution"),
             ("POST", "/sips"),
             ("POST", "/sips/current/actions/{action_id}/completion"),
+            ("POST", "/sips/current/confirmation"),
             ("POST", "/closure"),
         ]
     },
@@ -114,6 +115,7 @@ MATRIX: dict[tuple[Api, str, str], Entry] = {
     ),
     ("query", "GET", "/v1/overdue"): Entry("none", why="the reader's own organisation's overdue items"),
     ("query", "GET", "/v1/statistics"): Entry("none", why="aggregates without personal data"),
+    ("query", "GET", "/v1/me/cases"): Entry("none", why="a signed-in client's own cases, nobody else's"),
     ("query", "GET", "/v1/cases/{case_id}"): Entry("case", read=True),
     ("query", "GET", "/v1/cases/{case_id}/journal"): Entry("case", read=True),
     ("query", "GET", "/v1/cases/{case_id}/access-log"): Entry("case", read=True),
@@ -171,6 +173,25 @@ class Person:
         return {"Authorization": f"Bearer {token}"}
 
 
+@dataclass(frozen=True)
+class Client:
+    """A client signed in with their e-ID: their personal identity number, no organisation."""
+
+    personal_identity_number: str
+    user_id: str = ""
+    organisation_id: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "user_id", self.personal_identity_number)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKENS.mint_client(self.personal_identity_number)}"}
+
+
+TOLVAN = Client("191212121212")  # the client of every case here
+ANOTHER_CLIENT = Client("198112189876")
+
+
 @dataclass
 class Side:
     """One API: its client, the owner of its case (a coordinator), and the ids its paths take."""
@@ -186,7 +207,7 @@ class Apps:
     access_log: AccessLogStore
     closers: list[Callable[[], None]]
 
-    def records(self, person: Person) -> list[tuple[str | None, str, str]]:
+    def records(self, person: Person | Client) -> list[tuple[str | None, str, str]]:
         found = self.access_log.for_user(person.user_id, person.organisation_id, 0, 100_000)
         return [(r.case_id, r.resource, r.outcome) for _, r in found]
 
@@ -290,7 +311,7 @@ def _routes(client: TestClient) -> set[tuple[str, str]]:
     return {(method.upper(), path) for path, operations in paths.items() for method in operations}
 
 
-def _call(side: Side, method: str, template: str, entry: Entry, who: Person, **params: str) -> Any:
+def _call(side: Side, method: str, template: str, entry: Entry, who: Person | Client, **params: str) -> Any:
     return side.client.request(
         method,
         template.format(**side.ids),
@@ -313,17 +334,19 @@ GUARDED = sorted((key for key, entry in MATRIX.items() if entry.takes != "none")
 
 
 @pytest.mark.parametrize(("api", "method", "template"), GUARDED)
-@pytest.mark.parametrize("stranger", ["same_user_id_elsewhere", "uncovered_organisation"])
-def test_another_organisation_is_refused_and_logged(
+@pytest.mark.parametrize("stranger", ["same_user_id_elsewhere", "uncovered_organisation", "another_client"])
+def test_another_organisation_or_client_is_refused_and_logged(
     apps: Apps, api: Api, method: str, template: str, stranger: str
 ) -> None:
     side = apps.sides[api]
     entry = MATRIX[(api, method, template)]
-    who = (
-        Person(side.owner.user_id, OTHER_ORG, "municipality", ("coordinator", "manager"))
-        if stranger == "same_user_id_elsewhere"
-        else Person("olle.okand", UNCOVERED_ORG, "other", ("coordinator", "manager"))
-    )
+    who: Person | Client = {
+        "same_user_id_elsewhere": Person(
+            side.owner.user_id, OTHER_ORG, "municipality", ("coordinator", "manager")
+        ),
+        "uncovered_organisation": Person("olle.okand", UNCOVERED_ORG, "other", ("coordinator", "manager")),
+        "another_client": ANOTHER_CLIENT,  # signed in as a client, of no case here
+    }[stranger]
     # A user route names the owner as a person: their user id at their organisation.
     params = {"organisation": side.owner.organisation_id} if entry.takes == "user" else {}
     before = apps.records(who)
@@ -352,6 +375,48 @@ def test_every_read_is_in_the_access_log(
     new = apps.records(side.owner)[len(before) :]
     assert new, (api, template)
     assert {outcome for _, _, outcome in new} == {"granted"}, new
+
+
+CASE_READS = [
+    (api, method, template, params)
+    for api, method, template, params in [*READS, *EXTRA_READS]
+    if MATRIX[(api, method, template)].takes == "case"
+]
+
+
+@pytest.mark.parametrize(("api", "method", "template", "params"), CASE_READS)
+def test_the_client_reads_their_own_case_on_every_api_and_it_is_logged(
+    apps: Apps, api: Api, method: str, template: str, params: dict[str, str]
+) -> None:
+    side = apps.sides[api]
+    before = apps.records(TOLVAN)
+    response = _call(side, method, template, MATRIX[(api, method, template)], TOLVAN, **params)
+    assert response.status_code == 200, (api, template, response.text)
+    new = apps.records(TOLVAN)[len(before) :]
+    assert [(case_id, outcome) for case_id, _, outcome in new] == [(side.ids["case_id"], "granted")]
+    last = apps.access_log.for_user(TOLVAN.user_id, "", 0, 100_000)[-1][1]
+    assert (last.principal, last.roles) == ("client", ("client",))
+
+
+def test_a_client_lists_their_own_cases_and_staff_are_refused(apps: Apps) -> None:
+    query = apps.sides["query"]
+    mine = query.client.get("/v1/me/cases", headers=TOLVAN.headers())
+    assert mine.status_code == 200, mine.text
+    assert [item["case_id"] for item in mine.json()["items"]] == [query.ids["case_id"]]
+    assert apps.records(TOLVAN)[-1] == (query.ids["case_id"], "my_cases", "granted")
+    assert query.client.get("/v1/me/cases", headers=ANOTHER_CLIENT.headers()).json()["items"] == []
+    staff = query.client.get("/v1/me/cases", headers=query.owner.headers())
+    assert staff.status_code == 403
+    assert apps.records(query.owner)[-1] == (None, "my_cases", "denied")
+
+
+@pytest.mark.parametrize("path", ["/v1/cases", "/v1/overdue", "/v1/statistics?level=national&period=2026-01"])
+def test_a_client_reads_no_list_of_cases_and_no_statistics(apps: Apps, path: str) -> None:
+    response = apps.sides["query"].client.get(path, headers=TOLVAN.headers())
+    assert response.status_code in (403, 422), response.text
+    if response.status_code == 422:  # the statistics' parameters; with them right it is a 403 too
+        return
+    assert response.json()["rule"] == "role_required"
 
 
 def test_the_same_user_id_elsewhere_reads_only_their_own_caseload_and_calendar(apps: Apps) -> None:

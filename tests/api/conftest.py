@@ -16,11 +16,14 @@ from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from tests.support.clock import FixedClock
 from tests.support.scenario import CaseScenario
+from vss_contracts.types import ActorPrincipal
 
 TOKENS = TokenService(key="test-secret-" + "k" * 40, algorithm="HS256", issuer="vss", audience="vss")
 
 
 def bearer(actor: Actor) -> dict[str, str]:
+    if actor.principal is ActorPrincipal.CLIENT:
+        return {"Authorization": f"Bearer {TOKENS.mint_client(actor.user_id)}"}
     token = TOKENS.mint(
         user_id=actor.user_id,
         organisation_id=actor.organisation_id,

@@ -16,6 +16,7 @@ import pytest
 
 from services.case.domain import commands as cmd
 from services.case.domain import errors
+from services.case.domain.events import Actor
 from tests.api.conftest import Api
 from tests.support.actors import ACTORS, SOCIAL_INSURANCE_AGENCY, coordinator_for
 from tests.support.scenario import (
@@ -31,7 +32,7 @@ from tests.support.scenario import (
     sip_command,
     worksheet_command,
 )
-from vss_contracts.types import GoalKind, Phase, Worksheet
+from vss_contracts.types import ActorPrincipal, GoalKind, Phase, Worksheet
 
 
 # ----------------------------------------------------------------------------- stages
@@ -107,6 +108,20 @@ class RuleCase:
     before: Callable[[CaseScenario], None] = lambda s: None
     method: str = "POST"
     status: int = 409
+    actor: Actor | None = None  # the API's coordinator unless named
+
+
+# The case's client, signed in with their e-ID; and another person signed in as a client.
+TOLVAN = Actor("191212121212", "", "", ActorPrincipal.CLIENT, frozenset({"client"}))
+SOMEONE_ELSE = Actor("198112189876", "", "", ActorPrincipal.CLIENT, frozenset({"client"}))
+
+
+def confirmation(s: CaseScenario) -> dict[str, Any]:
+    return {"sip_version": 1, "confirmed_on": str(s.today)}
+
+
+def confirmed(s: CaseScenario) -> None:
+    s.run(lambda c: c.confirm_sip(cmd.ConfirmSip(sip_version=1, confirmed_on=s.today)), TOLVAN)
 
 
 def withdraw_entirely(s: CaseScenario) -> None:
@@ -404,6 +419,26 @@ RULES = [
         "/worksheets",
         lambda s: worksheet_command(s.today + timedelta(days=1), worksheet=Worksheet.ORDINARY_DAY),
     ),
+    RuleCase(errors.NoSipToConfirm, consented, "/sips/current/confirmation", confirmation, actor=TOLVAN),
+    RuleCase(
+        errors.SipAlreadyConfirmed,
+        at_first_sip,
+        "/sips/current/confirmation",
+        confirmation,
+        before=confirmed,
+        actor=TOLVAN,
+    ),
+    RuleCase(
+        errors.OnlyTheClientConfirms, at_first_sip, "/sips/current/confirmation", confirmation, status=403
+    ),
+    RuleCase(
+        errors.NotTheClient,
+        consented,
+        "/consents/withdrawal",
+        lambda s: {"withdrawn_on": str(s.today)},
+        actor=SOMEONE_ELSE,
+        status=403,
+    ),
     RuleCase(
         errors.PhaseChangeNotAllowed,
         consented,
@@ -418,7 +453,9 @@ def _every_rule_is_covered() -> None:
         subs = cls.__subclasses__()
         return set().union(*(leaves(s) for s in subs)) if subs else {cls}
 
-    covered = {case.rule for case in RULES} | {errors.ActorNotInvolved}
+    # A client's token reaches no route of another command: the role check refuses it first
+    # (test_a_client_may_not_send_a_coordinators_command); the rule is the aggregate's own guard.
+    covered = {case.rule for case in RULES} | {errors.ActorNotInvolved, errors.ClientMayNotRecord}
     missing = leaves(errors.CaseRuleViolation) - covered
     assert not missing, f"rules without an API test: {sorted(c.rule for c in missing)}"
 
@@ -441,7 +478,7 @@ def test_rule_violation_is_a_problem_naming_the_rule(
     path = case.path.replace("{action}", str(scenario.member_ids.get("action")))
     path = path.replace("{warning}", str(scenario.member_ids.get("warning")))
 
-    response = api.post(f"/{scenario.case_id}{path}", body, method=case.method)
+    response = api.post(f"/{scenario.case_id}{path}", body, method=case.method, actor=case.actor)
 
     assert response.status_code == case.status, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -497,3 +534,36 @@ def test_a_future_date_of_birth_is_refused(api: Api, scenario: CaseScenario) -> 
     response = api.post("", body)
     assert response.status_code == 409
     assert response.json()["rule"] == "date_in_future"
+
+
+def test_a_client_may_not_send_a_coordinators_command(api: Api, scenario: CaseScenario) -> None:
+    at_first_sip(scenario)
+    response = api.post(
+        f"/{scenario.case_id}/closure", {"closed_on": str(scenario.today), "reason": "moved"}, actor=TOLVAN
+    )
+    assert response.status_code == 403
+    assert response.json()["rule"] == "role_required"
+
+
+def test_the_client_withdraws_their_consent_and_confirms_their_sip_in_their_own_name(
+    api: Api, scenario: CaseScenario
+) -> None:
+    at_first_sip(scenario)
+    confirmed = api.post(
+        f"/{scenario.case_id}/sips/current/confirmation", confirmation(scenario), actor=TOLVAN
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    assert [e["type"] for e in confirmed.json()["events"]] == ["se.vss.case.SipConfirmedByClient.v1"]
+    withdrawn = api.post(
+        f"/{scenario.case_id}/consents/withdrawal", {"withdrawn_on": str(scenario.today)}, actor=TOLVAN
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    history = api.get(f"/{scenario.case_id}/history", after_version=0, limit=500).json()["items"]
+    assert [(e["actor_id"], e["actor_organisation"]) for e in history[-2:]] == [
+        ("191212121212", ""),
+        ("191212121212", ""),
+    ]
+    # The client reads the case whose consent she withdrew; nobody else's.
+    assert api.get(f"/{scenario.case_id}", actor=TOLVAN).status_code == 200
+    refused = api.get(f"/{scenario.case_id}", actor=SOMEONE_ELSE)
+    assert (refused.status_code, refused.json()["rule"]) == (403, "not_your_case")

@@ -210,3 +210,72 @@ def test_a_broken_key_set_makes_the_keys_unavailable_not_an_error(
     token = jwt.encode(_claims(), key, algorithm="RS256", headers={"kid": "key-1"})
     with pytest.raises(KeysUnavailable):
         tokens.verify(token)
+
+
+# ------------------------------------------------------------------------ a client's token
+PIN_CLAIM = "https://id.oidc.se/claim/personalIdentityNumber"
+LOA3 = "http://id.elegnamnden.se/loa/1.0/loa3"
+
+
+def _client(**overrides: Any) -> str:
+    claims = {
+        "sub": "e-id-subject-4711",  # the identity provider's own id of the person
+        PIN_CLAIM: "191212121212",
+        "roles": ["client"],
+        "acr": LOA3,
+        "org": None,
+        "principal": None,
+        **overrides,
+    }
+    return _signed(**claims)
+
+
+def test_a_clients_token_names_them_by_personal_identity_number() -> None:
+    claims = TOKENS.verify(_client())
+    assert (claims.user_id, claims.organisation_id, claims.principal) == ("191212121212", "", "client")
+    assert claims.roles == frozenset({"client"})
+    assert claims.is_client
+    assert not TOKENS.verify(_signed()).is_client
+
+
+def test_minted_client_tokens_verify_and_a_written_number_is_normalised() -> None:
+    claims = TOKENS.verify(TOKENS.mint_client("19121212-1212"))
+    assert (claims.user_id, claims.principal) == ("191212121212", "client")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({PIN_CLAIM: "191212121213"}, "Luhn"),
+        ({PIN_CLAIM: None}, "needs https://id.oidc.se/claim/personalIdentityNumber"),
+        ({PIN_CLAIM: 191212121212}, "needs https://id.oidc.se/claim/personalIdentityNumber"),
+        ({"acr": None}, "acr"),
+        ({"acr": "http://id.elegnamnden.se/loa/1.0/loa2"}, "acr"),
+        ({"roles": ["client", "coordinator"]}, "no other"),
+        ({"org": "vgr-psykiatri"}, "names no org"),
+        ({"principal": "region"}, "names no org"),
+    ],
+    ids=[
+        "bad-check-digit",
+        "no-number",
+        "number-not-text",
+        "no-acr",
+        "low-assurance",
+        "staff-role",
+        "org",
+        "principal",
+    ],
+)
+def test_a_clients_token_is_refused_unless_it_is_only_a_client_with_enough_assurance(
+    overrides: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(InvalidToken, match=reason):
+        TOKENS.verify(_client(**overrides))
+
+
+def test_the_accepted_assurance_levels_are_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VSS_AUTH_CLIENT_ACR", '["https://example.se/loa/high"]')
+    tokens = TokenService.from_settings(AuthSettings(jwt_key=SecretStr(KEY)), tmp_path)
+    assert tokens.verify(_client(acr="https://example.se/loa/high")).is_client
+    with pytest.raises(InvalidToken, match="acr"):
+        tokens.verify(_client())

@@ -50,6 +50,14 @@ def test_token_is_valid_for_the_embedded_defaults(tmp_path: Path) -> None:
     assert claims.roles == {"coordinator", "operator"}
 
 
+def test_a_clients_token_for_the_embedded_defaults(tmp_path: Path) -> None:
+    result = vss("token", "--client", "19121212-1212", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    claims = TokenService.from_settings(AuthSettings(), tmp_path).verify(result.stdout.strip())
+    assert (claims.user_id, claims.organisation_id, claims.principal) == ("191212121212", "", "client")
+    assert claims.roles == {"client"}
+
+
 @pytest.mark.parametrize(
     ("args", "reason"),
     [
@@ -57,6 +65,9 @@ def test_token_is_valid_for_the_embedded_defaults(tmp_path: Path) -> None:
             ("token", "--user", "a", "--org", "b", "--principal", "kommun", "--role", "coordinator"),
             "--principal",
         ),
+        (("token", "--client", "19121212-1213"), "Luhn"),
+        (("token", "--client", "19121212-1212", "--role", "coordinator"), "--client takes none of --role"),
+        (("token", "--user", "a"), "missing --org, --principal, --role"),
         (("verify",), "give a CASE_ID or --all"),
         (("verify", "not-a-case"), "is not a case id"),
         (("export", "not-a-case"), "is not a case id"),

@@ -170,18 +170,29 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     notices = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("notice: ")]
     assert len(notices) == len(mails) == 11
     assert {n[-2:] == ["email", "sent"] for n in notices} == {True}
-    # The municipality's own subscriber (examples/subscriber/, its organisation's NATS key): the
-    # case's 15 events verified, then one SharingEnded after the consent was withdrawn for it
-    # (the coordinator's unassignment, version 16, still shared; the withdrawal not).
+    # The client's own view (step 13): her case, the whole SIP, her meeting, who read her data;
+    # her confirmation of the SIP is version 16, recorded in her name.
     case_id = re.search(r"^case (\S+)$", result.stdout, re.M)
     assert case_id, result.stdout
-    assert f"share: 15 events of case {case_id.group(1)} verified: True" in result.stdout
+    assert f"my cases: [('{case_id.group(1)}', 'working')]" in result.stdout
+    assert "my SIP: 1 overall responsibility: Socialtjänsten Göteborg" in result.stdout
+    assert "  action: Ansöka om bostad med boendestöd | Omar Said | " in result.stdout
+    assert "confirmed: ['se.vss.case.SipConfirmedByClient.v1'] version 16" in result.stdout
+    assert "my meeting: resource_group " in result.stdout
+    readers = re.search(r"who read my data: (.*)", result.stdout)
+    assert readers, result.stdout
+    assert "('191212121212', '(me)')" in readers.group(1)
+    assert "('omar.s', 'goteborg-socialtjanst')" in readers.group(1)
+    # The municipality's own subscriber (examples/subscriber/, its organisation's NATS key): the
+    # case's 16 events verified, then one SharingEnded after the client withdrew the consent for
+    # it (the coordinator's unassignment, version 17, still shared; the withdrawal not).
+    assert f"share: 16 events of case {case_id.group(1)} verified: True" in result.stdout
     after = [line for line in result.stdout.splitlines() if line.startswith("share: se.vss.")]
     assert after == [
-        "share: se.vss.case.CoordinatorUnassigned.v1 version 16 verified: True",
-        "share: se.vss.sharing.SharingEnded.v1 consent_withdrawn_for_organisation after version 16",
+        "share: se.vss.case.CoordinatorUnassigned.v1 version 17 verified: True",
+        "share: se.vss.sharing.SharingEnded.v1 consent_withdrawn_for_organisation after version 17",
     ]
-    assert f"copy: {case_id.group(1)} verifies to version 16 sharing ended: True" in result.stdout
+    assert f"copy: {case_id.group(1)} verifies to version 17 sharing ended: True" in result.stdout
     # Every part serves /metrics: each durable has applied its stream (lag 0, caught up), and
     # each relay's position is what its stream holds.
     served = {

@@ -88,6 +88,9 @@ class ScheduleState:
     phase_since: date | None = None
     closed: bool = False
     client: Invitee | None = None
+    # The client's personal identity number: who, signed in as a client, may read the schedule
+    # (never in an invitation or a calendar). None in snapshots stored before it was kept.
+    client_pin: str | None = None
     opened_by: str | None = None  # the organisation that opened the case
     coordinators: dict[str, Invitee] = field(default_factory=dict)  # by user id
     members: dict[str, Invitee] = field(default_factory=dict)  # by invitee id (member:<id>)
@@ -305,6 +308,7 @@ class MeetingSchedule:
 
     def _case_opened(self, cause: str, data: ce.CaseOpened) -> list[Decided]:
         self.state.client = Invitee(invitee_id="client", name=data.client.name, role=InviteeRole.CLIENT)
+        self.state.client_pin = data.client.personal_identity_number
         self.state.opened_by = data.opened_by_organisation.id
         self.state.phase_since = data.opened_on
         self.state.cadence_from = data.opened_on
@@ -801,6 +805,7 @@ def snapshot(schedule: MeetingSchedule) -> dict[str, Any]:
         "phase_since": _iso(s.phase_since),
         "closed": s.closed,
         "client": s.client.model_dump(mode="json") if s.client else None,
+        "client_pin": s.client_pin,
         "coordinators": {k: v.model_dump(mode="json") for k, v in s.coordinators.items()},
         "members": {k: v.model_dump(mode="json") for k, v in s.members.items()},
         "opened_by": s.opened_by,
@@ -830,6 +835,7 @@ def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> Meeti
         phase_since=_date(value["phase_since"]),
         closed=value["closed"],
         client=invitee_from_json(value["client"]) if value["client"] else None,
+        client_pin=value.get("client_pin"),  # not kept before clients signed in: no client reads it
         coordinators={k: invitee_from_json(v) for k, v in value["coordinators"].items()},
         members={k: invitee_from_json(v) for k, v in value["members"].items()},
         # Snapshots stored before the opener was kept have none: no opener grant, as then.

@@ -55,7 +55,7 @@ from services.meetings.application.service import CaseUnknown, MeetingsService, 
 from services.meetings.domain.calendar import STOCKHOLM
 from services.meetings.domain.meeting import Meeting, MeetingStatus
 from services.meetings.domain.schedule import Decided, MeetingSchedule, ScheduleError
-from services.shared.access import AccessRecorder, may_see, record_access
+from services.shared.access import AccessRecorder, may_read, record_access, refusal
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_app import deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims
@@ -304,6 +304,8 @@ def _refuse(
 
 
 def reader(claims: Caller, request: Request) -> TokenClaims:
+    if claims.is_client:
+        return claims  # their own case only: decided per case by the one access rule
     if not claims.roles & READ_ROLES:
         raise _refuse(
             request,
@@ -368,15 +370,11 @@ Write = Annotated[WriteCall, Depends(write_call)]
 
 
 def _check_access(schedule: MeetingSchedule, claims: TokenClaims, today: date) -> None:
-    """The caller's organisation coordinates the case or is covered by its current consent."""
+    """The one access rule: the case's own client, or an organisation holding a grant today."""
     state = schedule.state
-    if may_see(claims.organisation_id, schedule.grants(), today.isoformat()):
+    if may_read(claims, schedule.grants(), state.client_pin, today.isoformat()):
         return
-    raise forbidden(
-        f"organisation {claims.organisation_id} neither coordinates case {state.case_id}"
-        " nor is covered by its current consent",
-        "no_consent",
-    )
+    raise forbidden(refusal(claims, state.case_id), "not_your_case" if claims.is_client else "no_consent")
 
 
 def _visible(request: Request, case_id: UUID, claims: TokenClaims, resource: str) -> MeetingSchedule:
@@ -684,6 +682,10 @@ def _own_calendar(
     request: Request, reader: TokenClaims, organisation: str | None, user_id: str, resource: str
 ) -> str:
     """The organisation of the calendar asked for, if it is the reader's own; else a logged 403."""
+    if reader.is_client:
+        raise _refuse(
+            request, reader, resource, forbidden("a calendar feed is a coordinator's", "role_required")
+        )
     organisation = organisation or reader.organisation_id
     if (organisation, user_id) != (reader.organisation_id, reader.user_id):
         raise _refuse(

@@ -167,6 +167,9 @@ class Audience:
 
     case_id: UUID
     opened_by: str | None = None  # the organisation that opened the case
+    # The client's personal identity number: who, signed in as a client, may read the case's
+    # record (never in a message). None in state stored before it was kept.
+    client_pin: str | None = None
     coordinators: dict[str, Person] = field(default_factory=dict)  # by user id
     members: dict[str, Person] = field(default_factory=dict)  # by member id
     plan_contacts: list[Person] = field(default_factory=list)
@@ -287,6 +290,7 @@ class Audience:
         return {
             "case_id": str(self.case_id),
             "opened_by": self.opened_by,
+            "client_pin": self.client_pin,
             "coordinators": [p.to_json() for p in self.coordinators.values()],
             "members": [p.to_json() for p in self.members.values()],
             "plan_contacts": [p.to_json() for p in self.plan_contacts],
@@ -310,6 +314,7 @@ class Audience:
             case_id=UUID(value["case_id"]),
             # State stored before the opener was kept has none: no opener grant, as then.
             opened_by=value.get("opened_by"),
+            client_pin=value.get("client_pin"),  # not kept before clients signed in: none reads it
             coordinators={p.user_id or p.key: p for p in coordinators},
             members={p.key.removeprefix("member:"): p for p in members},
             plan_contacts=[Person.from_json(p) for p in value["plan_contacts"]],

@@ -86,6 +86,7 @@ def on_case_event(audience: Audience, data: CaseEventData, recorded_at: datetime
 def _case_opened(audience: Audience, data: ce.CaseOpened, _: datetime, today: date) -> Outcome:
     # No coordinator or consent yet: nobody to tell, but the opener may see the case.
     audience.opened_by = data.opened_by_organisation.id
+    audience.client_pin = data.client.personal_identity_number
     return Outcome()
 
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from services.notifications.application.ports import DeliveryRow
 from services.notifications.application.service import NotificationsService
 from services.notifications.domain.audience import Audience, local_day
-from services.shared.access import AccessRecorder, may_see, record_access
+from services.shared.access import AccessRecorder, may_read, record_access, refusal
 from services.shared.auth import TokenClaims, TokenService
 from services.shared.http_app import deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims
@@ -125,7 +125,7 @@ def reader(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> TokenClaims:
     claims = verified_claims(_deps(request).tokens, credentials)
-    if not claims.roles & READ_ROLES:
+    if not claims.roles & READ_ROLES and not claims.is_client:
         refused = forbidden(
             f"reading the delivery record needs one of the roles {sorted(READ_ROLES)}", "role_required"
         )
@@ -160,12 +160,8 @@ def case_notifications(
         record_access(deps.access_log, claims, str(case_id), "notifications", outcome, reason)
 
     today = local_day(service.clock.now()).isoformat()
-    if not may_see(claims.organisation_id, audience.grants(), today):
-        refused = forbidden(
-            f"organisation {claims.organisation_id} neither coordinates case {case_id}"
-            " nor is covered by its current consent",
-            "no_consent",
-        )
+    if not may_read(claims, audience.grants(), audience.client_pin, today):
+        refused = forbidden(refusal(claims, case_id), "not_your_case" if claims.is_client else "no_consent")
         log("denied", refused.detail)
         raise refused
     log("granted")
