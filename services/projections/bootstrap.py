@@ -201,6 +201,8 @@ def bootstrap_query_api(
             policy=QueryPolicy(settings.caseload_limit, settings.due_within_days),
             association_of=geography.association_of,
             max_waits=settings.query_max_waits,
+            case_api=settings.case_api(),
+            page_key=settings.page_key(),
         )
     )
     if publish:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.shared.auth import secret_file
 from services.shared.bus.names import BusNames
 from services.shared.settings import (
     AccessLogSettings,
@@ -35,8 +36,23 @@ class ProjectionsSettings(CommonSettings, BusSettings, AccessLogSettings):
         default=25, ge=1, description="Active cases above which a caseload is flagged"
     )
     due_within_days: int = Field(default=14, ge=0, description="A follow-up this close counts as due")
+    case_host: str = "127.0.0.1"
+    case_port: int = Field(default=8000, ge=1, le=65535)
+    case_api_url: str | None = Field(
+        default=None,
+        description="The case API the client's pages send the client's own commands to"
+        " (unset: http://VSS_CASE_HOST:VSS_CASE_PORT)",
+    )
     notifications_stream_prefix: str = Field(default="", description="Only for tests on a shared server")
     meetings_stream_prefix: str = Field(default="", description="Only for tests on a shared server")
+
+    def case_api(self) -> str:
+        return (self.case_api_url or f"http://{self.case_host}:{self.case_port}").rstrip("/")
+
+    def page_key(self) -> bytes:
+        """The key of the client pages' form tokens (a file under the data directory, made on
+        first use, shared by every query API process of one data directory)."""
+        return secret_file(self.data_dir / "keys" / "client-pages.secret").encode()
 
     def read_models(self) -> str:
         if self.read_model_url:

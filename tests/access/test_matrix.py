@@ -72,6 +72,7 @@ class Entry:
     params: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     why: str = ""  # for takes="none": why the route is outside the matrix
+    client_page: bool = False  # the client's pages: a client reads them, staff never (logged)
 
 
 KEY = {"Idempotency-Key": "matrix-1"}
@@ -121,6 +122,19 @@ MATRIX: dict[tuple[Api, str, str], Entry] = {
     ("query", "GET", "/v1/cases/{case_id}/access-log"): Entry("case", read=True),
     ("query", "GET", "/v1/users/{user_id}/access-log"): Entry("user", read=True),
     ("query", "GET", "/v1/coordinators/{user_id}/caseload"): Entry("user", read=True),
+    # ---------------------------------------------------------- the client's pages (query API)
+    ("query", "GET", "/min-plan/logga-in"): Entry("none", why="the sign-in form, nobody's data"),
+    ("query", "POST", "/min-plan/logga-in"): Entry("none", why="checks a token and sets the cookie"),
+    ("query", "POST", "/min-plan/logga-ut"): Entry("none", why="clears the cookie"),
+    ("query", "GET", "/min-plan/"): Entry("none", why="a signed-in client's own cases, nobody else's"),
+    ("query", "GET", "/min-plan/{case_id}"): Entry("case", client_page=True),
+    ("query", "GET", "/min-plan/{case_id}/sip.pdf"): Entry("case", client_page=True),
+    ("query", "GET", "/min-plan/{case_id}/tidiga-tecken.pdf"): Entry("case", client_page=True),
+    ("query", "GET", "/min-plan/{case_id}/moten/{meeting_id}.ics"): Entry("case", client_page=True),
+    ("query", "GET", "/min-plan/{case_id}/aterkalla"): Entry(
+        "case", client_page=True, params={"withdraw": "entire"}
+    ),
+    ("query", "POST", "/min-plan/{case_id}/aterkalla"): Entry("case", client_page=True, body={}),
     # -------------------------------------------------------------------- meetings
     ("meetings", "GET", "/health"): Entry("none", why="no data"),
     ("meetings", "GET", "/v1/cases/{case_id}/meetings"): Entry("case", read=True),
@@ -245,7 +259,7 @@ def _case_and_query(tmp: Path, access_log: AccessLogStore) -> tuple[Side, Side, 
     ids = {
         "case_id": str(scenario.case_id),
         "user_id": owner.user_id,
-        **{name: str(uuid4()) for name in ("goal_id", "member_id", "warning_id", "action_id")},
+        **{name: str(uuid4()) for name in ("goal_id", "member_id", "warning_id", "action_id", "meeting_id")},
     }
     case = Side(TestClient(case_app(service, TOKENS, access_log), raise_server_exceptions=False), owner, ids)
     reader = Side(TestClient(query, raise_server_exceptions=False), owner, ids)
@@ -352,7 +366,8 @@ def test_another_organisation_or_client_is_refused_and_logged(
     before = apps.records(who)
     response = _call(side, method, template, entry, who, **params)
     assert response.status_code == 403, (api, method, template, response.status_code, response.text)
-    assert response.headers["content-type"].startswith("application/problem+json")
+    kind = "text/html" if entry.client_page else "application/problem+json"  # a page, or a problem
+    assert response.headers["content-type"].startswith(kind)
     new = apps.records(who)[len(before) :]
     assert [outcome for _, _, outcome in new] == ["denied"], new
     if entry.takes == "case":
@@ -377,9 +392,15 @@ def test_every_read_is_in_the_access_log(
     assert {outcome for _, _, outcome in new} == {"granted"}, new
 
 
+# The client's pages that show a case (the query side projects no meetings: no .ics here).
+CLIENT_PAGES = [
+    (api, method, template, {})
+    for (api, method, template), e in MATRIX.items()
+    if e.client_page and method == "GET" and "{meeting_id}" not in template
+]
 CASE_READS = [
     (api, method, template, params)
-    for api, method, template, params in [*READS, *EXTRA_READS]
+    for api, method, template, params in [*READS, *EXTRA_READS, *CLIENT_PAGES]
     if MATRIX[(api, method, template)].takes == "case"
 ]
 

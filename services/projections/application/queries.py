@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from services.projections.application.ports import AccessLog, ReadModelQueries
@@ -54,6 +54,15 @@ class CaseNotFound(LookupError):
 class Journal:
     items: list[dict[str, Any]]  # the case's events, in version order
     deliveries: list[dict[str, Any]]  # the delivery record (stream VSS_NOTIFICATIONS), in its order
+
+
+@dataclass(frozen=True, slots=True)
+class MyPlan:
+    """What the client's page shows of one case (*Min plan*)."""
+
+    view: dict[str, Any]  # the overview, with overdue marks as of today
+    meetings: list[dict[str, Any]]  # the case's meetings not held or cancelled, soonest first
+    reads: list[dict[str, Any]]  # the access log's latest entries of the case, newest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +162,36 @@ class Queries:
         if views:
             self._record(reader, "my_cases", "granted", [v["case_id"] for v in views])
         return [_summary(v, today) for v in views]
+
+    def my_plan(
+        self, reader: Reader, case_id: str, now: datetime, reads: int = 200, resource: str = "my_plan"
+    ) -> MyPlan:
+        """The client's own page of a case (or, by the same rule, a reader who may see it):
+        the whole plan, the meetings still to come (``starts_at`` after ``now``, ISO) and who
+        has read the case's data. One access-log record: the page is one read (the meetings
+        and the access log are the case's data like the overview)."""
+        if now.tzinfo is None:
+            raise ValueError("now needs a time zone")
+        view = self._case(reader, case_id, resource)
+        coming = [
+            m
+            for m in self.models.meetings(case_id)
+            if m["status"] in ("scheduled", "rescheduled") and datetime.fromisoformat(m["ends_at"]) >= now
+        ]
+        entries: list[tuple[int, AccessRecord]] = []
+        after = 0
+        while page := self.access_log.for_case(case_id, after, 1000):
+            entries = [*entries, *page][-reads:]
+            after = page[-1][0]
+        self._record(reader, resource, "granted", [case_id])
+        latest = [_entry(seq, record) for seq, record in reversed(entries)]
+        return MyPlan(mark_overdue(view, self.today().isoformat()), coming, latest)
+
+    def client_document(self, reader: Reader, case_id: str, resource: str) -> dict[str, Any]:
+        """The overview for a page or a printout of the case (``resource`` names it in the log)."""
+        view = self._case(reader, case_id, resource)
+        self._record(reader, resource, "granted", [case_id])
+        return mark_overdue(view, self.today().isoformat())
 
     def cases(
         self,

@@ -22,6 +22,8 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
                    responsible {member_id, name, organisation_id, outside_party}}]} | null,
          (overall_responsibility is null for a SIP recorded before it was kept; an outside
          party is named by its organisation and contact, member_id null)
+    sip_history [earlier sip versions, oldest first, as they stood when replaced] (absent
+         until a second SIP is decided),
     next_follow_up_on, early_warning_plan {version, updated_on, signs, client_actions,
          others_actions [{who, what}], contacts [{name, relation, phone, email}]} | null
          (the whole plan, as the coordinators and everyone named in it must be able to read it),
@@ -336,6 +338,8 @@ def _sip_confirmed(view: View, data: dict[str, Any]) -> None:
 
 
 def _sip_decided(view: View, data: dict[str, Any]) -> None:
+    if view["sip"] is not None:  # the client keeps every version of their plan
+        view.setdefault("sip_history", []).append(view["sip"])
     view["sip"] = {
         "version": data["sip_version"],
         "decided_on": data["decided_on"],

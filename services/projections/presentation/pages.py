@@ -86,6 +86,11 @@ def _render(template: str, **values: Any) -> str:
     return _environment().get_template(template).render(**values)
 
 
+def render_page(template: str, **values: Any) -> str:
+    """One of the simple pages (``sign_in.html``, ``my_cases.html``, ``message.html``)."""
+    return _render(template, **values)
+
+
 def render_my_plan_page(
     view: View,
     meetings: Iterable[Mapping[str, Any]],
