@@ -201,6 +201,7 @@ def bootstrap_query_api(
             policy=QueryPolicy(settings.caseload_limit, settings.due_within_days),
             association_of=geography.association_of,
             max_waits=settings.query_max_waits,
+            plan_link_key=settings.plan_link_signing_key(),
         )
     )
     if publish:

@@ -34,6 +34,7 @@ from services.projections.application.queries import (
     Reader,
 )
 from services.projections.domain.statistics import Level, Period
+from services.projections.entrypoints import plan_links
 from services.shared.auth import TokenService
 from services.shared.http_app import deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims
@@ -217,6 +218,7 @@ class QueryDependencies:
     policy: QueryPolicy
     association_of: Callable[[str], str | None]
     max_waits: int = 32
+    plan_link_key: bytes | None = None  # the plan links' key (ADR 0016); None: plan links refused
 
 
 router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 404, 422, 503))
@@ -230,7 +232,7 @@ def create_app(deps: QueryDependencies) -> FastAPI:
             "overdue lists and statistics. Every read of a case's data is recorded in the access log."
         ),
         deps=deps,
-        routers=[router],
+        routers=[router, plan_links.router],
     )
     app.state.waits = WaitSlots(deps.max_waits)
 
