@@ -9,7 +9,7 @@ the access log as that person.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -293,3 +293,15 @@ def test_without_the_setting_the_key_is_a_file_in_the_data_directory_made_once(t
     assert len(made) >= 32
     assert (tmp_path / "keys" / "plan-links.key").stat().st_mode & 0o777 == 0o600
     assert PlanLinkSettings(data_dir=tmp_path).plan_link_signing_key() == made
+
+
+def test_without_a_key_every_link_is_refused_and_logged(case: PlanCase) -> None:
+    app = case.client.app
+    deps = app.state.deps  # type: ignore[attr-defined]
+    app.state.deps = replace(deps, plan_link_key=None)  # type: ignore[attr-defined]
+    response = case.client.get(case.url(case.mother))
+    assert response.status_code == 403
+    assert response.json()["rule"] == "bad_signature"
+    assert _log(case, case.mother) == [
+        ("early_warning_plan", "denied", "bad_signature", "", PLAN_LINK_PRINCIPAL)
+    ]
