@@ -33,8 +33,9 @@ class CaseDataAccessed(ContractModel):
     read: str  # overview | journal | … | case | case_as_of | history | command | export | meetings | …
     outcome: Literal["granted", "denied"]
     reason: str | None = None
-    # The reader's principal (region | municipality | other; calendar_link for a feed read
-    # through a signed link). Optional: records published before it was added have none.
+    # The reader's principal (region | municipality | other | client; calendar_link for a feed
+    # read through a signed link; plan_link for a plan read through a person's own signed link,
+    # the user id then the holder key). Optional: records published before it was added have none.
     principal: str | None = None
 
 

@@ -11,12 +11,12 @@ import orjson
 from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 from pydantic_settings import SettingsConfigDict
 
-from services.notifications.application.service import Organisation, Policy, RetiredKey, Webhook
+from services.notifications.application.service import Organisation, PlanLinks, Policy, RetiredKey, Webhook
 from services.notifications.domain.audience import Person, Role
 from services.shared.auth import secret_file
 from services.shared.bus.names import BusNames
 from services.shared.files import write_private
-from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings
+from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings, PlanLinkSettings
 from vss_contracts.meeting_events import MEETING_STREAM, MEETING_SUBJECT_PREFIX
 
 
@@ -81,7 +81,7 @@ class LinkKeyNotRotatable(ValueError):
     """The acknowledgement links' key is a setting (VSS_ACK_LINK_KEY): rotate it there."""
 
 
-class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings):
+class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings, PlanLinkSettings):
     model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
 
     notifications_store_url: str | None = Field(
@@ -209,6 +209,7 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings):
             ack_link=self.public_notifications_url.rstrip("/")
             + "/v1/acknowledgements/{delivery_key}?signature={signature}",
             organisations=load_organisations(self.notify_organisations),
+            plan_links=PlanLinks(self.plan_link_base_url, self.plan_link_signing_key()),
         )
 
     def meeting_names(self) -> BusNames:

@@ -203,6 +203,7 @@ def bootstrap_query_api(
             max_waits=settings.query_max_waits,
             case_api=settings.case_api(),
             page_key=settings.page_key(),
+            plan_link_key=settings.plan_link_signing_key(),
         )
     )
     if publish:

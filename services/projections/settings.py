@@ -11,6 +11,7 @@ from services.shared.settings import (
     AccessLogSettings,
     BusSettings,
     CommonSettings,
+    PlanLinkSettings,
     position_max_waits,
     position_wait_limit,
 )
@@ -18,7 +19,7 @@ from vss_contracts.meeting_events import MEETING_STREAM, MEETING_SUBJECT_PREFIX
 from vss_contracts.notification_events import NOTIFICATION_STREAM, NOTIFICATION_SUBJECT_PREFIX
 
 
-class ProjectionsSettings(CommonSettings, BusSettings, AccessLogSettings):
+class ProjectionsSettings(CommonSettings, BusSettings, AccessLogSettings, PlanLinkSettings):
     model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
 
     read_model_url: str | None = Field(

@@ -84,7 +84,8 @@ class AccessRecord:
     resource: str  # overview | journal | … | meetings | calendar | notifications
     outcome: str  # granted | denied
     reason: str | None = None
-    principal: str | None = None  # region | municipality | other | calendar_link; None in old records
+    # region | municipality | other | client | calendar_link | plan_link; None in old records
+    principal: str | None = None
 
 
 class AccessRecorder(Protocol):

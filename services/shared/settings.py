@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.names import BusNames
+from services.shared.plan_links import MIN_KEY_BYTES, PlanLinkKeyTooShort
 
 
 class AuthSettings(BaseSettings):
@@ -203,3 +204,31 @@ def settings_error(error: ValidationError) -> str:
             env = f"{prefix}DATE_WINDOW_{field.upper()}"
         problems.append(f"{env}: {item['msg']}")
     return "invalid settings: " + "; ".join(problems)
+
+
+class PlanLinkSettings(BaseSettings):
+    """The plan links' key and base URL (ADR 0016): the same for the notifications service, which
+    writes the links, and the query API, which checks them."""
+
+    model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".vss"), description="Data of the embedded defaults")
+    plan_link_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of plan links (at least 32 bytes); unset: a key file in the data"
+        " directory. Changing it revokes every plan link.",
+    )
+    plan_link_base_url: str = Field(
+        default="http://127.0.0.1:8001", description="The query API as the people named in a plan reach it"
+    )
+
+    def plan_link_signing_key(self) -> bytes:
+        """The setting, else ``<data dir>/keys/plan-links.key``, made on first use."""
+        from services.shared.auth import secret_file  # noqa: PLC0415 (auth imports these settings)
+
+        if self.plan_link_key is not None:
+            key = self.plan_link_key.get_secret_value().encode()
+            if len(key) < MIN_KEY_BYTES:
+                raise PlanLinkKeyTooShort(f"VSS_PLAN_LINK_KEY must be at least {MIN_KEY_BYTES} bytes")
+            return key
+        return secret_file(self.data_dir / "keys" / "plan-links.key").encode()

@@ -135,6 +135,14 @@ MATRIX: dict[tuple[Api, str, str], Entry] = {
         "case", client_page=True, params={"withdraw": "entire"}
     ),
     ("query", "POST", "/min-plan/{case_id}/aterkalla"): Entry("case", client_page=True, body={}),
+    **{
+        ("query", "GET", f"/v1/plan-links/{{case_id}}/{{holder}}{tail}"): Entry(
+            "none",
+            why="a signed plan link (tests/access/test_plan_links.py): the signature is the credential,"
+            " the holder must still be named and covered, each opening is logged as the holder",
+        )
+        for tail in ("", "/plan.pdf", "/sip.pdf")
+    },
     # -------------------------------------------------------------------- meetings
     ("meetings", "GET", "/health"): Entry("none", why="no data"),
     ("meetings", "GET", "/v1/cases/{case_id}/meetings"): Entry("case", read=True),

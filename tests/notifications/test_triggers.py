@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -30,8 +30,9 @@ import orjson
 import pytest
 
 from services.notifications.application.ports import DeliveryRow, iso
-from services.notifications.application.service import Organisation, Webhook
+from services.notifications.application.service import Organisation, PlanLinks, Webhook
 from services.notifications.infrastructure.mailsink import MailSink
+from services.shared.plan_links import LinkKind, contact_holder, coordinator_holder, member_holder, plan_link
 from tests.meetings.feed import CLIENT, COORDINATOR, HOUSING, REGION_PSYCH, SOCIAL
 from tests.notifications.support import (
     DAY,
@@ -55,6 +56,9 @@ from vss_contracts.types import ContactDetails, MemberKind, OrganisationRef, Pha
 STARTS = datetime(2026, 3, 12, 10, 0, tzinfo=STOCKHOLM)
 MOVED_TO = datetime(2026, 3, 19, 13, 0, tzinfo=STOCKHOLM)
 HOUR = timedelta(hours=1)
+PLAN_LINK_BASE = "https://vss.example.se"
+PLAN_LINK_KEY = b"plan-link-key-of-these-tests-" + b"k" * 8
+PLAN = LinkKind.EARLY_WARNING_PLAN
 INSURANCE = OrganisationRef(id="fk", name="Försäkringskassan", principal=Principal.OTHER)
 
 TOLVAN, SARA, PER = "tolvan@example.se", "sara@example.se", "per@example.se"
@@ -216,6 +220,8 @@ def log_records(world: World, case_id: UUID) -> list[tuple[str, dict[str, Any]]]
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     w = World(tmp_path)
+    # The deployment's plan links (ADR 0016): the query API's URL and the key it checks with.
+    w.service.policy = replace(w.policy, plan_links=PlanLinks(PLAN_LINK_BASE, PLAN_LINK_KEY))
     yield w
     w.close()
 
@@ -481,14 +487,28 @@ def test_an_updated_early_warning_plan_goes_to_everyone_it_names_whom_the_consen
     event = world.feed.event_ids[-1]
     world.deliver()
     mails = told(world, event)
-    # Not the client, sara, per or Frida: the plan does not name them (the client has it anyway).
-    expected = {"petra.jour@example.se"} | ({MAMMA, "kompis@example.se"} if relatives else set())
+    # Not the client or Frida: the plan does not name them (the client has it anyway); the
+    # coordinators, named or not, get it with their own link.
+    expected = {"petra.jour@example.se", SARA, PER} | ({MAMMA, "kompis@example.se"} if relatives else set())
     assert set(mails) == expected
     for mail in mails.values():
         assert str(mail["Subject"]) == f"Krisplanen är uppdaterad i ärende {str(world.feed.case_id)[:8]}"
         assert "version 2" in text_of(mail)
         assert "Sover" not in text_of(mail)  # no health details: the signs stay in the case
     assert {r.channel for r in rows(world, event)} == {"email"}  # not urgent: no SMS
+    # Each their own link to the whole plan, signed for them (ADR 0016).
+    holders = {
+        "petra.jour@example.se": member_holder(people.psych),
+        SARA: coordinator_holder(SOCIAL.id, "sara"),
+        PER: coordinator_holder(REGION_PSYCH.id, "per"),
+        MAMMA: member_holder(people.mother),
+        "kompis@example.se": contact_holder("Kompis Karlsson", "+46709876543", "kompis@example.se"),
+    }
+    for address, mail in mails.items():
+        link = plan_link(PLAN_LINK_BASE, PLAN_LINK_KEY, world.feed.case_id, holders[address], PLAN)
+        assert f"din egen länk, dela den inte): {link}\n" in text_of(mail)
+    assert "du är samordnare i ärendet" in text_of(mails[SARA])
+    assert "du är namngiven i krisplanen" in text_of(mails["petra.jour@example.se"])
 
 
 # ---------------------------------------------------------------- follow-up, contact cadence
@@ -591,6 +611,16 @@ def test_each_member_is_told_the_sip_with_the_actions_they_are_responsible_for_a
         assert "kontaktperson" not in text
     for address in (TOLVAN, PETRA):
         assert "Du har inga egna insatser i planen." in texts[address]
+    # After their own actions, each member's own link to the whole SIP (ADR 0016).
+    members = {TOLVAN: people.client, BO: people.housing, MAMMA: people.mother, PETRA: people.psych}
+    for address, member_id in members.items():
+        link = plan_link(
+            PLAN_LINK_BASE, PLAN_LINK_KEY, world.feed.case_id, member_holder(member_id), LinkKind.SIP
+        )
+        own = f"Hela planen (SIP) som den är nu, din egen länk: {link}\n"
+        assert own in texts[address]
+        assert texts[address].index(own) > texts[address].index("Nästa uppföljning")
+    assert texts[BO].index("banken") < texts[BO].index("Hela planen (SIP)")
 
 
 # --------------------------------------------------------------- SMTP refusing for a while

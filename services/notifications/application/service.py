@@ -67,8 +67,16 @@ from services.notifications.application.ports import (
     iso,
 )
 from services.notifications.domain.audience import NOT_COVERED, Audience, Person, local_day
-from services.notifications.domain.decisions import Notice, escalation, on_case_event, on_meeting_event
+from services.notifications.domain.decisions import (
+    PLAN_LINK_HOLDER,
+    PLAN_LINK_KIND,
+    Notice,
+    escalation,
+    on_case_event,
+    on_meeting_event,
+)
 from services.shared.ics import meeting_ics
+from services.shared.plan_links import LinkKind, plan_link
 from vss_contracts import notification_events as ne
 from vss_contracts.case_events import CaseEventData
 from vss_contracts.meeting_events import MeetingEventData
@@ -106,6 +114,19 @@ class Policy:
     batch: int = 100
     concurrency: int = 8
     organisations: Mapping[str, Organisation] = field(default_factory=dict)
+    plan_links: PlanLinks | None = None  # None: messages carry no plan link
+
+
+@dataclass(frozen=True, slots=True)
+class PlanLinks:
+    """How the sender makes a recipient's own plan link (ADR 0016): the query API's public URL
+    and the key it checks links with."""
+
+    base_url: str
+    key: bytes = field(repr=False)
+
+    def link(self, case_id: str, holder: str, kind: str) -> str:
+        return plan_link(self.base_url, self.key, case_id, holder, LinkKind(kind))
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,6 +594,13 @@ class NotificationsService:
             "case_link": self.policy.case_link.format(case_id=row.case_id),
             "urgent": row.urgent,
         }
+        holder = row.context.get(PLAN_LINK_HOLDER)
+        links = self.policy.plan_links
+        # Made as the message is sent, from the case id, the holder and the key alone: the
+        # same link on every replay, and none kept in the store.
+        context["plan_link"] = (
+            links.link(row.case_id, holder, row.context[PLAN_LINK_KIND]) if holder and links else None
+        )
         if row.urgent:
             signature = self.signer.sign(row.delivery_key)
             context["ack_link"] = self.policy.ack_link.format(

@@ -42,7 +42,7 @@ CASE_CLOSED = "the case was closed"
 _STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
-def _same_person(one: Person, other: Person) -> bool:
+def same_person(one: Person, other: Person) -> bool:
     """Whether two entries are one person: (organisation, user id), both known."""
     return (
         one.user_id is not None
@@ -259,7 +259,7 @@ class Audience:
         """
         people = []
         for coordinator in self.coordinators.values():
-            member = next((m for m in self.members.values() if _same_person(m, coordinator)), None)
+            member = next((m for m in self.members.values() if same_person(m, coordinator)), None)
             if member is not None and coordinator.email is None and member.email is not None:
                 people.append(replace(coordinator, email=member.email))
             else:

@@ -11,23 +11,34 @@ reference and a link). The one thing from the case's content they do print is a 
 member's own actions (what, and by when), to that member only: each member sees the
 actions they are responsible for and their dates. Nobody sees another
 member's actions, the goals, the "how", the early warning signs or anything else.
+
+The early-warning plan message (to everyone the plan names and every coordinator) and the
+SIP notice (to each member) name, in their context, whose own plan link they carry
+(:data:`PLAN_LINK_HOLDER`, ADR 0016); the whole plan is behind that link, where the query
+API checks at each opening that the holder is still named and covered.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from services.notifications.domain.audience import Audience, MeetingCopy, Person, Role
+from services.notifications.domain.audience import Audience, MeetingCopy, Person, Role, same_person
 from services.shared.dispatch import EventHandlers
+from services.shared.plan_links import LinkKind, coordinator_holder, member_holder, plan_contact_holder
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
 from vss_contracts.case_events import CaseEventData
 from vss_contracts.meeting_events import Invitee, MeetingEventData
 from vss_contracts.types import MemberKind
+
+# A notice's context names whose plan link the message carries (ADR 0016): the holder key and
+# the kind of link; the sender makes the signed link from them.
+PLAN_LINK_HOLDER = "plan_link_holder"
+PLAN_LINK_KIND = "plan_link_kind"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +74,7 @@ def _to(
 ) -> list[Notice]:
     """One notice per person (by key, first wins) whom the consent lets be told."""
     seen: set[str] = set()
-    notices = []
+    notices: list[Notice] = []
     for person in people:
         if person.key in seen or not audience.covered(person, today):
             continue
@@ -178,24 +189,42 @@ def _member_removed(
 
 
 def _plan_updated(audience: Audience, data: ce.EarlyWarningPlanUpdated, _: datetime, today: date) -> Outcome:
-    contacts = []
+    contacts: list[Person] = []
+    holders: dict[str, str] = {}
     for index, contact in enumerate(data.contacts):
         member = audience.members.get(str(contact.member_id)) if contact.member_id else None
-        contacts.append(
-            Person(
-                key=member.key if member else f"contact:{data.plan_version}:{index}",
-                name=contact.name,
-                role=member.role if member else Role.PLAN_CONTACT,
-                organisation_id=member.organisation_id if member else None,
-                user_id=member.user_id if member else None,
-                email=str(contact.email) if contact.email else (member.email if member else None),
-                phone=contact.phone,
-                relative=member.relative if member else True,  # a private person unless a member
-            )
+        person = Person(
+            key=member.key if member else f"contact:{data.plan_version}:{index}",
+            name=contact.name,
+            role=member.role if member else Role.PLAN_CONTACT,
+            organisation_id=member.organisation_id if member else None,
+            user_id=member.user_id if member else None,
+            email=str(contact.email) if contact.email else (member.email if member else None),
+            phone=contact.phone,
+            relative=member.relative if member else True,  # a private person unless a member
+        )
+        contacts.append(person)
+        # Their own link to the plan (ADR 0016): by member id, else by name, phone and email.
+        holders.setdefault(
+            person.key,
+            plan_contact_holder(contact.member_id, contact.name, contact.phone, contact.email),
         )
     audience.plan_contacts = contacts
+    # Every coordinator gets the plan too, with their own link, unless the plan names them.
+    coordinators = [c for c in audience.coordinator_people() if not any(same_person(c, p) for p in contacts)]
+    for coordinator in coordinators:
+        holders[coordinator.key] = coordinator_holder(
+            coordinator.organisation_id or "", coordinator.user_id or ""
+        )
     context = {"plan_version": data.plan_version, "updated_on": data.updated_on}
-    return Outcome(_to(audience, today, contacts, "early_warning_plan_updated", context=context))
+    notices = _to(audience, today, [*contacts, *coordinators], "early_warning_plan_updated", context=context)
+    return Outcome([_with_link(n, holders[n.person.key], LinkKind.EARLY_WARNING_PLAN) for n in notices])
+
+
+def _with_link(notice: Notice, holder: str, kind: LinkKind) -> Notice:
+    """The notice with the holder of the recipient's own plan link; the link is made when sent."""
+    context = {**notice.context, PLAN_LINK_HOLDER: holder, PLAN_LINK_KIND: kind.value}
+    return replace(notice, context=context)
 
 
 def _warning_triggered(
@@ -216,7 +245,7 @@ def _warning_resolved(audience: Audience, data: ce.EarlyWarningResolved, _: date
 
 
 def _sip_decided(audience: Audience, data: ce.SipDecided, _: datetime, today: date) -> Outcome:
-    notices = []
+    notices: list[Notice] = []
     for person in audience.resource_group():
         member_id = UUID(person.key.removeprefix("member:"))
         # Only the actions this member is responsible for, soonest first: what and by when.
@@ -231,7 +260,10 @@ def _sip_decided(audience: Audience, data: ce.SipDecided, _: datetime, today: da
             "next_follow_up_on": data.next_follow_up_on,
             "actions": actions,
         }
-        notices.extend(_to(audience, today, [person], "sip_decided", context=context))
+        notices.extend(
+            _with_link(notice, member_holder(member_id), LinkKind.SIP)
+            for notice in _to(audience, today, [person], "sip_decided", context=context)
+        )
     return Outcome(notices)
 
 

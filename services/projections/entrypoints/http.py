@@ -34,7 +34,7 @@ from services.projections.application.queries import (
     Reader,
 )
 from services.projections.domain.statistics import Level, Period
-from services.projections.entrypoints import pages
+from services.projections.entrypoints import pages, plan_links
 from services.shared.auth import TokenService
 from services.shared.http_app import deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims
@@ -220,6 +220,7 @@ class QueryDependencies:
     max_waits: int = 32
     case_api: str = "http://127.0.0.1:8000"  # where the client's pages send the client's commands
     page_key: bytes = b""  # the client pages' form tokens; empty: a key of this process alone
+    plan_link_key: bytes | None = None  # the plan links' key (ADR 0016); None: plan links refused
 
 
 router = APIRouter(prefix="/v1", responses=problem_responses(401, 403, 404, 422, 503))
@@ -233,7 +234,7 @@ def create_app(deps: QueryDependencies) -> FastAPI:
             "overdue lists and statistics. Every read of a case's data is recorded in the access log."
         ),
         deps=deps,
-        routers=[router, pages.pages],
+        routers=[router, pages.pages, plan_links.router],
     )
     app.state.waits = WaitSlots(deps.max_waits)
     app.add_exception_handler(pages.NotSignedIn, pages.not_signed_in)

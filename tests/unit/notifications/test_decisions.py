@@ -16,7 +16,15 @@ from services.notifications.domain.audience import (
     Person,
     Role,
 )
-from services.notifications.domain.decisions import Notice, escalation, on_case_event, on_meeting_event
+from services.notifications.domain.decisions import (
+    PLAN_LINK_HOLDER,
+    PLAN_LINK_KIND,
+    Notice,
+    escalation,
+    on_case_event,
+    on_meeting_event,
+)
+from services.shared.plan_links import LinkKind, contact_holder, coordinator_holder, member_holder
 from tests.meetings.feed import CLIENT, COORDINATOR, HOUSING, REGION_PSYCH, SOCIAL
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
@@ -341,3 +349,62 @@ def test_the_opener_may_see_the_case_until_a_consent_is_given_and_is_told_nothin
     assert audience.grants() == [(REGION_PSYCH.id, None)]
     on_case_event(audience, ce.ConsentWithdrawn(withdrawn_on=TODAY, entire=True), AT, TODAY)
     assert audience.grants() == []  # withdrawn: the opener does not see it again
+
+
+def test_everyone_the_plan_names_and_every_coordinator_get_the_plan_with_their_own_link() -> None:
+    case = Case()
+    case.consent()
+    contacts = [
+        ce.PlanContact(name="Mamma", relation="mamma", phone="0701234567", member_id=case.mother.member_id),
+        ce.PlanContact(name="Göran Granne", relation="granne", phone="070-765 43 21", email="g@example.se"),
+    ]
+    notices = case.on(
+        ce.EarlyWarningPlanUpdated(
+            plan_version=1,
+            signs=[ce.WarningSign(sign_id="somn", description="Sover dåligt")],
+            client_actions=["Ringa"],
+            others_actions=[],
+            contacts=contacts,
+            updated_on=TODAY,
+        )
+    )
+    holders = {n.person.name: n.context[PLAN_LINK_HOLDER] for n in notices}
+    assert holders == {
+        "Mamma": member_holder(case.mother.member_id),  # by member id, whatever the plan calls her
+        "Göran Granne": contact_holder("Göran Granne", "070-765 43 21", "g@example.se"),
+        "Sara": coordinator_holder(SOCIAL.id, "sara"),
+    }
+    assert {n.context[PLAN_LINK_KIND] for n in notices} == {LinkKind.EARLY_WARNING_PLAN.value}
+
+
+def test_a_coordinator_the_plan_names_gets_one_message_not_two() -> None:
+    case = Case()
+    case.consent()
+    sara = case.add(
+        ce.ResourceGroupMember(
+            member_id=uuid4(), kind=MemberKind.COORDINATOR, name="Sara", organisation=SOCIAL, user_id="sara"
+        )
+    )
+    named = ce.PlanContact(name="Sara", relation="samordnare", phone="0701234567", member_id=sara.member_id)
+    notices = case.on(
+        ce.EarlyWarningPlanUpdated(
+            plan_version=1,
+            signs=[ce.WarningSign(sign_id="somn", description="Sover dåligt")],
+            client_actions=[],
+            others_actions=[],
+            contacts=[named],
+            updated_on=TODAY,
+        )
+    )
+    assert [n.context[PLAN_LINK_HOLDER] for n in notices] == [member_holder(sara.member_id)]
+
+
+def test_the_sip_notice_carries_each_members_own_link_to_the_whole_sip() -> None:
+    case = Case()
+    case.consent()
+    notices = case.sip(action(case.nurse, "Samtal"))
+    by_name = {n.person.name: n.context for n in notices}
+    assert by_name["Nina Sköterska"][PLAN_LINK_HOLDER] == member_holder(case.nurse.member_id)
+    assert by_name["Nina Sköterska"][PLAN_LINK_KIND] == LinkKind.SIP.value
+    assert by_name["Nina Sköterska"]["actions"][0]["what"] == "Samtal"  # their own actions stay
+    assert by_name["Mamma Tolvansson"][PLAN_LINK_HOLDER] == member_holder(case.mother.member_id)

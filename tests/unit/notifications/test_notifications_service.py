@@ -7,17 +7,20 @@ backoff, cancelled when it may no longer go, and the record of each outcome.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from uuid import UUID, uuid4
 
 from services.notifications.application.service import (
     CASE_CONSUMER,
     Organisation,
+    PlanLinks,
     RetiredKey,
     Signer,
     Webhook,
 )
 from services.notifications.domain.audience import CASE_CLOSED, MEMBER_LEFT, NOT_COVERED, Person, Role
+from services.shared.plan_links import LinkKind, coordinator_holder, member_holder, plan_link
 from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
@@ -333,3 +336,29 @@ def test_an_acknowledgement_link_signed_with_the_previous_key_is_valid_for_the_o
     now[0] = START + timedelta(hours=72)
     assert not signer.valid("delivery-1", old)
     assert not signer.valid("delivery-1", "ö-not-ascii")
+
+
+def test_the_plan_message_carries_the_recipients_own_signed_link_made_when_sent() -> None:
+    world = Notifications()
+    key = b"p" * 32
+    world.service.policy = replace(world.policy, plan_links=PlanLinks("https://vss.example.se", key))
+    members = with_group(world)
+    world.feed.consent(DAY)
+    world.feed.plan(
+        DAY, ce.PlanContact(name="Mamma", relation="mamma", phone="0701234567", member_id=members["mother"])
+    )
+    world.deliver()
+    links = {m.address: m.body for m in world.email.sent}
+    holder = member_holder(members["mother"])
+    expected = plan_link("https://vss.example.se", key, world.case_id, holder, LinkKind.EARLY_WARNING_PLAN)
+    assert f"plan_link: {expected}" in links["mamma@example.se"]
+    sara = plan_link(
+        "https://vss.example.se",
+        key,
+        world.case_id,
+        coordinator_holder(SOCIAL.id, "sara"),
+        LinkKind.EARLY_WARNING_PLAN,
+    )
+    assert f"plan_link: {sara}" in links["sara@example.se"]
+    # The link is not stored with the delivery: only who it is for.
+    assert all("plan_link" not in row.context for row in world.rows())
