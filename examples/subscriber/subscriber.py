@@ -280,7 +280,7 @@ class Subscriber:
         while not self.stopping.is_set() and not self.idle_for_too_long():
             try:
                 messages = await sub.fetch(FETCH_BATCH, timeout=poll)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats-py's own, or asyncio's when a fetch times out mid-batch
                 continue
             self.last_message = time.monotonic()
             for index, msg in enumerate(messages):

@@ -209,7 +209,7 @@ async def subscribe_and_read(url: str, stream: str, subject_filter: str) -> list
         while True:
             try:
                 batch = await sub.fetch(500, timeout=2)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py's own, or asyncio's when a fetch times out mid-batch
                 if (await sub.consumer_info()).num_pending == 0:
                     break
                 continue
