@@ -10,11 +10,15 @@ stream.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Generic, Protocol, TypeVar
+
 import structlog
 
 from services.projections.application.deliveries import DeliveryProjector
 from services.projections.application.meetings import MeetingProjector
 from services.projections.application.projector import EventOfUnknownCase, Projector
+from services.projections.domain.events import MeetingRecord, NotificationRecord
 from services.projections.infrastructure.database import ReadModelLocation, new_generation
 from services.projections.infrastructure.decoding import (
     UndecodableEvent,
@@ -26,6 +30,15 @@ from services.projections.infrastructure.readmodels import ReadModels
 from services.shared.bus.consumer import Delivery, PermanentFailure, StateReplaced
 
 log = structlog.get_logger("vss.projections")
+
+R = TypeVar("R")
+R_contra = TypeVar("R_contra", contravariant=True)
+
+
+class _RecordProjector(Protocol[R_contra]):
+    def apply(self, records: Sequence[R_contra], *, stream_sequence: int, event_id: str | None) -> bool: ...
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None: ...
 
 
 def open_current(location: ReadModelLocation) -> ReadModels:
@@ -103,53 +116,56 @@ class LiveProjection(_Following):
         self.projector.pass_over(stream_sequence, event_id)
 
 
-class LiveDeliveries(_Following):
-    """Implements the notifications-stream consumer's Handler: one event per transaction."""
+class _RecordStream(_Following, Generic[R]):
+    """A consumer of another service's stream: one decoded record per transaction."""
 
-    projector: DeliveryProjector
+    projector: _RecordProjector[R]
+
+    def _decode(self, body: bytes, stream_sequence: int) -> R:
+        raise NotImplementedError
+
+    def _applied_through(self) -> int:
+        raise NotImplementedError
+
+    def applied_through(self) -> int:
+        self._follow_pointer()
+        return self._applied_through()
+
+    def apply(self, delivery: Delivery) -> bool:
+        self._check_pointer()
+        try:
+            record = self._decode(delivery.body, delivery.stream_sequence)
+        except UndecodableEvent as error:
+            raise PermanentFailure(str(error)) from error
+        return self.projector.apply(
+            [record], stream_sequence=delivery.stream_sequence, event_id=delivery.event.id
+        )
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        self.projector.pass_over(stream_sequence, event_id)
+
+
+class LiveDeliveries(_RecordStream[NotificationRecord]):
+    """Implements the notifications-stream consumer's Handler."""
 
     def _opened(self) -> None:
         self.projector = DeliveryProjector(self.models)
 
-    def applied_through(self) -> int:
-        self._follow_pointer()
+    def _decode(self, body: bytes, stream_sequence: int) -> NotificationRecord:
+        return decode_notification(body, stream_sequence)
+
+    def _applied_through(self) -> int:
         return self.models.deliveries_applied_through()
 
-    def apply(self, delivery: Delivery) -> bool:
-        self._check_pointer()
-        try:
-            record = decode_notification(delivery.body, delivery.stream_sequence)
-        except UndecodableEvent as error:
-            raise PermanentFailure(str(error)) from error
-        return self.projector.apply(
-            [record], stream_sequence=delivery.stream_sequence, event_id=delivery.event.id
-        )
 
-    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
-        self.projector.pass_over(stream_sequence, event_id)
-
-
-class LiveMeetings(_Following):
-    """Implements the meetings-stream consumer's Handler: one event per transaction."""
-
-    projector: MeetingProjector
+class LiveMeetings(_RecordStream[MeetingRecord]):
+    """Implements the meetings-stream consumer's Handler."""
 
     def _opened(self) -> None:
         self.projector = MeetingProjector(self.models)
 
-    def applied_through(self) -> int:
-        self._follow_pointer()
+    def _decode(self, body: bytes, stream_sequence: int) -> MeetingRecord:
+        return decode_meeting(body, stream_sequence)
+
+    def _applied_through(self) -> int:
         return self.models.meetings_applied_through()
-
-    def apply(self, delivery: Delivery) -> bool:
-        self._check_pointer()
-        try:
-            record = decode_meeting(delivery.body, delivery.stream_sequence)
-        except UndecodableEvent as error:
-            raise PermanentFailure(str(error)) from error
-        return self.projector.apply(
-            [record], stream_sequence=delivery.stream_sequence, event_id=delivery.event.id
-        )
-
-    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
-        self.projector.pass_over(stream_sequence, event_id)
