@@ -61,11 +61,11 @@ def may_read(reader: Person, case_grants: Iterable[Grant], case_client: str | No
     return bool(reader.organisation_id) and may_see(reader.organisation_id, case_grants, today)
 
 
-def refusal(reader: Person, case_id: object) -> str:
-    """Why :func:`may_read` refused ``reader``, in the words every API answers with."""
+def refusal(reader: Person, case_id: object) -> tuple[str, str]:
+    """Why :func:`may_read` refused ``reader``: the rule and the detail every API answers with."""
     if reader.principal == CLIENT_PRINCIPAL:
-        return f"case {case_id} is not yours: a client reads their own cases only"
-    return (
+        return "not_your_case", f"case {case_id} is not yours: a client reads their own cases only"
+    return "no_consent", (
         f"organisation {reader.organisation_id} neither coordinates case {case_id}"
         " nor is covered by its current consent"
     )

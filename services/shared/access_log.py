@@ -142,6 +142,14 @@ class AccessLogStore:
     def for_case(self, case_id: str, after: int, limit: int) -> list[tuple[int, AccessRecord]]:
         return self._select("case_id = ? AND seq > ?", (case_id, after), limit)
 
+    def latest_for_case(self, case_id: str, limit: int) -> list[tuple[int, AccessRecord]]:
+        """The case's ``limit`` latest records, newest first (a page shows these, not all)."""
+        rows = self._conn().execute(
+            self._sql(f"SELECT seq, {_COLUMNS} FROM access_log WHERE case_id = ? ORDER BY seq DESC LIMIT ?"),
+            (case_id, limit),
+        )
+        return [(int(row[0]), _record(row[1:])) for row in rows.fetchall()]
+
     def for_user(
         self, user_id: str, organisation_id: str, after: int, limit: int
     ) -> list[tuple[int, AccessRecord]]:

@@ -34,13 +34,13 @@ from typing import Any
 import jwt
 from jwt import PyJWKClient, PyJWKClientConnectionError, PyJWKClientError
 
+from services.shared.access import CLIENT_PRINCIPAL
 from services.shared.settings import AuthSettings
 from vss_contracts import InvalidPersonalIdentityNumber, normalise_personal_identity_number
 
 ROLES = frozenset({"coordinator", "manager", "analyst", "operator"})
 PRINCIPALS = frozenset({"region", "municipality", "other"})
 CLIENT_ROLE = "client"
-CLIENT_PRINCIPAL = "client"  # a client's principal in claims and access records: no organisation's
 PERSONAL_IDENTITY_NUMBER_CLAIM = "https://id.oidc.se/claim/personalIdentityNumber"
 LOA3 = "http://id.elegnamnden.se/loa/1.0/loa3"  # *tillitsnivå 3*: what minted client tokens claim
 EMBEDDED_KEY_FILE = Path("keys") / "jwt-hs256.secret"

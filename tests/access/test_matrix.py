@@ -132,7 +132,7 @@ MATRIX: dict[tuple[Api, str, str], Entry] = {
     ("query", "GET", "/min-plan/{case_id}/tidiga-tecken.pdf"): Entry("case", client_page=True),
     ("query", "GET", "/min-plan/{case_id}/moten/{meeting_id}.ics"): Entry("case", client_page=True),
     ("query", "GET", "/min-plan/{case_id}/aterkalla"): Entry(
-        "case", client_page=True, params={"withdraw": "entire"}
+        "case", client_page=True, params={"withdraw": "_hela"}
     ),
     ("query", "POST", "/min-plan/{case_id}/aterkalla"): Entry("case", client_page=True, body={}),
     **{

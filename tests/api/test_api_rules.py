@@ -421,6 +421,13 @@ RULES = [
     ),
     RuleCase(errors.NoSipToConfirm, consented, "/sips/current/confirmation", confirmation, actor=TOLVAN),
     RuleCase(
+        errors.ClientDatesToday,
+        at_first_sip,
+        "/sips/current/confirmation",
+        lambda s: {"sip_version": 1, "confirmed_on": str(s.today - timedelta(days=1))},
+        actor=TOLVAN,
+    ),
+    RuleCase(
         errors.SipAlreadyConfirmed,
         at_first_sip,
         "/sips/current/confirmation",

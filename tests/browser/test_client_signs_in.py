@@ -65,7 +65,7 @@ def test_the_client_signs_in_reads_the_plan_prints_it_and_withdraws_the_consent(
         # Withdraw the whole consent: a choice, then a confirmation page, then done.
         page.get_by_label("Hela samtycket").check()
         page.get_by_role("button", name="Gå vidare").click()
-        page.wait_for_url(f"{base}{system.path}/aterkalla?withdraw=entire")
+        page.wait_for_url(f"{base}{system.path}/aterkalla?withdraw=_hela")
         assert page.get_by_role("heading", name="Återkalla samtycke").is_visible()
         page.screenshot(path=str(screenshot_dir / "client-withdraw-confirm.png"), full_page=True)
         page.get_by_role("button", name="Ja, återkalla").click()

@@ -1637,7 +1637,7 @@ def test_the_client_withdraws_their_consent_in_their_own_name() -> None:
     case = given(*WORKING)
     case.ensure_actor_may_write(CLIENT_ACTOR)
 
-    (event,) = then_events(when(case, withdraw(), ctx=AS_CLIENT), ev.ConsentWithdrawn)
+    (event,) = then_events(when(case, withdraw(on=TODAY), ctx=AS_CLIENT), ev.ConsentWithdrawn)
 
     assert event.entire
     assert case.pending_events[-1].meta.actor_id == "191212121212"
@@ -1648,7 +1648,8 @@ def test_the_client_withdraws_their_consent_in_their_own_name() -> None:
 def test_the_client_withdraws_their_consent_for_one_organisation() -> None:
     case = given(*WORKING)
 
-    (event,) = then_events(when(case, withdraw(MUNICIPALITY_ORG.id), ctx=AS_CLIENT), ev.ConsentWithdrawn)
+    outcome = when(case, withdraw(MUNICIPALITY_ORG.id, on=TODAY), ctx=AS_CLIENT)
+    (event,) = then_events(outcome, ev.ConsentWithdrawn)
 
     assert (event.entire, event.organisation_ids) == (False, [MUNICIPALITY_ORG.id])
 
@@ -1703,7 +1704,11 @@ def test_a_coordinator_does_not_confirm_a_sip_for_the_client() -> None:
     then_error(when(given(*WORKING), confirm(1)), errors.OnlyTheClientConfirms, "only_the_client_confirms")
 
 
-def test_a_confirmation_is_not_dated_before_the_sip() -> None:
-    outcome = when(given(*WORKING), confirm(1, on=SIP_ON - timedelta(days=1)), ctx=AS_CLIENT)
-
-    then_error(outcome, errors.DateOutOfOrder, "date_out_of_order")
+def test_a_client_dates_what_they_record_today() -> None:
+    """A coordinator records what happened (a consent withdrawn by letter last week); the client
+    records what they do now."""
+    then_events(when(given(*WORKING), withdraw(on=SIP_ON)), ev.ConsentWithdrawn)
+    outcome = when(given(*WORKING), withdraw(on=SIP_ON), ctx=AS_CLIENT)
+    then_error(outcome, errors.ClientDatesToday, "client_dates_today")
+    outcome = when(given(*WORKING), confirm(1, on=SIP_ON), ctx=AS_CLIENT)
+    then_error(outcome, errors.ClientDatesToday, "client_dates_today")

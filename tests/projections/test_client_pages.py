@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +67,57 @@ def test_a_page_without_a_sign_in_goes_to_the_sign_in_page(pages: Pages) -> None
     assert "<h1>Logga in</h1>" in pages.client.get("/min-plan/logga-in").text
 
 
-def test_signing_in_keeps_a_clients_token_in_a_strict_http_only_cookie(pages: Pages) -> None:
+def test_signing_in_keeps_a_clients_token_in_an_http_only_lax_cookie(pages: Pages) -> None:
     answer = pages.sign_in(TOKENS.mint_client(TOLVAN))
     assert (answer.status_code, answer.headers["location"]) == (303, "/min-plan/")
     cookie = answer.headers["set-cookie"]
     assert cookie.startswith(f"{SESSION_COOKIE}=")
-    for attribute in ("HttpOnly", "SameSite=strict", "Path=/min-plan", "Max-Age="):
+    for attribute in ("HttpOnly", "SameSite=lax", "Path=/min-plan", "Max-Age="):
         assert attribute in cookie
+    assert "Secure" not in cookie  # the test server is this machine's loopback: plain HTTP
+
+
+def test_the_cookie_is_secure_anywhere_but_on_loopback(pages: Pages) -> None:
+    answer = pages.client.post(
+        "https://vss.region.example.se/min-plan/logga-in",
+        content=f"token={TOKENS.mint_client(TOLVAN)}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    assert "Secure" in answer.headers["set-cookie"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ("&".join(f"f{n}=x" for n in range(25)), 400),  # more fields than a form has
+        ("token=" + "x" * 20_000, 413),  # larger than any token
+        (b"token=\xff\xfe", 400),  # not UTF-8
+    ],
+    ids=["fields", "size", "encoding"],
+)
+def test_a_malformed_sign_in_form_is_a_4xx_page(pages: Pages, body: str | bytes, status: int) -> None:
+    answer = pages.client.post(
+        "/min-plan/logga-in", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("text/html")
+
+
+def test_a_staff_sign_in_is_refused_and_logged(pages: Pages) -> None:
+    staff = TOKENS.mint(user_id="anna", organisation_id="vgr-psyk", principal="region", roles=["coordinator"])
+    assert pages.sign_in(staff).status_code == 403
+    assert pages.system.reads("anna", "vgr-psyk")[-1] == (None, "my_plan", "denied")
+
+
+def test_a_non_ascii_form_token_is_refused_not_an_error(pages: Pages) -> None:
+    pages.sign_in(TOKENS.mint_client(TOLVAN))
+    answer = pages.client.post(
+        pages.case + "/aterkalla",
+        content="csrf_token=%C3%A9&withdraw=_hela",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 403
 
 
 def test_a_staff_token_or_a_bad_one_does_not_sign_in(pages: Pages) -> None:
@@ -123,18 +167,18 @@ def test_another_persons_case_is_refused_and_the_attempt_logged(pages: Pages) ->
 
 def test_the_client_withdraws_the_consent_after_confirming_it(pages: Pages) -> None:
     pages.sign_in(TOKENS.mint_client(TOLVAN))
-    confirm = pages.client.get(pages.case + "/aterkalla", params={"withdraw": "entire"})
+    confirm = pages.client.get(pages.case + "/aterkalla", params={"withdraw": "_hela"})
     assert confirm.status_code == 200, confirm.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', confirm.text)
     assert token, confirm.text
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     forged = pages.client.post(
-        pages.case + "/aterkalla", content="csrf_token=forged&withdraw=entire", headers=form
+        pages.case + "/aterkalla", content="csrf_token=forged&withdraw=_hela", headers=form
     )
     assert forged.status_code == 403
     done = pages.client.post(
         pages.case + "/aterkalla",
-        content=f"csrf_token={token.group(1)}&withdraw=entire",
+        content=f"csrf_token={token.group(1)}&withdraw=_hela",
         headers=form,
         follow_redirects=False,
     )
@@ -148,3 +192,41 @@ def test_the_client_withdraws_the_consent_after_confirming_it(pages: Pages) -> N
     pages.project()
     after = pages.client.get(done.headers["location"])
     assert "Du återkallade ditt samtycke" in after.text
+
+
+def _confirmed_withdrawal(pages: Pages, client: TestClient, choice: str) -> Any:
+    confirm = client.get(pages.case + "/aterkalla", params={"withdraw": choice})
+    token = re.search(r'name="csrf_token" value="([^"]+)"', confirm.text)
+    assert token, confirm.text
+    return client.post(
+        pages.case + "/aterkalla",
+        content=f"csrf_token={token.group(1)}&withdraw={choice}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+
+
+def test_a_case_api_that_does_not_answer_is_a_503_page_and_nothing_is_recorded(pages: Pages) -> None:
+    unreachable = replace(pages.system.deps, case_api="http://127.0.0.1:9")
+    with TestClient(query_app(unreachable), raise_server_exceptions=False) as client:
+        client.post(
+            "/min-plan/logga-in",
+            content=f"token={TOKENS.mint_client(TOLVAN)}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        answer = _confirmed_withdrawal(pages, client, "_hela")
+    assert answer.status_code == 503
+    case = pages.scenario.service.get(pages.scenario.case_id)  # type: ignore[arg-type]
+    assert case.state.consent is not None
+    assert case.state.consent.withdrawn_on is None
+
+
+def test_a_withdrawal_the_case_refuses_is_a_409_page(pages: Pages) -> None:
+    pages.sign_in(TOKENS.mint_client(TOLVAN))
+    assert _confirmed_withdrawal(pages, pages.client, "_hela").status_code == 303
+    # The read models have not caught up: the page still offers a part of the withdrawn consent.
+    organisation = pages.scenario.service.get(pages.scenario.case_id).state.consent  # type: ignore[arg-type, union-attr]
+    assert organisation is not None
+    again = _confirmed_withdrawal(pages, pages.client, next(iter(organisation.organisations)))
+    assert again.status_code == 409
+    assert "Återkallelsen gick inte igenom" in again.text

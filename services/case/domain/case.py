@@ -312,7 +312,7 @@ class Case(BaseAggregate[UUID]):
     # ------------------------------------------------------------------------------ guards
     def ensure_actor_may_write(self, actor: Actor) -> None:
         """Only the opening organisation and the active coordinators' organisations write; and
-        the client, in their own case (what they may record: :data:`CLIENT_FACTS`)."""
+        the client, in their own case (what they may do: :data:`CLIENT_COMMANDS`)."""
         if actor.principal is ActorPrincipal.CLIENT:
             if actor.user_id != self.state.client.personal_identity_number:
                 raise errors.NotTheClient("this case is not yours: a client acts in their own case only")
@@ -433,6 +433,7 @@ class Case(BaseAggregate[UUID]):
     def withdraw_consent(self, command: cmd.WithdrawConsent) -> None:
         self._open_case()
         _not_in_future(self._require_context(), "withdrawn_on", command.withdrawn_on)
+        _client_today(self._require_context(), "withdrawn_on", command.withdrawn_on)
         consent = self.state.consent
         if consent is None or consent.withdrawn_on is not None:
             raise errors.NoConsentToWithdraw("there is no consent in force to withdraw")
@@ -459,6 +460,7 @@ class Case(BaseAggregate[UUID]):
         self._open_case()
         context = self._require_context()
         _not_in_future(context, "confirmed_on", command.confirmed_on)
+        _client_today(context, "confirmed_on", command.confirmed_on)
         if context.actor.principal is not ActorPrincipal.CLIENT:
             raise errors.OnlyTheClientConfirms(
                 "the client confirms a SIP in their own name, signed in themself"
@@ -471,7 +473,6 @@ class Case(BaseAggregate[UUID]):
             raise errors.SipAlreadyConfirmed(
                 f"SIP version {sip.version} was confirmed on {sip.confirmed_by_client_on}"
             )
-        _not_before(command.confirmed_on, "confirmed_on", sip.decided_on, "the SIP was decided")
         self._trigger(ev.SipConfirmedByClient(sip_version=sip.version, confirmed_on=command.confirmed_on))
 
     # ------------------------------------------------------------------------------ mapping
@@ -776,6 +777,12 @@ class Case(BaseAggregate[UUID]):
 def _not_in_future(context: cmd.CommandContext, field_name: str, value: date) -> None:
     if value > context.today:
         raise errors.DateInFuture(f"{field_name} {value} is after today ({context.today})")
+
+
+def _client_today(context: cmd.CommandContext, field_name: str, value: date) -> None:
+    """A staff member records what happened earlier; a client records what they do now."""
+    if context.actor.principal is ActorPrincipal.CLIENT and value != context.today:
+        raise errors.ClientDatesToday(f"{field_name} {value} is not today ({context.today})")
 
 
 def _not_before(value: date, field_name: str, earliest: date, what: str) -> None:

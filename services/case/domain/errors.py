@@ -70,6 +70,11 @@ class ClientMayNotRecord(NotAllowed):
     title = "A client records their withdrawal of consent and their confirmation of a SIP, nothing else"
 
 
+class ClientDatesToday(CaseRuleViolation):
+    rule = "client_dates_today"
+    title = "What a client records in their own name happens now: it is dated today"
+
+
 class OnlyTheClientConfirms(NotAllowed):
     rule = "only_the_client_confirms"
     title = "Only the client confirms a SIP in their own name"

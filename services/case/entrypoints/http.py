@@ -323,8 +323,7 @@ def _ensure_may_read(request: Request, case: Case, who: Actor, resource: str) ->
     client = case.state.client.personal_identity_number
     if may_read(who, case_grants(case.state), client, _today(_deps(request)).isoformat()):
         return
-    rule = "not_your_case" if who.principal is ActorPrincipal.CLIENT else "no_consent"
-    detail = refusal(who, case.id)
+    rule, detail = refusal(who, case.id)
     _log(request, who, resource, "denied", f"{rule}: {detail}")
     raise ProblemException(403, "Forbidden", detail, code=rule, rule=rule)
 

@@ -374,7 +374,8 @@ def _check_access(schedule: MeetingSchedule, claims: TokenClaims, today: date) -
     state = schedule.state
     if may_read(claims, schedule.grants(), state.client_pin, today.isoformat()):
         return
-    raise forbidden(refusal(claims, state.case_id), "not_your_case" if claims.is_client else "no_consent")
+    rule, detail = refusal(claims, state.case_id)
+    raise forbidden(detail, rule)
 
 
 def _visible(request: Request, case_id: UUID, claims: TokenClaims, resource: str) -> MeetingSchedule:

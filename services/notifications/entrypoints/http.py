@@ -161,7 +161,8 @@ def case_notifications(
 
     today = local_day(service.clock.now()).isoformat()
     if not may_read(claims, audience.grants(), audience.client_pin, today):
-        refused = forbidden(refusal(claims, case_id), "not_your_case" if claims.is_client else "no_consent")
+        rule, detail = refusal(claims, case_id)
+        refused = forbidden(detail, rule)
         log("denied", refused.detail)
         raise refused
     log("granted")

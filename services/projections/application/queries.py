@@ -122,8 +122,7 @@ class Queries:
             raise CaseNotFound(case_id)
         owner = view["client"]["personal_identity_number"]
         if not may_read(reader, access.grants(view), owner, self.today().isoformat()):
-            rule = "not_your_case" if client else "no_consent"
-            raise self._deny(reader, resource, case_id, rule, refusal(reader, case_id))
+            raise self._deny(reader, resource, case_id, *refusal(reader, case_id))
         return view
 
     # ------------------------------------------------------------------------- queries
@@ -178,13 +177,9 @@ class Queries:
             for m in self.models.meetings(case_id)
             if m["status"] in ("scheduled", "rescheduled") and datetime.fromisoformat(m["ends_at"]) >= now
         ]
-        entries: list[tuple[int, AccessRecord]] = []
-        after = 0
-        while page := self.access_log.for_case(case_id, after, 1000):
-            entries = [*entries, *page][-reads:]
-            after = page[-1][0]
+        entries = self.access_log.latest_for_case(case_id, reads) if reads > 0 else []
         self._record(reader, resource, "granted", [case_id])
-        latest = [_entry(seq, record) for seq, record in reversed(entries)]
+        latest = [_entry(seq, record) for seq, record in entries]
         return MyPlan(mark_overdue(view, self.today().isoformat()), coming, latest)
 
     def client_document(self, reader: Reader, case_id: str, resource: str) -> dict[str, Any]:

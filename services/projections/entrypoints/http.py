@@ -238,6 +238,7 @@ def create_app(deps: QueryDependencies) -> FastAPI:
     )
     app.state.waits = WaitSlots(deps.max_waits)
     app.add_exception_handler(pages.NotSignedIn, pages.not_signed_in)
+    app.add_exception_handler(pages.BadForm, pages.bad_form)
 
     @app.exception_handler(AccessDenied)
     async def _denied(request: Request, error: AccessDenied) -> Response:

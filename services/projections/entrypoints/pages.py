@@ -57,6 +57,7 @@ SESSION_COOKIE = "vss_min_plan"
 BASE = "/min-plan"
 MAX_FORM_BYTES = 16_384  # a sign-in token or a withdrawal form; anything longer is refused
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+MY_PLAN = "Tillbaka till Min plan"
 
 pages = APIRouter(prefix=BASE, tags=["the client's pages"], default_response_class=HTMLResponse)
 
@@ -136,13 +137,36 @@ def _form_token(request: Request, signed_in: Session, case_id: UUID) -> str:
     return hmac.new(key, material, hashlib.sha256).hexdigest()
 
 
+class BadForm(Exception):
+    """A form body too large or not a form: answered 413 or 400, never read further."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
 async def _form(request: Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body (first value of each field)."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        return {}
-    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=20)
+    """An ``application/x-www-form-urlencoded`` body (first value of each field), read no
+    further than :data:`MAX_FORM_BYTES`: a sign-in is open to anyone."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise BadForm(413, f"Formuläret är större än {MAX_FORM_BYTES} byte.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise BadForm(413, f"Formuläret är större än {MAX_FORM_BYTES} byte.")
+    try:
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        raise BadForm(400, "Formuläret gick inte att läsa.") from None
     return {name: values[0] for name, values in fields.items()}
+
+
+async def bad_form(request: Request, error: Exception) -> Response:
+    assert isinstance(error, BadForm)
+    return _message(error.status, "Formuläret gick inte att läsa", error.text)
 
 
 async def _queries(request: Request, position: int) -> Queries:
@@ -216,6 +240,10 @@ async def sign_in(request: Request) -> Response:
     except (InvalidToken, KeysUnavailable):
         return _sign_in(request, "Inloggningen gick inte att kontrollera. Logga in igen.", 401)
     if claims.principal != CLIENT_PRINCIPAL:
+        reader = Reader(claims.user_id, claims.organisation_id, claims.roles, claims.principal)
+        reason = "client_only: these pages are the client's; staff read the case through the API"
+        log = _deps(request).access_log
+        await anyio.to_thread.run_sync(lambda: record_access(log, reader, None, "my_plan", "denied", reason))
         return _sign_in(request, "Min plan är för den som samordningen gäller.", 403)
     answer = RedirectResponse(f"{BASE}/", status_code=303, headers=NO_STORE)
     expires = jwt_expiry(token)
@@ -225,10 +253,21 @@ async def sign_in(request: Request) -> Response:
         max_age=max(0, int(expires - time.time())) if expires else None,
         path=BASE,
         httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
+        # Lax, not Strict: the identity provider's sign-in arrives cross-site, and the pages'
+        # one write (the withdrawal) carries a form token of its own.
+        samesite="lax",
+        secure=_secure(request),
     )
     return answer
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "testserver"})
+
+
+def _secure(request: Request) -> bool:
+    """The cookie holds a bearer token: Secure everywhere but on this machine's own loopback
+    (the embedded defaults and tests speak plain HTTP there; a proxy's TLS is not visible)."""
+    return request.url.scheme == "https" or (request.url.hostname or "") not in LOOPBACK
 
 
 def jwt_expiry(token: str) -> float | None:
@@ -336,7 +375,7 @@ async def withdraw_page(
         try:
             choice = withdraw_choice(view, withdraw)
         except NotAWithdrawChoice as error:
-            return _message(422, "Välj vad du vill återkalla", str(error), (base, "Tillbaka till Min plan"))
+            return _message(422, "Välj vad du vill återkalla", str(error), (base, MY_PLAN))
         page = render_withdraw_confirmation_page(
             view,
             choice,
@@ -360,14 +399,15 @@ async def withdraw(request: Request, case_id: UUID, signed_in: SessionDep) -> Re
     view = await _read(request, signed_in, 0, use, "withdrawal_form", case_id)  # who, before what
     if isinstance(view, Response):
         return view
-    if not hmac.compare_digest(form.get(CSRF_FIELD, ""), _form_token(request, signed_in, case_id)):
+    sent = form.get(CSRF_FIELD, "").encode()
+    if not hmac.compare_digest(sent, _form_token(request, signed_in, case_id).encode()):
         return _message(
-            403, "Formuläret gick inte att kontrollera", "Börja om från Min plan.", (base, "Min plan")
+            403, "Formuläret gick inte att kontrollera", "Börja om från Min plan.", (base, MY_PLAN)
         )
     try:
         choice = withdraw_choice(view, form.get(WITHDRAW_FIELD, ""))
     except NotAWithdrawChoice as error:
-        return _message(422, "Välj vad du vill återkalla", str(error), (base, "Tillbaka till Min plan"))
+        return _message(422, "Välj vad du vill återkalla", str(error), (base, MY_PLAN))
     deps = _deps(request)
     command = {
         "withdrawn_on": deps.today().isoformat(),
@@ -387,21 +427,24 @@ async def withdraw(request: Request, case_id: UUID, signed_in: SessionDep) -> Re
                     "X-Correlation-ID": request.state.correlation_id,
                 },
             )
-    except httpx.HTTPError:
+        written = answer.json() if answer.status_code == 200 else None
+        position = int(written["position"]) if isinstance(written, dict) else None
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError, KeyError, TypeError):
+        # The case API could not be reached or answered something else than a write's result.
         return _message(
-            503, "Försök igen om en stund", "Återkallelsen kunde inte skickas just nu.", (base, "Min plan")
+            503, "Försök igen om en stund", "Återkallelsen kunde inte skickas nu.", (base, MY_PLAN)
         )
-    if answer.status_code != 200:
-        detail = (
-            answer.json().get("detail", "") if answer.headers.get("content-type", "").endswith("json") else ""
-        )
+    if answer.status_code == 401:
+        return _sign_in(request, "Inloggningen har gått ut. Logga in igen och försök på nytt.", 401)
+    if answer.status_code != 200 or position is None:
+        # The case refused it (e.g. the consent was withdrawn meanwhile): the rule's words are
+        # the case API's, in English; the page says what it means for the client.
         return _message(
             409 if answer.status_code == 409 else 502,
             "Återkallelsen gick inte igenom",
-            detail or "Ärendet tog inte emot återkallelsen.",
-            (base, "Min plan"),
+            "Ärendet tog inte emot återkallelsen. Samtycket kan redan vara återkallat; se Min plan.",
+            (base, MY_PLAN),
         )
-    position = int(answer.json()["position"])
     return RedirectResponse(f"{base}?position={position}", status_code=303, headers=NO_STORE)
 
 

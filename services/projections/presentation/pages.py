@@ -18,8 +18,8 @@ from services.projections.domain.case_view import View
 from services.projections.presentation import content
 from services.projections.presentation.content import ReaderId
 
-WITHDRAW_FIELD = "withdraw"  # "entire", or the id of one organisation of the consent
-WITHDRAW_ENTIRE = "entire"
+WITHDRAW_FIELD = "withdraw"  # WITHDRAW_ENTIRE, or the id of one organisation of the consent
+WITHDRAW_ENTIRE = "_hela"  # outside the organisation ids' alphabet: never an organisation
 CSRF_FIELD = "csrf_token"
 
 

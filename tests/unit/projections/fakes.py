@@ -301,6 +301,9 @@ class InMemoryAccessLog:
         ]
         return found[:limit]
 
+    def latest_for_case(self, case_id: str, limit: int) -> list[tuple[int, AccessRecord]]:
+        return list(reversed(self.for_case(case_id, 0, len(self.entries))))[:limit]
+
     def for_user(
         self, user_id: str, organisation_id: str, after: int, limit: int
     ) -> list[tuple[int, AccessRecord]]:

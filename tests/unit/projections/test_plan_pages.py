@@ -13,6 +13,7 @@ import pytest
 from services.projections.domain.case_view import CHECKLIST_STEPS, View, mark_overdue
 from services.projections.presentation import (
     CSRF_FIELD,
+    WITHDRAW_ENTIRE,
     WITHDRAW_FIELD,
     MyPlanLinks,
     NotAWithdrawChoice,
@@ -200,7 +201,7 @@ def test_the_withdrawal_form_offers_the_whole_consent_or_one_of_its_organisation
     form = parsed.named("form")[0]
     assert form == {"method": "get", "action": "samtycke"}
     radios = [i["value"] for i in parsed.named("input") if i.get("name") == WITHDRAW_FIELD]
-    assert radios == ["entire", specs.REGION_ORG.id, specs.MUNICIPALITY_ORG.id, specs.OTHER_ORG.id]
+    assert radios == [WITHDRAW_ENTIRE, specs.REGION_ORG.id, specs.MUNICIPALITY_ORG.id, specs.OTHER_ORG.id]
 
 
 def test_the_confirmation_posts_the_choice_with_the_callers_csrf_token() -> None:
@@ -216,7 +217,7 @@ def test_the_confirmation_posts_the_choice_with_the_callers_csrf_token() -> None
     assert "för Arbetsförmedlingen" in text_of(html)
     assert 'value="t&#34;&lt;k&gt;"' in html
     entire = render_withdraw_confirmation_page(
-        view, withdraw_choice(view, "entire"), action_url="x", csrf_token="t", cancel_url="."
+        view, withdraw_choice(view, WITHDRAW_ENTIRE), action_url="x", csrf_token="t", cancel_url="."
     )
     assert "återkalla hela ditt samtycke" in text_of(entire)
 
@@ -234,7 +235,7 @@ def test_the_confirmation_does_not_promise_that_a_coordinators_organisation_stop
     )
     assert f"{specs.REGION_ORG.name} fortfarande läsa ditt ärende så länge hen är din samordnare" in text
     assert "inte längre ta del" not in text
-    entire = withdraw_choice(view, "entire")
+    entire = withdraw_choice(view, WITHDRAW_ENTIRE)
     assert set(entire.still_reading) == {specs.REGION_ORG.name, specs.MUNICIPALITY_ORG.name}
 
 
@@ -245,7 +246,7 @@ def test_a_withdrawal_names_the_whole_consent_or_an_organisation_it_covers_now()
     view["consent"]["withdrawn"] = True
     view["consent"]["withdrawn_on"] = "2025-03-10"
     with pytest.raises(NotAWithdrawChoice):
-        withdraw_choice(view, "entire")
+        withdraw_choice(view, WITHDRAW_ENTIRE)
     html = page(view)
     assert outline(html).named("form") == []
     assert "Du återkallade ditt samtycke 10 mars 2025" in text_of(html)
