@@ -205,3 +205,75 @@ def test_the_views_facts_are_what_the_statistics_read() -> None:
     assert derived.first_consent_on == specs.CONSENT_ON
     assert derived.sip_dates == (specs.SIP_ON,)
     assert derived.opened_on == specs.OPENED_ON
+
+
+# ------------------------------------------------------------ deviations from the method
+AWAY = "Erik sjuk; Tolvan ville inte skjuta upp mötet."
+
+
+def without_erik(reason: str = AWAY) -> specs.Step:
+    return specs.meeting(specs.P_ANNA, specs.P_CLIENT, specs.P_PSYCHIATRIST, reason=reason)
+
+
+def test_the_overview_keeps_each_deviation_with_its_rule_reason_and_figures() -> None:
+    assert view_of(*specs.WORKING)["deviations"] == []
+    view = view_of(
+        *specs.WORKING,
+        without_erik(),
+        specs.decide_sip(on=specs.TODAY, follow_up=date(2025, 7, 1), reason="Semestrar i juni"),
+    )
+    assert view["deviations"] == [
+        {
+            "rule": "meeting_requires_coordinators",
+            "reason": AWAY,
+            "deviated_on": "2025-03-14",
+            "deviates": ev.ResourceGroupMeetingHeld.TYPE,
+            "absent_coordinators": [specs.ERIK.user_id],
+            "follow_up_due_by": None,
+        },
+        {
+            "rule": "sip_follow_up_invalid",
+            "reason": "Semestrar i juni",
+            "deviated_on": "2025-03-14",
+            "deviates": ev.SipDecided.TYPE,
+            "absent_coordinators": [],
+            "follow_up_due_by": "2025-06-14",
+        },
+    ]
+    assert view["meetings"]["count"] == 1  # the deviating fact itself is applied as ever
+    assert view["sip"]["next_follow_up_on"] == "2025-07-01"
+
+
+def test_a_view_stored_before_deviations_were_kept_takes_them_and_serves_them() -> None:
+    records = Stream().records(story(*specs.WORKING, without_erik()))
+    view, _ = case_view.start(records[0])
+    for record in records[1:-2]:
+        case_view.apply(view, record)
+    del view["deviations"]  # as stored before
+    assert case_view.mark_overdue(view, "2025-03-14")["deviations"] == []
+    for record in records[-2:]:
+        case_view.apply(view, record)
+    assert [d["rule"] for d in view["deviations"]] == ["meeting_requires_coordinators"]
+
+
+def test_the_journal_names_the_deviation_and_its_figures_but_not_the_reasons_words() -> None:
+    records = Stream().records(
+        story(
+            *specs.WORKING,
+            without_erik(),
+            specs.decide_sip(on=specs.TODAY, follow_up=date(2025, 7, 1), reason="Semestrar i juni"),
+        )
+    )
+    lines = [journal.summary(r) for r in records]
+    assert (
+        "Deviation from the method on 2025-03-14: meeting requires coordinators"
+        f" (ResourceGroupMeetingHeld, absent: {specs.ERIK.user_id}), reason given"
+    ) in lines
+    assert (
+        "Deviation from the method on 2025-03-14: sip follow up invalid"
+        " (SipDecided, follow-up due by 2025-06-14), reason given"
+    ) in lines
+    assert lines.index(next(line for line in lines if "meeting requires" in line)) + 1 == next(
+        i for i, line in enumerate(lines) if line.startswith("Resource group meeting held on 2025-03-14")
+    )
+    assert not any(AWAY in line or "Semestrar" in line for line in lines)
