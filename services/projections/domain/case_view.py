@@ -123,6 +123,7 @@ def open_view(event: CaseEventRecord) -> View:
             "rating_count": 0,
             "first_rating_total": None,
             "latest_rating_total": None,
+            "deviations": [],  # [rule, deviated_on] for each recorded deviation
         },
     }
     return view
@@ -409,7 +410,7 @@ def _warning_resolved(view: View, data: dict[str, Any]) -> None:
 
 
 def _deviation_recorded(view: View, data: dict[str, Any]) -> None:
-    # A view stored before deviations were kept has no list; the first deviation adds it.
+    # A view stored before deviations were kept has neither list; the first deviation adds them.
     view.setdefault("deviations", []).append(
         {
             "rule": data["rule"],
@@ -420,6 +421,7 @@ def _deviation_recorded(view: View, data: dict[str, Any]) -> None:
             "follow_up_due_by": data.get("follow_up_due_by"),
         }
     )
+    view["facts"].setdefault("deviations", []).append([data["rule"], data["deviated_on"]])
 
 
 def _case_closed(view: View, data: dict[str, Any]) -> None:
