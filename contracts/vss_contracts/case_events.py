@@ -12,7 +12,7 @@ from datetime import date
 from typing import Annotated, Any, ClassVar, Self
 from uuid import UUID
 
-from pydantic import ConfigDict, EmailStr, Field, model_validator
+from pydantic import ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from vss_contracts.types import (
     ChangeRating,
@@ -21,6 +21,7 @@ from vss_contracts.types import (
     ContactDetails,
     ContractModel,
     Coordinator,
+    DeviationReason,
     GoalKind,
     GoalStatus,
     LongText,
@@ -31,6 +32,7 @@ from vss_contracts.types import (
     OrganisationRef,
     Participant,
     Phase,
+    PracticeRule,
     Principal,
     Region,
     ShortText,
@@ -427,7 +429,10 @@ class EarlyWarningTriggered(CaseEventData):
 
     TYPE: ClassVar[str] = "se.vss.case.EarlyWarningTriggered.v1"
     warning_id: UUID
-    plan_version: int
+    plan_version: int = Field(
+        description="The version of the plan the signs are judged against; 0 when the case had no plan"
+        " (a recorded deviation, MethodDeviationRecorded, precedes it)"
+    )
     sign_ids: list[str] = Field(default_factory=list)
     other_sign: LongText | None = Field(
         default=None, description="An explicitly described sign that is not in the plan"
@@ -447,6 +452,45 @@ class EarlyWarningResolved(CaseEventData):
     warning_id: UUID
     resolved_on: date
     outcome: LongText
+
+
+# The rules whose deviation names the coordinators who were not there.
+ATTENDANCE_RULES = frozenset(
+    {PracticeRule.COORDINATORS_MUST_ATTEND, PracticeRule.MEETING_REQUIRES_COORDINATORS}
+)
+
+
+class MethodDeviationRecorded(CaseEventData):
+    """A rule of the method's practice was not followed, for a stated reason (ADR 0016).
+
+    Recorded in the same commit as the fact that deviates, right before it: ``deviates`` is
+    that fact's type and ``deviated_on`` its date. The figures that matter to the rule:
+    ``absent_coordinators`` (the assigned coordinators who were not there: the attendance
+    rules) and ``follow_up_due_by`` (the latest follow-up the rule allows:
+    ``sip_follow_up_invalid``; the SIP's own ``next_follow_up_on`` is the later one chosen).
+    """
+
+    TYPE: ClassVar[str] = "se.vss.case.MethodDeviationRecorded.v1"
+    rule: PracticeRule
+    reason: DeviationReason
+    deviates: Annotated[
+        str,
+        StringConstraints(max_length=120, pattern=r"^se\.vss\.case\.[A-Za-z]+\.v[1-9][0-9]*$"),
+        Field(description="The type of the event that deviates, e.g. se.vss.case.WorksheetCompleted.v1"),
+    ]
+    deviated_on: date
+    absent_coordinators: list[UserId] = Field(default_factory=list)
+    follow_up_due_by: date | None = None
+
+    @model_validator(mode="after")
+    def _figures_match_rule(self) -> Self:
+        if (self.rule in ATTENDANCE_RULES) != bool(self.absent_coordinators):
+            raise ValueError("absent_coordinators are named by, and only by, the attendance rules")
+        if (self.rule is PracticeRule.SIP_FOLLOW_UP_INVALID) != (self.follow_up_due_by is not None):
+            raise ValueError("follow_up_due_by is given by, and only by, sip_follow_up_invalid")
+        if self.follow_up_due_by is not None and self.follow_up_due_by < self.deviated_on:
+            raise ValueError("follow_up_due_by is before deviated_on")
+        return self
 
 
 class CaseClosed(CaseEventData):
@@ -482,5 +526,6 @@ CASE_EVENTS: tuple[type[CaseEventData], ...] = (
     ActionCompleted,
     EarlyWarningTriggered,
     EarlyWarningResolved,
+    MethodDeviationRecorded,
     CaseClosed,
 )

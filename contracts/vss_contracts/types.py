@@ -21,6 +21,7 @@ __all__ = [
     "ClosingReason",
     "ContactDetails",
     "Coordinator",
+    "DeviationReason",
     "GoalKind",
     "GoalStatus",
     "LongText",
@@ -33,6 +34,7 @@ __all__ = [
     "ParticipantKind",
     "PersonalIdentityNumber",
     "Phase",
+    "PracticeRule",
     "Principal",
     "Region",
     "Score",
@@ -63,6 +65,11 @@ ShortText = Annotated[
 LongText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000, pattern=_NOT_ONLY_WHITESPACE),
+]
+DeviationReason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=_NOT_ONLY_WHITESPACE),
+    Field(description="Why the method's practice was adapted here: 1–500 characters"),
 ]
 # No whitespace at all: Unicode White_Space spelled out, which is what the model's regex engine
 # (pydantic's, Rust's \s) refuses, so that a JSON Schema validator (ECMA-262's \s differs:
@@ -116,6 +123,18 @@ class Phase(StrEnum):
     WORKING = "working"  # arbetsfas
     FOLLOW_UP = "follow_up"  # uppföljning
     CLOSED = "closed"
+
+
+class PracticeRule(StrEnum):
+    """A rule of the method about practice, which a case may deviate from for a stated reason
+    (ADR 0016). Each value is the ``rule`` the case API names when it refuses the command."""
+
+    COORDINATORS_MUST_ATTEND = "coordinators_must_attend"  # interview, network map, mapping summary
+    MAPPING_NOT_SUMMARISED = "mapping_not_summarised"  # goals follow the mapping summary
+    MEETING_REQUIRES_COORDINATORS = "meeting_requires_coordinators"  # resource group meetings
+    SIP_REQUIRES_MAPPING_SUMMARY = "sip_requires_mapping_summary"  # unless an initial SIP
+    SIP_FOLLOW_UP_INVALID = "sip_follow_up_invalid"  # only its half "no later than the interval"
+    EARLY_WARNING_REQUIRES_PLAN = "early_warning_requires_plan"
 
 
 class Worksheet(StrEnum):

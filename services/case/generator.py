@@ -476,6 +476,14 @@ COORDINATOR_CHANGE = 0.12
 ACTION_COMPLETED = 0.86  # per action
 LATE_FOLLOW_UP = 0.22  # per follow-up
 CLIENT_CONFIRMS_SIP = 0.6  # per SIP: the client confirms it in their own name (e-ID)
+# Per follow-up meeting of a case with two coordinators: one of them is away and the meeting
+# goes on, a recorded deviation from the method (ADR 0016).
+COORDINATOR_AWAY = 0.1
+AWAY_REASONS = (
+    "Samordnaren sjuk; mötet hölls ändå för att inte skjuta upp planen.",
+    "Samordnaren på annat akut uppdrag; brukaren ville inte flytta mötet.",
+    "Samordnaren på semester; kollegan informeras efter mötet.",
+)
 WARNING_PER_PERIOD = 0.3
 WARNING_RESOLVED = 0.9
 PROFESSIONAL_CHANGE_PER_PERIOD = 0.07
@@ -769,6 +777,16 @@ class _CaseLife:
             command=lambda c: c.confirm_sip(command),
             correlation_id=f"gen-client-{self.case_id.hex[:12]}-{self.sip_version}",
         )
+
+    def coordinator_away(self) -> tuple[_Person | None, str | None]:
+        """Whether a coordinator is away from this follow-up meeting, and why. Drawn from the case
+        id, not ``self.rng``, so that the rest of the history stays as it was."""
+        if len(self.coordinators) < 2:
+            return None, None
+        draw = random.Random(f"coordinator-away-{self.case_id}-{self.sip_version}")
+        if draw.random() >= COORDINATOR_AWAY:
+            return None, None
+        return draw.choice(self.coordinators), draw.choice(AWAY_REASONS)
 
     def client_participant(self) -> Participant:
         member_id = self.client_member.member_id if self.client_member else None
@@ -1108,11 +1126,15 @@ class _CaseLife:
             if m.kind in (MemberKind.RELATIVE, MemberKind.PROFESSIONAL) and rng.random() < 0.6
         ]
         participants = self.everyone(present)
+        away, reason = self.coordinator_away()
+        if away is not None:
+            participants = [p for p in participants if p != away.participant]
         meeting = cmd.HoldResourceGroupMeeting(
             meeting_id=self.new_id(),
             held_on=day,
             participants=participants,
             notes=f"Resursgruppsmöte {self.sip_version + 1}: uppföljning av planen och tidiga tecken.",
+            deviation_reason=reason,
         )
         yield self.step(lambda c: c.hold_resource_group_meeting(meeting))
         if self.sip_version:

@@ -1,8 +1,9 @@
 """RFC 9457 problem details for every API: one shape for every error.
 
 A problem body has ``type``, ``title``, ``status``, ``detail`` and ``instance``; rule
-violations add ``rule``; malformed input adds ``errors`` — one entry per field with
-the field's path, the rule it broke and a message.
+violations add ``rule`` (and ``deviation_allowed`` where a stated reason would have been
+accepted); malformed input adds ``errors`` — one entry per field with the field's path,
+the rule it broke and a message.
 """
 
 from __future__ import annotations
@@ -212,6 +213,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "detail": {"type": "string"},
         "instance": {"type": "string"},
         "rule": {"type": "string"},
+        "deviation_allowed": {
+            "type": "boolean",
+            "description": "true: a practice rule of the method; the command is accepted with a"
+            " deviation_reason, and the deviation recorded",
+        },
         "errors": {
             "type": "array",
             "items": {

@@ -455,6 +455,17 @@ RULES = [
 ]
 
 
+# The rules of practice (ADR 0016): a refusal offers a deviation instead.
+PRACTICE_RULES = {
+    errors.CoordinatorsMustAttend,
+    errors.MappingNotSummarised,
+    errors.MeetingRequiresCoordinators,
+    errors.SipRequiresMappingSummary,
+    errors.SipFollowUpInvalid,
+    errors.EarlyWarningRequiresPlan,
+}
+
+
 def _every_rule_is_covered() -> None:
     def leaves(cls: type) -> set[type]:
         subs = cls.__subclasses__()
@@ -496,8 +507,88 @@ def test_rule_violation_is_a_problem_naming_the_rule(
     assert problem["status"] == case.status
     assert problem["detail"]
     assert problem["instance"] == f"/v1/cases/{scenario.case_id}{path}"
+    # A practice rule says that a reason would have made the command a recorded deviation.
+    offered = case.rule in PRACTICE_RULES
+    assert problem.get("deviation_allowed", False) is offered
+    assert problem["detail"].endswith(errors.DEVIATION_HINT) is offered
     after = scenario.service.get(scenario.case_id)  # type: ignore[arg-type]
     assert after.version == before.version, "a refused command appended nothing"
+
+
+# ----------------------------------------------------------------- deviations from the method
+REASON = "Erik sjuk; Tolvan ville inte skjuta upp mötet. Erik informeras på måndag."
+
+
+def _practice_body(case: RuleCase) -> Callable[[CaseScenario], Any]:
+    """The body of the API case that breaks the practice rule, with a reason added."""
+    if case.rule is errors.EarlyWarningRequiresPlan:  # no plan, so no sign from it: a described one
+        return lambda s: {
+            "other_sign": "Har slutat äta",
+            "observed_on": str(s.today),
+            "deviation_reason": REASON,
+        }
+
+    def body(s: CaseScenario) -> Any:
+        sent = case.body(s)
+        return {
+            **(sent.model_dump(mode="json") if hasattr(sent, "model_dump") else sent),
+            "deviation_reason": REASON,
+        }
+
+    return body
+
+
+# Each practice rule whose API case is otherwise valid (a SIP before the mapping summary also
+# needs goals, which tests/domain sets with a deviation of their own).
+ACCEPTED = [
+    case
+    for case in RULES
+    if case.rule in PRACTICE_RULES and case.rule is not errors.SipRequiresMappingSummary
+]
+
+
+@pytest.mark.parametrize("case", ACCEPTED, ids=lambda c: c.rule.rule)
+def test_a_reason_over_http_records_the_deviation_before_the_fact(
+    api: Api, scenario: CaseScenario, case: RuleCase
+) -> None:
+    case.stage(scenario)
+    case.before(scenario)
+
+    response = api.post(f"/{scenario.case_id}{case.path}", _practice_body(case)(scenario))
+
+    assert response.status_code in (200, 201), response.text
+    deviation, fact, *_ = response.json()["events"]
+    assert deviation["type"] == "se.vss.case.MethodDeviationRecorded.v1"
+    history = api.get(f"/{scenario.case_id}/history").json()["items"]
+    recorded = next(item for item in history if item["version"] == deviation["version"])
+    assert recorded["data"]["rule"] == case.rule.rule
+    assert recorded["data"]["reason"] == REASON
+    assert recorded["data"]["deviates"] == fact["type"]
+    assert fact["version"] == deviation["version"] + 1
+
+
+def test_a_protective_rule_refuses_a_command_with_a_reason_as_without(
+    api: Api, scenario: CaseScenario
+) -> None:
+    assigned(scenario)
+    body = {**worksheet_command(scenario.today).model_dump(mode="json"), "deviation_reason": REASON}
+
+    response = api.post(f"/{scenario.case_id}/worksheets", body)
+
+    assert response.status_code == 409
+    problem = response.json()
+    assert problem["rule"] == "consent_required"
+    assert "deviation_allowed" not in problem
+
+
+def test_a_deviation_reason_has_a_documented_range(api: Api, scenario: CaseScenario) -> None:
+    consented(scenario)
+    body = {**worksheet_command(scenario.today).model_dump(mode="json"), "deviation_reason": "x" * 501}
+
+    response = api.post(f"/{scenario.case_id}/worksheets", body)
+
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["deviation_reason"]
 
 
 def test_outsider_organisation_may_not_write(api: Api, scenario: CaseScenario) -> None:

@@ -216,6 +216,7 @@ def worksheet(
     sheet: Worksheet = Worksheet.ORDINARY_DAY,
     *participants: Participant,
     on: date = WORKSHEET_ON,
+    reason: str | None = None,
 ) -> Step:
     extra: dict[str, Any] = {}
     if sheet is Worksheet.CHANGE_RATING:
@@ -239,17 +240,19 @@ def worksheet(
         completed_on=on,
         participants=list(participants or BOTH_COORDINATORS),
         summary=f"Arbetsbladet {sheet.value} genomgånget tillsammans med Tolvan.",
+        deviation_reason=reason,
         **extra,
     )
     return lambda case: case.complete_worksheet(command)
 
 
-def summarise(*participants: Participant, on: date = SUMMARISED_ON) -> Step:
+def summarise(*participants: Participant, on: date = SUMMARISED_ON, reason: str | None = None) -> Step:
     command = cmd.SummariseMapping(
         summarised_on=on,
         participants=list(participants or BOTH_COORDINATORS),
         wants_to_change="Vill ha en egen lägenhet och komma tillbaka till arbete.",
         obstacles="Sömnproblem, skulder och ångest i sociala situationer.",
+        deviation_reason=reason,
     )
     return lambda case: case.summarise_mapping(command)
 
@@ -265,6 +268,7 @@ def set_goal(
     kind: GoalKind = GoalKind.LONG_TERM,
     parent: UUID | None = None,
     on: date = PLANNED_ON,
+    reason: str | None = None,
 ) -> Step:
     command = cmd.SetGoal(
         goal_id=goal_id,
@@ -274,6 +278,7 @@ def set_goal(
         life_area="boende",
         target_date=date(2026, 1, 31),
         set_on=on,
+        deviation_reason=reason,
     )
     return lambda case: case.set_goal(command)
 
@@ -362,11 +367,12 @@ def remove_member(member_id: UUID = HOUSING_SUPPORT, *, on: date = TODAY) -> Ste
     return lambda case: case.remove_member(member_id, command)
 
 
-def meeting(*participants: Participant, on: date = TODAY) -> Step:
+def meeting(*participants: Participant, on: date = TODAY, reason: str | None = None) -> Step:
     command = cmd.HoldResourceGroupMeeting(
         held_on=on,
         participants=list(participants or (P_ANNA, P_ERIK, P_CLIENT, P_PSYCHIATRIST)),
         notes="Genomgång av tidiga tecken och nästa SIP.",
+        deviation_reason=reason,
     )
     return lambda case: case.hold_resource_group_meeting(command)
 
@@ -391,7 +397,11 @@ def early_warning_plan(*sign_ids: str, on: date = PLANNED_ON) -> Step:
 
 
 def trigger_warning(
-    *sign_ids: str, other_sign: str | None = None, warning_id: UUID | None = WARNING_1, on: date = TODAY
+    *sign_ids: str,
+    other_sign: str | None = None,
+    warning_id: UUID | None = WARNING_1,
+    on: date = TODAY,
+    reason: str | None = None,
 ) -> Step:
     command = cmd.TriggerEarlyWarning(
         warning_id=warning_id,
@@ -399,6 +409,7 @@ def trigger_warning(
         other_sign=other_sign,
         observed_on=on,
         description="Mamma hörde av sig",
+        deviation_reason=reason,
     )
     return lambda case: case.trigger_early_warning(command)
 
@@ -431,6 +442,7 @@ def decide_sip(
     client_agreed: bool = True,
     overall_responsibility: OrganisationRef = MUNICIPALITY_ORG,
     initial: bool = False,
+    reason: str | None = None,
 ) -> Step:
     command = cmd.DecideSip(
         decided_on=on,
@@ -445,6 +457,7 @@ def decide_sip(
         next_follow_up_on=follow_up or FOLLOW_UP_ON,
         participants=list(participants),
         client_agreed=client_agreed,
+        deviation_reason=reason,
     )
     return lambda case: case.decide_sip(command)
 

@@ -6,6 +6,8 @@ every command method of ``Case`` is shown producing its events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from uuid import UUID
@@ -64,17 +66,20 @@ from .specs import (
     P_PSYCHIATRIST,
     P_SARA,
     PLANNED,
+    PLANNED_ON,
     PSYCHIATRIST,
     REGION_ORG,
     SARA,
     SIP_ON,
     SOMEONE_ELSE,
     SUB_GOAL,
+    SUMMARISED_ON,
     TODAY,
     TOMORROW,
     UNRELATED_ORG,
     WARNING_1,
     WORKING,
+    WORKSHEET_ON,
     Step,
     add_member,
     assign,
@@ -1575,6 +1580,256 @@ def test_an_unassigned_coordinators_organisation_may_no_longer_write() -> None:
 
     with pytest.raises(errors.ActorNotInvolved):
         case.ensure_actor_may_write(erik)
+
+
+# ================================================================= deviations from the method
+# A practice rule broken for a stated reason is a recorded deviation (ADR 0016): the
+# MethodDeviationRecorded comes right before the fact, in the same command. Without a reason
+# the command is refused as before, the rule named and the detail saying a reason may be given.
+
+REASON = "Erik sjuk; Tolvan ville inte skjuta upp. Erik informeras på måndag."
+
+
+@dataclass(frozen=True)
+class Practice:
+    history: tuple[Step, ...]
+    breaking: Callable[[str | None], Step]  # the command that breaks the rule, with a reason or not
+    error: type[errors.CaseRuleViolation]
+    rule: str
+    then: tuple[type[ev.CaseEventData], ...]  # the events after the deviation
+    on: date
+    absent: tuple[str, ...] = ()
+    follow_up_due_by: date | None = None
+
+
+PRACTICE_RULES: dict[str, Practice] = {
+    "interview without a coordinator": Practice(
+        CONSENTED,
+        lambda r: worksheet(Worksheet.INTERVIEW, P_ANNA, P_CLIENT, reason=r),
+        errors.CoordinatorsMustAttend,
+        "coordinators_must_attend",
+        (ev.WorksheetCompleted,),
+        WORKSHEET_ON,
+        absent=(ERIK.user_id,),
+    ),
+    "network map without a coordinator": Practice(
+        CONSENTED,
+        lambda r: worksheet(Worksheet.NETWORK_MAP, P_ERIK, P_CLIENT, reason=r),
+        errors.CoordinatorsMustAttend,
+        "coordinators_must_attend",
+        (ev.WorksheetCompleted,),
+        WORKSHEET_ON,
+        absent=(ANNA.user_id,),
+    ),
+    "mapping summary without a coordinator": Practice(
+        CONSENTED,
+        lambda r: summarise(P_ANNA, P_CLIENT, reason=r),
+        errors.CoordinatorsMustAttend,
+        "coordinators_must_attend",
+        (ev.MappingSummarised, ev.PhaseChanged),
+        SUMMARISED_ON,
+        absent=(ERIK.user_id,),
+    ),
+    "goal before the mapping summary": Practice(
+        CONSENTED,
+        lambda r: set_goal(reason=r),
+        errors.MappingNotSummarised,
+        "mapping_not_summarised",
+        (ev.GoalSet,),
+        PLANNED_ON,
+    ),
+    "meeting without a coordinator": Practice(
+        WORKING,
+        lambda r: meeting(P_ANNA, P_CLIENT, P_PSYCHIATRIST, reason=r),
+        errors.MeetingRequiresCoordinators,
+        "meeting_requires_coordinators",
+        (ev.ResourceGroupMeetingHeld,),
+        TODAY,
+        absent=(ERIK.user_id,),
+    ),
+    "SIP before the mapping summary": Practice(
+        (*CONSENTED, *GROUP, set_goal(reason=REASON)),
+        lambda r: decide_sip(reason=r),
+        errors.SipRequiresMappingSummary,
+        "sip_requires_mapping_summary",
+        (ev.SipDecided, ev.ConsentRenewed, ev.PhaseChanged),
+        SIP_ON,
+    ),
+    "follow-up later than three months": Practice(
+        PLANNED,
+        lambda r: decide_sip(follow_up=date(2025, 7, 1), reason=r),
+        errors.SipFollowUpInvalid,
+        "sip_follow_up_invalid",
+        (ev.SipDecided, ev.ConsentRenewed, ev.PhaseChanged),
+        SIP_ON,
+        follow_up_due_by=date(2025, 6, 3),
+    ),
+    "early warning without a plan": Practice(
+        WORKING,
+        lambda r: trigger_warning(other_sign="Har slutat äta och sover inte", reason=r),
+        errors.EarlyWarningRequiresPlan,
+        "early_warning_requires_plan",
+        (ev.EarlyWarningTriggered,),
+        TODAY,
+    ),
+}
+
+
+@pytest.mark.parametrize("practice", PRACTICE_RULES.values(), ids=PRACTICE_RULES.keys())
+def test_a_practice_rule_broken_without_a_reason_is_refused_naming_the_rule_and_the_way_out(
+    practice: Practice,
+) -> None:
+    error = then_error(when(given(*practice.history), practice.breaking(None)), practice.error, practice.rule)
+
+    assert error.deviation_allowed
+    assert error.detail.endswith(errors.DEVIATION_HINT)
+    assert "give deviation_reason" in str(error)
+
+
+@pytest.mark.parametrize("practice", PRACTICE_RULES.values(), ids=PRACTICE_RULES.keys())
+def test_a_practice_rule_broken_for_a_stated_reason_is_a_recorded_deviation(practice: Practice) -> None:
+    case = given(*practice.history)
+
+    deviation, fact, *_ = then_events(
+        when(case, practice.breaking(REASON)), ev.MethodDeviationRecorded, *practice.then
+    )
+
+    assert isinstance(deviation, ev.MethodDeviationRecorded)
+    assert deviation.rule.value == practice.rule
+    assert deviation.reason == REASON
+    assert deviation.deviates == type(fact).TYPE
+    assert deviation.deviated_on == practice.on
+    assert tuple(deviation.absent_coordinators) == practice.absent
+    assert deviation.follow_up_due_by == practice.follow_up_due_by
+
+
+def test_an_early_warning_without_a_plan_is_judged_against_plan_version_0() -> None:
+    case = given(*WORKING)
+
+    _, warning = then_events(
+        when(case, trigger_warning(other_sign="Har slutat äta", reason=REASON)),
+        ev.MethodDeviationRecorded,
+        ev.EarlyWarningTriggered,
+    )
+
+    assert warning.plan_version == 0
+    assert case.state.early_warnings[WARNING_1].plan_version == 0
+    # Without a plan there is no sign to name from it: the sign is described.
+    error = then_error(
+        when(given(*WORKING), trigger_warning("somnproblem", reason=REASON)),
+        errors.EarlyWarningUnknownSign,
+        "early_warning_unknown_sign",
+    )
+    assert "the case has none" in error.detail
+
+
+def test_one_reason_covers_every_practice_rule_the_command_breaks_each_recorded() -> None:
+    case = given(*CONSENTED, *GROUP, set_goal(reason=REASON))
+
+    first, second, sip, *_ = then_events(
+        when(case, decide_sip(follow_up=date(2025, 7, 1), reason=REASON)),
+        ev.MethodDeviationRecorded,
+        ev.MethodDeviationRecorded,
+        ev.SipDecided,
+        ev.ConsentRenewed,
+        ev.PhaseChanged,
+    )
+
+    assert [first.rule.value, second.rule.value] == ["sip_requires_mapping_summary", "sip_follow_up_invalid"]
+    assert {first.deviates, second.deviates} == {ev.SipDecided.TYPE}
+    assert sip.next_follow_up_on == date(2025, 7, 1)
+
+
+def test_a_reason_where_no_practice_rule_is_broken_records_no_deviation() -> None:
+    then_events(when(given(*CONSENTED), worksheet(Worksheet.INTERVIEW, reason=REASON)), ev.WorksheetCompleted)
+    then_events(when(given(*WORKING), meeting(reason=REASON)), ev.ResourceGroupMeetingHeld)
+
+
+@pytest.mark.parametrize(
+    "follow_up", [SIP_ON - timedelta(days=1), SIP_ON], ids=["before_the_decision", "on_the_decision_day"]
+)
+def test_a_follow_up_on_or_before_the_decision_stays_refused_whatever_the_reason(follow_up: date) -> None:
+    error = then_error(
+        when(given(*PLANNED), decide_sip(follow_up=follow_up, reason=REASON)),
+        errors.SipFollowUpInvalid,
+        "sip_follow_up_invalid",
+    )
+    assert not error.deviation_allowed
+    assert errors.DEVIATION_HINT not in error.detail
+
+
+def test_without_any_coordinator_assigned_there_is_no_deviation_to_record() -> None:
+    """A deviation explains an absent coordinator; a case nobody coordinates is refused."""
+    no_coordinator = given(*CONSENTED, unassign(ANNA.user_id), unassign(ERIK.user_id))
+    for step, error_type, rule in (
+        (
+            worksheet(Worksheet.INTERVIEW, P_CLIENT, reason=REASON),
+            errors.CoordinatorsMustAttend,
+            "coordinators_must_attend",
+        ),
+        (summarise(P_CLIENT, reason=REASON), errors.CoordinatorsMustAttend, "coordinators_must_attend"),
+    ):
+        error = then_error(when(no_coordinator, step), error_type, rule)
+        assert not error.deviation_allowed
+    working = given(*WORKING, unassign(ANNA.user_id), unassign(ERIK.user_id))
+    error = then_error(
+        when(working, meeting(P_CLIENT, P_PSYCHIATRIST, reason=REASON)),
+        errors.MeetingRequiresCoordinators,
+        "meeting_requires_coordinators",
+    )
+    assert not error.deviation_allowed
+
+
+PROTECTIVE_RULES: dict[str, tuple[tuple[Step, ...], Step, type[errors.CaseRuleViolation], str]] = {
+    "consent before mapping": (
+        COORDINATED,
+        worksheet(Worksheet.INTERVIEW, P_ANNA, P_CLIENT, reason=REASON),
+        errors.ConsentRequired,
+        "consent_required",
+    ),
+    "consent before a meeting": (
+        (*WORKING, withdraw()),
+        meeting(P_ANNA, P_CLIENT, reason=REASON),
+        errors.ConsentWithdrawnRule,
+        "consent_withdrawn",
+    ),
+    "consent before a goal": (
+        (*COORDINATED, consent(on=CONSENT_ON, valid_until=date(2025, 2, 1))),
+        set_goal(reason=REASON),
+        errors.ConsentExpired,
+        "consent_expired",
+    ),
+    "the client's agreement to a SIP": (
+        PLANNED,
+        decide_sip(client_agreed=False, follow_up=date(2025, 7, 1), reason=REASON),
+        errors.SipRequiresClientAgreement,
+        "sip_requires_client_agreement",
+    ),
+    "the client's part in a SIP": (
+        PLANNED,
+        decide_sip(participants=(P_ANNA, P_ERIK), reason=REASON),
+        errors.SipRequiresClientParticipation,
+        "sip_requires_client_participation",
+    ),
+    "a closed case stays closed": (
+        (*WORKING, close()),
+        trigger_warning(other_sign="Har slutat äta", reason=REASON),
+        errors.CaseClosed,
+        "case_closed",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("history", "step", "error", "rule"), PROTECTIVE_RULES.values(), ids=PROTECTIVE_RULES.keys()
+)
+def test_rules_that_protect_the_client_are_not_bent_by_a_reason(
+    history: tuple[Step, ...], step: Step, error: type[errors.CaseRuleViolation], rule: str
+) -> None:
+    refused = then_error(when(given(*history), step), error, rule)
+
+    assert not refused.deviation_allowed
+    assert errors.DEVIATION_HINT not in refused.detail
 
 
 # ============================================================================ every error

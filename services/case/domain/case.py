@@ -38,6 +38,7 @@ from vss_contracts.types import (
     OrganisationRef,
     Participant,
     Phase,
+    PracticeRule,
     Principal,
     Region,
     Worksheet,
@@ -85,6 +86,15 @@ def _command(method: F) -> F:
 # Worksheets that need every assigned coordinator present (manual p. 7, Checklista K).
 JOINT_WORKSHEETS = frozenset({Worksheet.INTERVIEW, Worksheet.NETWORK_MAP})
 MANUAL_PHASE_CHANGES = frozenset({(Phase.WORKING, Phase.FOLLOW_UP), (Phase.FOLLOW_UP, Phase.WORKING)})
+
+
+@dataclass(frozen=True, slots=True)
+class Deviation:
+    """A practice rule a command breaks, with the figures the recorded deviation keeps."""
+
+    rule: PracticeRule
+    absent_coordinators: tuple[str, ...] = ()
+    follow_up_due_by: date | None = None
 
 
 @dataclass
@@ -261,6 +271,25 @@ class Case(BaseAggregate[UUID]):
         Case.evolve(self, event)
         self.pending_events.append(event)  # type: ignore[arg-type]
 
+    def _record(self, data: CaseEventData, on: date, deviations: list[Deviation], reason: str | None) -> None:
+        """The fact, preceded by one MethodDeviationRecorded per practice rule it breaks (same
+        commit; ADR 0016). Every event is made before any is triggered: a refused one leaves
+        the case as it was."""
+        recorded = [
+            ev.MethodDeviationRecorded(
+                rule=d.rule,
+                reason=reason or "",  # never empty: a deviation is only found with a reason
+                deviates=data.TYPE,
+                deviated_on=on,
+                absent_coordinators=list(d.absent_coordinators),
+                follow_up_due_by=d.follow_up_due_by,
+            )
+            for d in deviations
+        ]
+        for deviation in recorded:
+            self._trigger(deviation)
+        self._trigger(data)
+
     def _require_context(self) -> cmd.CommandContext:
         if self._context is None:
             raise RuntimeError("command methods run inside Case.handling(context)")
@@ -343,16 +372,29 @@ class Case(BaseAggregate[UUID]):
             raise errors.ConsentExpired(f"consent was valid until {consent.valid_until}")
         return consent
 
-    def _coordinators_attend(self, participants: list[Participant], what: str) -> None:
+    def _coordinators_attend(
+        self, participants: list[Participant], what: str, reason: str | None
+    ) -> list[Deviation]:
+        """Every assigned coordinator takes part: a practice rule, so with a reason the absent
+        ones are a deviation. A case without any coordinator assigned has nobody to coordinate
+        it: that stays a refusal."""
         assigned = set(self.state.coordinators)
         if not assigned:
             raise errors.CoordinatorsMustAttend(f"{what} needs an assigned coordinator")
         present = {p.user_id for p in participants if p.kind is MemberKind.COORDINATOR}
         missing = sorted(assigned - present)
-        if missing:
-            raise errors.CoordinatorsMustAttend(
-                f"{what} needs every assigned coordinator; missing: {', '.join(missing)}"
+        if not missing:
+            return []
+        return [
+            _practice(
+                reason,
+                errors.CoordinatorsMustAttend(
+                    f"{what} needs every assigned coordinator; missing: {', '.join(missing)}",
+                    deviation_allowed=True,
+                ),
+                Deviation(PracticeRule.COORDINATORS_MUST_ATTEND, tuple(missing)),
             )
+        ]
 
     def _check_member_covered(self, consent: Consent, member: ev.ResourceGroupMember) -> None:
         if member.kind is MemberKind.RELATIVE and not consent.covers_relatives:
@@ -480,17 +522,26 @@ class Case(BaseAggregate[UUID]):
     def complete_worksheet(self, command: cmd.CompleteWorksheet) -> None:
         self._consent_in_force()
         _not_in_future(self._require_context(), "completed_on", command.completed_on)
-        if command.worksheet in JOINT_WORKSHEETS:
-            self._coordinators_attend(command.participants, f"the {command.worksheet.value} worksheet")
-        self._trigger(ev.WorksheetCompleted(**command.model_dump()))
+        reason = command.deviation_reason
+        deviations = (
+            self._coordinators_attend(
+                command.participants, f"the {command.worksheet.value} worksheet", reason
+            )
+            if command.worksheet in JOINT_WORKSHEETS
+            else []
+        )
+        data = ev.WorksheetCompleted(**command.model_dump(exclude={"deviation_reason"}))
+        self._record(data, command.completed_on, deviations, reason)
 
     @_command
     def summarise_mapping(self, command: cmd.SummariseMapping) -> None:
         self._consent_in_force()
         context = self._require_context()
         _not_in_future(context, "summarised_on", command.summarised_on)
-        self._coordinators_attend(command.participants, "the mapping summary")
-        self._trigger(ev.MappingSummarised(**command.model_dump()))
+        reason = command.deviation_reason
+        deviations = self._coordinators_attend(command.participants, "the mapping summary", reason)
+        data = ev.MappingSummarised(**command.model_dump(exclude={"deviation_reason"}))
+        self._record(data, command.summarised_on, deviations, reason)
         if self.state.phase is Phase.MAPPING:
             self._change_phase(Phase.PLANNING, command.summarised_on, "mapping_summarised")
 
@@ -515,8 +566,14 @@ class Case(BaseAggregate[UUID]):
     def set_goal(self, command: cmd.SetGoal) -> UUID:
         self._consent_in_force()
         _not_in_future(self._require_context(), "set_on", command.set_on)
+        reason = command.deviation_reason
+        deviations: list[Deviation] = []
         if self.state.mapping_summarised_on is None:
-            raise errors.MappingNotSummarised("goals are set in planning, after the mapping summary")
+            # Practice: urgent goals may come before the mapping is done (ADR 0016).
+            error = errors.MappingNotSummarised(
+                "goals are set in planning, after the mapping summary", deviation_allowed=True
+            )
+            deviations.append(_practice(reason, error, Deviation(PracticeRule.MAPPING_NOT_SUMMARISED)))
         goal_id = command.goal_id or uuid4()
         if goal_id in self.state.goals:
             raise errors.GoalAlreadySet(f"goal {goal_id} exists")
@@ -524,7 +581,8 @@ class Case(BaseAggregate[UUID]):
             parent = self.state.goals.get(command.parent_goal_id) if command.parent_goal_id else None
             if parent is None or parent.kind is not GoalKind.LONG_TERM:
                 raise errors.GoalParentInvalid("a sub-goal names an existing long-term goal as parent")
-        self._trigger(ev.GoalSet(**{**command.model_dump(), "goal_id": goal_id}))
+        data = ev.GoalSet(**{**command.model_dump(exclude={"deviation_reason"}), "goal_id": goal_id})
+        self._record(data, command.set_on, deviations, reason)
         return goal_id
 
     @_command
@@ -570,20 +628,28 @@ class Case(BaseAggregate[UUID]):
         _not_in_future(self._require_context(), "held_on", command.held_on)
         assigned = set(self.state.coordinators)
         present = {p.user_id for p in command.participants if p.kind is MemberKind.COORDINATOR}
-        if not assigned or not assigned <= present:
+        if not assigned:  # nobody coordinates the case: not a deviation, a refusal
             raise errors.MeetingRequiresCoordinators(
-                "a resource group meeting needs every assigned coordinator; missing: "
-                + (", ".join(sorted(assigned - present)) or "no coordinator is assigned")
+                "a resource group meeting needs every assigned coordinator;"
+                " missing: no coordinator is assigned"
             )
+        missing = sorted(assigned - present)
+        deviations: list[Deviation] = []
+        if missing:
+            error = errors.MeetingRequiresCoordinators(
+                f"a resource group meeting needs every assigned coordinator; missing: {', '.join(missing)}",
+                deviation_allowed=True,
+            )
+            deviation = Deviation(PracticeRule.MEETING_REQUIRES_COORDINATORS, tuple(missing))
+            deviations.append(_practice(command.deviation_reason, error, deviation))
         meeting_id = command.meeting_id or uuid4()
-        self._trigger(
-            ev.ResourceGroupMeetingHeld(
-                meeting_id=meeting_id,
-                held_on=command.held_on,
-                participants=command.participants,
-                notes=command.notes,
-            )
+        data = ev.ResourceGroupMeetingHeld(
+            meeting_id=meeting_id,
+            held_on=command.held_on,
+            participants=command.participants,
+            notes=command.notes,
         )
+        self._record(data, command.held_on, deviations, command.deviation_reason)
         return meeting_id
 
     # ------------------------------------------------------------------------ early warning
@@ -601,30 +667,36 @@ class Case(BaseAggregate[UUID]):
         self._consent_in_force()
         _not_in_future(self._require_context(), "observed_on", command.observed_on)
         plan = self.state.early_warning_plan
+        deviations: list[Deviation] = []
         if plan is None:
-            raise errors.EarlyWarningRequiresPlan("the case has no early warning plan")
+            # Practice: a crisis does not wait for the plan. Without one the sign is described
+            # (other_sign) and the warning records plan version 0 (ADR 0016).
+            error = errors.EarlyWarningRequiresPlan(
+                "the case has no early warning plan", deviation_allowed=True
+            )
+            deviation = Deviation(PracticeRule.EARLY_WARNING_REQUIRES_PLAN)
+            deviations.append(_practice(command.deviation_reason, error, deviation))
         if not command.sign_ids and command.other_sign is None:
             raise errors.EarlyWarningUnknownSign("name a sign from the plan or describe another sign")
-        known = {sign.sign_id for sign in plan.signs}
+        known = {sign.sign_id for sign in plan.signs} if plan else set()
         unknown = sorted(set(command.sign_ids) - known)
         if unknown:
+            where = f"plan version {plan.plan_version}" if plan else "any plan (the case has none)"
             raise errors.EarlyWarningUnknownSign(
-                f"not in plan version {plan.plan_version}: {', '.join(unknown)};"
-                " describe a sign outside the plan as other_sign"
+                f"not in {where}: {', '.join(unknown)}; describe a sign outside the plan as other_sign"
             )
         warning_id = command.warning_id or uuid4()
         if warning_id in self.state.early_warnings:
             raise errors.EarlyWarningAlreadyTriggered(f"early warning {warning_id} exists")
-        self._trigger(
-            ev.EarlyWarningTriggered(
-                warning_id=warning_id,
-                plan_version=plan.plan_version,
-                sign_ids=command.sign_ids,
-                other_sign=command.other_sign,
-                observed_on=command.observed_on,
-                description=command.description,
-            )
+        data = ev.EarlyWarningTriggered(
+            warning_id=warning_id,
+            plan_version=plan.plan_version if plan else 0,
+            sign_ids=command.sign_ids,
+            other_sign=command.other_sign,
+            observed_on=command.observed_on,
+            description=command.description,
         )
+        self._record(data, command.observed_on, deviations, command.deviation_reason)
         return warning_id
 
     @_command
@@ -650,10 +722,14 @@ class Case(BaseAggregate[UUID]):
             raise errors.InitialSipAfterMapping(
                 f"the mapping was summarised on {state.mapping_summarised_on}: this SIP is not an initial one"
             )
+        reason = command.deviation_reason
+        deviations: list[Deviation] = []
         if state.mapping_summarised_on is None and not command.initial:
-            raise errors.SipRequiresMappingSummary(
-                "the mapping has not been summarised (a first SIP before it is an initial SIP: initial true)"
+            error = errors.SipRequiresMappingSummary(
+                "the mapping has not been summarised (a first SIP before it is an initial SIP: initial true)",
+                deviation_allowed=True,
             )
+            deviations.append(_practice(reason, error, Deviation(PracticeRule.SIP_REQUIRES_MAPPING_SUMMARY)))
         if not command.goal_ids and not command.initial:
             raise errors.SipRequiresGoal("goal_ids is empty (only an initial SIP may set no goals yet)")
         referenced = [*command.goal_ids, *(a.goal_id for a in command.actions if a.goal_id is not None)]
@@ -712,28 +788,32 @@ class Case(BaseAggregate[UUID]):
         if not command.client_agreed:
             raise errors.SipRequiresClientAgreement("the client has not agreed to the plan")
         latest = add_months(command.decided_on, context.policy.follow_up_max_months)
-        if not command.decided_on < command.next_follow_up_on <= latest:
-            raise errors.SipFollowUpInvalid(
-                f"next_follow_up_on must be after {command.decided_on} and no later than {latest}"
-                f" ({context.policy.follow_up_max_months} months)"
-            )
+        follow_up_rule = (
+            f"next_follow_up_on must be after {command.decided_on} and no later than {latest}"
+            f" ({context.policy.follow_up_max_months} months)"
+        )
+        if command.next_follow_up_on <= command.decided_on:  # a follow-up before the plan: never
+            raise errors.SipFollowUpInvalid(follow_up_rule)
+        if command.next_follow_up_on > latest:  # a later follow-up: practice, with a reason
+            late = errors.SipFollowUpInvalid(follow_up_rule, deviation_allowed=True)
+            deviation = Deviation(PracticeRule.SIP_FOLLOW_UP_INVALID, follow_up_due_by=latest)
+            deviations.append(_practice(reason, late, deviation))
         version = state.sip.version + 1 if state.sip else 1
         sip_actions = [
             ev.SipAction(**{**a.model_dump(), "action_id": a.action_id or uuid4()}) for a in actions
         ]
-        self._trigger(
-            ev.SipDecided(
-                sip_version=version,
-                decided_on=command.decided_on,
-                initial=command.initial,
-                overall_responsibility=responsible_principal,
-                goal_ids=command.goal_ids,
-                actions=sip_actions,
-                next_follow_up_on=command.next_follow_up_on,
-                participants=command.participants,
-                client_agreed=command.client_agreed,
-            )
+        data = ev.SipDecided(
+            sip_version=version,
+            decided_on=command.decided_on,
+            initial=command.initial,
+            overall_responsibility=responsible_principal,
+            goal_ids=command.goal_ids,
+            actions=sip_actions,
+            next_follow_up_on=command.next_follow_up_on,
+            participants=command.participants,
+            client_agreed=command.client_agreed,
         )
+        self._record(data, command.decided_on, deviations, reason)
         self._trigger(
             ev.ConsentRenewed(
                 consent_id=consent.consent_id,
@@ -774,6 +854,14 @@ class Case(BaseAggregate[UUID]):
 
 
 # ------------------------------------------------------------------------------- helpers
+def _practice(reason: str | None, error: errors.CaseRuleViolation, deviation: Deviation) -> Deviation:
+    """A practice rule broken: a deviation to record when the command gives a reason, else the
+    refusal (whose detail says that a reason may be given)."""
+    if reason is None:
+        raise error
+    return deviation
+
+
 def _not_in_future(context: cmd.CommandContext, field_name: str, value: date) -> None:
     if value > context.today:
         raise errors.DateInFuture(f"{field_name} {value} is after today ({context.today})")
@@ -914,6 +1002,10 @@ def _case_closed(s: CaseState, e: ev.CaseClosed) -> None:
     s.closed_on = e.closed_on
 
 
+def _deviation_recorded(s: CaseState, e: ev.MethodDeviationRecorded) -> None:
+    """Nothing to change: the deviation explains the fact that follows it, which changes the case."""
+
+
 def _opened_again(s: CaseState, e: ev.CaseOpened) -> None:
     raise TypeError("a case stream has one CaseOpened, its first event")
 
@@ -942,6 +1034,7 @@ TRANSITIONS: EventHandlers[Callable[[CaseState, Any], None]] = EventHandlers.of(
         ev.ActionCompleted: _action_completed,
         ev.EarlyWarningTriggered: _warning_triggered,
         ev.EarlyWarningResolved: _warning_resolved,
+        ev.MethodDeviationRecorded: _deviation_recorded,
         ev.CaseClosed: _case_closed,
     },
 )

@@ -23,6 +23,7 @@ from vss_contracts.types import (
     ClosingReason,
     ContactDetails,
     Coordinator,
+    DeviationReason,
     GoalKind,
     GoalStatus,
     LongText,
@@ -44,6 +45,18 @@ EventDate = Annotated[
     Field(
         description="Within a window around today: by default ten years back and five ahead"
         " (VSS_DATE_WINDOW_PAST_DAYS, VSS_DATE_WINDOW_FUTURE_DAYS); else 422, rule date_window"
+    ),
+]
+
+
+# A command that may break a practice rule of the method (ADR 0016) takes a reason for doing so:
+# with one, the case records the deviation (MethodDeviationRecorded) before the fact; without,
+# it refuses the command, naming the rule. Where no practice rule is broken it records nothing.
+DeviationReasonField = Annotated[
+    DeviationReason | None,
+    Field(
+        description="Why a practice rule of the method is not followed here (1–500 characters); the"
+        " case then records the deviation rather than refusing the command"
     ),
 ]
 
@@ -120,6 +133,7 @@ class CompleteWorksheet(Command):
     network: list[NetworkPerson] | None = None
     qls_areas: list[ShortText] | None = None
     early_warning_signs: list[ShortText] | None = None
+    deviation_reason: DeviationReasonField = None
 
 
 class SummariseMapping(Command):
@@ -128,6 +142,7 @@ class SummariseMapping(Command):
     wants_to_change: LongText
     obstacles: LongText
     summary: LongText | None = None
+    deviation_reason: DeviationReasonField = None
 
 
 class ChangePhase(Command):
@@ -144,6 +159,7 @@ class SetGoal(Command):
     life_area: ShortText | None = None
     target_date: EventDate | None = None
     set_on: EventDate
+    deviation_reason: DeviationReasonField = None
 
 
 class ChangeGoalStatus(Command):
@@ -211,6 +227,7 @@ class DecideSip(Command):
     next_follow_up_on: EventDate
     participants: Annotated[list[Participant], Field(min_length=1)]
     client_agreed: bool
+    deviation_reason: DeviationReasonField = None
 
 
 class HoldResourceGroupMeeting(Command):
@@ -218,6 +235,7 @@ class HoldResourceGroupMeeting(Command):
     held_on: EventDate
     participants: Annotated[list[Participant], Field(min_length=1)]
     notes: LongText | None = None
+    deviation_reason: DeviationReasonField = None
 
 
 class CompleteAction(Command):
@@ -231,6 +249,7 @@ class TriggerEarlyWarning(Command):
     other_sign: LongText | None = None
     observed_on: EventDate
     description: LongText | None = None
+    deviation_reason: DeviationReasonField = None
 
 
 class ResolveEarlyWarning(Command):

@@ -8,16 +8,26 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+# Ends the detail of a refusal that a stated reason would have turned into a deviation (ADR 0016).
+DEVIATION_HINT = " (this is a practice rule: give deviation_reason to record a deviation instead)"
+
 
 class CaseRuleViolation(Exception):
-    """A command was refused because it breaks a rule of the method."""
+    """A command was refused because it breaks a rule of the method.
+
+    ``deviation_allowed``: the rule is one of practice and the command gave no
+    ``deviation_reason``; with one, the case records the deviation instead (ADR 0016).
+    """
 
     rule: ClassVar[str] = "rule_violation"
     title: ClassVar[str] = "The command breaks a rule of the case"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, deviation_allowed: bool = False) -> None:
+        if deviation_allowed:
+            detail += DEVIATION_HINT
         super().__init__(f"{self.rule}: {detail}")
         self.detail = detail
+        self.deviation_allowed = deviation_allowed
 
 
 class InvalidCommand(ValueError):

@@ -922,6 +922,7 @@ CASE_HANDLERS: EventHandlers[Callable[[MeetingSchedule, str, Any], list[Decided]
         ce.ActionCompleted,
         ce.EarlyWarningResolved,
         ce.SipConfirmedByClient,
+        ce.MethodDeviationRecorded,  # the deviating fact that follows it is what the schedule reads
     ),
 )
 

@@ -301,6 +301,7 @@ CASE_HANDLERS: EventHandlers[Callable[[Audience, Any, datetime, date], Outcome]]
         ce.ResourceGroupMeetingHeld,
         ce.ActionCompleted,
         ce.SipConfirmedByClient,  # the overview and the journal show it to the coordinators
+        ce.MethodDeviationRecorded,  # likewise; the deviating fact that follows it is what tells
     ),
 )
 

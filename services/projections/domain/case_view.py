@@ -32,6 +32,9 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
     checklist [{step, done, completed_on, first_completed_on, times, participants [names]}]
               (Checklista K: the eleven worksheets, then the mapping summary),
     meetings {count, last_held_on},
+    deviations [{rule, reason, deviated_on, deviates, absent_coordinators, follow_up_due_by}]
+              (the practice rules not followed, each with its stated reason, oldest first;
+              ADR 0016),
     chain {verifies, broken_at, reason},
     facts {...}  (for statistics; no personal data)
 """
@@ -106,6 +109,7 @@ def open_view(event: CaseEventRecord) -> View:
         "latest_change_rating": None,
         "checklist": _checklist(),
         "meetings": {"count": 0, "last_held_on": None},
+        "deviations": [],
         "chain": {"verifies": True, "broken_at": None, "reason": None, "head": GENESIS_HASH},
         "facts": {
             "municipality_code": data["municipality"]["code"],
@@ -119,6 +123,7 @@ def open_view(event: CaseEventRecord) -> View:
             "rating_count": 0,
             "first_rating_total": None,
             "latest_rating_total": None,
+            "deviations": [],  # [rule, deviated_on] for each recorded deviation
         },
     }
     return view
@@ -404,6 +409,21 @@ def _warning_resolved(view: View, data: dict[str, Any]) -> None:
     ]
 
 
+def _deviation_recorded(view: View, data: dict[str, Any]) -> None:
+    # A view stored before deviations were kept has neither list; the first deviation adds them.
+    view.setdefault("deviations", []).append(
+        {
+            "rule": data["rule"],
+            "reason": data["reason"],
+            "deviated_on": data["deviated_on"],
+            "deviates": data["deviates"],
+            "absent_coordinators": list(data.get("absent_coordinators") or ()),
+            "follow_up_due_by": data.get("follow_up_due_by"),
+        }
+    )
+    view["facts"].setdefault("deviations", []).append([data["rule"], data["deviated_on"]])
+
+
 def _case_closed(view: View, data: dict[str, Any]) -> None:
     view["status"] = "closed"
     view["phase"] = "closed"
@@ -436,6 +456,7 @@ HANDLERS: EventHandlers[Callable[[View, dict[str, Any]], None]] = EventHandlers.
         ev.ActionCompleted: _action_completed,
         ev.EarlyWarningTriggered: _warning_triggered,
         ev.EarlyWarningResolved: _warning_resolved,
+        ev.MethodDeviationRecorded: _deviation_recorded,
         ev.CaseClosed: _case_closed,
     },
     ignored=(ev.CaseOpened,),  # open_view builds the view from it
@@ -450,6 +471,7 @@ def mark_overdue(view: View, today: str) -> View:
     chain = dict(view["chain"])
     chain.pop("head", None)
     served["chain"] = chain
+    served.setdefault("deviations", [])  # a view stored before deviations were kept
     active = view["status"] == "active"
     follow_up = view["next_follow_up_on"]
     served["follow_up_overdue"] = bool(active and follow_up is not None and follow_up < today)

@@ -52,6 +52,19 @@ def _worksheet(d: dict[str, Any]) -> str:
     return f"Worksheet {sheet} completed on {d['completed_on']} with {_names(d)}{extra}"
 
 
+def _deviation(d: dict[str, Any]) -> str:
+    """Which practice rule was not followed, by which fact, with its figures. The reason is free
+    text, like a meeting's notes: the overview shows it, the journal does not."""
+    rule = d["rule"].replace("_", " ")
+    deviates = d["deviates"].removeprefix("se.vss.case.").rsplit(".", 1)[0]
+    figures = ""
+    if d.get("absent_coordinators"):
+        figures = f", absent: {', '.join(d['absent_coordinators'])}"
+    if d.get("follow_up_due_by"):
+        figures = f", follow-up due by {d['follow_up_due_by']}"
+    return f"Deviation from the method on {d['deviated_on']}: {rule} ({deviates}{figures}), reason given"
+
+
 SUMMARIES: EventHandlers[Summary] = EventHandlers.of(
     "projections: journal",
     ev.CASE_EVENTS,
@@ -100,6 +113,7 @@ SUMMARIES: EventHandlers[Summary] = EventHandlers.of(
         ev.ActionCompleted: lambda d: f"A SIP {d['sip_version']} action completed on {d['completed_on']}",
         ev.EarlyWarningTriggered: lambda d: f"Early warning signs observed on {d['observed_on']}",
         ev.EarlyWarningResolved: lambda d: f"Early warning resolved on {d['resolved_on']}",
+        ev.MethodDeviationRecorded: _deviation,
         ev.CaseClosed: lambda d: f"Case closed on {d['closed_on']} ({d['reason'].replace('_', ' ')})",
     },
 )

@@ -15,6 +15,8 @@ only). Definitions, as documented in docs/operations.md:
   cases were active in it.
 - *change-rating trend*: for the cases active in the period that were rated at least
   twice, the mean first and mean latest total (0–40), and how many improved.
+- *deviations from the method*: the recorded deviations (ADR 0016) whose fact falls in
+  the period, in all and per practice rule.
 
 Every count below :data:`MIN_COUNT` (except 0) is suppressed (``None``), and so is
 every figure computed from fewer than :data:`MIN_COUNT` cases (a count of follow-ups
@@ -29,6 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Literal, TypeVar
+
+from vss_contracts.types import PracticeRule
 
 MIN_COUNT = 5
 T = TypeVar("T")
@@ -48,6 +52,7 @@ class CaseFacts:
     rating_count: int
     first_rating_total: int | None
     latest_rating_total: int | None
+    deviations: tuple[tuple[str, date], ...] = ()  # (rule, the date of the fact that deviates)
 
     @classmethod
     def from_json(cls, facts: dict[str, Any]) -> CaseFacts:
@@ -65,6 +70,8 @@ class CaseFacts:
             rating_count=facts["rating_count"],
             first_rating_total=facts["first_rating_total"],
             latest_rating_total=facts["latest_rating_total"],
+            # Facts stored before deviations were kept have none.
+            deviations=tuple((rule, date.fromisoformat(on)) for rule, on in facts.get("deviations", ())),
         )
 
 
@@ -190,6 +197,7 @@ def group_figures(cases: list[CaseFacts], period: Period, as_of: date) -> dict[s
     worsened = sum(1 for c in rated if (c.latest_rating_total or 0) < (c.first_rating_total or 0))
     return {
         "months": months,
+        "deviations": _deviations(cases, period),
         "consent_to_first_sip": {
             "cases": suppress(len(waits)),
             "median_days": statistics.median(waits) if len(waits) >= MIN_COUNT else None,
@@ -221,6 +229,21 @@ def group_figures(cases: list[CaseFacts], period: Period, as_of: date) -> dict[s
             "worsened": suppress(worsened) if enough_rated else None,
         },
     }
+
+
+def _deviations(cases: list[CaseFacts], period: Period) -> dict[str, Any]:
+    """Deviations in the period, in all and per rule; each count from fewer than
+    :data:`MIN_COUNT` cases is suppressed like any other."""
+
+    def shown(rules: set[str]) -> int | None:
+        per_case = [
+            sum(1 for rule, on in c.deviations if rule in rules and period.start <= on <= period.end)
+            for c in cases
+        ]
+        return from_enough_cases(suppress(sum(per_case)), sum(1 for n in per_case if n))
+
+    every = {rule.value for rule in PracticeRule}
+    return {"count": shown(every), "by_rule": {rule: shown({rule}) for rule in sorted(every)}}
 
 
 def statistics_by(

@@ -57,6 +57,7 @@ from services.shared.problems import (
     problem_response,
     problem_responses,
 )
+from vss_contracts.types import PracticeRule
 
 MAX_CURSOR = MAX_POSITION  # versions and record numbers fit in 64 bits, as log positions do
 MAX_STATISTICS_MONTHS = 120  # a statistics period is at most ten years
@@ -588,6 +589,8 @@ def _csv(groups: list[dict[str, Any]]) -> str:
             "mean_latest_rating",
             "improved",
             "worsened",
+            "deviations",
+            *(f"deviations_{rule}" for rule in sorted(PracticeRule)),
         ]
     )
 
@@ -625,6 +628,8 @@ def _csv(groups: list[dict[str, Any]]) -> str:
                         rating["mean_latest_total"],
                         rating["improved"],
                         rating["worsened"],
+                        group["deviations"]["count"],
+                        *(group["deviations"]["by_rule"][rule] for rule in sorted(PracticeRule)),
                     )
                 ]
             )

@@ -133,6 +133,7 @@ HANDLERS: EventHandlers[Callable[[CaseAccess, dict[str, Any]], None]] = EventHan
         ev.ActionCompleted,
         ev.EarlyWarningTriggered,
         ev.EarlyWarningResolved,
+        ev.MethodDeviationRecorded,  # a deviation from practice changes nobody's access
         ev.CaseClosed,  # a closed case stays visible to whom it was (the rule has no end date)
     ),
 )

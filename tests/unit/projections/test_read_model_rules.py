@@ -3,6 +3,7 @@ and the follow-up statistics."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -205,3 +206,110 @@ def test_the_views_facts_are_what_the_statistics_read() -> None:
     assert derived.first_consent_on == specs.CONSENT_ON
     assert derived.sip_dates == (specs.SIP_ON,)
     assert derived.opened_on == specs.OPENED_ON
+
+
+# ------------------------------------------------------------ deviations from the method
+AWAY = "Erik sjuk; Tolvan ville inte skjuta upp mötet."
+
+
+def without_erik(reason: str = AWAY) -> specs.Step:
+    return specs.meeting(specs.P_ANNA, specs.P_CLIENT, specs.P_PSYCHIATRIST, reason=reason)
+
+
+def test_the_overview_keeps_each_deviation_with_its_rule_reason_and_figures() -> None:
+    assert view_of(*specs.WORKING)["deviations"] == []
+    view = view_of(
+        *specs.WORKING,
+        without_erik(),
+        specs.decide_sip(on=specs.TODAY, follow_up=date(2025, 7, 1), reason="Semestrar i juni"),
+    )
+    assert view["deviations"] == [
+        {
+            "rule": "meeting_requires_coordinators",
+            "reason": AWAY,
+            "deviated_on": "2025-03-14",
+            "deviates": ev.ResourceGroupMeetingHeld.TYPE,
+            "absent_coordinators": [specs.ERIK.user_id],
+            "follow_up_due_by": None,
+        },
+        {
+            "rule": "sip_follow_up_invalid",
+            "reason": "Semestrar i juni",
+            "deviated_on": "2025-03-14",
+            "deviates": ev.SipDecided.TYPE,
+            "absent_coordinators": [],
+            "follow_up_due_by": "2025-06-14",
+        },
+    ]
+    assert view["meetings"]["count"] == 1  # the deviating fact itself is applied as ever
+    assert view["sip"]["next_follow_up_on"] == "2025-07-01"
+
+
+def test_a_view_stored_before_deviations_were_kept_takes_them_and_serves_them() -> None:
+    records = Stream().records(story(*specs.WORKING, without_erik()))
+    view, _ = case_view.start(records[0])
+    for record in records[1:-2]:
+        case_view.apply(view, record)
+    del view["deviations"], view["facts"]["deviations"]  # as stored before
+    assert case_view.mark_overdue(view, "2025-03-14")["deviations"] == []
+    for record in records[-2:]:
+        case_view.apply(view, record)
+    assert [d["rule"] for d in view["deviations"]] == ["meeting_requires_coordinators"]
+    assert CaseFacts.from_json(view["facts"]).deviations == (("meeting_requires_coordinators", specs.TODAY),)
+
+
+def test_the_journal_names_the_deviation_and_its_figures_but_not_the_reasons_words() -> None:
+    records = Stream().records(
+        story(
+            *specs.WORKING,
+            without_erik(),
+            specs.decide_sip(on=specs.TODAY, follow_up=date(2025, 7, 1), reason="Semestrar i juni"),
+        )
+    )
+    lines = [journal.summary(r) for r in records]
+    assert (
+        "Deviation from the method on 2025-03-14: meeting requires coordinators"
+        f" (ResourceGroupMeetingHeld, absent: {specs.ERIK.user_id}), reason given"
+    ) in lines
+    assert (
+        "Deviation from the method on 2025-03-14: sip follow up invalid"
+        " (SipDecided, follow-up due by 2025-06-14), reason given"
+    ) in lines
+    assert lines.index(next(line for line in lines if "meeting requires" in line)) + 1 == next(
+        i for i, line in enumerate(lines) if line.startswith("Resource group meeting held on 2025-03-14")
+    )
+    assert not any(AWAY in line or "Semestrar" in line for line in lines)
+
+
+def deviating(rules: tuple[str, ...], on: str = "2025-02-10") -> CaseFacts:
+    deviations = tuple((rule, date.fromisoformat(on)) for rule in rules)
+    return replace(facts("2025-01-10", "2025-01-20"), deviations=deviations)
+
+
+def test_statistics_count_deviations_per_rule_and_suppress_what_few_cases_make_up() -> None:
+    as_of = date(2025, 6, 30)
+    five = [deviating(("meeting_requires_coordinators",)) for _ in range(MIN_COUNT)]
+    one_case_many = deviating(("coordinators_must_attend",) * 7)
+    before = deviating(("early_warning_requires_plan",), on="2024-12-30")  # outside the period
+    figures = group_figures([*five, one_case_many, before], SPRING, as_of)["deviations"]
+    assert figures["count"] == 12  # from six cases
+    assert figures["by_rule"]["meeting_requires_coordinators"] == 5
+    assert figures["by_rule"]["coordinators_must_attend"] is None  # seven, but of one case
+    assert figures["by_rule"]["early_warning_requires_plan"] == 0
+    assert set(figures["by_rule"]) == {
+        "coordinators_must_attend",
+        "early_warning_requires_plan",
+        "mapping_not_summarised",
+        "meeting_requires_coordinators",
+        "sip_follow_up_invalid",
+        "sip_requires_mapping_summary",
+    }
+    few = group_figures(five[:-1], SPRING, as_of)["deviations"]
+    assert few["count"] is None
+    assert few["by_rule"]["meeting_requires_coordinators"] is None
+
+
+def test_facts_stored_before_deviations_were_kept_read_as_none() -> None:
+    stored = view_of(*specs.WORKING)["facts"]
+    del stored["deviations"]
+    assert CaseFacts.from_json(stored).deviations == ()
