@@ -461,7 +461,7 @@ ATTENDANCE_RULES = frozenset(
 
 
 class MethodDeviationRecorded(CaseEventData):
-    """A rule of the method's practice was not followed, for a stated reason (ADR 0016).
+    """A rule of the method's practice was not followed, for a stated reason (ADR 0017).
 
     Recorded in the same commit as the fact that deviates, right before it: ``deviates`` is
     that fact's type and ``deviated_on`` its date. The figures that matter to the rule:

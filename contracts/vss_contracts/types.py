@@ -127,7 +127,7 @@ class Phase(StrEnum):
 
 class PracticeRule(StrEnum):
     """A rule of the method about practice, which a case may deviate from for a stated reason
-    (ADR 0016). Each value is the ``rule`` the case API names when it refuses the command."""
+    (ADR 0017). Each value is the ``rule`` the case API names when it refuses the command."""
 
     COORDINATORS_MUST_ATTEND = "coordinators_must_attend"  # interview, network map, mapping summary
     MAPPING_NOT_SUMMARISED = "mapping_not_summarised"  # goals follow the mapping summary

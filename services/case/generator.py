@@ -477,7 +477,7 @@ ACTION_COMPLETED = 0.86  # per action
 LATE_FOLLOW_UP = 0.22  # per follow-up
 CLIENT_CONFIRMS_SIP = 0.6  # per SIP: the client confirms it in their own name (e-ID)
 # Per follow-up meeting of a case with two coordinators: one of them is away and the meeting
-# goes on, a recorded deviation from the method (ADR 0016).
+# goes on, a recorded deviation from the method (ADR 0017).
 COORDINATOR_AWAY = 0.1
 AWAY_REASONS = (
     "Samordnaren sjuk; mötet hölls ändå för att inte skjuta upp planen.",

@@ -455,7 +455,7 @@ RULES = [
 ]
 
 
-# The rules of practice (ADR 0016): a refusal offers a deviation instead.
+# The rules of practice (ADR 0017): a refusal offers a deviation instead.
 PRACTICE_RULES = {
     errors.CoordinatorsMustAttend,
     errors.MappingNotSummarised,

@@ -1583,7 +1583,7 @@ def test_an_unassigned_coordinators_organisation_may_no_longer_write() -> None:
 
 
 # ================================================================= deviations from the method
-# A practice rule broken for a stated reason is a recorded deviation (ADR 0016): the
+# A practice rule broken for a stated reason is a recorded deviation (ADR 0017): the
 # MethodDeviationRecorded comes right before the fact, in the same command. Without a reason
 # the command is refused as before, the rule named and the detail saying a reason may be given.
 

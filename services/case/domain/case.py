@@ -273,7 +273,7 @@ class Case(BaseAggregate[UUID]):
 
     def _record(self, data: CaseEventData, on: date, deviations: list[Deviation], reason: str | None) -> None:
         """The fact, preceded by one MethodDeviationRecorded per practice rule it breaks (same
-        commit; ADR 0016). Every event is made before any is triggered: a refused one leaves
+        commit; ADR 0017). Every event is made before any is triggered: a refused one leaves
         the case as it was."""
         recorded = [
             ev.MethodDeviationRecorded(
@@ -569,7 +569,7 @@ class Case(BaseAggregate[UUID]):
         reason = command.deviation_reason
         deviations: list[Deviation] = []
         if self.state.mapping_summarised_on is None:
-            # Practice: urgent goals may come before the mapping is done (ADR 0016).
+            # Practice: urgent goals may come before the mapping is done (ADR 0017).
             error = errors.MappingNotSummarised(
                 "goals are set in planning, after the mapping summary", deviation_allowed=True
             )
@@ -670,7 +670,7 @@ class Case(BaseAggregate[UUID]):
         deviations: list[Deviation] = []
         if plan is None:
             # Practice: a crisis does not wait for the plan. Without one the sign is described
-            # (other_sign) and the warning records plan version 0 (ADR 0016).
+            # (other_sign) and the warning records plan version 0 (ADR 0017).
             error = errors.EarlyWarningRequiresPlan(
                 "the case has no early warning plan", deviation_allowed=True
             )

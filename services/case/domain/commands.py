@@ -49,7 +49,7 @@ EventDate = Annotated[
 ]
 
 
-# A command that may break a practice rule of the method (ADR 0016) takes a reason for doing so:
+# A command that may break a practice rule of the method (ADR 0017) takes a reason for doing so:
 # with one, the case records the deviation (MethodDeviationRecorded) before the fact; without,
 # it refuses the command, naming the rule. Where no practice rule is broken it records nothing.
 DeviationReasonField = Annotated[

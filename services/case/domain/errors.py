@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-# Ends the detail of a refusal that a stated reason would have turned into a deviation (ADR 0016).
+# Ends the detail of a refusal that a stated reason would have turned into a deviation (ADR 0017).
 DEVIATION_HINT = " (this is a practice rule: give deviation_reason to record a deviation instead)"
 
 
@@ -16,7 +16,7 @@ class CaseRuleViolation(Exception):
     """A command was refused because it breaks a rule of the method.
 
     ``deviation_allowed``: the rule is one of practice and the command gave no
-    ``deviation_reason``; with one, the case records the deviation instead (ADR 0016).
+    ``deviation_reason``; with one, the case records the deviation instead (ADR 0017).
     """
 
     rule: ClassVar[str] = "rule_violation"

@@ -159,7 +159,7 @@ def _install_domain_error_handlers(app: FastAPI) -> None:
 
     def from_violation(e: Exception) -> ProblemException:
         assert isinstance(e, CaseRuleViolation)
-        # A practice rule the command may break with a deviation_reason says so (ADR 0016).
+        # A practice rule the command may break with a deviation_reason says so (ADR 0017).
         extra = {"deviation_allowed": True} if e.deviation_allowed else {}
         return rule(403 if isinstance(e, NotAllowed) else 409, e.title, e.detail, e.rule, **extra)
 

@@ -34,7 +34,7 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
     meetings {count, last_held_on},
     deviations [{rule, reason, deviated_on, deviates, absent_coordinators, follow_up_due_by}]
               (the practice rules not followed, each with its stated reason, oldest first;
-              ADR 0016),
+              ADR 0017),
     chain {verifies, broken_at, reason},
     facts {...}  (for statistics; no personal data)
 """

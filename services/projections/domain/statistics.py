@@ -15,7 +15,7 @@ only). Definitions, as documented in docs/operations.md:
   cases were active in it.
 - *change-rating trend*: for the cases active in the period that were rated at least
   twice, the mean first and mean latest total (0–40), and how many improved.
-- *deviations from the method*: the recorded deviations (ADR 0016) whose fact falls in
+- *deviations from the method*: the recorded deviations (ADR 0017) whose fact falls in
   the period, in all and per practice rule.
 
 Every count below :data:`MIN_COUNT` (except 0) is suppressed (``None``), and so is
