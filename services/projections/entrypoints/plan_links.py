@@ -30,7 +30,7 @@ from services.projections.presentation import early_warning_plan_pdf, render_cri
 from services.projections.presentation.plan_links import render_link_refused_page
 from services.shared.access import record_access
 from services.shared.http_app import deps_of
-from services.shared.plan_links import PLAN_LINK_PRINCIPAL, ROUTE_PREFIX, LinkKind, verify
+from services.shared.plan_links import MAX_HOLDER_LENGTH, PLAN_LINK_PRINCIPAL, ROUTE_PREFIX, LinkKind, verify
 from services.shared.problems import ProblemException, problem_response, problem_responses
 
 router = APIRouter(prefix=ROUTE_PREFIX, tags=["plan links"], responses=problem_responses(403, 422, 503))
@@ -40,7 +40,10 @@ HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Rob
 BAD_SIGNATURE = "bad_signature"
 UNKNOWN_CASE = "unknown_case"
 
-HolderPath = Annotated[str, Path(min_length=3, max_length=200, pattern=r"^[a-z]+:[A-Za-z0-9._@+=:~-]+$")]
+# Long enough for the longest holder key the contracts allow (a coordinator's, escaped).
+HolderPath = Annotated[
+    str, Path(min_length=3, max_length=MAX_HOLDER_LENGTH, pattern=r"^[a-z]+:[A-Za-z0-9._@+=:~-]+$")
+]
 SignatureQuery = Annotated[str, Query(max_length=200, description="The link's signature")]
 
 
