@@ -176,6 +176,10 @@ def _log(case: PlanCase, holder: str) -> list[tuple[str, str, str | None, str, s
 def _no_store(response: Any) -> None:
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["referrer-policy"] == "no-referrer"
+    # Nothing from elsewhere, in nobody's frame; the page's one inline <style> still applies.
+    assert response.headers["content-security-policy"] == (
+        "frame-ancestors 'none'; default-src 'self'; style-src 'self' 'unsafe-inline'"
+    )
 
 
 def test_a_relative_named_in_the_plan_opens_it_without_a_role_and_the_read_is_theirs(case: PlanCase) -> None:

@@ -35,8 +35,16 @@ from services.shared.problems import ProblemException, problem_response, problem
 
 router = APIRouter(prefix=ROUTE_PREFIX, tags=["plan links"], responses=problem_responses(403, 422, 503))
 
-# What a link's response must not leave behind: a copy in a cache, the link in a Referer.
-HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
+# What a link's response must not leave behind: a copy in a cache, the link in a Referer; and
+# what its page may do: nothing from elsewhere, never inside another site's frame (the pages'
+# one inline <style> is all that is not a file of the query API's own).
+CONTENT_SECURITY_POLICY = "frame-ancestors 'none'; default-src 'self'; style-src 'self' 'unsafe-inline'"
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+}
 BAD_SIGNATURE = "bad_signature"
 UNKNOWN_CASE = "unknown_case"
 
