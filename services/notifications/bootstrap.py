@@ -66,7 +66,8 @@ class NotificationsParts:
         self.store.check_migrated()
         # A store rebuilt from history takes over the delivery record first: nothing it says
         # was sent goes again (an empty store on a fresh system adopts nothing).
-        await adopt_record(self.store, self.settings.nats(), self.relay.settings.names)
+        sources = {c.settings.durable: c.settings.names for c in self.consumers}
+        await adopt_record(self.store, self.settings.nats(), self.relay.settings.names, sources)
         # Before any consumer decides or the sender sends: claims a killed process left.
         await asyncio.to_thread(self.service.recover_claims)
         await self.case_first.open(stopping=stop.is_set)

@@ -45,6 +45,43 @@ def may_see(organisation_id: str, case_grants: Iterable[Grant], today: str) -> b
     return any(org == organisation_id and (until is None or until >= today) for org, until in case_grants)
 
 
+def person_covered(
+    person_organisation: str | None,
+    *,
+    client: bool = False,
+    coordinator: bool = False,
+    relative: bool = False,
+    consent_orgs: Iterable[str] | None,
+    consent_relatives: bool,
+    consent_valid_until: str | None,
+    today: str,
+) -> bool:
+    """Whether the consent lets a *person named in the case* be told of it, or open their own
+    link to its plans, on ``today`` (ISO date): the one rule for messages and plan links.
+
+    This is not :func:`may_see`, which is about an organisation reading the case: a
+    coordinating organisation's grant is there so that its coordinators can run the case,
+    not a reason to tell its other people anything. So:
+
+    - the client (``client``): always, it is their case;
+    - a coordinator of the case (``coordinator``: assigned, or their organisation's duty
+      contact, while it coordinates): always, coordinators are how the case is run;
+    - with no consent in force (``consent_orgs`` None: none given or withdrawn entirely; or
+      past ``consent_valid_until``): nobody else;
+    - a relative, or anyone without an organisation (a private person the plan names):
+      while the consent in force covers relatives (``consent_relatives``);
+    - anyone else: while the consent in force covers their organisation (its own grants,
+      :func:`grants` of the consent alone), also in a coordinating organisation.
+    """
+    if client or coordinator:
+        return True
+    if consent_orgs is None or (consent_valid_until is not None and consent_valid_until < today):
+        return False
+    if relative or not person_organisation:
+        return consent_relatives
+    return may_see(person_organisation, grants((), consent_orgs, consent_valid_until), today)
+
+
 CLIENT_PRINCIPAL = "client"  # the principal of a reader who is a client (services.shared.auth)
 
 

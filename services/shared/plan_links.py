@@ -34,7 +34,10 @@ import hmac
 import re
 import unicodedata
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
+
+from vss_contracts.types import OrganisationId, UserId
 
 PLAN_LINK_PRINCIPAL = "plan_link"  # the access log's principal of a read through a plan link
 MIN_KEY_BYTES = 32
@@ -42,6 +45,21 @@ ROUTE_PREFIX = "/v1/plan-links"
 
 _SAFE = re.compile(r"[A-Za-z0-9._@+=-]")
 _DIGITS = re.compile(r"[^0-9+]")
+
+
+def _max_length(annotated: Any) -> int:
+    """The ``max_length`` of a contracts type (``Annotated[str, StringConstraints(...)]``)."""
+    return next(int(m.max_length) for m in annotated.__metadata__ if getattr(m, "max_length", None))
+
+
+# The longest character a user id may hold is written as "~" and its UTF-8 bytes (at most
+# four) in hex: nine characters. An organisation id is all safe characters.
+_ESCAPED_CHAR = 1 + 2 * 4
+MAX_HOLDER_LENGTH = (
+    len("coordinator:") + _max_length(OrganisationId) + len(":") + _max_length(UserId) * _ESCAPED_CHAR
+)
+"""The longest holder key: a coordinator's, of the longest organisation and user ids (a
+member's and a contact's are shorter), so a route's limit is derived from the contracts."""
 
 
 class LinkKind(StrEnum):

@@ -31,6 +31,7 @@ from services.projections.infrastructure.serving import ServedGenerations
 from services.shared import geography
 from services.shared.access_log import AccessLogStore
 from services.shared.plan_links import (
+    MAX_HOLDER_LENGTH,
     PLAN_LINK_PRINCIPAL,
     LinkKind,
     contact_holder,
@@ -41,11 +42,11 @@ from services.shared.plan_links import (
 )
 from services.shared.settings import PlanLinkSettings
 from tests.access.test_matrix import TOKENS
-from tests.support.actors import ACTORS
+from tests.support.actors import ACTORS, make_actor
 from tests.support.clock import FixedClock
 from tests.support.scenario import CaseScenario
 from vss_contracts.case_events import OthersAction, PlanContact, WarningSign
-from vss_contracts.types import MemberKind
+from vss_contracts.types import MemberKind, OrganisationRef, Principal
 
 KEY = b"plan-link-test-key-" + b"x" * 32
 PLAN = LinkKind.EARLY_WARNING_PLAN
@@ -175,6 +176,10 @@ def _log(case: PlanCase, holder: str) -> list[tuple[str, str, str | None, str, s
 def _no_store(response: Any) -> None:
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["referrer-policy"] == "no-referrer"
+    # Nothing from elsewhere, in nobody's frame; the page's one inline <style> still applies.
+    assert response.headers["content-security-policy"] == (
+        "frame-ancestors 'none'; default-src 'self'; style-src 'self' 'unsafe-inline'"
+    )
 
 
 def test_a_relative_named_in_the_plan_opens_it_without_a_role_and_the_read_is_theirs(case: PlanCase) -> None:
@@ -286,6 +291,22 @@ def test_a_member_opens_the_whole_sip_once_decided(case: PlanCase) -> None:
         ("sip_pdf", "granted", None),
         ("sip_pdf", "denied", "bad_signature"),
     ]
+
+
+def test_the_longest_coordinator_holder_key_opens_its_link(case: PlanCase) -> None:
+    """A user id of the longest kind (120 characters of four UTF-8 bytes each, escaped to nine
+    characters apiece) in an organisation id of the longest kind still makes a link that opens."""
+    organisation = OrganisationRef(id="o" * 64, name="Lång organisation", principal=Principal.OTHER)
+    longest = make_actor("\U0001f600" * 120, organisation)
+    leaving = cmd.UnassignCoordinator(unassigned_on=case.scenario.today)
+    case.scenario.run(lambda c: c.unassign_coordinator(ACTORS.municipality.user_id, leaving))
+    case.scenario.assign_coordinator(longest)
+    case.project()
+    holder = coordinator_holder(longest.organisation_id, longest.user_id)
+    assert len(holder) == MAX_HOLDER_LENGTH
+    response = case.client.get(case.url(holder), headers=HTML)
+    assert response.status_code == 200, response.text[:300]
+    assert _log(case, holder) == [("early_warning_plan", "granted", None, "o" * 64, PLAN_LINK_PRINCIPAL)]
 
 
 def test_without_the_setting_the_key_is_a_file_in_the_data_directory_made_once(tmp_path: Path) -> None:

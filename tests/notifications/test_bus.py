@@ -548,6 +548,14 @@ def test_a_rebuilt_service_decides_and_settles_what_live_did_and_sends_nothing_a
         time.sleep(1.5)  # the rebuilt sender and relay would have sent and published by now
         rebuilt_rows = _decided_and_settled(parts.store, case_id)
     assert rebuilt_rows == live_rows  # decisions and outcomes, row by row
+    # How far each stream's history went in the adopted record: the last event, by its log
+    # position, that a recorded delivery was decided for (what a rule added since must not
+    # decide anew: tests/notifications/test_service.py).
+    causes = {str(r["cause_event_id"]) for r in live_rows}
+    for consumer, names in ((CASE_CONSUMER, bus_names), (MEETINGS_CONSUMER, meeting_names)):
+        stream = asyncio.run(read_stream(nats_url, names.stream, names.subjects))
+        last = max(m.event.logposition or 0 for m in stream if m.event.id in causes)
+        assert parts.store.record_reached(consumer) == last, consumer
     assert len(recorder.accepted) == mails_before  # nothing sent again
     record_after = asyncio.run(read_stream(nats_url, record_names.stream, record_names.subjects))
     assert [m.event.id for m in record_after] == [

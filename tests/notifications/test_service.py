@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -17,8 +18,12 @@ import pytest
 from services.notifications.application.ports import DeliveryRow
 from services.notifications.application.service import (
     CASE_CONSUMER,
+    DECIDED_BY_A_LATER_VERSION,
     Organisation,
+    causes_of_record,
+    outcomes_of_record,
 )
+from services.notifications.domain import decisions
 from services.notifications.domain.audience import (
     CASE_CLOSED,
     MEMBER_LEFT,
@@ -30,6 +35,7 @@ from services.notifications.domain.audience import (
 from tests.meetings.feed import HOUSING, REGION_PSYCH, SOCIAL, CaseFeed
 from tests.notifications.support import DAY, START, World
 from vss_contracts import case_events as ce
+from vss_contracts import notification_events as ne
 from vss_contracts.types import ContactDetails, Coordinator, MemberKind
 
 
@@ -387,3 +393,82 @@ def test_a_coordinator_is_matched_to_a_member_by_organisation_and_user_id_not_us
     assert (anna.organisation_id, anna.email) == (SOCIAL.id, "anna.kommun@example.se")
     [coordinator] = [p for p in audience.coordinator_people() if p.user_id == "anna.k"]
     assert coordinator.email is None
+
+
+class _Recording:
+    """The feed's adapter, keeping each event it applies so that another store can replay the
+    same history (the case stream, as a rebuilt store reads it)."""
+
+    def __init__(self, adapter: Any) -> None:
+        self.adapter = adapter
+        self.calls: list[dict[str, Any]] = []
+
+    def apply_case_event(self, **event: Any) -> bool:
+        self.calls.append(event)
+        return bool(self.adapter.apply_case_event(**event))
+
+
+def test_a_store_rebuilt_after_a_rule_change_sends_nothing_new_for_history_the_record_passed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADR 0007 decisions 8 and 10: a rebuilt store replays what the live run decided. A rule
+    added since (here: every coordinator gets the plan's message) must not send, for events the
+    adopted record's history had passed, messages the version then never decided: those are
+    settled as not sent, on the record. A plan update after the rebuild follows the new rule."""
+    (tmp_path / "live").mkdir()
+    (tmp_path / "rebuilt").mkdir()
+    live = World(tmp_path / "live")
+    rebuilt = World(tmp_path / "rebuilt")
+    try:
+        recording = _Recording(live.feed.service)
+        feed = CaseFeed(recording, case_id=live.feed.case_id)  # type: ignore[arg-type]
+        feed.open(DAY)
+        feed.assign(DAY, "sara", SOCIAL)
+        feed.add_member(DAY, "Tolvan Tolvansson", MemberKind.CLIENT)
+        feed.consent(DAY, SOCIAL, relatives=True)
+        neighbour = ce.PlanContact(
+            name="Göran Granne", relation="granne", phone="0701234567", email="goran@example.se"
+        )
+        with monkeypatch.context() as before:  # the version before: only those the plan names
+            before.setattr(decisions, "same_person", lambda one, other: True)
+            feed.plan(DAY, neighbour)
+        live.deliver()
+        plan_mails = {(r.address, r.status) for r in live.service.deliveries(feed.case_id) if _is_plan(r)}
+        assert plan_mails == {("goran@example.se", "sent")}
+
+        # The store is rebuilt by the version with the new rule: it adopts the record (with
+        # how far the case stream's history had gone in it), then replays the case stream.
+        log = live.store.read_log(0, 10_000)
+        record = [(e.event_id, e.type, e.state["data"]) for e in log]
+        outcomes, alerts = outcomes_of_record(record)
+        positions = {str(call["event_id"]): int(call["log_position"]) for call in recording.calls}
+        reached = max(positions[cause] for cause in causes_of_record(record))
+        assert reached == positions[feed.event_ids[-1]]  # the plan update
+        rebuilt.store.adopt_record(log, outcomes, alerts, {CASE_CONSUMER: reached})
+        for event in recording.calls:
+            assert rebuilt.feed.service.apply_case_event(**event)
+        rebuilt.deliver()
+        assert rebuilt.mails() == []  # nothing again, and nothing new about the old plan
+        coordinators = [
+            r for r in rebuilt.service.deliveries(feed.case_id) if _is_plan(r) and "sara" in r.address
+        ]
+        assert [(r.status, r.last_error) for r in coordinators] == [("cancelled", DECIDED_BY_A_LATER_VERSION)]
+        [settled] = [
+            e for e in rebuilt.store.read_log(0, 10_000) if e.event_id not in {e.event_id for e in log}
+        ]
+        assert settled.type == ne.NotificationFailed.TYPE
+        assert settled.state["data"]["reason"] == DECIDED_BY_A_LATER_VERSION
+        assert settled.state["data"]["delivery_key"] == coordinators[0].delivery_key
+
+        # Live again, after the rebuild: a new plan version reaches the coordinator too.
+        after = CaseFeed(rebuilt.feed.service, case_id=feed.case_id, sequence=feed.sequence)
+        after.plan(DAY, neighbour)
+        rebuilt.deliver()
+        assert sorted(rebuilt.recipients()) == ["goran@example.se", "sara@example.se"]
+    finally:
+        live.close()
+        rebuilt.close()
+
+
+def _is_plan(row: DeliveryRow) -> bool:
+    return row.template == "early_warning_plan_updated"

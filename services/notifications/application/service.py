@@ -84,6 +84,9 @@ from vss_contracts.meeting_events import MeetingEventData
 log = structlog.get_logger("vss.notifications")
 
 NAMESPACE = uuid5(NAMESPACE_URL, "urn:vss:notifications")
+# Why a rebuilt store settles a delivery as not sent: it was decided for an event the adopted
+# delivery record's history had passed, by a rule the version that recorded it did not have.
+DECIDED_BY_A_LATER_VERSION = "decided by a later version for history the adopted record had passed"
 CASE_CONSUMER = "notifications-case"
 MEETINGS_CONSUMER = "notifications-meetings"
 
@@ -216,6 +219,7 @@ class NotificationsService:
         data: CaseEventData | MeetingEventData,
         stream_sequence: int,
         case_position: int | None = None,
+        log_position: int | None = None,
     ) -> bool:
         """Decide on one consumed event; False if it was applied already (a redelivery).
 
@@ -227,7 +231,17 @@ class NotificationsService:
         Whether a decided message may still *leave* is asked again, on the day it would
         leave, before it is sent (:meth:`_why_not`): a message decided while catching up
         after a consent ended is withdrawn, on the record, not sent.
+
+        ``log_position`` is the event's position in its own stream's log (a case event's is
+        ``case_position`` when not given). In a store rebuilt from history, a delivery decided
+        for an event at or before the last one the adopted record's deliveries were decided
+        for, and that the record does not know, was not decided by the version that ran then
+        (a rule added since): it is settled as not sent, on the record
+        (:data:`DECIDED_BY_A_LATER_VERSION`), never sent now. Only what the record's history
+        had not reached goes.
         """
+        if log_position is None and isinstance(data, CaseEventData):
+            log_position = case_position
         with self.store.lock:
             if stream_sequence <= self.store.applied_through(consumer):
                 return False
@@ -257,6 +271,7 @@ class NotificationsService:
                 for d in self._deliveries(notice, case_id, event_id, event_type, recorded_at)
             ]
             cancelled = self._withdrawn(audience, now) if outcome.recheck_pending else []
+            cancelled += self._not_decided_then(consumer, log_position, deliveries, now)
             opened = None
             if outcome.alert_opened is not None:
                 escalate_at = iso(recorded_at + self.policy.escalate_after)
@@ -347,7 +362,22 @@ class NotificationsService:
             cancelled.append((row.delivery_key, self._withdrawal(row, at, max(row.attempts, 1), reason)))
         return cancelled
 
-    def _withdrawal(self, row: DeliveryRow, at: str, attempts: int, reason: str = NOT_COVERED) -> RecordEvent:
+    def _not_decided_then(
+        self, consumer: str, log_position: int | None, deliveries: Sequence[NewDelivery], now: datetime
+    ) -> list[tuple[str, RecordEvent]]:
+        """The deliveries a rebuilt store decided for history the adopted record had passed
+        that the record does not know (see :meth:`apply`): settled as not sent, on the record."""
+        reached = self.store.record_reached(consumer)
+        if reached is None or log_position is None or log_position > reached:
+            return []
+        at = iso(now)
+        return [
+            (d.delivery_key, self._withdrawal(d, at, 1, DECIDED_BY_A_LATER_VERSION))
+            for d in deliveries
+            if not self.store.record_knows(d.delivery_key)
+        ]
+
+    def _withdrawal(self, row: NewDelivery, at: str, attempts: int, reason: str = NOT_COVERED) -> RecordEvent:
         return self._record(
             ne.NotificationFailed,
             row,
@@ -641,7 +671,7 @@ class NotificationsService:
     def _record(
         self,
         model: type[ne.NotificationSent] | type[ne.NotificationFailed],
-        row: DeliveryRow,
+        row: NewDelivery,
         outcome: str,
         at: str,
         **fields: Any,
@@ -770,6 +800,17 @@ def outcomes_of_record(
                 alert, escalated_at=alert.escalated_at or _iso_text(data["escalated_at"])
             )
     return list(outcomes.values()), list(alerts.values())
+
+
+def causes_of_record(events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> set[str]:
+    """The events (case or meeting events; not escalations) that the delivery record's
+    deliveries were decided for, from its events ((event id, type, data))."""
+    return {
+        str(data["cause_event_id"])
+        for _, type_name, data in events
+        if type_name in (ne.NotificationSent.TYPE, ne.NotificationFailed.TYPE)
+        and data.get("cause_event_type") != "escalation"
+    }
 
 
 def _iso_text(value: str) -> str:

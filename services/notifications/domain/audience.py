@@ -16,8 +16,9 @@ The consent rule (:meth:`Audience.covered`), applied to every message:
 - with no consent in force (none given yet, withdrawn entirely, or past its ``valid_until``)
   nobody but the client and the coordinators.
 
-Which organisations the consent covers on a day is the shared access rule
-(:mod:`services.shared.access`), the one the APIs apply too; the roles above narrow it.
+The rule is :func:`services.shared.access.person_covered`, the one plan links open by too
+(ADR 0016); which organisations the consent covers on a day is the shared access rule's
+(:mod:`services.shared.access`), with the consent's own grants only.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from services.shared.access import Grant, grants, may_see
+from services.shared.access import Grant, grants, person_covered
 from services.shared.ics import identity_from_json, identity_to_json, meeting_uid
 from vss_contracts.meeting_events import Invitee, MeetingKind
 from vss_contracts.notification_events import Recipient
@@ -211,19 +212,20 @@ class Audience:
         )
 
     def covered(self, person: Person, today: date) -> bool:
-        """Whether the consent lets ``person`` be told on ``today`` (the rule above)."""
-        if person.role is Role.CLIENT:
-            return True
+        """Whether the consent lets ``person`` be told on ``today``: the rule above, which is
+        :func:`services.shared.access.person_covered` (plan links open by it too)."""
         coordinating = {c.organisation_id for c in self.coordinators.values()}
-        if person.role in (Role.COORDINATOR, Role.DUTY) and person.organisation_id in coordinating:
-            return True
-        if not self.consent_in_force(today):
-            return False
-        if person.relative or person.organisation_id is None:
-            return self.covers_relatives
-        # Only the consent's own grants: coordinating is no reason to tell another person of it.
-        until = self.consent_valid_until.isoformat() if self.consent_valid_until else None
-        return may_see(person.organisation_id, grants((), self.consent_orgs or (), until), today.isoformat())
+        coordinator = person.role in (Role.COORDINATOR, Role.DUTY) and person.organisation_id in coordinating
+        return person_covered(
+            person.organisation_id,
+            client=person.role is Role.CLIENT,
+            coordinator=coordinator,
+            relative=person.relative,
+            consent_orgs=self.consent_orgs,
+            consent_relatives=self.covers_relatives,
+            consent_valid_until=self.consent_valid_until.isoformat() if self.consent_valid_until else None,
+            today=today.isoformat(),
+        )
 
     def why_not_told(self, person: Person, decided_at: datetime, today: date) -> str | None:
         """Why a message decided at ``decided_at`` must not go to ``person`` today; None if it may.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import aclosing
 from uuid import UUID
 
@@ -21,7 +21,11 @@ import orjson
 import structlog
 from nats.aio.client import Client
 
-from services.notifications.application.service import NotificationsService, outcomes_of_record
+from services.notifications.application.service import (
+    NotificationsService,
+    causes_of_record,
+    outcomes_of_record,
+)
 from services.notifications.infrastructure.store import LoggedEvent, NotificationStore
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
@@ -34,7 +38,7 @@ from vss_contracts.notification_events import (
     NOTIFICATION_SUBJECT_PREFIX,
     TYPE_PREFIX,
 )
-from vss_contracts.subjects import HEADER_CASE_POSITION
+from vss_contracts.subjects import HEADER_CASE_POSITION, HEADER_LOG_POSITION, HEADER_MSG_ID
 
 
 def notification_bus_names(prefix: str = "", dead_letter: BusNames | None = None) -> BusNames:
@@ -163,6 +167,7 @@ class EventHandler:
             data=delivery.data,
             stream_sequence=delivery.stream_sequence,
             case_position=position,
+            log_position=delivery.log_position,
         )
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
@@ -173,13 +178,22 @@ class RecordNotAdopted(RuntimeError):
     """The delivery record on the bus cannot be taken over (an event whose hash does not verify)."""
 
 
-async def adopt_record(store: NotificationStore, nats_url: str, names: BusNames) -> int:
+async def adopt_record(
+    store: NotificationStore,
+    nats_url: str,
+    names: BusNames,
+    sources: Mapping[str, BusNames] | None = None,
+) -> int:
     """If the store is empty and the delivery record stream is not, take the record over
     (:meth:`NotificationStore.adopt_record`); how many events it held.
 
     Rebuilding the service from history (an empty store replaying both streams) then decides
     every message again with the same delivery keys, but sends none that the record says was
-    sent, failed or withdrawn, and publishes no record event twice.
+    sent, failed or withdrawn, and publishes no record event twice. ``sources`` (consumer:
+    the stream it reads) are read once to find, per consumer, the last log position whose
+    event the record's deliveries were decided for: a delivery the replay decides up to
+    there that the record does not know was decided by a rule added since, and is not sent
+    (:meth:`NotificationsService.apply`).
     """
     if not await asyncio.to_thread(store.is_empty):
         return 0
@@ -197,15 +211,34 @@ async def adopt_record(store: NotificationStore, nats_url: str, names: BusNames)
     if not events:
         return 0
     outcomes, alerts = outcomes_of_record((e.event_id, e.type, e.state["data"]) for e in events)
-    await asyncio.to_thread(store.adopt_record, events, outcomes, alerts)
+    causes = causes_of_record((e.event_id, e.type, e.state["data"]) for e in events)
+    reached: dict[str, int] = {}
+    for consumer, source in (sources or {}).items():
+        last = await _last_position_of(nats_url, source, causes)
+        if last is not None:
+            reached[consumer] = last
+    await asyncio.to_thread(store.adopt_record, events, outcomes, alerts, reached)
     log.info(
         "notifications.record_adopted",
         stream=names.stream,
         events=len(events),
         deliveries=len(outcomes),
         alerts=len(alerts),
+        reached=reached,
     )
     return len(events)
+
+
+async def _last_position_of(nats_url: str, names: BusNames, event_ids: set[str]) -> int | None:
+    """The highest log position (the relay's header) of the stream's events among ``event_ids``."""
+    found: int | None = None
+    async with aclosing(stream_messages(nats_url, names, name="notifications-adopt-reached")) as messages:
+        async for msg in messages:
+            headers = msg.headers or {}
+            position = headers.get(HEADER_LOG_POSITION, "")
+            if headers.get(HEADER_MSG_ID) in event_ids and position.isdigit():
+                found = max(found or 0, int(position))
+    return found
 
 
 class NotificationEventLog(StoredEventLog[LoggedEvent]):

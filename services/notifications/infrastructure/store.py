@@ -21,7 +21,7 @@ so the log's positions are in commit order on PostgreSQL too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -91,8 +91,21 @@ def _tables(serial: str) -> tuple[str, ...]:
         " acknowledged_at TEXT)",
         "CREATE TABLE IF NOT EXISTS adopted_alerts (warning_id TEXT PRIMARY KEY,"
         " escalated_at TEXT, acknowledged_at TEXT, acknowledged_by TEXT)",
+        # How far the adopted record's history went: per consumer, the last log position of
+        # its stream whose event the record's deliveries were decided for.
+        "CREATE TABLE IF NOT EXISTS adopted_positions (consumer TEXT PRIMARY KEY,"
+        " log_position BIGINT NOT NULL)",
         checkpoint.CREATE_POSITIONS_TABLE,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Adoption:
+    """What the store took over from the delivery record (empty if it adopted none)."""
+
+    outcomes: dict[str, AdoptedOutcome]
+    alerts: dict[str, AdoptedAlert]
+    reached: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +152,7 @@ class NotificationStore(SqlStore[Tx]):
     def __init__(self, url: str) -> None:
         super().__init__(url, writer_lock=_WRITER_LOCK, tx=Tx)
         # Written only by adopt_record, before anything is decided: read once, then kept.
-        self._adopted: tuple[dict[str, AdoptedOutcome], dict[str, AdoptedAlert]] | None = None
+        self._adopted: _Adoption | None = None
 
     # ---------------------------------------------------------------------------- schema
     def migrate(self) -> None:
@@ -148,7 +161,9 @@ class NotificationStore(SqlStore[Tx]):
             checkpoint.add_log_position(tx.cursor, postgres=self.postgres)
 
     def check_migrated(self) -> None:
-        error = self.missing_tables("deliveries", "notification_log", "audience_history", "adopted_outcomes")
+        error = self.missing_tables(
+            "deliveries", "notification_log", "audience_history", "adopted_outcomes", "adopted_positions"
+        )
         if error is None:
             try:
                 self.read("SELECT log_position FROM consumer_positions LIMIT 1")
@@ -380,6 +395,7 @@ class NotificationStore(SqlStore[Tx]):
         events: Sequence[LoggedEvent],
         outcomes: Sequence[AdoptedOutcome],
         alerts: Sequence[AdoptedAlert],
+        reached: Mapping[str, int] | None = None,
     ) -> None:
         """Before an empty store replays history: take over the delivery record on the bus.
 
@@ -388,8 +404,10 @@ class NotificationStore(SqlStore[Tx]):
         they say became of each delivery and alert is applied when the replay decides it
         again (:func:`_insert_deliveries`): nothing already sent, failed or withdrawn is
         sent again, and an alert acknowledged is not escalated (one escalated is escalated
-        again with the same delivery keys, so only what had not gone yet goes). One
-        transaction: an adoption cut short leaves the store empty, to adopt again.
+        again with the same delivery keys, so only what had not gone yet goes). ``reached``:
+        per consumer, the last log position of its stream that the record's deliveries were
+        decided for (:meth:`record_reached`). One transaction: an adoption cut short leaves
+        the store empty, to adopt again.
         """
         if not self.is_empty():
             raise RuntimeError("only an empty notifications store adopts the delivery record")
@@ -420,15 +438,29 @@ class NotificationStore(SqlStore[Tx]):
                 " VALUES (?, ?, ?, ?)",
                 [(a.warning_id, a.escalated_at, a.acknowledged_at, a.acknowledged_by) for a in alerts],
             )
+            tx.executemany(
+                "INSERT INTO adopted_positions (consumer, log_position) VALUES (?, ?)",
+                sorted((reached or {}).items()),
+            )
         self._adopted = None
 
+    def record_reached(self, consumer: str) -> int | None:
+        """The last log position of ``consumer``'s stream whose event the adopted record's
+        deliveries were decided for; None if no record was adopted (or none of its
+        deliveries came from that stream). The old store had decided every event up to it."""
+        return self._adoption().reached.get(consumer)
+
+    def record_knows(self, delivery_key: str) -> bool:
+        """Whether the adopted record says what became of this delivery."""
+        return delivery_key in self._adoption().outcomes
+
     def _adopted_outcomes(self) -> dict[str, AdoptedOutcome]:
-        return self._adoption()[0]
+        return self._adoption().outcomes
 
     def _adopted_alerts(self) -> dict[str, AdoptedAlert]:
-        return self._adoption()[1]
+        return self._adoption().alerts
 
-    def _adoption(self) -> tuple[dict[str, AdoptedOutcome], dict[str, AdoptedAlert]]:
+    def _adoption(self) -> _Adoption:
         if self._adopted is None:
             outcomes = {
                 str(r["delivery_key"]): AdoptedOutcome(**r)
@@ -437,7 +469,11 @@ class NotificationStore(SqlStore[Tx]):
             alerts = {
                 str(r["warning_id"]): AdoptedAlert(**r) for r in self.read("SELECT * FROM adopted_alerts")
             }
-            self._adopted = (outcomes, alerts)
+            reached = {
+                str(r["consumer"]): int(r["log_position"])
+                for r in self.read("SELECT consumer, log_position FROM adopted_positions")
+            }
+            self._adopted = _Adoption(outcomes, alerts, reached)
         return self._adopted
 
     def read_log(self, after: int, limit: int) -> list[LoggedEvent]:

@@ -7,10 +7,13 @@ someone the plan is for, today:
 - for the early-warning plan, anyone else while the plan in force names them (a member by
   ``member_id``, anyone else by name, phone and email: :mod:`services.shared.plan_links`);
   for the whole SIP, a member while in the resource group;
-- and while the consent covers them, as the notifications service tells them: the client
-  always; a member with an organisation while it holds a grant by the one access rule
-  (:mod:`.access`); a relative, or anyone the plan names who is not a member (a private
-  person), while the consent in force covers relatives.
+- and while the consent covers them, by the one rule for a person named in the case that
+  the notifications service tells them by (:func:`services.shared.access.person_covered`):
+  the client always; a coordinator member while their organisation coordinates; any other
+  member with an organisation while the consent in force covers it (a coordinating
+  organisation's other people included: its grant is for its coordinators); a relative,
+  or anyone the plan names who is not a member (a private person), while the consent in
+  force covers relatives.
 
 A closed case's links no longer work: its plans are no longer in force.
 """
@@ -20,9 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.projections.domain.access import grants
 from services.projections.domain.case_view import View
-from services.shared.access import may_see
+from services.shared.access import person_covered
 from services.shared.plan_links import (
     LinkKind,
     coordinator_holder,
@@ -82,22 +84,48 @@ def _named_in_plan(view: View, key: str) -> dict[str, Any] | None:
     return None
 
 
+def _covered(
+    view: View,
+    organisation_id: str | None,
+    today: str,
+    *,
+    client: bool = False,
+    coordinator: bool = False,
+    relative: bool = False,
+) -> bool:
+    """The one rule for a person named in the case (:func:`person_covered`, as the
+    notifications service tells them), over the view's consent."""
+    consent = view.get("consent")
+    in_force = consent is not None and not consent.get("withdrawn")
+    return person_covered(
+        organisation_id,
+        client=client,
+        coordinator=coordinator,
+        relative=relative,
+        consent_orgs=[o["id"] for o in consent["organisations"]] if consent and in_force else None,
+        consent_relatives=bool(consent.get("covers_relatives")) if consent and in_force else False,
+        consent_valid_until=consent.get("valid_until") if consent and in_force else None,
+        today=today,
+    )
+
+
 def relatives_covered(view: View, today: str) -> bool:
     """Whether the consent in force today covers relatives (and private persons)."""
-    consent = view.get("consent")
-    if not consent or consent.get("withdrawn"):
-        return False
-    until = consent.get("valid_until")
-    return bool(consent.get("covers_relatives")) and (until is None or until >= today)
+    return _covered(view, None, today, relative=True)
 
 
 def _member_covered(view: View, member: dict[str, Any], today: str) -> bool:
-    if member.get("kind") == "client":
-        return True
     organisation = member.get("organisation")
-    if member.get("kind") == "relative" or not organisation:
-        return relatives_covered(view, today)
-    return may_see(organisation["id"], grants(view), today)
+    organisation_id = organisation["id"] if organisation else None
+    coordinating = {c["organisation"]["id"] for c in view.get("coordinators", ())}
+    return _covered(
+        view,
+        organisation_id,
+        today,
+        client=member.get("kind") == "client",
+        coordinator=member.get("kind") == "coordinator" and organisation_id in coordinating,
+        relative=member.get("kind") == "relative",
+    )
 
 
 def decide(view: View, key: str, kind: LinkKind, today: str) -> Decision:

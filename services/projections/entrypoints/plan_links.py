@@ -30,17 +30,28 @@ from services.projections.presentation import early_warning_plan_pdf, render_cri
 from services.projections.presentation.plan_links import render_link_refused_page
 from services.shared.access import record_access
 from services.shared.http_app import deps_of
-from services.shared.plan_links import PLAN_LINK_PRINCIPAL, ROUTE_PREFIX, LinkKind, verify
+from services.shared.plan_links import MAX_HOLDER_LENGTH, PLAN_LINK_PRINCIPAL, ROUTE_PREFIX, LinkKind, verify
 from services.shared.problems import ProblemException, problem_response, problem_responses
 
 router = APIRouter(prefix=ROUTE_PREFIX, tags=["plan links"], responses=problem_responses(403, 422, 503))
 
-# What a link's response must not leave behind: a copy in a cache, the link in a Referer.
-HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
+# What a link's response must not leave behind: a copy in a cache, the link in a Referer; and
+# what its page may do: nothing from elsewhere, never inside another site's frame (the pages'
+# one inline <style> is all that is not a file of the query API's own).
+CONTENT_SECURITY_POLICY = "frame-ancestors 'none'; default-src 'self'; style-src 'self' 'unsafe-inline'"
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+}
 BAD_SIGNATURE = "bad_signature"
 UNKNOWN_CASE = "unknown_case"
 
-HolderPath = Annotated[str, Path(min_length=3, max_length=200, pattern=r"^[a-z]+:[A-Za-z0-9._@+=:~-]+$")]
+# Long enough for the longest holder key the contracts allow (a coordinator's, escaped).
+HolderPath = Annotated[
+    str, Path(min_length=3, max_length=MAX_HOLDER_LENGTH, pattern=r"^[a-z]+:[A-Za-z0-9._@+=:~-]+$")
+]
 SignatureQuery = Annotated[str, Query(max_length=200, description="The link's signature")]
 
 

@@ -86,6 +86,12 @@ class InMemoryNotificationStore:
         kept = [p for p in self.history.get(case_id, {}) if p <= case_position]
         return (max(kept), dict(self.history[case_id][max(kept)])) if kept else None
 
+    def record_reached(self, consumer: str) -> int | None:
+        return None  # no delivery record adopted (tests/notifications: the SQL store)
+
+    def record_knows(self, delivery_key: str) -> bool:
+        return False
+
     def pending_of_case(self, case_id: str) -> list[DeliveryRow]:
         return [
             d.row() for d in self.outbox.values() if d.decided.case_id == case_id and d.status == "pending"
