@@ -52,7 +52,7 @@ def test_every_stored_event_is_a_valid_cloudevent_that_round_trips(
                 "recorded_at": e.time.isoformat(),
                 "actor_id": e.actorid,
                 "actor_organisation": e.actororg,
-                "principal": e.actorprincipal.value,
+                "principal": e.actorprincipal,
                 "correlation_id": e.correlationid,
                 "causation_id": e.causationid,
                 "prev_hash": e.prevhash,

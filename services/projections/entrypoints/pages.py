@@ -56,10 +56,40 @@ if TYPE_CHECKING:
 SESSION_COOKIE = "vss_min_plan"
 BASE = "/min-plan"
 MAX_FORM_BYTES = 16_384  # a sign-in token or a withdrawal form; anything longer is refused
-NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+NO_STORE = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    # The pages are plain HTML with one inline <style>: nothing else loads, nobody frames them.
+    "Content-Security-Policy": "frame-ancestors 'none'; default-src 'self'; style-src 'self' 'unsafe-inline'",
+}
 MY_PLAN = "Tillbaka till Min plan"
 
-pages = APIRouter(prefix=BASE, tags=["the client's pages"], default_response_class=HTMLResponse)
+# Every answer is a page (HTML), a refusal too; the routes say which they give.
+_PAGE_STATUSES = {
+    303: "To the sign-in page, or on after a sign-in or a withdrawal",
+    400: "A form that does not parse",
+    401: "Not signed in, or a token that does not verify",
+    403: "Not the client's case, a staff token, or a form token that does not match",
+    404: "No such case or meeting",
+    409: "The case refused the withdrawal",
+    413: "A form larger than 16 KB",
+    422: "A query parameter out of its range, or not a choice of the consent",
+    502: "The case API answered something unexpected",
+    503: "The read models or the case API are not available now",
+}
+pages = APIRouter(
+    prefix=BASE,
+    tags=["the client's pages"],
+    default_response_class=HTMLResponse,
+    responses={
+        status: {
+            "description": text,
+            # 422 of a path or query parameter is the API's problem, as on every route
+            "content": {"text/html": {}, **({"application/problem+json": {}} if status == 422 else {})},
+        }
+        for status, text in _PAGE_STATUSES.items()
+    },
+)
 
 
 def _deps(request: Request) -> QueryDependencies:
@@ -67,6 +97,12 @@ def _deps(request: Request) -> QueryDependencies:
 
 
 # ------------------------------------------------------------------------------- answers
+def _redirect(url: str) -> Response:
+    """303 See Other: an empty page that says where to go on."""
+    headers = {**NO_STORE, "Content-Type": "text/html; charset=utf-8"}
+    return RedirectResponse(url, status_code=303, headers=headers)
+
+
 def _html(body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers=NO_STORE)
 
@@ -245,7 +281,7 @@ async def sign_in(request: Request) -> Response:
         log = _deps(request).access_log
         await anyio.to_thread.run_sync(lambda: record_access(log, reader, None, "my_plan", "denied", reason))
         return _sign_in(request, "Min plan är för den som samordningen gäller.", 403)
-    answer = RedirectResponse(f"{BASE}/", status_code=303, headers=NO_STORE)
+    answer = _redirect(f"{BASE}/")
     expires = jwt_expiry(token)
     answer.set_cookie(
         SESSION_COOKIE,
@@ -278,7 +314,7 @@ def jwt_expiry(token: str) -> float | None:
 
 @pages.post("/logga-ut", summary="Sign out")
 def sign_out() -> Response:
-    answer = RedirectResponse(f"{BASE}/logga-in", status_code=303, headers=NO_STORE)
+    answer = _redirect(f"{BASE}/logga-in")
     answer.delete_cookie(SESSION_COOKIE, path=BASE)
     return answer
 
@@ -445,11 +481,12 @@ async def withdraw(request: Request, case_id: UUID, signed_in: SessionDep) -> Re
             "Ärendet tog inte emot återkallelsen. Samtycket kan redan vara återkallat; se Min plan.",
             (base, MY_PLAN),
         )
-    return RedirectResponse(f"{base}?position={position}", status_code=303, headers=NO_STORE)
+    return _redirect(f"{base}?position={position}")
 
 
 async def not_signed_in(request: Request, error: Exception) -> Response:
-    """A page asked without a valid sign-in: to the sign-in page (a form post: the page itself)."""
-    if request.method == "GET":
-        return RedirectResponse(f"{BASE}/logga-in", status_code=303, headers=NO_STORE)
-    return _sign_in(request, "Logga in igen.", 401)
+    """A page asked without a valid sign-in: the sign-in page itself, 401 (after it, the
+    client's cases)."""
+    return _sign_in(
+        request, "Logga in för att se sidan." if request.method == "GET" else "Logga in igen.", 401
+    )
