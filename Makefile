@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up up-cluster test test-fast test-cluster chaos lint install clean
+.PHONY: up up-cluster test test-fast test-slow test-cluster chaos lint install clean
 
 $(STAMP): pyproject.toml contracts/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,12 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# The long fault and topology runs (marker slow): supervision under kill -9, the three-node
+# cluster and the production topology, sharing killed at random moments. About 3 minutes.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 # The unit tier only: no server, no socket, no file (seconds, not minutes).
 test-fast: $(STAMP)

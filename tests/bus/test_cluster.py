@@ -34,7 +34,7 @@ from tests.bus.test_relay_faults import assert_exactly_once_in_order, write_even
 from tests.support.bus import read_stream, wait_until
 from tests.support.projection import EventTable
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 REPLICAS = 3
 # Four writers, paced so that writing outlasts the leader's loss and the election after it.

@@ -37,7 +37,7 @@ from services.shared.bus.authorization import InternalRole, NatsAuth, credential
 from services.shared.bus.embedded import free_port, port_is_free
 from vss_contracts.subjects import CASE_STREAM
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 # This checkout's code, not whatever an installed `vss` entry point imports.
 VSS = [sys.executable, "-m", "services.cli.main"]

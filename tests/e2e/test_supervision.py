@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from services.cli.supervisor import FAILING_AFTER, pid_alive
 from services.shared.bus.authorization import InternalRole, NatsAuth, credentials_dir, internal_seed_path
@@ -28,6 +29,9 @@ from services.shared.bus.embedded import free_port
 from tests.e2e.test_readme_walkthrough import running_system
 from tests.support.bus import read_stream
 from vss_contracts.subjects import CASE_STREAM, CASE_SUBJECTS
+
+# About 45 s each: `make test-slow`, not the default suite.
+pytestmark = pytest.mark.slow
 
 VSS = str(Path(sys.executable).parent / "vss")
 OPENING = {

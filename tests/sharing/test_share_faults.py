@@ -30,7 +30,7 @@ from tests.sharing.test_share_bus import Received, check_organisation, received,
 from tests.support.bus import RelayProcess, read_stream, wait_until
 from vss_contracts.subjects import share_token
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 CASES = 80
 
