@@ -36,13 +36,10 @@ from services.meetings.infrastructure.store import MeetingStore
 from services.meetings.infrastructure.store import migrate as migrate_meetings
 from services.notifications.entrypoints.http import NotificationsApiDependencies
 from services.notifications.entrypoints.http import create_app as notifications_app
-from services.projections.application.projector import Projector
 from services.projections.application.queries import QueryPolicy
 from services.projections.entrypoints.http import QueryDependencies
 from services.projections.entrypoints.http import create_app as query_app
 from services.projections.infrastructure.database import ReadModelLocation
-from services.projections.infrastructure.decoding import decode
-from services.projections.infrastructure.live import open_current
 from services.projections.infrastructure.serving import ServedGenerations
 from services.shared import geography
 from services.shared.access_log import AccessLogStore
@@ -51,6 +48,7 @@ from tests.meetings.feed import REGION_PSYCH, SOCIAL, CaseFeed
 from tests.notifications.support import World
 from tests.notifications.test_service import _warning_world
 from tests.support.actors import ACTORS
+from tests.support.client_pages import project_since
 from tests.support.clock import FixedClock
 from tests.support.scenario import CaseScenario
 
@@ -247,10 +245,7 @@ def _case_and_query(tmp: Path, access_log: AccessLogStore) -> tuple[Side, Side, 
     scenario.give_consent()
     # The query API's read models, projected in-process from the events as the relay publishes them.
     location = ReadModelLocation(f"sqlite:///{tmp / 'readmodels'}")
-    models = open_current(location)
-    published = store.published_log(0, 10_000)
-    Projector(models).apply([decode(e.body, n) for n, e in enumerate(published, start=1)])
-    models.close()
+    project_since(store, location, 0)
     query = query_app(
         QueryDependencies(
             served=ServedGenerations(location),

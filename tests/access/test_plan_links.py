@@ -20,13 +20,10 @@ from fastapi.testclient import TestClient
 from services.case.application.service import CaseService
 from services.case.domain import commands as cmd
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
-from services.projections.application.projector import Projector
 from services.projections.application.queries import QueryPolicy
 from services.projections.entrypoints.http import QueryDependencies
 from services.projections.entrypoints.http import create_app as query_app
 from services.projections.infrastructure.database import ReadModelLocation
-from services.projections.infrastructure.decoding import decode
-from services.projections.infrastructure.live import open_current
 from services.projections.infrastructure.serving import ServedGenerations
 from services.shared import geography
 from services.shared.access_log import AccessLogStore
@@ -43,6 +40,7 @@ from services.shared.plan_links import (
 from services.shared.settings import PlanLinkSettings
 from tests.access.test_matrix import TOKENS
 from tests.support.actors import ACTORS, make_actor
+from tests.support.client_pages import project_since
 from tests.support.clock import FixedClock
 from tests.support.scenario import CaseScenario
 from vss_contracts.case_events import OthersAction, PlanContact, WarningSign
@@ -79,16 +77,7 @@ class PlanCase:
 
     def project(self) -> None:
         """The read models catch up with the case store (as the live projection does)."""
-        published = self.store.published_log(0, 10_000)
-        models = open_current(self.location)
-        try:
-            start = self.projected + 1
-            Projector(models).apply(
-                [decode(e.body, n) for n, e in enumerate(published, start=1) if n >= start]
-            )
-        finally:
-            models.close()
-        self.projected = len(published)
+        self.projected = project_since(self.store, self.location, self.projected)
 
     def plan(self, *contacts: PlanContact) -> None:
         command = cmd.UpdateEarlyWarningPlan(

@@ -43,6 +43,18 @@ MEETING = UUID("3b9f0d1e-2c4a-4e6f-8a1b-9c0d2e3f4a51")
 PLAN_CONTACT = "Åsa Öberg"
 
 
+def project_since(store: CaseEventStore, location: ReadModelLocation, projected: int) -> int:
+    """The relay and the projector, in-process: the events stored after the first ``projected``
+    go into the serving read models; returns how many are projected now."""
+    published = store.published_log(0, 10_000)
+    models = open_current(location)
+    try:
+        Projector(models).apply([decode(e.body, n) for n, e in enumerate(published, start=1)][projected:])
+    finally:
+        models.close()
+    return len(published)
+
+
 @dataclass
 class CaseForPages:
     deps: QueryDependencies
@@ -58,12 +70,7 @@ class CaseForPages:
 
     def project(self) -> None:
         """The relay and the projector, in-process: every event stored since the last call."""
-        published = self.store.published_log(0, 10_000)
-        models = open_current(self.location)
-        records = [decode(e.body, n) for n, e in enumerate(published, start=1)][self.projected :]
-        Projector(models).apply(records)
-        models.close()
-        self.projected = len(published)
+        self.projected = project_since(self.store, self.location, self.projected)
 
     def reads(self, user_id: str, organisation_id: str = "") -> list[tuple[str | None, str, str]]:
         found = self.access_log.for_user(user_id, organisation_id, 0, 1000)
