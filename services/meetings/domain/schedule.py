@@ -25,7 +25,7 @@ from uuid import UUID, uuid5
 
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays, local_datetime
 from services.meetings.domain.meeting import Meeting, MeetingStatus, invitee_from_json
-from services.shared.access import Grant, grants, may_see
+from services.shared.access import Grant, grants, person_covered
 from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
@@ -153,17 +153,23 @@ class MeetingSchedule:
         return self.state.consent_orgs is not None and (until is None or until >= today)
 
     def covered(self, invitee: Invitee, today: date) -> bool:
-        """Whether consent lets this person be invited on ``today`` (the client and coordinators
-        always; nobody else once the consent is withdrawn or past its end)."""
-        if invitee.role in (InviteeRole.CLIENT, InviteeRole.COORDINATOR):
-            return True
-        if not self.consent_in_force(today):
-            return False
-        if invitee.role is InviteeRole.RELATIVE:
-            return self.state.consent_relatives
-        if invitee.organisation is None:
-            return True  # no organisation to share the case with (e.g. a plan contact's friend)
-        return may_see(invitee.organisation.id, self.grants(), today.isoformat())
+        """Whether consent lets this person be invited on ``today``: the one rule for a person
+        named in the case (:func:`services.shared.access.person_covered`), by which the
+        notifications service tells them and plan links open. The client and coordinators
+        always; a relative or a private person while the consent covers relatives; anyone else
+        while the consent in force covers their organisation."""
+        state = self.state
+        until = state.consent_valid_until
+        return person_covered(
+            invitee.organisation.id if invitee.organisation else None,
+            client=invitee.role is InviteeRole.CLIENT,
+            coordinator=invitee.role is InviteeRole.COORDINATOR,
+            relative=invitee.role is InviteeRole.RELATIVE,
+            consent_orgs=state.consent_orgs,
+            consent_relatives=state.consent_relatives,
+            consent_valid_until=until.isoformat() if until else None,
+            today=today.isoformat(),
+        )
 
     def group(self, today: date) -> list[Invitee]:
         """The resource group as invitees: the client, the coordinators, the covered members."""
