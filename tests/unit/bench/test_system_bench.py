@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import math
 from collections import Counter
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from bench.system import (
     percentile,
     print_report,
     summary,
+    without_nan,
 )
 
 STEADY = [(float(t), 40 + (t % 3) * 20) for t in range(40)]  # a batch consumer's zigzag, not growing
@@ -68,10 +70,12 @@ def test_a_step_is_not_sustained_for_each_broken_condition(
     assert [r for r in judged.reasons if r.startswith(reason)] != [], judged.reasons
 
 
-def test_a_short_backlog_that_grows_slowly_is_still_keeping_up() -> None:
-    # Growing 10 msgs/s (over 2 % of 200/s) but ending under one second's commands: not behind.
-    creeping = [(float(t), 10 * t // 4) for t in range(40)]
-    assert judge_step(200, 40, 8_000, 0, {"a/b": creeping}, 0.3).sustained
+def test_a_backlog_under_two_seconds_of_events_is_still_keeping_up() -> None:
+    # Growing 20 msgs/s (over 2 % of 200 events/s) up to 700 messages: behind at one event per
+    # command (over 400, two seconds' worth), not at two (800).
+    creeping = [(float(t), 20 * t - 80) for t in range(4, 40)]
+    assert not judge_step(200, 40, 8_000, 0, {"a/b": creeping}, 0.3).sustained
+    assert judge_step(200, 40, 8_000, 0, {"a/b": creeping}, 0.3, events_per_command=2.0).sustained
 
 
 def test_the_sustained_rate_is_the_last_step_before_the_first_failure() -> None:
@@ -177,6 +181,12 @@ def test_the_report_gives_the_sustained_rate_latencies_cpu_and_ratios() -> None:
     assert report["ratios"]["CPU per command (all parts) / library save's CPU"] == pytest.approx(5.0)
     assert report["ratios"]["e-mail accepted p50 / raw SMTP per message"] == pytest.approx(30.0)
     assert math.isnan(report["ratios"]["meeting booked p50 / publish round trip p50"])  # none measured
+    document = json.loads(json.dumps(without_nan(report), allow_nan=False, default=str))
+    assert document["ratios"]["meeting booked p50 / publish round trip p50"] is None
+    assert document["steps"][2]["reasons"] == [
+        "accepted 225.0/s, under 95% of 300/s",
+        "2 server error(s) (5xx or no answer)",
+    ]
     out = io.StringIO()
     print_report(report, out)
     text = out.getvalue()
