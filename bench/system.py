@@ -413,11 +413,7 @@ class System:
 
 def system_env(data: Path) -> dict[str, str]:
     """`vss up`'s environment: the embedded defaults, every port a free one of this run's own."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("VSS_")  # nothing of a system configured in this shell
-    }
+    env = dict(os.environ)  # (without VSS_ settings: main() removes them)
     env.update(
         {
             "VSS_DATA_DIR": str(data),
@@ -775,9 +771,8 @@ class Driver:
             lags = await read_lags(self.reader, urls)
             at = time.monotonic() - started
             for durable, lag in lags.items():
-                series = step.lags.setdefault(durable, [])
-                if lag is not None:
-                    series.append((at, lag))
+                if lag is not None:  # a scrape that failed once is no sample, not a failure
+                    step.lags.setdefault(durable, []).append((at, lag))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), LAG_SAMPLE_SECONDS)
 
@@ -1022,6 +1017,7 @@ def summary(
                 "refusals": dict(s.refusals.most_common()),
                 "events": s.events,
                 "late_slots": s.late_slots,
+                "sending_seconds": s.sending_seconds,
                 "latency_ms": dist(s.latencies),
                 "max_lag": {d: max((v for _, v in series), default=None) for d, series in s.lags.items()},
                 "lag_slope": {d: lag_slope(series[len(series) // 2 :]) for d, series in s.lags.items()},
@@ -1292,6 +1288,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _stopped)
     quiet_logs()
+    for setting in [name for name in os.environ if name.startswith("VSS_")]:
+        # The embedded defaults, for `vss up` and for the tokens minted here alike: nothing of
+        # a system configured in this shell (another key, another store) applies to this one.
+        del os.environ[setting]
     meta = {
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),

@@ -17,6 +17,7 @@ from bench.system import (
     Judgement,
     References,
     StepRun,
+    _caused,
     all_parts,
     case_lives,
     cpu_per_command,
@@ -193,3 +194,19 @@ def test_the_report_gives_the_sustained_rate_latencies_cpu_and_ratios() -> None:
     assert "highest sustained rate: 200 commands/s" in text
     assert "no: accepted 225.0/s, under 95% of 300/s; 2 server error(s)" in text
     assert "all of vss up" in text
+
+
+def test_an_e_mail_is_the_early_warnings_by_its_event_id_or_by_type_and_time() -> None:
+    at = datetime(2026, 12, 7, 9, 0, tzinfo=UTC).timestamp()
+    mine = {"cause_event_id": "e1", "cause_event_type": "x", "created_at": "2026-12-07T08:00:00+00:00"}
+    later = {
+        "cause_event_id": "other",
+        "cause_event_type": "se.vss.case.EarlyWarningTriggered.v1",
+        "created_at": "2026-12-07T09:00:02+00:00",
+    }
+    earlier = {**later, "created_at": "2026-12-07T08:58:00+00:00"}
+    meeting = {**later, "cause_event_type": "se.vss.meetings.MeetingScheduled.v1"}
+    assert _caused(mine, {"e1"}, at)
+    assert _caused(later, {"e1"}, at)
+    assert not _caused(earlier, {"e1"}, at)  # an earlier warning of the same case
+    assert not _caused(meeting, {"e1"}, at)
