@@ -34,6 +34,7 @@ from vss_contracts.types import (
 )
 
 __all__ = [
+    "LEGACY_MEETING_EVENTS",
     "MEETING_EVENTS",
     "MEETING_EVENT_SOURCE",
     "MEETING_EVENT_TYPES",
@@ -42,7 +43,6 @@ __all__ = [
     "MEETING_SUBJECT_PREFIX",
     "TYPE_PREFIX",
     "ChangeRatingRequested",
-    "LEGACY_MEETING_EVENTS",
     "ContactCadenceMissed",
     "ContactCadenceMissedV1",
     "CrisisMeetingScheduled",

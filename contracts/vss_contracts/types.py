@@ -17,11 +17,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 from vss_contracts.identity import normalise_personal_identity_number
 
 __all__ = [
+    "CONTACT_PERIOD_DAYS",
+    "CONTACT_PERIOD_OF_PHASE",
     "ActorPrincipal",
     "ChangeRating",
     "ClientRef",
-    "CONTACT_PERIOD_DAYS",
-    "CONTACT_PERIOD_OF_PHASE",
     "ClosingReason",
     "ContactDetails",
     "ContactMode",
@@ -294,7 +294,7 @@ class Person(ContractModel):
 
     organisation: OrganisationRef
     user_id: UserId
-    name: ShortText
+    name: ShortText | None = Field(default=None, description="As the case knows them; null if it does not")
 
 
 class Participant(ContractModel):
