@@ -28,10 +28,15 @@ from vss_contracts import (
     upcast,
 )
 from vss_contracts import case_events as ev
+from vss_contracts import meeting_events as me
 from vss_contracts.case_events import LEGACY_CASE_EVENTS
 from vss_contracts.jsonschema import SCHEMA_DIR, drift, generate
-from vss_contracts import meeting_events as me
-from vss_contracts.meeting_events import LEGACY_MEETING_EVENTS, MEETING_EVENTS, MeetingEventData, decode_meeting_event
+from vss_contracts.meeting_events import (
+    LEGACY_MEETING_EVENTS,
+    MEETING_EVENTS,
+    MeetingEventData,
+    decode_meeting_event,
+)
 from vss_contracts.notification_events import NOTIFICATION_EVENTS, NotificationEventData
 from vss_contracts.registry import UPCASTERS
 from vss_contracts.sharing_events import SHARING_EVENTS
@@ -220,7 +225,12 @@ def test_a_cloud_event_of_an_unknown_type_does_not_decode() -> None:
 def test_there_is_one_golden_payload_per_event_type() -> None:
     # case events here, notification events in test_notification_contracts.py, sharing events in
     # test_sharing_contracts.py
-    events: tuple[EventClass, ...] = (*CASE_EVENTS, *LEGACY_CASE_EVENTS, *NOTIFICATION_EVENTS, *MEETING_GOLDEN)
+    events: tuple[EventClass, ...] = (
+        *CASE_EVENTS,
+        *LEGACY_CASE_EVENTS,
+        *NOTIFICATION_EVENTS,
+        *MEETING_GOLDEN,
+    )
     sharing = {f"{cls.TYPE}.json" for cls in SHARING_EVENTS}
     assert {path.name for path in GOLDEN.glob("*.json")} == {f"{cls.TYPE}.json" for cls in events} | sharing
 
@@ -260,7 +270,7 @@ def test_a_v1_contact_cadence_report_reads_as_v2_with_the_period_of_its_phase() 
     assert v1 == meeting_golden(me.ContactCadenceMissedV1)  # not rewritten
 
 
-@pytest.mark.parametrize("phase", [p for p in Phase], ids=str)
+@pytest.mark.parametrize("phase", list(Phase), ids=str)
 def test_every_phase_of_a_v1_contact_cadence_report_has_a_period(phase: Phase) -> None:
     v1 = {**meeting_golden(me.ContactCadenceMissedV1), "phase": phase.value}
     missed = decode_meeting_event(me.ContactCadenceMissedV1.TYPE, v1)
