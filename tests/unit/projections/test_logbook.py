@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from services.case.domain import commands as cmd
 from services.projections.domain import case_view, journal
+from services.projections.presentation import MyPlanLinks, render_my_plan_page
 from tests.domain import specs
 from tests.unit.stories import Stream, story
 from vss_contracts.case_events import ContactOther
@@ -122,3 +124,24 @@ def test_the_journal_has_a_line_per_contact_and_period_without_the_notes_words()
     )
     assert period == "Contact period set to orientation from 2025-03-14 by Anna Lindqvist"
     assert "Träffade" not in contact  # the note is free text: the overview shows it
+
+
+def test_the_clients_page_lists_their_latest_contacts_briefly() -> None:
+    view = view_of(
+        *specs.COORDINATED,
+        specs.record_contact(),
+        specs.record_contact(at=datetime(2025, 3, 12, 13, 0, tzinfo=UTC), mode=ContactMode.VIDEO, minutes=30),
+        specs.set_contact_period(ContactPeriod.ORIENTATION, on=specs.TODAY),
+    )
+    links = MyPlanLinks("/sip.pdf", "/plan.pdf", "/aterkalla")
+
+    html = render_my_plan_page(case_view.mark_overdue(view, "2025-03-14"), [], [], links=links)
+
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    assert "Dina kontakter med samordnaren Ni är i orienteringsfasen." in text
+    newest, older = (
+        "12 mars 2025 kl. 14.00: Videosamtal, 30 minuter, med Anna Lindqvist",
+        "8 mars 2025 kl. 21.30: Uppsökande, 45 minuter, med Anna Lindqvist",
+    )
+    assert text.index(newest) < text.index(older)
+    assert "Träffade Tolvan" not in text  # brief: the notes are in the overview
