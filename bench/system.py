@@ -259,6 +259,8 @@ ROUTES: dict[str, tuple[str, str]] = {
     "decide_sip": ("POST", "sips"),
     "confirm_sip": ("POST", "sips/current/confirmation"),
     "complete_action": ("POST", "sips/current/actions/{0}/completion"),
+    "record_client_contact": ("POST", "contacts"),
+    "set_contact_period": ("POST", "contact-period"),
     "close": ("POST", "closure"),
 }
 
