@@ -54,6 +54,20 @@ class MeetingsSettings(CommonSettings, BusSettings, AccessLogSettings):
         default=None, description="HMAC key of calendar feed links; unset: a key file in the data directory"
     )
 
+    answer_link_key: str | None = Field(
+        default=None,
+        description="HMAC key of the invitees' answer links (the notifications service needs the same);"
+        " unset: a key file in the data directory",
+    )
+
+    def answer_key(self) -> bytes:
+        """The answer links' key (ADR 0020): the setting, else a key file made on first use.
+
+        Changing it revokes every answer link handed out."""
+        if self.answer_link_key:
+            return self.answer_link_key.encode()
+        return secret_file(self.data_dir / "keys" / "answer-links.key").encode()
+
     def feed_key(self) -> bytes:
         """The calendar feed links' key: the setting, else a key file made on first use.
 
