@@ -25,6 +25,7 @@ from typing import Any
 from vss_contracts.case_events import CASE_EVENTS, LEGACY_CASE_EVENTS, CaseEventData, SipDecided
 from vss_contracts.envelope import CloudEvent, dataschema_for
 from vss_contracts.meeting_events import (
+    LEGACY_MEETING_EVENTS,
     MEETING_EVENT_SOURCE,
     MEETING_EVENTS,
     MEETING_STREAM,
@@ -221,6 +222,7 @@ MEETING_EVENT_STREAM = _EventStream(
     description="Every meeting event (each case's meeting schedule), in the meetings store's log"
     " order. Declared by the meetings service's relay; subscribers bind to it and never create or"
     " change it.",
+    earlier=LEGACY_MEETING_EVENTS,
 )
 NOTIFICATION_EVENT_STREAM = _EventStream(
     stream=NOTIFICATION_STREAM,

@@ -15,13 +15,15 @@ from typing import Any
 
 from vss_contracts.case_events import CASE_EVENTS, LEGACY_CASE_EVENTS, CaseEventData
 from vss_contracts.envelope import CloudEvent, dataschema_for
-from vss_contracts.meeting_events import MEETING_EVENTS, MeetingEventData
+from vss_contracts.meeting_events import LEGACY_MEETING_EVENTS, MEETING_EVENTS, MeetingEventData
 from vss_contracts.notification_events import NOTIFICATION_EVENTS, NotificationEventData
 from vss_contracts.sharing_events import SHARING_EVENTS, SharingEventData
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 # The schemas of earlier versions are frozen as published: kept, never regenerated.
-FROZEN = frozenset(f"{cls.TYPE}.json" for cls in LEGACY_CASE_EVENTS)
+FROZEN = frozenset(
+    [f"{cls.TYPE}.json" for cls in LEGACY_CASE_EVENTS] + [f"{cls.TYPE}.json" for cls in LEGACY_MEETING_EVENTS]
+)
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 

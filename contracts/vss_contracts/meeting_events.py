@@ -19,10 +19,11 @@ from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, EmailStr, Field
+from pydantic import AwareDatetime, EmailStr, Field, StringConstraints
 
 from vss_contracts.registry import UnknownEventType, Upcaster, upcast
 from vss_contracts.types import (
+    _NOT_ONLY_WHITESPACE,
     ContractModel,
     OrganisationRef,
     Phase,
@@ -32,12 +33,14 @@ from vss_contracts.types import (
 )
 
 __all__ = [
+    "LEGACY_MEETING_EVENTS",
     "MEETING_EVENTS",
     "MEETING_EVENT_SOURCE",
     "MEETING_EVENT_TYPES",
     "MEETING_STREAM",
     "MEETING_SUBJECTS",
     "MEETING_SUBJECT_PREFIX",
+    "MEETING_UPCASTERS",
     "TYPE_PREFIX",
     "AgendaItem",
     "Answer",
@@ -106,8 +109,11 @@ AgendaItem = ShortText
 
 CancelReason = Annotated[
     str,
-    Field(min_length=1, max_length=500, pattern=r"\S", description="Why the meeting was cancelled"),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=_NOT_ONLY_WHITESPACE),
+    Field(description="Why the meeting was cancelled: 1–500 characters"),
 ]
+"""Why a meeting was cancelled: 1–500 characters (200 before resource group and crisis meetings
+could be cancelled; every earlier payload still fits)."""
 
 
 class Answer(StrEnum):
@@ -345,6 +351,8 @@ MEETING_EVENTS: tuple[type[MeetingEventData], ...] = (
     MeetingAnswered,
 )
 MEETING_EVENT_TYPES: dict[str, type[MeetingEventData]] = {cls.TYPE: cls for cls in MEETING_EVENTS}
+# Earlier versions, as published: their schemas stay, their payloads upcast on decode.
+LEGACY_MEETING_EVENTS: tuple[type[MeetingEventData], ...] = (MeetingScheduledV1, CrisisMeetingScheduledV1)
 
 
 def meeting_scheduled_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:

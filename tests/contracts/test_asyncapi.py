@@ -26,6 +26,7 @@ from vss_contracts.asyncapi import render as render_asyncapi
 from vss_contracts.case_events import LEGACY_CASE_EVENTS, SipDecidedV1
 from vss_contracts.chain import GENESIS_HASH, cloud_event_hash
 from vss_contracts.meeting_events import (
+    LEGACY_MEETING_EVENTS,
     MEETING_EVENT_SOURCE,
     MEETING_EVENTS,
     MEETING_STREAM,
@@ -293,7 +294,7 @@ def test_every_event_type_has_a_channel_a_message_and_two_operations(doc: dict[s
         cls.event_name() for cls in every
     }
     assert {key for key in messages if key not in ("DeadLetter", "SharingEnded_v1")} == {
-        _key(cls) for cls in (*every, *LEGACY_CASE_EVENTS)
+        _key(cls) for cls in (*every, *LEGACY_CASE_EVENTS, *LEGACY_MEETING_EVENTS)
     }
     assert messages["SipDecided_v1"]["name"] == "se.vss.case.SipDecided.v1"
 
@@ -334,7 +335,9 @@ def test_every_meeting_event_type_has_a_channel_a_message_and_two_operations(doc
         assert channel["x-nats-stream"] == MEETING_STREAM
         assert channel["address"] == meeting_subject("{caseId}", name)
         assert channel["address"].replace("{caseId}", str(CASE_ID)) == meeting_subject(CASE_ID, name)
-        assert channel["messages"] == {key: {"$ref": f"#/components/messages/{key}"}}
+        # The current version, and any earlier one still on the stream as published.
+        versions = [key, *(_key(e) for e in LEGACY_MEETING_EVENTS if e.event_name() == name)]
+        assert channel["messages"] == {k: {"$ref": f"#/components/messages/{k}"} for k in versions}
         assert messages[key]["name"] == cls.TYPE
         assert messages[key]["contentType"] == "application/cloudevents+json"
         assert messages[key]["headers"]["allOf"][0] == {"$ref": "#/components/schemas/MeetingEventHeaders"}

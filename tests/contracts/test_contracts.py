@@ -30,7 +30,7 @@ from vss_contracts import (
 from vss_contracts import case_events as ev
 from vss_contracts.case_events import LEGACY_CASE_EVENTS
 from vss_contracts.jsonschema import SCHEMA_DIR, drift, generate
-from vss_contracts.meeting_events import MEETING_EVENTS, MeetingEventData
+from vss_contracts.meeting_events import LEGACY_MEETING_EVENTS, MEETING_EVENTS, MeetingEventData
 from vss_contracts.notification_events import NOTIFICATION_EVENTS, NotificationEventData
 from vss_contracts.registry import UPCASTERS
 from vss_contracts.sharing_events import SHARING_EVENTS
@@ -65,7 +65,7 @@ def test_there_is_one_schema_per_event_type_and_one_for_the_envelope() -> None:
     names = {path.name for path in SCHEMA_DIR.glob("*.json")}
     events: tuple[EventClass, ...] = (*CASE_EVENTS, *MEETING_EVENTS, *NOTIFICATION_EVENTS)
     sharing = {f"{cls.TYPE}.json" for cls in SHARING_EVENTS}  # (tests/contracts/test_sharing_contracts.py)
-    frozen = {f"{cls.TYPE}.json" for cls in LEGACY_CASE_EVENTS}  # earlier versions, as published
+    frozen = {f"{cls.TYPE}.json" for cls in (*LEGACY_CASE_EVENTS, *LEGACY_MEETING_EVENTS)}  # as published
     assert names == {f"{cls.TYPE}.json" for cls in events} | sharing | frozen | {"se.vss.CloudEvent.json"}
     for cls in events:
         schema = json.loads((SCHEMA_DIR / f"{cls.TYPE}.json").read_text(encoding="utf-8"))
@@ -77,9 +77,10 @@ def test_there_is_one_schema_per_event_type_and_one_for_the_envelope() -> None:
 def test_drift_names_a_stale_a_missing_and_an_extra_schema(tmp_path: Path) -> None:
     for name, text in generate().items():
         (tmp_path / name).write_text(text, encoding="utf-8")
-    assert drift(tmp_path) == ["se.vss.case.SipDecided.v1.json"]  # a frozen one is missing
-    frozen = (SCHEMA_DIR / "se.vss.case.SipDecided.v1.json").read_text(encoding="utf-8")
-    (tmp_path / "se.vss.case.SipDecided.v1.json").write_text(frozen, encoding="utf-8")
+    legacy = [f"{cls.TYPE}.json" for cls in LEGACY_MEETING_EVENTS]
+    assert drift(tmp_path) == sorted(["se.vss.case.SipDecided.v1.json", *legacy])  # frozen ones missing
+    for name in ["se.vss.case.SipDecided.v1.json", *legacy]:
+        (tmp_path / name).write_text((SCHEMA_DIR / name).read_text(encoding="utf-8"), encoding="utf-8")
     assert drift(tmp_path) == []
 
     (tmp_path / "se.vss.case.GoalSet.v1.json").write_text("{}\n", encoding="utf-8")

@@ -34,7 +34,7 @@ from services.shared.dispatch import ContractEvent
 from services.shared.settings import BusSettings
 from vss_contracts.case_events import CASE_EVENTS, LEGACY_CASE_EVENTS
 from vss_contracts.envelope import CloudEvent
-from vss_contracts.meeting_events import MEETING_EVENTS, MEETING_UPCASTERS
+from vss_contracts.meeting_events import LEGACY_MEETING_EVENTS, MEETING_EVENTS, MEETING_UPCASTERS
 from vss_contracts.notification_events import NOTIFICATION_EVENTS, NOTIFICATION_UPCASTERS
 from vss_contracts.registry import UPCASTERS
 
@@ -43,6 +43,7 @@ _PAYLOADS: tuple[type[ContractEvent], ...] = (
     *CASE_EVENTS,
     *LEGACY_CASE_EVENTS,
     *MEETING_EVENTS,
+    *LEGACY_MEETING_EVENTS,
     *NOTIFICATION_EVENTS,
 )
 _MODELS: dict[str, type[ContractEvent]] = {cls.TYPE: cls for cls in _PAYLOADS}
