@@ -149,8 +149,79 @@ def test_a_booked_meeting_is_a_row_with_what_the_event_carries_and_no_contact_de
         "event_id": record.event_id,
         "updated_at": record.time,
         "verified": True,
+        "place_kind": None,
+        "agenda": [],
+        "proposed": False,
+        "answers": {},
         "uid": f"{meeting_id}@vss.se",
     }
+
+
+AGENDA = ["Utvärdering sedan förra mötet", "Förändringsskattning", "Nästa möten"]
+
+
+def test_a_proposed_meeting_confirmed_and_answered_shows_its_place_agenda_and_answers() -> None:
+    schedule, meeting_id = Schedule(), uuid4()
+    proposed = scheduled(
+        meeting_id,
+        at(10, 10),
+        location="Hemma hos brukaren",
+        place_kind=me.PlaceKind.CLIENT_HOME,
+        agenda=AGENDA,
+        proposed=True,
+        reason="mapping_summarised",
+    )
+    models = project([schedule.record(proposed)])
+    row = only(models)
+    assert (row["proposed"], row["place_kind"], row["agenda"]) == (True, "client_home", AGENDA)
+    confirmed = me.MeetingConfirmed(
+        meeting_id=meeting_id,
+        starts_at=at(11, 13),
+        ends_at=at(11, 14),
+        place_kind=me.PlaceKind.OFFICE,
+        location="Mottagningen",
+        sequence=1,
+        confirmed_by="anna",
+    )
+    answered = me.MeetingAnswered(
+        meeting_id=meeting_id,
+        invitee_id="coordinator:anna",
+        answer=me.Answer.DECLINED,
+        via=me.AnswerVia.ICALENDAR,
+        sequence=1,
+        answered_at=NOW,
+    )
+    project([schedule.record(confirmed), schedule.record(answered)], models)
+    row = only(models)
+    assert (row["proposed"], row["place_kind"], row["location"], row["sequence"]) == (
+        False,
+        "office",
+        "Mottagningen",
+        1,
+    )
+    assert row["starts_at"] == "2026-03-11T13:00:00+01:00"
+    assert row["changed_by"] == "anna"
+    assert row["answers"] == {
+        "coordinator:anna": {
+            "answer": "declined",
+            "via": "icalendar",
+            "sequence": 1,
+            "at": "2026-03-02T09:00:00Z",
+        }
+    }
+    # Moved: the answers were to the old time.
+    moved = me.MeetingRescheduled(
+        meeting_id=meeting_id,
+        starts_at=at(12, 13),
+        ends_at=at(12, 14),
+        previous_starts_at=at(11, 13),
+        sequence=2,
+        reason="x",
+    )
+    project([schedule.record(moved)], models)
+    assert only(models)["answers"] == {}
+    # The row's columns hold lists and maps as JSON and read back the same.
+    assert meetings.from_row(meetings.row({**only(models), "starts_utc": "x"}))["agenda"] == AGENDA
 
 
 def test_a_reschedule_moves_the_meeting_and_raises_its_sequence() -> None:
