@@ -824,10 +824,19 @@ MAX_REPLY_BYTES = 64 * 1024
 _PARTSTATS = {"ACCEPTED": Answer.ACCEPTED, "DECLINED": Answer.DECLINED, "TENTATIVE": Answer.TENTATIVE}
 
 InviteeQuery = Annotated[
-    str | None, Query(min_length=1, max_length=160, description="The invitee id the answer link names")
+    str | None,
+    Query(
+        min_length=1,
+        max_length=160,
+        pattern=r"^[^\x00-\x20\x7f]+$",  # checked before it names anyone in the access log
+        description="The invitee id the answer link names (no spaces or control characters)",
+    ),
 ]
 SignatureQuery = Annotated[
-    str | None, Query(min_length=1, max_length=64, description="The answer link's signature")
+    str | None,
+    Query(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The answer link's signature"
+    ),
 ]
 
 
