@@ -50,6 +50,10 @@ class Meeting(Protocol):
     @property
     def agenda(self) -> Sequence[str]: ...
     @property
+    def proposed(self) -> bool:
+        """The schedule's suggestion, not yet confirmed: a tentative entry."""
+        ...
+    @property
     def partstats(self) -> Mapping[str, str]:
         """The invitees' answers as PARTSTAT values (ACCEPTED, DECLINED, TENTATIVE) by invitee id."""
         ...
@@ -206,7 +210,7 @@ def _vevent(
     event.add("DESCRIPTION", description(meeting))
     if meeting.location:
         event.add("LOCATION", meeting.location)
-    event.add("STATUS", "CANCELLED" if cancelled else "CONFIRMED")
+    event.add("STATUS", "CANCELLED" if cancelled else "TENTATIVE" if meeting.proposed else "CONFIRMED")
     if organizer is not None:
         organizer_name, organizer_email = organizer
         event.add("ORGANIZER", _address(organizer_email, CN=organizer_name))

@@ -94,6 +94,8 @@ def test_the_first_resource_group_meeting_is_proposed_and_a_coordinator_confirms
     [proposed] = api.client.get(base, headers=headers()).json()["items"]
     assert proposed["proposed"] is True
     assert proposed["sequence"] == 0
+    ics = api.client.get(f"{base}/{proposed['meeting_id']}.ics", headers=headers())
+    assert only_event(Calendar.from_ical(ics.content))["STATUS"] == "TENTATIVE"  # not yet confirmed
     body = {
         "starts_at": "2026-02-04T14:00:00+01:00",
         "place_kind": "office",

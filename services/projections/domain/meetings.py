@@ -298,6 +298,7 @@ class CalendarMeeting:
     is_cancelled: bool
     invitees: Mapping[str, Invitee] = field(default_factory=dict)  # a published entry names nobody
     agenda: tuple[str, ...] = ()
+    proposed: bool = False
     partstats: Mapping[str, str] = field(default_factory=dict)  # nobody named, nobody's answer
 
     @property
@@ -317,6 +318,7 @@ def calendar_entry(meeting: Mapping[str, Any]) -> CalendarMeeting:
         location=meeting["location"],
         is_cancelled=meeting["status"] == CANCELLED,
         agenda=tuple(meeting.get("agenda") or ()),
+        proposed=bool(meeting.get("proposed", False)),
     )
 
 
