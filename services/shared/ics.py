@@ -53,6 +53,7 @@ class Meeting(Protocol):
     def proposed(self) -> bool:
         """The schedule's suggestion, not yet confirmed: a tentative entry."""
         ...
+
     @property
     def partstats(self) -> Mapping[str, str]:
         """The invitees' answers as PARTSTAT values (ACCEPTED, DECLINED, TENTATIVE) by invitee id."""
