@@ -44,6 +44,10 @@ class MeetingsSettings(CommonSettings, BusSettings, AccessLogSettings):
     cadence_working_days: int = Field(default=DEFAULT_CADENCE[Phase.WORKING], ge=1)
     cadence_follow_up_days: int = Field(default=DEFAULT_CADENCE[Phase.FOLLOW_UP], ge=1)
     crisis_within_working_days: int = Field(default=2, ge=1, le=10)
+    propose_first_meeting: bool = Field(
+        default=True,
+        description="The first resource group meeting is proposed and a coordinator confirms it (ADR 0020)",
+    )
     timer_interval: float = Field(default=30.0, gt=0, description="Seconds between looks for due timers")
     organiser_name: str = "VSS vård- och stödsamordning"
     organiser_email: EmailStr = "noreply@vss.example.se"
@@ -96,6 +100,7 @@ class MeetingsSettings(CommonSettings, BusSettings, AccessLogSettings):
                 Phase.FOLLOW_UP: self.cadence_follow_up_days,
             },
             crisis_within_working_days=self.crisis_within_working_days,
+            propose_first_meeting=self.propose_first_meeting,
         )
 
     def meeting_names(self) -> BusNames:

@@ -78,6 +78,9 @@ class Rules:
     # Where the schedule puts the meetings it sets itself, until a coordinator says otherwise:
     # the method's meetings are commonly held in the client's home.
     place_kind: PlaceKind = PlaceKind.CLIENT_HOME
+    # The first resource group meeting is a proposal the coordinators confirm (*preliminär
+    # tid*); False: fixed and invited at once, as before proposals.
+    propose_first_meeting: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,7 +438,14 @@ class MeetingSchedule:
             day -= timedelta(days=1)
         # Proposed, not fixed (*preliminär tid*): the coordinators confirm its time and place.
         return [
-            self._schedule_rg(cause, "mapping_summarised", "rg/mapping", day, sip_version=None, proposed=True)
+            self._schedule_rg(
+                cause,
+                "mapping_summarised",
+                "rg/mapping",
+                day,
+                sip_version=None,
+                proposed=self.rules.propose_first_meeting,
+            )
         ]
 
     def _sip_decided(self, cause: str, data: ce.SipDecided) -> list[Decided]:

@@ -61,6 +61,14 @@ def test_the_first_resource_group_meeting_is_proposed_in_the_clients_home_with_t
     ]
 
 
+def test_a_deployment_may_fix_the_first_meeting_at_once() -> None:
+    schedule = Schedule(Rules(propose_first_meeting=False)).started(date(2026, 1, 5))
+    [first] = payloads(schedule.summarised(date(2026, 2, 2)))
+    assert isinstance(first, me.MeetingScheduled)
+    assert first.proposed is False
+    assert first.agenda == list(RESOURCE_GROUP_AGENDA)
+
+
 def test_a_proposed_meeting_has_no_reminders_until_it_is_confirmed() -> None:
     schedule, first = proposed_case()
     keys = [key for _, key in schedule.schedule.timers()]
