@@ -984,7 +984,7 @@ def parse_reply(content: bytes) -> Reply:
     """The one VEVENT of a METHOD:REPLY, parsed with the icalendar library; 422 naming the rule."""
     try:
         calendar = Calendar.from_ical(content)
-    except ValueError as error:
+    except (ValueError, IndexError, KeyError, TypeError) as error:  # the parser's ways of refusing
         raise _bad_reply(f"the body is not iCalendar: {error}", "icalendar") from None
     if str(calendar.get("METHOD", "")).upper() != "REPLY":
         raise _bad_reply("the calendar's METHOD must be REPLY (RFC 5546 3.2.3)", "method_reply")
