@@ -12,13 +12,16 @@ from datetime import date
 from typing import Annotated, Any, ClassVar, Self
 from uuid import UUID
 
-from pydantic import ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from vss_contracts.types import (
     ChangeRating,
     ClientRef,
     ClosingReason,
     ContactDetails,
+    ContactMode,
+    ContactNote,
+    ContactPeriod,
     ContractModel,
     Coordinator,
     DeviationReason,
@@ -31,6 +34,7 @@ from vss_contracts.types import (
     OrganisationId,
     OrganisationRef,
     Participant,
+    Person,
     Phase,
     PracticeRule,
     Principal,
@@ -493,6 +497,64 @@ class MethodDeviationRecorded(CaseEventData):
         return self
 
 
+# A contact lasts at least a minute and at most twelve hours (a long outreach day).
+CONTACT_MINUTES_MIN = 1
+CONTACT_MINUTES_MAX = 720
+# The people other than staff a logbook entry names, at most.
+CONTACT_OTHERS_MAX = 20
+
+
+class ContactOther(ContractModel):
+    """Someone else who took part in a contact, by role and optionally name (e.g. mother, a
+    landlord): not a user of VSS."""
+
+    role: ShortText
+    name: ShortText | None = None
+
+
+class ClientContactRecorded(CaseEventData):
+    """A coordinator was in contact with the client (*Loggboken*): a visit, a call, a video
+    call or outreach work, at any hour and on any day (evenings and weekends are normal).
+
+    Counts toward the contact cadence of the period (``ContactPeriodSet``) on its day in
+    Europe/Stockholm. ``staff`` are the members of staff who took part, as persons
+    (organisation, user id, name); ``others`` anyone else, by role.
+    """
+
+    TYPE: ClassVar[str] = "se.vss.case.ClientContactRecorded.v1"
+    contact_id: UUID
+    mode: ContactMode
+    occurred_at: AwareDatetime = Field(description="When the contact began, with its UTC offset")
+    duration_minutes: Annotated[
+        int,
+        Field(ge=CONTACT_MINUTES_MIN, le=CONTACT_MINUTES_MAX, description="1–720 minutes (twelve hours)"),
+    ]
+    staff: Annotated[list[Person], Field(min_length=1, max_length=10)]
+    others: Annotated[list[ContactOther], Field(max_length=CONTACT_OTHERS_MAX)] = Field(default_factory=list)
+    note: ContactNote | None = None
+
+    @model_validator(mode="after")
+    def _each_person_once(self) -> Self:
+        people = [(p.organisation.id, p.user_id) for p in self.staff]
+        if len(people) != len(set(people)):
+            raise ValueError("a member of staff is named twice")
+        return self
+
+
+class ContactPeriodSet(CaseEventData):
+    """The coordinators set the period of their contacts with the client from ``applies_from``
+    (*Loggboken*, 000_*.txt): assessment (*bedömningsfasen*, 1–2 times a week), orientation
+    (*orienteringsfasen*, weekly), social recovery (*social återhämtning*, 1–2 times a
+    fortnight) or re-orientation (*nyorientering*, monthly). It replaces the period that
+    followed the phase, and any period set before."""
+
+    TYPE: ClassVar[str] = "se.vss.case.ContactPeriodSet.v1"
+    period: ContactPeriod
+    applies_from: date
+    set_by: Person
+    reason: ShortText | None = None
+
+
 class CaseClosed(CaseEventData):
     TYPE: ClassVar[str] = "se.vss.case.CaseClosed.v1"
     closed_on: date
@@ -527,5 +589,7 @@ CASE_EVENTS: tuple[type[CaseEventData], ...] = (
     EarlyWarningTriggered,
     EarlyWarningResolved,
     MethodDeviationRecorded,
+    ClientContactRecorded,
+    ContactPeriodSet,
     CaseClosed,
 )

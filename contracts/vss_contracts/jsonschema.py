@@ -22,7 +22,10 @@ from vss_contracts.sharing_events import SHARING_EVENTS, SharingEventData
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 # The schemas of earlier versions are frozen as published: kept, never regenerated.
 FROZEN = frozenset(
-    [f"{cls.TYPE}.json" for cls in LEGACY_CASE_EVENTS] + [f"{cls.TYPE}.json" for cls in LEGACY_MEETING_EVENTS]
+    [
+        *(f"{cls.TYPE}.json" for cls in LEGACY_CASE_EVENTS),
+        *(f"{cls.TYPE}.json" for cls in LEGACY_MEETING_EVENTS),
+    ]
 )
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

@@ -24,6 +24,8 @@ from pydantic import AwareDatetime, EmailStr, Field, StringConstraints
 from vss_contracts.registry import UnknownEventType, Upcaster, upcast
 from vss_contracts.types import (
     _NOT_ONLY_WHITESPACE,
+    CONTACT_PERIOD_OF_PHASE,
+    ContactPeriod,
     ContractModel,
     OrganisationRef,
     Phase,
@@ -48,6 +50,7 @@ __all__ = [
     "CancelReason",
     "ChangeRatingRequested",
     "ContactCadenceMissed",
+    "ContactCadenceMissedV1",
     "CrisisMeetingScheduled",
     "CrisisMeetingScheduledV1",
     "FollowUpOverdue",
@@ -324,8 +327,9 @@ class FollowUpOverdue(MeetingEventData):
     coordinators: list[UserId]
 
 
-class ContactCadenceMissed(MeetingEventData):
-    """No meeting with the client within the phase's period (*kontaktfrekvens*)."""
+class ContactCadenceMissedV1(MeetingEventData):
+    """No meeting with the client within the phase's period (*kontaktfrekvens*). Superseded by
+    v2, which names the contact period; read through :func:`contact_cadence_missed_v1_to_v2`."""
 
     TYPE: ClassVar[str] = "se.vss.meetings.ContactCadenceMissed.v1"
     phase: Phase
@@ -334,6 +338,38 @@ class ContactCadenceMissed(MeetingEventData):
     period_end: date
     last_contact_on: date | None = None
     coordinators: list[UserId]
+
+
+class ContactCadenceMissed(MeetingEventData):
+    """Neither a recorded contact nor a meeting with the client (booked in the period and not
+    cancelled, or held) in the contact period's interval (*Loggboken*, ADR 0019): raised once
+    the interval ``period_start``–``period_end`` has ended and its grace for recording has
+    passed. ``period`` is the contact period that set the interval; ``period_set`` whether the
+    coordinators set it (else it followed the phase). ``last_contact_on`` is the last day the
+    client was met or contacted, as far as the schedule knows."""
+
+    TYPE: ClassVar[str] = "se.vss.meetings.ContactCadenceMissed.v2"
+    period: ContactPeriod
+    period_set: bool = Field(
+        description="True: the coordinators set the period (ContactPeriodSet); false: it followed the phase"
+    )
+    period_days: Annotated[int, Field(ge=1)]
+    period_start: date
+    period_end: date
+    last_contact_on: date | None = None
+    coordinators: list[UserId]
+
+
+def contact_cadence_missed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A v1 report's interval followed the phase: its period is the phase's (the v1 intervals
+    were the periods' own: 7, 7, 14 and 30 days), not set by the coordinators; the figures
+    stay as they were."""
+    fields = {k: v for k, v in payload.items() if k != "phase"}
+    return {
+        **fields,
+        "period": CONTACT_PERIOD_OF_PHASE[Phase(payload["phase"])].value,
+        "period_set": False,
+    }
 
 
 MEETING_EVENTS: tuple[type[MeetingEventData], ...] = (
@@ -351,8 +387,12 @@ MEETING_EVENTS: tuple[type[MeetingEventData], ...] = (
     MeetingAnswered,
 )
 MEETING_EVENT_TYPES: dict[str, type[MeetingEventData]] = {cls.TYPE: cls for cls in MEETING_EVENTS}
-# Earlier versions, as published: their schemas stay, their payloads upcast on decode.
-LEGACY_MEETING_EVENTS: tuple[type[MeetingEventData], ...] = (MeetingScheduledV1, CrisisMeetingScheduledV1)
+# Earlier versions of current types: read through the upcasters; their schemas stay published.
+LEGACY_MEETING_EVENTS: tuple[type[MeetingEventData], ...] = (
+    ContactCadenceMissedV1,
+    MeetingScheduledV1,
+    CrisisMeetingScheduledV1,
+)
 
 
 def meeting_scheduled_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
@@ -373,6 +413,7 @@ def crisis_meeting_scheduled_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]
 
 # old type name -> (next type name, upcaster), as for the case events
 MEETING_UPCASTERS: dict[str, tuple[str, Upcaster]] = {
+    ContactCadenceMissedV1.TYPE: (ContactCadenceMissed.TYPE, contact_cadence_missed_v1_to_v2),
     MeetingScheduledV1.TYPE: (MeetingScheduled.TYPE, meeting_scheduled_v1_to_v2),
     CrisisMeetingScheduledV1.TYPE: (CrisisMeetingScheduled.TYPE, crisis_meeting_scheduled_v1_to_v2),
 }

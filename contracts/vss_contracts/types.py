@@ -6,7 +6,9 @@ published, or it is rejected. Adding a field is a new event version.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Annotated, Any, Self
 from uuid import UUID
 
@@ -15,11 +17,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 from vss_contracts.identity import normalise_personal_identity_number
 
 __all__ = [
+    "CONTACT_PERIOD_DAYS",
+    "CONTACT_PERIOD_OF_PHASE",
     "ActorPrincipal",
     "ChangeRating",
     "ClientRef",
     "ClosingReason",
     "ContactDetails",
+    "ContactMode",
+    "ContactNote",
+    "ContactPeriod",
     "Coordinator",
     "DeviationReason",
     "GoalKind",
@@ -32,6 +39,7 @@ __all__ = [
     "OrganisationRef",
     "Participant",
     "ParticipantKind",
+    "Person",
     "PersonalIdentityNumber",
     "Phase",
     "PracticeRule",
@@ -123,6 +131,60 @@ class Phase(StrEnum):
     WORKING = "working"  # arbetsfas
     FOLLOW_UP = "follow_up"  # uppföljning
     CLOSED = "closed"
+
+
+class ContactPeriod(StrEnum):
+    """The period of the coordinator's contacts with the client (*Loggboken*, 000_*.txt), which
+    sets how often they meet. The coordinators set it (``ContactPeriodSet``); until they do, it
+    follows the phase (:data:`CONTACT_PERIOD_OF_PHASE`)."""
+
+    ASSESSMENT = "assessment"  # bedömningsfasen: the first contacts, 1–2 times a week
+    ORIENTATION = "orientation"  # orienteringsfasen: regular treatment starts, weekly
+    SOCIAL_RECOVERY = "social_recovery"  # social återhämtning: 1–2 times a fortnight
+    RE_ORIENTATION = "re_orientation"  # nyorientering: monthly
+
+
+# The method's interval per period: at least one contact within this many days (000_*.txt:
+# 1–2 times a week, weekly, 1–2 times a fortnight, monthly taken as 30 days). The meetings
+# service's settings may change them (VSS_MEETINGS cadence_*_days); these are its defaults.
+CONTACT_PERIOD_DAYS: Mapping[ContactPeriod, int] = MappingProxyType(
+    {
+        ContactPeriod.ASSESSMENT: 7,
+        ContactPeriod.ORIENTATION: 7,
+        ContactPeriod.SOCIAL_RECOVERY: 14,
+        ContactPeriod.RE_ORIENTATION: 30,
+    }
+)
+
+# The period before the coordinators set one, from the case's phase (ADR 0019): the first
+# contacts are the mapping's, regular work starts with planning, the working phase is the
+# social recovery, the follow-up the re-orientation. (Closed cases have no cadence; a closed
+# phase maps to the least frequent period only so that every phase has one.)
+CONTACT_PERIOD_OF_PHASE: Mapping[Phase, ContactPeriod] = MappingProxyType(
+    {
+        Phase.MAPPING: ContactPeriod.ASSESSMENT,
+        Phase.PLANNING: ContactPeriod.ORIENTATION,
+        Phase.WORKING: ContactPeriod.SOCIAL_RECOVERY,
+        Phase.FOLLOW_UP: ContactPeriod.RE_ORIENTATION,
+        Phase.CLOSED: ContactPeriod.RE_ORIENTATION,
+    }
+)
+
+
+class ContactMode(StrEnum):
+    """How a coordinator was in contact with the client (a *Loggboken* entry)."""
+
+    VISIT = "visit"  # a meeting in person: a home visit, at the office, in town
+    PHONE = "phone"
+    VIDEO = "video"
+    OUTREACH = "outreach"  # uppsökande arbete: finding the client where they are
+
+
+ContactNote = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=_NOT_ONLY_WHITESPACE),
+    Field(description="A short note on the contact: 1–500 characters"),
+]
 
 
 class PracticeRule(StrEnum):
@@ -224,6 +286,15 @@ class Coordinator(ContractModel):
     name: ShortText
     organisation: OrganisationRef
     contact: ContactDetails = ContactDetails()
+
+
+class Person(ContractModel):
+    """A member of staff as a person: their user id at their organisation (a user id alone
+    names nobody: the same id at another organisation is someone else)."""
+
+    organisation: OrganisationRef
+    user_id: UserId
+    name: ShortText | None = Field(default=None, description="As the case knows them; null if it does not")
 
 
 class Participant(ContractModel):

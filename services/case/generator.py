@@ -65,6 +65,8 @@ from vss_contracts.types import (
     ClientRef,
     ClosingReason,
     ContactDetails,
+    ContactMode,
+    ContactPeriod,
     Coordinator,
     GoalKind,
     GoalStatus,
@@ -981,6 +983,11 @@ class _CaseLife:
             set_on=day,
         )
         yield self.step(lambda c: c.set_goal(goal))
+        # Regular work starts: the coordinators meet the client weekly (the orientation period).
+        period = cmd.SetContactPeriod(
+            period=ContactPeriod.ORIENTATION, applies_from=day, reason="Behandlingen har kommit igång"
+        )
+        yield self.step(lambda c: c.set_contact_period(period))
         for _ in range(rng.randint(1, 3)):
             yield from self.set_sub_goal(day)
         # The resource group, as the client chooses it.
@@ -1118,6 +1125,7 @@ class _CaseLife:
     def follow_up(self, day: date) -> Iterator[_Step]:
         """Change rating, resource group meeting, goals revised and a new SIP (renewing consent)."""
         rng = self.rng
+        yield from self.contact(day - timedelta(days=rng.randint(1, 6)))
         yield from self.worksheet(day - timedelta(days=rng.randint(0, 5)), Worksheet.CHANGE_RATING)
         day = yield from self.at(day)
         present = [
@@ -1154,6 +1162,24 @@ class _CaseLife:
             if rng.random() < PLAN_REVISED_PER_FOLLOW_UP:
                 yield from self.update_plan(day)
         yield from self.decide_sip(day, participants)
+
+    def contact(self, day: date) -> Iterator[_Step]:
+        """A contact for the logbook before a follow-up: often outreach the evening before
+        (any day of the week), else a call or a visit, recorded in the morning."""
+        rng = self.rng
+        day = self.on(day)
+        if rng.random() < 0.4:
+            mode, began = ContactMode.OUTREACH, self.now - timedelta(hours=rng.randint(10, 14))
+        else:
+            mode, began = rng.choice((ContactMode.PHONE, ContactMode.VISIT)), self.now - timedelta(hours=1)
+        command = cmd.RecordClientContact(
+            contact_id=self.new_id(),
+            mode=mode,
+            occurred_at=max(began, datetime.combine(self.opened_on, clock_time(12, 0), STOCKHOLM)),
+            duration_minutes=rng.choice((15, 30, 45, 60, 90)),
+            note=f"Pratade med {self.client_first} inför uppföljningen.",
+        )
+        yield self.step(lambda c: c.record_client_contact(command))
 
     def goal_status(self, day: date, goal_id: uuid.UUID, status: GoalStatus, comment: str) -> Iterator[_Step]:
         day = yield from self.at(day)

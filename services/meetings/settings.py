@@ -20,7 +20,7 @@ from services.shared.settings import (
     position_max_waits,
     position_wait_limit,
 )
-from vss_contracts.types import Phase
+from vss_contracts.types import ContactPeriod
 
 
 class MeetingsSettings(CommonSettings, BusSettings, AccessLogSettings):
@@ -39,10 +39,21 @@ class MeetingsSettings(CommonSettings, BusSettings, AccessLogSettings):
     first_meeting_within_days: int = Field(default=21, ge=1, le=90)
     reminder_days: tuple[int, ...] = Field(default=(7, 1), description="Reminders this many days before")
     change_rating_days_before: int = Field(default=7, ge=0, le=60)
-    cadence_mapping_days: int = Field(default=DEFAULT_CADENCE[Phase.MAPPING], ge=1)
-    cadence_planning_days: int = Field(default=DEFAULT_CADENCE[Phase.PLANNING], ge=1)
-    cadence_working_days: int = Field(default=DEFAULT_CADENCE[Phase.WORKING], ge=1)
-    cadence_follow_up_days: int = Field(default=DEFAULT_CADENCE[Phase.FOLLOW_UP], ge=1)
+    # At least one contact with the client within this many days, per contact period (ADR 0019).
+    cadence_assessment_days: int = Field(default=DEFAULT_CADENCE[ContactPeriod.ASSESSMENT], ge=1, le=31)
+    cadence_orientation_days: int = Field(default=DEFAULT_CADENCE[ContactPeriod.ORIENTATION], ge=1, le=31)
+    cadence_social_recovery_days: int = Field(
+        default=DEFAULT_CADENCE[ContactPeriod.SOCIAL_RECOVERY], ge=1, le=62
+    )
+    cadence_re_orientation_days: int = Field(
+        default=DEFAULT_CADENCE[ContactPeriod.RE_ORIENTATION], ge=1, le=92
+    )
+    cadence_grace_working_days: int = Field(
+        default=1,
+        ge=0,
+        le=10,
+        description="Working days to record an interval's contacts before it is judged",
+    )
     crisis_within_working_days: int = Field(default=2, ge=1, le=10)
     propose_first_meeting: bool = Field(
         default=True,
@@ -94,11 +105,12 @@ class MeetingsSettings(CommonSettings, BusSettings, AccessLogSettings):
             reminder_days=tuple(sorted(set(self.reminder_days), reverse=True)),
             change_rating_days_before=self.change_rating_days_before,
             cadence_days={
-                Phase.MAPPING: self.cadence_mapping_days,
-                Phase.PLANNING: self.cadence_planning_days,
-                Phase.WORKING: self.cadence_working_days,
-                Phase.FOLLOW_UP: self.cadence_follow_up_days,
+                ContactPeriod.ASSESSMENT: self.cadence_assessment_days,
+                ContactPeriod.ORIENTATION: self.cadence_orientation_days,
+                ContactPeriod.SOCIAL_RECOVERY: self.cadence_social_recovery_days,
+                ContactPeriod.RE_ORIENTATION: self.cadence_re_orientation_days,
             },
+            cadence_grace_working_days=self.cadence_grace_working_days,
             crisis_within_working_days=self.crisis_within_working_days,
             propose_first_meeting=self.propose_first_meeting,
         )

@@ -238,6 +238,21 @@ def test_idempotent_open_creates_one_case(api: Api, scenario: CaseScenario, stor
     assert store.max_position() == 1
 
 
+def test_an_idempotency_key_is_the_persons_not_the_user_ids(
+    api: Api, scenario: CaseScenario, store: CaseEventStore
+) -> None:
+    """A person is (organisation, user id): the same user id at another organisation sending
+    the same key makes its own request, not a replay of the first person's (nor a 422)."""
+    headers = {"Idempotency-Key": "open-monday"}
+    first = _open(api, scenario, **headers)
+    namesake = make_actor(api.actor.user_id, SOCIAL_INSURANCE_AGENCY)
+    second = api.post("", open_case_command(scenario.today), actor=namesake, headers=headers)
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert "idempotency-replayed" not in second.headers
+    assert second.json()["case_id"] != first.json()["case_id"]
+    assert store.max_position() == 2
+
+
 # -------------------------------------------------------------------------------- reads
 def test_get_case_and_history_pages(api: Api, scenario: CaseScenario) -> None:
     scenario.to_first_sip()

@@ -32,7 +32,7 @@ from tests.support.scenario import (
     sip_command,
     worksheet_command,
 )
-from vss_contracts.types import ActorPrincipal, GoalKind, Phase, Worksheet
+from vss_contracts.types import ActorPrincipal, ContactPeriod, GoalKind, Phase, Worksheet
 
 
 # ----------------------------------------------------------------------------- stages
@@ -114,6 +114,20 @@ class RuleCase:
 # The case's client, signed in with their e-ID; and another person signed in as a client.
 TOLVAN = Actor("191212121212", "", "", ActorPrincipal.CLIENT, frozenset({"client"}))
 SOMEONE_ELSE = Actor("198112189876", "", "", ActorPrincipal.CLIENT, frozenset({"client"}))
+
+
+REPEATED_CONTACT = "4a7c2e1b-9d3f-4b8a-a6e5-2c1d0f9e8b7a"
+
+
+def contact_body(s: CaseScenario, **fields: Any) -> dict[str, Any]:
+    """A contact an hour ago, by phone."""
+    body = {
+        "mode": "phone",
+        "occurred_at": (s.clock.now() - timedelta(hours=1)).isoformat(),
+        "duration_minutes": 20,
+        "note": "Pratade om veckan",
+    }
+    return {**body, **fields}
 
 
 def confirmation(s: CaseScenario) -> dict[str, Any]:
@@ -451,6 +465,35 @@ RULES = [
         consented,
         "/phase",
         lambda s: {"to_phase": Phase.WORKING.value, "changed_on": str(s.today), "reason": "vill börja"},
+    ),
+    # The contact logbook (ADR 0019).
+    RuleCase(
+        errors.ContactStaffNotInvolved,
+        assigned,
+        "/contacts",
+        lambda s: contact_body(s, staff=[{"organisation_id": "boras-stad", "user_id": "anna.lindqvist"}]),
+    ),
+    RuleCase(
+        errors.ContactAlreadyRecorded,
+        assigned,
+        "/contacts",
+        lambda s: contact_body(s, contact_id=REPEATED_CONTACT),
+        before=lambda s: s.run(
+            lambda c: c.record_client_contact(
+                cmd.RecordClientContact.model_validate(contact_body(s, contact_id=REPEATED_CONTACT))
+            )
+        ),
+    ),
+    RuleCase(
+        errors.ContactPeriodUnchanged,
+        assigned,
+        "/contact-period",
+        lambda s: {"period": "orientation", "applies_from": str(s.today)},
+        before=lambda s: s.run(
+            lambda c: c.set_contact_period(
+                cmd.SetContactPeriod(period=ContactPeriod.ORIENTATION, applies_from=s.today)
+            )
+        ),
     ),
 ]
 

@@ -241,3 +241,66 @@ def test_every_problem_status_is_in_the_openapi_document(api: Api) -> None:
             documented = set(operation["responses"])
             assert {"400", "401", "403", "404", "409", "422"} <= documented, (method, path)
             assert "application/problem+json" in operation["responses"]["422"]["content"], (method, path)
+
+
+# ------------------------------------------------------------------- the contact logbook
+def _contact(scenario: CaseScenario, **fields: Any) -> dict[str, Any]:
+    body = {
+        "mode": "visit",
+        "occurred_at": scenario.clock.now().isoformat(),
+        "duration_minutes": 30,
+        "note": "Hembesök",
+    }
+    return {**body, **fields}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("duration_minutes", 0, "greater_than_equal"),
+        ("duration_minutes", 721, "less_than_equal"),  # twelve hours at most
+        ("occurred_at", "0001-01-01T21:30:00+01:00", "date_window"),
+        ("occurred_at", "2025-03-08T21:30:00", "timezone_aware"),  # a time needs its UTC offset
+        ("note", "x" * 501, "string_too_long"),  # a short note: 500 characters
+        ("note", "rad ett\nrad två", "control_character"),  # one line
+        ("staff", [{"organisation_id": "vgr", "user_id": f"u{i}"} for i in range(11)], "too_long"),
+        ("others", [{"role": "granne"}] * 21, "too_long"),
+    ],
+    ids=[
+        "no-minutes",
+        "over-twelve-hours",
+        "year-one",
+        "no-offset",
+        "long-note",
+        "two-lines",
+        "staff",
+        "others",
+    ],
+)
+def test_a_contact_out_of_range_is_refused_and_nothing_stored(
+    api: Api, store: CaseEventStore, scenario: CaseScenario, field: str, value: Any, rule: str
+) -> None:
+    scenario.open()
+    body = _contact(scenario, **{field: value})
+    refused(api, store, lambda: api.post(f"/{scenario.case_id}/contacts", body), field, rule)
+
+
+def test_a_contact_at_the_edges_of_its_ranges_is_accepted(api: Api, scenario: CaseScenario) -> None:
+    scenario.open()
+    for minutes, note in ((1, "x"), (720, "x" * 500)):
+        body = _contact(scenario, duration_minutes=minutes, note=note)
+        assert api.post(f"/{scenario.case_id}/contacts", body).status_code == 200
+
+
+def test_a_contact_period_from_year_one_is_refused(
+    api: Api, store: CaseEventStore, scenario: CaseScenario
+) -> None:
+    scenario.open()
+    body = {"period": "assessment", "applies_from": "0001-01-01"}
+    refused(
+        api,
+        store,
+        lambda: api.post(f"/{scenario.case_id}/contact-period", body),
+        "applies_from",
+        "date_window",
+    )

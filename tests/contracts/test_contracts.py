@@ -28,13 +28,28 @@ from vss_contracts import (
     upcast,
 )
 from vss_contracts import case_events as ev
+from vss_contracts import meeting_events as me
 from vss_contracts.case_events import LEGACY_CASE_EVENTS
 from vss_contracts.jsonschema import SCHEMA_DIR, drift, generate
-from vss_contracts.meeting_events import LEGACY_MEETING_EVENTS, MEETING_EVENTS, MeetingEventData
+from vss_contracts.meeting_events import (
+    LEGACY_MEETING_EVENTS,
+    MEETING_EVENTS,
+    MeetingEventData,
+    decode_meeting_event,
+)
 from vss_contracts.notification_events import NOTIFICATION_EVENTS, NotificationEventData
 from vss_contracts.registry import UPCASTERS
 from vss_contracts.sharing_events import SHARING_EVENTS
-from vss_contracts.types import ClientRef, ClosingReason, LongText, Principal, UserId
+from vss_contracts.types import (
+    CONTACT_PERIOD_OF_PHASE,
+    ClientRef,
+    ClosingReason,
+    ContactPeriod,
+    LongText,
+    Phase,
+    Principal,
+    UserId,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 CASE_ID = UUID("6f1c2a9e-3b7d-4e15-9a40-1c8e5d2b7f01")
@@ -65,7 +80,8 @@ def test_there_is_one_schema_per_event_type_and_one_for_the_envelope() -> None:
     names = {path.name for path in SCHEMA_DIR.glob("*.json")}
     events: tuple[EventClass, ...] = (*CASE_EVENTS, *MEETING_EVENTS, *NOTIFICATION_EVENTS)
     sharing = {f"{cls.TYPE}.json" for cls in SHARING_EVENTS}  # (tests/contracts/test_sharing_contracts.py)
-    frozen = {f"{cls.TYPE}.json" for cls in (*LEGACY_CASE_EVENTS, *LEGACY_MEETING_EVENTS)}  # as published
+    # earlier versions, as published
+    frozen = {f"{cls.TYPE}.json" for cls in (*LEGACY_CASE_EVENTS, *LEGACY_MEETING_EVENTS)}
     assert names == {f"{cls.TYPE}.json" for cls in events} | sharing | frozen | {"se.vss.CloudEvent.json"}
     for cls in events:
         schema = json.loads((SCHEMA_DIR / f"{cls.TYPE}.json").read_text(encoding="utf-8"))
@@ -78,8 +94,9 @@ def test_drift_names_a_stale_a_missing_and_an_extra_schema(tmp_path: Path) -> No
     for name, text in generate().items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     legacy = [f"{cls.TYPE}.json" for cls in LEGACY_MEETING_EVENTS]
-    assert drift(tmp_path) == sorted(["se.vss.case.SipDecided.v1.json", *legacy])  # frozen ones missing
-    for name in ["se.vss.case.SipDecided.v1.json", *legacy]:
+    frozen_names = sorted(["se.vss.case.SipDecided.v1.json", *legacy])
+    assert drift(tmp_path) == frozen_names  # the frozen ones are missing
+    for name in frozen_names:
         (tmp_path / name).write_text((SCHEMA_DIR / name).read_text(encoding="utf-8"), encoding="utf-8")
     assert drift(tmp_path) == []
 
@@ -99,7 +116,7 @@ def test_drift_names_a_stale_a_missing_and_an_extra_schema(tmp_path: Path) -> No
 
 def test_every_event_type_has_a_stable_versioned_name() -> None:
     names = [cls.TYPE for cls in CASE_EVENTS]
-    assert len(names) == len(set(names)) == 22
+    assert len(names) == len(set(names)) == 24
     for cls in CASE_EVENTS:
         assert re.fullmatch(r"se\.vss\.case\.[A-Z][A-Za-z]+\.v[1-9][0-9]*", cls.TYPE)
         assert f"se.vss.case.{cls.event_name()}.v{cls.event_version()}" == cls.TYPE
@@ -209,12 +226,60 @@ def test_a_cloud_event_of_an_unknown_type_does_not_decode() -> None:
 def test_there_is_one_golden_payload_per_event_type() -> None:
     # case events here, notification events in test_notification_contracts.py, sharing events in
     # test_sharing_contracts.py
-    events: tuple[EventClass, ...] = (*CASE_EVENTS, *LEGACY_CASE_EVENTS, *NOTIFICATION_EVENTS)
+    events: tuple[EventClass, ...] = (
+        *CASE_EVENTS,
+        *LEGACY_CASE_EVENTS,
+        *NOTIFICATION_EVENTS,
+        *MEETING_GOLDEN,
+    )
     sharing = {f"{cls.TYPE}.json" for cls in SHARING_EVENTS}
     meetings = {path.name for path in GOLDEN.glob("se.vss.meetings.*.json")}  # test_meeting_contracts.py
     assert {path.name for path in GOLDEN.glob("*.json")} == {
         f"{cls.TYPE}.json" for cls in events
     } | sharing | meetings
+
+
+# The meeting events with golden payloads: those whose shape has changed (ADR 0019), both versions.
+MEETING_GOLDEN: tuple[type[MeetingEventData], ...] = (me.ContactCadenceMissedV1, me.ContactCadenceMissed)
+
+
+def meeting_golden(cls: type[MeetingEventData]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((GOLDEN / f"{cls.TYPE}.json").read_text(encoding="utf-8"))
+    return data
+
+
+def test_a_v2_contact_cadence_report_decodes_unchanged() -> None:
+    payload = meeting_golden(me.ContactCadenceMissed)
+
+    decoded = decode_meeting_event(me.ContactCadenceMissed.TYPE, payload)
+
+    assert type(decoded) is me.ContactCadenceMissed
+    assert decoded.model_dump(mode="json") == payload
+
+
+def test_a_v1_contact_cadence_report_reads_as_v2_with_the_period_of_its_phase() -> None:
+    v1 = meeting_golden(me.ContactCadenceMissedV1)
+    me.ContactCadenceMissedV1.model_validate(v1)  # still the shape it was published in
+
+    missed = decode_meeting_event(me.ContactCadenceMissedV1.TYPE, v1)
+
+    assert isinstance(missed, me.ContactCadenceMissed)
+    assert missed.period is ContactPeriod.SOCIAL_RECOVERY  # the working phase's period
+    assert missed.period_set is False  # the phase set it: no coordinator did
+    dumped = missed.model_dump(mode="json")
+    # Every figure as it was; only the phase became a period.
+    assert {k: v for k, v in dumped.items() if k not in ("period", "period_set")} == {
+        k: v for k, v in v1.items() if k != "phase"
+    }
+    assert v1 == meeting_golden(me.ContactCadenceMissedV1)  # not rewritten
+
+
+@pytest.mark.parametrize("phase", list(Phase), ids=str)
+def test_every_phase_of_a_v1_contact_cadence_report_has_a_period(phase: Phase) -> None:
+    v1 = {**meeting_golden(me.ContactCadenceMissedV1), "phase": phase.value}
+    missed = decode_meeting_event(me.ContactCadenceMissedV1.TYPE, v1)
+    assert isinstance(missed, me.ContactCadenceMissed)
+    assert missed.period is CONTACT_PERIOD_OF_PHASE[phase]
 
 
 @pytest.mark.parametrize("cls", CASE_EVENTS, ids=_id)

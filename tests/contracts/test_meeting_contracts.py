@@ -14,6 +14,7 @@ from vss_contracts.meeting_events import (
     LEGACY_MEETING_EVENTS,
     MEETING_EVENT_TYPES,
     MEETING_UPCASTERS,
+    ContactCadenceMissed,
     CrisisMeetingScheduled,
     CrisisMeetingScheduledV1,
     MeetingAnswered,
@@ -28,7 +29,14 @@ from vss_contracts.meeting_events import (
 from vss_contracts.registry import upcast
 
 GOLDEN = Path(__file__).parent / "golden"
-CURRENT = (MeetingScheduled, CrisisMeetingScheduled, MeetingConfirmed, MeetingAnswered, MeetingCancelled)
+CURRENT = (
+    MeetingScheduled,
+    CrisisMeetingScheduled,
+    MeetingConfirmed,
+    MeetingAnswered,
+    MeetingCancelled,
+    ContactCadenceMissed,
+)
 
 
 def golden(cls: type[MeetingEventData]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -33,6 +34,8 @@ from vss_contracts.types import (
     ClientRef,
     ClosingReason,
     ContactDetails,
+    ContactMode,
+    ContactPeriod,
     Coordinator,
     GoalKind,
     GoalStatus,
@@ -45,6 +48,8 @@ from vss_contracts.types import (
     Region,
     Worksheet,
 )
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 # ------------------------------------------------------------------------------ the clock
 NOW = datetime(2025, 3, 14, 8, 45, tzinfo=UTC)
@@ -470,6 +475,36 @@ def complete_action(action_id: UUID = ACTION_1, *, on: date = TODAY) -> Step:
 def close(reason: ClosingReason = ClosingReason.GOALS_ACHIEVED, *, on: date = TODAY) -> Step:
     command = cmd.CloseCase(closed_on=on, reason=reason, comment="Avslutas i samförstånd")
     return lambda case: case.close(command)
+
+
+# Saturday 8 March 2025, 21:30 in Stockholm (CET): an evening's outreach work.
+SATURDAY_EVENING = datetime(2025, 3, 8, 21, 30, tzinfo=STOCKHOLM)
+
+
+def record_contact(
+    *,
+    at: datetime = SATURDAY_EVENING,
+    mode: ContactMode = ContactMode.OUTREACH,
+    minutes: int = 45,
+    staff: list[cmd.StaffRef] | None = None,
+    contact_id: UUID | None = None,
+    others: list[ev.ContactOther] | None = None,
+) -> Step:
+    command = cmd.RecordClientContact(
+        contact_id=contact_id,
+        mode=mode,
+        occurred_at=at,
+        duration_minutes=minutes,
+        staff=staff or [],
+        others=others or [],
+        note="Träffade Tolvan vid Nordstan; vi bokade ett besök på tisdag.",
+    )
+    return lambda case: case.record_client_contact(command)
+
+
+def set_contact_period(period: ContactPeriod = ContactPeriod.ORIENTATION, *, on: date = TODAY) -> Step:
+    command = cmd.SetContactPeriod(period=period, applies_from=on, reason="Behandlingen har kommit igång")
+    return lambda case: case.set_contact_period(command)
 
 
 # ---------------------------------------------------------------------- story fragments

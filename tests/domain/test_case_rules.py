@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC as UTC_
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
 import pytest
+from pydantic import ValidationError
 
 from services.case.domain import commands as cmd
 from services.case.domain import errors
@@ -24,6 +26,8 @@ from vss_contracts.case_events import OutsideParty
 from vss_contracts.types import (
     ActorPrincipal,
     ClosingReason,
+    ContactMode,
+    ContactPeriod,
     GoalKind,
     GoalStatus,
     MemberKind,
@@ -70,6 +74,7 @@ from .specs import (
     PSYCHIATRIST,
     REGION_ORG,
     SARA,
+    SATURDAY_EVENING,
     SIP_ON,
     SOMEONE_ELSE,
     SUB_GOAL,
@@ -103,8 +108,10 @@ from .specs import (
     phase_change,
     planned_with,
     psychiatrist,
+    record_contact,
     remove_member,
     resolve_warning,
+    set_contact_period,
     set_goal,
     sip_action,
     sub_goal,
@@ -117,6 +124,7 @@ from .specs import (
     withdraw,
     worksheet,
 )
+from .specs import NOW as SPEC_NOW
 
 # ====================================================================== opening and closing
 
@@ -1967,3 +1975,145 @@ def test_a_client_dates_what_they_record_today() -> None:
     then_error(outcome, errors.ClientDatesToday, "client_dates_today")
     outcome = when(given(*WORKING), confirm(1, on=SIP_ON), ctx=AS_CLIENT)
     then_error(outcome, errors.ClientDatesToday, "client_dates_today")
+
+
+# ======================================================================= the contact logbook
+def test_a_contact_on_a_saturday_evening_is_recorded_with_its_staff_as_persons() -> None:
+    case = given(*COORDINATED)
+
+    [contact] = then_events(when(case, record_contact()), ev.ClientContactRecorded)
+
+    assert contact.occurred_at == SATURDAY_EVENING
+    assert contact.mode is ContactMode.OUTREACH
+    assert contact.duration_minutes == 45
+    # No staff named: the one recording it, as the person the case knows.
+    [anna] = contact.staff
+    assert (anna.organisation, anna.user_id, anna.name) == (REGION_ORG, ANNA.user_id, ANNA.name)
+    assert case.state.contacts[contact.contact_id] == date(2025, 3, 8)
+
+
+def test_a_contact_names_each_member_of_staff_who_took_part_and_others_by_role() -> None:
+    case = given(*COORDINATED, consent(), psychiatrist())
+    staff = [
+        cmd.StaffRef(organisation_id=MUNICIPALITY_ORG.id, user_id=ERIK.user_id),
+        cmd.StaffRef(organisation_id=REGION_ORG.id, user_id="dr.berg"),  # a colleague at the region
+    ]
+    others = [ev.ContactOther(role="mamma")]
+
+    [contact] = then_events(
+        when(case, record_contact(mode=ContactMode.VISIT, staff=staff, others=others)),
+        ev.ClientContactRecorded,
+    )
+
+    assert [(p.organisation.id, p.user_id, p.name) for p in contact.staff] == [
+        (MUNICIPALITY_ORG.id, ERIK.user_id, ERIK.name),
+        (REGION_ORG.id, "dr.berg", None),  # staff of an organisation that writes the case
+    ]
+    assert contact.others == others
+
+
+def test_a_user_id_at_an_organisation_that_is_not_the_cases_names_nobody_involved() -> None:
+    case = given(*COORDINATED)
+    stranger = [cmd.StaffRef(organisation_id=UNRELATED_ORG.id, user_id=ANNA.user_id)]
+
+    then_error(
+        when(case, record_contact(staff=stranger)),
+        errors.ContactStaffNotInvolved,
+        "contact_staff_not_involved",
+    )
+
+
+def test_a_contact_needs_no_consent_and_a_withdrawn_consent_does_not_stop_the_logbook() -> None:
+    then_events(when(given(*COORDINATED), record_contact()), ev.ClientContactRecorded)
+    withdrawn = given(*CONSENTED, withdraw())
+    then_events(when(withdrawn, record_contact()), ev.ClientContactRecorded)
+    then_events(when(withdrawn, set_contact_period()), ev.ContactPeriodSet)
+
+
+def test_a_contact_is_not_in_the_future_beyond_a_small_clock_skew() -> None:
+    case = given(*COORDINATED)
+    then_events(when(case, record_contact(at=SPEC_NOW + timedelta(minutes=4))), ev.ClientContactRecorded)
+    then_error(
+        when(case, record_contact(at=SPEC_NOW + timedelta(minutes=6))), errors.DateInFuture, "date_in_future"
+    )
+
+
+def test_a_contact_is_not_before_the_case_was_opened_on_its_day_in_stockholm() -> None:
+    case = given(*COORDINATED)
+    # 23:30 UTC on 12 January is 00:30 on the 13th in Stockholm: the day the case was opened.
+    then_events(
+        when(case, record_contact(at=datetime(2025, 1, 12, 23, 30, tzinfo=UTC_))), ev.ClientContactRecorded
+    )
+    then_error(
+        when(case, record_contact(at=datetime(2025, 1, 12, 22, 30, tzinfo=UTC_))),
+        errors.DateOutOfOrder,
+        "date_out_of_order",
+    )
+
+
+def test_a_contact_id_is_recorded_once() -> None:
+    contact_id = UUID("4a7c2e1b-9d3f-4b8a-a6e5-2c1d0f9e8b7a")
+    case = given(*COORDINATED, record_contact(contact_id=contact_id))
+    then_error(
+        when(case, record_contact(contact_id=contact_id)),
+        errors.ContactAlreadyRecorded,
+        "contact_already_recorded",
+    )
+
+
+def test_a_closed_case_records_no_contact_and_no_period() -> None:
+    case = given(*COORDINATED, close())
+    then_error(when(case, record_contact()), errors.CaseClosed, "case_closed")
+    then_error(when(case, set_contact_period()), errors.CaseClosed, "case_closed")
+
+
+@pytest.mark.parametrize("step", [record_contact(), set_contact_period()], ids=["contact", "period"])
+def test_the_client_records_no_contact_and_sets_no_period(step: Step) -> None:
+    then_error(
+        when(given(*COORDINATED), step, ctx=AS_CLIENT), errors.ClientMayNotRecord, "client_may_not_record"
+    )
+
+
+def test_the_coordinators_set_the_contact_period_from_a_date() -> None:
+    case = given(*COORDINATED)
+
+    [period_set] = then_events(
+        when(case, set_contact_period(ContactPeriod.SOCIAL_RECOVERY, on=date(2025, 3, 10))),
+        ev.ContactPeriodSet,
+    )
+
+    assert period_set.period is ContactPeriod.SOCIAL_RECOVERY
+    assert period_set.applies_from == date(2025, 3, 10)
+    assert (period_set.set_by.organisation, period_set.set_by.user_id) == (REGION_ORG, ANNA.user_id)
+    assert period_set.set_by.name == ANNA.name
+    assert (case.state.contact_period, case.state.contact_period_from) == (
+        ContactPeriod.SOCIAL_RECOVERY,
+        date(2025, 3, 10),
+    )
+
+
+def test_a_contact_period_keeps_its_order_and_changes_something() -> None:
+    case = given(*COORDINATED, set_contact_period(ContactPeriod.ORIENTATION, on=date(2025, 3, 10)))
+    then_error(
+        when(case, set_contact_period(ContactPeriod.ORIENTATION, on=TODAY)),
+        errors.ContactPeriodUnchanged,
+        "contact_period_unchanged",
+    )
+    then_error(
+        when(case, set_contact_period(ContactPeriod.ASSESSMENT, on=date(2025, 3, 9))),
+        errors.DateOutOfOrder,
+        "date_out_of_order",
+    )
+    then_error(
+        when(case, set_contact_period(ContactPeriod.ASSESSMENT, on=TOMORROW)),
+        errors.DateInFuture,
+        "date_in_future",
+    )
+    then_events(when(case, set_contact_period(ContactPeriod.ASSESSMENT, on=TODAY)), ev.ContactPeriodSet)
+
+
+def test_a_contact_outside_the_sane_range_of_minutes_is_refused() -> None:
+    case = given(*COORDINATED)
+    for minutes in (0, 721):
+        with pytest.raises(ValidationError):
+            record_contact(minutes=minutes)(case)

@@ -184,8 +184,17 @@ def test_dates_are_plausible(generated: Generated) -> None:
         local = e.recorded_at.astimezone(STOCKHOLM)
         assert local.weekday() < 5, e
         assert 8 <= local.hour < 22, e
-        # The fact's own date (opened_on, completed_on, …) is the day it was recorded.
-        fact_dates = [v for k, v in e.data.items() if k.endswith("_on") and k not in ("next_follow_up_on",)]
+        if e.name == "ClientContactRecorded":
+            # A contact is recorded in office hours, after it happened: in the evening before, at times.
+            occurred = datetime.fromisoformat(e.data["occurred_at"])
+            assert e.recorded_at - timedelta(days=1) < occurred <= e.recorded_at, e
+            continue
+        # The fact's own date (opened_on, completed_on, applies_from …) is the day it was recorded.
+        fact_dates = [
+            v
+            for k, v in e.data.items()
+            if (k.endswith("_on") or k == "applies_from") and k not in ("next_follow_up_on",)
+        ]
         assert fact_dates, e
         assert all(date.fromisoformat(d) == local.date() for d in fact_dates), e
 

@@ -197,6 +197,23 @@ def test_only_coordinators_write(api: Api) -> None:
 
 
 # ------------------------------------------------------------------------------- booking
+def test_the_same_key_from_a_namesake_at_another_organisation_is_another_request(api: Api) -> None:
+    """A person is (organisation, user id): "sara" at the region sending the key "sara" at the
+    municipality used books her own meeting, not a replay of the other's."""
+    first = api.book("book-1", location="Kontoret")
+    assert first.status_code == 201, first.text
+    second = api.client.post(
+        api.base,
+        json={"starts_at": "2026-01-15T13:00:00+01:00"},
+        headers=headers("sara", REGION_PSYCH.id, key="book-1"),
+    )
+    assert second.status_code == 201, second.text
+    assert "idempotency-replayed" not in second.headers
+    assert second.json()["meeting_id"] != first.json()["meeting_id"]
+    assert second.json()["starts_at"] == "2026-01-15T13:00:00+01:00"
+    assert booked_events(api) == 2
+
+
 def test_booking_answers_201_and_a_retry_returns_the_same_meeting(api: Api) -> None:
     first = api.book("book-1", location="Kontoret")
     assert first.status_code == 201, first.text

@@ -248,17 +248,20 @@ def test_contact_cadence_missed_per_phase(
 ) -> None:
     start_case(feed)  # mapping: at least weekly, from 5 January
     feed.worksheet(date(2026, 1, 8))  # met the client on the 8th: next period 9-15 January
-    meetings.fire_due(datetime(2026, 1, 15, 23, 0, tzinfo=STOCKHOLM))
+    # Judged after the working day that follows it (Friday 16 January): contacts of the
+    # interval may be recorded until then.
+    meetings.fire_due(datetime(2026, 1, 16, 23, 0, tzinfo=STOCKHOLM))
     assert "ContactCadenceMissed" not in types_of(meeting_store, feed, cadence=True)
-    meetings.fire_due(datetime(2026, 1, 16, 0, 0, tzinfo=STOCKHOLM))
+    meetings.fire_due(datetime(2026, 1, 17, 0, 0, tzinfo=STOCKHOLM))
     [missed] = [e for e in meeting_store.events(feed.case_id) if e.type == me.ContactCadenceMissed.TYPE]
+    assert missed.state["data"]["period"] == "assessment"  # the mapping phase's period
     assert missed.state["data"]["period_start"] == "2026-01-09"
     assert missed.state["data"]["period_end"] == "2026-01-15"
     assert missed.state["data"]["coordinators"] == ["sara"]
-    feed.phase(date(2026, 1, 16), Phase.MAPPING, Phase.WORKING)  # fortnightly from now
-    meetings.fire_due(datetime(2026, 1, 29, 23, 0, tzinfo=STOCKHOLM))
+    feed.phase(date(2026, 1, 16), Phase.MAPPING, Phase.WORKING)  # fortnightly from the 16th
+    meetings.fire_due(datetime(2026, 1, 30, 23, 0, tzinfo=STOCKHOLM))
     assert types_of(meeting_store, feed, cadence=True).count("ContactCadenceMissed") == 1
-    meetings.fire_due(datetime(2026, 1, 30, 0, 0, tzinfo=STOCKHOLM))
+    meetings.fire_due(datetime(2026, 1, 31, 0, 0, tzinfo=STOCKHOLM))
     assert types_of(meeting_store, feed, cadence=True).count("ContactCadenceMissed") == 2
 
 

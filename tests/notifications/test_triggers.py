@@ -51,7 +51,7 @@ from vss_contracts import meeting_events as me
 from vss_contracts import notification_events as ne
 from vss_contracts import webhooks
 from vss_contracts.meeting_events import Invitee, InviteeRole, MeetingKind
-from vss_contracts.types import ContactDetails, MemberKind, OrganisationRef, Phase, Principal
+from vss_contracts.types import ContactDetails, ContactPeriod, MemberKind, OrganisationRef, Principal
 
 STARTS = datetime(2026, 3, 12, 10, 0, tzinfo=STOCKHOLM)
 MOVED_TO = datetime(2026, 3, 19, 13, 0, tzinfo=STOCKHOLM)
@@ -525,7 +525,8 @@ def test_an_overdue_follow_up_and_a_missed_contact_cadence_go_to_the_coordinator
             )
         return world.meeting(
             me.ContactCadenceMissed(
-                phase=Phase.WORKING,
+                period=ContactPeriod.SOCIAL_RECOVERY,
+                period_set=True,
                 period_days=14,
                 period_start=date(2026, 2, 15),
                 period_end=date(2026, 3, 1),
@@ -543,6 +544,9 @@ def test_an_overdue_follow_up_and_a_missed_contact_cadence_go_to_the_coordinator
     mails = told(world, event)
     assert set(mails) == {SARA, PER}
     assert all(str(m["Subject"]).startswith(subject) for m in mails.values())
+    if trigger == "contact_cadence_missed":  # the message names the period and its interval
+        assert "som social återhämtning (satt av samordnarna) kräver" in text_of(mails[SARA])
+        assert "under 14 dagar" in text_of(mails[SARA])
     # A coordinator unassigned is no longer told.
     world.feed.unassign(DAY, "per")
     event = send()

@@ -1,4 +1,4 @@
-"""Messages and plan links cover the same people: the notifications service's audience and
+"""Messages, invitations and plan links cover the same people: the notifications service's audience and
 the query API's plan-link rule, folded from the same case events, answer alike for everyone
 the plan names (both by ``services.shared.access.person_covered``)."""
 
@@ -9,6 +9,8 @@ from uuid import UUID
 
 import pytest
 
+from services.meetings.domain.calendar import WorkingDays
+from services.meetings.domain.schedule import MeetingSchedule, Rules, ScheduleState
 from services.notifications.domain.audience import Audience, local_day
 from services.notifications.domain.decisions import on_case_event
 from services.projections.domain import plan_links
@@ -99,3 +101,33 @@ def test_messages_and_plan_links_cover_the_same_people(case: str) -> None:
         let_in[who] = decision.allowed
     assert {who for who, yes in told.items() if yes} == expected
     assert let_in == told
+
+
+def _schedule(*steps: specs.Step) -> MeetingSchedule:
+    schedule = MeetingSchedule(ScheduleState(case_id=UUID(int=1)), Rules(), WorkingDays())
+    for record in Stream().records(story(*steps)):
+        data = decode_event(record.type, record.data)
+        schedule.on_case_event(UUID(record.event_id), datetime.fromisoformat(record.time), data)
+    return schedule
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_invitations_and_messages_cover_the_same_members(case: str) -> None:
+    """A resource group member the meetings service invites is one the notifications service
+    may tell, and the other way round: both ask ``services.shared.access.person_covered``."""
+    after, _ = CASES[case]
+    steps = (*BEFORE, _plan(), *after)
+    _, audience = _both(*steps)
+    schedule = _schedule(*steps)
+    today: date = specs.TODAY
+    invited = {
+        member_id: schedule.covered(invitee, today) for member_id, invitee in schedule.state.members.items()
+    }
+    told = {
+        f"member:{member_id}": audience.covered(person, today)
+        for member_id, person in audience.members.items()
+    }
+    told = {key: yes for key, yes in told.items() if key in invited}
+    assert set(told) == set(invited), "both fold the same members"
+    assert invited == told
+    assert any(invited.values()) == (case not in ("withdrawn", "expired"))

@@ -270,7 +270,9 @@ class CaseService:
 
 def _key_hash(request: Request) -> str:
     assert request.idempotency_key is not None
-    material = f"{request.actor.user_id}\x00{request.idempotency_key}".encode()
+    # A key is the person's (organisation, user id): two organisations' "anna" never share one.
+    actor = request.actor
+    material = f"{actor.organisation_id}\x00{actor.user_id}\x00{request.idempotency_key}".encode()
     return hashlib.sha256(material).hexdigest()
 
 

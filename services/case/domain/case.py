@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, TypeVar, cast
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import BaseAggregate
 from pydantic import ValidationError
@@ -30,6 +31,7 @@ from vss_contracts.identity import birth_date
 from vss_contracts.types import (
     ActorPrincipal,
     ClientRef,
+    ContactPeriod,
     Coordinator,
     GoalKind,
     GoalStatus,
@@ -37,6 +39,7 @@ from vss_contracts.types import (
     Municipality,
     OrganisationRef,
     Participant,
+    Person,
     Phase,
     PracticeRule,
     Principal,
@@ -45,6 +48,11 @@ from vss_contracts.types import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")  # a contact's day is its day here (ADR 0019)
+# How far after the server's clock a contact's time may lie: the recording device's clock may be
+# a little ahead (a contact "now" is never refused for it).
+CONTACT_CLOCK_SKEW = timedelta(minutes=5)
 
 
 # What a client may do in their own case: their say over the consent and the plan.
@@ -177,6 +185,9 @@ class CaseState:
     sip: Sip | None = None
     early_warnings: dict[UUID, EarlyWarning] = field(default_factory=dict)
     meetings_held: list[date] = field(default_factory=list)
+    contacts: dict[UUID, date] = field(default_factory=dict)  # the logbook: contact id -> its day
+    contact_period: ContactPeriod | None = None  # None: none set, the period follows the phase
+    contact_period_from: date | None = None
 
     def clone(self) -> CaseState:
         """An independent copy, for the repository's cache (much cheaper than deepcopy).
@@ -197,6 +208,7 @@ class CaseState:
             copy.sip.actions = {k: _shallow(a) for k, a in self.sip.actions.items()}
         copy.early_warnings = {k: _shallow(w) for k, w in self.early_warnings.items()}
         copy.meetings_held = list(self.meetings_held)
+        copy.contacts = dict(self.contacts)
         return copy
 
 
@@ -843,6 +855,83 @@ class Case(BaseAggregate[UUID]):
             ev.ActionCompleted(sip_version=sip.version, action_id=action_id, **command.model_dump())
         )
 
+    # ------------------------------------------------------------------- the contact logbook
+    @_command
+    def record_client_contact(self, command: cmd.RecordClientContact) -> UUID:
+        """A contact for the logbook (*Loggboken*, ADR 0019). No consent is needed: the entry
+        documents the coordinators' own work with the client and shares nothing; a withdrawn
+        consent must not stop them from documenting it. A closed case accepts nothing."""
+        self._open_case()
+        context = self._require_context()
+        if command.occurred_at > context.now + CONTACT_CLOCK_SKEW:
+            raise errors.DateInFuture(f"occurred_at {command.occurred_at.isoformat()} is after now")
+        day = command.occurred_at.astimezone(STOCKHOLM).date()
+        _not_before(day, "occurred_at", self.state.opened_on, "the case was opened")
+        contact_id = command.contact_id or uuid4()
+        if contact_id in self.state.contacts:
+            raise errors.ContactAlreadyRecorded(
+                f"contact {contact_id} was recorded for {self.state.contacts[contact_id]}"
+            )
+        staff = command.staff or [
+            cmd.StaffRef(organisation_id=context.actor.organisation_id, user_id=context.actor.user_id)
+        ]
+        data = ev.ClientContactRecorded(
+            contact_id=contact_id,
+            mode=command.mode,
+            occurred_at=command.occurred_at,
+            duration_minutes=command.duration_minutes,
+            staff=[self._staff_person(s.organisation_id, s.user_id) for s in staff],
+            others=command.others,
+            note=command.note,
+        )
+        self._trigger(data)
+        return contact_id
+
+    @_command
+    def set_contact_period(self, command: cmd.SetContactPeriod) -> None:
+        """The coordinators' judgement of the client's period (*bedömningsfas* …, 000_*.txt),
+        which sets the contact cadence. Like the logbook, it needs no consent (ADR 0019)."""
+        self._open_case()
+        context = self._require_context()
+        _not_in_future(context, "applies_from", command.applies_from)
+        _not_before(command.applies_from, "applies_from", self.state.opened_on, "the case was opened")
+        since = self.state.contact_period_from
+        if since is not None:
+            _not_before(command.applies_from, "applies_from", since, "the current period was set to apply")
+        if command.period is self.state.contact_period:
+            raise errors.ContactPeriodUnchanged(f"the contact period is {command.period.value} since {since}")
+        actor = context.actor
+        self._trigger(
+            ev.ContactPeriodSet(
+                period=command.period,
+                applies_from=command.applies_from,
+                set_by=self._staff_person(actor.organisation_id, actor.user_id),
+                reason=command.reason,
+            )
+        )
+
+    def _staff_person(self, organisation_id: str, user_id: str) -> Person:
+        """A member of staff as a person the case knows: an assigned coordinator, a member of
+        the resource group with a login, or staff of an organisation that writes the case
+        (the opener's, a coordinator's). A user id means a person only at their organisation."""
+        state = self.state
+        coordinator = state.coordinators.get(user_id)
+        if coordinator is not None and coordinator.organisation.id == organisation_id:
+            return Person(organisation=coordinator.organisation, user_id=user_id, name=coordinator.name)
+        for member in state.members.values():
+            org = member.organisation
+            if member.user_id == user_id and org is not None and org.id == organisation_id:
+                return Person(organisation=org, user_id=user_id, name=member.name)
+        writers = {state.opened_by.id: state.opened_by} | {
+            c.organisation.id: c.organisation for c in state.coordinators.values()
+        }
+        if organisation_id in writers:
+            return Person(organisation=writers[organisation_id], user_id=user_id)
+        raise errors.ContactStaffNotInvolved(
+            f"{user_id} at {organisation_id} is neither a coordinator nor a member of the case, nor"
+            " staff of an organisation that writes it"
+        )
+
     # ------------------------------------------------------------------------------ closing
     @_command
     def close(self, command: cmd.CloseCase) -> None:
@@ -1006,6 +1095,14 @@ def _deviation_recorded(s: CaseState, e: ev.MethodDeviationRecorded) -> None:
     """Nothing to change: the deviation explains the fact that follows it, which changes the case."""
 
 
+def _client_contact_recorded(s: CaseState, e: ev.ClientContactRecorded) -> None:
+    s.contacts[e.contact_id] = e.occurred_at.astimezone(STOCKHOLM).date()
+
+
+def _contact_period_set(s: CaseState, e: ev.ContactPeriodSet) -> None:
+    s.contact_period, s.contact_period_from = e.period, e.applies_from
+
+
 def _opened_again(s: CaseState, e: ev.CaseOpened) -> None:
     raise TypeError("a case stream has one CaseOpened, its first event")
 
@@ -1035,6 +1132,8 @@ TRANSITIONS: EventHandlers[Callable[[CaseState, Any], None]] = EventHandlers.of(
         ev.EarlyWarningTriggered: _warning_triggered,
         ev.EarlyWarningResolved: _warning_resolved,
         ev.MethodDeviationRecorded: _deviation_recorded,
+        ev.ClientContactRecorded: _client_contact_recorded,
+        ev.ContactPeriodSet: _contact_period_set,
         ev.CaseClosed: _case_closed,
     },
 )

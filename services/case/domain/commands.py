@@ -13,15 +13,28 @@ from datetime import date, datetime
 from typing import Annotated, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from services.case.domain.events import Actor
-from vss_contracts.case_events import ONE_RESPONSIBLE, OthersAction, OutsideParty, PlanContact, WarningSign
+from vss_contracts.case_events import (
+    CONTACT_MINUTES_MAX,
+    CONTACT_MINUTES_MIN,
+    CONTACT_OTHERS_MAX,
+    ONE_RESPONSIBLE,
+    ContactOther,
+    OthersAction,
+    OutsideParty,
+    PlanContact,
+    WarningSign,
+)
 from vss_contracts.types import (
     ChangeRating,
     ClientRef,
     ClosingReason,
     ContactDetails,
+    ContactMode,
+    ContactNote,
+    ContactPeriod,
     Coordinator,
     DeviationReason,
     GoalKind,
@@ -257,6 +270,46 @@ class ResolveEarlyWarning(Command):
     outcome: LongText
 
 
+class StaffRef(Command):
+    """A member of staff who took part in a contact: their user id at their organisation."""
+
+    organisation_id: OrganisationId
+    user_id: UserId
+
+
+class RecordClientContact(Command):
+    """A contact with the client for the logbook (*Loggboken*), at any hour of any day."""
+
+    contact_id: UUID | None = None
+    mode: ContactMode
+    occurred_at: Annotated[
+        AwareDatetime,
+        Field(
+            description="When the contact began, with its UTC offset (e.g. 2026-03-14T21:30:00+01:00):"
+            " not after now (five minutes' clock skew allowed), not before the case was opened;"
+            " within the date window (rule date_window)"
+        ),
+    ]
+    duration_minutes: Annotated[int, Field(ge=CONTACT_MINUTES_MIN, le=CONTACT_MINUTES_MAX)]
+    staff: Annotated[
+        list[StaffRef],
+        Field(
+            max_length=10,
+            description="The members of staff who took part; empty: the one recording it alone",
+        ),
+    ] = []
+    others: Annotated[list[ContactOther], Field(max_length=CONTACT_OTHERS_MAX)] = []
+    note: ContactNote | None = None
+
+
+class SetContactPeriod(Command):
+    """The coordinators set the contact period, which sets the contact cadence (ADR 0019)."""
+
+    period: ContactPeriod
+    applies_from: EventDate
+    reason: ShortText | None = None
+
+
 class CloseCase(Command):
     closed_on: EventDate
     reason: ClosingReason
@@ -279,9 +332,12 @@ __all__ = [
     "HoldResourceGroupMeeting",
     "OpenCase",
     "ProposedAction",
+    "RecordClientContact",
     "RemoveMember",
     "ResolveEarlyWarning",
+    "SetContactPeriod",
     "SetGoal",
+    "StaffRef",
     "SummariseMapping",
     "TriggerEarlyWarning",
     "UnassignCoordinator",

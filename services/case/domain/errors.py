@@ -284,3 +284,19 @@ class EarlyWarningAlreadyTriggered(CaseRuleViolation):
 class EarlyWarningNotOpen(CaseRuleViolation):
     rule = "early_warning_not_open"
     title = "No such open early warning"
+
+
+# -- the contact logbook (ADR 0019) ------------------------------------------------------
+class ContactStaffNotInvolved(CaseRuleViolation):
+    rule = "contact_staff_not_involved"
+    title = "The staff of a contact are the case's coordinators, members or its organisations' staff"
+
+
+class ContactAlreadyRecorded(CaseRuleViolation):
+    rule = "contact_already_recorded"
+    title = "A contact with this id is in the logbook already"
+
+
+class ContactPeriodUnchanged(CaseRuleViolation):
+    rule = "contact_period_unchanged"
+    title = "The case is in this contact period already"

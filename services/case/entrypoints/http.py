@@ -657,6 +657,28 @@ def complete_action(
     return respond(response, run(call, body, case_id, lambda c: c.complete_action(action_id, body)))
 
 
+@router.post(
+    "/{case_id}/contacts",
+    response_model=WriteResult,
+    summary="Record a contact with the client in the logbook (Loggboken)",
+)
+def record_contact(
+    case_id: UUID, body: cmd.RecordClientContact, call: Cmd, response: Response
+) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.record_client_contact(body)))
+
+
+@router.post(
+    "/{case_id}/contact-period",
+    response_model=WriteResult,
+    summary="Set the contact period, which sets the contact cadence",
+)
+def set_contact_period(
+    case_id: UUID, body: cmd.SetContactPeriod, call: Cmd, response: Response
+) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.set_contact_period(body)))
+
+
 @router.post("/{case_id}/closure", response_model=WriteResult, summary="Close the case")
 def close(case_id: UUID, body: cmd.CloseCase, call: Cmd, response: Response) -> WriteResult:
     return respond(response, run(call, body, case_id, lambda c: c.close(body)))

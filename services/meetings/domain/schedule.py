@@ -26,7 +26,7 @@ from uuid import UUID, uuid5
 from services.meetings.domain.agenda import agenda_of, place_text
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays, local_datetime
 from services.meetings.domain.meeting import Answered, Meeting, MeetingStatus, invitee_from_json
-from services.shared.access import Grant, grants, may_see
+from services.shared.access import Grant, grants, person_covered
 from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
@@ -40,14 +40,19 @@ from vss_contracts.meeting_events import (
     MeetingKind,
     PlaceKind,
 )
-from vss_contracts.types import MemberKind, Phase
+from vss_contracts.types import (
+    CONTACT_PERIOD_DAYS,
+    CONTACT_PERIOD_OF_PHASE,
+    ContactPeriod,
+    MemberKind,
+    Phase,
+)
 
 # Ids of meetings and events derive from this namespace and their cause.
 NAMESPACE = UUID("0b6f3f0e-5d8e-4a63-9c7a-1f1e6d2b7a10")
 
-DEFAULT_CADENCE: Mapping[Phase, int] = MappingProxyType(
-    {Phase.MAPPING: 7, Phase.PLANNING: 7, Phase.WORKING: 14, Phase.FOLLOW_UP: 30}
-)
+# At least one contact with the client within this many days, per contact period (000_*.txt).
+DEFAULT_CADENCE: Mapping[ContactPeriod, int] = MappingProxyType(dict(CONTACT_PERIOD_DAYS))
 
 
 class ScheduleError(Exception):
@@ -73,7 +78,11 @@ class Rules:
     meeting_minutes: int = 60
     reminder_days: tuple[int, ...] = (7, 1)
     change_rating_days_before: int = 7
-    cadence_days: Mapping[Phase, int] = field(default_factory=lambda: DEFAULT_CADENCE)
+    cadence_days: Mapping[ContactPeriod, int] = field(default_factory=lambda: DEFAULT_CADENCE)
+    # Working days after a contact interval's end in which contacts of the interval may still
+    # be recorded (an outreach on a Saturday evening is written up on Monday) before the
+    # interval is judged; 0: judged at midnight after its last day.
+    cadence_grace_working_days: int = 1
     crisis_within_working_days: int = 2
     # Where the schedule puts the meetings it sets itself, until a coordinator says otherwise:
     # the method's meetings are commonly held in the client's home.
@@ -121,7 +130,19 @@ class ScheduleState:
     last_rg_held_on: date | None = None
     last_rating_on: date | None = None
     last_contact_on: date | None = None
-    cadence_from: date | None = None  # the current contact period starts here
+    cadence_from: date | None = None  # the current contact interval starts here
+    # ... and ends here: fixed when it starts (None: by the current period, as stored before
+    # the logbook), so that a period changed while it awaits its judgement does not move it.
+    cadence_until: date | None = None
+    cadence_period: ContactPeriod | None = None  # the period the current interval's length is of
+    cadence_period_set: bool = False  # ... which the coordinators set (else the phase's)
+    # A new period's first day, when it was set after the current interval ended but before that
+    # was judged: the next interval starts on it (or later).
+    cadence_restart: date | None = None
+    contact_period: ContactPeriod | None = None  # set by the coordinators; None: follows the phase
+    # Days of contacts on or after cadence_from that the current interval has not counted: those
+    # after its end, recorded before it was judged (ADR 0019). Sorted, without repeats.
+    contact_days: list[date] = field(default_factory=list)
 
 
 class MeetingSchedule:
@@ -168,17 +189,23 @@ class MeetingSchedule:
         return self.state.consent_orgs is not None and (until is None or until >= today)
 
     def covered(self, invitee: Invitee, today: date) -> bool:
-        """Whether consent lets this person be invited on ``today`` (the client and coordinators
-        always; nobody else once the consent is withdrawn or past its end)."""
-        if invitee.role in (InviteeRole.CLIENT, InviteeRole.COORDINATOR):
-            return True
-        if not self.consent_in_force(today):
-            return False
-        if invitee.role is InviteeRole.RELATIVE:
-            return self.state.consent_relatives
-        if invitee.organisation is None:
-            return True  # no organisation to share the case with (e.g. a plan contact's friend)
-        return may_see(invitee.organisation.id, self.grants(), today.isoformat())
+        """Whether consent lets this person be invited on ``today``: the one rule for a person
+        named in the case (:func:`services.shared.access.person_covered`), by which the
+        notifications service tells them and plan links open. The client and coordinators
+        always; a relative or a private person while the consent covers relatives; anyone else
+        while the consent in force covers their organisation."""
+        state = self.state
+        until = state.consent_valid_until
+        return person_covered(
+            invitee.organisation.id if invitee.organisation else None,
+            client=invitee.role is InviteeRole.CLIENT,
+            coordinator=invitee.role is InviteeRole.COORDINATOR,
+            relative=invitee.role is InviteeRole.RELATIVE,
+            consent_orgs=state.consent_orgs,
+            consent_relatives=state.consent_relatives,
+            consent_valid_until=until.isoformat() if until else None,
+            today=today.isoformat(),
+        )
 
     def group(self, today: date) -> list[Invitee]:
         """The resource group as invitees: the client, the coordinators, the covered members."""
@@ -215,7 +242,9 @@ class MeetingSchedule:
         period = self._cadence_period()
         if period is not None:
             start, end = period
-            due.append((_midnight_after(end), f"cadence/{start.isoformat()}"))
+            grace = self.rules.cadence_grace_working_days
+            judged_after = self.calendar.add_working_days(end, grace) if grace > 0 else end
+            due.append((_midnight_after(judged_after), f"cadence/{start.isoformat()}"))
         # Same time: reminders, then the rating request, then overdue and cadence checks.
         return sorted(due, key=lambda t: (t[0], _TIMER_ORDER[t[1].split("/", 1)[0]], t[1]))
 
@@ -223,12 +252,53 @@ class MeetingSchedule:
         timers = self.timers()
         return timers[0][0] if timers else None
 
+    def contact_period(self) -> ContactPeriod:
+        """The period the coordinators set, else the one that follows the case's phase."""
+        return self.state.contact_period or CONTACT_PERIOD_OF_PHASE[self.state.phase]
+
     def _cadence_period(self) -> tuple[date, date] | None:
-        days = self.rules.cadence_days.get(self.state.phase)
-        start = self.state.cadence_from
-        if days is None or start is None or self.state.closed:
+        """The current contact interval: the days within which the client is to be met."""
+        state = self.state
+        days = self.rules.cadence_days.get(self.contact_period())
+        start = state.cadence_from
+        if days is None or start is None or state.closed or state.phase is Phase.CLOSED:
             return None
-        return start, start + timedelta(days=days - 1)
+        return start, state.cadence_until or start + timedelta(days=days - 1)
+
+    def _start_interval(self, day: date) -> None:
+        """The next contact interval starts on ``day`` (or on a new period's first day, if later),
+        as long as the current period says."""
+        state = self.state
+        if state.cadence_restart is not None:
+            day, state.cadence_restart = max(day, state.cadence_restart), None
+        period = self.contact_period()
+        days = self.rules.cadence_days.get(period)
+        state.cadence_from = day
+        state.cadence_until = day + timedelta(days=days - 1) if days is not None else None
+        state.cadence_period, state.cadence_period_set = period, state.contact_period is not None
+
+    def _booked_client_days(self, start: date, end: date) -> list[date]:
+        """Days in ``start``–``end`` of meetings with the client that were not cancelled (booked
+        or held): a booked meeting meets the cadence (the issue's words)."""
+        return sorted(
+            day
+            for m in self.state.meetings.values()
+            if "client" in m.invitees
+            and m.status is not MeetingStatus.CANCELLED
+            and start <= (day := m.starts_at.astimezone(STOCKHOLM).date()) <= end
+        )
+
+    def _advance_cadence(self) -> None:
+        """Each contact in the current interval starts the next one the day after it."""
+        state = self.state
+        while (period := self._cadence_period()) is not None:
+            start, end = period
+            met = [d for d in state.contact_days if start <= d <= end]
+            if not met:
+                break
+            self._start_interval(met[-1] + timedelta(days=1))
+        if state.cadence_from is not None:
+            state.contact_days = [d for d in state.contact_days if d >= state.cadence_from]
 
     def fire_due(self, now: datetime) -> list[Decided]:
         """Fire every timer due at or before ``now``, earliest first."""
@@ -274,9 +344,22 @@ class MeetingSchedule:
         elif kind == "cadence":
             period = self._cadence_period()
             assert period is not None
+            booked = self._booked_client_days(*period)
+            if booked:
+                # Met by a meeting with the client in the interval: the next starts after it,
+                # and nothing is reported (the timer goes with the interval).
+                self._start_interval(booked[-1] + timedelta(days=1))
+                self._advance_cadence()
+                return []
+            # The interval's own period (a new one may have been set since it ended).
+            contact_period = state.cadence_period or self.contact_period()
+            set_by_coordinators = (
+                state.cadence_period_set if state.cadence_period else bool(state.contact_period)
+            )
             data = me.ContactCadenceMissed(
-                phase=state.phase,
-                period_days=self.rules.cadence_days[state.phase],
+                period=contact_period,
+                period_set=set_by_coordinators,
+                period_days=(period[1] - period[0]).days + 1,
                 period_start=period[0],
                 period_end=period[1],
                 last_contact_on=state.last_contact_on,
@@ -328,7 +411,7 @@ class MeetingSchedule:
         self.state.client_pin = data.client.personal_identity_number
         self.state.opened_by = data.opened_by_organisation.id
         self.state.phase_since = data.opened_on
-        self.state.cadence_from = data.opened_on
+        self._start_interval(data.opened_on)
         return []
 
     def _coordinator_assigned(self, cause: str, data: ce.CoordinatorAssigned) -> list[Decided]:
@@ -564,9 +647,32 @@ class MeetingSchedule:
     def _phase_changed(self, cause: str, data: ce.PhaseChanged) -> list[Decided]:
         self.state.phase = data.to_phase
         self.state.phase_since = data.changed_on
-        # A new phase starts a new contact period (its cadence differs).
-        self.state.cadence_from = max(data.changed_on, self.state.cadence_from or data.changed_on)
+        if self.state.contact_period is None:
+            # The period follows the phase: a new phase starts a new interval (its length differs).
+            self._new_contact_interval(data.changed_on)
         return []
+
+    def _contact_period_set(self, cause: str, data: ce.ContactPeriodSet) -> list[Decided]:
+        """The coordinators set the period: from its first day, a new interval of its length."""
+        self.state.contact_period = data.period
+        self._new_contact_interval(data.applies_from)
+        return []
+
+    def _client_contact_recorded(self, cause: str, data: ce.ClientContactRecorded) -> list[Decided]:
+        """A contact of the logbook meets the cadence on its day in Stockholm, whatever the hour
+        (Saturday 21:30 counts for Saturday) and whatever the mode."""
+        self._client_met(data.occurred_at.astimezone(STOCKHOLM).date())
+        return []
+
+    def _new_contact_interval(self, since: date) -> None:
+        """A new period from ``since``: a new interval of its length starts then, unless the
+        current one ended before it and awaits its judgement; then the next one starts then."""
+        period = self._cadence_period()
+        if period is not None and period[1] < since:
+            self.state.cadence_restart = max(since, self.state.cadence_restart or since)
+            return
+        self._start_interval(max(since, self.state.cadence_from or since))
+        self._advance_cadence()
 
     def _plan_updated(self, cause: str, data: ce.EarlyWarningPlanUpdated) -> list[Decided]:
         self.state.plan_contacts = [
@@ -647,8 +753,16 @@ class MeetingSchedule:
         self._client_met(day)
 
     def _client_met(self, day: date) -> None:
-        self.state.last_contact_on = max(self.state.last_contact_on or day, day)
-        self.state.cadence_from = max(self.state.cadence_from or day, day + timedelta(days=1))
+        """The client was met or contacted on ``day``: it counts for the interval it lies in,
+        now or (a day after the current interval, recorded before that was judged) later."""
+        state = self.state
+        state.last_contact_on = max(state.last_contact_on or day, day)
+        if state.cadence_from is None:
+            self._start_interval(day + timedelta(days=1))
+            return
+        if day >= state.cadence_from and day not in state.contact_days:
+            state.contact_days = sorted([*state.contact_days, day])
+        self._advance_cadence()
 
     # ------------------------------------------------------------------- coordinators' requests
     def book(
@@ -966,8 +1080,10 @@ class MeetingSchedule:
         self.state.follow_up_reported = True
 
     def _cadence_missed(self, data: me.ContactCadenceMissed) -> None:
-        # The next period starts after the missed one: reported again if still no contact.
-        self.state.cadence_from = data.period_end + timedelta(days=1)
+        # The next interval starts after the missed one: reported again if still no contact
+        # (contacts recorded since for days after the missed interval count for the next).
+        self._start_interval(data.period_end + timedelta(days=1))
+        self._advance_cadence()
 
 
 # ---------------------------------------------------------------------------- snapshots
@@ -1003,6 +1119,12 @@ def snapshot(schedule: MeetingSchedule) -> dict[str, Any]:
         "last_rating_on": _iso(s.last_rating_on),
         "last_contact_on": _iso(s.last_contact_on),
         "cadence_from": _iso(s.cadence_from),
+        "cadence_until": _iso(s.cadence_until),
+        "cadence_restart": _iso(s.cadence_restart),
+        "cadence_period": s.cadence_period.value if s.cadence_period else None,
+        "cadence_period_set": s.cadence_period_set,
+        "contact_period": s.contact_period.value if s.contact_period else None,
+        "contact_days": [d.isoformat() for d in s.contact_days],
     }
 
 
@@ -1035,6 +1157,14 @@ def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> Meeti
         last_rating_on=_date(value["last_rating_on"]),
         last_contact_on=_date(value["last_contact_on"]),
         cadence_from=_date(value["cadence_from"]),
+        # Not kept before the logbook (ADR 0019): the interval as long as its period says, no
+        # period set, no contact pending.
+        cadence_until=_date(value.get("cadence_until")),
+        cadence_restart=_date(value.get("cadence_restart")),
+        cadence_period=ContactPeriod(value["cadence_period"]) if value.get("cadence_period") else None,
+        cadence_period_set=value.get("cadence_period_set", False),
+        contact_period=ContactPeriod(value["contact_period"]) if value.get("contact_period") else None,
+        contact_days=[date.fromisoformat(d) for d in value.get("contact_days", [])],
     )
     schedule = MeetingSchedule(state, rules, calendar)
     schedule.version, schedule.head_hash = value["version"], value["head_hash"]
@@ -1089,6 +1219,8 @@ CASE_HANDLERS: EventHandlers[Callable[[MeetingSchedule, str, Any], list[Decided]
         ce.ResourceGroupMeetingHeld: MeetingSchedule._meeting_held,
         ce.WorksheetCompleted: MeetingSchedule._worksheet_completed,
         ce.PhaseChanged: MeetingSchedule._phase_changed,
+        ce.ContactPeriodSet: MeetingSchedule._contact_period_set,
+        ce.ClientContactRecorded: MeetingSchedule._client_contact_recorded,
         ce.EarlyWarningPlanUpdated: MeetingSchedule._plan_updated,
         ce.EarlyWarningTriggered: MeetingSchedule._warning_triggered,
         ce.EarlyWarningResolved: MeetingSchedule._warning_resolved,

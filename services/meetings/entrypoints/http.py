@@ -5,9 +5,10 @@
   organisation must coordinate the case or be covered by its current consent (else 403,
   never 404 for a case that exists).
 - Every POST needs ``Idempotency-Key`` (1–255 visible ASCII characters, no ``/``; missing:
-  422, as the OpenAPI document says it is required). It becomes the request id the domain
-  derives the event id (and for a booking the meeting id) from, so a replay of the case
-  stream decides the same ids.
+  422, as the OpenAPI document says it is required). It is the person's (organisation and
+  user id: hashed with them), and becomes the request id the domain derives the event id
+  (and for a booking the meeting id) from, so a replay of the case stream decides the same
+  ids.
 - A retry is answered from the schedule's state, with ``Idempotency-Replayed: true`` and
   no new event: a booking whose meeting exists already (200, not 201); a reschedule to the
   time the meeting already has; a cancel of a client meeting already cancelled; a "held"
@@ -427,7 +428,15 @@ def write_call(
             field="Idempotency-Key",
             rule="idempotency_key_format",
         )
-    return WriteCall(claims, idempotency_key)
+    return WriteCall(claims, _person_key(claims, idempotency_key))
+
+
+def _person_key(claims: TokenClaims, idempotency_key: str) -> str:
+    """The key as the person's (organisation, user id): two organisations' "anna" sending the
+    same Idempotency-Key are two requests. Hashed, so the request ids built from it stay
+    "/"-separated and of bounded length."""
+    material = f"{claims.organisation_id}\x00{claims.user_id}\x00{idempotency_key}".encode()
+    return hashlib.sha256(material).hexdigest()[:32]
 
 
 Write = Annotated[WriteCall, Depends(write_call)]

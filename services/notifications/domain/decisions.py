@@ -305,6 +305,8 @@ CASE_HANDLERS: EventHandlers[Callable[[Audience, Any, datetime, date], Outcome]]
         ce.ActionCompleted,
         ce.SipConfirmedByClient,  # the overview and the journal show it to the coordinators
         ce.MethodDeviationRecorded,  # likewise; the deviating fact that follows it is what tells
+        ce.ClientContactRecorded,  # nobody is told of a contact: it is the coordinators' own work
+        ce.ContactPeriodSet,  # the coordinators set it; the overview shows it
     ),
 )
 
@@ -467,8 +469,10 @@ def _follow_up_overdue(audience: Audience, data: me.FollowUpOverdue, today: date
 
 def _cadence_missed(audience: Audience, data: me.ContactCadenceMissed, today: date) -> Outcome:
     context = {
-        "phase": data.phase.value,
+        "period": data.period.value,  # the contact period (ADR 0019), named in the message
+        "period_set": data.period_set,
         "period_days": data.period_days,
+        "period_start": data.period_start,
         "period_end": data.period_end,
         "last_contact_on": data.last_contact_on,
     }

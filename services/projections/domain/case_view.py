@@ -35,6 +35,12 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
     deviations [{rule, reason, deviated_on, deviates, absent_coordinators, follow_up_due_by}]
               (the practice rules not followed, each with its stated reason, oldest first;
               ADR 0017),
+    logbook {contacts [{contact_id, mode, occurred_at, on, duration_minutes,
+                        staff [{organisation {id, name, principal}, user_id, name}],
+                        others [{role, name}], note}] (*Loggboken*, by when they happened),
+             period {period, applies_from, set_by, reason} | null (as the coordinators set it),
+             phase_since, last_contact_on} (ADR 0019; served with the period in force,
+             ``next_contact_due_by`` and ``contact_due_passed``, see :func:`logbook_served`),
     chain {verifies, broken_at, reason},
     facts {...}  (for statistics; no personal data)
 """
@@ -42,17 +48,20 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from services.projections.domain.events import CaseEventRecord
 from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ev
 from vss_contracts.chain import GENESIS_HASH
 from vss_contracts.registry import EVENT_TYPES
-from vss_contracts.types import Worksheet
+from vss_contracts.types import CONTACT_PERIOD_DAYS, CONTACT_PERIOD_OF_PHASE, ContactPeriod, Phase, Worksheet
 
 View = dict[str, Any]
 
+STOCKHOLM = ZoneInfo("Europe/Stockholm")  # a contact's day is its day here
 MAPPING_SUMMARY_STEP = "mapping_summary"
 CHECKLIST_STEPS: tuple[str, ...] = (*(sheet.value for sheet in Worksheet), MAPPING_SUMMARY_STEP)
 
@@ -110,6 +119,7 @@ def open_view(event: CaseEventRecord) -> View:
         "checklist": _checklist(),
         "meetings": {"count": 0, "last_held_on": None},
         "deviations": [],
+        "logbook": _logbook(data["opened_on"]),
         "chain": {"verifies": True, "broken_at": None, "reason": None, "head": GENESIS_HASH},
         "facts": {
             "municipality_code": data["municipality"]["code"],
@@ -156,6 +166,7 @@ def apply(view: View, event: CaseEventRecord) -> bool:
     handler = HANDLERS.handler(event.type) if event.type in EVENT_TYPES else None
     if handler is not None:
         handler(view, event.data)
+        _met_the_client(view, event)
     view["version"] = event.version
     view["log_position"] = event.log_position
     view["updated_at"] = event.time
@@ -258,6 +269,7 @@ def _mapping_summarised(view: View, data: dict[str, Any]) -> None:
 
 def _phase_changed(view: View, data: dict[str, Any]) -> None:
     view["phase"] = data["to_phase"]
+    _logbook_of(view)["phase_since"] = data["changed_on"]
 
 
 def _goal_set(view: View, data: dict[str, Any]) -> None:
@@ -424,6 +436,69 @@ def _deviation_recorded(view: View, data: dict[str, Any]) -> None:
     view["facts"].setdefault("deviations", []).append([data["rule"], data["deviated_on"]])
 
 
+def _logbook(phase_since: str) -> dict[str, Any]:
+    return {"contacts": [], "period": None, "phase_since": phase_since, "last_contact_on": None}
+
+
+def _logbook_of(view: View) -> dict[str, Any]:
+    """The view's logbook; a view stored before the logbook gets one on its next event."""
+    logbook: dict[str, Any] = view.setdefault("logbook", _logbook(view["opened_on"]))
+    return logbook
+
+
+def _client_met_on(view: View, day: str) -> None:
+    logbook = _logbook_of(view)
+    if logbook["last_contact_on"] is None or day > logbook["last_contact_on"]:
+        logbook["last_contact_on"] = day
+
+
+# Facts whose participants may include the client, and the field with their day: a meeting
+# with the client meets the contact cadence as the meetings service counts it.
+_CLIENT_MEETING_DAY = {
+    ev.WorksheetCompleted.TYPE: "completed_on",
+    ev.MappingSummarised.TYPE: "summarised_on",
+    ev.SipDecided.TYPE: "decided_on",
+    ev.ResourceGroupMeetingHeld.TYPE: "held_on",
+}
+
+
+def _met_the_client(view: View, event: CaseEventRecord) -> None:
+    day_field = _CLIENT_MEETING_DAY.get(event.type)
+    if day_field is None:
+        return
+    if any(p.get("kind") == "client" for p in event.data.get("participants", ())):
+        _client_met_on(view, event.data[day_field])
+
+
+def _contact_recorded(view: View, data: dict[str, Any]) -> None:
+    on = datetime.fromisoformat(data["occurred_at"]).astimezone(STOCKHOLM).date().isoformat()
+    logbook = _logbook_of(view)
+    logbook["contacts"].append(
+        {
+            "contact_id": data["contact_id"],
+            "mode": data["mode"],
+            "occurred_at": data["occurred_at"],
+            "on": on,
+            "duration_minutes": data["duration_minutes"],
+            "staff": [dict(p) for p in data["staff"]],
+            "others": [dict(o) for o in data.get("others") or ()],
+            "note": data.get("note"),
+        }
+    )
+    # By when they happened, whenever recorded (a Saturday's outreach written up on Monday).
+    logbook["contacts"].sort(key=lambda c: datetime.fromisoformat(c["occurred_at"]))
+    _client_met_on(view, on)
+
+
+def _contact_period_set(view: View, data: dict[str, Any]) -> None:
+    _logbook_of(view)["period"] = {
+        "period": data["period"],
+        "applies_from": data["applies_from"],
+        "set_by": dict(data["set_by"]),
+        "reason": data.get("reason"),
+    }
+
+
 def _case_closed(view: View, data: dict[str, Any]) -> None:
     view["status"] = "closed"
     view["phase"] = "closed"
@@ -457,6 +532,8 @@ HANDLERS: EventHandlers[Callable[[View, dict[str, Any]], None]] = EventHandlers.
         ev.EarlyWarningTriggered: _warning_triggered,
         ev.EarlyWarningResolved: _warning_resolved,
         ev.MethodDeviationRecorded: _deviation_recorded,
+        ev.ClientContactRecorded: _contact_recorded,
+        ev.ContactPeriodSet: _contact_period_set,
         ev.CaseClosed: _case_closed,
     },
     ignored=(ev.CaseOpened,),  # open_view builds the view from it
@@ -472,6 +549,7 @@ def mark_overdue(view: View, today: str) -> View:
     chain.pop("head", None)
     served["chain"] = chain
     served.setdefault("deviations", [])  # a view stored before deviations were kept
+    served["logbook"] = logbook_served(view, today)
     active = view["status"] == "active"
     follow_up = view["next_follow_up_on"]
     served["follow_up_overdue"] = bool(active and follow_up is not None and follow_up < today)
@@ -490,3 +568,41 @@ def overdue_actions(view: View, today: str) -> list[dict[str, Any]]:
     if view["status"] != "active" or sip is None:
         return []
     return [a for a in sip["actions"] if a["done_on"] is None and a["due_on"] < today]
+
+
+def logbook_served(view: View, today: str) -> dict[str, Any]:
+    """The logbook with the period in force and when the next contact is due (ADR 0019).
+
+    The period is the coordinators' (``set``: true) or the phase's. The next contact is due
+    by the end of the current interval: from the day after the last contact with the client
+    (in the logbook or at a meeting with them), or from the period's start if later, as long
+    as the method's interval for the period. (The meetings service judges the cadence with its
+    own settings and counts booked meetings too; this is the method's picture.)
+    """
+    logbook = view.get("logbook") or _logbook(view["opened_on"])
+    chosen = logbook["period"]
+    if chosen is not None:
+        period, since, set_by = ContactPeriod(chosen["period"]), chosen["applies_from"], chosen["set_by"]
+    else:
+        phase = Phase(view["phase"])
+        period, since, set_by = CONTACT_PERIOD_OF_PHASE[phase], logbook["phase_since"], None
+    last = logbook["last_contact_on"]
+    start = date.fromisoformat(since)
+    if last is not None:
+        start = max(start, date.fromisoformat(last) + timedelta(days=1))
+    active = view["status"] == "active"
+    due_by = (start + timedelta(days=CONTACT_PERIOD_DAYS[period] - 1)).isoformat() if active else None
+    return {
+        "contacts": logbook["contacts"],
+        "period": {
+            "period": period.value,
+            "set": chosen is not None,
+            "since": since,
+            "set_by": set_by,
+            "reason": chosen.get("reason") if chosen else None,
+            "interval_days": CONTACT_PERIOD_DAYS[period],
+        },
+        "last_contact_on": last,
+        "next_contact_due_by": due_by,
+        "contact_due_passed": bool(due_by is not None and due_by < today),
+    }

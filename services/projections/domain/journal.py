@@ -52,6 +52,24 @@ def _worksheet(d: dict[str, Any]) -> str:
     return f"Worksheet {sheet} completed on {d['completed_on']} with {_names(d)}{extra}"
 
 
+def _contact(d: dict[str, Any]) -> str:
+    """A logbook contact: mode, when, how long and who. The note is free text: the overview
+    shows it, the journal does not (as a meeting's notes)."""
+    staff = ", ".join(p.get("name") or f"{p['user_id']} ({p['organisation']['name']})" for p in d["staff"])
+    others = "".join(f", {o['role']}" for o in d.get("others") or ())
+    mode = d["mode"].replace("_", " ")
+    return (
+        f"Contact with the client ({mode}) at {d['occurred_at']}, {d['duration_minutes']} min,"
+        f" with {staff}{others}"
+    )
+
+
+def _period_set(d: dict[str, Any]) -> str:
+    by = d["set_by"]
+    who = by.get("name") or f"{by['user_id']} ({by['organisation']['name']})"
+    return f"Contact period set to {d['period'].replace('_', ' ')} from {d['applies_from']} by {who}"
+
+
 def _deviation(d: dict[str, Any]) -> str:
     """Which practice rule was not followed, by which fact, with its figures. The reason is free
     text, like a meeting's notes: the overview shows it, the journal does not."""
@@ -114,6 +132,8 @@ SUMMARIES: EventHandlers[Summary] = EventHandlers.of(
         ev.EarlyWarningTriggered: lambda d: f"Early warning signs observed on {d['observed_on']}",
         ev.EarlyWarningResolved: lambda d: f"Early warning resolved on {d['resolved_on']}",
         ev.MethodDeviationRecorded: _deviation,
+        ev.ClientContactRecorded: _contact,
+        ev.ContactPeriodSet: _period_set,
         ev.CaseClosed: lambda d: f"Case closed on {d['closed_on']} ({d['reason'].replace('_', ' ')})",
     },
 )

@@ -86,6 +86,16 @@ class WarningPlan:
 
 
 @dataclass(frozen=True)
+class LoggedContact:
+    """A contact of the logbook, as the client's page shows it: when, how, how long, with whom."""
+
+    occurred_at: str
+    mode: str
+    minutes: int
+    staff: str
+
+
+@dataclass(frozen=True)
 class Meeting:
     kind: str
     starts_at: str
@@ -261,6 +271,31 @@ def warning_plan(view: View) -> WarningPlan | None:
             for c in plan.get("contacts", ())
         ),
     )
+
+
+# The client's page shows the latest contacts only: the overview has them all.
+CONTACTS_SHOWN = 10
+
+
+def contacts(view: View) -> tuple[LoggedContact, ...]:
+    """The latest contacts of the logbook, newest first (no notes: the page stays brief)."""
+    logbook = view.get("logbook") or {}
+    latest = list(reversed(logbook.get("contacts") or []))[:CONTACTS_SHOWN]
+    return tuple(
+        LoggedContact(
+            occurred_at=labels.moment(c["occurred_at"]),
+            mode=labels.label(labels.CONTACT_MODES, c["mode"]),
+            minutes=c["duration_minutes"],
+            staff=", ".join(p.get("name") or p["organisation"]["name"] for p in c["staff"]),
+        )
+        for c in latest
+    )
+
+
+def contact_period(view: View) -> str:
+    """The contact period in force, in Swedish, as the overview serves it ("" if none)."""
+    period = (view.get("logbook") or {}).get("period") or {}
+    return labels.label(labels.CONTACT_PERIODS, period.get("period")) if period else ""
 
 
 def meetings(upcoming: Iterable[Mapping[str, Any]]) -> tuple[Meeting, ...]:

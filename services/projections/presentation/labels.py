@@ -55,6 +55,22 @@ MEETING_KINDS: dict[str, str] = {
     MeetingKind.CRISIS: "Krismöte",
 }
 
+# How a coordinator was in contact with the client (the contact logbook, ADR 0019).
+CONTACT_MODES: dict[str, str] = {
+    "visit": "Besök",
+    "phone": "Telefon",
+    "video": "Videosamtal",
+    "outreach": "Uppsökande",
+}
+
+# The contact periods (Loggboken, 000_*.txt).
+CONTACT_PERIODS: dict[str, str] = {
+    "assessment": "bedömningsfasen",
+    "orientation": "orienteringsfasen",
+    "social_recovery": "social återhämtning",
+    "re_orientation": "nyorientering",
+}
+
 # What an access-log record says was read (services.shared.access.AccessRecord.resource).
 READS: dict[str, str] = {
     "overview": "översikten över ditt ärende",

@@ -118,6 +118,8 @@ def render_my_plan_page(
         checklist=content.checklist(view),
         plan=content.warning_plan(view),
         meetings=content.meetings(meetings),
+        contacts=content.contacts(view),
+        contact_period=content.contact_period(view),
         consent=content.consent_state(view),
         reads=content.reads(view, access_log, client, organisation_names),
         withdraw_field=WITHDRAW_FIELD,

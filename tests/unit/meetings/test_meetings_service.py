@@ -6,9 +6,9 @@ order, with which position, and what a redelivery or a concurrent writer changes
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -28,7 +28,7 @@ from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
 from vss_contracts.chain import GENESIS_HASH
 from vss_contracts.meeting_events import MeetingKind, decode_meeting_event
-from vss_contracts.types import MemberKind, OrganisationRef, Principal
+from vss_contracts.types import ContactMode, ContactPeriod, MemberKind, OrganisationRef, Person, Principal
 
 from .fakes import InMemoryScheduleStore
 
@@ -538,3 +538,33 @@ def test_a_store_error_while_applying_an_adopted_request_keeps_it_for_the_retry(
     feed.sequence[0] -= 1
     feed.assign(MONDAY)
     assert store.requests == []
+
+
+# --------------------------------------------------------------------- the contact logbook
+def test_a_saturday_evenings_contact_written_up_on_monday_is_no_false_missed_contact() -> None:
+    """The service, its store and the ticker looking on Sunday, Monday and Tuesday."""
+    store = InMemoryScheduleStore()
+    service, feed = started(store)  # Monday 5 January: the interval is 5–11 January
+    sara = Person(organisation=SOCIAL, user_id="sara", name="Sara Samordnare")
+    contact = ce.ClientContactRecorded(
+        contact_id=uuid4(),
+        mode=ContactMode.OUTREACH,
+        occurred_at=datetime(2026, 1, 10, 21, 30, tzinfo=STOCKHOLM),  # Saturday evening
+        duration_minutes=60,
+        staff=[sara],
+    )
+    service.fire_due(datetime(2026, 1, 11, 12, 0, tzinfo=STOCKHOLM))
+    service.fire_due(datetime(2026, 1, 12, 8, 0, tzinfo=STOCKHOLM))
+    feed.send(date(2026, 1, 12), contact, at=time(8, 30))  # recorded on Monday morning
+    service.fire_due(datetime(2026, 1, 13, 6, 0, tzinfo=STOCKHOLM))
+
+    assert [e for e in store.events(feed.case_id) if e.type == me.ContactCadenceMissed.TYPE] == []
+    # Without the contact, the same looks report the interval once.
+    other_store = InMemoryScheduleStore()
+    other, other_feed = started(other_store)
+    for at in (datetime(2026, 1, 12, 8, 0, tzinfo=STOCKHOLM), datetime(2026, 1, 13, 6, 0, tzinfo=STOCKHOLM)):
+        other.fire_due(at)
+    [missed] = [e for e in other_store.events(other_feed.case_id) if e.type == me.ContactCadenceMissed.TYPE]
+    report = decode_meeting_event(missed.type, missed.state["data"])
+    assert isinstance(report, me.ContactCadenceMissed)
+    assert (report.period, report.period_end) == (ContactPeriod.ASSESSMENT, date(2026, 1, 11))

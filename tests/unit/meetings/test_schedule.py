@@ -26,6 +26,7 @@ from vss_contracts.types import (
     ClientRef,
     ClosingReason,
     ContactDetails,
+    ContactPeriod,
     Coordinator,
     MemberKind,
     Municipality,
@@ -158,24 +159,34 @@ def test_a_later_sip_moves_the_booked_meeting_keeping_its_identity() -> None:
 
 
 def test_the_contact_cadence_follows_the_phase_weekly_in_mapping_fortnightly_in_working() -> None:
-    schedule = Schedule().started(date(2026, 1, 5))
-    [missed] = payloads(
-        schedule.schedule.fire_due(datetime(2026, 1, 12, 0, 0, tzinfo=STOCKHOLM)), cadence=True
-    )
-    assert isinstance(missed, me.ContactCadenceMissed)
-    assert (missed.phase, missed.period_days) == (Phase.MAPPING, 7)
+    """Before the coordinators set a period it follows the phase: assessment in the mapping
+    (weekly), social recovery in the working phase (fortnightly)."""
+    schedule = Schedule().started(date(2026, 1, 5))  # Monday: the first interval is 5–11 January
+    # Judged a working day after it ended, when its contacts have had time to be recorded.
+    assert schedule.schedule.fire_due(datetime(2026, 1, 12, 23, 59, tzinfo=STOCKHOLM)) == []
     schedule.on(
         date(2026, 1, 12),
         ce.PhaseChanged(
             from_phase=Phase.MAPPING, to_phase=Phase.WORKING, changed_on=date(2026, 1, 12), reason="x"
         ),
     )
-    assert schedule.schedule.fire_due(datetime(2026, 1, 25, 23, 0, tzinfo=STOCKHOLM)) == []
     [missed] = payloads(
-        schedule.schedule.fire_due(datetime(2026, 1, 26, 0, 0, tzinfo=STOCKHOLM)), cadence=True
+        schedule.schedule.fire_due(datetime(2026, 1, 13, 0, 0, tzinfo=STOCKHOLM)), cadence=True
     )
     assert isinstance(missed, me.ContactCadenceMissed)
-    assert (missed.phase, missed.period_days, missed.period_end) == (Phase.WORKING, 14, date(2026, 1, 25))
+    assert (missed.period, missed.period_set, missed.period_days) == (ContactPeriod.ASSESSMENT, False, 7)
+    assert (missed.period_start, missed.period_end) == (date(2026, 1, 5), date(2026, 1, 11))
+    # The working phase's interval starts on the day of the change: 12–25 January.
+    assert schedule.schedule.fire_due(datetime(2026, 1, 26, 23, 0, tzinfo=STOCKHOLM)) == []
+    [missed] = payloads(
+        schedule.schedule.fire_due(datetime(2026, 1, 27, 0, 0, tzinfo=STOCKHOLM)), cadence=True
+    )
+    assert isinstance(missed, me.ContactCadenceMissed)
+    assert (missed.period, missed.period_days, missed.period_end) == (
+        ContactPeriod.SOCIAL_RECOVERY,
+        14,
+        date(2026, 1, 25),
+    )
 
 
 def test_a_consent_withdrawn_for_one_organisation_drops_its_member_from_the_coming_meeting() -> None:

@@ -33,12 +33,15 @@ from vss_contracts.types import (
     ClientRef,
     ClosingReason,
     ContactDetails,
+    ContactMode,
+    ContactPeriod,
     Coordinator,
     MemberKind,
     Municipality,
     OrganisationRef,
     Region,
 )
+from vss_contracts.types import Person as StaffPerson
 
 TODAY = date(2026, 3, 2)
 AT = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -408,3 +411,63 @@ def test_the_sip_notice_carries_each_members_own_link_to_the_whole_sip() -> None
     assert by_name["Nina Sköterska"][PLAN_LINK_KIND] == LinkKind.SIP.value
     assert by_name["Nina Sköterska"]["actions"][0]["what"] == "Samtal"  # their own actions stay
     assert by_name["Mamma Tolvansson"][PLAN_LINK_HOLDER] == member_holder(case.mother.member_id)
+
+
+# --------------------------------------------------------------------- the contact logbook
+def test_a_missed_contact_cadence_tells_the_coordinators_the_period_and_its_interval() -> None:
+    case = Case()
+    missed = me.ContactCadenceMissed(
+        period=ContactPeriod.ORIENTATION,
+        period_set=True,
+        period_days=7,
+        period_start=date(2026, 2, 21),
+        period_end=date(2026, 2, 27),
+        last_contact_on=date(2026, 2, 20),
+        coordinators=["sara"],
+    )
+
+    [notice] = on_meeting_event(case.audience, missed, TODAY).notices
+
+    assert (notice.template, notice.person.email) == ("contact_cadence_missed", "sara@example.se")
+    assert notice.context["period"] == "orientation"
+    assert notice.context["period_set"] is True
+    assert (notice.context["period_start"], notice.context["period_end"]) == (
+        date(2026, 2, 21),
+        date(2026, 2, 27),
+    )
+
+
+def test_a_missed_contact_cadence_published_as_v1_names_its_phases_period() -> None:
+    case = Case()
+    v1 = {
+        "phase": "follow_up",
+        "period_days": 30,
+        "period_start": "2026-01-29",
+        "period_end": "2026-02-27",
+        "last_contact_on": None,
+        "coordinators": ["sara"],
+    }
+
+    [notice] = on_meeting_event(
+        case.audience, me.decode_meeting_event(me.ContactCadenceMissedV1.TYPE, v1), TODAY
+    ).notices
+
+    assert notice.context["period"] == "re_orientation"
+    assert notice.context["period_set"] is False
+    assert notice.context["period_days"] == 30
+
+
+def test_nobody_is_told_of_a_contact_or_a_period_set() -> None:
+    case = Case()
+    sara = StaffPerson(organisation=SOCIAL, user_id="sara", name="Sara")
+    contact = ce.ClientContactRecorded(
+        contact_id=uuid4(),
+        mode=ContactMode.PHONE,
+        occurred_at=datetime(2026, 2, 28, 20, 15, tzinfo=UTC),
+        duration_minutes=20,
+        staff=[sara],
+    )
+    assert case.on(contact) == []
+    assert (
+        case.on(ce.ContactPeriodSet(period=ContactPeriod.ASSESSMENT, applies_from=TODAY, set_by=sara)) == []
+    )

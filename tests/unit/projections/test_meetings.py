@@ -21,7 +21,7 @@ from services.projections.infrastructure.decoding import decode_meeting
 from services.shared.ics import STOCKHOLM, meeting_ics, meeting_uid
 from vss_contracts import meeting_events as me
 from vss_contracts.chain import GENESIS_HASH, cloud_event_hash
-from vss_contracts.types import OrganisationRef, Principal
+from vss_contracts.types import ContactPeriod, OrganisationRef, Principal
 
 from .fakes import InMemoryReadModels
 
@@ -341,7 +341,8 @@ def test_reminders_and_missed_contacts_change_no_meeting_but_move_the_schedule()
         ),
         schedule.record(
             me.ContactCadenceMissed(
-                phase="working",
+                period=ContactPeriod.SOCIAL_RECOVERY,
+                period_set=False,
                 period_days=14,
                 period_start=date(2026, 2, 1),
                 period_end=date(2026, 2, 14),
