@@ -19,10 +19,11 @@ from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, EmailStr, Field
+from pydantic import AwareDatetime, EmailStr, Field, StringConstraints
 
 from vss_contracts.registry import UnknownEventType, Upcaster, upcast
 from vss_contracts.types import (
+    _NOT_ONLY_WHITESPACE,
     CONTACT_PERIOD_OF_PHASE,
     ContactPeriod,
     ContractModel,
@@ -41,15 +42,23 @@ __all__ = [
     "MEETING_STREAM",
     "MEETING_SUBJECTS",
     "MEETING_SUBJECT_PREFIX",
+    "MEETING_UPCASTERS",
     "TYPE_PREFIX",
+    "AgendaItem",
+    "Answer",
+    "AnswerVia",
+    "CancelReason",
     "ChangeRatingRequested",
     "ContactCadenceMissed",
     "ContactCadenceMissedV1",
     "CrisisMeetingScheduled",
+    "CrisisMeetingScheduledV1",
     "FollowUpOverdue",
     "Invitee",
     "InviteeRole",
+    "MeetingAnswered",
     "MeetingCancelled",
+    "MeetingConfirmed",
     "MeetingEventData",
     "MeetingHeld",
     "MeetingInviteesChanged",
@@ -57,6 +66,8 @@ __all__ = [
     "MeetingReminderDue",
     "MeetingRescheduled",
     "MeetingScheduled",
+    "MeetingScheduledV1",
+    "PlaceKind",
     "decode_meeting_event",
     "meeting_subject",
 ]
@@ -84,6 +95,41 @@ class InviteeRole(StrEnum):
     RELATIVE = "relative"
     PROFESSIONAL = "professional"
     PLAN_CONTACT = "plan_contact"  # a person the early warning plan names
+
+
+class PlaceKind(StrEnum):
+    """Where a meeting is held (*mötesplats*): the client's home is common in the method."""
+
+    CLIENT_HOME = "client_home"  # *hemma hos brukaren*; the address stays out of the calendar
+    OFFICE = "office"  # a unit's premises (*mottagning, kontor*)
+    VIDEO = "video"  # a video meeting (*videomöte*): the text holds the link or room
+    PHONE = "phone"
+    OTHER = "other"
+
+
+AgendaItem = ShortText
+"""One item of a meeting's agenda (*dagordning*), in the order it is taken."""
+
+CancelReason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=_NOT_ONLY_WHITESPACE),
+    Field(description="Why the meeting was cancelled: 1–500 characters"),
+]
+"""Why a meeting was cancelled: 1–500 characters (200 before resource group and crisis meetings
+could be cancelled; every earlier payload still fits)."""
+
+
+class Answer(StrEnum):
+    """An invitee's answer to an invitation (iCalendar PARTSTAT, RFC 5545 3.2.12)."""
+
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    TENTATIVE = "tentative"
+
+
+class AnswerVia(StrEnum):
+    LINK = "link"  # the signed answer link of the invitation
+    ICALENDAR = "icalendar"  # an iTIP REPLY (RFC 5546) from the invitee's calendar
 
 
 class Invitee(ContractModel):
@@ -115,10 +161,30 @@ class MeetingEventData(ContractModel):
         return cls.TYPE.removeprefix(TYPE_PREFIX).rsplit(".", 1)[0]
 
 
-class MeetingScheduled(MeetingEventData):
-    """A meeting was put in the calendar (sequence 0 of its iCalendar entry)."""
+class MeetingScheduledV1(MeetingEventData):
+    """Version 1: no kind of place, no agenda, never proposed (upcast to v2)."""
 
     TYPE: ClassVar[str] = "se.vss.meetings.MeetingScheduled.v1"
+    meeting_id: UUID
+    kind: MeetingKind
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    invitees: list[Invitee]
+    reason: str
+    sip_version: int | None = None
+    booked_by: UserId | None = None
+    location: ShortText | None = None
+
+
+class MeetingScheduled(MeetingEventData):
+    """A meeting was put in the calendar (sequence 0 of its iCalendar entry).
+
+    A ``proposed`` meeting (the first resource group meeting, *preliminär tid*) is the
+    schedule's suggestion: nobody is invited until a coordinator confirms its time and place
+    (:class:`MeetingConfirmed`).
+    """
+
+    TYPE: ClassVar[str] = "se.vss.meetings.MeetingScheduled.v2"
     meeting_id: UUID
     kind: MeetingKind
     starts_at: AwareDatetime
@@ -129,11 +195,14 @@ class MeetingScheduled(MeetingEventData):
     ]
     sip_version: int | None = None
     booked_by: UserId | None = None
-    location: ShortText | None = None
+    location: ShortText | None = Field(default=None, description="The place as the calendar names it")
+    place_kind: PlaceKind | None = None
+    agenda: list[AgendaItem] = Field(default_factory=list, max_length=20)
+    proposed: bool = False
 
 
-class CrisisMeetingScheduled(MeetingEventData):
-    """An early warning was triggered: a crisis meeting within two working days."""
+class CrisisMeetingScheduledV1(MeetingEventData):
+    """Version 1: no place, no agenda (upcast to v2)."""
 
     TYPE: ClassVar[str] = "se.vss.meetings.CrisisMeetingScheduled.v1"
     meeting_id: UUID
@@ -141,6 +210,45 @@ class CrisisMeetingScheduled(MeetingEventData):
     starts_at: AwareDatetime
     ends_at: AwareDatetime
     invitees: list[Invitee]
+
+
+class CrisisMeetingScheduled(MeetingEventData):
+    """An early warning was triggered: a crisis meeting within two working days (*krismöte*)."""
+
+    TYPE: ClassVar[str] = "se.vss.meetings.CrisisMeetingScheduled.v2"
+    meeting_id: UUID
+    warning_id: UUID
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    invitees: list[Invitee]
+    location: ShortText | None = None
+    place_kind: PlaceKind | None = None
+    agenda: list[AgendaItem] = Field(default_factory=list, max_length=20)
+
+
+class MeetingConfirmed(MeetingEventData):
+    """A coordinator confirmed a proposed meeting's time and place: the invitations go out."""
+
+    TYPE: ClassVar[str] = "se.vss.meetings.MeetingConfirmed.v1"
+    meeting_id: UUID
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    place_kind: PlaceKind
+    location: ShortText
+    sequence: Annotated[int, Field(ge=1, description="The iCalendar SEQUENCE of the invitation.")]
+    confirmed_by: UserId | None = None
+
+
+class MeetingAnswered(MeetingEventData):
+    """An invitee accepted, declined or tentatively accepted (*OSA*) an invitation."""
+
+    TYPE: ClassVar[str] = "se.vss.meetings.MeetingAnswered.v1"
+    meeting_id: UUID
+    invitee_id: Annotated[str, Field(min_length=1, max_length=160)]
+    answer: Answer
+    via: AnswerVia
+    sequence: Annotated[int, Field(ge=0, description="The meeting's SEQUENCE the answer is to.")]
+    answered_at: AwareDatetime
 
 
 class MeetingRescheduled(MeetingEventData):
@@ -179,7 +287,7 @@ class MeetingCancelled(MeetingEventData):
     TYPE: ClassVar[str] = "se.vss.meetings.MeetingCancelled.v1"
     meeting_id: UUID
     sequence: Annotated[int, Field(ge=1)]
-    reason: ShortText
+    reason: CancelReason  # at most 200 characters before resource group meetings could be cancelled
     cancelled_by: UserId | None = None
 
 
@@ -275,13 +383,39 @@ MEETING_EVENTS: tuple[type[MeetingEventData], ...] = (
     ChangeRatingRequested,
     FollowUpOverdue,
     ContactCadenceMissed,
+    MeetingConfirmed,
+    MeetingAnswered,
 )
 MEETING_EVENT_TYPES: dict[str, type[MeetingEventData]] = {cls.TYPE: cls for cls in MEETING_EVENTS}
 # Earlier versions of current types: read through the upcasters; their schemas stay published.
-LEGACY_MEETING_EVENTS: tuple[type[MeetingEventData], ...] = (ContactCadenceMissedV1,)
+LEGACY_MEETING_EVENTS: tuple[type[MeetingEventData], ...] = (
+    ContactCadenceMissedV1,
+    MeetingScheduledV1,
+    CrisisMeetingScheduledV1,
+)
+
+
+def meeting_scheduled_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A v1 meeting was fixed, never proposed, and had no agenda; a location it named was a
+    place of no recorded kind (*other*)."""
+    return {
+        **payload,
+        "place_kind": PlaceKind.OTHER.value if payload.get("location") else None,
+        "agenda": [],
+        "proposed": False,
+    }
+
+
+def crisis_meeting_scheduled_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A v1 crisis meeting named no place and no agenda."""
+    return {**payload, "location": None, "place_kind": None, "agenda": []}
+
+
 # old type name -> (next type name, upcaster), as for the case events
 MEETING_UPCASTERS: dict[str, tuple[str, Upcaster]] = {
     ContactCadenceMissedV1.TYPE: (ContactCadenceMissed.TYPE, contact_cadence_missed_v1_to_v2),
+    MeetingScheduledV1.TYPE: (MeetingScheduled.TYPE, meeting_scheduled_v1_to_v2),
+    CrisisMeetingScheduledV1.TYPE: (CrisisMeetingScheduled.TYPE, crisis_meeting_scheduled_v1_to_v2),
 }
 
 

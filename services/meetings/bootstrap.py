@@ -129,6 +129,7 @@ def bootstrap_meetings(
                 tokens=parts.tokens,
                 organiser=(settings.organiser_name, str(settings.organiser_email)),
                 feed_links=FeedLinks(settings.feed_key(), settings.public_meetings_url),
+                answer_key=settings.answer_key(),
                 access_log=AccessLogStore(settings.access_log()),
                 window=DateWindow(dates.past_days, dates.future_days),
                 wait_limit=settings.meetings_wait_limit,

@@ -55,6 +55,10 @@ class MeetingsSettings(CommonSettings, BusSettings, AccessLogSettings):
         description="Working days to record an interval's contacts before it is judged",
     )
     crisis_within_working_days: int = Field(default=2, ge=1, le=10)
+    propose_first_meeting: bool = Field(
+        default=True,
+        description="The first resource group meeting is proposed and a coordinator confirms it (ADR 0020)",
+    )
     timer_interval: float = Field(default=30.0, gt=0, description="Seconds between looks for due timers")
     organiser_name: str = "VSS vård- och stödsamordning"
     organiser_email: EmailStr = "noreply@vss.example.se"
@@ -64,6 +68,20 @@ class MeetingsSettings(CommonSettings, BusSettings, AccessLogSettings):
     calendar_link_key: str | None = Field(
         default=None, description="HMAC key of calendar feed links; unset: a key file in the data directory"
     )
+
+    answer_link_key: str | None = Field(
+        default=None,
+        description="HMAC key of the invitees' answer links (the notifications service needs the same);"
+        " unset: a key file in the data directory",
+    )
+
+    def answer_key(self) -> bytes:
+        """The answer links' key (ADR 0020): the setting, else a key file made on first use.
+
+        Changing it revokes every answer link handed out."""
+        if self.answer_link_key:
+            return self.answer_link_key.encode()
+        return secret_file(self.data_dir / "keys" / "answer-links.key").encode()
 
     def feed_key(self) -> bytes:
         """The calendar feed links' key: the setting, else a key file made on first use.
@@ -94,6 +112,7 @@ class MeetingsSettings(CommonSettings, BusSettings, AccessLogSettings):
             },
             cadence_grace_working_days=self.cadence_grace_working_days,
             crisis_within_working_days=self.crisis_within_working_days,
+            propose_first_meeting=self.propose_first_meeting,
         )
 
     def meeting_names(self) -> BusNames:

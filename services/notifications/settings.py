@@ -11,7 +11,14 @@ import orjson
 from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 from pydantic_settings import SettingsConfigDict
 
-from services.notifications.application.service import Organisation, PlanLinks, Policy, RetiredKey, Webhook
+from services.notifications.application.service import (
+    AnswerLinks,
+    Organisation,
+    PlanLinks,
+    Policy,
+    RetiredKey,
+    Webhook,
+)
 from services.notifications.domain.audience import Person, Role
 from services.shared.auth import secret_file
 from services.shared.bus.names import BusNames
@@ -118,6 +125,14 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings, Plan
     max_attempts: int = Field(default=8, ge=1, le=50)
     sender_interval: float = Field(default=1.0, gt=0, description="Seconds between looks for due messages")
     public_query_url: str = "http://127.0.0.1:8001"
+    public_meetings_url: str = Field(
+        default="http://127.0.0.1:8002", description="The meetings API as invitees reach it (answer links)"
+    )
+    answer_link_key: str | None = Field(
+        default=None,
+        description="The meetings service's answer link key (VSS_ANSWER_LINK_KEY); unset: no answer links",
+        repr=False,
+    )
     public_notifications_url: str = "http://127.0.0.1:8003"
     ack_link_key: str | None = Field(default=None, description="HMAC key of acknowledgement links")
     ack_link_previous_key: str | None = Field(
@@ -198,6 +213,13 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings, Plan
         write_private(self.link_key_file().with_suffix(".previous.json"), orjson.dumps(retired))
         write_private(self.link_key_file(), secrets.token_urlsafe(48).encode())
 
+    def answer_links(self) -> AnswerLinks | None:
+        """The invitees' answer links (ADR 0020), when the meetings service's answer link key is
+        set here too (``VSS_ANSWER_LINK_KEY``); else invitations carry no answer link."""
+        if not self.answer_link_key:
+            return None
+        return AnswerLinks(self.public_meetings_url, self.answer_link_key.encode())
+
     def policy(self) -> Policy:
         return Policy(
             escalate_after=timedelta(minutes=self.escalate_after_minutes),
@@ -210,6 +232,7 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings, Plan
             + "/v1/acknowledgements/{delivery_key}?signature={signature}",
             organisations=load_organisations(self.notify_organisations),
             plan_links=PlanLinks(self.plan_link_base_url, self.plan_link_signing_key()),
+            answer_links=self.answer_links(),
         )
 
     def meeting_names(self) -> BusNames:

@@ -8,7 +8,7 @@ reference, never the client, the reason or anything about their health.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol
 from uuid import UUID
@@ -47,6 +47,17 @@ class Meeting(Protocol):
     def invitees(self) -> Mapping[str, Invitee]: ...
     @property
     def is_cancelled(self) -> bool: ...
+    @property
+    def agenda(self) -> Sequence[str]: ...
+    @property
+    def proposed(self) -> bool:
+        """The schedule's suggestion, not yet confirmed: a tentative entry."""
+        ...
+
+    @property
+    def partstats(self) -> Mapping[str, str]:
+        """The invitees' answers as PARTSTAT values (ACCEPTED, DECLINED, TENTATIVE) by invitee id."""
+        ...
 
 
 def meeting_uid(meeting_id: UUID) -> str:
@@ -197,14 +208,15 @@ def _vevent(
     event.add("DTSTART", _local(meeting.starts_at))
     event.add("DTEND", _local(meeting.ends_at))
     event.add("SUMMARY", SUMMARIES[meeting.kind])
-    event.add("DESCRIPTION", f"Ärende {case_reference(meeting)}")
+    event.add("DESCRIPTION", description(meeting))
     if meeting.location:
         event.add("LOCATION", meeting.location)
-    event.add("STATUS", "CANCELLED" if cancelled else "CONFIRMED")
+    event.add("STATUS", "CANCELLED" if cancelled else "TENTATIVE" if meeting.proposed else "CONFIRMED")
     if organizer is not None:
         organizer_name, organizer_email = organizer
         event.add("ORGANIZER", _address(organizer_email, CN=organizer_name))
     seen: set[str] = set()
+    answers = meeting.partstats
     for invitee in attendees:
         # One ATTENDEE per address: two invitees sharing one (a family's) get one invitation.
         if invitee.email is None or invitee.email.lower() in seen:
@@ -216,11 +228,21 @@ def _vevent(
                 invitee.email,
                 CN=invitee.name,
                 ROLE="REQ-PARTICIPANT",
-                PARTSTAT="NEEDS-ACTION",
+                PARTSTAT=answers.get(invitee.invitee_id, "NEEDS-ACTION"),
                 RSVP="TRUE",
             ),
         )
     return event
+
+
+def description(meeting: Meeting) -> str:
+    """The entry's text: the short case reference, then the agenda (*dagordning*), numbered.
+
+    The agenda names the method's steps only, nothing about the client."""
+    lines = [f"Ärende {case_reference(meeting)}"]
+    if meeting.agenda:
+        lines += ["", "Dagordning:", *(f"{n}. {item}" for n, item in enumerate(meeting.agenda, start=1))]
+    return "\n".join(lines)
 
 
 def _address(email: str, **params: str) -> vCalAddress:

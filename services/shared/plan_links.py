@@ -28,7 +28,6 @@ written as ``~`` and their UTF-8 bytes in hex, so a holder key is always one seg
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
@@ -37,6 +36,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from services.shared.signed_links import sign_parts
 from vss_contracts.types import OrganisationId, UserId
 
 PLAN_LINK_PRINCIPAL = "plan_link"  # the access log's principal of a read through a plan link
@@ -104,14 +104,12 @@ def plan_contact_holder(member_id: UUID | str | None, name: str, phone: str | No
 
 
 # ------------------------------------------------------------------------------ signatures
-def _message(case_id: UUID | str, holder: str, kind: LinkKind) -> bytes:
-    return "\n".join(("vss-plan-link-v1", str(UUID(str(case_id))), holder, kind.value)).encode()
+_PURPOSE = "vss-plan-link-v1"
 
 
 def sign(key: bytes, case_id: UUID | str, holder: str, kind: LinkKind) -> str:
     """The link's signature: HMAC-SHA256 over (case id, holder, kind), URL-safe base64."""
-    mac = hmac.new(key, _message(case_id, holder, kind), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+    return sign_parts(key, _PURPOSE, str(UUID(str(case_id))), holder, kind.value)
 
 
 def verify(key: bytes, case_id: UUID | str, holder: str, kind: LinkKind, signature: str) -> bool:

@@ -158,6 +158,18 @@ MATRIX: dict[tuple[Api, str, str], Entry] = {
     ("meetings", "POST", "/v1/cases/{case_id}/meetings/{meeting_id}/held"): Entry(
         "case", body={"held_on": "2026-03-02"}, headers=KEY
     ),
+    ("meetings", "POST", "/v1/cases/{case_id}/meetings/{meeting_id}/confirm"): Entry(
+        "case", body={"starts_at": "2026-03-03T10:00:00+01:00", "place_kind": "office"}, headers=KEY
+    ),
+    **{
+        ("meetings", method, f"/v1/cases/{{case_id}}/meetings/{{meeting_id}}/{tail}"): Entry(
+            "none",
+            why="an invitee's signed answer link (the signature is the credential; every use is"
+            " access-logged under the invitee), or a coordinator forwarding a REPLY (the case's"
+            " access rule, tested in tests/meetings/test_answers.py)",
+        )
+        for method, tail in [("GET", "answer"), ("POST", "answer"), ("POST", "reply")]
+    },
     ("meetings", "GET", "/v1/coordinators/{user_id}/calendar.ics"): Entry("user", read=True),
     ("meetings", "GET", "/v1/coordinators/{user_id}/calendar-link"): Entry("user", read=True),
     # --------------------------------------------------------------- notifications

@@ -131,10 +131,13 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
         ["omar.s", "goteborg-socialtjanst", "overview", "granted"],
         ["omar.s", "goteborg-socialtjanst", "journal", "granted"],
     ]
-    # The meetings service: the mapping summary's resource group meeting, moved by the SIP to its
-    # follow-up date (or the next working day), with its calendar entry and the coordinator's feed.
+    # The meetings service: the mapping summary's proposed resource group meeting, moved by the SIP
+    # to its follow-up date (or the next working day), confirmed in the client's home, with its
+    # calendar entry (place, agenda) and the coordinator's feed.
     follow_up = re.search(r"next follow-up (\S+)", result.stdout)
-    meeting = re.search(r"meeting: resource_group (\S+) scheduled sequence 2 invited (.*)", result.stdout)
+    meeting = re.search(
+        r"meeting: resource_group (\S+) scheduled sequence 2 proposed True invited (.*)", result.stdout
+    )
     assert follow_up, result.stdout
     assert meeting, result.stdout
     starts = datetime.fromisoformat(meeting.group(1))
@@ -144,13 +147,14 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     assert meeting.group(2) == "['Tolvan Tolvansson', 'Anna Karlsson', 'Omar Said']"
     ics = next(line for line in result.stdout.splitlines() if line.startswith("ics:"))
     assert ics.startswith("ics: REQUEST Resursgruppsmöte ")
-    assert "@vss.se SEQUENCE 2 " in ics
+    assert "confirmed: Hemma hos brukaren sequence 3 agenda: Utvärdering sedan förra mötet" in result.stdout
+    assert "@vss.se SEQUENCE 3 " in ics
     assert str(starts) in ics
     assert "mailto:anna.k@example.org" in ics
     assert "events in her feed: 1" in result.stdout
-    # The notifications service: the files the local mail sink wrote. The invitation to the first
-    # resource group meeting reached the whole group (the client once the address was known),
-    # then the update when the SIP moved it; the delivery record lists each message as sent.
+    # The notifications service: the files the local mail sink wrote. The coordinators were asked to
+    # confirm the proposed meeting; once confirmed, the invitation reached the whole group; the
+    # delivery record lists each message as sent.
     mails = [
         line.removeprefix("mail: ").split(" | ")
         for line in result.stdout.splitlines()
@@ -158,17 +162,13 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     ]
     group = {"tolvan@example.org", "anna.k@example.org", "omar.s@example.org"}
     invitations = {m[0]: m[2] for m in mails if m[1].startswith("Kallelse: Resursgruppsmöte")}
-    assert invitations == {
-        "anna.k@example.org": "ics REQUEST SEQUENCE 0",
-        "omar.s@example.org": "ics REQUEST SEQUENCE 0",
-        "tolvan@example.org": "ics REQUEST SEQUENCE 1",
-    }
-    updates = [m for m in mails if m[1].startswith("Ändrad tid: Resursgruppsmöte")]
-    assert sorted(m[0] for m in updates) == sorted(group)
-    assert {m[2] for m in updates} == {"ics REQUEST SEQUENCE 2"}
+    assert invitations == dict.fromkeys(group, "ics REQUEST SEQUENCE 3")
+    proposals = [m for m in mails if m[1].startswith("Bekräfta tid och plats: Resursgruppsmöte")]
+    assert sorted(m[0] for m in proposals) == ["anna.k@example.org", "omar.s@example.org"]
+    assert [m for m in mails if m[1].startswith("Ändrad tid")] == []  # nobody was told of a proposal's moves
     assert sorted(m[0] for m in mails if m[1].startswith("En ny SIP")) == sorted(group)
     notices = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("notice: ")]
-    assert len(notices) == len(mails) == 11
+    assert len(notices) == len(mails) == 10
     assert {n[-2:] == ["email", "sent"] for n in notices} == {True}
     # The client's own view (step 13): her case, the whole SIP, her meeting, who read her data;
     # her confirmation of the SIP is version 16, recorded in her name.

@@ -52,8 +52,14 @@ def start_meetings(
     def start(name: str = "meetings.sqlite", timer_interval: float = 0.1) -> MeetingsThread:
         url = f"sqlite:///{tmp_path / name}"
         migrate_meetings(url)
+        # The first meeting fixed at once, as before proposals (ADR 0020): these tests follow its
+        # reminders and replays across restarts; a proposal has no reminders until confirmed.
         settings = MeetingsSettings(
-            meetings_store_url=url, nats_url=nats_url, data_dir=tmp_path, timer_interval=timer_interval
+            meetings_store_url=url,
+            nats_url=nats_url,
+            data_dir=tmp_path,
+            timer_interval=timer_interval,
+            propose_first_meeting=False,
         )
         parts = bootstrap_meetings(
             settings, clock=clock, with_api=False, case_names=bus_names, meeting_names=meeting_names

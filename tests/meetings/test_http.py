@@ -133,7 +133,17 @@ def test_lists_the_cases_meetings(api: Api) -> None:
     assert meeting["sip_version"] == 1
     assert meeting["ics"] == f"{api.base}/{meeting['meeting_id']}.ics"
     coordinator = next(i for i in meeting["invitees"] if i["role"] == "coordinator")
-    assert coordinator == {"name": "Samordnare sara", "role": "coordinator", "organisation_id": SOCIAL.id}
+    assert coordinator == {
+        "name": "Samordnare sara",
+        "role": "coordinator",
+        "organisation_id": SOCIAL.id,
+        "answer": None,  # nobody has answered yet
+        "answered_via": None,
+        "answered_at": None,
+    }
+    assert meeting["agenda"][3] == "Genomgång av Tidiga tecken med åtgärder"
+    assert meeting["place_kind"] == "client_home"
+    assert meeting["proposed"] is False  # the SIP's follow-up, not the schedule's proposal
 
 
 def test_an_organisation_covered_by_consent_may_read(api: Api) -> None:
@@ -300,11 +310,26 @@ def test_cancelling_a_client_meeting_makes_its_ics_a_cancel(api: Api) -> None:
     assert retry.headers["idempotency-replayed"] == "true"
 
 
-def test_a_resource_group_meeting_cannot_be_cancelled(api: Api) -> None:
+def test_a_resource_group_meeting_is_cancelled_with_a_reason(api: Api) -> None:
     meeting_id = api.resource_group_meeting()["meeting_id"]
-    response = api.post(meeting_id, "cancel", {"reason": "x"}, key="cancel-2")
-    assert response.status_code == 409
-    assert response.json()["rule"] == "only_client_meetings_cancelled"
+    response = api.post(meeting_id, "cancel", {"reason": "Brukaren är bortrest"}, key="cancel-2")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    assert response.json()["sequence"] == 1
+    calendar = api.ics(meeting_id)
+    assert calendar["METHOD"] == "CANCEL"
+    assert only_event(calendar)["SEQUENCE"] == 1
+    again = api.post(meeting_id, "cancel", {"reason": "Brukaren är bortrest"}, key="cancel-3")
+    assert again.status_code == 200
+    assert again.headers["Idempotency-Replayed"] == "true"
+
+
+def test_a_cancel_without_a_reason_or_with_a_too_long_one_is_422(api: Api) -> None:
+    meeting_id = api.resource_group_meeting()["meeting_id"]
+    for body in ({}, {"reason": "   "}, {"reason": "x" * 501}):
+        response = api.post(meeting_id, "cancel", body, key="cancel-4")
+        assert response.status_code == 422, body
+        assert "reason" in str(response.json()), body
 
 
 def test_marking_a_meeting_held(api: Api) -> None:

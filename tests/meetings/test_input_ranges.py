@@ -115,3 +115,57 @@ def test_a_person_in_a_path_or_query_is_checked_before_anything_is_logged(
     response = api.client.get(path, params=params, headers=headers())
     assert response.status_code == 422, response.text
     assert api.access_log.count() == before
+
+
+# ------------------------------------------------------------------- real meetings (ADR 0020)
+@pytest.mark.parametrize("reason", ["", "   ", "x" * 501, "Inställt\nav mig"])
+def test_a_cancellation_reason_is_one_to_five_hundred_characters_on_one_line(api: Api, reason: str) -> None:
+    [meeting] = api.meetings()
+    rule = "control_character" if "\n" in reason else None
+    body = {"reason": reason}
+    before = _stored(api.store)
+    response = api.post(meeting["meeting_id"], "cancel", body, "cancel-bad")
+    assert response.status_code == 422, response.text
+    assert "reason" in {e["field"] for e in response.json()["errors"]}
+    if rule:
+        assert (("reason", rule)) in {(e["field"], e["rule"]) for e in response.json()["errors"]}
+    assert _stored(api.store) == before
+    ok = api.post(meeting["meeting_id"], "cancel", {"reason": "x" * 500}, "cancel-500")
+    assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"starts_at": "9999-12-30T10:00:00+01:00", "place_kind": "office"},
+        {"starts_at": "2026-02-04T10:00:00+01:00", "place_kind": "office", "minutes": 14},
+        {"starts_at": "2026-02-04T10:00:00+01:00", "place_kind": "office", "minutes": 481},
+        {"starts_at": "2026-02-04T10:00:00", "place_kind": "office"},
+        {"starts_at": "2026-02-04T10:00:00+01:00"},
+        {"starts_at": "2026-02-04T10:00:00+01:00", "place_kind": "office", "location": "x" * 201},
+    ],
+)
+def test_a_confirmation_out_of_range_is_422_and_stores_nothing(api: Api, body: dict[str, Any]) -> None:
+    [meeting] = api.meetings()
+    before = _stored(api.store)
+    response = api.post(meeting["meeting_id"], "confirm", body, "confirm-bad")
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert _stored(api.store) == before
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"invitee": "x" * 161, "sig": "abc"},
+        {"invitee": "client\x00", "sig": "abc"},
+        {"invitee": "client", "sig": "x" * 65},
+        {"invitee": "client", "sig": "a b"},
+    ],
+)
+def test_an_answer_links_query_is_checked_before_anything_is_logged(api: Api, params: dict[str, str]) -> None:
+    [meeting] = api.meetings()
+    before = api.access_log.count()
+    response = api.client.get(f"{api.base}/{meeting['meeting_id']}/answer", params=params)
+    assert response.status_code == 422, response.text
+    assert api.access_log.count() == before

@@ -11,6 +11,7 @@ from services.meetings.domain.meeting import MeetingStatus
 from services.meetings.domain.schedule import Rules, restore, snapshot
 from services.meetings.infrastructure.store import MeetingStore
 from tests.meetings.feed import CLIENT, HOUSING, REGION_PSYCH, SOCIAL, CaseFeed
+from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
 from vss_contracts.case_events import MappingSummarised, PlanContact
 from vss_contracts.chain import GENESIS_HASH, chain_hash
@@ -277,6 +278,23 @@ def test_an_early_warning_schedules_a_crisis_meeting_within_two_working_days(
     assert crisis.starts_at.date() <= working_days.add_working_days(date(2026, 4, 2), 2)
     roles = sorted(i.role.value for i in crisis.invitees.values())
     assert roles == ["client", "coordinator", "plan_contact"]
+
+
+def test_resolving_the_early_warning_cancels_its_crisis_meeting_and_the_store_keeps_why(
+    feed: CaseFeed, meetings: MeetingsService, meeting_store: MeetingStore
+) -> None:
+    start_case(feed)
+    warning = feed.trigger(date(2026, 3, 2))  # the crisis meeting: Tuesday 3 March
+    feed.send(
+        date(2026, 3, 2),
+        ce.EarlyWarningResolved(warning_id=warning, resolved_on=date(2026, 3, 2), outcome="Lugnt"),
+    )
+    [crisis] = meetings.meetings(feed.case_id)
+    assert crisis.status is MeetingStatus.CANCELLED
+    assert crisis.sequence == 1
+    [cancelled] = [e for e in meeting_store.events(feed.case_id) if e.type == me.MeetingCancelled.TYPE]
+    assert cancelled.state["data"]["reason"] == "the early warning was resolved"
+    assert cancelled.state["causation_id"] == feed.event_ids[-1]  # caused by the resolution
 
 
 def test_case_closed_cancels_every_future_meeting(

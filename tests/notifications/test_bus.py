@@ -182,8 +182,14 @@ def start_meetings(
         url = f"sqlite:///{tmp_path / 'meetings.sqlite'}"
         migrate_meetings(url)
         names = meeting_bus_names(prefix, bus_names)
+        # These tests follow the streams to SMTP: the first meeting is fixed and invited at once
+        # (a proposal confirmed first: tests/notifications/test_real_meetings.py).
         settings = MeetingsSettings(
-            meetings_store_url=url, nats_url=nats_url, data_dir=tmp_path, timer_interval=0.1
+            meetings_store_url=url,
+            nats_url=nats_url,
+            data_dir=tmp_path,
+            timer_interval=0.1,
+            propose_first_meeting=False,
         )
         parts = bootstrap_meetings(
             settings, clock=clock, with_api=False, case_names=bus_names, meeting_names=names

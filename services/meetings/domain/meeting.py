@@ -12,7 +12,7 @@ from uuid import UUID
 import orjson
 
 from services.shared.ics import identity_from_json, identity_to_json, meeting_uid
-from vss_contracts.meeting_events import Invitee, MeetingKind
+from vss_contracts.meeting_events import Answer, AnswerVia, Invitee, MeetingKind, PlaceKind
 
 
 def invitee_from_json(value: dict[str, Any]) -> Invitee:
@@ -36,6 +36,33 @@ class MeetingStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """An invitee's answer (*OSA*): to which SEQUENCE of the invitation, how and when."""
+
+    answer: Answer
+    via: AnswerVia
+    sequence: int
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer.value,
+            "via": self.via.value,
+            "sequence": self.sequence,
+            "at": self.at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Answered:
+        return cls(
+            answer=Answer(value["answer"]),
+            via=AnswerVia(value["via"]),
+            sequence=int(value["sequence"]),
+            at=datetime.fromisoformat(value["at"]),
+        )
+
+
 @dataclass
 class Meeting:
     """A meeting and its iCalendar identity: ``uid`` never changes, ``sequence`` grows with each change."""
@@ -56,6 +83,15 @@ class Meeting:
     dropped: dict[str, Invitee] = field(default_factory=dict)  # uninvited: they get a CANCEL
     reminders_sent: list[int] = field(default_factory=list)  # days_before, for this sequence
     rating_requested: bool = False
+    place_kind: PlaceKind | None = None
+    agenda: list[str] = field(default_factory=list)  # *dagordning*, in order
+    proposed: bool = False  # the schedule's suggestion: nobody invited until a coordinator confirms
+    answers: dict[str, Answered] = field(default_factory=dict)  # by invitee_id
+
+    @property
+    def partstats(self) -> dict[str, str]:
+        """The invitees' answers as iCalendar PARTSTAT values, by invitee id."""
+        return {key: a.answer.value.upper() for key, a in self.answers.items()}
 
     @property
     def uid(self) -> str:
@@ -84,6 +120,10 @@ class Meeting:
             "dropped": [i.model_dump(mode="json") for i in self.dropped.values()],
             "reminders_sent": list(self.reminders_sent),
             "rating_requested": self.rating_requested,
+            "place_kind": self.place_kind.value if self.place_kind else None,
+            "agenda": list(self.agenda),
+            "proposed": self.proposed,
+            "answers": {k: a.to_json() for k, a in self.answers.items()},
         }
 
     @classmethod
@@ -103,4 +143,9 @@ class Meeting:
             dropped={i.invitee_id: i for i in dropped},
             reminders_sent=list(value["reminders_sent"]),
             rating_requested=value["rating_requested"],
+            # Snapshots stored before places, agendas, proposals and answers have none of them.
+            place_kind=PlaceKind(value["place_kind"]) if value.get("place_kind") else None,
+            agenda=list(value.get("agenda", [])),
+            proposed=value.get("proposed", False),
+            answers={k: Answered.from_json(a) for k, a in value.get("answers", {}).items()},
         )

@@ -23,14 +23,23 @@ from types import MappingProxyType
 from typing import Any
 from uuid import UUID, uuid5
 
+from services.meetings.domain.agenda import agenda_of, place_text
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays, local_datetime
-from services.meetings.domain.meeting import Meeting, MeetingStatus, invitee_from_json
+from services.meetings.domain.meeting import Answered, Meeting, MeetingStatus, invitee_from_json
 from services.shared.access import Grant, grants, person_covered
 from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
 from vss_contracts.case_events import CaseEventData
-from vss_contracts.meeting_events import Invitee, InviteeRole, MeetingEventData, MeetingKind
+from vss_contracts.meeting_events import (
+    Answer,
+    AnswerVia,
+    Invitee,
+    InviteeRole,
+    MeetingEventData,
+    MeetingKind,
+    PlaceKind,
+)
 from vss_contracts.types import (
     CONTACT_PERIOD_DAYS,
     CONTACT_PERIOD_OF_PHASE,
@@ -75,6 +84,12 @@ class Rules:
     # interval is judged; 0: judged at midnight after its last day.
     cadence_grace_working_days: int = 1
     crisis_within_working_days: int = 2
+    # Where the schedule puts the meetings it sets itself, until a coordinator says otherwise:
+    # the method's meetings are commonly held in the client's home.
+    place_kind: PlaceKind = PlaceKind.CLIENT_HOME
+    # The first resource group meeting is a proposal the coordinators confirm (*preliminär
+    # tid*); False: fixed and invited at once, as before proposals.
+    propose_first_meeting: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +223,9 @@ class MeetingSchedule:
         if self.state.closed:
             return due
         for meeting in self.upcoming(MeetingKind.RESOURCE_GROUP):
-            for days in self.rules.reminder_days:
+            # A proposed meeting has no invitees told of it yet: nobody to remind. Its change
+            # rating is asked for all the same (the client rates before the meeting, whenever).
+            for days in () if meeting.proposed else self.rules.reminder_days:
                 if days not in meeting.reminders_sent:
                     due.append(
                         (
@@ -502,7 +519,17 @@ class MeetingSchedule:
         day = latest
         while not self.calendar.is_working_day(day):
             day -= timedelta(days=1)
-        return [self._schedule_rg(cause, "mapping_summarised", "rg/mapping", day, sip_version=None)]
+        # Proposed, not fixed (*preliminär tid*): the coordinators confirm its time and place.
+        return [
+            self._schedule_rg(
+                cause,
+                "mapping_summarised",
+                "rg/mapping",
+                day,
+                sip_version=None,
+                proposed=self.rules.propose_first_meeting,
+            )
+        ]
 
     def _sip_decided(self, cause: str, data: ce.SipDecided) -> list[Decided]:
         self._contact(data.decided_on, data.participants)
@@ -544,8 +571,11 @@ class MeetingSchedule:
         )
         return decided
 
-    def _schedule_rg(self, cause: str, reason: str, key: str, day: date, sip_version: int | None) -> Decided:
+    def _schedule_rg(
+        self, cause: str, reason: str, key: str, day: date, sip_version: int | None, *, proposed: bool = False
+    ) -> Decided:
         starts, ends = self._at(day)
+        place_kind, location = self._usual_place()
         return self._decide(
             Decided(
                 self._id(f"{cause}/schedule"),
@@ -557,10 +587,33 @@ class MeetingSchedule:
                     invitees=self._group_now(),
                     reason=reason,
                     sip_version=sip_version,
+                    location=location,
+                    place_kind=place_kind,
+                    agenda=agenda_of(MeetingKind.RESOURCE_GROUP),
+                    proposed=proposed,
                 ),
                 causation_id=cause,
             )
         )
+
+    def _usual_place(self) -> tuple[PlaceKind, str]:
+        """Where the group met last (the latest confirmed resource group meeting with a place
+        of a known kind), else the rules' default place."""
+        placed = [
+            m
+            for m in self.state.meetings.values()
+            if m.kind is MeetingKind.RESOURCE_GROUP
+            and not m.proposed
+            and m.place_kind is not None
+            and m.location
+            and not m.is_cancelled
+        ]
+        if placed:
+            last = max(placed, key=lambda m: m.starts_at)
+            assert last.place_kind is not None
+            assert last.location is not None
+            return last.place_kind, last.location
+        return self.rules.place_kind, place_text(self.rules.place_kind, None)
 
     def _meeting_held(self, cause: str, data: ce.ResourceGroupMeetingHeld) -> list[Decided]:
         self._contact(data.held_on, data.participants)
@@ -654,10 +707,22 @@ class MeetingSchedule:
                         starts_at=starts,
                         ends_at=ends,
                         invitees=list(people.values()),
+                        location=place_text(self.rules.place_kind, None),
+                        place_kind=self.rules.place_kind,
+                        agenda=agenda_of(MeetingKind.CRISIS),
                     ),
                     causation_id=cause,
                 )
             )
+        ]
+
+    def _warning_resolved(self, cause: str, data: ce.EarlyWarningResolved) -> list[Decided]:
+        """A resolved warning needs no crisis meeting: one booked for a later day than the
+        resolution is cancelled (one on that day or before may be where it was resolved)."""
+        return [
+            self._cancel(f"{cause}/cancel/{m.meeting_id}", m, "the early warning was resolved")
+            for m in self.upcoming(MeetingKind.CRISIS)
+            if m.warning_id == data.warning_id and m.starts_at.astimezone(STOCKHOLM).date() > data.resolved_on
         ]
 
     def _case_closed(self, cause: str, data: ce.CaseClosed) -> list[Decided]:
@@ -709,31 +774,50 @@ class MeetingSchedule:
         user_id: str,
         location: str | None,
         organisation_id: str | None = None,
+        kind: MeetingKind = MeetingKind.CLIENT_CONTACT,
+        place_kind: PlaceKind | None = None,
     ) -> Decided:
-        """A coordinator books a meeting with the client (*samordningsmöte*).
+        """A coordinator books a meeting with the client (*samordningsmöte*), or a resource
+        group meeting (e.g. in place of one cancelled), which invites the whole group and
+        carries the method's agenda.
 
         The requester is invited as the case's coordinator only if they are that person:
         the same user id at another organisation is someone else.
         """
         self._open_case_only()
         self._working_day_only(starts_at)
-        coordinator = self.state.coordinators.get(user_id)
-        organisation = coordinator.organisation if coordinator is not None else None
-        if organisation_id is not None and (organisation is None or organisation.id != organisation_id):
-            coordinator = None
-        invitees = [i for i in (self.state.client, coordinator) if i is not None]
+        if kind is MeetingKind.CRISIS:
+            raise ScheduleError(
+                "crisis_meetings_follow_warnings", "a crisis meeting follows an early warning"
+            )
+        if kind is MeetingKind.RESOURCE_GROUP:
+            invitees = self.group(starts_at.astimezone(STOCKHOLM).date())
+        else:
+            coordinator = self.state.coordinators.get(user_id)
+            organisation = coordinator.organisation if coordinator is not None else None
+            if organisation_id is not None and (organisation is None or organisation.id != organisation_id):
+                coordinator = None
+            invitees = [i for i in (self.state.client, coordinator) if i is not None]
+        if place_kind is not None:
+            location = place_text(place_kind, location)
         return self._decide(
             Decided(
                 self._id(f"request/{request_id}"),
                 me.MeetingScheduled(
                     meeting_id=self._id(f"booked/{request_id}"),
-                    kind=MeetingKind.CLIENT_CONTACT,
+                    kind=kind,
                     starts_at=starts_at.astimezone(STOCKHOLM),
                     ends_at=(starts_at + timedelta(minutes=minutes)).astimezone(STOCKHOLM),
                     invitees=invitees,
                     reason="booked",
                     booked_by=user_id,
                     location=location,
+                    place_kind=place_kind
+                    if place_kind is not None
+                    else PlaceKind.OTHER
+                    if location
+                    else None,
+                    agenda=agenda_of(kind),
                 ),
                 actor_id=user_id,
                 causation_id=request_id,
@@ -774,14 +858,91 @@ class MeetingSchedule:
         )
 
     def cancel(self, request_id: str, meeting_id: UUID, *, user_id: str, reason: str) -> Decided:
+        """A coordinator cancels a meeting of any kind, with a reason; everyone invited gets a
+        CANCEL. A cancelled resource group meeting is not replaced by the schedule: the SIP's
+        follow-up date still stands (``FollowUpOverdue`` if nobody meets by then), and the
+        coordinators book the next one (:meth:`book`)."""
         meeting = self._upcoming_meeting(meeting_id)
-        if meeting.kind is not MeetingKind.CLIENT_CONTACT:
-            raise ScheduleError(
-                "only_client_meetings_cancelled",
-                "resource group and crisis meetings are moved, not cancelled (the method requires them)",
-            )
         decided = self._cancel(f"request/{request_id}", meeting, reason, by=user_id)
         return Decided(decided.event_id, decided.data, actor_id=user_id, causation_id=request_id)
+
+    def confirm(
+        self,
+        request_id: str,
+        meeting_id: UUID,
+        *,
+        starts_at: datetime,
+        minutes: int | None,
+        place_kind: PlaceKind,
+        location: str | None,
+        user_id: str,
+    ) -> Decided:
+        """A coordinator confirms a proposed meeting's time and place: the invitations go out."""
+        meeting = self._upcoming_meeting(meeting_id)
+        if not meeting.proposed:
+            raise ScheduleError("meeting_is_proposed", "the meeting is confirmed already; move it instead")
+        self._working_day_only(starts_at)
+        duration = timedelta(minutes=minutes) if minutes is not None else meeting.ends_at - meeting.starts_at
+        return self._decide(
+            Decided(
+                self._id(f"request/{request_id}"),
+                me.MeetingConfirmed(
+                    meeting_id=meeting.meeting_id,
+                    starts_at=starts_at.astimezone(STOCKHOLM),
+                    ends_at=(starts_at + duration).astimezone(STOCKHOLM),
+                    place_kind=place_kind,
+                    location=place_text(place_kind, location),
+                    sequence=meeting.sequence + 1,
+                    confirmed_by=user_id,
+                ),
+                actor_id=user_id,
+                causation_id=request_id,
+            )
+        )
+
+    def answer(
+        self,
+        request_id: str,
+        meeting_id: UUID,
+        *,
+        invitee_id: str,
+        answer: Answer,
+        via: AnswerVia,
+        sequence: int,
+        at: datetime,
+    ) -> Decided:
+        """An invitee answers the invitation (*OSA*), through its link or their calendar's REPLY.
+
+        The answer is to one SEQUENCE of the invitation: one to an older one (the meeting
+        moved since) is refused, as RFC 5546 3.2.3 says an organizer ignores it.
+        """
+        meeting = self._upcoming_meeting(meeting_id)
+        if meeting.proposed:
+            raise ScheduleError("meeting_is_confirmed", "the meeting is only proposed: nobody is invited yet")
+        if invitee_id not in meeting.invitees:
+            raise MeetingNotFound("invitee_of_meeting", "no such invitee of this meeting")
+        if sequence < meeting.sequence:
+            raise ScheduleError(
+                "answer_to_current_sequence",
+                f"the answer is to version {sequence} of the invitation; the meeting changed since"
+                f" (version {meeting.sequence}): answer the latest invitation",
+            )
+        if sequence > meeting.sequence:
+            raise ScheduleError("answer_to_current_sequence", f"no version {sequence} of the invitation")
+        return self._decide(
+            Decided(
+                self._id(f"request/{request_id}"),
+                me.MeetingAnswered(
+                    meeting_id=meeting.meeting_id,
+                    invitee_id=invitee_id,
+                    answer=answer,
+                    via=via,
+                    sequence=sequence,
+                    answered_at=at,
+                ),
+                causation_id=request_id,
+            )
+        )
 
     def mark_held(self, request_id: str, meeting_id: UUID, *, held_on: date, user_id: str) -> Decided:
         meeting = self._upcoming_meeting(meeting_id)
@@ -843,6 +1004,9 @@ class MeetingSchedule:
             sip_version=data.sip_version,
             warning_id=None,
             location=data.location,
+            place_kind=data.place_kind,
+            agenda=list(data.agenda),
+            proposed=data.proposed,
         )
 
     def _crisis_scheduled(self, data: me.CrisisMeetingScheduled) -> None:
@@ -856,7 +1020,9 @@ class MeetingSchedule:
             reason="early_warning",
             sip_version=None,
             warning_id=data.warning_id,
-            location=None,
+            location=data.location,
+            place_kind=data.place_kind,
+            agenda=list(data.agenda),
         )
 
     def _rescheduled(self, data: me.MeetingRescheduled) -> None:
@@ -864,6 +1030,19 @@ class MeetingSchedule:
         meeting.starts_at, meeting.ends_at, meeting.sequence = data.starts_at, data.ends_at, data.sequence
         meeting.reminders_sent = []  # a new date: its reminders are due again
         meeting.rating_requested = False
+        meeting.answers = {}  # an answer was to the old time: each invitee answers again
+
+    def _confirmed(self, data: me.MeetingConfirmed) -> None:
+        meeting = self.state.meetings[str(data.meeting_id)]
+        if data.starts_at != meeting.starts_at:
+            meeting.rating_requested = False  # asked for before another day: asked again
+        meeting.starts_at, meeting.ends_at, meeting.sequence = data.starts_at, data.ends_at, data.sequence
+        meeting.place_kind, meeting.location, meeting.proposed = data.place_kind, data.location, False
+        meeting.reminders_sent = []
+
+    def _answered(self, data: me.MeetingAnswered) -> None:
+        meeting = self.state.meetings[str(data.meeting_id)]
+        meeting.answers[data.invitee_id] = Answered(data.answer, data.via, data.sequence, data.answered_at)
 
     def _invitees_changed(self, data: me.MeetingInviteesChanged) -> None:
         meeting = self.state.meetings[str(data.meeting_id)]
@@ -1044,15 +1223,14 @@ CASE_HANDLERS: EventHandlers[Callable[[MeetingSchedule, str, Any], list[Decided]
         ce.ClientContactRecorded: MeetingSchedule._client_contact_recorded,
         ce.EarlyWarningPlanUpdated: MeetingSchedule._plan_updated,
         ce.EarlyWarningTriggered: MeetingSchedule._warning_triggered,
+        ce.EarlyWarningResolved: MeetingSchedule._warning_resolved,
         ce.CaseClosed: MeetingSchedule._case_closed,
     },
-    # Goals, actions and the client's confirmation of a SIP do not move meetings; a resolved
-    # warning leaves its crisis meeting booked.
+    # Goals, actions and the client's confirmation of a SIP do not move meetings.
     ignored=(
         ce.GoalSet,
         ce.GoalStatusChanged,
         ce.ActionCompleted,
-        ce.EarlyWarningResolved,
         ce.SipConfirmedByClient,
         ce.MethodDeviationRecorded,  # the deviating fact that follows it is what the schedule reads
     ),
@@ -1073,5 +1251,7 @@ MEETING_APPLY: EventHandlers[Callable[[MeetingSchedule, Any], None]] = EventHand
         me.ChangeRatingRequested: MeetingSchedule._rating_requested,
         me.FollowUpOverdue: MeetingSchedule._follow_up_overdue,
         me.ContactCadenceMissed: MeetingSchedule._cadence_missed,
+        me.MeetingConfirmed: MeetingSchedule._confirmed,
+        me.MeetingAnswered: MeetingSchedule._answered,
     },
 )

@@ -40,6 +40,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -50,6 +51,7 @@ from uuid import UUID
 import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
+from icalendar import Calendar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.meetings.application.service import CaseUnknown, MeetingsService, Requester
@@ -81,7 +83,8 @@ from services.shared.problems import (
     problem_response,
     problem_responses,
 )
-from vss_contracts.meeting_events import MeetingKind
+from services.shared.signed_links import ANSWER_LINK_PRINCIPAL, verify_answer
+from vss_contracts.meeting_events import Answer, AnswerVia, CancelReason, Invitee, MeetingKind, PlaceKind
 from vss_contracts.types import Principal, ShortText
 
 READ_ROLES = frozenset({"coordinator", "manager"})
@@ -101,6 +104,11 @@ class InviteeOut(BaseModel):
     name: str
     role: str
     organisation_id: str | None
+    answer: Answer | None = Field(
+        default=None, description="accepted, declined or tentative; None: no answer yet"
+    )
+    answered_via: AnswerVia | None = None
+    answered_at: datetime | None = None
 
 
 class MeetingOut(BaseModel):
@@ -116,6 +124,11 @@ class MeetingOut(BaseModel):
     sip_version: int | None
     warning_id: UUID | None
     location: str | None
+    place_kind: PlaceKind | None
+    agenda: list[str] = Field(description="The agenda (*dagordning*), in order")
+    proposed: bool = Field(
+        description="Proposed by the schedule: nobody is invited until a coordinator confirms it"
+    )
     held_on: date | None
     ics: str = Field(description="The meeting's invitation (or cancellation) as iCalendar")
 
@@ -131,6 +144,47 @@ class BookMeeting(BaseModel):
     starts_at: Annotated[AwareDatetime, Field(description=_WINDOWED)]
     minutes: Annotated[int, Field(ge=15, le=480)] = 60
     location: ShortText | None = None
+    kind: Literal["client_contact", "resource_group"] = Field(
+        default="client_contact",
+        description="A meeting with the client, or a resource group meeting"
+        " (the whole group, the method's agenda)",
+    )
+    place_kind: PlaceKind | None = None
+
+
+class ConfirmMeeting(BaseModel):
+    """The time and place the coordinators agreed for a proposed meeting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    starts_at: Annotated[AwareDatetime, Field(description=_WINDOWED)]
+    minutes: Annotated[int | None, Field(ge=15, le=480, description="Default: as proposed")] = None
+    place_kind: PlaceKind
+    location: ShortText | None = Field(
+        default=None, description="The place as the calendar names it; default: the kind's name"
+    )
+
+
+class AnswerMeeting(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    answer: Answer
+
+
+class AnswerPage(BaseModel):
+    """What an invitee is asked through their answer link."""
+
+    meeting_id: UUID
+    kind: MeetingKind
+    starts_at: datetime
+    ends_at: datetime
+    status: MeetingStatus
+    sequence: int
+    location: str | None
+    agenda: list[str]
+    invitee: str = Field(description="The invitee's name")
+    answer: Answer | None
+    answers: list[Answer] = Field(description="The answers one may give")
 
 
 class RescheduleMeeting(BaseModel):
@@ -143,7 +197,7 @@ class RescheduleMeeting(BaseModel):
 class CancelMeeting(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: ShortText
+    reason: Annotated[CancelReason, Field(description="Why (1–500 characters); shown on the meeting")]
 
 
 class MarkHeld(BaseModel):
@@ -165,20 +219,28 @@ def _out(meeting: Meeting) -> MeetingOut:
         ends_at=meeting.ends_at,
         status=meeting.status,
         sequence=meeting.sequence,
-        invitees=[
-            InviteeOut(
-                name=i.name,
-                role=i.role.value,
-                organisation_id=i.organisation.id if i.organisation else None,
-            )
-            for i in meeting.invitees.values()
-        ],
+        invitees=[_invitee_out(meeting, i) for i in meeting.invitees.values()],
         reason=meeting.reason,
         sip_version=meeting.sip_version,
         warning_id=meeting.warning_id,
         location=meeting.location,
+        place_kind=meeting.place_kind,
+        agenda=list(meeting.agenda),
+        proposed=meeting.proposed,
         held_on=meeting.held_on,
         ics=_ics_path(meeting),
+    )
+
+
+def _invitee_out(meeting: Meeting, invitee: Invitee) -> InviteeOut:
+    answered = meeting.answers.get(invitee.invitee_id)
+    return InviteeOut(
+        name=invitee.name,
+        role=invitee.role.value,
+        organisation_id=invitee.organisation.id if invitee.organisation else None,
+        answer=answered.answer if answered else None,
+        answered_via=answered.via if answered else None,
+        answered_at=answered.at if answered else None,
     )
 
 
@@ -226,6 +288,8 @@ class MeetingsApiDependencies:
     max_waits: int = 32  # requests waiting for ?position= at once (one more: 503)
     # Whether the case stream's consumer found nothing left to apply at its last look.
     caught_up: Callable[[], bool] = field(default=lambda: True)
+    # The invitees' answer links' key (ADR 0020); the notifications service signs with it.
+    answer_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
 
 
 router = APIRouter(prefix="/v1", responses=problem_responses(400, 401, 403, 404, 409, 422, 503))
@@ -515,7 +579,9 @@ def list_meetings(case_id: UUID, claims: Reader, request: Request, _: Position) 
 def book_meeting(
     case_id: UUID, body: BookMeeting, call: Write, request: Request, response: Response, _: Position
 ) -> MeetingOut:
-    """Book a meeting of the coordinator and the client (*samordningsmöte*) on a working day."""
+    """Book a meeting of the coordinator and the client (*samordningsmöte*) on a working day, or
+    (``kind: resource_group``) a resource group meeting of the whole group with the method's
+    agenda, e.g. in place of one cancelled."""
     _admit(request, body)
 
     def decide(schedule: MeetingSchedule) -> Decided | Meeting:
@@ -529,6 +595,8 @@ def book_meeting(
             user_id=call.claims.user_id,
             organisation_id=call.claims.organisation_id,
             location=body.location,
+            kind=MeetingKind(body.kind),
+            place_kind=body.place_kind,
         )
 
     meeting, replayed = _run(request, case_id, call, decide)
@@ -604,15 +672,49 @@ def cancel_meeting(
     response: Response,
     _: Position,
 ) -> MeetingOut:
-    """Cancel a meeting with the client; resource group and crisis meetings are moved instead (409)."""
+    """Cancel a meeting of any kind with a reason (1–500 characters): everyone invited gets a
+    CANCEL (same UID, a higher SEQUENCE). A cancelled resource group meeting is not replaced by
+    the schedule: book the next one (``kind: resource_group``); the SIP's follow-up date stands."""
     _admit(request, body)
 
     def decide(schedule: MeetingSchedule) -> Decided | Meeting:
         meeting = schedule.meeting(meeting_id)
-        if meeting.kind is MeetingKind.CLIENT_CONTACT and meeting.status is MeetingStatus.CANCELLED:
+        if meeting.status is MeetingStatus.CANCELLED:
             return meeting
         return schedule.cancel(
             f"cancel/{meeting_id}/{call.key}", meeting_id, user_id=call.claims.user_id, reason=body.reason
+        )
+
+    meeting, replayed = _run(request, case_id, call, decide)
+    return _answer(response, meeting, replayed)
+
+
+@router.post("/cases/{case_id}/meetings/{meeting_id}/confirm", response_model=MeetingOut, tags=["meetings"])
+def confirm_meeting(
+    case_id: UUID,
+    meeting_id: UUID,
+    body: ConfirmMeeting,
+    call: Write,
+    request: Request,
+    response: Response,
+    _: Position,
+) -> MeetingOut:
+    """Confirm a proposed meeting's time and place (the first resource group meeting is
+    proposed, *preliminär tid*): the invitations go out now, with place and agenda."""
+    _admit(request, body)
+
+    def decide(schedule: MeetingSchedule) -> Decided | Meeting:
+        meeting = schedule.meeting(meeting_id)
+        if not meeting.proposed and meeting.is_upcoming and meeting.starts_at == body.starts_at:
+            return meeting  # confirmed so already (a retry)
+        return schedule.confirm(
+            f"confirm/{meeting_id}/{call.key}",
+            meeting_id,
+            starts_at=body.starts_at,
+            minutes=body.minutes,
+            place_kind=body.place_kind,
+            location=body.location,
+            user_id=call.claims.user_id,
         )
 
     meeting, replayed = _run(request, case_id, call, decide)
@@ -724,3 +826,298 @@ def calendar_link(
         note="Anyone with this link can read the calendar: keep it private. It stops working"
         " when the service's calendar link key is changed.",
     )
+
+
+# --------------------------------------------------------------------- invitees' answers (OSA)
+MAX_REPLY_BYTES = 64 * 1024
+_PARTSTATS = {"ACCEPTED": Answer.ACCEPTED, "DECLINED": Answer.DECLINED, "TENTATIVE": Answer.TENTATIVE}
+
+InviteeQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=160,
+        pattern=r"^[^\x00-\x20\x7f]+$",  # checked before it names anyone in the access log
+        description="The invitee id the answer link names (no spaces or control characters)",
+    ),
+]
+SignatureQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The answer link's signature"
+    ),
+]
+
+
+def _link_reader(invitee_id: str, invitee: Invitee | None) -> TokenClaims:
+    """The access log's reader of a request through an answer link: the invitee it names."""
+    organisation = invitee.organisation.id if invitee and invitee.organisation else "-"
+    return TokenClaims(invitee_id, organisation, organisation, ANSWER_LINK_PRINCIPAL, frozenset())
+
+
+def _linked_invitee(
+    request: Request, case_id: UUID, meeting_id: UUID, invitee_id: str | None, sig: str | None, resource: str
+) -> tuple[MeetingSchedule, Meeting, Invitee]:
+    """The schedule, meeting and invitee an answer link opens; a bad link is a logged 403."""
+    deps = _deps(request)
+    reader = _link_reader(invitee_id or "-", None)
+    if not invitee_id or not sig or not verify_answer(deps.answer_key, case_id, meeting_id, invitee_id, sig):
+        raise _refuse(
+            request,
+            reader,
+            resource,
+            forbidden(
+                "the answer link's signature is not valid (revoked or mistyped)", "invalid_answer_link"
+            ),
+        )
+    schedule = deps.service.schedule(case_id)
+    meeting = schedule.meeting(meeting_id)
+    invitee = meeting.invitees.get(invitee_id)
+    if invitee is None:  # dropped from the meeting since: the link no longer opens it
+        raise _refuse(
+            request,
+            reader,
+            resource,
+            forbidden("the answer link's invitee is no longer invited to this meeting", "invitee_of_meeting"),
+        )
+    _log(deps, _link_reader(invitee_id, invitee), case_id, resource, "granted")
+    return schedule, meeting, invitee
+
+
+def _answer_page(meeting: Meeting, invitee: Invitee) -> AnswerPage:
+    answered = meeting.answers.get(invitee.invitee_id)
+    return AnswerPage(
+        meeting_id=meeting.meeting_id,
+        kind=meeting.kind,
+        starts_at=meeting.starts_at,
+        ends_at=meeting.ends_at,
+        status=meeting.status,
+        sequence=meeting.sequence,
+        location=meeting.location,
+        agenda=list(meeting.agenda),
+        invitee=invitee.name,
+        answer=answered.answer if answered else None,
+        answers=list(Answer),
+    )
+
+
+def _record_answer(
+    request: Request,
+    case_id: UUID,
+    meeting_id: UUID,
+    invitee: Invitee,
+    answer: Answer,
+    via: AnswerVia,
+    sequence: int | None,
+) -> tuple[Meeting, bool]:
+    """Record one invitee's answer (to ``sequence``, default: the invitation as it stands)."""
+    deps = _deps(request)
+    organisation = invitee.organisation.id if invitee.organisation else "-"
+    requester = Requester(user_id=invitee.invitee_id, organisation_id=organisation, principal=Principal.OTHER)
+
+    def decide(schedule: MeetingSchedule) -> Decided:
+        meeting = schedule.meeting(meeting_id)
+        asked = meeting.sequence if sequence is None else sequence
+        current = meeting.answers.get(invitee.invitee_id)
+        if current is not None and current.answer is answer and current.sequence == asked == meeting.sequence:
+            raise _Replayed(meeting)  # the same answer again: nothing new to record
+        return schedule.answer(
+            # The schedule's version makes each answer's request id (and event id) its own.
+            f"answer/{meeting_id}/{invitee.invitee_id}/{schedule.version}",
+            meeting_id,
+            invitee_id=invitee.invitee_id,
+            answer=answer,
+            via=via,
+            sequence=asked,
+            at=deps.service.clock.now(),
+        )
+
+    try:
+        _, meeting = deps.service.request(case_id, requester, decide)
+    except _Replayed as replay:
+        return replay.meeting, True
+    return meeting, False
+
+
+@router.get("/cases/{case_id}/meetings/{meeting_id}/answer", response_model=AnswerPage, tags=["answers"])
+def answer_link_page(
+    case_id: UUID,
+    meeting_id: UUID,
+    request: Request,
+    invitee: InviteeQuery = None,
+    sig: SignatureQuery = None,
+) -> AnswerPage:
+    """What the invitee's answer link asks (no login: the signed link is the credential,
+    as a plan link is); every read is access-logged under the invitee."""
+    _, meeting, person = _linked_invitee(request, case_id, meeting_id, invitee, sig, "meeting_answer")
+    return _answer_page(meeting, person)
+
+
+@router.post("/cases/{case_id}/meetings/{meeting_id}/answer", response_model=AnswerPage, tags=["answers"])
+def answer_through_link(
+    case_id: UUID,
+    meeting_id: UUID,
+    body: AnswerMeeting,
+    request: Request,
+    response: Response,
+    invitee: InviteeQuery = None,
+    sig: SignatureQuery = None,
+) -> AnswerPage:
+    """Accept, decline or tentatively accept the invitation as it stands (*OSA*)."""
+    _, _, person = _linked_invitee(request, case_id, meeting_id, invitee, sig, "meeting_answer")
+    meeting, replayed = _record_answer(
+        request, case_id, meeting_id, person, body.answer, AnswerVia.LINK, None
+    )
+    if replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return _answer_page(meeting, person)
+
+
+def _bad_reply(detail: str, rule: str) -> ProblemException:
+    return ProblemException(
+        422, "Not an iCalendar REPLY to this meeting", detail, code=rule, field="body", rule=rule
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What an iTIP REPLY (RFC 5546 3.2.3) says: who answers what, to which version."""
+
+    uid: str
+    email: str
+    answer: Answer
+    sequence: int
+
+
+def parse_reply(content: bytes) -> Reply:
+    """The one VEVENT of a METHOD:REPLY, parsed with the icalendar library; 422 naming the rule."""
+    try:
+        calendar = Calendar.from_ical(content)
+    except (ValueError, IndexError, KeyError, TypeError) as error:  # the parser's ways of refusing
+        raise _bad_reply(f"the body is not iCalendar: {error}", "icalendar") from None
+    if str(calendar.get("METHOD", "")).upper() != "REPLY":
+        raise _bad_reply("the calendar's METHOD must be REPLY (RFC 5546 3.2.3)", "method_reply")
+    events = calendar.walk("VEVENT")
+    if len(events) != 1:
+        raise _bad_reply("a REPLY holds exactly one VEVENT", "one_vevent")
+    event = events[0]
+    attendees = event.get("ATTENDEE")
+    if attendees is None or isinstance(attendees, list):
+        raise _bad_reply("a REPLY names exactly one ATTENDEE: the one answering", "one_attendee")
+    address = str(attendees)
+    if not address.lower().startswith("mailto:"):
+        raise _bad_reply("the ATTENDEE must be a mailto: address", "attendee_mailto")
+    partstat = str(attendees.params.get("PARTSTAT", "")).upper()
+    if partstat not in _PARTSTATS:
+        raise _bad_reply(
+            f"PARTSTAT must be one of {', '.join(_PARTSTATS)}, not {partstat or 'missing'}", "partstat"
+        )
+    try:
+        sequence = int(event.get("SEQUENCE", 0))
+    except (TypeError, ValueError):
+        raise _bad_reply("SEQUENCE must be a whole number", "sequence") from None
+    if not 0 <= sequence <= 1_000_000:
+        raise _bad_reply("SEQUENCE must be between 0 and 1000000", "sequence")
+    return Reply(
+        uid=str(event.get("UID", "")),
+        email=address[len("mailto:") :].strip().lower(),
+        answer=_PARTSTATS[partstat],
+        sequence=sequence,
+    )
+
+
+_REPLY_BODY = {
+    "required": True,
+    "content": {"text/calendar": {"schema": {"type": "string", "maxLength": MAX_REPLY_BYTES}}},
+}
+
+
+@router.post(
+    "/cases/{case_id}/meetings/{meeting_id}/reply",
+    response_model=MeetingOut,
+    tags=["answers"],
+    openapi_extra={"requestBody": _REPLY_BODY},
+    responses=problem_responses(413, 415),
+)
+async def reply_from_calendar(
+    case_id: UUID,
+    meeting_id: UUID,
+    request: Request,
+    response: Response,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    invitee: InviteeQuery = None,
+    sig: SignatureQuery = None,
+) -> MeetingOut:
+    """An invitee's calendar answer, an iTIP REPLY (RFC 5546) as ``text/calendar``.
+
+    Authenticated either by the invitee's answer key (``?invitee=&sig=`` of their answer
+    link: the ATTENDEE must be that invitee's address), or by a coordinator's token
+    forwarding a reply that reached them (the ATTENDEE is matched to the invitees by
+    address). The UID must be the meeting's; a REPLY to an older SEQUENCE, or from an
+    address not invited, is refused (409, 422)."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "text/calendar":
+        raise ProblemException(
+            415,
+            "Unsupported Media Type",
+            "send the REPLY as text/calendar",
+            code="media_type",
+            rule="text_calendar",
+        )
+    content = await request.body()
+    if len(content) > MAX_REPLY_BYTES:
+        raise ProblemException(
+            413,
+            "Content Too Large",
+            f"a REPLY is at most {MAX_REPLY_BYTES} bytes",
+            code="too_large",
+            rule="reply_size",
+        )
+    return await anyio.to_thread.run_sync(
+        _reply, request, response, case_id, meeting_id, content, credentials, invitee, sig
+    )
+
+
+def _reply(
+    request: Request,
+    response: Response,
+    case_id: UUID,
+    meeting_id: UUID,
+    content: bytes,
+    credentials: HTTPAuthorizationCredentials | None,
+    invitee_id: str | None,
+    sig: str | None,
+) -> MeetingOut:
+    deps = _deps(request)
+    if invitee_id is not None or sig is not None:
+        _, meeting, person = _linked_invitee(request, case_id, meeting_id, invitee_id, sig, "meeting_reply")
+        linked: Invitee | None = person
+    else:
+        claims = verified_claims(deps.tokens, credentials)  # 401 without either
+        if WRITE_ROLE not in claims.roles:
+            raise _refuse(
+                request,
+                claims,
+                "meeting_reply",
+                forbidden("forwarding a reply needs the coordinator role", "role_required"),
+            )
+        meeting = _visible(request, case_id, claims, "meeting_reply").meeting(meeting_id)
+        linked = None
+    reply = parse_reply(content)
+    if reply.uid != meeting.uid:
+        raise _bad_reply(f"the REPLY's UID {reply.uid!r} is not this meeting's ({meeting.uid})", "reply_uid")
+    by_address = [i for i in meeting.invitees.values() if i.email and str(i.email).lower() == reply.email]
+    if linked is not None:
+        if linked not in by_address:
+            raise _bad_reply(
+                "the ATTENDEE is not the address the answer link was sent to", "attendee_of_link"
+            )
+        answering = linked
+    elif by_address:
+        answering = by_address[0]  # one address shared by two invitees (a family's) answers for the first
+    else:
+        raise _bad_reply("the ATTENDEE is not invited to this meeting", "attendee_invited")
+    meeting, replayed = _record_answer(
+        request, case_id, meeting_id, answering, reply.answer, AnswerVia.ICALENDAR, reply.sequence
+    )
+    return _answer(response, meeting, replayed)

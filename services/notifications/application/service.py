@@ -68,6 +68,7 @@ from services.notifications.application.ports import (
 )
 from services.notifications.domain.audience import NOT_COVERED, Audience, Person, local_day
 from services.notifications.domain.decisions import (
+    ANSWER_MEETING,
     PLAN_LINK_HOLDER,
     PLAN_LINK_KIND,
     Notice,
@@ -77,6 +78,7 @@ from services.notifications.domain.decisions import (
 )
 from services.shared.ics import meeting_ics
 from services.shared.plan_links import LinkKind, plan_link
+from services.shared.signed_links import answer_link
 from vss_contracts import notification_events as ne
 from vss_contracts.case_events import CaseEventData
 from vss_contracts.meeting_events import MeetingEventData
@@ -118,6 +120,7 @@ class Policy:
     concurrency: int = 8
     organisations: Mapping[str, Organisation] = field(default_factory=dict)
     plan_links: PlanLinks | None = None  # None: messages carry no plan link
+    answer_links: AnswerLinks | None = None  # None: invitations carry no answer link
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,18 @@ class PlanLinks:
 
     def link(self, case_id: str, holder: str, kind: str) -> str:
         return plan_link(self.base_url, self.key, case_id, holder, LinkKind(kind))
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerLinks:
+    """How the sender makes an invitee's own answer link (ADR 0020): the meetings API's public
+    URL and the key the meetings service checks answer links with."""
+
+    base_url: str
+    key: bytes = field(repr=False)
+
+    def link(self, case_id: str, meeting_id: str, invitee_id: str) -> str:
+        return answer_link(self.base_url, self.key, case_id, meeting_id, invitee_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -630,6 +645,12 @@ class NotificationsService:
         # same link on every replay, and none kept in the store.
         context["plan_link"] = (
             links.link(row.case_id, holder, row.context[PLAN_LINK_KIND]) if holder and links else None
+        )
+        meeting_id = row.context.get(ANSWER_MEETING)
+        answers = self.policy.answer_links
+        # The recipient's own answer link: made as the message is sent, like the plan link.
+        context["answer_link"] = (
+            answers.link(row.case_id, meeting_id, row.person["key"]) if meeting_id and answers else None
         )
         if row.urgent:
             signature = self.signer.sign(row.delivery_key)

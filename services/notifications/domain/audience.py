@@ -132,10 +132,16 @@ class MeetingCopy:
     invitees: dict[str, Invitee]
     location: str | None = None
     cancelled: bool = False
+    agenda: list[str] = field(default_factory=list)
+    proposed: bool = False  # the schedule's suggestion: its invitees are told once it is confirmed
 
     @property
     def uid(self) -> str:
         return meeting_uid(self.meeting_id)
+
+    @property
+    def partstats(self) -> dict[str, str]:
+        return {}  # an invitation asks; the answers are the meetings service's to show
 
     @property
     def is_cancelled(self) -> bool:
@@ -148,6 +154,8 @@ class MeetingCopy:
             "invitees": [i.model_dump(mode="json") for i in self.invitees.values()],
             "location": self.location,
             "cancelled": self.cancelled,
+            "agenda": list(self.agenda),
+            "proposed": self.proposed,
         }
 
     @classmethod
@@ -159,6 +167,8 @@ class MeetingCopy:
             invitees={i.invitee_id: i for i in invitees},
             location=value["location"],
             cancelled=value["cancelled"],
+            agenda=list(value.get("agenda", [])),  # not kept before agendas
+            proposed=value.get("proposed", False),
         )
 
 

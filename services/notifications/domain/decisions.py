@@ -39,6 +39,9 @@ from vss_contracts.types import MemberKind
 # the kind of link; the sender makes the signed link from them.
 PLAN_LINK_HOLDER = "plan_link_holder"
 PLAN_LINK_KIND = "plan_link_kind"
+# An invitation's recipient answers through their own link (ADR 0020): the meeting it is for;
+# the link is made from it, the case and the recipient's key when the message is sent.
+ANSWER_MEETING = "answer_meeting_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +324,7 @@ def _meeting_context(meeting: MeetingCopy) -> dict[str, Any]:
         "ends_at": meeting.ends_at,
         "location": meeting.location,
         "sequence": meeting.sequence,
+        "agenda": list(meeting.agenda),
     }
 
 
@@ -340,6 +344,8 @@ def _covered(audience: Audience, today: date, invitees: Iterable[Invitee]) -> tu
 def _invite(
     audience: Audience, today: date, meeting: MeetingCopy, invitees: Iterable[Invitee], template: str
 ) -> list[Notice]:
+    if meeting.proposed:
+        return []  # the schedule's suggestion: invitations go out when a coordinator confirms it
     frozen = _snapshot(meeting)
     attendees = _covered(audience, today, frozen.invitees.values())
     return _to(
@@ -347,7 +353,7 @@ def _invite(
         today,
         [Person.from_invitee(i) for i in invitees],
         template,
-        context=_meeting_context(frozen),
+        context={**_meeting_context(frozen), ANSWER_MEETING: str(frozen.meeting_id)},
         calendar=CalendarPart("REQUEST", frozen, attendees=attendees),
     )
 
@@ -355,6 +361,8 @@ def _invite(
 def _cancel(
     audience: Audience, today: date, meeting: MeetingCopy, invitees: Iterable[Invitee]
 ) -> list[Notice]:
+    if meeting.proposed:
+        return []  # nobody was invited to a meeting only proposed: nothing to take back
     frozen = _snapshot(meeting)
     invitees = _covered(audience, today, invitees)
     return _to(
@@ -371,6 +379,7 @@ def _scheduled(
     audience: Audience, data: me.MeetingScheduled | me.CrisisMeetingScheduled, today: date
 ) -> Outcome:
     kind = data.kind if isinstance(data, me.MeetingScheduled) else me.MeetingKind.CRISIS
+    proposed = isinstance(data, me.MeetingScheduled) and data.proposed
     meeting = MeetingCopy(
         meeting_id=data.meeting_id,
         case_id=audience.case_id,
@@ -379,9 +388,25 @@ def _scheduled(
         ends_at=data.ends_at,
         sequence=0,
         invitees={i.invitee_id: i for i in data.invitees},
-        location=data.location if isinstance(data, me.MeetingScheduled) else None,
+        location=data.location,
+        agenda=list(data.agenda),
+        proposed=proposed,
     )
     audience.meetings[str(data.meeting_id)] = meeting
+    if proposed:
+        # The coordinators are asked to confirm a time and place with the group; no calendar
+        # entry goes out (the coordinators' feed shows the proposal).
+        people = audience.coordinator_people()
+        return Outcome(_to(audience, today, people, "meeting_proposed", context=_meeting_context(meeting)))
+    return Outcome(_invite(audience, today, meeting, meeting.invitees.values(), "meeting_invitation"))
+
+
+def _confirmed(audience: Audience, data: me.MeetingConfirmed, today: date) -> Outcome:
+    meeting = audience.meetings.get(str(data.meeting_id))
+    if meeting is None:
+        return Outcome()
+    meeting.starts_at, meeting.ends_at, meeting.sequence = data.starts_at, data.ends_at, data.sequence
+    meeting.location, meeting.proposed = data.location, False
     return Outcome(_invite(audience, today, meeting, meeting.invitees.values(), "meeting_invitation"))
 
 
@@ -420,7 +445,12 @@ def _cancelled(audience: Audience, data: me.MeetingCancelled, today: date) -> Ou
 
 
 def _reminder(audience: Audience, data: me.MeetingReminderDue, today: date) -> Outcome:
-    context = {"starts_at": data.starts_at, "days_before": data.days_before}
+    meeting = audience.meetings.get(str(data.meeting_id))
+    context = {
+        "starts_at": data.starts_at,
+        "days_before": data.days_before,
+        "location": meeting.location if meeting else None,
+    }
     return Outcome(
         _to(audience, today, _client_and_coordinators(audience), "meeting_reminder", context=context)
     )
@@ -464,8 +494,10 @@ MEETING_HANDLERS: EventHandlers[Callable[[Audience, Any, date], Outcome]] = Even
         me.ChangeRatingRequested: _rating_requested,
         me.FollowUpOverdue: _follow_up_overdue,
         me.ContactCadenceMissed: _cadence_missed,
+        me.MeetingConfirmed: _confirmed,
     },
-    ignored=(me.MeetingHeld,),  # a held meeting calls for no message
+    # A held meeting calls for no message; an answer shows on the meeting (meetings API, read model).
+    ignored=(me.MeetingHeld, me.MeetingAnswered),
 )
 
 

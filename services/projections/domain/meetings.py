@@ -55,6 +55,10 @@ COLUMNS = (
     "event_id",
     "updated_at",  # when the meetings service recorded that event
     "verified",  # every event that changed it continued the case's chain
+    "place_kind",  # client_home | office | video | phone | other (None: not said)
+    "agenda",  # the agenda's items, in order (JSON list)
+    "proposed",  # 1: the schedule's suggestion, nobody invited until a coordinator confirms it
+    "answers",  # invitee id -> {answer, via, sequence, at} (JSON): accepted, declined, tentative
 )
 
 SCHEDULED, RESCHEDULED, CANCELLED, HELD = "scheduled", "rescheduled", "cancelled", "held"
@@ -107,6 +111,10 @@ def _new(record: MeetingRecord, *, kind: str, reason: str, warning_id: str | Non
         "change_reason": None,
         "changed_by": d.get("booked_by"),
         "held_on": None,
+        "place_kind": d.get("place_kind"),
+        "agenda": list(d.get("agenda") or ()),
+        "proposed": bool(d.get("proposed", False)),
+        "answers": {},
     }
 
 
@@ -133,7 +141,34 @@ def _rescheduled(current: Meeting | None, record: MeetingRecord) -> Meeting | No
         "sequence": d["sequence"],
         "change_reason": d["reason"],
         "changed_by": d.get("moved_by"),
+        "answers": {},  # the answers were to the old time
     }
+
+
+def _confirmed(current: Meeting | None, record: MeetingRecord) -> Meeting | None:
+    if current is None:
+        return None
+    d = record.data
+    return {
+        **current,
+        "starts_at": d["starts_at"],
+        "ends_at": d["ends_at"],
+        "starts_utc": _utc(d["starts_at"]),
+        "location": d["location"],
+        "place_kind": d["place_kind"],
+        "sequence": d["sequence"],
+        "proposed": False,
+        "changed_by": d.get("confirmed_by"),
+        "answers": {} if d["starts_at"] != current["starts_at"] else current["answers"],
+    }
+
+
+def _answered(current: Meeting | None, record: MeetingRecord) -> Meeting | None:
+    if current is None:
+        return None
+    d = record.data
+    answer = {"answer": d["answer"], "via": d["via"], "sequence": d["sequence"], "at": d["answered_at"]}
+    return {**current, "answers": {**current["answers"], d["invitee_id"]: answer}}
 
 
 def _invitees_changed(current: Meeting | None, record: MeetingRecord) -> Meeting | None:
@@ -180,6 +215,8 @@ MEETING_HANDLERS: EventHandlers[MeetingHandler] = EventHandlers.of(
         me.MeetingInviteesChanged: _invitees_changed,
         me.MeetingCancelled: _cancelled,
         me.MeetingHeld: _held,
+        me.MeetingConfirmed: _confirmed,
+        me.MeetingAnswered: _answered,
     },
     # Reminders, change-rating requests and missed follow-ups or contacts change no
     # meeting: the notifications service tells people of them, the meeting stays as it is.
@@ -218,6 +255,9 @@ def row(meeting: Meeting) -> tuple[Any, ...]:
         **meeting,
         "invitees": orjson.dumps(meeting["invitees"]).decode(),
         "verified": 1 if meeting["verified"] else 0,
+        "agenda": orjson.dumps(meeting["agenda"]).decode(),
+        "proposed": 1 if meeting["proposed"] else 0,
+        "answers": orjson.dumps(meeting["answers"]).decode(),
     }
     return tuple(values[c] for c in COLUMNS)
 
@@ -229,6 +269,9 @@ def from_row(values: tuple[Any, ...]) -> Meeting:
     meeting["sequence"] = int(meeting["sequence"])
     meeting["version"] = int(meeting["version"])
     meeting["verified"] = bool(meeting["verified"])
+    meeting["agenda"] = orjson.loads(meeting["agenda"])
+    meeting["proposed"] = bool(meeting["proposed"])
+    meeting["answers"] = orjson.loads(meeting["answers"])
     return meeting
 
 
@@ -254,6 +297,9 @@ class CalendarMeeting:
     location: str | None
     is_cancelled: bool
     invitees: Mapping[str, Invitee] = field(default_factory=dict)  # a published entry names nobody
+    agenda: tuple[str, ...] = ()
+    proposed: bool = False
+    partstats: Mapping[str, str] = field(default_factory=dict)  # nobody named, nobody's answer
 
     @property
     def uid(self) -> str:
@@ -271,6 +317,8 @@ def calendar_entry(meeting: Mapping[str, Any]) -> CalendarMeeting:
         sequence=int(meeting["sequence"]),
         location=meeting["location"],
         is_cancelled=meeting["status"] == CANCELLED,
+        agenda=tuple(meeting.get("agenda") or ()),
+        proposed=bool(meeting.get("proposed", False)),
     )
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
 from icalendar import Calendar
 
 from services.meetings.domain.meeting import Meeting as ScheduledMeeting
@@ -16,9 +17,10 @@ from services.meetings.domain.meeting import MeetingStatus
 from services.projections.application.meetings import MEETINGS_CONSUMER, MeetingProjector
 from services.projections.domain import meetings
 from services.projections.domain.events import MeetingRecord
+from services.projections.infrastructure.decoding import decode_meeting
 from services.shared.ics import STOCKHOLM, meeting_ics, meeting_uid
 from vss_contracts import meeting_events as me
-from vss_contracts.chain import GENESIS_HASH
+from vss_contracts.chain import GENESIS_HASH, cloud_event_hash
 from vss_contracts.types import ContactPeriod, OrganisationRef, Principal
 
 from .fakes import InMemoryReadModels
@@ -149,8 +151,79 @@ def test_a_booked_meeting_is_a_row_with_what_the_event_carries_and_no_contact_de
         "event_id": record.event_id,
         "updated_at": record.time,
         "verified": True,
+        "place_kind": None,
+        "agenda": [],
+        "proposed": False,
+        "answers": {},
         "uid": f"{meeting_id}@vss.se",
     }
+
+
+AGENDA = ["Utvärdering sedan förra mötet", "Förändringsskattning", "Nästa möten"]
+
+
+def test_a_proposed_meeting_confirmed_and_answered_shows_its_place_agenda_and_answers() -> None:
+    schedule, meeting_id = Schedule(), uuid4()
+    proposed = scheduled(
+        meeting_id,
+        at(10, 10),
+        location="Hemma hos brukaren",
+        place_kind=me.PlaceKind.CLIENT_HOME,
+        agenda=AGENDA,
+        proposed=True,
+        reason="mapping_summarised",
+    )
+    models = project([schedule.record(proposed)])
+    row = only(models)
+    assert (row["proposed"], row["place_kind"], row["agenda"]) == (True, "client_home", AGENDA)
+    confirmed = me.MeetingConfirmed(
+        meeting_id=meeting_id,
+        starts_at=at(11, 13),
+        ends_at=at(11, 14),
+        place_kind=me.PlaceKind.OFFICE,
+        location="Mottagningen",
+        sequence=1,
+        confirmed_by="anna",
+    )
+    answered = me.MeetingAnswered(
+        meeting_id=meeting_id,
+        invitee_id="coordinator:anna",
+        answer=me.Answer.DECLINED,
+        via=me.AnswerVia.ICALENDAR,
+        sequence=1,
+        answered_at=NOW,
+    )
+    project([schedule.record(confirmed), schedule.record(answered)], models)
+    row = only(models)
+    assert (row["proposed"], row["place_kind"], row["location"], row["sequence"]) == (
+        False,
+        "office",
+        "Mottagningen",
+        1,
+    )
+    assert row["starts_at"] == "2026-03-11T13:00:00+01:00"
+    assert row["changed_by"] == "anna"
+    assert row["answers"] == {
+        "coordinator:anna": {
+            "answer": "declined",
+            "via": "icalendar",
+            "sequence": 1,
+            "at": "2026-03-02T09:00:00Z",
+        }
+    }
+    # Moved: the answers were to the old time.
+    moved = me.MeetingRescheduled(
+        meeting_id=meeting_id,
+        starts_at=at(12, 13),
+        ends_at=at(12, 14),
+        previous_starts_at=at(11, 13),
+        sequence=2,
+        reason="x",
+    )
+    project([schedule.record(moved)], models)
+    assert only(models)["answers"] == {}
+    # The row's columns hold lists and maps as JSON and read back the same.
+    assert meetings.from_row(meetings.row({**only(models), "starts_utc": "x"}))["agenda"] == AGENDA
 
 
 def test_a_reschedule_moves_the_meeting_and_raises_its_sequence() -> None:
@@ -482,3 +555,49 @@ def test_a_cancelled_meetings_calendar_entry_says_so() -> None:
         cancellation["SEQUENCE"],
         "CANCELLED",
     )
+
+
+def test_a_v1_meeting_as_published_upcasts_and_gives_the_row_it_gave() -> None:
+    """A MeetingScheduled.v1 on the stream (before places and agendas) decodes, upcast, into the
+    same row as before, with a place of no recorded kind and no agenda."""
+    meeting_id = uuid4()
+    v1 = me.MeetingScheduledV1(
+        meeting_id=meeting_id,
+        kind=me.MeetingKind.RESOURCE_GROUP,
+        starts_at=at(10, 10),
+        ends_at=at(10, 11),
+        invitees=[CLIENT],
+        reason="sip_follow_up",
+        sip_version=1,
+        location="Mottagningen, Storgatan 1",
+    )
+    body: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": "0d9c8b7a-6f5e-5d4c-8b3a-000000000001",
+        "source": "/vss/meetings",
+        "type": v1.TYPE,
+        "subject": CASE,
+        "time": "2026-01-20T08:00:00Z",
+        "datacontenttype": "application/json",
+        "data": v1.model_dump(mode="json"),
+        "caseversion": 1,
+        "logposition": 1,
+        "correlationid": "0d9c8b7a-6f5e-5d4c-8b3a-000000000001",
+        "causationid": None,
+        "actorid": "vss-meetings",
+        "actororg": "vss",
+        "actorprincipal": "other",
+        "prevhash": GENESIS_HASH,
+    }
+    body["eventhash"] = cloud_event_hash(body, dumps=lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
+    record = decode_meeting(orjson.dumps(body), 1)
+    assert record.type == me.MeetingScheduled.TYPE
+    assert record.hash_ok  # the hash is of the payload as published, not as upcast
+    row = only(project([record]))
+    assert (row["location"], row["place_kind"], row["agenda"], row["proposed"]) == (
+        "Mottagningen, Storgatan 1",
+        "other",
+        [],
+        False,
+    )
+    assert row["sip_version"] == 1

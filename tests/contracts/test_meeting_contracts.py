@@ -1,0 +1,98 @@
+"""The meeting events (stream VSS_MEETINGS) as public contracts: golden payloads of the
+versions whose shape changed (ADR 0020) and of the new events; old versions decode unchanged
+and upcast to the current ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vss_contracts.meeting_events import (
+    LEGACY_MEETING_EVENTS,
+    MEETING_EVENT_TYPES,
+    MEETING_UPCASTERS,
+    ContactCadenceMissed,
+    CrisisMeetingScheduled,
+    CrisisMeetingScheduledV1,
+    MeetingAnswered,
+    MeetingCancelled,
+    MeetingConfirmed,
+    MeetingEventData,
+    MeetingScheduled,
+    MeetingScheduledV1,
+    PlaceKind,
+    decode_meeting_event,
+)
+from vss_contracts.registry import upcast
+
+GOLDEN = Path(__file__).parent / "golden"
+CURRENT = (
+    MeetingScheduled,
+    CrisisMeetingScheduled,
+    MeetingConfirmed,
+    MeetingAnswered,
+    MeetingCancelled,
+    ContactCadenceMissed,
+)
+
+
+def golden(cls: type[MeetingEventData]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((GOLDEN / f"{cls.TYPE}.json").read_text(encoding="utf-8"))
+    return data
+
+
+def test_the_golden_meeting_payloads_are_these() -> None:
+    names = {path.name for path in GOLDEN.glob("se.vss.meetings.*.json")}
+    assert names == {f"{cls.TYPE}.json" for cls in (*CURRENT, *LEGACY_MEETING_EVENTS)}
+
+
+@pytest.mark.parametrize("cls", CURRENT, ids=lambda cls: cls.event_name())
+def test_a_golden_payload_still_decodes_to_its_class(cls: type[MeetingEventData]) -> None:
+    payload = golden(cls)
+    decoded = decode_meeting_event(cls.TYPE, payload)
+    assert type(decoded) is cls
+    # The shape is unchanged: adding, renaming or retyping a field is a new event version.
+    assert decoded.model_dump(mode="json") == payload
+
+
+@pytest.mark.parametrize("cls", LEGACY_MEETING_EVENTS, ids=lambda cls: cls.TYPE)
+def test_a_golden_payload_of_an_earlier_version_decodes_to_the_current_one(
+    cls: type[MeetingEventData],
+) -> None:
+    payload = golden(cls)
+    cls.model_validate(payload)  # still the shape it was published in
+    decoded = decode_meeting_event(cls.TYPE, payload)
+    current = MEETING_EVENT_TYPES[upcast(cls.TYPE, payload, MEETING_UPCASTERS)[0]]
+    assert type(decoded) is current
+    assert current.event_name() == cls.event_name()
+    assert payload == golden(cls)  # not rewritten
+
+
+def test_a_v1_meeting_upcasts_as_fixed_with_its_location_as_a_place_of_no_recorded_kind() -> None:
+    decoded = decode_meeting_event(MeetingScheduledV1.TYPE, golden(MeetingScheduledV1))
+    assert isinstance(decoded, MeetingScheduled)
+    assert decoded.location == "Mottagningen, Storgatan 1"
+    assert decoded.place_kind is PlaceKind.OTHER
+    assert (decoded.agenda, decoded.proposed) == ([], False)
+    without = {**golden(MeetingScheduledV1), "location": None}
+    assert decode_meeting_event(MeetingScheduledV1.TYPE, without).place_kind is None  # type: ignore[attr-defined]
+
+
+def test_a_v1_crisis_meeting_upcasts_with_no_place_and_no_agenda() -> None:
+    decoded = decode_meeting_event(CrisisMeetingScheduledV1.TYPE, golden(CrisisMeetingScheduledV1))
+    assert isinstance(decoded, CrisisMeetingScheduled)
+    assert (decoded.location, decoded.place_kind, decoded.agenda) == (None, None, [])
+    assert (
+        decoded.invitees == CrisisMeetingScheduledV1.model_validate(golden(CrisisMeetingScheduledV1)).invitees
+    )
+
+
+def test_a_cancellation_reason_is_one_to_five_hundred_characters() -> None:
+    payload = golden(MeetingCancelled)
+    assert MeetingCancelled.model_validate({**payload, "reason": "x" * 500}).reason == "x" * 500
+    for bad in ("", "   ", "x" * 501):
+        with pytest.raises(ValueError, match="reason"):
+            MeetingCancelled.model_validate({**payload, "reason": bad})
