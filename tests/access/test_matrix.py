@@ -103,6 +103,8 @@ MATRIX: dict[tuple[Api, str, str], Entry] = {
             ("POST", "/sips"),
             ("POST", "/sips/current/actions/{action_id}/completion"),
             ("POST", "/sips/current/confirmation"),
+            ("POST", "/contacts"),
+            ("POST", "/contact-period"),
             ("POST", "/closure"),
         ]
     },
