@@ -42,18 +42,25 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from services.projections.domain.events import CaseEventRecord
 from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ev
 from vss_contracts.chain import GENESIS_HASH
+from vss_contracts.identity import birth_date
 from vss_contracts.registry import EVENT_TYPES
 from vss_contracts.types import Worksheet
 
 View = dict[str, Any]
 
 MAPPING_SUMMARY_STEP = "mapping_summary"
+# The steps every assigned coordinator takes part in (ADR 0017's attendance rules); the
+# statistics' method fidelity counts them.
+JOINT_WORKSHEETS = frozenset({Worksheet.INTERVIEW.value, Worksheet.NETWORK_MAP.value})
+MEETING_STEP = "resource_group_meeting"
+ADULT_AGE = 18
 CHECKLIST_STEPS: tuple[str, ...] = (*(sheet.value for sheet in Worksheet), MAPPING_SUMMARY_STEP)
 
 
@@ -124,9 +131,41 @@ def open_view(event: CaseEventRecord) -> View:
             "first_rating_total": None,
             "latest_rating_total": None,
             "deviations": [],  # [rule, deviated_on] for each recorded deviation
+            **_statistics_facts_at_opening(data),
         },
     }
     return view
+
+
+# ------------------------------------------------------------ statistics facts (no personal data)
+def _statistics_facts_at_opening(data: dict[str, Any]) -> dict[str, Any]:
+    """The method-fidelity and trend facts a case starts with. The client's age group is
+    derived from the personal identity number here, once; the number itself never enters
+    the facts."""
+    return {
+        "age_group": age_group(data["client"]["personal_identity_number"], data["opened_on"]),
+        "joint_steps": [],  # [step, on, every assigned coordinator took part]
+        "first_mapping_summary_on": None,
+        "meeting_dates": [],
+        "everyday_functioning_dates": [],
+        "ratings": [],  # [rated_on, total]
+    }
+
+
+def age_group(personal_identity_number: str, opened_on: str) -> str:
+    """``child`` (under 18 when the case was opened: *barn och unga*) or ``adult``."""
+    born = birth_date(personal_identity_number.replace("-", ""))
+    opened = date.fromisoformat(opened_on)
+    age = opened.year - born.year - ((opened.month, opened.day) < (born.month, born.day))
+    return "adult" if age >= ADULT_AGE else "child"
+
+
+def _joint_step(view: View, step: str, on: str, participants: list[dict[str, Any]]) -> None:
+    """Record a joint step and whether every coordinator assigned at the time took part."""
+    present = {p.get("user_id") for p in participants if p["kind"] == "coordinator"}
+    assigned = {c["user_id"] for c in view["coordinators"]}
+    everyone = bool(assigned) and assigned <= present
+    view["facts"].setdefault("joint_steps", []).append([step, on, everyone])
 
 
 def check_chain(view: View, event: CaseEventRecord) -> bool:
@@ -241,6 +280,7 @@ def _tick(view: View, step: str, on: str, participants: list[str]) -> None:
 
 def _worksheet_completed(view: View, data: dict[str, Any]) -> None:
     _tick(view, data["worksheet"], data["completed_on"], _participant_names(data))
+    _worksheet_facts(view, data)
     rating = data.get("change_rating")
     if rating is not None:
         total = rating["individually"] + rating["interpersonally"] + rating["socially"] + rating["overall"]
@@ -252,8 +292,23 @@ def _worksheet_completed(view: View, data: dict[str, Any]) -> None:
         facts["rating_count"] += 1
 
 
+def _worksheet_facts(view: View, data: dict[str, Any]) -> None:
+    facts = view["facts"]
+    if data["worksheet"] in JOINT_WORKSHEETS:
+        _joint_step(view, data["worksheet"], data["completed_on"], data["participants"])
+    if data["worksheet"] == Worksheet.EVERYDAY_FUNCTIONING.value:
+        facts.setdefault("everyday_functioning_dates", []).append(data["completed_on"])
+    rating = data.get("change_rating")
+    if rating is not None:
+        total = rating["individually"] + rating["interpersonally"] + rating["socially"] + rating["overall"]
+        facts.setdefault("ratings", []).append([data["completed_on"], total])
+
+
 def _mapping_summarised(view: View, data: dict[str, Any]) -> None:
     _tick(view, MAPPING_SUMMARY_STEP, data["summarised_on"], _participant_names(data))
+    _joint_step(view, MAPPING_SUMMARY_STEP, data["summarised_on"], data["participants"])
+    if view["facts"].get("first_mapping_summary_on") is None:
+        view["facts"]["first_mapping_summary_on"] = data["summarised_on"]
 
 
 def _phase_changed(view: View, data: dict[str, Any]) -> None:
@@ -379,6 +434,8 @@ def _meeting_held(view: View, data: dict[str, Any]) -> None:
     meetings["count"] += 1
     if meetings["last_held_on"] is None or data["held_on"] > meetings["last_held_on"]:
         meetings["last_held_on"] = data["held_on"]
+    _joint_step(view, MEETING_STEP, data["held_on"], data["participants"])
+    view["facts"].setdefault("meeting_dates", []).append(data["held_on"])
 
 
 def _action_completed(view: View, data: dict[str, Any]) -> None:

@@ -175,7 +175,12 @@ def test_counts_under_five_are_suppressed_and_so_is_a_median_of_fewer_cases() ->
     few = [facts("2025-01-10", "2025-01-20", "2025-02-20") for _ in range(MIN_COUNT - 1)]
     figures = group_figures(few, SPRING, date(2025, 6, 30))
     assert figures["months"][0] == {"month": "2025-01", "active": None, "opened": None, "closed": 0}
-    assert figures["consent_to_first_sip"] == {"cases": None, "median_days": None}
+    assert figures["consent_to_first_sip"] == {
+        "cases": None,
+        "median_days": None,
+        "lower_quartile_days": None,
+        "upper_quartile_days": None,
+    }
     enough = [*few, facts("2025-01-12", "2025-01-20", "2025-03-02")]
     figures = group_figures(enough, SPRING, date(2025, 6, 30))
     assert figures["months"][0]["opened"] == MIN_COUNT
