@@ -387,6 +387,36 @@ def test_a_position_not_reached_in_time_is_503_and_bad_input_is_a_problem(pipeli
     assert pipeline.client.get("/v1/statistics", headers=headers).status_code == 403
 
 
+def test_the_statistics_answer_method_fidelity_and_age_groups_in_json_and_csv(pipeline: Pipeline) -> None:
+    scenarios = [open_shared_case(pipeline) for _ in range(6)]
+    analyst = pipeline.token(REGION, "analyst")
+    position = scenarios[-1].results[-1].position
+    month = f"{scenarios[-1].today:%Y-%m}"
+    params = {"from": month, "to": month, "position": position}
+    answer = pipeline.client.get("/v1/statistics", params=params, headers=analyst)
+    assert answer.status_code == 200, answer.text
+    [group] = answer.json()["groups"]
+    assert group["months"][0]["opened"] == 6
+    # Six adults opened (Tolvan is born in 1912), no child: nothing to suppress, nothing derived.
+    by_age = group["by_age_group"]
+    assert by_age["adults"]["months"][0]["opened"] == 6
+    assert by_age["children_and_young_people"]["months"][0]["opened"] == 0
+    assert group["method_fidelity"]["joint_steps"]["held"] == 0  # consent given, no step taken yet
+    assert set(group["method_fidelity"]) == {
+        "joint_steps",
+        "consent_to_mapping_summary",
+        "follow_ups_met_by_meeting_or_sip",
+    }
+    assert "personal_identity_number" not in answer.text
+    csv = pipeline.client.get("/v1/statistics", params={**params, "format": "csv"}, headers=analyst)
+    header, *rows = csv.text.splitlines()
+    assert header.startswith("level,key,month")
+    assert header.endswith(",age_group")
+    assert [row.rsplit(",", 1)[1] for row in rows] == ["all", "adults", "children_and_young_people"]
+    documented = pipeline.client.get("/openapi.json").json()["components"]["schemas"]["Statistics"]
+    assert "method_fidelity" in documented["properties"]["groups"]["description"]
+
+
 # ------------------------------------------------------------------ waits under load, over real HTTP
 
 

@@ -232,6 +232,7 @@ def group_figures(
         "follow_ups": {
             "due": due_shown,
             "within_three_months": in_time_shown,
+            "not_within_three_months": late_shown,
             # A share would give away a suppressed count (due is shown): both parts must be large enough.
             "share_within_three_months": _rounded(in_time / due, 3)
             if due >= min_count and None not in (due_shown, in_time_shown, late_shown)
@@ -254,6 +255,7 @@ def group_figures(
             else None,
             "improved": hidden(improved) if enough_rated else None,
             "worsened": hidden(worsened) if enough_rated else None,
+            "unchanged": hidden(len(rated) - improved - worsened) if enough_rated else None,
             "by_quarter": _rating_trend(cases, period, min_count),
         },
         "everyday_functioning": _everyday_functioning(cases, period, min_count),
@@ -358,12 +360,14 @@ def _method_fidelity(cases: list[CaseFacts], period: Period, as_of: date, min_co
         "joint_steps": {
             "held": held_shown,
             "with_every_coordinator": joint_shown,
+            "without_every_coordinator": short_shown,
             "share_with_every_coordinator": _share(joint, held, joint_shown, short_shown, held_shown),
         },
         "consent_to_mapping_summary": _waits(summary_waits, min_count),
         "follow_ups_met_by_meeting_or_sip": {
             "due": due_shown,
             "met_within_three_months": met_shown,
+            "not_met_within_three_months": missed_shown,
             "share_met_within_three_months": _share(met, due, met_shown, missed_shown, due_shown),
         },
     }
@@ -419,6 +423,7 @@ def _everyday_functioning(cases: list[CaseFacts], period: Period, min_count: int
 Cell = tuple[Any, ...]  # a figure's path in a group's figures, with its scope first
 Relation = tuple[Cell, tuple[Cell, ...]]  # a total and the parts it is the sum of
 
+RULES = tuple(sorted(rule.value for rule in PracticeRule))
 AGE_GROUPS: dict[str, AgeGroup] = {
     "adults": "adult",
     "children_and_young_people": "child",
@@ -474,11 +479,13 @@ def additive_paths(figures: dict[str, Any]) -> list[Cell]:
         ("consent_to_first_sip", "cases"),
         ("follow_ups", "due"),
         ("follow_ups", "within_three_months"),
+        ("follow_ups", "not_within_three_months"),
         ("early_warnings", "count"),
         ("early_warnings", "case_years"),
         ("change_rating", "cases_rated_twice"),
         ("change_rating", "improved"),
         ("change_rating", "worsened"),
+        ("change_rating", "unchanged"),
         *(
             ("change_rating", "by_quarter", i, "cases")
             for i, _ in enumerate(figures["change_rating"]["by_quarter"])
@@ -487,11 +494,31 @@ def additive_paths(figures: dict[str, Any]) -> list[Cell]:
         ("everyday_functioning", "cases_reassessed"),
         ("method_fidelity", "joint_steps", "held"),
         ("method_fidelity", "joint_steps", "with_every_coordinator"),
+        ("method_fidelity", "joint_steps", "without_every_coordinator"),
         ("method_fidelity", "consent_to_mapping_summary", "cases"),
         ("method_fidelity", "follow_ups_met_by_meeting_or_sip", "due"),
         ("method_fidelity", "follow_ups_met_by_meeting_or_sip", "met_within_three_months"),
+        ("method_fidelity", "follow_ups_met_by_meeting_or_sip", "not_met_within_three_months"),
     ]
     return paths
+
+
+def _within_scope(scope: str) -> list[Relation]:
+    """The totals within one scope: the deviations per rule, each count and its complement."""
+    deviations = ((scope, "deviations", "count"), tuple((scope, "deviations", "by_rule", r) for r in RULES))
+    splits = [
+        (("follow_ups", "due"), ("within_three_months", "not_within_three_months")),
+        (("change_rating", "cases_rated_twice"), ("improved", "worsened", "unchanged")),
+        (("method_fidelity", "joint_steps", "held"), ("with_every_coordinator", "without_every_coordinator")),
+        (
+            ("method_fidelity", "follow_ups_met_by_meeting_or_sip", "due"),
+            ("met_within_three_months", "not_met_within_three_months"),
+        ),
+    ]
+    return [
+        deviations,
+        *(((scope, *whole), tuple((scope, *whole[:-1], part) for part in parts)) for whole, parts in splits),
+    ]
 
 
 def _get(figures: dict[str, Any], path: Cell) -> Any:
@@ -534,15 +561,13 @@ def protect(values: dict[Cell, float], hidden: set[Cell], relations: list[Relati
 def _second_cell(
     values: dict[Cell, float], hidden: set[Cell], relations: list[Relation], exposed: list[Cell]
 ) -> Cell | None:
-    for cell in exposed:
-        around = [(total, parts) for total, parts in relations if cell == total or cell in parts]
-        parts = {p for _, ps in around for p in ps if p not in hidden and values[p] != 0}
-        if parts:
-            return min(parts, key=lambda p: (values[p], repr(p)))
-        totals = {t for t, _ in around if t not in hidden and values[t] != 0}
-        if totals:
-            return min(totals, key=lambda t: (values[t], repr(t)))
-    return None
+    """The smallest shown non-zero part of a relation an exposed cell is in; else such a total."""
+    around = [(total, parts) for total, parts in relations if total in exposed or set(parts) & set(exposed)]
+    parts = {p for _, ps in around for p in ps if p not in hidden and values[p] != 0}
+    if parts:
+        return min(parts, key=lambda p: (values[p], repr(p)))
+    totals = {t for t, _ in around if t not in hidden and values[t] != 0}
+    return min(totals, key=lambda t: (values[t], repr(t))) if totals else None
 
 
 def derivable(values: dict[Cell, float], hidden: set[Cell], relations: list[Relation]) -> list[Cell]:
@@ -608,10 +633,7 @@ def _age_group_table(
                 hidden.add(cell)
         relations.append(((TOTAL, *path), tuple((scope, *path) for scope in scopes if scope != TOTAL)))
     for scope in scopes:
-        rules = raw[scope]["deviations"]["by_rule"]
-        relations.append(
-            ((scope, "deviations", "count"), tuple((scope, "deviations", "by_rule", r) for r in rules))
-        )
+        relations += _within_scope(scope)
     return values, hidden, relations
 
 

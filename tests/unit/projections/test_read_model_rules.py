@@ -15,6 +15,7 @@ from tests.domain import specs
 from tests.unit.stories import Stream, story
 from vss_contracts import case_events as ev
 from vss_contracts.registry import upcast
+from vss_contracts.types import Worksheet
 
 
 def view_of(*steps: specs.Step) -> dict[str, Any]:
@@ -184,7 +185,12 @@ def test_counts_under_five_are_suppressed_and_so_is_a_median_of_fewer_cases() ->
     enough = [*few, facts("2025-01-12", "2025-01-20", "2025-03-02")]
     figures = group_figures(enough, SPRING, date(2025, 6, 30))
     assert figures["months"][0]["opened"] == MIN_COUNT
-    assert figures["consent_to_first_sip"] == {"cases": 5, "median_days": 31}
+    assert figures["consent_to_first_sip"] == {
+        "cases": 5,
+        "median_days": 31,
+        "lower_quartile_days": 31.0,
+        "upper_quartile_days": 31.0,
+    }
 
 
 def test_a_follow_up_is_in_time_when_the_next_sip_comes_within_three_months() -> None:
@@ -318,3 +324,43 @@ def test_facts_stored_before_deviations_were_kept_read_as_none() -> None:
     stored = view_of(*specs.WORKING)["facts"]
     del stored["deviations"]
     assert CaseFacts.from_json(stored).deviations == ()
+
+
+# ------------------------------------------------------- method fidelity and trends (issue 21)
+def test_the_facts_keep_the_joint_steps_and_who_of_the_coordinators_took_part() -> None:
+    view = view_of(
+        *specs.WORKING,
+        without_erik(),
+        specs.worksheet(Worksheet.EVERYDAY_FUNCTIONING),
+        specs.worksheet(Worksheet.CHANGE_RATING),
+    )
+    derived = CaseFacts.from_json(view["facts"])
+    assert derived.joint_steps == (
+        ("interview", specs.WORKSHEET_ON, True),
+        ("network_map", specs.WORKSHEET_ON, True),
+        ("mapping_summary", specs.SUMMARISED_ON, True),
+        ("resource_group_meeting", specs.TODAY, False),  # Erik was ill
+    )
+    assert derived.first_mapping_summary_on == specs.SUMMARISED_ON
+    assert derived.meeting_dates == (specs.TODAY,)
+    assert derived.everyday_functioning_dates == (specs.WORKSHEET_ON,)
+    assert derived.ratings == ((specs.WORKSHEET_ON, 3 + 5 + 2 + 4),)
+    assert derived.age_group == "adult"  # born 1912
+    # The age group is kept; the number it comes from is not.
+    assert "121212" not in repr(view["facts"])
+
+
+def test_the_age_group_is_the_age_on_the_day_the_case_was_opened() -> None:
+    assert case_view.age_group("200703150000", "2025-03-14") == "child"  # 18 tomorrow
+    assert case_view.age_group("200703150000", "2025-03-15") == "adult"
+    assert case_view.age_group("20070375-0000", "2025-03-14") == "child"  # samordningsnummer: day + 60
+    assert case_view.age_group("200703750000", "2025-03-15") == "adult"
+    assert case_view.age_group("20080229-0000", "2026-02-28") == "child"  # the 29th comes on 1 March
+
+
+def test_facts_stored_before_the_fidelity_facts_were_kept_read_as_none() -> None:
+    stored = view_of(*specs.WORKING)["facts"]
+    for key in ("age_group", "joint_steps", "first_mapping_summary_on", "meeting_dates", "ratings"):
+        del stored[key]
+    derived = CaseFacts.from_json(stored)
+    assert (derived.age_group, derived.joint_steps, derived.ratings) == ("unknown", (), ())
