@@ -17,11 +17,54 @@ only). Definitions, as documented in docs/operations.md:
   twice, the mean first and mean latest total (0–40), and how many improved.
 - *deviations from the method*: the recorded deviations (ADR 0017) whose fact falls in
   the period, in all and per practice rule.
+- *consent to first SIP* and *consent to mapping summary* (method fidelity): the median
+  and the lower and upper quartile (inclusive method: the middle half of the cases lies
+  between them), for the cases whose first SIP, or first mapping summary, fell in the period.
+- *joint steps* (method fidelity): the interviews, network maps, mapping summaries and
+  resource group meetings held in the period, and at how many every coordinator assigned
+  at the time took part (by the participants' user ids, as the case's attendance rules).
+- *follow-ups met by a meeting or a SIP* (method fidelity): from a case's first SIP on,
+  every SIP decided and every resource group meeting held calls for the next of either
+  within three months; counted like the follow-ups above (deadline in the period, not after
+  ``as_of`` nor the closing), met when the next one came on or before the deadline.
+- *change-rating trend per quarter*: per calendar quarter the period touches (cut to the
+  period), the cases rated in it and the mean of each one's latest total in it.
+- *everyday functioning* (*Hur fungerar vardagen*): the worksheet records no score, only
+  a summary; so the cases that went through it in the period, and those of them that had
+  by the period's end gone through it at least twice.
+- *age groups*: every figure in all and per ``by_age_group``: ``adults`` and
+  ``children_and_young_people`` (under 18 on the day the case was opened, from the
+  personal identity number, a *samordningsnummer*'s day less 60; the number never enters
+  the facts), and ``unknown`` for facts stored before the age group was kept (a rebuild
+  gives them one).
 
 Every count below :data:`MIN_COUNT` (except 0) is suppressed (``None``), and so is
 every figure computed from fewer than :data:`MIN_COUNT` cases (a count of follow-ups
 or warnings included: seven warnings of two clients describe those two), and a share
 whose numerator or remainder would be such a figure (it would give it away).
+
+*Secondary suppression* (:func:`protect`). Within one group the figures form tables with
+totals: each count of the total is the sum of the age groups' (``adults`` +
+``children_and_young_people`` [+ ``unknown``]); in each scope the deviations are the sum of
+those per rule, and a count the sum of its parts (follow-ups due = within + not within,
+rated twice = improved + worsened + unchanged, joint steps held = with + without every
+coordinator). Where a suppressed cell could be derived from what is shown, another is
+suppressed, until none can be:
+
+1. A hidden cell is *derivable* when the shown cells and the sums determine it: by
+   linear algebra (its unit vector lies in the row space of the sums over the hidden
+   cells; one hidden part beside a shown total is the simplest case), or because the
+   hidden parts of a shown total sum to as many as there are of them (each hidden cell is
+   at least 1, as zeros are shown: they can only all be 1).
+2. While one is, the smallest non-zero shown *part* of a sum a derivable cell is in is
+   suppressed too (ties by name); when there is none, the smallest such total.
+3. Then a figure computed from a suppressed count is suppressed: a share (times its whole
+   it gives its part), a rate, a mean, median or quartile (with the total's mean and count
+   it gives the other age group's).
+
+The groups of one answer share no sum (there is no total over them in it); an answer at
+a coarser level (region) is a separate table, which this does not protect against
+combining with a finer one.
 """
 
 from __future__ import annotations
