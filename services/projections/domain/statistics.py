@@ -591,14 +591,31 @@ def protect(values: dict[Cell, float], hidden: set[Cell], relations: list[Relati
     with the cells added.
     """
     hidden = {cell for cell in hidden if values[cell] != 0}
-    while True:
-        exposed = derivable(values, hidden, relations)
-        if not exposed:
-            return hidden
-        choice = _second_cell(values, hidden, relations, exposed)
-        if choice is None:  # nothing left to hide (cannot happen with a shown non-zero cell)
-            return hidden
-        hidden.add(choice)
+    for linked in _linked(relations):  # sums that share no cell are protected apart
+        while True:
+            exposed = derivable(values, hidden, linked)
+            choice = _second_cell(values, hidden, linked, exposed) if exposed else None
+            if choice is None:  # none derivable (or nothing left to hide)
+                break
+            hidden.add(choice)
+    return hidden
+
+
+def _linked(relations: list[Relation]) -> list[list[Relation]]:
+    """The relations in sets that share cells (a table each), so that each is solved alone."""
+    owner: dict[Cell, int] = {}
+    sets: dict[int, list[Relation]] = {}
+    for number, relation in enumerate(relations):
+        total, parts = relation
+        joined = {owner[cell] for cell in (total, *parts) if cell in owner}
+        merged = [relation]
+        for other in joined:
+            merged += sets.pop(other)
+        sets[number] = merged
+        for t, ps in merged:
+            for cell in (t, *ps):
+                owner[cell] = number
+    return list(sets.values())
 
 
 def _second_cell(
@@ -615,7 +632,8 @@ def _second_cell(
 
 def derivable(values: dict[Cell, float], hidden: set[Cell], relations: list[Relation]) -> list[Cell]:
     """The hidden cells the shown cells and the relations determine (sorted)."""
-    unknowns = sorted(hidden, key=repr)
+    cells = {cell for total, parts in relations for cell in (total, *parts)}
+    unknowns = sorted(hidden & cells, key=repr)
     index = {cell: i for i, cell in enumerate(unknowns)}
     rows: list[list[Fraction]] = []
     exposed: set[Cell] = set()
