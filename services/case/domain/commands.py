@@ -16,7 +16,14 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.case.domain.events import Actor
-from vss_contracts.case_events import ONE_RESPONSIBLE, OthersAction, OutsideParty, PlanContact, WarningSign
+from vss_contracts.case_events import (
+    ONE_RESPONSIBLE,
+    OthersAction,
+    OutsideParty,
+    PersonRef,
+    PlanContact,
+    WarningSign,
+)
 from vss_contracts.types import (
     ChangeRating,
     ClientRef,
@@ -95,6 +102,12 @@ class OpenCase(Command):
 class AssignCoordinator(Command):
     coordinator: Coordinator
     assigned_on: EventDate
+    hands_over_from: PersonRef | None = Field(
+        default=None,
+        description="A handover (ADR 0021): the outgoing coordinator (organisation and user id),"
+        " assigned and of the incoming one's organisation, who stays until unassigned; the case"
+        " may then have three coordinators, one handover at a time",
+    )
 
 
 class UnassignCoordinator(Command):
