@@ -97,6 +97,7 @@ from .specs import (
     employment_officer,
     given,
     goal_status,
+    hand_over,
     housing_support,
     meeting,
     mother,
@@ -280,15 +281,6 @@ def test_a_third_coordinator_may_replace_an_unassigned_one() -> None:
 
 # ------------------------------------------------------------------ handover (ADR 0021)
 KARIN = Coordinator(user_id="karin.berg", name="Karin Berg", organisation=REGION_ORG)
-
-
-def hand_over(incoming: Coordinator, outgoing: Coordinator) -> Step:
-    command = cmd.AssignCoordinator(
-        coordinator=incoming,
-        assigned_on=ASSIGNED_ON,
-        hands_over_from=ev.PersonRef(organisation_id=outgoing.organisation.id, user_id=outgoing.user_id),
-    )
-    return lambda case: case.assign_coordinator(command)
 
 
 def test_an_incoming_coordinator_is_assigned_before_the_outgoing_one_leaves() -> None:

@@ -12,6 +12,8 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
     client {name, personal_identity_number}, municipality {code, name}, region {code, name},
     opened_on, opened_by_organisation, closed_on, closing_reason,
     coordinators [{user_id, name, organisation {id, name, principal}, assigned_on}],
+    handover {outgoing {organisation_id, user_id}, incoming {organisation_id, user_id},
+              started_on} | null (ADR 0021: until the outgoing or the incoming is unassigned),
     consent {consent_id, organisations [...], covers_relatives, signed_on, valid_until,
              renewed_on, withdrawn, withdrawn_on} | null,
     resource_group [{member_id, kind, name, organisation, role, user_id, added_on}],
@@ -106,6 +108,7 @@ def open_view(event: CaseEventRecord) -> View:
         "closed_on": None,
         "closing_reason": None,
         "coordinators": [],
+        "handover": None,
         "consent": None,
         "resource_group": [],
         "goals": [],
@@ -219,10 +222,28 @@ def _coordinator_assigned(view: View, data: dict[str, Any]) -> None:
             "assigned_on": data["assigned_on"],
         }
     )
+    _handover(view, data)
 
 
 def _coordinator_unassigned(view: View, data: dict[str, Any]) -> None:
     view["coordinators"] = [c for c in view["coordinators"] if c["user_id"] != data["user_id"]]
+    handover = view.get("handover")
+    if handover is not None and data["user_id"] in (
+        handover["outgoing"]["user_id"],
+        handover["incoming"]["user_id"],
+    ):
+        view["handover"] = None  # completed, or called off
+
+
+def _handover(view: View, data: dict[str, Any]) -> None:
+    outgoing = data.get("hands_over_from")
+    if outgoing is not None:
+        incoming = data["coordinator"]
+        view["handover"] = {
+            "outgoing": dict(outgoing),
+            "incoming": {"organisation_id": incoming["organisation"]["id"], "user_id": incoming["user_id"]},
+            "started_on": data["assigned_on"],
+        }
 
 
 def _consent_given(view: View, data: dict[str, Any]) -> None:
@@ -529,6 +550,7 @@ def mark_overdue(view: View, today: str) -> View:
     chain.pop("head", None)
     served["chain"] = chain
     served.setdefault("deviations", [])  # a view stored before deviations were kept
+    served.setdefault("handover", None)  # a view stored before handovers were kept
     active = view["status"] == "active"
     follow_up = view["next_follow_up_on"]
     served["follow_up_overdue"] = bool(active and follow_up is not None and follow_up < today)

@@ -408,3 +408,21 @@ def test_the_sip_notice_carries_each_members_own_link_to_the_whole_sip() -> None
     assert by_name["Nina Sköterska"][PLAN_LINK_KIND] == LinkKind.SIP.value
     assert by_name["Nina Sköterska"]["actions"][0]["what"] == "Samtal"  # their own actions stay
     assert by_name["Mamma Tolvansson"][PLAN_LINK_HOLDER] == member_holder(case.mother.member_id)
+
+
+def test_an_incoming_coordinator_is_told_and_both_are_in_the_audience_during_a_handover() -> None:
+    case = Case()
+    lena = Coordinator(
+        user_id="lena", name="Lena", organisation=SOCIAL, contact=ContactDetails(email="lena@example.se")
+    )
+    [notice] = case.on(
+        ce.CoordinatorAssigned(
+            coordinator=lena,
+            assigned_on=TODAY,
+            hands_over_from=ce.PersonRef(organisation_id=SOCIAL.id, user_id="sara"),
+        )
+    )
+    assert (notice.person.name, notice.template) == ("Lena", "coordinator_assigned")
+    assert set(case.audience.coordinators) == {"sara", "lena"}
+    case.on(ce.CoordinatorUnassigned(user_id="sara", unassigned_on=TODAY))
+    assert set(case.audience.coordinators) == {"lena"}

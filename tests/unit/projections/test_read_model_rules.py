@@ -364,3 +364,33 @@ def test_facts_stored_before_the_fidelity_facts_were_kept_read_as_none() -> None
         del stored[key]
     derived = CaseFacts.from_json(stored)
     assert (derived.age_group, derived.joint_steps, derived.ratings) == ("unknown", (), ())
+
+
+# ------------------------------------------------------------------ handover (ADR 0021)
+def test_the_overview_shows_a_handover_until_the_outgoing_coordinator_leaves() -> None:
+    during = view_of(*specs.WORKING, specs.hand_over(specs.SARA, specs.ANNA))
+    assert [c["user_id"] for c in during["coordinators"]] == [
+        specs.ANNA.user_id,
+        specs.ERIK.user_id,
+        specs.SARA.user_id,
+    ]
+    assert during["handover"] == {
+        "outgoing": {"organisation_id": specs.REGION_ORG.id, "user_id": specs.ANNA.user_id},
+        "incoming": {"organisation_id": specs.REGION_ORG.id, "user_id": specs.SARA.user_id},
+        "started_on": specs.ASSIGNED_ON.isoformat(),
+    }
+    handed_over = (specs.hand_over(specs.SARA, specs.ANNA), specs.unassign(specs.ANNA.user_id))
+    after = view_of(*specs.WORKING, *handed_over)
+    assert after["handover"] is None
+    assert [c["user_id"] for c in after["coordinators"]] == [specs.ERIK.user_id, specs.SARA.user_id]
+    stored = view_of(*specs.WORKING)
+    del stored["handover"]  # as stored before handovers were kept
+    assert case_view.mark_overdue(stored, "2025-03-14")["handover"] is None
+
+
+def test_the_journal_says_whom_the_incoming_coordinator_takes_over_from() -> None:
+    records = Stream().records(story(*specs.WORKING, specs.hand_over(specs.SARA, specs.ANNA)))
+    assert journal.summary(records[-1]) == (
+        f"Coordinator Sara Holm ({specs.REGION_ORG.name}) assigned on {specs.ASSIGNED_ON},"
+        f" taking over from {specs.ANNA.user_id}"
+    )
