@@ -37,6 +37,7 @@ from tests.support.http import serving
 from tests.support.nats import delete_streams
 from tests.support.scenario import CaseScenario
 from vss_contracts.access_events import CaseDataAccessed
+from vss_contracts.case_events import PersonRef
 from vss_contracts.types import OrganisationRef, Principal
 
 JWT_KEY = "test-key-" + "x" * 40
@@ -385,6 +386,31 @@ def test_a_position_not_reached_in_time_is_503_and_bad_input_is_a_problem(pipeli
     assert stats.status_code == 200
     assert stats.text.startswith("level,key,month")
     assert pipeline.client.get("/v1/statistics", headers=headers).status_code == 403
+
+
+def test_the_overview_shows_a_coordinator_handover_in_progress(pipeline: Pipeline) -> None:
+    scenario = open_shared_case(pipeline)
+    incoming = make_actor("karin.berg", organisation_of(REGION))
+    result = scenario.run(
+        lambda case: case.assign_coordinator(
+            cmd.AssignCoordinator(
+                coordinator=coordinator_for(incoming),
+                assigned_on=scenario.today,
+                hands_over_from=PersonRef(organisation_id=REGION.organisation_id, user_id=REGION.user_id),
+            )
+        )
+    )
+    response = pipeline.client.get(
+        f"/v1/cases/{scenario.case_id}", params={"position": result.position}, headers=pipeline.token(REGION)
+    )
+    assert response.status_code == 200, response.text
+    case = response.json()["case"]
+    assert len(case["coordinators"]) == 3
+    assert case["handover"] == {
+        "outgoing": {"organisation_id": REGION.organisation_id, "user_id": REGION.user_id},
+        "incoming": {"organisation_id": REGION.organisation_id, "user_id": "karin.berg"},
+        "started_on": str(scenario.today),
+    }
 
 
 def test_the_statistics_answer_method_fidelity_and_age_groups_in_json_and_csv(pipeline: Pipeline) -> None:
