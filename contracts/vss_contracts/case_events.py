@@ -82,10 +82,43 @@ class CaseOpened(CaseEventData):
         return self
 
 
-class CoordinatorAssigned(CaseEventData):
+class CoordinatorAssignedV1(CaseEventData):
+    """``CoordinatorAssigned`` as first published: kept for the payloads stored and published
+    under it, read as the current version through the upcaster in :mod:`vss_contracts.registry`."""
+
     TYPE: ClassVar[str] = "se.vss.case.CoordinatorAssigned.v1"
     coordinator: Coordinator
     assigned_on: date
+
+
+class PersonRef(ContractModel):
+    """A person of an organisation: a user id means something only with its organisation."""
+
+    organisation_id: OrganisationId
+    user_id: UserId
+
+
+class CoordinatorAssigned(CaseEventData):
+    """A coordinator was assigned. ``hands_over_from`` names the outgoing coordinator of a
+    handover (ADR 0021): the incoming one, of the same organisation, is assigned before the
+    outgoing one leaves; the handover completes when the outgoing one is unassigned. None:
+    an ordinary assignment (every version 1 payload, upcast)."""
+
+    TYPE: ClassVar[str] = "se.vss.case.CoordinatorAssigned.v2"
+    coordinator: Coordinator
+    assigned_on: date
+    hands_over_from: PersonRef | None = None
+
+    @model_validator(mode="after")
+    def _hands_over_within_the_organisation(self) -> Self:
+        outgoing = self.hands_over_from
+        if outgoing is None:
+            return self
+        if outgoing.user_id == self.coordinator.user_id:
+            raise ValueError("a coordinator does not hand over to themself")
+        if outgoing.organisation_id != self.coordinator.organisation.id:
+            raise ValueError("a handover is within one organisation: the outgoing coordinator's")
+        return self
 
 
 class CoordinatorUnassigned(CaseEventData):
@@ -565,7 +598,7 @@ class CaseClosed(CaseEventData):
 # Every current case event type, in the order of the case lifecycle.
 # Earlier versions of current types: payloads stored and published under them are read
 # through the upcasters in vss_contracts.registry; their schemas stay published.
-LEGACY_CASE_EVENTS: tuple[type[CaseEventData], ...] = (SipDecidedV1,)
+LEGACY_CASE_EVENTS: tuple[type[CaseEventData], ...] = (SipDecidedV1, CoordinatorAssignedV1)
 
 CASE_EVENTS: tuple[type[CaseEventData], ...] = (
     CaseOpened,

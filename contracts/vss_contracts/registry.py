@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from vss_contracts.case_events import CASE_EVENTS, CaseEventData, SipDecided, SipDecidedV1
+from vss_contracts.case_events import (
+    CASE_EVENTS,
+    CaseEventData,
+    CoordinatorAssigned,
+    CoordinatorAssignedV1,
+    SipDecided,
+    SipDecidedV1,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -37,9 +44,15 @@ def sip_decided_v1_to_v2(payload: Payload) -> Payload:
     }
 
 
+def coordinator_assigned_v1_to_v2(payload: Payload) -> Payload:
+    """A v1 assignment was never a handover (there were none)."""
+    return {**payload, "hands_over_from": None}
+
+
 # old type name -> (next type name, function from the old payload to the next one)
 UPCASTERS: Mapping[str, tuple[str, Upcaster]] = {
     SipDecidedV1.TYPE: (SipDecided.TYPE, sip_decided_v1_to_v2),
+    CoordinatorAssignedV1.TYPE: (CoordinatorAssigned.TYPE, coordinator_assigned_v1_to_v2),
 }
 
 

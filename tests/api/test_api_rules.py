@@ -18,7 +18,7 @@ from services.case.domain import commands as cmd
 from services.case.domain import errors
 from services.case.domain.events import Actor
 from tests.api.conftest import Api
-from tests.support.actors import ACTORS, SOCIAL_INSURANCE_AGENCY, coordinator_for
+from tests.support.actors import ACTORS, SOCIAL_INSURANCE_AGENCY, coordinator_for, make_actor, organisation_of
 from tests.support.scenario import (
     CLIENT,
     CaseScenario,
@@ -32,10 +32,22 @@ from tests.support.scenario import (
     sip_command,
     worksheet_command,
 )
-from vss_contracts.types import ActorPrincipal, ContactPeriod, GoalKind, Phase, Worksheet
-
+from vss_contracts.case_events import PersonRef
+from vss_contracts.types import ActorPrincipal, ContactPeriod, Coordinator, GoalKind, Phase, Worksheet
 
 # ----------------------------------------------------------------------------- stages
+REGION_ORG = organisation_of(ACTORS.region)
+INCOMING = make_actor("karin.berg", REGION_ORG)  # takes over from the region's coordinator
+
+
+def handover_body(s: CaseScenario, incoming: Coordinator, outgoing: Actor) -> dict[str, Any]:
+    return {
+        "coordinator": incoming.model_dump(mode="json"),
+        "assigned_on": str(s.today),
+        "hands_over_from": {"organisation_id": outgoing.organisation_id, "user_id": outgoing.user_id},
+    }
+
+
 def opened(s: CaseScenario) -> None:
     s.open()
 
@@ -236,6 +248,35 @@ RULES = [
             "coordinator": coordinator_for(ACTORS.outsider).model_dump(mode="json"),
             "assigned_on": str(s.today),
         },
+    ),
+    RuleCase(
+        errors.HandoverToSelf,
+        assigned,
+        "/coordinators",
+        lambda s: handover_body(s, coordinator_for(ACTORS.region), ACTORS.region),
+    ),
+    RuleCase(
+        errors.HandoverOutsideOrganisation,
+        assigned,
+        "/coordinators",
+        lambda s: handover_body(s, coordinator_for(ACTORS.outsider), ACTORS.region),
+    ),
+    RuleCase(
+        errors.HandoverInProgress,
+        assigned,
+        "/coordinators",
+        lambda s: handover_body(s, coordinator_for(make_actor("lars.ek", REGION_ORG)), ACTORS.region),
+        before=lambda s: s.run(
+            lambda c: c.assign_coordinator(
+                cmd.AssignCoordinator(
+                    coordinator=coordinator_for(INCOMING),
+                    assigned_on=s.today,
+                    hands_over_from=PersonRef(
+                        organisation_id=ACTORS.region.organisation_id, user_id=ACTORS.region.user_id
+                    ),
+                )
+            )
+        ),
     ),
     RuleCase(
         errors.CoordinatorAlreadyAssigned,
@@ -708,3 +749,22 @@ def test_the_client_withdraws_their_consent_and_confirms_their_sip_in_their_own_
     assert api.get(f"/{scenario.case_id}", actor=TOLVAN).status_code == 200
     refused = api.get(f"/{scenario.case_id}", actor=SOMEONE_ELSE)
     assert (refused.status_code, refused.json()["rule"]) == (403, "not_your_case")
+
+
+def test_a_handover_over_http_assigns_a_third_coordinator_until_the_outgoing_leaves(
+    api: Api, scenario: CaseScenario
+) -> None:
+    assigned(scenario)
+    path = f"/{scenario.case_id}/coordinators"
+    body = handover_body(scenario, coordinator_for(INCOMING), ACTORS.region)
+    accepted = api.post(path, body)
+    assert accepted.status_code == 200, accepted.text
+    assert [e["type"] for e in accepted.json()["events"]] == ["se.vss.case.CoordinatorAssigned.v2"]
+    lars = coordinator_for(make_actor("lars.ek", REGION_ORG))
+    third = {"coordinator": lars.model_dump(mode="json"), "assigned_on": str(scenario.today)}
+    assert api.post(path, third).json()["rule"] == "too_many_coordinators"
+    left = api.post(f"{path}/{ACTORS.region.user_id}/unassignment", {"unassigned_on": str(scenario.today)})
+    assert left.status_code == 200, left.text
+    # The handover is complete: another may follow, from the incoming one now.
+    again = handover_body(scenario, lars, INCOMING)
+    assert api.post(path, again).status_code == 200

@@ -94,7 +94,9 @@ def test_drift_names_a_stale_a_missing_and_an_extra_schema(tmp_path: Path) -> No
     for name, text in generate().items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     legacy = [f"{cls.TYPE}.json" for cls in LEGACY_MEETING_EVENTS]
-    frozen_names = sorted(["se.vss.case.SipDecided.v1.json", *legacy])
+    frozen_names = sorted(
+        ["se.vss.case.CoordinatorAssigned.v1.json", "se.vss.case.SipDecided.v1.json", *legacy]
+    )
     assert drift(tmp_path) == frozen_names  # the frozen ones are missing
     for name in frozen_names:
         (tmp_path / name).write_text((SCHEMA_DIR / name).read_text(encoding="utf-8"), encoding="utf-8")
@@ -305,6 +307,32 @@ def test_a_golden_payload_of_an_earlier_version_decodes_to_the_current_one(cls: 
     assert current.event_name() == cls.event_name()
     assert current.event_version() > cls.event_version()
     assert payload == golden(cls)  # not rewritten
+
+
+def test_a_v1_assignment_reads_as_v2_and_no_handover() -> None:
+    v1 = golden(ev.CoordinatorAssignedV1)
+    assigned = decode_event(ev.CoordinatorAssignedV1.TYPE, v1)
+    assert isinstance(assigned, ev.CoordinatorAssigned)
+    assert assigned.hands_over_from is None
+    assert assigned.model_dump(mode="json") == {**v1, "hands_over_from": None}
+
+
+def test_a_handover_names_a_person_of_the_incoming_coordinators_organisation() -> None:
+    v2 = golden(ev.CoordinatorAssigned)
+    handover = ev.CoordinatorAssigned.model_validate(v2)
+    assert handover.hands_over_from == ev.PersonRef(
+        organisation_id="vgr-psykiatri-nordost", user_id="anna.lindqvist"
+    )
+    with pytest.raises(ValidationError, match="themself"):
+        ev.CoordinatorAssigned.model_validate(
+            {**v2, "hands_over_from": {"organisation_id": "vgr-psykiatri-nordost", "user_id": "karin.berg"}}
+        )
+    with pytest.raises(ValidationError, match="within one organisation"):
+        ev.CoordinatorAssigned.model_validate(
+            {**v2, "hands_over_from": {"organisation_id": "goteborg-sof", "user_id": "anna.lindqvist"}}
+        )
+    with pytest.raises(ValidationError):  # a person is never a user id alone
+        ev.CoordinatorAssigned.model_validate({**v2, "hands_over_from": "anna.lindqvist"})
 
 
 def test_a_v1_sip_reads_as_v2_with_nothing_invented() -> None:

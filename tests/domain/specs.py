@@ -27,7 +27,7 @@ from services.case.domain.case import Case
 from services.case.domain.errors import CaseRuleViolation, InvalidCommand
 from services.case.domain.events import Actor
 from vss_contracts import case_events as ev
-from vss_contracts.case_events import CaseEventData, OthersAction, PlanContact, WarningSign
+from vss_contracts.case_events import CaseEventData, OthersAction, PersonRef, PlanContact, WarningSign
 from vss_contracts.types import (
     ActorPrincipal,
     ChangeRating,
@@ -175,6 +175,16 @@ def open_case(*, on: date = OPENED_ON, case_id: UUID = CASE_ID) -> cmd.OpenCase:
 
 def assign(coordinator: Coordinator = ANNA, *, on: date = ASSIGNED_ON) -> Step:
     command = cmd.AssignCoordinator(coordinator=coordinator, assigned_on=on)
+    return lambda case: case.assign_coordinator(command)
+
+
+def hand_over(incoming: Coordinator, outgoing: Coordinator, *, on: date = ASSIGNED_ON) -> Step:
+    """Assign ``incoming`` to take over from ``outgoing`` (ADR 0021)."""
+    command = cmd.AssignCoordinator(
+        coordinator=incoming,
+        assigned_on=on,
+        hands_over_from=PersonRef(organisation_id=outgoing.organisation.id, user_id=outgoing.user_id),
+    )
     return lambda case: case.assign_coordinator(command)
 
 

@@ -28,6 +28,7 @@ from vss_contracts.types import (
     ClosingReason,
     ContactMode,
     ContactPeriod,
+    Coordinator,
     GoalKind,
     GoalStatus,
     MemberKind,
@@ -101,6 +102,7 @@ from .specs import (
     employment_officer,
     given,
     goal_status,
+    hand_over,
     housing_support,
     meeting,
     mother,
@@ -283,6 +285,68 @@ def test_a_third_coordinator_may_replace_an_unassigned_one() -> None:
 
     then_events(when(case, assign(SARA)), ev.CoordinatorAssigned)
     assert set(case.state.coordinators) == {ANNA.user_id, SARA.user_id}
+
+
+# ------------------------------------------------------------------ handover (ADR 0021)
+KARIN = Coordinator(user_id="karin.berg", name="Karin Berg", organisation=REGION_ORG)
+
+
+def test_an_incoming_coordinator_is_assigned_before_the_outgoing_one_leaves() -> None:
+    case = given(*COORDINATED)
+
+    [event] = then_events(when(case, hand_over(SARA, ANNA)), ev.CoordinatorAssigned)
+
+    assert event.hands_over_from == ev.PersonRef(organisation_id=REGION_ORG.id, user_id=ANNA.user_id)
+    assert set(case.state.coordinators) == {ANNA.user_id, ERIK.user_id, SARA.user_id}
+    assert case.state.handover == (ANNA.user_id, SARA.user_id)
+
+
+def test_the_handover_completes_when_the_outgoing_coordinator_is_unassigned() -> None:
+    case = given(*COORDINATED, hand_over(SARA, ANNA), unassign(ANNA.user_id))
+
+    assert set(case.state.coordinators) == {ERIK.user_id, SARA.user_id}
+    assert case.state.handover is None
+    then_error(when(case, assign(KARIN)), errors.TooManyCoordinators, "too_many_coordinators")
+    then_events(when(case, hand_over(KARIN, SARA)), ev.CoordinatorAssigned)  # the next one may start
+
+
+def test_unassigning_the_incoming_coordinator_calls_the_handover_off() -> None:
+    case = given(*COORDINATED, hand_over(SARA, ANNA), unassign(SARA.user_id))
+
+    assert set(case.state.coordinators) == {ANNA.user_id, ERIK.user_id}
+    assert case.state.handover is None
+
+
+def test_one_handover_at_a_time_and_no_fourth_coordinator_without_one() -> None:
+    case = given(*COORDINATED, hand_over(SARA, ANNA))
+
+    error = then_error(when(case, hand_over(KARIN, ANNA)), errors.HandoverInProgress, "handover_in_progress")
+    assert SARA.user_id in error.detail
+    then_error(when(case, assign(KARIN)), errors.TooManyCoordinators, "too_many_coordinators")
+
+
+def test_a_handover_is_from_an_assigned_coordinator_of_the_same_organisation_to_another() -> None:
+    then_error(when(given(*COORDINATED), hand_over(ANNA, ANNA)), errors.HandoverToSelf, "handover_to_self")
+    then_error(
+        when(given(*COORDINATED), hand_over(SARA, ERIK)),
+        errors.HandoverOutsideOrganisation,
+        "handover_within_organisation",
+    )
+    then_error(
+        when(given(assign(ERIK)), hand_over(SARA, ANNA)),
+        errors.CoordinatorNotAssigned,
+        "coordinator_not_assigned",
+    )
+    # A user id of another organisation is another person: Anna of the municipality is not assigned.
+    someone = Coordinator(user_id=ANNA.user_id, name=ANNA.name, organisation=MUNICIPALITY_ORG)
+    then_error(
+        when(
+            given(*COORDINATED),
+            hand_over(Coordinator(user_id="per.ek", name="Per Ek", organisation=MUNICIPALITY_ORG), someone),
+        ),
+        errors.CoordinatorNotAssigned,
+        "coordinator_not_assigned",
+    )
 
 
 def test_the_same_coordinator_cannot_be_assigned_twice() -> None:

@@ -37,6 +37,7 @@ from tests.support.http import serving
 from tests.support.nats import delete_streams
 from tests.support.scenario import CaseScenario
 from vss_contracts.access_events import CaseDataAccessed
+from vss_contracts.case_events import PersonRef
 from vss_contracts.types import OrganisationRef, Principal
 
 JWT_KEY = "test-key-" + "x" * 40
@@ -385,6 +386,61 @@ def test_a_position_not_reached_in_time_is_503_and_bad_input_is_a_problem(pipeli
     assert stats.status_code == 200
     assert stats.text.startswith("level,key,month")
     assert pipeline.client.get("/v1/statistics", headers=headers).status_code == 403
+
+
+def test_the_overview_shows_a_coordinator_handover_in_progress(pipeline: Pipeline) -> None:
+    scenario = open_shared_case(pipeline)
+    incoming = make_actor("karin.berg", organisation_of(REGION))
+    result = scenario.run(
+        lambda case: case.assign_coordinator(
+            cmd.AssignCoordinator(
+                coordinator=coordinator_for(incoming),
+                assigned_on=scenario.today,
+                hands_over_from=PersonRef(organisation_id=REGION.organisation_id, user_id=REGION.user_id),
+            )
+        )
+    )
+    response = pipeline.client.get(
+        f"/v1/cases/{scenario.case_id}", params={"position": result.position}, headers=pipeline.token(REGION)
+    )
+    assert response.status_code == 200, response.text
+    case = response.json()["case"]
+    assert len(case["coordinators"]) == 3
+    assert case["handover"] == {
+        "outgoing": {"organisation_id": REGION.organisation_id, "user_id": REGION.user_id},
+        "incoming": {"organisation_id": REGION.organisation_id, "user_id": "karin.berg"},
+        "started_on": str(scenario.today),
+    }
+
+
+def test_the_statistics_answer_method_fidelity_and_age_groups_in_json_and_csv(pipeline: Pipeline) -> None:
+    scenarios = [open_shared_case(pipeline) for _ in range(6)]
+    analyst = pipeline.token(REGION, "analyst")
+    position = scenarios[-1].results[-1].position
+    month = f"{scenarios[-1].today:%Y-%m}"
+    params = {"from": month, "to": month, "position": position}
+    answer = pipeline.client.get("/v1/statistics", params=params, headers=analyst)
+    assert answer.status_code == 200, answer.text
+    [group] = answer.json()["groups"]
+    assert group["months"][0]["opened"] == 6
+    # Six adults opened (Tolvan is born in 1912), no child: nothing to suppress, nothing derived.
+    by_age = group["by_age_group"]
+    assert by_age["adults"]["months"][0]["opened"] == 6
+    assert by_age["children_and_young_people"]["months"][0]["opened"] == 0
+    assert group["method_fidelity"]["joint_steps"]["held"] == 0  # consent given, no step taken yet
+    assert set(group["method_fidelity"]) == {
+        "joint_steps",
+        "consent_to_mapping_summary",
+        "follow_ups_met_by_meeting_or_sip",
+    }
+    assert "personal_identity_number" not in answer.text
+    csv = pipeline.client.get("/v1/statistics", params={**params, "format": "csv"}, headers=analyst)
+    header, *rows = csv.text.splitlines()
+    assert header.startswith("level,key,month")
+    assert header.endswith(",age_group")
+    assert [row.rsplit(",", 1)[1] for row in rows] == ["all", "adults", "children_and_young_people"]
+    documented = pipeline.client.get("/openapi.json").json()["components"]["schemas"]["Statistics"]
+    assert "method_fidelity" in documented["properties"]["groups"]["description"]
 
 
 # ------------------------------------------------------------------ waits under load, over real HTTP

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
+from itertools import product
+from typing import Any
 
-from services.projections.domain.statistics import CaseFacts, Period, add_months, statistics_by
+from services.projections.domain.statistics import (
+    AGE_GROUPS,
+    TOTAL,
+    CaseFacts,
+    Cell,
+    Period,
+    Relation,
+    add_months,
+    additive_paths,
+    protect,
+    statistics_by,
+)
 from services.shared.geography import association_of
 
 
@@ -87,28 +101,47 @@ def test_the_municipality_figures_match_the_hand_computation() -> None:
         {"month": "2025-02", "active": 11, "opened": None, "closed": 0},
         {"month": "2025-03", "active": 11, "opened": None, "closed": None},
     ]
-    # First SIP in the period: A 30, B 40, C 30, D 31, G 39 days after consent: median 31.
-    assert gbg["consent_to_first_sip"] == {"cases": 5, "median_days": 31}
+    # First SIP in the period: A 30, B 40, C 30, D 31, G 39 days after consent: median 31;
+    # the middle half (inclusive quartiles of 30 30 31 39 40) from 30 to 39 days.
+    assert gbg["consent_to_first_sip"] == {
+        "cases": 5,
+        "median_days": 31,
+        "lower_quartile_days": 30.0,
+        "upper_quartile_days": 39.0,
+    }
     # Deadlines (SIP + 3 months) in the period: E 03-20 (late), H 01-10 (ok), I 02-15 (late),
     # J 03-01 (ok), K 03-31 (none held), L 01-31 (ok): 6 due, 3 in time -> the count and the
     # share (which would give it away) are suppressed.
-    assert gbg["follow_ups"] == {"due": 6, "within_three_months": None, "share_within_three_months": None}
+    assert gbg["follow_ups"] == {
+        "due": 6,
+        "within_three_months": None,
+        "not_within_three_months": None,
+        "share_within_three_months": None,
+    }
     # Warnings in the period: A, C ×2, D, E = 5, but of four cases: suppressed, and so is the rate.
     # Active days: A 81, B 71, C 55, D 90, E 90, F 29, G 90, H–L 5 × 90 = 956 days = 2.6174
     # case-years, of 11 cases: shown.
     assert gbg["early_warnings"] == {"count": None, "case_years": 2.62, "per_case_year": None}
     # Rated twice: A 20→28, B 15→14, C 10→12, D 22→30, F 18→25, G 30→20 (E once): 6 cases,
     # mean first 115/6 = 19.17, mean latest 129/6 = 21.5; 4 improved and 2 worsened: suppressed.
-    assert gbg["change_rating"] == {
+    change = dict(gbg["change_rating"])
+    del change["by_quarter"]
+    assert change == {
         "cases_rated_twice": 6,
         "mean_first_total": 19.17,
         "mean_latest_total": 21.5,
         "improved": None,
         "worsened": None,
+        "unchanged": 0,
     }
     boras = groups[BORAS]
     assert [m["active"] for m in boras["months"]] == [0, None, None]
-    assert boras["consent_to_first_sip"] == {"cases": 0, "median_days": None}
+    assert boras["consent_to_first_sip"] == {
+        "cases": 0,
+        "median_days": None,
+        "lower_quartile_days": None,
+        "upper_quartile_days": None,
+    }
     assert boras["change_rating"]["mean_first_total"] is None
     # Borås has two cases: not even their case-years are shown.
     assert boras["early_warnings"] == {"count": 0, "case_years": None, "per_case_year": None}
@@ -170,6 +203,7 @@ def test_nothing_is_shown_that_fewer_than_five_cases_make_up() -> None:
     assert group["follow_ups"] == {
         "due": None,
         "within_three_months": None,
+        "not_within_three_months": 0,
         "share_within_three_months": None,
     }
 
@@ -181,3 +215,200 @@ def test_nothing_is_shown_that_fewer_than_five_cases_make_up() -> None:
     [group] = statistics_by(spread, "municipality", PERIOD, AS_OF, association_of)
     assert group["early_warnings"]["count"] == 6
     assert group["early_warnings"]["per_case_year"] == round(6 / (5 * 90 / 365.25), 2)
+
+
+# ----------------------------------------------- method fidelity, trends, age groups (issue 21)
+
+SPRING = Period(date(2025, 4, 1), date(2025, 6, 1))
+
+
+def d(text: str) -> date:
+    return date.fromisoformat(text)
+
+
+def adult(*, age_group: str = "adult", **changes: Any) -> CaseFacts:
+    return replace(case(GBG, "2024-06-01", "2024-06-05", []), age_group=age_group, **changes)
+
+
+def test_method_fidelity_counts_joint_steps_waits_and_follow_ups_by_meeting_or_sip() -> None:
+    steps = (("interview", d("2025-04-02"), True), ("network_map", d("2025-04-09"), True))
+    short = (*steps, ("mapping_summary", d("2025-04-20"), False))
+    cases = [
+        # Five with every coordinator at both steps, five without one at the summary: 25 steps,
+        # 20 with every coordinator, 5 without (of five cases): the share 0.8 is shown.
+        *(adult(joint_steps=steps) for _ in range(5)),
+        *(adult(joint_steps=short, first_mapping_summary_on=d("2025-04-20")) for _ in range(5)),
+    ]
+    # Five copies of the first five, which get the follow-ups below.
+    # Consent 2024-06-05 to the summary on 2025-04-20: 319 days for the five summarised.
+    # Follow-ups: a SIP on 2025-01-10 (due 04-10) met by a meeting on 03-20 (due 06-20), which
+    # the next SIP on 06-15 meets; that SIP is due in September, after the period: two met of
+    # two, per case. Five such cases and one more whose meeting of 03-20 was followed by nothing.
+    met = {"sip_dates": (d("2025-01-10"), d("2025-06-15")), "meeting_dates": (d("2025-03-20"),)}
+    cases += [replace(c, **met) for c in cases[:5]]
+    cases[5:10] = [
+        replace(c, sip_dates=(d("2025-01-10"),), meeting_dates=(d("2025-03-20"),)) for c in cases[5:10]
+    ]
+    [group] = statistics_by(cases, "municipality", SPRING, AS_OF, association_of)
+    fidelity = group["method_fidelity"]
+    assert fidelity["joint_steps"] == {
+        # 5 × 2 + 5 × 3 steps, and the five copies' 5 × 2: 35 held, 30 with every coordinator.
+        "held": 35,
+        "with_every_coordinator": 30,
+        "without_every_coordinator": 5,
+        "share_with_every_coordinator": round(30 / 35, 3),
+    }
+    assert fidelity["consent_to_mapping_summary"] == {
+        "cases": 5,
+        "median_days": 319,
+        "lower_quartile_days": 319.0,
+        "upper_quartile_days": 319.0,
+    }
+    # The five copies: 04-10 met by 03-20's meeting, 06-20 met by 06-15's SIP (10 met). Cases
+    # 6–10: 04-10 met by the meeting, 06-20 not met (5 met, 5 missed). Due 20 of ten cases.
+    assert fidelity["follow_ups_met_by_meeting_or_sip"] == {
+        "due": 20,
+        "met_within_three_months": 15,
+        "not_met_within_three_months": 5,
+        "share_met_within_three_months": 0.75,
+    }
+    # Counted from SIPs alone, 2025-01-10's follow-up was late (the next SIP came in June).
+    assert group["follow_ups"]["within_three_months"] == 0
+
+
+def test_the_change_rating_and_everyday_functioning_trends_per_quarter() -> None:
+    cases = [
+        adult(
+            ratings=((d("2025-02-10"), 14 + n), (d("2025-05-10"), 20 + n), (d("2025-05-30"), 22 + n)),
+            everyday_functioning_dates=(d("2025-01-15"), d("2025-05-15")),
+        )
+        for n in range(5)
+    ]
+    cases.append(adult(everyday_functioning_dates=(d("2025-04-01"),)))
+    whole_year = Period(date(2025, 1, 1), date(2025, 12, 1))
+    [group] = statistics_by(cases, "municipality", whole_year, AS_OF, association_of)
+    # Q1: 14..18, mean 16; Q2: each case's latest in the quarter, 22..26, mean 24; none after.
+    assert group["change_rating"]["by_quarter"] == [
+        {"quarter": "2025-Q1", "cases": 5, "mean_total": 16.0},
+        {"quarter": "2025-Q2", "cases": 5, "mean_total": 24.0},
+        {"quarter": "2025-Q3", "cases": 0, "mean_total": None},
+        {"quarter": "2025-Q4", "cases": 0, "mean_total": None},
+    ]
+    # Six went through Hur fungerar vardagen in the year, five of them twice (no score exists).
+    assert group["everyday_functioning"] == {"cases_assessed": 6, "cases_reassessed": 5}
+    [spring] = statistics_by(cases, "municipality", SPRING, AS_OF, association_of)
+    assert [q["quarter"] for q in spring["change_rating"]["by_quarter"]] == ["2025-Q2"]
+
+
+def test_every_figure_is_split_into_adults_and_children_and_young_people() -> None:
+    cases = [adult() for _ in range(6)] + [adult(age_group="child") for _ in range(5)]
+    [group] = statistics_by(cases, "municipality", SPRING, AS_OF, association_of)
+    assert set(group["by_age_group"]) == {"adults", "children_and_young_people"}
+    assert [m["active"] for m in group["months"]] == [11, 11, 11]
+    assert [m["active"] for m in group["by_age_group"]["adults"]["months"]] == [6, 6, 6]
+    assert [m["active"] for m in group["by_age_group"]["children_and_young_people"]["months"]] == [5, 5, 5]
+    # Each age group carries the same figures as the total.
+    for figures in group["by_age_group"].values():
+        assert set(figures) == set(group) - {"level", "key", "by_age_group"}
+    # Facts stored before the age group was kept count in an unknown group until a rebuild.
+    [older] = statistics_by(
+        [*cases, adult(age_group="unknown")], "municipality", SPRING, AS_OF, association_of
+    )
+    assert set(older["by_age_group"]) == {"adults", "children_and_young_people", "unknown"}
+
+
+# --------------------------------------------------------------------- secondary suppression
+def determined(shown: dict[Cell, float | None], relations: list[Relation], bound: int = 40) -> set[Cell]:
+    """The hidden cells a reader can derive: those every assignment (each hidden cell 1..bound,
+    zeros being shown) consistent with the shown totals gives the same value."""
+    hidden = [cell for cell, value in shown.items() if value is None]
+    seen: dict[Cell, set[int]] = {cell: set() for cell in hidden}
+    for values in product(range(1, bound + 1), repeat=len(hidden)):
+        table = {**shown, **dict(zip(hidden, values, strict=True))}
+        if all(table[total] == sum(table[p] for p in parts) for total, parts in relations):
+            for cell, value in zip(hidden, values, strict=True):
+                seen[cell].add(value)
+    return {cell for cell, values in seen.items() if len(values) == 1}
+
+
+def test_a_suppressed_cell_that_totals_would_give_away_takes_a_second_cell_with_it() -> None:
+    """Municipality × adults/children with row and column totals: Göteborg's three children
+    would be 23 − 20, and the children's column 9 − 6, if only they were hidden."""
+    values: dict[Cell, float] = {
+        ("gbg", "adults"): 20,
+        ("gbg", "children"): 3,
+        ("gbg", "total"): 23,
+        ("boras", "adults"): 8,
+        ("boras", "children"): 6,
+        ("boras", "total"): 14,
+        ("all", "adults"): 28,
+        ("all", "children"): 9,
+        ("all", "total"): 37,
+    }
+    relations: list[Relation] = [
+        *(((row, "total"), ((row, "adults"), (row, "children"))) for row in ("gbg", "boras", "all")),
+        *(((("all", col)), (("gbg", col), ("boras", col))) for col in ("adults", "children", "total")),
+    ]
+    primary = {("gbg", "children")}
+    alone = {cell: (None if cell in primary else v) for cell, v in values.items()}
+    assert determined(alone, relations) == primary  # the leak secondary suppression closes
+    hidden = protect(values, primary, relations)
+    # The smallest cells that close every sum: a rectangle the totals leave one degree of freedom.
+    assert hidden == {("gbg", "children"), ("gbg", "adults"), ("boras", "children"), ("boras", "adults")}
+    shown = {cell: (None if cell in hidden else v) for cell, v in values.items()}
+    assert determined(shown, relations) == set()
+    assert all(shown[cell] is not None for cell in values if cell[1] == "total" or cell[0] == "all")
+
+
+def test_two_suppressed_ones_beside_a_shown_total_are_hidden_with_the_total() -> None:
+    # 1 + 1 = 2: both hidden parts could only be 1; the total goes too.
+    values: dict[Cell, float] = {("t",): 2, ("a",): 1, ("b",): 1, ("c",): 0}
+    relations: list[Relation] = [(("t",), (("a",), ("b",), ("c",)))]
+    assert protect(values, {("a",), ("b",), ("t",)}, relations) == {("a",), ("b",), ("t",)}
+    values = {("t",): 7, ("a",): 1, ("b",): 1, ("c",): 5}
+    hidden = protect(values, {("a",), ("b",)}, relations)
+    assert hidden == {("a",), ("b",), ("c",)}
+    assert determined({c: (None if c in hidden else v) for c, v in values.items()}, relations) == set()
+
+
+def test_no_suppressed_figure_of_the_statistics_can_be_derived_from_its_totals() -> None:
+    # Göteborg: twelve adults and three children active; the three would be 15 − 12.
+    cases = [adult() for _ in range(12)] + [adult(age_group="child") for _ in range(3)]
+    # Deviations: one meeting_requires_coordinators in each of five cases, and seven
+    # coordinators_must_attend of one case: the count 12 less 5 would give the 7 of one case away.
+    deviation = (("meeting_requires_coordinators", d("2025-04-10")),)
+    for n in range(5):
+        cases[n] = replace(cases[n], deviations=deviation)
+    cases[5] = replace(cases[5], deviations=(("coordinators_must_attend", d("2025-04-11")),) * 7)
+    [group] = statistics_by(cases, "municipality", SPRING, AS_OF, association_of)
+    children = group["by_age_group"]["children_and_young_people"]
+    adults = group["by_age_group"]["adults"]
+    assert [m["active"] for m in group["months"]] == [15, 15, 15]
+    assert [m["active"] for m in children["months"]] == [None, None, None]  # three
+    assert [m["active"] for m in adults["months"]] == [None, None, None]  # would give them away
+    # 12 deviations of six cases, 5 of one rule: the 7 of one case would be the rest.
+    assert group["deviations"]["by_rule"]["coordinators_must_attend"] is None
+    assert group["deviations"]["by_rule"]["meeting_requires_coordinators"] is None
+    assert group["deviations"]["count"] == 12
+
+    # Check every table of the answer the way a reader would: fill in each hidden cell.
+    scopes = [TOTAL, *AGE_GROUPS]
+    figures = {TOTAL: group, **group["by_age_group"]}
+    present = [s for s in scopes if s in figures]
+    for path in additive_paths(group):
+        cells = {(s, *path): _at(figures[s], path) for s in present}
+        relation: Relation = ((TOTAL, *path), tuple((s, *path) for s in present if s != TOTAL))
+        assert determined(cells, [relation], bound=20) == set(), path
+    for scope in present:
+        by_rule = figures[scope]["deviations"]["by_rule"]
+        cells = {(rule,): value for rule, value in by_rule.items()}
+        cells[("count",)] = figures[scope]["deviations"]["count"]
+        relation = (("count",), tuple((rule,) for rule in by_rule))
+        assert determined(cells, [relation], bound=15) == set(), scope
+
+
+def _at(figures: dict[str, Any], path: Cell) -> Any:
+    value: Any = figures
+    for key in path:
+        value = value[key]
+    return value

@@ -176,6 +176,7 @@ class CaseState:
     phase: Phase = Phase.MAPPING
     closed_on: date | None = None
     coordinators: dict[str, Coordinator] = field(default_factory=dict)
+    handover: tuple[str, str] | None = None  # (outgoing, incoming) user ids while one is in progress
     consent: Consent | None = None
     worksheets: list[WorksheetRecord] = field(default_factory=list)
     mapping_summarised_on: date | None = None
@@ -442,17 +443,46 @@ class Case(BaseAggregate[UUID]):
             )
         _not_in_future(self._require_context(), "assigned_on", command.assigned_on)
         user_id = command.coordinator.user_id
+        if command.hands_over_from is not None:
+            self._may_hand_over(command.coordinator, command.hands_over_from)
         if user_id in self.state.coordinators:
             raise errors.CoordinatorAlreadyAssigned(f"{user_id} is already assigned")
-        if len(self.state.coordinators) >= 2:
+        if command.hands_over_from is None and len(self.state.coordinators) >= 2:
             raise errors.TooManyCoordinators(
-                "two coordinators are assigned: "
+                f"{len(self.state.coordinators)} coordinators are assigned: "
                 + ", ".join(sorted(self.state.coordinators))
-                + "; unassign one first"
+                + "; unassign one first, or name the one the new coordinator takes over from"
+                " (hands_over_from)"
             )
         self._trigger(
-            ev.CoordinatorAssigned(coordinator=command.coordinator, assigned_on=command.assigned_on)
+            ev.CoordinatorAssigned(
+                coordinator=command.coordinator,
+                assigned_on=command.assigned_on,
+                hands_over_from=command.hands_over_from,
+            )
         )
+
+    def _may_hand_over(self, incoming: Coordinator, outgoing: ev.PersonRef) -> None:
+        """A handover (ADR 0021): the incoming coordinator is assigned before the outgoing one,
+        of the same organisation and assigned, leaves; one handover at a time."""
+        if outgoing.user_id == incoming.user_id:
+            raise errors.HandoverToSelf(f"{incoming.user_id} cannot take over from themself")
+        if self.state.handover is not None:
+            leaving, coming = self.state.handover
+            raise errors.HandoverInProgress(
+                f"{coming} is taking over from {leaving}: unassign {leaving} (or {coming}) first"
+            )
+        assigned = self.state.coordinators.get(outgoing.user_id)
+        if assigned is None or assigned.organisation.id != outgoing.organisation_id:
+            raise errors.CoordinatorNotAssigned(
+                f"{outgoing.user_id} of {outgoing.organisation_id} is not an assigned coordinator"
+                " to take over from"
+            )
+        if incoming.organisation.id != outgoing.organisation_id:
+            raise errors.HandoverOutsideOrganisation(
+                f"{incoming.user_id} is of {incoming.organisation.id}, the outgoing coordinator of"
+                f" {outgoing.organisation_id}"
+            )
 
     @_command
     def unassign_coordinator(self, user_id: str, command: cmd.UnassignCoordinator) -> None:
@@ -989,10 +1019,14 @@ def _renewed_validity(consent: Consent, renewed_on: date) -> date | None:
 # --------------------------------------------------------------------- state transitions
 def _coordinator_assigned(s: CaseState, e: ev.CoordinatorAssigned) -> None:
     s.coordinators[e.coordinator.user_id] = e.coordinator
+    if e.hands_over_from is not None:
+        s.handover = (e.hands_over_from.user_id, e.coordinator.user_id)
 
 
 def _coordinator_unassigned(s: CaseState, e: ev.CoordinatorUnassigned) -> None:
     s.coordinators.pop(e.user_id, None)
+    if s.handover is not None and e.user_id in s.handover:
+        s.handover = None  # completed (the outgoing left) or called off (the incoming did)
 
 
 def _consent_given(s: CaseState, e: ev.ConsentGiven) -> None:

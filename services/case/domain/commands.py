@@ -24,6 +24,7 @@ from vss_contracts.case_events import (
     ContactOther,
     OthersAction,
     OutsideParty,
+    PersonRef,
     PlanContact,
     WarningSign,
 )
@@ -108,6 +109,12 @@ class OpenCase(Command):
 class AssignCoordinator(Command):
     coordinator: Coordinator
     assigned_on: EventDate
+    hands_over_from: PersonRef | None = Field(
+        default=None,
+        description="A handover (ADR 0021): the outgoing coordinator (organisation and user id),"
+        " assigned and of the incoming one's organisation, who stays until unassigned; the case"
+        " may then have three coordinators, one handover at a time",
+    )
 
 
 class UnassignCoordinator(Command):

@@ -127,6 +127,21 @@ class TooManyCoordinators(CaseRuleViolation):
     title = "A case has at most two active coordinators"
 
 
+class HandoverInProgress(CaseRuleViolation):
+    rule = "handover_in_progress"
+    title = "A handover is in progress: one at a time"
+
+
+class HandoverToSelf(CaseRuleViolation):
+    rule = "handover_to_self"
+    title = "The outgoing coordinator cannot be the incoming one"
+
+
+class HandoverOutsideOrganisation(CaseRuleViolation):
+    rule = "handover_within_organisation"
+    title = "A handover is to a coordinator of the outgoing coordinator's organisation"
+
+
 class CoordinatorAlreadyAssigned(CaseRuleViolation):
     rule = "coordinator_already_assigned"
     title = "The coordinator is already assigned"

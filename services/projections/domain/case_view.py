@@ -12,6 +12,8 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
     client {name, personal_identity_number}, municipality {code, name}, region {code, name},
     opened_on, opened_by_organisation, closed_on, closing_reason,
     coordinators [{user_id, name, organisation {id, name, principal}, assigned_on}],
+    handover {outgoing {organisation_id, user_id}, incoming {organisation_id, user_id},
+              started_on} | null (ADR 0021: until the outgoing or the incoming is unassigned),
     consent {consent_id, organisations [...], covers_relatives, signed_on, valid_until,
              renewed_on, withdrawn, withdrawn_on} | null,
     resource_group [{member_id, kind, name, organisation, role, user_id, added_on}],
@@ -56,6 +58,7 @@ from services.projections.domain.events import CaseEventRecord
 from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ev
 from vss_contracts.chain import GENESIS_HASH
+from vss_contracts.identity import birth_date
 from vss_contracts.registry import EVENT_TYPES
 from vss_contracts.types import CONTACT_PERIOD_DAYS, CONTACT_PERIOD_OF_PHASE, ContactPeriod, Phase, Worksheet
 
@@ -63,6 +66,11 @@ View = dict[str, Any]
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")  # a contact's day is its day here
 MAPPING_SUMMARY_STEP = "mapping_summary"
+# The steps every assigned coordinator takes part in (ADR 0017's attendance rules); the
+# statistics' method fidelity counts them.
+JOINT_WORKSHEETS = frozenset({Worksheet.INTERVIEW.value, Worksheet.NETWORK_MAP.value})
+MEETING_STEP = "resource_group_meeting"
+ADULT_AGE = 18
 CHECKLIST_STEPS: tuple[str, ...] = (*(sheet.value for sheet in Worksheet), MAPPING_SUMMARY_STEP)
 
 
@@ -108,6 +116,7 @@ def open_view(event: CaseEventRecord) -> View:
         "closed_on": None,
         "closing_reason": None,
         "coordinators": [],
+        "handover": None,
         "consent": None,
         "resource_group": [],
         "goals": [],
@@ -134,9 +143,41 @@ def open_view(event: CaseEventRecord) -> View:
             "first_rating_total": None,
             "latest_rating_total": None,
             "deviations": [],  # [rule, deviated_on] for each recorded deviation
+            **_statistics_facts_at_opening(data),
         },
     }
     return view
+
+
+# ------------------------------------------------------------ statistics facts (no personal data)
+def _statistics_facts_at_opening(data: dict[str, Any]) -> dict[str, Any]:
+    """The method-fidelity and trend facts a case starts with. The client's age group is
+    derived from the personal identity number here, once; the number itself never enters
+    the facts."""
+    return {
+        "age_group": age_group(data["client"]["personal_identity_number"], data["opened_on"]),
+        "joint_steps": [],  # [step, on, every assigned coordinator took part]
+        "first_mapping_summary_on": None,
+        "meeting_dates": [],
+        "everyday_functioning_dates": [],
+        "ratings": [],  # [rated_on, total]
+    }
+
+
+def age_group(personal_identity_number: str, opened_on: str) -> str:
+    """``child`` (under 18 when the case was opened: *barn och unga*) or ``adult``."""
+    born = birth_date(personal_identity_number.replace("-", ""))
+    opened = date.fromisoformat(opened_on)
+    age = opened.year - born.year - ((opened.month, opened.day) < (born.month, born.day))
+    return "adult" if age >= ADULT_AGE else "child"
+
+
+def _joint_step(view: View, step: str, on: str, participants: list[dict[str, Any]]) -> None:
+    """Record a joint step and whether every coordinator assigned at the time took part."""
+    present = {p.get("user_id") for p in participants if p["kind"] == "coordinator"}
+    assigned = {c["user_id"] for c in view["coordinators"]}
+    everyone = bool(assigned) and assigned <= present
+    view["facts"].setdefault("joint_steps", []).append([step, on, everyone])
 
 
 def check_chain(view: View, event: CaseEventRecord) -> bool:
@@ -191,10 +232,28 @@ def _coordinator_assigned(view: View, data: dict[str, Any]) -> None:
             "assigned_on": data["assigned_on"],
         }
     )
+    _handover(view, data)
 
 
 def _coordinator_unassigned(view: View, data: dict[str, Any]) -> None:
     view["coordinators"] = [c for c in view["coordinators"] if c["user_id"] != data["user_id"]]
+    handover = view.get("handover")
+    if handover is not None and data["user_id"] in (
+        handover["outgoing"]["user_id"],
+        handover["incoming"]["user_id"],
+    ):
+        view["handover"] = None  # completed, or called off
+
+
+def _handover(view: View, data: dict[str, Any]) -> None:
+    outgoing = data.get("hands_over_from")
+    if outgoing is not None:
+        incoming = data["coordinator"]
+        view["handover"] = {
+            "outgoing": dict(outgoing),
+            "incoming": {"organisation_id": incoming["organisation"]["id"], "user_id": incoming["user_id"]},
+            "started_on": data["assigned_on"],
+        }
 
 
 def _consent_given(view: View, data: dict[str, Any]) -> None:
@@ -252,6 +311,7 @@ def _tick(view: View, step: str, on: str, participants: list[str]) -> None:
 
 def _worksheet_completed(view: View, data: dict[str, Any]) -> None:
     _tick(view, data["worksheet"], data["completed_on"], _participant_names(data))
+    _worksheet_facts(view, data)
     rating = data.get("change_rating")
     if rating is not None:
         total = rating["individually"] + rating["interpersonally"] + rating["socially"] + rating["overall"]
@@ -263,8 +323,23 @@ def _worksheet_completed(view: View, data: dict[str, Any]) -> None:
         facts["rating_count"] += 1
 
 
+def _worksheet_facts(view: View, data: dict[str, Any]) -> None:
+    facts = view["facts"]
+    if data["worksheet"] in JOINT_WORKSHEETS:
+        _joint_step(view, data["worksheet"], data["completed_on"], data["participants"])
+    if data["worksheet"] == Worksheet.EVERYDAY_FUNCTIONING.value:
+        facts.setdefault("everyday_functioning_dates", []).append(data["completed_on"])
+    rating = data.get("change_rating")
+    if rating is not None:
+        total = rating["individually"] + rating["interpersonally"] + rating["socially"] + rating["overall"]
+        facts.setdefault("ratings", []).append([data["completed_on"], total])
+
+
 def _mapping_summarised(view: View, data: dict[str, Any]) -> None:
     _tick(view, MAPPING_SUMMARY_STEP, data["summarised_on"], _participant_names(data))
+    _joint_step(view, MAPPING_SUMMARY_STEP, data["summarised_on"], data["participants"])
+    if view["facts"].get("first_mapping_summary_on") is None:
+        view["facts"]["first_mapping_summary_on"] = data["summarised_on"]
 
 
 def _phase_changed(view: View, data: dict[str, Any]) -> None:
@@ -391,6 +466,8 @@ def _meeting_held(view: View, data: dict[str, Any]) -> None:
     meetings["count"] += 1
     if meetings["last_held_on"] is None or data["held_on"] > meetings["last_held_on"]:
         meetings["last_held_on"] = data["held_on"]
+    _joint_step(view, MEETING_STEP, data["held_on"], data["participants"])
+    view["facts"].setdefault("meeting_dates", []).append(data["held_on"])
 
 
 def _action_completed(view: View, data: dict[str, Any]) -> None:
@@ -550,6 +627,7 @@ def mark_overdue(view: View, today: str) -> View:
     served["chain"] = chain
     served.setdefault("deviations", [])  # a view stored before deviations were kept
     served["logbook"] = logbook_served(view, today)
+    served.setdefault("handover", None)  # a view stored before handovers were kept
     active = view["status"] == "active"
     follow_up = view["next_follow_up_on"]
     served["follow_up_overdue"] = bool(active and follow_up is not None and follow_up < today)

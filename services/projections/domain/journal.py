@@ -94,6 +94,7 @@ SUMMARIES: EventHandlers[Summary] = EventHandlers.of(
         ev.CoordinatorAssigned: lambda d: (
             f"Coordinator {d['coordinator']['name']} ({d['coordinator']['organisation']['name']})"
             f" assigned on {d['assigned_on']}"
+            + (f", taking over from {d['hands_over_from']['user_id']}" if d.get("hands_over_from") else "")
         ),
         ev.CoordinatorUnassigned: lambda d: f"Coordinator {d['user_id']} unassigned on {d['unassigned_on']}",
         ev.ConsentGiven: lambda d: (

@@ -205,7 +205,21 @@ class Statistics(BaseModel):
     from_month: str
     to_month: str
     minimum_count: int
-    groups: list[dict[str, Any]]
+    groups: list[dict[str, Any]] = Field(
+        description="One entry per municipality, association or region (`key`): `months` (active,"
+        " opened, closed), `deviations` (count, by_rule), `consent_to_first_sip` (cases, median_days,"
+        " lower_quartile_days, upper_quartile_days), `follow_ups` (due, within_three_months,"
+        " not_within_three_months, share_within_three_months), `early_warnings`, `change_rating`"
+        " (with `by_quarter`: quarter, cases, mean_total), `everyday_functioning` (cases_assessed,"
+        " cases_reassessed), `method_fidelity` (joint_steps: held, with_every_coordinator,"
+        " without_every_coordinator, share_with_every_coordinator; consent_to_mapping_summary;"
+        " follow_ups_met_by_meeting_or_sip: due, met_within_three_months,"
+        " not_met_within_three_months, share_met_within_three_months), and `by_age_group`"
+        " (`adults`, `children_and_young_people`, and `unknown` while facts stored before the age"
+        " group was kept remain) with the same figures. `null`: suppressed (fewer than"
+        " `minimum_count` cases, or a cell that would give a suppressed one away: secondary"
+        " suppression). Definitions: docs/operations.md and the statistics module."
+    )
 
 
 # -------------------------------------------------------------------------------- wiring
@@ -591,49 +605,100 @@ def _csv(groups: list[dict[str, Any]]) -> str:
             "worsened",
             "deviations",
             *(f"deviations_{rule}" for rule in sorted(PracticeRule)),
+            *FIDELITY_COLUMNS,
+            "age_group",
         ]
     )
 
     def cell(value: Any) -> str:
         return "" if value is None else str(value)
 
-    for group in groups:
-        sip, follow, warn, rating = (
-            group["consent_to_first_sip"],
-            group["follow_ups"],
-            group["early_warnings"],
-            group["change_rating"],
-        )
-        for month in group["months"]:
-            writer.writerow(
-                [
-                    cell(v)
-                    for v in (
-                        group["level"],
-                        group["key"],
-                        month["month"],
-                        month["active"],
-                        month["opened"],
-                        month["closed"],
-                        sip["cases"],
-                        sip["median_days"],
-                        follow["due"],
-                        follow["within_three_months"],
-                        follow["share_within_three_months"],
-                        warn["count"],
-                        warn["case_years"],
-                        warn["per_case_year"],
-                        rating["cases_rated_twice"],
-                        rating["mean_first_total"],
-                        rating["mean_latest_total"],
-                        rating["improved"],
-                        rating["worsened"],
-                        group["deviations"]["count"],
-                        *(group["deviations"]["by_rule"][rule] for rule in sorted(PracticeRule)),
-                    )
-                ]
-            )
+    for whole in groups:
+        scopes = [("all", whole), *whole.get("by_age_group", {}).items()]
+        for age_group, figures in scopes:
+            _csv_rows(writer, {**figures, "level": whole["level"], "key": whole["key"]}, age_group)
     return out.getvalue()
+
+
+FIDELITY_COLUMNS = (
+    "consent_to_first_sip_lower_quartile_days",
+    "consent_to_first_sip_upper_quartile_days",
+    "joint_steps_held",
+    "joint_steps_with_every_coordinator",
+    "share_joint_steps_with_every_coordinator",
+    "consent_to_mapping_summary_cases",
+    "consent_to_mapping_summary_median_days",
+    "follow_ups_by_meeting_or_sip_due",
+    "follow_ups_by_meeting_or_sip_met",
+    "share_follow_ups_by_meeting_or_sip_met",
+    "everyday_functioning_cases_assessed",
+    "everyday_functioning_cases_reassessed",
+)
+
+
+def _csv_rows(writer: Any, group: dict[str, Any], age_group: str) -> None:
+    """One group's (or one of its age groups') rows: one a month."""
+
+    def cell(value: Any) -> str:
+        return "" if value is None else str(value)
+
+    fidelity = group["method_fidelity"]
+    steps, summary, met = (
+        fidelity["joint_steps"],
+        fidelity["consent_to_mapping_summary"],
+        fidelity["follow_ups_met_by_meeting_or_sip"],
+    )
+    extra = (
+        group["consent_to_first_sip"]["lower_quartile_days"],
+        group["consent_to_first_sip"]["upper_quartile_days"],
+        steps["held"],
+        steps["with_every_coordinator"],
+        steps["share_with_every_coordinator"],
+        summary["cases"],
+        summary["median_days"],
+        met["due"],
+        met["met_within_three_months"],
+        met["share_met_within_three_months"],
+        group["everyday_functioning"]["cases_assessed"],
+        group["everyday_functioning"]["cases_reassessed"],
+    )
+    sip, follow, warn, rating = (
+        group["consent_to_first_sip"],
+        group["follow_ups"],
+        group["early_warnings"],
+        group["change_rating"],
+    )
+    for month in group["months"]:
+        writer.writerow(
+            [
+                cell(v)
+                for v in (
+                    group["level"],
+                    group["key"],
+                    month["month"],
+                    month["active"],
+                    month["opened"],
+                    month["closed"],
+                    sip["cases"],
+                    sip["median_days"],
+                    follow["due"],
+                    follow["within_three_months"],
+                    follow["share_within_three_months"],
+                    warn["count"],
+                    warn["case_years"],
+                    warn["per_case_year"],
+                    rating["cases_rated_twice"],
+                    rating["mean_first_total"],
+                    rating["mean_latest_total"],
+                    rating["improved"],
+                    rating["worsened"],
+                    group["deviations"]["count"],
+                    *(group["deviations"]["by_rule"][rule] for rule in sorted(PracticeRule)),
+                    *extra,
+                    age_group,
+                )
+            ]
+        )
 
 
 @router.get("/position", response_model=ReadPosition, tags=["operations"])

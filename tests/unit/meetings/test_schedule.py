@@ -288,3 +288,24 @@ def test_working_days_skip_weekends_and_swedish_holidays() -> None:
     assert WORKING_DAYS.add_working_days(date(2026, 12, 23), 1) == date(2026, 12, 28)  # past Christmas
     assert WORKING_DAYS.holiday_name(date(2026, 12, 24)) == "Julafton"
     assert WORKING_DAYS.is_working_day(date(2026, 3, 3))
+
+
+def test_during_a_handover_both_coordinators_are_invited_and_the_outgoing_one_leaves_after() -> None:
+    schedule = Schedule().started(date(2026, 1, 5))
+    schedule.consent(date(2026, 1, 5))
+    schedule.sip(date(2026, 2, 2), 1, follow_up=date(2026, 5, 4))
+    lena = Coordinator(user_id="lena", name="Lena", organisation=SOCIAL)
+    handover = ce.CoordinatorAssigned(
+        coordinator=lena,
+        assigned_on=date(2026, 3, 2),
+        hands_over_from=ce.PersonRef(organisation_id=SOCIAL.id, user_id="sara"),
+    )
+    [added] = payloads(schedule.on(date(2026, 3, 2), handover))
+    assert isinstance(added, me.MeetingInviteesChanged)
+    assert [i.invitee_id for i in added.added] == ["coordinator:lena"]
+    [meeting] = schedule.schedule.upcoming()
+    assert {"coordinator:sara", "coordinator:lena"} <= set(meeting.invitees)
+    unassigned = ce.CoordinatorUnassigned(user_id="sara", unassigned_on=date(2026, 3, 9))
+    [left] = payloads(schedule.on(date(2026, 3, 9), unassigned))
+    assert isinstance(left, me.MeetingInviteesChanged)
+    assert [i.invitee_id for i in left.removed] == ["coordinator:sara"]

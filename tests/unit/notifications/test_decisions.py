@@ -471,3 +471,21 @@ def test_nobody_is_told_of_a_contact_or_a_period_set() -> None:
     assert (
         case.on(ce.ContactPeriodSet(period=ContactPeriod.ASSESSMENT, applies_from=TODAY, set_by=sara)) == []
     )
+
+
+def test_an_incoming_coordinator_is_told_and_both_are_in_the_audience_during_a_handover() -> None:
+    case = Case()
+    lena = Coordinator(
+        user_id="lena", name="Lena", organisation=SOCIAL, contact=ContactDetails(email="lena@example.se")
+    )
+    [notice] = case.on(
+        ce.CoordinatorAssigned(
+            coordinator=lena,
+            assigned_on=TODAY,
+            hands_over_from=ce.PersonRef(organisation_id=SOCIAL.id, user_id="sara"),
+        )
+    )
+    assert (notice.person.name, notice.template) == ("Lena", "coordinator_assigned")
+    assert set(case.audience.coordinators) == {"sara", "lena"}
+    case.on(ce.CoordinatorUnassigned(user_id="sara", unassigned_on=TODAY))
+    assert set(case.audience.coordinators) == {"lena"}

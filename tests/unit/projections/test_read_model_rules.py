@@ -15,6 +15,7 @@ from tests.domain import specs
 from tests.unit.stories import Stream, story
 from vss_contracts import case_events as ev
 from vss_contracts.registry import upcast
+from vss_contracts.types import Worksheet
 
 
 def view_of(*steps: specs.Step) -> dict[str, Any]:
@@ -175,11 +176,21 @@ def test_counts_under_five_are_suppressed_and_so_is_a_median_of_fewer_cases() ->
     few = [facts("2025-01-10", "2025-01-20", "2025-02-20") for _ in range(MIN_COUNT - 1)]
     figures = group_figures(few, SPRING, date(2025, 6, 30))
     assert figures["months"][0] == {"month": "2025-01", "active": None, "opened": None, "closed": 0}
-    assert figures["consent_to_first_sip"] == {"cases": None, "median_days": None}
+    assert figures["consent_to_first_sip"] == {
+        "cases": None,
+        "median_days": None,
+        "lower_quartile_days": None,
+        "upper_quartile_days": None,
+    }
     enough = [*few, facts("2025-01-12", "2025-01-20", "2025-03-02")]
     figures = group_figures(enough, SPRING, date(2025, 6, 30))
     assert figures["months"][0]["opened"] == MIN_COUNT
-    assert figures["consent_to_first_sip"] == {"cases": 5, "median_days": 31}
+    assert figures["consent_to_first_sip"] == {
+        "cases": 5,
+        "median_days": 31,
+        "lower_quartile_days": 31.0,
+        "upper_quartile_days": 31.0,
+    }
 
 
 def test_a_follow_up_is_in_time_when_the_next_sip_comes_within_three_months() -> None:
@@ -313,3 +324,73 @@ def test_facts_stored_before_deviations_were_kept_read_as_none() -> None:
     stored = view_of(*specs.WORKING)["facts"]
     del stored["deviations"]
     assert CaseFacts.from_json(stored).deviations == ()
+
+
+# ------------------------------------------------------- method fidelity and trends (issue 21)
+def test_the_facts_keep_the_joint_steps_and_who_of_the_coordinators_took_part() -> None:
+    view = view_of(
+        *specs.WORKING,
+        without_erik(),
+        specs.worksheet(Worksheet.EVERYDAY_FUNCTIONING),
+        specs.worksheet(Worksheet.CHANGE_RATING),
+    )
+    derived = CaseFacts.from_json(view["facts"])
+    assert derived.joint_steps == (
+        ("interview", specs.WORKSHEET_ON, True),
+        ("network_map", specs.WORKSHEET_ON, True),
+        ("mapping_summary", specs.SUMMARISED_ON, True),
+        ("resource_group_meeting", specs.TODAY, False),  # Erik was ill
+    )
+    assert derived.first_mapping_summary_on == specs.SUMMARISED_ON
+    assert derived.meeting_dates == (specs.TODAY,)
+    assert derived.everyday_functioning_dates == (specs.WORKSHEET_ON,)
+    assert derived.ratings == ((specs.WORKSHEET_ON, 3 + 5 + 2 + 4),)
+    assert derived.age_group == "adult"  # born 1912
+    # The age group is kept; the number it comes from is not.
+    assert "121212" not in repr(view["facts"])
+
+
+def test_the_age_group_is_the_age_on_the_day_the_case_was_opened() -> None:
+    assert case_view.age_group("200703150000", "2025-03-14") == "child"  # 18 tomorrow
+    assert case_view.age_group("200703150000", "2025-03-15") == "adult"
+    assert case_view.age_group("20070375-0000", "2025-03-14") == "child"  # samordningsnummer: day + 60
+    assert case_view.age_group("200703750000", "2025-03-15") == "adult"
+    assert case_view.age_group("20080229-0000", "2026-02-28") == "child"  # the 29th comes on 1 March
+
+
+def test_facts_stored_before_the_fidelity_facts_were_kept_read_as_none() -> None:
+    stored = view_of(*specs.WORKING)["facts"]
+    for key in ("age_group", "joint_steps", "first_mapping_summary_on", "meeting_dates", "ratings"):
+        del stored[key]
+    derived = CaseFacts.from_json(stored)
+    assert (derived.age_group, derived.joint_steps, derived.ratings) == ("unknown", (), ())
+
+
+# ------------------------------------------------------------------ handover (ADR 0021)
+def test_the_overview_shows_a_handover_until_the_outgoing_coordinator_leaves() -> None:
+    during = view_of(*specs.WORKING, specs.hand_over(specs.SARA, specs.ANNA))
+    assert [c["user_id"] for c in during["coordinators"]] == [
+        specs.ANNA.user_id,
+        specs.ERIK.user_id,
+        specs.SARA.user_id,
+    ]
+    assert during["handover"] == {
+        "outgoing": {"organisation_id": specs.REGION_ORG.id, "user_id": specs.ANNA.user_id},
+        "incoming": {"organisation_id": specs.REGION_ORG.id, "user_id": specs.SARA.user_id},
+        "started_on": specs.ASSIGNED_ON.isoformat(),
+    }
+    handed_over = (specs.hand_over(specs.SARA, specs.ANNA), specs.unassign(specs.ANNA.user_id))
+    after = view_of(*specs.WORKING, *handed_over)
+    assert after["handover"] is None
+    assert [c["user_id"] for c in after["coordinators"]] == [specs.ERIK.user_id, specs.SARA.user_id]
+    stored = view_of(*specs.WORKING)
+    del stored["handover"]  # as stored before handovers were kept
+    assert case_view.mark_overdue(stored, "2025-03-14")["handover"] is None
+
+
+def test_the_journal_says_whom_the_incoming_coordinator_takes_over_from() -> None:
+    records = Stream().records(story(*specs.WORKING, specs.hand_over(specs.SARA, specs.ANNA)))
+    assert journal.summary(records[-1]) == (
+        f"Coordinator Sara Holm ({specs.REGION_ORG.name}) assigned on {specs.ASSIGNED_ON},"
+        f" taking over from {specs.ANNA.user_id}"
+    )

@@ -88,3 +88,17 @@ def test_an_event_is_dated_as_the_case_service_dates_it_in_stockholm() -> None:
 def test_the_access_state_survives_its_stored_form() -> None:
     access = access_after(assigned("anna", REGION), consent(CITY, valid_until="2025-06-30"), withdrawn(CITY))
     assert CaseAccess.from_json(access.to_json()) == access
+
+
+def test_a_handover_within_an_organisation_keeps_its_sight_of_the_case() -> None:
+    handover = (
+        ev.CoordinatorAssigned.TYPE,
+        {
+            "coordinator": {"user_id": "karin", "organisation": {"id": REGION}},
+            "hands_over_from": {"organisation_id": REGION, "user_id": "anna"},
+        },
+    )
+    access = access_after(assigned("anna", REGION), handover)
+    assert access.covered("2025-03-01") == {REGION}
+    access.apply(ev.CoordinatorUnassigned.TYPE, {"user_id": "anna"})
+    assert access.covered("2025-03-01") == {REGION}  # the incoming coordinator is the region's too
