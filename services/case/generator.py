@@ -26,7 +26,7 @@ consent (partly or entirely), and some cases close.
 
 Deterministic for a given seed: every choice and every id a client may choose comes
 from ``random.Random(seed)``. (Ids the aggregate makes itself — event ids and consent
-ids — and so the hashes, differ from run to run.)
+ids — and so the hashes and the event id a correction names, differ from run to run.)
 
 Personal identity numbers are well-formed (date of birth, Luhn digit) but random, and
 phone numbers are from the series PTS reserves for fiction (070-174 06 05–99).
@@ -44,7 +44,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool
@@ -57,7 +57,7 @@ from services.case.domain.events import Actor
 from services.case.infrastructure.signing import CommitSigner
 from services.case.infrastructure.store import CaseEventStore, StoreConfig
 from services.shared.geography import MunicipalityInfo, municipalities
-from vss_contracts.case_events import OthersAction, PlanContact, WarningSign
+from vss_contracts.case_events import CorrectedMeetingHeld, OthersAction, PlanContact, WarningSign
 from vss_contracts.identity import luhn_check_digit
 from vss_contracts.types import (
     ActorPrincipal,
@@ -613,6 +613,15 @@ def _workday(day: date) -> date:
 
 
 # ---------------------------------------------------------------------------------- steps
+_Correction = TypeVar("_Correction", cmd.CorrectEntry, cmd.RetractEntry)
+
+
+def _naming_last_meeting(case: Case, command: _Correction) -> _Correction:
+    """The command naming the case's latest resource group meeting held (its event's id)."""
+    meetings = [event_id for event_id, e in case.state.entries.items() if e.kind == "resource_group_meeting"]
+    return command.model_copy(update={"corrects_event_id": meetings[-1]})
+
+
 def _assigning(command: cmd.AssignCoordinator) -> Callable[[Case], object]:
     return lambda case: case.assign_coordinator(command)
 
@@ -1114,6 +1123,30 @@ class _CaseLife:
         yield self.step(lambda c: c.update_early_warning_plan(command))
         self.plan_version += 1
 
+    def correct_meeting(self, day: date, meeting: cmd.HoldResourceGroupMeeting) -> Iterator[_Step]:
+        """Now and then a meeting's notes are corrected, or a meeting recorded twice by mistake
+        has its second record retracted (ADR 0018): the case's meetings stay as they were."""
+        roll = self.rng.random()
+        if roll < 0.04:
+            correction = cmd.CorrectEntry(
+                corrects_event_id=uuid.UUID(int=0),  # the meeting's event: the aggregate made its id
+                reason="Anteckningarna skrevs in ofullständigt.",
+                corrected_on=day,
+                value=CorrectedMeetingHeld(
+                    held_on=meeting.held_on,
+                    participants=meeting.participants,
+                    notes=f"{meeting.notes} Nästa möte bokades vid mötet.",
+                ),
+            )
+            yield self.step(lambda c: c.correct_entry(_naming_last_meeting(c, correction)))
+        elif roll < 0.07:
+            twice = meeting.model_copy(update={"meeting_id": self.new_id()})
+            yield self.step(lambda c: c.hold_resource_group_meeting(twice))
+            retraction = cmd.RetractEntry(
+                corrects_event_id=uuid.UUID(int=0), reason="Mötet registrerades två gånger.", retracted_on=day
+            )
+            yield self.step(lambda c: c.retract_entry(_naming_last_meeting(c, retraction)))
+
     # ----------------------------------------------------------------------- working phase
     def follow_up(self, day: date) -> Iterator[_Step]:
         """Change rating, resource group meeting, goals revised and a new SIP (renewing consent)."""
@@ -1137,6 +1170,7 @@ class _CaseLife:
             deviation_reason=reason,
         )
         yield self.step(lambda c: c.hold_resource_group_meeting(meeting))
+        yield from self.correct_meeting(day, meeting)
         if self.sip_version:
             for goal_id in list(self.sub_goals):
                 roll = rng.random()

@@ -16,13 +16,21 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.case.domain.events import Actor
-from vss_contracts.case_events import ONE_RESPONSIBLE, OthersAction, OutsideParty, PlanContact, WarningSign
+from vss_contracts.case_events import (
+    ONE_RESPONSIBLE,
+    CorrectedValue,
+    OthersAction,
+    OutsideParty,
+    PlanContact,
+    WarningSign,
+)
 from vss_contracts.types import (
     ChangeRating,
     ClientRef,
     ClosingReason,
     ContactDetails,
     Coordinator,
+    CorrectionReason,
     DeviationReason,
     GoalKind,
     GoalStatus,
@@ -263,6 +271,24 @@ class CloseCase(Command):
     comment: LongText | None = None
 
 
+class CorrectEntry(Command):
+    """Correct an earlier entry of the case (ADR 0018): ``value`` is how it should have read,
+    of the entry's kind (``value.kind``). A later correction names the same entry again."""
+
+    corrects_event_id: UUID = Field(description="The id of the entry's own event in this case")
+    reason: CorrectionReason
+    corrected_on: EventDate
+    value: CorrectedValue
+
+
+class RetractEntry(Command):
+    """Retract an earlier entry of the case (ADR 0018): it should not have been recorded."""
+
+    corrects_event_id: UUID = Field(description="The id of the entry's own event in this case")
+    reason: CorrectionReason
+    retracted_on: EventDate
+
+
 __all__ = [
     "AddMember",
     "AssignCoordinator",
@@ -274,6 +300,7 @@ __all__ = [
     "CommandContext",
     "CompleteAction",
     "CompleteWorksheet",
+    "CorrectEntry",
     "DecideSip",
     "GiveConsent",
     "HoldResourceGroupMeeting",
@@ -281,6 +308,7 @@ __all__ = [
     "ProposedAction",
     "RemoveMember",
     "ResolveEarlyWarning",
+    "RetractEntry",
     "SetGoal",
     "SummariseMapping",
     "TriggerEarlyWarning",

@@ -284,3 +284,27 @@ class EarlyWarningAlreadyTriggered(CaseRuleViolation):
 class EarlyWarningNotOpen(CaseRuleViolation):
     rule = "early_warning_not_open"
     title = "No such open early warning"
+
+
+# -- corrections of earlier entries (ADR 0018) -------------------------------------------
+class EntryNotFound(CaseRuleViolation):
+    rule = "entry_not_found"
+    title = "No event of this case has that id"
+
+
+class EntryNotCorrectable(CaseRuleViolation):
+    rule = "entry_not_correctable"
+    title = (
+        "Only a worksheet, a goal, a resource group meeting held or a SIP action's completion is"
+        " corrected or retracted this way"
+    )
+
+
+class EntryRetracted(CaseRuleViolation):
+    rule = "entry_retracted"
+    title = "The entry was retracted: it is neither corrected nor retracted again"
+
+
+class CorrectionKindMismatch(CaseRuleViolation):
+    rule = "correction_kind_mismatch"
+    title = "The corrected value is of another kind than the entry"

@@ -302,6 +302,8 @@ CASE_HANDLERS: EventHandlers[Callable[[Audience, Any, datetime, date], Outcome]]
         ce.ActionCompleted,
         ce.SipConfirmedByClient,  # the overview and the journal show it to the coordinators
         ce.MethodDeviationRecorded,  # likewise; the deviating fact that follows it is what tells
+        ce.EntryCorrected,  # the overview and the journal show corrections (ADR 0018)
+        ce.EntryRetracted,
     ),
 )
 

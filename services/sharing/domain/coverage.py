@@ -134,6 +134,8 @@ HANDLERS: EventHandlers[Callable[[CaseAccess, dict[str, Any]], None]] = EventHan
         ev.EarlyWarningTriggered,
         ev.EarlyWarningResolved,
         ev.MethodDeviationRecorded,  # a deviation from practice changes nobody's access
+        ev.EntryCorrected,  # nor does a correction; it is shared like every case event (ADR 0018)
+        ev.EntryRetracted,
         ev.CaseClosed,  # a closed case stays visible to whom it was (the rule has no end date)
     ),
 )
