@@ -1848,7 +1848,9 @@ def test_every_named_error_has_a_distinct_rule_and_is_covered_here() -> None:
     rules = [cls.rule for cls in rule_classes]
     assert len(rules) == len(set(rules))
     here = Path(__file__)
-    source = here.read_text(encoding="utf-8") + (here.parent / "test_corrections.py").read_text(encoding="utf-8")
+    source = here.read_text(encoding="utf-8") + (here.parent / "test_corrections.py").read_text(
+        encoding="utf-8"
+    )
     untested = sorted(cls.__name__ for cls in rule_classes if f'"{cls.rule}"' not in source)
     assert untested == []
 

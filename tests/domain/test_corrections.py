@@ -7,7 +7,6 @@ completion) is corrected and retracted, and every refusal is shown with its name
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
 from uuid import UUID
 
 import pytest
@@ -15,31 +14,37 @@ from pydantic import ValidationError
 
 from services.case.domain import commands as cmd
 from services.case.domain import errors
-from services.case.domain.case import Case, WorksheetRecord
+from services.case.domain.case import WorksheetRecord
 from vss_contracts import case_events as ev
-from vss_contracts.types import ChangeRating, GoalStatus, Worksheet
+from vss_contracts.types import GoalStatus, Worksheet
 
 from .specs import (
     ACTION_1,
     AS_CLIENT,
+    CORRECTION_REASON,
     LONG_TERM_GOAL,
+    MEETING_ON,
     OPENED_ON,
-    P_ANNA,
     P_CLIENT,
-    P_ERIK,
     PLANNED,
     SIP_ON,
     TODAY,
     TOMORROW,
     WORKING,
     WORKSHEET_ON,
-    Step,
+    action_value,
     close,
     complete_action,
+    correct,
     decide_sip,
+    entry_id,
     given,
     goal_status,
+    goal_value,
     meeting,
+    meeting_value,
+    rating_value,
+    retract,
     sub_goal,
     then_error,
     then_events,
@@ -47,69 +52,6 @@ from .specs import (
     withdraw,
     worksheet,
 )
-
-REASON = "Fel uppgift infördes; rättad efter kontroll med Tolvan."
-MEETING_ON = date(2025, 3, 10)
-RATING = ChangeRating(individually=3, interpersonally=5, socially=4, overall=4)
-
-
-def entry_id(case: Case, data_type: type[ev.CaseEventData], index: int = -1) -> UUID:
-    """The id of the case's event of ``data_type`` (the last one by default)."""
-    ids = [e.meta.event_id for e in case.pending_events if isinstance(e.data, data_type)]  # type: ignore[attr-defined]
-    return ids[index]
-
-
-def correct(
-    data_type: type[ev.CaseEventData], value: Any, *, on: date = TODAY, event_id: UUID | None = None
-) -> Step:
-    """Correct the latest entry of ``data_type`` (or the event ``event_id``)."""
-
-    def step(case: Case) -> None:
-        command = cmd.CorrectEntry(
-            corrects_event_id=event_id or entry_id(case, data_type),
-            reason=REASON,
-            corrected_on=on,
-            value=value,
-        )
-        case.correct_entry(command)
-
-    return step
-
-
-def retract(data_type: type[ev.CaseEventData], *, on: date = TODAY, event_id: UUID | None = None) -> Step:
-    def step(case: Case) -> None:
-        command = cmd.RetractEntry(
-            corrects_event_id=event_id or entry_id(case, data_type), reason=REASON, retracted_on=on
-        )
-        case.retract_entry(command)
-
-    return step
-
-
-def rating_value(on: date = WORKSHEET_ON, rating: ChangeRating | None = RATING) -> ev.CorrectedWorksheet:
-    return ev.CorrectedWorksheet(
-        completed_on=on,
-        participants=[P_CLIENT],
-        summary="Tolvan skattade själv; socialt 4, inte 2.",
-        change_rating=rating,
-    )
-
-
-def goal_value(on: date = date(2025, 2, 24)) -> ev.CorrectedGoal:
-    return ev.CorrectedGoal(
-        description="Ha ett eget boende med stöd inom ett år", target_date=None, set_on=on
-    )
-
-
-def meeting_value(on: date = MEETING_ON) -> ev.CorrectedMeetingHeld:
-    return ev.CorrectedMeetingHeld(
-        held_on=on, participants=[P_ANNA, P_ERIK, P_CLIENT], notes="Rättade anteckningar."
-    )
-
-
-def action_value(on: date = date(2025, 3, 12)) -> ev.CorrectedActionCompletion:
-    return ev.CorrectedActionCompletion(completed_on=on, comment="Genomförd dagen före, enligt mottagningen.")
-
 
 RATED = (*WORKING[:3], worksheet(Worksheet.CHANGE_RATING, P_CLIENT))
 MET = (*WORKING, meeting(on=MEETING_ON))
@@ -123,7 +65,7 @@ def test_a_worksheet_corrected_records_the_new_value_naming_the_entry() -> None:
     (event,) = then_events(when(case, correct(ev.WorksheetCompleted, rating_value())), ev.EntryCorrected)
     assert event.corrects_event_id == original
     assert event.corrects_type == ev.WorksheetCompleted.TYPE
-    assert event.reason == REASON
+    assert event.reason == CORRECTION_REASON
     assert event.value == rating_value()
     assert case.state.worksheets == [WorksheetRecord(Worksheet.CHANGE_RATING, WORKSHEET_ON, [P_CLIENT])]
     assert case.state.entries[original].corrections == 1

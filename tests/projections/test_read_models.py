@@ -108,7 +108,7 @@ def observed_overview(view: dict[str, Any]) -> dict[str, Any]:
             "renewed_on": consent["renewed_on"],
         },
         "members": sorted(m["member_id"] for m in view["resource_group"]),
-        "goals": {g["goal_id"]: g["status"] for g in view["goals"]},
+        "goals": {g["goal_id"]: g["status"] for g in view["goals"] if not g.get("retracted")},
         "sip": None
         if sip is None
         else {

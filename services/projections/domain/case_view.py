@@ -471,7 +471,11 @@ def _entry_value(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     if kind == "goal":
         return {k: data.get(k) for k in ("description", "life_area", "target_date", "set_on")}
     if kind == "resource_group_meeting":
-        return {"held_on": data["held_on"], "participants": _participant_names(data), "notes": data.get("notes")}
+        return {
+            "held_on": data["held_on"],
+            "participants": _participant_names(data),
+            "notes": data.get("notes"),
+        }
     return {"completed_on": data["completed_on"], "comment": data.get("comment")}
 
 
@@ -479,7 +483,11 @@ def _remember_entry(view: View, event: CaseEventRecord) -> None:
     kind = ENTRY_TYPES[event.type]
     data = event.data
     value = _entry_value(kind, data)
-    keys = {"goal": ("goal_id",), "resource_group_meeting": ("meeting_id",), "sip_action": ("sip_version", "action_id")}
+    keys = {
+        "goal": ("goal_id",),
+        "resource_group_meeting": ("meeting_id",),
+        "sip_action": ("sip_version", "action_id"),
+    }
     for key in keys.get(kind, ()):
         value[key] = data[key]
     # A view stored before entries were kept has none; a rebuild gives it all (ADR 0018).
