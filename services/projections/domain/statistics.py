@@ -17,6 +17,9 @@ only). Definitions, as documented in docs/operations.md:
   twice, the mean first and mean latest total (0–40), and how many improved.
 - *deviations from the method*: the recorded deviations (ADR 0017) whose fact falls in
   the period, in all and per practice rule.
+- corrected and retracted entries (ADR 0018): the facts come from each overview's current
+  values, so a corrected change rating counts with its corrected total and a retracted one
+  not at all.
 
 Every count below :data:`MIN_COUNT` (except 0) is suppressed (``None``), and so is
 every figure computed from fewer than :data:`MIN_COUNT` cases (a count of follow-ups
