@@ -479,8 +479,8 @@ RATING = ChangeRating(individually=3, interpersonally=5, socially=4, overall=4)
 
 
 def entry_id(case: Case, data_type: type[ev.CaseEventData], index: int = -1) -> UUID:
-    """The id of the case's event of ``data_type`` (the last one by default)."""
-    ids = [e.meta.event_id for e in case.pending_events if isinstance(e.data, data_type)]  # type: ignore[attr-defined]
+    """The id of the case's event of ``data_type`` (the last one by default), as the case knows it."""
+    ids = [event_id for event_id, type_name in case.state.event_types.items() if type_name == data_type.TYPE]
     return ids[index]
 
 
