@@ -500,7 +500,7 @@ class CorrectedWorksheet(ContractModel):
     """A worksheet's entry as it should have read. The sheet itself stays the original's:
     its structured data must still match it (the aggregate checks it as for the original)."""
 
-    kind: Literal["worksheet"] = "worksheet"
+    kind: Literal["worksheet"]
     completed_on: date
     participants: Annotated[list[Participant], Field(min_length=1)]
     summary: LongText
@@ -514,7 +514,7 @@ class CorrectedGoal(ContractModel):
     """A goal as it should have read; its id, kind and parent stay (retract it and set
     another goal to change those)."""
 
-    kind: Literal["goal"] = "goal"
+    kind: Literal["goal"]
     description: LongText
     life_area: ShortText | None = None
     target_date: date | None = None
@@ -524,7 +524,7 @@ class CorrectedGoal(ContractModel):
 class CorrectedMeetingHeld(ContractModel):
     """A resource group meeting held, as it should have read; its id stays."""
 
-    kind: Literal["resource_group_meeting"] = "resource_group_meeting"
+    kind: Literal["resource_group_meeting"]
     held_on: date
     participants: Annotated[list[Participant], Field(min_length=1)]
     notes: LongText | None = None
@@ -533,7 +533,7 @@ class CorrectedMeetingHeld(ContractModel):
 class CorrectedActionCompletion(ContractModel):
     """A SIP action's completion as it should have read; the SIP version and action stay."""
 
-    kind: Literal["sip_action"] = "sip_action"
+    kind: Literal["sip_action"]
     completed_on: date
     comment: LongText | None = None
 

@@ -1133,6 +1133,7 @@ class _CaseLife:
                 reason="Anteckningarna skrevs in ofullständigt.",
                 corrected_on=day,
                 value=CorrectedMeetingHeld(
+                    kind="resource_group_meeting",
                     held_on=meeting.held_on,
                     participants=meeting.participants,
                     notes=f"{meeting.notes} Nästa möte bokades vid mötet.",

@@ -513,6 +513,7 @@ def retract(data_type: type[ev.CaseEventData], *, on: date = TODAY, event_id: UU
 
 def rating_value(on: date = WORKSHEET_ON, rating: ChangeRating | None = RATING) -> ev.CorrectedWorksheet:
     return ev.CorrectedWorksheet(
+        kind="worksheet",
         completed_on=on,
         participants=[P_CLIENT],
         summary="Tolvan skattade själv; socialt 4, inte 2.",
@@ -522,18 +523,23 @@ def rating_value(on: date = WORKSHEET_ON, rating: ChangeRating | None = RATING) 
 
 def goal_value(on: date = date(2025, 2, 24)) -> ev.CorrectedGoal:
     return ev.CorrectedGoal(
-        description="Ha ett eget boende med stöd inom ett år", target_date=None, set_on=on
+        kind="goal", description="Ha ett eget boende med stöd inom ett år", target_date=None, set_on=on
     )
 
 
 def meeting_value(on: date = MEETING_ON) -> ev.CorrectedMeetingHeld:
     return ev.CorrectedMeetingHeld(
-        held_on=on, participants=[P_ANNA, P_ERIK, P_CLIENT], notes="Rättade anteckningar."
+        kind="resource_group_meeting",
+        held_on=on,
+        participants=[P_ANNA, P_ERIK, P_CLIENT],
+        notes="Rättade anteckningar.",
     )
 
 
 def action_value(on: date = date(2025, 3, 12)) -> ev.CorrectedActionCompletion:
-    return ev.CorrectedActionCompletion(completed_on=on, comment="Genomförd dagen före, enligt mottagningen.")
+    return ev.CorrectedActionCompletion(
+        kind="sip_action", completed_on=on, comment="Genomförd dagen före, enligt mottagningen."
+    )
 
 
 # ---------------------------------------------------------------------- story fragments

@@ -24,7 +24,9 @@ CORRECTED = ce.EntryCorrected(
     corrects_type=ce.ResourceGroupMeetingHeld.TYPE,
     reason="Mötet hölls dagen före.",
     corrected_on=DAY,
-    value=ce.CorrectedMeetingHeld(held_on=date(2026, 3, 1), participants=[CLIENT, COORDINATOR]),
+    value=ce.CorrectedMeetingHeld(
+        kind="resource_group_meeting", held_on=date(2026, 3, 1), participants=[CLIENT, COORDINATOR]
+    ),
 )
 RETRACTED = ce.EntryRetracted(
     corrects_event_id=uuid4(),

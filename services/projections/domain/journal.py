@@ -162,6 +162,25 @@ def summary(event: CaseEventRecord) -> str:
     return describe(event.data)
 
 
+def mark_corrections(items: list[dict[str, Any]], view: dict[str, Any]) -> list[dict[str, Any]]:
+    """The journal's lines, each entry's own line marked with the events that corrected it
+    (``corrected_by``, oldest first) and the one that retracted it (``retracted_by``): the line
+    itself keeps what was written (ADR 0018). From the case's overview, read with the journal."""
+    entries = view.get("entries", {})
+    marked = []
+    for item in items:
+        entry = entries.get(str(item["event_id"]))
+        retracted = entry["retracted"] if entry else None
+        marked.append(
+            {
+                **item,
+                "corrected_by": [c["event_id"] for c in entry["corrections"]] if entry else [],
+                "retracted_by": retracted["event_id"] if retracted else None,
+            }
+        )
+    return marked
+
+
 def journal_row(event: CaseEventRecord, verified: bool) -> tuple[Any, ...]:
     """(case_id, version, log_position, event_id, type, time, actor_id, actor_org, principal, summary, ok)."""
     return (

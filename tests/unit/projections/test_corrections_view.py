@@ -190,3 +190,21 @@ def test_the_clients_plan_shows_a_struck_goal_as_struck() -> None:
         client=CLIENT,
     )
     assert f"(Struket 14 mars 2025: {specs.CORRECTION_REASON})" in text_of(html)
+
+
+def test_the_journal_marks_the_original_line_with_its_correction_and_retraction() -> None:
+    records = records_of(
+        *MET,
+        specs.correct(ev.ResourceGroupMeetingHeld, specs.meeting_value(date(2025, 3, 11))),
+        specs.retract(ev.ResourceGroupMeetingHeld),
+    )
+    view = view_from(records)
+    items = [{"event_id": r.event_id, "summary": journal.summary(r)} for r in records]
+    marked = journal.mark_corrections(items, view)
+    original = next(
+        i for i, r in zip(marked, records, strict=True) if r.type == ev.ResourceGroupMeetingHeld.TYPE
+    )
+    assert original["summary"].startswith(f"Resource group meeting held on {specs.MEETING_ON}")  # as written
+    assert original["corrected_by"] == [records[-2].event_id]
+    assert original["retracted_by"] == records[-1].event_id
+    assert (marked[-1]["corrected_by"], marked[-1]["retracted_by"]) == ([], None)
