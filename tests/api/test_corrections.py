@@ -167,3 +167,25 @@ def test_a_client_may_not_correct(api: Api, scenario: CaseScenario) -> None:
     )
     assert (response.status_code, response.json()["rule"]) == (403, "role_required"), response.text
     assert len(api.get(f"/{scenario.case_id}/history", after_version=0, limit=500).json()["items"]) == before
+
+
+def test_a_correction_takes_if_match_and_an_idempotency_key_like_every_command(
+    api: Api, scenario: CaseScenario
+) -> None:
+    scenario.to_first_sip()
+    event_id, value = meeting_entry(api, scenario)
+    version = api.get(f"/{scenario.case_id}").json()["version"]
+    body = {
+        "corrects_event_id": event_id,
+        "reason": REASON,
+        "corrected_on": str(scenario.today),
+        "value": value,
+    }
+    stale = api.post(f"/{scenario.case_id}/corrections", body, headers={"If-Match": f'"{version - 1}"'})
+    assert (stale.status_code, stale.json()["rule"]) == (409, "version_conflict")
+    key = {"Idempotency-Key": "correct-meeting-1", "If-Match": f'"{version}"'}
+    first = api.post(f"/{scenario.case_id}/corrections", body, headers=key)
+    again = api.post(f"/{scenario.case_id}/corrections", body, headers=key)
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.headers["Idempotency-Replayed"] == "true"
+    assert again.json()["version"] == first.json()["version"] == version + 1
