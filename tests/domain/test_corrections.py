@@ -307,3 +307,9 @@ def test_the_original_entrys_event_stays_as_it_was() -> None:
     when(case, retract(ev.ResourceGroupMeetingHeld))
     after = [(e.meta.event_id, e.meta.hash, e.data) for e in case.pending_events]  # type: ignore[attr-defined]
     assert after[: len(stored)] == stored
+
+
+def test_a_corrected_worksheets_mismatch_names_the_value() -> None:
+    outcome = when(given(*RATED), correct(ev.WorksheetCompleted, rating_value(rating=None)))
+    assert isinstance(outcome.error, errors.InvalidCommand)
+    assert [e["field"] for e in outcome.error.errors] == ["value"]

@@ -906,7 +906,7 @@ class Case(BaseAggregate[UUID]):
             case ev.CorrectedWorksheet():
                 assert entry.record is not None
                 on, field_name = value.completed_on, "value.completed_on"
-                ev.WorksheetCompleted(worksheet=entry.record.worksheet, **value.model_dump(exclude={"kind"}))
+                _sheet_matches(entry.record.worksheet, value)
             case ev.CorrectedGoal():
                 on, field_name = value.set_on, "value.set_on"
             case ev.CorrectedMeetingHeld():
@@ -961,6 +961,23 @@ def _practice(reason: str | None, error: errors.CaseRuleViolation, deviation: De
     if reason is None:
         raise error
     return deviation
+
+
+def _sheet_matches(sheet: Worksheet, value: ev.CorrectedWorksheet) -> None:
+    """A corrected worksheet's data, checked against its sheet as the original's was."""
+    try:
+        ev.WorksheetCompleted(worksheet=sheet, **value.model_dump(exclude={"kind"}))
+    except ValidationError as error:
+        raise errors.InvalidCommand(
+            [
+                {
+                    "field": ".".join(("value", *(str(part) for part in e["loc"]))),
+                    "rule": e["type"],
+                    "message": f"{e['msg']} (a {sheet.value} worksheet)",
+                }
+                for e in error.errors()
+            ]
+        ) from None
 
 
 def _not_in_future(context: cmd.CommandContext, field_name: str, value: date) -> None:
