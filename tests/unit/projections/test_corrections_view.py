@@ -7,10 +7,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from services.projections.application.projector import Projector
+from services.projections.application.queries import Queries, Reader
 from services.projections.domain import case_view, journal
 from services.projections.domain.events import CaseEventRecord
 from services.projections.presentation import render_my_plan_page
 from tests.domain import specs
+from tests.unit.projections.fakes import InMemoryAccessLog, InMemoryReadModels
 from tests.unit.projections.plan_view import access_log, meetings
 from tests.unit.projections.test_plan_pages import CLIENT, LINKS, text_of
 from tests.unit.stories import Stream, story
@@ -208,3 +211,18 @@ def test_the_journal_marks_the_original_line_with_its_correction_and_retraction(
     assert original["corrected_by"] == [records[-2].event_id]
     assert original["retracted_by"] == records[-1].event_id
     assert (marked[-1]["corrected_by"], marked[-1]["retracted_by"]) == ([], None)
+
+
+def test_the_journal_query_marks_the_corrected_line_through_the_projector() -> None:
+    models = InMemoryReadModels()
+    queries = Queries(models, InMemoryAccessLog(), lambda: specs.TODAY)
+    records = records_of(
+        *MET, specs.correct(ev.ResourceGroupMeetingHeld, specs.meeting_value(date(2025, 3, 11)))
+    )
+    Projector(models).apply(records)
+    reader = Reader(specs.ANNA.user_id, specs.REGION_ORG.id, frozenset({"coordinator"}))
+    items = queries.journal(reader, str(specs.CASE_ID), 0, 100).items
+    meeting = next(i for i in items if i["type"] == ev.ResourceGroupMeetingHeld.TYPE)
+    assert meeting["corrected_by"] == [records[-1].event_id]
+    assert meeting["retracted_by"] is None
+    assert meeting["summary"].startswith(f"Resource group meeting held on {specs.MEETING_ON}")
