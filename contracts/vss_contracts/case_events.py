@@ -9,10 +9,19 @@ the old one in :mod:`vss_contracts.registry`; old payloads are never rewritten.
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 from uuid import UUID
 
-from pydantic import AwareDatetime, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    ConfigDict,
+    Discriminator,
+    EmailStr,
+    Field,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
 
 from vss_contracts.types import (
     ChangeRating,
@@ -24,6 +33,7 @@ from vss_contracts.types import (
     ContactPeriod,
     ContractModel,
     Coordinator,
+    CorrectionReason,
     DeviationReason,
     GoalKind,
     GoalStatus,
@@ -588,6 +598,127 @@ class ContactPeriodSet(CaseEventData):
     reason: ShortText | None = None
 
 
+# -- corrections of earlier entries (ADR 0018) -------------------------------------------
+# The kinds of entry a coordinator may correct or retract, and the event type of each.
+class CorrectedWorksheet(ContractModel):
+    """A worksheet's entry as it should have read. The sheet itself stays the original's:
+    its structured data must still match it (the aggregate checks it as for the original)."""
+
+    kind: Literal["worksheet"]
+    completed_on: date
+    participants: Annotated[list[Participant], Field(min_length=1)]
+    summary: LongText
+    change_rating: ChangeRating | None = None
+    network: list[NetworkPerson] | None = None
+    qls_areas: Annotated[list[ShortText], Field(min_length=1)] | None = None
+    early_warning_signs: Annotated[list[ShortText], Field(min_length=1)] | None = None
+
+
+class CorrectedGoal(ContractModel):
+    """A goal as it should have read; its id, kind and parent stay (retract it and set
+    another goal to change those)."""
+
+    kind: Literal["goal"]
+    description: LongText
+    life_area: ShortText | None = None
+    target_date: date | None = None
+    set_on: date
+
+
+class CorrectedMeetingHeld(ContractModel):
+    """A resource group meeting held, as it should have read; its id stays."""
+
+    kind: Literal["resource_group_meeting"]
+    held_on: date
+    participants: Annotated[list[Participant], Field(min_length=1)]
+    notes: LongText | None = None
+
+
+class CorrectedActionCompletion(ContractModel):
+    """A SIP action's completion as it should have read; the SIP version and action stay."""
+
+    kind: Literal["sip_action"]
+    completed_on: date
+    comment: LongText | None = None
+
+
+def _kind(value: Any) -> str | None:
+    return value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+
+
+# Told apart by ``kind``, with pydantic's errors naming only the kind given; the JSON Schema
+# is a plain ``oneOf`` (each member's ``kind`` admits one value) that any validator reads.
+CorrectedValue = Annotated[
+    Annotated[CorrectedWorksheet, Tag("worksheet")]
+    | Annotated[CorrectedGoal, Tag("goal")]
+    | Annotated[CorrectedMeetingHeld, Tag("resource_group_meeting")]
+    | Annotated[CorrectedActionCompletion, Tag("sip_action")],
+    Discriminator(
+        _kind,
+        custom_error_type="correction_kind",
+        custom_error_message="kind is one of worksheet, goal, resource_group_meeting, sip_action",
+    ),
+    Field(description="The entry as it should have read; kind is the entry's kind"),
+]
+
+EventType = Annotated[
+    str,
+    StringConstraints(max_length=120, pattern=r"^se\.vss\.case\.[A-Za-z]+\.v[1-9][0-9]*$"),
+]
+
+
+class EntryCorrected(CaseEventData):
+    """An earlier entry of the case corrected: ``value`` is how it should have read.
+
+    The entry's own event stays as it was stored (the hash chain is untouched, and the law on
+    patient records keeps what was written): readers show ``value`` as the current one and the
+    original beside it. ``corrects_event_id`` is always the entry's own event (a later
+    correction names it again, and the latest wins); ``corrects_type`` is that event's type
+    and ``value.kind`` its kind.
+    """
+
+    TYPE: ClassVar[str] = "se.vss.case.EntryCorrected.v1"
+    corrects_event_id: UUID
+    corrects_type: EventType
+    reason: CorrectionReason
+    corrected_on: date
+    value: CorrectedValue
+
+    @model_validator(mode="after")
+    def _kind_matches_type(self) -> Self:
+        expected = CORRECTABLE_KINDS.get(self.corrects_type.rsplit(".", 1)[0])
+        if expected != self.value.kind:
+            raise ValueError(f"a {self.value.kind} correction does not correct a {self.corrects_type}")
+        return self
+
+
+class EntryRetracted(CaseEventData):
+    """An earlier entry of the case retracted: it should not have been recorded (e.g. it was
+    entered in the wrong case, or the meeting never took place). The entry's own event stays;
+    readers show it as retracted, never remove it, and count it no more."""
+
+    TYPE: ClassVar[str] = "se.vss.case.EntryRetracted.v1"
+    corrects_event_id: UUID
+    corrects_type: EventType
+    reason: CorrectionReason
+    retracted_on: date
+
+    @model_validator(mode="after")
+    def _correctable_type(self) -> Self:
+        if self.corrects_type.rsplit(".", 1)[0] not in CORRECTABLE_KINDS:
+            raise ValueError(f"{self.corrects_type} is not an entry that can be retracted")
+        return self
+
+
+# The correctable entries: the unversioned type (any version) and its kind.
+CORRECTABLE_KINDS: dict[str, str] = {
+    "se.vss.case.WorksheetCompleted": "worksheet",
+    "se.vss.case.GoalSet": "goal",
+    "se.vss.case.ResourceGroupMeetingHeld": "resource_group_meeting",
+    "se.vss.case.ActionCompleted": "sip_action",
+}
+
+
 class CaseClosed(CaseEventData):
     TYPE: ClassVar[str] = "se.vss.case.CaseClosed.v1"
     closed_on: date
@@ -624,5 +755,7 @@ CASE_EVENTS: tuple[type[CaseEventData], ...] = (
     MethodDeviationRecorded,
     ClientContactRecorded,
     ContactPeriodSet,
+    EntryCorrected,
+    EntryRetracted,
     CaseClosed,
 )

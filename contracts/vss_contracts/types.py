@@ -28,6 +28,7 @@ __all__ = [
     "ContactNote",
     "ContactPeriod",
     "Coordinator",
+    "CorrectionReason",
     "DeviationReason",
     "GoalKind",
     "GoalStatus",
@@ -78,6 +79,11 @@ DeviationReason = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=_NOT_ONLY_WHITESPACE),
     Field(description="Why the method's practice was adapted here: 1–500 characters"),
+]
+CorrectionReason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=_NOT_ONLY_WHITESPACE),
+    Field(description="Why an earlier entry is corrected or retracted: 1–500 characters"),
 ]
 # No whitespace at all: Unicode White_Space spelled out, which is what the model's regex engine
 # (pydantic's, Rust's \s) refuses, so that a JSON Schema validator (ECMA-262's \s differs:

@@ -22,11 +22,13 @@ the early warning plan and the first SIP at a resource group meeting. Then every
 months (a minority late) a change rating, a meeting and a new SIP version; in between
 actions are completed (most; some stay overdue), early warnings are triggered and
 resolved (a few stay open), members and coordinators change, some clients withdraw
-consent (partly or entirely), and some cases close.
+consent (partly or entirely), and some cases close. Now and then a change rating or a
+meeting's notes are corrected, a meeting recorded twice has its second record retracted, and
+an action's completion recorded on the wrong action is retracted (ADR 0018).
 
 Deterministic for a given seed: every choice and every id a client may choose comes
 from ``random.Random(seed)``. (Ids the aggregate makes itself — event ids and consent
-ids — and so the hashes, differ from run to run.)
+ids — and so the hashes and the event id a correction names, differ from run to run.)
 
 Personal identity numbers are well-formed (date of birth, Luhn digit) but random, and
 phone numbers are from the series PTS reserves for fiction (070-174 06 05–99).
@@ -44,7 +46,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool
@@ -57,7 +59,13 @@ from services.case.domain.events import Actor
 from services.case.infrastructure.signing import CommitSigner
 from services.case.infrastructure.store import CaseEventStore, StoreConfig
 from services.shared.geography import MunicipalityInfo, municipalities
-from vss_contracts.case_events import OthersAction, PlanContact, WarningSign
+from vss_contracts.case_events import (
+    CorrectedMeetingHeld,
+    CorrectedWorksheet,
+    OthersAction,
+    PlanContact,
+    WarningSign,
+)
 from vss_contracts.identity import luhn_check_digit
 from vss_contracts.types import (
     ActorPrincipal,
@@ -615,6 +623,16 @@ def _workday(day: date) -> date:
 
 
 # ---------------------------------------------------------------------------------- steps
+_Correction = TypeVar("_Correction", cmd.CorrectEntry, cmd.RetractEntry)
+
+
+def _naming_last(case: Case, kind: str, command: _Correction) -> _Correction:
+    """The command naming the case's latest entry of ``kind`` (its event's id, which the
+    aggregate made)."""
+    entries = [event_id for event_id, e in case.state.entries.items() if e.kind == kind]
+    return command.model_copy(update={"corrects_event_id": entries[-1]})
+
+
 def _assigning(command: cmd.AssignCoordinator) -> Callable[[Case], object]:
     return lambda case: case.assign_coordinator(command)
 
@@ -903,6 +921,22 @@ class _CaseLife:
             **data,
         )
         yield self.step(lambda c: c.complete_worksheet(command))
+        if sheet is Worksheet.CHANGE_RATING and rng.random() < 0.05:
+            # The scores were typed wrongly; corrected from the client's paper form (ADR 0018).
+            value = CorrectedWorksheet(
+                kind="worksheet",
+                completed_on=day,
+                participants=participants,
+                summary=command.summary,
+                change_rating=self.change_rating(),
+            )
+            correction = cmd.CorrectEntry(
+                corrects_event_id=uuid.UUID(int=0),
+                reason="Skattningen fördes in fel; rättad efter pappersblanketten.",
+                corrected_on=day,
+                value=value,
+            )
+            yield self.step(lambda c: c.correct_entry(_naming_last(c, "worksheet", correction)))
 
     def mapping(self) -> Iterator[_Step]:
         """The worksheets over 2–4 months, then the mapping summary (which starts planning)."""
@@ -1121,6 +1155,31 @@ class _CaseLife:
         yield self.step(lambda c: c.update_early_warning_plan(command))
         self.plan_version += 1
 
+    def correct_meeting(self, day: date, meeting: cmd.HoldResourceGroupMeeting) -> Iterator[_Step]:
+        """Now and then a meeting's notes are corrected, or a meeting recorded twice by mistake
+        has its second record retracted (ADR 0018): the case's meetings stay as they were."""
+        roll = self.rng.random()
+        if roll < 0.04:
+            correction = cmd.CorrectEntry(
+                corrects_event_id=uuid.UUID(int=0),  # the meeting's event: the aggregate made its id
+                reason="Anteckningarna skrevs in ofullständigt.",
+                corrected_on=day,
+                value=CorrectedMeetingHeld(
+                    kind="resource_group_meeting",
+                    held_on=meeting.held_on,
+                    participants=meeting.participants,
+                    notes=f"{meeting.notes} Nästa möte bokades vid mötet.",
+                ),
+            )
+            yield self.step(lambda c: c.correct_entry(_naming_last(c, "resource_group_meeting", correction)))
+        elif roll < 0.07:
+            twice = meeting.model_copy(update={"meeting_id": self.new_id()})
+            yield self.step(lambda c: c.hold_resource_group_meeting(twice))
+            retraction = cmd.RetractEntry(
+                corrects_event_id=uuid.UUID(int=0), reason="Mötet registrerades två gånger.", retracted_on=day
+            )
+            yield self.step(lambda c: c.retract_entry(_naming_last(c, "resource_group_meeting", retraction)))
+
     # ----------------------------------------------------------------------- working phase
     def follow_up(self, day: date) -> Iterator[_Step]:
         """Change rating, resource group meeting, goals revised and a new SIP (renewing consent)."""
@@ -1145,6 +1204,7 @@ class _CaseLife:
             deviation_reason=reason,
         )
         yield self.step(lambda c: c.hold_resource_group_meeting(meeting))
+        yield from self.correct_meeting(day, meeting)
         if self.sip_version:
             for goal_id in list(self.sub_goals):
                 roll = rng.random()
@@ -1329,6 +1389,14 @@ class _CaseLife:
                 )
                 yield self.step(lambda c: c.complete_action(action_id, complete))
                 action.completed = True
+                if rng.random() < 0.03:  # recorded on the wrong action: retracted, left open
+                    retraction = cmd.RetractEntry(
+                        corrects_event_id=uuid.UUID(int=0),
+                        reason="Registrerades på fel åtgärd.",
+                        retracted_on=day,
+                    )
+                    yield self.step(lambda c: c.retract_entry(_naming_last(c, "sip_action", retraction)))
+                    action.completed = False
         elif kind == _FOLLOW_UP:
             yield from self.follow_up(day)
         elif kind == _TRIGGER:

@@ -525,6 +525,22 @@ RULES = [
             )
         ),
     ),
+    # Corrections of earlier entries (ADR 0018).
+    RuleCase(errors.EntryNotFound, summarised, "/retractions", lambda s: retraction(s, str(uuid4()))),
+    RuleCase(
+        errors.EntryNotCorrectable, summarised, "/retractions", lambda s: retraction(s, first_event_id(s))
+    ),
+    RuleCase(
+        errors.EntryRetracted,
+        summarised,
+        "/retractions",
+        lambda s: retraction(s, entry_id(s, "worksheet")),
+        before=lambda s: s.run(
+            lambda c: c.retract_entry(
+                cmd.RetractEntry.model_validate(retraction(s, entry_id(s, "worksheet")))
+            )
+        ),
+    ),
     RuleCase(
         errors.ContactPeriodUnchanged,
         assigned,
@@ -536,7 +552,37 @@ RULES = [
             )
         ),
     ),
+    RuleCase(
+        errors.CorrectionKindMismatch,
+        summarised,
+        "/corrections",
+        lambda s: {
+            "corrects_event_id": entry_id(s, "worksheet"),
+            "reason": "Fel uppgift.",
+            "corrected_on": str(s.today),
+            "value": {"kind": "goal", "description": "Eget boende", "set_on": str(s.today)},
+        },
+    ),
 ]
+
+
+def entry_id(s: CaseScenario, kind: str) -> str:
+    """The event id of the case's latest entry of ``kind`` (as the write result listed it)."""
+    case = s.service.get(s.case_id)  # type: ignore[arg-type]
+    return str([event_id for event_id, e in case.state.entries.items() if e.kind == kind][-1])
+
+
+def first_event_id(s: CaseScenario) -> str:
+    case = s.service.get(s.case_id)  # type: ignore[arg-type]
+    return str(next(iter(case.state.event_types)))  # CaseOpened: not an entry to correct
+
+
+def retraction(s: CaseScenario, event_id: str) -> dict[str, Any]:
+    return {
+        "corrects_event_id": event_id,
+        "reason": "Registrerat i fel ärende.",
+        "retracted_on": str(s.today),
+    }
 
 
 # The rules of practice (ADR 0017): a refusal offers a deviation instead.

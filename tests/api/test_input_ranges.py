@@ -112,6 +112,35 @@ def test_nested_dates_are_checked_too(api: Api, store: CaseEventStore, scenario:
     )
 
 
+@pytest.mark.parametrize(
+    ("path", "field", "body"),
+    [
+        ("/retractions", "retracted_on", {"retracted_on": "0001-01-01"}),
+        ("/corrections", "corrected_on", {"corrected_on": "9999-12-31", "value": None}),
+        ("/corrections", "value.held_on", {"corrected_on": None, "value": "9999-12-31"}),
+    ],
+    ids=["retracted_on", "corrected_on", "value.held_on"],
+)
+def test_the_dates_of_a_correction_lie_in_the_window(
+    api: Api, store: CaseEventStore, scenario: CaseScenario, path: str, field: str, body: dict[str, Any]
+) -> None:
+    """A correction's own date and the dates of its value (ADR 0018)."""
+    scenario.to_first_sip()
+    meeting = scenario.hold_meeting()
+    today = scenario.today.isoformat()
+    value = {
+        "kind": "resource_group_meeting",
+        "held_on": body.get("value") or today,
+        "participants": [{"kind": "client", "name": "Tolvan"}],
+    }
+    sent: dict[str, Any] = {"corrects_event_id": str(meeting.events[-1]["id"]), "reason": "Fel datum."}
+    if path == "/retractions":
+        sent["retracted_on"] = body["retracted_on"]
+    else:
+        sent.update(corrected_on=body.get("corrected_on") or today, value=value)
+    refused(api, store, lambda: api.post(f"/{scenario.case_id}{path}", sent), field, "date_window")
+
+
 def test_the_window_is_configurable(
     service: CaseService, store: CaseEventStore, scenario: CaseScenario, access_log: AccessLogStore
 ) -> None:

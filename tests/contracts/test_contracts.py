@@ -118,7 +118,7 @@ def test_drift_names_a_stale_a_missing_and_an_extra_schema(tmp_path: Path) -> No
 
 def test_every_event_type_has_a_stable_versioned_name() -> None:
     names = [cls.TYPE for cls in CASE_EVENTS]
-    assert len(names) == len(set(names)) == 24
+    assert len(names) == len(set(names)) == 26
     for cls in CASE_EVENTS:
         assert re.fullmatch(r"se\.vss\.case\.[A-Z][A-Za-z]+\.v[1-9][0-9]*", cls.TYPE)
         assert f"se.vss.case.{cls.event_name()}.v{cls.event_version()}" == cls.TYPE

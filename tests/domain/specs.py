@@ -517,6 +517,76 @@ def set_contact_period(period: ContactPeriod = ContactPeriod.ORIENTATION, *, on:
     return lambda case: case.set_contact_period(command)
 
 
+# ------------------------------------------------------------ corrections (ADR 0018)
+CORRECTION_REASON = "Fel uppgift infördes; rättad efter kontroll med Tolvan."
+MEETING_ON = date(2025, 3, 10)
+RATING = ChangeRating(individually=3, interpersonally=5, socially=4, overall=4)
+
+
+def entry_id(case: Case, data_type: type[ev.CaseEventData], index: int = -1) -> UUID:
+    """The id of the case's event of ``data_type`` (the last one by default), as the case knows it."""
+    ids = [event_id for event_id, type_name in case.state.event_types.items() if type_name == data_type.TYPE]
+    return ids[index]
+
+
+def correct(
+    data_type: type[ev.CaseEventData], value: Any, *, on: date = TODAY, event_id: UUID | None = None
+) -> Step:
+    """Correct the latest entry of ``data_type`` (or the event ``event_id``)."""
+
+    def step(case: Case) -> None:
+        command = cmd.CorrectEntry(
+            corrects_event_id=event_id or entry_id(case, data_type),
+            reason=CORRECTION_REASON,
+            corrected_on=on,
+            value=value,
+        )
+        case.correct_entry(command)
+
+    return step
+
+
+def retract(data_type: type[ev.CaseEventData], *, on: date = TODAY, event_id: UUID | None = None) -> Step:
+    def step(case: Case) -> None:
+        command = cmd.RetractEntry(
+            corrects_event_id=event_id or entry_id(case, data_type), reason=CORRECTION_REASON, retracted_on=on
+        )
+        case.retract_entry(command)
+
+    return step
+
+
+def rating_value(on: date = WORKSHEET_ON, rating: ChangeRating | None = RATING) -> ev.CorrectedWorksheet:
+    return ev.CorrectedWorksheet(
+        kind="worksheet",
+        completed_on=on,
+        participants=[P_CLIENT],
+        summary="Tolvan skattade själv; socialt 4, inte 2.",
+        change_rating=rating,
+    )
+
+
+def goal_value(on: date = date(2025, 2, 24)) -> ev.CorrectedGoal:
+    return ev.CorrectedGoal(
+        kind="goal", description="Ha ett eget boende med stöd inom ett år", target_date=None, set_on=on
+    )
+
+
+def meeting_value(on: date = MEETING_ON) -> ev.CorrectedMeetingHeld:
+    return ev.CorrectedMeetingHeld(
+        kind="resource_group_meeting",
+        held_on=on,
+        participants=[P_ANNA, P_ERIK, P_CLIENT],
+        notes="Rättade anteckningar.",
+    )
+
+
+def action_value(on: date = date(2025, 3, 12)) -> ev.CorrectedActionCompletion:
+    return ev.CorrectedActionCompletion(
+        kind="sip_action", completed_on=on, comment="Genomförd dagen före, enligt mottagningen."
+    )
+
+
 # ---------------------------------------------------------------------- story fragments
 COORDINATED = (assign(ANNA), assign(ERIK))
 CONSENTED = (*COORDINATED, consent())

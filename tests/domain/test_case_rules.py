@@ -1908,7 +1908,7 @@ def test_rules_that_protect_the_client_are_not_bent_by_a_reason(
 
 
 def test_every_named_error_has_a_distinct_rule_and_is_covered_here() -> None:
-    """A new rule in errors.py must get a spec in this module."""
+    """A new rule in errors.py must get a spec in this module (corrections: test_corrections.py)."""
 
     rule_classes = {
         cls
@@ -1919,7 +1919,10 @@ def test_every_named_error_has_a_distinct_rule_and_is_covered_here() -> None:
     }
     rules = [cls.rule for cls in rule_classes]
     assert len(rules) == len(set(rules))
-    source = Path(__file__).read_text(encoding="utf-8")
+    here = Path(__file__)
+    source = here.read_text(encoding="utf-8") + (here.parent / "test_corrections.py").read_text(
+        encoding="utf-8"
+    )
     untested = sorted(cls.__name__ for cls in rule_classes if f'"{cls.rule}"' not in source)
     assert untested == []
 

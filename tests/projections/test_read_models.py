@@ -34,13 +34,26 @@ def _iso(value: date | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _standing_ratings(history: list[Any]) -> list[dict[str, int]]:
+    """The change ratings not retracted, in the order recorded, each as last corrected (ADR 0018)."""
+    ratings: dict[str, dict[str, int]] = {}
+    for e in history:
+        if e.data.get("change_rating"):
+            ratings[str(e.event_id)] = e.data["change_rating"]
+        elif e.type == "se.vss.case.EntryCorrected.v1" and str(e.data["corrects_event_id"]) in ratings:
+            ratings[str(e.data["corrects_event_id"])] = e.data["value"]["change_rating"]
+        elif e.type == "se.vss.case.EntryRetracted.v1":
+            ratings.pop(str(e.data["corrects_event_id"]), None)
+    return list(ratings.values())
+
+
 def reference_overview(store: CaseEventStore, case_id: Any) -> dict[str, Any]:
     """What the overview must say, from the aggregate's state and the raw history."""
     state = store.load(case_id).state
     history = store.history(case_id, 0, 100_000)
     closed = state.closed_on is not None
     consent = state.consent
-    ratings = [e.data["change_rating"] for e in history if e.data.get("change_rating")]
+    ratings = _standing_ratings(history)
     checklist = {}
     for sheet in Worksheet:
         done = [w for w in state.worksheets if w.worksheet is sheet]
@@ -108,7 +121,7 @@ def observed_overview(view: dict[str, Any]) -> dict[str, Any]:
             "renewed_on": consent["renewed_on"],
         },
         "members": sorted(m["member_id"] for m in view["resource_group"]),
-        "goals": {g["goal_id"]: g["status"] for g in view["goals"]},
+        "goals": {g["goal_id"]: g["status"] for g in view["goals"] if not g.get("retracted")},
         "sip": None
         if sip is None
         else {

@@ -9,6 +9,7 @@ stored in the same commit.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -166,6 +167,27 @@ class EarlyWarning:
     resolved_on: date | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """An entry of the case that may be corrected or retracted (ADR 0018), as it now stands.
+
+    ``earliest`` is the earliest date its value may take: the case's opening, or for a SIP
+    action's completion the SIP's decision. What identifies it in the state: ``record`` (a
+    worksheet), ``goal_id``, ``held_on`` (a meeting), ``sip_version`` and ``action_id``.
+    """
+
+    kind: str
+    type: str
+    earliest: date
+    record: WorksheetRecord | None = None
+    goal_id: UUID | None = None
+    held_on: date | None = None
+    sip_version: int | None = None
+    action_id: UUID | None = None
+    corrections: int = 0
+    retracted_on: date | None = None
+
+
 @dataclass
 class CaseState:
     client: ClientRef
@@ -189,6 +211,9 @@ class CaseState:
     contacts: dict[UUID, date] = field(default_factory=dict)  # the logbook: contact id -> its day
     contact_period: ContactPeriod | None = None  # None: none set, the period follows the phase
     contact_period_from: date | None = None
+    # Every event of the case by id (its type), and the correctable entries among them.
+    event_types: dict[UUID, str] = field(default_factory=dict)
+    entries: dict[UUID, Entry] = field(default_factory=dict)
 
     def clone(self) -> CaseState:
         """An independent copy, for the repository's cache (much cheaper than deepcopy).
@@ -210,6 +235,8 @@ class CaseState:
         copy.early_warnings = {k: _shallow(w) for k, w in self.early_warnings.items()}
         copy.meetings_held = list(self.meetings_held)
         copy.contacts = dict(self.contacts)
+        copy.event_types = dict(self.event_types)
+        copy.entries = dict(self.entries)  # each Entry is frozen
         return copy
 
 
@@ -264,6 +291,7 @@ class Case(BaseAggregate[UUID]):
             transition(case.state, data)
             case.version = event.originator_version
             case.modified_on = event.timestamp
+        _remember(case.state, event.meta.event_id, data)
         case.head_hash = event.meta.hash
         return case
 
@@ -962,6 +990,79 @@ class Case(BaseAggregate[UUID]):
             " staff of an organisation that writes it"
         )
 
+    # ------------------------------------------------------------------------- corrections
+    def _entry(self, event_id: UUID) -> Entry:
+        """The correctable entry whose own event is ``event_id``, still standing."""
+        entry = self.state.entries.get(event_id)
+        if entry is None:
+            kind = self.state.event_types.get(event_id)
+            if kind is None:
+                raise errors.EntryNotFound(f"corrects_event_id {event_id} is no event of this case")
+            raise errors.EntryNotCorrectable(
+                f"corrects_event_id {event_id} is a {kind}: only a worksheet, a goal, a resource group"
+                " meeting held or a SIP action's completion is corrected or retracted (a correction"
+                " names the entry's own event, also when it corrects it again)"
+            )
+        if entry.retracted_on is not None:
+            raise errors.EntryRetracted(f"corrects_event_id {event_id} was retracted on {entry.retracted_on}")
+        return entry
+
+    @_command
+    def correct_entry(self, command: cmd.CorrectEntry) -> None:
+        """A new value for an earlier entry; the entry's own event stays as stored (ADR 0018)."""
+        self._consent_in_force()  # a correction records something about the client
+        context = self._require_context()
+        _not_in_future(context, "corrected_on", command.corrected_on)
+        _not_before(command.corrected_on, "corrected_on", self.state.opened_on, "the case was opened")
+        entry = self._entry(command.corrects_event_id)
+        value = command.value
+        if value.kind != entry.kind:
+            raise errors.CorrectionKindMismatch(
+                f"value.kind {value.kind}: corrects_event_id {command.corrects_event_id} is a {entry.kind}"
+            )
+        # The value is checked as the original command checked the entry.
+        match value:
+            case ev.CorrectedWorksheet():
+                assert entry.record is not None
+                on, field_name = value.completed_on, "value.completed_on"
+                _sheet_matches(entry.record.worksheet, value)
+            case ev.CorrectedGoal():
+                on, field_name = value.set_on, "value.set_on"
+            case ev.CorrectedMeetingHeld():
+                on, field_name = value.held_on, "value.held_on"
+            case ev.CorrectedActionCompletion():
+                on, field_name = value.completed_on, "value.completed_on"
+        _not_in_future(context, field_name, on)
+        what = "the case was opened" if entry.kind != "sip_action" else "its SIP was decided"
+        _not_before(on, field_name, entry.earliest, what)
+        self._trigger(
+            ev.EntryCorrected(
+                corrects_event_id=command.corrects_event_id,
+                corrects_type=entry.type,
+                reason=command.reason,
+                corrected_on=command.corrected_on,
+                value=value,
+            )
+        )
+
+    @_command
+    def retract_entry(self, command: cmd.RetractEntry) -> None:
+        """An earlier entry withdrawn as never valid; its own event stays as stored (ADR 0018).
+        Retracting records nothing new about the client: it needs an open case, not consent."""
+        self._open_case()
+        context = self._require_context()
+        _not_in_future(context, "retracted_on", command.retracted_on)
+        _not_before(command.retracted_on, "retracted_on", self.state.opened_on, "the case was opened")
+        entry = self._entry(command.corrects_event_id)
+        self._trigger(
+            ev.EntryRetracted(
+                corrects_event_id=command.corrects_event_id,
+                corrects_type=entry.type,
+                reason=command.reason,
+                retracted_on=command.retracted_on,
+            )
+        )
+
     # ------------------------------------------------------------------------------ closing
     @_command
     def close(self, command: cmd.CloseCase) -> None:
@@ -979,6 +1080,23 @@ def _practice(reason: str | None, error: errors.CaseRuleViolation, deviation: De
     if reason is None:
         raise error
     return deviation
+
+
+def _sheet_matches(sheet: Worksheet, value: ev.CorrectedWorksheet) -> None:
+    """A corrected worksheet's data, checked against its sheet as the original's was."""
+    try:
+        ev.WorksheetCompleted(worksheet=sheet, **value.model_dump(exclude={"kind"}))
+    except ValidationError as error:
+        raise errors.InvalidCommand(
+            [
+                {
+                    "field": ".".join(("value", *(str(part) for part in e["loc"]))),
+                    "rule": e["type"],
+                    "message": f"{e['msg']} (a {sheet.value} worksheet)",
+                }
+                for e in error.errors()
+            ]
+        ) from None
 
 
 def _not_in_future(context: cmd.CommandContext, field_name: str, value: date) -> None:
@@ -1137,6 +1255,77 @@ def _contact_period_set(s: CaseState, e: ev.ContactPeriodSet) -> None:
     s.contact_period, s.contact_period_from = e.period, e.applies_from
 
 
+def _remember(s: CaseState, event_id: UUID, e: CaseEventData) -> None:
+    """Every event's id and type; a correctable entry as the state now holds it (ADR 0018)."""
+    s.event_types[event_id] = e.TYPE
+    kind = ev.CORRECTABLE_KINDS.get(e.TYPE.rsplit(".", 1)[0])
+    if kind is None:
+        return
+    entry = Entry(kind=kind, type=e.TYPE, earliest=s.opened_on)
+    match e:
+        case ev.WorksheetCompleted():
+            entry = dataclasses.replace(entry, record=s.worksheets[-1])
+        case ev.GoalSet():
+            entry = dataclasses.replace(entry, goal_id=e.goal_id)
+        case ev.ResourceGroupMeetingHeld():
+            entry = dataclasses.replace(entry, held_on=e.held_on)
+        case ev.ActionCompleted():
+            decided_on = s.sip.decided_on if s.sip is not None and s.sip.version == e.sip_version else None
+            entry = dataclasses.replace(
+                entry, sip_version=e.sip_version, action_id=e.action_id, earliest=decided_on or s.opened_on
+            )
+    s.entries[event_id] = entry
+
+
+def _entry_action(s: CaseState, entry: Entry) -> SipAction | None:
+    """The completed action of the SIP in force (an action of an earlier SIP changes nothing)."""
+    if s.sip is None or s.sip.version != entry.sip_version or entry.action_id is None:
+        return None
+    return s.sip.actions.get(entry.action_id)
+
+
+def _entry_corrected(s: CaseState, e: ev.EntryCorrected) -> None:
+    entry = s.entries[e.corrects_event_id]
+    value = e.value
+    match value:
+        case ev.CorrectedWorksheet():
+            assert entry.record is not None
+            record = WorksheetRecord(entry.record.worksheet, value.completed_on, list(value.participants))
+            if entry.record in s.worksheets:  # equal records are interchangeable
+                s.worksheets[s.worksheets.index(entry.record)] = record
+            entry = dataclasses.replace(entry, record=record)
+        case ev.CorrectedGoal():
+            goal = s.goals.get(entry.goal_id) if entry.goal_id is not None else None
+            if goal is not None:
+                goal.description = value.description
+        case ev.CorrectedMeetingHeld():
+            if entry.held_on in s.meetings_held:
+                s.meetings_held[s.meetings_held.index(entry.held_on)] = value.held_on
+            entry = dataclasses.replace(entry, held_on=value.held_on)
+        case ev.CorrectedActionCompletion():
+            action = _entry_action(s, entry)
+            if action is not None and action.completed_on is not None:
+                action.completed_on = value.completed_on
+    s.entries[e.corrects_event_id] = dataclasses.replace(entry, corrections=entry.corrections + 1)
+
+
+def _entry_retracted(s: CaseState, e: ev.EntryRetracted) -> None:
+    """A retracted entry counts no more: a worksheet or meeting is gone from the state, a goal
+    may no longer be named (by a new SIP, a status change or a sub-goal), an action is open
+    again. A SIP already decided with a retracted goal keeps it until the next SIP."""
+    entry = s.entries[e.corrects_event_id]
+    if entry.record is not None and entry.record in s.worksheets:
+        s.worksheets.remove(entry.record)
+    if entry.goal_id is not None:
+        s.goals.pop(entry.goal_id, None)
+    if entry.held_on is not None and entry.held_on in s.meetings_held:
+        s.meetings_held.remove(entry.held_on)
+    action = _entry_action(s, entry)
+    if action is not None:
+        action.completed_on = None
+    s.entries[e.corrects_event_id] = dataclasses.replace(entry, retracted_on=e.retracted_on)
+
+
 def _opened_again(s: CaseState, e: ev.CaseOpened) -> None:
     raise TypeError("a case stream has one CaseOpened, its first event")
 
@@ -1168,6 +1357,8 @@ TRANSITIONS: EventHandlers[Callable[[CaseState, Any], None]] = EventHandlers.of(
         ev.MethodDeviationRecorded: _deviation_recorded,
         ev.ClientContactRecorded: _client_contact_recorded,
         ev.ContactPeriodSet: _contact_period_set,
+        ev.EntryCorrected: _entry_corrected,
+        ev.EntryRetracted: _entry_retracted,
         ev.CaseClosed: _case_closed,
     },
 )

@@ -22,6 +22,7 @@ from vss_contracts.case_events import (
     CONTACT_OTHERS_MAX,
     ONE_RESPONSIBLE,
     ContactOther,
+    CorrectedValue,
     OthersAction,
     OutsideParty,
     PersonRef,
@@ -37,6 +38,7 @@ from vss_contracts.types import (
     ContactNote,
     ContactPeriod,
     Coordinator,
+    CorrectionReason,
     DeviationReason,
     GoalKind,
     GoalStatus,
@@ -323,6 +325,24 @@ class CloseCase(Command):
     comment: LongText | None = None
 
 
+class CorrectEntry(Command):
+    """Correct an earlier entry of the case (ADR 0018): ``value`` is how it should have read,
+    of the entry's kind (``value.kind``). A later correction names the same entry again."""
+
+    corrects_event_id: UUID = Field(description="The id of the entry's own event in this case")
+    reason: CorrectionReason
+    corrected_on: EventDate
+    value: CorrectedValue
+
+
+class RetractEntry(Command):
+    """Retract an earlier entry of the case (ADR 0018): it should not have been recorded."""
+
+    corrects_event_id: UUID = Field(description="The id of the entry's own event in this case")
+    reason: CorrectionReason
+    retracted_on: EventDate
+
+
 __all__ = [
     "AddMember",
     "AssignCoordinator",
@@ -334,6 +354,7 @@ __all__ = [
     "CommandContext",
     "CompleteAction",
     "CompleteWorksheet",
+    "CorrectEntry",
     "DecideSip",
     "GiveConsent",
     "HoldResourceGroupMeeting",
@@ -342,6 +363,7 @@ __all__ = [
     "RecordClientContact",
     "RemoveMember",
     "ResolveEarlyWarning",
+    "RetractEntry",
     "SetContactPeriod",
     "SetGoal",
     "StaffRef",

@@ -315,3 +315,27 @@ class ContactAlreadyRecorded(CaseRuleViolation):
 class ContactPeriodUnchanged(CaseRuleViolation):
     rule = "contact_period_unchanged"
     title = "The case is in this contact period already"
+
+
+# -- corrections of earlier entries (ADR 0018) -------------------------------------------
+class EntryNotFound(CaseRuleViolation):
+    rule = "entry_not_found"
+    title = "No event of this case has that id"
+
+
+class EntryNotCorrectable(CaseRuleViolation):
+    rule = "entry_not_correctable"
+    title = (
+        "Only a worksheet, a goal, a resource group meeting held or a SIP action's completion is"
+        " corrected or retracted this way"
+    )
+
+
+class EntryRetracted(CaseRuleViolation):
+    rule = "entry_retracted"
+    title = "The entry was retracted: it is neither corrected nor retracted again"
+
+
+class CorrectionKindMismatch(CaseRuleViolation):
+    rule = "correction_kind_mismatch"
+    title = "The corrected value is of another kind than the entry"

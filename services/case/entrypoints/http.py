@@ -679,6 +679,34 @@ def set_contact_period(
     return respond(response, run(call, body, case_id, lambda c: c.set_contact_period(body)))
 
 
+@router.post(
+    "/{case_id}/corrections",
+    response_model=WriteResult,
+    summary="Correct an earlier entry, keeping the original",
+    description="A worksheet, a goal, a resource group meeting held or a SIP action's completion,"
+    " named by its own event's id (`corrects_event_id`, as the history lists it), as it should"
+    " have read (`value`, whose `kind` is the entry's), with the reason. The entry's own event"
+    " stays as stored; the overview shows the new value and the original (ADR 0018). A later"
+    " correction names the same entry again and wins. 409 `entry_not_found`,"
+    " `entry_not_correctable`, `entry_retracted`, `correction_kind_mismatch`, `case_closed`.",
+)
+def correct_entry(case_id: UUID, body: cmd.CorrectEntry, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.correct_entry(body)))
+
+
+@router.post(
+    "/{case_id}/retractions",
+    response_model=WriteResult,
+    summary="Retract an earlier entry, keeping the original",
+    description="An entry that should not have been recorded (a worksheet, a goal, a resource group"
+    " meeting held or a SIP action's completion), named by its own event's id, with the reason."
+    " The entry's own event stays as stored; the overview shows it as retracted, and it counts no"
+    " more (ADR 0018).",
+)
+def retract_entry(case_id: UUID, body: cmd.RetractEntry, call: Cmd, response: Response) -> WriteResult:
+    return respond(response, run(call, body, case_id, lambda c: c.retract_entry(body)))
+
+
 @router.post("/{case_id}/closure", response_model=WriteResult, summary="Close the case")
 def close(case_id: UUID, body: cmd.CloseCase, call: Cmd, response: Response) -> WriteResult:
     return respond(response, run(call, body, case_id, lambda c: c.close(body)))

@@ -1233,6 +1233,11 @@ CASE_HANDLERS: EventHandlers[Callable[[MeetingSchedule, str, Any], list[Decided]
         ce.ActionCompleted,
         ce.SipConfirmedByClient,
         ce.MethodDeviationRecorded,  # the deviating fact that follows it is what the schedule reads
+        # A corrected or retracted entry (ADR 0018) leaves the schedule as the entry moved it: the
+        # reminders and contact periods it started were published, and the next SIP books the
+        # next follow-up anew.
+        ce.EntryCorrected,
+        ce.EntryRetracted,
     ),
 )
 

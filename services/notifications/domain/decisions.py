@@ -307,6 +307,8 @@ CASE_HANDLERS: EventHandlers[Callable[[Audience, Any, datetime, date], Outcome]]
         ce.MethodDeviationRecorded,  # likewise; the deviating fact that follows it is what tells
         ce.ClientContactRecorded,  # nobody is told of a contact: it is the coordinators' own work
         ce.ContactPeriodSet,  # the coordinators set it; the overview shows it
+        ce.EntryCorrected,  # the overview and the journal show corrections (ADR 0018)
+        ce.EntryRetracted,
     ),
 )
 

@@ -22,6 +22,7 @@ from typing import Any
 from services.projections.application.ports import AccessLog, ReadModelQueries
 from services.projections.domain import access, statistics
 from services.projections.domain.case_view import View, mark_overdue, overdue_actions
+from services.projections.domain.journal import mark_corrections
 from services.shared.access import CLIENT_PRINCIPAL, AccessRecord, may_read, may_see, record_accesses, refusal
 
 CASE_ROLES = frozenset({"coordinator", "manager"})
@@ -138,9 +139,9 @@ class Queries:
 
         One read of the journal: one access-log record, whichever parts it returned.
         """
-        self._case(reader, case_id, "journal")
+        view = self._case(reader, case_id, "journal")
         journal = Journal(
-            items=self.models.journal(case_id, after_version, limit),
+            items=mark_corrections(self.models.journal(case_id, after_version, limit), view),
             deliveries=self.models.deliveries(case_id, after_delivery, limit),
         )
         self._record(reader, "journal", "granted", [case_id])

@@ -43,6 +43,14 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
              period {period, applies_from, set_by, reason} | null (as the coordinators set it),
              phase_since, last_contact_on} (ADR 0019; served with the period in force,
              ``next_contact_due_by`` and ``contact_due_passed``, see :func:`logbook_served`),
+    entries {<the entry's own event id>: {kind, type, version, value, original, corrections
+              [{value, reason, corrected_on, by {user_id, organisation_id}, recorded_at, event_id}],
+              retracted {reason, retracted_on, by, recorded_at, event_id} | null}}
+              (every correctable entry: worksheet, goal, resource_group_meeting, sip_action;
+              ``value`` as it now stands, ``original`` as first recorded (null until corrected);
+              ADR 0018. The checklist, the change rating, the meetings' count, the goals and the
+              SIP actions show the current value; a retracted goal stays listed with
+              ``retracted``, a corrected one has ``corrected`` true),
     chain {verifies, broken_at, reason},
     facts {...}  (for statistics; no personal data)
 """
@@ -129,6 +137,7 @@ def open_view(event: CaseEventRecord) -> View:
         "meetings": {"count": 0, "last_held_on": None},
         "deviations": [],
         "logbook": _logbook(data["opened_on"]),
+        "entries": {},
         "chain": {"verifies": True, "broken_at": None, "reason": None, "head": GENESIS_HASH},
         "facts": {
             "municipality_code": data["municipality"]["code"],
@@ -206,8 +215,10 @@ def apply(view: View, event: CaseEventRecord) -> bool:
     # reads one (the live consumer dead-letters it).
     handler = HANDLERS.handler(event.type) if event.type in EVENT_TYPES else None
     if handler is not None:
-        handler(view, event.data)
+        handler(view, _with_record(event))
         _met_the_client(view, event)
+    if event.type in ENTRY_TYPES:
+        _remember_entry(view, event)
     view["version"] = event.version
     view["log_position"] = event.log_position
     view["updated_at"] = event.time
@@ -576,6 +587,175 @@ def _contact_period_set(view: View, data: dict[str, Any]) -> None:
     }
 
 
+# ------------------------------------------------------------ corrections (ADR 0018)
+# The correctable entries (their current types) and what the overview keeps of each: what it
+# shows, so that a correction can show it as it was and recompute what it derives from it.
+ENTRY_TYPES: dict[str, str] = {
+    ev.WorksheetCompleted.TYPE: "worksheet",
+    ev.GoalSet.TYPE: "goal",
+    ev.ResourceGroupMeetingHeld.TYPE: "resource_group_meeting",
+    ev.ActionCompleted.TYPE: "sip_action",
+}
+_RECORDED = frozenset({ev.EntryCorrected.TYPE, ev.EntryRetracted.TYPE})
+
+
+def _with_record(event: CaseEventRecord) -> dict[str, Any]:
+    """The payload; a correction's with who recorded it, when, and its own event id."""
+    if event.type not in _RECORDED:
+        return event.data
+    recorded = {
+        "by": {"user_id": event.actor_id, "organisation_id": event.actor_org},
+        "recorded_at": event.time,
+        "event_id": event.event_id,
+    }
+    return {**event.data, "recorded": recorded}
+
+
+def _entry_value(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """What the overview shows of an entry (a correction's value has the same fields)."""
+    if kind == "worksheet":
+        value = {"completed_on": data["completed_on"], "participants": _participant_names(data)}
+        if data.get("change_rating") is not None:
+            value["change_rating"] = dict(data["change_rating"])
+        if "worksheet" in data:
+            value["worksheet"] = data["worksheet"]
+        return value
+    if kind == "goal":
+        return {k: data.get(k) for k in ("description", "life_area", "target_date", "set_on")}
+    if kind == "resource_group_meeting":
+        return {
+            "held_on": data["held_on"],
+            "participants": _participant_names(data),
+            "notes": data.get("notes"),
+        }
+    return {"completed_on": data["completed_on"], "comment": data.get("comment")}
+
+
+def _remember_entry(view: View, event: CaseEventRecord) -> None:
+    kind = ENTRY_TYPES[event.type]
+    data = event.data
+    value = _entry_value(kind, data)
+    keys = {
+        "goal": ("goal_id",),
+        "resource_group_meeting": ("meeting_id",),
+        "sip_action": ("sip_version", "action_id"),
+    }
+    for key in keys.get(kind, ()):
+        value[key] = data[key]
+    # A view stored before entries were kept has none; a rebuild gives it all (ADR 0018).
+    view.setdefault("entries", {})[event.event_id] = {
+        "kind": kind,
+        "type": event.type,
+        "version": event.version,
+        "value": value,
+        "original": None,
+        "corrections": [],
+        "retracted": None,
+    }
+
+
+def _entry_corrected(view: View, data: dict[str, Any]) -> None:
+    entry = view.setdefault("entries", {}).get(data["corrects_event_id"])
+    correction = {
+        "value": {k: v for k, v in data["value"].items() if k != "kind"},
+        "reason": data["reason"],
+        "corrected_on": data["corrected_on"],
+        **data["recorded"],
+    }
+    if entry is None:  # an entry of a view stored before entries were kept: shown, not applied
+        view["entries"][data["corrects_event_id"]] = _unknown_entry(data, corrections=[correction])
+        return
+    if entry["original"] is None:
+        entry["original"] = dict(entry["value"])
+    kind = entry["kind"]
+    value = {**entry["value"], **_entry_value(kind, data["value"])}
+    entry["value"] = value
+    entry["corrections"].append(correction)
+    _derive(view, entry)
+
+
+def _entry_retracted(view: View, data: dict[str, Any]) -> None:
+    entry = view.setdefault("entries", {}).get(data["corrects_event_id"])
+    retracted = {"reason": data["reason"], "retracted_on": data["retracted_on"], **data["recorded"]}
+    if entry is None:
+        view["entries"][data["corrects_event_id"]] = _unknown_entry(data, retracted=retracted)
+        return
+    entry["retracted"] = retracted
+    _derive(view, entry)
+
+
+def _unknown_entry(data: dict[str, Any], **change: Any) -> dict[str, Any]:
+    kind = ev.CORRECTABLE_KINDS.get(data["corrects_type"].rsplit(".", 1)[0], "unknown")
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "type": data["corrects_type"],
+        "version": None,
+        "value": None,
+        "original": None,
+        "corrections": [],
+        "retracted": None,
+    }
+    entry.update(change)
+    return entry
+
+
+def _standing(view: View, kind: str) -> list[dict[str, Any]]:
+    """The entries of a kind not retracted, in the case's order."""
+    entries = [
+        e for e in view["entries"].values() if e["kind"] == kind and e["retracted"] is None and e["version"]
+    ]
+    return sorted(entries, key=lambda e: e["version"])
+
+
+def _derive(view: View, entry: dict[str, Any]) -> None:
+    """What the overview derives from the entry, from its current value (or its retraction)."""
+    kind, value, retracted = entry["kind"], entry["value"], entry["retracted"]
+    if kind == "worksheet":
+        _derive_worksheets(view, value["worksheet"])
+    elif kind == "resource_group_meeting":
+        held = [e["value"]["held_on"] for e in _standing(view, kind)]
+        view["meetings"] = {"count": len(held), "last_held_on": max(held) if held else None}
+    elif kind == "goal":
+        for goal in view["goals"]:
+            if goal["goal_id"] == value["goal_id"]:
+                goal.update({k: value[k] for k in ("description", "life_area", "target_date", "set_on")})
+                goal["corrected"] = bool(entry["corrections"])
+                if retracted is not None:
+                    goal["retracted"] = retracted
+    else:
+        sip = view["sip"]
+        if sip is None or sip["version"] != value["sip_version"]:
+            return  # an action of an earlier SIP: its history keeps it as it stood
+        for action in sip["actions"]:
+            if action["action_id"] == value["action_id"]:
+                action["done_on"] = None if retracted is not None else value["completed_on"]
+
+
+def _derive_worksheets(view: View, sheet: str) -> None:
+    """The sheet's checklist step and, for change ratings, the latest rating and the facts."""
+    standing = [e["value"] for e in _standing(view, "worksheet") if e["value"]["worksheet"] == sheet]
+    for step in view["checklist"]:
+        if step["step"] == sheet:
+            step["times"] = len(standing)
+            step["done"] = bool(standing)
+            step["completed_on"] = standing[-1]["completed_on"] if standing else None
+            step["first_completed_on"] = standing[0]["completed_on"] if standing else None
+            step["participants"] = standing[-1]["participants"] if standing else []
+    if sheet != Worksheet.CHANGE_RATING.value:
+        return
+    totals = []
+    view["latest_change_rating"] = None
+    for value in standing:
+        rating = value["change_rating"]
+        total = rating["individually"] + rating["interpersonally"] + rating["socially"] + rating["overall"]
+        totals.append(total)
+        view["latest_change_rating"] = {"rated_on": value["completed_on"], **rating, "total": total}
+    facts = view["facts"]
+    facts["rating_count"] = len(totals)
+    facts["first_rating_total"] = totals[0] if totals else None
+    facts["latest_rating_total"] = totals[-1] if totals else None
+
+
 def _case_closed(view: View, data: dict[str, Any]) -> None:
     view["status"] = "closed"
     view["phase"] = "closed"
@@ -611,6 +791,8 @@ HANDLERS: EventHandlers[Callable[[View, dict[str, Any]], None]] = EventHandlers.
         ev.MethodDeviationRecorded: _deviation_recorded,
         ev.ClientContactRecorded: _contact_recorded,
         ev.ContactPeriodSet: _contact_period_set,
+        ev.EntryCorrected: _entry_corrected,
+        ev.EntryRetracted: _entry_retracted,
         ev.CaseClosed: _case_closed,
     },
     ignored=(ev.CaseOpened,),  # open_view builds the view from it
@@ -628,6 +810,7 @@ def mark_overdue(view: View, today: str) -> View:
     served.setdefault("deviations", [])  # a view stored before deviations were kept
     served["logbook"] = logbook_served(view, today)
     served.setdefault("handover", None)  # a view stored before handovers were kept
+    served.setdefault("entries", {})  # likewise, entries (ADR 0018)
     active = view["status"] == "active"
     follow_up = view["next_follow_up_on"]
     served["follow_up_overdue"] = bool(active and follow_up is not None and follow_up < today)

@@ -83,6 +83,39 @@ def _deviation(d: dict[str, Any]) -> str:
     return f"Deviation from the method on {d['deviated_on']}: {rule} ({deviates}{figures}), reason given"
 
 
+ENTRY_KINDS = {
+    "worksheet": "worksheet",
+    "goal": "goal",
+    "resource_group_meeting": "resource group meeting",
+    "sip_action": "SIP action's completion",
+}
+
+
+def _corrected(d: dict[str, Any]) -> str:
+    """A correction names the entry's own event (its line stays as it was: the original) and
+    gives what the journal shows of the new value; the reason, free text, is the overview's."""
+    value = d["value"]
+    kind = value["kind"]
+    now = {
+        "worksheet": lambda: f"completed on {value['completed_on']} with {_names(value)}",
+        "goal": lambda: f"set on {value['set_on']}",
+        "resource_group_meeting": lambda: f"held on {value['held_on']} with {_names(value)}",
+        "sip_action": lambda: f"completed on {value['completed_on']}",
+    }[kind]()
+    return (
+        f"Correction on {d['corrected_on']} of the {ENTRY_KINDS[kind]} recorded as event"
+        f" {d['corrects_event_id']}: now {now}; the original stays, reason given"
+    )
+
+
+def _retracted(d: dict[str, Any]) -> str:
+    kind = ev.CORRECTABLE_KINDS.get(d["corrects_type"].rsplit(".", 1)[0], "")
+    return (
+        f"Retraction on {d['retracted_on']} of the {ENTRY_KINDS.get(kind, 'entry')} recorded as event"
+        f" {d['corrects_event_id']}: it no longer counts; the original stays, reason given"
+    )
+
+
 SUMMARIES: EventHandlers[Summary] = EventHandlers.of(
     "projections: journal",
     ev.CASE_EVENTS,
@@ -135,6 +168,8 @@ SUMMARIES: EventHandlers[Summary] = EventHandlers.of(
         ev.MethodDeviationRecorded: _deviation,
         ev.ClientContactRecorded: _contact,
         ev.ContactPeriodSet: _period_set,
+        ev.EntryCorrected: _corrected,
+        ev.EntryRetracted: _retracted,
         ev.CaseClosed: lambda d: f"Case closed on {d['closed_on']} ({d['reason'].replace('_', ' ')})",
     },
 )
@@ -146,6 +181,25 @@ def summary(event: CaseEventRecord) -> str:
     describe = SUMMARIES.handler(event.type)
     assert describe is not None, "the journal describes every type"
     return describe(event.data)
+
+
+def mark_corrections(items: list[dict[str, Any]], view: dict[str, Any]) -> list[dict[str, Any]]:
+    """The journal's lines, each entry's own line marked with the events that corrected it
+    (``corrected_by``, oldest first) and the one that retracted it (``retracted_by``): the line
+    itself keeps what was written (ADR 0018). From the case's overview, read with the journal."""
+    entries = view.get("entries", {})
+    marked = []
+    for item in items:
+        entry = entries.get(str(item["event_id"]))
+        retracted = entry["retracted"] if entry else None
+        marked.append(
+            {
+                **item,
+                "corrected_by": [c["event_id"] for c in entry["corrections"]] if entry else [],
+                "retracted_by": retracted["event_id"] if retracted else None,
+            }
+        )
+    return marked
 
 
 def journal_row(event: CaseEventRecord, verified: bool) -> tuple[Any, ...]:

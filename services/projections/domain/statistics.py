@@ -37,6 +37,9 @@ only). Definitions, as documented in docs/operations.md:
   personal identity number, a *samordningsnummer*'s day less 60; the number never enters
   the facts), and ``unknown`` for facts stored before the age group was kept (a rebuild
   gives them one).
+- corrected and retracted entries (ADR 0018): the facts come from each overview's current
+  values, so a corrected change rating counts with its corrected total and a retracted one
+  not at all.
 
 Every count below :data:`MIN_COUNT` (except 0) is suppressed (``None``), and so is
 every figure computed from fewer than :data:`MIN_COUNT` cases (a count of follow-ups

@@ -107,6 +107,10 @@ class JournalEntry(BaseModel):
     actor_principal: str
     summary: str
     verified: bool
+    corrected_by: list[UUID] = Field(
+        default_factory=list, description="The events that corrected this entry, oldest first (ADR 0018)"
+    )
+    retracted_by: UUID | None = Field(default=None, description="The event that retracted this entry")
 
 
 class Recipient(BaseModel):

@@ -23,6 +23,7 @@ class Goal:
     target_date: str
     status: str
     sub_goals: tuple[Goal, ...] = ()
+    note: str = ""  # corrected or retracted after it was written down (ADR 0018)
 
 
 @dataclass(frozen=True)
@@ -152,13 +153,34 @@ def organisation_names(view: View) -> dict[str, str]:
     return names
 
 
-def _goal(goal: Mapping[str, Any], sub_goals: tuple[Goal, ...] = ()) -> Goal:
+def _goal_note(view: View, goal: Mapping[str, Any]) -> str:
+    """What the client is told of a goal corrected or struck out after it was written down: the
+    date and the reason (the overview keeps the original text beside it)."""
+    retracted = goal.get("retracted")
+    if retracted:
+        return f"Struket {labels.day(retracted['retracted_on'])}: {retracted['reason']}"
+    if not goal.get("corrected"):
+        return ""
+    corrections = [
+        c
+        for e in view.get("entries", {}).values()
+        if e["kind"] == "goal" and (e.get("value") or {}).get("goal_id") == goal["goal_id"]
+        for c in e["corrections"]
+    ]
+    if not corrections:
+        return ""
+    latest = corrections[-1]
+    return f"Rättat {labels.day(latest['corrected_on'])}: {latest['reason']}"
+
+
+def _goal(view: View, goal: Mapping[str, Any], sub_goals: tuple[Goal, ...] = ()) -> Goal:
     return Goal(
         kind=labels.label(labels.GOAL_KINDS, goal["kind"]),
         description=goal["description"],
         target_date=labels.day(goal.get("target_date")),
         status=labels.label(labels.GOAL_STATUSES, goal.get("status")),
         sub_goals=sub_goals,
+        note=_goal_note(view, goal),
     )
 
 
@@ -171,8 +193,8 @@ def _goals(view: View, goal_ids: Iterable[str]) -> tuple[Goal, ...]:
     for goal in chosen:
         if goal.get("parent_goal_id") in chosen_ids:
             continue  # shown under its parent
-        children = tuple(_goal(g) for g in chosen if g.get("parent_goal_id") == goal["goal_id"])
-        shown.append(_goal(goal, children))
+        children = tuple(_goal(view, g) for g in chosen if g.get("parent_goal_id") == goal["goal_id"])
+        shown.append(_goal(view, goal, children))
     return tuple(shown)
 
 

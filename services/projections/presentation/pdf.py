@@ -167,7 +167,8 @@ def _document(title: str, font_dirs: Sequence[Path] | None) -> _Document:
 
 def _goal_line(goal: content.Goal) -> str:
     target = f" (till {goal.target_date})" if goal.target_date else ""
-    return f"{goal.kind}: {goal.description}{target}, {goal.status}"
+    note = f" ({goal.note})" if goal.note else ""
+    return f"{goal.kind}: {goal.description}{target}, {goal.status}{note}"
 
 
 def _responsible(action: content.Action, client_name: str) -> str:

@@ -136,6 +136,8 @@ HANDLERS: EventHandlers[Callable[[CaseAccess, dict[str, Any]], None]] = EventHan
         ev.MethodDeviationRecorded,  # a deviation from practice changes nobody's access
         ev.ClientContactRecorded,  # the logbook changes nobody's access either
         ev.ContactPeriodSet,
+        ev.EntryCorrected,  # nor does a correction; it is shared like every case event (ADR 0018)
+        ev.EntryRetracted,
         ev.CaseClosed,  # a closed case stays visible to whom it was (the rule has no end date)
     ),
 )
