@@ -112,11 +112,11 @@ AgendaItem = ShortText
 
 CancelReason = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=_NOT_ONLY_WHITESPACE),
-    Field(description="Why the meeting was cancelled: 1–500 characters"),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_NOT_ONLY_WHITESPACE),
+    Field(description="Why the meeting was cancelled: 1–200 characters"),
 ]
-"""Why a meeting was cancelled: 1–500 characters (200 before resource group and crisis meetings
-could be cancelled; every earlier payload still fits)."""
+"""Why a meeting was cancelled: 1–200 characters, as in every ``MeetingCancelled.v1`` (a longer
+reason would be a new version: a subscriber on an earlier package validates v1 at 200)."""
 
 
 class Answer(StrEnum):
@@ -287,7 +287,7 @@ class MeetingCancelled(MeetingEventData):
     TYPE: ClassVar[str] = "se.vss.meetings.MeetingCancelled.v1"
     meeting_id: UUID
     sequence: Annotated[int, Field(ge=1)]
-    reason: CancelReason  # at most 200 characters before resource group meetings could be cancelled
+    reason: CancelReason
     cancelled_by: UserId | None = None
 
 

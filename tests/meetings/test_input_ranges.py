@@ -118,8 +118,8 @@ def test_a_person_in_a_path_or_query_is_checked_before_anything_is_logged(
 
 
 # ------------------------------------------------------------------- real meetings (ADR 0020)
-@pytest.mark.parametrize("reason", ["", "   ", "x" * 501, "Inställt\nav mig"])
-def test_a_cancellation_reason_is_one_to_five_hundred_characters_on_one_line(api: Api, reason: str) -> None:
+@pytest.mark.parametrize("reason", ["", "   ", "x" * 201, "Inställt\nav mig"])
+def test_a_cancellation_reason_is_one_to_two_hundred_characters_on_one_line(api: Api, reason: str) -> None:
     [meeting] = api.meetings()
     rule = "control_character" if "\n" in reason else None
     body = {"reason": reason}
@@ -130,7 +130,7 @@ def test_a_cancellation_reason_is_one_to_five_hundred_characters_on_one_line(api
     if rule:
         assert (("reason", rule)) in {(e["field"], e["rule"]) for e in response.json()["errors"]}
     assert _stored(api.store) == before
-    ok = api.post(meeting["meeting_id"], "cancel", {"reason": "x" * 500}, "cancel-500")
+    ok = api.post(meeting["meeting_id"], "cancel", {"reason": "x" * 200}, "cancel-200")
     assert ok.status_code == 200, ok.text
 
 

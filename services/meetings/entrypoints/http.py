@@ -197,7 +197,7 @@ class RescheduleMeeting(BaseModel):
 class CancelMeeting(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[CancelReason, Field(description="Why (1–500 characters); shown on the meeting")]
+    reason: Annotated[CancelReason, Field(description="Why (1–200 characters); shown on the meeting")]
 
 
 class MarkHeld(BaseModel):
