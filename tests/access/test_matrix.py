@@ -105,6 +105,8 @@ MATRIX: dict[tuple[Api, str, str], Entry] = {
             ("POST", "/sips/current/confirmation"),
             ("POST", "/contacts"),
             ("POST", "/contact-period"),
+            ("POST", "/corrections"),
+            ("POST", "/retractions"),
             ("POST", "/closure"),
         ]
     },
