@@ -22,7 +22,7 @@ from services.meetings.application.service import (
     Requester,
 )
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays
-from services.meetings.domain.schedule import Decided, Rules, ScheduleError
+from services.meetings.domain.schedule import Decided, MeetingSchedule, Rules, ScheduleError
 from tests.meetings.feed import CLIENT, COORDINATOR, HOUSING, SOCIAL, CaseFeed
 from tests.support.clock import FixedClock
 from vss_contracts import case_events as ce
@@ -650,7 +650,12 @@ def test_a_batch_moves_the_position_once_and_a_redelivered_part_is_skipped() -> 
     events = [CaseEventIn(**event) for event in applied]
     writes: list[int] = []
     write_batch = store.write_batch
-    store.write_batch = lambda *args: writes.append(1) or write_batch(*args)  # type: ignore[method-assign]
+
+    def counted(*args: Any) -> list[int]:
+        writes.append(1)
+        return write_batch(*args)
+
+    store.write_batch = counted  # type: ignore[method-assign,assignment]
     assert service.apply_case_events(events[:6]) == 6
     assert service.apply_case_events(events[:6]) == 0  # all redelivered: nothing written
     assert service.apply_case_events(events[3:]) == len(events) - 6  # the first three again
@@ -663,7 +668,12 @@ def test_an_event_that_changes_nothing_while_no_timer_is_due_loads_no_schedule()
     service, feed = started(store)
     loads: list[UUID] = []
     load = service.load
-    service.load = lambda case_id: loads.append(case_id) or load(case_id)  # type: ignore[method-assign]
+
+    def counted(case_id: UUID) -> MeetingSchedule | None:
+        loads.append(case_id)
+        return load(case_id)
+
+    service.load = counted  # type: ignore[method-assign]
     before = store.snapshot(feed.case_id)
     at = datetime(2026, 1, 6, 9, tzinfo=STOCKHOLM)  # the first contact interval still runs
     goal = ce.GoalSet(goal_id=uuid4(), kind=GoalKind.LONG_TERM, description="Eget boende", set_on=at.date())
