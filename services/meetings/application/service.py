@@ -38,6 +38,7 @@ from services.meetings.domain.schedule import (
     ScheduleError,
     ScheduleState,
     restore,
+    settle,
     snapshot,
 )
 from vss_contracts.case_events import CaseEventData
@@ -247,11 +248,10 @@ class MeetingsService:
             ):
                 continue
             else:
-                # As a transaction of its own would load it: restored from its snapshot (the
-                # order of what it holds is the stored order, and so are the decisions).
-                schedule = pending.schedule = restore(
-                    orjson.loads(_dumps(snapshot(pending.schedule))), self.rules, self.calendar
-                )
+                # Kept from the batch's earlier event, in the form loading it would give (so
+                # with the same decisions), not written and loaded again.
+                schedule = pending.schedule
+                settle(schedule)
             before = schedule.version
             decided = schedule.on_case_event(UUID(event.event_id), event.recorded_at, event.data)
             if event.log_position is not None:

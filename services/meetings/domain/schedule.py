@@ -17,7 +17,7 @@ through the case-knowledge update of a case event (members, consent, phase …).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -1142,6 +1142,24 @@ def snapshot(schedule: MeetingSchedule) -> dict[str, Any]:
         "contact_period": s.contact_period.value if s.contact_period else None,
         "contact_days": [d.isoformat() for d in s.contact_days],
     }
+
+
+def settle(schedule: MeetingSchedule) -> None:
+    """Put a schedule kept in memory in the form :func:`restore` gives its stored snapshot (what
+    it holds by key in key order, as the snapshot's sorted keys; times with the fixed offset an
+    ISO text carries), so that it decides what a schedule loaded afresh would (the same ids,
+    the same event payloads, in the same order)."""
+    state = schedule.state
+    state.coordinators = dict(sorted(state.coordinators.items()))
+    state.members = dict(sorted(state.members.items()))
+    state.meetings = dict(sorted(state.meetings.items()))
+    for meeting in state.meetings.values():
+        meeting.starts_at = datetime.fromisoformat(meeting.starts_at.isoformat())
+        meeting.ends_at = datetime.fromisoformat(meeting.ends_at.isoformat())
+        meeting.answers = {
+            key: replace(answered, at=datetime.fromisoformat(answered.at.isoformat()))
+            for key, answered in sorted(meeting.answers.items())
+        }
 
 
 def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> MeetingSchedule:

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
 import pytest
 
 from services.meetings.application.ports import AdoptedRequest
@@ -22,7 +23,16 @@ from services.meetings.application.service import (
     Requester,
 )
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays
-from services.meetings.domain.schedule import Decided, MeetingSchedule, Rules, ScheduleError
+from services.meetings.domain.schedule import (
+    Decided,
+    MeetingSchedule,
+    Rules,
+    ScheduleError,
+    ScheduleState,
+    restore,
+    settle,
+    snapshot,
+)
 from tests.meetings.feed import CLIENT, COORDINATOR, HOUSING, SOCIAL, CaseFeed
 from tests.support.clock import FixedClock
 from vss_contracts import case_events as ce
@@ -714,3 +724,25 @@ def test_a_batch_that_meets_a_concurrent_writer_is_applied_again_on_its_result()
     kinds = sorted(m.kind.value for m in service.meetings(feed.case_id))
     assert kinds == ["client_contact", "resource_group"]  # neither write lost
     assert service.applied_through() == 4
+
+
+def test_a_schedule_kept_in_memory_and_settled_is_the_one_its_snapshot_restores() -> None:
+    """What a batch relies on between two events of a case: the same order of what it holds and
+    the same times, so the same decisions, as if it were written and loaded again."""
+    _, applied, _ = _applied_one_by_one()
+    first_case = applied[0]["case_id"]
+    kept = MeetingSchedule(ScheduleState(case_id=first_case), Rules(), WORKING_DAYS)
+    for event in applied:
+        if event["case_id"] != first_case:
+            continue
+        kept.on_case_event(UUID(event["event_id"]), event["recorded_at"], event["data"])
+        settle(kept)
+        restored = restore(
+            orjson.loads(orjson.dumps(snapshot(kept), option=orjson.OPT_SORT_KEYS)), Rules(), WORKING_DAYS
+        )
+        assert orjson.dumps(snapshot(kept)) == orjson.dumps(snapshot(restored))  # key order too
+        assert kept.state == restored.state
+        assert [(m.starts_at.tzinfo, m.ends_at.tzinfo) for m in kept.state.meetings.values()] == [
+            (m.starts_at.tzinfo, m.ends_at.tzinfo) for m in restored.state.meetings.values()
+        ]
+    assert len(kept.state.meetings) >= 1
