@@ -8,6 +8,7 @@ store's lock; a writer elsewhere is caught by the version check and retried.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +51,8 @@ log = structlog.get_logger("vss.meetings")
 SERVICE_ACTOR = "vss-meetings"
 SERVICE_ORGANISATION = "vss"
 _T = TypeVar("_T")
+# Schedules kept in memory between batches of case events (a few MiB at most).
+KEPT_SCHEDULES = 1_000
 
 
 def _dumps(value: Any) -> bytes:
@@ -114,6 +117,9 @@ class MeetingsService:
         self.calendar = calendar
         self.clock = clock
         self.fired = 0  # timer events stored by this process (for status and benchmarks)
+        # Schedules a batch of case events wrote, as written, the most recent last: the next
+        # batch takes one only while the stored revision is still its own (no other writer).
+        self._kept: OrderedDict[str, MeetingSchedule] = OrderedDict()
 
     # ------------------------------------------------------------------------------- loads
     def load(self, case_id: UUID) -> MeetingSchedule | None:
@@ -239,7 +245,12 @@ class MeetingsService:
                     and (head.next_due is None or head.next_due > (utc_key(event.recorded_at) or ""))
                 ):
                     continue  # nothing due and nothing to change: only the position moves
-                schedule = self._load_or_new(event.case_id)
+                kept = self._kept.pop(case_id, None)
+                if kept is not None and head is not None and kept.revision == head.revision:
+                    schedule = kept
+                    settle(schedule)
+                else:
+                    schedule = self._load_or_new(event.case_id)
                 pending = touched[case_id] = _Touched(
                     schedule, schedule.revision, schedule.stored_coordinators, []
                 )
@@ -292,6 +303,12 @@ class MeetingsService:
             )
         except AlreadyApplied:
             return 0  # another writer applied them meanwhile
+        for (_, write), pending in zip(writes, touched.values(), strict=True):
+            if write.coordinators is not None:
+                pending.schedule.stored_coordinators = write.coordinators
+            self._kept[write.case_id] = pending.schedule
+        while len(self._kept) > KEPT_SCHEDULES:
+            self._kept.popitem(last=False)
         return len(fresh)
 
     def applied_through(self) -> int:

@@ -746,3 +746,28 @@ def test_a_schedule_kept_in_memory_and_settled_is_the_one_its_snapshot_restores(
             (m.starts_at.tzinfo, m.ends_at.tzinfo) for m in restored.state.meetings.values()
         ]
     assert len(kept.state.meetings) >= 1
+
+
+def test_a_schedule_kept_from_an_earlier_batch_gives_way_to_another_writers_change() -> None:
+    store = InMemoryScheduleStore()
+    service = meetings_service(store)
+    recording = RecordingService(meetings_service(InMemoryScheduleStore()))
+    feed = CaseFeed(recording)  # type: ignore[arg-type]
+    feed.open(MONDAY)
+    feed.assign(MONDAY)
+    feed.consent(MONDAY)
+    feed.summarise(date(2026, 1, 20))
+    events = [CaseEventIn(**event) for event in recording.applied]
+    assert service.apply_case_events(events[:3]) == 3  # the schedule is kept after this batch
+    # The HTTP API (another service object, the same store) books a meeting meanwhile.
+    meetings_service(store).request(
+        feed.case_id,
+        SARA,
+        lambda s: s.book("b1", starts_at=datetime(2026, 1, 28, 13, tzinfo=STOCKHOLM), minutes=60,
+                         user_id="sara", location="Hemma", organisation_id=SOCIAL.id),
+    )  # fmt: skip
+    assert service.apply_case_events(events[3:]) == 1
+    kinds = sorted(m.kind.value for m in service.meetings(feed.case_id))
+    assert kinds == ["client_contact", "resource_group"]  # the booking is not lost
+    versions = [e.version for e in store.events(feed.case_id)]
+    assert versions == list(range(1, len(versions) + 1))  # one chain, nothing overwritten
