@@ -205,10 +205,11 @@ class MeetingsService:
         last; the number applied (a sequence applied already is skipped). Raises, changing
         nothing, on failure.
 
-        The same decisions as applying them one by one: each event sees its schedule as
-        stored (restored from the snapshot its predecessor in the batch left), and an event
-        that cannot change a schedule (``MeetingSchedule.changes_nothing``) while no timer of
-        its case is due by its time is passed over without loading the schedule at all.
+        The same decisions as applying them one by one: each schedule touched is loaded once
+        (or taken from those the last batch wrote, while the stored revision is still that
+        one) and kept in memory between its events in the form loading it gives (``settle``);
+        an event that cannot change a schedule (``MeetingSchedule.changes_nothing``) while no
+        timer of its case is due by its time is passed over without loading the schedule.
         """
         with self.store.lock:
             if self.store.has_adopted_requests():
