@@ -30,18 +30,20 @@ from the same case store read in log order in pages of ``--page``:
   storing that case event's stored bytes (as a consumer that only kept what it received
   would), into a fresh store with the same recorder settings as the meetings store's
   (the library's plain application recorder, no side tables);
-- **service**: read + decode, then ``MeetingsService.apply_case_event`` of every case event
-  into a fresh meetings store (SQLite; with ``--postgres`` also a fresh database on an
+- **service**: read + decode, then ``MeetingsService.apply_case_events`` of every case event,
+  ``--batch`` (default 100, what one fetch of the durable consumer brings) per call, into a
+  fresh meetings store (SQLite; with ``--postgres`` also a fresh database on an
   embedded PostgreSQL of the bench's own), as ``bootstrap_meetings`` composes it (default
-  settings: the method's rules, Swedish working days). Each case event is one transaction
-  (the timers of its case due by then, the meeting events it decides, the schedule's
-  snapshot and next timer, its coordinators, the consumer position). Then, timed
+  settings: the method's rules, Swedish working days). Each batch is one transaction (the
+  timers of its cases due by each event, the meeting events they decide, each touched
+  schedule's snapshot and next timer, its coordinators, the consumer position of the last);
+  ``--batch 1`` is ``apply_case_event``, one transaction per case event. Then, timed
   separately, ``fire_due`` at the end of the timeline (midnight after 2026-06-30,
   Stockholm) fires every timer due by then. Reported: case events/s, meeting events
   emitted, the timers held at the end (the pending timers of every schedule, and the
   schedules with a next timer), the store's size on disk, peak RSS.
 
-The case events go straight to ``apply_case_event``: NATS and the durable consumer
+The case events go straight to the service: NATS and the durable consumer
 (pull, CloudEvent validation, acks) are not in this path; ``bench/rebuild.py`` and
 ``bench/relay.py`` measure the bus's share. Rounds are interleaved (read, read + decode,
 library, service, then again) and the best round of each counts.
@@ -98,7 +100,7 @@ from bench.common import (
     start_generation,
 )
 from services.case.infrastructure.store import CaseEventMapper, CaseEventStore, StoreConfig
-from services.meetings.application.service import MeetingsService
+from services.meetings.application.service import CaseEventIn, MeetingsService
 from services.meetings.domain.calendar import WorkingDays, local_datetime
 from services.meetings.domain.schedule import restore
 from services.meetings.infrastructure.store import MeetingsApplication, MeetingStore, migrate
@@ -249,8 +251,12 @@ def library_write(case_url: str, target: str, page: int, total: int, sample: int
     )
 
 
-def service_run(case_url: str, target: str, page: int, total: int, sample: int, follow: Any = None) -> Result:
-    """Every case event through ``apply_case_event``, then ``fire_due`` at the timeline's end.
+def service_run(
+    case_url: str, target: str, page: int, total: int, sample: int, follow: Any = None, batch: int = 100
+) -> Result:
+    """Every case event through ``apply_case_events`` in batches of ``batch`` (as the consumer
+    applies what one fetch brings; 1: ``apply_case_event``, one transaction per case event),
+    then ``fire_due`` at the timeline's end.
 
     Also noted: the time the first ``sample`` case events took (the library write's sample).
     With ``follow``, the case store is followed while it is generated; the time spent
@@ -260,28 +266,40 @@ def service_run(case_url: str, target: str, page: int, total: int, sample: int, 
     migrate(target)
     store = MeetingStore(target)
     service = MeetingsService(store, MeetingsSettings().rules(), WorkingDays(), EndOfTimeline())
-    progress = Progress(f"service apply_case_event, {_label(target)}", total)
+    progress = Progress(_service_name(target, batch), total)
     sampled: tuple[int, float] | None = None
     try:
         started = time.perf_counter()
         events = applied = 0
+        pending: list[CaseEventIn] = []
         for mapper, notifications in pages(case_url, page, follow=follow, waits=waits):
             for item in decoded(mapper, notifications):
-                applied += service.apply_case_event(
-                    case_id=item.case_id,
-                    event_id=item.event_id,
-                    recorded_at=item.recorded_at,
-                    data=item.data,
-                    stream_sequence=item.sequence,
-                )
-                if applied == sample:  # exactly the library write's sample
+                if batch == 1:
+                    applied += service.apply_case_event(
+                        case_id=item.case_id,
+                        event_id=item.event_id,
+                        recorded_at=item.recorded_at,
+                        data=item.data,
+                        stream_sequence=item.sequence,
+                    )
+                else:
+                    pending.append(
+                        CaseEventIn(item.case_id, item.event_id, item.recorded_at, item.data, item.sequence)
+                    )
+                    if len(pending) < batch:
+                        continue
+                    applied += service.apply_case_events(pending)
+                    pending = []
+                if sampled is None and applied >= sample:  # the library write's sample (a batch's end)
                     sampled = (applied, time.perf_counter() - started - waits.seconds)
             events += len(notifications)
             progress(events)
+        if pending:
+            applied += service.apply_case_events(pending)
         apply_seconds = time.perf_counter() - started - waits.seconds
         if applied != events:  # a fresh store has applied none of them: every one must apply
             raise RuntimeError(
-                f"{events - applied:,} of {events:,} case events were not applied (apply_case_event"
+                f"{events - applied:,} of {events:,} case events were not applied (the service"
                 " returned False, as for a redelivery, in a fresh store): the figures would be wrong"
             )
         emitted_applying = store.recorder.max_notification_id() or 0
@@ -302,7 +320,13 @@ def service_run(case_url: str, target: str, page: int, total: int, sample: int, 
     finally:
         store.close()
     extra["bytes"] = store_bytes(target)
-    return Result(f"service apply_case_event, {_label(target)}", events, apply_seconds, rss, extra)
+    return Result(_service_name(target, batch), events, apply_seconds, rss, extra)
+
+
+def _service_name(target: str, batch: int) -> str:
+    if batch == 1:
+        return f"service apply_case_event, {_label(target)}"
+    return f"service apply_case_events ({batch}), {_label(target)}"
 
 
 def held_timers(store: MeetingStore) -> dict[str, Any]:
@@ -362,6 +386,7 @@ def _measure(
     total: int = 0,
     sample: int = 0,
     follow: Any = None,
+    batch: int = 100,
 ) -> Result:
     """One measurement in this (fresh) process."""
     quiet_logs()
@@ -371,7 +396,7 @@ def _measure(
     elif kind == "library":
         run = lambda: library_write(case_url, target, page, total, sample)  # noqa: E731
     else:
-        run = lambda: service_run(case_url, target, page, total, sample, follow)  # noqa: E731
+        run = lambda: service_run(case_url, target, page, total, sample, follow, batch)  # noqa: E731
     return profiled(run) if profile else run()
 
 
@@ -430,6 +455,13 @@ def main() -> None:
         default=1_000_000,
         help="case events the raw library write covers (the first ones; default 1,000,000)",
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=100,
+        help="case events the service applies per transaction (default 100, the consumer's fetch;"
+        " 1: apply_case_event, one transaction each)",
+    )
     parser.add_argument("--postgres", action="store_true", help="also into PostgreSQL")
     parser.add_argument("--skip-sqlite", action="store_true", help="no SQLite runs (with --postgres)")
     parser.add_argument("--profile", action="store_true", help="also one SQLite service run under cProfile")
@@ -441,7 +473,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds is None:
         args.rounds = 2 if args.cases < 20_000 else 1
-    for name in ("cases", "rounds", "page", "library_sample"):
+    for name in ("cases", "rounds", "page", "library_sample", "batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s)")
@@ -492,6 +524,7 @@ def main() -> None:
                 stored.events if stored else expected,
                 sample,
                 follow,
+                args.batch,
             )
             found.setdefault(key, []).append(result)
             print(f"  {result.name}: {result.rate:,.0f} events/s ({result.seconds:.1f} s)", flush=True)
@@ -523,7 +556,16 @@ def main() -> None:
             target = make()
             try:
                 profiled = in_fresh_process(
-                    _measure, "service", stored.url, target, args.page, True, stored.events, sample
+                    _measure,
+                    "service",
+                    stored.url,
+                    target,
+                    args.page,
+                    True,
+                    stored.events,
+                    sample,
+                    None,
+                    args.batch,
                 )
             finally:
                 remove(target)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
-from services.meetings.application.service import MeetingsService
+from services.meetings.application.service import CaseEventIn, MeetingsService, Requester
 from services.meetings.domain.calendar import WorkingDays
 from services.meetings.domain.schedule import Rules
 from services.meetings.infrastructure.store import MeetingStore, StoreNotMigrated, migrate
@@ -17,6 +18,7 @@ from tests.meetings.feed import CLIENT, COORDINATOR, REGION_PSYCH, SOCIAL, CaseF
 from tests.support.clock import FixedClock
 from vss_contracts import case_events as ce
 from vss_contracts.meeting_events import TYPE_PREFIX
+from vss_contracts.types import Principal
 
 
 @pytest.fixture
@@ -52,6 +54,68 @@ def test_decisions_are_stored_once_and_timers_fire(service: MeetingsService) -> 
     fired = service.fire_due(datetime(2026, 2, 1, tzinfo=UTC))
     assert fired >= 2
     assert service.fire_due(datetime(2026, 2, 1, tzinfo=UTC)) == 0
+
+
+class _Recorded:
+    """Takes the case events a feed sends, to apply them in batches."""
+
+    def __init__(self) -> None:
+        self.events: list[CaseEventIn] = []
+
+    def apply_case_event(self, **event: object) -> bool:
+        self.events.append(CaseEventIn(**event))  # type: ignore[arg-type]
+        return True
+
+
+def test_a_batch_of_two_cases_events_is_one_transaction_all_or_nothing(
+    service: MeetingsService, store_url: str, working_days: WorkingDays
+) -> None:
+    recorded = _Recorded()
+    first, second = CaseFeed(recorded), CaseFeed(recorded)  # type: ignore[arg-type]
+    second.sequence = first.sequence
+    day = date(2026, 1, 5)
+    for feed in (first, second):
+        feed.open(day)
+        feed.assign(day)
+        feed.consent(day)
+    first.summarise(day)
+    second.summarise(day)
+    events = recorded.events
+    assert service.apply_case_events(events[:4]) == 4
+    # Another process books a meeting in the second case between the batch's loads and its
+    # write: the write fails as a whole (the first case's meeting too, else its retry would
+    # find the version taken) and the batch is applied again on the booking.
+    store = service.store
+    assert isinstance(store, MeetingStore)
+    other_store = MeetingStore(store_url)
+    other = MeetingsService(other_store, Rules(), working_days, service.clock)
+    write_batch = store.write_batch
+    tries: list[int] = []
+
+    def interfered(*args: Any) -> list[int]:
+        if not tries:
+            other.request(
+                second.case_id,
+                Requester("sara", SOCIAL.id, Principal.MUNICIPALITY),
+                lambda s: s.book("b1", starts_at=datetime(2026, 1, 28, 12, tzinfo=UTC), minutes=60,
+                                 user_id="sara", location="Hemma", organisation_id=SOCIAL.id),
+            )  # fmt: skip
+        tries.append(1)
+        return write_batch(*args)
+
+    store.write_batch = interfered  # type: ignore[method-assign,assignment]
+    try:
+        assert service.apply_case_events(events[2:]) == len(events) - 4  # the first two: redelivered
+    finally:
+        other_store.close()
+    assert len(tries) == 2
+    assert (service.applied_through(), service.applied_log_position()) == (len(events), len(events))
+    assert [m.kind for m in service.meetings(first.case_id)] == ["resource_group"]
+    assert sorted(m.kind.value for m in service.meetings(second.case_id)) == [
+        "client_contact",
+        "resource_group",
+    ]
+    assert store.cases_of_coordinator("sara") == sorted([first.case_id, second.case_id])
 
 
 def test_the_coordinators_rows_follow_assignments(service: MeetingsService) -> None:

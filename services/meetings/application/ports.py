@@ -56,6 +56,23 @@ class ScheduleWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The consumer position a batch of case events moves to: its last event's."""
+
+    stream_sequence: int
+    event_id: str | None
+    log_position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleHead:
+    """What a stored schedule says without loading it: its revision and next timer (UTC key)."""
+
+    revision: int
+    next_due: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class AdoptedRequest:
     """A coordinator's request an empty store took over from the meetings stream, to apply
     again in its place in history (see ``MeetingsService._apply_adopted_requests``)."""
@@ -73,7 +90,17 @@ class ScheduleStore(Protocol):
 
     def write(self, states: Sequence[tuple[int, str, dict[str, Any]]], side: ScheduleWrite) -> list[int]: ...
 
+    def write_batch(
+        self,
+        writes: Sequence[tuple[Sequence[tuple[int, str, dict[str, Any]]], ScheduleWrite]],
+        position: Checkpoint | None = None,
+    ) -> list[int]:
+        """Several schedules' writes and the consumer position, in one transaction."""
+        ...
+
     def snapshot(self, case_id: UUID) -> dict[str, Any] | None: ...
+
+    def heads(self, case_ids: Sequence[str]) -> dict[str, ScheduleHead]: ...
 
     def due(self, now_utc_key: str, limit: int) -> list[UUID]: ...
 

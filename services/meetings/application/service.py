@@ -8,7 +8,8 @@ store's lock; a writer elsewhere is caught by the version check and retried.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from services.meetings.application.ports import (
     CASE_POSITION,
     AdoptedRequest,
     AlreadyApplied,
+    Checkpoint,
     Clock,
     ConcurrentWrite,
     ScheduleStore,
@@ -37,6 +39,7 @@ from services.meetings.domain.schedule import (
     ScheduleError,
     ScheduleState,
     restore,
+    settle,
     snapshot,
 )
 from vss_contracts.case_events import CaseEventData
@@ -48,6 +51,9 @@ log = structlog.get_logger("vss.meetings")
 SERVICE_ACTOR = "vss-meetings"
 SERVICE_ORGANISATION = "vss"
 _T = TypeVar("_T")
+# Schedules kept in memory between batches of case events: a generated case's schedule after
+# three years holds about 50 KiB, so some 50 MiB at most.
+KEPT_SCHEDULES = 1_000
 
 
 def _dumps(value: Any) -> bytes:
@@ -61,6 +67,34 @@ class Requester:
     user_id: str
     organisation_id: str
     principal: Principal
+
+
+@dataclass(frozen=True, slots=True)
+class CaseEventIn:
+    """One case event as the service applies it (see :meth:`MeetingsService.apply_case_event`)."""
+
+    case_id: UUID
+    event_id: str
+    recorded_at: datetime
+    data: CaseEventData
+    stream_sequence: int
+    log_position: int | None = None
+
+
+@dataclass(slots=True)
+class _Touched:
+    """A schedule a batch changes: as stored before it, and its events so far."""
+
+    schedule: MeetingSchedule  # after the batch's events so far
+    expected_revision: int  # the stored snapshot's when loaded (0: none yet)
+    stored_coordinators: tuple[str, ...]
+    states: list[tuple[int, str, dict[str, Any]]]
+
+
+def _due_by(schedule: MeetingSchedule, moment: datetime) -> bool:
+    """Whether a timer of the schedule is due at or before ``moment``."""
+    due = schedule.next_due()
+    return due is not None and due <= moment
 
 
 class _Divergent(Exception):
@@ -84,6 +118,9 @@ class MeetingsService:
         self.calendar = calendar
         self.clock = clock
         self.fired = 0  # timer events stored by this process (for status and benchmarks)
+        # Schedules a batch of case events wrote, as written, the most recent last: the next
+        # batch takes one only while the stored revision is still its own (no other writer).
+        self._kept: OrderedDict[str, MeetingSchedule] = OrderedDict()
 
     # ------------------------------------------------------------------------------- loads
     def load(self, case_id: UUID) -> MeetingSchedule | None:
@@ -162,6 +199,119 @@ class MeetingsService:
                 # A replay: coordinators' requests that live followed an earlier case event go first.
                 self._apply_adopted_requests(through=log_position - 1)
             return self._retrying(attempt)
+
+    def apply_case_events(self, events: Sequence[CaseEventIn]) -> int:
+        """Apply case events in order, in one transaction with the consumer position of the
+        last; the number applied (a sequence applied already is skipped). Raises, changing
+        nothing, on failure.
+
+        The same decisions as applying them one by one: each schedule touched is loaded once
+        (or taken from those the last batch wrote, while the stored revision is still that
+        one) and kept in memory between its events in the form loading it gives (``settle``);
+        an event that cannot change a schedule (``MeetingSchedule.changes_nothing``) while no
+        timer of its case is due by its time is passed over without loading the schedule.
+        """
+        with self.store.lock:
+            if self.store.has_adopted_requests():
+                # A replay with coordinators' requests to put back among the case events: each
+                # event in its own transaction, after the requests that went before it.
+                return sum(
+                    self.apply_case_event(
+                        case_id=e.case_id,
+                        event_id=e.event_id,
+                        recorded_at=e.recorded_at,
+                        data=e.data,
+                        stream_sequence=e.stream_sequence,
+                        log_position=e.log_position,
+                    )
+                    for e in events
+                )
+            return self._retrying(lambda: self._apply_batch(events))
+
+    def _apply_batch(self, events: Sequence[CaseEventIn]) -> int:
+        through = self.store.applied_through()
+        fresh = [e for e in events if e.stream_sequence > through]
+        if not fresh:
+            return 0
+        heads = self.store.heads([str(e.case_id) for e in fresh])
+        applied_position: int | None = None
+        touched: dict[str, _Touched] = {}
+        for event in fresh:
+            case_id = str(event.case_id)
+            pending = touched.get(case_id)
+            if pending is None:
+                head = heads.get(case_id)
+                if (
+                    head is not None
+                    and MeetingSchedule.changes_nothing(event.data)
+                    and (head.next_due is None or head.next_due > (utc_key(event.recorded_at) or ""))
+                ):
+                    continue  # nothing due and nothing to change: only the position moves
+                kept = self._kept.pop(case_id, None)
+                if kept is not None and head is not None and kept.revision == head.revision:
+                    schedule = kept
+                    settle(schedule)
+                else:
+                    schedule = self._load_or_new(event.case_id)
+                pending = touched[case_id] = _Touched(
+                    schedule, schedule.revision, schedule.stored_coordinators, []
+                )
+            elif MeetingSchedule.changes_nothing(event.data) and not _due_by(
+                pending.schedule, event.recorded_at
+            ):
+                continue
+            else:
+                # Kept from the batch's earlier event, in the form loading it would give (so
+                # with the same decisions), not written and loaded again.
+                schedule = pending.schedule
+                settle(schedule)
+            before = schedule.version
+            decided = schedule.on_case_event(UUID(event.event_id), event.recorded_at, event.data)
+            if event.log_position is not None:
+                case_position: int | None = event.log_position
+            else:
+                if applied_position is None:
+                    applied_position = self.store.applied_log_position()
+                case_position = applied_position or None
+            pending.states.extend(
+                self._chain(schedule, before, decided, at=event.recorded_at, case_position=case_position)
+            )
+        writes = []
+        for case_id, pending in touched.items():
+            schedule = pending.schedule
+            schedule.revision = pending.expected_revision + 1
+            coordinators = tuple(sorted(schedule.state.coordinators))
+            writes.append(
+                (
+                    pending.states,
+                    ScheduleWrite(
+                        case_id=case_id,
+                        revision=schedule.revision,
+                        expected_revision=pending.expected_revision,
+                        snapshot=_dumps(snapshot(schedule)),
+                        next_due=utc_key(schedule.next_due()),
+                        coordinators=coordinators if coordinators != pending.stored_coordinators else None,
+                    ),
+                )
+            )
+        last = fresh[-1]
+        log_positions = [e.log_position for e in fresh if e.log_position is not None]
+        try:
+            self.store.write_batch(
+                writes,
+                Checkpoint(
+                    last.stream_sequence, last.event_id, max(log_positions) if log_positions else None
+                ),
+            )
+        except AlreadyApplied:
+            return 0  # another writer applied them meanwhile
+        for (_, write), pending in zip(writes, touched.values(), strict=True):
+            if write.coordinators is not None:
+                pending.schedule.stored_coordinators = write.coordinators
+            self._kept[write.case_id] = pending.schedule
+        while len(self._kept) > KEPT_SCHEDULES:
+            self._kept.popitem(last=False)
+        return len(fresh)
 
     def applied_through(self) -> int:
         return self.store.applied_through()
@@ -294,7 +444,6 @@ class MeetingsService:
         case_position: int | None = None,
         adopted_request: int | None = None,
     ) -> None:
-        case_id = str(schedule.state.case_id)
         # Where in the case history these events belong (kept beside the hashed state, and
         # published as Vss-Case-Position): a case event's own position, else what is applied.
         if case_position is None:
@@ -302,9 +451,44 @@ class MeetingsService:
             case_position = (
                 log_position if log_position is not None else self.store.applied_log_position() or None
             )
+        states = self._chain(
+            schedule, before, decided, at=at, principal=principal, case_position=case_position
+        )
+        revision = schedule.revision
+        schedule.revision += 1
+        coordinators = tuple(sorted(schedule.state.coordinators))
+        self.store.write(
+            states,
+            ScheduleWrite(
+                case_id=str(schedule.state.case_id),
+                revision=schedule.revision,
+                expected_revision=revision,
+                snapshot=_dumps(snapshot(schedule)),
+                next_due=utc_key(schedule.next_due()),
+                # the feed's coordinator rows, only when they change (most writes leave them)
+                coordinators=coordinators if coordinators != schedule.stored_coordinators else None,
+                position=position,
+                log_position=log_position,
+                adopted_request=adopted_request,
+            ),
+        )
+        schedule.stored_coordinators = coordinators
+
+    def _chain(
+        self,
+        schedule: MeetingSchedule,
+        before: int,
+        decided: list[Decided],
+        *,
+        at: datetime,
+        case_position: int | None,
+        principal: Principal = Principal.OTHER,
+    ) -> list[tuple[int, str, dict[str, Any]]]:
+        """The decided events as stored, each chained to the one before (the schedule's head moves)."""
+        case_id = str(schedule.state.case_id)
         prev_hash = schedule.head_hash or GENESIS_HASH
         recorded_at = at.astimezone(UTC).isoformat()
-        states = []
+        states: list[tuple[int, str, dict[str, Any]]] = []
         for offset, item in enumerate(decided, start=1):
             version = before + offset
             state: dict[str, Any] = {
@@ -322,25 +506,7 @@ class MeetingsService:
             state[CASE_POSITION] = case_position
             states.append((version, item.data.TYPE, state))
         schedule.head_hash = prev_hash if decided else schedule.head_hash
-        revision = schedule.revision
-        schedule.revision += 1
-        coordinators = tuple(sorted(schedule.state.coordinators))
-        self.store.write(
-            states,
-            ScheduleWrite(
-                case_id=case_id,
-                revision=schedule.revision,
-                expected_revision=revision,
-                snapshot=_dumps(snapshot(schedule)),
-                next_due=utc_key(schedule.next_due()),
-                # the feed's coordinator rows, only when they change (most writes leave them)
-                coordinators=coordinators if coordinators != schedule.stored_coordinators else None,
-                position=position,
-                log_position=log_position,
-                adopted_request=adopted_request,
-            ),
-        )
-        schedule.stored_coordinators = coordinators
+        return states
 
     def _retrying(self, attempt: Callable[[], _T]) -> _T:
         with self.store.lock:

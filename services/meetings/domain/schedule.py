@@ -17,7 +17,7 @@ through the case-knowledge update of a case event (members, consent, phase …).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -303,13 +303,15 @@ class MeetingSchedule:
     def fire_due(self, now: datetime) -> list[Decided]:
         """Fire every timer due at or before ``now``, earliest first."""
         decided: list[Decided] = []
+        timers = self.timers()
         while True:
-            timers = [t for t in self.timers() if t[0] <= now]
-            if not timers:
+            due = [t for t in timers if t[0] <= now]
+            if not due:
                 return decided
-            at, key = timers[0]
+            at, key = due[0]
             decided.extend(self._fire(at, key))
-            if self.timers()[:1] == [(at, key)]:  # each firing must retire its timer
+            timers = self.timers()  # after the firing: also what the next turn looks at
+            if timers[:1] == [(at, key)]:  # each firing must retire its timer
                 raise RuntimeError(f"timer {key} fired without effect")
 
     def _fire(self, at: datetime, key: str) -> list[Decided]:
@@ -387,6 +389,20 @@ class MeetingSchedule:
             self._fact_day = recorded_at.astimezone(STOCKHOLM).date()
             decided.extend(handler(self, str(event_id), data))
         return decided
+
+    @staticmethod
+    def changes_nothing(data: CaseEventData) -> bool:
+        """Whether the case event itself cannot change any schedule, judged from it alone
+        (its type ignored; a worksheet without the client and without a change rating).
+        Such an event only fires the timers due by its time, so while none is due it is
+        passed over without loading the schedule."""
+        if data.TYPE in CASE_HANDLERS.ignored:
+            return True
+        if isinstance(data, ce.WorksheetCompleted):
+            return data.change_rating is None and not any(
+                p.kind is MemberKind.CLIENT for p in data.participants
+            )
+        return False
 
     def _group_now(self) -> list[Invitee]:
         """The group on the day of the case event being applied."""
@@ -1126,6 +1142,24 @@ def snapshot(schedule: MeetingSchedule) -> dict[str, Any]:
         "contact_period": s.contact_period.value if s.contact_period else None,
         "contact_days": [d.isoformat() for d in s.contact_days],
     }
+
+
+def settle(schedule: MeetingSchedule) -> None:
+    """Put a schedule kept in memory in the form :func:`restore` gives its stored snapshot (what
+    it holds by key in key order, as the snapshot's sorted keys; times with the fixed offset an
+    ISO text carries), so that it decides what a schedule loaded afresh would (the same ids,
+    the same event payloads, in the same order)."""
+    state = schedule.state
+    state.coordinators = dict(sorted(state.coordinators.items()))
+    state.members = dict(sorted(state.members.items()))
+    state.meetings = dict(sorted(state.meetings.items()))
+    for meeting in state.meetings.values():
+        meeting.starts_at = datetime.fromisoformat(meeting.starts_at.isoformat())
+        meeting.ends_at = datetime.fromisoformat(meeting.ends_at.isoformat())
+        meeting.answers = {
+            key: replace(answered, at=datetime.fromisoformat(answered.at.isoformat()))
+            for key, answered in sorted(meeting.answers.items())
+        }
 
 
 def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> MeetingSchedule:

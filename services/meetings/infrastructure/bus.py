@@ -1,7 +1,8 @@
 """The meetings service on the bus: the case stream in, the meetings stream out.
 
-- :class:`CaseEventHandler` is the shared consumer base's handler: each case event is
-  applied with its stream sequence in one transaction (:class:`MeetingsService`).
+- :class:`CaseEventHandler` is the shared consumer base's handler: the case events of one
+  fetch are applied with the last one's stream sequence in one transaction
+  (:meth:`MeetingsService.apply_case_events`), or, if that fails, one at a time.
 - :class:`MeetingEventLog` is the relay's outbox: the store's log as CloudEvents for
   ``VSS_MEETINGS`` (the same relay as the case stream's: in order, once, atomic commits).
 - :func:`adopt_stream` lets an empty store that is about to replay the case stream
@@ -19,7 +20,7 @@ import orjson
 import structlog
 
 from services.meetings.application.ports import CASE_POSITION
-from services.meetings.application.service import SERVICE_ACTOR, MeetingsService
+from services.meetings.application.service import SERVICE_ACTOR, CaseEventIn, MeetingsService
 from services.meetings.infrastructure.store import MeetingStore, StoredMeetingEvent
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
@@ -59,6 +60,22 @@ class CaseEventHandler:
             data=delivery.data,
             stream_sequence=delivery.stream_sequence,
             log_position=delivery.log_position,
+        )
+
+    def apply_batch(self, deliveries: Sequence[Delivery]) -> int:
+        """What one fetch brought, in one transaction (the consumer acknowledges after it)."""
+        return self.service.apply_case_events(
+            [
+                CaseEventIn(
+                    case_id=UUID(d.event.subject),
+                    event_id=d.event.id,
+                    recorded_at=d.event.time,
+                    data=d.data,
+                    stream_sequence=d.stream_sequence,
+                    log_position=d.log_position,
+                )
+                for d in deliveries
+            ]
         )
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:

@@ -32,7 +32,9 @@ from psycopg.rows import DictRow
 from services.meetings.application.ports import (
     AdoptedRequest,
     AlreadyApplied,
+    Checkpoint,
     ConcurrentWrite,
+    ScheduleHead,
     ScheduleWrite,
     eligible_requests,
 )
@@ -106,6 +108,20 @@ class _SideWrites:
                 (user_id, w.case_id),
             )
 
+    def write_all(self, c: Any, writes: Sequence[ScheduleWrite], position: Checkpoint | None) -> None:
+        """Several schedules' rows and, once, the consumer position of the last case event."""
+        if position is not None and not checkpoint.advance(
+            c,
+            CONSUMER,
+            position.stream_sequence,
+            position.event_id,
+            p=self.p,
+            log_position=position.log_position,
+        ):
+            raise AlreadyApplied(f"sequence {position.stream_sequence} is applied already")
+        for w in writes:
+            self.write(c, w)
+
 
 _SQLITE = _SideWrites("?")
 _PG = _SideWrites("%s")
@@ -116,12 +132,12 @@ class SQLiteMeetingsRecorder(SQLiteRecorderSql, SQLiteApplicationRecorder):
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
-        _SQLITE.write(c.sqlite_cursor, kwargs["side"])
+        _SQLITE.write_all(c.sqlite_cursor, kwargs["side"], kwargs.get("position"))
         return ids
 
-    def side_only(self, write: ScheduleWrite) -> None:
+    def side_only(self, writes: Sequence[ScheduleWrite], position: Checkpoint | None = None) -> None:
         with self.datastore.transaction(commit=True) as c:
-            _SQLITE.write(c.sqlite_cursor, write)
+            _SQLITE.write_all(c.sqlite_cursor, writes, position)
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
         with self.datastore.transaction(commit=True) as c:
@@ -138,12 +154,12 @@ class PostgresMeetingsRecorder(PostgresRecorderSql, PostgresApplicationRecorder)
     def _insert_events(
         self, curs: psycopg.Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        _PG.write(curs, kwargs["side"])
+        _PG.write_all(curs, kwargs["side"], kwargs.get("position"))
         curs.execute(f"NOTIFY {LOG_CHANNEL}")  # delivered at commit: wakes the relay
 
-    def side_only(self, write: ScheduleWrite) -> None:
+    def side_only(self, writes: Sequence[ScheduleWrite], position: Checkpoint | None = None) -> None:
         with self.datastore.transaction(commit=True) as curs:
-            _PG.write(curs, write)
+            _PG.write_all(curs, writes, position)
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -207,9 +223,19 @@ class MeetingStore:
     # ----------------------------------------------------------------------------- writes
     def write(self, states: Sequence[tuple[int, str, dict[str, Any]]], side: ScheduleWrite) -> list[int]:
         """Store events ((version, type, state) of one case) and the side rows, in one transaction."""
-        if not states:
-            self.recorder.side_only(side)
-            return []
+        ids = self.write_batch([(states, side)])
+        if side.adopted_request is not None and self._requests:
+            self._requests = [r for r in self._requests if r.sequence != side.adopted_request]
+        return ids
+
+    def write_batch(
+        self,
+        writes: Sequence[tuple[Sequence[tuple[int, str, dict[str, Any]]], ScheduleWrite]],
+        position: Checkpoint | None = None,
+    ) -> list[int]:
+        """Store several schedules' events and side rows and (once) the consumer position, in
+        one transaction: a batch of case events applied together."""
+        sides = [side for _, side in writes]
         stored = [
             StoredEvent(
                 originator_id=UUID(side.case_id),
@@ -217,20 +243,37 @@ class MeetingStore:
                 topic=type_name,
                 state=orjson.dumps(state, option=orjson.OPT_SORT_KEYS),
             )
+            for states, side in writes
             for version, type_name, state in states
         ]
+        if not stored:
+            self.recorder.side_only(sides, position)
+            return []
         try:
-            ids = self.recorder.insert_events(stored, side=side)
+            ids = self.recorder.insert_events(stored, side=sides, position=position)
         except IntegrityError as error:
             raise ConcurrentWrite(str(error)) from error
-        if side.adopted_request is not None and self._requests:
-            self._requests = [r for r in self._requests if r.sequence != side.adopted_request]
         return [i + self.log_offset() for i in ids or []]
 
     # ------------------------------------------------------------------------------ reads
     def snapshot(self, case_id: UUID) -> dict[str, Any] | None:
         rows = self.recorder.query("SELECT snapshot FROM schedules WHERE case_id = %s", (str(case_id),))
         return cast(dict[str, Any], orjson.loads(rows[0]["snapshot"])) if rows else None
+
+    def heads(self, case_ids: Sequence[str]) -> dict[str, ScheduleHead]:
+        """The stored revision and next timer of these cases' schedules (those that exist)."""
+        found: dict[str, ScheduleHead] = {}
+        unique = list(dict.fromkeys(case_ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            rows = self.recorder.query(
+                "SELECT case_id, revision, next_due FROM schedules"
+                f" WHERE case_id IN ({', '.join(['%s'] * len(chunk))})",
+                tuple(chunk),
+            )
+            for row in rows:
+                found[row["case_id"]] = ScheduleHead(int(row["revision"]), row["next_due"])
+        return found
 
     def due(self, now_utc_iso: str, limit: int) -> list[UUID]:
         rows = self.recorder.query(

@@ -19,7 +19,9 @@ import orjson
 from services.meetings.application.ports import (
     AdoptedRequest,
     AlreadyApplied,
+    Checkpoint,
     ConcurrentWrite,
+    ScheduleHead,
     ScheduleWrite,
     eligible_requests,
 )
@@ -80,6 +82,40 @@ class InMemoryScheduleStore:
                 self.log.append(StoredMeetingEvent(position, side.case_id, version, type_name, state))
                 positions.append(position)
             return positions
+
+    def write_batch(
+        self,
+        writes: Sequence[tuple[Sequence[tuple[int, str, dict[str, Any]]], ScheduleWrite]],
+        position: Checkpoint | None = None,
+    ) -> list[int]:
+        """All or nothing, as one transaction: every check before any change."""
+        with self.lock:
+            if self.interfere is not None:
+                interfere, self.interfere = self.interfere, None
+                interfere()
+            if position is not None and not self.positions.can_advance(CONSUMER, position.stream_sequence):
+                raise AlreadyApplied(f"sequence {position.stream_sequence} is applied already")
+            for states, side in writes:
+                current = self.schedules.get(side.case_id)
+                if (current[0] if current else 0) != side.expected_revision:
+                    raise ConcurrentWrite(
+                        f"schedule {side.case_id} is not at revision {side.expected_revision}"
+                    )
+                known = [e.version for e in self.log if e.case_id == side.case_id]
+                if states and states[0][0] != len(known) + 1:
+                    raise ConcurrentWrite(f"version {states[0][0]} of {side.case_id} is taken")
+            if position is not None:
+                self.positions.advance(
+                    CONSUMER, position.stream_sequence, position.event_id, position.log_position
+                )
+            return [p for states, side in writes for p in self.write(states, side)]
+
+    def heads(self, case_ids: Sequence[str]) -> dict[str, ScheduleHead]:
+        return {
+            case_id: ScheduleHead(found[0], found[2])
+            for case_id in case_ids
+            if (found := self.schedules.get(case_id)) is not None
+        }
 
     def snapshot(self, case_id: UUID) -> dict[str, Any] | None:
         found = self.schedules.get(str(case_id))

@@ -10,25 +10,45 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from uuid import UUID, uuid4
 
+import orjson
 import pytest
 
 from services.meetings.application.ports import AdoptedRequest
 from services.meetings.application.service import (
     SERVICE_ACTOR,
+    CaseEventIn,
     CaseUnknown,
     MeetingsService,
     ReplayInProgress,
     Requester,
 )
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays
-from services.meetings.domain.schedule import Decided, Rules, ScheduleError
+from services.meetings.domain.schedule import (
+    Decided,
+    MeetingSchedule,
+    Rules,
+    ScheduleError,
+    ScheduleState,
+    restore,
+    settle,
+    snapshot,
+)
 from tests.meetings.feed import CLIENT, COORDINATOR, HOUSING, SOCIAL, CaseFeed
 from tests.support.clock import FixedClock
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
 from vss_contracts.chain import GENESIS_HASH
 from vss_contracts.meeting_events import MeetingKind, decode_meeting_event
-from vss_contracts.types import ContactMode, ContactPeriod, MemberKind, OrganisationRef, Person, Principal
+from vss_contracts.types import (
+    ContactMode,
+    ContactPeriod,
+    GoalKind,
+    MemberKind,
+    OrganisationRef,
+    Person,
+    Principal,
+    Worksheet,
+)
 
 from .fakes import InMemoryScheduleStore
 
@@ -568,3 +588,186 @@ def test_a_saturday_evenings_contact_written_up_on_monday_is_no_false_missed_con
     report = decode_meeting_event(missed.type, missed.state["data"])
     assert isinstance(report, me.ContactCadenceMissed)
     assert (report.period, report.period_end) == (ContactPeriod.ASSESSMENT, date(2026, 1, 11))
+
+
+# ----------------------------------------------------------------- batches of case events
+def _history(feed: CaseFeed, other: CaseFeed) -> None:
+    """Two cases' events interleaved, with events that change nothing while timers are and are
+    not due (a completed action, a worksheet without the client) and meetings decided."""
+    feed.open(MONDAY)
+    other.open(MONDAY)
+    feed.assign(MONDAY)
+    feed.consent(MONDAY)
+    other.assign(MONDAY)
+    feed.summarise(date(2026, 1, 20))  # a resource group meeting, with reminders and a rating
+    feed.send(
+        date(2026, 1, 21),
+        ce.ActionCompleted(sip_version=1, action_id=uuid4(), completed_on=date(2026, 1, 21)),
+    )
+    other.send(
+        date(2026, 2, 2), ce.ActionCompleted(sip_version=1, action_id=uuid4(), completed_on=date(2026, 2, 2))
+    )
+    feed.send(  # after reminders fell due: the timers fire at it, as one by one
+        date(2026, 2, 9),
+        ce.WorksheetCompleted(
+            worksheet=Worksheet.INTERVIEW,
+            completed_on=date(2026, 2, 9),
+            participants=[COORDINATOR],
+            summary="Samtal utan klienten",
+        ),
+    )
+    feed.worksheet(date(2026, 2, 9), rating=True)
+    feed.sip(date(2026, 2, 10), 1, follow_up=date(2026, 5, 4))
+    other.summarise(date(2026, 2, 11))
+    feed.send(date(2026, 2, 12), ce.SipConfirmedByClient(sip_version=1, confirmed_on=date(2026, 2, 12)))
+    feed.rg_held(date(2026, 2, 16))
+    other.send(
+        date(2026, 6, 1), ce.ActionCompleted(sip_version=1, action_id=uuid4(), completed_on=date(2026, 6, 1))
+    )
+
+
+def _applied_one_by_one() -> tuple[InMemoryScheduleStore, list[dict[str, Any]], list[UUID]]:
+    store = InMemoryScheduleStore()
+    recording = RecordingService(meetings_service(store))
+    feed = CaseFeed(recording)  # type: ignore[arg-type]
+    other = CaseFeed(recording, sequence=feed.sequence)  # type: ignore[arg-type]
+    _history(feed, other)
+    return store, recording.applied, [feed.case_id, other.case_id]
+
+
+def _stored(store: InMemoryScheduleStore, case_ids: list[UUID]) -> list[Any]:
+    snapshots = [dict(store.snapshot(c) or {}, revision=None) for c in case_ids]  # revisions count writes
+    return [[(e.version, e.type, e.state) for e in store.events(c)] for c in case_ids] + snapshots
+
+
+@pytest.mark.parametrize("size", [2, 3, 5, 100])
+def test_a_batch_of_case_events_stores_what_they_store_one_by_one(size: int) -> None:
+    one_by_one, applied, case_ids = _applied_one_by_one()
+    assert len(one_by_one.log) > 5  # meetings scheduled, reminders and rating requests fired
+    store = InMemoryScheduleStore()
+    service = meetings_service(store)
+    events = [CaseEventIn(**event) for event in applied]
+    for start in range(0, len(events), size):
+        assert service.apply_case_events(events[start : start + size]) == len(events[start : start + size])
+    assert _stored(store, case_ids) == _stored(one_by_one, case_ids)
+    assert (service.applied_through(), service.applied_log_position()) == (len(events), len(events))
+
+
+def test_a_batch_moves_the_position_once_and_a_redelivered_part_is_skipped() -> None:
+    one_by_one, applied, case_ids = _applied_one_by_one()
+    store = InMemoryScheduleStore()
+    service = meetings_service(store)
+    events = [CaseEventIn(**event) for event in applied]
+    writes: list[int] = []
+    write_batch = store.write_batch
+
+    def counted(*args: Any) -> list[int]:
+        writes.append(1)
+        return write_batch(*args)
+
+    store.write_batch = counted  # type: ignore[method-assign,assignment]
+    assert service.apply_case_events(events[:6]) == 6
+    assert service.apply_case_events(events[:6]) == 0  # all redelivered: nothing written
+    assert service.apply_case_events(events[3:]) == len(events) - 6  # the first three again
+    assert writes == [1, 1]
+    assert _stored(store, case_ids) == _stored(one_by_one, case_ids)
+
+
+def test_an_event_that_changes_nothing_while_no_timer_is_due_loads_no_schedule() -> None:
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    loads: list[UUID] = []
+    load = service.load
+
+    def counted(case_id: UUID) -> MeetingSchedule | None:
+        loads.append(case_id)
+        return load(case_id)
+
+    service.load = counted  # type: ignore[method-assign]
+    before = store.snapshot(feed.case_id)
+    at = datetime(2026, 1, 6, 9, tzinfo=STOCKHOLM)  # the first contact interval still runs
+    goal = ce.GoalSet(goal_id=uuid4(), kind=GoalKind.LONG_TERM, description="Eget boende", set_on=at.date())
+    without_client = ce.WorksheetCompleted(
+        worksheet=Worksheet.INTERVIEW, completed_on=at.date(), participants=[COORDINATOR], summary="Samtal"
+    )
+    batch = [
+        CaseEventIn(feed.case_id, str(uuid4()), at, data, 4 + n, 10 + n)
+        for n, data in enumerate([goal, without_client])
+    ]
+    assert service.apply_case_events(batch) == 2
+    assert loads == []
+    assert store.snapshot(feed.case_id) == before
+    assert (service.applied_through(), service.applied_log_position()) == (5, 11)
+    # A worksheet with the client counts as a contact: it is applied.
+    with_client = without_client.model_copy(update={"participants": [CLIENT, COORDINATOR]})
+    assert service.apply_case_events([CaseEventIn(feed.case_id, str(uuid4()), at, with_client, 6, 12)]) == 1
+    assert loads == [feed.case_id]
+    assert store.snapshot(feed.case_id) != before
+
+
+def test_a_batch_that_meets_a_concurrent_writer_is_applied_again_on_its_result() -> None:
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    other = meetings_service(store)
+    at = datetime(2026, 1, 20, 9, tzinfo=STOCKHOLM)
+    summary = ce.MappingSummarised(
+        summarised_on=at.date(), participants=[CLIENT, COORDINATOR], wants_to_change="x", obstacles="y"
+    )
+    # Another writer (the HTTP API) books a meeting between the batch's load and its write.
+    store.interfere = lambda: other.request(
+        feed.case_id,
+        SARA,
+        lambda s: s.book("b1", starts_at=datetime(2026, 1, 28, 13, tzinfo=STOCKHOLM), minutes=60,
+                         user_id="sara", location="Hemma", organisation_id=SOCIAL.id),
+    )  # fmt: skip
+    assert service.apply_case_events([CaseEventIn(feed.case_id, str(uuid4()), at, summary, 4, 4)]) == 1
+    kinds = sorted(m.kind.value for m in service.meetings(feed.case_id))
+    assert kinds == ["client_contact", "resource_group"]  # neither write lost
+    assert service.applied_through() == 4
+
+
+def test_a_schedule_kept_in_memory_and_settled_is_the_one_its_snapshot_restores() -> None:
+    """What a batch relies on between two events of a case: the same order of what it holds and
+    the same times, so the same decisions, as if it were written and loaded again."""
+    _, applied, _ = _applied_one_by_one()
+    first_case = applied[0]["case_id"]
+    kept = MeetingSchedule(ScheduleState(case_id=first_case), Rules(), WORKING_DAYS)
+    for event in applied:
+        if event["case_id"] != first_case:
+            continue
+        kept.on_case_event(UUID(event["event_id"]), event["recorded_at"], event["data"])
+        settle(kept)
+        restored = restore(
+            orjson.loads(orjson.dumps(snapshot(kept), option=orjson.OPT_SORT_KEYS)), Rules(), WORKING_DAYS
+        )
+        assert orjson.dumps(snapshot(kept)) == orjson.dumps(snapshot(restored))  # key order too
+        assert kept.state == restored.state
+        assert [(m.starts_at.tzinfo, m.ends_at.tzinfo) for m in kept.state.meetings.values()] == [
+            (m.starts_at.tzinfo, m.ends_at.tzinfo) for m in restored.state.meetings.values()
+        ]
+    assert len(kept.state.meetings) >= 1
+
+
+def test_a_schedule_kept_from_an_earlier_batch_gives_way_to_another_writers_change() -> None:
+    store = InMemoryScheduleStore()
+    service = meetings_service(store)
+    recording = RecordingService(meetings_service(InMemoryScheduleStore()))
+    feed = CaseFeed(recording)  # type: ignore[arg-type]
+    feed.open(MONDAY)
+    feed.assign(MONDAY)
+    feed.consent(MONDAY)
+    feed.summarise(date(2026, 1, 20))
+    events = [CaseEventIn(**event) for event in recording.applied]
+    assert service.apply_case_events(events[:3]) == 3  # the schedule is kept after this batch
+    # The HTTP API (another service object, the same store) books a meeting meanwhile.
+    meetings_service(store).request(
+        feed.case_id,
+        SARA,
+        lambda s: s.book("b1", starts_at=datetime(2026, 1, 28, 13, tzinfo=STOCKHOLM), minutes=60,
+                         user_id="sara", location="Hemma", organisation_id=SOCIAL.id),
+    )  # fmt: skip
+    assert service.apply_case_events(events[3:]) == 1
+    kinds = sorted(m.kind.value for m in service.meetings(feed.case_id))
+    assert kinds == ["client_contact", "resource_group"]  # the booking is not lost
+    versions = [e.version for e in store.events(feed.case_id)]
+    assert versions == list(range(1, len(versions) + 1))  # one chain, nothing overwritten
