@@ -1,0 +1,277 @@
+"""CPU per request of the case API's HTTP path, against the application path alone.
+
+One process. The case API (SQLite store, every commit signed, access log in SQLite,
+logging configured as ``run_service`` does) runs under uvicorn in a thread, as in
+production (httptools, uvicorn's own request log on); a client in the same process sends
+prebuilt HTTP/1.1 requests over one keep-alive socket, so almost all the CPU the process
+spends is the server's. The mix: ``--n`` worksheet posts, then ``--n`` reads of the case.
+
+Printed: CPU ms per request (``time.process_time``, all threads), wall ms per request,
+and the application's own CPU per command (``CaseService.execute`` and ``get`` on the
+same store, no HTTP) to subtract. ``--profile`` instead drives the ASGI app directly
+(no uvicorn) with cProfile on and the thread pool run inline, and prints the top
+functions by cumulative time.
+
+Usage::
+
+    .venv/bin/python bench/http_profile.py --n 1000
+    .venv/bin/python bench/http_profile.py --n 500 --profile
+
+Figures from a loaded machine compare only with figures taken just before or after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import json
+import logging
+import os
+import pstats
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvicorn
+
+from bench.append import ACTOR, SIGNER, WORKSHEET, Clock, _free_port, _open_cases
+from services.case.application.service import CaseService, Request
+from services.case.domain import commands as cmd
+from services.case.entrypoints.http import create_app
+from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.shared.access_log import AccessLogStore
+from services.shared.auth import TokenService
+from services.shared.logging import configure_logging
+
+CASES = 20
+
+
+def _build(tmp: str) -> tuple[Any, CaseService, CaseEventStore, str, list[uuid.UUID]]:
+    url = f"sqlite:///{tmp}/case.sqlite"
+    migrate(StoreConfig(url))
+    store = CaseEventStore(StoreConfig(url), signer=SIGNER)
+    service = CaseService(store, Clock())
+    tokens = TokenService(key="bench-secret-" + "x" * 32, algorithm="HS256", issuer="vss", audience="vss")
+    access_log = AccessLogStore(f"sqlite:///{tmp}/access-log.sqlite")
+    app = create_app(service, tokens, access_log)
+    token = tokens.mint(
+        user_id="anna.k", organisation_id="vgr-psykiatri", principal="region", roles=["coordinator"]
+    )
+    return app, service, store, token, _open_cases(service, CASES)
+
+
+def _requests(token: str, ids: list[uuid.UUID], n: int) -> list[tuple[str, bytes]]:
+    body = json.dumps(WORKSHEET).encode()
+    auth = f"Authorization: Bearer {token}\r\n"
+    posts = [
+        (
+            "POST",
+            (
+                f"POST /v1/cases/{ids[i % len(ids)]}/worksheets HTTP/1.1\r\nHost: bench\r\n{auth}"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body,
+        )
+        for i in range(n)
+    ]
+    reads = [
+        ("GET", f"GET /v1/cases/{ids[i % len(ids)]} HTTP/1.1\r\nHost: bench\r\n{auth}\r\n".encode())
+        for i in range(n)
+    ]
+    return posts + reads
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection; responses read by Content-Length."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.buffer = b""
+
+    def exchange(self, raw: bytes) -> int:
+        self.sock.sendall(raw)
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(65536)
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = next(
+            int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length")
+        )
+        while len(rest) < length:
+            rest += self.sock.recv(65536)
+        self.buffer = rest[length:]
+        return status
+
+
+@contextlib.contextmanager
+def _uvicorn(app: Any) -> Iterator[int]:
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None))  # as run_service
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _measure(label: str, requests: list[tuple[str, bytes]], send: Callable[[bytes], int]) -> None:
+    for method in ("POST", "GET"):
+        batch = [raw for m, raw in requests if m == method]
+        cpu, wall = time.process_time(), time.perf_counter()
+        for raw in batch:
+            status = send(raw)
+            if status != 200:
+                raise RuntimeError(f"{method} answered {status}")
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        print(
+            f"{label:<10}{method:<6}{len(batch):>6}{1000 * cpu / len(batch):>12.3f}"
+            f"{1000 * wall / len(batch):>12.3f}"
+        )
+
+
+def _application(service: CaseService, ids: list[uuid.UUID], n: int) -> None:
+    command = cmd.CompleteWorksheet.model_validate(WORKSHEET)
+    cpu = time.process_time()
+    for i in range(n):
+        service.execute(Request(ACTOR, "bench"), ids[i % len(ids)], lambda c: c.complete_worksheet(command))
+    cpu_post = time.process_time() - cpu
+    cpu = time.process_time()
+    for i in range(n):
+        service.get(ids[i % len(ids)])
+    cpu_get = time.process_time() - cpu
+    print(f"{'app only':<10}{'POST':<6}{n:>6}{1000 * cpu_post / n:>12.3f}")
+    print(f"{'app only':<10}{'GET':<6}{n:>6}{1000 * cpu_get / n:>12.3f}")
+
+
+def _asgi_call(app: Any, raw: bytes) -> int:
+    """The request ``raw`` through the ASGI app directly (no server)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    method, target, _ = lines[0].decode().split(" ")
+    headers = [
+        (name.strip().lower(), value.strip())
+        for name, _, value in (line.partition(b":") for line in lines[1:])
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": target,
+        "raw_path": target.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    status: list[int] = []
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    asyncio.get_event_loop().run_until_complete(app(scope, receive, send))
+    return status[0]
+
+
+def _inline_threadpool() -> None:
+    """Sync routes and dependencies run in this thread, so cProfile sees them."""
+    import fastapi.concurrency  # noqa: PLC0415
+    import fastapi.dependencies.utils  # noqa: PLC0415
+    import fastapi.routing  # noqa: PLC0415
+
+    async def inline(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    for module in (fastapi.concurrency, fastapi.dependencies.utils, fastapi.routing):
+        if hasattr(module, "run_in_threadpool"):
+            module.run_in_threadpool = inline  # type: ignore[attr-defined]
+
+
+def _profiled(run: Callable[[], None], top: int) -> None:
+    """``run`` under pyinstrument (sampling: little overhead) if installed, else cProfile on CPU time."""
+    try:
+        from pyinstrument import Profiler  # type: ignore[import-not-found]  # noqa: PLC0415
+    except ImportError:
+        profiler = cProfile.Profile(time.process_time)  # CPU, not waits on the disk
+        profiler.enable()
+        run()
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
+        print(out.getvalue())
+        return
+    sampler = Profiler(interval=0.0002, async_mode="disabled")
+    sampler.start()
+    run()
+    sampler.stop()
+    print(sampler.output_text(unicode=False, color=False, show_all=True, timeline=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, default=1000, help="worksheet posts, and as many reads")
+    parser.add_argument("--profile", action="store_true", help="cProfile the ASGI app directly")
+    parser.add_argument("--top", type=int, default=40, help="functions shown with --profile")
+    parser.add_argument("--asgi", action="store_true", help="drive the ASGI app directly, no profiler")
+    args = parser.parse_args()
+    configure_logging("INFO")
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - rendered as in production, not shown
+    with tempfile.TemporaryDirectory(prefix="vss-http-profile-") as tmp:
+        app, service, store, token, ids = _build(tmp)
+        requests = _requests(token, ids, args.n)
+        warm = _requests(token, ids, 50)
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s), load {os.getloadavg()[0]:.2f}")
+        print(f"{'path':<10}{'req':<6}{'n':>6}{'cpu ms/req':>12}{'wall ms/req':>12}")
+        try:
+            if args.profile or args.asgi:
+                if args.profile:
+                    _inline_threadpool()
+                asyncio.set_event_loop(asyncio.new_event_loop())
+                for _, raw in warm:
+                    _asgi_call(app, raw)
+                if args.asgi:
+                    _measure("asgi", requests, lambda raw: _asgi_call(app, raw))
+                    _application(service, ids, args.n)
+                    return
+                _profiled(lambda: _measure("asgi", requests, lambda raw: _asgi_call(app, raw)), args.top)
+                return
+            with _uvicorn(app) as port:
+                connection = _Connection(port)
+                for _, raw in warm:
+                    connection.exchange(raw)
+                _measure("http", requests, connection.exchange)
+            _application(service, ids, args.n)
+        finally:
+            store.close()
+
+
+if __name__ == "__main__":
+    main()
