@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AwareDatetime, BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from services.case.application.ports import CaseAlreadyExists, CaseNotFound, CaseNotYetOpened, HistoryEntry
 from services.case.application.service import (
@@ -44,7 +45,7 @@ from services.case.domain.events import Actor
 from services.shared.access import AccessRecorder, Grant, grants, may_read, record_access, refusal
 from services.shared.auth import TokenService
 from services.shared.http_app import deps_of, service_app
-from services.shared.http_auth import bearer, verified_claims
+from services.shared.http_auth import bearer, verified_claims_async
 from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, PersonUserId, refuse_bad_input
 from services.shared.problems import (
     REQUEST_ID,
@@ -203,7 +204,9 @@ def _deps(request: Request) -> _Dependencies:
     return deps_of(request, _Dependencies)
 
 
-def get_service(request: Request) -> CaseService:
+# Dependencies that neither wait on the store nor on the network are ``async def``: a sync
+# one costs a hop to the thread pool and back on every request (ADR 0022).
+async def get_service(request: Request) -> CaseService:
     return _deps(request).service
 
 
@@ -212,11 +215,11 @@ def _today(deps: _Dependencies) -> date:
     return deps.service.clock.now().astimezone(STOCKHOLM).date()
 
 
-def current_actor(
+async def current_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Actor:
-    claims = verified_claims(_deps(request).tokens, credentials)
+    claims = await verified_claims_async(_deps(request).tokens, credentials)
     return Actor(
         user_id=claims.user_id,
         organisation_id=claims.organisation_id,
@@ -282,11 +285,12 @@ def writer_or_client(request: Request, who: Annotated[Actor, Depends(current_act
     return who
 
 
-def reader(request: Request, who: Annotated[Actor, Depends(current_actor)]) -> Actor:
+async def reader(request: Request, who: Annotated[Actor, Depends(current_actor)]) -> Actor:
     if who.principal is ActorPrincipal.CLIENT:
         return who  # their own case only: decided per case by the one access rule
     if not who.roles & READ_ROLES:
-        raise _refused(
+        raise await run_in_threadpool(  # the refusal is logged in the access log first
+            _refused,
             request,
             who,
             "case",
@@ -356,7 +360,7 @@ class _Controls:
     causation_id: str | None
 
 
-def command_controls(
+async def command_controls(
     if_match: Annotated[
         str,
         Header(
@@ -440,7 +444,7 @@ def _call(http: Request, who: Actor, controls: _Controls) -> CommandCall:
     return CommandCall(deps.service, request, deps.window)
 
 
-def command_call(
+async def command_call(
     http: Request,
     who: Annotated[Actor, Depends(writer)],
     controls: Annotated[_Controls, Depends(command_controls)],
@@ -448,7 +452,7 @@ def command_call(
     return _call(http, who, controls)
 
 
-def client_command_call(
+async def client_command_call(
     http: Request,
     who: Annotated[Actor, Depends(writer_or_client)],
     controls: Annotated[_Controls, Depends(command_controls)],
