@@ -204,8 +204,10 @@ def _deps(request: Request) -> _Dependencies:
     return deps_of(request, _Dependencies)
 
 
-# Dependencies that neither wait on the store nor on the network are ``async def``: a sync
-# one costs a hop to the thread pool and back on every request (ADR 0022).
+# What FastAPI solves per request costs per dependency, and a sync one a hop to the thread
+# pool and back: the routes' dependencies (Cmd, ClientCmd, Reader, Service) are one
+# ``async def`` each (plus the bearer scheme), and only what waits on the store or the
+# network runs in the thread pool (ADR 0022).
 async def get_service(request: Request) -> CaseService:
     return _deps(request).service
 
@@ -219,6 +221,11 @@ async def current_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Actor:
+    return await _actor(request, credentials)
+
+
+async def _actor(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Actor:
+    """Who asks, by their bearer token (401 without a valid one)."""
     claims = await verified_claims_async(_deps(request).tokens, credentials)
     return Actor(
         user_id=claims.user_id,
@@ -285,7 +292,10 @@ def writer_or_client(request: Request, who: Annotated[Actor, Depends(current_act
     return who
 
 
-async def reader(request: Request, who: Annotated[Actor, Depends(current_actor)]) -> Actor:
+async def reader(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Actor:
+    who = await _actor(request, credentials)
     if who.principal is ActorPrincipal.CLIENT:
         return who  # their own case only: decided per case by the one access rule
     if not who.roles & READ_ROLES:
@@ -360,30 +370,34 @@ class _Controls:
     causation_id: str | None
 
 
-async def command_controls(
-    if_match: Annotated[
-        str,
-        Header(
-            description='Expected case version, e.g. "4" (at most 18 digits); malformed: 400',
-            json_schema_extra={"pattern": r'^(\*|(W/)?"?[0-9]{1,18}"?)$'},
-        ),
-    ] = "",
-    idempotency_key: Annotated[
-        str,
-        Header(
-            description="Retry key: a retry returns the first result; 1–255 visible ASCII characters,"
-            " else 400",
-            json_schema_extra={"pattern": "^[!-~]{1,255}$"},
-        ),
-    ] = "",
-    x_causation_id: Annotated[
-        str,
-        Header(
-            description="The id of what caused this command (stored with its events); 1–128 visible"
-            " ASCII characters, else 400",
-            json_schema_extra={"pattern": REQUEST_ID.pattern},
-        ),
-    ] = "",
+IfMatchHeader = Annotated[
+    str,
+    Header(
+        description='Expected case version, e.g. "4" (at most 18 digits); malformed: 400',
+        json_schema_extra={"pattern": r'^(\*|(W/)?"?[0-9]{1,18}"?)$'},
+    ),
+]
+IdempotencyKeyHeader = Annotated[
+    str,
+    Header(
+        description="Retry key: a retry returns the first result; 1–255 visible ASCII characters, else 400",
+        json_schema_extra={"pattern": "^[!-~]{1,255}$"},
+    ),
+]
+CausationIdHeader = Annotated[
+    str,
+    Header(
+        description="The id of what caused this command (stored with its events); 1–128 visible"
+        " ASCII characters, else 400",
+        json_schema_extra={"pattern": REQUEST_ID.pattern},
+    ),
+]
+
+
+def command_controls(
+    if_match: IfMatchHeader = "",
+    idempotency_key: IdempotencyKeyHeader = "",
+    x_causation_id: CausationIdHeader = "",
 ) -> _Controls:
     if x_causation_id and not REQUEST_ID.match(x_causation_id):
         raise ProblemException(
@@ -446,18 +460,29 @@ def _call(http: Request, who: Actor, controls: _Controls) -> CommandCall:
 
 async def command_call(
     http: Request,
-    who: Annotated[Actor, Depends(writer)],
-    controls: Annotated[_Controls, Depends(command_controls)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    if_match: IfMatchHeader = "",
+    idempotency_key: IdempotencyKeyHeader = "",
+    x_causation_id: CausationIdHeader = "",
 ) -> CommandCall:
-    return _call(http, who, controls)
+    """A coordinator's write, admitted in this order: the token (401), the role and the case's
+    involvement (403; in the thread pool: it loads the case, and logs a refusal), the headers (400)."""
+    who = await _actor(http, credentials)
+    await run_in_threadpool(writer, http, who)
+    return _call(http, who, command_controls(if_match, idempotency_key, x_causation_id))
 
 
 async def client_command_call(
     http: Request,
-    who: Annotated[Actor, Depends(writer_or_client)],
-    controls: Annotated[_Controls, Depends(command_controls)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    if_match: IfMatchHeader = "",
+    idempotency_key: IdempotencyKeyHeader = "",
+    x_causation_id: CausationIdHeader = "",
 ) -> CommandCall:
-    return _call(http, who, controls)
+    """:func:`command_call` for a command the case's own client may give as well."""
+    who = await _actor(http, credentials)
+    await run_in_threadpool(writer_or_client, http, who)
+    return _call(http, who, command_controls(if_match, idempotency_key, x_causation_id))
 
 
 Cmd = Annotated[CommandCall, Depends(command_call)]
