@@ -44,7 +44,7 @@ from services.case.domain.errors import CaseRuleViolation, InvalidCommand, NotAl
 from services.case.domain.events import Actor
 from services.shared.access import AccessRecorder, Grant, grants, may_read, record_access, refusal
 from services.shared.auth import TokenService
-from services.shared.http_app import deps_of, service_app
+from services.shared.http_app import ThreadedEndpointRoute, deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims_async
 from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, PersonUserId, refuse_bad_input
 from services.shared.problems import (
@@ -104,7 +104,10 @@ class _Dependencies:
 
 
 router = APIRouter(
-    prefix="/v1/cases", tags=["cases"], responses=problem_responses(400, 401, 403, 404, 409, 422, 503)
+    prefix="/v1/cases",
+    tags=["cases"],
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
+    route_class=ThreadedEndpointRoute,  # one hop to the thread pool per request, not two
 )
 
 
