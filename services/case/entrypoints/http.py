@@ -461,6 +461,24 @@ def _call(http: Request, who: Actor, controls: _Controls) -> CommandCall:
     return CommandCall(deps.service, request, deps.window)
 
 
+def _admitted_in_memory(request: Request, who: Actor, *, client_may: bool) -> bool:
+    """Whether :func:`writer` (``client_may``: :func:`writer_or_client`) would admit ``who`` on
+    what is in memory: the role, and the cached case. Then nothing waits on the store and no
+    hop to the thread pool is needed; False (not cached, or a refusal, which is logged): ask
+    them in the thread pool."""
+    client = client_may and who.principal is ActorPrincipal.CLIENT
+    if not client and WRITE_ROLE not in who.roles:
+        return False
+    case_id = request.path_params.get("case_id")
+    if case_id is None:
+        return not client  # opening a case: the role is all
+    try:
+        parsed = UUID(str(case_id))
+    except ValueError:
+        return True  # not a case id: the path's validation answers 422, as in writer
+    return _deps(request).service.may_write_by_cache(parsed, who)
+
+
 async def command_call(
     http: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -471,7 +489,8 @@ async def command_call(
     """A coordinator's write, admitted in this order: the token (401), the role and the case's
     involvement (403; in the thread pool: it loads the case, and logs a refusal), the headers (400)."""
     who = await _actor(http, credentials)
-    await run_in_threadpool(writer, http, who)
+    if not _admitted_in_memory(http, who, client_may=False):
+        await run_in_threadpool(writer, http, who)
     return _call(http, who, command_controls(if_match, idempotency_key, x_causation_id))
 
 
@@ -484,7 +503,8 @@ async def client_command_call(
 ) -> CommandCall:
     """:func:`command_call` for a command the case's own client may give as well."""
     who = await _actor(http, credentials)
-    await run_in_threadpool(writer_or_client, http, who)
+    if not _admitted_in_memory(http, who, client_may=True):
+        await run_in_threadpool(writer_or_client, http, who)
     return _call(http, who, command_controls(if_match, idempotency_key, x_causation_id))
 
 
