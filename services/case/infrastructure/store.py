@@ -413,10 +413,10 @@ class CaseEventStore:
         if cache is None:
             return None
         try:
-            case: Case = cache.get(case_id)
+            case = cache.get(case_id)
         except KeyError:
             return None
-        return case
+        return cast(Case, case)
 
     def exists(self, case_id: UUID) -> bool:
         return bool(self.recorder.select_events(case_id, limit=1))
