@@ -4,20 +4,26 @@ One process. The case API (SQLite store, every commit signed, access log in SQLi
 logging configured as ``run_service`` does) runs under uvicorn in a thread, as in
 production (httptools, uvicorn's own request log on); a client in the same process sends
 prebuilt HTTP/1.1 requests over one keep-alive socket, so almost all the CPU the process
-spends is the server's. The mix: ``--n`` worksheet posts, then ``--n`` reads of the case.
+spends is the server's. The mix: ``--n`` worksheet posts, then ``--n`` reads of the case;
+then the same work without HTTP (``CaseService.execute`` and ``get`` on the same store).
 
-Printed: CPU ms per request (``time.process_time``, all threads), wall ms per request,
-and the application's own CPU per command (``CaseService.execute`` and ``get`` on the
-same store, no HTTP) to subtract. ``--profile`` instead drives the ASGI app directly
-(no uvicorn) with cProfile on and the thread pool run inline, and prints the top
-functions by cumulative time.
+Printed per request: CPU ms (``time.process_time``, all threads; the best and the mean of
+rounds of 100) and wall ms. ``--calls`` prints the function calls per request instead (every
+thread). Under ``valgrind --tool=callgrind --instr-atstart=no``, ``VSS_BENCH_CALLGRIND``
+(POST, GET, app POST or app GET) names the one batch whose instructions are counted.
+``--profile`` drives the ASGI app directly (no uvicorn) with the thread pool inline, under
+pyinstrument if installed (else cProfile on CPU time), and prints where the time goes.
 
 Usage::
 
-    .venv/bin/python bench/http_profile.py --n 1000
-    .venv/bin/python bench/http_profile.py --n 500 --profile
+    .venv/bin/python bench/http_profile.py --n 500
+    .venv/bin/python bench/http_profile.py --n 200 --calls
+    VSS_BENCH_CALLGRIND=POST valgrind --tool=callgrind --instr-atstart=no \
+        .venv/bin/python bench/http_profile.py --n 50
+    .venv/bin/python bench/http_profile.py --n 300 --profile
 
-Figures from a loaded machine compare only with figures taken just before or after.
+CPU time on a loaded machine compares only with figures taken just before or after; the
+calls and the instructions do not depend on the load.
 """
 
 from __future__ import annotations
