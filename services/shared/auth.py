@@ -19,14 +19,21 @@ service at start (:class:`TokenKeyInvalid`, a one-line reason).
 
 Lifetime: a token whose ``exp - iat`` exceeds ``VSS_AUTH_MAX_TOKEN_LIFETIME_HOURS``, or,
 without ``iat``, whose ``exp`` is further than that from now, is refused.
+
+A client sends the same token with every request until it expires: a verified token's
+claims are kept (:class:`VerifiedTokens`) until its ``exp`` and at most
+:data:`VERIFIED_TOKEN_SECONDS` (a key withdrawn from the identity provider's JWKS stops
+counting as soon as without them, give or take that long), so a request verifies a
+signature once a minute, not every time. A refused token is never kept.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +53,8 @@ LOA3 = "http://id.elegnamnden.se/loa/1.0/loa3"  # *tillitsnivå 3*: what minted 
 EMBEDDED_KEY_FILE = Path("keys") / "jwt-hs256.secret"
 MIN_HMAC_KEY_BYTES = 32
 DEFAULT_MAX_LIFETIME = timedelta(hours=12)
+VERIFIED_TOKEN_SECONDS = 60.0  # the longest a verified token's claims are kept
+VERIFIED_TOKENS_KEPT = 4096  # tokens kept at most; the oldest go first
 
 
 class InvalidToken(Exception):
@@ -93,6 +102,36 @@ class TokenClaims:
         return self.principal == CLIENT_PRINCIPAL
 
 
+class VerifiedTokens:
+    """Claims of tokens verified lately, each until its own deadline (its ``exp`` or sooner).
+
+    Only a token verified in full gets here; a hit is the claims that verification gave.
+    Thread-safe: sync dependencies verify in the thread pool.
+    """
+
+    def __init__(self, kept: int = VERIFIED_TOKENS_KEPT) -> None:
+        self._kept = kept
+        self._claims: dict[str, tuple[float, TokenClaims]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str, now: float) -> TokenClaims | None:
+        found = self._claims.get(token)
+        if found is None:
+            return None
+        if now < found[0]:
+            return found[1]
+        with self._lock:
+            self._claims.pop(token, None)
+        return None
+
+    def keep(self, token: str, claims: TokenClaims, until: float) -> None:
+        with self._lock:
+            if len(self._claims) >= self._kept:
+                for old in list(self._claims)[: max(1, self._kept // 4)]:  # the oldest quarter
+                    del self._claims[old]
+            self._claims[token] = (until, claims)
+
+
 def secret_file(path: Path) -> str:
     """A random secret kept in ``path``, created (mode 0600) on first use.
 
@@ -125,6 +164,7 @@ class TokenService:
     jwks: PyJWKClient | None = None
     jwks_algorithms: tuple[str, ...] = ("RS256", "ES256")
     client_acr: frozenset[str] = frozenset({LOA3, "http://id.elegnamnden.se/loa/1.0/loa4"})
+    verified: VerifiedTokens = field(default_factory=VerifiedTokens, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.key is not None:
@@ -191,7 +231,25 @@ class TokenService:
             raise InvalidToken("the token names no key (kid) of the identity provider's JWKS")
         return self.key, [self.algorithm]
 
+    def kept(self, token: str) -> TokenClaims | None:
+        """The claims of ``token`` if it was verified lately and has not expired: no work, no I/O."""
+        return self.verified.get(token, time.time())
+
     def verify(self, token: str) -> TokenClaims:
+        """The token's claims; :class:`InvalidToken` (or :class:`KeysUnavailable`) if it is refused.
+
+        May fetch the identity provider's key set (blocking I/O): call it from a thread."""
+        now = time.time()
+        kept = self.verified.get(token, now)
+        if kept is not None:
+            return kept
+        claims, expires = self._verify(token)
+        # PyJWT refuses a token once now >= exp: kept no longer than that.
+        self.verified.keep(token, claims, min(expires, now + VERIFIED_TOKEN_SECONDS))
+        return claims
+
+    def _verify(self, token: str) -> tuple[TokenClaims, float]:
+        """The claims of a token verified in full (signature, audience, issuer, times), and its exp."""
         key, algorithms = self._key_for(token)
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -212,22 +270,24 @@ class TokenService:
         if lifetime > self.max_lifetime.total_seconds():
             most = self.max_lifetime.total_seconds() / 3600
             raise InvalidToken(f"the token lives {lifetime / 3600:.1f} h; at most {most:g} h are accepted")
+        expires = float(claims["exp"])
         roles = claims.get("roles", [])
         if isinstance(roles, list) and CLIENT_ROLE in roles:
-            return self._client(claims, roles)
+            return self._client(claims, roles), expires
         if not isinstance(roles, list) or not set(roles) <= ROLES:
             raise InvalidToken(f"roles must be a list drawn from {sorted(ROLES)}, or exactly ['client']")
         principal = claims.get("principal")
         org = claims.get("org")
         if principal not in PRINCIPALS or not isinstance(org, str) or not org.strip():
             raise InvalidToken("the token needs an org and a principal (region, municipality or other)")
-        return TokenClaims(
+        staff = TokenClaims(
             user_id=sub,
             organisation_id=org,
             organisation_name=str(claims.get("org_name") or org),
             principal=principal,
             roles=frozenset(roles),
         )
+        return staff, expires
 
     def _client(self, claims: dict[str, Any], roles: list[Any]) -> TokenClaims:
         """A client's token: only the client role, a valid personal identity number, enough assurance."""

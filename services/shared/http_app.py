@@ -4,19 +4,27 @@ Each API gets RFC 9457 problems for every error (:mod:`.problems`), a correlatio
 every request and response, its dependencies on ``app.state.deps`` (read in routes with
 :func:`deps_of`), and ``GET /health`` (``{"status": "ok"}`` plus what the service adds for
 operators). The service adds its own routers, exception handlers and routes.
+
+A router whose routes are sync ``def`` (they wait on a store) takes
+``route_class=ThreadedEndpointRoute``: each request then makes one hop to the thread pool,
+not FastAPI's two (the endpoint, then again to validate its response; ADR 0022).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from services.shared.problems import CorrelationMiddleware, install_problem_handlers
 from services.shared.tracing import TraceRequests
 
-__all__ = ["deps_of", "service_app"]
+__all__ = ["ThreadedEndpointRoute", "deps_of", "service_app"]
 
 T = TypeVar("T")
 
@@ -50,3 +58,22 @@ def service_app(
 def deps_of(request: Request, kind: type[T]) -> T:
     """The dependencies ``service_app`` put on the app, as the type the routes expect."""
     return cast(T, request.app.state.deps)
+
+
+class ThreadedEndpointRoute(APIRoute):
+    """A route whose sync endpoint runs in the thread pool as ever, but which FastAPI sees as
+    ``async``: the response is then validated on the event loop, where FastAPI sends a sync
+    endpoint's response to the thread pool a second time. Same signature, same OpenAPI."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if inspect.isfunction(endpoint) and not inspect.iscoroutinefunction(endpoint):
+            endpoint = _in_thread_pool(endpoint)
+        super().__init__(path, endpoint, **kwargs)
+
+
+def _in_thread_pool(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(endpoint)  # FastAPI reads the parameters and their types through __wrapped__
+    async def threaded(**values: Any) -> Any:
+        return await run_in_threadpool(endpoint, **values)
+
+    return threaded

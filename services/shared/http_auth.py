@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from services.shared.auth import InvalidToken, KeysUnavailable, TokenClaims, TokenService
 from services.shared.problems import ProblemException
@@ -37,3 +38,15 @@ def verified_claims(tokens: TokenService, credentials: HTTPAuthorizationCredenti
             code="keys_unavailable",
             headers={"Retry-After": "5"},
         ) from None
+
+
+async def verified_claims_async(
+    tokens: TokenService, credentials: HTTPAuthorizationCredentials | None
+) -> TokenClaims:
+    """:func:`verified_claims` for an ``async`` dependency: a token verified lately is answered
+    on the event loop; any other is verified in the thread pool (a JWKS fetch blocks)."""
+    if credentials is not None:
+        kept = tokens.kept(credentials.credentials)
+        if kept is not None:
+            return kept
+    return await run_in_threadpool(verified_claims, tokens, credentials)

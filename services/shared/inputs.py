@@ -14,6 +14,7 @@ the meetings APIs; a refusal is a 422 problem whose ``errors`` name each field a
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -93,9 +94,18 @@ def refuse_bad_input(body: BaseModel, *, today: date, window: DateWindow) -> Non
 def _walk_model(
     model: BaseModel, prefix: str, today: date, window: DateWindow, errors: list[dict[str, str]]
 ) -> None:
-    for name, info in type(model).model_fields.items():
-        multi_line = _MULTI_LINE in info.metadata or _mentions(info.annotation, _MULTI_LINE)
+    for name, multi_line in _text_fields(type(model)):
         _walk(getattr(model, name), f"{prefix}{name}", multi_line, today, window, errors)
+
+
+@functools.cache
+def _text_fields(model_type: type[BaseModel]) -> tuple[tuple[str, bool], ...]:
+    """Each field of the model and whether its text may span lines: read off the types once
+    per model, not on every request."""
+    return tuple(
+        (name, _MULTI_LINE in info.metadata or _mentions(info.annotation, _MULTI_LINE))
+        for name, info in model_type.model_fields.items()
+    )
 
 
 def _walk(

@@ -177,6 +177,18 @@ class CaseService:
         except NotAllowed:
             self.get(case_id).ensure_actor_may_write(actor)
 
+    def may_write_by_cache(self, case_id: UUID, actor: Actor) -> bool:
+        """Whether the cached case lets ``actor`` write: no I/O, so an API may ask on its event
+        loop. False when it is not cached or refuses: then ask :meth:`ensure_may_write`."""
+        case = self.store.cached(case_id)
+        if case is None:
+            return False
+        try:
+            case.ensure_actor_may_write(actor)
+        except NotAllowed:
+            return False
+        return True
+
     # -------------------------------------------------------------------------- queries
     def get(self, case_id: UUID) -> Case:
         """The case as stored now (never a cached copy that another process may have outdated)."""

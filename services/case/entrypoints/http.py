@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AwareDatetime, BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from services.case.application.ports import CaseAlreadyExists, CaseNotFound, CaseNotYetOpened, HistoryEntry
 from services.case.application.service import (
@@ -43,8 +44,8 @@ from services.case.domain.errors import CaseRuleViolation, InvalidCommand, NotAl
 from services.case.domain.events import Actor
 from services.shared.access import AccessRecorder, Grant, grants, may_read, record_access, refusal
 from services.shared.auth import TokenService
-from services.shared.http_app import deps_of, service_app
-from services.shared.http_auth import bearer, verified_claims
+from services.shared.http_app import ThreadedEndpointRoute, deps_of, service_app
+from services.shared.http_auth import bearer, verified_claims_async
 from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, PersonUserId, refuse_bad_input
 from services.shared.problems import (
     REQUEST_ID,
@@ -103,7 +104,10 @@ class _Dependencies:
 
 
 router = APIRouter(
-    prefix="/v1/cases", tags=["cases"], responses=problem_responses(400, 401, 403, 404, 409, 422, 503)
+    prefix="/v1/cases",
+    tags=["cases"],
+    responses=problem_responses(400, 401, 403, 404, 409, 422, 503),
+    route_class=ThreadedEndpointRoute,  # one hop to the thread pool per request, not two
 )
 
 
@@ -203,7 +207,11 @@ def _deps(request: Request) -> _Dependencies:
     return deps_of(request, _Dependencies)
 
 
-def get_service(request: Request) -> CaseService:
+# What FastAPI solves per request costs per dependency, and a sync one a hop to the thread
+# pool and back: the routes' dependencies (Cmd, ClientCmd, Reader, Service) are one
+# ``async def`` each (plus the bearer scheme), and only what waits on the store or the
+# network runs in the thread pool (ADR 0022).
+async def get_service(request: Request) -> CaseService:
     return _deps(request).service
 
 
@@ -212,11 +220,16 @@ def _today(deps: _Dependencies) -> date:
     return deps.service.clock.now().astimezone(STOCKHOLM).date()
 
 
-def current_actor(
+async def current_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Actor:
-    claims = verified_claims(_deps(request).tokens, credentials)
+    return await _actor(request, credentials)
+
+
+async def _actor(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Actor:
+    """Who asks, by their bearer token (401 without a valid one)."""
+    claims = await verified_claims_async(_deps(request).tokens, credentials)
     return Actor(
         user_id=claims.user_id,
         organisation_id=claims.organisation_id,
@@ -282,11 +295,15 @@ def writer_or_client(request: Request, who: Annotated[Actor, Depends(current_act
     return who
 
 
-def reader(request: Request, who: Annotated[Actor, Depends(current_actor)]) -> Actor:
+async def reader(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Actor:
+    who = await _actor(request, credentials)
     if who.principal is ActorPrincipal.CLIENT:
         return who  # their own case only: decided per case by the one access rule
     if not who.roles & READ_ROLES:
-        raise _refused(
+        raise await run_in_threadpool(  # the refusal is logged in the access log first
+            _refused,
             request,
             who,
             "case",
@@ -356,30 +373,34 @@ class _Controls:
     causation_id: str | None
 
 
+IfMatchHeader = Annotated[
+    str,
+    Header(
+        description='Expected case version, e.g. "4" (at most 18 digits); malformed: 400',
+        json_schema_extra={"pattern": r'^(\*|(W/)?"?[0-9]{1,18}"?)$'},
+    ),
+]
+IdempotencyKeyHeader = Annotated[
+    str,
+    Header(
+        description="Retry key: a retry returns the first result; 1–255 visible ASCII characters, else 400",
+        json_schema_extra={"pattern": "^[!-~]{1,255}$"},
+    ),
+]
+CausationIdHeader = Annotated[
+    str,
+    Header(
+        description="The id of what caused this command (stored with its events); 1–128 visible"
+        " ASCII characters, else 400",
+        json_schema_extra={"pattern": REQUEST_ID.pattern},
+    ),
+]
+
+
 def command_controls(
-    if_match: Annotated[
-        str,
-        Header(
-            description='Expected case version, e.g. "4" (at most 18 digits); malformed: 400',
-            json_schema_extra={"pattern": r'^(\*|(W/)?"?[0-9]{1,18}"?)$'},
-        ),
-    ] = "",
-    idempotency_key: Annotated[
-        str,
-        Header(
-            description="Retry key: a retry returns the first result; 1–255 visible ASCII characters,"
-            " else 400",
-            json_schema_extra={"pattern": "^[!-~]{1,255}$"},
-        ),
-    ] = "",
-    x_causation_id: Annotated[
-        str,
-        Header(
-            description="The id of what caused this command (stored with its events); 1–128 visible"
-            " ASCII characters, else 400",
-            json_schema_extra={"pattern": REQUEST_ID.pattern},
-        ),
-    ] = "",
+    if_match: IfMatchHeader = "",
+    idempotency_key: IdempotencyKeyHeader = "",
+    x_causation_id: CausationIdHeader = "",
 ) -> _Controls:
     if x_causation_id and not REQUEST_ID.match(x_causation_id):
         raise ProblemException(
@@ -440,20 +461,51 @@ def _call(http: Request, who: Actor, controls: _Controls) -> CommandCall:
     return CommandCall(deps.service, request, deps.window)
 
 
-def command_call(
-    http: Request,
-    who: Annotated[Actor, Depends(writer)],
-    controls: Annotated[_Controls, Depends(command_controls)],
-) -> CommandCall:
-    return _call(http, who, controls)
+def _admitted_in_memory(request: Request, who: Actor, *, client_may: bool) -> bool:
+    """Whether :func:`writer` (``client_may``: :func:`writer_or_client`) would admit ``who`` on
+    what is in memory: the role, and the cached case. Then nothing waits on the store and no
+    hop to the thread pool is needed; False (not cached, or a refusal, which is logged): ask
+    them in the thread pool."""
+    client = client_may and who.principal is ActorPrincipal.CLIENT
+    if not client and WRITE_ROLE not in who.roles:
+        return False
+    case_id = request.path_params.get("case_id")
+    if case_id is None:
+        return not client  # opening a case: the role is all
+    try:
+        parsed = UUID(str(case_id))
+    except ValueError:
+        return True  # not a case id: the path's validation answers 422, as in writer
+    return _deps(request).service.may_write_by_cache(parsed, who)
 
 
-def client_command_call(
+async def command_call(
     http: Request,
-    who: Annotated[Actor, Depends(writer_or_client)],
-    controls: Annotated[_Controls, Depends(command_controls)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    if_match: IfMatchHeader = "",
+    idempotency_key: IdempotencyKeyHeader = "",
+    x_causation_id: CausationIdHeader = "",
 ) -> CommandCall:
-    return _call(http, who, controls)
+    """A coordinator's write, admitted in this order: the token (401), the role and the case's
+    involvement (403; in the thread pool: it loads the case, and logs a refusal), the headers (400)."""
+    who = await _actor(http, credentials)
+    if not _admitted_in_memory(http, who, client_may=False):
+        await run_in_threadpool(writer, http, who)
+    return _call(http, who, command_controls(if_match, idempotency_key, x_causation_id))
+
+
+async def client_command_call(
+    http: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    if_match: IfMatchHeader = "",
+    idempotency_key: IdempotencyKeyHeader = "",
+    x_causation_id: CausationIdHeader = "",
+) -> CommandCall:
+    """:func:`command_call` for a command the case's own client may give as well."""
+    who = await _actor(http, credentials)
+    if not _admitted_in_memory(http, who, client_may=True):
+        await run_in_threadpool(writer_or_client, http, who)
+    return _call(http, who, command_controls(if_match, idempotency_key, x_causation_id))
 
 
 Cmd = Annotated[CommandCall, Depends(command_call)]

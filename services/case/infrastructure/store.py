@@ -407,6 +407,17 @@ class CaseEventStore:
             with contextlib.suppress(KeyError):
                 cache.get(case_id, evict=True)
 
+    def cached(self, case_id: UUID) -> Case | None:
+        """The cached copy itself (not a copy: read it, never change it); None if not cached."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            case = cache.get(case_id)
+        except KeyError:
+            return None
+        return cast(Case, case)
+
     def exists(self, case_id: UUID) -> bool:
         return bool(self.recorder.select_events(case_id, limit=1))
 

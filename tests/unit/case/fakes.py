@@ -60,6 +60,9 @@ class InMemoryCaseStore:
     def forget(self, case_id: UUID) -> None:
         self._cache.pop(case_id, None)
 
+    def cached(self, case_id: UUID) -> Case | None:
+        return self._cache.get(case_id)
+
     def exists(self, case_id: UUID) -> bool:
         return bool(self.log.streams.get(case_id))
 

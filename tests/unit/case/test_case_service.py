@@ -117,6 +117,17 @@ def test_an_organisation_not_involved_in_the_case_may_not_write_it() -> None:
     assert "ConsentWithdrawn" not in stored_types(store)
 
 
+def test_the_cached_case_answers_who_may_write_without_the_store() -> None:
+    service, store = opened(*specs.CONSENTED)
+    assert service.may_write_by_cache(specs.CASE_ID, specs.ACTOR)
+    assert service.may_write_by_cache(specs.CASE_ID, specs.CLIENT_ACTOR)
+    assert not service.may_write_by_cache(specs.CASE_ID, OUTSIDER)  # refused: ask ensure_may_write
+    assert not service.may_write_by_cache(specs.CASE_ID, specs.SOMEONE_ELSE)
+    store.forget(specs.CASE_ID)
+    assert not service.may_write_by_cache(specs.CASE_ID, specs.ACTOR)  # not cached: ask the store
+    assert not service.may_write_by_cache(UUID(int=7), specs.ACTOR)
+
+
 def test_an_expected_version_that_is_not_the_cases_is_a_conflict_and_stores_nothing() -> None:
     service, store = opened(*specs.COORDINATED)
     with pytest.raises(VersionConflict) as conflict:
