@@ -73,6 +73,9 @@ class NotificationsParts:
         await adopt_record(self.store, self.settings.nats(), self.relay.settings.names, sources)
         # Before any consumer decides or the sender sends: claims a killed process left.
         await asyncio.to_thread(self.service.recover_claims)
+        if isinstance(self.service.renderer, Templates):
+            for name, error in (await asyncio.to_thread(self.service.renderer.compile_all)).items():
+                log.warning("notifications.template_invalid", template=name, error=error)
         await self.case_first.open(stopping=stop.is_set)
         if self.sink is not None:
             await self.sink.start()
