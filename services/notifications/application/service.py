@@ -536,7 +536,7 @@ class NotificationsService:
         try:
             async with turn:
                 for row in queue:
-                    made += await self._gated(gate, row)
+                    made += await self._attempt(gate, row)
         finally:
             turn, users = self._turns[recipient]
             if users > 1:
@@ -544,13 +544,6 @@ class NotificationsService:
             else:
                 del self._turns[recipient]  # no pass has this recipient's deliveries in hand
         return made
-
-    async def _gated(self, gate: asyncio.Semaphore, row: DeliveryRow) -> bool:
-        # The channel's slot first, then the claim: a delivery waits for its channel while
-        # still pending (a withdrawal meanwhile cancels it), and holds no place of the
-        # others' while it waits.
-        async with self._slot(row.channel), gate:
-            return await self._attempt(row)
 
     def _batches(self) -> _StoreBatches:
         """The claims and outcomes waiting for the store, on this loop."""
@@ -571,18 +564,30 @@ class NotificationsService:
             slots[channel] = asyncio.Semaphore(max(1, sender.concurrency if sender is not None else 1))
         return slots[channel]
 
-    async def _attempt(self, row: DeliveryRow) -> bool:
+    async def _attempt(self, gate: asyncio.Semaphore, row: DeliveryRow) -> bool:
         """One attempt; False if the delivery was cancelled since it was read (nothing sent)."""
-        # Claimed just before sending, not with the batch: a cancellation recorded while
-        # the batch waits its turn must win, or the message leaves against the consent.
-        if not await self._batches().claims.submit(row):
-            return False
-        attempt = row.attempts + 1
         ended: AttemptOutcome | None = None
-        try:
-            ended = await self._send(row, attempt)
-            outcome, stored = await self._batches().settles.submit((row, ended))
-        except Exception as error:
+        error: Exception | None = None
+        # The channel's slot first, then the claim: a delivery waits for its channel while
+        # still pending (a withdrawal meanwhile cancels it), and holds no place of the
+        # others' while it waits. Claimed just before sending, not with the pass: a
+        # cancellation recorded while the pass waits its turn must win, or the message
+        # leaves against the consent.
+        async with self._slot(row.channel), gate:
+            if not await self._batches().claims.submit(row):
+                return False
+            attempt = row.attempts + 1
+            try:
+                ended = await self._send(row, attempt)
+            except Exception as failure:  # the outcome could not be built
+                error = failure
+        # The channel is free for the next delivery while this outcome is stored.
+        if ended is not None:
+            try:
+                outcome, stored = await self._batches().settles.submit((row, ended))
+            except Exception as failure:
+                error = failure
+        if error is not None:
             # The store failed (busy, connection lost) or the outcome could not be built: the
             # delivery is settled as best it can be, not left claimed until the next start.
             stored = await asyncio.to_thread(self._unclaim, row, error, ended)
