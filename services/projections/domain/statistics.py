@@ -73,7 +73,7 @@ combining with a finer one.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from fractions import Fraction
@@ -221,25 +221,9 @@ def group_figures(
     ]
 
     # Each figure below counts the distinct cases it is derived from (see the module docstring).
-    due = in_time = 0
-    due_cases: set[int] = set()
-    in_time_cases: set[int] = set()
-    late_cases: set[int] = set()
-    for number, c in enumerate(cases):
-        for index, decided in enumerate(c.sip_dates):
-            deadline = add_months(decided, 3)
-            if not (period.start <= deadline <= period.end) or deadline > as_of:
-                continue
-            if c.closed_on is not None and c.closed_on <= deadline:
-                continue
-            due += 1
-            due_cases.add(number)
-            following = c.sip_dates[index + 1] if index + 1 < len(c.sip_dates) else None
-            if following is not None and following <= deadline:
-                in_time += 1
-                in_time_cases.add(number)
-            else:
-                late_cases.add(number)
+    due, in_time, due_cases, in_time_cases, late_cases = _follow_ups(
+        [c.sip_dates for c in cases], cases, period, as_of
+    )
     due_shown = enough(hidden(due), len(due_cases))
     in_time_shown = enough(hidden(in_time), len(in_time_cases))
     late_shown = enough(hidden(due - in_time), len(late_cases))
@@ -333,6 +317,35 @@ def _quartiles(days: list[int], min_count: int) -> dict[str, float | None]:
     return {"lower_quartile_days": round(lower, 1), "upper_quartile_days": round(upper, 1)}
 
 
+def _follow_ups(
+    occasions: Sequence[Sequence[date]], cases: list[CaseFacts], period: Period, as_of: date
+) -> tuple[int, int, set[int], set[int], set[int]]:
+    """Follow-ups due in ``period``: each occasion (per case, in date order) calls for the next
+    within three months; one is due when that deadline falls in the period, not after
+    ``as_of`` nor after the case was closed, and met when the next occasion came by then.
+    Returns (due, met, the cases with one due, with one met, with one not met)."""
+    due = met = 0
+    due_cases: set[int] = set()
+    met_cases: set[int] = set()
+    missed_cases: set[int] = set()
+    for number, (c, dates) in enumerate(zip(cases, occasions, strict=True)):
+        for index, occasion in enumerate(dates):
+            deadline = add_months(occasion, 3)
+            if not (period.start <= deadline <= period.end) or deadline > as_of:
+                continue
+            if c.closed_on is not None and c.closed_on <= deadline:
+                continue
+            due += 1
+            due_cases.add(number)
+            following = dates[index + 1] if index + 1 < len(dates) else None
+            if following is not None and following <= deadline:
+                met += 1
+                met_cases.add(number)
+            else:
+                missed_cases.add(number)
+    return due, met, due_cases, met_cases, missed_cases
+
+
 def _waits(waits: list[int], min_count: int) -> dict[str, Any]:
     return {
         "cases": suppress(len(waits), min_count),
@@ -376,29 +389,11 @@ def _method_fidelity(cases: list[CaseFacts], period: Period, as_of: date, min_co
 
     # Follow-ups counted from meetings held and SIP versions alike: from the first SIP on,
     # every SIP decided and every meeting held calls for the next of either within three months.
-    due = met = 0
-    due_cases: set[int] = set()
-    met_cases: set[int] = set()
-    missed_cases: set[int] = set()
-    for number, c in enumerate(cases):
-        if not c.sip_dates:
-            continue
-        first_sip = c.sip_dates[0]
-        occasions = sorted({*c.sip_dates, *(d for d in c.meeting_dates if d >= first_sip)})
-        for index, occasion in enumerate(occasions):
-            deadline = add_months(occasion, 3)
-            if not (period.start <= deadline <= period.end) or deadline > as_of:
-                continue
-            if c.closed_on is not None and c.closed_on <= deadline:
-                continue
-            due += 1
-            due_cases.add(number)
-            following = occasions[index + 1] if index + 1 < len(occasions) else None
-            if following is not None and following <= deadline:
-                met += 1
-                met_cases.add(number)
-            else:
-                missed_cases.add(number)
+    occasions = [
+        sorted({*c.sip_dates, *(d for d in c.meeting_dates if d >= c.sip_dates[0])}) if c.sip_dates else []
+        for c in cases
+    ]
+    due, met, due_cases, met_cases, missed_cases = _follow_ups(occasions, cases, period, as_of)
     due_shown = counted(due, len(due_cases))
     met_shown = counted(met, len(met_cases))
     missed_shown = counted(due - met, len(missed_cases))
