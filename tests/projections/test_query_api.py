@@ -7,6 +7,8 @@ over HTTP with real bearer tokens.
 from __future__ import annotations
 
 import asyncio
+import csv as csv_module
+import io
 import socket
 import time
 from collections.abc import Iterator
@@ -39,7 +41,7 @@ from tests.support.nats import delete_streams
 from tests.support.scenario import CaseScenario
 from vss_contracts.access_events import CaseDataAccessed
 from vss_contracts.case_events import PersonRef
-from vss_contracts.types import OrganisationRef, Principal
+from vss_contracts.types import OrganisationRef, PracticeRule, Principal
 
 JWT_KEY = "test-key-" + "x" * 40
 OTHER_MUNICIPALITY = OrganisationRef(
@@ -450,6 +452,13 @@ def test_the_statistics_answer_method_fidelity_and_age_groups_in_json_and_csv(pi
     assert header.startswith("level,key,month")
     assert header.endswith(",age_group")
     assert [row.rsplit(",", 1)[1] for row in rows] == ["all", "adults", "children_and_young_people"]
+    # The deviations' columns: the count and one per practice rule, as the JSON has them.
+    [whole, *_] = list(csv_module.DictReader(io.StringIO(csv.text)))
+    deviations = group["deviations"]
+    assert whole["deviations"] == ("" if deviations["count"] is None else str(deviations["count"]))
+    for rule in PracticeRule:
+        count = deviations["by_rule"][rule.value]
+        assert whole[f"deviations_{rule.value}"] == ("" if count is None else str(count)), rule
     documented = pipeline.client.get("/openapi.json").json()["components"]["schemas"]["Statistics"]
     assert "method_fidelity" in documented["properties"]["groups"]["description"]
 

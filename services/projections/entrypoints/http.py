@@ -614,9 +614,6 @@ def _csv(groups: list[dict[str, Any]]) -> str:
         ]
     )
 
-    def cell(value: Any) -> str:
-        return "" if value is None else str(value)
-
     for whole in groups:
         scopes = [("all", whole), *whole.get("by_age_group", {}).items()]
         for age_group, figures in scopes:
