@@ -31,7 +31,7 @@ Measured in the same run:
   the run. Where the time goes: when the event reached VSS_CASE (an ordered push
   subscriber here), and times taken inside the notifications process by wrappers the
   bench sets on four of its objects' methods (the case consumer's ``apply``, the store's
-  ``due`` and ``finish_many``, the e-mail channel's ``send``; instance attributes: the
+  ``due`` and ``finish``, the e-mail channel's ``send``; instance attributes: the
   service's code is unchanged).
 - **throughput**: ``--burst`` triggers (default: one per case) fired as fast as the command
   process can; e-mails/s accepted by SMTP from the first commit to the last urgent e-mail
@@ -389,16 +389,15 @@ class Trace:
     apply: dict[str, tuple[float, float]] = field(default_factory=dict)  # case event id -> decide
     due: dict[str, float] = field(default_factory=dict)  # delivery -> the sender's look returned it
     send: dict[str, tuple[float, float]] = field(default_factory=dict)  # delivery -> SmtpChannel.send
-    # each store.finish_many (any channel): (started, ended, outcomes stored together)
-    finish: list[tuple[float, float, int]] = field(default_factory=list)
+    finish: list[tuple[float, float]] = field(default_factory=list)  # each store.finish (any channel)
 
 
 def traced(parts: NotificationsParts) -> Trace:
-    """Time the case consumer's ``apply``, the store's ``due`` and ``finish_many``, and the e-mail
+    """Time the case consumer's ``apply``, the store's ``due`` and ``finish``, and the e-mail
     channel's ``send``."""
     trace = Trace()
     (handler,) = [c.handler for c in parts.consumers if c.settings.durable == CASE_CONSUMER]
-    apply, due, finish = handler.apply, parts.store.due, parts.store.finish_many
+    apply, due, finish = handler.apply, parts.store.due, parts.store.finish
     email = parts.channels[Channel.EMAIL]
     send = email.send
 
@@ -415,10 +414,10 @@ def traced(parts: NotificationsParts) -> Trace:
             trace.due.setdefault(row.delivery_key, returned)
         return rows
 
-    def timed_finish(outcomes: Sequence[tuple[str, AttemptOutcome]]) -> list[bool]:
+    def timed_finish(delivery_key: str, outcome: AttemptOutcome) -> bool:
         started = now()
-        stored = finish(outcomes)
-        trace.finish.append((started, now(), len(outcomes)))
+        stored = finish(delivery_key, outcome)
+        trace.finish.append((started, now()))
         return stored
 
     async def timed_send(message: OutgoingMessage) -> None:
@@ -428,7 +427,7 @@ def traced(parts: NotificationsParts) -> Trace:
 
     handler.apply = timed_apply  # type: ignore[method-assign]
     parts.store.due = timed_due  # type: ignore[method-assign, assignment]
-    parts.store.finish_many = timed_finish  # type: ignore[method-assign]
+    parts.store.finish = timed_finish  # type: ignore[method-assign]
     email.send = timed_send  # type: ignore[method-assign]
     return trace
 
@@ -1042,9 +1041,8 @@ def report(run: Run) -> None:
         ends = sorted(end for _, end in trace.send.values() if end >= begin)
         gaps = [(b - a) * 1000 for a, b in itertools.pairwise(ends)]
         print(_row("one e-mail's send returns -> the next one's", gaps))
-        finishes = [(b - a) * 1000 for a, b, _ in trace.finish if a >= begin]
-        together = sum(n for a, _, n in trace.finish if a >= begin)
-        print(_row(f"store.finish_many: {together} outcomes + records, one transaction each", finishes))
+        finishes = [(b - a) * 1000 for a, b in trace.finish if a >= begin]
+        print(_row("store.finish: outcome + record event, one transaction", finishes))
     shares = ", ".join(f"{k} {v:.0%}" for k, v in run.burst_cpu.items() if not math.isnan(v))
     cores = os.cpu_count()
     print(f"  CPU meanwhile: machine {run.burst_machine:.0%} busy ({cores} cores); of one core: {shares}")

@@ -42,9 +42,6 @@ from vss_contracts.meeting_events import decode_meeting_event
 
 log = structlog.get_logger("vss.notifications")
 
-# Sender passes running at once: a pass reads up to ``Policy.batch`` due deliveries.
-MAX_PASSES = 4
-
 
 def _meeting_data(event: CloudEvent) -> object:
     return decode_meeting_event(event.type, event.data)
@@ -73,9 +70,6 @@ class NotificationsParts:
         await adopt_record(self.store, self.settings.nats(), self.relay.settings.names, sources)
         # Before any consumer decides or the sender sends: claims a killed process left.
         await asyncio.to_thread(self.service.recover_claims)
-        if isinstance(self.service.renderer, Templates):
-            for name, error in (await asyncio.to_thread(self.service.renderer.compile_all)).items():
-                log.warning("notifications.template_invalid", template=name, error=error)
         await self.case_first.open(stopping=stop.is_set)
         if self.sink is not None:
             await self.sink.start()
@@ -107,20 +101,9 @@ class NotificationsParts:
 
     async def sender(self, stop: asyncio.Event) -> None:
         """Deliver what is due and escalate unacknowledged warnings: at once when the consumers
-        record new deliveries, else every ``sender_interval`` s (retries and escalations).
-
-        A pass runs on while the next look starts (up to ``MAX_PASSES`` at once), so a
-        delivery decided meanwhile goes at once instead of after the slowest of the pass's
-        messages; passes skip what another has in hand (:meth:`NotificationsService.deliver_due`).
-        """
+        record new deliveries, else every ``sender_interval`` s (retries and escalations)."""
 
         case_consumer = next(c for c in self.consumers if c.settings.durable == CASE_CONSUMER)
-        passes: set[asyncio.Task[int]] = set()
-
-        def ended(task: asyncio.Task[int]) -> None:
-            passes.discard(task)
-            if not task.cancelled() and (error := task.exception()) is not None:
-                log.warning("notifications.sender_failed", error=str(error) or type(error).__name__)
 
         async def send() -> None:
             # Nothing leaves, and no alert is escalated, until the case stream has been read
@@ -130,25 +113,16 @@ class NotificationsParts:
             if not case_consumer.reached_end:
                 return
             await asyncio.to_thread(self.service.escalate_due)
-            if len(passes) >= MAX_PASSES:
-                await asyncio.wait(passes, return_when=asyncio.FIRST_COMPLETED)
-            task = asyncio.create_task(self.service.deliver_due(), name="notifications-pass")
-            passes.add(task)
-            task.add_done_callback(ended)
+            await self.service.deliver_due()
 
-        try:
-            await repeat(
-                send,
-                stop,
-                self.settings.sender_interval,
-                log=log,
-                failed="notifications.sender_failed",
-                wake=self.wake,
-            )
-        finally:
-            # What is in hand is finished (its outcome stored), not left claimed to a restart.
-            if passes:
-                await asyncio.wait(set(passes))
+        await repeat(
+            send,
+            stop,
+            self.settings.sender_interval,
+            log=log,
+            failed="notifications.sender_failed",
+            wake=self.wake,
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -201,7 +175,6 @@ def bootstrap_notifications(
             username=settings.smtp_username,
             password=settings.smtp_password,
             starttls=settings.smtp_starttls,
-            connections=settings.notifications_smtp_connections,
             clock=clock,
         ),
         Channel.WEBHOOK: WebhookChannel(clock=clock),

@@ -105,12 +105,6 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings, Plan
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
-    notifications_smtp_connections: int = Field(
-        default=4,
-        ge=1,
-        le=16,
-        description="SMTP connections kept: e-mails to different recipients in flight at once",
-    )
     mail_from_name: str = "VSS vård- och stödsamordning"
     mail_from_address: EmailStr = "noreply@vss.example.se"
     notify_language: str = Field(default="sv", pattern="^(sv|en)$")
@@ -232,8 +226,6 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings, Plan
             first_retry=timedelta(seconds=self.retry_first_seconds),
             max_retry=timedelta(seconds=self.retry_max_seconds),
             max_attempts=self.max_attempts,
-            # Every channel's sends at once (e-mail's connections, webhooks' 4, SMS's 1) fit.
-            concurrency=max(8, self.notifications_smtp_connections + 5),
             organiser=(self.mail_from_name, str(self.mail_from_address)),
             case_link=self.public_query_url.rstrip("/") + "/v1/cases/{case_id}",
             ack_link=self.public_notifications_url.rstrip("/")

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
@@ -440,10 +440,6 @@ class Failing(NotificationStore):
     def finish(self, delivery_key: str, outcome: AttemptOutcome) -> bool:
         self._maybe_fail("finish")
         return super().finish(delivery_key, outcome)
-
-    def finish_many(self, outcomes: Sequence[tuple[str, AttemptOutcome]]) -> list[bool]:
-        self._maybe_fail("finish")  # the outcomes the sender stores together
-        return super().finish_many(outcomes)
 
 
 @pytest.fixture

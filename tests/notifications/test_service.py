@@ -324,14 +324,14 @@ def test_a_crash_between_the_servers_acceptance_and_the_record_resends_a_recogni
     world.feed.open(DAY)
     world.feed.assign(DAY, "sara", SOCIAL)
     store = world.store
-    finish, finish_many, release = store.finish, store.finish_many, store.release
+    finish, release = store.finish, store.release
 
-    def crash(*args: object, **kwargs: object) -> Any:
+    def crash(*args: object, **kwargs: object) -> bool:
         raise RuntimeError("the process died before the outcome was stored")
 
-    store.finish = store.finish_many = store.release = crash  # type: ignore[method-assign]
+    store.finish = store.release = crash  # type: ignore[method-assign]
     assert world.deliver() == 1
-    store.finish, store.finish_many, store.release = finish, finish_many, release  # type: ignore[method-assign]
+    store.finish, store.release = finish, release  # type: ignore[method-assign]
     [row] = world.service.deliveries(world.feed.case_id)
     assert row.status == "sending"  # claimed; the record does not know the server has it
     assert world.deliver() == 0  # a claimed delivery is not taken again while claimed

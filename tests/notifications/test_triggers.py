@@ -32,7 +32,6 @@ import pytest
 from services.notifications.application.ports import DeliveryRow, iso
 from services.notifications.application.service import Organisation, PlanLinks, Webhook
 from services.notifications.infrastructure.mailsink import MailSink
-from services.notifications.infrastructure.templates import Templates
 from services.shared.plan_links import LinkKind, contact_holder, coordinator_holder, member_holder, plan_link
 from tests.meetings.feed import CLIENT, COORDINATOR, HOUSING, REGION_PSYCH, SOCIAL
 from tests.notifications.support import (
@@ -907,13 +906,3 @@ def test_an_edited_template_that_does_not_render_is_retried_not_lost(tmp_path: P
         )
     finally:
         world.close()
-
-
-def test_every_template_is_compiled_at_start_and_a_broken_copy_is_named(tmp_path: Path) -> None:
-    edited = tmp_path / "templates" / "sv" / "early_warning.txt"
-    edited.parent.mkdir(parents=True)
-    edited.write_text("Subject: Ärende {{ case_reference }}\n\nHej {% if %}\n")
-    templates = Templates("sv", tmp_path / "templates")
-    failed = templates.compile_all()
-    assert list(failed) == ["early_warning"]  # the service starts anyway and logs it
-    assert Templates("sv").compile_all() == {}  # the built-in ones all compile

@@ -38,7 +38,7 @@ import hmac
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import structlog
@@ -90,8 +90,6 @@ NAMESPACE = uuid5(NAMESPACE_URL, "urn:vss:notifications")
 # delivery record's history had passed, by a rule the version that recorded it did not have.
 DECIDED_BY_A_LATER_VERSION = "decided by a later version for history the adopted record had passed"
 CASE_CONSUMER = "notifications-case"
-Item = TypeVar("Item")
-Result = TypeVar("Result")
 MEETINGS_CONSUMER = "notifications-meetings"
 
 
@@ -202,49 +200,6 @@ def _id(*parts: object) -> str:
     return str(uuid5(NAMESPACE, "/".join(str(p) for p in parts)))
 
 
-class Batches(Generic[Item, Result]):
-    """Items for a blocking call that takes many at once (one store transaction): each
-    :meth:`submit` waits for its own result, and what is submitted while a call runs goes in
-    the next call, together. One call at a time, in a worker thread; if it raises, every
-    item of that call gets the error (a transaction stores all or none)."""
-
-    def __init__(self, handle: Callable[[list[Item]], list[Result]]) -> None:
-        self._handle = handle
-        self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._running: asyncio.Task[None] | None = None
-
-    async def submit(self, item: Item) -> Result:
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
-        if self._running is None or self._running.done():
-            self._running = asyncio.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, []
-            try:
-                results = await asyncio.to_thread(self._handle, [item for item, _ in batch])
-            except Exception as error:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            except BaseException:
-                for _, future in batch:
-                    future.cancel()
-                raise
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
-
-
-@dataclass(frozen=True, slots=True)
-class _StoreBatches:
-    claims: Batches[DeliveryRow, bool]
-    settles: Batches[tuple[DeliveryRow, AttemptOutcome], tuple[AttemptOutcome, bool]]
-
-
 class NotificationsService:
     def __init__(
         self,
@@ -263,12 +218,6 @@ class NotificationsService:
         self.policy = policy or Policy()
         self.counters = Counters()
         self._slots: tuple[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] | None = None
-        # Deliveries a pass has read and not settled, and each recipient's turn (per channel):
-        # passes overlap (a new delivery need not wait for the previous pass to end), but no
-        # delivery is taken by two, and one recipient's go one after the other.
-        self._in_flight: set[str] = set()
-        self._store_batches: tuple[asyncio.AbstractEventLoop, _StoreBatches] | None = None
-        self._turns: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}  # (turn, passes using it)
         # Called (from the consumer's thread) when new deliveries are recorded, so the sender
         # goes at once instead of at its next look: an urgent message must not wait.
         self.on_decided: Callable[[], None] | None = None
@@ -494,64 +443,25 @@ class NotificationsService:
 
     # ------------------------------------------------------------------------- deliver
     async def deliver_due(self, now: datetime | None = None) -> int:
-        """Hand every delivery due by ``now`` to its channel; the number of attempts made.
-
-        Deliveries to different recipients are in flight at once (up to each channel's
-        ``concurrency`` and ``policy.concurrency`` in all); one recipient's go one after the
-        other on each channel, in the order the store gives them (urgent first, then when
-        due), so a recipient never receives a later message before an earlier one. Passes
-        may overlap: one skips what another has in hand, and a recipient's deliveries read
-        by a later pass wait for the earlier pass's to that recipient.
-        """
+        """Hand every delivery due by ``now`` to its channel; the number of attempts made."""
         now = now or self.clock.now()
         attempts = 0
         while True:
             rows = await asyncio.to_thread(self.store.due, iso(now), self.policy.batch)
-            fresh = [row for row in rows if row.delivery_key not in self._in_flight]
-            if not fresh:
+            if not rows:
                 return attempts
-            keys = {row.delivery_key for row in fresh}
-            self._in_flight |= keys
-            try:
-                gate = asyncio.Semaphore(self.policy.concurrency)
-                queues: dict[tuple[str, str], list[DeliveryRow]] = {}
-                for row in fresh:
-                    queues.setdefault((row.channel, row.address), []).append(row)
-                made = await asyncio.gather(
-                    *(self._in_turn(gate, recipient, queue) for recipient, queue in queues.items())
-                )
-            finally:
-                self._in_flight -= keys
+            gate = asyncio.Semaphore(self.policy.concurrency)
+            made = await asyncio.gather(*(self._gated(gate, row) for row in rows))
             attempts += sum(made)
             if len(rows) < self.policy.batch:
                 return attempts
 
-    async def _in_turn(
-        self, gate: asyncio.Semaphore, recipient: tuple[str, str], queue: Sequence[DeliveryRow]
-    ) -> int:
-        """One recipient's deliveries on one channel, one after the other; attempts made."""
-        turn, users = self._turns.get(recipient, (asyncio.Lock(), 0))
-        self._turns[recipient] = (turn, users + 1)
-        made = 0
-        try:
-            async with turn:
-                for row in queue:
-                    made += await self._attempt(gate, row)
-        finally:
-            turn, users = self._turns[recipient]
-            if users > 1:
-                self._turns[recipient] = (turn, users - 1)
-            else:
-                del self._turns[recipient]  # no pass has this recipient's deliveries in hand
-        return made
-
-    def _batches(self) -> _StoreBatches:
-        """The claims and outcomes waiting for the store, on this loop."""
-        loop = asyncio.get_running_loop()
-        if self._store_batches is None or self._store_batches[0] is not loop:
-            batches = _StoreBatches(Batches(self._claim_many), Batches(self._settle_many))
-            self._store_batches = (loop, batches)
-        return self._store_batches[1]
+    async def _gated(self, gate: asyncio.Semaphore, row: DeliveryRow) -> bool:
+        # The channel's slot first, then the claim: a delivery waits for its channel while
+        # still pending (a withdrawal meanwhile cancels it), and holds no place of the
+        # others' while it waits.
+        async with self._slot(row.channel), gate:
+            return await self._attempt(row)
 
     def _slot(self, channel: str) -> asyncio.Semaphore:
         """The channel's sends at once (its ``concurrency``), shared by every pass on this loop."""
@@ -564,30 +474,18 @@ class NotificationsService:
             slots[channel] = asyncio.Semaphore(max(1, sender.concurrency if sender is not None else 1))
         return slots[channel]
 
-    async def _attempt(self, gate: asyncio.Semaphore, row: DeliveryRow) -> bool:
+    async def _attempt(self, row: DeliveryRow) -> bool:
         """One attempt; False if the delivery was cancelled since it was read (nothing sent)."""
+        # Claimed just before sending, not with the batch: a cancellation recorded while
+        # the batch waits its turn must win, or the message leaves against the consent.
+        if not await asyncio.to_thread(self._claim, row):
+            return False
+        attempt = row.attempts + 1
         ended: AttemptOutcome | None = None
-        error: Exception | None = None
-        # The channel's slot first, then the claim: a delivery waits for its channel while
-        # still pending (a withdrawal meanwhile cancels it), and holds no place of the
-        # others' while it waits. Claimed just before sending, not with the pass: a
-        # cancellation recorded while the pass waits its turn must win, or the message
-        # leaves against the consent.
-        async with self._slot(row.channel), gate:
-            if not await self._batches().claims.submit(row):
-                return False
-            attempt = row.attempts + 1
-            try:
-                ended = await self._send(row, attempt)
-            except Exception as failure:  # the outcome could not be built
-                error = failure
-        # The channel is free for the next delivery while this outcome is stored.
-        if ended is not None:
-            try:
-                outcome, stored = await self._batches().settles.submit((row, ended))
-            except Exception as failure:
-                error = failure
-        if error is not None:
+        try:
+            ended = await self._send(row, attempt)
+            outcome, stored = await asyncio.to_thread(self._settle, row, ended)
+        except Exception as error:
             # The store failed (busy, connection lost) or the outcome could not be built: the
             # delivery is settled as best it can be, not left claimed until the next start.
             stored = await asyncio.to_thread(self._unclaim, row, error, ended)
@@ -626,11 +524,9 @@ class NotificationsService:
         record = self._record(ne.NotificationSent, row, "sent", at, sent_at=at, attempts=attempt)
         return AttemptOutcome("sent", attempt, at, record=record)
 
-    def _claim_many(self, rows: Sequence[DeliveryRow]) -> list[bool]:
-        """Claim pending deliveries for sending, in one transaction (those whose channels
-        became free at about the same time); for each, False if a cancellation won, a retry
-        was stored since it was read, or it may no longer go (:meth:`_why_not`: then it is
-        cancelled, on the record, with the reason).
+    def _claim(self, row: DeliveryRow) -> bool:
+        """Claim a pending delivery for sending; False if a cancellation won, or if it may no
+        longer go (:meth:`_why_not`: then it is cancelled, on the record, with the reason).
 
         A consent ends by its date passing, which no event announces: a message decided
         before (or a retry) would otherwise leave after the end; and a retry claimed before
@@ -639,22 +535,19 @@ class NotificationsService:
         the update.
         """
         with self.store.lock:
-            taken = self.store.claim_many([(row.delivery_key, row.next_attempt_at) for row in rows])
-            return [self._may_go(row) if claimed else False for row, claimed in zip(rows, taken, strict=True)]
-
-    def _may_go(self, row: DeliveryRow) -> bool:
-        """A claimed delivery may go now; if not, it is cancelled (lock held)."""
-        try:
-            why_not = self._why_not(row)
-            if why_not is None:
-                return True
-            at, attempts = iso(self.clock.now()), max(row.attempts, 1)
-            record = self._withdrawal(row, at, attempts, why_not)
-            outcome = AttemptOutcome("cancelled", attempts, at, why_not, record=record)
-            self.store.finish(row.delivery_key, outcome)
-        except Exception as error:  # nothing was sent: tried again after a pause
-            self._unclaim(row, error)
-            return False
+            if not self.store.claim(row.delivery_key):
+                return False
+            try:
+                why_not = self._why_not(row)
+                if why_not is None:
+                    return True
+                at, attempts = iso(self.clock.now()), max(row.attempts, 1)
+                record = self._withdrawal(row, at, attempts, why_not)
+                outcome = AttemptOutcome("cancelled", attempts, at, why_not, record=record)
+                self.store.finish(row.delivery_key, outcome)
+            except Exception as error:  # nothing was sent: tried again after a pause
+                self._unclaim(row, error)
+                return False
         log.info("notifications.delivery_cancelled", delivery=row.delivery_key, error=why_not)
         return False
 
@@ -689,12 +582,8 @@ class NotificationsService:
                 log.error("notifications.claim_left", delivery=row.delivery_key, error=_short(again))
         return False
 
-    def _settle_many(
-        self, attempts: Sequence[tuple[DeliveryRow, AttemptOutcome]]
-    ) -> list[tuple[AttemptOutcome, bool]]:
-        """Store claimed deliveries' outcomes in one transaction (all or none: on an error
-        each is settled on its own, :meth:`_unclaim`); a retry that may no longer go is
-        cancelled.
+    def _settle(self, row: DeliveryRow, outcome: AttemptOutcome) -> tuple[AttemptOutcome, bool]:
+        """Store a claimed delivery's outcome; a retry that may no longer go is cancelled.
 
         A withdrawal, a member leaving or the case closing while the message was claimed
         could not cancel it; had it gone out, fine (it was on its way), but a retry must not
@@ -702,17 +591,11 @@ class NotificationsService:
         audience and the update.
         """
         with self.store.lock:
-            settled = []
-            for row, ended in attempts:
-                if ended.status == "retry" and (why_not := self._why_not(row)) is not None:
-                    at, tries = ended.at, ended.attempts
-                    record = self._withdrawal(row, at, tries, why_not)
-                    ended = AttemptOutcome("cancelled", tries, at, why_not, record=record)  # noqa: PLW2901
-                settled.append(ended)
-            stored = self.store.finish_many(
-                [(row.delivery_key, outcome) for (row, _), outcome in zip(attempts, settled, strict=True)]
-            )
-            return list(zip(settled, stored, strict=True))
+            if outcome.status == "retry" and (why_not := self._why_not(row)) is not None:
+                at, attempts = outcome.at, outcome.attempts
+                record = self._withdrawal(row, at, attempts, why_not)
+                outcome = AttemptOutcome("cancelled", attempts, at, why_not, record=record)
+            return outcome, self.store.finish(row.delivery_key, outcome)
 
     def _failed(self, row: DeliveryRow, attempt: int, reason: str) -> AttemptOutcome:
         at = iso(self.clock.now())

@@ -4,10 +4,9 @@ Each implements :class:`~services.notifications.application.channels.ChannelSend
 ``send`` delivers one rendered message or raises ``TemporaryFailure`` (retried with
 backoff) or ``PermanentFailure`` (recorded, never retried).
 
-- :class:`SmtpChannel` (aiosmtplib) keeps a few SMTP connections (``connections``, one
-  message at a time on each) and reuses them while they are fresh (checked with ``NOOP``
-  after a pause); any failure closes the connection, so the next attempt starts on a new
-  one.
+- :class:`SmtpChannel` (aiosmtplib) keeps one SMTP connection and reuses it for the next
+  message while it is fresh (checked with ``NOOP``); any failure closes it, so the next
+  attempt starts on a new connection. Sends are serialised on that connection.
 - :class:`WebhookChannel` (httpx) POSTs the payload as JSON, signed as
   :mod:`vss_contracts.webhooks` describes; it never sends an unsigned request.
 - :class:`SmsFileChannel` writes each SMS as a JSON file for a gateway to pick up; an SMS
@@ -52,10 +51,7 @@ from vss_contracts.webhooks import (
     sign,
 )
 
-__all__ = ["MAX_SMTP_CONNECTIONS", "SmsFileChannel", "SmtpChannel", "WebhookChannel"]
-
-# The most SMTP connections the e-mail channel keeps (VSS_NOTIFICATIONS_SMTP_CONNECTIONS).
-MAX_SMTP_CONNECTIONS = 16
+__all__ = ["SmsFileChannel", "SmtpChannel", "WebhookChannel"]
 
 
 # ------------------------------------------------------------------------------------ e-mail
@@ -129,31 +125,15 @@ def build_email(message: OutgoingMessage, sender: tuple[str, str], date: datetim
     return email
 
 
-class _Connection:
-    """One kept SMTP connection and when it last answered."""
-
-    __slots__ = ("client", "last_used")
-
-    def __init__(self, client: aiosmtplib.SMTP) -> None:
-        self.client = client
-        self.last_used = time.monotonic()
-
-
 class SmtpChannel:
     """E-mail over SMTP (aiosmtplib).
 
     ``starttls``: ``True`` requires STARTTLS, ``False`` never uses it, ``None`` uses it when
     the server offers it; ``use_tls`` is implicit TLS (port 465).
 
-    Up to ``connections`` connections are kept, each carrying one message at a time, so as
-    many messages are in flight at once (the sender sends a recipient's messages one after
-    the other, so their order holds). A kept connection is reused for the next message if
-    it was used within ``idle_seconds``: as it is, if it answered within ``probe_after``
-    seconds (a connection busy a moment ago is alive: a ``NOOP`` would cost a round trip per
-    message), else after it answers ``NOOP``; otherwise (and after any failure) a new one is
-    opened. A connection reused without a ``NOOP`` that turns out closed by the server
-    (a disconnect before any reply) is replaced and the message sent once on the new one,
-    as a retry would send it, with the same Message-ID. Call :meth:`close` on shutdown.
+    One connection is kept and reused for the next message if it was used within
+    ``idle_seconds`` and still answers ``NOOP``; otherwise (and after any failure) a new
+    one is opened. Call :meth:`close` on shutdown.
 
     Failures: no connection, timeouts, a dropped connection and 4xx replies are
     temporary; a 5xx reply to the message (sender, recipient or data refused) and a
@@ -164,6 +144,7 @@ class SmtpChannel:
     """
 
     channel: Channel = Channel.EMAIL
+    concurrency: int = 1  # one kept connection: the next message waits for it
 
     def __init__(
         self,
@@ -179,16 +160,11 @@ class SmtpChannel:
         timeout: float = 10.0,
         local_hostname: str | None = None,
         idle_seconds: float = 30.0,
-        probe_after: float = 1.0,
-        connections: int = 1,
         clock: Clock | None = None,
     ) -> None:
-        if not 1 <= connections <= MAX_SMTP_CONNECTIONS:
-            raise ValueError(f"connections must be 1–{MAX_SMTP_CONNECTIONS}, not {connections}")
         self.host = host
         self.port = port
         self.sender = sender
-        self.concurrency = connections  # messages in flight at once: one per connection
         self._username = username
         self._password = password
         self._starttls = starttls
@@ -197,76 +173,48 @@ class SmtpChannel:
         self._timeout = timeout
         self._local_hostname = local_hostname
         self._idle_seconds = idle_seconds
-        self._probe_after = min(probe_after, idle_seconds)
         self._clock: Clock = clock or SystemClock()
-        self._kept: list[_Connection] = []  # idle connections, the most recently used last
-        self._busy: set[_Connection] = set()
-        self._slots: asyncio.Semaphore | None = None
+        self._client: aiosmtplib.SMTP | None = None
+        self._last_used = 0.0
+        self._lock = asyncio.Lock()
 
     async def send(self, message: OutgoingMessage) -> None:
         try:
             email = build_email(message, self.sender, self._clock.now())
         except Exception as error:  # building is pure: whatever fails here fails every time
             raise PermanentFailure(f"cannot build the e-mail: {_describe(error)}") from error
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.concurrency)
-        async with self._slots:
-            connection, probed = await self._connection()
+        async with self._lock:
+            client = await self._connection()
             try:
-                try:
-                    await connection.client.send_message(
-                        email, sender=self.sender[1], recipients=[message.address]
-                    )
-                except aiosmtplib.SMTPServerDisconnected:
-                    if probed:
-                        raise
-                    # Closed by the server while kept (nothing was answered): a new one, once.
-                    self._close(connection)
-                    connection = await self._open()
-                    await connection.client.send_message(
-                        email, sender=self.sender[1], recipients=[message.address]
-                    )
+                await client.send_message(email, sender=self.sender[1], recipients=[message.address])
             except BaseException as error:
-                self._close(connection)
+                self._drop()
                 _raise_send_failure(error)
                 raise
-            connection.last_used = time.monotonic()
-            self._busy.discard(connection)
-            self._kept.append(connection)
+            self._last_used = time.monotonic()
 
     async def close(self) -> None:
-        """Say QUIT on the kept connections (if any) and close them."""
-        kept, self._kept = self._kept, []
-        for connection in [*kept, *self._busy]:
-            client = connection.client
-            if client.is_connected:
+        """Say QUIT on the kept connection (if any) and close it."""
+        async with self._lock:
+            client, self._client = self._client, None
+            if client is not None and client.is_connected:
                 try:
                     await client.quit(timeout=self._timeout)
                 except (aiosmtplib.SMTPException, OSError):
                     client.close()
-        self._busy.clear()
 
-    async def _connection(self) -> tuple[_Connection, bool]:
-        """A connection for one message (a kept one if still good), and whether it was just
-        checked with NOOP or opened."""
-        while self._kept:
-            connection = self._kept.pop()
-            idle = time.monotonic() - connection.last_used
-            if not connection.client.is_connected or idle > self._idle_seconds:
-                connection.client.close()
-                continue
-            self._busy.add(connection)
-            if idle <= self._probe_after:
-                return connection, False
-            try:
-                await connection.client.noop(timeout=self._timeout)
-            except (aiosmtplib.SMTPException, OSError):
-                self._close(connection)
+    async def _connection(self) -> aiosmtplib.SMTP:
+        client = self._client
+        if client is not None and client.is_connected:
+            if time.monotonic() - self._last_used <= self._idle_seconds:
+                try:
+                    await client.noop(timeout=self._timeout)
+                except (aiosmtplib.SMTPException, OSError):
+                    self._drop()
+                else:
+                    return client
             else:
-                return connection, True
-        return await self._open(), True
-
-    async def _open(self) -> _Connection:
+                self._drop()
         client = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -287,13 +235,14 @@ class SmtpChannel:
                     f"SMTP {self.host}:{self.port}: cannot connect: {_describe(error)}"
                 ) from error
             raise
-        connection = _Connection(client)
-        self._busy.add(connection)
-        return connection
+        self._client = client
+        self._last_used = time.monotonic()
+        return client
 
-    def _close(self, connection: _Connection) -> None:
-        self._busy.discard(connection)
-        connection.client.close()
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 def _describe(error: BaseException) -> str:

@@ -307,25 +307,15 @@ class NotificationStore(SqlStore[Tx]):
                     (d.alert_closed[1], d.alert_closed[0]),
                 )
 
-    def claim(self, delivery_key: str, due_at: str | None = None) -> bool:
-        """Take a pending delivery for sending; False if it is not pending (a cancellation won)
-        or, given ``due_at``, no longer due then (a retry was stored since it was read)."""
-        return self.claim_many([(delivery_key, due_at)])[0]
-
-    def claim_many(self, claims: Sequence[tuple[str, str | None]]) -> list[bool]:
-        """:meth:`claim` for each (delivery key, due at), in one transaction (one sync to disk
-        for the claims the sender makes at about the same time)."""
+    def claim(self, delivery_key: str) -> bool:
+        """Take a pending delivery for sending; False if it is not pending (a cancellation won)."""
         with self.transaction() as tx:
-            taken = []
-            for delivery_key, due_at in claims:
-                where = "delivery_key = ? AND status = 'pending'"
-                params: tuple[str, ...] = (delivery_key,)
-                if due_at is not None:
-                    where, params = where + " AND next_attempt_at = ?", (delivery_key, due_at)
-                taken.append(
-                    bool(tx.execute(f"UPDATE deliveries SET status = 'sending' WHERE {where}", params))
+            return bool(
+                tx.execute(
+                    "UPDATE deliveries SET status = 'sending' WHERE delivery_key = ? AND status = 'pending'",
+                    (delivery_key,),
                 )
-            return taken
+            )
 
     def release(self, delivery_key: str) -> bool:
         """Give a claimed delivery back, as it was (a claim a dead sender left: sent again)."""
@@ -339,14 +329,24 @@ class NotificationStore(SqlStore[Tx]):
 
     def finish(self, delivery_key: str, outcome: AttemptOutcome) -> bool:
         """Record the end of an attempt on a claimed delivery; False if it is not claimed."""
+        o = outcome
         with self.transaction() as tx:
-            return _finish(tx, delivery_key, outcome)
-
-    def finish_many(self, outcomes: Sequence[tuple[str, AttemptOutcome]]) -> list[bool]:
-        """:meth:`finish` for each (delivery key, outcome), in one transaction: all are stored
-        with their record events, or none."""
-        with self.transaction() as tx:
-            return [_finish(tx, delivery_key, outcome) for delivery_key, outcome in outcomes]
+            if o.status == "retry":
+                changed = tx.execute(
+                    "UPDATE deliveries SET status = 'pending', attempts = ?, next_attempt_at = ?,"
+                    " last_error = ? WHERE delivery_key = ? AND status = 'sending'",
+                    (o.attempts, o.next_attempt_at, o.error, delivery_key),
+                )
+            else:
+                changed = tx.execute(
+                    "UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, sent_at = ?"
+                    " WHERE delivery_key = ? AND status = 'sending'",
+                    (o.status, o.attempts, o.error, o.at if o.status == "sent" else None, delivery_key),
+                )
+            if changed and o.record is not None:
+                r = o.record
+                tx.log(r.event_id, r.case_id, r.type, r.payload, r.recorded_at)
+            return bool(changed)
 
     def escalate(
         self, warning_id: str, at: str, deliveries: Sequence[NewDelivery], record: RecordEvent
@@ -490,26 +490,6 @@ _DELIVERY_COLUMNS = (
     " context, calendar, calendar_method, urgent, warning_id, status, attempts, next_attempt_at,"
     " message_id, created_at"
 )
-
-
-def _finish(tx: Tx, delivery_key: str, outcome: AttemptOutcome) -> bool:
-    o = outcome
-    if o.status == "retry":
-        changed = tx.execute(
-            "UPDATE deliveries SET status = 'pending', attempts = ?, next_attempt_at = ?,"
-            " last_error = ? WHERE delivery_key = ? AND status = 'sending'",
-            (o.attempts, o.next_attempt_at, o.error, delivery_key),
-        )
-    else:
-        changed = tx.execute(
-            "UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, sent_at = ?"
-            " WHERE delivery_key = ? AND status = 'sending'",
-            (o.status, o.attempts, o.error, o.at if o.status == "sent" else None, delivery_key),
-        )
-    if changed and o.record is not None:
-        r = o.record
-        tx.log(r.event_id, r.case_id, r.type, r.payload, r.recorded_at)
-    return bool(changed)
 
 
 def _insert_deliveries(tx: Tx, deliveries: Sequence[NewDelivery], adopted: dict[str, AdoptedOutcome]) -> None:

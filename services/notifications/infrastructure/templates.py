@@ -64,18 +64,6 @@ class Templates:
             raise ValueError(f"template {template!r} must start with a 'Subject:' line")
         return head.removeprefix("Subject:").strip(), body.strip() + "\n"
 
-    def compile_all(self) -> dict[str, str]:
-        """Load and compile every template now (Jinja keeps them), so the first urgent message
-        does not wait for its template's compilation; those that fail, with why (they fail
-        again when used: retried like any template that does not render)."""
-        failed = {}
-        for name in self.names():
-            try:
-                self.env.get_template(f"{name}.txt")
-            except Exception as error:
-                failed[name] = str(error) or type(error).__name__
-        return failed
-
     def names(self) -> list[str]:
         return sorted(p.stem for p in (BUILT_IN / self.language).glob("*.txt"))
 

@@ -168,20 +168,8 @@ class InMemoryNotificationStore:
                 if alert is not None and alert.closed_at is None:
                     alert.closed_at = d.alert_closed[1]
 
-    def claim(self, delivery_key: str, due_at: str | None = None) -> bool:
-        with self.lock:
-            delivery = self.outbox.get(delivery_key)
-            if delivery is not None and due_at is not None and delivery.row().next_attempt_at != due_at:
-                return False  # a retry was stored since the row was read
-            return self._move(delivery_key, "pending", "sending")
-
-    def claim_many(self, claims: Sequence[tuple[str, str | None]]) -> list[bool]:
-        with self.lock:
-            return [self.claim(key, due_at) for key, due_at in claims]
-
-    def finish_many(self, outcomes: Sequence[tuple[str, AttemptOutcome]]) -> list[bool]:
-        with self.lock:
-            return [self.finish(key, outcome) for key, outcome in outcomes]
+    def claim(self, delivery_key: str) -> bool:
+        return self._move(delivery_key, "pending", "sending")
 
     def release(self, delivery_key: str) -> bool:
         return self._move(delivery_key, "sending", "pending")

@@ -7,13 +7,10 @@ backoff, cancelled when it may no longer go, and the record of each outcome.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from uuid import UUID, uuid4
 
-from services.notifications.application.channels import Channel, OutgoingMessage
-from services.notifications.application.ports import iso
 from services.notifications.application.service import (
     CASE_CONSUMER,
     Organisation,
@@ -30,7 +27,6 @@ from vss_contracts import meeting_events as me
 from vss_contracts.meeting_events import Invitee, InviteeRole, MeetingKind
 from vss_contracts.types import ClosingReason, MemberKind
 
-from .fakes import RecordingChannel
 from .world import DAY, START, Notifications
 
 DUTY = Person(
@@ -366,55 +362,3 @@ def test_the_plan_message_carries_the_recipients_own_signed_link_made_when_sent(
     assert f"plan_link: {sara}" in links["sara@example.se"]
     # The link is not stored with the delivery: only who it is for.
     assert all("plan_link" not in row.context for row in world.rows())
-
-
-class _SlowChannel(RecordingChannel):
-    """E-mail over several connections: each send takes a moment, so sends overlap."""
-
-    def __init__(self, connections: int) -> None:
-        super().__init__(Channel.EMAIL, concurrency=connections)
-        self.in_flight: dict[str, int] = {}
-        self.most_at_once = 0
-
-    async def send(self, message: OutgoingMessage) -> None:
-        address = message.address
-        assert not self.in_flight.get(address), f"two messages to {address} at once"
-        self.in_flight[address] = 1
-        self.most_at_once = max(self.most_at_once, sum(self.in_flight.values()))
-        # The first to each address is slow (a greylisting server): the next may not overtake it.
-        first = all(m.address != address for m in self.sent)
-        await asyncio.sleep(0.03 if first else 0.001)
-        self.in_flight[address] = 0
-        await super().send(message)
-
-
-def test_messages_to_different_people_go_at_once_and_each_persons_in_order() -> None:
-    world = Notifications()
-    slow = _SlowChannel(connections=4)
-    world.service.channels = {**world.service.channels, Channel.EMAIL: slow}
-    with_group(world)
-    world.feed.consent(DAY, SOCIAL, REGION_PSYCH, HOUSING)
-    for version in (1, 2, 3):
-        world.feed.sip(DAY, version, follow_up=date(2026, 6, 1))
-    due = world.store.due(iso(START), 100)
-    emails = [row for row in due if row.channel == "email"]
-    assert len({row.address for row in emails}) > 1
-    assert world.deliver() == len(due)
-    assert slow.most_at_once > 1  # several connections in use
-    for address in {row.address for row in emails}:
-        expected = [row.delivery_key for row in emails if row.address == address]
-        assert [m.delivery_key for m in slow.sent if m.address == address] == expected
-
-
-def test_a_retry_stored_since_the_row_was_read_is_not_claimed_early() -> None:
-    world = Notifications()
-    world.feed.open(DAY)
-    world.feed.assign(DAY, "sara", SOCIAL)
-    [read] = world.store.due(iso(START), 100)
-    world.email.refuse_for_a_while(1)
-    assert world.deliver() == 1  # the first attempt: a retry, due later
-    # An overlapping pass that read the row before the retry was stored may not take it now.
-    assert not world.store.claim(read.delivery_key, read.next_attempt_at)
-    [row] = world.rows()
-    assert (row.status, row.attempts) == ("pending", 1)
-    assert world.email.sent == []
