@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" --durations=20
 
 # The long fault and topology runs (marker slow): supervision under kill -9, the three-node
 # cluster and the production topology, sharing killed at random moments. About 3 minutes.

@@ -8,6 +8,7 @@ test NATS server. Tests then project that stream into read models of their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from services.shared.bus.relay import Relay, RelaySettings, lease_bucket
 from tests.bus.conftest import RelayThread, run_relay  # noqa: F401 - a fixture these tests use
 from tests.support.bus import wait_until
 from tests.support.nats import NatsServer, delete_streams
+from tests.support.postgres import fresh_database
 
 GENERATED_END = date(2026, 6, 30)
 
@@ -186,6 +188,27 @@ def read_model_location(request: pytest.FixtureRequest, tmp_path: Path) -> Itera
     location = ReadModelLocation(url)
     yield location
     location.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def projected_once(
+    request: pytest.FixtureRequest, history: History, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ReadModelLocation]:
+    """Read models built live from the whole generated history once per module and backend,
+    for the tests that only read them (a projection of the history takes seconds)."""
+    with contextlib.ExitStack() as stack:
+        url = f"sqlite:///{tmp_path_factory.mktemp('readmodels')}/readmodels"
+        if request.param == "postgres":
+            server = request.getfixturevalue("postgres_server")
+            url = stack.enter_context(fresh_database(server.url))
+        location = ReadModelLocation(url)
+        stack.callback(location.close)
+        projector = ProjectorThread(location, history.nats_url, history.names).start()
+        try:
+            projector.wait_for(history.last_sequence)
+        finally:
+            projector.stop()
+        yield location
 
 
 @pytest.fixture

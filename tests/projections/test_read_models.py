@@ -136,8 +136,8 @@ def observed_overview(view: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_every_overview_equals_the_reference(history: History, projected: ReadModelLocation) -> None:
-    models = _models(projected)
+def test_every_overview_equals_the_reference(history: History, projected_once: ReadModelLocation) -> None:
+    models = _models(projected_once)
     case_ids = history.store.case_ids()
     assert len(case_ids) == history.report.cases == models.case_count()
     for case_id in case_ids:
@@ -149,9 +149,9 @@ def test_every_overview_equals_the_reference(history: History, projected: ReadMo
 
 
 def test_the_journal_is_every_stored_event_in_order_with_who_and_when(
-    history: History, projected: ReadModelLocation
+    history: History, projected_once: ReadModelLocation
 ) -> None:
-    models = _models(projected)
+    models = _models(projected_once)
     for case_id in history.store.case_ids():
         stored = history.store.history(case_id, 0, 100_000)
         rows = models.journal(str(case_id), 0, 100_000)
@@ -167,9 +167,9 @@ def test_the_journal_is_every_stored_event_in_order_with_who_and_when(
 
 
 def test_caseloads_and_access_grants_equal_the_reference(
-    history: History, projected: ReadModelLocation
+    history: History, projected_once: ReadModelLocation
 ) -> None:
-    models = _models(projected)
+    models = _models(projected_once)
     caseloads: dict[tuple[str, str], Counter[str]] = {}
     for case_id in history.store.case_ids():
         state = history.store.load(case_id).state
@@ -196,8 +196,8 @@ def test_caseloads_and_access_grants_equal_the_reference(
     models.close()
 
 
-def test_overdue_actions_equal_the_reference(history: History, projected: ReadModelLocation) -> None:
-    models = _models(projected)
+def test_overdue_actions_equal_the_reference(history: History, projected_once: ReadModelLocation) -> None:
+    models = _models(projected_once)
     expected: set[tuple[str, str]] = set()
     for case_id in history.store.case_ids():
         state = history.store.load(case_id).state
