@@ -13,7 +13,8 @@ Measured in the same run, against the same nats-server:
   store's multi-event commits published raw as atomic batches against as single messages.
 - **latency**: commands at a steady rate (default 200/s for 10 s after 1 s of warm-up)
   from a separate process (as the API would be), the relay in another process (the
-  settings ``bootstrap_relay`` gives it: 10 ms poll on SQLite, LISTEN/NOTIFY on
+  settings ``bootstrap_relay`` gives it: on SQLite woken by each commit's datagram with a
+  100 ms fallback poll, or with ``--no-wake`` a 10 ms poll alone; LISTEN/NOTIFY on
   PostgreSQL), and in this process the receivers: the real ``DurableConsumer`` as
   services configure it, and an ordered push subscriber on the stream (the relay's share
   alone). Per event: from the command's return (commit) to the handler receiving it;
@@ -35,6 +36,8 @@ Usage::
     .venv/bin/python bench/relay.py --postgres                 # both (~3 min)
     .venv/bin/python bench/relay.py --nats-url nats://127.0.0.1:4222
     .venv/bin/python bench/relay.py --cluster                  # and on a three-node R3 cluster (~2 min)
+    .venv/bin/python bench/relay.py --no-wake                  # SQLite polled only, as before ADR 0004 d. 9
+    .venv/bin/python bench/relay.py --skip-throughput --seconds 5   # the latency alone (~15 s)
 
 Figures are printed as tables with ratios; record them in docs/performance.md.
 """
@@ -75,11 +78,13 @@ from services.shared.bus.embedded import EmbeddedNatsCluster, EmbeddedNatsServer
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import OutboxMessage, Relay, RelaySettings, group_commits, lease_bucket
 from services.shared.bus.streams import case_stream_config, server_urls
+from services.shared.bus.wake import WakeWaiter
 from vss_contracts.subjects import HEADER_MSG_ID
 
 ROUNDS = 3
 READ_LIMIT = RelaySettings().read_limit
 SQLITE_POLL = RelaySettings().idle_wait  # the relay's default poll interval (VSS_RELAY_POLL_INTERVAL)
+SQLITE_WAKE_POLL = 0.1  # its fallback poll while woken by commits (VSS_RELAY_WAKE_POLL_INTERVAL)
 POSTGRES_IDLE_WAIT = 1.0  # what services/case/bootstrap.py gives the relay with LISTEN/NOTIFY
 IDLE_SECONDS = 2.0  # the relay's CPU is sampled this long with nothing to publish
 
@@ -493,13 +498,15 @@ def _command_process(url: str, ids: list[Any], rate: float, total: int, go: MpEv
     out.put((records, lags, start, cpu))
 
 
-def _relay_process(url: str, nats_url: str, names: BusNames, replicas: int, stop: MpEvent, out: Any) -> None:
+def _relay_process(
+    url: str, nats_url: str, names: BusNames, replicas: int, wake: bool, stop: MpEvent, out: Any
+) -> None:
     tally = capture_logs()
     config = StoreConfig(url)
 
     async def main() -> int:
         store = CaseEventStore(config)
-        waiter = waiter_for(config)
+        waiter = waiter_for(config, wake=wake, wake_poll_interval=SQLITE_WAKE_POLL)
         relay = Relay(
             CaseEventLog(store, names),
             nats_url,
@@ -517,7 +524,7 @@ def _relay_process(url: str, nats_url: str, names: BusNames, replicas: int, stop
             await asyncio.sleep(0.05)
         stop_event.set()
         await task
-        if isinstance(waiter, PostgresLogWaiter):
+        if isinstance(waiter, PostgresLogWaiter | WakeWaiter):
             await waiter.close()
         store.close()
         return relay.published
@@ -592,6 +599,7 @@ async def bench_latency(
     tally: LogTally,
     *,
     replicas: int = 1,
+    wake: bool = True,
 ) -> LatencySummary:
     config = StoreConfig(url)
     logged = len(tally.records)
@@ -603,7 +611,8 @@ async def bench_latency(
     ctx = mp.get_context("spawn")
     stop, go = ctx.Event(), ctx.Event()
     relay_out: Any = ctx.Queue()
-    relay_proc = ctx.Process(target=_relay_process, args=(url, nats_url, names, replicas, stop, relay_out))
+    relay_args = (url, nats_url, names, replicas, wake, stop, relay_out)
+    relay_proc = ctx.Process(target=_relay_process, args=relay_args)
     relay_proc.start()
 
     receipts = Receipts()
@@ -695,7 +704,9 @@ async def bench_latency(
     kind = (
         "PostgreSQL (relay on LISTEN/NOTIFY)"
         if config.is_postgres
-        else f"SQLite (relay polls every {SQLITE_POLL * 1000:.0f} ms)"
+        else f"SQLite (relay woken by commits, fallback poll {SQLITE_WAKE_POLL * 1000:.0f} ms)"
+        if wake
+        else f"SQLite (relay polls every {SQLITE_POLL * 1000:.0f} ms, no wake-ups)"
     )
     late = lags[warm:]
     print(
@@ -788,11 +799,12 @@ def run_store(
 ) -> tuple[Throughput, LatencySummary]:
     print(f"\n=== {kind}, {server.label}")
     suffix = "" if server.replicas == 1 else f"-r{server.replicas}"  # a store of its own per server
-    throughput = asyncio.run(
-        bench_throughput(
-            url_for(f"throughput{suffix}"), server.url, args.n, args.cases, tally, replicas=server.replicas
+    throughput = Throughput(math.nan, math.nan, math.nan, math.nan)
+    if not args.skip_throughput:
+        url = url_for(f"throughput{suffix}")
+        throughput = asyncio.run(
+            bench_throughput(url, server.url, args.n, args.cases, tally, replicas=server.replicas)
         )
-    )
     latency = asyncio.run(
         bench_latency(
             url_for(f"latency{suffix}"),
@@ -804,6 +816,7 @@ def run_store(
             args.warmup,
             tally,
             replicas=server.replicas,
+            wake=not args.no_wake,
         )
     )
     return throughput, latency
@@ -844,6 +857,10 @@ def main() -> None:
     parser.add_argument("--nats-url", default=None, help="a NATS server to use (default: an embedded one)")
     parser.add_argument("--postgres", action="store_true", help="also benchmark PostgreSQL")
     parser.add_argument("--skip-sqlite", action="store_true", help="only PostgreSQL (with --postgres)")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the latency run")
+    parser.add_argument(
+        "--no-wake", action="store_true", help="SQLite: the relay polls only (VSS_RELAY_WAKE=false)"
+    )
     parser.add_argument(
         "--cluster",
         action="store_true",

@@ -85,7 +85,9 @@ def bootstrap_relay(
             lease_ttl=settings.relay_lease_ttl,
             max_in_flight=settings.relay_max_in_flight,
         ),
-        waiter=waiter_for(config),
+        waiter=waiter_for(
+            config, wake=settings.relay_wake, wake_poll_interval=settings.relay_wake_poll_interval
+        ),
         name="case-relay",
     )
     return CaseRelayParts(settings, store, relay)

@@ -1,4 +1,5 @@
-"""How the relay learns of new events: PostgreSQL LISTEN/NOTIFY, or short polling on SQLite."""
+"""How the relay learns of new events: PostgreSQL LISTEN/NOTIFY; on SQLite the commit's
+wake datagram (:mod:`services.shared.bus.wake`), with polling as the fallback."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import structlog
 
 from services.case.infrastructure.store import LOG_CHANNEL, StoreConfig
 from services.shared.bus.relay import LogWaiter, PollingWaiter
+from services.shared.bus.wake import WakeWaiter, wake_path
 
 log = structlog.get_logger("vss.case.relay")
 
@@ -45,12 +47,19 @@ class PostgresLogWaiter:
                 await conn.close()
             self._conn = None
 
+    def release(self) -> None:
+        pass  # listening is harmless for a relay that does not lead (it never waits)
+
     async def close(self) -> None:
         if self._conn is not None:
             await self._conn.close()
 
 
-def waiter_for(config: StoreConfig) -> LogWaiter:
+def waiter_for(config: StoreConfig, *, wake: bool = True, wake_poll_interval: float = 0.1) -> LogWaiter:
+    """PostgreSQL: LISTEN. SQLite: the wake socket (``wake``; polled every
+    ``wake_poll_interval`` while bound, at the relay's interval otherwise), or polling alone."""
     if config.is_postgres:
         return PostgresLogWaiter(config.url)
+    if wake:
+        return WakeWaiter(wake_path(config.sqlite_path()), bound_wait=wake_poll_interval)
     return PollingWaiter()

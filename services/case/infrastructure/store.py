@@ -62,6 +62,7 @@ from services.case.domain.events import (
 from services.case.infrastructure.signing import CommitSigner
 from services.shared import tracing
 from services.shared.bus.outbox import PublishedEvent, published_event
+from services.shared.bus.wake import CommitBell, wake_path
 from services.shared.eventstore import (
     EventStoreUrl,
     PostgresRecorderSql,
@@ -367,8 +368,11 @@ class CaseEventStore:
         self.case_recorder = cast(CaseRecorder, self.app.recorder)
         self.case_mapper = cast(CaseEventMapper, self.app.mapper)
         self._cache_lock = threading.Lock()
+        # SQLite: each commit wakes the relay (a datagram; PostgreSQL NOTIFYs in the transaction).
+        self.bell = CommitBell(None if config.is_postgres else wake_path(config.sqlite_path()))
 
     def close(self) -> None:
+        self.bell.close()
         self.app.close()
 
     # ------------------------------------------------------------------------ CaseStore port
@@ -445,6 +449,7 @@ class CaseEventStore:
         except IntegrityError as error:
             self.forget(case.id)
             raise ConcurrentWrite(str(error)) from error
+        self.bell.ring()  # committed: the relay may publish it now
         case.collect_events()
         self._cache_if_newer(case)
         refs = tuple(

@@ -101,16 +101,25 @@ class EventLog(Protocol[_Row]):
 
 
 class LogWaiter(Protocol):
-    """Returns when new events may have been committed, or after ``timeout`` seconds."""
+    """Returns when new events may have been committed, or after ``timeout`` seconds.
+
+    Only the leading relay waits; :meth:`release` is called when it stops leading, to give
+    up what only a leader should hold (the SQLite wake socket, :mod:`.wake`).
+    """
 
     async def wait(self, timeout: float) -> None: ...
 
+    def release(self) -> None: ...
+
 
 class PollingWaiter:
-    """For stores without notifications (SQLite): just sleep a short while."""
+    """For stores without notifications: just sleep a short while."""
 
     async def wait(self, timeout: float) -> None:
         await asyncio.sleep(timeout)
+
+    def release(self) -> None:
+        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +129,7 @@ class RelaySettings:
     read_limit: int = 500  # events read from the store at a time
     max_in_flight: int = 2000  # messages awaiting their ack (a batch counts all of its messages)
     ack_timeout: float = 5.0  # longest wait for one ack
-    idle_wait: float = 0.01  # SQLite poll interval; with LISTEN/NOTIFY the longest sleep
+    idle_wait: float = 0.01  # poll interval without notifications; the waiter may wait longer
     audit_interval: float = 5.0  # when idle, compare the stream's tail to our position this often
     lease_ttl: float = 10.0
     retry_backoff_max: float = 2.0
@@ -357,6 +366,7 @@ class Relay:
                 )
         finally:
             stopper.cancel()
+            self.waiter.release()
             # Not one cancel and an await: a cancel landing as the keeper's renewal request
             # completes is swallowed by 3.11's wait_for inside nats-py, and the keeper then
             # renews forever, so the relay never stopped (seen once in CI). Cancel until done.

@@ -1,0 +1,209 @@
+"""Wake-ups on commit for a relay over a local store (SQLite): one datagram per commit.
+
+The store's writers (the case API processes) send one byte on a Unix datagram socket
+whose path derives from the store file's (``<store>.relay-wake``); the leading relay binds
+it and returns from its idle wait when a byte arrives, instead of at its next poll. Only
+a latency improvement (ADR 0004, decision 9): a send is non-blocking and best-effort (no
+relay bound, a full queue, any error: ignored), and the relay reads the store from its
+position after every wake *or* timeout, so a lost wake delays events by one poll at most.
+
+One relay holds the socket: whoever holds an exclusive ``flock`` on ``<store>.relay-wake.lock``
+(released by the kernel when its process dies). Only the holder binds, so a socket file
+found there was left by a dead holder and is removed safely; a relay that cannot take the
+lock polls at the short interval and tries again every ``retry_bind`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import socket
+import stat
+import time
+
+import structlog
+
+log = structlog.get_logger("vss.bus.wake")
+
+WAKE_SUFFIX = ".relay-wake"
+LOCK_SUFFIX = ".lock"  # after the socket's path: <store>.relay-wake.lock
+# A socket's path must fit sun_path with its NUL: 108 bytes on Linux, 104 on macOS.
+MAX_SOCKET_PATH = 103
+_DRAIN_MAX = 1024  # datagrams read off at most per wait (a flood cannot hold the relay here)
+
+
+def wake_path(store_path: str) -> str | None:
+    """Where wake-ups for the store at ``store_path`` go; None if it cannot have any.
+
+    None for an in-memory database, without Unix sockets, or when the absolute path is
+    too long for a socket address (the relay then only polls).
+    """
+    if not store_path or store_path == ":memory:" or store_path.startswith("file:"):
+        return None
+    if not hasattr(socket, "AF_UNIX"):
+        return None
+    # The real path: the API and the relay name the one file alike, through symlinks or not.
+    path = os.path.realpath(store_path) + WAKE_SUFFIX
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        return None
+    return path
+
+
+class CommitBell:
+    """The writer's side: after each commit, one non-blocking datagram; every error ignored.
+
+    Safe from several threads (one ``sendto`` each) and several processes (each its own bell).
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._sock: socket.socket | None = None
+        if path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            self._sock = sock
+
+    def ring(self) -> None:
+        if self._sock is None or self.path is None:
+            return
+        # No relay bound (ENOENT, ECONNREFUSED), its queue full (EAGAIN): the poll finds the events.
+        with contextlib.suppress(OSError):
+            self._sock.sendto(b"\x01", self.path)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class WakeWaiter:
+    """The relay's :class:`~services.shared.bus.relay.LogWaiter` over a local store.
+
+    Binds the wake socket at its first wait (only the leading relay waits, so a standby
+    never holds it) and gives it up in :meth:`release` (the relay stopped leading).
+    Bound, a wait returns on a datagram or after ``bound_wait`` (the fallback poll, longer
+    than the relay's short one since commits wake it); unbound, it sleeps the relay's
+    ``timeout`` as :class:`~services.shared.bus.relay.PollingWaiter` does.
+    """
+
+    def __init__(self, path: str | None, *, bound_wait: float = 0.1, retry_bind: float = 1.0) -> None:
+        self.path = path
+        self.bound_wait = bound_wait
+        self.retry_bind = retry_bind
+        self.wakes = 0  # waits ended by a datagram rather than the timeout
+        self._sock: socket.socket | None = None
+        self._lock: int | None = None  # the lock file's descriptor, flocked while bound
+        self._next_try = 0.0
+        self._just_bound = False
+        self._told: str | None = None  # the last reason logged for not binding (logged once)
+
+    @property
+    def bound(self) -> bool:
+        return self._sock is not None
+
+    async def wait(self, timeout: float) -> None:
+        sock = self._bind_if_due()
+        if sock is None:
+            await asyncio.sleep(timeout)
+            return
+        if self._just_bound:
+            # A commit between the relay's last read and the bind rang no one: read again now.
+            self._just_bound = False
+            return
+        if self._drain(sock):  # rung while the relay was reading or publishing
+            self.wakes += 1
+            return
+        loop = asyncio.get_running_loop()
+        rung: asyncio.Future[None] = loop.create_future()
+
+        def on_readable() -> None:
+            if not rung.done():
+                rung.set_result(None)
+
+        fd = sock.fileno()
+        loop.add_reader(fd, on_readable)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(timeout, self.bound_wait)):
+                    await rung
+        finally:
+            loop.remove_reader(fd)
+        if self._drain(sock):
+            self.wakes += 1
+
+    def release(self) -> None:
+        """Unbind: close and remove the socket, then drop the lock (in that order: the
+        next holder's socket must never be the one removed)."""
+        sock, lock = self._sock, self._lock
+        self._sock = self._lock = None
+        self._just_bound = False
+        if sock is not None:
+            sock.close()
+            if self.path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+        if lock is not None:
+            os.close(lock)  # closing the descriptor releases the flock
+
+    async def close(self) -> None:
+        self.release()
+
+    # ---------------------------------------------------------------------------- binding
+    def _bind_if_due(self) -> socket.socket | None:
+        if self._sock is not None or self.path is None:
+            return self._sock
+        now = time.monotonic()
+        if now < self._next_try:
+            return None
+        self._next_try = now + self.retry_bind
+        self._bind(self.path)
+        return self._sock
+
+    def _bind(self, path: str) -> None:
+        try:
+            lock = os.open(path + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            self._tell("relay.wake_unavailable", f"cannot open the lock file: {error}")
+            return
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock)
+            self._tell("relay.wake_held_elsewhere", "another relay holds the wake socket")
+            return
+        sock: socket.socket | None = None
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                    raise OSError(f"{path} exists and is not a socket")
+                os.unlink(path)  # left by a holder that died: only a holder binds, and we hold the lock
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.bind(path)
+        except OSError as error:
+            if sock is not None:
+                sock.close()
+            os.close(lock)
+            self._tell("relay.wake_unavailable", str(error))
+            return
+        self._sock, self._lock, self._just_bound, self._told = sock, lock, True, None
+        log.info("relay.wake_bound", path=path, fallback_poll=self.bound_wait)
+
+    def _tell(self, event: str, reason: str) -> None:
+        if reason != self._told:
+            log.warning(event, path=self.path, reason=reason, retry_in=self.retry_bind)
+            self._told = reason
+
+    @staticmethod
+    def _drain(sock: socket.socket) -> bool:
+        """Read off the queued datagrams (one read of the store answers them all)."""
+        got = False
+        for _ in range(_DRAIN_MAX):
+            try:
+                sock.recv(16)
+            except OSError:  # nothing queued (EAGAIN), or the socket is gone
+                break
+            got = True
+        return got
