@@ -3,7 +3,7 @@ invitees' answers through their signed link or an iTIP REPLY (RFC 5546) from the
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -16,7 +16,9 @@ from services.meetings.infrastructure.store import MeetingStore
 from services.shared.signed_links import answer_link
 from tests.meetings.feed import REGION_PSYCH, SOCIAL, CaseFeed
 from tests.meetings.test_http import Api, _api, headers, only_event
+from tests.support.clock import FixedClock
 from vss_contracts import meeting_events as me
+from vss_contracts.types import MemberKind
 
 ANSWER_KEY = b"answer-link-test-key-" + b"k" * 20
 
@@ -178,6 +180,26 @@ def test_a_forged_or_other_invitees_link_is_refused_and_logged(api: Api) -> None
     assert api.client.post(path, params={**query, "sig": "x"}, json={"answer": "accepted"}).status_code == 403
     assert api.client.post(path, params=query, json={"answer": "maybe"}).status_code == 422
     assert ("coordinator:sara", "-", "meeting_answer", "denied") in api.accesses()
+
+
+def test_an_answer_link_closes_when_the_consent_no_longer_covers_its_invitee(
+    api: Api, feed: CaseFeed, meetings_clock: FixedClock
+) -> None:
+    """Asked at each opening, as plan links are: the consent's end date passing (no event in
+    between) closes a member's link; the coordinator's stays open."""
+    feed.consent(date(2026, 1, 7), SOCIAL, REGION_PSYCH, until=date(2026, 1, 31))
+    member_id = feed.add_member(date(2026, 1, 8), "Leila Haddad", MemberKind.PROFESSIONAL, REGION_PSYCH)
+    meeting_id = api.resource_group_meeting()["meeting_id"]
+    path, query = _link(api, meeting_id, f"member:{member_id}")
+    assert api.client.get(path, params=query).status_code == 200
+    meetings_clock.advance(timedelta(days=30))  # 4 February: the consent ended on 31 January
+    refused = api.client.get(path, params=query)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["rule"] == "not_covered"
+    assert api.client.post(path, params=query, json={"answer": "accepted"}).status_code == 403
+    assert (f"member:{member_id}", REGION_PSYCH.id, "meeting_answer", "denied") in api.accesses()
+    sara_path, sara_query = _link(api, meeting_id, "coordinator:sara")
+    assert api.client.get(sara_path, params=sara_query).status_code == 200
 
 
 # ------------------------------------------------------------------------- iTIP REPLY (RFC 5546)

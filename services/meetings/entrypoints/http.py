@@ -880,6 +880,15 @@ def _linked_invitee(
             resource,
             forbidden("the answer link's invitee is no longer invited to this meeting", "invitee_of_meeting"),
         )
+    if not schedule.covered(invitee, _today(deps)):
+        # Asked at each opening, as plan links do: a consent that has ended since the
+        # invitation (its end date passed, no event in between) closes the link too.
+        raise _refuse(
+            request,
+            _link_reader(invitee_id, invitee),
+            resource,
+            forbidden("the consent in force no longer covers the answer link's invitee", "not_covered"),
+        )
     _log(deps, _link_reader(invitee_id, invitee), case_id, resource, "granted")
     return schedule, meeting, invitee
 
