@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -47,24 +48,28 @@ def world(tmp_path: Path) -> Iterator[World]:
     w.close()
 
 
+def at_home(meeting_id: UUID, people: Any, *, reason: str, proposed: bool = False) -> me.MeetingScheduled:
+    """A resource group meeting at the client's home, with the method's agenda."""
+    return me.MeetingScheduled(
+        meeting_id=meeting_id,
+        kind=MeetingKind.RESOURCE_GROUP,
+        starts_at=STARTS,
+        ends_at=STARTS + HOUR,
+        invitees=invitees(people),
+        reason=reason,
+        location="Hemma hos brukaren",
+        place_kind=PlaceKind.CLIENT_HOME,
+        agenda=list(RESOURCE_GROUP_AGENDA),
+        proposed=proposed,
+    )
+
+
 def test_the_invitation_names_the_place_and_the_agenda_and_carries_each_invitees_answer_link(
     world: World,
 ) -> None:
     people = group(world, relatives=False)
     meeting_id = uuid4()
-    event = world.meeting(
-        me.MeetingScheduled(
-            meeting_id=meeting_id,
-            kind=MeetingKind.RESOURCE_GROUP,
-            starts_at=STARTS,
-            ends_at=STARTS + HOUR,
-            invitees=invitees(people),
-            reason="sip_follow_up",
-            location="Hemma hos brukaren",
-            place_kind=PlaceKind.CLIENT_HOME,
-            agenda=list(RESOURCE_GROUP_AGENDA),
-        )
-    )
+    event = world.meeting(at_home(meeting_id, people, reason="sip_follow_up"))
     world.deliver()
     mails = told(world, event)
     assert set(mails) == {TOLVAN, SARA, PER, PETRA}
@@ -91,20 +96,7 @@ def test_a_proposed_meeting_is_told_to_the_coordinators_and_the_invitations_go_o
 ) -> None:
     people = group(world, relatives=False)
     meeting_id = uuid4()
-    proposed = world.meeting(
-        me.MeetingScheduled(
-            meeting_id=meeting_id,
-            kind=MeetingKind.RESOURCE_GROUP,
-            starts_at=STARTS,
-            ends_at=STARTS + HOUR,
-            invitees=invitees(people),
-            reason="mapping_summarised",
-            location="Hemma hos brukaren",
-            place_kind=PlaceKind.CLIENT_HOME,
-            agenda=list(RESOURCE_GROUP_AGENDA),
-            proposed=True,
-        )
-    )
+    proposed = world.meeting(at_home(meeting_id, people, reason="mapping_summarised", proposed=True))
     world.deliver()
     asked = told(world, proposed)
     assert set(asked) == {SARA, PER}  # the coordinators only, and no calendar entry yet
