@@ -157,7 +157,7 @@ class ConsumerSettings:
     decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data  # the payload's model
     fetch_batch: int = 100
     fetch_timeout: float = 1.0  # the longest wait for the next message (then look again)
-    fetch_more_wait: float = 0.005  # after one arrived: how long the pull for the rest may linger
+    fetch_more_wait: float = 0.005  # the longest wait for the rest the server said was pending
     max_attempts: int = 5
     backoff: tuple[float, ...] = (0.05, 0.2, 1.0, 2.0, 5.0)
     ack_wait: float = 30.0
@@ -459,13 +459,17 @@ class DurableConsumer:
         Not one ``fetch(batch)``: nats-py 2.16 sends a lingering pull when nothing is buffered,
         and then waits for the whole batch or the timeout, so a trickle of events (a command
         now and then) waited up to ``fetch_timeout`` each. ``fetch(1)`` returns with the first
-        message; the pull for the rest lingers only ``fetch_more_wait``.
+        message; the rest is asked for only when the server said there was more (the first
+        message's ``num_pending``), and exactly that many (up to the batch), so the pull returns
+        as soon as they arrive: a lone event never waits ``fetch_more_wait``, which only bounds a
+        pull whose messages went to another instance of the service in between.
         """
         first = await sub.fetch(1, timeout=self.settings.fetch_timeout)
-        if self.settings.fetch_batch <= 1:
+        more_wanted = min(self.settings.fetch_batch - 1, first[-1].metadata.num_pending or 0) if first else 0
+        if more_wanted <= 0:
             return first
         try:
-            more = await sub.fetch(self.settings.fetch_batch - 1, timeout=self.settings.fetch_more_wait)
+            more = await sub.fetch(more_wanted, timeout=self.settings.fetch_more_wait)
         except (NatsTimeoutError, TimeoutError):
             more = []
         return [*first, *more]
