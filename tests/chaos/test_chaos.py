@@ -1,4 +1,4 @@
-"""The chaos suite (issue 19): realistic load over HTTP while every process is killed at random.
+"""The chaos suite: realistic load over HTTP while every process is killed at random.
 
 Several coordinators' apps drive cases through their lifecycle against the case API and
 the meetings API (tests/chaos/load.py) while the killer SIGKILLs, at random (seeded)

@@ -467,7 +467,7 @@ def test_a_rebuilt_service_decides_and_settles_what_live_did_and_sends_nothing_a
     start_meetings: Callable[[], MeetingsThread],
     start_notifications: Callable[[], NotificationsThread],
 ) -> None:
-    """Issue 19: rebuilding notifications from history gives exactly the live state.
+    """Rebuilding notifications from history gives exactly the live state.
 
     Live, a relative joins (and is invited to the resource group meeting under the consent
     that covers relatives), then the relatives' consent is withdrawn while meeting events

@@ -217,7 +217,7 @@ def test_nothing_is_shown_that_fewer_than_five_cases_make_up() -> None:
     assert group["early_warnings"]["per_case_year"] == round(6 / (5 * 90 / 365.25), 2)
 
 
-# ----------------------------------------------- method fidelity, trends, age groups (issue 21)
+# ------------------------------------------------------- method fidelity, trends, age groups
 
 SPRING = Period(date(2025, 4, 1), date(2025, 6, 1))
 

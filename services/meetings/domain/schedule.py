@@ -279,7 +279,7 @@ class MeetingSchedule:
 
     def _booked_client_days(self, start: date, end: date) -> list[date]:
         """Days in ``start``–``end`` of meetings with the client that were not cancelled (booked
-        or held): a booked meeting meets the cadence (the issue's words)."""
+        or held): a booked meeting meets the cadence (ADR 0019)."""
         return sorted(
             day
             for m in self.state.meetings.values()

@@ -42,7 +42,7 @@ def test_the_view_follows_the_case_through_its_phases_and_its_sip() -> None:
 
 def test_the_overview_holds_the_whole_early_warning_plan_not_only_its_signs() -> None:
     """Everyone who must act in a crisis reads what to do: the client's actions, the others'
-    actions and whom to call, beside the signs (issue 20)."""
+    actions and whom to call, beside the signs."""
     plan = view_of(*specs.WORKING, specs.early_warning_plan())["early_warning_plan"]
     assert [s["sign_id"] for s in plan["signs"]] == ["somnproblem", "isolering"]
     assert plan["client_actions"] == ["Ringa Anna", "Ta vid behovs-medicin enligt ordination"]
@@ -326,7 +326,7 @@ def test_facts_stored_before_deviations_were_kept_read_as_none() -> None:
     assert CaseFacts.from_json(stored).deviations == ()
 
 
-# ------------------------------------------------------- method fidelity and trends (issue 21)
+# --------------------------------------------------------------- method fidelity and trends
 def test_the_facts_keep_the_joint_steps_and_who_of_the_coordinators_took_part() -> None:
     view = view_of(
         *specs.WORKING,
