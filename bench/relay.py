@@ -580,8 +580,12 @@ async def bench_throughput(
     mem = best_of(memory[0].name, memory)
     print(
         f"\n{'PostgreSQL' if config.is_postgres else 'SQLite (WAL, file)'} throughput: {n} events"
-        f" (filled in {fill_seconds:.1f} s: {cases} cases opened + consented, then worksheets),"
-        f" best of {rounds} rounds"
+        + (
+            f" (filled in {fill_seconds:.1f} s: {cases} cases opened + consented, then worksheets),"
+            if source is None
+            else f" (a copy of {source}),"
+        )
+        + f" best of {rounds} rounds"
     )
     print(
         f"  bodies {sizes[0]}–{sizes[-1]} B (median {sizes[len(sizes) // 2]}),"
