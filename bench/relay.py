@@ -1074,6 +1074,8 @@ def main() -> None:
         help="also measure on a three-node JetStream cluster (R3) and print cluster / single node",
     )
     args = parser.parse_args()
+    if args.store and args.postgres:
+        parser.error("--store is an SQLite case store: it copies into SQLite only (leave out --postgres)")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s)")
     tally = capture_logs()
 
