@@ -11,6 +11,10 @@ Measured in the same run, against the same nats-server:
   time goes: the same relay over the same messages held in memory (no store read), and
   the store read + render alone (``CaseEventLog.read`` over the whole log), and the
   store's multi-event commits published raw as atomic batches against as single messages.
+  When the store has multi-event commits, also the relay as before ADR 0004 decision 11 (one
+  atomic batch per commit) and the store's messages published raw by three policies
+  (:func:`policy_groups`). ``--store FILE`` runs these over a copy of another SQLite case
+  store (e.g. the rebuild bench's generated one, whose commits often carry several events).
 - **latency**: commands at a steady rate (default 200/s for 10 s after 1 s of warm-up)
   from a separate process (as the API would be), the relay in another process (the
   settings ``bootstrap_relay`` gives it: on SQLite woken by each commit's datagram with a
@@ -38,6 +42,7 @@ Usage::
     .venv/bin/python bench/relay.py --cluster                  # and on a three-node R3 cluster (~2 min)
     .venv/bin/python bench/relay.py --no-wake                  # SQLite polled only, as before ADR 0004 d. 9
     .venv/bin/python bench/relay.py --skip-throughput --seconds 5   # the latency alone (~15 s)
+    .venv/bin/python bench/relay.py --store .bench-cache/cases-173-….sqlite --rounds 2  # a generated store
 
 Figures are printed as tables with ratios; record them in docs/performance.md.
 """
@@ -54,7 +59,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event as MpEvent
@@ -67,6 +72,7 @@ from nats.js import JetStreamContext
 from nats.js.api import Header
 from nats.js.errors import NotFoundError
 
+import services.shared.bus.relay as relay_module
 from bench.append import ACTOR, WORKSHEET, Clock, Figure, _open_cases, _postgres_server
 from services.case.application.service import CaseService, Request
 from services.case.domain import commands as cmd
@@ -76,13 +82,21 @@ from services.case.infrastructure.store import CaseEventStore, StoreConfig, migr
 from services.shared.bus.consumer import ConsumerSettings, Delivery, DurableConsumer
 from services.shared.bus.embedded import EmbeddedNatsCluster, EmbeddedNatsServer
 from services.shared.bus.names import BusNames
-from services.shared.bus.relay import OutboxMessage, Relay, RelaySettings, group_commits, lease_bucket
+from services.shared.bus.relay import (
+    OutboxMessage,
+    Relay,
+    RelaySettings,
+    group_commits,
+    lease_bucket,
+    pack_commits,
+)
 from services.shared.bus.streams import case_stream_config, server_urls
 from services.shared.bus.wake import WakeWaiter
 from vss_contracts.subjects import HEADER_MSG_ID
 
 ROUNDS = 3
 READ_LIMIT = RelaySettings().read_limit
+MAX_IN_FLIGHT = RelaySettings().max_in_flight
 SQLITE_POLL = RelaySettings().idle_wait  # the relay's default poll interval (VSS_RELAY_POLL_INTERVAL)
 SQLITE_WAKE_POLL = 0.1  # its fallback poll while woken by commits (VSS_RELAY_WAKE_POLL_INTERVAL)
 POSTGRES_IDLE_WAIT = 1.0  # what services/case/bootstrap.py gives the relay with LISTEN/NOTIFY
@@ -193,6 +207,17 @@ async def stream_state(js: JetStreamContext, stream: str) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- throughput
+@contextlib.contextmanager
+def batch_per_commit() -> Iterator[None]:
+    """The relay as before ADR 0004 decision 11 in this process: one atomic batch per commit."""
+    packing = relay_module.pack_commits
+    relay_module.pack_commits = lambda commits, limit=0: list(commits)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        relay_module.pack_commits = packing
+
+
 async def relay_round(
     store: CaseEventStore,
     config: StoreConfig,
@@ -203,8 +228,25 @@ async def relay_round(
     messages: Sequence[OutboxMessage] | None = None,
     *,
     replicas: int = 1,
+    per_commit: bool = False,
 ) -> Figure:
-    """A relay on a fresh stream, timed from its start until N acks; over ``messages`` if given."""
+    """A relay on a fresh stream, timed from its start until N acks; over ``messages`` if given;
+    with ``per_commit``, one atomic batch per multi-event commit (before decision 11)."""
+    with batch_per_commit() if per_commit else contextlib.nullcontext():
+        return await _relay_round(store, config, nats_url, n, tally, setups, messages, replicas=replicas)
+
+
+async def _relay_round(
+    store: CaseEventStore,
+    config: StoreConfig,
+    nats_url: str,
+    n: int,
+    tally: LogTally,
+    setups: list[float],
+    messages: Sequence[OutboxMessage] | None = None,
+    *,
+    replicas: int = 1,
+) -> Figure:
     names = BusNames.unique()
     waiter = waiter_for(config)
     relay = Relay(
@@ -222,11 +264,14 @@ async def relay_round(
     started = time.perf_counter()
     task = asyncio.create_task(relay.run(stop))
     since = time.monotonic()
+    last = messages[-1].position if messages else store.max_position()
     try:
-        while relay.published < n:
+        # Its position, not its acks: after a resync (an ack late on a busy machine) the stream
+        # holds what landed unacknowledged, and the relay's position is the stream's tail.
+        while relay.position < last:
             if task.done():
                 task.result()
-                raise RuntimeError(f"the relay stopped at {relay.published} of {n}")
+                raise RuntimeError(f"the relay stopped at position {relay.position} of {last}")
             await asyncio.sleep(0.002)
         elapsed = time.perf_counter() - started
         resumed = [r[0] for r in tally.records if r[2] == "relay.resume" and r[0] >= since]
@@ -340,6 +385,94 @@ async def commits_round(
     return elapsed
 
 
+def policy_groups(
+    messages: Sequence[OutboxMessage], policy: str, limit: int = READ_LIMIT
+) -> list[list[OutboxMessage]]:
+    """The store's messages in the groups a policy publishes (a group of several: one atomic batch).
+
+    ``commit``: one atomic batch per multi-event commit, single messages otherwise (the relay
+    before ADR 0004 decision 11); ``page``: each page of ``limit`` messages as the relay reads
+    it, its commits packed into atomic batches when any of them has several events (decision
+    11); ``plain``: every message on its own (commits no longer atomic: for comparison only).
+    """
+    if policy == "plain":
+        return [[m] for m in messages]
+    if policy == "commit":
+        return group_commits(messages, complete=True)
+    groups: list[list[OutboxMessage]] = []
+    for start in range(0, len(messages), limit):
+        groups.extend(pack_commits(group_commits(messages[start : start + limit], complete=True)))
+    return groups
+
+
+async def policy_round(
+    nats_url: str, groups: Sequence[Sequence[OutboxMessage]], names_prefix: str, *, replicas: int = 1
+) -> float:
+    """Seconds to publish every group pipelined (a group of several as one atomic batch, acked on
+    its last message), each group's first message asserting the stream's last sequence, as the
+    relay publishes; until every ack is in."""
+    names = BusNames.unique()
+    nc = await nats.connect(server_urls(nats_url))
+    try:
+        js = nc.jetstream()
+        await js.add_stream(case_stream_config(names, replicas=replicas))
+        inbox = nc.new_inbox()
+        loop = asyncio.get_running_loop()
+        futures: dict[str, asyncio.Future[bytes]] = {}
+
+        async def on_reply(msg: Any) -> None:
+            future = futures.get(msg.subject)
+            if future is not None and not future.done():
+                future.set_result(msg.data)
+
+        await nc.subscribe(f"{inbox}.*", cb=on_reply)
+        window: deque[tuple[asyncio.Future[bytes], int]] = deque()
+        pending = 0
+        started = time.perf_counter()
+        sequence = 0
+        for k, group in enumerate(groups):
+            batch = uuid.uuid4().hex if len(group) > 1 else None
+            for index, message in enumerate(group, start=1):
+                h = dict(message.headers)
+                if index == 1:
+                    h[Header.EXPECTED_LAST_SEQUENCE] = str(sequence)
+                last = index == len(group)
+                if batch is not None:
+                    h |= {Header.BATCH_ID: batch, Header.BATCH_SEQUENCE: str(index)}
+                    if last:
+                        h[Header.BATCH_COMMIT] = "1"
+                subject = names.subject_prefix + message.subject.removeprefix(names_prefix)
+                if not last:
+                    await nc.publish(subject, message.body, headers=h)
+                    continue
+                reply = f"{inbox}.{k}"
+                futures[reply] = future = loop.create_future()
+                await nc.publish(subject, message.body, reply=reply, headers=h)
+            sequence += len(group)
+            window.append((future, len(group)))
+            pending += len(group)
+            if pending >= MAX_IN_FLIGHT:  # the relay's window: wait until it is half empty
+                while pending >= MAX_IN_FLIGHT // 2:
+                    oldest, size = window.popleft()
+                    await asyncio.wait_for(oldest, 60)
+                    pending -= size
+        replies = await asyncio.wait_for(asyncio.gather(*futures.values()), 120)
+        elapsed = time.perf_counter() - started
+        errors = [r for r in replies if b'"error"' in r]
+        if errors:
+            raise RuntimeError(f"policy round: {len(errors)} refused, e.g. {errors[0][:200]!r}")
+        stored, last_seq = await stream_state(js, names.stream)
+        if stored != sequence or last_seq != sequence:
+            raise RuntimeError(f"policy round: the stream holds {stored} messages, expected {sequence}")
+    finally:
+        await nc.close()
+        await delete_streams(nats_url, names)
+    return elapsed
+
+
+POLICIES = ("commit", "page", "plain")
+
+
 @dataclass(frozen=True)
 class Throughput:
     """The best rounds' events/s, and an atomic batch's time (NaN: the store had none)."""
@@ -350,13 +483,41 @@ class Throughput:
     batch_ms: float
 
 
+def copy_store(source: str, url: str) -> int:
+    """A copy of an SQLite case store (a generated one, e.g. the rebuild bench's cache) at ``url``."""
+    import sqlite3  # noqa: PLC0415
+
+    target = StoreConfig(url).sqlite_path()
+    with (
+        contextlib.closing(sqlite3.connect(source)) as src,
+        contextlib.closing(sqlite3.connect(target)) as dst,
+    ):
+        src.backup(dst)
+    store = CaseEventStore(StoreConfig(url))
+    try:
+        return store.max_position()
+    finally:
+        store.close()
+
+
 async def bench_throughput(
-    url: str, nats_url: str, n: int, cases: int, tally: LogTally, *, replicas: int = 1
+    url: str,
+    nats_url: str,
+    n: int,
+    cases: int,
+    tally: LogTally,
+    *,
+    replicas: int = 1,
+    source: str | None = None,
+    rounds: int = ROUNDS,
 ) -> Throughput:
     config = StoreConfig(url)
     logged = len(tally.records)
     started = time.perf_counter()
-    fill_store(url, n, cases)
+    if source is None:
+        fill_store(url, n, cases)
+    else:
+        n = copy_store(source, url)
     fill_seconds = time.perf_counter() - started
     store = CaseEventStore(config)
     try:
@@ -364,7 +525,7 @@ async def bench_throughput(
             raise RuntimeError(f"the store holds {store.max_position()} events, expected {n}")
         reads: list[Figure] = []
         messages: list[OutboxMessage] = []
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             log_ = CaseEventLog(store, BusNames())
             t0 = time.perf_counter()
             messages = read_everything(log_)
@@ -381,13 +542,26 @@ async def bench_throughput(
         multi = [[by_position[m.position] for m in c] for c in commits if len(c) > 1]
 
         relays: list[Figure] = []
+        per_commit: list[Figure] = []
         raws: list[Figure] = []
         memory: list[Figure] = []
         setups: list[float] = []
         as_batches: list[float] = []
         as_singles: list[float] = []
-        for _ in range(ROUNDS):
+        groups = {policy: policy_groups(messages, policy) for policy in POLICIES}
+        policies: dict[str, list[float]] = {policy: [] for policy in POLICIES}
+        for _ in range(rounds):
             relays.append(await relay_round(store, config, nats_url, n, tally, setups, replicas=replicas))
+            if multi:
+                per_commit.append(
+                    await relay_round(
+                        store, config, nats_url, n, tally, [], replicas=replicas, per_commit=True
+                    )
+                )
+                for policy in POLICIES:
+                    policies[policy].append(
+                        await policy_round(nats_url, groups[policy], prefix, replicas=replicas)
+                    )
             raws.append(await raw_round(nats_url, rendered, replicas=replicas))
             memory.append(
                 await relay_round(store, config, nats_url, n, tally, [], messages, replicas=replicas)
@@ -406,16 +580,24 @@ async def bench_throughput(
     mem = best_of(memory[0].name, memory)
     print(
         f"\n{'PostgreSQL' if config.is_postgres else 'SQLite (WAL, file)'} throughput: {n} events"
-        f" (filled in {fill_seconds:.1f} s: {cases} cases opened + consented, then worksheets),"
-        f" best of {ROUNDS} rounds"
+        + (
+            f" (filled in {fill_seconds:.1f} s: {cases} cases opened + consented, then worksheets),"
+            if source is None
+            else f" (a copy of {source}),"
+        )
+        + f" best of {rounds} rounds"
     )
     print(
         f"  bodies {sizes[0]}–{sizes[-1]} B (median {sizes[len(sizes) // 2]}),"
         f" {len(commits)} commits of which {batches} atomic batches (consecutive events of one case)"
     )
     print(f"  {'path':<48}{'events/s':>10}{'µs/event':>10}{'× raw':>8}   rounds (events/s)")
-    for f, rounds in ((raw, raws), (relay, relays), (mem, memory), (read, reads)):
-        detail = ", ".join(f"{r.rate:.0f}" for r in rounds)
+    shown = [(raw, raws), (relay, relays), (mem, memory), (read, reads)]
+    if per_commit:
+        name = "relay, one atomic batch per commit (before)"
+        shown.insert(2, (best_of(name, [Figure(name, f.ops, f.seconds) for f in per_commit]), per_commit))
+    for f, figures in shown:
+        detail = ", ".join(f"{r.rate:.0f}" for r in figures)
         print(f"  {f.name:<48}{f.rate:>10.0f}{1e6 / f.rate:>10.1f}{f.rate / raw.rate:>8.2f}   {detail}")
     ratio = relay.rate / raw.rate
     print(f"  relay / raw = {ratio:.2f} ({'meets' if ratio >= 0.6 else 'MISSES'} the 0.6× target)")
@@ -429,13 +611,22 @@ async def bench_throughput(
     if multi:
         in_multi = sum(len(c) for c in multi)
         print(
-            f"  the {len(multi)} multi-event commits ({in_multi} messages), raw, pipelined, best of {ROUNDS}:"
+            f"  the {len(multi)} multi-event commits ({in_multi} messages), raw, pipelined, best of {rounds}:"
             f" as atomic batches {min(as_batches) * 1000:.0f} ms"
             f" ({min(as_batches) * 1000 / len(multi):.1f} ms per commit),"
             f" as single publishes {min(as_singles) * 1000:.0f} ms"
         )
+    if multi:
+        print(f"  raw, the relay's way (expected last sequence, own acks), best of {rounds}, by policy:")
+        for policy in POLICIES:
+            batches = sum(1 for g in groups[policy] if len(g) > 1)
+            rate = n / min(policies[policy])
+            print(
+                f"    {policy:<8}{len(groups[policy]):>8} publishes, {batches:>6} atomic batches:"
+                f" {rate:>8.0f} events/s ({rate / raw.rate:.2f}× raw publish_async)"
+            )
     relay_log = LogTally(tally.records[logged:])
-    print(f"  relay log ({2 * ROUNDS} relay runs): {relay_log.summary()}")
+    print(f"  relay log ({2 * rounds + len(per_commit)} relay runs): {relay_log.summary()}")
     notes = Counter(f"{level} {name} {fields}" for _, level, name, fields in relay_log.notable())
     for note, count in notes.items():
         print(f"    {note} ×{count}")
@@ -803,7 +994,16 @@ def run_store(
     if not args.skip_throughput:
         url = url_for(f"throughput{suffix}")
         throughput = asyncio.run(
-            bench_throughput(url, server.url, args.n, args.cases, tally, replicas=server.replicas)
+            bench_throughput(
+                url,
+                server.url,
+                args.n,
+                args.cases,
+                tally,
+                replicas=server.replicas,
+                source=args.store,
+                rounds=args.rounds,
+            )
         )
     latency = asyncio.run(
         bench_latency(
@@ -854,6 +1054,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="commands/s in the latency run")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds of the latency run")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of commands before measuring")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved throughput rounds")
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="throughput over a copy of this SQLite case store (e.g. the rebuild bench's generated"
+        " one in .bench-cache/) instead of a filled one",
+    )
     parser.add_argument("--nats-url", default=None, help="a NATS server to use (default: an embedded one)")
     parser.add_argument("--postgres", action="store_true", help="also benchmark PostgreSQL")
     parser.add_argument("--skip-sqlite", action="store_true", help="only PostgreSQL (with --postgres)")
@@ -867,6 +1074,8 @@ def main() -> None:
         help="also measure on a three-node JetStream cluster (R3) and print cluster / single node",
     )
     args = parser.parse_args()
+    if args.store and args.postgres:
+        parser.error("--store is an SQLite case store: it copies into SQLite only (leave out --postgres)")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s)")
     tally = capture_logs()
 

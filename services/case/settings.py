@@ -60,18 +60,6 @@ class CaseRelaySettings(CaseSettings, BusSettings):
     relay_poll_interval: float = Field(
         default=0.01, gt=0, description="SQLite: how often to look for new events without wake-ups"
     )
-    relay_wake: bool = Field(
-        default=True,
-        description="SQLite: wake on each commit (a datagram on <store>.relay-wake) instead of"
-        " waiting for the poll",
-    )
-    relay_wake_poll_interval: float = Field(
-        default=0.1,
-        gt=0,
-        le=5,
-        description="SQLite with the wake socket bound: how often to look anyway"
-        " (the longest a lost wake-up delays an event)",
-    )
     relay_max_in_flight: int = Field(
         default=2000,
         ge=1,

@@ -21,6 +21,7 @@ from services.shared.auth import TokenService
 from services.shared.bus.consumer import DurableConsumer, Subscription, consumer_of
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
+from services.shared.bus.wake import relay_waiter
 from services.shared.clock import SystemClock
 from services.shared.inputs import DateWindow
 from services.shared.serve import repeat, run_tasks
@@ -111,6 +112,7 @@ def bootstrap_meetings(
         MeetingEventLog(store, meeting_names),
         settings.nats(),
         settings=RelaySettings(names=meeting_names, replicas=settings.nats_replicas),
+        waiter=relay_waiter(settings, store.url),
         name="meetings-relay",
     )
     parts = MeetingsParts(settings, store, service, consumer, relay, meeting_names)

@@ -34,6 +34,7 @@ from services.shared.auth import TokenService
 from services.shared.bus.consumer import DurableConsumer, Subscription, consumer_of
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
+from services.shared.bus.wake import relay_waiter
 from services.shared.clock import SystemClock
 from services.shared.serve import repeat, run_tasks
 from services.shared.settings import AuthSettings
@@ -198,6 +199,7 @@ def bootstrap_notifications(
         NotificationEventLog(store, names),
         settings.nats(),
         settings=RelaySettings(names=names, replicas=settings.nats_replicas),
+        waiter=relay_waiter(settings, store.url),
         name="notifications-relay",
     )
     parts = NotificationsParts(settings, store, service, consumers, relay, channels, case_first, sink)

@@ -148,6 +148,20 @@ class BusSettings(BaseSettings):
     nats_creds_file: Path | None = Field(
         default=None, description="This process's NATS user as a JWT .creds file (servers in operator mode)"
     )
+    # Every relay over an SQLite store (the case store's, and the meetings, notifications and
+    # sharing outboxes') wakes on its store's commits (ADR 0004, decision 9).
+    relay_wake: bool = Field(
+        default=True,
+        description="SQLite: wake on each commit (a datagram on <store>.relay-wake) instead of"
+        " waiting for the poll",
+    )
+    relay_wake_poll_interval: float = Field(
+        default=0.1,
+        gt=0,
+        le=5,
+        description="SQLite with the wake socket bound: how often to look anyway"
+        " (the longest a lost wake-up delays an event)",
+    )
     # Other stream and subject names than the contracts' (only for tests on a shared server).
     bus_stream: str | None = None
     bus_subject_prefix: str | None = None

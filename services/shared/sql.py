@@ -12,7 +12,10 @@ A store subclasses :class:`SqlStore` for its connection handling and its transac
   so positions of an outbox table commit in order and a relay never passes one that commits
   later;
 - the consumer's checkpoint (:mod:`services.shared.bus.checkpoint`) in the same transaction
-  as the state change it belongs to.
+  as the state change it belongs to;
+- on SQLite, a transaction that appended to the store's outbox (:meth:`SqlTx.appended`)
+  wakes its relay once committed (:func:`services.shared.bus.wake.store_bell`; ADR 0004,
+  decision 9).
 
 The case and meetings stores are eventsourcing recorders and keep the library's
 connections; this is for the services' own tables.
@@ -30,6 +33,7 @@ from typing import Any, Generic, TypeVar
 import psycopg
 
 from services.shared.bus import checkpoint
+from services.shared.bus.wake import store_bell
 from services.shared.eventstore import EventStoreUrl
 
 __all__ = ["DatabaseErrors", "SqlStore", "SqlTx"]
@@ -45,6 +49,11 @@ class SqlTx:
         self.cursor = cursor
         self.postgres = postgres
         self.p = "%s" if postgres else "?"
+        self.wakes_relay = False
+
+    def appended(self) -> None:
+        """This transaction added to the outbox: its relay is woken when it commits."""
+        self.wakes_relay = True
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.postgres else sql
@@ -92,6 +101,7 @@ class SqlStore(Generic[TxT]):
         self._local = threading.local()
         self._opened: list[Any] = []  # every thread's connection, for close()
         self._opened_lock = threading.Lock()
+        self.bell = store_bell(self.url)  # SQLite: a commit that appended wakes the relay
 
     # ------------------------------------------------------------------------ connection
     def _conn(self) -> Any:
@@ -152,11 +162,14 @@ class SqlStore(Generic[TxT]):
             cursor = conn.cursor()
             cursor.execute("BEGIN IMMEDIATE")
             try:
-                yield self._tx(cursor, False)
+                tx = self._tx(cursor, False)
+                yield tx
             except BaseException:
                 conn.rollback()
                 raise
             conn.commit()
+            if tx.wakes_relay:
+                self.bell.ring()
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A read outside any write transaction, as dicts by column name."""
@@ -178,6 +191,7 @@ class SqlStore(Generic[TxT]):
         for conn in opened:
             conn.close()
         self._local = threading.local()
+        self.bell.close()
 
     # ---------------------------------------------------------------------------- schema
     @property

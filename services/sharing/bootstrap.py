@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from services.shared.bus.consumer import DurableConsumer, Subscription, consumer_of
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
+from services.shared.bus.wake import relay_waiter
 from services.shared.serve import run_tasks
 from services.sharing.application.service import CONSUMER, SharingService
 from services.sharing.infrastructure.bus import (
@@ -66,6 +67,7 @@ def bootstrap_sharing(
         ShareLog(store, share_names),
         settings.nats(),
         settings=relay_settings or replace(settings.relay_settings(), names=share_names),
+        waiter=relay_waiter(settings, store.url),
         name="sharing-relay",
     )
     return SharingParts(settings, store, service, consumer, relay, share_names)

@@ -13,7 +13,7 @@ import pytest
 from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore
 from services.shared.bus.names import BusNames
-from services.shared.bus.relay import OutboxMessage, Relay, cancel_and_wait, group_commits
+from services.shared.bus.relay import OutboxMessage, Relay, cancel_and_wait, group_commits, pack_commits
 from tests.support.bus import read_stream, wait_until
 from tests.support.clock import FixedClock
 from tests.support.scenario import FIRST_SIP_EVENT_TYPES, drive_to_first_sip
@@ -137,6 +137,23 @@ def test_grouping_holds_back_a_run_cut_by_the_page_end() -> None:
     assert [[m.position for m in run] for run in group_commits(page, complete=True)] == [[1, 2], [3, 4]]
     one_run = [message(1, "a"), message(2, "a")]
     assert [[m.position for m in run] for run in group_commits(one_run, complete=False)] == [[1, 2]]
+
+
+def test_commits_are_packed_whole_into_batches_only_when_one_has_several_events() -> None:
+    def commit(case: str, *positions: int) -> list[OutboxMessage]:
+        return [OutboxMessage(p, f"e{p}", "s", b"", {}, case) for p in positions]
+
+    def shape(groups: list[list[OutboxMessage]]) -> list[list[int]]:
+        return [[m.position for m in group] for group in groups]
+
+    singles = [commit("a", 1), commit("b", 2), commit("a", 3)]
+    assert shape(pack_commits(singles)) == [[1], [2], [3]]  # no batch to pay for
+    mixed = [commit("a", 1), commit("b", 2, 3, 4), commit("c", 5), commit("a", 6, 7), commit("d", 8)]
+    assert shape(pack_commits(mixed)) == [[1, 2, 3, 4, 5, 6, 7, 8]]
+    # At the limit a batch closes before the commit that would not fit: never split.
+    assert shape(pack_commits(mixed, limit=4)) == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert shape(pack_commits(mixed, limit=3)) == [[1], [2, 3, 4], [5, 6, 7], [8]]
+    assert shape(mixed) == [[1], [2, 3, 4], [5], [6, 7], [8]]  # the commits given are left as they were
 
 
 def test_a_task_that_slips_a_cancel_is_cancelled_again_until_it_stops() -> None:

@@ -10,8 +10,8 @@ import psycopg
 import structlog
 
 from services.case.infrastructure.store import LOG_CHANNEL, StoreConfig
-from services.shared.bus.relay import LogWaiter, PollingWaiter
-from services.shared.bus.wake import WakeWaiter, wake_path
+from services.shared.bus.relay import LogWaiter
+from services.shared.bus.wake import store_waiter
 
 log = structlog.get_logger("vss.case.relay")
 
@@ -60,6 +60,4 @@ def waiter_for(config: StoreConfig, *, wake: bool = True, wake_poll_interval: fl
     ``wake_poll_interval`` while bound, at the relay's interval otherwise), or polling alone."""
     if config.is_postgres:
         return PostgresLogWaiter(config.url)
-    if wake:
-        return WakeWaiter(wake_path(config.sqlite_path()), bound_wait=wake_poll_interval)
-    return PollingWaiter()
+    return store_waiter(config, wake=wake, bound_wait=wake_poll_interval)

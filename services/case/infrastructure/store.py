@@ -62,7 +62,7 @@ from services.case.domain.events import (
 from services.case.infrastructure.signing import CommitSigner
 from services.shared import tracing
 from services.shared.bus.outbox import PublishedEvent, published_event
-from services.shared.bus.wake import CommitBell, wake_path
+from services.shared.bus.wake import store_bell
 from services.shared.eventstore import (
     EventStoreUrl,
     PostgresRecorderSql,
@@ -369,7 +369,7 @@ class CaseEventStore:
         self.case_mapper = cast(CaseEventMapper, self.app.mapper)
         self._cache_lock = threading.Lock()
         # SQLite: each commit wakes the relay (a datagram; PostgreSQL NOTIFYs in the transaction).
-        self.bell = CommitBell(None if config.is_postgres else wake_path(config.sqlite_path()))
+        self.bell = store_bell(config)
 
     def close(self) -> None:
         self.bell.close()

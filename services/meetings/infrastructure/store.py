@@ -40,6 +40,7 @@ from services.meetings.application.ports import (
 )
 from services.meetings.domain.schedule import Decided
 from services.shared.bus import checkpoint
+from services.shared.bus.wake import store_bell
 from services.shared.eventstore import EventStoreUrl, PostgresRecorderSql, RecorderTopics, SQLiteRecorderSql
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.types import Principal
@@ -216,8 +217,10 @@ class MeetingStore:
         self._published: set[str] | None = None  # ids adopted from the stream (read once)
         self._requests: list[AdoptedRequest] | None = None  # adopted, not yet applied (read once)
         self.lock = threading.RLock()  # one writer at a time in this process
+        self.bell = store_bell(self.url)  # SQLite: each commit of meeting events wakes the relay
 
     def close(self) -> None:
+        self.bell.close()
         self.app.close()
 
     # ----------------------------------------------------------------------------- writes
@@ -253,6 +256,7 @@ class MeetingStore:
             ids = self.recorder.insert_events(stored, side=sides, position=position)
         except IntegrityError as error:
             raise ConcurrentWrite(str(error)) from error
+        self.bell.ring()  # committed: the relay may publish them now
         return [i + self.log_offset() for i in ids or []]
 
     # ------------------------------------------------------------------------------ reads

@@ -146,6 +146,7 @@ class Tx(SqlTx):
             "INSERT INTO notification_log (event_id, case_id, version, type, state) VALUES (?, ?, ?, ?, ?)",
             (event_id, case_id, version, type_name, orjson.dumps(state).decode()),
         )
+        self.appended()
 
 
 class NotificationStore(SqlStore[Tx]):

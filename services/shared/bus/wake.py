@@ -7,6 +7,10 @@ a latency improvement (ADR 0004, decision 9): a send is non-blocking and best-ef
 relay bound, a full queue, any error: ignored), and the relay reads the store from its
 position after every wake *or* timeout, so a lost wake delays events by one poll at most.
 
+Every relay over a local store wakes this way: the case store's, and the meetings,
+notifications and sharing services' outboxes (:func:`store_bell` for their writers,
+:func:`store_waiter` for their relays).
+
 One relay holds the socket: whoever holds an exclusive ``flock`` on ``<store>.relay-wake.lock``
 (released by the kernel when its process dies). Only the holder binds, so a socket file
 found there was left by a dead holder and is removed safely; a relay that cannot take the
@@ -24,6 +28,10 @@ import stat
 import time
 
 import structlog
+
+from services.shared.bus.relay import LogWaiter, PollingWaiter
+from services.shared.eventstore import EventStoreUrl
+from services.shared.settings import BusSettings
 
 log = structlog.get_logger("vss.bus.wake")
 
@@ -76,6 +84,27 @@ class CommitBell:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+def store_bell(store: EventStoreUrl) -> CommitBell:
+    """The bell a store's writers ring after a commit that gives its relay something to
+    publish; silent on PostgreSQL (no socket: the relay learns otherwise, or polls)."""
+    return CommitBell(None if store.is_postgres else wake_path(store.sqlite_path()))
+
+
+def store_waiter(store: EventStoreUrl, *, wake: bool = True, bound_wait: float = 0.1) -> LogWaiter:
+    """How a relay over ``store`` waits: on SQLite with ``wake``, the commits' datagrams
+    (polling every ``bound_wait`` while bound, at the relay's interval while not); else
+    polling alone."""
+    if wake and not store.is_postgres:
+        return WakeWaiter(wake_path(store.sqlite_path()), bound_wait=bound_wait)
+    return PollingWaiter()
+
+
+def relay_waiter(settings: BusSettings, store: EventStoreUrl) -> LogWaiter:
+    """:func:`store_waiter` as the service's settings say (``VSS_RELAY_WAKE``,
+    ``VSS_RELAY_WAKE_POLL_INTERVAL``)."""
+    return store_waiter(store, wake=settings.relay_wake, bound_wait=settings.relay_wake_poll_interval)
 
 
 class WakeWaiter:

@@ -117,6 +117,7 @@ class Tx(SqlTx):
                 for m in messages
             ],
         )
+        self.appended()
 
 
 class SharingStore(SqlStore[Tx]):
