@@ -520,7 +520,10 @@ class Case(BaseAggregate[UUID]):
             raise errors.CoordinatorNotAssigned(f"{user_id} is not an assigned coordinator")
         self._trigger(
             ev.CoordinatorUnassigned(
-                user_id=user_id, unassigned_on=command.unassigned_on, reason=command.reason
+                organisation_id=self.state.coordinators[user_id].organisation.id,
+                user_id=user_id,
+                unassigned_on=command.unassigned_on,
+                reason=command.reason,
             )
         )
 
