@@ -833,6 +833,31 @@ def test_a_handover_over_http_assigns_a_third_coordinator_until_the_outgoing_lea
     assert api.post(path, again).status_code == 200
 
 
+def test_the_person_route_unassigns_one_of_two_coordinators_sharing_a_user_id(
+    api: Api, scenario: CaseScenario
+) -> None:
+    namesakes_assigned(scenario)
+    path = f"/{scenario.case_id}/coordinators"
+    body = {"unassigned_on": str(scenario.today)}
+    ambiguous = api.post(f"{path}/{NAMESAKE.user_id}/unassignment", body)
+    assert (ambiguous.status_code, ambiguous.json()["rule"]) == (409, "coordinator_ambiguous")
+    assert NAMESAKE.organisation_id in ambiguous.json()["detail"]
+
+    left = api.post(f"{path}/{NAMESAKE.organisation_id}/{NAMESAKE.user_id}/unassignment", body)
+
+    assert left.status_code == 200, left.text
+    [event] = left.json()["events"]
+    assert event["type"] == "se.vss.case.CoordinatorUnassigned.v2"
+    state = api.get(f"/{scenario.case_id}").json()["state"]
+    assert [(c["organisation"]["id"], c["user_id"]) for c in state["coordinators"].values()] == [
+        (ACTORS.region.organisation_id, ACTORS.region.user_id)
+    ]
+    gone = api.post(f"{path}/{NAMESAKE.organisation_id}/{NAMESAKE.user_id}/unassignment", body)
+    assert (gone.status_code, gone.json()["rule"]) == (409, "coordinator_not_assigned")
+    bad = api.post(f"{path}/Not An Org/{NAMESAKE.user_id}/unassignment", body)
+    assert bad.status_code == 422
+
+
 def test_participants_that_leave_unsaid_which_namesake_took_part_are_a_422_naming_the_field(
     api: Api, scenario: CaseScenario
 ) -> None:
