@@ -110,9 +110,11 @@ def _coordinator_assigned(
 ) -> Outcome:
     c = data.coordinator
     who = (c.organisation.id, c.user_id)
-    others = (p.key for held, p in audience.coordinators.items() if held != who)
+    same = audience.coordinators.get(who)  # assigned again: the same recipient
     person = Person(
-        key=coordinator_id(who, others),
+        key=same.key
+        if same is not None
+        else coordinator_id(who, (p.key for p in audience.coordinators.values())),
         name=c.name,
         role=Role.COORDINATOR,
         organisation_id=c.organisation.id,
