@@ -44,6 +44,7 @@ from .specs import (
     ACTION_2,
     ACTOR,
     ANNA,
+    ANNA_OF_MUNICIPALITY,
     AS_CLIENT,
     ASSIGNED_ON,
     BOTH_COORDINATORS,
@@ -83,6 +84,7 @@ from .specs import (
     SUMMARISED_ON,
     TODAY,
     TOMORROW,
+    TWO_ANNAS,
     UNRELATED_ORG,
     WARNING_1,
     WORKING,
@@ -123,6 +125,7 @@ from .specs import (
     then_events,
     trigger_warning,
     unassign,
+    unassign_person,
     when,
     withdraw,
     worksheet,
@@ -388,16 +391,6 @@ def test_a_coordinator_member_must_be_an_assigned_coordinator() -> None:
 
 
 # -------------------------------------------- a coordinator is a person (ADR 0023)
-# Anna of the region and another Anna, of the municipality, with the same user id.
-ANNA_OF_MUNICIPALITY = Coordinator(user_id=ANNA.user_id, name="Anna Berg", organisation=MUNICIPALITY_ORG)
-TWO_ANNAS = (assign(ANNA), assign(ANNA_OF_MUNICIPALITY))
-
-
-def unassign_person(coordinator: Coordinator, *, on: date = ASSIGNED_ON) -> Step:
-    command = cmd.UnassignCoordinator(unassigned_on=on)
-    return lambda case: case.unassign_coordinator(coordinator.user_id, command, coordinator.organisation.id)
-
-
 def test_two_organisations_coordinators_with_one_user_id_both_coordinate() -> None:
     case = given(*TWO_ANNAS)
 
