@@ -7,6 +7,7 @@ query API serves per case and per user and publishes to the bus.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,10 @@ def unassigns(unassignment: Mapping[str, Any], coordinator: PersonKey) -> bool:
     return named is None or named == organisation_id
 
 
+# The longest invitee or recipient id the meeting and notification contracts take.
+MAX_PERSON_ID = 160
+
+
 def coordinator_id(coordinator: PersonKey, taken: Iterable[str]) -> str:
     """The id a service gives an assigned coordinator among a case's people (an invitee, a
     recipient): ``coordinator:<user id>``, as ever; when another coordinator assigned to the
@@ -67,7 +72,14 @@ def coordinator_id(coordinator: PersonKey, taken: Iterable[str]) -> str:
     coordinators' user ids differ keeps the ids it always had (ADR 0023)."""
     organisation_id, user_id = coordinator
     plain = f"coordinator:{user_id}"
-    return plain if plain not in set(taken) else f"coordinator:{organisation_id}/{user_id}"
+    if plain not in set(taken):
+        return plain
+    qualified = f"coordinator:{organisation_id}/{user_id}"
+    if len(qualified) <= MAX_PERSON_ID:
+        return qualified
+    # A long organisation and user id together: the user id by its digest, within the ids' limit.
+    digest = hashlib.sha256(f"{organisation_id}\x00{user_id}".encode()).hexdigest()[:32]
+    return f"coordinator:{organisation_id}/#{digest}"
 
 
 def may_see(organisation_id: str, case_grants: Iterable[Grant], today: str) -> bool:

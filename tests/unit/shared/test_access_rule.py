@@ -89,3 +89,6 @@ def test_a_coordinators_id_is_qualified_only_when_a_namesake_holds_the_plain_one
     assert coordinator_id(("region-psyk", "anna.k"), []) == "coordinator:anna.k"
     assert coordinator_id(("kommun-soc", "anna.k"), ["coordinator:anna.k"]) == "coordinator:kommun-soc/anna.k"
     assert coordinator_id(("kommun-soc", "omar.s"), ["coordinator:anna.k"]) == "coordinator:omar.s"
+    long = coordinator_id(("o" * 64, "u" * 120), ["coordinator:" + "u" * 120])
+    assert long.startswith("coordinator:" + "o" * 64 + "/#")
+    assert len(long) <= 160  # the invitee and recipient ids' limit
