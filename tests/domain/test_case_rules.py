@@ -435,7 +435,8 @@ def test_unassigning_by_user_id_alone_names_the_organisation_in_the_event() -> N
 
 def test_a_v1_unassignment_read_again_unassigns_the_coordinator_with_that_user_id() -> None:
     case = given(*COORDINATED)
-    [last] = case.pending_events[-1:]
+    last = case.pending_events[-1]
+    assert isinstance(last, CaseEvent)
     payload = {"user_id": ERIK.user_id, "unassigned_on": str(ASSIGNED_ON)}
     v1 = CaseEvent(
         originator_id=case.id,
