@@ -17,9 +17,9 @@ take about half an hour, and a million events more to publish):
    ``c`` active cases share one new coordinator, who then carries about 25 (``--caseload``;
    the distributions before and after are printed).
    The case id and the user ids are rewritten inside the ``doc`` JSON of ``case_views``
-   (and ``case_facts``), and the copies of ``case_grants``, ``case_coordinators``,
+   (and ``case_facts``), and the copies of ``case_grants``, ``case_coordinator_people``,
    ``open_actions`` and ``journal`` rows get the new case id (and mapped user ids in
-   ``case_coordinators.user_id`` and ``journal.actor_id``). Organisations stay the same.
+   ``case_coordinator_people.user_id`` and ``journal.actor_id``). Organisations stay the same.
    PostgreSQL is then ``ANALYZE``d (autovacuum would do it after such a load); SQLite is
    not (nothing in the service runs ``ANALYZE`` on it either).
 
@@ -153,10 +153,11 @@ def replicate(conn: Connection, target: int, caseload: int) -> dict[str, Any]:
     )
     originals = conn.fetchall(f"SELECT {columns} FROM case_views ORDER BY case_id")
     base = len(originals)
-    coordinators = {str(r[0]) for r in conn.fetchall("SELECT DISTINCT user_id FROM case_coordinators")}
+    coordinators = {str(r[0]) for r in conn.fetchall("SELECT DISTINCT user_id FROM case_coordinator_people")}
     active = dict(
         conn.fetchall(
-            "SELECT c.user_id, COUNT(*) FROM case_coordinators c JOIN case_views v ON v.case_id = c.case_id"
+            "SELECT c.user_id, COUNT(*) FROM case_coordinator_people c"
+            " JOIN case_views v ON v.case_id = c.case_id"
             " WHERE v.status = 'active' GROUP BY c.user_id"
         )
     )
@@ -195,8 +196,8 @@ def replicate(conn: Connection, target: int, caseload: int) -> dict[str, Any]:
             "INSERT INTO case_grants (case_id, organisation_id, valid_until)"
             " SELECT m.new, g.organisation_id, g.valid_until FROM case_grants g"
             " JOIN case_map m ON m.orig = g.case_id",
-            "INSERT INTO case_coordinators (case_id, user_id, organisation_id)"
-            " SELECT m.new, COALESCE(u.new, c.user_id), c.organisation_id FROM case_coordinators c"
+            "INSERT INTO case_coordinator_people (case_id, user_id, organisation_id)"
+            " SELECT m.new, COALESCE(u.new, c.user_id), c.organisation_id FROM case_coordinator_people c"
             " JOIN case_map m ON m.orig = c.case_id LEFT JOIN user_map u ON u.orig = c.user_id AND u.k = m.k",
             "INSERT INTO open_actions (case_id, action_id, due_on, organisation_id)"
             " SELECT m.new, a.action_id, a.due_on, a.organisation_id FROM open_actions a"
@@ -221,7 +222,7 @@ def replicate(conn: Connection, target: int, caseload: int) -> dict[str, Any]:
         for table in (
             "case_views",
             "case_grants",
-            "case_coordinators",
+            "case_coordinator_people",
             "open_actions",
             "case_facts",
             "journal",
@@ -270,7 +271,7 @@ def samples(
         org = c["organisation"]
         overviews.append((case_id, Person(c["user_id"], org["id"], org["name"], org["principal"])))
     loads = models.conn.fetchall(
-        "SELECT c.user_id, c.organisation_id, COUNT(*) FROM case_coordinators c"
+        "SELECT c.user_id, c.organisation_id, COUNT(*) FROM case_coordinator_people c"
         " JOIN case_views v ON v.case_id = c.case_id WHERE v.status = 'active'"
         " GROUP BY c.user_id, c.organisation_id ORDER BY c.user_id"
     )

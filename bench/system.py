@@ -242,7 +242,7 @@ class HttpCommand:
 # The aggregate's command methods and their routes (services/case/entrypoints/http.py).
 ROUTES: dict[str, tuple[str, str]] = {
     "assign_coordinator": ("POST", "coordinators"),
-    "unassign_coordinator": ("POST", "coordinators/{0}/unassignment"),
+    "unassign_coordinator": ("POST", "coordinators/{1}/{0}/unassignment"),  # (user id, organisation id)
     "give_consent": ("POST", "consents"),
     "withdraw_consent": ("POST", "consents/withdrawal"),
     "complete_worksheet": ("POST", "worksheets"),
@@ -303,7 +303,9 @@ def http_command(step: _Step, today: date) -> HttpCommand:
     if name not in ROUTES:
         raise ValueError(f"no route for the case command {name!r}")
     method, template = ROUTES[name]
-    *ids, command = args
+    # The path's ids are the positional arguments besides the command, in order.
+    ids = [arg for arg in args if not isinstance(arg, cmd.Command)]
+    [command] = [arg for arg in args if isinstance(arg, cmd.Command)]
     body = command.model_dump(mode="json", exclude_unset=True)
     if step.actor.principal is ActorPrincipal.CLIENT:
         # What the client does is dated today (the rule for a client's own dates); the

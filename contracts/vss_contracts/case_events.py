@@ -131,11 +131,41 @@ class CoordinatorAssigned(CaseEventData):
         return self
 
 
-class CoordinatorUnassigned(CaseEventData):
+class CoordinatorUnassignedV1(CaseEventData):
+    """``CoordinatorUnassigned`` as first published, naming the coordinator by user id alone
+    (a case then held at most one coordinator per user id): kept for the payloads stored and
+    published under it, read as the current version through the upcaster in
+    :mod:`vss_contracts.registry`."""
+
     TYPE: ClassVar[str] = "se.vss.case.CoordinatorUnassigned.v1"
     user_id: UserId
     unassigned_on: date
     reason: ShortText | None = None
+
+
+class CoordinatorUnassigned(CaseEventData):
+    """A coordinator left the case: the person (``organisation_id``, ``user_id``), ADR 0023.
+
+    ``organisation_id`` is null only in a version 1 payload, upcast: version 1 named the user
+    id alone, and a case then held at most one coordinator per user id, so it means *the
+    coordinator assigned with that user id* at that point of the case. The organisation is
+    not invented; a reader resolves it against the coordinators the case held then
+    (:meth:`names`). Every version 2 payload the case service records names the organisation.
+    """
+
+    TYPE: ClassVar[str] = "se.vss.case.CoordinatorUnassigned.v2"
+    organisation_id: OrganisationId | None
+    user_id: UserId
+    unassigned_on: date
+    reason: ShortText | None = None
+
+    def names(self, organisation_id: str | None, user_id: str) -> bool:
+        """Whether the coordinator (``organisation_id``, ``user_id``) is the one unassigned.
+        An upcast version 1 event (no organisation) names the coordinator with that user id,
+        whose organisation the case knew then and the event did not record."""
+        if user_id != self.user_id:
+            return False
+        return self.organisation_id is None or self.organisation_id == organisation_id
 
 
 class ConsentGiven(CaseEventData):
@@ -729,7 +759,11 @@ class CaseClosed(CaseEventData):
 # Every current case event type, in the order of the case lifecycle.
 # Earlier versions of current types: payloads stored and published under them are read
 # through the upcasters in vss_contracts.registry; their schemas stay published.
-LEGACY_CASE_EVENTS: tuple[type[CaseEventData], ...] = (SipDecidedV1, CoordinatorAssignedV1)
+LEGACY_CASE_EVENTS: tuple[type[CaseEventData], ...] = (
+    SipDecidedV1,
+    CoordinatorAssignedV1,
+    CoordinatorUnassignedV1,
+)
 
 CASE_EVENTS: tuple[type[CaseEventData], ...] = (
     CaseOpened,

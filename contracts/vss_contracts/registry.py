@@ -15,6 +15,8 @@ from vss_contracts.case_events import (
     CaseEventData,
     CoordinatorAssigned,
     CoordinatorAssignedV1,
+    CoordinatorUnassigned,
+    CoordinatorUnassignedV1,
     SipDecided,
     SipDecidedV1,
 )
@@ -49,10 +51,18 @@ def coordinator_assigned_v1_to_v2(payload: Payload) -> Payload:
     return {**payload, "hands_over_from": None}
 
 
+def coordinator_unassigned_v1_to_v2(payload: Payload) -> Payload:
+    """A v1 unassignment named the user id alone; a case then held at most one coordinator per
+    user id, so it names the coordinator assigned with it. Its organisation was not recorded:
+    null, never guessed (ADR 0023); readers resolve it against the case's coordinators."""
+    return {"organisation_id": None, **payload}
+
+
 # old type name -> (next type name, function from the old payload to the next one)
 UPCASTERS: Mapping[str, tuple[str, Upcaster]] = {
     SipDecidedV1.TYPE: (SipDecided.TYPE, sip_decided_v1_to_v2),
     CoordinatorAssignedV1.TYPE: (CoordinatorAssigned.TYPE, coordinator_assigned_v1_to_v2),
+    CoordinatorUnassignedV1.TYPE: (CoordinatorUnassigned.TYPE, coordinator_unassigned_v1_to_v2),
 }
 
 

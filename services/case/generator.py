@@ -1459,7 +1459,10 @@ class _CaseLife:
         leaving = rng.choice(self.coordinators)
         reason = rng.choice(UNASSIGN_REASONS)
         unassign = cmd.UnassignCoordinator(unassigned_on=day, reason=reason)
-        yield self.step(lambda c: c.unassign_coordinator(leaving.user_id, unassign), leaving.actor)
+        yield self.step(
+            lambda c: c.unassign_coordinator(leaving.user_id, unassign, leaving.organisation.id),
+            leaving.actor,
+        )
         self.coordinators.remove(leaving)
         leaving.load -= 1
         successor = self.world.coordinator(leaving.organisation, leaving)

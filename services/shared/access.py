@@ -7,11 +7,12 @@ query API serves per case and per user and publishes to the bus.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 # An access grant: (organisation id, the last day it may see the case, ISO date; None: open-ended).
 Grant = tuple[str, str | None]
@@ -38,6 +39,47 @@ def grants(
         found[opened_by] = None
     found.update(dict.fromkeys(coordinating))
     return sorted(found.items())
+
+
+# A person: (organisation id, user id). A user id alone names nobody: the same id at another
+# organisation is someone else (ADR 0023). Every service keeps a case's coordinators by it.
+PersonKey = tuple[str, str]
+
+
+def unassigns(unassignment: Mapping[str, Any], coordinator: PersonKey) -> bool:
+    """Whether a ``CoordinatorUnassigned`` payload (the current version) names ``coordinator``.
+
+    Version 2 names the person. A version 1 payload, upcast, has ``organisation_id`` null: it
+    named the user id alone when a case held at most one coordinator per user id, so it means
+    the coordinator assigned with that user id, whatever their organisation (ADR 0023).
+    """
+    organisation_id, user_id = coordinator
+    if unassignment["user_id"] != user_id:
+        return False
+    named = unassignment.get("organisation_id")
+    return named is None or named == organisation_id
+
+
+# The longest invitee or recipient id the meeting and notification contracts take.
+MAX_PERSON_ID = 160
+
+
+def coordinator_id(coordinator: PersonKey, taken: Iterable[str]) -> str:
+    """The id a service gives an assigned coordinator among a case's people (an invitee, a
+    recipient): ``coordinator:<user id>``, as ever; when another coordinator assigned to the
+    case (of another organisation) holds that id, ``coordinator:<organisation id>/<user id>``.
+    Given the case's events in order every service makes the same ids, and a case whose
+    coordinators' user ids differ keeps the ids it always had (ADR 0023)."""
+    organisation_id, user_id = coordinator
+    plain = f"coordinator:{user_id}"
+    if plain not in set(taken):
+        return plain
+    qualified = f"coordinator:{organisation_id}/{user_id}"
+    if len(qualified) <= MAX_PERSON_ID:
+        return qualified
+    # A long organisation and user id together: the user id by its digest, within the ids' limit.
+    digest = hashlib.sha256(f"{organisation_id}\x00{user_id}".encode()).hexdigest()[:32]
+    return f"coordinator:{organisation_id}/#{digest}"
 
 
 def may_see(organisation_id: str, case_grants: Iterable[Grant], today: str) -> bool:

@@ -157,6 +157,14 @@ PersonUserId = Annotated[
         description="The person's user id (no spaces or control characters)",
     ),
 ]
+PersonOrganisationId = Annotated[
+    str,
+    Path(
+        max_length=64,
+        pattern=ORGANISATION_ID_PATTERN,
+        description="The person's organisation id (a person is organisation and user id)",
+    ),
+]
 PersonOrganisation = Annotated[
     str | None,
     Query(

@@ -87,6 +87,7 @@ MATRIX: dict[tuple[Api, str, str], Entry] = {
         for method, tail in [
             ("POST", "/coordinators"),
             ("POST", "/coordinators/{user_id}/unassignment"),
+            ("POST", "/coordinators/{organisation_id}/{user_id}/unassignment"),
             ("POST", "/consents"),
             ("POST", "/consents/withdrawal"),
             ("POST", "/worksheets"),
@@ -278,6 +279,7 @@ def _case_and_query(tmp: Path, access_log: AccessLogStore) -> tuple[Side, Side, 
     ids = {
         "case_id": str(scenario.case_id),
         "user_id": owner.user_id,
+        "organisation_id": owner.organisation_id,
         **{name: str(uuid4()) for name in ("goal_id", "member_id", "warning_id", "action_id", "meeting_id")},
     }
     case = Side(TestClient(case_app(service, TOKENS, access_log), raise_server_exceptions=False), owner, ids)

@@ -48,6 +48,17 @@ def handover_body(s: CaseScenario, incoming: Coordinator, outgoing: Actor) -> di
     }
 
 
+# Two coordinators of different organisations with one user id: the region's and another at the
+# municipality (a person is organisation and user id, ADR 0023).
+NAMESAKE = make_actor(ACTORS.region.user_id, organisation_of(ACTORS.municipality))
+
+
+def namesakes_assigned(s: CaseScenario) -> None:
+    s.open()
+    s.assign_coordinator(ACTORS.region)
+    s.assign_coordinator(NAMESAKE)
+
+
 def opened(s: CaseScenario) -> None:
     s.open()
 
@@ -291,6 +302,12 @@ RULES = [
         errors.CoordinatorNotAssigned,
         assigned,
         "/coordinators/nobody.here/unassignment",
+        lambda s: {"unassigned_on": str(s.today)},
+    ),
+    RuleCase(
+        errors.CoordinatorAmbiguous,
+        namesakes_assigned,
+        f"/coordinators/{ACTORS.region.user_id}/unassignment",
         lambda s: {"unassigned_on": str(s.today)},
     ),
     RuleCase(
@@ -814,3 +831,47 @@ def test_a_handover_over_http_assigns_a_third_coordinator_until_the_outgoing_lea
     # The handover is complete: another may follow, from the incoming one now.
     again = handover_body(scenario, lars, INCOMING)
     assert api.post(path, again).status_code == 200
+
+
+def test_the_person_route_unassigns_one_of_two_coordinators_sharing_a_user_id(
+    api: Api, scenario: CaseScenario
+) -> None:
+    namesakes_assigned(scenario)
+    path = f"/{scenario.case_id}/coordinators"
+    body = {"unassigned_on": str(scenario.today)}
+    ambiguous = api.post(f"{path}/{NAMESAKE.user_id}/unassignment", body)
+    assert (ambiguous.status_code, ambiguous.json()["rule"]) == (409, "coordinator_ambiguous")
+    assert NAMESAKE.organisation_id in ambiguous.json()["detail"]
+
+    left = api.post(f"{path}/{NAMESAKE.organisation_id}/{NAMESAKE.user_id}/unassignment", body)
+
+    assert left.status_code == 200, left.text
+    [event] = left.json()["events"]
+    assert event["type"] == "se.vss.case.CoordinatorUnassigned.v2"
+    state = api.get(f"/{scenario.case_id}").json()["state"]
+    assert [(c["organisation"]["id"], c["user_id"]) for c in state["coordinators"].values()] == [
+        (ACTORS.region.organisation_id, ACTORS.region.user_id)
+    ]
+    gone = api.post(f"{path}/{NAMESAKE.organisation_id}/{NAMESAKE.user_id}/unassignment", body)
+    assert (gone.status_code, gone.json()["rule"]) == (409, "coordinator_not_assigned")
+    bad = api.post(f"{path}/Not An Org/{NAMESAKE.user_id}/unassignment", body)
+    assert bad.status_code == 422
+
+
+def test_participants_that_leave_unsaid_which_namesake_took_part_are_a_422_naming_the_field(
+    api: Api, scenario: CaseScenario
+) -> None:
+    namesakes_assigned(scenario)
+    scenario.give_consent()
+    once = worksheet_command(scenario.today).model_dump(mode="json")
+    once["participants"] = [p for p in once["participants"] if p["kind"] == "client"] + [
+        {"kind": "coordinator", "name": "Anna", "user_id": NAMESAKE.user_id}
+    ]
+
+    refused = api.post(f"/{scenario.case_id}/worksheets", once)
+
+    assert refused.status_code == 422, refused.text
+    [error] = refused.json()["errors"]
+    assert (error["field"], error["rule"]) == ("participants.1.user_id", "coordinator_ambiguous")
+    twice = {**once, "participants": [*once["participants"], once["participants"][-1]]}
+    assert api.post(f"/{scenario.case_id}/worksheets", twice).status_code == 200

@@ -95,7 +95,12 @@ def test_drift_names_a_stale_a_missing_and_an_extra_schema(tmp_path: Path) -> No
         (tmp_path / name).write_text(text, encoding="utf-8")
     legacy = [f"{cls.TYPE}.json" for cls in LEGACY_MEETING_EVENTS]
     frozen_names = sorted(
-        ["se.vss.case.CoordinatorAssigned.v1.json", "se.vss.case.SipDecided.v1.json", *legacy]
+        [
+            "se.vss.case.CoordinatorAssigned.v1.json",
+            "se.vss.case.CoordinatorUnassigned.v1.json",
+            "se.vss.case.SipDecided.v1.json",
+            *legacy,
+        ]
     )
     assert drift(tmp_path) == frozen_names  # the frozen ones are missing
     for name in frozen_names:
@@ -329,10 +334,32 @@ def test_a_handover_names_a_person_of_the_incoming_coordinators_organisation() -
         )
     with pytest.raises(ValidationError, match="within one organisation"):
         ev.CoordinatorAssigned.model_validate(
-            {**v2, "hands_over_from": {"organisation_id": "goteborg-sof", "user_id": "anna.lindqvist"}}
+            {**v2, "hands_over_from": {"organisation_id": "goteborg-soc", "user_id": "anna.lindqvist"}}
         )
     with pytest.raises(ValidationError):  # a person is never a user id alone
         ev.CoordinatorAssigned.model_validate({**v2, "hands_over_from": "anna.lindqvist"})
+
+
+def test_a_v1_unassignment_reads_as_v2_naming_the_user_id_and_no_organisation() -> None:
+    v1 = golden(ev.CoordinatorUnassignedV1)
+    unassigned = decode_event(ev.CoordinatorUnassignedV1.TYPE, v1)
+    assert isinstance(unassigned, ev.CoordinatorUnassigned)
+    assert unassigned.model_dump(mode="json") == {"organisation_id": None, **v1}  # nothing invented
+    # It means the coordinator assigned with that user id, whichever organisation the case knew.
+    assert unassigned.names("goteborg-soc", "erik.johansson")
+    assert unassigned.names("vgr-psykiatri-nordost", "erik.johansson")
+    assert not unassigned.names("goteborg-soc", "anna.lindqvist")
+
+
+def test_a_v2_unassignment_names_one_person() -> None:
+    v2 = golden(ev.CoordinatorUnassigned)
+    unassigned = ev.CoordinatorUnassigned.model_validate(v2)
+    assert (unassigned.organisation_id, unassigned.user_id) == ("goteborg-soc", "erik.johansson")
+    assert unassigned.names("goteborg-soc", "erik.johansson")
+    # the same user id at another organisation is someone else, who stays
+    assert not unassigned.names("vgr-psykiatri-nordost", "erik.johansson")
+    with pytest.raises(ValidationError):  # the organisation is a field of v2, null or not
+        ev.CoordinatorUnassigned.model_validate({k: v for k, v in v2.items() if k != "organisation_id"})
 
 
 def test_a_v1_sip_reads_as_v2_with_nothing_invented() -> None:

@@ -193,6 +193,12 @@ def unassign(user_id: str = ERIK.user_id, *, on: date = SIP_ON) -> Step:
     return lambda case: case.unassign_coordinator(user_id, command)
 
 
+def unassign_person(coordinator: Coordinator, *, on: date = ASSIGNED_ON) -> Step:
+    """Unassign the person (organisation and user id), as the person route does (ADR 0023)."""
+    command = cmd.UnassignCoordinator(unassigned_on=on)
+    return lambda case: case.unassign_coordinator(coordinator.user_id, command, coordinator.organisation.id)
+
+
 def consent(
     *organisations: OrganisationRef,
     relatives: bool = True,
@@ -589,6 +595,9 @@ def action_value(on: date = date(2025, 3, 12)) -> ev.CorrectedActionCompletion:
 
 # ---------------------------------------------------------------------- story fragments
 COORDINATED = (assign(ANNA), assign(ERIK))
+# Anna of the region and another Anna, of the municipality, with the same user id: two people.
+ANNA_OF_MUNICIPALITY = Coordinator(user_id=ANNA.user_id, name="Anna Berg", organisation=MUNICIPALITY_ORG)
+TWO_ANNAS = (assign(ANNA), assign(ANNA_OF_MUNICIPALITY))
 CONSENTED = (*COORDINATED, consent())
 MAPPED = (*CONSENTED, worksheet(Worksheet.INTERVIEW), worksheet(Worksheet.NETWORK_MAP), summarise())
 GROUP = (client_member(), psychiatrist(), housing_support())

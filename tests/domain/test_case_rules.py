@@ -18,11 +18,12 @@ from pydantic import ValidationError
 
 from services.case.domain import commands as cmd
 from services.case.domain import errors
-from services.case.domain.case import Case
+from services.case.domain.case import Case, coordinator_key
 from services.case.domain.commands import CasePolicy
-from services.case.domain.events import GENESIS_HASH, Actor
+from services.case.domain.events import GENESIS_HASH, Actor, CaseEvent
 from vss_contracts import case_events as ev
 from vss_contracts.case_events import OutsideParty
+from vss_contracts.registry import decode_event
 from vss_contracts.types import (
     ActorPrincipal,
     ClosingReason,
@@ -43,6 +44,7 @@ from .specs import (
     ACTION_2,
     ACTOR,
     ANNA,
+    ANNA_OF_MUNICIPALITY,
     AS_CLIENT,
     ASSIGNED_ON,
     BOTH_COORDINATORS,
@@ -82,6 +84,7 @@ from .specs import (
     SUMMARISED_ON,
     TODAY,
     TOMORROW,
+    TWO_ANNAS,
     UNRELATED_ORG,
     WARNING_1,
     WORKING,
@@ -122,6 +125,7 @@ from .specs import (
     then_events,
     trigger_warning,
     unassign,
+    unassign_person,
     when,
     withdraw,
     worksheet,
@@ -260,6 +264,9 @@ def test_today_is_not_in_the_future() -> None:
 
 
 # ============================================================================== coordinators
+def keys(*coordinators: Coordinator) -> set[str]:
+    """The case's keys of these coordinators: each a person (organisation, user id)."""
+    return {coordinator_key(c) for c in coordinators}
 
 
 def test_assigning_a_coordinator_records_coordinator_assigned() -> None:
@@ -269,7 +276,7 @@ def test_assigning_a_coordinator_records_coordinator_assigned() -> None:
 
     assert event.coordinator == ANNA
     assert event.assigned_on == ASSIGNED_ON
-    assert set(case.state.coordinators) == {ANNA.user_id}
+    assert set(case.state.coordinators) == keys(ANNA)
 
 
 def test_a_third_coordinator_is_refused() -> None:
@@ -284,7 +291,7 @@ def test_a_third_coordinator_may_replace_an_unassigned_one() -> None:
     case = given(*COORDINATED, unassign(ERIK.user_id))
 
     then_events(when(case, assign(SARA)), ev.CoordinatorAssigned)
-    assert set(case.state.coordinators) == {ANNA.user_id, SARA.user_id}
+    assert set(case.state.coordinators) == keys(ANNA, SARA)
 
 
 # ------------------------------------------------------------------ handover (ADR 0021)
@@ -297,14 +304,14 @@ def test_an_incoming_coordinator_is_assigned_before_the_outgoing_one_leaves() ->
     [event] = then_events(when(case, hand_over(SARA, ANNA)), ev.CoordinatorAssigned)
 
     assert event.hands_over_from == ev.PersonRef(organisation_id=REGION_ORG.id, user_id=ANNA.user_id)
-    assert set(case.state.coordinators) == {ANNA.user_id, ERIK.user_id, SARA.user_id}
-    assert case.state.handover == (ANNA.user_id, SARA.user_id)
+    assert set(case.state.coordinators) == keys(ANNA, ERIK, SARA)
+    assert case.state.handover == (coordinator_key(ANNA), coordinator_key(SARA))
 
 
 def test_the_handover_completes_when_the_outgoing_coordinator_is_unassigned() -> None:
     case = given(*COORDINATED, hand_over(SARA, ANNA), unassign(ANNA.user_id))
 
-    assert set(case.state.coordinators) == {ERIK.user_id, SARA.user_id}
+    assert set(case.state.coordinators) == keys(ERIK, SARA)
     assert case.state.handover is None
     then_error(when(case, assign(KARIN)), errors.TooManyCoordinators, "too_many_coordinators")
     then_events(when(case, hand_over(KARIN, SARA)), ev.CoordinatorAssigned)  # the next one may start
@@ -313,7 +320,7 @@ def test_the_handover_completes_when_the_outgoing_coordinator_is_unassigned() ->
 def test_unassigning_the_incoming_coordinator_calls_the_handover_off() -> None:
     case = given(*COORDINATED, hand_over(SARA, ANNA), unassign(SARA.user_id))
 
-    assert set(case.state.coordinators) == {ANNA.user_id, ERIK.user_id}
+    assert set(case.state.coordinators) == keys(ANNA, ERIK)
     assert case.state.handover is None
 
 
@@ -363,7 +370,7 @@ def test_unassigning_a_coordinator_records_coordinator_unassigned() -> None:
     [event] = then_events(when(case, unassign(ERIK.user_id)), ev.CoordinatorUnassigned)
 
     assert event.user_id == ERIK.user_id
-    assert set(case.state.coordinators) == {ANNA.user_id}
+    assert set(case.state.coordinators) == keys(ANNA)
 
 
 def test_unassigning_someone_not_assigned_is_refused() -> None:
@@ -381,6 +388,116 @@ def test_a_coordinator_member_must_be_an_assigned_coordinator() -> None:
         when(case, coordinator_member(SARA)), errors.CoordinatorNotAssigned, "coordinator_not_assigned"
     )
     then_events(when(case, coordinator_member(ANNA)), ev.ResourceGroupMemberAdded)
+
+
+# -------------------------------------------- a coordinator is a person (ADR 0023)
+def test_two_organisations_coordinators_with_one_user_id_both_coordinate() -> None:
+    case = given(*TWO_ANNAS)
+
+    assert set(case.state.coordinators) == keys(ANNA, ANNA_OF_MUNICIPALITY)
+    error = then_error(when(case, assign(SARA)), errors.TooManyCoordinators, "too_many_coordinators")
+    assert f"{ANNA.user_id} at {REGION_ORG.id}" in error.detail
+    assert f"{ANNA.user_id} at {MUNICIPALITY_ORG.id}" in error.detail
+
+
+def test_unassigning_by_user_id_alone_is_refused_when_two_coordinators_share_it() -> None:
+    case = given(*TWO_ANNAS)
+
+    error = then_error(
+        when(case, unassign(ANNA.user_id)), errors.CoordinatorAmbiguous, "coordinator_ambiguous"
+    )
+
+    assert REGION_ORG.id in error.detail
+    assert MUNICIPALITY_ORG.id in error.detail
+    assert set(case.state.coordinators) == keys(ANNA, ANNA_OF_MUNICIPALITY)
+
+
+def test_unassigning_a_person_leaves_the_other_with_the_same_user_id() -> None:
+    case = given(*TWO_ANNAS)
+
+    [event] = then_events(when(case, unassign_person(ANNA_OF_MUNICIPALITY)), ev.CoordinatorUnassigned)
+
+    assert (event.organisation_id, event.user_id) == (MUNICIPALITY_ORG.id, ANNA.user_id)
+    assert set(case.state.coordinators) == keys(ANNA)
+    # the user id alone is unambiguous again; the organisation named must be hers
+    then_error(
+        when(case, unassign_person(ANNA_OF_MUNICIPALITY)),
+        errors.CoordinatorNotAssigned,
+        "coordinator_not_assigned",
+    )
+    then_events(when(case, unassign(ANNA.user_id)), ev.CoordinatorUnassigned)
+
+
+def test_unassigning_by_user_id_alone_names_the_organisation_in_the_event() -> None:
+    [event] = then_events(when(given(*COORDINATED), unassign(ERIK.user_id)), ev.CoordinatorUnassigned)
+    assert (event.organisation_id, event.user_id) == (MUNICIPALITY_ORG.id, ERIK.user_id)
+
+
+def test_a_v1_unassignment_read_again_unassigns_the_coordinator_with_that_user_id() -> None:
+    case = given(*COORDINATED)
+    last = case.pending_events[-1]
+    assert isinstance(last, CaseEvent)
+    payload = {"user_id": ERIK.user_id, "unassigned_on": str(ASSIGNED_ON)}
+    v1 = CaseEvent(
+        originator_id=case.id,
+        originator_version=case.version + 1,
+        timestamp=last.timestamp,
+        data=decode_event(ev.CoordinatorUnassignedV1.TYPE, payload),
+        meta=last.meta,
+        state={},
+    )
+
+    replayed = Case.evolve(case, v1)
+
+    assert set(replayed.state.coordinators) == keys(ANNA)
+
+
+def test_attendance_counts_each_coordinator_sharing_a_user_id() -> None:
+    # Named twice: both Annas took part (a participant names a coordinator by user id alone).
+    case = given(*TWO_ANNAS, consent())
+    p_anna_m = Participant(kind=MemberKind.COORDINATOR, name=ANNA_OF_MUNICIPALITY.name, user_id=ANNA.user_id)
+    then_events(when(case, worksheet(Worksheet.INTERVIEW, P_ANNA, p_anna_m, P_CLIENT)), ev.WorksheetCompleted)
+
+    # Not named: both are absent, each recorded.
+    outcome = when(case, worksheet(Worksheet.INTERVIEW, P_CLIENT, reason="Båda sjuka"))
+    deviation, _ = then_events(outcome, ev.MethodDeviationRecorded, ev.WorksheetCompleted)
+    assert deviation.absent_coordinators == [ANNA.user_id, ANNA.user_id]
+
+
+def test_attendance_that_leaves_unsaid_which_of_two_coordinators_took_part_is_refused() -> None:
+    case = given(*TWO_ANNAS, consent())
+
+    outcome = when(case, worksheet(Worksheet.INTERVIEW, P_CLIENT, P_ANNA, reason="En av dem sjuk"))
+
+    assert isinstance(outcome.error, errors.InvalidCommand)
+    [problem] = outcome.error.errors
+    assert problem["field"] == "participants.1.user_id"
+    assert problem["rule"] == "coordinator_ambiguous"
+    outcome = when(case, meeting(P_CLIENT, P_ANNA, reason="En av dem sjuk"))
+    assert isinstance(outcome.error, errors.InvalidCommand)
+
+
+def test_a_coordinator_member_is_the_assigned_person_not_a_user_id() -> None:
+    case = given(*TWO_ANNAS, consent(), unassign_person(ANNA_OF_MUNICIPALITY))
+
+    then_error(
+        when(case, coordinator_member(ANNA_OF_MUNICIPALITY)),
+        errors.CoordinatorNotAssigned,
+        "coordinator_not_assigned",
+    )
+    then_events(when(case, coordinator_member(ANNA)), ev.ResourceGroupMemberAdded)
+
+
+def test_a_handover_names_the_outgoing_person_among_two_sharing_a_user_id() -> None:
+    case = given(*TWO_ANNAS)
+    per = Coordinator(user_id="per.ek", name="Per Ek", organisation=MUNICIPALITY_ORG)
+
+    then_events(when(case, hand_over(per, ANNA_OF_MUNICIPALITY)), ev.CoordinatorAssigned)
+    assert case.state.handover == (coordinator_key(ANNA_OF_MUNICIPALITY), coordinator_key(per))
+
+    then_events(when(case, unassign_person(ANNA_OF_MUNICIPALITY)), ev.CoordinatorUnassigned)
+    assert case.state.handover is None  # completed: the outgoing Anna left, the region's stays
+    assert set(case.state.coordinators) == keys(ANNA, per)
 
 
 # ================================================================================= consent

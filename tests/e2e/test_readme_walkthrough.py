@@ -189,7 +189,7 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     assert f"share: 16 events of case {case_id.group(1)} verified: True" in result.stdout
     after = [line for line in result.stdout.splitlines() if line.startswith("share: se.vss.")]
     assert after == [
-        "share: se.vss.case.CoordinatorUnassigned.v1 version 17 verified: True",
+        "share: se.vss.case.CoordinatorUnassigned.v2 version 17 verified: True",
         "share: se.vss.sharing.SharingEnded.v1 consent_withdrawn_for_organisation after version 17",
     ]
     assert f"copy: {case_id.group(1)} verifies to version 17 sharing ended: True" in result.stdout

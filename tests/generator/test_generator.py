@@ -226,12 +226,15 @@ def test_cases_are_opened_weighted_towards_vastra_gotaland(generated: Generated)
 
 def test_a_case_has_one_or_two_coordinators_at_any_time(generated: Generated) -> None:
     for events in generated.by_case().values():
-        assigned: set[str] = set()
+        assigned: set[tuple[str, str]] = set()  # persons: (organisation id, user id)
         for e in events:
             if e.name == "CoordinatorAssigned":
-                assigned.add(e.data["coordinator"]["user_id"])
+                coordinator = e.data["coordinator"]
+                assigned.add((coordinator["organisation"]["id"], coordinator["user_id"]))
             elif e.name == "CoordinatorUnassigned":
-                assigned.discard(e.data["user_id"])
+                person = (e.data["organisation_id"], e.data["user_id"])
+                assert person in assigned  # the unassignment names an assigned person
+                assigned.remove(person)
             assert len(assigned) <= 2
         assert assigned
 

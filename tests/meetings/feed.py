@@ -82,8 +82,13 @@ class CaseFeed:
             ),
         )
 
-    def unassign(self, day: date, user_id: str) -> None:
-        self.send(day, ce.CoordinatorUnassigned(user_id=user_id, unassigned_on=day))
+    def unassign(self, day: date, user_id: str, organisation: OrganisationRef | None = None) -> None:
+        """Unassign the person (``organisation``, ``user_id``); without the organisation, as a
+        version 1 payload reads (upcast): the coordinator assigned with that user id."""
+        organisation_id = organisation.id if organisation is not None else None
+        self.send(
+            day, ce.CoordinatorUnassigned(organisation_id=organisation_id, user_id=user_id, unassigned_on=day)
+        )
 
     def consent(
         self, day: date, *organisations: OrganisationRef, relatives: bool = True, until: date | None = None

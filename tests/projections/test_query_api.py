@@ -551,3 +551,46 @@ def test_waits_need_a_token_are_bounded_and_leave_ordinary_reads_alone(
         # The slots are given back: a wait that can be met is answered.
         met = client.get(f"/v1/position?position={scenario.results[-1].position}", headers=headers)
         assert met.status_code == 200
+
+
+def test_two_coordinators_sharing_a_user_id_each_have_the_case_in_their_caseload(pipeline: Pipeline) -> None:
+    # The municipality hands over to its own coordinator with the region's coordinator's user id:
+    # two people (ADR 0023); the caseload table keys a case's coordinators by person.
+    scenario = open_shared_case(pipeline)
+    namesake = make_actor(REGION.user_id, organisation_of(MUNICIPALITY))
+    outgoing = PersonRef(organisation_id=MUNICIPALITY.organisation_id, user_id=MUNICIPALITY.user_id)
+    handed = scenario.run(
+        lambda case: case.assign_coordinator(
+            cmd.AssignCoordinator(
+                coordinator=coordinator_for(namesake), assigned_on=scenario.today, hands_over_from=outgoing
+            )
+        ),
+        MUNICIPALITY,
+    )
+
+    def caseload(actor: Actor, position: int) -> list[str]:
+        path = f"/v1/coordinators/{actor.user_id}/caseload"
+        response = pipeline.read_when_reached(path, {"position": position}, pipeline.token(actor))
+        assert response.status_code == 200, response.text
+        return [c["case_id"] for c in response.json()["cases"]]
+
+    case_id = str(scenario.case_id)
+    assert caseload(REGION, handed.position) == caseload(namesake, handed.position) == [case_id]
+
+    gone = scenario.run(
+        lambda case: case.unassign_coordinator(
+            namesake.user_id, cmd.UnassignCoordinator(unassigned_on=scenario.today), namesake.organisation_id
+        ),
+        MUNICIPALITY,
+    )
+
+    assert caseload(REGION, gone.position) == [case_id]  # the region's coordinator still coordinates
+    assert caseload(namesake, gone.position) == []
+    view = pipeline.read_when_reached(
+        f"/v1/cases/{case_id}", {"position": gone.position}, pipeline.token(REGION)
+    )
+    assert sorted(
+        (c["organisation"]["id"], c["user_id"]) for c in view.json()["case"]["coordinators"]
+    ) == sorted(
+        [(REGION.organisation_id, REGION.user_id), (MUNICIPALITY.organisation_id, MUNICIPALITY.user_id)]
+    )

@@ -70,7 +70,7 @@ def reference_overview(store: CaseEventStore, case_id: Any) -> dict[str, Any]:
         "phase": "closed" if closed else state.phase.value,
         "closed_on": _iso(state.closed_on),
         "municipality": state.municipality.code,
-        "coordinators": sorted(state.coordinators),
+        "coordinators": sorted(c.user_id for c in state.coordinators.values()),
         "consent": None
         if consent is None
         else {
@@ -186,8 +186,8 @@ def test_caseloads_and_access_grants_equal_the_reference(
         }
         assert granted == expected
         if state.closed_on is None:
-            for user_id, coordinator in state.coordinators.items():
-                person = (user_id, coordinator.organisation.id)
+            for coordinator in state.coordinators.values():
+                person = (coordinator.user_id, coordinator.organisation.id)
                 caseloads.setdefault(person, Counter())[state.phase.value] += 1
     assert caseloads, "the generated history has active cases with coordinators"
     for (user_id, organisation_id), phases in caseloads.items():

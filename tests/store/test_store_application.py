@@ -64,7 +64,9 @@ def test_a_new_store_instance_loads_an_equal_case(
     assert reloaded.state.phase is Phase.WORKING
     assert reloaded.state.sip is not None
     assert reloaded.state.sip.version == 1
-    assert set(reloaded.state.coordinators) == {a.user_id for a in scenario.actors.coordinators}
+    assert {(c.organisation.id, c.user_id) for c in reloaded.state.coordinators.values()} == {
+        (a.organisation_id, a.user_id) for a in scenario.actors.coordinators
+    }
     assert set(reloaded.state.members.keys()) == set(scenario.member_ids.values())
     assert reloaded.created_on == original.created_on
     assert reloaded.modified_on == original.modified_on == clock.now()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -106,6 +107,21 @@ class Deviation:
     follow_up_due_by: date | None = None
 
 
+def person_key(organisation_id: str, user_id: str) -> str:
+    """A coordinator's key in :attr:`CaseState.coordinators`: the person, never the user id
+    alone (ADR 0023). ``organisation/user``: an organisation id has no slash, so the key reads
+    back unambiguously, and it stays a JSON object key in the case API's state."""
+    return f"{organisation_id}/{user_id}"
+
+
+def coordinator_key(coordinator: Coordinator) -> str:
+    return person_key(coordinator.organisation.id, coordinator.user_id)
+
+
+def _label(coordinator: Coordinator) -> str:
+    return f"{coordinator.user_id} at {coordinator.organisation.id}"
+
+
 @dataclass
 class Consent:
     consent_id: UUID
@@ -197,8 +213,8 @@ class CaseState:
     opened_by: OrganisationRef
     phase: Phase = Phase.MAPPING
     closed_on: date | None = None
-    coordinators: dict[str, Coordinator] = field(default_factory=dict)
-    handover: tuple[str, str] | None = None  # (outgoing, incoming) user ids while one is in progress
+    coordinators: dict[str, Coordinator] = field(default_factory=dict)  # by person_key
+    handover: tuple[str, str] | None = None  # (outgoing, incoming) person keys while one is in progress
     consent: Consent | None = None
     worksheets: list[WorksheetRecord] = field(default_factory=list)
     mapping_summarised_on: date | None = None
@@ -419,23 +435,59 @@ class Case(BaseAggregate[UUID]):
         """Every assigned coordinator takes part: a practice rule, so with a reason the absent
         ones are a deviation. A case without any coordinator assigned has nobody to coordinate
         it: that stays a refusal."""
-        assigned = set(self.state.coordinators)
-        if not assigned:
+        if not self.state.coordinators:
             raise errors.CoordinatorsMustAttend(f"{what} needs an assigned coordinator")
-        present = {p.user_id for p in participants if p.kind is MemberKind.COORDINATOR}
-        missing = sorted(assigned - present)
+        missing = self._absent_coordinators(participants)
         if not missing:
             return []
         return [
             _practice(
                 reason,
                 errors.CoordinatorsMustAttend(
-                    f"{what} needs every assigned coordinator; missing: {', '.join(missing)}",
+                    f"{what} needs every assigned coordinator; missing: "
+                    + ", ".join(_label(c) for c in missing),
                     deviation_allowed=True,
                 ),
-                Deviation(PracticeRule.COORDINATORS_MUST_ATTEND, tuple(missing)),
+                Deviation(PracticeRule.COORDINATORS_MUST_ATTEND, tuple(c.user_id for c in missing)),
             )
         ]
+
+    def _absent_coordinators(self, participants: list[Participant]) -> list[Coordinator]:
+        """The assigned coordinators (persons) who are not among ``participants``.
+
+        A participant names a coordinator by user id alone (``Participant`` as published), so
+        a user id stands for every assigned coordinator who has it: named once per such
+        coordinator, they all took part; not named, none did. Two coordinators of different
+        organisations sharing a user id, named fewer times than there are of them, leave
+        unsaid who took part: refused, naming the field, never guessed (ADR 0023)."""
+        named = Counter(p.user_id for p in participants if p.kind is MemberKind.COORDINATOR)
+        by_user: dict[str, list[Coordinator]] = {}
+        for coordinator in self.state.coordinators.values():
+            by_user.setdefault(coordinator.user_id, []).append(coordinator)
+        missing: list[Coordinator] = []
+        for user_id, people in sorted(by_user.items()):
+            times = named.get(user_id, 0)
+            if times == 0:
+                missing.extend(sorted(people, key=coordinator_key))
+            elif times < len(people):
+                index = next(
+                    i
+                    for i, p in enumerate(participants)
+                    if p.kind is MemberKind.COORDINATOR and p.user_id == user_id
+                )
+                raise errors.InvalidCommand(
+                    [
+                        {
+                            "field": f"participants.{index}.user_id",
+                            "rule": "coordinator_ambiguous",
+                            "message": f"{user_id} is the user id of {len(people)} assigned coordinators ("
+                            + ", ".join(_label(c) for c in sorted(people, key=coordinator_key))
+                            + f") and is named {times} time(s): a participant names a coordinator by"
+                            " user id alone, so name it once for each of them, or for none",
+                        }
+                    ]
+                )
+        return missing
 
     def _check_member_covered(self, consent: Consent, member: ev.ResourceGroupMember) -> None:
         if member.kind is MemberKind.RELATIVE and not consent.covers_relatives:
@@ -456,9 +508,16 @@ class Case(BaseAggregate[UUID]):
             or member.organisation is None
         ):
             return False
-        if member.kind is MemberKind.COORDINATOR and member.user_id not in self.state.coordinators:
+        if member.kind is MemberKind.COORDINATOR and not self._is_coordinator(member):
             return False
         return consent.covers(member.organisation.id)
+
+    def _is_coordinator(self, member: ev.ResourceGroupMember) -> bool:
+        """Whether a member is an assigned coordinator: the person (organisation, user id)."""
+        org, user_id = member.organisation, member.user_id
+        return (
+            org is not None and user_id is not None and person_key(org.id, user_id) in self.state.coordinators
+        )
 
     # -------------------------------------------------------------------------- coordinators
     @_command
@@ -470,15 +529,14 @@ class Case(BaseAggregate[UUID]):
                 f"consent was withdrawn on {consent.withdrawn_on}; new consent comes first"
             )
         _not_in_future(self._require_context(), "assigned_on", command.assigned_on)
-        user_id = command.coordinator.user_id
         if command.hands_over_from is not None:
             self._may_hand_over(command.coordinator, command.hands_over_from)
-        if user_id in self.state.coordinators:
-            raise errors.CoordinatorAlreadyAssigned(f"{user_id} is already assigned")
+        if coordinator_key(command.coordinator) in self.state.coordinators:
+            raise errors.CoordinatorAlreadyAssigned(f"{_label(command.coordinator)} is already assigned")
         if command.hands_over_from is None and len(self.state.coordinators) >= 2:
             raise errors.TooManyCoordinators(
                 f"{len(self.state.coordinators)} coordinators are assigned: "
-                + ", ".join(sorted(self.state.coordinators))
+                + ", ".join(_label(c) for _, c in sorted(self.state.coordinators.items()))
                 + "; unassign one first, or name the one the new coordinator takes over from"
                 " (hands_over_from)"
             )
@@ -493,15 +551,14 @@ class Case(BaseAggregate[UUID]):
     def _may_hand_over(self, incoming: Coordinator, outgoing: ev.PersonRef) -> None:
         """A handover (ADR 0021): the incoming coordinator is assigned before the outgoing one,
         of the same organisation and assigned, leaves; one handover at a time."""
-        if outgoing.user_id == incoming.user_id:
-            raise errors.HandoverToSelf(f"{incoming.user_id} cannot take over from themself")
+        if (outgoing.organisation_id, outgoing.user_id) == (incoming.organisation.id, incoming.user_id):
+            raise errors.HandoverToSelf(f"{_label(incoming)} cannot take over from themself")
         if self.state.handover is not None:
-            leaving, coming = self.state.handover
+            leaving, coming = (_label(self.state.coordinators[k]) for k in self.state.handover)
             raise errors.HandoverInProgress(
                 f"{coming} is taking over from {leaving}: unassign {leaving} (or {coming}) first"
             )
-        assigned = self.state.coordinators.get(outgoing.user_id)
-        if assigned is None or assigned.organisation.id != outgoing.organisation_id:
+        if person_key(outgoing.organisation_id, outgoing.user_id) not in self.state.coordinators:
             raise errors.CoordinatorNotAssigned(
                 f"{outgoing.user_id} of {outgoing.organisation_id} is not an assigned coordinator"
                 " to take over from"
@@ -513,14 +570,35 @@ class Case(BaseAggregate[UUID]):
             )
 
     @_command
-    def unassign_coordinator(self, user_id: str, command: cmd.UnassignCoordinator) -> None:
+    def unassign_coordinator(
+        self, user_id: str, command: cmd.UnassignCoordinator, organisation_id: str | None = None
+    ) -> None:
+        """Unassign the coordinator (``organisation_id``, ``user_id``). Without the organisation:
+        the only assigned coordinator with that user id; when two share it, refused naming both
+        (``coordinator_ambiguous``), never a guess (ADR 0023)."""
         self._open_case()
         _not_in_future(self._require_context(), "unassigned_on", command.unassigned_on)
-        if user_id not in self.state.coordinators:
-            raise errors.CoordinatorNotAssigned(f"{user_id} is not an assigned coordinator")
+        named = [
+            c
+            for c in self.state.coordinators.values()
+            if c.user_id == user_id and organisation_id in (None, c.organisation.id)
+        ]
+        if not named:
+            at = f" at {organisation_id}" if organisation_id is not None else ""
+            raise errors.CoordinatorNotAssigned(f"{user_id}{at} is not an assigned coordinator")
+        if len(named) > 1:
+            raise errors.CoordinatorAmbiguous(
+                f"{len(named)} assigned coordinators have the user id {user_id} ("
+                + ", ".join(_label(c) for c in sorted(named, key=coordinator_key))
+                + "): name the organisation too"
+                " (POST /v1/cases/{case_id}/coordinators/{organisation_id}/{user_id}/unassignment)"
+            )
         self._trigger(
             ev.CoordinatorUnassigned(
-                user_id=user_id, unassigned_on=command.unassigned_on, reason=command.reason
+                organisation_id=named[0].organisation.id,
+                user_id=user_id,
+                unassigned_on=command.unassigned_on,
+                reason=command.reason,
             )
         )
 
@@ -676,10 +754,12 @@ class Case(BaseAggregate[UUID]):
             raise errors.MemberAlreadyInGroup(f"member {member.member_id} exists")
         if member.kind is MemberKind.CLIENT and any(m.kind is MemberKind.CLIENT for m in members):
             raise errors.MemberAlreadyInGroup("the client is already a member")
-        if member.user_id is not None and any(m.user_id == member.user_id for m in members):
-            raise errors.MemberAlreadyInGroup(f"{member.user_id} is already a member")
-        if member.kind is MemberKind.COORDINATOR and member.user_id not in self.state.coordinators:
-            raise errors.CoordinatorNotAssigned(f"{member.user_id} is not an assigned coordinator")
+        if member.user_id is not None and any(_same_person(m, member) for m in members):
+            org = member.organisation.id if member.organisation else "no organisation"
+            raise errors.MemberAlreadyInGroup(f"{member.user_id} at {org} is already a member")
+        if member.kind is MemberKind.COORDINATOR and not self._is_coordinator(member):
+            org = member.organisation.id if member.organisation else "no organisation"
+            raise errors.CoordinatorNotAssigned(f"{member.user_id} at {org} is not an assigned coordinator")
         self._check_member_covered(consent, member)
         self._trigger(ev.ResourceGroupMemberAdded(member=member, added_on=command.added_on))
         return member.member_id
@@ -696,21 +776,22 @@ class Case(BaseAggregate[UUID]):
     def hold_resource_group_meeting(self, command: cmd.HoldResourceGroupMeeting) -> UUID:
         self._consent_in_force()
         _not_in_future(self._require_context(), "held_on", command.held_on)
-        assigned = set(self.state.coordinators)
-        present = {p.user_id for p in command.participants if p.kind is MemberKind.COORDINATOR}
-        if not assigned:  # nobody coordinates the case: not a deviation, a refusal
+        if not self.state.coordinators:  # nobody coordinates the case: not a deviation, a refusal
             raise errors.MeetingRequiresCoordinators(
                 "a resource group meeting needs every assigned coordinator;"
                 " missing: no coordinator is assigned"
             )
-        missing = sorted(assigned - present)
+        missing = self._absent_coordinators(command.participants)
         deviations: list[Deviation] = []
         if missing:
             error = errors.MeetingRequiresCoordinators(
-                f"a resource group meeting needs every assigned coordinator; missing: {', '.join(missing)}",
+                "a resource group meeting needs every assigned coordinator; missing: "
+                + ", ".join(_label(c) for c in missing),
                 deviation_allowed=True,
             )
-            deviation = Deviation(PracticeRule.MEETING_REQUIRES_COORDINATORS, tuple(missing))
+            deviation = Deviation(
+                PracticeRule.MEETING_REQUIRES_COORDINATORS, tuple(c.user_id for c in missing)
+            )
             deviations.append(_practice(command.deviation_reason, error, deviation))
         meeting_id = command.meeting_id or uuid4()
         data = ev.ResourceGroupMeetingHeld(
@@ -973,8 +1054,8 @@ class Case(BaseAggregate[UUID]):
         the resource group with a login, or staff of an organisation that writes the case
         (the opener's, a coordinator's). A user id means a person only at their organisation."""
         state = self.state
-        coordinator = state.coordinators.get(user_id)
-        if coordinator is not None and coordinator.organisation.id == organisation_id:
+        coordinator = state.coordinators.get(person_key(organisation_id, user_id))
+        if coordinator is not None:
             return Person(organisation=coordinator.organisation, user_id=user_id, name=coordinator.name)
         for member in state.members.values():
             org = member.organisation
@@ -1074,6 +1155,16 @@ class Case(BaseAggregate[UUID]):
 
 
 # ------------------------------------------------------------------------------- helpers
+def _same_person(a: ev.ResourceGroupMember, b: ev.ResourceGroupMember) -> bool:
+    """Whether two members with a login are one person: the same user id at the same
+    organisation (a user id alone names nobody)."""
+    org_a, org_b = (
+        (a.organisation.id if a.organisation else None),
+        (b.organisation.id if b.organisation else None),
+    )
+    return a.user_id is not None and (org_a, a.user_id) == (org_b, b.user_id)
+
+
 def _practice(reason: str | None, error: errors.CaseRuleViolation, deviation: Deviation) -> Deviation:
     """A practice rule broken: a deviation to record when the command gives a reason, else the
     refusal (whose detail says that a reason may be given)."""
@@ -1136,15 +1227,19 @@ def _renewed_validity(consent: Consent, renewed_on: date) -> date | None:
 
 # --------------------------------------------------------------------- state transitions
 def _coordinator_assigned(s: CaseState, e: ev.CoordinatorAssigned) -> None:
-    s.coordinators[e.coordinator.user_id] = e.coordinator
+    s.coordinators[coordinator_key(e.coordinator)] = e.coordinator
     if e.hands_over_from is not None:
-        s.handover = (e.hands_over_from.user_id, e.coordinator.user_id)
+        outgoing = person_key(e.hands_over_from.organisation_id, e.hands_over_from.user_id)
+        s.handover = (outgoing, coordinator_key(e.coordinator))
 
 
 def _coordinator_unassigned(s: CaseState, e: ev.CoordinatorUnassigned) -> None:
-    s.coordinators.pop(e.user_id, None)
-    if s.handover is not None and e.user_id in s.handover:
-        s.handover = None  # completed (the outgoing left) or called off (the incoming did)
+    # A v2 event names the person; an upcast v1 one (no organisation) the only coordinator
+    # the case then held with that user id (ADR 0023).
+    for key in [k for k, c in s.coordinators.items() if e.names(c.organisation.id, c.user_id)]:
+        del s.coordinators[key]
+        if s.handover is not None and key in s.handover:
+            s.handover = None  # completed (the outgoing left) or called off (the incoming did)
 
 
 def _consent_given(s: CaseState, e: ev.ConsentGiven) -> None:

@@ -152,6 +152,11 @@ class CoordinatorNotAssigned(CaseRuleViolation):
     title = "The coordinator is not assigned to the case"
 
 
+class CoordinatorAmbiguous(CaseRuleViolation):
+    rule = "coordinator_ambiguous"
+    title = "Two assigned coordinators share the user id: name the organisation too"
+
+
 class CoordinatorsMustAttend(CaseRuleViolation):
     rule = "coordinators_must_attend"
     title = "Every assigned coordinator must take part"

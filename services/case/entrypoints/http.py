@@ -46,7 +46,13 @@ from services.shared.access import AccessRecorder, Grant, grants, may_read, reco
 from services.shared.auth import TokenService
 from services.shared.http_app import ThreadedEndpointRoute, deps_of, service_app
 from services.shared.http_auth import bearer, verified_claims_async
-from services.shared.inputs import WINDOW_DESCRIPTION, DateWindow, PersonUserId, refuse_bad_input
+from services.shared.inputs import (
+    WINDOW_DESCRIPTION,
+    DateWindow,
+    PersonOrganisationId,
+    PersonUserId,
+    refuse_bad_input,
+)
 from services.shared.problems import (
     REQUEST_ID,
     ProblemException,
@@ -602,7 +608,33 @@ def assign(case_id: UUID, body: cmd.AssignCoordinator, call: Cmd, response: Resp
     return respond(response, run(call, body, case_id, lambda c: c.assign_coordinator(body)))
 
 
-@router.post("/{case_id}/coordinators/{user_id}/unassignment", response_model=WriteResult)
+@router.post(
+    "/{case_id}/coordinators/{organisation_id}/{user_id}/unassignment",
+    response_model=WriteResult,
+    summary="Unassign a coordinator: the person (organisation and user id)",
+)
+def unassign_person(
+    case_id: UUID,
+    organisation_id: PersonOrganisationId,
+    user_id: PersonUserId,
+    body: cmd.UnassignCoordinator,
+    call: Cmd,
+    response: Response,
+) -> WriteResult:
+    return respond(
+        response,
+        run(call, body, case_id, lambda c: c.unassign_coordinator(user_id, body, organisation_id)),
+    )
+
+
+@router.post(
+    "/{case_id}/coordinators/{user_id}/unassignment",
+    response_model=WriteResult,
+    summary="Unassign the only coordinator with this user id",
+    description="The coordinator assigned with this user id. When two assigned coordinators"
+    " (of different organisations) share it, 409 with rule coordinator_ambiguous: use"
+    " /{case_id}/coordinators/{organisation_id}/{user_id}/unassignment (ADR 0023).",
+)
 def unassign(
     case_id: UUID, user_id: PersonUserId, body: cmd.UnassignCoordinator, call: Cmd, response: Response
 ) -> WriteResult:

@@ -41,6 +41,7 @@ from services.meetings.domain.schedule import (
     restore,
     settle,
     snapshot,
+    stored_coordinators,
 )
 from vss_contracts.case_events import CaseEventData
 from vss_contracts.chain import GENESIS_HASH, chain_hash
@@ -151,12 +152,11 @@ class MeetingsService:
             schedule = self.load(case_id)
             if schedule is None:
                 continue
-            coordinator = schedule.state.coordinators.get(user_id)
-            if coordinator is None or coordinator.organisation is None:
+            # the person: the same user id at another organisation is someone else
+            coordinator = schedule.state.coordinator(organisation_id, user_id)
+            if coordinator is None:
                 continue
-            if coordinator.organisation.id != organisation_id:
-                continue  # the same user id at another organisation: another person
-            key = f"coordinator:{user_id}"
+            key = coordinator.invitee_id
             found.extend(m for m in schedule.state.meetings.values() if key in m.invitees or key in m.dropped)
         return sorted(found, key=lambda m: m.starts_at)
 
@@ -280,7 +280,7 @@ class MeetingsService:
         for case_id, pending in touched.items():
             schedule = pending.schedule
             schedule.revision = pending.expected_revision + 1
-            coordinators = tuple(sorted(schedule.state.coordinators))
+            coordinators = stored_coordinators(schedule.state)
             writes.append(
                 (
                     pending.states,
@@ -456,7 +456,7 @@ class MeetingsService:
         )
         revision = schedule.revision
         schedule.revision += 1
-        coordinators = tuple(sorted(schedule.state.coordinators))
+        coordinators = stored_coordinators(schedule.state)
         self.store.write(
             states,
             ScheduleWrite(

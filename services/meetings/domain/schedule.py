@@ -26,7 +26,7 @@ from uuid import UUID, uuid5
 from services.meetings.domain.agenda import agenda_of, place_text
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays, local_datetime
 from services.meetings.domain.meeting import Answered, Meeting, MeetingStatus, invitee_from_json
-from services.shared.access import Grant, grants, person_covered
+from services.shared.access import Grant, coordinator_id, grants, person_covered
 from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
@@ -116,7 +116,8 @@ class ScheduleState:
     # (never in an invitation or a calendar). None in snapshots stored before it was kept.
     client_pin: str | None = None
     opened_by: str | None = None  # the organisation that opened the case
-    coordinators: dict[str, Invitee] = field(default_factory=dict)  # by user id
+    # The assigned coordinators by invitee id: one per person (organisation, user id), ADR 0023.
+    coordinators: dict[str, Invitee] = field(default_factory=dict)
     members: dict[str, Invitee] = field(default_factory=dict)  # by invitee id (member:<id>)
     consent_orgs: list[str] | None = None  # None: no consent in force
     consent_given: bool = False  # a consent was ever given (withdrawn or not)
@@ -143,6 +144,24 @@ class ScheduleState:
     # Days of contacts on or after cadence_from that the current interval has not counted: those
     # after its end, recorded before it was judged (ADR 0019). Sorted, without repeats.
     contact_days: list[date] = field(default_factory=list)
+
+    def coordinator(self, organisation_id: str | None, user_id: str) -> Invitee | None:
+        """The assigned coordinator who is the person (``organisation_id``, ``user_id``); with no
+        organisation, the only one with that user id (None when none is, or two are)."""
+        found = [
+            c
+            for c in self.coordinators.values()
+            if c.user_id == user_id
+            and (
+                organisation_id is None
+                or (c.organisation is not None and c.organisation.id == organisation_id)
+            )
+        ]
+        return found[0] if len(found) == 1 else None
+
+    def coordinator_user_ids(self) -> list[str]:
+        """The coordinators' user ids, one per coordinator (as the meeting events name them)."""
+        return sorted(c.user_id for c in self.coordinators.values() if c.user_id is not None)
 
 
 class MeetingSchedule:
@@ -341,7 +360,7 @@ class MeetingSchedule:
             assert state.follow_up is not None
             sip_version, follow_up_on, _ = state.follow_up
             data = me.FollowUpOverdue(
-                sip_version=sip_version, follow_up_on=follow_up_on, coordinators=sorted(state.coordinators)
+                sip_version=sip_version, follow_up_on=follow_up_on, coordinators=state.coordinator_user_ids()
             )
         elif kind == "cadence":
             period = self._cadence_period()
@@ -365,7 +384,7 @@ class MeetingSchedule:
                 period_start=period[0],
                 period_end=period[1],
                 last_contact_on=state.last_contact_on,
-                coordinators=sorted(state.coordinators),
+                coordinators=state.coordinator_user_ids(),
             )
         else:
             raise ValueError(f"unknown timer {key}")
@@ -432,8 +451,10 @@ class MeetingSchedule:
 
     def _coordinator_assigned(self, cause: str, data: ce.CoordinatorAssigned) -> list[Decided]:
         c = data.coordinator
+        who = (c.organisation.id, c.user_id)
+        same = self.state.coordinator(c.organisation.id, c.user_id)  # assigned again: the same invitee
         invitee = Invitee(
-            invitee_id=f"coordinator:{c.user_id}",
+            invitee_id=same.invitee_id if same is not None else coordinator_id(who, self.state.coordinators),
             name=c.name,
             role=InviteeRole.COORDINATOR,
             organisation=c.organisation,
@@ -441,11 +462,14 @@ class MeetingSchedule:
             email=c.contact.email,
             phone=c.contact.phone,
         )
-        self.state.coordinators[c.user_id] = invitee
+        self.state.coordinators[invitee.invitee_id] = invitee
         return self._reinvite(cause, "coordinator_assigned")
 
     def _coordinator_unassigned(self, cause: str, data: ce.CoordinatorUnassigned) -> list[Decided]:
-        self.state.coordinators.pop(data.user_id, None)
+        # the person; an upcast v1 event the coordinator with its user id (ADR 0023)
+        for key, c in list(self.state.coordinators.items()):
+            if c.user_id is not None and data.names(c.organisation.id if c.organisation else None, c.user_id):
+                del self.state.coordinators[key]
         return self._reinvite(cause, "coordinator_unassigned")
 
     def _member_added(self, cause: str, data: ce.ResourceGroupMemberAdded) -> list[Decided]:
@@ -809,10 +833,7 @@ class MeetingSchedule:
         if kind is MeetingKind.RESOURCE_GROUP:
             invitees = self.group(starts_at.astimezone(STOCKHOLM).date())
         else:
-            coordinator = self.state.coordinators.get(user_id)
-            organisation = coordinator.organisation if coordinator is not None else None
-            if organisation_id is not None and (organisation is None or organisation.id != organisation_id):
-                coordinator = None
+            coordinator = self.state.coordinator(organisation_id, user_id)
             invitees = [i for i in (self.state.client, coordinator) if i is not None]
         if place_kind is not None:
             location = place_text(place_kind, location)
@@ -1162,6 +1183,12 @@ def settle(schedule: MeetingSchedule) -> None:
         }
 
 
+def stored_coordinators(state: ScheduleState) -> tuple[str, ...]:
+    """The store's coordinator rows of a case: the user ids its coordinators' calendar feeds
+    are looked up by (each feed then matches the person, organisation and user id)."""
+    return tuple(sorted(set(state.coordinator_user_ids())))
+
+
 def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> MeetingSchedule:
     follow_up = value["follow_up"]
     state = ScheduleState(
@@ -1171,7 +1198,8 @@ def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> Meeti
         closed=value["closed"],
         client=invitee_from_json(value["client"]) if value["client"] else None,
         client_pin=value.get("client_pin"),  # not kept before clients signed in: no client reads it
-        coordinators={k: invitee_from_json(v) for k, v in value["coordinators"].items()},
+        # by invitee id (snapshots stored before persons were kept have them by user id)
+        coordinators={i.invitee_id: i for i in map(invitee_from_json, value["coordinators"].values())},
         members={k: invitee_from_json(v) for k, v in value["members"].items()},
         # Snapshots stored before the opener was kept have none: no opener grant, as then.
         opened_by=value.get("opened_by"),
@@ -1203,7 +1231,7 @@ def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> Meeti
     schedule = MeetingSchedule(state, rules, calendar)
     schedule.version, schedule.head_hash = value["version"], value["head_hash"]
     schedule.revision = value["revision"]
-    schedule.stored_coordinators = tuple(sorted(state.coordinators))
+    schedule.stored_coordinators = stored_coordinators(state)
     return schedule
 
 

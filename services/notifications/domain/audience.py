@@ -30,7 +30,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from services.shared.access import Grant, grants, person_covered
+from services.shared.access import Grant, PersonKey, grants, person_covered
 from services.shared.ics import identity_from_json, identity_to_json, meeting_uid
 from vss_contracts.meeting_events import Invitee, MeetingKind
 from vss_contracts.notification_events import Recipient
@@ -181,7 +181,7 @@ class Audience:
     # The client's personal identity number: who, signed in as a client, may read the case's
     # record (never in a message). None in state stored before it was kept.
     client_pin: str | None = None
-    coordinators: dict[str, Person] = field(default_factory=dict)  # by user id
+    coordinators: dict[PersonKey, Person] = field(default_factory=dict)  # by (organisation id, user id)
     members: dict[str, Person] = field(default_factory=dict)  # by member id
     plan_contacts: list[Person] = field(default_factory=list)
     consent_orgs: set[str] | None = None  # None: no consent in force
@@ -327,7 +327,7 @@ class Audience:
             # State stored before the opener was kept has none: no opener grant, as then.
             opened_by=value.get("opened_by"),
             client_pin=value.get("client_pin"),  # not kept before clients signed in: none reads it
-            coordinators={p.user_id or p.key: p for p in coordinators},
+            coordinators={(p.organisation_id or "", p.user_id or p.key): p for p in coordinators},
             members={p.key.removeprefix("member:"): p for p in members},
             plan_contacts=[Person.from_json(p) for p in value["plan_contacts"]],
             consent_orgs=set(value["consent_orgs"]) if value["consent_orgs"] is not None else None,

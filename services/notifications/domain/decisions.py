@@ -27,6 +27,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from services.notifications.domain.audience import Audience, MeetingCopy, Person, Role, same_person
+from services.shared.access import coordinator_id
 from services.shared.dispatch import EventHandlers
 from services.shared.plan_links import LinkKind, coordinator_holder, member_holder, plan_contact_holder
 from vss_contracts import case_events as ce
@@ -108,8 +109,12 @@ def _coordinator_assigned(
     audience: Audience, data: ce.CoordinatorAssigned, _: datetime, today: date
 ) -> Outcome:
     c = data.coordinator
+    who = (c.organisation.id, c.user_id)
+    same = audience.coordinators.get(who)  # assigned again: the same recipient
     person = Person(
-        key=f"coordinator:{c.user_id}",
+        key=same.key
+        if same is not None
+        else coordinator_id(who, (p.key for p in audience.coordinators.values())),
         name=c.name,
         role=Role.COORDINATOR,
         organisation_id=c.organisation.id,
@@ -117,7 +122,7 @@ def _coordinator_assigned(
         email=str(c.contact.email) if c.contact.email else None,
         phone=c.contact.phone,
     )
-    audience.coordinators[c.user_id] = person
+    audience.coordinators[who] = person
     return Outcome(
         _to(audience, today, [person], "coordinator_assigned", context={"assigned_on": data.assigned_on})
     )
@@ -126,7 +131,9 @@ def _coordinator_assigned(
 def _coordinator_unassigned(
     audience: Audience, data: ce.CoordinatorUnassigned, _: datetime, today: date
 ) -> Outcome:
-    audience.coordinators.pop(data.user_id, None)
+    # the person; an upcast v1 event the coordinator with its user id (ADR 0023)
+    for who in [who for who in audience.coordinators if data.names(*who)]:
+        del audience.coordinators[who]
     return Outcome(recheck_pending=True)
 
 

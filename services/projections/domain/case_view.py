@@ -57,12 +57,14 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.projections.domain.events import CaseEventRecord
+from services.shared.access import unassigns
 from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ev
 from vss_contracts.chain import GENESIS_HASH
@@ -182,10 +184,14 @@ def age_group(personal_identity_number: str, opened_on: str) -> str:
 
 
 def _joint_step(view: View, step: str, on: str, participants: list[dict[str, Any]]) -> None:
-    """Record a joint step and whether every coordinator assigned at the time took part."""
-    present = {p.get("user_id") for p in participants if p["kind"] == "coordinator"}
-    assigned = {c["user_id"] for c in view["coordinators"]}
-    everyone = bool(assigned) and assigned <= present
+    """Record a joint step and whether every coordinator assigned at the time took part.
+
+    A participant names a coordinator by user id alone, so a user id stands for every assigned
+    coordinator who has it (as the case's attendance rule counts, ADR 0023): each is there when
+    it is named once for each of them."""
+    named = Counter(p.get("user_id") for p in participants if p["kind"] == "coordinator")
+    assigned = Counter(c["user_id"] for c in view["coordinators"])
+    everyone = bool(assigned) and all(named[user_id] >= n for user_id, n in assigned.items())
     view["facts"].setdefault("joint_steps", []).append([step, on, everyone])
 
 
@@ -234,7 +240,8 @@ def start(event: CaseEventRecord) -> tuple[View, bool]:
 # --------------------------------------------------------------------------- handlers
 def _coordinator_assigned(view: View, data: dict[str, Any]) -> None:
     coordinator = data["coordinator"]
-    view["coordinators"] = [c for c in view["coordinators"] if c["user_id"] != coordinator["user_id"]]
+    person = (coordinator["organisation"]["id"], coordinator["user_id"])
+    view["coordinators"] = [c for c in view["coordinators"] if _person(c) != person]
     view["coordinators"].append(
         {
             "user_id": coordinator["user_id"],
@@ -246,13 +253,17 @@ def _coordinator_assigned(view: View, data: dict[str, Any]) -> None:
     _handover(view, data)
 
 
+def _person(coordinator: dict[str, Any]) -> tuple[str, str]:
+    return coordinator["organisation"]["id"], coordinator["user_id"]
+
+
 def _coordinator_unassigned(view: View, data: dict[str, Any]) -> None:
-    view["coordinators"] = [c for c in view["coordinators"] if c["user_id"] != data["user_id"]]
+    # the person; an upcast v1 payload the coordinator with its user id (ADR 0023)
+    leaving = [c for c in view["coordinators"] if unassigns(data, _person(c))]
+    view["coordinators"] = [c for c in view["coordinators"] if c not in leaving]
     handover = view.get("handover")
-    if handover is not None and data["user_id"] in (
-        handover["outgoing"]["user_id"],
-        handover["incoming"]["user_id"],
-    ):
+    ends = {(p["organisation_id"], p["user_id"]) for p in (handover or {}).values() if isinstance(p, dict)}
+    if handover is not None and any(_person(c) in ends for c in leaving):
         view["handover"] = None  # completed, or called off
 
 

@@ -129,7 +129,12 @@ SUMMARIES: EventHandlers[Summary] = EventHandlers.of(
             f" assigned on {d['assigned_on']}"
             + (f", taking over from {d['hands_over_from']['user_id']}" if d.get("hands_over_from") else "")
         ),
-        ev.CoordinatorUnassigned: lambda d: f"Coordinator {d['user_id']} unassigned on {d['unassigned_on']}",
+        ev.CoordinatorUnassigned: lambda d: (
+            f"Coordinator {d['user_id']}"
+            # of an organisation; an upcast v1 payload did not name it (ADR 0023)
+            + (f" of {d['organisation_id']}" if d.get("organisation_id") else "")
+            + f" unassigned on {d['unassigned_on']}"
+        ),
         ev.ConsentGiven: lambda d: (
             f"Consent signed on {d['signed_on']} for {', '.join(o['name'] for o in d['organisations'])}"
             + (" and relatives" if d["covers_relatives"] else "")

@@ -4,7 +4,7 @@ The read models are registered in :mod:`.tables` (one class each); this writer c
 writes and compares whatever is registered there:
 
 - ``case_views``: the overview document of each case (JSON) and the columns the
-  filters need; ``case_grants`` (who may see it), ``case_coordinators`` (caseloads),
+  filters need; ``case_grants`` (who may see it), ``case_coordinator_people`` (caseloads),
   ``open_actions`` (overdue lists) and ``case_facts`` (statistics, no personal data)
   are derived from the document whenever it is written.
 - ``journal``: one row per event.
@@ -440,7 +440,7 @@ class ReadModels:
         params: list[Any] = [organisation_id, today]
         if coordinator is not None:
             where.append(
-                "EXISTS (SELECT 1 FROM case_coordinators c WHERE c.case_id = v.case_id"
+                "EXISTS (SELECT 1 FROM case_coordinator_people c WHERE c.case_id = v.case_id"
                 " AND c.organisation_id = ? AND c.user_id = ?)"
             )
             params.extend(coordinator)
@@ -470,7 +470,7 @@ class ReadModels:
     def coordinator_cases(self, user_id: str, organisation_id: str) -> list[View]:
         """The active cases the person (organisation, user id) coordinates."""
         rows = self.conn.fetchall(
-            "SELECT v.doc FROM case_coordinators c JOIN case_views v ON v.case_id = c.case_id"
+            "SELECT v.doc FROM case_coordinator_people c JOIN case_views v ON v.case_id = c.case_id"
             " WHERE c.user_id = ? AND c.organisation_id = ? AND v.status = 'active' ORDER BY v.case_id",
             (user_id, organisation_id),
         )
@@ -498,7 +498,7 @@ class ReadModels:
         """(case id, follow-up date) of active cases the organisation coordinates, past their follow-up."""
         rows = self.conn.fetchall(
             "SELECT DISTINCT v.case_id, v.next_follow_up_on FROM case_views v"
-            " JOIN case_coordinators c ON c.case_id = v.case_id"
+            " JOIN case_coordinator_people c ON c.case_id = v.case_id"
             " WHERE c.organisation_id = ? AND v.status = 'active' AND v.next_follow_up_on < ?"
             " ORDER BY v.next_follow_up_on, v.case_id LIMIT ?",
             (organisation_id, today, limit),

@@ -123,16 +123,20 @@ class CaseGrants(CaseTable):
 
 
 class CaseCoordinators(CaseTable):
-    """Each case's coordinators (caseloads)."""
+    """Each case's coordinators (caseloads), one row per person: two organisations'
+    coordinators may share a user id (ADR 0023). It replaces ``case_coordinators``, keyed by
+    case and user id, which a generation built before keeps unused: a new case table is
+    filled from the overviews the generation holds, with no rebuild."""
 
-    table = "case_coordinators"
+    table = "case_coordinator_people"
     columns = "case_id, user_id, organisation_id"
     schema = (
-        "CREATE TABLE IF NOT EXISTS case_coordinators (case_id TEXT NOT NULL, user_id TEXT NOT NULL,"
-        " organisation_id TEXT NOT NULL, PRIMARY KEY (case_id, user_id))",
-        "CREATE INDEX IF NOT EXISTS case_coordinators_user ON case_coordinators (user_id, case_id)",
+        "CREATE TABLE IF NOT EXISTS case_coordinator_people (case_id TEXT NOT NULL, user_id TEXT NOT NULL,"
+        " organisation_id TEXT NOT NULL, PRIMARY KEY (case_id, organisation_id, user_id))",
+        "CREATE INDEX IF NOT EXISTS case_coordinator_people_user"
+        " ON case_coordinator_people (user_id, case_id)",
     )
-    order = "case_id, user_id"
+    order = "case_id, organisation_id, user_id"
 
     def rows(self, view: View) -> Iterable[Row]:
         case_id = view["case_id"]

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.shared.access import grants, may_see
+from services.shared.access import PersonKey, grants, may_see, unassigns
 from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ev
 from vss_contracts.sharing_events import SharingEndReason
@@ -33,7 +33,7 @@ class CaseAccess:
     """What of a case decides who may see it (a JSON-ready value the store keeps per case)."""
 
     opened_by: str | None = None  # the organisation that opened the case
-    coordinators: dict[str, str] = field(default_factory=dict)  # user id -> organisation id
+    coordinators: set[PersonKey] = field(default_factory=set)  # (organisation id, user id)
     consent: list[str] | None = None  # organisation ids the consent names; None: no consent
     withdrawn: bool = False  # withdrawn entirely
     valid_until: str | None = None  # ISO date
@@ -41,7 +41,7 @@ class CaseAccess:
     def to_json(self) -> dict[str, Any]:
         return {
             "opened_by": self.opened_by,
-            "coordinators": self.coordinators,
+            "coordinators": [list(person) for person in sorted(self.coordinators)],
             "consent": self.consent,
             "withdrawn": self.withdrawn,
             "valid_until": self.valid_until,
@@ -52,7 +52,7 @@ class CaseAccess:
         return cls(
             # Stored before the opener was kept: none, so no opener grant, as then.
             opened_by=value.get("opened_by"),
-            coordinators=dict(value["coordinators"]),
+            coordinators=_persons(value["coordinators"]),
             consent=list(value["consent"]) if value["consent"] is not None else None,
             withdrawn=bool(value["withdrawn"]),
             valid_until=value["valid_until"],
@@ -69,10 +69,11 @@ class CaseAccess:
 
     def _coordinator_assigned(self, data: dict[str, Any]) -> None:
         coordinator = data["coordinator"]
-        self.coordinators[coordinator["user_id"]] = coordinator["organisation"]["id"]
+        self.coordinators.add((coordinator["organisation"]["id"], coordinator["user_id"]))
 
     def _coordinator_unassigned(self, data: dict[str, Any]) -> None:
-        self.coordinators.pop(data["user_id"], None)
+        # the person; an upcast v1 payload the coordinator with its user id (ADR 0023)
+        self.coordinators -= {person for person in self.coordinators if unassigns(data, person)}
 
     def _consent_given(self, data: dict[str, Any]) -> None:
         # A new consent replaces the previous one as a whole.
@@ -97,13 +98,21 @@ class CaseAccess:
         """The organisations that may see the case on ``day`` (ISO date): the shared rule."""
         consented = self.consent if self.consent is not None and not self.withdrawn else ()
         case_grants = grants(
-            self.coordinators.values(),
+            (organisation_id for organisation_id, _ in self.coordinators),
             consented,
             self.valid_until,
             opened_by=self.opened_by,
             consent_given=self.consent is not None,
         )
         return {org for org, _ in case_grants if may_see(org, case_grants, day)}
+
+
+def _persons(stored: Any) -> set[PersonKey]:
+    """The coordinators as stored: a list of [organisation id, user id]; stored before persons
+    were kept, a mapping of user id to organisation id (one coordinator per user id then)."""
+    if isinstance(stored, dict):
+        return {(organisation_id, user_id) for user_id, organisation_id in stored.items()}
+    return {(organisation_id, user_id) for organisation_id, user_id in stored}
 
 
 # Who may see a case turns on its opener, its coordinators and its consent only.

@@ -771,3 +771,29 @@ def test_a_schedule_kept_from_an_earlier_batch_gives_way_to_another_writers_chan
     assert kinds == ["client_contact", "resource_group"]  # the booking is not lost
     versions = [e.version for e in store.events(feed.case_id)]
     assert versions == list(range(1, len(versions) + 1))  # one chain, nothing overwritten
+
+
+def test_unassigning_one_of_two_coordinators_sharing_a_user_id_keeps_the_other_invited() -> None:
+    # "sara" of the social services and "sara" of another municipality's: two people (ADR 0023).
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    other_org = OrganisationRef(id="annan-kommun", name="Annan kommun", principal=Principal.MUNICIPALITY)
+    feed.assign(MONDAY, "sara", other_org)
+    feed.summarise(date(2026, 1, 20))
+    [meeting] = service.meetings(feed.case_id)
+    coordinators = {
+        i.invitee_id: i.organisation.id for i in meeting.invitees.values() if i.organisation and i.user_id
+    }
+    assert coordinators == {"coordinator:sara": SOCIAL.id, f"coordinator:{other_org.id}/sara": other_org.id}
+
+    feed.unassign(date(2026, 1, 21), "sara", SOCIAL)
+
+    [meeting] = service.meetings(feed.case_id)
+    assert [
+        i.organisation.id for i in meeting.invitees.values() if i.user_id == "sara" and i.organisation
+    ] == [other_org.id]
+    assert [m.meeting_id for m in service.meetings_of_coordinator("sara", other_org.id)] == [
+        meeting.meeting_id
+    ]
+    assert service.meetings_of_coordinator("sara", SOCIAL.id) == []
+    assert store.cases_of_coordinator("sara") == [feed.case_id]  # the feed's row, for the one left

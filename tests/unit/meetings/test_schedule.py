@@ -305,7 +305,30 @@ def test_during_a_handover_both_coordinators_are_invited_and_the_outgoing_one_le
     assert [i.invitee_id for i in added.added] == ["coordinator:lena"]
     [meeting] = schedule.schedule.upcoming()
     assert {"coordinator:sara", "coordinator:lena"} <= set(meeting.invitees)
-    unassigned = ce.CoordinatorUnassigned(user_id="sara", unassigned_on=date(2026, 3, 9))
+    unassigned = ce.CoordinatorUnassigned(
+        organisation_id=SOCIAL.id, user_id="sara", unassigned_on=date(2026, 3, 9)
+    )
     [left] = payloads(schedule.on(date(2026, 3, 9), unassigned))
     assert isinstance(left, me.MeetingInviteesChanged)
     assert [i.invitee_id for i in left.removed] == ["coordinator:sara"]
+
+
+def test_a_snapshot_stored_with_coordinators_by_user_id_restores_them_by_person() -> None:
+    schedule = Schedule().started(date(2026, 1, 5))
+    stored = snapshot(schedule.schedule)
+    stored["coordinators"] = {v["user_id"]: v for v in stored["coordinators"].values()}  # as kept before
+
+    restored = restore(stored, Rules(), WORKING_DAYS)
+
+    assert list(restored.state.coordinators) == ["coordinator:sara"]
+    assert restored.state.coordinator(SOCIAL.id, "sara") is not None
+    assert restored.state.coordinator(REGION_PSYCH.id, "sara") is None  # another organisation's sara
+
+
+def test_an_upcast_v1_unassignment_uninvites_the_coordinator_with_that_user_id() -> None:
+    schedule = Schedule().started(date(2026, 1, 5))
+    schedule.on(
+        date(2026, 1, 6),
+        ce.CoordinatorUnassigned(organisation_id=None, user_id="sara", unassigned_on=date(2026, 1, 6)),
+    )
+    assert schedule.schedule.state.coordinators == {}

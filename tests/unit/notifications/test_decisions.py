@@ -486,6 +486,55 @@ def test_an_incoming_coordinator_is_told_and_both_are_in_the_audience_during_a_h
         )
     )
     assert (notice.person.name, notice.template) == ("Lena", "coordinator_assigned")
-    assert set(case.audience.coordinators) == {"sara", "lena"}
-    case.on(ce.CoordinatorUnassigned(user_id="sara", unassigned_on=TODAY))
-    assert set(case.audience.coordinators) == {"lena"}
+    assert set(case.audience.coordinators) == {(SOCIAL.id, "sara"), (SOCIAL.id, "lena")}
+    case.on(ce.CoordinatorUnassigned(organisation_id=SOCIAL.id, user_id="sara", unassigned_on=TODAY))
+    assert set(case.audience.coordinators) == {(SOCIAL.id, "lena")}
+
+
+def test_unassigning_one_of_two_coordinators_sharing_a_user_id_keeps_the_other_notified() -> None:
+    # Sara of the social services and another "sara" of the region's psychiatry: two people.
+    case = Case()
+    case.consent()
+    namesake = Coordinator(
+        user_id="sara",
+        name="Sara Psykiatri",
+        organisation=REGION_PSYCH,
+        contact=ContactDetails(email="s@vgr.se"),
+    )
+    [told] = case.on(ce.CoordinatorAssigned(coordinator=namesake, assigned_on=TODAY))
+    assert told.person.key == f"coordinator:{REGION_PSYCH.id}/sara"  # the first sara keeps hers
+    assert set(case.audience.coordinators) == {(SOCIAL.id, "sara"), (REGION_PSYCH.id, "sara")}
+
+    case.on(ce.CoordinatorUnassigned(organisation_id=SOCIAL.id, user_id="sara", unassigned_on=TODAY))
+
+    assert set(case.audience.coordinators) == {(REGION_PSYCH.id, "sara")}
+    warning = ce.EarlyWarningPlanUpdated(
+        plan_version=1,
+        signs=[ce.WarningSign(sign_id="somn", description="Sover dåligt")],
+        client_actions=["Ringa"],
+        others_actions=[],
+        contacts=[],
+        updated_on=TODAY,
+    )
+    case.on(warning)
+    outcome = on_case_event(
+        case.audience,
+        ce.EarlyWarningTriggered(warning_id=uuid4(), plan_version=1, sign_ids=["somn"], observed_on=TODAY),
+        AT,
+        TODAY,
+    )
+    assert [(n.person.name, n.person.organisation_id) for n in outcome.notices] == [
+        ("Sara Psykiatri", REGION_PSYCH.id)
+    ]
+    duty = {
+        org.id: Person(key=f"duty:{org.id}", name=f"Jour {org.id}", role=Role.DUTY, organisation_id=org.id)
+        for org in (SOCIAL, REGION_PSYCH)
+    }
+    [escalated] = escalation(case.audience, uuid4(), AT, duty, TODAY)
+    assert escalated.person.organisation_id == REGION_PSYCH.id  # the remaining coordinator's
+
+
+def test_an_upcast_v1_unassignment_removes_the_coordinator_with_that_user_id() -> None:
+    case = Case()
+    case.on(ce.CoordinatorUnassigned(organisation_id=None, user_id="sara", unassigned_on=TODAY))
+    assert case.audience.coordinators == {}

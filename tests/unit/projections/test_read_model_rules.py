@@ -15,7 +15,7 @@ from tests.domain import specs
 from tests.unit.stories import Stream, story
 from vss_contracts import case_events as ev
 from vss_contracts.registry import upcast
-from vss_contracts.types import Worksheet
+from vss_contracts.types import MemberKind, Participant, Worksheet
 
 
 def view_of(*steps: specs.Step) -> dict[str, Any]:
@@ -394,3 +394,45 @@ def test_the_journal_says_whom_the_incoming_coordinator_takes_over_from() -> Non
         f"Coordinator Sara Holm ({specs.REGION_ORG.name}) assigned on {specs.ASSIGNED_ON},"
         f" taking over from {specs.ANNA.user_id}"
     )
+
+
+# ------------------------------------------------- a coordinator is a person (ADR 0023)
+def test_unassigning_one_of_two_coordinators_sharing_a_user_id_leaves_the_other_in_the_overview() -> None:
+    both = view_of(*specs.TWO_ANNAS)
+    assert [(c["organisation"]["id"], c["user_id"]) for c in both["coordinators"]] == [
+        (specs.REGION_ORG.id, specs.ANNA.user_id),
+        (specs.MUNICIPALITY_ORG.id, specs.ANNA.user_id),
+    ]
+
+    after = view_of(*specs.TWO_ANNAS, specs.unassign_person(specs.ANNA_OF_MUNICIPALITY))
+
+    assert [(c["organisation"]["id"], c["name"]) for c in after["coordinators"]] == [
+        (specs.REGION_ORG.id, specs.ANNA.name)
+    ]
+
+
+def test_a_joint_step_with_both_coordinators_sharing_a_user_id_counts_each() -> None:
+    p_namesake = Participant(
+        kind=MemberKind.COORDINATOR, name=specs.ANNA_OF_MUNICIPALITY.name, user_id=specs.ANNA.user_id
+    )
+    both = specs.worksheet(Worksheet.INTERVIEW, specs.P_ANNA, p_namesake, specs.P_CLIENT)
+    view = view_of(*specs.TWO_ANNAS, specs.consent(), both)
+    assert [everyone for _, _, everyone in view["facts"]["joint_steps"]] == [True]
+
+
+def test_the_journal_names_the_organisation_of_the_coordinator_unassigned() -> None:
+    records = Stream().records(story(*specs.TWO_ANNAS, specs.unassign_person(specs.ANNA_OF_MUNICIPALITY)))
+    assert journal.summary(records[-1]) == (
+        f"Coordinator {specs.ANNA.user_id} of {specs.MUNICIPALITY_ORG.id} unassigned on {specs.ASSIGNED_ON}"
+    )
+
+
+def test_an_upcast_v1_unassignment_leaves_the_overview_the_coordinator_with_that_user_id() -> None:
+    view = view_of(*specs.COORDINATED)
+    current, payload = upcast(
+        ev.CoordinatorUnassignedV1.TYPE, {"user_id": specs.ERIK.user_id, "unassigned_on": "2025-03-01"}
+    )
+    handler = case_view.HANDLERS.handler(current)
+    assert handler is not None
+    handler(view, payload)
+    assert [c["user_id"] for c in view["coordinators"]] == [specs.ANNA.user_id]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.shared.access import AccessRecord, grants, may_see, record_access
+from services.shared.access import AccessRecord, coordinator_id, grants, may_see, record_access, unassigns
 
 
 def test_coordinating_organisations_may_see_the_case_open_endedly() -> None:
@@ -74,3 +74,21 @@ def test_each_read_is_recorded_with_who_read_what_and_the_outcome() -> None:
     assert (record.resource, record.outcome, record.reason) == ("meetings", "denied", "no_consent")
     assert record.roles == ("coordinator", "manager")
     assert record.principal == "region"
+
+
+def test_an_unassignment_names_the_person_and_a_v1_one_the_user_id() -> None:
+    v2 = {"organisation_id": "kommun-soc", "user_id": "anna.k", "unassigned_on": "2026-03-02"}
+    assert unassigns(v2, ("kommun-soc", "anna.k"))
+    assert not unassigns(v2, ("region-psyk", "anna.k"))  # the same user id elsewhere: someone else
+    v1 = {"organisation_id": None, "user_id": "anna.k", "unassigned_on": "2026-03-02"}  # upcast
+    assert unassigns(v1, ("region-psyk", "anna.k"))
+    assert not unassigns(v1, ("region-psyk", "omar.s"))
+
+
+def test_a_coordinators_id_is_qualified_only_when_a_namesake_holds_the_plain_one() -> None:
+    assert coordinator_id(("region-psyk", "anna.k"), []) == "coordinator:anna.k"
+    assert coordinator_id(("kommun-soc", "anna.k"), ["coordinator:anna.k"]) == "coordinator:kommun-soc/anna.k"
+    assert coordinator_id(("kommun-soc", "omar.s"), ["coordinator:anna.k"]) == "coordinator:omar.s"
+    long = coordinator_id(("o" * 64, "u" * 120), ["coordinator:" + "u" * 120])
+    assert long.startswith("coordinator:" + "o" * 64 + "/#")
+    assert len(long) <= 160  # the invitee and recipient ids' limit

@@ -102,3 +102,35 @@ def test_a_handover_within_an_organisation_keeps_its_sight_of_the_case() -> None
     assert access.covered("2025-03-01") == {REGION}
     access.apply(ev.CoordinatorUnassigned.TYPE, {"user_id": "anna"})
     assert access.covered("2025-03-01") == {REGION}  # the incoming coordinator is the region's too
+
+
+def test_unassigning_one_of_two_coordinators_sharing_a_user_id_keeps_the_others_organisation() -> None:
+    # "anna" at the region and "anna" at the city: two people (ADR 0023).
+    access = access_after(assigned("anna", REGION), assigned("anna", CITY))
+    assert access.covered("2025-03-01") == {REGION, CITY}
+
+    access.apply(
+        ev.CoordinatorUnassigned.TYPE,
+        {"organisation_id": CITY, "user_id": "anna", "unassigned_on": "2025-03-01"},
+    )
+
+    assert access.coordinators == {(REGION, "anna")}
+    assert access.covered("2025-03-01") == {REGION}  # the region's Anna still coordinates: covered
+    assert CaseAccess.from_json(access.to_json()) == access
+
+
+def test_an_upcast_v1_unassignment_names_the_coordinator_with_that_user_id() -> None:
+    access = access_after(assigned("anna", REGION), assigned("omar", CITY))
+    access.apply(ev.CoordinatorUnassigned.TYPE, {"organisation_id": None, "user_id": "omar"})
+    assert access.coordinators == {(REGION, "anna")}
+
+
+def test_an_access_state_stored_by_user_id_reads_as_persons() -> None:
+    stored = {
+        "opened_by": REGION,
+        "coordinators": {"anna": REGION, "omar": CITY},  # as stored before persons were kept
+        "consent": None,
+        "withdrawn": False,
+        "valid_until": None,
+    }
+    assert CaseAccess.from_json(stored).coordinators == {(REGION, "anna"), (CITY, "omar")}
