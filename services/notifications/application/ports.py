@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -145,6 +146,11 @@ class Renderer(Protocol):
 
 class Store(Protocol):
     lock: Any
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """The writes inside (claim, finish, record_decisions …) commit together, or none of
+        them; reads inside see them. Nested, an inner one that raises undoes its own only."""
+        ...
 
     def audience(self, case_id: str) -> dict[str, Any] | None: ...
     def audience_at(self, case_id: str, case_position: int) -> tuple[int, dict[str, Any]] | None: ...

@@ -9,7 +9,8 @@
   one by one (pending -> sending, a conditional update: a cancellation recorded first
   wins and the message never leaves), rendered and handed to their channel; the outcome
   and its record event (NotificationSent / NotificationFailed) are stored in one
-  transaction. A cancellation that comes after the claim changes nothing and records
+  transaction, with the claim of the channel's next message (one commit per message),
+  before that message is handed over. A cancellation that comes after the claim changes nothing and records
   nothing: the message is on its way and is recorded as what it became. Temporary
   failures are retried with exponential backoff up to ``max_attempts``. Every claim, retry
   and recovery asks the audience's one rule (:meth:`Audience.why_not_told`, the one the
@@ -35,6 +36,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -443,25 +445,64 @@ class NotificationsService:
 
     # ------------------------------------------------------------------------- deliver
     async def deliver_due(self, now: datetime | None = None) -> int:
-        """Hand every delivery due by ``now`` to its channel; the number of attempts made."""
+        """Hand every delivery due by ``now`` to its channel; the number of attempts made.
+
+        The due rows are read a batch at a time and sent through *lanes*: as many per channel
+        as it sends at once (SMTP one), each taking its channel's rows in the batch's order
+        (urgent first), one at a time. A lane stores the outcome of its last message in the
+        same transaction as the claim of its next one (:meth:`_claim`), and its last outcome
+        alone when it has no next: one commit per message, and still at most one message per
+        lane that a channel may have accepted and whose outcome is not stored (the window of
+        ADR 0007: the outcome is stored before the next message is handed over).
+        """
         now = now or self.clock.now()
         attempts = 0
         while True:
             rows = await asyncio.to_thread(self.store.due, iso(now), self.policy.batch)
             if not rows:
                 return attempts
-            gate = asyncio.Semaphore(self.policy.concurrency)
-            made = await asyncio.gather(*(self._gated(gate, row) for row in rows))
-            attempts += sum(made)
+            queues: dict[str, deque[DeliveryRow]] = {}
+            for row in rows:
+                queues.setdefault(row.channel, deque()).append(row)
+            lanes = [
+                self._lane(channel, queue)
+                for channel, queue in queues.items()
+                for _ in range(self._lanes_of(channel))
+            ]
+            attempts += sum(await asyncio.gather(*lanes))
             if len(rows) < self.policy.batch:
                 return attempts
 
-    async def _gated(self, gate: asyncio.Semaphore, row: DeliveryRow) -> bool:
-        # The channel's slot first, then the claim: a delivery waits for its channel while
-        # still pending (a withdrawal meanwhile cancels it), and holds no place of the
-        # others' while it waits.
-        async with self._slot(row.channel), gate:
-            return await self._attempt(row)
+    def _lanes_of(self, channel: str) -> int:
+        sender = self.channels.get(Channel(channel))
+        return max(1, min(sender.concurrency if sender is not None else 1, self.policy.concurrency))
+
+    async def _lane(self, channel: str, rows: deque[DeliveryRow]) -> int:
+        """Send ``rows`` (shared with the channel's other lanes) one at a time; attempts made."""
+        made = 0
+        # The channel's slot first, then each claim: a delivery waits for its channel while
+        # still pending (a withdrawal meanwhile cancels it). Held for the lane's whole run, so
+        # that an outcome never waits for a slot before it is stored.
+        async with self._slot(channel):
+            unsettled: tuple[DeliveryRow, AttemptOutcome] | None = None
+            while rows:
+                row = rows.popleft()
+                claimed, settled = await asyncio.to_thread(self._claim, row, unsettled)
+                if unsettled is not None and settled is not None:
+                    self._report(unsettled[0], *settled)
+                unsettled = None
+                if not claimed:
+                    continue
+                made += 1
+                try:
+                    unsettled = (row, await self._send(row, row.attempts + 1))
+                except Exception as error:
+                    # The outcome could not be built: settled as best it can be, not left
+                    # claimed until the next start.
+                    await asyncio.to_thread(self._unclaim, row, error)
+            if unsettled is not None:
+                self._report(unsettled[0], *await asyncio.to_thread(self._store_outcome, *unsettled))
+        return made
 
     def _slot(self, channel: str) -> asyncio.Semaphore:
         """The channel's sends at once (its ``concurrency``), shared by every pass on this loop."""
@@ -474,24 +515,7 @@ class NotificationsService:
             slots[channel] = asyncio.Semaphore(max(1, sender.concurrency if sender is not None else 1))
         return slots[channel]
 
-    async def _attempt(self, row: DeliveryRow) -> bool:
-        """One attempt; False if the delivery was cancelled since it was read (nothing sent)."""
-        # Claimed just before sending, not with the batch: a cancellation recorded while
-        # the batch waits its turn must win, or the message leaves against the consent.
-        if not await asyncio.to_thread(self._claim, row):
-            return False
-        attempt = row.attempts + 1
-        ended: AttemptOutcome | None = None
-        try:
-            ended = await self._send(row, attempt)
-            outcome, stored = await asyncio.to_thread(self._settle, row, ended)
-        except Exception as error:
-            # The store failed (busy, connection lost) or the outcome could not be built: the
-            # delivery is settled as best it can be, not left claimed until the next start.
-            stored = await asyncio.to_thread(self._unclaim, row, error, ended)
-            if ended is None:
-                return True
-            outcome = ended
+    def _report(self, row: DeliveryRow, outcome: AttemptOutcome, stored: bool) -> None:
         if stored and outcome.status == "sent":
             self.counters.sent += 1
         if outcome.status != "sent":
@@ -499,10 +523,18 @@ class NotificationsService:
                 "notifications.delivery_" + outcome.status,
                 delivery=row.delivery_key,
                 channel=row.channel,
-                attempts=attempt,
+                attempts=outcome.attempts,
                 error=outcome.error,
             )
-        return True
+
+    def _store_outcome(self, row: DeliveryRow, ended: AttemptOutcome) -> tuple[AttemptOutcome, bool]:
+        """Store a claimed delivery's outcome on its own (the lane's last); (as stored, stored)."""
+        try:
+            return self._settle(row, ended)
+        except Exception as error:
+            # The store failed (busy, connection lost): the delivery is settled as best it can
+            # be, not left claimed until the next start.
+            return ended, self._unclaim(row, error, ended)
 
     async def _send(self, row: DeliveryRow, attempt: int) -> AttemptOutcome:
         """Hand a claimed delivery to its channel; how the attempt ended (not yet stored)."""
@@ -524,18 +556,56 @@ class NotificationsService:
         record = self._record(ne.NotificationSent, row, "sent", at, sent_at=at, attempts=attempt)
         return AttemptOutcome("sent", attempt, at, record=record)
 
-    def _claim(self, row: DeliveryRow) -> bool:
-        """Claim a pending delivery for sending; False if a cancellation won, or if it may no
-        longer go (:meth:`_why_not`: then it is cancelled, on the record, with the reason).
+    def _claim(
+        self, row: DeliveryRow, unsettled: tuple[DeliveryRow, AttemptOutcome] | None = None
+    ) -> tuple[bool, tuple[AttemptOutcome, bool] | None]:
+        """Store the outcome of the lane's previous message (``unsettled``) and claim ``row``
+        for sending, in one transaction; (claimed, (the previous outcome as stored, stored)).
 
-        A consent ends by its date passing, which no event announces: a message decided
-        before (or a retry) would otherwise leave after the end; and a retry claimed before
-        a member left or the case closed was not pending then, so nothing cancelled it.
-        Under the store's lock, so no decision comes between the look at the audience and
-        the update.
+        Not claimed if a cancellation won, or if it may no longer go (:meth:`_why_not`: then
+        it is cancelled, on the record, with the reason, in the same transaction). A consent
+        ends by its date passing, which no event announces: a message decided before (or a
+        retry) would otherwise leave after the end; and a retry claimed before a member left
+        or the case closed was not pending then, so nothing cancelled it. Under the store's
+        lock, so no decision comes between the look at the audience and the update.
+
+        If the store fails, the previous outcome is stored on its own as before
+        (:meth:`_store_outcome`), and ``row`` is claimed on its own: a failure of the look at
+        the audience leaves it to wait ``first_retry``, its attempts unchanged.
         """
         with self.store.lock:
-            if not self.store.claim(row.delivery_key):
+            try:
+                why_not = self._why_not(row)
+            except Exception as error:
+                settled = self._store_outcome(*unsettled) if unsettled is not None else None
+                self._look_failed(row, error)
+                return False, settled
+            try:
+                with self.store.transaction():
+                    settled = self._settle(*unsettled) if unsettled is not None else None
+                    claimed = self.store.claim(row.delivery_key)
+                    if claimed and why_not is not None:
+                        at, attempts = iso(self.clock.now()), max(row.attempts, 1)
+                        record = self._withdrawal(row, at, attempts, why_not)
+                        outcome = AttemptOutcome("cancelled", attempts, at, why_not, record=record)
+                        self.store.finish(row.delivery_key, outcome)
+            except Exception as error:
+                log.warning("notifications.claim_unsettled", delivery=row.delivery_key, error=_short(error))
+                settled = self._store_outcome(*unsettled) if unsettled is not None else None
+                return self._claim_alone(row), settled
+        if claimed and why_not is not None:
+            log.info("notifications.delivery_cancelled", delivery=row.delivery_key, error=why_not)
+            return False, settled
+        return claimed, settled
+
+    def _claim_alone(self, row: DeliveryRow) -> bool:
+        """Claim ``row`` in a transaction of its own (after a failed :meth:`_claim`)."""
+        with self.store.lock:
+            try:
+                if not self.store.claim(row.delivery_key):
+                    return False
+            except Exception as error:  # nothing claimed: it stays pending for the next look
+                log.warning("notifications.claim_failed", delivery=row.delivery_key, error=_short(error))
                 return False
             try:
                 why_not = self._why_not(row)
@@ -543,13 +613,24 @@ class NotificationsService:
                     return True
                 at, attempts = iso(self.clock.now()), max(row.attempts, 1)
                 record = self._withdrawal(row, at, attempts, why_not)
-                outcome = AttemptOutcome("cancelled", attempts, at, why_not, record=record)
-                self.store.finish(row.delivery_key, outcome)
+                self.store.finish(
+                    row.delivery_key, AttemptOutcome("cancelled", attempts, at, why_not, record=record)
+                )
             except Exception as error:  # nothing was sent: tried again after a pause
                 self._unclaim(row, error)
                 return False
         log.info("notifications.delivery_cancelled", delivery=row.delivery_key, error=why_not)
         return False
+
+    def _look_failed(self, row: DeliveryRow, error: Exception) -> None:
+        """The look at the audience before a claim failed: ``row`` waits ``first_retry``, its
+        attempts unchanged, with the error on the row (nothing was sent)."""
+        with self.store.lock:
+            try:
+                if self.store.claim(row.delivery_key):
+                    self._unclaim(row, error)
+            except Exception as again:  # nothing claimed: it stays pending for the next look
+                log.warning("notifications.claim_failed", delivery=row.delivery_key, error=_short(again))
 
     def _unclaim(self, row: DeliveryRow, error: Exception, outcome: AttemptOutcome | None = None) -> bool:
         """After the store failed on a claimed delivery: settle it as best it can, so it is
