@@ -308,6 +308,9 @@ class RecordingChannel:
     sent: list[OutgoingMessage] = field(default_factory=list)
     failures: list[Exception] = field(default_factory=list)
 
+    def prepare(self, message: OutgoingMessage) -> None:
+        pass
+
     async def send(self, message: OutgoingMessage) -> None:
         if self.failures:
             raise self.failures.pop(0)
