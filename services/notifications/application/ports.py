@@ -73,7 +73,7 @@ class Decisions:
     event_id: str
     case_id: str
     at: str
-    audience: dict[str, Any]
+    audience: dict[str, Any] | None  # None: unchanged (not written again)
     deliveries: Sequence[NewDelivery] = ()
     cancelled: Sequence[tuple[str, RecordEvent]] = ()  # (delivery key, its NotificationFailed)
     alert_opened: tuple[str, str, str] | None = None  # (warning id, triggered at, escalate at)

@@ -36,8 +36,10 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,6 +73,7 @@ from services.notifications.application.ports import (
 from services.notifications.domain.audience import NOT_COVERED, Audience, Person, local_day
 from services.notifications.domain.decisions import (
     ANSWER_MEETING,
+    CASE_HANDLERS,
     PLAN_LINK_HOLDER,
     PLAN_LINK_KIND,
     Notice,
@@ -232,6 +235,7 @@ class NotificationsService:
         # Called (from the consumer's thread) when new deliveries are recorded, so the sender
         # goes at once instead of at its next look: an urgent message must not wait.
         self.on_decided: Callable[[], None] | None = None
+        self._batching = threading.local()  # a batch of events being applied in this thread
 
     # -------------------------------------------------------------------------- decide
     def apply(
@@ -268,6 +272,10 @@ class NotificationsService:
         """
         if log_position is None and isinstance(data, CaseEventData):
             log_position = case_position
+        if isinstance(data, CaseEventData) and CASE_HANDLERS.handler(data.TYPE) is None:
+            # No message, and no change to who may be told (the table's ignored types): only
+            # the position moves, without reading or writing the case's audience.
+            return self._pass(consumer, stream_sequence, event_id, str(case_id), recorded_at, case_position)
         with self.store.lock:
             if stream_sequence <= self.store.applied_through(consumer):
                 return False
@@ -311,7 +319,7 @@ class NotificationsService:
                         event_id=event_id,
                         case_id=str(case_id),
                         at=at,
-                        audience=audience.to_json(),
+                        audience=None if value == (kept_json := audience.to_json()) else kept_json,
                         deliveries=deliveries,
                         cancelled=cancelled,
                         alert_opened=opened,
@@ -324,9 +332,59 @@ class NotificationsService:
             except AlreadyApplied:
                 return False
             self.counters.decided += len(deliveries)
-        if deliveries and self.on_decided is not None:
-            self.on_decided()
+        if deliveries:
+            self._decided()
         return True
+
+    def _pass(
+        self,
+        consumer: str,
+        stream_sequence: int,
+        event_id: str,
+        case_id: str,
+        recorded_at: datetime,
+        case_position: int | None,
+    ) -> bool:
+        """Record a case event that changes nothing here as applied (its position only)."""
+        with self.store.lock:
+            if stream_sequence <= self.store.applied_through(consumer):
+                return False
+            try:
+                self.store.record_decisions(
+                    Decisions(
+                        consumer=consumer,
+                        stream_sequence=stream_sequence,
+                        event_id=event_id,
+                        case_id=case_id,
+                        at=iso(recorded_at),
+                        audience=None,
+                        log_position=case_position,
+                    )
+                )
+            except AlreadyApplied:
+                return False
+        return True
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The events applied inside (:meth:`apply`, in this thread) commit together, with the
+        position of the last, or none of them; the sender is woken once, after the commit (it
+        would not see deliveries not committed yet)."""
+        self._batching.decided = False
+        self._batching.active = True
+        try:
+            with self.store.lock, self.store.transaction():
+                yield
+        finally:
+            self._batching.active = False
+        if self._batching.decided and self.on_decided is not None:
+            self.on_decided()
+
+    def _decided(self) -> None:
+        if getattr(self._batching, "active", False):
+            self._batching.decided = True
+        elif self.on_decided is not None:
+            self.on_decided()
 
     def _deliveries(
         self, notice: Notice, case_id: UUID, cause_id: str, cause_type: str, at: datetime

@@ -186,7 +186,8 @@ class InMemoryNotificationStore:
         with self.lock:
             if not self.positions.advance(d.consumer, d.stream_sequence, d.event_id):
                 raise AlreadyApplied(f"{d.consumer} applied sequence {d.stream_sequence} already")
-            self.audiences[d.case_id] = dict(d.audience)
+            if d.audience is not None:
+                self.audiences[d.case_id] = dict(d.audience)
             if d.history is not None and d.log_position is not None:
                 self.history.setdefault(d.case_id, {}).setdefault(d.log_position, dict(d.history))
             if d.history_in_force is not None:
