@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -236,6 +237,8 @@ class NotificationsService:
         # goes at once instead of at its next look: an urgent message must not wait.
         self.on_decided: Callable[[], None] | None = None
         self._batching = threading.local()  # a batch of events being applied in this thread
+        # How often urgent deliveries were decided: a pass sending non-urgent ones looks again.
+        self._urgent_decided = 0
 
     # -------------------------------------------------------------------------- decide
     def apply(
@@ -332,6 +335,8 @@ class NotificationsService:
             except AlreadyApplied:
                 return False
             self.counters.decided += len(deliveries)
+            if any(d.urgent for d in deliveries):
+                self._urgent_decided += 1
         if deliveries:
             self._decided()
         return True
@@ -525,27 +530,39 @@ class NotificationsService:
         now = now or self.clock.now()
         attempts = 0
         while True:
+            seen = self._urgent_decided
             rows = await asyncio.to_thread(self.store.due, iso(now), self.policy.batch)
             if not rows:
                 return attempts
             queues: dict[str, deque[DeliveryRow]] = {}
             for row in rows:
                 queues.setdefault(row.channel, deque()).append(row)
+
+            look_again = partial(self._look_again, seen, queues)
             lanes = [
-                self._lane(channel, queue)
+                self._lane(channel, queue, look_again)
                 for channel, queue in queues.items()
                 for _ in range(self._lanes_of(channel))
             ]
             attempts += sum(await asyncio.gather(*lanes))
+            if any(queues.values()):
+                continue  # stopped to look again
             if len(rows) < self.policy.batch:
                 return attempts
+
+    def _look_again(self, seen: int, queues: Mapping[str, deque[DeliveryRow]]) -> bool:
+        """Urgent deliveries decided since the rows were read must not wait behind the
+        non-urgent ones still queued: the lanes stop, and the rows are read again (urgent
+        first). Queued urgent ones go first anyway: no need then."""
+        return self._urgent_decided != seen and any(not r.urgent for queue in queues.values() for r in queue)
 
     def _lanes_of(self, channel: str) -> int:
         sender = self.channels.get(Channel(channel))
         return max(1, min(sender.concurrency if sender is not None else 1, self.policy.concurrency))
 
-    async def _lane(self, channel: str, rows: deque[DeliveryRow]) -> int:
-        """Send ``rows`` (shared with the channel's other lanes) one at a time; attempts made."""
+    async def _lane(self, channel: str, rows: deque[DeliveryRow], look_again: Callable[[], bool]) -> int:
+        """Send ``rows`` (shared with the channel's other lanes) one at a time, until they are
+        sent or ``look_again`` says to stop; attempts made."""
         made = 0
         # The channel's slot first, then each claim: a delivery waits for its channel while
         # still pending (a withdrawal meanwhile cancels it). Held for the lane's whole run, so
@@ -553,7 +570,7 @@ class NotificationsService:
         async with self._slot(channel):
             unsettled: tuple[DeliveryRow, AttemptOutcome] | None = None
             ahead: asyncio.Future[_Ahead | None] | None = None
-            while rows:
+            while rows and not look_again():
                 row = rows.popleft()
                 claimed, settled = await asyncio.to_thread(self._claim, row, unsettled)
                 if unsettled is not None and settled is not None:

@@ -172,3 +172,37 @@ def test_a_failed_store_on_the_combined_step_stores_the_outcome_alone_and_sends_
     assert set(sent.values()) == {1}
     assert len(sent) == CONTACTS + 1
     assert {r.status for r in world.rows("early_warning")} == {"sent"}
+
+
+def test_an_urgent_message_decided_during_a_pass_goes_before_the_non_urgent_still_queued() -> None:
+    world = Notifications()
+    email = NotingChannel(Channel.EMAIL, store=world.store)
+    world.email = email
+    world.service.channels = {**world.service.channels, Channel.EMAIL: email}
+    world.feed.open(DAY)
+    world.feed.assign(DAY, "sara", SOCIAL)
+    world.feed.consent(DAY)
+    world.feed.plan(
+        DAY,
+        *(
+            ce.PlanContact(
+                name=f"Kontakt {n}", relation="vän", email=f"k{n}@example.se", phone=f"070123450{n}"
+            )
+            for n in range(CONTACTS)
+        ),
+    )
+    queued = len([r for r in world.rows() if r.channel == "email"])
+    assert queued >= CONTACTS + 1  # non-urgent: the coordinator's, the plan to each
+
+    async def send_then_trigger(message: OutgoingMessage) -> None:
+        await NotingChannel.send(email, message)
+        if len(email.sent) == 1:  # the case consumer decides an early warning meanwhile
+            world.feed.trigger(DAY)
+
+    email.send = send_then_trigger  # type: ignore[method-assign]
+    world.deliver()
+    urgent = [m.urgent for m in email.sent]
+    assert urgent[0] is False
+    # The warning's e-mails (to the contacts and the coordinator) right after the one in flight.
+    assert urgent[1 : 1 + CONTACTS + 1] == [True] * (CONTACTS + 1)
+    assert urgent[1 + CONTACTS + 1 :] == [False] * (queued - 1)
