@@ -19,6 +19,7 @@ from services.notifications.application.service import (
 )
 from services.notifications.domain.decisions import CASE_HANDLERS, MEETING_HANDLERS
 from services.notifications.infrastructure.bus import (
+    CaseEventHandler,
     CaseStreamFirst,
     EventHandler,
     NotificationEventLog,
@@ -189,7 +190,7 @@ def bootstrap_notifications(
     case_first = CaseStreamFirst(store, CASE_CONSUMER, settings.nats(), case_names.stream)
     case_events, meeting_events = subscriptions(settings, case_names=case_names, meeting_names=meeting_names)
     consumers = [
-        consumer_of(settings, EventHandler(service, store, CASE_CONSUMER), case_events),
+        consumer_of(settings, CaseEventHandler(service, store, CASE_CONSUMER), case_events),
         consumer_of(
             settings, EventHandler(service, store, MEETINGS_CONSUMER, case_first=case_first), meeting_events
         ),

@@ -153,6 +153,10 @@ class SqlStore(Generic[TxT]):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[TxT]:
+        """One write transaction. Inside another one of the same thread it is a savepoint of
+        it: its writes commit with the outer transaction, and an exception out of it undoes
+        its own writes only (psycopg nests transaction blocks so; on SQLite, ``SAVEPOINT``).
+        Reads (:meth:`read`) inside see the open transaction's writes."""
         with self.lock:
             if self.postgres:
                 with contextlib.ExitStack() as stack:
@@ -160,6 +164,16 @@ class SqlStore(Generic[TxT]):
                 return
             conn = self._conn()
             cursor = conn.cursor()
+            if conn.in_transaction:
+                cursor.execute("SAVEPOINT nested")
+                try:
+                    yield self._tx(cursor, False)
+                except BaseException:
+                    cursor.execute("ROLLBACK TO nested")
+                    cursor.execute("RELEASE nested")
+                    raise
+                cursor.execute("RELEASE nested")
+                return
             cursor.execute("BEGIN IMMEDIATE")
             try:
                 tx = self._tx(cursor, False)

@@ -609,6 +609,9 @@ def test_after_a_stop_nothing_leaves_before_the_case_stream_is_read_to_its_end(
             return original(delivery)
 
         handler.apply = slow_before_the_withdrawal  # type: ignore[method-assign]
+        # One event at a time: a batch waiting at the withdrawal would hold the events before
+        # it uncommitted, and the invitation would wait for them.
+        handler.apply_batch = None  # type: ignore[attr-defined]
         store = again.parts.store
 
         def mamma() -> list[Any]:

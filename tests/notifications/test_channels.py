@@ -34,7 +34,7 @@ from services.notifications.application.channels import (
 from services.notifications.infrastructure.channels import SmsFileChannel, SmtpChannel, WebhookChannel
 from services.notifications.infrastructure.mailsink import MailSink
 from services.shared.bus.embedded import free_port
-from tests.notifications.support import SECRET, Collector, Receiver, smtp_server
+from tests.notifications.support import SECRET, Collector, Received, Receiver, smtp_server
 from tests.support.clock import FixedClock
 from vss_contracts.webhooks import WebhookSignatureInvalid, sign, verify
 
@@ -185,6 +185,41 @@ def test_smtp_reuses_its_connection_and_survives_a_server_restart() -> None:
     assert [m.parsed()["Message-ID"] for m in handler.messages] == ["<a@vss.se>", "<b@vss.se>", "<c@vss.se>"]
     sessions = [m.session for m in handler.messages]
     assert sessions[0] == sessions[1] != sessions[2]
+
+
+def test_an_email_built_ahead_arrives_as_one_built_when_it_is_sent() -> None:
+    """``prepare`` builds the e-mail and its bytes while the connection carries another; sent,
+    it is what the server receives of the same message built at its send (its Date aside)."""
+    handler = Collector()
+    ics = invitation()
+    attachments = (Attachment("invite.ics", 'text/calendar; method=REQUEST; charset="utf-8"', ics),)
+
+    async def main() -> None:
+        async with smtp_server(handler) as port:
+            channel = smtp_channel(port)
+            await channel.send(email_message("first"))  # the server's extensions are known now
+            for key in ("ahead", "at-send"):
+                message = email_message(key, urgent=True, attachments=attachments)
+                if key == "ahead":
+                    channel.prepare(message)
+                    channel.prepare(email_message("never-sent"))  # cancelled meanwhile: dropped
+                await channel.send(message)
+            await channel.close()
+
+    run(main())
+
+    _, ahead, at_send = handler.messages
+
+    def without_date_and_id(received: Received) -> bytes:
+        lines = received.content.split(b"\r\n")
+        kept = [line for line in lines if not line.startswith((b"Date:", b"Message-ID:", b"X-VSS"))]
+        text = b"\r\n".join(kept).replace(b"ahead", b"KEY").replace(b"at-send", b"KEY")
+        return re.sub(rb"={15}\d+==", b"BOUNDARY", text)  # MIME boundaries are random
+
+    assert (ahead.mail_from, ahead.rcpt_tos) == (at_send.mail_from, at_send.rcpt_tos)
+    assert ahead.parsed()["Message-ID"] == "<ahead@vss.se>"
+    assert without_date_and_id(ahead) == without_date_and_id(at_send)
+    assert ahead.session == at_send.session
 
 
 @pytest.mark.parametrize("stage", ["RCPT", "DATA"])

@@ -67,6 +67,12 @@ class ChannelSender(Protocol):
     # no longer be cancelled by a withdrawal recorded while it waits.
     concurrency: int
 
+    def prepare(self, message: OutgoingMessage) -> None:
+        """Do ahead what :meth:`send` will need and no connection does (may do nothing; never
+        raises). Called from a worker thread while the channel sends the message before, so
+        that this one leaves sooner once claimed; nothing is sent."""
+        ...
+
     async def send(self, message: OutgoingMessage) -> None:
         """Deliver or raise :class:`TemporaryFailure` / :class:`PermanentFailure`."""
         ...

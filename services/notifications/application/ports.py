@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -72,7 +73,7 @@ class Decisions:
     event_id: str
     case_id: str
     at: str
-    audience: dict[str, Any]
+    audience: dict[str, Any] | None  # None: unchanged (not written again)
     deliveries: Sequence[NewDelivery] = ()
     cancelled: Sequence[tuple[str, RecordEvent]] = ()  # (delivery key, its NotificationFailed)
     alert_opened: tuple[str, str, str] | None = None  # (warning id, triggered at, escalate at)
@@ -145,6 +146,11 @@ class Renderer(Protocol):
 
 class Store(Protocol):
     lock: Any
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """The writes inside (claim, finish, record_decisions …) commit together, or none of
+        them; reads inside see them. Nested, an inner one that raises undoes its own only."""
+        ...
 
     def audience(self, case_id: str) -> dict[str, Any] | None: ...
     def audience_at(self, case_id: str, case_position: int) -> tuple[int, dict[str, Any]] | None: ...

@@ -9,7 +9,8 @@
   one by one (pending -> sending, a conditional update: a cancellation recorded first
   wins and the message never leaves), rendered and handed to their channel; the outcome
   and its record event (NotificationSent / NotificationFailed) are stored in one
-  transaction. A cancellation that comes after the claim changes nothing and records
+  transaction, with the claim of the channel's next message (one commit per message),
+  before that message is handed over. A cancellation that comes after the claim changes nothing and records
   nothing: the message is on its way and is recorded as what it became. Temporary
   failures are retried with exponential backoff up to ``max_attempts``. Every claim, retry
   and recovery asks the audience's one rule (:meth:`Audience.why_not_told`, the one the
@@ -35,9 +36,13 @@ import asyncio
 import base64
 import hashlib
 import hmac
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -69,6 +74,7 @@ from services.notifications.application.ports import (
 from services.notifications.domain.audience import NOT_COVERED, Audience, Person, local_day
 from services.notifications.domain.decisions import (
     ANSWER_MEETING,
+    CASE_HANDLERS,
     PLAN_LINK_HOLDER,
     PLAN_LINK_KIND,
     Notice,
@@ -196,6 +202,15 @@ class Signer:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Ahead:
+    """A delivery's message made before its claim, while its lane sent the one before."""
+
+    delivery_key: str
+    message: OutgoingMessage
+    sender: ChannelSender
+
+
 def _id(*parts: object) -> str:
     return str(uuid5(NAMESPACE, "/".join(str(p) for p in parts)))
 
@@ -221,6 +236,9 @@ class NotificationsService:
         # Called (from the consumer's thread) when new deliveries are recorded, so the sender
         # goes at once instead of at its next look: an urgent message must not wait.
         self.on_decided: Callable[[], None] | None = None
+        self._batching = threading.local()  # a batch of events being applied in this thread
+        # How often urgent deliveries were decided: a pass sending non-urgent ones looks again.
+        self._urgent_decided = 0
 
     # -------------------------------------------------------------------------- decide
     def apply(
@@ -257,6 +275,10 @@ class NotificationsService:
         """
         if log_position is None and isinstance(data, CaseEventData):
             log_position = case_position
+        if isinstance(data, CaseEventData) and CASE_HANDLERS.handler(data.TYPE) is None:
+            # No message, and no change to who may be told (the table's ignored types): only
+            # the position moves, without reading or writing the case's audience.
+            return self._pass(consumer, stream_sequence, event_id, str(case_id), recorded_at, case_position)
         with self.store.lock:
             if stream_sequence <= self.store.applied_through(consumer):
                 return False
@@ -300,7 +322,7 @@ class NotificationsService:
                         event_id=event_id,
                         case_id=str(case_id),
                         at=at,
-                        audience=audience.to_json(),
+                        audience=None if value == (kept_json := audience.to_json()) else kept_json,
                         deliveries=deliveries,
                         cancelled=cancelled,
                         alert_opened=opened,
@@ -313,9 +335,61 @@ class NotificationsService:
             except AlreadyApplied:
                 return False
             self.counters.decided += len(deliveries)
-        if deliveries and self.on_decided is not None:
-            self.on_decided()
+            if any(d.urgent for d in deliveries):
+                self._urgent_decided += 1
+        if deliveries:
+            self._decided()
         return True
+
+    def _pass(
+        self,
+        consumer: str,
+        stream_sequence: int,
+        event_id: str,
+        case_id: str,
+        recorded_at: datetime,
+        case_position: int | None,
+    ) -> bool:
+        """Record a case event that changes nothing here as applied (its position only)."""
+        with self.store.lock:
+            if stream_sequence <= self.store.applied_through(consumer):
+                return False
+            try:
+                self.store.record_decisions(
+                    Decisions(
+                        consumer=consumer,
+                        stream_sequence=stream_sequence,
+                        event_id=event_id,
+                        case_id=case_id,
+                        at=iso(recorded_at),
+                        audience=None,
+                        log_position=case_position,
+                    )
+                )
+            except AlreadyApplied:
+                return False
+        return True
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The events applied inside (:meth:`apply`, in this thread) commit together, with the
+        position of the last, or none of them; the sender is woken once, after the commit (it
+        would not see deliveries not committed yet)."""
+        self._batching.decided = False
+        self._batching.active = True
+        try:
+            with self.store.lock, self.store.transaction():
+                yield
+        finally:
+            self._batching.active = False
+        if self._batching.decided and self.on_decided is not None:
+            self.on_decided()
+
+    def _decided(self) -> None:
+        if getattr(self._batching, "active", False):
+            self._batching.decided = True
+        elif self.on_decided is not None:
+            self.on_decided()
 
     def _deliveries(
         self, notice: Notice, case_id: UUID, cause_id: str, cause_type: str, at: datetime
@@ -443,25 +517,85 @@ class NotificationsService:
 
     # ------------------------------------------------------------------------- deliver
     async def deliver_due(self, now: datetime | None = None) -> int:
-        """Hand every delivery due by ``now`` to its channel; the number of attempts made."""
+        """Hand every delivery due by ``now`` to its channel; the number of attempts made.
+
+        The due rows are read a batch at a time and sent through *lanes*: as many per channel
+        as it sends at once (SMTP one), each taking its channel's rows in the batch's order
+        (urgent first), one at a time. A lane stores the outcome of its last message in the
+        same transaction as the claim of its next one (:meth:`_claim`), and its last outcome
+        alone when it has no next: one commit per message, and still at most one message per
+        lane that a channel may have accepted and whose outcome is not stored (the window of
+        ADR 0007: the outcome is stored before the next message is handed over).
+        """
         now = now or self.clock.now()
         attempts = 0
         while True:
+            seen = self._urgent_decided
             rows = await asyncio.to_thread(self.store.due, iso(now), self.policy.batch)
             if not rows:
                 return attempts
-            gate = asyncio.Semaphore(self.policy.concurrency)
-            made = await asyncio.gather(*(self._gated(gate, row) for row in rows))
-            attempts += sum(made)
+            queues: dict[str, deque[DeliveryRow]] = {}
+            for row in rows:
+                queues.setdefault(row.channel, deque()).append(row)
+
+            look_again = partial(self._look_again, seen, queues)
+            lanes = [
+                self._lane(channel, queue, look_again)
+                for channel, queue in queues.items()
+                for _ in range(self._lanes_of(channel))
+            ]
+            attempts += sum(await asyncio.gather(*lanes))
+            if any(queues.values()):
+                continue  # stopped to look again
             if len(rows) < self.policy.batch:
                 return attempts
 
-    async def _gated(self, gate: asyncio.Semaphore, row: DeliveryRow) -> bool:
-        # The channel's slot first, then the claim: a delivery waits for its channel while
-        # still pending (a withdrawal meanwhile cancels it), and holds no place of the
-        # others' while it waits.
-        async with self._slot(row.channel), gate:
-            return await self._attempt(row)
+    def _look_again(self, seen: int, queues: Mapping[str, deque[DeliveryRow]]) -> bool:
+        """Urgent deliveries decided since the rows were read must not wait behind the
+        non-urgent ones still queued: the lanes stop, and the rows are read again (urgent
+        first). Queued urgent ones go first anyway: no need then."""
+        return self._urgent_decided != seen and any(not r.urgent for queue in queues.values() for r in queue)
+
+    def _lanes_of(self, channel: str) -> int:
+        sender = self.channels.get(Channel(channel))
+        return max(1, min(sender.concurrency if sender is not None else 1, self.policy.concurrency))
+
+    async def _lane(self, channel: str, rows: deque[DeliveryRow], look_again: Callable[[], bool]) -> int:
+        """Send ``rows`` (shared with the channel's other lanes) one at a time, until they are
+        sent or ``look_again`` says to stop; attempts made."""
+        made = 0
+        # The channel's slot first, then each claim: a delivery waits for its channel while
+        # still pending (a withdrawal meanwhile cancels it). Held for the lane's whole run, so
+        # that an outcome never waits for a slot before it is stored.
+        async with self._slot(channel):
+            unsettled: tuple[DeliveryRow, AttemptOutcome] | None = None
+            ahead: asyncio.Future[_Ahead | None] | None = None
+            while rows and not look_again():
+                row = rows.popleft()
+                claimed, settled = await asyncio.to_thread(self._claim, row, unsettled)
+                if unsettled is not None and settled is not None:
+                    self._report(unsettled[0], *settled)
+                unsettled = None
+                ready = await ahead if ahead is not None else None
+                ahead = None
+                if not claimed:
+                    continue
+                made += 1
+                if rows:  # the next one's message is made while this one is sent
+                    ahead = asyncio.ensure_future(asyncio.to_thread(self._made_ahead, rows[0]))
+                try:
+                    if ready is None or ready.delivery_key != row.delivery_key:
+                        ready = None
+                    unsettled = (row, await self._send(row, row.attempts + 1, ready))
+                except Exception as error:
+                    # The outcome could not be built: settled as best it can be, not left
+                    # claimed until the next start.
+                    await asyncio.to_thread(self._unclaim, row, error)
+            if ahead is not None:
+                await ahead
+            if unsettled is not None:
+                self._report(unsettled[0], *await asyncio.to_thread(self._store_outcome, *unsettled))
+        return made
 
     def _slot(self, channel: str) -> asyncio.Semaphore:
         """The channel's sends at once (its ``concurrency``), shared by every pass on this loop."""
@@ -474,24 +608,7 @@ class NotificationsService:
             slots[channel] = asyncio.Semaphore(max(1, sender.concurrency if sender is not None else 1))
         return slots[channel]
 
-    async def _attempt(self, row: DeliveryRow) -> bool:
-        """One attempt; False if the delivery was cancelled since it was read (nothing sent)."""
-        # Claimed just before sending, not with the batch: a cancellation recorded while
-        # the batch waits its turn must win, or the message leaves against the consent.
-        if not await asyncio.to_thread(self._claim, row):
-            return False
-        attempt = row.attempts + 1
-        ended: AttemptOutcome | None = None
-        try:
-            ended = await self._send(row, attempt)
-            outcome, stored = await asyncio.to_thread(self._settle, row, ended)
-        except Exception as error:
-            # The store failed (busy, connection lost) or the outcome could not be built: the
-            # delivery is settled as best it can be, not left claimed until the next start.
-            stored = await asyncio.to_thread(self._unclaim, row, error, ended)
-            if ended is None:
-                return True
-            outcome = ended
+    def _report(self, row: DeliveryRow, outcome: AttemptOutcome, stored: bool) -> None:
         if stored and outcome.status == "sent":
             self.counters.sent += 1
         if outcome.status != "sent":
@@ -499,15 +616,33 @@ class NotificationsService:
                 "notifications.delivery_" + outcome.status,
                 delivery=row.delivery_key,
                 channel=row.channel,
-                attempts=attempt,
+                attempts=outcome.attempts,
                 error=outcome.error,
             )
-        return True
 
-    async def _send(self, row: DeliveryRow, attempt: int) -> AttemptOutcome:
-        """Hand a claimed delivery to its channel; how the attempt ended (not yet stored)."""
+    def _store_outcome(self, row: DeliveryRow, ended: AttemptOutcome) -> tuple[AttemptOutcome, bool]:
+        """Store a claimed delivery's outcome on its own (the lane's last); (as stored, stored)."""
+        try:
+            return self._settle(row, ended)
+        except Exception as error:
+            # The store failed (busy, connection lost): the delivery is settled as best it can
+            # be, not left claimed until the next start.
+            return ended, self._unclaim(row, error, ended)
+
+    def _made_ahead(self, row: DeliveryRow) -> _Ahead | None:
+        """``row``'s message, rendered and prepared by its channel before it is claimed (pure
+        CPU, nothing sent); None if that fails (:meth:`_send` then fails as it would have)."""
         try:
             message, sender = self._prepare(row)
+            sender.prepare(message)
+        except Exception:
+            return None
+        return _Ahead(row.delivery_key, message, sender)
+
+    async def _send(self, row: DeliveryRow, attempt: int, ready: _Ahead | None = None) -> AttemptOutcome:
+        """Hand a claimed delivery to its channel; how the attempt ended (not yet stored)."""
+        try:
+            message, sender = (ready.message, ready.sender) if ready is not None else self._prepare(row)
             await sender.send(message)
         except PermanentFailure as error:
             return self._failed(row, attempt, _short(error))
@@ -524,18 +659,56 @@ class NotificationsService:
         record = self._record(ne.NotificationSent, row, "sent", at, sent_at=at, attempts=attempt)
         return AttemptOutcome("sent", attempt, at, record=record)
 
-    def _claim(self, row: DeliveryRow) -> bool:
-        """Claim a pending delivery for sending; False if a cancellation won, or if it may no
-        longer go (:meth:`_why_not`: then it is cancelled, on the record, with the reason).
+    def _claim(
+        self, row: DeliveryRow, unsettled: tuple[DeliveryRow, AttemptOutcome] | None = None
+    ) -> tuple[bool, tuple[AttemptOutcome, bool] | None]:
+        """Store the outcome of the lane's previous message (``unsettled``) and claim ``row``
+        for sending, in one transaction; (claimed, (the previous outcome as stored, stored)).
 
-        A consent ends by its date passing, which no event announces: a message decided
-        before (or a retry) would otherwise leave after the end; and a retry claimed before
-        a member left or the case closed was not pending then, so nothing cancelled it.
-        Under the store's lock, so no decision comes between the look at the audience and
-        the update.
+        Not claimed if a cancellation won, or if it may no longer go (:meth:`_why_not`: then
+        it is cancelled, on the record, with the reason, in the same transaction). A consent
+        ends by its date passing, which no event announces: a message decided before (or a
+        retry) would otherwise leave after the end; and a retry claimed before a member left
+        or the case closed was not pending then, so nothing cancelled it. Under the store's
+        lock, so no decision comes between the look at the audience and the update.
+
+        If the store fails, the previous outcome is stored on its own as before
+        (:meth:`_store_outcome`), and ``row`` is claimed on its own: a failure of the look at
+        the audience leaves it to wait ``first_retry``, its attempts unchanged.
         """
         with self.store.lock:
-            if not self.store.claim(row.delivery_key):
+            try:
+                why_not = self._why_not(row)
+            except Exception as error:
+                settled = self._store_outcome(*unsettled) if unsettled is not None else None
+                self._look_failed(row, error)
+                return False, settled
+            try:
+                with self.store.transaction():
+                    settled = self._settle(*unsettled) if unsettled is not None else None
+                    claimed = self.store.claim(row.delivery_key)
+                    if claimed and why_not is not None:
+                        at, attempts = iso(self.clock.now()), max(row.attempts, 1)
+                        record = self._withdrawal(row, at, attempts, why_not)
+                        outcome = AttemptOutcome("cancelled", attempts, at, why_not, record=record)
+                        self.store.finish(row.delivery_key, outcome)
+            except Exception as error:
+                log.warning("notifications.claim_unsettled", delivery=row.delivery_key, error=_short(error))
+                settled = self._store_outcome(*unsettled) if unsettled is not None else None
+                return self._claim_alone(row), settled
+        if claimed and why_not is not None:
+            log.info("notifications.delivery_cancelled", delivery=row.delivery_key, error=why_not)
+            return False, settled
+        return claimed, settled
+
+    def _claim_alone(self, row: DeliveryRow) -> bool:
+        """Claim ``row`` in a transaction of its own (after a failed :meth:`_claim`)."""
+        with self.store.lock:
+            try:
+                if not self.store.claim(row.delivery_key):
+                    return False
+            except Exception as error:  # nothing claimed: it stays pending for the next look
+                log.warning("notifications.claim_failed", delivery=row.delivery_key, error=_short(error))
                 return False
             try:
                 why_not = self._why_not(row)
@@ -543,13 +716,24 @@ class NotificationsService:
                     return True
                 at, attempts = iso(self.clock.now()), max(row.attempts, 1)
                 record = self._withdrawal(row, at, attempts, why_not)
-                outcome = AttemptOutcome("cancelled", attempts, at, why_not, record=record)
-                self.store.finish(row.delivery_key, outcome)
+                self.store.finish(
+                    row.delivery_key, AttemptOutcome("cancelled", attempts, at, why_not, record=record)
+                )
             except Exception as error:  # nothing was sent: tried again after a pause
                 self._unclaim(row, error)
                 return False
         log.info("notifications.delivery_cancelled", delivery=row.delivery_key, error=why_not)
         return False
+
+    def _look_failed(self, row: DeliveryRow, error: Exception) -> None:
+        """The look at the audience before a claim failed: ``row`` waits ``first_retry``, its
+        attempts unchanged, with the error on the row (nothing was sent)."""
+        with self.store.lock:
+            try:
+                if self.store.claim(row.delivery_key):
+                    self._unclaim(row, error)
+            except Exception as again:  # nothing claimed: it stays pending for the next look
+                log.warning("notifications.claim_failed", delivery=row.delivery_key, error=_short(again))
 
     def _unclaim(self, row: DeliveryRow, error: Exception, outcome: AttemptOutcome | None = None) -> bool:
         """After the store failed on a claimed delivery: settle it as best it can, so it is

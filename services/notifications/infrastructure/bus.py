@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import aclosing
 from uuid import UUID
 
@@ -172,6 +172,18 @@ class EventHandler:
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
         self.store.pass_over(self.consumer, stream_sequence, event_id)
+
+
+class CaseEventHandler(EventHandler):
+    """The case stream's handler, which also applies a fetched batch in one transaction
+    (``BatchHandler``). Not the meetings stream's: its events may wait for the case consumer,
+    which must not wait behind a batch holding the store."""
+
+    def apply_batch(self, deliveries: Sequence[Delivery]) -> int:
+        """The events in order, each as :meth:`apply` decides it, in one transaction with the
+        last position; raises, changing nothing, on failure (then taken one by one)."""
+        with self.service.batch():
+            return sum(self.apply(delivery) for delivery in deliveries)
 
 
 class RecordNotAdopted(RuntimeError):

@@ -256,13 +256,13 @@ class NotificationStore(SqlStore[Tx]):
         with self.transaction() as tx:
             if not tx.advance(d.consumer, d.stream_sequence, d.event_id, log_position=d.log_position):
                 raise AlreadyApplied(f"{d.consumer} applied sequence {d.stream_sequence} already")
-            snapshot = orjson.dumps(d.audience).decode()
-            tx.execute(
-                "INSERT INTO audiences (case_id, snapshot, updated_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (case_id) DO UPDATE SET snapshot = excluded.snapshot,"
-                " updated_at = excluded.updated_at",
-                (d.case_id, snapshot, d.at),
-            )
+            if d.audience is not None:
+                tx.execute(
+                    "INSERT INTO audiences (case_id, snapshot, updated_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (case_id) DO UPDATE SET snapshot = excluded.snapshot,"
+                    " updated_at = excluded.updated_at",
+                    (d.case_id, orjson.dumps(d.audience).decode(), d.at),
+                )
             if d.history is not None and d.log_position is not None:
                 tx.execute(
                     "INSERT INTO audience_history (case_id, case_position, snapshot) VALUES (?, ?, ?)"

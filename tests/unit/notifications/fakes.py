@@ -3,7 +3,9 @@
 - :class:`InMemoryNotificationStore` implements ``Store``: audiences, the delivery outbox,
   alerts, the consumers' positions and the record's log, each write all or nothing, with
   the real store's conditional status changes (a cancellation changes only a pending
-  delivery, a claim only a pending one, an outcome only a claimed one).
+  delivery, a claim only a pending one, an outcome only a claimed one). Writes inside
+  ``transaction()`` commit together (an exception undoes them; nested, its own only); each
+  commit's claims and outcomes are noted in ``timeline``, where a channel may note its sends.
 - :class:`PlainRenderer` implements ``Renderer`` without template files.
 - :class:`RecordingChannel` implements ``ChannelSender``: it keeps what it was handed, and
   fails on cue as a mail server or a webhook receiver would.
@@ -11,8 +13,10 @@
 
 from __future__ import annotations
 
+import copy
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -76,6 +80,42 @@ class InMemoryNotificationStore:
         self.alerts: dict[str, _Alert] = {}
         self.records: list[RecordEvent] = []  # the record's log, in order
         self.positions = Positions()
+        # ("commit", (("claim", key) | ("finish", key, status), ...)) per commit that claimed or
+        # settled a delivery, and what channels note (("send", key) …), in the order it happened.
+        self.timeline: list[tuple[Any, ...]] = []
+        self._open: list[tuple[Any, ...]] | None = None  # the open transaction's claims and outcomes
+
+    # ----------------------------------------------------------------------- transactions
+    _STATE = ("audiences", "history", "outbox", "alerts", "records", "positions")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.lock:
+            saved = {name: copy.deepcopy(getattr(self, name)) for name in self._STATE}
+            outer = self._open is None
+            if outer:
+                self._open = []
+            noted = len(self._open or [])
+            try:
+                yield
+            except BaseException:
+                for name, value in saved.items():
+                    setattr(self, name, value)
+                if outer:
+                    self._open = None
+                elif self._open is not None:
+                    del self._open[noted:]
+                raise
+            if outer:
+                done, self._open = self._open or [], None
+                if done:
+                    self.timeline.append(("commit", tuple(done)))
+
+    def _note(self, *change: Any) -> None:
+        if self._open is not None:
+            self._open.append(change)
+        else:
+            self.timeline.append(("commit", (change,)))
 
     # ------------------------------------------------------------------------------ reads
     def audience(self, case_id: str) -> dict[str, Any] | None:
@@ -146,7 +186,8 @@ class InMemoryNotificationStore:
         with self.lock:
             if not self.positions.advance(d.consumer, d.stream_sequence, d.event_id):
                 raise AlreadyApplied(f"{d.consumer} applied sequence {d.stream_sequence} already")
-            self.audiences[d.case_id] = dict(d.audience)
+            if d.audience is not None:
+                self.audiences[d.case_id] = dict(d.audience)
             if d.history is not None and d.log_position is not None:
                 self.history.setdefault(d.case_id, {}).setdefault(d.log_position, dict(d.history))
             if d.history_in_force is not None:
@@ -169,7 +210,11 @@ class InMemoryNotificationStore:
                     alert.closed_at = d.alert_closed[1]
 
     def claim(self, delivery_key: str) -> bool:
-        return self._move(delivery_key, "pending", "sending")
+        with self.lock:
+            claimed = self._move(delivery_key, "pending", "sending")
+            if claimed:
+                self._note("claim", delivery_key)
+            return claimed
 
     def release(self, delivery_key: str) -> bool:
         return self._move(delivery_key, "sending", "pending")
@@ -188,6 +233,7 @@ class InMemoryNotificationStore:
                 delivery.sent_at = outcome.at if outcome.status == "sent" else None
             if outcome.record is not None:
                 self._log(outcome.record)
+            self._note("finish", delivery_key, outcome.status)
             return True
 
     def escalate(
@@ -262,6 +308,9 @@ class RecordingChannel:
     concurrency: int = 1
     sent: list[OutgoingMessage] = field(default_factory=list)
     failures: list[Exception] = field(default_factory=list)
+
+    def prepare(self, message: OutgoingMessage) -> None:
+        pass
 
     async def send(self, message: OutgoingMessage) -> None:
         if self.failures:
