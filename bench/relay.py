@@ -325,6 +325,20 @@ async def raw_round(
     return Figure("raw nats-py publish_async (same messages)", n, elapsed)
 
 
+async def _reply_inbox(nc: Any) -> tuple[str, dict[str, asyncio.Future[bytes]]]:
+    """An inbox whose replies complete the future registered under their subject."""
+    inbox = nc.new_inbox()
+    futures: dict[str, asyncio.Future[bytes]] = {}
+
+    async def on_reply(msg: Any) -> None:
+        future = futures.get(msg.subject)
+        if future is not None and not future.done():
+            future.set_result(msg.data)
+
+    await nc.subscribe(f"{inbox}.*", cb=on_reply)
+    return inbox, futures
+
+
 async def commits_round(
     nats_url: str,
     commits: Sequence[Sequence[tuple[str, bytes, dict[str, str]]]],
@@ -343,16 +357,8 @@ async def commits_round(
     try:
         js = nc.jetstream()
         await js.add_stream(case_stream_config(names, replicas=replicas))
-        inbox = nc.new_inbox()
+        inbox, futures = await _reply_inbox(nc)
         loop = asyncio.get_running_loop()
-        futures: dict[str, asyncio.Future[bytes]] = {}
-
-        async def on_reply(msg: Any) -> None:
-            future = futures.get(msg.subject)
-            if future is not None and not future.done():
-                future.set_result(msg.data)
-
-        await nc.subscribe(f"{inbox}.*", cb=on_reply)
         started = time.perf_counter()
         for k, commit in enumerate(commits):
             batch = uuid.uuid4().hex
@@ -416,16 +422,8 @@ async def policy_round(
     try:
         js = nc.jetstream()
         await js.add_stream(case_stream_config(names, replicas=replicas))
-        inbox = nc.new_inbox()
+        inbox, futures = await _reply_inbox(nc)
         loop = asyncio.get_running_loop()
-        futures: dict[str, asyncio.Future[bytes]] = {}
-
-        async def on_reply(msg: Any) -> None:
-            future = futures.get(msg.subject)
-            if future is not None and not future.done():
-                future.set_result(msg.data)
-
-        await nc.subscribe(f"{inbox}.*", cb=on_reply)
         window: deque[tuple[asyncio.Future[bytes], int]] = deque()
         pending = 0
         started = time.perf_counter()
