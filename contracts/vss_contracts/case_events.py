@@ -44,6 +44,7 @@ from vss_contracts.types import (
     OrganisationId,
     OrganisationRef,
     Participant,
+    ParticipantV1,
     Person,
     Phase,
     PracticeRule,
@@ -220,10 +221,46 @@ class ConsentRenewed(CaseEventData):
     valid_until: date | None = None
 
 
-class WorksheetCompleted(CaseEventData):
-    """An *arbetsblad* was gone through; structured data where the sheet has it."""
+class WorksheetCompletedV1(CaseEventData):
+    """``WorksheetCompleted`` as first published (a coordinator participant by user id alone):
+    kept for the payloads stored and published under it, read as the current version through
+    the upcaster in :mod:`vss_contracts.registry`."""
 
     TYPE: ClassVar[str] = "se.vss.case.WorksheetCompleted.v1"
+    worksheet: Worksheet
+    completed_on: date
+    participants: Annotated[list[ParticipantV1], Field(min_length=1)]
+    summary: LongText
+    change_rating: ChangeRating | None = None
+    network: list[NetworkPerson] | None = None
+    qls_areas: Annotated[list[ShortText], Field(min_length=1)] | None = Field(
+        default=None, description="QLS-100: the life areas the client is not satisfied with"
+    )
+    early_warning_signs: Annotated[list[ShortText], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _structured_data_matches_sheet(self) -> Self:
+        owners = {
+            "change_rating": Worksheet.CHANGE_RATING,
+            "network": Worksheet.NETWORK_MAP,
+            "qls_areas": Worksheet.QLS_100,
+            "early_warning_signs": Worksheet.EARLY_WARNING_SIGNS,
+        }
+        for field, sheet in owners.items():
+            present = getattr(self, field) is not None
+            if present and self.worksheet is not sheet:
+                raise ValueError(f"{field} belongs to the {sheet.value} worksheet")
+            if not present and self.worksheet is sheet:
+                raise ValueError(f"the {sheet.value} worksheet requires {field}")
+        return self
+
+
+class WorksheetCompleted(CaseEventData):
+    """An *arbetsblad* was gone through; structured data where the sheet has it.
+
+    Version 2 names a coordinator participant as a person (``organisation_id``, ``user_id``)."""
+
+    TYPE: ClassVar[str] = "se.vss.case.WorksheetCompleted.v2"
     worksheet: Worksheet
     completed_on: date
     participants: Annotated[list[Participant], Field(min_length=1)]
@@ -252,10 +289,24 @@ class WorksheetCompleted(CaseEventData):
         return self
 
 
-class MappingSummarised(CaseEventData):
-    """*Sammanfattning av kartläggning*: what the client wants to change and what stands in the way."""
+class MappingSummarisedV1(CaseEventData):
+    """``MappingSummarised`` as first published (a coordinator participant by user id alone):
+    kept for the payloads stored and published under it, read as the current version."""
 
     TYPE: ClassVar[str] = "se.vss.case.MappingSummarised.v1"
+    summarised_on: date
+    participants: Annotated[list[ParticipantV1], Field(min_length=1)]
+    wants_to_change: LongText
+    obstacles: LongText
+    summary: LongText | None = None
+
+
+class MappingSummarised(CaseEventData):
+    """*Sammanfattning av kartläggning*: what the client wants to change and what stands in the way.
+
+    Version 2 names a coordinator participant as a person (``organisation_id``, ``user_id``)."""
+
+    TYPE: ClassVar[str] = "se.vss.case.MappingSummarised.v2"
     summarised_on: date
     participants: Annotated[list[Participant], Field(min_length=1)]
     wants_to_change: LongText
@@ -392,7 +443,7 @@ class SipDecidedV1(CaseEventData):
     goal_ids: Annotated[list[UUID], Field(min_length=1)]
     actions: Annotated[list[SipActionV1], Field(min_length=1)]
     next_follow_up_on: date
-    participants: Annotated[list[Participant], Field(min_length=1)]
+    participants: Annotated[list[ParticipantV1], Field(min_length=1)]
     client_agreed: bool
 
 
@@ -435,8 +486,9 @@ class SipAction(ContractModel):
         return self
 
 
-class SipDecided(CaseEventData):
-    """The resource group decided a *SIP* (samordnad individuell plan) version.
+class SipDecidedV2(CaseEventData):
+    """``SipDecided`` version 2 (a coordinator participant by user id alone): kept for the
+    payloads stored and published under it, read as the current version through the upcaster.
 
     Version 2 records what the law requires of a SIP: the principal (*huvudman*) with the
     overall responsibility for the plan, actions by parties outside the resource group, and
@@ -446,6 +498,44 @@ class SipDecided(CaseEventData):
     """
 
     TYPE: ClassVar[str] = "se.vss.case.SipDecided.v2"
+    sip_version: int
+    decided_on: date
+    initial: bool = False
+    overall_responsibility: OrganisationRef | None
+    goal_ids: list[UUID]
+    actions: Annotated[list[SipAction], Field(min_length=1)]
+    next_follow_up_on: date
+    participants: Annotated[list[ParticipantV1], Field(min_length=1)]
+    client_agreed: bool
+
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
+        ids = [action.action_id for action in self.actions]
+        if len(ids) != len(set(ids)):
+            raise ValueError("action_id values must be unique")
+        if not self.goal_ids and not self.initial:
+            raise ValueError("goal_ids may be empty only in an initial SIP")
+        responsible = self.overall_responsibility
+        if responsible is not None and responsible.principal not in (
+            Principal.REGION,
+            Principal.MUNICIPALITY,
+        ):
+            raise ValueError("overall_responsibility is a principal: a region or a municipality")
+        return self
+
+
+class SipDecided(CaseEventData):
+    """The resource group decided a *SIP* (samordnad individuell plan) version.
+
+    Version 2 records what the law requires of a SIP: the principal (*huvudman*) with the
+    overall responsibility for the plan, actions by parties outside the resource group, and
+    whether it was decided at an initial SIP meeting (*inledande SIP-möte*), before the
+    mapping, where it may set no goals yet. ``overall_responsibility`` is None only in a
+    SIP recorded as version 1 (upcast), which did not record it. Version 3 names a
+    coordinator participant as a person (``organisation_id``, ``user_id``).
+    """
+
+    TYPE: ClassVar[str] = "se.vss.case.SipDecided.v3"
     sip_version: int
     decided_on: date
     initial: bool = False
@@ -485,8 +575,22 @@ class SipConfirmedByClient(CaseEventData):
     confirmed_on: date
 
 
-class ResourceGroupMeetingHeld(CaseEventData):
+class ResourceGroupMeetingHeldV1(CaseEventData):
+    """``ResourceGroupMeetingHeld`` as first published (a coordinator participant by user id
+    alone): kept for the payloads stored and published under it, read as the current version."""
+
     TYPE: ClassVar[str] = "se.vss.case.ResourceGroupMeetingHeld.v1"
+    meeting_id: UUID
+    held_on: date
+    participants: Annotated[list[ParticipantV1], Field(min_length=1)]
+    notes: LongText | None = None
+
+
+class ResourceGroupMeetingHeld(CaseEventData):
+    """A resource group meeting was held. Version 2 names a coordinator participant as a
+    person (``organisation_id``, ``user_id``)."""
+
+    TYPE: ClassVar[str] = "se.vss.case.ResourceGroupMeetingHeld.v2"
     meeting_id: UUID
     held_on: date
     participants: Annotated[list[Participant], Field(min_length=1)]
@@ -630,6 +734,21 @@ class ContactPeriodSet(CaseEventData):
 
 # -- corrections of earlier entries (ADR 0018) -------------------------------------------
 # The kinds of entry a coordinator may correct or retract, and the event type of each.
+class CorrectedWorksheetV1(ContractModel):
+    """In ``EntryCorrected.v1`` (a coordinator participant by user id alone). A worksheet's
+    entry as it should have read. The sheet itself stays the original's:
+    its structured data must still match it (the aggregate checks it as for the original)."""
+
+    kind: Literal["worksheet"]
+    completed_on: date
+    participants: Annotated[list[ParticipantV1], Field(min_length=1)]
+    summary: LongText
+    change_rating: ChangeRating | None = None
+    network: list[NetworkPerson] | None = None
+    qls_areas: Annotated[list[ShortText], Field(min_length=1)] | None = None
+    early_warning_signs: Annotated[list[ShortText], Field(min_length=1)] | None = None
+
+
 class CorrectedWorksheet(ContractModel):
     """A worksheet's entry as it should have read. The sheet itself stays the original's:
     its structured data must still match it (the aggregate checks it as for the original)."""
@@ -655,6 +774,16 @@ class CorrectedGoal(ContractModel):
     set_on: date
 
 
+class CorrectedMeetingHeldV1(ContractModel):
+    """In ``EntryCorrected.v1`` (a coordinator participant by user id alone). A resource group
+    meeting held, as it should have read; its id stays."""
+
+    kind: Literal["resource_group_meeting"]
+    held_on: date
+    participants: Annotated[list[ParticipantV1], Field(min_length=1)]
+    notes: LongText | None = None
+
+
 class CorrectedMeetingHeld(ContractModel):
     """A resource group meeting held, as it should have read; its id stays."""
 
@@ -678,6 +807,19 @@ def _kind(value: Any) -> str | None:
 
 # Told apart by ``kind``, with pydantic's errors naming only the kind given; the JSON Schema
 # is a plain ``oneOf`` (each member's ``kind`` admits one value) that any validator reads.
+CorrectedValueV1 = Annotated[
+    Annotated[CorrectedWorksheetV1, Tag("worksheet")]
+    | Annotated[CorrectedGoal, Tag("goal")]
+    | Annotated[CorrectedMeetingHeldV1, Tag("resource_group_meeting")]
+    | Annotated[CorrectedActionCompletion, Tag("sip_action")],
+    Discriminator(
+        _kind,
+        custom_error_type="correction_kind",
+        custom_error_message="kind is one of worksheet, goal, resource_group_meeting, sip_action",
+    ),
+    Field(description="The entry as it should have read; kind is the entry's kind"),
+]
+
 CorrectedValue = Annotated[
     Annotated[CorrectedWorksheet, Tag("worksheet")]
     | Annotated[CorrectedGoal, Tag("goal")]
@@ -697,8 +839,9 @@ EventType = Annotated[
 ]
 
 
-class EntryCorrected(CaseEventData):
-    """An earlier entry of the case corrected: ``value`` is how it should have read.
+class EntryCorrectedV1(CaseEventData):
+    """``EntryCorrected`` as first published (a corrected worksheet or meeting names a
+    coordinator participant by user id alone): read as the current version through the upcaster.
 
     The entry's own event stays as it was stored (the hash chain is untouched, and the law on
     patient records keeps what was written): readers show ``value`` as the current one and the
@@ -708,6 +851,32 @@ class EntryCorrected(CaseEventData):
     """
 
     TYPE: ClassVar[str] = "se.vss.case.EntryCorrected.v1"
+    corrects_event_id: UUID
+    corrects_type: EventType
+    reason: CorrectionReason
+    corrected_on: date
+    value: CorrectedValueV1
+
+    @model_validator(mode="after")
+    def _kind_matches_type(self) -> Self:
+        expected = CORRECTABLE_KINDS.get(self.corrects_type.rsplit(".", 1)[0])
+        if expected != self.value.kind:
+            raise ValueError(f"a {self.value.kind} correction does not correct a {self.corrects_type}")
+        return self
+
+
+class EntryCorrected(CaseEventData):
+    """An earlier entry of the case corrected: ``value`` is how it should have read.
+
+    The entry's own event stays as it was stored (the hash chain is untouched, and the law on
+    patient records keeps what was written): readers show ``value`` as the current one and the
+    original beside it. ``corrects_event_id`` is always the entry's own event (a later
+    correction names it again, and the latest wins); ``corrects_type`` is that event's type
+    and ``value.kind`` its kind. Version 2 names a coordinator participant of a corrected
+    worksheet or meeting as a person (``organisation_id``, ``user_id``).
+    """
+
+    TYPE: ClassVar[str] = "se.vss.case.EntryCorrected.v2"
     corrects_event_id: UUID
     corrects_type: EventType
     reason: CorrectionReason
@@ -763,6 +932,11 @@ LEGACY_CASE_EVENTS: tuple[type[CaseEventData], ...] = (
     SipDecidedV1,
     CoordinatorAssignedV1,
     CoordinatorUnassignedV1,
+    WorksheetCompletedV1,
+    MappingSummarisedV1,
+    SipDecidedV2,
+    ResourceGroupMeetingHeldV1,
+    EntryCorrectedV1,
 )
 
 CASE_EVENTS: tuple[type[CaseEventData], ...] = (

@@ -17,8 +17,17 @@ from vss_contracts.case_events import (
     CoordinatorAssignedV1,
     CoordinatorUnassigned,
     CoordinatorUnassignedV1,
+    EntryCorrected,
+    EntryCorrectedV1,
+    MappingSummarised,
+    MappingSummarisedV1,
+    ResourceGroupMeetingHeld,
+    ResourceGroupMeetingHeldV1,
     SipDecided,
     SipDecidedV1,
+    SipDecidedV2,
+    WorksheetCompleted,
+    WorksheetCompletedV1,
 )
 
 __all__ = [
@@ -58,9 +67,37 @@ def coordinator_unassigned_v1_to_v2(payload: Payload) -> Payload:
     return {"organisation_id": None, **payload}
 
 
+def _participants_by_person(participants: list[Payload]) -> list[Payload]:
+    """An earlier participant named a coordinator by user id alone, standing for every
+    coordinator the case held with it: the organisation is null, never guessed (ADR 0023)."""
+    return [
+        {**p, "organisation_id": None} if p.get("kind") == "coordinator" else dict(p) for p in participants
+    ]
+
+
+def participants_to_persons(payload: Payload) -> Payload:
+    """``WorksheetCompleted.v1``, ``MappingSummarised.v1``, ``SipDecided.v2`` and
+    ``ResourceGroupMeetingHeld.v1`` to their next versions: coordinator participants get a
+    null organisation."""
+    return {**payload, "participants": _participants_by_person(payload["participants"])}
+
+
+def entry_corrected_v1_to_v2(payload: Payload) -> Payload:
+    """A corrected worksheet or meeting names its coordinator participants as the original did."""
+    value = payload["value"]
+    if isinstance(value, dict) and "participants" in value:
+        value = {**value, "participants": _participants_by_person(value["participants"])}
+    return {**payload, "value": value}
+
+
 # old type name -> (next type name, function from the old payload to the next one)
 UPCASTERS: Mapping[str, tuple[str, Upcaster]] = {
-    SipDecidedV1.TYPE: (SipDecided.TYPE, sip_decided_v1_to_v2),
+    SipDecidedV1.TYPE: (SipDecidedV2.TYPE, sip_decided_v1_to_v2),
+    SipDecidedV2.TYPE: (SipDecided.TYPE, participants_to_persons),
+    WorksheetCompletedV1.TYPE: (WorksheetCompleted.TYPE, participants_to_persons),
+    MappingSummarisedV1.TYPE: (MappingSummarised.TYPE, participants_to_persons),
+    ResourceGroupMeetingHeldV1.TYPE: (ResourceGroupMeetingHeld.TYPE, participants_to_persons),
+    EntryCorrectedV1.TYPE: (EntryCorrected.TYPE, entry_corrected_v1_to_v2),
     CoordinatorAssignedV1.TYPE: (CoordinatorAssigned.TYPE, coordinator_assigned_v1_to_v2),
     CoordinatorUnassignedV1.TYPE: (CoordinatorUnassigned.TYPE, coordinator_unassigned_v1_to_v2),
 }

@@ -12,7 +12,15 @@ from types import MappingProxyType
 from typing import Annotated, Any, Self
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from vss_contracts.identity import normalise_personal_identity_number
 
@@ -40,6 +48,7 @@ __all__ = [
     "OrganisationRef",
     "Participant",
     "ParticipantKind",
+    "ParticipantV1",
     "Person",
     "PersonalIdentityNumber",
     "Phase",
@@ -303,16 +312,48 @@ class Person(ContractModel):
     name: ShortText | None = Field(default=None, description="As the case knows them; null if it does not")
 
 
-class Participant(ContractModel):
-    """Someone present at a meeting or worksheet session.
-
-    Coordinators are matched by ``user_id``; resource group members by ``member_id``.
-    """
+class ParticipantV1(ContractModel):
+    """A participant as the first versions of the participant-carrying events recorded it:
+    a coordinator by ``user_id`` alone, which stands for every assigned coordinator with that
+    user id (ADR 0023). Kept for the payloads stored and published under those versions."""
 
     kind: ParticipantKind
     name: ShortText
     user_id: UserId | None = None
     member_id: UUID | None = None
+
+
+class Participant(ContractModel):
+    """Someone present at a meeting or worksheet session.
+
+    A coordinator is a person: ``organisation_id`` and ``user_id`` (ADR 0023). The organisation
+    is null only in a participant of an earlier version, upcast: it then stands for every
+    coordinator the case held with that user id. Resource group members are matched by
+    ``member_id``; only a coordinator carries an ``organisation_id``.
+    """
+
+    kind: ParticipantKind
+    name: ShortText
+    organisation_id: OrganisationId | None = None
+    user_id: UserId | None = None
+    member_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _organisation_of_a_coordinator(self) -> Self:
+        if self.organisation_id is not None and self.kind is not MemberKind.COORDINATOR:
+            raise ValueError("only a coordinator participant carries an organisation_id")
+        if self.organisation_id is not None and self.user_id is None:
+            raise ValueError("a coordinator named by organisation_id needs its user_id")
+        return self
+
+    def names(self, organisation_id: str, user_id: str) -> bool:
+        """Whether this participant is the coordinator (``organisation_id``, ``user_id``): a
+        null organisation (an upcast earlier version) names every coordinator with the user id."""
+        return (
+            self.kind is MemberKind.COORDINATOR
+            and self.user_id == user_id
+            and self.organisation_id in (None, organisation_id)
+        )
 
 
 class ChangeRating(ContractModel):

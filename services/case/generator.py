@@ -526,7 +526,9 @@ class _Person:
             organisation=org,
             contact=ContactDetails(email=f"{self.user_id}@example.org", phone=self.phone),
         )
-        self.participant = Participant(kind=MemberKind.COORDINATOR, name=self.name, user_id=self.user_id)
+        self.participant = Participant(
+            kind=MemberKind.COORDINATOR, name=self.name, organisation_id=org.id, user_id=self.user_id
+        )
 
 
 class _World:
@@ -661,7 +663,15 @@ class _Member:
     relation: str | None = None
 
     def participant(self) -> Participant:
-        return Participant(kind=self.kind, name=self.name, user_id=self.user_id, member_id=self.member_id)
+        """A coordinator member takes part as the person (organisation, user id)."""
+        organisation = self.organisation if self.kind is MemberKind.COORDINATOR else None
+        return Participant(
+            kind=self.kind,
+            name=self.name,
+            organisation_id=organisation.id if organisation is not None else None,
+            user_id=self.user_id,
+            member_id=self.member_id,
+        )
 
 
 @dataclass(slots=True)

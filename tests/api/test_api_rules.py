@@ -872,6 +872,44 @@ def test_participants_that_leave_unsaid_which_namesake_took_part_are_a_422_namin
 
     assert refused.status_code == 422, refused.text
     [error] = refused.json()["errors"]
-    assert (error["field"], error["rule"]) == ("participants.1.user_id", "coordinator_ambiguous")
+    assert (error["field"], error["rule"]) == ("participants.1.organisation_id", "coordinator_ambiguous")
+    assert NAMESAKE.organisation_id in error["message"]
+    # named twice by user id alone still leaves unsaid who is who: each needs the organisation
     twice = {**once, "participants": [*once["participants"], once["participants"][-1]]}
-    assert api.post(f"/{scenario.case_id}/worksheets", twice).status_code == 200
+    again = api.post(f"/{scenario.case_id}/worksheets", twice)
+    assert again.status_code == 422, again.text
+    assert [(e["field"], e["rule"]) for e in again.json()["errors"]] == [
+        ("participants.1.organisation_id", "coordinator_ambiguous")
+    ]
+
+
+def test_one_of_two_namesake_coordinators_attends_alone_named_by_organisation(
+    api: Api, scenario: CaseScenario
+) -> None:
+    namesakes_assigned(scenario)
+    scenario.give_consent()
+    body = worksheet_command(scenario.today).model_dump(mode="json")
+    body["participants"] = [p for p in body["participants"] if p["kind"] == "client"] + [
+        {
+            "kind": "coordinator",
+            "name": "Anna",
+            "organisation_id": NAMESAKE.organisation_id,
+            "user_id": NAMESAKE.user_id,
+        }
+    ]
+
+    refused = api.post(f"/{scenario.case_id}/worksheets", body)  # the region's Anna was absent
+    assert refused.json()["rule"] == "coordinators_must_attend", refused.text
+    assert f"{ACTORS.region.user_id} at {ACTORS.region.organisation_id}" in refused.json()["detail"]
+
+    recorded = api.post(f"/{scenario.case_id}/worksheets", {**body, "deviation_reason": "Anna L. sjuk"})
+
+    assert recorded.status_code == 200, recorded.text
+    assert [e["type"] for e in recorded.json()["events"]] == [
+        "se.vss.case.MethodDeviationRecorded.v1",
+        "se.vss.case.WorksheetCompleted.v2",
+    ]
+    history = api.get(f"/{scenario.case_id}/history", after_version=0, limit=500).json()["items"]
+    [sheet] = [e for e in history if e["type"] == "se.vss.case.WorksheetCompleted.v2"]
+    [anna] = [p for p in sheet["data"]["participants"] if p["kind"] == "coordinator"]
+    assert (anna["organisation_id"], anna["user_id"]) == (NAMESAKE.organisation_id, NAMESAKE.user_id)

@@ -77,9 +77,9 @@ def action_entry(api: Api, s: CaseScenario) -> tuple[str, dict[str, Any]]:
 
 
 ENTRIES: dict[str, tuple[str, Callable[[Api, CaseScenario], tuple[str, dict[str, Any]]]]] = {
-    "worksheet": ("se.vss.case.WorksheetCompleted.v1", worksheet_entry),
+    "worksheet": ("se.vss.case.WorksheetCompleted.v2", worksheet_entry),
     "goal": ("se.vss.case.GoalSet.v1", goal_entry),
-    "resource_group_meeting": ("se.vss.case.ResourceGroupMeetingHeld.v1", meeting_entry),
+    "resource_group_meeting": ("se.vss.case.ResourceGroupMeetingHeld.v2", meeting_entry),
     "sip_action": ("se.vss.case.ActionCompleted.v1", action_entry),
 }
 
@@ -103,7 +103,7 @@ def test_an_entry_is_corrected_then_retracted_and_its_original_stays(
             "value": value,
         },
     )
-    assert [e["type"] for e in corrected["events"]] == ["se.vss.case.EntryCorrected.v1"]
+    assert [e["type"] for e in corrected["events"]] == ["se.vss.case.EntryCorrected.v2"]
     retracted = _post(
         api,
         scenario,

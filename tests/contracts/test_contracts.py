@@ -46,6 +46,8 @@ from vss_contracts.types import (
     ClosingReason,
     ContactPeriod,
     LongText,
+    MemberKind,
+    Participant,
     Phase,
     Principal,
     UserId,
@@ -98,7 +100,12 @@ def test_drift_names_a_stale_a_missing_and_an_extra_schema(tmp_path: Path) -> No
         [
             "se.vss.case.CoordinatorAssigned.v1.json",
             "se.vss.case.CoordinatorUnassigned.v1.json",
+            "se.vss.case.EntryCorrected.v1.json",
+            "se.vss.case.MappingSummarised.v1.json",
+            "se.vss.case.ResourceGroupMeetingHeld.v1.json",
             "se.vss.case.SipDecided.v1.json",
+            "se.vss.case.SipDecided.v2.json",
+            "se.vss.case.WorksheetCompleted.v1.json",
             *legacy,
         ]
     )
@@ -134,7 +141,15 @@ def test_every_event_type_has_a_stable_versioned_name() -> None:
         assert cls.TYPE in UPCASTERS
         assert f"se.vss.case.{cls.event_name()}.v{cls.event_version()}" == cls.TYPE
     assert ev.SipDecided.event_name() == ev.SipDecidedV1.event_name() == "SipDecided"
-    assert (ev.SipDecidedV1.event_version(), ev.SipDecided.event_version()) == (1, 2)
+    assert (
+        ev.SipDecidedV1.event_version(),
+        ev.SipDecidedV2.event_version(),
+        ev.SipDecided.event_version(),
+    ) == (
+        1,
+        2,
+        3,
+    )
     assert case_subject(CASE_ID, ev.SipDecided.event_name()) == f"vss.case.{CASE_ID}.SipDecided"
 
 
@@ -375,9 +390,77 @@ def test_a_v1_sip_reads_as_v2_with_nothing_invented() -> None:
     ]
     assert all(a.responsible_party is None for a in sip.actions)
     dumped = sip.model_dump(mode="json")
-    assert {k: v for k, v in dumped.items() if k not in ("initial", "overall_responsibility", "actions")} == {
-        k: v for k, v in v1.items() if k != "actions"
-    }
+    assert {
+        k: v
+        for k, v in dumped.items()
+        if k not in ("initial", "overall_responsibility", "actions", "participants")
+    } == {k: v for k, v in v1.items() if k not in ("actions", "participants")}
+    # v1 → v2 → v3: the coordinator participants by user id alone, their organisation null
+    assert dumped["participants"] == [{**p, "organisation_id": None} for p in v1["participants"]]
+
+
+# The events that carry participants: the version naming a coordinator by user id alone, and
+# the next one, which names the person (ADR 0023).
+PARTICIPANT_VERSIONS: list[tuple[type[CaseEventData], type[CaseEventData]]] = [
+    (ev.WorksheetCompletedV1, ev.WorksheetCompleted),
+    (ev.MappingSummarisedV1, ev.MappingSummarised),
+    (ev.SipDecidedV2, ev.SipDecided),
+    (ev.ResourceGroupMeetingHeldV1, ev.ResourceGroupMeetingHeld),
+    (ev.EntryCorrectedV1, ev.EntryCorrected),
+]
+
+
+def _participants(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = (
+        payload["participants"] if "participants" in payload else payload["value"]["participants"]
+    )
+    return found
+
+
+@pytest.mark.parametrize(("old", "new"), PARTICIPANT_VERSIONS, ids=lambda cls: cls.TYPE)
+def test_an_earlier_participant_reads_with_a_null_organisation(
+    old: type[CaseEventData], new: type[CaseEventData]
+) -> None:
+    payload = golden(old)
+    data = decode_event(old.TYPE, payload)
+    assert type(data) is new
+    read = _participants(data.model_dump(mode="json"))
+    assert read == [{**p, "organisation_id": None} for p in _participants(payload)]  # nothing invented
+    assert payload == golden(old)  # not rewritten
+    coordinators = [p for p in _participants(payload) if p["kind"] == "coordinator"]
+    assert coordinators
+    # a null organisation stands for every coordinator with the user id, of any organisation
+    first = Participant.model_validate({**coordinators[0], "organisation_id": None})
+    assert first.names("goteborg-soc", coordinators[0]["user_id"])
+    assert first.names("vgr-psykiatri-nordost", coordinators[0]["user_id"])
+
+
+@pytest.mark.parametrize(("old", "new"), PARTICIPANT_VERSIONS, ids=lambda cls: cls.TYPE)
+def test_a_current_participant_names_a_coordinator_as_a_person(
+    old: type[CaseEventData], new: type[CaseEventData]
+) -> None:
+    payload = golden(new)
+    coordinators = [
+        Participant.model_validate(p) for p in _participants(payload) if p["kind"] == "coordinator"
+    ]
+    assert coordinators
+    assert all(p.organisation_id is not None for p in coordinators)
+    anna = next(p for p in coordinators if p.user_id == "anna.lindqvist")
+    assert anna.names("vgr-psykiatri-nordost", "anna.lindqvist")
+    assert not anna.names("goteborg-soc", "anna.lindqvist")  # a namesake elsewhere is someone else
+    with pytest.raises(ValidationError):  # the earlier version forbids the organisation
+        old.model_validate(
+            golden(new)
+            if old is not ev.EntryCorrectedV1
+            else {**golden(new), "corrects_type": golden(old)["corrects_type"]}
+        )
+
+
+def test_only_a_coordinator_participant_carries_an_organisation() -> None:
+    with pytest.raises(ValidationError, match="only a coordinator"):
+        Participant(kind=MemberKind.CLIENT, name="Tolvan Tolvansson", organisation_id="goteborg-soc")
+    with pytest.raises(ValidationError, match="needs its user_id"):
+        Participant(kind=MemberKind.COORDINATOR, name="Anna Lindqvist", organisation_id="goteborg-soc")
 
 
 def test_a_v2_sip_names_the_principal_responsible_and_may_name_outside_parties() -> None:

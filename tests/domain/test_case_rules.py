@@ -35,6 +35,7 @@ from vss_contracts.types import (
     MemberKind,
     Participant,
     Phase,
+    PracticeRule,
     Principal,
     Worksheet,
 )
@@ -100,6 +101,7 @@ from .specs import (
     consent,
     context,
     coordinator_member,
+    correct,
     decide_sip,
     early_warning_plan,
     employment_officer,
@@ -452,11 +454,23 @@ def test_a_v1_unassignment_read_again_unassigns_the_coordinator_with_that_user_i
     assert set(replayed.state.coordinators) == keys(ANNA)
 
 
-def test_attendance_counts_each_coordinator_sharing_a_user_id() -> None:
-    # Named twice: both Annas took part (a participant names a coordinator by user id alone).
+# The two Annas as participants: each a person (organisation, user id).
+P_ANNA_OF_REGION = Participant(
+    kind=MemberKind.COORDINATOR, name=ANNA.name, organisation_id=ANNA.organisation.id, user_id=ANNA.user_id
+)
+P_ANNA_OF_MUNICIPALITY = Participant(
+    kind=MemberKind.COORDINATOR,
+    name=ANNA_OF_MUNICIPALITY.name,
+    organisation_id=ANNA_OF_MUNICIPALITY.organisation.id,
+    user_id=ANNA_OF_MUNICIPALITY.user_id,
+)
+
+
+def test_attendance_counts_each_coordinator_sharing_a_user_id_as_a_person() -> None:
     case = given(*TWO_ANNAS, consent())
-    p_anna_m = Participant(kind=MemberKind.COORDINATOR, name=ANNA_OF_MUNICIPALITY.name, user_id=ANNA.user_id)
-    then_events(when(case, worksheet(Worksheet.INTERVIEW, P_ANNA, p_anna_m, P_CLIENT)), ev.WorksheetCompleted)
+    both = worksheet(Worksheet.INTERVIEW, P_ANNA_OF_REGION, P_ANNA_OF_MUNICIPALITY, P_CLIENT)
+    [sheet] = then_events(when(case, both), ev.WorksheetCompleted)
+    assert [p.organisation_id for p in sheet.participants] == [REGION_ORG.id, MUNICIPALITY_ORG.id, None]
 
     # Not named: both are absent, each recorded.
     outcome = when(case, worksheet(Worksheet.INTERVIEW, P_CLIENT, reason="Båda sjuka"))
@@ -464,17 +478,81 @@ def test_attendance_counts_each_coordinator_sharing_a_user_id() -> None:
     assert deviation.absent_coordinators == [ANNA.user_id, ANNA.user_id]
 
 
-def test_attendance_that_leaves_unsaid_which_of_two_coordinators_took_part_is_refused() -> None:
+def test_one_of_two_namesake_coordinators_attends_alone_as_a_deviation() -> None:
     case = given(*TWO_ANNAS, consent())
 
-    outcome = when(case, worksheet(Worksheet.INTERVIEW, P_CLIENT, P_ANNA, reason="En av dem sjuk"))
+    # Without a reason the absent Anna of the municipality is a refusal, naming her as a person.
+    error = then_error(
+        when(case, worksheet(Worksheet.INTERVIEW, P_CLIENT, P_ANNA_OF_REGION)),
+        errors.CoordinatorsMustAttend,
+        "coordinators_must_attend",
+    )
+    assert f"missing: {ANNA.user_id} at {MUNICIPALITY_ORG.id}" in str(error)
 
+    outcome = when(case, worksheet(Worksheet.INTERVIEW, P_CLIENT, P_ANNA_OF_REGION, reason="Anna B. sjuk"))
+    deviation, sheet = then_events(outcome, ev.MethodDeviationRecorded, ev.WorksheetCompleted)
+    assert deviation.rule is PracticeRule.COORDINATORS_MUST_ATTEND
+    assert deviation.absent_coordinators == [ANNA.user_id]  # one absent, the other took part
+    [anna] = [p for p in sheet.participants if p.kind is MemberKind.COORDINATOR]
+    assert (anna.organisation_id, anna.user_id) == (REGION_ORG.id, ANNA.user_id)
+
+    outcome = when(case, meeting(P_CLIENT, P_ANNA_OF_MUNICIPALITY, reason="Anna L. sjuk"))
+    deviation, held = then_events(outcome, ev.MethodDeviationRecorded, ev.ResourceGroupMeetingHeld)
+    assert deviation.rule is PracticeRule.MEETING_REQUIRES_COORDINATORS
+    assert [p.organisation_id for p in held.participants] == [None, MUNICIPALITY_ORG.id]
+
+
+def test_a_coordinator_participant_gets_the_organisation_of_the_only_assigned_namesake() -> None:
+    case = given(*CONSENTED)
+
+    [sheet] = then_events(
+        when(case, worksheet(Worksheet.INTERVIEW, P_ANNA, P_ERIK, P_CLIENT)), ev.WorksheetCompleted
+    )
+
+    assert [(p.organisation_id, p.user_id) for p in sheet.participants] == [
+        (ANNA.organisation.id, ANNA.user_id),
+        (ERIK.organisation.id, ERIK.user_id),
+        (None, None),
+    ]
+
+
+def test_a_corrected_meeting_names_each_namesake_coordinator_as_a_person() -> None:
+    case = given(*TWO_ANNAS, consent(), meeting(P_ANNA_OF_REGION, P_ANNA_OF_MUNICIPALITY, P_CLIENT))
+
+    def value(*participants: Participant) -> ev.CorrectedMeetingHeld:
+        return ev.CorrectedMeetingHeld(
+            kind="resource_group_meeting", held_on=TODAY, participants=list(participants), notes="Rättat."
+        )
+
+    outcome = when(case, correct(ev.ResourceGroupMeetingHeld, value(P_CLIENT, P_ANNA)))
     assert isinstance(outcome.error, errors.InvalidCommand)
     [problem] = outcome.error.errors
-    assert problem["field"] == "participants.1.user_id"
-    assert problem["rule"] == "coordinator_ambiguous"
-    outcome = when(case, meeting(P_CLIENT, P_ANNA, reason="En av dem sjuk"))
-    assert isinstance(outcome.error, errors.InvalidCommand)
+    assert (problem["field"], problem["rule"]) == (
+        "value.participants.1.organisation_id",
+        "coordinator_ambiguous",
+    )
+
+    outcome = when(case, correct(ev.ResourceGroupMeetingHeld, value(P_CLIENT, P_ANNA_OF_MUNICIPALITY)))
+    [corrected] = then_events(outcome, ev.EntryCorrected)
+    assert isinstance(corrected.value, ev.CorrectedMeetingHeld)
+    assert [p.organisation_id for p in corrected.value.participants] == [None, MUNICIPALITY_ORG.id]
+
+
+def test_a_user_id_alone_that_two_assigned_coordinators_share_is_refused() -> None:
+    case = given(*TWO_ANNAS, consent())
+    p_anna_m = Participant(kind=MemberKind.COORDINATOR, name=ANNA_OF_MUNICIPALITY.name, user_id=ANNA.user_id)
+
+    for step in (
+        worksheet(Worksheet.INTERVIEW, P_CLIENT, P_ANNA, reason="En av dem sjuk"),
+        worksheet(Worksheet.INTERVIEW, P_CLIENT, P_ANNA, p_anna_m),  # named twice: still not a person
+        meeting(P_CLIENT, P_ANNA, reason="En av dem sjuk"),
+        summarise(P_CLIENT, P_ANNA),
+    ):
+        outcome = when(case, step)
+        assert isinstance(outcome.error, errors.InvalidCommand)
+        [problem] = outcome.error.errors
+        assert problem["field"] == "participants.1.organisation_id"
+        assert problem["rule"] == "coordinator_ambiguous"
 
 
 def test_a_coordinator_member_is_the_assigned_person_not_a_user_id() -> None:

@@ -113,7 +113,7 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     # Every write answered with the case's version; the SIP committed three events at once.
     sip = writes[-1]
     assert [e["type"] for e in sip["events"]] == [
-        "se.vss.case.SipDecided.v2",
+        "se.vss.case.SipDecided.v3",
         "se.vss.case.ConsentRenewed.v1",
         "se.vss.case.PhaseChanged.v1",
     ]

@@ -40,7 +40,7 @@ def _standing_ratings(history: list[Any]) -> list[dict[str, int]]:
     for e in history:
         if e.data.get("change_rating"):
             ratings[str(e.event_id)] = e.data["change_rating"]
-        elif e.type == "se.vss.case.EntryCorrected.v1" and str(e.data["corrects_event_id"]) in ratings:
+        elif e.type == "se.vss.case.EntryCorrected.v2" and str(e.data["corrects_event_id"]) in ratings:
             ratings[str(e.data["corrects_event_id"])] = e.data["value"]["change_rating"]
         elif e.type == "se.vss.case.EntryRetracted.v1":
             ratings.pop(str(e.data["corrects_event_id"]), None)
@@ -58,7 +58,7 @@ def reference_overview(store: CaseEventStore, case_id: Any) -> dict[str, Any]:
     for sheet in Worksheet:
         done = [w for w in state.worksheets if w.worksheet is sheet]
         checklist[sheet.value] = (bool(done), _iso(done[-1].completed_on) if done else None, len(done))
-    summarised = [e for e in history if e.type.endswith("MappingSummarised.v1")]
+    summarised = [e for e in history if e.type.endswith("MappingSummarised.v2")]
     checklist["mapping_summary"] = (
         bool(summarised),
         summarised[-1].data["summarised_on"] if summarised else None,

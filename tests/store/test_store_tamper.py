@@ -16,7 +16,7 @@ from tests.support.scenario import FIRST_SIP_EVENT_TYPES, CaseScenario, drive_to
 from tests.support.stores import raw_execute, raw_query, stored_originator_id
 
 LAST = len(FIRST_SIP_EVENT_TYPES)
-WORKSHEET_VERSION = FIRST_SIP_EVENT_TYPES.index("se.vss.case.WorksheetCompleted.v1") + 1
+WORKSHEET_VERSION = FIRST_SIP_EVENT_TYPES.index("se.vss.case.WorksheetCompleted.v2") + 1
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -452,42 +451,54 @@ class Case(BaseAggregate[UUID]):
             )
         ]
 
-    def _absent_coordinators(self, participants: list[Participant]) -> list[Coordinator]:
-        """The assigned coordinators (persons) who are not among ``participants``.
+    def _persons(self, participants: list[Participant], field: str = "participants") -> list[Participant]:
+        """The participants with every coordinator the case knows named as a person (ADR 0023).
 
-        A participant names a coordinator by user id alone (``Participant`` as published), so
-        a user id stands for every assigned coordinator who has it: named once per such
-        coordinator, they all took part; not named, none did. Two coordinators of different
-        organisations sharing a user id, named fewer times than there are of them, leave
-        unsaid who took part: refused, naming the field, never guessed (ADR 0023)."""
-        named = Counter(p.user_id for p in participants if p.kind is MemberKind.COORDINATOR)
+        A coordinator participant without ``organisation_id`` gets the organisation of the
+        assigned coordinator with its user id; when two assigned coordinators share the user
+        id it is refused, naming ``<field>.<n>.organisation_id`` (``coordinator_ambiguous``),
+        never guessed. One named with its organisation stays as named; a user id no assigned
+        coordinator has stays without one (the case does not know the person)."""
         by_user: dict[str, list[Coordinator]] = {}
         for coordinator in self.state.coordinators.values():
             by_user.setdefault(coordinator.user_id, []).append(coordinator)
-        missing: list[Coordinator] = []
-        for user_id, people in sorted(by_user.items()):
-            times = named.get(user_id, 0)
-            if times == 0:
-                missing.extend(sorted(people, key=coordinator_key))
-            elif times < len(people):
-                index = next(
-                    i
-                    for i, p in enumerate(participants)
-                    if p.kind is MemberKind.COORDINATOR and p.user_id == user_id
-                )
+        persons: list[Participant] = []
+        for index, participant in enumerate(participants):
+            people = by_user.get(participant.user_id or "", [])
+            if (
+                participant.kind is not MemberKind.COORDINATOR
+                or participant.organisation_id is not None
+                or not people
+            ):
+                persons.append(participant)
+            elif len(people) == 1:
+                persons.append(participant.model_copy(update={"organisation_id": people[0].organisation.id}))
+            else:
                 raise errors.InvalidCommand(
                     [
                         {
-                            "field": f"participants.{index}.user_id",
+                            "field": f"{field}.{index}.organisation_id",
                             "rule": "coordinator_ambiguous",
-                            "message": f"{user_id} is the user id of {len(people)} assigned coordinators ("
+                            "message": f"{participant.user_id} is the user id of {len(people)} assigned"
+                            " coordinators ("
                             + ", ".join(_label(c) for c in sorted(people, key=coordinator_key))
-                            + f") and is named {times} time(s): a participant names a coordinator by"
-                            " user id alone, so name it once for each of them, or for none",
+                            + "): name the organisation_id of the one who took part",
                         }
                     ]
                 )
-        return missing
+        return persons
+
+    def _absent_coordinators(self, persons: list[Participant]) -> list[Coordinator]:
+        """The assigned coordinators (persons) who are not among ``persons`` (participants as
+        :meth:`_persons` names them): a namesake at another organisation is someone else."""
+        return sorted(
+            (
+                c
+                for c in self.state.coordinators.values()
+                if not any(p.names(c.organisation.id, c.user_id) for p in persons)
+            ),
+            key=coordinator_key,
+        )
 
     def _check_member_covered(self, consent: Consent, member: ev.ResourceGroupMember) -> None:
         if member.kind is MemberKind.RELATIVE and not consent.covers_relatives:
@@ -671,14 +682,15 @@ class Case(BaseAggregate[UUID]):
         self._consent_in_force()
         _not_in_future(self._require_context(), "completed_on", command.completed_on)
         reason = command.deviation_reason
+        persons = self._persons(command.participants)
         deviations = (
-            self._coordinators_attend(
-                command.participants, f"the {command.worksheet.value} worksheet", reason
-            )
+            self._coordinators_attend(persons, f"the {command.worksheet.value} worksheet", reason)
             if command.worksheet in JOINT_WORKSHEETS
             else []
         )
-        data = ev.WorksheetCompleted(**command.model_dump(exclude={"deviation_reason"}))
+        data = ev.WorksheetCompleted(
+            **command.model_dump(exclude={"deviation_reason", "participants"}), participants=persons
+        )
         self._record(data, command.completed_on, deviations, reason)
 
     @_command
@@ -687,8 +699,11 @@ class Case(BaseAggregate[UUID]):
         context = self._require_context()
         _not_in_future(context, "summarised_on", command.summarised_on)
         reason = command.deviation_reason
-        deviations = self._coordinators_attend(command.participants, "the mapping summary", reason)
-        data = ev.MappingSummarised(**command.model_dump(exclude={"deviation_reason"}))
+        persons = self._persons(command.participants)
+        deviations = self._coordinators_attend(persons, "the mapping summary", reason)
+        data = ev.MappingSummarised(
+            **command.model_dump(exclude={"deviation_reason", "participants"}), participants=persons
+        )
         self._record(data, command.summarised_on, deviations, reason)
         if self.state.phase is Phase.MAPPING:
             self._change_phase(Phase.PLANNING, command.summarised_on, "mapping_summarised")
@@ -781,7 +796,8 @@ class Case(BaseAggregate[UUID]):
                 "a resource group meeting needs every assigned coordinator;"
                 " missing: no coordinator is assigned"
             )
-        missing = self._absent_coordinators(command.participants)
+        persons = self._persons(command.participants)
+        missing = self._absent_coordinators(persons)
         deviations: list[Deviation] = []
         if missing:
             error = errors.MeetingRequiresCoordinators(
@@ -797,7 +813,7 @@ class Case(BaseAggregate[UUID]):
         data = ev.ResourceGroupMeetingHeld(
             meeting_id=meeting_id,
             held_on=command.held_on,
-            participants=command.participants,
+            participants=persons,
             notes=command.notes,
         )
         self._record(data, command.held_on, deviations, command.deviation_reason)
@@ -961,7 +977,7 @@ class Case(BaseAggregate[UUID]):
             goal_ids=command.goal_ids,
             actions=sip_actions,
             next_follow_up_on=command.next_follow_up_on,
-            participants=command.participants,
+            participants=self._persons(command.participants),
             client_agreed=command.client_agreed,
         )
         self._record(data, command.decided_on, deviations, reason)
@@ -1114,6 +1130,10 @@ class Case(BaseAggregate[UUID]):
             case ev.CorrectedActionCompletion():
                 on, field_name = value.completed_on, "value.completed_on"
         _not_in_future(context, field_name, on)
+        if isinstance(value, ev.CorrectedWorksheet | ev.CorrectedMeetingHeld):
+            value = value.model_copy(
+                update={"participants": self._persons(value.participants, "value.participants")}
+            )
         what = "the case was opened" if entry.kind != "sip_action" else "its SIP was decided"
         _not_before(on, field_name, entry.earliest, what)
         self._trigger(

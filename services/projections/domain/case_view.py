@@ -57,7 +57,6 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -186,12 +185,15 @@ def age_group(personal_identity_number: str, opened_on: str) -> str:
 def _joint_step(view: View, step: str, on: str, participants: list[dict[str, Any]]) -> None:
     """Record a joint step and whether every coordinator assigned at the time took part.
 
-    A participant names a coordinator by user id alone, so a user id stands for every assigned
-    coordinator who has it (as the case's attendance rule counts, ADR 0023): each is there when
-    it is named once for each of them."""
-    named = Counter(p.get("user_id") for p in participants if p["kind"] == "coordinator")
-    assigned = Counter(c["user_id"] for c in view["coordinators"])
-    everyone = bool(assigned) and all(named[user_id] >= n for user_id, n in assigned.items())
+    A coordinator participant is a person (organisation, user id), as the case's attendance
+    rule compares them (ADR 0023): a namesake at another organisation is someone else. One
+    of an earlier version (upcast, ``organisation_id`` null) named the user id alone, which
+    then stood for every assigned coordinator who had it."""
+    coordinators = [p for p in participants if p["kind"] == "coordinator"]
+    persons = {(p["organisation_id"], p.get("user_id")) for p in coordinators if p.get("organisation_id")}
+    by_user_id = {p.get("user_id") for p in coordinators if not p.get("organisation_id")}
+    assigned = [(c["organisation"]["id"], c["user_id"]) for c in view["coordinators"]]
+    everyone = bool(assigned) and all(person in persons or person[1] in by_user_id for person in assigned)
     view["facts"].setdefault("joint_steps", []).append([step, on, everyone])
 
 

@@ -22,7 +22,8 @@ only). Definitions, as documented in docs/operations.md:
   between them), for the cases whose first SIP, or first mapping summary, fell in the period.
 - *joint steps* (method fidelity): the interviews, network maps, mapping summaries and
   resource group meetings held in the period, and at how many every coordinator assigned
-  at the time took part (by the participants' user ids, as the case's attendance rules).
+  at the time took part (by the participants as persons, organisation and user id, as the
+  case's attendance rules; an upcast earlier participant by its user id).
 - *follow-ups met by a meeting or a SIP* (method fidelity): from a case's first SIP on,
   every SIP decided and every resource group meeting held calls for the next of either
   within three months; counted like the follow-ups above (deadline in the period, not after

@@ -15,7 +15,7 @@ from tests.domain import specs
 from tests.unit.stories import Stream, story
 from vss_contracts import case_events as ev
 from vss_contracts.registry import upcast
-from vss_contracts.types import MemberKind, Participant, Worksheet
+from vss_contracts.types import Coordinator, MemberKind, Participant, Worksheet
 
 
 def view_of(*steps: specs.Step) -> dict[str, Any]:
@@ -411,13 +411,41 @@ def test_unassigning_one_of_two_coordinators_sharing_a_user_id_leaves_the_other_
     ]
 
 
-def test_a_joint_step_with_both_coordinators_sharing_a_user_id_counts_each() -> None:
-    p_namesake = Participant(
-        kind=MemberKind.COORDINATOR, name=specs.ANNA_OF_MUNICIPALITY.name, user_id=specs.ANNA.user_id
+def _person(coordinator: Coordinator) -> Participant:
+    return Participant(
+        kind=MemberKind.COORDINATOR,
+        name=coordinator.name,
+        organisation_id=coordinator.organisation.id,
+        user_id=coordinator.user_id,
     )
-    both = specs.worksheet(Worksheet.INTERVIEW, specs.P_ANNA, p_namesake, specs.P_CLIENT)
-    view = view_of(*specs.TWO_ANNAS, specs.consent(), both)
-    assert [everyone for _, _, everyone in view["facts"]["joint_steps"]] == [True]
+
+
+def test_a_joint_step_with_both_coordinators_sharing_a_user_id_counts_each_person() -> None:
+    both = specs.worksheet(
+        Worksheet.INTERVIEW, _person(specs.ANNA), _person(specs.ANNA_OF_MUNICIPALITY), specs.P_CLIENT
+    )
+    one = specs.worksheet(Worksheet.INTERVIEW, _person(specs.ANNA), specs.P_CLIENT, reason="Anna B. sjuk")
+    view = view_of(*specs.TWO_ANNAS, specs.consent(), both, one)
+    # the namesake of the region alone is not every coordinator: the municipality's was absent
+    assert [everyone for _, _, everyone in view["facts"]["joint_steps"]] == [True, False]
+
+
+def test_an_upcast_joint_step_names_every_coordinator_with_the_user_id() -> None:
+    view = view_of(*specs.COORDINATED, specs.consent())
+    v1 = {
+        "worksheet": Worksheet.INTERVIEW.value,
+        "completed_on": "2025-02-01",
+        "participants": [
+            {"kind": "coordinator", "name": p.name, "user_id": p.user_id, "member_id": None}
+            for p in (specs.P_ANNA, specs.P_ERIK)
+        ],
+        "summary": "Intervju.",
+    }
+    current, payload = upcast(ev.WorksheetCompletedV1.TYPE, v1)
+    handler = case_view.HANDLERS.handler(current)
+    assert handler is not None
+    handler(view, payload)
+    assert view["facts"]["joint_steps"][-1] == [Worksheet.INTERVIEW.value, "2025-02-01", True]
 
 
 def test_the_journal_names_the_organisation_of_the_coordinator_unassigned() -> None:
