@@ -139,9 +139,9 @@ def no_5xx_but_while_case_api_down(
 ) -> None:
     """A case API process answers no 5xx, but (if at all) while it is itself down (``down``:
     its windows, by part) or while PostgreSQL, its store, is (``postgres_down``). Each 5xx is
-    counted by its cause. The meetings API may answer 503 with Retry-After (its documented
-    answer while it catches up with the case stream after a restart); a client then retries;
-    any other 5xx counts."""
+    counted by its cause. The meetings and query APIs may answer 503 with Retry-After (their
+    documented answer while they catch up with the case stream after a restart, or while
+    their database is unreachable); a client then retries; any other 5xx counts."""
 
     def within(at: float, windows: list[tuple[float, float]]) -> bool:
         return any(start - 1 <= at <= end + 1 for start, end in windows)
@@ -157,25 +157,25 @@ def no_5xx_but_while_case_api_down(
     outside = []
     for at, code, command, target in case_5xx:
         if within(at, down.get(target, [])):
-            causes[f"{target} down"] += 1
+            causes[f"{target} down: {code}"] += 1
         elif within(at, postgres_down):
-            causes["postgres down"] += 1
+            causes[f"postgres down: {code}"] += 1
         else:
-            causes["outside"] += 1
+            causes[f"outside: {code}"] += 1
             outside.append((at, code, command))
-    meetings_5xx = [
-        (at, code, s.command) for s in log if s.api == "meetings" for at, code in s.answers if code >= 500
-    ]
-    unexpected = [x for x in meetings_5xx if x[1] != 503]
     report.figure("case API 5xx (outside its down windows)", f"{len(case_5xx)} ({len(outside)})")
-    report.figure("case API 5xx by cause", dict(sorted(causes.items())))
-    report.figure(
-        "meetings API 503 Retry-After (other 5xx)",
-        f"{len(meetings_5xx) - len(unexpected)} ({len(unexpected)})",
-    )
+    report.figure("case API 5xx by cause: status", dict(sorted(causes.items())))
+    unexpected = []
+    for api in ("meetings", "query"):
+        answers = [
+            (at, code, s.command) for s in log if s.api == api for at, code in s.answers if code >= 500
+        ]
+        other = [x for x in answers if x[1] != 503]
+        unexpected += other
+        report.figure(f"{api} API 503 (other 5xx)", f"{len(answers) - len(other)} ({len(other)})")
     report.figure("connection errors retried", sum(s.connection_errors for s in log))
     report.expect(not outside, f"case API 5xx while it and PostgreSQL were up: {_times(outside)}")
-    report.expect(not unexpected, f"meetings API 5xx other than 503: {_times(unexpected)}")
+    report.expect(not unexpected, f"meetings or query API 5xx other than 503: {_times(unexpected)}")
 
 
 def _times(answers: list[tuple[float, int, str]]) -> list[str]:

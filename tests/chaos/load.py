@@ -45,7 +45,7 @@ WORKING_DAYS = WorkingDays()
 class Call:
     """One request of a lifecycle: which API, what, where, with which body."""
 
-    api: str  # "case" or "meetings"
+    api: str  # "case", "meetings" or "query"
     command: str
     method: str
     path: str
@@ -59,8 +59,8 @@ class Sent:
     """What a client saw of one request, over all its attempts."""
 
     client: int
-    api: str  # "case" or "meetings"
-    target: str  # the part that answers: "case" or "case-2" (a case API process), "meetings"
+    api: str  # "case", "meetings" or "query"
+    target: str  # the part that answers: "case" or "case-2" (a case API process), or the api
     command: str
     method: str
     path: str
@@ -401,6 +401,9 @@ def working(
             )
         else:
             yield Call("case", "read_case", "GET", case, idempotent=False)
+            # And its overview through the query API, as of the app's last write (no draw:
+            # the same seed makes the same choices as before the query API was read).
+            yield Call("query", "read_case_view", "GET", case, idempotent=False)
 
 
 def _at(day: date, hour: int) -> str:
@@ -423,7 +426,7 @@ class Client(threading.Thread):
         super().__init__(daemon=True, name=f"chaos-client-{number}")
         self.number = number
         self.rng = random.Random(seed)
-        self.apis = apis  # "case", "meetings"
+        self.apis = apis  # "case", "meetings", "query"
         # The case API processes by part name (two on the cluster): each request goes to one
         # of them at random, as behind a load balancer, and its retries to the same one.
         self.case_apis = case_apis or {"case": apis["case"]}
@@ -468,7 +471,8 @@ class Client(threading.Thread):
         headers = {"Authorization": f"Bearer {token}"}
         if call.idempotent:
             headers["Idempotency-Key"] = key
-        params = {"position": str(position)} if call.api == "meetings" and position else None
+        waits = call.api in ("meetings", "query")  # both wait for ?position= (503 Retry-After if not)
+        params = {"position": str(position)} if waits and position else None
         target = call.api
         if call.api == "case":  # the embedded topology's one process draws nothing (same seeds)
             target = self.rng.choice(sorted(self.case_apis)) if len(self.case_apis) > 1 else "case"

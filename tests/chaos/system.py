@@ -110,6 +110,10 @@ class System:
         return f"http://127.0.0.1:{self.case_port}"
 
     @property
+    def query_api(self) -> str:
+        return f"http://127.0.0.1:{self.env['VSS_QUERY_PORT']}"
+
+    @property
     def meetings_api(self) -> str:
         return f"http://127.0.0.1:{self.env['VSS_MEETINGS_PORT']}"
 
@@ -148,11 +152,22 @@ class System:
             **{setting: self.postgres_url(database) for setting, database in DATABASES.items()},
         }
 
-    def stream_leader(self, stream: str) -> str:
+    def stream_leader(self, stream: str, timeout: float = 30.0) -> str:
         """The part running the node that leads ``stream`` (the server's own answer to
-        ``$JS.API.STREAM.INFO``: cluster.leader, a node's server name `vss-<i>`)."""
-        leader = asyncio.run(_stream_leader(self.nats_url, self.operator(), stream))
-        return f"nats-{leader.rpartition('-')[2]}"
+        ``$JS.API.STREAM.INFO``: cluster.leader, a node's server name `vss-<i>`). Asked again
+        while the nodes are electing one (no leader, or no answer), for at most ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                leader = asyncio.run(_stream_leader(self.nats_url, self.operator(), stream))
+            except Exception as error:
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"no leader of {stream} named in {timeout:.0f} s: {error}"
+                    ) from error
+                time.sleep(0.5)
+                continue
+            return f"nats-{leader.rpartition('-')[2]}"
 
     def operator(self) -> NatsAuth:
         return NatsAuth(seed_file=internal_seed_path(credentials_dir(self.data_dir), InternalRole.OPERATOR))

@@ -89,7 +89,7 @@ def _run(topology: Topology, tmp_path: Path, seed: int, report: Report) -> None:
             _token(system, "anna.k", "vgr-psykiatri-nordost", "Psykiatri Nordost", "region"),
             _token(system, "omar.s", "goteborg-socialtjanst", "Socialtjänsten Göteborg", "municipality"),
         )
-        apis = {"case": system.case_api, "meetings": system.meetings_api}
+        apis = {"case": system.case_api, "meetings": system.meetings_api, "query": system.query_api}
         case_apis = system.case_apis
         log: list[Sent] = []
         lock = threading.Lock()
