@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: up up-cluster test test-fast test-slow test-cluster chaos lint install clean
+.PHONY: up up-cluster test test-fast test-slow test-cluster chaos chaos-cluster lint install clean
 
 $(STAMP): pyproject.toml contracts/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ test-cluster: $(STAMP)
 # (default 10), VSS_CHAOS_SEED (printed), VSS_CHAOS_CLIENTS; not part of `make test`.
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -m chaos -s -q tests/chaos
+
+# The chaos suite on the production topology (`vss up --cluster`): also a nats-server node at
+# random, the node leading the case stream, PostgreSQL and both case API processes killed.
+chaos-cluster: $(STAMP)
+	VSS_CHAOS_TOPOLOGY=cluster $(BIN)/python -m pytest -m chaos -s -q tests/chaos
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -13,6 +13,7 @@ import re
 import uuid
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -75,11 +76,24 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+def store_unreachable(error: BaseException) -> bool:
+    """The error says the database cannot be reached or ended the connection (PostgreSQL
+    restarting, a failover, a connection the server closed): psycopg's OperationalError, also
+    as the cause of the eventsourcing recorders' own. Not the request's fault, and no bug."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, psycopg.OperationalError):
+            return True
+        seen = seen.__cause__
+    return False
+
+
 class CorrelationMiddleware:
     """Gives every request a correlation id (``X-Correlation-ID`` in, or a new one) and echoes it.
 
     It also answers an unexpected error: logged once (one line with the correlation id, then
-    a plain traceback) and a 500 problem, the error not raised further. Raised further,
+    a plain traceback) and a 500 problem, the error not raised further; but an unreachable
+    database (:func:`store_unreachable`) is a 503 with ``Retry-After`` and one line. Raised further,
     Starlette's ServerErrorMiddleware re-raises it after its handler and uvicorn logs it
     again ("Exception in ASGI application").
 
@@ -126,6 +140,26 @@ class CorrelationMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as error:
+            if store_unreachable(error):
+                # Expected in operation (a database restart, a failover): one line, no traceback,
+                # and the client told to retry, not that the server failed.
+                log.warning(
+                    "http.store_unavailable %s %s correlation_id=%s error=%s",
+                    scope.get("method"),
+                    scope.get("path"),
+                    correlation_id,
+                    type(error).__name__,
+                )
+                if not started:
+                    await problem_response(
+                        Request(scope),
+                        503,
+                        "Store unavailable",
+                        "the service cannot reach its database now; retry",
+                        code="store_unavailable",
+                        headers={"Retry-After": "1"},
+                    )(scope, receive, send_with_id)
+                return
             log.error(
                 "http.unexpected_error %s %s correlation_id=%s error=%s",
                 scope.get("method"),

@@ -1,6 +1,7 @@
 """An unexpected error in one request stays in that request: a 500 problem, and one log entry
 (one line with the correlation id, then a plain traceback without local variables), under a
-real uvicorn server with the services' logging."""
+real uvicorn server with the services' logging. An unreachable database is not unexpected:
+a 503 with Retry-After and one line."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import logging
 from collections.abc import Iterator
 
 import httpx
+import psycopg
 import pytest
 import structlog
+from eventsourcing.persistence import OperationalError as EventsourcingOperationalError
 from fastapi import FastAPI
 
+from services.shared.bus.embedded import free_port
 from services.shared.logging import configure_logging
 from services.shared.problems import CorrelationMiddleware, install_problem_handlers
 from tests.support.bus import wait_until
@@ -88,3 +92,46 @@ def test_an_unexpected_error_is_one_log_entry_without_local_variables(json_lines
     assert failed.headers["x-correlation-id"] == "corr-4711"
     assert failed.json()["type"] == "urn:vss:problem:internal"
     assert CLIENT not in failed.text
+
+
+def unreachable_store_app(server_url: str) -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.add_middleware(CorrelationMiddleware)
+
+    @app.get("/read")
+    def read() -> None:
+        # As a store's read finds its database gone: nothing listens at that address.
+        with psycopg.connect(server_url, connect_timeout=2):
+            pass
+
+    @app.get("/recorded")
+    def recorded() -> None:
+        # The eventsourcing recorders wrap the driver's error in their own.
+        try:
+            with psycopg.connect(server_url, connect_timeout=2):
+                pass
+        except psycopg.OperationalError as error:
+            raise EventsourcingOperationalError(str(error)) from error
+
+    return app
+
+
+def test_an_unreachable_database_is_a_503_to_retry_not_a_500() -> None:
+    """A PostgreSQL restart or failover is no fault of the request and no bug: the client is
+    told to retry (503 with Retry-After), as with every other answer of a service not ready."""
+    nobody = f"postgresql://vss:secret@127.0.0.1:{free_port()}/vss"
+    with (
+        logs_to(json_lines=False) as buffer,
+        serving(unreachable_store_app(nobody), access_log=False) as address,
+    ):
+        answers = [httpx.get(f"http://{address}/{path}", timeout=10) for path in ("read", "recorded")]
+        assert wait_until(lambda: buffer.getvalue().count("http.store_unavailable") == 2, 5)
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "1"
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert answer.json()["type"] == "urn:vss:problem:store_unavailable"
+        assert "secret" not in answer.text
+    assert "secret" not in buffer.getvalue()
+    assert "Traceback" not in buffer.getvalue()  # expected in operation: one line, no traceback

@@ -8,7 +8,6 @@ and then fails with every failure, so one run shows everything.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from services.case.infrastructure.store import CaseEventStore, StoreConfig
 from services.projections.infrastructure.database import ReadModelLocation
 from services.projections.infrastructure.readmodels import ReadModels
 from tests.chaos.load import Sent
+from tests.chaos.stores import rows
 from tests.chaos.system import System
 from tests.support.bus import StreamMessage, read_stream
 from vss_contracts.subjects import CASE_STREAM, CASE_SUBJECTS
@@ -47,10 +47,11 @@ class Report:
 
 
 def case_store_url(system: System) -> str:
-    return (
-        system.env.get("VSS_CASE_STORE_URL")
-        or f"sqlite:///{(system.data_dir / 'case' / 'events.sqlite').resolve()}"
-    )
+    return system.store_url("VSS_CASE_STORE_URL", "case/events.sqlite")
+
+
+def notifications_store_url(system: System) -> str:
+    return system.store_url("VSS_NOTIFICATIONS_STORE_URL", "notifications.sqlite")
 
 
 def stored_events(system: System) -> dict[UUID, list[tuple[int, str]]]:
@@ -130,30 +131,51 @@ def accepted_commands_stored(
 
 
 # ------------------------------------------------------------------------------ 5xx answers
-def no_5xx_but_while_case_api_down(log: list[Sent], down: list[tuple[float, float]], report: Report) -> None:
-    """The case API answers no 5xx, but (if at all) while it is itself down. The meetings API
-    may answer 503 with Retry-After (its documented answer while it catches up with the case
-    stream after a restart); a client then retries; any other 5xx counts."""
+def no_5xx_but_while_case_api_down(
+    log: list[Sent],
+    down: dict[str, list[tuple[float, float]]],
+    postgres_down: list[tuple[float, float]],
+    report: Report,
+) -> None:
+    """A case API process answers no 5xx, but (if at all) while it is itself down (``down``:
+    its windows, by part) or while PostgreSQL, its store, is (``postgres_down``). Each 5xx is
+    counted by its cause. The meetings and query APIs may answer 503 with Retry-After (their
+    documented answer while they catch up with the case stream after a restart, or while
+    their database is unreachable); a client then retries; any other 5xx counts."""
 
-    def while_down(at: float) -> bool:
-        return any(start - 1 <= at <= end + 1 for start, end in down)
+    def within(at: float, windows: list[tuple[float, float]]) -> bool:
+        return any(start - 1 <= at <= end + 1 for start, end in windows)
 
     case_5xx = [
-        (at, code, s.command) for s in log if s.api == "case" for at, code in s.answers if code >= 500
+        (at, code, f"{s.command} ({s.target})", s.target)
+        for s in log
+        if s.api == "case"
+        for at, code in s.answers
+        if code >= 500
     ]
-    outside = [x for x in case_5xx if not while_down(x[0])]
-    meetings_5xx = [
-        (at, code, s.command) for s in log if s.api == "meetings" for at, code in s.answers if code >= 500
-    ]
-    unexpected = [x for x in meetings_5xx if x[1] != 503]
+    causes: Counter[str] = Counter()
+    outside = []
+    for at, code, command, target in case_5xx:
+        if within(at, down.get(target, [])):
+            causes[f"{target} down: {code}"] += 1
+        elif within(at, postgres_down):
+            causes[f"postgres down: {code}"] += 1
+        else:
+            causes[f"outside: {code}"] += 1
+            outside.append((at, code, command))
     report.figure("case API 5xx (outside its down windows)", f"{len(case_5xx)} ({len(outside)})")
-    report.figure(
-        "meetings API 503 Retry-After (other 5xx)",
-        f"{len(meetings_5xx) - len(unexpected)} ({len(unexpected)})",
-    )
+    report.figure("case API 5xx by cause: status", dict(sorted(causes.items())))
+    unexpected = []
+    for api in ("meetings", "query"):
+        answers = [
+            (at, code, s.command) for s in log if s.api == api for at, code in s.answers if code >= 500
+        ]
+        other = [x for x in answers if x[1] != 503]
+        unexpected += other
+        report.figure(f"{api} API 503 (other 5xx)", f"{len(answers) - len(other)} ({len(other)})")
     report.figure("connection errors retried", sum(s.connection_errors for s in log))
-    report.expect(not outside, f"case API 5xx while it was up: {_times(outside)}")
-    report.expect(not unexpected, f"meetings API 5xx other than 503: {_times(unexpected)}")
+    report.expect(not outside, f"case API 5xx while it and PostgreSQL were up: {_times(outside)}")
+    report.expect(not unexpected, f"meetings or query API 5xx other than 503: {_times(unexpected)}")
 
 
 def _times(answers: list[tuple[float, int, str]]) -> list[str]:
@@ -163,15 +185,11 @@ def _times(answers: list[tuple[float, int, str]]) -> list[str]:
 
 
 # -------------------------------------------------------------------------- notifications
-def _deliveries(system: System) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(system.data_dir / "notifications.sqlite")
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(
-            "SELECT delivery_key, status, channel, message_id, last_error, next_attempt_at FROM deliveries"
-        ).fetchall()
-    finally:
-        conn.close()
+def _deliveries(system: System) -> list[dict[str, Any]]:
+    return rows(
+        notifications_store_url(system),
+        "SELECT delivery_key, status, channel, message_id, last_error, next_attempt_at FROM deliveries",
+    )
 
 
 def wait_deliveries_settled(system: System, timeout: float) -> int:
@@ -198,7 +216,7 @@ def mail_by_message_id(system: System) -> Counter[str]:
     return found
 
 
-def notifications_hold(system: System, notification_kills: int, report: Report) -> None:
+def notifications_hold(system: System, notification_crashes: int, report: Report) -> None:
     """No message sent after its cancellation; at most one duplicate per crash of the
     notifications service, with the same Message-ID; every message sent is one the record has."""
     rows = _deliveries(system)
@@ -225,10 +243,10 @@ def notifications_hold(system: System, notification_kills: int, report: Report) 
     report.expect(not after_cancel, f"{len(after_cancel)} cancelled messages were sent: {after_cancel[:3]}")
     duplicates = {mid: n - 1 for mid, n in mails.items() if n > 1}
     report.figure("duplicate messages (same Message-ID)", sum(duplicates.values()))
-    report.figure("notifications crashes (SIGKILL)", notification_kills)
+    report.figure("notifications crashes (restarts)", notification_crashes)
     report.expect(
-        sum(duplicates.values()) <= notification_kills,
-        f"{sum(duplicates.values())} duplicates after {notification_kills} crashes:"
+        sum(duplicates.values()) <= notification_crashes,
+        f"{sum(duplicates.values())} duplicates after {notification_crashes} crashes:"
         f" {list(duplicates.items())[:5]}",
     )
     report.expect(
@@ -239,8 +257,7 @@ def notifications_hold(system: System, notification_kills: int, report: Report) 
 # ---------------------------------------------------------------------------- projections
 def projections_equal_a_rebuild(system: System, report: Report) -> None:
     """The served read models, row by row, equal a clean rebuild from the streams."""
-    default = f"sqlite:///{(system.data_dir / 'projections').resolve()}"
-    location = ReadModelLocation(system.env.get("VSS_READ_MODEL_URL") or default)
+    location = ReadModelLocation(system.store_url("VSS_READ_MODEL_URL", "projections"))
     serving = location.current()
     before = set(location.generations())
     started = time.monotonic()

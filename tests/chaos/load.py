@@ -45,7 +45,7 @@ WORKING_DAYS = WorkingDays()
 class Call:
     """One request of a lifecycle: which API, what, where, with which body."""
 
-    api: str  # "case" or "meetings"
+    api: str  # "case", "meetings" or "query"
     command: str
     method: str
     path: str
@@ -59,7 +59,8 @@ class Sent:
     """What a client saw of one request, over all its attempts."""
 
     client: int
-    api: str
+    api: str  # "case", "meetings" or "query"
+    target: str  # the part that answers: "case" or "case-2" (a case API process), or the api
     command: str
     method: str
     path: str
@@ -400,6 +401,9 @@ def working(
             )
         else:
             yield Call("case", "read_case", "GET", case, idempotent=False)
+            # And its overview through the query API, as of the app's last write (no draw:
+            # the same seed makes the same choices as before the query API was read).
+            yield Call("query", "read_case_view", "GET", case, idempotent=False)
 
 
 def _at(day: date, hour: int) -> str:
@@ -417,11 +421,15 @@ class Client(threading.Thread):
         tokens: Tokens,
         log: list[Sent],
         lock: threading.Lock,
+        case_apis: dict[str, str] | None = None,
     ) -> None:
         super().__init__(daemon=True, name=f"chaos-client-{number}")
         self.number = number
         self.rng = random.Random(seed)
-        self.apis = apis
+        self.apis = apis  # "case", "meetings", "query"
+        # The case API processes by part name (two on the cluster): each request goes to one
+        # of them at random, as behind a load balancer, and its retries to the same one.
+        self.case_apis = case_apis or {"case": apis["case"]}
         self.tokens = tokens
         self.log = log
         self.lock = lock
@@ -463,8 +471,13 @@ class Client(threading.Thread):
         headers = {"Authorization": f"Bearer {token}"}
         if call.idempotent:
             headers["Idempotency-Key"] = key
-        params = {"position": str(position)} if call.api == "meetings" and position else None
-        sent = Sent(self.number, call.api, call.command, call.method, call.path, key, time.time())
+        waits = call.api in ("meetings", "query")  # both wait for ?position= (503 Retry-After if not)
+        params = {"position": str(position)} if waits and position else None
+        target = call.api
+        if call.api == "case":  # the embedded topology's one process draws nothing (same seeds)
+            target = self.rng.choice(sorted(self.case_apis)) if len(self.case_apis) > 1 else "case"
+        url = (self.case_apis[target] if call.api == "case" else self.apis[call.api]) + call.path
+        sent = Sent(self.number, call.api, target, call.command, call.method, call.path, key, time.time())
         with self.lock:
             self.log.append(sent)
         deadline = time.monotonic() + GIVING_UP_AFTER
@@ -473,7 +486,7 @@ class Client(threading.Thread):
             try:
                 response = http.request(
                     call.method,
-                    self.apis[call.api] + call.path,
+                    url,
                     json=call.body,
                     headers=headers,
                     params=params,

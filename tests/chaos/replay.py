@@ -6,23 +6,29 @@ stream: the same meetings with the same ids, nothing published twice), the shari
 on an empty store with `VSS_SHARE` and its lease bucket deleted (it decides again from the
 start of the case stream and publishes every organisation's share anew). The replayed
 state is compared with what the chaos run left, row by row and message by message.
+
+The replayed stores are of the kind the live ones are: SQLite files on the embedded
+topology, new PostgreSQL databases on the cluster's server (``vss_*_replay``), so a
+difference can only come from the services and the streams, never from one database
+answering differently from another; a replay into a new database is also what an operator
+of the production topology does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from services.cli.cluster import nats_nodes
 from services.shared.bus.authorization import credentials_dir
 from services.shared.bus.embedded import EmbeddedNatsServer, free_port
 from services.shared.bus.relay import lease_bucket
 from services.sharing.settings import SharingSettings
 from tests.chaos.checks import Report
+from tests.chaos.stores import create_database, rows
 from tests.chaos.system import System, delete_stream_and_bucket
 from tests.support.bus import read_stream
 from vss_contracts.meeting_events import MEETING_STREAM, MEETING_SUBJECTS
@@ -39,27 +45,39 @@ class Before:
     decided: set[tuple[str, ...]]  # the notifications' deliveries: who is told what, on which channel
 
 
-def _schedules(path: str) -> dict[str, Any]:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return {
-            case: json.loads(snapshot)
-            for case, snapshot in conn.execute("SELECT case_id, snapshot FROM schedules")
+# The stores replayed, with the database each gets on the cluster's PostgreSQL.
+REPLAYED = {
+    "VSS_MEETINGS_STORE_URL": ("meetings-replayed.sqlite", "vss_meetings_replay"),
+    "VSS_SHARING_STORE_URL": ("sharing-replayed.sqlite", "vss_sharing_replay"),
+    "VSS_NOTIFICATIONS_STORE_URL": ("notifications-replayed.sqlite", "vss_notifications_replay"),
+}
+
+
+def _schedules(url: str) -> dict[str, Any]:
+    """Every case's schedule, as its snapshot says, but for ``revision``: that counts the
+    snapshots stored (the store's optimistic concurrency token), and the meetings service
+    stores one per batch of case events, so it depends on how the events arrived in batches,
+    not on the history; a replay reads the stream in other batches."""
+    return {
+        str(row["case_id"]): {
+            name: value for name, value in json.loads(row["snapshot"]).items() if name != "revision"
         }
+        for row in rows(url, "SELECT case_id, snapshot FROM schedules")
+    }
 
 
-def _decided(path: str) -> set[tuple[str, ...]]:
+def _decided(url: str) -> set[tuple[str, ...]]:
     """Every delivery decided (whatever became of it: sent, cancelled, pending)."""
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        rows = conn.execute(
-            "SELECT delivery_key, case_id, cause_event_id, template, channel, address, message_id"
-            " FROM deliveries"
-        )
-        return {tuple(str(value) for value in row) for row in rows}
+    found = rows(
+        url,
+        "SELECT delivery_key, case_id, cause_event_id, template, channel, address, message_id"
+        " FROM deliveries",
+    )
+    return {tuple(str(value) for value in row.values()) for row in found}
 
 
-def _pending_adoptions(path: str) -> int:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM adopted_requests").fetchone()[0])
+def _pending_adoptions(url: str) -> int:
+    return int(rows(url, "SELECT COUNT(*) AS n FROM adopted_requests")[0]["n"])
 
 
 def _shares(system: System) -> dict[str, list[tuple[str, str]]]:
@@ -81,36 +99,68 @@ def _meetings_stream(system: System) -> list[str]:
 def before_replay(system: System) -> Before:
     """Read while the chaos run's system is still up and caught up."""
     return Before(
-        _schedules(str(system.data_dir / "meetings.sqlite")),
+        _schedules(system.store_url("VSS_MEETINGS_STORE_URL", "meetings.sqlite")),
         _meetings_stream(system),
         _shares(system),
-        _decided(str(system.data_dir / "notifications.sqlite")),
+        _decided(system.store_url("VSS_NOTIFICATIONS_STORE_URL", "notifications.sqlite")),
     )
+
+
+def _delete_share(system: System) -> None:
+    """VSS_SHARE and its lease bucket deleted, with only nats-servers of our own running on
+    the system's data (no sharing service may publish meanwhile): the embedded server, or
+    the cluster's three nodes as `vss up --cluster` configures them."""
+    bucket = lease_bucket(SharingSettings().share_names())
+    config = credentials_dir(system.data_dir) / "authorization.conf"
+    if system.topology.cluster:
+        nodes = nats_nodes(
+            system.data_dir.resolve(),
+            port=int(system.env["VSS_NATS_PORT"]),
+            monitor_port=int(system.env["VSS_NATS_MONITOR_PORT"]),
+            route_port=int(system.env["VSS_NATS_ROUTE_PORT"]),
+            authorization=config.resolve(),
+        )
+        for node in nodes:
+            node.launch()
+        try:
+            deadline = time.monotonic() + 60
+            while not all(node.healthy(current=True) for node in nodes):
+                assert time.monotonic() < deadline, "the cluster's nodes did not come up for the replay"
+                time.sleep(0.2)
+            url = ",".join(node.url for node in nodes)
+            asyncio.run(delete_stream_and_bucket(url, system.operator(), SHARE_STREAM, bucket))
+        finally:
+            for node in nodes:
+                node.stop()
+        return
+    server = EmbeddedNatsServer(
+        system.data_dir / "nats",
+        port=system.nats_port,
+        monitor_port=system.nats_monitor_port,
+        config_file=config,
+    )
+    server.start()
+    try:
+        asyncio.run(delete_stream_and_bucket(server.url, system.operator(), SHARE_STREAM, bucket))
+    finally:
+        server.stop()
 
 
 def replay(system: System, before: Before, report: Report, timeout: float = 600) -> None:
     """Stop, replay meetings, sharing and the notifications' decisions from empty stores,
     compare; leaves the system up."""
+    stores = {}
+    for setting, (file, database) in REPLAYED.items():
+        if system.topology.cluster:  # created while the cluster's PostgreSQL runs
+            create_database(system.postgres_url("postgres"), database)
+            stores[setting] = system.postgres_url(database)
+        else:
+            stores[setting] = f"sqlite:///{(system.data_dir / file).resolve()}"
     system.stop()
-    # VSS_SHARE and its lease bucket go, with only a nats-server of our own running on the
-    # system's data (no sharing service may publish meanwhile).
-    server = EmbeddedNatsServer(
-        system.data_dir / "nats",
-        port=system.nats_port,
-        monitor_port=system.nats_monitor_port,
-        config_file=credentials_dir(system.data_dir) / "authorization.conf",
-    )
-    server.start()
-    try:
-        bucket = lease_bucket(SharingSettings().share_names())
-        asyncio.run(delete_stream_and_bucket(server.url, system.operator(), SHARE_STREAM, bucket))
-    finally:
-        server.stop()
-    meetings = str(system.data_dir / "meetings-replayed.sqlite")
-    system.env["VSS_MEETINGS_STORE_URL"] = f"sqlite:///{meetings}"
-    system.env["VSS_SHARING_STORE_URL"] = f"sqlite:///{system.data_dir / 'sharing-replayed.sqlite'}"
-    notifications = str(system.data_dir / "notifications-replayed.sqlite")
-    system.env["VSS_NOTIFICATIONS_STORE_URL"] = f"sqlite:///{notifications}"
+    _delete_share(system)
+    system.env.update(stores)  # `vss up --cluster` keeps a store's own postgresql:// URL
+    meetings = stores["VSS_MEETINGS_STORE_URL"]
+    notifications = stores["VSS_NOTIFICATIONS_STORE_URL"]
     # The replayed notifications would send every message again: only their decisions are
     # compared, so they go to an SMTP port nobody listens on (retried later, not sent), which
     # spares the machine thousands of sends while the replay runs.

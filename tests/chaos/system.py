@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -24,9 +25,11 @@ from typing import Any
 import nats
 from nats.js.errors import NotFoundError
 
+from services.cli.postgres import DATABASES, with_database
 from services.cli.supervisor import pid_alive
 from services.shared.bus.authorization import InternalRole, NatsAuth, credentials_dir, internal_seed_path
-from services.shared.bus.embedded import free_ports
+from services.shared.bus.embedded import free_ports, port_is_free
+from services.shared.bus.streams import server_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 # This checkout's CLI (not the installed entry point, which may import another checkout's code).
@@ -35,14 +38,22 @@ VSS = (sys.executable, "-m", "services.cli.main")
 
 @dataclass(frozen=True)
 class Topology:
-    """How `vss up` is started: the embedded default, or (later) a cluster."""
+    """How `vss up` is started: the embedded default, or the production topology (``--cluster``:
+    three nats-server nodes, every store on PostgreSQL, two case API processes)."""
 
     name: str
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def cluster(self) -> bool:
+        return "--cluster" in self.args
+
 
 EMBEDDED = Topology("embedded")
+CLUSTER = Topology("cluster", ("--cluster",))
+# What a machine's environment may set that would point `vss up --cluster` elsewhere.
+CLUSTER_SETTINGS = ("VSS_NATS_REPLICAS", "VSS_POSTGRES_DSN", *DATABASES)
 
 
 class System:
@@ -52,7 +63,7 @@ class System:
         self.data_dir = data_dir
         self.topology = topology
         # Distinct ports: two free_port() calls may return the same one.
-        ports = iter(free_ports(11))
+        ports = iter(free_ports(13))
         self.case_port = next(ports)
         self.nats_port = next(ports)
         self.nats_monitor_port = next(ports)
@@ -73,7 +84,20 @@ class System:
             "VSS_NATS_MONITOR_PORT": str(self.nats_monitor_port),
             **topology.env,
         }
-        for name in ("VSS_CASE_STORE_URL", "VSS_NATS_URL", "VSS_NATS_NKEY_SEED_FILE"):
+        if topology.cluster:
+            # Node i listens on VSS_NATS_PORT + i (and so on): three ports in a row, each.
+            taken = {int(value) for name, value in self.env.items() if name.endswith("_PORT")}
+            for name in ("VSS_NATS_PORT", "VSS_NATS_MONITOR_PORT", "VSS_NATS_ROUTE_PORT"):
+                base = consecutive_free(3, taken)
+                taken |= {base, base + 1, base + 2}
+                self.env[name] = str(base)
+            self.nats_port, self.nats_monitor_port = (
+                int(self.env["VSS_NATS_PORT"]),
+                int(self.env["VSS_NATS_MONITOR_PORT"]),
+            )
+            self.env["VSS_CASE_PORT_2"] = str(next(ports))
+            self.env["VSS_POSTGRES_PORT"] = str(next(ports))
+        for name in ("VSS_CASE_STORE_URL", "VSS_NATS_URL", "VSS_NATS_NKEY_SEED_FILE", *CLUSTER_SETTINGS):
             if name not in topology.env:
                 self.env.pop(name, None)
         self.env.update(extra_env or {})
@@ -86,12 +110,64 @@ class System:
         return f"http://127.0.0.1:{self.case_port}"
 
     @property
+    def query_api(self) -> str:
+        return f"http://127.0.0.1:{self.env['VSS_QUERY_PORT']}"
+
+    @property
     def meetings_api(self) -> str:
         return f"http://127.0.0.1:{self.env['VSS_MEETINGS_PORT']}"
 
     @property
+    def case_apis(self) -> dict[str, str]:
+        """Each case API process by part name (two on the cluster: `case` and `case-2`)."""
+        urls = [str(url) for url in self.up_state().get("case_apis") or [self.case_api]]
+        return dict(zip(("case", "case-2"), urls, strict=False))
+
+    @property
     def nats_url(self) -> str:
+        """Every node's URL, comma-separated (one on the embedded topology)."""
         return str(self.up_state()["nats_url"])
+
+    def postgres_url(self, database: str) -> str:
+        """A database on the cluster's PostgreSQL (the server `vss up --cluster` reports)."""
+        return with_database(str(self.up_state()["postgres_url"]), database)
+
+    def store_url(self, setting: str, sqlite_file: str) -> str:
+        """Where a store is: its database on the cluster's PostgreSQL, or its SQLite file."""
+        if self.topology.cluster:
+            return self.postgres_url(DATABASES[setting])
+        return self.env.get(setting) or f"sqlite:///{(self.data_dir / sqlite_file).resolve()}"
+
+    def operator_env(self) -> dict[str, str]:
+        """What an operator exports to run `vss` commands against the running cluster: every
+        node, the operator's credentials and every store's database (`vss up --cluster` sets
+        them for its parts only). Not given to `vss up` itself: with VSS_NATS_URL set it would
+        start no nats-server."""
+        if not self.topology.cluster:
+            return {}
+        return {
+            "VSS_NATS_URL": self.nats_url,
+            "VSS_NATS_REPLICAS": str(self.up_state().get("nats_replicas") or 3),
+            "VSS_NATS_NKEY_SEED_FILE": str(self.operator().seed_file),
+            **{setting: self.postgres_url(database) for setting, database in DATABASES.items()},
+        }
+
+    def stream_leader(self, stream: str, timeout: float = 30.0) -> str:
+        """The part running the node that leads ``stream`` (the server's own answer to
+        ``$JS.API.STREAM.INFO``: cluster.leader, a node's server name `vss-<i>`). Asked again
+        while the nodes are electing one (no leader, or no answer), for at most ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                leader = asyncio.run(_stream_leader(self.nats_url, self.operator(), stream))
+            except Exception as error:
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"no leader of {stream} named in {timeout:.0f} s: {error}"
+                    ) from error
+                time.sleep(0.5)
+                continue
+            return f"nats-{leader.rpartition('-')[2]}"
 
     def operator(self) -> NatsAuth:
         return NatsAuth(seed_file=internal_seed_path(credentials_dir(self.data_dir), InternalRole.OPERATOR))
@@ -134,7 +210,7 @@ class System:
         done = subprocess.run(
             [*VSS, *args],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **self.operator_env()},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -189,9 +265,30 @@ def running(data_dir: Path, topology: Topology, extra_env: dict[str, str] | None
         system.stop()
 
 
+def consecutive_free(count: int, taken: set[int]) -> int:
+    """The first of ``count`` free ports in a row, none of them ``taken``."""
+    for _ in range(500):
+        base = random.randrange(20_000, 60_000)
+        ports = {base + i for i in range(count)}
+        if not ports & taken and all(port_is_free(port) for port in ports):
+            return base
+    raise AssertionError(f"no {count} free ports in a row")
+
+
+async def _stream_leader(url: str, auth: NatsAuth, stream: str) -> str:
+    nc = await nats.connect(server_urls(url), connect_timeout=2, max_reconnect_attempts=3, **auth.options())
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        leader = info.cluster.leader if info.cluster is not None else None
+        assert leader, f"{stream} has no leader: {info.cluster}"
+        return str(leader)
+    finally:
+        await nc.close()
+
+
 async def delete_stream_and_bucket(url: str, auth: NatsAuth, stream: str, bucket: str) -> None:
     """The documented way to have the sharing service decide and publish again from the start."""
-    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=3, **auth.options())
+    nc = await nats.connect(server_urls(url), connect_timeout=2, max_reconnect_attempts=3, **auth.options())
     try:
         js = nc.jetstream()
         for name in (stream, f"KV_{bucket}"):

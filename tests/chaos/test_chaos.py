@@ -13,7 +13,10 @@ replay.
 Not in the default run (tests/conftest.py skips it): ``make chaos``, or
 ``pytest -m chaos -s tests/chaos``. Settings: ``VSS_CHAOS_MINUTES`` (10; load runs at least
 this long, and on until every kind has been killed ``VSS_CHAOS_MIN_KILLS`` times, default 3),
-``VSS_CHAOS_SEED`` (random, printed), ``VSS_CHAOS_CLIENTS`` (4).
+``VSS_CHAOS_SEED`` (random, printed), ``VSS_CHAOS_CLIENTS`` (4), ``VSS_CHAOS_TOPOLOGY``
+(``embedded``, the default, or ``cluster``: `vss up --cluster`, the production topology
+with three nats-server nodes, every store on PostgreSQL and two case API processes, where
+the node leading the case stream and PostgreSQL are killed too; ``make chaos-cluster``).
 """
 
 from __future__ import annotations
@@ -30,18 +33,18 @@ import pytest
 
 from tests.chaos import checks, replay
 from tests.chaos.checks import Report
-from tests.chaos.killer import Killer
+from tests.chaos.killer import CASE_PARTS, LEADER, Killer
 from tests.chaos.load import Client, Sent, Tokens
-from tests.chaos.system import EMBEDDED, System, Topology, running
+from tests.chaos.system import CLUSTER, EMBEDDED, System, Topology, running
 
 pytestmark = pytest.mark.chaos
 
-# More topologies (a nats-server cluster, PostgreSQL) are one entry each here.
-TOPOLOGIES = [EMBEDDED]
+TOPOLOGIES = {topology.name: topology for topology in (EMBEDDED, CLUSTER)}
+CHOSEN = [TOPOLOGIES[name] for name in os.environ.get("VSS_CHAOS_TOPOLOGY", "embedded").split(",")]
 KILL_GAP = (2.0, 8.0)  # seconds between a part back healthy and the next kill
 
 
-@pytest.fixture(params=TOPOLOGIES, ids=lambda topology: topology.name)
+@pytest.fixture(params=CHOSEN, ids=lambda topology: topology.name)
 def topology(request: pytest.FixtureRequest) -> Topology:
     return request.param  # type: ignore[no-any-return]
 
@@ -86,12 +89,15 @@ def _run(topology: Topology, tmp_path: Path, seed: int, report: Report) -> None:
             _token(system, "anna.k", "vgr-psykiatri-nordost", "Psykiatri Nordost", "region"),
             _token(system, "omar.s", "goteborg-socialtjanst", "Socialtjänsten Göteborg", "municipality"),
         )
-        apis = {"case": system.case_api, "meetings": system.meetings_api}
+        apis = {"case": system.case_api, "meetings": system.meetings_api, "query": system.query_api}
+        case_apis = system.case_apis
         log: list[Sent] = []
         lock = threading.Lock()
-        drivers = [Client(n, rng.randrange(2**31), apis, tokens, log, lock) for n in range(clients)]
+        drivers = [
+            Client(n, rng.randrange(2**31), apis, tokens, log, lock, case_apis) for n in range(clients)
+        ]
         killer = Killer(system, random.Random(rng.randrange(2**31)), KILL_GAP)
-        kinds = system.killable()
+        kinds = killer.kinds()
         started = time.monotonic()
         for driver in drivers:
             driver.start()
@@ -99,7 +105,7 @@ def _run(topology: Topology, tmp_path: Path, seed: int, report: Report) -> None:
         # Load for the given minutes, and on until every kind has been killed often enough.
         while True:
             time.sleep(1)
-            killed = Counter(k.part for k in killer.kills)
+            killed = Counter(k.kind for k in killer.kills)
             elapsed = time.monotonic() - started
             assert killer.error is None, f"seed {seed}: {killer.error}"
             assert not [d.error for d in drivers if d.error], f"seed {seed}: {[d.error for d in drivers]}"
@@ -115,18 +121,36 @@ def _run(topology: Topology, tmp_path: Path, seed: int, report: Report) -> None:
             driver.join(200)
         assert killer.error is None, f"seed {seed}: {killer.error}"
         assert not [d.name for d in drivers if d.is_alive()], "a client did not stop"
-        killed = Counter(k.part for k in killer.kills)
+        killed = Counter(k.kind for k in killer.kills)
         report.figure("load (min)", round(load_seconds / 60, 1))
         report.figure("clients", clients)
         report.figure("cases driven", sum(d.cases for d in drivers))
         report.figure("kills per kind", dict(sorted(killed.items())))
         report.figure("kills", len(killer.kills))
+        if system.topology.cluster:
+            nodes = [k for k in killer.kills if k.part.startswith("nats-")]
+            report.figure(
+                "nats-server kills (of which the VSS_CASE leader)",
+                f"{len(nodes)} ({sum(k.led_case_stream for k in nodes)})",
+            )
+            report.figure(
+                f"{LEADER} kills: node killed",
+                dict(sorted(Counter(k.part for k in killer.kills if k.kind == LEADER).items())),
+            )
+            report.expect(
+                all(k.led_case_stream for k in killer.kills if k.kind == LEADER),
+                "a nats-leader kill hit a node that did not lead VSS_CASE",
+            )
         recovery = [k.back_at - k.at for k in killer.kills if k.back_at]
         report.figure(
             "back healthy after a kill (s, max)", f"{sum(recovery) / len(recovery):.1f} ({max(recovery):.1f})"
         )
-        down = killer.case_down()
-        report.figure("case API down (s)", round(sum(end - start for start, end in down), 1))
+        down = {part: killer.case_down(part) for part in CASE_PARTS if part in case_apis}
+        postgres_down = killer.postgres_down()
+        for part, windows in down.items():
+            report.figure(f"{part} API down (s)", round(sum(end - start for start, end in windows), 1))
+        if postgres_down:
+            report.figure("postgres down (s)", round(sum(end - start for start, end in postgres_down), 1))
         abandoned = [a for d in drivers for a in d.abandoned]
         report.figure("requests refused (4xx) or unanswered", len(abandoned))
         report.expect(not abandoned, f"requests refused or unanswered: {abandoned[:5]}")
@@ -142,8 +166,11 @@ def _run(topology: Topology, tmp_path: Path, seed: int, report: Report) -> None:
         report.figure("consumers caught up (lag 0)", len(lags))
         stored = checks.store_equals_stream(system, report)
         checks.accepted_commands_stored(log, stored, report)
-        checks.no_5xx_but_while_case_api_down(log, down, report)
-        checks.notifications_hold(system, killed["notifications"], report)
+        checks.no_5xx_but_while_case_api_down(log, down, postgres_down, report)
+        # A crash of the notifications service: a SIGKILL, or (on the cluster) an exit when
+        # PostgreSQL went away under it; `vss up` counts both as a restart.
+        report.figure("notifications SIGKILLs", killed["notifications"])
+        checks.notifications_hold(system, int(system.parts()["notifications"]["restarts"]), report)
         checks.projections_equal_a_rebuild(system, report)
         before = replay.before_replay(system)
         replay.replay(system, before, report)

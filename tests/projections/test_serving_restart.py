@@ -1,7 +1,9 @@
-"""The query API's read-model connections after a PostgreSQL restart: opened again, not
-failing every request of a thread until the process restarts."""
+"""The query API's read-model connections after a PostgreSQL restart: opened again, without
+failing a request, and not failing every request of a thread until the process restarts."""
 
 from __future__ import annotations
+
+import threading
 
 import psycopg
 import pytest
@@ -9,8 +11,18 @@ import pytest
 from services.projections.infrastructure.database import ReadModelLocation, new_generation
 from services.projections.infrastructure.readmodels import ReadModels
 from services.projections.infrastructure.serving import ServedGenerations
+from services.shared.bus.embedded import free_port
 
 pytestmark = pytest.mark.postgres
+
+
+def _as_a_restart_does(url: str) -> None:
+    """Every other connection to the database ended by the server."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 def test_connections_a_restart_ended_are_opened_again(postgres_url: str) -> None:
@@ -20,15 +32,39 @@ def test_connections_a_restart_ended_are_opened_again(postgres_url: str) -> None
     location.point_to(generation)
     served = ServedGenerations(location)
     try:
-        before = served.current().position()
-        with psycopg.connect(postgres_url, autocommit=True) as admin:  # as a restart does
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        models = served.current()  # the shared pointer: found dead, opened again at once
-        with pytest.raises(psycopg.OperationalError):  # this thread's connection: fails once
-            models.position()
-        assert served.current().position() == before  # then opened again
+        before = served.wait_for(0, 0.0)[1]
+        _as_a_restart_does(postgres_url)
+        # The first read after the restart, the pointer's and this thread's connection both
+        # dead: each opened again once, and the read answers (no failed request).
+        models, position, reached = served.wait_for(0, 0.0)
+        assert reached
+        assert position == before
+        assert models.position() == before  # the connection it handed out is the new one
+        # In another thread too (each has a connection of its own), and again after a second restart.
+        _as_a_restart_does(postgres_url)
+        seen: list[object] = []
+        reader = threading.Thread(target=lambda: seen.append(served.wait_for(0, 0.0)[1]))
+        reader.start()
+        reader.join(10)
+        assert seen == [before]
+        assert served.wait_for(0, 0.0)[1] == before
+    finally:
+        location.close()
+
+
+def test_a_database_that_stays_unreachable_fails_the_read(postgres_url: str) -> None:
+    """Opened again once, not for ever: while the server is down the read fails (the query API
+    answers 503 with Retry-After, tests/api/test_unexpected_errors.py)."""
+    location = ReadModelLocation(postgres_url)
+    generation = new_generation()
+    ReadModels(location.connect(generation)).create_tables()
+    location.point_to(generation)
+    served = ServedGenerations(location)
+    try:
+        served.wait_for(0, 0.0)
+        location.url = f"postgresql://vss:vss@127.0.0.1:{free_port()}/vss"  # where no server listens
+        _as_a_restart_does(postgres_url)
+        with pytest.raises(psycopg.OperationalError):
+            served.wait_for(0, 0.0)
     finally:
         location.close()

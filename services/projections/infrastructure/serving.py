@@ -40,13 +40,29 @@ class ServedGenerations:
             self._local.models = models
         return models
 
+    def _position(self) -> tuple[ReadModels, Position]:
+        """This thread's read models and their position: the first statement of a request on
+        the thread's connection. PostgreSQL: a connection the server ended since its last use
+        (a restart, a failover) is only found dead by using it; it is then opened again and
+        the statement sent once more, so the request does not fail. A second failure (the
+        server still down) is raised: the query API answers 503 with Retry-After."""
+        models = self.current()
+        try:
+            return models, models.position()
+        except psycopg.OperationalError:
+            if not models.conn.is_postgres:
+                raise
+            models.close()
+            self._local.models = None
+            models = self.current()
+            return models, models.position()
+
     def wait_for(self, log_position: int, limit: float) -> tuple[ReadModels, Position, bool]:
         """The read models once they reflect ``log_position`` (or when ``limit`` seconds passed)."""
         deadline = time.monotonic() + limit
         delay = 0.002
         while True:
-            models = self.current()
-            position = models.position()
+            models, position = self._position()
             if position.log_position >= log_position:
                 return models, position, True
             if time.monotonic() >= deadline:

@@ -137,6 +137,11 @@ class PermanentFailure(Exception):
     """Raised by a handler for an event that no retry can apply: dead-letter it now."""
 
 
+class MessagesLost(Exception):  # a signal to re-point, not an error
+    """A fetch passed over messages the server took as delivered (lost in transit): the
+    consumer points the durable at its stored position + 1 again, so they come in order."""
+
+
 class StateReplaced(Exception):  # a signal to re-point, not an error
     """Raised by a handler whose state was swapped for another copy (e.g. a rebuilt read model).
 
@@ -413,6 +418,9 @@ class DurableConsumer:
                 except StateReplaced as replaced:
                     log.info("consumer.state_replaced", consumer=self.settings.durable, detail=str(replaced))
                     continue
+                except MessagesLost as lost:
+                    log.warning("consumer.messages_lost", consumer=self.settings.durable, detail=str(lost))
+                    continue
                 except _RECONNECT as error:
                     self.caught_up = False
                     if stop.is_set():
@@ -442,6 +450,12 @@ class DurableConsumer:
                     continue
                 self.caught_up = False
                 self._backoff = 0.1  # consuming again: the next trouble starts its backoff afresh
+                if await self._passes_over_some(js, messages):
+                    # Fetched by the server for this consumer, lost on the way (a node killed
+                    # with a pull in flight): JetStream redelivers them only after ack_wait,
+                    # behind these, and then they would be taken for applied already. Applied
+                    # in order instead: re-pointed at the stored state, nothing of these acked.
+                    raise MessagesLost(f"a fetch after {self._position} passes over messages of the stream")
                 if not (len(messages) > 1 and not stop.is_set() and await self._handle_batch(messages)):
                     for msg in messages:
                         if stop.is_set():
@@ -452,6 +466,26 @@ class DurableConsumer:
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _passes_over_some(self, js: JetStreamContext, messages: list[Msg]) -> bool:
+        """Whether the stream holds a message for this consumer that is neither applied nor
+        among ``messages`` but before one of them: a gap (asked of the stream only when the
+        sequences jump; on the case stream every message is the consumer's, so never else)."""
+        previous = self._position
+        subject = self.settings.filter_subject or self.settings.names.subjects
+        for msg in messages:
+            sequence = msg.metadata.sequence.stream
+            if sequence <= previous:
+                continue  # a redelivery of one applied already
+            if sequence > previous + 1:
+                try:
+                    found = await js.get_msg(self.stream, seq=previous + 1, subject=subject, next=True)
+                except NotFoundError:
+                    found = None
+                if found is not None and found.seq is not None and found.seq < sequence:
+                    return True
+            previous = sequence
+        return False
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
         """Wait for the next message, then take at once what else is there (up to the batch).
