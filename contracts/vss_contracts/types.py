@@ -323,6 +323,26 @@ class ParticipantV1(ContractModel):
     member_id: UUID | None = None
 
 
+# What the validator of Participant checks, as JSON Schema says it: an organisation only on a
+# coordinator, and only with a user id.
+ORGANISATION_ONLY_OF_A_COORDINATOR: dict[str, Any] = {
+    "allOf": [
+        {
+            "anyOf": [
+                {"required": ["kind"], "properties": {"kind": {"const": "coordinator"}}},
+                {"properties": {"organisation_id": {"type": "null"}}},
+            ]
+        },
+        {
+            "anyOf": [
+                {"properties": {"organisation_id": {"type": "null"}}},
+                {"required": ["user_id"], "properties": {"user_id": {"type": "string"}}},
+            ]
+        },
+    ]
+}
+
+
 class Participant(ContractModel):
     """Someone present at a meeting or worksheet session.
 
@@ -331,6 +351,8 @@ class Participant(ContractModel):
     coordinator the case held with that user id. Resource group members are matched by
     ``member_id``; only a coordinator carries an ``organisation_id``.
     """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=ORGANISATION_ONLY_OF_A_COORDINATOR)
 
     kind: ParticipantKind
     name: ShortText
