@@ -100,6 +100,10 @@ class CaseStore(Protocol):
 
     def history(self, case_id: UUID, after_version: int, limit: int) -> list[HistoryEntry]: ...
 
+    def ping(self) -> None:
+        """One round trip to the database; raises what the driver raises when it cannot be reached."""
+        ...
+
 
 class Clock(Protocol):
     def now(self) -> datetime:

@@ -189,6 +189,12 @@ class CaseService:
             return False
         return True
 
+    def store_reachable(self) -> dict[str, str]:
+        """For the health check: a process that cannot reach its store cannot take a command,
+        so it is not ready (a balancer or `vss status` then says so) until the store answers."""
+        self.store.ping()
+        return {"store": "ok"}
+
     # -------------------------------------------------------------------------- queries
     def get(self, case_id: UUID) -> Case:
         """The case as stored now (never a cached copy that another process may have outdated)."""

@@ -149,6 +149,7 @@ def create_app(
         ),
         deps=_Dependencies(service, tokens, access_log, window or DateWindow()),
         routers=[router],
+        health=service.store_reachable,
     )
     _install_domain_error_handlers(app)
 

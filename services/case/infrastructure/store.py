@@ -632,6 +632,9 @@ class CaseEventStore:
         rows = self.case_recorder.query("SELECT case_id FROM case_heads ORDER BY case_id")
         return [UUID(row["case_id"]) for row in rows]
 
+    def ping(self) -> None:
+        self.case_recorder.query("SELECT 1")
+
     def check_migrated(self) -> None:
         try:
             self.case_recorder.query("SELECT key_id, signature FROM case_heads LIMIT 1")

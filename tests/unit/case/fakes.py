@@ -57,6 +57,9 @@ class InMemoryCaseStore:
     def load_version(self, case_id: UUID, version: int) -> Case:
         return self._fold(case_id, version)
 
+    def ping(self) -> None:
+        return None  # always reachable
+
     def forget(self, case_id: UUID) -> None:
         self._cache.pop(case_id, None)
 
