@@ -352,7 +352,9 @@ class Participant(ContractModel):
     ``member_id``; only a coordinator carries an ``organisation_id``.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=ORGANISATION_ONLY_OF_A_COORDINATOR)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", json_schema_extra=ORGANISATION_ONLY_OF_A_COORDINATOR
+    )
 
     kind: ParticipantKind
     name: ShortText
