@@ -12,17 +12,9 @@ from services.projections.infrastructure.database import ReadModelLocation, new_
 from services.projections.infrastructure.readmodels import ReadModels
 from services.projections.infrastructure.serving import ServedGenerations
 from services.shared.bus.embedded import free_port
+from tests.support.stores import end_other_connections
 
 pytestmark = pytest.mark.postgres
-
-
-def _as_a_restart_does(url: str) -> None:
-    """Every other connection to the database ended by the server."""
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
 
 
 def test_connections_a_restart_ended_are_opened_again(postgres_url: str) -> None:
@@ -33,7 +25,7 @@ def test_connections_a_restart_ended_are_opened_again(postgres_url: str) -> None
     served = ServedGenerations(location)
     try:
         before = served.wait_for(0, 0.0)[1]
-        _as_a_restart_does(postgres_url)
+        end_other_connections(postgres_url)
         # The first read after the restart, the pointer's and this thread's connection both
         # dead: each opened again once, and the read answers (no failed request).
         models, position, reached = served.wait_for(0, 0.0)
@@ -41,7 +33,7 @@ def test_connections_a_restart_ended_are_opened_again(postgres_url: str) -> None
         assert position == before
         assert models.position() == before  # the connection it handed out is the new one
         # In another thread too (each has a connection of its own), and again after a second restart.
-        _as_a_restart_does(postgres_url)
+        end_other_connections(postgres_url)
         seen: list[object] = []
         reader = threading.Thread(target=lambda: seen.append(served.wait_for(0, 0.0)[1]))
         reader.start()
@@ -63,7 +55,7 @@ def test_a_database_that_stays_unreachable_fails_the_read(postgres_url: str) -> 
     try:
         served.wait_for(0, 0.0)
         location.url = f"postgresql://vss:vss@127.0.0.1:{free_port()}/vss"  # where no server listens
-        _as_a_restart_does(postgres_url)
+        end_other_connections(postgres_url)
         with pytest.raises(psycopg.OperationalError):
             served.wait_for(0, 0.0)
     finally:

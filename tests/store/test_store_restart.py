@@ -3,26 +3,16 @@ accepted, none answered with an error because the pool handed out a connection t
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
 from services.case.application.service import CaseService
 from services.case.infrastructure.store import StoreConfig, migrate
 from tests.support.clock import FixedClock
 from tests.support.scenario import CaseScenario
-from tests.support.stores import open_case_store
+from tests.support.stores import end_other_connections, open_case_store
 
 pytestmark = pytest.mark.postgres
 POOL_SIZE = 4
-
-
-def _as_a_restart_does(url: str) -> None:
-    """Every other connection to the database ended by the server."""
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
 
 
 def test_every_command_after_a_restart_is_accepted(postgres_url: str) -> None:
@@ -35,7 +25,7 @@ def test_every_command_after_a_restart_is_accepted(postgres_url: str) -> None:
         scenario.assign_coordinators()
         scenario.give_consent()
         before = scenario.version
-        _as_a_restart_does(postgres_url)
+        end_other_connections(postgres_url)
         # More commands than the pool holds connections: each would take one the restart ended.
         for _ in range(POOL_SIZE * 3):
             scenario.complete_worksheet()

@@ -96,3 +96,12 @@ def raw_query(url: str, statement: str, params: Sequence[Any] = ()) -> list[tupl
         return list(lite.execute(statement.replace("%s", "?"), tuple(params)).fetchall())
     finally:
         lite.close()
+
+
+def end_other_connections(url: str) -> None:
+    """As a PostgreSQL restart does: every other connection to the database ended by the server."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
