@@ -69,10 +69,9 @@ def coordinator_unassigned_v1_to_v2(payload: Payload) -> Payload:
 
 def _participants_by_person(participants: list[Payload]) -> list[Payload]:
     """An earlier participant named a coordinator by user id alone, standing for every
-    coordinator the case held with it: the organisation is null, never guessed (ADR 0023)."""
-    return [
-        {**p, "organisation_id": None} if p.get("kind") == "coordinator" else dict(p) for p in participants
-    ]
+    coordinator the case held with it: the organisation is null, never guessed (ADR 0023).
+    Every participant gets the field, as the next version's model writes it (null)."""
+    return [{**p, "organisation_id": None} for p in participants]
 
 
 def participants_to_persons(payload: Payload) -> Payload:

@@ -234,6 +234,7 @@ def test_walkthrough_from_opening_to_first_sip(system: tuple[int, dict[str, str]
     assert positions[0] >= writes[-1]["position"]  # at least the walk-through's last write
 
 
+@pytest.mark.slow  # about 40 s: two whole starts of `vss up` (make test-slow)
 def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path: Path) -> None:
     data, port = tmp_path / "data", free_port()
     vss = str(Path(sys.executable).parent / "vss")
