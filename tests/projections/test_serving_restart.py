@@ -17,12 +17,17 @@ from tests.support.stores import end_other_connections
 pytestmark = pytest.mark.postgres
 
 
-def test_connections_a_restart_ended_are_opened_again(postgres_url: str) -> None:
-    location = ReadModelLocation(postgres_url)
+def _served_empty_generation(url: str) -> tuple[ReadModelLocation, ServedGenerations]:
+    """An empty generation of read models on ``url``, pointed to and served as the query API serves it."""
+    location = ReadModelLocation(url)
     generation = new_generation()
     ReadModels(location.connect(generation)).create_tables()
     location.point_to(generation)
-    served = ServedGenerations(location)
+    return location, ServedGenerations(location)
+
+
+def test_connections_a_restart_ended_are_opened_again(postgres_url: str) -> None:
+    location, served = _served_empty_generation(postgres_url)
     try:
         before = served.wait_for(0, 0.0)[1]
         end_other_connections(postgres_url)
@@ -47,11 +52,7 @@ def test_connections_a_restart_ended_are_opened_again(postgres_url: str) -> None
 def test_a_database_that_stays_unreachable_fails_the_read(postgres_url: str) -> None:
     """Opened again once, not for ever: while the server is down the read fails (the query API
     answers 503 with Retry-After, tests/api/test_unexpected_errors.py)."""
-    location = ReadModelLocation(postgres_url)
-    generation = new_generation()
-    ReadModels(location.connect(generation)).create_tables()
-    location.point_to(generation)
-    served = ServedGenerations(location)
+    location, served = _served_empty_generation(postgres_url)
     try:
         served.wait_for(0, 0.0)
         location.url = f"postgresql://vss:vss@127.0.0.1:{free_port()}/vss"  # where no server listens
