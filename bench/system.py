@@ -75,12 +75,11 @@ if str(ROOT) not in sys.path:  # run as a script: the project's packages
     sys.path.insert(0, str(ROOT))
     sys.path.insert(1, str(ROOT / "contracts"))
 
-import httpx  # noqa: E402
 import nats  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from bench.append import raw_eventsourcing  # noqa: E402
-from bench.common import quiet_logs  # noqa: E402
+from bench.common import Answer, Http, HttpFailed, quiet_logs  # noqa: E402
 from bench.notifications import RecordingSink, raw_smtp  # noqa: E402
 from bench.relay import _machine_cpu, _process_cpu, delete_streams, pct, raw_round  # noqa: E402
 from services.case.domain import commands as cmd  # noqa: E402
@@ -101,6 +100,7 @@ LAG_SAMPLE_SECONDS = 1.0
 REQUEST_TIMEOUT = 30.0
 PROBE_TIMEOUT = 20.0
 PROBE_GRACE = 5.0  # seconds a step's probes may go on after its consumers caught up
+PROBE_WAIT = PROBE_TIMEOUT + 5  # one probe request's longest wait for its answer
 VISIBLE_PROBES = 4  # at most this many `?position=` probes at once (the query API admits 32 waits)
 BOOKING_PROBES = 8
 MAIL_PROBES = 4
@@ -494,14 +494,14 @@ def cpu_snapshot(pids: Mapping[str, int]) -> dict[str, tuple[int, float]]:
     return {name: (pid, _process_cpu(pid)) for name, pid in pids.items()}
 
 
-async def read_lags(client: httpx.AsyncClient, urls: Mapping[str, str]) -> dict[str, int | None]:
+async def read_lags(client: Http, urls: Mapping[str, str]) -> dict[str, int | None]:
     """``vss_consumer_lag`` of every durable (part/durable: messages not yet applied); None: unread."""
     lags: dict[str, int | None] = {}
 
     async def one(part: str, url: str) -> None:
         try:
             text = (await client.get(url, timeout=5)).text
-        except httpx.HTTPError:
+        except HttpFailed:
             lags[f"{part}/?"] = None
             return
         for family in text_string_to_metric_families(text):
@@ -566,8 +566,8 @@ class Driver:
         self.booking_slots = asyncio.Semaphore(BOOKING_PROBES)
         self.mail_slots = asyncio.Semaphore(MAIL_PROBES)
         self.probe_tasks: set[asyncio.Task[None]] = set()
-        self.client: httpx.AsyncClient | None = None
-        self.reader: httpx.AsyncClient | None = None
+        self.client: Http | None = None  # the commands, to the case API
+        self.reader: Http | None = None  # the probes and the lag samples
 
     def _next_life(self) -> deque[HttpCommand]:
         if self.idle:
@@ -626,7 +626,7 @@ class Driver:
             if unfinished:
                 step.probes.failed["unfinished after the drain"] += len(unfinished)
 
-    async def _request(self, command: HttpCommand) -> tuple[int, httpx.Response | None]:
+    async def _request(self, command: HttpCommand) -> tuple[int, Answer | None]:
         """The command's request; (status, response), status 0 if nothing came back."""
         assert self.client is not None
         try:
@@ -637,7 +637,7 @@ class Driver:
                 headers=self.tokens.header(command.actor),
                 timeout=REQUEST_TIMEOUT,
             )
-        except httpx.HTTPError:
+        except HttpFailed:
             return 0, None
         return response.status_code, response
 
@@ -726,7 +726,7 @@ class Driver:
             url = f"{self.system.query_api}/v1/cases/{command.case_id}?position={position}"
             try:
                 response = await self.reader.get(url, headers=self.tokens.header(command.actor))
-            except httpx.HTTPError:
+            except HttpFailed:
                 step.probes.failed["visible: no answer"] += 1
                 return
             if response.status_code != 200:
@@ -743,7 +743,7 @@ class Driver:
             while time.monotonic() < deadline:
                 try:
                     response = await self.reader.get(url, headers=self.tokens.header(command.actor))
-                except httpx.HTTPError:
+                except HttpFailed:
                     step.probes.failed["booked: no answer"] += 1
                     return
                 if response.status_code == 200 and response.json().get("items"):
@@ -766,7 +766,7 @@ class Driver:
                 await asyncio.sleep(MAIL_POLL)
                 try:
                     response = await self.reader.get(url, headers=self.tokens.header(command.actor))
-                except httpx.HTTPError:
+                except HttpFailed:
                     continue
                 if response.status_code != 200:
                     continue
@@ -925,11 +925,10 @@ async def drive(system: System, args: argparse.Namespace) -> tuple[list[StepRun]
     tokens = Tokens(token_service(system))
     supply = Supply(args.seed, args.span_days)
     driver = Driver(system, tokens, supply, args)
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     steps: list[StepRun] = []
     async with (
-        httpx.AsyncClient(base_url=system.case_api, limits=limits) as client,
-        httpx.AsyncClient(timeout=PROBE_TIMEOUT + 5) as reader,
+        Http(system.case_api, connections=args.concurrency) as client,
+        Http(connections=VISIBLE_PROBES + BOOKING_PROBES + MAIL_PROBES + 8, timeout=PROBE_WAIT) as reader,
     ):
         driver.client, driver.reader = client, reader
         supply.top_up(args.active_cases * 30)
