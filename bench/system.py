@@ -102,6 +102,9 @@ PROBE_TIMEOUT = 20.0
 PROBE_GRACE = 5.0  # seconds a step's probes may go on after its consumers caught up
 PROBE_WAIT = PROBE_TIMEOUT + 5  # one probe request's longest wait for its answer
 VISIBLE_PROBES = 4  # at most this many `?position=` probes at once (the query API admits 32 waits)
+# At most ten a second: a sample whose cost (the driver's, the query API's) does not grow
+# with the rate it measures; 400 in a 40 s step.
+VISIBLE_PROBE_INTERVAL = 0.1
 BOOKING_PROBES = 8
 MAIL_PROBES = 4
 MAIL_POLL = 0.25
@@ -566,6 +569,7 @@ class Driver:
         self.booking_slots = asyncio.Semaphore(BOOKING_PROBES)
         self.mail_slots = asyncio.Semaphore(MAIL_PROBES)
         self.probe_tasks: set[asyncio.Task[None]] = set()
+        self.last_visible_probe = -math.inf  # monotonic
         self.client: Http | None = None  # the commands, to the case API
         self.reader: Http | None = None  # the probes and the lag samples
 
@@ -706,7 +710,12 @@ class Driver:
         self, step: StepRun, command: HttpCommand, result: dict[str, Any], answered: float, at: float
     ) -> None:
         position = int(result["position"])
-        if command.kind not in ("open_case", "assign_coordinator") and not self.visible_slots.locked():
+        if (
+            command.kind not in ("open_case", "assign_coordinator")
+            and answered - self.last_visible_probe >= VISIBLE_PROBE_INTERVAL
+            and not self.visible_slots.locked()
+        ):
+            self.last_visible_probe = answered
             self._spawn(self._visible(step, command, position, answered))
         if command.kind == "summarise_mapping" and not self.booking_slots.locked():
             self._spawn(self._booked(step, command, position, answered))

@@ -3,17 +3,21 @@ the generator's lifecycles as case API requests, its flags, and its report (no s
 
 from __future__ import annotations
 
+import argparse
 import io
 import itertools
 import json
 import math
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from bench.system import (
     ROUTES,
+    VISIBLE_PROBE_INTERVAL,
+    Driver,
     Judgement,
     References,
     StepRun,
@@ -210,3 +214,25 @@ def test_an_e_mail_is_the_early_warnings_by_its_event_id_or_by_type_and_time() -
     assert _caused(later, {"e1"}, at)
     assert not _caused(earlier, {"e1"}, at)  # an earlier warning of the same case
     assert not _caused(meeting, {"e1"}, at)
+
+
+def test_visible_probes_are_a_sample_of_at_most_ten_a_second() -> None:
+    """The probes' cost (the driver's and the query API's) must not grow with the rate measured."""
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    lives = itertools.islice(case_lives(7, 300, now), 30)
+    worksheet = next(c for life in lives for c in life if c.kind == "complete_worksheet")
+    args = argparse.Namespace(concurrency=8)
+    driver = Driver(None, None, None, args)  # type: ignore[arg-type]  # probes only: no system
+    spawned: list[float] = []
+
+    def spawn(probe: Any) -> None:
+        probe.close()  # not run: only counted
+        spawned.append(answered)
+
+    driver._spawn = spawn  # type: ignore[method-assign]
+    step = StepRun(400, 1)
+    for i in range(400):  # 400 commands/s for one second
+        answered = 1000.0 + i / 400
+        driver._probe(step, worksheet, {"position": i, "events": []}, answered, answered)
+    assert len(spawned) == 10
+    assert all(b - a >= VISIBLE_PROBE_INTERVAL for a, b in itertools.pairwise(spawned))
