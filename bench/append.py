@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import os
+import queue
 import socket
 import sqlite3
 import sys
@@ -263,6 +264,17 @@ def _serve(url: str, port: int, cases: int, ready: Any) -> None:
     thread.join()
 
 
+def _ready_ids(ready: Any, process: Any, timeout: float = 120.0) -> list[str]:
+    """The case ids the API process puts on ``ready`` once it serves; an error if it died first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            return list(ready.get(timeout=0.5))
+        if not process.is_alive():
+            raise RuntimeError(f"the case API process ended with exit code {process.exitcode}")
+    raise RuntimeError(f"the case API process did not serve within {timeout:.0f} s")
+
+
 @contextlib.contextmanager
 def _api_process(url: str, cases: int) -> Iterator[tuple[str, list[str], int]]:
     """(base URL, case ids, pid) of the case API served in a process of its own."""
@@ -272,7 +284,7 @@ def _api_process(url: str, cases: int) -> Iterator[tuple[str, list[str], int]]:
     process = context.Process(target=_serve, args=(url, port, cases, ready), daemon=True)
     process.start()
     try:
-        ids = ready.get(timeout=120)
+        ids = _ready_ids(ready, process)
         assert process.pid is not None
         yield f"http://127.0.0.1:{port}", ids, process.pid
     finally:
