@@ -40,6 +40,7 @@ from vss_contracts.types import (
     LongText,
     MemberKind,
     Municipality,
+    NamedCoordinator,
     NetworkPerson,
     OrganisationId,
     OrganisationRef,
@@ -641,15 +642,10 @@ ATTENDANCE_RULES = frozenset(
 )
 
 
-class MethodDeviationRecorded(CaseEventData):
-    """A rule of the method's practice was not followed, for a stated reason (ADR 0017).
-
-    Recorded in the same commit as the fact that deviates, right before it: ``deviates`` is
-    that fact's type and ``deviated_on`` its date. The figures that matter to the rule:
-    ``absent_coordinators`` (the assigned coordinators who were not there: the attendance
-    rules) and ``follow_up_due_by`` (the latest follow-up the rule allows:
-    ``sip_follow_up_invalid``; the SIP's own ``next_follow_up_on`` is the later one chosen).
-    """
+class MethodDeviationRecordedV1(CaseEventData):
+    """``MethodDeviationRecorded`` as first published, naming the absent coordinators by user
+    id alone: kept for the payloads stored and published under it, read as the current version
+    through the upcaster in :mod:`vss_contracts.registry`."""
 
     TYPE: ClassVar[str] = "se.vss.case.MethodDeviationRecorded.v1"
     rule: PracticeRule
@@ -661,6 +657,39 @@ class MethodDeviationRecorded(CaseEventData):
     ]
     deviated_on: date
     absent_coordinators: list[UserId] = Field(default_factory=list)
+    follow_up_due_by: date | None = None
+
+    @model_validator(mode="after")
+    def _figures_match_rule(self) -> Self:
+        if (self.rule in ATTENDANCE_RULES) != bool(self.absent_coordinators):
+            raise ValueError("absent_coordinators are named by, and only by, the attendance rules")
+        if (self.rule is PracticeRule.SIP_FOLLOW_UP_INVALID) != (self.follow_up_due_by is not None):
+            raise ValueError("follow_up_due_by is given by, and only by, sip_follow_up_invalid")
+        if self.follow_up_due_by is not None and self.follow_up_due_by < self.deviated_on:
+            raise ValueError("follow_up_due_by is before deviated_on")
+        return self
+
+
+class MethodDeviationRecorded(CaseEventData):
+    """A rule of the method's practice was not followed, for a stated reason (ADR 0017).
+
+    Recorded in the same commit as the fact that deviates, right before it: ``deviates`` is
+    that fact's type and ``deviated_on`` its date. The figures that matter to the rule:
+    ``absent_coordinators`` (the assigned coordinators who were not there, each a person: the
+    attendance rules) and ``follow_up_due_by`` (the latest follow-up the rule allows:
+    ``sip_follow_up_invalid``; the SIP's own ``next_follow_up_on`` is the later one chosen).
+    """
+
+    TYPE: ClassVar[str] = "se.vss.case.MethodDeviationRecorded.v2"
+    rule: PracticeRule
+    reason: DeviationReason
+    deviates: Annotated[
+        str,
+        StringConstraints(max_length=120, pattern=r"^se\.vss\.case\.[A-Za-z]+\.v[1-9][0-9]*$"),
+        Field(description="The type of the event that deviates, e.g. se.vss.case.WorksheetCompleted.v1"),
+    ]
+    deviated_on: date
+    absent_coordinators: list[NamedCoordinator] = Field(default_factory=list)
     follow_up_due_by: date | None = None
 
     @model_validator(mode="after")
@@ -937,6 +966,7 @@ LEGACY_CASE_EVENTS: tuple[type[CaseEventData], ...] = (
     SipDecidedV2,
     ResourceGroupMeetingHeldV1,
     EntryCorrectedV1,
+    MethodDeviationRecordedV1,
 )
 
 CASE_EVENTS: tuple[type[CaseEventData], ...] = (

@@ -21,12 +21,13 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, EmailStr, Field, StringConstraints
 
-from vss_contracts.registry import UnknownEventType, Upcaster, upcast
+from vss_contracts.registry import UnknownEventType, Upcaster, coordinators_by_person, upcast
 from vss_contracts.types import (
     _NOT_ONLY_WHITESPACE,
     CONTACT_PERIOD_OF_PHASE,
     ContactPeriod,
     ContractModel,
+    NamedCoordinator,
     OrganisationRef,
     Phase,
     PhoneNumber,
@@ -51,9 +52,11 @@ __all__ = [
     "ChangeRatingRequested",
     "ContactCadenceMissed",
     "ContactCadenceMissedV1",
+    "ContactCadenceMissedV2",
     "CrisisMeetingScheduled",
     "CrisisMeetingScheduledV1",
     "FollowUpOverdue",
+    "FollowUpOverdueV1",
     "Invitee",
     "InviteeRole",
     "MeetingAnswered",
@@ -318,8 +321,10 @@ class ChangeRatingRequested(MeetingEventData):
     last_rating_on: date | None = None
 
 
-class FollowUpOverdue(MeetingEventData):
-    """The SIP's follow-up date passed without a resource group meeting held."""
+class FollowUpOverdueV1(MeetingEventData):
+    """``FollowUpOverdue`` as first published, naming the coordinators by user id alone: kept
+    for the payloads stored and published under it, read as v2 through
+    :func:`follow_up_overdue_v1_to_v2`."""
 
     TYPE: ClassVar[str] = "se.vss.meetings.FollowUpOverdue.v1"
     sip_version: int
@@ -327,12 +332,40 @@ class FollowUpOverdue(MeetingEventData):
     coordinators: list[UserId]
 
 
+class FollowUpOverdue(MeetingEventData):
+    """The SIP's follow-up date passed without a resource group meeting held. ``coordinators``:
+    the case's coordinators then, each a person (ADR 0023)."""
+
+    TYPE: ClassVar[str] = "se.vss.meetings.FollowUpOverdue.v2"
+    sip_version: int
+    follow_up_on: date
+    coordinators: list[NamedCoordinator]
+
+
 class ContactCadenceMissedV1(MeetingEventData):
     """No meeting with the client within the phase's period (*kontaktfrekvens*). Superseded by
-    v2, which names the contact period; read through :func:`contact_cadence_missed_v1_to_v2`."""
+    v2, which names the contact period; read through :func:`contact_cadence_missed_v1_to_v2`
+    (and on to v3)."""
 
     TYPE: ClassVar[str] = "se.vss.meetings.ContactCadenceMissed.v1"
     phase: Phase
+    period_days: Annotated[int, Field(ge=1)]
+    period_start: date
+    period_end: date
+    last_contact_on: date | None = None
+    coordinators: list[UserId]
+
+
+class ContactCadenceMissedV2(MeetingEventData):
+    """``ContactCadenceMissed`` v2, naming the coordinators by user id alone: kept for the
+    payloads stored and published under it, read as v3 through
+    :func:`contact_cadence_missed_v2_to_v3`."""
+
+    TYPE: ClassVar[str] = "se.vss.meetings.ContactCadenceMissed.v2"
+    period: ContactPeriod
+    period_set: bool = Field(
+        description="True: the coordinators set the period (ContactPeriodSet); false: it followed the phase"
+    )
     period_days: Annotated[int, Field(ge=1)]
     period_start: date
     period_end: date
@@ -346,9 +379,10 @@ class ContactCadenceMissed(MeetingEventData):
     the interval ``period_start``–``period_end`` has ended and its grace for recording has
     passed. ``period`` is the contact period that set the interval; ``period_set`` whether the
     coordinators set it (else it followed the phase). ``last_contact_on`` is the last day the
-    client was met or contacted, as far as the schedule knows."""
+    client was met or contacted, as far as the schedule knows. ``coordinators``: the case's
+    coordinators then, each a person (ADR 0023)."""
 
-    TYPE: ClassVar[str] = "se.vss.meetings.ContactCadenceMissed.v2"
+    TYPE: ClassVar[str] = "se.vss.meetings.ContactCadenceMissed.v3"
     period: ContactPeriod
     period_set: bool = Field(
         description="True: the coordinators set the period (ContactPeriodSet); false: it followed the phase"
@@ -357,7 +391,7 @@ class ContactCadenceMissed(MeetingEventData):
     period_start: date
     period_end: date
     last_contact_on: date | None = None
-    coordinators: list[UserId]
+    coordinators: list[NamedCoordinator]
 
 
 def contact_cadence_missed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
@@ -390,9 +424,21 @@ MEETING_EVENT_TYPES: dict[str, type[MeetingEventData]] = {cls.TYPE: cls for cls 
 # Earlier versions of current types: read through the upcasters; their schemas stay published.
 LEGACY_MEETING_EVENTS: tuple[type[MeetingEventData], ...] = (
     ContactCadenceMissedV1,
+    ContactCadenceMissedV2,
+    FollowUpOverdueV1,
     MeetingScheduledV1,
     CrisisMeetingScheduledV1,
 )
+
+
+def follow_up_overdue_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A v1 report named the coordinators by user id alone: their organisations are null."""
+    return {**payload, "coordinators": coordinators_by_person(payload["coordinators"])}
+
+
+def contact_cadence_missed_v2_to_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    """A v2 report named the coordinators by user id alone: their organisations are null."""
+    return {**payload, "coordinators": coordinators_by_person(payload["coordinators"])}
 
 
 def meeting_scheduled_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
@@ -413,7 +459,9 @@ def crisis_meeting_scheduled_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]
 
 # old type name -> (next type name, upcaster), as for the case events
 MEETING_UPCASTERS: dict[str, tuple[str, Upcaster]] = {
-    ContactCadenceMissedV1.TYPE: (ContactCadenceMissed.TYPE, contact_cadence_missed_v1_to_v2),
+    ContactCadenceMissedV1.TYPE: (ContactCadenceMissedV2.TYPE, contact_cadence_missed_v1_to_v2),
+    ContactCadenceMissedV2.TYPE: (ContactCadenceMissed.TYPE, contact_cadence_missed_v2_to_v3),
+    FollowUpOverdueV1.TYPE: (FollowUpOverdue.TYPE, follow_up_overdue_v1_to_v2),
     MeetingScheduledV1.TYPE: (MeetingScheduled.TYPE, meeting_scheduled_v1_to_v2),
     CrisisMeetingScheduledV1.TYPE: (CrisisMeetingScheduled.TYPE, crisis_meeting_scheduled_v1_to_v2),
 }

@@ -21,6 +21,8 @@ from vss_contracts.case_events import (
     EntryCorrectedV1,
     MappingSummarised,
     MappingSummarisedV1,
+    MethodDeviationRecorded,
+    MethodDeviationRecordedV1,
     ResourceGroupMeetingHeld,
     ResourceGroupMeetingHeldV1,
     SipDecided,
@@ -67,6 +69,17 @@ def coordinator_unassigned_v1_to_v2(payload: Payload) -> Payload:
     return {"organisation_id": None, **payload}
 
 
+def coordinators_by_person(user_ids: list[str]) -> list[Payload]:
+    """Coordinators an earlier version named by user id alone, as the next version names them:
+    each with a null organisation, never guessed (ADR 0023)."""
+    return [{"organisation_id": None, "user_id": user_id} for user_id in user_ids]
+
+
+def method_deviation_recorded_v1_to_v2(payload: Payload) -> Payload:
+    """The absent coordinators of a v1 deviation were named by user id alone."""
+    return {**payload, "absent_coordinators": coordinators_by_person(payload.get("absent_coordinators", []))}
+
+
 def _participants_by_person(participants: list[Payload]) -> list[Payload]:
     """An earlier participant named a coordinator by user id alone, standing for every
     coordinator the case held with it: the organisation is null, never guessed (ADR 0023).
@@ -99,6 +112,7 @@ UPCASTERS: Mapping[str, tuple[str, Upcaster]] = {
     EntryCorrectedV1.TYPE: (EntryCorrected.TYPE, entry_corrected_v1_to_v2),
     CoordinatorAssignedV1.TYPE: (CoordinatorAssigned.TYPE, coordinator_assigned_v1_to_v2),
     CoordinatorUnassignedV1.TYPE: (CoordinatorUnassigned.TYPE, coordinator_unassigned_v1_to_v2),
+    MethodDeviationRecordedV1.TYPE: (MethodDeviationRecorded.TYPE, method_deviation_recorded_v1_to_v2),
 }
 
 

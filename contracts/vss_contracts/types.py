@@ -43,6 +43,7 @@ __all__ = [
     "LongText",
     "MemberKind",
     "Municipality",
+    "NamedCoordinator",
     "NetworkPerson",
     "OrganisationId",
     "OrganisationRef",
@@ -310,6 +311,23 @@ class Person(ContractModel):
     organisation: OrganisationRef
     user_id: UserId
     name: ShortText | None = Field(default=None, description="As the case knows them; null if it does not")
+
+
+class NamedCoordinator(ContractModel):
+    """A coordinator an event names: the person (``organisation_id``, ``user_id``), ADR 0023.
+
+    ``organisation_id`` is null only in a payload upcast from a version that named the user id
+    alone: it then means the coordinator the case held with that user id at the time (a case
+    then held at most one per user id). The organisation is never guessed.
+    """
+
+    organisation_id: OrganisationId | None
+    user_id: UserId
+
+    def names(self, organisation_id: str, user_id: str) -> bool:
+        """Whether this is the coordinator (``organisation_id``, ``user_id``); a null organisation
+        (an upcast earlier version) names the coordinator with the user id."""
+        return self.user_id == user_id and self.organisation_id in (None, organisation_id)
 
 
 class ParticipantV1(ContractModel):

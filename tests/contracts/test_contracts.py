@@ -102,6 +102,7 @@ def test_drift_names_a_stale_a_missing_and_an_extra_schema(tmp_path: Path) -> No
             "se.vss.case.CoordinatorUnassigned.v1.json",
             "se.vss.case.EntryCorrected.v1.json",
             "se.vss.case.MappingSummarised.v1.json",
+            "se.vss.case.MethodDeviationRecorded.v1.json",
             "se.vss.case.ResourceGroupMeetingHeld.v1.json",
             "se.vss.case.SipDecided.v1.json",
             "se.vss.case.SipDecided.v2.json",
@@ -262,7 +263,13 @@ def test_there_is_one_golden_payload_per_event_type() -> None:
 
 
 # The meeting events with golden payloads: those whose shape has changed (ADR 0019), both versions.
-MEETING_GOLDEN: tuple[type[MeetingEventData], ...] = (me.ContactCadenceMissedV1, me.ContactCadenceMissed)
+MEETING_GOLDEN: tuple[type[MeetingEventData], ...] = (
+    me.ContactCadenceMissedV1,
+    me.ContactCadenceMissedV2,
+    me.ContactCadenceMissed,
+    me.FollowUpOverdueV1,
+    me.FollowUpOverdue,
+)
 
 
 def meeting_golden(cls: type[MeetingEventData]) -> dict[str, Any]:
@@ -270,13 +277,53 @@ def meeting_golden(cls: type[MeetingEventData]) -> dict[str, Any]:
     return data
 
 
-def test_a_v2_contact_cadence_report_decodes_unchanged() -> None:
-    payload = meeting_golden(me.ContactCadenceMissed)
+@pytest.mark.parametrize("cls", [me.ContactCadenceMissed, me.FollowUpOverdue], ids=_id)
+def test_a_current_meeting_report_decodes_unchanged(cls: type[MeetingEventData]) -> None:
+    payload = meeting_golden(cls)
 
-    decoded = decode_meeting_event(me.ContactCadenceMissed.TYPE, payload)
+    decoded = decode_meeting_event(cls.TYPE, payload)
 
-    assert type(decoded) is me.ContactCadenceMissed
+    assert type(decoded) is cls
     assert decoded.model_dump(mode="json") == payload
+
+
+@pytest.mark.parametrize("old", [me.ContactCadenceMissedV2, me.FollowUpOverdueV1], ids=_id)
+def test_a_report_naming_coordinators_by_user_id_reads_as_persons_of_no_organisation(
+    old: type[MeetingEventData],
+) -> None:
+    payload = meeting_golden(old)
+    old.model_validate(payload)  # still the shape it was published in
+
+    decoded = decode_meeting_event(old.TYPE, payload)
+
+    dumped = decoded.model_dump(mode="json")
+    assert dumped["coordinators"] == [
+        {"organisation_id": None, "user_id": user_id} for user_id in payload["coordinators"]
+    ]  # nothing invented (ADR 0023)
+    assert {k: v for k, v in dumped.items() if k != "coordinators"} == {
+        k: v for k, v in payload.items() if k != "coordinators"
+    }
+    assert payload == meeting_golden(old)  # not rewritten
+
+
+def test_a_report_names_each_coordinator_as_a_person() -> None:
+    report = me.FollowUpOverdue.model_validate(meeting_golden(me.FollowUpOverdue))
+    anna = report.coordinators[0]
+    assert anna.names("goteborg-soc", "anna.lindqvist")
+    assert not anna.names("vgr-psykiatri-nordost", "anna.lindqvist")  # a namesake is someone else
+    with pytest.raises(ValidationError):  # the organisation is a field, null or not
+        me.FollowUpOverdue.model_validate(
+            {**meeting_golden(me.FollowUpOverdue), "coordinators": [{"user_id": "anna.lindqvist"}]}
+        )
+
+
+def test_a_v1_deviation_names_its_absent_coordinators_as_persons_of_no_organisation() -> None:
+    v1 = golden(ev.MethodDeviationRecordedV1)
+    deviation = decode_event(ev.MethodDeviationRecordedV1.TYPE, v1)
+    assert isinstance(deviation, ev.MethodDeviationRecorded)
+    dumped = deviation.model_dump(mode="json")
+    assert dumped == {**v1, "absent_coordinators": [{"organisation_id": None, "user_id": "erik.johansson"}]}
+    assert v1 == golden(ev.MethodDeviationRecordedV1)  # not rewritten
 
 
 def test_a_v1_contact_cadence_report_reads_as_v2_with_the_period_of_its_phase() -> None:
@@ -289,9 +336,9 @@ def test_a_v1_contact_cadence_report_reads_as_v2_with_the_period_of_its_phase() 
     assert missed.period is ContactPeriod.SOCIAL_RECOVERY  # the working phase's period
     assert missed.period_set is False  # the phase set it: no coordinator did
     dumped = missed.model_dump(mode="json")
-    # Every figure as it was; only the phase became a period.
-    assert {k: v for k, v in dumped.items() if k not in ("period", "period_set")} == {
-        k: v for k, v in v1.items() if k != "phase"
+    # Every figure as it was; the phase became a period and (v3) the coordinators persons.
+    assert {k: v for k, v in dumped.items() if k not in ("period", "period_set", "coordinators")} == {
+        k: v for k, v in v1.items() if k not in ("phase", "coordinators")
     }
     assert v1 == meeting_golden(me.ContactCadenceMissedV1)  # not rewritten
 

@@ -17,6 +17,7 @@ from vss_contracts.meeting_events import (
     ContactCadenceMissed,
     CrisisMeetingScheduled,
     CrisisMeetingScheduledV1,
+    FollowUpOverdue,
     MeetingAnswered,
     MeetingCancelled,
     MeetingConfirmed,
@@ -36,6 +37,7 @@ CURRENT = (
     MeetingAnswered,
     MeetingCancelled,
     ContactCadenceMissed,
+    FollowUpOverdue,
 )
 
 

@@ -257,7 +257,7 @@ def test_contact_cadence_missed_per_phase(
     assert missed.state["data"]["period"] == "assessment"  # the mapping phase's period
     assert missed.state["data"]["period_start"] == "2026-01-09"
     assert missed.state["data"]["period_end"] == "2026-01-15"
-    assert missed.state["data"]["coordinators"] == ["sara"]
+    assert missed.state["data"]["coordinators"] == [{"organisation_id": SOCIAL.id, "user_id": "sara"}]
     feed.phase(date(2026, 1, 16), Phase.MAPPING, Phase.WORKING)  # fortnightly from the 16th
     meetings.fire_due(datetime(2026, 1, 30, 23, 0, tzinfo=STOCKHOLM))
     assert types_of(meeting_store, feed, cadence=True).count("ContactCadenceMissed") == 1

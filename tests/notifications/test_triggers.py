@@ -51,7 +51,14 @@ from vss_contracts import meeting_events as me
 from vss_contracts import notification_events as ne
 from vss_contracts import webhooks
 from vss_contracts.meeting_events import Invitee, InviteeRole, MeetingKind
-from vss_contracts.types import ContactDetails, ContactPeriod, MemberKind, OrganisationRef, Principal
+from vss_contracts.types import (
+    ContactDetails,
+    ContactPeriod,
+    MemberKind,
+    NamedCoordinator,
+    OrganisationRef,
+    Principal,
+)
 
 STARTS = datetime(2026, 3, 12, 10, 0, tzinfo=STOCKHOLM)
 MOVED_TO = datetime(2026, 3, 19, 13, 0, tzinfo=STOCKHOLM)
@@ -518,10 +525,15 @@ def test_an_overdue_follow_up_and_a_missed_contact_cadence_go_to_the_coordinator
 ) -> None:
     group(world, SOCIAL, REGION_PSYCH, HOUSING, relatives=True)
 
+    coordinators = [
+        NamedCoordinator(organisation_id=SOCIAL.id, user_id="sara"),
+        NamedCoordinator(organisation_id=REGION_PSYCH.id, user_id="per"),
+    ]
+
     def send() -> str:
         if trigger == "follow_up_overdue":
             return world.meeting(
-                me.FollowUpOverdue(sip_version=1, follow_up_on=date(2026, 3, 1), coordinators=["sara", "per"])
+                me.FollowUpOverdue(sip_version=1, follow_up_on=date(2026, 3, 1), coordinators=coordinators)
             )
         return world.meeting(
             me.ContactCadenceMissed(
@@ -531,7 +543,7 @@ def test_an_overdue_follow_up_and_a_missed_contact_cadence_go_to_the_coordinator
                 period_start=date(2026, 2, 15),
                 period_end=date(2026, 3, 1),
                 last_contact_on=date(2026, 2, 10),
-                coordinators=["sara", "per"],
+                coordinators=coordinators,
             )
         )
 

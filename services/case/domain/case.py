@@ -38,6 +38,7 @@ from vss_contracts.types import (
     GoalStatus,
     MemberKind,
     Municipality,
+    NamedCoordinator,
     OrganisationRef,
     Participant,
     Person,
@@ -102,7 +103,7 @@ class Deviation:
     """A practice rule a command breaks, with the figures the recorded deviation keeps."""
 
     rule: PracticeRule
-    absent_coordinators: tuple[str, ...] = ()
+    absent_coordinators: tuple[Coordinator, ...] = ()  # persons, as the event names them
     follow_up_due_by: date | None = None
 
 
@@ -337,7 +338,10 @@ class Case(BaseAggregate[UUID]):
                 reason=reason or "",  # never empty: a deviation is only found with a reason
                 deviates=data.TYPE,
                 deviated_on=on,
-                absent_coordinators=list(d.absent_coordinators),
+                absent_coordinators=[
+                    NamedCoordinator(organisation_id=c.organisation.id, user_id=c.user_id)
+                    for c in d.absent_coordinators
+                ],
                 follow_up_due_by=d.follow_up_due_by,
             )
             for d in deviations
@@ -447,7 +451,7 @@ class Case(BaseAggregate[UUID]):
                     + ", ".join(_label(c) for c in missing),
                     deviation_allowed=True,
                 ),
-                Deviation(PracticeRule.COORDINATORS_MUST_ATTEND, tuple(c.user_id for c in missing)),
+                Deviation(PracticeRule.COORDINATORS_MUST_ATTEND, tuple(missing)),
             )
         ]
 
@@ -805,9 +809,7 @@ class Case(BaseAggregate[UUID]):
                 + ", ".join(_label(c) for c in missing),
                 deviation_allowed=True,
             )
-            deviation = Deviation(
-                PracticeRule.MEETING_REQUIRES_COORDINATORS, tuple(c.user_id for c in missing)
-            )
+            deviation = Deviation(PracticeRule.MEETING_REQUIRES_COORDINATORS, tuple(missing))
             deviations.append(_practice(command.deviation_reason, error, deviation))
         meeting_id = command.meeting_id or uuid4()
         data = ev.ResourceGroupMeetingHeld(

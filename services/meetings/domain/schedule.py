@@ -45,6 +45,7 @@ from vss_contracts.types import (
     CONTACT_PERIOD_OF_PHASE,
     ContactPeriod,
     MemberKind,
+    NamedCoordinator,
     Phase,
 )
 
@@ -160,8 +161,21 @@ class ScheduleState:
         return found[0] if len(found) == 1 else None
 
     def coordinator_user_ids(self) -> list[str]:
-        """The coordinators' user ids, one per coordinator (as the meeting events name them)."""
+        """The coordinators' user ids, one per coordinator (a namesake at another organisation
+        is another coordinator with the same id)."""
         return sorted(c.user_id for c in self.coordinators.values() if c.user_id is not None)
+
+    def coordinator_people(self) -> list[NamedCoordinator]:
+        """The coordinators as persons, as the meeting events name them (ADR 0023)."""
+        people = {
+            (c.organisation.id if c.organisation else None, c.user_id)
+            for c in self.coordinators.values()
+            if c.user_id is not None
+        }
+        return [
+            NamedCoordinator(organisation_id=organisation, user_id=user_id)
+            for organisation, user_id in sorted(people, key=lambda p: (p[0] or "", p[1]))
+        ]
 
 
 class MeetingSchedule:
@@ -360,7 +374,7 @@ class MeetingSchedule:
             assert state.follow_up is not None
             sip_version, follow_up_on, _ = state.follow_up
             data = me.FollowUpOverdue(
-                sip_version=sip_version, follow_up_on=follow_up_on, coordinators=state.coordinator_user_ids()
+                sip_version=sip_version, follow_up_on=follow_up_on, coordinators=state.coordinator_people()
             )
         elif kind == "cadence":
             period = self._cadence_period()
@@ -384,7 +398,7 @@ class MeetingSchedule:
                 period_start=period[0],
                 period_end=period[1],
                 last_contact_on=state.last_contact_on,
-                coordinators=state.coordinator_user_ids(),
+                coordinators=state.coordinator_people(),
             )
         else:
             raise ValueError(f"unknown timer {key}")

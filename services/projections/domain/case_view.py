@@ -34,7 +34,8 @@ Shape (dates are ISO ``YYYY-MM-DD`` strings)::
     checklist [{step, done, completed_on, first_completed_on, times, participants [names]}]
               (Checklista K: the eleven worksheets, then the mapping summary),
     meetings {count, last_held_on},
-    deviations [{rule, reason, deviated_on, deviates, absent_coordinators, follow_up_due_by}]
+    deviations [{rule, reason, deviated_on, deviates, absent_coordinators [{organisation_id,
+                 user_id}], follow_up_due_by}]
               (the practice rules not followed, each with its stated reason, oldest first;
               ADR 0017),
     logbook {contacts [{contact_id, mode, occurred_at, on, duration_minutes,

@@ -70,6 +70,13 @@ def _period_set(d: dict[str, Any]) -> str:
     return f"Contact period set to {d['period'].replace('_', ' ')} from {d['applies_from']} by {who}"
 
 
+def _coordinator_label(coordinator: dict[str, Any]) -> str:
+    """A coordinator as a deviation names them: ``user id (organisation)``; the user id alone
+    where the event did not record the organisation (an earlier version, upcast)."""
+    organisation = coordinator.get("organisation_id")
+    return f"{coordinator['user_id']} ({organisation})" if organisation else str(coordinator["user_id"])
+
+
 def _deviation(d: dict[str, Any]) -> str:
     """Which practice rule was not followed, by which fact, with its figures. The reason is free
     text, like a meeting's notes: the overview shows it, the journal does not."""
@@ -77,7 +84,7 @@ def _deviation(d: dict[str, Any]) -> str:
     deviates = d["deviates"].removeprefix("se.vss.case.").rsplit(".", 1)[0]
     figures = ""
     if d.get("absent_coordinators"):
-        figures = f", absent: {', '.join(d['absent_coordinators'])}"
+        figures = f", absent: {', '.join(_coordinator_label(c) for c in d['absent_coordinators'])}"
     if d.get("follow_up_due_by"):
         figures = f", follow-up due by {d['follow_up_due_by']}"
     return f"Deviation from the method on {d['deviated_on']}: {rule} ({deviates}{figures}), reason given"

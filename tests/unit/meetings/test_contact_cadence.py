@@ -122,7 +122,7 @@ def test_each_period_has_the_interval_of_the_source_document(period: ContactPeri
 
     assert (report.period, report.period_set, report.period_days) == (period, True, days)
     assert (report.period_start, report.period_end) == (set_on, end)
-    assert report.coordinators == ["sara"]
+    assert [(c.organisation_id, c.user_id) for c in report.coordinators] == [(SOCIAL.id, "sara")]
 
 
 def test_the_intervals_are_weekly_weekly_fortnightly_and_thirty_days() -> None:

@@ -208,7 +208,7 @@ def test_a_follow_up_date_passing_without_a_meeting_held_is_reported_overdue() -
     service.fire_due(datetime(2026, 5, 5, 0, 0, tzinfo=STOCKHOLM))
     [overdue] = [e for e in store.events(feed.case_id) if e.name == "FollowUpOverdue"]
     assert overdue.state["data"]["follow_up_on"] == "2026-05-04"
-    assert overdue.state["data"]["coordinators"] == ["sara"]
+    assert overdue.state["data"]["coordinators"] == [{"organisation_id": SOCIAL.id, "user_id": "sara"}]
 
 
 def test_a_coordinator_books_a_client_meeting_on_a_working_day_and_is_named_its_actor() -> None:

@@ -38,6 +38,7 @@ from vss_contracts.types import (
     Coordinator,
     MemberKind,
     Municipality,
+    NamedCoordinator,
     OrganisationRef,
     Region,
 )
@@ -423,7 +424,7 @@ def test_a_missed_contact_cadence_tells_the_coordinators_the_period_and_its_inte
         period_start=date(2026, 2, 21),
         period_end=date(2026, 2, 27),
         last_contact_on=date(2026, 2, 20),
-        coordinators=["sara"],
+        coordinators=[NamedCoordinator(organisation_id=SOCIAL.id, user_id="sara")],
     )
 
     [notice] = on_meeting_event(case.audience, missed, TODAY).notices

@@ -21,7 +21,7 @@ from services.projections.infrastructure.decoding import decode_meeting
 from services.shared.ics import STOCKHOLM, meeting_ics, meeting_uid
 from vss_contracts import meeting_events as me
 from vss_contracts.chain import GENESIS_HASH, cloud_event_hash
-from vss_contracts.types import ContactPeriod, OrganisationRef, Principal
+from vss_contracts.types import ContactPeriod, NamedCoordinator, OrganisationRef, Principal
 
 from .fakes import InMemoryReadModels
 
@@ -337,7 +337,11 @@ def test_reminders_and_missed_contacts_change_no_meeting_but_move_the_schedule()
         ),
         schedule.record(me.ChangeRatingRequested(meeting_id=meeting_id, meeting_starts_at=at(10, 10))),
         schedule.record(
-            me.FollowUpOverdue(sip_version=1, follow_up_on=date(2026, 3, 1), coordinators=["anna"])
+            me.FollowUpOverdue(
+                sip_version=1,
+                follow_up_on=date(2026, 3, 1),
+                coordinators=[NamedCoordinator(organisation_id="vgr-psykiatri", user_id="anna")],
+            )
         ),
         schedule.record(
             me.ContactCadenceMissed(
@@ -346,7 +350,7 @@ def test_reminders_and_missed_contacts_change_no_meeting_but_move_the_schedule()
                 period_days=14,
                 period_start=date(2026, 2, 1),
                 period_end=date(2026, 2, 14),
-                coordinators=["anna"],
+                coordinators=[NamedCoordinator(organisation_id="vgr-psykiatri", user_id="anna")],
             )
         ),
     ]

@@ -240,7 +240,9 @@ def test_the_overview_keeps_each_deviation_with_its_rule_reason_and_figures() ->
             "reason": AWAY,
             "deviated_on": "2025-03-14",
             "deviates": ev.ResourceGroupMeetingHeld.TYPE,
-            "absent_coordinators": [specs.ERIK.user_id],
+            "absent_coordinators": [
+                {"organisation_id": specs.ERIK.organisation.id, "user_id": specs.ERIK.user_id}
+            ],
             "follow_up_due_by": None,
         },
         {
@@ -280,7 +282,8 @@ def test_the_journal_names_the_deviation_and_its_figures_but_not_the_reasons_wor
     lines = [journal.summary(r) for r in records]
     assert (
         "Deviation from the method on 2025-03-14: meeting requires coordinators"
-        f" (ResourceGroupMeetingHeld, absent: {specs.ERIK.user_id}), reason given"
+        f" (ResourceGroupMeetingHeld, absent: {specs.ERIK.user_id} ({specs.ERIK.organisation.id})),"
+        " reason given"
     ) in lines
     assert (
         "Deviation from the method on 2025-03-14: sip follow up invalid"
@@ -464,3 +467,22 @@ def test_an_upcast_v1_unassignment_leaves_the_overview_the_coordinator_with_that
     assert handler is not None
     handler(view, payload)
     assert [c["user_id"] for c in view["coordinators"]] == [specs.ANNA.user_id]
+
+
+def test_an_upcast_v1_deviation_names_its_absent_coordinator_by_user_id_and_no_organisation() -> None:
+    [record] = [
+        r
+        for r in Stream().records(story(*specs.WORKING, without_erik()))
+        if r.type == ev.MethodDeviationRecorded.TYPE
+    ]
+    current, payload = upcast(
+        ev.MethodDeviationRecordedV1.TYPE, {**record.data, "absent_coordinators": [specs.ERIK.user_id]}
+    )
+    assert current == ev.MethodDeviationRecorded.TYPE
+    line = journal.summary(replace(record, data=payload))
+    assert f"absent: {specs.ERIK.user_id})" in line  # no organisation guessed
+    view = view_of(*specs.COORDINATED)
+    case_view.HANDLERS.handler(current)(view, payload)  # type: ignore[misc]
+    assert view["deviations"][-1]["absent_coordinators"] == [
+        {"organisation_id": None, "user_id": specs.ERIK.user_id}
+    ]
