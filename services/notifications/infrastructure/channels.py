@@ -27,13 +27,13 @@ from email import policy
 from email.headerregistry import Address, ContentTypeHeader
 from email.message import EmailMessage
 from email.utils import format_datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 import httpx
 import orjson
-from aiosmtplib.email import flatten_message
 
 from services.notifications.application.channels import (
     Attachment,
@@ -43,6 +43,7 @@ from services.notifications.application.channels import (
     TemporaryFailure,
 )
 from services.notifications.application.ports import Clock
+from services.notifications.infrastructure.mime import email_bytes
 from services.shared.clock import SystemClock
 from vss_contracts.webhooks import (
     DELIVERY_HEADER,
@@ -71,6 +72,7 @@ _OWN_HEADERS = frozenset(
 )
 
 
+@lru_cache(maxsize=64)  # a few content types, each message's attachments again
 def _content_type(value: str) -> tuple[str, str, dict[str, str]]:
     """'text/calendar; method=REQUEST; charset="utf-8"' -> ('text', 'calendar', {...})."""
     header = policy.default.header_factory("content-type", value)
@@ -78,6 +80,32 @@ def _content_type(value: str) -> tuple[str, str, dict[str, str]]:
     if header.defects:  # type: ignore[attr-defined]  # BaseHeader has them; the stub omits them
         raise ValueError(f"invalid content type {value!r}")
     return header.maintype, header.subtype, {k.lower(): str(v) for k, v in header.params.items()}
+
+
+def _sender_line(sender: tuple[str, str]) -> bytes | None:
+    """The ``From:`` line (no CRLF) as the email package folds it; None if it cannot."""
+    try:
+        name, value = policy.SMTP.header_store_parse(
+            "From", Address(display_name=sender[0], addr_spec=sender[1])
+        )
+        return policy.SMTP.fold_binary(name, value).removesuffix(b"\r\n")
+    except Exception:
+        return None
+
+
+def email_of(
+    message: OutgoingMessage, sender: tuple[str, str], sender_line: bytes | None, date: datetime
+) -> bytes | EmailMessage:
+    """The message's bytes written directly (:func:`email_bytes`), or else ``build_email``'s
+    message (raises ``ValueError`` on what cannot be sent)."""
+    if sender_line is not None and sender[1].isascii():
+        try:
+            types = [_content_type(a.content_type) for a in message.attachments]
+        except ValueError:
+            types = None
+        if types is not None and (flat := email_bytes(message, sender_line, date, types)) is not None:
+            return flat
+    return build_email(message, sender, date)
 
 
 def build_email(message: OutgoingMessage, sender: tuple[str, str], date: datetime) -> EmailMessage:
@@ -177,44 +205,37 @@ class SmtpChannel:
         self._clock: Clock = clock or SystemClock()
         self._client: aiosmtplib.SMTP | None = None
         self._last_used = 0.0
-        # Messages built ahead (:meth:`prepare`), by delivery key: (the e-mail, its bytes).
-        self._ahead: dict[str, tuple[EmailMessage, bytes | None]] = {}
+        self._sender_line = _sender_line(sender)
+        # Messages built ahead (:meth:`prepare`), by delivery key: the bytes or the e-mail.
+        self._ahead: dict[str, bytes | EmailMessage] = {}
         self._lock = asyncio.Lock()
 
     def prepare(self, message: OutgoingMessage) -> None:
         """Build the e-mail and its bytes ahead of :meth:`send` (from a worker thread, while the
         connection carries the message before). What fails to build is left to :meth:`send`."""
         try:
-            email = build_email(message, self.sender, self._clock.now())
-            flat = None
-            if self.sender[1].isascii() and message.address.isascii():
-                # What ``send_message`` makes of it for a server with 8BITMIME (most servers)
-                flat = flatten_message(email, utf8=False, cte_type="8bit")
+            built = email_of(message, self.sender, self._sender_line, self._clock.now())
         except Exception:
             return
         ahead = self._ahead
-        ahead[message.delivery_key] = (email, flat)
+        ahead[message.delivery_key] = built
         while len(ahead) > _AHEAD:  # built for messages that did not go (cancelled meanwhile)
             ahead.pop(next(iter(ahead)), None)
 
     async def send(self, message: OutgoingMessage) -> None:
         built = self._ahead.pop(message.delivery_key, None)
-        if built is not None:
-            email, flat = built
-        else:
+        if built is None:
             try:
-                email, flat = build_email(message, self.sender, self._clock.now()), None
+                built = email_of(message, self.sender, self._sender_line, self._clock.now())
             except Exception as error:  # building is pure: whatever fails here fails every time
                 raise PermanentFailure(f"cannot build the e-mail: {_describe(error)}") from error
         async with self._lock:
             client = await self._connection()
             try:
-                if flat is not None and client.supports_extension("8bitmime"):
-                    await client.sendmail(
-                        self.sender[1], [message.address], flat, mail_options=["BODY=8BITMIME"]
-                    )
-                else:
-                    await client.send_message(email, sender=self.sender[1], recipients=[message.address])
+                if isinstance(built, bytes):  # 7-bit: any server takes it as it is
+                    await client.sendmail(self.sender[1], [message.address], built)
+                else:  # e.g. a non-ASCII address: aiosmtplib asks for SMTPUTF8
+                    await client.send_message(built, sender=self.sender[1], recipients=[message.address])
             except BaseException as error:
                 self._drop()
                 _raise_send_failure(error)
