@@ -485,7 +485,8 @@ class NotificationsService:
         if value is None:
             return None
         today = local_day(self.clock.now())
-        return Audience.from_json(value).why_not_told(Person.from_json(row.person), _decided_at(row), today)
+        audience = Audience.from_json(value, meetings=False)  # the rule reads none
+        return audience.why_not_told(Person.from_json(row.person), _decided_at(row), today)
 
     def recover_claims(self) -> int:
         """At start, before sending: settle the claims a stopped sender left; how many.

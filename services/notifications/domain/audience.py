@@ -318,10 +318,13 @@ class Audience:
         }
 
     @classmethod
-    def from_json(cls, value: dict[str, Any]) -> Audience:
+    def from_json(cls, value: dict[str, Any], *, meetings: bool = True) -> Audience:
+        """The audience :meth:`to_json` stored; ``meetings=False`` leaves out the meetings'
+        copies (their invitees are pydantic models, the dearest part to read) for a look
+        that reads none, such as :meth:`why_not_told` before each message leaves."""
         coordinators = [Person.from_json(p) for p in value["coordinators"]]
         members = [Person.from_json(p) for p in value["members"]]
-        meetings = [MeetingCopy.from_json(m) for m in value["meetings"]]
+        copies = [MeetingCopy.from_json(m) for m in value["meetings"]] if meetings else []
         return cls(
             case_id=UUID(value["case_id"]),
             # State stored before the opener was kept has none: no opener grant, as then.
@@ -338,7 +341,7 @@ class Audience:
             consent_valid_until=date.fromisoformat(until)
             if (until := value.get("consent_valid_until"))
             else None,
-            meetings={str(m.meeting_id): m for m in meetings},
+            meetings={str(m.meeting_id): m for m in copies},
             open_warnings=set(value["open_warnings"]),
             closed=value["closed"],
             # Stored before these times were kept: none (see why_not_told).
