@@ -302,10 +302,11 @@ class NotificationsService:
                 outcome = on_meeting_event(judged, data, day)
                 audience.meetings = judged.meetings
             at = iso(recorded_at)
+            calendars: dict[int, str] = {}  # the notices of one invitation share its .ics
             deliveries = [
                 d
                 for notice in outcome.notices
-                for d in self._deliveries(notice, case_id, event_id, event_type, recorded_at)
+                for d in self._deliveries(notice, case_id, event_id, event_type, recorded_at, calendars)
             ]
             cancelled = self._withdrawn(audience, now) if outcome.recheck_pending else []
             cancelled += self._not_decided_then(consumer, log_position, deliveries, now)
@@ -392,8 +393,16 @@ class NotificationsService:
             self.on_decided()
 
     def _deliveries(
-        self, notice: Notice, case_id: UUID, cause_id: str, cause_type: str, at: datetime
+        self,
+        notice: Notice,
+        case_id: UUID,
+        cause_id: str,
+        cause_type: str,
+        at: datetime,
+        calendars: dict[int, str] | None = None,
     ) -> list[NewDelivery]:
+        """``notice``'s deliveries; ``calendars``: the .ics made so far for the same event, by
+        the identity of their calendar part (one part is shared by the notices it went to)."""
         person = notice.person
         organisation = self.policy.organisations.get(person.organisation_id or "")
         addresses: list[tuple[Channel, str]] = []
@@ -407,13 +416,17 @@ class NotificationsService:
         if notice.calendar is not None:
             part = notice.calendar
             method = part.method
-            calendar = meeting_ics(
-                part.meeting,
-                method=part.method,
-                organizer=self.policy.organiser,
-                now=at,
-                attendees=part.attendees,
-            ).decode()
+            calendar = calendars.get(id(part)) if calendars is not None else None
+            if calendar is None:
+                calendar = meeting_ics(
+                    part.meeting,
+                    method=part.method,
+                    organizer=self.policy.organiser,
+                    now=at,
+                    attendees=part.attendees,
+                ).decode()
+                if calendars is not None:
+                    calendars[id(part)] = calendar
         deliveries = []
         for channel, address in addresses:
             key = _id(cause_id, person.key, channel.value)
