@@ -297,8 +297,8 @@ class NotificationsService:
                 kept = None if case_position is None else self.store.audience_at(str(case_id), case_position)
                 if kept is not None:  # else (older events, older stores): the state as it is
                     in_force, state = kept
-                    meetings = [m.to_json() for m in audience.meetings.values()]
-                    judged = Audience.from_json({**state, "meetings": meetings})
+                    judged = Audience.from_json(state, meetings=False)
+                    judged.meetings = audience.meetings  # as they stand (taken back below)
                 outcome = on_meeting_event(judged, data, day)
                 audience.meetings = judged.meetings
             at = iso(recorded_at)
