@@ -5,7 +5,7 @@ Each implements :class:`~services.notifications.application.channels.ChannelSend
 backoff) or ``PermanentFailure`` (recorded, never retried).
 
 - :class:`SmtpChannel` (aiosmtplib) keeps one SMTP connection and reuses it for the next
-  message while it is fresh (checked with ``NOOP``); any failure closes it, so the next
+  message while it is fresh (checked with ``NOOP`` after a pause); any failure closes it, so the next
   attempt starts on a new connection. Sends are serialised on that connection.
 - :class:`WebhookChannel` (httpx) POSTs the payload as JSON, signed as
   :mod:`vss_contracts.webhooks` describes; it never sends an unsigned request.
@@ -161,8 +161,9 @@ class SmtpChannel:
     the server offers it; ``use_tls`` is implicit TLS (port 465).
 
     One connection is kept and reused for the next message if it was used within
-    ``idle_seconds`` and still answers ``NOOP``; otherwise (and after any failure) a new
-    one is opened. Call :meth:`close` on shutdown.
+    ``idle_seconds`` and still answers ``NOOP`` (used within the last second: without the
+    NOOP; if it turns out to be gone, the message is sent at once on a new connection);
+    otherwise (and after any failure) a new one is opened. Call :meth:`close` on shutdown.
 
     Failures: no connection, timeouts, a dropped connection and 4xx replies are
     temporary; a 5xx reply to the message (sender, recipient or data refused) and a
@@ -230,17 +231,32 @@ class SmtpChannel:
             except Exception as error:  # building is pure: whatever fails here fails every time
                 raise PermanentFailure(f"cannot build the e-mail: {_describe(error)}") from error
         async with self._lock:
-            client = await self._connection()
+            client, checked = await self._connection()
             try:
-                if isinstance(built, bytes):  # 7-bit: any server takes it as it is
-                    await client.sendmail(self.sender[1], [message.address], built)
-                else:  # e.g. a non-ASCII address: aiosmtplib asks for SMTPUTF8
-                    await client.send_message(built, sender=self.sender[1], recipients=[message.address])
+                try:
+                    await self._transmit(client, message, built)
+                except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPResponseException) as error:
+                    gone = not isinstance(error, aiosmtplib.SMTPResponseException) or error.code == 421
+                    if checked or not gone:
+                        raise
+                    # The kept connection, not checked with NOOP as it was used a moment ago,
+                    # was gone: sent at once on a new one, as a retry would (same Message-ID).
+                    self._drop()
+                    client, _ = await self._connection()
+                    await self._transmit(client, message, built)
             except BaseException as error:
                 self._drop()
                 _raise_send_failure(error)
                 raise
             self._last_used = time.monotonic()
+
+    async def _transmit(
+        self, client: aiosmtplib.SMTP, message: OutgoingMessage, built: bytes | EmailMessage
+    ) -> None:
+        if isinstance(built, bytes):  # 7-bit: any server takes it as it is
+            await client.sendmail(self.sender[1], [message.address], built)
+        else:  # e.g. a non-ASCII address: aiosmtplib asks for SMTPUTF8
+            await client.send_message(built, sender=self.sender[1], recipients=[message.address])
 
     async def close(self) -> None:
         """Say QUIT on the kept connection (if any) and close it."""
@@ -252,16 +268,22 @@ class SmtpChannel:
                 except (aiosmtplib.SMTPException, OSError):
                     client.close()
 
-    async def _connection(self) -> aiosmtplib.SMTP:
+    async def _connection(self) -> tuple[aiosmtplib.SMTP, bool]:
+        """The connection to send on, and whether it is known to be alive (new, or it
+        answered NOOP): one used within ``_FRESH`` seconds is taken as it is (a NOOP per
+        message was a round trip per message, on both ends when the sink is in-process)."""
         client = self._client
         if client is not None and client.is_connected:
-            if time.monotonic() - self._last_used <= self._idle_seconds:
+            idle = time.monotonic() - self._last_used
+            if idle <= _FRESH:
+                return client, False
+            if idle <= self._idle_seconds:
                 try:
                     await client.noop(timeout=self._timeout)
                 except (aiosmtplib.SMTPException, OSError):
                     self._drop()
                 else:
-                    return client
+                    return client, True
             else:
                 self._drop()
         client = aiosmtplib.SMTP(
@@ -286,7 +308,7 @@ class SmtpChannel:
             raise
         self._client = client
         self._last_used = time.monotonic()
-        return client
+        return client, True
 
     def _drop(self) -> None:
         client, self._client = self._client, None
@@ -295,6 +317,7 @@ class SmtpChannel:
 
 
 _AHEAD = 4  # e-mails kept built ahead at most
+_FRESH = 1.0  # seconds: a connection used this recently is sent on without a NOOP first
 
 
 def _describe(error: BaseException) -> str:
