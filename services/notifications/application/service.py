@@ -211,6 +211,13 @@ class _Ahead:
     sender: ChannelSender
 
 
+def _fulfil(
+    future: asyncio.Future[_Ahead | None], make: Callable[[DeliveryRow], _Ahead | None], row: DeliveryRow
+) -> None:
+    if not future.done():
+        future.set_result(make(row))
+
+
 def _id(*parts: object) -> str:
     return str(uuid5(NAMESPACE, "/".join(str(p) for p in parts)))
 
@@ -595,8 +602,11 @@ class NotificationsService:
                 if not claimed:
                     continue
                 made += 1
-                if rows:  # the next one's message is made while this one is sent
-                    ahead = asyncio.ensure_future(asyncio.to_thread(self._made_ahead, rows[0]))
+                if rows:
+                    # The next one's message is made while this one's send waits for the
+                    # server: on the loop, as it costs less than a hop to a worker thread.
+                    ahead = asyncio.get_running_loop().create_future()
+                    asyncio.get_running_loop().call_soon(_fulfil, ahead, self._made_ahead, rows[0])
                 try:
                     if ready is None or ready.delivery_key != row.delivery_key:
                         ready = None

@@ -212,8 +212,8 @@ class SmtpChannel:
         self._lock = asyncio.Lock()
 
     def prepare(self, message: OutgoingMessage) -> None:
-        """Build the e-mail and its bytes ahead of :meth:`send` (from a worker thread, while the
-        connection carries the message before). What fails to build is left to :meth:`send`."""
+        """Build the e-mail's bytes ahead of :meth:`send` (on the loop, while the connection
+        carries the message before). What fails to build is left to :meth:`send`."""
         try:
             built = email_of(message, self.sender, self._sender_line, self._clock.now())
         except Exception:
