@@ -128,6 +128,13 @@ def test_subjects_read_alike(subject: str) -> None:
     assert str(email.message_from_bytes(raw, policy=email.policy.default)["Subject"]) == subject
 
 
+def test_a_subjects_ascii_words_stay_legible_in_the_raw_message() -> None:
+    """Encoded as the email package encodes it ('Q'): a grep through the sink's files finds it."""
+    raw = assert_read_alike(message("Kallelse: Resursgruppsmöte 12 mars", "Hej!\n"))
+    assert b"Kallelse" in raw
+    assert b"Resursgruppsm" in raw
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -53,7 +53,9 @@ _OWN = frozenset(
 _SET = frozenset({"auto-submitted", "importance", "x-priority"})
 
 _LINE = 78  # RFC 5322's recommended line length: a longer ASCII subject is encoded and split
-_WORD = 39  # UTF-8 bytes per encoded word: 52 base64 characters, 64 with '=?utf-8?b?' and '?='
+_WORD = 55  # characters of encoded text per word: with '=?utf-8?q?' and '?=', 76 on a line
+# RFC 2047 'Q': these stand for themselves in an encoded word, a space is '_'
+_Q = {c: c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/"} | {" ": "_"}
 _LIMIT = 998  # RFC 5322's line limit
 
 
@@ -124,24 +126,25 @@ def email_bytes(
 
 
 def _subject(subject: str) -> bytes | None:
-    """The ``Subject:`` line: as it is if short ASCII, else RFC 2047 encoded words."""
+    """The ``Subject:`` line: as it is if short ASCII, else RFC 2047 'Q' encoded words (its
+    ASCII words stay legible in the raw message, as the email package writes them)."""
     if not subject.isprintable() or "=?" in subject:  # CR, LF (a header injected), controls
         return None  # '=?' reads as an encoded word where the email package writes it as it is
     if subject.isascii() and subject == subject.strip() and len(subject) + 9 <= _LINE:
         return b"Subject: " + subject.encode()
-    try:
-        encoded = subject.encode("utf-8")
-    except UnicodeError:  # a lone surrogate
-        return None
-    words: list[bytes] = []
-    start = 0
-    while start < len(encoded):
-        end = min(start + _WORD, len(encoded))
-        while end < len(encoded) and encoded[end] & 0xC0 == 0x80:
-            end -= 1  # never split a character
-        words.append(b"=?utf-8?b?" + base64.b64encode(encoded[start:end]) + b"?=")
-        start = end
-    return b"Subject: " + b"\r\n ".join(words)
+    words: list[str] = []
+    word = ""
+    for character in subject:
+        try:
+            encoded = _Q.get(character) or "".join(f"={b:02X}" for b in character.encode("utf-8"))
+        except UnicodeError:  # a lone surrogate
+            return None
+        if len(word) + len(encoded) > _WORD:  # never a character split between two words
+            words.append(word)
+            word = ""
+        word += encoded
+    words.append(word)
+    return b"Subject: " + "\r\n ".join(f"=?utf-8?q?{w}?=" for w in words).encode()
 
 
 def _text_part(body: str) -> list[bytes]:
