@@ -40,7 +40,7 @@ Measured in the same run:
   service's early-warning template through ``build_email``) sent with aiosmtplib
   ``send_message`` over one connection from a process of its own: best of two rounds (one
   before the pipeline starts, one after it stops), then one round with a NOOP before each
-  message, as SmtpChannel checks its kept connection; (b) raw NATS: one JetStream publish
+  message, as SmtpChannel checks a kept connection idle for over a second; (b) raw NATS: one JetStream publish
   at a time of an early-warning CloudEvent (the relay's bytes) to a fresh stream, received
   by a plain nats-py pull consumer on another connection (``fetch(100, timeout=1)``, as
   the services' consumer base fetches).
@@ -526,7 +526,7 @@ def _similar_messages(count: int) -> list[Any]:
 
 def _raw_smtp_process(port: int, count: int, noop: bool, out: Any) -> None:
     """aiosmtplib ``send_message``, one connection, one message after the other (timed);
-    with ``noop``, a NOOP before each (as SmtpChannel checks its kept connection)."""
+    with ``noop``, a NOOP before each (as SmtpChannel checks a connection idle over a second)."""
 
     async def main() -> float:
         messages = _similar_messages(count)
@@ -894,7 +894,7 @@ STAGES = (
     "apply: decide and store (one transaction)",
     "stored -> the sender's look returns the rows",
     "rows -> the first e-mail handed to SmtpChannel.send",
-    "its send: build, NOOP, MAIL/RCPT/DATA, the sink's 250",
+    "its send: MAIL/RCPT/DATA (a NOOP first after a pause), the sink's 250",
     "-> the last e-mail's send returns (the others, in turn)",
 )
 
@@ -1031,7 +1031,7 @@ def report(run: Run) -> None:
     )
     noop_rate = raw_count / run.raw_smtp_noop_seconds
     print(
-        f"  {'raw, a NOOP before each message (as SmtpChannel does)':<58}{raw_count:>8}"
+        f"  {'raw, a NOOP before each message':<58}{raw_count:>8}"
         f"{run.raw_smtp_noop_seconds:>8.2f}{noop_rate:>11,.0f}{noop_rate / raw_rate:>8.2f}"
     )
     rounds = ", ".join(f"{raw_count / s:,.0f}/s" for s in run.raw_smtp_seconds)

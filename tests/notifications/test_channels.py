@@ -22,6 +22,7 @@ import aiosmtplib
 import icalendar
 import orjson
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from services.notifications.application.channels import (
     Attachment,
@@ -185,6 +186,39 @@ def test_smtp_reuses_its_connection_and_survives_a_server_restart() -> None:
     assert [m.parsed()["Message-ID"] for m in handler.messages] == ["<a@vss.se>", "<b@vss.se>", "<c@vss.se>"]
     sessions = [m.session for m in handler.messages]
     assert sessions[0] == sessions[1] != sessions[2]
+
+
+class DropsKeptConnections(Collector):
+    """Hangs up on a session's second message (a relay closing idle connections), as the
+    sender finds out only when it sends on it."""
+
+    async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if any(m.session == id(session) for m in self.messages):
+            assert server.transport is not None
+            server.transport.close()
+            return "421 4.4.2 closing the connection"
+        envelope.mail_from = address
+        return "250 OK"
+
+
+def test_a_kept_connection_found_gone_sends_on_a_new_one_at_once() -> None:
+    """A connection used a moment ago is sent on without a NOOP first; gone, the message
+    goes at once on a new one."""
+    handler = DropsKeptConnections()
+
+    async def main() -> None:
+        async with smtp_server(handler) as port:
+            channel = smtp_channel(port)
+            await channel.send(email_message("a"))
+            await channel.send(email_message("b"))  # no failure: a new connection took it
+            await channel.close()
+
+    run(main())
+
+    assert [m.parsed()["Message-ID"] for m in handler.messages] == ["<a@vss.se>", "<b@vss.se>"]
+    assert handler.messages[0].session != handler.messages[1].session
 
 
 def test_an_email_built_ahead_arrives_as_one_built_when_it_is_sent() -> None:

@@ -69,8 +69,9 @@ class ChannelSender(Protocol):
 
     def prepare(self, message: OutgoingMessage) -> None:
         """Do ahead what :meth:`send` will need and no connection does (may do nothing; never
-        raises). Called from a worker thread while the channel sends the message before, so
-        that this one leaves sooner once claimed; nothing is sent."""
+        raises). Called on the event loop while the channel's send of the message before
+        waits for its server, so that this one leaves sooner once claimed: keep it to a
+        fraction of a millisecond of CPU, no I/O; nothing is sent."""
         ...
 
     async def send(self, message: OutgoingMessage) -> None:

@@ -211,6 +211,13 @@ class _Ahead:
     sender: ChannelSender
 
 
+def _fulfil(
+    future: asyncio.Future[_Ahead | None], make: Callable[[DeliveryRow], _Ahead | None], row: DeliveryRow
+) -> None:
+    if not future.done():
+        future.set_result(make(row))
+
+
 def _id(*parts: object) -> str:
     return str(uuid5(NAMESPACE, "/".join(str(p) for p in parts)))
 
@@ -297,15 +304,16 @@ class NotificationsService:
                 kept = None if case_position is None else self.store.audience_at(str(case_id), case_position)
                 if kept is not None:  # else (older events, older stores): the state as it is
                     in_force, state = kept
-                    meetings = [m.to_json() for m in audience.meetings.values()]
-                    judged = Audience.from_json({**state, "meetings": meetings})
+                    judged = Audience.from_json(state, meetings=False)
+                    judged.meetings = audience.meetings  # as they stand (taken back below)
                 outcome = on_meeting_event(judged, data, day)
                 audience.meetings = judged.meetings
             at = iso(recorded_at)
+            calendars: dict[int, str] = {}  # the notices of one invitation share its .ics
             deliveries = [
                 d
                 for notice in outcome.notices
-                for d in self._deliveries(notice, case_id, event_id, event_type, recorded_at)
+                for d in self._deliveries(notice, case_id, event_id, event_type, recorded_at, calendars)
             ]
             cancelled = self._withdrawn(audience, now) if outcome.recheck_pending else []
             cancelled += self._not_decided_then(consumer, log_position, deliveries, now)
@@ -392,8 +400,16 @@ class NotificationsService:
             self.on_decided()
 
     def _deliveries(
-        self, notice: Notice, case_id: UUID, cause_id: str, cause_type: str, at: datetime
+        self,
+        notice: Notice,
+        case_id: UUID,
+        cause_id: str,
+        cause_type: str,
+        at: datetime,
+        calendars: dict[int, str] | None = None,
     ) -> list[NewDelivery]:
+        """``notice``'s deliveries; ``calendars``: the .ics made so far for the same event, by
+        the identity of their calendar part (one part is shared by the notices it went to)."""
         person = notice.person
         organisation = self.policy.organisations.get(person.organisation_id or "")
         addresses: list[tuple[Channel, str]] = []
@@ -407,13 +423,17 @@ class NotificationsService:
         if notice.calendar is not None:
             part = notice.calendar
             method = part.method
-            calendar = meeting_ics(
-                part.meeting,
-                method=part.method,
-                organizer=self.policy.organiser,
-                now=at,
-                attendees=part.attendees,
-            ).decode()
+            calendar = calendars.get(id(part)) if calendars is not None else None
+            if calendar is None:
+                calendar = meeting_ics(
+                    part.meeting,
+                    method=part.method,
+                    organizer=self.policy.organiser,
+                    now=at,
+                    attendees=part.attendees,
+                ).decode()
+                if calendars is not None:
+                    calendars[id(part)] = calendar
         deliveries = []
         for channel, address in addresses:
             key = _id(cause_id, person.key, channel.value)
@@ -485,7 +505,8 @@ class NotificationsService:
         if value is None:
             return None
         today = local_day(self.clock.now())
-        return Audience.from_json(value).why_not_told(Person.from_json(row.person), _decided_at(row), today)
+        audience = Audience.from_json(value, meetings=False)  # the rule reads none
+        return audience.why_not_told(Person.from_json(row.person), _decided_at(row), today)
 
     def recover_claims(self) -> int:
         """At start, before sending: settle the claims a stopped sender left; how many.
@@ -581,8 +602,11 @@ class NotificationsService:
                 if not claimed:
                     continue
                 made += 1
-                if rows:  # the next one's message is made while this one is sent
-                    ahead = asyncio.ensure_future(asyncio.to_thread(self._made_ahead, rows[0]))
+                if rows:
+                    # The next one's message is made while this one's send waits for the
+                    # server: on the loop, as it costs less than a hop to a worker thread.
+                    ahead = asyncio.get_running_loop().create_future()
+                    asyncio.get_running_loop().call_soon(_fulfil, ahead, self._made_ahead, rows[0])
                 try:
                     if ready is None or ready.delivery_key != row.delivery_key:
                         ready = None

@@ -160,7 +160,7 @@ class MeetingCopy:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> MeetingCopy:
-        invitees = [Invitee.model_validate(i) for i in value["invitees"]]
+        invitees = [_invitee(i) for i in value["invitees"]]
         return cls(
             **identity_from_json(value),
             sequence=value["sequence"],
@@ -170,6 +170,35 @@ class MeetingCopy:
             agenda=list(value.get("agenda", [])),  # not kept before agendas
             proposed=value.get("proposed", False),
         )
+
+
+_INVITEES: dict[tuple[Any, ...], Invitee] = {}
+_INVITEES_KEPT = 4096
+
+
+def _invitee(value: dict[str, Any]) -> Invitee:
+    """An invitee the service stored, read back: validated once per distinct value.
+
+    The audience is read back for each event of its case, and each meeting copied for each
+    notice, so the same invitees were validated again and again (their e-mail addresses
+    by email-validator: a tenth of the process's CPU). An invitee is frozen: one may be
+    shared. Dict operations are atomic, so threads may share the cache."""
+    key = _key(value)
+    known = _INVITEES.get(key)
+    if known is None:
+        if len(_INVITEES) >= _INVITEES_KEPT:
+            _INVITEES.clear()
+        known = _INVITEES[key] = Invitee.model_validate(value)
+    return known
+
+
+def _key(value: Any) -> Any:
+    """A hashable copy of a JSON value (dicts keep their order: the model dumps it)."""
+    if isinstance(value, dict):
+        return tuple((k, _key(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return ("[]", *(_key(v) for v in value))
+    return value
 
 
 @dataclass
@@ -318,10 +347,13 @@ class Audience:
         }
 
     @classmethod
-    def from_json(cls, value: dict[str, Any]) -> Audience:
+    def from_json(cls, value: dict[str, Any], *, meetings: bool = True) -> Audience:
+        """The audience :meth:`to_json` stored; ``meetings=False`` leaves out the meetings'
+        copies (their invitees are pydantic models, the dearest part to read) for a look
+        that reads none, such as :meth:`why_not_told` before each message leaves."""
         coordinators = [Person.from_json(p) for p in value["coordinators"]]
         members = [Person.from_json(p) for p in value["members"]]
-        meetings = [MeetingCopy.from_json(m) for m in value["meetings"]]
+        copies = [MeetingCopy.from_json(m) for m in value["meetings"]] if meetings else []
         return cls(
             case_id=UUID(value["case_id"]),
             # State stored before the opener was kept has none: no opener grant, as then.
@@ -338,7 +370,7 @@ class Audience:
             consent_valid_until=date.fromisoformat(until)
             if (until := value.get("consent_valid_until"))
             else None,
-            meetings={str(m.meeting_id): m for m in meetings},
+            meetings={str(m.meeting_id): m for m in copies},
             open_warnings=set(value["open_warnings"]),
             closed=value["closed"],
             # Stored before these times were kept: none (see why_not_told).

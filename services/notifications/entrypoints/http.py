@@ -153,7 +153,7 @@ def case_notifications(
         raise ProblemException(
             404, "Not found", f"no notifications are known for case {case_id}", code="case_known"
         )
-    audience = Audience.from_json(value)
+    audience = Audience.from_json(value, meetings=False)  # who may read it: no meeting needed
     deps = _deps(request)
 
     def log(outcome: str, reason: str | None = None) -> None:

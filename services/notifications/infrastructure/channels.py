@@ -5,7 +5,7 @@ Each implements :class:`~services.notifications.application.channels.ChannelSend
 backoff) or ``PermanentFailure`` (recorded, never retried).
 
 - :class:`SmtpChannel` (aiosmtplib) keeps one SMTP connection and reuses it for the next
-  message while it is fresh (checked with ``NOOP``); any failure closes it, so the next
+  message while it is fresh (checked with ``NOOP`` after a pause); any failure closes it, so the next
   attempt starts on a new connection. Sends are serialised on that connection.
 - :class:`WebhookChannel` (httpx) POSTs the payload as JSON, signed as
   :mod:`vss_contracts.webhooks` describes; it never sends an unsigned request.
@@ -27,13 +27,13 @@ from email import policy
 from email.headerregistry import Address, ContentTypeHeader
 from email.message import EmailMessage
 from email.utils import format_datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 import httpx
 import orjson
-from aiosmtplib.email import flatten_message
 
 from services.notifications.application.channels import (
     Attachment,
@@ -43,6 +43,7 @@ from services.notifications.application.channels import (
     TemporaryFailure,
 )
 from services.notifications.application.ports import Clock
+from services.notifications.infrastructure.mime import email_bytes
 from services.shared.clock import SystemClock
 from vss_contracts.webhooks import (
     DELIVERY_HEADER,
@@ -71,6 +72,7 @@ _OWN_HEADERS = frozenset(
 )
 
 
+@lru_cache(maxsize=64)  # a few content types, each message's attachments again
 def _content_type(value: str) -> tuple[str, str, dict[str, str]]:
     """'text/calendar; method=REQUEST; charset="utf-8"' -> ('text', 'calendar', {...})."""
     header = policy.default.header_factory("content-type", value)
@@ -78,6 +80,32 @@ def _content_type(value: str) -> tuple[str, str, dict[str, str]]:
     if header.defects:  # type: ignore[attr-defined]  # BaseHeader has them; the stub omits them
         raise ValueError(f"invalid content type {value!r}")
     return header.maintype, header.subtype, {k.lower(): str(v) for k, v in header.params.items()}
+
+
+def _sender_line(sender: tuple[str, str]) -> bytes | None:
+    """The ``From:`` line (no CRLF) as the email package folds it; None if it cannot."""
+    try:
+        name, value = policy.SMTP.header_store_parse(
+            "From", Address(display_name=sender[0], addr_spec=sender[1])
+        )
+        return policy.SMTP.fold_binary(name, value).removesuffix(b"\r\n")
+    except Exception:
+        return None
+
+
+def email_of(
+    message: OutgoingMessage, sender: tuple[str, str], sender_line: bytes | None, date: datetime
+) -> bytes | EmailMessage:
+    """The message's bytes written directly (:func:`email_bytes`), or else ``build_email``'s
+    message (raises ``ValueError`` on what cannot be sent)."""
+    if sender_line is not None and sender[1].isascii():
+        try:
+            types = [_content_type(a.content_type) for a in message.attachments]
+        except ValueError:
+            types = None
+        if types is not None and (flat := email_bytes(message, sender_line, date, types)) is not None:
+            return flat
+    return build_email(message, sender, date)
 
 
 def build_email(message: OutgoingMessage, sender: tuple[str, str], date: datetime) -> EmailMessage:
@@ -133,8 +161,9 @@ class SmtpChannel:
     the server offers it; ``use_tls`` is implicit TLS (port 465).
 
     One connection is kept and reused for the next message if it was used within
-    ``idle_seconds`` and still answers ``NOOP``; otherwise (and after any failure) a new
-    one is opened. Call :meth:`close` on shutdown.
+    ``idle_seconds`` and still answers ``NOOP`` (used within the last second: without the
+    NOOP; if it turns out to be gone, the message is sent at once on a new connection);
+    otherwise (and after any failure) a new one is opened. Call :meth:`close` on shutdown.
 
     Failures: no connection, timeouts, a dropped connection and 4xx replies are
     temporary; a 5xx reply to the message (sender, recipient or data refused) and a
@@ -177,49 +206,57 @@ class SmtpChannel:
         self._clock: Clock = clock or SystemClock()
         self._client: aiosmtplib.SMTP | None = None
         self._last_used = 0.0
-        # Messages built ahead (:meth:`prepare`), by delivery key: (the e-mail, its bytes).
-        self._ahead: dict[str, tuple[EmailMessage, bytes | None]] = {}
+        self._sender_line = _sender_line(sender)
+        # Messages built ahead (:meth:`prepare`), by delivery key: the bytes or the e-mail.
+        self._ahead: dict[str, bytes | EmailMessage] = {}
         self._lock = asyncio.Lock()
 
     def prepare(self, message: OutgoingMessage) -> None:
-        """Build the e-mail and its bytes ahead of :meth:`send` (from a worker thread, while the
-        connection carries the message before). What fails to build is left to :meth:`send`."""
+        """Build the e-mail's bytes ahead of :meth:`send` (on the loop, while the connection
+        carries the message before). What fails to build is left to :meth:`send`."""
         try:
-            email = build_email(message, self.sender, self._clock.now())
-            flat = None
-            if self.sender[1].isascii() and message.address.isascii():
-                # What ``send_message`` makes of it for a server with 8BITMIME (most servers)
-                flat = flatten_message(email, utf8=False, cte_type="8bit")
+            built = email_of(message, self.sender, self._sender_line, self._clock.now())
         except Exception:
             return
         ahead = self._ahead
-        ahead[message.delivery_key] = (email, flat)
+        ahead[message.delivery_key] = built
         while len(ahead) > _AHEAD:  # built for messages that did not go (cancelled meanwhile)
             ahead.pop(next(iter(ahead)), None)
 
     async def send(self, message: OutgoingMessage) -> None:
         built = self._ahead.pop(message.delivery_key, None)
-        if built is not None:
-            email, flat = built
-        else:
+        if built is None:
             try:
-                email, flat = build_email(message, self.sender, self._clock.now()), None
+                built = email_of(message, self.sender, self._sender_line, self._clock.now())
             except Exception as error:  # building is pure: whatever fails here fails every time
                 raise PermanentFailure(f"cannot build the e-mail: {_describe(error)}") from error
         async with self._lock:
-            client = await self._connection()
+            client, checked = await self._connection()
             try:
-                if flat is not None and client.supports_extension("8bitmime"):
-                    await client.sendmail(
-                        self.sender[1], [message.address], flat, mail_options=["BODY=8BITMIME"]
-                    )
-                else:
-                    await client.send_message(email, sender=self.sender[1], recipients=[message.address])
+                try:
+                    await self._transmit(client, message, built)
+                except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPResponseException) as error:
+                    gone = not isinstance(error, aiosmtplib.SMTPResponseException) or error.code == 421
+                    if checked or not gone:
+                        raise
+                    # The kept connection, not checked with NOOP as it was used a moment ago,
+                    # was gone: sent at once on a new one, as a retry would (same Message-ID).
+                    self._drop()
+                    client, _ = await self._connection()
+                    await self._transmit(client, message, built)
             except BaseException as error:
                 self._drop()
                 _raise_send_failure(error)
                 raise
             self._last_used = time.monotonic()
+
+    async def _transmit(
+        self, client: aiosmtplib.SMTP, message: OutgoingMessage, built: bytes | EmailMessage
+    ) -> None:
+        if isinstance(built, bytes):  # 7-bit: any server takes it as it is
+            await client.sendmail(self.sender[1], [message.address], built)
+        else:  # e.g. a non-ASCII address: aiosmtplib asks for SMTPUTF8
+            await client.send_message(built, sender=self.sender[1], recipients=[message.address])
 
     async def close(self) -> None:
         """Say QUIT on the kept connection (if any) and close it."""
@@ -231,16 +268,22 @@ class SmtpChannel:
                 except (aiosmtplib.SMTPException, OSError):
                     client.close()
 
-    async def _connection(self) -> aiosmtplib.SMTP:
+    async def _connection(self) -> tuple[aiosmtplib.SMTP, bool]:
+        """The connection to send on, and whether it is known to be alive (new, or it
+        answered NOOP): one used within ``_FRESH`` seconds is taken as it is (a NOOP per
+        message was a round trip per message, on both ends when the sink is in-process)."""
         client = self._client
         if client is not None and client.is_connected:
-            if time.monotonic() - self._last_used <= self._idle_seconds:
+            idle = time.monotonic() - self._last_used
+            if idle <= _FRESH:
+                return client, False
+            if idle <= self._idle_seconds:
                 try:
                     await client.noop(timeout=self._timeout)
                 except (aiosmtplib.SMTPException, OSError):
                     self._drop()
                 else:
-                    return client
+                    return client, True
             else:
                 self._drop()
         client = aiosmtplib.SMTP(
@@ -265,7 +308,7 @@ class SmtpChannel:
             raise
         self._client = client
         self._last_used = time.monotonic()
-        return client
+        return client, True
 
     def _drop(self) -> None:
         client, self._client = self._client, None
@@ -274,6 +317,7 @@ class SmtpChannel:
 
 
 _AHEAD = 4  # e-mails kept built ahead at most
+_FRESH = 1.0  # seconds: a connection used this recently is sent on without a NOOP first
 
 
 def _describe(error: BaseException) -> str:

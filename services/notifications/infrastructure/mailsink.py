@@ -14,6 +14,11 @@ SMTP envelope, which the message's own headers need not match). The file is writ
 to a temporary name, fsync'd and linked into place (never overwriting) before the sink
 answers 250; if it cannot be stored the sink answers 451 and the client retries.
 
+It runs in the notifications process, so it reads no more of a message than it must: the
+SMTP paths and the Message-ID (for the file's name) with regular expressions, falling back
+to aiosmtpd's and the email package's parsers for anything unusual; the message itself is
+stored as received, never parsed.
+
 aiosmtpd logs every session (``mail.log``: peer, handling connection, EOF, connection
 lost) at INFO: 72,889 of 74,016 lines of the notifications log in a 10-minute run. The
 sink keeps that logger at WARNING unless ``log_sessions`` (``VSS_MAIL_SINK_LOG_SESSIONS``).
@@ -27,6 +32,7 @@ import hashlib
 import itertools
 import logging
 import os
+import re
 import tempfile
 import weakref
 from datetime import UTC, datetime
@@ -48,9 +54,21 @@ log = structlog.get_logger("vss.notifications.mailsink")
 DATA_SIZE_LIMIT = 32 * 1024 * 1024
 
 
+# The first Message-ID header of the header section, continuation lines included.
+_MESSAGE_ID = re.compile(rb"^message-id:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)", re.IGNORECASE | re.MULTILINE)
+_HEADERS_END = re.compile(rb"\r?\n\r?\n")
+
+
 def _message_id(content: bytes) -> str:
-    headers = BytesHeaderParser(policy=compat32).parsebytes(content)
-    return str(headers.get("Message-ID", "")).strip()
+    """The message's Message-ID as the email package reads it (``compat32``), found with a
+    regular expression: parsing every header was a tenth of the sink's time."""
+    end = _HEADERS_END.search(content)
+    found = _MESSAGE_ID.search(content, 0, end.start() if end else len(content))
+    if found is None:
+        return ""
+    if not found.group(1).isascii():  # read as the parser reads it (replacement characters)
+        return str(BytesHeaderParser(policy=compat32).parsebytes(content).get("Message-ID", "")).strip()
+    return found.group(1).decode("ascii").strip()
 
 
 def _envelope_headers(mail_from: str | None, rcpt_tos: list[str]) -> bytes:
@@ -61,6 +79,29 @@ def _envelope_headers(mail_from: str | None, rcpt_tos: list[str]) -> bytes:
         f"X-VSS-Envelope-From: <{clean(mail_from or '')}>\r\n"
         f"X-VSS-Envelope-To: {', '.join(clean(r) for r in rcpt_tos)}\r\n"
     ).encode()
+
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# '<local@domain> params' with dot-atoms only: what a client sends (aiosmtplib, the channel)
+_PLAIN_PATH = re.compile(
+    rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*([^(]*)",
+    re.DOTALL,
+)
+
+
+class _SMTP(SMTP):
+    """aiosmtpd's server, reading a plain ``<local@domain>`` path with a regular expression:
+    its own parser (the email package's header parser) was a tenth of the sink's time. Any
+    other path is read by aiosmtpd as before."""
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = _PLAIN_PATH.fullmatch(arg)
+        if plain is None:
+            return super()._getaddr(arg)
+        address = plain.group(1)
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, plain.group(2)
 
 
 class _Handler:
@@ -136,7 +177,7 @@ class MailSink:
         handler = _Handler(self)
 
         def protocol() -> SMTP:
-            smtp = SMTP(
+            smtp = _SMTP(
                 handler,
                 hostname=self._hostname,
                 data_size_limit=self._data_size_limit,

@@ -5,6 +5,7 @@ Pure functions over an :class:`Audience`: case and meeting events in, notices ou
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -329,6 +330,36 @@ def test_the_audience_survives_its_stored_form() -> None:
     case.on(ce.ResourceGroupMemberRemoved(member_id=case.nurse.member_id, removed_on=TODAY))
     again = Audience.from_json(case.audience.to_json())
     assert again == case.audience
+
+
+def test_the_audience_read_without_meetings_judges_a_message_alike() -> None:
+    """The sender's look before each message reads the audience without the meetings'
+    copies: the rule reads none of them."""
+    case = Case()
+    case.consent(SOCIAL, until=date(2026, 6, 30))
+    starts = AT + timedelta(days=7)
+    client = Invitee(invitee_id="client", name="Tolvan", role=InviteeRole.CLIENT, email="tolvan@example.se")
+    scheduled = me.MeetingScheduled(
+        meeting_id=uuid4(),
+        kind=MeetingKind.RESOURCE_GROUP,
+        starts_at=starts,
+        ends_at=starts + timedelta(hours=1),
+        invitees=[client],
+        reason="sip_follow_up",
+    )
+    on_meeting_event(case.audience, scheduled, TODAY)
+    nurse = case.audience.members[str(case.nurse.member_id)]
+    case.on(ce.ResourceGroupMemberRemoved(member_id=case.nurse.member_id, removed_on=TODAY))
+    stored = case.audience.to_json()
+    assert stored["meetings"]
+    light = Audience.from_json(stored, meetings=False)
+    assert light.meetings == {}
+    assert replace(light, meetings=case.audience.meetings) == case.audience
+    people = [*case.audience.members.values(), *case.audience.coordinators.values(), nurse]
+    for person in people:
+        for decided, today in [(AT, TODAY), (AT + timedelta(days=400), date(2027, 1, 1))]:
+            expected = case.audience.why_not_told(person, decided, today)
+            assert light.why_not_told(person, decided, today) == expected
 
 
 def test_the_opener_may_see_the_case_until_a_consent_is_given_and_is_told_nothing_for_it() -> None:
