@@ -16,7 +16,7 @@ from nats.js.api import DeliverPolicy
 from services.case.domain.events import CaseEventData
 from services.shared.bus import faststream_subscriber as kit_module
 from services.shared.bus.consumer import ConsumerSettings, Delivery
-from services.shared.bus.faststream_subscriber import FastStreamSubscriber
+from services.shared.bus.faststream_subscriber import FastStreamSubscriber, run_subscribers, service_broker
 from services.shared.bus.names import BusNames
 from tests.bus.test_consumer import BatchTable
 from tests.support.bus import read_stream
@@ -261,4 +261,51 @@ def test_a_repoint_that_fails_is_tried_again_and_the_subscriber_runs_on(
     kit = asyncio.run(repoint_through_failures())
     assert kit.applied == total
     assert [r[4] for r in table.rows()] == list(range(1, total + 1))
+    table.close()
+
+
+@pytest.mark.parametrize("fetch_batch", [1, 20], ids=["one-in-flight", "batch-handler"])
+def test_a_services_subscribers_run_on_one_broker_until_stop_and_know_when_they_caught_up(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path, fetch_batch: int
+) -> None:
+    total = published(2)
+    path = tmp_path / "state.sqlite"
+    handler = BatchTable(path, "projection") if fetch_batch > 1 else EventTable(path, "projection")
+    settings = ConsumerSettings(durable="projection", names=bus_names, fetch_batch=fetch_batch)
+    broker = service_broker(nats_url, name="projections")
+    kit = FastStreamSubscriber(broker, handler, settings)
+    assert (kit.caught_up, kit.reached_end) == (False, False)  # not known before the first look
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_subscribers(broker, [kit], stop))
+        for _ in range(500):
+            if kit.caught_up and handler.applied_through() == total:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(run())
+    assert handler.applied_through() == total
+    assert (kit.caught_up, kit.reached_end) == (True, True)
+    assert kit.handler_seconds > 0
+    assert not kit.subscriber.running  # the broker stopped with the service
+    handler.close()
+
+
+def test_a_service_stopped_while_the_server_is_away_stops_at_once(tmp_path: Path) -> None:
+    broker = service_broker("nats://127.0.0.1:1", name="projections")
+    table = EventTable(tmp_path / "state.sqlite", "projection")
+    kit = FastStreamSubscriber(broker, table, ConsumerSettings(durable="projection"))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_subscribers(broker, [kit], stop))
+        await asyncio.sleep(0.5)  # still connecting: nothing answers
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(run())
+    assert not kit.reached_end
     table.close()

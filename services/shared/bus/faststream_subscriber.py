@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
@@ -50,6 +51,7 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsBatchMessage
 from faststream.nats.message import NatsMessage as NatsStreamMessage
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.nats.security import NatsCredentials, NatsNKey, NatsSecurity
 from faststream.nats.subscriber.usecases import (
     BatchPullStreamSubscriber,
@@ -65,6 +67,7 @@ from nats.js.api import ConsumerConfig
 from nats.js.errors import ServiceUnavailableError
 from pydantic import PlainValidator
 
+from services.shared import tracing
 from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.consumer import (
     ConsumerSettings,
@@ -80,6 +83,7 @@ from services.shared.bus.consumer import (
     decode,
     point_durable_at,
 )
+from services.shared.bus.faststream_tracing import telemetry_middlewares
 from services.shared.bus.streams import (
     dead_letter_stream_config,
     declare_if_missing,
@@ -218,20 +222,28 @@ async def _pull(subscription: Any, batch: int, timeout: float | None) -> list[Ms
     return messages
 
 
+def _nothing_pulled() -> None:
+    pass
+
+
 class InOrderPullSubscriber(PullStreamSubscriber):
     """FastStream's JetStream pull subscriber, handling the messages of one pull one after another.
 
     Only the pull loop differs: it waits for the next message, then takes at once what else
     is there (up to ``batch_size``; one ``fetch`` of the whole batch would linger until it is
-    full or times out), and awaits each message's handling before the next one's.
+    full or times out), and awaits each message's handling before the next one's. A pull
+    that finds nothing calls ``found_nothing`` (the kit's subscriber: caught up).
     """
 
     __slots__ = ()
+    found_nothing: Callable[[], None] = staticmethod(_nothing_pulled)
 
     async def _consume_pull(self, cb: Callable[[Msg], Coroutine[Any, Any, Any]]) -> None:
         assert self.subscription is not None
         while self.running:
             messages = await _pull(self.subscription, self.pull_sub.batch_size, self.pull_sub.timeout)
+            if not messages and self.running:
+                self.found_nothing()
             for msg in messages:
                 if not self.running:
                     return  # the rest is redelivered (the durable is re-pointed at start)
@@ -243,11 +255,14 @@ class PromptBatchPullSubscriber(BatchPullStreamSubscriber):
     what is there has arrived, rather than when the batch is full or ``timeout`` has passed."""
 
     __slots__ = ()
+    found_nothing: Callable[[], None] = staticmethod(_nothing_pulled)
 
     async def _consume_pull(self) -> None:
         assert self.subscription is not None
         while self.running:
             messages = await _pull(self.subscription, self.pull_sub.batch_size, self.pull_sub.timeout)
+            if not messages and self.running:
+                self.found_nothing()
             if messages and self.running:
                 await self.consume(messages)
 
@@ -280,8 +295,8 @@ class FastStreamSubscriber:
 
     Call :meth:`prepare` once the broker may connect and before ``broker.start()`` (for a
     FastStream application: ``on_startup``), so that the durable resumes where the handler's
-    state is. ``settings.fetch_batch``: the most messages one pull takes (1: FastStream's own
-    pull loop, one message in flight). ``message``: what FastStream's AsyncAPI document shows as
+    state is (:func:`run_subscribers` does both). ``settings.fetch_batch``: the most messages
+    one pull takes (1: one message in flight). ``message``: what FastStream's AsyncAPI document shows as
     the subscriber's message (default the contracts' CloudEvent; :mod:`.faststream_asyncapi`
     passes the event types a service's consumer acts on); the handler gets the decoded message
     whatever it says.
@@ -299,6 +314,12 @@ class FastStreamSubscriber:
         self.skipped = 0
         self.dead_lettered = 0
         self.retries = 0
+        self.handler_seconds = 0.0  # time spent in the handler (retries included), for /metrics
+        # Whether the last look found nothing left to apply (an API answers "not yet" while not).
+        self._caught_up = False
+        # Whether the end of the stream was reached once since start (stays set): what a part
+        # that must not act on a stale state (a sender after a stop) waits for.
+        self.reached_end = False
         self._position = 0
         self._repointing: asyncio.Task[None] | None = None
         self._reconnects = 0  # the connection's reconnect count the durable was last pointed at
@@ -319,13 +340,15 @@ class FastStreamSubscriber:
             description=f"VSS service {settings.durable}: applies {self.filter_subject} to its own state",
         )
         # Same slots, only the pull loop overridden: FastStream's registration stays as it is.
+        pull_loop: InOrderPullSubscriber | PromptBatchPullSubscriber
         if self.batched:
             self.subscriber.__class__ = PromptBatchPullSubscriber
             self.subscriber(documented(self._on_batch, list[message]))
         else:
-            if batch > 1:
-                self.subscriber.__class__ = InOrderPullSubscriber
+            self.subscriber.__class__ = InOrderPullSubscriber
             self.subscriber(documented(self._on_message, message))
+        pull_loop = self.subscriber  # type: ignore[assignment]  # its class was set just above
+        pull_loop.found_nothing = self._found_nothing
 
     @property
     def stream(self) -> str:
@@ -338,6 +361,19 @@ class FastStreamSubscriber:
     @property
     def filter_subject(self) -> str:
         return self.settings.filter_subject or self.settings.names.subjects
+
+    @property
+    def caught_up(self) -> bool:
+        return self._caught_up
+
+    @caught_up.setter
+    def caught_up(self, value: bool) -> None:
+        self._caught_up = value
+        if value:
+            self.reached_end = True
+
+    def _found_nothing(self) -> None:
+        self.caught_up = True
 
     def consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -384,6 +420,7 @@ class FastStreamSubscriber:
         stopped; it gives up only when the connection is closed for good (the broker stops).
         """
         await self.subscriber.stop()
+        self.caught_up = False
         attempt = 0
         while True:
             try:
@@ -451,8 +488,10 @@ class FastStreamSubscriber:
             self.skipped += len(incoming.items)
             for raw, _, _ in incoming.items:
                 await raw.ack()
+            self._caught_up_after(incoming.items[-1][0])
             return
         if len(deliveries) == len(fresh):
+            started = time.perf_counter()
             try:
                 applied = int(await asyncio.to_thread(self.handler.apply_batch, deliveries))  # type: ignore[attr-defined]
             except StateReplaced as replaced:
@@ -464,11 +503,13 @@ class FastStreamSubscriber:
                     "consumer.batch_one_by_one", consumer=self.settings.durable, error=_first_line(error)
                 )
             else:
+                self.handler_seconds += time.perf_counter() - started
                 self.applied += applied
                 self.skipped += len(incoming.items) - applied
                 self._position = deliveries[-1].stream_sequence
                 for raw, _, _ in incoming.items:
                     await raw.ack()
+                self._caught_up_after(incoming.items[-1][0])
                 return
         for raw, delivery, undecodable in incoming.items:
             if self._must_repoint():
@@ -482,10 +523,13 @@ class FastStreamSubscriber:
         if sequence <= self._position:
             self.skipped += 1
             await settle.ack()
+            self._caught_up_after(raw)
             return
         if delivery is None:
             await self._give_up(raw, settle, sequence, f"undecodable: {undecodable}", event_id=None)
+            self._caught_up_after(raw)
             return
+        started = time.perf_counter()
         try:
             outcome = await apply_in_place(
                 self.handler, delivery, self.settings, sequence, settle.in_progress, self._count_retry
@@ -495,8 +539,11 @@ class FastStreamSubscriber:
             log.info("consumer.state_replaced", consumer=self.settings.durable, detail=str(replaced))
             self._schedule_repoint()
             return
+        finally:
+            self.handler_seconds += time.perf_counter() - started
         if isinstance(outcome, GiveUp):
             await self._give_up(raw, settle, sequence, outcome.reason, delivery.event.id)
+            self._caught_up_after(raw)
             return
         applied = outcome
         if applied:
@@ -505,6 +552,11 @@ class FastStreamSubscriber:
             self.skipped += 1
         self._position = sequence
         await settle.ack()
+        self._caught_up_after(raw)
+
+    def _caught_up_after(self, raw: Msg) -> None:
+        # What the server still held for this durable when it sent the message.
+        self.caught_up = not raw.metadata.num_pending
 
     def _count_retry(self) -> None:
         self.retries += 1
@@ -525,3 +577,67 @@ class FastStreamSubscriber:
         # A terminated message counts as acknowledged (the ack floor moves past it) and
         # FastStream's metrics report it as rejected.
         await settle.reject()
+
+
+PREPARE_BACKOFF = (0.1, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to prepare a subscriber
+
+
+async def run_subscribers(
+    broker: NatsBroker, subscribers: Sequence[FastStreamSubscriber], stop: asyncio.Event
+) -> None:
+    """Run a service's subscribers on its one broker until ``stop``, then stop the broker.
+
+    Connects (waiting for the server as long as it takes: it may start after the service),
+    prepares each subscriber (the stream waited for, the durable pointed at the handler's
+    state), starts the broker. Traces are FastStream's middleware on the provider the process
+    configured (:func:`.tracing.configure`), if any.
+    """
+    traced = any(isinstance(m, NatsTelemetryMiddleware) for m in broker.middlewares)
+    for middleware in () if traced else telemetry_middlewares(tracing.provider()):
+        broker.add_middleware(middleware)
+    try:
+        if not await _until_stopped(broker.connect(), stop):
+            return
+        for subscriber in subscribers:
+            if not await _until_stopped(_prepared(subscriber, stop), stop):
+                return
+        await broker.start()
+        await stop.wait()
+    finally:
+        await broker.stop()
+
+
+async def _until_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:
+    """Await ``work`` unless ``stop`` comes first (then cancel it): whether it finished."""
+    doing = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({doing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not doing.done():
+            doing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await doing
+    if doing.cancelled():
+        return False
+    doing.result()  # its error, if it failed
+    return True
+
+
+async def _prepared(subscriber: FastStreamSubscriber, stop: asyncio.Event) -> None:
+    """Prepare ``subscriber``, trying again while the server cannot answer (no leader yet …)."""
+    attempt = 0
+    while True:
+        try:
+            await subscriber.prepare(stopping=stop.is_set)
+            return
+        except Exception as error:
+            if stop.is_set():
+                raise
+            wait = PREPARE_BACKOFF[min(attempt, len(PREPARE_BACKOFF) - 1)]
+            attempt += 1
+            log.warning(
+                "consumer.prepare_retry", consumer=subscriber.durable, wait=wait, error=_first_line(error)
+            )
+            await asyncio.sleep(wait)
