@@ -76,6 +76,7 @@ from services.shared.bus.consumer import (
     Handler,
     Lag,
     StateReplaced,
+    Subscription,
     Undecodable,
     _first_line,
     apply_in_place,
@@ -402,6 +403,13 @@ class FastStreamSubscriber:
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.create_task(self._watch_reconnects())
 
+    async def forget_connection(self) -> None:
+        """Once the broker stopped: end the reconnect watch and any re-pointing under way."""
+        tasks = [task for task in (self._watcher, self._repointing) if task is not None and not task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _watch_reconnects(self) -> None:
         """Re-point after a reconnect even when no message comes: a message whose ack was
         lost would otherwise hold the durable back for ``ack_wait``."""
@@ -579,6 +587,18 @@ class FastStreamSubscriber:
         await settle.reject()
 
 
+def subscriber_of(
+    broker: NatsBroker, bus: BusSettings, handler: Handler, subscription: Subscription
+) -> FastStreamSubscriber:
+    """A service's subscriber of ``subscription`` on its broker (the replicas its bus settings name)."""
+    return FastStreamSubscriber(broker, handler, subscription.consumer_settings(bus.nats_replicas))
+
+
+def broker_of(bus: BusSettings, *, name: str) -> NatsBroker:
+    """A service's one broker, on the server and as the NATS user its bus settings name."""
+    return service_broker(bus.nats(), name=name, auth=bus.nats_auth())
+
+
 PREPARE_BACKOFF = (0.1, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to prepare a subscriber
 
 
@@ -605,6 +625,8 @@ async def run_subscribers(
         await stop.wait()
     finally:
         await broker.stop()
+        for subscriber in subscribers:
+            await subscriber.forget_connection()
 
 
 async def _until_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:
