@@ -309,3 +309,31 @@ def test_a_service_stopped_while_the_server_is_away_stops_at_once(tmp_path: Path
     asyncio.run(run())
     assert not kit.reached_end
     table.close()
+
+
+def test_a_subscriber_waiting_for_its_stream_holds_no_other_of_the_service_back(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    total = published(1)
+    table = EventTable(tmp_path / "state.sqlite", "projection")
+    waiting = EventTable(tmp_path / "other.sqlite", "deliveries")
+    broker = service_broker(nats_url, name="projections")
+    kit = FastStreamSubscriber(broker, table, ConsumerSettings(durable="projection", names=bus_names))
+    unpublished = BusNames.unique()  # its owner never ran: no stream
+    other = FastStreamSubscriber(broker, waiting, ConsumerSettings(durable="deliveries", names=unpublished))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_subscribers(broker, [kit, other], stop))
+        for _ in range(500):
+            if table.applied_through() == total:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.wait_for(task, 10)  # the wait for the missing stream ends too
+
+    asyncio.run(run())
+    assert table.applied_through() == total
+    assert not other.reached_end
+    table.close()
+    waiting.close()

@@ -599,7 +599,7 @@ def broker_of(bus: BusSettings, *, name: str) -> NatsBroker:
     return service_broker(bus.nats(), name=name, auth=bus.nats_auth())
 
 
-PREPARE_BACKOFF = (0.1, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to prepare a subscriber
+START_BACKOFF = (0.1, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to start a subscriber
 
 
 async def run_subscribers(
@@ -608,25 +608,29 @@ async def run_subscribers(
     """Run a service's subscribers on its one broker until ``stop``, then stop the broker.
 
     Connects (waiting for the server as long as it takes: it may start after the service),
-    prepares each subscriber (the stream waited for, the durable pointed at the handler's
-    state), starts the broker. Traces are FastStream's middleware on the provider the process
+    then starts each subscriber once it is prepared (its stream there, its durable pointed at
+    the handler's state): one whose stream's owner has not run yet holds no other back. So
+    ``broker.start()`` is not used; with every stream declared elsewhere (``declare=False``)
+    it would do no more. Traces are FastStream's middleware on the provider the process
     configured (:func:`.tracing.configure`), if any.
     """
     traced = any(isinstance(m, NatsTelemetryMiddleware) for m in broker.middlewares)
     for middleware in () if traced else telemetry_middlewares(tracing.provider()):
         broker.add_middleware(middleware)
     try:
-        if not await _until_stopped(broker.connect(), stop):
-            return
-        for subscriber in subscribers:
-            if not await _until_stopped(_prepared(subscriber, stop), stop):
-                return
-        await broker.start()
-        await stop.wait()
+        if await _until_stopped(broker.connect(), stop):
+            async with asyncio.TaskGroup() as group:
+                for subscriber in subscribers:
+                    group.create_task(_start(subscriber, stop), name=f"subscriber-{subscriber.durable}")
+            await stop.wait()
     finally:
         await broker.stop()
         for subscriber in subscribers:
             await subscriber.forget_connection()
+
+
+async def _start(subscriber: FastStreamSubscriber, stop: asyncio.Event) -> None:
+    await _until_stopped(_started(subscriber, stop), stop)
 
 
 async def _until_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:
@@ -641,25 +645,29 @@ async def _until_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:
             doing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await doing
-    if doing.cancelled():
-        return False
+    if doing.cancelled() or (stop.is_set() and doing.exception() is not None):
+        return False  # stopped (a wait for a stream ends in NotFoundError then)
     doing.result()  # its error, if it failed
     return True
 
 
-async def _prepared(subscriber: FastStreamSubscriber, stop: asyncio.Event) -> None:
-    """Prepare ``subscriber``, trying again while the server cannot answer (no leader yet …)."""
+async def _started(subscriber: FastStreamSubscriber, stop: asyncio.Event) -> None:
+    """Prepare and start ``subscriber``, trying again while the server cannot answer (it
+    restarts, no leader yet …)."""
     attempt = 0
     while True:
         try:
             await subscriber.prepare(stopping=stop.is_set)
+            await subscriber.subscriber.start()
             return
         except Exception as error:
+            with contextlib.suppress(Exception):
+                await subscriber.subscriber.stop()
             if stop.is_set():
                 raise
-            wait = PREPARE_BACKOFF[min(attempt, len(PREPARE_BACKOFF) - 1)]
+            wait = START_BACKOFF[min(attempt, len(START_BACKOFF) - 1)]
             attempt += 1
             log.warning(
-                "consumer.prepare_retry", consumer=subscriber.durable, wait=wait, error=_first_line(error)
+                "consumer.start_retry", consumer=subscriber.durable, wait=wait, error=_first_line(error)
             )
             await asyncio.sleep(wait)
