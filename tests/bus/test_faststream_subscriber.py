@@ -18,7 +18,7 @@ from services.shared.bus import faststream_subscriber as kit_module
 from services.shared.bus.consumer import ConsumerSettings, Delivery
 from services.shared.bus.faststream_subscriber import FastStreamSubscriber, run_subscribers, service_broker
 from services.shared.bus.names import BusNames
-from tests.bus.test_consumer import BatchTable
+from tests.bus.test_consumer import BatchTable, BlockingTable
 from tests.support.bus import read_stream
 from tests.support.projection import EventTable
 from vss_contracts.subjects import (
@@ -337,3 +337,45 @@ def test_a_subscriber_waiting_for_its_stream_holds_no_other_of_the_service_back(
     assert not other.reached_end
     table.close()
     waiting.close()
+
+
+def test_messages_a_pull_lost_on_the_way_are_applied_in_order_not_passed_over(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    """As ``DurableConsumer`` (``tests/bus/test_consumer.py``): a message the server handed out
+    and the subscriber never got (a node killed with a pull in flight) would come back only
+    after ack_wait, behind later ones, and look applied. The kit sees the jump in the stream
+    sequences, re-points and applies every event once, in order."""
+    total = published(1)
+    table = BlockingTable(tmp_path / "state.sqlite", "projection", at=3)
+    settings = ConsumerSettings(durable="projection", names=bus_names, fetch_batch=2)  # pulls 1-2, 3-4, …
+    broker = service_broker(nats_url, name="projection")
+    kit = FastStreamSubscriber(broker, table, settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_subscribers(broker, [kit], stop))
+        try:
+            while not table.waiting.is_set():  # applying 3, with 4 in hand: no pull in flight
+                await asyncio.sleep(0.01)
+            nc = await nats.connect(nats_url)
+            try:  # the pull whose answer never arrives: sequence 5, handed out, never acknowledged
+                thief = await nc.jetstream().pull_subscribe_bind("projection", bus_names.stream)
+                lost = await thief.fetch(1, timeout=5)
+                assert [m.metadata.sequence.stream for m in lost] == [5]
+            finally:
+                await nc.close()
+            table.release.set()
+            for _ in range(200):  # well within ack_wait (30 s): no redelivery helps
+                if len(table.rows()) == total:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            table.release.set()
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    assert [row[4] for row in table.rows()] == list(range(1, total + 1))
+    assert kit.dead_lettered == 0
+    table.close()

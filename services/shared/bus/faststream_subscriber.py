@@ -64,7 +64,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig
-from nats.js.errors import ServiceUnavailableError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 from pydantic import PlainValidator
 
 from services.shared import tracing
@@ -479,16 +479,42 @@ class FastStreamSubscriber:
             return True
         return False
 
+    async def _passes_over_some(self, raws: Sequence[Msg]) -> bool:
+        """Whether the stream holds a message for this durable that is neither applied nor among
+        ``raws`` but before one of them; if so, re-point. The server handed it out and it was
+        lost on the way (a node killed with a pull in flight): JetStream would redeliver it only
+        after ``ack_wait``, behind these, when it would look applied already. Asked of the
+        stream only when the sequences jump (on a whole stream, never else)."""
+        previous = self._position
+        for raw in raws:
+            sequence = raw.metadata.sequence.stream
+            if sequence <= previous:
+                continue  # a redelivery of one applied already
+            if sequence > previous + 1:
+                try:
+                    found = await self._js.get_msg(
+                        self.stream, seq=previous + 1, subject=self.filter_subject, next=True
+                    )
+                except NotFoundError:
+                    found = None
+                if found is not None and found.seq is not None and found.seq < sequence:
+                    log.warning(
+                        "consumer.messages_lost", consumer=self.durable, after=previous, next=sequence
+                    )
+                    self._schedule_repoint()
+                    return True
+            previous = sequence
+        return False
+
     async def _on_message(self, incoming: Incoming) -> None:
-        if not self._must_repoint():
-            await self._handle(
-                incoming.message.raw_message, incoming.delivery, incoming.error, incoming.message
-            )
+        raw = incoming.message.raw_message
+        if not (self._must_repoint() or await self._passes_over_some([raw])):
+            await self._handle(raw, incoming.delivery, incoming.error, incoming.message)
 
     async def _on_batch(self, incoming: IncomingBatch) -> None:
         """A pull applied in one call and transaction; if that fails (or a message does not
         decode), nothing of it was applied and the messages go one by one."""
-        if self._must_repoint():
+        if self._must_repoint() or await self._passes_over_some([raw for raw, _, _ in incoming.items]):
             return
         fresh = [item for item in incoming.items if item[0].metadata.sequence.stream > self._position]
         deliveries = [delivery for _, delivery, _ in fresh if delivery is not None]
