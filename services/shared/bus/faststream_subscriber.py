@@ -28,12 +28,18 @@ What the kit adds, because FastStream has no notion of it:
   each message's handling ends before the next one's starts, and every message still goes
   through FastStream's middlewares (metrics, traces) on its own. The re-pointing after a
   reconnect keeps the order: a pull's tail lost in transit would otherwise be redelivered
-  after ``ack_wait``, behind later messages;
+  after ``ack_wait``, behind later messages; so does the re-pointing when a pull's sequences
+  pass over a message of the stream (lost on the way without a reconnect: a cluster node);
 - **a pull in one transaction** for a :class:`.consumer.BatchHandler`: FastStream's batch
   subscriber without its linger (:class:`PromptBatchPullSubscriber`), the pull applied in one
   call; if that fails, or a message does not decode, its messages go one by one as above.
   FastStream's middlewares then see the pull as one message (one span, linked to each
   event's trace; the metrics count its messages).
+
+A service runs its subscribers on its one broker with :func:`run_subscribers` (built with
+:func:`broker_of` and :func:`subscriber_of` from its ``Subscription`` values); its
+``/metrics`` reads their counters (``applied``, ``skipped``, ``dead_lettered``,
+``handler_seconds``, ``caught_up``) and their lag, as :mod:`services.shared.metrics` says.
 """
 
 from __future__ import annotations
