@@ -379,3 +379,33 @@ def test_messages_a_pull_lost_on_the_way_are_applied_in_order_not_passed_over(
     assert [row[4] for row in table.rows()] == list(range(1, total + 1))
     assert kit.dead_lettered == 0
     table.close()
+
+
+class StoreGone(EventTable):
+    """A table whose store went away: every apply fails, and so does passing a message over."""
+
+    def apply(self, delivery: Delivery) -> bool:
+        raise RuntimeError("the connection is lost")
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        raise RuntimeError("the connection is closed")
+
+
+def test_a_handler_whose_store_is_gone_ends_the_service_rather_than_retrying_for_ever(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    """As DurableConsumer's run raised: the service ends, and its supervisor starts it again
+    with fresh connections (the kit's retries are for the bus, not for the handler's store)."""
+    published(1)
+    table = StoreGone(tmp_path / "state.sqlite", "projection")
+    settings = ConsumerSettings(durable="projection", names=bus_names, max_attempts=1)
+    broker = service_broker(nats_url, name="projection")
+    kit = FastStreamSubscriber(broker, table, settings)
+
+    async def run() -> None:
+        await asyncio.wait_for(run_subscribers(broker, [kit], asyncio.Event()), 20)
+
+    with pytest.raises(RuntimeError, match="the connection is closed"):
+        asyncio.run(run())
+    assert table.applied_through() == 0  # nothing passed over
+    table.close()

@@ -66,6 +66,7 @@ from faststream.nats.subscriber.usecases import (
 )
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
@@ -229,6 +230,16 @@ async def _pull(subscription: Any, batch: int, timeout: float | None) -> list[Ms
     return messages
 
 
+class HandlerUnavailable(Exception):
+    """The handler could not say where its state is (its store away): not a bus fault that a
+    retry fixes, so the subscriber fails and the service ends, to be started again."""
+
+
+# What a NATS outage raises while a message is handled: left unacknowledged, and the durable
+# re-pointed after the reconnect. Anything else escaping the handling ends the service.
+_BUS_FAULTS: tuple[type[Exception], ...] = (NatsError, TimeoutError, OSError)
+
+
 def _nothing_pulled() -> None:
     pass
 
@@ -331,6 +342,9 @@ class FastStreamSubscriber:
         self._repointing: asyncio.Task[None] | None = None
         self._reconnects = 0  # the connection's reconnect count the durable was last pointed at
         self._watcher: asyncio.Task[None] | None = None
+        # Why the subscriber stopped for good (a failure no retry fixes); ``failed`` is set then.
+        self.failure: BaseException | None = None
+        self.failed = asyncio.Event()
         batch = max(1, settings.fetch_batch)
         # A handler that can apply a pull in one transaction gets the pull whole.
         self.batched = batch > 1 and callable(getattr(handler, "apply_batch", None))
@@ -440,7 +454,10 @@ class FastStreamSubscriber:
             try:
                 await self._point_durable_at_state()
                 break
-            except Exception as error:  # any failure: try again, never stay stopped
+            except HandlerUnavailable as error:
+                self.fail(error)
+                return
+            except Exception as error:  # any failure of the bus: try again, never stay stopped
                 if self.broker.config.connection_state.connection.is_closed:
                     return
                 attempt += 1
@@ -455,9 +472,19 @@ class FastStreamSubscriber:
                 await asyncio.sleep(wait)
         await self.subscriber.start()
 
+    def fail(self, error: BaseException) -> None:
+        """Stop taking messages for good: ``error`` is what :func:`run_subscribers` raises."""
+        if self.failure is None:
+            log.error("consumer.failed", consumer=self.durable, error=_first_line(error))
+            self.failure = error
+            self.failed.set()
+
     async def _point_durable_at_state(self) -> None:
         reconnects = self._reconnect_count()
-        applied = await asyncio.to_thread(self.handler.applied_through)
+        try:
+            applied = await asyncio.to_thread(self.handler.applied_through)
+        except Exception as error:
+            raise HandlerUnavailable(f"{type(error).__name__}: {_first_line(error)}") from error
         await point_durable_at(self._js, self.stream, self.consumer_config(), applied)
         # Only once pointed: a failure above leaves the reconnect unanswered, so it is tried again.
         self._position = applied
@@ -513,11 +540,28 @@ class FastStreamSubscriber:
         return False
 
     async def _on_message(self, incoming: Incoming) -> None:
+        if self.failure is not None:
+            return  # left unacknowledged: the service ends
         raw = incoming.message.raw_message
-        if not (self._must_repoint() or await self._passes_over_some([raw])):
-            await self._handle(raw, incoming.delivery, incoming.error, incoming.message)
+        try:
+            if not (self._must_repoint() or await self._passes_over_some([raw])):
+                await self._handle(raw, incoming.delivery, incoming.error, incoming.message)
+        except _BUS_FAULTS:
+            raise  # unacknowledged; re-pointed after the reconnect
+        except Exception as error:  # the handler's store, when passing a message over
+            self.fail(error)
 
     async def _on_batch(self, incoming: IncomingBatch) -> None:
+        if self.failure is not None:
+            return
+        try:
+            await self._apply_pull(incoming)
+        except _BUS_FAULTS:
+            raise
+        except Exception as error:
+            self.fail(error)
+
+    async def _apply_pull(self, incoming: IncomingBatch) -> None:
         """A pull applied in one call and transaction; if that fails (or a message does not
         decode), nothing of it was applied and the messages go one by one."""
         if self._must_repoint() or await self._passes_over_some([raw for raw, _, _ in incoming.items]):
@@ -654,7 +698,18 @@ async def run_subscribers(
             async with asyncio.TaskGroup() as group:
                 for subscriber in subscribers:
                     group.create_task(_start(subscriber, stop), name=f"subscriber-{subscriber.durable}")
-            await stop.wait()
+            # Until stopped, or one fails for good: then the service ends (as DurableConsumer's
+            # run did), so its supervisor starts it again with fresh connections.
+            ends = [asyncio.ensure_future(stop.wait())]
+            ends += [asyncio.ensure_future(subscriber.failed.wait()) for subscriber in subscribers]
+            try:
+                await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for end in ends:
+                    end.cancel()
+            for subscriber in subscribers:
+                if subscriber.failure is not None:
+                    raise subscriber.failure
     finally:
         await broker.stop()
         for subscriber in subscribers:
@@ -662,7 +717,10 @@ async def run_subscribers(
 
 
 async def _start(subscriber: FastStreamSubscriber, stop: asyncio.Event) -> None:
-    await _until_stopped(_started(subscriber, stop), stop)
+    try:
+        await _until_stopped(_started(subscriber, stop), stop)
+    except HandlerUnavailable as error:
+        subscriber.fail(error)
 
 
 async def _until_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:
@@ -695,7 +753,7 @@ async def _started(subscriber: FastStreamSubscriber, stop: asyncio.Event) -> Non
         except Exception as error:
             with contextlib.suppress(Exception):
                 await subscriber.subscriber.stop()
-            if stop.is_set():
+            if stop.is_set() or isinstance(error, HandlerUnavailable):
                 raise
             wait = START_BACKOFF[min(attempt, len(START_BACKOFF) - 1)]
             attempt += 1
