@@ -59,10 +59,11 @@ from services.case.domain import commands as cmd
 from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.shared.bus.embedded import EmbeddedNatsServer
+from services.shared.bus.faststream_subscriber import subscriber_of
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.bus.streams import case_stream_config
-from services.sharing.bootstrap import bootstrap_sharing
+from services.sharing.bootstrap import bootstrap_sharing, subscriptions
 from services.sharing.infrastructure.bus import ShareLog, share_bus_names
 from services.sharing.infrastructure.store import migrate as migrate_sharing
 from services.sharing.settings import SharingSettings
@@ -141,7 +142,10 @@ async def sharing_round(
         share_names=share_names,
         relay_settings=replace(settings.relay_settings(), names=share_names, lease_ttl=2),
     )
-    parts.consumer.settings = replace(parts.consumer.settings, durable=f"bench{uuid.uuid4().hex[:6]}")
+    # A durable of the round's own: a second subscriber on the service's broker (the first never starts).
+    (case_events,) = subscriptions(settings, case_names=case_names)
+    durable = replace(case_events, durable=f"bench{uuid.uuid4().hex[:6]}")
+    parts.consumer = subscriber_of(parts.broker, settings, parts.consumer.handler, durable)
     stop = asyncio.Event()
     started = time.perf_counter()
     task = asyncio.create_task(parts.run(stop))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from fastapi import FastAPI
+from faststream.nats import NatsBroker
 
 from services.meetings.application.ports import Clock
 from services.meetings.application.service import MeetingsService
@@ -18,7 +19,13 @@ from services.meetings.infrastructure.store import CONSUMER, MeetingStore
 from services.meetings.settings import MeetingsSettings
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
-from services.shared.bus.consumer import DurableConsumer, Subscription, consumer_of
+from services.shared.bus.consumer import Subscription
+from services.shared.bus.faststream_subscriber import (
+    FastStreamSubscriber,
+    broker_of,
+    run_subscribers,
+    subscriber_of,
+)
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.bus.wake import relay_waiter
@@ -35,7 +42,8 @@ class MeetingsParts:
     settings: MeetingsSettings
     store: MeetingStore
     service: MeetingsService
-    consumer: DurableConsumer
+    broker: NatsBroker  # the service's one FastStream broker
+    consumer: FastStreamSubscriber
     relay: Relay
     meeting_names: BusNames
     tokens: TokenService | None = None
@@ -49,7 +57,7 @@ class MeetingsParts:
         await run_tasks(
             stop,
             {
-                "meetings-consumer": self.consumer.run,
+                "meetings-consumer": lambda until: run_subscribers(self.broker, [self.consumer], until),
                 "meetings-relay": self.relay.run,
                 "timers": lambda until: run_timers(
                     self.service, until, self.settings.timer_interval, self.caught_up
@@ -107,7 +115,8 @@ def bootstrap_meetings(
     service = MeetingsService(store, settings.rules(), WorkingDays(), clock or SystemClock())
     meeting_names = meeting_names or settings.meeting_names()
     (case_events,) = subscriptions(settings, case_names=case_names)
-    consumer = consumer_of(settings, CaseEventHandler(service), case_events)
+    broker = broker_of(settings, name="meetings")
+    consumer = subscriber_of(broker, settings, CaseEventHandler(service), case_events)
     relay = Relay(
         MeetingEventLog(store, meeting_names),
         settings.nats(),
@@ -115,7 +124,7 @@ def bootstrap_meetings(
         waiter=relay_waiter(settings, store.url),
         name="meetings-relay",
     )
-    parts = MeetingsParts(settings, store, service, consumer, relay, meeting_names)
+    parts = MeetingsParts(settings, store, service, broker, consumer, relay, meeting_names)
     if with_api:
         from services.meetings.entrypoints.http import (  # noqa: PLC0415 - the API is optional here
             FeedLinks,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from fastapi import FastAPI
+from faststream.nats import NatsBroker
 
 from services.notifications.application.channels import Channel, ChannelSender
 from services.notifications.application.ports import Clock
@@ -32,7 +33,13 @@ from services.notifications.infrastructure.templates import Templates
 from services.notifications.settings import NotificationsSettings
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
-from services.shared.bus.consumer import DurableConsumer, Subscription, consumer_of
+from services.shared.bus.consumer import Subscription
+from services.shared.bus.faststream_subscriber import (
+    FastStreamSubscriber,
+    broker_of,
+    run_subscribers,
+    subscriber_of,
+)
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.bus.wake import relay_waiter
@@ -54,7 +61,8 @@ class NotificationsParts:
     settings: NotificationsSettings
     store: NotificationStore
     service: NotificationsService
-    consumers: list[DurableConsumer]
+    broker: NatsBroker  # the service's one FastStream broker
+    consumers: list[FastStreamSubscriber]
     relay: Relay
     channels: dict[Channel, ChannelSender]
     case_first: CaseStreamFirst
@@ -86,7 +94,7 @@ class NotificationsParts:
             await run_tasks(
                 stop,
                 {
-                    **{f"consumer-{c.settings.durable}": c.run for c in self.consumers},
+                    "consumers": lambda until: run_subscribers(self.broker, self.consumers, until),
                     "notifications-relay": self.relay.run,
                     "sender": self.sender,
                 },
@@ -189,10 +197,14 @@ def bootstrap_notifications(
     meeting_names = meeting_names or settings.meeting_names()
     case_first = CaseStreamFirst(store, CASE_CONSUMER, settings.nats(), case_names.stream)
     case_events, meeting_events = subscriptions(settings, case_names=case_names, meeting_names=meeting_names)
+    broker = broker_of(settings, name="notifications")
     consumers = [
-        consumer_of(settings, CaseEventHandler(service, store, CASE_CONSUMER), case_events),
-        consumer_of(
-            settings, EventHandler(service, store, MEETINGS_CONSUMER, case_first=case_first), meeting_events
+        subscriber_of(broker, settings, CaseEventHandler(service, store, CASE_CONSUMER), case_events),
+        subscriber_of(
+            broker,
+            settings,
+            EventHandler(service, store, MEETINGS_CONSUMER, case_first=case_first),
+            meeting_events,
         ),
     ]
     names = notification_names or settings.notification_names()
@@ -203,7 +215,7 @@ def bootstrap_notifications(
         waiter=relay_waiter(settings, store.url),
         name="notifications-relay",
     )
-    parts = NotificationsParts(settings, store, service, consumers, relay, channels, case_first, sink)
+    parts = NotificationsParts(settings, store, service, broker, consumers, relay, channels, case_first, sink)
     if with_api:
         from services.notifications.entrypoints.http import (  # noqa: PLC0415 - the API is optional here
             NotificationsApiDependencies,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import structlog
 from fastapi import FastAPI
-from nats.js.errors import NotFoundError
+from faststream.nats import NatsBroker
 
 from services.projections.application.deliveries import DELIVERIES_CONSUMER
 from services.projections.application.meetings import MEETINGS_CONSUMER
@@ -27,7 +27,13 @@ from services.projections.settings import ProjectionsSettings
 from services.shared import geography
 from services.shared.access_log import AccessLogPublisher, AccessLogStore
 from services.shared.auth import TokenService
-from services.shared.bus.consumer import DurableConsumer, Subscription, consumer_of
+from services.shared.bus.consumer import Subscription
+from services.shared.bus.faststream_subscriber import (
+    FastStreamSubscriber,
+    broker_of,
+    run_subscribers,
+    subscriber_of,
+)
 from services.shared.bus.names import BusNames
 from services.shared.settings import AuthSettings
 from vss_contracts.envelope import CloudEvent
@@ -60,52 +66,27 @@ def meeting_data(event: CloudEvent) -> MeetingEventData:
 @dataclass
 class ProjectorParts:
     settings: ProjectionsSettings
+    broker: NatsBroker  # the projector's one FastStream broker
     projection: LiveProjection  # the case stream -> views and journal
-    consumer: DurableConsumer
+    consumer: FastStreamSubscriber
     deliveries: LiveDeliveries  # the notifications stream -> the journal's delivery rows
-    deliveries_consumer: DurableConsumer
+    deliveries_consumer: FastStreamSubscriber
     meetings: LiveMeetings  # the meetings stream -> each case's meetings
-    meetings_consumer: DurableConsumer
+    meetings_consumer: FastStreamSubscriber
 
     @property
-    def consumers(self) -> list[DurableConsumer]:
+    def consumers(self) -> list[FastStreamSubscriber]:
         return [self.consumer, self.deliveries_consumer, self.meetings_consumer]
 
     async def run(self, stop: asyncio.Event) -> None:
-        await run_consumers(self.consumers, stop)
+        # Each subscriber starts once its stream is there: the case's own events are served
+        # before the notifications or meetings service has run.
+        await run_subscribers(self.broker, self.consumers, stop)
 
     def close(self) -> None:
         self.projection.close()
         self.deliveries.close()
         self.meetings.close()
-
-
-async def run_consumers(consumers: Sequence[DurableConsumer], stop: asyncio.Event) -> None:
-    """Run the consumers until ``stop``; if one fails, stop the others and raise its error.
-
-    A consumer still waiting for its stream when stopped (the notifications or meetings
-    service never ran) raises NotFoundError: that is a normal stop.
-    """
-
-    async def one(consumer: DurableConsumer) -> None:
-        try:
-            await consumer.run(stop)
-        except NotFoundError:
-            if not stop.is_set():
-                raise
-
-    tasks = [asyncio.create_task(one(c), name=f"consumer-{c.settings.durable}") for c in consumers]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        stop.set()
-        await asyncio.wait(tasks, timeout=15)
-        for task in tasks:
-            task.cancel()
-    for task in tasks:
-        error = task.exception() if task.done() and not task.cancelled() else None
-        if error is not None:
-            raise error
 
 
 def subscriptions(
@@ -154,13 +135,14 @@ def bootstrap_projector(
     case_events, delivery_record, meeting_record = subscriptions(
         settings, names=names, notification_names=notification_names, meeting_names=meeting_names
     )
-    consumer = consumer_of(settings, projection, case_events)
+    broker = broker_of(settings, name="projector")
+    consumer = subscriber_of(broker, settings, projection, case_events)
     deliveries = LiveDeliveries(ReadModelLocation(settings.read_models()))  # its own pointer connection
-    deliveries_consumer = consumer_of(settings, deliveries, delivery_record)
+    deliveries_consumer = subscriber_of(broker, settings, deliveries, delivery_record)
     meetings = LiveMeetings(ReadModelLocation(settings.read_models()))  # its own pointer connection
-    meetings_consumer = consumer_of(settings, meetings, meeting_record)
+    meetings_consumer = subscriber_of(broker, settings, meetings, meeting_record)
     return ProjectorParts(
-        settings, projection, consumer, deliveries, deliveries_consumer, meetings, meetings_consumer
+        settings, broker, projection, consumer, deliveries, deliveries_consumer, meetings, meetings_consumer
     )
 
 

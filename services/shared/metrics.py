@@ -36,7 +36,8 @@ REFRESH_INTERVAL = 5.0  # seconds between reads of the consumers' lag
 
 
 class WatchedConsumer(Protocol):
-    """What the metrics read of a durable consumer (:class:`.bus.consumer.DurableConsumer`)."""
+    """What the metrics read of a durable consumer (the kit's
+    :class:`.bus.faststream_subscriber.FastStreamSubscriber`, or :class:`.bus.consumer.DurableConsumer`)."""
 
     applied: int
     skipped: int

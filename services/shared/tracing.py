@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 TRACEPARENT = "traceparent"  # the W3C header, and the stored state's key
 _PROPAGATOR = TraceContextTextMapPropagator()
 _tracer: Tracer | None = None  # None: tracing is off in this process
+_provider: trace.TracerProvider | None = None
 
 
 class TracingSettings(BaseSettings):
@@ -58,8 +59,14 @@ def otlp_tracer_provider(service_name: str, settings: TracingSettings) -> Tracer
 
 def configure(provider: trace.TracerProvider | None) -> None:
     """Trace this process's requests and consumers with ``provider`` (None: stop tracing)."""
-    global _tracer  # noqa: PLW0603 - one setting per process, made once at start (tests reset it)
+    global _tracer, _provider  # noqa: PLW0603 - one setting per process, made once at start (tests reset it)
     _tracer = provider.get_tracer("vss") if provider is not None else None
+    _provider = provider
+
+
+def provider() -> trace.TracerProvider | None:
+    """The provider :func:`configure` was given (for FastStream's tracing middleware)."""
+    return _provider
 
 
 def enabled() -> bool:

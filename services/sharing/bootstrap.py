@@ -1,11 +1,19 @@
-"""The sharing service's composition root: store, durable consumer of VSS_CASE, relay to VSS_SHARE."""
+"""The sharing service's composition root: store, subscriber of VSS_CASE, relay to VSS_SHARE."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
 
-from services.shared.bus.consumer import DurableConsumer, Subscription, consumer_of
+from faststream.nats import NatsBroker
+
+from services.shared.bus.consumer import Subscription
+from services.shared.bus.faststream_subscriber import (
+    FastStreamSubscriber,
+    broker_of,
+    run_subscribers,
+    subscriber_of,
+)
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
 from services.shared.bus.wake import relay_waiter
@@ -27,7 +35,8 @@ class SharingParts:
     settings: SharingSettings
     store: SharingStore
     service: SharingService
-    consumer: DurableConsumer
+    broker: NatsBroker  # the service's one FastStream broker
+    consumer: FastStreamSubscriber
     relay: Relay
     share_names: BusNames
 
@@ -38,7 +47,13 @@ class SharingParts:
             self.settings.nats(), self.share_names, replicas=self.settings.nats_replicas
         )
         await check_stream_not_ahead(self.settings.nats(), self.share_names, self.store)
-        await run_tasks(stop, {"sharing-consumer": self.consumer.run, "sharing-relay": self.relay.run})
+        await run_tasks(
+            stop,
+            {
+                "sharing-consumer": lambda until: run_subscribers(self.broker, [self.consumer], until),
+                "sharing-relay": self.relay.run,
+            },
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -62,7 +77,8 @@ def bootstrap_sharing(
     service = SharingService(store)
     share_names = share_names or settings.share_names()
     (case_events,) = subscriptions(settings, case_names=case_names)
-    consumer = consumer_of(settings, CaseEventHandler(service), case_events)
+    broker = broker_of(settings, name="sharing")
+    consumer = subscriber_of(broker, settings, CaseEventHandler(service), case_events)
     relay = Relay(
         ShareLog(store, share_names),
         settings.nats(),
@@ -70,4 +86,4 @@ def bootstrap_sharing(
         waiter=relay_waiter(settings, store.url),
         name="sharing-relay",
     )
-    return SharingParts(settings, store, service, consumer, relay, share_names)
+    return SharingParts(settings, store, service, broker, consumer, relay, share_names)

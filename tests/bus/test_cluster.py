@@ -16,6 +16,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
@@ -26,6 +27,7 @@ from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
 from services.shared.bus.embedded import EmbeddedNatsCluster
+from services.shared.bus.faststream_subscriber import FastStreamSubscriber, run_subscribers, service_broker
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings, lease_bucket
 from services.shared.bus.streams import server_urls
@@ -106,8 +108,19 @@ def stream_leader(url: str, stream: str) -> str | None:
     return info.cluster.leader if info.cluster is not None else None
 
 
+@dataclass
+class KitRun:
+    """The kit's subscriber, run as a service runs it (a ``run(stop)`` part for RelayThread)."""
+
+    subscriber: FastStreamSubscriber
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await run_subscribers(self.subscriber.broker, [self.subscriber], stop)
+
+
+@pytest.mark.parametrize("faststream", [False, True], ids=["DurableConsumer", "FastStream-kit"])
 def test_the_stream_leaders_node_killed_mid_publishing_loses_and_duplicates_nothing(
-    cluster: EmbeddedNatsCluster, sqlite_url: str, tmp_path: Path
+    cluster: EmbeddedNatsCluster, sqlite_url: str, tmp_path: Path, faststream: bool
 ) -> None:
     names = BusNames.unique()
     url = cluster.url  # every node, comma-separated, as VSS_NATS_URL
@@ -115,16 +128,20 @@ def test_the_stream_leaders_node_killed_mid_publishing_loses_and_duplicates_noth
     store = CaseEventStore(StoreConfig(sqlite_url))
     table = EventTable(tmp_path / "projection.sqlite", "projection")
     relay = Relay(CaseEventLog(store, names), url, settings=RelaySettings(names=names, replicas=REPLICAS))
-    consumer = DurableConsumer(
-        url, table, ConsumerSettings(durable="projection", names=names, replicas=REPLICAS)
-    )
+    settings = ConsumerSettings(durable="projection", names=names, replicas=REPLICAS)
+    consumer: DurableConsumer | FastStreamSubscriber = DurableConsumer(url, table, settings)
+    if faststream:
+        consumer = FastStreamSubscriber(service_broker(url, name="projection"), table, settings)
     stop_writing = threading.Event()
     outcome: list[list[BaseException]] = []
     writers = threading.Thread(
         target=lambda: outcome.append(write_events(sqlite_url, EVENTS, pause=PAUSE, stop=stop_writing))
     )
     relay_thread = RelayThread(relay).start()
-    consumer_thread = RelayThread(consumer).start()
+    consumer_thread = RelayThread(
+        KitRun(consumer) if isinstance(consumer, FastStreamSubscriber) else consumer
+    )
+    consumer_thread.start()
     writers.start()
     try:
         assert wait_until(lambda: relay.position >= EVENTS // 4, 60), f"relay at {relay.position}"

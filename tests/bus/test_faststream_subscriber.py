@@ -16,9 +16,9 @@ from nats.js.api import DeliverPolicy
 from services.case.domain.events import CaseEventData
 from services.shared.bus import faststream_subscriber as kit_module
 from services.shared.bus.consumer import ConsumerSettings, Delivery
-from services.shared.bus.faststream_subscriber import FastStreamSubscriber
+from services.shared.bus.faststream_subscriber import FastStreamSubscriber, run_subscribers, service_broker
 from services.shared.bus.names import BusNames
-from tests.bus.test_consumer import BatchTable
+from tests.bus.test_consumer import BatchTable, BlockingTable
 from tests.support.bus import read_stream
 from tests.support.projection import EventTable
 from vss_contracts.subjects import (
@@ -261,4 +261,151 @@ def test_a_repoint_that_fails_is_tried_again_and_the_subscriber_runs_on(
     kit = asyncio.run(repoint_through_failures())
     assert kit.applied == total
     assert [r[4] for r in table.rows()] == list(range(1, total + 1))
+    table.close()
+
+
+@pytest.mark.parametrize("fetch_batch", [1, 20], ids=["one-in-flight", "batch-handler"])
+def test_a_services_subscribers_run_on_one_broker_until_stop_and_know_when_they_caught_up(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path, fetch_batch: int
+) -> None:
+    total = published(2)
+    path = tmp_path / "state.sqlite"
+    handler = BatchTable(path, "projection") if fetch_batch > 1 else EventTable(path, "projection")
+    settings = ConsumerSettings(durable="projection", names=bus_names, fetch_batch=fetch_batch)
+    broker = service_broker(nats_url, name="projections")
+    kit = FastStreamSubscriber(broker, handler, settings)
+    assert (kit.caught_up, kit.reached_end) == (False, False)  # not known before the first look
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_subscribers(broker, [kit], stop))
+        for _ in range(500):
+            if kit.caught_up and handler.applied_through() == total:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(run())
+    assert handler.applied_through() == total
+    assert (kit.caught_up, kit.reached_end) == (True, True)
+    assert kit.handler_seconds > 0
+    assert not kit.subscriber.running  # the broker stopped with the service
+    handler.close()
+
+
+def test_a_service_stopped_while_the_server_is_away_stops_at_once(tmp_path: Path) -> None:
+    broker = service_broker("nats://127.0.0.1:1", name="projections")
+    table = EventTable(tmp_path / "state.sqlite", "projection")
+    kit = FastStreamSubscriber(broker, table, ConsumerSettings(durable="projection"))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_subscribers(broker, [kit], stop))
+        await asyncio.sleep(0.5)  # still connecting: nothing answers
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(run())
+    assert not kit.reached_end
+    table.close()
+
+
+def test_a_subscriber_waiting_for_its_stream_holds_no_other_of_the_service_back(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    total = published(1)
+    table = EventTable(tmp_path / "state.sqlite", "projection")
+    waiting = EventTable(tmp_path / "other.sqlite", "deliveries")
+    broker = service_broker(nats_url, name="projections")
+    kit = FastStreamSubscriber(broker, table, ConsumerSettings(durable="projection", names=bus_names))
+    unpublished = BusNames.unique()  # its owner never ran: no stream
+    other = FastStreamSubscriber(broker, waiting, ConsumerSettings(durable="deliveries", names=unpublished))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_subscribers(broker, [kit, other], stop))
+        for _ in range(500):
+            if table.applied_through() == total:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.wait_for(task, 10)  # the wait for the missing stream ends too
+
+    asyncio.run(run())
+    assert table.applied_through() == total
+    assert not other.reached_end
+    table.close()
+    waiting.close()
+
+
+def test_messages_a_pull_lost_on_the_way_are_applied_in_order_not_passed_over(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    """As ``DurableConsumer`` (``tests/bus/test_consumer.py``): a message the server handed out
+    and the subscriber never got (a node killed with a pull in flight) would come back only
+    after ack_wait, behind later ones, and look applied. The kit sees the jump in the stream
+    sequences, re-points and applies every event once, in order."""
+    total = published(1)
+    table = BlockingTable(tmp_path / "state.sqlite", "projection", at=3)
+    settings = ConsumerSettings(durable="projection", names=bus_names, fetch_batch=2)  # pulls 1-2, 3-4, …
+    broker = service_broker(nats_url, name="projection")
+    kit = FastStreamSubscriber(broker, table, settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_subscribers(broker, [kit], stop))
+        try:
+            while not table.waiting.is_set():  # applying 3, with 4 in hand: no pull in flight
+                await asyncio.sleep(0.01)
+            nc = await nats.connect(nats_url)
+            try:  # the pull whose answer never arrives: sequence 5, handed out, never acknowledged
+                thief = await nc.jetstream().pull_subscribe_bind("projection", bus_names.stream)
+                lost = await thief.fetch(1, timeout=5)
+                assert [m.metadata.sequence.stream for m in lost] == [5]
+            finally:
+                await nc.close()
+            table.release.set()
+            for _ in range(200):  # well within ack_wait (30 s): no redelivery helps
+                if len(table.rows()) == total:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            table.release.set()
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    assert [row[4] for row in table.rows()] == list(range(1, total + 1))
+    assert kit.dead_lettered == 0
+    table.close()
+
+
+class StoreGone(EventTable):
+    """A table whose store went away: every apply fails, and so does passing a message over."""
+
+    def apply(self, delivery: Delivery) -> bool:
+        raise RuntimeError("the connection is lost")
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        raise RuntimeError("the connection is closed")
+
+
+def test_a_handler_whose_store_is_gone_ends_the_service_rather_than_retrying_for_ever(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    """As DurableConsumer's run raised: the service ends, and its supervisor starts it again
+    with fresh connections (the kit's retries are for the bus, not for the handler's store)."""
+    published(1)
+    table = StoreGone(tmp_path / "state.sqlite", "projection")
+    settings = ConsumerSettings(durable="projection", names=bus_names, max_attempts=1)
+    broker = service_broker(nats_url, name="projection")
+    kit = FastStreamSubscriber(broker, table, settings)
+
+    async def run() -> None:
+        await asyncio.wait_for(run_subscribers(broker, [kit], asyncio.Event()), 20)
+
+    with pytest.raises(RuntimeError, match="the connection is closed"):
+        asyncio.run(run())
+    assert table.applied_through() == 0  # nothing passed over
     table.close()

@@ -169,7 +169,7 @@ def test_the_subscribers_agree_with_the_contracts(service: str, contracts_doc: d
 @pytest.mark.parametrize("service", sorted(SUBSCRIPTIONS))
 def test_the_document_shows_each_subscription_as_the_consumer_reads_it(service: str) -> None:
     """Channel, subject filter and accepted types come from the subscriptions the services
-    build their durable consumers from (``consumer_of``), not from a second list."""
+    build their subscribers from (``subscriber_of``), not from a second list."""
     subscriptions = SUBSCRIPTIONS[service]()
     document = faststream_subscribers(asyncapi(subscriptions, service=service))
     expected = {}

@@ -24,11 +24,12 @@ from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.projections.application.deliveries import DELIVERIES_CONSUMER
 from services.projections.application.meetings import MEETINGS_CONSUMER
-from services.projections.bootstrap import meeting_data, notification_data, run_consumers
+from services.projections.bootstrap import meeting_data, notification_data
 from services.projections.infrastructure.database import ReadModelLocation
 from services.projections.infrastructure.live import LiveDeliveries, LiveMeetings, LiveProjection
 from services.projections.infrastructure.readmodels import CONSUMER
-from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
+from services.shared.bus.consumer import ConsumerSettings
+from services.shared.bus.faststream_subscriber import FastStreamSubscriber, run_subscribers, service_broker
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings, lease_bucket
 from tests.bus.conftest import RelayThread, run_relay  # noqa: F401 - a fixture these tests use
@@ -89,7 +90,7 @@ def history(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer) -
 
 
 class ProjectorThread:
-    """The live projector (durable consumers + read models) on its own loop in a thread.
+    """The live projector (the kit's subscribers on one broker + read models) on its own loop in a thread.
 
     With ``notifications`` (the delivery record's stream names) it runs the second
     consumer too, and with ``meetings`` (the meetings stream's names) the third, as the
@@ -106,16 +107,17 @@ class ProjectorThread:
         meetings: BusNames | None = None,
     ) -> None:
         self.projection = LiveProjection(location)
-        self.consumer = DurableConsumer(
-            nats_url, self.projection, ConsumerSettings(durable=CONSUMER, names=names)
+        self.broker = service_broker(nats_url, name="projector")
+        self.consumer = FastStreamSubscriber(
+            self.broker, self.projection, ConsumerSettings(durable=CONSUMER, names=names)
         )
         self.consumers = [self.consumer]
         self.deliveries: LiveDeliveries | None = None
-        self.deliveries_consumer: DurableConsumer | None = None
+        self.deliveries_consumer: FastStreamSubscriber | None = None
         if notifications is not None:
             self.deliveries = LiveDeliveries(ReadModelLocation(location.url))
-            self.deliveries_consumer = DurableConsumer(
-                nats_url,
+            self.deliveries_consumer = FastStreamSubscriber(
+                self.broker,
                 self.deliveries,
                 ConsumerSettings(
                     durable=DELIVERIES_CONSUMER, names=notifications, decode_data=notification_data
@@ -123,11 +125,11 @@ class ProjectorThread:
             )
             self.consumers.append(self.deliveries_consumer)
         self.meetings: LiveMeetings | None = None
-        self.meetings_consumer: DurableConsumer | None = None
+        self.meetings_consumer: FastStreamSubscriber | None = None
         if meetings is not None:
             self.meetings = LiveMeetings(ReadModelLocation(location.url))
-            self.meetings_consumer = DurableConsumer(
-                nats_url,
+            self.meetings_consumer = FastStreamSubscriber(
+                self.broker,
                 self.meetings,
                 ConsumerSettings(durable=MEETINGS_CONSUMER, names=meetings, decode_data=meeting_data),
             )
@@ -140,7 +142,7 @@ class ProjectorThread:
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            self.loop.run_until_complete(run_consumers(self.consumers, self.stop_event))
+            self.loop.run_until_complete(run_subscribers(self.broker, self.consumers, self.stop_event))
         except BaseException as error:
             self.error = error
 

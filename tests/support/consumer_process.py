@@ -1,5 +1,5 @@
 """``python -m tests.support.consumer_process``: the test projection behind a DurableConsumer
-(or, with ``--faststream``, the kit's FastStream subscriber).
+(or, with ``--faststream``, the kit's FastStream subscriber, run as the services run theirs).
 
 A real process, so the fault tests can SIGKILL it mid-batch.
 """
@@ -11,10 +11,8 @@ import asyncio
 import signal
 from pathlib import Path
 
-from faststream.nats import NatsBroker
-
 from services.shared.bus.consumer import ConsumerSettings, DurableConsumer
-from services.shared.bus.faststream_subscriber import FastStreamSubscriber
+from services.shared.bus.faststream_subscriber import FastStreamSubscriber, run_subscribers, service_broker
 from services.shared.bus.names import BusNames
 from services.shared.logging import configure_logging
 from tests.support.projection import EventTable
@@ -31,14 +29,8 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         if args.faststream:
-            broker = NatsBroker(args.nats, max_reconnect_attempts=-1)
-            kit = FastStreamSubscriber(broker, table, settings)
-            await kit.prepare(stop.is_set)
-            await broker.start()
-            try:
-                await stop.wait()
-            finally:
-                await broker.stop()
+            broker = service_broker(args.nats, name=f"consumer-{args.durable}")
+            await run_subscribers(broker, [FastStreamSubscriber(broker, table, settings)], stop)
         else:
             await DurableConsumer(args.nats, table, settings).run(stop)
     finally:

@@ -1,4 +1,8 @@
-"""The durable-consumer base every downstream service uses.
+"""The durable-consumer policy: the :class:`Handler` protocol, its settings, decoding, the
+re-pointing and the dead letters, which the kit's FastStream subscriber
+(:mod:`.faststream_subscriber`, what the services run) shares; and :class:`DurableConsumer`,
+the same policy on raw nats-py, which the services used before the kit and the tests and
+benchmarks still compare it with.
 
 One durable JetStream pull consumer per service, read one message at a time in stream
 order (so every case's events arrive in version order), with explicit acks. The
@@ -55,7 +59,6 @@ from services.shared.bus.streams import (
     wait_for_stream,
 )
 from services.shared.dispatch import ContractEvent, EventHandlers
-from services.shared.settings import BusSettings
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.registry import UnknownEventType
 from vss_contracts.subjects import (
@@ -173,8 +176,9 @@ class ConsumerSettings:
 class Subscription:
     """One consumer of a service, declared once: what it reads and which event types it acts on.
 
-    A service's composition root builds its :class:`DurableConsumer` from it (:func:`consumer_of`),
-    and :mod:`.faststream_asyncapi` the FastStream description of the same subscriber, so the
+    A service's composition root builds its subscriber from it
+    (:func:`.faststream_subscriber.subscriber_of`), and :mod:`.faststream_asyncapi` the
+    FastStream description of the same subscriber, so the
     two cannot name different streams, subjects or durables. ``handles``: the contract types
     (current versions) the handler acts on; ``ignores``: the rest of the family, which its
     dispatch table ignores by name (acknowledged, nothing changed). Earlier versions of a type
@@ -228,11 +232,6 @@ class Subscription:
             decode_data=self.decode_data,
             replicas=replicas,
         )
-
-
-def consumer_of(bus: BusSettings, handler: Handler, subscription: Subscription) -> DurableConsumer:
-    """A service's durable consumer of ``subscription``, on the server its bus settings name."""
-    return DurableConsumer(bus.nats(), handler, subscription.consumer_settings(bus.nats_replicas))
 
 
 @dataclass(frozen=True, slots=True)

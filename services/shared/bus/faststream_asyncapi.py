@@ -1,9 +1,9 @@
 """FastStream's AsyncAPI document of a service's subscribers, from the service's own subscriptions.
 
-The services consume through :class:`.consumer.DurableConsumer`; what they read is declared
-once, as :class:`.consumer.Subscription` values (durable, stream, subject filter, the event
-types the handler acts on). :func:`subscriber_broker` registers each of them as the kit's
-:class:`.faststream_subscriber.FastStreamSubscriber` on a broker that is never connected, with
+The services consume through the kit's :class:`.faststream_subscriber.FastStreamSubscriber`,
+built from :class:`.consumer.Subscription` values (durable, stream, subject filter, the event
+types the handler acts on). :func:`subscriber_broker` registers the same subscriptions as the
+kit's subscribers on a broker that is never connected, with
 the event types as the subscriber's message: one CloudEvent model per type (its ``type`` a
 constant, its ``data`` the contracts' payload model), so FastStream's own AsyncAPI generator
 (:func:`asyncapi`) documents what each subscriber accepts. ``tests/contracts`` compares that

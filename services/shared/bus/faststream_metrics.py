@@ -6,7 +6,7 @@
   change: its NATS provider labels a message by its subject, one series per case, so here
   the label is the JetStream stream and consumer the message came through.
 - **consumer lag** (``vss_consumer_lag``: ``num_pending`` + ``num_ack_pending`` of the
-  durable, as :meth:`.consumer.DurableConsumer.lag`) is read from the server at each scrape,
+  durable, as :meth:`.faststream_subscriber.FastStreamSubscriber.lag`) is read from the server at each scrape,
   so it is right while the subscriber is stopped too.
 
 Mount :meth:`BusMetrics.asgi_app` at ``/metrics`` on the service's HTTP app (or serve it alone).

@@ -28,12 +28,18 @@ What the kit adds, because FastStream has no notion of it:
   each message's handling ends before the next one's starts, and every message still goes
   through FastStream's middlewares (metrics, traces) on its own. The re-pointing after a
   reconnect keeps the order: a pull's tail lost in transit would otherwise be redelivered
-  after ``ack_wait``, behind later messages;
+  after ``ack_wait``, behind later messages; so does the re-pointing when a pull's sequences
+  pass over a message of the stream (lost on the way without a reconnect: a cluster node);
 - **a pull in one transaction** for a :class:`.consumer.BatchHandler`: FastStream's batch
   subscriber without its linger (:class:`PromptBatchPullSubscriber`), the pull applied in one
   call; if that fails, or a message does not decode, its messages go one by one as above.
   FastStream's middlewares then see the pull as one message (one span, linked to each
   event's trace; the metrics count its messages).
+
+A service runs its subscribers on its one broker with :func:`run_subscribers` (built with
+:func:`broker_of` and :func:`subscriber_of` from its ``Subscription`` values); its
+``/metrics`` reads their counters (``applied``, ``skipped``, ``dead_lettered``,
+``handler_seconds``, ``caught_up``) and their lag, as :mod:`services.shared.metrics` says.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
@@ -50,6 +57,7 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsBatchMessage
 from faststream.nats.message import NatsMessage as NatsStreamMessage
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 from faststream.nats.security import NatsCredentials, NatsNKey, NatsSecurity
 from faststream.nats.subscriber.usecases import (
     BatchPullStreamSubscriber,
@@ -58,13 +66,15 @@ from faststream.nats.subscriber.usecases import (
 )
 from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig
-from nats.js.errors import ServiceUnavailableError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 from pydantic import PlainValidator
 
+from services.shared import tracing
 from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.consumer import (
     ConsumerSettings,
@@ -73,6 +83,7 @@ from services.shared.bus.consumer import (
     Handler,
     Lag,
     StateReplaced,
+    Subscription,
     Undecodable,
     _first_line,
     apply_in_place,
@@ -80,6 +91,7 @@ from services.shared.bus.consumer import (
     decode,
     point_durable_at,
 )
+from services.shared.bus.faststream_tracing import telemetry_middlewares
 from services.shared.bus.streams import (
     dead_letter_stream_config,
     declare_if_missing,
@@ -218,20 +230,38 @@ async def _pull(subscription: Any, batch: int, timeout: float | None) -> list[Ms
     return messages
 
 
+class HandlerUnavailable(Exception):
+    """The handler could not say where its state is (its store away): not a bus fault that a
+    retry fixes, so the subscriber fails and the service ends, to be started again."""
+
+
+# What a NATS outage raises while a message is handled: left unacknowledged, and the durable
+# re-pointed after the reconnect. Anything else escaping the handling ends the service.
+_BUS_FAULTS: tuple[type[Exception], ...] = (NatsError, TimeoutError, OSError)
+
+
+def _nothing_pulled() -> None:
+    pass
+
+
 class InOrderPullSubscriber(PullStreamSubscriber):
     """FastStream's JetStream pull subscriber, handling the messages of one pull one after another.
 
     Only the pull loop differs: it waits for the next message, then takes at once what else
     is there (up to ``batch_size``; one ``fetch`` of the whole batch would linger until it is
-    full or times out), and awaits each message's handling before the next one's.
+    full or times out), and awaits each message's handling before the next one's. A pull
+    that finds nothing calls ``found_nothing`` (the kit's subscriber: caught up).
     """
 
     __slots__ = ()
+    found_nothing: Callable[[], None] = staticmethod(_nothing_pulled)
 
     async def _consume_pull(self, cb: Callable[[Msg], Coroutine[Any, Any, Any]]) -> None:
         assert self.subscription is not None
         while self.running:
             messages = await _pull(self.subscription, self.pull_sub.batch_size, self.pull_sub.timeout)
+            if not messages and self.running:
+                self.found_nothing()
             for msg in messages:
                 if not self.running:
                     return  # the rest is redelivered (the durable is re-pointed at start)
@@ -243,11 +273,14 @@ class PromptBatchPullSubscriber(BatchPullStreamSubscriber):
     what is there has arrived, rather than when the batch is full or ``timeout`` has passed."""
 
     __slots__ = ()
+    found_nothing: Callable[[], None] = staticmethod(_nothing_pulled)
 
     async def _consume_pull(self) -> None:
         assert self.subscription is not None
         while self.running:
             messages = await _pull(self.subscription, self.pull_sub.batch_size, self.pull_sub.timeout)
+            if not messages and self.running:
+                self.found_nothing()
             if messages and self.running:
                 await self.consume(messages)
 
@@ -280,8 +313,8 @@ class FastStreamSubscriber:
 
     Call :meth:`prepare` once the broker may connect and before ``broker.start()`` (for a
     FastStream application: ``on_startup``), so that the durable resumes where the handler's
-    state is. ``settings.fetch_batch``: the most messages one pull takes (1: FastStream's own
-    pull loop, one message in flight). ``message``: what FastStream's AsyncAPI document shows as
+    state is (:func:`run_subscribers` does both). ``settings.fetch_batch``: the most messages
+    one pull takes (1: one message in flight). ``message``: what FastStream's AsyncAPI document shows as
     the subscriber's message (default the contracts' CloudEvent; :mod:`.faststream_asyncapi`
     passes the event types a service's consumer acts on); the handler gets the decoded message
     whatever it says.
@@ -299,10 +332,19 @@ class FastStreamSubscriber:
         self.skipped = 0
         self.dead_lettered = 0
         self.retries = 0
+        self.handler_seconds = 0.0  # time spent in the handler (retries included), for /metrics
+        # Whether the last look found nothing left to apply (an API answers "not yet" while not).
+        self._caught_up = False
+        # Whether the end of the stream was reached once since start (stays set): what a part
+        # that must not act on a stale state (a sender after a stop) waits for.
+        self.reached_end = False
         self._position = 0
         self._repointing: asyncio.Task[None] | None = None
         self._reconnects = 0  # the connection's reconnect count the durable was last pointed at
         self._watcher: asyncio.Task[None] | None = None
+        # Why the subscriber stopped for good (a failure no retry fixes); ``failed`` is set then.
+        self.failure: BaseException | None = None
+        self.failed = asyncio.Event()
         batch = max(1, settings.fetch_batch)
         # A handler that can apply a pull in one transaction gets the pull whole.
         self.batched = batch > 1 and callable(getattr(handler, "apply_batch", None))
@@ -319,13 +361,15 @@ class FastStreamSubscriber:
             description=f"VSS service {settings.durable}: applies {self.filter_subject} to its own state",
         )
         # Same slots, only the pull loop overridden: FastStream's registration stays as it is.
+        pull_loop: InOrderPullSubscriber | PromptBatchPullSubscriber
         if self.batched:
             self.subscriber.__class__ = PromptBatchPullSubscriber
             self.subscriber(documented(self._on_batch, list[message]))
         else:
-            if batch > 1:
-                self.subscriber.__class__ = InOrderPullSubscriber
+            self.subscriber.__class__ = InOrderPullSubscriber
             self.subscriber(documented(self._on_message, message))
+        pull_loop = self.subscriber  # type: ignore[assignment]  # its class was set just above
+        pull_loop.found_nothing = self._found_nothing
 
     @property
     def stream(self) -> str:
@@ -338,6 +382,19 @@ class FastStreamSubscriber:
     @property
     def filter_subject(self) -> str:
         return self.settings.filter_subject or self.settings.names.subjects
+
+    @property
+    def caught_up(self) -> bool:
+        return self._caught_up
+
+    @caught_up.setter
+    def caught_up(self, value: bool) -> None:
+        self._caught_up = value
+        if value:
+            self.reached_end = True
+
+    def _found_nothing(self) -> None:
+        self.caught_up = True
 
     def consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -366,6 +423,13 @@ class FastStreamSubscriber:
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.create_task(self._watch_reconnects())
 
+    async def forget_connection(self) -> None:
+        """Once the broker stopped: end the reconnect watch and any re-pointing under way."""
+        tasks = [task for task in (self._watcher, self._repointing) if task is not None and not task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _watch_reconnects(self) -> None:
         """Re-point after a reconnect even when no message comes: a message whose ack was
         lost would otherwise hold the durable back for ``ack_wait``."""
@@ -384,12 +448,16 @@ class FastStreamSubscriber:
         stopped; it gives up only when the connection is closed for good (the broker stops).
         """
         await self.subscriber.stop()
+        self.caught_up = False
         attempt = 0
         while True:
             try:
                 await self._point_durable_at_state()
                 break
-            except Exception as error:  # any failure: try again, never stay stopped
+            except HandlerUnavailable as error:
+                self.fail(error)
+                return
+            except Exception as error:  # any failure of the bus: try again, never stay stopped
                 if self.broker.config.connection_state.connection.is_closed:
                     return
                 attempt += 1
@@ -404,9 +472,19 @@ class FastStreamSubscriber:
                 await asyncio.sleep(wait)
         await self.subscriber.start()
 
+    def fail(self, error: BaseException) -> None:
+        """Stop taking messages for good: ``error`` is what :func:`run_subscribers` raises."""
+        if self.failure is None:
+            log.error("consumer.failed", consumer=self.durable, error=_first_line(error))
+            self.failure = error
+            self.failed.set()
+
     async def _point_durable_at_state(self) -> None:
         reconnects = self._reconnect_count()
-        applied = await asyncio.to_thread(self.handler.applied_through)
+        try:
+            applied = await asyncio.to_thread(self.handler.applied_through)
+        except Exception as error:
+            raise HandlerUnavailable(f"{type(error).__name__}: {_first_line(error)}") from error
         await point_durable_at(self._js, self.stream, self.consumer_config(), applied)
         # Only once pointed: a failure above leaves the reconnect unanswered, so it is tried again.
         self._position = applied
@@ -434,16 +512,59 @@ class FastStreamSubscriber:
             return True
         return False
 
+    async def _passes_over_some(self, raws: Sequence[Msg]) -> bool:
+        """Whether the stream holds a message for this durable that is neither applied nor among
+        ``raws`` but before one of them; if so, re-point. The server handed it out and it was
+        lost on the way (a node killed with a pull in flight): JetStream would redeliver it only
+        after ``ack_wait``, behind these, when it would look applied already. Asked of the
+        stream only when the sequences jump (on a whole stream, never else)."""
+        previous = self._position
+        for raw in raws:
+            sequence = raw.metadata.sequence.stream
+            if sequence <= previous:
+                continue  # a redelivery of one applied already
+            if sequence > previous + 1:
+                try:
+                    found = await self._js.get_msg(
+                        self.stream, seq=previous + 1, subject=self.filter_subject, next=True
+                    )
+                except NotFoundError:
+                    found = None
+                if found is not None and found.seq is not None and found.seq < sequence:
+                    log.warning(
+                        "consumer.messages_lost", consumer=self.durable, after=previous, next=sequence
+                    )
+                    self._schedule_repoint()
+                    return True
+            previous = sequence
+        return False
+
     async def _on_message(self, incoming: Incoming) -> None:
-        if not self._must_repoint():
-            await self._handle(
-                incoming.message.raw_message, incoming.delivery, incoming.error, incoming.message
-            )
+        if self.failure is not None:
+            return  # left unacknowledged: the service ends
+        raw = incoming.message.raw_message
+        try:
+            if not (self._must_repoint() or await self._passes_over_some([raw])):
+                await self._handle(raw, incoming.delivery, incoming.error, incoming.message)
+        except _BUS_FAULTS:
+            raise  # unacknowledged; re-pointed after the reconnect
+        except Exception as error:  # the handler's store, when passing a message over
+            self.fail(error)
 
     async def _on_batch(self, incoming: IncomingBatch) -> None:
+        if self.failure is not None:
+            return
+        try:
+            await self._apply_pull(incoming)
+        except _BUS_FAULTS:
+            raise
+        except Exception as error:
+            self.fail(error)
+
+    async def _apply_pull(self, incoming: IncomingBatch) -> None:
         """A pull applied in one call and transaction; if that fails (or a message does not
         decode), nothing of it was applied and the messages go one by one."""
-        if self._must_repoint():
+        if self._must_repoint() or await self._passes_over_some([raw for raw, _, _ in incoming.items]):
             return
         fresh = [item for item in incoming.items if item[0].metadata.sequence.stream > self._position]
         deliveries = [delivery for _, delivery, _ in fresh if delivery is not None]
@@ -451,8 +572,10 @@ class FastStreamSubscriber:
             self.skipped += len(incoming.items)
             for raw, _, _ in incoming.items:
                 await raw.ack()
+            self._caught_up_after(incoming.items[-1][0])
             return
         if len(deliveries) == len(fresh):
+            started = time.perf_counter()
             try:
                 applied = int(await asyncio.to_thread(self.handler.apply_batch, deliveries))  # type: ignore[attr-defined]
             except StateReplaced as replaced:
@@ -464,11 +587,13 @@ class FastStreamSubscriber:
                     "consumer.batch_one_by_one", consumer=self.settings.durable, error=_first_line(error)
                 )
             else:
+                self.handler_seconds += time.perf_counter() - started
                 self.applied += applied
                 self.skipped += len(incoming.items) - applied
                 self._position = deliveries[-1].stream_sequence
                 for raw, _, _ in incoming.items:
                     await raw.ack()
+                self._caught_up_after(incoming.items[-1][0])
                 return
         for raw, delivery, undecodable in incoming.items:
             if self._must_repoint():
@@ -482,10 +607,13 @@ class FastStreamSubscriber:
         if sequence <= self._position:
             self.skipped += 1
             await settle.ack()
+            self._caught_up_after(raw)
             return
         if delivery is None:
             await self._give_up(raw, settle, sequence, f"undecodable: {undecodable}", event_id=None)
+            self._caught_up_after(raw)
             return
+        started = time.perf_counter()
         try:
             outcome = await apply_in_place(
                 self.handler, delivery, self.settings, sequence, settle.in_progress, self._count_retry
@@ -495,8 +623,11 @@ class FastStreamSubscriber:
             log.info("consumer.state_replaced", consumer=self.settings.durable, detail=str(replaced))
             self._schedule_repoint()
             return
+        finally:
+            self.handler_seconds += time.perf_counter() - started
         if isinstance(outcome, GiveUp):
             await self._give_up(raw, settle, sequence, outcome.reason, delivery.event.id)
+            self._caught_up_after(raw)
             return
         applied = outcome
         if applied:
@@ -505,6 +636,11 @@ class FastStreamSubscriber:
             self.skipped += 1
         self._position = sequence
         await settle.ack()
+        self._caught_up_after(raw)
+
+    def _caught_up_after(self, raw: Msg) -> None:
+        # What the server still held for this durable when it sent the message.
+        self.caught_up = not raw.metadata.num_pending
 
     def _count_retry(self) -> None:
         self.retries += 1
@@ -525,3 +661,103 @@ class FastStreamSubscriber:
         # A terminated message counts as acknowledged (the ack floor moves past it) and
         # FastStream's metrics report it as rejected.
         await settle.reject()
+
+
+def subscriber_of(
+    broker: NatsBroker, bus: BusSettings, handler: Handler, subscription: Subscription
+) -> FastStreamSubscriber:
+    """A service's subscriber of ``subscription`` on its broker (the replicas its bus settings name)."""
+    return FastStreamSubscriber(broker, handler, subscription.consumer_settings(bus.nats_replicas))
+
+
+def broker_of(bus: BusSettings, *, name: str) -> NatsBroker:
+    """A service's one broker, on the server and as the NATS user its bus settings name."""
+    return service_broker(bus.nats(), name=name, auth=bus.nats_auth())
+
+
+START_BACKOFF = (0.1, 0.5, 1.0, 2.0, 5.0)  # seconds between attempts to start a subscriber
+
+
+async def run_subscribers(
+    broker: NatsBroker, subscribers: Sequence[FastStreamSubscriber], stop: asyncio.Event
+) -> None:
+    """Run a service's subscribers on its one broker until ``stop``, then stop the broker.
+
+    Connects (waiting for the server as long as it takes: it may start after the service),
+    then starts each subscriber once it is prepared (its stream there, its durable pointed at
+    the handler's state): one whose stream's owner has not run yet holds no other back. So
+    ``broker.start()`` is not used; with every stream declared elsewhere (``declare=False``)
+    it would do no more. Traces are FastStream's middleware on the provider the process
+    configured (:func:`.tracing.configure`), if any.
+    """
+    traced = any(isinstance(m, NatsTelemetryMiddleware) for m in broker.middlewares)
+    for middleware in () if traced else telemetry_middlewares(tracing.provider()):
+        broker.add_middleware(middleware)
+    try:
+        if await _until_stopped(broker.connect(), stop):
+            async with asyncio.TaskGroup() as group:
+                for subscriber in subscribers:
+                    group.create_task(_start(subscriber, stop), name=f"subscriber-{subscriber.durable}")
+            # Until stopped, or one fails for good: then the service ends (as DurableConsumer's
+            # run did), so its supervisor starts it again with fresh connections.
+            ends = [asyncio.ensure_future(stop.wait())]
+            ends += [asyncio.ensure_future(subscriber.failed.wait()) for subscriber in subscribers]
+            try:
+                await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for end in ends:
+                    end.cancel()
+            for subscriber in subscribers:
+                if subscriber.failure is not None:
+                    raise subscriber.failure
+    finally:
+        await broker.stop()
+        for subscriber in subscribers:
+            await subscriber.forget_connection()
+
+
+async def _start(subscriber: FastStreamSubscriber, stop: asyncio.Event) -> None:
+    try:
+        await _until_stopped(_started(subscriber, stop), stop)
+    except HandlerUnavailable as error:
+        subscriber.fail(error)
+
+
+async def _until_stopped(work: Awaitable[Any], stop: asyncio.Event) -> bool:
+    """Await ``work`` unless ``stop`` comes first (then cancel it): whether it finished."""
+    doing = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({doing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not doing.done():
+            doing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await doing
+    if doing.cancelled() or (stop.is_set() and doing.exception() is not None):
+        return False  # stopped (a wait for a stream ends in NotFoundError then)
+    doing.result()  # its error, if it failed
+    return True
+
+
+async def _started(subscriber: FastStreamSubscriber, stop: asyncio.Event) -> None:
+    """Prepare and start ``subscriber``, trying again while the server cannot answer (it
+    restarts, no leader yet …)."""
+    attempt = 0
+    while True:
+        try:
+            await subscriber.prepare(stopping=stop.is_set)
+            await subscriber.subscriber.start()
+            return
+        except Exception as error:
+            with contextlib.suppress(Exception):
+                await subscriber.subscriber.stop()
+            if stop.is_set() or isinstance(error, HandlerUnavailable):
+                raise
+            wait = START_BACKOFF[min(attempt, len(START_BACKOFF) - 1)]
+            attempt += 1
+            log.warning(
+                "consumer.start_retry", consumer=subscriber.durable, wait=wait, error=_first_line(error)
+            )
+            await asyncio.sleep(wait)

@@ -10,7 +10,7 @@ spans of the service's own work join the same trace.
 from __future__ import annotations
 
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import TracerProvider
 
 from services.shared.tracing import TracingSettings, otlp_tracer_provider
 
