@@ -97,6 +97,10 @@ def test_sharing_killed_at_random_moments_shares_each_message_once(
             process.start()
             writer.start()
             while writer.is_alive() or kills < 5:
+                # Each kill lands in a run, not in the interpreter's start: on a loaded machine
+                # starting takes longer than the random moment (bounded: a start that never
+                # resumes is killed anyway, and the checks below tell).
+                wait_until(lambda: "relay.resume" in process.current_log(), 30, interval=0.1)
                 time.sleep(rng.uniform(0.5, 1.5))
                 process.kill()
                 kills += 1

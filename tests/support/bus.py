@@ -128,6 +128,10 @@ class RelayProcess:
                 self.process.wait()
         return self.process.returncode
 
+    def current_log(self) -> str:
+        """What the process started last has logged so far."""
+        return (self.log_dir / f"{self.log_name}-{self.starts}.log").read_text(errors="replace")
+
     def logs(self) -> str:
         logs = sorted(self.log_dir.glob(f"{self.log_name}-*.log"))
         return "\n".join(p.read_text(errors="replace") for p in logs)
