@@ -294,12 +294,18 @@ async def point_durable_at(js: JetStreamContext, stream: str, config: ConsumerCo
     """Make the durable ``config`` names deliver from ``applied`` + 1 (the service's stored sequence).
 
     Left as it is when the server's view already agrees (nothing unacknowledged, acknowledged
-    and delivered exactly through ``applied``); otherwise deleted and created again from
-    ``config``, e.g. after a killed process left messages fetched but not acknowledged, which
-    JetStream would redeliver only after ``ack_wait``, behind later ones.
+    and delivered exactly through ``applied``, its state in memory); otherwise deleted and
+    created again from ``config``, e.g. after a killed process left messages fetched but not
+    acknowledged, which JetStream would redeliver only after ``ack_wait``, behind later ones.
+
+    The durable keeps its state in memory (``mem_storage``): the service's stored sequence is
+    the truth it is pointed at, so a state on disk would only cost the server a file written
+    and synced about ten times a second per busy consumer. A server restart forgets it; the
+    next pull is answered "no responders" and the consumer points a new one here (ADR 0024).
     """
     durable = config.durable_name
     assert durable is not None
+    config = replace(config, mem_storage=True)
     try:
         info = await js.consumer_info(stream, durable)
     except NotFoundError:
@@ -307,7 +313,8 @@ async def point_durable_at(js: JetStreamContext, stream: str, config: ConsumerCo
     if info is not None:
         floor = info.ack_floor.stream_seq if info.ack_floor else 0
         delivered = info.delivered.stream_seq if info.delivered else 0
-        if info.num_ack_pending == 0 and floor == applied and delivered == applied:
+        in_memory = bool(info.config.mem_storage)  # one created before state was kept in memory: not
+        if in_memory and info.num_ack_pending == 0 and floor == applied and delivered == applied:
             return
         log.info(
             "consumer.repoint",
