@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             system.wait()
         print("\n".join(report(before, after, commands)))
-        print("bench/system.py:", *output.read_text().splitlines()[-12:], sep="\n  ")
+        print("bench/system.py:", *output.read_text().splitlines()[-60:], sep="\n  ")
     return 0
 
 
