@@ -305,7 +305,7 @@ async def point_durable_at(js: JetStreamContext, stream: str, config: ConsumerCo
 
     The durable keeps its state in memory (``mem_storage``): the service's stored sequence is
     the truth it is pointed at, so a state on disk would only cost the server a file written
-    and synced about ten times a second per busy consumer. A server restart forgets it; the
+    and synced again and again while the consumer is busy. A server restart forgets it; the
     next pull is answered "no responders" and the consumer points a new one here (ADR 0024).
     """
     durable = config.durable_name

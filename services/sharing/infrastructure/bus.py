@@ -148,8 +148,8 @@ class ShareLog:
         # key per case would make one small batch per case event, and the server's cost per
         # batch would then bound the rate. A short page (a trickle of case events) goes out
         # as single messages, each its own key: on an R1 file stream the server stages every
-        # batch in a file store of its own (about 2 ms, whatever it holds), a single message
-        # costs it a tenth of a millisecond. VSS_SHARE promises no batch (ADR 0009).
+        # batch in a file store of its own, which costs it more than a few single messages
+        # (ADR 0024). VSS_SHARE promises no batch (ADR 0009).
         batched = len(rows) >= SHARE_BATCH_FROM
         return [
             outbox_message(
