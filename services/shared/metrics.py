@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from services.shared.bus.lag import Durable, read_lags
+from services.shared.bus.lag import Durable, LagReader
 from services.shared.settings import BusSettings
 
 log = structlog.get_logger("vss.metrics")
@@ -78,23 +78,19 @@ class _Stream(Protocol):
     def stream(self) -> str: ...
 
 
-LagReader = Callable[[Sequence[Durable]], Awaitable[dict[Durable, int | None]]]
+LagRead = Callable[[Sequence[Durable]], Awaitable[dict[Durable, int | None]]]
 
 
-def server_lags(bus: BusSettings) -> LagReader:
-    """Lags asked of the server on a connection of the metrics' own, so a consumer's lag is
-    known while it is stopped (or its process busy)."""
-
-    async def read(durables: Sequence[Durable]) -> dict[Durable, int | None]:
-        return await read_lags(bus.nats(), durables, auth=bus.nats_auth())
-
-    return read
+def server_lags(bus: BusSettings) -> LagRead:
+    """Lags asked of the server on a connection of the metrics' own (kept between reads), so a
+    consumer's lag is known while it is stopped (or its process busy)."""
+    return LagReader(bus.nats(), auth=bus.nats_auth()).read
 
 
 class ProcessMetrics:
     """One process's registry; ``watch`` its consumers and relays."""
 
-    def __init__(self, service: str, read_lags: LagReader | None = None) -> None:
+    def __init__(self, service: str, read_lags: LagRead | None = None) -> None:
         self.service = service
         self.read_lags = read_lags  # how the consumers' lag is read (None: not at all)
         self.consumers: list[WatchedConsumer] = []

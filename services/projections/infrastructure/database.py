@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,12 @@ __all__ = ["NoReadModels", "ReadModelLocation", "ReadModelUrlInvalid", "new_gene
 
 GENERATION = re.compile(r"^[a-z0-9_]{1,40}$")
 POINTER_SCHEMA = "vss_projections"
+# The pointer file is read again at least this often even if its stat looks unchanged (an
+# inode number reused within one timestamp tick could hide a switch; this bounds how long).
+POINTER_RECHECK_SECONDS = 1.0
+
+# What identifies one version of the pointer file: os.replace installs a new inode each time.
+_FileVersion = tuple[int, int, int, int]
 
 
 class ReadModelUrlInvalid(ValueError):
@@ -41,6 +48,9 @@ class ReadModelLocation:
     def __init__(self, url: str) -> None:
         self.url = url
         self._pointer: psycopg.Connection[Any] | None = None  # PostgreSQL: kept for frequent reads
+        self._pointer_file = self.directory() / "CURRENT"  # SQLite's pointer (parsed once)
+        # SQLite: the pointer file's version, what it named, and until when that may be trusted.
+        self._pointer_read: tuple[_FileVersion, str | None, float] | None = None
         scheme = urlsplit(self.url).scheme
         if scheme not in ("sqlite", "postgresql", "postgres"):
             raise ReadModelUrlInvalid(
@@ -59,10 +69,7 @@ class ReadModelLocation:
     def current(self) -> str | None:
         """The generation that serves, or None before the first one."""
         if not self.is_postgres:
-            try:
-                return (self.directory() / "CURRENT").read_text().strip() or None
-            except FileNotFoundError:
-                return None
+            return self._current_in_file()
         if self._pointer is None or self._pointer.closed:
             self._pointer = psycopg.connect(self.url, autocommit=True)
             _ensure_pointer_table(self._pointer)
@@ -70,6 +77,30 @@ class ReadModelLocation:
             f"SELECT generation FROM {POINTER_SCHEMA}.current WHERE id = 1"
         ).fetchone()
         return str(row[0]) if row else None
+
+    def _current_in_file(self) -> str | None:
+        """The pointer file's generation, read only when the file changed: the live projector
+        asks before every event, and a stat costs a fraction of an open and a read."""
+        path = self._pointer_file
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            self._pointer_read = None
+            return None
+        version = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+        now = time.monotonic()
+        known = self._pointer_read
+        if known is not None and known[0] == version and now < known[2]:
+            return known[1]
+        # Stat before read: a switch in between gives the newer name under the older
+        # version, which the next stat (a new inode) reads again.
+        try:
+            generation = path.read_text().strip() or None
+        except FileNotFoundError:
+            self._pointer_read = None
+            return None
+        self._pointer_read = (version, generation, now + POINTER_RECHECK_SECONDS)
+        return generation
 
     def close(self) -> None:
         if self._pointer is not None:
@@ -81,6 +112,7 @@ class ReadModelLocation:
             directory = self.directory()
             temporary = directory / f".CURRENT.{os.getpid()}"
             temporary.write_text(generation)
+            _stamp_after(temporary, directory / "CURRENT")
             os.replace(temporary, directory / "CURRENT")  # atomic: a reader sees old or new
             return
         with psycopg.connect(self.url, autocommit=True) as conn:
@@ -137,6 +169,18 @@ def new_generation() -> str:
 def _check(generation: str) -> None:
     if not GENERATION.match(generation):
         raise ValueError(f"generation names are [a-z0-9_]{{1,40}}, not {generation!r}")
+
+
+def _stamp_after(new: Path, old: Path) -> None:
+    """Give the new pointer file a modification time after the old one's, to the nanosecond,
+    so that a reader comparing stats sees a switch even when the new file reuses the old
+    one's inode within one tick of the file system's clock."""
+    try:
+        before = os.stat(old).st_mtime_ns
+    except FileNotFoundError:
+        return
+    stamp = max(time.time_ns(), before + 1)
+    os.utime(new, ns=(stamp, stamp))
 
 
 def _ensure_pointer_table(conn: psycopg.Connection[Any]) -> None:

@@ -60,6 +60,10 @@ class _Following:
 
     def __init__(self, location: ReadModelLocation) -> None:
         self.location = location
+        # SQLite: an event's transaction is a short local write, cheaper than the consumer's
+        # hop to a worker thread and back; PostgreSQL: a network round trip, kept off the
+        # event loop.
+        self.applies_in_loop = not location.is_postgres
         self.models = open_current(location)
         self._opened()
 

@@ -109,7 +109,12 @@ class Delivery:
 
 
 class Handler(Protocol):
-    """A service's state, changed one event at a time (see :mod:`.checkpoint`)."""
+    """A service's state, changed one event at a time (see :mod:`.checkpoint`).
+
+    :meth:`apply` runs in a worker thread, unless the handler has an attribute
+    ``applies_in_loop`` set true: then in the event loop, for a state whose apply is a local
+    write quicker than the hop to a thread and back (see :func:`apply_in_place`).
+    """
 
     def applied_through(self) -> int:
         """The last stream sequence applied (0: none)."""
@@ -293,12 +298,18 @@ async def point_durable_at(js: JetStreamContext, stream: str, config: ConsumerCo
     """Make the durable ``config`` names deliver from ``applied`` + 1 (the service's stored sequence).
 
     Left as it is when the server's view already agrees (nothing unacknowledged, acknowledged
-    and delivered exactly through ``applied``); otherwise deleted and created again from
-    ``config``, e.g. after a killed process left messages fetched but not acknowledged, which
-    JetStream would redeliver only after ``ack_wait``, behind later ones.
+    and delivered exactly through ``applied``, its state in memory); otherwise deleted and
+    created again from ``config``, e.g. after a killed process left messages fetched but not
+    acknowledged, which JetStream would redeliver only after ``ack_wait``, behind later ones.
+
+    The durable keeps its state in memory (``mem_storage``): the service's stored sequence is
+    the truth it is pointed at, so a state on disk would only cost the server a file written
+    and synced again and again while the consumer is busy. A server restart forgets it; the
+    next pull is answered "no responders" and the consumer points a new one here (ADR 0024).
     """
     durable = config.durable_name
     assert durable is not None
+    config = replace(config, mem_storage=True)
     try:
         info = await js.consumer_info(stream, durable)
     except NotFoundError:
@@ -306,7 +317,8 @@ async def point_durable_at(js: JetStreamContext, stream: str, config: ConsumerCo
     if info is not None:
         floor = info.ack_floor.stream_seq if info.ack_floor else 0
         delivered = info.delivered.stream_seq if info.delivered else 0
-        if info.num_ack_pending == 0 and floor == applied and delivered == applied:
+        in_memory = bool(info.config.mem_storage)  # one created before state was kept in memory: not
+        if in_memory and info.num_ack_pending == 0 and floor == applied and delivered == applied:
             return
         log.info(
             "consumer.repoint",
@@ -338,15 +350,19 @@ async def apply_in_place(
     in_progress: Callable[[], Awaitable[None]],
     on_retry: Callable[[], None] = lambda: None,
 ) -> bool | GiveUp:
-    """Apply one event through ``handler`` (in a worker thread), retrying a failure in place
+    """Apply one event through ``handler`` (in a worker thread, or in the loop if the handler
+    ``applies_in_loop``), retrying a failure in place
     with the settings' backoff while the message is kept in progress, so no later event
     overtakes it. True: applied; False: its sequence was recorded already; :class:`GiveUp`:
     refused (:class:`PermanentFailure`) or failed ``max_attempts`` times. ``StateReplaced``
     propagates: the caller re-points."""
+    in_loop = bool(getattr(handler, "applies_in_loop", False))
     attempt = 0
     while True:
         attempt += 1
         try:
+            if in_loop:
+                return handler.apply(delivery)
             return await asyncio.to_thread(handler.apply, delivery)
         except StateReplaced:
             raise

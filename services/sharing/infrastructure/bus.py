@@ -3,8 +3,8 @@
 - :class:`CaseEventHandler` is the shared consumer base's handler: each case event is
   applied with its stream sequence in one transaction (:class:`SharingService`).
 - :class:`ShareLog` is the relay's outbox: the store's ``share_log`` as messages for
-  ``VSS_SHARE`` (the same relay as the case stream's: in order, once; each page of the
-  outbox in as few atomic batches as it allows).
+  ``VSS_SHARE`` (the same relay as the case stream's: in order, once; a page of the
+  outbox in one atomic batch when it is long, as single messages when it is short).
 - :func:`declare_share_stream` declares ``VSS_SHARE`` (this service owns it) before the
   relay binds to it, with its own description.
 """
@@ -32,6 +32,11 @@ from vss_contracts.subjects import (
     SHARE_SUBJECT_PREFIX,
     share_subject,
 )
+
+# Outbox pages of at least this many rows go out as one atomic batch (below, as single
+# messages): about where a batch's fixed cost on the server equals that of single messages
+# (docs/adr/0024).
+SHARE_BATCH_FROM = 16
 
 
 def share_bus_names(prefix: str = "", dead_letter: BusNames | None = None) -> BusNames:
@@ -139,6 +144,13 @@ class ShareLog:
 
     def render(self, rows: Sequence[LoggedShare]) -> Sequence[OutboxMessage]:
         prefix = self.names.subject_prefix
+        # A long page (a busy outbox) goes out as one atomic batch, one key for all rows: a
+        # key per case would make one small batch per case event, and the server's cost per
+        # batch would then bound the rate. A short page (a trickle of case events) goes out
+        # as single messages, each its own key: on an R1 file stream the server stages every
+        # batch in a file store of its own, which costs it more than a few single messages
+        # (ADR 0024). VSS_SHARE promises no batch (ADR 0009).
+        batched = len(rows) >= SHARE_BATCH_FROM
         return [
             outbox_message(
                 position=row.position,
@@ -146,10 +158,7 @@ class ShareLog:
                 subject=share_subject(row.organisation, row.case_id, row.name, prefix=prefix),
                 body=row.body,
                 type_name=row.type,
-                # One key for all: each page of the outbox goes out in as few atomic batches as
-                # the relay allows (up to 1000 messages). A key per case would make one small batch
-                # per case event, and the server's cost per batch would then bound the rate.
-                commit_key="",
+                commit_key="" if batched else str(row.position),
             )
             for row in rows
         ]
