@@ -201,7 +201,15 @@ def test_the_stream_leaders_node_killed_mid_publishing_loses_and_duplicates_noth
     assert info.cluster is not None
     assert info.cluster.replicas is not None
     assert len(info.cluster.replicas) == REPLICAS - 1
-    assert all(peer.current and not peer.offline for peer in info.cluster.replicas)
+
+    def replicas_current() -> bool:
+        # A peer reports current once it has applied the leader's last entries: read again,
+        # the last writes may still be on their way to it.
+        replicas = asyncio.run(_stream_info(url, names.stream)).cluster
+        peers = replicas.replicas if replicas is not None else None
+        return bool(peers) and all(peer.current and not peer.offline for peer in peers or ())
+
+    assert wait_until(replicas_current, 30, 0.2), asyncio.run(_stream_info(url, names.stream)).cluster
     assert asyncio.run(_stream_info(url, lease)).config.num_replicas == REPLICAS
 
     # The consumer: each event applied exactly once, in stream order, and nothing left for it.
