@@ -705,7 +705,7 @@ def test_a_reason_over_http_records_the_deviation_before_the_fact(
 
     assert response.status_code in (200, 201), response.text
     deviation, fact, *_ = response.json()["events"]
-    assert deviation["type"] == "se.vss.case.MethodDeviationRecorded.v1"
+    assert deviation["type"] == "se.vss.case.MethodDeviationRecorded.v2"
     history = api.get(f"/{scenario.case_id}/history").json()["items"]
     recorded = next(item for item in history if item["version"] == deviation["version"])
     assert recorded["data"]["rule"] == case.rule.rule
@@ -906,10 +906,15 @@ def test_one_of_two_namesake_coordinators_attends_alone_named_by_organisation(
 
     assert recorded.status_code == 200, recorded.text
     assert [e["type"] for e in recorded.json()["events"]] == [
-        "se.vss.case.MethodDeviationRecorded.v1",
+        "se.vss.case.MethodDeviationRecorded.v2",
         "se.vss.case.WorksheetCompleted.v2",
     ]
     history = api.get(f"/{scenario.case_id}/history", after_version=0, limit=500).json()["items"]
     [sheet] = [e for e in history if e["type"] == "se.vss.case.WorksheetCompleted.v2"]
     [anna] = [p for p in sheet["data"]["participants"] if p["kind"] == "coordinator"]
     assert (anna["organisation_id"], anna["user_id"]) == (NAMESAKE.organisation_id, NAMESAKE.user_id)
+    # The absent one is named as the person: the region's Anna, not a user id both share.
+    [deviation] = [e for e in history if e["type"] == "se.vss.case.MethodDeviationRecorded.v2"]
+    assert deviation["data"]["absent_coordinators"] == [
+        {"organisation_id": ACTORS.region.organisation_id, "user_id": ACTORS.region.user_id}
+    ]
