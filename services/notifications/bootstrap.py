@@ -22,7 +22,7 @@ from services.notifications.domain.decisions import CASE_HANDLERS, MEETING_HANDL
 from services.notifications.infrastructure.bus import (
     CaseEventHandler,
     CaseStreamFirst,
-    EventHandler,
+    MeetingEventHandler,
     NotificationEventLog,
     adopt_record,
 )
@@ -203,7 +203,7 @@ def bootstrap_notifications(
         subscriber_of(
             broker,
             settings,
-            EventHandler(service, store, MEETINGS_CONSUMER, case_first=case_first),
+            MeetingEventHandler(service, store, MEETINGS_CONSUMER, case_first=case_first),
             meeting_events,
         ),
     ]
