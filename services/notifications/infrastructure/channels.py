@@ -43,7 +43,7 @@ from services.notifications.application.channels import (
     TemporaryFailure,
 )
 from services.notifications.application.ports import Clock
-from services.notifications.infrastructure.mime import email_bytes
+from services.notifications.infrastructure.mime import OWN_HEADERS, email_bytes
 from services.shared.clock import SystemClock
 from vss_contracts.webhooks import (
     DELIVERY_HEADER,
@@ -57,19 +57,6 @@ __all__ = ["SmsFileChannel", "SmtpChannel", "WebhookChannel"]
 
 
 # ------------------------------------------------------------------------------------ e-mail
-# Headers the channel sets itself; a message's extra headers cannot replace them.
-_OWN_HEADERS = frozenset(
-    {
-        "from",
-        "to",
-        "subject",
-        "date",
-        "message-id",
-        "mime-version",
-        "content-type",
-        "content-transfer-encoding",
-    }
-)
 
 
 @lru_cache(maxsize=64)  # a few content types, each message's attachments again
@@ -127,7 +114,7 @@ def build_email(message: OutgoingMessage, sender: tuple[str, str], date: datetim
         email["Importance"] = "high"
         email["X-Priority"] = "1"
     for header, value in message.headers.items():
-        if header.lower() in _OWN_HEADERS:
+        if header.lower() in OWN_HEADERS:
             continue
         del email[header]
         email[header] = value

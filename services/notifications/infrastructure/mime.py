@@ -36,8 +36,9 @@ _QUOTABLE = re.compile(r"[ !#-\[\]-~]*")
 _TOKEN = re.compile(r"[!-~]+")
 _PARAMETER = re.compile(r"[a-z0-9_.-]+")
 
-# The channel's own headers: extras of these names are dropped (as build_email drops them).
-_OWN = frozenset(
+# Headers the channel sets itself: a message's extra headers of these names are dropped
+# (here and in the channel's fallback builder).
+OWN_HEADERS = frozenset(
     {
         "from",
         "to",
@@ -89,7 +90,7 @@ def email_bytes(
     seen: set[str] = set()
     for name, value in message.headers.items():
         lowered = name.lower()
-        if lowered in _OWN:
+        if lowered in OWN_HEADERS:
             continue  # the channel's own, as build_email skips them
         if lowered in _SET or lowered in seen or not _HEADER_NAME.fullmatch(name):
             return None  # replacing a header: left to the email package
