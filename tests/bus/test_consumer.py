@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import nats
@@ -359,6 +359,40 @@ class BlockingTable(EventTable):
         return super().apply(delivery)
 
 
+async def lose_a_pull_while_applying(
+    nats_url: str,
+    stream: str,
+    table: BlockingTable,
+    run: Callable[[asyncio.Event], Awaitable[None]],
+    lost_sequence: int,
+    total: int,
+) -> None:
+    """Run a consumer of the durable ``projection`` until ``table`` holds ``total`` rows, with
+    a pull taken from under it while its apply waits: ``lost_sequence`` is handed out to
+    another client and never acknowledged (a node killed with a pull in flight)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(stop))
+    try:
+        while not table.waiting.is_set():
+            await asyncio.sleep(0.01)
+        nc = await nats.connect(nats_url)
+        try:  # the pull whose answer never arrives
+            thief = await nc.jetstream().pull_subscribe_bind("projection", stream)
+            lost = await thief.fetch(1, timeout=5)
+            assert [m.metadata.sequence.stream for m in lost] == [lost_sequence]
+        finally:
+            await nc.close()
+        table.release.set()
+        for _ in range(200):  # well within ack_wait (30 s): no redelivery helps
+            if len(table.rows()) == total:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        table.release.set()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
 def test_messages_a_fetch_lost_on_the_way_are_applied_in_order_not_passed_over(
     published: Callable[[int], int], nats_url: str, bus_names: BusNames, tmp_path: Path
 ) -> None:
@@ -372,30 +406,8 @@ def test_messages_a_fetch_lost_on_the_way_are_applied_in_order_not_passed_over(
     settings = ConsumerSettings(durable="projection", names=bus_names, fetch_batch=1)
     consumer = DurableConsumer(nats_url, table, settings)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(consumer.run(stop))
-        try:
-            while not table.waiting.is_set():  # applying sequence 3: no pull of its own in flight
-                await asyncio.sleep(0.01)
-            nc = await nats.connect(nats_url)
-            try:  # the pull whose answer never arrives: sequence 4, handed out, never acknowledged
-                thief = await nc.jetstream().pull_subscribe_bind("projection", bus_names.stream)
-                lost = await thief.fetch(1, timeout=5)
-                assert [m.metadata.sequence.stream for m in lost] == [4]
-            finally:
-                await nc.close()
-            table.release.set()
-            for _ in range(200):  # well within ack_wait (30 s): no redelivery helps
-                if len(table.rows()) == total:
-                    break
-                await asyncio.sleep(0.05)
-        finally:
-            table.release.set()
-            stop.set()
-            await asyncio.wait_for(task, 10)
-
-    asyncio.run(main())
+    # Applying sequence 3, with no pull of its own in flight: sequence 4 is the one lost.
+    asyncio.run(lose_a_pull_while_applying(nats_url, bus_names.stream, table, consumer.run, 4, total))
     assert [row[4] for row in table.rows()] == list(range(1, total + 1))
     assert consumer.dead_lettered == 0
     table.close()

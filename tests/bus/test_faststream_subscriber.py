@@ -18,7 +18,7 @@ from services.shared.bus import faststream_subscriber as kit_module
 from services.shared.bus.consumer import ConsumerSettings, Delivery
 from services.shared.bus.faststream_subscriber import FastStreamSubscriber, run_subscribers, service_broker
 from services.shared.bus.names import BusNames
-from tests.bus.test_consumer import BatchTable, BlockingTable
+from tests.bus.test_consumer import BatchTable, BlockingTable, lose_a_pull_while_applying
 from tests.support.bus import read_stream
 from tests.support.projection import EventTable
 from vss_contracts.subjects import (
@@ -352,30 +352,11 @@ def test_messages_a_pull_lost_on_the_way_are_applied_in_order_not_passed_over(
     broker = service_broker(nats_url, name="projection")
     kit = FastStreamSubscriber(broker, table, settings)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(run_subscribers(broker, [kit], stop))
-        try:
-            while not table.waiting.is_set():  # applying 3, with 4 in hand: no pull in flight
-                await asyncio.sleep(0.01)
-            nc = await nats.connect(nats_url)
-            try:  # the pull whose answer never arrives: sequence 5, handed out, never acknowledged
-                thief = await nc.jetstream().pull_subscribe_bind("projection", bus_names.stream)
-                lost = await thief.fetch(1, timeout=5)
-                assert [m.metadata.sequence.stream for m in lost] == [5]
-            finally:
-                await nc.close()
-            table.release.set()
-            for _ in range(200):  # well within ack_wait (30 s): no redelivery helps
-                if len(table.rows()) == total:
-                    break
-                await asyncio.sleep(0.05)
-        finally:
-            table.release.set()
-            stop.set()
-            await asyncio.wait_for(task, 10)
+    async def run(stop: asyncio.Event) -> None:
+        await run_subscribers(broker, [kit], stop)
 
-    asyncio.run(main())
+    # Applying 3 with 4 in hand, no pull in flight: sequence 5 is the one lost.
+    asyncio.run(lose_a_pull_while_applying(nats_url, bus_names.stream, table, run, 5, total))
     assert [row[4] for row in table.rows()] == list(range(1, total + 1))
     assert kit.dead_lettered == 0
     table.close()
