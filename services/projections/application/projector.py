@@ -1,7 +1,7 @@
 """Apply case events to the read models: the one code path of live projection and rebuild.
 
-Live, each event is its own transaction (the durable consumer hands them over one at
-a time). A rebuild hands over thousands at once and keeps every view in memory, so it
+Live, what one pull of the case stream brings is one transaction (or each event its own,
+when the pull cannot be applied whole). A rebuild hands over thousands at once and keeps every view in memory, so it
 reads nothing back and writes each changed view once per batch. Either way the views,
 the journal rows and the position move in one transaction.
 
