@@ -463,6 +463,12 @@ def test_a_redelivery_or_a_republished_copy_adds_nothing(
         assert projector.deliveries is not None
         assert projector.deliveries.apply(_delivery(messages[3], sequences[3])) is False
         assert projector.deliveries.apply(_delivery(messages[2], copy[0])) is False
+        # And a whole pull delivered again (each pull is applied whole when it can be).
+        assert projector.deliveries_consumer is not None
+        assert projector.deliveries_consumer.batched
+        assert projector.consumer.batched
+        pull = [_delivery(messages[2], sequences[2]), _delivery(messages[3], sequences[3])]
+        assert projector.deliveries.apply_batch(pull) == 0
         assert models.dump()["deliveries"] == after
     finally:
         projector.stop()

@@ -2,7 +2,7 @@
 
 The second consumer of the projector process, with its own position
 (:data:`DELIVERIES_CONSUMER` in ``consumer_positions``), moved in the same transaction
-as the rows. Live, one event per transaction; a rebuild hands over a batch at a time.
+as the rows. Live, a pull per transaction; a rebuild hands over a batch at a time.
 Either way it is the same code.
 
 Idempotent per event, as the case projector is: an event at or below the version the

@@ -2,7 +2,7 @@
 
 The third consumer of the projector process, with its own position
 (:data:`MEETINGS_CONSUMER` in ``consumer_positions``), moved in the same transaction as
-the rows. Live, one event per transaction; a rebuild hands over a batch at a time.
+the rows. Live, a pull per transaction; a rebuild hands over a batch at a time.
 Either way it is the same code, so a rebuild gives the rows the live consumer gave.
 
 Idempotent per event, as the delivery record is: an event at or below the version the

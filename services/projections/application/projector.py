@@ -1,9 +1,9 @@
 """Apply case events to the read models: the one code path of live projection and rebuild.
 
 Live, what one pull of the case stream brings is one transaction (or each event its own,
-when the pull cannot be applied whole). A rebuild hands over thousands at once and keeps every view in memory, so it
-reads nothing back and writes each changed view once per batch. Either way the views,
-the journal rows and the position move in one transaction.
+when the pull cannot be applied whole). A rebuild hands over thousands at once and keeps
+every view in memory, so it reads nothing back and writes each changed view once per batch.
+Either way the views, the journal rows and the position move in one transaction.
 
 Idempotent per event: an event at or below the version its case's view has reached
 (a redelivery, or a copy republished by the relay's refill) changes nothing but the

@@ -36,6 +36,8 @@ R_contra = TypeVar("R_contra", contravariant=True)
 
 
 class _RecordProjector(Protocol[R_contra]):
+    applied: int
+
     def apply(self, records: Sequence[R_contra], *, stream_sequence: int, event_id: str | None) -> bool: ...
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None: ...
@@ -135,7 +137,7 @@ class LiveProjection(_Following):
 
 
 class _RecordStream(_Following, Generic[R]):
-    """A consumer of another service's stream: one decoded record per transaction."""
+    """A consumer of another service's stream: a pull's decoded records per transaction."""
 
     projector: _RecordProjector[R]
 
@@ -158,6 +160,17 @@ class _RecordStream(_Following, Generic[R]):
         return self.projector.apply(
             [record], stream_sequence=delivery.stream_sequence, event_id=delivery.event.id
         )
+
+    def apply_batch(self, deliveries: Sequence[Delivery]) -> int:
+        """What one pull brought, in one transaction; raises, changing nothing, if an event
+        does not decode (the consumer then goes event by event and dead-letters that one)."""
+        self._check_pointer()
+        records = [self._decode(delivery.body, delivery.stream_sequence) for delivery in deliveries]
+        last = deliveries[-1]
+        before = self.projector.applied
+        if not self.projector.apply(records, stream_sequence=last.stream_sequence, event_id=last.event.id):
+            return 0
+        return self.projector.applied - before
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
         self.projector.pass_over(stream_sequence, event_id)
