@@ -31,8 +31,8 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from services.shared.access import Grant, PersonKey, grants, person_covered
-from services.shared.ics import identity_from_json, identity_to_json, meeting_uid
-from vss_contracts.meeting_events import Invitee, MeetingKind
+from services.shared.ics import CalendarEntry, identity_from_json, identity_to_json
+from vss_contracts.meeting_events import Invitee
 from vss_contracts.notification_events import Recipient
 
 # Why a message decided earlier is cancelled instead of sent (the delivery record's reason).
@@ -120,32 +120,9 @@ class Person:
 
 
 @dataclass
-class MeetingCopy:
-    """The notifications service's copy of one meeting (enough for its calendar entry)."""
-
-    meeting_id: UUID
-    case_id: UUID
-    kind: MeetingKind
-    starts_at: datetime
-    ends_at: datetime
-    sequence: int
-    invitees: dict[str, Invitee]
-    location: str | None = None
-    cancelled: bool = False
-    agenda: list[str] = field(default_factory=list)
-    proposed: bool = False  # the schedule's suggestion: its invitees are told once it is confirmed
-
-    @property
-    def uid(self) -> str:
-        return meeting_uid(self.meeting_id)
-
-    @property
-    def partstats(self) -> dict[str, str]:
-        return {}  # an invitation asks; the answers are the meetings service's to show
-
-    @property
-    def is_cancelled(self) -> bool:
-        return self.cancelled
+class MeetingCopy(CalendarEntry):
+    """The notifications service's copy of one meeting (enough for its calendar entry). A
+    proposed one is the schedule's suggestion: its invitees are told once it is confirmed."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -153,7 +130,7 @@ class MeetingCopy:
             "sequence": self.sequence,
             "invitees": [i.model_dump(mode="json") for i in self.invitees.values()],
             "location": self.location,
-            "cancelled": self.cancelled,
+            "cancelled": self.is_cancelled,
             "agenda": list(self.agenda),
             "proposed": self.proposed,
         }
@@ -166,7 +143,7 @@ class MeetingCopy:
             sequence=value["sequence"],
             invitees={i.invitee_id: i for i in invitees},
             location=value["location"],
-            cancelled=value["cancelled"],
+            is_cancelled=value["cancelled"],
             agenda=list(value.get("agenda", [])),  # not kept before agendas
             proposed=value.get("proposed", False),
         )
