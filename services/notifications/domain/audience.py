@@ -30,7 +30,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from services.shared.access import Grant, PersonKey, grants, person_covered
+from services.shared.access import Grant, PersonKey, consent_in_force, kept_grants, person_covered
 from services.shared.ics import CalendarEntry, identity_from_json, identity_to_json
 from vss_contracts.meeting_events import Invitee
 from vss_contracts.notification_events import Recipient
@@ -212,20 +212,10 @@ class Audience:
         """Who may see the case (the shared rule's grants): the coordinators' organisations,
         those the consent in force covers until its ``valid_until``, and the opener's until a
         consent is given."""
-        coordinating = [c.organisation_id for c in self.coordinators.values() if c.organisation_id]
-        until = self.consent_valid_until.isoformat() if self.consent_valid_until else None
-        return grants(
-            coordinating,
-            self.consent_orgs or (),
-            until,
-            opened_by=self.opened_by,
-            consent_given=self.consent_given,
-        )
+        return kept_grants(self, (c.organisation_id for c in self.coordinators.values() if c.organisation_id))
 
     def consent_in_force(self, today: date) -> bool:
-        return self.consent_orgs is not None and (
-            self.consent_valid_until is None or self.consent_valid_until >= today
-        )
+        return consent_in_force(self, today)
 
     def covered(self, person: Person, today: date) -> bool:
         """Whether the consent lets ``person`` be told on ``today``: the rule above, which is
