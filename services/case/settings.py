@@ -8,7 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.case.infrastructure.signing import CommitSigner, Keyring
-from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings
+from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings, sqlite_under
 
 
 class CaseSettings(CommonSettings, AccessLogSettings):
@@ -34,9 +34,7 @@ class CaseSettings(CommonSettings, AccessLogSettings):
     )
 
     def store_url(self) -> str:
-        if self.case_store_url:
-            return self.case_store_url
-        return f"sqlite:///{(self.data_dir / 'case' / 'events.sqlite').resolve()}"
+        return self.case_store_url or sqlite_under(self.data_dir, "case", "events.sqlite")
 
     def keyring(self) -> Keyring:
         return Keyring(self.signing_key_dir or self.data_dir / "case" / "signing", self.signing_key_id)

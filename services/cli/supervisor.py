@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from services.shared.files import append_private
+from services.shared.processes import stop_process, wait_ready
 
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # seconds before a restart, by crashes in a row
 QUICK = 10.0  # a part that dies this soon after its start crashed at start
@@ -101,25 +102,12 @@ class Part:
         return self.health_url is None or http_ok(self.health_url)
 
     def wait_healthy(self, stopped: Callable[[], bool], timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.running() or stopped():
-                return False
-            if self.healthy():
-                return True
-            time.sleep(0.1)
-        return False
+        return wait_ready(self.healthy, lambda: self.running() and not stopped(), timeout, 0.1)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGINT first (what Ctrl-C sends), then SIGKILL if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, signal.SIGINT, timeout)
 
     def describe(self) -> dict[str, object]:
         return {

@@ -27,8 +27,8 @@ from services.shared.bus.faststream_subscriber import (
     subscriber_of,
 )
 from services.shared.bus.names import BusNames
-from services.shared.bus.relay import Relay, RelaySettings
-from services.shared.bus.wake import relay_waiter
+from services.shared.bus.relay import Relay
+from services.shared.bus.wake import outbox_relay
 from services.shared.clock import SystemClock
 from services.shared.inputs import DateWindow
 from services.shared.serve import repeat, run_tasks
@@ -117,13 +117,8 @@ def bootstrap_meetings(
     (case_events,) = subscriptions(settings, case_names=case_names)
     broker = broker_of(settings, name="meetings")
     consumer = subscriber_of(broker, settings, CaseEventHandler(service), case_events)
-    relay = Relay(
-        MeetingEventLog(store, meeting_names),
-        settings.nats(),
-        settings=RelaySettings(names=meeting_names, replicas=settings.nats_replicas),
-        waiter=relay_waiter(settings, store.url),
-        name="meetings-relay",
-    )
+    outbox = MeetingEventLog(store, meeting_names)
+    relay = outbox_relay(outbox, settings, store.url, meeting_names, name="meetings-relay")
     parts = MeetingsParts(settings, store, service, broker, consumer, relay, meeting_names)
     if with_api:
         from services.meetings.entrypoints.http import (  # noqa: PLC0415 - the API is optional here

@@ -10,19 +10,20 @@ from services.meetings.bootstrap import bootstrap_meetings
 from services.meetings.infrastructure.store import StoreNotMigrated
 from services.shared.auth import TokenKeyInvalid
 from services.shared.eventstore import StoreUrlInvalid
-from services.shared.metrics import ProcessMetrics, server_lags
-from services.shared.serve import Service, run_service
+from services.shared.serve import Service, bus_service, run_service
 
 
 def build() -> Service:
     parts = bootstrap_meetings()
     parts.store.check_migrated()
-    api = (parts.settings.meetings_host, parts.settings.meetings_port)
-    metrics = ProcessMetrics("meetings", server_lags(parts.settings)).watch(
-        consumers=[parts.consumer], relays=[parts.relay]
-    )
-    return Service(
-        parts.settings, parts.close, run=parts.run, app=parts.app, host=api[0], port=api[1], metrics=metrics
+    return bus_service(
+        "meetings",
+        parts,
+        consumers=[parts.consumer],
+        relays=[parts.relay],
+        app=parts.app,
+        host=parts.settings.meetings_host,
+        port=parts.settings.meetings_port,
     )
 
 

@@ -11,14 +11,15 @@ from pydantic import EmailStr, Field
 from pydantic_settings import SettingsConfigDict
 
 from services.meetings.domain.schedule import DEFAULT_CADENCE, Rules
-from services.shared.auth import secret_file
 from services.shared.bus.names import BusNames
 from services.shared.settings import (
     AccessLogSettings,
     BusSettings,
     CommonSettings,
+    key_or_file,
     position_max_waits,
     position_wait_limit,
+    sqlite_under,
 )
 from vss_contracts.types import ContactPeriod
 
@@ -79,23 +80,17 @@ class MeetingsSettings(CommonSettings, BusSettings, AccessLogSettings):
         """The answer links' key (ADR 0020): the setting, else a key file made on first use.
 
         Changing it revokes every answer link handed out."""
-        if self.answer_link_key:
-            return self.answer_link_key.encode()
-        return secret_file(self.data_dir / "keys" / "answer-links.key").encode()
+        return key_or_file(self.answer_link_key, self.data_dir, "answer-links.key")
 
     def feed_key(self) -> bytes:
         """The calendar feed links' key: the setting, else a key file made on first use.
 
         Changing it revokes every feed link handed out.
         """
-        if self.calendar_link_key:
-            return self.calendar_link_key.encode()
-        return secret_file(self.data_dir / "keys" / "calendar-links.key").encode()
+        return key_or_file(self.calendar_link_key, self.data_dir, "calendar-links.key")
 
     def store_url(self) -> str:
-        if self.meetings_store_url:
-            return self.meetings_store_url
-        return f"sqlite:///{(self.data_dir / 'meetings.sqlite').resolve()}"
+        return self.meetings_store_url or sqlite_under(self.data_dir, "meetings.sqlite")
 
     def rules(self) -> Rules:
         return Rules(

@@ -41,8 +41,8 @@ from services.shared.bus.faststream_subscriber import (
     subscriber_of,
 )
 from services.shared.bus.names import BusNames
-from services.shared.bus.relay import Relay, RelaySettings
-from services.shared.bus.wake import relay_waiter
+from services.shared.bus.relay import Relay
+from services.shared.bus.wake import outbox_relay
 from services.shared.clock import SystemClock
 from services.shared.serve import repeat, run_tasks
 from services.shared.settings import AuthSettings
@@ -208,13 +208,8 @@ def bootstrap_notifications(
         ),
     ]
     names = notification_names or settings.notification_names()
-    relay = Relay(
-        NotificationEventLog(store, names),
-        settings.nats(),
-        settings=RelaySettings(names=names, replicas=settings.nats_replicas),
-        waiter=relay_waiter(settings, store.url),
-        name="notifications-relay",
-    )
+    outbox = NotificationEventLog(store, names)
+    relay = outbox_relay(outbox, settings, store.url, names, name="notifications-relay")
     parts = NotificationsParts(settings, store, service, broker, consumers, relay, channels, case_first, sink)
     if with_api:
         from services.notifications.entrypoints.http import (  # noqa: PLC0415 - the API is optional here

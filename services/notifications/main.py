@@ -11,19 +11,20 @@ from services.notifications.infrastructure.store import StoreNotMigrated
 from services.notifications.settings import LinkKeyInvalid, OrganisationsFileInvalid
 from services.shared.auth import TokenKeyInvalid
 from services.shared.eventstore import StoreUrlInvalid
-from services.shared.metrics import ProcessMetrics, server_lags
-from services.shared.serve import Service, run_service
+from services.shared.serve import Service, bus_service, run_service
 
 
 def build() -> Service:
     parts = bootstrap_notifications()
     parts.store.check_migrated()
-    api = (parts.settings.notifications_host, parts.settings.notifications_port)
-    metrics = ProcessMetrics("notifications", server_lags(parts.settings)).watch(
-        consumers=parts.consumers, relays=[parts.relay]
-    )
-    return Service(
-        parts.settings, parts.close, run=parts.run, app=parts.app, host=api[0], port=api[1], metrics=metrics
+    return bus_service(
+        "notifications",
+        parts,
+        consumers=parts.consumers,
+        relays=[parts.relay],
+        app=parts.app,
+        host=parts.settings.notifications_host,
+        port=parts.settings.notifications_port,
     )
 
 

@@ -23,7 +23,13 @@ from services.notifications.domain.audience import Person, Role
 from services.shared.auth import secret_file
 from services.shared.bus.names import BusNames
 from services.shared.files import write_private
-from services.shared.settings import AccessLogSettings, BusSettings, CommonSettings, PlanLinkSettings
+from services.shared.settings import (
+    AccessLogSettings,
+    BusSettings,
+    CommonSettings,
+    PlanLinkSettings,
+    sqlite_under,
+)
 from vss_contracts.meeting_events import MEETING_STREAM, MEETING_SUBJECT_PREFIX
 
 
@@ -152,9 +158,7 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings, Plan
     )
 
     def store_url(self) -> str:
-        if self.notifications_store_url:
-            return self.notifications_store_url
-        return f"sqlite:///{(self.data_dir / 'notifications.sqlite').resolve()}"
+        return self.notifications_store_url or sqlite_under(self.data_dir, "notifications.sqlite")
 
     def mail_dir(self) -> Path:
         return self.data_dir / "mail"

@@ -12,21 +12,18 @@ import sys
 from services.projections.bootstrap import bootstrap_projector, bootstrap_query_api
 from services.projections.infrastructure.database import ReadModelUrlInvalid
 from services.shared.auth import TokenKeyInvalid
-from services.shared.metrics import ProcessMetrics, server_lags
-from services.shared.serve import Service, run_service
+from services.shared.metrics import ProcessMetrics
+from services.shared.serve import Service, bus_service, run_service
 
 USAGE = "usage: python -m services.projections.main projector|api"
 
 
 def build_projector() -> Service:
     parts = bootstrap_projector()
-    metrics = ProcessMetrics("projector", server_lags(parts.settings)).watch(consumers=parts.consumers)
-    return Service(
-        parts.settings,
-        parts.close,
-        run=parts.run,
-        metrics=metrics,
-        host=parts.settings.metrics_host,
+    return bus_service(
+        "projector",
+        parts,
+        consumers=parts.consumers,
         metrics_port=parts.settings.projector_metrics_port,
     )
 

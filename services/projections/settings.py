@@ -5,15 +5,16 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.shared.auth import secret_file
 from services.shared.bus.names import BusNames
 from services.shared.settings import (
     AccessLogSettings,
     BusSettings,
     CommonSettings,
     PlanLinkSettings,
+    key_or_file,
     position_max_waits,
     position_wait_limit,
+    sqlite_under,
 )
 from vss_contracts.meeting_events import MEETING_STREAM, MEETING_SUBJECT_PREFIX
 from vss_contracts.notification_events import NOTIFICATION_STREAM, NOTIFICATION_SUBJECT_PREFIX
@@ -53,12 +54,10 @@ class ProjectionsSettings(CommonSettings, BusSettings, AccessLogSettings, PlanLi
     def page_key(self) -> bytes:
         """The key of the client pages' form tokens (a file under the data directory, made on
         first use, shared by every query API process of one data directory)."""
-        return secret_file(self.data_dir / "keys" / "client-pages.secret").encode()
+        return key_or_file(None, self.data_dir, "client-pages.secret")
 
     def read_models(self) -> str:
-        if self.read_model_url:
-            return self.read_model_url
-        return f"sqlite:///{(self.data_dir / 'projections').resolve()}"
+        return self.read_model_url or sqlite_under(self.data_dir, "projections")
 
     def notification_names(self) -> BusNames:
         """The delivery record's stream (``VSS_NOTIFICATIONS``; the notifications service declares it)."""

@@ -11,7 +11,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 # An access grant: (organisation id, the last day it may see the case, ISO date; None: open-ended).
@@ -39,6 +39,41 @@ def grants(
         found[opened_by] = None
     found.update(dict.fromkeys(coordinating))
     return sorted(found.items())
+
+
+class KeptConsent(Protocol):
+    """What a service keeps of a case's opener and consent (the meetings schedule's state, the
+    notifications audience): enough for the rule's grants."""
+
+    @property
+    def opened_by(self) -> str | None: ...
+    @property
+    def consent_orgs(self) -> Iterable[str] | None:  # None: no consent in force
+        ...
+    @property
+    def consent_given(self) -> bool:  # a consent was ever given (withdrawn or not)
+        ...
+    @property
+    def consent_valid_until(self) -> date | None:  # the consent's last day; None: open-ended
+        ...
+
+
+def kept_grants(case: KeptConsent, coordinating: Iterable[str]) -> list[Grant]:
+    """:func:`grants` over what a service keeps of a case, given its coordinators' organisations."""
+    until = case.consent_valid_until
+    return grants(
+        coordinating,
+        case.consent_orgs or (),
+        until.isoformat() if until else None,
+        opened_by=case.opened_by,
+        consent_given=case.consent_given,
+    )
+
+
+def consent_in_force(case: KeptConsent, today: date) -> bool:
+    """Whether a consent is in force on ``today``: given, not withdrawn, not past its last day."""
+    until = case.consent_valid_until
+    return case.consent_orgs is not None and (until is None or until >= today)
 
 
 # A person: (organisation id, user id). A user id alone names nobody: the same id at another

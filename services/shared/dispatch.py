@@ -19,9 +19,9 @@ Pure (no I/O): the case aggregate's domain uses it too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, get_type_hints
 
 H = TypeVar("H")
 
@@ -69,6 +69,26 @@ class EventHandlers(Generic[H]):
             frozenset(t.TYPE for t in ignored),
         )
 
+    @classmethod
+    def of_signatures(
+        cls,
+        consumer: str,
+        family: Iterable[type[ContractEvent]],
+        handlers: Iterable[H],
+        *,
+        ignored: Iterable[type[ContractEvent]] = (),
+    ) -> EventHandlers[H]:
+        """:meth:`of`, each handler under the one type of ``family`` its signature takes: the
+        table cannot name one type and hand its handler another."""
+        members = tuple(family)
+        table: dict[type[ContractEvent], H] = {}
+        for handler in handlers:
+            handled = _handled_type(handler, members)
+            if handled in table:
+                raise ValueError(f"{consumer}: two handlers of {handled.TYPE}")
+            table[handled] = handler
+        return cls.of(consumer, members, table, ignored=ignored)
+
     def __post_init__(self) -> None:
         both = self.ignored & self.handlers.keys()
         if both:
@@ -90,6 +110,18 @@ class EventHandlers(Generic[H]):
         """A copy with the handler of ``type_name`` removed (what a forgotten handler looks like)."""
         handlers = {t: h for t, h in self.handlers.items() if t != type_name}
         return EventHandlers(self.consumer, self.family, handlers, self.ignored - {type_name})
+
+
+def _handled_type(handler: object, family: Sequence[type[ContractEvent]]) -> type[ContractEvent]:
+    """The one type of ``family`` among the types of ``handler``'s parameters."""
+    hints = get_type_hints(handler)
+    hints.pop("return", None)
+    found = [t for t in hints.values() if t in family]
+    if len(found) != 1:
+        name = getattr(handler, "__qualname__", repr(handler))
+        raise ValueError(f"{name} takes {len(found)} types of its family, not one")
+    handled: type[ContractEvent] = found[0]
+    return handled
 
 
 def uncovered(table: EventHandlers[Any]) -> list[str]:

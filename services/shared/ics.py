@@ -9,6 +9,7 @@ reference, never the client, the reason or anything about their health.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol
 from uuid import UUID
@@ -63,6 +64,33 @@ class Meeting(Protocol):
 def meeting_uid(meeting_id: UUID) -> str:
     """The iCalendar UID of a meeting: stable for its whole life, the same in every copy."""
     return f"{meeting_id}@vss.se"
+
+
+@dataclass
+class CalendarEntry:
+    """A copy of a meeting kept only for its calendar entry, outside the meetings service (the
+    notifications service's copy, a meeting of the read model). It names nobody's answer:
+    the answers are the meetings service's to show."""
+
+    meeting_id: UUID
+    case_id: UUID
+    kind: MeetingKind
+    starts_at: datetime
+    ends_at: datetime
+    sequence: int
+    invitees: dict[str, Invitee] = field(default_factory=dict)  # by invitee id
+    location: str | None = None
+    is_cancelled: bool = False
+    agenda: list[str] = field(default_factory=list)
+    proposed: bool = False
+
+    @property
+    def uid(self) -> str:
+        return meeting_uid(self.meeting_id)
+
+    @property
+    def partstats(self) -> dict[str, str]:
+        return {}
 
 
 def identity_to_json(meeting: Meeting) -> dict[str, Any]:

@@ -27,8 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.lag import Durable, LagReader
-from services.shared.settings import BusSettings
 
 log = structlog.get_logger("vss.metrics")
 
@@ -81,7 +81,14 @@ class _Stream(Protocol):
 LagRead = Callable[[Sequence[Durable]], Awaitable[dict[Durable, int | None]]]
 
 
-def server_lags(bus: BusSettings) -> LagRead:
+class BusReach(Protocol):
+    """Where the bus is and who this process is to it (what :class:`.settings.BusSettings` says)."""
+
+    def nats(self) -> str: ...
+    def nats_auth(self) -> NatsAuth: ...
+
+
+def server_lags(bus: BusReach) -> LagRead:
     """Lags asked of the server on a connection of the metrics' own (kept between reads), so a
     consumer's lag is known while it is stopped (or its process busy)."""
     return LagReader(bus.nats(), auth=bus.nats_auth()).read

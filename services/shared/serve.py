@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -23,7 +23,14 @@ from pydantic import ValidationError
 
 from services.shared import tracing
 from services.shared.logging import configure_logging
-from services.shared.metrics import REFRESH_INTERVAL, ProcessMetrics
+from services.shared.metrics import (
+    REFRESH_INTERVAL,
+    BusReach,
+    ProcessMetrics,
+    WatchedConsumer,
+    WatchedRelay,
+    server_lags,
+)
 from services.shared.settings import settings_error
 from services.shared.tracing import TracingSettings, otlp_tracer_provider
 
@@ -52,6 +59,48 @@ class Service:
     # /metrics: on the API's port, else on ``metrics_port`` at ``host`` (None: not served)
     metrics: ProcessMetrics | None = None
     metrics_port: int | None = None
+
+
+class BusProcessSettings(LogSettings, BusReach, Protocol):
+    @property
+    def metrics_host(self) -> str: ...
+
+
+class BusParts(Protocol):
+    """What a composition root builds for a process of bus tasks."""
+
+    @property
+    def settings(self) -> BusProcessSettings: ...
+    def close(self) -> None: ...
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+def bus_service(
+    name: str,
+    parts: BusParts,
+    *,
+    consumers: Sequence[WatchedConsumer],
+    relays: Sequence[WatchedRelay] = (),
+    app: FastAPI | None = None,
+    host: str | None = None,
+    port: int = 0,
+    metrics_port: int | None = None,
+) -> Service:
+    """A process of bus tasks (with an API on ``host:port`` when ``app`` is given): its
+    consumers' and relays' metrics, their lag read from the server; without an API its
+    ``/metrics`` is on ``metrics_port`` at the settings' ``metrics_host``."""
+    settings = parts.settings
+    metrics = ProcessMetrics(name, server_lags(settings)).watch(consumers=consumers, relays=relays)
+    return Service(
+        settings,
+        parts.close,
+        run=parts.run,
+        app=app,
+        host=host or settings.metrics_host,
+        port=port,
+        metrics=metrics,
+        metrics_port=metrics_port,
+    )
 
 
 def run_service(name: str, build: Callable[[], Service], *, errors: tuple[type[Exception], ...] = ()) -> int:

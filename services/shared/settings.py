@@ -59,6 +59,19 @@ class AuthSettings(BaseSettings):
     )
 
 
+def sqlite_under(data_dir: Path, *parts: str) -> str:
+    """The SQLite URL of a file (or directory of files) under the data directory: where a
+    store is when its URL is not set."""
+    return f"sqlite:///{data_dir.joinpath(*parts).resolve()}"
+
+
+def key_or_file(setting: str | None, data_dir: Path, name: str) -> bytes:
+    """A key: the setting, else the random one kept in ``<data dir>/keys/<name>``, made on first use."""
+    from services.shared.auth import secret_file  # noqa: PLC0415 (auth imports these settings)
+
+    return (setting or secret_file(data_dir / "keys" / name)).encode()
+
+
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VSS_", extra="ignore")
 
@@ -94,9 +107,7 @@ class AccessLogSettings(BaseSettings):
     access_subject_prefix: str = "vss.access"
 
     def access_log(self) -> str:
-        if self.access_log_url:
-            return self.access_log_url
-        return f"sqlite:///{(self.data_dir / 'projections' / 'access-log.sqlite').resolve()}"
+        return self.access_log_url or sqlite_under(self.data_dir, "projections", "access-log.sqlite")
 
 
 class OrganisationsSettings(BaseSettings):
@@ -238,11 +249,9 @@ class PlanLinkSettings(BaseSettings):
 
     def plan_link_signing_key(self) -> bytes:
         """The setting, else ``<data dir>/keys/plan-links.key``, made on first use."""
-        from services.shared.auth import secret_file  # noqa: PLC0415 (auth imports these settings)
-
         if self.plan_link_key is not None:
             key = self.plan_link_key.get_secret_value().encode()
             if len(key) < MIN_KEY_BYTES:
                 raise PlanLinkKeyTooShort(f"VSS_PLAN_LINK_KEY must be at least {MIN_KEY_BYTES} bytes")
             return key
-        return secret_file(self.data_dir / "keys" / "plan-links.key").encode()
+        return key_or_file(None, self.data_dir, "plan-links.key")

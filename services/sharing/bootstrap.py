@@ -16,7 +16,7 @@ from services.shared.bus.faststream_subscriber import (
 )
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay, RelaySettings
-from services.shared.bus.wake import relay_waiter
+from services.shared.bus.wake import outbox_relay
 from services.shared.serve import run_tasks
 from services.sharing.application.service import CONSUMER, SharingService
 from services.sharing.infrastructure.bus import (
@@ -79,11 +79,12 @@ def bootstrap_sharing(
     (case_events,) = subscriptions(settings, case_names=case_names)
     broker = broker_of(settings, name="sharing")
     consumer = subscriber_of(broker, settings, CaseEventHandler(service), case_events)
-    relay = Relay(
+    relay = outbox_relay(
         ShareLog(store, share_names),
-        settings.nats(),
-        settings=relay_settings or replace(settings.relay_settings(), names=share_names),
-        waiter=relay_waiter(settings, store.url),
+        settings,
+        store.url,
+        share_names,
         name="sharing-relay",
+        relay_settings=relay_settings or replace(settings.relay_settings(), names=share_names),
     )
     return SharingParts(settings, store, service, broker, consumer, relay, share_names)

@@ -7,8 +7,7 @@ share to ``VSS_SHARE``. SIGINT/SIGTERM stop both.
 from __future__ import annotations
 
 from services.shared.eventstore import StoreUrlInvalid
-from services.shared.metrics import ProcessMetrics, server_lags
-from services.shared.serve import Service, run_service
+from services.shared.serve import Service, bus_service, run_service
 from services.sharing.bootstrap import bootstrap_sharing
 from services.sharing.infrastructure.bus import ShareStreamAhead
 from services.sharing.infrastructure.store import StoreNotMigrated
@@ -17,15 +16,11 @@ from services.sharing.infrastructure.store import StoreNotMigrated
 def build() -> Service:
     parts = bootstrap_sharing()
     parts.store.check_migrated()
-    metrics = ProcessMetrics("sharing", server_lags(parts.settings)).watch(
-        consumers=[parts.consumer], relays=[parts.relay]
-    )
-    return Service(
-        parts.settings,
-        parts.close,
-        run=parts.run,
-        metrics=metrics,
-        host=parts.settings.metrics_host,
+    return bus_service(
+        "sharing",
+        parts,
+        consumers=[parts.consumer],
+        relays=[parts.relay],
         metrics_port=parts.settings.sharing_metrics_port,
     )
 

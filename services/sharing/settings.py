@@ -7,7 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import RelaySettings
-from services.shared.settings import BusSettings, CommonSettings
+from services.shared.settings import BusSettings, CommonSettings, sqlite_under
 
 
 class SharingSettings(CommonSettings, BusSettings):
@@ -27,9 +27,7 @@ class SharingSettings(CommonSettings, BusSettings):
     relay_max_in_flight: int = Field(default=2000, ge=1, le=4000, description="Publishes awaiting their ack")
 
     def store_url(self) -> str:
-        if self.sharing_store_url:
-            return self.sharing_store_url
-        return f"sqlite:///{(self.data_dir / 'sharing.sqlite').resolve()}"
+        return self.sharing_store_url or sqlite_under(self.data_dir, "sharing.sqlite")
 
     def relay_settings(self) -> RelaySettings:
         return RelaySettings(

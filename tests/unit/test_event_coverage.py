@@ -104,3 +104,28 @@ def test_a_type_both_handled_and_ignored_is_refused() -> None:
 def test_a_type_of_another_family_is_refused() -> None:
     with pytest.raises(ValueError, match="not types of its family"):
         EventHandlers.of("x", ce.CASE_EVENTS, {me.MeetingHeld: print})
+
+
+def _on_goal_set(state: object, event: ce.GoalSet) -> None: ...
+
+
+def _on_goal_set_again(state: object, event: ce.GoalSet) -> None: ...
+
+
+def _on_anything(state: object, event: object) -> None: ...
+
+
+def test_a_table_of_signatures_files_each_handler_under_the_type_it_takes() -> None:
+    table = EventHandlers.of_signatures("x", ce.CASE_EVENTS, [_on_goal_set], ignored=(ce.CaseClosed,))
+    assert table.handler(ce.GoalSet.TYPE) is _on_goal_set
+    assert table.handler(ce.CaseClosed.TYPE) is None
+
+
+def test_a_handler_whose_signature_takes_no_type_of_the_family_is_refused() -> None:
+    with pytest.raises(ValueError, match="_on_anything takes 0 types of its family"):
+        EventHandlers.of_signatures("x", ce.CASE_EVENTS, [_on_anything])
+
+
+def test_two_handlers_of_one_type_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"x: two handlers of se\.vss\.case\.GoalSet"):
+        EventHandlers.of_signatures("x", ce.CASE_EVENTS, [_on_goal_set, _on_goal_set_again])

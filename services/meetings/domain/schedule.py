@@ -26,7 +26,7 @@ from uuid import UUID, uuid5
 from services.meetings.domain.agenda import agenda_of, place_text
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays, local_datetime
 from services.meetings.domain.meeting import Answered, Meeting, MeetingStatus, invitee_from_json
-from services.shared.access import Grant, coordinator_id, grants, person_covered
+from services.shared.access import Grant, consent_in_force, coordinator_id, kept_grants, person_covered
 from services.shared.dispatch import EventHandlers
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
@@ -207,19 +207,10 @@ class MeetingSchedule:
         those the consent in force covers until its ``valid_until``, and the opener's until a
         consent is given."""
         state = self.state
-        coordinating = [c.organisation.id for c in state.coordinators.values() if c.organisation]
-        until = state.consent_valid_until.isoformat() if state.consent_valid_until else None
-        return grants(
-            coordinating,
-            state.consent_orgs or (),
-            until,
-            opened_by=state.opened_by,
-            consent_given=state.consent_given,
-        )
+        return kept_grants(state, (c.organisation.id for c in state.coordinators.values() if c.organisation))
 
     def consent_in_force(self, today: date) -> bool:
-        until = self.state.consent_valid_until
-        return self.state.consent_orgs is not None and (until is None or until >= today)
+        return consent_in_force(self.state, today)
 
     def covered(self, invitee: Invitee, today: date) -> bool:
         """Whether consent lets this person be invited on ``today``: the one rule for a person

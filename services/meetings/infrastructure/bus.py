@@ -22,7 +22,7 @@ import structlog
 from services.meetings.application.ports import CASE_POSITION
 from services.meetings.application.service import SERVICE_ACTOR, CaseEventIn, MeetingsService
 from services.meetings.infrastructure.store import MeetingStore, StoredMeetingEvent
-from services.shared.bus.consumer import Delivery
+from services.shared.bus.consumer import Delivery, ServiceHandler
 from services.shared.bus.names import BusNames
 from services.shared.bus.outbox import StoredEventLog
 from services.shared.bus.relay import OutboxMessage
@@ -43,14 +43,8 @@ def meeting_bus_names(prefix: str = "", dead_letter: BusNames | None = None) -> 
     return (dead_letter or BusNames()).sibling(MEETING_STREAM, MEETING_SUBJECT_PREFIX, prefix)
 
 
-class CaseEventHandler:
+class CaseEventHandler(ServiceHandler[MeetingsService]):
     """Implements the consumer base's ``Handler`` for the meetings service."""
-
-    def __init__(self, service: MeetingsService) -> None:
-        self.service = service
-
-    def applied_through(self) -> int:
-        return self.service.applied_through()
 
     def apply(self, delivery: Delivery) -> bool:
         return self.service.apply_case_event(
@@ -77,9 +71,6 @@ class CaseEventHandler:
                 for d in deliveries
             ]
         )
-
-    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
-        self.service.pass_over(stream_sequence, event_id)
 
 
 class MeetingEventLog(StoredEventLog[StoredMeetingEvent]):

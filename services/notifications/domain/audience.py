@@ -30,9 +30,9 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from services.shared.access import Grant, PersonKey, grants, person_covered
-from services.shared.ics import identity_from_json, identity_to_json, meeting_uid
-from vss_contracts.meeting_events import Invitee, MeetingKind
+from services.shared.access import Grant, PersonKey, consent_in_force, kept_grants, person_covered
+from services.shared.ics import CalendarEntry, identity_from_json, identity_to_json
+from vss_contracts.meeting_events import Invitee
 from vss_contracts.notification_events import Recipient
 
 # Why a message decided earlier is cancelled instead of sent (the delivery record's reason).
@@ -120,32 +120,9 @@ class Person:
 
 
 @dataclass
-class MeetingCopy:
-    """The notifications service's copy of one meeting (enough for its calendar entry)."""
-
-    meeting_id: UUID
-    case_id: UUID
-    kind: MeetingKind
-    starts_at: datetime
-    ends_at: datetime
-    sequence: int
-    invitees: dict[str, Invitee]
-    location: str | None = None
-    cancelled: bool = False
-    agenda: list[str] = field(default_factory=list)
-    proposed: bool = False  # the schedule's suggestion: its invitees are told once it is confirmed
-
-    @property
-    def uid(self) -> str:
-        return meeting_uid(self.meeting_id)
-
-    @property
-    def partstats(self) -> dict[str, str]:
-        return {}  # an invitation asks; the answers are the meetings service's to show
-
-    @property
-    def is_cancelled(self) -> bool:
-        return self.cancelled
+class MeetingCopy(CalendarEntry):
+    """The notifications service's copy of one meeting (enough for its calendar entry). A
+    proposed one is the schedule's suggestion: its invitees are told once it is confirmed."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -153,7 +130,7 @@ class MeetingCopy:
             "sequence": self.sequence,
             "invitees": [i.model_dump(mode="json") for i in self.invitees.values()],
             "location": self.location,
-            "cancelled": self.cancelled,
+            "cancelled": self.is_cancelled,
             "agenda": list(self.agenda),
             "proposed": self.proposed,
         }
@@ -166,7 +143,7 @@ class MeetingCopy:
             sequence=value["sequence"],
             invitees={i.invitee_id: i for i in invitees},
             location=value["location"],
-            cancelled=value["cancelled"],
+            is_cancelled=value["cancelled"],
             agenda=list(value.get("agenda", [])),  # not kept before agendas
             proposed=value.get("proposed", False),
         )
@@ -235,20 +212,10 @@ class Audience:
         """Who may see the case (the shared rule's grants): the coordinators' organisations,
         those the consent in force covers until its ``valid_until``, and the opener's until a
         consent is given."""
-        coordinating = [c.organisation_id for c in self.coordinators.values() if c.organisation_id]
-        until = self.consent_valid_until.isoformat() if self.consent_valid_until else None
-        return grants(
-            coordinating,
-            self.consent_orgs or (),
-            until,
-            opened_by=self.opened_by,
-            consent_given=self.consent_given,
-        )
+        return kept_grants(self, (c.organisation_id for c in self.coordinators.values() if c.organisation_id))
 
     def consent_in_force(self, today: date) -> bool:
-        return self.consent_orgs is not None and (
-            self.consent_valid_until is None or self.consent_valid_until >= today
-        )
+        return consent_in_force(self, today)
 
     def covered(self, person: Person, today: date) -> bool:
         """Whether the consent lets ``person`` be told on ``today``: the rule above, which is

@@ -449,7 +449,7 @@ def _cancelled(audience: Audience, data: me.MeetingCancelled, today: date) -> Ou
     meeting = audience.meetings.get(str(data.meeting_id))
     if meeting is None:
         return Outcome()
-    meeting.sequence, meeting.cancelled = data.sequence, True
+    meeting.sequence, meeting.is_cancelled = data.sequence, True
     return Outcome(_cancel(audience, today, meeting, meeting.invitees.values()))
 
 

@@ -21,6 +21,7 @@ so the log's positions are in commit order on PostgreSQL too.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -537,8 +538,5 @@ def _insert_deliveries(tx: Tx, deliveries: Sequence[NewDelivery], adopted: dict[
 
 def migrate(url: str) -> None:
     """Create the notifications store's tables (idempotent)."""
-    store = NotificationStore(url)
-    try:
+    with contextlib.closing(NotificationStore(url)) as store:
         store.migrate()
-    finally:
-        store.close()

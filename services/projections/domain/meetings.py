@@ -15,7 +15,6 @@ published (JSON values), the rebuild's decoding and the live consumer's alike.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -24,10 +23,10 @@ import orjson
 
 from services.projections.domain.events import MeetingRecord
 from services.shared.dispatch import EventHandlers
-from services.shared.ics import meeting_uid, published_meeting
+from services.shared.ics import CalendarEntry, meeting_uid, published_meeting
 from vss_contracts import meeting_events as me
 from vss_contracts.chain import GENESIS_HASH
-from vss_contracts.meeting_events import Invitee, MeetingKind
+from vss_contracts.meeting_events import MeetingKind
 
 # A meeting as its row holds it, keyed by COLUMNS (``invitees`` as a list of dicts).
 Meeting = dict[str, Any]
@@ -284,31 +283,10 @@ def answer(meeting: Meeting) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------- the calendar entry
-@dataclass(frozen=True, slots=True)
-class CalendarMeeting:
-    """A meeting of the read model as :class:`services.shared.ics.Meeting` wants it."""
-
-    meeting_id: UUID
-    case_id: UUID
-    kind: MeetingKind
-    starts_at: datetime
-    ends_at: datetime
-    sequence: int
-    location: str | None
-    is_cancelled: bool
-    invitees: Mapping[str, Invitee] = field(default_factory=dict)  # a published entry names nobody
-    agenda: tuple[str, ...] = ()
-    proposed: bool = False
-    partstats: Mapping[str, str] = field(default_factory=dict)  # nobody named, nobody's answer
-
-    @property
-    def uid(self) -> str:
-        return meeting_uid(self.meeting_id)
-
-
-def calendar_entry(meeting: Mapping[str, Any]) -> CalendarMeeting:
+def calendar_entry(meeting: Mapping[str, Any]) -> CalendarEntry:
     """The calendar entry of a meeting as the read model gives it (a row, or a query's answer)."""
-    return CalendarMeeting(
+    # A published entry names nobody: no invitees.
+    return CalendarEntry(
         meeting_id=UUID(str(meeting["meeting_id"])),
         case_id=UUID(str(meeting["case_id"])),
         kind=MeetingKind(meeting["kind"]),
@@ -317,7 +295,7 @@ def calendar_entry(meeting: Mapping[str, Any]) -> CalendarMeeting:
         sequence=int(meeting["sequence"]),
         location=meeting["location"],
         is_cancelled=meeting["status"] == CANCELLED,
-        agenda=tuple(meeting.get("agenda") or ()),
+        agenda=list(meeting.get("agenda") or ()),
         proposed=bool(meeting.get("proposed", False)),
     )
 

@@ -37,7 +37,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 from nats.aio.client import Client
@@ -139,6 +139,30 @@ class BatchHandler(Handler, Protocol):
         """Apply the events in order, each with its sequence, in one transaction; the number
         applied (a sequence already recorded is skipped). Raises, changing nothing, on failure."""
         ...
+
+
+class ConsumingService(Protocol):
+    """A service that keeps its own consumer position beside what it applies."""
+
+    def applied_through(self) -> int: ...
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None: ...
+
+
+_Service = TypeVar("_Service", bound=ConsumingService)
+
+
+class ServiceHandler(Generic[_Service]):
+    """A :class:`Handler` over a service that keeps its own consumer position: a subclass
+    says how a delivery is applied; the position is the service's."""
+
+    def __init__(self, service: _Service) -> None:
+        self.service = service
+
+    def applied_through(self) -> int:
+        return self.service.applied_through()
+
+    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
+        self.service.pass_over(stream_sequence, event_id)
 
 
 class PermanentFailure(Exception):

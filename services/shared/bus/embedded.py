@@ -9,6 +9,7 @@ started.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from services.shared.files import append_private
+from services.shared.processes import stop_process, wait_ready
 
 
 class NatsServerUnavailable(RuntimeError):
@@ -143,26 +145,15 @@ class EmbeddedNatsServer:
             return False
 
     def wait_ready(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                return False
-            if self.healthy():
-                return True
-            time.sleep(0.05)
-        return False
+        return wait_ready(
+            self.healthy, lambda: self.process is None or self.process.poll() is None, timeout, 0.05
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully (SIGTERM lets JetStream flush), then kill if it hangs."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_process(process, signal.SIGTERM, timeout)
 
     def kill(self) -> None:
         """SIGKILL (fault tests): no flush, like a crash."""

@@ -9,7 +9,7 @@ position after every wake *or* timeout, so a lost wake delays events by one poll
 
 Every relay over a local store wakes this way: the case store's, and the meetings,
 notifications and sharing services' outboxes (:func:`store_bell` for their writers,
-:func:`store_waiter` for their relays).
+:func:`outbox_relay` for their relays).
 
 One relay holds the socket: whoever holds an exclusive ``flock`` on ``<store>.relay-wake.lock``
 (released by the kernel when its process dies). Only the holder binds, so a socket file
@@ -26,10 +26,12 @@ import os
 import socket
 import stat
 import time
+from typing import Any
 
 import structlog
 
-from services.shared.bus.relay import LogWaiter, PollingWaiter
+from services.shared.bus.names import BusNames
+from services.shared.bus.relay import EventLog, LogWaiter, PollingWaiter, Relay, RelaySettings
 from services.shared.eventstore import EventStoreUrl
 from services.shared.settings import BusSettings
 
@@ -101,10 +103,24 @@ def store_waiter(store: EventStoreUrl, *, wake: bool = True, bound_wait: float =
     return PollingWaiter()
 
 
-def relay_waiter(settings: BusSettings, store: EventStoreUrl) -> LogWaiter:
-    """:func:`store_waiter` as the service's settings say (``VSS_RELAY_WAKE``,
-    ``VSS_RELAY_WAKE_POLL_INTERVAL``)."""
-    return store_waiter(store, wake=settings.relay_wake, bound_wait=settings.relay_wake_poll_interval)
+def outbox_relay(
+    log: EventLog[Any],
+    settings: BusSettings,
+    store: EventStoreUrl,
+    names: BusNames,
+    *,
+    name: str,
+    relay_settings: RelaySettings | None = None,
+) -> Relay:
+    """The relay of a service's outbox in ``store`` to the stream ``names`` name, on the
+    settings' NATS, waiting as they say (``VSS_RELAY_WAKE``, ``VSS_RELAY_WAKE_POLL_INTERVAL``)."""
+    return Relay(
+        log,
+        settings.nats(),
+        settings=relay_settings or RelaySettings(names=names, replicas=settings.nats_replicas),
+        waiter=store_waiter(store, wake=settings.relay_wake, bound_wait=settings.relay_wake_poll_interval),
+        name=name,
+    )
 
 
 class WakeWaiter:

@@ -18,7 +18,7 @@ from dataclasses import replace
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
-from services.shared.bus.consumer import Delivery
+from services.shared.bus.consumer import Delivery, ServiceHandler
 from services.shared.bus.names import BusNames
 from services.shared.bus.outbox import outbox_message
 from services.shared.bus.relay import OutboxMessage
@@ -89,23 +89,14 @@ async def check_stream_not_ahead(nats_url: str, names: BusNames, store: SharingS
         )
 
 
-class CaseEventHandler:
+class CaseEventHandler(ServiceHandler[SharingService]):
     """Implements the consumer base's ``Handler`` for the sharing service."""
-
-    def __init__(self, service: SharingService) -> None:
-        self.service = service
-
-    def applied_through(self) -> int:
-        return self.service.applied_through()
 
     def apply(self, delivery: Delivery) -> bool:
         return self.service.apply(incoming(delivery))
 
     def apply_batch(self, deliveries: Sequence[Delivery]) -> int:
         return self.service.apply_many([incoming(delivery) for delivery in deliveries])
-
-    def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
-        self.service.pass_over(stream_sequence, event_id)
 
 
 def incoming(delivery: Delivery) -> IncomingEvent:

@@ -12,6 +12,7 @@ later.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -164,8 +165,5 @@ class SharingStore(SqlStore[Tx]):
 
 def migrate(url: str) -> None:
     """Create the sharing store's tables (idempotent)."""
-    store = SharingStore(url)
-    try:
+    with contextlib.closing(SharingStore(url)) as store:
         store.migrate()
-    finally:
-        store.close()
