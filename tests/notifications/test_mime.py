@@ -181,6 +181,7 @@ def test_the_multipart_boundaries_are_the_email_packages_kind() -> None:
         {"headers": {"Auto-Submitted": "auto-replied"}},  # replacing a header the channel sets
         {"headers": {"X-Note": "Anteckning åäö"}},
         {"subject": "Looks =?utf-8?b?w6U=?= encoded"},  # a reader decodes what it writes as it is
+        {"subject": " leading blank"},  # a reader drops the email package's leading blanks
         {"attachments": (Attachment("bilaga – plan.pdf", "application/pdf", b"%PDF"),)},
     ],
     ids=[
@@ -189,6 +190,7 @@ def test_the_multipart_boundaries_are_the_email_packages_kind() -> None:
         "replaced-header",
         "non-ascii-header",
         "encoded-word-in-subject",
+        "leading-blank-in-subject",
         "non-ascii-filename",
     ],
 )

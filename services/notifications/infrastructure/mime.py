@@ -131,6 +131,8 @@ def _subject(subject: str) -> bytes | None:
     ASCII words stay legible in the raw message, as the email package writes them)."""
     if not subject.isprintable() or "=?" in subject:  # CR, LF (a header injected), controls
         return None  # '=?' reads as an encoded word where the email package writes it as it is
+    if subject[:1].isspace():  # a reader drops the email package's leading blanks: its way, then
+        return None
     if subject.isascii() and subject == subject.strip() and len(subject) + 9 <= _LINE:
         return b"Subject: " + subject.encode()
     words: list[str] = []
