@@ -219,6 +219,7 @@ def bootstrap_notifications(
             password=settings.smtp_password,
             starttls=settings.smtp_starttls,
             clock=clock,
+            connections=settings.smtp_connections,
         ),
         Channel.WEBHOOK: WebhookChannel(clock=clock),
         Channel.SMS: SmsFileChannel(settings.sms_dir(), clock=clock),

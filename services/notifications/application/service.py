@@ -123,7 +123,7 @@ class Policy:
     case_link: str = "http://127.0.0.1:8001/v1/cases/{case_id}"
     ack_link: str = "http://127.0.0.1:8003/v1/acknowledgements/{delivery_key}?signature={signature}"
     batch: int = 100
-    concurrency: int = 8
+    concurrency: int = 16  # lanes per channel at most (a channel says how many it runs)
     organisations: Mapping[str, Organisation] = field(default_factory=dict)
     plan_links: PlanLinks | None = None  # None: messages carry no plan link
     answer_links: AnswerLinks | None = None  # None: invitations carry no answer link
