@@ -9,9 +9,11 @@
   one by one (pending -> sending, a conditional update: a cancellation recorded first
   wins and the message never leaves), rendered and handed to their channel; the outcome
   and its record event (NotificationSent / NotificationFailed) are stored in one
-  transaction, with the claim of the channel's next message (one commit per message),
-  before that message is handed over. A cancellation that comes after the claim changes nothing and records
-  nothing: the message is on its way and is recorded as what it became. Temporary
+  transaction, with the claim of the lane's next message (one commit per message),
+  before that message is handed over. A channel sends on several lanes (SMTP: one per
+  connection), never two messages to one recipient at once (ADR 0025). A cancellation
+  that comes after the claim changes nothing and records nothing: the message is on its
+  way and is recorded as what it became. Temporary
   failures are retried with exponential backoff up to ``max_attempts``. Every claim, retry
   and recovery asks the audience's one rule (:meth:`Audience.why_not_told`, the one the
   cancellation at event time asks too): a message decided before its recipient left the
@@ -565,6 +567,9 @@ class NotificationsService:
         for row in rows:
             by_channel.setdefault(row.channel, []).append(row)
         full = len(rows) >= self.policy.batch
+        if full and channel is None:  # a full batch may have left a channel's rows unread
+            for sender in self.channels:
+                by_channel.setdefault(sender.value, [])
         channels = [
             self._deliver_channel(of, due, now, full=full, decided=decided, seen=seen)
             for of, due in by_channel.items()

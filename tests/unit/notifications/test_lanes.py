@@ -308,3 +308,31 @@ def test_one_recipient_alone_is_sent_in_order_on_any_number_of_lanes(concurrency
     world.deliver()
     assert [m.delivery_key for m in email.sent] == keys
     assert email.most_at_once == 1
+
+
+def test_a_full_batch_of_one_channel_leaves_no_other_channel_unsent() -> None:
+    world, email, keys = busy_world({f"r{n}@x.se": 1 for n in range(4)})
+    world.service.policy = replace(world.service.policy, batch=2)
+    text = NewDelivery(
+        delivery_key="sms-1",
+        case_id=str(world.case_id),
+        cause_event_id="event-sms",
+        cause_event_type="CoordinatorAssigned",
+        template="coordinator_assigned",
+        person=world.rows()[0].person,
+        channel="sms",
+        address="0701234500",
+        context={},
+        calendar=None,
+        calendar_method=None,
+        urgent=False,
+        warning_id=None,
+        message_id="<sms-1@vss.se>",
+        created_at=iso(START - timedelta(microseconds=1)),  # after every e-mail: not read first
+    )
+    world.store.record_decisions(
+        Decisions("test", 2, "decided-sms", str(world.case_id), iso(START), None, deliveries=[text])
+    )
+    assert world.deliver() == len(keys) + 1
+    assert sorted(m.delivery_key for m in email.sent) == sorted(keys)
+    assert [m.delivery_key for m in world.sms.sent] == ["sms-1"]
