@@ -135,8 +135,10 @@ class NotificationsParts:
 
         wakes = {channel: asyncio.Event() for channel in self.channels}
 
+        seen = dict(self.service.decided_on)
+
         async def fan_out(until: asyncio.Event) -> None:
-            """Pass each wake-up on to every channel's loop."""
+            """Pass each wake-up on to the loops of the channels something was decided for."""
             while not until.is_set():
                 waits = [asyncio.ensure_future(until.wait()), asyncio.ensure_future(self.wake.wait())]
                 try:
@@ -146,8 +148,11 @@ class NotificationsParts:
                         waiting.cancel()
                 if self.wake.is_set():
                     self.wake.clear()
-                    for event in wakes.values():
-                        event.set()
+                    for channel, event in wakes.items():
+                        decided = self.service.decided_on.get(channel.value, 0)
+                        if decided != seen.get(channel.value):
+                            seen[channel.value] = decided
+                            event.set()
 
         def every(step: Callable[[], Awaitable[None]], wake: asyncio.Event | None) -> Loop:
             async def run(until: asyncio.Event) -> None:

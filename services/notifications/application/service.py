@@ -248,8 +248,10 @@ class NotificationsService:
         self._batching = threading.local()  # a batch of events being applied in this thread
         # How often urgent deliveries were decided: a pass sending non-urgent ones looks again.
         self._urgent_decided = 0
-        # How often deliveries were decided: a channel that has sent its rows looks again.
-        self._decisions = 0
+        # How often deliveries were committed, per channel: a channel that has sent its rows
+        # looks again, and the sender wakes only the channels that have something new. Every
+        # channel's key is there from the start (read from another thread than it is written).
+        self.decided_on: dict[str, int] = {channel.value: 0 for channel in Channel}
 
     # -------------------------------------------------------------------------- decide
     def apply(
@@ -347,12 +349,10 @@ class NotificationsService:
             except AlreadyApplied:
                 return False
             self.counters.decided += len(deliveries)
-            if deliveries:
-                self._decisions += 1
             if any(d.urgent for d in deliveries):
                 self._urgent_decided += 1
         if deliveries:
-            self._decided()
+            self._decided({d.channel for d in deliveries})
         return True
 
     def _pass(
@@ -390,20 +390,30 @@ class NotificationsService:
         position of the last, or none of them; the sender is woken once, after the commit (it
         would not see deliveries not committed yet)."""
         self._batching.decided = False
+        self._batching.channels = set()
         self._batching.active = True
         try:
             with self.store.lock, self.store.transaction():
                 yield
         finally:
             self._batching.active = False
+        self._count(self._batching.channels)
         if self._batching.decided and self.on_decided is not None:
             self.on_decided()
 
-    def _decided(self) -> None:
+    def _decided(self, channels: set[str]) -> None:
         if getattr(self._batching, "active", False):
             self._batching.decided = True
-        elif self.on_decided is not None:
+            self._batching.channels |= channels
+            return
+        self._count(channels)
+        if self.on_decided is not None:
             self.on_decided()
+
+    def _count(self, channels: Iterable[str]) -> None:
+        """Deliveries for ``channels`` are committed: their senders look again."""
+        for channel in channels:
+            self.decided_on[channel] += 1
 
     def _deliveries(
         self,
@@ -560,7 +570,7 @@ class NotificationsService:
         its own (:meth:`_deliver_channel`): none waits for another's sends.
         """
         now = now or self.clock.now()
-        decided, seen = self._decisions, self._urgent_decided
+        decided, seen = dict(self.decided_on), self._urgent_decided
         name = None if channel is None else channel.value
         rows = await asyncio.to_thread(self.store.due, iso(now), self.policy.batch, name)
         by_channel: dict[str, list[DeliveryRow]] = {}
@@ -571,7 +581,7 @@ class NotificationsService:
             for sender in self.channels:
                 by_channel.setdefault(sender.value, [])
         channels = [
-            self._deliver_channel(of, due, now, full=full, decided=decided, seen=seen)
+            self._deliver_channel(of, due, now, full=full, decided=decided[of], seen=seen)
             for of, due in by_channel.items()
         ]
         return sum(await asyncio.gather(*channels))
@@ -593,9 +603,9 @@ class NotificationsService:
                     *(self._lane(channel, queue, lane, look_again) for lane in range(self._lanes_of(channel)))
                 )
             )
-            if not (queue or full or self._decisions != decided):
+            if not (queue or full or self.decided_on[channel] != decided):
                 return attempts
-            decided, seen = self._decisions, self._urgent_decided
+            decided, seen = self.decided_on[channel], self._urgent_decided
             # Deliveries decided since ``now`` are due when decided: read at the time of now.
             now = max(now, self.clock.now())
             rows = await asyncio.to_thread(self.store.due, iso(now), self.policy.batch, channel)
@@ -1009,7 +1019,7 @@ class NotificationsService:
                 )
                 if self.store.escalate(alert.warning_id, iso(now), deliveries, record):
                     escalated += 1
-                    self._decisions += 1
+                    self._count({d.channel for d in deliveries})
                     self.counters.escalated += 1
                     log.warning(
                         "notifications.escalated", warning=alert.warning_id, deliveries=len(deliveries)
