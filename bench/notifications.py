@@ -408,8 +408,8 @@ def traced(parts: NotificationsParts) -> Trace:
         trace.apply[delivery.event.id] = (started, now())
         return applied
 
-    def timed_due(at: str, limit: int) -> list[DeliveryRow]:
-        rows = due(at, limit)
+    def timed_due(at: str, limit: int, channel: str | None = None) -> list[DeliveryRow]:
+        rows = due(at, limit, channel)
         returned = now()
         for row in rows:
             trace.due.setdefault(row.delivery_key, returned)

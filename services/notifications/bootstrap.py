@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -44,7 +45,7 @@ from services.shared.bus.names import BusNames
 from services.shared.bus.relay import Relay
 from services.shared.bus.wake import outbox_relay
 from services.shared.clock import SystemClock
-from services.shared.serve import repeat, run_tasks
+from services.shared.serve import Loop, repeat, run_tasks
 from services.shared.settings import AuthSettings
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.meeting_events import decode_meeting_event
@@ -111,28 +112,65 @@ class NotificationsParts:
 
     async def sender(self, stop: asyncio.Event) -> None:
         """Deliver what is due and escalate unacknowledged warnings: at once when the consumers
-        record new deliveries, else every ``sender_interval`` s (retries and escalations)."""
+        record new deliveries, else every ``sender_interval`` s (retries and escalations).
+        Each channel is sent on its own loop, so that none waits for another's sends (an
+        urgent e-mail not for SMS files being written, ADR 0025)."""
 
         case_consumer = next(c for c in self.consumers if c.settings.durable == CASE_CONSUMER)
+        # Nothing leaves, and no alert is escalated, until the case stream has been read to
+        # its end once since start: after a stop (or rebuilding from history) a consent
+        # withdrawal, a member leaving or a warning's resolution may be among the case events
+        # not yet applied, and the look before sending asks the state they make.
 
-        async def send() -> None:
-            # Nothing leaves, and no alert is escalated, until the case stream has been read
-            # to its end once since start: after a stop (or rebuilding from history) a consent
-            # withdrawal, a member leaving or a warning's resolution may be among the case
-            # events not yet applied, and the look before sending asks the state they make.
-            if not case_consumer.reached_end:
-                return
-            await asyncio.to_thread(self.service.escalate_due)
-            await self.service.deliver_due()
+        async def escalate() -> None:
+            if case_consumer.reached_end:
+                await asyncio.to_thread(self.service.escalate_due)
 
-        await repeat(
-            send,
-            stop,
-            self.settings.sender_interval,
-            log=log,
-            failed="notifications.sender_failed",
-            wake=self.wake,
-        )
+        def deliver(channel: Channel) -> Callable[[], Awaitable[None]]:
+            async def send() -> None:
+                if case_consumer.reached_end:
+                    await self.service.deliver_due(channel=channel)
+
+            return send
+
+        wakes = {channel: asyncio.Event() for channel in self.channels}
+
+        seen = dict(self.service.decided_on)
+
+        async def fan_out(until: asyncio.Event) -> None:
+            """Pass each wake-up on to the loops of the channels something was decided for."""
+            while not until.is_set():
+                waits = [asyncio.ensure_future(until.wait()), asyncio.ensure_future(self.wake.wait())]
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiting in waits:
+                        waiting.cancel()
+                if self.wake.is_set():
+                    self.wake.clear()
+                    for channel, event in wakes.items():
+                        decided = self.service.decided_on.get(channel.value, 0)
+                        if decided != seen.get(channel.value):
+                            seen[channel.value] = decided
+                            event.set()
+
+        def every(step: Callable[[], Awaitable[None]], wake: asyncio.Event | None) -> Loop:
+            async def run(until: asyncio.Event) -> None:
+                await repeat(
+                    step,
+                    until,
+                    self.settings.sender_interval,
+                    log=log,
+                    failed="notifications.sender_failed",
+                    wake=wake,
+                )
+
+            return run
+
+        loops: dict[str, Loop] = {"sender-wake": fan_out, "escalation": every(escalate, None)}
+        for channel, wake in wakes.items():
+            loops[f"sender-{channel.value}"] = every(deliver(channel), wake)
+        await run_tasks(stop, loops)
 
     def close(self) -> None:
         self.store.close()
@@ -186,6 +224,7 @@ def bootstrap_notifications(
             password=settings.smtp_password,
             starttls=settings.smtp_starttls,
             clock=clock,
+            connections=settings.smtp_connections,
         ),
         Channel.WEBHOOK: WebhookChannel(clock=clock),
         Channel.SMS: SmsFileChannel(settings.sms_dir(), clock=clock),

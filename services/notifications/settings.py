@@ -111,6 +111,12 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings, Plan
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
+    smtp_connections: int = Field(
+        default=4,
+        ge=1,
+        le=16,
+        description="SMTP connections at once, one message in flight on each (ADR 0025)",
+    )
     mail_from_name: str = "VSS vård- och stödsamordning"
     mail_from_address: EmailStr = "noreply@vss.example.se"
     notify_language: str = Field(default="sv", pattern="^(sv|en)$")

@@ -98,6 +98,7 @@ class World:
         store_url: str | None = None,
         sink: type[MailSink] = MailSink,
         store: type[NotificationStore] = NotificationStore,
+        connections: int = 1,
     ) -> None:
         self.clock = FixedClock(START)
         self.sink_dir = tmp / "mail"
@@ -107,7 +108,9 @@ class World:
         self.loop.run_until_complete(self.sink.start())
         self.store = store(store_url or f"sqlite:///{tmp / 'notifications.sqlite'}")
         self.store.migrate()
-        self.smtp = SmtpChannel("127.0.0.1", self.sink.port, sender=("VSS", "noreply@vss.example.se"))
+        self.smtp = SmtpChannel(
+            "127.0.0.1", self.sink.port, sender=("VSS", "noreply@vss.example.se"), connections=connections
+        )
         # The webhook is signed with the system clock: the receiver checks it against its own.
         self.webhook = WebhookChannel(timeout=5)
         channels: dict[Channel, ChannelSender] = {

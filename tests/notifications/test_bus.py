@@ -65,7 +65,10 @@ class Recorder:
     """aiosmtpd handler: records each accepted message's Message-ID and recipients.
 
     ``hold()`` makes it stop answering RCPT (a server that stalls mid-conversation), so a
-    test can kill the sender while no message is between "accepted" and "recorded".
+    test can kill the sender while no message is between "accepted" and "recorded": once
+    nothing more is accepted (:meth:`quiet`), each of the sender's SMTP lanes waits in a
+    conversation or has nothing left, and a lane stores a message's outcome before it starts
+    its next one.
     """
 
     def __init__(self) -> None:
@@ -98,6 +101,19 @@ class Recorder:
     def hold(self) -> None:
         self.waiting.clear()
         self.open.clear()
+
+    def quiet(self, still: float = 0.5, timeout: float = 10) -> bool:
+        """Wait until no message was accepted for ``still`` s; False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        count, since = len(self.message_ids()), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = len(self.message_ids())
+            if now != count:
+                count, since = now, time.monotonic()
+            elif time.monotonic() - since >= still:
+                return True
+        return False
 
 
 @pytest.fixture
@@ -362,6 +378,7 @@ def test_sigkill_mid_run_and_a_restart_send_nothing_twice(
             assert wait_until(lambda: len(recorder.message_ids()) >= 8, 30), "nothing was sent"
             recorder.hold()
             assert recorder.waiting.wait(10)
+            assert recorder.quiet()  # the other SMTP lanes are held too, or done
             process.send_signal(signal.SIGKILL)
             process.wait(10)
             accepted_before = len(recorder.message_ids())

@@ -188,6 +188,42 @@ def test_smtp_reuses_its_connection_and_survives_a_server_restart() -> None:
     assert sessions[0] == sessions[1] != sessions[2]
 
 
+class SlowCollector(Collector):
+    """Takes a moment over each message, so that sends on several connections overlap."""
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        await asyncio.sleep(0.02)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_smtp_sends_on_up_to_its_connections_at_once_and_one_at_a_trickle() -> None:
+    handler = SlowCollector()
+
+    async def main() -> None:
+        async with smtp_server(handler) as port:
+            channel = smtp_channel(port, connections=3)
+            assert channel.concurrency == 3
+            await asyncio.gather(*(channel.send(email_message(f"burst-{n}")) for n in range(9)))
+            for n in range(3):  # one after the other: the connection used last each time
+                await channel.send(email_message(f"trickle-{n}"))
+            await channel.close()
+
+    run(main())
+
+    burst = [m.session for m in handler.messages if "burst" in str(m.parsed()["Message-ID"])]
+    trickle = [m.session for m in handler.messages if "trickle" in str(m.parsed()["Message-ID"])]
+    assert len(burst) == 9
+    assert len(set(burst)) == 3  # three connections, each reused
+    assert len(set(trickle)) == 1
+    assert trickle[0] in set(burst)
+
+
+def test_smtp_connections_out_of_range_are_refused() -> None:
+    for connections in (0, 17):
+        with pytest.raises(ValueError, match="connections must be 1 to 16"):
+            smtp_channel(1025, connections=connections)
+
+
 class DropsKeptConnections(Collector):
     """Hangs up on a session's second message (a relay closing idle connections), as the
     sender finds out only when it sends on it."""

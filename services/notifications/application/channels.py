@@ -62,7 +62,7 @@ class PermanentFailure(DeliveryError):
 
 class ChannelSender(Protocol):
     channel: Channel
-    # How many sends it runs at once (SMTP: one connection). The sender claims a delivery
+    # How many sends it runs at once (SMTP: one per connection). The sender claims a delivery
     # only once one of these is free: a claimed delivery queued behind the channel could
     # no longer be cancelled by a withdrawal recorded while it waits.
     concurrency: int

@@ -9,9 +9,11 @@
   one by one (pending -> sending, a conditional update: a cancellation recorded first
   wins and the message never leaves), rendered and handed to their channel; the outcome
   and its record event (NotificationSent / NotificationFailed) are stored in one
-  transaction, with the claim of the channel's next message (one commit per message),
-  before that message is handed over. A cancellation that comes after the claim changes nothing and records
-  nothing: the message is on its way and is recorded as what it became. Temporary
+  transaction, with the claim of the lane's next message (one commit per message),
+  before that message is handed over. A channel sends on several lanes (SMTP: one per
+  connection), never two messages to one recipient at once (ADR 0025). A cancellation
+  that comes after the claim changes nothing and records nothing: the message is on its
+  way and is recorded as what it became. Temporary
   failures are retried with exponential backoff up to ``max_attempts``. Every claim, retry
   and recovery asks the audience's one rule (:meth:`Audience.why_not_told`, the one the
   cancellation at event time asks too): a message decided before its recipient left the
@@ -37,7 +39,6 @@ import base64
 import hashlib
 import hmac
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,7 @@ from services.notifications.application.channels import (
     PermanentFailure,
     TemporaryFailure,
 )
+from services.notifications.application.lanes import RecipientQueue
 from services.notifications.application.ports import (
     AdoptedAlert,
     AdoptedOutcome,
@@ -123,7 +125,7 @@ class Policy:
     case_link: str = "http://127.0.0.1:8001/v1/cases/{case_id}"
     ack_link: str = "http://127.0.0.1:8003/v1/acknowledgements/{delivery_key}?signature={signature}"
     batch: int = 100
-    concurrency: int = 8
+    concurrency: int = 16  # lanes per channel at most (a channel says how many it runs)
     organisations: Mapping[str, Organisation] = field(default_factory=dict)
     plan_links: PlanLinks | None = None  # None: messages carry no plan link
     answer_links: AnswerLinks | None = None  # None: invitations carry no answer link
@@ -246,6 +248,10 @@ class NotificationsService:
         self._batching = threading.local()  # a batch of events being applied in this thread
         # How often urgent deliveries were decided: a pass sending non-urgent ones looks again.
         self._urgent_decided = 0
+        # How often deliveries were committed, per channel: a channel that has sent its rows
+        # looks again, and the sender wakes only the channels that have something new. Every
+        # channel's key is there from the start (read from another thread than it is written).
+        self.decided_on: dict[str, int] = {channel.value: 0 for channel in Channel}
 
     # -------------------------------------------------------------------------- decide
     def apply(
@@ -346,7 +352,7 @@ class NotificationsService:
             if any(d.urgent for d in deliveries):
                 self._urgent_decided += 1
         if deliveries:
-            self._decided()
+            self._decided({d.channel for d in deliveries})
         return True
 
     def _pass(
@@ -384,20 +390,30 @@ class NotificationsService:
         position of the last, or none of them; the sender is woken once, after the commit (it
         would not see deliveries not committed yet)."""
         self._batching.decided = False
+        self._batching.channels = set()
         self._batching.active = True
         try:
             with self.store.lock, self.store.transaction():
                 yield
         finally:
             self._batching.active = False
+        self._count(self._batching.channels)
         if self._batching.decided and self.on_decided is not None:
             self.on_decided()
 
-    def _decided(self) -> None:
+    def _decided(self, channels: set[str]) -> None:
         if getattr(self._batching, "active", False):
             self._batching.decided = True
-        elif self.on_decided is not None:
+            self._batching.channels |= channels
+            return
+        self._count(channels)
+        if self.on_decided is not None:
             self.on_decided()
+
+    def _count(self, channels: Iterable[str]) -> None:
+        """Deliveries for ``channels`` are committed: their senders look again."""
+        for channel in channels:
+            self.decided_on[channel] += 1
 
     def _deliveries(
         self,
@@ -537,53 +553,81 @@ class NotificationsService:
         return recovered
 
     # ------------------------------------------------------------------------- deliver
-    async def deliver_due(self, now: datetime | None = None) -> int:
-        """Hand every delivery due by ``now`` to its channel; the number of attempts made.
+    async def deliver_due(self, now: datetime | None = None, channel: Channel | None = None) -> int:
+        """Hand every delivery due by ``now`` (of ``channel``, or of every channel) to its
+        channel; the number of attempts made.
 
         The due rows are read a batch at a time and sent through *lanes*: as many per channel
-        as it sends at once (SMTP one), each taking its channel's rows in the batch's order
-        (urgent first), one at a time. A lane stores the outcome of its last message in the
-        same transaction as the claim of its next one (:meth:`_claim`), and its last outcome
-        alone when it has no next: one commit per message, and still at most one message per
-        lane that a channel may have accepted and whose outcome is not stored (the window of
-        ADR 0007: the outcome is stored before the next message is handed over).
+        as it sends at once (SMTP: one per connection), taking the channel's rows in the
+        batch's order (urgent first), one at a time, from one :class:`RecipientQueue`: a
+        recipient's next message is taken, by any lane, only once the outcome of their message
+        before is stored, so two never travel at once nor overtake each other (ADR 0025). A
+        lane stores the outcome of its last message in the same transaction as the claim of
+        its next one (:meth:`_claim`), and its last outcome alone when it has no next: one
+        commit per message, and still at most one message per lane that a channel may have
+        accepted and whose outcome is not stored (the window of ADR 0007: the outcome is
+        stored before the lane's next message is handed over). Each channel reads again on
+        its own (:meth:`_deliver_channel`): none waits for another's sends.
         """
         now = now or self.clock.now()
+        decided, seen = dict(self.decided_on), self._urgent_decided
+        name = None if channel is None else channel.value
+        rows = await asyncio.to_thread(self.store.due, iso(now), self.policy.batch, name)
+        by_channel: dict[str, list[DeliveryRow]] = {}
+        for row in rows:
+            by_channel.setdefault(row.channel, []).append(row)
+        full = len(rows) >= self.policy.batch
+        if full and channel is None:  # a full batch may have left a channel's rows unread
+            for sender in self.channels:
+                by_channel.setdefault(sender.value, [])
+        channels = [
+            self._deliver_channel(of, due, now, full=full, decided=decided[of], seen=seen)
+            for of, due in by_channel.items()
+        ]
+        return sum(await asyncio.gather(*channels))
+
+    async def _deliver_channel(
+        self, channel: str, rows: list[DeliveryRow], now: datetime, *, full: bool, decided: int, seen: int
+    ) -> int:
+        """Send one channel's due ``rows`` through its lanes, then read its due rows again while
+        there may be more: the batch was full, the lanes stopped to look again, or deliveries
+        were decided meanwhile. A channel never waits for another's sends (an e-mail not for
+        the SMS files written beside it), nor for the next pass for what was decided while it
+        sent."""
         attempts = 0
         while True:
-            seen = self._urgent_decided
-            rows = await asyncio.to_thread(self.store.due, iso(now), self.policy.batch)
+            queue = RecipientQueue(rows)
+            look_again = partial(self._look_again, seen, queue)
+            attempts += sum(
+                await asyncio.gather(
+                    *(self._lane(channel, queue, lane, look_again) for lane in range(self._lanes_of(channel)))
+                )
+            )
+            if not (queue or full or self.decided_on[channel] != decided):
+                return attempts
+            decided, seen = self.decided_on[channel], self._urgent_decided
+            # Deliveries decided since ``now`` are due when decided: read at the time of now.
+            now = max(now, self.clock.now())
+            rows = await asyncio.to_thread(self.store.due, iso(now), self.policy.batch, channel)
             if not rows:
                 return attempts
-            queues: dict[str, deque[DeliveryRow]] = {}
-            for row in rows:
-                queues.setdefault(row.channel, deque()).append(row)
+            full = len(rows) >= self.policy.batch
 
-            look_again = partial(self._look_again, seen, queues)
-            lanes = [
-                self._lane(channel, queue, look_again)
-                for channel, queue in queues.items()
-                for _ in range(self._lanes_of(channel))
-            ]
-            attempts += sum(await asyncio.gather(*lanes))
-            if any(queues.values()):
-                continue  # stopped to look again
-            if len(rows) < self.policy.batch:
-                return attempts
-
-    def _look_again(self, seen: int, queues: Mapping[str, deque[DeliveryRow]]) -> bool:
+    def _look_again(self, seen: int, queue: RecipientQueue) -> bool:
         """Urgent deliveries decided since the rows were read must not wait behind the
         non-urgent ones still queued: the lanes stop, and the rows are read again (urgent
         first). Queued urgent ones go first anyway: no need then."""
-        return self._urgent_decided != seen and any(not r.urgent for queue in queues.values() for r in queue)
+        return self._urgent_decided != seen and any(not r.urgent for r in queue)
 
     def _lanes_of(self, channel: str) -> int:
         sender = self.channels.get(Channel(channel))
         return max(1, min(sender.concurrency if sender is not None else 1, self.policy.concurrency))
 
-    async def _lane(self, channel: str, rows: deque[DeliveryRow], look_again: Callable[[], bool]) -> int:
-        """Send ``rows`` (shared with the channel's other lanes) one at a time, until they are
-        sent or ``look_again`` says to stop; attempts made."""
+    async def _lane(
+        self, channel: str, rows: RecipientQueue, lane: int, look_again: Callable[[], bool]
+    ) -> int:
+        """Send the channel's ``rows`` (shared with its other lanes) one at a time, until they
+        are sent or ``look_again`` says to stop; attempts made."""
         made = 0
         # The channel's slot first, then each claim: a delivery waits for its channel while
         # still pending (a withdrawal meanwhile cancels it). Held for the lane's whole run, so
@@ -591,34 +635,52 @@ class NotificationsService:
         async with self._slot(channel):
             unsettled: tuple[DeliveryRow, AttemptOutcome] | None = None
             ahead: asyncio.Future[_Ahead | None] | None = None
-            while rows and not look_again():
-                row = rows.popleft()
-                claimed, settled = await asyncio.to_thread(self._claim, row, unsettled)
-                if unsettled is not None and settled is not None:
-                    self._report(unsettled[0], *settled)
-                unsettled = None
-                ready = await ahead if ahead is not None else None
-                ahead = None
-                if not claimed:
-                    continue
-                made += 1
-                if rows:
-                    # The next one's message is made while this one's send waits for the
-                    # server: on the loop, as it costs less than a hop to a worker thread.
-                    ahead = asyncio.get_running_loop().create_future()
-                    asyncio.get_running_loop().call_soon(_fulfil, ahead, self._made_ahead, rows[0])
-                try:
-                    if ready is None or ready.delivery_key != row.delivery_key:
-                        ready = None
-                    unsettled = (row, await self._send(row, row.attempts + 1, ready))
-                except Exception as error:
-                    # The outcome could not be built: settled as best it can be, not left
-                    # claimed until the next start.
-                    await asyncio.to_thread(self._unclaim, row, error)
-            if ahead is not None:
-                await ahead
-            if unsettled is not None:
-                self._report(unsettled[0], *await asyncio.to_thread(self._store_outcome, *unsettled))
+            try:
+                while rows and not look_again():
+                    row = rows.take(lane)
+                    if row is None:
+                        # Every recipient queued is on another lane: this lane's last outcome
+                        # is stored now (its recipient may be the one queued), then it waits.
+                        if unsettled is not None:
+                            stored = await asyncio.to_thread(self._store_outcome, *unsettled)
+                            self._report(unsettled[0], *stored)
+                            rows.release(lane, unsettled[0])
+                            unsettled = None
+                        else:
+                            await rows.changed()
+                        continue
+                    claimed, settled = await asyncio.to_thread(self._claim, row, unsettled)
+                    if unsettled is not None:
+                        if settled is not None:
+                            self._report(unsettled[0], *settled)
+                        rows.release(lane, unsettled[0])
+                    unsettled = None
+                    ready = await ahead if ahead is not None else None
+                    ahead = None
+                    if not claimed:
+                        rows.release(lane, row)
+                        continue
+                    made += 1
+                    if (following := rows.peek(lane)) is not None:
+                        # The next one's message is made while this one's send waits for the
+                        # server: on the loop, as it costs less than a hop to a worker thread.
+                        ahead = asyncio.get_running_loop().create_future()
+                        asyncio.get_running_loop().call_soon(_fulfil, ahead, self._made_ahead, following)
+                    try:
+                        if ready is None or ready.delivery_key != row.delivery_key:
+                            ready = None
+                        unsettled = (row, await self._send(row, row.attempts + 1, ready))
+                    except Exception as error:
+                        # The outcome could not be built: settled as best it can be, not left
+                        # claimed until the next start.
+                        await asyncio.to_thread(self._unclaim, row, error)
+                        rows.release(lane, row)
+                if ahead is not None:
+                    await ahead
+                if unsettled is not None:
+                    self._report(unsettled[0], *await asyncio.to_thread(self._store_outcome, *unsettled))
+            finally:
+                rows.leave(lane)
         return made
 
     def _slot(self, channel: str) -> asyncio.Semaphore:
@@ -957,10 +1019,13 @@ class NotificationsService:
                 )
                 if self.store.escalate(alert.warning_id, iso(now), deliveries, record):
                     escalated += 1
+                    self._count({d.channel for d in deliveries})
                     self.counters.escalated += 1
                     log.warning(
                         "notifications.escalated", warning=alert.warning_id, deliveries=len(deliveries)
                     )
+        if escalated and self.on_decided is not None:
+            self.on_decided()
         return escalated
 
     # --------------------------------------------------------------------- acknowledge

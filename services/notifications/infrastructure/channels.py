@@ -4,9 +4,9 @@ Each implements :class:`~services.notifications.application.channels.ChannelSend
 ``send`` delivers one rendered message or raises ``TemporaryFailure`` (retried with
 backoff) or ``PermanentFailure`` (recorded, never retried).
 
-- :class:`SmtpChannel` (aiosmtplib) keeps one SMTP connection and reuses it for the next
-  message while it is fresh (checked with ``NOOP`` after a pause); any failure closes it, so the next
-  attempt starts on a new connection. Sends are serialised on that connection.
+- :class:`SmtpChannel` (aiosmtplib) keeps a pool of SMTP connections, one message at a time
+  on each, and reuses each for the next message while it is fresh (checked with ``NOOP``
+  after a pause); any failure closes it, so the next attempt starts on a new connection.
 - :class:`WebhookChannel` (httpx) POSTs the payload as JSON, signed as
   :mod:`vss_contracts.webhooks` describes; it never sends an unsigned request.
 - :class:`SmsFileChannel` writes each SMS as a JSON file for a gateway to pick up; an SMS
@@ -141,13 +141,31 @@ def build_email(message: OutgoingMessage, sender: tuple[str, str], date: datetim
     return email
 
 
+class _Connection:
+    """One kept SMTP connection of the pool, and when it was last used."""
+
+    __slots__ = ("client", "last_used")
+
+    def __init__(self) -> None:
+        self.client: aiosmtplib.SMTP | None = None
+        self.last_used = 0.0
+
+    def drop(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            client.close()
+
+
 class SmtpChannel:
-    """E-mail over SMTP (aiosmtplib).
+    """E-mail over SMTP (aiosmtplib), on up to ``connections`` connections at once.
 
     ``starttls``: ``True`` requires STARTTLS, ``False`` never uses it, ``None`` uses it when
     the server offers it; ``use_tls`` is implicit TLS (port 465).
 
-    One connection is kept and reused for the next message if it was used within
+    Each send takes a connection of its own from the pool (the one used last first, so that
+    at a trickle one connection carries everything and the others time out), so up to
+    ``connections`` messages are in flight, one per connection, and the sender runs as many
+    lanes (ADR 0025). A connection is reused for the next message if it was used within
     ``idle_seconds`` and still answers ``NOOP`` (used within the last second: without the
     NOOP; if it turns out to be gone, the message is sent at once on a new connection);
     otherwise (and after any failure) a new one is opened. Call :meth:`close` on shutdown.
@@ -161,7 +179,6 @@ class SmtpChannel:
     """
 
     channel: Channel = Channel.EMAIL
-    concurrency: int = 1  # one kept connection: the next message waits for it
 
     def __init__(
         self,
@@ -178,10 +195,14 @@ class SmtpChannel:
         local_hostname: str | None = None,
         idle_seconds: float = 30.0,
         clock: Clock | None = None,
+        connections: int = 1,
     ) -> None:
+        if not 1 <= connections <= MAX_CONNECTIONS:
+            raise ValueError(f"connections must be 1 to {MAX_CONNECTIONS}, not {connections}")
         self.host = host
         self.port = port
         self.sender = sender
+        self.concurrency = connections  # sends at once: one per connection
         self._username = username
         self._password = password
         self._starttls = starttls
@@ -191,12 +212,13 @@ class SmtpChannel:
         self._local_hostname = local_hostname
         self._idle_seconds = idle_seconds
         self._clock: Clock = clock or SystemClock()
-        self._client: aiosmtplib.SMTP | None = None
-        self._last_used = 0.0
+        self._connections = [_Connection() for _ in range(connections)]
+        self._free = list(self._connections)  # not sending now; the last one used at the end
+        self._slots = asyncio.Semaphore(connections)
         self._sender_line = _sender_line(sender)
         # Messages built ahead (:meth:`prepare`), by delivery key: the bytes or the e-mail.
         self._ahead: dict[str, bytes | EmailMessage] = {}
-        self._lock = asyncio.Lock()
+        self._ahead_at_most = _AHEAD * connections
 
     def prepare(self, message: OutgoingMessage) -> None:
         """Build the e-mail's bytes ahead of :meth:`send` (on the loop, while the connection
@@ -207,7 +229,7 @@ class SmtpChannel:
             return
         ahead = self._ahead
         ahead[message.delivery_key] = built
-        while len(ahead) > _AHEAD:  # built for messages that did not go (cancelled meanwhile)
+        while len(ahead) > self._ahead_at_most:  # built for messages that did not go (cancelled)
             ahead.pop(next(iter(ahead)), None)
 
     async def send(self, message: OutgoingMessage) -> None:
@@ -217,25 +239,34 @@ class SmtpChannel:
                 built = email_of(message, self.sender, self._sender_line, self._clock.now())
             except Exception as error:  # building is pure: whatever fails here fails every time
                 raise PermanentFailure(f"cannot build the e-mail: {_describe(error)}") from error
-        async with self._lock:
-            client, checked = await self._connection()
+        async with self._slots:
+            connection = self._free.pop()
             try:
-                try:
-                    await self._transmit(client, message, built)
-                except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPResponseException) as error:
-                    gone = not isinstance(error, aiosmtplib.SMTPResponseException) or error.code == 421
-                    if checked or not gone:
-                        raise
-                    # The kept connection, not checked with NOOP as it was used a moment ago,
-                    # was gone: sent at once on a new one, as a retry would (same Message-ID).
-                    self._drop()
-                    client, _ = await self._connection()
-                    await self._transmit(client, message, built)
-            except BaseException as error:
-                self._drop()
-                _raise_send_failure(error)
-                raise
-            self._last_used = time.monotonic()
+                await self._send_on(connection, message, built)
+            finally:
+                self._free.append(connection)
+
+    async def _send_on(
+        self, connection: _Connection, message: OutgoingMessage, built: bytes | EmailMessage
+    ) -> None:
+        client, checked = await self._connection(connection)
+        try:
+            try:
+                await self._transmit(client, message, built)
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPResponseException) as error:
+                gone = not isinstance(error, aiosmtplib.SMTPResponseException) or error.code == 421
+                if checked or not gone:
+                    raise
+                # The kept connection, not checked with NOOP as it was used a moment ago,
+                # was gone: sent at once on a new one, as a retry would (same Message-ID).
+                connection.drop()
+                client, _ = await self._connection(connection)
+                await self._transmit(client, message, built)
+        except BaseException as error:
+            connection.drop()
+            _raise_send_failure(error)
+            raise
+        connection.last_used = time.monotonic()
 
     async def _transmit(
         self, client: aiosmtplib.SMTP, message: OutgoingMessage, built: bytes | EmailMessage
@@ -246,33 +277,39 @@ class SmtpChannel:
             await client.send_message(built, sender=self.sender[1], recipients=[message.address])
 
     async def close(self) -> None:
-        """Say QUIT on the kept connection (if any) and close it."""
-        async with self._lock:
-            client, self._client = self._client, None
-            if client is not None and client.is_connected:
-                try:
-                    await client.quit(timeout=self._timeout)
-                except (aiosmtplib.SMTPException, OSError):
-                    client.close()
+        """Say QUIT on each kept connection and close it (after the sends under way)."""
+        for _ in self._connections:
+            await self._slots.acquire()
+        try:
+            for connection in self._connections:
+                client, connection.client = connection.client, None
+                if client is not None and client.is_connected:
+                    try:
+                        await client.quit(timeout=self._timeout)
+                    except (aiosmtplib.SMTPException, OSError):
+                        client.close()
+        finally:
+            for _ in self._connections:
+                self._slots.release()
 
-    async def _connection(self) -> tuple[aiosmtplib.SMTP, bool]:
-        """The connection to send on, and whether it is known to be alive (new, or it
-        answered NOOP): one used within ``_FRESH`` seconds is taken as it is (a NOOP per
-        message was a round trip per message, on both ends when the sink is in-process)."""
-        client = self._client
+    async def _connection(self, connection: _Connection) -> tuple[aiosmtplib.SMTP, bool]:
+        """The client to send on, and whether it is known to be alive (new, or it answered
+        NOOP): one used within ``_FRESH`` seconds is taken as it is (a NOOP per message was a
+        round trip per message, on both ends when the sink is in-process)."""
+        client = connection.client
         if client is not None and client.is_connected:
-            idle = time.monotonic() - self._last_used
+            idle = time.monotonic() - connection.last_used
             if idle <= _FRESH:
                 return client, False
             if idle <= self._idle_seconds:
                 try:
                     await client.noop(timeout=self._timeout)
                 except (aiosmtplib.SMTPException, OSError):
-                    self._drop()
+                    connection.drop()
                 else:
                     return client, True
             else:
-                self._drop()
+                connection.drop()
         client = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -293,16 +330,12 @@ class SmtpChannel:
                     f"SMTP {self.host}:{self.port}: cannot connect: {_describe(error)}"
                 ) from error
             raise
-        self._client = client
-        self._last_used = time.monotonic()
+        connection.client = client
+        connection.last_used = time.monotonic()
         return client, True
 
-    def _drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
 
-
+MAX_CONNECTIONS = 16  # SMTP connections at once, at most (VSS_SMTP_CONNECTIONS)
 _AHEAD = 4  # e-mails kept built ahead at most
 _FRESH = 1.0  # seconds: a connection used this recently is sent on without a NOOP first
 

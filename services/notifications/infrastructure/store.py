@@ -202,11 +202,13 @@ class NotificationStore(SqlStore[Tx]):
         found = self._deliveries("WHERE delivery_key = ?", (delivery_key,))
         return found[0] if found else None
 
-    def due(self, now: str, limit: int) -> list[DeliveryRow]:
-        """Pending deliveries whose time has come: urgent ones first."""
+    def due(self, now: str, limit: int, channel: str | None = None) -> list[DeliveryRow]:
+        """Pending deliveries whose time has come (of one channel, if given): urgent ones first."""
+        where, params = ("", [now, limit]) if channel is None else (" AND channel = ?", [now, channel, limit])
         return self._deliveries(
-            "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY urgent DESC, next_attempt_at LIMIT ?",
-            (now, limit),
+            f"WHERE status = 'pending' AND next_attempt_at <= ?{where}"
+            " ORDER BY urgent DESC, next_attempt_at LIMIT ?",
+            params,
         )
 
     def claimed(self) -> list[DeliveryRow]:

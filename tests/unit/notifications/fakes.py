@@ -137,8 +137,12 @@ class InMemoryNotificationStore:
             d.row() for d in self.outbox.values() if d.decided.case_id == case_id and d.status == "pending"
         ]
 
-    def due(self, now: str, limit: int) -> list[DeliveryRow]:
-        rows = [d.row() for d in self.outbox.values() if d.status == "pending"]
+    def due(self, now: str, limit: int, channel: str | None = None) -> list[DeliveryRow]:
+        rows = [
+            d.row()
+            for d in self.outbox.values()
+            if d.status == "pending" and channel in (None, d.decided.channel)
+        ]
         due = [r for r in rows if r.next_attempt_at <= now]
         return sorted(due, key=lambda r: (not r.urgent, r.next_attempt_at))[:limit]
 
