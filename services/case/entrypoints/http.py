@@ -150,6 +150,7 @@ def create_app(
         deps=_Dependencies(service, tokens, access_log, window or DateWindow()),
         routers=[router],
         health=service.store_reachable,
+        direct=[router],
     )
     _install_domain_error_handlers(app)
 
