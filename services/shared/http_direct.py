@@ -31,8 +31,10 @@ from fastapi import APIRouter, Request
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from fastapi.utils import is_body_allowed_for_status_code
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -185,6 +187,8 @@ class _Plan:
             exclude_none=route.response_model_exclude_none,
         )
         status = sub_response.status_code or self.status_code or 200
+        if not is_body_allowed_for_status_code(status):
+            content = b""
         response = Response(content=content, status_code=status, media_type="application/json")
         response.headers.raw.extend(sub_response.headers.raw)
         return response
@@ -277,21 +281,18 @@ class DirectRoutes:
     async def _answer(
         self, plan: _Plan, path_params: dict[str, str], scope: Scope, receive: Receive, send: Send
     ) -> None:
-        body = b""
-        if plan.route.body_field is not None:
-            more = True
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return  # no one to answer
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
         route = plan.route
         scope["path_params"] = path_params
         scope["route"] = route
         scope["endpoint"] = route.endpoint
         request = Request(scope, receive, send)
+        body = b""
         try:
+            if route.body_field is not None:
+                read = await _read(receive)
+                if read is None:
+                    return  # the client went away: no one to answer
+                body = read
             parsed = _json_body(scope, request.headers, body) if route.body_field is not None else None
             response = await plan.answer(request, parsed)
         except _ToFastAPI:
@@ -303,6 +304,24 @@ class DirectRoutes:
                 raise
             response = await handler(request, error)
         await response(scope, receive, send)
+
+
+async def _read(receive: Receive) -> bytes | None:
+    """The request's body (None: the client went away), read as FastAPI's handler reads it: a
+    body-limit refusal is raised as it is, any other failure as its 400."""
+    body = b""
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += bytes(message.get("body", b""))
+            if not message.get("more_body", False):
+                return body
+    except HTTPException:
+        raise
+    except Exception as error:
+        raise HTTPException(status_code=400, detail="There was an error parsing the body") from error
 
 
 def _handler(scope: Scope, error: Exception) -> Callable[[Request, Exception], Awaitable[Response]] | None:

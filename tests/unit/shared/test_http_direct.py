@@ -8,11 +8,12 @@ query string, another method), and refusals raised by a dependency or by the rou
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 from uuid import UUID
 
 import pytest
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
@@ -20,8 +21,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.shared.http_app import ThreadedEndpointRoute, service_app
 from services.shared.http_auth import bearer
-from services.shared.http_direct import direct_routes
-from services.shared.problems import ProblemException
+from services.shared.http_direct import DirectRoutes, direct_routes
+from services.shared.problems import ProblemException, install_problem_handlers
 
 CASE = "6f0a3c1e-8a36-4c4b-9d7e-0a4b5f3f1c11"
 
@@ -177,3 +178,29 @@ def test_a_route_with_a_sync_dependency_is_left_to_fastapi() -> None:
         return Written(case_id=UUID(CASE), text=who, count=1)
 
     assert [(route.name, plan) for route, plan in direct_routes([router])] == [("sync", None)]
+
+
+def limited(direct: bool) -> TestClient:
+    router = make_router()
+    app = FastAPI(max_body_size=16)
+    install_problem_handlers(app)
+    app.include_router(router)
+    if direct:
+        app.add_middleware(DirectRoutes, routes=direct_routes([router]))
+    return TestClient(app)
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_body_over_the_apps_limit_is_refused_as_fastapi_refuses_it(declared: bool) -> None:
+    body = b'{"text": "hej", "count": 2}'
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is met while reading
+        yield body
+
+    content: bytes | Iterator[bytes] = body if declared else chunks()
+    usual = limited(False).post(f"/v1/notes/{CASE}", headers=JSON, content=content)
+    content = body if declared else chunks()
+    answered = limited(True).post(f"/v1/notes/{CASE}", headers=JSON, content=content)
+
+    assert usual.status_code == 413
+    assert (answered.status_code, answered.content) == (usual.status_code, usual.content)
