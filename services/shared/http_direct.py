@@ -325,10 +325,14 @@ async def _read(receive: Receive) -> bytes | None:
 
 
 def _handler(scope: Scope, error: Exception) -> Callable[[Request, Exception], Awaitable[Response]] | None:
-    """The app's handler for ``error`` (by its class, nearest first), as ExceptionMiddleware
-    finds it; a catch-all ``Exception`` handler is the server error middleware's, not ours."""
+    """The app's handler for ``error`` as ExceptionMiddleware finds it (an HTTP error's status
+    first, then its class, nearest first); a catch-all ``Exception`` handler is the server
+    error middleware's, not ours."""
     handlers = scope["app"].exception_handlers
-    for kind in type(error).__mro__:
+    kinds: list[Any] = list(type(error).__mro__)
+    if isinstance(error, HTTPException):
+        kinds.insert(0, error.status_code)
+    for kind in kinds:
         if kind is Exception:
             return None
         handler = handlers.get(kind)

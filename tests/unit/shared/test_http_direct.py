@@ -180,27 +180,40 @@ def test_a_route_with_a_sync_dependency_is_left_to_fastapi() -> None:
     assert [(route.name, plan) for route, plan in direct_routes([router])] == [("sync", None)]
 
 
-def limited(direct: bool) -> TestClient:
+def limited(direct: bool, *, status_handler: bool) -> TestClient:
     router = make_router()
     app = FastAPI(max_body_size=16)
     install_problem_handlers(app)
+    if status_handler:  # found by the status before the class, as Starlette finds it
+
+        async def too_large(request: Request, error: Exception) -> Response:
+            return Response(b"too large", status_code=413)
+
+        app.add_exception_handler(413, too_large)
     app.include_router(router)
     if direct:
         app.add_middleware(DirectRoutes, routes=direct_routes([router]))
     return TestClient(app)
 
 
+@pytest.mark.parametrize("status_handler", [False, True])
 @pytest.mark.parametrize("declared", [True, False])
-def test_a_body_over_the_apps_limit_is_refused_as_fastapi_refuses_it(declared: bool) -> None:
+def test_a_body_over_the_apps_limit_is_refused_as_fastapi_refuses_it(
+    declared: bool, status_handler: bool
+) -> None:
     body = b'{"text": "hej", "count": 2}'
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is met while reading
         yield body
 
     content: bytes | Iterator[bytes] = body if declared else chunks()
-    usual = limited(False).post(f"/v1/notes/{CASE}", headers=JSON, content=content)
+    usual = limited(False, status_handler=status_handler).post(
+        f"/v1/notes/{CASE}", headers=JSON, content=content
+    )
     content = body if declared else chunks()
-    answered = limited(True).post(f"/v1/notes/{CASE}", headers=JSON, content=content)
+    answered = limited(True, status_handler=status_handler).post(
+        f"/v1/notes/{CASE}", headers=JSON, content=content
+    )
 
     assert usual.status_code == 413
     assert (answered.status_code, answered.content) == (usual.status_code, usual.content)
