@@ -2,7 +2,8 @@
 
 One process. The case API (SQLite store, every commit signed, access log in SQLite,
 logging configured as ``run_service`` does) runs under uvicorn in a thread, as in
-production (httptools, uvicorn's own request log on); a client in the same process sends
+production (httptools, uvloop; uvicorn's request log off unless ``--request-log``, as
+``VSS_LOG_REQUESTS``); a client in the same process sends
 prebuilt HTTP/1.1 requests over one keep-alive socket, so almost all the CPU the process
 spends is the server's. The mix: ``--n`` worksheet posts, then ``--n`` reads of the case;
 then the same work without HTTP (``CaseService.execute`` and ``get`` on the same store).
@@ -120,9 +121,10 @@ class _Connection:
 
 
 @contextlib.contextmanager
-def _uvicorn(app: Any) -> Iterator[int]:
+def _uvicorn(app: Any, *, request_log: bool = False) -> Iterator[int]:
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_config=None))  # as run_service
+    config = uvicorn.Config(app, port=port, log_config=None, access_log=request_log)  # as run_service
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -314,6 +316,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=40, help="functions shown with --profile")
     parser.add_argument("--asgi", action="store_true", help="drive the ASGI app directly, no profiler")
     parser.add_argument("--calls", action="store_true", help="count function calls per request instead")
+    parser.add_argument(
+        "--request-log", action="store_true", help="uvicorn's line per request on (VSS_LOG_REQUESTS=true)"
+    )
     args = parser.parse_args()
     if args.calls:
         global CALLS  # noqa: PLW0603 - one setting per run
@@ -342,7 +347,7 @@ def main() -> None:
                     return
                 _profiled(lambda: _measure("asgi", requests, lambda raw: _asgi_call(app, raw)), args.top)
                 return
-            with _uvicorn(app) as port:
+            with _uvicorn(app, request_log=args.request_log) as port:
                 connection = _Connection(port)
                 for _, raw in warm:
                     connection.exchange(raw)

@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from services.shared.http_direct import DirectRoutes, direct_routes
 from services.shared.problems import CorrelationMiddleware, install_problem_handlers
 from services.shared.tracing import TraceRequests
 
@@ -37,13 +38,20 @@ def service_app(
     routers: Sequence[APIRouter],
     health: Callable[[], dict[str, Any]] = dict,
     docs_url: str | None = "/docs",
+    direct: Sequence[APIRouter] = (),
 ) -> FastAPI:
-    """A service's API: problems, correlation ids, ``deps`` on the app, its routers, /health."""
+    """A service's API: problems, correlation ids, ``deps`` on the app, its routers, /health.
+
+    The routes of the routers in ``direct`` (among ``routers``, each owning its prefix) are
+    answered by :class:`~services.shared.http_direct.DirectRoutes` where it can (ADR 0026).
+    """
     app = FastAPI(title=title, version="1.0.0", description=description, docs_url=docs_url)
     app.state.deps = deps
     install_problem_handlers(app)
     for router in routers:
         app.include_router(router)
+    if direct:  # innermost: the correlation id and the trace's span are there before it
+        app.add_middleware(DirectRoutes, routes=direct_routes(direct))
     app.add_middleware(CorrelationMiddleware)
     app.add_middleware(TraceRequests)  # outermost: the span covers the whole request
 

@@ -43,6 +43,8 @@ class LogSettings(Protocol):
     def log_level(self) -> str: ...
     @property
     def log_json(self) -> bool: ...
+    @property
+    def log_requests(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -164,14 +166,27 @@ def _with_metrics(service: Service) -> Service:
 def _serve_api(service: Service) -> None:
     assert service.app is not None, "a service runs an API, bus tasks, or both"
     try:
-        uvicorn.run(service.app, host=service.host, port=service.port, log_config=None)
+        uvicorn.run(
+            service.app,
+            host=service.host,
+            port=service.port,
+            log_config=None,
+            access_log=service.settings.log_requests,
+        )
     finally:
         service.close()
 
 
 async def _serve_tasks(service: Service, run: Loop) -> None:
     if service.app is not None:
-        await serve_with_api(service.app, service.host, service.port, run, service.close)
+        await serve_with_api(
+            service.app,
+            service.host,
+            service.port,
+            run,
+            service.close,
+            access_log=service.settings.log_requests,
+        )
         return
     stop = _stop_on_signals()
     try:
@@ -194,9 +209,12 @@ async def serve_with_api(
     port: int,
     run: Loop,
     close: Callable[[], None],
+    *,
+    access_log: bool = False,
 ) -> None:
-    """Serve ``app`` while ``run(stop)`` runs; a signal sets ``stop``, then ``close()``."""
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None))
+    """Serve ``app`` while ``run(stop)`` runs; a signal sets ``stop``, then ``close()``.
+    ``access_log``: uvicorn's line per request (VSS_LOG_REQUESTS)."""
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None, access_log=access_log))
     # Ours stop the API and the bus tasks together (uvicorn's own would re-raise the signal).
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     stop = _stop_on_signals()

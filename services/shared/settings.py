@@ -78,6 +78,11 @@ class CommonSettings(BaseSettings):
     data_dir: Path = Field(default=Path(".vss"), description="Data of the embedded defaults")
     log_level: str = "INFO"
     log_json: bool = False
+    log_requests: bool = Field(
+        default=False,
+        description="A log line per HTTP request (uvicorn's); off, the access log, traces and"
+        " /metrics still say who asked what (ADR 0026)",
+    )
     metrics_host: str = Field(
         default="127.0.0.1",
         description="Where a part without an API serves /metrics (its own VSS_*_METRICS_PORT)",

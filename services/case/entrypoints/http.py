@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AwareDatetime, BaseModel
@@ -150,6 +151,7 @@ def create_app(
         deps=_Dependencies(service, tokens, access_log, window or DateWindow()),
         routers=[router],
         health=service.store_reachable,
+        direct=[router],
     )
     _install_domain_error_handlers(app)
 
@@ -521,12 +523,13 @@ Reader = Annotated[Actor, Depends(reader)]
 Service = Annotated[CaseService, Depends(get_service)]
 
 
-def respond(response: Response, result: CommandResult) -> WriteResult:
-    response.headers["ETag"] = f'"{result.version}"'
-    response.headers["VSS-Log-Position"] = str(result.position)
+def respond(result: CommandResult, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """The write's answer: :class:`WriteResult` as JSON, written straight from the result (its
+    keys are the model's, in its order) rather than validated into the model and serialised."""
+    headers = {**(headers or {}), "ETag": f'"{result.version}"', "VSS-Log-Position": str(result.position)}
     if result.replayed:
-        response.headers["Idempotency-Replayed"] = "true"
-    return WriteResult.model_validate(result.to_json())
+        headers["Idempotency-Replayed"] = "true"
+    return Response(orjson.dumps(result.to_json()), status, headers, media_type="application/json")
 
 
 def run(call: CommandCall, body: BaseModel, case_id: UUID, action: Callable[[Case], object]) -> CommandResult:
@@ -536,11 +539,10 @@ def run(call: CommandCall, body: BaseModel, case_id: UUID, action: Callable[[Cas
 
 # ------------------------------------------------------------------------------ routes
 @router.post("", status_code=201, response_model=WriteResult, summary="Open a case (VSS-uppdrag)")
-def open_case(body: cmd.OpenCase, call: Cmd, response: Response) -> WriteResult:
+def open_case(body: cmd.OpenCase, call: Cmd) -> Response:
     call.admit(body)
     result = call.service.open_case(call.fingerprinted(body), body)
-    response.headers["Location"] = f"/v1/cases/{result.case_id}"
-    return respond(response, result)
+    return respond(result, 201, {"Location": f"/v1/cases/{result.case_id}"})
 
 
 @router.get("/{case_id}", response_model=CaseView, summary="The case as it stands, or as it stood")
@@ -605,8 +607,8 @@ def history(
 
 
 @router.post("/{case_id}/coordinators", response_model=WriteResult, summary="Assign a coordinator")
-def assign(case_id: UUID, body: cmd.AssignCoordinator, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.assign_coordinator(body)))
+def assign(case_id: UUID, body: cmd.AssignCoordinator, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.assign_coordinator(body)))
 
 
 @router.post(
@@ -620,12 +622,8 @@ def unassign_person(
     user_id: PersonUserId,
     body: cmd.UnassignCoordinator,
     call: Cmd,
-    response: Response,
-) -> WriteResult:
-    return respond(
-        response,
-        run(call, body, case_id, lambda c: c.unassign_coordinator(user_id, body, organisation_id)),
-    )
+) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.unassign_coordinator(user_id, body, organisation_id)))
 
 
 @router.post(
@@ -636,94 +634,84 @@ def unassign_person(
     " (of different organisations) share it, 409 with rule coordinator_ambiguous: use"
     " /{case_id}/coordinators/{organisation_id}/{user_id}/unassignment (ADR 0023).",
 )
-def unassign(
-    case_id: UUID, user_id: PersonUserId, body: cmd.UnassignCoordinator, call: Cmd, response: Response
-) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.unassign_coordinator(user_id, body)))
+def unassign(case_id: UUID, user_id: PersonUserId, body: cmd.UnassignCoordinator, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.unassign_coordinator(user_id, body)))
 
 
 @router.post("/{case_id}/consents", response_model=WriteResult, summary="Record signed consent (samtycke)")
-def give_consent(case_id: UUID, body: cmd.GiveConsent, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.give_consent(body)))
+def give_consent(case_id: UUID, body: cmd.GiveConsent, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.give_consent(body)))
 
 
 @router.post("/{case_id}/consents/withdrawal", response_model=WriteResult, summary="Withdraw consent")
-def withdraw_consent(
-    case_id: UUID, body: cmd.WithdrawConsent, call: ClientCmd, response: Response
-) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.withdraw_consent(body)))
+def withdraw_consent(case_id: UUID, body: cmd.WithdrawConsent, call: ClientCmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.withdraw_consent(body)))
 
 
 @router.post("/{case_id}/worksheets", response_model=WriteResult, summary="Record a completed worksheet")
-def worksheet(case_id: UUID, body: cmd.CompleteWorksheet, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.complete_worksheet(body)))
+def worksheet(case_id: UUID, body: cmd.CompleteWorksheet, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.complete_worksheet(body)))
 
 
 @router.post("/{case_id}/mapping-summary", response_model=WriteResult, summary="Summarise the mapping")
-def summarise(case_id: UUID, body: cmd.SummariseMapping, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.summarise_mapping(body)))
+def summarise(case_id: UUID, body: cmd.SummariseMapping, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.summarise_mapping(body)))
 
 
 @router.post("/{case_id}/phase", response_model=WriteResult, summary="Move between working and follow-up")
-def change_phase(case_id: UUID, body: cmd.ChangePhase, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.change_phase(body)))
+def change_phase(case_id: UUID, body: cmd.ChangePhase, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.change_phase(body)))
 
 
 @router.post("/{case_id}/goals", response_model=WriteResult, summary="Set a goal")
-def set_goal(case_id: UUID, body: cmd.SetGoal, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.set_goal(body)))
+def set_goal(case_id: UUID, body: cmd.SetGoal, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.set_goal(body)))
 
 
 @router.post("/{case_id}/goals/{goal_id}/status", response_model=WriteResult)
-def goal_status(
-    case_id: UUID, goal_id: UUID, body: cmd.ChangeGoalStatus, call: Cmd, response: Response
-) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.change_goal_status(goal_id, body)))
+def goal_status(case_id: UUID, goal_id: UUID, body: cmd.ChangeGoalStatus, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.change_goal_status(goal_id, body)))
 
 
 @router.post("/{case_id}/resource-group/members", response_model=WriteResult, summary="Add a member")
-def add_member(case_id: UUID, body: cmd.AddMember, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.add_member(body)))
+def add_member(case_id: UUID, body: cmd.AddMember, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.add_member(body)))
 
 
 @router.post("/{case_id}/resource-group/members/{member_id}/removal", response_model=WriteResult)
-def remove_member(
-    case_id: UUID, member_id: UUID, body: cmd.RemoveMember, call: Cmd, response: Response
-) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.remove_member(member_id, body)))
+def remove_member(case_id: UUID, member_id: UUID, body: cmd.RemoveMember, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.remove_member(member_id, body)))
 
 
 @router.post(
     "/{case_id}/resource-group/meetings", response_model=WriteResult, summary="Record a held meeting"
 )
-def meeting(case_id: UUID, body: cmd.HoldResourceGroupMeeting, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.hold_resource_group_meeting(body)))
+def meeting(case_id: UUID, body: cmd.HoldResourceGroupMeeting, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.hold_resource_group_meeting(body)))
 
 
 @router.put(
     "/{case_id}/early-warning-plan", response_model=WriteResult, summary="Update the early warning plan"
 )
-def plan(case_id: UUID, body: cmd.UpdateEarlyWarningPlan, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.update_early_warning_plan(body)))
+def plan(case_id: UUID, body: cmd.UpdateEarlyWarningPlan, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.update_early_warning_plan(body)))
 
 
 @router.post(
     "/{case_id}/early-warnings", response_model=WriteResult, summary="Trigger the early warning plan"
 )
-def trigger(case_id: UUID, body: cmd.TriggerEarlyWarning, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.trigger_early_warning(body)))
+def trigger(case_id: UUID, body: cmd.TriggerEarlyWarning, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.trigger_early_warning(body)))
 
 
 @router.post("/{case_id}/early-warnings/{warning_id}/resolution", response_model=WriteResult)
-def resolve(
-    case_id: UUID, warning_id: UUID, body: cmd.ResolveEarlyWarning, call: Cmd, response: Response
-) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.resolve_early_warning(warning_id, body)))
+def resolve(case_id: UUID, warning_id: UUID, body: cmd.ResolveEarlyWarning, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.resolve_early_warning(warning_id, body)))
 
 
 @router.post("/{case_id}/sips", response_model=WriteResult, summary="Decide a SIP version")
-def decide_sip(case_id: UUID, body: cmd.DecideSip, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.decide_sip(body)))
+def decide_sip(case_id: UUID, body: cmd.DecideSip, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.decide_sip(body)))
 
 
 @router.post(
@@ -731,15 +719,13 @@ def decide_sip(case_id: UUID, body: cmd.DecideSip, call: Cmd, response: Response
     response_model=WriteResult,
     summary="The client confirms, in their own name, that they agree to the current SIP",
 )
-def confirm_sip(case_id: UUID, body: cmd.ConfirmSip, call: ClientCmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.confirm_sip(body)))
+def confirm_sip(case_id: UUID, body: cmd.ConfirmSip, call: ClientCmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.confirm_sip(body)))
 
 
 @router.post("/{case_id}/sips/current/actions/{action_id}/completion", response_model=WriteResult)
-def complete_action(
-    case_id: UUID, action_id: UUID, body: cmd.CompleteAction, call: Cmd, response: Response
-) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.complete_action(action_id, body)))
+def complete_action(case_id: UUID, action_id: UUID, body: cmd.CompleteAction, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.complete_action(action_id, body)))
 
 
 @router.post(
@@ -747,10 +733,8 @@ def complete_action(
     response_model=WriteResult,
     summary="Record a contact with the client in the logbook (Loggboken)",
 )
-def record_contact(
-    case_id: UUID, body: cmd.RecordClientContact, call: Cmd, response: Response
-) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.record_client_contact(body)))
+def record_contact(case_id: UUID, body: cmd.RecordClientContact, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.record_client_contact(body)))
 
 
 @router.post(
@@ -758,10 +742,8 @@ def record_contact(
     response_model=WriteResult,
     summary="Set the contact period, which sets the contact cadence",
 )
-def set_contact_period(
-    case_id: UUID, body: cmd.SetContactPeriod, call: Cmd, response: Response
-) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.set_contact_period(body)))
+def set_contact_period(case_id: UUID, body: cmd.SetContactPeriod, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.set_contact_period(body)))
 
 
 @router.post(
@@ -775,8 +757,8 @@ def set_contact_period(
     " correction names the same entry again and wins. 409 `entry_not_found`,"
     " `entry_not_correctable`, `entry_retracted`, `correction_kind_mismatch`, `case_closed`.",
 )
-def correct_entry(case_id: UUID, body: cmd.CorrectEntry, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.correct_entry(body)))
+def correct_entry(case_id: UUID, body: cmd.CorrectEntry, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.correct_entry(body)))
 
 
 @router.post(
@@ -788,13 +770,13 @@ def correct_entry(case_id: UUID, body: cmd.CorrectEntry, call: Cmd, response: Re
     " The entry's own event stays as stored; the overview shows it as retracted, and it counts no"
     " more (ADR 0018).",
 )
-def retract_entry(case_id: UUID, body: cmd.RetractEntry, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.retract_entry(body)))
+def retract_entry(case_id: UUID, body: cmd.RetractEntry, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.retract_entry(body)))
 
 
 @router.post("/{case_id}/closure", response_model=WriteResult, summary="Close the case")
-def close(case_id: UUID, body: cmd.CloseCase, call: Cmd, response: Response) -> WriteResult:
-    return respond(response, run(call, body, case_id, lambda c: c.close(body)))
+def close(case_id: UUID, body: cmd.CloseCase, call: Cmd) -> Response:
+    return respond(run(call, body, case_id, lambda c: c.close(body)))
 
 
 def _fingerprint(method_and_path: str, body: BaseModel) -> str:
