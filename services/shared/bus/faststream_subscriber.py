@@ -34,7 +34,12 @@ What the kit adds, because FastStream has no notion of it:
   subscriber without its linger (:class:`PromptBatchPullSubscriber`), the pull applied in one
   call; if that fails, or a message does not decode, its messages go one by one as above.
   FastStream's middlewares then see the pull as one message (one span, linked to each
-  event's trace; the metrics count its messages).
+  event's trace; the metrics count its messages);
+- **a pull acknowledged once**: with pulls of more than one message the durable's ack policy
+  is ``AckAll`` (an ack covers every message before it), and the kit acks a message only once
+  it and all before it are applied, passed over or dead-lettered, so a whole pull applied in
+  one transaction takes one ack, of its last message, after the commit. A durable found with
+  another ack policy is recreated where the handler's state is (:func:`.consumer.point_durable_at`).
 
 A service runs its subscribers on its one broker with :func:`run_subscribers` (built with
 :func:`broker_of` and :func:`subscriber_of` from its ``Subscription`` values); its
@@ -475,7 +480,9 @@ class FastStreamSubscriber:
         batched = self.settings.fetch_batch > 1
         return ConsumerConfig(
             durable_name=self.settings.durable,
-            ack_policy=JsAckPolicy.EXPLICIT,
+            # A pull's messages are acknowledged in order, each only once it and all before it
+            # are applied: one ack (of the last) says it for the whole pull.
+            ack_policy=JsAckPolicy.ALL if batched else JsAckPolicy.EXPLICIT,
             ack_wait=self.settings.ack_wait,
             # 1: the server delivers the next message only after this one's ack.
             max_ack_pending=max(1000, self.settings.fetch_batch * 2) if batched else 1,
@@ -647,8 +654,7 @@ class FastStreamSubscriber:
         last = incoming.items[-1][0]
         if not fresh:  # all redelivered
             self.skipped += len(incoming.items)
-            for raw, _, _ in incoming.items:
-                await raw.ack()
+            await last.ack()  # the durable acks all before it (AckAll)
             self._caught_up_after(last)
             return
         if len(deliveries) == len(fresh):
@@ -668,8 +674,7 @@ class FastStreamSubscriber:
                 self.applied += applied
                 self.skipped += len(incoming.items) - applied
                 self._position = deliveries[-1].stream_sequence
-                for raw, _, _ in incoming.items:
-                    await raw.ack()
+                await last.ack()  # the whole pull, committed above (AckAll)
                 self._caught_up_after(last)
                 return
         for raw, delivery, undecodable in incoming.items:
