@@ -255,15 +255,46 @@ def test_a_pull_is_acknowledged_by_its_last_message_and_a_durable_made_before_is
     assert first.applied + second.applied == total
     assert second.skipped == 0
     assert table.batches  # the second run applied whole pulls
+    info = _settled_durable(nats_url, bus_names)
+    assert info.config.ack_policy == AckPolicy.ALL
+    assert info.ack_floor.stream_seq == total
+
+
+def test_a_pull_applied_one_by_one_is_acknowledged_once_each_of_its_messages_is_applied(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    """A per-event handler with pulls: the pull's messages are acknowledged together, after
+    each was applied (the durable acks all before the one acked)."""
+    total = published(2)
+    table = EventTable(tmp_path / "state.sqlite", "projection")
+    settings = ConsumerSettings(durable="projection", names=bus_names, fetch_batch=20)
+    kit = asyncio.run(run_until(nats_url, table, settings, lambda _: len(table.rows()) == total))
+
+    assert [r[4] for r in table.rows()] == list(range(1, total + 1))
+    assert kit.applied == total
+    assert kit.skipped == 0  # nothing sent again
+    assert _settled_durable(nats_url, bus_names).ack_floor.stream_seq == total
+    table.close()
+
+
+def _settled_durable(nats_url: str, bus_names: BusNames) -> ConsumerInfo:
+    """The durable ``projection`` once the server has taken in the acks sent to it."""
+
+    async def durable() -> ConsumerInfo:
+        nc = await nats.connect(nats_url)
+        try:
+            return await nc.jetstream().consumer_info(bus_names.stream, "projection")
+        finally:
+            await nc.close()
+
     info = asyncio.run(durable())
     for _ in range(100):  # the server takes acks in on its own time
         if info.num_ack_pending == 0:
             break
         time.sleep(0.02)
         info = asyncio.run(durable())
-    assert info.config.ack_policy == AckPolicy.ALL
     assert info.num_ack_pending == 0
-    assert info.ack_floor.stream_seq == total
+    return info
 
 
 def test_a_repoint_that_fails_is_tried_again_and_the_subscriber_runs_on(

@@ -111,6 +111,7 @@ log = structlog.get_logger("vss.bus.faststream")
 
 MORE_WAIT = 0.005  # after one message arrived: how long the pull for the rest may linger
 UNAVAILABLE_PAUSE = 0.5  # seconds between pulls while the server cannot answer one
+ACK_DELAY = 1.0  # seconds at most that a pull applied one by one holds back its acks
 
 
 def service_broker(
@@ -298,6 +299,10 @@ def _nothing_pulled() -> None:
     pass
 
 
+async def _pull_handled() -> None:
+    pass
+
+
 async def _pull_loop(
     subscriber: PullStreamSubscriber | BatchPullStreamSubscriber,
     handle: Callable[[list[Msg]], Awaitable[bool]],
@@ -332,18 +337,25 @@ class InOrderPullSubscriber(PullStreamSubscriber):
     Only the pull loop differs (:func:`_pull_loop`): it waits for the next message, then takes
     at once what else is there (up to ``batch_size``; one ``fetch`` of the whole batch would
     linger until it is full or times out), and awaits each message's handling before the next
-    one's. A pull that finds nothing calls ``found_nothing`` (the kit's subscriber: caught up).
+    one's. A pull that finds nothing calls ``found_nothing`` (the kit's subscriber: caught up);
+    one handled, or left partway on a stop, calls ``pull_handled`` (the kit's subscriber: the
+    pull's one ack).
     """
 
     __slots__ = ()
     found_nothing: Callable[[], None] = staticmethod(_nothing_pulled)
+    pull_handled: Callable[[], Awaitable[None]] = staticmethod(_pull_handled)
 
     async def _consume_pull(self, cb: Callable[[Msg], Coroutine[Any, Any, Any]]) -> None:
         async def one_by_one(messages: list[Msg]) -> bool:
             for msg in messages:
                 if not self.running:
-                    return False  # the rest is redelivered (the durable is re-pointed at start)
+                    # The rest is redelivered (the durable is re-pointed at start).
+                    with contextlib.suppress(*_BUS_FAULTS):
+                        await self.pull_handled()
+                    return False
                 await cb(msg)
+            await self.pull_handled()
             return True
 
         await _pull_loop(self, one_by_one, self.found_nothing)
@@ -419,6 +431,10 @@ class FastStreamSubscriber:
         # that must not act on a stale state (a sender after a stop) waits for.
         self.reached_end = False
         self._position = 0
+        # With pulls (an AckAll durable) a message applied one by one is acknowledged with its
+        # pull's last (:meth:`ack_pull`): the last such message, and when the first was applied.
+        self._unacked: Msg | None = None
+        self._unacked_since = 0.0
         self._repointing: asyncio.Task[None] | None = None
         self._reconnects = 0  # the connection's reconnect count the durable was last pointed at
         self._watcher: asyncio.Task[None] | None = None
@@ -450,6 +466,8 @@ class FastStreamSubscriber:
             self.subscriber(documented(self._on_message, message))
         pull_loop = self.subscriber  # type: ignore[assignment]  # its class was set just above
         pull_loop.found_nothing = self._found_nothing
+        if isinstance(pull_loop, InOrderPullSubscriber):
+            pull_loop.pull_handled = self.ack_pull
 
     @property
     def stream(self) -> str:
@@ -564,6 +582,7 @@ class FastStreamSubscriber:
 
     async def _point_durable_at_state(self) -> None:
         reconnects = self._reconnect_count()
+        self._unacked = None  # an ack of the durable as it was would reach the one pointed anew
         try:
             applied = await asyncio.to_thread(self.handler.applied_through)
         except Exception as error:
@@ -681,6 +700,7 @@ class FastStreamSubscriber:
             if self._must_repoint():
                 return
             await self._handle(raw, delivery, undecodable, _RawSettle(raw))
+        await self.ack_pull()
 
     async def _handle(
         self, raw: Msg, delivery: Delivery | None, undecodable: Undecodable | None, settle: _Settle
@@ -688,7 +708,7 @@ class FastStreamSubscriber:
         sequence = raw.metadata.sequence.stream
         if sequence <= self._position:
             self.skipped += 1
-            await settle.ack()
+            await self._settled(raw, settle)
             self._caught_up_after(raw)
             return
         if delivery is None:
@@ -717,8 +737,33 @@ class FastStreamSubscriber:
         else:
             self.skipped += 1
         self._position = sequence
-        await settle.ack()
+        await self._settled(raw, settle)
         self._caught_up_after(raw)
+
+    async def _settled(self, raw: Msg, settle: _Settle) -> None:
+        """``raw`` is applied (or was before): acknowledged at once with one message in flight;
+        with pulls, together with the rest of its pull by :meth:`ack_pull` (an ack per message
+        cost a write to the socket each). A slow pull is acknowledged as it goes, so that the
+        acks are late by at most :data:`ACK_DELAY` (or a tenth of ``ack_wait``): a pull that
+        outlasts ``ack_wait`` has hardly more of its messages sent again than with an ack each
+        (those are skipped by their sequence)."""
+        if self.settings.fetch_batch <= 1:
+            await settle.ack()
+            return
+        now = time.monotonic()
+        if self._unacked is None:
+            self._unacked_since = now
+        self._unacked = raw
+        if now - self._unacked_since > min(ACK_DELAY, self.settings.ack_wait / 10):
+            await self.ack_pull()
+
+    async def ack_pull(self) -> None:
+        """Acknowledge the messages of a pull applied one by one, all at once: the durable takes
+        an ack for all before it too (AckAll), and each of those was applied, passed over or
+        dead-lettered before it."""
+        if self._unacked is not None:
+            raw, self._unacked = self._unacked, None
+            await raw.ack()
 
     def _caught_up_after(self, raw: Msg) -> None:
         # What the server still held for this durable when it sent the message.
