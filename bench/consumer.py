@@ -204,6 +204,7 @@ async def kit_round(
     middlewares = (BusMetrics("bench").middleware,) if metrics else ()
     broker = service_broker(nats_url, name="bench", middlewares=middlewares, auth=NatsAuth())
     kit = FastStreamSubscriber(broker, table, ConsumerSettings(durable=durable, names=names))
+    await broker.connect()  # before the clock, as the raw contenders connect before theirs
     started = time.perf_counter()
     await kit.prepare()
     await broker.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import nats
 import pytest
 from faststream.nats import NatsBroker
-from nats.js.api import DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerInfo, DeliverPolicy
 
 from services.case.domain.events import CaseEventData
 from services.shared.bus import faststream_subscriber as kit_module
@@ -224,6 +225,76 @@ def test_a_batch_handler_applies_each_pull_in_one_call_and_a_failed_pull_goes_on
     again = asyncio.run(run_until(nats_url, table, settings, lambda _: True, timeout=0.3))
     assert again.applied == again.skipped == 0  # resumed after the stored sequence
     table.close()
+
+
+def test_a_pull_is_acknowledged_by_its_last_message_and_a_durable_made_before_is_recreated(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    """With pulls of more than one message the durable acknowledges all before the one acked
+    (AckAll): the kit acks a pull once, after its transaction. A durable created with explicit
+    acks (one in flight, or a kit before this) is recreated where the handler's state is, so
+    nothing is applied twice or passed over."""
+    total = published(4)
+    table = BatchTable(tmp_path / "state.sqlite", "projection")
+    one_by_one = ConsumerSettings(durable="projection", names=bus_names, fetch_batch=1)
+    half = total // 2
+    first = asyncio.run(run_until(nats_url, table, one_by_one, lambda s: s.applied >= half))
+
+    async def durable() -> ConsumerInfo:
+        nc = await nats.connect(nats_url)
+        try:
+            return await nc.jetstream().consumer_info(bus_names.stream, "projection")
+        finally:
+            await nc.close()
+
+    assert asyncio.run(durable()).config.ack_policy == AckPolicy.EXPLICIT
+    pulls = ConsumerSettings(durable="projection", names=bus_names, fetch_batch=20)
+    second = asyncio.run(run_until(nats_url, table, pulls, lambda _: len(table.rows()) == total))
+
+    assert [r[4] for r in table.rows()] == list(range(1, total + 1))  # each once, in stream order
+    assert first.applied + second.applied == total
+    assert second.skipped == 0
+    assert table.batches  # the second run applied whole pulls
+    info = _settled_durable(nats_url, bus_names)
+    assert info.config.ack_policy == AckPolicy.ALL
+    assert info.ack_floor.stream_seq == total
+
+
+def test_a_pull_applied_one_by_one_is_acknowledged_once_each_of_its_messages_is_applied(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path
+) -> None:
+    """A per-event handler with pulls: the pull's messages are acknowledged together, after
+    each was applied (the durable acks all before the one acked)."""
+    total = published(2)
+    table = EventTable(tmp_path / "state.sqlite", "projection")
+    settings = ConsumerSettings(durable="projection", names=bus_names, fetch_batch=20)
+    kit = asyncio.run(run_until(nats_url, table, settings, lambda _: len(table.rows()) == total))
+
+    assert [r[4] for r in table.rows()] == list(range(1, total + 1))
+    assert kit.applied == total
+    assert kit.skipped == 0  # nothing sent again
+    assert _settled_durable(nats_url, bus_names).ack_floor.stream_seq == total
+    table.close()
+
+
+def _settled_durable(nats_url: str, bus_names: BusNames) -> ConsumerInfo:
+    """The durable ``projection`` once the server has taken in the acks sent to it."""
+
+    async def durable() -> ConsumerInfo:
+        nc = await nats.connect(nats_url)
+        try:
+            return await nc.jetstream().consumer_info(bus_names.stream, "projection")
+        finally:
+            await nc.close()
+
+    info = asyncio.run(durable())
+    for _ in range(100):  # the server takes acks in on its own time
+        if info.num_ack_pending == 0:
+            break
+        time.sleep(0.02)
+        info = asyncio.run(durable())
+    assert info.num_ack_pending == 0
+    return info
 
 
 def test_a_repoint_that_fails_is_tried_again_and_the_subscriber_runs_on(

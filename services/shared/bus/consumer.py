@@ -342,7 +342,11 @@ async def point_durable_at(js: JetStreamContext, stream: str, config: ConsumerCo
         floor = info.ack_floor.stream_seq if info.ack_floor else 0
         delivered = info.delivered.stream_seq if info.delivered else 0
         in_memory = bool(info.config.mem_storage)  # one created before state was kept in memory: not
-        if in_memory and info.num_ack_pending == 0 and floor == applied and delivered == applied:
+        # Its ack policy too: one the kit created before it acknowledged a pull at once, or a
+        # durable moving between the kit and DurableConsumer, is recreated with the new one.
+        same_acks = info.config.ack_policy == config.ack_policy
+        agrees = info.num_ack_pending == 0 and floor == applied and delivered == applied
+        if in_memory and same_acks and agrees:
             return
         log.info(
             "consumer.repoint",

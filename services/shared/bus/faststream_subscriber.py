@@ -34,7 +34,12 @@ What the kit adds, because FastStream has no notion of it:
   subscriber without its linger (:class:`PromptBatchPullSubscriber`), the pull applied in one
   call; if that fails, or a message does not decode, its messages go one by one as above.
   FastStream's middlewares then see the pull as one message (one span, linked to each
-  event's trace; the metrics count its messages).
+  event's trace; the metrics count its messages);
+- **a pull acknowledged once**: with pulls of more than one message the durable's ack policy
+  is ``AckAll`` (an ack covers every message before it), and the kit acks a message only once
+  it and all before it are applied, passed over or dead-lettered, so a whole pull applied in
+  one transaction takes one ack, of its last message, after the commit. A durable found with
+  another ack policy is recreated where the handler's state is (:func:`.consumer.point_durable_at`).
 
 A service runs its subscribers on its one broker with :func:`run_subscribers` (built with
 :func:`broker_of` and :func:`subscriber_of` from its ``Subscription`` values); its
@@ -46,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -70,7 +76,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy as JsAckPolicy
-from nats.js.api import ConsumerConfig
+from nats.js.api import ConsumerConfig, StatusCode
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 from pydantic import PlainValidator
 
@@ -105,6 +111,7 @@ log = structlog.get_logger("vss.bus.faststream")
 
 MORE_WAIT = 0.005  # after one message arrived: how long the pull for the rest may linger
 UNAVAILABLE_PAUSE = 0.5  # seconds between pulls while the server cannot answer one
+ACK_DELAY = 1.0  # seconds at most that a pull applied one by one holds back its acks
 
 
 def service_broker(
@@ -214,19 +221,67 @@ class _RawSettle:
         await self.raw.in_progress()
 
 
-async def _pull(subscription: Any, batch: int, timeout: float | None) -> list[Msg]:
-    """Wait for the next message, then take at once what else is there (up to ``batch``):
-    one ``fetch`` of the whole batch would linger until it is full or times out."""
+async def _pull(
+    subscription: JetStreamContext.PullSubscription, batch: int, timeout: float | None, held: int = 0
+) -> list[Msg]:
+    """The next pull: up to ``batch`` messages in stream order, as soon as what is there arrived.
+
+    ``held``, what the server said it still held when it sent the last message of the previous
+    pull, is asked for at once (one request that does not linger). Otherwise, or if another
+    instance took those meanwhile: wait for the next message, then take at once what else the
+    server said it held. (One ``fetch`` of the whole batch would linger until it is full or
+    times out.)
+    """
     messages: list[Msg] = []
     try:
         with contextlib.suppress(NatsTimeoutError, TimeoutError):
-            messages = await subscription.fetch(1, timeout=timeout)
-            if batch > 1:
-                with contextlib.suppress(NatsTimeoutError, TimeoutError):
-                    messages += await subscription.fetch(batch - 1, timeout=MORE_WAIT)
+            if held > 0:
+                messages = await _take_more(subscription, min(batch, held), MORE_WAIT)
+            if not messages:
+                messages = await subscription.fetch(1, timeout=timeout)
+                wanted = min(batch - 1, _held_after(messages))
+                if wanted > 0:
+                    messages += await _take_more(subscription, wanted, MORE_WAIT)
     except (ConnectionClosedError, ServiceUnavailableError):
         # No server to pull from (a restart, a leader election): a pause, not a busy loop.
         await asyncio.sleep(UNAVAILABLE_PAUSE)
+    return messages
+
+
+def _held_after(messages: Sequence[Msg]) -> int:
+    """What the server still held for the durable when it sent the last of ``messages``."""
+    return (messages[-1].metadata.num_pending or 0) if messages else 0
+
+
+async def _take_more(subscription: JetStreamContext.PullSubscription, wanted: int, wait: float) -> list[Msg]:
+    """Up to ``wanted`` messages the server holds now: one pull that does not linger
+    (``no_wait``), its messages taken from the subscription's queue as they arrive, none more
+    than ``wait`` after the one before.
+
+    Not ``fetch(wanted)``: nats-py awaits each message of a pull through a task of its own
+    with a timeout (a uuid, a task, a ``wait_for``), which cost more per message than the
+    rest of the bus's work on it. This reads the same queue ``fetch`` reads and keeps its
+    byte count (a slow-consumer limit is counted on it). A message that comes later stays in
+    the queue, in order, for the next pull, which takes it first.
+    """
+    sub = subscription._sub
+    queue = sub._pending_queue
+    request = json.dumps({"batch": wanted, "no_wait": True}).encode()
+    await subscription._nc.publish(subscription._nms, request, subscription._deliver)
+    messages: list[Msg] = []
+    with contextlib.suppress(TimeoutError):
+        while len(messages) < wanted:
+            if queue.empty():
+                async with asyncio.timeout(wait):
+                    msg = await queue.get()
+            else:
+                msg = queue.get_nowait()
+            sub._pending_size -= len(msg.data)
+            status = JetStreamContext.is_status_msg(msg)
+            if status is None:
+                messages.append(msg)
+            elif status != StatusCode.CONTROL_MESSAGE:
+                break  # no more now (404), or the pull ended otherwise: the next pull asks again
     return messages
 
 
@@ -244,45 +299,82 @@ def _nothing_pulled() -> None:
     pass
 
 
+async def _pull_handled() -> None:
+    pass
+
+
+async def _pull_loop(
+    subscriber: PullStreamSubscriber | BatchPullStreamSubscriber,
+    handle: Callable[[list[Msg]], Awaitable[bool]],
+    found_nothing: Callable[[], None],
+) -> None:
+    """Pull, hand each pull to ``handle`` (False: stopped partway), until the subscriber stops.
+
+    What the server said it still held after a pull is asked for at once by the next one. One
+    pull at a time: asking for the next while this one was applied gained nothing measurable
+    in ``bench/consumer.py`` (the time goes to work under the GIL, not to waiting).
+    """
+    assert subscriber.subscription is not None
+    subscription = subscriber.subscription
+    batch, timeout = subscriber.pull_sub.batch_size, subscriber.pull_sub.timeout
+    held = 0
+    while subscriber.running:
+        messages = await _pull(subscription, batch, timeout, held)
+        if not subscriber.running:
+            return  # unacknowledged: redelivered to the durable re-pointed at start
+        if not messages:
+            found_nothing()
+            held = 0
+            continue
+        held = _held_after(messages)
+        if not await handle(messages):
+            return
+
+
 class InOrderPullSubscriber(PullStreamSubscriber):
     """FastStream's JetStream pull subscriber, handling the messages of one pull one after another.
 
-    Only the pull loop differs: it waits for the next message, then takes at once what else
-    is there (up to ``batch_size``; one ``fetch`` of the whole batch would linger until it is
-    full or times out), and awaits each message's handling before the next one's. A pull
-    that finds nothing calls ``found_nothing`` (the kit's subscriber: caught up).
+    Only the pull loop differs (:func:`_pull_loop`): it waits for the next message, then takes
+    at once what else is there (up to ``batch_size``; one ``fetch`` of the whole batch would
+    linger until it is full or times out), and awaits each message's handling before the next
+    one's. A pull that finds nothing calls ``found_nothing`` (the kit's subscriber: caught up);
+    one handled, or left partway on a stop, calls ``pull_handled`` (the kit's subscriber: the
+    pull's one ack).
     """
 
     __slots__ = ()
     found_nothing: Callable[[], None] = staticmethod(_nothing_pulled)
+    pull_handled: Callable[[], Awaitable[None]] = staticmethod(_pull_handled)
 
     async def _consume_pull(self, cb: Callable[[Msg], Coroutine[Any, Any, Any]]) -> None:
-        assert self.subscription is not None
-        while self.running:
-            messages = await _pull(self.subscription, self.pull_sub.batch_size, self.pull_sub.timeout)
-            if not messages and self.running:
-                self.found_nothing()
+        async def one_by_one(messages: list[Msg]) -> bool:
             for msg in messages:
                 if not self.running:
-                    return  # the rest is redelivered (the durable is re-pointed at start)
+                    # The rest is redelivered (the durable is re-pointed at start).
+                    with contextlib.suppress(*_BUS_FAULTS):
+                        await self.pull_handled()
+                    return False
                 await cb(msg)
+            await self.pull_handled()
+            return True
+
+        await _pull_loop(self, one_by_one, self.found_nothing)
 
 
 class PromptBatchPullSubscriber(BatchPullStreamSubscriber):
     """FastStream's batch pull subscriber without the linger: a pull is handed on as soon as
-    what is there has arrived, rather than when the batch is full or ``timeout`` has passed."""
+    what is there has arrived, rather than when the batch is full or ``timeout`` has passed
+    (:func:`_pull_loop`)."""
 
     __slots__ = ()
     found_nothing: Callable[[], None] = staticmethod(_nothing_pulled)
 
     async def _consume_pull(self) -> None:
-        assert self.subscription is not None
-        while self.running:
-            messages = await _pull(self.subscription, self.pull_sub.batch_size, self.pull_sub.timeout)
-            if not messages and self.running:
-                self.found_nothing()
-            if messages and self.running:
-                await self.consume(messages)
+        async def whole(messages: list[Msg]) -> bool:
+            await self.consume(messages)
+            return True
+
+        await _pull_loop(self, whole, self.found_nothing)
 
 
 def _unchanged(value: Any) -> Any:
@@ -339,6 +431,10 @@ class FastStreamSubscriber:
         # that must not act on a stale state (a sender after a stop) waits for.
         self.reached_end = False
         self._position = 0
+        # With pulls (an AckAll durable) a message applied one by one is acknowledged with its
+        # pull's last (:meth:`ack_pull`): the last such message, and when the first was applied.
+        self._unacked: Msg | None = None
+        self._unacked_since = 0.0
         self._repointing: asyncio.Task[None] | None = None
         self._reconnects = 0  # the connection's reconnect count the durable was last pointed at
         self._watcher: asyncio.Task[None] | None = None
@@ -370,6 +466,8 @@ class FastStreamSubscriber:
             self.subscriber(documented(self._on_message, message))
         pull_loop = self.subscriber  # type: ignore[assignment]  # its class was set just above
         pull_loop.found_nothing = self._found_nothing
+        if isinstance(pull_loop, InOrderPullSubscriber):
+            pull_loop.pull_handled = self.ack_pull
 
     @property
     def stream(self) -> str:
@@ -397,12 +495,15 @@ class FastStreamSubscriber:
         self.caught_up = True
 
     def consumer_config(self) -> ConsumerConfig:
+        batched = self.settings.fetch_batch > 1
         return ConsumerConfig(
             durable_name=self.settings.durable,
-            ack_policy=JsAckPolicy.EXPLICIT,
+            # A pull's messages are acknowledged in order, each only once it and all before it
+            # are applied: one ack (of the last) says it for the whole pull.
+            ack_policy=JsAckPolicy.ALL if batched else JsAckPolicy.EXPLICIT,
             ack_wait=self.settings.ack_wait,
             # 1: the server delivers the next message only after this one's ack.
-            max_ack_pending=1 if self.settings.fetch_batch <= 1 else max(1000, self.settings.fetch_batch * 2),
+            max_ack_pending=max(1000, self.settings.fetch_batch * 2) if batched else 1,
             filter_subject=self.filter_subject,
             description=f"VSS service {self.settings.durable}: applies the stream to its own state",
         )
@@ -481,6 +582,7 @@ class FastStreamSubscriber:
 
     async def _point_durable_at_state(self) -> None:
         reconnects = self._reconnect_count()
+        self._unacked = None  # an ack of the durable as it was would reach the one pointed anew
         try:
             applied = await asyncio.to_thread(self.handler.applied_through)
         except Exception as error:
@@ -568,11 +670,11 @@ class FastStreamSubscriber:
             return
         fresh = [item for item in incoming.items if item[0].metadata.sequence.stream > self._position]
         deliveries = [delivery for _, delivery, _ in fresh if delivery is not None]
+        last = incoming.items[-1][0]
         if not fresh:  # all redelivered
             self.skipped += len(incoming.items)
-            for raw, _, _ in incoming.items:
-                await raw.ack()
-            self._caught_up_after(incoming.items[-1][0])
+            await last.ack()  # the durable acks all before it (AckAll)
+            self._caught_up_after(last)
             return
         if len(deliveries) == len(fresh):
             started = time.perf_counter()
@@ -591,14 +693,14 @@ class FastStreamSubscriber:
                 self.applied += applied
                 self.skipped += len(incoming.items) - applied
                 self._position = deliveries[-1].stream_sequence
-                for raw, _, _ in incoming.items:
-                    await raw.ack()
-                self._caught_up_after(incoming.items[-1][0])
+                await last.ack()  # the whole pull, committed above (AckAll)
+                self._caught_up_after(last)
                 return
         for raw, delivery, undecodable in incoming.items:
             if self._must_repoint():
                 return
             await self._handle(raw, delivery, undecodable, _RawSettle(raw))
+        await self.ack_pull()
 
     async def _handle(
         self, raw: Msg, delivery: Delivery | None, undecodable: Undecodable | None, settle: _Settle
@@ -606,7 +708,7 @@ class FastStreamSubscriber:
         sequence = raw.metadata.sequence.stream
         if sequence <= self._position:
             self.skipped += 1
-            await settle.ack()
+            await self._settled(raw, settle)
             self._caught_up_after(raw)
             return
         if delivery is None:
@@ -635,8 +737,33 @@ class FastStreamSubscriber:
         else:
             self.skipped += 1
         self._position = sequence
-        await settle.ack()
+        await self._settled(raw, settle)
         self._caught_up_after(raw)
+
+    async def _settled(self, raw: Msg, settle: _Settle) -> None:
+        """``raw`` is applied (or was before): acknowledged at once with one message in flight;
+        with pulls, together with the rest of its pull by :meth:`ack_pull` (an ack per message
+        cost a write to the socket each). A slow pull is acknowledged as it goes, so that the
+        acks are late by at most :data:`ACK_DELAY` (or a tenth of ``ack_wait``): a pull that
+        outlasts ``ack_wait`` has hardly more of its messages sent again than with an ack each
+        (those are skipped by their sequence)."""
+        if self.settings.fetch_batch <= 1:
+            await settle.ack()
+            return
+        now = time.monotonic()
+        if self._unacked is None:
+            self._unacked_since = now
+        self._unacked = raw
+        if now - self._unacked_since > min(ACK_DELAY, self.settings.ack_wait / 10):
+            await self.ack_pull()
+
+    async def ack_pull(self) -> None:
+        """Acknowledge the messages of a pull applied one by one, all at once: the durable takes
+        an ack for all before it too (AckAll), and each of those was applied, passed over or
+        dead-lettered before it."""
+        if self._unacked is not None:
+            raw, self._unacked = self._unacked, None
+            await raw.ack()
 
     def _caught_up_after(self, raw: Msg) -> None:
         # What the server still held for this durable when it sent the message.
