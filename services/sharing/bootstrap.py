@@ -78,7 +78,9 @@ def bootstrap_sharing(
     share_names = share_names or settings.share_names()
     (case_events,) = subscriptions(settings, case_names=case_names)
     broker = broker_of(settings, name="sharing")
-    consumer = subscriber_of(broker, settings, CaseEventHandler(service), case_events)
+    # SQLite: the consumer's transactions in the loop (the consumer is the store's one writer).
+    handler = CaseEventHandler(service, applies_in_loop=not store.url.is_postgres)
+    consumer = subscriber_of(broker, settings, handler, case_events)
     relay = outbox_relay(
         ShareLog(store, share_names),
         settings,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -224,6 +225,35 @@ def test_a_batch_handler_applies_each_pull_in_one_call_and_a_failed_pull_goes_on
     assert kit.applied == total
     again = asyncio.run(run_until(nats_url, table, settings, lambda _: True, timeout=0.3))
     assert again.applied == again.skipped == 0  # resumed after the stored sequence
+    table.close()
+
+
+class ThreadNoting(BatchTable):
+    """A batch table that notes the thread each pull is applied in."""
+
+    def __init__(self, path: Path, consumer: str, *, in_loop: bool) -> None:
+        super().__init__(path, consumer)
+        self.applies_in_loop = in_loop
+        self.threads: set[int] = set()
+
+    def apply_batch(self, deliveries: Sequence[Delivery]) -> int:
+        self.threads.add(threading.get_ident())
+        return super().apply_batch(deliveries)
+
+
+@pytest.mark.parametrize("in_loop", [False, True], ids=["worker-thread", "in-the-loop"])
+def test_a_pull_is_applied_in_the_loop_only_for_a_handler_that_asks(
+    published, nats_url: str, bus_names: BusNames, tmp_path: Path, in_loop: bool
+) -> None:
+    total = published(5)
+    table = ThreadNoting(tmp_path / "noted.sqlite", "noted", in_loop=in_loop)
+    settings = ConsumerSettings(durable="noted", names=bus_names, fetch_batch=20)
+    loop_thread = threading.get_ident()  # asyncio.run runs the loop in this thread
+    kit = asyncio.run(run_until(nats_url, table, settings, lambda _: len(table.rows()) == total))
+    assert kit.applied == total
+    assert [r[4] for r in table.rows()] == list(range(1, total + 1))
+    assert table.threads, "the batch path was used"
+    assert (table.threads == {loop_thread}) is in_loop
     table.close()
 
 

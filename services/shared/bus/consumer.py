@@ -111,9 +111,11 @@ class Delivery:
 class Handler(Protocol):
     """A service's state, changed one event at a time (see :mod:`.checkpoint`).
 
-    :meth:`apply` runs in a worker thread, unless the handler has an attribute
-    ``applies_in_loop`` set true: then in the event loop, for a state whose apply is a local
-    write quicker than the hop to a thread and back (see :func:`apply_in_place`).
+    :meth:`apply` (and a :class:`BatchHandler`'s ``apply_batch``) runs in a worker thread,
+    unless the handler has an attribute ``applies_in_loop`` set true: then in the event loop,
+    for a state whose apply is a local write quicker than the hop to a thread and back (see
+    :func:`apply_in_place`). Such a handler must never wait long for a lock another thread
+    holds: the loop waits with it.
     """
 
     def applied_through(self) -> int:
@@ -155,8 +157,10 @@ class ServiceHandler(Generic[_Service]):
     """A :class:`Handler` over a service that keeps its own consumer position: a subclass
     says how a delivery is applied; the position is the service's."""
 
-    def __init__(self, service: _Service) -> None:
+    def __init__(self, service: _Service, *, applies_in_loop: bool = False) -> None:
         self.service = service
+        # A local write (SQLite) is quicker than the hop to a worker thread and back.
+        self.applies_in_loop = applies_in_loop
 
     def applied_through(self) -> int:
         return self.service.applied_through()

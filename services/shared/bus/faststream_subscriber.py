@@ -679,7 +679,11 @@ class FastStreamSubscriber:
         if len(deliveries) == len(fresh):
             started = time.perf_counter()
             try:
-                applied = int(await asyncio.to_thread(self.handler.apply_batch, deliveries))  # type: ignore[attr-defined]
+                apply_batch = self.handler.apply_batch  # type: ignore[attr-defined]
+                if getattr(self.handler, "applies_in_loop", False):
+                    applied = int(apply_batch(deliveries))
+                else:
+                    applied = int(await asyncio.to_thread(apply_batch, deliveries))
             except StateReplaced as replaced:
                 log.info("consumer.state_replaced", consumer=self.settings.durable, detail=str(replaced))
                 self._schedule_repoint()
