@@ -101,14 +101,15 @@ class CaseStreamFirst:
         info = await self._nc.jetstream().stream_info(self.case_stream)
         return int(info.state.last_seq)
 
-    def wait(self, case_position: int | None = None) -> None:
-        """Block (the consumer's worker thread) until the case consumer is far enough."""
+    def wait(self, case_position: int | None = None, *, timeout: float | None = None) -> None:
+        """Block (the consumer's worker thread) until the case consumer is far enough; raises
+        :class:`CaseStreamNotCaughtUp` after ``timeout`` (default: the one it was made with)."""
         if self._loop is None:
             return  # not opened: the service is driven without a bus (tests, tools)
         if self._reached(case_position):
             return  # the usual case: no round trip to the server
         target = asyncio.run_coroutine_threadsafe(self._case_tail(), self._loop).result(timeout=10)
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while (applied := self.store.applied_through(self.case_consumer)) < target:
             if (
                 case_position is not None
@@ -189,6 +190,10 @@ class CaseEventHandler(EventHandler):
             return sum(self.apply(delivery) for delivery in deliveries)
 
 
+# How long a pull of meeting events waits for the case consumer before going one by one.
+BATCH_WAIT = 1.0
+
+
 class NotBatchedNow(Exception):
     """A pull of meeting events the batch path leaves to the one-at-a-time path."""
 
@@ -196,28 +201,31 @@ class NotBatchedNow(Exception):
 class MeetingEventHandler(EventHandler):
     """The meetings stream's handler, which also applies a fetched batch in one transaction.
 
-    Its events wait for the case consumer (:class:`CaseStreamFirst`), which needs the store to
-    move on, so a batch never waits: it is applied in one transaction only when the case
-    consumer has already applied the case position of the pull's last event (the usual case,
-    live: the meetings service decided from those case events first). Otherwise, or when an
-    event names no case position (published before the header), the pull goes one event at a
-    time, each waiting for its own position as before: an earlier event is never held back
-    behind a later one's wait.
+    Its events wait for the case consumer (:class:`CaseStreamFirst`). A pull waits, before its
+    transaction (which the case consumer's must not wait for), until the case consumer has
+    applied the case position of the pull's last event: live, the meetings service decided
+    from those case events first, so that is at once or within a few milliseconds, and an
+    earlier event of the pull waits no longer than that. Under load, going one event at a
+    time instead would cost a transaction per meeting event and let the consumer fall behind.
+    A pull still short after :data:`BATCH_WAIT`, or with an event that names no case position
+    (published before the header), goes one event at a time, each waiting for its own position.
     """
 
     def apply_batch(self, deliveries: Sequence[Delivery]) -> int:
-        """As :meth:`CaseEventHandler.apply_batch`, when every fresh event's case position is
-        applied already; else raises :class:`NotBatchedNow`, changing nothing."""
+        """As :meth:`CaseEventHandler.apply_batch`, once every fresh event's case position is
+        applied by the case consumer; else raises :class:`NotBatchedNow`, changing nothing."""
         applied = self.applied_through()
         positions = [case_position(d) for d in deliveries if d.stream_sequence > applied]
         if any(p is None for p in positions):
             raise NotBatchedNow("a meeting event names no case position")
-        if (
-            positions
-            and self.case_first is not None
-            and not self.case_first.reached(max(p for p in positions if p is not None))
-        ):
-            raise NotBatchedNow("the case consumer has not reached the pull's case positions yet")
+        known = [p for p in positions if p is not None]
+        if known and self.case_first is not None and not self.case_first.reached(max(known)):
+            try:
+                self.case_first.wait(max(known), timeout=BATCH_WAIT)
+            except CaseStreamNotCaughtUp as error:
+                raise NotBatchedNow(
+                    f"the case consumer has not reached the pull's case positions: {error}"
+                ) from error
         with self.service.batch():
             return sum(self.apply(delivery) for delivery in deliveries)
 

@@ -1,7 +1,7 @@
-"""The meetings stream's handler applies a pull in one transaction only when the case
-consumer has already reached the pull's last case position; otherwise, or when an event names
-no case position, the pull is left to the one-at-a-time path (each event waiting for its own
-position: an earlier event is never held back behind a later one's wait)."""
+"""The meetings stream's handler applies a pull in one transaction once the case consumer has
+reached the pull's last case position, waiting for it (a bounded wait) before the transaction;
+a pull still short after the wait, or with an event that names no case position, is left to
+the one-at-a-time path (each event waiting for its own position)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from uuid import uuid4
 import pytest
 
 from services.notifications.infrastructure.bus import (
+    BATCH_WAIT,
     CaseStreamFirst,
+    CaseStreamNotCaughtUp,
     MeetingEventHandler,
     NotBatchedNow,
 )
@@ -28,8 +30,11 @@ CONSUMER = "notifications-meetings"
 class Recording:
     """The store, the service and the case-stream wait, recording what happens in which order."""
 
-    def __init__(self, applied_through: int = 0, case_consumer_at: int = 10**6) -> None:
+    def __init__(
+        self, applied_through: int = 0, case_consumer_at: int = 10**6, *, catches_up: bool = True
+    ) -> None:
         self.steps: list[Any] = []
+        self.catches_up = catches_up
         self.case_consumer_at = case_consumer_at
         self.in_batch = False
         self._applied_through = applied_through
@@ -57,8 +62,14 @@ class Recording:
         self.steps.append(("reached?", case_position, self.in_batch))
         return self.case_consumer_at >= case_position
 
-    def wait(self, case_position: int | None = None) -> None:
+    def wait(self, case_position: int | None = None, *, timeout: float | None = None) -> None:
         self.steps.append(("wait", case_position, self.in_batch))
+        if self.in_batch:
+            return  # inside the batch each event's own wait: its position is reached by then
+        if not self.catches_up:
+            raise CaseStreamNotCaughtUp("the case consumer is at 41")
+        assert timeout == BATCH_WAIT
+        self.case_consumer_at = max(self.case_consumer_at, case_position or 0)
 
 
 def delivery(sequence: int, case_position: int | None) -> Delivery:
@@ -86,15 +97,27 @@ def test_a_pull_whose_case_positions_are_reached_is_applied_in_one_batch() -> No
     assert [s for s in rest if s[0] == "apply"] == [("apply", n, True) for n in (1, 2, 3)]
 
 
-def test_a_pull_ahead_of_the_case_consumer_goes_one_by_one_without_waiting() -> None:
+def test_a_pull_ahead_of_the_case_consumer_waits_for_it_before_its_transaction() -> None:
     recording = Recording(case_consumer_at=41)
 
-    with pytest.raises(NotBatchedNow):
+    applied = handler(recording).apply_batch([delivery(1, 40), delivery(2, 42)])
+
+    assert applied == 2
+    # The wait for the highest position comes before the transaction (which the case consumer's
+    # own must never wait behind); inside it, every event's position is reached.
+    assert recording.steps[:3] == [("reached?", 42, False), ("wait", 42, False), "batch"]
+    assert [s for s in recording.steps if s[0] == "apply"] == [("apply", n, True) for n in (1, 2)]
+
+
+def test_a_pull_the_case_consumer_does_not_catch_up_with_goes_one_by_one() -> None:
+    recording = Recording(case_consumer_at=41, catches_up=False)
+
+    with pytest.raises(NotBatchedNow, match="has not reached"):
         handler(recording).apply_batch([delivery(1, 40), delivery(2, 42)])
 
-    # Nothing waited for inside a batch, nothing applied: the consumer takes them singly, and
-    # the first is decided while the case consumer is still short of the second's position.
-    assert recording.steps == [("reached?", 42, False)]
+    # Nothing applied: the consumer takes them singly, the first decided while the case
+    # consumer is still short of the second's position.
+    assert recording.steps == [("reached?", 42, False), ("wait", 42, False)]
 
 
 def test_a_pull_with_an_event_naming_no_case_position_goes_one_by_one() -> None:
