@@ -531,7 +531,8 @@ def test_waits_need_a_token_are_bounded_and_leave_ordinary_reads_alone(
         during = timed_read(client, ordinary, headers)
         assert statuses(anonymous) == [401] * 200
         assert time.perf_counter() - started < 2.0, "the refusals must not wait for the position"
-        assert during < 0.1, f"an ordinary read took {during * 1000:.0f} ms beside 200 anonymous waits"
+        # Far below the 4 s a held wait would take; loose enough for a suite on two busy cores.
+        assert during < 0.5, f"an ordinary read took {during * 1000:.0f} ms beside 200 anonymous waits"
 
         # 200 waits with a token: 16 wait (the bound), the rest are 503 with Retry-After at once.
         waiting = send_raw(address, far, headers, 16)
@@ -544,7 +545,7 @@ def test_waits_need_a_token_are_bounded_and_leave_ordinary_reads_alone(
         more = send_raw(address, far, headers, 183)
         assert statuses(more) == [503] * 183
         readings = [timed_read(client, ordinary, headers) for _ in range(5)]
-        assert max(readings) < 0.1, f"ordinary reads beside 16 waits: {readings}"
+        assert max(readings) < 0.5, f"ordinary reads beside 16 waits: {readings}"
         timed_out = statuses(waiting)
         assert timed_out == [503] * 16  # position_not_reached, after the wait limit
         assert time.perf_counter() - started >= 4.0
