@@ -663,7 +663,9 @@ class Driver:
                 self._probe(step, command, result, answered, accepted_at)
         elif 400 <= status < 500:
             try:
-                code = str(response.json().get("code", status)) if response is not None else str(status)
+                # A problem names its rule (``rule``, or the end of its ``type``).
+                problem = response.json() if response is not None else {}
+                code = str(problem.get("rule") or str(problem.get("type", status)).rsplit("/", 1)[-1])
             except ValueError:
                 code = str(status)
             step.refusals[f"{command.kind} {status} {code}"] += 1
