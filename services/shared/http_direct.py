@@ -82,6 +82,24 @@ def _plain(dependant: Dependant) -> bool:
     )
 
 
+def _plan_dependencies(
+    dependant: Dependant,
+) -> tuple[list[_Header], list[tuple[str, Solve]], list[_Header]] | None:
+    """The headers ``dependant`` reads itself, each sub-dependency's solver by its parameter
+    name, and every header of the tree (its own first); None if a sub-dependency is not
+    plannable (FastAPI then answers)."""
+    own = _headers_of(dependant)
+    solvers: list[tuple[str, Solve]] = []
+    every = list(own)
+    for sub in dependant.dependencies:
+        solved = _solver(sub)
+        if solved is None or sub.name is None:
+            return None
+        solvers.append((sub.name, solved[0]))
+        every.extend(solved[1])
+    return own, solvers, every
+
+
 def _solver(dependant: Dependant) -> tuple[Solve, list[_Header]] | None:
     """How to call a dependency (its own dependencies first, then its headers, as FastAPI
     solves it), and every header its tree reads; None: FastAPI's to solve."""
@@ -96,15 +114,10 @@ def _solver(dependant: Dependant) -> tuple[Solve, list[_Header]] | None:
         or dependant.response_param_name
     ):
         return None
-    subs: list[tuple[str, Solve]] = []
-    headers = _headers_of(dependant)
-    every_header = list(headers)
-    for sub in dependant.dependencies:
-        solved = _solver(sub)
-        if solved is None or sub.name is None:
-            return None
-        subs.append((sub.name, solved[0]))
-        every_header.extend(solved[1])
+    planned = _plan_dependencies(dependant)
+    if planned is None:
+        return None
+    headers, subs, every_header = planned
     connection = dependant.request_param_name or dependant.http_connection_param_name
     cached = dependant.use_cache
 
@@ -209,15 +222,10 @@ def _plan(route: APIRoute) -> _Plan | None:
         or route.dependencies
     ):
         return None
-    dependencies: list[tuple[str, Solve]] = []
-    own_headers = _headers_of(dependant)
-    headers = list(own_headers)
-    for sub in dependant.dependencies:
-        solved = _solver(sub)
-        if solved is None or sub.name is None:
-            return None
-        dependencies.append((sub.name, solved[0]))
-        headers.extend(solved[1])
+    planned = _plan_dependencies(dependant)
+    if planned is None:
+        return None
+    own_headers, dependencies, headers = planned
     if any(h.field.field_info.is_required() for h in headers):
         return None
     defaults = {str(p.name): p.default for p in dependant.query_params}

@@ -270,14 +270,7 @@ def test_a_pull_is_acknowledged_by_its_last_message_and_a_durable_made_before_is
     half = total // 2
     first = asyncio.run(run_until(nats_url, table, one_by_one, lambda s: s.applied >= half))
 
-    async def durable() -> ConsumerInfo:
-        nc = await nats.connect(nats_url)
-        try:
-            return await nc.jetstream().consumer_info(bus_names.stream, "projection")
-        finally:
-            await nc.close()
-
-    assert asyncio.run(durable()).config.ack_policy == AckPolicy.EXPLICIT
+    assert _durable(nats_url, bus_names).config.ack_policy == AckPolicy.EXPLICIT
     pulls = ConsumerSettings(durable="projection", names=bus_names, fetch_batch=20)
     second = asyncio.run(run_until(nats_url, table, pulls, lambda _: len(table.rows()) == total))
 
@@ -307,22 +300,27 @@ def test_a_pull_applied_one_by_one_is_acknowledged_once_each_of_its_messages_is_
     table.close()
 
 
-def _settled_durable(nats_url: str, bus_names: BusNames) -> ConsumerInfo:
-    """The durable ``projection`` once the server has taken in the acks sent to it."""
+def _durable(nats_url: str, bus_names: BusNames) -> ConsumerInfo:
+    """The durable ``projection`` as the server holds it now."""
 
-    async def durable() -> ConsumerInfo:
+    async def info() -> ConsumerInfo:
         nc = await nats.connect(nats_url)
         try:
             return await nc.jetstream().consumer_info(bus_names.stream, "projection")
         finally:
             await nc.close()
 
-    info = asyncio.run(durable())
+    return asyncio.run(info())
+
+
+def _settled_durable(nats_url: str, bus_names: BusNames) -> ConsumerInfo:
+    """The durable ``projection`` once the server has taken in the acks sent to it."""
+    info = _durable(nats_url, bus_names)
     for _ in range(100):  # the server takes acks in on its own time
         if info.num_ack_pending == 0:
             break
         time.sleep(0.02)
-        info = asyncio.run(durable())
+        info = _durable(nats_url, bus_names)
     assert info.num_ack_pending == 0
     return info
 

@@ -210,6 +210,22 @@ class CaseFeed:
             ),
         )
 
+    def planned_with_contacts(self, day: date, contacts: int) -> None:
+        """A case opened, assigned to sara, consented to, and its early warning plan naming
+        ``contacts`` people (each with an e-mail address and a phone number)."""
+        self.open(day)
+        self.assign(day, "sara", SOCIAL)
+        self.consent(day)
+        self.plan(
+            day,
+            *(
+                ce.PlanContact(
+                    name=f"Kontakt {n}", relation="vän", email=f"k{n}@example.se", phone=f"070123450{n}"
+                )
+                for n in range(contacts)
+            ),
+        )
+
     def trigger(self, day: date) -> UUID:
         warning_id = uuid4()
         self.send(

@@ -16,9 +16,7 @@ from pathlib import Path
 
 from services.notifications.application.ports import iso
 from services.notifications.infrastructure.mailsink import MailSink
-from tests.meetings.feed import SOCIAL
 from tests.notifications.support import DAY, World, parse_mail
-from vss_contracts import case_events as ce
 
 CONNECTIONS = 4
 CONTACTS = 8
@@ -56,18 +54,7 @@ def test_four_connections_deliver_each_message_once_and_each_recipients_in_order
     sink = world.sink
     assert isinstance(sink, TimedSink)
     try:
-        world.feed.open(DAY)
-        world.feed.assign(DAY, "sara", SOCIAL)
-        world.feed.consent(DAY)
-        world.feed.plan(
-            DAY,
-            *(
-                ce.PlanContact(
-                    name=f"Kontakt {n}", relation="vän", email=f"k{n}@example.se", phone=f"070123450{n}"
-                )
-                for n in range(CONTACTS)
-            ),
-        )
+        world.feed.planned_with_contacts(DAY, CONTACTS)
         world.feed.trigger(DAY)
         world.feed.trigger(DAY)
         read = [r for r in world.store.due(iso(world.clock.now()), 1000) if r.channel == "email"]

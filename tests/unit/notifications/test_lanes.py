@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -54,6 +54,30 @@ def row(key: str, address: str, *, urgent: bool = False, channel: str = "email")
 
 
 # ---------------------------------------------------------------------------- the queue alone
+def decide_an_sms(world: Notifications, *, urgent: bool, created_at: datetime) -> None:
+    """An SMS to the case's first person, decided (stored as due) beside the world's e-mails."""
+    text = NewDelivery(
+        delivery_key="sms-1",
+        case_id=str(world.case_id),
+        cause_event_id="event-sms",
+        cause_event_type="CoordinatorAssigned",
+        template="coordinator_assigned",
+        person=world.rows()[0].person,
+        channel="sms",
+        address="0701234500",
+        context={},
+        calendar=None,
+        calendar_method=None,
+        urgent=urgent,
+        warning_id=None,
+        message_id="<sms-1@vss.se>",
+        created_at=iso(created_at),
+    )
+    world.store.record_decisions(
+        Decisions("test", 2, "decided-sms", str(world.case_id), iso(START), None, deliveries=[text])
+    )
+
+
 def test_a_lane_passes_over_a_recipient_another_lane_holds_and_takes_them_once_released() -> None:
     a1, a2, b1 = row("a1", "a@x.se"), row("a2", "a@x.se"), row("b1", "b@x.se")
     queue = RecipientQueue([a1, a2, b1])
@@ -262,26 +286,7 @@ def test_an_e_mail_decided_while_an_sms_is_written_does_not_wait_for_it() -> Non
 
     sms = SlowSms(Channel.SMS)
     world.service.channels = {**world.service.channels, Channel.SMS: sms}
-    text = NewDelivery(
-        delivery_key="sms-1",
-        case_id=str(world.case_id),
-        cause_event_id="event-sms",
-        cause_event_type="CoordinatorAssigned",
-        template="coordinator_assigned",
-        person=world.rows()[0].person,
-        channel="sms",
-        address="0701234500",
-        context={},
-        calendar=None,
-        calendar_method=None,
-        urgent=True,
-        warning_id=None,
-        message_id="<sms-1@vss.se>",
-        created_at=iso(START - timedelta(seconds=1)),
-    )
-    world.store.record_decisions(
-        Decisions("test", 2, "decided-sms", str(world.case_id), iso(START), None, deliveries=[text])
-    )
+    decide_an_sms(world, urgent=True, created_at=START - timedelta(seconds=1))
 
     async def scenario() -> list[str]:
         # Each channel is sent on a loop of its own (the sender in the service's process).
@@ -313,26 +318,8 @@ def test_one_recipient_alone_is_sent_in_order_on_any_number_of_lanes(concurrency
 def test_a_full_batch_of_one_channel_leaves_no_other_channel_unsent() -> None:
     world, email, keys = busy_world({f"r{n}@x.se": 1 for n in range(4)})
     world.service.policy = replace(world.service.policy, batch=2)
-    text = NewDelivery(
-        delivery_key="sms-1",
-        case_id=str(world.case_id),
-        cause_event_id="event-sms",
-        cause_event_type="CoordinatorAssigned",
-        template="coordinator_assigned",
-        person=world.rows()[0].person,
-        channel="sms",
-        address="0701234500",
-        context={},
-        calendar=None,
-        calendar_method=None,
-        urgent=False,
-        warning_id=None,
-        message_id="<sms-1@vss.se>",
-        created_at=iso(START - timedelta(microseconds=1)),  # after every e-mail: not read first
-    )
-    world.store.record_decisions(
-        Decisions("test", 2, "decided-sms", str(world.case_id), iso(START), None, deliveries=[text])
-    )
+    # Made after every e-mail: not read first.
+    decide_an_sms(world, urgent=False, created_at=START - timedelta(microseconds=1))
     assert world.deliver() == len(keys) + 1
     assert sorted(m.delivery_key for m in email.sent) == sorted(keys)
     assert [m.delivery_key for m in world.sms.sent] == ["sms-1"]

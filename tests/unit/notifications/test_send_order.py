@@ -16,8 +16,6 @@ from dataclasses import dataclass
 import pytest
 
 from services.notifications.application.channels import Channel, OutgoingMessage
-from tests.meetings.feed import SOCIAL
-from vss_contracts import case_events as ce
 
 from .fakes import InMemoryNotificationStore, RecordingChannel
 from .world import DAY, Notifications
@@ -53,18 +51,7 @@ def warned(crash_after: int | None = None) -> Notifications:
         channel = NotingChannel(Channel(name), store=world.store)
         setattr(world, name, channel)
         world.service.channels = {**world.service.channels, Channel(name): channel}
-    world.feed.open(DAY)
-    world.feed.assign(DAY, "sara", SOCIAL)
-    world.feed.consent(DAY)
-    world.feed.plan(
-        DAY,
-        *(
-            ce.PlanContact(
-                name=f"Kontakt {n}", relation="vän", email=f"k{n}@example.se", phone=f"070123450{n}"
-            )
-            for n in range(CONTACTS)
-        ),
-    )
+    world.feed.planned_with_contacts(DAY, CONTACTS)
     world.deliver()
     world.store.timeline.clear()
     world.email.sent.clear()
@@ -179,18 +166,7 @@ def test_an_urgent_message_decided_during_a_pass_goes_before_the_non_urgent_stil
     email = NotingChannel(Channel.EMAIL, store=world.store)
     world.email = email
     world.service.channels = {**world.service.channels, Channel.EMAIL: email}
-    world.feed.open(DAY)
-    world.feed.assign(DAY, "sara", SOCIAL)
-    world.feed.consent(DAY)
-    world.feed.plan(
-        DAY,
-        *(
-            ce.PlanContact(
-                name=f"Kontakt {n}", relation="vän", email=f"k{n}@example.se", phone=f"070123450{n}"
-            )
-            for n in range(CONTACTS)
-        ),
-    )
+    world.feed.planned_with_contacts(DAY, CONTACTS)
     queued = len([r for r in world.rows() if r.channel == "email"])
     assert queued >= CONTACTS + 1  # non-urgent: the coordinator's, the plan to each
 
