@@ -39,12 +39,12 @@ import base64
 import hashlib
 import hmac
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import structlog
@@ -218,6 +218,20 @@ def _fulfil(
 ) -> None:
     if not future.done():
         future.set_result(make(row))
+
+
+async def _all_ended(runs: Iterable[Awaitable[int]]) -> list[int]:
+    """Each run's result once every run has ended; the first failure raised then, not before.
+
+    A lane that fails must not leave its siblings sending from a queue that the next pass no
+    longer sees: that pass could then put a recipient's next message in flight beside one
+    still being sent (ADR 0025). So nothing is cancelled (a send cut off could be left
+    accepted and unrecorded) and the failure waits for the others to end."""
+    results = await asyncio.gather(*runs, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[int], results)
 
 
 def _id(*parts: object) -> str:
@@ -584,7 +598,7 @@ class NotificationsService:
             self._deliver_channel(of, due, now, full=full, decided=decided[of], seen=seen)
             for of, due in by_channel.items()
         ]
-        return sum(await asyncio.gather(*channels))
+        return sum(await _all_ended(channels))
 
     async def _deliver_channel(
         self, channel: str, rows: list[DeliveryRow], now: datetime, *, full: bool, decided: int, seen: int
@@ -599,8 +613,8 @@ class NotificationsService:
             queue = RecipientQueue(rows)
             look_again = partial(self._look_again, seen, queue)
             attempts += sum(
-                await asyncio.gather(
-                    *(self._lane(channel, queue, lane, look_again) for lane in range(self._lanes_of(channel)))
+                await _all_ended(
+                    self._lane(channel, queue, lane, look_again) for lane in range(self._lanes_of(channel))
                 )
             )
             if not (queue or full or self.decided_on[channel] != decided):

@@ -19,6 +19,7 @@ import pytest
 from services.notifications.application.channels import Channel, OutgoingMessage
 from services.notifications.application.lanes import RecipientQueue, recipient_of
 from services.notifications.application.ports import Decisions, DeliveryRow, NewDelivery, iso
+from services.notifications.application.service import _all_ended
 from tests.meetings.feed import HOUSING, SOCIAL
 
 from .fakes import InMemoryNotificationStore, RecordingChannel
@@ -323,3 +324,25 @@ def test_a_full_batch_of_one_channel_leaves_no_other_channel_unsent() -> None:
     assert world.deliver() == len(keys) + 1
     assert sorted(m.delivery_key for m in email.sent) == sorted(keys)
     assert [m.delivery_key for m in world.sms.sent] == ["sms-1"]
+
+
+def test_a_failed_lane_is_raised_only_once_its_sibling_lanes_have_ended() -> None:
+    """A lane that fails must not leave the others sending from a queue the next pass does
+    not see (a recipient's next message could then go beside one still in flight)."""
+    ended: list[str] = []
+
+    async def failing() -> int:
+        raise RuntimeError("the store went away")
+
+    async def sending() -> int:
+        await asyncio.sleep(0.05)
+        ended.append("sibling")
+        return 1
+
+    async def scenario() -> None:
+        with pytest.raises(RuntimeError, match="store went away"):
+            await _all_ended([failing(), sending()])
+        assert ended == ["sibling"]  # it ended before the failure was raised
+
+    asyncio.run(scenario())
+    assert asyncio.run(_all_ended([sending(), sending()])) == [1, 1]
