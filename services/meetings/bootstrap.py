@@ -116,9 +116,9 @@ def bootstrap_meetings(
     meeting_names = meeting_names or settings.meeting_names()
     (case_events,) = subscriptions(settings, case_names=case_names)
     broker = broker_of(settings, name="meetings")
-    # SQLite: the consumer's transactions in the loop (its lock is held only for one schedule).
-    handler = CaseEventHandler(service, applies_in_loop=not store.url.is_postgres)
-    consumer = subscriber_of(broker, settings, handler, case_events)
+    # In a worker thread: the loop also serves the meetings API, and the store has other
+    # writers (the API's requests, the timers, `vss` commands) a transaction may wait for.
+    consumer = subscriber_of(broker, settings, CaseEventHandler(service), case_events)
     outbox = MeetingEventLog(store, meeting_names)
     relay = outbox_relay(outbox, settings, store.url, meeting_names, name="meetings-relay")
     parts = MeetingsParts(settings, store, service, broker, consumer, relay, meeting_names)
