@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import aclosing
@@ -86,9 +87,11 @@ class CaseStreamFirst:
         self.poll = poll
         self._nc: Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
 
     async def open(self, stopping: Callable[[], bool] = lambda: False) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._nc = await connect(self.nats_url, name="notifications-case-tail", stopping=stopping)
 
     async def close(self) -> None:
@@ -101,15 +104,16 @@ class CaseStreamFirst:
         info = await self._nc.jetstream().stream_info(self.case_stream)
         return int(info.state.last_seq)
 
-    def wait(self, case_position: int | None = None, *, timeout: float | None = None) -> None:
+    def wait(self, case_position: int | None = None) -> None:
         """Block (the consumer's worker thread) until the case consumer is far enough; raises
-        :class:`CaseStreamNotCaughtUp` after ``timeout`` (default: the one it was made with)."""
+        :class:`CaseStreamNotCaughtUp` after ``timeout``."""
         if self._loop is None:
             return  # not opened: the service is driven without a bus (tests, tools)
         if self._reached(case_position):
             return  # the usual case: no round trip to the server
+        self._not_in_the_loop()
         target = asyncio.run_coroutine_threadsafe(self._case_tail(), self._loop).result(timeout=10)
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        deadline = time.monotonic() + self.timeout
         while (applied := self.store.applied_through(self.case_consumer)) < target:
             if (
                 case_position is not None
@@ -123,6 +127,24 @@ class CaseStreamFirst:
     def reached(self, case_position: int) -> bool:
         """Whether the case consumer has applied ``case_position`` already (no waiting)."""
         return self._loop is None or self._reached(case_position)
+
+    def reached_within(self, case_position: int, timeout: float) -> bool:
+        """Whether the case consumer applies ``case_position`` within ``timeout`` (blocking the
+        worker thread while it polls; no round trip to the server)."""
+        if self.reached(case_position):
+            return True
+        self._not_in_the_loop()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(self.poll)
+            if self._reached(case_position):
+                return True
+        return False
+
+    def _not_in_the_loop(self) -> None:
+        """A wait blocks its thread and may need the loop: never the loop's own thread."""
+        if self._loop is not None and self._loop_thread == threading.get_ident():
+            raise RuntimeError("a wait for the case consumer must run in a worker thread, not the event loop")
 
     def _reached(self, case_position: int | None) -> bool:
         return (
@@ -219,13 +241,14 @@ class MeetingEventHandler(EventHandler):
         if any(p is None for p in positions):
             raise NotBatchedNow("a meeting event names no case position")
         known = [p for p in positions if p is not None]
-        if known and self.case_first is not None and not self.case_first.reached(max(known)):
-            try:
-                self.case_first.wait(max(known), timeout=BATCH_WAIT)
-            except CaseStreamNotCaughtUp as error:
-                raise NotBatchedNow(
-                    f"the case consumer has not reached the pull's case positions: {error}"
-                ) from error
+        if (
+            known
+            and self.case_first is not None
+            and not self.case_first.reached_within(max(known), BATCH_WAIT)
+        ):
+            raise NotBatchedNow(
+                f"the case consumer has not reached case position {max(known)} in {BATCH_WAIT} s"
+            )
         with self.service.batch():
             return sum(self.apply(delivery) for delivery in deliveries)
 

@@ -5,7 +5,9 @@ the one-at-a-time path (each event waiting for its own position)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -17,7 +19,6 @@ import pytest
 from services.notifications.infrastructure.bus import (
     BATCH_WAIT,
     CaseStreamFirst,
-    CaseStreamNotCaughtUp,
     MeetingEventHandler,
     NotBatchedNow,
 )
@@ -62,14 +63,16 @@ class Recording:
         self.steps.append(("reached?", case_position, self.in_batch))
         return self.case_consumer_at >= case_position
 
-    def wait(self, case_position: int | None = None, *, timeout: float | None = None) -> None:
+    def wait(self, case_position: int | None = None) -> None:
         self.steps.append(("wait", case_position, self.in_batch))
-        if self.in_batch:
-            return  # inside the batch each event's own wait: its position is reached by then
-        if not self.catches_up:
-            raise CaseStreamNotCaughtUp("the case consumer is at 41")
+
+    def reached_within(self, case_position: int, timeout: float) -> bool:
+        self.steps.append(("reached?", case_position, self.in_batch))
         assert timeout == BATCH_WAIT
-        self.case_consumer_at = max(self.case_consumer_at, case_position or 0)
+        if self.case_consumer_at < case_position and self.catches_up:
+            self.steps.append(("waited", case_position, self.in_batch))
+            self.case_consumer_at = case_position
+        return self.case_consumer_at >= case_position
 
 
 def delivery(sequence: int, case_position: int | None) -> Delivery:
@@ -105,7 +108,7 @@ def test_a_pull_ahead_of_the_case_consumer_waits_for_it_before_its_transaction()
     assert applied == 2
     # The wait for the highest position comes before the transaction (which the case consumer's
     # own must never wait behind); inside it, every event's position is reached.
-    assert recording.steps[:3] == [("reached?", 42, False), ("wait", 42, False), "batch"]
+    assert recording.steps[:3] == [("reached?", 42, False), ("waited", 42, False), "batch"]
     assert [s for s in recording.steps if s[0] == "apply"] == [("apply", n, True) for n in (1, 2)]
 
 
@@ -117,7 +120,7 @@ def test_a_pull_the_case_consumer_does_not_catch_up_with_goes_one_by_one() -> No
 
     # Nothing applied: the consumer takes them singly, the first decided while the case
     # consumer is still short of the second's position.
-    assert recording.steps == [("reached?", 42, False), ("wait", 42, False)]
+    assert recording.steps == [("reached?", 42, False)]
 
 
 def test_a_pull_with_an_event_naming_no_case_position_goes_one_by_one() -> None:
@@ -135,3 +138,24 @@ def test_a_redelivered_pull_waits_for_nothing() -> None:
     handler(recording).apply_batch([delivery(4, None), delivery(5, 50)])
 
     assert [s for s in recording.steps if s[0] in ("wait", "reached?")] == []
+
+
+def test_a_wait_for_the_case_consumer_refuses_to_block_the_event_loop() -> None:
+    """The waits block their thread (and the full wait asks the loop for the stream's tail):
+    in the loop's own thread they would stall or deadlock it, so they refuse at once."""
+
+    class Store:
+        def applied_log_position(self, consumer: str) -> int:
+            return 0
+
+    async def in_the_loop() -> None:
+        first = CaseStreamFirst(cast(Any, Store()), "notifications-case", "nats://unused", "VSS_CASE")
+        # As open() sets them.
+        first._loop, first._loop_thread = asyncio.get_running_loop(), threading.get_ident()
+        with pytest.raises(RuntimeError, match="worker thread"):
+            first.reached_within(5, BATCH_WAIT)
+        with pytest.raises(RuntimeError, match="worker thread"):
+            first.wait(5)
+        assert first.reached_within(0, BATCH_WAIT)  # reached already: nothing to wait for
+
+    asyncio.run(in_the_loop())
