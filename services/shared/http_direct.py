@@ -270,7 +270,12 @@ class DirectRoutes:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("query_string") or scope.get("root_path"):
+        if (
+            scope["type"] != "http"
+            or scope.get("query_string")
+            or scope.get("root_path")
+            or scope["app"].dependency_overrides  # the plans call the routes' own dependencies
+        ):
             await self.app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]

@@ -160,6 +160,26 @@ def test_a_direct_route_answers_as_fastapi_does(
     assert len(direct_seen) == (0 if direct else 1)  # FastAPI reached only when handed over
 
 
+def test_an_overridden_dependency_is_honoured_by_handing_the_request_to_fastapi() -> None:
+    """The plans call the routes' own dependencies: while the app overrides one (a test, a
+    later global rule), every request goes through FastAPI, which applies the override."""
+    seen: list[str] = []
+    test_client = client(True, seen)
+    app = test_client.app
+    assert isinstance(app, FastAPI)
+
+    async def nobody() -> dict[str, Any]:
+        raise ProblemException(401, "Unauthorized", "overridden", code="unauthorized")
+
+    app.dependency_overrides[caller] = nobody
+    answer = test_client.get(f"/v1/notes/{CASE}", headers=TOKEN)
+    assert answer.status_code == 401
+    assert seen == [f"/v1/notes/{CASE}"]  # FastAPI answered it
+    app.dependency_overrides.clear()
+    assert test_client.get(f"/v1/notes/{CASE}", headers=TOKEN).status_code == 200
+    assert len(seen) == 1  # answered directly again
+
+
 def test_every_route_with_async_dependencies_is_planned() -> None:
     assert [(route.name, plan is not None) for route, plan in direct_routes([make_router()])] == [
         ("write", True),
