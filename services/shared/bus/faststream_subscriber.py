@@ -248,6 +248,10 @@ async def _pull(
     return messages
 
 
+def _sequence(raw: Msg) -> int:
+    return int(raw.metadata.sequence.stream)
+
+
 def _held_after(messages: Sequence[Msg]) -> int:
     """What the server still held for the durable when it sent the last of ``messages``."""
     return (messages[-1].metadata.num_pending or 0) if messages else 0
@@ -671,9 +675,11 @@ class FastStreamSubscriber:
         fresh = [item for item in incoming.items if item[0].metadata.sequence.stream > self._position]
         deliveries = [delivery for _, delivery, _ in fresh if delivery is not None]
         last = incoming.items[-1][0]
+        # AckAll: the pull's highest sequence is acked (a redelivered lower one may end it).
+        highest = max((raw for raw, _, _ in incoming.items), key=_sequence)
         if not fresh:  # all redelivered
             self.skipped += len(incoming.items)
-            await last.ack()  # the durable acks all before it (AckAll)
+            await highest.ack()  # the durable acks all before it (AckAll)
             self._caught_up_after(last)
             return
         if len(deliveries) == len(fresh):
@@ -697,7 +703,7 @@ class FastStreamSubscriber:
                 self.applied += applied
                 self.skipped += len(incoming.items) - applied
                 self._position = deliveries[-1].stream_sequence
-                await last.ack()  # the whole pull, committed above (AckAll)
+                await highest.ack()  # the whole pull, committed above (AckAll)
                 self._caught_up_after(last)
                 return
         for raw, delivery, undecodable in incoming.items:
@@ -757,7 +763,9 @@ class FastStreamSubscriber:
         now = time.monotonic()
         if self._unacked is None:
             self._unacked_since = now
-        self._unacked = raw
+        # The highest sequence settled: a redelivered lower one at a pull's end acks less.
+        if self._unacked is None or _sequence(raw) > _sequence(self._unacked):
+            self._unacked = raw
         if now - self._unacked_since > min(ACK_DELAY, self.settings.ack_wait / 10):
             await self.ack_pull()
 

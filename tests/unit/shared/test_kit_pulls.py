@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from services.shared.bus.faststream_subscriber import _pull, _take_more
+from services.shared.bus.consumer import ConsumerSettings
+from services.shared.bus.faststream_subscriber import FastStreamSubscriber, _pull, _take_more
+from services.shared.bus.names import BusNames
 
 
 @dataclass
@@ -117,3 +119,35 @@ def test_a_pull_hands_over_what_came_within_the_wait_for_the_next_message() -> N
     server = _Server(available=1, in_transit=True)
     taken = asyncio.run(_take_more(server, 3, 0.01))  # type: ignore[arg-type]
     assert len(taken) == 1  # not held up by the two still on their way
+
+
+@dataclass
+class _Sequence:
+    stream: int
+
+
+@dataclass
+class _Sequenced:
+    sequence: _Sequence
+    num_pending: int = 0
+
+
+@dataclass
+class _Settled:
+    metadata: _Sequenced
+
+
+def test_the_ack_held_back_for_a_pull_is_its_highest_sequence_settled() -> None:
+    """AckAll acks everything up to the message acked: a redelivered lower sequence settled
+    last must not be the one acked (it would leave the pull's higher ones to come again)."""
+    kit = object.__new__(FastStreamSubscriber)  # only what _settled reads
+    kit.settings = ConsumerSettings(durable="d", names=BusNames(), fetch_batch=20)
+    kit._unacked, kit._unacked_since = None, 0.0
+    settled = [_Settled(_Sequenced(_Sequence(n))) for n in (105, 106, 98)]
+
+    async def settle_all() -> None:
+        for raw in settled:
+            await kit._settled(cast(Any, raw), cast(Any, None))
+
+    asyncio.run(settle_all())
+    assert kit._unacked is settled[1]
