@@ -418,27 +418,16 @@ async def apply_in_place(
             await asyncio.sleep(wait)
 
 
-class DurableConsumer:
-    def __init__(self, nats_url: str, handler: Handler, settings: ConsumerSettings) -> None:
-        self.nats_url = nats_url
-        self.handler = handler
-        self.settings = settings
-        self.applied = 0
-        self.skipped = 0
-        self.dead_lettered = 0
-        self.handler_seconds = 0.0  # time spent in the handler (retries included), for /metrics
-        self._position = 0
-        # Whether the last look found nothing left to apply (an API answers "not yet" while not).
-        self._caught_up = False
-        # Whether the end of the stream was reached once since start (stays set): what a part
-        # that must not act on a stale state (a sender after a stop) waits for.
-        self.reached_end = False
-        self._backoff = 0.1  # seconds before the next reconnect; doubles up to 5 s
-        self._js: JetStreamContext | None = None
+class CatchingUp:
+    """Where a consumer is against its stream's end.
 
-    @property
-    def stream(self) -> str:
-        return self.settings.names.stream
+    ``caught_up``: the last look found nothing left to apply (an API answers "not yet" while
+    not). ``reached_end``: the end was reached once since start (stays set): what a part that
+    must not act on a stale state (a sender after a stop) waits for.
+    """
+
+    _caught_up: bool
+    reached_end: bool
 
     @property
     def caught_up(self) -> bool:
@@ -449,6 +438,26 @@ class DurableConsumer:
         self._caught_up = value
         if value:
             self.reached_end = True
+
+
+class DurableConsumer(CatchingUp):
+    def __init__(self, nats_url: str, handler: Handler, settings: ConsumerSettings) -> None:
+        self.nats_url = nats_url
+        self.handler = handler
+        self.settings = settings
+        self.applied = 0
+        self.skipped = 0
+        self.dead_lettered = 0
+        self.handler_seconds = 0.0  # time spent in the handler (retries included), for /metrics
+        self._position = 0
+        self._caught_up = False
+        self.reached_end = False
+        self._backoff = 0.1  # seconds before the next reconnect; doubles up to 5 s
+        self._js: JetStreamContext | None = None
+
+    @property
+    def stream(self) -> str:
+        return self.settings.names.stream
 
     # ----------------------------------------------------------------------- the process
     async def run(self, stop: asyncio.Event) -> None:

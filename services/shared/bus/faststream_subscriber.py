@@ -83,6 +83,7 @@ from pydantic import PlainValidator
 from services.shared import tracing
 from services.shared.bus.authorization import NatsAuth
 from services.shared.bus.consumer import (
+    CatchingUp,
     ConsumerSettings,
     Delivery,
     GiveUp,
@@ -404,7 +405,7 @@ def documented(
     return on_message
 
 
-class FastStreamSubscriber:
+class FastStreamSubscriber(CatchingUp):
     """A service's :class:`Handler` behind a FastStream subscriber on ``broker``.
 
     Call :meth:`prepare` once the broker may connect and before ``broker.start()`` (for a
@@ -429,10 +430,7 @@ class FastStreamSubscriber:
         self.dead_lettered = 0
         self.retries = 0
         self.handler_seconds = 0.0  # time spent in the handler (retries included), for /metrics
-        # Whether the last look found nothing left to apply (an API answers "not yet" while not).
         self._caught_up = False
-        # Whether the end of the stream was reached once since start (stays set): what a part
-        # that must not act on a stale state (a sender after a stop) waits for.
         self.reached_end = False
         self._position = 0
         # With pulls (an AckAll durable) a message applied one by one is acknowledged with its
@@ -484,16 +482,6 @@ class FastStreamSubscriber:
     @property
     def filter_subject(self) -> str:
         return self.settings.filter_subject or self.settings.names.subjects
-
-    @property
-    def caught_up(self) -> bool:
-        return self._caught_up
-
-    @caught_up.setter
-    def caught_up(self, value: bool) -> None:
-        self._caught_up = value
-        if value:
-            self.reached_end = True
 
     def _found_nothing(self) -> None:
         self.caught_up = True
