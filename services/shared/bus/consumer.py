@@ -9,9 +9,9 @@ order (so every case's events arrive in version order), with explicit acks. The
 policy, chosen deliberately (FastStream's default would terminate a message on any
 exception, and its batch pull handles messages concurrently; see docs/adr/0004):
 
-- **Decode** each message into the contract's CloudEvent and its typed payload
-  (older versions upcast). A message that cannot be decoded goes to the dead-letter
-  stream at once.
+- **Decode** each message into the contract's CloudEvent, of a type the contracts know; its
+  typed payload (older versions upcast) when the handler first reads it. A message that
+  cannot be decoded goes to the dead-letter stream at once.
 - **Apply** it through the service's :class:`Handler`, which records the stream
   sequence in the same transaction as its state change. A sequence at or below the
   recorded one is a redelivery: acknowledged and skipped.
@@ -60,7 +60,9 @@ from services.shared.bus.streams import (
 )
 from services.shared.dispatch import ContractEvent, EventHandlers
 from vss_contracts.envelope import CloudEvent
-from vss_contracts.registry import UnknownEventType
+from vss_contracts.meeting_events import MEETING_EVENT_TYPES, MEETING_UPCASTERS
+from vss_contracts.notification_events import NOTIFICATION_EVENT_TYPES, NOTIFICATION_UPCASTERS
+from vss_contracts.registry import EVENT_TYPES, UPCASTERS, UnknownEventType
 from vss_contracts.subjects import (
     HEADER_DLQ_CONSUMER,
     HEADER_DLQ_ORIGINAL_MSG_ID,
@@ -72,6 +74,13 @@ from vss_contracts.subjects import (
 )
 
 log = structlog.get_logger("vss.bus.consumer")
+
+# Every type name, current or earlier version, of the families the consumers read: a message
+# of another type is dead-lettered on decode, before any handler sees it.
+KNOWN_TYPES = frozenset(
+    {*EVENT_TYPES, *UPCASTERS, *MEETING_EVENT_TYPES, *MEETING_UPCASTERS, *NOTIFICATION_EVENT_TYPES}
+    | set(NOTIFICATION_UPCASTERS)
+)
 
 # Reconnect and re-point on these: the connection, the stream or a leader is away for now.
 _RECONNECT: tuple[type[Exception], ...] = (
@@ -87,25 +96,71 @@ _RECONNECT: tuple[type[Exception], ...] = (
 _NOT_FORWARDED = ("Nats-Expected-", "Nats-Batch-")
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One event as a handler receives it."""
+_UNDECODED: Any = object()
 
-    event: CloudEvent
-    # The payload as the current model of its type: CaseEventData on the case stream,
-    # whatever ConsumerSettings.decode_data gives on another (MeetingEventData …).
-    data: Any
-    stream_sequence: int
-    subject: str
-    headers: Mapping[str, str]
-    delivered: int  # how often the server has delivered it (1: first time)
-    body: bytes = b""  # the message body as published (the CloudEvent's JSON)
+
+class Delivery:
+    """One event as a handler receives it.
+
+    The envelope (:attr:`event`) is validated on decode; the typed payload (:attr:`data`) only
+    when a handler first asks for it: the bytes were validated when the case service wrote
+    them and are hash-chained since, and most consumers act on a few types or read
+    :attr:`body` themselves (ADR 0028). A payload that does not decode raises
+    :class:`Undecodable` there, and the consumer dead-letters the message at once.
+    """
+
+    __slots__ = (
+        "_data",
+        "_decode_data",
+        "body",
+        "delivered",
+        "event",
+        "headers",
+        "stream_sequence",
+        "subject",
+    )
+
+    def __init__(
+        self,
+        event: CloudEvent,
+        data: Any = _UNDECODED,
+        stream_sequence: int = 0,
+        subject: str = "",
+        headers: Mapping[str, str] | None = None,
+        delivered: int = 1,  # how often the server has delivered it (1: first time)
+        body: bytes = b"",  # the message body as published (the CloudEvent's JSON)
+        *,
+        decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data,
+    ) -> None:
+        self.event = event
+        self._data = data
+        self.stream_sequence = stream_sequence
+        self.subject = subject
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        self.delivered = delivered
+        self.body = body
+        self._decode_data = decode_data
+
+    @property
+    def data(self) -> Any:
+        """The payload as the current model of its type: CaseEventData on the case stream,
+        whatever ConsumerSettings.decode_data gives on another (MeetingEventData …); decoded
+        on first use. Raises :class:`Undecodable`."""
+        if self._data is _UNDECODED:
+            try:
+                self._data = self._decode_data(self.event)
+            except (ValidationError, UnknownEventType, ValueError) as error:
+                raise Undecodable(f"{type(error).__name__}: {_first_line(error)}") from error
+        return self._data
 
     @property
     def log_position(self) -> int | None:
         """The event's position in its source store's log (the relay's header); None if absent."""
         value = self.headers.get(HEADER_LOG_POSITION)
         return int(value) if value is not None and value.isdigit() else None
+
+    def __repr__(self) -> str:
+        return f"Delivery({self.event.type} {self.event.id} at {self.stream_sequence})"
 
 
 class Handler(Protocol):
@@ -187,7 +242,7 @@ class StateReplaced(Exception):  # a signal to re-point, not an error
 
 
 class Undecodable(Exception):
-    """The message is not a CloudEvent of a known type."""
+    """The message is not a CloudEvent of a known type, or its payload not of that type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,19 +334,23 @@ class Lag:
 
 
 def decode(msg: Msg, decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data) -> Delivery:
+    """The message's CloudEvent, validated, of a type the contracts know; its payload is
+    decoded when first read (:attr:`Delivery.data`)."""
     try:
         event = CloudEvent.model_validate_json(msg.data)
-        data = decode_data(event)
-    except (ValidationError, UnknownEventType, ValueError) as error:
+    except ValidationError as error:
         raise Undecodable(f"{type(error).__name__}: {_first_line(error)}") from error
+    if event.type not in KNOWN_TYPES:
+        raise Undecodable(f"UnknownEventType: {event.type}")
     return Delivery(
-        event=event,
-        data=data,
-        stream_sequence=msg.metadata.sequence.stream,
-        subject=msg.subject,
-        headers=dict(msg.headers or {}),
-        delivered=msg.metadata.num_delivered,
-        body=msg.data,
+        event,
+        _UNDECODED,
+        msg.metadata.sequence.stream,
+        msg.subject,
+        dict(msg.headers or {}),
+        msg.metadata.num_delivered,
+        msg.data,
+        decode_data=decode_data,
     )
 
 
@@ -398,6 +457,8 @@ async def apply_in_place(
             return await asyncio.to_thread(handler.apply, delivery)
         except StateReplaced:
             raise
+        except Undecodable as error:  # the payload, read by the handler: no retry mends it
+            return GiveUp(f"undecodable: {error}")
         except PermanentFailure as error:
             return GiveUp(f"refused: {_first_line(error)}")
         except Exception as error:

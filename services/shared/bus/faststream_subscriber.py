@@ -159,7 +159,7 @@ class Incoming:
 def cloud_event_decoder(
     decode_data: Callable[[CloudEvent], Any] = CloudEvent.typed_data,
 ) -> Callable[[NatsStreamMessage], Awaitable[Incoming]]:
-    """FastStream's decoder for the kit: the message's CloudEvent and typed payload.
+    """FastStream's decoder for the kit: the message's CloudEvent (its payload decoded when read).
 
     The message travels with it so that the handler needs no ``Context`` parameter: FastStream
     resolves those in a worker thread, three thread hops per message.

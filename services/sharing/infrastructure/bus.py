@@ -102,8 +102,9 @@ class CaseEventHandler(ServiceHandler[SharingService]):
 def incoming(delivery: Delivery) -> IncomingEvent:
     """A case event as the sharing service applies it."""
     event = delivery.event
-    # The payload in the current version of its type: the published dict upcast (the
-    # consumer base validated it already; no second dump of the model).
+    # The payload in the current version of its type: the published dict upcast, not
+    # validated again (the case service validated it when it wrote it, the chain covers it
+    # since, and the share carries the body as published).
     current_type, data = upcast(event.type, event.data)
     return IncomingEvent(
         case_id=event.subject,
