@@ -203,7 +203,7 @@ def test_a_case_delivery_record_is_a_hash_chain_a_subscriber_can_check() -> None
 def test_the_relay_publishes_notification_events_that_decode_with_the_contracts() -> None:
     """NotificationEventLog (the relay's outbox) against the contracts: subject, headers, body, hash."""
     bus = pytest.importorskip("services.notifications.infrastructure.bus")
-    store_module = pytest.importorskip("services.notifications.infrastructure.store")
+    outbox = pytest.importorskip("services.shared.bus.outbox")
 
     kinds: tuple[type[NotificationEventData], ...] = (NotificationSent, NotificationFailed)
     events = []
@@ -223,9 +223,8 @@ def test_the_relay_publishes_notification_events_that_decode_with_the_contracts(
         }
         state["hash"] = previous = chain_hash(str(CASE_ID), version, cls.TYPE, state)
         events.append(
-            store_module.LoggedEvent(
+            outbox.LoggedEvent(
                 position=10 + version,
-                event_id=state["event_id"],
                 case_id=str(CASE_ID),
                 version=version,
                 type=cls.TYPE,

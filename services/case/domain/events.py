@@ -62,28 +62,17 @@ def chain_hash(case_id: UUID, version: int, type_name: str, state_without_hash: 
     return contract_chain_hash(str(case_id), version, type_name, state_without_hash, dumps=canonical_bytes)
 
 
+@dataclass(slots=True, kw_only=True, eq=False)  # eq=False: an event is equal only to itself
 class CaseEvent:
     """One event of a case's stream (implements the eventsourcing mutate protocol)."""
 
-    __slots__ = ("data", "meta", "originator_id", "originator_version", "state", "timestamp")
-
-    def __init__(
-        self,
-        *,
-        originator_id: UUID,
-        originator_version: int,
-        timestamp: datetime,
-        data: CaseEventData,
-        meta: EventMetadata,
-        state: dict[str, Any],
-    ) -> None:
-        self.originator_id = originator_id
-        self.originator_version = originator_version
-        self.timestamp = timestamp
-        self.data = data
-        self.meta = meta
-        # The stored state exactly as hashed (and, for a new event, as it will be written).
-        self.state = state
+    originator_id: UUID
+    originator_version: int
+    timestamp: datetime
+    data: CaseEventData
+    meta: EventMetadata
+    # The stored state exactly as hashed (and, for a new event, as it will be written).
+    state: dict[str, Any]
 
     @property
     def type(self) -> str:

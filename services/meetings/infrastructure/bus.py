@@ -21,10 +21,10 @@ import structlog
 
 from services.meetings.application.ports import CASE_POSITION
 from services.meetings.application.service import SERVICE_ACTOR, CaseEventIn, MeetingsService
-from services.meetings.infrastructure.store import MeetingStore, StoredMeetingEvent
+from services.meetings.infrastructure.store import MeetingStore
 from services.shared.bus.consumer import Delivery, ServiceHandler
 from services.shared.bus.names import BusNames
-from services.shared.bus.outbox import StoredEventLog
+from services.shared.bus.outbox import LoggedEvent, StoredEventLog
 from services.shared.bus.relay import OutboxMessage
 from services.shared.bus.streams import stream_messages
 from vss_contracts.meeting_events import (
@@ -73,14 +73,14 @@ class CaseEventHandler(ServiceHandler[MeetingsService]):
         )
 
 
-class MeetingEventLog(StoredEventLog[StoredMeetingEvent]):
+class MeetingEventLog(StoredEventLog):
     """The relay's ``EventLog`` over the meetings store; each message also says which case log
     position its event followed (``Vss-Case-Position``), so a replay can put it back there."""
 
     def __init__(self, store: MeetingStore, names: BusNames) -> None:
         super().__init__(store, names, source=MEETING_EVENT_SOURCE, type_prefix=TYPE_PREFIX)
 
-    def render(self, rows: Sequence[StoredMeetingEvent]) -> Sequence[OutboxMessage]:
+    def render(self, rows: Sequence[LoggedEvent]) -> Sequence[OutboxMessage]:
         messages = super().render(rows)
         for row, message in zip(rows, messages, strict=True):
             case_position = row.state.get(CASE_POSITION)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
@@ -40,6 +39,7 @@ from services.meetings.application.ports import (
 )
 from services.meetings.domain.schedule import Decided
 from services.shared.bus import checkpoint
+from services.shared.bus.outbox import LoggedEvent
 from services.shared.bus.wake import store_bell
 from services.shared.eventstore import EventStoreUrl, PostgresRecorderSql, RecorderTopics, SQLiteRecorderSql
 from vss_contracts.envelope import CloudEvent
@@ -193,15 +193,6 @@ class MeetingsApplication(Application[UUID]):
         return _BytesMapper()
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMeetingEvent:
-    position: int  # in this store's log, shifted by the log offset
-    case_id: str
-    version: int
-    type: str
-    state: dict[str, Any]
-
-
 class MeetingStore:
     def __init__(self, url: str, *, create_table: bool = False) -> None:
         self.url = EventStoreUrl(url)
@@ -313,9 +304,9 @@ class MeetingStore:
         )
         return int(rows[0]["log_position"] or 0) if rows else 0
 
-    def events(self, case_id: UUID) -> list[StoredMeetingEvent]:
+    def events(self, case_id: UUID) -> list[LoggedEvent]:
         return [
-            StoredMeetingEvent(0, str(case_id), s.originator_version, s.topic, orjson.loads(s.state))
+            LoggedEvent(0, str(case_id), s.originator_version, s.topic, orjson.loads(s.state))
             for s in self.recorder.select_events(case_id)
         ]
 
@@ -326,7 +317,7 @@ class MeetingStore:
             self._offset = int(rows[0]["value"]) if rows else 0
         return self._offset
 
-    def read_log(self, after: int, limit: int) -> list[StoredMeetingEvent]:
+    def read_log(self, after: int, limit: int) -> list[LoggedEvent]:
         """Events after a (shifted) position, in log order, less those the stream holds already."""
         offset = self.log_offset()
         skip = self._already_published()
@@ -339,9 +330,7 @@ class MeetingStore:
             if skip and state["event_id"] in skip:
                 continue
             case_id = n.originator_id if isinstance(n.originator_id, UUID) else UUID(str(n.originator_id))
-            events.append(
-                StoredMeetingEvent(n.id + offset, str(case_id), n.originator_version, n.topic, state)
-            )
+            events.append(LoggedEvent(n.id + offset, str(case_id), n.originator_version, n.topic, state))
         return events
 
     def _already_published(self) -> set[str]:

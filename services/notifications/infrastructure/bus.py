@@ -27,10 +27,10 @@ from services.notifications.application.service import (
     causes_of_record,
     outcomes_of_record,
 )
-from services.notifications.infrastructure.store import LoggedEvent, NotificationStore
+from services.notifications.infrastructure.store import NotificationStore
 from services.shared.bus.consumer import Delivery
 from services.shared.bus.names import BusNames
-from services.shared.bus.outbox import StoredEventLog, stored_state
+from services.shared.bus.outbox import LoggedEvent, StoredEventLog, logged_event
 from services.shared.bus.streams import connect, stream_messages
 from vss_contracts.chain import cloud_event_hash
 from vss_contracts.notification_events import (
@@ -285,8 +285,7 @@ async def adopt_record(
                     f"{names.stream} sequence {msg.metadata.sequence.stream}: the event's hash does"
                     " not verify; the record is not taken over (nothing was written)"
                 )
-            position, case_id, version, type_name, state = stored_state(body)
-            events.append(LoggedEvent(position, state["event_id"], case_id, version, type_name, state))
+            events.append(logged_event(body))
     if not events:
         return 0
     outcomes, alerts = outcomes_of_record((e.event_id, e.type, e.state["data"]) for e in events)
@@ -320,7 +319,7 @@ async def _last_position_of(nats_url: str, names: BusNames, event_ids: set[str])
     return found
 
 
-class NotificationEventLog(StoredEventLog[LoggedEvent]):
+class NotificationEventLog(StoredEventLog):
     """The relay's ``EventLog`` over the delivery record."""
 
     def __init__(self, store: NotificationStore, names: BusNames) -> None:

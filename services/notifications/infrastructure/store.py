@@ -41,6 +41,7 @@ from services.notifications.application.ports import (
     RecordEvent,
 )
 from services.shared.bus import checkpoint
+from services.shared.bus.outbox import LoggedEvent
 from services.shared.sql import DatabaseErrors, SqlStore, SqlTx
 from vss_contracts.chain import GENESIS_HASH, chain_hash
 from vss_contracts.types import Principal
@@ -107,16 +108,6 @@ class _Adoption:
     outcomes: dict[str, AdoptedOutcome]
     alerts: dict[str, AdoptedAlert]
     reached: dict[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class LoggedEvent:
-    position: int
-    event_id: str
-    case_id: str
-    version: int  # in the case's delivery record, which has its own hash chain
-    type: str
-    state: dict[str, Any]  # as the meetings store keeps events: metadata, data, prev_hash, hash
 
 
 class Tx(SqlTx):
@@ -482,7 +473,7 @@ class NotificationStore(SqlStore[Tx]):
 
     def read_log(self, after: int, limit: int) -> list[LoggedEvent]:
         rows = self.read(
-            "SELECT position, event_id, case_id, version, type, state FROM notification_log"
+            "SELECT position, case_id, version, type, state FROM notification_log"
             " WHERE position > ? ORDER BY position LIMIT ?",
             (after, limit),
         )

@@ -24,8 +24,6 @@ from vss_contracts.envelope import dataschema_for
 from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_LOG_POSITION, HEADER_MSG_ID
 
 _Row = TypeVar("_Row")
-_Stored = TypeVar("_Stored", bound="StoredEvent")
-_Stored_co = TypeVar("_Stored_co", bound="StoredEvent", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +36,22 @@ class PublishedEvent:
     type_name: str
     body: bytes
     traceparent: str | None = None  # the trace that stored it (tracing on): a header, not the body
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """A row of a service's own log kept in the state layout (the meetings and notifications
+    stores), as the relay reads it and as a store that takes its stream over writes it."""
+
+    position: int  # in the store's log
+    case_id: str
+    version: int  # in the case's stream of the service's events
+    type: str
+    state: dict[str, Any]  # metadata, data, prev_hash, hash (the layout cloud_event_body reads)
+
+    @property
+    def event_id(self) -> str:
+        return str(self.state["event_id"])
 
 
 def wire_time(recorded_at: str) -> str | datetime:
@@ -75,9 +89,9 @@ def cloud_event_body(
     }
 
 
-def stored_state(body: Mapping[str, Any]) -> tuple[int, str, int, str, dict[str, Any]]:
-    """The inverse of :func:`cloud_event_body`: a published event as its store kept it,
-    (log position, case id, version, type, state), for a store that takes its stream over.
+def logged_event(body: Mapping[str, Any]) -> LoggedEvent:
+    """The inverse of :func:`cloud_event_body`: a published event as its store kept it, for a
+    store that takes its stream over.
 
     The state is the one the event's hash was computed over (``recorded_at`` as stored, as
     :func:`vss_contracts.chain.cloud_event_hash` reads it); the caller checks the hash.
@@ -95,7 +109,9 @@ def stored_state(body: Mapping[str, Any]) -> tuple[int, str, int, str, dict[str,
         "data": body["data"],
         "hash": body["eventhash"],
     }
-    return int(body["logposition"]), str(body["subject"]), int(body["caseversion"]), str(body["type"]), state
+    return LoggedEvent(
+        int(body["logposition"]), str(body["subject"]), int(body["caseversion"]), str(body["type"]), state
+    )
 
 
 def published_event(
@@ -191,43 +207,26 @@ class CloudEventLog(Generic[_Row]):
         return messages
 
 
-class StoredEvent(Protocol):
-    """A row of a service's own log kept in the state layout (the meetings and notifications stores)."""
-
-    @property
-    def position(self) -> int: ...
-    @property
-    def case_id(self) -> str: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def state(self) -> dict[str, Any]: ...
-
-
-class StoredEventStore(Protocol[_Stored_co]):
+class StoredEventStore(Protocol):
     @property
     def url(self) -> EventStoreUrl: ...
 
-    def read_log(self, after: int, limit: int) -> Sequence[_Stored_co]: ...
+    def read_log(self, after: int, limit: int) -> Sequence[LoggedEvent]: ...
 
 
-class StoredEventLog(CloudEventLog[_Stored]):
-    """The relay's ``EventLog`` over a service's own log of :class:`StoredEvent` rows,
+class StoredEventLog(CloudEventLog[LoggedEvent]):
+    """The relay's ``EventLog`` over a service's own log of :class:`LoggedEvent` rows,
     published as CloudEvents from ``source``."""
 
-    def __init__(
-        self, store: StoredEventStore[_Stored], names: BusNames, *, source: str, type_prefix: str
-    ) -> None:
+    def __init__(self, store: StoredEventStore, names: BusNames, *, source: str, type_prefix: str) -> None:
         super().__init__(names, type_prefix=type_prefix, local=not store.url.is_postgres)
         self.store = store
         self.source = source
 
-    def fetch(self, after: int, limit: int) -> Sequence[_Stored]:
+    def fetch(self, after: int, limit: int) -> Sequence[LoggedEvent]:
         return self.store.read_log(after, limit)
 
-    def published(self, row: _Stored) -> PublishedEvent:
+    def published(self, row: LoggedEvent) -> PublishedEvent:
         return published_event(
             source=self.source,
             type_name=row.type,
