@@ -44,11 +44,12 @@ def decode(body: bytes, stream_sequence: int) -> CaseEventRecord:
 
 def record_of(fields: PublishedFields) -> CaseEventRecord:
     """The record of :func:`published_fields`, its payload upcast to the current version of its type."""
+    if fields[2] not in UPCASTERS:  # a current type (as upcast() decides): the fields as they are
+        return CaseEventRecord._make(fields)
     (case_id, version, type_name, data, event_id, time, actor_id, actor_org, actor_principal,
      log_position, stream_sequence, prev_hash, event_hash, hash_ok) = fields  # fmt: skip
     try:
-        if type_name in UPCASTERS:  # as upcast() decides, without its call for the current types
-            type_name, data = upcast(type_name, data)
+        type_name, data = upcast(type_name, data)
     except (KeyError, TypeError, ValueError) as error:
         raise UndecodableEvent(
             f"stream sequence {stream_sequence}: {type(error).__name__}: {error}"
