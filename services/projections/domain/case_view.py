@@ -574,9 +574,18 @@ def _met_the_client(view: View, data: dict[str, Any], day_field: str) -> None:
 
 
 def _contact_recorded(view: View, data: dict[str, Any]) -> None:
-    on = datetime.fromisoformat(data["occurred_at"]).astimezone(STOCKHOLM).date().isoformat()
-    logbook = _logbook_of(view)
-    logbook["contacts"].append(
+    at = datetime.fromisoformat(data["occurred_at"])
+    on = at.astimezone(STOCKHOLM).date().isoformat()
+    contacts = _logbook_of(view)["contacts"]
+    # By when they happened, whenever recorded (a Saturday's outreach written up on Monday).
+    # The list is in that order already (every contact is put in its place since the logbook
+    # exists): the new one goes after those at or before its time, where a stable sort of
+    # the list with it appended would put it, found from the end (usually at once).
+    place = len(contacts)
+    while place and datetime.fromisoformat(contacts[place - 1]["occurred_at"]) > at:
+        place -= 1
+    contacts.insert(
+        place,
         {
             "contact_id": data["contact_id"],
             "mode": data["mode"],
@@ -586,10 +595,8 @@ def _contact_recorded(view: View, data: dict[str, Any]) -> None:
             "staff": [dict(p) for p in data["staff"]],
             "others": [dict(o) for o in data.get("others") or ()],
             "note": data.get("note"),
-        }
+        },
     )
-    # By when they happened, whenever recorded (a Saturday's outreach written up on Monday).
-    logbook["contacts"].sort(key=lambda c: datetime.fromisoformat(c["occurred_at"]))
     _client_met_on(view, on)
 
 
