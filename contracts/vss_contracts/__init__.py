@@ -8,7 +8,7 @@ A subscriber in another organisation needs only this package::
 
 The names below are imported when first used, not with the package: a program that needs
 only a light module (the hash chain's :mod:`vss_contracts.chain`, the subjects) does not
-build the event models at start-up, which takes a fifth of a second.
+build every event model at start-up.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 :func:`.stream_reader.read_decoded` starts it and :mod:`.stream_reader` says what it does;
 its configuration arrives as JSON on stdin. This module only decides, before anything else
 is imported, what the process does not import: nats-py imports aiohttp at start for its
-WebSocket transport (a fifth of the process's start-up, which delays the rebuild's first
-event), and a reader of ``nats://`` or ``tls://`` servers never uses it.
+WebSocket transport (a large part of the process's start-up, which delays the rebuild's
+first event: ADR 0030), and a reader of ``nats://`` or ``tls://`` servers never uses it.
 """
 
 from __future__ import annotations

@@ -279,8 +279,7 @@ def _commit_without_waiting(conn: Connection) -> None:
     before the pointer can name it. On SQLite the generation has no write-ahead log
     meanwhile, only a rollback journal in memory (a failed transaction still rolls back):
     each batch's pages go into the database file once, where with the WAL they went into
-    the log and then into the file again at each checkpoint (a quarter of the rebuild
-    process's time in its commits and its last write).
+    the log and then into the file again at each checkpoint (ADR 0030).
     """
     if conn.is_postgres:
         conn.execute("SET synchronous_commit TO off")
