@@ -21,7 +21,8 @@ Measured in the same run, from the same stream on the same nats-server:
 Each measurement runs in a fresh process (``spawn``), so its peak RSS is its own; rounds
 are interleaved (raw, raw + decode, the rebuild's reader, rebuild SQLite, rebuild
 PostgreSQL, then again) and the best round of each counts. The ratio is events/s over
-the faster of the two read + decode measurements. CPU per event is printed for each
+the faster of the two read + decode measurements; a second column gives it over the raw
+read alone (the rebuild's target is half of that). CPU per event is printed for each
 measurement's process and, where there is one, its reader process.
 
 The events: cases generated through the case application (``services.case.generator``,
@@ -370,16 +371,18 @@ def embedded_nats(store_dir: Path, log_file: Path) -> Iterator[str]:
         server.stop()
 
 
-def table(rows: list[tuple[Result, float | None]]) -> None:
+def table(rows: list[tuple[Result, float | None]], raw: Result) -> None:
+    """Each row with its ratio over read + decode and over the raw read alone (the target's)."""
     print(
         f"  {'path':<46}{'events':>11}{'s':>9}{'events/s':>11}{'µs/event':>10}"
-        f"{'× read+decode':>15}{'peak RSS':>10}"
+        f"{'× read+decode':>15}{'× raw read':>12}{'peak RSS':>10}"
     )
     for result, ratio in rows:
+        over_raw = f"{result.rate / raw.rate:.2f}" if ratio is not None else "—"
         print(
             f"  {result.name:<46}{result.events:>11,}{result.seconds:>9.2f}{result.rate:>11,.0f}"
             f"{1e6 / result.rate:>10.1f}{(f'{ratio:.2f}' if ratio is not None else '—'):>15}"
-            f"{result.peak_rss_mib:>7.0f} MiB"
+            f"{over_raw:>12}{result.peak_rss_mib:>7.0f} MiB"
         )
 
 
@@ -477,7 +480,7 @@ def main() -> None:
         rows += [(r, r.rate / decoded.rate) for r in (best(found["decode"]), best(found["pipeline"]))]
         rebuilds = [best(found[label]) for label, _ in targets]
         rows += [(r, r.rate / decoded.rate) for r in rebuilds]
-        table(rows)
+        table(rows, best(found["raw"]))
         for result, _ in rows[1:] if stream.relay is not None else rows:
             if "cpu" in result.extra:
                 x = result.extra

@@ -7,7 +7,7 @@ decodes them from the stream, numbered by a :class:`Stream`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from uuid import UUID
 
 from services.case.domain.case import Case
@@ -60,4 +60,4 @@ def story(*steps: specs.Step, case_id: UUID = specs.CASE_ID) -> Case:
 
 def tampered(record: CaseEventRecord) -> CaseEventRecord:
     """The record with content that no longer matches its hash."""
-    return replace(record, hash_ok=False)
+    return record._replace(hash_ok=False)

@@ -130,25 +130,31 @@ class Projector:
     ) -> tuple[dict[str, View], list[tuple[Any, ...]]]:
         touched: dict[str, View] = {}
         rows: list[tuple[Any, ...]] = []
+        kept = self.views  # a rebuild's: every view is here, none is read back
+        start, apply, journal_row = case_view.start, case_view.apply, journal.journal_row
         for event in events:
-            view = self._view(event.case_id, touched, cursor)
+            case_id = event.case_id
+            view = touched.get(case_id)
+            if view is None:
+                view = kept.get(case_id) if kept is not None else self.models.load_view(case_id, cursor)
             if view is None:
                 if event.type != OPENED or event.version != 1:
                     if self.skip_orphans:
                         self.orphans += 1
                         continue
                     raise EventOfUnknownCase(
-                        f"{event.type} v{event.version} of case {event.case_id}, never opened here"
+                        f"{event.type} v{event.version} of case {case_id}, never opened here"
                     )
-                view, verified = case_view.start(event)
+                view, verified = start(event)
             elif event.version <= view["version"]:
                 self.duplicates += 1
                 continue
             else:
-                verified = case_view.apply(view, event)
-            touched[event.case_id] = view
-            rows.append(journal.journal_row(event, verified))
-            self.chain_breaks += not verified
+                verified = apply(view, event)
+            touched[case_id] = view
+            rows.append(journal_row(event, verified))
+            if not verified:
+                self.chain_breaks += 1
         return touched, rows
 
     def pass_over(self, stream_sequence: int, event_id: str | None) -> None:
@@ -167,14 +173,6 @@ class Projector:
                     raise _AlreadyApplied
         except _AlreadyApplied:
             return
-
-    def _view(self, case_id: str, touched: dict[str, View], cursor: Any) -> View | None:
-        view = touched.get(case_id)
-        if view is not None:
-            return view
-        if self.views is not None:
-            return self.views.get(case_id)
-        return self.models.load_view(case_id, cursor)
 
 
 def batches(events: Iterable[CaseEventRecord], size: int) -> Iterator[list[CaseEventRecord]]:

@@ -222,11 +222,14 @@ def apply(view: View, event: CaseEventRecord) -> bool:
     verified = check_chain(view, event)
     # A type newer than these contracts changes nothing but the position: only a rebuild
     # reads one (the live consumer dead-letters it).
-    handler = HANDLERS.handler(event.type) if event.type in EVENT_TYPES else None
+    type_name = event.type
+    handler = HANDLERS.handler(type_name) if type_name in EVENT_TYPES else None
     if handler is not None:
-        handler(view, _with_record(event))
-        _met_the_client(view, event)
-    if event.type in ENTRY_TYPES:
+        handler(view, event.data if type_name not in _RECORDED else _with_record(event))
+        day_field = _CLIENT_MEETING_DAY.get(type_name)
+        if day_field is not None:
+            _met_the_client(view, event.data, day_field)
+    if type_name in ENTRY_TYPES:
         _remember_entry(view, event)
     view["version"] = event.version
     view["log_position"] = event.log_position
@@ -564,18 +567,25 @@ _CLIENT_MEETING_DAY = {
 }
 
 
-def _met_the_client(view: View, event: CaseEventRecord) -> None:
-    day_field = _CLIENT_MEETING_DAY.get(event.type)
-    if day_field is None:
-        return
-    if any(p.get("kind") == "client" for p in event.data.get("participants", ())):
-        _client_met_on(view, event.data[day_field])
+def _met_the_client(view: View, data: dict[str, Any], day_field: str) -> None:
+    """A fact of :data:`_CLIENT_MEETING_DAY`'s: with the client among its participants, a meeting."""
+    if any(p.get("kind") == "client" for p in data.get("participants", ())):
+        _client_met_on(view, data[day_field])
 
 
 def _contact_recorded(view: View, data: dict[str, Any]) -> None:
-    on = datetime.fromisoformat(data["occurred_at"]).astimezone(STOCKHOLM).date().isoformat()
-    logbook = _logbook_of(view)
-    logbook["contacts"].append(
+    at = datetime.fromisoformat(data["occurred_at"])
+    on = at.astimezone(STOCKHOLM).date().isoformat()
+    contacts = _logbook_of(view)["contacts"]
+    # By when they happened, whenever recorded (a Saturday's outreach written up on Monday).
+    # The list is in that order already (every contact is put in its place since the logbook
+    # exists): the new one goes after those at or before its time, where a stable sort of
+    # the list with it appended would put it, found from the end (usually at once).
+    place = len(contacts)
+    while place and datetime.fromisoformat(contacts[place - 1]["occurred_at"]) > at:
+        place -= 1
+    contacts.insert(
+        place,
         {
             "contact_id": data["contact_id"],
             "mode": data["mode"],
@@ -585,10 +595,8 @@ def _contact_recorded(view: View, data: dict[str, Any]) -> None:
             "staff": [dict(p) for p in data["staff"]],
             "others": [dict(o) for o in data.get("others") or ()],
             "note": data.get("note"),
-        }
+        },
     )
-    # By when they happened, whenever recorded (a Saturday's outreach written up on Monday).
-    logbook["contacts"].sort(key=lambda c: datetime.fromisoformat(c["occurred_at"]))
     _client_met_on(view, on)
 
 
@@ -614,9 +622,7 @@ _RECORDED = frozenset({ev.EntryCorrected.TYPE, ev.EntryRetracted.TYPE})
 
 
 def _with_record(event: CaseEventRecord) -> dict[str, Any]:
-    """The payload; a correction's with who recorded it, when, and its own event id."""
-    if event.type not in _RECORDED:
-        return event.data
+    """A correction's payload (:data:`_RECORDED`) with who recorded it, when, and its own event id."""
     recorded = {
         "by": {"user_id": event.actor_id, "organisation_id": event.actor_org},
         "recorded_at": event.time,
@@ -645,16 +651,19 @@ def _entry_value(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"completed_on": data["completed_on"], "comment": data.get("comment")}
 
 
+# What identifies an entry of a kind in its own payload, kept with its value.
+_ENTRY_KEYS: dict[str, tuple[str, ...]] = {
+    "goal": ("goal_id",),
+    "resource_group_meeting": ("meeting_id",),
+    "sip_action": ("sip_version", "action_id"),
+}
+
+
 def _remember_entry(view: View, event: CaseEventRecord) -> None:
     kind = ENTRY_TYPES[event.type]
     data = event.data
     value = _entry_value(kind, data)
-    keys = {
-        "goal": ("goal_id",),
-        "resource_group_meeting": ("meeting_id",),
-        "sip_action": ("sip_version", "action_id"),
-    }
-    for key in keys.get(kind, ()):
+    for key in _ENTRY_KEYS.get(kind, ()):
         value[key] = data[key]
     # A view stored before entries were kept has none; a rebuild gives it all (ADR 0018).
     view.setdefault("entries", {})[event.event_id] = {

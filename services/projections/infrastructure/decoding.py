@@ -4,7 +4,8 @@ The case service validated every payload against its contract when it stored it,
 the hash chain guards the bytes since; so this path parses with orjson, recomputes the
 event's hash from the payload as published, and upcasts old versions as plain dicts,
 without building pydantic models (the live consumer validates each message with the
-contract's models first; this is then the same decoding of the same bytes).
+contract's models first; this is then the same decoding of the same bytes). The parsing and
+the hash check are :mod:`.published`'s, which the rebuild's reader process runs alone.
 """
 
 from __future__ import annotations
@@ -15,69 +16,40 @@ from typing import Any
 import orjson
 
 from services.projections.domain.events import CaseEventRecord, MeetingRecord, NotificationRecord
+from services.projections.infrastructure.published import (
+    PublishedFields,
+    UndecodableEvent,
+    published_fields,
+    sorted_json,
+)
 from vss_contracts.chain import cloud_event_hash
 from vss_contracts.meeting_events import MEETING_EVENT_TYPES, MEETING_UPCASTERS
 from vss_contracts.notification_events import NOTIFICATION_EVENT_TYPES, NOTIFICATION_UPCASTERS
 from vss_contracts.registry import UPCASTERS, Upcaster, upcast
 
-
-class UndecodableEvent(ValueError):
-    """The bytes are not a CloudEvent of a case event (or, for :func:`decode_notification` and
-    :func:`decode_meeting`, of a notification or meeting event of a type this version knows)."""
-
-
-def _sorted_json(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+__all__ = [
+    "PublishedFields",
+    "UndecodableEvent",
+    "decode",
+    "decode_meeting",
+    "decode_notification",
+    "published_fields",
+    "record_of",
+]
 
 
 def decode(body: bytes, stream_sequence: int) -> CaseEventRecord:
     return record_of(published_fields(body, stream_sequence))
 
 
-# A CaseEventRecord's fields in its order, with the type and payload as published (not yet
-# upcast): (case_id, version, type, data, event_id, time, actor_id, actor_org,
-# actor_principal, log_position, stream_sequence, prev_hash, event_hash, hash_ok).
-PublishedFields = tuple[str, int, str, dict[str, Any], str, str, str, str, str, int, int, str, str, bool]
-
-
-def published_fields(body: bytes, stream_sequence: int) -> PublishedFields:
-    """The bytes parsed and the event's hash recomputed: the part of :func:`decode` before upcasting.
-
-    Only JSON values, so they can cross a process boundary as JSON unchanged (the
-    rebuild's reader process, :mod:`.stream_reader`, checks every hash there).
-    """
-    try:
-        event = orjson.loads(body)
-        hash_ok = cloud_event_hash(event, dumps=_sorted_json) == event["eventhash"]
-        return (
-            event["subject"],
-            int(event["caseversion"]),
-            event["type"],
-            event["data"],
-            event["id"],
-            event["time"],
-            event["actorid"],
-            event["actororg"],
-            event["actorprincipal"],
-            int(event.get("logposition") or 0),
-            stream_sequence,
-            event["prevhash"],
-            event["eventhash"],
-            hash_ok,
-        )
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise UndecodableEvent(
-            f"stream sequence {stream_sequence}: {type(error).__name__}: {error}"
-        ) from error
-
-
 def record_of(fields: PublishedFields) -> CaseEventRecord:
     """The record of :func:`published_fields`, its payload upcast to the current version of its type."""
+    if fields[2] not in UPCASTERS:  # a current type (as upcast() decides): the fields as they are
+        return CaseEventRecord._make(fields)
     (case_id, version, type_name, data, event_id, time, actor_id, actor_org, actor_principal,
      log_position, stream_sequence, prev_hash, event_hash, hash_ok) = fields  # fmt: skip
     try:
-        if type_name in UPCASTERS:  # as upcast() decides, without its call for the current types
-            type_name, data = upcast(type_name, data)
+        type_name, data = upcast(type_name, data)
     except (KeyError, TypeError, ValueError) as error:
         raise UndecodableEvent(
             f"stream sequence {stream_sequence}: {type(error).__name__}: {error}"
@@ -127,7 +99,7 @@ def _chained(
     """The fields of a record of another service's per-case chained stream, in the records' order."""
     try:
         event = orjson.loads(body)
-        hash_ok = cloud_event_hash(event, dumps=_sorted_json) == event["eventhash"]
+        hash_ok = cloud_event_hash(event, dumps=sorted_json) == event["eventhash"]
         type_name, data = upcast(event["type"], event["data"], upcasters)
         if type_name not in known:
             raise ValueError(f"unknown {family} event type {event['type']!r}")

@@ -276,12 +276,16 @@ def _commit_without_waiting(conn: Connection) -> None:
 
     A crash can then lose or (SQLite) damage only the generation being built, which an
     interrupted rebuild leaves unused anyway; :func:`_flush_durably` makes it durable
-    before the pointer can name it.
+    before the pointer can name it. On SQLite the generation has no write-ahead log
+    meanwhile, only a rollback journal in memory (a failed transaction still rolls back):
+    each batch's pages go into the database file once, where with the WAL they went into
+    the log and then into the file again at each checkpoint (ADR 0030).
     """
     if conn.is_postgres:
         conn.execute("SET synchronous_commit TO off")
     else:
         conn.execute("PRAGMA synchronous=OFF")
+        _journal_mode(conn, "memory")
 
 
 def _flush_durably(projector: Projector, conn: Connection) -> None:
@@ -293,10 +297,18 @@ def _flush_durably(projector: Projector, conn: Connection) -> None:
         conn.execute("RESET synchronous_commit")
         projector.flush()
         return
-    conn.execute("PRAGMA synchronous=NORMAL")  # the connection's setting (database.py)
+    # The flush's commit syncs the database file (synchronous on: a rollback journal's
+    # commit ends with it), so every batch committed before, written to the same file, is
+    # on disk too; nothing else has this file open.
+    conn.execute("PRAGMA synchronous=FULL")
     projector.flush()
-    # Copy the whole WAL into the database file and sync it (a checkpoint syncs unless
-    # synchronous=OFF); nothing else has this file open, so it cannot be left busy.
-    busy, _, _ = conn.fetchone("PRAGMA wal_checkpoint(TRUNCATE)")
-    if busy:
-        raise RuntimeError(f"generation {conn.generation}: the final checkpoint was blocked")
+    # Then the write-ahead log again, as every connection to a served generation has it
+    # (database.py), and the connection's own setting.
+    _journal_mode(conn, "wal")
+    conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def _journal_mode(conn: Connection, mode: str) -> None:
+    (now,) = conn.fetchone(f"PRAGMA journal_mode={mode}")
+    if str(now).lower() != mode:
+        raise RuntimeError(f"generation {conn.generation}: journal mode {now}, not {mode}")

@@ -3,8 +3,15 @@
 A rebuild reads every event from sequence 1. Reading (nats-py) and decoding (the JSON,
 and the event's hash recomputed, for every event) cost as much CPU as projecting and
 writing, so :func:`read_decoded` runs them in a child process
-(``python -m services.projections.infrastructure.stream_reader``) on the other core,
-while the rebuild's process projects and writes what it hands over.
+(``python -m services.projections.infrastructure.reader_process``, which runs
+:func:`run_reader`) on the other core, while the rebuild's process projects and writes what
+it hands over.
+
+The child **imports only what it runs** (nats-py without aiohttp, orjson, the contracts'
+hash): the rebuild's process waits for its first frame meanwhile, so its start-up is time
+the rebuild takes (ADR 0030). So it connects with :func:`connect_reader`, the service kit's
+``connect`` options over the credentials the rebuild's process looked up
+(:func:`connect_options`), and logs warnings with the standard library to stderr.
 
 How the child reads (:func:`read_stream`):
 
@@ -23,7 +30,7 @@ How the child reads (:func:`read_stream`):
   counting, the collector would only traverse it.
 
 What crosses to the rebuild's process: per batch of up to ``batch`` messages, the
-decoded fields of each event (:func:`.decoding.published_fields`: JSON values only, with
+decoded fields of each event (:func:`.published.published_fields`: JSON values only, with
 the hash check's result, so they cross as JSON unchanged), the stream sequences of the
 messages that did not decode with the reason, the position (last sequence read) and the
 target (the stream's last sequence when last looked at). The rebuild's process upcasts
@@ -38,8 +45,8 @@ socket, so it stops answering flow control, and the server stops delivering.
 Frames on the child's stdout: a 4-byte little-endian length, then JSON:
 ``["batch", position, target, [fields, …], [[sequence, reason], …]]``, then
 ``["end", position, target]``, or ``["error", message]`` if the child fails. The
-configuration arrives as JSON on its stdin (the NATS URL may carry credentials: not on
-the command line).
+configuration arrives as JSON on its stdin (the NATS URL and the connect options may carry
+credentials: not on the command line).
 """
 
 from __future__ import annotations
@@ -47,15 +54,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import queue
 import struct
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 from nats.aio.client import Client
@@ -64,16 +72,17 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 import services
 from services.projections.domain.events import CaseEventRecord
-from services.projections.infrastructure.decoding import UndecodableEvent, published_fields, record_of
-from services.shared.bus.names import BusNames
-from services.shared.bus.streams import connect
-from services.shared.logging import configure_logging
+from services.projections.infrastructure.published import UndecodableEvent, published_fields
 
-MODULE = "services.projections.infrastructure.stream_reader"
+if TYPE_CHECKING:
+    from services.shared.bus.names import BusNames
+
+MODULE = "services.projections.infrastructure.reader_process"
 _LENGTH = struct.Struct("<I")
 _STATUS_AT = len(b"NATS/1.0")  # a status line ("NATS/1.0 100 …") has a space here
 _PIPE_SIZE = 1 << 20
 _T = TypeVar("_T")
+log = logging.getLogger("vss.projections.rebuild.reader")
 
 
 class ReaderFailed(RuntimeError):
@@ -107,12 +116,71 @@ def stream_sequence(reply: str) -> int:
     raise ValueError(f"not a JetStream message's reply subject: {reply!r}")
 
 
+class StreamNames(Protocol):
+    """The stream to read and its subjects (a :class:`BusNames`, or the reader process's copy)."""
+
+    @property
+    def stream(self) -> str: ...
+
+    @property
+    def subjects(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    stream: str
+    subjects: str
+
+
+def connect_options(nats_url: str) -> dict[str, Any]:
+    """What the reader connects with, as the shared :func:`services.shared.bus.streams.connect`
+    would: the servers and this process's credentials (its settings'). JSON values only, so
+    they cross to the reader process with its configuration."""
+    from services.shared.bus.streams import server_urls  # noqa: PLC0415 - not in the reader process
+    from services.shared.settings import BusSettings  # noqa: PLC0415 - likewise
+
+    return {"servers": server_urls(nats_url), **BusSettings().nats_auth().options()}
+
+
+async def connect_reader(options: Mapping[str, Any], *, max_backoff: float = 5.0) -> Client:
+    """A :class:`BodyOnlyClient` connected with ``options`` (:func:`connect_options`), retrying
+    with backoff until the server answers; nats-py reconnects by itself after that.
+
+    The shared ``connect``'s options and retries, without its module: that one imports the
+    service kit's settings, logging and authorisation, which the reader process would spend
+    its start-up on before it reads the first event (ADR 0030).
+    """
+    delay = 0.1
+    while True:
+        try:
+            nc = BodyOnlyClient()
+            await nc.connect(
+                name="projections-rebuild-reader",
+                error_cb=_on_error,
+                connect_timeout=2,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; nats-py annotates int, sleeps a float
+                allow_reconnect=True,
+                **options,
+            )
+            return nc
+        except Exception as error:  # refused, DNS, TLS …: all mean "not yet"
+            log.warning("nats.connect_retry: %s; again in %.1f s", str(error) or type(error).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(max_backoff, delay * 2)
+
+
+async def _on_error(error: Exception) -> None:
+    log.warning("nats.error: %s", str(error) or type(error).__name__)
+
+
 async def read_stream(
     nats_url: str,
-    names: BusNames,
+    names: StreamNames,
     consume: Callable[[int, bytes, int], None],
     *,
     description: str = "VSS projections rebuild (ephemeral)",
+    options: Mapping[str, Any] | None = None,
 ) -> tuple[int, int]:
     """Every message of the stream, in order, to ``consume(sequence, body, target)``.
 
@@ -120,9 +188,9 @@ async def read_stream(
     whenever a message reaches it (the stream may have grown), so the read ends with the
     message whose ``sequence >= target``. ``consume`` runs in the event loop and may
     block it (backpressure). Returns (position, target): the last sequence read and the
-    last one looked up.
+    last one looked up. ``options``: :func:`connect_options` of ``nats_url`` unless given.
     """
-    nc = await connect(nats_url, name="projections-rebuild-reader", client=BodyOnlyClient)
+    nc = await connect_reader(connect_options(nats_url) if options is None else options)
     try:
         js = nc.jetstream()
 
@@ -214,13 +282,13 @@ class _FrameWriter:
             view = view[os.write(self._fd, view) :]
 
 
-def _child() -> None:
-    config = orjson.loads(sys.stdin.buffer.read())
+def run_reader(config: dict[str, Any]) -> None:
+    """The reader process's work (:mod:`.reader_process` starts it with its configuration)."""
     # Frames get the real stdout; anything printed goes to stderr instead, as do the logs
     # (warnings and errors: connecting again, the client's errors).
     fd = os.dup(1)
     os.dup2(2, 1)
-    configure_logging("WARNING")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
     with contextlib.suppress(AttributeError, OSError):  # Linux only; best effort
         import fcntl  # noqa: PLC0415
 
@@ -245,7 +313,8 @@ def _child() -> None:
     gc.freeze()
     gc.disable()
     try:
-        position, target = run_loop(read_stream(config["url"], BusNames(*config["names"]), consume))
+        names = _Stream(config["stream"], config["subjects"])
+        position, target = run_loop(read_stream(config["url"], names, consume, options=config["options"]))
         frames.put(["end", position, target])
         code = 0
     except BaseException as error:
@@ -300,12 +369,9 @@ async def read_decoded(
             orjson.dumps(
                 {
                     "url": nats_url,
-                    "names": [
-                        names.stream,
-                        names.subject_prefix,
-                        names.dead_letter_stream,
-                        names.dead_letter_prefix,
-                    ],
+                    "options": connect_options(nats_url),
+                    "stream": names.stream,
+                    "subjects": names.subjects,
                     "batch": batch,
                 }
             )
@@ -350,6 +416,9 @@ class _Batches:
         if kind == "error":
             raise ReaderFailed(f"the stream reader failed: {frame[1]}")
         _, position, target, rows, undecodable = frame
+        # Here, not at the top: the reader process imports this module, not the upcasters.
+        from services.projections.infrastructure.decoding import record_of  # noqa: PLC0415
+
         records: list[CaseEventRecord] = []
         undecodable = [(int(sequence), str(why)) for sequence, why in undecodable]
         for row in rows:
@@ -358,7 +427,3 @@ class _Batches:
             except UndecodableEvent as error:
                 undecodable.append((int(row[10]), str(error)))
         return DecodedBatch(records, undecodable, int(position), int(target))
-
-
-if __name__ == "__main__":
-    _child()

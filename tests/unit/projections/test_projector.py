@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -42,7 +41,7 @@ def test_a_redelivered_event_is_not_applied_twice() -> None:
     projector = Projector(models)
     projector.apply(records)
     assert projector.apply(records[-1:]) is False  # its sequence is applied already
-    republished = replace(records[-1], stream_sequence=records[-1].stream_sequence + 1)
+    republished = records[-1]._replace(stream_sequence=records[-1].stream_sequence + 1)
     assert projector.apply([republished])  # a copy the relay republished: only the position moves
     assert projector.applied == len(records)
     assert len(models.journal(str(specs.CASE_ID), 0, 100)) == len(records)

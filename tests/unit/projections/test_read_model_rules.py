@@ -479,7 +479,7 @@ def test_an_upcast_v1_deviation_names_its_absent_coordinator_by_user_id_and_no_o
         ev.MethodDeviationRecordedV1.TYPE, {**record.data, "absent_coordinators": [specs.ERIK.user_id]}
     )
     assert current == ev.MethodDeviationRecorded.TYPE
-    line = journal.summary(replace(record, data=payload))
+    line = journal.summary(record._replace(data=payload))
     assert f"absent: {specs.ERIK.user_id})" in line  # no organisation guessed
     view = view_of(*specs.COORDINATED)
     case_view.HANDLERS.handler(current)(view, payload)  # type: ignore[misc]
