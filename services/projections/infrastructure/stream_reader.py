@@ -73,6 +73,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 import services
 from services.projections.domain.events import CaseEventRecord
 from services.projections.infrastructure.published import UndecodableEvent, published_fields
+from services.shared.bus.dial import dial
 
 if TYPE_CHECKING:
     from services.shared.bus.names import BusNames
@@ -146,28 +147,22 @@ async def connect_reader(options: Mapping[str, Any], *, max_backoff: float = 5.0
     """A :class:`BodyOnlyClient` connected with ``options`` (:func:`connect_options`), retrying
     with backoff until the server answers; nats-py reconnects by itself after that.
 
-    The shared ``connect``'s options and retries, without its module: that one imports the
-    service kit's settings, logging and authorisation, which the reader process would spend
-    its start-up on before it reads the first event (ADR 0030).
+    The kit's :func:`~services.shared.bus.dial.dial`, as the kit's ``streams.connect`` dials,
+    but not through ``streams``: that module imports the kit's settings, logging and
+    authorisation, which the reader process would spend its start-up on (ADR 0030).
     """
-    delay = 0.1
-    while True:
-        try:
-            nc = BodyOnlyClient()
-            await nc.connect(
-                name="projections-rebuild-reader",
-                error_cb=_on_error,
-                connect_timeout=2,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; nats-py annotates int, sleeps a float
-                allow_reconnect=True,
-                **options,
-            )
-            return nc
-        except Exception as error:  # refused, DNS, TLS …: all mean "not yet"
-            log.warning("nats.connect_retry: %s; again in %.1f s", str(error) or type(error).__name__, delay)
-            await asyncio.sleep(delay)
-            delay = min(max_backoff, delay * 2)
+
+    def retrying(reason: str, wait: float) -> None:
+        log.warning("nats.connect_retry: %s; again in %.1f s", reason, wait)
+
+    return await dial(
+        BodyOnlyClient,
+        retrying=retrying,
+        max_backoff=max_backoff,
+        name="projections-rebuild-reader",
+        error_cb=_on_error,
+        **options,
+    )
 
 
 async def _on_error(error: Exception) -> None:

@@ -28,6 +28,7 @@ from nats.js.api import (
 from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from services.shared.bus.authorization import NatsAuth
+from services.shared.bus.dial import dial
 from services.shared.bus.names import BusNames
 from services.shared.settings import BusSettings
 
@@ -73,29 +74,22 @@ async def connect(
     """
     if auth is None:
         auth = BusSettings().nats_auth()
-    delay = 0.1
-    while True:
-        try:
-            nc = client()
-            await nc.connect(
-                server_urls(url),
-                name=name,
-                error_cb=_on_error,
-                disconnected_cb=_on_disconnected,
-                reconnected_cb=_on_reconnected,
-                connect_timeout=2,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; nats-py annotates int, sleeps a float
-                allow_reconnect=True,
-                **auth.options(),
-            )
-            return nc
-        except Exception as error:  # refused, DNS, TLS …: all mean "not yet"
-            if stopping():
-                raise
-            log.warning("nats.connect_retry", url=url, error=str(error) or type(error).__name__, wait=delay)
-            await asyncio.sleep(delay)
-            delay = min(max_backoff, delay * 2)
+
+    def retrying(reason: str, wait: float) -> None:
+        log.warning("nats.connect_retry", url=url, error=reason, wait=wait)
+
+    return await dial(
+        client,
+        retrying=retrying,
+        stopping=stopping,
+        max_backoff=max_backoff,
+        servers=server_urls(url),
+        name=name,
+        error_cb=_on_error,
+        disconnected_cb=_on_disconnected,
+        reconnected_cb=_on_reconnected,
+        **auth.options(),
+    )
 
 
 async def _on_error(error: Exception) -> None:
