@@ -325,8 +325,10 @@ class Case(BaseAggregate[UUID]):
             causation_id=context.causation_id,
             prev_hash=self.head_hash,
         )
-        Case.evolve(self, event)
+        # Pending first: a case that an event began to change is never taken for unchanged
+        # (the store caches again a case taken for a command only if nothing is pending).
         self.pending_events.append(event)  # type: ignore[arg-type]
+        Case.evolve(self, event)
 
     def _record(self, data: CaseEventData, on: date, deviations: list[Deviation], reason: str | None) -> None:
         """The fact, preceded by one MethodDeviationRecorded per practice rule it breaks (same

@@ -486,6 +486,25 @@ class CaseEventStore:
         except AggregateNotFoundError:
             raise CaseNotFound(case_id) from None
 
+    def take(self, case_id: UUID) -> Case:
+        """The case for one command (the ``CaseStore`` port): the cached case itself, taken
+        out of the cache, instead of a copy of it.
+
+        No other thread can reach it while the command changes it (a concurrent load reads
+        the store), and :meth:`save` caches it again; so nothing is copied per command, and
+        a command that fails after changing it leaves no trace in the cache.
+        """
+        cache = self.repository.cache
+        if cache is not None:
+            with contextlib.suppress(KeyError):
+                return cast(Case, cache.get(case_id, evict=True))
+        return self.load(case_id)
+
+    def put_back(self, case: Case) -> None:
+        if case.pending_events:
+            return  # changed by the command and not saved: never cached
+        self._cache_if_newer(case)
+
     def load_version(self, case_id: UUID, version: int) -> Case:
         """The case as it was after its event number ``version`` (never from the cache)."""
         try:
