@@ -13,6 +13,7 @@ Usage::
 
     .venv/bin/python bench/append.py                 # SQLite
     .venv/bin/python bench/append.py --postgres      # also PostgreSQL (VSS_TEST_POSTGRES_DSN or embedded)
+    .venv/bin/python bench/append.py --skip-http     # the store and application rows only (faster)
 
 Figures are printed as a table with ratios; record them in docs/performance.md.
 """
@@ -336,9 +337,15 @@ def http_path(url: str, n: int, cases: int) -> list[tuple[Figure, float]]:
 
 # ---------------------------------------------------------------------------------- runner
 def bench_store(
-    kind: str, make_url: Callable[[str], str], raw: Callable[[str], Contender], n: int, cases: int
+    kind: str,
+    make_url: Callable[[str], str],
+    raw: Callable[[str], Contender],
+    n: int,
+    cases: int,
+    *,
+    http: bool = True,
 ) -> None:
-    for name in ("case", "unsigned", "http"):
+    for name in ("case", "unsigned", "http") if http else ("case", "unsigned"):
         migrate(StoreConfig(make_url(name)))
     contenders = [
         raw(make_url("raw")),
@@ -354,8 +361,8 @@ def bench_store(
         for contender in contenders:
             contender.close()
     figures = [c.best() for c in contenders]
-    http = http_path(make_url("http"), n, cases)
-    figures[3:3] = [figure for figure, _ in http]
+    served = http_path(make_url("http"), n, cases) if http else []
+    figures[3:3] = [figure for figure, _ in served]
     library = figures[1].rate
     print(
         f"\n{kind}: {n} appends per round, best of {ROUNDS} alternating rounds,"
@@ -367,9 +374,11 @@ def bench_store(
     ratio = figures[2].rate / library
     verdict = "meets" if ratio >= 0.7 else "MISSES"
     print(f"application / raw library = {ratio:.2f} ({verdict} the 0.7× target)")
-    for figure, cpu_ms in http:
+    if not served:
+        return
+    for figure, cpu_ms in served:
         print(f"{figure.name}: the API process's CPU {cpu_ms:.2f} ms per request")
-    many = http[-1][0].rate / library
+    many = served[-1][0].rate / library
     verdict = "meets" if many >= 0.4 else "MISSES"
     print(f"HTTP with {HTTP_CLIENTS[-1]} clients / raw library = {many:.2f} ({verdict} the 0.4× target)")
 
@@ -381,6 +390,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="appends per path")
     parser.add_argument("--cases", type=int, default=50, help="cases the commands are spread over")
     parser.add_argument("--postgres", action="store_true", help="also benchmark PostgreSQL")
+    parser.add_argument(
+        "--skip-http", action="store_true", help="leave out the HTTP rows (no API process is started)"
+    )
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s)")
 
@@ -391,6 +403,7 @@ def main() -> None:
             lambda url: raw_sqlite(url.removeprefix("sqlite:///"), args.n),
             args.n,
             args.cases,
+            http=not args.skip_http,
         )
     if args.postgres:
         with _postgres_server() as server:
@@ -403,7 +416,12 @@ def main() -> None:
                     for k in ("raw", "es", "case", "http", "unsigned")
                 }
                 bench_store(
-                    "PostgreSQL", urls.__getitem__, lambda url: raw_psycopg(url, args.n), args.n, args.cases
+                    "PostgreSQL",
+                    urls.__getitem__,
+                    lambda url: raw_psycopg(url, args.n),
+                    args.n,
+                    args.cases,
+                    http=not args.skip_http,
                 )
 
 

@@ -211,10 +211,12 @@ def generation_store(
 
 
 def _commit_without_fsync(store: CaseEventStore) -> bool:
-    """SQLite: ``PRAGMA synchronous=NORMAL`` on every connection of the store; whether it applied."""
+    """SQLite: ``PRAGMA synchronous=NORMAL`` on every connection of the store (the commits'
+    and the pool's); whether it applied."""
     pool = getattr(getattr(store.case_recorder, "datastore", None), "pool", None)
-    if not isinstance(pool, SQLiteConnectionPool):
+    if store.writer is None or not isinstance(pool, SQLiteConnectionPool):
         return False
+    store.writer.configure("PRAGMA synchronous=NORMAL")
     create = pool._create_connection
 
     def create_relaxed() -> SQLiteConnection:

@@ -304,6 +304,8 @@ def test_the_generation_store_commits_without_fsync_unless_durable(tmp_path: Pat
         store = generation_store(url, 10, durable=durable)
         try:
             assert store.case_recorder.query("PRAGMA synchronous") == [{"synchronous": expected}]
+            assert store.writer is not None  # the connection the commits are written on
+            assert store.writer.setting("synchronous") == expected
         finally:
             store.close()
 

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import pytest
 
-from services.case.application.ports import ConcurrentWrite, SaveResult
+from services.case.application.ports import ConcurrentWrite, IdempotencyRecord, SaveResult
 from services.case.application.service import CaseService, CommandResult, VersionConflict
 from services.case.domain.case import Case
 from services.case.domain.events import CaseEvent
@@ -64,6 +64,37 @@ def test_two_stores_saving_the_same_version_one_wins_the_other_gets_concurrent_w
     assert store.verify(case_id) is None
     # The loser's store does not keep its refused copy: it loads what was stored.
     assert racers[loser].load(case_id).head_hash == stored.hash
+
+
+def test_a_refused_commit_writes_nothing_and_the_same_store_commits_the_next(
+    consented: CaseScenario, store: CaseEventStore, open_store: StoreFactory, clock: FixedClock
+) -> None:
+    case_id, version = consented.case_id, consented.version
+    assert case_id is not None
+    loser = open_store()
+    context = consented.service.context(new_request(consented.actors.region))
+    stale = loser.load(case_id)
+    complete(Worksheet.INTERVIEW, clock)(stale.handling(context))
+    store.save(complete_once(store.load(case_id), Worksheet.ORDINARY_DAY, clock, consented))
+    key = IdempotencyRecord(key_hash="k" * 64, fingerprint="f", case_id=case_id, result={"version": 0})
+
+    with pytest.raises(ConcurrentWrite):
+        loser.save(stale, key)
+
+    # Rolled back whole: neither its Idempotency-Key record nor a head of its own.
+    assert loser.find_idempotency(key.key_hash) is None
+    (stored,) = store.history(case_id, version, 10)
+    assert store.head(case_id) == (version + 1, stored.hash)
+    # Its connection is not left in the refused transaction: its next commit lands.
+    fresh = complete_once(loser.load(case_id), Worksheet.INTERVIEW, clock, consented)
+    assert loser.save(fresh, key).version == version + 2
+    assert store.find_idempotency(key.key_hash) is not None
+    assert store.verify(case_id) is None
+
+
+def complete_once(case: Case, worksheet: Worksheet, clock: FixedClock, scenario: CaseScenario) -> Case:
+    complete(worksheet, clock)(case.handling(scenario.service.context(new_request(scenario.actors.region))))
+    return case
 
 
 def test_two_commands_with_the_same_expected_version_one_gets_version_conflict(

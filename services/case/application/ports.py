@@ -82,6 +82,16 @@ class HistoryEntry:
 class CaseStore(Protocol):
     def load(self, case_id: UUID) -> Case: ...
 
+    def take(self, case_id: UUID) -> Case:
+        """The case for one command to change, shared with nothing: the cached case itself,
+        out of the cache until :meth:`save` caches it again (or :meth:`put_back`); a copy of
+        what is stored when none is cached."""
+        ...
+
+    def put_back(self, case: Case) -> None:
+        """Cache again a case taken for a command that recorded nothing (it is as loaded)."""
+        ...
+
     def load_version(self, case_id: UUID, version: int) -> Case: ...
 
     def forget(self, case_id: UUID) -> None:

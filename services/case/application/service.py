@@ -146,12 +146,16 @@ class CaseService:
         command on a stale copy fails at the insert (the version is taken) and is retried;
         a refused one must be checked again on what is stored, or a valid command could be
         refused (e.g. consent given through another instance).
+
+        The case is taken out of the store's cache for the command (``take``): one that
+        records nothing is put back; one that records is cached again by the save.
         """
         for fresh in (False, True):
             if fresh:
                 self.store.forget(case_id)
-            case = self.store.load(case_id)
+            case = self.store.take(case_id)
             if request.expected_version is not None and case.version != request.expected_version:
+                self.store.put_back(case)
                 if not fresh:
                     continue
                 raise VersionConflict(case_id, request.expected_version, case.version)
@@ -160,6 +164,7 @@ class CaseService:
                 case.ensure_actor_may_write(request.actor)
                 outcome = action(case.handling(self.context(request)))
             except CaseRuleViolation:
+                self.store.put_back(case)  # only if the refusal left it as it was taken
                 if fresh:
                     raise
                 continue

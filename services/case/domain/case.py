@@ -325,8 +325,10 @@ class Case(BaseAggregate[UUID]):
             causation_id=context.causation_id,
             prev_hash=self.head_hash,
         )
-        Case.evolve(self, event)
+        # Pending first: a case that an event began to change is never taken for unchanged
+        # (the store caches again a case taken for a command only if nothing is pending).
         self.pending_events.append(event)  # type: ignore[arg-type]
+        Case.evolve(self, event)
 
     def _record(self, data: CaseEventData, on: date, deviations: list[Deviation], reason: str | None) -> None:
         """The fact, preceded by one MethodDeviationRecorded per practice rule it breaks (same
@@ -1378,19 +1380,25 @@ def _remember(s: CaseState, event_id: UUID, e: CaseEventData) -> None:
     kind = ev.CORRECTABLE_KINDS.get(e.TYPE.rsplit(".", 1)[0])
     if kind is None:
         return
-    entry = Entry(kind=kind, type=e.TYPE, earliest=s.opened_on)
+    # Each entry built once with what identifies it (replace() would build it twice, checked).
     match e:
         case ev.WorksheetCompleted():
-            entry = dataclasses.replace(entry, record=s.worksheets[-1])
+            entry = Entry(kind=kind, type=e.TYPE, earliest=s.opened_on, record=s.worksheets[-1])
         case ev.GoalSet():
-            entry = dataclasses.replace(entry, goal_id=e.goal_id)
+            entry = Entry(kind=kind, type=e.TYPE, earliest=s.opened_on, goal_id=e.goal_id)
         case ev.ResourceGroupMeetingHeld():
-            entry = dataclasses.replace(entry, held_on=e.held_on)
+            entry = Entry(kind=kind, type=e.TYPE, earliest=s.opened_on, held_on=e.held_on)
         case ev.ActionCompleted():
             decided_on = s.sip.decided_on if s.sip is not None and s.sip.version == e.sip_version else None
-            entry = dataclasses.replace(
-                entry, sip_version=e.sip_version, action_id=e.action_id, earliest=decided_on or s.opened_on
+            entry = Entry(
+                kind=kind,
+                type=e.TYPE,
+                earliest=decided_on or s.opened_on,
+                sip_version=e.sip_version,
+                action_id=e.action_id,
             )
+        case _:
+            entry = Entry(kind=kind, type=e.TYPE, earliest=s.opened_on)
     s.entries[event_id] = entry
 
 

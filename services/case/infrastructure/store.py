@@ -4,7 +4,8 @@
   never module paths; states are orjson with sorted keys, exactly the bytes hashed.
 - Each write also records the case's head (version, hash, and the commit's signature),
   so that deleting or editing the last event is detected, and the Idempotency-Key record,
-  in the same transaction.
+  in the same transaction: on SQLite written by :class:`SQLiteCommitWriter` on a
+  connection of its own, on PostgreSQL by the library's ``insert_events``.
 - Each commit is signed (Ed25519, :mod:`.signing`) over its last event's hash, once per
   commit; the signature is kept in that event's stored state (beside the hash, not hashed)
   and in the head row, and published with the event (``vsssig``, ``vsskeyid``).
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,14 +31,18 @@ import orjson
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
+    DatabaseError,
     IntegrityError,
+    InterfaceError,
     JSONTranscoder,
     Mapper,
     Notification,
+    OperationalError,
+    PersistenceError,
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.sqlite import SQLITE3_DEFAULT_LOCK_TIMEOUT, SQLiteApplicationRecorder
 from eventsourcing.utils import Environment
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
@@ -218,20 +224,112 @@ def _idempotency_row(record: IdempotencyRecord) -> tuple[str, str, str, str, str
     )
 
 
+class SQLiteCommitWriter:
+    """Writes each commit on SQLite: its events, the case head and the Idempotency-Key record
+    in one transaction, on a connection of its own kept for writing.
+
+    What the library's ``insert_events`` did for a commit, without its per-call pool
+    checkout, wrappers and objects, and with the statements kept prepared (the library's
+    connections cache one statement, so a commit's three were parsed again each time). The
+    connection is as the library's: the same file, WAL (set when the store was created), the
+    same busy timeout and SQLite's default ``synchronous=FULL``, so a commit is as durable.
+    One commit at a time in the process (as the pool's writer lock did); other processes
+    wait on SQLite's lock.
+    """
+
+    def __init__(self, recorder: SQLiteCaseRecorder) -> None:
+        pool = recorder.datastore.pool
+        self.db_name = pool.db_name
+        self.lock_timeout = pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT
+        self.insert_event = f"INSERT INTO {recorder.events_table_name} VALUES (?,?,?,?)"
+        self.on_connect: list[str] = []  # statements run on each new connection (its PRAGMAs)
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None  # opened on the first commit
+
+    def configure(self, statement: str) -> None:
+        """Run ``statement`` (a PRAGMA) on the connection now and on any later one."""
+        with self._lock:
+            self.on_connect.append(statement)
+            if self._connection is not None:
+                self._connection.execute(statement)
+
+    def setting(self, pragma: str) -> Any:
+        """The connection's value of ``pragma`` (e.g. ``synchronous``)."""
+        with self._lock:
+            return self._connected().execute(f"PRAGMA {pragma}").fetchone()[0]
+
+    def _connected(self) -> sqlite3.Connection:
+        if self._connection is None:
+            connection = sqlite3.connect(
+                self.db_name,
+                uri=True,
+                check_same_thread=False,  # used by one thread at a time, under the lock
+                isolation_level=None,  # transactions begun and ended explicitly
+                cached_statements=16,
+                timeout=self.lock_timeout,
+            )
+            for statement in self.on_connect:
+                connection.execute(statement)
+            self._connection = connection
+        return self._connection
+
+    def commit(
+        self,
+        stored_events: Sequence[StoredEvent],
+        head: tuple[str, int, str, str | None, str | None],
+        idempotency: IdempotencyRecord | None,
+    ) -> list[int]:
+        """The events' log positions (their rowids, in commit order).
+
+        Raises the library's IntegrityError when a (case, version) is taken, and its other
+        persistence errors as its recorders do, the transaction rolled back.
+        """
+        rows = [(_uuid(s.originator_id).hex, s.originator_version, s.topic, s.state) for s in stored_events]
+        with self._lock:
+            connection = self._connected()
+            cursor = connection.cursor()
+            try:
+                cursor.execute("BEGIN")
+                positions = []
+                for row in rows:
+                    cursor.execute(self.insert_event, row)
+                    positions.append(cast(int, cursor.lastrowid))
+                cursor.execute(_SQLITE_UPSERT_HEAD, head)
+                if idempotency is not None:
+                    cursor.execute(_SQLITE_INSERT_IDEMPOTENCY, _idempotency_row(idempotency))
+                connection.commit()
+            except sqlite3.Error as error:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.rollback()
+                raise _persistence_error(error) from error
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.rollback()
+                raise
+            return positions
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
+def _persistence_error(error: sqlite3.Error) -> PersistenceError:
+    """sqlite3's error as the library's recorders raise it."""
+    for sqlite_class, library_class in (
+        (sqlite3.IntegrityError, IntegrityError),
+        (sqlite3.OperationalError, OperationalError),
+        (sqlite3.InterfaceError, InterfaceError),
+        (sqlite3.DatabaseError, DatabaseError),
+    ):
+        if isinstance(error, sqlite_class):
+            return library_class(error)
+    return PersistenceError(error)
+
+
 class SQLiteCaseRecorder(SQLiteRecorderSql, SQLiteApplicationRecorder):
-    def _insert_events(
-        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        ids = super()._insert_events(c, stored_events, **kwargs)
-        # kwargs from CaseEventStore.save: head=(case id, version, hash, key id, signature),
-        # idempotency=record
-        head = kwargs.get("head")
-        if head is not None:
-            c.execute(_SQLITE_UPSERT_HEAD, head)
-        record = kwargs.get("idempotency")
-        if record is not None:
-            c.execute(_SQLITE_INSERT_IDEMPOTENCY, _idempotency_row(record))
-        return ids
+    """The case events' table on SQLite; its commits are written by :class:`SQLiteCommitWriter`."""
 
     def create_side_tables(self) -> None:
         with self.datastore.transaction(commit=True) as c:
@@ -370,9 +468,14 @@ class CaseEventStore:
         self._cache_lock = threading.Lock()
         # SQLite: each commit wakes the relay (a datagram; PostgreSQL NOTIFYs in the transaction).
         self.bell = store_bell(config)
+        # SQLite: commits on a connection of their own (PostgreSQL: the library's insert_events).
+        recorder = self.case_recorder
+        self.writer = SQLiteCommitWriter(recorder) if isinstance(recorder, SQLiteCaseRecorder) else None
 
     def close(self) -> None:
         self.bell.close()
+        if self.writer is not None:
+            self.writer.close()
         self.app.close()
 
     # ------------------------------------------------------------------------ CaseStore port
@@ -382,6 +485,25 @@ class CaseEventStore:
             return case
         except AggregateNotFoundError:
             raise CaseNotFound(case_id) from None
+
+    def take(self, case_id: UUID) -> Case:
+        """The case for one command (the ``CaseStore`` port): the cached case itself, taken
+        out of the cache, instead of a copy of it.
+
+        No other thread can reach it while the command changes it (a concurrent load reads
+        the store), and :meth:`save` caches it again; so nothing is copied per command, and
+        a command that fails after changing it leaves no trace in the cache.
+        """
+        cache = self.repository.cache
+        if cache is not None:
+            with contextlib.suppress(KeyError):
+                return cast(Case, cache.get(case_id, evict=True))
+        return self.load(case_id)
+
+    def put_back(self, case: Case) -> None:
+        if case.pending_events:
+            return  # changed by the command and not saved: never cached
+        self._cache_if_newer(case)
 
     def load_version(self, case_id: UUID, version: int) -> Case:
         """The case as it was after its event number ``version`` (never from the cache)."""
@@ -438,14 +560,16 @@ class CaseEventStore:
         if traceparent is not None:  # tracing on: the relay carries the request's trace on
             for event in pending:
                 event.state[TRACEPARENT] = traceparent
+        head = (str(case.id), last.originator_version, last.meta.hash, key_id, signature)
         try:
-            # The event store directly (what Application.save does for us, minus its
-            # snapshot and notify hooks that we do not use and its runtime Protocol checks).
-            recordings = self.app.events.put(
-                pending,
-                head=(str(case.id), last.originator_version, last.meta.hash, key_id, signature),
-                idempotency=idempotency,
-            )
+            if self.writer is not None:
+                stored = [self.case_mapper.to_stored_event(event) for event in pending]
+                positions = self.writer.commit(stored, head, idempotency)
+            else:
+                # The event store directly (what Application.save does for us, minus its
+                # snapshot and notify hooks that we do not use and its runtime Protocol checks).
+                recordings = self.app.events.put(pending, head=head, idempotency=idempotency)
+                positions = [r.notification.id for r in recordings]
         except IntegrityError as error:
             self.forget(case.id)
             raise ConcurrentWrite(str(error)) from error
@@ -454,12 +578,12 @@ class CaseEventStore:
         self._cache_if_newer(case)
         refs = tuple(
             StoredEventRef(
-                event_id=cast(CaseEvent, r.domain_event).meta.event_id,
-                type=cast(CaseEvent, r.domain_event).type,
-                version=r.domain_event.originator_version,
-                position=r.notification.id,
+                event_id=event.meta.event_id,
+                type=event.type,
+                version=event.originator_version,
+                position=position,
             )
-            for r in recordings
+            for event, position in zip(pending, positions, strict=True)
         )
         return SaveResult(
             case_id=case.id, version=last.originator_version, position=refs[-1].position, events=refs

@@ -54,6 +54,15 @@ class InMemoryCaseStore:
         self._cache[case_id] = copy.deepcopy(case)
         return case
 
+    def take(self, case_id: UUID) -> Case:
+        cached = self._cache.pop(case_id, None)
+        return cached if cached is not None else self.load(case_id)
+
+    def put_back(self, case: Case) -> None:
+        cached = self._cache.get(case.id)
+        if not case.pending_events and (cached is None or cached.version < case.version):
+            self._cache[case.id] = case
+
     def load_version(self, case_id: UUID, version: int) -> Case:
         return self._fold(case_id, version)
 
