@@ -3,6 +3,8 @@ it again; a refusal puts it back as it was; a failure after recording leaves not
 
 from __future__ import annotations
 
+import sys
+import threading
 from datetime import timedelta
 
 import pytest
@@ -81,3 +83,49 @@ def test_a_command_that_fails_after_recording_leaves_nothing_of_it_cached(
     )
     assert result.version == version + 1
     assert store.verify(case_id) is None
+
+
+def test_reads_beside_commands_never_see_a_case_a_command_is_changing(
+    consented: CaseScenario, store: CaseEventStore, clock: FixedClock
+) -> None:
+    """A load (a copy) and a check on the cached case run beside 150 commands on the same case,
+    the interpreter switching threads as often as it can: every copy is whole (as many events
+    applied as its version says) and no read fails."""
+    case_id = consented.case_id
+    assert case_id is not None
+    region = consented.actors.region
+    stop = threading.Event()
+    torn: list[tuple[int, int]] = []
+    failures: list[str] = []
+    loads = 0
+
+    def reader() -> None:
+        nonlocal loads
+        while not stop.is_set():
+            try:
+                copy = store.load(case_id)
+                loads += 1
+                if len(copy.state.event_types) != copy.version:
+                    torn.append((copy.version, len(copy.state.event_types)))
+                consented.service.may_write_by_cache(case_id, region)
+            except Exception as error:
+                failures.append(f"{type(error).__name__}: {error}")
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for _ in range(150):
+            consented.service.execute(
+                new_request(region),
+                case_id,
+                lambda case: case.complete_worksheet(worksheet_command(clock.today())),
+            )
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(switching)
+    assert loads > 0
+    assert torn == []
+    assert failures == []

@@ -6,12 +6,15 @@ clock); tests may give simpler ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from services.case.domain.case import Case
+
+R = TypeVar("R")
 
 
 class CaseNotYetOpened(LookupError):
@@ -98,8 +101,9 @@ class CaseStore(Protocol):
         """Drop any cached copy of the case: the next load reads the store."""
         ...
 
-    def cached(self, case_id: UUID) -> Case | None:
-        """The cached copy of the case, to read only, without touching the store (None: none)."""
+    def read_cached(self, case_id: UUID, read: Callable[[Case], R]) -> R | None:
+        """``read`` of the cached case, without touching the store, while no command can take it
+        (None: not cached). ``read`` must not change it."""
         ...
 
     def exists(self, case_id: UUID) -> bool: ...

@@ -185,14 +185,15 @@ class CaseService:
     def may_write_by_cache(self, case_id: UUID, actor: Actor) -> bool:
         """Whether the cached case lets ``actor`` write: no I/O, so an API may ask on its event
         loop. False when it is not cached or refuses: then ask :meth:`ensure_may_write`."""
-        case = self.store.cached(case_id)
-        if case is None:
-            return False
-        try:
-            case.ensure_actor_may_write(actor)
-        except NotAllowed:
-            return False
-        return True
+
+        def allows(case: Case) -> bool:
+            try:
+                case.ensure_actor_may_write(actor)
+            except NotAllowed:
+                return False
+            return True
+
+        return self.store.read_cached(case_id, allows) or False
 
     def store_reachable(self) -> dict[str, str]:
         """For the health check: a process that cannot reach its store cannot take a command,

@@ -13,7 +13,7 @@ from the stored bytes, so an edited, inserted or deleted row is detected.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -69,10 +69,10 @@ class CaseEvent:
     originator_id: UUID
     originator_version: int
     timestamp: datetime
-    data: CaseEventData
+    data: CaseEventData = field(repr=False)  # personal data: never in a log line by repr
     meta: EventMetadata
     # The stored state exactly as hashed (and, for a new event, as it will be written).
-    state: dict[str, Any]
+    state: dict[str, Any] = field(repr=False)
 
     @property
     def type(self) -> str:

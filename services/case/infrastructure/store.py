@@ -19,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from copy import deepcopy
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import orjson
@@ -110,6 +111,8 @@ INSERT_IDEMPOTENCY = (
 # PostgreSQL NOTIFY channel raised by every commit of events (the relay LISTENs on it).
 LOG_CHANNEL = "vss_case_log"
 _PG_NOTIFY_LOG = f"NOTIFY {LOG_CHANNEL}"
+R = TypeVar("R")
+
 _SQLITE_UPSERT_HEAD, _PG_UPSERT_HEAD = UPSERT_HEAD.format(p="?"), UPSERT_HEAD.format(p="%s")
 _SQLITE_INSERT_IDEMPOTENCY = INSERT_IDEMPOTENCY.format(p="?")
 _PG_INSERT_IDEMPOTENCY = INSERT_IDEMPOTENCY.format(p="%s")
@@ -268,6 +271,13 @@ class SQLiteCommitWriter:
                 cached_statements=16,
                 timeout=self.lock_timeout,
             )
+            # Durable whatever SQLite's compiled-in default: a commit is on disk when it returns
+            # (an on_connect statement, the generator's, may relax it).
+            connection.execute("PRAGMA synchronous=FULL")
+            mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != "wal":
+                connection.close()
+                raise PersistenceError(f"the case store {self.db_name} is in journal mode {mode}, not WAL")
             for statement in self.on_connect:
                 connection.execute(statement)
             self._connection = connection
@@ -299,14 +309,22 @@ class SQLiteCommitWriter:
                     cursor.execute(_SQLITE_INSERT_IDEMPOTENCY, _idempotency_row(idempotency))
                 connection.commit()
             except sqlite3.Error as error:
-                with contextlib.suppress(sqlite3.Error):
-                    connection.rollback()
+                self._roll_back(connection)
                 raise _persistence_error(error) from error
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    connection.rollback()
+                self._roll_back(connection)
                 raise
             return positions
+
+    def _roll_back(self, connection: sqlite3.Connection) -> None:
+        """Undo the commit's transaction; a connection left in it is closed, so that the next
+        commit opens another instead of failing on a transaction still open."""
+        with contextlib.suppress(sqlite3.Error):
+            connection.rollback()
+        if connection.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
+            self._connection = None
 
     def close(self) -> None:
         with self._lock:
@@ -470,7 +488,10 @@ class CaseEventStore:
         self.bell = store_bell(config)
         # SQLite: commits on a connection of their own (PostgreSQL: the library's insert_events).
         recorder = self.case_recorder
-        self.writer = SQLiteCommitWriter(recorder) if isinstance(recorder, SQLiteCaseRecorder) else None
+        self.writer: SQLiteCommitWriter | None = None
+        # (Not an in-memory database: a connection of its own would open another one.)
+        if isinstance(recorder, SQLiteCaseRecorder) and not recorder.datastore.pool.is_sqlite_memory_mode:
+            self.writer = SQLiteCommitWriter(recorder)
 
     def close(self) -> None:
         self.bell.close()
@@ -480,25 +501,37 @@ class CaseEventStore:
 
     # ------------------------------------------------------------------------ CaseStore port
     def load(self, case_id: UUID) -> Case:
-        try:
-            case: Case = self.repository.get(case_id, projector_func=_project)
-            return case
-        except AggregateNotFoundError:
-            raise CaseNotFound(case_id) from None
+        """A copy of the case: of the cached one, copied under the cache's lock (so never while a
+        command has taken it), else read from the store, a copy of it cached."""
+        cache = self.repository.cache
+        if cache is not None:
+            with self._cache_lock, contextlib.suppress(KeyError):
+                return deepcopy(cast(Case, cache.get(case_id)))
+        case = self._read(case_id)
+        self._cache_if_newer(deepcopy(case))
+        return case
 
     def take(self, case_id: UUID) -> Case:
         """The case for one command (the ``CaseStore`` port): the cached case itself, taken
-        out of the cache, instead of a copy of it.
+        out of the cache under its lock, instead of a copy of it; else read from the store.
 
-        No other thread can reach it while the command changes it (a concurrent load reads
-        the store), and :meth:`save` caches it again; so nothing is copied per command, and
-        a command that fails after changing it leaves no trace in the cache.
+        While the command changes it nothing else can reach it: a load copies only what is in
+        the cache, under the same lock, and :meth:`read_cached` reads only that. :meth:`save`
+        caches it again, so nothing is copied per command, and a command that fails after
+        changing it leaves no trace in the cache.
         """
         cache = self.repository.cache
         if cache is not None:
-            with contextlib.suppress(KeyError):
+            with self._cache_lock, contextlib.suppress(KeyError):
                 return cast(Case, cache.get(case_id, evict=True))
-        return self.load(case_id)
+        return self._read(case_id)
+
+    def _read(self, case_id: UUID) -> Case:
+        """The case from its stored events, outside the cache (the store keeps no snapshots)."""
+        case = _project(None, self.app.events.get(originator_id=case_id))
+        if case is None:
+            raise CaseNotFound(case_id)
+        return case
 
     def put_back(self, case: Case) -> None:
         if case.pending_events:
@@ -530,19 +563,32 @@ class CaseEventStore:
         """Drop any cached copy, so the next load reads the store."""
         cache = self.repository.cache
         if cache is not None:
-            with contextlib.suppress(KeyError):
+            with self._cache_lock, contextlib.suppress(KeyError):
                 cache.get(case_id, evict=True)
 
-    def cached(self, case_id: UUID) -> Case | None:
-        """The cached copy itself (not a copy: read it, never change it); None if not cached."""
+    def read_cached(self, case_id: UUID, read: Callable[[Case], R]) -> R | None:
+        """``read`` of the cached case itself, under the cache's lock, so no command takes it
+        meanwhile (None if not cached); ``read`` must not change it."""
         cache = self.repository.cache
         if cache is None:
             return None
-        try:
-            case = cache.get(case_id)
-        except KeyError:
+        with self._cache_lock:
+            try:
+                case = cast(Case, cache.get(case_id))
+            except KeyError:
+                return None
+            return read(case)
+
+    def cached(self, case_id: UUID) -> Case | None:
+        """The cached case itself, for tests to compare identities (read it, never change it)."""
+        cache = self.repository.cache
+        if cache is None:
             return None
-        return cast(Case, case)
+        with self._cache_lock:
+            try:
+                return cast(Case, cache.get(case_id))
+            except KeyError:
+                return None
 
     def exists(self, case_id: UUID) -> bool:
         return bool(self.recorder.select_events(case_id, limit=1))

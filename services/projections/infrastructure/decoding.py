@@ -3,8 +3,8 @@
 The case service validated every payload against its contract when it stored it, and
 the hash chain guards the bytes since; so this path parses with orjson, recomputes the
 event's hash from the payload as published, and upcasts old versions as plain dicts,
-without building pydantic models (the live consumer validates each message with the
-contract's models first; this is then the same decoding of the same bytes). The parsing and
+without building pydantic models; the live projector decodes the same way (its consumer
+checks the envelope and the type, ADR 0028). The parsing and
 the hash check are :mod:`.published`'s, which the rebuild's reader process runs alone.
 """
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
-from services.shared.bus.consumer import Delivery, ServiceHandler
+from services.shared.bus.consumer import Delivery, ServiceHandler, Undecodable
 from services.shared.bus.names import BusNames
 from services.shared.bus.outbox import outbox_message
 from services.shared.bus.relay import OutboxMessage
@@ -105,7 +105,10 @@ def incoming(delivery: Delivery) -> IncomingEvent:
     # The payload in the current version of its type: the published dict upcast, not
     # validated again (the case service validated it when it wrote it, the chain covers it
     # since, and the share carries the body as published).
-    current_type, data = upcast(event.type, event.data)
+    try:
+        current_type, data = upcast(event.type, event.data)
+    except (KeyError, TypeError, ValueError) as error:  # an old version's payload not of its type
+        raise Undecodable(f"{type(error).__name__}: {error}") from error
     return IncomingEvent(
         case_id=event.subject,
         version=event.caseversion,

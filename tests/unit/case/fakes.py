@@ -10,8 +10,9 @@ version check at save catches it (``ConcurrentWrite``), as the database's key do
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TypeVar, cast
 from uuid import UUID
 
 from services.case.application.ports import (
@@ -24,6 +25,8 @@ from services.case.application.ports import (
 )
 from services.case.domain.case import Case
 from services.case.domain.events import CaseEvent
+
+R = TypeVar("R")
 
 
 @dataclass
@@ -72,8 +75,9 @@ class InMemoryCaseStore:
     def forget(self, case_id: UUID) -> None:
         self._cache.pop(case_id, None)
 
-    def cached(self, case_id: UUID) -> Case | None:
-        return self._cache.get(case_id)
+    def read_cached(self, case_id: UUID, read: Callable[[Case], R]) -> R | None:
+        case = self._cache.get(case_id)
+        return None if case is None else read(case)
 
     def exists(self, case_id: UUID) -> bool:
         return bool(self.log.streams.get(case_id))

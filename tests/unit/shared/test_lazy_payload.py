@@ -25,7 +25,8 @@ from services.shared.bus.consumer import (
     decode,
 )
 from services.shared.bus.names import BusNames
-from vss_contracts.case_events import WorksheetCompleted
+from services.sharing.infrastructure.bus import incoming
+from vss_contracts.case_events import SipDecidedV1, WorksheetCompleted
 
 WORKSHEET = {
     "worksheet": "ordinary_day",
@@ -145,3 +146,11 @@ def test_a_handler_reading_an_undecodable_payload_gives_up_at_once_with_the_reas
     assert isinstance(outcome, GiveUp)
     assert outcome.reason.startswith("undecodable: ValidationError")
     assert handler.attempts == 1  # no retry mends a payload
+
+
+def test_the_sharing_service_refuses_at_once_an_old_version_its_upcaster_cannot_read() -> None:
+    # The sharing service reads the published dict, not ``data``: an earlier version's
+    # payload that does not upcast is undecodable there too, not a failure to retry.
+    delivery = _decoded(_body(SipDecidedV1.TYPE, {"decided_on": "2026-11-23"}))  # no actions
+    with pytest.raises(Undecodable, match="KeyError"):
+        incoming(delivery)
