@@ -51,9 +51,7 @@ def record_of(fields: PublishedFields) -> CaseEventRecord:
     try:
         type_name, data = upcast(type_name, data)
     except (KeyError, TypeError, ValueError) as error:
-        raise UndecodableEvent(
-            f"stream sequence {stream_sequence}: {type(error).__name__}: {error}"
-        ) from error
+        raise UndecodableEvent.at(stream_sequence, error) from error
     return CaseEventRecord(
         case_id,
         version,
@@ -116,6 +114,4 @@ def _chained(
             hash_ok,
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise UndecodableEvent(
-            f"stream sequence {stream_sequence}: {type(error).__name__}: {error}"
-        ) from error
+        raise UndecodableEvent.at(stream_sequence, error) from error

@@ -19,6 +19,11 @@ class UndecodableEvent(ValueError):
     and :func:`.decoding.decode_meeting`, of a notification or meeting event of a type this version
     knows)."""
 
+    @classmethod
+    def at(cls, stream_sequence: int, error: Exception) -> UndecodableEvent:
+        """What ``error``, raised reading the message at ``stream_sequence``, means."""
+        return cls(f"stream sequence {stream_sequence}: {type(error).__name__}: {error}")
+
 
 def sorted_json(value: Any) -> bytes:
     """The contracts' canonical JSON (keys sorted, no whitespace, UTF-8), with orjson."""
@@ -58,6 +63,4 @@ def published_fields(body: bytes, stream_sequence: int) -> PublishedFields:
             hash_ok,
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise UndecodableEvent(
-            f"stream sequence {stream_sequence}: {type(error).__name__}: {error}"
-        ) from error
+        raise UndecodableEvent.at(stream_sequence, error) from error
