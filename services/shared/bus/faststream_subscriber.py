@@ -716,7 +716,7 @@ class FastStreamSubscriber(CatchingUp):
         started = time.perf_counter()
         try:
             outcome = await apply_in_place(
-                self.handler, delivery, self.settings, sequence, settle.in_progress, self._count_retry
+                self.handler, delivery, self.settings, sequence, self._retrying(settle), self._count_retry
             )
         except StateReplaced as replaced:
             # Not acknowledged: the re-pointed durable delivers whatever the new state lacks.
@@ -771,6 +771,17 @@ class FastStreamSubscriber(CatchingUp):
 
     def _count_retry(self) -> None:
         self.retries += 1
+
+    def _retrying(self, settle: _Settle) -> Callable[[], Awaitable[None]]:
+        """What a retry's wait begins with: the messages applied before this one acknowledged
+        now (not held back for as long as the retries last, which could outlast ``ack_wait``
+        and have them sent again), and this one kept in progress."""
+
+        async def keep_in_progress() -> None:
+            await self.ack_pull()
+            await settle.in_progress()
+
+        return keep_in_progress
 
     async def _give_up(
         self, raw: Msg, settle: _Settle, sequence: int, reason: str, event_id: str | None

@@ -151,3 +151,33 @@ def test_the_ack_held_back_for_a_pull_is_its_highest_sequence_settled() -> None:
 
     asyncio.run(settle_all())
     assert kit._unacked is settled[1]
+
+
+@dataclass
+class _Recorded:
+    """A message or its settle: what was done to it, in order, into a shared list."""
+
+    name: str
+    done: list[str]
+    metadata: _Sequenced = field(default_factory=lambda: _Sequenced(_Sequence(0)))
+
+    async def ack(self) -> None:
+        self.done.append(f"ack {self.name}")
+
+    async def in_progress(self) -> None:
+        self.done.append(f"in progress {self.name}")
+
+
+def test_a_retry_acknowledges_what_was_applied_before_it_first() -> None:
+    """Acks of a pull applied one by one wait for the next to settle; a message retried with
+    backoff must not hold them back that long (they could be sent again after ack_wait)."""
+    kit = object.__new__(FastStreamSubscriber)
+    kit.settings = ConsumerSettings(durable="d", names=BusNames(), fetch_batch=20)
+    done: list[str] = []
+    kit._unacked, kit._unacked_since = cast(Any, _Recorded("105", done)), 0.0
+
+    keep_in_progress = kit._retrying(cast(Any, _Recorded("106", done)))
+    asyncio.run(keep_in_progress())
+    asyncio.run(keep_in_progress())  # a second wait: nothing left to acknowledge
+    assert done == ["ack 105", "in progress 106", "in progress 106"]
+    assert kit._unacked is None
