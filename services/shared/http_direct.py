@@ -32,11 +32,12 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.utils import is_body_allowed_for_status_code
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.shared.worker_threads import in_worker_thread
 
 __all__ = ["DirectRoutes", "direct_routes"]
 
@@ -354,7 +355,7 @@ def _handler(scope: Scope, error: Exception) -> Callable[[Request, Exception], A
                 return handler  # type: ignore[no-any-return]
 
             async def in_thread_pool(request: Request, error: Exception, handler: Any = handler) -> Response:
-                return await run_in_threadpool(handler, request, error)  # type: ignore[no-any-return]
+                return await in_worker_thread(handler, request, error)  # type: ignore[no-any-return]
 
             return in_thread_pool
     return None

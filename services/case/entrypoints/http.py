@@ -27,7 +27,6 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AwareDatetime, BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from services.case.application.ports import CaseAlreadyExists, CaseNotFound, CaseNotYetOpened, HistoryEntry
 from services.case.application.service import (
@@ -60,6 +59,7 @@ from services.shared.problems import (
     problem_response,
     problem_responses,
 )
+from services.shared.worker_threads import in_worker_thread
 from vss_contracts.signing import KEY_SET_PATH
 from vss_contracts.types import ActorPrincipal
 
@@ -311,7 +311,7 @@ async def reader(
     if who.principal is ActorPrincipal.CLIENT:
         return who  # their own case only: decided per case by the one access rule
     if not who.roles & READ_ROLES:
-        raise await run_in_threadpool(  # the refusal is logged in the access log first
+        raise await in_worker_thread(  # the refusal is logged in the access log first
             _refused,
             request,
             who,
@@ -499,7 +499,7 @@ async def command_call(
     involvement (403; in the thread pool: it loads the case, and logs a refusal), the headers (400)."""
     who = await _actor(http, credentials)
     if not _admitted_in_memory(http, who, client_may=False):
-        await run_in_threadpool(writer, http, who)
+        await in_worker_thread(writer, http, who)
     return _call(http, who, command_controls(if_match, idempotency_key, x_causation_id))
 
 
@@ -513,7 +513,7 @@ async def client_command_call(
     """:func:`command_call` for a command the case's own client may give as well."""
     who = await _actor(http, credentials)
     if not _admitted_in_memory(http, who, client_may=True):
-        await run_in_threadpool(writer_or_client, http, who)
+        await in_worker_thread(writer_or_client, http, who)
     return _call(http, who, command_controls(if_match, idempotency_key, x_causation_id))
 
 
