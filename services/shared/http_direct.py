@@ -14,8 +14,8 @@ any dependency is called: a path, header or body that does not validate, a body 
 not ``application/json`` or that the JSON parser refuses, a query string, a method the path
 does not take. FastAPI then answers it as ever (its 400 and 422 problems name the field
 and the rule). A route with anything this planner does not know (a sync dependency, a
-cookie, a form, a required query parameter, a streaming or custom response class) is
-left to FastAPI for every request.
+cookie, a form, a required query parameter, a streaming or custom response class, a body
+size limit of its own) is left to FastAPI for every request.
 """
 
 from __future__ import annotations
@@ -221,6 +221,7 @@ def _plan(route: APIRoute) -> _Plan | None:
         or any(p.field_info.is_required() for p in dependant.query_params)
         or any(p.field_info.is_required() for p in dependant.header_params)
         or route.dependencies
+        or getattr(route, "max_body_size", None) is not None  # the route's own limit is FastAPI's to keep
     ):
         return None
     planned = _plan_dependencies(dependant)

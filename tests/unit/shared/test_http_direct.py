@@ -200,6 +200,23 @@ def test_a_route_with_a_sync_dependency_is_left_to_fastapi() -> None:
     assert [(route.name, plan) for route, plan in direct_routes([router])] == [("sync", None)]
 
 
+def test_a_route_with_its_own_body_limit_is_left_to_fastapi() -> None:
+    router = APIRouter()
+
+    @router.post("/small", response_model=Written, max_body_size=16)
+    async def small(body: Note) -> Written:
+        return Written(case_id=UUID(CASE), text=body.text, count=body.count)
+
+    assert [(route.name, plan) for route, plan in direct_routes([router])] == [("small", None)]
+    app = FastAPI()
+    app.include_router(router)
+    app.add_middleware(DirectRoutes, routes=direct_routes([router]))
+
+    refused = TestClient(app).post("/small", headers=JSON, content=b'{"text": "hej", "count": 2}')
+
+    assert refused.status_code == 413
+
+
 def limited(direct: bool, *, status_handler: bool) -> TestClient:
     router = make_router()
     app = FastAPI(max_body_size=16)
