@@ -49,16 +49,20 @@ class _ToFastAPI(Exception):
 Solve = Callable[[Request, dict[Any, Any]], Awaitable[Any]]
 
 
+_IMMUTABLE = (str, int, float, bool, bytes, type(None))
+
+
 @dataclass(frozen=True, slots=True, eq=False)  # one per parameter: the request's values keyed by it
 class _Header:
     name: str
     alias: str
     field: Any  # fastapi's ModelField
+    default: Any  # the field's default when it is the same every time, else _FRESH
 
     def value(self, headers: Headers) -> Any:
         given = headers.get(self.alias)
         if given is None:
-            return self.field.default
+            return self.field.default if self.default is _FRESH else self.default
         value, errors = self.field.validate(given, {}, loc=("header", self.alias))
         if errors:
             raise _ToFastAPI
@@ -69,8 +73,19 @@ def _is_async(call: Any) -> bool:
     return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(getattr(call, "__call__", None))  # noqa: B004
 
 
+_FRESH = object()  # a default made anew per request (a factory, or a mutable value pydantic copies)
+
+
+def _default(field: Any) -> Any:
+    """``field``'s default, read once when every request would get the same immutable value."""
+    if field.field_info.is_required() or field.field_info.default_factory is not None:
+        return _FRESH
+    default = field.default
+    return default if type(default) in _IMMUTABLE else _FRESH
+
+
 def _headers_of(dependant: Dependant) -> list[_Header]:
-    return [_Header(str(p.name), str(p.alias), p) for p in dependant.header_params]
+    return [_Header(str(p.name), str(p.alias), p, _default(p)) for p in dependant.header_params]
 
 
 def _plain(dependant: Dependant) -> bool:
@@ -176,10 +191,11 @@ class _Plan:
         dependant = route.dependant
         if dependant.request_param_name:
             values[dependant.request_param_name] = request
-        sub_response = Response()
-        del sub_response.headers["content-length"]
-        sub_response.status_code = None  # type: ignore[assignment]  # as FastAPI: unset until a route sets it
+        sub_response = None  # made only for a route that takes one: none else sets a status or header
         if dependant.response_param_name:
+            sub_response = Response()
+            del sub_response.headers["content-length"]
+            sub_response.status_code = None  # type: ignore[assignment]  # as FastAPI: unset until a route sets it
             values[dependant.response_param_name] = sub_response
         result = await route.endpoint(**values)
         if isinstance(result, Response):
@@ -200,11 +216,12 @@ class _Plan:
             exclude_defaults=route.response_model_exclude_defaults,
             exclude_none=route.response_model_exclude_none,
         )
-        status = sub_response.status_code or self.status_code or 200
+        status = (sub_response.status_code if sub_response is not None else None) or self.status_code or 200
         if not is_body_allowed_for_status_code(status):
             content = b""
         response = Response(content=content, status_code=status, media_type="application/json")
-        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response is not None:
+            response.headers.raw.extend(sub_response.headers.raw)
         return response
 
 
