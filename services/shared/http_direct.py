@@ -32,7 +32,6 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.utils import is_body_allowed_for_status_code
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,11 +57,13 @@ class _Header:
     alias: str
     field: Any  # fastapi's ModelField
     default: Any  # the field's default when it is the same every time, else _FRESH
+    key: bytes  # the header's name as the ASGI scope has it (lower case)
 
-    def value(self, headers: Headers) -> Any:
-        given = headers.get(self.alias)
-        if given is None:
+    def value(self, headers: dict[bytes, bytes]) -> Any:
+        raw = headers.get(self.key)
+        if raw is None:
             return self.field.default if self.default is _FRESH else self.default
+        given = raw.decode("latin-1")
         value, errors = self.field.validate(given, {}, loc=("header", self.alias))
         if errors:
             raise _ToFastAPI
@@ -85,7 +86,16 @@ def _default(field: Any) -> Any:
 
 
 def _headers_of(dependant: Dependant) -> list[_Header]:
-    return [_Header(str(p.name), str(p.alias), p, _default(p)) for p in dependant.header_params]
+    return [
+        _Header(str(p.name), str(p.alias), p, _default(p), str(p.alias).lower().encode("latin-1"))
+        for p in dependant.header_params
+    ]
+
+
+def _scope_headers(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers by name, the first of a repeated one as Starlette's ``Headers.get``
+    gives it: one dict per request rather than a scan and a KeyError per header it lacks."""
+    return dict(reversed(scope["headers"]))
 
 
 def _plain(dependant: Dependant) -> bool:
@@ -180,7 +190,7 @@ class _Plan:
                 raise _ToFastAPI
             values[route.dependant.body_params[0].name] = value
         cache: dict[Any, Any] = {}
-        headers = request.headers
+        headers = _scope_headers(scope)
         for header in self.headers:
             cache[header] = header.value(headers)
         for header in self.own_headers:
@@ -259,11 +269,11 @@ def direct_routes(routers: Iterable[APIRouter]) -> list[tuple[APIRoute, _Plan | 
     ]
 
 
-def _json_body(scope: Scope, headers: Headers, body: bytes) -> Any:
+def _json_body(scope: Scope, body: bytes) -> Any:
     """The body as FastAPI would hand it to validation; anything else is FastAPI's."""
     if not body:
         raise _ToFastAPI  # an empty body: FastAPI's "field required"
-    kind = headers.get("content-type", "")
+    kind = _content_type(scope)
     main, _, rest = kind.partition(";")
     if main.strip().lower() != "application/json" or rest.strip():
         raise _ToFastAPI
@@ -271,6 +281,14 @@ def _json_body(scope: Scope, headers: Headers, body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise _ToFastAPI from None  # FastAPI's 400, with the position json finds
+
+
+def _content_type(scope: Scope) -> str:
+    """The request's first Content-Type header ("" without one), as Starlette reads it."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return str(value.decode("latin-1"))
+    return ""
 
 
 class DirectRoutes:
@@ -325,7 +343,7 @@ class DirectRoutes:
                 if read is None:
                     return  # the client went away: no one to answer
                 body = read
-            parsed = _json_body(scope, request.headers, body) if route.body_field is not None else None
+            parsed = _json_body(scope, body) if route.body_field is not None else None
             response = await plan.answer(request, parsed)
         except _ToFastAPI:
             await self.app(scope, _replay(body, receive), send)
