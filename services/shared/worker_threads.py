@@ -6,7 +6,8 @@ trace's span, as anyio gives it) on a queue read by kept threads, its result bac
 ``call_soon_threadsafe``. At most :data:`MAX_THREADS` calls run at once, anyio's default
 too; more wait in the queue. A caller cancelled while its call runs waits for the call to
 end before the cancellation goes on (as anyio's ``run_sync`` without abandoning), so
-nothing the call uses is closed under it.
+nothing the call uses is closed under it. A thread idle for :data:`IDLE_SECONDS` ends, as
+anyio's do.
 
 anyio's ``to_thread.run_sync`` does the same through a capacity limiter, a cancel scope,
 run-variable look-ups and a ``queue.Queue`` (a Python lock and condition per call): about
@@ -20,13 +21,14 @@ import contextlib
 import contextvars
 import threading
 from collections.abc import Callable
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any, TypeVar
 
 __all__ = ["MAX_THREADS", "in_worker_thread"]
 
 T = TypeVar("T")
 MAX_THREADS = 40  # anyio's default capacity limiter, which the API used before
+IDLE_SECONDS = 10.0  # a thread idle this long ends, as anyio's workers do
 
 
 class _Call:
@@ -63,20 +65,29 @@ class _Workers:
         self.calls: SimpleQueue[_Call] = SimpleQueue()
         self.lock = threading.Lock()
         self.threads = 0
-        self.idle = 0
+        # Threads waiting for a call less the calls queued; below zero, calls wait for a thread.
+        self.waiting = 0
 
     def submit(self, call: _Call) -> None:
         with self.lock:
-            if self.idle:
-                self.idle -= 1
-            elif self.threads < MAX_THREADS:
+            self.calls.put(call)
+            self.waiting -= 1
+            if self.waiting < 0 and self.threads < MAX_THREADS:
                 self.threads += 1
+                self.waiting += 1
                 threading.Thread(target=self._work, name="API worker thread", daemon=True).start()
-        self.calls.put(call)
 
     def _work(self) -> None:
         while True:
-            call = self.calls.get()
+            try:
+                call = self.calls.get(timeout=IDLE_SECONDS)
+            except Empty:
+                with self.lock:
+                    if self.waiting > 0:  # more threads wait than calls: this one ends
+                        self.waiting -= 1
+                        self.threads -= 1
+                        return
+                continue
             result, error = None, None
             try:
                 result = call.context.run(call.function, *call.args)
@@ -86,7 +97,7 @@ class _Workers:
                 call.loop.call_soon_threadsafe(call.answer, result, error)
             del call, result, error  # not kept alive while the thread waits for the next call
             with self.lock:
-                self.idle += 1
+                self.waiting += 1
 
 
 _workers = _Workers()

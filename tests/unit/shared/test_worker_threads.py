@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 
 import pytest
 
+from services.shared import worker_threads
 from services.shared.worker_threads import in_worker_thread
 
 SPAN: contextvars.ContextVar[str] = contextvars.ContextVar("span", default="none")
@@ -78,3 +80,35 @@ def test_a_cancelled_caller_waits_for_the_call_to_end() -> None:
         assert ended == ["ended"]
 
     asyncio.run(main())
+
+
+def test_calls_beyond_the_limit_wait_for_a_thread_and_idle_threads_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    workers = worker_threads._Workers()
+    monkeypatch.setattr(worker_threads, "_workers", workers)
+    monkeypatch.setattr(worker_threads, "MAX_THREADS", 2)
+    monkeypatch.setattr(worker_threads, "IDLE_SECONDS", 0.05)
+    running: set[str] = set()
+
+    def busy(i: int) -> int:
+        running.add(threading.current_thread().name + str(threading.get_ident()))
+        time.sleep(0.01)
+        return i
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(*(in_worker_thread(busy, i) for i in range(10))))
+
+    assert asyncio.run(main()) == list(range(10))
+    assert len(running) == 2  # ten calls, two threads
+    deadline = time.monotonic() + 5
+    while workers.threads and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (workers.threads, workers.waiting) == (0, 0)  # both ended once idle
+
+    assert asyncio.run(in_worker_thread_once()) == "again"  # a new thread takes the next call
+    assert workers.threads == 1
+
+
+async def in_worker_thread_once() -> str:
+    return await in_worker_thread(lambda: "again")
