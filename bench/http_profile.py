@@ -285,6 +285,19 @@ def _inline_threadpool() -> None:
     for module in (fastapi.concurrency, fastapi.dependencies.utils, fastapi.routing):
         if hasattr(module, "run_in_threadpool"):
             module.run_in_threadpool = inline  # type: ignore[attr-defined]
+    # The case API's own hops (ADR 0031), by the name each module imported.
+    import services.case.entrypoints.http  # noqa: PLC0415
+    import services.shared.http_app  # noqa: PLC0415
+    import services.shared.http_auth  # noqa: PLC0415
+    import services.shared.http_direct  # noqa: PLC0415
+
+    for module in (
+        services.case.entrypoints.http,
+        services.shared.http_app,
+        services.shared.http_auth,
+        services.shared.http_direct,
+    ):
+        module.in_worker_thread = inline  # type: ignore[attr-defined]
 
 
 def _profiled(run: Callable[[], None], top: int) -> None:

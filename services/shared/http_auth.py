@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from services.shared.auth import InvalidToken, KeysUnavailable, TokenClaims, TokenService
 from services.shared.problems import ProblemException
+from services.shared.worker_threads import in_worker_thread
 
 bearer = HTTPBearer(auto_error=False, description="JWT from `vss token` or your identity provider")
 
@@ -44,9 +44,9 @@ async def verified_claims_async(
     tokens: TokenService, credentials: HTTPAuthorizationCredentials | None
 ) -> TokenClaims:
     """:func:`verified_claims` for an ``async`` dependency: a token verified lately is answered
-    on the event loop; any other is verified in the thread pool (a JWKS fetch blocks)."""
+    on the event loop; any other is verified in a worker thread (a JWKS fetch blocks)."""
     if credentials is not None:
         kept = tokens.kept(credentials.credentials)
         if kept is not None:
             return kept
-    return await run_in_threadpool(verified_claims, tokens, credentials)
+    return await in_worker_thread(verified_claims, tokens, credentials)

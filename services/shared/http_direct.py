@@ -14,8 +14,8 @@ any dependency is called: a path, header or body that does not validate, a body 
 not ``application/json`` or that the JSON parser refuses, a query string, a method the path
 does not take. FastAPI then answers it as ever (its 400 and 422 problems name the field
 and the rule). A route with anything this planner does not know (a sync dependency, a
-cookie, a form, a required query parameter, a streaming or custom response class) is
-left to FastAPI for every request.
+cookie, a form, a required query parameter, a streaming or custom response class, a body
+size limit of its own) is left to FastAPI for every request.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.utils import is_body_allowed_for_status_code
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.shared.worker_threads import in_worker_thread
 
 __all__ = ["DirectRoutes", "direct_routes"]
 
@@ -48,16 +48,22 @@ class _ToFastAPI(Exception):
 Solve = Callable[[Request, dict[Any, Any]], Awaitable[Any]]
 
 
+_IMMUTABLE = (str, int, float, bool, bytes, type(None))
+
+
 @dataclass(frozen=True, slots=True, eq=False)  # one per parameter: the request's values keyed by it
 class _Header:
     name: str
     alias: str
     field: Any  # fastapi's ModelField
+    default: Any  # the field's default when it is the same every time, else _FRESH
+    key: bytes  # the header's name as the ASGI scope has it (lower case)
 
-    def value(self, headers: Headers) -> Any:
-        given = headers.get(self.alias)
-        if given is None:
-            return self.field.default
+    def value(self, headers: dict[bytes, bytes]) -> Any:
+        raw = headers.get(self.key)
+        if raw is None:
+            return self.field.default if self.default is _FRESH else self.default
+        given = raw.decode("latin-1")
         value, errors = self.field.validate(given, {}, loc=("header", self.alias))
         if errors:
             raise _ToFastAPI
@@ -68,8 +74,28 @@ def _is_async(call: Any) -> bool:
     return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(getattr(call, "__call__", None))  # noqa: B004
 
 
+_FRESH = object()  # a default made anew per request (a factory, or a mutable value pydantic copies)
+
+
+def _default(field: Any) -> Any:
+    """``field``'s default, read once when every request would get the same immutable value."""
+    if field.field_info.is_required() or field.field_info.default_factory is not None:
+        return _FRESH
+    default = field.default
+    return default if type(default) in _IMMUTABLE else _FRESH
+
+
 def _headers_of(dependant: Dependant) -> list[_Header]:
-    return [_Header(str(p.name), str(p.alias), p) for p in dependant.header_params]
+    return [
+        _Header(str(p.name), str(p.alias), p, _default(p), str(p.alias).lower().encode("latin-1"))
+        for p in dependant.header_params
+    ]
+
+
+def _scope_headers(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers by name, the first of a repeated one as Starlette's ``Headers.get``
+    gives it: one dict per request rather than a scan and a KeyError per header it lacks."""
+    return dict(reversed(scope["headers"]))
 
 
 def _plain(dependant: Dependant) -> bool:
@@ -164,7 +190,7 @@ class _Plan:
                 raise _ToFastAPI
             values[route.dependant.body_params[0].name] = value
         cache: dict[Any, Any] = {}
-        headers = request.headers
+        headers = _scope_headers(scope)
         for header in self.headers:
             cache[header] = header.value(headers)
         for header in self.own_headers:
@@ -175,10 +201,11 @@ class _Plan:
         dependant = route.dependant
         if dependant.request_param_name:
             values[dependant.request_param_name] = request
-        sub_response = Response()
-        del sub_response.headers["content-length"]
-        sub_response.status_code = None  # type: ignore[assignment]  # as FastAPI: unset until a route sets it
+        sub_response = None  # made only for a route that takes one: none else sets a status or header
         if dependant.response_param_name:
+            sub_response = Response()
+            del sub_response.headers["content-length"]
+            sub_response.status_code = None  # type: ignore[assignment]  # as FastAPI: unset until a route sets it
             values[dependant.response_param_name] = sub_response
         result = await route.endpoint(**values)
         if isinstance(result, Response):
@@ -199,11 +226,12 @@ class _Plan:
             exclude_defaults=route.response_model_exclude_defaults,
             exclude_none=route.response_model_exclude_none,
         )
-        status = sub_response.status_code or self.status_code or 200
+        status = (sub_response.status_code if sub_response is not None else None) or self.status_code or 200
         if not is_body_allowed_for_status_code(status):
             content = b""
         response = Response(content=content, status_code=status, media_type="application/json")
-        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response is not None:
+            response.headers.raw.extend(sub_response.headers.raw)
         return response
 
 
@@ -220,6 +248,7 @@ def _plan(route: APIRoute) -> _Plan | None:
         or any(p.field_info.is_required() for p in dependant.query_params)
         or any(p.field_info.is_required() for p in dependant.header_params)
         or route.dependencies
+        or getattr(route, "max_body_size", None) is not None  # the route's own limit is FastAPI's to keep
     ):
         return None
     planned = _plan_dependencies(dependant)
@@ -240,11 +269,11 @@ def direct_routes(routers: Iterable[APIRouter]) -> list[tuple[APIRoute, _Plan | 
     ]
 
 
-def _json_body(scope: Scope, headers: Headers, body: bytes) -> Any:
+def _json_body(scope: Scope, body: bytes) -> Any:
     """The body as FastAPI would hand it to validation; anything else is FastAPI's."""
     if not body:
         raise _ToFastAPI  # an empty body: FastAPI's "field required"
-    kind = headers.get("content-type", "")
+    kind = _content_type(scope)
     main, _, rest = kind.partition(";")
     if main.strip().lower() != "application/json" or rest.strip():
         raise _ToFastAPI
@@ -252,6 +281,14 @@ def _json_body(scope: Scope, headers: Headers, body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise _ToFastAPI from None  # FastAPI's 400, with the position json finds
+
+
+def _content_type(scope: Scope) -> str:
+    """The request's first Content-Type header ("" without one), as Starlette reads it."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return str(value.decode("latin-1"))
+    return ""
 
 
 class DirectRoutes:
@@ -306,7 +343,7 @@ class DirectRoutes:
                 if read is None:
                     return  # the client went away: no one to answer
                 body = read
-            parsed = _json_body(scope, request.headers, body) if route.body_field is not None else None
+            parsed = _json_body(scope, body) if route.body_field is not None else None
             response = await plan.answer(request, parsed)
         except _ToFastAPI:
             await self.app(scope, _replay(body, receive), send)
@@ -354,7 +391,7 @@ def _handler(scope: Scope, error: Exception) -> Callable[[Request, Exception], A
                 return handler  # type: ignore[no-any-return]
 
             async def in_thread_pool(request: Request, error: Exception, handler: Any = handler) -> Response:
-                return await run_in_threadpool(handler, request, error)  # type: ignore[no-any-return]
+                return await in_worker_thread(handler, request, error)  # type: ignore[no-any-return]
 
             return in_thread_pool
     return None

@@ -27,7 +27,6 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AwareDatetime, BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from services.case.application.ports import CaseAlreadyExists, CaseNotFound, CaseNotYetOpened, HistoryEntry
 from services.case.application.service import (
@@ -60,6 +59,7 @@ from services.shared.problems import (
     problem_response,
     problem_responses,
 )
+from services.shared.worker_threads import in_worker_thread
 from vss_contracts.signing import KEY_SET_PATH
 from vss_contracts.types import ActorPrincipal
 
@@ -311,7 +311,7 @@ async def reader(
     if who.principal is ActorPrincipal.CLIENT:
         return who  # their own case only: decided per case by the one access rule
     if not who.roles & READ_ROLES:
-        raise await run_in_threadpool(  # the refusal is logged in the access log first
+        raise await in_worker_thread(  # the refusal is logged in the access log first
             _refused,
             request,
             who,
@@ -457,6 +457,17 @@ def command_controls(
     return _Controls(expected, idempotency_key or None, x_causation_id or None)
 
 
+# A path Starlette's URL gives back as it is: ASCII path characters only, no second leading
+# slash, nothing it escapes (?, #, \\) or that splitting a URL strips (spaces, controls).
+_PLAIN_PATH = re.compile(r"/(?!/)[A-Za-z0-9\-._~/%:@!$&'()*+,;=]*")
+
+
+def _request_path(http: Request) -> str:
+    """``http.url.path``, without building the URL (about 4 µs) when the scope's path is plain."""
+    path = http.scope["path"]
+    return path if type(path) is str and _PLAIN_PATH.fullmatch(path) else http.url.path
+
+
 def _call(http: Request, who: Actor, controls: _Controls) -> CommandCall:
     request = CommandRequest(
         actor=who,
@@ -464,7 +475,7 @@ def _call(http: Request, who: Actor, controls: _Controls) -> CommandCall:
         causation_id=controls.causation_id,
         expected_version=controls.expected_version,
         idempotency_key=controls.idempotency_key,
-        fingerprint=f"{http.method} {http.url.path}",
+        fingerprint=f"{http.method} {_request_path(http)}",
     )
     deps = _deps(http)
     return CommandCall(deps.service, request, deps.window)
@@ -499,7 +510,7 @@ async def command_call(
     involvement (403; in the thread pool: it loads the case, and logs a refusal), the headers (400)."""
     who = await _actor(http, credentials)
     if not _admitted_in_memory(http, who, client_may=False):
-        await run_in_threadpool(writer, http, who)
+        await in_worker_thread(writer, http, who)
     return _call(http, who, command_controls(if_match, idempotency_key, x_causation_id))
 
 
@@ -513,7 +524,7 @@ async def client_command_call(
     """:func:`command_call` for a command the case's own client may give as well."""
     who = await _actor(http, credentials)
     if not _admitted_in_memory(http, who, client_may=True):
-        await run_in_threadpool(writer_or_client, http, who)
+        await in_worker_thread(writer_or_client, http, who)
     return _call(http, who, command_controls(if_match, idempotency_key, x_causation_id))
 
 

@@ -109,10 +109,25 @@ def _middleware(seen: list[str]) -> Any:
 
 TOKEN = {"Authorization": "Bearer anna"}
 JSON = {**TOKEN, "Content-Type": "application/json"}
-REQUESTS: list[tuple[str, str, dict[str, str], bytes, bool]] = [
+Headers = dict[str, str] | list[tuple[str, str]]
+REQUESTS: list[tuple[str, str, Headers, bytes, bool]] = [
     # method, path, headers, body, answered directly
     ("POST", f"/v1/notes/{CASE}", JSON, b'{"text": "hej", "count": 2}', True),
     ("POST", f"/v1/notes/{CASE}", {**JSON, "Idempotency-Key": "k-1"}, b'{"text": "hej", "count": 2}', True),
+    (  # a header given twice: the first counts, as Starlette reads it
+        "POST",
+        f"/v1/notes/{CASE}",
+        [*JSON.items(), ("Idempotency-Key", "k-1"), ("idempotency-key", "k-2")],
+        b'{"text": "hej", "count": 2}',
+        True,
+    ),
+    (
+        "POST",
+        f"/v1/notes/{CASE}",
+        [*TOKEN.items(), ("content-type", "application/json"), ("Content-Type", "text/plain")],
+        b'{"text": "hej", "count": 2}',
+        True,
+    ),
     ("POST", f"/v1/notes/{CASE}", JSON, b'{"text": "conflict", "count": 2}', True),
     ("POST", f"/v1/notes/{CASE}", {"Content-Type": "application/json"}, b'{"text": "hej", "count": 2}', True),
     (
@@ -145,7 +160,7 @@ REQUESTS: list[tuple[str, str, dict[str, str], bytes, bool]] = [
 
 @pytest.mark.parametrize(("method", "path", "headers", "body", "direct"), REQUESTS)
 def test_a_direct_route_answers_as_fastapi_does(
-    method: str, path: str, headers: dict[str, str], body: bytes, direct: bool
+    method: str, path: str, headers: Headers, body: bytes, direct: bool
 ) -> None:
     usual_seen: list[str] = []
     direct_seen: list[str] = []
@@ -198,6 +213,23 @@ def test_a_route_with_a_sync_dependency_is_left_to_fastapi() -> None:
         return Written(case_id=UUID(CASE), text=who, count=1)
 
     assert [(route.name, plan) for route, plan in direct_routes([router])] == [("sync", None)]
+
+
+def test_a_route_with_its_own_body_limit_is_left_to_fastapi() -> None:
+    router = APIRouter()
+
+    @router.post("/small", response_model=Written, max_body_size=16)
+    async def small(body: Note) -> Written:
+        return Written(case_id=UUID(CASE), text=body.text, count=body.count)
+
+    assert [(route.name, plan) for route, plan in direct_routes([router])] == [("small", None)]
+    app = FastAPI()
+    app.include_router(router)
+    app.add_middleware(DirectRoutes, routes=direct_routes([router]))
+
+    refused = TestClient(app).post("/small", headers=JSON, content=b'{"text": "hej", "count": 2}')
+
+    assert refused.status_code == 413
 
 
 def limited(direct: bool, *, status_handler: bool) -> TestClient:
