@@ -8,7 +8,9 @@ share: optimistic concurrency (``expected_version``), idempotent retries
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +35,42 @@ from services.case.domain.events import Actor
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 RETRIES_WITHOUT_EXPECTED_VERSION = 3
+
+
+class CaseTurns:
+    """One command at a time per case in this process.
+
+    Two commands on one case at once could only end in a conflict and a retry (or, after
+    the retries, a 409 to a caller who sent no ``If-Match``): the second decides on the
+    version the first is writing. Taking turns in the process leaves optimistic concurrency
+    for what it is for, writers in other processes. A case's lock lives while someone holds
+    or waits for it.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held: dict[UUID, tuple[threading.Lock, list[int]]] = {}  # lock, [holders + waiters]
+
+    @contextmanager
+    def of(self, case_id: UUID) -> Iterator[None]:
+        with self._guard:
+            held = self._held.get(case_id)
+            if held is None:
+                held = self._held[case_id] = (threading.Lock(), [0])
+            lock, count = held
+            count[0] += 1
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                count[0] -= 1
+                if not count[0]:
+                    del self._held[case_id]
+
+    def __len__(self) -> int:
+        """The cases held or waited for now."""
+        return len(self._held)
 
 
 class VersionConflict(Exception):
@@ -83,6 +121,7 @@ class CaseService:
         self.store = store
         self.clock = clock
         self.policy = policy or cmd.CasePolicy()
+        self.turns = CaseTurns()
 
     def context(self, request: Request) -> cmd.CommandContext:
         now = self.clock.now()
@@ -117,7 +156,12 @@ class CaseService:
         case_id: UUID,
         action: Callable[[Case], object],
     ) -> CommandResult:
-        """Run ``action`` (one command method) on the case and store its events."""
+        """Run ``action`` (one command method) on the case and store its events, after any
+        other command on the case in this process (:class:`CaseTurns`)."""
+        with self.turns.of(case_id):
+            return self._execute(request, case_id, action)
+
+    def _execute(self, request: Request, case_id: UUID, action: Callable[[Case], object]) -> CommandResult:
         attempts = 1 if request.expected_version is not None else RETRIES_WITHOUT_EXPECTED_VERSION
         for attempt in range(1, attempts + 1):
             replay = self._replay(request)

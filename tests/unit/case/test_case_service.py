@@ -6,6 +6,8 @@ application adds around one command, seen through what the store ends up holding
 
 from __future__ import annotations
 
+import threading
+import uuid
 from datetime import timedelta
 from uuid import UUID
 
@@ -14,6 +16,7 @@ import pytest
 from services.case.application.ports import CaseAlreadyExists, CaseNotFound, CaseNotYetOpened
 from services.case.application.service import (
     CaseService,
+    CaseTurns,
     IdempotencyKeyReused,
     Request,
     VersionConflict,
@@ -231,3 +234,35 @@ def test_the_history_of_an_unknown_case_is_not_found_not_empty() -> None:
     page = service.history(specs.CASE_ID, after_version=1, limit=1)
     assert [(e.version, e.type) for e in page] == [(2, ev.CoordinatorAssigned.TYPE)]
     assert page[0].actor_organisation == specs.ACTOR.organisation_id
+
+
+def test_commands_on_one_case_take_turns_and_other_cases_do_not_wait() -> None:
+    turns = CaseTurns()
+    one, other = uuid.uuid4(), uuid.uuid4()
+    inside = threading.Event()
+    let_go = threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        with turns.of(one):
+            inside.set()
+            let_go.wait(5)
+            order.append("first")
+
+    def second() -> None:
+        inside.wait(5)
+        with turns.of(one):
+            order.append("second")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    inside.wait(5)
+    with turns.of(other):  # another case: not held up by the first
+        order.append("other")
+        assert len(turns) == 2  # the first case (held, perhaps waited for) and this one
+    let_go.set()
+    for thread in threads:
+        thread.join(5)
+    assert order == ["other", "first", "second"]
+    assert len(turns) == 0
