@@ -431,9 +431,10 @@ class System:
         }
 
 
-def system_env(data: Path) -> dict[str, str]:
-    """`vss up`'s environment: the embedded defaults, every port a free one of this run's own."""
-    env = dict(os.environ)  # (without VSS_ settings: main() removes them)
+def system_env(data: Path, settings: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`vss up`'s environment: the embedded defaults and ``settings`` (``--setting``), every
+    port a free one of this run's own."""
+    env = {**os.environ, **(settings or {})}  # (no VSS_ setting of the shell: main() removes them)
     env.update(
         {
             "VSS_DATA_DIR": str(data),
@@ -454,11 +455,13 @@ def system_env(data: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_system(tmp: Path, timeout: float = 90.0) -> Iterator[System]:
+def running_system(
+    tmp: Path, timeout: float = 90.0, settings: Mapping[str, str] | None = None
+) -> Iterator[System]:
     """`vss up` until every part is up (up.json written); Ctrl-C (SIGINT) at the end, and any
     part it left behind killed (only those: the pids it recorded)."""
     data = tmp / "data"
-    system = System(data, system_env(data), log=tmp / "vss-up.log")
+    system = System(data, system_env(data, settings), log=tmp / "vss-up.log")
     vss = Path(sys.executable).parent / "vss"
     assert system.log is not None
     with system.log.open("wb") as log:
@@ -1101,6 +1104,7 @@ def print_report(report: dict[str, Any], out: Any) -> None:
     p(
         f"\nwhole system: `vss up` (embedded defaults, SQLite), {report['cpus']} cpu(s),"
         f" python {report['python']}, commit {report['commit']}"
+        + "".join(f", {name}={value}" for name, value in report.get("system_settings", {}).items())
     )
     p(
         f"open loop, {s['seconds']:g} s per step, at most {s['concurrency']} commands in flight,"
@@ -1226,6 +1230,13 @@ def _rates(text: str) -> list[int]:
     return rates
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.startswith("VSS_") or not name[4:].replace("_", "").isalnum():
+        raise argparse.ArgumentTypeError(f"{text!r}: VSS_NAME=VALUE expected")
+    return name, value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -1297,6 +1308,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="messages per raw SMTP round (10–100000, default 300)",
     )
     parser.add_argument(
+        "--setting",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="VSS_NAME=VALUE",
+        help="a setting of the system under test (repeatable); none from this shell applies",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="the figures as JSON on stdout (the table on stderr)"
     )
     args = parser.parse_args(argv)
@@ -1324,12 +1343,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         "cpus": os.cpu_count(),
         "commit": _commit(),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "system_settings": dict(args.setting),
     }
     with tempfile.TemporaryDirectory(prefix="vss-bench-system-") as tmp_name:
         tmp = Path(tmp_name)
         refs = references(tmp, args)
         say("starting `vss up` …")
-        with running_system(tmp) as system:
+        with running_system(tmp, settings=dict(args.setting)) as system:
             steps, driver = asyncio.run(drive(system, args))
             meta["lives_started"] = driver.lives_started
             meta["finished"] = datetime.now(UTC).isoformat(timespec="seconds")

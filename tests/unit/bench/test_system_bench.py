@@ -137,6 +137,8 @@ def test_the_generators_lifecycles_become_case_api_requests() -> None:
         ["--concurrency", "0"],
         ["--span-days", "365"],
         ["--rates", "20,40", "--latency-rate", "200"],
+        ["--setting", "BACKGROUND_NICE=0"],
+        ["--setting", "VSS_BACKGROUND_NICE"],
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,6 +148,12 @@ def test_bad_flags_are_one_line_and_exit_2(argv: list[str], capsys: pytest.Captu
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("system.py: argument --")
+
+
+def test_settings_of_the_system_under_test_are_named_pairs() -> None:
+    args = parse_args(["--setting", "VSS_BACKGROUND_NICE=0", "--setting", "VSS_SMTP_CONNECTIONS=2"])
+    assert dict(args.setting) == {"VSS_BACKGROUND_NICE": "0", "VSS_SMTP_CONNECTIONS": "2"}
+    assert parse_args([]).setting == []
 
 
 def test_the_latency_rate_defaults_to_200_or_the_nearest_listed() -> None:
