@@ -673,6 +673,7 @@ def _parts(
                 f"{api}/health" if api is not None else None,
                 logs / f"{entry.name}.log",
                 ready=entry.holds_lease or (entry.readiness() if entry.readiness is not None else None),
+                env={"VSS_NICE": str(settings.background_nice)} if entry.background else {},
             )
         )
         if entry.name == "case" and case_port_2 is not None:  # the same cases, another process

@@ -60,6 +60,9 @@ class RegisteredService:
     holds_lease: Callable[[], bool] | None = None  # ready (and healthy) once it holds its stream's lease
     readiness: Callable[[], Callable[[], bool]] | None = None  # `vss up` waits for this check too
     store: Store | None = None
+    # Its work may wait behind requests (a consumer whose lag is watched, no API a person
+    # waits on): `vss up` runs it at VSS_BACKGROUND_NICE (ADR 0029).
+    background: bool = False
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", *self.module]
@@ -148,6 +151,7 @@ SERVICES: tuple[RegisteredService, ...] = (
         ),
         location=_read_models,
         readiness=_serving_generation,
+        background=True,
     ),
     RegisteredService(
         "query",
@@ -164,6 +168,7 @@ SERVICES: tuple[RegisteredService, ...] = (
         api=_meetings_api,
         port_variable="VSS_MEETINGS_PORT",
         store=Store(lambda: MeetingsSettings().store_url(), migrate_meetings),
+        background=True,
     ),
     RegisteredService(
         "notifications",
@@ -181,6 +186,7 @@ SERVICES: tuple[RegisteredService, ...] = (
         consumers=((CASE_STREAM, SHARING),),
         holds_lease=lambda: sharing_holds_lease(SharingSettings()),
         store=Store(lambda: SharingSettings().store_url(), migrate_sharing),
+        background=True,
     ),
 )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -31,7 +32,7 @@ from services.shared.metrics import (
     WatchedRelay,
     server_lags,
 )
-from services.shared.settings import settings_error
+from services.shared.settings import CommonSettings, settings_error
 from services.shared.tracing import TracingSettings, otlp_tracer_provider
 
 Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]  # runs until the event is set
@@ -112,6 +113,7 @@ def run_service(name: str, build: Callable[[], Service], *, errors: tuple[type[E
     ``<name>: <reason>`` on one line and returns 2.
     """
     try:
+        yield_cpu(CommonSettings().nice)
         service = build()
     except ValidationError as error:  # a VSS_* variable with a bad value
         print(f"{name}: {settings_error(error)}", file=sys.stderr)
@@ -131,6 +133,13 @@ def run_service(name: str, build: Callable[[], Service], *, errors: tuple[type[E
         print(f"{name}: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def yield_cpu(nice: int) -> None:
+    """Lower this process's priority by ``nice`` before it starts a thread: on Linux a thread's
+    niceness is its own, and the threads started later inherit it."""
+    if nice:
+        os.nice(nice)
 
 
 def _with_metrics(service: Service) -> Service:

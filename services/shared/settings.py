@@ -87,6 +87,20 @@ class CommonSettings(BaseSettings):
         default="127.0.0.1",
         description="Where a part without an API serves /metrics (its own VSS_*_METRICS_PORT)",
     )
+    nice: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description="How far this process yields the CPU to the others: its niceness increment,"
+        " applied at start (vss up sets it to VSS_BACKGROUND_NICE for the parts whose work may wait)",
+    )
+    background_nice: int = Field(
+        default=5,
+        ge=0,
+        le=19,
+        description="vss up: the niceness increment of the parts whose work may wait behind"
+        " requests (the projector, the meetings and sharing services: ADR 0029); 0: none",
+    )
 
 
 FIVE_YEARS_IN_DAYS = 1827  # 5 × 365 + 2 leap days

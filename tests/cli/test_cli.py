@@ -15,13 +15,15 @@ import pytest
 from services.case.application.service import CaseService
 from services.case.infrastructure.signing import Keyring
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
+from services.case.settings import CaseSettings
+from services.cli.main import _parts
 from services.cli.supervisor import Part
 from services.notifications.application.service import Signer
 from services.notifications.settings import NotificationsSettings
 from services.shared.access_log import AccessLogStore
 from services.shared.auth import TokenService
 from services.shared.bus.embedded import EmbeddedNatsServer
-from services.shared.settings import AccessLogSettings, AuthSettings
+from services.shared.settings import AccessLogSettings, AuthSettings, BusSettings
 from services.sharing.infrastructure.store import SharingStore
 from tests.support.clock import FixedClock
 from tests.support.scenario import drive_to_first_sip
@@ -213,6 +215,12 @@ def test_export_writes_the_case_as_cloud_events_a_receiver_can_verify(tmp_path: 
             "mysql://db/x",
             "projections: VSS_READ_MODEL_URL must be sqlite:///DIRECTORY or postgresql://",
         ),
+        (
+            [sys.executable, "-m", "services.sharing.main"],
+            "VSS_NICE",
+            "20",
+            "sharing: invalid settings: VSS_NICE: ",
+        ),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_2(
@@ -264,3 +272,24 @@ def test_log_files_are_the_owners_alone_whatever_the_umask(tmp_path: Path, umask
         assert stat.S_IMODE((tmp_path / "logs" / "nats.log").stat().st_mode) == 0o600
     finally:
         os.umask(previous)
+
+
+def test_vss_up_runs_the_parts_whose_work_may_wait_at_a_lower_priority(tmp_path: Path) -> None:
+    settings = CaseSettings(data_dir=tmp_path, background_nice=7)
+    parts = {part.name: part for part in _parts(settings, BusSettings(), embedded_nats=True)}
+    lowered = {name for name, part in parts.items() if part.env.get("VSS_NICE") == "7"}
+    assert lowered == {"projector", "meetings", "sharing"}
+    # What answers a person or carries events on stays at the supervisor's priority.
+    assert all("VSS_NICE" not in parts[name].env for name in ("case", "relay", "query", "notifications"))
+
+    # A service applies it before anything else: its process (and so its threads) runs at it.
+    probe = (
+        "import os, threading; from services.shared.serve import yield_cpu; "
+        "before = os.nice(0); yield_cpu(7); seen = []; "
+        "t = threading.Thread(target=lambda: seen.append(os.nice(0))); t.start(); t.join(); "
+        "print(os.nice(0) - before, seen[0] - before)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["7", "7"]
