@@ -6,7 +6,9 @@ trace's span, as anyio gives it) on a queue read by kept threads, its result bac
 ``call_soon_threadsafe``. At most :data:`MAX_THREADS` calls run at once, anyio's default
 too; more wait in the queue. A caller cancelled while its call runs waits for the call to
 end before the cancellation goes on (as anyio's ``run_sync`` without abandoning), so
-nothing the call uses is closed under it. A thread idle for :data:`IDLE_SECONDS` ends, as
+nothing the call uses is closed under it; a caller cancelled while its call still waits in
+the queue takes it back (it never runs), as a cancellation while waiting for anyio's
+capacity limiter did. A thread idle for :data:`IDLE_SECONDS` ends, as
 anyio's do.
 
 anyio's ``to_thread.run_sync`` does the same through a capacity limiter, a cancel scope,
@@ -34,7 +36,7 @@ IDLE_SECONDS = 10.0  # a thread idle this long ends, as anyio's workers do
 class _Call:
     """One call for a worker thread, and its answer for the event loop."""
 
-    __slots__ = ("args", "context", "done", "function", "future", "loop", "waiting")
+    __slots__ = ("args", "context", "done", "function", "future", "loop", "started", "taken_back", "waiting")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, function: Callable[..., Any], args: tuple[Any, ...]
@@ -46,6 +48,9 @@ class _Call:
         self.args = args
         self.done = False  # set on the event loop once the call has ended
         self.waiting: asyncio.Future[None] | None = None  # a cancelled caller waits on it
+        # Under the workers' lock: a thread began the call / its caller took it back unstarted.
+        self.started = False
+        self.taken_back = False
 
     def answer(self, result: Any, error: BaseException | None) -> None:
         """On the event loop: the call's result or error for its caller."""
@@ -56,6 +61,8 @@ class _Call:
             return
         if error is None:
             self.future.set_result(result)
+        elif isinstance(error, StopIteration):  # a future refuses it (it would end a generator)
+            self.future.set_exception(RuntimeError(f"the call raised StopIteration: {error}"))
         else:
             self.future.set_exception(error)
 
@@ -70,12 +77,21 @@ class _Workers:
 
     def submit(self, call: _Call) -> None:
         with self.lock:
-            self.calls.put(call)
-            self.waiting -= 1
-            if self.waiting < 0 and self.threads < MAX_THREADS:
+            if self.waiting <= 0 and self.threads < MAX_THREADS:
+                # A thread for it first: if none can start, the call is not queued either.
+                threading.Thread(target=self._work, name="API worker thread", daemon=True).start()
                 self.threads += 1
                 self.waiting += 1
-                threading.Thread(target=self._work, name="API worker thread", daemon=True).start()
+            self.calls.put(call)
+            self.waiting -= 1
+
+    def take_back(self, call: _Call) -> bool:
+        """Whether ``call`` was still queued: then it never runs (a thread passes over it)."""
+        with self.lock:
+            if call.started:
+                return False
+            call.taken_back = True
+            return True
 
     def _work(self) -> None:
         while True:
@@ -88,6 +104,11 @@ class _Workers:
                         self.threads -= 1
                         return
                 continue
+            with self.lock:
+                call.started = not call.taken_back
+                if not call.started:  # its caller was cancelled before it began
+                    self.waiting += 1
+                    continue
             result, error = None, None
             try:
                 result = call.context.run(call.function, *call.args)
@@ -110,7 +131,7 @@ async def in_worker_thread(function: Callable[..., T], *args: Any) -> T:
     try:
         return await call.future  # type: ignore[no-any-return]
     except asyncio.CancelledError:
-        if not call.done:  # the call runs on: wait for its end, then be cancelled
+        if not call.done and not _workers.take_back(call):  # it runs: wait for its end, then go
             call.waiting = call.loop.create_future()
             while not call.waiting.done():
                 try:

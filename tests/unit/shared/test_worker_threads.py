@@ -112,3 +112,43 @@ def test_calls_beyond_the_limit_wait_for_a_thread_and_idle_threads_end(
 
 async def in_worker_thread_once() -> str:
     return await in_worker_thread(lambda: "again")
+
+
+def test_a_call_raising_stop_iteration_answers_with_an_error_not_never() -> None:
+    def exhausted() -> int:
+        return next(iter([]))
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="StopIteration"):
+            await asyncio.wait_for(in_worker_thread(exhausted), 5)
+
+    asyncio.run(main())
+
+
+def test_a_caller_cancelled_while_its_call_is_queued_takes_it_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    workers = worker_threads._Workers()
+    monkeypatch.setattr(worker_threads, "_workers", workers)
+    monkeypatch.setattr(worker_threads, "MAX_THREADS", 1)
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def occupying() -> None:
+        started.set()
+        release.wait(5)
+
+    async def main() -> None:
+        first = asyncio.create_task(in_worker_thread(occupying))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        queued = asyncio.create_task(in_worker_thread(ran.append, "queued"))
+        await asyncio.sleep(0.01)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(queued, 1)  # at once: not held until the pool frees up
+        release.set()
+        await first
+        assert await in_worker_thread(ran.append, "next") is None
+        assert ran == ["next"]  # the cancelled call never ran
+
+    asyncio.run(main())
+    assert workers.waiting == workers.threads == 1  # the thread counts itself free again
