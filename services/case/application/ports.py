@@ -103,7 +103,7 @@ class CaseStore(Protocol):
 
     def read_cached(self, case_id: UUID, read: Callable[[Case], R]) -> R | None:
         """``read`` of the cached case, without touching the store, while no command can take it
-        (None: not cached). ``read`` must not change it."""
+        (None: not cached, or not at once). ``read`` must not change it."""
         ...
 
     def exists(self, case_id: UUID) -> bool: ...

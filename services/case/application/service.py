@@ -44,10 +44,13 @@ class CaseTurns:
     the retries, a 409 to a caller who sent no ``If-Match``): the second decides on the
     version the first is writing. Taking turns in the process leaves optimistic concurrency
     for what it is for, writers in other processes. A case's lock lives while someone holds
-    or waits for it.
+    or waits for it. Each waiter holds a worker thread of the API, so at most
+    ``most_waiting`` wait per case: a command beyond them goes ahead at once, on optimistic
+    concurrency alone (a conflict, a retry), rather than one busy case taking every thread.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, most_waiting: int = 4) -> None:
+        self.most_waiting = most_waiting
         self._guard = threading.Lock()
         self._held: dict[UUID, tuple[threading.Lock, list[int]]] = {}  # lock, [holders + waiters]
 
@@ -58,7 +61,12 @@ class CaseTurns:
             if held is None:
                 held = self._held[case_id] = (threading.Lock(), [0])
             lock, count = held
-            count[0] += 1
+            queued = count[0] <= self.most_waiting  # the holder and up to most_waiting before it
+            if queued:
+                count[0] += 1
+        if not queued:
+            yield
+            return
         try:
             with lock:
                 yield

@@ -568,16 +568,22 @@ class CaseEventStore:
 
     def read_cached(self, case_id: UUID, read: Callable[[Case], R]) -> R | None:
         """``read`` of the cached case itself, under the cache's lock, so no command takes it
-        meanwhile (None if not cached); ``read`` must not change it."""
+        meanwhile; None if not cached or the lock is busy (the caller then asks the store).
+        ``read`` must not change it."""
         cache = self.repository.cache
         if cache is None:
             return None
-        with self._cache_lock:
-            try:
-                case = cast(Case, cache.get(case_id))
-            except KeyError:
-                return None
+        # Asked on an API's event loop: never wait there for a worker thread copying a case.
+        if not self._cache_lock.acquire(blocking=False):
+            return None
+        try:
+            case = cast(Case, cache.get(case_id))
+        except KeyError:
+            return None
+        else:
             return read(case)
+        finally:
+            self._cache_lock.release()
 
     def cached(self, case_id: UUID) -> Case | None:
         """The cached case itself, for tests to compare identities (read it, never change it)."""

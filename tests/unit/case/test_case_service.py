@@ -7,6 +7,7 @@ application adds around one command, seen through what the store ends up holding
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import timedelta
 from uuid import UUID
@@ -265,4 +266,39 @@ def test_commands_on_one_case_take_turns_and_other_cases_do_not_wait() -> None:
     for thread in threads:
         thread.join(5)
     assert order == ["other", "first", "second"]
+    assert len(turns) == 0
+
+
+def test_beyond_the_most_waiting_a_command_goes_ahead_on_optimistic_concurrency() -> None:
+    turns = CaseTurns(most_waiting=1)
+    case = uuid.uuid4()
+    holding, waiting_in, let_go = threading.Event(), threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def holder() -> None:
+        with turns.of(case):
+            holding.set()
+            let_go.wait(5)
+            order.append("holder")
+
+    def waiter() -> None:
+        waiting_in.set()
+        with turns.of(case):
+            order.append("waiter")
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    holding.wait(5)
+    threads.append(threading.Thread(target=waiter))
+    threads[1].start()
+    waiting_in.wait(5)
+    deadline = time.monotonic() + 5
+    while turns._held[case][1][0] < 2 and time.monotonic() < deadline:  # the waiter queued
+        time.sleep(0.001)
+    with turns.of(case):  # a third: the queue is full, so it does not wait
+        order.append("third")
+    let_go.set()
+    for thread in threads:
+        thread.join(5)
+    assert order == ["third", "holder", "waiter"]
     assert len(turns) == 0
