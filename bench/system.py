@@ -431,6 +431,24 @@ class System:
         }
 
 
+# What the bench sets itself for `vss up`: its directory and a free port each.
+BENCH_SETTINGS = frozenset(
+    {
+        "VSS_DATA_DIR",
+        "VSS_CASE_PORT",
+        "VSS_QUERY_PORT",
+        "VSS_MEETINGS_PORT",
+        "VSS_NOTIFICATIONS_PORT",
+        "VSS_SMTP_PORT",
+        "VSS_RELAY_METRICS_PORT",
+        "VSS_PROJECTOR_METRICS_PORT",
+        "VSS_SHARING_METRICS_PORT",
+        "VSS_NATS_PORT",
+        "VSS_NATS_MONITOR_PORT",
+    }
+)
+
+
 def system_env(data: Path, settings: Mapping[str, str] | None = None) -> dict[str, str]:
     """`vss up`'s environment: the embedded defaults and ``settings`` (``--setting``), every
     port a free one of this run's own."""
@@ -1319,6 +1337,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--json", action="store_true", help="the figures as JSON on stdout (the table on stderr)"
     )
     args = parser.parse_args(argv)
+    own = sorted(name for name, _ in args.setting if name in BENCH_SETTINGS)
+    if own:
+        parser.error(
+            f"argument --setting: {', '.join(own)}: the bench sets it (a directory or port of this run)"
+        )
     if args.latency_rate is None:
         args.latency_rate = min(args.rates, key=lambda r: (abs(r - 200), r))
     elif args.latency_rate not in args.rates:

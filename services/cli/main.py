@@ -673,7 +673,8 @@ def _parts(
                 f"{api}/health" if api is not None else None,
                 logs / f"{entry.name}.log",
                 ready=entry.holds_lease or (entry.readiness() if entry.readiness is not None else None),
-                env={"VSS_NICE": str(settings.background_nice)} if entry.background else {},
+                # Every part its own: a VSS_NICE of the shell must not lower the others.
+                env={"VSS_NICE": str(settings.background_nice if entry.background else 0)},
             )
         )
         if entry.name == "case" and case_port_2 is not None:  # the same cases, another process

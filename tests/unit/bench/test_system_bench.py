@@ -139,6 +139,7 @@ def test_the_generators_lifecycles_become_case_api_requests() -> None:
         ["--rates", "20,40", "--latency-rate", "200"],
         ["--setting", "BACKGROUND_NICE=0"],
         ["--setting", "VSS_BACKGROUND_NICE"],
+        ["--setting", "VSS_CASE_PORT=8000"],
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
