@@ -213,23 +213,25 @@ def test_a_stale_cached_case_does_not_refuse_a_valid_command(
 def test_commands_on_one_case_in_one_process_take_turns_and_none_conflicts(
     consented: CaseScenario, store: CaseEventStore, clock: FixedClock
 ) -> None:
-    """16 callers, none sending If-Match, 5 commands each on the same case through one service
+    """As many callers as may wait for one case (``CaseTurns.most_waiting``, 8) and the one
+    holding it, none sending If-Match, 9 commands each on the same case through one service
     (one API process): every command lands, one version each, and no caller gets a conflict."""
     case_id, version = consented.case_id, consented.version
     assert case_id is not None
     service = consented.service
-    start = barrier(16)
+    callers = service.turns.most_waiting + 1
+    start = barrier(callers)
 
     def caller(index: int) -> list[int]:
         start.wait()
         worksheet = WORKSHEETS[index % 2]
         request = new_request(consented.actors.region)
-        return [service.execute(request, case_id, complete(worksheet, clock)).version for _ in range(5)]
+        return [service.execute(request, case_id, complete(worksheet, clock)).version for _ in range(9)]
 
-    outcomes = run_concurrently(*(lambda index=index: caller(index) for index in range(16)))
+    outcomes = run_concurrently(*(lambda index=index: caller(index) for index in range(callers)))
 
     assert [o for o in outcomes if isinstance(o, BaseException)] == []
     versions = sorted(v for versions in outcomes for v in versions)
-    assert versions == list(range(version + 1, version + 81))
-    assert store.load(case_id).version == version + 80
+    assert versions == list(range(version + 1, version + 9 * callers + 1))
+    assert store.load(case_id).version == version + 9 * callers
     assert len(service.turns) == 0  # nothing held once all are done

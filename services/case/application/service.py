@@ -44,12 +44,13 @@ class CaseTurns:
     the retries, a 409 to a caller who sent no ``If-Match``): the second decides on the
     version the first is writing. Taking turns in the process leaves optimistic concurrency
     for what it is for, writers in other processes. A case's lock lives while someone holds
-    or waits for it. Each waiter holds a worker thread of the API, so at most
-    ``most_waiting`` wait per case: a command beyond them goes ahead at once, on optimistic
-    concurrency alone (a conflict, a retry), rather than one busy case taking every thread.
+    or waits for it. Each waiter holds a worker thread of the API (40 at most), so at most
+    ``most_waiting`` wait per case, a fifth of them: a command beyond them goes ahead at once,
+    on optimistic concurrency alone (a conflict, a retry), rather than one busy case taking
+    every thread.
     """
 
-    def __init__(self, most_waiting: int = 4) -> None:
+    def __init__(self, most_waiting: int = 8) -> None:
         self.most_waiting = most_waiting
         self._guard = threading.Lock()
         self._held: dict[UUID, tuple[threading.Lock, list[int]]] = {}  # lock, [holders + waiters]
