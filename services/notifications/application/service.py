@@ -498,6 +498,7 @@ class NotificationsService:
             reason = audience.why_not_told(Person.from_json(row.person), _decided_at(row), today)
             if reason is None:
                 continue
+            reason = _as_it_stands(row, reason)
             cancelled.append((row.delivery_key, self._withdrawal(row, at, max(row.attempts, 1), reason)))
         return cancelled
 
@@ -552,10 +553,12 @@ class NotificationsService:
             for row in self.store.claimed():
                 why_not = self._why_not(row)
                 if why_not is None:
-                    changed = self.store.release(row.delivery_key)
+                    # Kept on the row: if it is cancelled before it goes again, the record
+                    # must still say the first attempt may have left.
+                    changed = self.store.release(row.delivery_key, MAY_HAVE_LEFT)
                 else:
                     at = iso(self.clock.now())
-                    reason = f"{why_not} (a sender stopped while sending it: it may have left)"
+                    reason = f"{why_not} ({MAY_HAVE_LEFT})"
                     attempts = max(row.attempts, 1)
                     outcome = AttemptOutcome(
                         "cancelled", attempts, at, reason, record=self._withdrawal(row, at, attempts, reason)
@@ -788,6 +791,7 @@ class NotificationsService:
                     settled = self._settle(*unsettled) if unsettled is not None else None
                     claimed = self.store.claim(row.delivery_key)
                     if claimed and why_not is not None:
+                        why_not = _as_it_stands(row, why_not)
                         at, attempts = iso(self.clock.now()), max(row.attempts, 1)
                         record = self._withdrawal(row, at, attempts, why_not)
                         outcome = AttemptOutcome("cancelled", attempts, at, why_not, record=record)
@@ -814,6 +818,7 @@ class NotificationsService:
                 why_not = self._why_not(row)
                 if why_not is None:
                     return True
+                why_not = _as_it_stands(row, why_not)
                 at, attempts = iso(self.clock.now()), max(row.attempts, 1)
                 record = self._withdrawal(row, at, attempts, why_not)
                 self.store.finish(
@@ -1153,3 +1158,14 @@ def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:
         return item
 
     return {k: convert(v) for k, v in value.items()}
+
+
+# A claim a stopped sender left: its message may have left before the stop.
+MAY_HAVE_LEFT = "a sender stopped while sending it: it may have left"
+
+
+def _as_it_stands(row: DeliveryRow, reason: str) -> str:
+    """The reason a delivery is cancelled, saying so if an earlier attempt may have left."""
+    if row.last_error and MAY_HAVE_LEFT in row.last_error and MAY_HAVE_LEFT not in reason:
+        return f"{reason} ({MAY_HAVE_LEFT})"
+    return reason

@@ -312,13 +312,15 @@ class NotificationStore(SqlStore[Tx]):
                 )
             )
 
-    def release(self, delivery_key: str) -> bool:
-        """Give a claimed delivery back, as it was (a claim a dead sender left: sent again)."""
+    def release(self, delivery_key: str, note: str | None = None) -> bool:
+        """Give a claimed delivery back (a claim a dead sender left: sent again), with ``note``
+        as its last error if given (what a later cancellation must still say)."""
         with self.transaction() as tx:
             return bool(
                 tx.execute(
-                    "UPDATE deliveries SET status = 'pending' WHERE delivery_key = ? AND status = 'sending'",
-                    (delivery_key,),
+                    "UPDATE deliveries SET status = 'pending', last_error = COALESCE(?, last_error)"
+                    " WHERE delivery_key = ? AND status = 'sending'",
+                    (note, delivery_key),
                 )
             )
 

@@ -220,8 +220,11 @@ class InMemoryNotificationStore:
                 self._note("claim", delivery_key)
             return claimed
 
-    def release(self, delivery_key: str) -> bool:
-        return self._move(delivery_key, "sending", "pending")
+    def release(self, delivery_key: str, note: str | None = None) -> bool:
+        released = self._move(delivery_key, "sending", "pending")
+        if released and note is not None:
+            self.outbox[delivery_key].last_error = note
+        return released
 
     def finish(self, delivery_key: str, outcome: AttemptOutcome) -> bool:
         with self.lock:

@@ -269,6 +269,24 @@ def test_a_claim_left_by_a_stopped_sender_is_released_or_cancelled_at_the_next_s
     assert resent["nina@example.se"] == rows["Nina Sköterska"].message_id  # the same Message-ID
 
 
+def test_a_released_claim_cancelled_before_it_goes_again_says_it_may_have_left() -> None:
+    """A claim released at start (it may still go) and then cancelled by an event its
+    consumer had not applied before the stop: the record must not say it never left."""
+    world = Notifications()
+    members = with_group(world)
+    world.feed.consent(DAY)
+    world.feed.sip(DAY, 1, follow_up=date(2026, 6, 1))
+    nina = next(r for r in world.rows("sip_decided") if r.person["name"] == "Nina Sköterska")
+    assert world.store.claim(nina.delivery_key)  # the sender took it and stopped
+    assert world.service.recover_claims() == len([nina])
+    world.feed.remove_member(DAY, members["nurse"])  # applied after the start
+    [after] = [r for r in world.rows("sip_decided") if r.delivery_key == nina.delivery_key]
+    assert after.status == "cancelled"
+    assert after.last_error is not None
+    assert "may have left" in after.last_error
+    assert any("may have left" in str(r.payload.get("reason")) for r in world.store.records)
+
+
 def test_a_covered_members_organisation_with_a_webhook_gets_the_notice_signed_with_its_secret() -> None:
     world = Notifications(
         {REGION_PSYCH.id: Organisation(webhook=Webhook("https://psyk.example/hook", "s3cret"))}
