@@ -22,7 +22,7 @@ from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import PollingWaiter, Relay, RelaySettings
-from services.shared.bus.wake import MAX_SOCKET_PATH, CommitBell, WakeWaiter, wake_path
+from services.shared.bus.wake import BUSY, MAX_SOCKET_PATH, WAITING, CommitBell, WakeWaiter, wake_path
 from tests.bus.conftest import RelayThread
 from tests.support.bus import RelayProcess, read_stream, wait_until
 from tests.support.clock import FixedClock
@@ -85,6 +85,7 @@ def test_a_commit_wakes_the_waiter_long_before_its_fallback_poll(wake_store: Cas
     async def scenario() -> tuple[float, float]:
         first = await timed_wait(waiter, 0.01)  # binds, and returns at once: read the store again
         assert waiter.bound
+        assert await timed_wait(waiter, 0.01) < 1.0  # arms (writers ring now): read once more
         committer = threading.Timer(0.2, open_a_case, args=(wake_store,))
         committer.start()
         try:
@@ -105,16 +106,77 @@ def test_a_commit_wakes_the_waiter_long_before_its_fallback_poll(wake_store: Cas
 def test_a_commit_while_the_relay_is_busy_ends_its_next_wait_at_once(wake_store: CaseEventStore) -> None:
     waiter = WakeWaiter(socket_path(wake_store), bound_wait=LONG)
 
-    async def scenario() -> float:
+    async def scenario() -> tuple[float, float]:
         await waiter.wait(0.01)  # bound
-        open_a_case(wake_store)  # committed while the relay would be reading or publishing
-        return await timed_wait(waiter, 0.01)
+        open_a_case(wake_store)  # committed while the relay reads or publishes: rings no one
+        busy = await timed_wait(waiter, 0.01)  # arms, and returns for the read that finds it
+        open_a_case(wake_store)  # committed after the relay armed, while it reads: rings
+        armed = await timed_wait(waiter, 0.01)
+        return busy, armed
 
     try:
-        assert asyncio.run(scenario()) < 1.0
+        busy, armed = asyncio.run(scenario())
     finally:
         waiter.release()
+    assert busy < 1.0
+    assert armed < 1.0
     assert waiter.wakes == 1
+
+
+def flag(path: str) -> int:
+    """The lock file's first byte: whether writers ring (ADR 0032)."""
+    return Path(path + ".lock").read_bytes()[0]
+
+
+def test_a_writer_rings_only_while_the_relay_waits(short_dir: Path) -> None:
+    path = f"{short_dir}/events.sqlite.relay-wake"
+    waiter = WakeWaiter(path, bound_wait=LONG)
+    bell = CommitBell(path)
+
+    async def scenario() -> None:
+        await waiter.wait(0.01)  # binds: the relay reads the store next, so no one need ring
+        assert flag(path) == BUSY
+        bell.ring()
+        assert await timed_wait(waiter, 0.01) < 1.0  # arms, and returns for one more read
+        assert (waiter.wakes, flag(path)) == (0, WAITING)
+        bell.ring()
+        assert await timed_wait(waiter, 0.01) < 1.0  # the datagram ends the wait at once
+        assert (waiter.wakes, flag(path)) == (1, BUSY)
+        for _ in range(3):
+            bell.ring()  # the relay reads and publishes: no datagram
+        assert waiter._drain(waiter._sock) is False  # type: ignore[arg-type]
+        assert await timed_wait(waiter, 0.01) < 1.0  # arms again
+        assert flag(path) == WAITING
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        waiter.release()
+        bell.close()
+    assert flag(path) == BUSY, "released: no relay waits"
+
+
+def test_a_bell_that_found_no_relay_looks_again_after_a_while(short_dir: Path) -> None:
+    path = f"{short_dir}/events.sqlite.relay-wake"
+    bell = CommitBell(path, look_again=0.3)
+    waiter = WakeWaiter(path, bound_wait=LONG)
+
+    async def scenario() -> None:
+        bell.ring()  # no lock file yet: the bell looks again in 0.3 s
+        await waiter.wait(0.01)
+        await waiter.wait(0.01)  # bound and armed
+        bell.ring()
+        assert waiter._drain(waiter._sock) is False  # type: ignore[arg-type]
+        await asyncio.sleep(0.35)
+        bell.ring()
+        assert await timed_wait(waiter, 0.01) < 1.0
+        assert waiter.wakes == 1
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        waiter.release()
+        bell.close()
 
 
 def test_with_no_relay_listening_a_commit_succeeds(wake_store: CaseEventStore) -> None:
@@ -125,8 +187,13 @@ def test_with_no_relay_listening_a_commit_succeeds(wake_store: CaseEventStore) -
 
 def test_a_bell_with_a_full_queue_does_not_block_the_commit(short_dir: Path) -> None:
     path = f"{short_dir}/full.relay-wake"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(path)  # bound, never read
+    waiter = WakeWaiter(path, bound_wait=LONG)
+
+    async def bind_and_arm() -> None:
+        await waiter.wait(0.01)
+        await waiter.wait(0.01)
+
+    asyncio.run(bind_and_arm())  # waiting, as writers see it, and never reading
     bell = CommitBell(path)
     try:
         started = time.monotonic()
@@ -135,7 +202,7 @@ def test_a_bell_with_a_full_queue_does_not_block_the_commit(short_dir: Path) -> 
         assert time.monotonic() - started < 5.0
     finally:
         bell.close()
-        listener.close()
+        waiter.release()
 
 
 def test_a_socket_left_by_a_dead_relay_is_replaced(wake_store: CaseEventStore) -> None:

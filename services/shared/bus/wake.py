@@ -7,6 +7,13 @@ a latency improvement (ADR 0004, decision 9): a send is non-blocking and best-ef
 relay bound, a full queue, any error: ignored), and the relay reads the store from its
 position after every wake *or* timeout, so a lost wake delays events by one poll at most.
 
+A writer rings only while the relay waits (ADR 0032): the first byte of the lock file
+(``<store>.relay-wake.lock``, mapped by both sides) is 1 while the leading relay waits and 0
+while it reads or publishes, or while no relay is bound. The relay sets it to 1 and reads
+the store once more before it blocks, so a commit that saw 0 is read without a ring; a
+datagram wakes a process on another core, which on this kind of machine costs a writer
+more than the rest of its commit's Python work after the ``fsync``.
+
 Every relay over a local store wakes this way: the case store's, and the meetings,
 notifications and sharing services' outboxes (:func:`store_bell` for their writers,
 :func:`outbox_relay` for their relays).
@@ -22,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import mmap
 import os
 import socket
 import stat
@@ -42,6 +50,8 @@ LOCK_SUFFIX = ".lock"  # after the socket's path: <store>.relay-wake.lock
 # A socket's path must fit sun_path with its NUL: 108 bytes on Linux, 104 on macOS.
 MAX_SOCKET_PATH = 103
 _DRAIN_MAX = 1024  # datagrams read off at most per wait (a flood cannot hold the relay here)
+WAITING, BUSY = 1, 0  # the lock file's first byte: whether writers should ring
+LOOK_AGAIN_MAPPED = 1.0  # seconds between checks that a mapped lock file is still the store's
 
 
 def wake_path(store_path: str) -> str | None:
@@ -62,30 +72,70 @@ def wake_path(store_path: str) -> str | None:
 
 
 class CommitBell:
-    """The writer's side: after each commit, one non-blocking datagram; every error ignored.
+    """The writer's side: after each commit, one non-blocking datagram while the relay
+    waits (the lock file's first byte is ``WAITING``); every error ignored.
 
     Safe from several threads (one ``sendto`` each) and several processes (each its own bell).
     """
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, *, look_again: float = 0.05) -> None:
         self.path = path
+        self.look_again = look_again  # seconds between looks for a relay's lock file not found
         self._sock: socket.socket | None = None
+        self._flag: mmap.mmap | None = None  # the lock file's first byte, once found
+        self._flag_inode = 0
+        self._next_look = 0.0
         if path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             sock.setblocking(False)
             self._sock = sock
 
     def ring(self) -> None:
-        if self._sock is None or self.path is None:
+        sock = self._sock
+        if sock is None:
+            return
+        flag = self._flag
+        if time.monotonic() >= self._next_look:
+            flag = self._look()
+        try:
+            if flag is None or flag[0] != WAITING:
+                return  # no relay waits: the leader reads the store again before it waits
+        except ValueError:  # closed by another thread meanwhile
             return
         # No relay bound (ENOENT, ECONNREFUSED), its queue full (EAGAIN): the poll finds the events.
         with contextlib.suppress(OSError):
-            self._sock.sendto(b"\x01", self.path)
+            sock.sendto(b"\x01", self.path)  # type: ignore[arg-type]  # path is set with the socket
+
+    def _look(self) -> mmap.mmap | None:
+        """Map the lock file's first byte (the relay creates it), or look again later; a file
+        replaced since (another inode) is mapped afresh."""
+        assert self.path is not None
+        self._next_look = time.monotonic() + (self.look_again if self._flag is None else LOOK_AGAIN_MAPPED)
+        try:
+            fd = os.open(self.path + LOCK_SUFFIX, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return self._flag
+        try:
+            status = os.fstat(fd)
+            if status.st_ino == self._flag_inode and self._flag is not None:
+                return self._flag
+            if status.st_size < 1:
+                return self._flag  # a relay of a version without the flag: it polls
+            flag = mmap.mmap(fd, 1, mmap.MAP_SHARED, mmap.PROT_READ)
+        except (OSError, ValueError):
+            return self._flag
+        finally:
+            os.close(fd)
+        self._flag, self._flag_inode = flag, status.st_ino
+        return flag
 
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        if self._flag is not None:
+            self._flag.close()
+            self._flag = None
 
 
 def store_bell(store: EventStoreUrl) -> CommitBell:
@@ -140,6 +190,8 @@ class WakeWaiter:
         self.wakes = 0  # waits ended by a datagram rather than the timeout
         self._sock: socket.socket | None = None
         self._lock: int | None = None  # the lock file's descriptor, flocked while bound
+        self._flag: mmap.mmap | None = None  # the lock file's first byte, while bound
+        self._armed = False  # the flag says WAITING and the store was read since
         self._next_try = 0.0
         self._just_bound = False
         self._told: str | None = None  # the last reason logged for not binding (logged once)
@@ -158,7 +210,14 @@ class WakeWaiter:
             self._just_bound = False
             return
         if self._drain(sock):  # rung while the relay was reading or publishing
+            self._busy()
             self.wakes += 1
+            return
+        if not self._armed:
+            # Ask writers to ring from now on, then let the relay read once more: a commit
+            # that saw BUSY rang no one, and that read finds it.
+            self._set_flag(WAITING)
+            self._armed = True
             return
         loop = asyncio.get_running_loop()
         rung: asyncio.Future[None] = loop.create_future()
@@ -176,14 +235,28 @@ class WakeWaiter:
         finally:
             loop.remove_reader(fd)
         if self._drain(sock):
+            self._busy()
             self.wakes += 1
+        # After a timeout it stays armed: a commit during the relay's read still rings.
+
+    def _busy(self) -> None:
+        """Woken: writers need not ring while the relay reads and publishes."""
+        self._set_flag(BUSY)
+        self._armed = False
+
+    def _set_flag(self, value: int) -> None:
+        if self._flag is not None:
+            self._flag[0] = value
 
     def release(self) -> None:
         """Unbind: close and remove the socket, then drop the lock (in that order: the
         next holder's socket must never be the one removed)."""
-        sock, lock = self._sock, self._lock
-        self._sock = self._lock = None
-        self._just_bound = False
+        sock, lock, flag = self._sock, self._lock, self._flag
+        self._sock = self._lock = self._flag = None
+        self._just_bound = self._armed = False
+        if flag is not None:
+            flag[0] = BUSY  # no relay waits now: writers stop ringing
+            flag.close()
         if sock is not None:
             sock.close()
             if self.path is not None:
@@ -219,21 +292,26 @@ class WakeWaiter:
             self._tell("relay.wake_held_elsewhere", "another relay holds the wake socket")
             return
         sock: socket.socket | None = None
+        flag: mmap.mmap | None = None
         try:
             with contextlib.suppress(FileNotFoundError):
                 if not stat.S_ISSOCK(os.lstat(path).st_mode):
                     raise OSError(f"{path} exists and is not a socket")
                 os.unlink(path)  # left by a holder that died: only a holder binds, and we hold the lock
+            flag = _map_flag(lock)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             sock.setblocking(False)
             sock.bind(path)
         except OSError as error:
             if sock is not None:
                 sock.close()
+            if flag is not None:
+                flag.close()
             os.close(lock)
             self._tell("relay.wake_unavailable", str(error))
             return
-        self._sock, self._lock, self._just_bound, self._told = sock, lock, True, None
+        self._sock, self._lock, self._flag, self._just_bound, self._told = sock, lock, flag, True, None
+        self._armed = False
         log.info("relay.wake_bound", path=path, fallback_poll=self.bound_wait)
 
     def _tell(self, event: str, reason: str) -> None:
@@ -252,3 +330,13 @@ class WakeWaiter:
                 break
             got = True
         return got
+
+
+def _map_flag(lock: int) -> mmap.mmap:
+    """The lock file's first byte, shared with the writers' bells, set to BUSY (a relay
+    that died waiting left WAITING; this one has not read the store yet)."""
+    if os.fstat(lock).st_size < 1:
+        os.ftruncate(lock, 1)
+    flag = mmap.mmap(lock, 1, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    flag[0] = BUSY
+    return flag
