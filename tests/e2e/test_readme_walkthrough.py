@@ -388,6 +388,7 @@ def _external_run(
             "projector",
             "query",
             "meetings",
+            "mail-sink",
             "notifications",
             "sharing",
         ]
