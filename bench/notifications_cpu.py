@@ -10,9 +10,10 @@ Nothing is sent: the sender, the relay and the meetings consumer do not run. The
 the process's CPU time (user + system) per event over the apply loop, and wall time per
 event; ``--profile`` prints cProfile's top functions by cumulative time.
 
-**--live**: the whole notifications process as ``vss up`` runs it (``bootstrap_notifications``
+**--live**: the whole notifications process as it runs started alone (``bootstrap_notifications``
 without the API: both durable consumers, the sender, the record's relay, and the embedded mail
-sink in the same process, each message an fsync'd file), in a process of its own, on an
+sink in the same process, each message an fsync'd file; ``vss up`` runs the sink as a part of
+its own, ADR 0033, so its figures include the sink's work), in a process of its own, on an
 embedded nats-server of the bench's own. The generator's cases, dated up to today (so that
 their consents are mostly in force and messages are sent, not withdrawn), are published to
 ``VSS_CASE`` as the case relay publishes them, ``--rate`` events/s; the meetings stream is

@@ -30,9 +30,10 @@ defaults) in a temporary directory on free ports, and drives its case API over H
   returns), a mapping summary accepted → its resource group meeting booked (the meetings API
   with ``?position=`` lists it), an early warning accepted → its first urgent e-mail accepted by
   the mail sink (``sent_at`` of the delivery record: recorded once the sink answered 250).
-- **CPU per command per process**: user + system CPU of every process `vss up` started (and
-  of `vss up` itself and this driver) from a step's start until its consumers caught up,
-  divided by the commands accepted in the step.
+- **CPU per command per process**: user + system CPU of every process `vss up` started (the
+  local mail sink its own row, ``mail-sink``, as it is its own process; and of `vss up` itself
+  and this driver) from a step's start until its consumers caught up, divided by the commands
+  accepted in the step; "all of vss up" adds up every part's, the sink's included.
 - **Raw references, in the same run** (before `vss up` starts, on the same machine): the
   eventsourcing library's ``Application.save`` on SQLite (bench/append.py), raw nats-py
   ``publish_async`` pipelined and one ``publish`` round trip (bench/relay.py), raw SMTP into the

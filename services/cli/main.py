@@ -59,7 +59,7 @@ from services.cli.postgres import (
 )
 from services.cli.postgres import answers as postgres_answers
 from services.cli.postgres import binaries as postgres_binaries
-from services.cli.registry import SERVICES, consumer_lags
+from services.cli.registry import SERVICES, MailSinkPart, consumer_lags, mail_sink, smtp_answers
 from services.cli.supervisor import Part, http_ok, pid_alive
 from services.notifications.settings import LinkKeyNotRotatable, NotificationsSettings
 from services.projections.infrastructure.database import NoReadModels, ReadModelLocation, ReadModelUrlInvalid
@@ -647,9 +647,11 @@ def _parts(
     credentials: NatsCredentials | None = None,
     cluster: list[EmbeddedNatsServer] | None = None,
     case_port_2: int | None = None,
+    sink: MailSinkPart | None = None,
 ) -> list[Part]:
     """What `vss up` starts, in start order (stopped in reverse); `--cluster`: three NATS nodes
-    instead of one and a second case API process on ``case_port_2``."""
+    instead of one and a second case API process on ``case_port_2``; ``sink``: the local mail
+    sink, its own process, started before the notifications service and given to it as its relay."""
     data = settings.data_dir.resolve()
     logs = data / "logs"
     parts: list[Part] = []
@@ -665,6 +667,19 @@ def _parts(
         parts.append(_nats_part(server, "nats", logs))
     for entry in SERVICES:
         api = entry.api() if entry.api is not None else None
+        relay: dict[str, str] = {}
+        if entry.name == "notifications" and sink is not None:
+            parts.append(
+                Part(
+                    sink.name,
+                    sink.command(),
+                    sink.url,
+                    log_file=logs / f"{sink.name}.log",
+                    ready=sink.answers,
+                    env={"VSS_NICE": "0"},  # an urgent e-mail waits on it
+                )
+            )
+            relay = sink.notifications_env()
         parts.append(
             Part(
                 entry.name,
@@ -674,7 +689,7 @@ def _parts(
                 logs / f"{entry.name}.log",
                 ready=entry.holds_lease or (entry.readiness() if entry.readiness is not None else None),
                 # Every part its own: a VSS_NICE of the shell must not lower the others.
-                env={"VSS_NICE": str(settings.background_nice if entry.background else 0)},
+                env={"VSS_NICE": str(settings.background_nice if entry.background else 0), **relay},
             )
         )
         if entry.name == "case" and case_port_2 is not None:  # the same cases, another process
@@ -876,6 +891,7 @@ def up(
             os.environ["VSS_NATS_REPLICAS"] = str(len(nodes))
         bus = BusSettings()
         env = {**os.environ, "VSS_DATA_DIR": str(settings.data_dir.resolve()), "VSS_NATS_URL": bus.nats()}
+        sink = mail_sink(notifications)
         parts += _parts(
             settings,
             bus,
@@ -883,6 +899,7 @@ def up(
             credentials=credentials,
             cluster=nodes,
             case_port_2=topology.case_port_2 if topology is not None else None,
+            sink=sink,
         )
         if credentials is not None:
             env.pop("VSS_NATS_NKEY_SEED_FILE", None)  # the operator's is this CLI's own, not the parts'
@@ -893,6 +910,7 @@ def up(
                     part.env = {**part.env, "VSS_NATS_NKEY_SEED_FILE": seed}
         ports = {entry.name: entry.port_variable for entry in SERVICES if entry.port_variable}
         ports["case-2"] = "VSS_CASE_PORT_2"
+        ports["mail-sink"] = "VSS_SMTP_PORT"
         for part in parts:
             if part.running():
                 continue  # PostgreSQL: started before the stores were migrated
@@ -934,6 +952,7 @@ def up(
             "notifications_api": notifications_api,
             "notifications_docs": f"{notifications_api}/docs",
             "mail": mail,
+            "mail_sink": {"url": sink.url, "mail": sink.mail_dir} if sink is not None else None,
             "case_api": base,
             "case_apis": case_apis,
             "case_docs": f"{base}/docs",
@@ -1068,6 +1087,10 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         "sharing": {"stream": SharingSettings().share_names().stream},
     }
     for entry in SERVICES:
+        if entry.name == "notifications" and (sink := _mail_sink_status(state, pids)) is not None:
+            sink.update(supervised.get(sink["name"], {}))
+            sink["healthy"] = sink["healthy"] and not sink.get("failing")
+            parts.append(sink)
         if entry.name == "case":  # each case API process (`vss up --cluster` runs two)
             for i, api in enumerate(state.get("case_apis") or [entry.api() if entry.api else ""]):
                 name = entry.name if i == 0 else f"{entry.name}-{i + 1}"
@@ -1123,7 +1146,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
             history = f"  (restarted {restarts}×, last exit {part.get('last_exit')})" if restarts else ""
             lags = ", ".join(f"{d} {'?' if n is None else n}" for d, n in (part.get("lag") or {}).items())
             lag = f"  lag {lags}" if lags else ""
-            out.print(f"{part['name']:<14} {mark:<5} {part['url']}{lag}{history}")
+            mail = f"  into {part['mail']}" if part["name"] == "mail-sink" else ""
+            line = f"{part['name']:<14} {mark:<5} {part['url']}{mail}{lag}{history}"
+            out.print(line, highlight=False, soft_wrap=True)
         orgs = report["organisations"]
         if orgs is not None:
             waiting = ", ".join(
@@ -1139,6 +1164,28 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
 
 
 _SUPERVISION: dict[str, Any] = {"restarts": 0, "last_exit": None, "failing": False}
+
+
+def _mail_sink_status(state: dict[str, Any], pids: dict[str, Any]) -> dict[str, Any] | None:
+    """The local mail sink `vss up` started (from its state; without one, the sink it would
+    start), up while it answers SMTP; None when e-mail goes to a relay of its own."""
+    if state:
+        where = state.get("mail_sink")
+    else:
+        planned = mail_sink(NotificationsSettings())
+        where = {"url": planned.url, "mail": planned.mail_dir} if planned is not None else None
+    if not where:
+        return None
+    address = urlsplit(where["url"])
+    pid = pids.get("mail-sink")
+    return {
+        "name": "mail-sink",
+        "url": where["url"],
+        "mail": where["mail"],
+        "pid": pid,
+        "healthy": (pid is None or pid_alive(int(pid)))
+        and smtp_answers(address.hostname or "127.0.0.1", address.port or 25),
+    }
 
 
 def _health(api: str) -> tuple[bool, Any]:

@@ -8,6 +8,7 @@ service is one entry here; the commands loop over :data:`SERVICES`.
 from __future__ import annotations
 
 import asyncio
+import smtplib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -193,3 +194,47 @@ SERVICES: tuple[RegisteredService, ...] = (
 
 def service(name: str) -> RegisteredService:
     return next(entry for entry in SERVICES if entry.name == name)
+
+
+@dataclass(frozen=True)
+class MailSinkPart:
+    """The local mail sink as a part of its own (ADR 0033), started before the notifications
+    service when no relay is given (``VSS_SMTP_HOST`` unset): an SMTP server on this machine
+    writing each message into the mail directory, in its own process."""
+
+    port: int
+    mail_dir: str
+    name: str = "mail-sink"
+    host: str = "127.0.0.1"
+    module: tuple[str, ...] = ("services.notifications.mailsink_main",)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", *self.module]
+
+    def notifications_env(self) -> dict[str, str]:
+        """What the notifications service is given: the sink as its relay, so that it starts
+        none of its own (it still does when started alone without ``VSS_SMTP_HOST``)."""
+        return {"VSS_SMTP_HOST": self.host, "VSS_SMTP_PORT": str(self.port)}
+
+    def answers(self) -> bool:
+        return smtp_answers(self.host, self.port)
+
+
+def mail_sink(settings: NotificationsSettings) -> MailSinkPart | None:
+    """The sink `vss up` starts; None when e-mail goes to the relay ``VSS_SMTP_HOST`` names."""
+    if settings.smtp_host:
+        return None
+    return MailSinkPart(settings.smtp_port, str(settings.mail_dir().resolve()))
+
+
+def smtp_answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """An SMTP server greets on ``host:port`` (220) and takes a QUIT."""
+    try:
+        with smtplib.SMTP(host, port, timeout=timeout) as server:
+            return bool(server.noop()[0] == 250)
+    except (OSError, smtplib.SMTPException):
+        return False

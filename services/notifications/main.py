@@ -1,7 +1,8 @@
 """Process entry point of the notifications service: ``python -m services.notifications.main``.
 
-One process: the durable consumers of the case and meetings streams, the sender (and the
-embedded mail sink), the relay of the delivery record and the HTTP API. SIGINT/SIGTERM stop them.
+One process: the durable consumers of the case and meetings streams, the sender (and, without
+``VSS_SMTP_HOST``, the embedded mail sink; `vss up` runs the sink as a part of its own and sets
+it), the relay of the delivery record and the HTTP API. SIGINT/SIGTERM stop them.
 """
 
 from __future__ import annotations

@@ -104,7 +104,9 @@ class NotificationsSettings(CommonSettings, BusSettings, AccessLogSettings, Plan
     notifications_port: int = 8003
     notifications_stream_prefix: str = Field(default="", description="Only for tests on a shared server")
     meetings_stream_prefix: str = Field(default="", description="Only for tests on a shared server")
-    smtp_host: str = Field(default="", description="SMTP server; unset: the embedded mail sink")
+    smtp_host: str = Field(
+        default="", description="SMTP server; unset: the embedded mail sink, in this process"
+    )
     smtp_port: int = Field(
         default=8025, description="SMTP port (the embedded sink's when smtp_host is unset)"
     )

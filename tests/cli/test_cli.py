@@ -17,6 +17,7 @@ from services.case.infrastructure.signing import Keyring
 from services.case.infrastructure.store import CaseEventStore, StoreConfig, migrate
 from services.case.settings import CaseSettings
 from services.cli.main import _parts
+from services.cli.registry import mail_sink
 from services.cli.supervisor import Part
 from services.notifications.application.service import Signer
 from services.notifications.settings import NotificationsSettings
@@ -272,6 +273,33 @@ def test_log_files_are_the_owners_alone_whatever_the_umask(tmp_path: Path, umask
         assert stat.S_IMODE((tmp_path / "logs" / "nats.log").stat().st_mode) == 0o600
     finally:
         os.umask(previous)
+
+
+def test_vss_up_runs_the_mail_sink_as_its_own_part_and_points_notifications_at_it(tmp_path: Path) -> None:
+    settings = CaseSettings(data_dir=tmp_path)
+    sink = mail_sink(NotificationsSettings(data_dir=tmp_path, smtp_host="", smtp_port=2526))
+    assert sink is not None
+    assert (sink.url, sink.mail_dir) == ("smtp://127.0.0.1:2526", str((tmp_path / "mail").resolve()))
+    parts = _parts(settings, BusSettings(), embedded_nats=True, sink=sink)
+    names = [part.name for part in parts]
+    assert names.index("mail-sink") == names.index("notifications") - 1  # up before its client
+    started = {part.name: part for part in parts}
+    assert started["mail-sink"].command == [sys.executable, "-m", "services.notifications.mailsink_main"]
+    assert started["mail-sink"].url == "smtp://127.0.0.1:2526"
+    assert started["mail-sink"].log_file == tmp_path.resolve() / "logs" / "mail-sink.log"
+    # As at a real relay: the notifications service so started runs no sink of its own.
+    notifications = started["notifications"].env
+    assert (notifications["VSS_SMTP_HOST"], notifications["VSS_SMTP_PORT"]) == ("127.0.0.1", "2526")
+    assert not any("VSS_SMTP_HOST" in part.env for name, part in started.items() if name != "notifications")
+
+
+def test_with_a_relay_given_vss_up_starts_no_mail_sink(tmp_path: Path) -> None:
+    relay = NotificationsSettings(data_dir=tmp_path, smtp_host="smtp.example.se", smtp_port=587)
+    assert mail_sink(relay) is None
+    parts = _parts(CaseSettings(data_dir=tmp_path), BusSettings(), embedded_nats=True, sink=mail_sink(relay))
+    assert "mail-sink" not in [part.name for part in parts]
+    notifications = next(part for part in parts if part.name == "notifications")
+    assert "VSS_SMTP_HOST" not in notifications.env  # the relay of its own environment
 
 
 def test_vss_up_runs_the_parts_whose_work_may_wait_at_a_lower_priority(tmp_path: Path) -> None:

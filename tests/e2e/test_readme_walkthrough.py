@@ -294,12 +294,14 @@ def test_a_second_start_keeps_all_history_and_status_reports_the_parts(tmp_path:
         report = json.loads(status.stdout)
         parts = {part["name"]: part for part in report["parts"]}
         assert set(parts) == {
-            "nats", "case", "relay", "projector", "query", "meetings", "notifications", "sharing"
+            "nats", "case", "relay", "projector", "query", "meetings", "mail-sink", "notifications",
+            "sharing",
         }  # fmt: skip
         assert parts["sharing"]["stream"] == SHARE_STREAM
         assert parts["meetings"]["url"] == f"http://127.0.0.1:{env['VSS_MEETINGS_PORT']}"
         assert parts["notifications"]["url"] == f"http://127.0.0.1:{env['VSS_NOTIFICATIONS_PORT']}"
         assert parts["notifications"]["mail"] == str((data / "mail").resolve())
+        assert parts["mail-sink"]["url"] == f"smtp://127.0.0.1:{env['VSS_SMTP_PORT']}"
         assert parts["query"]["url"] == f"http://127.0.0.1:{env['VSS_QUERY_PORT']}"
         assert parts["case"]["url"] == f"http://127.0.0.1:{port}"
         assert parts["nats"]["url"] == f"nats://127.0.0.1:{nats_port}"
@@ -386,6 +388,7 @@ def _external_run(
             "projector",
             "query",
             "meetings",
+            "mail-sink",
             "notifications",
             "sharing",
         ]

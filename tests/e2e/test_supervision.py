@@ -87,7 +87,8 @@ def test_each_part_killed_comes_back_while_the_case_api_keeps_taking_commands(tm
         writer = Writer(port, token)
         writer.start()
         # The case API last: while it is down, commands cannot be taken (the writer stops first).
-        for name in ("relay", "projector", "query", "meetings", "notifications", "sharing", "nats", "case"):
+        parts = ("relay", "projector", "query", "meetings", "mail-sink", "notifications", "sharing", "nats")
+        for name in (*parts, "case"):
             if name == "case":
                 writer.stop.set()
                 writer.join(10)

@@ -1,9 +1,11 @@
 """The local mail sink: an SMTP server that keeps each accepted message as an ``.eml`` file.
 
 The embedded default for e-mail (``vss up``, and the tests): the notifications service
-sends to it over SMTP exactly as to a real relay, and nothing leaves the machine. It runs
-on the caller's asyncio loop (``loop.create_server`` with aiosmtpd's ``SMTP`` protocol;
-no thread of its own)::
+sends to it over SMTP exactly as to a real relay, and nothing leaves the machine. `vss up`
+runs it as a part of its own, in its own process (``services.notifications.mailsink_main``,
+ADR 0033); the notifications service started alone without ``VSS_SMTP_HOST`` runs it in its
+process. It runs on the caller's asyncio loop (``loop.create_server`` with aiosmtpd's
+``SMTP`` protocol; no thread of its own)::
 
     async with MailSink(Path(".vss/mail"), port=2525) as sink:
         ...  # smtp://127.0.0.1:{sink.port}
@@ -14,10 +16,10 @@ SMTP envelope, which the message's own headers need not match). The file is writ
 to a temporary name, fsync'd and linked into place (never overwriting) before the sink
 answers 250; if it cannot be stored the sink answers 451 and the client retries.
 
-It runs in the notifications process, so it reads no more of a message than it must: the
-SMTP paths and the Message-ID (for the file's name) with regular expressions, falling back
-to aiosmtpd's and the email package's parsers for anything unusual; the message itself is
-stored as received, never parsed.
+It may share its process with the notifications service, so it reads no more of a message
+than it must: the SMTP paths and the Message-ID (for the file's name) with regular
+expressions, falling back to aiosmtpd's and the email package's parsers for anything
+unusual; the message itself is stored as received, never parsed.
 
 aiosmtpd logs every session (``mail.log``: peer, handling connection, EOF, connection
 lost) at INFO: 72,889 of 74,016 lines of the notifications log in a 10-minute run. The

@@ -162,6 +162,20 @@ def test_the_latency_rate_defaults_to_200_or_the_nearest_listed() -> None:
     assert parse_args(["--rates", "20,40"]).latency_rate == 40
 
 
+def test_the_mail_sink_is_a_row_of_its_own_and_counted_in_all_of_vss_up() -> None:
+    # Its own process in up.json's parts (tests/e2e/test_mail_sink_part.py), so its own CPU.
+    step = _step(100, 4_000, sustained=True)
+    step.cpu_ms = {"notifications": 2.0, "mail-sink": 0.5, "this driver": 1.0}
+    args = parse_args(["--rates", "100"])
+    refs = References(save_per_s=2_000, save_cpu_ms=0.5, publish_per_s=20_000, smtp_per_s=250)
+    out = io.StringIO()
+    print_report(summary([step], refs, args, {"python": "3.11", "cpus": 2, "commit": "abc1234"}), out)
+    rows = [line.split() for line in out.getvalue().splitlines()]
+    assert ["mail-sink", "0.5"] in rows
+    assert ["notifications", "2.0"] in rows
+    assert ["all", "of", "vss", "up", "2.5"] in rows  # the driver's own not among them
+
+
 def _step(target: float, accepted: int, *, sustained: bool) -> StepRun:
     step = StepRun(target, 40)
     step.sent = accepted
