@@ -8,6 +8,8 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -154,6 +156,51 @@ def test_a_writer_rings_only_while_the_relay_waits(short_dir: Path) -> None:
         waiter.release()
         bell.close()
     assert flag(path) == BUSY, "released: no relay waits"
+
+
+def test_a_flag_a_killed_relay_left_waiting_is_reset_by_the_next_relay(short_dir: Path) -> None:
+    path = f"{short_dir}/events.sqlite.relay-wake"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WHILE_WAITING.format(path=path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert holder.stdout is not None
+        lines = iter(holder.stdout.readline, "")  # its log lines first
+        assert any(line.strip() == "armed" for line in lines), "the holder never armed"
+        assert flag(path) == WAITING
+    finally:
+        holder.kill()
+        holder.wait()
+    assert flag(path) == WAITING, "a SIGKILL leaves the flag as it was"
+    bell = CommitBell(path)
+    bell.ring()  # to a socket no one reads: no error, nothing lost
+    waiter = WakeWaiter(path, bound_wait=LONG)
+    try:
+        asyncio.run(waiter.wait(0.01))
+        assert waiter.bound
+        assert flag(path) == BUSY, "the next relay has not read the store yet"
+    finally:
+        waiter.release()
+        bell.close()
+
+
+KILLED_WHILE_WAITING = """
+import asyncio
+from services.shared.bus.wake import WakeWaiter
+
+waiter = WakeWaiter({path!r}, bound_wait=60)
+
+async def main():
+    await waiter.wait(0.01)  # binds
+    await waiter.wait(0.01)  # arms
+    print("armed", flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
 
 
 def test_a_bell_that_found_no_relay_looks_again_after_a_while(short_dir: Path) -> None:
@@ -304,6 +351,37 @@ def test_the_relay_publishes_a_commit_on_its_wake_not_its_poll(
         thread.stop()
     assert waiter.wakes >= 2
     assert not os.path.exists(socket_path(wake_store)), "a stopped relay gives the socket up"
+
+
+def test_bursts_committed_while_the_relay_publishes_arrive_without_the_fallback_poll(
+    wake_store: CaseEventStore, nats_url: str, bus_names: BusNames
+) -> None:
+    """Commits that see the relay busy ring no one; its read before it waits again finds
+    them, so none waits for the fallback poll (ADR 0032)."""
+    waiter = WakeWaiter(socket_path(wake_store), bound_wait=LONG)
+    thread = RelayThread(relay_on(wake_store, nats_url, bus_names, waiter)).start()
+
+    def burst() -> None:
+        for _ in range(15):
+            open_a_case(wake_store)
+
+    try:
+        assert wait_until(lambda: waiter.bound, 5)
+        for _ in range(3):  # bursts from two writers at once, the relay idle between them
+            writers = [threading.Thread(target=burst) for _ in range(2)]
+            for writer in writers:
+                writer.start()
+            for writer in writers:
+                writer.join()
+            committed = wake_store.max_position()
+
+            def published(n: int = committed) -> bool:
+                return stream_length(nats_url, bus_names) == n
+
+            assert wait_until(published, 10, 0.05), f"{committed} events not all out in 10 s (poll {LONG} s)"
+            time.sleep(0.2)
+    finally:
+        thread.stop()
 
 
 def test_a_commit_that_rang_no_one_is_found_by_the_fallback_poll(

@@ -218,8 +218,7 @@ def mail_by_message_id(system: System) -> Counter[str]:
 
 def notifications_hold(system: System, notification_crashes: int, report: Report) -> None:
     """No message sent after its cancellation; at most one duplicate per crash of the
-    notifications service or the mail sink, with the same Message-ID; every message sent is one
-    the record has."""
+    notifications service, with the same Message-ID; every message sent is one the record has."""
     rows = _deliveries(system)
     email = [row for row in rows if row["channel"] == "email"]
     mails = mail_by_message_id(system)
@@ -244,7 +243,7 @@ def notifications_hold(system: System, notification_crashes: int, report: Report
     report.expect(not after_cancel, f"{len(after_cancel)} cancelled messages were sent: {after_cancel[:3]}")
     duplicates = {mid: n - 1 for mid, n in mails.items() if n > 1}
     report.figure("duplicate messages (same Message-ID)", sum(duplicates.values()))
-    report.figure("notifications and mail sink crashes (restarts)", notification_crashes)
+    report.figure("notifications crashes (restarts)", notification_crashes)
     report.expect(
         sum(duplicates.values()) <= notification_crashes,
         f"{sum(duplicates.values())} duplicates after {notification_crashes} crashes:"
