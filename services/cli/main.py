@@ -625,7 +625,7 @@ def _use_operator_credentials(bus: BusSettings, data_dir: Path) -> None:
 
 
 # Without these nothing works: `vss up` stops if one does not start (later deaths are restarted).
-CORE_PARTS = ("postgres", "nats", "nats-0", "nats-1", "nats-2", "case", "case-2")
+CORE_PARTS = ("postgres", "nats", "nats-0", "nats-1", "nats-2", "case", "case-2", "mail-sink")
 
 
 def _nats_part(server: EmbeddedNatsServer, name: str, logs: Path) -> Part:

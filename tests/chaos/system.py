@@ -231,8 +231,10 @@ class System:
         return {part["name"]: part for part in self.up_state()["parts"]}
 
     def killable(self) -> list[str]:
-        """Every process `vss up` started and supervises (nats-server nodes included)."""
-        return [name for name, part in self.parts().items() if part.get("pid")]
+        """Every process of VSS that `vss up` started and supervises (nats-server nodes
+        included). Not the local mail sink: it stands in for the organisation's SMTP relay
+        (ADR 0033), as it did inside the notifications process before."""
+        return [name for name, part in self.parts().items() if part.get("pid") and name != "mail-sink"]
 
     def status(self) -> tuple[int, dict[str, dict[str, Any]]]:
         done = self.vss("status", "--json", check=False, timeout=60)
