@@ -465,6 +465,7 @@ class NotificationsService:
                 if calendars is not None:
                     calendars[id(part)] = calendar
         deliveries = []
+        context = _jsonable(notice.context) if addresses else {}  # one per notice, shared by its rows
         for channel, address in addresses:
             key = _id(cause_id, person.key, channel.value)
             deliveries.append(
@@ -477,7 +478,7 @@ class NotificationsService:
                     person=person.to_json(),
                     channel=channel.value,
                     address=address,
-                    context=_jsonable(notice.context),
+                    context=context,
                     calendar=calendar if channel is Channel.EMAIL else None,
                     calendar_method=method if channel is Channel.EMAIL else None,
                     urgent=notice.urgent,
@@ -1145,6 +1146,8 @@ def _jsonable(value: Mapping[str, Any]) -> dict[str, Any]:
     """Dates and times as ISO text (the context is stored as JSON and rendered later)."""
 
     def convert(item: Any) -> Any:
+        if item is None or isinstance(item, str | int | float):  # most of a context: as it is
+            return item
         if isinstance(item, datetime):
             return item.isoformat()
         if hasattr(item, "isoformat"):
