@@ -918,3 +918,28 @@ def test_one_of_two_namesake_coordinators_attends_alone_named_by_organisation(
     assert deviation["data"]["absent_coordinators"] == [
         {"organisation_id": ACTORS.region.organisation_id, "user_id": ACTORS.region.user_id}
     ]
+
+
+def test_the_client_withdraws_their_consent_after_the_case_is_closed(
+    api: Api, scenario: CaseScenario
+) -> None:
+    """Sharing goes on after the closing (ADR 0009), so the consent can be taken back then too."""
+    at_first_sip(scenario)
+    case = scenario.case_id
+    outsider = ACTORS.outsider
+    wider = consent_command(scenario.today).model_dump(mode="json")
+    wider["organisations"].append(organisation_of(outsider).model_dump(mode="json"))
+    assert api.post(f"/{case}/consents", wider).status_code == 200
+    closed = api.post(f"/{case}/closure", {"closed_on": str(scenario.today), "reason": "client_moved"})
+    assert closed.status_code == 200, closed.text
+    assert api.get(f"/{case}", actor=outsider).status_code == 200  # the closed case is still shared
+
+    withdrawn = api.post(f"/{case}/consents/withdrawal", {"withdrawn_on": str(scenario.today)}, actor=TOLVAN)
+
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert [e["type"] for e in withdrawn.json()["events"]] == ["se.vss.case.ConsentWithdrawn.v1"]
+    refused = api.get(f"/{case}", actor=outsider)
+    assert (refused.status_code, refused.json()["rule"]) == (403, "no_consent")
+    # The coordinators' organisations keep the record they coordinated; the client reads it.
+    assert api.get(f"/{case}", actor=ACTORS.region).status_code == 200
+    assert api.get(f"/{case}", actor=TOLVAN).status_code == 200

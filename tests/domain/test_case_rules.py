@@ -200,11 +200,26 @@ EVERY_COMMAND: dict[str, Step] = {
 }
 
 
-@pytest.mark.parametrize("command", EVERY_COMMAND.values(), ids=EVERY_COMMAND.keys())
-def test_a_closed_case_accepts_nothing(command: Step) -> None:
+# The client's withdrawal of consent is the one command a closed case still takes: the
+# organisations the consent covers go on seeing it after the closing (ADR 0009).
+AFTER_CLOSING = {name: step for name, step in EVERY_COMMAND.items() if name != "withdraw"}
+
+
+@pytest.mark.parametrize("command", AFTER_CLOSING.values(), ids=AFTER_CLOSING.keys())
+def test_a_closed_case_accepts_nothing_but_a_withdrawal(command: Step) -> None:
     case = given(*WORKING, early_warning_plan(), trigger_warning("somnproblem"), close())
 
     then_error(when(case, command), errors.CaseClosed, "case_closed")
+
+
+def test_the_consent_can_be_withdrawn_after_the_closing() -> None:
+    [entire] = then_events(when(given(*WORKING, close()), withdraw()), ev.ConsentWithdrawn)
+    [one] = then_events(when(given(*WORKING, close()), withdraw(MUNICIPALITY_ORG.id)), ev.ConsentWithdrawn)
+
+    assert entire.entire
+    assert (one.entire, one.organisation_ids) == (False, [MUNICIPALITY_ORG.id])
+    again = when(given(*WORKING, close(), withdraw()), withdraw())
+    then_error(again, errors.NoConsentToWithdraw, "no_consent_to_withdraw")
 
 
 # ========================================================================= dates in future

@@ -638,7 +638,8 @@ class Case(BaseAggregate[UUID]):
 
     @_command
     def withdraw_consent(self, command: cmd.WithdrawConsent) -> None:
-        self._open_case()
+        # Also on a closed case: the organisations the consent covers go on seeing it after
+        # the closing (ADR 0009), so the client must be able to take the consent back.
         _not_in_future(self._require_context(), "withdrawn_on", command.withdrawn_on)
         _client_today(self._require_context(), "withdrawn_on", command.withdrawn_on)
         consent = self.state.consent

@@ -60,6 +60,7 @@ def test_without_a_consent_in_force_the_mapping_cannot_start() -> None:
     specs.then_error(outcome, errors.ConsentRequired, "consent_required")
 
 
-def test_a_closed_case_takes_no_more_facts() -> None:
+def test_a_closed_case_takes_no_more_facts_but_the_consent_can_be_withdrawn() -> None:
     case = specs.given(*specs.WORKING, specs.close())
-    specs.then_error(specs.when(case, specs.withdraw()), errors.CaseClosed, "case_closed")
+    specs.then_error(specs.when(case, specs.worksheet(Worksheet.INTERVIEW)), errors.CaseClosed, "case_closed")
+    specs.then_events(specs.when(case, specs.withdraw()), ev.ConsentWithdrawn)

@@ -70,6 +70,16 @@ def test_a_newly_covered_organisation_gets_the_history_and_one_no_longer_covered
     assert second.ended == {HOUSING: SharingEndReason.CONSENT_WITHDRAWN_FOR_ORGANISATION}
 
 
+def test_a_withdrawal_after_the_closing_ends_the_share_of_a_closed_case() -> None:
+    closing = (ev.CaseClosed.TYPE, {"closed_on": "2025-03-14", "reason": "client_moved"})
+    access = access_after(assigned("anna", REGION), consent(HOUSING))
+    shared = decide(5, *closing, "2025-03-14", access, {REGION: (4, True), HOUSING: (4, True)})
+    assert (shared.share, shared.ended) == ({REGION: 5, HOUSING: 5}, {})
+    ended = decide(6, *withdrawn(), "2025-03-15", access, {REGION: (5, True), HOUSING: (5, True)})
+    assert ended.share == {REGION: 6}
+    assert ended.ended == {HOUSING: SharingEndReason.CONSENT_WITHDRAWN}
+
+
 def test_the_reason_sharing_ends_names_the_event_that_ended_it() -> None:
     after = access_after(consent(CITY))
     assert end_reason(CITY, *withdrawn(), after) is SharingEndReason.CONSENT_WITHDRAWN
