@@ -8,8 +8,9 @@ meeting events and stored as one JSON document per case.
 The consent rule (:meth:`Audience.covered`), applied to every message:
 
 - the client is always told (it is their case);
-- a coordinator is told while their organisation coordinates the case (coordinators are
-  how the case is run; their organisations are the principals' own);
+- an assigned coordinator is told while assigned: the person, (organisation, user id), not
+  anyone else of a coordinating organisation (coordinators are how the case is run); an
+  organisation's duty contact while the organisation coordinates the case;
 - anyone else with an organisation only if the current consent covers it;
 - a relative, or anyone without an organisation (a friend the plan names), only if the
   current consent covers relatives;
@@ -220,8 +221,12 @@ class Audience:
     def covered(self, person: Person, today: date) -> bool:
         """Whether the consent lets ``person`` be told on ``today``: the rule above, which is
         :func:`services.shared.access.person_covered` (plan links open by it too)."""
-        coordinating = {c.organisation_id for c in self.coordinators.values()}
-        coordinator = person.role in (Role.COORDINATOR, Role.DUTY) and person.organisation_id in coordinating
+        if person.role is Role.DUTY:  # an organisation's duty contact: while it coordinates
+            coordinator = person.organisation_id in {c.organisation_id for c in self.coordinators.values()}
+        else:  # an assigned coordinator, the person (organisation, user id): the coordinators' key
+            coordinator = person.role is Role.COORDINATOR and (
+                (person.organisation_id or "", person.user_id or person.key) in self.coordinators
+            )
         return person_covered(
             person.organisation_id,
             client=person.role is Role.CLIENT,

@@ -117,13 +117,16 @@ def relatives_covered(view: View, today: str) -> bool:
 def _member_covered(view: View, member: dict[str, Any], today: str) -> bool:
     organisation = member.get("organisation")
     organisation_id = organisation["id"] if organisation else None
-    coordinating = {c["organisation"]["id"] for c in view.get("coordinators", ())}
+    # A coordinator is always told while assigned: the person, (organisation, user id), not
+    # anyone of a coordinating organisation (an unassigned one is judged by the consent).
+    assigned = {(c["organisation"]["id"], c["user_id"]) for c in view.get("coordinators", ())}
+    coordinator = member.get("kind") == "coordinator" and (organisation_id, member.get("user_id")) in assigned
     return _covered(
         view,
         organisation_id,
         today,
         client=member.get("kind") == "client",
-        coordinator=member.get("kind") == "coordinator" and organisation_id in coordinating,
+        coordinator=coordinator,
         relative=member.get("kind") == "relative",
     )
 

@@ -570,3 +570,21 @@ def test_an_upcast_v1_unassignment_removes_the_coordinator_with_that_user_id() -
     case = Case()
     case.on(ce.CoordinatorUnassigned(organisation_id=None, user_id="sara", unassigned_on=TODAY))
     assert case.audience.coordinators == {}
+
+
+def test_a_coordinator_is_told_as_the_person_assigned_not_as_anyone_of_a_coordinating_organisation() -> None:
+    today = date(2026, 5, 4)
+    sara = Person("coordinator:sara", "Sara", Role.COORDINATOR, organisation_id="region", user_id="sara")
+    audience = Audience(case_id=CASE, coordinators={("region", "sara"): sara})  # no consent in force
+    anna = Person("coordinator:anna", "Anna", Role.COORDINATOR, organisation_id="region", user_id="anna")
+    anna_member = replace(anna, key="member:anna")  # her resource group entry, kept after the handover
+    namesake = replace(sara, organisation_id="kommun")  # another organisation's sara
+    duty = Person("duty:region", "Jouren", Role.DUTY, organisation_id="region")
+
+    assert audience.covered(sara, today)
+    assert audience.covered(duty, today)  # the duty contact of a coordinating organisation
+    assert not audience.covered(anna, today)  # her organisation coordinates; she no longer does
+    assert not audience.covered(anna_member, today)
+    assert not audience.covered(namesake, today)
+    audience.consent_orgs = {"region"}  # a consent covering the region: told as anyone of it
+    assert audience.covered(anna_member, today)

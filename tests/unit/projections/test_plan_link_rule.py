@@ -127,3 +127,21 @@ def test_the_whole_sip_opens_for_members_of_the_resource_group_once_decided() ->
 def test_a_closed_case_opens_no_link() -> None:
     view = view_of(*NAMED, specs.close())
     assert decide(view, MOTHER_KEY, PLAN, TODAY).refused == CASE_CLOSED
+
+
+def test_a_coordinator_member_no_longer_assigned_is_judged_by_the_consent_not_by_their_organisation() -> None:
+    """The person (organisation, user id) is the coordinator, not their organisation: after a
+    handover within the region, Anna's SIP link opens by the consent, as anyone else's."""
+    handed_over = (
+        *NAMED,
+        specs.decide_sip(),
+        specs.hand_over(specs.SARA, specs.ANNA, on=specs.TODAY),
+        specs.unassign_person(specs.ANNA, on=specs.TODAY),
+    )
+    # The consent covers the region: her link opens as anyone's of it.
+    assert decide(view_of(*handed_over), ANNA_MEMBER_KEY, LinkKind.SIP, TODAY).allowed
+    withdrawn = view_of(*handed_over, specs.withdraw(on=specs.TODAY))
+    assert decide(withdrawn, ANNA_MEMBER_KEY, LinkKind.SIP, TODAY).refused == NOT_COVERED
+    # Still assigned, a coordinator's link opens whatever the consent says.
+    assigned = view_of(*NAMED, specs.decide_sip(), specs.withdraw(on=specs.TODAY))
+    assert decide(assigned, ANNA_MEMBER_KEY, LinkKind.SIP, TODAY).allowed
