@@ -43,6 +43,7 @@ Usage::
     .venv/bin/python bench/relay.py --no-wake                  # SQLite polled only, as before ADR 0004 d. 9
     .venv/bin/python bench/relay.py --skip-throughput --seconds 5   # the latency alone (~15 s)
     .venv/bin/python bench/relay.py --store .bench-cache/cases-173-….sqlite --rounds 2  # a generated store
+    .venv/bin/python bench/relay.py --store .bench-cache/cases-5000-….sqlite --no-diagnostics  # a large one
 
 Figures are printed as tables with ratios; record them in docs/performance.md.
 """
@@ -508,6 +509,7 @@ async def bench_throughput(
     replicas: int = 1,
     source: str | None = None,
     rounds: int = ROUNDS,
+    diagnostics: bool = True,
 ) -> Throughput:
     config = StoreConfig(url)
     logged = len(tally.records)
@@ -538,6 +540,9 @@ async def bench_throughput(
 
         by_position = {m.position: r for m, r in zip(messages, rendered, strict=True)}
         multi = [[by_position[m.position] for m in c] for c in commits if len(c) > 1]
+        # The rounds that show where a multi-event commit's cost goes (the relay as before
+        # decision 11, the raw policies, the commits alone) take minutes over a large store.
+        diagnose = diagnostics and bool(multi)
 
         relays: list[Figure] = []
         per_commit: list[Figure] = []
@@ -550,7 +555,7 @@ async def bench_throughput(
         policies: dict[str, list[float]] = {policy: [] for policy in POLICIES}
         for _ in range(rounds):
             relays.append(await relay_round(store, config, nats_url, n, tally, setups, replicas=replicas))
-            if multi:
+            if diagnose:
                 per_commit.append(
                     await relay_round(
                         store, config, nats_url, n, tally, [], replicas=replicas, per_commit=True
@@ -564,7 +569,7 @@ async def bench_throughput(
             memory.append(
                 await relay_round(store, config, nats_url, n, tally, [], messages, replicas=replicas)
             )
-            if multi:
+            if diagnose:
                 as_batches.append(await commits_round(nats_url, multi, atomic=True, replicas=replicas))
                 as_singles.append(await commits_round(nats_url, multi, atomic=False, replicas=replicas))
     finally:
@@ -606,7 +611,7 @@ async def bench_throughput(
         f" {min(setups) * 1000:.0f}–{max(setups) * 1000:.0f} ms"
         " (inside the relay's timing; the raw rounds' connect and add_stream are inside theirs)"
     )
-    if multi:
+    if diagnose:
         in_multi = sum(len(c) for c in multi)
         print(
             f"  the {len(multi)} multi-event commits ({in_multi} messages), raw, pipelined, best of {rounds}:"
@@ -614,7 +619,7 @@ async def bench_throughput(
             f" ({min(as_batches) * 1000 / len(multi):.1f} ms per commit),"
             f" as single publishes {min(as_singles) * 1000:.0f} ms"
         )
-    if multi:
+    if diagnose:
         print(f"  raw, the relay's way (expected last sequence, own acks), best of {rounds}, by policy:")
         for policy in POLICIES:
             batches = sum(1 for g in groups[policy] if len(g) > 1)
@@ -628,7 +633,7 @@ async def bench_throughput(
     notes = Counter(f"{level} {name} {fields}" for _, level, name, fields in relay_log.notable())
     for note, count in notes.items():
         print(f"    {note} ×{count}")
-    batch_ms = min(as_batches) * 1000 / len(multi) if multi else math.nan
+    batch_ms = min(as_batches) * 1000 / len(multi) if diagnose else math.nan
     return Throughput(relay.rate, raw.rate, mem.rate, batch_ms)
 
 
@@ -1001,6 +1006,7 @@ def run_store(
                 replicas=server.replicas,
                 source=args.store,
                 rounds=args.rounds,
+                diagnostics=not args.no_diagnostics,
             )
         )
     latency = asyncio.run(
@@ -1058,6 +1064,12 @@ def main() -> None:
         default=None,
         help="throughput over a copy of this SQLite case store (e.g. the rebuild bench's generated"
         " one in .bench-cache/) instead of a filled one",
+    )
+    parser.add_argument(
+        "--no-diagnostics",
+        action="store_true",
+        help="only the relay, the relay over messages in memory, the read and raw publish_async rounds:"
+        " not the multi-event commits' diagnostic rounds (minutes over a large store)",
     )
     parser.add_argument("--nats-url", default=None, help="a NATS server to use (default: an embedded one)")
     parser.add_argument("--postgres", action="store_true", help="also benchmark PostgreSQL")
