@@ -39,6 +39,8 @@ from vss_contracts.envelope import CloudEvent
 from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_LOG_POSITION, HEADER_MSG_ID
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+REGION, MUNICIPALITY = "region-vasterbotten", "umea-kommun"
+ACTED_BY = ("booked_by", "moved_by", "confirmed_by", "cancelled_by", "recorded_by")
 CLIENT = me.Invitee(
     invitee_id="member:client",
     name="Tolvan Tolvansson",
@@ -83,7 +85,9 @@ class Message:
 
 
 class MeetingFeed:
-    """Each case's meeting schedule as the meetings service keeps it, as its relay publishes it."""
+    """Each case's meeting schedule as the meetings service keeps it, as its relay publishes it:
+    the envelope names who acted, the user the payload names with their organisation (``by``),
+    else the service itself."""
 
     def __init__(self, nats_url: str, names: BusNames) -> None:
         self.nats_url = nats_url
@@ -91,16 +95,18 @@ class MeetingFeed:
         self.heads: dict[str, tuple[int, str]] = {}
         self.position = 0
 
-    def event(self, case_id: str, payload: me.MeetingEventData) -> Message:
+    def event(self, case_id: str, payload: me.MeetingEventData, *, by: str = REGION) -> Message:
         version, previous = self.heads.get(case_id, (0, GENESIS_HASH))
+        user = next((u for u in (getattr(payload, f, None) for f in ACTED_BY) if u is not None), None)
+        actor_id, actor_org = (user, by) if user is not None else ("vss-meetings", "vss")
         version += 1
         self.position += 1
         event_id = str(uuid.uuid4())
         state: dict[str, Any] = {
             "event_id": event_id,
             "recorded_at": (T0 + timedelta(minutes=self.position)).isoformat(),
-            "actor_id": "vss-meetings",
-            "actor_organisation": "vss",
+            "actor_id": actor_id,
+            "actor_organisation": actor_org,
             "principal": "other",
             "correlation_id": event_id,
             "causation_id": None,
@@ -190,7 +196,7 @@ def test_the_meetings_consumer_keeps_each_cases_meetings_once(
     messages = [
         feed.event(case_a, booked(first, 10)),
         feed.event(case_b, booked(theirs, 9)),
-        feed.event(case_a, booked(second, 5)),
+        feed.event(case_a, booked(second, 5), by=MUNICIPALITY),  # another anna: another person
         feed.event(case_a, moved(first, 12, previous=10, sequence=1)),
         feed.event(
             case_a, me.MeetingReminderDue(meeting_id=second, starts_at=starts(5), days_before=3, sequence=0)
@@ -211,6 +217,10 @@ def test_the_meetings_consumer_keeps_each_cases_meetings_once(
         assert found[1]["previous_starts_at"] == "2026-03-10T10:00:00+01:00"
         assert found[1]["uid"] == f"{first}@vss.se"
         assert found[1]["invitees"][0]["name"] == "Tolvan Tolvansson"
+        assert [(m["changed_by"], m["changed_by_organisation"]) for m in found] == [
+            ("anna", MUNICIPALITY),
+            (None, None),  # moved by the rules: nobody
+        ]
         assert "email" not in found[1]["invitees"][0]
         assert all(m["verified"] for m in found)
         assert [m["meeting_id"] for m in models.meetings(case_b)] == [str(theirs)]
@@ -268,9 +278,13 @@ def test_a_rebuild_gives_the_live_meetings_and_the_live_consumer_follows_it(
         a, b = meeting_ids[case_id]
         messages += [
             feed.event(case_id, booked(a, 10 + i)),
-            feed.event(case_id, booked(b, 20 + i)),
+            feed.event(case_id, booked(b, 20 + i), by=MUNICIPALITY),
             feed.event(case_id, moved(a, 16 + i, previous=10 + i, sequence=1)),
-            feed.event(case_id, me.MeetingCancelled(meeting_id=b, sequence=1, reason="closed")),
+            feed.event(
+                case_id,
+                me.MeetingCancelled(meeting_id=b, sequence=1, reason="closed", cancelled_by="anna"),
+                by=MUNICIPALITY,
+            ),
         ]
     sequences = feed.publish(messages)
     projector = ProjectorThread(
@@ -281,9 +295,11 @@ def test_a_rebuild_gives_the_live_meetings_and_the_live_consumer_follows_it(
         projector.wait_for_meetings(sequences[-1])
         live = _models(read_model_location)
         live_dump = live.dump()
+        by = {(m["changed_by"], m["changed_by_organisation"]) for m in live.meetings(case_ids[0])}
         live.close()
         assert len(live_dump["meetings"]) == 2 * len(case_ids)
         assert len(live_dump["meeting_heads"]) == len(case_ids)
+        assert by == {(None, None), ("anna", MUNICIPALITY)}  # moved by the rules; cancelled by anna
 
         report = asyncio.run(
             rebuild(read_model_location, history.nats_url, history.names, meetings=meeting_names, batch=5)

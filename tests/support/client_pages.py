@@ -101,6 +101,8 @@ def _meeting(case_id: str) -> MeetingRecord:
         prev_hash=GENESIS_HASH,
         event_hash=event_hash,
         hash_ok=True,
+        actor_id="vss-meetings",
+        actor_org="vss",
     )
 
 

@@ -970,7 +970,9 @@ class NotificationsService:
                 "case_id": row.case_id,
                 "template": row.template,
                 "urgent": row.urgent,
-                "recipient": {k: row.person.get(k) for k in ("key", "name", "role", "user_id")},
+                "recipient": {
+                    k: row.person.get(k) for k in ("key", "name", "role", "organisation_id", "user_id")
+                },
                 "subject": subject,
                 "body": body,
                 "link": context["case_link"],

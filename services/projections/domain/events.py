@@ -64,6 +64,8 @@ class MeetingRecord:
 
     The meetings service chains each case's schedule as the case service chains the case's
     events (``version`` 1, 2, 3 …, ``prev_hash`` → ``event_hash``), so the same check applies.
+    ``actor_id`` and ``actor_org`` are the envelope's (``actorid``, ``actororg``, in the hash):
+    the coordinator who made a request and their organisation, or the service itself.
     """
 
     case_id: str
@@ -76,3 +78,5 @@ class MeetingRecord:
     prev_hash: str
     event_hash: str
     hash_ok: bool
+    actor_id: str  # a user id, or the service's own (vss-meetings)
+    actor_org: str  # that user's organisation, or the service's own (vss)

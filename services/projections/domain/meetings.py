@@ -48,7 +48,8 @@ COLUMNS = (
     "invitees",
     "previous_starts_at",  # before the last reschedule
     "change_reason",  # of the last reschedule or the cancellation
-    "changed_by",  # the user who booked, moved, cancelled or recorded it (None: the rules)
+    "changed_by",  # the user who booked, moved, confirmed, cancelled or recorded it (None: the rules)
+    "changed_by_organisation",  # that user's organisation: a user id names a person only with it
     "held_on",
     "version",  # the event of the case's schedule that last changed the meeting
     "event_id",
@@ -90,6 +91,16 @@ def _invitee(value: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _changed_by(record: MeetingRecord, user_id: str | None) -> dict[str, str | None]:
+    """Who made the change, as a person (ADR 0023): the user id the payload names, and the
+    organisation from the envelope (``actororg``, hashed with the payload), which names the
+    user id beside it (``actorid``). A change by the rules (no user) has neither; an envelope
+    naming someone else (not the payload's user) gives no organisation rather than a wrong one.
+    """
+    organisation = record.actor_org if user_id is not None and record.actor_id == user_id else None
+    return {"changed_by": user_id, "changed_by_organisation": organisation}
+
+
 def _new(record: MeetingRecord, *, kind: str, reason: str, warning_id: str | None) -> Meeting:
     d = record.data
     return {
@@ -108,7 +119,7 @@ def _new(record: MeetingRecord, *, kind: str, reason: str, warning_id: str | Non
         "invitees": [_invitee(i) for i in d.get("invitees") or ()],
         "previous_starts_at": None,
         "change_reason": None,
-        "changed_by": d.get("booked_by"),
+        **_changed_by(record, d.get("booked_by")),
         "held_on": None,
         "place_kind": d.get("place_kind"),
         "agenda": list(d.get("agenda") or ()),
@@ -139,7 +150,7 @@ def _rescheduled(current: Meeting | None, record: MeetingRecord) -> Meeting | No
         "previous_starts_at": d["previous_starts_at"],
         "sequence": d["sequence"],
         "change_reason": d["reason"],
-        "changed_by": d.get("moved_by"),
+        **_changed_by(record, d.get("moved_by")),
         "answers": {},  # the answers were to the old time
     }
 
@@ -157,7 +168,7 @@ def _confirmed(current: Meeting | None, record: MeetingRecord) -> Meeting | None
         "place_kind": d["place_kind"],
         "sequence": d["sequence"],
         "proposed": False,
-        "changed_by": d.get("confirmed_by"),
+        **_changed_by(record, d.get("confirmed_by")),
         "answers": {} if d["starts_at"] != current["starts_at"] else current["answers"],
     }
 
@@ -191,7 +202,7 @@ def _cancelled(current: Meeting | None, record: MeetingRecord) -> Meeting | None
         "status": CANCELLED,
         "sequence": d["sequence"],
         "change_reason": d["reason"],
-        "changed_by": d.get("cancelled_by"),
+        **_changed_by(record, d.get("cancelled_by")),
     }
 
 
@@ -199,7 +210,8 @@ def _held(current: Meeting | None, record: MeetingRecord) -> Meeting | None:
     if current is None:
         return None
     d = record.data
-    return {**current, "status": HELD, "held_on": d["held_on"], "changed_by": d.get("recorded_by")}
+    by = _changed_by(record, d.get("recorded_by"))
+    return {**current, "status": HELD, "held_on": d["held_on"], **by}
 
 
 MeetingHandler = Callable[[Meeting | None, MeetingRecord], Meeting | None]

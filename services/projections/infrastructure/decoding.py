@@ -76,15 +76,18 @@ def decode_notification(body: bytes, stream_sequence: int) -> NotificationRecord
     A type unknown after upcasting is undecodable here too, as it is to the live
     consumer's contract check (which dead-letters it), so live and rebuild agree.
     """
-    return NotificationRecord(
-        *_chained(body, stream_sequence, NOTIFICATION_UPCASTERS, NOTIFICATION_EVENT_TYPES, "notification")
+    fields, _ = _chained(
+        body, stream_sequence, NOTIFICATION_UPCASTERS, NOTIFICATION_EVENT_TYPES, "notification"
     )
+    return NotificationRecord(*fields)
 
 
 def decode_meeting(body: bytes, stream_sequence: int) -> MeetingRecord:
     """An event of a case's meeting schedule (``VSS_MEETINGS``), decoded as
-    :func:`decode_notification` is (a type unknown after upcasting is undecodable)."""
-    return MeetingRecord(*_chained(body, stream_sequence, MEETING_UPCASTERS, MEETING_EVENT_TYPES, "meeting"))
+    :func:`decode_notification` is (a type unknown after upcasting is undecodable), with who
+    acted as the envelope names them: a user id and its organisation (or the service's own)."""
+    fields, actor = _chained(body, stream_sequence, MEETING_UPCASTERS, MEETING_EVENT_TYPES, "meeting")
+    return MeetingRecord(*fields, *actor)
 
 
 def _chained(
@@ -93,8 +96,9 @@ def _chained(
     upcasters: Mapping[str, tuple[str, Upcaster]],
     known: Container[str],
     family: str,
-) -> tuple[str, int, str, dict[str, Any], str, str, int, str, str, bool]:
-    """The fields of a record of another service's per-case chained stream, in the records' order."""
+) -> tuple[tuple[str, int, str, dict[str, Any], str, str, int, str, str, bool], tuple[str, str]]:
+    """The fields of a record of another service's per-case chained stream, in the records' order,
+    and who acted (the envelope's ``actorid`` and ``actororg``)."""
     try:
         event = orjson.loads(body)
         hash_ok = cloud_event_hash(event, dumps=sorted_json) == event["eventhash"]
@@ -112,6 +116,6 @@ def _chained(
             event["prevhash"],
             event["eventhash"],
             hash_ok,
-        )
+        ), (event["actorid"], event["actororg"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
         raise UndecodableEvent.at(stream_sequence, error) from error

@@ -231,8 +231,9 @@ class Meetings(ReadModel):
         " kind TEXT NOT NULL, status TEXT NOT NULL, starts_at TEXT NOT NULL, ends_at TEXT NOT NULL,"
         " starts_utc TEXT NOT NULL, location TEXT, sequence INTEGER NOT NULL, reason TEXT NOT NULL,"
         " sip_version INTEGER, warning_id TEXT, invitees TEXT NOT NULL, previous_starts_at TEXT,"
-        " change_reason TEXT, changed_by TEXT, held_on TEXT, version BIGINT NOT NULL,"
-        " event_id TEXT NOT NULL, updated_at TEXT NOT NULL, verified INTEGER NOT NULL,"
+        " change_reason TEXT, changed_by TEXT, changed_by_organisation TEXT, held_on TEXT,"
+        " version BIGINT NOT NULL, event_id TEXT NOT NULL, updated_at TEXT NOT NULL,"
+        " verified INTEGER NOT NULL,"
         " place_kind TEXT, agenda TEXT NOT NULL, proposed INTEGER NOT NULL, answers TEXT NOT NULL,"
         " PRIMARY KEY (case_id, meeting_id))",
         "CREATE INDEX IF NOT EXISTS meetings_start ON meetings (case_id, starts_utc)",

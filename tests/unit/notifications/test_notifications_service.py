@@ -298,7 +298,11 @@ def test_a_covered_members_organisation_with_a_webhook_gets_the_notice_signed_wi
     [hook] = world.webhook.sent
     assert (hook.address, hook.secret) == ("https://psyk.example/hook", "s3cret")
     assert hook.payload is not None
-    assert hook.payload["recipient"]["name"] == "Nina Sköterska"
+    recipient = hook.payload["recipient"]
+    assert (recipient["name"], recipient["role"]) == ("Nina Sköterska", "professional")
+    # A user id names a person only with its organisation: the receiver gets both.
+    assert recipient["organisation_id"] == REGION_PSYCH.id
+    assert set(recipient) == {"key", "name", "role", "organisation_id", "user_id"}
 
 
 def test_a_meeting_invitation_carries_the_calendar_entry_with_only_the_covered_invitees() -> None:

@@ -29,6 +29,9 @@ CASE = "5b0f6a52-8a6e-4c53-9a7c-2f1d3e4b5a61"
 OTHER_CASE = "0c3e9d7a-1f2b-4a5c-8d6e-7f8091a2b3c4"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 REGION = OrganisationRef(id="region-vasterbotten", name="Region Västerbotten", principal=Principal.REGION)
+MUNICIPALITY = OrganisationRef(id="umea-kommun", name="Umeå kommun", principal=Principal.MUNICIPALITY)
+# Who acted on a meeting, as its payload names them (by user id alone).
+ACTED_BY = ("booked_by", "moved_by", "confirmed_by", "cancelled_by", "recorded_by")
 
 CLIENT = me.Invitee(
     invitee_id="member:client",
@@ -56,14 +59,20 @@ def at(day: int, hour: int, minute: int = 0, *, month: int = 3) -> datetime:
 
 class Schedule:
     """Each case's meeting schedule as the meetings service publishes it: versions 1, 2, 3 …
-    per case, each event chained to the one before, one stream sequence per event."""
+    per case, each event chained to the one before, one stream sequence per event. As the
+    service does, the envelope names who acted: the user the payload names with their
+    organisation (``by``, default the region), else the service itself."""
 
     def __init__(self) -> None:
         self.heads: dict[str, tuple[int, str]] = {}
         self.sequence = 0
 
-    def record(self, payload: me.MeetingEventData, case_id: str = CASE) -> MeetingRecord:
+    def record(
+        self, payload: me.MeetingEventData, case_id: str = CASE, *, by: OrganisationRef = REGION
+    ) -> MeetingRecord:
         version, previous = self.heads.get(case_id, (0, GENESIS_HASH))
+        user = next((u for u in (getattr(payload, f, None) for f in ACTED_BY) if u is not None), None)
+        actor_id, actor_org = (user, by.id) if user is not None else ("vss-meetings", "vss")
         event_hash = hashlib.sha256(f"{case_id}/{version + 1}/{previous}".encode()).hexdigest()
         self.heads[case_id] = (version + 1, event_hash)
         self.sequence += 1
@@ -78,6 +87,8 @@ class Schedule:
             prev_hash=previous,
             event_hash=event_hash,
             hash_ok=True,
+            actor_id=actor_id,
+            actor_org=actor_org,
         )
 
 
@@ -146,6 +157,7 @@ def test_a_booked_meeting_is_a_row_with_what_the_event_carries_and_no_contact_de
         "previous_starts_at": None,
         "change_reason": None,
         "changed_by": "anna",
+        "changed_by_organisation": REGION.id,
         "held_on": None,
         "version": 1,
         "event_id": record.event_id,
@@ -306,6 +318,57 @@ def test_a_cancelled_and_a_held_meeting_keep_their_rows_with_their_status() -> N
         "case closed",
         1,
     )
+
+
+def test_two_users_named_anna_at_two_organisations_are_two_people_in_the_rows() -> None:
+    # A user id is unique within its organisation only: the region's anna and the
+    # municipality's anna book and cancel meetings of one case, and each row says which.
+    schedule, region, municipality, rules = Schedule(), uuid4(), uuid4(), uuid4()
+    records = [
+        schedule.record(scheduled(region, at(10, 10), booked_by="anna"), by=REGION),
+        schedule.record(scheduled(municipality, at(11, 10), booked_by="anna"), by=MUNICIPALITY),
+        schedule.record(scheduled(rules, at(12, 10), reason="sip_follow_up", sip_version=1)),
+        schedule.record(
+            me.MeetingCancelled(meeting_id=municipality, sequence=1, reason="other", cancelled_by="anna"),
+            by=MUNICIPALITY,
+        ),
+        schedule.record(
+            me.MeetingRescheduled(
+                meeting_id=rules,
+                starts_at=at(13, 10),
+                ends_at=at(13, 11),
+                previous_starts_at=at(12, 10),
+                sequence=1,
+                reason="the client is ill",
+                moved_by="anna",
+            ),
+            by=REGION,
+        ),
+    ]
+    models = project(records[:3])
+    assert [
+        (m["meeting_id"], m["changed_by"], m["changed_by_organisation"]) for m in models.meetings(CASE)
+    ] == [
+        (str(region), "anna", REGION.id),
+        (str(municipality), "anna", MUNICIPALITY.id),
+        (str(rules), None, None),  # the rules booked it: nobody did
+    ]
+    project(records[3:], models)
+    assert [
+        (m["meeting_id"], m["status"], m["changed_by"], m["changed_by_organisation"])
+        for m in models.meetings(CASE)
+    ] == [
+        (str(region), "scheduled", "anna", REGION.id),
+        (str(municipality), "cancelled", "anna", MUNICIPALITY.id),
+        (str(rules), "rescheduled", "anna", REGION.id),
+    ]
+    # An envelope naming someone other than the payload's user gives no organisation, not a wrong one.
+    held_by = me.MeetingHeld(
+        meeting_id=region, kind=me.MeetingKind.RESOURCE_GROUP, held_on=date(2026, 3, 10), recorded_by="anna"
+    )
+    other = replace(schedule.record(held_by), actor_id="bo")
+    held = next(m for m in project([other], models).meetings(CASE) if m["meeting_id"] == str(region))
+    assert (held["status"], held["changed_by"], held["changed_by_organisation"]) == ("held", "anna", None)
 
 
 def test_a_crisis_meeting_names_its_early_warning() -> None:
@@ -596,6 +659,7 @@ def test_a_v1_meeting_as_published_upcasts_and_gives_the_row_it_gave() -> None:
     body["eventhash"] = cloud_event_hash(body, dumps=lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
     record = decode_meeting(orjson.dumps(body), 1)
     assert record.type == me.MeetingScheduled.TYPE
+    assert (record.actor_id, record.actor_org) == ("vss-meetings", "vss")  # the envelope's
     assert record.hash_ok  # the hash is of the payload as published, not as upcast
     row = only(project([record]))
     assert (row["location"], row["place_kind"], row["agenda"], row["proposed"]) == (
