@@ -526,6 +526,12 @@ def test_every_read_of_a_cases_meetings_and_every_refusal_is_in_the_access_log(a
     api.client.get(f"{api.base}/{rg}", headers=headers())
     refused = api.client.get(api.base, headers=headers("olle", "annan-kommun"))
     assert refused.status_code == 403
+    # A request's answer shows the meeting (invitees, answers, place): a read, a replay too.
+    booked = api.book("logged-1", location="Kontoret")
+    assert booked.status_code == 201, booked.text
+    assert api.book("logged-1", location="Kontoret").status_code == 200  # the replay
+    cancelled = api.post(booked.json()["meeting_id"], "cancel", {"reason": "Klienten är sjuk"}, "logged-2")
+    assert cancelled.status_code == 200, cancelled.text
     api.client.get("/v1/coordinators/sara/calendar.ics", headers=headers())
     link = api.client.get("/v1/coordinators/sara/calendar-link", headers=headers()).json()["url"]
     api.client.get(link.removeprefix("https://vss.example.se/meetings"))
@@ -534,6 +540,9 @@ def test_every_read_of_a_cases_meetings_and_every_refusal_is_in_the_access_log(a
         ("sara", SOCIAL.id, "meeting_calendar", "granted"),
         ("sara", SOCIAL.id, "meeting", "granted"),
         ("olle", "annan-kommun", "meetings", "denied"),
+        ("sara", SOCIAL.id, "meeting_request", "granted"),  # the booking
+        ("sara", SOCIAL.id, "meeting_request", "granted"),  # its replay
+        ("sara", SOCIAL.id, "meeting_request", "granted"),  # the cancel
         ("sara", SOCIAL.id, "calendar_feed", "granted"),
         ("sara", SOCIAL.id, "calendar_feed", "granted"),  # through the link
     ]

@@ -94,6 +94,15 @@ class IdempotencyKeyReused(Exception):
     """The same Idempotency-Key came with a different request."""
 
 
+class CaseUnreadable(Exception):
+    """The writer may not read the case (:attr:`Request.reads`), so may not have an answer
+    that tells of it: refused before the command runs, as a read would be."""
+
+    def __init__(self, case_id: UUID) -> None:
+        super().__init__(f"case {case_id}: the writer may not read it")
+        self.case_id = case_id
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """Who sends a command and how: from the HTTP layer (or a test)."""
@@ -104,6 +113,9 @@ class Request:
     expected_version: int | None = None
     idempotency_key: str | None = None
     fingerprint: str = ""
+    # The API's read rule for the writer, asked of the version the command is decided on
+    # (False: CaseUnreadable); None: the write rule alone.
+    reads: Callable[[Case], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,8 +227,10 @@ class CaseService:
             loaded_version = case.version
             try:
                 case.ensure_actor_may_write(request.actor)
+                if request.reads is not None and not request.reads(case):
+                    raise CaseUnreadable(case_id)
                 outcome = action(case.handling(self.context(request)))
-            except CaseRuleViolation:
+            except (CaseRuleViolation, CaseUnreadable):
                 self.store.put_back(case)  # only if the refusal left it as it was taken
                 if fresh:
                     raise
@@ -224,27 +238,39 @@ class CaseService:
             return case, loaded_version, outcome
         raise AssertionError("unreachable")
 
-    def ensure_may_write(self, case_id: UUID, actor: Actor) -> None:
-        """Refuse early (``ActorNotInvolved``) whoever may not write the case at all.
+    def ensure_may_write(
+        self, case_id: UUID, actor: Actor, reads: Callable[[Case], bool] | None = None
+    ) -> None:
+        """Refuse early whoever may not write the case at all (``ActorNotInvolved``), or whom
+        ``reads`` (the API's read rule, as :attr:`Request.reads`) refuses (``CaseUnreadable``).
 
         Decided on the cached case, and again on the stored one before refusing (a cached
         copy may be stale); :meth:`execute` decides again on the version it writes.
         """
-        try:
-            self.store.load(case_id).ensure_actor_may_write(actor)
-        except NotAllowed:
-            self.get(case_id).ensure_actor_may_write(actor)
 
-    def may_write_by_cache(self, case_id: UUID, actor: Actor) -> bool:
-        """Whether the cached case lets ``actor`` write: no I/O, so an API may ask on its event
-        loop. False when it is not cached or refuses: then ask :meth:`ensure_may_write`."""
+        def decide(case: Case) -> None:
+            case.ensure_actor_may_write(actor)
+            if reads is not None and not reads(case):
+                raise CaseUnreadable(case_id)
+
+        try:
+            decide(self.store.load(case_id))
+        except (NotAllowed, CaseUnreadable):
+            decide(self.get(case_id))
+
+    def may_write_by_cache(
+        self, case_id: UUID, actor: Actor, reads: Callable[[Case], bool] | None = None
+    ) -> bool:
+        """Whether the cached case lets ``actor`` write (and ``reads``, if given, admits them):
+        no I/O, so an API may ask on its event loop. False when it is not cached or refuses:
+        then ask :meth:`ensure_may_write`."""
 
         def allows(case: Case) -> bool:
             try:
                 case.ensure_actor_may_write(actor)
             except NotAllowed:
                 return False
-            return True
+            return reads is None or reads(case)
 
         return self.store.read_cached(case_id, allows) or False
 

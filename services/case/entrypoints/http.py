@@ -7,8 +7,13 @@ Conventions every write shares:
   (also as ``ETag`` and ``VSS-Log-Position``), for read-your-writes in the query API;
 - the actor of every event comes from the bearer token, never from the body;
 - every read of the case (``GET`` case, ``?as_of=``, history) and every refusal (a missing
-  role, an organisation not involved in the case) is recorded in the access log before
-  the answer; a write by an organisation not involved is refused before its body is read.
+  role, an organisation not involved in the case, one the access rule does not let read
+  it) is recorded in the access log before the answer;
+- a writer other than the client must be one the reads admit (the one access rule, as of
+  now), since a command's answer tells of the case (a refusal names its people and facts):
+  else 403 as for a read (``no_consent``), logged. A write by an organisation not involved,
+  or not admitted so, is refused before its body is read, and the rule is asked again of
+  the version the command is decided on.
 
 """
 
@@ -31,6 +36,7 @@ from pydantic import AwareDatetime, BaseModel
 from services.case.application.ports import CaseAlreadyExists, CaseNotFound, CaseNotYetOpened, HistoryEntry
 from services.case.application.service import (
     CaseService,
+    CaseUnreadable,
     CommandResult,
     IdempotencyKeyReused,
     VersionConflict,
@@ -277,15 +283,8 @@ def writer(request: Request, who: Annotated[Actor, Depends(current_actor)]) -> A
                 rule="role_required",
             ),
         )
-    case_id = request.path_params.get("case_id")
-    if case_id is not None:
-        try:
-            _deps(request).service.ensure_may_write(UUID(str(case_id)), who)
-        except ValueError:
-            pass  # not a case id: the path's validation answers 422
-        except NotAllowed as error:
-            _log(request, who, "command", "denied", f"{error.rule}: {error.detail}")
-            raise
+    if "case_id" in request.path_params:
+        _ensure_may_write(request, who)
     return who
 
 
@@ -294,14 +293,27 @@ def writer_or_client(request: Request, who: Annotated[Actor, Depends(current_act
     gives the client the say (withdrawing consent, confirming the SIP)."""
     if who.principal is not ActorPrincipal.CLIENT:
         return writer(request, who)
+    _ensure_may_write(request, who)
+    return who
+
+
+def _ensure_may_write(request: Request, who: Actor) -> None:
+    """Refuse, logged, whoever may not write the case the path names: an organisation it does
+    not involve (``actor_not_involved``), a client in a case not theirs; and anyone but the
+    client whom the one access rule does not let read it now (:func:`_may_read`, as the
+    reads): a command's answer tells of the case (a refusal names its people and facts)."""
     try:
-        _deps(request).service.ensure_may_write(UUID(str(request.path_params["case_id"])), who)
+        case_id = UUID(str(request.path_params["case_id"]))
     except ValueError:
-        pass  # not a case id: the path's validation answers 422
+        return  # not a case id: the path's validation answers 422
+    reads = None if who.principal is ActorPrincipal.CLIENT else _reads(request, who)
+    try:
+        _deps(request).service.ensure_may_write(case_id, who, reads)
     except NotAllowed as error:
         _log(request, who, "command", "denied", f"{error.rule}: {error.detail}")
         raise
-    return who
+    except CaseUnreadable:
+        raise _no_access(request, case_id, who, "command") from None
 
 
 async def reader(
@@ -344,25 +356,41 @@ def case_grants(state: CaseState) -> list[Grant]:
     )
 
 
-def _ensure_may_read(request: Request, case: Case, who: Actor, resource: str) -> None:
+def _may_read(request: Request, case: Case, who: Actor) -> bool:
     """Who may read a case here, as of now: an operator; else the one access rule."""
     if "operator" in who.roles and who.principal is not ActorPrincipal.CLIENT:
-        return
+        return True
     client = case.state.client.personal_identity_number
-    if may_read(who, case_grants(case.state), client, _today(_deps(request)).isoformat()):
-        return
-    rule, detail = refusal(who, case.id)
+    return may_read(who, case_grants(case.state), client, _today(_deps(request)).isoformat())
+
+
+def _reads(request: Request, who: Actor) -> Callable[[Case], bool]:
+    """:func:`_may_read` of ``who``, for a case to come."""
+    return lambda case: _may_read(request, case, who)
+
+
+def _no_access(request: Request, case_id: object, who: Actor, resource: str) -> ProblemException:
+    """The refusal of one whom :func:`_may_read` does not admit, logged: 403 naming the rule."""
+    rule, detail = refusal(who, case_id)
     _log(request, who, resource, "denied", f"{rule}: {detail}")
-    raise ProblemException(403, "Forbidden", detail, code=rule, rule=rule)
+    return ProblemException(403, "Forbidden", detail, code=rule, rule=rule)
+
+
+def _ensure_may_read(request: Request, case: Case, who: Actor, resource: str) -> None:
+    """Refuse (403, logged) a reader :func:`_may_read` does not admit to ``case``."""
+    if not _may_read(request, case, who):
+        raise _no_access(request, case.id, who, resource)
 
 
 @dataclass(frozen=True, slots=True)
 class CommandCall:
-    """One write: the use cases and who asks, with the request's concurrency controls."""
+    """One write: the use cases and who asks, with the request's concurrency controls (and
+    the HTTP request, for the access rule and the access log)."""
 
     service: CaseService
     request: CommandRequest
     window: DateWindow
+    http: Request
 
     def admit(self, body: BaseModel) -> None:
         """422 for a date outside the window or a control character in a text of ``body``."""
@@ -476,9 +504,10 @@ def _call(http: Request, who: Actor, controls: _Controls) -> CommandCall:
         expected_version=controls.expected_version,
         idempotency_key=controls.idempotency_key,
         fingerprint=f"{http.method} {_request_path(http)}",
+        reads=None if who.principal is ActorPrincipal.CLIENT else _reads(http, who),
     )
     deps = _deps(http)
-    return CommandCall(deps.service, request, deps.window)
+    return CommandCall(deps.service, request, deps.window, http)
 
 
 def _admitted_in_memory(request: Request, who: Actor, *, client_may: bool) -> bool:
@@ -496,7 +525,7 @@ def _admitted_in_memory(request: Request, who: Actor, *, client_may: bool) -> bo
         parsed = UUID(str(case_id))
     except ValueError:
         return True  # not a case id: the path's validation answers 422, as in writer
-    return _deps(request).service.may_write_by_cache(parsed, who)
+    return _deps(request).service.may_write_by_cache(parsed, who, None if client else _reads(request, who))
 
 
 async def command_call(
@@ -506,8 +535,9 @@ async def command_call(
     idempotency_key: IdempotencyKeyHeader = "",
     x_causation_id: CausationIdHeader = "",
 ) -> CommandCall:
-    """A coordinator's write, admitted in this order: the token (401), the role and the case's
-    involvement (403; in the thread pool: it loads the case, and logs a refusal), the headers (400)."""
+    """A coordinator's write, admitted in this order: the token (401), the role, the case's
+    involvement and the access rule (403; in the thread pool: it loads the case, and logs a
+    refusal), the headers (400)."""
     who = await _actor(http, credentials)
     if not _admitted_in_memory(http, who, client_may=False):
         await in_worker_thread(writer, http, who)
@@ -544,8 +574,13 @@ def respond(result: CommandResult, status: int = 200, headers: dict[str, str] | 
 
 
 def run(call: CommandCall, body: BaseModel, case_id: UUID, action: Callable[[Case], object]) -> CommandResult:
+    """``action`` on the case, if the writer may still read the version it is decided on
+    (the access rule may have changed since they were admitted): else 403 as a read."""
     call.admit(body)
-    return call.service.execute(call.fingerprinted(body), case_id, action)
+    try:
+        return call.service.execute(call.fingerprinted(body), case_id, action)
+    except CaseUnreadable:
+        raise _no_access(call.http, case_id, call.request.actor, "command") from None
 
 
 # ------------------------------------------------------------------------------ routes

@@ -30,7 +30,9 @@
   know is 503 ``case_not_yet_known`` with ``Retry-After`` while it has not applied the whole
   case stream, and 404 ``case_known`` once it has (or once the asked position is reached).
 - Every read of a case's data, and every refusal (a missing role, an organisation the case
-  does not cover, another person's calendar, an invalid calendar link), is access-logged.
+  does not cover, another person's calendar, an invalid calendar link), is access-logged;
+  so is every answer to a request (book, reschedule, cancel, confirm, held; a replay too),
+  which shows the meeting (``meeting_request``, granted).
 """
 
 from __future__ import annotations
@@ -493,7 +495,11 @@ def _run(
     call: WriteCall,
     decide: Callable[[MeetingSchedule], Decided | Meeting],
 ) -> tuple[Meeting, bool]:
-    """Run one request under the store's lock; ``decide`` returns a meeting to replay it."""
+    """Run one request under the store's lock; ``decide`` returns a meeting to replay it.
+
+    The answer (the meeting: its invitees, their organisations and answers, the place, the
+    agenda) is a read of the case's data: once it is decided, a replay as much as the first
+    answer, it is access-logged as granted (``meeting_request``) before it is given."""
 
     def checked(schedule: MeetingSchedule) -> Decided:
         try:
@@ -506,11 +512,15 @@ def _run(
             raise _Replayed(outcome)  # nothing is stored: the request was decided before
         return outcome
 
+    deps = _deps(request)
     try:
-        _, meeting = _deps(request).service.request(case_id, call.requester, checked)
+        _, meeting = deps.service.request(case_id, call.requester, checked)
     except _Replayed as replay:
-        return replay.meeting, True
-    return meeting, False
+        meeting, replayed = replay.meeting, True
+    else:
+        replayed = False
+    _log(deps, call.claims, case_id, "meeting_request", "granted")
+    return meeting, replayed
 
 
 def _answer(response: Response, meeting: Meeting, replayed: bool) -> MeetingOut:
