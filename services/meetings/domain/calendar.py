@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from holidays.countries.sweden import Sweden
@@ -32,6 +33,9 @@ class WorkingDays:
         self._holidays = Sweden(categories=("public", "de_facto"), include_sundays=False, language="sv")
         # That lazy fill-in mutates the object; sync handlers may share it across threads.
         self._lock = threading.Lock()
+        # Each date decided once: the rules never change, and a schedule's timers ask again
+        # and again (a dict's get and set are atomic, so threads may share it).
+        self._working: dict[date, bool] = {}
 
     def holiday_name(self, d: date) -> str | None:
         """The holiday's Swedish name, or None on an ordinary day (weekends included)."""
@@ -41,7 +45,10 @@ class WorkingDays:
 
     def is_working_day(self, d: date) -> bool:
         """Monday to Friday and not a (de facto) holiday."""
-        return d.weekday() < _SATURDAY and self.holiday_name(d) is None
+        known = self._working.get(d)
+        if known is None:
+            known = self._working[d] = d.weekday() < _SATURDAY and self.holiday_name(d) is None
+        return known
 
     def on_or_after(self, d: date) -> date:
         """``d`` if it is a working day, else the next working day."""
@@ -58,6 +65,7 @@ class WorkingDays:
         return d
 
 
+@lru_cache(maxsize=65_536)  # pure, and asked for the same timers again at every case event
 def local_datetime(d: date, at: time, tz: ZoneInfo = STOCKHOLM) -> datetime:
     """The aware datetime of wall-clock time ``at`` on ``d`` in ``tz``.
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 from uuid import UUID, uuid5
@@ -1251,6 +1252,7 @@ def _date(value: str | None) -> date | None:
 _TIMER_ORDER = {"remind": 0, "rating": 1, "overdue": 2, "cadence": 3}
 
 
+@lru_cache(maxsize=65_536)  # pure; every timers() asks it for each upcoming meeting again
 def _days_before(moment: datetime, days: int) -> datetime:
     """The same local wall-clock time ``days`` days earlier (across a daylight-saving change)."""
     local = moment.astimezone(STOCKHOLM)
