@@ -1,9 +1,11 @@
-"""Who may write a case is also who may read it: a command's answer tells of the case.
+"""A refusal of a write tells of the case, so it follows the one access rule; the write does not.
 
 A case opened by Borås, whose client consents for Västra Götalandsregionen and Göteborg only:
-Borås reads it, and writes it, until the consent is given; then neither, while its people do
-not coordinate. Each refused write is a 403 naming the rule, as a refused read is, logged as
-denied, with nothing of the case in it.
+Borås reads it until the consent is given, then not, while its people do not coordinate. It
+still writes what the case's rules let the opener write (what happened can be recorded: a case
+whose coordinators left is not stuck), but when the rules refuse its command the answer is a
+403 naming the access rule, as a refused read is, logged as denied, with nothing of the case in
+it, instead of the rule's refusal (which names the case's people and facts).
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def _refused_without_the_case(response: Any, case_id: UUID) -> None:
     assert str(case_id) in problem["detail"]
 
 
-def test_the_opener_writes_until_a_consent_leaves_it_out_then_is_refused_as_its_reads_are(
+def test_a_refusal_to_a_writer_the_consent_leaves_out_tells_nothing_of_the_case(
     api: Api, clock: FixedClock, access_log: AccessLogStore, service: CaseService
 ) -> None:
     case_id = _opened(api, clock)  # the opener writes before any consent
@@ -102,38 +104,62 @@ def test_the_opener_writes_until_a_consent_leaves_it_out_then_is_refused_as_its_
 
     # The client consents for VGR and Göteborg: Borås reads nothing of the case now ...
     assert api.get(f"/{case_id}", actor=BORAS).json()["rule"] == "no_consent"
-    # ... and writes nothing: not a command the case's rules would refuse naming its people,
-    # nor one they would take, with or without If-Match or Idempotency-Key.
+    # ... and a command the case's rules refuse (naming its coordinators, with or without
+    # If-Match and Idempotency-Key) is answered as that read is.
     _refused_without_the_case(api.post(f"/{case_id}/worksheets", _worksheet(clock), actor=BORAS), case_id)
     _refused_without_the_case(
         api.post(
             f"/{case_id}/worksheets",
-            _worksheet(clock, VGR, GOTEBORG),
+            _worksheet(clock),
             actor=BORAS,
             headers={"If-Match": f'"{version}"', "Idempotency-Key": "boras-1"},
         ),
         case_id,
     )
-    _refused_without_the_case(api.post(f"/{case_id}/consents", _consent(clock), actor=BORAS), case_id)
     assert service.get(case_id).version == version  # nothing recorded
+    # The same refusal to a coordinator's organisation names the rule and why.
+    refused = api.post(f"/{case_id}/worksheets", _worksheet(clock), actor=VGR)
+    assert refused.status_code == 409
+    assert VGR.user_id in refused.text
 
-    # A coordinator's organisation writes on.
-    written = _ok(api.post(f"/{case_id}/worksheets", _worksheet(clock, VGR, GOTEBORG), actor=VGR))
+    # What the rules take from the opener is recorded; its answer tells only versions.
+    written = _ok(api.post(f"/{case_id}/worksheets", _worksheet(clock, VGR, GOTEBORG), actor=BORAS))
     assert written["version"] == version + 1
+    assert CLIENT.name not in str(written)
+    assert VGR.user_id not in str(written)
 
     denied = [r for _, r in access_log.for_case(str(case_id), 0, 100) if r.outcome == "denied"]
     assert [(r.user_id, r.organisation_id, r.resource) for r in denied] == [
         (BORAS.user_id, BORAS.organisation_id, "case"),
-        *[(BORAS.user_id, BORAS.organisation_id, "command")] * 3,
+        *[(BORAS.user_id, BORAS.organisation_id, "command")] * 2,
     ]
     assert all((r.reason or "").startswith("no_consent: ") for r in denied)
 
 
-def test_a_write_is_refused_on_the_version_it_is_decided_on(
+def test_a_case_whose_coordinators_left_can_still_be_written_by_its_opener(
+    api: Api, clock: FixedClock, service: CaseService
+) -> None:
+    """The consent leaves Borås out and the only coordinator leaves: the opener assigns the
+    next one and the case goes on (a write refused for the access rule would leave the case
+    with nobody who may record anything, not even its closing)."""
+    case_id = UUID(_ok(api.post("", open_case_command(clock.today()), actor=BORAS))["case_id"])
+    _ok(_assign(api, case_id, VGR, clock))
+    _ok(api.post(f"/{case_id}/consents", _consent(clock), actor=BORAS))
+    left = {"unassigned_on": str(clock.today())}
+    _ok(api.post(f"/{case_id}/coordinators/{VGR.user_id}/unassignment", left, actor=VGR))
+
+    _ok(_assign(api, case_id, GOTEBORG, clock))
+
+    assert [c.organisation.id for c in service.get(case_id).state.coordinators.values()] == [
+        GOTEBORG.organisation_id
+    ]
+
+
+def test_a_refusal_is_judged_on_the_version_it_is_decided_on(
     api: Api, clock: FixedClock, access_log: AccessLogStore, service: CaseService, open_store: StoreFactory
 ) -> None:
     """The API's cached copy says Borås may still read the case; another process has recorded
-    the consent meanwhile. The command is decided on the stored case, and refused there."""
+    the consent meanwhile. The command is decided on the stored case, and its refusal withheld."""
     case_id = _opened(api, clock)
     other = CaseService(open_store(), clock)
     other.execute(new_request(VGR), case_id, lambda case: case.give_consent(_consent(clock)))

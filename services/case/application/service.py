@@ -95,8 +95,8 @@ class IdempotencyKeyReused(Exception):
 
 
 class CaseUnreadable(Exception):
-    """The writer may not read the case (:attr:`Request.reads`), so may not have an answer
-    that tells of it: refused before the command runs, as a read would be."""
+    """The case's rules refused a writer who may not read the case (:attr:`Request.reads`):
+    the refusal would tell of the case (its people, its facts), so it is not given."""
 
     def __init__(self, case_id: UUID) -> None:
         super().__init__(f"case {case_id}: the writer may not read it")
@@ -113,8 +113,8 @@ class Request:
     expected_version: int | None = None
     idempotency_key: str | None = None
     fingerprint: str = ""
-    # The API's read rule for the writer, asked of the version the command is decided on
-    # (False: CaseUnreadable); None: the write rule alone.
+    # The API's read rule for the writer, asked of the version a refused command was decided
+    # on: False turns the refusal into CaseUnreadable. None: the refusal as it is.
     reads: Callable[[Case], bool] | None = None
 
 
@@ -227,9 +227,14 @@ class CaseService:
             loaded_version = case.version
             try:
                 case.ensure_actor_may_write(request.actor)
-                if request.reads is not None and not request.reads(case):
-                    raise CaseUnreadable(case_id)
-                outcome = action(case.handling(self.context(request)))
+                try:
+                    outcome = action(case.handling(self.context(request)))
+                except CaseRuleViolation:
+                    # Who may write is the case's rule; what a refusal says is the reads' (a
+                    # writer the consent leaves out still records what happened, ADR 0008).
+                    if request.reads is not None and not request.reads(case):
+                        raise CaseUnreadable(case_id) from None
+                    raise
             except (CaseRuleViolation, CaseUnreadable):
                 self.store.put_back(case)  # only if the refusal left it as it was taken
                 if fresh:
@@ -238,39 +243,27 @@ class CaseService:
             return case, loaded_version, outcome
         raise AssertionError("unreachable")
 
-    def ensure_may_write(
-        self, case_id: UUID, actor: Actor, reads: Callable[[Case], bool] | None = None
-    ) -> None:
-        """Refuse early whoever may not write the case at all (``ActorNotInvolved``), or whom
-        ``reads`` (the API's read rule, as :attr:`Request.reads`) refuses (``CaseUnreadable``).
+    def ensure_may_write(self, case_id: UUID, actor: Actor) -> None:
+        """Refuse early (``ActorNotInvolved``) whoever may not write the case at all.
 
         Decided on the cached case, and again on the stored one before refusing (a cached
         copy may be stale); :meth:`execute` decides again on the version it writes.
         """
-
-        def decide(case: Case) -> None:
-            case.ensure_actor_may_write(actor)
-            if reads is not None and not reads(case):
-                raise CaseUnreadable(case_id)
-
         try:
-            decide(self.store.load(case_id))
-        except (NotAllowed, CaseUnreadable):
-            decide(self.get(case_id))
+            self.store.load(case_id).ensure_actor_may_write(actor)
+        except NotAllowed:
+            self.get(case_id).ensure_actor_may_write(actor)
 
-    def may_write_by_cache(
-        self, case_id: UUID, actor: Actor, reads: Callable[[Case], bool] | None = None
-    ) -> bool:
-        """Whether the cached case lets ``actor`` write (and ``reads``, if given, admits them):
-        no I/O, so an API may ask on its event loop. False when it is not cached or refuses:
-        then ask :meth:`ensure_may_write`."""
+    def may_write_by_cache(self, case_id: UUID, actor: Actor) -> bool:
+        """Whether the cached case lets ``actor`` write: no I/O, so an API may ask on its event
+        loop. False when it is not cached or refuses: then ask :meth:`ensure_may_write`."""
 
         def allows(case: Case) -> bool:
             try:
                 case.ensure_actor_may_write(actor)
             except NotAllowed:
                 return False
-            return reads is None or reads(case)
+            return True
 
         return self.store.read_cached(case_id, allows) or False
 

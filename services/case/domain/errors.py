@@ -47,7 +47,7 @@ class NotAllowed(CaseRuleViolation):
 # -- lifecycle ------------------------------------------------------------------------
 class CaseClosed(CaseRuleViolation):
     rule = "case_closed"
-    title = "A closed case accepts nothing"
+    title = "A closed case accepts nothing but a withdrawal of consent"
 
 
 class DateInFuture(CaseRuleViolation):

@@ -7,13 +7,13 @@ Conventions every write shares:
   (also as ``ETag`` and ``VSS-Log-Position``), for read-your-writes in the query API;
 - the actor of every event comes from the bearer token, never from the body;
 - every read of the case (``GET`` case, ``?as_of=``, history) and every refusal (a missing
-  role, an organisation not involved in the case, one the access rule does not let read
-  it) is recorded in the access log before the answer;
-- a writer other than the client must be one the reads admit (the one access rule, as of
-  now), since a command's answer tells of the case (a refusal names its people and facts):
-  else 403 as for a read (``no_consent``), logged. A write by an organisation not involved,
-  or not admitted so, is refused before its body is read, and the rule is asked again of
-  the version the command is decided on.
+  role, an organisation not involved in the case) is recorded in the access log before the
+  answer; a write by an organisation not involved is refused before its body is read;
+- who may write is the case's own rule (the opening organisation, the coordinators'
+  organisations, the client), so what happened can always be recorded; but a refusal by the
+  case's rules names its people and facts, so a writer the one access rule does not let read
+  the case (as of the version the command was decided on) gets 403 as for a read
+  (``no_consent``), logged, instead of the rule's answer.
 
 """
 
@@ -299,21 +299,16 @@ def writer_or_client(request: Request, who: Annotated[Actor, Depends(current_act
 
 def _ensure_may_write(request: Request, who: Actor) -> None:
     """Refuse, logged, whoever may not write the case the path names: an organisation it does
-    not involve (``actor_not_involved``), a client in a case not theirs; and anyone but the
-    client whom the one access rule does not let read it now (:func:`_may_read`, as the
-    reads): a command's answer tells of the case (a refusal names its people and facts)."""
+    not involve (``actor_not_involved``), a client in a case not theirs."""
     try:
         case_id = UUID(str(request.path_params["case_id"]))
     except ValueError:
         return  # not a case id: the path's validation answers 422
-    reads = None if who.principal is ActorPrincipal.CLIENT else _reads(request, who)
     try:
-        _deps(request).service.ensure_may_write(case_id, who, reads)
+        _deps(request).service.ensure_may_write(case_id, who)
     except NotAllowed as error:
         _log(request, who, "command", "denied", f"{error.rule}: {error.detail}")
         raise
-    except CaseUnreadable:
-        raise _no_access(request, case_id, who, "command") from None
 
 
 async def reader(
@@ -525,7 +520,7 @@ def _admitted_in_memory(request: Request, who: Actor, *, client_may: bool) -> bo
         parsed = UUID(str(case_id))
     except ValueError:
         return True  # not a case id: the path's validation answers 422, as in writer
-    return _deps(request).service.may_write_by_cache(parsed, who, None if client else _reads(request, who))
+    return _deps(request).service.may_write_by_cache(parsed, who)
 
 
 async def command_call(
@@ -574,8 +569,8 @@ def respond(result: CommandResult, status: int = 200, headers: dict[str, str] | 
 
 
 def run(call: CommandCall, body: BaseModel, case_id: UUID, action: Callable[[Case], object]) -> CommandResult:
-    """``action`` on the case, if the writer may still read the version it is decided on
-    (the access rule may have changed since they were admitted): else 403 as a read."""
+    """``action`` on the case; a refusal to a writer who may not read the version it was
+    decided on is 403 as for a read, logged, not the rule's answer (which tells of the case)."""
     call.admit(body)
     try:
         return call.service.execute(call.fingerprinted(body), case_id, action)

@@ -9,8 +9,8 @@ someone the plan is for, today:
   for the whole SIP, a member while in the resource group;
 - and while the consent covers them, by the one rule for a person named in the case that
   the notifications service tells them by (:func:`services.shared.access.person_covered`):
-  the client always; a coordinator member while their organisation coordinates; any other
-  member with an organisation while the consent in force covers it (a coordinating
+  the client always; a coordinator member while assigned (the person, organisation and user
+  id); any other member with an organisation while the consent in force covers it (a coordinating
   organisation's other people included: its grant is for its coordinators); a relative,
   or anyone the plan names who is not a member (a private person), while the consent in
   force covers relatives.
