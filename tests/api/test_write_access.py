@@ -169,3 +169,20 @@ def test_a_refusal_is_judged_on_the_version_it_is_decided_on(
     _refused_without_the_case(response, case_id)
     denied = [r for _, r in access_log.for_case(str(case_id), 0, 100) if r.outcome == "denied"]
     assert [(r.organisation_id, r.resource) for r in denied] == [(BORAS.organisation_id, "command")]
+
+
+def test_a_refusal_by_the_cases_rules_is_logged_as_the_read_it_is(
+    api: Api, clock: FixedClock, access_log: AccessLogStore
+) -> None:
+    """The refusal names the case's coordinators: it is in the access log as what VGR read."""
+    case_id = _opened(api, clock)
+    _ok(api.post(f"/{case_id}/consents", _consent(clock), actor=VGR))
+
+    refused = api.post(f"/{case_id}/worksheets", _worksheet(clock), actor=VGR)
+
+    assert refused.status_code == 409
+    records = [r for _, r in access_log.for_case(str(case_id), 0, 100) if r.resource == "command_refusal"]
+    assert [(r.user_id, r.organisation_id, r.outcome) for r in records] == [
+        (VGR.user_id, VGR.organisation_id, "granted")
+    ]
+    assert records[0].reason == refused.json()["rule"]

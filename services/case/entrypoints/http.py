@@ -569,13 +569,18 @@ def respond(result: CommandResult, status: int = 200, headers: dict[str, str] | 
 
 
 def run(call: CommandCall, body: BaseModel, case_id: UUID, action: Callable[[Case], object]) -> CommandResult:
-    """``action`` on the case; a refusal to a writer who may not read the version it was
-    decided on is 403 as for a read, logged, not the rule's answer (which tells of the case)."""
+    """``action`` on the case. A refusal by the case's rules tells of the case (its people,
+    its facts), so it is a read: logged as granted to a writer who may read the case, and to
+    one who may not (as of the version it was decided on) 403 as for a read, logged as denied."""
     call.admit(body)
     try:
         return call.service.execute(call.fingerprinted(body), case_id, action)
     except CaseUnreadable:
         raise _no_access(call.http, case_id, call.request.actor, "command") from None
+    except CaseRuleViolation as refused:
+        if not isinstance(refused, NotAllowed):  # a 403 of the write rule tells nothing of the case
+            _log(call.http, call.request.actor, "command_refusal", "granted", refused.rule)
+        raise
 
 
 # ------------------------------------------------------------------------------ routes
