@@ -532,6 +532,8 @@ def test_every_read_of_a_cases_meetings_and_every_refusal_is_in_the_access_log(a
     assert api.book("logged-1", location="Kontoret").status_code == 200  # the replay
     cancelled = api.post(booked.json()["meeting_id"], "cancel", {"reason": "Klienten är sjuk"}, "logged-2")
     assert cancelled.status_code == 200, cancelled.text
+    holiday = api.book("logged-3", starts_at="2026-12-24T10:00:00+01:00")
+    assert holiday.status_code == 409, holiday.text  # why it is refused tells of the case too
     api.client.get("/v1/coordinators/sara/calendar.ics", headers=headers())
     link = api.client.get("/v1/coordinators/sara/calendar-link", headers=headers()).json()["url"]
     api.client.get(link.removeprefix("https://vss.example.se/meetings"))
@@ -543,6 +545,7 @@ def test_every_read_of_a_cases_meetings_and_every_refusal_is_in_the_access_log(a
         ("sara", SOCIAL.id, "meeting_request", "granted"),  # the booking
         ("sara", SOCIAL.id, "meeting_request", "granted"),  # its replay
         ("sara", SOCIAL.id, "meeting_request", "granted"),  # the cancel
+        ("sara", SOCIAL.id, "meeting_request", "granted"),  # the refused booking
         ("sara", SOCIAL.id, "calendar_feed", "granted"),
         ("sara", SOCIAL.id, "calendar_feed", "granted"),  # through the link
     ]

@@ -498,8 +498,9 @@ def _run(
     """Run one request under the store's lock; ``decide`` returns a meeting to replay it.
 
     The answer (the meeting: its invitees, their organisations and answers, the place, the
-    agenda) is a read of the case's data: once it is decided, a replay as much as the first
-    answer, it is access-logged as granted (``meeting_request``) before it is given."""
+    agenda; or why the schedule refused it) is a read of the case's data: once it is decided,
+    a replay as much as the first answer, it is access-logged as granted (``meeting_request``,
+    a refusal with its rule) before it is given."""
 
     def checked(schedule: MeetingSchedule) -> Decided:
         try:
@@ -507,7 +508,13 @@ def _run(
         except ProblemException as refused:
             _log(_deps(request), call.claims, case_id, "meeting_request", "denied", refused.detail)
             raise
-        outcome = decide(schedule)
+        try:
+            outcome = decide(schedule)
+        except ScheduleError as refused:  # why names the meeting and its people: a read too
+            _log(
+                _deps(request), call.claims, case_id, "meeting_request", "granted", f"refused: {refused.rule}"
+            )
+            raise
         if isinstance(outcome, Meeting):
             raise _Replayed(outcome)  # nothing is stored: the request was decided before
         return outcome
