@@ -54,6 +54,15 @@ def open_current(location: ReadModelLocation) -> ReadModels:
         return models
     models = ReadModels(location.connect(generation))
     models.create_tables()
+    if missing := models.missing_columns():
+        # Not a stop: the system keeps running so that `vss projections rebuild` (which reads
+        # the streams) can build a current generation, which the projector then follows.
+        log.error(
+            "projections.read_models_outdated",
+            generation=generation,
+            missing=missing,
+            fix="vss projections rebuild (until then writes to these tables fail)",
+        )
     return models
 
 

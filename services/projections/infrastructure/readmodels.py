@@ -82,6 +82,24 @@ class ReadModels:
         if added and len(added) < len(CASE_TABLES):
             self._fill(added)
 
+    def missing_columns(self) -> list[str]:
+        """``table.column`` of each column a read model writes that this generation's table
+        lacks (built by an older version: writing to that table fails until a rebuild)."""
+        missing = []
+        for model in READ_MODELS:
+            have = self._columns(model.table)
+            missing += [f"{model.table}.{c}" for c in _names(model.columns) if have and c not in have]
+        return missing
+
+    def _columns(self, table: str) -> set[str]:
+        if self.conn.is_postgres:
+            query = (
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = ?"
+            )
+            return {row[0] for row in self.conn.fetchall(query, (table,))}
+        return {row[1] for row in self.conn.fetchall(f"PRAGMA table_info({table})")}
+
     def _exists(self, table: str) -> bool:
         query = (
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
@@ -527,3 +545,8 @@ class ReadModels:
             table: [tuple(row) for row in self.conn.fetchall(f"SELECT * FROM {table} ORDER BY {order}")]
             for table, order in COMPARED.items()
         }
+
+
+def _names(columns: str) -> list[str]:
+    """The column names of a model's ``columns`` list ("a, b, c")."""
+    return [name.strip() for name in columns.split(",") if name.strip()]
