@@ -186,3 +186,28 @@ def test_a_refusal_by_the_cases_rules_is_logged_as_the_read_it_is(
         (VGR.user_id, VGR.organisation_id, "granted")
     ]
     assert records[0].reason == refused.json()["rule"]
+
+
+def test_a_field_judged_against_the_case_is_a_refusal_like_any_other(
+    api: Api, clock: FixedClock, access_log: AccessLogStore
+) -> None:
+    """A participant named by a user id two assigned coordinators share: the 422 names both
+    (user at organisation). Withheld from Borås, whom the consent leaves out; logged as read
+    for VGR, who may read the case."""
+    namesake = make_actor(VGR.user_id, organisation_of(GOTEBORG))
+    case_id = UUID(_ok(api.post("", open_case_command(clock.today()), actor=BORAS))["case_id"])
+    _ok(_assign(api, case_id, VGR, clock))
+    _ok(_assign(api, case_id, namesake, clock))
+    _ok(api.post(f"/{case_id}/consents", _consent(clock), actor=BORAS))
+    ambiguous = _worksheet(clock, VGR)  # vera.vgr without an organisation: which one?
+
+    _refused_without_the_case(api.post(f"/{case_id}/worksheets", ambiguous, actor=BORAS), case_id)
+    told = api.post(f"/{case_id}/worksheets", ambiguous, actor=VGR)
+
+    assert told.status_code == 422, told.text
+    assert GOTEBORG.organisation_id in told.text
+    records = [
+        (r.organisation_id, r.resource, r.outcome) for _, r in access_log.for_case(str(case_id), 0, 100)
+    ]
+    assert (BORAS.organisation_id, "command", "denied") in records
+    assert records[-1] == (VGR.organisation_id, "command_refusal", "granted")

@@ -30,7 +30,7 @@ from services.case.application.ports import (
 )
 from services.case.domain import commands as cmd
 from services.case.domain.case import Case
-from services.case.domain.errors import CaseRuleViolation, NotAllowed
+from services.case.domain.errors import CaseRuleViolation, InvalidCommand, NotAllowed
 from services.case.domain.events import Actor
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -229,13 +229,14 @@ class CaseService:
                 case.ensure_actor_may_write(request.actor)
                 try:
                     outcome = action(case.handling(self.context(request)))
-                except CaseRuleViolation:
-                    # Who may write is the case's rule; what a refusal says is the reads' (a
-                    # writer the consent leaves out still records what happened, ADR 0008).
+                except (CaseRuleViolation, InvalidCommand):
+                    # Who may write is the case's rule; what a refusal says (a rule's, or a
+                    # field judged against the case's state) is the reads' (a writer the
+                    # consent leaves out still records what happened, ADR 0008).
                     if request.reads is not None and not request.reads(case):
                         raise CaseUnreadable(case_id) from None
                     raise
-            except (CaseRuleViolation, CaseUnreadable):
+            except (CaseRuleViolation, InvalidCommand, CaseUnreadable):
                 self.store.put_back(case)  # only if the refusal left it as it was taken
                 if fresh:
                     raise

@@ -581,6 +581,15 @@ def run(call: CommandCall, body: BaseModel, case_id: UUID, action: Callable[[Cas
         if not isinstance(refused, NotAllowed):  # a 403 of the write rule tells nothing of the case
             _log(call.http, call.request.actor, "command_refusal", "granted", refused.rule)
         raise
+    except InvalidCommand as invalid:  # judged against the case's state: it may name its people
+        _log(
+            call.http,
+            call.request.actor,
+            "command_refusal",
+            "granted",
+            invalid.errors[0].get("rule") if invalid.errors else None,
+        )
+        raise
 
 
 # ------------------------------------------------------------------------------ routes
