@@ -76,6 +76,6 @@ def local_datetime(d: date, at: time, tz: ZoneInfo = STOCKHOLM) -> datetime:
     """
     if at.tzinfo is not None:
         raise ValueError("at must be a naive wall-clock time")
-    wall = datetime.combine(d, at, tzinfo=tz)
+    wall = datetime.combine(d, at.replace(fold=0), tzinfo=tz)  # fold=0: the first (cached alike)
     # The round trip through UTC normalises a nonexistent wall time; it leaves the rest as is.
     return wall.astimezone(UTC).astimezone(tz)

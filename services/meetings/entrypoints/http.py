@@ -511,9 +511,7 @@ def _run(
         try:
             outcome = decide(schedule)
         except ScheduleError as refused:  # why names the meeting and its people: a read too
-            _log(
-                _deps(request), call.claims, case_id, "meeting_request", "granted", f"refused: {refused.rule}"
-            )
+            _log(_deps(request), call.claims, case_id, "meeting_request", "granted", refused.rule)
             raise
         if isinstance(outcome, Meeting):
             raise _Replayed(outcome)  # nothing is stored: the request was decided before
