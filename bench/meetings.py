@@ -265,7 +265,14 @@ def service_run(
     waits = Waits()
     migrate(target)
     store = MeetingStore(target)
-    service = MeetingsService(store, MeetingsSettings().rules(), WorkingDays(), EndOfTimeline())
+    settings = MeetingsSettings()  # VSS_MEETINGS_KEPT_SCHEDULES applies, as in the service
+    service = MeetingsService(
+        store,
+        settings.rules(),
+        WorkingDays(),
+        EndOfTimeline(),
+        kept_schedules=settings.meetings_kept_schedules,
+    )
     progress = Progress(_service_name(target, batch), total)
     sampled: tuple[int, float] | None = None
     try:

@@ -112,7 +112,13 @@ def bootstrap_meetings(
 ) -> MeetingsParts:
     settings = settings or MeetingsSettings()
     store = MeetingStore(settings.store_url())
-    service = MeetingsService(store, settings.rules(), WorkingDays(), clock or SystemClock())
+    service = MeetingsService(
+        store,
+        settings.rules(),
+        WorkingDays(),
+        clock or SystemClock(),
+        kept_schedules=settings.meetings_kept_schedules,
+    )
     meeting_names = meeting_names or settings.meeting_names()
     (case_events,) = subscriptions(settings, case_names=case_names)
     broker = broker_of(settings, name="meetings")

@@ -10,6 +10,7 @@ from datetime import time
 from pydantic import EmailStr, Field
 from pydantic_settings import SettingsConfigDict
 
+from services.meetings.application.service import KEPT_SCHEDULES
 from services.meetings.domain.schedule import DEFAULT_CADENCE, Rules
 from services.shared.bus.names import BusNames
 from services.shared.settings import (
@@ -35,6 +36,13 @@ class MeetingsSettings(CommonSettings, BusSettings, AccessLogSettings):
     meetings_wait_limit: float = position_wait_limit("a meetings request")
     meetings_max_waits: int = position_max_waits("meetings requests")
     meetings_stream_prefix: str = Field(default="", description="Only for tests on a shared server")
+    meetings_kept_schedules: int = Field(
+        default=KEPT_SCHEDULES,
+        ge=0,
+        le=1_000_000,
+        description="Schedules kept in memory between batches of case events (about 50 KiB each);"
+        " a case event of a schedule not kept loads its snapshot",
+    )
     meeting_time: time = Field(default=time(10, 0), description="Local time (Europe/Stockholm) of meetings")
     meeting_minutes: int = Field(default=60, ge=15, le=480)
     first_meeting_within_days: int = Field(default=21, ge=1, le=90)

@@ -52,8 +52,8 @@ log = structlog.get_logger("vss.meetings")
 SERVICE_ACTOR = "vss-meetings"
 SERVICE_ORGANISATION = "vss"
 _T = TypeVar("_T")
-# Schedules kept in memory between batches of case events: a generated case's schedule after
-# three years holds about 50 KiB, so some 50 MiB at most.
+# Schedules kept in memory between batches of case events (VSS_MEETINGS_KEPT_SCHEDULES): a
+# generated case's schedule after three years holds about 50 KiB, so some 50 MiB at most.
 KEPT_SCHEDULES = 1_000
 
 
@@ -113,7 +113,15 @@ class CaseUnknown(MeetingNotFound):
 
 
 class MeetingsService:
-    def __init__(self, store: ScheduleStore, rules: Rules, calendar: WorkingDays, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: ScheduleStore,
+        rules: Rules,
+        calendar: WorkingDays,
+        clock: Clock,
+        *,
+        kept_schedules: int = KEPT_SCHEDULES,
+    ) -> None:
         self.store = store
         self.rules = rules
         self.calendar = calendar
@@ -122,6 +130,7 @@ class MeetingsService:
         # Schedules a batch of case events wrote, as written, the most recent last: the next
         # batch takes one only while the stored revision is still its own (no other writer).
         self._kept: OrderedDict[str, MeetingSchedule] = OrderedDict()
+        self.kept_schedules = kept_schedules  # at most; a case event of another loads its snapshot
 
     # ------------------------------------------------------------------------------- loads
     def load(self, case_id: UUID) -> MeetingSchedule | None:
@@ -309,7 +318,7 @@ class MeetingsService:
             if write.coordinators is not None:
                 pending.schedule.stored_coordinators = write.coordinators
             self._kept[write.case_id] = pending.schedule
-        while len(self._kept) > KEPT_SCHEDULES:
+        while len(self._kept) > self.kept_schedules:
             self._kept.popitem(last=False)
         return len(fresh)
 

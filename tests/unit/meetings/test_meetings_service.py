@@ -797,3 +797,33 @@ def test_unassigning_one_of_two_coordinators_sharing_a_user_id_keeps_the_other_i
     ]
     assert service.meetings_of_coordinator("sara", SOCIAL.id) == []
     assert store.cases_of_coordinator("sara") == [feed.case_id]  # the feed's row, for the one left
+
+
+@pytest.mark.parametrize("kept", [0, 1, 1_000])
+def test_schedules_not_kept_in_memory_are_loaded_again_and_decide_the_same(kept: int) -> None:
+    """VSS_MEETINGS_KEPT_SCHEDULES: how many schedules stay in memory between batches. Fewer
+    kept means more snapshots loaded, never other decisions."""
+    one_by_one, applied, case_ids = _applied_one_by_one()
+    store = InMemoryScheduleStore()
+    service = meetings_service(store)
+    service.kept_schedules = kept
+    loads: list[UUID] = []
+    load = service.load
+
+    def counted(case_id: UUID) -> MeetingSchedule | None:
+        loads.append(case_id)
+        return load(case_id)
+
+    service.load = counted  # type: ignore[method-assign]
+    events = [CaseEventIn(**event) for event in applied]
+    for start in range(0, len(events), 2):
+        service.apply_case_events(events[start : start + 2])
+
+    assert _stored(store, case_ids) == _stored(one_by_one, case_ids)
+    touched = len({(i // 2, e.case_id) for i, e in enumerate(events)})  # (batch, case) pairs
+    if kept == 1_000:  # both kept: each loaded (or created) once
+        assert len(loads) == len(case_ids)
+    elif kept == 1:  # the other case's schedule pushed out: loaded again, not every time
+        assert len(case_ids) < len(loads) < touched
+    else:  # none kept: loaded in every batch that needs it
+        assert len(loads) >= touched - 1
