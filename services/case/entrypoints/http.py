@@ -530,9 +530,8 @@ async def command_call(
     idempotency_key: IdempotencyKeyHeader = "",
     x_causation_id: CausationIdHeader = "",
 ) -> CommandCall:
-    """A coordinator's write, admitted in this order: the token (401), the role, the case's
-    involvement and the access rule (403; in the thread pool: it loads the case, and logs a
-    refusal), the headers (400)."""
+    """A coordinator's write, admitted in this order: the token (401), the role and the case's
+    involvement (403; in the thread pool: it loads the case, and logs a refusal), the headers (400)."""
     who = await _actor(http, credentials)
     if not _admitted_in_memory(http, who, client_may=False):
         await in_worker_thread(writer, http, who)
