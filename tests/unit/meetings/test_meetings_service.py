@@ -673,9 +673,8 @@ def test_a_batch_moves_the_position_once_and_a_redelivered_part_is_skipped() -> 
     assert _stored(store, case_ids) == _stored(one_by_one, case_ids)
 
 
-def test_an_event_that_changes_nothing_while_no_timer_is_due_loads_no_schedule() -> None:
-    store = InMemoryScheduleStore()
-    service, feed = started(store)
+def _counting_loads(service: MeetingsService) -> list[UUID]:
+    """The case ids of the schedules ``service`` loads from here on, in order."""
     loads: list[UUID] = []
     load = service.load
 
@@ -684,6 +683,13 @@ def test_an_event_that_changes_nothing_while_no_timer_is_due_loads_no_schedule()
         return load(case_id)
 
     service.load = counted  # type: ignore[method-assign]
+    return loads
+
+
+def test_an_event_that_changes_nothing_while_no_timer_is_due_loads_no_schedule() -> None:
+    store = InMemoryScheduleStore()
+    service, feed = started(store)
+    loads = _counting_loads(service)
     before = store.snapshot(feed.case_id)
     at = datetime(2026, 1, 6, 9, tzinfo=STOCKHOLM)  # the first contact interval still runs
     goal = ce.GoalSet(goal_id=uuid4(), kind=GoalKind.LONG_TERM, description="Eget boende", set_on=at.date())
@@ -807,14 +813,7 @@ def test_schedules_not_kept_in_memory_are_loaded_again_and_decide_the_same(kept:
     store = InMemoryScheduleStore()
     service = meetings_service(store)
     service.kept_schedules = kept
-    loads: list[UUID] = []
-    load = service.load
-
-    def counted(case_id: UUID) -> MeetingSchedule | None:
-        loads.append(case_id)
-        return load(case_id)
-
-    service.load = counted  # type: ignore[method-assign]
+    loads = _counting_loads(service)
     events = [CaseEventIn(**event) for event in applied]
     for start in range(0, len(events), 2):
         service.apply_case_events(events[start : start + 2])
