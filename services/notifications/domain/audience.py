@@ -31,6 +31,8 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from services.shared.access import Grant, PersonKey, consent_in_force, kept_grants, person_covered
 from services.shared.ics import CalendarEntry, identity_from_json, identity_to_json
 from vss_contracts.meeting_events import Invitee
@@ -129,7 +131,7 @@ class MeetingCopy(CalendarEntry):
         return {
             **identity_to_json(self),
             "sequence": self.sequence,
-            "invitees": [i.model_dump(mode="json") for i in self.invitees.values()],
+            "invitees": [_invitee_json(i) for i in self.invitees.values()],
             "location": self.location,
             "cancelled": self.is_cancelled,
             "agenda": list(self.agenda),
@@ -150,7 +152,7 @@ class MeetingCopy(CalendarEntry):
         )
 
 
-_INVITEES: dict[tuple[Any, ...], Invitee] = {}
+_INVITEES: dict[bytes, Invitee] = {}
 _INVITEES_KEPT = 4096
 
 
@@ -160,8 +162,9 @@ def _invitee(value: dict[str, Any]) -> Invitee:
     The audience is read back for each event of its case, and each meeting copied for each
     notice, so the same invitees were validated again and again (their e-mail addresses
     by email-validator: a tenth of the process's CPU). An invitee is frozen: one may be
-    shared. Dict operations are atomic, so threads may share the cache."""
-    key = _key(value)
+    shared. Dict operations are atomic, so threads may share the cache. The key is the
+    value's JSON (its keys in the order the model dumps them)."""
+    key = orjson.dumps(value)
     known = _INVITEES.get(key)
     if known is None:
         if len(_INVITEES) >= _INVITEES_KEPT:
@@ -170,13 +173,21 @@ def _invitee(value: dict[str, Any]) -> Invitee:
     return known
 
 
-def _key(value: Any) -> Any:
-    """A hashable copy of a JSON value (dicts keep their order: the model dumps it)."""
-    if isinstance(value, dict):
-        return tuple((k, _key(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return ("[]", *(_key(v) for v in value))
-    return value
+_DUMPED: dict[int, tuple[Invitee, dict[str, Any]]] = {}
+
+
+def _invitee_json(invitee: Invitee) -> dict[str, Any]:
+    """An invitee as stored: dumped once per invitee object. The invitees read back are shared
+    (:func:`_invitee`) and each audience is written back after each event of its case, so the
+    same invitees were dumped by pydantic again and again. Keyed by identity: an entry keeps
+    its invitee alive, so the id is not reused meanwhile. A copy is handed out, as a fresh
+    dump would be."""
+    known = _DUMPED.get(id(invitee))
+    if known is None:
+        if len(_DUMPED) >= _INVITEES_KEPT:
+            _DUMPED.clear()
+        known = _DUMPED[id(invitee)] = (invitee, invitee.model_dump(mode="json"))
+    return dict(known[1])
 
 
 @dataclass
@@ -295,12 +306,15 @@ class Audience:
     def people_and_consent(self) -> dict[str, Any]:
         """What the case events make of the audience (all but the meetings, which the meeting
         events keep): the state a meeting event is judged by, as of its case position."""
-        state = self.to_json()
-        del state["meetings"]
-        return state
+        return self._to_json(meetings=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        return self._to_json(meetings=True)
+
+    def _to_json(self, *, meetings: bool) -> dict[str, Any]:
+        # The meetings are most of the document (their invitees): left out, not dumped and
+        # dropped, where they are not wanted.
+        state = {
             "case_id": str(self.case_id),
             "opened_by": self.opened_by,
             "client_pin": self.client_pin,
@@ -311,12 +325,15 @@ class Audience:
             "consent_given": self.consent_given,
             "covers_relatives": self.covers_relatives,
             "consent_valid_until": self.consent_valid_until.isoformat() if self.consent_valid_until else None,
-            "meetings": [m.to_json() for m in self.meetings.values()],
+            "meetings": [m.to_json() for m in self.meetings.values()] if meetings else None,
             "open_warnings": sorted(self.open_warnings),
             "closed": self.closed,
             "left": {member_id: at.isoformat() for member_id, at in self.left.items()},
             "closed_at": self.closed_at.isoformat() if self.closed_at else None,
         }
+        if not meetings:
+            del state["meetings"]
+        return state
 
     @classmethod
     def from_json(cls, value: dict[str, Any], *, meetings: bool = True) -> Audience:

@@ -362,6 +362,36 @@ def test_the_audience_read_without_meetings_judges_a_message_alike() -> None:
             assert light.why_not_told(person, decided, today) == expected
 
 
+def test_the_stored_form_is_what_pydantic_dumps_and_people_and_consent_is_it_without_meetings() -> None:
+    """The invitees' dumps are kept per invitee, and the people and consent are written
+    without the meetings: the stored documents stay what a fresh dump makes."""
+    case = Case()
+    case.consent(SOCIAL, until=date(2026, 6, 30))
+    starts = AT + timedelta(days=7)
+    client = Invitee(invitee_id="client", name="Tolvan", role=InviteeRole.CLIENT, email="tolvan@example.se")
+    scheduled = me.MeetingScheduled(
+        meeting_id=uuid4(),
+        kind=MeetingKind.RESOURCE_GROUP,
+        starts_at=starts,
+        ends_at=starts + timedelta(hours=1),
+        invitees=[client],
+        reason="sip_follow_up",
+    )
+    on_meeting_event(case.audience, scheduled, TODAY)
+    first = case.audience.to_json()
+    assert first["meetings"][0]["invitees"] == [client.model_dump(mode="json")]
+    first["meetings"][0]["invitees"][0]["name"] = "changed by a reader"
+    again = case.audience.to_json()  # a reader's change to one dump is not the next one's
+    assert again["meetings"][0]["invitees"] == [client.model_dump(mode="json")]
+    people = case.audience.people_and_consent()
+    assert "meetings" not in people
+    assert people == {k: v for k, v in again.items() if k != "meetings"}
+    assert list(people) == [k for k in again if k != "meetings"]
+    read_back = Audience.from_json(again)
+    assert read_back.to_json() == again
+    assert read_back == case.audience
+
+
 def test_the_opener_may_see_the_case_until_a_consent_is_given_and_is_told_nothing_for_it() -> None:
     audience = Audience(case_id=CASE)
     opened = ce.CaseOpened(
