@@ -384,3 +384,29 @@ def test_the_plan_message_carries_the_recipients_own_signed_link_made_when_sent(
     assert f"plan_link: {sara}" in links["sara@example.se"]
     # The link is not stored with the delivery: only who it is for.
     assert all("plan_link" not in row.context for row in world.rows())
+
+
+def test_an_audience_is_reused_only_while_the_stored_one_is_what_this_process_wrote() -> None:
+    """The audience last written is kept for the case's next event, and read afresh when the
+    stored document is no longer the one written (another process wrote it since)."""
+    world = Notifications()
+    ids = with_group(world)
+    case = str(world.case_id)
+    document, kept = world.service._audiences[case]
+    assert document == world.store.audience(case)
+    assert str(ids["nurse"]) in kept.members
+
+    world.feed.add_member(DAY, "Ella Arbetsterapeut", MemberKind.PROFESSIONAL, REGION_PSYCH)
+    assert world.service._audiences[case][1] is kept  # the same object, one event on
+    assert len(kept.members) == 5
+
+    # Another process records that the nurse left; this one's copy is outdated.
+    stored = world.store.audience(case)
+    assert stored is not None
+    stored["members"] = [m for m in stored["members"] if m["key"] != f"member:{ids['nurse']}"]
+    world.store.audiences[case] = stored
+    world.feed.add_member(DAY, "Olle Kurator", MemberKind.PROFESSIONAL, HOUSING)
+    document, fresh = world.service._audiences[case]
+    assert fresh is not kept
+    assert str(ids["nurse"]) not in fresh.members
+    assert document == world.store.audience(case)
