@@ -25,6 +25,7 @@ from vss_contracts.registry import UnknownEventType, Upcaster, coordinators_by_p
 from vss_contracts.types import (
     _NOT_ONLY_WHITESPACE,
     CONTACT_PERIOD_OF_PHASE,
+    ActingPerson,
     ContactPeriod,
     ContractModel,
     NamedCoordinator,
@@ -61,15 +62,20 @@ __all__ = [
     "InviteeRole",
     "MeetingAnswered",
     "MeetingCancelled",
+    "MeetingCancelledV1",
     "MeetingConfirmed",
+    "MeetingConfirmedV1",
     "MeetingEventData",
     "MeetingHeld",
+    "MeetingHeldV1",
     "MeetingInviteesChanged",
     "MeetingKind",
     "MeetingReminderDue",
     "MeetingRescheduled",
+    "MeetingRescheduledV1",
     "MeetingScheduled",
     "MeetingScheduledV1",
+    "MeetingScheduledV2",
     "PlaceKind",
     "decode_meeting_event",
     "meeting_subject",
@@ -118,8 +124,8 @@ CancelReason = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_NOT_ONLY_WHITESPACE),
     Field(description="Why the meeting was cancelled: 1–200 characters"),
 ]
-"""Why a meeting was cancelled: 1–200 characters, as in every ``MeetingCancelled.v1`` (a longer
-reason would be a new version: a subscriber on an earlier package validates v1 at 200)."""
+"""Why a meeting was cancelled: 1–200 characters, as in every ``MeetingCancelled.v1`` and v2 (a
+longer reason would be a new version: a subscriber on an earlier package validates them at 200)."""
 
 
 class Answer(StrEnum):
@@ -165,7 +171,7 @@ class MeetingEventData(ContractModel):
 
 
 class MeetingScheduledV1(MeetingEventData):
-    """Version 1: no kind of place, no agenda, never proposed (upcast to v2)."""
+    """Version 1: no kind of place, no agenda, never proposed (upcast to v2, then v3)."""
 
     TYPE: ClassVar[str] = "se.vss.meetings.MeetingScheduled.v1"
     meeting_id: UUID
@@ -179,7 +185,9 @@ class MeetingScheduledV1(MeetingEventData):
     location: ShortText | None = None
 
 
-class MeetingScheduled(MeetingEventData):
+# As published (its schema frozen), naming who acted by user id alone: read as v3
+# through :func:`meeting_scheduled_v2_to_v3` (ADR 0023).
+class MeetingScheduledV2(MeetingEventData):
     """A meeting was put in the calendar (sequence 0 of its iCalendar entry).
 
     A ``proposed`` meeting (the first resource group meeting, *preliminär tid*) is the
@@ -198,6 +206,32 @@ class MeetingScheduled(MeetingEventData):
     ]
     sip_version: int | None = None
     booked_by: UserId | None = None
+    location: ShortText | None = Field(default=None, description="The place as the calendar names it")
+    place_kind: PlaceKind | None = None
+    agenda: list[AgendaItem] = Field(default_factory=list, max_length=20)
+    proposed: bool = False
+
+
+class MeetingScheduled(MeetingEventData):
+    """A meeting was put in the calendar (sequence 0 of its iCalendar entry).
+
+    A ``proposed`` meeting (the first resource group meeting, *preliminär tid*) is the
+    schedule's suggestion: nobody is invited until a coordinator confirms its time and place
+    (:class:`MeetingConfirmed`). ``booked_by``: the person who booked it (ADR 0023); null
+    when the schedule put it in the calendar.
+    """
+
+    TYPE: ClassVar[str] = "se.vss.meetings.MeetingScheduled.v3"
+    meeting_id: UUID
+    kind: MeetingKind
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    invitees: list[Invitee]
+    reason: Annotated[
+        str, Field(description="mapping_summarised | sip_follow_up | booked | moved_from_holiday …")
+    ]
+    sip_version: int | None = None
+    booked_by: ActingPerson | None = None
     location: ShortText | None = Field(default=None, description="The place as the calendar names it")
     place_kind: PlaceKind | None = None
     agenda: list[AgendaItem] = Field(default_factory=list, max_length=20)
@@ -229,7 +263,9 @@ class CrisisMeetingScheduled(MeetingEventData):
     agenda: list[AgendaItem] = Field(default_factory=list, max_length=20)
 
 
-class MeetingConfirmed(MeetingEventData):
+# As published (its schema frozen), naming who acted by user id alone: read as v2
+# through :func:`meeting_confirmed_v1_to_v2` (ADR 0023).
+class MeetingConfirmedV1(MeetingEventData):
     """A coordinator confirmed a proposed meeting's time and place: the invitations go out."""
 
     TYPE: ClassVar[str] = "se.vss.meetings.MeetingConfirmed.v1"
@@ -240,6 +276,22 @@ class MeetingConfirmed(MeetingEventData):
     location: ShortText
     sequence: Annotated[int, Field(ge=1, description="The iCalendar SEQUENCE of the invitation.")]
     confirmed_by: UserId | None = None
+
+
+class MeetingConfirmed(MeetingEventData):
+    """A coordinator confirmed a proposed meeting's time and place: the invitations go out.
+
+    ``confirmed_by``: that coordinator, as a person (ADR 0023).
+    """
+
+    TYPE: ClassVar[str] = "se.vss.meetings.MeetingConfirmed.v2"
+    meeting_id: UUID
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    place_kind: PlaceKind
+    location: ShortText
+    sequence: Annotated[int, Field(ge=1, description="The iCalendar SEQUENCE of the invitation.")]
+    confirmed_by: ActingPerson | None = None
 
 
 class MeetingAnswered(MeetingEventData):
@@ -254,7 +306,9 @@ class MeetingAnswered(MeetingEventData):
     answered_at: AwareDatetime
 
 
-class MeetingRescheduled(MeetingEventData):
+# As published (its schema frozen), naming who acted by user id alone: read as v2
+# through :func:`meeting_rescheduled_v1_to_v2` (ADR 0023).
+class MeetingRescheduledV1(MeetingEventData):
     TYPE: ClassVar[str] = "se.vss.meetings.MeetingRescheduled.v1"
     meeting_id: UUID
     starts_at: AwareDatetime
@@ -263,6 +317,22 @@ class MeetingRescheduled(MeetingEventData):
     sequence: Annotated[int, Field(ge=1, description="The iCalendar SEQUENCE after the change.")]
     reason: ShortText
     moved_by: UserId | None = None
+
+
+class MeetingRescheduled(MeetingEventData):
+    """A meeting moved to another time (same UID, a higher SEQUENCE).
+
+    ``moved_by``: the person who moved it (ADR 0023); null when the schedule did.
+    """
+
+    TYPE: ClassVar[str] = "se.vss.meetings.MeetingRescheduled.v2"
+    meeting_id: UUID
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    previous_starts_at: AwareDatetime
+    sequence: Annotated[int, Field(ge=1, description="The iCalendar SEQUENCE after the change.")]
+    reason: ShortText
+    moved_by: ActingPerson | None = None
 
 
 class MeetingInviteesChanged(MeetingEventData):
@@ -286,7 +356,9 @@ class MeetingInviteesChanged(MeetingEventData):
     ]
 
 
-class MeetingCancelled(MeetingEventData):
+# As published (its schema frozen), naming who acted by user id alone: read as v2
+# through :func:`meeting_cancelled_v1_to_v2` (ADR 0023).
+class MeetingCancelledV1(MeetingEventData):
     TYPE: ClassVar[str] = "se.vss.meetings.MeetingCancelled.v1"
     meeting_id: UUID
     sequence: Annotated[int, Field(ge=1)]
@@ -294,12 +366,41 @@ class MeetingCancelled(MeetingEventData):
     cancelled_by: UserId | None = None
 
 
-class MeetingHeld(MeetingEventData):
+class MeetingCancelled(MeetingEventData):
+    """A meeting was cancelled: everyone invited gets a CANCEL (same UID, a higher SEQUENCE).
+
+    ``cancelled_by``: the person who cancelled it (ADR 0023); null when the schedule did (the
+    case closed, the early warning was resolved).
+    """
+
+    TYPE: ClassVar[str] = "se.vss.meetings.MeetingCancelled.v2"
+    meeting_id: UUID
+    sequence: Annotated[int, Field(ge=1)]
+    reason: CancelReason
+    cancelled_by: ActingPerson | None = None
+
+
+# As published (its schema frozen), naming who acted by user id alone: read as v2
+# through :func:`meeting_held_v1_to_v2` (ADR 0023).
+class MeetingHeldV1(MeetingEventData):
     TYPE: ClassVar[str] = "se.vss.meetings.MeetingHeld.v1"
     meeting_id: UUID
     kind: MeetingKind
     held_on: date
     recorded_by: UserId | None = None
+
+
+class MeetingHeld(MeetingEventData):
+    """A meeting took place on ``held_on``.
+
+    ``recorded_by``: the person who recorded it (ADR 0023).
+    """
+
+    TYPE: ClassVar[str] = "se.vss.meetings.MeetingHeld.v2"
+    meeting_id: UUID
+    kind: MeetingKind
+    held_on: date
+    recorded_by: ActingPerson | None = None
 
 
 class MeetingReminderDue(MeetingEventData):
@@ -427,7 +528,12 @@ LEGACY_MEETING_EVENTS: tuple[type[MeetingEventData], ...] = (
     ContactCadenceMissedV2,
     FollowUpOverdueV1,
     MeetingScheduledV1,
+    MeetingScheduledV2,
     CrisisMeetingScheduledV1,
+    MeetingConfirmedV1,
+    MeetingRescheduledV1,
+    MeetingCancelledV1,
+    MeetingHeldV1,
 )
 
 
@@ -457,13 +563,50 @@ def crisis_meeting_scheduled_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]
     return {**payload, "location": None, "place_kind": None, "agenda": []}
 
 
+def acting_person_of(user_id: str | None) -> dict[str, Any] | None:
+    """Who acted, as an earlier version named them (a user id alone, or null: the schedule
+    acted), as the next version names them: a person whose organisation is null. The payload
+    did not record it; it is never guessed (ADR 0023)."""
+    return None if user_id is None else {"organisation_id": None, "user_id": user_id}
+
+
+def meeting_scheduled_v2_to_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    """A v2 meeting named who booked it by user id alone."""
+    return {**payload, "booked_by": acting_person_of(payload.get("booked_by"))}
+
+
+def meeting_confirmed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A v1 confirmation named who confirmed it by user id alone."""
+    return {**payload, "confirmed_by": acting_person_of(payload.get("confirmed_by"))}
+
+
+def meeting_rescheduled_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A v1 move named who moved the meeting by user id alone."""
+    return {**payload, "moved_by": acting_person_of(payload.get("moved_by"))}
+
+
+def meeting_cancelled_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A v1 cancellation named who cancelled by user id alone."""
+    return {**payload, "cancelled_by": acting_person_of(payload.get("cancelled_by"))}
+
+
+def meeting_held_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """A v1 record of a meeting held named who recorded it by user id alone."""
+    return {**payload, "recorded_by": acting_person_of(payload.get("recorded_by"))}
+
+
 # old type name -> (next type name, upcaster), as for the case events
 MEETING_UPCASTERS: dict[str, tuple[str, Upcaster]] = {
     ContactCadenceMissedV1.TYPE: (ContactCadenceMissedV2.TYPE, contact_cadence_missed_v1_to_v2),
     ContactCadenceMissedV2.TYPE: (ContactCadenceMissed.TYPE, contact_cadence_missed_v2_to_v3),
     FollowUpOverdueV1.TYPE: (FollowUpOverdue.TYPE, follow_up_overdue_v1_to_v2),
-    MeetingScheduledV1.TYPE: (MeetingScheduled.TYPE, meeting_scheduled_v1_to_v2),
+    MeetingScheduledV1.TYPE: (MeetingScheduledV2.TYPE, meeting_scheduled_v1_to_v2),
+    MeetingScheduledV2.TYPE: (MeetingScheduled.TYPE, meeting_scheduled_v2_to_v3),
     CrisisMeetingScheduledV1.TYPE: (CrisisMeetingScheduled.TYPE, crisis_meeting_scheduled_v1_to_v2),
+    MeetingConfirmedV1.TYPE: (MeetingConfirmed.TYPE, meeting_confirmed_v1_to_v2),
+    MeetingRescheduledV1.TYPE: (MeetingRescheduled.TYPE, meeting_rescheduled_v1_to_v2),
+    MeetingCancelledV1.TYPE: (MeetingCancelled.TYPE, meeting_cancelled_v1_to_v2),
+    MeetingHeldV1.TYPE: (MeetingHeld.TYPE, meeting_held_v1_to_v2),
 }
 
 

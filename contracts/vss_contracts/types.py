@@ -27,6 +27,7 @@ from vss_contracts.identity import normalise_personal_identity_number
 __all__ = [
     "CONTACT_PERIOD_DAYS",
     "CONTACT_PERIOD_OF_PHASE",
+    "ActingPerson",
     "ActorPrincipal",
     "ChangeRating",
     "ClientRef",
@@ -328,6 +329,20 @@ class NamedCoordinator(ContractModel):
         """Whether this is the coordinator (``organisation_id``, ``user_id``); a null organisation
         (an upcast earlier version) names the coordinator with the user id."""
         return self.user_id == user_id and self.organisation_id in (None, organisation_id)
+
+
+class ActingPerson(ContractModel):
+    """A member of staff an event names as the one who acted (booked, moved, confirmed,
+    cancelled, recorded): the person (``organisation_id``, ``user_id``), ADR 0023.
+
+    ``organisation_id`` is null only in a payload upcast from a version that named the user id
+    alone. The null is not an organisation and none is invented: that payload did not record
+    it. (The event's envelope, hashed with the payload, names who made the request: its
+    ``actororg`` is this person's organisation where its ``actorid`` is this user id.)
+    """
+
+    organisation_id: OrganisationId | None
+    user_id: UserId
 
 
 class ParticipantV1(ContractModel):

@@ -20,14 +20,22 @@ from vss_contracts.meeting_events import (
     FollowUpOverdue,
     MeetingAnswered,
     MeetingCancelled,
+    MeetingCancelledV1,
     MeetingConfirmed,
+    MeetingConfirmedV1,
     MeetingEventData,
+    MeetingHeld,
+    MeetingHeldV1,
+    MeetingRescheduled,
+    MeetingRescheduledV1,
     MeetingScheduled,
     MeetingScheduledV1,
+    MeetingScheduledV2,
     PlaceKind,
     decode_meeting_event,
 )
 from vss_contracts.registry import upcast
+from vss_contracts.types import ActingPerson
 
 GOLDEN = Path(__file__).parent / "golden"
 CURRENT = (
@@ -38,6 +46,16 @@ CURRENT = (
     MeetingCancelled,
     ContactCadenceMissed,
     FollowUpOverdue,
+    MeetingRescheduled,
+    MeetingHeld,
+)
+# Earlier versions naming who acted by user id alone, and that field (ADR 0023).
+ACTED_BY_USER_ID: tuple[tuple[type[MeetingEventData], str], ...] = (
+    (MeetingScheduledV2, "booked_by"),
+    (MeetingConfirmedV1, "confirmed_by"),
+    (MeetingRescheduledV1, "moved_by"),
+    (MeetingCancelledV1, "cancelled_by"),
+    (MeetingHeldV1, "recorded_by"),
 )
 
 
@@ -93,9 +111,66 @@ def test_a_v1_crisis_meeting_upcasts_with_no_place_and_no_agenda() -> None:
 
 
 def test_a_cancellation_reason_is_one_to_two_hundred_characters() -> None:
-    """As ``MeetingCancelled.v1`` always allowed: a subscriber on an earlier package reads it."""
+    """As ``MeetingCancelled.v1`` always allowed, and v2 keeps: a subscriber on an earlier
+    package reads it."""
     payload = golden(MeetingCancelled)
     assert MeetingCancelled.model_validate({**payload, "reason": "x" * 200}).reason == "x" * 200
     for bad in ("", "   ", "x" * 201):
         with pytest.raises(ValueError, match="reason"):
             MeetingCancelled.model_validate({**payload, "reason": bad})
+
+
+@pytest.mark.parametrize(("old", "field"), ACTED_BY_USER_ID, ids=lambda v: getattr(v, "TYPE", v))
+def test_who_acted_by_user_id_alone_reads_as_a_person_of_no_organisation(
+    old: type[MeetingEventData], field: str
+) -> None:
+    golden_payload = golden(old)
+    # The golden payload as published, and the same with the other case (null or a user id).
+    other = None if golden_payload[field] is not None else "sara"
+    for payload in (golden_payload, {**golden_payload, field: other}):
+        old.model_validate(payload)  # still the shape it was published in
+
+        decoded = decode_meeting_event(old.TYPE, payload)
+
+        dumped = decoded.model_dump(mode="json")
+        user_id = payload[field]
+        # Nothing invented: the organisation was not recorded (ADR 0023); null stays null (the
+        # schedule acted).
+        assert dumped[field] == (None if user_id is None else {"organisation_id": None, "user_id": user_id})
+        assert {k: v for k, v in dumped.items() if k != field} == {
+            k: v for k, v in payload.items() if k != field
+        }  # every other field as published
+    assert golden_payload == golden(old)  # not rewritten
+
+
+def test_a_v1_meeting_reads_as_v3_through_v2() -> None:
+    payload = {**golden(MeetingScheduledV1), "booked_by": "sara"}
+
+    decoded = decode_meeting_event(MeetingScheduledV1.TYPE, payload)
+
+    assert isinstance(decoded, MeetingScheduled)
+    assert decoded.booked_by == ActingPerson(organisation_id=None, user_id="sara")
+    assert decoded.place_kind is PlaceKind.OTHER
+
+
+@pytest.mark.parametrize(
+    ("cls", "field"),
+    [
+        (MeetingScheduled, "booked_by"),
+        (MeetingConfirmed, "confirmed_by"),
+        (MeetingRescheduled, "moved_by"),
+        (MeetingCancelled, "cancelled_by"),
+        (MeetingHeld, "recorded_by"),
+    ],
+    ids=lambda v: getattr(v, "TYPE", v),
+)
+def test_who_acted_is_a_person(cls: type[MeetingEventData], field: str) -> None:
+    payload = golden(cls)
+    person = getattr(cls.model_validate(payload), field)
+    assert isinstance(person, ActingPerson)
+    assert person.organisation_id is not None  # every payload the meetings service records names it
+    with pytest.raises(ValueError, match="organisation_id"):  # a field, null or not
+        cls.model_validate({**payload, field: {"user_id": person.user_id}})
+    with pytest.raises(ValueError, match=field):  # a user id alone is the earlier version
+        cls.model_validate({**payload, field: person.user_id})
+    assert getattr(cls.model_validate({**payload, field: None}), field) is None  # the schedule acted

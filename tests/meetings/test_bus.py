@@ -234,6 +234,7 @@ def test_a_rebuilt_service_holds_the_coordinators_requests_where_live_made_them(
                     meeting_id=rg.meeting_id,
                     starts_at=working(rg.starts_at + timedelta(days=1)),
                     user_id=coordinator.user_id,
+                    organisation_id=coordinator.organisation_id,
                     reason="Semester",
                 )
                 book = partial(
@@ -256,7 +257,13 @@ def test_a_rebuilt_service_holds_the_coordinators_requests_where_live_made_them(
             live.request(
                 cases[0].case_id,
                 coordinator,
-                lambda s: s.cancel("cancel-0", booked.meeting_id, user_id=coordinator.user_id, reason="Sjuk"),
+                lambda s: s.cancel(
+                    "cancel-0",
+                    booked.meeting_id,
+                    user_id=coordinator.user_id,
+                    organisation_id=coordinator.organisation_id,
+                    reason="Sjuk",
+                ),
             )  # after every case event
             live.fire_due()
             store = original.parts.store

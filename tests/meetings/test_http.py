@@ -214,6 +214,43 @@ def test_the_same_key_from_a_namesake_at_another_organisation_is_another_request
     assert booked_events(api) == 2
 
 
+def test_each_recorded_request_names_the_person_of_the_token(api: Api) -> None:
+    """Who booked, moved, cancelled or recorded a meeting is the token's person (ADR 0023):
+    "sara" at the municipality and "sara" at the region are told apart in the payload itself,
+    as subscribers in other organisations see it."""
+    mine = api.book("book-1", location="Kontoret").json()["meeting_id"]
+    theirs = api.client.post(
+        api.base,
+        json={"starts_at": "2026-01-15T13:00:00+01:00"},
+        headers=headers("sara", REGION_PSYCH.id, key="book-2"),
+    ).json()["meeting_id"]
+    moved = api.post(mine, "reschedule", {"starts_at": "2026-01-16T13:00:00+01:00", "reason": "x"}, "move-1")
+    assert moved.status_code == 200, moved.text
+    assert api.post(mine, "held", {"held_on": "2026-01-16"}, key="held-1").status_code == 200
+    cancelled = api.client.post(
+        f"{api.base}/{theirs}/cancel",
+        json={"reason": "Sjuk"},
+        headers=headers("sara", REGION_PSYCH.id, key="c"),
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    acted = {"booked_by", "moved_by", "recorded_by", "cancelled_by"}
+    named = [
+        (e.type, field, e.state["data"][field], e.state["actor_organisation"])
+        for e in api.store.events(api.case_id)
+        for field in acted & e.state["data"].keys()
+        if e.state["data"][field] is not None
+    ]
+    municipality = {"organisation_id": SOCIAL.id, "user_id": "sara"}
+    region = {"organisation_id": REGION_PSYCH.id, "user_id": "sara"}
+    assert named == [
+        (me.MeetingScheduled.TYPE, "booked_by", municipality, SOCIAL.id),
+        (me.MeetingScheduled.TYPE, "booked_by", region, REGION_PSYCH.id),
+        (me.MeetingRescheduled.TYPE, "moved_by", municipality, SOCIAL.id),
+        (me.MeetingHeld.TYPE, "recorded_by", municipality, SOCIAL.id),
+        (me.MeetingCancelled.TYPE, "cancelled_by", region, REGION_PSYCH.id),
+    ]
+
+
 def test_booking_answers_201_and_a_retry_returns_the_same_meeting(api: Api) -> None:
     first = api.book("book-1", location="Kontoret")
     assert first.status_code == 201, first.text

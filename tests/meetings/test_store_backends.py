@@ -37,7 +37,7 @@ def test_decisions_are_stored_once_and_timers_fire(service: MeetingsService) -> 
     feed.consent(day)
     feed.summarise(day)
     types = [e.type.removeprefix(TYPE_PREFIX) for e in service.store.events(feed.case_id)]
-    assert types == ["MeetingScheduled.v2"]
+    assert types == ["MeetingScheduled.v3"]
     # The same sequence again (a redelivery) is refused and stores nothing.
     assert service.applied_through() == feed.sequence[0]
     assert not service.apply_case_event(

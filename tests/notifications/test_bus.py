@@ -525,6 +525,7 @@ def test_a_rebuilt_service_decides_and_settles_what_live_did_and_sends_nothing_a
                 meeting_id=rg.meeting_id,
                 starts_at=rg.starts_at + timedelta(hours=2),
                 user_id=coordinator.user_id,
+                organisation_id=coordinator.organisation_id,
                 reason="Lokalen är upptagen",
             ),
         )

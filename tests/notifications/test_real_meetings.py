@@ -35,6 +35,7 @@ from tests.notifications.test_triggers import (
 )
 from vss_contracts import meeting_events as me
 from vss_contracts.meeting_events import MeetingKind, PlaceKind
+from vss_contracts.types import ActingPerson
 
 ANSWER_BASE = "https://vss.example.se/meetings"
 ANSWER_KEY = b"answer-link-key-of-these-tests-" + b"k" * 8
@@ -112,7 +113,7 @@ def test_a_proposed_meeting_is_told_to_the_coordinators_and_the_invitations_go_o
             place_kind=PlaceKind.OFFICE,
             location="Mottagningen",
             sequence=1,
-            confirmed_by="sara",
+            confirmed_by=ActingPerson(organisation_id="goteborg-soc", user_id="sara"),
         )
     )
     world.deliver()

@@ -37,6 +37,7 @@ from vss_contracts import meeting_events as me
 from vss_contracts.chain import GENESIS_HASH, chain_hash
 from vss_contracts.envelope import CloudEvent
 from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_LOG_POSITION, HEADER_MSG_ID
+from vss_contracts.types import ActingPerson
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 REGION, MUNICIPALITY = "region-vasterbotten", "umea-kommun"
@@ -53,7 +54,7 @@ def starts(day: int, hour: int = 10) -> datetime:
     return datetime(2026, 3, day, hour, 0, tzinfo=STOCKHOLM)
 
 
-def booked(meeting_id: uuid.UUID, day: int) -> me.MeetingScheduled:
+def booked(meeting_id: uuid.UUID, day: int, organisation: str = REGION) -> me.MeetingScheduled:
     return me.MeetingScheduled(
         meeting_id=meeting_id,
         kind=me.MeetingKind.RESOURCE_GROUP,
@@ -61,7 +62,7 @@ def booked(meeting_id: uuid.UUID, day: int) -> me.MeetingScheduled:
         ends_at=starts(day) + timedelta(hours=1),
         invitees=[CLIENT],
         reason="booked",
-        booked_by="anna",
+        booked_by=ActingPerson(organisation_id=organisation, user_id="anna"),
         location="Vårdcentralen",
     )
 
@@ -97,7 +98,8 @@ class MeetingFeed:
 
     def event(self, case_id: str, payload: me.MeetingEventData, *, by: str = REGION) -> Message:
         version, previous = self.heads.get(case_id, (0, GENESIS_HASH))
-        user = next((u for u in (getattr(payload, f, None) for f in ACTED_BY) if u is not None), None)
+        acted = next((p for p in (getattr(payload, f, None) for f in ACTED_BY) if p is not None), None)
+        user = None if acted is None else acted.user_id
         actor_id, actor_org = (user, by) if user is not None else ("vss-meetings", "vss")
         version += 1
         self.position += 1
@@ -196,7 +198,7 @@ def test_the_meetings_consumer_keeps_each_cases_meetings_once(
     messages = [
         feed.event(case_a, booked(first, 10)),
         feed.event(case_b, booked(theirs, 9)),
-        feed.event(case_a, booked(second, 5), by=MUNICIPALITY),  # another anna: another person
+        feed.event(case_a, booked(second, 5, MUNICIPALITY), by=MUNICIPALITY),  # another anna: another person
         feed.event(case_a, moved(first, 12, previous=10, sequence=1)),
         feed.event(
             case_a, me.MeetingReminderDue(meeting_id=second, starts_at=starts(5), days_before=3, sequence=0)
@@ -278,11 +280,16 @@ def test_a_rebuild_gives_the_live_meetings_and_the_live_consumer_follows_it(
         a, b = meeting_ids[case_id]
         messages += [
             feed.event(case_id, booked(a, 10 + i)),
-            feed.event(case_id, booked(b, 20 + i), by=MUNICIPALITY),
+            feed.event(case_id, booked(b, 20 + i, MUNICIPALITY), by=MUNICIPALITY),
             feed.event(case_id, moved(a, 16 + i, previous=10 + i, sequence=1)),
             feed.event(
                 case_id,
-                me.MeetingCancelled(meeting_id=b, sequence=1, reason="closed", cancelled_by="anna"),
+                me.MeetingCancelled(
+                    meeting_id=b,
+                    sequence=1,
+                    reason="closed",
+                    cancelled_by=ActingPerson(organisation_id=MUNICIPALITY, user_id="anna"),
+                ),
                 by=MUNICIPALITY,
             ),
         ]

@@ -44,6 +44,7 @@ from vss_contracts.meeting_events import (
 from vss_contracts.types import (
     CONTACT_PERIOD_DAYS,
     CONTACT_PERIOD_OF_PHASE,
+    ActingPerson,
     ContactPeriod,
     MemberKind,
     NamedCoordinator,
@@ -778,7 +779,7 @@ class MeetingSchedule:
         self.state.closed = True
         return decided
 
-    def _cancel(self, key: str, meeting: Meeting, reason: str, by: str | None = None) -> Decided:
+    def _cancel(self, key: str, meeting: Meeting, reason: str, by: ActingPerson | None = None) -> Decided:
         return self._decide(
             Decided(
                 self._id(key),
@@ -818,8 +819,8 @@ class MeetingSchedule:
         starts_at: datetime,
         minutes: int,
         user_id: str,
+        organisation_id: str,
         location: str | None,
-        organisation_id: str | None = None,
         kind: MeetingKind = MeetingKind.CLIENT_CONTACT,
         place_kind: PlaceKind | None = None,
     ) -> Decided:
@@ -827,8 +828,9 @@ class MeetingSchedule:
         group meeting (e.g. in place of one cancelled), which invites the whole group and
         carries the method's agenda.
 
-        The requester is invited as the case's coordinator only if they are that person:
-        the same user id at another organisation is someone else.
+        The requester (``organisation_id``, ``user_id``: the person, ADR 0023) is invited as
+        the case's coordinator only if they are that person: the same user id at another
+        organisation is someone else. The event names them as who booked it.
         """
         self._open_case_only()
         self._working_day_only(starts_at)
@@ -853,7 +855,7 @@ class MeetingSchedule:
                     ends_at=(starts_at + timedelta(minutes=minutes)).astimezone(STOCKHOLM),
                     invitees=invitees,
                     reason="booked",
-                    booked_by=user_id,
+                    booked_by=ActingPerson(organisation_id=organisation_id, user_id=user_id),
                     location=location,
                     place_kind=place_kind
                     if place_kind is not None
@@ -868,7 +870,14 @@ class MeetingSchedule:
         )
 
     def reschedule(
-        self, request_id: str, meeting_id: UUID, *, starts_at: datetime, user_id: str, reason: str
+        self,
+        request_id: str,
+        meeting_id: UUID,
+        *,
+        starts_at: datetime,
+        user_id: str,
+        organisation_id: str,
+        reason: str,
     ) -> Decided:
         meeting = self._upcoming_meeting(meeting_id)
         self._working_day_only(starts_at)
@@ -893,20 +902,23 @@ class MeetingSchedule:
                     previous_starts_at=meeting.starts_at,
                     sequence=meeting.sequence + 1,
                     reason=reason,
-                    moved_by=user_id,
+                    moved_by=ActingPerson(organisation_id=organisation_id, user_id=user_id),
                 ),
                 actor_id=user_id,
                 causation_id=request_id,
             )
         )
 
-    def cancel(self, request_id: str, meeting_id: UUID, *, user_id: str, reason: str) -> Decided:
+    def cancel(
+        self, request_id: str, meeting_id: UUID, *, user_id: str, organisation_id: str, reason: str
+    ) -> Decided:
         """A coordinator cancels a meeting of any kind, with a reason; everyone invited gets a
         CANCEL. A cancelled resource group meeting is not replaced by the schedule: the SIP's
         follow-up date still stands (``FollowUpOverdue`` if nobody meets by then), and the
         coordinators book the next one (:meth:`book`)."""
         meeting = self._upcoming_meeting(meeting_id)
-        decided = self._cancel(f"request/{request_id}", meeting, reason, by=user_id)
+        by = ActingPerson(organisation_id=organisation_id, user_id=user_id)
+        decided = self._cancel(f"request/{request_id}", meeting, reason, by=by)
         return Decided(decided.event_id, decided.data, actor_id=user_id, causation_id=request_id)
 
     def confirm(
@@ -919,6 +931,7 @@ class MeetingSchedule:
         place_kind: PlaceKind,
         location: str | None,
         user_id: str,
+        organisation_id: str,
     ) -> Decided:
         """A coordinator confirms a proposed meeting's time and place: the invitations go out."""
         meeting = self._upcoming_meeting(meeting_id)
@@ -936,7 +949,7 @@ class MeetingSchedule:
                     place_kind=place_kind,
                     location=place_text(place_kind, location),
                     sequence=meeting.sequence + 1,
-                    confirmed_by=user_id,
+                    confirmed_by=ActingPerson(organisation_id=organisation_id, user_id=user_id),
                 ),
                 actor_id=user_id,
                 causation_id=request_id,
@@ -987,7 +1000,9 @@ class MeetingSchedule:
             )
         )
 
-    def mark_held(self, request_id: str, meeting_id: UUID, *, held_on: date, user_id: str) -> Decided:
+    def mark_held(
+        self, request_id: str, meeting_id: UUID, *, held_on: date, user_id: str, organisation_id: str
+    ) -> Decided:
         meeting = self._upcoming_meeting(meeting_id)
         if held_on < meeting.starts_at.date():
             raise ScheduleError("held_not_before_start", f"the meeting starts on {meeting.starts_at.date()}")
@@ -995,7 +1010,10 @@ class MeetingSchedule:
             Decided(
                 self._id(f"request/{request_id}"),
                 me.MeetingHeld(
-                    meeting_id=meeting.meeting_id, kind=meeting.kind, held_on=held_on, recorded_by=user_id
+                    meeting_id=meeting.meeting_id,
+                    kind=meeting.kind,
+                    held_on=held_on,
+                    recorded_by=ActingPerson(organisation_id=organisation_id, user_id=user_id),
                 ),
                 actor_id=user_id,
                 causation_id=request_id,

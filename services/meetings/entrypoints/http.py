@@ -670,6 +670,7 @@ def reschedule_meeting(
             meeting_id,
             starts_at=body.starts_at,
             user_id=call.claims.user_id,
+            organisation_id=call.claims.organisation_id,
             reason=body.reason,
         )
 
@@ -697,7 +698,11 @@ def cancel_meeting(
         if meeting.status is MeetingStatus.CANCELLED:
             return meeting
         return schedule.cancel(
-            f"cancel/{meeting_id}/{call.key}", meeting_id, user_id=call.claims.user_id, reason=body.reason
+            f"cancel/{meeting_id}/{call.key}",
+            meeting_id,
+            user_id=call.claims.user_id,
+            organisation_id=call.claims.organisation_id,
+            reason=body.reason,
         )
 
     meeting, replayed = _run(request, case_id, call, decide)
@@ -730,6 +735,7 @@ def confirm_meeting(
             place_kind=body.place_kind,
             location=body.location,
             user_id=call.claims.user_id,
+            organisation_id=call.claims.organisation_id,
         )
 
     meeting, replayed = _run(request, case_id, call, decide)
@@ -754,7 +760,11 @@ def mark_meeting_held(
         if meeting.status is MeetingStatus.HELD and meeting.held_on == body.held_on:
             return meeting
         return schedule.mark_held(
-            f"held/{meeting_id}/{call.key}", meeting_id, held_on=body.held_on, user_id=call.claims.user_id
+            f"held/{meeting_id}/{call.key}",
+            meeting_id,
+            held_on=body.held_on,
+            user_id=call.claims.user_id,
+            organisation_id=call.claims.organisation_id,
         )
 
     meeting, replayed = _run(request, case_id, call, decide)

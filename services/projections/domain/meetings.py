@@ -49,7 +49,7 @@ COLUMNS = (
     "previous_starts_at",  # before the last reschedule
     "change_reason",  # of the last reschedule or the cancellation
     "changed_by",  # the user who booked, moved, confirmed, cancelled or recorded it (None: the rules)
-    "changed_by_organisation",  # that user's organisation: a user id names a person only with it
+    "changed_by_organisation",  # their organisation: a user id names a person only with it (None: unknown)
     "held_on",
     "version",  # the event of the case's schedule that last changed the meeting
     "event_id",
@@ -91,13 +91,19 @@ def _invitee(value: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _changed_by(record: MeetingRecord, user_id: str | None) -> dict[str, str | None]:
-    """Who made the change, as a person (ADR 0023): the user id the payload names, and the
-    organisation from the envelope (``actororg``, hashed with the payload), which names the
-    user id beside it (``actorid``). A change by the rules (no user) has neither; an envelope
-    naming someone else (not the payload's user) gives no organisation rather than a wrong one.
+def _changed_by(record: MeetingRecord, person: Mapping[str, Any] | None) -> dict[str, str | None]:
+    """Who made the change, as a person (ADR 0023): the payload's ``organisation_id`` and
+    ``user_id``. A payload upcast from a version that named the user id alone has a null
+    organisation: then the envelope's (``actororg``, hashed with the payload) when it names
+    that user (``actorid``); an envelope naming someone else gives no organisation rather
+    than a wrong one. A change by the rules (no person) has neither.
     """
-    organisation = record.actor_org if user_id is not None and record.actor_id == user_id else None
+    if person is None:
+        return {"changed_by": None, "changed_by_organisation": None}
+    user_id = person["user_id"]
+    organisation = person.get("organisation_id")
+    if organisation is None and record.actor_id == user_id:
+        organisation = record.actor_org
     return {"changed_by": user_id, "changed_by_organisation": organisation}
 
 

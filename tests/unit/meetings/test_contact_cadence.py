@@ -175,7 +175,12 @@ def test_a_period_set_after_an_interval_ended_leaves_that_interval_to_be_judged_
 # ---------------------------------------------------------------------- booked meetings count
 def book(schedule: Schedule, starts_at: datetime) -> UUID:
     decided = schedule.schedule.book(
-        str(uuid4()), starts_at=starts_at, minutes=60, user_id="sara", location=None
+        str(uuid4()),
+        starts_at=starts_at,
+        minutes=60,
+        user_id="sara",
+        organisation_id=SOCIAL.id,
+        location=None,
     )
     assert isinstance(decided.data, me.MeetingScheduled)
     return decided.data.meeting_id
@@ -194,7 +199,9 @@ def test_a_meeting_with_the_client_booked_in_the_interval_meets_it() -> None:
 def test_a_cancelled_meeting_does_not_meet_the_interval() -> None:
     schedule = Schedule().started(OPENED)
     meeting_id = book(schedule, stockholm(date(2026, 1, 8), 10))
-    schedule.schedule.cancel(str(uuid4()), meeting_id, user_id="sara", reason="Sjuk")
+    schedule.schedule.cancel(
+        str(uuid4()), meeting_id, user_id="sara", organisation_id=SOCIAL.id, reason="Sjuk"
+    )
 
     [report] = until(schedule, date(2026, 1, 13))
 

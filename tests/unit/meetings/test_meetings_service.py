@@ -40,6 +40,7 @@ from vss_contracts import meeting_events as me
 from vss_contracts.chain import GENESIS_HASH
 from vss_contracts.meeting_events import MeetingKind, decode_meeting_event
 from vss_contracts.types import (
+    ActingPerson,
     ContactMode,
     ContactPeriod,
     GoalKind,
@@ -232,6 +233,8 @@ def test_a_coordinator_books_a_client_meeting_on_a_working_day_and_is_named_its_
     assert (stored.state["actor_id"], stored.state["actor_organisation"]) == ("sara", SOCIAL.id)
     assert stored.state["principal"] == Principal.MUNICIPALITY.value
     assert stored.state["event_id"] == str(decided.event_id)
+    # The payload names the same person (ADR 0023), not the user id alone.
+    assert decided.data.booked_by == ActingPerson(organisation_id=SOCIAL.id, user_id="sara")  # type: ignore[attr-defined]
 
 
 def test_a_request_the_schedule_refuses_stores_nothing() -> None:
@@ -247,6 +250,7 @@ def test_a_request_the_schedule_refuses_stores_nothing() -> None:
                 starts_at=datetime(2026, 1, 6, 10, 0, tzinfo=STOCKHOLM),
                 minutes=30,
                 user_id="sara",
+                organisation_id=SOCIAL.id,
                 location=None,
             ),
         )
@@ -274,6 +278,7 @@ def test_timers_due_by_a_request_fire_before_it() -> None:
             starts_at=datetime(2026, 4, 29, 9, 0, tzinfo=STOCKHOLM),
             minutes=30,
             user_id="sara",
+            organisation_id=SOCIAL.id,
             location=None,
         ),
     )
@@ -294,6 +299,7 @@ def test_a_concurrent_writer_is_caught_by_the_revision_and_the_request_retried_o
                 starts_at=datetime(2026, 1, 8, 9, 0, tzinfo=STOCKHOLM),
                 minutes=30,
                 user_id="sara",
+                organisation_id=SOCIAL.id,
                 location=None,
             ),
         )
@@ -307,6 +313,7 @@ def test_a_concurrent_writer_is_caught_by_the_revision_and_the_request_retried_o
             starts_at=datetime(2026, 1, 9, 9, 0, tzinfo=STOCKHOLM),
             minutes=30,
             user_id="sara",
+            organisation_id=SOCIAL.id,
             location=None,
         ),
     )
@@ -406,13 +413,13 @@ def test_a_replay_applies_the_coordinators_requests_where_they_stood_in_history(
     request(
         datetime(2026, 1, 22, 9, tzinfo=UTC),
         lambda s: s.reschedule("r1", rg.meeting_id, starts_at=datetime(2026, 2, 6, 10, tzinfo=STOCKHOLM),
-                               user_id="sara", reason="Semester"),
+                               user_id="sara", organisation_id=SOCIAL.id, reason="Semester"),
     )  # fmt: skip
     feed.worksheet(date(2026, 1, 23))
     booked = next(m for m in live.service.meetings(feed.case_id) if m.kind is MeetingKind.CLIENT_CONTACT)
     request(
         datetime(2026, 1, 26, 9, tzinfo=UTC),
-        lambda s: s.cancel("c1", booked.meeting_id, user_id="sara", reason="Sjuk"),
+        lambda s: s.cancel("c1", booked.meeting_id, user_id="sara", organisation_id=SOCIAL.id, reason="Sjuk"),
     )
     feed.sip(date(2026, 2, 2), 1, follow_up=date(2026, 5, 4))  # moves the resource group meeting again
     request(
@@ -427,7 +434,9 @@ def test_a_replay_applies_the_coordinators_requests_where_they_stood_in_history(
     )
     request(
         datetime(2026, 2, 5, 9, tzinfo=UTC),
-        lambda s: s.mark_held("h1", second.meeting_id, held_on=date(2026, 2, 4), user_id="sara"),
+        lambda s: s.mark_held(
+            "h1", second.meeting_id, held_on=date(2026, 2, 4), user_id="sara", organisation_id=SOCIAL.id
+        ),
     )  # the last: after every case event
     live.service.fire_due(clock.now())
 
@@ -456,7 +465,7 @@ def _booking(meeting_id: int, day: int) -> me.MeetingScheduled:
         ends_at=datetime(2026, 1, day, 14, tzinfo=STOCKHOLM),
         invitees=[],
         reason="booked",
-        booked_by="sara",
+        booked_by=ActingPerson(organisation_id=SOCIAL.id, user_id="sara"),
     )
 
 
@@ -480,7 +489,7 @@ def test_an_adopted_request_that_no_longer_fits_is_dropped_and_the_case_stream_g
         previous_starts_at=datetime(2026, 1, 13, 10, tzinfo=STOCKHOLM),
         sequence=1,
         reason="Semester",
-        moved_by="sara",
+        moved_by=ActingPerson(organisation_id=SOCIAL.id, user_id="sara"),
     )
     store.requests = [adopted(feed.case_id, 1, 1, moved), adopted(feed.case_id, 2, None, _booking(8, 15))]
     feed.assign(MONDAY)  # position 2: the unfit request at 1 goes first, and is dropped
@@ -506,7 +515,7 @@ def test_a_request_made_before_any_case_position_is_known_has_no_place() -> None
         feed.case_id,
         SARA,
         lambda s: s.book("b", starts_at=datetime(2026, 1, 8, 9, tzinfo=STOCKHOLM), minutes=30,
-                         user_id="sara", location=None),
+                         user_id="sara", organisation_id=SOCIAL.id, location=None),
     )  # fmt: skip
     assert store.events(feed.case_id)[-1].state["case_position"] is None
 
@@ -526,7 +535,7 @@ def test_within_a_case_adopted_requests_keep_the_order_they_were_made_in() -> No
         previous_starts_at=booked.starts_at,
         sequence=1,
         reason="Semester",
-        moved_by="sara",
+        moved_by=ActingPerson(organisation_id=SOCIAL.id, user_id="sara"),
     )
 
     store.requests = [adopted(feed.case_id, 1, None, booked), adopted(feed.case_id, 2, 2, moved)]
@@ -534,7 +543,11 @@ def test_within_a_case_adopted_requests_keep_the_order_they_were_made_in() -> No
     feed.consent(MONDAY)  # position 3: the move is placed before it, but waits for the booking
     assert [r.sequence for r in store.requests] == [1, 2]
     with pytest.raises(ReplayInProgress):  # no new request while history is being applied
-        service.request(feed.case_id, SARA, lambda s: s.cancel("c", UUID(int=9), user_id="sara", reason="x"))
+        service.request(
+            feed.case_id,
+            SARA,
+            lambda s: s.cancel("c", UUID(int=9), user_id="sara", organisation_id=SOCIAL.id, reason="x"),
+        )
     service.fire_due(START)  # caught up: the booking, then the move
     assert store.requests == []
     [meeting] = service.meetings(feed.case_id)

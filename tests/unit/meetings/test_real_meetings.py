@@ -4,7 +4,7 @@ warning cancelling its crisis meeting. No service, no store."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from uuid import UUID, uuid4
 
 import pytest
@@ -13,11 +13,12 @@ from services.meetings.domain.agenda import CRISIS_AGENDA, RESOURCE_GROUP_AGENDA
 from services.meetings.domain.calendar import STOCKHOLM, local_datetime
 from services.meetings.domain.meeting import MeetingStatus
 from services.meetings.domain.schedule import MeetingSchedule, Rules, ScheduleError, restore, snapshot
-from tests.meetings.feed import CLIENT
+from tests.meetings.feed import CLIENT, SOCIAL
 from tests.unit.meetings.test_schedule import WORKING_DAYS, Schedule, payloads
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
 from vss_contracts.meeting_events import Answer, AnswerVia, MeetingKind, PlaceKind
+from vss_contracts.types import ActingPerson, ClosingReason
 
 NOW = datetime(2026, 2, 3, 12, 0, tzinfo=STOCKHOLM)
 
@@ -83,6 +84,7 @@ def test_a_proposed_meeting_has_no_reminders_until_it_is_confirmed() -> None:
         place_kind=PlaceKind.OFFICE,
         location=None,
         user_id="sara",
+        organisation_id=SOCIAL.id,
     )
     assert isinstance(confirmed.data, me.MeetingConfirmed)
     assert confirmed.data.location == "Kontor"  # the kind's name when no text is given
@@ -107,6 +109,7 @@ def test_only_a_proposed_meeting_is_confirmed() -> None:
             place_kind=PlaceKind.VIDEO,
             location="Teams",
             user_id="sara",
+            organisation_id=SOCIAL.id,
         )
     assert refused.value.rule == "meeting_is_proposed"
 
@@ -121,6 +124,7 @@ def test_the_next_meeting_is_where_the_group_last_met() -> None:
         place_kind=PlaceKind.OFFICE,
         location="Mottagningen",
         user_id="sara",
+        organisation_id=SOCIAL.id,
     )
     held_on = first.starts_at.date()
     schedule.on(
@@ -140,7 +144,7 @@ def test_a_resource_group_meeting_is_cancelled_with_a_reason_and_the_follow_up_c
     [meeting] = payloads(schedule.sip(date(2026, 2, 2), 1, follow_up=date(2026, 5, 4)))
     assert isinstance(meeting, me.MeetingScheduled)
     cancelled = schedule.schedule.cancel(
-        "req-4", meeting.meeting_id, user_id="sara", reason="Brukaren är bortrest"
+        "req-4", meeting.meeting_id, user_id="sara", organisation_id=SOCIAL.id, reason="Brukaren är bortrest"
     )
     assert isinstance(cancelled.data, me.MeetingCancelled)
     assert (cancelled.data.sequence, cancelled.data.reason) == (1, "Brukaren är bortrest")
@@ -153,6 +157,7 @@ def test_a_resource_group_meeting_is_cancelled_with_a_reason_and_the_follow_up_c
         starts_at=local_datetime(date(2026, 5, 5), time(10, 0)),
         minutes=60,
         user_id="sara",
+        organisation_id=SOCIAL.id,
         location=None,
         kind=MeetingKind.RESOURCE_GROUP,
         place_kind=PlaceKind.CLIENT_HOME,
@@ -215,6 +220,7 @@ def test_an_answer_is_to_the_invitation_as_it_stands() -> None:
         meeting.meeting_id,
         starts_at=local_datetime(date(2026, 5, 5), time(10, 0)),
         user_id="sara",
+        organisation_id=SOCIAL.id,
         reason="x",
     )
     assert plan.meeting(meeting.meeting_id).partstats == {}  # answered for the old time: asked again
@@ -264,6 +270,7 @@ def test_a_proposed_meeting_takes_no_answers_and_a_snapshot_keeps_places_agendas
         place_kind=PlaceKind.VIDEO,
         location="Teams",
         user_id="sara",
+        organisation_id=SOCIAL.id,
     )
     schedule.schedule.answer(
         "a-5",
@@ -288,3 +295,101 @@ def test_a_snapshot_stored_before_places_and_answers_restores_without_them() -> 
             del meeting[key]
     [meeting] = restore(value, Rules(), WORKING_DAYS).state.meetings.values()
     assert (meeting.place_kind, meeting.agenda, meeting.proposed, meeting.answers) == (None, [], False, {})
+
+
+def test_each_request_names_the_person_who_made_it_and_the_rules_nobody() -> None:
+    """Who booked, confirmed, moved, recorded or cancelled a meeting is a person (ADR 0023): a
+    namesake at another organisation is recorded as who they are."""
+    schedule, first = proposed_case()
+    assert first.booked_by is None  # the schedule proposed it
+    anna = ActingPerson(organisation_id="vgr-psykiatri-nordost", user_id="sara")  # Sara's namesake
+    sara = ActingPerson(organisation_id=SOCIAL.id, user_id="sara")
+    plan = schedule.schedule
+    confirmed = plan.confirm(
+        "p-1",
+        first.meeting_id,
+        starts_at=first.starts_at,
+        minutes=None,
+        place_kind=PlaceKind.OFFICE,
+        location=None,
+        user_id=anna.user_id,
+        organisation_id=anna.organisation_id,
+    )
+    assert isinstance(confirmed.data, me.MeetingConfirmed)
+    assert confirmed.data.confirmed_by == anna
+    moved = plan.reschedule(
+        "p-2",
+        first.meeting_id,
+        starts_at=first.starts_at + timedelta(days=1),
+        user_id="sara",
+        organisation_id=SOCIAL.id,
+        reason="Tolvan är bortrest",
+    )
+    assert isinstance(moved.data, me.MeetingRescheduled)
+    assert moved.data.moved_by == sara
+    held = plan.mark_held(
+        "p-3",
+        first.meeting_id,
+        held_on=first.starts_at.date() + timedelta(days=1),
+        user_id=anna.user_id,
+        organisation_id=anna.organisation_id,
+    )
+    assert isinstance(held.data, me.MeetingHeld)
+    assert held.data.recorded_by == anna
+    booked = plan.book(
+        "p-4",
+        starts_at=local_datetime(date(2026, 3, 3), time(10, 0)),
+        minutes=60,
+        user_id="sara",
+        organisation_id=SOCIAL.id,
+        location=None,
+    )
+    assert isinstance(booked.data, me.MeetingScheduled)
+    assert booked.data.booked_by == sara
+    cancelled = plan.cancel(
+        "p-5",
+        booked.data.meeting_id,
+        user_id=anna.user_id,
+        organisation_id=anna.organisation_id,
+        reason="Sjuk",
+    )
+    assert isinstance(cancelled.data, me.MeetingCancelled)
+    assert cancelled.data.cancelled_by == anna
+    for decided in (confirmed, moved, held, booked, cancelled):
+        assert decided.actor_id == "sara"  # the envelope's actor: the service sets its organisation
+    # A cancellation by the rules names nobody.
+    again = plan.book(
+        "p-6",
+        starts_at=local_datetime(date(2026, 3, 4), time(10, 0)),
+        minutes=60,
+        user_id="sara",
+        organisation_id=SOCIAL.id,
+        location=None,
+    )
+    closed = ce.CaseClosed(closed_on=date(2026, 3, 2), reason=ClosingReason.GOALS_ACHIEVED)
+    [by_the_rules] = [
+        p
+        for p in payloads(schedule.on(date(2026, 3, 2), closed))
+        if isinstance(p, me.MeetingCancelled) and p.meeting_id == again.data.meeting_id  # type: ignore[attr-defined]
+    ]
+    assert by_the_rules.cancelled_by is None
+
+
+def test_an_event_id_derives_from_the_request_not_from_who_made_it() -> None:
+    """Replaying a request makes the event id it made before: the id is the request's."""
+    schedule, _ = proposed_case()
+    copies = [restore(snapshot(schedule.schedule), Rules(), WORKING_DAYS) for _ in range(2)]
+    decided = [
+        plan.book(
+            "same-request",
+            starts_at=local_datetime(date(2026, 3, 3), time(10, 0)),
+            minutes=60,
+            user_id="sara",
+            organisation_id=organisation,
+            location=None,
+        )
+        for plan, organisation in zip(copies, (SOCIAL.id, "vgr-psykiatri-nordost"), strict=True)
+    ]
+    assert decided[0].event_id == decided[1].event_id
+    assert decided[0].data.meeting_id == decided[1].data.meeting_id  # type: ignore[attr-defined]
+    assert decided[0].data.booked_by != decided[1].data.booked_by  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ from services.projections.infrastructure.decoding import decode_meeting
 from services.shared.ics import STOCKHOLM, meeting_ics, meeting_uid
 from vss_contracts import meeting_events as me
 from vss_contracts.chain import GENESIS_HASH, cloud_event_hash
-from vss_contracts.types import ContactPeriod, NamedCoordinator, OrganisationRef, Principal
+from vss_contracts.types import ActingPerson, ContactPeriod, NamedCoordinator, OrganisationRef, Principal
 
 from .fakes import InMemoryReadModels
 
@@ -30,8 +30,15 @@ OTHER_CASE = "0c3e9d7a-1f2b-4a5c-8d6e-7f8091a2b3c4"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 REGION = OrganisationRef(id="region-vasterbotten", name="Region Västerbotten", principal=Principal.REGION)
 MUNICIPALITY = OrganisationRef(id="umea-kommun", name="Umeå kommun", principal=Principal.MUNICIPALITY)
-# Who acted on a meeting, as its payload names them (by user id alone).
+# Who acted on a meeting, as its payload names them: a person (ADR 0023).
 ACTED_BY = ("booked_by", "moved_by", "confirmed_by", "cancelled_by", "recorded_by")
+
+
+def person(organisation: OrganisationRef | None, user_id: str = "anna") -> ActingPerson:
+    """Who acted, as the payload names them (no organisation: as upcast from a version that
+    named the user id alone)."""
+    return ActingPerson(organisation_id=None if organisation is None else organisation.id, user_id=user_id)
+
 
 CLIENT = me.Invitee(
     invitee_id="member:client",
@@ -71,7 +78,8 @@ class Schedule:
         self, payload: me.MeetingEventData, case_id: str = CASE, *, by: OrganisationRef = REGION
     ) -> MeetingRecord:
         version, previous = self.heads.get(case_id, (0, GENESIS_HASH))
-        user = next((u for u in (getattr(payload, f, None) for f in ACTED_BY) if u is not None), None)
+        acted = next((p for p in (getattr(payload, f, None) for f in ACTED_BY) if p is not None), None)
+        user = None if acted is None else acted.user_id
         actor_id, actor_org = (user, by.id) if user is not None else ("vss-meetings", "vss")
         event_hash = hashlib.sha256(f"{case_id}/{version + 1}/{previous}".encode()).hexdigest()
         self.heads[case_id] = (version + 1, event_hash)
@@ -123,7 +131,9 @@ def only(models: InMemoryReadModels, case_id: str = CASE) -> dict[str, Any]:
 def test_a_booked_meeting_is_a_row_with_what_the_event_carries_and_no_contact_details() -> None:
     schedule, meeting_id = Schedule(), uuid4()
     record = schedule.record(
-        scheduled(meeting_id, at(10, 10), location="Vårdcentralen, rum 3", booked_by="anna", sip_version=2)
+        scheduled(
+            meeting_id, at(10, 10), location="Vårdcentralen, rum 3", booked_by=person(REGION), sip_version=2
+        )
     )
     row = only(project([record]))
     assert row == {
@@ -195,7 +205,7 @@ def test_a_proposed_meeting_confirmed_and_answered_shows_its_place_agenda_and_an
         place_kind=me.PlaceKind.OFFICE,
         location="Mottagningen",
         sequence=1,
-        confirmed_by="anna",
+        confirmed_by=person(REGION),
     )
     answered = me.MeetingAnswered(
         meeting_id=meeting_id,
@@ -250,7 +260,7 @@ def test_a_reschedule_moves_the_meeting_and_raises_its_sequence() -> None:
                 previous_starts_at=at(10, 10),
                 sequence=1,
                 reason="the client is ill",
-                moved_by="anna",
+                moved_by=person(REGION),
             )
         ),
     ]
@@ -325,11 +335,13 @@ def test_two_users_named_anna_at_two_organisations_are_two_people_in_the_rows() 
     # municipality's anna book and cancel meetings of one case, and each row says which.
     schedule, region, municipality, rules = Schedule(), uuid4(), uuid4(), uuid4()
     records = [
-        schedule.record(scheduled(region, at(10, 10), booked_by="anna"), by=REGION),
-        schedule.record(scheduled(municipality, at(11, 10), booked_by="anna"), by=MUNICIPALITY),
+        schedule.record(scheduled(region, at(10, 10), booked_by=person(REGION)), by=REGION),
+        schedule.record(scheduled(municipality, at(11, 10), booked_by=person(MUNICIPALITY)), by=MUNICIPALITY),
         schedule.record(scheduled(rules, at(12, 10), reason="sip_follow_up", sip_version=1)),
         schedule.record(
-            me.MeetingCancelled(meeting_id=municipality, sequence=1, reason="other", cancelled_by="anna"),
+            me.MeetingCancelled(
+                meeting_id=municipality, sequence=1, reason="other", cancelled_by=person(MUNICIPALITY)
+            ),
             by=MUNICIPALITY,
         ),
         schedule.record(
@@ -340,7 +352,7 @@ def test_two_users_named_anna_at_two_organisations_are_two_people_in_the_rows() 
                 previous_starts_at=at(12, 10),
                 sequence=1,
                 reason="the client is ill",
-                moved_by="anna",
+                moved_by=person(REGION),
             ),
             by=REGION,
         ),
@@ -362,12 +374,46 @@ def test_two_users_named_anna_at_two_organisations_are_two_people_in_the_rows() 
         (str(municipality), "cancelled", "anna", MUNICIPALITY.id),
         (str(rules), "rescheduled", "anna", REGION.id),
     ]
-    # An envelope naming someone other than the payload's user gives no organisation, not a wrong one.
+
+
+def test_the_payloads_organisation_names_who_acted_whatever_the_envelope_says() -> None:
+    """A payload that names the person is the word on it: an envelope naming another
+    organisation, or another user, changes nothing."""
+    schedule, meeting_id = Schedule(), uuid4()
+    booked = schedule.record(scheduled(meeting_id, at(10, 10), booked_by=person(MUNICIPALITY)), by=REGION)
+    models = project([booked])
+    assert (only(models)["changed_by"], only(models)["changed_by_organisation"]) == ("anna", MUNICIPALITY.id)
     held_by = me.MeetingHeld(
-        meeting_id=region, kind=me.MeetingKind.RESOURCE_GROUP, held_on=date(2026, 3, 10), recorded_by="anna"
+        meeting_id=meeting_id,
+        kind=me.MeetingKind.RESOURCE_GROUP,
+        held_on=date(2026, 3, 10),
+        recorded_by=person(MUNICIPALITY),
+    )
+    other = replace(schedule.record(held_by, by=REGION), actor_id="bo")
+    held = only(project([other], models))
+    assert (held["status"], held["changed_by"], held["changed_by_organisation"]) == (
+        "held",
+        "anna",
+        MUNICIPALITY.id,
+    )
+
+
+def test_an_upcast_payload_takes_the_organisation_from_an_envelope_naming_the_same_user() -> None:
+    """A payload upcast from a version that named the user id alone has no organisation: the
+    envelope's, hashed with it, names the same user's; an envelope naming someone else gives
+    none rather than a wrong one."""
+    schedule, meeting_id = Schedule(), uuid4()
+    booked = schedule.record(scheduled(meeting_id, at(10, 10), booked_by=person(None)), by=MUNICIPALITY)
+    models = project([booked])
+    assert (only(models)["changed_by"], only(models)["changed_by_organisation"]) == ("anna", MUNICIPALITY.id)
+    held_by = me.MeetingHeld(
+        meeting_id=meeting_id,
+        kind=me.MeetingKind.RESOURCE_GROUP,
+        held_on=date(2026, 3, 10),
+        recorded_by=person(None),
     )
     other = replace(schedule.record(held_by), actor_id="bo")
-    held = next(m for m in project([other], models).meetings(CASE) if m["meeting_id"] == str(region))
+    held = only(project([other], models))
     assert (held["status"], held["changed_by"], held["changed_by_organisation"]) == ("held", "anna", None)
 
 
@@ -624,6 +670,32 @@ def test_a_cancelled_meetings_calendar_entry_says_so() -> None:
     )
 
 
+def published(
+    type_name: str, data: dict[str, Any], *, version: int, prev_hash: str, actor: tuple[str, str]
+) -> MeetingRecord:
+    """A meeting event as the meetings service published it, decoded as the projections do."""
+    body: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": str(UUID(int=version)),
+        "source": "/vss/meetings",
+        "type": type_name,
+        "subject": CASE,
+        "time": "2026-01-20T08:00:00Z",
+        "datacontenttype": "application/json",
+        "data": data,
+        "caseversion": version,
+        "logposition": version,
+        "correlationid": str(UUID(int=version)),
+        "causationid": None,
+        "actorid": actor[0],
+        "actororg": actor[1],
+        "actorprincipal": "municipality",
+        "prevhash": prev_hash,
+    }
+    body["eventhash"] = cloud_event_hash(body, dumps=lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
+    return decode_meeting(orjson.dumps(body), version)
+
+
 def test_a_v1_meeting_as_published_upcasts_and_gives_the_row_it_gave() -> None:
     """A MeetingScheduled.v1 on the stream (before places and agendas) decodes, upcast, into the
     same row as before, with a place of no recorded kind and no agenda."""
@@ -638,26 +710,9 @@ def test_a_v1_meeting_as_published_upcasts_and_gives_the_row_it_gave() -> None:
         sip_version=1,
         location="Mottagningen, Storgatan 1",
     )
-    body: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": "0d9c8b7a-6f5e-5d4c-8b3a-000000000001",
-        "source": "/vss/meetings",
-        "type": v1.TYPE,
-        "subject": CASE,
-        "time": "2026-01-20T08:00:00Z",
-        "datacontenttype": "application/json",
-        "data": v1.model_dump(mode="json"),
-        "caseversion": 1,
-        "logposition": 1,
-        "correlationid": "0d9c8b7a-6f5e-5d4c-8b3a-000000000001",
-        "causationid": None,
-        "actorid": "vss-meetings",
-        "actororg": "vss",
-        "actorprincipal": "other",
-        "prevhash": GENESIS_HASH,
-    }
-    body["eventhash"] = cloud_event_hash(body, dumps=lambda v: orjson.dumps(v, option=orjson.OPT_SORT_KEYS))
-    record = decode_meeting(orjson.dumps(body), 1)
+    record = published(
+        v1.TYPE, v1.model_dump(mode="json"), version=1, prev_hash=GENESIS_HASH, actor=("vss-meetings", "vss")
+    )
     assert record.type == me.MeetingScheduled.TYPE
     assert (record.actor_id, record.actor_org) == ("vss-meetings", "vss")  # the envelope's
     assert record.hash_ok  # the hash is of the payload as published, not as upcast
@@ -669,3 +724,46 @@ def test_a_v1_meeting_as_published_upcasts_and_gives_the_row_it_gave() -> None:
         False,
     )
     assert row["sip_version"] == 1
+
+
+def test_each_earlier_version_naming_a_user_id_alone_gives_the_envelopes_organisation() -> None:
+    """MeetingScheduled.v2, MeetingConfirmed.v1, MeetingRescheduled.v1, MeetingCancelled.v1 and
+    MeetingHeld.v1 as published: upcast, who acted has no organisation, and the row takes the
+    envelope's where it names the same user, none where it names another."""
+    meeting_id = uuid4()
+    current = only(project([Schedule().record(scheduled(meeting_id, at(10, 10)))]))
+    when = {"starts_at": "2026-03-11T10:00:00+01:00", "ends_at": "2026-03-11T11:00:00+01:00"}
+    old: list[tuple[str, str, dict[str, Any]]] = [
+        (me.MeetingScheduledV2.TYPE, "booked_by",
+         {**when, "kind": "resource_group", "invitees": [], "reason": "booked"}),
+        (me.MeetingConfirmedV1.TYPE, "confirmed_by",
+         {**when, "place_kind": "office", "location": "Kontoret", "sequence": 1}),
+        (me.MeetingRescheduledV1.TYPE, "moved_by",
+         {**when, "previous_starts_at": "2026-03-10T10:00:00+01:00", "sequence": 1, "reason": "x"}),
+        (me.MeetingCancelledV1.TYPE, "cancelled_by", {"sequence": 1, "reason": "Sjuk"}),
+        (me.MeetingHeldV1.TYPE, "recorded_by", {"kind": "resource_group", "held_on": "2026-03-10"}),
+    ]  # fmt: skip
+    for version, (type_name, field, fields) in enumerate(old, start=1):
+        data = {"meeting_id": str(meeting_id), **fields, field: "anna"}
+        same = published(
+            type_name, data, version=version, prev_hash=GENESIS_HASH, actor=("anna", MUNICIPALITY.id)
+        )
+        assert same.type != type_name  # upcast
+        assert same.data[field] == {"organisation_id": None, "user_id": "anna"}  # nothing invented
+        assert same.hash_ok  # the hash is of the payload as published
+        handler = meetings.MEETING_HANDLERS.handler(same.type)
+        assert handler is not None
+        for record, organisation in ((same, MUNICIPALITY.id), (replace(same, actor_id="bo"), None)):
+            row = handler(current, record)
+            assert row is not None
+            assert (row["changed_by"], row["changed_by_organisation"]) == ("anna", organisation), type_name
+        by_the_rules = published(
+            type_name,
+            {**data, field: None},
+            version=version,
+            prev_hash=GENESIS_HASH,
+            actor=("vss-meetings", "vss"),
+        )
+        row = handler(current, by_the_rules)
+        assert row is not None
+        assert (row["changed_by"], row["changed_by_organisation"]) == (None, None), type_name
