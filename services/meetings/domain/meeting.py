@@ -12,6 +12,7 @@ from uuid import UUID
 import orjson
 
 from services.shared.ics import identity_from_json, identity_to_json, meeting_uid
+from services.shared.json_bytes import kept
 from vss_contracts.meeting_events import Answer, AnswerVia, Invitee, MeetingKind, PlaceKind
 
 
@@ -22,7 +23,7 @@ def invitee_from_json(value: dict[str, Any]) -> Invitee:
     few people, in every meeting it ever held) were the bulk of that work: validating
     e-mail addresses again and again. Invitees are frozen, so equal ones can be shared.
     """
-    return _invitee(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+    return _invitee(kept(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)))  # the cache keeps the key
 
 
 @lru_cache(maxsize=65_536)

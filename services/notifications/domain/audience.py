@@ -35,6 +35,7 @@ import orjson
 
 from services.shared.access import Grant, PersonKey, consent_in_force, kept_grants, person_covered
 from services.shared.ics import CalendarEntry, identity_from_json, identity_to_json
+from services.shared.json_bytes import kept
 from vss_contracts.meeting_events import Invitee
 from vss_contracts.notification_events import Recipient
 
@@ -169,7 +170,7 @@ def _invitee(value: dict[str, Any]) -> Invitee:
     if known is None:
         if len(_INVITEES) >= _INVITEES_KEPT:
             _INVITEES.clear()
-        known = _INVITEES[key] = Invitee.model_validate(value)
+        known = _INVITEES[kept(key)] = Invitee.model_validate(value)
     return known
 
 

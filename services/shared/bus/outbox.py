@@ -19,6 +19,7 @@ import orjson
 from services.shared.bus.names import BusNames
 from services.shared.bus.relay import OutboxMessage
 from services.shared.eventstore import EventStoreUrl
+from services.shared.json_bytes import kept
 from services.shared.tracing import TRACEPARENT
 from vss_contracts.envelope import dataschema_for
 from vss_contracts.subjects import HEADER_EVENT_TYPE, HEADER_LOG_POSITION, HEADER_MSG_ID
@@ -135,7 +136,7 @@ def published_event(
         state["event_id"],
         case_id,
         type_name,
-        orjson.dumps(body, option=orjson.OPT_UTC_Z),
+        kept(orjson.dumps(body, option=orjson.OPT_UTC_Z)),  # a relay holds a page of them
         state.get(TRACEPARENT),
     )
 
