@@ -174,21 +174,21 @@ def _invitee(value: dict[str, Any]) -> Invitee:
     return known
 
 
-_DUMPED: dict[int, tuple[Invitee, dict[str, Any]]] = {}
+_DUMPED: dict[int, tuple[Invitee, bytes]] = {}
 
 
 def _invitee_json(invitee: Invitee) -> dict[str, Any]:
     """An invitee as stored: dumped once per invitee object. The invitees read back are shared
     (:func:`_invitee`) and each audience is written back after each event of its case, so the
     same invitees were dumped by pydantic again and again. Keyed by identity: an entry keeps
-    its invitee alive, so the id is not reused meanwhile. A copy is handed out, as a fresh
-    dump would be."""
+    its invitee alive, so the id is not reused meanwhile. Each call reads the kept JSON into
+    a document of its own, as a fresh dump would be (nested dicts included)."""
     known = _DUMPED.get(id(invitee))
     if known is None:
         if len(_DUMPED) >= _INVITEES_KEPT:
             _DUMPED.clear()
-        known = _DUMPED[id(invitee)] = (invitee, invitee.model_dump(mode="json"))
-    return dict(known[1])
+        known = _DUMPED[id(invitee)] = (invitee, kept(orjson.dumps(invitee.model_dump(mode="json"))))
+    return dict(orjson.loads(known[1]))
 
 
 @dataclass

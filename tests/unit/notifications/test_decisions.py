@@ -369,20 +369,25 @@ def test_the_stored_form_is_what_pydantic_dumps_and_people_and_consent_is_it_wit
     case.consent(SOCIAL, until=date(2026, 6, 30))
     starts = AT + timedelta(days=7)
     client = Invitee(invitee_id="client", name="Tolvan", role=InviteeRole.CLIENT, email="tolvan@example.se")
+    nurse = Invitee(
+        invitee_id="member:nina", name="Nina", role=InviteeRole.PROFESSIONAL, organisation=REGION_PSYCH
+    )
     scheduled = me.MeetingScheduled(
         meeting_id=uuid4(),
         kind=MeetingKind.RESOURCE_GROUP,
         starts_at=starts,
         ends_at=starts + timedelta(hours=1),
-        invitees=[client],
+        invitees=[client, nurse],
         reason="sip_follow_up",
     )
     on_meeting_event(case.audience, scheduled, TODAY)
+    dumped = [client.model_dump(mode="json"), nurse.model_dump(mode="json")]
     first = case.audience.to_json()
-    assert first["meetings"][0]["invitees"] == [client.model_dump(mode="json")]
+    assert first["meetings"][0]["invitees"] == dumped
     first["meetings"][0]["invitees"][0]["name"] = "changed by a reader"
+    first["meetings"][0]["invitees"][1]["organisation"]["id"] = "someone-else"
     again = case.audience.to_json()  # a reader's change to one dump is not the next one's
-    assert again["meetings"][0]["invitees"] == [client.model_dump(mode="json")]
+    assert again["meetings"][0]["invitees"] == dumped
     people = case.audience.people_and_consent()
     assert "meetings" not in people
     assert people == {k: v for k, v in again.items() if k != "meetings"}
