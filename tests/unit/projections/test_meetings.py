@@ -40,6 +40,15 @@ def person(organisation: OrganisationRef | None, user_id: str = "anna") -> Actin
     return ActingPerson(organisation_id=None if organisation is None else organisation.id, user_id=user_id)
 
 
+def held_on_the_10th(meeting_id: UUID, recorded_by: ActingPerson) -> me.MeetingHeld:
+    return me.MeetingHeld(
+        meeting_id=meeting_id,
+        kind=me.MeetingKind.RESOURCE_GROUP,
+        held_on=date(2026, 3, 10),
+        recorded_by=recorded_by,
+    )
+
+
 CLIENT = me.Invitee(
     invitee_id="member:client",
     name="Tolvan Tolvansson",
@@ -383,12 +392,7 @@ def test_the_payloads_organisation_names_who_acted_whatever_the_envelope_says() 
     booked = schedule.record(scheduled(meeting_id, at(10, 10), booked_by=person(MUNICIPALITY)), by=REGION)
     models = project([booked])
     assert (only(models)["changed_by"], only(models)["changed_by_organisation"]) == ("anna", MUNICIPALITY.id)
-    held_by = me.MeetingHeld(
-        meeting_id=meeting_id,
-        kind=me.MeetingKind.RESOURCE_GROUP,
-        held_on=date(2026, 3, 10),
-        recorded_by=person(MUNICIPALITY),
-    )
+    held_by = held_on_the_10th(meeting_id, person(MUNICIPALITY))
     other = replace(schedule.record(held_by, by=REGION), actor_id="bo")
     held = only(project([other], models))
     assert (held["status"], held["changed_by"], held["changed_by_organisation"]) == (
@@ -406,12 +410,7 @@ def test_an_upcast_payload_takes_the_organisation_from_an_envelope_naming_the_sa
     booked = schedule.record(scheduled(meeting_id, at(10, 10), booked_by=person(None)), by=MUNICIPALITY)
     models = project([booked])
     assert (only(models)["changed_by"], only(models)["changed_by_organisation"]) == ("anna", MUNICIPALITY.id)
-    held_by = me.MeetingHeld(
-        meeting_id=meeting_id,
-        kind=me.MeetingKind.RESOURCE_GROUP,
-        held_on=date(2026, 3, 10),
-        recorded_by=person(None),
-    )
+    held_by = held_on_the_10th(meeting_id, person(None))
     other = replace(schedule.record(held_by), actor_id="bo")
     held = only(project([other], models))
     assert (held["status"], held["changed_by"], held["changed_by_organisation"]) == ("held", "anna", None)
