@@ -5,30 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-import orjson
-
 from services.shared.ics import identity_from_json, identity_to_json, meeting_uid
-from services.shared.json_bytes import kept
+from services.shared.invitees import invitee_from_json, invitee_json
 from vss_contracts.meeting_events import Answer, AnswerVia, Invitee, MeetingKind, PlaceKind
-
-
-def invitee_from_json(value: dict[str, Any]) -> Invitee:
-    """An invitee from its JSON, validated once per distinct value.
-
-    A schedule is restored for every case event it applies, and its invitees (the same
-    few people, in every meeting it ever held) were the bulk of that work: validating
-    e-mail addresses again and again. Invitees are frozen, so equal ones can be shared.
-    """
-    return _invitee(kept(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)))  # the cache keeps the key
-
-
-@lru_cache(maxsize=65_536)
-def _invitee(raw: bytes) -> Invitee:
-    return Invitee.model_validate_json(raw)
 
 
 class MeetingStatus(StrEnum):
@@ -110,7 +92,7 @@ class Meeting:
     def to_json(self) -> dict[str, Any]:
         return {
             **identity_to_json(self),
-            "invitees": [i.model_dump(mode="json") for i in self.invitees.values()],
+            "invitees": [invitee_json(i) for i in self.invitees.values()],
             "reason": self.reason,
             "sequence": self.sequence,
             "status": self.status.value,
@@ -118,7 +100,7 @@ class Meeting:
             "warning_id": str(self.warning_id) if self.warning_id else None,
             "location": self.location,
             "held_on": self.held_on.isoformat() if self.held_on else None,
-            "dropped": [i.model_dump(mode="json") for i in self.dropped.values()],
+            "dropped": [invitee_json(i) for i in self.dropped.values()],
             "reminders_sent": list(self.reminders_sent),
             "rating_requested": self.rating_requested,
             "place_kind": self.place_kind.value if self.place_kind else None,

@@ -26,9 +26,10 @@ from uuid import UUID, uuid5
 
 from services.meetings.domain.agenda import agenda_of, place_text
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays, local_datetime
-from services.meetings.domain.meeting import Answered, Meeting, MeetingStatus, invitee_from_json
+from services.meetings.domain.meeting import Answered, Meeting, MeetingStatus
 from services.shared.access import Grant, consent_in_force, coordinator_id, kept_grants, person_covered
 from services.shared.dispatch import EventHandlers
+from services.shared.invitees import invitee_from_json, invitee_json
 from vss_contracts import case_events as ce
 from vss_contracts import meeting_events as me
 from vss_contracts.case_events import CaseEventData
@@ -1151,7 +1152,7 @@ class MeetingSchedule:
 def snapshot(schedule: MeetingSchedule) -> dict[str, Any]:
     """The schedule as JSON, stored beside its events (loading never replays a stream)."""
     s = schedule.state
-    dump = [i.model_dump(mode="json") for i in s.plan_contacts]
+    dump = [invitee_json(i) for i in s.plan_contacts]
     return {
         "version": schedule.version,
         "revision": schedule.revision,
@@ -1160,10 +1161,10 @@ def snapshot(schedule: MeetingSchedule) -> dict[str, Any]:
         "phase": s.phase.value,
         "phase_since": _iso(s.phase_since),
         "closed": s.closed,
-        "client": s.client.model_dump(mode="json") if s.client else None,
+        "client": invitee_json(s.client) if s.client else None,
         "client_pin": s.client_pin,
-        "coordinators": {k: v.model_dump(mode="json") for k, v in s.coordinators.items()},
-        "members": {k: v.model_dump(mode="json") for k, v in s.members.items()},
+        "coordinators": {k: invitee_json(v) for k, v in s.coordinators.items()},
+        "members": {k: invitee_json(v) for k, v in s.members.items()},
         "opened_by": s.opened_by,
         "consent_orgs": s.consent_orgs,
         "consent_given": s.consent_given,

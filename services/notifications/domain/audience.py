@@ -31,11 +31,9 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-import orjson
-
 from services.shared.access import Grant, PersonKey, consent_in_force, kept_grants, person_covered
 from services.shared.ics import CalendarEntry, identity_from_json, identity_to_json
-from services.shared.json_bytes import kept
+from services.shared.invitees import invitee_from_json, invitee_json
 from vss_contracts.meeting_events import Invitee
 from vss_contracts.notification_events import Recipient
 
@@ -132,7 +130,7 @@ class MeetingCopy(CalendarEntry):
         return {
             **identity_to_json(self),
             "sequence": self.sequence,
-            "invitees": [_invitee_json(i) for i in self.invitees.values()],
+            "invitees": [invitee_json(i) for i in self.invitees.values()],
             "location": self.location,
             "cancelled": self.is_cancelled,
             "agenda": list(self.agenda),
@@ -141,7 +139,7 @@ class MeetingCopy(CalendarEntry):
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> MeetingCopy:
-        invitees = [_invitee(i) for i in value["invitees"]]
+        invitees = [invitee_from_json(i) for i in value["invitees"]]
         return cls(
             **identity_from_json(value),
             sequence=value["sequence"],
@@ -151,44 +149,6 @@ class MeetingCopy(CalendarEntry):
             agenda=list(value.get("agenda", [])),  # not kept before agendas
             proposed=value.get("proposed", False),
         )
-
-
-_INVITEES: dict[bytes, Invitee] = {}
-_INVITEES_KEPT = 4096
-
-
-def _invitee(value: dict[str, Any]) -> Invitee:
-    """An invitee the service stored, read back: validated once per distinct value.
-
-    The audience is read back for each event of its case, and each meeting copied for each
-    notice, so the same invitees were validated again and again (their e-mail addresses
-    by email-validator: a tenth of the process's CPU). An invitee is frozen: one may be
-    shared. Dict operations are atomic, so threads may share the cache. The key is the
-    value's JSON (its keys in the order the model dumps them)."""
-    key = orjson.dumps(value)
-    known = _INVITEES.get(key)
-    if known is None:
-        if len(_INVITEES) >= _INVITEES_KEPT:
-            _INVITEES.clear()
-        known = _INVITEES[kept(key)] = Invitee.model_validate(value)
-    return known
-
-
-_DUMPED: dict[int, tuple[Invitee, bytes]] = {}
-
-
-def _invitee_json(invitee: Invitee) -> dict[str, Any]:
-    """An invitee as stored: dumped once per invitee object. The invitees read back are shared
-    (:func:`_invitee`) and each audience is written back after each event of its case, so the
-    same invitees were dumped by pydantic again and again. Keyed by identity: an entry keeps
-    its invitee alive, so the id is not reused meanwhile. Each call reads the kept JSON into
-    a document of its own, as a fresh dump would be (nested dicts included)."""
-    known = _DUMPED.get(id(invitee))
-    if known is None:
-        if len(_DUMPED) >= _INVITEES_KEPT:
-            _DUMPED.clear()
-        known = _DUMPED[id(invitee)] = (invitee, kept(orjson.dumps(invitee.model_dump(mode="json"))))
-    return dict(orjson.loads(known[1]))
 
 
 @dataclass
