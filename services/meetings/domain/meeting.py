@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -132,3 +133,76 @@ class Meeting:
             proposed=value.get("proposed", False),
             answers={k: Answered.from_json(a) for k, a in value.get("answers", {}).items()},
         )
+
+
+class MeetingBook(MutableMapping[str, Meeting]):
+    """A schedule's meetings by id, in the order they came (a stored schedule's: by id).
+
+    A schedule keeps every meeting it ever had, so a long-lived case's schedule holds many
+    that are over. Those (held or cancelled) are kept as the JSON its snapshot stores until
+    one is asked for: loading and saving a schedule then decodes and encodes only the
+    meetings still to come, which are always objects.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, meetings: Mapping[str, Meeting] | None = None) -> None:
+        self._entries: dict[str, Meeting | dict[str, Any]] = dict(meetings or {})
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, dict[str, Any]]) -> MeetingBook:
+        book = cls()
+        book._entries = {
+            key: Meeting.from_json(entry) if entry["status"] == MeetingStatus.SCHEDULED.value else entry
+            for key, entry in value.items()
+        }
+        return book
+
+    def to_json(self) -> dict[str, Any]:
+        entries = self._entries
+        return {key: e.to_json() if isinstance(e, Meeting) else e for key, e in entries.items()}
+
+    def __getitem__(self, key: str) -> Meeting:
+        entry = self._entries[key]
+        if not isinstance(entry, Meeting):
+            entry = self._entries[key] = Meeting.from_json(entry)
+        return entry
+
+    def __setitem__(self, key: str, meeting: Meeting) -> None:
+        self._entries[key] = meeting
+
+    def __delitem__(self, key: str) -> None:
+        del self._entries[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __repr__(self) -> str:
+        return f"MeetingBook({len(self._entries)} meetings)"
+
+    def scheduled(self) -> Iterator[Meeting]:
+        """The meetings still to come, without decoding those that are over."""
+        return (m for m in self._entries.values() if isinstance(m, Meeting) and m.is_upcoming)
+
+    def settle(self) -> None:
+        """Order the meetings by id and keep those that are over as their JSON again, as a
+        stored schedule's are (with the stored JSON's sorted keys)."""
+        entries = dict(sorted(self._entries.items()))
+        for key, entry in entries.items():
+            if isinstance(entry, Meeting) and not entry.is_upcoming:
+                entries[key] = _keys_sorted(entry.to_json())
+        self._entries = entries
+
+
+def _keys_sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _keys_sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_keys_sorted(item) for item in value]
+    return value

@@ -26,7 +26,7 @@ from uuid import UUID, uuid5
 
 from services.meetings.domain.agenda import agenda_of, place_text
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays, local_datetime
-from services.meetings.domain.meeting import Answered, Meeting, MeetingStatus
+from services.meetings.domain.meeting import Answered, Meeting, MeetingBook, MeetingStatus
 from services.shared.access import Grant, consent_in_force, coordinator_id, kept_grants, person_covered
 from services.shared.dispatch import EventHandlers
 from services.shared.invitees import invitee_from_json, invitee_json
@@ -128,7 +128,7 @@ class ScheduleState:
     consent_relatives: bool = False
     consent_valid_until: date | None = None  # the consent's last day; None: open-ended
     plan_contacts: list[Invitee] = field(default_factory=list)
-    meetings: dict[str, Meeting] = field(default_factory=dict)  # by meeting id
+    meetings: MeetingBook = field(default_factory=MeetingBook)  # by meeting id
     follow_up: tuple[int, date, date] | None = None  # (SIP version, follow-up date, decided on)
     follow_up_reported: bool = False
     initial_sip: bool = False  # the last SIP was an initial one (before the mapping summary)
@@ -195,7 +195,7 @@ class MeetingSchedule:
     # ------------------------------------------------------------------------- questions
     def upcoming(self, kind: MeetingKind | None = None) -> list[Meeting]:
         return sorted(
-            (m for m in self.state.meetings.values() if m.is_upcoming and (kind is None or m.kind is kind)),
+            (m for m in self.state.meetings.scheduled() if kind is None or m.kind is kind),
             key=lambda m: m.starts_at,
         )
 
@@ -1171,7 +1171,7 @@ def snapshot(schedule: MeetingSchedule) -> dict[str, Any]:
         "consent_relatives": s.consent_relatives,
         "consent_valid_until": _iso(s.consent_valid_until),
         "plan_contacts": dump,
-        "meetings": {k: m.to_json() for k, m in s.meetings.items()},
+        "meetings": s.meetings.to_json(),
         "follow_up": [s.follow_up[0], s.follow_up[1].isoformat(), s.follow_up[2].isoformat()]
         if s.follow_up
         else None,
@@ -1198,8 +1198,8 @@ def settle(schedule: MeetingSchedule) -> None:
     state = schedule.state
     state.coordinators = dict(sorted(state.coordinators.items()))
     state.members = dict(sorted(state.members.items()))
-    state.meetings = dict(sorted(state.meetings.items()))
-    for meeting in state.meetings.values():
+    state.meetings.settle()  # those over as their JSON: only the meetings to come are objects
+    for meeting in state.meetings.scheduled():
         meeting.starts_at = datetime.fromisoformat(meeting.starts_at.isoformat())
         meeting.ends_at = datetime.fromisoformat(meeting.ends_at.isoformat())
         meeting.answers = {
@@ -1234,7 +1234,7 @@ def restore(value: dict[str, Any], rules: Rules, calendar: WorkingDays) -> Meeti
         # Snapshots stored before the end date was kept have none: open-ended, as then.
         consent_valid_until=_date(value.get("consent_valid_until")),
         plan_contacts=[invitee_from_json(v) for v in value["plan_contacts"]],
-        meetings={k: Meeting.from_json(v) for k, v in value["meetings"].items()},
+        meetings=MeetingBook.from_json(value["meetings"]),
         follow_up=(follow_up[0], date.fromisoformat(follow_up[1]), date.fromisoformat(follow_up[2]))
         if follow_up
         else None,

@@ -23,6 +23,7 @@ from services.meetings.application.service import (
     Requester,
 )
 from services.meetings.domain.calendar import STOCKHOLM, WorkingDays
+from services.meetings.domain.meeting import Meeting
 from services.meetings.domain.schedule import (
     Decided,
     MeetingSchedule,
@@ -765,6 +766,36 @@ def test_a_schedule_kept_in_memory_and_settled_is_the_one_its_snapshot_restores(
             (m.starts_at.tzinfo, m.ends_at.tzinfo) for m in restored.state.meetings.values()
         ]
     assert len(kept.state.meetings) >= 1
+
+
+def test_a_settled_schedule_keeps_the_meetings_that_are_over_as_their_stored_json() -> None:
+    """A long-lived case's schedule holds every meeting it ever had: loading and saving it
+    decodes and encodes only those still to come, and one that is over is decoded when asked
+    for, as the snapshot restores it."""
+    _, applied, _ = _applied_one_by_one()
+    first_case = applied[0]["case_id"]
+    kept = MeetingSchedule(ScheduleState(case_id=first_case), Rules(), WORKING_DAYS)
+    for event in applied:
+        if event["case_id"] == first_case:
+            kept.on_case_event(UUID(event["event_id"]), event["recorded_at"], event["data"])
+    settle(kept)
+    stored = orjson.loads(orjson.dumps(snapshot(kept), option=orjson.OPT_SORT_KEYS))
+    over = sorted(k for k, m in stored["meetings"].items() if m["status"] != "scheduled")
+    assert over  # held or cancelled ...
+    assert len(over) < len(stored["meetings"])  # ... and some to come
+    for schedule in (kept, restore(stored, Rules(), WORKING_DAYS)):
+        book = schedule.state.meetings
+        assert sorted(k for k, e in book._entries.items() if isinstance(e, dict)) == over
+        schedule.timers()  # the upcoming meetings' timers need no meeting that is over
+        assert sorted(k for k, e in book._entries.items() if isinstance(e, dict)) == over
+        assert snapshot(schedule)["meetings"] == stored["meetings"]
+    restored = restore(stored, Rules(), WORKING_DAYS)
+    asked = restored.state.meetings[over[0]]  # decoded now, and kept decoded until settled
+    assert asked == Meeting.from_json(stored["meetings"][over[0]])
+    assert not asked.is_upcoming
+    assert restored.state == kept.state
+    settle(restored)
+    assert isinstance(restored.state.meetings._entries[over[0]], dict)
 
 
 def test_a_schedule_kept_from_an_earlier_batch_gives_way_to_another_writers_change() -> None:
