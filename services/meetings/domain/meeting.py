@@ -190,6 +190,16 @@ class MeetingBook(MutableMapping[str, Meeting]):
         """The meetings still to come, without decoding those that are over."""
         return (m for m in self._entries.values() if isinstance(m, Meeting) and m.is_upcoming)
 
+    def with_client(self) -> Iterator[tuple[MeetingStatus, datetime]]:
+        """(status, start) of each meeting the client is invited to, without decoding those
+        that are over (the contact cadence asks on each of its checks)."""
+        for entry in self._entries.values():
+            if isinstance(entry, Meeting):
+                if "client" in entry.invitees:
+                    yield entry.status, entry.starts_at
+            elif any(i["invitee_id"] == "client" for i in entry["invitees"]):
+                yield MeetingStatus(entry["status"]), datetime.fromisoformat(entry["starts_at"])
+
     def settle(self) -> None:
         """Order the meetings by id and keep those that are over as their JSON again, as a
         stored schedule's are (with the stored JSON's sorted keys)."""

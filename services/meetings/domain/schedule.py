@@ -309,10 +309,9 @@ class MeetingSchedule:
         or held): a booked meeting meets the cadence (ADR 0019)."""
         return sorted(
             day
-            for m in self.state.meetings.values()
-            if "client" in m.invitees
-            and m.status is not MeetingStatus.CANCELLED
-            and start <= (day := m.starts_at.astimezone(STOCKHOLM).date()) <= end
+            for status, starts_at in self.state.meetings.with_client()
+            if status is not MeetingStatus.CANCELLED
+            and start <= (day := starts_at.astimezone(STOCKHOLM).date()) <= end
         )
 
     def _advance_cadence(self) -> None:

@@ -786,8 +786,15 @@ def test_a_settled_schedule_keeps_the_meetings_that_are_over_as_their_stored_jso
     for schedule in (kept, restore(stored, Rules(), WORKING_DAYS)):
         book = schedule.state.meetings
         assert sorted(k for k, e in book._entries.items() if isinstance(e, dict)) == over
-        schedule.timers()  # the upcoming meetings' timers need no meeting that is over
+        schedule.timers()  # the upcoming meetings' timers need no meeting that is over ...
+        days = schedule._booked_client_days(date.min, date.max)  # ... nor the contact cadence
         assert sorted(k for k, e in book._entries.items() if isinstance(e, dict)) == over
+        assert days  # the client was met, or is to be
+        assert days == sorted(
+            m.starts_at.astimezone(STOCKHOLM).date()
+            for m in map(Meeting.from_json, stored["meetings"].values())
+            if "client" in m.invitees and not m.is_cancelled
+        )
         assert snapshot(schedule)["meetings"] == stored["meetings"]
     restored = restore(stored, Rules(), WORKING_DAYS)
     asked = restored.state.meetings[over[0]]  # decoded now, and kept decoded until settled
