@@ -171,6 +171,30 @@ def test_a_refusal_is_judged_on_the_version_it_is_decided_on(
     assert [(r.organisation_id, r.resource) for r in denied] == [(BORAS.organisation_id, "command")]
 
 
+def test_a_writer_left_out_since_the_cached_copy_is_refused_and_logged(
+    api: Api, clock: FixedClock, access_log: AccessLogStore, service: CaseService, open_store: StoreFactory
+) -> None:
+    """The API's cached copy still has VGR's coordinator; another process has recorded that she
+    left. VGR's command passes the early check on the cached copy, is refused on the stored
+    case (``actor_not_involved``), and that refusal is in the access log as the early one is."""
+    case_id = _opened(api, clock)
+    left = cmd.UnassignCoordinator(unassigned_on=clock.today())
+    other = CaseService(open_store(), clock)
+    other.execute(new_request(BORAS), case_id, lambda case: case.unassign_coordinator(VGR.user_id, left))
+    version = other.get(case_id).version
+
+    response = api.post(f"/{case_id}/worksheets", _worksheet(clock, GOTEBORG), actor=VGR)
+
+    assert response.status_code == 403, response.text
+    assert response.json()["rule"] == "actor_not_involved"
+    assert service.get(case_id).version == version  # nothing recorded
+    denied = [r for _, r in access_log.for_case(str(case_id), 0, 100) if r.outcome == "denied"]
+    assert [(r.user_id, r.organisation_id, r.resource) for r in denied] == [
+        (VGR.user_id, VGR.organisation_id, "command")
+    ]
+    assert (denied[0].reason or "").startswith("actor_not_involved: ")
+
+
 def test_a_refusal_by_the_cases_rules_is_logged_as_the_read_it_is(
     api: Api, clock: FixedClock, access_log: AccessLogStore
 ) -> None:

@@ -576,9 +576,14 @@ def run(call: CommandCall, body: BaseModel, case_id: UUID, action: Callable[[Cas
         return call.service.execute(call.fingerprinted(body), case_id, action)
     except CaseUnreadable:
         raise _no_access(call.http, case_id, call.request.actor, "command") from None
+    except NotAllowed as refused:
+        # The write rule's 403 tells nothing of the case, but is a refusal all the same: logged
+        # as the early check logs it (this one is decided on the stored case, which a cached
+        # copy that let the early check pass may be behind).
+        _log(call.http, call.request.actor, "command", "denied", f"{refused.rule}: {refused.detail}")
+        raise
     except CaseRuleViolation as refused:
-        if not isinstance(refused, NotAllowed):  # a 403 of the write rule tells nothing of the case
-            _log(call.http, call.request.actor, "command_refusal", "granted", refused.rule)
+        _log(call.http, call.request.actor, "command_refusal", "granted", refused.rule)
         raise
     except InvalidCommand as invalid:  # judged against the case's state: it may name its people
         _log(
