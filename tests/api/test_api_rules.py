@@ -17,6 +17,7 @@ import pytest
 from services.case.domain import commands as cmd
 from services.case.domain import errors
 from services.case.domain.events import Actor
+from services.shared.access_log import AccessLogStore
 from tests.api.conftest import Api
 from tests.support.actors import ACTORS, SOCIAL_INSURANCE_AGENCY, coordinator_for, make_actor, organisation_of
 from tests.support.scenario import (
@@ -631,7 +632,7 @@ def test_every_named_rule_has_an_api_case() -> None:
 
 @pytest.mark.parametrize("case", RULES, ids=lambda c: c.rule.rule)
 def test_rule_violation_is_a_problem_naming_the_rule(
-    api: Api, scenario: CaseScenario, case: RuleCase
+    api: Api, scenario: CaseScenario, case: RuleCase, access_log: AccessLogStore, actor: Actor
 ) -> None:
     case.stage(scenario)
     case.before(scenario)
@@ -660,6 +661,17 @@ def test_rule_violation_is_a_problem_naming_the_rule(
     assert problem["detail"].endswith(errors.DEVIATION_HINT) is offered
     after = scenario.service.get(scenario.case_id)  # type: ignore[arg-type]
     assert after.version == before.version, "a refused command appended nothing"
+    # Every refusal is in the access log: as denied to one who does not write this case, as
+    # what was read to one who does.
+    last = access_log.latest_for_case(str(scenario.case_id), 1)[0][1]
+    who = case.actor or actor
+    assert (last.resource, last.outcome, last.user_id, last.organisation_id) == (
+        "command" if case.rule in (errors.ActorNotInvolved, errors.NotTheClient) else "command_refusal",
+        "denied" if case.rule in (errors.ActorNotInvolved, errors.NotTheClient) else "granted",
+        who.user_id,
+        who.organisation_id,
+    )
+    assert (last.reason or "").startswith(case.rule.rule)
 
 
 # ----------------------------------------------------------------- deviations from the method

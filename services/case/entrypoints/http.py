@@ -46,7 +46,13 @@ from services.case.application.service import (
 )
 from services.case.domain import commands as cmd
 from services.case.domain.case import Case, CaseState
-from services.case.domain.errors import CaseRuleViolation, InvalidCommand, NotAllowed
+from services.case.domain.errors import (
+    ActorNotInvolved,
+    CaseRuleViolation,
+    InvalidCommand,
+    NotAllowed,
+    NotTheClient,
+)
 from services.case.domain.events import Actor
 from services.shared.access import AccessRecorder, Grant, grants, may_read, record_access, refusal
 from services.shared.auth import TokenService
@@ -576,13 +582,15 @@ def run(call: CommandCall, body: BaseModel, case_id: UUID, action: Callable[[Cas
         return call.service.execute(call.fingerprinted(body), case_id, action)
     except CaseUnreadable:
         raise _no_access(call.http, case_id, call.request.actor, "command") from None
-    except NotAllowed as refused:
-        # The write rule's 403 tells nothing of the case, but is a refusal all the same: logged
-        # as the early check logs it (this one is decided on the stored case, which a cached
-        # copy that let the early check pass may be behind).
+    except (ActorNotInvolved, NotTheClient) as refused:
+        # Not one who writes this case: logged as the early check logs it (this refusal is
+        # decided on the stored case, which a cached copy that let the early check pass may be
+        # behind).
         _log(call.http, call.request.actor, "command", "denied", f"{refused.rule}: {refused.detail}")
         raise
     except CaseRuleViolation as refused:
+        # Any other rule, also one of what a writer of the case may do (a coordinator confirming
+        # the client's SIP), is decided on the open case by one who may read it.
         _log(call.http, call.request.actor, "command_refusal", "granted", refused.rule)
         raise
     except InvalidCommand as invalid:  # judged against the case's state: it may name its people
