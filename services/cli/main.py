@@ -1269,6 +1269,7 @@ def projections_rebuild(
                 progress=show,
                 notifications=settings.notification_names(),
                 meetings=settings.meeting_names(),
+                kept_views=settings.rebuild_kept_views,
             )
         )
     except HistoryIncomplete as error:

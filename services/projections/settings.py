@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.projections.application.projector import KEPT_VIEWS
 from services.shared.bus.names import BusNames
 from services.shared.settings import (
     AccessLogSettings,
@@ -38,6 +39,13 @@ class ProjectionsSettings(CommonSettings, BusSettings, AccessLogSettings, PlanLi
         default=25, ge=1, description="Active cases above which a caseload is flagged"
     )
     due_within_days: int = Field(default=14, ge=0, description="A follow-up this close counts as due")
+    rebuild_kept_views: int = Field(
+        default=KEPT_VIEWS,
+        ge=1,
+        le=10_000_000,
+        description="Case views a rebuild keeps in memory; the least recently changed beyond are"
+        " written to the new copy and read back at their case's next event",
+    )
     case_host: str = "127.0.0.1"
     case_port: int = Field(default=8000, ge=1, le=65535)
     case_api_url: str | None = Field(

@@ -1,9 +1,10 @@
 """Apply case events to the read models: the one code path of live projection and rebuild.
 
 Live, what one pull of the case stream brings is one transaction (or each event its own,
-when the pull cannot be applied whole). A rebuild hands over thousands at once and keeps
-every view in memory, so it reads nothing back and writes each changed view once per batch.
-Either way the views, the journal rows and the position move in one transaction.
+when the pull cannot be applied whole), and the views, the journal rows and the position
+move in it. A rebuild hands over thousands at once and keeps the views in memory, the most
+recently changed first: it reads back only a view it had to write out to stay within
+``kept_views``, and writes the rest once, at the end, with the position.
 
 Idempotent per event: an event at or below the version its case's view has reached
 (a redelivery, or a copy republished by the relay's refill) changes nothing but the
@@ -12,6 +13,7 @@ position, so no event is ever applied twice.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -23,6 +25,9 @@ from services.projections.domain.events import CaseEventRecord
 from vss_contracts.case_events import CaseOpened
 
 OPENED = CaseOpened.TYPE
+# Case views a rebuild keeps in memory (VSS_REBUILD_KEPT_VIEWS): a generated case's view after
+# three years holds about 160 KiB in memory, so some 1.6 GiB at most.
+KEPT_VIEWS = 10_000
 
 
 class ReadModelWriter(Protocol):
@@ -31,6 +36,8 @@ class ReadModelWriter(Protocol):
     def load_view(self, case_id: str, cursor: Any | None = None) -> View | None: ...
 
     def write_journal(self, cursor: Any, journal_rows: Sequence[tuple[Any, ...]]) -> None: ...
+
+    def write_views(self, cursor: Any, views: Iterable[View]) -> None: ...
 
     def write(
         self,
@@ -56,15 +63,28 @@ class _AlreadyApplied(Exception):
 
 class Projector:
     def __init__(
-        self, models: ReadModelWriter, *, keep_views: bool = False, skip_orphans: bool = False
+        self,
+        models: ReadModelWriter,
+        *,
+        keep_views: bool = False,
+        kept_views: int | None = None,
+        skip_orphans: bool = False,
     ) -> None:
         self.models = models
         # An event of a case never opened: the live consumer dead-letters it (raise), a
         # rebuild skips it (the live consumer did not apply it either).
         self.skip_orphans = skip_orphans
         self.orphans = 0
-        # A rebuild is the only writer of its fresh generation, so it may keep every view.
-        self.views: dict[str, View] | None = {} if keep_views else None
+        # A rebuild is the only writer of its fresh generation, so it may keep the views, the
+        # most recently changed last: at most ``kept_views`` (None: all). Those beyond are
+        # written out (``written``) and read back when their case has another event.
+        self.views: OrderedDict[str, View] | None = OrderedDict() if keep_views else None
+        if kept_views is not None and kept_views < 1:
+            raise ValueError("kept_views must be at least 1")
+        self.kept_views = kept_views
+        self.written: set[str] = set()
+        self.written_out = 0  # views written before the end (each time one was)
+        self.read_back = 0
         self.applied = 0
         self.duplicates = 0
         self.chain_breaks = 0
@@ -84,6 +104,7 @@ class Projector:
                 touched, rows = self._project(events, cursor)
                 if self.views is not None:
                     self.models.write_journal(cursor, rows)
+                    self._keep(touched, cursor)
                 elif not self.models.write(
                     cursor,
                     touched.values(),
@@ -97,7 +118,6 @@ class Projector:
         except _AlreadyApplied:
             return False
         if self.views is not None:
-            self.views.update(touched)
             self._last = (
                 last.stream_sequence,
                 last.event_id,
@@ -106,17 +126,36 @@ class Projector:
         self.applied += len(rows)
         return True
 
-    def flush(self) -> None:
-        """Write every kept view and the position reached (the end of a rebuild).
+    def _keep(self, touched: dict[str, View], cursor: Any) -> None:
+        """Keep the batch's views as the most recent; write out the least recently changed
+        beyond ``kept_views`` (a tenth more at once, so that not every batch writes)."""
+        views = self.views
+        assert views is not None
+        for case_id, view in touched.items():
+            views[case_id] = view
+            views.move_to_end(case_id)
+        if self.kept_views is None or len(views) <= self.kept_views:
+            return
+        out = [views.popitem(last=False)[1] for _ in range(len(views) - self.kept_views * 9 // 10)]
+        self.models.write_views(cursor, out)
+        self.written.update(view["case_id"] for view in out)
+        self.written_out += len(out)
 
-        Once: until then a projector that keeps its views has written none (``fresh``).
+    def flush(self) -> None:
+        """Write the kept views and the position reached (the end of a rebuild).
+
+        Once: until then a projector that keeps its views has written none but those it wrote
+        out, which it writes again here as any write does; the others go in ``fresh``.
         """
         assert self.views is not None, "flush is for a projector that keeps its views"
         sequence, event_id, log_position = self._last
         with self.models.transaction() as cursor:
+            again = [view for case_id, view in self.views.items() if case_id in self.written]
+            if again:
+                self.models.write_views(cursor, again)
             self.models.write(
                 cursor,
-                self.views.values(),
+                (view for case_id, view in self.views.items() if case_id not in self.written),
                 (),
                 stream_sequence=sequence,
                 event_id=event_id,
@@ -136,7 +175,13 @@ class Projector:
             case_id = event.case_id
             view = touched.get(case_id)
             if view is None:
-                view = kept.get(case_id) if kept is not None else self.models.load_view(case_id, cursor)
+                if kept is None:
+                    view = self.models.load_view(case_id, cursor)
+                else:
+                    view = kept.get(case_id)
+                    if view is None and case_id in self.written:
+                        view = self.models.load_view(case_id, cursor)
+                        self.read_back += 1
             if view is None:
                 if event.type != OPENED or event.version != 1:
                     if self.skip_orphans:

@@ -277,6 +277,11 @@ class ReadModels:
                 sql(f"INSERT INTO {table.table} ({table.columns}) VALUES ({marks}){conflict}"), table_rows
             )
 
+    def write_views(self, cursor: Any, views: Iterable[View]) -> None:
+        """Write views as a live write does (each case's rows replaced), without the position:
+        a rebuild's views written out before its end."""
+        self._write_views(cursor, views, False, None)
+
     def write_journal(self, cursor: Any, journal_rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert journal rows (a key already there is an error, as for any insert)."""
         self._insert(cursor, Journal.table, Journal.columns, journal_rows)

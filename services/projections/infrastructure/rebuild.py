@@ -27,7 +27,7 @@ from nats.js.errors import NotFoundError
 
 from services.projections.application.deliveries import DeliveryProjector
 from services.projections.application.meetings import MeetingProjector
-from services.projections.application.projector import Projector
+from services.projections.application.projector import KEPT_VIEWS, Projector
 from services.projections.domain.events import MeetingRecord, NotificationRecord
 from services.projections.infrastructure.database import Connection, ReadModelLocation, new_generation
 from services.projections.infrastructure.decoding import UndecodableEvent, decode_meeting, decode_notification
@@ -75,6 +75,8 @@ class RebuildReport:
     meetings: int = 0  # events of the meetings stream applied
     meetings_position: int = 0  # the meetings stream's last sequence read (0: none, or no stream)
     meetings_skipped: int = 0  # undecodable messages of the meetings stream
+    views_written_out: int = 0  # case views written before the end to stay within kept_views
+    views_read_back: int = 0  # ... and read back at their case's next event
 
     @property
     def rate(self) -> float:
@@ -92,9 +94,11 @@ async def rebuild(
     progress_every: float = 1.0,
     notifications: BusNames | None = None,
     meetings: BusNames | None = None,
+    kept_views: int | None = KEPT_VIEWS,
 ) -> RebuildReport:
     """Rebuild from ``names`` (the case stream) and, if given, ``notifications`` (the delivery
-    record) and ``meetings`` (each case's meeting schedule)."""
+    record) and ``meetings`` (each case's meeting schedule). At most ``kept_views`` case views
+    stay in memory (None: every one)."""
     previous = location.current()
     generation = new_generation()
     models = ReadModels(location.connect(generation))
@@ -114,7 +118,7 @@ async def rebuild(
         models.create_tables()
         models.defer_journal_key(lambda: location.connect(generation))
         _commit_without_waiting(models.conn)
-        projector = Projector(models, keep_views=True, skip_orphans=True)
+        projector = Projector(models, keep_views=True, kept_views=kept_views, skip_orphans=True)
         nc = await connect(nats_url, name="projections-rebuild")
         try:
             js = nc.jetstream()
@@ -189,6 +193,8 @@ async def rebuild(
         meetings=schedules.applied,
         meetings_position=meeting_position,
         meetings_skipped=meeting_undecodable,
+        views_written_out=projector.written_out,
+        views_read_back=projector.read_back,
     )
 
 

@@ -93,6 +93,10 @@ class InMemoryReadModels:
     def write_journal(self, cursor: Any, journal_rows: Sequence[tuple[Any, ...]]) -> None:
         self._insert(self.journal_rows, journal_rows)
 
+    def write_views(self, cursor: Any, views: Iterable[View]) -> None:
+        for view in views:
+            self.views[view["case_id"]] = copy.deepcopy(view)
+
     def write(
         self,
         cursor: Any,

@@ -91,6 +91,28 @@ def test_a_rebuild_keeps_the_views_and_writes_them_once_at_the_end() -> None:
     assert rebuilt.position().stream_sequence == live.position().stream_sequence
 
 
+def test_a_rebuild_keeping_fewer_views_than_cases_writes_the_others_out_and_reads_them_back() -> None:
+    live, rebuilt, stream = InMemoryReadModels(), InMemoryReadModels(), Stream()
+    first = stream.records(story(*specs.WORKING))
+    second = stream.records(story(*specs.CONSENTED, case_id=OTHER_CASE))
+    # The two cases' events interleaved, so that each batch changes both, in stream order.
+    mixed = [e for pair in zip(first, second, strict=False) for e in pair]
+    mixed += first[len(second) :] + second[len(first) :]
+    records = [record._replace(stream_sequence=n) for n, record in enumerate(mixed, start=1)]
+    for record in records:
+        Projector(live).apply([record])
+    rebuild = Projector(rebuilt, keep_views=True, kept_views=1)
+    for batch in batches(records, 3):
+        rebuild.apply(batch)
+    assert rebuild.written_out > 0
+    assert rebuild.read_back > 0
+    assert len(rebuild.views or {}) == 1
+    rebuild.flush()
+    assert rebuilt.views == live.views
+    assert rebuilt.journal_rows == live.journal_rows
+    assert rebuilt.position().stream_sequence == live.position().stream_sequence
+
+
 def test_a_dead_lettered_event_is_passed_over_once() -> None:
     models = InMemoryReadModels()
     projector = Projector(models)
