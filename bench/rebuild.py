@@ -86,6 +86,7 @@ from bench.common import (
 )
 from services.case.infrastructure.outbox import CaseEventLog
 from services.case.infrastructure.store import CaseEventStore, StoreConfig
+from services.projections.application.projector import KEPT_VIEWS
 from services.projections.domain.events import CaseEventRecord
 from services.projections.infrastructure.database import ReadModelLocation
 from services.projections.infrastructure.decoding import decode
@@ -231,11 +232,13 @@ async def reader_pipeline(nats_url: str, names: BusNames, batch: int) -> Result:
     )
 
 
-async def rebuild_into(url: str, label: str, nats_url: str, names: BusNames, batch: int) -> Result:
+async def rebuild_into(
+    url: str, label: str, nats_url: str, names: BusNames, batch: int, kept_views: int | None
+) -> Result:
     location = ReadModelLocation(url)
     before = usage()
     try:
-        report = await rebuild(location, nats_url, names, batch=batch)
+        report = await rebuild(location, nats_url, names, batch=batch, kept_views=kept_views)
         cost = spent(before)
         generation = report.generation
         models_connection = location.connect(generation)
@@ -253,11 +256,21 @@ async def rebuild_into(url: str, label: str, nats_url: str, names: BusNames, bat
         report.events,
         report.seconds,
         peak_rss_mib(),
-        {"skipped": report.skipped, "position": report.position, **counts, **cost},
+        {
+            "skipped": report.skipped,
+            "position": report.position,
+            **counts,
+            "views kept": f"{kept_views:,}" if kept_views else "all",
+            "written out": report.views_written_out,
+            "read back": report.views_read_back,
+            **cost,
+        },
     )
 
 
-def _measure(kind: str, target: str, nats_url: str, names: BusNames, batch: int, profile: bool) -> Result:
+def _measure(
+    kind: str, target: str, nats_url: str, names: BusNames, batch: int, profile: bool, kept_views: int | None
+) -> Result:
     """One measurement in this (fresh) process."""
     quiet_logs()
     if kind == "raw":
@@ -269,15 +282,22 @@ def _measure(kind: str, target: str, nats_url: str, names: BusNames, batch: int,
     label = "PostgreSQL" if target.startswith("postgres") else "SQLite"
 
     def run() -> Result:
-        return asyncio.run(rebuild_into(target, label, nats_url, names, batch))
+        return asyncio.run(rebuild_into(target, label, nats_url, names, batch, kept_views))
 
     return profiled(run) if profile else run()
 
 
 def measure_in_process(
-    kind: str, target: str, nats_url: str, names: BusNames, batch: int, *, profile: bool = False
+    kind: str,
+    target: str,
+    nats_url: str,
+    names: BusNames,
+    batch: int,
+    *,
+    profile: bool = False,
+    kept_views: int | None = KEPT_VIEWS,
 ) -> Result:
-    return in_fresh_process(_measure, kind, target, nats_url, names, batch, profile)
+    return in_fresh_process(_measure, kind, target, nats_url, names, batch, profile, kept_views)
 
 
 # -------------------------------------------------------------------------------- runner
@@ -404,6 +424,12 @@ def main() -> None:
         help="events per batch (transaction) of the rebuild and of the reads",
     )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each measurement")
+    parser.add_argument(
+        "--kept-views",
+        type=int,
+        default=KEPT_VIEWS,
+        help=f"case views the rebuild keeps in memory (0: all; default {KEPT_VIEWS:,}, the service's)",
+    )
     parser.add_argument("--postgres", action="store_true", help="also rebuild into PostgreSQL")
     parser.add_argument("--skip-sqlite", action="store_true", help="no SQLite rebuild (with --postgres)")
     parser.add_argument("--profile", action="store_true", help="also one SQLite rebuild under cProfile")
@@ -411,6 +437,7 @@ def main() -> None:
         "--republish", action="store_true", help="publish with the relay even if the stream is cached"
     )
     args = parser.parse_args()
+    kept = args.kept_views or None
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpu(s)")
     quiet_logs()
     stored = case_store(args.cache.resolve(), args.events, args.seed)
@@ -453,7 +480,9 @@ def main() -> None:
                         f"  {result.name}: {result.rate:,.0f} events/s ({result.seconds:.1f} s)", flush=True
                     )
                 for label, make in targets:
-                    result = measure_in_process("rebuild", make(), nats_url, stream.names, args.batch)
+                    result = measure_in_process(
+                        "rebuild", make(), nats_url, stream.names, args.batch, kept_views=kept
+                    )
                     found.setdefault(label, []).append(result)
                     print(
                         f"  {result.name}: {result.rate:,.0f} events/s ({result.seconds:.1f} s)", flush=True
@@ -462,7 +491,13 @@ def main() -> None:
             if args.profile and not args.skip_sqlite:
                 print("profiling one SQLite rebuild ...", flush=True)
                 profiled = measure_in_process(
-                    "rebuild", targets[0][1](), nats_url, stream.names, args.batch, profile=True
+                    "rebuild",
+                    targets[0][1](),
+                    nats_url,
+                    stream.names,
+                    args.batch,
+                    profile=True,
+                    kept_views=kept,
                 )
 
         # The ratios are over the faster way to read and decode, whichever it was.
@@ -506,7 +541,8 @@ def main() -> None:
             print(
                 f"  {r.name}: {r.rate:,.0f} events/s, {verdict} the ≥ {TARGET:,.0f} events/s target;"
                 f" {r.extra['case_views']:,} case views, {r.extra['journal']:,} journal rows,"
-                f" {r.extra['skipped']} skipped"
+                f" {r.extra['skipped']} skipped; views kept {r.extra['views kept']}, written out"
+                f" {r.extra['written out']:,} times, read back {r.extra['read back']:,} times"
             )
         if profiled is not None:
             print(f"\n{profiled.name}: {profiled.rate:,.0f} events/s\n{profiled.extra['profile']}")
