@@ -142,6 +142,11 @@ class MeetingBook(MutableMapping[str, Meeting]):
     that are over. Those (held or cancelled) are kept as the JSON its snapshot stores until
     one is asked for: loading and saving a schedule then decodes and encodes only the
     meetings still to come, which are always objects.
+
+    The JSON is shared with the snapshot that :meth:`to_json` gives and :meth:`from_json` was
+    given: neither is changed afterwards. A meeting taken from the book is the book's until
+    :meth:`settle`; one that is over then goes back to its JSON, so a change to the object
+    taken before would not be kept (take it again).
     """
 
     __slots__ = ("_entries",)
@@ -183,8 +188,16 @@ class MeetingBook(MutableMapping[str, Meeting]):
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 
+    def __eq__(self, other: object) -> bool:
+        # As stored: comparing decodes nothing (the mapping's own equality would decode all).
+        if isinstance(other, MeetingBook):
+            return self.to_json() == other.to_json()
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
-        return f"MeetingBook({len(self._entries)} meetings)"
+        return f"MeetingBook({self._entries!r})"
 
     def scheduled(self) -> Iterator[Meeting]:
         """The meetings still to come, without decoding those that are over."""
@@ -199,6 +212,22 @@ class MeetingBook(MutableMapping[str, Meeting]):
                     yield entry.status, entry.starts_at
             elif any(i["invitee_id"] == "client" for i in entry["invitees"]):
                 yield MeetingStatus(entry["status"]), datetime.fromisoformat(entry["starts_at"])
+
+    def places(self) -> Iterator[tuple[datetime, PlaceKind, str]]:
+        """(start, kind of place, place) of each confirmed resource group meeting not cancelled
+        that has both, without decoding those that are over."""
+        for entry in self._entries.values():
+            if isinstance(entry, Meeting):
+                kind, proposed, cancelled = entry.kind, entry.proposed, entry.is_cancelled
+                place_kind, location, starts_at = entry.place_kind, entry.location, entry.starts_at
+            else:
+                kind, proposed = MeetingKind(entry["kind"]), entry.get("proposed", False)
+                cancelled = entry["status"] == MeetingStatus.CANCELLED.value
+                place_kind = PlaceKind(entry["place_kind"]) if entry.get("place_kind") else None
+                location, starts_at = entry["location"], datetime.fromisoformat(entry["starts_at"])
+            confirmed = kind is MeetingKind.RESOURCE_GROUP and not proposed and not cancelled
+            if confirmed and place_kind is not None and location:
+                yield starts_at, place_kind, location
 
     def settle(self) -> None:
         """Order the meetings by id and keep those that are over as their JSON again, as a

@@ -646,20 +646,10 @@ class MeetingSchedule:
     def _usual_place(self) -> tuple[PlaceKind, str]:
         """Where the group met last (the latest confirmed resource group meeting with a place
         of a known kind), else the rules' default place."""
-        placed = [
-            m
-            for m in self.state.meetings.values()
-            if m.kind is MeetingKind.RESOURCE_GROUP
-            and not m.proposed
-            and m.place_kind is not None
-            and m.location
-            and not m.is_cancelled
-        ]
+        placed = list(self.state.meetings.places())
         if placed:
-            last = max(placed, key=lambda m: m.starts_at)
-            assert last.place_kind is not None
-            assert last.location is not None
-            return last.place_kind, last.location
+            _, place_kind, location = max(placed, key=lambda p: p[0])
+            return place_kind, location
         return self.rules.place_kind, place_text(self.rules.place_kind, None)
 
     def _meeting_held(self, cause: str, data: ce.ResourceGroupMeetingHeld) -> list[Decided]:

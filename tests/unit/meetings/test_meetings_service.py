@@ -787,7 +787,9 @@ def test_a_settled_schedule_keeps_the_meetings_that_are_over_as_their_stored_jso
         book = schedule.state.meetings
         assert sorted(k for k, e in book._entries.items() if isinstance(e, dict)) == over
         schedule.timers()  # the upcoming meetings' timers need no meeting that is over ...
-        days = schedule._booked_client_days(date.min, date.max)  # ... nor the contact cadence
+        days = schedule._booked_client_days(date.min, date.max)  # ... nor the contact cadence,
+        schedule._usual_place()  # ... the place of the next resource group meeting ...
+        assert schedule.state == kept.state  # ... or a comparison
         assert sorted(k for k, e in book._entries.items() if isinstance(e, dict)) == over
         assert days  # the client was met, or is to be
         assert days == sorted(
