@@ -1,14 +1,16 @@
 """Fixtures of the projections tests: generated history on a real stream, and projectors on it.
 
 ``history`` (once per module): cases generated through the case application into an
-SQLite store, published by the real relay to a stream of the module's own on the
-test NATS server. Tests then project that stream into read models of their own.
+SQLite store (generated once per run, copied for each module), published by the real relay
+to a stream of the module's own on the test NATS server. Tests then project that stream
+into read models of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,13 +74,33 @@ def publish(store: CaseEventStore, nats_url: str, names: BusNames) -> int:
     return asyncio.run(_last_sequence(nats_url, names.stream))
 
 
+@pytest.fixture(scope="session")
+def generated_history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerationReport]:
+    """The generated cases' store, made once per run (the generation is most of a module's
+    set-up), and the generator's report of it."""
+    path = tmp_path_factory.mktemp("generated-history") / "events.sqlite"
+    migrate(StoreConfig(f"sqlite:///{path}"))
+    store = generation_store(f"sqlite:///{path}", 40)
+    try:
+        report = generate(store, GeneratorSettings(cases=40, seed=11, end=GENERATED_END, span_days=900))
+    finally:
+        store.close()
+    return path, report
+
+
 @pytest.fixture(scope="module")
-def history(tmp_path_factory: pytest.TempPathFactory, nats_server: NatsServer) -> Iterator[History]:
-    directory = tmp_path_factory.mktemp("history")
-    url = f"sqlite:///{directory}/events.sqlite"
-    migrate(StoreConfig(url))
+def history(
+    tmp_path_factory: pytest.TempPathFactory,
+    nats_server: NatsServer,
+    generated_history: tuple[Path, GenerationReport],
+) -> Iterator[History]:
+    source, report = generated_history
+    path = tmp_path_factory.mktemp("history") / "events.sqlite"
+    # A module's own copy: nothing one module does to its store reaches another.
+    with contextlib.closing(sqlite3.connect(source)) as read, contextlib.closing(sqlite3.connect(path)) as to:
+        read.backup(to)
+    url = f"sqlite:///{path}"
     store = generation_store(url, 40)
-    report = generate(store, GeneratorSettings(cases=40, seed=11, end=GENERATED_END, span_days=900))
     names = BusNames.unique()
     last = publish(store, nats_server.url, names)
     try:
