@@ -2,9 +2,9 @@
 
 Live, what one pull of the case stream brings is one transaction (or each event its own,
 when the pull cannot be applied whole), and the views, the journal rows and the position
-move in it. A rebuild hands over thousands at once and keeps the views in memory, the most
-recently changed first: it reads back only a view it had to write out to stay within
-``kept_views``, and writes the rest once, at the end, with the position.
+move in it. A rebuild hands over thousands at once and keeps the most recently changed views
+in memory: it reads back only a view it had to write out to stay within ``kept_views``, and
+writes the rest once, at the end, with the position.
 
 Idempotent per event: an event at or below the version its case's view has reached
 (a redelivery, or a copy republished by the relay's refill) changes nothing but the
