@@ -39,6 +39,10 @@ class ReadModelWriter(Protocol):
 
     def write_views(self, cursor: Any, views: Iterable[View]) -> None: ...
 
+    def write_out(self, cursor: Any, views: Iterable[View]) -> None: ...
+
+    def derive(self, cursor: Any, case_ids: Sequence[str]) -> None: ...
+
     def write(
         self,
         cursor: Any,
@@ -137,15 +141,16 @@ class Projector:
         if self.kept_views is None or len(views) <= self.kept_views:
             return
         out = [views.popitem(last=False)[1] for _ in range(len(views) - self.kept_views * 9 // 10)]
-        self.models.write_views(cursor, out)
+        self.models.write_out(cursor, out)  # the documents; the other tables at the end
         self.written.update(view["case_id"] for view in out)
         self.written_out += len(out)
 
     def flush(self) -> None:
         """Write the kept views and the position reached (the end of a rebuild).
 
-        Once: until then a projector that keeps its views has written none but those it wrote
-        out, which it writes again here as any write does; the others go in ``fresh``.
+        Once: until then a projector that keeps its views has written none but the documents
+        of those it wrote out. A kept one of those is written again here as any write does,
+        the others' tables are derived from their documents; the rest go in ``fresh``.
         """
         assert self.views is not None, "flush is for a projector that keeps its views"
         sequence, event_id, log_position = self._last
@@ -163,6 +168,7 @@ class Projector:
                 at=datetime.now(UTC).isoformat(),
                 fresh=True,
             )
+            self.models.derive(cursor, sorted(self.written.difference(self.views)))
 
     def _project(
         self, events: Sequence[CaseEventRecord], cursor: Any

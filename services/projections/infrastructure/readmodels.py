@@ -250,20 +250,28 @@ class ReadModels:
         self.write_journal(cursor, journal_rows)
         return True
 
-    def _write_views(self, cursor: Any, views: Iterable[View], fresh: bool, key: Future[None] | None) -> None:
-        """The rows every registered case table derives from each view, written table by table."""
-        rows: list[list[tuple[Any, ...]]] = [[] for _ in CASE_TABLES]
+    def _write_views(
+        self,
+        cursor: Any,
+        views: Iterable[View],
+        fresh: bool,
+        key: Future[None] | None,
+        tables: Sequence[CaseTable] = CASE_TABLES,
+    ) -> None:
+        """The rows ``tables`` (every registered case table) derive from each view, written
+        table by table."""
+        rows: list[list[tuple[Any, ...]]] = [[] for _ in tables]
         ids: list[tuple[str]] = []
         for view in views:
             ids.append((view["case_id"],))
-            for table, table_rows in zip(CASE_TABLES, rows, strict=True):
+            for table, table_rows in zip(tables, rows, strict=True):
                 table_rows.extend(table.rows(view))
         if key is not None and not self.conn.is_postgres:
             key.result()  # this connection is free again
         if not ids:
             return
         sql = self.conn.sql
-        for table, table_rows in zip(CASE_TABLES, rows, strict=True):
+        for table, table_rows in zip(tables, rows, strict=True):
             if fresh:
                 self._insert(cursor, table.table, table.columns, table_rows)
                 continue
@@ -278,9 +286,25 @@ class ReadModels:
             )
 
     def write_views(self, cursor: Any, views: Iterable[View]) -> None:
-        """Write views as a live write does (each case's rows replaced), without the position:
-        a rebuild's views written out before its end."""
+        """Write views as a live write does (each case's rows replaced), without the position."""
         self._write_views(cursor, views, False, None)
+
+    def write_out(self, cursor: Any, views: Iterable[View]) -> None:
+        """A rebuild's views written out before its end: their documents (the overview's rows)
+        only; :meth:`derive` makes the other tables' rows of those left out at the end."""
+        self._write_views(cursor, views, False, None, CASE_TABLES[:1])
+
+    def derive(self, cursor: Any, case_ids: Sequence[str], page: int = 100) -> None:
+        """The rows of every case table but the overview for ``case_ids``, none of which has
+        any yet, from their stored documents, a page of cases at a time."""
+        sql = self.conn.sql
+        for start in range(0, len(case_ids), page):
+            chunk = case_ids[start : start + page]
+            marks = ", ".join("?" for _ in chunk)
+            docs = cursor.execute(sql(f"SELECT doc FROM case_views WHERE case_id IN ({marks})"), chunk)
+            views = [orjson.loads(doc[0]) for doc in docs.fetchall()]
+            for table in CASE_TABLES[1:]:
+                self._insert(cursor, table.table, table.columns, [r for v in views for r in table.rows(v)])
 
     def write_journal(self, cursor: Any, journal_rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert journal rows (a key already there is an error, as for any insert)."""
