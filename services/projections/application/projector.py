@@ -140,7 +140,8 @@ class Projector:
             views.move_to_end(case_id)
         if self.kept_views is None or len(views) <= self.kept_views:
             return
-        out = [views.popitem(last=False)[1] for _ in range(len(views) - self.kept_views * 9 // 10)]
+        keep = max(1, self.kept_views * 9 // 10)
+        out = [views.popitem(last=False)[1] for _ in range(len(views) - keep)]
         self.models.write_out(cursor, out)  # the documents; the other tables at the end
         self.written.update(view["case_id"] for view in out)
         self.written_out += len(out)
@@ -175,7 +176,7 @@ class Projector:
     ) -> tuple[dict[str, View], list[tuple[Any, ...]]]:
         touched: dict[str, View] = {}
         rows: list[tuple[Any, ...]] = []
-        kept = self.views  # a rebuild's: every view is here, none is read back
+        kept = self.views  # a rebuild's: a view not here is new, or written out (read back)
         start, apply, journal_row = case_view.start, case_view.apply, journal.journal_row
         for event in events:
             case_id = event.case_id

@@ -103,7 +103,7 @@ async def rebuild(
     generation = new_generation()
     models = ReadModels(location.connect(generation))
     started = time.perf_counter()
-    # The views kept in memory for the whole rebuild are long-lived: each batch's survivors
+    # The views kept in memory (up to kept_views) are long-lived: each batch's survivors
     # are frozen out of the cyclic garbage collector, which would otherwise traverse all of
     # them again at every full collection (a quarter of the CPU at a million events). Not
     # if the process had frozen objects already: unfreezing at the end would undo that.

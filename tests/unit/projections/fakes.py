@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
+
 from services.projections.application.deliveries import DELIVERIES_CONSUMER
 from services.projections.application.meetings import MEETINGS_CONSUMER
 from services.projections.application.ports import Position
@@ -49,6 +51,7 @@ class InMemoryReadModels:
 
     def __init__(self) -> None:
         self.views: dict[str, View] = {}
+        self.derived: set[str] = set()  # cases whose tables derived from the view are written
         self.journal_rows: dict[tuple[str, int], tuple[Any, ...]] = {}
         self.delivery_rows: dict[tuple[str, int], tuple[Any, ...]] = {}
         self.meeting_rows: dict[tuple[str, str], tuple[Any, ...]] = {}  # as the table keeps them
@@ -63,6 +66,7 @@ class InMemoryReadModels:
         before = copy.deepcopy(
             (
                 self.views,
+                self.derived,
                 self.journal_rows,
                 self.delivery_rows,
                 self.meeting_rows,
@@ -76,6 +80,7 @@ class InMemoryReadModels:
         except BaseException:
             (
                 self.views,
+                self.derived,
                 self.journal_rows,
                 self.delivery_rows,
                 self.meeting_rows,
@@ -96,12 +101,17 @@ class InMemoryReadModels:
     def write_views(self, cursor: Any, views: Iterable[View]) -> None:
         for view in views:
             self.views[view["case_id"]] = copy.deepcopy(view)
+            self.derived.add(view["case_id"])
 
     def write_out(self, cursor: Any, views: Iterable[View]) -> None:
-        self.write_views(cursor, views)  # the views are the whole model here: nothing to derive
+        for view in views:  # the document alone: the tables derived from it are not written
+            self.views[view["case_id"]] = orjson.loads(orjson.dumps(view))
 
     def derive(self, cursor: Any, case_ids: Sequence[str]) -> None:
-        assert all(case_id in self.views for case_id in case_ids)
+        for case_id in case_ids:
+            if case_id not in self.views or case_id in self.derived:
+                raise DuplicateRow(f"case {case_id}: no document, or its tables are there already")
+            self.derived.add(case_id)
 
     def write(
         self,
@@ -122,6 +132,7 @@ class InMemoryReadModels:
             if fresh and view["case_id"] in self.views:
                 raise DuplicateRow(f"case {view['case_id']} is there already")
             self.views[view["case_id"]] = copy.deepcopy(view)
+            self.derived.add(view["case_id"])
         self.write_journal(cursor, journal_rows)
         return True
 
