@@ -246,3 +246,20 @@ def test_a_rebuild_that_keeps_few_views_in_memory_equals_the_incrementally_built
     assert rebuilt.dump() == live_dump
     assert rebuilt.position().stream_sequence == history.last_sequence
     rebuilt.close()
+
+
+def test_a_case_table_added_since_a_generation_was_built_is_filled_from_its_documents(
+    projected: ReadModelLocation,
+) -> None:
+    """A generation from before ``open_actions`` existed gets the table at start, its rows
+    derived from the overview documents it holds, as a rebuild would have written them."""
+    models = _models(projected)
+    before = models.dump()
+    assert before["open_actions"], "the generated history leaves some actions open"
+    models.conn.execute("DROP TABLE open_actions")
+    models.close()
+    again = _models(projected)
+    assert not again._exists("open_actions")
+    again.create_tables()
+    assert again.dump() == before
+    again.close()

@@ -112,11 +112,8 @@ class ReadModels:
 
     def _fill(self, tables: Sequence[CaseTable]) -> None:
         with self.transaction() as cursor:
-            docs = cursor.execute(self.conn.sql("SELECT doc FROM case_views ORDER BY case_id")).fetchall()
-            views = [orjson.loads(doc[0]) for doc in docs]
-            for table in tables:
-                rows = [row for view in views for row in table.rows(view)]
-                self._insert(cursor, table.table, table.columns, rows)
+            ids = cursor.execute(self.conn.sql("SELECT case_id FROM case_views ORDER BY case_id")).fetchall()
+            self.derive(cursor, [row[0] for row in ids], tables)
 
     def close(self) -> None:
         self.conn.close()
@@ -294,16 +291,18 @@ class ReadModels:
         only; :meth:`derive` makes the other tables' rows of those left out at the end."""
         self._write_views(cursor, views, False, None, CASE_TABLES[:1])
 
-    def derive(self, cursor: Any, case_ids: Sequence[str], page: int = 100) -> None:
-        """The rows of every case table but the overview for ``case_ids``, none of which has
-        any yet, from their stored documents, a page of cases at a time."""
-        sql = self.conn.sql
+    def derive(
+        self, cursor: Any, case_ids: Sequence[str], tables: Sequence[CaseTable] = CASE_TABLES[1:]
+    ) -> None:
+        """The rows of ``tables`` (every case table but the overview) for ``case_ids``, none of
+        which has any yet, from their stored documents, a hundred cases at a time."""
+        sql, page = self.conn.sql, 100
         for start in range(0, len(case_ids), page):
             chunk = case_ids[start : start + page]
             marks = ", ".join("?" for _ in chunk)
             docs = cursor.execute(sql(f"SELECT doc FROM case_views WHERE case_id IN ({marks})"), chunk)
             views = [orjson.loads(doc[0]) for doc in docs.fetchall()]
-            for table in CASE_TABLES[1:]:
+            for table in tables:
                 self._insert(cursor, table.table, table.columns, [r for v in views for r in table.rows(v)])
 
     def write_journal(self, cursor: Any, journal_rows: Sequence[tuple[Any, ...]]) -> None:
