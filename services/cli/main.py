@@ -1286,7 +1286,9 @@ def projections_rebuild(
         f" {settings.notification_names().stream} sequence {report.deliveries_position:,},"
         f" {report.deliveries_skipped} skipped; {report.meetings:,} meeting events to"
         f" {settings.meeting_names().stream} sequence {report.meetings_position:,},"
-        f" {report.meetings_skipped} skipped; previous {report.previous or '-'}"
+        f" {report.meetings_skipped} skipped; {report.views_written_out:,} case views written out"
+        f" and {report.views_read_back:,} read back (VSS_REBUILD_KEPT_VIEWS"
+        f" {settings.rebuild_kept_views:,}); previous {report.previous or '-'}"
     )
 
 
